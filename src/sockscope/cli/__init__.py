@@ -1,0 +1,73 @@
+"""Command-line entry point: a small registry of subcommands, loaded lazily.
+
+``sockscope [ss options] [state …] [filter]`` is the ss-compatible listing
+(:mod:`sockscope.cli.ls`); a first argument naming a subcommand runs that one
+instead.  Each subcommand module exposes ``main(argv: list[str]) -> int`` and
+may raise :class:`~sockscope.errors.SockscopeError`; this module turns errors
+into one line on stderr and an exit status, in one place.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+#: name -> (module, one-line summary).  Only the chosen module is imported.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ls": ("sockscope.cli.ls", "list sockets, like ss (the default)"),
+    "serve": ("sockscope.cli.serve", "run the greeting/echo server"),
+    "connect": ("sockscope.cli.connect", "connect to a server, print what it sends; tcping"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run sockscope with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    if argv is None:
+        argv = sys.argv[1:]
+    name = "ls"
+    if argv and argv[0] in COMMANDS:
+        name, argv = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    from sockscope.errors import SockscopeError
+
+    try:
+        status: int = module.main(argv)
+    except SockscopeError as exc:
+        _flush_quietly()
+        print(f"sockscope: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        _flush_quietly()
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    return status
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's exit flush is quiet."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
