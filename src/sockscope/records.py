@@ -70,12 +70,10 @@ class Endpoint(NamedTuple):
     For inet sockets ``address`` is the textual IP ("127.0.0.1", "::1") and
     ``port`` the port number (0 = none).  For UNIX sockets ``address`` is the
     path, ``@name`` for an abstract name, or "" when unnamed, and ``port`` is 0.
-    ``scope`` is the interface a socket is bound to (``%lo``), or None.
     """
 
     address: str
     port: int
-    scope: str | None = None
 
 
 class Owner(NamedTuple):
@@ -112,6 +110,7 @@ class Socket:
     shutdown: int | None = None
     owners: tuple[Owner, ...] = ()
     netns: str | None = None
+    protocol: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of this record (used by --json and --csv)."""
@@ -123,7 +122,6 @@ class Socket:
             "send_q": self.send_q,
             "local_address": self.local.address,
             "local_port": self.local.port,
-            "local_scope": self.local.scope,
             "peer_address": self.peer.address,
             "peer_port": self.peer.port,
             "inode": self.inode,
@@ -135,6 +133,7 @@ class Socket:
             "shutdown": self.shutdown,
             "owners": [o._asdict() for o in self.owners],
             "netns": self.netns,
+            "protocol": self.protocol,
         }
 
 
@@ -158,7 +157,7 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
     return ns["make"]  # type: ignore[no-any-return]
 
 
-#: ``make_socket(*all 16 fields in order)``: the decoder's fast path.
+#: ``make_socket(*all 17 fields in order)``: the decoder's fast path.
 make_socket: Callable[..., Socket] = _fast_constructor(Socket)
 
 __all__ = ["State", "Endpoint", "Owner", "Socket", "STATES", "state_of", "make_socket"]

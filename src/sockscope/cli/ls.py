@@ -1,0 +1,318 @@
+"""``sockscope [options] [state …] [filter]``: list sockets, like ss.
+
+Options follow ss(8) (GNU getopt: bundled short flags, options anywhere).
+This module turns them into a :class:`~sockscope.query.Query` plus table
+options, exactly as ss's ``main`` does (tables, families, the state set and
+its defaults), then streams the rows.
+"""
+
+from __future__ import annotations
+
+import getopt
+import os
+import sys
+from typing import IO
+
+from sockscope.errors import UsageError
+
+USAGE = """\
+Usage: sockscope [ OPTIONS ]
+       sockscope [ OPTIONS ] [ FILTER ]
+       sockscope serve|connect …   (see sockscope serve --help)
+   -h, --help          this message
+   -V, --version       output version information
+   -n, --numeric       don't resolve service names
+   -r, --resolve       resolve host names
+   -a, --all           display all sockets
+   -l, --listening     display listening sockets
+   -p, --processes     show process using socket
+   -H, --no-header     Suppress header line
+   -O, --oneline       socket's data printed on a single line
+       --json          print a JSON array of records (fields as the API's)
+       --csv           print CSV with a header row
+
+   -4, --ipv4          display only IP version 4 sockets
+   -6, --ipv6          display only IP version 6 sockets
+   -0, --packet        display PACKET sockets
+   -t, --tcp           display only TCP sockets
+   -M, --mptcp         display only MPTCP sockets
+   -S, --sctp          display only SCTP sockets
+   -u, --udp           display only UDP sockets
+   -d, --dccp          display only DCCP sockets
+   -w, --raw           display only RAW sockets
+   -x, --unix          display only Unix domain sockets
+   -f, --family=FAMILY display sockets of type FAMILY
+       FAMILY := {inet|inet6|link|unix|netlink|help}
+
+   -A, --query=QUERY, --socket=QUERY
+       QUERY := {all|inet|tcp|mptcp|udp|raw|unix|unix_dgram|unix_stream|unix_seqpacket|packet|packet_raw|packet_dgram|netlink|dccp|sctp}[,QUERY]
+
+       FILTER := [ state STATE-FILTER ] [ EXPRESSION ]
+       STATE-FILTER := {all|connected|synchronized|bucket|big|TCP-STATES}
+         TCP-STATES := {established|syn-sent|syn-recv|fin-wait-{1,2}|time-wait|closed|close-wait|last-ack|listening|closing}
+          connected := {established|syn-sent|syn-recv|fin-wait-{1,2}|time-wait|close-wait|last-ack|closing}
+       synchronized := {established|syn-recv|fin-wait-{1,2}|time-wait|close-wait|last-ack|closing}
+             bucket := {syn-recv|time-wait}
+                big := {established|syn-sent|fin-wait-{1,2}|closed|close-wait|last-ack|listening|closing}
+
+Environment: SOCKSCOPE_FORCE_PROC=1 reads /proc/net instead of sock_diag.
+"""
+
+_SHORT = "dhaletuwxnro460spTbEf:mMiA:D:F:vVzZN:KHSO"
+_LONG = [
+    "numeric", "resolve", "options", "extended", "memory", "info", "processes", "threads", "bpf",
+    "events", "dccp", "tcp", "sctp", "udp", "raw", "unix", "tipc", "vsock", "all", "listening",
+    "ipv4", "ipv6", "packet", "family=", "socket=", "query=", "summary", "diag=", "filter=",
+    "version", "help", "context", "contexts", "net=", "tipcinfo", "tos", "cgroup", "kill",
+    "no-header", "xdp", "mptcp", "oneline", "inet-sockopt", "json", "csv",
+]
+_LONG_TO_SHORT = {
+    "numeric": "n", "resolve": "r", "options": "o", "extended": "e", "memory": "m", "info": "i",
+    "processes": "p", "threads": "T", "bpf": "b", "events": "E", "dccp": "d", "tcp": "t",
+    "sctp": "S", "udp": "u", "raw": "w", "unix": "x", "all": "a", "listening": "l", "ipv4": "4",
+    "ipv6": "6", "packet": "0", "family": "f", "socket": "A", "query": "A", "summary": "s",
+    "diag": "D", "filter": "F", "version": "V", "help": "h", "context": "Z", "contexts": "z",
+    "net": "N", "kill": "K", "no-header": "H", "mptcp": "M", "oneline": "O",
+}
+# Options of ss that this version does not implement yet: refuse them clearly.
+_NOT_YET = {
+    "o": "-o (timers)", "e": "-e (details)", "m": "-m (memory)", "i": "-i (tcp_info)",
+    "s": "-s (summary)", "T": "-T (threads)", "b": "-b (bpf)", "E": "-E (events)",
+    "D": "-D (diag dump)", "F": "-F (filter file)", "z": "-z (contexts)", "Z": "-Z (contexts)",
+    "N": "-N (netns)", "K": "-K (kill)", "tipc": "--tipc", "vsock": "--vsock", "xdp": "--xdp",
+    "tipcinfo": "--tipcinfo", "tos": "--tos", "cgroup": "--cgroup", "inet-sockopt": "--inet-sockopt",
+}
+
+SS_ALL = (1 << 12) - 1
+SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
+_EST = 1 << 1
+_CLOSE = 1 << 7
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET = 1, 2, 10, 16, 17
+
+# ss's tables ("dbs"): default states and families
+_DB_STATES = {
+    "tcp": SS_CONN, "mptcp": SS_CONN, "dccp": SS_CONN, "udp": _EST, "raw": _EST,
+    "u_dgr": _CLOSE, "u_str": SS_CONN, "u_seq": SS_CONN, "p_dgr": _CLOSE, "p_raw": _CLOSE,
+    "nl": _CLOSE, "sctp": SS_CONN, "v_str": SS_CONN, "v_dgr": SS_CONN, "xdp": _CLOSE,
+}
+_INET = frozenset({AF_INET, AF_INET6})
+_DB_FAMILIES = {
+    "tcp": _INET, "mptcp": _INET, "dccp": _INET, "udp": _INET, "raw": _INET, "sctp": _INET,
+    "u_dgr": frozenset({AF_UNIX}), "u_str": frozenset({AF_UNIX}), "u_seq": frozenset({AF_UNIX}),
+    "p_dgr": frozenset({AF_PACKET}), "p_raw": frozenset({AF_PACKET}), "nl": frozenset({AF_NETLINK}),
+    "v_str": frozenset({40}), "v_dgr": frozenset({40}), "xdp": frozenset({44}),
+}
+_INET_DBS = ("tcp", "udp", "dccp", "sctp", "raw", "mptcp")
+_AF_DEFAULTS = {
+    AF_INET: (_INET_DBS, SS_CONN), AF_INET6: (_INET_DBS, SS_CONN),
+    AF_UNIX: (("u_str", "u_dgr", "u_seq"), SS_CONN), AF_PACKET: (("p_raw", "p_dgr"), _CLOSE),
+    AF_NETLINK: (("nl",), _CLOSE),
+}
+_FAMILY_NAMES = {"inet": AF_INET, "inet6": AF_INET6, "link": AF_PACKET, "unix": AF_UNIX, "netlink": AF_NETLINK}
+_DB_NAMES = {
+    "all": ("udp", "dccp", "tcp", "mptcp", "raw", "u_str", "u_dgr", "u_seq", "p_raw", "p_dgr",
+            "nl", "sctp", "v_str", "v_dgr", "xdp"),
+    "inet": ("udp", "dccp", "tcp", "mptcp", "sctp", "raw"),
+    "udp": ("udp",), "dccp": ("dccp",), "tcp": ("tcp",), "mptcp": ("mptcp",), "sctp": ("sctp",),
+    "raw": ("raw",), "unix": ("u_str", "u_dgr", "u_seq"), "unix_stream": ("u_str",),
+    "u_str": ("u_str",), "unix_dgram": ("u_dgr",), "u_dgr": ("u_dgr",),
+    "unix_seqpacket": ("u_seq",), "u_seq": ("u_seq",), "packet": ("p_raw", "p_dgr"),
+    "packet_raw": ("p_raw",), "p_raw": ("p_raw",), "packet_dgram": ("p_dgr",), "p_dgr": ("p_dgr",),
+    "netlink": ("nl",), "vsock": ("v_str", "v_dgr"), "vsock_stream": ("v_str",), "v_str": ("v_str",),
+    "vsock_dgram": ("v_dgr",), "v_dgr": ("v_dgr",), "xdp": ("xdp",),
+}
+_SHORT_DB = {"t": "tcp", "u": "udp", "w": "raw", "d": "dccp", "S": "sctp", "M": "mptcp"}
+_SHORT_AF = {"x": AF_UNIX, "4": AF_INET, "6": AF_INET6, "0": AF_PACKET}
+
+
+class _Selection:
+    """ss's ``struct filter`` while options are read."""
+
+    def __init__(self) -> None:
+        self.dbs: set[str] = set()
+        self.families: set[int] = set()
+        self.states = 0
+        self.preferred = 0
+        self.do_default = True
+        self.explicit: set[str] = set()
+
+    def db_set(self, db: str, enable: bool = True) -> None:
+        if enable:
+            self.states |= _DB_STATES[db]
+            self.dbs.add(db)
+        else:
+            self.dbs.discard(db)
+        self.do_default = False
+
+    def af_set(self, af: int) -> None:
+        self.states |= _AF_DEFAULTS[af][1]
+        self.families.add(af)
+        self.do_default = False
+        self.preferred = af
+
+    def db_parse(self, name: str) -> None:
+        enable = not name.startswith("!")
+        key = name[1:] if not enable else name
+        dbs = _DB_NAMES.get(key)
+        if dbs is None:
+            raise UsageError(f'"{name}" is illegal socket table id')
+        for db in dbs:
+            self.db_set(db, enable)
+
+    def merge_defaults(self) -> None:
+        for db in list(self.dbs):
+            if not (_DB_FAMILIES[db] & self.families):
+                self.families |= _DB_FAMILIES[db]
+        for af, (dbs, _st) in _AF_DEFAULTS.items():
+            if af in self.families and not (set(dbs) & self.dbs):
+                self.dbs |= set(dbs)
+
+
+def main(argv: list[str], stdout: IO[str] | None = None) -> int:
+    out = stdout if stdout is not None else sys.stdout
+    try:
+        opts, args = getopt.gnu_getopt(argv, _SHORT, _LONG)
+    except getopt.GetoptError as exc:
+        raise UsageError(f"{exc.msg} (see sockscope --help)") from None
+
+    sel = _Selection()
+    state_filter = 0
+    saw_query = False
+    numeric = resolve = processes = False
+    header = True
+    fmt = "table"
+    for opt, val in opts:
+        name = opt.lstrip("-")
+        if opt.startswith("--"):
+            name = _LONG_TO_SHORT.get(name, name)
+        if name in _NOT_YET:
+            raise UsageError(f"option {_NOT_YET[name]} is not implemented yet in this version")
+        if name == "h":
+            out.write(USAGE)
+            return 0
+        if name in ("V", "v"):
+            from sockscope import __version__
+
+            out.write(f"sockscope {__version__} (ss-compatible)\n")
+            return 0
+        if name == "n":
+            numeric = True
+        elif name == "r":
+            resolve = True
+        elif name == "p":
+            processes = True
+        elif name == "H":
+            header = False
+        elif name == "O":
+            pass  # rows are already one line each (no -e/-m/-i details yet)
+        elif name == "a":
+            state_filter = SS_ALL
+        elif name == "l":
+            state_filter = (1 << 10) | _CLOSE
+        elif name in _SHORT_DB:
+            sel.db_set(_SHORT_DB[name])
+            sel.explicit.add(_SHORT_DB[name])
+        elif name in _SHORT_AF:
+            sel.af_set(_SHORT_AF[name])
+        elif name == "f":
+            if val == "help":
+                out.write(USAGE)
+                return 0
+            af = _FAMILY_NAMES.get(val)
+            if af is None:
+                if val in ("vsock", "tipc", "xdp"):
+                    raise UsageError(f"family {val} is not implemented yet in this version")
+                raise UsageError(f'"{val}" is invalid family')
+            sel.af_set(af)
+        elif name == "A":
+            if not saw_query:
+                sel.dbs = set()
+                state_filter = state_filter or SS_CONN
+                saw_query = True
+                sel.do_default = False
+            for part in val.split(","):
+                sel.db_parse(part)
+                sel.explicit.update(_DB_NAMES.get(part.lstrip("!"), ()))
+        elif name in ("json", "csv"):
+            fmt = name
+
+    from sockscope.filter.states import parse_state_words
+
+    state_filter, rest = parse_state_words(args, state_filter)
+    if rest:
+        raise UsageError(f"filter expressions are not implemented yet in this version: {' '.join(rest)!r}")
+    if sel.do_default:
+        state_filter = state_filter or SS_CONN
+        sel.db_parse("all")
+    if state_filter:
+        sel.states = state_filter
+    sel.merge_defaults()
+    if not sel.dbs:
+        print("sockscope: no socket tables to show with such filter.", file=sys.stderr)
+        return 0
+    if not sel.families:
+        print("sockscope: no families to show with such filter.", file=sys.stderr)
+        return 0
+    if not sel.states:
+        print("sockscope: no socket states to show with such filter.", file=sys.stderr)
+        return 0
+
+    from sockscope.query import Query, run
+
+    q = Query(
+        tables=frozenset(sel.dbs),
+        families=frozenset(sel.families),
+        states=sel.states,
+        preferred_family=sel.preferred,
+        explicit=frozenset(sel.explicit),
+    )
+    owners = None
+    if processes or fmt != "table":
+        from sockscope.processes import OwnerMap
+
+        if processes:
+            owners = OwnerMap.scan()
+            if not owners.complete:
+                print("sockscope: not all processes could be read (run as root): owners may be missing",
+                      file=sys.stderr)
+    if out is sys.stdout and fmt == "table":
+        _restore_sigpipe()
+    socks = run(q)
+    if owners is not None:
+        from dataclasses import replace
+
+        socks = (replace(s, owners=owners.owners(s.inode)) if s.inode in owners else s for s in socks)
+    if fmt == "json":
+        from sockscope.render.machine import write_json
+
+        write_json(socks, out)
+        return 0
+    if fmt == "csv":
+        from sockscope.render.machine import write_csv
+
+        write_csv(socks, out)
+        return 0
+
+    from sockscope.render.table import CellMaker, TableOptions, TableWriter
+
+    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes)
+    visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
+    writer = TableWriter(out, visible, header=header)
+    make = CellMaker(topts).cells
+    add = writer.add
+    for s in socks:
+        add(make(s))
+    writer.flush()
+    return 0
+
+
+def _restore_sigpipe() -> None:
+    """Die quietly on a closed pipe (``sockscope -tan | head -1``), like ss."""
+    import signal
+
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+__all__ = ["main", "USAGE"]
+_ = os

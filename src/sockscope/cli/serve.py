@@ -1,0 +1,160 @@
+"""``sockscope serve``: parse argv into a :class:`~sockscope.services.serve.ServeConfig` and run it.
+
+Argument errors exit 2 (argparse); everything else is raised as a
+:class:`~sockscope.errors.SockscopeError` subclass for the registry to report.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sockscope.services.serve import (
+    DEFAULT_BACKLOG,
+    DEFAULT_GRACE,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MESSAGE,
+    DEFAULT_PORT,
+    FD_RESERVE,
+    GREET_LINGER,
+    ServeConfig,
+    run,
+)
+
+EPILOG = f"""\
+By default only loopback addresses are bound: those of 'localhost' (v4 and v6)
+and the host name's address when it is a loopback address, so the classic
+tutorial client (socket.gethostname(), port {DEFAULT_PORT}) works unmodified.
+Use --host (repeatable; a name binds all its addresses) for other interfaces,
+e.g. --host 0.0.0.0 --host ::.
+
+greet mode sends the message, half-closes, and closes once the client has
+closed (or after {GREET_LINGER:g}s).  echo mode returns every byte.  Over UDP each
+datagram gets the message (greet) or itself (echo) back; --max-conns and
+--idle-timeout apply to stream connections only.  One line per connection
+(per datagram) is logged to stderr: peer, bytes in/out, duration, end reason.
+
+SIGINT/SIGTERM: stop accepting, give in-flight connections --grace seconds,
+close the rest, exit 0 (a second signal skips the grace period).
+
+exit status:
+  0  stopped by SIGINT/SIGTERM
+  1  cannot bind: port (or UNIX path) already in use, address not local,
+     permission denied, path exists and is not a socket
+  2  usage error
+  4  a --host name does not resolve
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``sockscope serve``."""
+    parser = argparse.ArgumentParser(
+        prog="sockscope serve",
+        description="Run a greeting or echo server (asyncio) over TCP, UDP or a UNIX stream socket.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = parser.add_argument_group("where")
+    where.add_argument(
+        "--host",
+        action="append",
+        metavar="ADDR",
+        help="address or name to bind (repeatable); default: loopback only",
+    )
+    where.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
+    kind = where.add_mutually_exclusive_group()
+    kind.add_argument("--tcp", dest="proto", action="store_const", const="tcp", help="TCP (the default)")
+    kind.add_argument("--udp", dest="proto", action="store_const", const="udp", help="UDP")
+    kind.add_argument(
+        "--unix",
+        metavar="PATH",
+        help="UNIX stream socket at PATH (@NAME: abstract); removed on exit; a stale one is replaced",
+    )
+    what = parser.add_argument_group("behaviour")
+    what.add_argument("--mode", choices=("greet", "echo"), default="greet", help="greet (default) or echo")
+    what.add_argument(
+        "--message", metavar="TEXT", default=DEFAULT_MESSAGE, help=f"greeting, UTF-8 (default {DEFAULT_MESSAGE!r})"
+    )
+    what.add_argument(
+        "--max-conns",
+        type=_positive_int,
+        metavar="N",
+        help=f"close connections past N at once (default: fd limit - {FD_RESERVE})",
+    )
+    what.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"close connections idle this long; 0: never (default {DEFAULT_IDLE_TIMEOUT:g})",
+    )
+    what.add_argument(
+        "--backlog", type=_positive_int, default=DEFAULT_BACKLOG, metavar="N", help=f"listen backlog ({DEFAULT_BACKLOG})"
+    )
+    what.add_argument(
+        "--grace",
+        type=_seconds,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help=f"on SIGINT/SIGTERM, time left to in-flight connections (default {DEFAULT_GRACE:g})",
+    )
+    what.add_argument("-q", "--quiet", action="store_true", help="no per-connection log lines")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServeConfig:
+    """Check option combinations and build the config (usage errors exit 2 via ``parser.error``)."""
+    proto = "unix" if args.unix is not None else (args.proto or "tcp")
+    if proto == "unix" and args.host:
+        parser.error("--host cannot be combined with --unix")
+    if args.unix == "" or args.unix == "@":
+        parser.error("--unix needs a path (or @name)")
+    return ServeConfig(
+        proto=proto,
+        hosts=tuple(args.host or ()),
+        port=args.port,
+        unix_path=args.unix,
+        mode=args.mode,
+        message=args.message.encode("utf-8", "surrogateescape"),
+        max_conns=args.max_conns,
+        idle_timeout=args.idle_timeout or None,
+        backlog=args.backlog,
+        grace=args.grace,
+        quiet=args.quiet,
+    )
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``sockscope serve``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run(config_from_args(args, parser))

@@ -1,0 +1,165 @@
+"""inet_diag (TCP, UDP, …) requests and replies, sans IO.
+
+``inet_diag_req_v2`` is encoded by :func:`encode_request`; replies are decoded
+by :func:`decode_dump`, the hot loop: one pass over a received datagram with
+precompiled structs, appending :class:`~sockscope.records.Socket` records.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+
+from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
+from sockscope.errors import DecodeError, netlink_error
+from sockscope.kernel import netlink as nl
+from sockscope.records import STATES, Endpoint, Socket, make_socket, state_of
+
+# include/uapi/linux/inet_diag.h
+INET_DIAG_REQ_BYTECODE = 1
+INET_DIAG_REQ_PROTOCOL = 3
+INET_DIAG_MEMINFO = 1
+INET_DIAG_INFO = 2
+INET_DIAG_VEGASINFO = 3
+INET_DIAG_CONG = 4
+INET_DIAG_TOS = 5
+INET_DIAG_TCLASS = 6
+INET_DIAG_SKMEMINFO = 7
+INET_DIAG_SHUTDOWN = 8
+INET_DIAG_PROTOCOL = 10
+INET_DIAG_SKV6ONLY = 11
+INET_DIAG_MARK = 15
+INET_DIAG_CGROUP_ID = 21
+
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_DCCP = 33
+IPPROTO_SCTP = 132
+IPPROTO_RAW = 255
+IPPROTO_MPTCP = 262
+
+NETIDS = {
+    IPPROTO_TCP: "tcp",
+    IPPROTO_UDP: "udp",
+    IPPROTO_DCCP: "dccp",
+    IPPROTO_SCTP: "sctp",
+    IPPROTO_RAW: "raw",
+    IPPROTO_MPTCP: "mptcp",
+}
+
+# struct inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid
+_REQ = struct.Struct("=BBBxI")
+_SOCKID_LEN = 48
+# struct inet_diag_msg: family state timer retrans | sport dport (be16) src dst (16 each)
+# if cookie(u32[2]) | expires rqueue wqueue uid inode
+_MSG = struct.Struct("=BBBBHH16s16sIQIIIII")
+MSG_LEN = _MSG.size  # 72
+
+_SWAP_PORTS = sys.byteorder == "little"
+_ZERO16 = bytes(16)
+
+
+def encode_request(
+    family: int,
+    protocol: int,
+    states: int,
+    ext: int = 0,
+    bytecode: bytes | None = None,
+    seq: int = 1,
+) -> bytes:
+    """A complete netlink dump request for one (family, protocol)."""
+    payload = _REQ.pack(family, protocol if protocol < 256 else IPPROTO_TCP, ext, states)
+    payload += bytes(_SOCKID_LEN)
+    if bytecode:
+        payload += nl.encode_attr(INET_DIAG_REQ_BYTECODE, bytecode)
+    if protocol > 255:
+        payload += nl.encode_attr(INET_DIAG_REQ_PROTOCOL, struct.pack("=I", protocol))
+    return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
+
+
+def decode_dump(
+    buf: bytes | memoryview,
+    netid: str,
+    out: list[Socket],
+    details: bool = False,
+    op: str = "inet_diag",
+) -> bool:
+    """Decode one datagram of an inet_diag dump into ``out``.
+
+    Returns True when the dump is complete (``NLMSG_DONE`` seen).  Kernel
+    errors (in ``NLMSG_ERROR`` or carried by ``NLMSG_DONE``) raise the
+    matching :class:`~sockscope.errors.NetlinkError`; malformed bytes raise
+    :class:`DecodeError`.
+    """
+    mv = memoryview(buf)
+    end = len(mv)
+    off = 0
+    hdr_unpack = nl.NLMSGHDR.unpack_from
+    msg_unpack = _MSG.unpack_from
+    append = out.append
+    mk = make_socket
+    ep = Endpoint
+    states = STATES
+    nstates = len(states)
+    swap = _SWAP_PORTS
+    while off < end:
+        if end - off < 16:
+            raise DecodeError(f"truncated netlink header at offset {off}")
+        length, mtype, _flags, _seq, _pid = hdr_unpack(mv, off)
+        if length < 16 or off + length > end:
+            raise DecodeError(f"bad netlink message length {length} at offset {off}")
+        if mtype == nl.SOCK_DIAG_BY_FAMILY:
+            if length < 16 + MSG_LEN:
+                raise DecodeError(f"truncated inet_diag_msg ({length - 16} bytes)")
+            (fam, st, _timer, _retrans, sport, dport, src, dst, ifindex, cookie,
+             _expires, rq, wq, uid, ino) = msg_unpack(mv, off + 16)
+            if swap:
+                sport = ((sport & 0xFF) << 8) | (sport >> 8)
+                dport = ((dport & 0xFF) << 8) | (dport >> 8)
+            v6only = shutdown = None
+            if fam == AF_INET:
+                laddr = ntop4(src[:4])
+                raddr = ntop4(dst[:4])
+            else:
+                laddr = ntop6(src)
+                raddr = ntop6(dst)
+                if details or src == _ZERO16 or dst == _ZERO16:
+                    v6only, shutdown = _v6only_shutdown(mv[off + 16 + MSG_LEN : off + length])
+            if details and fam == AF_INET:
+                shutdown = _v6only_shutdown(mv[off + 16 + MSG_LEN : off + length])[1]
+            append(mk(netid, fam, states[st] if st < nstates else state_of(st), rq, wq,
+                      ep(laddr, sport), ep(raddr, dport), ino, uid, cookie, ifindex,
+                      None, v6only, shutdown if details else None, (), None, None))
+        elif mtype == nl.NLMSG_DONE:
+            nl.check_done(mv[off + 16 : off + length], op)
+            return True
+        elif mtype == nl.NLMSG_ERROR:
+            code = nl.error_code(mv[off + 16 : off + length])
+            if code:
+                raise netlink_error(op, -code)
+        off += (length + 3) & ~3
+    return False
+
+
+def _v6only_shutdown(attrs: memoryview) -> tuple[bool | None, int | None]:
+    """(SKV6ONLY, SHUTDOWN) from an inet_diag_msg's attributes; None when absent."""
+    v6only: bool | None = None
+    shutdown: int | None = None
+    off = 0
+    end = len(attrs)
+    unpack = nl.NLATTR.unpack_from
+    while off + 4 <= end:
+        alen, atype = unpack(attrs, off)
+        if alen < 4 or off + alen > end:
+            raise DecodeError(f"bad attribute length {alen} in inet_diag_msg")
+        atype &= nl.NLA_TYPE_MASK
+        if alen > 4:
+            if atype == INET_DIAG_SKV6ONLY:
+                v6only = bool(attrs[off + 4])
+            elif atype == INET_DIAG_SHUTDOWN:
+                shutdown = attrs[off + 4]
+        off += (alen + 3) & ~3
+    return v6only, shutdown
+
+
+__all__ = ["encode_request", "decode_dump", "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6"]

@@ -1,0 +1,133 @@
+"""netlink_diag and packet_diag: the ``nl`` and ``p_raw``/``p_dgr`` tables (sans IO
+decoders, plus two small dump helpers that use the transport)."""
+
+from __future__ import annotations
+
+import struct
+
+from sockscope.errors import DecodeError, netlink_error
+from sockscope.kernel import netlink as nl
+from sockscope.records import Endpoint, Socket, make_socket, state_of
+
+AF_NETLINK = 16
+AF_PACKET = 17
+
+NDIAG_PROTO_ALL = 255
+NDIAG_SHOW_MEMINFO = 1
+NDIAG_SHOW_GROUPS = 2
+NETLINK_DIAG_MEMINFO = 0
+
+PACKET_SHOW_INFO = 1
+PACKET_SHOW_MEMINFO = 0x10
+PACKET_DIAG_INFO = 0
+PACKET_DIAG_UID = 5
+PACKET_DIAG_MEMINFO = 6
+
+_NREQ = struct.Struct("=BBHIIII")
+_NMSG = struct.Struct("=BBBBIIIIQ")  # family type protocol state portid dst_portid dst_group ino cookie
+_PREQ = struct.Struct("=BBHIIII")
+_PMSG = struct.Struct("=BBHIQ")  # family type num ino cookie
+_U32 = struct.Struct("=I")
+_I32 = struct.Struct("=i")
+_MEM2 = struct.Struct("=III")  # rmem_alloc rcvbuf wmem_alloc
+
+
+def encode_netlink_request(seq: int = 1) -> bytes:
+    payload = _NREQ.pack(AF_NETLINK, NDIAG_PROTO_ALL, 0, 0, NDIAG_SHOW_GROUPS | NDIAG_SHOW_MEMINFO, 0, 0)
+    return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
+
+
+def encode_packet_request(seq: int = 1) -> bytes:
+    payload = _PREQ.pack(AF_PACKET, 0, 0, 0, PACKET_SHOW_INFO | PACKET_SHOW_MEMINFO, 0, 0)
+    return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
+
+
+def _dump_loop(buf: bytes | memoryview, out: list[Socket], one, op: str) -> bool:  # type: ignore[no-untyped-def]
+    mv = memoryview(buf)
+    end = len(mv)
+    off = 0
+    while off < end:
+        if end - off < 16:
+            raise DecodeError(f"truncated netlink header at offset {off}")
+        length, mtype, _f, _s, _p = nl.NLMSGHDR.unpack_from(mv, off)
+        if length < 16 or off + length > end:
+            raise DecodeError(f"bad netlink message length {length} at offset {off}")
+        if mtype == nl.SOCK_DIAG_BY_FAMILY:
+            out.append(one(mv[off + 16 : off + length]))
+        elif mtype == nl.NLMSG_DONE:
+            nl.check_done(mv[off + 16 : off + length], op)
+            return True
+        elif mtype == nl.NLMSG_ERROR:
+            code = nl.error_code(mv[off + 16 : off + length])
+            if code:
+                raise netlink_error(op, -code)
+        off += (length + 3) & ~3
+    return False
+
+
+def decode_netlink_message(p: memoryview) -> Socket:
+    """One ``netlink_diag_msg``: local = (protocol, portid), peer = (dst_group, dst_portid)."""
+    if len(p) < _NMSG.size:
+        raise DecodeError("truncated netlink_diag_msg")
+    _fam, _type, proto, st, portid, dst_portid, dst_group, ino, cookie = _NMSG.unpack_from(p, 0)
+    attrs = nl.parse_attrs(p, _NMSG.size)
+    rq = wq = 0
+    mem = attrs.get(NETLINK_DIAG_MEMINFO)
+    if mem is not None and len(mem) >= 12:
+        rq, _rb, wq = _MEM2.unpack_from(mem, 0)
+    signed = _I32.unpack(_U32.pack(portid))[0]
+    dst_signed = _I32.unpack(_U32.pack(dst_portid))[0]
+    return make_socket(
+        "nl", AF_NETLINK, state_of(7), rq, wq,
+        Endpoint(str(proto), signed), Endpoint(str(dst_group) if st == 1 else "", dst_signed if st == 1 else 0),
+        ino, None, cookie, 0, None, None, None, (), None, proto,
+    )
+
+
+def decode_packet_message(p: memoryview) -> Socket:
+    """One ``packet_diag_msg``: local.port = interface index, protocol = ethertype."""
+    if len(p) < _PMSG.size:
+        raise DecodeError("truncated packet_diag_msg")
+    _fam, ptype, num, ino, cookie = _PMSG.unpack_from(p, 0)
+    attrs = nl.parse_attrs(p, _PMSG.size)
+    rq = 0
+    ifindex = 0
+    uid = None
+    mem = attrs.get(PACKET_DIAG_MEMINFO)
+    if mem is not None and len(mem) >= 4:
+        rq = _U32.unpack_from(mem, 0)[0]
+    info = attrs.get(PACKET_DIAG_INFO)
+    if info is not None and len(info) >= 4:
+        ifindex = _U32.unpack_from(info, 0)[0]
+    u = attrs.get(PACKET_DIAG_UID)
+    if u is not None and len(u) >= 4:
+        uid = _U32.unpack_from(u, 0)[0]
+    netid = "p_raw" if ptype == 3 else "p_dgr"
+    return make_socket(
+        netid, AF_PACKET, state_of(7), rq, 0, Endpoint("", ifindex), Endpoint("", 0),
+        ino, uid, cookie, ifindex, None, None, None, (), None, num,
+    )
+
+
+def decode_netlink_dump(buf: bytes | memoryview, out: list[Socket]) -> bool:
+    return _dump_loop(buf, out, decode_netlink_message, "netlink diag")
+
+
+def decode_packet_dump(buf: bytes | memoryview, out: list[Socket]) -> bool:
+    return _dump_loop(buf, out, decode_packet_message, "packet diag")
+
+
+def dump_netlink(details: bool = False) -> list[Socket]:
+    from sockscope.kernel import transport
+
+    out: list[Socket] = []
+    transport.dump(encode_netlink_request(), lambda b: decode_netlink_dump(b, out), "netlink diag")
+    return out
+
+
+def dump_packet(details: bool = False) -> list[Socket]:
+    from sockscope.kernel import transport
+
+    out: list[Socket] = []
+    transport.dump(encode_packet_request(), lambda b: decode_packet_dump(b, out), "packet diag")
+    return out

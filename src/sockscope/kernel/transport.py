@@ -1,0 +1,54 @@
+"""The one module that opens a netlink socket.
+
+:func:`dump` sends a request and yields each received datagram until the
+decoder says the dump is done.  ``OSError`` is translated here, once.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Callable
+
+from sockscope.errors import NetlinkError, netlink_error
+from sockscope.kernel.netlink import NETLINK_SOCK_DIAG
+
+RCVBUF = 1 << 20  # 1 MiB: fewer syscalls for large dumps
+_RECV_SIZE = 1 << 17  # the kernel fills up to ~32 KiB per datagram; leave room
+
+
+def open_diag() -> socket.socket:
+    """A NETLINK_SOCK_DIAG socket, or :class:`NetlinkError` saying why not."""
+    try:
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+    except OSError as exc:
+        raise netlink_error("open NETLINK_SOCK_DIAG", exc.errno or errno.EPROTONOSUPPORT) from exc
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    except OSError:
+        pass
+    return s
+
+
+def dump(request: bytes, decode: Callable[[bytes], bool], op: str, sock: socket.socket | None = None) -> None:
+    """Send ``request`` and feed every reply datagram to ``decode`` until it returns True."""
+    own = sock is None
+    s = open_diag() if sock is None else sock
+    try:
+        try:
+            s.sendto(request, (0, 0))
+        except OSError as exc:
+            raise netlink_error(op, exc.errno or errno.EIO) from exc
+        recv = s.recv
+        while True:
+            try:
+                data = recv(_RECV_SIZE)
+            except OSError as exc:
+                raise netlink_error(op, exc.errno or errno.EIO) from exc
+            if not data:
+                raise NetlinkError(op, errno.EPIPE, f"{op}: netlink socket closed mid-dump")
+            if decode(data):
+                return
+    finally:
+        if own:
+            s.close()

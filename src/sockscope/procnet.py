@@ -1,0 +1,108 @@
+"""The /proc fallback: ``/proc/net/{tcp,tcp6,udp,udp6,raw,raw6,unix}`` -> records.
+
+Used where sock_diag is unavailable or denied.  It fills the same
+:class:`~sockscope.records.Socket` fields as netlink where /proc knows them;
+what /proc cannot tell is left as ss's /proc fallback shows it: listeners'
+Send-Q (backlog) is 0, ``v6only`` is unknown (None), UNIX queues and peers
+are 0, and UNIX rows come sorted by (type, inode), as ss sorts them.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
+from sockscope.errors import DecodeError, SockscopeError
+from sockscope.records import Endpoint, Socket, make_socket, state_of
+
+AF_UNIX = 1
+_UNIX_NETIDS = {1: "u_str", 2: "u_dgr", 5: "u_seq"}
+# /proc/net/unix "St" (socket_state) -> TCP-style state, as ss maps it
+_UNIX_STATES = {1: 7, 2: 2, 3: 1, 4: 11}
+_SO_ACCEPTCON = 1 << 16
+
+
+def _addr4(h: str) -> str:
+    return ntop4(bytes.fromhex(h)[::-1])
+
+
+def _addr6(h: str) -> str:
+    b = bytes.fromhex(h)
+    return ntop6(b[3::-1] + b[7:3:-1] + b[11:7:-1] + b[15:11:-1])
+
+
+def read_inet(netid: str, family: int, states: int, proc: str = "/proc") -> Iterator[Socket]:
+    """Sockets of ``/proc/net/{tcp,udp,raw}{,6}`` whose state bit is in ``states``."""
+    name = {"tcp": "tcp", "udp": "udp", "raw": "raw"}[netid] + ("6" if family == AF_INET6 else "")
+    path = f"{proc}/net/{name}"
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("ascii", "replace").splitlines()[1:]
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SockscopeError(f"cannot read {path}: {exc.strerror}") from exc
+    conv = _addr4 if family == AF_INET else _addr6
+    for line in lines:
+        f = line.split()
+        if len(f) < 10:
+            continue
+        try:
+            st = int(f[3], 16)
+            if not states & (1 << st):
+                continue
+            lh, lp = f[1].split(":")
+            rh, rp = f[2].split(":")
+            txq, rxq = f[4].split(":")
+            send_q = int(txq, 16)
+            recv_q = int(rxq, 16)
+            uid = int(f[7])
+            ino = int(f[9])
+        except ValueError as exc:
+            raise DecodeError(f"{path}: unparsable line {line!r}") from exc
+        yield make_socket(
+            netid, family, state_of(st), recv_q, send_q,
+            Endpoint(conv(lh), int(lp, 16)), Endpoint(conv(rh), int(rp, 16)),
+            ino, uid, None, 0, None, None, None, (), None, None,
+        )
+
+
+def read_unix(states: int, types: set[str] | None = None, proc: str = "/proc") -> list[Socket]:
+    """Sockets of ``/proc/net/unix`` in ``states`` (and netids ``types``), sorted like ss."""
+    path = f"{proc}/net/unix"
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()[1:]
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise SockscopeError(f"cannot read {path}: {exc.strerror}") from exc
+    rows: list[tuple[int, int, Socket]] = []
+    for raw in lines:
+        f = raw.split(None, 7)
+        if len(f) < 7:
+            continue
+        try:
+            flags = int(f[3], 16)
+            stype = int(f[4], 16)
+            st = int(f[5], 16)
+            ino = int(f[6])
+        except ValueError as exc:
+            raise DecodeError(f"{path}: unparsable line {raw!r}") from exc
+        state = 10 if flags & _SO_ACCEPTCON else _UNIX_STATES.get(st, st)
+        netid = _UNIX_NETIDS.get(stype, "u_dgr")
+        if types is not None and netid not in types:
+            continue
+        if not states & (1 << state):
+            continue
+        name = f[7].decode("utf-8", "surrogateescape") if len(f) == 8 else ""
+        sock = make_socket(
+            netid, AF_UNIX, state_of(state), 0, 0, Endpoint(name, 0), Endpoint("", 0),
+            ino, None, None, 0, 0, None, None, (), None, None,
+        )
+        rows.append((stype, ino, sock))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return [r[2] for r in rows]
+
+
+__all__ = ["read_inet", "read_unix"]

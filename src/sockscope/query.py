@@ -1,0 +1,330 @@
+"""Queries: which tables, families and states to dump, and the dump itself.
+
+:func:`run` streams :class:`~sockscope.records.Socket` records in ss's
+order (tables nl, packet, unix, raw, udp, tcp, …; IPv4 before IPv6) from
+sock_diag, falling back to /proc where sock_diag is unavailable or denied.
+:func:`sockets` and :func:`net_connections` are the public API on top.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, NamedTuple
+
+from sockscope._addr import AF_INET, AF_INET6
+from sockscope.errors import NotSupported, PermissionDenied, SockscopeError, UsageError
+from sockscope.records import SS_STATE_NAMES, Owner, Socket, State
+
+AF_UNIX = 1
+AF_NETLINK = 16
+AF_PACKET = 17
+
+#: every state bit ss knows (0..11)
+SS_ALL = (1 << 12) - 1
+#: ss's default: all but LISTEN, CLOSE, TIME-WAIT, SYN-RECV
+SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
+
+INET_TABLES = ("raw", "udp", "tcp", "dccp", "sctp", "mptcp")
+UNIX_TABLES = ("u_str", "u_dgr", "u_seq")
+PACKET_TABLES = ("p_raw", "p_dgr")
+#: ss's output order of tables
+TABLE_ORDER = ("nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw", "udp", "tcp", "dccp", "sctp", "mptcp")
+_PROTOCOLS = {"tcp": 6, "udp": 17, "dccp": 33, "sctp": 132, "raw": 255, "mptcp": 262}
+
+Warn = Callable[[str], None]
+
+
+def _stderr_warn(msg: str) -> None:
+    print(f"sockscope: {msg}", file=sys.stderr)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What to dump.
+
+    ``tables`` are ss netids (tcp, udp, raw, u_str, u_dgr, u_seq, nl, p_raw,
+    p_dgr, dccp, sctp, mptcp); ``families`` the address families to show;
+    ``states`` a bitmask of kernel states; ``preferred_family`` is ss's "last
+    of -4/-6/-f wins" for inet dumps (0: none).  ``explicit`` names tables the
+    user asked for by name: for those, "not supported by this kernel" is
+    reported instead of skipped silently.
+    """
+
+    tables: frozenset[str]
+    families: frozenset[int]
+    states: int = SS_ALL
+    preferred_family: int = 0
+    details: bool = False
+    explicit: frozenset[str] = field(default_factory=frozenset)
+    force_proc: bool = False
+
+
+def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
+    """Stream the sockets of ``q`` in ss's order."""
+    force = q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC"))
+    state = _FallbackState(force, warn)
+    if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << 7):
+        yield from _optional(q, "nl", lambda: _netlink(q))
+    if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << 7):
+        yield from _optional(q, "packet", lambda: _packet(q))
+    if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
+        yield from _unix(q, state)
+    for table in INET_TABLES:
+        if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
+            yield from _inet(q, table, state)
+
+
+class _FallbackState:
+    __slots__ = ("force", "warn", "warned")
+
+    def __init__(self, force: bool, warn: Warn) -> None:
+        self.force = force
+        self.warn = warn
+        self.warned = False
+
+    def fall_back(self, why: str) -> None:
+        if not self.warned:
+            self.warned = True
+            self.warn(f"{why}; reading /proc/net instead (some fields are missing)")
+
+
+def _families(q: Query) -> list[int]:
+    fams = []
+    if AF_INET in q.families and q.preferred_family != AF_INET6:
+        fams.append(AF_INET)
+    if AF_INET6 in q.families and q.preferred_family != AF_INET:
+        fams.append(AF_INET6)
+    return fams
+
+
+def _inet(q: Query, table: str, state: _FallbackState) -> Iterator[Socket]:
+    from sockscope.kernel import inet, transport
+
+    fams = _families(q)
+    use_proc = state.force or table == "raw"
+    if not use_proc:
+        try:
+            for fam in fams:
+                out: list[Socket] = []
+                req = inet.encode_request(fam, _PROTOCOLS[table], q.states)
+                transport.dump(req, lambda b: inet.decode_dump(b, table, out, q.details, f"{table} diag"), f"{table} diag")
+                yield from out
+            return
+        except (NotSupported, PermissionDenied) as exc:
+            if table not in ("tcp", "udp"):
+                if isinstance(exc, NotSupported) and table in q.explicit:
+                    state.warn(f"{table}: not supported by this kernel")
+                    return
+                if isinstance(exc, NotSupported):
+                    return
+                raise
+            state.fall_back(f"sock_diag: {exc}")
+    elif state.force and table != "raw":
+        state.fall_back("SOCKSCOPE_FORCE_PROC is set")
+    if table not in ("tcp", "udp", "raw"):
+        return
+    from sockscope import procnet
+
+    for fam in fams:
+        yield from procnet.read_inet(table, fam, q.states)
+
+
+def _unix(q: Query, state: _FallbackState) -> Iterator[Socket]:
+    from sockscope.kernel import transport, unix
+
+    types = {t for t in UNIX_TABLES if t in q.tables}
+    if not state.force:
+        show = unix.DEFAULT_SHOW | (unix.UDIAG_SHOW_VFS | unix.UDIAG_SHOW_ICONS if q.details else 0)
+        out: list[Socket] = []
+        try:
+            transport.dump(unix.encode_request(q.states, show), lambda b: unix.decode_dump(b, out, q.details), "unix diag")
+        except (NotSupported, PermissionDenied) as exc:
+            state.fall_back(f"sock_diag: {exc}")
+        else:
+            yield from (s for s in out if s.netid in types)
+            return
+    else:
+        state.fall_back("SOCKSCOPE_FORCE_PROC is set")
+    from sockscope import procnet
+
+    yield from procnet.read_unix(q.states, types)
+
+
+def _optional(q: Query, what: str, fn: Callable[[], list[Socket]]) -> Iterator[Socket]:
+    try:
+        yield from fn()
+    except NotSupported:
+        if what in q.explicit:
+            _stderr_warn(f"{what}: not supported by this kernel")
+
+
+def _netlink(q: Query) -> list[Socket]:
+    from sockscope.kernel import others
+
+    return others.dump_netlink(q.details)
+
+
+def _packet(q: Query) -> list[Socket]:
+    from sockscope.kernel import others
+
+    return [s for s in others.dump_packet(q.details) if s.netid in q.tables]
+
+
+# --------------------------------------------------------------------------
+# The public API
+
+
+_KINDS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    "inet": (("tcp", "udp"), (AF_INET, AF_INET6)),
+    "inet4": (("tcp", "udp"), (AF_INET,)),
+    "inet6": (("tcp", "udp"), (AF_INET6,)),
+    "tcp": (("tcp",), (AF_INET, AF_INET6)),
+    "tcp4": (("tcp",), (AF_INET,)),
+    "tcp6": (("tcp",), (AF_INET6,)),
+    "udp": (("udp",), (AF_INET, AF_INET6)),
+    "udp4": (("udp",), (AF_INET,)),
+    "udp6": (("udp",), (AF_INET6,)),
+    "unix": (UNIX_TABLES, (AF_UNIX,)),
+    "all": (("tcp", "udp") + UNIX_TABLES, (AF_INET, AF_INET6, AF_UNIX)),
+}
+KINDS = tuple(_KINDS)
+
+
+def _kind(kind: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    try:
+        return _KINDS[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"invalid kind argument {kind!r}; valid ones are: {', '.join(KINDS)}") from None
+
+
+def _state_mask(states: Iterable[State | str | int] | None) -> int:
+    if states is None:
+        return SS_ALL | (1 << 12)
+    mask = 0
+    by_name = {s.name: s.value for s in State}
+    by_name.update({v: k for k, v in SS_STATE_NAMES.items() if k < 12})
+    for s in states:
+        if isinstance(s, str):
+            key = s.upper().replace("-", "_")
+            if s in by_name:
+                mask |= 1 << by_name[s]  # type: ignore[operator]
+            elif key in by_name:
+                mask |= 1 << int(by_name[key])
+            else:
+                raise UsageError(f"unknown state {s!r}")
+        else:
+            mask |= 1 << int(s)
+    return mask
+
+
+def sockets(
+    kind: str = "inet",
+    *,
+    states: Iterable[State | str | int] | None = None,
+    processes: bool = False,
+    details: bool = False,
+) -> Iterator[Socket]:
+    """Stream the sockets of ``kind`` (psutil's kind names) as :class:`Socket` records.
+
+    ``states`` limits the states (``State`` members, their names, or ss's
+    names such as "ESTAB"); the kernel filters them.  ``processes=True``
+    fills ``owners`` with every (pid, fd, name) holding each socket.
+    ``details=True`` fills ``v6only`` and ``shutdown``.
+    """
+    tables, fams = _kind(kind)
+    q = Query(frozenset(tables), frozenset(fams), _state_mask(states), details=details)
+    it = run(q)
+    if not processes:
+        yield from it
+        return
+    from dataclasses import replace
+
+    from sockscope.processes import OwnerMap
+
+    owners = OwnerMap.scan()
+    for s in it:
+        o = owners.owners(s.inode)
+        yield replace(s, owners=o) if o else s
+
+
+class addr(NamedTuple):
+    """psutil's ``addr``: an (ip, port) pair."""
+
+    ip: str
+    port: int
+
+
+class sconn(NamedTuple):
+    """psutil's ``sconn``: one row of :func:`net_connections`."""
+
+    fd: int
+    family: int
+    type: int
+    laddr: addr | tuple[()] | str
+    raddr: addr | tuple[()] | str
+    status: str
+    pid: int | None
+
+
+_PSUTIL_STATUS = {
+    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+    11: "CLOSING", 12: "SYN_RECV",
+}
+
+
+def net_connections(kind: str = "inet") -> list[sconn]:
+    """A drop-in for ``psutil.net_connections(kind)`` on Linux.
+
+    Same kinds, same named-tuple fields and values (family and type are
+    ``socket`` enums; ``status`` is psutil's status string, "NONE" for UDP
+    and UNIX; ``pid`` None and ``fd`` -1 when the owner is not visible), and
+    the same choice of owner: for an inet socket the first fd of the last
+    process (in pid order) holding it; for a UNIX socket one row per fd of
+    that process.  Read from sock_diag, so many times faster.
+    """
+    import socket as _s
+
+    from sockscope.processes import OwnerMap
+
+    tables, fams = _kind(kind)
+    q = Query(frozenset(tables), frozenset(fams), SS_ALL | (1 << 12))
+    socks = list(run(q, warn=lambda m: None))
+    owners = OwnerMap.scan()
+    stream = _s.SocketKind.SOCK_STREAM
+    dgram = _s.SocketKind.SOCK_DGRAM
+    fam_enum = {AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6, AF_UNIX: _s.AddressFamily.AF_UNIX}
+    unix_types = {"u_str": stream, "u_dgr": dgram, "u_seq": _s.SocketKind.SOCK_SEQPACKET}
+    ret: set[sconn] = set()
+    add = ret.add
+    for s in socks:
+        holders = _psutil_holders(owners, s.inode)
+        if s.family == AF_UNIX:
+            name = s.local.address
+            path = name if len(name.split()) == 1 else ""
+            for pid, fd in holders or [(None, -1)]:
+                add(sconn(fd, fam_enum[AF_UNIX], unix_types[s.netid], path, "", "NONE", pid))
+            continue
+        pid, fd = holders[0] if holders else (None, -1)
+        la = addr(s.local.address, s.local.port) if s.local.port else ()
+        ra = addr(s.peer.address, s.peer.port) if s.peer.port else ()
+        if s.netid == "tcp":
+            add(sconn(fd, fam_enum[s.family], stream, la, ra, _PSUTIL_STATUS.get(int(s.state), "NONE"), pid))
+        else:
+            add(sconn(fd, fam_enum[s.family], dgram, la, ra, "NONE", pid))
+    return list(ret)
+
+
+def _psutil_holders(owners: "OwnerMap", inode: int) -> list[tuple[int, int]]:  # noqa: F821
+    """psutil keeps, per inode, the fds of the last pid (in pid order) holding it."""
+    h = owners.holders(inode)
+    if not h:
+        return []
+    last = h[-1][0]
+    return [x for x in h if x[0] == last]
+
+
+__all__ = ["Query", "run", "sockets", "net_connections", "sconn", "addr", "KINDS", "SS_ALL", "SS_CONN"]
+_ = (Owner, SockscopeError)

@@ -1,0 +1,1 @@
+"""Renderers: records in, text out (table like ss, JSON, CSV). Pure functions."""

@@ -1,0 +1,133 @@
+"""Name look-ups for the table, cached: services, protocols, hosts, interfaces.
+
+Service and protocol names come from ``/etc/services`` and ``/etc/protocols``
+(parsed once, lazily, as ss's getservbyport/getprotobynumber read them);
+ports inside the kernel's ephemeral range are never named, like ss.
+"""
+
+from __future__ import annotations
+
+_services: dict[tuple[int, str], str] | None = None
+_protocols: dict[int, str] | None = None
+_ephemeral: tuple[int, int] | None = None
+_hosts: dict[str, str] = {}
+_ifnames: dict[int, str] = {}
+
+
+def _load_services() -> dict[tuple[int, str], str]:
+    table: dict[tuple[int, str], str] = {}
+    try:
+        with open("/etc/services", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.split("#", 1)[0].split()
+                if len(line) < 2 or "/" not in line[1]:
+                    continue
+                port_s, proto = line[1].split("/", 1)
+                if port_s.isdigit():
+                    table.setdefault((int(port_s), proto), line[0])
+    except OSError:
+        pass
+    return table
+
+
+def _load_protocols() -> dict[int, str]:
+    table: dict[int, str] = {}
+    try:
+        with open("/etc/protocols", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.split("#", 1)[0].split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    table.setdefault(int(parts[1]), parts[0])
+    except OSError:
+        pass
+    return table
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's ip_local_port_range (ss's fallback: 1024-4999)."""
+    global _ephemeral
+    if _ephemeral is None:
+        try:
+            with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+                lo, hi = (int(x) for x in f.read().split()[:2])
+            _ephemeral = (lo, hi)
+        except (OSError, ValueError):
+            _ephemeral = (1024, 4999)
+    return _ephemeral
+
+
+def service(port: int, proto: str) -> str | None:
+    """The /etc/services name of ``port``/``proto``, None if none or ephemeral."""
+    global _services
+    lo, hi = ephemeral_range()
+    if lo <= port <= hi:
+        return None
+    if _services is None:
+        _services = _load_services()
+    return _services.get((port, proto))
+
+
+def protocol(number: int) -> str:
+    """``/etc/protocols`` name of an IP protocol number, or ``ipproto-N``."""
+    global _protocols
+    if _protocols is None:
+        _protocols = _load_protocols()
+    return _protocols.get(number) or f"ipproto-{number}"
+
+
+def host(address: str) -> str:
+    """Reverse-resolve an IP address (``-r``); the address itself on failure."""
+    name = _hosts.get(address)
+    if name is None:
+        import socket
+
+        target = address[7:] if address.startswith("::ffff:") and "." in address else address
+        try:
+            name = socket.gethostbyaddr(target)[0]
+        except (OSError, UnicodeError):
+            name = address
+        _hosts[address] = name
+    return name
+
+
+def ifname(index: int) -> str:
+    """Interface name of an index (the number as text when unknown)."""
+    name = _ifnames.get(index)
+    if name is None:
+        import socket
+
+        try:
+            name = socket.if_indextoname(index)
+        except OSError:
+            name = str(index)
+        _ifnames[index] = name
+    return name
+
+
+NL_PROTOCOLS = {
+    0: "rtnl", 1: "unused", 2: "usersock", 3: "fw", 4: "tcpdiag", 5: "nflog", 6: "xfrm",
+    7: "selinux", 8: "iscsi", 9: "audit", 10: "fiblookup", 11: "connector", 12: "nft",
+    13: "ip6fw", 14: "dec-rt", 15: "uevent", 16: "genl", 18: "scsi-trans", 19: "ecryptfs",
+    20: "rdma", 21: "crypto",
+}
+
+ETHERTYPES = {
+    0x0001: "802_3", 0x0002: "ax25", 0x0004: "802_2", 0x0005: "snap", 0x0060: "loop",
+    0x0800: "ip", 0x0805: "x25", 0x0806: "arp", 0x8035: "rarp", 0x809B: "atalk",
+    0x8100: "8021q", 0x8137: "ipx", 0x86DD: "ipv6", 0x8847: "mpls_uc", 0x8848: "mpls_mc",
+    0x8863: "ppp_disc", 0x8864: "ppp_ses", 0x88A8: "802.1ad", 0x88CC: "lldp", 0x88E5: "macsec",
+}
+
+
+def process_name(pid: int) -> str | None:
+    """comm of a live pid (for netlink port ids), None if no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read(512)
+    except OSError:
+        return None
+    start = data.find(b"(")
+    stop = data.find(b")", start + 1)
+    if start < 0:
+        return None
+    return data[start + 1 : stop if stop >= 0 else None].decode("utf-8", "replace")

@@ -1,0 +1,180 @@
+"""ss's table: records -> cells -> aligned text.
+
+:class:`TableOptions` carries what changes the cells (``-n``, ``-r``, ``-p``,
+``-O``).  :func:`cells` turns one :class:`~sockscope.records.Socket` into ss's
+ten cells; :class:`TableWriter` lays them out like ss does when not writing to
+a terminal: each column as wide as its widest cell plus a left delimiter,
+address columns right-aligned.  Rows are written in batches so that a large
+table streams; a column never narrows between batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO, Iterable
+
+from sockscope.records import SS_STATE_NAMES, Socket
+from sockscope.render import names
+
+HEADERS = ("Netid", "State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port", "Process", "")
+_LDELIM = ("", " ", " ", " ", " ", "", " ", "", "", "")
+_RIGHT = (False, False, False, False, True, False, True, False, False, False)
+COL_NETID, COL_STATE = 0, 1
+
+AF_INET, AF_INET6, AF_UNIX, AF_NETLINK, AF_PACKET = 2, 10, 1, 16, 17
+
+
+@dataclass(frozen=True, slots=True)
+class TableOptions:
+    numeric: bool = False
+    resolve: bool = False
+    processes: bool = False
+    show_netid: bool = True
+    show_state: bool = True
+    header: bool = True
+
+
+class CellMaker:
+    """Builds the cells of each row, with per-table caches of port and address text."""
+
+    __slots__ = ("opts", "_ports", "_addrs")
+
+    def __init__(self, opts: TableOptions) -> None:
+        self.opts = opts
+        self._ports: dict[tuple[str, int], str] = {}
+        self._addrs: dict[tuple[str, bool], str] = {}
+
+    def port(self, netid: str, port: int) -> str:
+        key = (netid, port)
+        s = self._ports.get(key)
+        if s is None:
+            if port == 0:
+                s = "*"
+            elif self.opts.numeric or netid not in ("tcp", "udp", "raw", "dccp", "sctp", "mptcp"):
+                s = str(port)
+            elif netid == "raw":
+                s = names.protocol(port)
+            else:
+                proto = "udp" if netid == "udp" else "tcp" if netid in ("tcp", "mptcp") else netid
+                s = names.service(port, proto) or str(port)
+            self._ports[key] = s
+        return s
+
+    def address(self, family: int, text: str, v6only: bool | None) -> str:
+        key = (text, bool(v6only))
+        s = self._addrs.get(key)
+        if s is None:
+            if family == AF_INET:
+                s = names.host(text) if self.opts.resolve else text
+            elif text == "::" and not v6only:
+                s = "*"
+            else:
+                s = names.host(text) if self.opts.resolve else text
+                if ":" in s:
+                    s = f"[{s}]"
+            self._addrs[key] = s
+        return s
+
+    def cells(self, s: Socket) -> list[str]:
+        fam = s.family
+        proc = users(s) if self.opts.processes else ""
+        head = [s.netid, SS_STATE_NAMES.get(int(s.state), "UNKNOWN"), f"{s.recv_q:<6}", f"{s.send_q:<6}"]
+        if fam == AF_INET or fam == AF_INET6:
+            local = self.address(fam, s.local.address, s.v6only)
+            if s.ifindex:
+                local = f"{local}%{names.ifname(s.ifindex)}"
+            return head + [
+                local + ":", self.port(s.netid, s.local.port),
+                self.address(fam, s.peer.address, s.v6only) + ":", self.port(s.netid, s.peer.port),
+                proc, "",
+            ]
+        if fam == AF_UNIX:
+            return head + [
+                (s.local.address or "*") + " ", str(s.inode),
+                "* ", str(s.peer_inode or 0), proc, "",
+            ]
+        if fam == AF_NETLINK:
+            proto = s.protocol or 0
+            pname = str(proto) if self.opts.numeric else names.NL_PROTOCOLS.get(proto, str(proto))
+            pid = s.local.port
+            if pid == -1:
+                owner = "*"
+            elif self.opts.numeric:
+                owner = str(pid)
+            elif pid == 0:
+                owner = "kernel"
+            else:
+                comm = names.process_name(pid) if pid > 0 else None
+                owner = f"{comm}/{pid}" if comm is not None else str(pid)
+            peer = [s.peer.address + ":", str(s.peer.port)] if s.peer.address else ["*", ""]
+            return head + [pname + ":", owner] + peer + [proc, ""]
+        if fam == AF_PACKET:
+            proto = s.protocol or 0
+            if proto == 3:
+                addr = "*"
+            else:
+                addr = names.ETHERTYPES.get(proto, f"[{proto}]")
+            port = "*" if not s.local.port else names.ifname(s.local.port)
+            return head + [addr + ":", port, "*", "", proc, ""]
+        return head + ["*", "", "*", "", proc, ""]
+
+
+def users(s: Socket) -> str:
+    """ss's ``users:(("name",pid=P,fd=F),…)`` cell (with its leading space), or ""."""
+    if not s.owners:
+        return ""
+    return " users:(" + ",".join(f'("{o.name}",pid={o.pid},fd={o.fd})' for o in s.owners) + ")"
+
+
+class TableWriter:
+    """Lays out rows of cells like ss (non-terminal layout), in batches."""
+
+    def __init__(self, out: IO[str], visible: Iterable[bool], header: bool = True, batch: int = 8192) -> None:
+        self.out = out
+        self.visible = [i for i, v in enumerate(visible) if v]
+        self.widths = [0] * len(HEADERS)
+        self.rows: list[list[str]] = []
+        self.batch = batch
+        if header:
+            self.rows.append(list(HEADERS))
+
+    def add(self, cells: list[str]) -> None:
+        self.rows.append(cells)
+        if len(self.rows) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        rows = self.rows
+        if not rows:
+            return
+        vis = self.visible
+        widths = self.widths
+        for i in vis:
+            m = max(len(r[i]) for r in rows)
+            if m > widths[i]:
+                widths[i] = m
+        # effective widths: the first visible column with content gets no delimiter
+        eff: list[tuple[int, str, int, bool]] = []
+        first = True
+        for i in vis:
+            w = widths[i]
+            delim = _LDELIM[i] if not first else ""
+            ew = w + len(_LDELIM[i]) if (not first and w) else w
+            eff.append((i, delim, ew, _RIGHT[i]))
+            if ew:
+                first = False
+        lines = []
+        for r in rows:
+            parts = []
+            started = False
+            for i, delim, ew, right in eff:
+                cell = r[i]
+                d = delim if started else ""
+                started = True
+                if right:
+                    parts.append(d + cell.rjust(ew - len(d)))
+                else:
+                    parts.append((d + cell).ljust(ew))
+            lines.append("".join(parts))
+        self.out.write("\n".join(lines) + "\n")
+        self.rows = []

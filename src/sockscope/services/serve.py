@@ -1,0 +1,460 @@
+"""``sockscope serve``: an asyncio greeting/echo server over TCP, UDP or a UNIX socket.
+
+Contract:
+
+* **Modes.**  *greet* sends the message to each new stream connection, then
+  half-closes (FIN) and waits up to :data:`GREET_LINGER` seconds for the client
+  to close before closing too, so a client that also sent data never gets an
+  RST instead of the greeting.  Over UDP, greet answers every datagram with the
+  message.  *echo* sends back every byte (every datagram) received, with
+  backpressure: reading pauses while the write buffer is full.
+* **Binding.**  Without ``--host`` only loopback addresses are bound (see
+  :func:`sockscope.services._bind.default_addresses`); a port in use, an
+  address that is not local, or a UNIX path held by a live server raise
+  :class:`~sockscope.services.errors.BindError` (exit status 1), a host that
+  does not resolve :class:`~sockscope.services.errors.ResolveError` (4).
+* **Limits.**  Past ``max_conns`` concurrent stream connections a new one is
+  closed at once (logged ``end=limit``).  The default limit is the fd limit
+  (raised from soft to hard at start) minus :data:`FD_RESERVE`, so accept()
+  never meets EMFILE.  A connection that moves no byte in either direction for
+  ``idle_timeout`` seconds is aborted (``end=idle``).
+* **Stopping.**  On SIGINT/SIGTERM the listeners close at once, in-flight
+  connections get ``grace`` seconds to finish, the rest are aborted
+  (``end=shutdown``), a UNIX path is removed, and :func:`run` returns 0.  A
+  second signal skips what is left of the grace period.
+* **Logging.**  One line per connection (per datagram for UDP) on ``log``:
+  ``<time> <proto> <peer> in=<bytes> out=<bytes> duration=<s>s end=<why>``,
+  where *why* is ``eof`` (client closed), ``reset``, ``idle``, ``linger``,
+  ``limit``, ``shutdown`` or ``error``.  Start-up and shutdown lines start with
+  ``sockscope serve:``; the start-up line contains ``listening on``.
+* **No fd leaks.**  Every accepted transport is tracked until
+  ``connection_lost``; every exit path closes the listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import signal
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Literal, TextIO
+
+from sockscope.services._bind import (
+    BindAddress,
+    UnixListener,
+    bound_port,
+    default_addresses,
+    format_hostport,
+    open_inet,
+    resolve_hosts,
+)
+
+DEFAULT_PORT = 12345
+DEFAULT_MESSAGE = "Thank you for connecting"
+DEFAULT_BACKLOG = 511
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_GRACE = 2.0
+#: Seconds a greeted client has, after the greeting is flushed, to close its end.
+GREET_LINGER = 2.0
+#: File descriptors kept free for the listeners, the event loop and stdio.
+FD_RESERVE = 64
+#: Poll period while a greeting is still being flushed to a slow reader.
+_FLUSH_POLL = 0.25
+
+Proto = Literal["tcp", "udp", "unix"]
+Mode = Literal["greet", "echo"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """Everything ``sockscope serve`` needs; the CLI builds one from argv."""
+
+    proto: Proto = "tcp"
+    hosts: tuple[str, ...] = ()
+    port: int = DEFAULT_PORT
+    unix_path: str | None = None
+    mode: Mode = "greet"
+    message: bytes = DEFAULT_MESSAGE.encode()
+    max_conns: int | None = None
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    backlog: int = DEFAULT_BACKLOG
+    grace: float = DEFAULT_GRACE
+    quiet: bool = False
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (capped at 2**20); return the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    target = min(target, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft if soft != resource.RLIM_INFINITY else target
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target
+
+
+def run(config: ServeConfig, log: TextIO | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; return the exit status (0).  Raises ServiceError subclasses."""
+    return asyncio.run(Server(config, log if log is not None else sys.stderr).serve())
+
+
+@dataclass(slots=True)
+class _Listeners:
+    """Sockets bound but not yet handed to asyncio, and what asyncio made of them."""
+
+    inet: list[tuple[BindAddress, socket.socket]] = field(default_factory=list)
+    unix: UnixListener | None = None
+    servers: list[asyncio.AbstractServer] = field(default_factory=list)
+    datagrams: list[asyncio.DatagramTransport] = field(default_factory=list)
+
+
+class Server:
+    """One run of the server: listeners, live connections, and the stop sequence."""
+
+    def __init__(self, config: ServeConfig, log: TextIO) -> None:
+        self.config = config
+        self._log = log
+        self.active: set[StreamConnection] = set()
+        self.stopping = False
+        self.max_conns = 1
+        self._listeners = _Listeners()
+        self._bound: list[BindAddress] = []
+        self._stop: asyncio.Event | None = None
+        self._force: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        self._signame = ""
+
+    # -- lifecycle -------------------------------------------------------
+    async def serve(self) -> int:
+        """Bind, serve until a signal arrives, stop gracefully; return 0."""
+        loop = asyncio.get_running_loop()
+        self._stop, self._force, self._drained = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            fd_limit = raise_fd_limit()
+            self.max_conns = self.config.max_conns or max(1, fd_limit - FD_RESERVE)
+            notes = self._bind()
+            await self._start(loop)
+            for note in notes:
+                self.say(note)
+            self.say(self._banner())
+            await self._stop.wait()
+            await self._shutdown()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            self._close_listeners()
+        return 0
+
+    def _on_signal(self, sig: int) -> None:
+        assert self._stop is not None and self._force is not None
+        if self._stop.is_set():
+            self._force.set()
+            return
+        self._signame = signal.Signals(sig).name
+        self._stop.set()
+
+    def _bind(self) -> list[str]:
+        cfg = self.config
+        if cfg.proto == "unix":
+            assert cfg.unix_path is not None
+            self._listeners.unix = UnixListener(cfg.unix_path, cfg.backlog)
+            return list(self._listeners.unix.notes)
+        socktype = socket.SOCK_STREAM if cfg.proto == "tcp" else socket.SOCK_DGRAM
+        notes: list[str] = []
+        if cfg.hosts:
+            addrs = resolve_hosts(cfg.hosts, cfg.port, socktype)
+        else:
+            addrs, notes = default_addresses(cfg.port, socktype)
+        port = cfg.port
+        for addr in addrs:
+            # With --port 0 every address shares the port the kernel gave the first.
+            addr = BindAddress(addr.family, addr.host, port)
+            sock = open_inet(addr, cfg.proto, cfg.backlog)
+            if port == 0:
+                port = bound_port(sock)
+                addr = BindAddress(addr.family, addr.host, port)
+            self._listeners.inet.append((addr, sock))
+        return notes
+
+    async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        cfg, ls = self.config, self._listeners
+        if ls.unix is not None:
+            ls.servers.append(
+                await loop.create_unix_server(lambda: StreamConnection(self), sock=ls.unix.sock, backlog=cfg.backlog)
+            )
+            return
+        while ls.inet:
+            addr, sock = ls.inet[0]
+            if cfg.proto == "tcp":
+                ls.servers.append(
+                    await loop.create_server(lambda: StreamConnection(self), sock=sock, backlog=cfg.backlog)
+                )
+            else:
+                transport, _ = await loop.create_datagram_endpoint(lambda: DatagramEndpoint(self), sock=sock)
+                ls.datagrams.append(transport)
+            ls.inet.pop(0)
+            self._bound.append(addr)
+
+    def _banner(self) -> str:
+        cfg = self.config
+        if cfg.proto == "unix":
+            where = f"unix {cfg.unix_path}"
+        else:
+            where = f"{cfg.proto} " + ", ".join(str(a) for a in self._bound)
+        parts = [f"{cfg.mode} mode"]
+        if cfg.proto != "udp":
+            parts.append(f"max {self.max_conns} connections")
+            idle = f"{cfg.idle_timeout:g}s" if cfg.idle_timeout else "none"
+            parts.append(f"idle timeout {idle}")
+        if cfg.proto != "unix" and not cfg.hosts:
+            parts.append("loopback only: use --host ADDR for other interfaces")
+        return f"listening on {where} ({'; '.join(parts)})"
+
+    async def _shutdown(self) -> None:
+        assert self._force is not None and self._drained is not None
+        self.stopping = True
+        for srv in self._listeners.servers:
+            srv.close()
+        for transport in self._listeners.datagrams:
+            transport.close()
+        grace = self.config.grace
+        self.say(
+            f"stopping on {self._signame}: no longer accepting; "
+            f"{len(self.active)} connection(s) in flight, grace {grace:g}s"
+        )
+        aborted = 0
+        if self.active:
+            waiters = [asyncio.ensure_future(self._drained.wait()), asyncio.ensure_future(self._force.wait())]
+            await asyncio.wait(waiters, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            for conn in list(self.active):
+                conn.abort("shutdown")
+                aborted += 1
+            if self.active:
+                try:
+                    await asyncio.wait_for(self._drained.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
+        for srv in self._listeners.servers:
+            try:
+                await asyncio.wait_for(srv.wait_closed(), timeout=1.0)
+            except TimeoutError:
+                pass
+        self.say(f"stopped ({aborted} connection(s) closed after the grace period)")
+
+    def _close_listeners(self) -> None:
+        ls = self._listeners
+        for srv in ls.servers:
+            srv.close()
+        for transport in ls.datagrams:
+            transport.close()
+        for _addr, sock in ls.inet:
+            sock.close()
+        ls.inet.clear()
+        if ls.unix is not None:
+            ls.unix.sock.close()
+            ls.unix.remove()
+
+    # -- bookkeeping used by the protocols -------------------------------
+    def finished(self, conn: StreamConnection, end: str) -> None:
+        """Called once per connection, from ``connection_lost``."""
+        self.active.discard(conn)
+        if self.stopping and not self.active and self._drained is not None:
+            self._drained.set()
+        if not self.config.quiet:
+            duration = time.monotonic() - conn.started
+            self.say(
+                f"{self.config.proto} {conn.peer} in={conn.bytes_in} out={conn.bytes_out} "
+                f"duration={duration:.3f}s end={end}",
+                banner=False,
+            )
+
+    def say(self, line: str, banner: bool = True) -> None:
+        """One timestamped line on the log stream; never raises."""
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+        prefix = "sockscope serve: " if banner else ""
+        try:
+            self._log.write(f"{stamp} {prefix}{line}\n")
+            self._log.flush()
+        except (OSError, ValueError):
+            pass
+
+    def peer_label(self, transport: asyncio.BaseTransport) -> str:
+        """``127.0.0.1:5555``, ``[::1]:5555``, or ``pid=P,uid=U`` for a UNIX peer."""
+        if self.config.proto == "unix":
+            sock = transport.get_extra_info("socket")
+            try:
+                pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            except (OSError, AttributeError):
+                return "unix"
+            return f"pid={pid},uid={uid}"
+        peer = transport.get_extra_info("peername")
+        if not peer:
+            return "?"
+        return format_hostport(str(peer[0]), int(peer[1]))
+
+
+class StreamConnection(asyncio.Protocol):
+    """One accepted TCP or UNIX stream connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.started = time.monotonic()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.end: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._last = 0.0
+        self._wsize = 0
+        self._flushed_at: float | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        server, cfg = self.server, self.server.config
+        self.transport = transport
+        self.peer = server.peer_label(transport)
+        if server.stopping or len(server.active) >= server.max_conns:
+            self.abort("shutdown" if server.stopping else "limit")
+            return
+        server.active.add(self)
+        self._last = asyncio.get_running_loop().time()
+        if cfg.mode == "greet":
+            transport.write(cfg.message)
+            self.bytes_out += len(cfg.message)
+            if transport.can_write_eof():
+                transport.write_eof()
+        self._tick()
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        assert self.transport is not None
+        if self.server.config.mode == "echo":
+            self._last = asyncio.get_running_loop().time()
+            self.transport.write(data)
+            self.bytes_out += len(data)
+
+    def eof_received(self) -> bool:
+        if self.end is None:
+            self.end = "eof"
+        return False  # asyncio closes the transport once the write buffer is flushed
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        end = self.end
+        if end is None or (exc is not None and end == "eof"):
+            end = "reset" if isinstance(exc, ConnectionError) else ("error" if exc else "eof")
+        self.transport = None
+        self.server.finished(self, end)
+
+    def abort(self, reason: str) -> None:
+        """Close now, discarding anything unsent; logged with ``end=reason``."""
+        self.end = reason
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _tick(self) -> None:
+        """Enforce the idle timeout and the greeting linger; re-arm for the next deadline."""
+        self._timer = None
+        transport = self.transport
+        if transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        cfg = self.server.config
+        wsize = transport.get_write_buffer_size()
+        if wsize != self._wsize:  # bytes moved out since the last look
+            self._wsize, self._last = wsize, now
+        deadlines: list[tuple[float, str]] = []
+        if cfg.idle_timeout:
+            deadlines.append((self._last + cfg.idle_timeout, "idle"))
+        if cfg.mode == "greet":
+            if wsize == 0:
+                if self._flushed_at is None:
+                    self._flushed_at = now
+                deadlines.append((self._flushed_at + GREET_LINGER, "linger"))
+            else:
+                deadlines.append((now + _FLUSH_POLL, ""))
+        if not deadlines:
+            return
+        due, reason = min(deadlines)
+        if due <= now and reason:
+            self.abort(reason)
+            return
+        self._timer = loop.call_at(max(due, now), self._tick)
+
+
+class DatagramEndpoint(asyncio.DatagramProtocol):
+    """A UDP socket: greet answers each datagram with the message, echo returns it."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        started = time.monotonic()
+        cfg = self.server.config
+        reply = cfg.message if cfg.mode == "greet" else data
+        end = "reply"
+        if self.transport is not None:
+            try:
+                self.transport.sendto(reply, addr)
+            except OSError:
+                end = "error"
+        if not cfg.quiet:
+            duration = time.monotonic() - started
+            self.server.say(
+                f"udp {format_hostport(str(addr[0]), int(addr[1]))} in={len(data)} out={len(reply)} "
+                f"duration={duration:.3f}s end={end}",
+                banner=False,
+            )
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # an ICMP error for an earlier reply: nothing to clean up
+
+
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_MESSAGE",
+    "DEFAULT_BACKLOG",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_GRACE",
+    "GREET_LINGER",
+    "FD_RESERVE",
+    "ServeConfig",
+    "Server",
+    "StreamConnection",
+    "DatagramEndpoint",
+    "raise_fd_limit",
+    "run",
+]
