@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("sockscope.cli.ls", "list sockets, like ss (the default)"),
     "serve": ("sockscope.cli.serve", "run the greeting/echo server"),
     "connect": ("sockscope.cli.connect", "connect to a server, print what it sends; tcping"),
+    "who": ("sockscope.cli.who", "explain who uses a port, socket file or process's sockets"),
+    "top": ("sockscope.cli.top", "live full-screen view of sockets"),
+    "exporter": ("sockscope.cli.exporter", "serve Prometheus metrics"),
 }
 
 
