@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
 from sockscope._addr import AF_INET, AF_INET6
-from sockscope.errors import NotSupported, PermissionDenied, SockscopeError, UsageError
-from sockscope.records import SS_STATE_NAMES, Owner, Socket, State
+from sockscope.errors import NotSupported, PermissionDenied, UsageError
+from sockscope.records import SS_STATE_NAMES, Socket, State
+
+if TYPE_CHECKING:
+    from sockscope.processes import OwnerMap
 
 AF_UNIX = 1
 AF_NETLINK = 16
@@ -25,6 +28,11 @@ AF_PACKET = 17
 SS_ALL = (1 << 12) - 1
 #: ss's default: all but LISTEN, CLOSE, TIME-WAIT, SYN-RECV
 SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
+
+#: inet_diag extensions: tcp_info + vegas + congestion control (ss -i)
+EXT_INFO = (1 << 1) | (1 << 2) | (1 << 3)
+#: meminfo + skmeminfo (ss -m)
+EXT_MEM = (1 << 0) | (1 << 6)
 
 INET_TABLES = ("raw", "udp", "tcp", "dccp", "sctp", "mptcp")
 UNIX_TABLES = ("u_str", "u_dgr", "u_seq")
@@ -49,7 +57,9 @@ class Query:
     ``states`` a bitmask of kernel states; ``preferred_family`` is ss's "last
     of -4/-6/-f wins" for inet dumps (0: none).  ``explicit`` names tables the
     user asked for by name: for those, "not supported by this kernel" is
-    reported instead of skipped silently.
+    reported instead of skipped silently.  ``details`` decodes every attribute
+    (shutdown, v6only, mark, cgroup, UNIX vfs/pending); ``ext`` is the
+    inet_diag extension bitmask to request (:data:`EXT_INFO`, :data:`EXT_MEM`).
     """
 
     tables: frozenset[str]
@@ -57,6 +67,7 @@ class Query:
     states: int = SS_ALL
     preferred_family: int = 0
     details: bool = False
+    ext: int = 0
     explicit: frozenset[str] = field(default_factory=frozenset)
     force_proc: bool = False
 
@@ -108,8 +119,11 @@ def _inet(q: Query, table: str, state: _FallbackState) -> Iterator[Socket]:
         try:
             for fam in fams:
                 out: list[Socket] = []
-                req = inet.encode_request(fam, _PROTOCOLS[table], q.states)
-                transport.dump(req, lambda b: inet.decode_dump(b, table, out, q.details, f"{table} diag"), f"{table} diag")
+                req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext)
+                decode_all = q.details or bool(q.ext)
+                transport.dump(
+                    req, lambda b: inet.decode_dump(b, table, out, decode_all, f"{table} diag"), f"{table} diag"
+                )
                 yield from out
             return
         except (NotSupported, PermissionDenied) as exc:
@@ -137,9 +151,14 @@ def _unix(q: Query, state: _FallbackState) -> Iterator[Socket]:
     types = {t for t in UNIX_TABLES if t in q.tables}
     if not state.force:
         show = unix.DEFAULT_SHOW | (unix.UDIAG_SHOW_VFS | unix.UDIAG_SHOW_ICONS if q.details else 0)
+        if q.ext & EXT_MEM:
+            show |= unix.UDIAG_SHOW_MEMINFO
+        decode_all = q.details or bool(q.ext & EXT_MEM)
         out: list[Socket] = []
         try:
-            transport.dump(unix.encode_request(q.states, show), lambda b: unix.decode_dump(b, out, q.details), "unix diag")
+            transport.dump(
+                unix.encode_request(q.states, show), lambda b: unix.decode_dump(b, out, decode_all), "unix diag"
+            )
         except (NotSupported, PermissionDenied) as exc:
             state.fall_back(f"sock_diag: {exc}")
         else:
@@ -224,17 +243,20 @@ def sockets(
     *,
     states: Iterable[State | str | int] | None = None,
     processes: bool = False,
-    details: bool = False,
+    details: bool | Iterable[str] = False,
 ) -> Iterator[Socket]:
     """Stream the sockets of ``kind`` (psutil's kind names) as :class:`Socket` records.
 
     ``states`` limits the states (``State`` members, their names, or ss's
     names such as "ESTAB"); the kernel filters them.  ``processes=True``
     fills ``owners`` with every (pid, fd, name) holding each socket.
-    ``details=True`` fills ``v6only`` and ``shutdown``.
+    ``details`` asks for more per socket: True for everything, or a set of
+    "info" (``tcp_info``, ``cong``), "mem" (``skmem``) and "extended"
+    (``v6only``, ``shutdown``, ``mark``, ``cgroup_id``, UNIX vfs and pending
+    peers).  Timers (``timer``, ``expires``, ``retrans``) are always filled.
     """
     tables, fams = _kind(kind)
-    q = Query(frozenset(tables), frozenset(fams), _state_mask(states), details=details)
+    q = Query(frozenset(tables), frozenset(fams), _state_mask(states), **_details(details))
     it = run(q)
     if not processes:
         yield from it
@@ -247,6 +269,24 @@ def sockets(
     for s in it:
         o = owners.owners(s.inode)
         yield replace(s, owners=o) if o else s
+
+
+_DETAIL_WORDS = {"info": EXT_INFO, "mem": EXT_MEM, "extended": 0, "timers": 0}
+
+
+def _details(details: bool | Iterable[str]) -> dict[str, int | bool]:
+    if details is True:
+        return {"details": True, "ext": EXT_INFO | EXT_MEM}
+    if not details:
+        return {"details": False, "ext": 0}
+    words = {details} if isinstance(details, str) else set(details)
+    bad = words - set(_DETAIL_WORDS)
+    if bad:
+        raise ValueError(f"unknown details {sorted(bad)}; valid: {sorted(_DETAIL_WORDS)}")
+    ext = 0
+    for w in words:
+        ext |= _DETAIL_WORDS[w]
+    return {"details": "extended" in words, "ext": ext}
 
 
 class addr(NamedTuple):
@@ -317,7 +357,7 @@ def net_connections(kind: str = "inet") -> list[sconn]:
     return list(ret)
 
 
-def _psutil_holders(owners: "OwnerMap", inode: int) -> list[tuple[int, int]]:  # noqa: F821
+def _psutil_holders(owners: OwnerMap, inode: int) -> list[tuple[int, int]]:
     """psutil keeps, per inode, the fds of the last pid (in pid order) holding it."""
     h = owners.holders(inode)
     if not h:
@@ -326,5 +366,4 @@ def _psutil_holders(owners: "OwnerMap", inode: int) -> list[tuple[int, int]]:  #
     return [x for x in h if x[0] == last]
 
 
-__all__ = ["Query", "run", "sockets", "net_connections", "sconn", "addr", "KINDS", "SS_ALL", "SS_CONN"]
-_ = (Owner, SockscopeError)
+__all__ = ["Query", "run", "EXT_INFO", "EXT_MEM", "sockets", "net_connections", "sconn", "addr", "KINDS", "SS_ALL", "SS_CONN"]

@@ -88,10 +88,26 @@ class Owner(NamedTuple):
 class Socket:
     """One socket as the kernel reports it.
 
-    ``netid`` is ss's table name: tcp, udp, raw, u_str, u_dgr, u_seq, …
-    ``recv_q``/``send_q`` are ss's Recv-Q/Send-Q (for a listener: the accept
-    queue and the backlog).  ``owners`` lists every (pid, fd) holding the
-    socket, filled only when processes were asked for.
+    ``netid`` is ss's table name: tcp, udp, raw, u_str, u_dgr, u_seq, nl,
+    p_raw, p_dgr.  ``recv_q``/``send_q`` are ss's Recv-Q/Send-Q (for a
+    listener: the accept queue and the backlog).  ``owners`` lists every
+    (pid, fd) holding the socket, filled only when processes were asked for.
+    ``ifindex`` is the interface the socket is bound to (0: none; ss prints
+    it as ``%name``).  ``protocol`` is the netlink protocol or the packet
+    ethertype for those families; for a netlink socket ``local.port`` /
+    ``peer.port`` are port ids and ``peer.address`` the destination group;
+    for a packet socket ``local.port`` is the interface index.
+
+    ``timer``/``expires``/``retrans`` are the kernel's timer (0 none, 1 on,
+    2 keepalive, 3 timewait, 4 persist), its expiry in ms and the retransmit
+    or probe count.  The remaining fields are filled only when details were
+    asked for (else None): ``v6only`` (always filled for IPv6 wildcard
+    addresses), ``shutdown`` (bit 0 = no more receives, bit 1 = no more
+    sends), ``mark``, ``cgroup_id``, ``cong`` (congestion control),
+    ``tcp_info`` (:class:`~sockscope.kernel.tcpinfo.TcpInfo`), ``skmem``
+    (:class:`SkMem`), ``unix_vfs`` ((inode, device) of a UNIX path) and
+    ``unix_pending`` (inodes of connections waiting in a UNIX listener),
+    ``groups`` (a netlink socket's multicast groups).
     """
 
     netid: str
@@ -111,10 +127,21 @@ class Socket:
     owners: tuple[Owner, ...] = ()
     netns: str | None = None
     protocol: int | None = None
+    timer: int = 0
+    expires: int = 0
+    retrans: int = 0
+    mark: int | None = None
+    cgroup_id: int | None = None
+    cong: str | None = None
+    tcp_info: Any = None
+    skmem: "SkMem | None" = None
+    unix_vfs: tuple[int, int] | None = None
+    unix_pending: tuple[int, ...] | None = None
+    groups: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of this record (used by --json and --csv)."""
-        return {
+        d: dict[str, Any] = {
             "netid": self.netid,
             "family": _FAMILY_NAMES.get(self.family, str(self.family)),
             "state": self.state.ss_name,
@@ -134,7 +161,30 @@ class Socket:
             "owners": [o._asdict() for o in self.owners],
             "netns": self.netns,
             "protocol": self.protocol,
+            "timer": self.timer,
+            "expires": self.expires,
+            "retrans": self.retrans,
+            "mark": self.mark,
+            "cgroup_id": self.cgroup_id,
+            "cong": self.cong,
+            "tcp_info": self.tcp_info.to_dict() if self.tcp_info is not None else None,
+            "skmem": self.skmem._asdict() if self.skmem is not None else None,
         }
+        return d
+
+
+class SkMem(NamedTuple):
+    """``SK_MEMINFO_*`` (ss -m's ``skmem:(r,rb,t,tb,f,w,o,bl,d)``); None where the kernel sent fewer."""
+
+    rmem_alloc: int
+    rcvbuf: int
+    wmem_alloc: int
+    sndbuf: int
+    fwd_alloc: int
+    wmem_queued: int
+    optmem: int
+    backlog: int | None = None
+    drops: int | None = None
 
 
 _FAMILY_NAMES = {1: "unix", 2: "inet", 10: "inet6", 16: "netlink", 17: "packet"}
@@ -147,17 +197,25 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
     field, about 2 µs for this record; writing through the slot descriptors
     directly halves that.  Only for trusted, already-typed values.
     """
-    names = [f for f in cls.__dataclass_fields__]  # type: ignore[attr-defined]
+    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    names = list(fields)
     ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    params = []
     for n in names:
         ns["_set_" + n] = getattr(cls, n).__set__
+        default = fields[n].default
+        if n in ("netid", "family", "state", "recv_q", "send_q", "local", "peer", "inode"):
+            params.append(n)
+        else:
+            ns["_d_" + n] = default
+            params.append(f"{n}=_d_{n}")
     body = "".join(f"    _set_{n}(o, {n})\n" for n in names)
-    src = f"def make({', '.join(names)}):\n    o = _new(_cls)\n{body}    return o\n"
+    src = f"def make({', '.join(params)}):\n    o = _new(_cls)\n{body}    return o\n"
     exec(src, ns)  # noqa: S102 - generated from the dataclass's own field names
     return ns["make"]  # type: ignore[no-any-return]
 
 
-#: ``make_socket(*all 17 fields in order)``: the decoder's fast path.
+#: ``make_socket(netid, …, inode, [more fields positionally or by keyword])``: the decoders' fast path.
 make_socket: Callable[..., Socket] = _fast_constructor(Socket)
 
-__all__ = ["State", "Endpoint", "Owner", "Socket", "STATES", "state_of", "make_socket"]
+__all__ = ["State", "Endpoint", "Owner", "Socket", "SkMem", "STATES", "state_of", "make_socket"]

@@ -9,7 +9,6 @@ its defaults), then streams the rows.
 from __future__ import annotations
 
 import getopt
-import os
 import sys
 from typing import IO
 
@@ -25,7 +24,12 @@ Usage: sockscope [ OPTIONS ]
    -r, --resolve       resolve host names
    -a, --all           display all sockets
    -l, --listening     display listening sockets
+   -o, --options       show timer information
+   -e, --extended      show detailed socket information
+   -m, --memory        show socket memory usage
    -p, --processes     show process using socket
+   -i, --info          show internal TCP information
+   -s, --summary       show socket usage summary
    -H, --no-header     Suppress header line
    -O, --oneline       socket's data printed on a single line
        --json          print a JSON array of records (fields as the API's)
@@ -76,8 +80,7 @@ _LONG_TO_SHORT = {
 }
 # Options of ss that this version does not implement yet: refuse them clearly.
 _NOT_YET = {
-    "o": "-o (timers)", "e": "-e (details)", "m": "-m (memory)", "i": "-i (tcp_info)",
-    "s": "-s (summary)", "T": "-T (threads)", "b": "-b (bpf)", "E": "-E (events)",
+    "T": "-T (threads)", "b": "-b (bpf)", "E": "-E (events)",
     "D": "-D (diag dump)", "F": "-F (filter file)", "z": "-z (contexts)", "Z": "-Z (contexts)",
     "N": "-N (netns)", "K": "-K (kill)", "tipc": "--tipc", "vsock": "--vsock", "xdp": "--xdp",
     "tipcinfo": "--tipcinfo", "tos": "--tos", "cgroup": "--cgroup", "inet-sockopt": "--inet-sockopt",
@@ -179,6 +182,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     state_filter = 0
     saw_query = False
     numeric = resolve = processes = False
+    timers = extended = memory = info = oneline = summary = False
     header = True
     fmt = "table"
     for opt, val in opts:
@@ -204,7 +208,17 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         elif name == "H":
             header = False
         elif name == "O":
-            pass  # rows are already one line each (no -e/-m/-i details yet)
+            oneline = True
+        elif name == "o":
+            timers = True
+        elif name == "e":
+            timers = extended = True
+        elif name == "m":
+            memory = True
+        elif name == "i":
+            info = True
+        elif name == "s":
+            summary = True
         elif name == "a":
             state_filter = SS_ALL
         elif name == "l":
@@ -238,6 +252,12 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
     from sockscope.filter.states import parse_state_words
 
+    if summary:
+        from sockscope import summary as _summary
+
+        out.write(_summary.read().text())
+        if sel.do_default and not args:
+            return 0
     state_filter, rest = parse_state_words(args, state_filter)
     if rest:
         raise UsageError(f"filter expressions are not implemented yet in this version: {' '.join(rest)!r}")
@@ -257,13 +277,15 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         print("sockscope: no socket states to show with such filter.", file=sys.stderr)
         return 0
 
-    from sockscope.query import Query, run
+    from sockscope.query import EXT_INFO, EXT_MEM, Query, run
 
     q = Query(
         tables=frozenset(sel.dbs),
         families=frozenset(sel.families),
         states=sel.states,
         preferred_family=sel.preferred,
+        details=extended or fmt != "table",
+        ext=(EXT_INFO if info or fmt != "table" else 0) | (EXT_MEM if memory or fmt != "table" else 0),
         explicit=frozenset(sel.explicit),
     )
     owners = None
@@ -293,9 +315,13 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         write_csv(socks, out)
         return 0
 
+    from sockscope.render.details import DetailOptions
     from sockscope.render.table import CellMaker, TableOptions, TableWriter
 
-    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes)
+    dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
+                          numeric=numeric)
+    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes,
+                         details=dopts if dopts.any else None)
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
     writer = TableWriter(out, visible, header=header)
     make = CellMaker(topts).cells
@@ -315,4 +341,3 @@ def _restore_sigpipe() -> None:
 
 
 __all__ = ["main", "USAGE"]
-_ = os

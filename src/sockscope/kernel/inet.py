@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import struct
 import sys
+from typing import Any
 
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError, netlink_error
 from sockscope.kernel import netlink as nl
+from sockscope.kernel import tcpinfo
+from sockscope.kernel.others import decode_skmem
 from sockscope.records import STATES, Endpoint, Socket, make_socket, state_of
 
 # include/uapi/linux/inet_diag.h
@@ -111,25 +114,28 @@ def decode_dump(
         if mtype == nl.SOCK_DIAG_BY_FAMILY:
             if length < 16 + MSG_LEN:
                 raise DecodeError(f"truncated inet_diag_msg ({length - 16} bytes)")
-            (fam, st, _timer, _retrans, sport, dport, src, dst, ifindex, cookie,
-             _expires, rq, wq, uid, ino) = msg_unpack(mv, off + 16)
+            (fam, st, timer, retrans, sport, dport, src, dst, ifindex, cookie,
+             expires, rq, wq, uid, ino) = msg_unpack(mv, off + 16)
             if swap:
                 sport = ((sport & 0xFF) << 8) | (sport >> 8)
                 dport = ((dport & 0xFF) << 8) | (dport >> 8)
-            v6only = shutdown = None
             if fam == AF_INET:
                 laddr = ntop4(src[:4])
                 raddr = ntop4(dst[:4])
             else:
                 laddr = ntop6(src)
                 raddr = ntop6(dst)
-                if details or src == _ZERO16 or dst == _ZERO16:
-                    v6only, shutdown = _v6only_shutdown(mv[off + 16 + MSG_LEN : off + length])
-            if details and fam == AF_INET:
-                shutdown = _v6only_shutdown(mv[off + 16 + MSG_LEN : off + length])[1]
-            append(mk(netid, fam, states[st] if st < nstates else state_of(st), rq, wq,
-                      ep(laddr, sport), ep(raddr, dport), ino, uid, cookie, ifindex,
-                      None, v6only, shutdown if details else None, (), None, None))
+            state = states[st] if st < nstates else state_of(st)
+            if details:
+                append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
+                          uid, cookie, ifindex, None, timer=timer, expires=expires, retrans=retrans,
+                          **_details(mv[off + 16 + MSG_LEN : off + length], fam, netid)))
+            else:
+                v6only = None
+                if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
+                    v6only = _v6only(mv[off + 16 + MSG_LEN : off + length])
+                append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
+                          uid, cookie, ifindex, None, v6only, None, (), None, None, timer, expires, retrans))
         elif mtype == nl.NLMSG_DONE:
             nl.check_done(mv[off + 16 : off + length], op)
             return True
@@ -141,10 +147,8 @@ def decode_dump(
     return False
 
 
-def _v6only_shutdown(attrs: memoryview) -> tuple[bool | None, int | None]:
-    """(SKV6ONLY, SHUTDOWN) from an inet_diag_msg's attributes; None when absent."""
-    v6only: bool | None = None
-    shutdown: int | None = None
+def _v6only(attrs: memoryview) -> bool | None:
+    """SKV6ONLY from an inet_diag_msg's attributes (None when absent)."""
     off = 0
     end = len(attrs)
     unpack = nl.NLATTR.unpack_from
@@ -152,14 +156,45 @@ def _v6only_shutdown(attrs: memoryview) -> tuple[bool | None, int | None]:
         alen, atype = unpack(attrs, off)
         if alen < 4 or off + alen > end:
             raise DecodeError(f"bad attribute length {alen} in inet_diag_msg")
-        atype &= nl.NLA_TYPE_MASK
-        if alen > 4:
-            if atype == INET_DIAG_SKV6ONLY:
-                v6only = bool(attrs[off + 4])
-            elif atype == INET_DIAG_SHUTDOWN:
-                shutdown = attrs[off + 4]
+        if atype & nl.NLA_TYPE_MASK == INET_DIAG_SKV6ONLY and alen > 4:
+            return bool(attrs[off + 4])
         off += (alen + 3) & ~3
-    return v6only, shutdown
+    return None
+
+
+_U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+
+
+def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
+    """The detail fields of one message's attributes (the ``details=True`` path)."""
+    attrs = nl.parse_attrs(raw)
+    d: dict[str, Any] = {}
+    a = attrs.get(INET_DIAG_SKV6ONLY)
+    if a is not None and len(a):
+        d["v6only"] = bool(a[0])
+    a = attrs.get(INET_DIAG_SHUTDOWN)
+    if a is not None and len(a):
+        d["shutdown"] = a[0]
+    a = attrs.get(INET_DIAG_MARK)
+    if a is not None and len(a) >= 4:
+        d["mark"] = _U32.unpack_from(a, 0)[0]
+    a = attrs.get(INET_DIAG_CGROUP_ID)
+    if a is not None and len(a) >= 8:
+        d["cgroup_id"] = _U64.unpack_from(a, 0)[0]
+    a = attrs.get(INET_DIAG_CONG)
+    if a is not None:
+        d["cong"] = bytes(a).split(b"\0", 1)[0].decode("ascii", "replace")
+    a = attrs.get(INET_DIAG_SKMEMINFO)
+    if a is not None:
+        d["skmem"] = decode_skmem(a)
+    a = attrs.get(INET_DIAG_INFO)
+    if a is not None and netid == "tcp":
+        d["tcp_info"] = tcpinfo.decode(a)
+    a = attrs.get(INET_DIAG_PROTOCOL)
+    if a is not None and len(a):
+        d["protocol"] = a[0]
+    return d
 
 
 __all__ = ["encode_request", "decode_dump", "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6"]

@@ -7,7 +7,7 @@ import struct
 
 from sockscope.errors import DecodeError, netlink_error
 from sockscope.kernel import netlink as nl
-from sockscope.records import Endpoint, Socket, make_socket, state_of
+from sockscope.records import Endpoint, SkMem, Socket, make_socket, state_of
 
 AF_NETLINK = 16
 AF_PACKET = 17
@@ -16,6 +16,7 @@ NDIAG_PROTO_ALL = 255
 NDIAG_SHOW_MEMINFO = 1
 NDIAG_SHOW_GROUPS = 2
 NETLINK_DIAG_MEMINFO = 0
+NETLINK_DIAG_GROUPS = 1
 
 PACKET_SHOW_INFO = 1
 PACKET_SHOW_MEMINFO = 0x10
@@ -30,6 +31,14 @@ _PMSG = struct.Struct("=BBHIQ")  # family type num ino cookie
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
 _MEM2 = struct.Struct("=III")  # rmem_alloc rcvbuf wmem_alloc
+
+
+def decode_skmem(raw: memoryview) -> SkMem | None:
+    """``SK_MEMINFO_*`` u32 array (7 to 9 values) as :class:`SkMem`; None when too short."""
+    n = min(len(raw) // 4, 9)
+    if n < 7:
+        return None
+    return SkMem(*struct.unpack_from(f"={n}I", raw, 0))
 
 
 def encode_netlink_request(seq: int = 1) -> bytes:
@@ -72,15 +81,22 @@ def decode_netlink_message(p: memoryview) -> Socket:
     _fam, _type, proto, st, portid, dst_portid, dst_group, ino, cookie = _NMSG.unpack_from(p, 0)
     attrs = nl.parse_attrs(p, _NMSG.size)
     rq = wq = 0
+    skmem = None
     mem = attrs.get(NETLINK_DIAG_MEMINFO)
     if mem is not None and len(mem) >= 12:
         rq, _rb, wq = _MEM2.unpack_from(mem, 0)
+        skmem = decode_skmem(mem)
+    groups = None
+    g = attrs.get(NETLINK_DIAG_GROUPS)
+    if g is not None and len(g) >= 4:
+        groups = _U32.unpack_from(g, 0)[0]
     signed = _I32.unpack(_U32.pack(portid))[0]
     dst_signed = _I32.unpack(_U32.pack(dst_portid))[0]
     return make_socket(
         "nl", AF_NETLINK, state_of(7), rq, wq,
         Endpoint(str(proto), signed), Endpoint(str(dst_group) if st == 1 else "", dst_signed if st == 1 else 0),
         ino, None, cookie, 0, None, None, None, (), None, proto,
+        skmem=skmem, groups=groups,
     )
 
 
@@ -93,9 +109,11 @@ def decode_packet_message(p: memoryview) -> Socket:
     rq = 0
     ifindex = 0
     uid = None
+    skmem = None
     mem = attrs.get(PACKET_DIAG_MEMINFO)
     if mem is not None and len(mem) >= 4:
         rq = _U32.unpack_from(mem, 0)[0]
+        skmem = decode_skmem(mem)
     info = attrs.get(PACKET_DIAG_INFO)
     if info is not None and len(info) >= 4:
         ifindex = _U32.unpack_from(info, 0)[0]
@@ -105,7 +123,7 @@ def decode_packet_message(p: memoryview) -> Socket:
     netid = "p_raw" if ptype == 3 else "p_dgr"
     return make_socket(
         netid, AF_PACKET, state_of(7), rq, 0, Endpoint("", ifindex), Endpoint("", 0),
-        ino, uid, cookie, ifindex, None, None, None, (), None, num,
+        ino, uid, cookie, ifindex, None, None, None, (), None, num, skmem=skmem,
     )
 
 

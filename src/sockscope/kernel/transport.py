@@ -24,6 +24,7 @@ def open_diag() -> socket.socket:
     except OSError as exc:
         raise netlink_error("open NETLINK_SOCK_DIAG", exc.errno or errno.EPROTONOSUPPORT) from exc
     try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)  # as ss does
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     except OSError:
         pass

@@ -7,6 +7,7 @@ import struct
 
 from sockscope.errors import DecodeError, netlink_error
 from sockscope.kernel import netlink as nl
+from sockscope.kernel.others import decode_skmem
 from sockscope.records import Endpoint, Socket, make_socket, state_of
 
 AF_UNIX = 1
@@ -113,14 +114,24 @@ def decode_message(payload: memoryview, details: bool = False) -> Socket:
     a = attrs.get(UNIX_DIAG_UID)
     if a is not None:
         uid = _u32(a, "UNIX_DIAG_UID")
+    extra: dict[str, object] = {}
     if details:
         a = attrs.get(UNIX_DIAG_SHUTDOWN)
         if a is not None and len(a):
             shutdown = a[0]
+        a = attrs.get(UNIX_DIAG_VFS)
+        if a is not None and len(a) >= 8:
+            extra["unix_vfs"] = _RQLEN.unpack_from(a, 0)
+        a = attrs.get(UNIX_DIAG_ICONS)
+        if a is not None:
+            extra["unix_pending"] = struct.unpack_from(f"={len(a) // 4}I", a, 0)
+        a = attrs.get(UNIX_DIAG_MEMINFO)
+        if a is not None:
+            extra["skmem"] = decode_skmem(a)
     return make_socket(
         NETIDS.get(stype, "u_dgr"), AF_UNIX, state_of(st), rq, wq,
         Endpoint(name, 0), Endpoint("", 0), ino, uid, cookie, 0,
-        peer, None, shutdown, (), None, None,
+        peer, None, shutdown, (), None, None, **extra,
     )
 
 

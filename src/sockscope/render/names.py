@@ -131,3 +131,43 @@ def process_name(pid: int) -> str | None:
     if start < 0:
         return None
     return data[start + 1 : stop if stop >= 0 else None].decode("utf-8", "replace")
+
+
+_cgroups: dict[int, str] | None = None
+
+
+def _cgroup2_root() -> str | None:
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and parts[2] == "cgroup2":
+                    return parts[1]
+    except OSError:
+        pass
+    return None
+
+
+def cgroup_path(cgroup_id: int) -> str:
+    """The cgroup v2 path of a cgroup id (its directory's inode on the cgroup2
+    mount), like ss's ``cg_id_to_path``; ``unreachable:ID`` when not found."""
+    global _cgroups
+    if _cgroups is None:
+        import os
+
+        _cgroups = {}
+        root = _cgroup2_root()
+        try:
+            if root is None:
+                raise OSError("no cgroup2 mount")
+            _cgroups[os.stat(root).st_ino] = "/"
+            for dirpath, dirnames, _files in os.walk(root):
+                for d in dirnames:
+                    full = os.path.join(dirpath, d)
+                    try:
+                        _cgroups[os.stat(full).st_ino] = full[len(root):]
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+    return _cgroups.get(cgroup_id, f"unreachable:{cgroup_id:x}")

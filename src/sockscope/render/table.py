@@ -15,6 +15,7 @@ from typing import IO, Iterable
 
 from sockscope.records import SS_STATE_NAMES, Socket
 from sockscope.render import names
+from sockscope.render.details import DetailOptions, detail_text
 
 HEADERS = ("Netid", "State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port", "Process", "")
 _LDELIM = ("", " ", " ", " ", " ", "", " ", "", "", "")
@@ -29,13 +30,11 @@ class TableOptions:
     numeric: bool = False
     resolve: bool = False
     processes: bool = False
-    show_netid: bool = True
-    show_state: bool = True
-    header: bool = True
+    details: DetailOptions | None = None
 
 
 class CellMaker:
-    """Builds the cells of each row, with per-table caches of port and address text."""
+    """Builds the ten cells of each row (the last: detail text), with caches of port and address text."""
 
     __slots__ = ("opts", "_ports", "_addrs")
 
@@ -78,6 +77,7 @@ class CellMaker:
     def cells(self, s: Socket) -> list[str]:
         fam = s.family
         proc = users(s) if self.opts.processes else ""
+        more = detail_text(s, self.opts.details) if self.opts.details is not None else ""
         head = [s.netid, SS_STATE_NAMES.get(int(s.state), "UNKNOWN"), f"{s.recv_q:<6}", f"{s.send_q:<6}"]
         if fam == AF_INET or fam == AF_INET6:
             local = self.address(fam, s.local.address, s.v6only)
@@ -86,12 +86,15 @@ class CellMaker:
             return head + [
                 local + ":", self.port(s.netid, s.local.port),
                 self.address(fam, s.peer.address, s.v6only) + ":", self.port(s.netid, s.peer.port),
-                proc, "",
+                proc, more,
             ]
+        # ss 6.1 counts the detail text in the Process column's width for every
+        # family but inet: so only inet rows keep it in the separate tenth cell.
+        proc, more = proc + more, ""
         if fam == AF_UNIX:
             return head + [
                 (s.local.address or "*") + " ", str(s.inode),
-                "* ", str(s.peer_inode or 0), proc, "",
+                "* ", str(s.peer_inode or 0), proc, more,
             ]
         if fam == AF_NETLINK:
             proto = s.protocol or 0
@@ -107,7 +110,7 @@ class CellMaker:
                 comm = names.process_name(pid) if pid > 0 else None
                 owner = f"{comm}/{pid}" if comm is not None else str(pid)
             peer = [s.peer.address + ":", str(s.peer.port)] if s.peer.address else ["*", ""]
-            return head + [pname + ":", owner] + peer + [proc, ""]
+            return head + [pname + ":", owner] + peer + [proc, more]
         if fam == AF_PACKET:
             proto = s.protocol or 0
             if proto == 3:
@@ -115,8 +118,8 @@ class CellMaker:
             else:
                 addr = names.ETHERTYPES.get(proto, f"[{proto}]")
             port = "*" if not s.local.port else names.ifname(s.local.port)
-            return head + [addr + ":", port, "*", "", proc, ""]
-        return head + ["*", "", "*", "", proc, ""]
+            return head + [addr + ":", port, "*", "", proc, more]
+        return head + ["*", "", "*", "", proc, more]
 
 
 def users(s: Socket) -> str:
@@ -127,11 +130,16 @@ def users(s: Socket) -> str:
 
 
 class TableWriter:
-    """Lays out rows of cells like ss (non-terminal layout), in batches."""
+    """Lays out rows of cells like ss (non-terminal layout), in batches.
+
+    The tenth cell (``-o``/``-e``/``-m``/``-i`` text) continues the Process
+    cell: like ss 6.1, it does not widen the Process column, and a row that
+    has it is padded only up to that column's width.
+    """
 
     def __init__(self, out: IO[str], visible: Iterable[bool], header: bool = True, batch: int = 8192) -> None:
         self.out = out
-        self.visible = [i for i, v in enumerate(visible) if v]
+        self.visible = [i for i, v in enumerate(visible) if v and i < 9]
         self.widths = [0] * len(HEADERS)
         self.rows: list[list[str]] = []
         self.batch = batch
@@ -168,7 +176,7 @@ class TableWriter:
             parts = []
             started = False
             for i, delim, ew, right in eff:
-                cell = r[i]
+                cell = r[i] + r[9] if i == 8 else r[i]
                 d = delim if started else ""
                 started = True
                 if right:

@@ -41,7 +41,7 @@ import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Literal, TextIO
+from typing import Literal, TextIO, cast
 
 from sockscope.services._bind import (
     BindAddress,
@@ -323,20 +323,23 @@ class StreamConnection(asyncio.Protocol):
         self._flushed_at: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         server, cfg = self.server, self.server.config
-        self.transport = transport
-        self.peer = server.peer_label(transport)
+        self.transport = stream = cast(asyncio.Transport, transport)
+        self.peer = server.peer_label(stream)
         if server.stopping or len(server.active) >= server.max_conns:
             self.abort("shutdown" if server.stopping else "limit")
             return
         server.active.add(self)
         self._last = asyncio.get_running_loop().time()
         if cfg.mode == "greet":
-            transport.write(cfg.message)
+            stream.write(cfg.message)
             self.bytes_out += len(cfg.message)
-            if transport.can_write_eof():
-                transport.write_eof()
+            if stream.can_write_eof() and not stream.is_closing():
+                try:
+                    stream.write_eof()
+                except OSError:  # the client is already gone (reset)
+                    self.abort("reset")
+                    return
         self._tick()
 
     def data_received(self, data: bytes) -> None:
@@ -418,8 +421,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         started = time.monotonic()

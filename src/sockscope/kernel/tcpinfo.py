@@ -1,0 +1,124 @@
+"""``struct tcp_info`` (INET_DIAG_INFO for TCP), sans IO, tolerant of version skew.
+
+A shorter struct from an older kernel is zero-padded (as ss does); a longer one
+from a newer kernel has its unknown tail ignored.  The window scales are the
+two nibbles of byte 6: send scale low, receive scale high (pyroute2 swaps
+them; ss gets it right).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import asdict, dataclass
+from typing import Any
+
+_FMT = struct.Struct(
+    "=8B"  # state ca_state retransmits probes backoff options wscale(4/4) app_limited/fastopen_fail
+    "24I"  # rto … total_retrans
+    "4Q"  # pacing_rate max_pacing_rate bytes_acked bytes_received
+    "6I"  # segs_out segs_in notsent_bytes min_rtt data_segs_in data_segs_out
+    "4Q"  # delivery_rate busy_time rwnd_limited sndbuf_limited
+    "2I"  # delivered delivered_ce
+    "2Q"  # bytes_sent bytes_retrans
+    "6I"  # dsack_dups reord_seen rcv_ooopack snd_wnd rcv_wnd rehash
+    "2H"  # total_rto total_rto_recoveries
+    "2I"  # total_rto_time received_ce
+)
+SIZE = _FMT.size  # 252
+
+TCPI_OPT_TIMESTAMPS = 1
+TCPI_OPT_SACK = 2
+TCPI_OPT_WSCALE = 4
+TCPI_OPT_ECN = 8
+TCPI_OPT_ECN_SEEN = 16
+TCPI_OPT_SYN_DATA = 32
+
+
+@dataclass(frozen=True, slots=True)
+class TcpInfo:
+    """The kernel's ``tcp_info`` (times in µs as the kernel gives them)."""
+
+    state: int
+    ca_state: int
+    retransmits: int
+    probes: int
+    backoff: int
+    options: int
+    snd_wscale: int
+    rcv_wscale: int
+    delivery_rate_app_limited: bool
+    fastopen_client_fail: int
+    rto: int
+    ato: int
+    snd_mss: int
+    rcv_mss: int
+    unacked: int
+    sacked: int
+    lost: int
+    retrans: int
+    fackets: int
+    last_data_sent: int
+    last_ack_sent: int
+    last_data_recv: int
+    last_ack_recv: int
+    pmtu: int
+    rcv_ssthresh: int
+    rtt: int
+    rttvar: int
+    snd_ssthresh: int
+    snd_cwnd: int
+    advmss: int
+    reordering: int
+    rcv_rtt: int
+    rcv_space: int
+    total_retrans: int
+    pacing_rate: int
+    max_pacing_rate: int
+    bytes_acked: int
+    bytes_received: int
+    segs_out: int
+    segs_in: int
+    notsent_bytes: int
+    min_rtt: int
+    data_segs_in: int
+    data_segs_out: int
+    delivery_rate: int
+    busy_time: int
+    rwnd_limited: int
+    sndbuf_limited: int
+    delivered: int
+    delivered_ce: int
+    bytes_sent: int
+    bytes_retrans: int
+    dsack_dups: int
+    reord_seen: int
+    rcv_ooopack: int
+    snd_wnd: int
+    rcv_wnd: int
+    rehash: int
+    total_rto: int
+    total_rto_recoveries: int
+    total_rto_time: int
+    received_ce: int
+    length: int  # bytes the kernel actually sent
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decode(raw: bytes | memoryview) -> TcpInfo:
+    """Decode a ``tcp_info`` of any length (short: zero-padded; long: tail ignored)."""
+    b = bytes(raw[:SIZE])
+    n = len(raw)
+    if len(b) < SIZE:
+        b = b + bytes(SIZE - len(b))
+    v = _FMT.unpack(b)
+    wscale = v[6]
+    flags = v[7]
+    return TcpInfo(
+        v[0], v[1], v[2], v[3], v[4], v[5], wscale & 0x0F, wscale >> 4, bool(flags & 1), (flags >> 1) & 3,
+        *v[8:], n,
+    )
+
+
+__all__ = ["TcpInfo", "decode", "SIZE"]

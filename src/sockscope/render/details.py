@@ -1,0 +1,214 @@
+"""The text ss appends to the Process cell: ``-o`` timers, ``-e`` details,
+``-m`` socket memory, ``-i`` tcp_info — same order, same words as ss 6.1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sockscope.records import Socket
+from sockscope.render import names
+
+AF_INET, AF_INET6, AF_UNIX, AF_NETLINK = 2, 10, 1, 16
+_TIMERS = ("off", "on", "keepalive", "timewait", "persist", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class DetailOptions:
+    timers: bool = False  # -o (also implied by -e)
+    extended: bool = False  # -e
+    memory: bool = False  # -m
+    info: bool = False  # -i
+    oneline: bool = False  # -O
+    numeric: bool = False  # -n: exact rates
+
+    @property
+    def any(self) -> bool:
+        return self.timers or self.extended or self.memory or self.info
+
+
+def ms_timer(timeout: int) -> str:
+    """ss's ``print_ms_timer`` (including 6.1's "1.756ms" for 1.756 s)."""
+    secs, msecs = divmod(timeout, 1000)
+    minutes, secs = divmod(secs, 60)
+    out = ""
+    if minutes:
+        msecs = 0
+        out = f"{minutes}min"
+        if minutes > 9:
+            secs = 0
+    if secs:
+        if secs > 9:
+            msecs = 0
+        out += f"{secs}{'.' if msecs else 'sec'}"
+    if msecs:
+        out += f"{msecs:03d}ms"
+    return out
+
+
+def _bw(bps: float, numeric: bool) -> str:
+    if numeric:
+        return f"{bps:.0f}"
+    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if bps >= limit:
+            return f"{bps / limit:.3g}{suffix}"
+    return f"{bps:g}"
+
+
+def _skmem(s: Socket) -> str:
+    m = s.skmem
+    if m is None:
+        return ""
+    text = f" skmem:(r{m.rmem_alloc},rb{m.rcvbuf},t{m.wmem_alloc},tb{m.sndbuf},f{m.fwd_alloc},w{m.wmem_queued},o{m.optmem}"
+    if m.backlog is not None:
+        text += f",bl{m.backlog}"
+    if m.drops is not None:
+        text += f",d{m.drops}"
+    return text + ")"
+
+
+def _shutdown(mask: int) -> str:
+    return f" {'-' if mask & 1 else '<'}-{'-' if mask & 2 else '>'}"
+
+
+def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
+    """ss's ``tcp_stats_print`` for one socket's tcp_info (empty when absent)."""
+    t = s.tcp_info
+    if t is None:
+        return ""
+    p: list[str] = []
+    if opts.timers or opts.extended:  # 6.1 shows the option flags only with -o/-e
+        opt = t.options
+        if opt & 1:
+            p.append(" ts")
+        if opt & 2:
+            p.append(" sack")
+        if opt & 8:
+            p.append(" ecn")
+        if opt & 16:
+            p.append(" ecnseen")
+        if opt & 32:
+            p.append(" fastopen")
+    if s.cong:
+        p.append(f" {s.cong}")
+    if t.options & 4:
+        p.append(f" wscale:{t.snd_wscale},{t.rcv_wscale}")
+    if t.rto and t.rto != 3000000:
+        p.append(f" rto:{t.rto / 1000:g}")
+    if t.backoff:
+        p.append(f" backoff:{t.backoff}")
+    if t.rtt:
+        p.append(f" rtt:{t.rtt / 1000:g}/{t.rttvar / 1000:g}")
+    if t.ato:
+        p.append(f" ato:{t.ato / 1000:g}")
+    for name, v in (("mss", t.snd_mss), ("pmtu", t.pmtu), ("rcvmss", t.rcv_mss), ("advmss", t.advmss),
+                    ("cwnd", t.snd_cwnd)):
+        if v:
+            p.append(f" {name}:{v}")
+    if t.snd_ssthresh < 0xFFFF and t.snd_ssthresh:
+        p.append(f" ssthresh:{t.snd_ssthresh}")
+    for name, v in (("bytes_sent", t.bytes_sent), ("bytes_retrans", t.bytes_retrans),
+                    ("bytes_acked", t.bytes_acked), ("bytes_received", t.bytes_received),
+                    ("segs_out", t.segs_out), ("segs_in", t.segs_in),
+                    ("data_segs_out", t.data_segs_out), ("data_segs_in", t.data_segs_in)):
+        if v:
+            p.append(f" {name}:{v}")
+    if t.rtt > 0 and t.snd_mss and t.snd_cwnd:
+        p.append(f" send {_bw(t.snd_cwnd * t.snd_mss * 8000000.0 / t.rtt, opts.numeric)}bps")
+    for name, v in (("lastsnd", t.last_data_sent), ("lastrcv", t.last_data_recv), ("lastack", t.last_ack_recv)):
+        if v:
+            p.append(f" {name}:{v}")
+    if t.pacing_rate and t.pacing_rate != 0xFFFFFFFFFFFFFFFF:
+        p.append(f" pacing_rate {_bw(t.pacing_rate * 8.0, opts.numeric)}bps")
+        if t.max_pacing_rate and t.max_pacing_rate != 0xFFFFFFFFFFFFFFFF:
+            p.append(f"/{_bw(t.max_pacing_rate * 8.0, opts.numeric)}bps")
+    if t.delivery_rate:
+        p.append(f" delivery_rate {_bw(t.delivery_rate * 8.0, opts.numeric)}bps")
+    if t.delivered:
+        p.append(f" delivered:{t.delivered}")
+    if t.delivered_ce:
+        p.append(f" delivered_ce:{t.delivered_ce}")
+    if t.delivery_rate_app_limited:
+        p.append(" app_limited")
+    if t.busy_time:
+        p.append(f" busy:{t.busy_time // 1000}ms")
+        if t.rwnd_limited:
+            p.append(f" rwnd_limited:{t.rwnd_limited // 1000}ms({100.0 * t.rwnd_limited / t.busy_time:.1f}%)")
+        if t.sndbuf_limited:
+            p.append(f" sndbuf_limited:{t.sndbuf_limited // 1000}ms({100.0 * t.sndbuf_limited / t.busy_time:.1f}%)")
+    if t.unacked:
+        p.append(f" unacked:{t.unacked}")
+    if t.retrans or t.total_retrans:
+        p.append(f" retrans:{t.retrans}/{t.total_retrans}")
+    if t.lost:
+        p.append(f" lost:{t.lost}")
+    if t.sacked and int(s.state) != 10:
+        p.append(f" sacked:{t.sacked}")
+    if t.dsack_dups:
+        p.append(f" dsack_dups:{t.dsack_dups}")
+    if t.fackets:
+        p.append(f" fackets:{t.fackets}")
+    if t.reordering != 3:
+        p.append(f" reordering:{t.reordering}")
+    if t.reord_seen:
+        p.append(f" reord_seen:{t.reord_seen}")
+    if t.rcv_rtt:
+        p.append(f" rcv_rtt:{t.rcv_rtt / 1000:g}")
+    if t.rcv_space:
+        p.append(f" rcv_space:{t.rcv_space}")
+    if t.rcv_ssthresh:
+        p.append(f" rcv_ssthresh:{t.rcv_ssthresh}")
+    if t.notsent_bytes:
+        p.append(f" notsent:{t.notsent_bytes}")
+    if t.min_rtt and t.min_rtt != 0xFFFFFFFF:
+        p.append(f" minrtt:{t.min_rtt / 1000:g}")
+    if t.rcv_ooopack:
+        p.append(f" rcv_ooopack:{t.rcv_ooopack}")
+    if t.snd_wnd:
+        p.append(f" snd_wnd:{t.snd_wnd}")
+    return "".join(p)
+
+
+def detail_text(s: Socket, opts: DetailOptions) -> str:
+    """Everything ss prints after ``users:(…)`` in the Process cell."""
+    fam = s.family
+    out: list[str] = []
+    if fam in (AF_INET, AF_INET6):
+        if (opts.timers or opts.extended) and s.timer:
+            name = _TIMERS[min(s.timer, 5)]
+            out.append(f" timer:({name},{ms_timer(s.expires)},{s.retrans})")
+        if opts.extended:
+            if s.uid:
+                out.append(f" uid:{s.uid}")
+            out.append(f" ino:{s.inode} sk:{(s.cookie or 0):x}")
+            if s.mark:
+                out.append(f" fwmark:0x{s.mark:x}")
+            if s.cgroup_id:
+                out.append(f" cgroup:{names.cgroup_path(s.cgroup_id)}")
+            if fam == AF_INET6 and s.v6only is not None:
+                out.append(f" v6only:{int(s.v6only)}")
+            if s.shutdown is not None:
+                out.append(_shutdown(s.shutdown))
+        if opts.memory or (opts.info and s.netid != "udp"):
+            if not opts.oneline:
+                out.append("\n\t")
+            out.append(_skmem(s))
+            out.append(tcp_info_text(s, opts))
+    elif fam == AF_UNIX:
+        if opts.memory:
+            out.append(_skmem(s))
+        if opts.extended:
+            if s.shutdown is not None:
+                out.append(_shutdown(s.shutdown))
+            if s.unix_vfs is not None:
+                ino, dev = s.unix_vfs
+                major = (dev >> 8) & 0xFFF
+                minor = (dev & 0xFF) | ((dev >> 12) & 0xFFF00)
+                out.append(f" ino:{ino} dev:{major}/{minor}")
+            if s.unix_pending is not None:
+                out.append(" peers:" + "".join(f" {i}" for i in s.unix_pending))
+    elif fam == AF_NETLINK:
+        if opts.extended:
+            out.append(f" sk=0 cb=0 groups=0x{(s.groups or 0):08x}")
+        if opts.memory:
+            out.append("\t" + _skmem(s))
+    return "".join(out)

@@ -1,0 +1,119 @@
+"""``ss -s``: the kernel's socket counters from /proc/net/sockstat{,6} and snmp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sockscope.errors import SockscopeError
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The counters ``ss -s`` prints (per network namespace, except ``tcp_alloc``
+    and ``sockets_used``, which the kernel counts machine-wide)."""
+
+    sockets_used: int = 0
+    tcp_inuse4: int = 0
+    tcp_inuse6: int = 0
+    tcp_orphan: int = 0
+    tcp_timewait: int = 0
+    tcp_alloc: int = 0
+    tcp_mem: int = 0
+    tcp_estab: int = 0
+    udp4: int = 0
+    udp6: int = 0
+    raw4: int = 0
+    raw6: int = 0
+    frag4: int = 0
+    frag6: int = 0
+
+    @property
+    def tcp_total(self) -> int:
+        return self.tcp_alloc + self.tcp_timewait
+
+    @property
+    def tcp_closed(self) -> int:
+        return self.tcp_alloc - (self.tcp_inuse4 + self.tcp_inuse6 - self.tcp_timewait)
+
+    def text(self) -> str:
+        """Exactly ss's layout."""
+        s = self
+        rows = [
+            ("RAW", s.raw4, s.raw6),
+            ("UDP", s.udp4, s.udp6),
+            ("TCP", s.tcp_inuse4, s.tcp_inuse6),
+            ("INET", s.raw4 + s.udp4 + s.tcp_inuse4, s.raw6 + s.udp6 + s.tcp_inuse6),
+            ("FRAG", s.frag4, s.frag6),
+        ]
+        lines = [
+            f"Total: {s.sockets_used}",
+            f"TCP:   {s.tcp_total} (estab {s.tcp_estab}, closed {s.tcp_closed}, "
+            f"orphaned {s.tcp_orphan}, timewait {s.tcp_timewait})",
+            "",
+            "Transport Total     IP        IPv6",
+        ]
+        lines += [f"{n}\t  {a + b:<9d} {a:<9d} {b:<9d}" for n, a, b in rows]
+        return "\n".join(lines) + "\n\n"
+
+
+def _pairs(line: str) -> dict[str, int]:
+    parts = line.split()[1:]
+    out: dict[str, int] = {}
+    for k, v in zip(parts[::2], parts[1::2]):
+        try:
+            out[k] = int(v)
+        except ValueError:
+            pass
+    return out
+
+
+def read(proc: str = "/proc") -> Summary:
+    """Read the counters (of the caller's network namespace)."""
+    vals: dict[str, int] = {}
+    found = False
+    for name in ("sockstat", "sockstat6"):
+        try:
+            with open(f"{proc}/net/{name}") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise SockscopeError(f"cannot read {proc}/net/{name}: {exc.strerror}") from exc
+        found = True
+        for line in lines:
+            if not line:
+                continue
+            key = line.split(":", 1)[0]
+            d = _pairs(line)
+            if key == "sockets":
+                vals["sockets_used"] = d.get("used", 0)
+            elif key == "TCP":
+                vals.update(tcp_inuse4=d.get("inuse", 0), tcp_orphan=d.get("orphan", 0),
+                            tcp_timewait=d.get("tw", 0), tcp_alloc=d.get("alloc", 0), tcp_mem=d.get("mem", 0))
+            elif key == "TCP6":
+                vals["tcp_inuse6"] = d.get("inuse", 0)
+            elif key == "UDP":
+                vals["udp4"] = d.get("inuse", 0)
+            elif key == "UDP6":
+                vals["udp6"] = d.get("inuse", 0)
+            elif key == "RAW":
+                vals["raw4"] = d.get("inuse", 0)
+            elif key == "RAW6":
+                vals["raw6"] = d.get("inuse", 0)
+            elif key == "FRAG":
+                vals["frag4"] = d.get("inuse", 0)
+            elif key == "FRAG6":
+                vals["frag6"] = d.get("inuse", 0)
+    if not found:
+        raise SockscopeError(f"cannot read {proc}/net/sockstat")
+    try:
+        with open(f"{proc}/net/snmp") as f:
+            snmp = [line.split() for line in f if line.startswith("Tcp:")]
+        if len(snmp) >= 2 and "CurrEstab" in snmp[0]:
+            vals["tcp_estab"] = int(snmp[1][snmp[0].index("CurrEstab")])
+    except (OSError, ValueError):
+        pass
+    return Summary(**vals)
+
+
+__all__ = ["Summary", "read"]
