@@ -8,7 +8,9 @@ v4-mapped and v4-compatible addresses.
 
 from __future__ import annotations
 
-from ipaddress import IPv6Address
+import struct
+
+_WORDS = struct.Struct(">8H")
 
 AF_INET = 2
 AF_INET6 = 10
@@ -37,9 +39,28 @@ def ntop6(raw: bytes) -> str:
         elif head == _ZERO12 and raw[12:14] != b"\0\0":
             s = "::" + ntop4(raw[12:])  # glibc: a zero run of exactly six words
         else:
-            s = IPv6Address(raw).compressed
+            s = _compress6(raw)
         _cache6[raw] = s
     return s
+
+
+def _compress6(raw: bytes) -> str:
+    """RFC 5952 text: the longest run (>= 2) of zero words, the first on a tie, becomes ``::``."""
+    words = _WORDS.unpack(raw)
+    best_at, best_len, at, n = -1, 0, -1, 0
+    for i, w in enumerate(words):
+        if w == 0:
+            if n == 0:
+                at = i
+            n += 1
+            if n > best_len:
+                best_at, best_len = at, n
+        else:
+            n = 0
+    hexes = ["%x" % w for w in words]
+    if best_len < 2:
+        return ":".join(hexes)
+    return ":".join(hexes[:best_at]) + "::" + ":".join(hexes[best_at + best_len :])
 
 
 def ntop(family: int, raw: bytes) -> str:

@@ -11,7 +11,9 @@ once per pid, only for processes that hold a socket being shown.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Iterable
 
 from sockscope.records import Owner
 

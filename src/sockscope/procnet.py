@@ -9,7 +9,9 @@ are 0, and UNIX rows come sorted by (type, inode), as ss sorts them.
 
 from __future__ import annotations
 
-from typing import Iterator
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Iterator
 
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError, SockscopeError

@@ -11,14 +11,19 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
+from collections import namedtuple
 
 from sockscope._addr import AF_INET, AF_INET6
 from sockscope.errors import NotSupported, PermissionDenied, UsageError
 from sockscope.records import SS_STATE_NAMES, Socket, State
 
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
+    from typing import Callable, Iterable, Iterator, NamedTuple
+
     from sockscope.processes import OwnerMap
+
+    Warn = Callable[[str], None]
 
 AF_UNIX = 1
 AF_NETLINK = 16
@@ -40,9 +45,6 @@ PACKET_TABLES = ("p_raw", "p_dgr")
 #: ss's output order of tables
 TABLE_ORDER = ("nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw", "udp", "tcp", "dccp", "sctp", "mptcp")
 _PROTOCOLS = {"tcp": 6, "udp": 17, "dccp": 33, "sctp": 132, "raw": 255, "mptcp": 262}
-
-Warn = Callable[[str], None]
-
 
 def _stderr_warn(msg: str) -> None:
     print(f"sockscope: {msg}", file=sys.stderr)
@@ -289,23 +291,26 @@ def _details(details: bool | Iterable[str]) -> dict[str, int | bool]:
     return {"details": "extended" in words, "ext": ext}
 
 
-class addr(NamedTuple):
-    """psutil's ``addr``: an (ip, port) pair."""
+if TYPE_CHECKING:
 
-    ip: str
-    port: int
+    class addr(NamedTuple):
+        ip: str
+        port: int
 
+    class sconn(NamedTuple):
+        fd: int
+        family: int
+        type: int
+        laddr: addr | tuple[()] | str
+        raddr: addr | tuple[()] | str
+        status: str
+        pid: int | None
 
-class sconn(NamedTuple):
-    """psutil's ``sconn``: one row of :func:`net_connections`."""
-
-    fd: int
-    family: int
-    type: int
-    laddr: addr | tuple[()] | str
-    raddr: addr | tuple[()] | str
-    status: str
-    pid: int | None
+else:
+    addr = namedtuple("addr", "ip port")
+    addr.__doc__ = "psutil's ``addr``: an (ip, port) pair."
+    sconn = namedtuple("sconn", "fd family type laddr raddr status pid")
+    sconn.__doc__ = "psutil's ``sconn``: one row of :func:`net_connections`."
 
 
 _PSUTIL_STATUS = {

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Any, Callable, NamedTuple
 
 
 class State(enum.IntEnum):
@@ -64,24 +68,43 @@ def state_of(n: int) -> State:
     return STATES[n] if 0 <= n < len(STATES) else State.UNKNOWN
 
 
-class Endpoint(NamedTuple):
-    """One end of a socket.
+if TYPE_CHECKING:
+
+    class Endpoint(NamedTuple):
+        address: str
+        port: int
+
+    class Owner(NamedTuple):
+        pid: int
+        fd: int
+        name: str
+
+    class SkMem(NamedTuple):
+        rmem_alloc: int
+        rcvbuf: int
+        wmem_alloc: int
+        sndbuf: int
+        fwd_alloc: int
+        wmem_queued: int
+        optmem: int
+        backlog: int | None = None
+        drops: int | None = None
+
+else:
+    Endpoint = namedtuple("Endpoint", "address port")
+    Endpoint.__doc__ = """One end of a socket.
 
     For inet sockets ``address`` is the textual IP ("127.0.0.1", "::1") and
     ``port`` the port number (0 = none).  For UNIX sockets ``address`` is the
     path, ``@name`` for an abstract name, or "" when unnamed, and ``port`` is 0.
     """
-
-    address: str
-    port: int
-
-
-class Owner(NamedTuple):
-    """A process holding a socket through one of its file descriptors."""
-
-    pid: int
-    fd: int
-    name: str
+    Owner = namedtuple("Owner", "pid fd name")
+    Owner.__doc__ = "A process holding a socket through one of its file descriptors."
+    SkMem = namedtuple(
+        "SkMem", "rmem_alloc rcvbuf wmem_alloc sndbuf fwd_alloc wmem_queued optmem backlog drops",
+        defaults=(None, None),
+    )
+    SkMem.__doc__ = "``SK_MEMINFO_*`` (ss -m's ``skmem:(r,rb,t,tb,f,w,o,bl,d)``); None where the kernel sent fewer."
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,20 +194,6 @@ class Socket:
             "skmem": self.skmem._asdict() if self.skmem is not None else None,
         }
         return d
-
-
-class SkMem(NamedTuple):
-    """``SK_MEMINFO_*`` (ss -m's ``skmem:(r,rb,t,tb,f,w,o,bl,d)``); None where the kernel sent fewer."""
-
-    rmem_alloc: int
-    rcvbuf: int
-    wmem_alloc: int
-    sndbuf: int
-    fwd_alloc: int
-    wmem_queued: int
-    optmem: int
-    backlog: int | None = None
-    drops: int | None = None
 
 
 _FAMILY_NAMES = {1: "unix", 2: "inet", 10: "inet6", 16: "netlink", 17: "packet"}

@@ -8,9 +8,10 @@ its defaults), then streams the rows.
 
 from __future__ import annotations
 
-import getopt
 import sys
-from typing import IO
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import IO
 
 from sockscope.errors import UsageError
 
@@ -173,10 +174,12 @@ class _Selection:
 
 def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     out = stdout if stdout is not None else sys.stdout
+    from sockscope.cli import _getopt
+
     try:
-        opts, args = getopt.gnu_getopt(argv, _SHORT, _LONG)
-    except getopt.GetoptError as exc:
-        raise UsageError(f"{exc.msg} (see sockscope --help)") from None
+        opts, args = _getopt.parse(argv, _SHORT, _LONG)
+    except UsageError as exc:
+        raise UsageError(f"{exc} (see sockscope --help)") from None
 
     sel = _Selection()
     state_filter = 0
@@ -186,9 +189,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     header = True
     fmt = "table"
     for opt, val in opts:
-        name = opt.lstrip("-")
-        if opt.startswith("--"):
-            name = _LONG_TO_SHORT.get(name, name)
+        name = _LONG_TO_SHORT.get(opt, opt)
         if name in _NOT_YET:
             raise UsageError(f"option {_NOT_YET[name]} is not implemented yet in this version")
         if name == "h":

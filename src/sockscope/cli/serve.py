@@ -16,6 +16,7 @@ from sockscope.services.serve import (
     DEFAULT_PORT,
     FD_RESERVE,
     GREET_LINGER,
+    Proto,
     ServeConfig,
     run,
 )
@@ -118,7 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"close connections idle this long; 0: never (default {DEFAULT_IDLE_TIMEOUT:g})",
     )
     what.add_argument(
-        "--backlog", type=_positive_int, default=DEFAULT_BACKLOG, metavar="N", help=f"listen backlog ({DEFAULT_BACKLOG})"
+        "--backlog",
+        type=_positive_int,
+        default=DEFAULT_BACKLOG,
+        metavar="N",
+        help=f"listen backlog (default {DEFAULT_BACKLOG})",
     )
     what.add_argument(
         "--grace",
@@ -133,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServeConfig:
     """Check option combinations and build the config (usage errors exit 2 via ``parser.error``)."""
-    proto = "unix" if args.unix is not None else (args.proto or "tcp")
+    proto: Proto = "unix" if args.unix is not None else (args.proto or "tcp")
     if proto == "unix" and args.host:
         parser.error("--host cannot be combined with --unix")
     if args.unix == "" or args.unix == "@":

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import Any
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Any
 
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError, netlink_error

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import asdict, dataclass
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _FMT = struct.Struct(
     "=8B"  # state ca_state retransmits probes backoff options wscale(4/4) app_limited/fastopen_fail

@@ -6,9 +6,11 @@ decoder says the dump is done.  ``OSError`` is translated here, once.
 
 from __future__ import annotations
 
+import _socket  # the C module: ``socket``'s enum set-up costs start-up time
 import errno
-import socket
-from typing import Callable
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Callable
 
 from sockscope.errors import NetlinkError, netlink_error
 from sockscope.kernel.netlink import NETLINK_SOCK_DIAG
@@ -17,21 +19,21 @@ RCVBUF = 1 << 20  # 1 MiB: fewer syscalls for large dumps
 _RECV_SIZE = 1 << 17  # the kernel fills up to ~32 KiB per datagram; leave room
 
 
-def open_diag() -> socket.socket:
+def open_diag() -> _socket.socket:
     """A NETLINK_SOCK_DIAG socket, or :class:`NetlinkError` saying why not."""
     try:
-        s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+        s = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
     except OSError as exc:
         raise netlink_error("open NETLINK_SOCK_DIAG", exc.errno or errno.EPROTONOSUPPORT) from exc
     try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)  # as ss does
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, 32768)  # as ss does
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, RCVBUF)
     except OSError:
         pass
     return s
 
 
-def dump(request: bytes, decode: Callable[[bytes], bool], op: str, sock: socket.socket | None = None) -> None:
+def dump(request: bytes, decode: Callable[[bytes], bool], op: str, sock: _socket.socket | None = None) -> None:
     """Send ``request`` and feed every reply datagram to ``decode`` until it returns True."""
     own = sock is None
     s = open_diag() if sock is None else sock

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import IO, Iterable
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import IO, Iterable
 
 from sockscope.records import Socket
 

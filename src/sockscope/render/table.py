@@ -11,7 +11,9 @@ table streams; a column never narrows between batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import IO, Iterable
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import IO, Iterable
 
 from sockscope.records import SS_STATE_NAMES, Socket
 from sockscope.render import names

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import BinaryIO, Literal, TextIO
+from typing import Any, BinaryIO, Literal, TextIO
 
 from sockscope.services._bind import format_hostport
 from sockscope.services.errors import (
@@ -94,7 +94,7 @@ class Resolved:
     """One concrete address: family, sockaddr for connect(), and its text."""
 
     family: int
-    sockaddr: str | bytes | tuple[str | int, ...]
+    sockaddr: str | tuple[Any, ...]
     text: str
 
 
@@ -102,8 +102,8 @@ async def resolve(target: Target, timeout: float) -> list[Resolved]:
     """Every address of ``target``, in getaddrinfo order; ResolveError if none."""
     if target.proto == "unix":
         path = target.path
-        sockaddr = "\0" + path[1:] if path.startswith("@") else path
-        return [Resolved(socket.AF_UNIX, sockaddr, path)]
+        unix_addr = "\0" + path[1:] if path.startswith("@") else path
+        return [Resolved(socket.AF_UNIX, unix_addr, path)]
     socktype = socket.SOCK_STREAM if target.proto == "tcp" else socket.SOCK_DGRAM
     loop = asyncio.get_running_loop()
     try:

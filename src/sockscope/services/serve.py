@@ -34,6 +34,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import errno
 import resource
 import signal
 import socket
@@ -43,6 +44,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal, TextIO, cast
 
+from sockscope.services.errors import BindError
 from sockscope.services._bind import (
     BindAddress,
     UnixListener,
@@ -176,14 +178,28 @@ class Server:
         else:
             addrs, notes = default_addresses(cfg.port, socktype)
         port = cfg.port
+        skipped: BindError | None = None
         for addr in addrs:
             # With --port 0 every address shares the port the kernel gave the first.
             addr = BindAddress(addr.family, addr.host, port)
-            sock = open_inet(addr, cfg.proto, cfg.backlog)
+            try:
+                sock = open_inet(addr, cfg.proto, cfg.backlog)
+            except BindError as exc:
+                # A default address this host cannot have (::1 with IPv6 disabled) is skipped;
+                # anything else, and any explicit --host, is an error.
+                cause = exc.__cause__
+                unusable = isinstance(cause, OSError) and cause.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+                if cfg.hosts or not unusable:
+                    raise
+                notes.append(f"skipped {addr}: {cause}")
+                skipped = exc
+                continue
             if port == 0:
                 port = bound_port(sock)
                 addr = BindAddress(addr.family, addr.host, port)
             self._listeners.inet.append((addr, sock))
+        if not self._listeners.inet and skipped is not None:
+            raise skipped
         return notes
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:

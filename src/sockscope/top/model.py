@@ -1,0 +1,516 @@
+"""The data behind ``sockscope top``: samples, rates, opened/closed, sorting, filtering.
+
+No curses here.  :class:`Model` takes one :class:`Sample` per tick: it dumps
+the socket tables of its query (one sock_diag dump per table and family),
+refreshes the incremental owner map (:class:`~sockscope.top.owners.OwnerCache`:
+only new inodes are looked up), and compares with the previous sample:
+
+* a socket is identified by its kernel cookie (or, from the /proc fallback,
+  by its table, addresses and inode);
+* opened = keys not in the previous sample, closed = keys gone since;
+* receive/send rates come from tcp_info's ``bytes_received`` and
+  ``bytes_acked`` between two samples (``None``, shown as ``-``, when the
+  core gives no tcp_info: UDP, UNIX, or a core without the decoder).  A
+  socket opened since the previous sample counts all its bytes.
+
+:class:`View` holds what the user chose (socket or process rows, sort column,
+order, filter) and turns a sample into the rows to show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Iterable, NamedTuple
+
+from sockscope.query import Query, run
+from sockscope.records import SS_STATE_NAMES, Socket, State
+from sockscope.top.owners import OwnerCache
+
+AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
+
+#: header order of the per-state totals
+STATE_ORDER = ("ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "UNCONN",
+               "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING", "UNKNOWN", "BOUND-INACTIVE")
+
+
+def tcp_info_supported() -> bool:
+    """Whether the core fills ``Socket.tcp_info`` (the lead's decoder)."""
+    return "tcp_info" in getattr(Socket, "__dataclass_fields__", {})
+
+
+def with_tcp_info(q: Query) -> Query:
+    """``q`` asking for tcp_info when the core supports it (else ``q`` itself)."""
+    if not tcp_info_supported():
+        return q
+    return dataclasses.replace(q, details=frozenset({"info"}))  # type: ignore[arg-type]
+
+
+class Row:
+    """One socket of a sample: the record, its holders, its rates."""
+
+    __slots__ = ("sock", "key", "holders", "rx", "tx", "new", "_text")
+
+    def __init__(self, sock: Socket, key: object, holders: list[tuple[int, int]],
+                 rx: float | None, tx: float | None, new: bool) -> None:
+        self.sock = sock
+        self.key = key
+        self.holders = holders
+        self.rx = rx
+        self.tx = tx
+        self.new = new
+        self._text: str | None = None
+
+
+class Sample(NamedTuple):
+    """One tick's worth of data."""
+
+    time: float  # monotonic
+    wall: float
+    dt: float  # seconds since the previous sample (0 for the first)
+    rows: list[Row]
+    totals: dict[str, int]
+    opened: int
+    closed: int
+    closed_owners: dict[int, int]  # pid -> sockets closed since the previous sample
+    names: dict[int, str]  # pid -> comm, for the pids in ``rows``
+    owners_complete: bool
+    warnings: list[str]
+    first: bool
+
+
+def key_of(s: Socket) -> object:
+    if s.cookie is not None:
+        return s.cookie
+    return (s.netid, s.local, s.peer, s.inode)
+
+
+def _counters(s: Socket) -> tuple[int, int] | None:
+    info = getattr(s, "tcp_info", None)
+    if info is None:
+        return None
+    try:
+        return int(info.bytes_received), int(info.bytes_acked)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+class Model:
+    """Takes samples of ``query``'s sockets; see the module docstring."""
+
+    def __init__(self, query: Query, *, proc: str = "/proc", owners: OwnerCache | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 dump: Callable[[Query, Callable[[str], None]], Iterable[Socket]] | None = None) -> None:
+        self.query = with_tcp_info(query)
+        self.owners = owners if owners is not None else OwnerCache(proc)
+        self.clock = clock
+        self._dump = dump if dump is not None else (lambda q, warn: run(q, warn=warn))
+        self._prev: dict[object, tuple[int, int] | None] = {}
+        self._prev_holders: dict[object, list[tuple[int, int]]] = {}
+        self._prev_time: float | None = None
+        self.warnings: list[str] = []
+        self._warned: set[str] = set()
+
+    def _warn(self, msg: str) -> None:
+        if msg not in self._warned:
+            self._warned.add(msg)
+            self.warnings.append(msg)
+
+    def sample(self) -> Sample:
+        socks = list(self._dump(self.query, self._warn))
+        now = self.clock()
+        first = self._prev_time is None
+        dt = 0.0 if first else max(now - self._prev_time, 1e-6)  # type: ignore[operator]
+        live = {s.inode for s in socks if s.inode}
+        owners = self.owners
+        owners.refresh(live, lambda missing: _hint_pids(missing, socks, owners))
+        holders_of = owners.holders
+        prev = self._prev
+        new_prev: dict[object, tuple[int, int] | None] = {}
+        new_holders: dict[object, list[tuple[int, int]]] = {}
+        rows: list[Row] = []
+        totals: dict[str, int] = {}
+        opened = 0
+        names: dict[int, str] = {}
+        for s in socks:
+            k = key_of(s)
+            c = _counters(s)
+            new_prev[k] = c
+            h = holders_of(s.inode) if s.inode else []
+            if h:
+                new_holders[k] = h
+            st = SS_STATE_NAMES.get(int(s.state), "UNKNOWN")
+            totals[st] = totals.get(st, 0) + 1
+            rx = tx = None
+            is_new = False
+            if k in prev:
+                p = prev[k]
+                if c is not None and p is not None:
+                    rx = max(c[0] - p[0], 0) / dt
+                    tx = max(c[1] - p[1], 0) / dt
+                elif c is not None:
+                    rx, tx = c[0] / dt, c[1] / dt
+            elif not first:
+                opened += 1
+                is_new = True
+                if c is not None:
+                    rx, tx = c[0] / dt, c[1] / dt
+            rows.append(Row(s, k, h, rx, tx, is_new))
+        closed = 0
+        closed_owners: dict[int, int] = {}
+        if not first:
+            for k, h in self._prev_holders.items():
+                if k not in new_prev:
+                    for pid in {pid for pid, _fd in h}:
+                        closed_owners[pid] = closed_owners.get(pid, 0) + 1
+            closed = sum(1 for k in prev if k not in new_prev)
+        for r in rows:
+            for pid, _fd in r.holders:
+                if pid not in names:
+                    names[pid] = owners.name(pid)
+        for pid in closed_owners:
+            if pid not in names:
+                names[pid] = owners.name(pid)
+        self._prev = new_prev
+        self._prev_holders = new_holders
+        self._prev_time = now
+        return Sample(now, time.time(), dt, rows, totals, opened, closed, closed_owners, names,
+                      owners.complete, list(self.warnings), first)
+
+
+def _hint_pids(missing: set[int], socks: list[Socket], owners: OwnerCache) -> set[int]:
+    """Likely holders of the ``missing`` inodes: whoever owns the listener
+    accepting on the same port (or UNIX name), or the UNIX peer."""
+    listeners: dict[tuple[str, int | str], int] = {}
+    by_inode: dict[int, Socket] = {}
+    for s in socks:
+        if s.state == State.LISTEN and s.inode:
+            key = (s.netid, s.local.port if s.family != AF_UNIX else s.local.address)
+            listeners.setdefault(key, s.inode)
+        if s.inode in missing:
+            by_inode[s.inode] = s
+    pids: set[int] = set()
+    for ino, s in by_inode.items():
+        key = (s.netid, s.local.port if s.family != AF_UNIX else s.local.address)
+        lst = listeners.get(key)
+        if lst:
+            pids.update(pid for pid, _fd in owners.holders(lst))
+        if s.family == AF_UNIX and s.peer_inode:
+            pids.update(pid for pid, _fd in owners.holders(s.peer_inode))
+    return pids
+
+
+# --------------------------------------------------------------------------
+# Views: columns, sorting, filtering
+
+
+class Column(NamedTuple):
+    name: str  # header
+    key: str
+    right: bool  # right-aligned
+    elastic: float  # 0: as wide as its content; > 0: share of the spare width
+    minimum: int
+
+
+SOCKET_COLUMNS = (
+    Column("Net", "netid", False, 0, 3),
+    Column("State", "state", False, 0, 5),
+    Column("Recv-Q", "recv_q", True, 0, 6),
+    Column("Send-Q", "send_q", True, 0, 6),
+    Column("Local", "local", False, 3, 9),
+    Column("Peer", "peer", False, 3, 9),
+    Column("Rx/s", "rx", True, 0, 5),
+    Column("Tx/s", "tx", True, 0, 5),
+    Column("Process", "process", False, 2, 7),
+)
+
+PROCESS_COLUMNS = (
+    Column("PID", "pid", True, 0, 5),
+    Column("Process", "name", False, 1, 7),
+    Column("Socks", "socks", True, 0, 5),
+    Column("Estab", "estab", True, 0, 5),
+    Column("Listen", "listen", True, 0, 6),
+    Column("Recv-Q", "recv_q", True, 0, 6),
+    Column("Send-Q", "send_q", True, 0, 6),
+    Column("Rx/s", "rx", True, 0, 5),
+    Column("Tx/s", "tx", True, 0, 5),
+    Column("New", "opened", True, 0, 3),
+    Column("Gone", "closed", True, 0, 4),
+)
+
+
+def human(n: float | None) -> str:
+    """A byte count or rate in at most 5 characters: 999, 1.2K, 12K, 123K, 1.2M…"""
+    if n is None:
+        return "-"
+    if n < 999.5:
+        return str(int(round(n)))
+    for unit in "KMGTP":
+        n /= 1024
+        if n < 9.95:
+            return f"{n:.1f}{unit}"
+        if n < 999.5:
+            return f"{int(round(n))}{unit}"
+    return f"{int(n)}E"
+
+
+def _count(n: int, width: int = 6) -> str:
+    s = str(n)
+    return s if len(s) <= width else human(n)
+
+
+def endpoint(s: Socket, which: str) -> str:
+    """``addr:port`` like ss (``[v6]``, ``*``), a UNIX name (``*`` unnamed) or peer inode."""
+    ep = s.local if which == "local" else s.peer
+    fam = s.family
+    if fam == AF_INET or fam == AF_INET6:
+        a = ep.address
+        if a == "::" and s.v6only is not True:
+            a = "*"
+        elif ":" in a:
+            a = f"[{a}]"
+        return f"{a}:{ep.port if ep.port else '*'}"
+    if fam == AF_UNIX:
+        if which == "local":
+            return ep.address or "*"
+        return f"*:{s.peer_inode}" if s.peer_inode else "*"
+    return ep.address or "*"
+
+
+class ProcRow(NamedTuple):
+    pid: int  # 0: sockets no visible process holds
+    name: str
+    socks: int
+    estab: int
+    listen: int
+    recv_q: int
+    send_q: int
+    rx: float | None
+    tx: float | None
+    opened: int
+    closed: int
+
+
+def process_rows(sample: Sample, rows: Iterable[Row]) -> list[ProcRow]:
+    """``rows`` grouped by holding process (a socket shared by two counts for both)."""
+    acc: dict[int, list[Any]] = {}
+    for r in rows:
+        pids = {pid for pid, _fd in r.holders} or {0}
+        s = r.sock
+        for pid in pids:
+            a = acc.get(pid)
+            if a is None:
+                a = acc[pid] = [0, 0, 0, 0, 0, None, None, 0]
+            a[0] += 1
+            if s.state == State.ESTABLISHED:
+                a[1] += 1
+            elif s.state == State.LISTEN:
+                a[2] += 1
+            a[3] += s.recv_q
+            a[4] += s.send_q
+            if r.rx is not None:
+                a[5] = (a[5] or 0.0) + r.rx
+                a[6] = (a[6] or 0.0) + (r.tx or 0.0)
+            if r.new:
+                a[7] += 1
+    for pid in sample.closed_owners:
+        acc.setdefault(pid, [0, 0, 0, 0, 0, None, None, 0])
+    out = []
+    for pid, a in acc.items():
+        name = sample.names.get(pid, "") if pid else "(no process)"
+        out.append(ProcRow(pid, name, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7],
+                           sample.closed_owners.get(pid, 0)))
+    return out
+
+
+def socket_cells(r: Row, names: dict[int, str]) -> list[str]:
+    s = r.sock
+    if r.holders:
+        pid = r.holders[0][0]
+        proc = f"{names.get(pid, '')}/{pid}"
+        others = len({p for p, _fd in r.holders}) - 1
+        if others:
+            proc += f"+{others}"
+    else:
+        proc = ""
+    return [
+        ("+" if r.new else "") + s.netid,
+        SS_STATE_NAMES.get(int(s.state), "UNKNOWN"),
+        _count(s.recv_q), _count(s.send_q),
+        endpoint(s, "local"), endpoint(s, "peer"),
+        human(r.rx), human(r.tx), proc,
+    ]
+
+
+def process_cells(p: ProcRow) -> list[str]:
+    return [str(p.pid) if p.pid else "-", p.name, str(p.socks), str(p.estab), str(p.listen),
+            _count(p.recv_q), _count(p.send_q), human(p.rx), human(p.tx), str(p.opened), str(p.closed)]
+
+
+def _rate_key(v: float | None) -> float:
+    return -1.0 if v is None else v
+
+
+_SOCKET_SORT: dict[str, Callable[[Row], Any]] = {
+    "netid": lambda r: r.sock.netid,
+    "state": lambda r: SS_STATE_NAMES.get(int(r.sock.state), ""),
+    "recv_q": lambda r: r.sock.recv_q,
+    "send_q": lambda r: r.sock.send_q,
+    "local": lambda r: (r.sock.family, r.sock.local.address, r.sock.local.port),
+    "peer": lambda r: (r.sock.family, r.sock.peer.address, r.sock.peer.port, r.sock.peer_inode or 0),
+    "rx": lambda r: (_rate_key(r.rx), _rate_key(r.tx)),
+    "tx": lambda r: (_rate_key(r.tx), _rate_key(r.rx)),
+    "process": lambda r: (r.holders[0][0] if r.holders else 1 << 30),
+}
+#: columns whose natural order is largest first
+_DESCENDING = frozenset({"recv_q", "send_q", "rx", "tx", "socks", "estab", "listen", "opened", "closed"})
+
+
+def _tiebreak(r: Row) -> tuple[str, int, str, int, str, int, int]:
+    s = r.sock
+    return (s.netid, s.family, s.local.address, s.local.port, s.peer.address, s.peer.port, s.inode)
+
+
+@dataclasses.dataclass
+class View:
+    """What the user chose: rows of sockets or processes, sort column, filter."""
+
+    processes: bool = False
+    sort: str = "rx"
+    reverse: bool = False  # against the column's natural order
+    filter_text: str = ""
+    predicate: Callable[[Socket], bool] | None = None
+    substring: bool = False  # the filter is a plain substring match on the row text
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return PROCESS_COLUMNS if self.processes else SOCKET_COLUMNS
+
+    def sort_index(self) -> int:
+        for i, c in enumerate(self.columns):
+            if c.key == self.sort:
+                return i
+        return 0
+
+    def set_sort_index(self, i: int) -> None:
+        cols = self.columns
+        self.sort = cols[max(0, min(i, len(cols) - 1))].key
+        self.reverse = False
+
+    def toggle_processes(self) -> None:
+        old = self.sort
+        self.processes = not self.processes
+        keys = [c.key for c in self.columns]
+        if old not in keys:
+            self.sort = {"process": "name", "name": "process", "pid": "process"}.get(old, "rx")
+            if self.sort not in keys:
+                self.sort = "rx"
+
+    def _descending(self) -> bool:
+        return (self.sort in _DESCENDING) != self.reverse
+
+    def socket_rows(self, sample: Sample) -> list[Row]:
+        rows = self._filtered(sample)
+        key = _SOCKET_SORT.get(self.sort, _SOCKET_SORT["rx"])
+        rows.sort(key=_tiebreak)
+        rows.sort(key=key, reverse=self._descending())
+        return rows
+
+    def process_rows(self, sample: Sample) -> list[ProcRow]:
+        prows = process_rows(sample, self._filtered(sample))
+        idx = {c.key: i for i, c in enumerate(PROCESS_COLUMNS)}
+        i = idx.get(self.sort, idx["rx"])
+        prows.sort(key=lambda p: p.pid)
+        if self.sort in ("rx", "tx"):
+            prows.sort(key=lambda p: _rate_key(p[i]), reverse=self._descending())
+        else:
+            prows.sort(key=lambda p: p[i], reverse=self._descending())  # type: ignore[no-any-return]
+        return prows
+
+    def _filtered(self, sample: Sample) -> list[Row]:
+        rows = sample.rows
+        if self.predicate is not None:
+            pred = self.predicate
+            return [r for r in rows if pred(r.sock)]
+        if self.substring and self.filter_text:
+            needle = self.filter_text.lower()
+            names = sample.names
+            out = []
+            for r in rows:
+                if r._text is None:
+                    r._text = " ".join(socket_cells(r, names)).lower()
+                if needle in r._text:
+                    out.append(r)
+            return out
+        return list(rows)
+
+
+def compile_filter(text: str) -> tuple[Callable[[Socket], bool] | None, bool, str]:
+    """(predicate, substring?, note) for the ``/`` filter text.
+
+    The ss filter language when :mod:`sockscope.filter` offers ``parse`` and
+    ``predicate``; leading ``state``/``exclude`` words are handled here (with
+    :mod:`sockscope.filter.states`) in any case.  Text that is not a filter
+    expression (or any expression while the parser is not there yet) becomes
+    a case-insensitive substring match on the row text: ``substring`` is True
+    and ``note`` says why.  An empty text clears the filter.  Bad state words
+    raise ``UsageError``.
+    """
+    import shlex
+
+    text = text.strip()
+    if not text:
+        return None, False, ""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        words = text.split()
+    try:
+        from sockscope.filter import parse, predicate  # type: ignore[attr-defined]
+    except ImportError:
+        parse = predicate = None
+    from sockscope.errors import SockscopeError
+    from sockscope.filter.states import SS_ALL, parse_state_words
+
+    mask = -1
+    rest = words
+    if words and words[0] in ("state", "exclude", "excl"):
+        mask, rest = parse_state_words(words, 0)
+        if mask == SS_ALL:
+            mask |= 1 << 13
+    inner: Callable[[Socket], bool] | None = None
+    if rest:
+        if parse is None:
+            if mask != -1:
+                raise _usage("only 'state'/'exclude' words are understood yet (the ss filter expressions "
+                             "are not in this version)")
+            return None, True, "ss filter expressions are not available yet: matching text"
+        try:
+            inner = predicate(parse(rest))  # type: ignore[misc]
+        except SockscopeError as exc:
+            if mask != -1:
+                raise
+            return None, True, f"not an ss filter ({exc}): matching text"
+    if mask == -1:
+        return inner, False, ""
+    m = mask
+
+    def by_state(s: Socket) -> bool:
+        n = int(s.state)
+        return bool(m >> (3 if n == 12 else n) & 1)
+
+    if inner is None:
+        return by_state, False, ""
+    f = inner
+    return (lambda s: by_state(s) and f(s)), False, ""
+
+
+def _usage(msg: str) -> Exception:
+    from sockscope.errors import UsageError
+
+    return UsageError(msg)
+
+
+__all__ = ["Model", "Sample", "Row", "View", "ProcRow", "Column", "SOCKET_COLUMNS", "PROCESS_COLUMNS",
+           "human", "endpoint", "socket_cells", "process_cells", "process_rows", "compile_filter",
+           "tcp_info_supported", "with_tcp_info", "STATE_ORDER", "key_of"]

@@ -1,0 +1,591 @@
+"""``sockscope who TARGET``: who uses a port, a socket file, a process's sockets.
+
+Contract
+--------
+* :func:`parse_target` turns the command-line word into a :class:`Target`:
+  ``:PORT``, ``HOST:PORT`` (``[v6]:PORT``, ``*:PORT``; ports may be service
+  names), ``PID``, a UNIX socket path (anything with a ``/``), ``@abstract``,
+  or ``inode:N``.  Bad input raises :class:`~sockscope.errors.UsageError`.
+* :func:`matches` picks the sockets a target names (pure: records in, records
+  out).  A port matches either end, like ``lsof -i :PORT``; ``HOST:PORT``
+  also matches a listener bound to the wildcard address on that port (it is
+  the socket that answers ``HOST:PORT``); a path matches the listener and the
+  connections accepted from it (they carry its name); a PID matches the
+  sockets whose inodes the process holds.
+* :func:`build_report` turns the matches into :class:`Chain` records: the
+  socket, every process holding it (pid, name, user, fd, command line), and
+  the other end when it lives on this machine: the TCP/UDP socket with the
+  reversed address pair, the UNIX socket found by peer inode (or, for an
+  unconnected datagram socket, the sockets connected to it), with its holders
+  too.  It reads nothing itself: the owner map and a process-info function
+  are passed in.
+* :func:`render_text` / :func:`render_json` are pure renderers.
+
+Reading ``/proc`` (command lines, users, a PID's fds) is done by the small
+functions at the end (:func:`read_process`, :func:`pid_sockets`), which never
+raise for a process that vanished or cannot be read: they say so instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket as _socket
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from sockscope.errors import SockscopeError, UsageError
+from sockscope.records import Socket, State
+
+AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
+INET_NETIDS = frozenset({"tcp", "udp", "raw", "dccp", "sctp", "mptcp"})
+
+
+class NoMatch(SockscopeError):
+    """Nothing matches the target (exit status 1, like lsof)."""
+
+
+class NoSuchProcess(SockscopeError):
+    """The PID given does not exist (or vanished)."""
+
+
+class CannotInspect(SockscopeError):
+    """The process exists but its file descriptors cannot be read."""
+
+
+# --------------------------------------------------------------------------
+# Targets
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What ``who`` was asked about.
+
+    ``kind`` is one of ``port``, ``hostport``, ``pid``, ``path``, ``abstract``,
+    ``inode``; ``hosts`` are textual IP addresses (``hostport``), ``value`` the
+    port, pid, inode or name.
+    """
+
+    text: str
+    kind: str
+    value: int | str
+    hosts: frozenset[str] = frozenset()
+
+    @property
+    def needs_unix(self) -> bool:
+        return self.kind in ("pid", "path", "abstract", "inode")
+
+    @property
+    def needs_inet(self) -> bool:
+        return self.kind in ("port", "hostport", "pid", "inode")
+
+
+_FORMS = ":PORT, HOST:PORT, PID, a UNIX socket path, @abstract or inode:N"
+
+
+def _port(text: str, whole: str) -> int:
+    if text.isdigit():
+        port = int(text)
+        if 0 < port < 65536:
+            return port
+        raise UsageError(f"port out of range in {whole!r}")
+    if not text:
+        raise UsageError(f"missing port in {whole!r} (expected {_FORMS})")
+    for proto in ("tcp", "udp"):
+        try:
+            return _socket.getservbyname(text, proto)
+        except OSError:
+            continue
+    raise UsageError(f"unknown port or service name {text!r}")
+
+
+def _resolve(host: str, whole: str) -> frozenset[str]:
+    try:
+        import ipaddress
+
+        return frozenset({_norm(str(ipaddress.ip_address(host)))})
+    except ValueError:
+        pass
+    try:
+        infos = _socket.getaddrinfo(host, None, 0, _socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise UsageError(f"cannot resolve host {host!r} in {whole!r}: {exc}") from None
+    return frozenset(_norm(str(info[4][0]).split("%", 1)[0]) for info in infos)
+
+
+def parse_target(text: str) -> Target:
+    """The :class:`Target` a command-line word names."""
+    if not text:
+        raise UsageError(f"empty target (expected {_FORMS})")
+    low = text.lower()
+    if low.startswith("inode:"):
+        n = text[6:]
+        if not n.isdigit() or int(n) == 0:
+            raise UsageError(f"bad inode in {text!r}")
+        return Target(text, "inode", int(n))
+    if text.startswith("@"):
+        return Target(text, "abstract", text)
+    if text.isdigit():
+        pid = int(text)
+        if pid <= 0:
+            raise UsageError(f"bad PID {text!r}")
+        return Target(text, "pid", pid)
+    if "/" in text:
+        return Target(text, "path", text)
+    if text.startswith(":"):
+        return Target(text, "port", _port(text[1:], text))
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or text[close + 1 : close + 2] != ":":
+            raise UsageError(f"bad address in {text!r} (expected [IPv6]:PORT)")
+        return Target(text, "hostport", _port(text[close + 2 :], text), _resolve(text[1:close], text))
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        if host == "*":
+            return Target(text, "port", _port(port, text))
+        return Target(text, "hostport", _port(port, text), _resolve(host, text))
+    if os.path.exists(text):
+        return Target(text, "path", text)
+    raise UsageError(f"cannot understand target {text!r} (expected {_FORMS})")
+
+
+# --------------------------------------------------------------------------
+# Matching (pure)
+
+
+def _norm(addr: str) -> str:
+    """An address as compared: v4-mapped IPv6 addresses as plain IPv4."""
+    if addr.startswith("::ffff:") and "." in addr:
+        return addr[7:]
+    return addr
+
+
+_WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+
+def _host_matches(s: Socket, address: str, hosts: frozenset[str]) -> bool:
+    if _norm(address) in hosts:
+        return True
+    if address == "0.0.0.0":
+        return any("." in h for h in hosts)
+    if address == "::":
+        return any(":" in h for h in hosts) or (s.v6only is not True and any("." in h for h in hosts))
+    return False
+
+
+def is_inet(s: Socket) -> bool:
+    return s.family in (AF_INET, AF_INET6)
+
+
+def _same_path(name: str, target: str) -> bool:
+    if not name or name.startswith("@"):
+        return False
+    if name == target:
+        return True
+    try:
+        return os.path.realpath(name) == os.path.realpath(target)
+    except (OSError, ValueError):
+        return False
+
+
+def matches(target: Target, socks: Iterable[Socket], pid_inodes: frozenset[int] = frozenset()) -> list[Socket]:
+    """The sockets ``target`` names, in the order given."""
+    out: list[Socket] = []
+    kind, value = target.kind, target.value
+    for s in socks:
+        if kind == "port":
+            ok = is_inet(s) and s.netid != "raw" and (s.local.port == value or s.peer.port == value)
+        elif kind == "hostport":
+            ok = is_inet(s) and s.netid != "raw" and (
+                (s.local.port == value and _host_matches(s, s.local.address, target.hosts))
+                or (s.peer.port == value and _norm(s.peer.address) in target.hosts)
+            )
+        elif kind == "pid":
+            ok = s.inode != 0 and s.inode in pid_inodes
+        elif kind == "inode":
+            ok = s.inode == value
+        elif kind == "abstract":
+            ok = s.family == AF_UNIX and s.local.address == value
+        else:  # path
+            ok = s.family == AF_UNIX and _same_path(s.local.address, str(value))
+        if ok:
+            out.append(s)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Chains
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """What ``who`` shows of a process.  ``cmdline`` is None when unreadable or gone."""
+
+    pid: int
+    name: str
+    uid: int | None = None
+    user: str | None = None
+    cmdline: tuple[str, ...] | None = None
+    alive: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    process: Process
+    fd: int
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """One socket and every process holding it."""
+
+    socket: Socket
+    holders: tuple[Holder, ...]
+    #: why ``holders`` is empty ("" when it is not)
+    no_holder: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """One matched socket, its holders, and the other end.
+
+    ``where``: ``local`` (the peer sockets are in ``peers``), ``remote`` (not
+    on this machine), ``missing`` (a loopback or UNIX peer that is not in this
+    namespace's tables), ``none`` (listening or not connected).
+    """
+
+    end: End
+    where: str
+    peers: tuple[End, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Unresolved:
+    """A socket fd of the target process whose inode is in none of the tables dumped."""
+
+    pid: int
+    fd: int
+    inode: int
+
+
+@dataclass
+class Report:
+    target: Target
+    chains: list[Chain]
+    unresolved: list[Unresolved] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    complete: bool = True
+
+
+class OwnerLookup:
+    """The duck type of :class:`sockscope.processes.OwnerMap` that ``who`` uses."""
+
+    complete: bool
+
+    def holders(self, inode: int) -> list[tuple[int, int]]: ...  # pragma: no cover
+
+    def name(self, pid: int) -> str: ...  # pragma: no cover
+
+
+def _is_loopback(addr: str) -> bool:
+    a = _norm(addr)
+    return a.startswith("127.") or a == "::1"
+
+
+class _Index:
+    """Look-ups over every socket dumped: by inode, by address pair, by UNIX peer."""
+
+    def __init__(self, socks: Sequence[Socket]) -> None:
+        self.by_inode: dict[int, Socket] = {}
+        self.by_pair: dict[tuple[str, str, int, str, int], list[Socket]] = {}
+        self.by_unix_peer: dict[int, list[Socket]] = {}
+        self.udp_by_peer: dict[tuple[str, int], list[Socket]] = {}
+        for s in socks:
+            if s.inode:
+                self.by_inode.setdefault(s.inode, s)
+            if is_inet(s):
+                key = (s.netid, _norm(s.local.address), s.local.port, _norm(s.peer.address), s.peer.port)
+                self.by_pair.setdefault(key, []).append(s)
+                if s.netid == "udp" and s.peer.port:
+                    self.udp_by_peer.setdefault((_norm(s.peer.address), s.peer.port), []).append(s)
+            elif s.family == AF_UNIX and s.peer_inode:
+                self.by_unix_peer.setdefault(s.peer_inode, []).append(s)
+
+    def peers(self, s: Socket) -> tuple[str, list[Socket]]:
+        if s.family == AF_UNIX:
+            if s.peer_inode:
+                p = self.by_inode.get(s.peer_inode)
+                return ("local", [p]) if p is not None else ("missing", [])
+            if s.state == State.LISTEN:
+                return "none", []
+            # an unconnected datagram socket: the sockets connected to it
+            back = [p for p in self.by_unix_peer.get(s.inode, []) if p is not s] if s.inode else []
+            return ("local", back) if back else ("none", [])
+        if not is_inet(s):
+            return "none", []
+        if s.state == State.LISTEN or not s.peer.port:
+            if s.netid == "udp" and s.local.port:
+                back = self._udp_clients(s)
+                if back:
+                    return "local", back
+            return "none", []
+        key = (s.netid, _norm(s.peer.address), s.peer.port, _norm(s.local.address), s.local.port)
+        found = [p for p in self.by_pair.get(key, []) if p is not s]
+        if found:
+            return "local", found
+        if s.netid == "udp":
+            # a connected UDP socket talking to an unconnected server socket
+            for addr in (_norm(s.peer.address), "0.0.0.0", "::"):
+                for p in self.by_pair.get(("udp", addr, s.peer.port, "0.0.0.0", 0), []) + \
+                        self.by_pair.get(("udp", addr, s.peer.port, "::", 0), []):
+                    if p is not s:
+                        found.append(p)
+            if found:
+                return "local", found
+        return ("missing" if _is_loopback(s.peer.address) else "remote"), []
+
+    def _udp_clients(self, s: Socket) -> list[Socket]:
+        local = _norm(s.local.address)
+        out: list[Socket] = []
+        for (addr, port), socks in self.udp_by_peer.items():
+            if port == s.local.port and (addr == local or local in _WILDCARDS):
+                out.extend(p for p in socks if p is not s)
+        return out
+
+
+def _no_holder_reason(s: Socket, complete: bool) -> str:
+    if s.state == State.TIME_WAIT:
+        return "no process: TIME-WAIT sockets belong to the kernel"
+    if s.inode == 0:
+        if s.state in (State.SYN_RECV, State.NEW_SYN_RECV):
+            return "no process: the handshake is not complete"
+        return "no process yet: waiting in the listener's accept queue"
+    if not complete:
+        return "no visible process (some processes could not be read: run as root)"
+    return "no process holds it"
+
+
+def build_report(
+    target: Target,
+    matched: Sequence[Socket],
+    every: Sequence[Socket],
+    owners: OwnerLookup,
+    process_info: Callable[[int, str], Process],
+    unresolved: Sequence[Unresolved] = (),
+    warnings: Sequence[str] = (),
+) -> Report:
+    """Chains for ``matched``; ``every`` is all sockets dumped (to find peers)."""
+    index = _Index(every)
+    procs: dict[int, Process] = {}
+
+    def proc(pid: int) -> Process:
+        p = procs.get(pid)
+        if p is None:
+            p = procs[pid] = process_info(pid, owners.name(pid))
+        return p
+
+    def end(s: Socket) -> End:
+        hs = tuple(Holder(proc(pid), fd) for pid, fd in owners.holders(s.inode)) if s.inode else ()
+        return End(s, hs, "" if hs else _no_holder_reason(s, owners.complete))
+
+    chains = []
+    for s in matched:
+        where, peers = index.peers(s)
+        chains.append(Chain(end(s), where, tuple(end(p) for p in peers)))
+    return Report(target, chains, list(unresolved), list(warnings), owners.complete)
+
+
+# --------------------------------------------------------------------------
+# Rendering (pure)
+
+
+def endpoint_text(s: Socket, which: str) -> str:
+    """``addr:port`` as ss writes it (``[v6]``, ``*``), or a UNIX name."""
+    ep = s.local if which == "local" else s.peer
+    if s.family == AF_UNIX:
+        if which == "local":
+            return ep.address or "unnamed"
+        return f"inode {s.peer_inode}" if s.peer_inode else "*"
+    if not is_inet(s):
+        return ep.address or "*"
+    addr = ep.address
+    if addr in ("0.0.0.0", "::") and not ep.port and which == "peer":
+        return "*:*"
+    if addr == "::" and s.v6only is not True:
+        addr = "*"
+    elif ":" in addr:
+        addr = f"[{addr}]"
+    return f"{addr}:{ep.port if ep.port else '*'}"
+
+
+def _socket_line(s: Socket, arrow: str) -> str:
+    state = s.state.ss_name
+    return f"{s.netid} {state}  {endpoint_text(s, 'local')} {arrow} {endpoint_text(s, 'peer')}  (inode {s.inode})"
+
+
+def _clean(arg: str) -> str:
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in arg)
+
+
+def command_text(p: Process) -> str:
+    if p.cmdline is None:
+        return "(process has exited)" if not p.alive else "(command line not readable)"
+    if not p.cmdline:
+        return f"[{p.name}]"
+    import shlex
+
+    return _clean(shlex.join(p.cmdline))
+
+
+def _holder_lines(e: End, label: str) -> list[str]:
+    pad = " " * len(label)
+    if not e.holders:
+        return [f"{label}{e.no_holder}"]
+    lines = []
+    for i, h in enumerate(e.holders):
+        p = h.process
+        user = p.user if p.user is not None else (str(p.uid) if p.uid is not None else "?")
+        lines.append(f"{label if i == 0 else pad}pid {p.pid} {_clean(p.name)}  user {user}  fd {h.fd}")
+        lines.append(f"{pad}  {command_text(p)}")
+    return lines
+
+
+_WHERE_TEXT = {
+    "none": "none",
+    "remote": "on another machine",
+    "missing": "on this machine, but not in this network namespace's tables",
+}
+
+
+def render_text(report: Report, unicode: bool = True) -> str:
+    """The human-readable report, one block per chain."""
+    arrow = "↔" if unicode else "<->"
+    blocks: list[str] = []
+    for c in report.chains:
+        s = c.end.socket
+        lines = [_socket_line(s, arrow)]
+        lines += _holder_lines(c.end, "  process  ")
+        if c.where == "local":
+            for p in c.peers:
+                lines.append(f"  peer     {_socket_line(p.socket, arrow)}")
+                lines += _holder_lines(p, "  process  ")
+        else:
+            text = _WHERE_TEXT[c.where]
+            if c.where == "none":
+                text = "none (listening)" if s.state == State.LISTEN else "none (not connected)"
+            lines.append(f"  peer     {text}")
+        blocks.append("\n".join(lines))
+    for u in report.unresolved:
+        blocks.append(f"pid {u.pid} fd {u.fd}: socket inode {u.inode} is not in this network namespace's "
+                      "tables (another namespace, or a family sockscope does not list)")
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def _process_dict(h: Holder) -> dict[str, Any]:
+    p = h.process
+    return {"pid": p.pid, "name": p.name, "uid": p.uid, "user": p.user, "fd": h.fd,
+            "cmdline": list(p.cmdline) if p.cmdline is not None else None, "alive": p.alive}
+
+
+def _end_dict(e: End) -> dict[str, Any]:
+    d = e.socket.to_dict()
+    d.pop("owners", None)
+    return {"socket": d, "processes": [_process_dict(h) for h in e.holders],
+            "no_process": e.no_holder or None}
+
+
+def render_json(report: Report) -> dict[str, Any]:
+    """A JSON-ready dict of the report."""
+    return {
+        "target": report.target.text,
+        "kind": report.target.kind,
+        "matches": [
+            {**_end_dict(c.end), "peer": {"where": c.where, "sockets": [_end_dict(p) for p in c.peers]}}
+            for c in report.chains
+        ],
+        "unresolved": [{"pid": u.pid, "fd": u.fd, "inode": u.inode} for u in report.unresolved],
+        "complete": report.complete,
+        "warnings": list(report.warnings),
+    }
+
+
+# --------------------------------------------------------------------------
+# /proc readers
+
+
+_users: dict[int, str | None] = {}
+
+
+def user_name(uid: int) -> str | None:
+    if uid not in _users:
+        try:
+            import pwd
+
+            _users[uid] = pwd.getpwuid(uid).pw_name
+        except (KeyError, ImportError):
+            _users[uid] = None
+    return _users[uid]
+
+
+def read_process(pid: int, name: str = "", proc: str = "/proc") -> Process:
+    """pid, name, effective user and command line; ``alive=False`` if it is gone."""
+    uid: int | None = None
+    try:
+        with open(f"{proc}/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    uid = int(line.split()[2])
+                elif line.startswith(b"Name:") and not name:
+                    name = os.fsdecode(line[5:].strip())
+                    if uid is not None:
+                        break
+    except FileNotFoundError:
+        return Process(pid, name, None, None, None, alive=False)
+    except (OSError, ValueError, IndexError):
+        pass
+    cmdline: tuple[str, ...] | None
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+        cmdline = tuple(os.fsdecode(a) for a in raw.split(b"\0")[: -1 if raw.endswith(b"\0") else None]) \
+            if raw else ()
+    except FileNotFoundError:
+        return Process(pid, name, uid, user_name(uid) if uid is not None else None, None, alive=False)
+    except OSError:
+        cmdline = None
+    return Process(pid, name, uid, user_name(uid) if uid is not None else None, cmdline)
+
+
+def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
+    """(fd, inode) of every socket ``pid`` holds, by fd.
+
+    Raises :class:`NoSuchProcess` or :class:`CannotInspect` (permission).
+    """
+    fddir = f"{proc}/{pid}/fd"
+    try:
+        names = os.listdir(fddir)
+    except FileNotFoundError:
+        raise NoSuchProcess(f"no such process: {pid}") from None
+    except PermissionError:
+        raise CannotInspect(f"cannot read the file descriptors of pid {pid}: permission denied "
+                            "(run as root)") from None
+    except OSError as exc:
+        raise CannotInspect(f"cannot read {fddir}: {exc.strerror}") from None
+    out = []
+    for n in names:
+        try:
+            t = os.readlink(f"{fddir}/{n}")
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            out.append((int(n), int(t[8:-1])))
+    out.sort()
+    if not os.path.exists(f"{proc}/{pid}/stat"):
+        raise NoSuchProcess(f"no such process: {pid} (it exited)")
+    return out
+
+
+__all__ = [
+    "Target", "parse_target", "matches", "build_report", "render_text", "render_json",
+    "Process", "Holder", "End", "Chain", "Report", "Unresolved",
+    "NoMatch", "NoSuchProcess", "CannotInspect", "read_process", "pid_sockets",
+]
