@@ -4,7 +4,7 @@ Used where sock_diag is unavailable or denied.  It fills the same
 :class:`~sockscope.records.Socket` fields as netlink where /proc knows them;
 what /proc cannot tell is left as ss's /proc fallback shows it: listeners'
 Send-Q (backlog) is 0, ``v6only`` is unknown (None), UNIX queues and peers
-are 0, and UNIX rows come sorted by (type, inode), as ss sorts them.
+are 0.
 """
 
 from __future__ import annotations
@@ -69,8 +69,12 @@ def read_inet(netid: str, family: int, states: int, proc: str = "/proc") -> Iter
         )
 
 
-def read_unix(states: int, types: set[str] | None = None, proc: str = "/proc") -> list[Socket]:
-    """Sockets of ``/proc/net/unix`` in ``states`` (and netids ``types``), sorted like ss."""
+def read_unix(
+    states: int, types: set[str] | None = None, proc: str = "/proc", unaccepted: bool = False
+) -> list[Socket]:
+    """Sockets of ``/proc/net/unix`` in ``states`` (and netids ``types``), in the
+    kernel's order.  Unaccepted connections (inode 0) are left out, as sock_diag
+    leaves them out, unless ``unaccepted`` (psutil lists them)."""
     path = f"{proc}/net/unix"
     try:
         with open(path, "rb") as f:
@@ -79,7 +83,7 @@ def read_unix(states: int, types: set[str] | None = None, proc: str = "/proc") -
         return []
     except OSError as exc:
         raise SockscopeError(f"cannot read {path}: {exc.strerror}") from exc
-    rows: list[tuple[int, int, Socket]] = []
+    rows: list[Socket] = []
     for raw in lines:
         f = raw.split(None, 7)
         if len(f) < 7:
@@ -91,6 +95,8 @@ def read_unix(states: int, types: set[str] | None = None, proc: str = "/proc") -
             ino = int(f[6])
         except ValueError as exc:
             raise DecodeError(f"{path}: unparsable line {raw!r}") from exc
+        if not ino and not unaccepted:
+            continue
         state = 10 if flags & _SO_ACCEPTCON else _UNIX_STATES.get(st, st)
         netid = _UNIX_NETIDS.get(stype, "u_dgr")
         if types is not None and netid not in types:
@@ -102,9 +108,8 @@ def read_unix(states: int, types: set[str] | None = None, proc: str = "/proc") -
             netid, AF_UNIX, state_of(state), 0, 0, Endpoint(name, 0), Endpoint("", 0),
             ino, None, None, 0, 0, None, None, (), None, None,
         )
-        rows.append((stype, ino, sock))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    return [r[2] for r in rows]
+        rows.append(sock)
+    return rows
 
 
 __all__ = ["read_inet", "read_unix"]

@@ -190,7 +190,8 @@ def _netlink(q: Query) -> list[Socket]:
 def _packet(q: Query) -> list[Socket]:
     from sockscope.kernel import others
 
-    return [s for s in others.dump_packet(q.details) if s.netid in q.tables]
+    # like ss, the netlink path shows every packet socket once any packet table is asked for
+    return others.dump_packet(q.details)
 
 
 # --------------------------------------------------------------------------
@@ -335,8 +336,17 @@ def net_connections(kind: str = "inet") -> list[sconn]:
     from sockscope.processes import OwnerMap
 
     tables, fams = _kind(kind)
-    q = Query(frozenset(tables), frozenset(fams), SS_ALL | (1 << 12))
-    socks = list(run(q, warn=lambda m: None))
+    inet_tables = frozenset(t for t in tables if t in ("tcp", "udp"))
+    socks: list[Socket] = []
+    if inet_tables:
+        q = Query(inet_tables, frozenset(f for f in fams if f != AF_UNIX), SS_ALL | (1 << 12))
+        socks = list(run(q, warn=lambda m: None))
+    if AF_UNIX in fams:
+        # psutil reads /proc/net/unix, which also lists connections not yet
+        # accepted (inode 0) that sock_diag omits: read the same file.
+        from sockscope import procnet
+
+        socks += procnet.read_unix(SS_ALL | (1 << 12), unaccepted=True)
     owners = OwnerMap.scan()
     stream = _s.SocketKind.SOCK_STREAM
     dgram = _s.SocketKind.SOCK_DGRAM

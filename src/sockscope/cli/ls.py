@@ -31,8 +31,13 @@ Usage: sockscope [ OPTIONS ]
    -p, --processes     show process using socket
    -i, --info          show internal TCP information
    -s, --summary       show socket usage summary
+   -E, --events        continually display sockets as they are destroyed
+   -K, --kill          forcibly close sockets, display what was closed
+                       (needs a state or filter; --dry-run shows what would close)
    -H, --no-header     Suppress header line
    -O, --oneline       socket's data printed on a single line
+   -N, --net=NAME      switch to the specified network namespace name
+       --all-netns     list the sockets of every network namespace, with a Netns column
        --json          print a JSON array of records (fields as the API's)
        --csv           print CSV with a header row
 
@@ -69,7 +74,7 @@ _LONG = [
     "events", "dccp", "tcp", "sctp", "udp", "raw", "unix", "tipc", "vsock", "all", "listening",
     "ipv4", "ipv6", "packet", "family=", "socket=", "query=", "summary", "diag=", "filter=",
     "version", "help", "context", "contexts", "net=", "tipcinfo", "tos", "cgroup", "kill",
-    "no-header", "xdp", "mptcp", "oneline", "inet-sockopt", "json", "csv",
+    "no-header", "xdp", "mptcp", "oneline", "inet-sockopt", "json", "csv", "all-netns", "dry-run",
 ]
 _LONG_TO_SHORT = {
     "numeric": "n", "resolve": "r", "options": "o", "extended": "e", "memory": "m", "info": "i",
@@ -81,9 +86,9 @@ _LONG_TO_SHORT = {
 }
 # Options of ss that this version does not implement yet: refuse them clearly.
 _NOT_YET = {
-    "T": "-T (threads)", "b": "-b (bpf)", "E": "-E (events)",
+    "T": "-T (threads)", "b": "-b (bpf)",
     "D": "-D (diag dump)", "F": "-F (filter file)", "z": "-z (contexts)", "Z": "-Z (contexts)",
-    "N": "-N (netns)", "K": "-K (kill)", "tipc": "--tipc", "vsock": "--vsock", "xdp": "--xdp",
+ "tipc": "--tipc", "vsock": "--vsock", "xdp": "--xdp",
     "tipcinfo": "--tipcinfo", "tos": "--tos", "cgroup": "--cgroup", "inet-sockopt": "--inet-sockopt",
 }
 
@@ -188,6 +193,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     timers = extended = memory = info = oneline = summary = False
     header = True
     fmt = "table"
+    all_netns = False
+    kill = dry_run = follow = False
     for opt, val in opts:
         name = _LONG_TO_SHORT.get(opt, opt)
         if name in _NOT_YET:
@@ -250,16 +257,32 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
                 sel.explicit.update(_DB_NAMES.get(part.lstrip("!"), ()))
         elif name in ("json", "csv"):
             fmt = name
+        elif name == "N":
+            from sockscope import netns
+
+            netns.enter(val)
+        elif name == "all-netns":
+            all_netns = True
+        elif name == "K":
+            kill = True
+        elif name == "dry-run":
+            dry_run = True
+        elif name == "E":
+            follow = True
 
     from sockscope.filter.states import parse_state_words
 
-    if summary:
+    if summary and not all_netns:
         from sockscope import summary as _summary
 
         out.write(_summary.read().text())
         if sel.do_default and not args:
             return 0
     state_filter, rest = parse_state_words(args, state_filter)
+    if kill and not args:
+        raise UsageError("-K closes every socket it lists: give a state or filter expression to choose them")
+    if dry_run and not kill:
+        raise UsageError("--dry-run goes with -K")
     if rest:
         raise UsageError(f"filter expressions are not implemented yet in this version: {' '.join(rest)!r}")
     if sel.do_default:
@@ -300,11 +323,26 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
                       file=sys.stderr)
     if out is sys.stdout and fmt == "table":
         _restore_sigpipe()
-    socks = run(q)
+    if follow:
+        return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1)
+    if all_netns:
+        from dataclasses import replace as _replace
+
+        from sockscope import netns
+
+        socks = netns.visit(  # type: ignore[assignment]
+            netns.namespaces(), lambda label: (_replace(s, netns=label) for s in run(q))
+        )
+    else:
+        socks = run(q)
     if owners is not None:
         from dataclasses import replace
 
         socks = (replace(s, owners=owners.owners(s.inode)) if s.inode in owners else s for s in socks)
+    if kill:
+        from sockscope.actions import kill as _kill
+
+        socks = _kill((s for s in socks if s.netid in ("tcp", "udp", "raw")), dry_run=dry_run)
     if fmt == "json":
         from sockscope.render.machine import write_json
 
@@ -324,12 +362,38 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes,
                          details=dopts if dopts.any else None)
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
-    writer = TableWriter(out, visible, header=header)
+    writer = TableWriter(out, visible, header=header, netns=all_netns)
     make = CellMaker(topts).cells
     add = writer.add
-    for s in socks:
-        add(make(s))
+    if all_netns:
+        for s in socks:
+            add(make(s) + [s.netns or ""])
+    else:
+        for s in socks:
+            add(make(s))
     writer.flush()
+    return 0
+
+
+def _follow(q: object, out: IO[str], numeric: bool, resolve: bool, processes: bool, header: bool,
+            show_netid: bool, show_state: bool) -> int:
+    """``-E``: print each destroyed socket as it goes, until Ctrl-C (exit 0)."""
+    from sockscope import actions
+    from sockscope.render.table import CellMaker, TableOptions, TableWriter
+
+    groups = actions.event_groups(q.tables, q.families)  # type: ignore[attr-defined]
+    writer = TableWriter(out, [show_netid, show_state] + [True] * 8, header=header, batch=1)
+    make = CellMaker(TableOptions(numeric=numeric, resolve=resolve, processes=processes)).cells
+    if header:
+        writer.flush()
+        out.flush()
+    try:
+        for s in actions.events(groups):
+            if s.family in q.families:  # type: ignore[attr-defined]
+                writer.add(make(s))
+                out.flush()
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

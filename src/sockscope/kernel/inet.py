@@ -82,6 +82,39 @@ def encode_request(
     return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
 
 
+_SOCKID_PORTS = struct.Struct(">HH")
+_SOCKID_TAIL = struct.Struct("=IQ")
+
+
+def encode_sockid(sport: int, dport: int, src: bytes, dst: bytes, ifindex: int, cookie: int) -> bytes:
+    """``struct inet_diag_sockid`` (48 bytes); addresses are 4 or 16 raw bytes."""
+    return (
+        _SOCKID_PORTS.pack(sport, dport) + src.ljust(16, b"\0") + dst.ljust(16, b"\0")
+        + _SOCKID_TAIL.pack(ifindex, cookie)
+    )
+
+
+def encode_destroy(family: int, protocol: int, sockid: bytes, seq: int = 1) -> bytes:
+    """A ``SOCK_DESTROY`` request (acknowledged) for one socket."""
+    payload = _REQ.pack(family, protocol, 0, 0) + sockid
+    return nl.encode_message(nl.SOCK_DESTROY, nl.NLM_F_REQUEST | nl.NLM_F_ACK, seq, payload)
+
+
+def decode_events(buf: bytes | memoryview, out: list[Socket]) -> None:
+    """Destroy notifications (sock_diag multicast): each message with all its
+    attributes; the netid comes from ``INET_DIAG_PROTOCOL``."""
+    msgs: list[Socket] = []
+    decode_dump(buf, "?", msgs, details=True, op="sock_diag events")
+    for s in msgs:
+        out.append(_replace_netid(s, NETIDS.get(s.protocol or 0, "???")))
+
+
+def _replace_netid(s: Socket, netid: str) -> Socket:
+    from dataclasses import replace
+
+    return replace(s, netid=netid)
+
+
 def decode_dump(
     buf: bytes | memoryview,
     netid: str,
@@ -199,4 +232,4 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     return d
 
 
-__all__ = ["encode_request", "decode_dump", "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6"]
+__all__ = ["encode_request", "encode_sockid", "encode_destroy", "decode_events", "decode_dump", "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6"]

@@ -33,6 +33,48 @@ def open_diag() -> _socket.socket:
     return s
 
 
+def request_ack(request: bytes, op: str) -> int:
+    """Send one request with NLM_F_ACK; return the kernel's errno (0: done)."""
+    from sockscope.kernel import netlink as nl
+
+    s = open_diag()
+    try:
+        try:
+            s.sendto(request, (0, 0))
+            data = s.recv(_RECV_SIZE)
+        except OSError as exc:
+            raise netlink_error(op, exc.errno or errno.EIO) from exc
+        for mtype, _flags, payload in _iter_raw(data):
+            if mtype == nl.NLMSG_ERROR:
+                return -nl.error_code(payload)
+        return 0
+    finally:
+        s.close()
+
+
+def _iter_raw(data: bytes):  # type: ignore[no-untyped-def]
+    from sockscope.kernel import netlink as nl
+
+    off = 0
+    while off + 16 <= len(data):
+        length, mtype, flags, _seq, _pid = nl.NLMSGHDR.unpack_from(data, off)
+        if length < 16:
+            break
+        yield mtype, flags, memoryview(data)[off + 16 : off + length]
+        off += (length + 3) & ~3
+
+
+def subscribe(groups: int, op: str = "sock_diag events") -> _socket.socket:
+    """A sock_diag socket joined to the multicast ``groups`` (bitmask)."""
+    s = open_diag()
+    try:
+        s.bind((0, groups))
+    except OSError as exc:
+        s.close()
+        raise netlink_error(op, exc.errno or errno.EIO) from exc
+    return s
+
+
 def dump(request: bytes, decode: Callable[[bytes], bool], op: str, sock: _socket.socket | None = None) -> None:
     """Send ``request`` and feed every reply datagram to ``decode`` until it returns True."""
     own = sock is None

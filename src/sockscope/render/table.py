@@ -20,8 +20,8 @@ from sockscope.render import names
 from sockscope.render.details import DetailOptions, detail_text
 
 HEADERS = ("Netid", "State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port", "Process", "")
-_LDELIM = ("", " ", " ", " ", " ", "", " ", "", "", "")
-_RIGHT = (False, False, False, False, True, False, True, False, False, False)
+_LDELIM = ("", " ", " ", " ", " ", "", " ", "", "", "", " ")
+_RIGHT = (False, False, False, False, True, False, True, False, False, False, False)
 COL_NETID, COL_STATE = 0, 1
 
 AF_INET, AF_INET6, AF_UNIX, AF_NETLINK, AF_PACKET = 2, 10, 1, 16, 17
@@ -118,7 +118,7 @@ class CellMaker:
             if proto == 3:
                 addr = "*"
             else:
-                addr = names.ETHERTYPES.get(proto, f"[{proto}]")
+                addr = f"[{proto}]" if self.opts.numeric else names.ETHERTYPES.get(proto, f"[{proto}]")
             port = "*" if not s.local.port else names.ifname(s.local.port)
             return head + [addr + ":", port, "*", "", proc, more]
         return head + ["*", "", "*", "", proc, more]
@@ -139,14 +139,20 @@ class TableWriter:
     has it is padded only up to that column's width.
     """
 
-    def __init__(self, out: IO[str], visible: Iterable[bool], header: bool = True, batch: int = 8192) -> None:
+    def __init__(
+        self, out: IO[str], visible: Iterable[bool], header: bool = True, batch: int = 8192, netns: bool = False
+    ) -> None:
+        """``visible``: one flag per column of :data:`HEADERS`.  ``netns``: rows
+        carry an eleventh cell, the namespace label, shown as a first column."""
         self.out = out
         self.visible = [i for i, v in enumerate(visible) if v and i < 9]
-        self.widths = [0] * len(HEADERS)
+        if netns:
+            self.visible.insert(0, 10)
+        self.widths = [0] * (len(HEADERS) + 1)
         self.rows: list[list[str]] = []
         self.batch = batch
         if header:
-            self.rows.append(list(HEADERS))
+            self.rows.append(list(HEADERS) + ["Netns"])
 
     def add(self, cells: list[str]) -> None:
         self.rows.append(cells)

@@ -16,8 +16,9 @@ Contract:
 * **Limits.**  Past ``max_conns`` concurrent stream connections a new one is
   closed at once (logged ``end=limit``).  The default limit is the fd limit
   (raised from soft to hard at start) minus :data:`FD_RESERVE`, so accept()
-  never meets EMFILE.  A connection that moves no byte in either direction for
-  ``idle_timeout`` seconds is aborted (``end=idle``).
+  never meets EMFILE.  A connection that moves no byte for ``idle_timeout``
+  seconds (echo: none received, none flushed; greet: none flushed) is
+  aborted (``end=idle``).
 * **Stopping.**  On SIGINT/SIGTERM the listeners close at once, in-flight
   connections get ``grace`` seconds to finish, the rest are aborted
   (``end=shutdown``), a UNIX path is removed, and :func:`run` returns 0.  A
@@ -25,8 +26,9 @@ Contract:
 * **Logging.**  One line per connection (per datagram for UDP) on ``log``:
   ``<time> <proto> <peer> in=<bytes> out=<bytes> duration=<s>s end=<why>``,
   where *why* is ``eof`` (client closed), ``reset``, ``idle``, ``linger``,
-  ``limit``, ``shutdown`` or ``error``.  Start-up and shutdown lines start with
-  ``sockscope serve:``; the start-up line contains ``listening on``.
+  ``limit``, ``shutdown`` or ``error`` (UDP: ``reply`` or ``error``).
+  Start-up and shutdown lines start with ``sockscope serve:``; the start-up
+  line contains ``listening on``.
 * **No fd leaks.**  Every accepted transport is tracked until
   ``connection_lost``; every exit path closes the listeners.
 """
@@ -191,7 +193,7 @@ class Server:
                 unusable = isinstance(cause, OSError) and cause.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
                 if cfg.hosts or not unusable:
                     raise
-                notes.append(f"skipped {addr}: {cause}")
+                notes.append(f"skipped: {exc}")
                 skipped = exc
                 continue
             if port == 0:

@@ -1,0 +1,93 @@
+"""Acting on sockets: close them (``ss -K``, SOCK_DESTROY) and follow their
+destruction (``ss -E``, the sock_diag destroy multicast groups)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from sockscope.errors import PermissionDenied, SockscopeError, netlink_error
+from sockscope.kernel import inet, transport
+from sockscope.records import Socket
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, Iterator
+
+_PROTOCOLS = {"tcp": 6, "udp": 17, "raw": 255}
+# include/uapi/linux/sock_diag.h
+SKNLGRP_INET_TCP_DESTROY = 1
+SKNLGRP_INET_UDP_DESTROY = 2
+SKNLGRP_INET6_TCP_DESTROY = 3
+SKNLGRP_INET6_UDP_DESTROY = 4
+
+
+def sockid(s: Socket) -> bytes:
+    """The kernel's ``inet_diag_sockid`` of a record (what SOCK_DESTROY looks up)."""
+    fam = s.family
+    return inet.encode_sockid(
+        s.local.port, s.peer.port,
+        socket.inet_pton(fam, s.local.address), socket.inet_pton(fam, s.peer.address),
+        s.ifindex, s.cookie or 0,
+    )
+
+
+def kill(socks: Iterable[Socket], dry_run: bool = False) -> Iterator[Socket]:
+    """Close each inet socket with SOCK_DESTROY; yield those closed (or, with
+    ``dry_run``, those that would be).  Sockets the kernel cannot close
+    (EOPNOTSUPP) or that are already gone (ENOENT) are skipped, as ss does.
+    Without CAP_NET_ADMIN: :class:`PermissionDenied` saying so."""
+    for seq, s in enumerate(socks, 1):
+        proto = _PROTOCOLS.get(s.netid)
+        if proto is None:
+            continue
+        if dry_run:
+            yield s
+            continue
+        if proto == 255 and s.protocol is not None:
+            proto = s.protocol
+        code = transport.request_ack(inet.encode_destroy(s.family, proto, sockid(s), seq), "SOCK_DESTROY")
+        if code == 0:
+            yield s
+        elif code in (errno.EOPNOTSUPP, errno.ENOENT):
+            continue
+        elif code in (errno.EPERM, errno.EACCES):
+            raise PermissionDenied("SOCK_DESTROY needs CAP_NET_ADMIN (run as root)", code)
+        else:
+            raise netlink_error("SOCK_DESTROY", code)
+
+
+def event_groups(tables: Iterable[str], families: Iterable[int]) -> int:
+    """The multicast group bitmask for destroy events of these tables/families (0: none)."""
+    t, f = set(tables), set(families)
+    groups = 0
+    for table, fam, grp in (
+        ("tcp", 2, SKNLGRP_INET_TCP_DESTROY), ("udp", 2, SKNLGRP_INET_UDP_DESTROY),
+        ("tcp", 10, SKNLGRP_INET6_TCP_DESTROY), ("udp", 10, SKNLGRP_INET6_UDP_DESTROY),
+    ):
+        if table in t and fam in f:
+            groups |= 1 << (grp - 1)
+    return groups
+
+
+def events(groups: int) -> Iterator[Socket]:
+    """Yield a record for every socket the kernel destroys, until interrupted."""
+    if not groups:
+        raise SockscopeError("-E follows only TCP and UDP sockets: select -t and/or -u")
+    s = transport.subscribe(groups)
+    try:
+        while True:
+            try:
+                data = s.recv(1 << 17)
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    continue  # the kernel dropped events: go on
+                raise netlink_error("sock_diag events", exc.errno or errno.EIO) from exc
+            out: list[Socket] = []
+            inet.decode_events(data, out)
+            yield from out
+    finally:
+        s.close()
+
+
+__all__ = ["kill", "events", "event_groups", "sockid"]

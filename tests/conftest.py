@@ -1,0 +1,85 @@
+"""Shared fixtures for the differential tests (real kernel, private namespaces).
+
+``population`` (session scope) makes a private netns ``sockscope-t-<hex>``,
+starts ``tests/population.py`` inside it, waits for READY, and yields a
+:class:`Harness`: ``run(argv)`` runs a command inside the netns, ``ss(argv)``
+and ``sockscope(argv)`` run the two tools there, ``pids`` are the processes it
+started.  Teardown (always, also on failure): the population's processes are
+ended by pid, the netns and its /etc/netns dir are deleted, the temp dir is
+removed, and a final check asserts ``ip netns list`` no longer shows it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any, Iterator, Sequence
+
+import pytest
+
+from nsutil import Netns, Population
+
+SOCKSCOPE = [sys.executable, "-m", "sockscope"]
+
+
+class Harness:
+    """What the ``population`` fixture yields."""
+
+    def __init__(self, netns: Netns, population: Population) -> None:
+        self.netns = netns
+        self.population = population
+        self.name = netns.name
+        self.pids = list(population.pids)
+        self.info: dict[str, Any] = population.info
+
+    def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside the namespace (text output, not checked)."""
+        return self.netns.run(argv, env=env, timeout=timeout)
+
+    def ss(self, argv: Sequence[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run(["ss", *argv], env=env)
+
+    def sockscope(self, argv: Sequence[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run([*SOCKSCOPE, *argv], env=env)
+
+    def python(self, code: str, *args: str, env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.run([sys.executable, "-c", code, *args], env=env, timeout=timeout)
+
+    def ensure_timewait(self) -> None:
+        """Make sure a TIME-WAIT pair at most ~30 s old exists (they last 60 s)."""
+        self.population.ensure_timewait()
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the differential tests need root (ip netns add, ip netns exec)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def population() -> Iterator[Harness]:
+    _require_root()
+    netns = Netns()
+    pop: Population | None = None
+    try:
+        pop = Population(netns)
+        yield Harness(netns, pop)
+    finally:
+        try:
+            if pop is not None:
+                pop.stop()
+        finally:
+            netns.delete()
+    assert not netns.exists(), f"netns {netns.name} still listed by `ip netns list`"
+    assert not netns.etc_dir.exists(), f"{netns.etc_dir} left behind"
+    assert pop is not None and not pop.alive_pids(), f"population processes still alive: {pop.alive_pids()}"
+    assert not os.path.exists(pop.tmpdir), f"{pop.tmpdir} left behind"
+
+
+@pytest.fixture
+def fresh_population(population: Harness) -> Harness:
+    """The session population, with a TIME-WAIT pair young enough to outlive the test."""
+    population.ensure_timewait()
+    return population

@@ -1,0 +1,246 @@
+"""Network-namespace and process helpers for the differential tests.
+
+Everything here acts only on what it created itself: a namespace with a unique
+name (``sockscope-t-<hex>``), processes it started (ended by pid), and temp
+dirs it made.  Nothing is looked up or killed by name.
+
+* :class:`Netns` makes a private netns with ``lo`` up and a hermetic
+  ``/etc/netns/NAME/{hosts,resolv.conf}`` (``ip netns exec`` bind-mounts them
+  over ``/etc``), so ``-r`` answers come from a known hosts file and no
+  resolver query can leave loopback.  ``run(argv)`` runs a command inside it.
+* :class:`Population` starts ``tests/population.py`` inside a netns, waits for
+  its ``READY`` line, and can ask it for a fresh TIME-WAIT pair.
+* :func:`stop_pids` terminates processes by pid: SIGTERM, wait, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+TESTS_DIR = Path(__file__).resolve().parent
+POPULATION_SCRIPT = TESTS_DIR / "population.py"
+
+#: The hosts file every test netns sees: distinct names for v4 and v6 loopback
+#: so that ``-r`` output tells them apart.
+HOSTS = "127.0.0.1\tlocalhost\n::1\tip6-localhost ip6-loopback\n"
+#: Nothing listens on 127.0.0.53:53 inside the netns: any DNS query gets a port
+#: unreachable at once, and never leaves loopback.
+RESOLV = "nameserver 127.0.0.53\noptions timeout:1 attempts:1\n"
+
+
+def netns_list() -> list[str]:
+    """Names from ``ip netns list`` (the first word of each line)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+class Netns:
+    """A private network namespace with a unique name; delete() removes all traces."""
+
+    def __init__(self, prefix: str = "sockscope-t-") -> None:
+        self.name = prefix + secrets.token_hex(4)
+        self.etc_dir = Path("/etc/netns") / self.name
+        self._created = False
+        try:
+            subprocess.run(["ip", "netns", "add", self.name], check=True, capture_output=True, text=True)
+            self._created = True
+            subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True,
+                           capture_output=True, text=True)
+            self.etc_dir.mkdir(parents=True, exist_ok=False)
+            (self.etc_dir / "hosts").write_text(HOSTS)
+            (self.etc_dir / "resolv.conf").write_text(RESOLV)
+        except BaseException:
+            self.delete()
+            raise
+
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` prefixed to run inside this netns."""
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 60,
+            input: bytes | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside the netns; stdout/stderr captured as text (bytes kept via surrogateescape)."""
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        proc = subprocess.run(self.argv(argv), capture_output=True, env=full_env, timeout=timeout,
+                              input=input, **kw)
+        return subprocess.CompletedProcess(
+            proc.args, proc.returncode,
+            proc.stdout.decode("utf-8", "surrogateescape"),
+            proc.stderr.decode("utf-8", "surrogateescape"),
+        )
+
+    def popen(self, argv: Sequence[str], **kw: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.argv(argv), **kw)
+
+    def delete(self) -> None:
+        """Delete the namespace and its /etc/netns dir (idempotent)."""
+        try:
+            if self._created:
+                subprocess.run(["ip", "netns", "del", self.name], capture_output=True, text=True)
+                self._created = False
+        finally:
+            shutil.rmtree(self.etc_dir, ignore_errors=True)
+
+    def exists(self) -> bool:
+        return self.name in netns_list()
+
+
+def proc_identity(pid: int) -> str | None:
+    """``pid``'s start time (field 22 of /proc/PID/stat): tells a pid from a reused one."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def stop_pids(pids: dict[int, str | None], timeout: float = 5.0) -> None:
+    """SIGTERM each pid we started, wait up to ``timeout``, then SIGKILL the rest.
+
+    ``pids`` maps pid -> its start time as recorded when we started it; a pid
+    whose start time changed is someone else's now and is left alone.
+    """
+    def ours(pid: int) -> bool:
+        ident = proc_identity(pid)
+        return ident is not None and (pids[pid] is None or ident == pids[pid]) and _alive(pid)
+
+    alive = []
+    for pid in pids:
+        if ours(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if ours(pid)]
+        if alive:
+            time.sleep(0.02)
+    for pid in alive:
+        if ours(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (reaps it if it is our child)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (the population's own child): look at /proc
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """One line from ``proc.stdout`` (unbuffered reads), or raise on timeout / EOF."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no complete line within {timeout} s (got {buf!r})")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1)
+        if not chunk:
+            raise EOFError(f"process exited (status {proc.poll()}) before a line; got {buf!r}")
+        buf += chunk
+    return buf.decode()
+
+
+class Population:
+    """``tests/population.py`` running inside ``netns``: start(), info, ensure_timewait(), stop()."""
+
+    def __init__(self, netns: Netns, *, python: str = sys.executable, ready_timeout: float = 60) -> None:
+        self.netns = netns
+        self.tmpdir = tempfile.mkdtemp(prefix="sockscope-pop-")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, Any] = {}
+        self.pids: list[int] = []
+        self.identities: dict[int, str | None] = {}
+        self.tw_time = 0.0
+        try:
+            self.proc = netns.popen([python, str(POPULATION_SCRIPT), self.tmpdir],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+            # `ip netns exec` execs the command itself: the Popen pid is the population's pid.
+            self.pids = [self.proc.pid]
+            line = read_line(self.proc, ready_timeout)
+            if not line.startswith("READY "):
+                raise RuntimeError(f"population did not say READY: {line!r}")
+            self.info = json.loads(line[len("READY "):])
+            self.pids = list(dict.fromkeys([self.proc.pid, *self.info["pids"]]))
+            self.identities = {pid: proc_identity(pid) for pid in self.pids}
+            self.tw_time = float(self.info["tw_time"])
+        except BaseException:
+            self.stop()
+            raise
+
+    def ensure_timewait(self, min_left: float = 30.0) -> None:
+        """Make a fresh TIME-WAIT pair unless the newest one has ``min_left`` s of its 60 s left."""
+        if time.time() - self.tw_time < 60.0 - min_left:
+            return
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(b"tw\n")
+        self.proc.stdin.flush()
+        line = read_line(self.proc, 15)
+        if not line.startswith("OK "):
+            raise RuntimeError(f"population refused a TIME-WAIT refresh: {line!r}")
+        self.tw_time = float(json.loads(line[3:])["tw_time"])
+
+    def stop(self) -> None:
+        """End every process we started (by pid), reap, remove the temp dir."""
+        try:
+            if self.proc is not None:
+                if self.proc.stdin is not None:
+                    try:
+                        self.proc.stdin.close()  # EOF: the population exits by itself
+                    except OSError:
+                        pass
+                try:
+                    self.proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    self.proc.terminate()
+                    try:
+                        self.proc.wait(timeout=3)
+                    except subprocess.TimeoutExpired:
+                        self.proc.kill()
+                        self.proc.wait(timeout=5)
+                if self.proc.stdout is not None:
+                    self.proc.stdout.close()
+            # The population's child exits when the main process is gone (its
+            # pipe reaches EOF); make sure, by pid and start time.
+            others = {pid: ident for pid, ident in self.identities.items()
+                      if self.proc is None or pid != self.proc.pid}
+            stop_pids(others)
+        finally:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def alive_pids(self) -> list[int]:
+        """Our pids still running (a pid whose start time changed was reused: not ours)."""
+        return [pid for pid in self.pids
+                if proc_identity(pid) is not None
+                and proc_identity(pid) == self.identities.get(pid, proc_identity(pid)) and _alive(pid)]

@@ -1,0 +1,271 @@
+"""The Python API against the references, inside the population's namespace.
+
+* ``sockscope.net_connections(kind)`` must return exactly what
+  ``psutil.net_connections(kind)`` returns: same named-tuple fields, same
+  values and value types (family/type enums, ``addr`` named tuples or path
+  strings, status strings, fd/pid), compared as multisets, for every kind.
+* ``sockscope.sockets(...)`` records must agree with ss's rows: netid, state,
+  queues, endpoints, inode (``ss -e``'s ``ino:``), UNIX peer inodes, and with
+  ``processes=True`` the holders of ``ss -p``.
+
+A small script runs inside the netns (``ip netns exec NAME python -c …``)
+and prints JSON.  For psutil it calls psutil, sockscope, psutil again per
+kind; if the two psutil answers differ (a TIME-WAIT expired meanwhile) the
+whole run is retried.  The same sandwich (ss, script, ss) guards the
+``sockets()`` comparisons.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from typing import Any
+
+import pytest
+
+from conftest import Harness
+from ssparse import Row, parse, parse_users
+
+KINDS = ["inet", "inet4", "inet6", "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "all"]
+
+PSUTIL_SCRIPT = r'''
+import json, sys
+import psutil, sockscope
+
+def canon_addr(a):
+    if isinstance(a, tuple):
+        return {"kind": "tuple", "fields": list(getattr(a, "_fields", ())), "values": list(a),
+                "types": [type(v).__name__ for v in a]}
+    return {"kind": type(a).__name__, "value": a}
+
+def canon(c):
+    return json.dumps({
+        "fields": list(c._fields),
+        "fd": c.fd, "fd_type": type(c.fd).__name__,
+        "family": [type(c.family).__module__ + "." + type(c.family).__name__, int(c.family)],
+        "type": [type(c.type).__module__ + "." + type(c.type).__name__, int(c.type)],
+        "laddr": canon_addr(c.laddr), "raddr": canon_addr(c.raddr),
+        "status": [isinstance(c.status, str), str(c.status)],
+        "pid": c.pid, "pid_type": type(c.pid).__name__,
+        "len": len(c),
+    }, sort_keys=True)
+
+out = {}
+for kind in sys.argv[1:]:
+    a = sorted(canon(c) for c in psutil.net_connections(kind))
+    try:
+        s = sorted(canon(c) for c in sockscope.net_connections(kind))
+        err = None
+    except Exception as exc:
+        s, err = [], f"{type(exc).__name__}: {exc}"
+    b = sorted(canon(c) for c in psutil.net_connections(kind))
+    out[kind] = {"psutil": a, "psutil_again": b, "sockscope": s, "error": err}
+print(json.dumps(out))
+'''
+
+
+def _run_json(pop: Harness, code: str, *args: str) -> Any:
+    res = pop.python(code, *args)
+    assert res.returncode == 0, f"script failed ({res.returncode}):\n{res.stderr}"
+    assert "Traceback" not in res.stderr, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_net_connections_matches_psutil(fresh_population: Harness) -> None:
+    pop = fresh_population
+    for _attempt in range(4):
+        data = _run_json(pop, PSUTIL_SCRIPT, *KINDS)
+        if all(d["psutil"] == d["psutil_again"] for d in data.values()):
+            break
+    else:
+        pytest.fail("the population moved between two psutil calls 4 times in a row", pytrace=False)
+    problems = []
+    for kind in KINDS:
+        d = data[kind]
+        if d["error"]:
+            problems.append(f"kind {kind!r}: sockscope.net_connections raised {d['error']}")
+            continue
+        ref, got = d["psutil"], d["sockscope"]
+        assert len(ref) > 0, f"kind {kind!r}: psutil sees nothing: the population is missing"
+        if got != ref:
+            missing = [x for x in ref if x not in got]
+            extra = [x for x in got if x not in ref]
+            problems.append(
+                f"kind {kind!r}: psutil {len(ref)} entries, sockscope {len(got)}\n"
+                + "".join(f"  only psutil:    {x}\n" for x in missing)
+                + "".join(f"  only sockscope: {x}\n" for x in extra)
+            )
+    if problems:
+        pytest.fail("net_connections differs from psutil:\n" + "\n".join(problems), pytrace=False)
+
+
+def test_net_connections_population_visible(fresh_population: Harness) -> None:
+    """The psutil reference itself sees the population's owners (else the comparison is weak)."""
+    data = _run_json(fresh_population, PSUTIL_SCRIPT, "tcp", "unix")
+    pids = {json.loads(x)["pid"] for x in data["tcp"]["psutil"]} | {json.loads(x)["pid"] for x in data["unix"]["psutil"]}
+    assert set(fresh_population.pids) <= pids, pids
+
+
+def test_net_connections_bad_kind_like_psutil(fresh_population: Harness) -> None:
+    code = r'''
+import json, psutil, sockscope
+out = []
+for mod in (psutil, sockscope):
+    try:
+        mod.net_connections("bogus")
+        out.append(None)
+    except Exception as exc:
+        out.append(type(exc).__name__)
+print(json.dumps(out))
+'''
+    assert _run_json(fresh_population, code) == ["ValueError", "ValueError"]
+
+
+# --------------------------------------------------------------------------------------------
+# sockets() vs ss
+
+SOCKETS_SCRIPT = r'''
+import json, socket, sys
+import sockscope
+from sockscope import State
+specs = json.loads(sys.argv[1])
+
+def scope(r):
+    s = getattr(r.local, "scope", None)   # older records carried the scope on the endpoint
+    if s is None and getattr(r, "ifindex", 0):
+        s = socket.if_indextoname(r.ifindex)
+    return s
+
+def view(r):
+    return {
+        "type": type(r).__name__, "netid": r.netid, "family": int(r.family), "state": r.state.ss_name,
+        "recv_q": r.recv_q, "send_q": r.send_q,
+        "local_address": r.local.address, "local_port": r.local.port, "local_scope": scope(r),
+        "peer_address": r.peer.address, "peer_port": r.peer.port,
+        "inode": r.inode, "peer_inode": r.peer_inode, "v6only": r.v6only,
+        "owners": [{"name": o.name, "pid": o.pid, "fd": o.fd} for o in r.owners],
+    }
+
+out = []
+for spec in specs:
+    kw = dict(spec["kw"])
+    if "states" in kw:
+        kw["states"] = [State[n] for n in kw["states"]]
+    recs = list(sockscope.sockets(*spec["args"], **kw))
+    assert all(isinstance(r, sockscope.Socket) for r in recs), [type(r) for r in recs]
+    out.append([view(r) for r in recs])
+print(json.dumps(out))
+'''
+
+#: (sockets() args, kwargs, the ss options giving the same rows; -e adds ino:, -p users)
+SOCKETS_CASES: list[tuple[list[Any], dict[str, Any], str]] = [
+    (["tcp"], {}, "-tane"),
+    (["udp"], {}, "-uane"),
+    ([], {}, "-tuane"),                                   # default kind: inet
+    (["inet4"], {}, "-4tuane"),
+    (["tcp6"], {}, "-6tane"),
+    (["unix"], {}, "-xan"),
+    (["tcp"], {"states": ["LISTEN"]}, "-tne state listening"),
+    (["inet"], {"states": ["TIME_WAIT"]}, "-tune state time-wait"),
+    (["tcp"], {"states": ["CLOSE_WAIT", "FIN_WAIT2"]}, "-tne state close-wait state fin-wait-2"),
+    (["tcp"], {"processes": True}, "-tanep"),
+    (["unix"], {"processes": True}, "-xanp"),
+]
+_INO = re.compile(r"\bino:(\d+)")
+_UNIX = {"u_str", "u_dgr", "u_seq"}
+
+
+def _ss_expect(row: Row, default_netid: str | None) -> dict[str, Any]:
+    """An ss row in the record's terms."""
+    netid = row.netid or default_netid
+    out: dict[str, Any] = {"netid": netid, "state": row.state, "recv_q": int(row.recv_q), "send_q": int(row.send_q)}
+    if netid in _UNIX:
+        out["local"] = ("" if row.local_addr == "*" else row.local_addr, 0, None)
+        out["peer"] = ("", 0, None)
+        out["inode"] = int(row.local_port)
+        out["peer_inode"] = int(row.peer_port)
+    else:
+        out["local"] = _ss_endpoint(row.local_addr, row.local_port)
+        out["peer"] = _ss_endpoint(row.peer_addr, row.peer_port)
+        m = _INO.search(row.process)
+        out["inode"] = int(m.group(1)) if m else None
+    out["owners"] = sorted((n, p, f) for n, p, f in parse_users(row.process))
+    return out
+
+
+def _ss_endpoint(addr: str, port: str) -> tuple[str, int, str | None]:
+    scope = None
+    if "%" in addr:
+        addr, scope = addr.split("%", 1)
+    if addr == "*" or addr == "[::]":
+        addr = "::"  # ss spells a v6 wildcard "*" (dual-stack) or "[::]" (v6only)
+    elif addr.startswith("["):
+        addr = addr[1:-1]
+    return addr, 0 if port == "*" else int(port), scope
+
+
+def _record_view(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"netid": d["netid"], "state": d["state"], "recv_q": d["recv_q"], "send_q": d["send_q"],
+                           "local": (d["local_address"], d["local_port"], d["local_scope"]),
+                           "peer": (d["peer_address"], d["peer_port"], None), "inode": d["inode"]}
+    if d["netid"] in _UNIX:
+        out["peer_inode"] = d["peer_inode"] or 0
+    # Without processes=True a record has no owners, and ss (no -p) shows none either.
+    out["owners"] = sorted((o["name"], o["pid"], o["fd"]) for o in d["owners"])
+    return out
+
+
+def _ss_spelling_ok(d: dict[str, Any], row: Row) -> bool:
+    """Where the record knows v6only, it must agree with ss's "[::]" (v6only) / "*" spelling."""
+    if d.get("v6only") is None or d["family"] != 10 or d["local_address"] != "::":
+        return True
+    return (row.local_addr.split("%")[0] == "[::]") == bool(d["v6only"])
+
+
+def test_sockets_match_ss(fresh_population: Harness) -> None:
+    pop = fresh_population
+    specs = [{"args": a, "kw": kw} for a, kw, _ in SOCKETS_CASES]
+    for _attempt in range(4):
+        before = [pop.ss(shlex.split(o)) for _, _, o in SOCKETS_CASES]
+        res = pop.python(SOCKETS_SCRIPT, json.dumps(specs))
+        after = [pop.ss(shlex.split(o)) for _, _, o in SOCKETS_CASES]
+        if all(_stable(b.stdout, a.stdout) for b, a in zip(before, after)):
+            break
+    else:
+        pytest.fail("the population moved between two ss runs 4 times in a row", pytrace=False)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, f"sockets() script failed:\n{res.stderr}"
+    got_all = json.loads(res.stdout)
+    problems = []
+    for (args, kw, opts), ss_res, got in zip(SOCKETS_CASES, before, got_all):
+        table = parse(ss_res.stdout)
+        default_netid = {"t": "tcp", "u": "udp"}.get(opts.lstrip("-46")[0]) if "Netid" not in table.columns else None
+        want = [_ss_expect(r, default_netid) for r in table.rows]
+        assert want, f"ss {opts} shows nothing: the population is missing"
+        if kw.get("processes"):
+            assert any(w["owners"] for w in want), f"ss {opts} shows no owners"
+        if "State" not in table.columns:  # one state shown: the one asked for
+            only = {"LISTEN": "LISTEN", "TIME_WAIT": "TIME-WAIT"}[kw["states"][0]]
+            want = [dict(w, state=only) for w in want]
+        have = [_record_view(d) for d in got]
+        label = f"sockets({', '.join([repr(a) for a in args] + [f'{k}={v!r}' for k, v in kw.items()])}) vs ss {opts}"
+        if have != want:
+            lines = [f"{label}: {len(want)} ss rows, {len(have)} records"]
+            for i in range(max(len(want), len(have))):
+                w = want[i] if i < len(want) else None
+                h = have[i] if i < len(have) else None
+                if w != h:
+                    lines.append(f"  #{i}\n    ss:     {w}\n    record: {h}")
+            problems.append("\n".join(lines[:12]))
+        bad = [(d, r) for d, r in zip(got, table.rows) if not _ss_spelling_ok(d, r)]
+        if bad:
+            problems.append(f"{label}: v6only disagrees with ss's spelling: {bad}")
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+def _stable(a: str, b: str) -> bool:
+    """Same sockets in both runs (-e timers and cookies aside)."""
+    def key(text: str) -> list[tuple[Any, ...]]:
+        return [(*r[:8], tuple(parse_users(r.process)), _INO.findall(r.process)) for r in parse(text).rows]
+    return key(a) == key(b)

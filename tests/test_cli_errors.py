@@ -1,0 +1,109 @@
+"""Bad input, -V, -h and broken pipes: sockscope against ss's exit statuses.
+
+ss 6.1 answers a usage error with a message plus its whole usage text on
+stderr and exit 255; sockscope must exit with the same status ss does (run
+side by side here, not hard-coded), but say it in ONE stderr line, with no
+traceback and nothing on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import sockscope
+from conftest import SOCKSCOPE, Harness
+
+BAD_INPUT = [
+    ["--bogus"],
+    ["-Y"],
+    ["state", "bogus"],
+    ["state", "listen"],               # ss's trap: only "listening" is a state name
+    ["-t", "state", "LISTEN"],         # case-insensitive, still not a state name
+    ["exclude", "bogus"],
+    ["-tan", "state", "established", "state", "bogus"],
+    ["-t", "state"],                   # a state keyword with no name
+    ["-A", "bogus"],
+    ["-A", "tcp,bogus"],
+    ["-f", "bogus"],
+    ["-A"],                            # missing option argument
+    ["-f"],
+]
+
+
+def _run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, **kw)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("argv", BAD_INPUT, ids=[" ".join(a) for a in BAD_INPUT])
+def test_bad_input_one_line_same_status_as_ss(argv: list[str]) -> None:
+    ref = _run(["ss", *argv])
+    assert ref.returncode != 0, f"ss accepted {argv}: the case is wrong"
+    res = _run([*SOCKSCOPE, *argv])
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), f"{argv}: want one stderr line, got {lines!r}"
+    assert res.returncode == ref.returncode, (
+        f"{argv}: sockscope exited {res.returncode}, ss {ref.returncode}; sockscope said {lines!r}")
+    assert res.stdout == "", f"{argv}: sockscope printed on stdout: {res.stdout!r}"
+
+
+def test_version() -> None:
+    ref = _run(["ss", "-V"])
+    res = _run([*SOCKSCOPE, "-V"])
+    assert res.returncode == ref.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1, lines
+    assert sockscope.__version__ in lines[0], lines
+    assert res.stderr == ""
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help(flag: str) -> None:
+    ref = _run(["ss", flag])
+    res = _run([*SOCKSCOPE, flag])
+    assert res.returncode == ref.returncode == 0, res.stderr
+    assert res.stdout.startswith("Usage:"), res.stdout[:200]
+    assert res.stderr == ""
+    # the options the listing promises are documented
+    for opt in ("-n", "-r", "-a", "-l", "-t", "-u", "-x", "-4", "-6", "-A", "-f", "-H", "-O", "-p"):
+        assert f"{opt}," in res.stdout or f"{opt} " in res.stdout, f"{opt} missing from --help"
+
+
+@pytest.mark.parametrize("options", ["-tan", "-a", "-anp"])
+def test_head_one_is_quiet(population: Harness, options: str) -> None:
+    """`python -m sockscope OPTIONS | head -1`: the header line, nothing on stderr."""
+    cmd = f"{' '.join(SOCKSCOPE)} {options} | head -1"
+    res = population.run(["sh", "-c", cmd])
+    assert res.returncode == 0
+    assert res.stderr == "", f"{cmd}: stderr {res.stderr!r}"
+    assert res.stdout.splitlines()[0].split()[:2] in (["Netid", "State"], ["State", "Recv-Q"]), res.stdout
+
+
+@pytest.mark.parametrize("options", ["-tan", "-a"])
+def test_closed_pipe_is_quiet(population: Harness, options: str) -> None:
+    """A reader that is already gone (the deterministic form of `| head -1`): EPIPE on the
+    first write must end sockscope quietly: no traceback, no message."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run(population.netns.argv([*SOCKSCOPE, options]), stdout=w,
+                              stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(w)
+    err = proc.stderr.decode(errors="replace")
+    assert err == "", f"stderr after EPIPE: {err!r}"
+    assert proc.returncode in (0, 141, -13), proc.returncode  # quiet success, or death by SIGPIPE like ss
+
+
+def test_sockscope_console_script_matches_module() -> None:
+    """`sockscope` (console script) and `python -m sockscope` are the same program."""
+    script = os.path.join(os.path.dirname(sys.executable), "sockscope")
+    if not os.path.exists(script):
+        pytest.fail(f"console script {script} not installed (pip install -e .)")
+    a = _run([script, "-V"])
+    b = _run([*SOCKSCOPE, "-V"])
+    assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
