@@ -130,7 +130,10 @@ class Socket:
     ``tcp_info`` (:class:`~sockscope.kernel.tcpinfo.TcpInfo`), ``skmem``
     (:class:`SkMem`), ``unix_vfs`` ((inode, device) of a UNIX path) and
     ``unix_pending`` (inodes of connections waiting in a UNIX listener),
-    ``groups`` (a netlink socket's multicast groups).
+    ``groups`` (a netlink socket's multicast groups), ``bbr_info`` ((bw in
+    bytes/s, min_rtt µs, pacing_gain, cwnd_gain) with gains <<8) and
+    ``dctcp_info`` ((enabled, ce_state, alpha, ab_ecn, ab_tot)) and
+    ``packet_info`` ((version, copy_thresh, flags) of a packet socket).
     """
 
     netid: str
@@ -161,6 +164,9 @@ class Socket:
     unix_vfs: tuple[int, int] | None = None
     unix_pending: tuple[int, ...] | None = None
     groups: int | None = None
+    bbr_info: tuple[int, int, int, int] | None = None
+    dctcp_info: tuple[int, int, int, int, int] | None = None
+    packet_info: tuple[int, int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of this record (used by --json and --csv)."""
@@ -192,6 +198,8 @@ class Socket:
             "cong": self.cong,
             "tcp_info": self.tcp_info.to_dict() if self.tcp_info is not None else None,
             "skmem": self.skmem._asdict() if self.skmem is not None else None,
+            "bbr_info": list(self.bbr_info) if self.bbr_info is not None else None,
+            "dctcp_info": list(self.dctcp_info) if self.dctcp_info is not None else None,
         }
         return d
 

@@ -31,13 +31,12 @@ from __future__ import annotations
 import os
 import socket as _socket
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from sockscope.errors import SockscopeError, UsageError
 from sockscope.records import Socket, State
 
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
-INET_NETIDS = frozenset({"tcp", "udp", "raw", "dccp", "sctp", "mptcp"})
 
 
 class NoMatch(SockscopeError):
@@ -276,14 +275,14 @@ class Report:
     complete: bool = True
 
 
-class OwnerLookup:
-    """The duck type of :class:`sockscope.processes.OwnerMap` that ``who`` uses."""
+class OwnerLookup(Protocol):
+    """What ``who`` uses of :class:`sockscope.processes.OwnerMap`."""
 
     complete: bool
 
-    def holders(self, inode: int) -> list[tuple[int, int]]: ...  # pragma: no cover
+    def holders(self, inode: int) -> list[tuple[int, int]]: ...
 
-    def name(self, pid: int) -> str: ...  # pragma: no cover
+    def name(self, pid: int) -> str: ...
 
 
 def _is_loopback(addr: str) -> bool:
@@ -475,8 +474,9 @@ def render_text(report: Report, unicode: bool = True) -> str:
             lines.append(f"  peer     {text}")
         blocks.append("\n".join(lines))
     for u in report.unresolved:
-        blocks.append(f"pid {u.pid} fd {u.fd}: socket inode {u.inode} is not in this network namespace's "
-                      "tables (another namespace, or a family sockscope does not list)")
+        blocks.append(f"pid {u.pid} fd {u.fd}: socket inode {u.inode} is in none of the socket tables "
+                      "(an unbound TCP socket, one in another network namespace, or a family "
+                      "sockscope does not list)")
     return "\n\n".join(blocks) + ("\n" if blocks else "")
 
 

@@ -387,6 +387,12 @@ def _follow(q: object, out: IO[str], numeric: bool, resolve: bool, processes: bo
     if header:
         writer.flush()
         out.flush()
+    import signal
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         for s in actions.events(groups):
             if s.family in q.families:  # type: ignore[attr-defined]

@@ -1,5 +1,51 @@
 """The ss filter language.
 
 :mod:`.states` — the state part (``state NAME…``, ``exclude NAME…``).
-The expression part (src/dst/sport/dport…, kernel bytecode) is still to come.
+:mod:`.parser` — the expression part: argv words (or ``-F FILE``) -> :mod:`.expr` tree.
+One tree, two back ends: :mod:`.bytecode` (``INET_DIAG_REQ_BYTECODE`` for inet
+dumps, or None) and :mod:`.predicate` (``Callable[[Socket], bool]``, every family).
+
+The names below are imported on first use, so that ``sockscope.filter.states``
+(used by every listing) does not pay for the expression machinery.
 """
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sockscope.filter.bytecode import compile_bytecode
+    from sockscope.filter.expr import Expr, FilterSyntaxError
+    from sockscope.filter.parser import Resolver, parse, parse_file
+    from sockscope.filter.predicate import compile_predicate, ephemeral_port_range
+
+_WHERE = {
+    "Expr": "expr", "FilterSyntaxError": "expr", "Resolver": "parser", "parse": "parser",
+    "parse_file": "parser", "compile_bytecode": "bytecode", "compile_predicate": "predicate",
+    "ephemeral_port_range": "predicate",
+}
+
+__all__ = [
+    "Expr",
+    "FilterSyntaxError",
+    "Resolver",
+    "parse",
+    "parse_file",
+    "compile_bytecode",
+    "compile_predicate",
+    "ephemeral_port_range",
+]
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

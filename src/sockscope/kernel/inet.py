@@ -33,7 +33,9 @@ INET_DIAG_SKMEMINFO = 7
 INET_DIAG_SHUTDOWN = 8
 INET_DIAG_PROTOCOL = 10
 INET_DIAG_SKV6ONLY = 11
+INET_DIAG_DCTCPINFO = 9
 INET_DIAG_MARK = 15
+INET_DIAG_BBRINFO = 16
 INET_DIAG_CGROUP_ID = 21
 
 IPPROTO_TCP = 6
@@ -226,6 +228,14 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     a = attrs.get(INET_DIAG_INFO)
     if a is not None and netid == "tcp":
         d["tcp_info"] = tcpinfo.decode(a)
+    a = attrs.get(INET_DIAG_BBRINFO)
+    if a is not None and len(a) >= 12:
+        lo, hi, min_rtt, pg, cg = struct.unpack_from("=5I", bytes(a[:20]).ljust(20, b"\0"))
+        d["bbr_info"] = ((hi << 32) | lo, min_rtt, pg, cg)
+    a = attrs.get(INET_DIAG_DCTCPINFO)
+    if a is not None and len(a) >= 16:
+        en, ce, alpha, ab_ecn, ab_tot = struct.unpack_from("=HHIII", bytes(a[:16]).ljust(16, b"\0"))
+        d["dctcp_info"] = (en, ce, alpha, ab_ecn, ab_tot)
     a = attrs.get(INET_DIAG_PROTOCOL)
     if a is not None and len(a):
         d["protocol"] = a[0]

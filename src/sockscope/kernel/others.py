@@ -115,15 +115,19 @@ def decode_packet_message(p: memoryview) -> Socket:
         rq = _U32.unpack_from(mem, 0)[0]
         skmem = decode_skmem(mem)
     info = attrs.get(PACKET_DIAG_INFO)
+    pinfo = None
     if info is not None and len(info) >= 4:
         ifindex = _U32.unpack_from(info, 0)[0]
+        if len(info) >= 24:
+            _idx, version, _res, thresh, _ts, pflags = struct.unpack_from("=6I", info, 0)
+            pinfo = (version, thresh, pflags)
     u = attrs.get(PACKET_DIAG_UID)
     if u is not None and len(u) >= 4:
         uid = _U32.unpack_from(u, 0)[0]
     netid = "p_raw" if ptype == 3 else "p_dgr"
     return make_socket(
         netid, AF_PACKET, state_of(7), rq, 0, Endpoint("", ifindex), Endpoint("", 0),
-        ino, uid, cookie, ifindex, None, None, None, (), None, num, skmem=skmem,
+        ino, uid, cookie, ifindex, None, None, None, (), None, num, skmem=skmem, packet_info=pinfo,
     )
 
 

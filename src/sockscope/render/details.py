@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sockscope.records import Socket
 from sockscope.render import names
 
-AF_INET, AF_INET6, AF_UNIX, AF_NETLINK = 2, 10, 1, 16
+AF_INET, AF_INET6, AF_UNIX, AF_NETLINK, AF_PACKET = 2, 10, 1, 16, 17
 _TIMERS = ("off", "on", "keepalive", "timewait", "persist", "unknown")
 
 
@@ -112,6 +112,20 @@ def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
                     ("data_segs_out", t.data_segs_out), ("data_segs_in", t.data_segs_in)):
         if v:
             p.append(f" {name}:{v}")
+    if s.dctcp_info is not None:
+        en, ce, alpha, ab_ecn, ab_tot = s.dctcp_info
+        if en:
+            p.append(f" dctcp:(ce_state:{ce},alpha:{alpha},ab_ecn:{ab_ecn},ab_tot:{ab_tot})")
+        else:
+            p.append(" dctcp:fallback_mode")
+    if s.bbr_info is not None:
+        bw, mrtt, pg, cg = s.bbr_info
+        p.append(f" bbr:(bw:{_bw(bw * 8.0, opts.numeric)}bps,mrtt:{mrtt / 1000.0:g}")
+        if pg:
+            p.append(f",pacing_gain:{pg / 256.0:g}")
+        if cg:
+            p.append(f",cwnd_gain:{cg / 256.0:g}")
+        p.append(")")
     if t.rtt > 0 and t.snd_mss and t.snd_cwnd:
         p.append(f" send {_bw(t.snd_cwnd * t.snd_mss * 8000000.0 / t.rtt, opts.numeric)}bps")
     for name, v in (("lastsnd", t.last_data_sent), ("lastrcv", t.last_data_recv), ("lastack", t.last_ack_recv)):
@@ -206,6 +220,20 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
                 out.append(f" ino:{ino} dev:{major}/{minor}")
             if s.unix_pending is not None:
                 out.append(" peers:" + "".join(f" {i}" for i in s.unix_pending))
+    elif fam == AF_PACKET:
+        if opts.extended:
+            if s.uid:
+                out.append(f" uid:{s.uid}")
+            out.append(f" ino:{s.inode} sk:{(s.cookie or 0):x}")
+            if s.packet_info is not None:
+                version, thresh, flags = s.packet_info
+                out.append(f"{' ' if opts.oneline else chr(10) + chr(9)}ver:{version} cpy_thresh:{thresh} flags( ")
+                words = [w for bit, w in ((1, "running"), (2, " auxdata"), (4, " origdev"), (8, " vnethdr"),
+                                          (16, " loss")) if flags & bit]
+                out.append("".join(words) if flags else "0")
+                out.append(" )")
+        if opts.memory:
+            out.append(_skmem(s))
     elif fam == AF_NETLINK:
         if opts.extended:
             out.append(f" sk=0 cb=0 groups=0x{(s.groups or 0):08x}")

@@ -36,7 +36,7 @@ class TableOptions:
 
 
 class CellMaker:
-    """Builds the ten cells of each row (the last: detail text), with caches of port and address text."""
+    """Builds the ten cells of each row (the tenth, ss's unnamed column, stays empty), with caches."""
 
     __slots__ = ("opts", "_ports", "_addrs")
 
@@ -79,7 +79,8 @@ class CellMaker:
     def cells(self, s: Socket) -> list[str]:
         fam = s.family
         proc = users(s) if self.opts.processes else ""
-        more = detail_text(s, self.opts.details) if self.opts.details is not None else ""
+        if self.opts.details is not None:
+            proc += detail_text(s, self.opts.details)
         head = [s.netid, SS_STATE_NAMES.get(int(s.state), "UNKNOWN"), f"{s.recv_q:<6}", f"{s.send_q:<6}"]
         if fam == AF_INET or fam == AF_INET6:
             local = self.address(fam, s.local.address, s.v6only)
@@ -88,15 +89,12 @@ class CellMaker:
             return head + [
                 local + ":", self.port(s.netid, s.local.port),
                 self.address(fam, s.peer.address, s.v6only) + ":", self.port(s.netid, s.peer.port),
-                proc, more,
+                proc, "",
             ]
-        # ss 6.1 counts the detail text in the Process column's width for every
-        # family but inet: so only inet rows keep it in the separate tenth cell.
-        proc, more = proc + more, ""
         if fam == AF_UNIX:
             return head + [
                 (s.local.address or "*") + " ", str(s.inode),
-                "* ", str(s.peer_inode or 0), proc, more,
+                "* ", str(s.peer_inode or 0), proc, "",
             ]
         if fam == AF_NETLINK:
             proto = s.protocol or 0
@@ -112,7 +110,7 @@ class CellMaker:
                 comm = names.process_name(pid) if pid > 0 else None
                 owner = f"{comm}/{pid}" if comm is not None else str(pid)
             peer = [s.peer.address + ":", str(s.peer.port)] if s.peer.address else ["*", ""]
-            return head + [pname + ":", owner] + peer + [proc, more]
+            return head + [pname + ":", owner] + peer + [proc, ""]
         if fam == AF_PACKET:
             proto = s.protocol or 0
             if proto == 3:
@@ -120,8 +118,8 @@ class CellMaker:
             else:
                 addr = f"[{proto}]" if self.opts.numeric else names.ETHERTYPES.get(proto, f"[{proto}]")
             port = "*" if not s.local.port else names.ifname(s.local.port)
-            return head + [addr + ":", port, "*", "", proc, more]
-        return head + ["*", "", "*", "", proc, more]
+            return head + [addr + ":", port, "*", "", proc, ""]
+        return head + ["*", "", "*", "", proc, ""]
 
 
 def users(s: Socket) -> str:
@@ -134,9 +132,9 @@ def users(s: Socket) -> str:
 class TableWriter:
     """Lays out rows of cells like ss (non-terminal layout), in batches.
 
-    The tenth cell (``-o``/``-e``/``-m``/``-i`` text) continues the Process
-    cell: like ss 6.1, it does not widen the Process column, and a row that
-    has it is padded only up to that column's width.
+    Like ss, the Process cell of the last row of a table is not measured
+    (ss never flushes that field before laying out), so it does not widen the
+    column; it is padded only up to the column's width.
     """
 
     def __init__(
@@ -157,16 +155,18 @@ class TableWriter:
     def add(self, cells: list[str]) -> None:
         self.rows.append(cells)
         if len(self.rows) >= self.batch:
-            self.flush()
+            self.flush(final=False)
 
-    def flush(self) -> None:
+    def flush(self, final: bool = True) -> None:
+        """Write the buffered rows; ``final`` marks the end of the table."""
         rows = self.rows
         if not rows:
             return
         vis = self.visible
         widths = self.widths
         for i in vis:
-            m = max(len(r[i]) for r in rows)
+            measured = rows[:-1] if (i == 8 and final) else rows
+            m = max((len(r[i]) for r in measured), default=0)
             if m > widths[i]:
                 widths[i] = m
         # effective widths: the first visible column with content gets no delimiter
@@ -184,7 +184,7 @@ class TableWriter:
             parts = []
             started = False
             for i, delim, ew, right in eff:
-                cell = r[i] + r[9] if i == 8 else r[i]
+                cell = r[i]
                 d = delim if started else ""
                 started = True
                 if right:

@@ -9,9 +9,10 @@ only new inodes are looked up), and compares with the previous sample:
   by its table, addresses and inode);
 * opened = keys not in the previous sample, closed = keys gone since;
 * receive/send rates come from tcp_info's ``bytes_received`` and
-  ``bytes_acked`` between two samples (``None``, shown as ``-``, when the
-  core gives no tcp_info: UDP, UNIX, or a core without the decoder).  A
-  socket opened since the previous sample counts all its bytes.
+  ``bytes_acked`` between two samples (read by :mod:`sockscope.top.dump`,
+  or from ``Socket.tcp_info`` when a record carries it; ``None``, shown as
+  ``-``, for UDP and UNIX).  A socket opened since the previous sample counts
+  all its bytes.
 
 :class:`View` holds what the user chose (socket or process rows, sort column,
 order, filter) and turns a sample into the rows to show.
@@ -21,9 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
-from sockscope.query import Query, run
+from sockscope.query import Query
 from sockscope.records import SS_STATE_NAMES, Socket, State
 from sockscope.top.owners import OwnerCache
 
@@ -34,31 +35,21 @@ STATE_ORDER = ("ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIM
                "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING", "UNKNOWN", "BOUND-INACTIVE")
 
 
-def tcp_info_supported() -> bool:
-    """Whether the core fills ``Socket.tcp_info`` (the lead's decoder)."""
-    return "tcp_info" in getattr(Socket, "__dataclass_fields__", {})
-
-
-def with_tcp_info(q: Query) -> Query:
-    """``q`` asking for tcp_info when the core supports it (else ``q`` itself)."""
-    if not tcp_info_supported():
-        return q
-    return dataclasses.replace(q, details=frozenset({"info"}))  # type: ignore[arg-type]
-
-
 class Row:
-    """One socket of a sample: the record, its holders, its rates."""
+    """One socket of a sample: the record, its holders (pid, fd), its rates."""
 
-    __slots__ = ("sock", "key", "holders", "rx", "tx", "new", "_text")
+    __slots__ = ("sock", "key", "holders", "rx", "tx", "new", "counters", "_text")
 
-    def __init__(self, sock: Socket, key: object, holders: list[tuple[int, int]],
-                 rx: float | None, tx: float | None, new: bool) -> None:
+    def __init__(self, sock: Socket, key: object, holders: Sequence[tuple[int, int]],
+                 rx: float | None, tx: float | None, new: bool,
+                 counters: tuple[int, int] | None = None) -> None:
         self.sock = sock
         self.key = key
         self.holders = holders
         self.rx = rx
         self.tx = tx
         self.new = new
+        self.counters = counters  # (bytes_received, bytes_acked)
         self._text: str | None = None
 
 
@@ -85,7 +76,8 @@ def key_of(s: Socket) -> object:
     return (s.netid, s.local, s.peer, s.inode)
 
 
-def _counters(s: Socket) -> tuple[int, int] | None:
+def _info_counters(s: Socket) -> tuple[int, int] | None:
+    """(bytes_received, bytes_acked) from a decoded ``Socket.tcp_info``, if any."""
     info = getattr(s, "tcp_info", None)
     if info is None:
         return None
@@ -95,18 +87,25 @@ def _counters(s: Socket) -> tuple[int, int] | None:
         return None
 
 
+Dump = Callable[[Query, Callable[[str], None]], "tuple[list[Socket], dict[int, tuple[int, int]]]"]
+
+
 class Model:
     """Takes samples of ``query``'s sockets; see the module docstring."""
 
     def __init__(self, query: Query, *, proc: str = "/proc", owners: OwnerCache | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 dump: Callable[[Query, Callable[[str], None]], Iterable[Socket]] | None = None) -> None:
-        self.query = with_tcp_info(query)
+                 dump: Dump | None = None) -> None:
+        self.query = query
         self.owners = owners if owners is not None else OwnerCache(proc)
         self.clock = clock
-        self._dump = dump if dump is not None else (lambda q, warn: run(q, warn=warn))
-        self._prev: dict[object, tuple[int, int] | None] = {}
-        self._prev_holders: dict[object, list[tuple[int, int]]] = {}
+        if dump is None:
+            from sockscope.top.dump import dump as _dump
+
+            dump = _dump
+        self._dump = dump
+        self._prev: dict[object, Row] = {}
+        self._prev_names: dict[int, str] = {}
         self._prev_time: float | None = None
         self.warnings: list[str] = []
         self._warned: set[str] = set()
@@ -117,62 +116,79 @@ class Model:
             self.warnings.append(msg)
 
     def sample(self) -> Sample:
-        socks = list(self._dump(self.query, self._warn))
+        socks, counters = self._dump(self.query, self._warn)
         now = self.clock()
         first = self._prev_time is None
         dt = 0.0 if first else max(now - self._prev_time, 1e-6)  # type: ignore[operator]
         live = {s.inode for s in socks if s.inode}
         owners = self.owners
         owners.refresh(live, lambda missing: _hint_pids(missing, socks, owners))
-        holders_of = owners.holders
+        index_get = owners.index.get  # holders lists are never changed in place: rows keep them
+        counters_get = counters.get
         prev = self._prev
-        new_prev: dict[object, tuple[int, int] | None] = {}
-        new_holders: dict[object, list[tuple[int, int]]] = {}
+        cur: dict[object, Row] = {}
         rows: list[Row] = []
-        totals: dict[str, int] = {}
+        append = rows.append
+        by_state: dict[int, int] = {}
         opened = 0
-        names: dict[int, str] = {}
+        empty: Sequence[tuple[int, int]] = ()
         for s in socks:
-            k = key_of(s)
-            c = _counters(s)
-            new_prev[k] = c
-            h = holders_of(s.inode) if s.inode else []
-            if h:
-                new_holders[k] = h
-            st = SS_STATE_NAMES.get(int(s.state), "UNKNOWN")
-            totals[st] = totals.get(st, 0) + 1
-            rx = tx = None
-            is_new = False
-            if k in prev:
-                p = prev[k]
-                if c is not None and p is not None:
-                    rx = max(c[0] - p[0], 0) / dt
-                    tx = max(c[1] - p[1], 0) / dt
-                elif c is not None:
-                    rx, tx = c[0] / dt, c[1] / dt
-            elif not first:
+            k: object
+            c: tuple[int, int] | None
+            if s.cookie is None:
+                k = (s.netid, s.local, s.peer, s.inode)
+                c = None
+            else:
+                k = s.cookie
+                c = counters_get(s.cookie)
+            if c is None and s.netid == "tcp":
+                c = _info_counters(s)
+            h = (index_get(s.inode) or empty) if s.inode else empty
+            st = int(s.state)
+            by_state[st] = by_state.get(st, 0) + 1
+            rx: float | None = None
+            tx: float | None = None
+            old = prev.get(k)
+            if old is not None:
+                if c is not None:
+                    p = old.counters
+                    if p is not None:
+                        rx = (c[0] - p[0]) / dt if c[0] > p[0] else 0.0
+                        tx = (c[1] - p[1]) / dt if c[1] > p[1] else 0.0
+                    else:
+                        rx, tx = c[0] / dt, c[1] / dt
+                r = Row(s, k, h, rx, tx, False, c)
+            elif first:
+                r = Row(s, k, h, None, None, False, c)
+            else:
                 opened += 1
-                is_new = True
                 if c is not None:
                     rx, tx = c[0] / dt, c[1] / dt
-            rows.append(Row(s, k, h, rx, tx, is_new))
+                r = Row(s, k, h, rx, tx, True, c)
+            cur[k] = r
+            append(r)
+        totals: dict[str, int] = {}
+        for st, n in by_state.items():
+            name = SS_STATE_NAMES.get(st, "UNKNOWN")
+            totals[name] = totals.get(name, 0) + n
         closed = 0
         closed_owners: dict[int, int] = {}
         if not first:
-            for k, h in self._prev_holders.items():
-                if k not in new_prev:
-                    for pid in {pid for pid, _fd in h}:
+            for key, old in prev.items():
+                if key not in cur:
+                    closed += 1
+                    for pid in {pid for pid, _fd in old.holders}:
                         closed_owners[pid] = closed_owners.get(pid, 0) + 1
-            closed = sum(1 for k in prev if k not in new_prev)
+        names: dict[int, str] = {}
         for r in rows:
             for pid, _fd in r.holders:
                 if pid not in names:
                     names[pid] = owners.name(pid)
         for pid in closed_owners:
             if pid not in names:
-                names[pid] = owners.name(pid)
-        self._prev = new_prev
-        self._prev_holders = new_holders
+                names[pid] = self._prev_names.get(pid) or owners.name(pid)
+        self._prev = cur
+        self._prev_names = names
         self._prev_time = now
         return Sample(now, time.time(), dt, rows, totals, opened, closed, closed_owners, names,
                       owners.complete, list(self.warnings), first)
@@ -334,7 +350,7 @@ def socket_cells(r: Row, names: dict[int, str]) -> list[str]:
     else:
         proc = ""
     return [
-        ("+" if r.new else "") + s.netid,
+        s.netid,
         SS_STATE_NAMES.get(int(s.state), "UNKNOWN"),
         _count(s.recv_q), _count(s.send_q),
         endpoint(s, "local"), endpoint(s, "peer"),
@@ -349,6 +365,15 @@ def process_cells(p: ProcRow) -> list[str]:
 
 def _rate_key(v: float | None) -> float:
     return -1.0 if v is None else v
+
+
+def _proc_key(v: object) -> tuple[int, float, str]:
+    """A sort key for any ProcRow field (None, a rate not known, sorts below 0)."""
+    if v is None:
+        return (0, 0.0, "")
+    if isinstance(v, str):
+        return (1, 0.0, v)
+    return (1, float(v), "")  # type: ignore[arg-type]
 
 
 _SOCKET_SORT: dict[str, Callable[[Row], Any]] = {
@@ -366,16 +391,12 @@ _SOCKET_SORT: dict[str, Callable[[Row], Any]] = {
 _DESCENDING = frozenset({"recv_q", "send_q", "rx", "tx", "socks", "estab", "listen", "opened", "closed"})
 
 
-def _tiebreak(r: Row) -> tuple[str, int, str, int, str, int, int]:
-    s = r.sock
-    return (s.netid, s.family, s.local.address, s.local.port, s.peer.address, s.peer.port, s.inode)
-
-
 @dataclasses.dataclass
 class View:
     """What the user chose: rows of sockets or processes, sort column, filter."""
 
     processes: bool = False
+    show_netid: bool = True  # False when only one table is shown (like ss's Netid column)
     sort: str = "rx"
     reverse: bool = False  # against the column's natural order
     filter_text: str = ""
@@ -384,7 +405,9 @@ class View:
 
     @property
     def columns(self) -> tuple[Column, ...]:
-        return PROCESS_COLUMNS if self.processes else SOCKET_COLUMNS
+        if self.processes:
+            return PROCESS_COLUMNS
+        return SOCKET_COLUMNS if self.show_netid else SOCKET_COLUMNS[1:]
 
     def sort_index(self) -> int:
         for i, c in enumerate(self.columns):
@@ -412,7 +435,7 @@ class View:
     def socket_rows(self, sample: Sample) -> list[Row]:
         rows = self._filtered(sample)
         key = _SOCKET_SORT.get(self.sort, _SOCKET_SORT["rx"])
-        rows.sort(key=_tiebreak)
+        # a stable sort: ties keep the kernel's dump order, the same from tick to tick
         rows.sort(key=key, reverse=self._descending())
         return rows
 
@@ -421,10 +444,7 @@ class View:
         idx = {c.key: i for i, c in enumerate(PROCESS_COLUMNS)}
         i = idx.get(self.sort, idx["rx"])
         prows.sort(key=lambda p: p.pid)
-        if self.sort in ("rx", "tx"):
-            prows.sort(key=lambda p: _rate_key(p[i]), reverse=self._descending())
-        else:
-            prows.sort(key=lambda p: p[i], reverse=self._descending())  # type: ignore[no-any-return]
+        prows.sort(key=lambda p: _proc_key(p[i]), reverse=self._descending())
         return prows
 
     def _filtered(self, sample: Sample) -> list[Row]:
@@ -445,16 +465,18 @@ class View:
         return list(rows)
 
 
-def compile_filter(text: str) -> tuple[Callable[[Socket], bool] | None, bool, str]:
+def compile_filter(text: str, protocols: tuple[str, ...] = ("tcp", "udp")
+                   ) -> tuple[Callable[[Socket], bool] | None, bool, str]:
     """(predicate, substring?, note) for the ``/`` filter text.
 
-    The ss filter language when :mod:`sockscope.filter` offers ``parse`` and
-    ``predicate``; leading ``state``/``exclude`` words are handled here (with
-    :mod:`sockscope.filter.states`) in any case.  Text that is not a filter
-    expression (or any expression while the parser is not there yet) becomes
-    a case-insensitive substring match on the row text: ``substring`` is True
-    and ``note`` says why.  An empty text clears the filter.  Bad state words
-    raise ``UsageError``.
+    The ss filter language (:func:`sockscope.filter.parse` and
+    :func:`~sockscope.filter.compile_predicate`); leading ``state``/``exclude``
+    words are handled with :mod:`sockscope.filter.states`.  Text that is not a
+    filter expression (or any expression, with a core that has no filter
+    parser) becomes a case-insensitive substring match on the row text:
+    ``substring`` is True and ``note`` says why.  An empty text clears the
+    filter.  Bad state words raise ``UsageError``.  ``fwmark``/``cgroup``
+    conditions match nothing: top's records carry no marks or cgroups.
     """
     import shlex
 
@@ -465,10 +487,12 @@ def compile_filter(text: str) -> tuple[Callable[[Socket], bool] | None, bool, st
         words = shlex.split(text)
     except ValueError:
         words = text.split()
+    parse: Any = None
+    compile_predicate: Any = None
     try:
-        from sockscope.filter import parse, predicate  # type: ignore[attr-defined]
+        from sockscope.filter import compile_predicate, parse
     except ImportError:
-        parse = predicate = None
+        pass
     from sockscope.errors import SockscopeError
     from sockscope.filter.states import SS_ALL, parse_state_words
 
@@ -482,11 +506,12 @@ def compile_filter(text: str) -> tuple[Callable[[Socket], bool] | None, bool, st
     if rest:
         if parse is None:
             if mask != -1:
-                raise _usage("only 'state'/'exclude' words are understood yet (the ss filter expressions "
-                             "are not in this version)")
-            return None, True, "ss filter expressions are not available yet: matching text"
+                raise _usage("only 'state'/'exclude' words are understood by this version "
+                             "(no ss filter expressions)")
+            return None, True, "no ss filter expressions in this version: matching text"
         try:
-            inner = predicate(parse(rest))  # type: ignore[misc]
+            inner = compile_predicate(parse(rest, protocols=[p for p in protocols if p in ("tcp", "udp")]),
+                                      unknown=False)
         except SockscopeError as exc:
             if mask != -1:
                 raise
@@ -513,4 +538,4 @@ def _usage(msg: str) -> Exception:
 
 __all__ = ["Model", "Sample", "Row", "View", "ProcRow", "Column", "SOCKET_COLUMNS", "PROCESS_COLUMNS",
            "human", "endpoint", "socket_cells", "process_cells", "process_rows", "compile_filter",
-           "tcp_info_supported", "with_tcp_info", "STATE_ORDER", "key_of"]
+           "STATE_ORDER", "key_of"]

@@ -18,7 +18,9 @@ So each :meth:`OwnerCache.refresh` does, in order:
 2. ``stat`` every known pid's fd directory: a changed fd count (or a changed
    directory inode: a reused pid) triggers a *delta rescan* of that pid:
    list its fds and readlink only those whose number is new, or that pointed
-   to something other than a socket still alive;
+   to something other than a live socket of the dump (an fd number may have
+   been closed and reused).  A process that holds none of the live sockets
+   (one in another network namespace, say) gets only its new fd numbers read;
 3. if some live inodes still have no holder: a delta rescan of the *hint*
    pids (the caller's guess: e.g. the owners of the listener on the same
    port), then, at most every ``sweep_every`` seconds, a delta rescan of every
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Collection, Iterable
+from typing import AbstractSet, Callable, Collection, Iterable
 
 _PREFIX = "socket:["
 
@@ -66,6 +68,13 @@ class OwnerCache:
         """(pid, fd) holding ``inode``, in pid then fd order."""
         return self._index.get(inode, [])
 
+    @property
+    def index(self) -> dict[int, list[tuple[int, int]]]:
+        """The inode -> holders dict itself, for hot loops.  Read-only: a
+        holders list is never changed in place (a change replaces it), so a
+        caller may keep the lists it got."""
+        return self._index
+
     def __contains__(self, inode: object) -> bool:
         return inode in self._index
 
@@ -91,7 +100,7 @@ class OwnerCache:
 
     # -- refresh -------------------------------------------------------------
 
-    def refresh(self, live: Collection[int], hints: Callable[[set[int]], Iterable[int]] | None = None) -> None:
+    def refresh(self, live: AbstractSet[int], hints: Callable[[set[int]], Iterable[int]] | None = None) -> None:
         """Bring the map up to date for the live socket inodes ``live`` (see module doc)."""
         now = self.clock()
         if now - self._last_full >= self.full_every:
@@ -172,14 +181,13 @@ class OwnerCache:
                 if ino:
                     h = index.get(ino)
                     if h is not None:
-                        try:
-                            h.remove((pid, fd))
-                        except ValueError:
-                            pass
-                        if not h:
+                        rest = [x for x in h if x != (pid, fd)]
+                        if rest:
+                            index[ino] = rest
+                        else:
                             del index[ino]
 
-    def _scan(self, pid: int, live: Collection[int] | None) -> None:
+    def _scan(self, pid: int, live: AbstractSet[int] | None) -> None:
         """(Re)read ``pid``'s fds; with ``live``, skip fds known to hold a live socket."""
         fddir = f"{self.proc}/{pid}/fd"
         try:
@@ -195,6 +203,9 @@ class OwnerCache:
             return
         self.stats["pid_scans"] += 1
         old = self._fds.get(pid) if live is not None else None
+        # A process holding none of the live sockets (e.g. in another network
+        # namespace): only its new fd numbers are read, not the reused ones.
+        relevant = old is not None and not live.isdisjoint(old.values())  # type: ignore[union-attr]
         new: dict[int, int] = {}
         readlink = os.readlink
         prefix = _PREFIX
@@ -204,7 +215,7 @@ class OwnerCache:
             fd = int(name)
             if old is not None:
                 ino = old.get(fd)
-                if ino and ino in live:  # type: ignore[operator]
+                if ino is not None and (not relevant or (ino and ino in live)):  # type: ignore[operator]
                     new[fd] = ino
                     continue
             try:
@@ -225,9 +236,7 @@ class OwnerCache:
                 if h is None:
                     index[ino] = [(pid, fd)]
                 else:
-                    h.append((pid, fd))
-                    if len(h) > 1 and h[-2][0] > pid:
-                        h.sort()
+                    index[ino] = sorted(h + [(pid, fd)])
 
 
 __all__ = ["OwnerCache"]

@@ -32,13 +32,22 @@ Press any key to go back.
 """
 
 
-def fit(cell: str, width: int, right: bool = False, keep_end: bool = False) -> str:
-    """``cell`` padded or cut to exactly ``width`` characters."""
+def fit(cell: str, width: int, right: bool = False, keep_end: bool = False, sep: str = "") -> str:
+    """``cell`` padded or cut to exactly ``width`` characters.
+
+    A cut keeps the start (or the end with ``keep_end``) and marks the cut
+    with ``~``; with ``sep``, what follows the last ``sep`` is kept whole when
+    it fits (``name/pid`` loses letters of the name, not of the pid).
+    """
     if len(cell) > width:
         if width <= 0:
             return ""
-        cell = ("~" + cell[len(cell) - width + 1 :]) if keep_end else (cell[: width - 1] + "~")
-        return cell
+        if sep and sep in cell:
+            head, tail = cell.rsplit(sep, 1)
+            tail = sep + tail
+            if len(tail) + 2 <= width:
+                return head[: width - len(tail) - 1] + "~" + tail
+        return ("~" + cell[len(cell) - width + 1 :]) if keep_end else (cell[: width - 1] + "~")
     return cell.rjust(width) if right else cell.ljust(width)
 
 
@@ -89,7 +98,8 @@ def widths(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int 
 def line(columns: Sequence[Column], cells: Sequence[str], ws: Sequence[int]) -> str:
     parts = []
     for c, cell, w in zip(columns, cells, ws):
-        parts.append(fit(cell, w, c.right, keep_end=c.key in ("local", "peer")))
+        parts.append(fit(cell, w, c.right, keep_end=c.key in ("local", "peer"),
+                         sep="/" if c.key == "process" else ""))
     return " ".join(parts)
 
 
@@ -98,10 +108,8 @@ def header_lines(sample: Sample, view: View, *, interval: float, paused: bool = 
     """The three lines above the table: totals, per-state counts, view/sort/filter."""
     clock = time.strftime("%H:%M:%S", time.localtime(sample.wall))
     n = len(sample.rows)
-    first = (f"sockscope top  {clock}  every {interval:g}s  sockets {n}  "
+    first = (f"sockscope top  {clock}  every {interval:g}s{'  [PAUSED]' if paused else ''}  sockets {n}  "
              f"opened {sample.opened}  closed {sample.closed}")
-    if paused:
-        first += "  [PAUSED]"
     states = "  ".join(f"{st} {sample.totals[st]}" for st in STATE_ORDER if sample.totals.get(st))
     col = view.columns[view.sort_index()]
     order = "desc" if view._descending() else "asc"
@@ -122,8 +130,8 @@ def header_lines(sample: Sample, view: View, *, interval: float, paused: bool = 
 def ordered(sample: Sample, view: View) -> list[Any]:
     """The rows ``view`` shows of ``sample``, filtered and sorted (Row or ProcRow)."""
     if view.processes:
-        return view.process_rows(sample)  # type: ignore[return-value]
-    return view.socket_rows(sample)  # type: ignore[return-value]
+        return list(view.process_rows(sample))
+    return list(view.socket_rows(sample))
 
 
 def table(sample: Sample, view: View, width: int | None, start: int = 0,
@@ -141,7 +149,13 @@ def table(sample: Sample, view: View, width: int | None, start: int = 0,
         cells = [process_cells(p) for p in page]
     else:
         names = sample.names
-        cells = [socket_cells(r, names) for r in page]
+        skip = 0 if view.show_netid else 1
+        cells = []
+        for r in page:
+            c = socket_cells(r, names)[skip:]
+            if r.new:
+                c[0] = "+" + c[0]
+            cells.append(c)
     ws = widths(columns, cells, width)
     head = line(columns, [c.name for c in columns], ws)
     return head, [line(columns, c, ws) for c in cells], total

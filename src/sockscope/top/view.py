@@ -158,7 +158,7 @@ class App:
 
     def _set_filter(self, text: str) -> None:
         try:
-            pred, substring, note = compile_filter(text)
+            pred, substring, note = compile_filter(text, tuple(sorted(self.model.query.tables)))
         except SockscopeError as exc:
             self.message = f"bad filter: {exc}"
             return
@@ -173,7 +173,7 @@ class App:
     @staticmethod
     def _page_rows(scr: Any) -> int:
         h, _w = scr.getmaxyx()
-        return h - HEADER_LINES - 2
+        return int(h) - HEADER_LINES - 2
 
     def _put(self, scr: Any, y: int, text: str, attr: int = 0) -> None:
         h, w = scr.getmaxyx()
@@ -222,7 +222,8 @@ class App:
             except curses.error:
                 pass
             shown = f"rows {self.offset + 1 if total else 0}-{min(total, self.offset + page)} of {total}"
-            self._put(scr, h - 1, (self.message + "  " if self.message else "") + shown)
+            note = self.message or (sample.warnings[-1] if sample.warnings else "")
+            self._put(scr, h - 1, (note + "  " if note else "") + shown)
         scr.refresh()
 
     def _table(self, sample: Sample, width: int, page: int) -> tuple[str, list[str], int]:

@@ -1,0 +1,143 @@
+"""``sockscope top``: live view of sockets (curses), or one plain-text snapshot.
+
+Interactive when stdout is a terminal; with ``--once`` or when stdout is not
+a terminal it takes two samples ``-d`` seconds apart (one with ``-d 0``),
+prints one snapshot with the rates and opened/closed counts between them,
+and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import IO, TYPE_CHECKING
+
+from sockscope.errors import UsageError
+
+if TYPE_CHECKING:
+    from sockscope.query import Query
+    from sockscope.top.model import View
+
+DESCRIPTION = """\
+A live view of sockets: state, queues, receive/send rates (from tcp_info byte
+counters between ticks), sockets opened and closed since the last tick, and
+per-state totals.  Keys: q quit, p pause, ? help, / filter, < > 1-9 sort,
+r reverse, Tab sockets/processes.
+
+FILTER (optional) starts with this filter, as typed after '/': the ss filter
+language (state NAME..., exclude NAME..., dport = :22 ...), or plain text.
+
+When stdout is not a terminal, or with --once, prints one snapshot: two
+samples -d seconds apart (one sample with -d 0), then exits.
+"""
+
+_TABLES = {"t": ("tcp",), "u": ("udp",), "x": ("u_str", "u_dgr", "u_seq")}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"top: {message} (see sockscope top --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sockscope top", description=DESCRIPTION,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", "--delay", type=float, default=1.0, metavar="SECONDS",
+                   help="refresh interval (default 1)")
+    p.add_argument("--once", action="store_true", help="print one plain-text snapshot and exit")
+    p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets")
+    p.add_argument("-u", "--udp", action="store_true", help="UDP sockets")
+    p.add_argument("-x", "--unix", action="store_true", help="UNIX sockets")
+    p.add_argument("-4", "--ipv4", action="store_true", help="only IPv4 (with -t/-u)")
+    p.add_argument("-6", "--ipv6", action="store_true", help="only IPv6 (with -t/-u)")
+    p.add_argument("-P", "--processes", action="store_true", help="start in the processes view")
+    p.add_argument("-s", "--sort", metavar="COLUMN", help="sort column (header name, e.g. Recv-Q, Local)")
+    p.add_argument("-r", "--reverse", action="store_true", help="reverse the sort order")
+    p.add_argument("filter", nargs="*", metavar="FILTER", help="initial filter")
+    return p
+
+
+def _query(args: argparse.Namespace) -> "Query":
+    """-t/-u/-x pick tables (default TCP and UDP); -4/-6 narrow the IP families."""
+    from sockscope.query import SS_ALL, Query
+
+    tables: set[str] = set()
+    if args.tcp:
+        tables.add("tcp")
+    if args.udp:
+        tables.add("udp")
+    if args.unix:
+        tables.update(("u_str", "u_dgr", "u_seq"))
+    if not tables:
+        tables = {"tcp", "udp"}
+    families: set[int] = set()
+    if tables & {"tcp", "udp"}:
+        if args.ipv4 or not args.ipv6:
+            families.add(2)
+        if args.ipv6 or not args.ipv4:
+            families.add(10)
+    if "u_str" in tables:
+        families.add(1)
+    return Query(frozenset(tables), frozenset(families), SS_ALL | (1 << 12))
+
+
+#: what -s accepts besides the header names
+_SORT_ALIASES = {"rx": "rx", "tx": "tx", "recvq": "recv_q", "sendq": "send_q", "proc": "process",
+                 "new": "opened", "gone": "closed"}
+
+
+def _set_sort(view: "View", name: str) -> None:
+    want = name.lower()
+    for c in view.columns:
+        if want in (c.name.lower(), c.key) or _SORT_ALIASES.get(want.replace("-", "")) == c.key:
+            view.sort = c.key
+            return
+    names = ", ".join(c.name for c in view.columns)
+    raise UsageError(f"top: unknown sort column {name!r} (one of: {names})")
+
+
+def main(argv: list[str], stdout: IO[str] | None = None) -> int:
+    out = stdout if stdout is not None else sys.stdout
+    args = _parser().parse_intermixed_args(argv)
+    if not (args.delay >= 0) or args.delay > 3600:
+        raise UsageError("top: -d must be between 0 and 3600 seconds")
+
+    from sockscope.top.model import Model, View, compile_filter
+
+    query = _query(args)
+    view = View(processes=args.processes, show_netid=len(query.tables) > 1)
+    if args.sort:
+        _set_sort(view, args.sort)
+    view.reverse = args.reverse
+    note = ""
+    if args.filter:
+        text = " ".join(args.filter)
+        pred, substring, note = compile_filter(text, tuple(sorted(query.tables)))
+        view.filter_text, view.predicate, view.substring = text, pred, substring
+    model = Model(query)
+
+    interactive = not args.once and out is sys.stdout and out.isatty()
+    if not interactive:
+        from sockscope.top.text import snapshot
+
+        sample = model.sample()
+        if args.delay > 0:
+            time.sleep(args.delay)
+            sample = model.sample()
+        out.write(snapshot(sample, view, interval=args.delay))
+        for w in [*sample.warnings, *([note] if note else [])]:
+            print(f"sockscope: {w}", file=sys.stderr)
+        if not sample.owners_complete:
+            print("sockscope: some processes' file descriptors could not be read (run as root): "
+                  "their sockets show no process", file=sys.stderr)
+        return 0
+
+    if args.delay < 0.1:
+        raise UsageError("top: the interactive view needs -d of at least 0.1 seconds")
+    from sockscope.top import view as screen
+
+    return screen.run(model, view, args.delay)
+
+
+__all__ = ["main"]

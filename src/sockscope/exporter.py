@@ -1,0 +1,844 @@
+"""Prometheus metrics for ``sockscope exporter``: one sock_diag pass per scrape.
+
+Contract
+--------
+* :func:`collect` takes a :class:`Snapshot` of the calling thread's network
+  namespace: one dump per (table, family) over one NETLINK_SOCK_DIAG socket,
+  aggregated while it is decoded (no per-socket record is built for TCP, UDP
+  and UNIX, so 100k sockets take a fraction of a second), plus the ``ss -s``
+  counters from ``/proc/thread-self/net``.  It never raises: a table that
+  fails is left out and named in ``Snapshot.errors``.
+* :func:`list_netns` and :func:`collect_all_netns` do the same for every
+  network namespace (``--all-netns``): the named ones in ``/var/run/netns``
+  and those of running processes (``/proc/*/ns/net``), deduplicated by the
+  namespace inode.  Each is collected in a short-lived thread that enters it
+  with ``setns(2)`` (a thread's namespace is its own; the thread then exits).
+* :class:`SocketCollector` is the prometheus_client custom collector (one
+  collection per scrape, shared by concurrent scrapes); :func:`families`
+  turns snapshots into metric families.  The registry and the HTTP server
+  are the CLI's (:mod:`sockscope.cli.exporter`).  ``prometheus_client`` is
+  imported only inside functions: importing this module needs nothing beyond
+  the standard library.
+
+Metrics (every name has HELP text; with ``--all-netns`` every series also has
+a first label ``netns``: the name in /var/run/netns, else ``ino:<inode>``)::
+
+    sockscope_sockets{family,protocol,state}             gauge
+    sockscope_listener_accept_queue{protocol,listener}   gauge
+    sockscope_listener_backlog{protocol,listener}        gauge
+    sockscope_tcp_retransmitted_segments                 gauge  (sum over open sockets)
+    sockscope_tcp_retransmitted_bytes                    gauge  (sum over open sockets)
+    sockscope_tcp_received_bytes                         gauge  (sum over open sockets)
+    sockscope_tcp_sent_bytes                             gauge  (sum over open sockets)
+    sockscope_summary_*                                  gauges (ss -s, /proc/net/sockstat)
+    sockscope_scrape_duration_seconds                    gauge
+    sockscope_scrape_success                             gauge
+    sockscope_scrape_errors_total{source}                counter
+
+Cardinality (per namespace) is bounded and never depends on connections:
+``sockscope_sockets`` has at most 12 states per (family, protocol) and in
+practice 41 series (every state a table can hold is always exported, 0 when
+empty); the listener gauges have at most ``max_listeners`` listeners plus one
+``listener="other"`` per protocol (tcp, u_str, u_seq) holding the sums of the
+rest; ``source`` has 9 values.  The TCP sums are gauges, not counters: they
+are sums over the sockets open at scrape time, and drop when sockets close.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
+from sockscope.errors import DecodeError, NotSupported, PermissionDenied, SockscopeError, netlink_error
+from sockscope.records import SS_STATE_NAMES, Socket, State
+
+DEFAULT_LISTEN = ("127.0.0.1", 9466)
+DEFAULT_MAX_LISTENERS = 100
+INSTALL_HINT = "the exporter needs prometheus_client: pip install 'sockscope[exporter]'"
+
+AF_UNIX = 1
+AF_NETLINK = 16
+AF_PACKET = 17
+FAMILY_NAMES = {AF_UNIX: "unix", AF_INET: "inet", AF_INET6: "inet6", AF_NETLINK: "netlink", AF_PACKET: "packet"}
+#: ss's tables, in ss's order (sctp, dccp, mptcp are left out: asking for them can load kernel modules).
+DEFAULT_TABLES = ("nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw", "udp", "tcp")
+#: every ``source`` label value of sockscope_scrape_errors_total
+ERROR_SOURCES = ("tcp", "udp", "raw", "unix", "netlink", "packet", "summary", "netns", "collector")
+
+_TCP_STATES = ("ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "UNCONN",
+               "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING")
+#: (family, protocol) -> the states always exported (0 when empty); others appear when seen.
+EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("inet", "tcp"): _TCP_STATES, ("inet6", "tcp"): _TCP_STATES,
+    ("inet", "udp"): ("ESTAB", "UNCONN"), ("inet6", "udp"): ("ESTAB", "UNCONN"),
+    ("inet", "raw"): ("ESTAB", "UNCONN"), ("inet6", "raw"): ("ESTAB", "UNCONN"),
+    ("unix", "u_str"): ("ESTAB", "LISTEN", "UNCONN"), ("unix", "u_seq"): ("ESTAB", "LISTEN", "UNCONN"),
+    ("unix", "u_dgr"): ("ESTAB", "UNCONN"),
+    ("netlink", "nl"): ("UNCONN",), ("packet", "p_raw"): ("UNCONN",), ("packet", "p_dgr"): ("UNCONN",),
+}
+_PROTO_RANK = {"tcp": 0, "u_str": 1, "u_seq": 2}
+_LISTEN = int(State.LISTEN)
+_TIME_WAIT = int(State.TIME_WAIT)
+_SS_ALL = (1 << 12) - 1  # ss's "all": the kernel adds NEW_SYN_RECV to SYN_RECV itself
+
+
+# --------------------------------------------------------------------------
+# Snapshots: what one collection found
+
+
+@dataclass(slots=True)
+class Listener:
+    """One listening socket (or the sum of several sharing an address via SO_REUSEPORT)."""
+
+    protocol: str
+    label: str
+    accept_queue: int
+    backlog: int
+    port: int = 0
+
+
+@dataclass(slots=True)
+class TcpTotals:
+    """tcp_info counters summed over the TCP sockets open at collection time."""
+
+    retrans_segments: int = 0
+    retrans_bytes: int = 0
+    received_bytes: int = 0
+    sent_bytes: int = 0
+    #: False when some tcp_info was too short for bytes_sent/bytes_retrans (kernel < 5.5)
+    has_sent: bool = True
+    #: False when TCP was read from /proc (no tcp_info): the sums are then not exported
+    valid: bool = False
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The aggregates of one collection in one network namespace."""
+
+    netns: str | None = None
+    sockets: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    listeners: list[Listener] = field(default_factory=list)
+    tcp: TcpTotals = field(default_factory=TcpTotals)
+    summary: Any = None  # sockscope.summary.Summary, or None when it failed
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    duration: float = 0.0
+
+
+def collect(proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLES) -> Snapshot:
+    """One snapshot of the calling thread's network namespace; never raises (see ``errors``)."""
+    t0 = time.perf_counter()
+    snap = Snapshot()
+    want = set(tables)
+    own = f"{proc}/thread-self"
+    try:
+        # first, before our own diag socket exists (a closed netlink socket is freed after an
+        # RCU grace period: it would still count in "sockets: used")
+        from sockscope import summary
+
+        snap.summary = summary.read(own)
+    except Exception as exc:  # noqa: BLE001
+        snap.errors.append(("summary", _describe(exc)))
+    dumper = _Dumper()
+    steps: list[tuple[str, bool, Callable[[], None]]] = [
+        ("netlink", "nl" in want, lambda: _others(dumper, snap, "nl", want)),
+        ("packet", bool(want & {"p_raw", "p_dgr"}), lambda: _others(dumper, snap, "packet", want)),
+        ("unix", bool(want & {"u_str", "u_dgr", "u_seq"}), lambda: _unix(dumper, snap, want, own)),
+        ("raw", "raw" in want, lambda: _raw(snap, own)),
+        ("udp", "udp" in want, lambda: _inet(dumper, snap, "udp", own)),
+        ("tcp", "tcp" in want, lambda: _inet(dumper, snap, "tcp", own)),
+    ]
+    try:
+        for source, wanted, step in steps:
+            try:
+                if wanted:
+                    step()
+            except Exception as exc:  # noqa: BLE001 - one failing table must not fail the scrape
+                dumper.reset()
+                snap.errors.append((source, _describe(exc)))
+    finally:
+        dumper.close()
+    snap.duration = time.perf_counter() - t0
+    return snap
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, SockscopeError) else f"{type(exc).__name__}: {exc}"
+
+
+class _Dumper:
+    """One sock_diag socket reused for every dump of a collection; reopened after a failed dump."""
+
+    def __init__(self) -> None:
+        self.sock: Any = None  # a socket.socket once open
+
+    def dump(self, request: bytes, decode: Callable[[bytes], bool], op: str) -> None:
+        from sockscope.kernel import transport
+
+        if self.sock is None:
+            self.sock = transport.open_diag()
+        try:
+            transport.dump(request, decode, op, self.sock)
+        except BaseException:
+            self.reset()  # unread replies of an aborted dump must not reach the next one
+            raise
+
+    def reset(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    close = reset
+
+
+# --------------------------------------------------------------------------
+# The fast aggregating decoders (TCP, UDP, UNIX)
+
+_HDR = struct.Struct("=IH")  # nlmsg_len, nlmsg_type
+_ATTR = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+_RQLEN = struct.Struct("=II")
+_LISTEN_FIELDS = struct.Struct("=4xH2x16s16sI8x4xII")  # sport src dst ifindex (cookie expires) rq wq
+_NLMSG_ERROR, _NLMSG_DONE, _SOCK_DIAG_BY_FAMILY = 2, 3, 20
+_INET_MSG = 72  # sizeof(struct inet_diag_msg)
+_UNIX_MSG = 16  # sizeof(struct unix_diag_msg)
+_INET_DIAG_INFO = 2
+_INET_DIAG_SKV6ONLY = 11
+_EXT_INFO_ONLY = 1 << (_INET_DIAG_INFO - 1)
+# Offsets in struct tcp_info (see sockscope.kernel.tcpinfo): 8 u8, 24 u32 (total_retrans last),
+# 4 u64 (bytes_received last), 6 u32, 4 u64, 2 u32, then bytes_sent and bytes_retrans.
+_TI_TOTAL_RETRANS = 8 + 23 * 4  # 100
+_TI_BYTES_RECEIVED = 8 + 24 * 4 + 3 * 8  # 128
+_TI_BYTES_SENT = _TI_BYTES_RECEIVED + 8 + 6 * 4 + 4 * 8 + 2 * 4  # 200
+_TI_BYTES_RETRANS = _TI_BYTES_SENT + 8  # 208
+#: total_retrans, bytes_received, bytes_sent, bytes_retrans in one unpack
+_TI_SUMS = struct.Struct(f"={_TI_TOTAL_RETRANS}xI{_TI_BYTES_RECEIVED - _TI_TOTAL_RETRANS - 4}xQ"
+                         f"{_TI_BYTES_SENT - _TI_BYTES_RECEIVED - 8}xQQ")
+_ZERO16 = bytes(16)
+_PROTOCOLS = {"tcp": 6, "udp": 17}
+
+
+def _walk_attrs(mv: memoryview, a: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(type, payload offset, payload length) of each attribute in ``mv[a:end]``."""
+    unpack = _ATTR.unpack_from
+    while a + 4 <= end:
+        alen, atype = unpack(mv, a)
+        if alen < 4 or a + alen > end:
+            raise DecodeError(f"bad attribute length {alen} (type {atype & 0x3FFF})")
+        yield atype & 0x3FFF, a + 4, alen - 4
+        a += (alen + 3) & ~3
+
+
+def _messages(mv: memoryview, op: str, min_len: int) -> Iterator[tuple[int, int]]:
+    """(offset, length) of each SOCK_DIAG_BY_FAMILY message of a datagram; (-1, 0) at NLMSG_DONE.
+
+    Errors (``NLMSG_ERROR``, or an error carried by ``NLMSG_DONE``) raise the
+    matching :class:`~sockscope.errors.NetlinkError`; bad lengths :class:`DecodeError`.
+    """
+    from sockscope.kernel import netlink as nl
+
+    hdr = _HDR.unpack_from
+    end = len(mv)
+    off = 0
+    while off < end:
+        if end - off < 16:
+            raise DecodeError(f"truncated netlink header at offset {off}")
+        length, mtype = hdr(mv, off)
+        if length < 16 or off + length > end:
+            raise DecodeError(f"bad netlink message length {length} at offset {off}")
+        if mtype == _SOCK_DIAG_BY_FAMILY:
+            if length < 16 + min_len:
+                raise DecodeError(f"truncated {op} message ({length - 16} bytes)")
+            yield off, length
+        elif mtype == _NLMSG_DONE:
+            nl.check_done(mv[off + 16 : off + length], op)
+            yield -1, 0
+            return
+        elif mtype == _NLMSG_ERROR:
+            code = nl.error_code(mv[off + 16 : off + length])
+            if code:
+                raise netlink_error(op, -code)
+        off += (length + 3) & ~3
+
+
+def _inet_decoder(table: str, counts: list[int], listen: list[tuple[Any, ...]], tot: TcpTotals,
+                  op: str) -> Callable[[bytes], bool]:
+    """A ``transport.dump`` callback counting one inet dump by state (and summing tcp_info)."""
+    want_info = table == "tcp"
+    u32, u64, lf = _U32.unpack_from, _U64.unpack_from, _LISTEN_FIELDS.unpack_from
+    layout: list[Any] = [_NO_LAYOUT, None, 1 << 30, 0]  # headers struct, their values, INFO end, INFO payload
+    swap = sys.byteorder == "little"
+
+    def decode(buf: bytes) -> bool:
+        mv = memoryview(buf)
+        for off, length in _messages(mv, op, _INET_MSG):
+            if off < 0:
+                return True
+            st = mv[off + 17]
+            counts[st] += 1
+            if st == _LISTEN:
+                fam = mv[off + 16]
+                sport, src, _dst, ifindex, rq, wq = lf(mv, off + 16)
+                if swap:
+                    sport = ((sport & 0xFF) << 8) | (sport >> 8)
+                v6only = False
+                if fam == AF_INET6 and src == _ZERO16:
+                    for t, p, n in _walk_attrs(mv, off + 16 + _INET_MSG, off + length):
+                        if t == _INET_DIAG_SKV6ONLY and n:
+                            v6only = bool(mv[p])
+                listen.append((table, fam, src, sport, ifindex, rq, wq, v6only))
+            if not want_info or st == _TIME_WAIT:
+                continue
+            # tcp_info.  Every message of a dump has the same attributes before INFO (the set
+            # depends on the kernel, the family and the caller's privileges), so their headers
+            # are checked in one unpack against the last walked message; a mismatch walks.
+            a, mend = off + 16 + _INET_MSG, off + length
+            if a + layout[2] <= mend and layout[0].unpack_from(mv, a) == layout[1]:
+                p, n = a + layout[3], layout[2] - layout[3]
+            else:
+                p, n = _find_info(mv, a, mend, layout)
+                if p < 0:
+                    continue
+            if n >= _TI_SUMS.size:
+                segs, recv, sent, rbytes = _TI_SUMS.unpack_from(mv, p)
+                tot.retrans_segments += segs
+                tot.received_bytes += recv
+                tot.sent_bytes += sent
+                tot.retrans_bytes += rbytes
+            else:
+                tot.has_sent = False
+                if n >= _TI_TOTAL_RETRANS + 4:
+                    tot.retrans_segments += u32(mv, p + _TI_TOTAL_RETRANS)[0]
+                if n >= _TI_BYTES_RECEIVED + 8:
+                    tot.received_bytes += u64(mv, p + _TI_BYTES_RECEIVED)[0]
+        return False
+
+    return decode
+
+
+_NO_LAYOUT = struct.Struct("=")
+
+
+def _find_info(mv: memoryview, a: int, end: int, layout: list[Any]) -> tuple[int, int]:
+    """Walk to INET_DIAG_INFO: (payload offset, length), or (-1, 0); remember the layout on the way."""
+    a0 = pos = a
+    heads: list[int] = []
+    fmt = "="
+    while a + 4 <= end:
+        alen, atype = _ATTR.unpack_from(mv, a)
+        if alen < 4 or a + alen > end:
+            raise DecodeError(f"bad attribute length {alen} (type {atype & 0x3FFF})")
+        fmt += f"{a - pos}xHH" if a > pos else "HH"
+        pos = a + 4
+        heads += (alen, atype)
+        if atype & 0x3FFF == _INET_DIAG_INFO:
+            layout[:] = [struct.Struct(fmt), tuple(heads), a - a0 + alen, a - a0 + 4]
+            return a + 4, alen - 4
+        a += (alen + 3) & ~3
+    return -1, 0
+
+
+def _unix_decoder(counts: dict[int, list[int]], listen: list[tuple[Any, ...]]) -> Callable[[bytes], bool]:
+    """A ``transport.dump`` callback counting a unix_diag dump by type and state."""
+
+    def decode(buf: bytes) -> bool:
+        mv = memoryview(buf)
+        for off, length in _messages(mv, "unix diag", _UNIX_MSG):
+            if off < 0:
+                return True
+            stype, st = mv[off + 17], mv[off + 18]
+            c = counts.get(stype)
+            if c is None:
+                c = counts[stype] = [0] * 256
+            c[st] += 1
+            if st == _LISTEN:
+                name, rq, wq = b"", 0, 0
+                for t, p, n in _walk_attrs(mv, off + 16 + _UNIX_MSG, off + length):
+                    if t == 0:  # UNIX_DIAG_NAME
+                        name = bytes(mv[p : p + n])
+                    elif t == 4 and n >= 8:  # UNIX_DIAG_RQLEN
+                        rq, wq = _RQLEN.unpack_from(mv, p)
+                listen.append((stype, name, rq, wq))
+        return False
+
+    return decode
+
+
+def _add_counts(snap: Snapshot, family: str, table: str, counts: list[int]) -> None:
+    for state in EXPECTED.get((family, table), ()):
+        snap.sockets.setdefault((family, table, state), 0)
+    for st, n in enumerate(counts):
+        if n:
+            key = (family, table, SS_STATE_NAMES.get(st, "UNKNOWN"))
+            snap.sockets[key] = snap.sockets.get(key, 0) + n
+
+
+def _inet(dumper: _Dumper, snap: Snapshot, table: str, own: str) -> None:
+    from sockscope.kernel import inet
+
+    op = f"{table} diag"
+    done: list[tuple[int, list[int]]] = []
+    listen: list[tuple[Any, ...]] = []
+    tot = TcpTotals()
+    try:
+        for fam in (AF_INET, AF_INET6):
+            counts = [0] * 256
+            ext = _EXT_INFO_ONLY if table == "tcp" else 0
+            dumper.dump(inet.encode_request(fam, _PROTOCOLS[table], _SS_ALL, ext),
+                        _inet_decoder(table, counts, listen, tot, op), op)
+            done.append((fam, counts))
+    except (NotSupported, PermissionDenied):
+        # like `ss`: read /proc/net/{tcp,udp}{,6} instead (no tcp_info there)
+        from sockscope import procnet
+
+        for fam in (AF_INET, AF_INET6):
+            _add_records(snap, procnet.read_inet(table, fam, _SS_ALL, proc=own), [(FAMILY_NAMES[fam], table)])
+        return
+    for fam, counts in done:
+        _add_counts(snap, FAMILY_NAMES[fam], table, counts)
+    names: dict[int, str] = {}
+    for t, fam, src, port, ifindex, rq, wq, v6only in listen:
+        snap.listeners.append(Listener(t, inet_label(fam, src, port, ifindex, v6only, names), rq, wq, port))
+    if table == "tcp":
+        tot.valid = True
+        snap.tcp = tot
+
+
+def _unix(dumper: _Dumper, snap: Snapshot, want: set[str], own: str) -> None:
+    from sockscope.kernel import unix
+
+    counts: dict[int, list[int]] = {}
+    listen: list[tuple[Any, ...]] = []
+    try:
+        dumper.dump(unix.encode_request(_SS_ALL, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN),
+                    _unix_decoder(counts, listen), "unix diag")
+    except (NotSupported, PermissionDenied):
+        from sockscope import procnet
+
+        types: set[str] = {t for t in ("u_str", "u_dgr", "u_seq") if t in want}
+        _add_records(snap, procnet.read_unix(_SS_ALL, types, proc=own), [("unix", t) for t in types])
+        return
+    for stype, table in unix.NETIDS.items():
+        if table in want:
+            _add_counts(snap, "unix", table, counts.get(stype, []))
+    for stype, name, rq, wq in listen:
+        table = unix.NETIDS.get(stype, "u_dgr")
+        if table in want:
+            snap.listeners.append(Listener(table, unix_label(unix.unix_name(name)), rq, wq))
+
+
+def _raw(snap: Snapshot, own: str) -> None:
+    # as the core does: raw sockets are read from /proc/net/raw{,6} (few; raw_diag may be absent)
+    from sockscope import procnet
+
+    for fam in (AF_INET, AF_INET6):
+        _add_records(snap, procnet.read_inet("raw", fam, _SS_ALL, proc=own), [(FAMILY_NAMES[fam], "raw")])
+
+
+def _others(dumper: _Dumper, snap: Snapshot, which: str, want: set[str]) -> None:
+    """Netlink or packet sockets, through the core's decoders and our one diag socket."""
+    from sockscope.kernel import others
+
+    out: list[Socket] = []
+    try:
+        if which == "nl":
+            dumper.dump(others.encode_netlink_request(), lambda b: others.decode_netlink_dump(b, out), "netlink diag")
+            tables: tuple[tuple[str, str], ...] = (("netlink", "nl"),)
+        else:
+            dumper.dump(others.encode_packet_request(), lambda b: others.decode_packet_dump(b, out), "packet diag")
+            tables = (("packet", "p_raw"), ("packet", "p_dgr"))
+    except NotSupported:
+        return  # no netlink_diag / packet_diag in this kernel: nothing to count, not an error
+    _add_records(snap, (s for s in out if s.netid in want), [ft for ft in tables if ft[1] in want])
+
+
+def _add_records(snap: Snapshot, socks: Iterable[Socket], expect: Iterable[tuple[str, str]]) -> None:
+    """Count records (the /proc and netlink/packet paths); ``expect``: the (family, table)s dumped."""
+    for family, table in expect:
+        _add_counts(snap, family, table, [])
+    names: dict[int, str] = {}
+    for s in socks:
+        key = (FAMILY_NAMES.get(s.family, str(s.family)), s.netid, s.state.ss_name)
+        snap.sockets[key] = snap.sockets.get(key, 0) + 1
+        if s.state == State.LISTEN and s.netid in _PROTO_RANK:
+            if s.family == AF_UNIX:
+                label = unix_label(s.local.address)
+            else:
+                raw = socket.inet_pton(s.family, s.local.address)
+                label = inet_label(s.family, raw, s.local.port, s.ifindex, bool(s.v6only), names)
+            snap.listeners.append(Listener(s.netid, label, s.recv_q, s.send_q, s.local.port))
+
+
+def inet_label(family: int, src: bytes, port: int, ifindex: int, v6only: bool, names: dict[int, str]) -> str:
+    """A listener's local address as ``ss -n`` prints it: ``0.0.0.0:22``, ``[::1]:80``,
+    ``*:8080`` (dual-stack ``::``), ``127.0.0.1%lo:9999``."""
+    if family == AF_INET:
+        addr = ntop4(src[:4])
+    elif src == _ZERO16 and not v6only:
+        addr = "*"
+    else:
+        addr = f"[{ntop6(src)}]"
+    if ifindex:
+        name = names.get(ifindex)
+        if name is None:
+            try:
+                name = socket.if_indextoname(ifindex)
+            except OSError:
+                name = str(ifindex)
+            names[ifindex] = name
+        addr += "%" + name
+    return f"{addr}:{port}"
+
+
+def unix_label(name: str) -> str:
+    """A UNIX listener's name as ss prints it: the path, ``@abstract``, ``*`` when unnamed."""
+    return name or "*"
+
+
+# --------------------------------------------------------------------------
+# Listener folding: the cardinality bound
+
+
+def fold_listeners(listeners: Iterable[Listener], max_listeners: int) -> list[Listener]:
+    """At most ``max_listeners`` listeners by (protocol, label), the rest summed per protocol
+    under ``label="other"``.
+
+    Listeners sharing a label (SO_REUSEPORT groups) are summed first.  The
+    ones kept are the fullest (accept queue / backlog), then the longest
+    queues, then by protocol (tcp, u_str, u_seq), port and label: when every
+    queue is empty the choice is stable from scrape to scrape, and a
+    saturated listener is never hidden in "other".
+    """
+    merged = _summed(listeners, lambda ls: ls.label)
+
+    def rank(ls: Listener) -> tuple[float, int, int, int, str]:
+        fill = ls.accept_queue / ls.backlog if ls.backlog else float(ls.accept_queue > 0) * 1e9
+        return (-fill, -ls.accept_queue, _PROTO_RANK.get(ls.protocol, 9), ls.port, ls.label)
+
+    ordered = sorted(merged.values(), key=rank)
+    kept = ordered[: max(0, max_listeners)]
+    kept.sort(key=lambda ls: (_PROTO_RANK.get(ls.protocol, 9), ls.port, ls.label))
+    other = _summed(ordered[max(0, max_listeners):], lambda ls: "other")
+    return kept + sorted(other.values(), key=lambda ls: _PROTO_RANK.get(ls.protocol, 9))
+
+
+def _summed(listeners: Iterable[Listener], label: Callable[[Listener], str]) -> dict[tuple[str, str], Listener]:
+    """Listeners summed by (protocol, label(listener))."""
+    out: dict[tuple[str, str], Listener] = {}
+    for ls in listeners:
+        key = (ls.protocol, label(ls))
+        m = out.get(key)
+        if m is None:
+            out[key] = Listener(ls.protocol, key[1], ls.accept_queue, ls.backlog, ls.port)
+        else:
+            m.accept_queue += ls.accept_queue
+            m.backlog += ls.backlog
+    return out
+
+
+# --------------------------------------------------------------------------
+# Network namespaces (--all-netns)
+
+NETNS_RUN_DIR = "/var/run/netns"
+CLONE_NEWNET = 0x40000000
+
+
+@dataclass(frozen=True, slots=True)
+class NetnsRef:
+    """A network namespace: its label, inode, and paths that open it (tried in order)."""
+
+    label: str
+    inode: int
+    paths: tuple[str, ...]
+
+
+def list_netns(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[NetnsRef]:
+    """Every network namespace: named ones (label = name) and those of processes (``ino:<inode>``)."""
+    try:
+        nsfs_dev = os.stat(f"{proc}/thread-self/ns/net").st_dev
+    except OSError as exc:
+        raise SockscopeError(f"cannot read {proc}/thread-self/ns/net: {exc.strerror}") from exc
+    found: dict[int, tuple[str, list[str]]] = {}
+    try:
+        names = sorted(os.listdir(run_dir))
+    except FileNotFoundError:
+        names = []
+    except OSError as exc:
+        raise SockscopeError(f"cannot list {run_dir}: {exc.strerror}") from exc
+    for name in names:
+        path = os.path.join(run_dir, name)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_dev != nsfs_dev:
+            continue  # a leftover file, not a mounted namespace
+        if st.st_ino not in found:
+            found[st.st_ino] = (name, [path])
+    try:
+        pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
+    except OSError as exc:
+        raise SockscopeError(f"cannot list {proc}: {exc.strerror}") from exc
+    for pid in pids:
+        path = f"{proc}/{pid}/ns/net"
+        try:
+            ino = os.stat(path).st_ino
+        except OSError:
+            continue  # gone, or not ours to see
+        entry = found.get(ino)
+        if entry is None:
+            found[ino] = (f"ino:{ino}", [path])
+        elif len(entry[1]) < 4:
+            entry[1].append(path)  # spares, in case the first process exits before we open it
+    return [NetnsRef(label, ino, tuple(paths)) for ino, (label, paths) in found.items()]
+
+
+def _setns(fd: int) -> None:
+    if hasattr(os, "setns"):  # Python >= 3.12
+        os.setns(fd, CLONE_NEWNET)
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def collect_in(ref: NetnsRef, proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLES) -> Snapshot:
+    """Collect in namespace ``ref`` from a short-lived thread that enters it; never raises."""
+    t0 = time.perf_counter()
+    fd = -1
+    why = "no path opens it"
+    for path in ref.paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            break
+        except OSError as exc:
+            why = f"{path}: {exc.strerror}"
+    if fd < 0:
+        return Snapshot(ref.label, errors=[("netns", f"cannot open netns {ref.label}: {why}")],
+                        duration=time.perf_counter() - t0)
+    result: list[Snapshot] = []
+    tables = tuple(tables)
+
+    def work() -> None:
+        try:
+            _setns(fd)  # this thread only; it exits right after
+        except OSError as exc:
+            result.append(Snapshot(errors=[("netns", f"setns {ref.label}: {exc.strerror}")]))
+            return
+        try:
+            result.append(collect(proc, tables))
+        except BaseException as exc:  # noqa: BLE001 - collect() should not raise; be sure
+            result.append(Snapshot(errors=[("collector", _describe(exc))]))
+
+    try:
+        worker = threading.Thread(target=work, name=f"sockscope-netns-{ref.label}", daemon=True)
+        worker.start()
+        worker.join()
+    finally:
+        os.close(fd)
+    snap = result[0] if result else Snapshot(errors=[("collector", "netns worker ended without a result")])
+    snap.netns = ref.label
+    snap.duration = time.perf_counter() - t0
+    return snap
+
+
+def collect_all_netns(proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLES,
+                      run_dir: str = NETNS_RUN_DIR) -> list[Snapshot]:
+    """One snapshot per network namespace (sorted by label)."""
+    refs = list_netns(proc, run_dir)
+    snaps = [collect_in(ref, proc, tables) for ref in refs]
+    return sorted(snaps, key=lambda s: s.netns or "")
+
+
+# --------------------------------------------------------------------------
+# Metric families (prometheus_client)
+
+
+def require_prometheus_client() -> None:
+    """Raise :class:`SockscopeError` with the install hint when prometheus_client is missing."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise SockscopeError(INSTALL_HINT) from None
+
+
+def _clean(value: str) -> str:
+    """A label value that encodes as UTF-8 (socket paths may hold any bytes)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_SUMMARY = (
+    # (name suffix, HELP, Summary attribute)
+    ("sockets_used", "Sockets in use in this network namespace (ss -s Total).", "sockets_used"),
+    ("tcp_established", "TCP connections in ESTABLISHED or CLOSE-WAIT (ss -s estab, snmp CurrEstab).", "tcp_estab"),
+    ("tcp_allocated", "TCP sockets allocated (sockstat alloc; machine-wide).", "tcp_alloc"),
+    ("tcp_orphaned", "TCP sockets held by no file descriptor (ss -s orphaned).", "tcp_orphan"),
+    ("tcp_timewait", "TCP sockets in TIME-WAIT (ss -s timewait).", "tcp_timewait"),
+    ("tcp_closed", "ss -s closed: allocated minus (in use minus TIME-WAIT).", "tcp_closed"),
+    ("tcp_sockets", "ss -s TCP: allocated plus TIME-WAIT.", "tcp_total"),
+)
+_TCP_SUMS = (  # (name suffix, HELP start, TcpTotals attribute)
+    ("retransmitted_segments", "tcp_info total_retrans", "retrans_segments"),
+    ("retransmitted_bytes", "tcp_info bytes_retrans", "retrans_bytes"),
+    ("received_bytes", "tcp_info bytes_received", "received_bytes"),
+    ("sent_bytes", "tcp_info bytes_sent (retransmissions included)", "sent_bytes"),
+)
+_SUMMARY_BY_FAMILY = (
+    ("tcp_inuse", "TCP sockets in use (ss -s TCP row).", "tcp_inuse4", "tcp_inuse6"),
+    ("udp_inuse", "UDP sockets in use (ss -s UDP row).", "udp4", "udp6"),
+    ("raw_inuse", "RAW sockets in use (ss -s RAW row).", "raw4", "raw6"),
+    ("frag_inuse", "IP fragment queues in use (ss -s FRAG row).", "frag4", "frag6"),
+)
+
+
+def families(snaps: list[Snapshot], errors: dict[tuple[str | None, str], int], max_listeners: int,
+             with_netns: bool) -> list[Any]:
+    """The metric families of one scrape (prometheus_client ``Metric`` objects)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    base = ["netns"] if with_netns else []
+
+    def lv(snap_ns: str | None, *values: str) -> list[str]:
+        return ([_clean(snap_ns or "")] if with_netns else []) + [_clean(v) for v in values]
+
+    sockets = GaugeMetricFamily(
+        "sockscope_sockets", "Sockets by address family, protocol (ss netid) and state (ss name), "
+        "from one sock_diag dump per scrape.", labels=base + ["family", "protocol", "state"])
+    aq = GaugeMetricFamily(
+        "sockscope_listener_accept_queue", "Connections waiting in a listener's accept queue (ss Recv-Q); "
+        "listener=\"other\" sums the listeners beyond --max-listeners.", labels=base + ["protocol", "listener"])
+    bl = GaugeMetricFamily(
+        "sockscope_listener_backlog", "A listener's accept queue limit, the listen() backlog (ss Send-Q); "
+        "listener=\"other\" sums the listeners beyond --max-listeners.", labels=base + ["protocol", "listener"])
+    tcp = [GaugeMetricFamily(f"sockscope_tcp_{n}", f"{h} summed over the TCP sockets open at scrape time "
+                             "(a gauge: it drops when sockets close).", labels=base) for n, h, _ in _TCP_SUMS]
+    summ = [GaugeMetricFamily(f"sockscope_summary_{n}", h, labels=base) for n, h, _ in _SUMMARY]
+    summ_fam = [GaugeMetricFamily(f"sockscope_summary_{n}", h, labels=base + ["family"])
+                for n, h, _, _ in _SUMMARY_BY_FAMILY]
+    tcp_mem = GaugeMetricFamily("sockscope_summary_tcp_memory_bytes",
+                                "Memory of TCP socket buffers (sockstat TCP mem in bytes; machine-wide).", labels=base)
+    dur = GaugeMetricFamily("sockscope_scrape_duration_seconds",
+                            "Time the collection of this scrape took.", labels=base)
+    ok = GaugeMetricFamily("sockscope_scrape_success",
+                           "1 if this scrape collected everything, 0 if some part failed "
+                           "(see sockscope_scrape_errors_total).", labels=base)
+    errs = CounterMetricFamily("sockscope_scrape_errors_total",
+                               "Collections in which a part failed, by source, since the exporter started.",
+                               labels=base + ["source"])
+    page = os.sysconf("SC_PAGE_SIZE")
+    for snap in snaps:
+        ns = snap.netns
+        for (fam, proto, state), n in sorted(snap.sockets.items()):
+            sockets.add_metric(lv(ns, fam, proto, state), n)
+        for ls in fold_listeners(snap.listeners, max_listeners):
+            aq.add_metric(lv(ns, ls.protocol, ls.label), ls.accept_queue)
+            bl.add_metric(lv(ns, ls.protocol, ls.label), ls.backlog)
+        for fam_metric, (_, _, attr) in zip(tcp, _TCP_SUMS):
+            if snap.tcp.valid and (snap.tcp.has_sent or attr in ("retrans_segments", "received_bytes")):
+                fam_metric.add_metric(lv(ns), getattr(snap.tcp, attr))
+        s = snap.summary
+        if s is not None:
+            for fam_metric, (_, _, attr) in zip(summ, _SUMMARY):
+                fam_metric.add_metric(lv(ns), getattr(s, attr))
+            for fam_metric, (_, _, a4, a6) in zip(summ_fam, _SUMMARY_BY_FAMILY):
+                fam_metric.add_metric(lv(ns, "inet"), getattr(s, a4))
+                fam_metric.add_metric(lv(ns, "inet6"), getattr(s, a6))
+            tcp_mem.add_metric(lv(ns), s.tcp_mem * page)
+        dur.add_metric(lv(ns), snap.duration)
+        ok.add_metric(lv(ns), 0 if snap.errors else 1)
+    shown = {s.netns for s in snaps}
+    for (ns, source), n in sorted(errors.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+        if not with_netns or ns in shown or ns is None:
+            errs.add_metric(lv(ns, source), n)
+    return [sockets, aq, bl, *tcp, *summ, *summ_fam, tcp_mem, dur, ok, errs]
+
+
+class SocketCollector:
+    """The prometheus_client collector: one collection per scrape, shared by concurrent scrapes.
+
+    Scrapes that arrive while a collection runs wait for it and get its
+    result (one sock_diag pass serves them all); errors are counted, logged
+    to ``log`` and exported, never raised.
+    """
+
+    def __init__(self, *, max_listeners: int = DEFAULT_MAX_LISTENERS, all_netns: bool = False,
+                 proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLES,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.max_listeners = max_listeners
+        self.all_netns = all_netns
+        self.proc = proc
+        self.tables = tuple(tables)
+        self.log = log
+        self._lock = threading.Lock()
+        self._pending: Future[tuple[list[Snapshot], dict[tuple[str | None, str], int]]] | None = None
+        self._errors: dict[tuple[str | None, str], int] = {}
+        self.last: list[Snapshot] = []
+
+    def describe(self) -> list[Any]:
+        """The metric families without samples (so registering does not scrape)."""
+        return families([], {}, self.max_listeners, self.all_netns)
+
+    def collect(self) -> list[Any]:
+        snaps, errors = self._shared_collection()
+        return families(snaps, errors, self.max_listeners, self.all_netns)
+
+    def _shared_collection(self) -> tuple[list[Snapshot], dict[tuple[str | None, str], int]]:
+        with self._lock:
+            fut = self._pending
+            leader = fut is None
+            if fut is None:
+                fut = self._pending = Future()
+        if leader:
+            try:
+                fut.set_result(self._collect_once())
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiter
+                fut.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._pending = None
+        return fut.result()
+
+    def _collect_once(self) -> tuple[list[Snapshot], dict[tuple[str | None, str], int]]:
+        t0 = time.perf_counter()
+        try:
+            if self.all_netns:
+                snaps = collect_all_netns(self.proc, self.tables)
+            else:
+                snaps = [collect(self.proc, self.tables)]
+        except Exception as exc:  # noqa: BLE001 - e.g. /proc unreadable while listing namespaces
+            source = "netns" if self.all_netns else "collector"
+            snaps = [Snapshot(errors=[(source, _describe(exc))], duration=time.perf_counter() - t0)]
+        with self._lock:
+            live = {s.netns for s in snaps}
+            for key in [k for k in self._errors if k[0] is not None and k[0] not in live]:
+                del self._errors[key]  # namespaces that are gone take their counters along
+            for snap in snaps:
+                for source in sorted({src for src, _ in snap.errors}):
+                    key = (snap.netns, source)
+                    self._errors[key] = self._errors.get(key, 0) + 1
+            errors = dict(self._errors)
+            self.last = snaps
+        if self.log is not None:
+            for snap in snaps:
+                for source, msg in snap.errors:
+                    where = f" (netns {snap.netns})" if snap.netns else ""
+                    self.log(f"scrape error{where}: {source}: {msg}")
+        return snaps, errors
+
+
+__all__ = [
+    "DEFAULT_LISTEN", "DEFAULT_MAX_LISTENERS", "DEFAULT_TABLES", "Listener", "NetnsRef", "Snapshot",
+    "SocketCollector", "TcpTotals", "collect", "collect_all_netns", "collect_in", "families",
+    "fold_listeners", "inet_label", "list_netns", "require_prometheus_client", "unix_label",
+]

@@ -1,0 +1,380 @@
+"""Filter syntax tree -> ``Callable[[Socket], bool]``, ss's ``run_ssfilter`` in Python.
+
+Contract
+--------
+:func:`compile_predicate` returns a function of one
+:class:`~sockscope.records.Socket` that answers like ss's userspace check,
+for every family, with these rules:
+
+* inet hosts match like the kernel's bytecode (``inet_diag_bc_run``): a v4
+  prefix matches v4 sockets and v4-mapped IPv6 ones, a v6 prefix only IPv6
+  sockets.  (ss's userspace compares raw bytes across families, which only
+  differs for negated cross-family prefixes such as ``not src 0.0.0.0/0``;
+  ss's *output* for tcp is the kernel's answer anyway.)
+* ports are ss's "lport/rport": the inet ports; for UNIX the inode and the
+  peer's inode; for packet the interface index (and 0); for netlink the port
+  ids.  ``autobound`` is ss's userspace rule: inet port in the ephemeral
+  range, UNIX unnamed or ``@`` + 5 hex digits, netlink negative port id,
+  packet no interface and protocol.
+* unix patterns are glibc ``fnmatch(…, FNM_CASEFOLD)`` globs on the local
+  name; ``dst`` sees "" (ss keeps no peer name there).
+* ``fwmark``/``cgroup`` read ``socket.mark``/``socket.cgroup_id``; when None
+  the node is *unknown*.  Unknowns propagate (Kleene logic: ``False and ?`` is
+  False, ``True or ?`` is True, ``not ?`` is ?); an expression that stays
+  unknown yields ``unknown`` (default True: rely on the kernel's bytecode,
+  which already applied the condition to inet sockets).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from sockscope.filter.expr import (
+    AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX,
+    And, Autobound, CgroupCond, DevCond, Expr, HostCond, LinkCond, MarkCond,
+    NetlinkCond, Not, Or, PortCmp, UnixCond,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Optional
+
+    from sockscope.records import Socket
+
+    Tri = Callable[[Socket], Optional[bool]]
+
+#: ss's fallback when ``/proc/sys/net/ipv4/ip_local_port_range`` is unreadable.
+DEFAULT_EPHEMERAL = (1024, 4999)
+_HEX = frozenset("0123456789abcdef")
+
+
+def ephemeral_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The current network namespace's ephemeral port range, as ss reads it."""
+    try:
+        with open(path, encoding="ascii") as f:
+            low, high = f.read().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL
+
+
+def compile_predicate(expr: Expr | None, *, port_range: tuple[int, int] | None = None,
+                      unknown: bool = True) -> Callable[[Socket], bool]:
+    """A function telling whether a socket passes ``expr`` (always True for None).
+
+    ``port_range`` is the ephemeral range used by ``autobound`` (default:
+    read once now, like ss).  ``unknown`` is the answer when the result
+    depends on a mark or cgroup id the record does not carry.
+    """
+    if expr is None:
+        return lambda s: True
+    f = _build(expr, port_range or ephemeral_port_range())
+
+    def predicate(s: Socket) -> bool:
+        r = f(s)
+        return unknown if r is None else r
+
+    return predicate
+
+
+def _local_port(s: Socket) -> int:
+    fam = s.family
+    if fam == AF_UNIX:
+        return s.inode
+    return s.local.port
+
+
+def _peer_port(s: Socket) -> int:
+    fam = s.family
+    if fam == AF_UNIX:
+        return s.peer_inode or 0
+    if fam == AF_PACKET:
+        return 0
+    return s.peer.port
+
+
+_addr_cache: dict[str, tuple[int, int] | None] = {}
+
+
+def _addr_value(text: str) -> tuple[int, int] | None:
+    """(4 or 6, address as int) of a socket's address text; cached."""
+    try:
+        return _addr_cache[text]
+    except KeyError:
+        pass
+    try:
+        a = ipaddress.ip_address(text)
+        v: tuple[int, int] | None = (a.version, int(a))
+    except ValueError:
+        v = None
+    if len(_addr_cache) > 4096:
+        _addr_cache.clear()
+    _addr_cache[text] = v
+    return v
+
+
+def _host(c: HostCond) -> Tri:
+    port = c.port
+    local = c.side == "src"
+    get_port = _local_port if local else _peer_port
+    nets = [(n.version, int(n.network_address), n.prefixlen) for n in c.prefixes]
+
+    def f(s: Socket) -> bool:
+        if port != -1 and get_port(s) != port:
+            return False
+        if not nets:
+            return True
+        if s.family not in (AF_INET, AF_INET6):
+            return False
+        v = _addr_value(s.local.address if local else s.peer.address)
+        if v is None:
+            return False
+        version, x = v
+        for nv, net, plen in nets:
+            if nv == 4 and version == 6:
+                if x >> 32 != 0xFFFF:
+                    continue  # not v4-mapped
+                y, bits = x & 0xFFFFFFFF, 32
+            elif nv != version:
+                continue
+            else:
+                y, bits = x, (32 if version == 4 else 128)
+            if (y >> (bits - plen)) == (net >> (bits - plen)):
+                return True
+        return False
+
+    return f
+
+
+def _unix(c: UnixCond) -> Tri:
+    rx = fnmatch_regex(c.pattern)
+    if c.side == "dst":
+        hit = rx.fullmatch("") is not None
+        return lambda s: hit and s.family == AF_UNIX
+    return lambda s: s.family == AF_UNIX and rx.fullmatch(s.local.address) is not None
+
+
+def _link(c: LinkCond | NetlinkCond) -> Tri:
+    fam = AF_PACKET if isinstance(c, LinkCond) else AF_NETLINK
+    port = c.ifindex if isinstance(c, LinkCond) else c.portid
+    proto = c.proto
+    local = c.side == "src"
+    get_port = _local_port if local else _peer_port
+
+    def f(s: Socket) -> bool:
+        if s.family != fam or (port != -1 and get_port(s) != port):
+            return False
+        if proto is None:
+            return True
+        if local:
+            return s.protocol == proto
+        if fam == AF_NETLINK:  # ss compares the destination group
+            return (int(s.peer.address) if s.peer.address.isdigit() else 0) == proto
+        return proto == 0
+
+    return f
+
+
+def _port_cmp(c: PortCmp) -> Tri:
+    get_port = _local_port if c.side == "src" else _peer_port
+    port = c.port
+    if c.op == "ge":
+        return lambda s: get_port(s) >= port
+    return lambda s: get_port(s) <= port
+
+
+def _autobound(port_range: tuple[int, int]) -> Tri:
+    low, high = port_range
+
+    def f(s: Socket) -> bool:
+        fam = s.family
+        if fam == AF_UNIX:
+            a = s.local.address
+            return a == "" or (len(a) == 6 and a[0] == "@" and _HEX.issuperset(a[1:]))
+        if fam == AF_PACKET:
+            return s.local.port == 0 and not s.protocol
+        if fam == AF_NETLINK:
+            return s.local.port < 0
+        return low <= s.local.port <= high
+
+    return f
+
+
+def _mark(c: MarkCond) -> Tri:
+    mark, mask = c.mark, c.mask
+
+    def f(s: Socket) -> bool | None:
+        m = getattr(s, "mark", None)
+        return None if m is None else (m & mask) == mark
+
+    return f
+
+
+def _cgroup(c: CgroupCond) -> Tri:
+    cid = c.cgroup_id
+
+    def f(s: Socket) -> bool | None:
+        v = getattr(s, "cgroup_id", None)
+        return None if v is None else v == cid
+
+    return f
+
+
+def _chain(head: Tri, steps: list[tuple[bool, Tri]]) -> Tri:
+    """A left-associative and/or chain (``steps``: (is_and, operand)), short-circuit, Kleene."""
+
+    def f(s: Socket) -> bool | None:
+        acc = head(s)
+        for is_and, g in steps:
+            if is_and:
+                if acc is False:
+                    continue
+                y = g(s)
+                acc = False if y is False else (True if (acc and y) else None)
+            else:
+                if acc is True:
+                    continue
+                y = g(s)
+                acc = True if y is True else (False if (acc is False and y is False) else None)
+        return acc
+
+    return f
+
+
+def _not(a: Tri) -> Tri:
+    def f(s: Socket) -> bool | None:
+        x = a(s)
+        return None if x is None else not x
+
+    return f
+
+
+def _build(e: Expr, port_range: tuple[int, int]) -> Tri:
+    if isinstance(e, (And, Or)):
+        steps: list[tuple[bool, Tri]] = []
+        while isinstance(e, (And, Or)):  # iterative on the left spine: long chains
+            steps.append((isinstance(e, And), _build(e.right, port_range)))
+            e = e.left
+        steps.reverse()
+        return _chain(_build(e, port_range), steps)
+    if isinstance(e, Not):
+        return _not(_build(e.expr, port_range))
+    if isinstance(e, HostCond):
+        return _host(e)
+    if isinstance(e, UnixCond):
+        return _unix(e)
+    if isinstance(e, (LinkCond, NetlinkCond)):
+        return _link(e)
+    if isinstance(e, PortCmp):
+        return _port_cmp(e)
+    if isinstance(e, DevCond):
+        idx = e.ifindex
+        return lambda s: s.ifindex == idx
+    if isinstance(e, MarkCond):
+        return _mark(e)
+    if isinstance(e, CgroupCond):
+        return _cgroup(e)
+    if isinstance(e, Autobound):
+        return _autobound(port_range)
+    raise TypeError(f"not a filter node: {e!r}")
+
+
+_CLASSES = {
+    "alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9", "graph": "\\x21-\\x7e", "lower": "a-z", "print": "\\x20-\\x7e",
+    "punct": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"), "space": " \\t\\n\\r\\f\\v",
+    "upper": "A-Z", "xdigit": "0-9A-Fa-f",
+}
+
+
+_NEVER = re.compile("(?!)")
+
+
+class _NoMatch(Exception):
+    """glibc gives up on the whole pattern (unknown [:class:])."""
+
+
+def fnmatch_regex(pattern: str) -> re.Pattern[str]:
+    """A regex for glibc ``fnmatch(pattern, name, FNM_CASEFOLD)`` (no PATHNAME/PERIOD).
+
+    ``*`` and ``?`` match any character including ``/``; ``\\x`` is a literal
+    x (a trailing ``\\`` matches nothing); ``[...]`` takes ``!``/``^``
+    negation, ranges and ``[:class:]`` (classes are not case-folded, an
+    unknown class matches nothing); an unterminated ``[`` is literal.
+    Malformed brackets (unknown class, a range ending in ``[``) may differ
+    from glibc, whose answer then depends on the order it tries items in.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    try:
+        while i < n:
+            c = pattern[i]
+            i += 1
+            if c == "*":
+                out.append(".*")
+            elif c == "?":
+                out.append(".")
+            elif c == "\\":
+                if i == n:
+                    return _NEVER  # glibc: a trailing backslash matches nothing
+                out.append(re.escape(pattern[i]))
+                i += 1
+            elif c == "[" and (r := _bracket(pattern, i)) is not None:
+                out.append(r[0])
+                i = r[1]
+            else:
+                out.append(re.escape(c))
+    except _NoMatch:
+        return _NEVER
+    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+
+
+def _bracket(p: str, i: int) -> tuple[str, int] | None:
+    """(regex, index after "]") for a bracket expression opening before ``i``; None: literal "["."""
+    n = len(p)
+    negate = i < n and p[i] in "!^"
+    if negate:
+        i += 1
+    items: list[str] = []  # case-folded like the name
+    classes: list[str] = []  # tested on the name as is
+    first = True
+    while i < n:
+        c = p[i]
+        if c == "]" and not first:
+            alts = [f"[{''.join(items)}]"] if items else []
+            if classes:
+                alts.append(f"(?-i:[{''.join(classes)}])")
+            one = "(?:" + "|".join(alts) + ")" if alts else "(?!)"
+            return (f"(?!{one})." if negate else one), i + 1
+        first = False
+        if c == "[" and p.startswith("[:", i) and (end := p.find(":]", i + 2)) >= 0:
+            name = p[i + 2:end]
+            if name not in _CLASSES:
+                raise _NoMatch
+            classes.append(_CLASSES[name])
+            i = end + 2
+            continue
+        if c == "\\" and i + 1 < n:
+            i += 1
+            c = p[i]
+        lo = c
+        i += 1
+        if i + 1 < n and p[i] == "-" and p[i + 1] != "]":
+            hi = p[i + 1]
+            i += 2
+            if hi == "\\" and i < n:
+                hi = p[i]
+                i += 1
+            if ord(hi) >= ord(lo):
+                items.append(f"{_cls(lo)}-{_cls(hi)}")
+            continue
+        items.append(_cls(lo))
+    return None
+
+
+def _cls(c: str) -> str:
+    return "\\" + c if c in "\\]^-[" else c
+
+
+__all__ = ["compile_predicate", "ephemeral_port_range", "fnmatch_regex", "DEFAULT_EPHEMERAL"]

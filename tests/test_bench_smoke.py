@@ -1,0 +1,187 @@
+"""Smoke tests of the benchmark tooling in bench/ (correctness only, no timing assertions).
+
+* ``bench/population.py`` as a library: a 100-socket population (plus a few
+  listeners, TIME-WAIT, UDP and UNIX sockets) in a private netns; the builder's
+  counts must match ``ss -tanH | wc -l`` and ss's per-state counts, and after
+  ``close()`` the holders and the namespace must be gone.
+* ``bench/population.py`` as a CLI: READY, ss agrees, SIGTERM cleans up.
+* the holder planner: 100k sockets fit in holders under the fd limit without
+  two holders sharing a listener address.
+* ``bench/run.py --help``, and one tiny end-to-end run (100 sockets, 1 run, two
+  rows) that must produce a table, a JSON file, and leave no namespace behind.
+
+Every namespace is named ``ssbench-<pid>-<hex>`` and removed in ``finally``,
+as are the processes the test started (by pid).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    # By path: tests/ has a population.py of its own.
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+population = _load("population")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+
+def _netns_list() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _in_netns(netns: str, cmd: str) -> str:
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, "sh", "-c", cmd], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def netns_name() -> Iterator[str]:
+    name = f"ssbench-{os.getpid()}-{secrets.token_hex(3)}"
+    try:
+        yield name
+    finally:
+        if name in _netns_list():
+            subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def test_library_counts_match_ss(netns_name: str) -> None:
+    pop = population.build(netns_name, 100, time_wait=10, listeners=3, udp=4, unix=5)
+    try:
+        assert netns_name in _netns_list()
+        assert pop.counts == {"established": 100, "listen": 3, "udp": 4, "unix": 5, "time_wait": 10}
+        assert pop.expected_tcp() == 113
+        assert int(_in_netns(netns_name, "ss -tanH | wc -l")) == pop.expected_tcp()
+        assert pop.tcp_states() == {"ESTAB": 100, "LISTEN": 3, "TIME-WAIT": 10}
+        assert int(_in_netns(netns_name, "ss -uanH | wc -l")) == 4
+        # Our own UNIX sockets only: those held by the population's holders.
+        pids = pop.pids
+        assert pids and all(_alive(pid) for pid in pids)
+        unix = _in_netns(netns_name, "ss -xanpH")
+        assert sum(f"pid={pid}," in line for line in unix.splitlines() for pid in pids) == 5
+        # The 1% filter port: the client ends of 1 in 50 connections.
+        assert int(_in_netns(netns_name, f"ss -tanH 'dport = :{population.FILTER_PORT}' | wc -l")) == 1
+    finally:
+        pop.close()
+    assert netns_name not in _netns_list()
+    assert not any(_alive(pid) for pid in pids)
+
+
+def test_existing_netns_is_kept(netns_name: str) -> None:
+    subprocess.run(["ip", "netns", "add", netns_name], check=True)
+    subprocess.run(["ip", "-n", netns_name, "link", "set", "lo", "up"], check=True)
+    with population.build(netns_name, 20) as pop:
+        assert not pop.created_netns
+        assert int(_in_netns(netns_name, "ss -tanH | wc -l")) == 20
+    assert netns_name in _netns_list()  # not ours to delete; the fixture does it
+
+
+def test_cli_ready_then_sigterm_cleans_up(netns_name: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "population.py"), "--netns", netns_name, "--sockets", "100", "--listeners", "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    holders: list[int] = []
+    try:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(60), "no READY line within 60 s"
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), line
+        fields = dict(item.split("=", 1) for item in line.split()[1:])
+        assert fields["netns"] == netns_name and fields["established"] == "100" and fields["listen"] == "2"
+        holders = [int(pid) for pid in fields["holders"].split(",")]
+        assert all(_alive(pid) for pid in holders)
+        assert int(_in_netns(netns_name, "ss -tanH | wc -l")) == 102
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert netns_name not in _netns_list()
+        assert not any(_alive(pid) for pid in holders)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in holders:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_plan_for_100k_fits_the_fd_limit() -> None:
+    capacity = 20_000 - population.FD_RESERVE
+    specs = population.plan(100_000, listeners=170, udp=60, unix=10, capacity=capacity)
+    assert len(specs) == 6
+    assert all(spec.peak_fds() <= capacity for spec in specs)
+    assert sum(2 * s.established[1] for s in specs) == 100_000
+    assert sum(s.listen[1] for s in specs) == 170 and sum(s.udp[1] for s in specs) == 60
+    # No two holders bind a temporary listener on the same address.
+    addresses = [
+        {population.ESTABLISHED.endpoint(i)[0] for i in range(s.established[0], sum(s.established))} for s in specs
+    ]
+    assert all(not (a & b) for i, a in enumerate(addresses) for b in addresses[i + 1 :])
+    with pytest.raises(ValueError):
+        population.plan(101, capacity=capacity)
+
+
+def test_run_help() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for word in ("--sizes", "--runs", "--only", "--json", "--setup", "--sockscope", "tanp", "net_connections"):
+        assert word in done.stdout
+
+
+def test_run_end_to_end_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    before = set(_netns_list())
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--sizes", "100", "--runs", "1", "--only", "tan,net_connections",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| `sockscope -tan` vs `ss -tan` | 100 |" in done.stdout
+    data = json.loads(out.read_text())
+    rows = {r["row"]: r for r in data["results"]}
+    assert set(rows) == {"tan", "net_connections"}
+    ss = rows["tan"]["peer"]
+    assert ss["status"] == "ok" and len(ss["seconds"]) == 1 and ss["lines"] == 1 + 100 + 170
+    assert rows["net_connections"]["ours"]["status"] in ("ok", "unsupported", "error", "unavailable")
+    assert data["meta"]["kernel"] == os.uname().release
+    time.sleep(0.1)
+    assert not [n for n in set(_netns_list()) - before if n.startswith("sockscope-bench-")]

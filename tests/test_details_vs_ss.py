@@ -1,0 +1,161 @@
+"""Details (-e -o -m -i), -s, JSON/CSV, -N/--all-netns, -K and -E, against the
+real ss and the real kernel, in private namespaces."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import SOCKSCOPE, Harness
+from nsutil import Netns, stop_pids
+
+# Values that move between two runs: timer expiries and tcp_info clocks/counters.
+_MOVING = re.compile(
+    r"(timer:\([a-z]+,)[^,]*(,)|((?:lastsnd|lastrcv|lastack|rto|rtt|ato|minrtt|rcv_rtt|busy|"
+    r"pacing_rate|delivery_rate|send|rwnd_limited|sndbuf_limited|segs_out|segs_in|data_segs_out|delivered|bytes_sent|bytes_acked|"
+    r"rcv_space|rcv_ssthresh|app_limited)[: ])[^ ]*"
+)
+
+
+def _lines(text: str, mask: bool = False) -> list[str]:
+    out = []
+    for line in text.splitlines():
+        if "tcpdiag:" in line:  # the lister's own diag socket (and its sndbuf)
+            continue
+        line = " ".join(line.split())
+        if mask:
+            line = _MOVING.sub(lambda m: (m.group(1) or m.group(3) or "") + "#" + (m.group(2) or ""), line)
+        out.append(line)
+    return out
+
+
+def _same(pop: Harness, argv: list[str], mask: bool = False, tries: int = 4) -> None:
+    for _ in range(tries):
+        a = pop.ss(argv)
+        b = pop.sockscope(argv)
+        c = pop.ss(argv)
+        assert b.returncode == 0 and "Traceback" not in b.stderr, b.stderr
+        if _lines(a.stdout, mask) == _lines(c.stdout, mask):
+            break
+    want, got = _lines(a.stdout, mask), _lines(b.stdout, mask)
+    assert got == want, f"ss {argv} (-) vs sockscope (+):\n" + "\n".join(
+        difflib.unified_diff(want, got, lineterm="", n=0))
+
+
+@pytest.mark.parametrize("argv", ["-tane", "-uane", "-xae", "-tlne", "-6tane", "-xame", "-aemO", "-tanmO", "-uanm"])
+def test_details_same_as_ss(fresh_population: Harness, argv: str) -> None:
+    _same(fresh_population, argv.split(), mask=True)
+
+
+@pytest.mark.parametrize("argv", ["-tano", "-tanoe", "-tlio", "-taniO", "-taniemO"])
+def test_timers_and_tcp_info_same_as_ss(fresh_population: Harness, argv: str) -> None:
+    _same(fresh_population, argv.split(), mask=True)
+
+
+def test_tcp_info_fields_are_decoded(fresh_population: Harness) -> None:
+    r = fresh_population.sockscope(["-tniO", "state", "established"])
+    rows = [line for line in r.stdout.splitlines()[1:] if line.strip()]
+    assert rows
+    for line in rows:
+        assert re.search(r" \w+ wscale:\d+,\d+ rto:\d", line), line
+        assert " mss:" in line and " cwnd:" in line and " rcv_space:" in line
+
+
+def test_summary_same_as_ss(fresh_population: Harness) -> None:
+    a = fresh_population.ss(["-s"]).stdout.splitlines()
+    b = fresh_population.sockscope(["-s"]).stdout.splitlines()
+    # "Total" counts sockets machine-wide, including each lister's own: compare the rest.
+    assert b[0].startswith("Total: ")
+    assert b[1:] == a[1:]
+
+
+def test_json_and_csv_carry_the_table(fresh_population: Harness) -> None:
+    table = fresh_population.sockscope(["-tanH"]).stdout.splitlines()
+    js = json.loads(fresh_population.sockscope(["-tan", "--json"]).stdout)
+    assert len(js) == len(table) > 0
+    assert {d["state"] for d in js} <= {"LISTEN", "ESTAB", "TIME-WAIT", "CLOSE-WAIT", "FIN-WAIT-2", "SYN-RECV"}
+    listen = [d for d in js if d["state"] == "LISTEN"]
+    assert all(d["netid"] == "tcp" and isinstance(d["inode"], int) and d["inode"] > 0 for d in listen)
+    csv_lines = fresh_population.sockscope(["-tan", "--csv"]).stdout.splitlines()
+    assert csv_lines[0].startswith("netid,family,state,recv_q,send_q,local_address,local_port")
+    assert len(csv_lines) == len(js) + 1
+    js_p = json.loads(fresh_population.sockscope(["-tlnp", "--json"]).stdout)
+    assert any(len(d["owners"]) == 2 for d in js_p), "the shared listener has two owners"
+
+
+def test_netns_by_name_and_all_netns(fresh_population: Harness) -> None:
+    name = fresh_population.name
+    ours = subprocess.run([*SOCKSCOPE, "-N", name, "-tanH"], capture_output=True, text=True, check=True).stdout
+    theirs = subprocess.run(["ss", "-N", name, "-tanH"], capture_output=True, text=True, check=True).stdout
+    assert _lines(ours) == _lines(theirs)
+    every = subprocess.run([*SOCKSCOPE, "--all-netns", "-tln"], capture_output=True, text=True, check=True).stdout
+    head, *rows = every.splitlines()
+    assert head.split()[0] == "Netns"
+    mine = [r for r in rows if r.split()[0] == name]
+    assert len(mine) == len(_lines(fresh_population.ss(["-tlnH"]).stdout))
+    bad = subprocess.run([*SOCKSCOPE, "-N", "no-such-ns-xyz", "-t"], capture_output=True, text=True)
+    assert bad.returncode != 0 and len(bad.stderr.splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+_PAIRS = r"""
+import socket, sys, time
+l = socket.socket(); l.bind(("127.0.0.1", 7777)); l.listen()
+c = [socket.create_connection(("127.0.0.1", 7777)) for _ in range(3)]
+s = [l.accept()[0] for _ in range(3)]
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def pairs():  # type: ignore[no-untyped-def]
+    ns = Netns()
+    proc = None
+    try:
+        proc = ns.popen([sys.executable, "-c", _PAIRS], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"READY"
+        ns.holder = proc  # type: ignore[attr-defined]
+        yield ns
+    finally:
+        if proc is not None:
+            stop_pids({proc.pid: None})
+        ns.delete()
+
+
+def test_kill_closes_only_what_the_filter_selects(pairs: Netns) -> None:
+    refuse = pairs.run([*SOCKSCOPE, "-t", "-K"])
+    assert refuse.returncode == 255 and "give a state or filter" in refuse.stderr
+    dry = pairs.run([*SOCKSCOPE, "-tnH", "-K", "--dry-run", "state", "established"])
+    assert dry.returncode == 0 and len(dry.stdout.splitlines()) == 6
+    assert len(pairs.run(["ss", "-tnH", "state", "established"]).stdout.splitlines()) == 6
+    killed = pairs.run([*SOCKSCOPE, "-tnH", "-K", "state", "established"])
+    assert killed.returncode == 0, killed.stderr
+    assert 3 <= len(killed.stdout.splitlines()) <= 6  # closing one end may take its peer with it
+    assert pairs.run(["ss", "-tnH", "state", "established"]).stdout.strip() == ""
+    assert len(pairs.run(["ss", "-tlnH"]).stdout.splitlines()) == 1  # the listener is untouched
+
+
+def test_events_show_destroyed_sockets(pairs: Netns) -> None:
+    ev = pairs.popen([*SOCKSCOPE, "-E", "-tn"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)
+        pairs.run([*SOCKSCOPE, "-tn", "-K", "state", "established"])
+        # the kernel announces a socket's destruction when it is freed: let the holder exit
+        holder = pairs.holder  # type: ignore[attr-defined]
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        time.sleep(1.0)
+    finally:
+        ev.send_signal(signal.SIGINT)
+        out, err = ev.communicate(timeout=10)
+    assert ev.returncode == 0, err
+    lines = out.decode().splitlines()
+    assert lines[0].split()[:2] == ["State", "Recv-Q"]
+    assert sum(":7777" in line for line in lines[1:]) >= 3

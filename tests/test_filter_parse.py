@@ -1,0 +1,432 @@
+"""The ss filter parser and printer: a table of expressions, the errors with their
+caret, ``-F`` files, and hypothesis (token soup never raises anything but
+FilterSyntaxError; printed trees parse back equal).
+
+Lookups are hermetic: :class:`FakeResolver` answers DNS names and cgroup paths
+from tables (no query ever leaves the machine); services come from the real
+/etc/services (ssh = 22, http = 80) and ``lo`` is interface 1 in every netns.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sockscope.errors import UsageError
+from sockscope.filter import FilterSyntaxError, parse, parse_file
+from sockscope.filter.expr import (
+    AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX,
+    And, Autobound, CgroupCond, DevCond, Expr, HostCond, LinkCond, MarkCond, NetlinkCond,
+    Not, Or, PortCmp, UnixCond,
+)
+from sockscope.filter.parser import Resolver, tokenize
+
+V4, V6 = 2, 10
+HOSTS = {
+    "localhost": [(V4, bytes([127, 0, 0, 1]))],
+    "dual.test": [(V4, bytes([127, 0, 0, 9])), (V6, bytes(15) + b"\x09")],
+    "six.test": [(V6, bytes(15) + b"\x01")],
+}
+CGROUPS = {"/": 1, "/a b/c(d)": 42, "/sys.slice": 7}
+
+
+class FakeResolver(Resolver):
+    """Hosts and cgroups from tables; services real, except "amb" (tcp 1, udp 2)."""
+
+    def hosts(self, name: str, family: int) -> list[tuple[int, bytes]]:
+        return [(f, raw) for f, raw in HOSTS.get(name, []) if family in (0, f)]
+
+    def service(self, name: str, proto: str) -> int | None:
+        if name == "amb":
+            return 1 if proto == "tcp" else 2
+        return super().service(name, proto)
+
+    def cgroup_id(self, path: str) -> int | None:
+        return CGROUPS.get(path)
+
+
+R = FakeResolver()
+
+
+def P(text: str | list[str], **kw: object) -> Expr | None:
+    words = text.split(" ") if isinstance(text, str) else text
+    return parse(words, resolver=R, **kw)  # type: ignore[arg-type]
+
+
+def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text, strict=False)
+
+
+def S(port: int = -1, *nets: str, family: int = 0, name: str | None = None) -> HostCond:
+    return HostCond("src", port, tuple(net(n) for n in nets), family, name)
+
+
+def D(port: int = -1, *nets: str, family: int = 0, name: str | None = None) -> HostCond:
+    return HostCond("dst", port, tuple(net(n) for n in nets), family, name)
+
+
+A1, A2, A3 = S(1), S(2), D(3)
+
+# (input words, expected tree, canonical text)
+CASES: list[tuple[str | list[str], Expr, str]] = [
+    # ports and every operator spelling
+    ("sport = :22", S(22), "sport = :22"),
+    ("sport == :22", S(22), "sport = :22"),
+    ("sport eq :22", S(22), "sport = :22"),
+    ("sport :22", S(22), "sport = :22"),
+    ("dport = 22", D(22), "dport = :22"),
+    ("src :22", S(22), "sport = :22"),
+    ("src *:22", S(22), "sport = :22"),
+    ("dport = *:22", D(), "dst *"),  # ss: the whole word is the port, and "*…" is any
+    ("dport != :22", Not(D(22)), "dport != :22"),
+    ("dport ne :22", Not(D(22)), "dport != :22"),
+    ("dport neq :22", Not(D(22)), "dport != :22"),
+    ("sport > :1024", Not(PortCmp("src", "le", 1024)), "sport > :1024"),
+    ("sport gt :1024", Not(PortCmp("src", "le", 1024)), "sport > :1024"),
+    ("sport < :1024", Not(PortCmp("src", "ge", 1024)), "sport < :1024"),
+    ("sport lt :1024", Not(PortCmp("src", "ge", 1024)), "sport < :1024"),
+    ("dport >= :1024", PortCmp("dst", "ge", 1024), "dport >= :1024"),
+    ("dport ge :1024", PortCmp("dst", "ge", 1024), "dport >= :1024"),
+    ("dport geq :1024", PortCmp("dst", "ge", 1024), "dport >= :1024"),
+    ("dport <= :1024", PortCmp("dst", "le", 1024), "dport <= :1024"),
+    ("dport le :1024", PortCmp("dst", "le", 1024), "dport <= :1024"),
+    ("dport leq :1024", PortCmp("dst", "le", 1024), "dport <= :1024"),
+    ("sport >= :1024 and sport <= :2048",
+     And(PortCmp("src", "ge", 1024), PortCmp("src", "le", 2048)), "sport >= :1024 and sport <= :2048"),
+    ("sport = :ssh", S(22), "sport = :22"),
+    ("dport = :http", D(80), "dport = :80"),
+    ("sport = :0x16", S(22), "sport = :22"),
+    ("sport = :010", S(8), "sport = :8"),  # strtol base 0, like ss
+    # boolean operators, adjacency, flat precedence, parentheses
+    ("sport = :1 and sport = :2", And(A1, A2), "sport = :1 and sport = :2"),
+    ("sport = :1 && sport = :2", And(A1, A2), "sport = :1 and sport = :2"),
+    ("sport = :1 & sport = :2", And(A1, A2), "sport = :1 and sport = :2"),
+    ("sport = :1 sport = :2", And(A1, A2), "sport = :1 and sport = :2"),
+    ("sport = :1 or sport = :2", Or(A1, A2), "sport = :1 or sport = :2"),
+    ("sport = :1 || sport = :2", Or(A1, A2), "sport = :1 or sport = :2"),
+    ("sport = :1 | sport = :2", Or(A1, A2), "sport = :1 or sport = :2"),
+    ("sport = :1 or sport = :2 and dport = :3", And(Or(A1, A2), A3),
+     "sport = :1 or sport = :2 and dport = :3"),
+    ("sport = :1 and sport = :2 or dport = :3", Or(And(A1, A2), A3),
+     "sport = :1 and sport = :2 or dport = :3"),
+    ("sport = :1 or ( sport = :2 and dport = :3 )", Or(A1, And(A2, A3)),
+     "sport = :1 or ( sport = :2 and dport = :3 )"),
+    ("not sport = :1", Not(A1), "sport != :1"),
+    ("! sport = :1 or sport = :2", Or(Not(A1), A2), "sport != :1 or sport = :2"),
+    ("! ( sport = :1 or sport = :2 )", Not(Or(A1, A2)), "not ( sport = :1 or sport = :2 )"),
+    ("not not sport = :1", Not(Not(A1)), "not sport != :1"),
+    ("( ( sport = :1 or sport = :2 ) and not ( dport = :3 ) )", And(Or(A1, A2), Not(A3)),
+     "sport = :1 or sport = :2 and dport != :3"),
+    (["( dport = :3 )"], A3, "dport = :3"),
+    (["(", "dport", "=", ":3", ")"], A3, "dport = :3"),
+    (["(dport", "=", ":3)"], A3, "dport = :3"),
+    (["\\(", "dport", "=", ":3", "\\)"], A3, "dport = :3"),
+    (["((dport", "=", ":3))"], A3, "dport = :3"),
+    (["sport\t=\t:1"], A1, "sport = :1"),
+    # inet hosts
+    ("src 127.0.0.1", S(-1, "127.0.0.1/32"), "src 127.0.0.1"),
+    ("src 127.0.0.1:22", S(22, "127.0.0.1/32"), "src 127.0.0.1:22"),
+    ("src 127.0.0.1:", S(-1, "127.0.0.1/32"), "src 127.0.0.1"),
+    ("dst 10.0.0.0/8", D(-1, "10.0.0.0/8"), "dst 10.0.0.0/8"),
+    ("dst 10.1.2.3/8:80", D(80, "10.0.0.0/8"), "dst 10.0.0.0/8:80"),
+    ("src 127/8", S(-1, "127.0.0.0/8"), "src 127.0.0.0/8"),
+    ("src 10.0.0.0/255.0.0.0", S(-1, "10.0.0.0/8"), "src 10.0.0.0/8"),
+    ("dst [::1]", D(-1, "::1/128"), "dst [::1]"),
+    ("dst [::1]:22", D(22, "::1/128"), "dst [::1]:22"),
+    ("src [fe80::/10]", S(-1, "fe80::/10"), "src [fe80::/10]"),
+    ("src fe80::/10", S(-1, "fe80::/10"), "src [fe80::/10]"),
+    ("src [fe80::/10]:443", S(443, "fe80::/10"), "src [fe80::/10]:443"),
+    ("src [::ffff:127.0.0.1]", S(-1, "::ffff:127.0.0.1/128"), "src [::ffff:127.0.0.1]"),
+    ("src *", S(), "src *"),
+    ("src default", S(), "src *"),
+    ("src inet:127.0.0.1", S(-1, "127.0.0.1/32", family=AF_INET), "src inet:127.0.0.1"),
+    ("src inet:any", S(-1, "0.0.0.0/0", family=AF_INET), "src inet:0.0.0.0/0"),
+    ("src inet6:*", S(family=AF_INET6), "src inet6:*"),
+    ("dst inet6:[::1]:80", D(80, "::1/128", family=AF_INET6), "dst inet6:[::1]:80"),
+    ("sport = inet6::22", S(22, family=AF_INET6), "sport = inet6::22"),
+    ("src localhost", S(-1, "127.0.0.1/32", name="localhost"), "src localhost"),
+    ("dst localhost:http", D(80, "127.0.0.1/32", name="localhost"), "dst localhost:80"),
+    ("dst dual.test", D(-1, "127.0.0.9/32", "::9/128", name="dual.test"), "dst dual.test"),
+    ("dst inet6:dual.test", D(-1, "::9/128", family=AF_INET6, name="dual.test"), "dst inet6:dual.test"),
+    # other families
+    ("src unix:/tmp/*", UnixCond("src", "/tmp/*"), "src unix:/tmp/*"),
+    (["src", "unix:/tmp/a\\ b"], UnixCond("src", "/tmp/a b"), "src unix:/tmp/a\\ b"),
+    ("src unix:/run/x(1)", UnixCond("src", "/run/x(1)"), "src unix:/run/x\\(1\\)"),
+    ("dst unix:*", UnixCond("dst", "*"), "dst unix:*"),
+    ("sport = unix:@abc", UnixCond("src", "@abc"), "src unix:@abc"),
+    ("src link:ip:1", LinkCond("src", 0x800, 1), "src link:2048:1"),
+    ("src link:IPv6", LinkCond("src", 0x86DD), "src link:34525"),
+    ("src link:*:lo", LinkCond("src", None, 1), "src link:*:1"),
+    ("sport = link:3", LinkCond("src", None, 3), "src link:*:3"),
+    ("dst link:", LinkCond("dst"), "dst link:*"),
+    ("src netlink:rtnl:kernel", NetlinkCond("src", 0, 0), "src netlink:0:0"),
+    ("src netlink:genl:-5", NetlinkCond("src", 16, -5), "src netlink:16:-5"),
+    ("sport >= link::2", PortCmp("src", "ge", 2, AF_PACKET), "sport >= link::2"),
+    # dev, fwmark, cgroup, autobound
+    ("dev lo", DevCond(1, "lo"), "dev lo"),
+    ("dev = 1", DevCond(1), "dev 1"),
+    ("dev != lo", Not(DevCond(1, "lo")), "dev != lo"),
+    ("dev 0", DevCond(0), "dev 0"),
+    ("fwmark 0x10/0xff", MarkCond(0x10, 0xFF), "fwmark 0x10/0xff"),
+    ("fwmark = 5", MarkCond(5), "fwmark 0x5"),
+    ("fwmark != 0x1", Not(MarkCond(1)), "fwmark != 0x1"),
+    ("cgroup /", CgroupCond("/", 1), "cgroup /"),
+    (["cgroup", "!=", "/a\\ b/c(d)"], Not(CgroupCond("/a b/c(d)", 42)), "cgroup != /a\\ b/c\\(d\\)"),
+    ("autobound", Autobound(), "autobound"),
+    ("not autobound", Not(Autobound()), "not autobound"),
+    ("autobound and dev lo or fwmark 1", Or(And(Autobound(), DevCond(1, "lo")), MarkCond(1)),
+     "autobound and dev lo or fwmark 0x1"),
+]
+
+
+@pytest.mark.parametrize("words,tree,text", CASES, ids=[str(c[0]) for c in CASES])
+def test_table(words: str | list[str], tree: Expr, text: str) -> None:
+    got = P(words)
+    assert got == tree
+    assert str(got) == text
+    assert P([text]) == tree  # the canonical text reads back as the same tree
+    if "\\ " not in text:
+        assert P(text) == tree  # also as separate argv words
+
+
+def test_empty_expression_is_none() -> None:
+    assert P([]) is None
+    assert P(["", " ", "\t"]) is None
+
+
+def test_preferred_family_reads_bare_hosts() -> None:
+    assert P("src /tmp/x*", family=AF_UNIX) == UnixCond("src", "/tmp/x*")
+    assert P("src 127.0.0.1", family=AF_INET) == S(-1, "127.0.0.1/32", family=AF_INET)
+    assert P("src ip:lo", family=AF_PACKET) == LinkCond("src", 0x800, 1)
+    assert P("src rtnl", family=AF_NETLINK) == NetlinkCond("src", 0)
+    with pytest.raises(FilterSyntaxError, match="an inet prefix is expected"):
+        P("src 127.0.0.1", family=AF_INET6)
+
+
+def test_service_names_follow_protocols() -> None:
+    with pytest.raises(FilterSyntaxError, match='ambiguous port "amb"'):
+        P("sport = :amb")
+    assert P("sport = :amb", protocols=("tcp",)) == S(1)
+    assert P("sport = :amb", protocols=("udp",)) == S(2)
+    with pytest.raises(FilterSyntaxError, match='"ssh" does not look like a port'):
+        P("sport = :ssh", protocols=())
+
+
+def test_families_and_needs_userspace() -> None:
+    def fam(text: str) -> frozenset[int] | None:
+        e = P(text)
+        assert e is not None
+        return e.families()
+
+    assert fam("sport = :22") is None
+    assert fam("src inet6:* or sport = :1") == {AF_INET6}
+    assert fam("src unix:/x or src inet:127.0.0.1") == {AF_INET}  # the last prefix wins, like ss
+    assert fam("src inet:127.0.0.1 or src unix:/x") == {AF_UNIX}
+    assert fam("dport >= netlink::5") == {AF_NETLINK}
+    assert fam("src link:*") == {AF_PACKET}
+    userspace = {t: P(t).needs_userspace() for t in (  # type: ignore[union-attr]
+        "sport = :22", "src 127.0.0.1 and fwmark 1", "cgroup /", "dev lo", "autobound",
+        "sport = :1 or src unix:*", "not src link:*", "src netlink:*")}
+    assert userspace == {"sport = :22": False, "src 127.0.0.1 and fwmark 1": False, "cgroup /": False,
+                         "dev lo": True, "autobound": True, "sport = :1 or src unix:*": True,
+                         "not src link:*": True, "src netlink:*": True}
+
+
+def test_tokenize_positions_and_escapes() -> None:
+    display, toks = tokenize(["( dport", "=", "a\\ b\\", "x)"])
+    assert display == "( dport = a\\ b\\ x)"
+    assert [(t.text, t.start, t.kind) for t in toks] == [
+        ("(", 0, "("), ("dport", 2, "dport"), ("=", 8, "eq"), ("a b", 10, "word"),
+        ("x", 16, "word"), (")", 17, ")")]
+
+
+# (input, reason, caret column)
+ERRORS: list[tuple[str | list[str], str, int]] = [
+    ("dport = :nope", '"nope" does not look like a port', 8),
+    ("dport = :70000", 'port "70000" is out of range', 8),
+    ("src ::1", 'an inet prefix is expected rather than ":"', 4),
+    ("src nosuch.test", 'an inet prefix is expected rather than "nosuch.test"', 4),
+    ("src inet6:127.0.0.1", 'an inet prefix is expected rather than "127.0.0.1"', 4),
+    ("src [::1", 'missing "]" in "[::1"', 4),
+    ("( sport = :1", '"(" is never closed', 0),
+    ("sport = :1 )", 'unexpected ")" without "("', 11),
+    ("( )", 'empty "( )"', 2),
+    ("dst", '"dst" needs an address', 3),
+    ("dst and sport = :1", '"dst" needs an address, not "and"', 4),
+    ("dst != 1.2.3.4", '"dst" takes only "=" (write "not dst …" to negate)', 4),
+    ("sport = :1 and", 'nothing after "and"', 14),
+    ("sport = :1 or or", 'unexpected "or"', 14),
+    ("not", 'nothing after "not"', 3),
+    ("sport >= *", '">=" needs a port number, not "*"', 9),
+    ("dport > 1.2.3.4:5", '"1.2.3.4:5" does not look like a port', 8),
+    ("src unix:/x or sport >= unix:/y", '">=" compares ports; unix sockets have none', 24),
+    ("127.0.0.1", 'unexpected "127.0.0.1"', 0),
+    ("sport = :1 state established", '"state" must come before the filter expression', 11),
+    ("dev nosuchdev0", 'cannot find device "nosuchdev0"', 4),
+    ("dev >= lo", '"dev" takes "=" or "!="', 4),
+    ("fwmark 5abc", '"5abc" is not a mark (MARK or MARK/MASK)', 7),
+    ("fwmark 1/0x1ffffffff", '"1/0x1ffffffff" is not a mark (MARK or MARK/MASK)', 7),
+    ("cgroup /nope", 'cannot find cgroup "/nope"', 7),
+    ("src link:nosuchproto", '"nosuchproto" is not a link-layer protocol', 4),
+    ("src link:ip:nosuchdev0", 'cannot find device "nosuchdev0"', 4),
+    ("src netlink:route", '"route" is not a netlink protocol', 4),
+    ("src netlink:*:x", '"x" is not a netlink port id', 4),
+    ("src vsock:1:2", "vsock hosts are not supported", 4),
+    (["sport = :1", "or", "dport\t= :nope"], '"nope" does not look like a port', 22),
+]
+
+
+@pytest.mark.parametrize("words,reason,column", ERRORS, ids=[str(e[0]) for e in ERRORS])
+def test_errors(words: str | list[str], reason: str, column: int) -> None:
+    with pytest.raises(FilterSyntaxError) as info:
+        P(words)
+    exc = info.value
+    expression = words if isinstance(words, str) else " ".join(words).replace("\t", " ")
+    assert exc.reason == reason
+    assert exc.position == column
+    assert str(exc) == f'bad filter "{expression}": {reason}'
+    assert "\n" not in str(exc)
+    assert exc.caret == f"{expression}\n{' ' * column}^"
+    assert isinstance(exc, UsageError) and exc.exit_status == 255
+
+
+def test_parse_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "filter"
+    f.write_text("# listeners we care about\n( sport = :1\n\n   or sport = :2 )\n#and dport = :3\n")
+    assert parse_file(str(f), resolver=R) == Or(A1, A2)
+    assert parse_file(str(f), ["dport", "=", ":3"], resolver=R) == And(A3, Or(A1, A2))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("dport = :3\n"))
+    assert parse_file("-", resolver=R) == A3
+    empty = tmp_path / "empty"
+    empty.write_text("# nothing\n")
+    assert parse_file(str(empty)) is None
+    with pytest.raises(UsageError, match="cannot read filter file") as info:
+        parse_file(str(tmp_path / "missing"))
+    assert not isinstance(info.value, FilterSyntaxError)
+    bad = tmp_path / "bad"
+    bad.write_text("sport = :1\nor dport = :nope\n")
+    with pytest.raises(FilterSyntaxError) as err:
+        parse_file(str(bad), resolver=R)
+    assert err.value.expression == "sport = :1 or dport = :nope"
+    assert err.value.position == len("sport = :1 or dport = ")
+
+
+# ---------------------------------------------------------------- hypothesis
+
+WORDS = ["(", ")", "!", "not", "and", "&&", "&", "or", "||", "|", "src", "dst", "sport", "dport",
+         "dev", "fwmark", "cgroup", "autobound", "=", "==", "eq", "!=", "ne", ">", "gt", "<", "lt",
+         ">=", "geq", "<=", "leq", ":22", ":ssh", "*", "*:22", "127.0.0.1", "[::1]", "[::1]:22",
+         "10.0.0.0/8", "127/8", "fe80::/10", "localhost", "unix:/tmp/*", "link:ip", "netlink:rtnl",
+         "inet:", "inet6:*", "lo", "0x10/0xff", "/", "state", "[", "]", "\\", "(x", "y)", ""]
+CHARS = "()[]:*/.\\!=<>&| \tabcdefx0123456789-@#%\0é"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(WORDS), st.text(CHARS, max_size=12)), max_size=12))
+def test_token_soup_only_raises_filter_errors(words: list[str]) -> None:
+    try:
+        tree = parse(words, resolver=R)
+    except FilterSyntaxError as exc:
+        assert "\n" not in str(exc)
+        assert 0 <= exc.position <= len(exc.expression)
+        return
+    if tree is not None:  # whatever parsed also prints and reads back
+        assert parse([str(tree)], resolver=R) == tree
+
+
+sides = st.sampled_from(["src", "dst"])
+ports = st.one_of(st.just(-1), st.integers(0, 0xFFFF))
+int32 = st.integers(-(1 << 31), (1 << 31) - 1)
+
+
+@st.composite
+def inet_hosts(draw: st.DrawFn) -> HostCond:
+    side, port = draw(sides), draw(ports)
+    family = draw(st.sampled_from([0, AF_INET, AF_INET6]))
+    kind = draw(st.sampled_from(["any", "net", "name"]))
+    if kind == "name":
+        name = draw(st.sampled_from(sorted(HOSTS)))
+        found = R.hosts(name, family)
+        if found:
+            nets = tuple(dict.fromkeys(ipaddress.ip_network((raw, 32 if f == V4 else 128)) for f, raw in found))
+            return HostCond(side, port, nets, family, name)
+    if kind != "any":
+        version = {AF_INET: 4, AF_INET6: 6}.get(family) or draw(st.sampled_from([4, 6]))
+        addr = draw(st.ip_addresses(v=version))
+        plen = draw(st.integers(0, addr.max_prefixlen))
+        return HostCond(side, port, (ipaddress.ip_network((addr, plen), strict=False),), family)
+    return HostCond(side, port, (), family)
+
+
+patterns = st.text("ab/*?[]!^-\\ ()@.\t:", max_size=10)
+leaves = st.one_of(
+    inet_hosts(),
+    st.builds(UnixCond, sides, patterns),
+    st.builds(LinkCond, sides, st.one_of(st.none(), st.integers(0, 0xFFFF)), int32),
+    st.builds(NetlinkCond, sides, st.one_of(st.none(), st.integers(0, 255)), int32),
+    st.builds(PortCmp, sides, st.sampled_from(["ge", "le"]), st.integers(0, 0xFFFF),
+              st.sampled_from([0, AF_INET, AF_INET6])),
+    st.builds(PortCmp, sides, st.sampled_from(["ge", "le"]), int32.filter(lambda p: p != -1),
+              st.sampled_from([AF_PACKET, AF_NETLINK])),
+    st.builds(DevCond, st.integers(0, 0xFFFFFFFF)),
+    st.just(DevCond(1, "lo")),
+    st.builds(MarkCond, st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF)),
+    st.sampled_from([CgroupCond(p, i) for p, i in CGROUPS.items()]),
+    st.just(Autobound()),
+)
+trees = st.recursive(leaves, lambda sub: st.one_of(
+    st.builds(And, sub, sub), st.builds(Or, sub, sub), st.builds(Not, sub)), max_leaves=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(trees)
+def test_printed_trees_read_back_equal(tree: Expr) -> None:
+    from sockscope.filter import compile_bytecode
+
+    # the two back ends' contract: no bytecode exactly when a node needs userspace
+    assert (compile_bytecode(tree) is None) == any(
+        isinstance(leaf, (DevCond, UnixCond, LinkCond, NetlinkCond))
+        or (isinstance(leaf, PortCmp) and leaf.family in (AF_PACKET, AF_NETLINK))
+        for leaf in tree.leaves())
+    if compile_bytecode(tree) is None:
+        assert tree.needs_userspace()
+    text = str(tree)
+    assert parse([text], resolver=R) == tree
+    if "\\ " not in text:  # the same text as separate argv words
+        assert parse(text.split(" "), resolver=R) == tree
+
+
+def test_long_chains_and_deep_nesting() -> None:
+    from sockscope.filter import compile_bytecode, compile_predicate
+    from sockscope.filter.parser import MAX_DEPTH
+    from sockscope.records import Endpoint, Socket, State
+
+    words: list[str] = []
+    for i in range(3000):  # a generated -F file: 3000 ports, or'ed
+        words += (["or"] if i else []) + ["sport", "=", f":{i + 1}"]
+    tree = P(words)
+    assert tree is not None
+    text = str(tree)
+    assert text.count(" or ") == 2999 and str(P([text])) == text
+    bc = compile_bytecode(tree)
+    assert bc is not None and len(bc) == 3000 * 16 + 2999 * 4
+    pred = compile_predicate(tree)
+    sock = lambda port: Socket("tcp", 2, State.LISTEN, 0, 0, Endpoint("127.0.0.1", port),  # noqa: E731
+                               Endpoint("0.0.0.0", 0), 1)
+    assert pred(sock(3000)) and not pred(sock(3001))
+    assert len(list(tree.leaves())) == 3000
+    too_long = P(words + ["or"] + words)  # 6000 conditions: more than the u16 attribute holds
+    assert too_long is not None and compile_bytecode(too_long) is None
+
+    deep = "( " * MAX_DEPTH + "autobound" + " )" * MAX_DEPTH
+    assert P(deep) == Autobound()
+    assert P("not " * MAX_DEPTH + "autobound") is not None
+    with pytest.raises(FilterSyntaxError, match="nested") as info:
+        P("( " * (MAX_DEPTH + 1) + "autobound" + " )" * (MAX_DEPTH + 1))
+    assert info.value.position == 2 * MAX_DEPTH
