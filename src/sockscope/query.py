@@ -62,6 +62,9 @@ class Query:
     reported instead of skipped silently.  ``details`` decodes every attribute
     (shutdown, v6only, mark, cgroup, UNIX vfs/pending); ``ext`` is the
     inet_diag extension bitmask to request (:data:`EXT_INFO`, :data:`EXT_MEM`).
+    ``bytecode`` (a compiled filter) goes to the kernel with every inet dump;
+    ``predicate`` is applied to every record, except inet records the kernel
+    already filtered when ``kernel_exact`` says the bytecode is the whole answer.
     """
 
     tables: frozenset[str]
@@ -72,10 +75,28 @@ class Query:
     ext: int = 0
     explicit: frozenset[str] = field(default_factory=frozenset)
     force_proc: bool = False
+    bytecode: bytes | None = None
+    predicate: Callable[[Socket], bool] | None = None
+    kernel_exact: bool = False
 
 
 def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
-    """Stream the sockets of ``q`` in ss's order."""
+    """Stream the sockets of ``q`` in ss's order (filtered by its filter, if any)."""
+    if q.predicate is None:
+        return _run(q, warn)
+    return _filtered(q, warn, q.predicate)
+
+
+def _filtered(q: Query, warn: Warn, pred: Callable[[Socket], bool]) -> Iterator[Socket]:
+    skip_inet = q.kernel_exact and q.bytecode is not None and not (q.force_proc or os.environ.get("SOCKSCOPE_FORCE_PROC"))
+    for s in _run(q, warn):
+        if skip_inet and (s.family == AF_INET or s.family == AF_INET6) and s.netid != "raw":
+            yield s
+        elif pred(s):
+            yield s
+
+
+def _run(q: Query, warn: Warn) -> Iterator[Socket]:
     force = q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC"))
     state = _FallbackState(force, warn)
     if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << 7):
@@ -121,7 +142,7 @@ def _inet(q: Query, table: str, state: _FallbackState) -> Iterator[Socket]:
         try:
             for fam in fams:
                 out: list[Socket] = []
-                req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext)
+                req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext, q.bytecode)
                 decode_all = q.details or bool(q.ext)
                 transport.dump(
                     req, lambda b: inet.decode_dump(b, table, out, decode_all, f"{table} diag"), f"{table} diag"
@@ -247,6 +268,8 @@ def sockets(
     states: Iterable[State | str | int] | None = None,
     processes: bool = False,
     details: bool | Iterable[str] = False,
+    filter: str | None = None,
+    netns: str | None = None,
 ) -> Iterator[Socket]:
     """Stream the sockets of ``kind`` (psutil's kind names) as :class:`Socket` records.
 
@@ -257,10 +280,30 @@ def sockets(
     "info" (``tcp_info``, ``cong``), "mem" (``skmem``) and "extended"
     (``v6only``, ``shutdown``, ``mark``, ``cgroup_id``, UNIX vfs and pending
     peers).  Timers (``timer``, ``expires``, ``retrans``) are always filled.
+    ``filter`` is an ss filter expression (``"dport = :443 or sport = :443"``),
+    compiled to kernel bytecode where the kernel can evaluate it.  ``netns``
+    names a network namespace (``ip netns`` name or a path) to list instead of
+    the caller's; records then carry it in ``netns``.
     """
     tables, fams = _kind(kind)
     q = Query(frozenset(tables), frozenset(fams), _state_mask(states), **_details(details))
-    it = run(q)
+    if filter:
+        q = with_filter(q, filter.split())
+    if netns is not None:
+        from dataclasses import replace as _replace
+
+        from sockscope import netns as _netns
+
+        path = netns if "/" in netns else f"{_netns.NETNS_RUN_DIR}/{netns}"
+        label = netns
+        # collect inside the namespace, hand the records out from home
+        inside = list(_netns.visit([(label, path)], lambda lb: (_replace(s, netns=lb) for s in run(q))))
+        yield from _with_owners(iter(inside), processes)  # type: ignore[arg-type]
+        return
+    yield from _with_owners(run(q), processes)
+
+
+def _with_owners(it: Iterator[Socket], processes: bool) -> Iterator[Socket]:
     if not processes:
         yield from it
         return
@@ -272,6 +315,38 @@ def sockets(
     for s in it:
         o = owners.owners(s.inode)
         yield replace(s, owners=o) if o else s
+
+
+def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = None) -> Query:
+    """``q`` restricted by an ss filter expression (argv words, or ``-F path``).
+
+    The expression compiles to bytecode for the kernel where it can, and to a
+    predicate for the rest; a host prefix (``unix:``, ``inet6:``…) replaces the
+    families, as in ss.  Syntax errors raise
+    :class:`~sockscope.filter.FilterSyntaxError` (a :class:`UsageError`).
+    """
+    from dataclasses import replace
+
+    from sockscope import filter as flt
+
+    protocols = tuple(t for t in ("tcp", "udp") if t in q.tables) or ("tcp", "udp")
+    if path is not None:
+        expr = flt.parse_file(path, words, family=family, protocols=protocols)
+    else:
+        expr = flt.parse(words, family=family, protocols=protocols)
+    if expr is None:
+        return q
+    fams = expr.families()
+    bc = flt.compile_bytecode(expr)
+    needs_marks = any(type(leaf).__name__ in ("MarkCond", "CgroupCond") for leaf in expr.leaves())
+    return replace(
+        q,
+        families=frozenset(fams) if fams is not None else q.families,
+        bytecode=bc,
+        predicate=flt.compile_predicate(expr),
+        kernel_exact=bc is not None and not expr.needs_userspace(),
+        details=q.details or needs_marks,
+    )
 
 
 _DETAIL_WORDS = {"info": EXT_INFO, "mem": EXT_MEM, "extended": 0, "timers": 0}
@@ -381,4 +456,4 @@ def _psutil_holders(owners: OwnerMap, inode: int) -> list[tuple[int, int]]:
     return [x for x in h if x[0] == last]
 
 
-__all__ = ["Query", "run", "EXT_INFO", "EXT_MEM", "sockets", "net_connections", "sconn", "addr", "KINDS", "SS_ALL", "SS_CONN"]
+__all__ = ["Query", "run", "with_filter", "EXT_INFO", "EXT_MEM", "sockets", "net_connections", "sconn", "addr", "KINDS", "SS_ALL", "SS_CONN"]

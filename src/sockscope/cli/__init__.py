@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except SockscopeError as exc:
         _flush_quietly()
         print(f"sockscope: {exc}", file=sys.stderr)
+        caret = getattr(exc, "caret", None)
+        if caret:
+            print(caret, file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         _flush_quietly()

@@ -57,7 +57,10 @@ Usage: sockscope [ OPTIONS ]
    -A, --query=QUERY, --socket=QUERY
        QUERY := {all|inet|tcp|mptcp|udp|raw|unix|unix_dgram|unix_stream|unix_seqpacket|packet|packet_raw|packet_dgram|netlink|dccp|sctp}[,QUERY]
 
+   -F, --filter=FILE   read filter information from FILE (- = stdin)
        FILTER := [ state STATE-FILTER ] [ EXPRESSION ]
+       EXPRESSION := ss(8)'s: src|dst [=] HOST, sport|dport OP [HOST]:PORT, dev, fwmark,
+                     cgroup, autobound, joined by and/or/not and ( ); OP := = != < > <= >=
        STATE-FILTER := {all|connected|synchronized|bucket|big|TCP-STATES}
          TCP-STATES := {established|syn-sent|syn-recv|fin-wait-{1,2}|time-wait|closed|close-wait|last-ack|listening|closing}
           connected := {established|syn-sent|syn-recv|fin-wait-{1,2}|time-wait|close-wait|last-ack|closing}
@@ -87,7 +90,7 @@ _LONG_TO_SHORT = {
 # Options of ss that this version does not implement yet: refuse them clearly.
 _NOT_YET = {
     "T": "-T (threads)", "b": "-b (bpf)",
-    "D": "-D (diag dump)", "F": "-F (filter file)", "z": "-z (contexts)", "Z": "-Z (contexts)",
+    "D": "-D (diag dump)", "z": "-z (contexts)", "Z": "-Z (contexts)",
  "tipc": "--tipc", "vsock": "--vsock", "xdp": "--xdp",
     "tipcinfo": "--tipcinfo", "tos": "--tos", "cgroup": "--cgroup", "inet-sockopt": "--inet-sockopt",
 }
@@ -195,6 +198,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     fmt = "table"
     all_netns = False
     kill = dry_run = follow = False
+    filter_file: str | None = None
     for opt, val in opts:
         name = _LONG_TO_SHORT.get(opt, opt)
         if name in _NOT_YET:
@@ -269,6 +273,10 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             dry_run = True
         elif name == "E":
             follow = True
+        elif name == "F":
+            if filter_file is not None:
+                raise UsageError("more than one filter file")
+            filter_file = val
 
     from sockscope.filter.states import parse_state_words
 
@@ -279,12 +287,10 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         if sel.do_default and not args:
             return 0
     state_filter, rest = parse_state_words(args, state_filter)
-    if kill and not args:
+    if kill and not args and filter_file is None:
         raise UsageError("-K closes every socket it lists: give a state or filter expression to choose them")
     if dry_run and not kill:
         raise UsageError("--dry-run goes with -K")
-    if rest:
-        raise UsageError(f"filter expressions are not implemented yet in this version: {' '.join(rest)!r}")
     if sel.do_default:
         state_filter = state_filter or SS_CONN
         sel.db_parse("all")
@@ -312,6 +318,10 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         ext=(EXT_INFO if info or fmt != "table" else 0) | (EXT_MEM if memory or fmt != "table" else 0),
         explicit=frozenset(sel.explicit),
     )
+    if rest or filter_file is not None:
+        from sockscope.query import with_filter
+
+        q = with_filter(q, rest, family=sel.preferred, path=filter_file)
     owners = None
     if processes or fmt != "table":
         from sockscope.processes import OwnerMap
