@@ -96,9 +96,9 @@ def _filtered(q: Query, warn: Warn, pred: Callable[[Socket], bool]) -> Iterator[
             yield s
 
 
-def _run(q: Query, warn: Warn) -> Iterator[Socket]:
-    force = q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC"))
-    state = _FallbackState(force, warn)
+def _run(q: Query, warn: Warn, state: _FallbackState | None = None) -> Iterator[Socket]:
+    if state is None:
+        state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
     if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << 7):
         yield from _optional(q, "nl", lambda: _netlink(q))
     if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << 7):
@@ -107,7 +107,45 @@ def _run(q: Query, warn: Warn) -> Iterator[Socket]:
         yield from _unix(q, state)
     for table in INET_TABLES:
         if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
-            yield from _inet(q, table, state)
+            yield from _inet(q, table, state)  # type: ignore[misc]
+
+
+_FAST_TABLES = frozenset({"udp", "tcp"})
+
+
+def rows(
+    q: Query,
+    cells: Callable[[Socket], list[str]],
+    raw_cells: Callable[[str, list[tuple]], list[list[str]]] | None,  # type: ignore[type-arg]
+    warn: Warn = _stderr_warn,
+) -> Iterator[list[list[str]]]:
+    """Batches of table rows of ``q``: what ``map(cells, run(q))`` gives, but the UDP
+    and TCP dumps take the codec's tuple fast path
+    (:func:`~sockscope.kernel.inet.decode_raw` then ``raw_cells``) when no row
+    needs a full record (no details, no userspace filtering; ``raw_cells`` None
+    turns the fast path off, for rows whose text needs more than the tuple)."""
+    if raw_cells is None or q.details or q.ext or (q.predicate is not None and not q.kernel_exact):
+        for s in run(q, warn):
+            yield [cells(s)]
+        return
+    from dataclasses import replace
+
+    state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
+    # ss's order: nl, packet, unix, raw | udp, tcp | dccp, sctp, mptcp
+    before = replace(q, tables=q.tables & frozenset({"nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw"}))
+    after = replace(q, tables=q.tables & frozenset({"dccp", "sctp", "mptcp"}))
+    for s in _run(before, warn, state):
+        yield [cells(s)]
+    if AF_INET in q.families or AF_INET6 in q.families:
+        for table in ("udp", "tcp"):
+            if table in q.tables:
+                for item in _inet(q, table, state, raw=True):
+                    if type(item) is list:
+                        yield raw_cells(table, item)  # type: ignore[misc]
+                    else:
+                        yield [cells(item)]  # type: ignore[arg-type]
+    for s in _run(after, warn, state):
+        yield [cells(s)]
 
 
 class _FallbackState:
@@ -133,21 +171,35 @@ def _families(q: Query) -> list[int]:
     return fams
 
 
-def _inet(q: Query, table: str, state: _FallbackState) -> Iterator[Socket]:
+def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False) -> Iterator[Socket | list[tuple]]:  # type: ignore[type-arg]
+    """One inet table's records; with ``raw``, batches (lists) of the codec's
+    plain tuples instead, for as long as sock_diag answers."""
     from sockscope.kernel import inet, transport
 
     fams = _families(q)
     use_proc = state.force or table == "raw"
     if not use_proc:
         try:
+            decode_all = q.details or bool(q.ext)
+            op = f"{table} diag"
             for fam in fams:
-                out: list[Socket] = []
                 req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext, q.bytecode)
-                decode_all = q.details or bool(q.ext)
-                transport.dump(
-                    req, lambda b: inet.decode_dump(b, table, out, decode_all, f"{table} diag"), f"{table} diag"
-                )
-                yield from out
+                # streamed datagram by datagram: memory stays flat however many sockets
+                if raw:
+                    for data in transport.stream(req, op):
+                        batch: list[tuple] = []  # type: ignore[type-arg]
+                        done = inet.decode_raw(data, batch, op)
+                        yield batch
+                        if done:
+                            break
+                    continue
+                out: list[Socket] = []
+                for data in transport.stream(req, op):
+                    done = inet.decode_dump(data, table, out, decode_all, op)
+                    yield from out
+                    out.clear()
+                    if done:
+                        break
             return
         except (NotSupported, PermissionDenied) as exc:
             if table not in ("tcp", "udp"):
@@ -456,4 +508,4 @@ def _psutil_holders(owners: OwnerMap, inode: int) -> list[tuple[int, int]]:
     return [x for x in h if x[0] == last]
 
 
-__all__ = ["Query", "run", "with_filter", "EXT_INFO", "EXT_MEM", "sockets", "net_connections", "sconn", "addr", "KINDS", "SS_ALL", "SS_CONN"]
+__all__ = ["Query", "run", "rows", "with_filter", "EXT_INFO", "EXT_MEM", "sockets", "net_connections", "sconn", "addr", "KINDS", "SS_ALL", "SS_CONN"]

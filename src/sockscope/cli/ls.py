@@ -13,6 +13,9 @@ TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time
 if TYPE_CHECKING:
     from typing import IO
 
+    from sockscope.processes import OwnerMap
+    from sockscope.query import Query
+
 from sockscope.errors import UsageError
 
 USAGE = """\
@@ -335,6 +338,9 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         _restore_sigpipe()
     if follow:
         return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1)
+    if fmt == "table" and not all_netns and not kill:
+        return _table(q, out, sel, owners, header, numeric, resolve, processes,
+                      timers, extended, memory, info, oneline)
     if all_netns:
         from dataclasses import replace as _replace
 
@@ -381,6 +387,29 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     else:
         for s in socks:
             add(make(s))
+    writer.flush()
+    return 0
+
+
+def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | None, header: bool, numeric: bool,
+           resolve: bool, processes: bool, timers: bool, extended: bool, memory: bool, info: bool,
+           oneline: bool) -> int:
+    """The plain listing: rows stream from :func:`sockscope.query.rows` (its
+    fast path skips building records) into ss's layout."""
+    from sockscope.query import rows
+    from sockscope.render.details import DetailOptions
+    from sockscope.render.table import CellMaker, TableOptions, TableWriter
+
+    dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
+                          numeric=numeric)
+    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes,
+                         details=dopts if dopts.any else None)
+    visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
+    writer = TableWriter(out, visible, header=header)
+    maker = CellMaker(topts, owners)
+    add = writer.add_many
+    for batch in rows(q, maker.cells, maker.raw_cells if topts.details is None else None):
+        add(batch)
     writer.flush()
     return 0
 

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError, netlink_error
 from sockscope.kernel import netlink as nl
-from sockscope.kernel import tcpinfo
 from sockscope.kernel.others import decode_skmem
 from sockscope.records import STATES, Endpoint, Socket, make_socket, state_of
 
@@ -184,6 +183,46 @@ def decode_dump(
     return False
 
 
+def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag") -> bool:  # type: ignore[type-arg]
+    """The listing's fast path: like :func:`decode_dump`, but appends plain
+    tuples ``(family, state, sport, dport, src, dst, ifindex, recv_q, send_q,
+    inode, v6only)`` (addresses as 16 raw bytes) instead of records."""
+    mv = memoryview(buf)
+    end = len(mv)
+    off = 0
+    hdr_unpack = nl.NLMSGHDR.unpack_from
+    msg_unpack = _MSG.unpack_from
+    append = out.append
+    swap = _SWAP_PORTS
+    while off < end:
+        if end - off < 16:
+            raise DecodeError(f"truncated netlink header at offset {off}")
+        length, mtype, _flags, _seq, _pid = hdr_unpack(mv, off)
+        if length < 16 or off + length > end:
+            raise DecodeError(f"bad netlink message length {length} at offset {off}")
+        if mtype == nl.SOCK_DIAG_BY_FAMILY:
+            if length < 16 + MSG_LEN:
+                raise DecodeError(f"truncated inet_diag_msg ({length - 16} bytes)")
+            (fam, st, _t, _r, sport, dport, src, dst, ifindex, _cookie,
+             _expires, rq, wq, _uid, ino) = msg_unpack(mv, off + 16)
+            if swap:
+                sport = ((sport & 0xFF) << 8) | (sport >> 8)
+                dport = ((dport & 0xFF) << 8) | (dport >> 8)
+            v6only = None
+            if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
+                v6only = _v6only(mv[off + 16 + MSG_LEN : off + length])
+            append((fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only))
+        elif mtype == nl.NLMSG_DONE:
+            nl.check_done(mv[off + 16 : off + length], op)
+            return True
+        elif mtype == nl.NLMSG_ERROR:
+            code = nl.error_code(mv[off + 16 : off + length])
+            if code:
+                raise netlink_error(op, -code)
+        off += (length + 3) & ~3
+    return False
+
+
 def _v6only(attrs: memoryview) -> bool | None:
     """SKV6ONLY from an inet_diag_msg's attributes (None when absent)."""
     off = 0
@@ -227,6 +266,8 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
         d["skmem"] = decode_skmem(a)
     a = attrs.get(INET_DIAG_INFO)
     if a is not None and netid == "tcp":
+        from sockscope.kernel import tcpinfo  # its 63-field dataclass costs start-up time: only when asked
+
         d["tcp_info"] = tcpinfo.decode(a)
     a = attrs.get(INET_DIAG_BBRINFO)
     if a is not None and len(a) >= 12:
@@ -242,4 +283,4 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     return d
 
 
-__all__ = ["encode_request", "encode_sockid", "encode_destroy", "decode_events", "decode_dump", "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6"]
+__all__ = ["decode_raw", "encode_request", "encode_sockid", "encode_destroy", "decode_events", "decode_dump", "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6"]

@@ -10,7 +10,7 @@ import _socket  # the C module: ``socket``'s enum set-up costs start-up time
 import errno
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Callable, Iterator
 
 from sockscope.errors import NetlinkError, netlink_error
 from sockscope.kernel.netlink import NETLINK_SOCK_DIAG
@@ -73,6 +73,28 @@ def subscribe(groups: int, op: str = "sock_diag events") -> _socket.socket:
         s.close()
         raise netlink_error(op, exc.errno or errno.EIO) from exc
     return s
+
+
+def stream(request: bytes, op: str) -> Iterator[bytes]:
+    """Send ``request`` and yield every reply datagram; the caller stops when its
+    decoder sees the end of the dump (then the socket is closed)."""
+    s = open_diag()
+    try:
+        try:
+            s.sendto(request, (0, 0))
+        except OSError as exc:
+            raise netlink_error(op, exc.errno or errno.EIO) from exc
+        recv = s.recv
+        while True:
+            try:
+                data = recv(_RECV_SIZE)
+            except OSError as exc:
+                raise netlink_error(op, exc.errno or errno.EIO) from exc
+            if not data:
+                raise NetlinkError(op, errno.EPIPE, f"{op}: netlink socket closed mid-dump")
+            yield data
+    finally:
+        s.close()
 
 
 def dump(request: bytes, decode: Callable[[bytes], bool], op: str, sock: _socket.socket | None = None) -> None:

@@ -1,7 +1,9 @@
 """Machine-readable output: ``--json`` (one JSON array) and ``--csv``.
 
 The fields are those of :meth:`sockscope.records.Socket.to_dict`; ``owners``
-is a list of {pid, fd, name} in JSON and ``pid/fd/name;…`` text in CSV.
+is a list of {pid, fd, name} in JSON and ``pid/fd/name;…`` text in CSV.  CSV
+keeps the flat fields only (the nested ``tcp_info``, ``skmem``, ``bbr_info``
+and ``dctcp_info`` are in the JSON).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from sockscope.records import Socket
 FIELDS = (
     "netid", "family", "state", "recv_q", "send_q", "local_address", "local_port",
     "peer_address", "peer_port", "inode", "uid", "cookie", "ifindex", "peer_inode",
-    "v6only", "shutdown", "owners", "netns", "protocol",
+    "v6only", "shutdown", "owners", "netns", "protocol", "timer", "expires", "retrans", "mark",
+    "cgroup_id", "cong",
 )
 
 

@@ -11,11 +11,15 @@ table streams; a column never narrows between batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import IO, Iterable
 
-from sockscope.records import SS_STATE_NAMES, Socket
+    from sockscope.processes import OwnerMap
+
+from sockscope._addr import ntop
+from sockscope.records import SS_STATE_NAMES, Owner, Socket
 from sockscope.render import names
 from sockscope.render.details import DetailOptions, detail_text
 
@@ -23,6 +27,7 @@ HEADERS = ("Netid", "State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer
 _LDELIM = ("", " ", " ", " ", " ", "", " ", "", "", "", " ")
 _RIGHT = (False, False, False, False, True, False, True, False, False, False, False)
 COL_NETID, COL_STATE = 0, 1
+_QUEUE = ["%-6d" % i for i in range(256)]  # ss's "%-6d" queue cells, precomputed for small values
 
 AF_INET, AF_INET6, AF_UNIX, AF_NETLINK, AF_PACKET = 2, 10, 1, 16, 17
 
@@ -38,12 +43,15 @@ class TableOptions:
 class CellMaker:
     """Builds the ten cells of each row (the tenth, ss's unnamed column, stays empty), with caches."""
 
-    __slots__ = ("opts", "_ports", "_addrs")
+    __slots__ = ("opts", "_ports", "_addrs", "_raw_addrs", "_by_netid", "owners")
 
-    def __init__(self, opts: TableOptions) -> None:
+    def __init__(self, opts: TableOptions, owners: OwnerMap | None = None) -> None:
         self.opts = opts
+        self.owners = owners  # for the fast path's users cell (records carry their own)
         self._ports: dict[tuple[str, int], str] = {}
         self._addrs: dict[tuple[str, bool], str] = {}
+        self._raw_addrs: dict[tuple[bytes, int, bool | None, int], str] = {}
+        self._by_netid: dict[str, dict[int, str]] = {}
 
     def port(self, netid: str, port: int) -> str:
         key = (netid, port)
@@ -76,9 +84,55 @@ class CellMaker:
             self._addrs[key] = s
         return s
 
+    def raw_cells(self, netid: str, batch: list[tuple]) -> list[list[str]]:  # type: ignore[type-arg]
+        """Cells of the codec's plain inet tuples (:func:`~sockscope.kernel.inet.decode_raw`):
+        the same text as :meth:`cells` gives for the records, without building them."""
+        addr_cache = self._raw_addrs
+        ports = self._port_texts(netid)
+        names_of = SS_STATE_NAMES
+        owners = self.owners
+        queue = _QUEUE
+        out = []
+        append = out.append
+        for fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only in batch:
+            key = (src, fam, v6only, ifindex)
+            la = addr_cache.get(key)
+            if la is None:
+                la = self.address(fam, ntop(fam, src), v6only)
+                if ifindex:
+                    la = f"{la}%{names.ifname(ifindex)}"
+                la = addr_cache[key] = la + ":"
+            key = (dst, fam, v6only, 0)
+            ra = addr_cache.get(key)
+            if ra is None:
+                ra = addr_cache[key] = self.address(fam, ntop(fam, dst), v6only) + ":"
+            lp = ports.get(sport)
+            if lp is None:
+                lp = ports[sport] = self.port(netid, sport)
+            rp = ports.get(dport)
+            if rp is None:
+                rp = ports[dport] = self.port(netid, dport)
+            proc = ""
+            if owners is not None and ino:
+                proc = _users(owners.owners(ino))
+            append([netid, names_of.get(st, "UNKNOWN"), queue[rq] if rq < 256 else "%-6d" % rq,
+                    queue[wq] if wq < 256 else "%-6d" % wq, la, lp, ra, rp, proc, ""])
+        return out
+
+    def _port_texts(self, netid: str) -> dict[int, str]:
+        d = self._by_netid.get(netid)
+        if d is None:
+            d = self._by_netid[netid] = {}
+        return d
+
     def cells(self, s: Socket) -> list[str]:
         fam = s.family
-        proc = users(s) if self.opts.processes else ""
+        if not self.opts.processes:
+            proc = ""
+        elif s.owners or self.owners is None:
+            proc = users(s)
+        else:
+            proc = _users(self.owners.owners(s.inode))
         if self.opts.details is not None:
             proc += detail_text(s, self.opts.details)
         head = [s.netid, SS_STATE_NAMES.get(int(s.state), "UNKNOWN"), f"{s.recv_q:<6}", f"{s.send_q:<6}"]
@@ -124,9 +178,13 @@ class CellMaker:
 
 def users(s: Socket) -> str:
     """ss's ``users:(("name",pid=P,fd=F),…)`` cell (with its leading space), or ""."""
-    if not s.owners:
+    return _users(s.owners)
+
+
+def _users(owners: tuple[Owner, ...]) -> str:
+    if not owners:
         return ""
-    return " users:(" + ",".join(f'("{o.name}",pid={o.pid},fd={o.fd})' for o in s.owners) + ")"
+    return " users:(" + ",".join(f'("{o.name}",pid={o.pid},fd={o.fd})' for o in owners) + ")"
 
 
 class TableWriter:
@@ -152,6 +210,11 @@ class TableWriter:
         if header:
             self.rows.append(list(HEADERS) + ["Netns"])
 
+    def add_many(self, rows: list[list[str]]) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= self.batch:
+            self.flush(final=False)
+
     def add(self, cells: list[str]) -> None:
         self.rows.append(cells)
         if len(self.rows) >= self.batch:
@@ -164,33 +227,29 @@ class TableWriter:
             return
         vis = self.visible
         widths = self.widths
+        cols = list(zip(*rows))  # column-wise, for C-speed width scans
         for i in vis:
-            measured = rows[:-1] if (i == 8 and final) else rows
-            m = max((len(r[i]) for r in measured), default=0)
+            col = cols[i][:-1] if (i == 8 and final) else cols[i]
+            m = max(map(len, col), default=0)
             if m > widths[i]:
                 widths[i] = m
-        # effective widths: the first visible column with content gets no delimiter
-        eff: list[tuple[int, str, int, bool]] = []
+        # one %-format for the whole batch: the first visible column gets no
+        # delimiter; a non-first column's width includes its delimiter (ss's rule)
+        pieces: list[str] = []
         first = True
         for i in vis:
             w = widths[i]
             delim = _LDELIM[i] if not first else ""
             ew = w + len(_LDELIM[i]) if (not first and w) else w
-            eff.append((i, delim, ew, _RIGHT[i]))
+            pad = max(ew - len(delim), 0)
+            pieces.append(delim + ("%" if _RIGHT[i] else "%-") + (str(pad) if pad else "") + "s")
             if ew:
                 first = False
-        lines = []
-        for r in rows:
-            parts = []
-            started = False
-            for i, delim, ew, right in eff:
-                cell = r[i]
-                d = delim if started else ""
-                started = True
-                if right:
-                    parts.append(d + cell.rjust(ew - len(d)))
-                else:
-                    parts.append((d + cell).ljust(ew))
-            lines.append("".join(parts))
+        fmt = "".join(pieces)
+        pick = itemgetter(*vis)
+        if len(vis) == 1:
+            lines = [fmt % (pick(r),) for r in rows]
+        else:
+            lines = [fmt % pick(r) for r in rows]
         self.out.write("\n".join(lines) + "\n")
         self.rows = []
