@@ -225,8 +225,10 @@ CASES: list[Case] = [
     Case("v6-host", "-tan", W("dst [::1]"), check=_all(lambda r: r.peer_addr == "[::1]")),
     Case("v6-host-port", "-tan", W("src [::1]:80"),
          check=_all(lambda r: r.local_addr == "[::1]" and r.local_port == "80")),
-    Case("v6-any-prefix", "-tan", W("src [::]/0"), check=_all(IS_V6)),
-    Case("v6-all-with-6", "-6tan", W("src [::]/0"), expect="all"),
+    # ss 6.1 wants the prefix length inside the brackets: "[::]/0" is refused (see BAD)
+    Case("v6-any-prefix", "-tan", W("src [::/0]"), check=_all(IS_V6)),
+    Case("v6-any-unbracketed", "-tan", W("src ::/0"), check=_all(IS_V6)),
+    Case("v6-all-with-6", "-6tan", W("src [::/0]"), expect="all"),
     Case("v4-mapped-only", "-tan", W("src [::ffff:127.0.0.1]"),
          check=_all(lambda r: r.local_addr == V4MAPPED)),
     Case("v4-mapped-prefix", "-tan", W("dst [::ffff:127.0.0.0/104]"),
@@ -266,7 +268,7 @@ CASES: list[Case] = [
          check=_both(_all(IS_V6), _any(lambda r: r.local_addr == V4MAPPED))),
     Case("v4-only-prefix", "-4 -tan", W("src 127/8"),
          check=_all(lambda r: r.local_addr.startswith("127.0.0.1"))),
-    Case("v6-v4-last-wins", "-4 -6 -tan", W("src [::1]"), check=_all(lambda r: r.local_addr == "[::1]")),
+    Case("v6-v4-last-wins", "-4 -6 -tan", W("src [::1]"), check=_all(lambda r: _addr(r) == "[::1]")),
     # --- UNIX: path globs, abstract names, autobound -----------------------------------------
     Case("unix-path-glob", "-x", W("src unix:/tmp/*"),
          check=_all(lambda r: r.local_addr.startswith("/tmp/"))),
@@ -301,7 +303,7 @@ CASES: list[Case] = [
     Case("netlink-prefix", "-a", W("src netlink:rtnl"), check=_all(lambda r: r.local_addr == "rtnl")),
     # --- -F FILE (comments, blank lines, several lines) and -F - (stdin) ----------------------
     Case("file-comments", "-tan", ["-F", "{F}"],
-         file="# a comment\n\n( sport = :22\n   # another\n  or dport = :22 )\n",
+         file="# a comment\n\n( sport = :22\n# another\n  or dport = :22 )\n#\n",
          check=_all(lambda r: "22" in (r.local_port, r.peer_port))),
     Case("file-flat", "-tan", ["-F", "{F}"],
          file="sport = :22 or\nsport = :80\nand src [::1]\n",
@@ -310,11 +312,13 @@ CASES: list[Case] = [
          check=_all(lambda r: "stream" in r.local_addr or "abs" in r.local_addr)),
     Case("file-stdin", "-tan", ["-F", "-"], file="# from stdin\nsport = :8443 and not dst [::1]\n",
          check=_all(lambda r: r.local_port == "8443" and r.peer_addr != "[::1]")),
-    Case("file-stdin-state", "-tn", ["state", "established", "-F", "-"], file="sport = :2345 or dport = :2345\n",
+    Case("file-stdin-state", "-tn", ["state", "close-wait", "state", "fin-wait-2", "-F", "-"],
+         file="sport = :2345 or\n\tdport = :2345\n",
          check=_all(lambda r: "2345" in (r.local_port, r.peer_port))),
-    # ss reads only the file when -F is given: expression words on the command line are ignored
-    Case("file-ignores-argv", "-tan", ["-F", "{F}", "dport", "=", ":22"], file="sport = :22\n",
-         check=_any(lambda r: r.state == "LISTEN")),
+    # With -F and expression words on the command line, ss reads the words first, then the file
+    # ("dport = :22 or" + "sport = :22"; the other order would be a syntax error).
+    Case("file-after-argv", "-tan", ["-F", "{F}", "dport", "=", ":22", "or"], file="sport = :22\n",
+         check=_both(_any(lambda r: r.state == "LISTEN"), _any(lambda r: r.peer_port == "22"))),
     # ss 6.1 skips -F lines that start with "0" as well as "#" (a bug, see research/ss.md)
     Case("file-zero-line", "-tan", ["-F", "{F}"], file="0 skipped\nsport = :22\n",
          check=_all(lambda r: r.local_port == "22")),
@@ -483,7 +487,9 @@ BAD: list[Bad] = [
     Bad("glued-bang", ["-tan", "!sport = :22"], "!sport"),
     Bad("port-out-of-range", ["-tan", "sport = :99999"], ":99999", ss_rejects=False),
     Bad("negative-port", ["-tan", "sport = :-1"], ":-1", ss_rejects=False),
+    Bad("v6-prefix-outside-brackets", ["-tan", "src [::]/0"], "[::]/0"),
     Bad("from-stdin", ["-tan", "-F", "-"], None, stdin="# comment\nsport = :22 or\n"),
+    Bad("indented-comment", ["-tan", "-F", "-"], "#", stdin="  # only column 0 starts a comment\nsport = :22\n"),
 ]
 
 CARET = re.compile(r"^( *)\^$")

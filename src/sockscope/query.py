@@ -106,8 +106,52 @@ def _run(q: Query, warn: Warn, state: _FallbackState | None = None) -> Iterator[
     if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
         yield from _unix(q, state)
     for table in INET_TABLES:
+        if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
+            _probe_others(q)
         if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
             yield from _inet(q, table, state)  # type: ignore[misc]
+
+
+#: families ss knows that sockscope can only probe: (tables, family, sock_diag family or None)
+_PROBED = (
+    (("v_str", "v_dgr"), 40, "vsock", 40),
+    (("tipc",), 30, "tipc", None),
+    (("xdp",), 44, "xdp", 44),
+)
+
+
+def _probe_others(q: Query) -> None:
+    """vsock, TIPC and XDP sockets: say once on stderr that this kernel lacks
+    them (what it does here), or that sockscope cannot list them yet."""
+    for tables, family, name, diag_family in _PROBED:
+        if not (set(tables) & q.tables) or family not in q.families or not (set(tables) & q.explicit):
+            continue
+        supported = False
+        if diag_family is not None:
+            from sockscope.kernel import netlink as nl
+            from sockscope.kernel import transport
+
+            payload = bytes([diag_family, 0, 0, 0]) + q.states.to_bytes(4, "little") + bytes(12)
+            req = nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, 1, payload)
+
+            def done(b: bytes, name: str = name) -> bool:
+                for t, _f, p in nl.iter_messages(b, name):
+                    if t == nl.NLMSG_DONE:
+                        nl.check_done(p, name)
+                        return True
+                return False
+
+            try:
+                transport.dump(req, done, name)
+                supported = True
+            except NotSupported:
+                supported = False
+        else:
+            supported = os.path.isdir(f"/sys/module/{name}")
+        if supported:
+            _stderr_warn(f"{name}: listing these sockets is not implemented in this version")
+        else:
+            _stderr_warn(f"{name}: not supported by this kernel")
 
 
 _FAST_TABLES = frozenset({"udp", "tcp"})
@@ -133,7 +177,7 @@ def rows(
     state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
     # ss's order: nl, packet, unix, raw | udp, tcp | dccp, sctp, mptcp
     before = replace(q, tables=q.tables & frozenset({"nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw"}))
-    after = replace(q, tables=q.tables & frozenset({"dccp", "sctp", "mptcp"}))
+    after = replace(q, tables=q.tables & frozenset({"dccp", "sctp", "mptcp", "v_str", "v_dgr", "tipc", "xdp"}))
     for s in _run(before, warn, state):
         yield [cells(s)]
     if AF_INET in q.families or AF_INET6 in q.families:

@@ -37,6 +37,8 @@ Usage: sockscope [ OPTIONS ]
    -E, --events        continually display sockets as they are destroyed
    -K, --kill          forcibly close sockets, display what was closed
                        (needs a state or filter; --dry-run shows what would close)
+       --cgroup        show cgroup information
+   -Z, --context       display task SELinux security contexts (needs SELinux)
    -H, --no-header     Suppress header line
    -O, --oneline       socket's data printed on a single line
    -N, --net=NAME      switch to the specified network namespace name
@@ -54,8 +56,11 @@ Usage: sockscope [ OPTIONS ]
    -d, --dccp          display only DCCP sockets
    -w, --raw           display only RAW sockets
    -x, --unix          display only Unix domain sockets
+       --tipc          display only TIPC sockets
+       --vsock         display only vsock sockets
+       --xdp           display only XDP sockets
    -f, --family=FAMILY display sockets of type FAMILY
-       FAMILY := {inet|inet6|link|unix|netlink|help}
+       FAMILY := {inet|inet6|link|unix|netlink|vsock|tipc|xdp|help}
 
    -A, --query=QUERY, --socket=QUERY
        QUERY := {all|inet|tcp|mptcp|udp|raw|unix|unix_dgram|unix_stream|unix_seqpacket|packet|packet_raw|packet_dgram|netlink|dccp|sctp}[,QUERY]
@@ -92,10 +97,8 @@ _LONG_TO_SHORT = {
 }
 # Options of ss that this version does not implement yet: refuse them clearly.
 _NOT_YET = {
-    "T": "-T (threads)", "b": "-b (bpf)",
-    "D": "-D (diag dump)", "z": "-z (contexts)", "Z": "-Z (contexts)",
- "tipc": "--tipc", "vsock": "--vsock", "xdp": "--xdp",
-    "tipcinfo": "--tipcinfo", "tos": "--tos", "cgroup": "--cgroup", "inet-sockopt": "--inet-sockopt",
+    "T": "-T (threads)", "b": "-b (bpf)", "D": "-D (diag dump)",
+    "tipcinfo": "--tipcinfo", "tos": "--tos", "inet-sockopt": "--inet-sockopt",
 }
 
 SS_ALL = (1 << 12) - 1
@@ -108,22 +111,24 @@ AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET = 1, 2, 10, 16, 17
 _DB_STATES = {
     "tcp": SS_CONN, "mptcp": SS_CONN, "dccp": SS_CONN, "udp": _EST, "raw": _EST,
     "u_dgr": _CLOSE, "u_str": SS_CONN, "u_seq": SS_CONN, "p_dgr": _CLOSE, "p_raw": _CLOSE,
-    "nl": _CLOSE, "sctp": SS_CONN, "v_str": SS_CONN, "v_dgr": SS_CONN, "xdp": _CLOSE,
+    "nl": _CLOSE, "sctp": SS_CONN, "v_str": SS_CONN, "v_dgr": SS_CONN, "xdp": _CLOSE, "tipc": SS_CONN,
 }
 _INET = frozenset({AF_INET, AF_INET6})
 _DB_FAMILIES = {
     "tcp": _INET, "mptcp": _INET, "dccp": _INET, "udp": _INET, "raw": _INET, "sctp": _INET,
     "u_dgr": frozenset({AF_UNIX}), "u_str": frozenset({AF_UNIX}), "u_seq": frozenset({AF_UNIX}),
     "p_dgr": frozenset({AF_PACKET}), "p_raw": frozenset({AF_PACKET}), "nl": frozenset({AF_NETLINK}),
-    "v_str": frozenset({40}), "v_dgr": frozenset({40}), "xdp": frozenset({44}),
+    "v_str": frozenset({40}), "v_dgr": frozenset({40}), "xdp": frozenset({44}), "tipc": frozenset({30}),
 }
 _INET_DBS = ("tcp", "udp", "dccp", "sctp", "raw", "mptcp")
 _AF_DEFAULTS = {
     AF_INET: (_INET_DBS, SS_CONN), AF_INET6: (_INET_DBS, SS_CONN),
     AF_UNIX: (("u_str", "u_dgr", "u_seq"), SS_CONN), AF_PACKET: (("p_raw", "p_dgr"), _CLOSE),
-    AF_NETLINK: (("nl",), _CLOSE),
+    AF_NETLINK: (("nl",), _CLOSE), 40: (("v_str", "v_dgr"), SS_CONN), 30: (("tipc",), SS_CONN),
+    44: (("xdp",), _CLOSE),
 }
-_FAMILY_NAMES = {"inet": AF_INET, "inet6": AF_INET6, "link": AF_PACKET, "unix": AF_UNIX, "netlink": AF_NETLINK}
+_FAMILY_NAMES = {"inet": AF_INET, "inet6": AF_INET6, "link": AF_PACKET, "unix": AF_UNIX, "netlink": AF_NETLINK,
+                 "vsock": 40, "tipc": 30, "xdp": 44}
 _DB_NAMES = {
     "all": ("udp", "dccp", "tcp", "mptcp", "raw", "u_str", "u_dgr", "u_seq", "p_raw", "p_dgr",
             "nl", "sctp", "v_str", "v_dgr", "xdp"),
@@ -134,10 +139,10 @@ _DB_NAMES = {
     "unix_seqpacket": ("u_seq",), "u_seq": ("u_seq",), "packet": ("p_raw", "p_dgr"),
     "packet_raw": ("p_raw",), "p_raw": ("p_raw",), "packet_dgram": ("p_dgr",), "p_dgr": ("p_dgr",),
     "netlink": ("nl",), "vsock": ("v_str", "v_dgr"), "vsock_stream": ("v_str",), "v_str": ("v_str",),
-    "vsock_dgram": ("v_dgr",), "v_dgr": ("v_dgr",), "xdp": ("xdp",),
+    "vsock_dgram": ("v_dgr",), "v_dgr": ("v_dgr",), "xdp": ("xdp",), "tipc": ("tipc",),
 }
 _SHORT_DB = {"t": "tcp", "u": "udp", "w": "raw", "d": "dccp", "S": "sctp", "M": "mptcp"}
-_SHORT_AF = {"x": AF_UNIX, "4": AF_INET, "6": AF_INET6, "0": AF_PACKET}
+_SHORT_AF = {"x": AF_UNIX, "4": AF_INET, "6": AF_INET6, "0": AF_PACKET, "vsock": 40, "tipc": 30, "xdp": 44}
 
 
 class _Selection:
@@ -200,7 +205,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     header = True
     fmt = "table"
     all_netns = False
-    kill = dry_run = follow = False
+    kill = dry_run = follow = cgroup = False
     filter_file: str | None = None
     for opt, val in opts:
         name = _LONG_TO_SHORT.get(opt, opt)
@@ -243,16 +248,17 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             sel.explicit.add(_SHORT_DB[name])
         elif name in _SHORT_AF:
             sel.af_set(_SHORT_AF[name])
+            if name in ("vsock", "tipc", "xdp"):
+                sel.explicit.update(_AF_DEFAULTS[_SHORT_AF[name]][0])
         elif name == "f":
             if val == "help":
                 out.write(USAGE)
                 return 0
             af = _FAMILY_NAMES.get(val)
             if af is None:
-                if val in ("vsock", "tipc", "xdp"):
-                    raise UsageError(f"family {val} is not implemented yet in this version")
                 raise UsageError(f'"{val}" is invalid family')
             sel.af_set(af)
+            sel.explicit.update(_AF_DEFAULTS[af][0])
         elif name == "A":
             if not saw_query:
                 sel.dbs = set()
@@ -276,6 +282,15 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             dry_run = True
         elif name == "E":
             follow = True
+        elif name == "cgroup":
+            cgroup = True
+        elif name in ("Z", "z"):
+            import os as _os
+
+            if not _os.path.exists("/sys/fs/selinux/enforce"):
+                print("sockscope: SELinux is not enabled.", file=sys.stderr)
+                return 1
+            raise UsageError("-Z/-z (SELinux contexts) are not implemented in this version")
         elif name == "F":
             if filter_file is not None:
                 raise UsageError("more than one filter file")
@@ -317,7 +332,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         families=frozenset(sel.families),
         states=sel.states,
         preferred_family=sel.preferred,
-        details=extended or fmt != "table",
+        details=extended or cgroup or fmt != "table",
         ext=(EXT_INFO if info or fmt != "table" else 0) | (EXT_MEM if memory or fmt != "table" else 0),
         explicit=frozenset(sel.explicit),
     )
@@ -340,7 +355,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1)
     if fmt == "table" and not all_netns and not kill:
         return _table(q, out, sel, owners, header, numeric, resolve, processes,
-                      timers, extended, memory, info, oneline)
+                      timers, extended, memory, info, oneline, cgroup)
     if all_netns:
         from dataclasses import replace as _replace
 
@@ -393,7 +408,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
 def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | None, header: bool, numeric: bool,
            resolve: bool, processes: bool, timers: bool, extended: bool, memory: bool, info: bool,
-           oneline: bool) -> int:
+           oneline: bool, cgroup: bool = False) -> int:
     """The plain listing: rows stream from :func:`sockscope.query.rows` (its
     fast path skips building records) into ss's layout."""
     from sockscope.query import rows
@@ -401,7 +416,7 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | None, hea
     from sockscope.render.table import CellMaker, TableOptions, TableWriter
 
     dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
-                          numeric=numeric)
+                          numeric=numeric, cgroup=cgroup)
     topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes,
                          details=dopts if dopts.any else None)
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8

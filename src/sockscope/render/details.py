@@ -20,10 +20,11 @@ class DetailOptions:
     info: bool = False  # -i
     oneline: bool = False  # -O
     numeric: bool = False  # -n: exact rates
+    cgroup: bool = False  # --cgroup
 
     @property
     def any(self) -> bool:
-        return self.timers or self.extended or self.memory or self.info
+        return self.timers or self.extended or self.memory or self.info or self.cgroup
 
 
 def ms_timer(timeout: int) -> str:
@@ -202,6 +203,8 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
                 out.append(f" v6only:{int(s.v6only)}")
             if s.shutdown is not None:
                 out.append(_shutdown(s.shutdown))
+        if opts.cgroup and s.cgroup_id:
+            out.append(f" cgroup:{names.cgroup_path(s.cgroup_id)}")
         if opts.memory or (opts.info and s.netid != "udp"):
             if not opts.oneline:
                 out.append("\n\t")
