@@ -267,7 +267,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
                 sel.do_default = False
             for part in val.split(","):
                 sel.db_parse(part)
-                sel.explicit.update(_DB_NAMES.get(part.lstrip("!"), ()))
+                if part.lstrip("!") not in ("all", "inet"):  # groups stay quiet about absent members, like ss
+                    sel.explicit.update(_DB_NAMES.get(part.lstrip("!"), ()))
         elif name in ("json", "csv"):
             fmt = name
         elif name == "N":
