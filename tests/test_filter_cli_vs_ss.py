@@ -602,6 +602,42 @@ def test_api_filter_same_inodes_as_cli(fresh_population: Harness, expr: str) -> 
     assert json.loads(api.stdout) == want, f"sockscope.sockets('tcp', filter={expr!r}) vs ss"
 
 
+API_BOTH_CODE = """
+import json, os, sys, sockscope
+expr = sys.argv[1]
+kernel = sorted(s.inode for s in sockscope.sockets("tcp", filter=expr))
+os.environ["SOCKSCOPE_FORCE_PROC"] = "1"
+proc = sorted(s.inode for s in sockscope.sockets("tcp", filter=expr))
+print(json.dumps({"kernel": kernel, "proc": proc}))
+"""
+
+#: The "-tan" cases (all TCP sockets, all states: what sockets("tcp") lists) that /proc can decide.
+API_CASES = [c for c in CASES if c.opts == "-tan" and c.file is None and c.proc]
+
+
+@pytest.mark.parametrize("case", _params(API_CASES))
+def test_api_kernel_and_userspace_filter_same_inodes_as_ss(fresh_population: Harness, case: Case) -> None:
+    """``sockets("tcp", filter=…)`` with bytecode, and again from /proc (the predicate alone),
+    give the inodes of ``ss -tanHe EXPR``: kernel-filtered == userspace-filtered == ss."""
+    pop = fresh_population
+    expr = " ".join(case.expr)
+    ss_argv = ["-tanHe", *(case.ss_expr if case.ss_expr is not None else case.expr)]
+    for _ in range(4):
+        ss1 = pop.ss(ss_argv)
+        api = pop.python(API_BOTH_CODE, expr)
+        ss2 = pop.ss(ss_argv)
+        assert ss1.returncode == 0 and ss2.returncode == 0, ss1.stderr + ss2.stderr
+        if _inodes(ss1.stdout) == _inodes(ss2.stdout):
+            break
+    else:
+        pytest.fail("the population kept moving")
+    assert api.returncode == 0 and "Traceback" not in api.stderr, api.stderr
+    got = json.loads(api.stdout)
+    want = _inodes(ss1.stdout)
+    assert got["kernel"] == want, f"sockets('tcp', filter={expr!r}) (bytecode) vs ss -tanHe"
+    assert got["proc"] == want, f"sockets('tcp', filter={expr!r}) with SOCKSCOPE_FORCE_PROC=1 vs ss -tanHe"
+
+
 NETNS_CODE = """
 import json, os, sys, sockscope
 before = os.stat("/proc/self/ns/net").st_ino

@@ -10,7 +10,9 @@ where the data is absent.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
+from dataclasses import dataclass  # noqa: E402
 from collections import namedtuple
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters

@@ -14,6 +14,8 @@ _TIMERS = ("off", "on", "keepalive", "timewait", "persist", "unknown")
 
 @dataclass(frozen=True, slots=True)
 class DetailOptions:
+    """Which detail texts to append (ss's -o -e -m -i -O -n --cgroup)."""
+
     timers: bool = False  # -o (also implied by -e)
     extended: bool = False  # -e
     memory: bool = False  # -m

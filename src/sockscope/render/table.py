@@ -34,6 +34,8 @@ AF_INET, AF_INET6, AF_UNIX, AF_NETLINK, AF_PACKET = 2, 10, 1, 16, 17
 
 @dataclass(frozen=True, slots=True)
 class TableOptions:
+    """What changes the cells: -n, -r, -p and the detail texts."""
+
     numeric: bool = False
     resolve: bool = False
     processes: bool = False
