@@ -12,6 +12,15 @@ twice:
   userspace predicate filters; the rows must still equal ss's, with just the
   fields /proc cannot express masked (:func:`test_cli_vs_ss.relax_for_proc`).
   Together the two runs show "kernel-filtered == userspace-filtered == ss".
+  Cases /proc cannot decide run only normally (``proc=False``, each says why):
+  ``dev`` (no bound-device column), ``fwmark`` other than the always-true one
+  (no mark column: an unknown mark passes), ``not autobound`` on TCP (no
+  userlocks; the kernel calls accepted sockets autobound).
+
+The ``-tan`` cases also go through the API:
+``sockscope.sockets("tcp", filter=EXPR)`` with bytecode and again with
+SOCKSCOPE_FORCE_PROC=1 (predicate only) must give the inodes of
+``ss -tanHe EXPR``.
 
 A case is also checked against ss alone, so that it cannot pass vacuously:
 ss must list some rows, fewer than without the expression (or exactly as
@@ -283,17 +292,23 @@ CASES: list[Case] = [
     Case("unix-prefix-narrows", "-a", W("src unix:*stream*"),
          check=_all(lambda r: r.netid == "u_str" and "stream" in r.local_addr)),
     Case("unix-autobound", "-xa", W("autobound"),
-         check=_any(lambda r, _i=None: r.local_addr.startswith("@") and len(r.local_addr) == 6)),
+         check=lambda rows, info: info["autobind"] in {r.local_addr for r in rows} and all(
+             r.local_addr == "*" or re.fullmatch(r"@[0-9a-f]{5}", r.local_addr) for r in rows)),
     Case("unix-not-autobound", "-xa", W("not autobound"),
          check=_all(lambda r: r.local_addr != "*")),
     # --- autobound, dev, fwmark, link, netlink -------------------------------------------------
     Case("tcp-autobound", "-tn", W("autobound"), check=_all(lambda r: _port(r.local_port) >= 32768)),
-    Case("tcp-not-autobound", "-tan", W("not autobound"), check=_any(lambda r: r.state == "LISTEN")),
-    Case("dev-lo", "-tan", W("dev lo"), check=_all(lambda r: "%lo" in r.local_addr)),
-    Case("dev-eq-index", "-uan", W("dev = 1"), check=_all(lambda r: "%lo" in r.local_addr)),
-    Case("dev-ne-lo", "-tuan", W("dev != lo"), check=_all(lambda r: "%lo" not in r.local_addr)),
+    # The kernel calls accepted sockets autobound (no SOCK_BINDPORT_LOCK), so "not autobound" is
+    # the listeners only; /proc has no userlocks and the predicate's port-range rule also lets
+    # the accepted sockets (ports 22, 80, ...) through: not decidable from /proc.
+    Case("tcp-not-autobound", "-tan", W("not autobound"), check=_all(lambda r: r.state == "LISTEN"),
+         proc=False),
+    # /proc/net/tcp|udp have no bound-device column: "dev" cannot be decided from /proc.
+    Case("dev-lo", "-tan", W("dev lo"), check=_all(lambda r: "%lo" in r.local_addr), proc=False),
+    Case("dev-eq-index", "-uan", W("dev = 1"), check=_all(lambda r: "%lo" in r.local_addr), proc=False),
+    Case("dev-ne-lo", "-tuan", W("dev != lo"), check=_all(lambda r: "%lo" not in r.local_addr), proc=False),
     Case("dev-or-port", "-tan", W("dev lo or sport = :22"),
-         check=_all(lambda r: "%lo" in r.local_addr or r.local_port == "22")),
+         check=_all(lambda r: "%lo" in r.local_addr or r.local_port == "22"), proc=False),
     # Every population socket has mark 0.  /proc carries no mark: a mark test there is
     # "unknown", which passes (predicate.py), so only the always-true case runs from /proc.
     Case("fwmark-zero", "-tan", W("fwmark = 0"), expect="all"),

@@ -66,21 +66,19 @@ class OwnerMap:
                 continue
             except OSError:
                 continue  # the process is gone
-            entries: list[tuple[int, int]] = []
+            # procfs lists fds in ascending order already
             for name in fds:
                 try:
                     target = readlink(fddir + name)
                 except OSError:
                     continue
-                if target.startswith(prefix):
-                    entries.append((int(target[plen:-1]), int(name)))
-            entries.sort(key=lambda e: e[1])
-            for ino, fd in entries:
-                h = holders.get(ino)
-                if h is None:
-                    holders[ino] = [(pid, fd)]
-                else:
-                    h.append((pid, fd))
+                if target[:plen] == prefix:
+                    ino = int(target[plen:-1])
+                    h = holders.get(ino)
+                    if h is None:
+                        holders[ino] = [(pid, int(name))]
+                    else:
+                        h.append((pid, int(name)))
 
     def owners(self, inode: int) -> tuple[Owner, ...]:
         """Every holder of ``inode``, in ss's order (last discovered first)."""

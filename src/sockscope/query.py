@@ -503,28 +503,52 @@ def net_connections(kind: str = "inet") -> list[sconn]:
     that process.  Read from sock_diag, so many times faster.
     """
     import socket as _s
+    import threading
 
+    from sockscope._addr import ntop
     from sockscope.processes import OwnerMap
 
     tables, fams = _kind(kind)
-    inet_tables = frozenset(t for t in tables if t in ("tcp", "udp"))
+    # The /proc/*/fd walk (system calls, GIL released) runs in a thread while
+    # this one dumps and decodes: on two cores the two overlap.
+    scanned: list[OwnerMap] = []
+    scanner = threading.Thread(target=lambda: scanned.append(OwnerMap.scan()), daemon=True)
+    scanner.start()
+    stream = _s.SocketKind.SOCK_STREAM
+    dgram = _s.SocketKind.SOCK_DGRAM
+    fam_enum = {AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6, AF_UNIX: _s.AddressFamily.AF_UNIX}
+    unix_types = {"u_str": stream, "u_dgr": dgram, "u_seq": _s.SocketKind.SOCK_SEQPACKET}
+    inet_rows: list[tuple[str, tuple]] = []  # type: ignore[type-arg]
     socks: list[Socket] = []
-    if inet_tables:
-        q = Query(inet_tables, frozenset(f for f in fams if f != AF_UNIX), SS_ALL | (1 << 12))
-        socks = list(run(q, warn=lambda m: None))
+    q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
+              SS_ALL | (1 << 12))
+    state = _FallbackState(bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), lambda m: None)
+    for table in ("tcp", "udp"):
+        if table in q.tables and q.families:
+            for item in _inet(q, table, state, raw=True):
+                if type(item) is list:
+                    inet_rows.extend((table, t) for t in item)
+                else:
+                    socks.append(item)  # type: ignore[arg-type]
     if AF_UNIX in fams:
         # psutil reads /proc/net/unix, which also lists connections not yet
         # accepted (inode 0) that sock_diag omits: read the same file.
         from sockscope import procnet
 
         socks += procnet.read_unix(SS_ALL | (1 << 12), unaccepted=True)
-    owners = OwnerMap.scan()
-    stream = _s.SocketKind.SOCK_STREAM
-    dgram = _s.SocketKind.SOCK_DGRAM
-    fam_enum = {AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6, AF_UNIX: _s.AddressFamily.AF_UNIX}
-    unix_types = {"u_str": stream, "u_dgr": dgram, "u_seq": _s.SocketKind.SOCK_SEQPACKET}
+    scanner.join()
+    owners = scanned[0] if scanned else OwnerMap.scan()
     ret: set[sconn] = set()
     add = ret.add
+    for table, (fam, st, sport, dport, src, dst, _if, _rq, _wq, ino, _v6) in inet_rows:
+        holders = _psutil_holders(owners, ino)
+        pid, fd = holders[0] if holders else (None, -1)
+        la = addr(ntop(fam, src), sport) if sport else ()
+        ra = addr(ntop(fam, dst), dport) if dport else ()
+        if table == "tcp":
+            add(sconn(fd, fam_enum[fam], stream, la, ra, _PSUTIL_STATUS.get(st, "NONE"), pid))
+        else:
+            add(sconn(fd, fam_enum[fam], dgram, la, ra, "NONE", pid))
     for s in socks:
         holders = _psutil_holders(owners, s.inode)
         if s.family == AF_UNIX:

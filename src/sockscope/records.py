@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 
 from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import MISSING, dataclass  # noqa: E402
 from collections import namedtuple
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
@@ -209,8 +209,9 @@ class Socket:
 _FAMILY_NAMES = {1: "unix", 2: "inet", 10: "inet6", 16: "netlink", 17: "packet"}
 
 
-def _fast_constructor(cls: type) -> Callable[..., Any]:
-    """A positional constructor for a frozen slotted dataclass.
+def fast_constructor(cls: type) -> Callable[..., Any]:
+    """A constructor for a frozen slotted dataclass (fields in order; those
+    with defaults may be left out or given by keyword).
 
     A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per
     field, about 2 µs for this record; writing through the slot descriptors
@@ -223,7 +224,7 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
     for n in names:
         ns["_set_" + n] = getattr(cls, n).__set__
         default = fields[n].default
-        if n in ("netid", "family", "state", "recv_q", "send_q", "local", "peer", "inode"):
+        if default is MISSING:
             params.append(n)
         else:
             ns["_d_" + n] = default
@@ -235,6 +236,6 @@ def _fast_constructor(cls: type) -> Callable[..., Any]:
 
 
 #: ``make_socket(netid, …, inode, [more fields positionally or by keyword])``: the decoders' fast path.
-make_socket: Callable[..., Socket] = _fast_constructor(Socket)
+make_socket: Callable[..., Socket] = fast_constructor(Socket)
 
 __all__ = ["State", "Endpoint", "Owner", "Socket", "SkMem", "STATES", "state_of", "make_socket"]

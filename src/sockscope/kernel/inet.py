@@ -242,6 +242,19 @@ _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 
 
+_tcpinfo: Any = None
+
+
+def _tcpinfo_decode() -> Any:
+    """tcpinfo.decode, imported on first use (its 63-field dataclass costs start-up time)."""
+    global _tcpinfo
+    if _tcpinfo is None:
+        from sockscope.kernel import tcpinfo
+
+        _tcpinfo = tcpinfo.decode
+    return _tcpinfo
+
+
 def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     """The detail fields of one message's attributes (the ``details=True`` path)."""
     attrs = nl.parse_attrs(raw)
@@ -266,9 +279,7 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
         d["skmem"] = decode_skmem(a)
     a = attrs.get(INET_DIAG_INFO)
     if a is not None and netid == "tcp":
-        from sockscope.kernel import tcpinfo  # its 63-field dataclass costs start-up time: only when asked
-
-        d["tcp_info"] = tcpinfo.decode(a)
+        d["tcp_info"] = _tcpinfo_decode()(a)
     a = attrs.get(INET_DIAG_BBRINFO)
     if a is not None and len(a) >= 12:
         lo, hi, min_rtt, pg, cg = struct.unpack_from("=5I", bytes(a[:20]).ljust(20, b"\0"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import asdict, dataclass
+
+from sockscope.records import fast_constructor
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -117,10 +119,13 @@ def decode(raw: bytes | memoryview) -> TcpInfo:
     v = _FMT.unpack(b)
     wscale = v[6]
     flags = v[7]
-    return TcpInfo(
+    return _make(
         v[0], v[1], v[2], v[3], v[4], v[5], wscale & 0x0F, wscale >> 4, bool(flags & 1), (flags >> 1) & 3,
         *v[8:], n,
     )
+
+
+_make = fast_constructor(TcpInfo)
 
 
 __all__ = ["TcpInfo", "decode", "SIZE"]
