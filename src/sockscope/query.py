@@ -154,8 +154,6 @@ def _probe_others(q: Query) -> None:
             _stderr_warn(f"{name}: not supported by this kernel")
 
 
-_FAST_TABLES = frozenset({"udp", "tcp"})
-
 
 def rows(
     q: Query,

@@ -11,10 +11,12 @@ from __future__ import annotations
 import sys
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import IO
+    from typing import IO, Iterable
 
     from sockscope.processes import OwnerMap
     from sockscope.query import Query
+    from sockscope.records import Socket
+    from sockscope.render.table import TableOptions
 
 from sockscope.errors import UsageError
 
@@ -342,21 +344,27 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
         q = with_filter(q, rest, family=sel.preferred, path=filter_file)
     owners = None
-    if processes or fmt != "table":
+    if processes:
         from sockscope.processes import OwnerMap
 
-        if processes:
-            owners = OwnerMap.scan()
-            if not owners.complete:
-                print("sockscope: not all processes could be read (run as root): owners may be missing",
-                      file=sys.stderr)
+        owners = OwnerMap.scan()
+        if not owners.complete:
+            print("sockscope: not all processes could be read (run as root): owners may be missing",
+                  file=sys.stderr)
     if out is sys.stdout and fmt == "table":
         _restore_sigpipe()
     if follow:
         return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1)
+
+    from sockscope.render.details import DetailOptions
+    from sockscope.render.table import TableOptions
+
+    dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
+                          numeric=numeric, cgroup=cgroup)
+    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes,
+                         details=dopts if dopts.any else None)
     if fmt == "table" and not all_netns and not kill:
-        return _table(q, out, sel, owners, header, numeric, resolve, processes,
-                      timers, extended, memory, info, oneline, cgroup)
+        return _table(q, out, sel, owners, header, topts)
     if all_netns:
         from dataclasses import replace as _replace
 
@@ -385,47 +393,28 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
         write_csv(socks, out)
         return 0
-
-    from sockscope.render.details import DetailOptions
-    from sockscope.render.table import CellMaker, TableOptions, TableWriter
-
-    dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
-                          numeric=numeric)
-    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes,
-                         details=dopts if dopts.any else None)
-    visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
-    writer = TableWriter(out, visible, header=header, netns=all_netns)
-    make = CellMaker(topts).cells
-    add = writer.add
-    if all_netns:
-        for s in socks:
-            add(make(s) + [s.netns or ""])
-    else:
-        for s in socks:
-            add(make(s))
-    writer.flush()
-    return 0
+    return _table(q, out, sel, owners, header, topts, socks, all_netns)
 
 
-def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | None, header: bool, numeric: bool,
-           resolve: bool, processes: bool, timers: bool, extended: bool, memory: bool, info: bool,
-           oneline: bool, cgroup: bool = False) -> int:
-    """The plain listing: rows stream from :func:`sockscope.query.rows` (its
-    fast path skips building records) into ss's layout."""
+def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | None, header: bool, topts: TableOptions,
+           socks: Iterable[Socket] | None = None, netns: bool = False) -> int:
+    """Lay the rows out like ss.  Without ``socks`` the rows stream from
+    :func:`sockscope.query.rows` (whose fast path skips building records);
+    with them (after -K, or across namespaces), from those records."""
     from sockscope.query import rows
-    from sockscope.render.details import DetailOptions
-    from sockscope.render.table import CellMaker, TableOptions, TableWriter
+    from sockscope.render.table import CellMaker, TableWriter
 
-    dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
-                          numeric=numeric, cgroup=cgroup)
-    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes,
-                         details=dopts if dopts.any else None)
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
-    writer = TableWriter(out, visible, header=header)
+    writer = TableWriter(out, visible, header=header, netns=netns)
     maker = CellMaker(topts, owners)
-    add = writer.add_many
-    for batch in rows(q, maker.cells, maker.raw_cells if topts.details is None else None):
-        add(batch)
+    if socks is None:
+        add_many = writer.add_many
+        for batch in rows(q, maker.cells, maker.raw_cells if topts.details is None else None):
+            add_many(batch)
+    else:
+        add, make = writer.add, maker.cells
+        for s in socks:
+            add(make(s) + [s.netns or ""] if netns else make(s))
     writer.flush()
     return 0
 
