@@ -173,21 +173,24 @@ def rows(
     from dataclasses import replace
 
     state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
+    pred = q.predicate
     # ss's order: nl, packet, unix, raw | udp, tcp | dccp, sctp, mptcp
     before = replace(q, tables=q.tables & frozenset({"nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw"}))
     after = replace(q, tables=q.tables & frozenset({"dccp", "sctp", "mptcp", "v_str", "v_dgr", "tipc", "xdp"}))
     for s in _run(before, warn, state):
-        yield [cells(s)]
+        if pred is None or pred(s):  # the kernel filtered only inet dumps
+            yield [cells(s)]
     if AF_INET in q.families or AF_INET6 in q.families:
         for table in ("udp", "tcp"):
             if table in q.tables:
                 for item in _inet(q, table, state, raw=True):
                     if type(item) is list:
                         yield raw_cells(table, item)  # type: ignore[misc]
-                    else:
-                        yield [cells(item)]  # type: ignore[arg-type]
+                    elif pred is None or pred(item):  # type: ignore[arg-type]
+                        yield [cells(item)]  # type: ignore[arg-type]  # from /proc: not kernel-filtered
     for s in _run(after, warn, state):
-        yield [cells(s)]
+        if pred is None or pred(s):
+            yield [cells(s)]
 
 
 class _FallbackState:

@@ -271,7 +271,9 @@ def parse_file(path: str, words: Sequence[str] = (), *, family: int = AF_UNSPEC,
     """``-F FILE``: ``words`` (the command line's expression) then the file's lines.
 
     A path starting with ``-`` reads standard input (as ss does); lines
-    starting with ``#`` are skipped.  An unreadable file is a UsageError.
+    starting with ``#`` are skipped, and so are lines starting with ``0``,
+    as ss 6.1 skips them (its comment test reads ``'#'`` and ``0`` alike), so
+    that a filter file means the same to both.  An unreadable file is a UsageError.
     """
     try:
         if path.startswith("-"):
@@ -281,7 +283,7 @@ def parse_file(path: str, words: Sequence[str] = (), *, family: int = AF_UNSPEC,
                 text = f.read()
     except OSError as exc:
         raise UsageError(f"cannot read filter file {path}: {exc.strerror or exc}") from exc
-    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    lines = [line for line in text.splitlines() if not line.startswith(("#", "0"))]
     return parse([*words, *lines], family=family, protocols=protocols, resolver=resolver)
 
 

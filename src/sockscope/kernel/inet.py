@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
-from sockscope.errors import DecodeError, netlink_error
+from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.others import decode_skmem
 from sockscope.records import STATES, Endpoint, Socket, make_socket, state_of
@@ -130,10 +130,7 @@ def decode_dump(
     matching :class:`~sockscope.errors.NetlinkError`; malformed bytes raise
     :class:`DecodeError`.
     """
-    mv = memoryview(buf)
-    end = len(mv)
-    off = 0
-    hdr_unpack = nl.NLMSGHDR.unpack_from
+    mv, spans, done = nl.diag_messages(buf, op)
     msg_unpack = _MSG.unpack_from
     append = out.append
     mk = make_socket
@@ -141,86 +138,55 @@ def decode_dump(
     states = STATES
     nstates = len(states)
     swap = _SWAP_PORTS
-    while off < end:
-        if end - off < 16:
-            raise DecodeError(f"truncated netlink header at offset {off}")
-        length, mtype, _flags, _seq, _pid = hdr_unpack(mv, off)
-        if length < 16 or off + length > end:
-            raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        if mtype == nl.SOCK_DIAG_BY_FAMILY:
-            if length < 16 + MSG_LEN:
-                raise DecodeError(f"truncated inet_diag_msg ({length - 16} bytes)")
-            (fam, st, timer, retrans, sport, dport, src, dst, ifindex, cookie,
-             expires, rq, wq, uid, ino) = msg_unpack(mv, off + 16)
-            if swap:
-                sport = ((sport & 0xFF) << 8) | (sport >> 8)
-                dport = ((dport & 0xFF) << 8) | (dport >> 8)
-            if fam == AF_INET:
-                laddr = ntop4(src[:4])
-                raddr = ntop4(dst[:4])
-            else:
-                laddr = ntop6(src)
-                raddr = ntop6(dst)
-            state = states[st] if st < nstates else state_of(st)
-            if details:
-                append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
-                          uid, cookie, ifindex, None, timer=timer, expires=expires, retrans=retrans,
-                          **_details(mv[off + 16 + MSG_LEN : off + length], fam, netid)))
-            else:
-                v6only = None
-                if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
-                    v6only = _v6only(mv[off + 16 + MSG_LEN : off + length])
-                append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
-                          uid, cookie, ifindex, None, v6only, None, (), None, None, timer, expires, retrans))
-        elif mtype == nl.NLMSG_DONE:
-            nl.check_done(mv[off + 16 : off + length], op)
-            return True
-        elif mtype == nl.NLMSG_ERROR:
-            code = nl.error_code(mv[off + 16 : off + length])
-            if code:
-                raise netlink_error(op, -code)
-        off += (length + 3) & ~3
-    return False
+    for start, stop in spans:
+        if stop - start < MSG_LEN:
+            raise DecodeError(f"truncated inet_diag_msg ({stop - start} bytes)")
+        (fam, st, timer, retrans, sport, dport, src, dst, ifindex, cookie,
+         expires, rq, wq, uid, ino) = msg_unpack(mv, start)
+        if swap:
+            sport = ((sport & 0xFF) << 8) | (sport >> 8)
+            dport = ((dport & 0xFF) << 8) | (dport >> 8)
+        if fam == AF_INET:
+            laddr = ntop4(src[:4])
+            raddr = ntop4(dst[:4])
+        else:
+            laddr = ntop6(src)
+            raddr = ntop6(dst)
+        state = states[st] if st < nstates else state_of(st)
+        if details:
+            append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
+                      uid, cookie, ifindex, None, timer=timer, expires=expires, retrans=retrans,
+                      **_details(mv[start + MSG_LEN : stop], fam, netid)))
+        else:
+            v6only = None
+            if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
+                v6only = _v6only(mv[start + MSG_LEN : stop])
+            append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
+                      uid, cookie, ifindex, None, v6only, None, (), None, None, timer, expires, retrans))
+    return done
 
 
 def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag") -> bool:  # type: ignore[type-arg]
     """The listing's fast path: like :func:`decode_dump`, but appends plain
     tuples ``(family, state, sport, dport, src, dst, ifindex, recv_q, send_q,
     inode, v6only)`` (addresses as 16 raw bytes) instead of records."""
-    mv = memoryview(buf)
-    end = len(mv)
-    off = 0
-    hdr_unpack = nl.NLMSGHDR.unpack_from
+    mv, spans, done = nl.diag_messages(buf, op)
     msg_unpack = _MSG.unpack_from
     append = out.append
     swap = _SWAP_PORTS
-    while off < end:
-        if end - off < 16:
-            raise DecodeError(f"truncated netlink header at offset {off}")
-        length, mtype, _flags, _seq, _pid = hdr_unpack(mv, off)
-        if length < 16 or off + length > end:
-            raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        if mtype == nl.SOCK_DIAG_BY_FAMILY:
-            if length < 16 + MSG_LEN:
-                raise DecodeError(f"truncated inet_diag_msg ({length - 16} bytes)")
-            (fam, st, _t, _r, sport, dport, src, dst, ifindex, _cookie,
-             _expires, rq, wq, _uid, ino) = msg_unpack(mv, off + 16)
-            if swap:
-                sport = ((sport & 0xFF) << 8) | (sport >> 8)
-                dport = ((dport & 0xFF) << 8) | (dport >> 8)
-            v6only = None
-            if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
-                v6only = _v6only(mv[off + 16 + MSG_LEN : off + length])
-            append((fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only))
-        elif mtype == nl.NLMSG_DONE:
-            nl.check_done(mv[off + 16 : off + length], op)
-            return True
-        elif mtype == nl.NLMSG_ERROR:
-            code = nl.error_code(mv[off + 16 : off + length])
-            if code:
-                raise netlink_error(op, -code)
-        off += (length + 3) & ~3
-    return False
+    for start, stop in spans:
+        if stop - start < MSG_LEN:
+            raise DecodeError(f"truncated inet_diag_msg ({stop - start} bytes)")
+        (fam, st, _t, _r, sport, dport, src, dst, ifindex, _cookie,
+         _expires, rq, wq, _uid, ino) = msg_unpack(mv, start)
+        if swap:
+            sport = ((sport & 0xFF) << 8) | (sport >> 8)
+            dport = ((dport & 0xFF) << 8) | (dport >> 8)
+        v6only = None
+        if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
+            v6only = _v6only(mv[start + MSG_LEN : stop])
+        append((fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only))
+    return done
 
 
 def _v6only(attrs: memoryview) -> bool | None:

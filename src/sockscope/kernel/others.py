@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import struct
 
-from sockscope.errors import DecodeError, netlink_error
+from sockscope.errors import DecodeError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 from sockscope.kernel import netlink as nl
 from sockscope.records import Endpoint, SkMem, Socket, make_socket, state_of
 
@@ -51,27 +55,10 @@ def encode_packet_request(seq: int = 1) -> bytes:
     return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
 
 
-def _dump_loop(buf: bytes | memoryview, out: list[Socket], one, op: str) -> bool:  # type: ignore[no-untyped-def]
-    mv = memoryview(buf)
-    end = len(mv)
-    off = 0
-    while off < end:
-        if end - off < 16:
-            raise DecodeError(f"truncated netlink header at offset {off}")
-        length, mtype, _f, _s, _p = nl.NLMSGHDR.unpack_from(mv, off)
-        if length < 16 or off + length > end:
-            raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        if mtype == nl.SOCK_DIAG_BY_FAMILY:
-            out.append(one(mv[off + 16 : off + length]))
-        elif mtype == nl.NLMSG_DONE:
-            nl.check_done(mv[off + 16 : off + length], op)
-            return True
-        elif mtype == nl.NLMSG_ERROR:
-            code = nl.error_code(mv[off + 16 : off + length])
-            if code:
-                raise netlink_error(op, -code)
-        off += (length + 3) & ~3
-    return False
+def _dump_loop(buf: bytes | memoryview, out: list[Socket], one: Callable[[memoryview], Socket], op: str) -> bool:
+    mv, spans, done = nl.diag_messages(buf, op)
+    out.extend(one(mv[start:stop]) for start, stop in spans)
+    return done
 
 
 def decode_netlink_message(p: memoryview) -> Socket:

@@ -44,24 +44,14 @@ def request_ack(request: bytes, op: str) -> int:
             data = s.recv(_RECV_SIZE)
         except OSError as exc:
             raise netlink_error(op, exc.errno or errno.EIO) from exc
-        for mtype, _flags, payload in _iter_raw(data):
-            if mtype == nl.NLMSG_ERROR:
-                return -nl.error_code(payload)
+        try:
+            for _msg in nl.iter_messages(data, op):
+                pass
+        except NetlinkError as exc:
+            return exc.errno
         return 0
     finally:
         s.close()
-
-
-def _iter_raw(data: bytes):  # type: ignore[no-untyped-def]
-    from sockscope.kernel import netlink as nl
-
-    off = 0
-    while off + 16 <= len(data):
-        length, mtype, flags, _seq, _pid = nl.NLMSGHDR.unpack_from(data, off)
-        if length < 16:
-            break
-        yield mtype, flags, memoryview(data)[off + 16 : off + length]
-        off += (length + 3) & ~3
 
 
 def subscribe(groups: int, op: str = "sock_diag events") -> _socket.socket:
@@ -75,10 +65,11 @@ def subscribe(groups: int, op: str = "sock_diag events") -> _socket.socket:
     return s
 
 
-def stream(request: bytes, op: str) -> Iterator[bytes]:
+def stream(request: bytes, op: str, sock: _socket.socket | None = None) -> Iterator[bytes]:
     """Send ``request`` and yield every reply datagram; the caller stops when its
-    decoder sees the end of the dump (then the socket is closed)."""
-    s = open_diag()
+    decoder sees the end of the dump.  A socket of our own is closed then; a
+    ``sock`` passed in (reused across dumps) is left open."""
+    s = open_diag() if sock is None else sock
     try:
         try:
             s.sendto(request, (0, 0))
@@ -94,28 +85,12 @@ def stream(request: bytes, op: str) -> Iterator[bytes]:
                 raise NetlinkError(op, errno.EPIPE, f"{op}: netlink socket closed mid-dump")
             yield data
     finally:
-        s.close()
+        if sock is None:
+            s.close()
 
 
 def dump(request: bytes, decode: Callable[[bytes], bool], op: str, sock: _socket.socket | None = None) -> None:
     """Send ``request`` and feed every reply datagram to ``decode`` until it returns True."""
-    own = sock is None
-    s = open_diag() if sock is None else sock
-    try:
-        try:
-            s.sendto(request, (0, 0))
-        except OSError as exc:
-            raise netlink_error(op, exc.errno or errno.EIO) from exc
-        recv = s.recv
-        while True:
-            try:
-                data = recv(_RECV_SIZE)
-            except OSError as exc:
-                raise netlink_error(op, exc.errno or errno.EIO) from exc
-            if not data:
-                raise NetlinkError(op, errno.EPIPE, f"{op}: netlink socket closed mid-dump")
-            if decode(data):
-                return
-    finally:
-        if own:
-            s.close()
+    for data in stream(request, op, sock):
+        if decode(data):
+            return

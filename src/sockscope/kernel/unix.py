@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import struct
 
-from sockscope.errors import DecodeError, netlink_error
+from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.others import decode_skmem
 from sockscope.records import Endpoint, Socket, make_socket, state_of
@@ -66,27 +66,11 @@ def decode_dump(
     op: str = "unix_diag",
 ) -> bool:
     """Decode one datagram of a unix_diag dump into ``out``; True when done."""
-    mv = memoryview(buf)
-    end = len(mv)
-    off = 0
-    hdr_unpack = nl.NLMSGHDR.unpack_from
-    while off < end:
-        if end - off < 16:
-            raise DecodeError(f"truncated netlink header at offset {off}")
-        length, mtype, _flags, _seq, _pid = hdr_unpack(mv, off)
-        if length < 16 or off + length > end:
-            raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        if mtype == nl.SOCK_DIAG_BY_FAMILY:
-            out.append(decode_message(mv[off + 16 : off + length], details))
-        elif mtype == nl.NLMSG_DONE:
-            nl.check_done(mv[off + 16 : off + length], op)
-            return True
-        elif mtype == nl.NLMSG_ERROR:
-            code = nl.error_code(mv[off + 16 : off + length])
-            if code:
-                raise netlink_error(op, -code)
-        off += (length + 3) & ~3
-    return False
+    mv, spans, done = nl.diag_messages(buf, op)
+    append = out.append
+    for start, stop in spans:
+        append(decode_message(mv[start:stop], details))
+    return done
 
 
 def decode_message(payload: memoryview, details: bool = False) -> Socket:
