@@ -261,7 +261,9 @@ CASES: list[Case] = [
     # --- states combined with expressions ------------------------------------------------------
     Case("state-estab-group", "-tn", ["state", "established", "( dport = :22 or sport = :22 )"],
          check=_all(lambda r: "22" in (r.local_port, r.peer_port))),
-    Case("exclude-listening", "-tn", W("exclude listening sport gt :1000"),
+    # the state words go with the options: "some" compares with `ss -tn exclude listening`
+    # (that set holds TIME-WAIT sockets, which plain `ss -tn` does not show)
+    Case("exclude-listening", "-tn exclude listening", W("sport gt :1000"),
          check=_both(_all(lambda r: r.state != "LISTEN" and _port(r.local_port) > 1000),
                      _any(lambda r: r.state == "TIME-WAIT"))),
     Case("state-listening-src", "-t", W("state listening src 127.0.0.1"),
