@@ -169,24 +169,41 @@ def decode_dump(
 def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag") -> bool:  # type: ignore[type-arg]
     """The listing's fast path: like :func:`decode_dump`, but appends plain
     tuples ``(family, state, sport, dport, src, dst, ifindex, recv_q, send_q,
-    inode, v6only)`` (addresses as 16 raw bytes) instead of records."""
-    mv, spans, done = nl.diag_messages(buf, op)
+    inode, v6only)`` (addresses as 16 raw bytes) instead of records.
+
+    The hottest loop of a listing, so the framing of
+    :func:`~sockscope.kernel.netlink.diag_messages` is inlined here (one pass
+    instead of two: about a third of this function's time at 10k sockets)."""
+    mv = memoryview(buf)
+    end = len(mv)
+    off = 0
+    hdr_unpack = nl.NLMSGHDR.unpack_from
     msg_unpack = _MSG.unpack_from
     append = out.append
     swap = _SWAP_PORTS
-    for start, stop in spans:
-        if stop - start < MSG_LEN:
-            raise DecodeError(f"truncated inet_diag_msg ({stop - start} bytes)")
-        (fam, st, _t, _r, sport, dport, src, dst, ifindex, _cookie,
-         _expires, rq, wq, _uid, ino) = msg_unpack(mv, start)
-        if swap:
-            sport = ((sport & 0xFF) << 8) | (sport >> 8)
-            dport = ((dport & 0xFF) << 8) | (dport >> 8)
-        v6only = None
-        if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
-            v6only = _v6only(mv[start + MSG_LEN : stop])
-        append((fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only))
-    return done
+    while off < end:
+        if end - off < 16:
+            raise DecodeError(f"truncated netlink header at offset {off}")
+        length, mtype, _flags, _seq, _pid = hdr_unpack(mv, off)
+        if length < 16 or off + length > end:
+            raise DecodeError(f"bad netlink message length {length} at offset {off}")
+        if mtype == nl.SOCK_DIAG_BY_FAMILY:
+            if length < 16 + MSG_LEN:
+                raise DecodeError(f"truncated inet_diag_msg ({length - 16} bytes)")
+            (fam, st, _t, _r, sport, dport, src, dst, ifindex, _cookie,
+             _expires, rq, wq, _uid, ino) = msg_unpack(mv, off + 16)
+            if swap:
+                sport = ((sport & 0xFF) << 8) | (sport >> 8)
+                dport = ((dport & 0xFF) << 8) | (dport >> 8)
+            v6only = None
+            if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
+                v6only = _v6only(mv[off + 16 + MSG_LEN : off + length])
+            append((fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only))
+        elif mtype == nl.NLMSG_DONE or mtype == nl.NLMSG_ERROR:
+            nl.diag_messages(mv[off:], op)  # raises the kernel's error, if any
+            return True
+        off += (length + 3) & ~3
+    return False
 
 
 def _v6only(attrs: memoryview) -> bool | None:

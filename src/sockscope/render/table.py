@@ -94,6 +94,8 @@ class CellMaker:
         names_of = SS_STATE_NAMES
         owners = self.owners
         queue = _QUEUE
+        # ports in the ephemeral range are never named (ss's rule): skip the look-up
+        lo, hi = (1, 65535) if self.opts.numeric else names.ephemeral_range()
         out = []
         append = out.append
         for fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only in batch:
@@ -110,10 +112,10 @@ class CellMaker:
                 ra = addr_cache[key] = self.address(fam, ntop(fam, dst), v6only) + ":"
             lp = ports.get(sport)
             if lp is None:
-                lp = ports[sport] = self.port(netid, sport)
+                lp = ports[sport] = str(sport) if lo <= sport <= hi else self.port(netid, sport)
             rp = ports.get(dport)
             if rp is None:
-                rp = ports[dport] = self.port(netid, dport)
+                rp = ports[dport] = str(dport) if lo <= dport <= hi else self.port(netid, dport)
             proc = ""
             if owners is not None and ino:
                 proc = _users(owners.owners(ino))
