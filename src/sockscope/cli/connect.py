@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import socket
 
+from sockscope.cli._args import OneLineParser
 from sockscope.services.connect import (
     DEFAULT_INTERVAL,
     DEFAULT_PORT,
@@ -78,7 +79,8 @@ def _seconds(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``sockscope connect``."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
+        usage_status=2,
         prog="sockscope connect",
         description="Connect to a server and print what it sends; send data; or measure connect latency (tcping).",
         epilog=EPILOG,

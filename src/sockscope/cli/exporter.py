@@ -22,6 +22,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from sockscope.cli._args import OneLineParser
 from sockscope.errors import SockscopeError
 from sockscope.exporter import DEFAULT_LISTEN, DEFAULT_MAX_LISTENERS, INSTALL_HINT
 
@@ -87,7 +88,8 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
+        usage_status=2,
         prog="sockscope exporter",
         description="Serve Prometheus metrics about sockets (sock_diag), for scraping.",
         epilog=EPILOG,

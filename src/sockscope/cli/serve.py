@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from sockscope.cli._args import OneLineParser
 from sockscope.services.serve import (
     DEFAULT_BACKLOG,
     DEFAULT_GRACE,
@@ -78,7 +79,8 @@ def _seconds(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``sockscope serve``."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
+        usage_status=2,
         prog="sockscope serve",
         description="Run a greeting or echo server (asyncio) over TCP, UDP or a UNIX stream socket.",
         epilog=EPILOG,

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING
 
+from sockscope.cli._args import OneLineParser
 from sockscope.errors import UsageError
 
 if TYPE_CHECKING:
@@ -35,13 +36,8 @@ samples -d seconds apart (one sample with -d 0), then exits.
 _TABLES = {"t": ("tcp",), "u": ("udp",), "x": ("u_str", "u_dgr", "u_seq")}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"top: {message} (see sockscope top --help)")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sockscope top", description=DESCRIPTION,
+    p = OneLineParser(prog="sockscope top", description=DESCRIPTION,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-d", "--delay", type=float, default=1.0, metavar="SECONDS",
                    help="refresh interval (default 1)")

@@ -15,6 +15,7 @@ import json
 import sys
 from typing import IO
 
+from sockscope.cli._args import OneLineParser
 from sockscope.errors import UsageError
 
 DESCRIPTION = """\
@@ -38,13 +39,8 @@ not exist), 255 for a bad target.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"who: {message} (see sockscope who --help)")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sockscope who", description=DESCRIPTION,
+    p = OneLineParser(prog="sockscope who", description=DESCRIPTION,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="TARGET", help="what to explain (see above)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
