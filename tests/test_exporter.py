@@ -427,8 +427,17 @@ def test_summary_equals_ss_s_and_sockscope_s(fresh_population: Harness) -> None:
         if ss1 == ss2 and parse_ss_s(ss1) == got:
             break
     assert r.returncode == 0, r.stderr
-    assert got == parse_ss_s(ss1)
-    assert parse_ss_s(ours) == parse_ss_s(ss1)
+    # "sockets: used" counts every socket of the machine, the reading tool's own
+    # and those whose release is still in flight after a process exits: two
+    # tools reading one after the other can differ by one or two there.  Every
+    # other counter must be equal.
+    want, mine = parse_ss_s(ss1), parse_ss_s(ours)
+    for d in (got, want, mine):
+        assert d["sockets_used"] > 0
+    assert abs(got.pop("sockets_used") - want["sockets_used"]) <= 2
+    assert abs(mine.pop("sockets_used") - want.pop("sockets_used")) <= 2
+    assert got == want
+    assert mine == want
     assert got["tcp_inuse/inet"] > 0 and got["tcp_timewait"] > 0
     assert value(samples, "sockscope_summary_tcp_allocated") == got["tcp_sockets"] - got["tcp_timewait"]
 

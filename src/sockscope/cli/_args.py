@@ -9,6 +9,10 @@ import argparse
 
 from sockscope.errors import UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
 
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line; ``usage_status`` is the exit status."""
@@ -22,3 +26,38 @@ class OneLineParser(argparse.ArgumentParser):
         exc = UsageError(f"{cmd}: {message} (see {self.prog} --help)")
         exc.exit_status = self.usage_status
         raise exc
+
+
+def port_type(low: int) -> Callable[[str], int]:
+    """An argparse type: a port number from ``low`` to 65535."""
+
+    def port(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+        if not low <= value <= 65535:
+            raise argparse.ArgumentTypeError(f"port out of range {low}-65535: {text!r}")
+        return value
+
+    return port
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
+    return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from sockscope.cli._args import OneLineParser
+from sockscope.cli._args import OneLineParser, port_type, positive_int, seconds
 from sockscope.services.serve import (
     DEFAULT_BACKLOG,
     DEFAULT_GRACE,
@@ -46,35 +46,9 @@ exit status:
   4  a --host name does not resolve
 """
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
-    return value
+_port = port_type(0)
+_positive_int = positive_int
+_seconds = seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
