@@ -49,7 +49,9 @@ def _same(pop: Harness, argv: list[str], mask: bool = False, tries: int = 4) -> 
         difflib.unified_diff(want, got, lineterm="", n=0))
 
 
-@pytest.mark.parametrize("argv", ["-tane", "-uane", "-xae", "-tlne", "-6tane", "-xame", "-aemO", "-tanmO", "-uanm"])
+@pytest.mark.parametrize("argv", ["-tane", "-uane", "-xae", "-tlne", "-6tane", "-xame", "-aemO", "-tanmO", "-uanm",
+                                  "-tan --tos", "-uan --tos", "-tan --inet-sockopt", "-tanO --inet-sockopt",
+                                  "-tanp -T", "-xap -T", "-0ab", "-0abe", "-tan --cgroup"])
 def test_details_same_as_ss(fresh_population: Harness, argv: str) -> None:
     _same(fresh_population, argv.split(), mask=True)
 
@@ -159,3 +161,16 @@ def test_events_show_destroyed_sockets(pairs: Netns) -> None:
     lines = out.decode().splitlines()
     assert lines[0].split()[:2] == ["State", "Recv-Q"]
     assert sum(":7777" in line for line in lines[1:]) >= 3
+
+
+def test_diag_dump_replays_like_ss(fresh_population: Harness, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """-D FILE writes the raw TCP replies; TCPDIAG_FILE replays a capture (ss's or ours) the same way."""
+    ours, theirs = tmp_path / "ours.bin", tmp_path / "ss.bin"
+    assert fresh_population.sockscope(["-ta", "-D", str(ours)]).returncode == 0
+    assert fresh_population.ss(["-ta", "-D", str(theirs)]).returncode == 0
+    assert ours.stat().st_size > 1000
+    for capture in (ours, theirs):
+        env = {"TCPDIAG_FILE": str(capture)}
+        a = fresh_population.ss(["-tan"], env=env)
+        b = fresh_population.sockscope(["-tan"], env=env)
+        assert b.returncode == 0 and _lines(b.stdout) == _lines(a.stdout) and len(_lines(a.stdout)) > 5

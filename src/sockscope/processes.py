@@ -27,11 +27,12 @@ class OwnerMap:
     (typically: not root), so owners may be missing.
     """
 
-    __slots__ = ("_holders", "_names", "complete", "proc")
+    __slots__ = ("_holders", "_names", "_tasks", "complete", "proc")
 
     def __init__(self, proc: str = "/proc") -> None:
         self._holders: dict[int, list[tuple[int, int]]] = {}
         self._names: dict[int, str] = {}
+        self._tasks: dict[int, list[tuple[int, int, int]]] | None = None  # -T: inode -> (pid, tid, fd)
         self.complete = True
         self.proc = proc
 
@@ -40,6 +41,35 @@ class OwnerMap:
         """Walk ``/proc/*/fd`` (or only ``pids``) once."""
         m = cls(proc)
         m.add_pids(pids)
+        return m
+
+    @classmethod
+    def scan_threads(cls, proc: str = "/proc") -> OwnerMap:
+        """ss -T: every thread's fd table, each holder listed with its tid
+        (the thread group leader first, then its other threads, as ss walks them)."""
+        m = cls.scan(proc)
+        tasks: dict[int, list[tuple[int, int, int]]] = {}
+        prefix = _PREFIX
+        plen = len(prefix)
+        for pid in sorted(int(n) for n in os.listdir(proc) if n.isdigit()):
+            try:
+                tids = sorted(int(t) for t in os.listdir(f"{proc}/{pid}/task") if t.isdigit())
+            except OSError:
+                continue
+            for tid in [pid] + [t for t in tids if t != pid]:
+                fddir = f"{proc}/{tid}/fd/"
+                try:
+                    fds = os.listdir(fddir)
+                except OSError:
+                    continue
+                for name in fds:
+                    try:
+                        target = os.readlink(fddir + name)
+                    except OSError:
+                        continue
+                    if target[:plen] == prefix:
+                        tasks.setdefault(int(target[plen:-1]), []).append((pid, tid, int(name)))
+        m._tasks = tasks
         return m
 
     def add_pids(self, pids: Iterable[int] | None = None) -> None:
@@ -84,6 +114,11 @@ class OwnerMap:
         """Every holder of ``inode``, in ss's order (last discovered first)."""
         if not inode:
             return ()
+        if self._tasks is not None:
+            t = self._tasks.get(inode)
+            if not t:
+                return ()
+            return tuple(Owner(pid, fd, self.name(tid), tid) for pid, tid, fd in reversed(t))
         h = self._holders.get(inode)
         if not h:
             return ()

@@ -38,6 +38,8 @@ SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
 EXT_INFO = (1 << 1) | (1 << 2) | (1 << 3)
 #: meminfo + skmeminfo (ss -m)
 EXT_MEM = (1 << 0) | (1 << 6)
+#: tos + tclass (ss --tos; the kernel adds class_id)
+EXT_TOS = (1 << 4) | (1 << 5)
 
 INET_TABLES = ("raw", "udp", "tcp", "dccp", "sctp", "mptcp")
 UNIX_TABLES = ("u_str", "u_dgr", "u_seq")
@@ -221,6 +223,10 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False) -> Ite
     plain tuples instead, for as long as sock_diag answers."""
     from sockscope.kernel import inet, transport
 
+    replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
+    if replay:
+        yield from _replay(q, replay)
+        return
     fams = _families(q)
     use_proc = state.force or table == "raw"
     if not use_proc:
@@ -263,6 +269,21 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False) -> Ite
 
     for fam in fams:
         yield from procnet.read_inet(table, fam, q.states)
+
+
+def _replay(q: Query, path: str) -> Iterator[Socket]:
+    """TCP sockets from a capture written by ``-D FILE`` (ss's ``TCPDIAG_FILE``):
+    the messages up to the first ``NLMSG_DONE``, as ss replays them."""
+    from sockscope.kernel import inet
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read TCPDIAG_FILE {path}: {exc.strerror}") from exc
+    out: list[Socket] = []
+    inet.decode_dump(data, "tcp", out, q.details or bool(q.ext), "TCPDIAG_FILE")
+    yield from (s for s in out if s.family in q.families and q.states & (1 << min(int(s.state), 11)))
 
 
 def _unix(q: Query, state: _FallbackState) -> Iterator[Socket]:

@@ -80,6 +80,7 @@ if TYPE_CHECKING:
         pid: int
         fd: int
         name: str
+        tid: int | None = None
 
     class SkMem(NamedTuple):
         rmem_alloc: int
@@ -100,8 +101,8 @@ else:
     ``port`` the port number (0 = none).  For UNIX sockets ``address`` is the
     path, ``@name`` for an abstract name, or "" when unnamed, and ``port`` is 0.
     """
-    Owner = namedtuple("Owner", "pid fd name")
-    Owner.__doc__ = "A process holding a socket through one of its file descriptors."
+    Owner = namedtuple("Owner", "pid fd name tid", defaults=(None,))
+    Owner.__doc__ = "A process (with ``tid``: a thread, ss -T) holding a socket through one of its fds."
     SkMem = namedtuple(
         "SkMem", "rmem_alloc rcvbuf wmem_alloc sndbuf fwd_alloc wmem_queued optmem backlog drops",
         defaults=(None, None),
@@ -135,7 +136,10 @@ class Socket:
     ``groups`` (a netlink socket's multicast groups), ``bbr_info`` ((bw in
     bytes/s, min_rtt µs, pacing_gain, cwnd_gain) with gains <<8) and
     ``dctcp_info`` ((enabled, ce_state, alpha, ab_ecn, ab_tot)) and
-    ``packet_info`` ((version, copy_thresh, flags) of a packet socket).
+    ``packet_info`` ((version, copy_thresh, flags) of a packet socket),
+    ``tos``/``tclass``/``class_id`` (ss --tos), ``sockopt`` (the 16 flag
+    bits of ``inet_diag_sockopt``, ss --inet-sockopt) and ``bpf`` (a packet
+    socket's classic BPF program as (code, jt, jf, k) tuples, ss -b).
     """
 
     netid: str
@@ -169,6 +173,11 @@ class Socket:
     bbr_info: tuple[int, int, int, int] | None = None
     dctcp_info: tuple[int, int, int, int, int] | None = None
     packet_info: tuple[int, int, int] | None = None
+    tos: int | None = None
+    tclass: int | None = None
+    class_id: int | None = None
+    sockopt: int | None = None
+    bpf: tuple[tuple[int, int, int, int], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of this record (used by --json and --csv)."""

@@ -39,7 +39,12 @@ Usage: sockscope [ OPTIONS ]
    -E, --events        continually display sockets as they are destroyed
    -K, --kill          forcibly close sockets, display what was closed
                        (needs a state or filter; --dry-run shows what would close)
+   -T, --threads       show thread using socket
+   -b, --bpf           show bpf filter socket information
+       --tos           show tos and priority information
        --cgroup        show cgroup information
+       --inet-sockopt  show various inet socket options
+   -D, --diag=FILE     Dump raw information about TCP sockets to FILE
    -Z, --context       display task SELinux security contexts (needs SELinux)
    -H, --no-header     Suppress header line
    -O, --oneline       socket's data printed on a single line
@@ -98,10 +103,7 @@ _LONG_TO_SHORT = {
     "net": "N", "kill": "K", "no-header": "H", "mptcp": "M", "oneline": "O",
 }
 # Options of ss that this version does not implement yet: refuse them clearly.
-_NOT_YET = {
-    "T": "-T (threads)", "b": "-b (bpf)", "D": "-D (diag dump)",
-    "tipcinfo": "--tipcinfo", "tos": "--tos", "inet-sockopt": "--inet-sockopt",
-}
+_NOT_YET: dict[str, str] = {}  # every ss option is implemented
 
 SS_ALL = (1 << 12) - 1
 SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
@@ -207,7 +209,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     header = True
     fmt = "table"
     all_netns = False
-    kill = dry_run = follow = cgroup = False
+    kill = dry_run = follow = cgroup = threads = tos = sockopt = bpf = False
+    diag_file: str | None = None
     filter_file: str | None = None
     for opt, val in opts:
         name = _LONG_TO_SHORT.get(opt, opt)
@@ -287,6 +290,18 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             follow = True
         elif name == "cgroup":
             cgroup = True
+        elif name == "T":
+            threads = processes = True
+        elif name == "tos":
+            tos = True
+        elif name == "inet-sockopt":
+            sockopt = True
+        elif name == "b":
+            bpf = timers = True
+        elif name == "D":
+            diag_file = val
+        elif name == "tipcinfo":
+            pass  # TIPC details: TIPC itself answers "not supported by this kernel" here
         elif name in ("Z", "z"):
             import os as _os
 
@@ -328,26 +343,29 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         print("sockscope: no socket states to show with such filter.", file=sys.stderr)
         return 0
 
-    from sockscope.query import EXT_INFO, EXT_MEM, Query, run
+    from sockscope.query import EXT_INFO, EXT_MEM, EXT_TOS, Query, run
 
     q = Query(
         tables=frozenset(sel.dbs),
         families=frozenset(sel.families),
         states=sel.states,
         preferred_family=sel.preferred,
-        details=extended or cgroup or fmt != "table",
-        ext=(EXT_INFO if info or fmt != "table" else 0) | (EXT_MEM if memory or fmt != "table" else 0),
+        details=extended or cgroup or tos or sockopt or fmt != "table",
+        ext=(EXT_INFO if info or fmt != "table" else 0) | (EXT_MEM if memory or fmt != "table" else 0)
+        | (EXT_TOS if tos or fmt != "table" else 0),
         explicit=frozenset(sel.explicit),
     )
     if rest or filter_file is not None:
         from sockscope.query import with_filter
 
         q = with_filter(q, rest, family=sel.preferred, path=filter_file)
+    if diag_file is not None:
+        return _diag_dump(q, diag_file, out)
     owners = None
     if processes:
         from sockscope.processes import OwnerMap
 
-        owners = OwnerMap.scan()
+        owners = OwnerMap.scan_threads() if threads else OwnerMap.scan()
         if not owners.complete:
             print("sockscope: not all processes could be read (run as root): owners may be missing",
                   file=sys.stderr)
@@ -360,7 +378,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     from sockscope.render.table import TableOptions
 
     dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
-                          numeric=numeric, cgroup=cgroup)
+                          numeric=numeric, cgroup=cgroup, tos=tos, sockopt=sockopt, bpf=bpf)
     topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes,
                          details=dopts if dopts.any else None)
     if fmt == "table" and not all_netns and not kill:
@@ -394,6 +412,36 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         write_csv(socks, out)
         return 0
     return _table(q, out, sel, owners, header, topts, socks, all_netns)
+
+
+def _diag_dump(q: Query, path: str, out: IO[str]) -> int:
+    """``-D FILE``: write the raw TCP sock_diag replies (what ``TCPDIAG_FILE``
+    replays) to FILE, or to stdout for ``-``."""
+    from sockscope.kernel import inet, transport
+
+    if "tcp" not in q.tables:
+        print("sockscope: tcpdiag dump requested and no tcp in filter.", file=sys.stderr)
+        return 0
+    fams = [f for f in (2, 10) if f in q.families and q.preferred_family != (10 if f == 2 else 2)]
+    if path == "-":
+        out.flush()
+        sink = sys.stdout.buffer
+    else:
+        try:
+            sink = open(path, "wb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UsageError(f"cannot open {path}: {exc.strerror}") from exc
+    try:
+        for fam in fams:
+            for data in transport.stream(inet.encode_request(fam, 6, q.states, q.ext, q.bytecode), "tcp diag"):
+                sink.write(data)
+                if inet.decode_raw(data, []):
+                    break
+        sink.flush()
+    finally:
+        if sink is not sys.stdout.buffer:
+            sink.close()
+    return 0
 
 
 def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | None, header: bool, topts: TableOptions,

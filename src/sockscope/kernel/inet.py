@@ -35,7 +35,9 @@ INET_DIAG_SKV6ONLY = 11
 INET_DIAG_DCTCPINFO = 9
 INET_DIAG_MARK = 15
 INET_DIAG_BBRINFO = 16
+INET_DIAG_CLASS_ID = 17
 INET_DIAG_CGROUP_ID = 21
+INET_DIAG_SOCKOPT = 22
 
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
@@ -263,6 +265,16 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     a = attrs.get(INET_DIAG_INFO)
     if a is not None and netid == "tcp":
         d["tcp_info"] = _tcpinfo_decode()(a)
+    for key, atype in (("tos", INET_DIAG_TOS), ("tclass", INET_DIAG_TCLASS)):
+        a = attrs.get(atype)
+        if a is not None and len(a):
+            d[key] = a[0]
+    a = attrs.get(INET_DIAG_CLASS_ID)
+    if a is not None and len(a) >= 4:
+        d["class_id"] = _U32.unpack_from(a, 0)[0]
+    a = attrs.get(INET_DIAG_SOCKOPT)
+    if a is not None and len(a) >= 2:
+        d["sockopt"] = a[0] | (a[1] << 8)
     a = attrs.get(INET_DIAG_BBRINFO)
     if a is not None and len(a) >= 12:
         lo, hi, min_rtt, pg, cg = struct.unpack_from("=5I", bytes(a[:20]).ljust(20, b"\0"))

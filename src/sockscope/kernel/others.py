@@ -24,6 +24,8 @@ NETLINK_DIAG_GROUPS = 1
 
 PACKET_SHOW_INFO = 1
 PACKET_SHOW_MEMINFO = 0x10
+PACKET_SHOW_FILTER = 0x20
+PACKET_DIAG_FILTER = 7
 PACKET_DIAG_INFO = 0
 PACKET_DIAG_UID = 5
 PACKET_DIAG_MEMINFO = 6
@@ -51,7 +53,7 @@ def encode_netlink_request(seq: int = 1) -> bytes:
 
 
 def encode_packet_request(seq: int = 1) -> bytes:
-    payload = _PREQ.pack(AF_PACKET, 0, 0, 0, PACKET_SHOW_INFO | PACKET_SHOW_MEMINFO, 0, 0)
+    payload = _PREQ.pack(AF_PACKET, 0, 0, 0, PACKET_SHOW_INFO | PACKET_SHOW_MEMINFO | PACKET_SHOW_FILTER, 0, 0)
     return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
 
 
@@ -111,10 +113,14 @@ def decode_packet_message(p: memoryview) -> Socket:
     u = attrs.get(PACKET_DIAG_UID)
     if u is not None and len(u) >= 4:
         uid = _U32.unpack_from(u, 0)[0]
+    bpf = None
+    f = attrs.get(PACKET_DIAG_FILTER)
+    if f is not None:
+        bpf = tuple(struct.iter_unpack("=HBBI", bytes(f[: len(f) // 8 * 8])))
     netid = "p_raw" if ptype == 3 else "p_dgr"
     return make_socket(
         netid, AF_PACKET, state_of(7), rq, 0, Endpoint("", ifindex), Endpoint("", 0),
-        ino, uid, cookie, ifindex, None, None, None, (), None, num, skmem=skmem, packet_info=pinfo,
+        ino, uid, cookie, ifindex, None, None, None, (), None, num, skmem=skmem, packet_info=pinfo, bpf=bpf,
     )
 
 

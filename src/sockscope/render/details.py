@@ -23,10 +23,24 @@ class DetailOptions:
     oneline: bool = False  # -O
     numeric: bool = False  # -n: exact rates
     cgroup: bool = False  # --cgroup
+    tos: bool = False  # --tos
+    sockopt: bool = False  # --inet-sockopt
+    bpf: bool = False  # -b
 
     @property
     def any(self) -> bool:
-        return self.timers or self.extended or self.memory or self.info or self.cgroup
+        return (self.timers or self.extended or self.memory or self.info or self.cgroup or self.tos
+                or self.sockopt or self.bpf)
+
+
+#: inet_diag_sockopt's bits, in ss's order and words
+_SOCKOPTS = ("recverr", "is_icsk", "freebind", "hdrincl", "mc_loop", "transparent", "mc_all", "nodefrag",
+             "bind_addr_no_port", "recverr_rfc4884", "defer_connect")
+
+
+def _hex(v: int) -> str:
+    """C's ``%#x``: "0" for zero, else 0x…"""
+    return "%#x" % v if v else "0"
 
 
 def ms_timer(timeout: int) -> str:
@@ -205,8 +219,19 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
                 out.append(f" v6only:{int(s.v6only)}")
             if s.shutdown is not None:
                 out.append(_shutdown(s.shutdown))
+        if opts.tos:
+            if s.tos is not None:
+                out.append(f" tos:{_hex(s.tos)}")
+            if s.tclass is not None:
+                out.append(f" tclass:{_hex(s.tclass)}")
+            if s.class_id is not None:
+                out.append(f" class_id:{_hex(s.class_id)}")
         if opts.cgroup and s.cgroup_id:
             out.append(f" cgroup:{names.cgroup_path(s.cgroup_id)}")
+        if opts.sockopt and s.sockopt is not None:
+            out.append(" inet-sockopt: (" if opts.oneline else "\n\tinet-sockopt: (")
+            out.append("".join(" " + name for bit, name in enumerate(_SOCKOPTS) if s.sockopt & (1 << bit)))
+            out.append(")")
         if opts.memory or (opts.info and s.netid != "udp"):
             if not opts.oneline:
                 out.append("\n\t")
@@ -237,6 +262,9 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
                                           (16, " loss")) if flags & bit]
                 out.append("".join(words) if flags else "0")
                 out.append(" )")
+        if opts.bpf and s.bpf is not None:
+            out.append(f"{' ' if opts.oneline else chr(10) + chr(9)}bpf filter ({len(s.bpf)}): ")
+            out.append("".join(f" 0x{code:02x} {jt} {jf} {k}," for code, jt, jf, k in s.bpf))
         if opts.memory:
             out.append(_skmem(s))
     elif fam == AF_NETLINK:

@@ -188,7 +188,10 @@ def users(s: Socket) -> str:
 def _users(owners: tuple[Owner, ...]) -> str:
     if not owners:
         return ""
-    return " users:(" + ",".join(f'("{o.name}",pid={o.pid},fd={o.fd})' for o in owners) + ")"
+    return " users:(" + ",".join(
+        f'("{o.name}",pid={o.pid},fd={o.fd})' if o.tid is None else f'("{o.name}",pid={o.pid},tid={o.tid},fd={o.fd})'
+        for o in owners
+    ) + ")"
 
 
 class TableWriter:
