@@ -17,7 +17,9 @@ from sockscope.errors import SockscopeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterator
+    from typing import Callable, Iterator, TypeVar
+
+    T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/var/run/netns"
@@ -95,7 +97,7 @@ def namespaces(proc: str = "/proc") -> list[tuple[str, str]]:
     return [first] + sorted(seen.values())
 
 
-def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[object]]) -> Iterator[object]:
+def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]]) -> Iterator[T]:
     """Run ``fn(label)`` inside each namespace in turn, yielding what it yields,
     and return to the original namespace after each one (also on error)."""
     home = _open("/proc/self/ns/net")

@@ -11,11 +11,12 @@ once per pid, only for processes that hold a socket being shown.
 from __future__ import annotations
 
 import os
+
+from sockscope.records import Owner
+
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import Iterable
-
-from sockscope.records import Owner
 
 _PREFIX = "socket:["
 

@@ -9,13 +9,13 @@ are 0.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
-if TYPE_CHECKING:
-    from typing import Iterator
-
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError, SockscopeError
 from sockscope.records import Endpoint, Socket, make_socket, state_of
+
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Iterator
 
 AF_UNIX = 1
 _UNIX_NETIDS = {1: "u_str", 2: "u_dgr", 5: "u_seq"}
@@ -46,20 +46,20 @@ def read_inet(netid: str, family: int, states: int, proc: str = "/proc") -> Iter
         raise SockscopeError(f"cannot read {path}: {exc.strerror}") from exc
     conv = _addr4 if family == AF_INET else _addr6
     for line in lines:
-        f = line.split()
-        if len(f) < 10:
+        fields = line.split()
+        if len(fields) < 10:
             continue
         try:
-            st = int(f[3], 16)
+            st = int(fields[3], 16)
             if not states & (1 << st):
                 continue
-            lh, lp = f[1].split(":")
-            rh, rp = f[2].split(":")
-            txq, rxq = f[4].split(":")
+            lh, lp = fields[1].split(":")
+            rh, rp = fields[2].split(":")
+            txq, rxq = fields[4].split(":")
             send_q = int(txq, 16)
             recv_q = int(rxq, 16)
-            uid = int(f[7])
-            ino = int(f[9])
+            uid = int(fields[7])
+            ino = int(fields[9])
         except ValueError as exc:
             raise DecodeError(f"{path}: unparsable line {line!r}") from exc
         yield make_socket(
@@ -85,14 +85,14 @@ def read_unix(
         raise SockscopeError(f"cannot read {path}: {exc.strerror}") from exc
     rows: list[Socket] = []
     for raw in lines:
-        f = raw.split(None, 7)
-        if len(f) < 7:
+        cols = raw.split(None, 7)
+        if len(cols) < 7:
             continue
         try:
-            flags = int(f[3], 16)
-            stype = int(f[4], 16)
-            st = int(f[5], 16)
-            ino = int(f[6])
+            flags = int(cols[3], 16)
+            stype = int(cols[4], 16)
+            st = int(cols[5], 16)
+            ino = int(cols[6])
         except ValueError as exc:
             raise DecodeError(f"{path}: unparsable line {raw!r}") from exc
         if not ino and not unaccepted:
@@ -103,7 +103,7 @@ def read_unix(
             continue
         if not states & (1 << state):
             continue
-        name = f[7].decode("utf-8", "surrogateescape") if len(f) == 8 else ""
+        name = cols[7].decode("utf-8", "surrogateescape") if len(cols) == 8 else ""
         sock = make_socket(
             netid, AF_UNIX, state_of(state), 0, 0, Endpoint(name, 0), Endpoint("", 0),
             ino, None, None, 0, 0, None, None, (), None, None,

@@ -90,7 +90,8 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
 
 
 def _filtered(q: Query, warn: Warn, pred: Callable[[Socket], bool]) -> Iterator[Socket]:
-    skip_inet = q.kernel_exact and q.bytecode is not None and not (q.force_proc or os.environ.get("SOCKSCOPE_FORCE_PROC"))
+    from_proc = q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC"))
+    skip_inet = q.kernel_exact and q.bytecode is not None and not from_proc
     for s in _run(q, warn):
         if skip_inet and (s.family == AF_INET or s.family == AF_INET6) and s.netid != "raw":
             yield s
@@ -187,7 +188,7 @@ def rows(
             if table in q.tables:
                 for item in _inet(q, table, state, raw=True):
                     if type(item) is list:
-                        yield raw_cells(table, item)  # type: ignore[misc]
+                        yield raw_cells(table, item)
                     elif pred is None or pred(item):  # type: ignore[arg-type]
                         yield [cells(item)]  # type: ignore[arg-type]  # from /proc: not kernel-filtered
     for s in _run(after, warn, state):
@@ -370,7 +371,7 @@ def _state_mask(states: Iterable[State | str | int] | None) -> int:
         if isinstance(s, str):
             key = s.upper().replace("-", "_")
             if s in by_name:
-                mask |= 1 << by_name[s]  # type: ignore[operator]
+                mask |= 1 << by_name[s]
             elif key in by_name:
                 mask |= 1 << int(by_name[key])
             else:
@@ -404,7 +405,8 @@ def sockets(
     the caller's; records then carry it in ``netns``.
     """
     tables, fams = _kind(kind)
-    q = Query(frozenset(tables), frozenset(fams), _state_mask(states), **_details(details))
+    want_all, ext = _details(details)
+    q = Query(frozenset(tables), frozenset(fams), _state_mask(states), details=want_all, ext=ext)
     if filter:
         q = with_filter(q, filter.split())
     if netns is not None:
@@ -416,7 +418,7 @@ def sockets(
         label = netns
         # collect inside the namespace, hand the records out from home
         inside = list(_netns.visit([(label, path)], lambda lb: (_replace(s, netns=lb) for s in run(q))))
-        yield from _with_owners(iter(inside), processes)  # type: ignore[arg-type]
+        yield from _with_owners(iter(inside), processes)
         return
     yield from _with_owners(run(q), processes)
 
@@ -470,11 +472,12 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
 _DETAIL_WORDS = {"info": EXT_INFO, "mem": EXT_MEM, "extended": 0, "timers": 0}
 
 
-def _details(details: bool | Iterable[str]) -> dict[str, int | bool]:
+def _details(details: bool | Iterable[str]) -> tuple[bool, int]:
+    """(decode every attribute, inet_diag extensions) for ``sockets(details=…)``."""
     if details is True:
-        return {"details": True, "ext": EXT_INFO | EXT_MEM}
+        return True, EXT_INFO | EXT_MEM
     if not details:
-        return {"details": False, "ext": 0}
+        return False, 0
     words = {details} if isinstance(details, str) else set(details)
     bad = words - set(_DETAIL_WORDS)
     if bad:
@@ -482,7 +485,7 @@ def _details(details: bool | Iterable[str]) -> dict[str, int | bool]:
     ext = 0
     for w in words:
         ext |= _DETAIL_WORDS[w]
-    return {"details": "extended" in words, "ext": ext}
+    return "extended" in words, ext
 
 
 if TYPE_CHECKING:
@@ -538,7 +541,9 @@ def net_connections(kind: str = "inet") -> list[sconn]:
     scanner.start()
     stream = _s.SocketKind.SOCK_STREAM
     dgram = _s.SocketKind.SOCK_DGRAM
-    fam_enum = {AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6, AF_UNIX: _s.AddressFamily.AF_UNIX}
+    fam_enum = {
+        AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6, AF_UNIX: _s.AddressFamily.AF_UNIX,
+    }
     unix_types = {"u_str": stream, "u_dgr": dgram, "u_seq": _s.SocketKind.SOCK_SEQPACKET}
     inet_rows: list[tuple[str, tuple]] = []  # type: ignore[type-arg]
     socks: list[Socket] = []
@@ -576,7 +581,8 @@ def net_connections(kind: str = "inet") -> list[sconn]:
         if s.family == AF_UNIX:
             name = s.local.address
             path = name if len(name.split()) == 1 else ""
-            for pid, fd in holders or [(None, -1)]:
+            pairs: list[tuple[int | None, int]] = list(holders) or [(None, -1)]
+            for pid, fd in pairs:
                 add(sconn(fd, fam_enum[AF_UNIX], unix_types[s.netid], path, "", "NONE", pid))
             continue
         pid, fd = holders[0] if holders else (None, -1)
@@ -598,4 +604,7 @@ def _psutil_holders(owners: OwnerMap, inode: int) -> list[tuple[int, int]]:
     return [x for x in h if x[0] == last]
 
 
-__all__ = ["Query", "run", "rows", "with_filter", "EXT_INFO", "EXT_MEM", "sockets", "net_connections", "sconn", "addr", "KINDS", "SS_ALL", "SS_CONN"]
+__all__ = [
+    "Query", "run", "rows", "with_filter", "EXT_INFO", "EXT_MEM", "EXT_TOS", "sockets", "net_connections",
+    "sconn", "addr", "KINDS", "SS_ALL", "SS_CONN",
+]

@@ -228,4 +228,5 @@ def exposition(registry: CollectorRegistry) -> bytes:
     """One scrape in the Prometheus text format."""
     from prometheus_client import generate_latest
 
-    return generate_latest(registry)
+    data: bytes = generate_latest(registry)
+    return data

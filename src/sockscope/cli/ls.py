@@ -9,6 +9,9 @@ its defaults), then streams the rows.
 from __future__ import annotations
 
 import sys
+
+from sockscope.errors import UsageError
+
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import IO, Iterable
@@ -17,8 +20,6 @@ if TYPE_CHECKING:
     from sockscope.query import Query
     from sockscope.records import Socket
     from sockscope.render.table import TableOptions
-
-from sockscope.errors import UsageError
 
 USAGE = """\
 Usage: sockscope [ OPTIONS ]
@@ -388,7 +389,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
         from sockscope import netns
 
-        socks = netns.visit(  # type: ignore[assignment]
+        socks = netns.visit(
             netns.namespaces(), lambda label: (_replace(s, netns=label) for s in run(q))
         )
     else:

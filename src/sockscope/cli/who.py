@@ -16,7 +16,6 @@ import sys
 from typing import IO
 
 from sockscope.cli._args import OneLineParser
-from sockscope.errors import UsageError
 
 DESCRIPTION = """\
 Explain who uses a port, a socket file, or a process's sockets, and who is on

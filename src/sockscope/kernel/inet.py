@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import struct
 import sys
-TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
-if TYPE_CHECKING:
-    from typing import Any
 
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.others import decode_skmem
 from sockscope.records import STATES, Endpoint, Socket, make_socket, state_of
+
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Any
 
 # include/uapi/linux/inet_diag.h
 INET_DIAG_REQ_BYTECODE = 1
@@ -289,4 +290,7 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     return d
 
 
-__all__ = ["decode_raw", "encode_request", "encode_sockid", "encode_destroy", "decode_events", "decode_dump", "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6"]
+__all__ = [
+    "decode_raw", "encode_request", "encode_sockid", "encode_destroy", "decode_events", "decode_dump",
+    "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6",
+]

@@ -8,11 +8,12 @@ values; they never perform I/O.  Malformed input raises
 from __future__ import annotations
 
 import struct
+
+from sockscope.errors import DecodeError, NetlinkError, netlink_error
+
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import Iterator
-
-from sockscope.errors import DecodeError, NetlinkError, netlink_error
 
 # include/uapi/linux/netlink.h
 NETLINK_SOCK_DIAG = 4

@@ -7,11 +7,12 @@ import struct
 
 from sockscope.errors import DecodeError
 
+from sockscope.kernel import netlink as nl
+from sockscope.records import Endpoint, SkMem, Socket, make_socket, state_of
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
-from sockscope.kernel import netlink as nl
-from sockscope.records import Endpoint, SkMem, Socket, make_socket, state_of
 
 AF_NETLINK = 16
 AF_PACKET = 17

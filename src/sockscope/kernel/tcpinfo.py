@@ -119,7 +119,7 @@ def decode(raw: bytes | memoryview) -> TcpInfo:
     v = _FMT.unpack(b)
     wscale = v[6]
     flags = v[7]
-    return _make(
+    return _make(  # type: ignore[no-any-return]
         v[0], v[1], v[2], v[3], v[4], v[5], wscale & 0x0F, wscale >> 4, bool(flags & 1), (flags >> 1) & 3,
         *v[8:], n,
     )

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import _socket  # the C module: ``socket``'s enum set-up costs start-up time
 import errno
-TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
-if TYPE_CHECKING:
-    from typing import Callable, Iterator
 
 from sockscope.errors import NetlinkError, netlink_error
 from sockscope.kernel.netlink import NETLINK_SOCK_DIAG
+
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 RCVBUF = 1 << 20  # 1 MiB: fewer syscalls for large dumps
 _RECV_SIZE = 1 << 17  # the kernel fills up to ~32 KiB per datagram; leave room

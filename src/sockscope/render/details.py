@@ -75,7 +75,8 @@ def _skmem(s: Socket) -> str:
     m = s.skmem
     if m is None:
         return ""
-    text = f" skmem:(r{m.rmem_alloc},rb{m.rcvbuf},t{m.wmem_alloc},tb{m.sndbuf},f{m.fwd_alloc},w{m.wmem_queued},o{m.optmem}"
+    text = (f" skmem:(r{m.rmem_alloc},rb{m.rcvbuf},t{m.wmem_alloc},tb{m.sndbuf},"
+            f"f{m.fwd_alloc},w{m.wmem_queued},o{m.optmem}")
     if m.backlog is not None:
         text += f",bl{m.backlog}"
     if m.drops is not None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
+
+from sockscope.records import Socket
+
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import IO, Iterable
-
-from sockscope.records import Socket
 
 FIELDS = (
     "netid", "family", "state", "recv_q", "send_q", "local_address", "local_port",

@@ -19,12 +19,12 @@ def _load_services() -> dict[tuple[int, str], str]:
     try:
         with open("/etc/services", encoding="utf-8", errors="replace") as f:
             for line in f:
-                line = line.split("#", 1)[0].split()
-                if len(line) < 2 or "/" not in line[1]:
+                words = line.split("#", 1)[0].split()
+                if len(words) < 2 or "/" not in words[1]:
                     continue
-                port_s, proto = line[1].split("/", 1)
+                port_s, proto = words[1].split("/", 1)
                 if port_s.isdigit():
-                    table.setdefault((int(port_s), proto), line[0])
+                    table.setdefault((int(port_s), proto), words[0])
     except OSError:
         pass
     return table

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from operator import itemgetter
-TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
-if TYPE_CHECKING:
-    from typing import IO, Iterable
-
-    from sockscope.processes import OwnerMap
 
 from sockscope._addr import ntop
 from sockscope.records import SS_STATE_NAMES, Owner, Socket
 from sockscope.render import names
 from sockscope.render.details import DetailOptions, detail_text
+
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import IO, Iterable
+
+    from sockscope.processes import OwnerMap
 
 HEADERS = ("Netid", "State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port", "Process", "")
 _LDELIM = ("", " ", " ", " ", " ", "", " ", "", "", "", " ")
@@ -96,7 +97,7 @@ class CellMaker:
         queue = _QUEUE
         # ports in the ephemeral range are never named (ss's rule): skip the look-up
         lo, hi = (1, 65535) if self.opts.numeric else names.ephemeral_range()
-        out = []
+        out: list[list[str]] = []
         append = out.append
         for fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only in batch:
             key = (src, fam, v6only, ifindex)

@@ -37,7 +37,6 @@ from typing import Any, BinaryIO, Literal, TextIO
 from sockscope.services._bind import format_hostport
 from sockscope.services.errors import (
     EXIT_OK,
-    ConnectFailed,
     ConnectTimeout,
     PayloadError,
     ResolveError,

@@ -206,7 +206,7 @@ def _hint_pids(missing: set[int], socks: list[Socket], owners: OwnerCache) -> se
         if s.inode in missing:
             by_inode[s.inode] = s
     pids: set[int] = set()
-    for ino, s in by_inode.items():
+    for s in by_inode.values():
         key = (s.netid, s.local.port if s.family != AF_UNIX else s.local.address)
         lst = listeners.get(key)
         if lst:
