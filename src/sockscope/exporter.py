@@ -58,6 +58,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError, NotSupported, PermissionDenied, SockscopeError, netlink_error
+from sockscope.netns import NETNS_RUN_DIR, NetnsRef, list_netns
+from sockscope.netns import setns as _setns
 from sockscope.records import SS_STATE_NAMES, Socket, State
 
 DEFAULT_LISTEN = ("127.0.0.1", 9466)
@@ -545,73 +547,7 @@ def _summed(listeners: Iterable[Listener], label: Callable[[Listener], str]) -> 
 
 
 # --------------------------------------------------------------------------
-# Network namespaces (--all-netns)
-
-NETNS_RUN_DIR = "/var/run/netns"
-CLONE_NEWNET = 0x40000000
-
-
-@dataclass(frozen=True, slots=True)
-class NetnsRef:
-    """A network namespace: its label, inode, and paths that open it (tried in order)."""
-
-    label: str
-    inode: int
-    paths: tuple[str, ...]
-
-
-def list_netns(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[NetnsRef]:
-    """Every network namespace: named ones (label = name) and those of processes (``ino:<inode>``)."""
-    try:
-        nsfs_dev = os.stat(f"{proc}/thread-self/ns/net").st_dev
-    except OSError as exc:
-        raise SockscopeError(f"cannot read {proc}/thread-self/ns/net: {exc.strerror}") from exc
-    found: dict[int, tuple[str, list[str]]] = {}
-    try:
-        names = sorted(os.listdir(run_dir))
-    except FileNotFoundError:
-        names = []
-    except OSError as exc:
-        raise SockscopeError(f"cannot list {run_dir}: {exc.strerror}") from exc
-    for name in names:
-        path = os.path.join(run_dir, name)
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        if st.st_dev != nsfs_dev:
-            continue  # a leftover file, not a mounted namespace
-        if st.st_ino not in found:
-            found[st.st_ino] = (name, [path])
-    try:
-        pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
-    except OSError as exc:
-        raise SockscopeError(f"cannot list {proc}: {exc.strerror}") from exc
-    for pid in pids:
-        path = f"{proc}/{pid}/ns/net"
-        try:
-            ino = os.stat(path).st_ino
-        except OSError:
-            continue  # gone, or not ours to see
-        entry = found.get(ino)
-        if entry is None:
-            found[ino] = (f"ino:{ino}", [path])
-        elif len(entry[1]) < 4:
-            entry[1].append(path)  # spares, in case the first process exits before we open it
-    return [NetnsRef(label, ino, tuple(paths)) for ino, (label, paths) in found.items()]
-
-
-def _setns(fd: int) -> None:
-    if hasattr(os, "setns"):  # Python >= 3.12
-        os.setns(fd, CLONE_NEWNET)
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
+# Network namespaces (--all-netns): discovery and setns live in sockscope.netns
 
 def collect_in(ref: NetnsRef, proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLES) -> Snapshot:
     """Collect in namespace ``ref`` from a short-lived thread that enters it; never raises."""

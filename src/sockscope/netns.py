@@ -13,6 +13,8 @@ from __future__ import annotations
 import errno
 import os
 
+from dataclasses import dataclass
+
 from sockscope.errors import SockscopeError
 
 TYPE_CHECKING = False
@@ -29,10 +31,11 @@ class NetnsError(SockscopeError):
     """A network namespace that cannot be found or entered."""
 
 
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)
-    if setns is not None:  # Python >= 3.12
-        setns(fd, CLONE_NEWNET)
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace open at ``fd``."""
+    os_setns = getattr(os, "setns", None)
+    if os_setns is not None:  # Python >= 3.12
+        os_setns(fd, CLONE_NEWNET)
         return
     import ctypes
 
@@ -54,7 +57,7 @@ def enter(name: str) -> None:
     path = name if "/" in name else os.path.join(NETNS_RUN_DIR, name)
     fd = _open(path)
     try:
-        _setns(fd)
+        setns(fd)
     except OSError as exc:
         if exc.errno == errno.EPERM:
             raise NetnsError(f"cannot enter network namespace {name!r}: permission denied (needs root)") from exc
@@ -63,38 +66,63 @@ def enter(name: str) -> None:
         os.close(fd)
 
 
-def namespaces(proc: str = "/proc") -> list[tuple[str, str]]:
-    """Every network namespace visible: ``[(label, path)]``, the current one first.
+@dataclass(frozen=True, slots=True)
+class NetnsRef:
+    """A network namespace: its label, inode, and paths that open it (tried in order)."""
 
-    The label is the ``ip netns`` name when there is one, else ``ino:N``.
-    """
-    seen: dict[int, tuple[str, str]] = {}
-    own = os.stat(f"{proc}/self/ns/net").st_ino
-    seen[own] = (f"ino:{own}", f"{proc}/self/ns/net")
+    label: str
+    inode: int
+    paths: tuple[str, ...]
+
+
+def list_netns(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[NetnsRef]:
+    """Every network namespace: named ones (label = name) and those of processes (``ino:<inode>``)."""
     try:
-        names = sorted(os.listdir(NETNS_RUN_DIR))
-    except OSError:
+        nsfs_dev = os.stat(f"{proc}/thread-self/ns/net").st_dev
+    except OSError as exc:
+        raise SockscopeError(f"cannot read {proc}/thread-self/ns/net: {exc.strerror}") from exc
+    found: dict[int, tuple[str, list[str]]] = {}
+    try:
+        names = sorted(os.listdir(run_dir))
+    except FileNotFoundError:
         names = []
-    for n in names:
-        p = os.path.join(NETNS_RUN_DIR, n)
+    except OSError as exc:
+        raise SockscopeError(f"cannot list {run_dir}: {exc.strerror}") from exc
+    for name in names:
+        path = os.path.join(run_dir, name)
         try:
-            ino = os.stat(p).st_ino
+            st = os.stat(path)
         except OSError:
             continue
-        if ino not in seen or seen[ino][0].startswith("ino:"):
-            seen[ino] = (n, p)
-    for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
-        p = f"{proc}/{entry}/ns/net"
+        if st.st_dev != nsfs_dev:
+            continue  # a leftover file, not a mounted namespace
+        if st.st_ino not in found:
+            found[st.st_ino] = (name, [path])
+    try:
+        pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
+    except OSError as exc:
+        raise SockscopeError(f"cannot list {proc}: {exc.strerror}") from exc
+    for pid in pids:
+        path = f"{proc}/{pid}/ns/net"
         try:
-            ino = os.stat(p).st_ino
+            ino = os.stat(path).st_ino
         except OSError:
-            continue
-        if ino not in seen:
-            seen[ino] = (f"ino:{ino}", p)
-    first = seen.pop(own)
-    return [first] + sorted(seen.values())
+            continue  # gone, or not ours to see
+        entry = found.get(ino)
+        if entry is None:
+            found[ino] = (f"ino:{ino}", [path])
+        elif len(entry[1]) < 4:
+            entry[1].append(path)  # spares, in case the first process exits before we open it
+    return [NetnsRef(label, ino, tuple(paths)) for ino, (label, paths) in found.items()]
+
+
+def namespaces(proc: str = "/proc") -> list[tuple[str, str]]:
+    """Every network namespace visible: ``[(label, path)]``, the current one first,
+    the others by label (``ip netns`` name where there is one, else ``ino:N``)."""
+    own = os.stat(f"{proc}/self/ns/net").st_ino
+    refs = list_netns(proc)
+    first = [(r.label, r.paths[0]) for r in refs if r.inode == own] or [(f"ino:{own}", f"{proc}/self/ns/net")]
+    return first + sorted((r.label, r.paths[0]) for r in refs if r.inode != own)
 
 
 def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]]) -> Iterator[T]:
@@ -109,7 +137,7 @@ def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]]) -> I
                 continue  # the process owning it went away
             try:
                 try:
-                    _setns(fd)
+                    setns(fd)
                 except OSError as exc:
                     raise NetnsError(f"cannot enter network namespace {label}: {exc.strerror}") from exc
             finally:
@@ -117,9 +145,9 @@ def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]]) -> I
             try:
                 yield from fn(label)
             finally:
-                _setns(home)
+                setns(home)
     finally:
         os.close(home)
 
 
-__all__ = ["enter", "namespaces", "visit", "NetnsError"]
+__all__ = ["enter", "namespaces", "visit", "setns", "list_netns", "NetnsRef", "NetnsError"]
