@@ -21,6 +21,21 @@ if TYPE_CHECKING:
 _PREFIX = "socket:["
 
 
+def comm(pid: int, proc: str = "/proc") -> str | None:
+    """A process's name as ss prints it: /proc/PID/stat's comm, cut at the
+    first ')'; None when the process is gone or unreadable."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read(512)
+    except OSError:
+        return None
+    start = data.find(b"(")
+    if start < 0:
+        return None
+    stop = data.find(b")", start + 1)
+    return os.fsdecode(data[start + 1 : stop if stop >= 0 else None])
+
+
 class OwnerMap:
     """inode -> holders, built by :meth:`scan`.
 
@@ -142,20 +157,10 @@ class OwnerMap:
         return len(self._holders)
 
     def name(self, pid: int) -> str:
-        """The process name as ss prints it (from /proc/PID/stat, cut at the first ')')."""
+        """The process name as ss prints it (see :func:`comm`), read once per pid."""
         n = self._names.get(pid)
         if n is None:
-            n = ""
-            try:
-                with open(f"{self.proc}/{pid}/stat", "rb") as f:
-                    data = f.read(512)
-                start = data.find(b"(")
-                if start >= 0:
-                    stop = data.find(b")", start + 1)
-                    n = os.fsdecode(data[start + 1 : stop if stop >= 0 else None])
-            except OSError:
-                pass
-            self._names[pid] = n
+            n = self._names[pid] = comm(pid, self.proc) or ""
         return n
 
 

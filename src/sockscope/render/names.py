@@ -121,16 +121,9 @@ ETHERTYPES = {
 
 def process_name(pid: int) -> str | None:
     """comm of a live pid (for netlink port ids), None if no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read(512)
-    except OSError:
-        return None
-    start = data.find(b"(")
-    stop = data.find(b")", start + 1)
-    if start < 0:
-        return None
-    return data[start + 1 : stop if stop >= 0 else None].decode("utf-8", "replace")
+    from sockscope.processes import comm
+
+    return comm(pid)
 
 
 _cgroups: dict[int, str] | None = None

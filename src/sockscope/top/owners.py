@@ -39,6 +39,8 @@ import os
 import time
 from typing import AbstractSet, Callable, Collection, Iterable
 
+from sockscope.processes import comm
+
 _PREFIX = "socket:["
 
 
@@ -82,17 +84,7 @@ class OwnerCache:
         """comm of ``pid`` (cut at the first ')'), read once per scan of the pid."""
         n = self._names.get(pid)
         if n is None:
-            n = ""
-            try:
-                with open(f"{self.proc}/{pid}/stat", "rb") as f:
-                    data = f.read(512)
-                start = data.find(b"(")
-                if start >= 0:
-                    stop = data.find(b")", start + 1)
-                    n = os.fsdecode(data[start + 1 : stop if stop >= 0 else None])
-            except OSError:
-                pass
-            self._names[pid] = n
+            n = self._names[pid] = comm(pid, self.proc) or ""
         return n
 
     def pids(self) -> list[int]:
