@@ -243,48 +243,48 @@ def _tcpinfo_decode() -> Any:
 
 def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     """The detail fields of one message's attributes (the ``details=True`` path)."""
-    attrs = nl.parse_attrs(raw)
+    get = nl.parse_attrs(raw).get
     d: dict[str, Any] = {}
-    a = attrs.get(INET_DIAG_SKV6ONLY)
+    a = get(INET_DIAG_SKV6ONLY)
     if a is not None and len(a):
         d["v6only"] = bool(a[0])
-    a = attrs.get(INET_DIAG_SHUTDOWN)
+    a = get(INET_DIAG_SHUTDOWN)
     if a is not None and len(a):
         d["shutdown"] = a[0]
-    a = attrs.get(INET_DIAG_MARK)
+    a = get(INET_DIAG_MARK)
     if a is not None and len(a) >= 4:
         d["mark"] = _U32.unpack_from(a, 0)[0]
-    a = attrs.get(INET_DIAG_CGROUP_ID)
+    a = get(INET_DIAG_CGROUP_ID)
     if a is not None and len(a) >= 8:
         d["cgroup_id"] = _U64.unpack_from(a, 0)[0]
-    a = attrs.get(INET_DIAG_CONG)
+    a = get(INET_DIAG_CONG)
     if a is not None:
         d["cong"] = bytes(a).split(b"\0", 1)[0].decode("ascii", "replace")
-    a = attrs.get(INET_DIAG_SKMEMINFO)
+    a = get(INET_DIAG_SKMEMINFO)
     if a is not None:
         d["skmem"] = decode_skmem(a)
-    a = attrs.get(INET_DIAG_INFO)
+    a = get(INET_DIAG_INFO)
     if a is not None and netid == "tcp":
         d["tcp_info"] = _tcpinfo_decode()(a)
     for key, atype in (("tos", INET_DIAG_TOS), ("tclass", INET_DIAG_TCLASS)):
-        a = attrs.get(atype)
+        a = get(atype)
         if a is not None and len(a):
             d[key] = a[0]
-    a = attrs.get(INET_DIAG_CLASS_ID)
+    a = get(INET_DIAG_CLASS_ID)
     if a is not None and len(a) >= 4:
         d["class_id"] = _U32.unpack_from(a, 0)[0]
-    a = attrs.get(INET_DIAG_SOCKOPT)
+    a = get(INET_DIAG_SOCKOPT)
     if a is not None and len(a) >= 2:
         d["sockopt"] = a[0] | (a[1] << 8)
-    a = attrs.get(INET_DIAG_BBRINFO)
+    a = get(INET_DIAG_BBRINFO)
     if a is not None and len(a) >= 12:
         lo, hi, min_rtt, pg, cg = struct.unpack_from("=5I", bytes(a[:20]).ljust(20, b"\0"))
         d["bbr_info"] = ((hi << 32) | lo, min_rtt, pg, cg)
-    a = attrs.get(INET_DIAG_DCTCPINFO)
+    a = get(INET_DIAG_DCTCPINFO)
     if a is not None and len(a) >= 16:
         en, ce, alpha, ab_ecn, ab_tot = struct.unpack_from("=HHIII", bytes(a[:16]).ljust(16, b"\0"))
         d["dctcp_info"] = (en, ce, alpha, ab_ecn, ab_tot)
-    a = attrs.get(INET_DIAG_PROTOCOL)
+    a = get(INET_DIAG_PROTOCOL)
     if a is not None and len(a):
         d["protocol"] = a[0]
     return d

@@ -153,7 +153,7 @@ def parse_attrs(buf: memoryview | bytes, offset: int = 0) -> dict[int, memoryvie
         if alen < 4 or off + alen > end:
             raise DecodeError(f"bad attribute length {alen} (type {atype & NLA_TYPE_MASK})")
         attrs[atype & NLA_TYPE_MASK] = mv[off + 4 : off + alen]
-        off += align4(alen)
+        off += (alen + 3) & ~3
     return attrs
 
 

@@ -9,12 +9,7 @@ them; ss gets it right).
 from __future__ import annotations
 
 import struct
-from dataclasses import asdict, dataclass
-
-from sockscope.records import fast_constructor
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any, NamedTuple  # imported only when tcp_info is asked for (-i)
 
 _FMT = struct.Struct(
     "=8B"  # state ca_state retransmits probes backoff options wscale(4/4) app_limited/fastopen_fail
@@ -38,9 +33,12 @@ TCPI_OPT_ECN_SEEN = 16
 TCPI_OPT_SYN_DATA = 32
 
 
-@dataclass(frozen=True, slots=True)
-class TcpInfo:
-    """The kernel's ``tcp_info`` (times in µs as the kernel gives them)."""
+class TcpInfo(NamedTuple):
+    """The kernel's ``tcp_info`` (times in µs as the kernel gives them).
+
+    A named tuple, like :class:`~sockscope.records.SkMem`: a value nested in a
+    :class:`~sockscope.records.Socket` record, built once per socket (a tuple
+    builds ten times faster than a 63-field frozen dataclass)."""
 
     state: int
     ca_state: int
@@ -107,7 +105,7 @@ class TcpInfo:
     length: int  # bytes the kernel actually sent
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
 
 def decode(raw: bytes | memoryview) -> TcpInfo:
@@ -119,13 +117,13 @@ def decode(raw: bytes | memoryview) -> TcpInfo:
     v = _FMT.unpack(b)
     wscale = v[6]
     flags = v[7]
-    return _make(  # type: ignore[no-any-return]
+    return _new(TcpInfo, (
         v[0], v[1], v[2], v[3], v[4], v[5], wscale & 0x0F, wscale >> 4, bool(flags & 1), (flags >> 1) & 3,
         *v[8:], n,
-    )
+    ))
 
 
-_make = fast_constructor(TcpInfo)
+_new = tuple.__new__
 
 
 __all__ = ["TcpInfo", "decode", "SIZE"]
