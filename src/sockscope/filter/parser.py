@@ -31,7 +31,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
+import _socket as socket  # the C module: socket.py's enum set-up costs start-up time
 import sys
 from dataclasses import dataclass
 
