@@ -14,8 +14,8 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_mypy_strict() -> None:
-    r = _run("mypy", "--strict", "--cache-dir", "/tmp/sockscope-mypy-cache", "src/sockscope")
+def test_mypy_strict(tmp_path: Path) -> None:
+    r = _run("mypy", "--strict", "--cache-dir", str(tmp_path / "mypy-cache"), "src/sockscope")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Success" in r.stdout
 
