@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from collections import namedtuple
+from dataclasses import dataclass, field
 
 from sockscope._addr import AF_INET, AF_INET6
 from sockscope.errors import NotSupported, PermissionDenied, UsageError
@@ -47,6 +47,7 @@ PACKET_TABLES = ("p_raw", "p_dgr")
 #: ss's output order of tables
 TABLE_ORDER = ("nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw", "udp", "tcp", "dccp", "sctp", "mptcp")
 _PROTOCOLS = {"tcp": 6, "udp": 17, "dccp": 33, "sctp": 132, "raw": 255, "mptcp": 262}
+
 
 def _stderr_warn(msg: str) -> None:
     print(f"sockscope: {msg}", file=sys.stderr)
@@ -90,10 +91,13 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
 
 
 def _filtered(q: Query, warn: Warn, pred: Callable[[Socket], bool]) -> Iterator[Socket]:
-    from_proc = q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC"))
-    skip_inet = q.kernel_exact and q.bytecode is not None and not from_proc
-    for s in _run(q, warn):
-        if skip_inet and (s.family == AF_INET or s.family == AF_INET6) and s.netid != "raw":
+    state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
+    kernel_filtered = q.kernel_exact and q.bytecode is not None
+    for s in _run(q, warn, state):
+        # inet records straight from the kernel were filtered by the bytecode;
+        # raw sockets and anything read from /proc (forced, or after a fallback) were not
+        if (kernel_filtered and not state.force and not state.warned
+                and (s.family == AF_INET or s.family == AF_INET6) and s.netid != "raw"):
             yield s
         elif pred(s):
             yield s
