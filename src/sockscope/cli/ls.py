@@ -104,6 +104,16 @@ _LONG_TO_SHORT = {
     "net": "N", "kill": "K", "no-header": "H", "mptcp": "M", "oneline": "O",
 }
 
+#: options that only switch something on (-e also turns on -o's timers, -T -p's owners, -b the timers)
+_SWITCHES: dict[str, tuple[str, ...]] = {
+    "n": ("numeric",), "r": ("resolve",), "p": ("processes",), "H": ("noheader",), "O": ("oneline",),
+    "o": ("timers",), "e": ("timers", "extended"), "m": ("memory",), "i": ("info",), "s": ("summary",),
+    "all-netns": ("all-netns",), "K": ("kill",), "dry-run": ("dry-run",), "E": ("events",),
+    "cgroup": ("cgroup",), "T": ("threads", "processes"), "tos": ("tos",), "inet-sockopt": ("inet-sockopt",),
+    "b": ("bpf", "timers"),
+    "tipcinfo": (),  # TIPC details: TIPC itself answers "not supported by this kernel" here
+}
+
 SS_ALL = (1 << 12) - 1
 SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
 _EST = 1 << 1
@@ -203,12 +213,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     sel = _Selection()
     state_filter = 0
     saw_query = False
-    numeric = resolve = processes = False
-    timers = extended = memory = info = oneline = summary = False
-    header = True
+    on: set[str] = set()  # the switches given, by their words in _SWITCHES
     fmt = "table"
-    all_netns = False
-    kill = dry_run = follow = cgroup = threads = tos = sockopt = bpf = False
     diag_file: str | None = None
     filter_file: str | None = None
     for opt, val in opts:
@@ -221,26 +227,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
             out.write(f"sockscope {__version__} (ss-compatible)\n")
             return 0
-        if name == "n":
-            numeric = True
-        elif name == "r":
-            resolve = True
-        elif name == "p":
-            processes = True
-        elif name == "H":
-            header = False
-        elif name == "O":
-            oneline = True
-        elif name == "o":
-            timers = True
-        elif name == "e":
-            timers = extended = True
-        elif name == "m":
-            memory = True
-        elif name == "i":
-            info = True
-        elif name == "s":
-            summary = True
+        if name in _SWITCHES:
+            on.update(_SWITCHES[name])
         elif name == "a":
             state_filter = SS_ALL
         elif name == "l":
@@ -277,28 +265,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             from sockscope import netns
 
             netns.enter(val)
-        elif name == "all-netns":
-            all_netns = True
-        elif name == "K":
-            kill = True
-        elif name == "dry-run":
-            dry_run = True
-        elif name == "E":
-            follow = True
-        elif name == "cgroup":
-            cgroup = True
-        elif name == "T":
-            threads = processes = True
-        elif name == "tos":
-            tos = True
-        elif name == "inet-sockopt":
-            sockopt = True
-        elif name == "b":
-            bpf = timers = True
         elif name == "D":
             diag_file = val
-        elif name == "tipcinfo":
-            pass  # TIPC details: TIPC itself answers "not supported by this kernel" here
         elif name in ("Z", "z"):
             import os as _os
 
@@ -310,6 +278,12 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             if filter_file is not None:
                 raise UsageError("more than one filter file")
             filter_file = val
+
+    numeric, resolve, processes, header = "numeric" in on, "resolve" in on, "processes" in on, "noheader" not in on
+    timers, extended, memory, info = "timers" in on, "extended" in on, "memory" in on, "info" in on
+    oneline, summary, all_netns, kill = "oneline" in on, "summary" in on, "all-netns" in on, "kill" in on
+    dry_run, follow, cgroup, threads = "dry-run" in on, "events" in on, "cgroup" in on, "threads" in on
+    tos, sockopt, bpf = "tos" in on, "inet-sockopt" in on, "bpf" in on
 
     from sockscope.filter.states import parse_state_words
 
