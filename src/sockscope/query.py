@@ -133,20 +133,14 @@ def _probe_others(q: Query) -> None:
     for tables, family, name, diag_family in _PROBED:
         if not (set(tables) & q.tables) or family not in q.families or not (set(tables) & q.explicit):
             continue
-        supported = False
         if diag_family is not None:
             from sockscope.kernel import netlink as nl
             from sockscope.kernel import transport
 
             payload = bytes([diag_family, 0, 0, 0]) + q.states.to_bytes(4, "little") + bytes(12)
             req = nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, 1, payload)
-
             def done(b: bytes, name: str = name) -> bool:
-                for t, _f, p in nl.iter_messages(b, name):
-                    if t == nl.NLMSG_DONE:
-                        nl.check_done(p, name)
-                        return True
-                return False
+                return nl.diag_messages(b, name)[1]
 
             try:
                 transport.dump(req, done, name)

@@ -47,8 +47,6 @@ A tcping that had failures exits with the status of the last failure.
 """
 
 _port = port_type(1)
-_positive_int = positive_int
-_seconds = seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,17 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raw", action="store_true", help="print received bytes exactly (no final newline added)")
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"bound on resolving, connecting and each wait for data (default {DEFAULT_TIMEOUT:g})",
     )
     ping = parser.add_argument_group("tcping")
-    ping.add_argument("-c", "--count", type=_positive_int, metavar="N", help="connect N times, print latencies")
+    ping.add_argument("-c", "--count", type=positive_int, metavar="N", help="connect N times, print latencies")
     ping.add_argument(
         "-i",
         "--interval",
-        type=_seconds,
+        type=seconds,
         metavar="SECONDS",
         help=f"seconds between attempts (default {DEFAULT_INTERVAL:g})",
     )

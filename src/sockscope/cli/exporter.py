@@ -22,7 +22,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from sockscope.cli._args import OneLineParser
+from sockscope.cli._args import OneLineParser, int_at_least
 from sockscope.errors import SockscopeError
 from sockscope.exporter import DEFAULT_LISTEN, DEFAULT_MAX_LISTENERS, INSTALL_HINT
 
@@ -77,16 +77,6 @@ def _listen(text: str) -> tuple[str, int]:
     return host, port
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0: {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         usage_status=2,
@@ -97,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--listen", type=_listen, default=DEFAULT_LISTEN, metavar="ADDR:PORT",
                    help=f"address to serve on (default {DEFAULT_LISTEN[0]}:{DEFAULT_LISTEN[1]}; port 0 picks one)")
-    p.add_argument("--max-listeners", type=_count, default=DEFAULT_MAX_LISTENERS, metavar="N",
+    p.add_argument("--max-listeners", type=int_at_least(0), default=DEFAULT_MAX_LISTENERS, metavar="N",
                    help=f"listeners exported one by one (default {DEFAULT_MAX_LISTENERS}); "
                         "the rest are summed under listener=\"other\"")
     p.add_argument("--all-netns", action="store_true",

@@ -47,8 +47,6 @@ exit status:
 """
 
 _port = port_type(0)
-_positive_int = positive_int
-_seconds = seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,27 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--max-conns",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"close connections past N at once (default: fd limit - {FD_RESERVE})",
     )
     what.add_argument(
         "--idle-timeout",
-        type=_seconds,
+        type=seconds,
         default=DEFAULT_IDLE_TIMEOUT,
         metavar="SECONDS",
         help=f"close connections idle this long; 0: never (default {DEFAULT_IDLE_TIMEOUT:g})",
     )
     what.add_argument(
         "--backlog",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_BACKLOG,
         metavar="N",
         help=f"listen backlog (default {DEFAULT_BACKLOG})",
     )
     what.add_argument(
         "--grace",
-        type=_seconds,
+        type=seconds,
         default=DEFAULT_GRACE,
         metavar="SECONDS",
         help=f"on SIGINT/SIGTERM, time left to in-flight connections (default {DEFAULT_GRACE:g})",

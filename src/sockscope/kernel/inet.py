@@ -133,7 +133,7 @@ def decode_dump(
     matching :class:`~sockscope.errors.NetlinkError`; malformed bytes raise
     :class:`DecodeError`.
     """
-    mv, spans, done = nl.diag_messages(buf, op)
+    payloads, done = nl.diag_messages(buf, op)
     msg_unpack = _MSG.unpack_from
     append = out.append
     mk = make_socket
@@ -141,11 +141,11 @@ def decode_dump(
     states = STATES
     nstates = len(states)
     swap = _SWAP_PORTS
-    for start, stop in spans:
-        if stop - start < MSG_LEN:
-            raise DecodeError(f"truncated inet_diag_msg ({stop - start} bytes)")
+    for p in payloads:
+        if len(p) < MSG_LEN:
+            raise DecodeError(f"truncated inet_diag_msg ({len(p)} bytes)")
         (fam, st, timer, retrans, sport, dport, src, dst, ifindex, cookie,
-         expires, rq, wq, uid, ino) = msg_unpack(mv, start)
+         expires, rq, wq, uid, ino) = msg_unpack(p, 0)
         if swap:
             sport = ((sport & 0xFF) << 8) | (sport >> 8)
             dport = ((dport & 0xFF) << 8) | (dport >> 8)
@@ -159,11 +159,11 @@ def decode_dump(
         if details:
             append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
                       uid, cookie, ifindex, None, timer=timer, expires=expires, retrans=retrans,
-                      **_details(mv[start + MSG_LEN : stop], fam, netid)))
+                      **_details(p[MSG_LEN:], fam, netid)))
         else:
             v6only = None
             if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
-                v6only = _v6only(mv[start + MSG_LEN : stop])
+                v6only = _v6only(p[MSG_LEN:])
             append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
                       uid, cookie, ifindex, None, v6only, None, (), None, None, timer, expires, retrans))
     return done

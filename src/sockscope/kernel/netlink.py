@@ -83,38 +83,23 @@ def iter_messages(buf: bytes | memoryview, op: str = "sock_diag") -> Iterator[tu
         off += align4(length)
 
 
-def diag_messages(buf: bytes | memoryview, op: str) -> tuple[memoryview, list[tuple[int, int]], bool]:
-    """Frame one datagram of a sock_diag dump.
+def diag_messages(buf: bytes | memoryview, op: str) -> tuple[list[memoryview], bool]:
+    """Frame one datagram of a sock_diag dump: the payloads of its
+    ``SOCK_DIAG_BY_FAMILY`` messages, and whether ``NLMSG_DONE`` ended the dump.
 
-    Returns the buffer as a memoryview, the ``(start, end)`` payload offsets of
-    its ``SOCK_DIAG_BY_FAMILY`` messages, and whether ``NLMSG_DONE`` ended the
-    dump.  Kernel errors (``NLMSG_ERROR``, or an error carried by
-    ``NLMSG_DONE``) raise :class:`NetlinkError`; truncation raises
-    :class:`DecodeError`.  Every decoder of a dump shares this framing.
+    Kernel errors (``NLMSG_ERROR``, or an error carried by ``NLMSG_DONE``)
+    raise :class:`NetlinkError`; truncation raises :class:`DecodeError`.
+    Every decoder of a dump shares this framing (the listing's hot loop,
+    ``inet.decode_raw``, inlines it).
     """
-    mv = memoryview(buf)
-    end = len(mv)
-    off = 0
-    unpack = NLMSGHDR.unpack_from
-    spans: list[tuple[int, int]] = []
-    append = spans.append
-    while off < end:
-        if end - off < HDRLEN:
-            raise DecodeError(f"truncated netlink header at offset {off}")
-        length, mtype, _flags, _seq, _pid = unpack(mv, off)
-        if length < HDRLEN or off + length > end:
-            raise DecodeError(f"bad netlink message length {length} at offset {off}")
+    payloads: list[memoryview] = []
+    for mtype, _flags, payload in iter_messages(buf, op):
         if mtype == SOCK_DIAG_BY_FAMILY:
-            append((off + HDRLEN, off + length))
+            payloads.append(payload)
         elif mtype == NLMSG_DONE:
-            check_done(mv[off + HDRLEN : off + length], op)
-            return mv, spans, True
-        elif mtype == NLMSG_ERROR:
-            code = error_code(mv[off + HDRLEN : off + length])
-            if code:
-                raise netlink_error(op, -code)
-        off += (length + 3) & ~3
-    return mv, spans, False
+            check_done(payload, op)
+            return payloads, True
+    return payloads, False
 
 
 def error_code(payload: memoryview | bytes) -> int:

@@ -59,8 +59,8 @@ def encode_packet_request(seq: int = 1) -> bytes:
 
 
 def _dump_loop(buf: bytes | memoryview, out: list[Socket], one: Callable[[memoryview], Socket], op: str) -> bool:
-    mv, spans, done = nl.diag_messages(buf, op)
-    out.extend(one(mv[start:stop]) for start, stop in spans)
+    payloads, done = nl.diag_messages(buf, op)
+    out.extend(one(p) for p in payloads)
     return done
 
 

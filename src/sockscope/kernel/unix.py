@@ -66,10 +66,8 @@ def decode_dump(
     op: str = "unix_diag",
 ) -> bool:
     """Decode one datagram of a unix_diag dump into ``out``; True when done."""
-    mv, spans, done = nl.diag_messages(buf, op)
-    append = out.append
-    for start, stop in spans:
-        append(decode_message(mv[start:stop], details))
+    payloads, done = nl.diag_messages(buf, op)
+    out.extend(decode_message(p, details) for p in payloads)
     return done
 
 
