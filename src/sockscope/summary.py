@@ -67,6 +67,21 @@ def _pairs(line: str) -> dict[str, int]:
     return out
 
 
+#: /proc/net/sockstat{,6} line -> {Summary field: word on that line}
+_SOCKSTAT: dict[str, dict[str, str]] = {
+    "sockets": {"sockets_used": "used"},
+    "TCP": {"tcp_inuse4": "inuse", "tcp_orphan": "orphan", "tcp_timewait": "tw", "tcp_alloc": "alloc",
+            "tcp_mem": "mem"},
+    "TCP6": {"tcp_inuse6": "inuse"},
+    "UDP": {"udp4": "inuse"},
+    "UDP6": {"udp6": "inuse"},
+    "RAW": {"raw4": "inuse"},
+    "RAW6": {"raw6": "inuse"},
+    "FRAG": {"frag4": "inuse"},
+    "FRAG6": {"frag6": "inuse"},
+}
+
+
 def read(proc: str = "/proc") -> Summary:
     """Read the counters (of the caller's network namespace)."""
     vals: dict[str, int] = {}
@@ -81,29 +96,10 @@ def read(proc: str = "/proc") -> Summary:
             raise SockscopeError(f"cannot read {proc}/net/{name}: {exc.strerror}") from exc
         found = True
         for line in lines:
-            if not line:
-                continue
-            key = line.split(":", 1)[0]
-            d = _pairs(line)
-            if key == "sockets":
-                vals["sockets_used"] = d.get("used", 0)
-            elif key == "TCP":
-                vals.update(tcp_inuse4=d.get("inuse", 0), tcp_orphan=d.get("orphan", 0),
-                            tcp_timewait=d.get("tw", 0), tcp_alloc=d.get("alloc", 0), tcp_mem=d.get("mem", 0))
-            elif key == "TCP6":
-                vals["tcp_inuse6"] = d.get("inuse", 0)
-            elif key == "UDP":
-                vals["udp4"] = d.get("inuse", 0)
-            elif key == "UDP6":
-                vals["udp6"] = d.get("inuse", 0)
-            elif key == "RAW":
-                vals["raw4"] = d.get("inuse", 0)
-            elif key == "RAW6":
-                vals["raw6"] = d.get("inuse", 0)
-            elif key == "FRAG":
-                vals["frag4"] = d.get("inuse", 0)
-            elif key == "FRAG6":
-                vals["frag6"] = d.get("inuse", 0)
+            fields = _SOCKSTAT.get(line.split(":", 1)[0])
+            if fields:
+                d = _pairs(line)
+                vals.update({field: d.get(word, 0) for field, word in fields.items()})
     if not found:
         raise SockscopeError(f"cannot read {proc}/net/sockstat")
     try:
