@@ -141,11 +141,6 @@ class OwnerMap:
         name = self.name
         return tuple(Owner(pid, fd, name(pid)) for pid, fd in reversed(h))
 
-    def first(self, inode: int) -> tuple[int, int] | None:
-        """The first (pid, fd) discovered for ``inode`` (psutil's choice)."""
-        h = self._holders.get(inode)
-        return h[0] if h else None
-
     def holders(self, inode: int) -> list[tuple[int, int]]:
         """All (pid, fd) for ``inode`` in discovery order."""
         return self._holders.get(inode, [])

@@ -44,8 +44,6 @@ EXT_TOS = (1 << 4) | (1 << 5)
 INET_TABLES = ("raw", "udp", "tcp", "dccp", "sctp", "mptcp")
 UNIX_TABLES = ("u_str", "u_dgr", "u_seq")
 PACKET_TABLES = ("p_raw", "p_dgr")
-#: ss's output order of tables
-TABLE_ORDER = ("nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw", "udp", "tcp", "dccp", "sctp", "mptcp")
 _PROTOCOLS = {"tcp": 6, "udp": 17, "dccp": 33, "sctp": 132, "raw": 255, "mptcp": 262}
 
 

@@ -30,8 +30,6 @@ _NAMES = {
     "big": SS_ALL & ~((1 << _SYN_RECV) | (1 << _TIME_WAIT)),
 }
 
-STATE_WORDS = tuple(_NAMES)
-
 
 def scan_state(word: str) -> int:
     """The bitmask of one state keyword (case-insensitive), like ss."""

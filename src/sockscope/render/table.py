@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 HEADERS = ("Netid", "State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port", "Process", "")
 _LDELIM = ("", " ", " ", " ", " ", "", " ", "", "", "", " ")
 _RIGHT = (False, False, False, False, True, False, True, False, False, False, False)
-COL_NETID, COL_STATE = 0, 1
 _QUEUE = ["%-6d" % i for i in range(256)]  # ss's "%-6d" queue cells, precomputed for small values
 
 AF_INET, AF_INET6, AF_UNIX, AF_NETLINK, AF_PACKET = 2, 10, 1, 16, 17
