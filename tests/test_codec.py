@@ -160,6 +160,8 @@ def test_codec_never_imports_socket() -> None:
 
 
 _DECODERS = [
+    lambda b: inet.decode_columns(b, 2),
+    lambda b: inet.decode_columns(b, 10),
     lambda b: inet.decode_dump(b, "tcp", [], details=True),
     lambda b: inet.decode_dump(b, "tcp", []),
     lambda b: unix.decode_dump(b, [], details=True),
@@ -214,6 +216,82 @@ def test_fuzz_truncations_of_real_capture(capture: dict) -> None:
             pass
 
 
+# --- decode_columns: the listing's column path must say what decode_raw says, or decline -------
+
+def _inet_msg(fam: int, st_: int, sport: int, dport: int, src: bytes, dst: bytes, ino: int,
+              attrs: bytes = b"", rq: int = 0, ifindex: int = 0) -> bytes:
+    body = inet._MSG.pack(fam, st_, 0, 0, int.from_bytes(sport.to_bytes(2, "big"), sys.byteorder),
+                          int.from_bytes(dport.to_bytes(2, "big"), sys.byteorder), src.ljust(16, b"\0"),
+                          dst.ljust(16, b"\0"), ifindex, 0, 0, rq, 0, 0, ino)
+    return _msg(netlink.SOCK_DIAG_BY_FAMILY, body + attrs)
+
+
+_SHUTDOWN = netlink.encode_attr(inet.INET_DIAG_SHUTDOWN, b"\0")
+_DONE = _msg(netlink.NLMSG_DONE, bytes(4))
+_LO4, _LO6 = bytes([127, 0, 0, 1]), bytes(15) + b"\1"
+
+
+def _as_raw(cols: list, fam: int) -> list[tuple]:
+    """decode_columns' columns in decode_raw's tuple shape."""
+    _h, states, sports, dports, srcs, dsts, ifs, rqs, wqs, inos = cols
+    def swap(p: int) -> int:
+        return int.from_bytes(p.to_bytes(2, sys.byteorder), "big")
+
+    def addr(a: int | bytes) -> bytes:
+        return a.to_bytes(4, sys.byteorder) + bytes(12) if isinstance(a, int) else a
+
+    return [(fam, st_, swap(sp), swap(dp), addr(s_), addr(d), i, rq, wq, ino, None)
+            for st_, sp, dp, s_, d, i, rq, wq, ino in zip(states, sports, dports, srcs, dsts, ifs, rqs, wqs, inos)]
+
+
+def test_columns_agree_with_tuples_on_real_captures(capture: dict) -> None:
+    taken = 0
+    for key, fam in (("inet", 2), ("inet6", 10), ("udp", 2)):
+        for h in capture[key]:
+            data = bytes.fromhex(h)
+            want: list = []
+            want_done = inet.decode_raw(data, want)
+            got = inet.decode_columns(data, fam)
+            if got is None:  # declined: only for what the column path cannot say
+                lengths = {len(p) for t, _f, p in netlink.iter_messages(data) if t == netlink.SOCK_DIAG_BY_FAMILY}
+                wildcard = any(r[0] == 10 and (r[4] == bytes(16) or r[5] == bytes(16)) for r in want)
+                assert len(lengths) != 1 or wildcard, f"{key}: a one-length datagram declined"
+                continue
+            cols, done = got
+            assert done == want_done
+            assert _as_raw(cols, fam) == want
+            taken += 1
+    assert taken  # the common case (one length per datagram) really takes the column path
+
+
+def test_columns_of_synthetic_datagrams() -> None:
+    a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN, rq=300)
+    b = _inet_msg(2, 10, 80, 0, _LO4, bytes(4), 12, _SHUTDOWN)
+    cols, done = inet.decode_columns(a + b + _DONE, 2)
+    assert done and list(cols[9]) == [11, 12] and list(cols[7]) == [300, 0]
+    assert _as_raw(cols, 2) == (lambda out: (inet.decode_raw(a + b + _DONE, out), out)[1])([])
+    cols, done = inet.decode_columns(a + b, 2)
+    assert not done and len(cols[1]) == 2
+    # another length (a TIME-WAIT socket has no attributes), before or after: declined
+    tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
+    assert inet.decode_columns(tw + a, 2) is None
+    assert inet.decode_columns(a + tw + a, 2) is None
+    assert inet.decode_columns(a + a + tw + _DONE, 2) is None
+    # a scoped address (its interface is named) and an IPv6 wildcard (v6only matters): declined
+    assert inet.decode_columns(_inet_msg(2, 1, 1, 2, _LO4, _LO4, 5, _SHUTDOWN, ifindex=3), 2) is None
+    assert inet.decode_columns(_inet_msg(10, 10, 80, 0, bytes(16), bytes(16), 5, _SHUTDOWN), 10) is None
+    six, _ = inet.decode_columns(_inet_msg(10, 1, 80, 40000, _LO6, _LO6, 5, _SHUTDOWN), 10)
+    assert six[4] == (_LO6,)
+    # the dump's end carrying the kernel's error is raised, as by decode_raw
+    err = _msg(netlink.NLMSG_DONE, (-2).to_bytes(4, sys.byteorder, signed=True))
+    with pytest.raises(NetlinkError):
+        inet.decode_columns(a + err, 2)
+    # a lone NLMSG_DONE, and garbage after whole messages: not columns
+    assert inet.decode_columns(_DONE, 2) is None
+    with pytest.raises(DecodeError):
+        inet.decode_columns(a + a[:40], 2)
+
+
 def test_public_api_matches_all() -> None:
     import sockscope
 
@@ -223,4 +301,4 @@ def test_public_api_matches_all() -> None:
         n for n in dir(sockscope)
         if not n.startswith("_") and not isinstance(getattr(sockscope, n), types.ModuleType)
     }
-    assert public == set(sockscope.__all__) - {"sockets", "net_connections", "__version__"}
+    assert public == set(sockscope.__all__) - {"__version__"}

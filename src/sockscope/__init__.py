@@ -16,19 +16,33 @@ from sockscope.errors import (
     SockscopeError,
     UsageError,
 )
-from sockscope.records import Endpoint, Owner, Socket, State
+
+_TYPE_CHECKING = False
+if _TYPE_CHECKING:
+    from sockscope.query import net_connections, sockets
+    from sockscope.records import Endpoint, Owner, Socket, State
 
 __version__ = "0.1.0"
 
+_WHERE = {
+    "sockets": "query", "net_connections": "query",
+    "Socket": "records", "Endpoint": "records", "Owner": "records", "State": "records",
+}
+
 
 def __getattr__(name: str) -> object:
-    # The query layer is imported on first use, so that `import sockscope`
-    # (and every subcommand that does not list sockets) stays cheap.
-    if name in ("sockets", "net_connections"):
-        from sockscope import query
+    # The query layer and the records (dataclasses, enum) are imported on first
+    # use, so that `import sockscope` and the listing's fast path stay cheap.
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sockscope' has no attribute {name!r}")
+    value = getattr(__import__(f"sockscope.{module}", fromlist=[name]), name)
+    globals()[name] = value
+    return value
 
-        return getattr(query, name)
-    raise AttributeError(f"module 'sockscope' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
 
 
 __all__ = (

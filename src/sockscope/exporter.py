@@ -60,7 +60,8 @@ from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError, NotSupported, PermissionDenied, SockscopeError, netlink_error
 from sockscope.netns import NETNS_RUN_DIR, NetnsRef, list_netns
 from sockscope.netns import setns as _setns
-from sockscope.records import SS_STATE_NAMES, Socket, State
+from sockscope.filter.states import SS_STATE_NAMES
+from sockscope.records import Socket, State
 
 DEFAULT_LISTEN = ("127.0.0.1", 9466)
 DEFAULT_MAX_LISTENERS = 100

@@ -1,24 +1,37 @@
 """The owner map: socket inode -> every (pid, fd) holding it, in one pass.
 
-One walk of ``/proc/[0-9]*/fd`` with ``os.scandir`` and ``os.readlink``
-builds a dict (linear in the number of fds; ss's 256-bucket hash goes
-quadratic at 100k sockets, psutil keeps only the first holder).  Processes
-that vanish mid-walk, or whose fds cannot be read, are skipped.  Process
-names (``comm``, as ss prints them: cut at the first ``)``) are read lazily,
-once per pid, only for processes that hold a socket being shown.
+One walk of ``/proc/[0-9]*/fd`` with ``os.listdir`` and ``os.readlink``
+(relative to the open fd directory: no path walk per fd) builds a dict
+(linear in the number of fds; ss's 256-bucket hash goes quadratic at 100k
+sockets, psutil keeps only the first holder).  Processes that vanish
+mid-walk, or whose fds cannot be read, are skipped.  Process names (``comm``,
+as ss prints them: cut at the first ``)``) are read lazily, once per pid, only
+for processes that hold a socket being shown.
+
+:class:`BackgroundOwners` runs the same walk in a forked child while the
+listing dumps sockets (the CLI's ``-p``: the walk is as long as the dump, and
+there are two cores); it hands back ss's users text of every socket inode.
 """
 
 from __future__ import annotations
 
 import os
-
-from sockscope.records import Owner
+from functools import partial
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import Iterable
 
+    from sockscope.records import Owner
+
 _PREFIX = "socket:["
+
+
+def _readlink_or_empty(name: str, dfd: int) -> str:
+    try:
+        return os.readlink(name, dir_fd=dfd)
+    except OSError:
+        return ""
 
 
 def comm(pid: int, proc: str = "/proc") -> str | None:
@@ -43,11 +56,12 @@ class OwnerMap:
     (typically: not root), so owners may be missing.
     """
 
-    __slots__ = ("_holders", "_names", "_tasks", "complete", "proc")
+    __slots__ = ("_holders", "_names", "_tasks", "complete", "proc", "_prefixes")
 
     def __init__(self, proc: str = "/proc") -> None:
         self._holders: dict[int, list[tuple[int, int]]] = {}
         self._names: dict[int, str] = {}
+        self._prefixes: dict[int, str] = {}
         self._tasks: dict[int, list[tuple[int, int, int]]] | None = None  # -T: inode -> (pid, tid, fd)
         self.complete = True
         self.proc = proc
@@ -103,21 +117,29 @@ class OwnerMap:
             pid_list = sorted(int(n) for n in names if n.isdigit())
         else:
             pid_list = list(pids)
+        o_dir = os.O_RDONLY | os.O_DIRECTORY
         for pid in pid_list:
-            fddir = f"{self.proc}/{pid}/fd/"
             try:
-                fds = os.listdir(fddir)
+                dfd = os.open(f"{self.proc}/{pid}/fd", o_dir)
             except PermissionError:
                 self.complete = False
                 continue
             except OSError:
                 continue  # the process is gone
-            # procfs lists fds in ascending order already
-            for name in fds:
+            try:
+                fds = os.listdir(dfd)  # procfs lists fds in ascending order already
                 try:
-                    target = readlink(fddir + name)
-                except OSError:
-                    continue
+                    targets = list(map(partial(readlink, dir_fd=dfd), fds))  # the loop in C
+                except OSError:  # an fd closed meanwhile: one by one
+                    targets = [_readlink_or_empty(name, dfd) for name in fds]
+            except PermissionError:
+                self.complete = False
+                continue
+            except OSError:
+                continue  # the process is gone
+            finally:
+                os.close(dfd)
+            for target, name in zip(targets, fds):
                 if target[:plen] == prefix:
                     ino = int(target[plen:-1])
                     h = holders.get(ino)
@@ -128,6 +150,8 @@ class OwnerMap:
 
     def owners(self, inode: int) -> tuple[Owner, ...]:
         """Every holder of ``inode``, in ss's order (last discovered first)."""
+        from sockscope.records import Owner
+
         if not inode:
             return ()
         if self._tasks is not None:
@@ -140,6 +164,35 @@ class OwnerMap:
             return ()
         name = self.name
         return tuple(Owner(pid, fd, name(pid)) for pid, fd in reversed(h))
+
+    def text(self, inode: int) -> str:
+        """ss's ``users:(("name",pid=P,fd=F),…)`` cell of ``inode`` (with its
+        leading space), or "": what the table prints for :meth:`owners`,
+        made without building them."""
+        if self._tasks is not None:
+            t = self._tasks.get(inode) if inode else None
+            if not t:
+                return ""
+            name = self.name
+            return " users:(" + ",".join(
+                f'("{name(tid)}",pid={pid},tid={tid},fd={fd})' for pid, tid, fd in reversed(t)) + ")"
+        h = self._holders.get(inode) if inode else None
+        if not h:
+            return ""
+        prefixes = self._prefixes
+        if len(h) == 1:
+            pid, fd = h[0]
+            p = prefixes.get(pid)
+            if p is None:
+                p = prefixes[pid] = f'("{self.name(pid)}",pid={pid},fd='
+            return f" users:({p}{fd}))"
+        parts = []
+        for pid, fd in reversed(h):
+            p = prefixes.get(pid)
+            if p is None:
+                p = prefixes[pid] = f'("{self.name(pid)}",pid={pid},fd='
+            parts.append(f"{p}{fd})")
+        return " users:(" + ",".join(parts) + ")"
 
     def holders(self, inode: int) -> list[tuple[int, int]]:
         """All (pid, fd) for ``inode`` in discovery order."""
@@ -159,4 +212,77 @@ class OwnerMap:
         return n
 
 
-__all__ = ["OwnerMap"]
+class BackgroundOwners:
+    """:meth:`OwnerMap.scan` and :meth:`OwnerMap.text` of every socket inode,
+    computed by a forked child while this process goes on (the listing dumps
+    sockets meanwhile).  For single-threaded callers (the CLI): a library must
+    not fork.  Falls back to scanning in-process if the child fails."""
+
+    __slots__ = ("_pid", "_fd", "_texts", "complete", "proc")
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self.proc = proc
+        self.complete = True
+        self._texts: dict[int, str] | None = None
+        r, w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            self._pid, self._fd = 0, -1
+            return
+        if pid == 0:  # the child: walk, write the answer, and leave without running any clean-up
+            status = 1
+            try:
+                os.close(r)
+                import marshal
+
+                m = OwnerMap.scan(proc)
+                inodes = list(m._holders)
+                data = memoryview(marshal.dumps((m.complete, inodes, "\0".join(map(m.text, inodes)))))
+                while data:
+                    data = data[os.write(w, data):]
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(w)
+        self._pid, self._fd = pid, r
+
+    def _load(self) -> dict[int, str]:
+        import marshal
+
+        texts: dict[int, str] | None = None
+        if self._pid:
+            chunks = []
+            try:
+                while True:
+                    chunk = os.read(self._fd, 1 << 20)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            finally:
+                os.close(self._fd)
+                _, status = os.waitpid(self._pid, 0)
+            if status == 0:
+                complete, inodes, blob = marshal.loads(b"".join(chunks))
+                self.complete = complete
+                texts = dict(zip(inodes, blob.split("\0"))) if inodes else {}
+        if texts is None:  # no child, or it failed: walk here
+            m = OwnerMap.scan(self.proc)
+            self.complete = m.complete
+            texts = {ino: m.text(ino) for ino in m._holders}
+        self._texts = texts
+        return texts
+
+    def text(self, inode: int) -> str:
+        """As :meth:`OwnerMap.text` (waits for the child the first time)."""
+        texts = self._texts if self._texts is not None else self._load()
+        return texts.get(inode, "")
+
+    def texts(self) -> dict[int, str]:
+        """inode -> :meth:`text`, for every socket inode that has holders."""
+        return self._texts if self._texts is not None else self._load()
+
+
+__all__ = ["OwnerMap", "BackgroundOwners"]

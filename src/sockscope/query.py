@@ -11,17 +11,17 @@ from __future__ import annotations
 import os
 import sys
 from collections import namedtuple
-from dataclasses import dataclass, field
 
 from sockscope._addr import AF_INET, AF_INET6
 from sockscope.errors import NotSupported, PermissionDenied, UsageError
-from sockscope.records import SS_STATE_NAMES, Socket, State
+from sockscope.filter.states import SS_STATE_NAMES
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Callable, Iterable, Iterator, NamedTuple
+    from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
     from sockscope.processes import OwnerMap
+    from sockscope.records import Socket, State
 
     Warn = Callable[[str], None]
 
@@ -51,7 +51,6 @@ def _stderr_warn(msg: str) -> None:
     print(f"sockscope: {msg}", file=sys.stderr)
 
 
-@dataclass(frozen=True, slots=True)
 class Query:
     """What to dump.
 
@@ -66,19 +65,59 @@ class Query:
     ``bytecode`` (a compiled filter) goes to the kernel with every inet dump;
     ``predicate`` is applied to every record, except inet records the kernel
     already filtered when ``kernel_exact`` says the bytecode is the whole answer.
+
+    Immutable; :meth:`replace` gives a changed copy.  (A plain slotted class,
+    not a dataclass: the listing's start-up does not import ``dataclasses``.)
     """
+
+    __slots__ = ("tables", "families", "states", "preferred_family", "details", "ext", "explicit", "force_proc",
+                 "bytecode", "predicate", "kernel_exact")
 
     tables: frozenset[str]
     families: frozenset[int]
-    states: int = SS_ALL
-    preferred_family: int = 0
-    details: bool = False
-    ext: int = 0
-    explicit: frozenset[str] = field(default_factory=frozenset)
-    force_proc: bool = False
-    bytecode: bytes | None = None
-    predicate: Callable[[Socket], bool] | None = None
-    kernel_exact: bool = False
+    states: int
+    preferred_family: int
+    details: bool
+    ext: int
+    explicit: frozenset[str]
+    force_proc: bool
+    bytecode: bytes | None
+    predicate: Callable[[Socket], bool] | None
+    kernel_exact: bool
+
+    def __init__(self, tables: frozenset[str], families: frozenset[int], states: int = SS_ALL,
+                 preferred_family: int = 0, details: bool = False, ext: int = 0,
+                 explicit: frozenset[str] = frozenset(), force_proc: bool = False, bytecode: bytes | None = None,
+                 predicate: Callable[[Socket], bool] | None = None, kernel_exact: bool = False) -> None:
+        setattr_ = object.__setattr__
+        for name, value in (("tables", tables), ("families", families), ("states", states),
+                            ("preferred_family", preferred_family), ("details", details), ("ext", ext),
+                            ("explicit", explicit), ("force_proc", force_proc), ("bytecode", bytecode),
+                            ("predicate", predicate), ("kernel_exact", kernel_exact)):
+            setattr_(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Query is immutable: use replace({name}=...)")
+
+    def replace(self, **changes: Any) -> Query:
+        """A copy with ``changes`` applied."""
+        fields = {name: getattr(self, name) for name in Query.__slots__}
+        unknown = set(changes) - fields.keys()
+        if unknown:
+            raise TypeError(f"Query has no field {', '.join(sorted(unknown))}")
+        fields.update(changes)
+        return Query(**fields)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Query:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in Query.__slots__)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, n) for n in Query.__slots__))
+
+    def __repr__(self) -> str:
+        return "Query(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in Query.__slots__) + ")"
 
 
 def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
@@ -158,33 +197,38 @@ def rows(
     q: Query,
     cells: Callable[[Socket], list[str]],
     raw_cells: Callable[[str, list[tuple]], list[list[str]]] | None,  # type: ignore[type-arg]
+    columns: Callable[[str, int, list[tuple]], Any] | None = None,  # type: ignore[type-arg]
     warn: Warn = _stderr_warn,
-) -> Iterator[list[list[str]]]:
+) -> Iterator[Any]:
     """Batches of table rows of ``q``: what ``map(cells, run(q))`` gives, but the UDP
-    and TCP dumps take the codec's tuple fast path
-    (:func:`~sockscope.kernel.inet.decode_raw` then ``raw_cells``) when no row
-    needs a full record (no details, no userspace filtering; ``raw_cells`` None
-    turns the fast path off, for rows whose text needs more than the tuple)."""
+    and TCP dumps take the codec's fast paths when no row needs a full record
+    (no details, no userspace filtering; ``raw_cells`` None turns them off, for
+    rows whose text needs more than the tuple): a datagram whose messages all
+    have one length is decoded as columns
+    (:func:`~sockscope.kernel.inet.decode_columns`) and handed to ``columns``
+    (whatever it returns is yielded as the batch), any other datagram as tuples
+    (:func:`~sockscope.kernel.inet.decode_raw`) handed to ``raw_cells``.
+    Without ``columns`` every datagram takes the tuple path."""
     if raw_cells is None or q.details or q.ext or (q.predicate is not None and not q.kernel_exact):
         for s in run(q, warn):
             yield [cells(s)]
         return
-    from dataclasses import replace
-
     state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
     pred = q.predicate
     # ss's order: nl, packet, unix, raw | udp, tcp | dccp, sctp, mptcp
-    before = replace(q, tables=q.tables & frozenset({"nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw"}))
-    after = replace(q, tables=q.tables & frozenset({"dccp", "sctp", "mptcp", "v_str", "v_dgr", "tipc", "xdp"}))
+    before = q.replace(tables=q.tables & frozenset({"nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw"}))
+    after = q.replace(tables=q.tables & frozenset({"dccp", "sctp", "mptcp", "v_str", "v_dgr", "tipc", "xdp"}))
     for s in _run(before, warn, state):
         if pred is None or pred(s):  # the kernel filtered only inet dumps
             yield [cells(s)]
     if AF_INET in q.families or AF_INET6 in q.families:
         for table in ("udp", "tcp"):
             if table in q.tables:
-                for item in _inet(q, table, state, raw=True):
+                for item in _inet(q, table, state, raw=True, columns=columns is not None):
                     if type(item) is list:
                         yield raw_cells(table, item)
+                    elif type(item) is tuple:
+                        yield columns(table, *item)  # type: ignore[misc]
                     elif pred is None or pred(item):  # type: ignore[arg-type]
                         yield [cells(item)]  # type: ignore[arg-type]  # from /proc: not kernel-filtered
     for s in _run(after, warn, state):
@@ -215,9 +259,11 @@ def _families(q: Query) -> list[int]:
     return fams
 
 
-def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False) -> Iterator[Socket | list[tuple]]:  # type: ignore[type-arg]
+def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
+          columns: bool = False) -> Iterator[Socket | list[tuple] | tuple[int, list[tuple]]]:  # type: ignore[type-arg]
     """One inet table's records; with ``raw``, batches (lists) of the codec's
-    plain tuples instead, for as long as sock_diag answers."""
+    plain tuples instead, for as long as sock_diag answers, and with
+    ``columns`` also ``(family, columns)`` for datagrams that decode as columns."""
     from sockscope.kernel import inet, transport
 
     replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
@@ -235,9 +281,14 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False) -> Ite
                 # streamed datagram by datagram: memory stays flat however many sockets
                 if raw:
                     for data in transport.stream(req, op):
-                        batch: list[tuple] = []  # type: ignore[type-arg]
-                        done = inet.decode_raw(data, batch, op)
-                        yield batch
+                        got = inet.decode_columns(data, fam, op) if columns else None
+                        if got is not None:
+                            cols, done = got
+                            yield (fam, cols)
+                        else:
+                            batch: list[tuple] = []  # type: ignore[type-arg]
+                            done = inet.decode_raw(data, batch, op)
+                            yield batch
                         if done:
                             break
                     continue
@@ -360,6 +411,8 @@ def _kind(kind: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
 def _state_mask(states: Iterable[State | str | int] | None) -> int:
     if states is None:
         return SS_ALL | (1 << 12)
+    from sockscope.records import State
+
     mask = 0
     by_name = {s.name: s.value for s in State}
     by_name.update({v: k for k, v in SS_STATE_NAMES.items() if k < 12})
@@ -441,8 +494,6 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
     families, as in ss.  Syntax errors raise
     :class:`~sockscope.filter.FilterSyntaxError` (a :class:`UsageError`).
     """
-    from dataclasses import replace
-
     from sockscope import filter as flt
 
     protocols = tuple(t for t in ("tcp", "udp") if t in q.tables) or ("tcp", "udp")
@@ -455,8 +506,7 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
     fams = expr.families()
     bc = flt.compile_bytecode(expr)
     needs_marks = any(type(leaf).__name__ in ("MarkCond", "CgroupCond") for leaf in expr.leaves())
-    return replace(
-        q,
+    return q.replace(
         families=frozenset(fams) if fams is not None else q.families,
         bytecode=bc,
         predicate=flt.compile_predicate(expr),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 
 from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
+from sockscope.filter.states import SS_STATE_NAMES
 from dataclasses import MISSING, dataclass  # noqa: E402
 from collections import namedtuple
 
@@ -44,22 +45,6 @@ class State(enum.IntEnum):
         return SS_STATE_NAMES[self]
 
 
-SS_STATE_NAMES: dict[int, str] = {
-    0: "UNKNOWN",
-    1: "ESTAB",
-    2: "SYN-SENT",
-    3: "SYN-RECV",
-    4: "FIN-WAIT-1",
-    5: "FIN-WAIT-2",
-    6: "TIME-WAIT",
-    7: "UNCONN",
-    8: "CLOSE-WAIT",
-    9: "LAST-ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-    12: "SYN-RECV",
-    13: "BOUND-INACTIVE",
-}
 
 #: State members indexed by number, for a lookup cheaper than ``State(n)``.
 STATES: tuple[State, ...] = tuple(State)

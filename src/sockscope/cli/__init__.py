@@ -9,7 +9,6 @@ into one line on stderr and an exit status, in one place.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 #: name -> (module, one-line summary).  Only the chosen module is imported.
@@ -30,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "ls"
     if argv and argv[0] in COMMANDS:
         name, argv = argv[0], argv[1:]
-    module = importlib.import_module(COMMANDS[name][0])
+    module = __import__(COMMANDS[name][0], fromlist=["main"])  # not importlib: start-up time
     from sockscope.errors import SockscopeError
 
     try:

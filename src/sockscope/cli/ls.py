@@ -16,7 +16,7 @@ TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time
 if TYPE_CHECKING:
     from typing import IO, Iterable
 
-    from sockscope.processes import OwnerMap
+    from sockscope.processes import BackgroundOwners, OwnerMap
     from sockscope.query import Query
     from sockscope.records import Socket
     from sockscope.render.table import TableOptions
@@ -332,26 +332,30 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         q = with_filter(q, rest, family=sel.preferred, path=filter_file)
     if diag_file is not None:
         return _diag_dump(q, diag_file, out)
-    owners = None
+    owners: OwnerMap | BackgroundOwners | None = None
     if processes:
-        from sockscope.processes import OwnerMap
+        from sockscope import processes as _processes
 
-        owners = OwnerMap.scan_threads() if threads else OwnerMap.scan()
-        if not owners.complete:
-            print("sockscope: not all processes could be read (run as root): owners may be missing",
-                  file=sys.stderr)
+        if fmt == "table" and not (threads or all_netns or kill or follow):
+            # the fd walk runs in a child while this process dumps: -p costs about the longer of the two
+            owners = _processes.BackgroundOwners()
+        else:
+            owners = _processes.OwnerMap.scan_threads() if threads else _processes.OwnerMap.scan()
+            _warn_incomplete(owners)
     if out is sys.stdout and fmt == "table":
         _restore_sigpipe()
     if follow:
         return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1)
 
-    from sockscope.render.details import DetailOptions
     from sockscope.render.table import TableOptions
 
-    dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
-                          numeric=numeric, cgroup=cgroup, tos=tos, sockopt=sockopt, bpf=bpf)
-    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes,
-                         details=dopts if dopts.any else None)
+    dopts = None
+    if timers or extended or memory or info or cgroup or tos or sockopt or bpf:
+        from sockscope.render.details import DetailOptions
+
+        dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
+                              numeric=numeric, cgroup=cgroup, tos=tos, sockopt=sockopt, bpf=bpf)
+    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes, details=dopts)
     if fmt == "table" and not all_netns and not kill:
         return _table(q, out, sel, owners, header, topts)
     if all_netns:
@@ -367,7 +371,9 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     if owners is not None:
         from dataclasses import replace
 
-        socks = (replace(s, owners=owners.owners(s.inode)) if s.inode in owners else s for s in socks)
+        assert isinstance(owners, _processes.OwnerMap)  # the background walk serves tables only
+        owner_map = owners
+        socks = (replace(s, owners=owner_map.owners(s.inode)) if s.inode in owner_map else s for s in socks)
     if kill:
         from sockscope.actions import kill as _kill
 
@@ -383,6 +389,11 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         write_csv(socks, out)
         return 0
     return _table(q, out, sel, owners, header, topts, socks, all_netns)
+
+
+def _warn_incomplete(owners: OwnerMap | BackgroundOwners) -> None:
+    if not owners.complete:
+        print("sockscope: not all processes could be read (run as root): owners may be missing", file=sys.stderr)
 
 
 def _diag_dump(q: Query, path: str, out: IO[str]) -> int:
@@ -415,7 +426,8 @@ def _diag_dump(q: Query, path: str, out: IO[str]) -> int:
     return 0
 
 
-def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | None, header: bool, topts: TableOptions,
+def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | BackgroundOwners | None, header: bool,
+           topts: TableOptions,
            socks: Iterable[Socket] | None = None, netns: bool = False) -> int:
     """Lay the rows out like ss.  Without ``socks`` the rows stream from
     :func:`sockscope.query.rows` (whose fast path skips building records);
@@ -424,17 +436,27 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | None, hea
     from sockscope.render.table import CellMaker, TableWriter
 
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
-    writer = TableWriter(out, visible, header=header, netns=netns)
+    # with owners still being walked in the background, hold every row until the end: the
+    # dump goes on meanwhile instead of waiting for the walk at the first batch
+    background = None
+    if owners is not None:
+        from sockscope.processes import BackgroundOwners
+
+        background = owners if isinstance(owners, BackgroundOwners) else None
+    writer = TableWriter(out, visible, header=header, netns=netns, batch=sys.maxsize if background is not None else 8192)
     maker = CellMaker(topts, owners)
     if socks is None:
         add_many = writer.add_many
-        for batch in rows(q, maker.cells, maker.raw_cells if topts.details is None else None):
+        for batch in rows(q, maker.cells, maker.raw_cells if topts.details is None else None, maker.column_cells):
             add_many(batch)
     else:
         add, make = writer.add, maker.cells
         for s in socks:
             add(make(s) + [s.netns or ""] if netns else make(s))
     writer.flush()
+    if background is not None:
+        background.texts()  # reaps the child, even when no row asked for an owner
+        _warn_incomplete(background)
     return 0
 
 
@@ -468,10 +490,9 @@ def _follow(q: object, out: IO[str], numeric: bool, resolve: bool, processes: bo
 
 def _restore_sigpipe() -> None:
     """Die quietly on a closed pipe (``sockscope -tan | head -1``), like ss."""
-    import signal
+    import _signal  # type: ignore[import-not-found]  # the C module: ``signal`` builds enums at import, which costs start-up time
 
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
 
 
 __all__ = ["main", "USAGE"]

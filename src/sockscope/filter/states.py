@@ -5,6 +5,25 @@ from __future__ import annotations
 from sockscope.errors import UsageError
 
 SS_ALL = (1 << 12) - 1
+
+#: the name ss prints in its State column, by kernel state number
+SS_STATE_NAMES: dict[int, str] = {
+    0: "UNKNOWN",
+    1: "ESTAB",
+    2: "SYN-SENT",
+    3: "SYN-RECV",
+    4: "FIN-WAIT-1",
+    5: "FIN-WAIT-2",
+    6: "TIME-WAIT",
+    7: "UNCONN",
+    8: "CLOSE-WAIT",
+    9: "LAST-ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "SYN-RECV",
+    13: "BOUND-INACTIVE",
+}
+
 _CLOSE, _LISTEN, _SYN_SENT, _SYN_RECV, _TIME_WAIT = 7, 10, 2, 3, 6
 
 _NAMES = {

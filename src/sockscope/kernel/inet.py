@@ -13,12 +13,16 @@ import sys
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.others import decode_skmem
-from sockscope.records import STATES, Endpoint, Socket, make_socket, state_of
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import Any
+
+    from sockscope.records import Socket
+
+# The records (and the dataclass machinery behind them) are imported by the
+# decoders that build them, on first use: the listing's fast paths below never
+# need them, and start-up time is a feature.
 
 # include/uapi/linux/inet_diag.h
 INET_DIAG_REQ_BYTECODE = 1
@@ -133,6 +137,8 @@ def decode_dump(
     matching :class:`~sockscope.errors.NetlinkError`; malformed bytes raise
     :class:`DecodeError`.
     """
+    from sockscope.records import STATES, Endpoint, make_socket, state_of
+
     payloads, done = nl.diag_messages(buf, op)
     msg_unpack = _MSG.unpack_from
     append = out.append
@@ -209,6 +215,58 @@ def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag")
     return False
 
 
+#: (family, message length) -> (struct of one whole message, its expected first 6 bytes)
+_UNIFORM: dict[tuple[int, int], tuple[struct.Struct, bytes]] = {}
+
+
+def _uniform(family: int, length: int) -> tuple[struct.Struct, bytes]:
+    got = _UNIFORM.get((family, length))
+    if got is None:
+        # IPv4 addresses as one native u32 (a cheap dict key), IPv6 as 16 bytes;
+        # ports as read (network order): the renderer keys its caches on them
+        addr = "I12x" if family == AF_INET else "16s"
+        fmt = f"=6s10x xB2x HH {addr}{addr} I12x II4xI {length - 16 - MSG_LEN}x"
+        got = _UNIFORM[(family, length)] = (struct.Struct(fmt), struct.pack("=IH", length, nl.SOCK_DIAG_BY_FAMILY))
+    return got
+
+
+def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag") -> tuple[list[tuple], bool] | None:  # type: ignore[type-arg]
+    """The listing's fastest path: one datagram of a ``family`` dump as columns.
+
+    Within one dump the kernel usually gives every socket the same attributes,
+    so all messages of a datagram have one length and one C-level
+    ``iter_unpack`` decodes them at once.  Returns ``(columns, done)`` with the
+    columns ``(header, state, sport, dport, src, dst, ifindex, rqueue,
+    wqueue, inode)`` (ports in network byte order as read natively; IPv4
+    addresses as a native u32, IPv6 as 16 bytes), or None when this datagram
+    needs :func:`decode_raw`: messages of different lengths, something other
+    than one final ``NLMSG_DONE`` after them, a scoped address (its interface
+    is named) or an IPv6 wildcard (its v6only attribute matters).
+    """
+    total = len(buf)
+    if total < 16:
+        return None
+    length = nl.NLMSGHDR.unpack_from(buf, 0)[0]
+    if length < 16 + MSG_LEN or length & 3 or length > total:
+        return None
+    n = total // length
+    st, head = _uniform(family, length)
+    mv = memoryview(buf)
+    cols = list(zip(*st.iter_unpack(mv[: n * length])))
+    # the first message of another length is read at its true offset, so its
+    # header differs: a mixed datagram never passes
+    if cols[0].count(head) != n or any(cols[6]):
+        return None
+    if family == AF_INET6 and (_ZERO16 in cols[4] or _ZERO16 in cols[5]):
+        return None
+    done = False
+    if n * length != total:  # after n whole messages: only NLMSG_DONE (or an error) may follow
+        payloads, done = nl.diag_messages(mv[n * length :], op)  # raises the kernel's error, if any
+        if payloads or not done:
+            return None
+    return cols, done
+
+
 def _v6only(attrs: memoryview) -> bool | None:
     """SKV6ONLY from an inet_diag_msg's attributes (None when absent)."""
     off = 0
@@ -262,6 +320,8 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
         d["cong"] = bytes(a).split(b"\0", 1)[0].decode("ascii", "replace")
     a = get(INET_DIAG_SKMEMINFO)
     if a is not None:
+        from sockscope.kernel.others import decode_skmem
+
         d["skmem"] = decode_skmem(a)
     a = get(INET_DIAG_INFO)
     if a is not None and netid == "tcp":
@@ -291,6 +351,6 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "decode_raw", "encode_request", "encode_sockid", "encode_destroy", "decode_events", "decode_dump",
+    "decode_raw", "decode_columns", "encode_request", "encode_sockid", "encode_destroy", "decode_events", "decode_dump",
     "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6",
 ]

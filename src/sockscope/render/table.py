@@ -10,50 +10,66 @@ table streams; a column never narrows between batches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+import sys
+from itertools import islice, repeat
 from operator import itemgetter
 
 from sockscope._addr import ntop
-from sockscope.records import SS_STATE_NAMES, Owner, Socket
+from sockscope.filter.states import SS_STATE_NAMES
 from sockscope.render import names
-from sockscope.render.details import DetailOptions, detail_text
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import IO, Iterable
+    from typing import IO, Any, Callable, Iterable
 
-    from sockscope.processes import OwnerMap
+    from sockscope.processes import BackgroundOwners, OwnerMap
+    from sockscope.records import Owner, Socket
+    from sockscope.render.details import DetailOptions
 
 HEADERS = ("Netid", "State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port", "Process", "")
 _LDELIM = ("", " ", " ", " ", " ", "", " ", "", "", "", " ")
 _RIGHT = (False, False, False, False, True, False, True, False, False, False, False)
 _QUEUE = ["%-6d" % i for i in range(256)]  # ss's "%-6d" queue cells, precomputed for small values
+_STATE_TEXT = [SS_STATE_NAMES.get(i, "UNKNOWN") for i in range(256)]
+_U32 = struct.Struct("=I")
+_SWAP = sys.byteorder == "little"
 
 AF_INET, AF_INET6, AF_UNIX, AF_NETLINK, AF_PACKET = 2, 10, 1, 16, 17
 
 
-@dataclass(frozen=True, slots=True)
 class TableOptions:
-    """What changes the cells: -n, -r, -p and the detail texts."""
+    """What changes the cells: -n, -r, -p and the detail texts (a plain
+    slotted class: the listing's start-up does not import ``dataclasses``)."""
 
-    numeric: bool = False
-    resolve: bool = False
-    processes: bool = False
-    details: DetailOptions | None = None
+    __slots__ = ("numeric", "resolve", "processes", "details")
+
+    def __init__(self, numeric: bool = False, resolve: bool = False, processes: bool = False,
+                 details: DetailOptions | None = None) -> None:
+        self.numeric = numeric
+        self.resolve = resolve
+        self.processes = processes
+        self.details = details
+
+    def __repr__(self) -> str:
+        return (f"TableOptions(numeric={self.numeric}, resolve={self.resolve}, processes={self.processes}, "
+                f"details={self.details!r})")
 
 
 class CellMaker:
     """Builds the ten cells of each row (the tenth, ss's unnamed column, stays empty), with caches."""
 
-    __slots__ = ("opts", "_ports", "_addrs", "_raw_addrs", "_by_netid", "owners")
+    __slots__ = ("opts", "_ports", "_addrs", "_raw_addrs", "_by_netid", "owners", "_col")
 
-    def __init__(self, opts: TableOptions, owners: OwnerMap | None = None) -> None:
+    def __init__(self, opts: TableOptions, owners: OwnerMap | BackgroundOwners | None = None) -> None:
         self.opts = opts
         self.owners = owners  # for the fast path's users cell (records carry their own)
         self._ports: dict[tuple[str, int], str] = {}
         self._addrs: dict[tuple[str, bool], str] = {}
         self._raw_addrs: dict[tuple[bytes, int, bool | None, int], str] = {}
         self._by_netid: dict[str, dict[int, str]] = {}
+        # column_cells' caches: by column, and (local, peer) port caches by netid
+        self._col: dict[str, Any] = {k: _TextCache() for k in ("state", "rq", "wq", "la", "ra", "users")}
 
     def port(self, netid: str, port: int) -> str:
         key = (netid, port)
@@ -118,10 +134,62 @@ class CellMaker:
                 rp = ports[dport] = str(dport) if lo <= dport <= hi else self.port(netid, dport)
             proc = ""
             if owners is not None and ino:
-                proc = _users(owners.owners(ino))
+                proc = owners.text(ino)
             append([netid, names_of.get(st, "UNKNOWN"), queue[rq] if rq < 256 else "%-6d" % rq,
                     queue[wq] if wq < 256 else "%-6d" % wq, la, lp, ra, rp, proc, ""])
         return out
+
+    def column_cells(self, netid: str, family: int, cols: list[tuple]) -> Columns:  # type: ignore[type-arg]
+        """A block of rows from a datagram decoded as columns
+        (:func:`~sockscope.kernel.inet.decode_columns`).  The block keeps the raw
+        columns; each distinct value gets its text once per table, in a cache of
+        its column (which also knows the column's widest text), and
+        :meth:`TableWriter.flush` maps the columns through padded copies of
+        those caches in C: no per-row Python code runs at all."""
+        _head, states, sports, dports, srcs, dsts, _ifindex, rqs, wqs, inos = cols
+        if family == AF_INET:
+            pack = _U32.pack
+
+            def addr(k: int | bytes) -> str:
+                return self.address(AF_INET, ntop(AF_INET, pack(k)), None) + ":"
+        else:
+            def addr(k: int | bytes) -> str:
+                return self.address(AF_INET6, ntop(AF_INET6, k), None) + ":"  # type: ignore[arg-type]
+        lo, hi = (1, 65535) if self.opts.numeric else names.ephemeral_range()
+
+        def ports(raw: list[int]) -> list[str]:
+            n = len(raw)
+            # network order read natively: swapped in C by a pack/unpack round trip
+            host = struct.unpack(f">{n}H", struct.pack(f"={n}H", *raw)) if _SWAP else raw
+            texts = list(map(str, host))
+            if min(host) < lo or max(host) > hi:  # only outside the ephemeral range can a port have a name
+                for i, p in enumerate(host):
+                    if p < lo or p > hi:
+                        texts[i] = self.port(netid, p)
+            return texts
+
+        # one cache per column (a column's width is its own texts'), ports per netid
+        c = self._col
+        if netid not in c:
+            c[netid] = (_TextCache(), _TextCache())
+        lports, rports = c[netid]
+        _fill(states, c["state"], _state_texts)
+        _fill(rqs, c["rq"], _queue_texts)
+        _fill(wqs, c["wq"], _queue_texts)
+        _fill(srcs, c["la"], lambda keys: list(map(addr, keys)))
+        _fill(dsts, c["ra"], lambda keys: list(map(addr, keys)))
+        _fill(sports, lports, ports)
+        _fill(dports, rports, ports)
+        owners = self.owners
+        block = Columns(len(states), [
+            (netid, None), (states, c["state"]), (rqs, c["rq"]), (wqs, c["wq"]),
+            (srcs, c["la"]), (sports, lports), (dsts, c["ra"]), (dports, rports),
+            (inos, c["users"]) if owners is not None else ("", None), ("", None),
+        ])
+        if owners is not None:
+            # filled when the block is written: the owners may still be coming (BackgroundOwners)
+            block.pending = (inos, c["users"], lambda keys: list(map(owners.text, keys)))
+        return block
 
     def _port_texts(self, netid: str) -> dict[int, str]:
         d = self._by_netid.get(netid)
@@ -136,8 +204,10 @@ class CellMaker:
         elif s.owners or self.owners is None:
             proc = users(s)
         else:
-            proc = _users(self.owners.owners(s.inode))
+            proc = self.owners.text(s.inode)
         if self.opts.details is not None:
+            from sockscope.render.details import detail_text
+
             proc += detail_text(s, self.opts.details)
         head = [s.netid, SS_STATE_NAMES.get(int(s.state), "UNKNOWN"), f"{s.recv_q:<6}", f"{s.send_q:<6}"]
         if fam == AF_INET or fam == AF_INET6:
@@ -180,6 +250,74 @@ class CellMaker:
         return head + ["*", "", "*", "", proc, ""]
 
 
+def _queue(v: int) -> str:
+    return "%-6d" % v
+
+
+def _queue_texts(keys: list[int]) -> list[str]:
+    return ["%-6d" % v for v in keys]
+
+
+def _state_texts(keys: list[int]) -> list[str]:
+    return [_STATE_TEXT[k] for k in keys]
+
+
+class _TextCache:
+    """A column's value -> text (``texts``, an exact dict: set operations on it
+    stay in C), the widest text in it, and the padded copy :class:`TableWriter`
+    last made of it (for ``spec``; of the first ``upto`` entries)."""
+
+    __slots__ = ("texts", "width", "padded", "spec", "upto")
+
+    def __init__(self) -> None:
+        self.texts: dict = {}  # type: ignore[type-arg]
+        self.width = 0
+        self.padded: dict = {}  # type: ignore[type-arg]
+        self.spec: tuple[str, int, bool] | None = None
+        self.upto = 0
+
+    def padded_for(self, delim: str, pad: int, right: bool) -> dict:  # type: ignore[type-arg]
+        """value -> ``delim`` + text padded to ``pad``, right- or left-aligned."""
+        spec = (delim, pad, right)
+        if spec != self.spec:
+            self.spec, self.padded, self.upto = spec, {}, 0
+        texts = self.texts
+        if self.upto < len(texts):
+            new = list(islice(texts.items(), self.upto, None))
+            cells = map(str.rjust if right else str.ljust, map(_second, new), repeat(pad))
+            self.padded.update(zip(map(_first, new), map(delim.__add__, cells) if delim else cells))
+            self.upto = len(texts)
+        return self.padded
+
+
+_first, _second = itemgetter(0), itemgetter(1)
+
+
+def _fill(col: tuple, cache: _TextCache, make: Callable[[list[Any]], list[str]]) -> None:  # type: ignore[type-arg]
+    """Give ``cache`` the texts (by ``make``, in one call) of the values of ``col`` it lacks."""
+    missing = list(set(col).difference(cache.texts))
+    if missing:
+        texts = make(missing)
+        cache.texts.update(zip(missing, texts))
+        w = max(map(len, texts))
+        if w > cache.width:
+            cache.width = w
+
+
+class Columns:
+    """A block of ``n`` rows held column by column: for each of the ten
+    columns, ``(values, cache)`` (the cells are the cache's texts of the
+    values), or ``(text, None)``, one text for every row."""
+
+    __slots__ = ("n", "cols", "pending")
+
+    def __init__(self, n: int, cols: list[tuple[Any, _TextCache | None]]) -> None:
+        self.n = n
+        self.cols = cols
+        #: a cache to fill before the block is written: (values, cache, make) for :func:`_fill`
+        self.pending: tuple[Any, _TextCache, Callable[[list[Any]], list[str]]] | None = None
+
+
 def users(s: Socket) -> str:
     """ss's ``users:(("name",pid=P,fd=F),…)`` cell (with its leading space), or ""."""
     return _users(s.owners)
@@ -212,51 +350,103 @@ class TableWriter:
         if netns:
             self.visible.insert(0, 10)
         self.widths = [0] * (len(HEADERS) + 1)
-        self.rows: list[list[str]] = []
         self.batch = batch
+        self._chunks: list[list[list[str]] | Columns] = []  # rows (lists of cells) or Columns, in order
+        self._tail: list[list[str]] | None = None  # the open chunk of rows
+        self._n = 0
         if header:
-            self.rows.append(list(HEADERS) + ["Netns"])
+            self.add(list(HEADERS) + ["Netns"])
 
-    def add_many(self, rows: list[list[str]]) -> None:
-        self.rows.extend(rows)
-        if len(self.rows) >= self.batch:
+    def add_many(self, rows: list[list[str]] | Columns) -> None:
+        """Add a batch: rows of cells, or a :class:`Columns` block."""
+        if not (rows.n if type(rows) is Columns else rows):
+            return
+        if type(rows) is Columns:
+            self._chunks.append(rows)
+            self._tail = None
+            self._n += rows.n
+        else:
+            tail = self._tail
+            if tail is None:
+                tail = self._tail = []
+                self._chunks.append(tail)
+            tail.extend(rows)  # type: ignore[arg-type]
+            self._n += len(rows)  # type: ignore[arg-type]
+        if self._n >= self.batch:
             self.flush(final=False)
 
     def add(self, cells: list[str]) -> None:
-        self.rows.append(cells)
-        if len(self.rows) >= self.batch:
+        tail = self._tail
+        if tail is None:
+            tail = self._tail = []
+            self._chunks.append(tail)
+        tail.append(cells)
+        self._n += 1
+        if self._n >= self.batch:
             self.flush(final=False)
 
     def flush(self, final: bool = True) -> None:
         """Write the buffered rows; ``final`` marks the end of the table."""
-        rows = self.rows
-        if not rows:
+        if not self._n:
             return
+        chunks = self._chunks
+        self._chunks, self._tail, self._n = [], None, 0
         vis = self.visible
         widths = self.widths
-        cols = list(zip(*rows))  # column-wise, for C-speed width scans
-        for i in vis:
-            col = cols[i][:-1] if (i == 8 and final) else cols[i]
-            m = max(map(len, col), default=0)
-            if m > widths[i]:
-                widths[i] = m
-        # one %-format for the whole batch: the first visible column gets no
-        # delimiter; a non-first column's width includes its delimiter (ss's rule)
-        pieces: list[str] = []
+        last = len(chunks) - 1
+        blocks: list[Any] = []
+        for b, chunk in enumerate(chunks):
+            if type(chunk) is Columns:
+                if chunk.pending is not None:
+                    _fill(*chunk.pending)
+                    chunk.pending = None
+                cols = chunk.cols
+                for i in vis:
+                    values, cache = cols[i]
+                    if cache is None:
+                        w = len(values)
+                    elif i == 8:  # measured: the last row of the table does not count (see the class)
+                        texts = list(map(cache.texts.__getitem__, values[:-1] if final and b == last else values))
+                        w = max(map(len, texts)) if texts else 0
+                    else:
+                        w = cache.width
+                    if w > widths[i]:
+                        widths[i] = w
+                blocks.append(chunk)
+            else:
+                cols = list(zip(*chunk))  # type: ignore[misc]  # column-wise, for C-speed width scans
+                for i in vis:
+                    col = cols[i][:-1] if (i == 8 and final and b == last) else cols[i]
+                    w = max(map(len, col)) if col else 0
+                    if w > widths[i]:
+                        widths[i] = w
+                blocks.append(cols)
+        # each cell padded in C, then one join per row: the first visible column
+        # gets no delimiter; a non-first column's width includes its delimiter (ss's rule)
+        specs: list[tuple[int, str, int, bool]] = []
         first = True
         for i in vis:
             w = widths[i]
             delim = _LDELIM[i] if not first else ""
             ew = w + len(_LDELIM[i]) if (not first and w) else w
-            pad = max(ew - len(delim), 0)
-            pieces.append(delim + ("%" if _RIGHT[i] else "%-") + (str(pad) if pad else "") + "s")
+            specs.append((i, delim, max(ew - len(delim), 0), _RIGHT[i]))
             if ew:
                 first = False
-        fmt = "".join(pieces)
-        pick = itemgetter(*vis)
-        if len(vis) == 1:
-            lines = [fmt % (pick(r),) for r in rows]
-        else:
-            lines = [fmt % pick(r) for r in rows]
-        self.out.write("\n".join(lines) + "\n")
-        self.rows = []
+        lines: list[str] = []
+        for block in blocks:
+            seqs: list[Any] = []
+            if type(block) is Columns:
+                n = block.n
+                for i, delim, pad, right in specs:
+                    values, cache = block.cols[i]
+                    if cache is None:
+                        seqs.append(repeat(delim + (values.rjust(pad) if right else values.ljust(pad)), n))
+                    else:
+                        seqs.append(map(cache.padded_for(delim, pad, right).__getitem__, values))
+            else:
+                for i, delim, pad, right in specs:
+                    cells = map(str.rjust if right else str.ljust, block[i], repeat(pad))
+                    seqs.append(map(delim.__add__, cells) if delim else cells)
+            lines.extend(map("".join, zip(*seqs)))
+        lines.append("")
+        self.out.write("\n".join(lines))

@@ -15,7 +15,6 @@ no counters then).
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from typing import Callable
 
@@ -91,7 +90,7 @@ def dump(q: Query, warn: Callable[[str], None]) -> tuple[list[Socket], Counters]
     except (NotSupported, PermissionDenied):
         return list(run(q, warn=warn)), {}
     rest = q.tables - {"tcp"}
-    socks = list(run(dataclasses.replace(q, tables=frozenset(rest)), warn=warn)) if rest else []
+    socks = list(run(q.replace(tables=frozenset(rest)), warn=warn)) if rest else []
     # run() yields tcp after every other table this query can hold (ss's order)
     socks.extend(tcp)
     return socks, counters

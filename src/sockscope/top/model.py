@@ -25,7 +25,8 @@ import time
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from sockscope.query import Query
-from sockscope.records import SS_STATE_NAMES, Socket, State
+from sockscope.filter.states import SS_STATE_NAMES
+from sockscope.records import Socket, State
 from sockscope.top.owners import OwnerCache
 
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10

@@ -1,0 +1,38 @@
+"""Start-up time is a feature: the listing's path must not import what it does not use.
+
+The plain listing (`sockscope -tuln`, `-tan`, `-tanp`) takes the codec's column
+path, which needs neither the records (their dataclasses and enum), nor
+``typing``, ``inspect``, ``importlib`` or the ``signal`` module.  Run in a
+private network namespace; timing itself is the bench's job (bench/run.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+_HEAVY = ("dataclasses", "sockscope.records", "typing", "inspect", "importlib", "signal", "enum")
+
+_PROBE = (
+    "import sys, io\n"
+    "from sockscope.cli import main\n"
+    "sys.stdout = io.StringIO()\n"
+    "status = main(sys.argv[1:])\n"
+    "out = sys.stdout.getvalue(); sys.stdout = sys.__stdout__\n"
+    f"print(status, sorted(m for m in {_HEAVY!r} if m in sys.modules), out.splitlines()[0].split()[:2])\n"
+)
+
+
+@pytest.mark.parametrize("options", ["-tuln", "-tan", "-tanp", "-uan"])
+def test_listing_path_imports_stay_light(options: str) -> None:
+    proc = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", _PROBE, options],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    status, heavy, header = proc.stdout.strip().split(" ", 2)
+    assert status == "0", proc.stdout
+    assert heavy == "[]", f"sockscope {options} imported {heavy}"
+    assert "Recv-Q" in header or "State" in header
