@@ -13,12 +13,12 @@ import sys
 from collections import namedtuple
 
 from sockscope._addr import AF_INET, AF_INET6
-from sockscope.errors import NotSupported, PermissionDenied, UsageError
+from sockscope.errors import NetlinkError, NotSupported, PermissionDenied, UsageError
 from sockscope.filter.states import SS_STATE_NAMES
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, Iterator, NamedTuple
+    from typing import Any, Callable, Generator, Iterable, Iterator, NamedTuple
 
     from sockscope.processes import OwnerMap
     from sockscope.records import Socket, State
@@ -276,6 +276,10 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
         try:
             decode_all = q.details or bool(q.ext)
             op = f"{table} diag"
+            if raw and table == "tcp" and fams == [AF_INET, AF_INET6]:
+                done = yield from _tcp_both(q, op, columns)
+                if done:
+                    return
             for fam in fams:
                 req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext, q.bytecode)
                 # streamed datagram by datagram: memory stays flat however many sockets
@@ -317,6 +321,43 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
 
     for fam in fams:
         yield from procnet.read_inet(table, fam, q.states)
+
+
+def _tcp_both(q: Query, op: str, columns: bool) -> Generator[list[tuple] | tuple[int, list[tuple]], None, bool]:  # type: ignore[type-arg]
+    """``_inet``'s raw TCP batches for both families from one legacy dump (one
+    walk of the kernel's tables instead of one per family); returns False,
+    having yielded nothing, when the kernel refuses that request.  ss lists
+    IPv4 then IPv6, each in the kernel's order: IPv6 batches are held back
+    until the end, which gives exactly that order."""
+    from sockscope.kernel import inet, transport
+
+    held: list[list[tuple] | tuple[int, list[tuple]]] = []  # type: ignore[type-arg]
+    first = True
+    try:
+        for data in transport.stream(inet.encode_request_compat(q.states, q.ext, q.bytecode), op):
+            fam = data[16] if len(data) > 16 else 0
+            got = inet.decode_columns(data, fam, op) if columns and fam in (AF_INET, AF_INET6) else None
+            if got is not None:
+                first = False
+                cols, done = got
+                if fam == AF_INET:
+                    yield (fam, cols)
+                else:
+                    held.append((fam, cols))
+            else:
+                batch: list[tuple] = []  # type: ignore[type-arg]
+                done = inet.decode_raw(data, batch, op)
+                first = False
+                yield [t for t in batch if t[0] == AF_INET]
+                held.append([t for t in batch if t[0] != AF_INET])
+            if done:
+                break
+    except NetlinkError:
+        if first:
+            return False  # not this kernel: one dump per family, as ss does
+        raise
+    yield from held
+    return True
 
 
 def _replay(q: Query, path: str) -> Iterator[Socket]:

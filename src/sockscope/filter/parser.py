@@ -33,7 +33,9 @@ import os
 import re
 import _socket as socket  # the C module: socket.py's enum set-up costs start-up time
 import sys
-from dataclasses import dataclass
+
+from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
+from dataclasses import dataclass  # noqa: E402
 
 from sockscope.errors import UsageError
 from sockscope.filter.expr import (

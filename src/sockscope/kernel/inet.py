@@ -196,7 +196,7 @@ def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag")
         length, mtype, _flags, _seq, _pid = hdr_unpack(mv, off)
         if length < 16 or off + length > end:
             raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        if mtype == nl.SOCK_DIAG_BY_FAMILY:
+        if mtype == nl.SOCK_DIAG_BY_FAMILY or mtype == nl.TCPDIAG_GETSOCK:
             if length < 16 + MSG_LEN:
                 raise DecodeError(f"truncated inet_diag_msg ({length - 16} bytes)")
             (fam, st, _t, _r, sport, dport, src, dst, ifindex, _cookie,
@@ -215,19 +215,34 @@ def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag")
     return False
 
 
-#: (family, message length) -> (struct of one whole message, its expected first 6 bytes)
-_UNIFORM: dict[tuple[int, int], tuple[struct.Struct, bytes]] = {}
+#: (family, message length) -> struct of one whole message
+_UNIFORM: dict[tuple[int, int], struct.Struct] = {}
 
 
-def _uniform(family: int, length: int) -> tuple[struct.Struct, bytes]:
-    got = _UNIFORM.get((family, length))
-    if got is None:
-        # IPv4 addresses as one native u32 (a cheap dict key), IPv6 as 16 bytes;
-        # ports as read (network order): the renderer keys its caches on them
+def _uniform(family: int, length: int) -> struct.Struct:
+    st = _UNIFORM.get((family, length))
+    if st is None:
+        # header's length+type as 6 bytes, the family; IPv4 addresses as one native
+        # u32 (a cheap dict key), IPv6 as 16 bytes; ports as read (network order):
+        # the renderer keys its caches on them
         addr = "I12x" if family == AF_INET else "16s"
-        fmt = f"=6s10x xB2x HH {addr}{addr} I12x II4xI {length - 16 - MSG_LEN}x"
-        got = _UNIFORM[(family, length)] = (struct.Struct(fmt), struct.pack("=IH", length, nl.SOCK_DIAG_BY_FAMILY))
-    return got
+        fmt = f"=6s10x BB2x HH {addr}{addr} I12x II4xI {length - 16 - MSG_LEN}x"
+        st = _UNIFORM[(family, length)] = struct.Struct(fmt)
+    return st
+
+
+def encode_request_compat(states: int, ext: int = 0, bytecode: bytes | None = None, seq: int = 1) -> bytes:
+    """A legacy ``TCPDIAG_GETSOCK`` dump request (``struct inet_diag_req``): the
+    kernel walks its TCP tables once for IPv4 and IPv6 together (the v2
+    request walks them once per family).  Replies carry the same type."""
+    payload = _REQ_V1.pack(AF_INET, 0, 0, ext) + bytes(_SOCKID_LEN) + _REQ_V1_TAIL.pack(states, 0)
+    if bytecode:
+        payload += nl.encode_attr(INET_DIAG_REQ_BYTECODE, bytecode)
+    return nl.encode_message(nl.TCPDIAG_GETSOCK, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
+
+
+_REQ_V1 = struct.Struct("=BBBB")
+_REQ_V1_TAIL = struct.Struct("=II")
 
 
 def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag") -> tuple[list[tuple], bool] | None:  # type: ignore[type-arg]
@@ -239,23 +254,28 @@ def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag") 
     columns ``(header, state, sport, dport, src, dst, ifindex, rqueue,
     wqueue, inode)`` (ports in network byte order as read natively; IPv4
     addresses as a native u32, IPv6 as 16 bytes), or None when this datagram
-    needs :func:`decode_raw`: messages of different lengths, something other
-    than one final ``NLMSG_DONE`` after them, a scoped address (its interface
-    is named) or an IPv6 wildcard (its v6only attribute matters).
+    needs :func:`decode_raw`: messages of different lengths or of another
+    family (a legacy dump mixes them), something other than one final
+    ``NLMSG_DONE`` after them, a scoped address (its interface is named) or an
+    IPv6 wildcard (its v6only attribute matters).
     """
     total = len(buf)
     if total < 16:
         return None
-    length = nl.NLMSGHDR.unpack_from(buf, 0)[0]
+    length, mtype = nl.NLMSGHDR.unpack_from(buf, 0)[:2]
     if length < 16 + MSG_LEN or length & 3 or length > total:
         return None
+    if mtype != nl.SOCK_DIAG_BY_FAMILY and mtype != nl.TCPDIAG_GETSOCK:
+        return None
     n = total // length
-    st, head = _uniform(family, length)
     mv = memoryview(buf)
-    cols = list(zip(*st.iter_unpack(mv[: n * length])))
+    cols = list(zip(*_uniform(family, length).iter_unpack(mv[: n * length])))
     # the first message of another length is read at its true offset, so its
-    # header differs: a mixed datagram never passes
-    if cols[0].count(head) != n or any(cols[6]):
+    # header differs: a mixed datagram never passes; nor one of mixed families
+    if cols[0].count(bytes(mv[:6])) != n or cols[1].count(family) != n:
+        return None
+    del cols[1]
+    if any(cols[6]):
         return None
     if family == AF_INET6 and (_ZERO16 in cols[4] or _ZERO16 in cols[5]):
         return None
@@ -351,6 +371,7 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "decode_raw", "decode_columns", "encode_request", "encode_sockid", "encode_destroy", "decode_events", "decode_dump",
+    "decode_raw", "decode_columns", "encode_request", "encode_request_compat", "encode_sockid", "encode_destroy",
+    "decode_events", "decode_dump",
     "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6",
 ]

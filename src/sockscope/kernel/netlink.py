@@ -31,6 +31,8 @@ NLMSG_OVERRUN = 4
 # include/uapi/linux/sock_diag.h
 SOCK_DIAG_BY_FAMILY = 20
 SOCK_DESTROY = 21
+#: the legacy inet_diag request/reply type for TCP (one dump of both families)
+TCPDIAG_GETSOCK = 18
 
 NLA_TYPE_MASK = 0x3FFF
 
@@ -85,7 +87,8 @@ def iter_messages(buf: bytes | memoryview, op: str = "sock_diag") -> Iterator[tu
 
 def diag_messages(buf: bytes | memoryview, op: str) -> tuple[list[memoryview], bool]:
     """Frame one datagram of a sock_diag dump: the payloads of its
-    ``SOCK_DIAG_BY_FAMILY`` messages, and whether ``NLMSG_DONE`` ended the dump.
+    ``SOCK_DIAG_BY_FAMILY`` messages (``TCPDIAG_GETSOCK`` in a legacy TCP
+    dump), and whether ``NLMSG_DONE`` ended the dump.
 
     Kernel errors (``NLMSG_ERROR``, or an error carried by ``NLMSG_DONE``)
     raise :class:`NetlinkError`; truncation raises :class:`DecodeError`.
@@ -94,7 +97,7 @@ def diag_messages(buf: bytes | memoryview, op: str) -> tuple[list[memoryview], b
     """
     payloads: list[memoryview] = []
     for mtype, _flags, payload in iter_messages(buf, op):
-        if mtype == SOCK_DIAG_BY_FAMILY:
+        if mtype == SOCK_DIAG_BY_FAMILY or mtype == TCPDIAG_GETSOCK:
             payloads.append(payload)
         elif mtype == NLMSG_DONE:
             check_done(payload, op)
