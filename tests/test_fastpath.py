@@ -61,3 +61,51 @@ def test_legacy_dump_fallback_and_record_path_agree() -> None:
         fast_rows = [line.split()[:5] for line in fast.splitlines()[1:]]
         slow_rows = [line.split()[:5] for line in slow.splitlines()[1:]]
         assert fast_rows == slow_rows, f"{argv}: fast path vs record path"
+
+
+_AHEAD = textwrap.dedent(
+    r"""
+    import json, socket, subprocess, sys
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    from sockscope.errors import NetlinkError
+    from sockscope.kernel import inet, transport
+    srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(512)
+    keep = []
+    for _ in range(600):  # several datagrams' worth
+        keep += [socket.create_connection(srv.getsockname()), srv.accept()[0]]
+
+    def inodes(stream):
+        got = []
+        for data in stream:
+            out = []
+            done = inet.decode_raw(data, out)
+            got += [t[9] for t in out]
+            if done:
+                return got
+        raise AssertionError("no NLMSG_DONE")
+
+    req = inet.encode_request(2, 6, 0xfff)
+    res = {"plain": inodes(transport.stream(req, "t")), "ahead": inodes(transport.stream_ahead(req, "t"))}
+    transport._ends_dump = lambda data: True  # the helper stops after the first datagram: the rest is read directly
+    res["early_stop"] = inodes(transport.stream_ahead(req, "t"))
+    try:
+        inodes(transport.stream_ahead(inet.encode_request(99, 6, 0xfff), "t"))
+        res["error"] = None
+    except NetlinkError as exc:
+        res["error"] = str(exc)
+    json.dump(res, sys.stdout)
+    """
+)
+
+
+def test_stream_ahead_gives_the_same_datagrams_and_errors() -> None:
+    """The receive-ahead helper thread: same sockets as the plain stream, also
+    when it stops early, and the kernel's error raised in the caller."""
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _AHEAD], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert len(res["plain"]) >= 1201
+    assert res["ahead"] == res["plain"]
+    assert res["early_stop"] == res["plain"]
+    assert res["error"] is not None and ("Invalid argument" in res["error"] or "not supported" in res["error"])

@@ -1,7 +1,5 @@
 """``python -m sockscope``."""
 
-import sys
+from sockscope.cli import entry
 
-from sockscope.cli import main
-
-sys.exit(main())
+entry()

@@ -20,6 +20,7 @@ TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time
 if TYPE_CHECKING:
     from typing import Any, Callable, Generator, Iterable, Iterator, NamedTuple
 
+    from sockscope.filter.expr import Expr
     from sockscope.processes import OwnerMap
     from sockscope.records import Socket, State
 
@@ -284,7 +285,7 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
                 req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext, q.bytecode)
                 # streamed datagram by datagram: memory stays flat however many sockets
                 if raw:
-                    for data in transport.stream(req, op):
+                    for data in transport.stream_ahead(req, op):
                         got = inet.decode_columns(data, fam, op) if columns else None
                         if got is not None:
                             cols, done = got
@@ -297,7 +298,7 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
                             break
                     continue
                 out: list[Socket] = []
-                for data in transport.stream(req, op):
+                for data in transport.stream_ahead(req, op):
                     done = inet.decode_dump(data, table, out, decode_all, op)
                     yield from out
                     out.clear()
@@ -334,7 +335,7 @@ def _tcp_both(q: Query, op: str, columns: bool) -> Generator[list[tuple] | tuple
     held: list[list[tuple] | tuple[int, list[tuple]]] = []  # type: ignore[type-arg]
     first = True
     try:
-        for data in transport.stream(inet.encode_request_compat(q.states, q.ext, q.bytecode), op):
+        for data in transport.stream_ahead(inet.encode_request_compat(q.states, q.ext, q.bytecode), op):
             fam = data[16] if len(data) > 16 else 0
             got = inet.decode_columns(data, fam, op) if columns and fam in (AF_INET, AF_INET6) else None
             if got is not None:
@@ -550,10 +551,29 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
     return q.replace(
         families=frozenset(fams) if fams is not None else q.families,
         bytecode=bc,
-        predicate=flt.compile_predicate(expr),
+        predicate=_LazyPredicate(expr),
         kernel_exact=bc is not None and not expr.needs_userspace(),
         details=q.details or needs_marks,
     )
+
+
+class _LazyPredicate:
+    """The filter's userspace predicate, compiled on its first call: a listing
+    the kernel filters alone (bytecode, inet tables) never calls it."""
+
+    __slots__ = ("expr", "fn")
+
+    def __init__(self, expr: Expr) -> None:
+        self.expr = expr
+        self.fn: Callable[[Socket], bool] | None = None
+
+    def __call__(self, s: Socket) -> bool:
+        fn = self.fn
+        if fn is None:
+            from sockscope.filter import compile_predicate
+
+            fn = self.fn = compile_predicate(self.expr)
+        return fn(s)
 
 
 _DETAIL_WORDS = {"info": EXT_INFO, "mem": EXT_MEM, "extended": 0, "timers": 0}

@@ -21,13 +21,12 @@ Contract
 
 from __future__ import annotations
 
-import ipaddress
-
 from sockscope._addr import ntop6
 from sockscope.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ipaddress
     from typing import Iterator, TypeVar, Union
 
     from typing_extensions import dataclass_transform
@@ -257,6 +256,8 @@ class HostCond(Expr):
             raise ValueError(f"port out of range: {self.port}")
         if self.family not in (AF_UNSPEC, AF_INET, AF_INET6):
             raise ValueError(f"not an inet family: {self.family}")
+        if self.prefixes:
+            import ipaddress  # here: a filter of ports alone never needs it
         for net in self.prefixes:
             if not isinstance(net, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
                 raise TypeError(f"not an ip network: {net!r}")

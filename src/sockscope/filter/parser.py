@@ -28,14 +28,10 @@ pass a subclass to make them hermetic.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import _socket as socket  # the C module: socket.py's enum set-up costs start-up time
 import sys
-
-from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
-from dataclasses import dataclass  # noqa: E402
+from collections import namedtuple
 
 from sockscope.errors import UsageError
 from sockscope.filter.expr import (
@@ -46,7 +42,12 @@ from sockscope.filter.expr import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Sequence
+    import ipaddress
+    from typing import NamedTuple, Sequence
+
+# ipaddress, _socket (name look-ups) and the number regex are imported/compiled
+# where first needed: a filter of ports alone needs none of them, and start-up
+# time is a feature.
 
 _KINDS = {word: kind for kind, words in (
     ("not", "! not"), ("and", "& && and"), ("or", "| || or"), ("(", "("), (")", ")"),
@@ -83,12 +84,12 @@ _NL_PROTOS = {
 }
 
 # C's strtol/strtoul with base 0: 0x… hex, 0… octal, else decimal.
-_C_NUM = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+_C_NUM_PATTERN = r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
 
 
 def _c_num(text: str, pos: int = 0) -> tuple[int, int] | None:
     """(signed value, end) of the number C's strto[u]l(base 0) reads at ``pos``; None: no digits."""
-    m = _C_NUM.match(text, pos)
+    m = re.compile(_C_NUM_PATTERN).match(text, pos)  # re caches the compiled pattern
     if m is None:
         return None
     digits = m.group(2)
@@ -135,6 +136,8 @@ class Resolver:
 
     def hosts(self, name: str, family: int) -> list[tuple[int, bytes]]:
         """All (family, packed address) of ``name``: A then AAAA for AF_UNSPEC."""
+        import _socket as socket  # the C module: socket.py's enum set-up costs start-up time
+
         out: list[tuple[int, bytes]] = []
         for fam in ((AF_INET, AF_INET6) if family == AF_UNSPEC else (family,)):
             try:
@@ -152,6 +155,8 @@ class Resolver:
 
     def service(self, name: str, proto: str) -> int | None:
         """The port of service ``name`` for ``proto`` ("tcp"/"udp") from the services database."""
+        import _socket as socket
+
         try:
             return socket.getservbyname(name, proto)
         except (OSError, ValueError):
@@ -159,6 +164,8 @@ class Resolver:
 
     def ifindex(self, name: str) -> int | None:
         """The index of interface ``name`` in the current network namespace."""
+        import _socket as socket
+
         try:
             return socket.if_nametoindex(name)
         except (OSError, ValueError):
@@ -194,13 +201,16 @@ def _cgroup2_mount() -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One token: its text after unescaping, its column in the expression, its kind."""
+if TYPE_CHECKING:
+    class Token(NamedTuple):
+        """One token: its text after unescaping, its column in the expression, its kind."""
 
-    text: str
-    start: int
-    kind: str
+        text: str
+        start: int
+        kind: str
+else:  # collections' namedtuple: neither typing nor dataclasses at start-up
+    Token = namedtuple("Token", "text start kind")
+    Token.__doc__ = "One token: its text after unescaping, its column in the expression, its kind."
 
 
 def tokenize(words: Sequence[str]) -> tuple[str, list[Token]]:
@@ -485,6 +495,8 @@ class _Parser:
         prefixes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
         name = None
         if not is_port and addr and addr[0] != "*":
+            import ipaddress
+
             pfx = _get_prefix(addr, fam)
             if pfx is not None:
                 if pfx[0] != AF_UNSPEC:
@@ -561,6 +573,8 @@ def _get_addr(name: str, fam: int) -> tuple[int, bytes, bool] | None:
     if ":" in name:
         if fam not in (AF_UNSPEC, AF_INET6):
             return None
+        import _socket as socket
+
         try:
             return AF_INET6, socket.inet_pton(socket.AF_INET6, name), False
         except (OSError, ValueError):

@@ -27,7 +27,6 @@ for every family, with these rules:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from sockscope.filter.expr import (
@@ -103,6 +102,8 @@ def _addr_value(text: str) -> tuple[int, int] | None:
         return _addr_cache[text]
     except KeyError:
         pass
+    import ipaddress  # here: a filter of ports alone never needs it
+
     try:
         a = ipaddress.ip_address(text)
         v: tuple[int, int] | None = (a.version, int(a))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import _socket  # the C module: ``socket``'s enum set-up costs start-up time
 import errno
+import sys
 
 from sockscope.errors import NetlinkError, netlink_error
 from sockscope.kernel.netlink import NETLINK_SOCK_DIAG
@@ -66,14 +67,15 @@ def subscribe(groups: int, op: str = "sock_diag events") -> _socket.socket:
     return s
 
 
-def stream(request: bytes, op: str, sock: _socket.socket | None = None) -> Iterator[bytes]:
+def stream(request: bytes, op: str, sock: _socket.socket | None = None, send: bool = True) -> Iterator[bytes]:
     """Send ``request`` and yield every reply datagram; the caller stops when its
     decoder sees the end of the dump.  A socket of our own is closed then; a
     ``sock`` passed in (reused across dumps) is left open."""
     s = open_diag() if sock is None else sock
     try:
         try:
-            s.sendto(request, (0, 0))
+            if send:
+                s.sendto(request, (0, 0))
         except OSError as exc:
             raise netlink_error(op, exc.errno or errno.EIO) from exc
         recv = s.recv
@@ -88,6 +90,65 @@ def stream(request: bytes, op: str, sock: _socket.socket | None = None) -> Itera
     finally:
         if sock is None:
             s.close()
+
+
+_DONE_TAIL = (16 + 4).to_bytes(4, sys.byteorder) + (3).to_bytes(2, sys.byteorder)  # NLMSG_DONE, 20 bytes
+
+
+def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
+    """:func:`stream`, with a thread that keeps receiving while the caller
+    decodes: the kernel fills the next datagrams (``recv`` releases the GIL)
+    while this thread works on the last one.  The helper stops at what ends a
+    dump (a datagram ending with ``NLMSG_DONE``, or an error); should the
+    caller's decoder want more after that, it is read here directly."""
+    import _queue
+    import _thread
+
+    s = open_diag()
+    try:
+        s.sendto(request, (0, 0))
+    except OSError as exc:
+        s.close()
+        raise netlink_error(op, exc.errno or errno.EIO) from exc
+    q: _queue.SimpleQueue[bytes | OSError | object] = _queue.SimpleQueue()
+    end = object()
+
+    def receive() -> None:
+        try:
+            while True:
+                data = s.recv(_RECV_SIZE)
+                q.put(data)
+                if not data or _ends_dump(data):
+                    break
+        except OSError as exc:
+            q.put(exc)
+        finally:
+            q.put(end)
+
+    _thread.start_new_thread(receive, ())
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                break
+            if isinstance(item, OSError):
+                raise netlink_error(op, item.errno or errno.EIO) from item
+            if not isinstance(item, bytes) or not item:
+                raise NetlinkError(op, errno.EPIPE, f"{op}: netlink socket closed mid-dump")
+            yield item
+        yield from stream(b"", op, s, send=False)  # only if the decoder wants more
+    finally:
+        s.close()
+
+
+_ERROR_TYPE = (2).to_bytes(2, sys.byteorder)
+
+
+def _ends_dump(data: bytes) -> bool:
+    """Whether a datagram looks like the last of a dump: it ends with
+    ``NLMSG_DONE`` or starts with ``NLMSG_ERROR``.  A guess for the helper
+    thread only (the caller's decoder decides)."""
+    return data[-20:-14] == _DONE_TAIL or data[4:6] == _ERROR_TYPE
 
 
 def dump(request: bytes, decode: Callable[[bytes], bool], op: str, sock: _socket.socket | None = None) -> None:
