@@ -254,10 +254,10 @@ def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag") 
     columns ``(header, state, sport, dport, src, dst, ifindex, rqueue,
     wqueue, inode)`` (ports in network byte order as read natively; IPv4
     addresses as a native u32, IPv6 as 16 bytes), or None when this datagram
-    needs :func:`decode_raw`: messages of different lengths or of another
-    family (a legacy dump mixes them), something other than one final
-    ``NLMSG_DONE`` after them, a scoped address (its interface is named) or an
-    IPv6 wildcard (its v6only attribute matters).
+    needs :func:`decode_raw`: messages of another family (a legacy dump mixes
+    them), a scoped address (its interface is named) or an IPv6 wildcard (its
+    v6only attribute matters).  Messages of several lengths are framed one by
+    one (slower, still no per-row work after that).
     """
     total = len(buf)
     if total < 16:
@@ -269,21 +269,76 @@ def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag") 
         return None
     n = total // length
     mv = memoryview(buf)
-    cols = list(zip(*_uniform(family, length).iter_unpack(mv[: n * length])))
+    cols: list[tuple] | None = list(zip(*_uniform(family, length).iter_unpack(mv[: n * length])))  # type: ignore[type-arg]
+    done = False
     # the first message of another length is read at its true offset, so its
-    # header differs: a mixed datagram never passes; nor one of mixed families
-    if cols[0].count(bytes(mv[:6])) != n or cols[1].count(family) != n:
+    # header differs: then the messages are framed one by one (TIME-WAIT
+    # sockets, for one, come without attributes among sockets with them)
+    if cols[0].count(bytes(mv[:6])) != n:  # type: ignore[index]
+        cols = None
+    elif n * length != total:  # after n whole messages: only NLMSG_DONE (or an error) may follow
+        payloads, done = nl.diag_messages(mv[n * length :], op)  # raises the kernel's error, if any
+        if payloads or not done:
+            cols = None
+    if cols is None:
+        got = _framed_columns(mv, family, op)
+        if got is None:
+            return None
+        cols, done = got
+    if cols[1].count(family) != len(cols[1]):  # a legacy dump mixes families
         return None
     del cols[1]
     if any(cols[6]):
         return None
     if family == AF_INET6 and (_ZERO16 in cols[4] or _ZERO16 in cols[5]):
         return None
+    return cols, done
+
+
+_FIXED: dict[int, struct.Struct] = {}
+
+
+def _framed_columns(mv: memoryview, family: int, op: str) -> tuple[list[tuple], bool] | None:  # type: ignore[type-arg]
+    """:func:`decode_columns` for a datagram of messages of several lengths:
+    framed one by one in Python (the fixed part of each unpacked at once),
+    then transposed.  None when it holds no socket at all."""
+    st = _FIXED.get(family)
+    if st is None:
+        addr = "I12x" if family == AF_INET else "16s"
+        st = _FIXED[family] = struct.Struct(f"=IH10x BB2x HH {addr}{addr} I12x II4xI")
+    unpack = st.unpack_from
+    hdr = nl.NLMSGHDR.unpack_from
+    fixed = st.size
+    rows: list[tuple] = []  # type: ignore[type-arg]
+    append = rows.append
+    off = 0
+    end = len(mv)
     done = False
-    if n * length != total:  # after n whole messages: only NLMSG_DONE (or an error) may follow
-        payloads, done = nl.diag_messages(mv[n * length :], op)  # raises the kernel's error, if any
-        if payloads or not done:
-            return None
+    while off < end:
+        if end - off >= fixed:
+            row = unpack(mv, off)
+            length, mtype = row[0], row[1]
+        elif end - off >= 16:
+            length, mtype = hdr(mv, off)[:2]
+            row = None
+        else:
+            raise DecodeError(f"truncated netlink header at offset {off}")
+        if length < 16 or off + length > end:
+            raise DecodeError(f"bad netlink message length {length} at offset {off}")
+        if mtype == nl.SOCK_DIAG_BY_FAMILY or mtype == nl.TCPDIAG_GETSOCK:
+            if row is None or length < fixed:
+                raise DecodeError(f"truncated inet_diag_msg ({length - 16} bytes)")
+            append(row)
+        elif mtype == nl.NLMSG_DONE or mtype == nl.NLMSG_ERROR:
+            if nl.diag_messages(mv[off:], op)[0]:  # raises the kernel's error, if any
+                return None
+            done = True  # as decode_raw: either ends the dump
+            break
+        off += (length + 3) & ~3
+    if not rows:
+        return None
+    cols = list(zip(*rows))
+    del cols[1]  # the message type: the columns now read as decode_columns' (header, family, …)
     return cols, done
 
 
