@@ -67,10 +67,10 @@ class OwnerMap:
         self.proc = proc
 
     @classmethod
-    def scan(cls, proc: str = "/proc", pids: Iterable[int] | None = None) -> "OwnerMap":
-        """Walk ``/proc/*/fd`` (or only ``pids``) once."""
+    def scan(cls, proc: str = "/proc", pids: Iterable[int] | None = None, exclude: int = 0) -> "OwnerMap":
+        """Walk ``/proc/*/fd`` (or only ``pids``) once, skipping pid ``exclude``."""
         m = cls(proc)
-        m.add_pids(pids)
+        m.add_pids(pids, exclude)
         return m
 
     @classmethod
@@ -102,8 +102,8 @@ class OwnerMap:
         m._tasks = tasks
         return m
 
-    def add_pids(self, pids: Iterable[int] | None = None) -> None:
-        """Scan the fds of ``pids`` (default: every process) into the map."""
+    def add_pids(self, pids: Iterable[int] | None = None, exclude: int = 0) -> None:
+        """Scan the fds of ``pids`` (default: every process but ``exclude``) into the map."""
         holders = self._holders
         readlink = os.readlink
         prefix = _PREFIX
@@ -114,7 +114,7 @@ class OwnerMap:
             except OSError:
                 self.complete = False
                 return
-            pid_list = sorted(int(n) for n in names if n.isdigit())
+            pid_list = sorted(int(n) for n in names if n.isdigit() and int(n) != exclude)
         else:
             pid_list = list(pids)
         o_dir = os.O_RDONLY | os.O_DIRECTORY
@@ -194,6 +194,20 @@ class OwnerMap:
             parts.append(f"{p}{fd})")
         return " users:(" + ",".join(parts) + ")"
 
+    def all_texts(self) -> tuple[list[int], list[str]]:
+        """(every inode with holders, its :meth:`text`), in one pass (the usual
+        single holder without a method call per inode)."""
+        inodes = list(self._holders)
+        prefixes = self._prefixes
+        name = self.name
+        for pid in {h[0][0] for h in self._holders.values()}:
+            if pid not in prefixes:
+                prefixes[pid] = f'("{name(pid)}",pid={pid},fd='
+        text = self.text
+        texts = [f" users:({prefixes[h[0][0]]}{h[0][1]}))" if len(h) == 1 and self._tasks is None else text(ino)
+                 for ino, h in self._holders.items()]
+        return inodes, texts
+
     def holders(self, inode: int) -> list[tuple[int, int]]:
         """All (pid, fd) for ``inode`` in discovery order."""
         return self._holders.get(inode, [])
@@ -238,9 +252,9 @@ class BackgroundOwners:
                 os.close(r)
                 import marshal
 
-                m = OwnerMap.scan(proc)
-                inodes = list(m._holders)
-                data = memoryview(marshal.dumps((m.complete, inodes, "\0".join(map(m.text, inodes)))))
+                m = OwnerMap.scan(proc, exclude=os.getpid())  # not this child: it holds the parent's fds
+                inodes, texts = m.all_texts()
+                data = memoryview(marshal.dumps((m.complete, inodes, "\0".join(texts))))
                 while data:
                     data = data[os.write(w, data):]
                 status = 0
@@ -271,7 +285,7 @@ class BackgroundOwners:
         if texts is None:  # no child, or it failed: walk here
             m = OwnerMap.scan(self.proc)
             self.complete = m.complete
-            texts = {ino: m.text(ino) for ino in m._holders}
+            texts = dict(zip(*m.all_texts()))
         self._texts = texts
         return texts
 

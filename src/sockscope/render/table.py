@@ -188,7 +188,11 @@ class CellMaker:
         ])
         if owners is not None:
             # filled when the block is written: the owners may still be coming (BackgroundOwners)
-            block.pending = (inos, c["users"], lambda keys: list(map(owners.text, keys)))
+            texts = getattr(owners, "texts", None)  # BackgroundOwners: its inode -> text dict, when it comes
+            if texts is not None:
+                block.pending = (inos, c["users"], texts, True)
+            else:
+                block.pending = (inos, c["users"], lambda keys: list(map(owners.text, keys)), False)
         return block
 
     def _port_texts(self, netid: str) -> dict[int, str]:
@@ -314,8 +318,10 @@ class Columns:
     def __init__(self, n: int, cols: list[tuple[Any, _TextCache | None]]) -> None:
         self.n = n
         self.cols = cols
-        #: a cache to fill before the block is written: (values, cache, make) for :func:`_fill`
-        self.pending: tuple[Any, _TextCache, Callable[[list[Any]], list[str]]] | None = None
+        #: a cache to fill before the block is written: (values, cache, make, False) for
+        #: :func:`_fill`, or (values, cache, texts, True) where ``texts()`` gives the whole
+        #: value -> text dict, which becomes the cache's own (no copy)
+        self.pending: tuple[Any, _TextCache, Callable[..., Any], bool] | None = None
 
 
 def users(s: Socket) -> str:
@@ -386,52 +392,73 @@ class TableWriter:
             self.flush(final=False)
 
     def flush(self, final: bool = True) -> None:
-        """Write the buffered rows; ``final`` marks the end of the table."""
+        """Write the buffered rows; ``final`` marks the end of the table.
+
+        Owners still to come (a :class:`Columns` block's ``pending``) are
+        waited for as late as possible: every other column is laid out first."""
         if not self._n:
             return
         chunks = self._chunks
         self._chunks, self._tail, self._n = [], None, 0
         vis = self.visible
-        widths = self.widths
-        last = len(chunks) - 1
-        blocks: list[Any] = []
-        for b, chunk in enumerate(chunks):
-            if type(chunk) is Columns:
-                if chunk.pending is not None:
-                    _fill(*chunk.pending)
-                    chunk.pending = None
-                cols = chunk.cols
-                for i in vis:
-                    values, cache = cols[i]
-                    if cache is None:
-                        w = len(values)
-                    elif i == 8:  # measured: the last row of the table does not count (see the class)
-                        texts = list(map(cache.texts.__getitem__, values[:-1] if final and b == last else values))
-                        w = max(map(len, texts)) if texts else 0
-                    else:
-                        w = cache.width
-                    if w > widths[i]:
-                        widths[i] = w
-                blocks.append(chunk)
+        # rows are turned column-wise, for C-speed width scans
+        blocks: list[Any] = [c if type(c) is Columns else list(zip(*c)) for c in chunks]  # type: ignore[misc]
+        pending = [b for b in blocks if type(b) is Columns and b.pending is not None]
+        later = [8] if pending and 8 in vis else []
+        if not later:
+            _resolve(pending)
+        for i in vis:
+            if i not in later:
+                self._measure(blocks, i, final)
+        lines = self._render(blocks, [s for s in self._specs() if s[0] not in later])
+        if later:
+            _resolve(pending)
+            self._measure(blocks, 8, final)
+            tails = self._render(blocks, [s for s in self._specs() if s[0] == 8])
+            lines = list(map(str.__add__, lines, tails))
+        lines.append("")
+        self.out.write("\n".join(lines))
+
+    def _measure(self, blocks: list[Any], i: int, final: bool) -> None:
+        """Widen column ``i`` to its widest cell in ``blocks`` (the Process cell of
+        the table's last row does not count: see the class)."""
+        m = self.widths[i]
+        last = len(blocks) - 1
+        for b, block in enumerate(blocks):
+            cut = i == 8 and final and b == last
+            if type(block) is Columns:
+                values, cache = block.cols[i]
+                if cache is None:
+                    w = len(values)
+                elif i == 8:
+                    texts = list(map(cache.texts.__getitem__, values[:-1] if cut else values))
+                    w = max(map(len, texts)) if texts else 0
+                else:
+                    w = cache.width
             else:
-                cols = list(zip(*chunk))  # type: ignore[misc]  # column-wise, for C-speed width scans
-                for i in vis:
-                    col = cols[i][:-1] if (i == 8 and final and b == last) else cols[i]
-                    w = max(map(len, col)) if col else 0
-                    if w > widths[i]:
-                        widths[i] = w
-                blocks.append(cols)
-        # each cell padded in C, then one join per row: the first visible column
-        # gets no delimiter; a non-first column's width includes its delimiter (ss's rule)
+                col = block[i][:-1] if cut else block[i]
+                w = max(map(len, col)) if col else 0
+            if w > m:
+                m = w
+        self.widths[i] = m
+
+    def _specs(self) -> list[tuple[int, str, int, bool]]:
+        """(column, delimiter, padded width, right-aligned) of each visible column: the first
+        visible column gets no delimiter; a non-first column's width includes its delimiter (ss's rule)."""
         specs: list[tuple[int, str, int, bool]] = []
         first = True
-        for i in vis:
-            w = widths[i]
+        for i in self.visible:
+            w = self.widths[i]
             delim = _LDELIM[i] if not first else ""
             ew = w + len(_LDELIM[i]) if (not first and w) else w
             specs.append((i, delim, max(ew - len(delim), 0), _RIGHT[i]))
             if ew:
                 first = False
+        return specs
+
+    @staticmethod
+    def _render(blocks: list[Any], specs: list[tuple[int, str, int, bool]]) -> list[str]:
+        """The text of ``specs``' columns of every row: each cell padded in C, one join per row."""
         lines: list[str] = []
         for block in blocks:
             seqs: list[Any] = []
@@ -441,12 +468,31 @@ class TableWriter:
                     values, cache = block.cols[i]
                     if cache is None:
                         seqs.append(repeat(delim + (values.rjust(pad) if right else values.ljust(pad)), n))
+                    elif i == 8:  # owners: mostly one text per row, padded row by row
+                        cells = map(str.ljust, map(cache.texts.__getitem__, values), repeat(pad))
+                        seqs.append(map(delim.__add__, cells) if delim else cells)
                     else:
                         seqs.append(map(cache.padded_for(delim, pad, right).__getitem__, values))
             else:
                 for i, delim, pad, right in specs:
                     cells = map(str.rjust if right else str.ljust, block[i], repeat(pad))
                     seqs.append(map(delim.__add__, cells) if delim else cells)
-            lines.extend(map("".join, zip(*seqs)))
-        lines.append("")
-        self.out.write("\n".join(lines))
+            if len(seqs) == 1:
+                lines.extend(seqs[0])
+            else:
+                lines.extend(map("".join, zip(*seqs)))
+        return lines
+
+
+def _resolve(blocks: list[Columns]) -> None:
+    """Fill the caches the blocks' ``pending`` names (owners: waits for them)."""
+    for block in blocks:
+        if block.pending is not None:
+            values, texts_of, make, whole = block.pending
+            if whole:  # adopt the owners' dict, no copy; inodes it lacks have no owner
+                d = make()
+                texts_of.texts = d
+                d.update(dict.fromkeys(set(values).difference(d), ""))
+            else:
+                _fill(values, texts_of, make)
+            block.pending = None
