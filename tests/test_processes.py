@@ -79,8 +79,40 @@ def test_background_walk_matches_the_in_process_one(pair: tuple[socket.socket, s
     for ino in mine:
         assert texts.get(ino, "") == m.text(ino)
     assert bg.complete is m.complete
-    with pytest.raises(ChildProcessError):
-        os.waitpid(bg._pid, os.WNOHANG)  # reaped
+    assert bg._children == []  # every child reaped
+
+
+def test_background_walk_in_many_runs_merges_holders(pair: tuple[socket.socket, socket.socket]) -> None:
+    """One child per process (runs of one pid): a socket held by this process and a
+    forked copy is found by two children, and its text lists both, the later pid first."""
+    a, _b = pair
+    ino = os.fstat(a.fileno()).st_ino
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    try:
+        mine = sorted([os.getpid(), child])
+        bg = BackgroundOwners(workers=10_000)
+        text = bg.text(ino)
+        assert text == OwnerMap.scan(pids=mine).text(ino)
+        assert text.index(f"pid={mine[1]},") < text.index(f"pid={mine[0]},")
+    finally:
+        os.close(w)
+        os.waitpid(child, 0)
+
+
+def test_split_into_runs_of_about_equal_fds(tmp_path: pytest.TempPathFactory) -> None:
+    from sockscope.processes import _split
+
+    pids = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+    groups = _split(pids, 2, "/proc")
+    assert [p for g in groups for p in g] == pids and 1 <= len(groups) <= 2
+    assert _split([1, 2, 3], 5, "/nonexistent") == [[1], [2], [3]]
+    assert _split([], 2, "/proc") == []
 
 
 def test_background_walk_without_fork(monkeypatch: pytest.MonkeyPatch, pair: tuple[socket.socket, socket.socket]) -> None:

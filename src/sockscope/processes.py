@@ -228,75 +228,124 @@ class OwnerMap:
 
 class BackgroundOwners:
     """:meth:`OwnerMap.scan` and :meth:`OwnerMap.text` of every socket inode,
-    computed by a forked child while this process goes on (the listing dumps
-    sockets meanwhile).  For single-threaded callers (the CLI): a library must
-    not fork.  Falls back to scanning in-process if the child fails."""
+    computed by forked children while this process goes on (the listing dumps
+    sockets meanwhile).  The processes are split in ``workers`` runs of
+    consecutive pids with about as many fds each (``/proc/PID/fd``'s size is
+    its number of fds on Linux ≥ 6.2; else one share per process), one child
+    per run; a socket held in two runs gets both runs' holders, the later
+    run's first (ss's order).  For single-threaded callers (the CLI): a
+    library must not fork.  Falls back to scanning in-process if a child fails."""
 
-    __slots__ = ("_pid", "_fd", "_texts", "complete", "proc")
+    __slots__ = ("_children", "_failed", "_texts", "complete", "proc")
 
-    def __init__(self, proc: str = "/proc") -> None:
+    def __init__(self, proc: str = "/proc", workers: int = 2) -> None:
         self.proc = proc
         self.complete = True
         self._texts: dict[int, str] | None = None
-        r, w = os.pipe()
+        self._children: list[tuple[int, int]] = []  # (child pid, read end of its pipe), in pid order
+        self._failed = False
         try:
-            pid = os.fork()
+            pids = sorted(int(n) for n in os.listdir(proc) if n.isdigit())
         except OSError:
-            os.close(r)
-            os.close(w)
-            self._pid, self._fd = 0, -1
+            self._failed = True
             return
-        if pid == 0:  # the child: walk, write the answer, and leave without running any clean-up
-            status = 1
-            try:
-                os.close(r)
-                import marshal
-
-                m = OwnerMap.scan(proc, exclude=os.getpid())  # not this child: it holds the parent's fds
-                inodes, texts = m.all_texts()
-                data = memoryview(marshal.dumps((m.complete, inodes, "\0".join(texts))))
-                while data:
-                    data = data[os.write(w, data):]
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(w)
-        self._pid, self._fd = pid, r
+        for group in _split(pids, workers, proc):
+            child = _walk_in_child(proc, group)
+            if child is None:
+                self._failed = True
+                break
+            self._children.append(child)
 
     def _load(self) -> dict[int, str]:
         import marshal
 
-        texts: dict[int, str] | None = None
-        if self._pid:
+        results = []
+        for pid, fd in self._children:
             chunks = []
             try:
                 while True:
-                    chunk = os.read(self._fd, 1 << 20)
+                    chunk = os.read(fd, 1 << 20)
                     if not chunk:
                         break
                     chunks.append(chunk)
             finally:
-                os.close(self._fd)
-                _, status = os.waitpid(self._pid, 0)
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
             if status == 0:
-                complete, inodes, blob = marshal.loads(b"".join(chunks))
-                self.complete = complete
-                texts = dict(zip(inodes, blob.split("\0"))) if inodes else {}
-        if texts is None:  # no child, or it failed: walk here
+                results.append(marshal.loads(b"".join(chunks)))
+            else:
+                self._failed = True
+        self._children = []
+        texts: dict[int, str] = {}
+        if self._failed:  # no child, or one failed: walk here
             m = OwnerMap.scan(self.proc)
             self.complete = m.complete
             texts = dict(zip(*m.all_texts()))
+        else:
+            for complete, inodes, blob in results:
+                self.complete = self.complete and complete
+                part = dict(zip(inodes, blob.split("\0"))) if inodes else {}
+                for ino in texts.keys() & part.keys():  # held in two runs: this (later) run's holders first
+                    part[ino] = " users:(" + part[ino][8:-1] + "," + texts[ino][8:-1] + ")"
+                texts.update(part)
         self._texts = texts
         return texts
 
     def text(self, inode: int) -> str:
-        """As :meth:`OwnerMap.text` (waits for the child the first time)."""
+        """As :meth:`OwnerMap.text` (waits for the children the first time)."""
         texts = self._texts if self._texts is not None else self._load()
         return texts.get(inode, "")
 
     def texts(self) -> dict[int, str]:
         """inode -> :meth:`text`, for every socket inode that has holders."""
         return self._texts if self._texts is not None else self._load()
+
+
+def _split(pids: list[int], n: int, proc: str) -> list[list[int]]:
+    """``pids`` in at most ``n`` runs of consecutive pids with about as many fds each."""
+    weights = []
+    for pid in pids:
+        try:
+            weights.append(os.stat(f"{proc}/{pid}/fd").st_size or 1)
+        except OSError:
+            weights.append(1)
+    total = sum(weights)
+    groups: list[list[int]] = [[]]
+    done = 0
+    for pid, w in zip(pids, weights):
+        if done >= total * len(groups) / n and len(groups) < n and groups[-1]:
+            groups.append([])
+        groups[-1].append(pid)
+        done += w
+    return [g for g in groups if g]
+
+
+def _walk_in_child(proc: str, pids: list[int]) -> tuple[int, int] | None:
+    """Fork a child that walks ``pids`` and writes ``(complete, inodes, texts)``
+    (marshalled) to a pipe: (its pid, the pipe's read end), None if it cannot fork."""
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return None
+    if pid == 0:  # the child: walk, write the answer, and leave without running any clean-up
+        status = 1
+        try:
+            os.close(r)
+            import marshal
+
+            m = OwnerMap.scan(proc, pids)
+            inodes, texts = m.all_texts()
+            data = memoryview(marshal.dumps((m.complete, inodes, "\0".join(texts))))
+            while data:
+                data = data[os.write(w, data):]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(w)
+    return pid, r
 
 
 __all__ = ["OwnerMap", "BackgroundOwners"]
