@@ -308,10 +308,15 @@ def _fill(col: tuple, cache: _TextCache, make: Callable[[list[Any]], list[str]])
             cache.width = w
 
 
+#: a :class:`Columns` column's "cache" when its values are the cells' texts themselves
+CELLS: Any = object()
+
+
 class Columns:
     """A block of ``n`` rows held column by column: for each of the ten
     columns, ``(values, cache)`` (the cells are the cache's texts of the
-    values), or ``(text, None)``, one text for every row."""
+    values), ``(texts, CELLS)`` (the cells themselves) or ``(text, None)``,
+    one text for every row."""
 
     __slots__ = ("n", "cols", "pending")
 
@@ -430,8 +435,8 @@ class TableWriter:
                 values, cache = block.cols[i]
                 if cache is None:
                     w = len(values)
-                elif i == 8:
-                    texts = list(map(cache.texts.__getitem__, values[:-1] if cut else values))
+                elif cache is CELLS:
+                    texts = values[:-1] if cut else values
                     w = max(map(len, texts)) if texts else 0
                 else:
                     w = cache.width
@@ -468,8 +473,8 @@ class TableWriter:
                     values, cache = block.cols[i]
                     if cache is None:
                         seqs.append(repeat(delim + (values.rjust(pad) if right else values.ljust(pad)), n))
-                    elif i == 8:  # owners: mostly one text per row, padded row by row
-                        cells = map(str.ljust, map(cache.texts.__getitem__, values), repeat(pad))
+                    elif cache is CELLS:  # owners: mostly one text per row, padded row by row
+                        cells = map(str.ljust, values, repeat(pad))
                         seqs.append(map(delim.__add__, cells) if delim else cells)
                     else:
                         seqs.append(map(cache.padded_for(delim, pad, right).__getitem__, values))
@@ -490,9 +495,10 @@ def _resolve(blocks: list[Columns]) -> None:
         if block.pending is not None:
             values, texts_of, make, whole = block.pending
             if whole:  # adopt the owners' dict, no copy; inodes it lacks have no owner
-                d = make()
-                texts_of.texts = d
-                d.update(dict.fromkeys(set(values).difference(d), ""))
+                texts_of.texts = d = make()
             else:
                 _fill(values, texts_of, make)
+                d = texts_of.texts
             block.pending = None
+            # the cells themselves from now on: one look-up per row, then measured and padded
+            block.cols[8] = (list(map(d.get, values, repeat(""))), CELLS)
