@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 from functools import partial
+from itertools import compress, repeat
+from operator import itemgetter
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from sockscope.records import Owner
 
 _PREFIX = "socket:["
+_INODE = itemgetter(slice(len(_PREFIX), -1))  # "socket:[123]" -> "123"
 
 
 def _readlink_or_empty(name: str, dfd: int) -> str:
@@ -107,7 +110,6 @@ class OwnerMap:
         holders = self._holders
         readlink = os.readlink
         prefix = _PREFIX
-        plen = len(prefix)
         if pids is None:
             try:
                 names = os.listdir(self.proc)
@@ -139,14 +141,22 @@ class OwnerMap:
                 continue  # the process is gone
             finally:
                 os.close(dfd)
-            for target, name in zip(targets, fds):
-                if target[:plen] == prefix:
-                    ino = int(target[plen:-1])
-                    h = holders.get(ino)
-                    if h is None:
-                        holders[ino] = [(pid, int(name))]
-                    else:
-                        h.append((pid, int(name)))
+            # the sockets among the fds, and their inodes, with C-level loops
+            mask = list(map(str.startswith, targets, repeat(prefix)))
+            if not any(mask):
+                continue
+            inodes = list(map(int, map(_INODE, compress(targets, mask))))
+            fd_nums = list(map(int, compress(fds, mask)))
+            new = dict(zip(inodes, map(list, zip(zip(repeat(pid), fd_nums)))))
+            if len(new) == len(inodes) and holders.keys().isdisjoint(new):
+                holders.update(new)  # the usual case: sockets seen once
+                continue
+            for ino, fd in zip(inodes, fd_nums):  # shared sockets: in discovery order
+                h = holders.get(ino)
+                if h is None:
+                    holders[ino] = [(pid, fd)]
+                else:
+                    h.append((pid, fd))
 
     def owners(self, inode: int) -> tuple[Owner, ...]:
         """Every holder of ``inode``, in ss's order (last discovered first)."""
