@@ -295,8 +295,12 @@ class BackgroundOwners:
             for complete, inodes, blob in results:
                 self.complete = self.complete and complete
                 part = dict(zip(inodes, blob.split("\0"))) if inodes else {}
-                for ino in texts.keys() & part.keys():  # held in two runs: this (later) run's holders first
-                    part[ino] = " users:(" + part[ino][8:-1] + "," + texts[ino][8:-1] + ")"
+                if not texts:
+                    texts = part
+                    continue
+                if not texts.keys().isdisjoint(part):
+                    for ino in texts.keys() & part.keys():  # held in two runs: this (later) run's holders first
+                        part[ino] = " users:(" + part[ino][8:-1] + "," + texts[ino][8:-1] + ")"
                 texts.update(part)
         self._texts = texts
         return texts

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from itertools import islice, repeat
+from itertools import chain, islice, repeat
 from operator import itemgetter
 
 from sockscope._addr import ntop
@@ -420,7 +420,9 @@ class TableWriter:
             _resolve(pending)
             self._measure(blocks, 8, final)
             tails = self._render(blocks, [s for s in self._specs() if s[0] == 8])
-            lines = list(map(str.__add__, lines, tails))
+            # one join over (head, tail, newline) pieces: no string per row in between
+            self.out.write("".join(chain.from_iterable(zip(lines, tails, repeat("\n")))))
+            return
         lines.append("")
         self.out.write("\n".join(lines))
 
