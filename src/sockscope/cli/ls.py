@@ -436,14 +436,14 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
     from sockscope.render.table import CellMaker, TableWriter
 
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
-    # with owners still being walked in the background, hold every row until the end: the
-    # dump goes on meanwhile instead of waiting for the walk at the first batch
+    # with owners still being walked in the background, hold the rows (up to 256k, ~250 MiB)
+    # until the end: the dump goes on meanwhile instead of waiting for the walk at the first batch
     background = None
     if owners is not None:
         from sockscope.processes import BackgroundOwners
 
         background = owners if isinstance(owners, BackgroundOwners) else None
-    writer = TableWriter(out, visible, header=header, netns=netns, batch=sys.maxsize if background is not None else 8192)
+    writer = TableWriter(out, visible, header=header, netns=netns, batch=1 << 18 if background is not None else 8192)
     maker = CellMaker(topts, owners)
     if socks is None:
         add_many = writer.add_many
