@@ -109,3 +109,47 @@ def test_stream_ahead_gives_the_same_datagrams_and_errors() -> None:
     assert res["ahead"] == res["plain"]
     assert res["early_stop"] == res["plain"]
     assert res["error"] is not None and ("Invalid argument" in res["error"] or "not supported" in res["error"])
+
+
+def test_owners_arriving_late_with_batched_flushes() -> None:
+    """Column blocks whose owners come later (BackgroundOwners) are written right,
+    also when the table is flushed in several batches, each waiting for them."""
+    import io
+    import struct
+
+    from sockscope.kernel import inet, netlink
+    from sockscope.render.table import CellMaker, TableOptions, TableWriter
+
+    def msg(sport: int, ino: int) -> bytes:
+        body = inet._MSG.pack(2, 1, 0, 0, int.from_bytes(sport.to_bytes(2, "big"), sys.byteorder),
+                              int.from_bytes((80).to_bytes(2, "big"), sys.byteorder), bytes([127, 0, 0, 1]) + bytes(12),
+                              bytes([127, 0, 0, 2]) + bytes(12), 0, 0, 0, 0, 0, 0, ino)
+        return netlink.encode_message(netlink.SOCK_DIAG_BY_FAMILY, 2, 1, body + struct.pack("=HHB3x", 5, 8, 0))
+
+    class LateOwners:
+        complete = True
+
+        def __init__(self) -> None:
+            self.loaded = 0
+
+        def texts(self) -> dict[int, str]:
+            self.loaded += 1
+            return {ino: f' users:(("p{ino}",pid={ino},fd=3))' for ino in range(100, 110) if ino != 104}
+
+        def text(self, ino: int) -> str:
+            return self.texts().get(ino, "")
+
+    owners = LateOwners()
+    maker = CellMaker(TableOptions(numeric=True, processes=True), owners)  # type: ignore[arg-type]
+    out = io.StringIO()
+    writer = TableWriter(out, [False, True] + [True] * 8, batch=3)
+    for first in range(100, 110, 2):
+        cols, _done = inet.decode_columns(msg(40000 + first, first) + msg(40001 + first, first + 1), 2)
+        writer.add_many(maker.column_cells("tcp", 2, cols))
+    writer.flush()
+    rows = [line.split() for line in out.getvalue().splitlines()]
+    assert rows[0][:2] == ["State", "Recv-Q"] and len(rows) == 11
+    for row, ino in zip(rows[1:], range(100, 110)):
+        assert row[:5] == ["ESTAB", "0", "0", f"127.0.0.1:{40000 + ino}", "127.0.0.2:80"]
+        assert row[5:] == ([] if ino == 104 else [f'users:(("p{ino}",pid={ino},fd=3))'])
+    assert owners.loaded >= 2  # several flushes, each resolving its blocks
