@@ -153,3 +153,54 @@ def test_owners_arriving_late_with_batched_flushes() -> None:
         assert row[:5] == ["ESTAB", "0", "0", f"127.0.0.1:{40000 + ino}", "127.0.0.2:80"]
         assert row[5:] == ([] if ino == 104 else [f'users:(("p{ino}",pid={ino},fd=3))'])
     assert owners.loaded >= 2  # several flushes, each resolving its blocks
+
+
+_INFO = textwrap.dedent(
+    r"""
+    import io, json, re, socket, subprocess, sys
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    from sockscope import query
+    from sockscope.cli import ls
+    keep = []
+    for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        srv = socket.socket(fam); srv.bind((host, 0)); srv.listen(64); keep.append(srv)
+        for i in range(30):
+            c = socket.create_connection(srv.getsockname()[:2]); a = srv.accept()[0]; keep += [c, a]
+            c.sendall(b"x" * (i * 100 + 1)); a.recv(65536)
+    tw = socket.create_connection(keep[0].getsockname()); a = keep[0].accept()[0]; tw.close(); a.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); keep.append(u)
+
+    def table(argv):
+        out = io.StringIO()
+        assert ls.main(argv, out) == 0
+        return out.getvalue()
+
+    # what moves between two dumps a few ms apart: times since the last packet and rates
+    moving = re.compile(r"\b(lastsnd|lastrcv|lastack|busy|rto|rtt|ato|minrtt|rcv_rtt)[:][^ ]*"
+                        r"|\b(send|pacing_rate|delivery_rate) [^ ]*|bw:[^,]*")
+
+    def norm(text):
+        return [moving.sub(r"\1\2", line).split() for line in text.splitlines()]
+
+    real_rows = query.rows
+    res = {}
+    for argv in (["-tani"], ["-tanio"], ["-ani"], ["-tni", "dport", "gt", ":1024"], ["-tanpi"]):
+        fast = table(argv)
+        query.rows = lambda *a, **k: real_rows(*a, **{**k, "info_cells": None})  # the record path
+        slow = table(argv)
+        query.rows = real_rows
+        res[" ".join(argv)] = (norm(fast), norm(slow), fast.count("cwnd:"))
+    json.dump(res, sys.stdout)
+    """
+)
+
+
+def test_info_rows_without_records_match_the_record_path() -> None:
+    """`-i` takes the tuple path (decode_info + info_cells): the same table as
+    the records and detail_text give, but for the counters that move meanwhile."""
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _INFO], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for argv, (fast, slow, infos) in json.loads(proc.stdout).items():
+        assert infos >= 60 or "dport" in argv, argv  # tcp_info really printed
+        assert fast == slow, f"{argv}: info rows differ from the record path"

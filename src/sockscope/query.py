@@ -200,6 +200,7 @@ def rows(
     raw_cells: Callable[[str, list[tuple]], list[list[str]]] | None,  # type: ignore[type-arg]
     columns: Callable[[str, int, list[tuple]], Any] | None = None,  # type: ignore[type-arg]
     warn: Warn = _stderr_warn,
+    info_cells: Callable[[str, list[tuple]], list[list[str]]] | None = None,  # type: ignore[type-arg]
 ) -> Iterator[Any]:
     """Batches of table rows of ``q``: what ``map(cells, run(q))`` gives, but the UDP
     and TCP dumps take the codec's fast paths when no row needs a full record
@@ -209,8 +210,12 @@ def rows(
     (:func:`~sockscope.kernel.inet.decode_columns`) and handed to ``columns``
     (whatever it returns is yielded as the batch), any other datagram as tuples
     (:func:`~sockscope.kernel.inet.decode_raw`) handed to ``raw_cells``.
-    Without ``columns`` every datagram takes the tuple path."""
-    if raw_cells is None or q.details or q.ext or (q.predicate is not None and not q.kernel_exact):
+    Without ``columns`` every datagram takes the tuple path.  With
+    ``info_cells``, a query for ``-i`` (``ext`` :data:`EXT_INFO` alone) takes
+    the tuple path too, with the tcp_info attributes
+    (:func:`~sockscope.kernel.inet.decode_info`)."""
+    info = info_cells is not None and q.ext == EXT_INFO
+    if raw_cells is None or q.details or (q.ext and not info) or (q.predicate is not None and not q.kernel_exact):
         for s in run(q, warn):
             yield [cells(s)]
         return
@@ -225,9 +230,9 @@ def rows(
     if AF_INET in q.families or AF_INET6 in q.families:
         for table in ("udp", "tcp"):
             if table in q.tables:
-                for item in _inet(q, table, state, raw=True, columns=columns is not None):
+                for item in _inet(q, table, state, raw=True, columns=columns is not None and not info, info=info):
                     if type(item) is list:
-                        yield raw_cells(table, item)
+                        yield info_cells(table, item) if info else raw_cells(table, item)  # type: ignore[misc]
                     elif type(item) is tuple:
                         yield columns(table, *item)  # type: ignore[misc]
                     elif pred is None or pred(item):  # type: ignore[arg-type]
@@ -261,10 +266,11 @@ def _families(q: Query) -> list[int]:
 
 
 def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
-          columns: bool = False) -> Iterator[Socket | list[tuple] | tuple[int, list[tuple]]]:  # type: ignore[type-arg]
+          columns: bool = False, info: bool = False) -> Iterator[Socket | list[tuple] | tuple[int, list[tuple]]]:  # type: ignore[type-arg]
     """One inet table's records; with ``raw``, batches (lists) of the codec's
     plain tuples instead, for as long as sock_diag answers, and with
-    ``columns`` also ``(family, columns)`` for datagrams that decode as columns."""
+    ``columns`` also ``(family, columns)`` for datagrams that decode as columns;
+    with ``info``, the tuples of :func:`~sockscope.kernel.inet.decode_info`."""
     from sockscope.kernel import inet, transport
 
     replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
@@ -277,7 +283,7 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
         try:
             decode_all = q.details or bool(q.ext)
             op = f"{table} diag"
-            if raw and table == "tcp" and fams == [AF_INET, AF_INET6]:
+            if raw and not info and table == "tcp" and fams == [AF_INET, AF_INET6]:
                 done = yield from _tcp_both(q, op, columns)
                 if done:
                     return
@@ -292,7 +298,7 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
                             yield (fam, cols)
                         else:
                             batch: list[tuple] = []  # type: ignore[type-arg]
-                            done = inet.decode_raw(data, batch, op)
+                            done = (inet.decode_info if info else inet.decode_raw)(data, batch, op)
                             yield batch
                         if done:
                             break

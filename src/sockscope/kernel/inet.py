@@ -342,6 +342,56 @@ def _framed_columns(mv: memoryview, family: int, op: str) -> tuple[list[tuple], 
     return cols, done
 
 
+def _bbr(a: memoryview) -> tuple[int, int, int, int]:
+    lo, hi, min_rtt, pg, cg = struct.unpack_from("=5I", bytes(a[:20]).ljust(20, b"\0"))
+    return ((hi << 32) | lo, min_rtt, pg, cg)
+
+
+def _dctcp(a: memoryview) -> tuple[int, int, int, int, int]:
+    en, ce, alpha, ab_ecn, ab_tot = struct.unpack_from("=HHIII", bytes(a[:16]).ljust(16, b"\0"))
+    return (en, ce, alpha, ab_ecn, ab_tot)
+
+
+def decode_info(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag") -> bool:  # type: ignore[type-arg]
+    """``ss -i``'s fast path: :func:`decode_raw`'s tuples, each followed by what
+    ``-i`` prints from the attributes: ``(…, tcp_info bytes or None, congestion
+    control or None, bbr_info or None, dctcp_info or None)``."""
+    payloads, done = nl.diag_messages(buf, op)
+    append = out.append
+    unpack = nl.NLATTR.unpack_from
+    for p in payloads:
+        if len(p) < MSG_LEN:
+            raise DecodeError(f"truncated inet_diag_msg ({len(p)} bytes)")
+        (fam, st, _t, _r, sport, dport, src, dst, ifindex, _cookie,
+         _expires, rq, wq, _uid, ino) = _MSG.unpack_from(p, 0)
+        if _SWAP_PORTS:
+            sport = ((sport & 0xFF) << 8) | (sport >> 8)
+            dport = ((dport & 0xFF) << 8) | (dport >> 8)
+        v6only = info = cong = bbr = dctcp = None
+        off = MSG_LEN
+        end = len(p)
+        while off + 4 <= end:
+            alen, atype = unpack(p, off)
+            if alen < 4 or off + alen > end:
+                raise DecodeError(f"bad attribute length {alen} in inet_diag_msg")
+            atype &= nl.NLA_TYPE_MASK
+            if atype == INET_DIAG_INFO:
+                info = p[off + 4 : off + alen]
+            elif atype == INET_DIAG_CONG:
+                cong = bytes(p[off + 4 : off + alen]).split(b"\0", 1)[0].decode("ascii", "replace")
+            elif atype == INET_DIAG_SKV6ONLY and alen > 4:
+                v6only = bool(p[off + 4])
+            elif atype == INET_DIAG_BBRINFO and alen >= 16:
+                bbr = _bbr(p[off + 4 : off + alen])
+            elif atype == INET_DIAG_DCTCPINFO and alen >= 20:
+                dctcp = _dctcp(p[off + 4 : off + alen])
+            off += (alen + 3) & ~3
+        if fam != AF_INET6 or (src != _ZERO16 and dst != _ZERO16):
+            v6only = None  # as decode_raw: only wildcards need it
+        append((fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only, info, cong, bbr, dctcp))
+    return done
+
+
 def _v6only(attrs: memoryview) -> bool | None:
     """SKV6ONLY from an inet_diag_msg's attributes (None when absent)."""
     off = 0
@@ -413,12 +463,10 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
         d["sockopt"] = a[0] | (a[1] << 8)
     a = get(INET_DIAG_BBRINFO)
     if a is not None and len(a) >= 12:
-        lo, hi, min_rtt, pg, cg = struct.unpack_from("=5I", bytes(a[:20]).ljust(20, b"\0"))
-        d["bbr_info"] = ((hi << 32) | lo, min_rtt, pg, cg)
+        d["bbr_info"] = _bbr(a)
     a = get(INET_DIAG_DCTCPINFO)
     if a is not None and len(a) >= 16:
-        en, ce, alpha, ab_ecn, ab_tot = struct.unpack_from("=HHIII", bytes(a[:16]).ljust(16, b"\0"))
-        d["dctcp_info"] = (en, ce, alpha, ab_ecn, ab_tot)
+        d["dctcp_info"] = _dctcp(a)
     a = get(INET_DIAG_PROTOCOL)
     if a is not None and len(a):
         d["protocol"] = a[0]
@@ -426,7 +474,7 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "decode_raw", "decode_columns", "encode_request", "encode_request_compat", "encode_sockid", "encode_destroy",
-    "decode_events", "decode_dump",
+    "decode_raw", "decode_info", "decode_columns", "encode_request", "encode_request_compat", "encode_sockid",
+    "encode_destroy", "decode_events", "decode_dump",
     "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6",
 ]

@@ -195,6 +195,24 @@ class CellMaker:
                 block.pending = (inos, c["users"], lambda keys: list(map(owners.text, keys)), False)
         return block
 
+    def info_cells(self, netid: str, batch: list[tuple]) -> list[list[str]]:  # type: ignore[type-arg]
+        """``-i``'s rows from :func:`~sockscope.kernel.inet.decode_info`'s tuples:
+        :meth:`raw_cells`, then the tcp_info text :meth:`cells` appends for a
+        record (``detail_text`` with only ``info``), without building records."""
+        from sockscope.kernel.tcpinfo import decode
+        from sockscope.render.details import tcp_info_text
+
+        rows = self.raw_cells(netid, [t[:11] for t in batch])
+        opts = self.opts.details
+        if netid == "udp" or opts is None:  # ss shows no tcp_info for UDP
+            return rows
+        lead = "" if opts.oneline else "\n\t"
+        for row, t in zip(rows, batch):
+            raw = t[11]
+            view = _InfoView(decode(raw) if raw is not None else None, t[12], t[14], t[13], t[1])
+            row[8] += lead + tcp_info_text(view, opts)  # type: ignore[arg-type]
+        return rows
+
     def _port_texts(self, netid: str) -> dict[int, str]:
         d = self._by_netid.get(netid)
         if d is None:
@@ -256,6 +274,19 @@ class CellMaker:
 
 def _queue(v: int) -> str:
     return "%-6d" % v
+
+
+class _InfoView:
+    """What ``tcp_info_text`` reads of a record, for :meth:`CellMaker.info_cells`."""
+
+    __slots__ = ("tcp_info", "cong", "dctcp_info", "bbr_info", "state")
+
+    def __init__(self, tcp_info: Any, cong: str | None, dctcp_info: Any, bbr_info: Any, state: int) -> None:
+        self.tcp_info = tcp_info
+        self.cong = cong
+        self.dctcp_info = dctcp_info
+        self.bbr_info = bbr_info
+        self.state = state
 
 
 def _queue_texts(keys: list[int]) -> list[str]:
