@@ -63,12 +63,37 @@ def ms_timer(timeout: int) -> str:
 
 
 def _bw(bps: float, numeric: bool) -> str:
+    """ss's rate text (``sprint_bw``), cached: a table repeats few rates."""
+    key = (bps, numeric)
+    text = _BW.get(key)
+    if text is None:
+        if len(_BW) > 65536:
+            _BW.clear()
+        text = _BW[key] = _bw_text(bps, numeric)
+    return text
+
+
+def _bw_text(bps: float, numeric: bool) -> str:
     if numeric:
         return f"{bps:.0f}"
     for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if bps >= limit:
             return f"{bps / limit:.3g}{suffix}"
     return f"{bps:g}"
+
+
+_BW: dict[tuple[float, bool], str] = {}
+_MS: dict[int, str] = {}
+
+
+def _ms(usecs: int) -> str:
+    """``usecs / 1000`` as C's ``%g`` (ss's milliseconds), cached."""
+    text = _MS.get(usecs)
+    if text is None:
+        if len(_MS) > 65536:
+            _MS.clear()
+        text = _MS[usecs] = f"{usecs / 1000:g}"
+    return text
 
 
 def _skmem(s: Socket) -> str:
@@ -111,13 +136,13 @@ def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
     if t.options & 4:
         p.append(f" wscale:{t.snd_wscale},{t.rcv_wscale}")
     if t.rto and t.rto != 3000000:
-        p.append(f" rto:{t.rto / 1000:g}")
+        p.append(" rto:" + _ms(t.rto))
     if t.backoff:
         p.append(f" backoff:{t.backoff}")
     if t.rtt:
-        p.append(f" rtt:{t.rtt / 1000:g}/{t.rttvar / 1000:g}")
+        p.append(" rtt:" + _ms(t.rtt) + "/" + _ms(t.rttvar))
     if t.ato:
-        p.append(f" ato:{t.ato / 1000:g}")
+        p.append(" ato:" + _ms(t.ato))
     for name, v in (("mss", t.snd_mss), ("pmtu", t.pmtu), ("rcvmss", t.rcv_mss), ("advmss", t.advmss),
                     ("cwnd", t.snd_cwnd)):
         if v:
@@ -184,7 +209,7 @@ def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
     if t.reord_seen:
         p.append(f" reord_seen:{t.reord_seen}")
     if t.rcv_rtt:
-        p.append(f" rcv_rtt:{t.rcv_rtt / 1000:g}")
+        p.append(" rcv_rtt:" + _ms(t.rcv_rtt))
     if t.rcv_space:
         p.append(f" rcv_space:{t.rcv_space}")
     if t.rcv_ssthresh:
@@ -192,7 +217,7 @@ def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
     if t.notsent_bytes:
         p.append(f" notsent:{t.notsent_bytes}")
     if t.min_rtt and t.min_rtt != 0xFFFFFFFF:
-        p.append(f" minrtt:{t.min_rtt / 1000:g}")
+        p.append(" minrtt:" + _ms(t.min_rtt))
     if t.rcv_ooopack:
         p.append(f" rcv_ooopack:{t.rcv_ooopack}")
     if t.snd_wnd:
