@@ -107,3 +107,14 @@ def test_sockscope_console_script_matches_module() -> None:
     a = _run([script, "-V"])
     b = _run([*SOCKSCOPE, "-V"])
     assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
+
+
+@pytest.mark.parametrize("options", ["-tuln", "-xa", "-s", "--json"])
+def test_write_error_is_one_line(options: str) -> None:
+    """Output to a full disk (/dev/full): one line on stderr and exit 1, never a
+    traceback and never a silent success."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(["unshare", "-n", *SOCKSCOPE, options], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == "sockscope: No space left on device\n"

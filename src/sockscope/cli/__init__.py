@@ -47,11 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 0
+    except OSError as exc:  # writing the output (a full disk, say), or any system call not caught below
+        return _os_error(exc)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    except OSError as exc:
+        return _os_error(exc)
     return status
+
+
+def _os_error(exc: OSError) -> int:
+    """One line on stderr for an unexpected system error; exit status 1."""
+    _silence_stdout()
+    what = f"{exc.filename}: " if exc.filename else ""
+    print(f"sockscope: {what}{exc.strerror or exc}", file=sys.stderr)
+    return 1
 
 
 def _flush_quietly() -> None:
@@ -88,7 +100,10 @@ def entry() -> None:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except (BrokenPipeError, OSError):
-                pass
+            except BrokenPipeError:
+                pass  # the reader left: quiet, like ss
+            except OSError as exc:  # a full disk, say: never a silent success
+                os.write(2, f"sockscope: write error: {exc.strerror or exc}\n".encode())
+                status = status or 1
         os._exit(status)
     sys.exit(status)
