@@ -5,7 +5,10 @@
 ten cells; :class:`TableWriter` lays them out like ss does when not writing to
 a terminal: each column as wide as its widest cell plus a left delimiter,
 address columns right-aligned.  Rows are written in batches so that a large
-table streams; a column never narrows between batches.
+table streams; a column never narrows between batches.  The listing's fast
+paths hand over :class:`Columns` blocks (:meth:`CellMaker.column_cells`) or
+rows made from the codec's tuples (:meth:`CellMaker.raw_cells`,
+:meth:`CellMaker.info_cells`) instead of records.
 """
 
 from __future__ import annotations
@@ -270,10 +273,6 @@ class CellMaker:
             port = "*" if not s.local.port else names.ifname(s.local.port)
             return head + [addr + ":", port, "*", "", proc, ""]
         return head + ["*", "", "*", "", proc, ""]
-
-
-def _queue(v: int) -> str:
-    return "%-6d" % v
 
 
 class _InfoView:
