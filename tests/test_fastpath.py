@@ -17,24 +17,34 @@ import subprocess
 import sys
 import textwrap
 
-_SCRIPT = textwrap.dedent(
+# The sockets both namespace scripts list: IPv4 and IPv6 connections (some data
+# sent, so tcp_info has counters), an IPv6 wildcard listener, a TIME-WAIT socket
+# and a UDP socket; and ``table(argv)``, the listing as text.
+_SOCKETS = textwrap.dedent(
     r"""
-    import io, json, socket, subprocess, sys
+    import io, json, re, socket, subprocess, sys
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     from sockscope.cli import ls
-    from sockscope.kernel import inet
     keep = []
     for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         srv = socket.socket(fam); srv.bind((host, 0)); srv.listen(64); keep.append(srv)
-        for _ in range(40):
-            c = socket.create_connection(srv.getsockname()[:2]); keep += [c, srv.accept()[0]]
+        for i in range(40):
+            c = socket.create_connection(srv.getsockname()[:2]); a = srv.accept()[0]; keep += [c, a]
+            c.sendall(b"x" * (i * 100 + 1)); a.recv(65536)
     any6 = socket.socket(socket.AF_INET6); any6.bind(("::", 0)); any6.listen(1); keep.append(any6)
     tw = socket.create_connection(keep[0].getsockname()); a = keep[0].accept()[0]; tw.close(); a.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); keep.append(u)
 
     def table(argv):
         out = io.StringIO()
         assert ls.main(argv, out) == 0
         return out.getvalue()
+    """
+)
+
+_SCRIPT = _SOCKETS + textwrap.dedent(
+    r"""
+    from sockscope.kernel import inet
 
     res = {}
     for argv in (["-tan"], ["-ta"], ["-tn", "dport", "gt", ":1024"], ["-tan", "-4"], ["-tan", "-6"]):
@@ -155,25 +165,9 @@ def test_owners_arriving_late_with_batched_flushes() -> None:
     assert owners.loaded >= 2  # several flushes, each resolving its blocks
 
 
-_INFO = textwrap.dedent(
+_INFO = _SOCKETS + textwrap.dedent(
     r"""
-    import io, json, re, socket, subprocess, sys
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     from sockscope import query
-    from sockscope.cli import ls
-    keep = []
-    for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        srv = socket.socket(fam); srv.bind((host, 0)); srv.listen(64); keep.append(srv)
-        for i in range(30):
-            c = socket.create_connection(srv.getsockname()[:2]); a = srv.accept()[0]; keep += [c, a]
-            c.sendall(b"x" * (i * 100 + 1)); a.recv(65536)
-    tw = socket.create_connection(keep[0].getsockname()); a = keep[0].accept()[0]; tw.close(); a.close()
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); keep.append(u)
-
-    def table(argv):
-        out = io.StringIO()
-        assert ls.main(argv, out) == 0
-        return out.getvalue()
 
     # what moves between two dumps a few ms apart: times since the last packet and rates
     moving = re.compile(r"\b(lastsnd|lastrcv|lastack|busy|rto|rtt|ato|minrtt|rcv_rtt)[:][^ ]*"
