@@ -189,30 +189,23 @@ class OwnerMap:
         h = self._holders.get(inode) if inode else None
         if not h:
             return ""
-        prefixes = self._prefixes
-        if len(h) == 1:
-            pid, fd = h[0]
-            p = prefixes.get(pid)
-            if p is None:
-                p = prefixes[pid] = f'("{self.name(pid)}",pid={pid},fd='
-            return f" users:({p}{fd}))"
-        parts = []
-        for pid, fd in reversed(h):
-            p = prefixes.get(pid)
-            if p is None:
-                p = prefixes[pid] = f'("{self.name(pid)}",pid={pid},fd='
-            parts.append(f"{p}{fd})")
-        return " users:(" + ",".join(parts) + ")"
+        prefix = self._prefix
+        return " users:(" + ",".join(f"{prefix(pid)}{fd})" for pid, fd in reversed(h)) + ")"
+
+    def _prefix(self, pid: int) -> str:
+        """``("name",pid=P,fd=`` of ``pid``: the start of each holder in :meth:`text`, made once."""
+        p = self._prefixes.get(pid)
+        if p is None:
+            p = self._prefixes[pid] = f'("{self.name(pid)}",pid={pid},fd='
+        return p
 
     def all_texts(self) -> tuple[list[int], list[str]]:
         """(every inode with holders, its :meth:`text`), in one pass (the usual
         single holder without a method call per inode)."""
         inodes = list(self._holders)
         prefixes = self._prefixes
-        name = self.name
         for pid in {h[0][0] for h in self._holders.values()}:
-            if pid not in prefixes:
-                prefixes[pid] = f'("{name(pid)}",pid={pid},fd='
+            self._prefix(pid)
         text = self.text
         texts = [f" users:({prefixes[h[0][0]]}{h[0][1]}))" if len(h) == 1 and self._tasks is None else text(ino)
                  for ino, h in self._holders.items()]

@@ -292,14 +292,8 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
                 # streamed datagram by datagram: memory stays flat however many sockets
                 if raw:
                     for data in transport.stream_ahead(req, op):
-                        got = inet.decode_columns(data, fam, op) if columns else None
-                        if got is not None:
-                            cols, done = got
-                            yield (fam, cols)
-                        else:
-                            batch: list[tuple] = []  # type: ignore[type-arg]
-                            done = (inet.decode_info if info else inet.decode_raw)(data, batch, op)
-                            yield batch
+                        item, done = _raw_batch(data, fam, op, columns, info)
+                        yield item
                         if done:
                             break
                     continue
@@ -330,6 +324,20 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
         yield from procnet.read_inet(table, fam, q.states)
 
 
+def _raw_batch(data: bytes, fam: int, op: str, columns: bool, info: bool
+               ) -> tuple[list[tuple] | tuple[int, list[tuple]], bool]:  # type: ignore[type-arg]
+    """One datagram of an inet dump for the listing's fast paths, and whether the dump
+    ended: ``(family, columns)`` when ``columns`` and it decodes so, else a list of
+    tuples (:func:`~sockscope.kernel.inet.decode_info`'s with ``info``)."""
+    from sockscope.kernel import inet
+
+    got = inet.decode_columns(data, fam, op) if columns and fam in (AF_INET, AF_INET6) else None
+    if got is not None:
+        return (fam, got[0]), got[1]
+    batch: list[tuple] = []  # type: ignore[type-arg]
+    return batch, (inet.decode_info if info else inet.decode_raw)(data, batch, op)
+
+
 def _tcp_both(q: Query, op: str, columns: bool) -> Generator[list[tuple] | tuple[int, list[tuple]], None, bool]:  # type: ignore[type-arg]
     """``_inet``'s raw TCP batches for both families from one legacy dump (one
     walk of the kernel's tables instead of one per family); returns False,
@@ -342,21 +350,16 @@ def _tcp_both(q: Query, op: str, columns: bool) -> Generator[list[tuple] | tuple
     first = True
     try:
         for data in transport.stream_ahead(inet.encode_request_compat(q.states, q.ext, q.bytecode), op):
-            fam = data[16] if len(data) > 16 else 0
-            got = inet.decode_columns(data, fam, op) if columns and fam in (AF_INET, AF_INET6) else None
-            if got is not None:
-                first = False
-                cols, done = got
-                if fam == AF_INET:
-                    yield (fam, cols)
-                else:
-                    held.append((fam, cols))
+            # the family of the datagram's first message: a datagram of one family decodes as columns
+            item, done = _raw_batch(data, data[16] if len(data) > 16 else 0, op, columns, False)
+            first = False
+            if isinstance(item, list):  # tuples of both families: IPv4 now, IPv6 at the end
+                yield [t for t in item if t[0] == AF_INET]
+                held.append([t for t in item if t[0] != AF_INET])
+            elif item[0] == AF_INET:
+                yield item
             else:
-                batch: list[tuple] = []  # type: ignore[type-arg]
-                done = inet.decode_raw(data, batch, op)
-                first = False
-                yield [t for t in batch if t[0] == AF_INET]
-                held.append([t for t in batch if t[0] != AF_INET])
+                held.append(item)
             if done:
                 break
     except NetlinkError:

@@ -448,8 +448,7 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
     if socks is None:
         add_many = writer.add_many
         d = topts.details
-        info_only = d is not None and d.info and not (d.timers or d.extended or d.memory or d.cgroup or d.tos
-                                                      or d.sockopt or d.bpf)
+        info_only = d is not None and d.info and not d.any_but_info
         for batch in rows(q, maker.cells, maker.raw_cells if d is None or info_only else None, maker.column_cells,
                           info_cells=maker.info_cells if info_only else None):
             add_many(batch)

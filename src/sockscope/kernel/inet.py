@@ -16,7 +16,7 @@ from sockscope.kernel import netlink as nl
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
     from sockscope.records import Socket
 
@@ -169,7 +169,7 @@ def decode_dump(
         else:
             v6only = None
             if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
-                v6only = _v6only(p[MSG_LEN:])
+                v6only = _v6only(nl.parse_attrs(p, MSG_LEN).get)
             append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
                       uid, cookie, ifindex, None, v6only, None, (), None, None, timer, expires, retrans))
     return done
@@ -206,7 +206,7 @@ def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag")
                 dport = ((dport & 0xFF) << 8) | (dport >> 8)
             v6only = None
             if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
-                v6only = _v6only(mv[off + 16 + MSG_LEN : off + length])
+                v6only = _v6only(nl.parse_attrs(mv[off + 16 + MSG_LEN : off + length]).get)
             append((fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only))
         elif mtype == nl.NLMSG_DONE or mtype == nl.NLMSG_ERROR:
             nl.diag_messages(mv[off:], op)  # raises the kernel's error, if any
@@ -355,7 +355,11 @@ def _dctcp(a: memoryview) -> tuple[int, int, int, int, int]:
 def decode_info(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag") -> bool:  # type: ignore[type-arg]
     """``ss -i``'s fast path: :func:`decode_raw`'s tuples, each followed by what
     ``-i`` prints from the attributes: ``(…, tcp_info bytes or None, congestion
-    control or None, bbr_info or None, dctcp_info or None)``."""
+    control or None, bbr_info or None, dctcp_info or None)``.
+
+    The attributes are walked here, picking the five it needs, rather than
+    through :func:`~sockscope.kernel.netlink.parse_attrs`: a dict of every
+    attribute per socket costs ``-tani`` 7% (230 against 214 ms at 10k)."""
     payloads, done = nl.diag_messages(buf, op)
     append = out.append
     unpack = nl.NLATTR.unpack_from
@@ -373,12 +377,12 @@ def decode_info(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag"
         while off + 4 <= end:
             alen, atype = unpack(p, off)
             if alen < 4 or off + alen > end:
-                raise DecodeError(f"bad attribute length {alen} in inet_diag_msg")
+                raise DecodeError(f"bad attribute length {alen} (type {atype & nl.NLA_TYPE_MASK})")
             atype &= nl.NLA_TYPE_MASK
             if atype == INET_DIAG_INFO:
                 info = p[off + 4 : off + alen]
             elif atype == INET_DIAG_CONG:
-                cong = bytes(p[off + 4 : off + alen]).split(b"\0", 1)[0].decode("ascii", "replace")
+                cong = _cong(p[off + 4 : off + alen])
             elif atype == INET_DIAG_SKV6ONLY and alen > 4:
                 v6only = bool(p[off + 4])
             elif atype == INET_DIAG_BBRINFO and alen >= 16:
@@ -392,19 +396,15 @@ def decode_info(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag"
     return done
 
 
-def _v6only(attrs: memoryview) -> bool | None:
+def _v6only(get: Callable[[int], memoryview | None]) -> bool | None:
     """SKV6ONLY from an inet_diag_msg's attributes (None when absent)."""
-    off = 0
-    end = len(attrs)
-    unpack = nl.NLATTR.unpack_from
-    while off + 4 <= end:
-        alen, atype = unpack(attrs, off)
-        if alen < 4 or off + alen > end:
-            raise DecodeError(f"bad attribute length {alen} in inet_diag_msg")
-        if atype & nl.NLA_TYPE_MASK == INET_DIAG_SKV6ONLY and alen > 4:
-            return bool(attrs[off + 4])
-        off += (alen + 3) & ~3
-    return None
+    a = get(INET_DIAG_SKV6ONLY)
+    return bool(a[0]) if a is not None and len(a) else None
+
+
+def _cong(a: memoryview) -> str:
+    """INET_DIAG_CONG: the congestion control's name (a C string)."""
+    return bytes(a).split(b"\0", 1)[0].decode("ascii", "replace")
 
 
 _U32 = struct.Struct("=I")
@@ -428,9 +428,9 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     """The detail fields of one message's attributes (the ``details=True`` path)."""
     get = nl.parse_attrs(raw).get
     d: dict[str, Any] = {}
-    a = get(INET_DIAG_SKV6ONLY)
-    if a is not None and len(a):
-        d["v6only"] = bool(a[0])
+    v6only = _v6only(get)
+    if v6only is not None:
+        d["v6only"] = v6only
     a = get(INET_DIAG_SHUTDOWN)
     if a is not None and len(a):
         d["shutdown"] = a[0]
@@ -442,7 +442,7 @@ def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
         d["cgroup_id"] = _U64.unpack_from(a, 0)[0]
     a = get(INET_DIAG_CONG)
     if a is not None:
-        d["cong"] = bytes(a).split(b"\0", 1)[0].decode("ascii", "replace")
+        d["cong"] = _cong(a)
     a = get(INET_DIAG_SKMEMINFO)
     if a is not None:
         from sockscope.kernel.others import decode_skmem

@@ -28,9 +28,9 @@ class DetailOptions:
     bpf: bool = False  # -b
 
     @property
-    def any(self) -> bool:
-        return (self.timers or self.extended or self.memory or self.info or self.cgroup or self.tos
-                or self.sockopt or self.bpf)
+    def any_but_info(self) -> bool:
+        """Any detail text besides ``-i``'s (which the listing can make without records)."""
+        return self.timers or self.extended or self.memory or self.cgroup or self.tos or self.sockopt or self.bpf
 
 
 #: inet_diag_sockopt's bits, in ss's order and words
