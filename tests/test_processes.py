@@ -7,10 +7,12 @@ them too, to have sockets with two holders (ss lists the last found first).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,6 +28,24 @@ def pair():
     finally:
         a.close()
         b.close()
+
+
+@contextlib.contextmanager
+def _forked_copy() -> Iterator[int]:
+    """A forked copy of this process (so a second holder of every socket here),
+    alive until the block ends; its pid."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # holds the inherited sockets until the parent is done
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    try:
+        yield child
+    finally:
+        os.close(w)
+        os.waitpid(child, 0)
 
 
 def _comm() -> str:
@@ -47,22 +67,12 @@ def test_text_is_ss_users_cell(pair: tuple[socket.socket, socket.socket]) -> Non
 def test_two_holders_last_found_first(pair: tuple[socket.socket, socket.socket]) -> None:
     a, _b = pair
     ino = os.fstat(a.fileno()).st_ino
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:  # holds the inherited sockets until the parent is done
-        os.close(w)
-        os.read(r, 1)
-        os._exit(0)
-    os.close(r)
-    try:
+    with _forked_copy() as child:
         m = OwnerMap.scan(pids=sorted([os.getpid(), child]))
         text = m.text(ino)
         first, second = sorted([os.getpid(), child])
         assert text.startswith(' users:(("') and text.index(f"pid={second},") < text.index(f"pid={first},")
         assert text == __import__("sockscope.render.table", fromlist=["_users"])._users(m.owners(ino))
-    finally:
-        os.close(w)
-        os.waitpid(child, 0)
 
 
 def test_background_walk_matches_the_in_process_one(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -87,22 +97,12 @@ def test_background_walk_in_many_runs_merges_holders(pair: tuple[socket.socket, 
     forked copy is found by two children, and its text lists both, the later pid first."""
     a, _b = pair
     ino = os.fstat(a.fileno()).st_ino
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(w)
-        os.read(r, 1)
-        os._exit(0)
-    os.close(r)
-    try:
+    with _forked_copy() as child:
         mine = sorted([os.getpid(), child])
         bg = BackgroundOwners(workers=10_000)
         text = bg.text(ino)
         assert text == OwnerMap.scan(pids=mine).text(ino)
         assert text.index(f"pid={mine[1]},") < text.index(f"pid={mine[0]},")
-    finally:
-        os.close(w)
-        os.waitpid(child, 0)
 
 
 def test_split_into_runs_of_about_equal_fds(tmp_path: pytest.TempPathFactory) -> None:
