@@ -172,6 +172,68 @@ def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     return buf.decode()
 
 
+class ScriptScene:
+    """Processes running one script in roles, in a private namespace of their own.
+
+    ``start(role)`` runs ``python SCRIPT ROLE *args`` and waits for its
+    ``READY {json}`` line (a ``"child"`` pid in it is tracked too); ``expect``
+    reads the next ``WORD {json}`` line of a role.  ``close()`` ends every
+    process (stdin closed, then by pid), deletes the namespace and the script's
+    directory, also after a failure."""
+
+    def __init__(self, script: str, prefix: str) -> None:
+        self.netns = Netns()
+        self.tmp = tempfile.mkdtemp(prefix=prefix)
+        self.script = os.path.join(self.tmp, "scene.py")
+        Path(self.script).write_text(script)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.ids: dict[int, str | None] = {}
+        self.info: dict[str, dict[str, Any]] = {}
+
+    def start(self, role: str, *args: str) -> dict[str, Any]:
+        p = self.netns.popen([sys.executable, self.script, role, *args], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+        self.procs.append(p)
+        self.ids[p.pid] = proc_identity(p.pid)
+        line = read_line(p, 20)
+        assert line.startswith("READY "), line
+        info: dict[str, Any] = json.loads(line[6:])
+        if "child" in info:
+            self.ids[info["child"]] = proc_identity(info["child"])
+        self.info[role] = info
+        return info
+
+    def expect(self, role: str, word: str) -> dict[str, Any]:
+        """The next line of ``role``, which must be ``WORD {json}``; its data joins the role's info."""
+        p = self.procs[list(self.info).index(role)]
+        line = read_line(p, 20)
+        assert line.startswith(word + " "), line
+        data: dict[str, Any] = json.loads(line[len(word) + 1 :])
+        self.info[role].update(data)
+        return data
+
+    def close(self) -> None:
+        try:
+            for p in self.procs:
+                if p.stdin is not None:
+                    try:
+                        p.stdin.close()
+                    except OSError:
+                        pass
+            for p in self.procs:
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=5)
+                if p.stdout is not None:
+                    p.stdout.close()
+            stop_pids(self.ids)
+        finally:
+            self.netns.delete()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 class Population:
     """``tests/population.py`` running inside ``netns``: start(), info, ensure_timewait(), stop()."""
 

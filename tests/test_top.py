@@ -20,10 +20,8 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -31,7 +29,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nsutil import Netns, proc_identity, read_line, stop_pids  # noqa: E402
+from nsutil import Netns, ScriptScene  # noqa: E402
 
 SOCKSCOPE = [sys.executable, "-m", "sockscope"]
 PORT = 7300
@@ -86,30 +84,11 @@ elif role == "client":
 '''
 
 
-class Scene:
+class Scene(ScriptScene):
+    """The processes of the scene; ``top(argv)`` runs ``sockscope top`` in the netns."""
+
     def __init__(self) -> None:
-        self.netns = Netns()
-        self.tmp = tempfile.mkdtemp(prefix="sockscope-top-")
-        self.script = os.path.join(self.tmp, "scene.py")
-        Path(self.script).write_text(SCENE)
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.ids: dict[int, str | None] = {}
-        self.info: dict[str, dict[str, Any]] = {}
-
-    def start(self, role: str) -> dict[str, Any]:
-        p = self.netns.popen([sys.executable, self.script, role], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.procs.append(p)
-        self.ids[p.pid] = proc_identity(p.pid)
-        line = read_line(p, 20)
-        assert line.startswith("READY "), line
-        self.info[role] = json.loads(line[6:])
-        return self.info[role]
-
-    def expect(self, idx: int, word: str) -> dict[str, Any]:
-        line = read_line(self.procs[idx], 20)
-        assert line.startswith(word + " "), line
-        data: dict[str, Any] = json.loads(line[len(word) + 1 :])
-        return data
+        super().__init__(SCENE, "sockscope-top-")
 
     def top(self, *argv: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
         cmd = [*SOCKSCOPE, "top", *argv]
@@ -122,27 +101,6 @@ class Scene:
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout.strip().splitlines()[-1])
 
-    def close(self) -> None:
-        try:
-            for p in self.procs:
-                if p.stdin is not None:
-                    try:
-                        p.stdin.close()
-                    except OSError:
-                        pass
-            for p in self.procs:
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
-                if p.stdout is not None:
-                    p.stdout.close()
-            stop_pids(self.ids)
-        finally:
-            self.netns.delete()
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
 
 @pytest.fixture(scope="module")
 def scene() -> Iterator[Scene]:
@@ -152,7 +110,7 @@ def scene() -> Iterator[Scene]:
     try:
         sc.start("server")
         sc.start("client")
-        sc.info["server"].update(sc.expect(0, "ACCEPTED"))
+        sc.expect("server", "ACCEPTED")
         yield sc
     finally:
         sc.close()

@@ -20,15 +20,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nsutil import Netns, proc_identity, read_line, stop_pids  # noqa: E402
+from nsutil import ScriptScene, read_line  # noqa: E402
 
 SOCKSCOPE = [sys.executable, "-m", "sockscope"]
 TCP_PORT, UDP_PORT, FREE_PORT = 7100, 7200, 7999
@@ -120,38 +118,14 @@ elif role == "sleeper":
 '''
 
 
-class Scene:
+class Scene(ScriptScene):
     """The processes of the scene; ``who(argv)`` runs ``sockscope who`` in the netns."""
 
     def __init__(self) -> None:
-        self.netns = Netns()
-        self.tmp = tempfile.mkdtemp(prefix="sockscope-who-")
-        self.script = os.path.join(self.tmp, "scene.py")
-        Path(self.script).write_text(SCENE)
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.ids: dict[int, str | None] = {}
-        self.info: dict[str, dict[str, Any]] = {}
+        super().__init__(SCENE, "sockscope-who-")
 
-    def start(self, role: str) -> dict[str, Any]:
-        p = self.netns.popen([sys.executable, self.script, role, self.tmp],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.procs.append(p)
-        self.ids[p.pid] = proc_identity(p.pid)
-        line = read_line(p, 20)
-        assert line.startswith("READY "), line
-        info: dict[str, Any] = json.loads(line[6:])
-        if "child" in info:
-            self.ids[info["child"]] = proc_identity(info["child"])
-        self.info[role] = info
-        return info
-
-    def expect(self, role: str, word: str) -> dict[str, Any]:
-        p = self.procs[list(self.info).index(role)]
-        line = read_line(p, 20)
-        assert line.startswith(word + " "), line
-        data: dict[str, Any] = json.loads(line[len(word) + 1 :])
-        self.info[role].update(data)
-        return data
+    def start(self, role: str, *args: str) -> dict[str, Any]:
+        return super().start(role, self.tmp, *args)  # the scene keeps its files beside the script
 
     def who(self, *argv: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
         cmd = [*SOCKSCOPE, "who", *argv]
@@ -164,27 +138,6 @@ class Scene:
         assert r.returncode == 0, r.stderr
         data: dict[str, Any] = json.loads(r.stdout)
         return data
-
-    def close(self) -> None:
-        try:
-            for p in self.procs:
-                if p.stdin is not None:
-                    try:
-                        p.stdin.close()
-                    except OSError:
-                        pass
-            for p in self.procs:
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
-                if p.stdout is not None:
-                    p.stdout.close()
-            stop_pids(self.ids)
-        finally:
-            self.netns.delete()
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
