@@ -172,10 +172,33 @@ def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     return buf.decode()
 
 
+#: What every scene script gets before its own code: its process name, a socket's
+#: inode, the ``WORD {json}`` lines ScriptScene reads, and holding on until the
+#: test closes its stdin.
+SCENE_HELPERS = r'''
+import json, os, sys
+
+def comm(name):
+    with open("/proc/self/comm", "w") as f:
+        f.write(name)
+
+def ino(s):
+    return os.fstat(s.fileno()).st_ino
+
+def say(word, **kw):
+    sys.stdout.write(word + " " + json.dumps(kw) + "\n")
+    sys.stdout.flush()
+
+def hold():
+    sys.stdin.buffer.read()  # until the test closes our stdin
+'''
+
+
 class ScriptScene:
     """Processes running one script in roles, in a private namespace of their own.
 
-    ``start(role)`` runs ``python SCRIPT ROLE *args`` and waits for its
+    ``start(role)`` runs ``python SCRIPT ROLE *args`` (the script after
+    :data:`SCENE_HELPERS`) and waits for its
     ``READY {json}`` line (a ``"child"`` pid in it is tracked too); ``expect``
     reads the next ``WORD {json}`` line of a role.  ``close()`` ends every
     process (stdin closed, then by pid), deletes the namespace and the script's
@@ -185,7 +208,7 @@ class ScriptScene:
         self.netns = Netns()
         self.tmp = tempfile.mkdtemp(prefix=prefix)
         self.script = os.path.join(self.tmp, "scene.py")
-        Path(self.script).write_text(script)
+        Path(self.script).write_text(SCENE_HELPERS + script)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.ids: dict[int, str | None] = {}
         self.info: dict[str, dict[str, Any]] = {}

@@ -36,20 +36,6 @@ SCENE = r'''
 import json, os, socket, sys
 A4, U = socket.AF_INET, socket.AF_UNIX
 
-def comm(name):
-    with open("/proc/self/comm", "w") as f:
-        f.write(name)
-
-def ino(s):
-    return os.fstat(s.fileno()).st_ino
-
-def say(word, **kw):
-    sys.stdout.write(word + " " + json.dumps(kw) + "\n")
-    sys.stdout.flush()
-
-def hold():
-    sys.stdin.buffer.read()  # until the test closes our stdin
-
 role, tmp = sys.argv[1], sys.argv[2]
 if role == "server":
     comm("who-server")
