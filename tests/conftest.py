@@ -83,3 +83,23 @@ def fresh_population(population: Harness) -> Harness:
     """The session population, with a TIME-WAIT pair young enough to outlive the test."""
     population.ensure_timewait()
     return population
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """sockscope caches what it learns of the kernel (the BPF iterator's layout)
+    under $XDG_CACHE_HOME: the tests (and the commands they start) use a
+    directory of their own, removed at the end, not the user's."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("xdg-cache")
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = old
+        shutil.rmtree(path, ignore_errors=True)

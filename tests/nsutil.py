@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -150,6 +152,24 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
+
+
+@contextmanager
+def forked_copy() -> Iterator[int]:
+    """A forked copy of this process (so a second holder of every socket here),
+    alive until the block ends; its pid."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # holds the inherited sockets until the parent is done
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    try:
+        yield child
+    finally:
+        os.close(w)
+        os.waitpid(child, 0)
 
 
 def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:

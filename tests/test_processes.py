@@ -7,14 +7,13 @@ them too, to have sockets with two holders (ss lists the last found first).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
+from nsutil import forked_copy
 
 from sockscope import processes
 from sockscope.processes import BackgroundOwners, OwnerMap
@@ -28,24 +27,6 @@ def pair():
     finally:
         a.close()
         b.close()
-
-
-@contextlib.contextmanager
-def _forked_copy() -> Iterator[int]:
-    """A forked copy of this process (so a second holder of every socket here),
-    alive until the block ends; its pid."""
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:  # holds the inherited sockets until the parent is done
-        os.close(w)
-        os.read(r, 1)
-        os._exit(0)
-    os.close(r)
-    try:
-        yield child
-    finally:
-        os.close(w)
-        os.waitpid(child, 0)
 
 
 def _comm() -> str:
@@ -67,7 +48,7 @@ def test_text_is_ss_users_cell(pair: tuple[socket.socket, socket.socket]) -> Non
 def test_two_holders_last_found_first(pair: tuple[socket.socket, socket.socket]) -> None:
     a, _b = pair
     ino = os.fstat(a.fileno()).st_ino
-    with _forked_copy() as child:
+    with forked_copy() as child:
         m = OwnerMap.scan(pids=sorted([os.getpid(), child]))
         text = m.text(ino)
         first, second = sorted([os.getpid(), child])
@@ -75,9 +56,13 @@ def test_two_holders_last_found_first(pair: tuple[socket.socket, socket.socket])
         assert text == __import__("sockscope.render.table", fromlist=["_users"])._users(m.owners(ino))
 
 
-def test_background_walk_matches_the_in_process_one(pair: tuple[socket.socket, socket.socket]) -> None:
+@pytest.mark.parametrize("via", ["bpf", "proc"])
+def test_background_walk_matches_the_in_process_one(monkeypatch: pytest.MonkeyPatch, via: str,
+                                                    pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
+    monkeypatch.setenv("SOCKSCOPE_OWNERS", via)
     bg = BackgroundOwners()
+    assert bg.via == via
     texts = bg.texts()  # the child (a copy of this process: it holds these sockets too) leaves itself out
     m = OwnerMap.scan()  # now that the child is gone
     for s in (a, b):
@@ -92,14 +77,17 @@ def test_background_walk_matches_the_in_process_one(pair: tuple[socket.socket, s
     assert bg._children == []  # every child reaped
 
 
-def test_background_walk_in_many_runs_merges_holders(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_background_walk_in_many_runs_merges_holders(monkeypatch: pytest.MonkeyPatch,
+                                                     pair: tuple[socket.socket, socket.socket]) -> None:
     """One child per process (runs of one pid): a socket held by this process and a
     forked copy is found by two children, and its text lists both, the later pid first."""
     a, _b = pair
     ino = os.fstat(a.fileno()).st_ino
-    with _forked_copy() as child:
+    monkeypatch.setenv("SOCKSCOPE_OWNERS", "proc")  # the forked walkers, not the kernel's iterator
+    with forked_copy() as child:
         mine = sorted([os.getpid(), child])
         bg = BackgroundOwners(workers=10_000)
+        assert bg.via == "proc" and len(bg._children) > 2
         text = bg.text(ino)
         assert text == OwnerMap.scan(pids=mine).text(ino)
         assert text.index(f"pid={mine[1]},") < text.index(f"pid={mine[0]},")
@@ -121,6 +109,7 @@ def test_background_walk_without_fork(monkeypatch: pytest.MonkeyPatch, pair: tup
     def no_fork() -> int:
         raise OSError(11, "Resource temporarily unavailable")
 
+    monkeypatch.setenv("SOCKSCOPE_OWNERS", "proc")
     monkeypatch.setattr(os, "fork", no_fork)
     bg = BackgroundOwners()
     ino = os.fstat(a.fileno()).st_ino
@@ -139,6 +128,7 @@ def test_background_walk_when_the_child_fails(monkeypatch: pytest.MonkeyPatch,
         return real(cls, proc, pids)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(OwnerMap, "scan", classmethod(scan))
+    monkeypatch.setenv("SOCKSCOPE_OWNERS", "proc")
     start = time.monotonic()
     bg = BackgroundOwners()
     ino = os.fstat(a.fileno()).st_ino

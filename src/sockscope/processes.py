@@ -59,7 +59,7 @@ class OwnerMap:
     (typically: not root), so owners may be missing.
     """
 
-    __slots__ = ("_holders", "_names", "_tasks", "complete", "proc", "_prefixes")
+    __slots__ = ("_holders", "_names", "_tasks", "complete", "proc", "_prefixes", "via")
 
     def __init__(self, proc: str = "/proc") -> None:
         self._holders: dict[int, list[tuple[int, int]]] = {}
@@ -68,13 +68,46 @@ class OwnerMap:
         self._tasks: dict[int, list[tuple[int, int, int]]] | None = None  # -T: inode -> (pid, tid, fd)
         self.complete = True
         self.proc = proc
+        self.via = "proc"  # or "bpf": how the map was made
 
     @classmethod
     def scan(cls, proc: str = "/proc", pids: Iterable[int] | None = None, exclude: int = 0) -> "OwnerMap":
-        """Walk ``/proc/*/fd`` (or only ``pids``) once, skipping pid ``exclude``."""
+        """Every process's socket fds (or only those of ``pids``), skipping pid
+        ``exclude``: from the kernel's task_file iterator when it can be used
+        (:mod:`sockscope.kernel.bpf`: the whole machine, of this pid namespace
+        only), else by walking ``/proc/*/fd``."""
         m = cls(proc)
+        if pids is None and proc == "/proc":
+            from sockscope.kernel import bpf
+
+            try:
+                found = bpf.task_socket_fds()
+            except bpf.Unavailable:
+                pass
+            else:
+                m.add_records(*found, exclude=exclude)
+                return m
         m.add_pids(pids, exclude)
         return m
+
+    def add_records(self, inodes: list[int], pids: list[int], fds: list[int], exclude: int = 0) -> None:
+        """Add (inode, pid, fd) triples, in discovery order (as
+        :func:`sockscope.kernel.bpf.task_socket_fds` returns them)."""
+        self.via = "bpf"
+        if exclude and exclude in pids:
+            keep = [p != exclude for p in pids]
+            inodes, pids, fds = (list(compress(col, keep)) for col in (inodes, pids, fds))
+        holders = self._holders
+        new = dict(zip(inodes, map(list, zip(zip(pids, fds)))))
+        if not holders and len(new) == len(inodes):
+            self._holders = new  # the usual case: every socket held once
+            return
+        for ino, pid, fd in zip(inodes, pids, fds):
+            h = holders.get(ino)
+            if h is None:
+                holders[ino] = [(pid, fd)]
+            else:
+                h.append((pid, fd))
 
     @classmethod
     def scan_threads(cls, proc: str = "/proc") -> OwnerMap:
@@ -237,16 +270,23 @@ class BackgroundOwners:
     its number of fds on Linux ≥ 6.2; else one share per process), one child
     per run; a socket held in two runs gets both runs' holders, the later
     run's first (ss's order).  For single-threaded callers (the CLI): a
-    library must not fork.  Falls back to scanning in-process if a child fails."""
+    library must not fork.  Falls back to scanning in-process if a child fails.
 
-    __slots__ = ("_children", "_failed", "_texts", "complete", "proc")
+    When the kernel's task_file iterator can be used (see :meth:`OwnerMap.scan`),
+    no child is forked: a thread reads the iterator instead."""
+
+    __slots__ = ("_children", "_failed", "_texts", "complete", "proc", "_reader", "via")
 
     def __init__(self, proc: str = "/proc", workers: int = 2) -> None:
         self.proc = proc
         self.complete = True
+        self.via = "proc"
         self._texts: dict[int, str] | None = None
         self._children: list[tuple[int, int]] = []  # (child pid, read end of its pipe), in pid order
         self._failed = False
+        self._reader: tuple[object, list[bytes | Exception]] | None = None  # (lock held until read, result)
+        if proc == "/proc" and self._start_iterator():
+            return
         try:
             pids = sorted(int(n) for n in os.listdir(proc) if n.isdigit())
         except OSError:
@@ -259,9 +299,58 @@ class BackgroundOwners:
                 break
             self._children.append(child)
 
+    def _start_iterator(self) -> bool:
+        """Open the task_file iterator and read it in a thread; False if it cannot be used."""
+        import _thread
+
+        from sockscope.kernel import bpf
+
+        try:
+            fd = bpf.open_iterator()
+        except bpf.Unavailable:
+            return False
+        lock = _thread.allocate_lock()
+        lock.acquire()
+        box: list[bytes | Exception] = []
+
+        def read() -> None:
+            try:
+                box.append(bpf.read_iterator(fd))
+            except Exception as e:  # handed to _load, which falls back to /proc
+                box.append(e)
+            finally:
+                lock.release()
+
+        _thread.start_new_thread(read, ())
+        self._reader = (lock, box)
+        self.via = "bpf"
+        return True
+
+    def _load_iterator(self) -> dict[int, str]:
+        from sockscope.kernel import bpf
+
+        assert self._reader is not None
+        lock, box = self._reader
+        lock.acquire()  # type: ignore[attr-defined]
+        self._reader = None
+        m = OwnerMap(self.proc)
+        try:
+            if isinstance(box[0], Exception):
+                raise box[0]
+            m.add_records(*bpf.decode(box[0], os.getpid()))
+        except bpf.Unavailable:
+            m = OwnerMap(self.proc)
+            m.add_pids()
+            self.via = "proc"
+        self.complete = m.complete
+        self._texts = dict(zip(*m.all_texts()))
+        return self._texts
+
     def _load(self) -> dict[int, str]:
         import marshal
 
+        if self._reader is not None:
+            return self._load_iterator()
         results = []
         for pid, fd in self._children:
             chunks = []

@@ -1,0 +1,240 @@
+"""The BPF task_file iterator (kernel/bpf.py) and the BTF reader (kernel/btf.py).
+
+The codec parts (BTF walk, program assembly, output decoding) are checked on
+the running kernel's own BTF and on made-up bytes; the iterator itself is
+checked against the /proc walk it replaces, on sockets made here (a UNIX
+socket pair, a dup, a forked copy holding them too), and in the places where
+it must step aside: another pid namespace, no privileges, SOCKSCOPE_OWNERS=proc.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+
+import pytest
+from nsutil import forked_copy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sockscope.errors import DecodeError
+from sockscope.kernel import bpf, btf
+from sockscope.processes import BackgroundOwners, OwnerMap
+
+VMLINUX = "/sys/kernel/btf/vmlinux"
+
+
+@pytest.fixture(scope="module")
+def kernel_btf() -> btf.BTF:
+    with open(VMLINUX, "rb") as f:  # every kernel this project supports has BTF: no skip
+        return btf.BTF(f.read())
+
+
+# -- BTF -----------------------------------------------------------------------------------------------------------
+
+def test_btf_finds_uapi_struct_offsets(kernel_btf: btf.BTF) -> None:
+    """Offsets fixed by the kernel's ABI (include/uapi), so known without the kernel's help."""
+    assert kernel_btf.member_offset("sockaddr_in", "sin_family") == 0
+    assert kernel_btf.member_offset("sockaddr_in", "sin_port") == 2
+    assert kernel_btf.member_offset("sockaddr_in", "sin_addr") == 4
+    assert kernel_btf.member_offset("inet_diag_msg", "id") == 4
+    assert kernel_btf.member_offset("inet_diag_msg", "idiag_inode") == 68
+    assert kernel_btf.member_offset("tcp_info", "tcpi_rtt") == 68
+    assert kernel_btf.member_offset("nlmsghdr", "nlmsg_seq") == 8
+
+
+def test_btf_looks_into_anonymous_members(kernel_btf: btf.BTF) -> None:
+    # struct bpf_iter_meta's seq sits in an anonymous union (__bpf_md_ptr)
+    assert kernel_btf.member_offset("bpf_iter_meta", "seq") == 0
+    assert kernel_btf.member_offset("bpf_iter_meta", "session_id") == 8
+    with pytest.raises(DecodeError, match="no member nosuch"):
+        kernel_btf.member_offset("sockaddr_in", "nosuch")
+    with pytest.raises(DecodeError, match="no struct nosuch_struct_x"):
+        kernel_btf.member_offset("nosuch_struct_x", "a")
+
+
+def test_btf_function_parameters_and_enums(kernel_btf: btf.BTF) -> None:
+    func = kernel_btf.find("bpf_iter_task_file", btf.FUNC)
+    assert kernel_btf.params(func) == ["meta", "task", "fd", "file"]
+    assert kernel_btf.enum_value("bpf_cmd", "BPF_PROG_LOAD") == 5
+    assert kernel_btf.enum_value("bpf_cmd", "BPF_ITER_CREATE") == 33
+    with pytest.raises(DecodeError, match="not a function"):
+        kernel_btf.params(kernel_btf.find("sockaddr_in", btf.STRUCT))
+
+
+def _mini_btf(types: bytes, strings: bytes) -> bytes:
+    return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings)) + types + strings
+
+
+def test_btf_made_up_blob() -> None:
+    strings = b"\0int\0pt\0x\0y\0"
+    t_int = struct.pack("<III", 1, 1 << 24, 4) + struct.pack("<I", 32)
+    t_struct = struct.pack("<III", 5, (4 << 24) | 2, 8) + struct.pack("<III", 8, 1, 0) + struct.pack("<III", 10, 1, 32)
+    b = btf.BTF(_mini_btf(t_int + t_struct, strings))
+    assert len(b) == 2
+    assert b.member_offset("pt", "x") == 0 and b.member_offset("pt", "y") == 4
+
+
+@pytest.mark.parametrize("blob, message", [
+    (b"", "shorter than its header"),
+    (b"\0" * 24, "bad magic"),
+    (struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 100, 0, 0), "beyond the data"),
+    (_mini_btf(struct.pack("<III", 0, 4 << 24 | 3, 0), b"\0"), "past"),
+])
+def test_btf_refuses_bad_blobs(blob: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        btf.BTF(blob)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 60), st.integers(0, 60))
+def test_btf_fuzz_only_decode_errors(tail: bytes, type_len: int, str_len: int) -> None:
+    blob = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, type_len, type_len, str_len) + tail
+    try:
+        b = btf.BTF(blob)
+        b.member_offset("x", "y")
+    except DecodeError:
+        pass
+
+
+# -- the program and its output --------------------------------------------------------------------------------------
+
+def test_program_is_well_formed(kernel_btf: btf.BTF) -> None:
+    with open(VMLINUX, "rb") as f:
+        lay = bpf.layout(f.read())
+    assert set(lay) == set(bpf.FIELDS)
+    code = bpf.program(lay)
+    assert len(code) % 8 == 0
+    insns = [struct.unpack_from("<BBhi", code, i) for i in range(0, len(code), 8)]
+    assert insns[-1][0] == 0x95  # exit
+    for i, (op, _regs, off, _imm) in enumerate(insns):
+        if op & 0x07 == 0x05 and op not in (0x85, 0x95):  # a jump: lands inside the program, forward
+            assert 0 <= off and i + 1 + off < len(insns)
+    assert sum(1 for op, *_ in insns if op == 0x85) == 3  # seq_write twice, pid_tgid once
+
+
+def _out(records: list[tuple[int, int, int]], reader: int | None) -> bytes:
+    body = b"".join(bpf.RECORD.pack(*r) for r in records)
+    return body + (bpf.RECORD.pack(0, reader, bpf.TRAILER_FD) if reader is not None else b"")
+
+
+def test_decode_output() -> None:
+    records = [(11, 5, 3), (12, 5, 4), (11, 9, 0), (2**40, 2**31, 7)]
+    assert bpf.decode(_out(records, 77), 77) == ([11, 12, 11, 2**40], [5, 5, 9, 2**31], [3, 4, 0, 7])
+    assert bpf.decode(_out([], 77), 77) == ([], [], [])
+
+
+@pytest.mark.parametrize("blob, message", [
+    (b"", "cut short"),
+    (_out([(1, 2, 3)], 77)[:-3], "cut short"),
+    (_out([(1, 2, 3)], None), "no trailer"),
+    (_out([(1, 2, 3)], 78), "another pid namespace"),
+])
+def test_decode_refuses(blob: bytes, message: str) -> None:
+    with pytest.raises(bpf.Unavailable, match=message):
+        bpf.decode(blob, 77)
+
+
+# -- the iterator on this kernel -------------------------------------------------------------------------------------
+
+
+def _my_sockets(holders: dict[int, list[tuple[int, int]]], pids: set[int]) -> dict[int, list[tuple[int, int]]]:
+    return {ino: h for ino, h in holders.items() if any(p in pids for p, _ in h)}
+
+
+def test_iterator_equals_proc_walk() -> None:
+    a, b = socket.socketpair()
+    dup = os.dup(a.fileno())
+    try:
+        with forked_copy() as child:
+            mine = {os.getpid(), child}
+            via_bpf = OwnerMap.scan()
+            assert via_bpf.via == "bpf"  # as root on this kernel the iterator must work
+            via_proc = OwnerMap.scan(pids=sorted(mine))
+            assert via_proc.via == "proc"
+            got = _my_sockets(via_bpf._holders, mine)
+            assert got == via_proc._holders
+            ino = os.fstat(a.fileno()).st_ino
+            first, second = sorted(mine)
+            assert got[ino] == [(first, a.fileno()), (first, dup), (second, a.fileno()), (second, dup)]
+            assert via_bpf.text(ino) == via_proc.text(ino)
+            excluded = OwnerMap.scan(exclude=child)
+            assert all(p != child for p, _ in excluded.holders(ino)) and excluded.holders(ino)
+    finally:
+        os.close(dup)
+        a.close()
+        b.close()
+
+
+def test_background_owners_use_the_iterator() -> None:
+    a, b = socket.socketpair()
+    try:
+        bg = BackgroundOwners()
+        assert bg.via == "bpf" and bg._children == []  # nothing forked
+        texts = bg.texts()
+        for s in (a, b):
+            ino = os.fstat(s.fileno()).st_ino
+            assert texts[ino] == OwnerMap.scan(pids=[os.getpid()]).text(ino) != ""
+    finally:
+        a.close()
+        b.close()
+
+
+def test_owners_env_forces_the_proc_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOCKSCOPE_OWNERS", "proc")
+    assert OwnerMap.scan().via == "proc"
+    bg = BackgroundOwners()
+    assert bg.via == "proc"
+    bg.texts()
+
+
+_PROBE = ("import os, socket, sys; from sockscope.processes import OwnerMap; a, b = socket.socketpair(); "
+          "m = OwnerMap.scan(); ino = os.fstat(a.fileno()).st_ino; "
+          "print(m.via, m.holders(ino) == [(os.getpid(), a.fileno())])")
+
+
+def test_another_pid_namespace_walks_proc() -> None:
+    """In a pid namespace of its own the kernel's pids are not the process's: the iterator steps aside."""
+    out = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", _PROBE],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["proc", "True"]
+
+
+def test_without_capabilities_walks_proc() -> None:
+    """Root without capabilities (setpriv drops them all) cannot load the program: the /proc walk it is."""
+    nocaps = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-c"]
+    out = subprocess.run([*nocaps, _PROBE], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["proc", "True"]
+    why = subprocess.run([*nocaps, "from sockscope.kernel import bpf\ntry: bpf.open_iterator()\n"
+                          "except bpf.Unavailable as e: print(e)"], capture_output=True, text=True, timeout=60)
+    assert why.stdout.strip() == "loading a BPF program needs CAP_BPF and CAP_PERFMON (root)", why.stderr
+
+
+def test_layout_cache(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = os.path.join(str(tmp_path), "sockscope", "task_file.layout")
+    learned = bpf.cached_layout()
+    with open(VMLINUX, "rb") as f:
+        assert learned == bpf.layout(f.read())
+    with open(path) as f:
+        key, values = f.read().splitlines()
+    assert key == bpf._kernel_key() and [int(v) for v in values.split()] == [learned[k] for k in bpf.FIELDS]
+    # read back, not learned again (a made-up value shows which)
+    with open(path, "w") as f:
+        f.write(key + "\n" + " ".join(str(learned[k] + (k == "ctx_fd")) for k in bpf.FIELDS) + "\n")
+    assert bpf.cached_layout()["ctx_fd"] == learned["ctx_fd"] + 1
+    # another kernel's, or a damaged one: learned again and rewritten
+    for bad in ("0 other kernel\n1 2 3\n", key + "\n1 2 x\n", ""):
+        with open(path, "w") as f:
+            f.write(bad)
+        assert bpf.cached_layout() == learned
+        with open(path) as f:
+            assert f.read().splitlines()[0] == key
+    # an unwritable cache directory: still works
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/sockscope-no-such-dir")
+    assert bpf.cached_layout() == learned
