@@ -244,6 +244,18 @@ class OwnerMap:
                  for ino, h in self._holders.items()]
         return inodes, texts
 
+    def psutil_owners(self) -> dict[int, tuple[int, int]]:
+        """inode -> (pid, fd) as psutil picks them: the first fd of the last
+        process (in pid order) holding it."""
+        holders = self._holders
+        out = dict(zip(holders, map(itemgetter(0), holders.values())))
+        if len(out) < sum(map(len, holders.values())):  # some socket has several holders
+            for ino, h in holders.items():
+                if len(h) > 1:
+                    last = h[-1][0]
+                    out[ino] = next(x for x in h if x[0] == last)
+        return out
+
     def holders(self, inode: int) -> list[tuple[int, int]]:
         """All (pid, fd) for ``inode`` in discovery order."""
         return self._holders.get(inode, [])
@@ -337,14 +349,20 @@ class BackgroundOwners:
         try:
             if isinstance(box[0], Exception):
                 raise box[0]
-            m.add_records(*bpf.decode(box[0], os.getpid()))
+            inodes, pids, fds = bpf.decode(box[0], os.getpid())
         except bpf.Unavailable:
-            m = OwnerMap(self.proc)
             m.add_pids()
             self.via = "proc"
-        self.complete = m.complete
-        self._texts = dict(zip(*m.all_texts()))
-        return self._texts
+            self.complete = m.complete
+            self._texts = dict(zip(*m.all_texts()))
+            return self._texts
+        starts = {pid: " users:(" + m._prefix(pid) for pid in set(pids)}
+        texts = dict(zip(inodes, [f"{starts[pid]}{fd}))" for pid, fd in zip(pids, fds)]))
+        if len(texts) < len(inodes):  # some socket has several holders: the general way
+            m.add_records(inodes, pids, fds)
+            texts = dict(zip(*m.all_texts()))
+        self._texts = texts
+        return texts
 
     def _load(self) -> dict[int, str]:
         import marshal

@@ -649,9 +649,22 @@ def net_connections(kind: str = "inet") -> list[sconn]:
     from sockscope._addr import ntop
     from sockscope.processes import OwnerMap
 
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()  # ~10^5 tuples made and none of them in a cycle: the collector's passes would cost a quarter
+    try:
+        return _net_connections(kind, _s, threading, ntop, OwnerMap)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _net_connections(kind: str, _s: Any, threading: Any, ntop: Any, OwnerMap: Any) -> list[sconn]:  # noqa: N803
     tables, fams = _kind(kind)
-    # The /proc/*/fd walk (system calls, GIL released) runs in a thread while
-    # this one dumps and decodes: on two cores the two overlap.
+    # The owner map (the kernel's task_file iterator, or the /proc/*/fd walk:
+    # system calls, GIL released) is made in a thread while this one dumps
+    # and decodes: on two cores the two overlap.
     scanned: list[OwnerMap] = []
     scanner = threading.Thread(target=lambda: scanned.append(OwnerMap.scan()), daemon=True)
     scanner.start()
@@ -662,15 +675,18 @@ def net_connections(kind: str = "inet") -> list[sconn]:
     }
     unix_types = {"u_str": stream, "u_dgr": dgram, "u_seq": _s.SocketKind.SOCK_SEQPACKET}
     inet_rows: list[tuple[str, tuple]] = []  # type: ignore[type-arg]
+    inet_cols: list[tuple[str, int, list[tuple]]] = []  # type: ignore[type-arg]
     socks: list[Socket] = []
     q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
               SS_ALL | (1 << 12))
     state = _FallbackState(bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), lambda m: None)
     for table in ("tcp", "udp"):
         if table in q.tables and q.families:
-            for item in _inet(q, table, state, raw=True):
+            for item in _inet(q, table, state, raw=True, columns=True):
                 if type(item) is list:
                     inet_rows.extend((table, t) for t in item)
+                elif type(item) is tuple:
+                    inet_cols.append((table, *item))
                 else:
                     socks.append(item)  # type: ignore[arg-type]
     if AF_UNIX in fams:
@@ -682,6 +698,11 @@ def net_connections(kind: str = "inet") -> list[sconn]:
     scanner.join()
     owners = scanned[0] if scanned else OwnerMap.scan()
     ret: set[sconn] = set()
+    if inet_cols:
+        owner_of = owners.psutil_owners()
+        for table, fam, cols in inet_cols:
+            ret.update(_psutil_columns(cols, fam, fam_enum[fam], stream if table == "tcp" else dgram,
+                                       _PSUTIL_STATUS if table == "tcp" else {}, owner_of, ntop))
     add = ret.add
     for table, (fam, st, sport, dport, src, dst, _if, _rq, _wq, ino, _v6) in inet_rows:
         holders = _psutil_holders(owners, ino)
@@ -709,6 +730,41 @@ def net_connections(kind: str = "inet") -> list[sconn]:
         else:
             add(sconn(fd, fam_enum[s.family], dgram, la, ra, "NONE", pid))
     return list(ret)
+
+
+_NO_OWNER = (None, -1)
+
+
+def _psutil_columns(cols: list[tuple], fam: int, fam_e: Any, kind: Any, status_of: dict[int, str],  # type: ignore[type-arg]
+                    owner_of: dict[int, tuple[int, int]], ntop: Any) -> Iterator[sconn]:
+    """:func:`net_connections`' tuples of one datagram decoded as columns
+    (:func:`sockscope.kernel.inet.decode_columns`), made by C-level maps: each
+    distinct address gets its text once, tuples are made by ``tuple.__new__``."""
+    import struct
+    from itertools import repeat
+    from operator import itemgetter
+
+    _head, states, sports, dports, srcs, dsts, _ifindex, _rq, _wq, inos = cols
+    n = len(inos)
+    if sys.byteorder == "little":  # ports in network order, read natively: swapped by a pack/unpack round trip
+        sports = struct.unpack(f">{n}H", struct.pack(f"={n}H", *sports))
+        dports = struct.unpack(f">{n}H", struct.pack(f"={n}H", *dports))
+    if fam == AF_INET:
+        pack = struct.Struct("=I").pack
+        text = {k: ntop(AF_INET, pack(k)) for k in {*srcs, *dsts}}
+    else:
+        text = {k: ntop(AF_INET6, k) for k in {*srcs, *dsts}}
+    new = tuple.__new__
+    la: list[addr | tuple[()]] = list(map(new, repeat(addr), zip(map(text.__getitem__, srcs), sports)))
+    ra: list[addr | tuple[()]] = list(map(new, repeat(addr), zip(map(text.__getitem__, dsts), dports)))
+    if 0 in sports:  # psutil: no address at all where the port is 0
+        la = [a if p else () for a, p in zip(la, sports)]
+    if 0 in dports:
+        ra = [a if p else () for a, p in zip(ra, dports)]
+    owner = list(map(owner_of.get, inos, repeat(_NO_OWNER)))
+    status = map(status_of.get, states, repeat("NONE"))
+    return map(new, repeat(sconn), zip(map(itemgetter(1), owner), repeat(fam_e), repeat(kind), la, ra, status,
+                                       map(itemgetter(0), owner)))
 
 
 def _psutil_holders(owners: OwnerMap, inode: int) -> list[tuple[int, int]]:

@@ -345,6 +345,9 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     if out is sys.stdout and fmt == "table":
         _restore_sigpipe()
     if follow:
+        import gc
+
+        gc.enable()  # long-running: collect as usual (entry() turns the collector off for one-shot listings)
         return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1)
 
     from sockscope.render.table import TableOptions
