@@ -335,3 +335,26 @@ def test_public_api_matches_all() -> None:
         if not n.startswith("_") and not isinstance(getattr(sockscope, n), types.ModuleType)
     }
     assert public == set(sockscope.__all__) - {"__version__"}
+
+
+def test_fast_constructor_makes_true_frozen_records() -> None:
+    """records.make_socket (the decoders' constructor) gives exactly what the dataclass's own would."""
+    import dataclasses
+    import pickle
+
+    from sockscope.records import STATES, Endpoint, Socket, make_socket
+
+    a, b = Endpoint("127.0.0.1", 22), Endpoint("127.0.0.2", 40000)
+    fields = [f.name for f in dataclasses.fields(Socket)]
+    values = ["tcp", 2, STATES[1], 1, 2, a, b, 77] + list(range(100, 100 + len(fields) - 8))
+    for args, kwargs in ((values, {}), (values[:8], {}), (values[:8], {"timer": 2, "cong": "cubic"})):
+        fast = make_socket(*args, **kwargs)
+        slow = Socket(*args, **kwargs)
+        assert type(fast) is Socket and fast == slow and hash(fast) == hash(slow)
+        assert [getattr(fast, n) for n in fields] == [getattr(slow, n) for n in fields]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast.inode = 1  # type: ignore[misc]
+        assert pickle.loads(pickle.dumps(fast)) == fast
+        assert dataclasses.replace(fast, inode=5).inode == 5
+    with pytest.raises(TypeError):
+        make_socket("tcp")

@@ -287,6 +287,17 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
                 done = yield from _tcp_both(q, op, columns)
                 if done:
                     return
+            elif not raw and not decode_all and table == "tcp" and fams == [AF_INET, AF_INET6]:
+                batches = _tcp_both(q, op, False, records=True)
+                while True:
+                    try:
+                        batch = next(batches)
+                    except StopIteration as stop:
+                        done = stop.value
+                        break
+                    yield from batch  # type: ignore[misc]
+                if done:
+                    return
             for fam in fams:
                 req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext, q.bytecode)
                 # streamed datagram by datagram: memory stays flat however many sockets
@@ -338,22 +349,32 @@ def _raw_batch(data: bytes, fam: int, op: str, columns: bool, info: bool
     return batch, (inet.decode_info if info else inet.decode_raw)(data, batch, op)
 
 
-def _tcp_both(q: Query, op: str, columns: bool) -> Generator[list[tuple] | tuple[int, list[tuple]], None, bool]:  # type: ignore[type-arg]
-    """``_inet``'s raw TCP batches for both families from one legacy dump (one
-    walk of the kernel's tables instead of one per family); returns False,
-    having yielded nothing, when the kernel refuses that request.  ss lists
-    IPv4 then IPv6, each in the kernel's order: IPv6 batches are held back
-    until the end, which gives exactly that order."""
+def _tcp_both(q: Query, op: str, columns: bool, records: bool = False
+              ) -> Generator[list[Any] | tuple[int, list[tuple]], None, bool]:  # type: ignore[type-arg]
+    """``_inet``'s raw TCP batches (or, with ``records``, lists of records)
+    for both families from one legacy dump (one walk of the kernel's tables
+    instead of one per family); returns False, having yielded nothing, when
+    the kernel refuses that request.  ss lists IPv4 then IPv6, each in the
+    kernel's order: IPv6 batches are held back until the end, which gives
+    exactly that order."""
     from sockscope.kernel import inet, transport
 
-    held: list[list[tuple] | tuple[int, list[tuple]]] = []  # type: ignore[type-arg]
+    held: list[list[Any] | tuple[int, list[tuple]]] = []  # type: ignore[type-arg]
     first = True
     try:
         for data in transport.stream_ahead(inet.encode_request_compat(q.states, q.ext, q.bytecode), op):
-            # the family of the datagram's first message: a datagram of one family decodes as columns
-            item, done = _raw_batch(data, data[16] if len(data) > 16 else 0, op, columns, False)
+            item: list[Any] | tuple[int, list[tuple]]  # type: ignore[type-arg]
+            if records:
+                item = []
+                done = inet.decode_dump(data, "tcp", item, False, op)
+            else:
+                # the family of the datagram's first message: a datagram of one family decodes as columns
+                item, done = _raw_batch(data, data[16] if len(data) > 16 else 0, op, columns, False)
             first = False
-            if isinstance(item, list):  # tuples of both families: IPv4 now, IPv6 at the end
+            if records:  # records of both families: IPv4 now, IPv6 at the end
+                yield [s for s in item if s.family == AF_INET]  # type: ignore[union-attr]
+                held.append([s for s in item if s.family != AF_INET])  # type: ignore[union-attr]
+            elif isinstance(item, list):  # tuples of both families: IPv4 now, IPv6 at the end
                 yield [t for t in item if t[0] == AF_INET]
                 held.append([t for t in item if t[0] != AF_INET])
             elif item[0] == AF_INET:

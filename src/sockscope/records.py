@@ -211,8 +211,9 @@ def fast_constructor(cls: type) -> Callable[..., Any]:
     field, about 2 µs for this record.  Here a plain twin class with the same
     slots, in the same order, is filled by an ordinary ``__init__`` (whose
     attribute stores the interpreter specialises to direct slot writes), and
-    the object then becomes a ``cls`` by ``__class__`` assignment, which
-    CPython allows between classes of identical layout: 0.7 µs.  The result
+    the object then becomes a ``cls`` by ``__class__`` assignment (the last
+    line of that ``__init__``), which CPython allows between classes of
+    identical layout: 0.55 µs.  The result
     is a true ``cls`` instance, frozen like any other.  Only for trusted,
     already-typed values.
     """
@@ -228,11 +229,11 @@ def fast_constructor(cls: type) -> Callable[..., Any]:
             ns["_d_" + n] = default
             params.append(f"{n}=_d_{n}")
     body = "".join(f"        self.{n} = {n}\n" for n in names)
+    # the twin's __init__ ends by making its object a ``cls``: calling the twin class itself is the constructor
     src = (f"class _Twin:\n    __slots__ = {tuple(cls.__slots__)!r}\n"  # type: ignore[attr-defined]
-           f"    def __init__(self, {', '.join(params)}):\n{body}\n"
-           "def make(*args, **kwargs):\n    o = _Twin(*args, **kwargs)\n    o.__class__ = _cls\n    return o\n")
+           f"    def __init__(self, {', '.join(params)}):\n{body}        self.__class__ = _cls\n")
     exec(src, ns)  # noqa: S102 - generated from the dataclass's own field names
-    return ns["make"]  # type: ignore[no-any-return]
+    return ns["_Twin"]  # type: ignore[no-any-return]
 
 
 #: ``make_socket(netid, …, inode, [more fields positionally or by keyword])``: the decoders' fast path.

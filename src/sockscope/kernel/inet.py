@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 import sys
 
-from sockscope._addr import AF_INET, AF_INET6, _cache4, ntop4, ntop6
+from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
 
@@ -155,35 +155,68 @@ def decode_dump(
     mk = make_socket
     new = tuple.__new__  # Endpoint(address, port) without the named tuple's Python-level __new__
     ep = Endpoint
-    states = STATES
-    nstates = len(states)
-    swap = _SWAP_PORTS
-    text4 = _cache4.get
+    states = _States(STATES, state_of)
+    text4 = _TEXT4
+    text6 = _TEXT6
+    port = _PORT
     for i, (fam, st, timer, retrans, sport, dport, src, dst, ifindex, cookie, expires, rq, wq, uid, ino) in (
             enumerate(rows)):
-        if swap:
-            sport = ((sport & 0xFF) << 8) | (sport >> 8)
-            dport = ((dport & 0xFF) << 8) | (dport >> 8)
         if fam == AF_INET:
-            src = src[:4]
-            dst = dst[:4]
-            laddr = text4(src) or ntop4(src)
-            raddr = text4(dst) or ntop4(dst)
+            local = new(ep, (text4[src], port[sport]))
+            peer = new(ep, (text4[dst], port[dport]))
+            v6only = None
         else:
-            laddr = ntop6(src)
-            raddr = ntop6(dst)
-        state = states[st] if st < nstates else state_of(st)
+            local = new(ep, (text6[src], port[sport]))
+            peer = new(ep, (text6[dst], port[dport]))
+            v6only = None
+            if src == _ZERO16 or dst == _ZERO16:
+                v6only = _v6only(nl.parse_attrs(payloads[i], MSG_LEN).get)
         if details:
-            append(mk(netid, fam, state, rq, wq, ep(laddr, sport), ep(raddr, dport), ino,
+            append(mk(netid, fam, states[st], rq, wq, local, peer, ino,
                       uid, cookie, ifindex, None, timer=timer, expires=expires, retrans=retrans,
                       **_details(payloads[i][MSG_LEN:], fam, netid)))
         else:
-            v6only = None
-            if fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):
-                v6only = _v6only(nl.parse_attrs(payloads[i], MSG_LEN).get)
-            append(mk(netid, fam, state, rq, wq, new(ep, (laddr, sport)), new(ep, (raddr, dport)), ino,
+            append(mk(netid, fam, states[st], rq, wq, local, peer, ino,
                       uid, cookie, ifindex, None, v6only, None, (), None, None, timer, expires, retrans))
     return done
+
+
+class _Texts(dict):  # type: ignore[type-arg]
+    """raw 16-byte sockid address -> text (IPv4 in the first 4 bytes), computed on first use."""
+
+    __slots__ = ("family",)
+
+    def __init__(self, family: int) -> None:
+        super().__init__()
+        self.family = family
+
+    def __missing__(self, raw: bytes) -> str:
+        text = self[raw] = ntop4(raw[:4]) if self.family == AF_INET else ntop6(raw)
+        return text
+
+
+class _Ports(dict):  # type: ignore[type-arg]
+    """port as read natively from the network-order field -> the port number."""
+
+    def __missing__(self, raw: int) -> int:
+        n = self[raw] = ((raw & 0xFF) << 8) | (raw >> 8) if _SWAP_PORTS else raw
+        return n
+
+
+class _States(dict):  # type: ignore[type-arg]
+    """kernel state number -> State (the table's, or made for numbers it lacks)."""
+
+    def __init__(self, table: Any, make: Any) -> None:
+        super().__init__(enumerate(table))
+        self.make = make
+
+    def __missing__(self, n: int) -> Any:
+        return self.make(n)
+
+
+_TEXT4 = _Texts(AF_INET)
+_TEXT6 = _Texts(AF_INET6)
+_PORT = _Ports()
 
 
 class _Payloads:
