@@ -282,8 +282,10 @@ def netns() -> Iterator[Netns]:
     assert not ns.exists()
 
 
-def test_model_opened_closed_and_new_owners(netns: Netns) -> None:
-    r = netns.run([sys.executable, "-c", MODEL_CODE], timeout=120)
+@pytest.mark.parametrize("via", ["bpf", "proc"])
+def test_model_opened_closed_and_new_owners(netns: Netns, via: str) -> None:
+    """The same scene with the owners from the kernel's iterator and from the incremental /proc walk."""
+    r = netns.run([sys.executable, "-c", MODEL_CODE], env={"SOCKSCOPE_OWNERS": via}, timeout=120)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout.strip().splitlines()[-1])
     me, child = d["me"], d["child"]
@@ -307,8 +309,10 @@ def test_model_opened_closed_and_new_owners(netns: Netns) -> None:
     assert d["s3"]["opened"] == 1
     # s4: the UDP socket and the child's are gone
     assert d["s4"]["closed"] == 2
-    # never a second full scan: only new inodes were looked up
-    assert d["stats"]["full"] == 1
+    if via == "proc":  # never a second full scan: only new inodes were looked up
+        assert d["stats"]["full"] == 1 and d["stats"]["kernel"] == 0
+    else:  # the kernel asked on every sample
+        assert d["stats"]["kernel"] == 4 and d["stats"]["full"] == 0
 
 
 # --------------------------------------------------------------------------
