@@ -165,6 +165,8 @@ class OwnerMap:
                 fds = os.listdir(dfd)  # procfs lists fds in ascending order already
                 try:
                     targets = list(map(partial(readlink, dir_fd=dfd), fds))  # the loop in C
+                except PermissionError:
+                    raise  # listed but not readable (root without CAP_SYS_PTRACE, say): below
                 except OSError:  # an fd closed meanwhile: one by one
                     targets = [_readlink_or_empty(name, dfd) for name in fds]
             except PermissionError:

@@ -256,6 +256,9 @@ class OwnerCache:
                     continue
             try:
                 target = readlink(f"{fddir}/{name}")
+            except PermissionError:  # listed but not readable: owners may be missing
+                self.complete = False
+                continue
             except OSError:
                 continue
             n_read += 1
