@@ -236,6 +236,21 @@ def test_layout_cache(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.Monk
         assert bpf.cached_layout() == learned
         with open(path) as f:
             assert f.read().splitlines()[0] == key
+    # a cache file others may write, or with other UAPI numbers: not believed, learned again
+    tampered = key + "\n" + " ".join(str(learned[k] + (k == "ctx_fd")) for k in bpf.FIELDS) + "\n"
+    for mode, uapi_ok in ((0o666, True), (0o620, True), (0o600, False)):
+        with open(path, "w") as f:
+            f.write(tampered if uapi_ok else tampered.replace(" 127 14 ", " 126 14 "))
+        os.chmod(path, mode)
+        assert bpf.cached_layout() == learned
+        os.chmod(path, 0o600)
+    # a symbolic link in its place is not followed
+    os.remove(path)
+    other = os.path.join(str(tmp_path), "elsewhere")
+    with open(other, "w") as f:
+        f.write(tampered)
+    os.symlink(other, path)
+    assert bpf.cached_layout() == learned
     # an unwritable cache directory: still works
     monkeypatch.setenv("XDG_CACHE_HOME", "/proc/sockscope-no-such-dir")
     assert bpf.cached_layout() == learned

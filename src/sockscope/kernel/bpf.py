@@ -50,6 +50,10 @@ FIELDS = (
 )
 
 
+#: numbers fixed by the kernel's ABI (include/uapi/linux/bpf.h); BTF is asked anyway and must agree
+UAPI = {"func_seq_write": 127, "func_pid_tgid": 14, "prog_type": 26, "attach_type": 28}
+
+
 class Unavailable(SockscopeError):
     """The BPF iterator cannot be used here (the reason is the message)."""
 
@@ -144,7 +148,7 @@ def layout(btf_data: bytes) -> dict[str, int]:
         ctx = {name: 8 * params.index(name) for name in ("meta", "task", "fd", "file")}
     except ValueError:
         raise Unavailable(f"bpf_iter_task_file has unexpected parameters {params}") from None
-    return {
+    found = {
         "attach_btf_id": func,
         "ctx_meta": ctx["meta"], "ctx_task": ctx["task"], "ctx_fd": ctx["fd"], "ctx_file": ctx["file"],
         "meta_seq": b.member_offset("bpf_iter_meta", "seq"),
@@ -158,6 +162,10 @@ def layout(btf_data: bytes) -> dict[str, int]:
         "prog_type": b.enum_value("bpf_prog_type", "BPF_PROG_TYPE_TRACING"),
         "attach_type": b.enum_value("bpf_attach_type", "BPF_TRACE_ITER"),
     }
+    wrong = {k: found[k] for k, v in UAPI.items() if found[k] != v}
+    if wrong:
+        raise Unavailable(f"this kernel's BPF numbers differ from its UAPI's: {wrong}")
+    return found
 
 
 def decode(blob: bytes, reader_pid: int) -> tuple[list[int], list[int], list[int]]:
@@ -202,12 +210,17 @@ def cached_layout() -> dict[str, int]:
     key = _kernel_key()
     path = _cache_path()
     try:
-        with open(path) as f:
+        # the program is loaded with these numbers: only a cache file of this user,
+        # writable by no one else, is believed (else it is learned again)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with open(fd) as f:
+            st = os.fstat(fd)
+            trusted = st.st_uid == os.geteuid() and not st.st_mode & 0o022
             lines = f.read().split("\n")
-        if lines[0] == key:
-            values = [int(v) for v in lines[1].split()]
-            if len(values) == len(FIELDS):
-                return dict(zip(FIELDS, values))
+        if trusted and lines[0] == key:
+            found = dict(zip(FIELDS, (int(v) for v in lines[1].split())))
+            if len(found) == len(FIELDS) and all(found[k] == v for k, v in UAPI.items()):
+                return found
     except (OSError, ValueError, IndexError):
         pass
     try:
