@@ -118,9 +118,17 @@ def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
     t = s.tcp_info
     if t is None:
         return ""
+    # every field a local at once: ~60 attribute look-ups on the named tuple cost more than the formatting
+    (_, _, _, _, backoff, options, snd_wscale, rcv_wscale, delivery_rate_app_limited, _, rto, ato, snd_mss,
+     rcv_mss, unacked, sacked, lost, retrans, fackets, last_data_sent, _, last_data_recv, last_ack_recv, pmtu,
+     rcv_ssthresh, rtt, rttvar, snd_ssthresh, snd_cwnd, advmss, reordering, rcv_rtt, rcv_space, total_retrans,
+     pacing_rate, max_pacing_rate, bytes_acked, bytes_received, segs_out, segs_in, notsent_bytes, min_rtt,
+     data_segs_in, data_segs_out, delivery_rate, busy_time, rwnd_limited, sndbuf_limited, delivered,
+     delivered_ce, bytes_sent, bytes_retrans, dsack_dups, reord_seen, rcv_ooopack, snd_wnd, _, _, _, _, _, _,
+     _) = t
     p: list[str] = []
     if opts.timers or opts.extended:  # 6.1 shows the option flags only with -o/-e
-        opt = t.options
+        opt = options
         if opt & 1:
             p.append(" ts")
         if opt & 2:
@@ -133,28 +141,44 @@ def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
             p.append(" fastopen")
     if s.cong:
         p.append(f" {s.cong}")
-    if t.options & 4:
-        p.append(f" wscale:{t.snd_wscale},{t.rcv_wscale}")
-    if t.rto and t.rto != 3000000:
-        p.append(" rto:" + _ms(t.rto))
-    if t.backoff:
-        p.append(f" backoff:{t.backoff}")
-    if t.rtt:
-        p.append(" rtt:" + _ms(t.rtt) + "/" + _ms(t.rttvar))
-    if t.ato:
-        p.append(" ato:" + _ms(t.ato))
-    for name, v in (("mss", t.snd_mss), ("pmtu", t.pmtu), ("rcvmss", t.rcv_mss), ("advmss", t.advmss),
-                    ("cwnd", t.snd_cwnd)):
-        if v:
-            p.append(f" {name}:{v}")
-    if t.snd_ssthresh < 0xFFFF and t.snd_ssthresh:
-        p.append(f" ssthresh:{t.snd_ssthresh}")
-    for name, v in (("bytes_sent", t.bytes_sent), ("bytes_retrans", t.bytes_retrans),
-                    ("bytes_acked", t.bytes_acked), ("bytes_received", t.bytes_received),
-                    ("segs_out", t.segs_out), ("segs_in", t.segs_in),
-                    ("data_segs_out", t.data_segs_out), ("data_segs_in", t.data_segs_in)):
-        if v:
-            p.append(f" {name}:{v}")
+    if options & 4:
+        p.append(f" wscale:{snd_wscale},{rcv_wscale}")
+    if rto and rto != 3000000:
+        p.append(" rto:" + _ms(rto))
+    if backoff:
+        p.append(f" backoff:{backoff}")
+    if rtt:
+        p.append(" rtt:" + _ms(rtt) + "/" + _ms(rttvar))
+    if ato:
+        p.append(" ato:" + _ms(ato))
+    if snd_mss:
+        p.append(f" mss:{snd_mss}")
+    if pmtu:
+        p.append(f" pmtu:{pmtu}")
+    if rcv_mss:
+        p.append(f" rcvmss:{rcv_mss}")
+    if advmss:
+        p.append(f" advmss:{advmss}")
+    if snd_cwnd:
+        p.append(f" cwnd:{snd_cwnd}")
+    if snd_ssthresh < 0xFFFF and snd_ssthresh:
+        p.append(f" ssthresh:{snd_ssthresh}")
+    if bytes_sent:
+        p.append(f" bytes_sent:{bytes_sent}")
+    if bytes_retrans:
+        p.append(f" bytes_retrans:{bytes_retrans}")
+    if bytes_acked:
+        p.append(f" bytes_acked:{bytes_acked}")
+    if bytes_received:
+        p.append(f" bytes_received:{bytes_received}")
+    if segs_out:
+        p.append(f" segs_out:{segs_out}")
+    if segs_in:
+        p.append(f" segs_in:{segs_in}")
+    if data_segs_out:
+        p.append(f" data_segs_out:{data_segs_out}")
+    if data_segs_in:
+        p.append(f" data_segs_in:{data_segs_in}")
     if s.dctcp_info is not None:
         en, ce, alpha, ab_ecn, ab_tot = s.dctcp_info
         if en:
@@ -169,59 +193,62 @@ def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
         if cg:
             p.append(f",cwnd_gain:{cg / 256.0:g}")
         p.append(")")
-    if t.rtt > 0 and t.snd_mss and t.snd_cwnd:
-        p.append(f" send {_bw(t.snd_cwnd * t.snd_mss * 8000000.0 / t.rtt, opts.numeric)}bps")
-    for name, v in (("lastsnd", t.last_data_sent), ("lastrcv", t.last_data_recv), ("lastack", t.last_ack_recv)):
-        if v:
-            p.append(f" {name}:{v}")
-    if t.pacing_rate and t.pacing_rate != 0xFFFFFFFFFFFFFFFF:
-        p.append(f" pacing_rate {_bw(t.pacing_rate * 8.0, opts.numeric)}bps")
-        if t.max_pacing_rate and t.max_pacing_rate != 0xFFFFFFFFFFFFFFFF:
-            p.append(f"/{_bw(t.max_pacing_rate * 8.0, opts.numeric)}bps")
-    if t.delivery_rate:
-        p.append(f" delivery_rate {_bw(t.delivery_rate * 8.0, opts.numeric)}bps")
-    if t.delivered:
-        p.append(f" delivered:{t.delivered}")
-    if t.delivered_ce:
-        p.append(f" delivered_ce:{t.delivered_ce}")
-    if t.delivery_rate_app_limited:
+    if rtt > 0 and snd_mss and snd_cwnd:
+        p.append(f" send {_bw(snd_cwnd * snd_mss * 8000000.0 / rtt, opts.numeric)}bps")
+    if last_data_sent:
+        p.append(f" lastsnd:{last_data_sent}")
+    if last_data_recv:
+        p.append(f" lastrcv:{last_data_recv}")
+    if last_ack_recv:
+        p.append(f" lastack:{last_ack_recv}")
+    if pacing_rate and pacing_rate != 0xFFFFFFFFFFFFFFFF:
+        p.append(f" pacing_rate {_bw(pacing_rate * 8.0, opts.numeric)}bps")
+        if max_pacing_rate and max_pacing_rate != 0xFFFFFFFFFFFFFFFF:
+            p.append(f"/{_bw(max_pacing_rate * 8.0, opts.numeric)}bps")
+    if delivery_rate:
+        p.append(f" delivery_rate {_bw(delivery_rate * 8.0, opts.numeric)}bps")
+    if delivered:
+        p.append(f" delivered:{delivered}")
+    if delivered_ce:
+        p.append(f" delivered_ce:{delivered_ce}")
+    if delivery_rate_app_limited:
         p.append(" app_limited")
-    if t.busy_time:
-        p.append(f" busy:{t.busy_time // 1000}ms")
-        if t.rwnd_limited:
-            p.append(f" rwnd_limited:{t.rwnd_limited // 1000}ms({100.0 * t.rwnd_limited / t.busy_time:.1f}%)")
-        if t.sndbuf_limited:
-            p.append(f" sndbuf_limited:{t.sndbuf_limited // 1000}ms({100.0 * t.sndbuf_limited / t.busy_time:.1f}%)")
-    if t.unacked:
-        p.append(f" unacked:{t.unacked}")
-    if t.retrans or t.total_retrans:
-        p.append(f" retrans:{t.retrans}/{t.total_retrans}")
-    if t.lost:
-        p.append(f" lost:{t.lost}")
-    if t.sacked and int(s.state) != 10:
-        p.append(f" sacked:{t.sacked}")
-    if t.dsack_dups:
-        p.append(f" dsack_dups:{t.dsack_dups}")
-    if t.fackets:
-        p.append(f" fackets:{t.fackets}")
-    if t.reordering != 3:
-        p.append(f" reordering:{t.reordering}")
-    if t.reord_seen:
-        p.append(f" reord_seen:{t.reord_seen}")
-    if t.rcv_rtt:
-        p.append(" rcv_rtt:" + _ms(t.rcv_rtt))
-    if t.rcv_space:
-        p.append(f" rcv_space:{t.rcv_space}")
-    if t.rcv_ssthresh:
-        p.append(f" rcv_ssthresh:{t.rcv_ssthresh}")
-    if t.notsent_bytes:
-        p.append(f" notsent:{t.notsent_bytes}")
-    if t.min_rtt and t.min_rtt != 0xFFFFFFFF:
-        p.append(" minrtt:" + _ms(t.min_rtt))
-    if t.rcv_ooopack:
-        p.append(f" rcv_ooopack:{t.rcv_ooopack}")
-    if t.snd_wnd:
-        p.append(f" snd_wnd:{t.snd_wnd}")
+    if busy_time:
+        p.append(f" busy:{busy_time // 1000}ms")
+        if rwnd_limited:
+            p.append(f" rwnd_limited:{rwnd_limited // 1000}ms({100.0 * rwnd_limited / busy_time:.1f}%)")
+        if sndbuf_limited:
+            p.append(f" sndbuf_limited:{sndbuf_limited // 1000}ms({100.0 * sndbuf_limited / busy_time:.1f}%)")
+    if unacked:
+        p.append(f" unacked:{unacked}")
+    if retrans or total_retrans:
+        p.append(f" retrans:{retrans}/{total_retrans}")
+    if lost:
+        p.append(f" lost:{lost}")
+    if sacked and int(s.state) != 10:
+        p.append(f" sacked:{sacked}")
+    if dsack_dups:
+        p.append(f" dsack_dups:{dsack_dups}")
+    if fackets:
+        p.append(f" fackets:{fackets}")
+    if reordering != 3:
+        p.append(f" reordering:{reordering}")
+    if reord_seen:
+        p.append(f" reord_seen:{reord_seen}")
+    if rcv_rtt:
+        p.append(" rcv_rtt:" + _ms(rcv_rtt))
+    if rcv_space:
+        p.append(f" rcv_space:{rcv_space}")
+    if rcv_ssthresh:
+        p.append(f" rcv_ssthresh:{rcv_ssthresh}")
+    if notsent_bytes:
+        p.append(f" notsent:{notsent_bytes}")
+    if min_rtt and min_rtt != 0xFFFFFFFF:
+        p.append(" minrtt:" + _ms(min_rtt))
+    if rcv_ooopack:
+        p.append(f" rcv_ooopack:{rcv_ooopack}")
+    if snd_wnd:
+        p.append(f" snd_wnd:{snd_wnd}")
     return "".join(p)
 
 
