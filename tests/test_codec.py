@@ -358,3 +358,57 @@ def test_fast_constructor_makes_true_frozen_records() -> None:
         assert dataclasses.replace(fast, inode=5).inode == 5
     with pytest.raises(TypeError):
         make_socket("tcp")
+
+
+def _info_attrs(rng: "random.Random", info_len: int, cong: bytes | None, bbr: int, dctcp: int, v6only: bool) -> bytes:
+    a = netlink.encode_attr(inet.INET_DIAG_SHUTDOWN, b"\0")
+    if info_len:
+        a += netlink.encode_attr(inet.INET_DIAG_INFO, bytes(rng.randrange(256) for _ in range(info_len)))
+    if cong is not None:
+        a += netlink.encode_attr(inet.INET_DIAG_CONG, cong)
+    if bbr:
+        a += netlink.encode_attr(inet.INET_DIAG_BBRINFO, bytes(rng.randrange(256) for _ in range(bbr)))
+    if dctcp:
+        a += netlink.encode_attr(inet.INET_DIAG_DCTCPINFO, bytes(rng.randrange(256) for _ in range(dctcp)))
+    if v6only:
+        a += netlink.encode_attr(inet.INET_DIAG_SKV6ONLY, b"\1")
+    return a
+
+
+def test_info_of_one_layout_datagrams_agree_with_the_framed_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """decode_info's one-iter_unpack path gives what its message-by-message walk gives, for
+    tcp_info of every length (short, this kernel's, longer), cong, bbr, dctcp, IPv6 wildcards;
+    and declines datagrams whose messages differ in layout."""
+    import random
+
+    from sockscope.kernel import tcpinfo
+
+    rng = random.Random(7)
+    taken = 0
+    layouts = [(tcpinfo.SIZE, b"cubic\0", 0, 0), (tcpinfo.SIZE + 8, b"bbr\0", 20, 0), (104, b"dctcp\0", 0, 16),
+               (tcpinfo.SIZE, None, 0, 0), (0, b"reno\0", 0, 0), (tcpinfo.SIZE, b"bbr\0", 16, 0)]
+    for info_len, cong, bbr, dctcp in layouts:
+        for fam, addr in ((2, _LO4), (10, _LO6), (10, bytes(16))):
+            msgs = b"".join(
+                _inet_msg(fam, rng.choice([1, 10]), rng.randrange(1, 65536), rng.randrange(65536), addr, addr,
+                          rng.randrange(1, 1 << 30), _info_attrs(rng, info_len, cong, bbr, dctcp, fam == 10))
+                for _ in range(5))
+            for data in (msgs, msgs + _DONE):
+                fast: list = []
+                fast_done = inet.decode_info(data, fast)
+                with monkeypatch.context() as m:
+                    m.setattr(inet, "_uniform_info", lambda buf, op: None)
+                    framed: list = []
+                    framed_done = inet.decode_info(data, framed)
+                assert (fast, fast_done) == (framed, framed_done) and len(fast) == 5
+                assert all(t[11] is None or isinstance(t[11], tcpinfo.TcpInfo) for t in fast)
+                taken += inet._uniform_info(data, "x") is not None
+    assert taken >= 30  # all but the short-bbr layout took the one-unpack path
+    # two layouts in one datagram (one socket without cong): the walk, same answer
+    a = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 5, _info_attrs(rng, tcpinfo.SIZE, b"cubic\0", 0, 0, False))
+    b = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 6, _info_attrs(rng, tcpinfo.SIZE, None, 0, 0, False)
+                 + netlink.encode_attr(99, bytes(8)))
+    assert len(a) == len(b) and inet._uniform_info(a + b, "x") is None
+    out: list = []
+    inet.decode_info(a + b + _DONE, out)
+    assert [t[9] for t in out] == [5, 6] and out[0][12] == "cubic" and out[1][12] is None

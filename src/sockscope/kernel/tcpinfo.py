@@ -24,6 +24,8 @@ _FMT = struct.Struct(
     "2I"  # total_rto_time received_ce
 )
 SIZE = _FMT.size  # 252
+FORMAT = _FMT.format  # for callers that unpack a tcp_info inside a larger struct
+FIELDS = len(_FMT.unpack(bytes(SIZE)))  # values it unpacks to (the wscale and flag bytes not yet split)
 
 TCPI_OPT_TIMESTAMPS = 1
 TCPI_OPT_SACK = 2

@@ -202,7 +202,6 @@ class CellMaker:
         """``-i``'s rows from :func:`~sockscope.kernel.inet.decode_info`'s tuples:
         :meth:`raw_cells`, then the tcp_info text :meth:`cells` appends for a
         record (``detail_text`` with only ``info``), without building records."""
-        from sockscope.kernel.tcpinfo import decode
         from sockscope.render.details import tcp_info_text
 
         rows = self.raw_cells(netid, [t[:11] for t in batch])
@@ -211,8 +210,7 @@ class CellMaker:
             return rows
         lead = "" if opts.oneline else "\n\t"
         for row, t in zip(rows, batch):
-            raw = t[11]
-            view = _InfoView(decode(raw) if raw is not None else None, t[12], t[14], t[13], t[1])
+            view = _InfoView(t[11], t[12], t[14], t[13], t[1])
             row[8] += lead + tcp_info_text(view, opts)  # type: ignore[arg-type]
         return rows
 
