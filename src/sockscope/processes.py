@@ -37,6 +37,13 @@ def _readlink_or_empty(name: str, dfd: int) -> str:
         return ""
 
 
+def unreadable_hint() -> str:
+    """Why some processes' fds could not be read, for the warning that says so."""
+    if os.geteuid() != 0:
+        return "run as root"
+    return "denied even to root here: another user namespace or a security module"
+
+
 def comm(pid: int, proc: str = "/proc") -> str | None:
     """A process's name as ss prints it: /proc/PID/stat's comm, cut at the
     first ')'; None when the process is gone or unreadable."""
@@ -131,6 +138,9 @@ class OwnerMap:
                 for name in fds:
                     try:
                         target = os.readlink(fddir + name)
+                    except PermissionError:  # listed but not readable: owners may be missing
+                        m.complete = False
+                        continue
                     except OSError:
                         continue
                     if target[:plen] == prefix:
@@ -464,4 +474,4 @@ def _walk_in_child(proc: str, pids: list[int]) -> tuple[int, int] | None:
     return pid, r
 
 
-__all__ = ["OwnerMap", "BackgroundOwners"]
+__all__ = ["OwnerMap", "BackgroundOwners", "unreadable_hint", "comm"]

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from sockscope.errors import SockscopeError, UsageError
+from sockscope.processes import unreadable_hint
 from sockscope.records import Socket, State
 
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
@@ -359,8 +360,8 @@ def _no_holder_reason(s: Socket, complete: bool) -> str:
             return "no process: the handshake is not complete"
         return "no process yet: waiting in the listener's accept queue"
     if not complete:
-        return "no visible process (some processes could not be read: run as root)"
-    return "no process holds it"
+        return f"no visible process (some processes could not be read: {unreadable_hint()})"
+    return "no process of this pid namespace holds it"
 
 
 def build_report(

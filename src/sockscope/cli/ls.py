@@ -396,7 +396,10 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
 def _warn_incomplete(owners: OwnerMap | BackgroundOwners) -> None:
     if not owners.complete:
-        print("sockscope: not all processes could be read (run as root): owners may be missing", file=sys.stderr)
+        from sockscope.processes import unreadable_hint
+
+        print(f"sockscope: not all processes could be read ({unreadable_hint()}): owners may be missing",
+              file=sys.stderr)
 
 
 def _diag_dump(q: Query, path: str, out: IO[str]) -> int:

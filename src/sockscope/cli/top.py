@@ -125,7 +125,9 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         for w in [*sample.warnings, *([note] if note else [])]:
             print(f"sockscope: {w}", file=sys.stderr)
         if not sample.owners_complete:
-            print("sockscope: some processes' file descriptors could not be read (run as root): "
+            from sockscope.processes import unreadable_hint
+
+            print(f"sockscope: some processes' file descriptors could not be read ({unreadable_hint()}): "
                   "their sockets show no process", file=sys.stderr)
         return 0
 

@@ -51,7 +51,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
     args = _parser().parse_args(argv)
 
     from sockscope import who
-    from sockscope.processes import OwnerMap
+    from sockscope.processes import OwnerMap, unreadable_hint
     from sockscope.query import SS_ALL, Query, run
 
     target = who.parse_target(args.target)
@@ -96,7 +96,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
 
     owners = OwnerMap.scan(proc)
     if not owners.complete:
-        warnings.append("some processes' file descriptors could not be read (run as root): "
+        warnings.append(f"some processes' file descriptors could not be read ({unreadable_hint()}): "
                         "their sockets show no process")
     report = who.build_report(target, matched, every, owners,
                               lambda pid, name: who.read_process(pid, name, proc),
