@@ -251,6 +251,15 @@ def test_layout_cache(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.Monk
         f.write(tampered)
     os.symlink(other, path)
     assert bpf.cached_layout() == learned
+    # a link planted where the new cache file is written first: not followed, the target left alone
+    os.remove(path)
+    with open(other, "w") as f:
+        f.write("untouched")
+    os.symlink(other, f"{path}.{os.getpid()}")
+    assert bpf.cached_layout() == learned
+    with open(other) as f:
+        assert f.read() == "untouched"
+    os.remove(f"{path}.{os.getpid()}")
     # an unwritable cache directory: still works
     monkeypatch.setenv("XDG_CACHE_HOME", "/proc/sockscope-no-such-dir")
     assert bpf.cached_layout() == learned

@@ -268,6 +268,10 @@ class OwnerMap:
                     out[ino] = next(x for x in h if x[0] == last)
         return out
 
+    def holder_map(self) -> dict[int, list[tuple[int, int]]]:
+        """inode -> every (pid, fd) holding it, in discovery order (the map itself: read only)."""
+        return self._holders
+
     def holders(self, inode: int) -> list[tuple[int, int]]:
         """All (pid, fd) for ``inode`` in discovery order."""
         return self._holders.get(inode, [])

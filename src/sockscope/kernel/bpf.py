@@ -235,9 +235,11 @@ def cached_layout() -> dict[str, int]:
     except DecodeError as e:
         raise Unavailable(str(e)) from None
     try:  # a cache that cannot be written only costs the next run the BTF walk again
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "w") as f:
+        # a new file of this user's, never through a link someone left in its place
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with open(fd, "w") as f:
             f.write(key + "\n" + " ".join(str(found[k]) for k in FIELDS) + "\n")
         os.replace(tmp, path)
     except OSError:
@@ -257,17 +259,15 @@ _syscall: list[Callable[..., int]] = []  # libc's syscall(), once loaded
 
 
 def _bpf(cmd: int, attr: bytes) -> int:
-    if not _syscall:
-        import ctypes
+    import ctypes
 
+    if not _syscall:
         if _NR_BPF.get(os.uname().machine) is None:
             raise Unavailable(f"no bpf system call number known for {os.uname().machine}")
         fn = ctypes.CDLL(None, use_errno=True).syscall
         fn.restype = ctypes.c_long
         fn.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
         _syscall.append(fn)
-    import ctypes
-
     fd = _syscall[0](_NR_BPF[os.uname().machine], cmd, attr, len(attr))
     if fd < 0:
         err = ctypes.get_errno()

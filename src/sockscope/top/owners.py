@@ -45,7 +45,7 @@ import os
 import time
 from typing import AbstractSet, Callable, Collection, Iterable
 
-from sockscope.processes import comm
+from sockscope.processes import OwnerMap, comm
 
 _PREFIX = "socket:["
 
@@ -163,18 +163,11 @@ class OwnerCache:
             inodes, pids, fds = bpf.task_socket_fds()
         except bpf.Unavailable:
             return False
-        new = dict(zip(inodes, map(list, zip(zip(pids, fds)))))
-        if len(new) < len(inodes):  # sockets with several holders: in pid, then fd order
-            new = {}
-            for ino, pid, fd in zip(inodes, pids, fds):
-                h = new.get(ino)
-                if h is None:
-                    new[ino] = [(pid, fd)]
-                else:
-                    h.append((pid, fd))
+        fresh = OwnerMap(self.proc)
+        fresh.add_records(inodes, pids, fds)  # holders in pid, then fd order
         index = self._index
         index.clear()  # the dict stays the same object; its lists are new ones (see index)
-        index.update(new)
+        index.update(fresh.holder_map())
         if now - self._last_full >= self.full_every:  # names re-read now and then (pids are reused)
             self._last_full = now
             self._names.clear()
