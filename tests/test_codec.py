@@ -412,3 +412,14 @@ def test_info_of_one_layout_datagrams_agree_with_the_framed_walk(monkeypatch: py
     out: list = []
     inet.decode_info(a + b + _DONE, out)
     assert [t[9] for t in out] == [5, 6] and out[0][12] == "cubic" and out[1][12] is None
+
+
+def test_address_text_caches_stay_bounded() -> None:
+    """Long-running callers (top, the exporter) meet ever new peers: the caches start over, answers stay right."""
+    from sockscope import _addr
+
+    for i in range(70_000):
+        raw = (0x0A000000 + i).to_bytes(4, "big")
+        assert _addr.ntop4(raw) == f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+        assert inet._TEXT4[raw + bytes(12)] == _addr.ntop4(raw)
+    assert len(_addr._cache4) <= 1 << 16 and len(inet._TEXT4) <= 1 << 16

@@ -15,6 +15,7 @@ _WORDS = struct.Struct(">8H")
 AF_INET = 2
 AF_INET6 = 10
 
+_LIMIT = 1 << 16  # entries per cache before it starts over
 _cache4: dict[bytes, str] = {}
 _cache6: dict[bytes, str] = {}
 _V4MAPPED = b"\0" * 10 + b"\xff\xff"
@@ -25,6 +26,8 @@ def ntop4(raw: bytes) -> str:
     """Text of a 4-byte IPv4 address (network order)."""
     s = _cache4.get(raw)
     if s is None:
+        if len(_cache4) >= _LIMIT:  # bounded: a long-running caller sees ever new peers
+            _cache4.clear()
         s = _cache4[raw] = "%d.%d.%d.%d" % (raw[0], raw[1], raw[2], raw[3])
     return s
 
@@ -33,6 +36,8 @@ def ntop6(raw: bytes) -> str:
     """Text of a 16-byte IPv6 address (network order), as glibc prints it."""
     s = _cache6.get(raw)
     if s is None:
+        if len(_cache6) >= _LIMIT:
+            _cache6.clear()
         head = raw[:12]
         if head == _V4MAPPED:
             s = "::ffff:" + ntop4(raw[12:])

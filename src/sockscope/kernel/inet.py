@@ -191,6 +191,8 @@ class _Texts(dict):  # type: ignore[type-arg]
         self.family = family
 
     def __missing__(self, raw: bytes) -> str:
+        if len(self) >= 1 << 16:  # bounded: a long-running caller (top, the exporter) sees ever new peers
+            self.clear()
         text = self[raw] = ntop4(raw[:4]) if self.family == AF_INET else ntop6(raw)
         return text
 
