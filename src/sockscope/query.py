@@ -664,24 +664,24 @@ def net_connections(kind: str = "inet") -> list[sconn]:
     process (in pid order) holding it; for a UNIX socket one row per fd of
     that process.  Read from sock_diag, so many times faster.
     """
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()  # ~10^5 tuples made and none of them in a cycle: the collector's passes would cost a quarter
+    try:
+        return _net_connections(kind)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _net_connections(kind: str) -> list[sconn]:
     import socket as _s
     import threading
 
     from sockscope._addr import ntop
     from sockscope.processes import OwnerMap
 
-    import gc
-
-    collecting = gc.isenabled()
-    gc.disable()  # ~10^5 tuples made and none of them in a cycle: the collector's passes would cost a quarter
-    try:
-        return _net_connections(kind, _s, threading, ntop, OwnerMap)
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _net_connections(kind: str, _s: Any, threading: Any, ntop: Any, OwnerMap: Any) -> list[sconn]:  # noqa: N803
     tables, fams = _kind(kind)
     # The owner map (the kernel's task_file iterator, or the /proc/*/fd walk:
     # system calls, GIL released) is made in a thread while this one dumps
