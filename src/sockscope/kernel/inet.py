@@ -161,14 +161,13 @@ def decode_dump(
     port = _PORT
     for i, (fam, st, timer, retrans, sport, dport, src, dst, ifindex, cookie, expires, rq, wq, uid, ino) in (
             enumerate(rows)):
+        v6only = None
         if fam == AF_INET:
             local = new(ep, (text4[src], port[sport]))
             peer = new(ep, (text4[dst], port[dport]))
-            v6only = None
         else:
             local = new(ep, (text6[src], port[sport]))
             peer = new(ep, (text6[dst], port[dport]))
-            v6only = None
             if src == _ZERO16 or dst == _ZERO16:
                 v6only = _v6only(nl.parse_attrs(payloads[i], MSG_LEN).get)
         if details:
@@ -443,8 +442,12 @@ def _framed_columns(mv: memoryview, family: int, op: str) -> tuple[list[tuple], 
 
 
 def _bbr(a: memoryview) -> tuple[int, int, int, int]:
-    lo, hi, min_rtt, pg, cg = struct.unpack_from("=5I", bytes(a[:20]).ljust(20, b"\0"))
-    return ((hi << 32) | lo, min_rtt, pg, cg)
+    return _bbr_info(*struct.unpack_from("=5I", bytes(a[:20]).ljust(20, b"\0")))
+
+
+def _bbr_info(bw_lo: int, bw_hi: int, min_rtt: int, pacing_gain: int, cwnd_gain: int) -> tuple[int, int, int, int]:
+    """``struct tcp_bbr_info``'s five u32 -> (bw in bytes/s, min_rtt µs, pacing_gain, cwnd_gain)."""
+    return ((bw_hi << 32) | bw_lo, min_rtt, pacing_gain, cwnd_gain)
 
 
 def _dctcp(a: memoryview) -> tuple[int, int, int, int, int]:
@@ -597,9 +600,8 @@ def _uniform_info(buf: bytes | memoryview, op: str) -> tuple[list[tuple], bool] 
     ok, done = _uniform_check(mv, n, length, op)
     if not ok:
         return None
-    from sockscope.kernel.tcpinfo import FIELDS, TcpInfo, decode
+    from sockscope.kernel.tcpinfo import FIELDS, decode, from_fields
 
-    new = tuple.__new__
     port = _PORT
     info_at = bytes_at = cong_at = bbr_at = dctcp_at = v6_at = 0
     info_len = 0
@@ -624,10 +626,7 @@ def _uniform_info(buf: bytes | memoryview, op: str) -> tuple[list[tuple], bool] 
         src = r[7]
         dst = r[8]
         if info_at:
-            v = r[info_at : info_at + FIELDS]
-            ws = v[6]
-            flags = v[7]
-            info = new(TcpInfo, (*v[:6], ws & 0x0F, ws >> 4, bool(flags & 1), (flags >> 1) & 3, *v[8:], info_len))
+            info = from_fields(r[info_at : info_at + FIELDS], info_len)
         elif bytes_at:
             info = decode(r[bytes_at])
         else:
@@ -638,7 +637,7 @@ def _uniform_info(buf: bytes | memoryview, op: str) -> tuple[list[tuple], bool] 
             cong = names.get(raw)
             if cong is None:
                 cong = names[raw] = _cong(memoryview(raw))
-        bbr = (r[bbr_at] | (r[bbr_at + 1] << 32), r[bbr_at + 2], r[bbr_at + 3], r[bbr_at + 4]) if bbr_at else None
+        bbr = _bbr_info(*r[bbr_at : bbr_at + 5]) if bbr_at else None
         dctcp = r[dctcp_at : dctcp_at + 5] if dctcp_at else None
         v6only = None
         if v6_at and fam == AF_INET6 and (src == _ZERO16 or dst == _ZERO16):

@@ -116,16 +116,21 @@ def decode(raw: bytes | memoryview) -> TcpInfo:
     n = len(raw)
     if len(b) < SIZE:
         b = b + bytes(SIZE - len(b))
-    v = _FMT.unpack(b)
+    return from_fields(_FMT.unpack(b), n)
+
+
+def from_fields(v: tuple[int, ...], length: int) -> TcpInfo:
+    """A :class:`TcpInfo` from the :data:`FIELDS` values :data:`FORMAT` unpacks
+    (here, or inside a larger struct) of a tcp_info the kernel sent ``length`` bytes of."""
     wscale = v[6]
     flags = v[7]
     return _new(TcpInfo, (
         v[0], v[1], v[2], v[3], v[4], v[5], wscale & 0x0F, wscale >> 4, bool(flags & 1), (flags >> 1) & 3,
-        *v[8:], n,
+        *v[8:], length,
     ))
 
 
 _new = tuple.__new__
 
 
-__all__ = ["TcpInfo", "decode", "SIZE"]
+__all__ = ["TcpInfo", "decode", "from_fields", "SIZE", "FORMAT", "FIELDS"]
