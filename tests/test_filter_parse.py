@@ -430,3 +430,27 @@ def test_long_chains_and_deep_nesting() -> None:
     with pytest.raises(FilterSyntaxError, match="nested") as info:
         P("( " * (MAX_DEPTH + 1) + "autobound" + " )" * (MAX_DEPTH + 1))
     assert info.value.position == 2 * MAX_DEPTH
+
+
+_C_NUM_REFERENCE = r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
+
+
+def _c_num_reference(text: str, pos: int) -> tuple[int, int] | None:
+    """C's strtol(base 0) as a regular expression (what the scanner replaced, to keep `re` off start-up)."""
+    import re
+
+    m = re.compile(_C_NUM_REFERENCE).match(text, pos)
+    if m is None:
+        return None
+    d = m.group(2)
+    value = int(d[2:], 16) if d[:2] in ("0x", "0X") else int(d, 8) if d[0] == "0" else int(d)
+    return (-value if m.group(1) == "-" else value), m.end()
+
+
+@given(st.text(alphabet="0123456789xXabfFg+-. \t\n", max_size=9), st.integers(min_value=0, max_value=9))
+@settings(max_examples=3000, deadline=None)
+def test_c_num_reads_what_strtol_reads(text: str, pos: int) -> None:
+    from sockscope.filter.parser import _c_num
+
+    pos = min(pos, len(text))
+    assert _c_num(text, pos) == _c_num_reference(text, pos)

@@ -2,8 +2,9 @@
 
 The plain listing (`sockscope -tuln`, `-tan`, `-tanp`) takes the codec's column
 path, which needs neither the records (their dataclasses and enum), nor
-``typing``, ``inspect``, ``importlib`` or the ``signal`` module.  Run in a
-private network namespace; timing itself is the bench's job (bench/run.py).
+``typing``, ``inspect``, ``importlib``, ``collections``, ``re`` or the
+``signal`` module.  Run in a private network namespace; timing itself is the
+bench's job (bench/run.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 import pytest
 
-_HEAVY = ("dataclasses", "sockscope.records", "typing", "inspect", "importlib", "signal", "enum")
+_HEAVY = ("dataclasses", "sockscope.records", "typing", "inspect", "importlib", "signal", "enum", "collections", "re")
 
 _PROBE = (
     "import sys, io\n"

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import namedtuple
-
 from sockscope._addr import AF_INET, AF_INET6
 from sockscope.errors import NetlinkError, NotSupported, PermissionDenied, UsageError
 from sockscope.filter.states import SS_STATE_NAMES
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any, Callable, Generator, Iterable, Iterator, NamedTuple
+    from typing import Any, Callable, Generator, Iterable, Iterator
 
     from sockscope.filter.expr import Expr
     from sockscope.processes import OwnerMap
@@ -626,25 +624,18 @@ def _details(details: bool | Iterable[str]) -> tuple[bool, int]:
 
 
 if TYPE_CHECKING:
-
-    class addr(NamedTuple):
-        ip: str
-        port: int
-
-    class sconn(NamedTuple):
-        fd: int
-        family: int
-        type: int
-        laddr: addr | tuple[()] | str
-        raddr: addr | tuple[()] | str
-        status: str
-        pid: int | None
+    from sockscope._psutil_types import addr, sconn
 
 else:
-    addr = namedtuple("addr", "ip port")
-    addr.__doc__ = "psutil's ``addr``: an (ip, port) pair."
-    sconn = namedtuple("sconn", "fd family type laddr raddr status pid")
-    sconn.__doc__ = "psutil's ``sconn``: one row of :func:`net_connections`."
+
+    def __getattr__(name: str) -> object:
+        # addr and sconn live in sockscope._psutil_types (collections is not
+        # imported on the listing's path); query.addr/query.sconn still work.
+        if name in ("addr", "sconn"):
+            from sockscope import _psutil_types
+
+            return getattr(_psutil_types, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _PSUTIL_STATUS = {
@@ -680,6 +671,7 @@ def _net_connections(kind: str) -> list[sconn]:
     import threading
 
     from sockscope._addr import ntop
+    from sockscope._psutil_types import addr, sconn
     from sockscope.processes import OwnerMap
 
     tables, fams = _kind(kind)
@@ -718,13 +710,30 @@ def _net_connections(kind: str) -> list[sconn]:
         socks += procnet.read_unix(SS_ALL | (1 << 12), unaccepted=True)
     scanner.join()
     owners = scanned[0] if scanned else OwnerMap.scan()
-    ret: set[sconn] = set()
+    ret: list[sconn] = []
+    seen: set[tuple[Any, ...]] = set()
+
+    def add(row: sconn) -> None:
+        # psutil returns a set: equal rows collapse into one.  Rows with an owner
+        # differ at least in (pid, fd); only rows without one (pid None) can be
+        # equal.  The key leaves out the enum members (their hash is Python code).
+        if row[6] is None:
+            key = (int(row[1]), int(row[2]), row[3], row[4], row[5])
+            if key in seen:
+                return
+            seen.add(key)
+        ret.append(row)
+
     if inet_cols:
         owner_of = owners.psutil_owners()
         for table, fam, cols in inet_cols:
-            ret.update(_psutil_columns(cols, fam, fam_enum[fam], stream if table == "tcp" else dgram,
-                                       _PSUTIL_STATUS if table == "tcp" else {}, owner_of, ntop))
-    add = ret.add
+            rows, all_owned = _psutil_columns(cols, fam, fam_enum[fam], stream if table == "tcp" else dgram,
+                                              _PSUTIL_STATUS if table == "tcp" else {}, owner_of, ntop)
+            if all_owned:
+                ret += rows
+            else:
+                for row in rows:
+                    add(row)
     for table, (fam, st, sport, dport, src, dst, _if, _rq, _wq, ino, _v6) in inet_rows:
         holders = _psutil_holders(owners, ino)
         pid, fd = holders[0] if holders else (None, -1)
@@ -750,20 +759,23 @@ def _net_connections(kind: str) -> list[sconn]:
             add(sconn(fd, fam_enum[s.family], stream, la, ra, _PSUTIL_STATUS.get(int(s.state), "NONE"), pid))
         else:
             add(sconn(fd, fam_enum[s.family], dgram, la, ra, "NONE", pid))
-    return list(ret)
+    return ret
 
 
 _NO_OWNER = (None, -1)
 
 
 def _psutil_columns(cols: list[tuple], fam: int, fam_e: Any, kind: Any, status_of: dict[int, str],  # type: ignore[type-arg]
-                    owner_of: dict[int, tuple[int, int]], ntop: Any) -> Iterator[sconn]:
+                    owner_of: dict[int, tuple[int, int]], ntop: Any) -> tuple[Iterator[sconn], bool]:
     """:func:`net_connections`' tuples of one datagram decoded as columns
     (:func:`sockscope.kernel.inet.decode_columns`), made by C-level maps: each
-    distinct address gets its text once, tuples are made by ``tuple.__new__``."""
+    distinct address gets its text once, tuples are made by ``tuple.__new__``;
+    and whether every one of them has an owner."""
     import struct
     from itertools import repeat
     from operator import itemgetter
+
+    from sockscope._psutil_types import addr, sconn
 
     _head, states, sports, dports, srcs, dsts, _ifindex, _rq, _wq, inos = cols
     n = len(inos)
@@ -784,8 +796,9 @@ def _psutil_columns(cols: list[tuple], fam: int, fam_e: Any, kind: Any, status_o
         ra = [a if p else () for a, p in zip(ra, dports)]
     owner = list(map(owner_of.get, inos, repeat(_NO_OWNER)))
     status = map(status_of.get, states, repeat("NONE"))
-    return map(new, repeat(sconn), zip(map(itemgetter(1), owner), repeat(fam_e), repeat(kind), la, ra, status,
+    rows = map(new, repeat(sconn), zip(map(itemgetter(1), owner), repeat(fam_e), repeat(kind), la, ra, status,
                                        map(itemgetter(0), owner)))
+    return rows, _NO_OWNER not in owner
 
 
 def _psutil_holders(owners: OwnerMap, inode: int) -> list[tuple[int, int]]:

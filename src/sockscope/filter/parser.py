@@ -29,9 +29,7 @@ pass a subclass to make them hermetic.
 from __future__ import annotations
 
 import os
-import re
 import sys
-from collections import namedtuple
 
 from sockscope.errors import UsageError
 from sockscope.filter.expr import (
@@ -43,11 +41,11 @@ from sockscope.filter.expr import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ipaddress
-    from typing import NamedTuple, Sequence
+    from typing import Sequence
 
-# ipaddress, _socket (name look-ups) and the number regex are imported/compiled
-# where first needed: a filter of ports alone needs none of them, and start-up
-# time is a feature.
+# ipaddress and _socket (name look-ups) are imported where first needed: a
+# filter of ports alone needs neither, and start-up time is a feature (re,
+# enum, collections are not used here at all: ~6 ms of imports).
 
 _KINDS = {word: kind for kind, words in (
     ("not", "! not"), ("and", "& && and"), ("or", "| || or"), ("(", "("), (")", ")"),
@@ -83,23 +81,32 @@ _NL_PROTOS = {
     "rdma": 20, "crypto": 21,
 }
 
-# C's strtol/strtoul with base 0: 0x… hex, 0… octal, else decimal.
-_C_NUM_PATTERN = r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
+_SPACE = " \t\n\v\f\r"
+_OCT, _DEC, _HEX = frozenset("01234567"), frozenset("0123456789"), frozenset("0123456789abcdefABCDEF")
 
 
 def _c_num(text: str, pos: int = 0) -> tuple[int, int] | None:
-    """(signed value, end) of the number C's strto[u]l(base 0) reads at ``pos``; None: no digits."""
-    m = re.compile(_C_NUM_PATTERN).match(text, pos)  # re caches the compiled pattern
-    if m is None:
+    """(signed value, end) of the number C's strto[u]l(base 0) reads at ``pos``
+    (leading white space, a sign, then 0x… hex, 0… octal or decimal); None: no digits."""
+    n = len(text)
+    while pos < n and text[pos] in _SPACE:
+        pos += 1
+    sign = 1
+    if pos < n and text[pos] in "+-":
+        sign = -1 if text[pos] == "-" else 1
+        pos += 1
+    if pos >= n or text[pos] not in _DEC:
         return None
-    digits = m.group(2)
-    if digits[:2] in ("0x", "0X"):
-        value = int(digits[2:], 16)
-    elif digits[0] == "0":
-        value = int(digits, 8)
+    if text[pos] == "0" and text[pos + 1:pos + 2] in ("x", "X") and text[pos + 2:pos + 3] in _HEX:
+        digits, base, start = _HEX, 16, pos + 2
+    elif text[pos] == "0":
+        digits, base, start = _OCT, 8, pos
     else:
-        value = int(digits)
-    return (-value if m.group(1) == "-" else value), m.end()
+        digits, base, start = _DEC, 10, pos
+    end = start
+    while end < n and text[end] in digits:
+        end += 1
+    return sign * int(text[start:end], base), end
 
 
 def _c_int(text: str, low: int, high: int) -> int | None:
@@ -201,16 +208,24 @@ def _cgroup2_mount() -> str | None:
     return None
 
 
-if TYPE_CHECKING:
-    class Token(NamedTuple):
-        """One token: its text after unescaping, its column in the expression, its kind."""
+class Token:
+    """One token: its text after unescaping, its column in the expression, its kind."""
 
-        text: str
-        start: int
-        kind: str
-else:  # collections' namedtuple: neither typing nor dataclasses at start-up
-    Token = namedtuple("Token", "text start kind")
-    Token.__doc__ = "One token: its text after unescaping, its column in the expression, its kind."
+    __slots__ = ("text", "start", "kind")
+
+    def __init__(self, text: str, start: int, kind: str) -> None:
+        self.text, self.start, self.kind = text, start, kind
+
+    def __repr__(self) -> str:
+        return f"Token(text={self.text!r}, start={self.start!r}, kind={self.kind!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Token):
+            return NotImplemented
+        return (self.text, self.start, self.kind) == (other.text, other.start, other.kind)
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.start, self.kind))
 
 
 def tokenize(words: Sequence[str]) -> tuple[str, list[Token]]:
