@@ -580,7 +580,7 @@ def setup() -> int:
     if not (VENV / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
-    # a current pip first: the console-script launcher pip 23 writes imports `re` (+6 ms a run)
+    # a current pip first: the console-script launcher of pip < 25.2 imports `re` (+6 ms a run)
     subprocess.run([*pip, "-U", "pip"], check=True)
     subprocess.run([*pip, "-r", str(BENCH / "requirements.txt"), "-e", str(ROOT)], check=True)
     print(f"bench venv ready: {VENV}")
