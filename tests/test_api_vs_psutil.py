@@ -122,6 +122,56 @@ print(json.dumps(out))
     assert _run_json(fresh_population, code) == ["ValueError", "ValueError"]
 
 
+_TWINS_HOLDER = r"""
+import socket, sys
+socks = []
+for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+    for _ in range(2):  # two sockets with the same address: equal rows once their owner is out of sight
+        s = socket.socket(socket.AF_INET, kind)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("127.0.0.1", 4000))
+        if kind == socket.SOCK_STREAM:
+            s.listen()
+        socks.append(s)
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_net_connections_ownerless_twins_collapse_like_psutil() -> None:
+    """psutil returns a set: rows without an owner that are equal (here two SO_REUSEPORT
+    listeners and two UDP sockets on one port, held by a process outside the reader's pid
+    namespace) come out once.  sockscope must do the same, and keep rows that only look alike."""
+    import subprocess
+    import sys
+
+    from nsutil import Netns, read_line, stop_pids
+
+    ns = Netns()
+    holder = None
+    try:
+        holder = ns.popen([sys.executable, "-c", _TWINS_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert read_line(holder, 30).strip() == "READY"
+        out = ns.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", PSUTIL_SCRIPT,
+                      "tcp", "udp", "inet"])
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        for kind in ("tcp", "udp", "inet"):
+            d = data[kind]
+            assert d["error"] is None, d["error"]
+            assert d["sockscope"] == d["psutil"], kind
+        ports = [json.loads(x)["laddr"]["values"] for x in data["inet"]["psutil"]]
+        assert ports == [["127.0.0.1", 4000], ["127.0.0.1", 4000]], ports  # one TCP, one UDP
+        assert {json.loads(x)["pid"] for x in data["inet"]["psutil"]} == {None}
+    finally:
+        if holder is not None:
+            if holder.stdin:
+                holder.stdin.close()
+            stop_pids({holder.pid: None})
+            holder.wait(timeout=10)
+        ns.delete()
+
+
 # --------------------------------------------------------------------------------------------
 # sockets() vs ss
 

@@ -21,7 +21,7 @@ from operator import itemgetter
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Iterable
+    from typing import Callable, Iterable
 
     from sockscope.records import Owner
 
@@ -291,6 +291,61 @@ class OwnerMap:
         return n
 
 
+def psutil_owners_later() -> Callable[[], dict[int, tuple[int, int]]]:
+    """Start finding, for every socket inode, the owner psutil reports (see
+    :meth:`OwnerMap.psutil_owners`); the function returned waits for the map.
+    The work runs in a thread while the caller dumps: the kernel's task_file
+    iterator (one ``read``, the GIL released) when it can be used, else the
+    ``/proc/*/fd`` walk.  The map is made straight from the iterator's columns,
+    without the per-inode holder lists of an :class:`OwnerMap`."""
+    import _thread
+
+    from sockscope.kernel import bpf
+
+    try:
+        fd = bpf.open_iterator()
+    except bpf.Unavailable:
+        fd = -1
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    box: list[tuple[list[int], list[int], list[int]] | OwnerMap | BaseException] = []
+
+    def work() -> None:
+        try:
+            if fd >= 0:
+                try:
+                    box.append(bpf.decode(bpf.read_iterator(fd), os.getpid()))
+                    return
+                except bpf.Unavailable:
+                    pass
+            m = OwnerMap()
+            m.add_pids()
+            box.append(m)
+        except BaseException as e:  # raised in the caller's thread
+            box.append(e)
+        finally:
+            lock.release()
+
+    _thread.start_new_thread(work, ())
+
+    def wait() -> dict[int, tuple[int, int]]:
+        lock.acquire()
+        got = box[0]
+        if isinstance(got, BaseException):
+            raise got
+        if isinstance(got, OwnerMap):
+            return got.psutil_owners()
+        inodes, pids, fds = got
+        out = dict(zip(inodes, zip(pids, fds)))
+        if len(out) < len(inodes):  # some socket has several holders: the general way
+            m = OwnerMap()
+            m.add_records(inodes, pids, fds)
+            return m.psutil_owners()
+        return out
+
+    return wait
+
+
 class BackgroundOwners:
     """:meth:`OwnerMap.scan` and :meth:`OwnerMap.text` of every socket inode,
     computed by forked children while this process goes on (the listing dumps
@@ -479,4 +534,4 @@ def _walk_in_child(proc: str, pids: list[int]) -> tuple[int, int] | None:
     return pid, r
 
 
-__all__ = ["OwnerMap", "BackgroundOwners", "unreadable_hint", "comm"]
+__all__ = ["OwnerMap", "BackgroundOwners", "psutil_owners_later", "unreadable_hint", "comm"]

@@ -672,15 +672,21 @@ def _net_connections(kind: str) -> list[sconn]:
 
     from sockscope._addr import ntop
     from sockscope._psutil_types import addr, sconn
-    from sockscope.processes import OwnerMap
+    from sockscope.processes import OwnerMap, psutil_owners_later
 
     tables, fams = _kind(kind)
-    # The owner map (the kernel's task_file iterator, or the /proc/*/fd walk:
-    # system calls, GIL released) is made in a thread while this one dumps
-    # and decodes: on two cores the two overlap.
+    # The owners (the kernel's task_file iterator, or the /proc/*/fd walk:
+    # system calls, GIL released) are found in a thread while this one dumps
+    # and decodes: on two cores the two overlap.  UNIX rows need every fd of
+    # a holder (an OwnerMap); inet rows only psutil's one owner per inode.
     scanned: list[OwnerMap] = []
-    scanner = threading.Thread(target=lambda: scanned.append(OwnerMap.scan()), daemon=True)
-    scanner.start()
+    scanner: threading.Thread | None = None
+    owners_later = None
+    if AF_UNIX in fams:
+        scanner = threading.Thread(target=lambda: scanned.append(OwnerMap.scan()), daemon=True)
+        scanner.start()
+    else:
+        owners_later = psutil_owners_later()
     stream = _s.SocketKind.SOCK_STREAM
     dgram = _s.SocketKind.SOCK_DGRAM
     fam_enum = {
@@ -708,8 +714,13 @@ def _net_connections(kind: str) -> list[sconn]:
         from sockscope import procnet
 
         socks += procnet.read_unix(SS_ALL | (1 << 12), unaccepted=True)
-    scanner.join()
-    owners = scanned[0] if scanned else OwnerMap.scan()
+    if scanner is not None:
+        scanner.join()
+        owners = scanned[0] if scanned else OwnerMap.scan()
+        owner_of = owners.psutil_owners()
+    else:
+        assert owners_later is not None
+        owner_of = owners_later()
     ret: list[sconn] = []
     seen: set[tuple[Any, ...]] = set()
 
@@ -725,7 +736,6 @@ def _net_connections(kind: str) -> list[sconn]:
         ret.append(row)
 
     if inet_cols:
-        owner_of = owners.psutil_owners()
         for table, fam, cols in inet_cols:
             rows, all_owned = _psutil_columns(cols, fam, fam_enum[fam], stream if table == "tcp" else dgram,
                                               _PSUTIL_STATUS if table == "tcp" else {}, owner_of, ntop)
@@ -735,8 +745,7 @@ def _net_connections(kind: str) -> list[sconn]:
                 for row in rows:
                     add(row)
     for table, (fam, st, sport, dport, src, dst, _if, _rq, _wq, ino, _v6) in inet_rows:
-        holders = _psutil_holders(owners, ino)
-        pid, fd = holders[0] if holders else (None, -1)
+        pid, fd = owner_of.get(ino, _NO_OWNER)
         la = addr(ntop(fam, src), sport) if sport else ()
         ra = addr(ntop(fam, dst), dport) if dport else ()
         if table == "tcp":
@@ -744,15 +753,15 @@ def _net_connections(kind: str) -> list[sconn]:
         else:
             add(sconn(fd, fam_enum[fam], dgram, la, ra, "NONE", pid))
     for s in socks:
-        holders = _psutil_holders(owners, s.inode)
         if s.family == AF_UNIX:
+            holders = _psutil_holders(owners, s.inode)
             name = s.local.address
             path = name if len(name.split()) == 1 else ""
             pairs: list[tuple[int | None, int]] = list(holders) or [(None, -1)]
             for pid, fd in pairs:
                 add(sconn(fd, fam_enum[AF_UNIX], unix_types[s.netid], path, "", "NONE", pid))
             continue
-        pid, fd = holders[0] if holders else (None, -1)
+        pid, fd = owner_of.get(s.inode, _NO_OWNER)
         la = addr(s.local.address, s.local.port) if s.local.port else ()
         ra = addr(s.peer.address, s.peer.port) if s.peer.port else ()
         if s.netid == "tcp":
