@@ -16,7 +16,7 @@ from sockscope.filter.states import SS_STATE_NAMES
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any, Callable, Generator, Iterable, Iterator
+    from typing import Any, Callable, Generator, Iterable, Iterator, Sequence
 
     from sockscope.filter.expr import Expr
     from sockscope.processes import OwnerMap
@@ -196,7 +196,7 @@ def rows(
     q: Query,
     cells: Callable[[Socket], list[str]],
     raw_cells: Callable[[str, list[tuple]], list[list[str]]] | None,  # type: ignore[type-arg]
-    columns: Callable[[str, int, list[tuple]], Any] | None = None,  # type: ignore[type-arg]
+    columns: Callable[[str, int, list[Sequence[Any]]], Any] | None = None,
     warn: Warn = _stderr_warn,
     info_cells: Callable[[str, list[tuple]], list[list[str]]] | None = None,  # type: ignore[type-arg]
 ) -> Iterator[Any]:
@@ -263,8 +263,8 @@ def _families(q: Query) -> list[int]:
     return fams
 
 
-def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
-          columns: bool = False, info: bool = False) -> Iterator[Socket | list[tuple] | tuple[int, list[tuple]]]:  # type: ignore[type-arg]
+def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False, columns: bool = False,
+          info: bool = False) -> Iterator[Socket | list[tuple] | tuple[int, list[Sequence[Any]]]]:  # type: ignore[type-arg]
     """One inet table's records; with ``raw``, batches (lists) of the codec's
     plain tuples instead, for as long as sock_diag answers, and with
     ``columns`` also ``(family, columns)`` for datagrams that decode as columns;
@@ -334,7 +334,7 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False,
 
 
 def _raw_batch(data: bytes, fam: int, op: str, columns: bool, info: bool
-               ) -> tuple[list[tuple] | tuple[int, list[tuple]], bool]:  # type: ignore[type-arg]
+               ) -> tuple[list[tuple] | tuple[int, list[Sequence[Any]]], bool]:  # type: ignore[type-arg]
     """One datagram of an inet dump for the listing's fast paths, and whether the dump
     ended: ``(family, columns)`` when ``columns`` and it decodes so, else a list of
     tuples (:func:`~sockscope.kernel.inet.decode_info`'s with ``info``)."""
@@ -348,7 +348,7 @@ def _raw_batch(data: bytes, fam: int, op: str, columns: bool, info: bool
 
 
 def _tcp_both(q: Query, op: str, columns: bool, records: bool = False
-              ) -> Generator[list[Any] | tuple[int, list[tuple]], None, bool]:  # type: ignore[type-arg]
+              ) -> Generator[list[Any] | tuple[int, list[Sequence[Any]]], None, bool]:
     """``_inet``'s raw TCP batches (or, with ``records``, lists of records)
     for both families from one legacy dump (one walk of the kernel's tables
     instead of one per family); returns False, having yielded nothing, when
@@ -357,11 +357,11 @@ def _tcp_both(q: Query, op: str, columns: bool, records: bool = False
     exactly that order."""
     from sockscope.kernel import inet, transport
 
-    held: list[list[Any] | tuple[int, list[tuple]]] = []  # type: ignore[type-arg]
+    held: list[list[Any] | tuple[int, list[Sequence[Any]]]] = []
     first = True
     try:
         for data in transport.stream_ahead(inet.encode_request_compat(q.states, q.ext, q.bytecode), op):
-            item: list[Any] | tuple[int, list[tuple]]  # type: ignore[type-arg]
+            item: list[Any] | tuple[int, list[Sequence[Any]]]
             if records:
                 item = []
                 done = inet.decode_dump(data, "tcp", item, False, op)
@@ -694,7 +694,7 @@ def _net_connections(kind: str) -> list[sconn]:
     }
     unix_types = {"u_str": stream, "u_dgr": dgram, "u_seq": _s.SocketKind.SOCK_SEQPACKET}
     inet_rows: list[tuple[str, tuple]] = []  # type: ignore[type-arg]
-    inet_cols: list[tuple[str, int, list[tuple]]] = []  # type: ignore[type-arg]
+    inet_cols: list[tuple[str, int, list[Sequence[Any]]]] = []
     socks: list[Socket] = []
     q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
               SS_ALL | (1 << 12))
@@ -774,7 +774,7 @@ def _net_connections(kind: str) -> list[sconn]:
 _NO_OWNER = (None, -1)
 
 
-def _psutil_columns(cols: list[tuple], fam: int, fam_e: Any, kind: Any, status_of: dict[int, str],  # type: ignore[type-arg]
+def _psutil_columns(cols: list[Sequence[Any]], fam: int, fam_e: Any, kind: Any, status_of: dict[int, str],
                     owner_of: dict[int, tuple[int, int]], ntop: Any) -> tuple[Iterator[sconn], bool]:
     """:func:`net_connections`' tuples of one datagram decoded as columns
     (:func:`sockscope.kernel.inet.decode_columns`), made by C-level maps: each

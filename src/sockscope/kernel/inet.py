@@ -16,7 +16,7 @@ from sockscope.kernel import netlink as nl
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable
+    from typing import Any, Callable, Iterable, Sequence
 
     from sockscope.records import Socket
 
@@ -358,7 +358,8 @@ def _uniform_check(mv: memoryview, same_headers: int, length: int, op: str) -> t
     return not payloads and done, done
 
 
-def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag") -> tuple[list[tuple], bool] | None:  # type: ignore[type-arg]
+def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag"
+                   ) -> tuple[list[Sequence[Any]], bool] | None:
     """The listing's fastest path: one datagram of a ``family`` dump as columns.
 
     Within one dump the kernel usually gives every socket the same attributes,
@@ -377,8 +378,13 @@ def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag") 
         return None
     mv = memoryview(buf)
     n = len(mv) // length
-    cols: list[tuple] = list(zip(*_uniform(family, length).iter_unpack(mv[: n * length])))  # type: ignore[type-arg]
-    ok, done = _uniform_check(mv, cols[0].count(bytes(mv[:6])), length, op)
+    cols: list[Sequence[Any]]
+    if family == AF_INET:
+        cols, same = _strided4(mv[: n * length], length)
+    else:
+        cols = list(zip(*_uniform(family, length).iter_unpack(mv[: n * length])))
+        same = cols[0].count(bytes(mv[:6]))
+    ok, done = _uniform_check(mv, same, length, op)
     if not ok:
         got = _framed_columns(mv, family, op)
         if got is None:
@@ -394,10 +400,31 @@ def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag") 
     return cols, done
 
 
+def _strided4(body: memoryview, length: int) -> tuple[list[Sequence[Any]], int]:
+    """:func:`decode_columns`' columns of IPv4 messages all ``length`` long
+    (``length`` is a multiple of 4), each read as one strided view of the
+    datagram (``cast``, then a step of one message): a C loop per column, no
+    tuple per message.  Also how many messages carry the first one's header
+    (length and type); the header column is that header, repeated."""
+    n = len(body) // length
+    w, h = body.cast("I"), body.cast("H")
+    step4, step2 = length // 4, length // 2
+    lens, types = w[0::step4].tolist(), h[2::step2].tolist()
+    same = n if lens.count(length) == n and types.count(types[0]) == n else 0
+    # offsets (bytes): family 16, state 17, sport 20, dport 22, src 24, dst 40,
+    # ifindex 56, rqueue 72, wqueue 76, inode 84 (nlmsghdr + inet_diag_msg)
+    cols: list[Sequence[Any]] = [
+        [bytes(body[:6])] * n, body[16::length].tolist(), body[17::length].tolist(),
+        h[10::step2].tolist(), h[11::step2].tolist(), w[6::step4].tolist(), w[10::step4].tolist(),
+        w[14::step4].tolist(), w[18::step4].tolist(), w[19::step4].tolist(), w[21::step4].tolist(),
+    ]
+    return cols, same
+
+
 _FIXED: dict[int, struct.Struct] = {}
 
 
-def _framed_columns(mv: memoryview, family: int, op: str) -> tuple[list[tuple], bool] | None:  # type: ignore[type-arg]
+def _framed_columns(mv: memoryview, family: int, op: str) -> tuple[list[Sequence[Any]], bool] | None:
     """:func:`decode_columns` for a datagram of messages of several lengths:
     framed one by one in Python (the fixed part of each unpacked at once),
     then transposed.  None when it holds no socket at all."""
@@ -436,7 +463,7 @@ def _framed_columns(mv: memoryview, family: int, op: str) -> tuple[list[tuple], 
         off += (length + 3) & ~3
     if not rows:
         return None
-    cols = list(zip(*rows))
+    cols: list[Sequence[Any]] = list(zip(*rows))
     del cols[1]  # the message type: the columns now read as decode_columns' (header, family, …)
     return cols, done
 

@@ -24,7 +24,7 @@ from sockscope.render import names
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import IO, Any, Callable, Iterable
+    from typing import IO, Any, Callable, Iterable, Sequence
 
     from sockscope.processes import BackgroundOwners, OwnerMap
     from sockscope.records import Owner, Socket
@@ -142,7 +142,7 @@ class CellMaker:
                     queue[wq] if wq < 256 else "%-6d" % wq, la, lp, ra, rp, proc, ""])
         return out
 
-    def column_cells(self, netid: str, family: int, cols: list[tuple]) -> Columns:  # type: ignore[type-arg]
+    def column_cells(self, netid: str, family: int, cols: list[Sequence[Any]]) -> Columns:
         """A block of rows from a datagram decoded as columns
         (:func:`~sockscope.kernel.inet.decode_columns`).  The block keeps the raw
         columns; each distinct value gets its text once per table, in a cache of
@@ -325,7 +325,7 @@ class _TextCache:
 _first, _second = itemgetter(0), itemgetter(1)
 
 
-def _fill(col: tuple, cache: _TextCache, make: Callable[[list[Any]], list[str]]) -> None:  # type: ignore[type-arg]
+def _fill(col: Sequence[Any], cache: _TextCache, make: Callable[[list[Any]], list[str]]) -> None:
     """Give ``cache`` the texts (by ``make``, in one call) of the values of ``col`` it lacks."""
     missing = list(set(col).difference(cache.texts))
     if missing:
