@@ -797,8 +797,9 @@ def _psutil_columns(cols: list[Sequence[Any]], fam: int, fam_e: Any, kind: Any, 
     else:
         text = {k: ntop(AF_INET6, k) for k in {*srcs, *dsts}}
     new = tuple.__new__
-    la: list[addr | tuple[()]] = list(map(new, repeat(addr), zip(map(text.__getitem__, srcs), sports)))
-    ra: list[addr | tuple[()]] = list(map(new, repeat(addr), zip(map(text.__getitem__, dsts), dports)))
+    # lazy: consumed once, by the zip below (no list per column)
+    la: Iterable[addr | tuple[()]] = map(new, repeat(addr), zip(map(text.__getitem__, srcs), sports))
+    ra: Iterable[addr | tuple[()]] = map(new, repeat(addr), zip(map(text.__getitem__, dsts), dports))
     if 0 in sports:  # psutil: no address at all where the port is 0
         la = [a if p else () for a, p in zip(la, sports)]
     if 0 in dports:

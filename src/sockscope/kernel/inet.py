@@ -298,22 +298,6 @@ def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag")
     return False
 
 
-#: (family, message length) -> struct of one whole message
-_UNIFORM: dict[tuple[int, int], struct.Struct] = {}
-
-
-def _uniform(family: int, length: int) -> struct.Struct:
-    st = _UNIFORM.get((family, length))
-    if st is None:
-        # header's length+type as 6 bytes, the family; IPv4 addresses as one native
-        # u32 (a cheap dict key), IPv6 as 16 bytes; ports as read (network order):
-        # the renderer keys its caches on them
-        addr = "I12x" if family == AF_INET else "16s"
-        fmt = f"=6s10x BB2x HH {addr}{addr} I12x II4xI {length - 16 - MSG_LEN}x"
-        st = _UNIFORM[(family, length)] = struct.Struct(fmt)
-    return st
-
-
 def encode_request_compat(states: int, ext: int = 0, bytecode: bytes | None = None, seq: int = 1) -> bytes:
     """A legacy ``TCPDIAG_GETSOCK`` dump request (``struct inet_diag_req``): the
     kernel walks its TCP tables once for IPv4 and IPv6 together (the v2
@@ -378,12 +362,7 @@ def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag"
         return None
     mv = memoryview(buf)
     n = len(mv) // length
-    cols: list[Sequence[Any]]
-    if family == AF_INET:
-        cols, same = _strided4(mv[: n * length], length)
-    else:
-        cols = list(zip(*_uniform(family, length).iter_unpack(mv[: n * length])))
-        same = cols[0].count(bytes(mv[:6]))
+    cols, same = _strided(mv[: n * length], length, family)
     ok, done = _uniform_check(mv, same, length, op)
     if not ok:
         got = _framed_columns(mv, family, op)
@@ -400,12 +379,13 @@ def decode_columns(buf: bytes | memoryview, family: int, op: str = "inet_diag"
     return cols, done
 
 
-def _strided4(body: memoryview, length: int) -> tuple[list[Sequence[Any]], int]:
-    """:func:`decode_columns`' columns of IPv4 messages all ``length`` long
-    (``length`` is a multiple of 4), each read as one strided view of the
-    datagram (``cast``, then a step of one message): a C loop per column, no
-    tuple per message.  Also how many messages carry the first one's header
-    (length and type); the header column is that header, repeated."""
+def _strided(body: memoryview, length: int, family: int) -> tuple[list[Sequence[Any]], int]:
+    """:func:`decode_columns`' columns of messages all ``length`` long (a
+    multiple of 4), each read as one strided view of the datagram (``cast``,
+    then a step of one message): a C loop per column, no tuple per message.
+    IPv6 addresses (16 bytes) come from one small ``iter_unpack``.  Also how
+    many messages carry the first one's header (length and type); the header
+    column is that header, repeated."""
     n = len(body) // length
     w, h = body.cast("I"), body.cast("H")
     step4, step2 = length // 4, length // 2
@@ -413,13 +393,24 @@ def _strided4(body: memoryview, length: int) -> tuple[list[Sequence[Any]], int]:
     same = n if lens.count(length) == n and types.count(types[0]) == n else 0
     # offsets (bytes): family 16, state 17, sport 20, dport 22, src 24, dst 40,
     # ifindex 56, rqueue 72, wqueue 76, inode 84 (nlmsghdr + inet_diag_msg)
+    if family == AF_INET:
+        srcs: Sequence[Any] = w[6::step4].tolist()
+        dsts: Sequence[Any] = w[10::step4].tolist()
+    else:
+        st = _ADDRS6.get(length)
+        if st is None:
+            st = _ADDRS6[length] = struct.Struct(f"=24x16s16s{length - 56}x")
+        srcs, dsts = zip(*st.iter_unpack(body))
     cols: list[Sequence[Any]] = [
         [bytes(body[:6])] * n, body[16::length].tolist(), body[17::length].tolist(),
-        h[10::step2].tolist(), h[11::step2].tolist(), w[6::step4].tolist(), w[10::step4].tolist(),
+        h[10::step2].tolist(), h[11::step2].tolist(), srcs, dsts,
         w[14::step4].tolist(), w[18::step4].tolist(), w[19::step4].tolist(), w[21::step4].tolist(),
     ]
     return cols, same
 
+
+#: message length -> struct of an IPv6 message's two addresses
+_ADDRS6: dict[int, struct.Struct] = {}
 
 _FIXED: dict[int, struct.Struct] = {}
 
