@@ -263,6 +263,33 @@ def test_columns_agree_with_tuples_on_real_captures(capture: dict) -> None:
     assert taken  # the common case (one length per datagram) really takes the column path
 
 
+def test_record_columns_agree_with_the_loop(capture: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """decode_dump makes a uniform datagram's records by C-level maps over strided columns:
+    field for field the records of its per-message loop (real captures, both families, a cookie
+    with its high word set, mixed families, wildcards, TIME-WAIT among others)."""
+    taken = 0
+    datagrams = [bytes.fromhex(h) for key in ("inet", "inet6", "udp") for h in capture[key]]
+    a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN, rq=300)
+    high = bytearray(_inet_msg(2, 1, 4243, 33000, _LO4, _LO4, 12, _SHUTDOWN))
+    high[16 + 44:16 + 52] = (0x1234_5678_9ABC_DEF0).to_bytes(8, sys.byteorder)  # idiag_cookie
+    high[16 + 2:16 + 4] = bytes([1, 2])  # idiag_timer, idiag_retrans
+    high[16 + 52:16 + 56] = (1234).to_bytes(4, sys.byteorder)  # idiag_expires
+    high[16 + 64:16 + 68] = (1000).to_bytes(4, sys.byteorder)  # idiag_uid
+    six = _inet_msg(10, 1, 80, 40000, _LO6, _LO6, 5, _SHUTDOWN)
+    wild = _inet_msg(10, 10, 80, 0, bytes(16), bytes(16), 6, _SHUTDOWN)
+    tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
+    datagrams += [a + bytes(high) + _DONE, six + six, six + wild, a + six, a + tw + a, bytes(high)]
+    for data in datagrams:
+        columns, loop, framed = _records_three_ways(data, monkeypatch)
+        assert columns == loop == framed
+        assert [type(x) for x in columns[0]] == [type(x) for x in framed[0]]
+        taken += bool(columns[0])
+    assert taken > 4
+    (fast, _done), *_ = _records_three_ways(a + bytes(high), monkeypatch)
+    assert [(s.cookie, s.timer, s.retrans, s.expires, s.uid) for s in fast] == [
+        (0, 0, 0, 0, 0), (0x1234_5678_9ABC_DEF0, 1, 2, 1234, 1000)]
+
+
 def test_columns_of_synthetic_datagrams() -> None:
     a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN, rq=300)
     b = _inet_msg(2, 10, 80, 0, _LO4, bytes(4), 12, _SHUTDOWN)
@@ -295,15 +322,18 @@ def test_columns_of_synthetic_datagrams() -> None:
         inet.decode_columns(a + a[:40], 2)
 
 
-def _records_both_ways(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple, tuple]:
-    """decode_dump's records of ``data`` with and without its one-length fast path."""
-    fast: list = []
-    fast_done = inet.decode_dump(data, "tcp", fast)
-    with monkeypatch.context() as m:
-        m.setattr(inet, "_uniform_messages", lambda buf, op: None)
-        framed: list = []
-        framed_done = inet.decode_dump(data, "tcp", framed)
-    return (fast, fast_done), (framed, framed_done)
+def _records_three_ways(data: bytes, monkeypatch: pytest.MonkeyPatch) -> list[tuple[list, bool]]:
+    """decode_dump's (records, done) of ``data``: by its column maps, by its loop over one
+    ``iter_unpack`` (columns off), and framed message by message (both fast paths off)."""
+    ways = []
+    for off in ((), ("_column_records",), ("_column_records", "_uniform_messages")):
+        with monkeypatch.context() as m:
+            for name in off:
+                m.setattr(inet, name, lambda *a: None)
+            out: list = []
+            done = inet.decode_dump(data, "tcp", out)
+        ways.append((out, done))
+    return ways
 
 
 def test_records_of_one_length_datagrams_agree(capture: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -311,16 +341,16 @@ def test_records_of_one_length_datagrams_agree(capture: dict, monkeypatch: pytes
     for key in ("inet", "inet6", "udp"):
         for h in capture[key]:
             data = bytes.fromhex(h)
-            fast, framed = _records_both_ways(data, monkeypatch)
-            assert fast == framed
+            columns, loop, framed = _records_three_ways(data, monkeypatch)
+            assert columns == loop == framed
             taken += inet._uniform_messages(data, "x") is not None
     assert taken
     a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN, rq=300)
     wild6 = _inet_msg(10, 10, 80, 0, bytes(16), bytes(16), 5, _SHUTDOWN)  # v6only read from the attributes
     tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
     for data in (a + a + _DONE, wild6 + wild6, a + tw + a + _DONE, a, tw + _DONE):
-        fast, framed = _records_both_ways(data, monkeypatch)
-        assert fast == framed and fast[0]
+        columns, loop, framed = _records_three_ways(data, monkeypatch)
+        assert columns == loop == framed and columns[0]
     assert inet._uniform_messages(a + a + _DONE, "x") is not None
     assert inet._uniform_messages(a + tw + a, "x") is None
 

@@ -264,12 +264,16 @@ def _families(q: Query) -> list[int]:
 
 
 def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False, columns: bool = False,
-          info: bool = False) -> Iterator[Socket | list[tuple] | tuple[int, list[Sequence[Any]]]]:  # type: ignore[type-arg]
+          info: bool = False, ahead: bool = True) -> Iterator[Socket | list[tuple] | tuple[int, list[Sequence[Any]]]]:  # type: ignore[type-arg]
     """One inet table's records; with ``raw``, batches (lists) of the codec's
     plain tuples instead, for as long as sock_diag answers, and with
     ``columns`` also ``(family, columns)`` for datagrams that decode as columns;
-    with ``info``, the tuples of :func:`~sockscope.kernel.inet.decode_info`."""
+    with ``info``, the tuples of :func:`~sockscope.kernel.inet.decode_info`.
+    ``ahead``: receive in a helper thread while the caller decodes (not when
+    the caller runs a thread of its own: three threads contend for the GIL)."""
     from sockscope.kernel import inet, transport
+
+    receive = transport.stream_ahead if ahead else transport.stream
 
     replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
     if replay:
@@ -282,7 +286,7 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False, column
             decode_all = q.details or bool(q.ext)
             op = f"{table} diag"
             if raw and not info and table == "tcp" and fams == [AF_INET, AF_INET6]:
-                done = yield from _tcp_both(q, op, columns)
+                done = yield from _tcp_both(q, op, columns, ahead=ahead)
                 if done:
                     return
             elif not raw and not decode_all and table == "tcp" and fams == [AF_INET, AF_INET6]:
@@ -300,14 +304,14 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False, column
                 req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext, q.bytecode)
                 # streamed datagram by datagram: memory stays flat however many sockets
                 if raw:
-                    for data in transport.stream_ahead(req, op):
+                    for data in receive(req, op):
                         item, done = _raw_batch(data, fam, op, columns, info)
                         yield item
                         if done:
                             break
                     continue
                 out: list[Socket] = []
-                for data in transport.stream_ahead(req, op):
+                for data in receive(req, op):
                     done = inet.decode_dump(data, table, out, decode_all, op)
                     yield from out
                     out.clear()
@@ -347,7 +351,7 @@ def _raw_batch(data: bytes, fam: int, op: str, columns: bool, info: bool
     return batch, (inet.decode_info if info else inet.decode_raw)(data, batch, op)
 
 
-def _tcp_both(q: Query, op: str, columns: bool, records: bool = False
+def _tcp_both(q: Query, op: str, columns: bool, records: bool = False, ahead: bool = True
               ) -> Generator[list[Any] | tuple[int, list[Sequence[Any]]], None, bool]:
     """``_inet``'s raw TCP batches (or, with ``records``, lists of records)
     for both families from one legacy dump (one walk of the kernel's tables
@@ -360,7 +364,8 @@ def _tcp_both(q: Query, op: str, columns: bool, records: bool = False
     held: list[list[Any] | tuple[int, list[Sequence[Any]]]] = []
     first = True
     try:
-        for data in transport.stream_ahead(inet.encode_request_compat(q.states, q.ext, q.bytecode), op):
+        receive = transport.stream_ahead if ahead else transport.stream
+        for data in receive(inet.encode_request_compat(q.states, q.ext, q.bytecode), op):
             item: list[Any] | tuple[int, list[Sequence[Any]]]
             if records:
                 item = []
@@ -701,7 +706,7 @@ def _net_connections(kind: str) -> list[sconn]:
     state = _FallbackState(bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), lambda m: None)
     for table in ("tcp", "udp"):
         if table in q.tables and q.families:
-            for item in _inet(q, table, state, raw=True, columns=True):
+            for item in _inet(q, table, state, raw=True, columns=True, ahead=False):
                 if type(item) is list:
                     inet_rows.extend((table, t) for t in item)
                 elif type(item) is tuple:

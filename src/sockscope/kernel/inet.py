@@ -139,6 +139,17 @@ def decode_dump(
     """
     from sockscope.records import STATES, Endpoint, make_socket, state_of
 
+    if not details:
+        length = _uniform_length(buf)
+        if length:  # every message of one length: records made column by column, by C-level maps
+            mv = memoryview(buf)
+            body = mv[: len(mv) // length * length]
+            ok, done = _uniform_check(mv, _same_headers(body, length), length, op)
+            if ok:
+                recs = _column_records(body, length, netid, _States(STATES, state_of), Endpoint, make_socket)
+                if recs is not None:
+                    out += recs
+                    return done
     uniform = None if details else _uniform_messages(buf, op)
     rows: Iterable[tuple]  # type: ignore[type-arg]
     if uniform is not None:  # every message of one length: unpacked at once, framed lazily
@@ -215,7 +226,21 @@ class _States(dict):  # type: ignore[type-arg]
         return self.make(n)
 
 
+class _Texts4(dict):  # type: ignore[type-arg]
+    """IPv4 address as a native u32 (the strided columns' key) -> text, computed on first use."""
+
+    __slots__ = ()
+
+    def __missing__(self, raw: int) -> str:
+        if len(self) >= 1 << 16:  # bounded, as _Texts
+            self.clear()
+        text = self[raw] = ntop4(_U32.pack(raw))
+        return text
+
+
+_U32 = struct.Struct("=I")
 _TEXT4 = _Texts(AF_INET)
+_TEXT4I = _Texts4()
 _TEXT6 = _Texts(AF_INET6)
 _PORT = _Ports()
 
@@ -389,8 +414,7 @@ def _strided(body: memoryview, length: int, family: int) -> tuple[list[Sequence[
     n = len(body) // length
     w, h = body.cast("I"), body.cast("H")
     step4, step2 = length // 4, length // 2
-    lens, types = w[0::step4].tolist(), h[2::step2].tolist()
-    same = n if lens.count(length) == n and types.count(types[0]) == n else 0
+    same = _same_headers(body, length)
     # offsets (bytes): family 16, state 17, sport 20, dport 22, src 24, dst 40,
     # ifindex 56, rqueue 72, wqueue 76, inode 84 (nlmsghdr + inet_diag_msg)
     if family == AF_INET:
@@ -411,6 +435,61 @@ def _strided(body: memoryview, length: int, family: int) -> tuple[list[Sequence[
 
 #: message length -> struct of an IPv6 message's two addresses
 _ADDRS6: dict[int, struct.Struct] = {}
+
+
+def _same_headers(body: memoryview, length: int) -> int:
+    """How many of the messages of ``body`` (all read as ``length`` long, a
+    multiple of 4) carry the first one's length and type: all of them, or 0."""
+    n = len(body) // length
+    lens, types = body.cast("I")[0::length // 4].tolist(), body.cast("H")[2::length // 2].tolist()
+    return n if lens.count(length) == n and types.count(types[0]) == n else 0
+
+
+def _column_records(body: memoryview, length: int, netid: str, states: Any, endpoint: Any,
+                    make: Callable[..., Socket]) -> list[Socket] | None:
+    """:func:`decode_dump`'s records for messages all ``length`` long, made by
+    C-level maps over strided columns (as :func:`_strided`); None when the
+    datagram mixes families (a legacy dump) or holds an IPv6 wildcard (its
+    v6only attribute is read message by message)."""
+    from itertools import repeat
+    from operator import lshift, or_
+
+    w, h = body.cast("I"), body.cast("H")
+    step4, step2 = length // 4, length // 2
+    fams = body[16::length].tolist()
+    fam = fams[0]
+    if fams.count(fam) != len(fams):
+        return None
+    if fam == AF_INET:
+        text = _TEXT4I.__getitem__
+        srcs: Iterable[Any] = w[6::step4].tolist()
+        dsts: Iterable[Any] = w[10::step4].tolist()
+    elif fam == AF_INET6:
+        st = _ADDRS6.get(length)
+        if st is None:
+            st = _ADDRS6[length] = struct.Struct(f"=24x16s16s{length - 56}x")
+        srcs, dsts = zip(*st.iter_unpack(body))
+        if _ZERO16 in srcs or _ZERO16 in dsts:
+            return None
+        text = _TEXT6.__getitem__
+    else:
+        return None
+    new = tuple.__new__  # Endpoint(address, port) without the named tuple's Python-level __new__
+    port = _PORT.__getitem__
+    local = map(new, repeat(endpoint), zip(map(text, srcs), map(port, h[10::step2].tolist())))
+    peer = map(new, repeat(endpoint), zip(map(text, dsts), map(port, h[11::step2].tolist())))
+    # the cookie: two u32 words, read as one native u64 by decode_dump's loop
+    low, up = (15, 16) if sys.byteorder == "little" else (16, 15)
+    cookies, high = w[low::step4].tolist(), w[up::step4].tolist()
+    if any(high):
+        cookies = list(map(or_, cookies, map(lshift, high, repeat(32))))
+    # make_socket's positional fields: netid, family, state, rqueue, wqueue, local, peer, inode, uid,
+    # cookie, ifindex, owners, v6only, mem, tcp_info..., timer, expires, retrans (as decode_dump's loop)
+    return list(map(make, repeat(netid), fams, map(states.__getitem__, body[17::length].tolist()),
+                    w[18::step4].tolist(), w[19::step4].tolist(), local, peer, w[21::step4].tolist(),
+                    w[20::step4].tolist(), cookies, w[14::step4].tolist(), repeat(None), repeat(None),
+                    repeat(None), repeat(()), repeat(None), repeat(None), body[18::length].tolist(),
+                    w[17::step4].tolist(), body[19::length].tolist()))
 
 _FIXED: dict[int, struct.Struct] = {}
 
