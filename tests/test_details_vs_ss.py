@@ -106,6 +106,53 @@ def test_netns_by_name_and_all_netns(fresh_population: Harness) -> None:
     assert bad.returncode != 0 and len(bad.stderr.splitlines()) == 1 and "Traceback" not in bad.stderr
 
 
+_BOUND = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, sys.argv[1].encode())
+s.bind(("0.0.0.0", 5353))
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_all_netns_names_interfaces_in_their_own_namespace() -> None:
+    """An interface index means something only in its namespace: two namespaces whose
+    interface 3 has different names each show their own name (as ss run inside each does)."""
+    from nsutil import read_line
+
+    spaces = [Netns(), Netns()]
+    holders: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, ns in enumerate(spaces):
+            dev = f"sc{i}-{ns.name[-4:]}"
+            # a veth pair: indexes 2 (the peer) and 3 (dev) in a fresh namespace
+            subprocess.run(["ip", "-n", ns.name, "link", "add", dev, "type", "veth", "peer", "name", f"p{dev}"],
+                           check=True, capture_output=True)
+            subprocess.run(["ip", "-n", ns.name, "link", "set", dev, "up"], check=True, capture_output=True)
+            h = ns.popen([sys.executable, "-c", _BOUND, dev], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            holders.append(h)
+            assert read_line(h, 30).strip() == "READY"
+        every = subprocess.run([*SOCKSCOPE, "--all-netns", "-uan"], capture_output=True, text=True, check=True)
+        for ns in spaces:
+            theirs = _lines(ns.run(["ss", "-uanH"]).stdout)
+            assert len(theirs) == 1 and "%sc" in theirs[0], theirs
+            mine = [" ".join(r.split()[1:]) for r in every.stdout.splitlines()[1:] if r.split()[0] == ns.name]
+            assert _lines("\n".join(mine)) == theirs
+        idx = [ns.run(["cat", f"/sys/class/net/{n}/ifindex"]).stdout.strip() for ns, n in
+               zip(spaces, (f"sc{i}-{ns.name[-4:]}" for i, ns in enumerate(spaces)))]
+        assert idx[0] == idx[1], idx  # the same index, two names: the case this test is about
+    finally:
+        for h in holders:
+            if h.stdin:
+                h.stdin.close()
+        stop_pids({h.pid: None for h in holders})
+        for h in holders:
+            h.wait(timeout=10)
+        for ns in spaces:
+            ns.delete()
+
+
 _PAIRS = r"""
 import socket, sys, time
 l = socket.socket(); l.bind(("127.0.0.1", 7777)); l.listen()

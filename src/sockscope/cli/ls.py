@@ -14,7 +14,7 @@ from sockscope.errors import UsageError
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import IO, Iterable
+    from typing import IO, Iterable, Iterator
 
     from sockscope.processes import BackgroundOwners, OwnerMap
     from sockscope.query import Query
@@ -366,9 +366,18 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
         from sockscope import netns
 
-        socks = netns.visit(
-            netns.namespaces(), lambda label: (_replace(s, netns=label) for s in run(q))
-        )
+        from sockscope.render import names
+
+        def labelled(label: str) -> Iterator[Socket]:
+            # interface indexes mean something only inside their namespace: named here, while in it
+            for s in run(q):
+                if s.ifindex:
+                    names.learn_ifname(label, s.ifindex)
+                if s.family == AF_PACKET and s.local.port:  # a packet socket's "port" is its interface
+                    names.learn_ifname(label, s.local.port)
+                yield _replace(s, netns=label)
+
+        socks = netns.visit(netns.namespaces(), labelled)
     else:
         socks = run(q)
     if owners is not None:

@@ -11,7 +11,7 @@ _services: dict[tuple[int, str], str] | None = None
 _protocols: dict[int, str] | None = None
 _ephemeral: tuple[int, int] | None = None
 _hosts: dict[str, str] = {}
-_ifnames: dict[int, str] = {}
+_ifnames: dict[tuple[str | None, int], str] = {}  # (namespace label or None, index) -> name
 
 
 def _load_services() -> dict[tuple[int, str], str]:
@@ -90,18 +90,35 @@ def host(address: str) -> str:
     return name
 
 
-def ifname(index: int) -> str:
-    """Interface name of an index (the number as text when unknown)."""
-    name = _ifnames.get(index)
-    if name is None:
-        import socket
+def ifname(index: int, netns: str | None = None) -> str:
+    """Interface name of an index (the number as text when unknown).
 
-        try:
-            name = socket.if_indextoname(index)
-        except OSError:
-            name = str(index)
-        _ifnames[index] = name
+    An index means something only in its own network namespace: with
+    ``netns`` (a label of ``--all-netns``) the name is the one
+    :func:`learn_ifname` found inside that namespace; without, it is looked
+    up in the caller's namespace."""
+    name = _ifnames.get((netns, index))
+    if name is None:
+        if netns is not None:
+            return str(index)  # not learnt inside its namespace: the number, never another namespace's name
+        name = _ifnames[(None, index)] = _lookup_ifname(index)
     return name
+
+
+def learn_ifname(netns: str, index: int) -> None:
+    """Look ``index`` up now, from inside namespace ``netns`` (the calling
+    thread must be in it), for :func:`ifname` to answer later from anywhere."""
+    if (netns, index) not in _ifnames:
+        _ifnames[(netns, index)] = _lookup_ifname(index)
+
+
+def _lookup_ifname(index: int) -> str:
+    import socket
+
+    try:
+        return socket.if_indextoname(index)
+    except OSError:
+        return str(index)
 
 
 NL_PROTOCOLS = {

@@ -236,7 +236,7 @@ class CellMaker:
         if fam == AF_INET or fam == AF_INET6:
             local = self.address(fam, s.local.address, s.v6only)
             if s.ifindex:
-                local = f"{local}%{names.ifname(s.ifindex)}"
+                local = f"{local}%{names.ifname(s.ifindex, s.netns)}"
             return head + [
                 local + ":", self.port(s.netid, s.local.port),
                 self.address(fam, s.peer.address, s.v6only) + ":", self.port(s.netid, s.peer.port),
@@ -268,7 +268,7 @@ class CellMaker:
                 addr = "*"
             else:
                 addr = f"[{proto}]" if self.opts.numeric else names.ETHERTYPES.get(proto, f"[{proto}]")
-            port = "*" if not s.local.port else names.ifname(s.local.port)
+            port = "*" if not s.local.port else names.ifname(s.local.port, s.netns)
             return head + [addr + ":", port, "*", "", proc, ""]
         return head + ["*", "", "*", "", proc, ""]
 
