@@ -453,3 +453,13 @@ def test_address_text_caches_stay_bounded() -> None:
         assert _addr.ntop4(raw) == f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
         assert inet._TEXT4[raw + bytes(12)] == _addr.ntop4(raw)
     assert len(_addr._cache4) <= 1 << 16 and len(inet._TEXT4) <= 1 << 16
+
+
+def test_request_ports_in_network_order() -> None:
+    """The ports the TCP dump skips other sockets by sit in the request's socket id, big-endian
+    (the kernel compares them with the socket's network-order ports)."""
+    for req, at in ((inet.encode_request(2, 6, 0xfff, ports=(80, 20000)), 16 + 8),
+                    (inet.encode_request_compat(0xfff, ports=(80, 20000)), 16 + 4)):
+        assert req[at:at + 4] == bytes([0, 80, 0x4E, 0x20])
+        assert req[at + 4:at + 48] == bytes(44)
+    assert inet.encode_request(2, 6, 0xfff) == inet.encode_request(2, 6, 0xfff, ports=(0, 0))

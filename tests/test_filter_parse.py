@@ -454,3 +454,26 @@ def test_c_num_reads_what_strtol_reads(text: str, pos: int) -> None:
 
     pos = min(pos, len(text))
     assert _c_num(text, pos) == _c_num_reference(text, pos)
+
+
+@pytest.mark.parametrize("text, ports", [
+    ("dport = :20000", (0, 20000)),
+    ("sport = :80", (80, 0)),
+    ("sport = :80 and dport = :443", (80, 443)),
+    ("dst 127.0.0.1:8080", (0, 8080)),
+    ("( dport = :22 ) and src 127.0.0.1", (0, 22)),
+    ("dport = :22 or dport = :80", (0, 0)),  # either port: no single one
+    ("not dport = :22", (0, 0)),
+    ("dport != :22", (0, 0)),
+    ("dport >= :22", (0, 0)),
+    ("sport = :22 or sport = :80 and src [::1]", (0, 0)),  # (A or B) and C
+    ("src 127.0.0.1", (0, 0)),
+    ("dport = :0", (0, 0)),  # 0 in the request means any port
+])
+def test_required_ports(text: str, ports: tuple[int, int]) -> None:
+    """The ports every match must have, which go into the TCP dump request."""
+    from sockscope.filter import parse, required_ports
+
+    expr = parse(text.split())
+    assert expr is not None
+    assert required_ports(expr) == ports

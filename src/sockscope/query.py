@@ -64,13 +64,15 @@ class Query:
     ``bytecode`` (a compiled filter) goes to the kernel with every inet dump;
     ``predicate`` is applied to every record, except inet records the kernel
     already filtered when ``kernel_exact`` says the bytecode is the whole answer.
+    ``ports`` (sport, dport; 0 for any) are the ones every match must have:
+    they narrow the TCP dump itself (see ``kernel.inet.encode_request``).
 
     Immutable; :meth:`replace` gives a changed copy.  (A plain slotted class,
     not a dataclass: the listing's start-up does not import ``dataclasses``.)
     """
 
     __slots__ = ("tables", "families", "states", "preferred_family", "details", "ext", "explicit", "force_proc",
-                 "bytecode", "predicate", "kernel_exact")
+                 "bytecode", "predicate", "kernel_exact", "ports")
 
     tables: frozenset[str]
     families: frozenset[int]
@@ -83,16 +85,18 @@ class Query:
     bytecode: bytes | None
     predicate: Callable[[Socket], bool] | None
     kernel_exact: bool
+    ports: tuple[int, int]
 
     def __init__(self, tables: frozenset[str], families: frozenset[int], states: int = SS_ALL,
                  preferred_family: int = 0, details: bool = False, ext: int = 0,
                  explicit: frozenset[str] = frozenset(), force_proc: bool = False, bytecode: bytes | None = None,
-                 predicate: Callable[[Socket], bool] | None = None, kernel_exact: bool = False) -> None:
+                 predicate: Callable[[Socket], bool] | None = None, kernel_exact: bool = False,
+                 ports: tuple[int, int] = (0, 0)) -> None:
         setattr_ = object.__setattr__
         for name, value in (("tables", tables), ("families", families), ("states", states),
                             ("preferred_family", preferred_family), ("details", details), ("ext", ext),
                             ("explicit", explicit), ("force_proc", force_proc), ("bytecode", bytecode),
-                            ("predicate", predicate), ("kernel_exact", kernel_exact)):
+                            ("predicate", predicate), ("kernel_exact", kernel_exact), ("ports", ports)):
             setattr_(self, name, value)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -301,7 +305,8 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False, column
                 if done:
                     return
             for fam in fams:
-                req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext, q.bytecode)
+                req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext, q.bytecode,
+                                          ports=q.ports if table == "tcp" else (0, 0))
                 # streamed datagram by datagram: memory stays flat however many sockets
                 if raw:
                     for data in receive(req, op):
@@ -365,7 +370,7 @@ def _tcp_both(q: Query, op: str, columns: bool, records: bool = False, ahead: bo
     first = True
     try:
         receive = transport.stream_ahead if ahead else transport.stream
-        for data in receive(inet.encode_request_compat(q.states, q.ext, q.bytecode), op):
+        for data in receive(inet.encode_request_compat(q.states, q.ext, q.bytecode, ports=q.ports), op):
             item: list[Any] | tuple[int, list[Sequence[Any]]]
             if records:
                 item = []
@@ -587,6 +592,7 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
         predicate=_LazyPredicate(expr),
         kernel_exact=bc is not None and not expr.needs_userspace(),
         details=q.details or needs_marks,
+        ports=flt.required_ports(expr) if bc is not None else (0, 0),
     )
 
 

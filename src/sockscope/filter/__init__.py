@@ -14,12 +14,12 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from sockscope.filter.bytecode import compile_bytecode
-    from sockscope.filter.expr import Expr, FilterSyntaxError
+    from sockscope.filter.expr import Expr, FilterSyntaxError, required_ports
     from sockscope.filter.parser import Resolver, parse, parse_file
     from sockscope.filter.predicate import compile_predicate, ephemeral_port_range
 
 _WHERE = {
-    "Expr": "expr", "FilterSyntaxError": "expr", "Resolver": "parser", "parse": "parser",
+    "Expr": "expr", "FilterSyntaxError": "expr", "required_ports": "expr", "Resolver": "parser", "parse": "parser",
     "parse_file": "parser", "compile_bytecode": "bytecode", "compile_predicate": "predicate",
     "ephemeral_port_range": "predicate",
 }
@@ -27,6 +27,7 @@ _WHERE = {
 __all__ = [
     "Expr",
     "FilterSyntaxError",
+    "required_ports",
     "Resolver",
     "parse",
     "parse_file",

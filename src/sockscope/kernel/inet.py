@@ -79,10 +79,16 @@ def encode_request(
     ext: int = 0,
     bytecode: bytes | None = None,
     seq: int = 1,
+    ports: tuple[int, int] = (0, 0),
 ) -> bytes:
-    """A complete netlink dump request for one (family, protocol)."""
+    """A complete netlink dump request for one (family, protocol).
+
+    ``ports`` (sport, dport; 0 for any) go into the request's socket id: the
+    TCP dump skips every other socket with one comparison, before it builds
+    the socket's entry and runs the ``bytecode`` on it (ss leaves them 0).
+    Only for TCP: the UDP dump compares them in another byte order."""
     payload = _REQ.pack(family, protocol if protocol < 256 else IPPROTO_TCP, ext, states)
-    payload += bytes(_SOCKID_LEN)
+    payload += _SOCKID_PORTS.pack(*ports) + bytes(_SOCKID_LEN - 4)
     if bytecode:
         payload += nl.encode_attr(INET_DIAG_REQ_BYTECODE, bytecode)
     if protocol > 255:
@@ -323,11 +329,14 @@ def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag")
     return False
 
 
-def encode_request_compat(states: int, ext: int = 0, bytecode: bytes | None = None, seq: int = 1) -> bytes:
+def encode_request_compat(states: int, ext: int = 0, bytecode: bytes | None = None, seq: int = 1,
+                          ports: tuple[int, int] = (0, 0)) -> bytes:
     """A legacy ``TCPDIAG_GETSOCK`` dump request (``struct inet_diag_req``): the
     kernel walks its TCP tables once for IPv4 and IPv6 together (the v2
-    request walks them once per family).  Replies carry the same type."""
-    payload = _REQ_V1.pack(AF_INET, 0, 0, ext) + bytes(_SOCKID_LEN) + _REQ_V1_TAIL.pack(states, 0)
+    request walks them once per family).  Replies carry the same type.
+    ``ports`` as for :func:`encode_request`."""
+    payload = (_REQ_V1.pack(AF_INET, 0, 0, ext) + _SOCKID_PORTS.pack(*ports) + bytes(_SOCKID_LEN - 4)
+               + _REQ_V1_TAIL.pack(states, 0))
     if bytecode:
         payload += nl.encode_attr(INET_DIAG_REQ_BYTECODE, bytecode)
     return nl.encode_message(nl.TCPDIAG_GETSOCK, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
