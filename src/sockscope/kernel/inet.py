@@ -244,7 +244,6 @@ class _Texts4(dict):  # type: ignore[type-arg]
         return text
 
 
-_U32 = struct.Struct("=I")
 _TEXT4 = _Texts(AF_INET)
 _TEXT4I = _Texts4()
 _TEXT6 = _Texts(AF_INET6)
