@@ -185,3 +185,21 @@ def test_run_end_to_end_tiny(tmp_path: Path) -> None:
     assert data["meta"]["kernel"] == os.uname().release
     time.sleep(0.1)
     assert not [n for n in set(_netns_list()) - before if n.startswith("sockscope-bench-")]
+
+
+def test_breakdown_prints_the_timeline_and_profiles() -> None:
+    """bench/breakdown.py (the profiles behind bench/README.md) runs: the cold marks in
+    order, a warm median and a cProfile table, for a CLI command and for the API."""
+    import re
+
+    cli = subprocess.run(["unshare", "-n", sys.executable, str(BENCH / "breakdown.py"), "--runs", "3", "--", "-tan"],
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    marks = re.findall(r"(cli imported|request sent|first datagram|main returned) ([\d.]+)", cli.stdout)
+    assert [m[0] for m in marks] == ["cli imported", "request sent", "first datagram", "main returned"], cli.stdout
+    assert [float(m[1]) for m in marks] == sorted(float(m[1]) for m in marks)
+    assert "warm: median" in cli.stdout and "tottime" in cli.stdout
+    api = subprocess.run(["unshare", "-n", sys.executable, str(BENCH / "breakdown.py"), "--api", "net_connections",
+                          "--runs", "3"], capture_output=True, text=True, timeout=120)
+    assert api.returncode == 0, api.stderr
+    assert "_net_connections" in api.stdout
