@@ -86,7 +86,9 @@ def encode_request(
     ``ports`` (sport, dport; 0 for any) go into the request's socket id: the
     TCP dump skips every other socket with one comparison, before it builds
     the socket's entry and runs the ``bytecode`` on it (ss leaves them 0).
-    Only for TCP: the UDP dump compares them in another byte order."""
+    sockscope sets them for TCP only, whose dump has compared them (in
+    network byte order) for as long as it has existed; other dumps get what
+    ss sends."""
     payload = _REQ.pack(family, protocol if protocol < 256 else IPPROTO_TCP, ext, states)
     payload += _SOCKID_PORTS.pack(*ports) + bytes(_SOCKID_LEN - 4)
     if bytecode:
