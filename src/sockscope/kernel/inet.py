@@ -265,7 +265,6 @@ class _Payloads:
         return self.mv[i * self.length + 16 : (i + 1) * self.length]
 
 
-_HEADS: dict[int, struct.Struct] = {}
 _WHOLE: dict[int, struct.Struct] = {}
 
 
@@ -278,16 +277,14 @@ def _uniform_messages(buf: bytes | memoryview, op: str) -> tuple[list[tuple], in
         return None
     mv = memoryview(buf)
     n = len(mv) // length
-    heads = _HEADS.get(length)
-    if heads is None:
-        heads = _HEADS[length] = struct.Struct(f"=6s{length - 6}x")
-        _WHOLE[length] = struct.Struct(f"=16x{_MSG.format.lstrip('=')}{length - 16 - MSG_LEN}x")
+    whole = _WHOLE.get(length)
+    if whole is None:
+        whole = _WHOLE[length] = struct.Struct(f"=16x{_MSG.format.lstrip('=')}{length - 16 - MSG_LEN}x")
     body = mv[: n * length]
-    same = [h for (h,) in heads.iter_unpack(body)].count(bytes(mv[:6]))
-    ok, done = _uniform_check(mv, same, length, op)
+    ok, done = _uniform_check(mv, _same_headers(body, length), length, op)
     if not ok:
         return None
-    return list(_WHOLE[length].iter_unpack(body)), length, done
+    return list(whole.iter_unpack(body)), length, done
 
 
 def decode_raw(buf: bytes | memoryview, out: list[tuple], op: str = "inet_diag") -> bool:  # type: ignore[type-arg]
@@ -431,10 +428,7 @@ def _strided(body: memoryview, length: int, family: int) -> tuple[list[Sequence[
         srcs: Sequence[Any] = w[6::step4].tolist()
         dsts: Sequence[Any] = w[10::step4].tolist()
     else:
-        st = _ADDRS6.get(length)
-        if st is None:
-            st = _ADDRS6[length] = struct.Struct(f"=24x16s16s{length - 56}x")
-        srcs, dsts = zip(*st.iter_unpack(body))
+        srcs, dsts = _addresses6(body, length)
     cols: list[Sequence[Any]] = [
         [bytes(body[:6])] * n, body[16::length].tolist(), body[17::length].tolist(),
         h[10::step2].tolist(), h[11::step2].tolist(), srcs, dsts,
@@ -445,6 +439,15 @@ def _strided(body: memoryview, length: int, family: int) -> tuple[list[Sequence[
 
 #: message length -> struct of an IPv6 message's two addresses
 _ADDRS6: dict[int, struct.Struct] = {}
+
+
+def _addresses6(body: memoryview, length: int) -> tuple[Sequence[bytes], Sequence[bytes]]:
+    """The source and destination addresses (16 bytes each) of IPv6 messages all ``length`` long."""
+    st = _ADDRS6.get(length)
+    if st is None:
+        st = _ADDRS6[length] = struct.Struct(f"=24x16s16s{length - 56}x")
+    srcs, dsts = zip(*st.iter_unpack(body))
+    return srcs, dsts
 
 
 def _same_headers(body: memoryview, length: int) -> int:
@@ -475,10 +478,7 @@ def _column_records(body: memoryview, length: int, netid: str, states: Any, endp
         srcs: Iterable[Any] = w[6::step4].tolist()
         dsts: Iterable[Any] = w[10::step4].tolist()
     elif fam == AF_INET6:
-        st = _ADDRS6.get(length)
-        if st is None:
-            st = _ADDRS6[length] = struct.Struct(f"=24x16s16s{length - 56}x")
-        srcs, dsts = zip(*st.iter_unpack(body))
+        srcs, dsts = _addresses6(body, length)
         if _ZERO16 in srcs or _ZERO16 in dsts:
             return None
         text = _TEXT6.__getitem__
