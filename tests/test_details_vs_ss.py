@@ -122,10 +122,10 @@ def test_all_netns_names_interfaces_in_their_own_namespace() -> None:
     from nsutil import read_line
 
     spaces = [Netns(), Netns()]
+    devs = [f"sc{i}-{ns.name[-4:]}" for i, ns in enumerate(spaces)]
     holders: list[subprocess.Popen[bytes]] = []
     try:
-        for i, ns in enumerate(spaces):
-            dev = f"sc{i}-{ns.name[-4:]}"
+        for ns, dev in zip(spaces, devs):
             # a veth pair: indexes 2 (the peer) and 3 (dev) in a fresh namespace
             subprocess.run(["ip", "-n", ns.name, "link", "add", dev, "type", "veth", "peer", "name", f"p{dev}"],
                            check=True, capture_output=True)
@@ -139,8 +139,7 @@ def test_all_netns_names_interfaces_in_their_own_namespace() -> None:
             assert len(theirs) == 1 and "%sc" in theirs[0], theirs
             mine = [" ".join(r.split()[1:]) for r in every.stdout.splitlines()[1:] if r.split()[0] == ns.name]
             assert _lines("\n".join(mine)) == theirs
-        idx = [ns.run(["cat", f"/sys/class/net/{n}/ifindex"]).stdout.strip() for ns, n in
-               zip(spaces, (f"sc{i}-{ns.name[-4:]}" for i, ns in enumerate(spaces)))]
+        idx = [ns.run(["cat", f"/sys/class/net/{dev}/ifindex"]).stdout.strip() for ns, dev in zip(spaces, devs)]
         assert idx[0] == idx[1], idx  # the same index, two names: the case this test is about
     finally:
         for h in holders:
