@@ -190,6 +190,21 @@ def test_kill_closes_only_what_the_filter_selects(pairs: Netns) -> None:
     assert len(pairs.run(["ss", "-tlnH"]).stdout.splitlines()) == 1  # the listener is untouched
 
 
+def test_kill_refuses_selections_that_select_nothing(pairs: Netns, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An empty or blank argument, or a filter file with no expression, is no selection: -K refuses
+    (it used to close every established connection)."""
+    comments = tmp_path / "comments.txt"
+    comments.write_text("# nothing but a comment\n\n   \n")
+    for extra in ([""], [" "], ["\t"], ["-F", "/dev/null"], ["-F", str(comments)], ["-F", str(comments), ""]):
+        r = pairs.run([*SOCKSCOPE, "-tn", "-K", *extra])
+        assert r.returncode == 255 and "give a state or filter" in r.stderr, (extra, r.stdout, r.stderr)
+        assert r.stdout == "", extra
+    assert len(pairs.run(["ss", "-tnH", "state", "established"]).stdout.splitlines()) == 6
+    # a real expression still selects: the dry run shows only the connections it names
+    dry = pairs.run([*SOCKSCOPE, "-tnH", "-K", "--dry-run", "dport = :7777"])
+    assert dry.returncode == 0 and 1 <= len(dry.stdout.splitlines()) <= 3, dry.stdout
+
+
 def test_events_show_destroyed_sockets(pairs: Netns) -> None:
     ev = pairs.popen([*SOCKSCOPE, "-E", "-tn"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

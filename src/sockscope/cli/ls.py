@@ -294,8 +294,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         if sel.do_default and not args:
             return 0
     state_filter, rest = parse_state_words(args, state_filter)
-    if kill and not args and filter_file is None:
-        raise UsageError("-K closes every socket it lists: give a state or filter expression to choose them")
+    chose_states = len(rest) < len(args)  # at least one `state`/`exclude` word was given
     if dry_run and not kill:
         raise UsageError("--dry-run goes with -K")
     if sel.do_default:
@@ -330,6 +329,9 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         from sockscope.query import with_filter
 
         q = with_filter(q, rest, family=sel.preferred, path=filter_file)
+    if kill and not chose_states and q.predicate is None:
+        # an empty or blank argument, or a filter file of comments only, selects nothing: refuse, as plain -K
+        raise UsageError("-K closes every socket it lists: give a state or filter expression to choose them")
     if diag_file is not None:
         return _diag_dump(q, diag_file, out)
     owners: OwnerMap | BackgroundOwners | None = None
