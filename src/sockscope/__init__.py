@@ -19,13 +19,14 @@ from sockscope.errors import (
 
 _TYPE_CHECKING = False
 if _TYPE_CHECKING:
-    from sockscope.query import net_connections, sockets
+    from sockscope.psutil_api import net_connections
+    from sockscope.query import sockets
     from sockscope.records import Endpoint, Owner, Socket, State
 
 __version__ = "0.1.0"
 
 _WHERE = {
-    "sockets": "query", "net_connections": "query",
+    "sockets": "query", "net_connections": "psutil_api",
     "Socket": "records", "Endpoint": "records", "Owner": "records", "State": "records",
 }
 

@@ -1,0 +1,216 @@
+"""The psutil drop-in: :func:`net_connections`, same tuples as
+``psutil.net_connections(kind)``, read from sock_diag."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from sockscope._addr import AF_INET, AF_INET6
+from sockscope.query import AF_UNIX, SS_ALL, Query, _FallbackState, _inet, _kind
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Iterator, Sequence
+
+    from sockscope.processes import OwnerMap
+    from sockscope.records import Socket
+
+if TYPE_CHECKING:
+    from sockscope._psutil_types import addr, sconn
+
+else:
+
+    def __getattr__(name: str) -> object:
+        # addr and sconn live in sockscope._psutil_types (collections is not
+        # imported on the listing's path); query.addr/query.sconn still work.
+        if name in ("addr", "sconn"):
+            from sockscope import _psutil_types
+
+            return getattr(_psutil_types, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_PSUTIL_STATUS = {
+    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+    11: "CLOSING", 12: "SYN_RECV",
+}
+
+
+def net_connections(kind: str = "inet") -> list[sconn]:
+    """A drop-in for ``psutil.net_connections(kind)`` on Linux.
+
+    Same kinds, same named-tuple fields and values (family and type are
+    ``socket`` enums; ``status`` is psutil's status string, "NONE" for UDP
+    and UNIX; ``pid`` None and ``fd`` -1 when the owner is not visible), and
+    the same choice of owner: for an inet socket the first fd of the last
+    process (in pid order) holding it; for a UNIX socket one row per fd of
+    that process.  Read from sock_diag, so many times faster.
+    """
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()  # ~10^5 tuples made and none of them in a cycle: the collector's passes would cost a quarter
+    try:
+        return _net_connections(kind)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _net_connections(kind: str) -> list[sconn]:
+    import socket as _s
+    import threading
+
+    from sockscope._addr import ntop
+    from sockscope._psutil_types import addr, sconn
+    from sockscope.processes import OwnerMap, psutil_owners_later
+
+    tables, fams = _kind(kind)
+    # The owners (the kernel's task_file iterator, or the /proc/*/fd walk:
+    # system calls, GIL released) are found in a thread while this one dumps
+    # and decodes: on two cores the two overlap.  UNIX rows need every fd of
+    # a holder (an OwnerMap); inet rows only psutil's one owner per inode.
+    scanned: list[OwnerMap] = []
+    scanner: threading.Thread | None = None
+    owners_later = None
+    if AF_UNIX in fams:
+        scanner = threading.Thread(target=lambda: scanned.append(OwnerMap.scan()), daemon=True)
+        scanner.start()
+    else:
+        owners_later = psutil_owners_later()
+    stream = _s.SocketKind.SOCK_STREAM
+    dgram = _s.SocketKind.SOCK_DGRAM
+    fam_enum = {
+        AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6, AF_UNIX: _s.AddressFamily.AF_UNIX,
+    }
+    unix_types = {"u_str": stream, "u_dgr": dgram, "u_seq": _s.SocketKind.SOCK_SEQPACKET}
+    inet_rows: list[tuple[str, tuple]] = []  # type: ignore[type-arg]
+    inet_cols: list[tuple[str, int, list[Sequence[Any]]]] = []
+    socks: list[Socket] = []
+    q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
+              SS_ALL | (1 << 12))
+    state = _FallbackState(bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), lambda m: None)
+    for table in ("tcp", "udp"):
+        if table in q.tables and q.families:
+            for item in _inet(q, table, state, raw=True, columns=True, ahead=False):
+                if type(item) is list:
+                    inet_rows.extend((table, t) for t in item)
+                elif type(item) is tuple:
+                    inet_cols.append((table, *item))
+                else:
+                    socks.append(item)  # type: ignore[arg-type]
+    if AF_UNIX in fams:
+        # psutil reads /proc/net/unix, which also lists connections not yet
+        # accepted (inode 0) that sock_diag omits: read the same file.
+        from sockscope import procnet
+
+        socks += procnet.read_unix(SS_ALL | (1 << 12), unaccepted=True)
+    if scanner is not None:
+        scanner.join()
+        owners = scanned[0] if scanned else OwnerMap.scan()
+        owner_of = owners.psutil_owners()
+    else:
+        assert owners_later is not None
+        owner_of = owners_later()
+    ret: list[sconn] = []
+    seen: set[tuple[Any, ...]] = set()
+
+    def add(row: sconn) -> None:
+        # psutil returns a set: equal rows collapse into one.  Rows with an owner
+        # differ at least in (pid, fd); only rows without one (pid None) can be
+        # equal.  The key leaves out the enum members (their hash is Python code).
+        if row[6] is None:
+            key = (int(row[1]), int(row[2]), row[3], row[4], row[5])
+            if key in seen:
+                return
+            seen.add(key)
+        ret.append(row)
+
+    if inet_cols:
+        for table, fam, cols in inet_cols:
+            rows, all_owned = _psutil_columns(cols, fam, fam_enum[fam], stream if table == "tcp" else dgram,
+                                              _PSUTIL_STATUS if table == "tcp" else {}, owner_of, ntop)
+            if all_owned:
+                ret += rows
+            else:
+                for row in rows:
+                    add(row)
+    for table, (fam, st, sport, dport, src, dst, _if, _rq, _wq, ino, _v6) in inet_rows:
+        pid, fd = owner_of.get(ino, _NO_OWNER)
+        la = addr(ntop(fam, src), sport) if sport else ()
+        ra = addr(ntop(fam, dst), dport) if dport else ()
+        if table == "tcp":
+            add(sconn(fd, fam_enum[fam], stream, la, ra, _PSUTIL_STATUS.get(st, "NONE"), pid))
+        else:
+            add(sconn(fd, fam_enum[fam], dgram, la, ra, "NONE", pid))
+    for s in socks:
+        if s.family == AF_UNIX:
+            holders = _psutil_holders(owners, s.inode)
+            name = s.local.address
+            path = name if len(name.split()) == 1 else ""
+            pairs: list[tuple[int | None, int]] = list(holders) or [(None, -1)]
+            for pid, fd in pairs:
+                add(sconn(fd, fam_enum[AF_UNIX], unix_types[s.netid], path, "", "NONE", pid))
+            continue
+        pid, fd = owner_of.get(s.inode, _NO_OWNER)
+        la = addr(s.local.address, s.local.port) if s.local.port else ()
+        ra = addr(s.peer.address, s.peer.port) if s.peer.port else ()
+        if s.netid == "tcp":
+            add(sconn(fd, fam_enum[s.family], stream, la, ra, _PSUTIL_STATUS.get(int(s.state), "NONE"), pid))
+        else:
+            add(sconn(fd, fam_enum[s.family], dgram, la, ra, "NONE", pid))
+    return ret
+
+
+_NO_OWNER = (None, -1)
+
+
+def _psutil_columns(cols: list[Sequence[Any]], fam: int, fam_e: Any, kind: Any, status_of: dict[int, str],
+                    owner_of: dict[int, tuple[int, int]], ntop: Any) -> tuple[Iterator[sconn], bool]:
+    """:func:`net_connections`' tuples of one datagram decoded as columns
+    (:func:`sockscope.kernel.inet.decode_columns`), made by C-level maps: each
+    distinct address gets its text once, tuples are made by ``tuple.__new__``;
+    and whether every one of them has an owner."""
+    import struct
+    from itertools import repeat
+    from operator import itemgetter
+
+    from sockscope._psutil_types import addr, sconn
+
+    _head, states, sports, dports, srcs, dsts, _ifindex, _rq, _wq, inos = cols
+    n = len(inos)
+    if sys.byteorder == "little":  # ports in network order, read natively: swapped by a pack/unpack round trip
+        sports = struct.unpack(f">{n}H", struct.pack(f"={n}H", *sports))
+        dports = struct.unpack(f">{n}H", struct.pack(f"={n}H", *dports))
+    if fam == AF_INET:
+        pack = struct.Struct("=I").pack
+        text = {k: ntop(AF_INET, pack(k)) for k in {*srcs, *dsts}}
+    else:
+        text = {k: ntop(AF_INET6, k) for k in {*srcs, *dsts}}
+    new = tuple.__new__
+    # lazy: consumed once, by the zip below (no list per column)
+    la: Iterable[addr | tuple[()]] = map(new, repeat(addr), zip(map(text.__getitem__, srcs), sports))
+    ra: Iterable[addr | tuple[()]] = map(new, repeat(addr), zip(map(text.__getitem__, dsts), dports))
+    if 0 in sports:  # psutil: no address at all where the port is 0
+        la = [a if p else () for a, p in zip(la, sports)]
+    if 0 in dports:
+        ra = [a if p else () for a, p in zip(ra, dports)]
+    owner = list(map(owner_of.get, inos, repeat(_NO_OWNER)))
+    status = map(status_of.get, states, repeat("NONE"))
+    rows = map(new, repeat(sconn), zip(map(itemgetter(1), owner), repeat(fam_e), repeat(kind), la, ra, status,
+                                       map(itemgetter(0), owner)))
+    return rows, _NO_OWNER not in owner
+
+
+def _psutil_holders(owners: OwnerMap, inode: int) -> list[tuple[int, int]]:
+    """psutil keeps, per inode, the fds of the last pid (in pid order) holding it."""
+    h = owners.holders(inode)
+    if not h:
+        return []
+    last = h[-1][0]
+    return [x for x in h if x[0] == last]
+
+
+__all__ = ["net_connections", "sconn", "addr"]
