@@ -4,6 +4,7 @@ and hypothesis feeding random and truncated bytes."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import textwrap
@@ -160,8 +161,8 @@ def test_codec_never_imports_socket() -> None:
 
 
 _DECODERS = [
-    lambda b: inet.decode_columns(b, 2),
-    lambda b: inet.decode_columns(b, 10),
+    lambda b: inet.decode(b),
+    lambda b: inet.decode(b, info=True),
     lambda b: inet.decode_dump(b, "tcp", [], details=True),
     lambda b: inet.decode_dump(b, "tcp", []),
     lambda b: unix.decode_dump(b, [], details=True),
@@ -216,7 +217,7 @@ def test_fuzz_truncations_of_real_capture(capture: dict) -> None:
             pass
 
 
-# --- decode_columns: the listing's column path must say what decode_raw says, or decline -------
+# --- the inet decoder: its strategies agree with each other and with a plain reference ------------
 
 def _inet_msg(fam: int, st_: int, sport: int, dport: int, src: bytes, dst: bytes, ino: int,
               attrs: bytes = b"", rq: int = 0, ifindex: int = 0) -> bytes:
@@ -229,46 +230,58 @@ def _inet_msg(fam: int, st_: int, sport: int, dport: int, src: bytes, dst: bytes
 _SHUTDOWN = netlink.encode_attr(inet.INET_DIAG_SHUTDOWN, b"\0")
 _DONE = _msg(netlink.NLMSG_DONE, bytes(4))
 _LO4, _LO6 = bytes([127, 0, 0, 1]), bytes(15) + b"\1"
+_COLUMNS = ("family", "state", "timer", "retrans", "sport", "dport", "src", "dst", "ifindex", "cookie", "expires",
+            "rqueue", "wqueue", "uid", "inode", "v6only", "info")
 
 
-def _as_raw(cols: list, fam: int) -> list[tuple]:
-    """decode_columns' columns in decode_raw's tuple shape."""
-    _h, states, sports, dports, srcs, dsts, ifs, rqs, wqs, inos = cols
-    def swap(p: int) -> int:
-        return int.from_bytes(p.to_bytes(2, sys.byteorder), "big")
+def _reference(data: bytes) -> tuple[list[tuple], bool]:
+    """What each message says, field by field, read the plainest way (iter_messages, one unpack each)."""
+    import socket
 
-    def addr(a: int | bytes) -> bytes:
-        return a.to_bytes(4, sys.byteorder) + bytes(12) if isinstance(a, int) else a
-
-    return [(fam, st_, swap(sp), swap(dp), addr(s_), addr(d), i, rq, wq, ino, None)
-            for st_, sp, dp, s_, d, i, rq, wq, ino in zip(states, sports, dports, srcs, dsts, ifs, rqs, wqs, inos)]
-
-
-def test_columns_agree_with_tuples_on_real_captures(capture: dict) -> None:
-    taken = 0
-    for key, fam in (("inet", 2), ("inet6", 10), ("udp", 2)):
-        for h in capture[key]:
-            data = bytes.fromhex(h)
-            want: list = []
-            want_done = inet.decode_raw(data, want)
-            got = inet.decode_columns(data, fam)
-            if got is None:  # declined: only for what the column path cannot say
-                wildcard = any(r[0] == 10 and (r[4] == bytes(16) or r[5] == bytes(16)) for r in want)
-                assert wildcard or not want, f"{key}: a datagram of sockets declined"
-                continue
-            cols, done = got
-            assert done == want_done
-            assert _as_raw(cols, fam) == want
-            taken += 1
-    assert taken  # the common case (one length per datagram) really takes the column path
+    rows, done = [], False
+    for mtype, _flags, payload in netlink.iter_messages(data):
+        if mtype in (netlink.NLMSG_DONE, netlink.NLMSG_ERROR):
+            done = True
+            break
+        (fam, st_, timer, retrans, sport, dport, src, dst, ifx, cookie, expires, rq, wq, uid,
+         ino) = inet._MSG.unpack_from(payload)
+        v6only = None
+        if fam == 10 and (src == bytes(16) or dst == bytes(16)):
+            a = netlink.parse_attrs(payload, inet.MSG_LEN).get(inet.INET_DIAG_SKV6ONLY)
+            v6only = bool(a[0]) if a is not None and len(a) else None
+        size = 4 if fam == 2 else 16
+        rows.append((fam, st_, timer, retrans, socket.ntohs(sport), socket.ntohs(dport),
+                     socket.inet_ntop(fam, src[:size]), socket.inet_ntop(fam, dst[:size]), ifx, cookie, expires,
+                     rq, wq, uid, ino, v6only))
+    return rows, done
 
 
-def test_record_columns_agree_with_the_loop(capture: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    """decode_dump makes a uniform datagram's records by C-level maps over strided columns:
-    field for field the records of its per-message loop (real captures, both families, a cookie
-    with its high word set, mixed families, wildcards, TIME-WAIT among others)."""
-    taken = 0
-    datagrams = [bytes.fromhex(h) for key in ("inet", "inet6", "udp") for h in capture[key]]
+def _plain(b: inet.Batch) -> list[tuple]:
+    """A batch's rows with addresses as text (its keys named by the decoder's one cache)."""
+    v6 = b.v6only or [None] * b.n
+    return [(f, st_, t, r, sp, dp, inet.ADDR_TEXT[s_], inet.ADDR_TEXT[d], i, c, e, rq, wq, u, ino, v)
+            for f, st_, t, r, sp, dp, s_, d, i, c, e, rq, wq, u, ino, v in zip(
+                b.family, b.state, b.timer, b.retrans, b.sport, b.dport, b.src, b.dst, b.ifindex, b.cookie,
+                b.expires, b.rqueue, b.wqueue, b.uid, b.inode, v6)]
+
+
+def _both_ways(data: bytes, monkeypatch: pytest.MonkeyPatch, info: bool = False) -> tuple[inet.Batch, inet.Batch]:
+    """The batch of ``data`` as decoded, and with the column-at-once strategy turned off (framed)."""
+    fast, fast_done = inet.decode(data, info=info)
+    with monkeypatch.context() as m:
+        m.setattr(inet, "_uniform", lambda *a: None)
+        m.setattr(inet, "_uniform_info", lambda *a: None)
+        framed, framed_done = inet.decode(data, info=info)
+    assert fast_done == framed_done
+    for name in _COLUMNS:
+        got, want = getattr(fast, name), getattr(framed, name)
+        assert got == want, name
+        if isinstance(got, list):
+            assert [type(x) for x in got] == [type(x) for x in want], name
+    return fast, framed
+
+
+def _synthetic() -> list[bytes]:
     a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN, rq=300)
     high = bytearray(_inet_msg(2, 1, 4243, 33000, _LO4, _LO4, 12, _SHUTDOWN))
     high[16 + 44:16 + 52] = (0x1234_5678_9ABC_DEF0).to_bytes(8, sys.byteorder)  # idiag_cookie
@@ -276,83 +289,67 @@ def test_record_columns_agree_with_the_loop(capture: dict, monkeypatch: pytest.M
     high[16 + 52:16 + 56] = (1234).to_bytes(4, sys.byteorder)  # idiag_expires
     high[16 + 64:16 + 68] = (1000).to_bytes(4, sys.byteorder)  # idiag_uid
     six = _inet_msg(10, 1, 80, 40000, _LO6, _LO6, 5, _SHUTDOWN)
+    mapped = _inet_msg(10, 1, 80, 40000, bytes(10) + b"\xff\xff" + _LO4, bytes(10) + b"\xff\xff" + _LO4, 7, _SHUTDOWN)
     wild = _inet_msg(10, 10, 80, 0, bytes(16), bytes(16), 6, _SHUTDOWN)
+    wild_v6 = _inet_msg(10, 10, 81, 0, bytes(16), bytes(16), 8, netlink.encode_attr(inet.INET_DIAG_SKV6ONLY, b"\1"))
+    wild_v6 += bytes(0)
     tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
-    datagrams += [a + bytes(high) + _DONE, six + six, six + wild, a + six, a + tw + a, bytes(high)]
+    scoped = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 9, _SHUTDOWN, ifindex=3)
+    return [a + bytes(high) + _DONE, six + six, six + wild, a + six, a + tw + a, bytes(high), six + mapped + six,
+            a + six + a + six + _DONE, wild + wild, tw + _DONE, a + a + tw + _DONE, tw + a, scoped + a, a,
+            _inet_msg(10, 10, 81, 0, bytes(16), bytes(16), 8, _SHUTDOWN + netlink.encode_attr(
+                inet.INET_DIAG_SKV6ONLY, b"\1")) + wild, _DONE]
+
+
+def test_strategies_agree_with_the_reference(capture: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Column at once or framed message by message, every column is what a plain reading of each
+    message says: real captures of both families and UDP, and synthetic datagrams with a cookie's
+    high word set, IPv4 and IPv6 (and ::ffff: mapped) mixed in one datagram, wildcards with and
+    without v6only, TIME-WAIT mini-sockets between full ones, a scoped address."""
+    uniform = 0
+    datagrams = [bytes.fromhex(h) for key in ("inet", "inet6", "udp") for h in capture[key]] + _synthetic()
     for data in datagrams:
-        columns, loop, framed = _records_three_ways(data, monkeypatch)
-        assert columns == loop == framed
-        assert [type(x) for x in columns[0]] == [type(x) for x in framed[0]]
-        taken += bool(columns[0])
-    assert taken > 4
-    (fast, _done), *_ = _records_three_ways(a + bytes(high), monkeypatch)
-    assert [(s.cookie, s.timer, s.retrans, s.expires, s.uid) for s in fast] == [
+        fast, _framed = _both_ways(data, monkeypatch)
+        rows, done = _reference(data)
+        assert _plain(fast) == rows and inet.decode(data)[1] == done
+        length = inet._uniform_length(data)
+        empty = inet.Batch.__new__(inet.Batch)
+        uniform += bool(length) and inet._uniform(memoryview(data), length, "x", empty) is not None
+    assert uniform > 6  # the common case (one length per datagram) really takes the column path
+    fast, _ = inet.decode(_synthetic()[0])
+    assert list(zip(fast.cookie, fast.timer, fast.retrans, fast.expires, fast.uid)) == [
         (0, 0, 0, 0, 0), (0x1234_5678_9ABC_DEF0, 1, 2, 1234, 1000)]
+    mixed, _ = inet.decode(_synthetic()[3])
+    assert mixed.fam == 0 and mixed.family == [2, 10] and type(mixed.src[0]) is int and mixed.src[1] == _LO6
 
 
-def test_columns_of_synthetic_datagrams() -> None:
+def test_records_of_batches(capture: dict) -> None:
+    """records(): the same Socket whether made column by column or with every attribute decoded,
+    for the fields both fill; selecting rows keeps them in order."""
+    for data in [bytes.fromhex(h) for key in ("inet", "inet6", "udp") for h in capture[key]] + _synthetic():
+        b, _ = inet.decode(data)
+        plain, full = inet.records(b, "tcp"), inet.records(b, "tcp", details=True)
+        assert len(plain) == len(full) == b.n
+        for p, f in zip(plain, full):
+            assert (p.family, p.state, p.local, p.peer, p.inode, p.cookie, p.recv_q, p.ifindex, p.timer) == (
+                f.family, f.state, f.local, f.peer, f.inode, f.cookie, f.recv_q, f.ifindex, f.timer)
+            if p.v6only is not None:
+                assert p.v6only == f.v6only
+        keep = [i % 2 == 0 for i in range(b.n)]
+        assert inet.records(b.select(keep), "tcp") == [s for s, k in zip(plain, keep) if k]
+
+
+def test_errors_and_garbage() -> None:
     a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN, rq=300)
-    b = _inet_msg(2, 10, 80, 0, _LO4, bytes(4), 12, _SHUTDOWN)
-    cols, done = inet.decode_columns(a + b + _DONE, 2)
-    assert done and list(cols[9]) == [11, 12] and list(cols[7]) == [300, 0]
-    assert _as_raw(cols, 2) == (lambda out: (inet.decode_raw(a + b + _DONE, out), out)[1])([])
-    cols, done = inet.decode_columns(a + b, 2)
-    assert not done and len(cols[1]) == 2
-    # another length (a TIME-WAIT socket has no attributes), anywhere: framed one by one, same answer
-    tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
-    for data in (tw + a, a + tw + a, a + a + tw + _DONE, tw + _DONE):
-        raw: list = []
-        raw_done = inet.decode_raw(data, raw)
-        cols, done = inet.decode_columns(data, 2)
-        assert done == raw_done and _as_raw(cols, 2) == raw
-    # a legacy (both families) datagram that mixes them: declined, the tuple path splits it
-    assert inet.decode_columns(a + _inet_msg(10, 1, 80, 40000, _LO6, _LO6, 5, _SHUTDOWN), 2) is None
-    # a scoped address (its interface is named) and an IPv6 wildcard (v6only matters): declined
-    assert inet.decode_columns(_inet_msg(2, 1, 1, 2, _LO4, _LO4, 5, _SHUTDOWN, ifindex=3), 2) is None
-    assert inet.decode_columns(_inet_msg(10, 10, 80, 0, bytes(16), bytes(16), 5, _SHUTDOWN), 10) is None
-    six, _ = inet.decode_columns(_inet_msg(10, 1, 80, 40000, _LO6, _LO6, 5, _SHUTDOWN), 10)
-    assert six[4] == (_LO6,)
-    # the dump's end carrying the kernel's error is raised, as by decode_raw
+    # the dump's end carrying the kernel's error is raised, whichever strategy reads the datagram
     err = _msg(netlink.NLMSG_DONE, (-2).to_bytes(4, sys.byteorder, signed=True))
-    with pytest.raises(NetlinkError):
-        inet.decode_columns(a + err, 2)
-    # a lone NLMSG_DONE, and garbage after whole messages: not columns
-    assert inet.decode_columns(_DONE, 2) is None
+    for data in (a + err, err, a + _inet_msg(2, 6, 1, 2, _LO4, _LO4, 0) + err):
+        with pytest.raises(NetlinkError):
+            inet.decode(data)
     with pytest.raises(DecodeError):
-        inet.decode_columns(a + a[:40], 2)
-
-
-def _records_three_ways(data: bytes, monkeypatch: pytest.MonkeyPatch) -> list[tuple[list, bool]]:
-    """decode_dump's (records, done) of ``data``: by its column maps, by its loop over one
-    ``iter_unpack`` (columns off), and framed message by message (both fast paths off)."""
-    ways = []
-    for off in ((), ("_column_records",), ("_column_records", "_uniform_messages")):
-        with monkeypatch.context() as m:
-            for name in off:
-                m.setattr(inet, name, lambda *a: None)
-            out: list = []
-            done = inet.decode_dump(data, "tcp", out)
-        ways.append((out, done))
-    return ways
-
-
-def test_records_of_one_length_datagrams_agree(capture: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    taken = 0
-    for key in ("inet", "inet6", "udp"):
-        for h in capture[key]:
-            data = bytes.fromhex(h)
-            columns, loop, framed = _records_three_ways(data, monkeypatch)
-            assert columns == loop == framed
-            taken += inet._uniform_messages(data, "x") is not None
-    assert taken
-    a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN, rq=300)
-    wild6 = _inet_msg(10, 10, 80, 0, bytes(16), bytes(16), 5, _SHUTDOWN)  # v6only read from the attributes
-    tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
-    for data in (a + a + _DONE, wild6 + wild6, a + tw + a + _DONE, a, tw + _DONE):
-        columns, loop, framed = _records_three_ways(data, monkeypatch)
-        assert columns == loop == framed and columns[0]
-    assert inet._uniform_messages(a + a + _DONE, "x") is not None
-    assert inet._uniform_messages(a + tw + a, "x") is None
+        inet.decode(a + a[:40])
+    b, done = inet.decode(_DONE)
+    assert done and b.n == 0
 
 
 def test_public_api_matches_all() -> None:
@@ -390,7 +387,7 @@ def test_fast_constructor_makes_true_frozen_records() -> None:
         make_socket("tcp")
 
 
-def _info_attrs(rng: "random.Random", info_len: int, cong: bytes | None, bbr: int, dctcp: int, v6only: bool) -> bytes:
+def _info_attrs(rng: random.Random, info_len: int, cong: bytes | None, bbr: int, dctcp: int, v6only: bool) -> bytes:
     a = netlink.encode_attr(inet.INET_DIAG_SHUTDOWN, b"\0")
     if info_len:
         a += netlink.encode_attr(inet.INET_DIAG_INFO, bytes(rng.randrange(256) for _ in range(info_len)))
@@ -406,11 +403,9 @@ def _info_attrs(rng: "random.Random", info_len: int, cong: bytes | None, bbr: in
 
 
 def test_info_of_one_layout_datagrams_agree_with_the_framed_walk(monkeypatch: pytest.MonkeyPatch) -> None:
-    """decode_info's one-iter_unpack path gives what its message-by-message walk gives, for
+    """-i's columns by one iter_unpack per datagram give what the message-by-message walk gives, for
     tcp_info of every length (short, this kernel's, longer), cong, bbr, dctcp, IPv6 wildcards;
-    and declines datagrams whose messages differ in layout."""
-    import random
-
+    datagrams whose messages differ in layout are walked."""
     from sockscope.kernel import tcpinfo
 
     rng = random.Random(7)
@@ -424,35 +419,31 @@ def test_info_of_one_layout_datagrams_agree_with_the_framed_walk(monkeypatch: py
                           rng.randrange(1, 1 << 30), _info_attrs(rng, info_len, cong, bbr, dctcp, fam == 10))
                 for _ in range(5))
             for data in (msgs, msgs + _DONE):
-                fast: list = []
-                fast_done = inet.decode_info(data, fast)
-                with monkeypatch.context() as m:
-                    m.setattr(inet, "_uniform_info", lambda buf, op: None)
-                    framed: list = []
-                    framed_done = inet.decode_info(data, framed)
-                assert (fast, fast_done) == (framed, framed_done) and len(fast) == 5
-                assert all(t[11] is None or isinstance(t[11], tcpinfo.TcpInfo) for t in fast)
-                taken += inet._uniform_info(data, "x") is not None
+                fast, _framed = _both_ways(data, monkeypatch, info=True)
+                assert fast.n == 5 and fast.info is not None
+                assert all(t is None or isinstance(t, tcpinfo.TcpInfo) for t in fast.info[0])
+                taken += inet._uniform_info(memoryview(data), len(msgs) // 5, 5) is not None
     assert taken >= 30  # all but the short-bbr layout took the one-unpack path
     # two layouts in one datagram (one socket without cong): the walk, same answer
     a = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 5, _info_attrs(rng, tcpinfo.SIZE, b"cubic\0", 0, 0, False))
     b = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 6, _info_attrs(rng, tcpinfo.SIZE, None, 0, 0, False)
                  + netlink.encode_attr(99, bytes(8)))
-    assert len(a) == len(b) and inet._uniform_info(a + b, "x") is None
-    out: list = []
-    inet.decode_info(a + b + _DONE, out)
-    assert [t[9] for t in out] == [5, 6] and out[0][12] == "cubic" and out[1][12] is None
+    assert len(a) == len(b) and inet._uniform_info(memoryview(a + b), len(a), 2) is None
+    got, _ = _both_ways(a + b + _DONE, monkeypatch, info=True)
+    assert got.inode == [5, 6] and got.info is not None and got.info[1] == ["cubic", None]
 
 
-def test_address_text_caches_stay_bounded() -> None:
-    """Long-running callers (top, the exporter) meet ever new peers: the caches start over, answers stay right."""
+def test_address_text_cache_stays_bounded() -> None:
+    """Long-running callers (top, the exporter) meet ever new peers: the cache starts over, answers stay right."""
+    import struct as _struct
+
     from sockscope import _addr
 
     for i in range(70_000):
         raw = (0x0A000000 + i).to_bytes(4, "big")
         assert _addr.ntop4(raw) == f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-        assert inet._TEXT4[raw + bytes(12)] == _addr.ntop4(raw)
-    assert len(_addr._cache4) <= 1 << 16 and len(inet._TEXT4) <= 1 << 16
+        assert inet.ADDR_TEXT[_struct.unpack("=I", raw)[0]] == _addr.ntop4(raw)
+    assert len(_addr._cache4) <= 1 << 16 and len(inet.ADDR_TEXT) <= 1 << 16
 
 
 def test_request_ports_in_network_order() -> None:

@@ -3,8 +3,8 @@
 * One legacy ``TCPDIAG_GETSOCK`` dump serves ``-t`` for IPv4 and IPv6 at once;
   when the kernel refuses it, one dump per family (what ss does) gives the
   same table.
-* Datagrams decoded as columns and as tuples render alike; a table that mixes
-  them (IPv6 wildcards, TIME-WAIT sockets with no attributes) lays out like ss
+* Batches render like records; a table of datagrams read column at once and
+  framed (IPv6 wildcards, TIME-WAIT sockets with no attributes) lays out like ss
   (the differential tests in test_cli_vs_ss.py compare with ss itself).
 
 Everything runs in a private network namespace (``unshare -n``) on loopback.
@@ -87,9 +87,8 @@ _AHEAD = textwrap.dedent(
     def inodes(stream):
         got = []
         for data in stream:
-            out = []
-            done = inet.decode_raw(data, out)
-            got += [t[9] for t in out]
+            batch, done = inet.decode(data)
+            got += batch.inode
             if done:
                 return got
         raise AssertionError("no NLMSG_DONE")
@@ -154,8 +153,8 @@ def test_owners_arriving_late_with_batched_flushes() -> None:
     out = io.StringIO()
     writer = TableWriter(out, [False, True] + [True] * 8, batch=3)
     for first in range(100, 110, 2):
-        cols, _done = inet.decode_columns(msg(40000 + first, first) + msg(40001 + first, first + 1), 2)
-        writer.add_many(maker.column_cells("tcp", 2, cols))
+        batch, _done = inet.decode(msg(40000 + first, first) + msg(40001 + first, first + 1))
+        writer.add_many(maker.column_cells("tcp", batch))
     writer.flush()
     rows = [line.split() for line in out.getvalue().splitlines()]
     assert rows[0][:2] == ["State", "Recv-Q"] and len(rows) == 11
@@ -167,7 +166,7 @@ def test_owners_arriving_late_with_batched_flushes() -> None:
 
 _INFO = _SOCKETS + textwrap.dedent(
     r"""
-    from sockscope import query
+    from sockscope.render.details import DetailOptions
 
     # what moves between two dumps a few ms apart: times since the last packet and rates
     moving = re.compile(r"\b(lastsnd|lastrcv|lastack|busy|rto|rtt|ato|minrtt|rcv_rtt)[:][^ ]*"
@@ -176,13 +175,13 @@ _INFO = _SOCKETS + textwrap.dedent(
     def norm(text):
         return [moving.sub(r"\1\2", line).split() for line in text.splitlines()]
 
-    real_rows = query.rows
+    real = DetailOptions.any_but_info
     res = {}
     for argv in (["-tani"], ["-tanio"], ["-ani"], ["-tni", "dport", "gt", ":1024"], ["-tanpi"]):
         fast = table(argv)
-        query.rows = lambda *a, **k: real_rows(*a, **{**k, "info_cells": None})  # the record path
+        DetailOptions.any_but_info = property(lambda self: True)  # the record path
         slow = table(argv)
-        query.rows = real_rows
+        DetailOptions.any_but_info = real
         res[" ".join(argv)] = (norm(fast), norm(slow), fast.count("cwnd:"))
     json.dump(res, sys.stdout)
     """
@@ -190,7 +189,7 @@ _INFO = _SOCKETS + textwrap.dedent(
 
 
 def test_info_rows_without_records_match_the_record_path() -> None:
-    """`-i` takes the tuple path (decode_info + info_cells): the same table as
+    """`-i` takes the batch path (tcp_info columns + info_cells): the same table as
     the records and detail_text give, but for the counters that move meanwhile."""
     proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _INFO], capture_output=True, text=True,
                           timeout=120)

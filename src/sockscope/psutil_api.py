@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import os
-import sys
 
 from sockscope._addr import AF_INET, AF_INET6
-from sockscope.query import AF_UNIX, SS_ALL, Query, _FallbackState, _inet, _kind
+from sockscope.query import AF_UNIX, SS_ALL, Query, _kind, batches
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Iterator, Sequence
+    from typing import Any, Iterable, Iterator
 
+    from sockscope.kernel.inet import Batch
     from sockscope.processes import OwnerMap
     from sockscope.records import Socket
 
@@ -63,7 +62,6 @@ def _net_connections(kind: str) -> list[sconn]:
     import socket as _s
     import threading
 
-    from sockscope._addr import ntop
     from sockscope._psutil_types import addr, sconn
     from sockscope.processes import OwnerMap, psutil_owners_later
 
@@ -86,21 +84,13 @@ def _net_connections(kind: str) -> list[sconn]:
         AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6, AF_UNIX: _s.AddressFamily.AF_UNIX,
     }
     unix_types = {"u_str": stream, "u_dgr": dgram, "u_seq": _s.SocketKind.SOCK_SEQPACKET}
-    inet_rows: list[tuple[str, tuple]] = []  # type: ignore[type-arg]
-    inet_cols: list[tuple[str, int, list[Sequence[Any]]]] = []
+    inet_batches: list[tuple[str, Batch]] = []
     socks: list[Socket] = []
     q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
               SS_ALL | (1 << 12))
-    state = _FallbackState(bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), lambda m: None)
-    for table in ("tcp", "udp"):
-        if table in q.tables and q.families:
-            for item in _inet(q, table, state, raw=True, columns=True, ahead=False):
-                if type(item) is list:
-                    inet_rows.extend((table, t) for t in item)
-                elif type(item) is tuple:
-                    inet_cols.append((table, *item))
-                else:
-                    socks.append(item)  # type: ignore[arg-type]
+    if q.tables and q.families:
+        for table, batch in batches(q, lambda m: None, ahead=False):
+            inet_batches.append((table, batch))  # type: ignore[arg-type]  # inet tables: always batches
     if AF_UNIX in fams:
         # psutil reads /proc/net/unix, which also lists connections not yet
         # accepted (inode 0) that sock_diag omits: read the same file.
@@ -128,23 +118,14 @@ def _net_connections(kind: str) -> list[sconn]:
             seen.add(key)
         ret.append(row)
 
-    if inet_cols:
-        for table, fam, cols in inet_cols:
-            rows, all_owned = _psutil_columns(cols, fam, fam_enum[fam], stream if table == "tcp" else dgram,
-                                              _PSUTIL_STATUS if table == "tcp" else {}, owner_of, ntop)
-            if all_owned:
-                ret += rows
-            else:
-                for row in rows:
-                    add(row)
-    for table, (fam, st, sport, dport, src, dst, _if, _rq, _wq, ino, _v6) in inet_rows:
-        pid, fd = owner_of.get(ino, _NO_OWNER)
-        la = addr(ntop(fam, src), sport) if sport else ()
-        ra = addr(ntop(fam, dst), dport) if dport else ()
-        if table == "tcp":
-            add(sconn(fd, fam_enum[fam], stream, la, ra, _PSUTIL_STATUS.get(st, "NONE"), pid))
+    for table, batch in inet_batches:
+        rows, all_owned = _psutil_columns(batch, fam_enum, stream if table == "tcp" else dgram,
+                                          _PSUTIL_STATUS if table == "tcp" else {}, owner_of)
+        if all_owned:
+            ret += rows
         else:
-            add(sconn(fd, fam_enum[fam], dgram, la, ra, "NONE", pid))
+            for row in rows:
+                add(row)
     for s in socks:
         if s.family == AF_UNIX:
             holders = _psutil_holders(owners, s.inode)
@@ -167,39 +148,32 @@ def _net_connections(kind: str) -> list[sconn]:
 _NO_OWNER = (None, -1)
 
 
-def _psutil_columns(cols: list[Sequence[Any]], fam: int, fam_e: Any, kind: Any, status_of: dict[int, str],
-                    owner_of: dict[int, tuple[int, int]], ntop: Any) -> tuple[Iterator[sconn], bool]:
-    """:func:`net_connections`' tuples of one datagram decoded as columns
-    (:func:`sockscope.kernel.inet.decode_columns`), made by C-level maps: each
-    distinct address gets its text once, tuples are made by ``tuple.__new__``;
-    and whether every one of them has an owner."""
-    import struct
+def _psutil_columns(b: Batch, fam_enum: dict[int, Any], kind: Any, status_of: dict[int, str],
+                    owner_of: dict[int, tuple[int, int]]) -> tuple[Iterator[sconn], bool]:
+    """:func:`net_connections`' tuples of one batch of the inet decoder, made by
+    C-level maps: each distinct address gets its text once (the decoder's
+    cache), tuples are made by ``tuple.__new__``; and whether every one of them
+    has an owner."""
     from itertools import repeat
     from operator import itemgetter
 
     from sockscope._psutil_types import addr, sconn
+    from sockscope.kernel.inet import ADDR_TEXT
 
-    _head, states, sports, dports, srcs, dsts, _ifindex, _rq, _wq, inos = cols
-    n = len(inos)
-    if sys.byteorder == "little":  # ports in network order, read natively: swapped by a pack/unpack round trip
-        sports = struct.unpack(f">{n}H", struct.pack(f"={n}H", *sports))
-        dports = struct.unpack(f">{n}H", struct.pack(f"={n}H", *dports))
-    if fam == AF_INET:
-        pack = struct.Struct("=I").pack
-        text = {k: ntop(AF_INET, pack(k)) for k in {*srcs, *dsts}}
-    else:
-        text = {k: ntop(AF_INET6, k) for k in {*srcs, *dsts}}
+    sports, dports, inos = b.sport, b.dport, b.inode
+    text = ADDR_TEXT.__getitem__
     new = tuple.__new__
     # lazy: consumed once, by the zip below (no list per column)
-    la: Iterable[addr | tuple[()]] = map(new, repeat(addr), zip(map(text.__getitem__, srcs), sports))
-    ra: Iterable[addr | tuple[()]] = map(new, repeat(addr), zip(map(text.__getitem__, dsts), dports))
+    la: Iterable[addr | tuple[()]] = map(new, repeat(addr), zip(map(text, b.src), sports))
+    ra: Iterable[addr | tuple[()]] = map(new, repeat(addr), zip(map(text, b.dst), dports))
     if 0 in sports:  # psutil: no address at all where the port is 0
         la = [a if p else () for a, p in zip(la, sports)]
     if 0 in dports:
         ra = [a if p else () for a, p in zip(ra, dports)]
+    fams = repeat(fam_enum[b.fam]) if b.fam else map(fam_enum.__getitem__, b.family)
     owner = list(map(owner_of.get, inos, repeat(_NO_OWNER)))
-    status = map(status_of.get, states, repeat("NONE"))
-    rows = map(new, repeat(sconn), zip(map(itemgetter(1), owner), repeat(fam_e), repeat(kind), la, ra, status,
+    status = map(status_of.get, b.state, repeat("NONE"))
+    rows = map(new, repeat(sconn), zip(map(itemgetter(1), owner), fams, repeat(kind), la, ra, status,
                                        map(itemgetter(0), owner)))
     return rows, _NO_OWNER not in owner
 

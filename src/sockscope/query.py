@@ -16,9 +16,10 @@ from sockscope.filter.states import SS_STATE_NAMES
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any, Callable, Generator, Iterable, Iterator, Sequence
+    from typing import Any, Callable, Generator, Iterable, Iterator
 
     from sockscope.filter.expr import Expr
+    from sockscope.kernel.inet import Batch
     from sockscope.records import Socket, State
 
     Warn = Callable[[str], None]
@@ -123,39 +124,60 @@ class Query:
 
 
 def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
-    """Stream the sockets of ``q`` in ss's order (filtered by its filter, if any)."""
-    if q.predicate is None:
-        return _run(q, warn)
-    return _filtered(q, warn, q.predicate)
+    """Stream the sockets of ``q`` in ss's order (filtered by its filter, if any), as records."""
+    from sockscope.kernel.inet import records
+
+    pred = q.predicate
+    decode_all = q.details or bool(q.ext)
+    for table, item, filtered in _source(q, warn):
+        socks = item if isinstance(item, list) else records(item, table, decode_all)
+        if pred is None or filtered:
+            yield from socks
+        else:
+            yield from filter(pred, socks)
 
 
-def _filtered(q: Query, warn: Warn, pred: Callable[[Socket], bool]) -> Iterator[Socket]:
+def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool = True
+            ) -> Iterator[tuple[str, Batch | list[Socket]]]:
+    """The one source: ``(table, batch)`` in ss's order, filtered by ``q``'s filter.
+
+    Every inet table comes as :class:`~sockscope.kernel.inet.Batch` columns,
+    whether sock_diag or the /proc fallback answered; the other families as
+    lists of records.  ``info`` adds the tcp_info columns (``ss -i``);
+    ``ahead`` receives in a helper thread while the caller decodes (not when
+    the caller runs a thread of its own: three threads contend for the GIL)."""
+    from sockscope.kernel.inet import records
+
+    pred = q.predicate
+    decode_all = q.details or bool(q.ext)
+    for table, item, filtered in _source(q, warn, info, ahead):
+        if pred is not None and not filtered:
+            if isinstance(item, list):
+                item = [s for s in item if pred(s)]
+            else:
+                item = item.select(list(map(pred, records(item, table, decode_all))))
+        yield table, item
+
+
+def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True
+            ) -> Iterator[tuple[str, Batch | list[Socket], bool]]:
+    """``(table, batch, filtered)`` in ss's order (tables nl, packet, unix, raw,
+    udp, tcp, dccp, sctp, mptcp; IPv4 before IPv6); ``filtered``: the kernel
+    already applied the whole filter (its bytecode) to this batch."""
     state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
-    kernel_filtered = q.kernel_exact and q.bytecode is not None
-    for s in _run(q, warn, state):
-        # inet records straight from the kernel were filtered by the bytecode;
-        # raw sockets and anything read from /proc (forced, or after a fallback) were not
-        if (kernel_filtered and not state.force and not state.warned
-                and (s.family == AF_INET or s.family == AF_INET6) and s.netid != "raw"):
-            yield s
-        elif pred(s):
-            yield s
-
-
-def _run(q: Query, warn: Warn, state: _FallbackState | None = None) -> Iterator[Socket]:
-    if state is None:
-        state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
     if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << 7):
-        yield from _optional(q, "nl", lambda: _netlink(q))
+        yield "nl", _optional(q, "nl", lambda: _netlink(q)), False
     if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << 7):
-        yield from _optional(q, "packet", lambda: _packet(q))
+        yield "packet", _optional(q, "packet", lambda: _packet(q)), False
     if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
-        yield from _unix(q, state)
+        yield "unix", _unix(q, state), False
+    exact = q.kernel_exact and q.bytecode is not None
     for table in INET_TABLES:
         if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
             _probe_others(q)
         if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
-            yield from _inet(q, table, state)  # type: ignore[misc]
+            for batch, from_kernel in _inet(q, table, state, info, ahead):
+                yield table, batch, exact and from_kernel and table != "raw"
 
 
 #: families ss knows that sockscope can only probe: (tables, family, sock_diag family or None)
@@ -195,54 +217,6 @@ def _probe_others(q: Query) -> None:
 
 
 
-def rows(
-    q: Query,
-    cells: Callable[[Socket], list[str]],
-    raw_cells: Callable[[str, list[tuple]], list[list[str]]] | None,  # type: ignore[type-arg]
-    columns: Callable[[str, int, list[Sequence[Any]]], Any] | None = None,
-    warn: Warn = _stderr_warn,
-    info_cells: Callable[[str, list[tuple]], list[list[str]]] | None = None,  # type: ignore[type-arg]
-) -> Iterator[Any]:
-    """Batches of table rows of ``q``: what ``map(cells, run(q))`` gives, but the UDP
-    and TCP dumps take the codec's fast paths when no row needs a full record
-    (no details, no userspace filtering; ``raw_cells`` None turns them off, for
-    rows whose text needs more than the tuple): a datagram whose messages all
-    have one length is decoded as columns
-    (:func:`~sockscope.kernel.inet.decode_columns`) and handed to ``columns``
-    (whatever it returns is yielded as the batch), any other datagram as tuples
-    (:func:`~sockscope.kernel.inet.decode_raw`) handed to ``raw_cells``.
-    Without ``columns`` every datagram takes the tuple path.  With
-    ``info_cells``, a query for ``-i`` (``ext`` :data:`EXT_INFO` alone) takes
-    the tuple path too, with the tcp_info attributes
-    (:func:`~sockscope.kernel.inet.decode_info`)."""
-    info = info_cells is not None and q.ext == EXT_INFO
-    if raw_cells is None or q.details or (q.ext and not info) or (q.predicate is not None and not q.kernel_exact):
-        for s in run(q, warn):
-            yield [cells(s)]
-        return
-    state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
-    pred = q.predicate
-    # ss's order: nl, packet, unix, raw | udp, tcp | dccp, sctp, mptcp
-    before = q.replace(tables=q.tables & frozenset({"nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw"}))
-    after = q.replace(tables=q.tables & frozenset({"dccp", "sctp", "mptcp", "v_str", "v_dgr", "tipc", "xdp"}))
-    for s in _run(before, warn, state):
-        if pred is None or pred(s):  # the kernel filtered only inet dumps
-            yield [cells(s)]
-    if AF_INET in q.families or AF_INET6 in q.families:
-        for table in ("udp", "tcp"):
-            if table in q.tables:
-                for item in _inet(q, table, state, raw=True, columns=columns is not None and not info, info=info):
-                    if type(item) is list:
-                        yield info_cells(table, item) if info else raw_cells(table, item)  # type: ignore[misc]
-                    elif type(item) is tuple:
-                        yield columns(table, *item)  # type: ignore[misc]
-                    elif pred is None or pred(item):  # type: ignore[arg-type]
-                        yield [cells(item)]  # type: ignore[arg-type]  # from /proc: not kernel-filtered
-    for s in _run(after, warn, state):
-        if pred is None or pred(s):
-            yield [cells(s)]
-
-
 class _FallbackState:
     __slots__ = ("force", "warn", "warned")
 
@@ -266,60 +240,34 @@ def _families(q: Query) -> list[int]:
     return fams
 
 
-def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False, columns: bool = False,
-          info: bool = False, ahead: bool = True) -> Iterator[Socket | list[tuple] | tuple[int, list[Sequence[Any]]]]:  # type: ignore[type-arg]
-    """One inet table's records; with ``raw``, batches (lists) of the codec's
-    plain tuples instead, for as long as sock_diag answers, and with
-    ``columns`` also ``(family, columns)`` for datagrams that decode as columns;
-    with ``info``, the tuples of :func:`~sockscope.kernel.inet.decode_info`.
-    ``ahead``: receive in a helper thread while the caller decodes (not when
-    the caller runs a thread of its own: three threads contend for the GIL)."""
+def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead: bool = True
+          ) -> Iterator[tuple[Batch, bool]]:
+    """One inet table's batches, and whether each came from sock_diag (else
+    from /proc: sock_diag unavailable or denied, or the raw table), streamed
+    datagram by datagram: memory stays flat however many sockets."""
     from sockscope.kernel import inet, transport
-
-    receive = transport.stream_ahead if ahead else transport.stream
 
     replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
     if replay:
-        yield from _replay(q, replay)
+        yield _replay(q, replay), True
         return
     fams = _families(q)
     use_proc = state.force or table == "raw"
     if not use_proc:
+        receive = transport.stream_ahead if ahead else transport.stream
+        op = f"{table} diag"
         try:
-            decode_all = q.details or bool(q.ext)
-            op = f"{table} diag"
-            if raw and not info and table == "tcp" and fams == [AF_INET, AF_INET6]:
-                done = yield from _tcp_both(q, op, columns, ahead=ahead)
-                if done:
-                    return
-            elif not raw and not decode_all and table == "tcp" and fams == [AF_INET, AF_INET6]:
-                batches = _tcp_both(q, op, False, records=True)
-                while True:
-                    try:
-                        batch = next(batches)
-                    except StopIteration as stop:
-                        done = stop.value
-                        break
-                    yield from batch  # type: ignore[misc]
+            if table == "tcp" and fams == [AF_INET, AF_INET6] and not q.details and not q.ext:
+                done = yield from _tcp_both(q, op, info, receive)
                 if done:
                     return
             for fam in fams:
                 req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext, q.bytecode,
                                           ports=q.ports if table == "tcp" else (0, 0))
-                # streamed datagram by datagram: memory stays flat however many sockets
-                if raw:
-                    for data in receive(req, op):
-                        item, done = _raw_batch(data, fam, op, columns, info)
-                        yield item
-                        if done:
-                            break
-                    continue
-                out: list[Socket] = []
                 for data in receive(req, op):
-                    done = inet.decode_dump(data, table, out, decode_all, op)
-                    yield from out
-                    out.clear()
-                    if done:
+                    batch, end = inet.decode(data, op, info)
+                    yield batch, True
+                    if end:
                         break
             return
         except (NotSupported, PermissionDenied) as exc:
@@ -338,67 +286,44 @@ def _inet(q: Query, table: str, state: _FallbackState, raw: bool = False, column
     from sockscope import procnet
 
     for fam in fams:
-        yield from procnet.read_inet(table, fam, q.states)
+        yield inet.Batch.of(list(procnet.read_inet(table, fam, q.states))), False
 
 
-def _raw_batch(data: bytes, fam: int, op: str, columns: bool, info: bool
-               ) -> tuple[list[tuple] | tuple[int, list[Sequence[Any]]], bool]:  # type: ignore[type-arg]
-    """One datagram of an inet dump for the listing's fast paths, and whether the dump
-    ended: ``(family, columns)`` when ``columns`` and it decodes so, else a list of
-    tuples (:func:`~sockscope.kernel.inet.decode_info`'s with ``info``)."""
+def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Iterable[bytes]]
+              ) -> Generator[tuple[Batch, bool], None, bool]:
+    """``_inet``'s TCP batches for both families from one legacy dump (one walk
+    of the kernel's tables instead of one per family); returns False, having
+    yielded nothing, when the kernel refuses that request.  ss lists IPv4 then
+    IPv6, each in the kernel's order: IPv6 rows are held back until the end,
+    which gives exactly that order."""
     from sockscope.kernel import inet
 
-    got = inet.decode_columns(data, fam, op) if columns and fam in (AF_INET, AF_INET6) else None
-    if got is not None:
-        return (fam, got[0]), got[1]
-    batch: list[tuple] = []  # type: ignore[type-arg]
-    return batch, (inet.decode_info if info else inet.decode_raw)(data, batch, op)
-
-
-def _tcp_both(q: Query, op: str, columns: bool, records: bool = False, ahead: bool = True
-              ) -> Generator[list[Any] | tuple[int, list[Sequence[Any]]], None, bool]:
-    """``_inet``'s raw TCP batches (or, with ``records``, lists of records)
-    for both families from one legacy dump (one walk of the kernel's tables
-    instead of one per family); returns False, having yielded nothing, when
-    the kernel refuses that request.  ss lists IPv4 then IPv6, each in the
-    kernel's order: IPv6 batches are held back until the end, which gives
-    exactly that order."""
-    from sockscope.kernel import inet, transport
-
-    held: list[list[Any] | tuple[int, list[Sequence[Any]]]] = []
+    held: list[Batch] = []
     first = True
     try:
-        receive = transport.stream_ahead if ahead else transport.stream
         for data in receive(inet.encode_request_compat(q.states, q.ext, q.bytecode, ports=q.ports), op):
-            item: list[Any] | tuple[int, list[Sequence[Any]]]
-            if records:
-                item = []
-                done = inet.decode_dump(data, "tcp", item, False, op)
-            else:
-                # the family of the datagram's first message: a datagram of one family decodes as columns
-                item, done = _raw_batch(data, data[16] if len(data) > 16 else 0, op, columns, False)
+            batch, done = inet.decode(data, op, info)
             first = False
-            if records:  # records of both families: IPv4 now, IPv6 at the end
-                yield [s for s in item if s.family == AF_INET]  # type: ignore[union-attr]
-                held.append([s for s in item if s.family != AF_INET])  # type: ignore[union-attr]
-            elif isinstance(item, list):  # tuples of both families: IPv4 now, IPv6 at the end
-                yield [t for t in item if t[0] == AF_INET]
-                held.append([t for t in item if t[0] != AF_INET])
-            elif item[0] == AF_INET:
-                yield item
-            else:
-                held.append(item)
+            if batch.fam == AF_INET:
+                yield batch, True
+            elif batch.fam == AF_INET6:
+                held.append(batch)
+            elif batch.n:  # both families in one datagram
+                four = [f == AF_INET for f in batch.family]
+                yield batch.select(four), True
+                held.append(batch.select([not x for x in four]))
             if done:
                 break
     except NetlinkError:
         if first:
             return False  # not this kernel: one dump per family, as ss does
         raise
-    yield from held
+    for batch in held:
+        yield batch, True
     return True
 
 
-def _replay(q: Query, path: str) -> Iterator[Socket]:
+def _replay(q: Query, path: str) -> Batch:
     """TCP sockets from a capture written by ``-D FILE`` (ss's ``TCPDIAG_FILE``):
     the messages up to the first ``NLMSG_DONE``, as ss replays them."""
     from sockscope.kernel import inet
@@ -408,12 +333,12 @@ def _replay(q: Query, path: str) -> Iterator[Socket]:
             data = f.read()
     except OSError as exc:
         raise UsageError(f"cannot read TCPDIAG_FILE {path}: {exc.strerror}") from exc
-    out: list[Socket] = []
-    inet.decode_dump(data, "tcp", out, q.details or bool(q.ext), "TCPDIAG_FILE")
-    yield from (s for s in out if s.family in q.families and q.states & (1 << min(int(s.state), 11)))
+    batch, _done = inet.decode(data, "TCPDIAG_FILE")
+    return batch.select([f in q.families and bool(q.states & (1 << min(st, 11)))
+                         for f, st in zip(batch.family, batch.state)])
 
 
-def _unix(q: Query, state: _FallbackState) -> Iterator[Socket]:
+def _unix(q: Query, state: _FallbackState) -> list[Socket]:
     from sockscope.kernel import transport, unix
 
     types = {t for t in UNIX_TABLES if t in q.tables}
@@ -430,21 +355,21 @@ def _unix(q: Query, state: _FallbackState) -> Iterator[Socket]:
         except (NotSupported, PermissionDenied) as exc:
             state.fall_back(f"sock_diag: {exc}")
         else:
-            yield from (s for s in out if s.netid in types)
-            return
+            return [s for s in out if s.netid in types]
     else:
         state.fall_back("SOCKSCOPE_FORCE_PROC is set")
     from sockscope import procnet
 
-    yield from procnet.read_unix(q.states, types)
+    return procnet.read_unix(q.states, types)
 
 
-def _optional(q: Query, what: str, fn: Callable[[], list[Socket]]) -> Iterator[Socket]:
+def _optional(q: Query, what: str, fn: Callable[[], list[Socket]]) -> list[Socket]:
     try:
-        yield from fn()
+        return fn()
     except NotSupported:
         if what in q.explicit:
             _stderr_warn(f"{what}: not supported by this kernel")
+        return []
 
 
 def _netlink(q: Query) -> list[Socket]:
@@ -634,5 +559,5 @@ def _details(details: bool | Iterable[str]) -> tuple[bool, int]:
 
 
 __all__ = [
-    "Query", "run", "rows", "with_filter", "EXT_INFO", "EXT_MEM", "EXT_TOS", "sockets", "KINDS", "SS_ALL", "SS_CONN",
+    "Query", "run", "batches", "with_filter", "EXT_INFO", "EXT_MEM", "EXT_TOS", "sockets", "KINDS", "SS_ALL", "SS_CONN",
 ]

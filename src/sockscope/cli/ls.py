@@ -434,7 +434,7 @@ def _diag_dump(q: Query, path: str, out: IO[str]) -> int:
         for fam in fams:
             for data in transport.stream(inet.encode_request(fam, 6, q.states, q.ext, q.bytecode), "tcp diag"):
                 sink.write(data)
-                if inet.decode_raw(data, []):
+                if inet.decode(data, "tcp diag")[1]:
                     break
         sink.flush()
     finally:
@@ -447,9 +447,9 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
            topts: TableOptions,
            socks: Iterable[Socket] | None = None, netns: bool = False) -> int:
     """Lay the rows out like ss.  Without ``socks`` the rows stream from
-    :func:`sockscope.query.rows` (whose fast path skips building records);
-    with them (after -K, or across namespaces), from those records."""
-    from sockscope.query import rows
+    :func:`sockscope.query.batches` (inet tables as column batches: no records
+    are built), or from :func:`sockscope.query.run`'s records where the detail
+    texts need them; with ``socks`` (after -K, or across namespaces), from those."""
     from sockscope.render.table import CellMaker, TableWriter
 
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
@@ -466,9 +466,22 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
         add_many = writer.add_many
         d = topts.details
         info_only = d is not None and d.info and not d.any_but_info
-        for batch in rows(q, maker.cells, maker.raw_cells if d is None or info_only else None, maker.column_cells,
-                          info_cells=maker.info_cells if info_only else None):
-            add_many(batch)
+        if d is not None and not info_only:  # the details' text needs the whole record
+            from sockscope.query import run
+
+            make = maker.cells
+            for s in run(q):
+                add_many([make(s)])
+        else:
+            from sockscope.query import batches
+
+            cells = maker.info_cells if info_only else maker.column_cells
+            make = maker.cells
+            for table, batch in batches(q, info=info_only):
+                if isinstance(batch, list):
+                    add_many([make(s) for s in batch])
+                else:
+                    add_many(cells(table, batch))
     else:
         add, make = writer.add, maker.cells
         for s in socks:

@@ -14,7 +14,6 @@ rows made from the codec's tuples (:meth:`CellMaker.raw_cells`,
 from __future__ import annotations
 
 import struct
-import sys
 from itertools import chain, islice, repeat
 from operator import itemgetter
 
@@ -26,6 +25,7 @@ TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time
 if TYPE_CHECKING:
     from typing import IO, Any, Callable, Iterable, Sequence
 
+    from sockscope.kernel.inet import Batch
     from sockscope.processes import BackgroundOwners, OwnerMap
     from sockscope.records import Owner, Socket
     from sockscope.render.details import DetailOptions
@@ -33,12 +33,13 @@ if TYPE_CHECKING:
 HEADERS = ("Netid", "State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port", "Process", "")
 _LDELIM = ("", " ", " ", " ", " ", "", " ", "", "", "", " ")
 _RIGHT = (False, False, False, False, True, False, True, False, False, False, False)
-_QUEUE = ["%-6d" % i for i in range(256)]  # ss's "%-6d" queue cells, precomputed for small values
 _STATE_TEXT = [SS_STATE_NAMES.get(i, "UNKNOWN") for i in range(256)]
 _U32 = struct.Struct("=I")
-_SWAP = sys.byteorder == "little"
 
 AF_INET, AF_INET6, AF_UNIX, AF_NETLINK, AF_PACKET = 2, 10, 1, 16, 17
+_ZERO16 = bytes(16)
+#: the address key of a v6only wildcard (ss's [::]; a dual-stack :: is *)
+_V6ONLY: Any = "[::]"
 
 
 class TableOptions:
@@ -62,15 +63,13 @@ class TableOptions:
 class CellMaker:
     """Builds the ten cells of each row (the tenth, ss's unnamed column, stays empty), with caches."""
 
-    __slots__ = ("opts", "_ports", "_addrs", "_raw_addrs", "_by_netid", "owners", "_col")
+    __slots__ = ("opts", "_ports", "_addrs", "owners", "_col")
 
     def __init__(self, opts: TableOptions, owners: OwnerMap | BackgroundOwners | None = None) -> None:
         self.opts = opts
         self.owners = owners  # for the fast path's users cell (records carry their own)
         self._ports: dict[tuple[str, int], str] = {}
         self._addrs: dict[tuple[str, bool], str] = {}
-        self._raw_addrs: dict[tuple[bytes, int, bool | None, int], str] = {}
-        self._by_netid: dict[str, dict[int, str]] = {}
         # column_cells' caches: by column, and (local, peer) port caches by netid
         self._col: dict[str, Any] = {k: _TextCache() for k in ("state", "rq", "wq", "la", "ra", "users")}
 
@@ -105,65 +104,22 @@ class CellMaker:
             self._addrs[key] = s
         return s
 
-    def raw_cells(self, netid: str, batch: list[tuple]) -> list[list[str]]:  # type: ignore[type-arg]
-        """Cells of the codec's plain inet tuples (:func:`~sockscope.kernel.inet.decode_raw`):
-        the same text as :meth:`cells` gives for the records, without building them."""
-        addr_cache = self._raw_addrs
-        ports = self._port_texts(netid)
-        names_of = SS_STATE_NAMES
-        owners = self.owners
-        queue = _QUEUE
-        # ports in the ephemeral range are never named (ss's rule): skip the look-up
-        lo, hi = (1, 65535) if self.opts.numeric else names.ephemeral_range()
-        out: list[list[str]] = []
-        append = out.append
-        for fam, st, sport, dport, src, dst, ifindex, rq, wq, ino, v6only in batch:
-            key = (src, fam, v6only, ifindex)
-            la = addr_cache.get(key)
-            if la is None:
-                la = self.address(fam, ntop(fam, src), v6only)
-                if ifindex:
-                    la = f"{la}%{names.ifname(ifindex)}"
-                la = addr_cache[key] = la + ":"
-            key = (dst, fam, v6only, 0)
-            ra = addr_cache.get(key)
-            if ra is None:
-                ra = addr_cache[key] = self.address(fam, ntop(fam, dst), v6only) + ":"
-            lp = ports.get(sport)
-            if lp is None:
-                lp = ports[sport] = str(sport) if lo <= sport <= hi else self.port(netid, sport)
-            rp = ports.get(dport)
-            if rp is None:
-                rp = ports[dport] = str(dport) if lo <= dport <= hi else self.port(netid, dport)
-            proc = ""
-            if owners is not None and ino:
-                proc = owners.text(ino)
-            append([netid, names_of.get(st, "UNKNOWN"), queue[rq] if rq < 256 else "%-6d" % rq,
-                    queue[wq] if wq < 256 else "%-6d" % wq, la, lp, ra, rp, proc, ""])
-        return out
-
-    def column_cells(self, netid: str, family: int, cols: list[Sequence[Any]]) -> Columns:
-        """A block of rows from a datagram decoded as columns
-        (:func:`~sockscope.kernel.inet.decode_columns`).  The block keeps the raw
+    def column_cells(self, netid: str, b: Batch) -> Columns:
+        """A block of rows from a batch of the inet decoder
+        (:class:`~sockscope.kernel.inet.Batch`).  The block keeps the batch's
         columns; each distinct value gets its text once per table, in a cache of
         its column (which also knows the column's widest text), and
         :meth:`TableWriter.flush` maps the columns through padded copies of
         those caches in C: no per-row Python code runs at all."""
-        _head, states, sports, dports, srcs, dsts, _ifindex, rqs, wqs, inos = cols
-        if family == AF_INET:
-            pack = _U32.pack
-
-            def addr(k: int | bytes) -> str:
-                return self.address(AF_INET, ntop(AF_INET, pack(k)), None) + ":"
-        else:
-            def addr(k: int | bytes) -> str:
-                return self.address(AF_INET6, ntop(AF_INET6, k), None) + ":"  # type: ignore[arg-type]
+        srcs, dsts = b.src, b.dst
+        if b.v6only is not None:  # a v6only "::" is ss's [::], a dual-stack one * (the address key says which)
+            srcs = [_V6ONLY if v and s == _ZERO16 else s for s, v in zip(srcs, b.v6only)]
+            dsts = [_V6ONLY if v and d == _ZERO16 else d for d, v in zip(dsts, b.v6only)]
+        if any(b.ifindex):  # bound to a device: the local address names it (%lo)
+            srcs = [(s, i) if i else s for s, i in zip(srcs, b.ifindex)]
         lo, hi = (1, 65535) if self.opts.numeric else names.ephemeral_range()
 
-        def ports(raw: list[int]) -> list[str]:
-            n = len(raw)
-            # network order read natively: swapped in C by a pack/unpack round trip
-            host = struct.unpack(f">{n}H", struct.pack(f"={n}H", *raw)) if _SWAP else raw
+        def ports(host: list[int]) -> list[str]:
             texts = list(map(str, host))
             if min(host) < lo or max(host) > hi:  # only outside the ephemeral range can a port have a name
                 for i, p in enumerate(host):
@@ -176,17 +132,18 @@ class CellMaker:
         if netid not in c:
             c[netid] = (_TextCache(), _TextCache())
         lports, rports = c[netid]
+        states, rqs, wqs, inos = b.state, b.rqueue, b.wqueue, b.inode
         _fill(states, c["state"], _state_texts)
         _fill(rqs, c["rq"], _queue_texts)
         _fill(wqs, c["wq"], _queue_texts)
-        _fill(srcs, c["la"], lambda keys: list(map(addr, keys)))
-        _fill(dsts, c["ra"], lambda keys: list(map(addr, keys)))
-        _fill(sports, lports, ports)
-        _fill(dports, rports, ports)
+        _fill(srcs, c["la"], self._address_texts)
+        _fill(dsts, c["ra"], self._address_texts)
+        _fill(b.sport, lports, ports)
+        _fill(b.dport, rports, ports)
         owners = self.owners
-        block = Columns(len(states), [
+        block = Columns(b.n, [
             (netid, None), (states, c["state"]), (rqs, c["rq"]), (wqs, c["wq"]),
-            (srcs, c["la"]), (sports, lports), (dsts, c["ra"]), (dports, rports),
+            (srcs, c["la"]), (b.sport, lports), (dsts, c["ra"]), (b.dport, rports),
             (inos, c["users"]) if owners is not None else ("", None), ("", None),
         ])
         if owners is not None:
@@ -198,27 +155,40 @@ class CellMaker:
                 block.pending = (inos, c["users"], lambda keys: list(map(owners.text, keys)), False)
         return block
 
-    def info_cells(self, netid: str, batch: list[tuple]) -> list[list[str]]:  # type: ignore[type-arg]
-        """``-i``'s rows from :func:`~sockscope.kernel.inet.decode_info`'s tuples:
-        :meth:`raw_cells`, then the tcp_info text :meth:`cells` appends for a
-        record (``detail_text`` with only ``info``), without building records."""
+    def _address_texts(self, keys: list[Any]) -> list[str]:
+        """The cells (text and ``:``) of address keys: an IPv4 address as a native u32, an
+        IPv6 one as 16 bytes, ``(key, ifindex)`` for a bound device, :data:`_V6ONLY`."""
+        out = []
+        for k in keys:
+            if type(k) is tuple:
+                k, ifindex = k
+                out.append(self._address_texts([k])[0][:-1] + f"%{names.ifname(ifindex)}:")
+            elif type(k) is int:
+                out.append(self.address(AF_INET, ntop(AF_INET, _U32.pack(k)), None) + ":")
+            elif k is _V6ONLY:
+                out.append(self.address(AF_INET6, "::", True) + ":")
+            else:
+                out.append(self.address(AF_INET6, ntop(AF_INET6, k), None) + ":")
+        return out
+
+    def info_cells(self, netid: str, b: Batch) -> Columns:
+        """``-i``'s rows from a batch decoded with its tcp_info columns: :meth:`column_cells`,
+        then the Process cell :meth:`cells` makes for a record (``detail_text`` with only
+        ``info``), without building records."""
         from sockscope.render.details import tcp_info_text
 
-        rows = self.raw_cells(netid, [t[:11] for t in batch])
+        block = self.column_cells(netid, b)
         opts = self.opts.details
-        if netid == "udp" or opts is None:  # ss shows no tcp_info for UDP
-            return rows
+        if netid == "udp" or opts is None or b.info is None:  # ss shows no tcp_info for UDP
+            return block
         lead = "" if opts.oneline else "\n\t"
-        for row, t in zip(rows, batch):
-            view = _InfoView(t[11], t[12], t[14], t[13], t[1])
-            row[8] += lead + tcp_info_text(view, opts)  # type: ignore[arg-type]
-        return rows
-
-    def _port_texts(self, netid: str) -> dict[int, str]:
-        d = self._by_netid.get(netid)
-        if d is None:
-            d = self._by_netid[netid] = {}
-        return d
+        owners = self.owners
+        users: Iterable[str] = [owners.text(i) if i else "" for i in b.inode] if owners is not None else repeat("")
+        infos, congs, bbrs, dctcps = b.info
+        block.cols[8] = ([u + lead + tcp_info_text(_InfoView(info, cong, dctcp, bbr, st), opts)  # type: ignore[arg-type]
+                          for u, info, cong, bbr, dctcp, st in zip(users, infos, congs, bbrs, dctcps, b.state)], CELLS)
+        block.pending = None
+        return block
 
     def cells(self, s: Socket) -> list[str]:
         fam = s.family

@@ -1,0 +1,127 @@
+"""Message layouts: each kernel struct sockscope reads, described once.
+
+A :class:`Layout` is a C struct as a list of ``(name, code)`` fields (``struct``
+codes, native sizes, no padding: the kernel's structs are packed by their own
+alignment and every field here sits where the list puts it).  From it come the
+``struct.Struct`` that unpacks one message and the offsets by name; and
+:meth:`Layout.columns` reads named fields of many messages of one length at
+once, one C loop per field (a strided ``memoryview`` where the field is an
+aligned integer, one ``iter_unpack`` for the others).  Every decoder takes its
+offsets from here: no module restates a layout.
+
+A field whose name starts with ``_`` is padding or unused.  Codes ending in
+``!`` are in network byte order (they are read natively and swapped).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Sequence
+
+_SWAP = sys.byteorder == "little"
+#: netlink message header length: every diag message's payload starts here
+NLMSG_HDRLEN = 16
+
+
+class Layout:
+    """One struct: its fields' offsets and codes, and the struct of one message."""
+
+    __slots__ = ("name", "fields", "offsets", "size", "struct", "names", "_by_length")
+
+    def __init__(self, name: str, fields: Sequence[tuple[str, str]]) -> None:
+        self.name = name
+        self.fields = tuple(fields)
+        self.offsets: dict[str, tuple[int, str, bool]] = {}  # name -> (offset, code, network order)
+        off = 0
+        codes = []
+        for fname, code in fields:
+            net = code.endswith("!")
+            code = code.rstrip("!")
+            if not fname.startswith("_"):
+                self.offsets[fname] = (off, code, net)
+            codes.append(code)
+            off += struct.calcsize("=" + code)
+        self.size = off
+        self.struct = struct.Struct("=" + "".join(codes))
+        self.names = tuple(f for f, _ in fields)
+        self._by_length: dict[tuple[int, tuple[str, ...]], struct.Struct] = {}
+
+    def offset(self, name: str) -> int:
+        return self.offsets[name][0]
+
+    def columns(self, body: memoryview, length: int, names: Sequence[str], base: int = NLMSG_HDRLEN
+                ) -> list[list[Any]]:
+        """The fields ``names`` of the ``len(body) // length`` messages of ``body``,
+        each ``length`` bytes long (a multiple of 4) with this struct at ``base``:
+        one list per name.  Integers in network order come out in host order;
+        a ``Q`` the kernel placed at an offset not a multiple of 8 is read as two
+        words."""
+        out: list[list[Any]] = []
+        strings: list[int] = []
+        for i, name in enumerate(names):
+            off, code, net = self.offsets[name]
+            pos = base + off
+            out.append([])
+            if code == "B":
+                out[i] = body[pos::length].tolist()
+            elif code in ("H", "I") and length % 4 == 0:
+                size = 2 if code == "H" else 4
+                col = body.cast(code)[pos // size :: length // size].tolist()  # type: ignore[call-overload]
+                out[i] = swap16(col) if net and _SWAP else col
+            elif code == "Q" and length % 4 == 0:
+                w = body.cast("I")
+                # the low word first on a little-endian machine
+                lo, hi = (pos // 4, pos // 4 + 1) if _SWAP else (pos // 4 + 1, pos // 4)
+                low, high = w[lo :: length // 4].tolist(), w[hi :: length // 4].tolist()
+                out[i] = low if not any(high) else [a | (b << 32) for a, b in zip(low, high)]
+            else:
+                strings.append(i)
+        if strings:
+            key = (length, tuple(names[i] for i in strings))
+            st = self._by_length.get(key)
+            if st is None:
+                parts, pos = [], 0
+                for i in sorted(strings, key=lambda j: self.offsets[names[j]][0]):
+                    off, code, _net = self.offsets[names[i]]
+                    parts.append(f"{base + off - pos}x{code}")
+                    pos = base + off + struct.calcsize("=" + code)
+                parts.append(f"{length - pos}x")
+                st = self._by_length[key] = struct.Struct("=" + "".join(parts))
+            order = sorted(strings, key=lambda j: self.offsets[names[j]][0])
+            cols = list(zip(*st.iter_unpack(body))) if len(body) >= length else [() for _ in order]
+            for i, col in zip(order, cols):
+                out[i] = list(col)
+        return out
+
+    def as_ints(self, body: memoryview, length: int, name: str, base: int = NLMSG_HDRLEN) -> list[int]:
+        """The first four bytes of field ``name`` of every message as a native u32 (an IPv4 address)."""
+        pos = base + self.offsets[name][0]
+        return body.cast("I")[pos // 4 :: length // 4].tolist()
+
+
+def swap16(values: list[int]) -> list[int]:
+    """16-bit values read natively from network-order fields, in host order (in C: a pack/unpack round trip)."""
+    n = len(values)
+    if not n:
+        return values
+    return list(struct.unpack(f">{n}H", struct.pack(f"={n}H", *values)))
+
+
+# include/uapi/linux/inet_diag.h: struct inet_diag_msg (its inet_diag_sockid inlined)
+INET_DIAG_MSG = Layout("inet_diag_msg", (
+    ("family", "B"), ("state", "B"), ("timer", "B"), ("retrans", "B"),
+    ("sport", "H!"), ("dport", "H!"), ("src", "16s"), ("dst", "16s"), ("ifindex", "I"), ("cookie", "Q"),
+    ("expires", "I"), ("rqueue", "I"), ("wqueue", "I"), ("uid", "I"), ("inode", "I"),
+))
+
+# include/uapi/linux/unix_diag.h: struct unix_diag_msg
+UNIX_DIAG_MSG = Layout("unix_diag_msg", (
+    ("family", "B"), ("type", "B"), ("state", "B"), ("_pad", "x"), ("inode", "I"), ("cookie", "Q"),
+))
+
+#: netlink attribute header (struct nlattr)
+NLATTR = struct.Struct("=HH")
