@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sockscope.errors import DecodeError, NetlinkError
-from sockscope.kernel import inet, netlink, others, unix
+from sockscope.kernel import inet, inet_attrs, netlink, others, unix
 from sockscope.records import State
 
 # A script run in a private network namespace: it builds a few sockets, dumps
@@ -117,6 +118,67 @@ def test_unix_dump(capture: dict) -> None:
     assert p0.state == State.ESTABLISHED and p0.local.address == ""
 
 
+def _unix_msg(stype: int, st_: int, ino: int, name: bytes | None = None, peer: int | None = None,
+              rq: tuple[int, int] | None = (0, 0), uid: int | None = 0, extra: bytes = b"") -> bytes:
+    body = struct.pack("=BBBxIQ", 1, stype, st_, ino, ino * 7)
+    if name is not None:
+        body += netlink.encode_attr(unix.UNIX_DIAG_NAME, name)
+    if peer is not None:
+        body += netlink.encode_attr(unix.UNIX_DIAG_PEER, struct.pack("=I", peer))
+    body += extra
+    if rq is not None:
+        body += netlink.encode_attr(unix.UNIX_DIAG_RQLEN, struct.pack("=II", *rq))
+    if uid is not None:
+        body += netlink.encode_attr(unix.UNIX_DIAG_UID, struct.pack("=I", uid))
+    return _msg(netlink.SOCK_DIAG_BY_FAMILY, body)
+
+
+def _unix_reference(data: bytes) -> list[tuple]:
+    """Each UNIX message read the plainest way: its fixed part, then every attribute by parse_attrs."""
+    rows = []
+    for mtype, _flags, payload in netlink.iter_messages(data):
+        if mtype != netlink.SOCK_DIAG_BY_FAMILY:
+            break
+        _fam, stype, st_, ino, cookie = struct.unpack_from("=BBBxIQ", payload)
+        a = netlink.parse_attrs(payload, 16)
+        rq = struct.unpack("=II", a[unix.UNIX_DIAG_RQLEN][:8]) if unix.UNIX_DIAG_RQLEN in a else (0, 0)
+        rows.append((stype, st_, ino, cookie, bytes(a.get(unix.UNIX_DIAG_NAME, b"")),
+                     struct.unpack("=I", a[unix.UNIX_DIAG_PEER][:4])[0] if unix.UNIX_DIAG_PEER in a else 0, *rq,
+                     struct.unpack("=I", a[unix.UNIX_DIAG_UID][:4])[0] if unix.UNIX_DIAG_UID in a else None))
+    return rows
+
+
+def test_unix_batches_agree_with_the_reference(capture: dict) -> None:
+    """The UNIX decoder (messages grouped by length, one struct per attribute layout) gives what each
+    message says: real captures, and datagrams mixing lengths, names of every length (paths,
+    abstract), messages of one length but different layouts (read one by one), absent attributes."""
+    vfs = netlink.encode_attr(unix.UNIX_DIAG_VFS, struct.pack("=II", 5, 6))
+    synthetic = [
+        _unix_msg(1, 1, 10, peer=11) + _unix_msg(1, 1, 11, peer=10) + _unix_msg(2, 7, 12, b"/run/x") + _DONE,
+        b"".join(_unix_msg(1, 10, 20 + i, b"\0" + b"n" * i, rq=(i, 128)) for i in range(9)),
+        # one length, two layouts: a 12-byte name and no peer vs a 4-byte name and a peer
+        _unix_msg(1, 1, 30, b"/abcdefghijk", uid=5) + _unix_msg(1, 1, 31, b"/abc", peer=30, uid=6),
+        _unix_msg(5, 10, 40, None, None, None, None) + _unix_msg(5, 1, 41, b"@x", 42, (1, 2), 1000, vfs),
+        _DONE,
+    ]
+    assert len(_unix_msg(1, 1, 30, b"/abcdefghijk", uid=5)) == len(_unix_msg(1, 1, 31, b"/abc", peer=30, uid=6))
+    for data in [bytes.fromhex(h) for h in capture["unix"]] + synthetic:
+        b, done = unix.decode(data)
+        got = list(zip(b.type, b.state, b.inode, b.cookie, b.name, b.peer, b.rqueue, b.wqueue, b.uid))
+        assert got == _unix_reference(data)
+        assert done == (netlink.NLMSG_DONE in [t for t, _f, _p in netlink.iter_messages(data)])
+        assert len(unix.records(b, details=True)) == b.n
+    b, _ = unix.decode(synthetic[3])
+    assert unix.records(b, details=True)[1].unix_vfs == (5, 6)
+    whole = unix.concat([unix.decode(d)[0] for d in synthetic[:2]])
+    assert whole.inode == [10, 11, 12] + list(range(20, 29)) and bytes(whole.attrs(2)).startswith(bytes(
+        netlink.encode_attr(unix.UNIX_DIAG_NAME, b"/run/x")))
+    for bad in (_unix_msg(1, 1, 1, peer=None, extra=netlink.encode_attr(unix.UNIX_DIAG_PEER, b"ab")),
+                _unix_msg(1, 1, 1)[:-3]):
+        with pytest.raises(DecodeError):
+            unix.decode(bad)
+
+
 def test_details_fill_shutdown(capture: dict) -> None:
     socks = _decode(capture["inet"], "tcp", details=True)
     assert all(s.shutdown is not None for s in socks)
@@ -166,6 +228,7 @@ _DECODERS = [
     lambda b: inet.decode_dump(b, "tcp", [], details=True),
     lambda b: inet.decode_dump(b, "tcp", []),
     lambda b: unix.decode_dump(b, [], details=True),
+    lambda b: unix.decode(b),
     lambda b: others.decode_netlink_dump(b, []),
     lambda b: others.decode_packet_dump(b, []),
     lambda b: list(netlink.iter_messages(b)),
@@ -270,7 +333,7 @@ def _both_ways(data: bytes, monkeypatch: pytest.MonkeyPatch, info: bool = False)
     fast, fast_done = inet.decode(data, info=info)
     with monkeypatch.context() as m:
         m.setattr(inet, "_uniform", lambda *a: None)
-        m.setattr(inet, "_uniform_info", lambda *a: None)
+        m.setattr(inet_attrs, "_uniform_info", lambda *a: None)
         framed, framed_done = inet.decode(data, info=info)
     assert fast_done == framed_done
     for name in _COLUMNS:
@@ -422,13 +485,13 @@ def test_info_of_one_layout_datagrams_agree_with_the_framed_walk(monkeypatch: py
                 fast, _framed = _both_ways(data, monkeypatch, info=True)
                 assert fast.n == 5 and fast.info is not None
                 assert all(t is None or isinstance(t, tcpinfo.TcpInfo) for t in fast.info[0])
-                taken += inet._uniform_info(memoryview(data), len(msgs) // 5, 5) is not None
+                taken += inet_attrs._uniform_info(memoryview(data), len(msgs) // 5, 5) is not None
     assert taken >= 30  # all but the short-bbr layout took the one-unpack path
     # two layouts in one datagram (one socket without cong): the walk, same answer
     a = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 5, _info_attrs(rng, tcpinfo.SIZE, b"cubic\0", 0, 0, False))
     b = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 6, _info_attrs(rng, tcpinfo.SIZE, None, 0, 0, False)
                  + netlink.encode_attr(99, bytes(8)))
-    assert len(a) == len(b) and inet._uniform_info(memoryview(a + b), len(a), 2) is None
+    assert len(a) == len(b) and inet_attrs._uniform_info(memoryview(a + b), len(a), 2) is None
     got, _ = _both_ways(a + b + _DONE, monkeypatch, info=True)
     assert got.inode == [5, 6] and got.info is not None and got.info[1] == ["cubic", None]
 

@@ -12,8 +12,12 @@ import struct
 
 _WORDS = struct.Struct(">8H")
 
+#: the address families sockscope knows (<linux/socket.h>), defined here once
+AF_UNIX = 1
 AF_INET = 2
 AF_INET6 = 10
+AF_NETLINK = 16
+AF_PACKET = 17
 
 _LIMIT = 1 << 16  # entries per cache before it starts over
 _cache4: dict[bytes, str] = {}

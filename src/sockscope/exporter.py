@@ -49,15 +49,14 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import sys
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
-from sockscope.errors import DecodeError, NotSupported, PermissionDenied, SockscopeError, netlink_error
+from sockscope.errors import NotSupported, PermissionDenied, SockscopeError
 from sockscope.netns import NETNS_RUN_DIR, NetnsRef, list_netns
 from sockscope.netns import setns as _setns
 from sockscope.filter.states import SS_STATE_NAMES
@@ -202,175 +201,63 @@ class _Dumper:
 
 
 # --------------------------------------------------------------------------
-# The fast aggregating decoders (TCP, UDP, UNIX)
+# Counting the core's batches (TCP, UDP, UNIX): no record is built
 
-_HDR = struct.Struct("=IH")  # nlmsg_len, nlmsg_type
-_ATTR = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
-_U64 = struct.Struct("=Q")
-_RQLEN = struct.Struct("=II")
-_LISTEN_FIELDS = struct.Struct("=4xH2x16s16sI8x4xII")  # sport src dst ifindex (cookie expires) rq wq
-_NLMSG_ERROR, _NLMSG_DONE, _SOCK_DIAG_BY_FAMILY = 2, 3, 20
-_INET_MSG = 72  # sizeof(struct inet_diag_msg)
-_UNIX_MSG = 16  # sizeof(struct unix_diag_msg)
-_INET_DIAG_INFO = 2
-_INET_DIAG_SKV6ONLY = 11
-_EXT_INFO_ONLY = 1 << (_INET_DIAG_INFO - 1)
-# Offsets in struct tcp_info (see sockscope.kernel.tcpinfo): 8 u8, 24 u32 (total_retrans last),
-# 4 u64 (bytes_received last), 6 u32, 4 u64, 2 u32, then bytes_sent and bytes_retrans.
-_TI_TOTAL_RETRANS = 8 + 23 * 4  # 100
-_TI_BYTES_RECEIVED = 8 + 24 * 4 + 3 * 8  # 128
-_TI_BYTES_SENT = _TI_BYTES_RECEIVED + 8 + 6 * 4 + 4 * 8 + 2 * 4  # 200
-_TI_BYTES_RETRANS = _TI_BYTES_SENT + 8  # 208
-#: total_retrans, bytes_received, bytes_sent, bytes_retrans in one unpack
-_TI_SUMS = struct.Struct(f"={_TI_TOTAL_RETRANS}xI{_TI_BYTES_RECEIVED - _TI_TOTAL_RETRANS - 4}xQ"
-                         f"{_TI_BYTES_SENT - _TI_BYTES_RECEIVED - 8}xQQ")
 _ZERO16 = bytes(16)
+_INET_DIAG_INFO = 2
+_EXT_INFO_ONLY = 1 << (_INET_DIAG_INFO - 1)
+#: the tcp_info fields summed over open sockets (read by name from the decoder's batches)
+_TCP_INFO_SUMS = ("total_retrans", "bytes_received", "bytes_sent", "bytes_retrans")
 _PROTOCOLS = {"tcp": 6, "udp": 17}
 
 
-def _walk_attrs(mv: memoryview, a: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(type, payload offset, payload length) of each attribute in ``mv[a:end]``."""
-    unpack = _ATTR.unpack_from
-    while a + 4 <= end:
-        alen, atype = unpack(mv, a)
-        if alen < 4 or a + alen > end:
-            raise DecodeError(f"bad attribute length {alen} (type {atype & 0x3FFF})")
-        yield atype & 0x3FFF, a + 4, alen - 4
-        a += (alen + 3) & ~3
-
-
-def _messages(mv: memoryview, op: str, min_len: int) -> Iterator[tuple[int, int]]:
-    """(offset, length) of each SOCK_DIAG_BY_FAMILY message of a datagram; (-1, 0) at NLMSG_DONE.
-
-    Errors (``NLMSG_ERROR``, or an error carried by ``NLMSG_DONE``) raise the
-    matching :class:`~sockscope.errors.NetlinkError`; bad lengths :class:`DecodeError`.
-    """
-    from sockscope.kernel import netlink as nl
-
-    hdr = _HDR.unpack_from
-    end = len(mv)
-    off = 0
-    while off < end:
-        if end - off < 16:
-            raise DecodeError(f"truncated netlink header at offset {off}")
-        length, mtype = hdr(mv, off)
-        if length < 16 or off + length > end:
-            raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        if mtype == _SOCK_DIAG_BY_FAMILY:
-            if length < 16 + min_len:
-                raise DecodeError(f"truncated {op} message ({length - 16} bytes)")
-            yield off, length
-        elif mtype == _NLMSG_DONE:
-            nl.check_done(mv[off + 16 : off + length], op)
-            yield -1, 0
-            return
-        elif mtype == _NLMSG_ERROR:
-            code = nl.error_code(mv[off + 16 : off + length])
-            if code:
-                raise netlink_error(op, -code)
-        off += (length + 3) & ~3
-
-
-def _inet_decoder(table: str, counts: list[int], listen: list[tuple[Any, ...]], tot: TcpTotals,
+def _inet_counter(table: str, counts: list[int], listen: list[tuple[Any, ...]], tot: TcpTotals,
                   op: str) -> Callable[[bytes], bool]:
-    """A ``transport.dump`` callback counting one inet dump by state (and summing tcp_info)."""
-    want_info = table == "tcp"
-    u32, u64, lf = _U32.unpack_from, _U64.unpack_from, _LISTEN_FIELDS.unpack_from
-    layout: list[Any] = [_NO_LAYOUT, None, 1 << 30, 0]  # headers struct, their values, INFO end, INFO payload
-    swap = sys.byteorder == "little"
+    """A ``transport.dump`` callback counting one inet dump by state, keeping its listeners and
+    summing tcp_info, from the core decoder's batches (:func:`sockscope.kernel.inet.decode`)."""
+    from sockscope.kernel import inet
 
     def decode(buf: bytes) -> bool:
-        mv = memoryview(buf)
-        for off, length in _messages(mv, op, _INET_MSG):
-            if off < 0:
-                return True
-            st = mv[off + 17]
+        b, done = inet.decode(buf, op)
+        for st in b.state:
             counts[st] += 1
-            if st == _LISTEN:
-                fam = mv[off + 16]
-                sport, src, _dst, ifindex, rq, wq = lf(mv, off + 16)
-                if swap:
-                    sport = ((sport & 0xFF) << 8) | (sport >> 8)
-                v6only = False
-                if fam == AF_INET6 and src == _ZERO16:
-                    for t, p, n in _walk_attrs(mv, off + 16 + _INET_MSG, off + length):
-                        if t == _INET_DIAG_SKV6ONLY and n:
-                            v6only = bool(mv[p])
-                listen.append((table, fam, src, sport, ifindex, rq, wq, v6only))
-            if not want_info or st == _TIME_WAIT:
-                continue
-            # tcp_info.  Every message of a dump has the same attributes before INFO (the set
-            # depends on the kernel, the family and the caller's privileges), so their headers
-            # are checked in one unpack against the last walked message; a mismatch walks.
-            a, mend = off + 16 + _INET_MSG, off + length
-            if a + layout[2] <= mend and layout[0].unpack_from(mv, a) == layout[1]:
-                p, n = a + layout[3], layout[2] - layout[3]
-            else:
-                p, n = _find_info(mv, a, mend, layout)
-                if p < 0:
-                    continue
-            if n >= _TI_SUMS.size:
-                segs, recv, sent, rbytes = _TI_SUMS.unpack_from(mv, p)
-                tot.retrans_segments += segs
-                tot.received_bytes += recv
-                tot.sent_bytes += sent
-                tot.retrans_bytes += rbytes
-            else:
+        if _LISTEN in b.state:
+            v6 = b.v6only or [None] * b.n
+            for fam, st, key, port, ifindex, rq, wq, v6only in zip(b.family, b.state, b.src, b.sport, b.ifindex,
+                                                                    b.rqueue, b.wqueue, v6):
+                if st == _LISTEN:
+                    raw = _U32.pack(key) if type(key) is int else key
+                    listen.append((table, fam, raw, port, ifindex, rq, wq, bool(v6only)))
+        if table == "tcp" and b.n:
+            segs, recv, sent, rbytes = b.info_fields(_TCP_INFO_SUMS)
+            tot.retrans_segments += sum(filter(None, segs))
+            tot.received_bytes += sum(filter(None, recv))
+            tot.sent_bytes += sum(filter(None, sent))
+            tot.retrans_bytes += sum(filter(None, rbytes))
+            if sent.count(None) != segs.count(None):  # a tcp_info too short for bytes_sent (an older kernel)
                 tot.has_sent = False
-                if n >= _TI_TOTAL_RETRANS + 4:
-                    tot.retrans_segments += u32(mv, p + _TI_TOTAL_RETRANS)[0]
-                if n >= _TI_BYTES_RECEIVED + 8:
-                    tot.received_bytes += u64(mv, p + _TI_BYTES_RECEIVED)[0]
-        return False
+        return done
 
     return decode
 
 
-_NO_LAYOUT = struct.Struct("=")
-
-
-def _find_info(mv: memoryview, a: int, end: int, layout: list[Any]) -> tuple[int, int]:
-    """Walk to INET_DIAG_INFO: (payload offset, length), or (-1, 0); remember the layout on the way."""
-    a0 = pos = a
-    heads: list[int] = []
-    fmt = "="
-    while a + 4 <= end:
-        alen, atype = _ATTR.unpack_from(mv, a)
-        if alen < 4 or a + alen > end:
-            raise DecodeError(f"bad attribute length {alen} (type {atype & 0x3FFF})")
-        fmt += f"{a - pos}xHH" if a > pos else "HH"
-        pos = a + 4
-        heads += (alen, atype)
-        if atype & 0x3FFF == _INET_DIAG_INFO:
-            layout[:] = [struct.Struct(fmt), tuple(heads), a - a0 + alen, a - a0 + 4]
-            return a + 4, alen - 4
-        a += (alen + 3) & ~3
-    return -1, 0
-
-
-def _unix_decoder(counts: dict[int, list[int]], listen: list[tuple[Any, ...]]) -> Callable[[bytes], bool]:
-    """A ``transport.dump`` callback counting a unix_diag dump by type and state."""
+def _unix_counter(counts: dict[int, list[int]], listen: list[tuple[Any, ...]]) -> Callable[[bytes], bool]:
+    """A ``transport.dump`` callback counting a unix_diag dump by type and state (the core's batches)."""
+    from sockscope.kernel import unix
 
     def decode(buf: bytes) -> bool:
-        mv = memoryview(buf)
-        for off, length in _messages(mv, "unix diag", _UNIX_MSG):
-            if off < 0:
-                return True
-            stype, st = mv[off + 17], mv[off + 18]
+        b, done = unix.decode(buf, "unix diag")
+        for stype, st in zip(b.type, b.state):
             c = counts.get(stype)
             if c is None:
                 c = counts[stype] = [0] * 256
             c[st] += 1
-            if st == _LISTEN:
-                name, rq, wq = b"", 0, 0
-                for t, p, n in _walk_attrs(mv, off + 16 + _UNIX_MSG, off + length):
-                    if t == 0:  # UNIX_DIAG_NAME
-                        name = bytes(mv[p : p + n])
-                    elif t == 4 and n >= 8:  # UNIX_DIAG_RQLEN
-                        rq, wq = _RQLEN.unpack_from(mv, p)
-                listen.append((stype, name, rq, wq))
-        return False
+        if _LISTEN in b.state:
+            for stype, st, name, rq, wq in zip(b.type, b.state, b.name, b.rqueue, b.wqueue):
+                if st == _LISTEN:
+                    listen.append((stype, name, rq, wq))
+        return done
 
     return decode
 
@@ -396,7 +283,7 @@ def _inet(dumper: _Dumper, snap: Snapshot, table: str, own: str) -> None:
             counts = [0] * 256
             ext = _EXT_INFO_ONLY if table == "tcp" else 0
             dumper.dump(inet.encode_request(fam, _PROTOCOLS[table], _SS_ALL, ext),
-                        _inet_decoder(table, counts, listen, tot, op), op)
+                        _inet_counter(table, counts, listen, tot, op), op)
             done.append((fam, counts))
     except (NotSupported, PermissionDenied):
         # like `ss`: read /proc/net/{tcp,udp}{,6} instead (no tcp_info there)
@@ -422,7 +309,7 @@ def _unix(dumper: _Dumper, snap: Snapshot, want: set[str], own: str) -> None:
     listen: list[tuple[Any, ...]] = []
     try:
         dumper.dump(unix.encode_request(_SS_ALL, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN),
-                    _unix_decoder(counts, listen), "unix diag")
+                    _unix_counter(counts, listen), "unix diag")
     except (NotSupported, PermissionDenied):
         from sockscope import procnet
 

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 
-from sockscope._addr import AF_INET, AF_INET6
-from sockscope.query import AF_UNIX, SS_ALL, Query, _kind, batches
+from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
+from sockscope.query import SS_ALL, Query, _kind, batches
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from sockscope._addr import AF_INET, AF_INET6
+from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
 from sockscope.errors import NetlinkError, NotSupported, PermissionDenied, UsageError
 from sockscope.filter.states import SS_STATE_NAMES
 
@@ -20,13 +20,11 @@ if TYPE_CHECKING:
 
     from sockscope.filter.expr import Expr
     from sockscope.kernel.inet import Batch
+    from sockscope.kernel.unix import Batch as UnixBatch
     from sockscope.records import Socket, State
 
     Warn = Callable[[str], None]
 
-AF_UNIX = 1
-AF_NETLINK = 16
-AF_PACKET = 17
 
 #: every state bit ss knows (0..11)
 SS_ALL = (1 << 12) - 1
@@ -125,12 +123,10 @@ class Query:
 
 def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
     """Stream the sockets of ``q`` in ss's order (filtered by its filter, if any), as records."""
-    from sockscope.kernel.inet import records
-
     pred = q.predicate
     decode_all = q.details or bool(q.ext)
     for table, item, filtered in _source(q, warn):
-        socks = item if isinstance(item, list) else records(item, table, decode_all)
+        socks = item if isinstance(item, list) else records(table, item, decode_all)
         if pred is None or filtered:
             yield from socks
         else:
@@ -138,16 +134,15 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
 
 
 def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool = True
-            ) -> Iterator[tuple[str, Batch | list[Socket]]]:
+            ) -> Iterator[tuple[str, Batch | UnixBatch | list[Socket]]]:
     """The one source: ``(table, batch)`` in ss's order, filtered by ``q``'s filter.
 
     Every inet table comes as :class:`~sockscope.kernel.inet.Batch` columns,
-    whether sock_diag or the /proc fallback answered; the other families as
-    lists of records.  ``info`` adds the tcp_info columns (``ss -i``);
+    whether sock_diag or the /proc fallback answered; UNIX sockets (table
+    "unix") as one :class:`~sockscope.kernel.unix.Batch` (or records, from
+    /proc); netlink and packet sockets as lists of records.  ``info`` adds the tcp_info columns (``ss -i``);
     ``ahead`` receives in a helper thread while the caller decodes (not when
     the caller runs a thread of its own: three threads contend for the GIL)."""
-    from sockscope.kernel.inet import records
-
     pred = q.predicate
     decode_all = q.details or bool(q.ext)
     for table, item, filtered in _source(q, warn, info, ahead):
@@ -155,12 +150,23 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool
             if isinstance(item, list):
                 item = [s for s in item if pred(s)]
             else:
-                item = item.select(list(map(pred, records(item, table, decode_all))))
+                item = item.select(list(map(pred, records(table, item, decode_all))))
         yield table, item
 
 
+def records(table: str, batch: Batch | UnixBatch, details: bool = False) -> list[Socket]:
+    """A batch of :func:`batches` as :class:`~sockscope.records.Socket` records."""
+    if table == "unix":
+        from sockscope.kernel import unix
+
+        return unix.records(batch, details)  # type: ignore[arg-type]
+    from sockscope.kernel import inet
+
+    return inet.records(batch, table, details)  # type: ignore[arg-type]
+
+
 def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True
-            ) -> Iterator[tuple[str, Batch | list[Socket], bool]]:
+            ) -> Iterator[tuple[str, Batch | UnixBatch | list[Socket], bool]]:
     """``(table, batch, filtered)`` in ss's order (tables nl, packet, unix, raw,
     udp, tcp, dccp, sctp, mptcp; IPv4 before IPv6); ``filtered``: the kernel
     already applied the whole filter (its bytecode) to this batch."""
@@ -338,7 +344,8 @@ def _replay(q: Query, path: str) -> Batch:
                          for f, st in zip(batch.family, batch.state)])
 
 
-def _unix(q: Query, state: _FallbackState) -> list[Socket]:
+def _unix(q: Query, state: _FallbackState) -> UnixBatch | list[Socket]:
+    """The UNIX sockets of ``q`` as one batch (sock_diag), or records (the /proc fallback)."""
     from sockscope.kernel import transport, unix
 
     types = {t for t in UNIX_TABLES if t in q.tables}
@@ -346,16 +353,22 @@ def _unix(q: Query, state: _FallbackState) -> list[Socket]:
         show = unix.DEFAULT_SHOW | (unix.UDIAG_SHOW_VFS | unix.UDIAG_SHOW_ICONS if q.details else 0)
         if q.ext & EXT_MEM:
             show |= unix.UDIAG_SHOW_MEMINFO
-        decode_all = q.details or bool(q.ext & EXT_MEM)
-        out: list[Socket] = []
+        parts: list[UnixBatch] = []
+
+        def take(data: bytes) -> bool:
+            b, done = unix.decode(data, "unix diag")
+            parts.append(b)
+            return done
+
         try:
-            transport.dump(
-                unix.encode_request(q.states, show), lambda b: unix.decode_dump(b, out, decode_all), "unix diag"
-            )
+            transport.dump(unix.encode_request(q.states, show), take, "unix diag")
         except (NotSupported, PermissionDenied) as exc:
             state.fall_back(f"sock_diag: {exc}")
         else:
-            return [s for s in out if s.netid in types]
+            whole = unix.concat(parts)
+            if len(types) < len(UNIX_TABLES):
+                whole = whole.select([t in types for t in unix.netids(whole)])
+            return whole
     else:
         state.fall_back("SOCKSCOPE_FORCE_PROC is set")
     from sockscope import procnet
@@ -559,5 +572,6 @@ def _details(details: bool | Iterable[str]) -> tuple[bool, int]:
 
 
 __all__ = [
-    "Query", "run", "batches", "with_filter", "EXT_INFO", "EXT_MEM", "EXT_TOS", "sockets", "KINDS", "SS_ALL", "SS_CONN",
+    "Query", "run", "batches", "records", "with_filter", "EXT_INFO", "EXT_MEM", "EXT_TOS", "sockets", "KINDS",
+    "SS_ALL", "SS_CONN",
 ]

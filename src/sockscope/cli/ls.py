@@ -480,8 +480,10 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
             for table, batch in batches(q, info=info_only):
                 if isinstance(batch, list):
                     add_many([make(s) for s in batch])
+                elif table == "unix":
+                    add_many(maker.unix_cells(batch))  # type: ignore[arg-type]
                 else:
-                    add_many(cells(table, batch))
+                    add_many(cells(table, batch))  # type: ignore[arg-type]
     else:
         add, make = writer.add, maker.cells
         for s in socks:

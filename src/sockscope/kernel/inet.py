@@ -13,11 +13,11 @@ import sys
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import INET_DIAG_MSG, swap16
+from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO, swap16
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, Sequence
+    from typing import Any, Iterable, Sequence
 
     from sockscope.records import Socket
 
@@ -25,25 +25,16 @@ if TYPE_CHECKING:
 # decoders that build them, on first use: the listing's fast paths below never
 # need them, and start-up time is a feature.
 
-# include/uapi/linux/inet_diag.h
+# include/uapi/linux/inet_diag.h: the attribute numbers live with their decoders
+from sockscope.kernel.inet_attrs import (  # noqa: E402
+    INET_DIAG_BBRINFO, INET_DIAG_CGROUP_ID, INET_DIAG_CLASS_ID, INET_DIAG_CONG, INET_DIAG_DCTCPINFO, INET_DIAG_INFO,
+    INET_DIAG_MARK, INET_DIAG_MEMINFO, INET_DIAG_PROTOCOL, INET_DIAG_SHUTDOWN, INET_DIAG_SKMEMINFO,
+    INET_DIAG_SKV6ONLY, INET_DIAG_SOCKOPT, INET_DIAG_TCLASS, INET_DIAG_TOS, INET_DIAG_VEGASINFO, details_of,
+    info_at, info_columns, v6only_of,
+)
+
 INET_DIAG_REQ_BYTECODE = 1
 INET_DIAG_REQ_PROTOCOL = 3
-INET_DIAG_MEMINFO = 1
-INET_DIAG_INFO = 2
-INET_DIAG_VEGASINFO = 3
-INET_DIAG_CONG = 4
-INET_DIAG_TOS = 5
-INET_DIAG_TCLASS = 6
-INET_DIAG_SKMEMINFO = 7
-INET_DIAG_SHUTDOWN = 8
-INET_DIAG_PROTOCOL = 10
-INET_DIAG_SKV6ONLY = 11
-INET_DIAG_DCTCPINFO = 9
-INET_DIAG_MARK = 15
-INET_DIAG_BBRINFO = 16
-INET_DIAG_CLASS_ID = 17
-INET_DIAG_CGROUP_ID = 21
-INET_DIAG_SOCKOPT = 22
 
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
@@ -134,158 +125,6 @@ _REQ_V1 = struct.Struct("=BBBB")
 _REQ_V1_TAIL = struct.Struct("=II")
 
 
-def _bbr(a: memoryview) -> tuple[int, int, int, int]:
-    return _bbr_info(*struct.unpack_from("=5I", bytes(a[:20]).ljust(20, b"\0")))
-
-
-def _bbr_info(bw_lo: int, bw_hi: int, min_rtt: int, pacing_gain: int, cwnd_gain: int) -> tuple[int, int, int, int]:
-    """``struct tcp_bbr_info``'s five u32 -> (bw in bytes/s, min_rtt µs, pacing_gain, cwnd_gain)."""
-    return ((bw_hi << 32) | bw_lo, min_rtt, pacing_gain, cwnd_gain)
-
-
-def _dctcp(a: memoryview) -> tuple[int, int, int, int, int]:
-    en, ce, alpha, ab_ecn, ab_tot = struct.unpack_from("=HHIII", bytes(a[:16]).ljust(16, b"\0"))
-    return (en, ce, alpha, ab_ecn, ab_tot)
-
-
-_INFO_LAYOUTS: dict[tuple, tuple[struct.Struct, struct.Struct, list[tuple[str, int, int]]]] = {}  # type: ignore[type-arg]
-_CONG_NAMES: dict[bytes, str] = {}
-
-
-def _info_layout(key: tuple, length: int) -> tuple[struct.Struct, struct.Struct, list[tuple[str, int, int]]] | None:  # type: ignore[type-arg]
-    """For messages of ``length`` bytes whose attributes are ``key`` ((offset,
-    length, type) each): the struct that unpacks one whole message, the
-    indices of the attribute header words in its tuples, and where the parts
-    ``-i`` wants sit in them: (kind, first index, payload length)."""
-    from sockscope.kernel import tcpinfo
-
-    fmt = ["=6s10x", _MSG.format.lstrip("=")]
-    index = 1 + 15  # head, then the message's 15 fields
-    parts: list[tuple[str, int, int]] = []
-    pos = 16 + MSG_LEN
-    for off, alen, atype in key:
-        fmt.append(f"{off - pos}x" if off > pos else "")
-        fmt.append("I")
-        index += 1
-        plen = alen - 4
-        atype &= nl.NLA_TYPE_MASK
-        if atype == INET_DIAG_INFO and plen >= tcpinfo.SIZE:
-            fmt.append(tcpinfo.FORMAT.lstrip("=") + f"{plen - tcpinfo.SIZE}x")
-            parts.append(("info", index, plen))
-            index += tcpinfo.FIELDS
-        elif atype in (INET_DIAG_INFO, INET_DIAG_CONG):  # a short tcp_info: zero-padded by tcpinfo.decode
-            fmt.append(f"{plen}s")
-            parts.append(("info_bytes" if atype == INET_DIAG_INFO else "cong", index, plen))
-            index += 1
-        elif atype == INET_DIAG_BBRINFO and 12 <= plen < 20:  # short: the framed path pads it
-            return None
-        elif atype == INET_DIAG_BBRINFO and plen >= 20:
-            fmt.append(f"5I{plen - 20}x")
-            parts.append(("bbr", index, plen))
-            index += 5
-        elif atype == INET_DIAG_DCTCPINFO and plen >= 16:
-            fmt.append(f"HHIII{plen - 16}x")
-            parts.append(("dctcp", index, plen))
-            index += 5
-        elif atype == INET_DIAG_SKV6ONLY and plen >= 1:
-            fmt.append(f"B{plen - 1}x")
-            parts.append(("v6only", index, plen))
-            index += 1
-        else:
-            fmt.append(f"{plen}x")
-        pos = off + alen
-    fmt.append(f"{length - pos}x")
-    # the headers alone (the message's, then each attribute's), to check a datagram cheaply
-    heads = ["=6s"]
-    pos = 6
-    for off, _alen, _atype in key:
-        heads.append(f"{off - pos}xI")
-        pos = off + 4
-    heads.append(f"{length - pos}x")
-    got = _INFO_LAYOUTS[(length, *key)] = (struct.Struct(" ".join(f for f in fmt if f)),
-                                           struct.Struct("".join(heads)), parts)
-    return got
-
-
-def _v6only(get: Callable[[int], memoryview | None]) -> bool | None:
-    """SKV6ONLY from an inet_diag_msg's attributes (None when absent)."""
-    a = get(INET_DIAG_SKV6ONLY)
-    return bool(a[0]) if a is not None and len(a) else None
-
-
-def _cong(a: memoryview) -> str:
-    """INET_DIAG_CONG: the congestion control's name (a C string)."""
-    return bytes(a).split(b"\0", 1)[0].decode("ascii", "replace")
-
-
-_U32 = struct.Struct("=I")
-_U64 = struct.Struct("=Q")
-
-
-_tcpinfo: Any = None
-
-
-def _tcpinfo_decode() -> Any:
-    """tcpinfo.decode, imported on first use (its 63-field dataclass costs start-up time)."""
-    global _tcpinfo
-    if _tcpinfo is None:
-        from sockscope.kernel import tcpinfo
-
-        _tcpinfo = tcpinfo.decode
-    return _tcpinfo
-
-
-def _details(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
-    """The detail fields of one message's attributes (the ``details=True`` path)."""
-    get = nl.parse_attrs(raw).get
-    d: dict[str, Any] = {}
-    v6only = _v6only(get)
-    if v6only is not None:
-        d["v6only"] = v6only
-    a = get(INET_DIAG_SHUTDOWN)
-    if a is not None and len(a):
-        d["shutdown"] = a[0]
-    a = get(INET_DIAG_MARK)
-    if a is not None and len(a) >= 4:
-        d["mark"] = _U32.unpack_from(a, 0)[0]
-    a = get(INET_DIAG_CGROUP_ID)
-    if a is not None and len(a) >= 8:
-        d["cgroup_id"] = _U64.unpack_from(a, 0)[0]
-    a = get(INET_DIAG_CONG)
-    if a is not None:
-        d["cong"] = _cong(a)
-    a = get(INET_DIAG_SKMEMINFO)
-    if a is not None:
-        from sockscope.kernel.others import decode_skmem
-
-        d["skmem"] = decode_skmem(a)
-    a = get(INET_DIAG_INFO)
-    if a is not None and netid == "tcp":
-        d["tcp_info"] = _tcpinfo_decode()(a)
-    for key, atype in (("tos", INET_DIAG_TOS), ("tclass", INET_DIAG_TCLASS)):
-        a = get(atype)
-        if a is not None and len(a):
-            d[key] = a[0]
-    a = get(INET_DIAG_CLASS_ID)
-    if a is not None and len(a) >= 4:
-        d["class_id"] = _U32.unpack_from(a, 0)[0]
-    a = get(INET_DIAG_SOCKOPT)
-    if a is not None and len(a) >= 2:
-        d["sockopt"] = a[0] | (a[1] << 8)
-    a = get(INET_DIAG_BBRINFO)
-    if a is not None and len(a) >= 12:
-        d["bbr_info"] = _bbr(a)
-    a = get(INET_DIAG_DCTCPINFO)
-    if a is not None and len(a) >= 16:
-        d["dctcp_info"] = _dctcp(a)
-    a = get(INET_DIAG_PROTOCOL)
-    if a is not None and len(a):
-        d["protocol"] = a[0]
-    return d
-
-
-
-
 # --------------------------------------------------------------------------
 # The decoder: one datagram of an inet_diag dump -> one column Batch
 
@@ -293,7 +132,8 @@ _L = INET_DIAG_MSG
 _HEAD_COLS = ("state", "timer", "retrans", "sport", "dport", "ifindex", "cookie", "expires", "rqueue", "wqueue",
               "uid", "inode")
 _FIXED = struct.Struct("=IH10x" + _MSG.format.lstrip("="))  # nlmsghdr (length, type) + inet_diag_msg
-_U32_FROM = struct.Struct("=I").unpack_from
+_U32 = struct.Struct("=I")
+_U32_FROM = _U32.unpack_from
 
 
 class Batch:
@@ -309,7 +149,8 @@ class Batch:
     (:class:`~sockscope.kernel.tcpinfo.TcpInfo`), congestion control name,
     bbr_info and dctcp_info.  :meth:`attrs` is row ``i``'s attribute bytes."""
 
-    __slots__ = ("n", "fam", "family", *_HEAD_COLS, "src", "dst", "v6only", "info", "_mv", "_starts", "_ends")
+    __slots__ = ("n", "fam", "family", *_HEAD_COLS, "src", "dst", "v6only", "info", "_mv", "_starts", "_ends",
+                 "_length")
 
     n: int
     fam: int
@@ -333,6 +174,27 @@ class Batch:
     _mv: memoryview
     _starts: list[int]
     _ends: list[int]
+    _length: int  # every message's length when they are all alike (read column at once), else 0
+
+    def info_fields(self, names: Sequence[str]) -> list[list[Any]]:
+        """Fields of each row's tcp_info by name (:data:`~sockscope.kernel.layout.TCP_INFO`), one list
+        per name: None where the row has no tcp_info or one too short for the field.  Where every
+        message has one length and one attribute layout, each field is one strided read."""
+        at = info_at(self._mv, self._length, self.n) if self._length and self.n else None
+        if at is not None:
+            start, size = at
+            body = self._mv[: self.n * self._length]
+            fit = [nm for nm in names if TCP_INFO.offset(nm) + TCP_INFO.struct_size(nm) <= size]
+            got = dict(zip(fit, TCP_INFO.columns(body, self._length, fit, base=start)))
+            return [got.get(nm) or [None] * self.n for nm in names]
+        out: list[list[Any]] = [[] for _ in names]
+        for i in range(self.n):
+            p = nl.parse_attrs(self.attrs(i)).get(INET_DIAG_INFO)
+            for col, nm in zip(out, names):
+                off, size = TCP_INFO.offset(nm), TCP_INFO.struct_size(nm)
+                col.append(None if p is None or off + size > len(p) else
+                           int.from_bytes(p[off : off + size], sys.byteorder))
+        return out
 
     def attrs(self, i: int) -> memoryview:
         """Row ``i``'s attributes (what follows its inet_diag_msg)."""
@@ -360,6 +222,7 @@ class Batch:
         b.info = None
         b._mv = memoryview(b"")
         b._starts = b._ends = [0] * b.n
+        b._length = 0
         return b
 
     def select(self, keep: Sequence[Any]) -> Batch:
@@ -374,6 +237,7 @@ class Batch:
         b.v6only = None if self.v6only is None else list(compress(self.v6only, keep))
         b.info = None if self.info is None else tuple(list(compress(c, keep)) for c in self.info)  # type: ignore[assignment]
         b._mv = self._mv
+        b._length = 0
         return b
 
 
@@ -401,7 +265,7 @@ def decode(buf: bytes | memoryview, op: str = "inet_diag", info: bool = False) -
     else:
         b.fam = 0
     _wildcards(b)
-    b.info = _info_columns(b, mv, length if got is not None else 0) if info else None
+    b.info = info_columns(b, mv, length if got is not None else 0) if info else None
     return b, done
 
 
@@ -447,6 +311,7 @@ def _uniform(mv: memoryview, length: int, op: str, b: Batch) -> bool | None:
         b.src, b.dst = src, dst
     b._starts = list(range(0, n * length, length))
     b._ends = list(range(length, n * length + 1, length))
+    b._length = length
     return done
 
 
@@ -498,6 +363,7 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
         swap16(list(cols[7])) if _SWAP_PORTS else list(cols[7])
     b.src, b.dst = _keys(fams, list(cols[8])), _keys(fams, list(cols[9]))
     b._starts, b._ends = starts, ends
+    b._length = 0
     return done
 
 
@@ -509,97 +375,8 @@ def _wildcards(b: Batch) -> None:
     v6: list[bool | None] = [None] * b.n
     for i, (s, d) in enumerate(zip(b.src, b.dst)):
         if s == _ZERO16 or d == _ZERO16:
-            v6[i] = _v6only(nl.parse_attrs(b.attrs(i)).get)
+            v6[i] = v6only_of(nl.parse_attrs(b.attrs(i)).get)
     b.v6only = v6
-
-
-def _info_columns(b: Batch, mv: memoryview, length: int) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
-    """``-i``'s columns: tcp_info, congestion control, bbr_info, dctcp_info.  A
-    datagram of one message length and one attribute layout is unpacked by one
-    ``iter_unpack`` covering each message, its attributes and the tcp_info
-    fields (:func:`_info_layout`); others are walked message by message."""
-    got = _uniform_info(mv, length, b.n) if length else None
-    if got is not None:
-        return got
-    tcp_info = _tcpinfo_decode()
-    unpack = nl.NLATTR.unpack_from
-    cols: tuple[list[Any], list[Any], list[Any], list[Any]] = ([], [], [], [])
-    for i in range(b.n):
-        p = b.attrs(i)
-        info = cong = bbr = dctcp = None
-        off, end = 0, len(p)
-        while off + 4 <= end:
-            alen, atype = unpack(p, off)
-            if alen < 4 or off + alen > end:
-                raise DecodeError(f"bad attribute length {alen} (type {atype & nl.NLA_TYPE_MASK})")
-            atype &= nl.NLA_TYPE_MASK
-            if atype == INET_DIAG_INFO:
-                info = tcp_info(p[off + 4 : off + alen])
-            elif atype == INET_DIAG_CONG:
-                cong = _cong(p[off + 4 : off + alen])
-            elif atype == INET_DIAG_BBRINFO and alen >= 16:
-                bbr = _bbr(p[off + 4 : off + alen])
-            elif atype == INET_DIAG_DCTCPINFO and alen >= 20:
-                dctcp = _dctcp(p[off + 4 : off + alen])
-            off += (alen + 3) & ~3
-        for col, v in zip(cols, (info, cong, bbr, dctcp)):
-            col.append(v)
-    return cols
-
-
-def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[list[Any], list[Any], list[Any], list[Any]] | None:
-    """:func:`_info_columns` for messages of one length and one attribute layout; None for others."""
-    attrs = []
-    off = 16 + MSG_LEN
-    unpack = nl.NLATTR.unpack_from
-    while off + 4 <= length:
-        alen, atype = unpack(mv, off)
-        if alen < 4 or off + alen > length:
-            return None
-        attrs.append((off, alen, atype))
-        off += (alen + 3) & ~3
-    layout = _INFO_LAYOUTS.get((length, *attrs)) or _info_layout(tuple(attrs), length)
-    if layout is None:
-        return None
-    st, heads, parts = layout
-    body = mv[: n * length]
-    # every message with the first one's attribute headers (a small tuple each)
-    if any(col.count(col[0]) != n for col in zip(*heads.iter_unpack(body))):
-        return None
-    from sockscope.kernel.tcpinfo import FIELDS, decode as decode_info, from_fields
-
-    info_at = bytes_at = cong_at = bbr_at = dctcp_at = info_len = 0
-    for kind, i, plen in parts:
-        if kind == "info":
-            info_at, info_len = i, plen
-        elif kind == "info_bytes":
-            bytes_at = i
-        elif kind == "cong":
-            cong_at = i
-        elif kind == "bbr":
-            bbr_at = i
-        elif kind == "dctcp":
-            dctcp_at = i
-    infos: list[Any] = []
-    congs: list[Any] = []
-    bbrs: list[Any] = []
-    dctcps: list[Any] = []
-    names = _CONG_NAMES
-    for r in st.iter_unpack(body):
-        if info_at:
-            infos.append(from_fields(r[info_at : info_at + FIELDS], info_len))
-        else:
-            infos.append(decode_info(r[bytes_at]) if bytes_at else None)
-        cong = None
-        if cong_at:
-            raw = r[cong_at]
-            cong = names.get(raw)
-            if cong is None:
-                cong = names[raw] = _cong(memoryview(raw))
-        congs.append(cong)
-        bbrs.append(_bbr_info(*r[bbr_at : bbr_at + 5]) if bbr_at else None)
-        dctcps.append(r[dctcp_at : dctcp_at + 5] if dctcp_at else None)
-    return infos, congs, bbrs, dctcps
 
 
 # --------------------------------------------------------------------------
@@ -654,7 +431,7 @@ def records(b: Batch, netid: str, details: bool = False) -> list[Socket]:
                         b.cookie, b.ifindex, repeat(None), v6, repeat(None), repeat(()), repeat(None), repeat(None),
                         b.timer, b.expires, b.retrans))
     return [make_socket(netid, fam, s, rq, wq, lo, pe, ino, uid, cookie, ifx, None, timer=timer, expires=expires,
-                        retrans=retrans, **_details(b.attrs(i), fam, netid))
+                        retrans=retrans, **details_of(b.attrs(i), fam, netid))
             for i, (fam, s, rq, wq, lo, pe, ino, uid, cookie, ifx, timer, expires, retrans) in enumerate(zip(
                 b.family, st, b.rqueue, b.wqueue, local, peer, b.inode, b.uid, b.cookie, b.ifindex, b.timer,
                 b.expires, b.retrans))]
@@ -680,6 +457,11 @@ def decode_events(buf: bytes | memoryview, out: list[Socket]) -> None:
 
 __all__ = [
     "Batch", "decode", "records", "decode_dump", "decode_events", "ADDR_TEXT",
+    # the attribute numbers (kernel.inet_attrs), here too
+    "INET_DIAG_BBRINFO", "INET_DIAG_CGROUP_ID", "INET_DIAG_CLASS_ID", "INET_DIAG_CONG", "INET_DIAG_DCTCPINFO",
+    "INET_DIAG_INFO", "INET_DIAG_MARK", "INET_DIAG_MEMINFO", "INET_DIAG_PROTOCOL", "INET_DIAG_SHUTDOWN",
+    "INET_DIAG_SKMEMINFO", "INET_DIAG_SKV6ONLY", "INET_DIAG_SOCKOPT", "INET_DIAG_TCLASS", "INET_DIAG_TOS",
+    "INET_DIAG_VEGASINFO",
     "encode_request", "encode_request_compat", "encode_sockid", "encode_destroy",
     "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6",
 ]

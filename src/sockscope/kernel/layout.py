@@ -53,6 +53,10 @@ class Layout:
     def offset(self, name: str) -> int:
         return self.offsets[name][0]
 
+    def struct_size(self, name: str) -> int:
+        """The size in bytes of field ``name``."""
+        return struct.calcsize("=" + self.offsets[name][1])
+
     def columns(self, body: memoryview, length: int, names: Sequence[str], base: int = NLMSG_HDRLEN
                 ) -> list[list[Any]]:
         """The fields ``names`` of the ``len(body) // length`` messages of ``body``,
@@ -121,6 +125,25 @@ INET_DIAG_MSG = Layout("inet_diag_msg", (
 # include/uapi/linux/unix_diag.h: struct unix_diag_msg
 UNIX_DIAG_MSG = Layout("unix_diag_msg", (
     ("family", "B"), ("type", "B"), ("state", "B"), ("_pad", "x"), ("inode", "I"), ("cookie", "Q"),
+))
+
+# include/uapi/linux/tcp.h: struct tcp_info (INET_DIAG_INFO of TCP sockets).  ``wscale`` holds the send
+# scale in its low nibble and the receive scale in its high one; ``flags`` is delivery_rate_app_limited
+# (bit 0) and fastopen_client_fail (bits 1-2).  A kernel may send fewer bytes (older) or more (newer).
+TCP_INFO = Layout("tcp_info", (
+    *((name, "B") for name in ("state", "ca_state", "retransmits", "probes", "backoff", "options", "wscale",
+                               "flags")),
+    *((name, "I") for name in ("rto", "ato", "snd_mss", "rcv_mss", "unacked", "sacked", "lost", "retrans",
+                               "fackets", "last_data_sent", "last_ack_sent", "last_data_recv", "last_ack_recv",
+                               "pmtu", "rcv_ssthresh", "rtt", "rttvar", "snd_ssthresh", "snd_cwnd", "advmss",
+                               "reordering", "rcv_rtt", "rcv_space", "total_retrans")),
+    *((name, "Q") for name in ("pacing_rate", "max_pacing_rate", "bytes_acked", "bytes_received")),
+    *((name, "I") for name in ("segs_out", "segs_in", "notsent_bytes", "min_rtt", "data_segs_in",
+                               "data_segs_out")),
+    *((name, "Q") for name in ("delivery_rate", "busy_time", "rwnd_limited", "sndbuf_limited")),
+    ("delivered", "I"), ("delivered_ce", "I"), ("bytes_sent", "Q"), ("bytes_retrans", "Q"),
+    *((name, "I") for name in ("dsack_dups", "reord_seen", "rcv_ooopack", "snd_wnd", "rcv_wnd", "rehash")),
+    ("total_rto", "H"), ("total_rto_recoveries", "H"), ("total_rto_time", "I"), ("received_ce", "I"),
 ))
 
 #: netlink attribute header (struct nlattr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 
+from sockscope._addr import AF_NETLINK, AF_PACKET
 from sockscope.errors import DecodeError
 
 from sockscope.kernel import netlink as nl
@@ -13,9 +14,6 @@ from sockscope.records import Endpoint, SkMem, Socket, make_socket, state_of
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
-
-AF_NETLINK = 16
-AF_PACKET = 17
 
 NDIAG_PROTO_ALL = 255
 NDIAG_SHOW_MEMINFO = 1

@@ -8,21 +8,11 @@ them; ss gets it right).
 
 from __future__ import annotations
 
-import struct
 from typing import Any, NamedTuple  # imported only when tcp_info is asked for (-i)
 
-_FMT = struct.Struct(
-    "=8B"  # state ca_state retransmits probes backoff options wscale(4/4) app_limited/fastopen_fail
-    "24I"  # rto … total_retrans
-    "4Q"  # pacing_rate max_pacing_rate bytes_acked bytes_received
-    "6I"  # segs_out segs_in notsent_bytes min_rtt data_segs_in data_segs_out
-    "4Q"  # delivery_rate busy_time rwnd_limited sndbuf_limited
-    "2I"  # delivered delivered_ce
-    "2Q"  # bytes_sent bytes_retrans
-    "6I"  # dsack_dups reord_seen rcv_ooopack snd_wnd rcv_wnd rehash
-    "2H"  # total_rto total_rto_recoveries
-    "2I"  # total_rto_time received_ce
-)
+from sockscope.kernel.layout import TCP_INFO
+
+_FMT = TCP_INFO.struct
 SIZE = _FMT.size  # 252
 FORMAT = _FMT.format  # for callers that unpack a tcp_info inside a larger struct
 FIELDS = len(_FMT.unpack(bytes(SIZE)))  # values it unpacks to (the wscale and flag bytes not yet split)

@@ -17,26 +17,50 @@ import struct
 from itertools import chain, islice, repeat
 from operator import itemgetter
 
+from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
 from sockscope._addr import ntop
 from sockscope.filter.states import SS_STATE_NAMES
 from sockscope.render import names
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import IO, Any, Callable, Iterable, Sequence
+    from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
     from sockscope.kernel.inet import Batch
+    from sockscope.kernel.unix import Batch as UnixBatch
     from sockscope.processes import BackgroundOwners, OwnerMap
     from sockscope.records import Owner, Socket
     from sockscope.render.details import DetailOptions
 
-HEADERS = ("Netid", "State", "Recv-Q", "Send-Q", "Local Address:", "Port", "Peer Address:", "Port", "Process", "")
-_LDELIM = ("", " ", " ", " ", " ", "", " ", "", "", "", " ")
-_RIGHT = (False, False, False, False, True, False, True, False, False, False, False)
+
+
+class Column:
+    """One column of ss's table: its name, header, the delimiter ss puts before it (when it is not
+    the first column shown) and whether its cells are right-aligned."""
+
+    __slots__ = ("name", "header", "delim", "right")
+
+    def __init__(self, name: str, header: str, delim: str = " ", right: bool = False) -> None:
+        self.name, self.header, self.delim, self.right = name, header, delim, right
+
+
+#: The table's columns, in the order of every row's cells (the cell makers fill them in this
+#: order).  ``tail`` is ss's unnamed last column (always empty, never shown); ``netns`` is
+#: ``--all-netns``'s label, shown first.  A new column goes here, then into each cell maker.
+COLUMNS = (
+    Column("netid", "Netid", ""), Column("state", "State"), Column("recv_q", "Recv-Q"), Column("send_q", "Send-Q"),
+    Column("local", "Local Address:", right=True), Column("local_port", "Port", ""),
+    Column("peer", "Peer Address:", right=True), Column("peer_port", "Port", ""), Column("process", "Process", ""),
+    Column("tail", "", ""), Column("netns", "Netns"),
+)
+COL = {c.name: i for i, c in enumerate(COLUMNS)}
+PROCESS, NETNS, TAIL = COL["process"], COL["netns"], COL["tail"]
+HEADERS = tuple(c.header for c in COLUMNS[:NETNS])
+_LDELIM = tuple(c.delim for c in COLUMNS)
+_RIGHT = tuple(c.right for c in COLUMNS)
 _STATE_TEXT = [SS_STATE_NAMES.get(i, "UNKNOWN") for i in range(256)]
 _U32 = struct.Struct("=I")
 
-AF_INET, AF_INET6, AF_UNIX, AF_NETLINK, AF_PACKET = 2, 10, 1, 16, 17
 _ZERO16 = bytes(16)
 #: the address key of a v6only wildcard (ss's [::]; a dual-stack :: is *)
 _V6ONLY: Any = "[::]"
@@ -155,6 +179,35 @@ class CellMaker:
                 block.pending = (inos, c["users"], lambda keys: list(map(owners.text, keys)), False)
         return block
 
+    def unix_cells(self, b: UnixBatch) -> Columns:
+        """A block of rows from a UNIX batch (:class:`~sockscope.kernel.unix.Batch`), as
+        :meth:`column_cells`: the name, netid, state and queue texts once per distinct value."""
+        from sockscope.kernel.unix import NETIDS, unix_name
+
+        c = self._col
+        for key in ("netid", "name", "inode", "peer"):
+            if key not in c:
+                c[key] = _TextCache()
+        _fill(b.type, c["netid"], lambda keys: [NETIDS.get(t, "u_dgr") for t in keys])
+        _fill(b.state, c["state"], _state_texts)
+        _fill(b.rqueue, c["rq"], _queue_texts)
+        _fill(b.wqueue, c["wq"], _queue_texts)
+        _fill(b.name, c["name"], lambda keys: [(unix_name(k) if k else "*") + " " for k in keys])
+        inodes = list(map(str, b.inode))
+        owners = self.owners
+        block = Columns(b.n, [
+            (b.type, c["netid"]), (b.state, c["state"]), (b.rqueue, c["rq"]), (b.wqueue, c["wq"]),
+            (b.name, c["name"]), (inodes, CELLS), ("* ", None), (list(map(str, b.peer)), CELLS),
+            (b.inode, c["users"]) if owners is not None else ("", None), ("", None),
+        ])
+        if owners is not None:
+            texts = getattr(owners, "texts", None)
+            if texts is not None:
+                block.pending = (b.inode, c["users"], texts, True)
+            else:
+                block.pending = (b.inode, c["users"], lambda keys: list(map(owners.text, keys)), False)
+        return block
+
     def _address_texts(self, keys: list[Any]) -> list[str]:
         """The cells (text and ``:``) of address keys: an IPv4 address as a native u32, an
         IPv6 one as 16 bytes, ``(key, ifindex)`` for a bound device, :data:`_V6ONLY`."""
@@ -185,7 +238,7 @@ class CellMaker:
         owners = self.owners
         users: Iterable[str] = [owners.text(i) if i else "" for i in b.inode] if owners is not None else repeat("")
         infos, congs, bbrs, dctcps = b.info
-        block.cols[8] = ([u + lead + tcp_info_text(_InfoView(info, cong, dctcp, bbr, st), opts)  # type: ignore[arg-type]
+        block.cols[PROCESS] = ([u + lead + tcp_info_text(_InfoView(info, cong, dctcp, bbr, st), opts)  # type: ignore[arg-type]
                           for u, info, cong, bbr, dctcp, st in zip(users, infos, congs, bbrs, dctcps, b.state)], CELLS)
         block.pending = None
         return block
@@ -352,13 +405,13 @@ class TableWriter:
     def __init__(
         self, out: IO[str], visible: Iterable[bool], header: bool = True, batch: int = 8192, netns: bool = False
     ) -> None:
-        """``visible``: one flag per column of :data:`HEADERS`.  ``netns``: rows
-        carry an eleventh cell, the namespace label, shown as a first column."""
+        """``visible``: one flag per column of :data:`HEADERS` (``tail`` is never shown).
+        ``netns``: rows carry one more cell, the namespace label, shown as the first column."""
         self.out = out
-        self.visible = [i for i, v in enumerate(visible) if v and i < 9]
+        self.visible = [i for i, v in enumerate(visible) if v and i < TAIL]
         if netns:
-            self.visible.insert(0, 10)
-        self.widths = [0] * (len(HEADERS) + 1)
+            self.visible.insert(0, NETNS)
+        self.widths = [0] * len(COLUMNS)
         self.batch = batch
         self._chunks: list[list[list[str]] | Columns] = []  # rows (lists of cells) or Columns, in order
         self._tail: list[list[str]] | None = None  # the open chunk of rows
@@ -407,22 +460,30 @@ class TableWriter:
         # rows are turned column-wise, for C-speed width scans
         blocks: list[Any] = [c if type(c) is Columns else list(zip(*c)) for c in chunks]  # type: ignore[misc]
         pending = [b for b in blocks if type(b) is Columns and b.pending is not None]
-        later = [8] if pending and 8 in vis else []
+        later = [PROCESS] if pending and PROCESS in vis else []
         if not later:
             _resolve(pending)
         for i in vis:
             if i not in later:
                 self._measure(blocks, i, final)
-        lines = self._render(blocks, [s for s in self._specs() if s[0] not in later])
-        if later:
-            _resolve(pending)
-            self._measure(blocks, 8, final)
-            tails = self._render(blocks, [s for s in self._specs() if s[0] == 8])
-            # one join over (head, tail, newline) pieces: no string per row in between
-            self.out.write("".join(chain.from_iterable(zip(lines, tails, repeat("\n")))))
+        # written a slice of rows at a time: a wide Process column (a listener held by hundreds of
+        # processes widens every row) is never built into one text for the whole table
+        write = self.out.write
+        if not later:
+            specs = self._specs()
+            for part in _slices(blocks):
+                write("\n".join(self._render([part], specs)) + "\n")
             return
-        lines.append("")
-        self.out.write("\n".join(lines))
+        lines = self._render(blocks, [s for s in self._specs() if s[0] not in later])
+        _resolve(pending)
+        self._measure(blocks, PROCESS, final)
+        spec = [s for s in self._specs() if s[0] == PROCESS]
+        pos = 0
+        for part in _slices(blocks):
+            tails = self._render([part], spec)
+            # one join over (head, tail, newline) pieces: no string per row in between
+            write("".join(chain.from_iterable(zip(lines[pos : pos + len(tails)], tails, repeat("\n")))))
+            pos += len(tails)
 
     def _measure(self, blocks: list[Any], i: int, final: bool) -> None:
         """Widen column ``i`` to its widest cell in ``blocks`` (the Process cell of
@@ -430,7 +491,7 @@ class TableWriter:
         m = self.widths[i]
         last = len(blocks) - 1
         for b, block in enumerate(blocks):
-            cut = i == 8 and final and b == last
+            cut = i == PROCESS and final and b == last
             if type(block) is Columns:
                 values, cache = block.cols[i]
                 if cache is None:
@@ -489,6 +550,27 @@ class TableWriter:
         return lines
 
 
+_SLICE = 1024  # rows written at a time
+
+
+def _slices(blocks: list[Any]) -> Iterator[Any]:
+    """The blocks (:class:`Columns`, or rows turned column-wise) cut into parts of at most
+    :data:`_SLICE` rows, in order."""
+    for block in blocks:
+        if type(block) is Columns:
+            n = block.n
+            if n <= _SLICE:
+                yield block
+                continue
+            for lo in range(0, n, _SLICE):
+                hi = min(lo + _SLICE, n)
+                yield Columns(hi - lo, [(v if c is None else v[lo:hi], c) for v, c in block.cols])
+        else:
+            n = len(block[0]) if block else 0
+            for lo in range(0, n, _SLICE):
+                yield [col[lo : lo + _SLICE] for col in block]
+
+
 def _resolve(blocks: list[Columns]) -> None:
     """Fill the caches the blocks' ``pending`` names (owners: waits for them)."""
     for block in blocks:
@@ -501,4 +583,4 @@ def _resolve(blocks: list[Columns]) -> None:
                 d = texts_of.texts
             block.pending = None
             # the cells themselves from now on: one look-up per row, then measured and padded
-            block.cols[8] = (list(map(d.get, values, repeat(""))), CELLS)
+            block.cols[PROCESS] = (list(map(d.get, values, repeat(""))), CELLS)
