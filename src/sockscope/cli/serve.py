@@ -1,7 +1,8 @@
 """``sockscope serve``: parse argv into a :class:`~sockscope.services.serve.ServeConfig` and run it.
 
-Argument errors exit 2 (argparse); everything else is raised as a
-:class:`~sockscope.errors.SockscopeError` subclass for the registry to report.
+Argument errors exit 255 (argparse, as for every subcommand); everything else is
+raised as a :class:`~sockscope.errors.SockscopeError` subclass for the registry
+to report.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ SIGINT/SIGTERM: stop accepting, give in-flight connections --grace seconds,
 close the rest, exit 0 (a second signal skips the grace period).
 
 exit status:
-  0  stopped by SIGINT/SIGTERM
-  1  cannot bind: port (or UNIX path) already in use, address not local,
-     permission denied, path exists and is not a socket
-  2  usage error
-  4  a --host name does not resolve
+    0  stopped by SIGINT/SIGTERM
+    1  cannot bind: port (or UNIX path) already in use, address not local,
+       permission denied, path exists and is not a socket
+    4  a --host name does not resolve
+  255  usage error
 """
 
 _port = port_type(0)
@@ -52,7 +53,6 @@ _port = port_type(0)
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``sockscope serve``."""
     parser = OneLineParser(
-        usage_status=2,
         prog="sockscope serve",
         description="Run a greeting or echo server (asyncio) over TCP, UDP or a UNIX stream socket.",
         epilog=EPILOG,
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServeConfig:
-    """Check option combinations and build the config (usage errors exit 2 via ``parser.error``)."""
+    """Check option combinations and build the config (usage errors exit 255 via ``parser.error``)."""
     proto: Proto = "unix" if args.unix is not None else (args.proto or "tcp")
     if proto == "unix" and args.host:
         parser.error("--host cannot be combined with --unix")

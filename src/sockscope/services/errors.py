@@ -10,7 +10,8 @@ Exit statuses (shared by both subcommands, documented in their ``--help``):
 ====  ===========================================================
 0     success
 1     connection refused; address/port in use; cannot bind
-2     usage (argparse), or a payload that cannot be sent as asked
+2     a payload that cannot be sent as asked
+255   usage (argparse, raised by the CLI parser)
 3     timed out (connect, or waiting for data / a reply)
 4     host name does not resolve
 5     other network error (unreachable, reset, permission…)
