@@ -116,7 +116,7 @@ class Admission:
             self.evicted += 1
             victim.abort("evicted")
         self.conns[conn] = None
-        self.per_peer[conn.peer_key] = held + 1
+        self.per_peer[conn.peer_key] += 1  # not held + 1: the victim may have been of this peer
         return None
 
     def touch(self, conn: Slot, n: int, now: float) -> None:
