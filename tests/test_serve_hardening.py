@@ -262,12 +262,20 @@ def test_admission_refuses_when_everyone_is_fresh_and_evicts_the_slowest() -> No
     slots = Admission(max_conns=3, max_per_peer=None, min_rate=10, window=1.0)
     conns = [_Conn("a", 0.0) for _ in range(3)]
     assert [slots.admit(c, 0.0) for c in conns] == [None, None, None]
-    assert slots.admit(_Conn("a", 0.5), 0.5) == "limit"  # nobody is a window old yet
+    assert slots.admit(_Conn("a", 0.2), 0.2) == "limit"  # nobody is a quarter window old yet
     for c in conns[1:]:
-        slots.touch(c, 50, 0.6)
-    assert slots.admit(_Conn("a", 1.2), 1.2) is None
+        slots.touch(c, 50, 0.1)
+    young = _Conn("a", 0.5)
+    assert slots.admit(young, 0.5) is None  # conns[0]: half a window old, not a byte
     assert [c.ended for c in conns] == ["evicted", None, None]
     assert len(slots) == 3 and slots.per_peer["a"] == 3
+    slots.touch(young, 50, 0.6)
+    assert slots.admit(_Conn("a", 1.05), 1.05) == "limit"  # 50 bytes in the first window: not slow
+    assert slots.admit(_Conn("a", 2.2), 2.2) is None  # nothing in the window 1.0-2.0
+    assert conns[1].ended == "evicted"
+    # another peer holding nothing gets a slot of the peer holding them all, slow or not
+    slots.touch(conns[2], 50, 2.3)
+    assert slots.admit(_Conn("b", 2.4), 2.4) is None and slots.per_peer == {"a": 2, "b": 1}
 
 
 # --- UDP: a per-peer reply budget ----------------------------------------------

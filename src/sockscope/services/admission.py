@@ -10,13 +10,17 @@ Contract (stream connections only; UDP has :mod:`sockscope.services.serve_udp`):
 * **Progress.**  Each connection counts the bytes that show it is alive
   (echo: bytes received; greet: greeting bytes flushed) in windows of
   ``window`` seconds.  It is *slow* once it is at least one window old and
-  its last complete window moved fewer than ``min_rate * window`` bytes.
+  its last complete window moved fewer than ``min_rate * window`` bytes, or,
+  younger, once it is a quarter of a window old and has moved fewer than
+  ``min_rate`` bytes per second of its age (so that fresh connections that
+  send nothing cannot hold the slots by reconnecting faster than a window).
   A greeted connection whose greeting is flushed is *done*: it only waits
   for the client's FIN.  None of this closes anything while slots are free.
 * **Eviction at the limit.**  A connection arriving when all ``max_conns``
   slots are taken gets a slot if one of the :data:`SCAN` least recently
   active connections can give it up, in this order: a *done* one; a *slow*
-  one (the peer holding most connections first, then the fewest bytes); one
+  one, a window old first (the peer holding most connections first, then
+  the fewest bytes); one
   of a peer holding at least two more connections than the newcomer's peer
   (a fair share: a single peer cannot keep others out by numbers, even
   with fresh connections).  The victim is closed (``end=evicted``);
@@ -141,12 +145,13 @@ class Admission:
             if i >= SCAN:
                 break
             held = self.per_peer[conn.peer_key]
+            slow = self._slow(conn, now)
             if conn.done():
                 rank = (0, -held, 0)
-            elif self._slow(conn, now):
-                rank = (1, -held, conn.progress.last_window)
+            elif slow:
+                rank = (1 if conn.progress.last_window >= 0 else 2, -held, max(conn.progress.last_window, 0))
             elif held >= newcomer_held + 2:
-                rank = (2, -held, 0)
+                rank = (3, -held, 0)
             else:
                 continue
             if best_rank is None or rank < best_rank:
@@ -156,10 +161,13 @@ class Admission:
         return best
 
     def _slow(self, conn: Slot, now: float) -> bool:
-        if not self.min_bytes or now - conn.started < self.window:
+        age = now - conn.started
+        if not self.min_bytes or age < self.window / 4:
             return False
         conn.progress.roll(now, self.window)
-        return 0 <= conn.progress.last_window < self.min_bytes
+        if conn.progress.last_window < 0:  # younger than a window
+            return conn.progress.moved < self.min_bytes * age / self.window
+        return conn.progress.last_window < self.min_bytes
 
 
 __all__ = ["SCAN", "DEFAULT_MIN_RATE", "DEFAULT_WINDOW", "peer_key", "Progress", "Admission"]
