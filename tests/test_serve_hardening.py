@@ -310,6 +310,53 @@ def test_udp_peer_budget_spares_other_peers(ns: NetNS, serve: Serve) -> None:
     assert server.wait_log("end=budget")
 
 
+def test_udp_flooding_peer_gets_a_queue_of_its_own(ns: NetNS, serve: Serve) -> None:
+    server = serve("--udp", "--mode", "echo", "-q")
+    stop = threading.Event()
+
+    def flood() -> int:
+        sent = 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.2", 0))
+            sock.setblocking(False)
+            deadline = time.monotonic() + 20
+            while not stop.is_set() and time.monotonic() < deadline:
+                for _ in range(200):
+                    try:
+                        sock.sendto(b"flood", ("127.0.0.1", 12345))
+                        sent += 1
+                    except OSError:
+                        pass
+        return sent
+
+    def good() -> int:
+        answered = 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(1.0)
+            for i in range(200):
+                msg = b"good %d" % i
+                sock.sendto(msg, ("127.0.0.1", 12345))
+                try:
+                    while sock.recv(64) != msg:
+                        pass
+                    answered += 1
+                except TimeoutError:
+                    pass
+        return answered
+
+    flooder = threading.Thread(target=lambda: ns.call(flood), daemon=True)
+    flooder.start()
+    try:
+        time.sleep(0.3)  # the flood is past its budget by now
+        held = ns.run(["ss", "-Hun", "state", "established", "( sport = :12345 )"], text=True).stdout
+        assert "127.0.0.2:" in held  # the flooder's own connected socket
+        assert ns.call(good) == 200  # the shared queue never overflowed
+    finally:
+        stop.set()
+        flooder.join(30)
+    server.wait_fds(timeout=15)  # the quarantine ends by itself
+
+
 # --- UNIX paths: bounded lock wait, other users' files -------------------------
 
 
