@@ -163,7 +163,7 @@ def test_unix_missing_path_is_refused(ns: NetNS, workdir: Path) -> None:
     )
 
 
-def test_usage_errors_exit_2(ns: NetNS) -> None:
+def test_usage_errors_exit_255(ns: NetNS) -> None:
     for args in (
         ["--unix", "/x", "localhost"],
         ["localhost", "70000"],
@@ -173,7 +173,7 @@ def test_usage_errors_exit_2(ns: NetNS) -> None:
         ["--count", "0"],
     ):
         out = ns.sockscope("connect", *args)
-        assert out.returncode == 2, (args, out.stderr)
+        assert out.returncode == 255, (args, out.stderr)
         lines = out.stderr.decode().splitlines()
         assert len(lines) == 1 and lines[0].startswith("sockscope: connect: "), lines
         assert "see sockscope connect --help" in lines[0] and "Traceback" not in lines[0]

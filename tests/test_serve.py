@@ -462,7 +462,7 @@ def test_bad_host(ns: NetNS) -> None:
     )
 
 
-def test_usage_errors_exit_2(ns: NetNS) -> None:
+def test_usage_errors_exit_255(ns: NetNS) -> None:
     for args in (
         ["--port", "70000"],
         ["--mode", "shout"],
@@ -471,7 +471,7 @@ def test_usage_errors_exit_2(ns: NetNS) -> None:
         ["--idle-timeout", "-1"],
     ):
         out = ns.sockscope("serve", *args)
-        assert out.returncode == 2, (args, out.stderr)
+        assert out.returncode == 255, (args, out.stderr)
         lines = out.stderr.decode().splitlines()
         assert len(lines) == 1 and lines[0].startswith("sockscope: serve: "), lines
         assert "see sockscope serve --help" in lines[0] and "Traceback" not in lines[0]

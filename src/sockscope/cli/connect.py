@@ -1,6 +1,6 @@
 """``sockscope connect [HOST] [PORT]``: parse argv, then exchange data or run a tcping.
 
-Argument errors exit 2 (argparse); network errors are raised as
+Argument errors exit 255 (argparse, as for every subcommand); network errors are raised as
 :mod:`sockscope.services.errors` classes for the registry to report.
 """
 
@@ -38,11 +38,12 @@ datagram round trip.
 exit status:
   0  success (tcping: every attempt connected)
   1  connection refused (UNIX: no such socket)
-  2  usage error; data to send unreadable or too large for one datagram
+  2  data to send unreadable or too large for one datagram
   3  timed out (connect, or no data / no reply within --timeout)
   4  host name does not resolve
   5  other network error (unreachable, reset by peer, permission...)
  130 interrupted
+ 255 usage error
 A tcping that had failures exits with the status of the last failure.
 """
 
@@ -52,7 +53,6 @@ _port = port_type(1)
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``sockscope connect``."""
     parser = OneLineParser(
-        usage_status=2,
         prog="sockscope connect",
         description="Connect to a server and print what it sends; send data; or measure connect latency (tcping).",
         epilog=EPILOG,

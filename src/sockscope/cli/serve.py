@@ -1,18 +1,21 @@
 """``sockscope serve``: parse argv into a :class:`~sockscope.services.serve.ServeConfig` and run it.
 
-Argument errors exit 2 (argparse); everything else is raised as a
-:class:`~sockscope.errors.SockscopeError` subclass for the registry to report.
+Argument errors exit 255 (argparse, as for every subcommand); everything else is
+raised as a :class:`~sockscope.errors.SockscopeError` subclass for the registry
+to report.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from sockscope.cli._args import OneLineParser, port_type, positive_int, seconds
+from sockscope.cli._args import OneLineParser, int_at_least, port_type, positive_int, seconds
+from sockscope.services.admission import DEFAULT_MIN_RATE, DEFAULT_WINDOW
 from sockscope.services.serve import (
     DEFAULT_BACKLOG,
     DEFAULT_GRACE,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MESSAGE,
     DEFAULT_PORT,
     FD_RESERVE,
@@ -21,6 +24,8 @@ from sockscope.services.serve import (
     ServeConfig,
     run,
 )
+from sockscope.services.serve_udp import DEFAULT_PEER_RATE
+from sockscope.services.servelog import DEFAULT_LOG_RATE
 
 EPILOG = f"""\
 By default only loopback addresses are bound: those of 'localhost' (v4 and v6)
@@ -33,26 +38,41 @@ greet mode sends the message, half-closes, and closes once the client has
 closed (or after {GREET_LINGER:g}s).  echo mode returns every byte.  Over UDP each
 datagram gets the message (greet) or itself (echo) back; --max-conns and
 --idle-timeout apply to stream connections only.  One line per connection
-(per datagram) is logged to stderr: peer, bytes in/out, duration, end reason.
+(per datagram) is logged to stderr: peer, bytes in/out, duration, end reason;
+at most --log-rate lines a second (the rest are counted in a summary line), and
+a log that is not read never stops the server (lines are dropped and counted).
+
+When all --max-conns slots are taken, a new connection takes the slot of one
+that is done (greeted, awaiting the client's close), or too slow (less than
+--min-rate bytes in its last --rate-window), or of a peer address holding more
+connections than the new one's; if there is none, the new one is closed.
+--max-per-peer caps one address (IPv6: one /64) at all times.  Over UDP each
+peer gets at most --udp-peer-rate replies a second.
 
 SIGINT/SIGTERM: stop accepting, give in-flight connections --grace seconds,
 close the rest, exit 0 (a second signal skips the grace period).
 
 exit status:
-  0  stopped by SIGINT/SIGTERM
-  1  cannot bind: port (or UNIX path) already in use, address not local,
-     permission denied, path exists and is not a socket
-  2  usage error
-  4  a --host name does not resolve
+    0  stopped by SIGINT/SIGTERM
+    1  cannot bind: port (or UNIX path) already in use, address not local,
+       permission denied, path exists and is not a socket
+    4  a --host name does not resolve
+  255  usage error
 """
 
 _port = port_type(0)
 
 
+def _window(text: str) -> float:
+    value = seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``sockscope serve``."""
     parser = OneLineParser(
-        usage_status=2,
         prog="sockscope serve",
         description="Run a greeting or echo server (asyncio) over TCP, UDP or a UNIX stream socket.",
         epilog=EPILOG,
@@ -93,6 +113,41 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"close connections idle this long; 0: never (default {DEFAULT_IDLE_TIMEOUT:g})",
     )
     what.add_argument(
+        "--max-per-peer",
+        type=positive_int,
+        metavar="N",
+        help="close connections of one peer address (IPv6: /64) past N at once (default: no cap)",
+    )
+    what.add_argument(
+        "--min-rate",
+        type=int_at_least(0),
+        default=DEFAULT_MIN_RATE,
+        metavar="BYTES",
+        help=f"when slots are full, a connection moving fewer bytes/s can be evicted; 0: never "
+        f"(default {DEFAULT_MIN_RATE})",
+    )
+    what.add_argument(
+        "--rate-window",
+        type=_window,
+        default=DEFAULT_WINDOW,
+        metavar="SECONDS",
+        help=f"window (and minimum age) for --min-rate (default {DEFAULT_WINDOW:g})",
+    )
+    what.add_argument(
+        "--udp-peer-rate",
+        type=int_at_least(0),
+        default=DEFAULT_PEER_RATE,
+        metavar="N",
+        help=f"UDP replies per second to one peer address; 0: no limit (default {DEFAULT_PEER_RATE})",
+    )
+    what.add_argument(
+        "--lock-timeout",
+        type=seconds,
+        default=DEFAULT_LOCK_TIMEOUT,
+        metavar="SECONDS",
+        help=f"--unix: wait this long for the directory lock (default {DEFAULT_LOCK_TIMEOUT:g})",
+    )
+    what.add_argument(
         "--backlog",
         type=positive_int,
         default=DEFAULT_BACKLOG,
@@ -107,11 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"on SIGINT/SIGTERM, time left to in-flight connections (default {DEFAULT_GRACE:g})",
     )
     what.add_argument("-q", "--quiet", action="store_true", help="no per-connection log lines")
+    what.add_argument(
+        "--log-rate",
+        type=int_at_least(0),
+        default=DEFAULT_LOG_RATE,
+        metavar="N",
+        help=f"per-connection log lines per second, at most; 0: no limit (default {DEFAULT_LOG_RATE})",
+    )
     return parser
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServeConfig:
-    """Check option combinations and build the config (usage errors exit 2 via ``parser.error``)."""
+    """Check option combinations and build the config (usage errors exit 255 via ``parser.error``)."""
     proto: Proto = "unix" if args.unix is not None else (args.proto or "tcp")
     if proto == "unix" and args.host:
         parser.error("--host cannot be combined with --unix")
@@ -129,6 +191,12 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         backlog=args.backlog,
         grace=args.grace,
         quiet=args.quiet,
+        max_per_peer=args.max_per_peer,
+        min_rate=args.min_rate,
+        rate_window=args.rate_window,
+        lock_timeout=args.lock_timeout,
+        log_rate=args.log_rate,
+        udp_peer_rate=args.udp_peer_rate,
     )
 
 

@@ -12,11 +12,13 @@ Contract:
   :class:`~sockscope.services.errors.BindError` with a one-line message.
   TCP sets ``SO_REUSEADDR`` (which on Linux never lets two listeners share a
   port); UDP does not, since there it *would* let two servers share a port.
-* :class:`UnixListener` binds a UNIX stream socket at a path.  Under an
-  exclusive ``flock`` of the parent directory (so concurrent sockscope servers
-  serialise) an existing path is probed: a live listener is refused, a stale
-  socket from a crashed run is replaced, anything that is not a socket is left
-  alone and refused.  :meth:`UnixListener.remove` unlinks the path on exit only
+* :class:`UnixListener` binds a UNIX stream socket at a path.  The caller
+  holds an exclusive ``flock`` of the parent directory (:class:`DirLock`, so
+  concurrent sockscope servers serialise; taken without blocking, so that the
+  wait can be bounded and interrupted).  An existing path is probed: a live
+  listener is refused, a stale socket from a crashed run is replaced if this
+  user owns it (never one of another user, not even as root), anything that
+  is not a socket is left alone and refused.  :meth:`UnixListener.remove` unlinks the path on exit only
   if it is still the socket this process bound.  ``@name`` binds the abstract
   namespace (no file).
 """
@@ -178,25 +180,16 @@ class UnixListener:
             raise BindError(f"cannot bind UNIX socket {self.path}: {describe_errno(exc)}") from exc
 
     def _bind_path(self, backlog: int) -> None:
-        directory = os.path.dirname(os.path.abspath(self.path))
+        self._replace_stale()
         try:
-            dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            self.sock.bind(self.path)
+            self.sock.listen(backlog)
+            st = os.stat(self.path)
         except OSError as exc:
-            raise BindError(f"cannot bind UNIX socket {self.path}: {directory}: {describe_errno(exc)}") from exc
-        try:
-            fcntl.flock(dirfd, fcntl.LOCK_EX)
-            self._replace_stale()
-            try:
-                self.sock.bind(self.path)
-                self.sock.listen(backlog)
-                st = os.stat(self.path)
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise AddressInUse(f"UNIX socket {self.path} is in use") from exc
-                raise BindError(f"cannot bind UNIX socket {self.path}: {describe_errno(exc)}") from exc
-            self._identity = (st.st_dev, st.st_ino)
-        finally:
-            os.close(dirfd)  # also releases the flock
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUse(f"UNIX socket {self.path} is in use") from exc
+            raise BindError(f"cannot bind UNIX socket {self.path}: {describe_errno(exc)}") from exc
+        self._identity = (st.st_dev, st.st_ino)
 
     def _replace_stale(self) -> None:
         try:
@@ -209,6 +202,10 @@ class UnixListener:
             raise BindError(f"{self.path} exists and is not a socket; refusing to replace it")
         if _unix_is_live(self.path):
             raise AddressInUse(f"UNIX socket {self.path} is in use by a live server")
+        if st.st_uid != os.geteuid():
+            raise BindError(
+                f"stale UNIX socket {self.path} belongs to uid {st.st_uid}; refusing to remove another user's file"
+            )
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -228,6 +225,51 @@ class UnixListener:
         except OSError:
             pass
         self._identity = None
+
+
+class DirLock:
+    """An exclusive ``flock`` of the directory that holds a UNIX socket path."""
+
+    def __init__(self, path: str) -> None:
+        self.directory = os.path.dirname(os.path.abspath(path))
+        try:
+            self.fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise BindError(f"cannot bind UNIX socket {path}: {self.directory}: {describe_errno(exc)}") from exc
+
+    def try_lock(self) -> bool:
+        """Take the lock if it is free; never waits."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            raise BindError(f"cannot lock {self.directory}: {describe_errno(exc)}") from exc
+        return True
+
+    def holder(self) -> int | None:
+        """The pid holding a FLOCK on the directory, from /proc/locks (None if unknown)."""
+        try:
+            st = os.fstat(self.fd)
+            with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+                rows = locks.read().splitlines()
+        except OSError:
+            return None
+        inode = f":{st.st_ino}"
+        for row in rows:
+            fields = row.split()
+            if "FLOCK" in fields and len(fields) >= 6 and fields[5].endswith(inode):
+                try:
+                    return int(fields[4])
+                except ValueError:
+                    continue
+        return None
+
+    def close(self) -> None:
+        """Close the directory (which releases the lock)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _unix_is_live(path: str) -> bool:
@@ -255,4 +297,5 @@ __all__ = [
     "open_inet",
     "bound_port",
     "UnixListener",
+    "DirLock",
 ]

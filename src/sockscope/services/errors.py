@@ -10,10 +10,12 @@ Exit statuses (shared by both subcommands, documented in their ``--help``):
 ====  ===========================================================
 0     success
 1     connection refused; address/port in use; cannot bind
-2     usage (argparse), or a payload that cannot be sent as asked
+2     a payload that cannot be sent as asked
+255   usage (argparse, raised by the CLI parser)
 3     timed out (connect, or waiting for data / a reply)
 4     host name does not resolve
 5     other network error (unreachable, reset, permission…)
+130   interrupted (serve: a signal while waiting for a UNIX path's lock)
 ====  ===========================================================
 """
 
@@ -30,6 +32,7 @@ EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 EXIT_RESOLVE = 4
 EXIT_NETWORK = 5
+EXIT_INTERRUPTED = 130
 
 
 class ServiceError(SockscopeError):
@@ -78,6 +81,12 @@ class PayloadError(ServiceError):
     exit_status = EXIT_USAGE
 
 
+class Interrupted(ServiceError):
+    """A signal ended a wait that comes before serving (the UNIX path's directory lock)."""
+
+    exit_status = EXIT_INTERRUPTED
+
+
 def describe_errno(exc: OSError) -> str:
     """Short lower-case text for an OSError: ``connection refused``."""
     if exc.errno is None:
@@ -113,6 +122,7 @@ __all__ = [
     "EXIT_TIMEOUT",
     "EXIT_RESOLVE",
     "EXIT_NETWORK",
+    "EXIT_INTERRUPTED",
     "ServiceError",
     "BindError",
     "AddressInUse",
@@ -121,6 +131,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectFailed",
     "PayloadError",
+    "Interrupted",
     "describe_errno",
     "connect_error",
     "bind_error",

@@ -13,12 +13,18 @@ Contract:
   address that is not local, or a UNIX path held by a live server raise
   :class:`~sockscope.services.errors.BindError` (exit status 1), a host that
   does not resolve :class:`~sockscope.services.errors.ResolveError` (4).
-* **Limits.**  Past ``max_conns`` concurrent stream connections a new one is
-  closed at once (logged ``end=limit``).  The default limit is the fd limit
-  (raised from soft to hard at start) minus :data:`FD_RESERVE`, so accept()
-  never meets EMFILE.  A connection that moves no byte for ``idle_timeout``
-  seconds (echo: none received, none flushed; greet: none flushed) is
-  aborted (``end=idle``).
+* **Limits.**  At most ``max_conns`` concurrent stream connections, and
+  ``max_per_peer`` per peer address; who gets a slot when they are all taken
+  (a connection that is done, too slow, or of a peer holding more than the
+  newcomer's is evicted, ``end=evicted``; else the newcomer is closed,
+  ``end=limit``) is :mod:`sockscope.services.admission`'s job.  The default
+  limit is the fd limit (raised from soft to hard at start) minus
+  :data:`FD_RESERVE`, so accept() never meets EMFILE.  A connection that
+  moves no byte for ``idle_timeout`` seconds (echo: none received, none
+  flushed; greet: none flushed) is aborted (``end=idle``).
+* **UNIX path lock.**  The parent directory's lock is waited for at most
+  ``lock_timeout`` seconds (then :class:`BindError`), and SIGINT/SIGTERM end
+  the wait at once (:class:`Interrupted`, exit status 130).
 * **Stopping.**  On SIGINT/SIGTERM the listeners close at once, in-flight
   connections get ``grace`` seconds to finish, the rest are aborted
   (``end=shutdown``), a UNIX path is removed, and :func:`run` returns 0.  A
@@ -26,7 +32,9 @@ Contract:
 * **Logging.**  One line per connection (per datagram for UDP) on ``log``:
   ``<time> <proto> <peer> in=<bytes> out=<bytes> duration=<s>s end=<why>``,
   where *why* is ``eof`` (client closed), ``reset``, ``idle``, ``linger``,
-  ``limit``, ``shutdown`` or ``error`` (UDP: ``reply`` or ``error``).
+  ``limit``, ``peer-limit``, ``evicted``, ``shutdown`` or ``error`` (UDP:
+  ``reply``, ``budget`` or ``error``).  The log never blocks serving and is
+  rate-limited (:mod:`sockscope.services.servelog`).
   Start-up and shutdown lines start with ``sockscope serve:``; the start-up
   line contains ``listening on``.
 * **No fd leaks.**  Every accepted transport is tracked until
@@ -46,9 +54,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal, TextIO, cast
 
-from sockscope.services.errors import BindError
 from sockscope.services._bind import (
     BindAddress,
+    DirLock,
     UnixListener,
     bound_port,
     default_addresses,
@@ -56,12 +64,19 @@ from sockscope.services._bind import (
     open_inet,
     resolve_hosts,
 )
+from sockscope.services.admission import DEFAULT_MIN_RATE, DEFAULT_WINDOW, Admission, Progress, peer_key
+from sockscope.services.errors import BindError, Interrupted
+from sockscope.services.serve_udp import DEFAULT_PEER_RATE, DatagramServer
+from sockscope.services.servelog import DEFAULT_LOG_RATE, ServeLog
 
 DEFAULT_PORT = 12345
 DEFAULT_MESSAGE = "Thank you for connecting"
 DEFAULT_BACKLOG = 511
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_GRACE = 2.0
+DEFAULT_LOCK_TIMEOUT = 10.0
+#: Poll period of the UNIX path's directory lock.
+_LOCK_POLL = 0.05
 #: Seconds a greeted client has, after the greeting is flushed, to close its end.
 GREET_LINGER = 2.0
 #: File descriptors kept free for the listeners, the event loop and stdio.
@@ -88,6 +103,12 @@ class ServeConfig:
     backlog: int = DEFAULT_BACKLOG
     grace: float = DEFAULT_GRACE
     quiet: bool = False
+    max_per_peer: int | None = None
+    min_rate: float = DEFAULT_MIN_RATE
+    rate_window: float = DEFAULT_WINDOW
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    log_rate: int = DEFAULT_LOG_RATE
+    udp_peer_rate: int = DEFAULT_PEER_RATE
 
 
 def raise_fd_limit() -> int:
@@ -116,7 +137,7 @@ class _Listeners:
     inet: list[tuple[BindAddress, socket.socket]] = field(default_factory=list)
     unix: UnixListener | None = None
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
-    datagrams: list[asyncio.DatagramTransport] = field(default_factory=list)
+    datagrams: list[DatagramServer] = field(default_factory=list)
 
 
 class Server:
@@ -124,8 +145,9 @@ class Server:
 
     def __init__(self, config: ServeConfig, log: TextIO) -> None:
         self.config = config
-        self._log = log
-        self.active: set[StreamConnection] = set()
+        self._log_stream = log
+        self.log: ServeLog | None = None
+        self.slots = Admission(1, config.max_per_peer, config.min_rate, config.rate_window)
         self.stopping = False
         self.max_conns = 1
         self._listeners = _Listeners()
@@ -143,10 +165,12 @@ class Server:
         signals = (signal.SIGINT, signal.SIGTERM)
         for sig in signals:
             loop.add_signal_handler(sig, self._on_signal, sig)
+        self.log = ServeLog(self._log_stream, self.config.log_rate)
         try:
             fd_limit = raise_fd_limit()
             self.max_conns = self.config.max_conns or max(1, fd_limit - FD_RESERVE)
-            notes = self._bind()
+            self.slots.max_conns = self.max_conns
+            notes = await self._bind()
             await self._start(loop)
             for note in notes:
                 self.say(note)
@@ -157,7 +181,13 @@ class Server:
             for sig in signals:
                 loop.remove_signal_handler(sig)
             self._close_listeners()
+            self.log.close()
         return 0
+
+    @property
+    def active(self) -> list[StreamConnection]:
+        """The live stream connections."""
+        return cast(list[StreamConnection], list(self.slots.conns))
 
     def _on_signal(self, sig: int) -> None:
         assert self._stop is not None and self._force is not None
@@ -167,11 +197,19 @@ class Server:
         self._signame = signal.Signals(sig).name
         self._stop.set()
 
-    def _bind(self) -> list[str]:
+    async def _bind(self) -> list[str]:
         cfg = self.config
         if cfg.proto == "unix":
             assert cfg.unix_path is not None
-            self._listeners.unix = UnixListener(cfg.unix_path, cfg.backlog)
+            if cfg.unix_path.startswith("@"):
+                self._listeners.unix = UnixListener(cfg.unix_path, cfg.backlog)
+            else:
+                lock = DirLock(cfg.unix_path)
+                try:
+                    await self._wait_lock(lock)
+                    self._listeners.unix = UnixListener(cfg.unix_path, cfg.backlog)
+                finally:
+                    lock.close()
             return list(self._listeners.unix.notes)
         socktype = socket.SOCK_STREAM if cfg.proto == "tcp" else socket.SOCK_DGRAM
         notes: list[str] = []
@@ -204,6 +242,26 @@ class Server:
             raise skipped
         return notes
 
+    async def _wait_lock(self, lock: DirLock) -> None:
+        """Poll the directory lock; bounded by ``lock_timeout``, ended by SIGINT/SIGTERM."""
+        assert self._stop is not None
+        timeout = self.config.lock_timeout
+        deadline = time.monotonic() + timeout
+        while not lock.try_lock():
+            if self._stop.is_set():
+                raise Interrupted(f"{self._signame} while waiting for the lock on {lock.directory}")
+            if time.monotonic() >= deadline:
+                holder = lock.holder()
+                by = f" by pid {holder}" if holder is not None else ""
+                raise BindError(
+                    f"cannot bind UNIX socket {self.config.unix_path}: {lock.directory} is locked{by} "
+                    f"(gave up after {timeout:g}s; see --lock-timeout)"
+                )
+            try:
+                await asyncio.wait_for(self._stop.wait(), _LOCK_POLL)
+            except TimeoutError:
+                pass
+
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         cfg, ls = self.config, self._listeners
         if ls.unix is not None:
@@ -218,8 +276,9 @@ class Server:
                     await loop.create_server(lambda: StreamConnection(self), sock=sock, backlog=cfg.backlog)
                 )
             else:
-                transport, _ = await loop.create_datagram_endpoint(lambda: DatagramEndpoint(self), sock=sock)
-                ls.datagrams.append(transport)
+                udp = DatagramServer(sock, cfg.mode, cfg.message, cfg.udp_peer_rate, None if cfg.quiet else self.log)
+                udp.start(loop)
+                ls.datagrams.append(udp)
             ls.inet.pop(0)
             self._bound.append(addr)
 
@@ -232,6 +291,8 @@ class Server:
         parts = [f"{cfg.mode} mode"]
         if cfg.proto != "udp":
             parts.append(f"max {self.max_conns} connections")
+            if cfg.max_per_peer:
+                parts.append(f"{cfg.max_per_peer} per peer")
             idle = f"{cfg.idle_timeout:g}s" if cfg.idle_timeout else "none"
             parts.append(f"idle timeout {idle}")
         if cfg.proto != "unix" and not cfg.hosts:
@@ -243,8 +304,8 @@ class Server:
         self.stopping = True
         for srv in self._listeners.servers:
             srv.close()
-        for transport in self._listeners.datagrams:
-            transport.close()
+        for udp in self._listeners.datagrams:
+            udp.close()
         grace = self.config.grace
         self.say(
             f"stopping on {self._signame}: no longer accepting; "
@@ -275,8 +336,9 @@ class Server:
         ls = self._listeners
         for srv in ls.servers:
             srv.close()
-        for transport in ls.datagrams:
-            transport.close()
+        for udp in ls.datagrams:
+            udp.close()
+        ls.datagrams.clear()
         for _addr, sock in ls.inet:
             sock.close()
         ls.inet.clear()
@@ -287,41 +349,36 @@ class Server:
     # -- bookkeeping used by the protocols -------------------------------
     def finished(self, conn: StreamConnection, end: str) -> None:
         """Called once per connection, from ``connection_lost``."""
-        self.active.discard(conn)
-        if self.stopping and not self.active and self._drained is not None:
+        self.slots.release(conn)
+        if self.stopping and not self.slots.conns and self._drained is not None:
             self._drained.set()
-        if not self.config.quiet:
+        if not self.config.quiet and self.log is not None:
+            proto = self.config.proto
             duration = time.monotonic() - conn.started
-            self.say(
-                f"{self.config.proto} {conn.peer} in={conn.bytes_in} out={conn.bytes_out} "
+            self.log.event(
+                f"{proto} {end}",
+                lambda: f"{proto} {conn.peer} in={conn.bytes_in} out={conn.bytes_out} "
                 f"duration={duration:.3f}s end={end}",
-                banner=False,
             )
 
-    def say(self, line: str, banner: bool = True) -> None:
-        """One timestamped line on the log stream; never raises."""
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-        prefix = "sockscope serve: " if banner else ""
-        try:
-            self._log.write(f"{stamp} {prefix}{line}\n")
-            self._log.flush()
-        except (OSError, ValueError):
-            pass
+    def say(self, line: str) -> None:
+        """One start-up/shutdown line on the log; never blocks, never raises."""
+        if self.log is not None:
+            self.log.say(line)
 
-    def peer_label(self, transport: asyncio.BaseTransport) -> str:
-        """``127.0.0.1:5555``, ``[::1]:5555``, or ``pid=P,uid=U`` for a UNIX peer."""
+    def peer_label(self, transport: asyncio.BaseTransport) -> tuple[str, str]:
+        """(label, peer key): ``127.0.0.1:5555``, ``[::1]:5555``, or ``pid=P,uid=U`` for a UNIX peer."""
         if self.config.proto == "unix":
             sock = transport.get_extra_info("socket")
             try:
                 pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
             except (OSError, AttributeError):
-                return "unix"
-            return f"pid={pid},uid={uid}"
+                return "unix", "unix"
+            return f"pid={pid},uid={uid}", f"uid={uid}"
         peer = transport.get_extra_info("peername")
         if not peer:
-            return "?"
-        return format_hostport(str(peer[0]), int(peer[1]))
+            return "?", "?"
+        return format_hostport(str(peer[0]), int(peer[1])), peer_key(str(peer[0]))
 
 
 class StreamConnection(asyncio.Protocol):
@@ -331,7 +388,9 @@ class StreamConnection(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self.started = time.monotonic()
+        self.peer_key = "?"
+        self.started = asyncio.get_running_loop().time()
+        self.progress = Progress(self.started)
         self.bytes_in = 0
         self.bytes_out = 0
         self.end: str | None = None
@@ -343,12 +402,15 @@ class StreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server, cfg = self.server, self.server.config
         self.transport = stream = cast(asyncio.Transport, transport)
-        self.peer = server.peer_label(stream)
-        if server.stopping or len(server.active) >= server.max_conns:
-            self.abort("shutdown" if server.stopping else "limit")
+        self.peer, self.peer_key = server.peer_label(stream)
+        if server.stopping:
+            self.abort("shutdown")
             return
-        server.active.add(self)
-        self._last = asyncio.get_running_loop().time()
+        refused = server.slots.admit(self, self.started)
+        if refused is not None:
+            self.abort(refused)
+            return
+        self._last = self.started
         if cfg.mode == "greet":
             stream.write(cfg.message)
             self.bytes_out += len(cfg.message)
@@ -364,9 +426,14 @@ class StreamConnection(asyncio.Protocol):
         self.bytes_in += len(data)
         assert self.transport is not None
         if self.server.config.mode == "echo":
-            self._last = asyncio.get_running_loop().time()
+            self._last = now = asyncio.get_running_loop().time()
+            self.server.slots.touch(self, len(data), now)
             self.transport.write(data)
             self.bytes_out += len(data)
+
+    def done(self) -> bool:
+        """Greet mode, greeting flushed: only the client's FIN is awaited."""
+        return self._flushed_at is not None
 
     def eof_received(self) -> bool:
         if self.end is None:
@@ -411,6 +478,8 @@ class StreamConnection(asyncio.Protocol):
         cfg = self.server.config
         wsize = transport.get_write_buffer_size()
         if wsize != self._wsize:  # bytes moved out since the last look
+            if wsize < self._wsize:
+                self.server.slots.touch(self, self._wsize - wsize, now)
             self._wsize, self._last = wsize, now
         deadlines: list[tuple[float, str]] = []
         if cfg.idle_timeout:
@@ -431,38 +500,6 @@ class StreamConnection(asyncio.Protocol):
         self._timer = loop.call_at(max(due, now), self._tick)
 
 
-class DatagramEndpoint(asyncio.DatagramProtocol):
-    """A UDP socket: greet answers each datagram with the message, echo returns it."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        started = time.monotonic()
-        cfg = self.server.config
-        reply = cfg.message if cfg.mode == "greet" else data
-        end = "reply"
-        if self.transport is not None:
-            try:
-                self.transport.sendto(reply, addr)
-            except OSError:
-                end = "error"
-        if not cfg.quiet:
-            duration = time.monotonic() - started
-            self.server.say(
-                f"udp {format_hostport(str(addr[0]), int(addr[1]))} in={len(data)} out={len(reply)} "
-                f"duration={duration:.3f}s end={end}",
-                banner=False,
-            )
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # an ICMP error for an earlier reply: nothing to clean up
-
-
 __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_MESSAGE",
@@ -474,7 +511,7 @@ __all__ = [
     "ServeConfig",
     "Server",
     "StreamConnection",
-    "DatagramEndpoint",
+    "DEFAULT_LOCK_TIMEOUT",
     "raise_fd_limit",
     "run",
 ]
