@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 
 import pytest
 
-from nsutil import Netns, Population
+from nsutil import AsUser, Netns, Population
 
 SOCKSCOPE = [sys.executable, "-m", "sockscope"]
 
@@ -103,3 +103,16 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         else:
             os.environ["XDG_CACHE_HOME"] = old
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def nobody() -> Iterator[AsUser]:
+    """``sockscope`` runnable as uid 65534 wherever this checkout is (e.g. under /root)."""
+    user = AsUser("65534")
+    try:
+        if user.reason:
+            pytest.skip(user.reason)
+        yield user
+    finally:
+        user.close()
+    assert not os.path.exists(user.tmp)

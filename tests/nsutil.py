@@ -349,3 +349,52 @@ class Population:
         return [pid for pid in self.pids
                 if proc_identity(pid) is not None
                 and proc_identity(pid) == self.identities.get(pid, proc_identity(pid)) and _alive(pid)]
+
+
+class AsUser:
+    """This checkout's ``python -m sockscope``, runnable as another ``user`` from any checkout location.
+
+    The checkout (and the venv's interpreter) may sit where that user cannot
+    read, e.g. a clone under ``/root``.  So the package is copied to a
+    temporary directory the user can read (sockscope's core is standard
+    library only), and run with the first interpreter (>= 3.11) the user can
+    execute: this one, its base, or ``python3`` on ``PATH``; ``-P`` keeps the
+    current directory off ``sys.path``.  ``argv(...)`` is the command line,
+    ``env`` what to add to the environment; ``close()`` removes the copy.
+    ``reason`` says why it cannot work (no interpreter the user can run)."""
+
+    def __init__(self, user: str) -> None:
+        import sockscope
+
+        self.user = user
+        self.tmp = tempfile.mkdtemp(prefix="sockscope-pkg-")
+        os.chmod(self.tmp, 0o755)
+        shutil.copytree(Path(sockscope.__file__).resolve().parent, Path(self.tmp) / "sockscope",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for root, dirs, files in os.walk(self.tmp):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+        self.env = {"PYTHONPATH": self.tmp, "PYTHONDONTWRITEBYTECODE": "1"}
+        self.python = ""
+        candidates = [sys.executable, getattr(sys, "_base_executable", ""), os.path.realpath(sys.executable),
+                      shutil.which("python3") or "", "/usr/bin/python3"]
+        for exe in dict.fromkeys(c for c in candidates if c):
+            probe = subprocess.run(
+                [*self._setpriv(), exe, "-P", "-c",
+                 "import sys, sockscope; assert sys.version_info >= (3, 11); print(sockscope.__file__)"],
+                capture_output=True, text=True, env={**os.environ, **self.env}, cwd=self.tmp)
+            if probe.returncode == 0 and probe.stdout.strip().startswith(self.tmp + "/"):
+                self.python = exe
+                break
+        self.reason = "" if self.python else f"no Python >= 3.11 that user {user} can run"
+
+    def _setpriv(self) -> list[str]:
+        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--clear-groups"]
+
+    def argv(self, *args: str) -> list[str]:
+        return [*self._setpriv(), self.python, "-P", "-m", "sockscope", *args]
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)

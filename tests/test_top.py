@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nsutil import Netns, ScriptScene  # noqa: E402
+from nsutil import AsUser, Netns, ScriptScene  # noqa: E402
 
 SOCKSCOPE = [sys.executable, "-m", "sockscope"]
 PORT = 7300
@@ -67,6 +67,17 @@ elif role == "client":
             time.sleep(max(0.0, t - time.monotonic()))
     threading.Thread(target=pump, daemon=True).start()
     hold()
+elif role == "names":  # UNIX names with a newline and with a byte that is not UTF-8
+    comm("top-names")
+    tmp = os.fsencode(sys.argv[2])
+    held = []
+    for name in (b"/odd\nname.sock", b"/raw-\xff.sock"):
+        u = socket.socket(socket.AF_UNIX)
+        u.bind(tmp + name)
+        u.listen(4)
+        held.append(u)
+    say("READY", pid=os.getpid(), newline=ino(held[0]), raw=ino(held[1]))
+    hold()
 '''
 
 
@@ -76,11 +87,12 @@ class Scene(ScriptScene):
     def __init__(self) -> None:
         super().__init__(SCENE, "sockscope-top-")
 
-    def top(self, *argv: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [*SOCKSCOPE, "top", *argv]
-        if user is not None:
-            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-        return self.netns.run(cmd, timeout=60)
+    def top(self, *argv: str, user: AsUser | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        if user is not None:  # as another user, from a copy that user can read
+            return self.netns.run(user.argv("top", *argv), timeout=60, env={**(env or {}), **user.env},
+                                  cwd=user.tmp)
+        return self.netns.run([*SOCKSCOPE, "top", *argv], timeout=60, env=env)
 
     def python(self, code: str) -> Any:
         r = self.netns.run([sys.executable, "-c", code], timeout=120)
@@ -97,6 +109,7 @@ def scene() -> Iterator[Scene]:
         sc.start("server")
         sc.start("client")
         sc.expect("server", "ACCEPTED")
+        sc.start("names", sc.tmp)
         yield sc
     finally:
         sc.close()
@@ -204,8 +217,8 @@ def test_snapshot_filters_and_sort(scene: Scene) -> None:
     assert r.returncode == 255 and r.stderr == "sockscope: wrong state name: listen\n"
 
 
-def test_snapshot_without_root(scene: Scene) -> None:
-    r = scene.top("--once", "-d", "0.5", "-t", user="65534")
+def test_snapshot_without_root(scene: Scene, nobody: AsUser) -> None:
+    r = scene.top("--once", "-d", "0.5", "-t", user=nobody)
     assert r.returncode == 0, r.stderr
     head, _cols, rows = rows_of(r.stdout)
     assert "owners partial: run as root" in head[2]
@@ -213,6 +226,52 @@ def test_snapshot_without_root(scene: Scene) -> None:
     assert all(RATE / 2 <= bytes_of(row["Rx/s"]) <= RATE * 2 for row in rows if row["Local"] == f"127.0.0.1:{PORT}"
                and row["State"] == "ESTAB")
     assert "could not be read (run as root)" in r.stderr
+
+
+def test_snapshot_escapes_unix_names(scene: Scene) -> None:
+    """A newline in a UNIX path does not cut its row; a byte that is not UTF-8
+    is escaped, also with an ASCII-only output (no UnicodeEncodeError)."""
+    names = scene.info["names"]
+    r = scene.top("--once", "-d", "0", "-x", "top-names", env={"PYTHONIOENCODING": "ascii"})
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout.isascii()
+    head, table = r.stdout.split("\n\n")
+    lines = table.splitlines()
+    assert lines[0].split() == ["Net", "State", "Recv-Q", "Send-Q", "Local", "Peer", "Rx/s", "Tx/s", "Process"]
+    rows = sorted(ln.split() for ln in lines[1:])
+    pid = names["pid"]
+    assert rows == [
+        ["u_str", "LISTEN", "0", "4", f"{scene.tmp}/odd\\x0aname.sock", str(names["newline"]), "*", "0", "-", "-",
+         f"top-names/{pid}"],
+        ["u_str", "LISTEN", "0", "4", f"{scene.tmp}/raw-\\xff.sock", str(names["raw"]), "*", "0", "-", "-",
+         f"top-names/{pid}"],
+    ]
+
+
+def test_snapshot_netns_options(scene: Scene) -> None:
+    """-N and --all-netns (a Netns column), run from outside the scene's namespace."""
+    srv = scene.info["server"]
+    top = [*SOCKSCOPE, "top", "--once", "-d", "0", "-t"]
+    r = subprocess.run([*top, "-N", scene.netns.name], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    _head, _cols, rows = rows_of(r.stdout)
+    assert sorted((row["State"], row["Local"]) for row in rows)[1:] == \
+        [("ESTAB", f"127.0.0.1:{PORT}"), ("LISTEN", f"127.0.0.1:{PORT}")]
+    # every namespace: this one's rows (picked by the text filter) carry its name
+    r = subprocess.run([*top, "--all-netns", scene.netns.name], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    _head, cols, rows = rows_of(r.stdout)
+    assert cols[-2:] == ["Process", "Netns"]
+    assert len(rows) == 3 and {row["Netns"] for row in rows} == {scene.netns.name}
+    assert f"top-server/{srv['pid']}" in {row["Process"] for row in rows}
+    r = subprocess.run([*top, "-N", "sockscope-no-such-netns"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no-such-netns" in r.stderr
+
+
+def test_usage_errors_exit_255(scene: Scene) -> None:
+    for argv in (("--bogus",), ("-N", "x", "--all-netns"), ("-d", "x")):
+        r = scene.top("--once", *argv)
+        assert r.returncode == 255 and r.stderr.count("\n") == 1, (argv, r.stderr)
 
 
 # --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nsutil import ScriptScene, read_line  # noqa: E402
+from nsutil import AsUser, ScriptScene, read_line  # noqa: E402
 
 SOCKSCOPE = [sys.executable, "-m", "sockscope"]
 TCP_PORT, UDP_PORT, FREE_PORT = 7100, 7200, 7999
@@ -95,6 +95,46 @@ elif role == "pair":
     b.close()
     say("READY", pid=os.getpid(), child=child, mine=ino(a), mine_fd=a.fileno(), theirs=b_ino)
     hold()
+elif role == "edge":
+    # what the listing prints in its less common shapes: a scoped link-local
+    # listener, a v4-mapped connection, a device-bound IPv4 listener, UNIX
+    # names with a newline, a byte that is not UTF-8, a printable non-ASCII
+    comm("who-edge")
+    A6 = socket.AF_INET6
+    ll = socket.socket(A6, socket.SOCK_STREAM)
+    ll.bind(("fe80::1", 9000, 0, socket.if_nametoindex("v0")))
+    ll.listen(4)
+    dual = socket.socket(A6, socket.SOCK_STREAM)
+    dual.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    dual.bind(("::", 9003))
+    dual.listen(4)
+    mc = socket.create_connection(("127.0.0.1", 9003))
+    ma, _ = dual.accept()
+    lo = socket.socket(A4, socket.SOCK_STREAM)
+    lo.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+    lo.bind(("127.0.0.1", 9999))
+    lo.listen(4)
+    names = {"newline": os.fsencode(tmp) + b"/odd\nname.sock", "raw": os.fsencode(tmp) + b"/raw-\xff.sock",
+             "cafe": os.fsencode(tmp) + "/café.sock".encode()}
+    unix = {}
+    for key, path in names.items():
+        u = socket.socket(U, socket.SOCK_STREAM)
+        u.bind(path)
+        u.listen(4)
+        unix[key] = u
+    twin = socket.socket(A4, socket.SOCK_DGRAM)  # held by the forked twin only
+    twin.bind(("127.0.0.1", 9101))
+    child = os.fork()
+    if child == 0:  # same name (comm), one socket
+        for s in (ll, dual, mc, ma, lo, *unix.values()):
+            s.close()
+        hold()
+        os._exit(0)
+    say("READY", pid=os.getpid(), child=child, ll=ino(ll), dual=ino(dual), mapped_client=ino(mc),
+        mapped=ino(ma), mapped_port=mc.getsockname()[1], lo=ino(lo), twin=ino(twin),
+        **{k: ino(u) for k, u in unix.items()})
+    twin.close()
+    hold()
 elif role == "sleeper":
     s = socket.socket(A4, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -113,11 +153,12 @@ class Scene(ScriptScene):
     def start(self, role: str, *args: str) -> dict[str, Any]:
         return super().start(role, self.tmp, *args)  # the scene keeps its files beside the script
 
-    def who(self, *argv: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [*SOCKSCOPE, "who", *argv]
-        if user is not None:
-            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-        return self.netns.run(cmd, timeout=60, env={"PYTHONIOENCODING": "utf-8"})
+    def who(self, *argv: str, user: AsUser | None = None,
+            encoding: str = "utf-8") -> subprocess.CompletedProcess[str]:
+        env = {"PYTHONIOENCODING": encoding}
+        if user is not None:  # as another user, from a copy that user can read
+            return self.netns.run(user.argv("who", *argv), timeout=60, env={**env, **user.env}, cwd=user.tmp)
+        return self.netns.run([*SOCKSCOPE, "who", *argv], timeout=60, env=env)
 
     def who_json(self, *argv: str) -> dict[str, Any]:
         r = self.who("--json", *argv)
@@ -136,6 +177,12 @@ def scene() -> Iterator[Scene]:
         sc.start("client")
         sc.expect("server", "ACCEPTED")
         sc.start("pair")
+        for cmd in (["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+                    ["ip", "link", "set", "v0", "up"], ["ip", "link", "set", "v1", "up"],
+                    ["ip", "addr", "add", "fe80::1/64", "dev", "v0", "nodad"]):
+            r = sc.netns.run(cmd)
+            assert r.returncode == 0, (cmd, r.stderr)
+        sc.start("edge")
         yield sc
     finally:
         sc.close()
@@ -356,9 +403,9 @@ def test_bad_target_is_a_usage_error(scene: Scene) -> None:
     assert scene.who(":99999").returncode == 255
 
 
-def test_without_root_shows_what_it_can(scene: Scene) -> None:
+def test_without_root_shows_what_it_can(scene: Scene, nobody: AsUser) -> None:
     srv = scene.info["server"]
-    r = scene.who("--json", f":{TCP_PORT}", user="65534")
+    r = scene.who("--json", f":{TCP_PORT}", user=nobody)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["complete"] is False
@@ -369,6 +416,160 @@ def test_without_root_shows_what_it_can(scene: Scene) -> None:
     assert "run as root" in lst["no_process"]
     assert "could not be read (run as root)" in r.stderr
     # a pid it may not inspect: a clear message, exit 1
-    r = scene.who(str(srv["pid"]), user="65534")
+    r = scene.who(str(srv["pid"]), user=nobody)
     assert r.returncode == 1
     assert "permission denied" in r.stderr and "run as root" in r.stderr
+
+
+# --------------------------------------------------------------------------
+# ss's address text, scoped and v4-mapped targets, process names, namespaces
+
+ENDPOINTS = r"""
+import json, sockscope
+from sockscope.render.endpoint import endpoint
+out = [[s.netid, endpoint(s, "local"), endpoint(s, "peer")]
+       for kind in ("tcp", "udp", "unix") for s in sockscope.sockets(kind)]
+print(json.dumps(out))
+"""
+
+
+def _ss_ends(scene: Scene, opts: str, unix: bool) -> set[tuple[str, str, str]]:
+    """(netid, local, peer) of each row of ``ss -H opts``: ``addr:port`` (UNIX: ``name inode``)."""
+    r = scene.netns.run(["ss", "-H", opts])
+    assert r.returncode == 0, r.stderr
+    out = set()
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if unix:  # Netid State Recv-Q Send-Q name inode peer peer-inode
+            if len(f) == 8:  # (not the two halves of a row a newline in a name cut)
+                out.add((f[0], f"{f[4]} {f[5]}", f"{f[6]} {f[7]}"))
+        else:
+            out.add((f[0], f[4], f[5]))
+    return out
+
+
+def test_endpoint_text_is_ss_text(scene: Scene) -> None:
+    """The one endpoint text of who and top is ss's, in every shape the scene has:
+    ``*``, ``[::]``, ``[::ffff:127.0.0.1]``, ``%lo``, ``[fe80::1]%v0``, UNIX name + inode."""
+    r = scene.netns.run([sys.executable, "-c", ENDPOINTS], env={"PYTHONIOENCODING": "utf-8"})
+    assert r.returncode == 0, r.stderr
+    ours = {tuple(row) for row in json.loads(r.stdout)}
+    inet = {row for row in ours if row[0] in ("tcp", "udp")}
+    assert inet == _ss_ends(scene, "-tuan", False)
+    for text in ("127.0.0.1%lo:9999", "[fe80::1]%v0:9000", "*:9003", "[::ffff:127.0.0.1]:9003", "[::]:*",
+                 "0.0.0.0:*"):
+        assert any(text in row for row in inet), text
+    # UNIX: ss writes names raw (a newline cuts its row): compare the printable ones
+    printable = {row for row in ours if row[0].startswith("u_") and "odd" not in row[1] and "raw-" not in row[1]}
+    ss_unix = {row for row in _ss_ends(scene, "-xa", True) if "odd" not in row[1] and "raw-" not in row[1]}
+    assert printable == ss_unix
+    assert any(row[1].startswith(os.path.join(scene.tmp, "café.sock") + " ") for row in printable)
+
+
+def test_scoped_and_mapped_targets(scene: Scene) -> None:
+    edge = scene.info["edge"]
+    # the listing's text for the link-local listener, and the RFC 4007 spelling: the same socket
+    for target in ("[fe80::1]%v0:9000", "[fe80::1%v0]:9000", "[fe80::1]:9000"):
+        (m,) = scene.who_json(target)["matches"]
+        assert m["socket"]["inode"] == edge["ll"], target
+    r = scene.who("[fe80::1%v0]:9000")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("tcp LISTEN  [fe80::1]%v0:9000 ↔ [::]:*  (inode"), r.stdout  # the scope is kept
+    assert scene.who("[fe80::1%v1]:9000").returncode == 1  # bound to v0: not the socket answering on v1
+    # a v4-mapped address as the listing prints it: the accepted socket, its client, the listener
+    m = _by_inode(scene.who_json("[::ffff:127.0.0.1]:9003"))
+    assert set(m) == {edge["dual"], edge["mapped"], edge["mapped_client"]}
+    assert [p["socket"]["inode"] for p in m[edge["mapped"]]["peer"]["sockets"]] == [edge["mapped_client"]]
+    text = scene.who(f"[::ffff:127.0.0.1]:{edge['mapped_port']}").stdout
+    assert f"tcp ESTAB  [::ffff:127.0.0.1]:9003 ↔ [::ffff:127.0.0.1]:{edge['mapped_port']}  " in text
+    # a device-bound IPv4 listener: %lo as ss prints it
+    for target in ("127.0.0.1%lo:9999", "127.0.0.1:9999"):
+        (m1,) = scene.who_json(target)["matches"]
+        assert m1["socket"]["inode"] == edge["lo"]
+    assert scene.who("127.0.0.1%v0:9999").returncode == 1
+    assert "tcp LISTEN  127.0.0.1%lo:9999 ↔ 0.0.0.0:*" in scene.who(":9999").stdout
+    for bad in ("[fe80::1%]:9000", "[fe80::1]%:9000", "[fe80::1%v0]%v0:9000", "[::1]x:1"):
+        r = scene.who(bad)
+        assert r.returncode == 255 and r.stderr.count("\n") == 1, (bad, r.stderr)
+
+
+def test_process_name(scene: Scene) -> None:
+    edge, pair = scene.info["edge"], scene.info["pair"]
+    # two processes named who-edge: every socket of both, by pid then fd
+    rep = scene.who_json("who-edge")
+    assert rep["kind"] == "process"
+    holders = {m["socket"]["inode"]: {p["pid"] for p in m["processes"]} for m in rep["matches"]}
+    assert holders[edge["twin"]] == {edge["child"]}
+    assert holders[edge["ll"]] == {edge["pid"]}
+    assert {edge["ll"], edge["dual"], edge["mapped"], edge["lo"], edge["newline"]} <= set(holders)
+    pids = [m["processes"][0]["pid"] for m in rep["matches"]]
+    assert pids == sorted(pids)
+    # exact names: who-pair is not who-pair-child
+    (m,) = scene.who_json("who-pair")["matches"]
+    assert m["socket"]["inode"] == pair["mine"]
+    r = scene.who("no-such-process")
+    assert r.returncode == 1
+    assert r.stderr == "sockscope: no process named 'no-such-process' (a host needs a port: HOST:PORT)\n"
+
+
+def test_bounded_numbers_are_usage_errors(scene: Scene) -> None:
+    huge = "9" * 5000  # past Python's 4,300-digit int-string limit
+    for target in (f":{huge}", f"127.0.0.1:{huge}", f"inode:{huge}", huge, "4294967296", ":0", "inode:0",
+                   f"[::1]:{huge}"):
+        r = scene.who(target)
+        assert r.returncode == 255, (target[:20], r.stderr[:200])
+        assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1 and len(r.stderr) < 300, r.stderr[:300]
+    # digits that are not ASCII are no PID (int() would refuse some): a process name, found or not
+    r = scene.who("²")
+    assert r.returncode == 1 and r.stderr == "sockscope: no process named '²' (a host needs a port: HOST:PORT)\n"
+
+
+def test_control_characters_and_undecodable_names(scene: Scene) -> None:
+    edge = scene.info["edge"]
+    path = os.path.join(scene.tmp, "odd\nname.sock")
+    r = scene.who(path)
+    assert r.returncode == 0, r.stderr
+    first = r.stdout.splitlines()[0]
+    assert first == f"u_str LISTEN  {scene.tmp}/odd\\x0aname.sock {edge['newline']} ↔ * 0  (inode {edge['newline']})"
+    # a name that is not UTF-8, with an ASCII-only output: escaped, never a UnicodeEncodeError
+    raw = os.fsdecode(os.fsencode(scene.tmp) + b"/raw-\xff.sock")
+    for argv in ((raw,), ("who-edge",), (str(edge["pid"]),), ("--json", raw)):
+        r = scene.who(*argv, encoding="ascii")
+        assert r.returncode == 0, r.stderr
+        assert "Traceback" not in r.stderr and r.stdout.isascii()
+        if argv[0] != "--json":
+            assert f"{scene.tmp}/raw-\\xff.sock {edge['raw']}" in r.stdout
+            assert "<->" in r.stdout
+    assert f"{scene.tmp}/caf\\xe9.sock" in scene.who("who-edge", encoding="ascii").stdout
+    # an echoed target with a control character stays on one line
+    r = scene.who("@no\nsuch")
+    assert r.returncode == 1 and r.stderr == "sockscope: no socket matches @no\\x0asuch\n"
+
+
+def test_netns_options(scene: Scene) -> None:
+    """-N and --all-netns, run from outside the scene's namespace."""
+    edge = scene.info["edge"]
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    r = subprocess.run([*SOCKSCOPE, "who", "-N", scene.netns.name, "--json", "[fe80::1%v0]:9000"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert [m["socket"]["inode"] for m in json.loads(r.stdout)["matches"]] == [edge["ll"]]
+    r = subprocess.run([*SOCKSCOPE, "who", "--all-netns", "[fe80::1]%v0:9000"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (f"tcp LISTEN  [fe80::1]%v0:9000 ↔ [::]:*  (inode {edge['ll']}, netns {scene.netns.name})"
+            in r.stdout.splitlines())
+    # a PID's sockets across namespaces: found, not "in none of the tables"
+    r = subprocess.run([*SOCKSCOPE, "who", "--all-netns", "--json", str(edge["pid"])],
+                       capture_output=True, text=True, env=env, timeout=60)
+    rep = json.loads(r.stdout)
+    assert rep["unresolved"] == [] and edge["ll"] in _by_inode(rep)
+    assert {m["socket"]["netns"] for m in rep["matches"] if m["socket"]["family"] != "unix"} == {scene.netns.name}
+    r = subprocess.run([*SOCKSCOPE, "who", "-N", "sockscope-no-such-netns", ":1"], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no-such-netns" in r.stderr
+
+
+def test_usage_errors_exit_255(scene: Scene) -> None:
+    for argv in (("--bogus", ":1"), ("-N", "x", "--all-netns", ":1"), ()):
+        r = scene.who(*argv)
+        assert r.returncode == 255 and r.stderr.count("\n") == 1, (argv, r.stderr)

@@ -2,16 +2,19 @@
 
 Contract
 --------
-* :func:`parse_target` turns the command-line word into a :class:`Target`:
-  ``:PORT``, ``HOST:PORT`` (``[v6]:PORT``, ``*:PORT``; ports may be service
-  names), ``PID``, a UNIX socket path (anything with a ``/``), ``@abstract``,
-  or ``inode:N``.  Bad input raises :class:`~sockscope.errors.UsageError`.
+* :func:`~sockscope.who_target.parse_target` (in :mod:`sockscope.who_target`)
+  turns the command-line word into a :class:`Target`: ``:PORT``,
+  ``HOST:PORT`` (``[v6]:PORT``, ``*:PORT``, scoped ``[fe80::1]%v0:PORT``;
+  ports may be service names), ``PID``, a process name, a UNIX socket path,
+  ``@abstract``, or ``inode:N``.  Bad input raises
+  :class:`~sockscope.errors.UsageError`.
 * :func:`matches` picks the sockets a target names (pure: records in, records
   out).  A port matches either end, like ``lsof -i :PORT``; ``HOST:PORT``
   also matches a listener bound to the wildcard address on that port (it is
-  the socket that answers ``HOST:PORT``); a path matches the listener and the
-  connections accepted from it (they carry its name); a PID matches the
-  sockets whose inodes the process holds.
+  the socket that answers ``HOST:PORT``); with a scope, a socket bound to
+  another device does not match; a path matches the listener and the
+  connections accepted from it (they carry its name); a PID or a process name
+  matches the sockets whose inodes the processes hold.
 * :func:`build_report` turns the matches into :class:`Chain` records: the
   socket, every process holding it (pid, name, user, fd, command line), and
   the other end when it lives on this machine: the TCP/UDP socket with the
@@ -29,13 +32,14 @@ raise for a process that vanished or cannot be read: they say so instead.
 from __future__ import annotations
 
 import os
-import socket as _socket
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from sockscope.errors import SockscopeError, UsageError
+from sockscope.errors import SockscopeError
 from sockscope.processes import unreadable_hint
 from sockscope.records import Socket, State
+from sockscope.render.endpoint import endpoint, escape
+from sockscope.who_target import Target, norm as _norm, parse_target
 
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 
@@ -53,110 +57,7 @@ class CannotInspect(SockscopeError):
 
 
 # --------------------------------------------------------------------------
-# Targets
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What ``who`` was asked about.
-
-    ``kind`` is one of ``port``, ``hostport``, ``pid``, ``path``, ``abstract``,
-    ``inode``; ``hosts`` are textual IP addresses (``hostport``), ``value`` the
-    port, pid, inode or name.
-    """
-
-    text: str
-    kind: str
-    value: int | str
-    hosts: frozenset[str] = frozenset()
-
-    @property
-    def needs_unix(self) -> bool:
-        return self.kind in ("pid", "path", "abstract", "inode")
-
-    @property
-    def needs_inet(self) -> bool:
-        return self.kind in ("port", "hostport", "pid", "inode")
-
-
-_FORMS = ":PORT, HOST:PORT, PID, a UNIX socket path, @abstract or inode:N"
-
-
-def _port(text: str, whole: str) -> int:
-    if text.isdigit():
-        port = int(text)
-        if 0 < port < 65536:
-            return port
-        raise UsageError(f"port out of range in {whole!r}")
-    if not text:
-        raise UsageError(f"missing port in {whole!r} (expected {_FORMS})")
-    for proto in ("tcp", "udp"):
-        try:
-            return _socket.getservbyname(text, proto)
-        except OSError:
-            continue
-    raise UsageError(f"unknown port or service name {text!r}")
-
-
-def _resolve(host: str, whole: str) -> frozenset[str]:
-    try:
-        import ipaddress
-
-        return frozenset({_norm(str(ipaddress.ip_address(host)))})
-    except ValueError:
-        pass
-    try:
-        infos = _socket.getaddrinfo(host, None, 0, _socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise UsageError(f"cannot resolve host {host!r} in {whole!r}: {exc}") from None
-    return frozenset(_norm(str(info[4][0]).split("%", 1)[0]) for info in infos)
-
-
-def parse_target(text: str) -> Target:
-    """The :class:`Target` a command-line word names."""
-    if not text:
-        raise UsageError(f"empty target (expected {_FORMS})")
-    low = text.lower()
-    if low.startswith("inode:"):
-        n = text[6:]
-        if not n.isdigit() or int(n) == 0:
-            raise UsageError(f"bad inode in {text!r}")
-        return Target(text, "inode", int(n))
-    if text.startswith("@"):
-        return Target(text, "abstract", text)
-    if text.isdigit():
-        pid = int(text)
-        if pid <= 0:
-            raise UsageError(f"bad PID {text!r}")
-        return Target(text, "pid", pid)
-    if "/" in text:
-        return Target(text, "path", text)
-    if text.startswith(":"):
-        return Target(text, "port", _port(text[1:], text))
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0 or text[close + 1 : close + 2] != ":":
-            raise UsageError(f"bad address in {text!r} (expected [IPv6]:PORT)")
-        return Target(text, "hostport", _port(text[close + 2 :], text), _resolve(text[1:close], text))
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        if host == "*":
-            return Target(text, "port", _port(port, text))
-        return Target(text, "hostport", _port(port, text), _resolve(host, text))
-    if os.path.exists(text):
-        return Target(text, "path", text)
-    raise UsageError(f"cannot understand target {text!r} (expected {_FORMS})")
-
-
-# --------------------------------------------------------------------------
 # Matching (pure)
-
-
-def _norm(addr: str) -> str:
-    """An address as compared: v4-mapped IPv6 addresses as plain IPv4."""
-    if addr.startswith("::ffff:") and "." in addr:
-        return addr[7:]
-    return addr
 
 
 _WILDCARDS = frozenset({"0.0.0.0", "::"})
@@ -170,6 +71,15 @@ def _host_matches(s: Socket, address: str, hosts: frozenset[str]) -> bool:
     if address == "::":
         return any(":" in h for h in hosts) or (s.v6only is not True and any("." in h for h in hosts))
     return False
+
+
+def _scope_ok(s: Socket, scope: str) -> bool:
+    """``s`` answers on device ``scope`` (a name or an index): bound to it, or to no device."""
+    if not scope or not s.ifindex:
+        return True
+    from sockscope.render import names
+
+    return scope in (str(s.ifindex), names.ifname(s.ifindex, s.netns))
 
 
 def is_inet(s: Socket) -> bool:
@@ -198,8 +108,8 @@ def matches(target: Target, socks: Iterable[Socket], pid_inodes: frozenset[int] 
             ok = is_inet(s) and s.netid != "raw" and (
                 (s.local.port == value and _host_matches(s, s.local.address, target.hosts))
                 or (s.peer.port == value and _norm(s.peer.address) in target.hosts)
-            )
-        elif kind == "pid":
+            ) and _scope_ok(s, target.scope)
+        elif kind == "pid" or kind == "process":
             ok = s.inode != 0 and s.inode in pid_inodes
         elif kind == "inode":
             ok = s.inode == value
@@ -296,17 +206,18 @@ class _Index:
 
     def __init__(self, socks: Sequence[Socket]) -> None:
         self.by_inode: dict[int, Socket] = {}
-        self.by_pair: dict[tuple[str, str, int, str, int], list[Socket]] = {}
+        # inet keys carry the namespace: the same address pair can exist in two of them
+        self.by_pair: dict[tuple[str | None, str, str, int, str, int], list[Socket]] = {}
         self.by_unix_peer: dict[int, list[Socket]] = {}
-        self.udp_by_peer: dict[tuple[str, int], list[Socket]] = {}
+        self.udp_by_peer: dict[tuple[str | None, str, int], list[Socket]] = {}
         for s in socks:
             if s.inode:
                 self.by_inode.setdefault(s.inode, s)
             if is_inet(s):
-                key = (s.netid, _norm(s.local.address), s.local.port, _norm(s.peer.address), s.peer.port)
+                key = (s.netns, s.netid, _norm(s.local.address), s.local.port, _norm(s.peer.address), s.peer.port)
                 self.by_pair.setdefault(key, []).append(s)
                 if s.netid == "udp" and s.peer.port:
-                    self.udp_by_peer.setdefault((_norm(s.peer.address), s.peer.port), []).append(s)
+                    self.udp_by_peer.setdefault((s.netns, _norm(s.peer.address), s.peer.port), []).append(s)
             elif s.family == AF_UNIX and s.peer_inode:
                 self.by_unix_peer.setdefault(s.peer_inode, []).append(s)
 
@@ -328,15 +239,16 @@ class _Index:
                 if back:
                     return "local", back
             return "none", []
-        key = (s.netid, _norm(s.peer.address), s.peer.port, _norm(s.local.address), s.local.port)
+        ns = s.netns
+        key = (ns, s.netid, _norm(s.peer.address), s.peer.port, _norm(s.local.address), s.local.port)
         found = [p for p in self.by_pair.get(key, []) if p is not s]
         if found:
             return "local", found
         if s.netid == "udp":
             # a connected UDP socket talking to an unconnected server socket
             for addr in (_norm(s.peer.address), "0.0.0.0", "::"):
-                for p in self.by_pair.get(("udp", addr, s.peer.port, "0.0.0.0", 0), []) + \
-                        self.by_pair.get(("udp", addr, s.peer.port, "::", 0), []):
+                for p in self.by_pair.get((ns, "udp", addr, s.peer.port, "0.0.0.0", 0), []) + \
+                        self.by_pair.get((ns, "udp", addr, s.peer.port, "::", 0), []):
                     if p is not s:
                         found.append(p)
             if found:
@@ -346,8 +258,8 @@ class _Index:
     def _udp_clients(self, s: Socket) -> list[Socket]:
         local = _norm(s.local.address)
         out: list[Socket] = []
-        for (addr, port), socks in self.udp_by_peer.items():
-            if port == s.local.port and (addr == local or local in _WILDCARDS):
+        for (ns, addr, port), socks in self.udp_by_peer.items():
+            if ns == s.netns and port == s.local.port and (addr == local or local in _WILDCARDS):
                 out.extend(p for p in socks if p is not s)
         return out
 
@@ -398,32 +310,10 @@ def build_report(
 # Rendering (pure)
 
 
-def endpoint_text(s: Socket, which: str) -> str:
-    """``addr:port`` as ss writes it (``[v6]``, ``*``), or a UNIX name."""
-    ep = s.local if which == "local" else s.peer
-    if s.family == AF_UNIX:
-        if which == "local":
-            return ep.address or "unnamed"
-        return f"inode {s.peer_inode}" if s.peer_inode else "*"
-    if not is_inet(s):
-        return ep.address or "*"
-    addr = ep.address
-    if addr in ("0.0.0.0", "::") and not ep.port and which == "peer":
-        return "*:*"
-    if addr == "::" and s.v6only is not True:
-        addr = "*"
-    elif ":" in addr:
-        addr = f"[{addr}]"
-    return f"{addr}:{ep.port if ep.port else '*'}"
-
-
 def _socket_line(s: Socket, arrow: str) -> str:
-    state = s.state.ss_name
-    return f"{s.netid} {state}  {endpoint_text(s, 'local')} {arrow} {endpoint_text(s, 'peer')}  (inode {s.inode})"
-
-
-def _clean(arg: str) -> str:
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in arg)
+    where = f", netns {escape(s.netns)}" if s.netns else ""
+    ends = f"{endpoint(s, 'local')} {arrow} {endpoint(s, 'peer')}"
+    return f"{s.netid} {s.state.ss_name}  {ends}  (inode {s.inode}{where})"
 
 
 def command_text(p: Process) -> str:
@@ -433,7 +323,7 @@ def command_text(p: Process) -> str:
         return f"[{p.name}]"
     import shlex
 
-    return _clean(shlex.join(p.cmdline))
+    return escape(shlex.join(p.cmdline))
 
 
 def _holder_lines(e: End, label: str) -> list[str]:
@@ -444,7 +334,7 @@ def _holder_lines(e: End, label: str) -> list[str]:
     for i, h in enumerate(e.holders):
         p = h.process
         user = p.user if p.user is not None else (str(p.uid) if p.uid is not None else "?")
-        lines.append(f"{label if i == 0 else pad}pid {p.pid} {_clean(p.name)}  user {user}  fd {h.fd}")
+        lines.append(f"{label if i == 0 else pad}pid {p.pid} {escape(p.name)}  user {user}  fd {h.fd}")
         lines.append(f"{pad}  {command_text(p)}")
     return lines
 
@@ -585,8 +475,30 @@ def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
     return out
 
 
+def pids_sockets(pids: Iterable[int], proc: str = "/proc") -> tuple[list[tuple[int, int, int]], list[str]]:
+    """(pid, fd, inode) of every socket the ``pids`` hold, by pid then fd, and
+    a note for each pid whose fds could not be read (those that exited are
+    skipped).  Raises :class:`CannotInspect` when none of them could be read."""
+    out: list[tuple[int, int, int]] = []
+    notes: list[str] = []
+    seen = 0
+    for pid in pids:
+        try:
+            fds = pid_sockets(pid, proc)
+        except NoSuchProcess:
+            continue
+        except CannotInspect as exc:
+            notes.append(str(exc))
+            continue
+        seen += 1
+        out.extend((pid, fd, ino) for fd, ino in fds)
+    if notes and not seen:
+        raise CannotInspect(notes[0] if len(notes) == 1 else f"{notes[0]} (and {len(notes) - 1} more)")
+    return out, notes
+
+
 __all__ = [
-    "Target", "parse_target", "matches", "build_report", "render_text", "render_json",
+    "Target", "parse_target", "matches", "pids_sockets", "build_report", "render_text", "render_json",
     "Process", "Holder", "End", "Chain", "Report", "Unresolved",
     "NoMatch", "NoSuchProcess", "CannotInspect", "read_process", "pid_sockets",
 ]

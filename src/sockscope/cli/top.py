@@ -31,6 +31,10 @@ language (state NAME..., exclude NAME..., dport = :22 ...), or plain text.
 
 When stdout is not a terminal, or with --once, prints one snapshot: two
 samples -d seconds apart (one sample with -d 0), then exits.
+
+-N NAME shows the sockets of that network namespace (like ss -N);
+--all-netns those of every namespace, with a Netns column.  Control
+characters in names are escaped (\\x0a).  Usage errors exit 255.
 """
 
 _TABLES = {"t": ("tcp",), "u": ("udp",), "x": ("u_str", "u_dgr", "u_seq")}
@@ -50,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-P", "--processes", action="store_true", help="start in the processes view")
     p.add_argument("-s", "--sort", metavar="COLUMN", help="sort column (header name, e.g. Recv-Q, Local)")
     p.add_argument("-r", "--reverse", action="store_true", help="reverse the sort order")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-N", "--net", metavar="NAME",
+                       help="show this network namespace (an ip netns name or a path), like ss -N")
+    where.add_argument("--all-netns", action="store_true",
+                       help="show every network namespace, with a Netns column")
     p.add_argument("filter", nargs="*", metavar="FILTER", help="initial filter")
     return p
 
@@ -99,10 +108,10 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     if not (args.delay >= 0) or args.delay > 3600:
         raise UsageError("top: -d must be between 0 and 3600 seconds")
 
-    from sockscope.top.model import Model, View, compile_filter
+    from sockscope.top.model import Model, View, compile_filter, every_netns
 
     query = _query(args)
-    view = View(processes=args.processes, show_netid=len(query.tables) > 1)
+    view = View(processes=args.processes, show_netid=len(query.tables) > 1, netns=args.all_netns)
     if args.sort:
         _set_sort(view, args.sort)
     view.reverse = args.reverse
@@ -111,12 +120,24 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         text = " ".join(args.filter)
         pred, substring, note = compile_filter(text, tuple(sorted(query.tables)))
         view.filter_text, view.predicate, view.substring = text, pred, substring
-    model = Model(query)
+    if args.net is not None:
+        from sockscope import netns
+
+        netns.enter(args.net)
+    dump = None
+    if args.all_netns:
+        from sockscope.top.dump import dump as one_netns
+
+        dump = every_netns(one_netns)
+    model = Model(query, dump=dump)
 
     interactive = not args.once and out is sys.stdout and out.isatty()
     if not interactive:
+        from sockscope.render.endpoint import tolerant
         from sockscope.top.text import snapshot
 
+        if out is sys.stdout:
+            tolerant(out)
         sample = model.sample()
         if args.delay > 0:
             time.sleep(args.delay)

@@ -17,33 +17,71 @@ from typing import IO
 
 from sockscope.cli._args import OneLineParser
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
+
+    from sockscope.query import Query
+    from sockscope.records import Socket
+
 DESCRIPTION = """\
 Explain who uses a port, a socket file, or a process's sockets, and who is on
 the other end.
 
-TARGET is one of:
+TARGET is one of (the first form that fits wins, in this order):
+  inode:N          the socket with this inode
+  @NAME            a UNIX socket with this abstract name
+  PID              every socket the process holds (digits only)
+  /PATH            a UNIX socket bound to this path (anything with a '/')
   :PORT            sockets with this local or peer port (TCP and UDP)
   HOST:PORT        ... at this address ([v6]:PORT for IPv6; *:PORT = :PORT);
-                   a listener on the wildcard address and PORT matches too
-  PID              every socket the process holds
-  /PATH            a UNIX socket bound to this path (anything with a '/')
-  @NAME            a UNIX socket with this abstract name
-  inode:N          the socket with this inode
+                   a listener on the wildcard address and PORT matches too;
+                   a scope as the listing prints it narrows to a device:
+                   [fe80::1]%v0:PORT, [fe80::1%v0]:PORT, 127.0.0.1%lo:PORT
+  NAME             a UNIX socket file NAME in the current directory, else
+                   every socket of the processes named NAME (their comm,
+                   exact, like lsof -c); a host always needs :PORT
 
 For each match: the processes holding it (pid, name, user, fd, command line),
-the socket (kind, state, inode, local <-> peer), and the other end when it is
-on this machine (loopback TCP/UDP, or a UNIX peer), with its processes too.
+the socket (kind, state, local <-> peer as ss prints them, inode), and the
+other end when it is on this machine (loopback TCP/UDP, or a UNIX peer), with
+its processes too.  Control characters in names are escaped (\\x0a).
 Exit status: 0 when something matched, 1 when nothing did (or the PID does
-not exist), 255 for a bad target.
+not exist), 255 for a bad target or option.
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="sockscope who", description=DESCRIPTION,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="TARGET", help="what to explain (see above)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-N", "--net", metavar="NAME",
+                       help="look in this network namespace (an ip netns name or a path), like ss -N")
+    where.add_argument("--all-netns", action="store_true",
+                       help="look in every network namespace; each socket says which")
     return p
+
+
+def _dump(q: Query, all_netns: bool, warn: Callable[[str], None]) -> list[Socket]:
+    """Every socket of ``q``: here, or in every namespace (labelled, their devices named while inside)."""
+    from sockscope.query import run
+
+    if not all_netns:
+        return list(run(q, warn=warn))
+    from dataclasses import replace
+
+    from sockscope import netns
+    from sockscope.render import names
+
+    def labelled(label: str) -> Iterator[Socket]:
+        for s in run(q, warn=warn):
+            if s.ifindex:
+                names.learn_ifname(label, s.ifindex)
+            yield replace(s, netns=label)
+
+    return list(netns.visit(netns.namespaces(), labelled))
 
 
 def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") -> int:
@@ -52,16 +90,33 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
 
     from sockscope import who
     from sockscope.processes import OwnerMap, unreadable_hint
-    from sockscope.query import SS_ALL, Query, run
+    from sockscope.query import SS_ALL, Query
+    from sockscope.render.endpoint import escape, tolerant
 
+    if out is sys.stdout:
+        tolerant(out)
     target = who.parse_target(args.target)
+    if args.net is not None:
+        from sockscope import netns
+
+        netns.enter(args.net)
     warnings: list[str] = []
 
-    pid_fds: list[tuple[int, int]] = []
+    held: list[tuple[int, int, int]] = []  # (pid, fd, inode) of a PID's or a process name's sockets
     if target.kind == "pid":
-        pid_fds = who.pid_sockets(int(target.value), proc)
-        if not pid_fds:
+        held = [(int(target.value), fd, ino) for fd, ino in who.pid_sockets(int(target.value), proc)]
+        if not held:
             raise who.NoMatch(f"pid {target.value} holds no sockets")
+    elif target.kind == "process":
+        from sockscope.who_target import pids_named
+
+        pids = pids_named(str(target.value), proc)
+        if not pids:
+            raise who.NoMatch(f"no process named '{escape(target.text)}' (a host needs a port: HOST:PORT)")
+        held, notes = who.pids_sockets(pids, proc)
+        warnings += notes
+        if not held:
+            raise who.NoMatch(f"no process named '{escape(target.text)}' holds a socket")
 
     tables: set[str] = set()
     families: set[int] = set()
@@ -71,20 +126,19 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
     if target.needs_unix:
         tables |= {"u_str", "u_dgr", "u_seq"}
         families.add(1)
-    if target.kind in ("pid", "inode"):
+    if target.by_process or target.kind == "inode":
         tables |= {"nl", "p_raw", "p_dgr", "raw"}
         families |= {16, 17}
     q = Query(frozenset(tables), frozenset(families), SS_ALL | (1 << 12))
-    every = list(run(q, warn=warnings.append))
+    every = _dump(q, args.all_netns, warnings.append)
 
-    pid_inodes = frozenset(ino for _fd, ino in pid_fds)
-    matched = who.matches(target, every, pid_inodes)
+    matched = who.matches(target, every, frozenset(ino for _pid, _fd, ino in held))
     unresolved: list[who.Unresolved] = []
-    if target.kind == "pid":
-        fd_of = {ino: fd for fd, ino in reversed(pid_fds)}
-        matched.sort(key=lambda s: fd_of.get(s.inode, 1 << 31))
+    if held:
+        order = {ino: (pid, fd) for pid, fd, ino in reversed(held)}
+        matched.sort(key=lambda s: order.get(s.inode, (1 << 31, 0)))
         seen = {s.inode for s in matched}
-        unresolved = [who.Unresolved(int(target.value), fd, ino) for fd, ino in pid_fds if ino not in seen]
+        unresolved = [who.Unresolved(pid, fd, ino) for pid, fd, ino in held if ino not in seen]
 
     if not matched and not unresolved:
         if args.json:
@@ -92,7 +146,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
             out.write(json.dumps(who.render_json(empty), indent=1) + "\n")
         for w in warnings:
             print(f"sockscope: {w}", file=sys.stderr)
-        raise who.NoMatch(f"no socket matches {target.text}")
+        raise who.NoMatch(f"no socket matches {escape(target.text)}")
 
     owners = OwnerMap.scan(proc)
     if not owners.complete:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from sockscope.query import Query
 from sockscope.filter.states import SS_STATE_NAMES
 from sockscope.records import Socket, State
+from sockscope.render.endpoint import endpoint, escape
 from sockscope.top.owners import OwnerCache
 
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
@@ -195,6 +196,35 @@ class Model:
                       owners.complete, list(self.warnings), first)
 
 
+def every_netns(dump: Dump) -> Dump:
+    """A :data:`Dump` that runs ``dump`` inside every network namespace (listed
+    again at each tick: namespaces come and go) and labels each socket with
+    its namespace (``Socket.netns``), its device names learnt while inside."""
+    from dataclasses import replace
+
+    from sockscope import netns
+    from sockscope.render import names
+
+    def dump_all(q: Query, warn: Callable[[str], None]) -> tuple[list[Socket], dict[int, tuple[int, int]]]:
+        socks: list[Socket] = []
+        counters: dict[int, tuple[int, int]] = {}  # socket cookies are unique across namespaces
+
+        def one(label: str) -> Iterator[None]:
+            part, more = dump(q, warn)
+            for s in part:
+                if s.ifindex:
+                    names.learn_ifname(label, s.ifindex)
+            socks.extend(replace(s, netns=label) for s in part)
+            counters.update(more)
+            return iter(())
+
+        for _ in netns.visit(netns.namespaces(), one):
+            pass
+        return socks, counters
+
+    return dump_all
+
+
 def _hint_pids(missing: set[int], socks: list[Socket], owners: OwnerCache) -> set[int]:
     """Likely holders of the ``missing`` inodes: whoever owns the listener
     accepting on the same port (or UNIX name), or the UNIX peer."""
@@ -240,6 +270,8 @@ SOCKET_COLUMNS = (
     Column("Tx/s", "tx", True, 0, 5),
     Column("Process", "process", False, 2, 7),
 )
+#: the last socket column with --all-netns (like the listing's)
+NETNS_COLUMN = Column("Netns", "netns", False, 1, 5)
 
 PROCESS_COLUMNS = (
     Column("PID", "pid", True, 0, 5),
@@ -274,24 +306,6 @@ def human(n: float | None) -> str:
 def _count(n: int, width: int = 6) -> str:
     s = str(n)
     return s if len(s) <= width else human(n)
-
-
-def endpoint(s: Socket, which: str) -> str:
-    """``addr:port`` like ss (``[v6]``, ``*``), a UNIX name (``*`` unnamed) or peer inode."""
-    ep = s.local if which == "local" else s.peer
-    fam = s.family
-    if fam == AF_INET or fam == AF_INET6:
-        a = ep.address
-        if a == "::" and s.v6only is not True:
-            a = "*"
-        elif ":" in a:
-            a = f"[{a}]"
-        return f"{a}:{ep.port if ep.port else '*'}"
-    if fam == AF_UNIX:
-        if which == "local":
-            return ep.address or "*"
-        return f"*:{s.peer_inode}" if s.peer_inode else "*"
-    return ep.address or "*"
 
 
 class ProcRow(NamedTuple):
@@ -340,11 +354,12 @@ def process_rows(sample: Sample, rows: Iterable[Row]) -> list[ProcRow]:
     return out
 
 
-def socket_cells(r: Row, names: dict[int, str]) -> list[str]:
+def socket_cells(r: Row, names: dict[int, str], netns: bool = False) -> list[str]:
+    """The cells of one socket row (``netns``: with the Netns cell last)."""
     s = r.sock
     if r.holders:
         pid = r.holders[0][0]
-        proc = f"{names.get(pid, '')}/{pid}"
+        proc = f"{escape(names.get(pid, ''))}/{pid}"
         others = len({p for p, _fd in r.holders}) - 1
         if others:
             proc += f"+{others}"
@@ -356,11 +371,11 @@ def socket_cells(r: Row, names: dict[int, str]) -> list[str]:
         _count(s.recv_q), _count(s.send_q),
         endpoint(s, "local"), endpoint(s, "peer"),
         human(r.rx), human(r.tx), proc,
-    ]
+    ] + ([escape(s.netns or "")] if netns else [])
 
 
 def process_cells(p: ProcRow) -> list[str]:
-    return [str(p.pid) if p.pid else "-", p.name, str(p.socks), str(p.estab), str(p.listen),
+    return [str(p.pid) if p.pid else "-", escape(p.name), str(p.socks), str(p.estab), str(p.listen),
             _count(p.recv_q), _count(p.send_q), human(p.rx), human(p.tx), str(p.opened), str(p.closed)]
 
 
@@ -387,6 +402,7 @@ _SOCKET_SORT: dict[str, Callable[[Row], Any]] = {
     "rx": lambda r: (_rate_key(r.rx), _rate_key(r.tx)),
     "tx": lambda r: (_rate_key(r.tx), _rate_key(r.rx)),
     "process": lambda r: (r.holders[0][0] if r.holders else 1 << 30),
+    "netns": lambda r: r.sock.netns or "",
 }
 #: columns whose natural order is largest first
 _DESCENDING = frozenset({"recv_q", "send_q", "rx", "tx", "socks", "estab", "listen", "opened", "closed"})
@@ -398,6 +414,7 @@ class View:
 
     processes: bool = False
     show_netid: bool = True  # False when only one table is shown (like ss's Netid column)
+    netns: bool = False  # sockets of every namespace: a Netns column
     sort: str = "rx"
     reverse: bool = False  # against the column's natural order
     filter_text: str = ""
@@ -408,7 +425,8 @@ class View:
     def columns(self) -> tuple[Column, ...]:
         if self.processes:
             return PROCESS_COLUMNS
-        return SOCKET_COLUMNS if self.show_netid else SOCKET_COLUMNS[1:]
+        cols = SOCKET_COLUMNS if self.show_netid else SOCKET_COLUMNS[1:]
+        return cols + (NETNS_COLUMN,) if self.netns else cols
 
     def sort_index(self) -> int:
         for i, c in enumerate(self.columns):
@@ -459,7 +477,7 @@ class View:
             out = []
             for r in rows:
                 if r._text is None:
-                    r._text = " ".join(socket_cells(r, names)).lower()
+                    r._text = " ".join(socket_cells(r, names, self.netns)).lower()
                 if needle in r._text:
                     out.append(r)
             return out
@@ -538,5 +556,5 @@ def _usage(msg: str) -> Exception:
 
 
 __all__ = ["Model", "Sample", "Row", "View", "ProcRow", "Column", "SOCKET_COLUMNS", "PROCESS_COLUMNS",
-           "human", "endpoint", "socket_cells", "process_cells", "process_rows", "compile_filter",
+           "human", "socket_cells", "every_netns", "NETNS_COLUMN", "process_cells", "process_rows", "compile_filter",
            "STATE_ORDER", "key_of"]

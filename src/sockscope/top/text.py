@@ -152,7 +152,7 @@ def table(sample: Sample, view: View, width: int | None, start: int = 0,
         skip = 0 if view.show_netid else 1
         cells = []
         for r in page:
-            c = socket_cells(r, names)[skip:]
+            c = socket_cells(r, names, view.netns)[skip:]
             if r.new:
                 c[0] = "+" + c[0]
             cells.append(c)

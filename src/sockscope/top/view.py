@@ -183,6 +183,8 @@ class App:
             scr.addnstr(y, 0, text, w - 1, attr)
         except curses.error:
             pass
+        except UnicodeEncodeError:  # a character the terminal's encoding lacks: escaped
+            self._put(scr, y, text.encode("ascii", "backslashreplace").decode("ascii"), attr)
 
     def draw(self, scr: Any) -> None:
         h, w = scr.getmaxyx()
