@@ -5,7 +5,7 @@ Contract
 :func:`compile_bytecode` returns the bytes to attach to an inet_diag dump
 request (``kernel.inet.encode_request(..., bytecode=...)``), or None when some
 node has no bytecode (``dev``, unix/link/netlink hosts, as in ss 6.1, and
-vsock/tipc/xdp hosts, ports compared beyond 0..65535): then no
+vsock/tipc/xdp hosts): then no
 bytecode is sent at all and the predicate filters in userspace.  The output
 always passes the kernel's ``inet_diag_bc_audit`` (fwmark additionally needs
 CAP_NET_ADMIN in the socket's network namespace, else the kernel answers EPERM).
@@ -126,7 +126,7 @@ def _compile_operand(e: Expr) -> tuple[bytearray, list[int]]:
         return _host(e)
     if isinstance(e, PortCmp):
         if e._userspace():
-            raise _NoBytecode  # not an inet port, or one the u16 operand cannot hold
+            raise _NoBytecode  # not an inet port
         return _op(_RANGE_CODES[e.side, e.op], 8, 12) + _op(BC_NOP, 0, e.port), [0]
     if isinstance(e, Autobound):
         return _op(BC_AUTO, 4, 8), [0]

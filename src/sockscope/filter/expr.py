@@ -374,7 +374,9 @@ class PortCmp(Expr):
     """``sport``/``dport`` ``>=`` (op ``"ge"``) or ``<=`` (op ``"le"``) PORT.
 
     ``family`` is the declared family of the port's host (``inet:``, ``link:``…), 0 if none.
-    Ports are C ints as in ss (vsock: u32); those outside 0..65535 need userspace.
+    Inet ports are 0..65535 (ss accepts any C int here, but compares it cut to 16 bits
+    in the kernel and whole in userspace: the parser refuses those); link and
+    netlink ports (interface index, port id) are C ints, vsock ones u32.
     """
 
     side: str
@@ -388,7 +390,8 @@ class PortCmp(Expr):
             raise ValueError(f"op must be 'ge' or 'le', not {self.op!r}")
         if self.family not in (AF_UNSPEC, AF_INET, AF_INET6, AF_PACKET, AF_NETLINK, *OTHER_FAMILIES):
             raise ValueError(f"no port comparison for family {self.family}")
-        low, high = (0, _U32) if self.family == AF_VSOCK else _INT32
+        inet = self.family in (AF_UNSPEC, AF_INET, AF_INET6)
+        low, high = (0, 0xFFFF) if inet else (0, _U32) if self.family == AF_VSOCK else _INT32
         if not low <= self.port <= high:
             raise ValueError(f"port out of range: {self.port}")
 
@@ -396,8 +399,7 @@ class PortCmp(Expr):
         return self.family
 
     def _userspace(self) -> bool:
-        """No bytecode: not an inet port, or one the kernel's u16 cannot hold."""
-        return self.family not in (AF_UNSPEC, AF_INET, AF_INET6) or not 0 <= self.port <= 0xFFFF
+        return self.family not in (AF_UNSPEC, AF_INET, AF_INET6)  # no bytecode: not an inet port
 
     def _port(self) -> str:
         return f"{FAMILY_PREFIX.get(self.family, '')}:{self.port}"

@@ -20,12 +20,15 @@ Hosts follow ss's ``parse_hostcond`` (a family prefix, ``[v6]``, ``*``,
 ``host:port``, ``/len`` or ``/netmask``, DNS fallback, services), read in the
 preferred family (-4/-6/-0/-x/-f, ``--vsock``/``--tipc``/``--xdp``).  Ports
 are C ints as in ss: ``dport = :99999`` or ``:-2`` parses and matches nothing
-(``:-1`` is any port, as in ss).  vsock hosts (``vsock:CID[:PORT]``) and hosts
-read under ``--tipc``/``--xdp`` narrow the listing to that family, which
-sockscope does not list (:class:`~.expr.OtherFamilyCond`); ``tipc:`` and
-``xdp:`` prefixes are sockscope's spelling of the latter.  Where ss accepts
-nonsense, this parser refuses it: ``*`` as the bound of ``>=``/``<=``,
-``fwmark`` with trailing garbage, ports compared with ``>=`` on unix hosts.
+(``:-1`` is any port, as in ss); but ``>=``/``<=``/``>``/``<`` refuse an inet
+port outside 0..65535, which ss compares cut to 16 bits in the kernel and
+whole in userspace (so ``dport <= :99999`` means ``dport <= :34463`` there).
+vsock hosts (``vsock:CID[:PORT]``) and hosts read under ``--tipc``/``--xdp``
+narrow the listing to that family, which sockscope does not list
+(:class:`~.expr.OtherFamilyCond`); ``tipc:`` and ``xdp:`` prefixes are
+sockscope's spelling of the latter.  Where ss accepts nonsense, this parser
+refuses it: ``*`` as the bound of ``>=``/``<=``, ``fwmark`` with trailing
+garbage, ports compared with ``>=`` on unix hosts.
 
 Lookups (DNS, services, interfaces, cgroups) go through a :class:`Resolver`;
 pass a subclass to make them hermetic.
@@ -252,6 +255,9 @@ class _Parser:
             raise self.error(f'"{op.text}" compares ports; unix sockets have none', val)
         if port == -1:
             raise self.error(f'"{op.text}" needs a port number, not "{val.text}"', val)
+        if fam in (AF_UNSPEC, AF_INET, AF_INET6) and not 0 <= port <= 0xFFFF:
+            # ss compares such a port cut to 16 bits in the kernel and whole in userspace
+            raise self.error(f'"{op.text}" compares 16-bit ports: {port} is out of range', val)
         if kind in ("ge", "le"):
             return PortCmp(side, kind, port, fam)
         return Not(PortCmp(side, "le" if kind == "gt" else "ge", port, fam))
