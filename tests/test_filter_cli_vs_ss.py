@@ -603,6 +603,11 @@ API_FILTERS = [
     "sport >= :1024 and sport <= :9000",
     "dev lo",
     "autobound",
+    # ss's state words lead the expression, as on the command line (the API refused them)
+    "state established",
+    "state listening sport >= :1024",
+    "exclude time-wait exclude listening",
+    "state established state time-wait ( sport = :8443 or dport = :8443 )",
 ]
 
 API_CODE = """
