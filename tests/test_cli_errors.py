@@ -118,3 +118,81 @@ def test_write_error_is_one_line(options: str) -> None:
                               text=True, timeout=60)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == "sockscope: No space left on device\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile filters on the command line: ss's exit status, no traceback, printable one-line
+# messages (a filter error adds the echoed expression and a caret line), bounded input.
+
+BIG = "9" * 4301  # one digit past Python's int-string conversion limit
+
+FILTER_INPUT = [
+    # preferred families sockscope does not list: ss filters them (exit 0); this was a traceback
+    ["--vsock", "dport", "=", ":22"],
+    ["--tipc", "dport", "=", ":22"],
+    ["--xdp", "src", "1.2.3.4"],
+    ["-f", "vsock", "sport = :1"],
+    ["-f", "tipc", "src 10.1:80"],
+    ["-f", "xdp", "dport >= :5"],
+    ["-a", "--vsock", "src", "vsock:3:22"],
+    ["--vsock", "src", "1.2.3.4"],             # not a CID: exit 1 like ss
+    ["--tipc", "src", "[::1]"],
+    # numbers past the int-string conversion limit: exit 1 like ss (ValueError before)
+    ["-tan", "dport", "=", ":" + BIG],
+    ["-tan", "src", "127.0.0.1/" + BIG],
+    ["-tan", "src", "127.0.0.1:" + BIG],
+    ["-f", "netlink", "src", "netlink:" + BIG],
+    ["-f", "netlink", "src", "netlink:1:" + BIG],
+    ["-0", "src", "link:" + BIG],
+    # ss's exit statuses for bad addresses (1; sockscope exited 255) and a port beyond 16 bits (0)
+    ["-tan", "dport = :nope"],
+    ["-tan", "src", "bogus.invalid"],
+    ["-tan", "src", "::"],
+    ["-tan", "src", "[::]/0"],
+    ["-tan", "dport", "=", "99999"],
+    ["-tan", "dport = :-1"],
+    # control characters inside a token: still one message line
+    ["-tan", "dport", "=", ":2\n2"],
+    ["-tan", "src", "\x1b[2J\x1b[31mx"],
+    ["-tan", "sport = :1", "foo\rbar"],
+]
+
+
+@pytest.mark.parametrize("argv", FILTER_INPUT, ids=[repr(" ".join(a))[:60] for a in FILTER_INPUT])
+def test_hostile_filter_same_status_as_ss(argv: list[str]) -> None:
+    ref = _run(["unshare", "-n", "ss", "-H", *argv])
+    res = _run(["unshare", "-n", *SOCKSCOPE, "-H", *argv])
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == ref.returncode, (
+        f"{argv}: sockscope exited {res.returncode}, ss {ref.returncode}; sockscope said {res.stderr[:300]!r}")
+    lines = res.stderr.splitlines()
+    assert all(line.isprintable() for line in lines), lines
+    if res.returncode:
+        assert res.stdout == ""
+        assert len(lines) == 3 and lines[0].startswith('sockscope: bad filter "'), lines
+        assert lines[2].strip() == "^" and len(lines[0]) < 600, lines
+    else:
+        assert res.stdout == ref.stdout == "", res.stdout  # -H, a private namespace: no rows
+        assert len(lines) <= 1 and all("not supported" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("content", [None, "big", "parens"])
+def test_filter_file_bounded(tmp_path, content: str | None) -> None:
+    """-F FILE: /dev/zero (MemoryError before), a file past the 1 MiB limit, and 120,001 glued
+    parentheses (quadratic tokenizing: ~30 s) each give one clear line, not a crash or a stall."""
+    MAX_FILE = 1 << 20  # the documented limit (sockscope.filter.parser.MAX_FILE)
+    if content is None:
+        path = "/dev/zero"
+    else:
+        f = tmp_path / "filter"
+        f.write_text("#" * MAX_FILE + "\n" if content == "big" else "(" * 60000 + "x" + ")" * 60000 + "\n")
+        path = str(f)
+    res = subprocess.run(["unshare", "-n", *SOCKSCOPE, "-tan", "-F", path], capture_output=True, text=True,
+                         timeout=20)
+    assert "Traceback" not in res.stderr and res.stdout == "", res.stderr[:500]
+    assert res.returncode == 255, res.stderr[:500]
+    lines = res.stderr.splitlines()
+    if content == "parens":
+        assert len(lines) == 3 and "more than 100 nested parentheses" in lines[0] and len(lines[0]) < 400, lines
+    else:
+        assert lines == [f"sockscope: filter file {path} is larger than 1 MiB"]

@@ -614,7 +614,7 @@ print(json.dumps({"cases": results, "bad": bad, "total": len(dump(A)) + len(dump
 
 
 def _cgroup_mount() -> str:
-    from sockscope.filter.parser import _cgroup2_mount
+    from sockscope.filter.values import _cgroup2_mount
 
     mount = _cgroup2_mount()
     if mount is None:

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sockscope.errors import UsageError
-from sockscope.filter import FilterSyntaxError, parse, parse_file
+from sockscope.filter import FilterSyntaxError, FilterValueError, parse, parse_file
 from sockscope.filter.expr import (
-    AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX,
+    AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_TIPC, AF_UNIX, AF_VSOCK, AF_XDP,
     And, Autobound, CgroupCond, DevCond, Expr, HostCond, LinkCond, MarkCond, NetlinkCond,
-    Not, Or, PortCmp, UnixCond,
+    Not, Or, OtherFamilyCond, PortCmp, UnixCond,
 )
 from sockscope.filter.parser import Resolver, tokenize
 
@@ -246,54 +246,84 @@ def test_tokenize_positions_and_escapes() -> None:
         ("x", 16, "word"), (")", 17, ")")]
 
 
-# (input, reason, caret column)
-ERRORS: list[tuple[str | list[str], str, int]] = [
-    ("dport = :nope", '"nope" does not look like a port', 8),
-    ("dport = :70000", 'port "70000" is out of range', 8),
-    ("src ::1", 'an inet prefix is expected rather than ":"', 4),
-    ("src nosuch.test", 'an inet prefix is expected rather than "nosuch.test"', 4),
-    ("src inet6:127.0.0.1", 'an inet prefix is expected rather than "127.0.0.1"', 4),
-    ("src [::1", 'missing "]" in "[::1"', 4),
-    ("( sport = :1", '"(" is never closed', 0),
-    ("sport = :1 )", 'unexpected ")" without "("', 11),
-    ("( )", 'empty "( )"', 2),
-    ("dst", '"dst" needs an address', 3),
-    ("dst and sport = :1", '"dst" needs an address, not "and"', 4),
-    ("dst != 1.2.3.4", '"dst" takes only "=" (write "not dst …" to negate)', 4),
-    ("sport = :1 and", 'nothing after "and"', 14),
-    ("sport = :1 or or", 'unexpected "or"', 14),
-    ("not", 'nothing after "not"', 3),
-    ("sport >= *", '">=" needs a port number, not "*"', 9),
-    ("dport > 1.2.3.4:5", '"1.2.3.4:5" does not look like a port', 8),
-    ("src unix:/x or sport >= unix:/y", '">=" compares ports; unix sockets have none', 24),
-    ("127.0.0.1", 'unexpected "127.0.0.1"', 0),
-    ("sport = :1 state established", '"state" must come before the filter expression', 11),
-    ("dev nosuchdev0", 'cannot find device "nosuchdev0"', 4),
-    ("dev >= lo", '"dev" takes "=" or "!="', 4),
-    ("fwmark 5abc", '"5abc" is not a mark (MARK or MARK/MASK)', 7),
-    ("fwmark 1/0x1ffffffff", '"1/0x1ffffffff" is not a mark (MARK or MARK/MASK)', 7),
-    ("cgroup /nope", 'cannot find cgroup "/nope"', 7),
-    ("src link:nosuchproto", '"nosuchproto" is not a link-layer protocol', 4),
-    ("src link:ip:nosuchdev0", 'cannot find device "nosuchdev0"', 4),
-    ("src netlink:route", '"route" is not a netlink protocol', 4),
-    ("src netlink:*:x", '"x" is not a netlink port id', 4),
-    ("src vsock:1:2", "vsock hosts are not supported", 4),
-    (["sport = :1", "or", "dport\t= :nope"], '"nope" does not look like a port', 22),
+# (input, reason, caret column, exit status: ss's, where ss refuses it too)
+ERRORS: list[tuple[str | list[str], str, int, int]] = [
+    ("dport = :nope", '"nope" does not look like a port', 8, 1),
+    ("src ::1", 'an inet prefix is expected rather than ":"', 4, 1),
+    ("src nosuch.test", 'an inet prefix is expected rather than "nosuch.test"', 4, 1),
+    ("src inet6:127.0.0.1", 'an inet prefix is expected rather than "127.0.0.1"', 4, 1),
+    ("src [::1", 'missing "]" in "[::1"', 4, 1),
+    ("( sport = :1", '"(" is never closed', 0, 255),
+    ("sport = :1 )", 'unexpected ")" without "("', 11, 255),
+    ("( )", 'empty "( )"', 2, 255),
+    ("dst", '"dst" needs an address', 3, 255),
+    ("dst and sport = :1", '"dst" needs an address, not "and"', 4, 255),
+    ("dst != 1.2.3.4", '"dst" takes only "=" (write "not dst …" to negate)', 4, 255),
+    ("sport = :1 and", 'nothing after "and"', 14, 255),
+    ("sport = :1 or or", 'unexpected "or"', 14, 255),
+    ("not", 'nothing after "not"', 3, 255),
+    ("sport >= *", '">=" needs a port number, not "*"', 9, 255),  # ss: any port (documented refusal)
+    ("dport > 1.2.3.4:5", '"1.2.3.4:5" does not look like a port', 8, 1),
+    ("src unix:/x or sport >= unix:/y", '">=" compares ports; unix sockets have none', 24, 255),  # ss: accepted
+    ("127.0.0.1", 'unexpected "127.0.0.1"', 0, 255),  # a host where ss wants a keyword: grammar
+    ("foo", 'unexpected "foo"', 0, 1),  # not even a host: ss's lexer says "Cannot parse dst/src address"
+    ("sport = :1 foo", 'unexpected "foo"', 11, 1),
+    ("sport = :1 state established", '"state" must come before the filter expression', 11, 1),
+    ("dst 1.2.3.4 state established", '"state" must come before the filter expression', 12, 1),
+    ("dev nosuchdev0", 'cannot find device "nosuchdev0"', 4, 1),
+    ("dev >= lo", '"dev" takes "=" or "!="', 4, 255),
+    ("fwmark 5abc", '"5abc" is not a mark (MARK or MARK/MASK)', 7, 1),  # ss: sscanf reads 5 (documented refusal)
+    ("fwmark 1/0x1ffffffff", '"1/0x1ffffffff" is not a mark (MARK or MARK/MASK)', 7, 1),
+    ("cgroup /nope", 'cannot find cgroup "/nope"', 7, 1),
+    ("src link:nosuchproto", '"nosuchproto" is not a link-layer protocol', 4, 1),
+    ("src link:ip:nosuchdev0", 'cannot find device "nosuchdev0"', 4, 1),
+    ("src netlink:route", '"route" is not a netlink protocol', 4, 1),
+    ("src netlink:*:x", '"x" is not a netlink port id', 4, 1),
+    ("sport >= :99999", '">=" compares 16-bit ports: 99999 is out of range', 9, 255),  # ss: cut to 16 bits
+    ("dport < :-5", '"<" compares 16-bit ports: -5 is out of range', 8, 255),
+    ("src vsock:x", '"x" is not a vsock CID', 4, 1),
+    ("src vsock:1:", '"" is not a vsock port', 4, 1),
+    ("dport = vsock::5:6", '"5:6" is not a vsock port', 8, 1),
+    (["sport = :1", "or", "dport\t= :nope"], '"nope" does not look like a port', 22, 1),
+    ("dport = :" + "9" * 4301, f'"{"9" * 4301}" does not look like a port', 8, 1),  # int() would raise
+    ("src 1.2.3.4/" + "9" * 5000, f'an inet prefix is expected rather than "1.2.3.4/{"9" * 5000}"', 4, 1),
+    ("fwmark " + "1" * 5000, f'"{"1" * 5000}" is not a mark (MARK or MARK/MASK)', 7, 1),
+    ("src netlink:" + "7" * 5000, f'"{"7" * 5000}" is not a netlink protocol', 4, 1),
+    ("src netlink:1:" + "7" * 5000, f'"{"7" * 5000}" is not a netlink port id', 4, 1),
+    ("src link:" + "7" * 5000, f'"{"7" * 5000}" is not a link-layer protocol', 4, 1),
+    ("src 0x" + "f" * 5000, f'an inet prefix is expected rather than "0x{"f" * 5000}"', 4, 1),
 ]
 
 
-@pytest.mark.parametrize("words,reason,column", ERRORS, ids=[str(e[0]) for e in ERRORS])
-def test_errors(words: str | list[str], reason: str, column: int) -> None:
+def _error_text(expression: str, column: int) -> tuple[str, int]:
+    """What the message quotes of a long expression (see FilterSyntaxError), and the caret's column in it."""
+    from sockscope.errors import SHOWN
+
+    if len(expression) <= SHOWN:
+        return expression, column
+    start = max(0, min(column - SHOWN // 2, len(expression) - SHOWN))
+    head = "..." if start else ""
+    tail = "..." if start + SHOWN < len(expression) else ""
+    return head + expression[start:start + SHOWN] + tail, column - start + len(head)
+
+
+@pytest.mark.parametrize("words,reason,column,status", ERRORS, ids=[str(e[0])[:40] for e in ERRORS])
+def test_errors(words: str | list[str], reason: str, column: int, status: int) -> None:
     with pytest.raises(FilterSyntaxError) as info:
         P(words)
     exc = info.value
     expression = words if isinstance(words, str) else " ".join(words).replace("\t", " ")
+    if len(reason) > 200:  # a huge token quoted: both ends kept
+        reason = reason[:100] + "..." + reason[-100:]
     assert exc.reason == reason
     assert exc.position == column
-    assert str(exc) == f'bad filter "{expression}": {reason}'
+    assert exc.expression == expression
+    shown, col = _error_text(expression, column)
+    assert str(exc) == f'bad filter "{shown}": {reason}'
     assert "\n" not in str(exc)
-    assert exc.caret == f"{expression}\n{' ' * column}^"
-    assert isinstance(exc, UsageError) and exc.exit_status == 255
+    assert exc.caret == f"{shown}\n{' ' * col}^"
+    assert isinstance(exc, UsageError) and exc.exit_status == status
+    assert isinstance(exc, FilterValueError) == (status == 1)
 
 
 def test_parse_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -315,6 +345,160 @@ def test_parse_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         parse_file(str(bad), resolver=R)
     assert err.value.expression == "sport = :1 or dport = :nope"
     assert err.value.position == len("sport = :1 or dport = ")
+
+
+def test_filter_file_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-F reads at most MAX_FILE bytes: a larger file (or /dev/zero, which never ends) is one
+    clear UsageError, never a MemoryError or minutes of work."""
+    from sockscope.filter.parser import MAX_FILE
+
+    assert MAX_FILE == 1 << 20
+    fits = tmp_path / "fits"
+    fits.write_bytes(b"sport = :1\n" + b"#" * (MAX_FILE - 12) + b"\n")
+    assert fits.stat().st_size == MAX_FILE
+    assert parse_file(str(fits), resolver=R) == A1
+    big = tmp_path / "big"
+    big.write_bytes(b"#" * MAX_FILE + b"\n")
+    for path in (str(big), "/dev/zero"):
+        with pytest.raises(UsageError) as info:
+            parse_file(path, resolver=R)
+        assert not isinstance(info.value, FilterSyntaxError)
+        assert str(info.value) == f"filter file {path} is larger than 1 MiB"
+    monkeypatch.setattr(sys, "stdin", io.BytesIO(b"sport = :1 " * (MAX_FILE // 10)))
+    with pytest.raises(UsageError, match="filter file - is larger than 1 MiB"):
+        parse_file("-", resolver=R)
+    with pytest.raises(UsageError, match="cannot read filter file"):
+        parse_file(str(tmp_path))  # a directory
+
+
+def test_glued_parentheses_in_linear_time_and_bounded_depth() -> None:
+    """120,001 glued parentheses: split into tokens in one pass (this took ~30 s), then the
+    nesting limit answers with a one-line grammar error (no RecursionError)."""
+    from sockscope.filter.parser import MAX_DEPTH
+
+    text = "(" * 60000 + "x" + ")" * 60000
+    display, toks = tokenize([text])
+    assert display == text and len(toks) == 120001
+    assert toks[60000].text == "x" and toks[60000].start == 60000
+    assert [t.kind for t in toks[:3]] == ["("] * 3 and toks[-1].kind == ")" and toks[-1].start == 120000
+    with pytest.raises(FilterSyntaxError, match="nested") as info:
+        P([text])
+    exc = info.value
+    assert exc.exit_status == 255 and exc.position == MAX_DEPTH
+    assert "\n" not in str(exc) and len(str(exc)) < 400  # the message quotes a window of the expression
+    shown, caret = exc.caret.split("\n")
+    assert len(shown) <= 206 and caret == " " * shown.index("(((") + " " * MAX_DEPTH + "^"
+    with pytest.raises(FilterSyntaxError, match="nested"):
+        P("not " * 60000 + "autobound")
+
+
+@pytest.mark.parametrize("words, shown, column", [
+    (["dport", "=", ":2\n2"], "dport = :2\\x0a2", 8),                  # a newline inside a token
+    (["src", "\x1b[31mred"], "src \\x1b[31mred", 4),                    # a terminal escape
+    (["foo\rbar"], "foo\\x0dbar", 0),
+    (["sport = :1", "x\u2028y"], "sport = :1 x\\u2028y", 11),           # a Unicode line separator
+    (["dport", "=", ":\udcff"], "dport = :\\udcff", 8),                 # an undecodable byte
+    (["src", "unix:a\x01\x85b", "and", "dport", "=", ":nope"],         # escapes before the bad token
+     "src unix:a\\x01\\x85b and dport = :nope", len("src unix:a\\x01\\x85b and dport = ")),
+])
+def test_control_characters_are_escaped(words: list[str], shown: str, column: int) -> None:
+    """The message is one printable line (it spanned two with a newline in a token); the
+    caret line sits under the bad token of the escaped expression."""
+    with pytest.raises(FilterSyntaxError) as info:
+        P(words)
+    exc = info.value
+    msg = str(exc)
+    assert msg.isprintable() and len(msg.splitlines()) == 1, msg
+    assert msg.startswith(f'bad filter "{shown}": ')
+    assert exc.expression == shown and exc.position == column
+    assert exc.caret == f"{shown}\n{' ' * column}^"
+
+
+def test_errors_are_printable_everywhere() -> None:
+    """Every SockscopeError's message is escaped (state names, file names …), not only filters'."""
+    from sockscope.filter.states import parse_state_words
+
+    with pytest.raises(UsageError) as info:
+        parse_state_words(["state", "x\ny"], 0)
+    assert str(info.value) == "wrong state name: x\\x0ay"
+
+
+@pytest.mark.parametrize("text, tree", [
+    ("dport = :99999", D(99999)),            # ss: parses, matches nothing (a C int)
+    ("dport = :-2", D(-2)),
+    ("dport = :-1", D()),                    # ss: -1 is its "any port"
+    ("sport = :2147483647", S(2147483647)),
+    ("sport = :0x10000", S(65536)),
+    ("src 127.0.0.1:70000", S(70000, "127.0.0.1/32")),
+])
+def test_ports_are_c_ints_like_ss(text: str, tree: Expr) -> None:
+    """ss reads ports with get_integer: what it accepts parses here too, meaning what it means to ss."""
+    from sockscope.filter import compile_bytecode, compile_predicate, required_ports
+    from sockscope.records import Endpoint, Socket, State
+
+    assert P(text) == tree and P(str(tree)) == tree
+    sockets = [Socket("tcp", 2, State.ESTABLISHED, 0, 0, Endpoint("127.0.0.1", lp), Endpoint("127.0.0.1", pp), 1)
+               for lp, pp in ((0, 65535), (65535, 0), (34463, 34463), (1, 1))]
+    pred = compile_predicate(tree)
+    assert sum(map(pred, sockets)) == (4 if text == "dport = :-1" else 0)
+    assert compile_bytecode(tree) is not None and not tree.needs_userspace()  # HOSTCOND's port is an s32
+    assert required_ports(tree) == (0, 0)
+
+
+@pytest.mark.parametrize("family, text, tree", [
+    (AF_VSOCK, "dport = :22", OtherFamilyCond("dst", AF_VSOCK, "*", 22)),
+    (AF_VSOCK, "src 3", OtherFamilyCond("src", AF_VSOCK, "3")),
+    (AF_VSOCK, "src 0x10:010", OtherFamilyCond("src", AF_VSOCK, "16", 8)),
+    (AF_VSOCK, "src :5", OtherFamilyCond("src", AF_VSOCK, "*", 5)),
+    (AF_VSOCK, "src *", OtherFamilyCond("src", AF_VSOCK)),
+    (AF_VSOCK, "dport >= :5", PortCmp("dst", "ge", 5, AF_VSOCK)),
+    (AF_VSOCK, "src inet:127.0.0.1", S(-1, "127.0.0.1/32", family=AF_INET)),  # a prefix wins, as in ss
+    (0, "src vsock:4294967295:4294967295", OtherFamilyCond("src", AF_VSOCK, "4294967295", 4294967295)),
+    (AF_TIPC, "dport = :22", OtherFamilyCond("dst", AF_TIPC, "*", 22)),
+    (AF_TIPC, "src 1.2.3.4:80", OtherFamilyCond("src", AF_TIPC, "1.2.3.4", 80)),
+    (AF_TIPC, "src 10.1", OtherFamilyCond("src", AF_TIPC, "10.1.0.0")),
+    (AF_TIPC, "src any", OtherFamilyCond("src", AF_TIPC)),
+    (AF_XDP, "src [1.2.3.4]:5", OtherFamilyCond("src", AF_XDP, "1.2.3.4", 5)),
+    (AF_XDP, "dport = :99999", OtherFamilyCond("dst", AF_XDP, "*", 99999)),
+    (AF_XDP, "sport <= :7", PortCmp("src", "le", 7, AF_XDP)),
+])
+def test_families_sockscope_does_not_list(family: int, text: str, tree: Expr) -> None:
+    """--vsock/--tipc/--xdp (and -f vsock|tipc|xdp) with a filter: hosts read as ss reads
+    them (this raised ValueError: unsupported preferred family); they narrow the listing to
+    their family, print back, need userspace (no bytecode) and match nothing listed."""
+    from sockscope.filter import compile_bytecode, compile_predicate
+    from sockscope.records import Endpoint, Socket, State
+
+    got = P(text, family=family)
+    assert got == tree
+    assert P(str(got)) == got
+    if not isinstance(got, HostCond):
+        assert got.families() == frozenset({tree.family})  # type: ignore[attr-defined]
+        assert compile_bytecode(got) is None and got.needs_userspace()
+        s = Socket("tcp", 2, State.LISTEN, 0, 0, Endpoint("1.2.3.4", 22), Endpoint("0.0.0.0", 0), 1)
+        assert not compile_predicate(got)(s) or isinstance(got, PortCmp)
+
+
+@pytest.mark.parametrize("family, text, reason", [
+    (AF_VSOCK, "src 1.2.3.4", '"1.2.3.4" is not a vsock CID'),
+    (AF_VSOCK, "src 1:", '"" is not a vsock port'),
+    (AF_VSOCK, "src 4294967296", '"4294967296" is not a vsock CID'),
+    (AF_VSOCK, "dport >= :x", '"x" is not a vsock port'),
+    (AF_TIPC, "src [::1]", 'an inet prefix is expected rather than "::1"'),
+    (AF_TIPC, "src localhost", 'an inet prefix is expected rather than "localhost"'),
+    (AF_TIPC, "src 127/8", 'an inet prefix is expected rather than "127/8"'),
+    (AF_XDP, "src 1.2.3.4.5", 'an inet prefix is expected rather than "1.2.3.4.5"'),
+    (AF_XDP, "dport = :nope", '"nope" does not look like a port'),
+])
+def test_family_hosts_refused_like_ss(family: int, text: str, reason: str) -> None:
+    with pytest.raises(FilterValueError) as info:
+        P(text, family=family)
+    assert info.value.reason == reason and info.value.exit_status == 1
+
+
+def test_unknown_preferred_family_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="unsupported preferred family 99"):
+        parse(["dport = :1"], family=99)
 
 
 # ---------------------------------------------------------------- hypothesis
@@ -450,7 +634,7 @@ def _c_num_reference(text: str, pos: int) -> tuple[int, int] | None:
 @given(st.text(alphabet="0123456789xXabfFg+-. \t\n", max_size=9), st.integers(min_value=0, max_value=9))
 @settings(max_examples=3000, deadline=None)
 def test_c_num_reads_what_strtol_reads(text: str, pos: int) -> None:
-    from sockscope.filter.parser import _c_num
+    from sockscope.filter.values import c_num as _c_num
 
     pos = min(pos, len(text))
     assert _c_num(text, pos) == _c_num_reference(text, pos)

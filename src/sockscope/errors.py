@@ -11,15 +11,89 @@ import errno as _errno
 
 
 class SockscopeError(Exception):
-    """Base class of every sockscope error."""
+    """Base class of every sockscope error.
+
+    ``str(exc)`` is always one printable line: control characters in the
+    message (often echoed input) are escaped by :func:`printable`.
+    """
 
     exit_status: int = 1
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (newline, escape, NUL, a
+    lone surrogate from undecodable bytes, U+2028 …) written as ``\\xNN``,
+    ``\\uNNNN`` or ``\\UNNNNNNNN``: echoed input stays on one line and cannot
+    drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(c: str) -> str:
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 
 class UsageError(SockscopeError):
     """Bad command-line input (unknown option, bad state name, bad filter)."""
 
     exit_status = 255  # like ss's usage errors
+
+
+class FilterSyntaxError(UsageError):
+    """A filter expression that does not parse (exit status 255, like ss's grammar errors).
+
+    Raised by :mod:`sockscope.filter` (importable from there too).
+
+    ``expression`` is the whole expression as one printable line (control
+    characters escaped by :func:`printable`), ``position``
+    the column of the offending token in it (``len(expression)`` for "ended
+    too early"), ``reason`` the message without the quoted expression.  The
+    message and :attr:`caret` show at most :data:`SHOWN` characters of a long
+    expression, around the offending token, and of a long reason, its ends.
+    """
+
+    def __init__(self, expression: str, reason: str, position: int) -> None:
+        position = max(0, min(position, len(expression)))
+        self.expression = printable(expression)
+        self.position = len(printable(expression[:position]))
+        reason = printable(reason)
+        if len(reason) > SHOWN:  # a huge token quoted in it: keep both ends
+            reason = reason[:SHOWN // 2] + "..." + reason[-(SHOWN // 2):]
+        self.reason = reason
+        shown, _ = self._shown()
+        super().__init__(f'bad filter "{shown}": {self.reason}')
+
+    def _shown(self) -> tuple[str, int]:
+        """(the part of the expression shown, the caret's column in it)."""
+        text, pos = self.expression, self.position
+        if len(text) <= SHOWN:
+            return text, pos
+        start = max(0, min(pos - SHOWN // 2, len(text) - SHOWN))
+        head, tail = ("..." if start else ""), ("..." if start + SHOWN < len(text) else "")
+        return head + text[start:start + SHOWN] + tail, pos - start + len(head)
+
+    @property
+    def caret(self) -> str:
+        """Two lines: the expression (as in the message), then a ``^`` under the bad token."""
+        shown, col = self._shown()
+        return f"{shown}\n{' ' * col}^"
+
+
+class FilterValueError(FilterSyntaxError):
+    """A well-formed expression with a value that does not parse or name anything:
+    an address, port, device, mark or cgroup.  ss says "Cannot parse …" and
+    exits 1 for these, and so does sockscope."""
+
+    exit_status = 1
+
+
+#: The most characters of a filter expression an error message quotes.
+SHOWN = 200
 
 
 class DecodeError(SockscopeError):
@@ -67,9 +141,12 @@ def netlink_error(op: str, code: int) -> NetlinkError:
 __all__ = [
     "SockscopeError",
     "UsageError",
+    "FilterSyntaxError",
+    "FilterValueError",
     "DecodeError",
     "NetlinkError",
     "NotSupported",
     "PermissionDenied",
     "netlink_error",
+    "printable",
 ]

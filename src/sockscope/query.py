@@ -466,7 +466,9 @@ def sockets(
     (``v6only``, ``shutdown``, ``mark``, ``cgroup_id``, UNIX vfs and pending
     peers).  Timers (``timer``, ``expires``, ``retrans``) are always filled.
     ``filter`` is an ss filter expression (``"dport = :443 or sport = :443"``),
-    compiled to kernel bytecode where the kernel can evaluate it.  ``netns``
+    compiled to kernel bytecode where the kernel can evaluate it; it may start
+    with ss's state words (``"state established dport = :443"``,
+    ``"exclude time-wait"``), which narrow ``states``.  ``netns``
     names a network namespace (``ip netns`` name or a path) to list instead of
     the caller's; records then carry it in ``netns``.
     """
@@ -474,7 +476,11 @@ def sockets(
     want_all, ext = _details(details)
     q = Query(frozenset(tables), frozenset(fams), _state_mask(states), details=want_all, ext=ext)
     if filter:
-        q = with_filter(q, filter.split())
+        from sockscope.filter.states import parse_state_words
+
+        # leading "state X" / "exclude X" words, as on the command line; they narrow ``states``
+        mask, words = parse_state_words(filter.split(), -1)
+        q = with_filter(q.replace(states=q.states & mask), words)
     if netns is not None:
         from dataclasses import replace as _replace
 

@@ -1,7 +1,8 @@
 """The ss filter language.
 
 :mod:`.states` — the state part (``state NAME…``, ``exclude NAME…``).
-:mod:`.parser` — the expression part: argv words (or ``-F FILE``) -> :mod:`.expr` tree.
+:mod:`.parser` — the expression part: argv words (or ``-F FILE``) -> :mod:`.expr` tree
+(:mod:`.lexer` makes the tokens, :mod:`.values` reads the values in them).
 One tree, two back ends: :mod:`.bytecode` (``INET_DIAG_REQ_BYTECODE`` for inet
 dumps, or None) and :mod:`.predicate` (``Callable[[Socket], bool]``, every family).
 
@@ -14,19 +15,21 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from sockscope.filter.bytecode import compile_bytecode
-    from sockscope.filter.expr import Expr, FilterSyntaxError, required_ports
+    from sockscope.filter.expr import Expr, FilterSyntaxError, FilterValueError, required_ports
     from sockscope.filter.parser import Resolver, parse, parse_file
     from sockscope.filter.predicate import compile_predicate, ephemeral_port_range
 
 _WHERE = {
-    "Expr": "expr", "FilterSyntaxError": "expr", "required_ports": "expr", "Resolver": "parser", "parse": "parser",
-    "parse_file": "parser", "compile_bytecode": "bytecode", "compile_predicate": "predicate",
+    "Expr": "expr", "FilterSyntaxError": "expr", "FilterValueError": "expr", "required_ports": "expr",
+    "Resolver": "parser", "parse": "parser", "parse_file": "parser", "compile_bytecode": "bytecode",
+    "compile_predicate": "predicate",
     "ephemeral_port_range": "predicate",
 }
 
 __all__ = [
     "Expr",
     "FilterSyntaxError",
+    "FilterValueError",
     "required_ports",
     "Resolver",
     "parse",

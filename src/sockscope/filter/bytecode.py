@@ -4,7 +4,8 @@ Contract
 --------
 :func:`compile_bytecode` returns the bytes to attach to an inet_diag dump
 request (``kernel.inet.encode_request(..., bytecode=...)``), or None when some
-node has no bytecode (``dev``, unix/link/netlink hosts, as in ss 6.1): then no
+node has no bytecode (``dev``, unix/link/netlink hosts, as in ss 6.1, and
+vsock/tipc/xdp hosts): then no
 bytecode is sent at all and the predicate filters in userspace.  The output
 always passes the kernel's ``inet_diag_bc_audit`` (fwmark additionally needs
 CAP_NET_ADMIN in the socket's network namespace, else the kernel answers EPERM).
@@ -23,7 +24,8 @@ jump 4 bytes past the end rejects.  Shapes (``ssfilter_bytecompile``):
 * hosts: ``{S_COND|D_COND, L, L+4} ‖ inet_diag_hostcond ‖ address`` per
   address, joined by ``{JMP, 4, to the end}`` (several come from DNS).
   ``inet_diag_hostcond`` is ``{u8 family, u8 prefix_len, 2 pad, s32 port}``
-  (port -1: any; AF_UNSPEC: port only, with 4 zero address bytes like ss).
+  (port -1: any; AF_UNSPEC: port only, with 4 zero address bytes like ss;
+  an s32: a port outside 0..65535 is sent as is and matches nothing, as in ss).
   Unlike ss, each DNS address keeps its own family.
 """
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 import struct
 
 from sockscope.filter.expr import (
-    AF_NETLINK, AF_PACKET, And, Autobound, CgroupCond, Expr, HostCond, MarkCond, Not, Or, PortCmp,
+    And, Autobound, CgroupCond, Expr, HostCond, MarkCond, Not, Or, PortCmp,
 )
 
 # include/uapi/linux/inet_diag.h
@@ -123,8 +125,8 @@ def _compile_operand(e: Expr) -> tuple[bytearray, list[int]]:
     if isinstance(e, HostCond):
         return _host(e)
     if isinstance(e, PortCmp):
-        if e.family in (AF_PACKET, AF_NETLINK):
-            raise _NoBytecode  # interface index / port id: not an inet port
+        if e._userspace():
+            raise _NoBytecode  # not an inet port
         return _op(_RANGE_CODES[e.side, e.op], 8, 12) + _op(BC_NOP, 0, e.port), [0]
     if isinstance(e, Autobound):
         return _op(BC_AUTO, 4, 8), [0]
@@ -132,7 +134,7 @@ def _compile_operand(e: Expr) -> tuple[bytearray, list[int]]:
         return _op(BC_MARK_COND, 12, 16) + MARKCOND.pack(e.mark, e.mask), [0]
     if isinstance(e, CgroupCond):
         return _op(BC_CGROUP_COND, 12, 16) + CGROUP_ID.pack(e.cgroup_id), [0]
-    raise _NoBytecode  # dev, unix/link/netlink hosts
+    raise _NoBytecode  # dev, unix/link/netlink/vsock/tipc/xdp hosts
 
 
 def _jump(no: int) -> int:

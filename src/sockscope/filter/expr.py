@@ -15,14 +15,16 @@ Contract
   (ss does the same); ``>``, ``<`` and ``!=`` are :class:`Not` around
   ``<=``, ``>=`` and ``=`` (also like ss).
 * :class:`FilterSyntaxError` is a :class:`~sockscope.errors.UsageError`
-  (exit status 255): ``str(exc)`` is one line quoting the whole expression,
-  ``exc.caret`` two lines (the expression, a ``^`` under the bad token).
+  (exit status 255, a grammar error); its subclass :class:`FilterValueError`
+  (exit status 1, like ss) is a value that does not parse.  ``str(exc)`` is
+  one printable line quoting the expression, ``exc.caret`` two lines (the
+  expression, a ``^`` under the bad token).
 """
 
 from __future__ import annotations
 
 from sockscope._addr import ntop6
-from sockscope.errors import UsageError
+from sockscope.errors import FilterSyntaxError, FilterValueError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,32 +45,19 @@ AF_INET = 2
 AF_INET6 = 10
 AF_NETLINK = 16
 AF_PACKET = 17
+AF_TIPC = 30
+AF_VSOCK = 40
+AF_XDP = 44
+#: Families ss filters on that sockscope does not list (:class:`OtherFamilyCond`).
+OTHER_FAMILIES = (AF_VSOCK, AF_TIPC, AF_XDP)
 
-#: Host prefixes, as written in a filter, by address family.
+#: Host prefixes, as written in a filter, by address family (``tipc:`` and ``xdp:`` are sockscope's).
 FAMILY_PREFIX = {AF_INET: "inet:", AF_INET6: "inet6:", AF_UNIX: "unix:",
-                 AF_PACKET: "link:", AF_NETLINK: "netlink:"}
+                 AF_PACKET: "link:", AF_NETLINK: "netlink:", AF_VSOCK: "vsock:",
+                 AF_TIPC: "tipc:", AF_XDP: "xdp:"}
+_INT32 = (-(1 << 31), (1 << 31) - 1)
 _SIDE_PORT = {"src": "sport", "dst": "dport"}
 _U32 = 0xFFFFFFFF
-
-
-class FilterSyntaxError(UsageError):
-    """A filter expression that does not parse (or names something unknown).
-
-    ``expression`` is the whole expression as one line, ``position`` the
-    column of the offending token (``len(expression)`` for "ended too
-    early"), ``reason`` the message without the quoted expression.
-    """
-
-    def __init__(self, expression: str, reason: str, position: int) -> None:
-        self.expression = expression
-        self.reason = reason
-        self.position = max(0, min(position, len(expression)))
-        super().__init__(f'bad filter "{expression}": {reason}')
-
-    @property
-    def caret(self) -> str:
-        """Two lines: the expression, then a ``^`` under the bad token."""
-        return f"{self.expression}\n{' ' * self.position}^"
 
 
 # Characters a value token must escape with a backslash to read back as one token.
@@ -236,7 +225,8 @@ def _net_text(net: Network) -> str:
 class HostCond(Expr):
     """``src``/``dst`` HOST, and ``sport``/``dport`` ``=`` PORT (an inet host).
 
-    ``port`` -1 means any port.  ``prefixes`` empty means any address;
+    ``port`` -1 means any port; any other C int is allowed, as in ss (one
+    outside 0..65535 matches no socket).  ``prefixes`` empty means any address;
     otherwise the socket address must fall in one of them (a v4 prefix also
     matches v4-mapped IPv6 addresses).  Several prefixes only come from a DNS
     ``name``, which is what gets printed.  ``family`` is the family the host
@@ -252,7 +242,7 @@ class HostCond(Expr):
 
     def __post_init__(self) -> None:
         _side(self.side)
-        if not -1 <= self.port <= 0xFFFF:
+        if not _INT32[0] <= self.port <= _INT32[1]:
             raise ValueError(f"port out of range: {self.port}")
         if self.family not in (AF_UNSPEC, AF_INET, AF_INET6):
             raise ValueError(f"not an inet family: {self.family}")
@@ -384,6 +374,9 @@ class PortCmp(Expr):
     """``sport``/``dport`` ``>=`` (op ``"ge"``) or ``<=`` (op ``"le"``) PORT.
 
     ``family`` is the declared family of the port's host (``inet:``, ``link:``…), 0 if none.
+    Inet ports are 0..65535 (ss accepts any C int here, but compares it cut to 16 bits
+    in the kernel and whole in userspace: the parser refuses those); link and
+    netlink ports (interface index, port id) are C ints, vsock ones u32.
     """
 
     side: str
@@ -395,10 +388,10 @@ class PortCmp(Expr):
         _side(self.side)
         if self.op not in ("ge", "le"):
             raise ValueError(f"op must be 'ge' or 'le', not {self.op!r}")
-        if self.family not in (AF_UNSPEC, AF_INET, AF_INET6, AF_PACKET, AF_NETLINK):
+        if self.family not in (AF_UNSPEC, AF_INET, AF_INET6, AF_PACKET, AF_NETLINK, *OTHER_FAMILIES):
             raise ValueError(f"no port comparison for family {self.family}")
-        low = -(1 << 31) if self.family in (AF_PACKET, AF_NETLINK) else 0
-        high = (1 << 31) - 1 if self.family in (AF_PACKET, AF_NETLINK) else 0xFFFF
+        inet = self.family in (AF_UNSPEC, AF_INET, AF_INET6)
+        low, high = (0, 0xFFFF) if inet else (0, _U32) if self.family == AF_VSOCK else _INT32
         if not low <= self.port <= high:
             raise ValueError(f"port out of range: {self.port}")
 
@@ -406,7 +399,7 @@ class PortCmp(Expr):
         return self.family
 
     def _userspace(self) -> bool:
-        return self.family in (AF_PACKET, AF_NETLINK)  # no bytecode: not an inet port
+        return self.family not in (AF_UNSPEC, AF_INET, AF_INET6)  # no bytecode: not an inet port
 
     def _port(self) -> str:
         return f"{FAMILY_PREFIX.get(self.family, '')}:{self.port}"
@@ -416,6 +409,43 @@ class PortCmp(Expr):
 
     def _negated_text(self) -> str | None:
         return f"{_SIDE_PORT[self.side]} {'<' if self.op == 'ge' else '>'} {self._port()}"
+
+
+@node
+class OtherFamilyCond(Expr):
+    """A host of a family ss filters but sockscope does not list: ``vsock:CID[:PORT]``
+    (``--vsock``), or an IPv4 host read under ``--tipc``/``--xdp`` (ss reads
+    those as inet hosts of that family).  Like any host with a family, it
+    narrows the listing to that family; it matches no socket sockscope lists.
+
+    ``address`` is ``*`` (any), the vsock CID in decimal, or a dotted IPv4
+    address; ``port`` -1 means any.
+    """
+
+    side: str
+    family: int
+    address: str = "*"
+    port: int = -1
+
+    def __post_init__(self) -> None:
+        _side(self.side)
+        if self.family not in OTHER_FAMILIES:
+            raise ValueError(f"not a family sockscope only filters on: {self.family}")
+        low, high = (-1, _U32) if self.family == AF_VSOCK else _INT32
+        if not low <= self.port <= high:
+            raise ValueError(f"port out of range: {self.port}")
+        if not self.address or any(c in self.address for c in " \t\\():[]"):
+            raise ValueError(f"not an address: {self.address!r}")
+
+    def _declared_family(self) -> int:
+        return self.family
+
+    def _userspace(self) -> bool:
+        return True
+
+    def _text(self) -> str:
+        port = "" if self.port == -1 else f":{self.port}"
+        return f"{self.side} {FAMILY_PREFIX[self.family]}{self.address}{port}"
 
 
 @node
@@ -533,7 +563,7 @@ def required_ports(e: Expr) -> tuple[int, int]:
         x = todo.pop()
         if isinstance(x, And):
             todo += [x.left, x.right]
-        elif isinstance(x, HostCond) and x.port > 0:
+        elif isinstance(x, HostCond) and 0 < x.port <= 0xFFFF:
             i = 0 if x.side == "src" else 1
             ports[i] = ports[i] or x.port  # two different ones: nothing matches, either is right
     return ports[0], ports[1]
@@ -558,8 +588,9 @@ def _atom(e: Expr) -> str:
 
 
 __all__ = [
-    "AF_UNSPEC", "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET",
+    "AF_UNSPEC", "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET", "AF_TIPC", "AF_VSOCK", "AF_XDP",
+    "FilterValueError",
     "FilterSyntaxError", "Expr", "HostCond", "UnixCond", "LinkCond", "NetlinkCond",
-    "PortCmp", "DevCond", "MarkCond", "CgroupCond", "Autobound", "Not", "And", "Or",
+    "PortCmp", "OtherFamilyCond", "DevCond", "MarkCond", "CgroupCond", "Autobound", "Not", "And", "Or",
     "escape", "required_ports",
 ]

@@ -16,6 +16,8 @@ for every family, with these rules:
   ids.  ``autobound`` is ss's userspace rule: inet port in the ephemeral
   range, UNIX unnamed or ``@`` + 5 hex digits, netlink negative port id,
   packet no interface and protocol.
+* a vsock host, or one read under ``--tipc``/``--xdp`` (:class:`OtherFamilyCond`),
+  matches no socket sockscope lists (it lists none of those families).
 * unix patterns are glibc ``fnmatch(…, FNM_CASEFOLD)`` globs on the local
   name; ``dst`` sees "" (ss keeps no peer name there).
 * ``fwmark``/``cgroup`` read ``socket.mark``/``socket.cgroup_id``; when None
@@ -32,7 +34,7 @@ import re
 from sockscope.filter.expr import (
     AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX,
     And, Autobound, CgroupCond, DevCond, Expr, HostCond, LinkCond, MarkCond,
-    NetlinkCond, Not, Or, PortCmp, UnixCond,
+    NetlinkCond, Not, Or, OtherFamilyCond, PortCmp, UnixCond,
 )
 
 TYPE_CHECKING = False
@@ -278,6 +280,8 @@ def _build(e: Expr, port_range: tuple[int, int]) -> Tri:
         return _cgroup(e)
     if isinstance(e, Autobound):
         return _autobound(port_range)
+    if isinstance(e, OtherFamilyCond):
+        return lambda s: False
     raise TypeError(f"not a filter node: {e!r}")
 
 
