@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "who": ("sockscope.cli.who", "explain who uses a port, socket file or process's sockets"),
     "top": ("sockscope.cli.top", "live full-screen view of sockets"),
     "exporter": ("sockscope.cli.exporter", "serve Prometheus metrics"),
+    "completion": ("sockscope.cli.completion", "print a shell completion script: completion bash|zsh|fish"),
 }
 
 

@@ -1,0 +1,120 @@
+"""``sockscope --man``: the manual page, in roff (``sockscope --man | man -l -``).
+
+Made from the same sources as the parsers: the listing's option table
+(:mod:`sockscope.cli.options`), the subcommand registry and each subcommand's
+argparse parser (through :func:`sockscope.cli.completion.command_options`).
+"""
+
+from __future__ import annotations
+
+from sockscope.cli import COMMANDS
+from sockscope.cli.completion import Option, command_options, command_parser
+from sockscope.cli.options import ENVIRONMENT, FILTER_HELP, GROUPS, flags
+
+
+def roff(text: str) -> str:
+    """Text made safe for roff: backslashes and hyphens escaped, no line
+    taken for a request (a leading ``.`` or ``'``)."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\n".join("\\&" + line if line[:1] in (".", "'") else line for line in text.split("\n"))
+
+
+def _tag(spellings: list[str], metavar: str) -> str:
+    """``.TP``'s tag line: each spelling bold, the argument italic."""
+    parts = []
+    for f in spellings:
+        arg = f"\\fI{roff(metavar)}\\fR" if metavar else ""
+        if arg:
+            arg = ("=" if f.startswith("--") else " ") + arg
+        parts.append(f"\\fB{roff(f)}\\fR{arg}")
+    return ", ".join(parts)
+
+
+def _options(opts: list[Option]) -> list[str]:
+    out = []
+    for o in opts:
+        out += [".TP", _tag(o.flags, o.metavar), roff(o.help)]
+        if isinstance(o.values, list):
+            out.append(".br")
+            out.append(roff(f"{o.metavar}: {', '.join(o.values)}"))
+    return out
+
+
+#: the OUTPUT FORMATS section: (tag, text)
+_OUTPUT = (
+    ("--json", "one JSON array, one record per line, with the fields of the Python API's records: netid, family, "
+               "state, recv_q, send_q, local_address, local_port, peer_address, peer_port, inode, uid, cookie, "
+               "ifindex, peer_inode, v6only, shutdown, owners ([{pid, fd, name, tid}]; tid with -T, else null), "
+               "netns, protocol, timer, expires, retrans, mark, cgroup_id, cong, and the nested tcp_info, skmem, "
+               "bbr_info and dctcp_info."),
+    ("--csv", "the flat fields, after a header row; owners as pid/fd/name;...; booleans as in JSON (true, false); "
+              "absent values as empty cells."),
+    ("-s --json, -s --csv", "the summary counters alone: one JSON object, or a header row and one row."),
+    ("-E --json, -E --csv", "one JSON object per line (NDJSON), or a header row and then one row per socket, each "
+                            "written as the socket is destroyed."),
+)
+_OUTPUT_NOTE = ("Machine-readable output never mixes in human text: warnings go to stderr. The bytes of a UNIX "
+                "path that is not UTF-8 are written as they are (as ss does) to a UTF-8 stream, and as \\xNN to "
+                "a stream that cannot carry them (PYTHONIOENCODING=ascii); JSON carries them as \\udcNN, "
+                "Python's surrogateescape code points.")
+
+
+def man_page() -> str:
+    from sockscope import __version__
+
+    lines = [
+        f'.TH SOCKSCOPE 8 "" "sockscope {roff(__version__)}" "System Administration"',
+        ".SH NAME",
+        "sockscope \\- see and use Linux sockets: an ss drop\\-in over netlink sock_diag",
+        ".SH SYNOPSIS",
+        ".B sockscope",
+        "[\\fIOPTIONS\\fR] [\\fIFILTER\\fR]",
+        ".br",
+        ".B sockscope",
+        "\\fICOMMAND\\fR [\\fIARGS\\fR]",
+        ".SH DESCRIPTION",
+        roff("sockscope lists sockets like ss(8), with its options, filters and rows, read over netlink "
+             "sock_diag (or /proc/net where sock_diag is missing); beyond ss, --json, --csv and --all-netns. "
+             "A first argument naming a command runs that command instead (see COMMANDS)."),
+        ".SH OPTIONS",
+    ]
+    listing = {o.flags[0]: o for o in command_options("ls")}
+    for title, rows in GROUPS:
+        lines.append(f'.SS "{roff(title)}"')
+        lines += _options([listing[flags(row)[0]] for row in rows])
+    lines += [".SH FILTER", ".nf", roff(FILTER_HELP), ".fi", ".SH OUTPUT FORMATS"]
+    for tag, text in _OUTPUT:
+        lines += [".TP", ", ".join(f"\\fB{roff(t)}\\fR" for t in tag.split(", ")), roff(text)]
+    lines += [".PP", roff(_OUTPUT_NOTE), ".SH COMMANDS"]
+    for name, (_module, summary) in COMMANDS.items():
+        if name == "ls":
+            continue
+        lines += [f'.SS "sockscope {name}"', roff(summary[:1].upper() + summary[1:] + ".")]
+        parser = command_parser(name) if name != "completion" else None
+        if parser is not None:
+            usage = " ".join(parser.format_usage().split())
+            lines += [".PP", roff(usage.removeprefix("usage: "))]
+            if parser.description:
+                lines += [".PP", roff(" ".join(parser.description.split()))]
+        else:
+            lines += [".PP", roff(f"sockscope {name} bash|zsh|fish"), ".br",
+                      roff("e.g. sockscope completion bash > /etc/bash_completion.d/sockscope")]
+        lines += _options(command_options(name))
+    lines += [".SH ENVIRONMENT"]
+    for var, text in ENVIRONMENT:
+        lines += [".TP", f"\\fB{roff(var)}\\fR", roff(text)]
+    lines += [
+        ".SH EXIT STATUS",
+        roff("0: success. 255: a usage error (bad option, state name or filter), in every command, as ss's. "
+             "1: any other error (one line on stderr, never a traceback). 130: interrupted. "
+             "serve and connect add their own: 3 timeout, 4 name does not resolve, 5 other network error."),
+        ".SH SEE ALSO",
+        ".BR ss (8),",
+        ".BR ip\\-netns (8),",
+        ".BR lsof (8)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["man_page", "roff"]
