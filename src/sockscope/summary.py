@@ -35,6 +35,12 @@ class Summary:
     def tcp_closed(self) -> int:
         return self.tcp_alloc - (self.tcp_inuse4 + self.tcp_inuse6 - self.tcp_timewait)
 
+    def to_dict(self) -> dict[str, int]:
+        """The counters by name, with ss's derived ``tcp_total`` and ``tcp_closed`` (``-s --json/--csv``)."""
+        d = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        d["tcp_total"], d["tcp_closed"] = self.tcp_total, self.tcp_closed
+        return d
+
     def text(self) -> str:
         """Exactly ss's layout."""
         s = self

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "ls"
     if argv and argv[0] in COMMANDS:
         name, argv = argv[0], argv[1:]
+    _unencodable_escaped()
     module = __import__(COMMANDS[name][0], fromlist=["main"])  # not importlib: start-up time
     from sockscope.errors import SockscopeError
 
@@ -57,6 +58,34 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         return _os_error(exc)
     return status
+
+
+def _escape(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """The codec error handler of our output streams.  Text from the kernel
+    and /proc (UNIX paths, process names) keeps bytes that are not UTF-8 as
+    surrogates (``surrogateescape``): to a UTF-8 stream they go out as the
+    original bytes, as ss writes them; what a stream cannot carry
+    (``PYTHONIOENCODING=ascii``) is written as ``\\xNN``, byte by byte of its UTF-8."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    text = exc.object[exc.start:exc.end]
+    data = b"".join(bytes((ord(c) - 0xDC00,)) if 0xDC80 <= ord(c) <= 0xDCFF else c.encode("utf-8", "surrogatepass")
+                    for c in text)
+    if exc.encoding.lower().replace("-", "").replace("_", "") == "utf8" and all(
+            0xDC80 <= ord(c) <= 0xDCFF for c in text):
+        return data, exc.end
+    return "".join(f"\\x{byte:02x}" for byte in data), exc.end
+
+
+def _unencodable_escaped() -> None:
+    """Make stdout and stderr write what their encoding cannot carry with :func:`_escape`, never fail."""
+    import codecs  # already loaded by the interpreter's own start-up
+
+    codecs.register_error("sockscope", _escape)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # not on a StringIO a caller swapped in
+        if reconfigure is not None:
+            reconfigure(errors="sockscope")
 
 
 def _os_error(exc: OSError) -> int:

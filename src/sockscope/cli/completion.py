@@ -15,13 +15,15 @@ from __future__ import annotations
 import sys
 
 from sockscope.cli import COMMANDS
-from sockscope.cli.options import OPTIONS, flags
+from sockscope.cli.options import GROUPS
 from sockscope.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from typing import IO
+
+    from sockscope.cli.options import Row
 
 SHELLS = ("bash", "zsh", "fish")
 
@@ -38,6 +40,16 @@ class Option:
         self.values = values  # a list of words, or a kind: "family", "query", "netns", "file", "" (anything)
 
 
+def flags(row: Row) -> list[str]:
+    """Every spelling of an option: ``-x`` then ``--long`` names."""
+    return ([f"-{row[0]}"] if row[0] else []) + [f"--{name}" for name in row[1]]
+
+
+def table() -> list[Row]:
+    """The listing's option table, every row in order."""
+    return [row for _title, rows in GROUPS for row in rows]
+
+
 def command_parser(name: str) -> argparse.ArgumentParser | None:
     """The argparse parser of subcommand ``name`` (its module's ``build_parser``
     or ``_parser``), or None if it has none."""
@@ -50,8 +62,8 @@ def command_options(name: str) -> list[Option]:
     """The options of subcommand ``name`` (``ls``: the listing's table)."""
     if name == "ls":
         # a second help line spells out the values (FAMILY := …): those are listed from the parser's own words
-        return [Option(flags(row), row[3], row[6].partition("\n")[0] if row[5] in ("family", "query")
-                       else row[6].replace("\n", " "), _values(row[5])) for row in OPTIONS]
+        return [Option(flags(row), row[2], row[5].partition("\n")[0] if row[4] in ("family", "query")
+                       else row[5].replace("\n", " "), _values(row[4])) for row in table()]
     if name == "completion":
         return [Option(["-h", "--help"], "", "show this help message and exit", "")]
     parser = command_parser(name)
@@ -274,4 +286,4 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["main", "bash", "zsh", "fish", "command_options", "command_parser", "Option"]
+__all__ = ["main", "bash", "zsh", "fish", "command_options", "command_parser", "flags", "table", "Option"]

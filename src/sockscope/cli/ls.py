@@ -112,19 +112,17 @@ class _Selection:
 
 def usage() -> str:
     """The ``--help`` text, made from the option table and the subcommand registry."""
-    from sockscope.cli import COMMANDS
-    from sockscope.cli.options import usage as _usage
+    from sockscope.cli.manpage import help_text
 
-    return _usage(COMMANDS)
+    return help_text()
 
 
 def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     out = stdout if stdout is not None else sys.stdout
-    from sockscope.cli import _getopt
-    from sockscope.cli.options import KEY_OF, LONG, SHORT, SWITCHES
+    from sockscope.cli.options import SWITCHES, parse
 
     try:
-        opts, args = _getopt.parse(argv, SHORT, LONG)
+        opts, args = parse(argv)
     except UsageError as exc:
         raise UsageError(f"{exc} (see sockscope --help)") from None
 
@@ -135,8 +133,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     fmt = "table"
     diag_file: str | None = None
     filter_file: str | None = None
-    for opt, val in opts:
-        name = KEY_OF.get(opt, opt)
+    for name, val in opts:
         if name == "h":
             out.write(usage())
             return 0
@@ -213,8 +210,17 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     if summary and not all_netns:
         from sockscope import summary as _summary
 
+        alone = sel.do_default and not args  # -s and no table or filter: the summary is all ss prints
+        if fmt != "table":
+            # one document per output: the counters, or the sockets, never both
+            if not alone:
+                raise UsageError(f"-s --{fmt} prints the summary alone: list the sockets in another call")
+            from sockscope.render.machine import write_summary
+
+            write_summary(_summary.read(), fmt, out)
+            return 0
         out.write(_summary.read().text())
-        if sel.do_default and not args:
+        if alone:
             return 0
     state_filter, rest = parse_state_words(args, state_filter)
     chose_states = len(rest) < len(args)  # at least one `state`/`exclude` word was given
@@ -273,7 +279,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         import gc
 
         gc.enable()  # long-running: collect as usual (entry() turns the collector off for one-shot listings)
-        return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1)
+        return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1,
+                       fmt)
 
     from sockscope.render.table import TableOptions
 
@@ -404,26 +411,38 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
 
 
 def _follow(q: object, out: IO[str], numeric: bool, resolve: bool, processes: bool, header: bool,
-            show_netid: bool, show_state: bool) -> int:
-    """``-E``: print each destroyed socket as it goes, until Ctrl-C (exit 0)."""
+            show_netid: bool, show_state: bool, fmt: str = "table") -> int:
+    """``-E``: print each destroyed socket as it goes, until Ctrl-C (exit 0):
+    as table rows, or with ``--json`` one JSON object per line (NDJSON), or
+    CSV rows after a header, each flushed at once."""
     from sockscope import actions
-    from sockscope.render.table import CellMaker, TableOptions, TableWriter
 
     groups = actions.event_groups(q.tables, q.families)  # type: ignore[attr-defined]
-    writer = TableWriter(out, [show_netid, show_state] + [True] * 8, header=header, batch=1)
-    make = CellMaker(TableOptions(numeric=numeric, resolve=resolve, processes=processes)).cells
-    if header:
-        writer.flush()
-        out.flush()
     import signal
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
+    socks = (s for s in actions.events(groups) if s.family in q.families)  # type: ignore[attr-defined]
     try:
-        for s in actions.events(groups):
-            if s.family in q.families:  # type: ignore[attr-defined]
+        if fmt == "json":
+            from sockscope.render.machine import write_ndjson
+
+            write_ndjson(socks, out)
+        elif fmt == "csv":
+            from sockscope.render.machine import write_csv
+
+            write_csv(socks, out, flush=True)
+        else:
+            from sockscope.render.table import CellMaker, TableOptions, TableWriter
+
+            writer = TableWriter(out, [show_netid, show_state] + [True] * 8, header=header, batch=1)
+            make = CellMaker(TableOptions(numeric=numeric, resolve=resolve, processes=processes)).cells
+            if header:
+                writer.flush()
+                out.flush()
+            for s in socks:
                 writer.add(make(s))
                 out.flush()
     except KeyboardInterrupt:

@@ -1,15 +1,71 @@
-"""``sockscope --man``: the manual page, in roff (``sockscope --man | man -l -``).
+"""The listing's ``--help`` text and ``sockscope --man``, the manual page in
+roff (``sockscope --man | man -l -``).
 
-Made from the same sources as the parsers: the listing's option table
-(:mod:`sockscope.cli.options`), the subcommand registry and each subcommand's
-argparse parser (through :func:`sockscope.cli.completion.command_options`).
+Both are made from the same sources as the parsers: the listing's option
+table (:mod:`sockscope.cli.options`), the subcommand registry and each
+subcommand's argparse parser (through
+:func:`sockscope.cli.completion.command_options`).
 """
 
 from __future__ import annotations
 
 from sockscope.cli import COMMANDS
-from sockscope.cli.completion import Option, command_options, command_parser
-from sockscope.cli.options import ENVIRONMENT, FILTER_HELP, GROUPS, flags
+from sockscope.cli.completion import Option, command_options, command_parser, flags
+from sockscope.cli.options import GROUPS
+
+
+#: what follows the options in --help and the man page's FILTER section
+FILTER_HELP = """\
+FILTER := [ state STATE-FILTER ] [ EXPRESSION ]
+EXPRESSION := ss(8)'s: src|dst [=] HOST, sport|dport OP [HOST]:PORT, dev, fwmark,
+              cgroup, autobound, joined by and/or/not and ( ); OP := = != < > <= >=
+STATE-FILTER := {all|connected|synchronized|bucket|big|TCP-STATES}
+  TCP-STATES := {established|syn-sent|syn-recv|fin-wait-{1,2}|time-wait|closed|close-wait|last-ack|listening|closing}
+   connected := {established|syn-sent|syn-recv|fin-wait-{1,2}|time-wait|close-wait|last-ack|closing}
+synchronized := {established|syn-recv|fin-wait-{1,2}|time-wait|close-wait|last-ack|closing}
+      bucket := {syn-recv|time-wait}
+         big := {established|syn-sent|fin-wait-{1,2}|closed|close-wait|last-ack|listening|closing}"""
+
+#: the environment variables the listing reads: (name, meaning)
+ENVIRONMENT = (
+    ("SOCKSCOPE_FORCE_PROC=1", "read /proc/net instead of sock_diag"),
+    ("SOCKSCOPE_OWNERS=proc", "find owners (-p) by walking /proc/*/fd, never with the BPF iterator"),
+    ("TCPDIAG_FILE=FILE", "replay the raw TCP replies that -D wrote, as ss does"),
+)
+
+
+def help_text() -> str:
+    """The listing's ``--help`` text."""
+    lines = [
+        "Usage: sockscope [ OPTIONS ]",
+        "       sockscope [ OPTIONS ] [ FILTER ]",
+        "       sockscope COMMAND [ARGS]   (see sockscope COMMAND --help)",
+        "",
+        "Commands:",
+    ]
+    lines += [f"   {name:<19} {summary}" for name, (_mod, summary) in COMMANDS.items() if name != "ls"]
+    for title, rows in GROUPS:
+        lines.append("")
+        lines.append(f"{title}:")
+        for row in rows:
+            letter, names, metavar, _sw, _c, text = row
+            arg = f"={metavar}" if metavar else ""
+            left = (f"-{letter}, " if letter else "    ") + ", ".join(f"--{n}{arg}" for n in names)
+            first, _, more = text.partition("\n")
+            if len(left) > 19:
+                lines.append(f"   {left}")
+                lines.append(f"       {first}")
+            else:
+                lines.append(f"   {left:<19} {first}")
+            if more:
+                lines.append(f"   {'':<19} {more}" if len(left) <= 19 else f"       {more}")
+    lines.append("")
+    lines += ["   " + line for line in FILTER_HELP.splitlines()]
+    lines.append("")
+    lines.append("Environment:")
+    lines += [f"   {name:<23} {text}" for name, text in ENVIRONMENT]
+    lines.append("Usage errors exit 255; other errors exit 1, with one line on stderr.")
+    return "\n".join(lines) + "\n"
 
 
 def roff(text: str) -> str:
@@ -117,4 +173,4 @@ def man_page() -> str:
     return "\n".join(lines)
 
 
-__all__ = ["man_page", "roff"]
+__all__ = ["help_text", "man_page", "roff", "FILTER_HELP", "ENVIRONMENT"]
