@@ -174,6 +174,30 @@ def test_summary_as_json_and_csv() -> None:
     assert mix_rc == 255 and mix_out == "" and len(mix_err.splitlines()) == 1, (mix_rc, mix_out, mix_err)
 
 
+_SUMMARY_NETNS = """
+import json, os, socket, subprocess, sys
+udp = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+for u in udp:
+    u.bind(("127.0.0.1", 0))
+run = lambda *a: subprocess.run([*json.loads(sys.argv[1]), *a], capture_output=True, text=True)
+print(json.dumps([os.stat("/proc/self/ns/net").st_ino] + [[r.returncode, r.stdout, r.stderr] for r in
+                  (run("-s", "--all-netns", "--json"), run("-s", "--all-netns", "--csv"), run("-s", "--all-netns"))]))
+"""
+
+
+def test_summary_of_every_namespace() -> None:
+    res = _in_private_netns(_SUMMARY_NETNS, json.dumps(SOCKSCOPE))
+    assert res.returncode == 0, res.stderr
+    ino, (j_rc, js, j_err), (c_rc, cs, c_err), (t_rc, text, t_err) = json.loads(res.stdout)
+    assert j_rc == c_rc == t_rc == 0 and j_err == c_err == t_err == "", (j_err, c_err, t_err)
+    every = json.loads(js)
+    assert isinstance(every, list) and every[0]["netns"] == f"ino:{ino}", every[0]  # the current one first
+    assert every[0]["udp4"] == 3 and len({d["netns"] for d in every}) == len(every) >= 1
+    rows = list(csv.DictReader(io.StringIO(cs)))
+    assert list(rows[0])[0] == "netns" and rows[0]["netns"] == f"ino:{ino}" and rows[0]["udp4"] == "3", rows[0]
+    assert text.startswith(f"Netns: ino:{ino}\nTotal: ") and "\nUDP\t  3         3 " in text, text
+
+
 _EVENTS = """
 import json, os, select, socket, struct, subprocess, sys, time
 out = {}

@@ -9,8 +9,9 @@ from sockscope.errors import SockscopeError
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """The counters ``ss -s`` prints (per network namespace, except ``tcp_alloc``
-    and ``sockets_used``, which the kernel counts machine-wide)."""
+    """The counters ``ss -s`` prints, per network namespace, except ``tcp_alloc``
+    (and so ``tcp_total`` and ``tcp_closed``), ``tcp_orphan`` and ``tcp_mem``,
+    which the kernel counts machine-wide."""
 
     sockets_used: int = 0
     tcp_inuse4: int = 0

@@ -207,19 +207,27 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
     from sockscope.filter.states import parse_state_words
 
-    if summary and not all_netns:
+    if summary:
         from sockscope import summary as _summary
 
         alone = sel.do_default and not args  # -s and no table or filter: the summary is all ss prints
-        if fmt != "table":
+        if fmt != "table" and not alone:
             # one document per output: the counters, or the sockets, never both
-            if not alone:
-                raise UsageError(f"-s --{fmt} prints the summary alone: list the sockets in another call")
+            raise UsageError(f"-s --{fmt} prints the summary alone: list the sockets in another call")
+        counts: list[tuple[str | None, _summary.Summary]]
+        if all_netns:
+            from sockscope import netns
+
+            counts = list(netns.visit(netns.namespaces(), lambda label: iter(((label, _summary.read()),))))
+        else:
+            counts = [(None, _summary.read())]
+        if fmt != "table":
             from sockscope.render.machine import write_summary
 
-            write_summary(_summary.read(), fmt, out)
+            write_summary(counts, fmt, out)
             return 0
-        out.write(_summary.read().text())
+        for label, count in counts:
+            out.write(("" if label is None else f"Netns: {label}\n") + count.text())
         if alone:
             return 0
     state_filter, rest = parse_state_words(args, state_filter)

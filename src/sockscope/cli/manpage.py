@@ -105,7 +105,8 @@ _OUTPUT = (
                "bbr_info and dctcp_info."),
     ("--csv", "the flat fields, after a header row; owners as pid/fd/name;...; booleans as in JSON (true, false); "
               "absent values as empty cells."),
-    ("-s --json, -s --csv", "the summary counters alone: one JSON object, or a header row and one row."),
+    ("-s --json, -s --csv", "the summary counters alone: one JSON object, or a header row and one row; "
+                                  "with --all-netns, one per namespace with its netns."),
     ("-E --json, -E --csv", "one JSON object per line (NDJSON), or a header row and then one row per socket, each "
                             "written as the socket is destroyed."),
 )

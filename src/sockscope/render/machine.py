@@ -74,12 +74,15 @@ def write_csv(socks: Iterable[Socket], out: IO[str], flush: bool = False) -> Non
             out.flush()
 
 
-def write_summary(summary: Summary, fmt: str, out: IO[str]) -> None:
-    """``-s --json``: one JSON object; ``-s --csv``: a header row and one row."""
-    d = summary.to_dict()
+def write_summary(counts: list[tuple[str | None, Summary]], fmt: str, out: IO[str]) -> None:
+    """``-s --json``: one JSON object, or with ``--all-netns`` (labels given) an
+    array of them, each with its ``netns`` first; ``-s --csv``: a header row and
+    a row per namespace (``netns`` the first column with ``--all-netns``)."""
+    rows = [({"netns": label} if label is not None else {}) | count.to_dict() for label, count in counts]
     if fmt == "json":
-        out.write(json.dumps(d, separators=(",", ":")) + "\n")
+        text = [json.dumps(d, separators=(",", ":")) for d in rows]
+        out.write(text[0] + "\n" if counts[0][0] is None else "[\n" + ",\n".join(text) + "\n]\n")
     else:
         w = csv.writer(out, lineterminator="\n")
-        w.writerow(d)
-        w.writerow([_cell(v) for v in d.values()])
+        w.writerow(rows[0])
+        w.writerows([_cell(v) for v in d.values()] for d in rows)
