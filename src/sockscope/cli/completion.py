@@ -16,7 +16,6 @@ import sys
 
 from sockscope.cli import COMMANDS
 from sockscope.cli.options import GROUPS
-from sockscope.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -64,8 +63,6 @@ def command_options(name: str) -> list[Option]:
         # a second help line spells out the values (FAMILY := …): those are listed from the parser's own words
         return [Option(flags(row), row[2], row[5].partition("\n")[0] if row[4] in ("family", "query")
                        else row[5].replace("\n", " "), _values(row[4])) for row in table()]
-    if name == "completion":
-        return [Option(["-h", "--help"], "", "show this help message and exit", "")]
     parser = command_parser(name)
     if parser is None:
         return []
@@ -81,6 +78,15 @@ def command_options(name: str) -> list[Option]:
         text = action.help % {**vars(action), "prog": parser.prog} if action.help else ""  # argparse's %(default)s
         out.append(Option(list(action.option_strings), str(metavar), text, values))
     return out
+
+
+def command_operands(name: str) -> list[str]:
+    """The words subcommand ``name``'s first operand is one of (``completion``'s shells), or []."""
+    parser = command_parser(name) if name != "ls" else None
+    for action in parser._actions if parser is not None else ():
+        if not action.option_strings:
+            return [str(c) for c in action.choices] if action.choices else []
+    return []
 
 
 def _values(kind: str) -> str | list[str]:
@@ -151,8 +157,9 @@ def bash() -> str:
         lines.append("        esac")
         every = " ".join(f for o in opts for f in o.flags)
         lines.append(f'        if [[ $cur == -* ]]; then _sockscope_words "{every}"; return; fi')
-        if name == "completion":
-            lines.append(f'        (( COMP_CWORD == 2 )) && _sockscope_words "{" ".join(SHELLS)}"')
+        choices = command_operands(name)
+        if choices:
+            lines.append(f'        (( COMP_CWORD == 2 )) && _sockscope_words "{" ".join(choices)}"')
         elif name == "ls":
             lines.append("        if [[ $prev == state || $prev == exclude ]]; then "
                          f'_sockscope_words "{" ".join(states)}"; return; fi')
@@ -202,8 +209,9 @@ def zsh() -> str:
     lines += ["    )", "    if (( CURRENT > 2 )); then", "        case $words[2] in"]
     for name in _subcommands():
         specs = [s for o in command_options(name) for s in _zsh_spec(o)]
-        if name == "completion":
-            specs.append(f"'1:shell:({' '.join(SHELLS)})'")
+        choices = command_operands(name)
+        if choices:
+            specs.append(f"'1:argument:({' '.join(choices)})'")
         else:
             specs.append("'*:argument:_files'")
         lines.append(f"        {name})")
@@ -261,9 +269,10 @@ def fish() -> str:
             if o.help:
                 parts.append(f"-d {_q(o.help)}")
             lines.append(" ".join(parts))
-        if name == "completion":
-            lines.append(f"complete -c sockscope -n {_q('__fish_seen_subcommand_from completion')} "
-                         f"-a {_q(' '.join(SHELLS))}")
+        choices = command_operands(name) if name != "ls" else []
+        if choices:
+            lines.append(f"complete -c sockscope -n {_q(f'__fish_seen_subcommand_from {name}')} "
+                         f"-a {_q(' '.join(choices))}")
         elif name != "ls":
             lines.append(f"complete -c sockscope -n {_q(f'__fish_seen_subcommand_from {name}')} -F")
     lines.append(f"complete -c sockscope -n {_q(f'not __fish_seen_subcommand_from {subs}')} "
@@ -273,17 +282,29 @@ def fish() -> str:
     return "\n".join(lines)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    from sockscope.cli._args import OneLineParser
+
+    p = OneLineParser(
+        prog="sockscope completion", description="Print a shell completion script for sockscope.",
+        epilog="Install it for your shell (or, for bash, source <(sockscope completion bash)):\n\n"
+               "  sockscope completion bash > /etc/bash_completion.d/sockscope\n"
+               "  sockscope completion zsh > \"${fpath[1]}/_sockscope\"\n"
+               "  sockscope completion fish > ~/.config/fish/completions/sockscope.fish\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("shell", choices=SHELLS, help="the shell to complete in")
+    return p
+
+
 def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     out = stdout if stdout is not None else sys.stdout
-    if argv in (["-h"], ["--help"]):
-        out.write(f"usage: sockscope completion {{{','.join(SHELLS)}}}\n\n{__doc__.split(chr(10))[0]}\n")
-        return 0
-    if len(argv) != 1 or argv[0] not in SHELLS:
-        given = " ".join(argv) if argv else "nothing"
-        raise UsageError(f"completion: want one of {', '.join(SHELLS)}, got {given!r} "
-                         "(see sockscope completion --help)")
-    out.write({"bash": bash, "zsh": zsh, "fish": fish}[argv[0]]())
+    shell = build_parser().parse_args(argv).shell
+    out.write({"bash": bash, "zsh": zsh, "fish": fish}[shell]())
     return 0
 
 
-__all__ = ["main", "bash", "zsh", "fish", "command_options", "command_parser", "flags", "table", "Option"]
+__all__ = [
+    "main", "bash", "zsh", "fish", "command_options", "command_operands", "command_parser", "flags", "table", "Option",
+]

@@ -86,6 +86,18 @@ def _tag(spellings: list[str], metavar: str) -> str:
     return ", ".join(parts)
 
 
+def _paragraphs(text: str) -> list[str]:
+    """Help text's paragraphs (blank-line separated): filled, or line by line
+    when some line is indented (commands, a list of exit statuses)."""
+    out = []
+    for para in text.strip("\n").split("\n\n"):
+        if any(line.startswith(" ") for line in para.splitlines()):
+            out += [".PP", ".nf", roff(para), ".fi"]
+        elif para.strip():
+            out += [".PP", roff(" ".join(para.split()))]
+    return out
+
+
 def _options(opts: list[Option]) -> list[str]:
     out = []
     for o in opts:
@@ -147,15 +159,11 @@ def man_page() -> str:
         if name == "ls":
             continue
         lines += [f'.SS "sockscope {name}"', roff(summary[:1].upper() + summary[1:] + ".")]
-        parser = command_parser(name) if name != "completion" else None
+        parser = command_parser(name)
         if parser is not None:
             usage = " ".join(parser.format_usage().split())
             lines += [".PP", roff(usage.removeprefix("usage: "))]
-            if parser.description:
-                lines += [".PP", roff(" ".join(parser.description.split()))]
-        else:
-            lines += [".PP", roff(f"sockscope {name} bash|zsh|fish"), ".br",
-                      roff("e.g. sockscope completion bash > /etc/bash_completion.d/sockscope")]
+            lines += _paragraphs(parser.description or "") + _paragraphs(parser.epilog or "")
         lines += _options(command_options(name))
     lines += [".SH ENVIRONMENT"]
     for var, text in ENVIRONMENT:
