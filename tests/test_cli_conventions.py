@@ -24,7 +24,6 @@ from conftest import SOCKSCOPE
 from sockscope.cli import COMMANDS
 from sockscope.cli import completion as _completion
 from sockscope.cli.completion import flags, table
-from sockscope.cli.options import key as option_key
 from sockscope.cli.options import parse
 from sockscope.render.machine import FIELDS
 
@@ -58,7 +57,7 @@ def test_parser_takes_every_option_of_the_table() -> None:
         for spelling in flags(row):
             argv = [spelling, "x"] if row[2] else [spelling]
             opts, operands = parse(argv)
-            assert opts == [(option_key(row), "x" if row[2] else "")] and not operands, (spelling, opts, operands)
+            assert opts == [(row, "x" if row[2] else "")] and not operands, (spelling, opts, operands)
 
 
 def _parser_flags() -> dict[str, list[str]]:

@@ -119,7 +119,7 @@ def usage() -> str:
 
 def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     out = stdout if stdout is not None else sys.stdout
-    from sockscope.cli.options import SWITCHES, parse
+    from sockscope.cli.options import parse
 
     try:
         opts, args = parse(argv)
@@ -129,11 +129,12 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     sel = _Selection()
     state_filter = 0
     saw_query = False
-    on: set[str] = set()  # the switches given, by their words in options.SWITCHES
+    on: set[str] = set()  # the switches given, by their words in the option table
     fmt = "table"
     diag_file: str | None = None
     filter_file: str | None = None
-    for name, val in opts:
+    for row, val in opts:
+        name = row[0] or row[1][0]  # the option's key: its letter, else its long name
         if name == "h":
             out.write(usage())
             return 0
@@ -147,8 +148,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
             out.write(f"sockscope {__version__} (ss-compatible)\n")
             return 0
-        if name in SWITCHES:
-            on.update(SWITCHES[name])
+        if row[3] is not None:
+            on.update(row[3])
         elif name == "a":
             state_filter = SS_ALL
         elif name == "l":

@@ -7,8 +7,8 @@ apart.
 Each row is ``(short, longs, metavar, switches, complete, help)``:
 
 - ``short``: the letter of ``-x``, or ``""``; ``longs``: the long names (the first
-  is the one shown; the others are aliases).  The parser names an option by its
-  key: the letter, else the first long name;
+  is the one shown; the others are aliases).  The listing names an option by
+  its key: the letter, else the first long name;
 - ``metavar``: the argument's name, ``""`` for a flag;
 - ``switches``: the words an option only switches on (``-e`` turns on ``-o``'s
   timers too); ``None`` for options the listing handles itself;
@@ -16,8 +16,8 @@ Each row is ``(short, longs, metavar, switches, complete, help)``:
   ``file``), or ``""``;
 - ``help``: one line (a second, indented line after ``\\n``).
 
-The table and the getopt that reads it share a module, and the look-up maps
-are made in one pass at import: start-up time is a feature.
+The table and the getopt that reads it share a module, and its two look-up
+maps are made at import by comprehensions: start-up time is a feature.
 """
 
 from __future__ import annotations
@@ -94,41 +94,21 @@ GROUPS: tuple[tuple[str, tuple[Row, ...]], ...] = (
 )
 
 
-def _maps() -> tuple[dict[str, tuple[str, bool]], dict[str, tuple[str, bool]], dict[str, tuple[str, ...]]]:
-    shorts: dict[str, tuple[str, bool]] = {}
-    longs: dict[str, tuple[str, bool]] = {}
-    switches: dict[str, tuple[str, ...]] = {}
-    for _title, rows in GROUPS:
-        for letter, names, metavar, words, _complete, _help in rows:
-            key = letter or names[0]
-            if letter:
-                shorts[letter] = (key, metavar != "")
-            for name in names:
-                longs[name] = (key, metavar != "")
-            if words is not None:
-                switches[key] = words
-    return shorts, longs, switches
+#: the rows by letter and by long name (dict comprehensions: the cheapest way to make them at start-up)
+SHORTS: dict[str, Row] = {row[0]: row for _title, rows in GROUPS for row in rows if row[0]}
+LONGS: dict[str, Row] = {name: row for _title, rows in GROUPS for row in rows for name in row[1]}
 
 
-#: letter -> (key, takes an argument); long name -> the same; key -> the words it switches on
-SHORTS, LONGS, SWITCHES = _maps()
-
-
-def key(row: Row) -> str:
-    """What :func:`parse` names a row's option by."""
-    return row[0] or row[1][0]
-
-
-def parse(argv: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+def parse(argv: list[str]) -> tuple[list[tuple[Row, str]], list[str]]:
     """GNU ``getopt_long`` as ss uses it, without the stdlib ``getopt`` (whose
     gettext/re imports cost more start-up time than the whole listing).
 
     Options and operands may be mixed; ``--`` ends the options; short options
     bundle (``-tulpn``) and take their argument attached or as the next word
     (``-Atcp``, ``-A tcp``); long options take ``=value`` or the next word and
-    may be abbreviated to a unique prefix.  Return ``([(key, value)],
-    operands)``."""
-    opts: list[tuple[str, str]] = []
+    may be abbreviated to a unique prefix.  Return ``([(row, value)],
+    operands)``: each option as its row of the table."""
+    opts: list[tuple[Row, str]] = []
     operands: list[str] = []
     i = 0
     while i < len(argv):
@@ -149,8 +129,8 @@ def parse(argv: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
                     raise UsageError(f"option '--{name}' is ambiguous; possibilities: "
                                      + " ".join("'--" + m + "'" for m in sorted(matches)))
                 full = matches[0]
-            k, takes = LONGS[full]
-            if takes:
+            row = LONGS[full]
+            if row[2]:
                 if not eq:
                     if i >= len(argv):
                         raise UsageError(f"option '--{full}' requires an argument")
@@ -158,7 +138,7 @@ def parse(argv: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
                     i += 1
             elif eq:
                 raise UsageError(f"option '--{full}' doesn't allow an argument")
-            opts.append((k, value))
+            opts.append((row, value))
         elif a.startswith("-") and a != "-":
             j = 1
             while j < len(a):
@@ -166,8 +146,8 @@ def parse(argv: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
                 j += 1
                 if c not in SHORTS:
                     raise UsageError(f"invalid option -- '{c}'")
-                k, takes = SHORTS[c]
-                if takes:
+                row = SHORTS[c]
+                if row[2]:
                     if j < len(a):
                         value = a[j:]
                     elif i < len(argv):
@@ -175,12 +155,12 @@ def parse(argv: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
                         i += 1
                     else:
                         raise UsageError(f"option requires an argument -- '{c}'")
-                    opts.append((k, value))
+                    opts.append((row, value))
                     break
-                opts.append((k, ""))
+                opts.append((row, ""))
         else:
             operands.append(a)
     return opts, operands
 
 
-__all__ = ["GROUPS", "SHORTS", "LONGS", "SWITCHES", "key", "parse"]
+__all__ = ["GROUPS", "SHORTS", "LONGS", "parse"]
