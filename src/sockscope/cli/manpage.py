@@ -50,7 +50,8 @@ def help_text() -> str:
         for row in rows:
             letter, names, metavar, _sw, _c, text = row
             arg = f"={metavar}" if metavar else ""
-            left = (f"-{letter}, " if letter else "    ") + ", ".join(f"--{n}{arg}" for n in names)
+            longs = ", ".join(f"--{n}{arg}" for n in names)
+            left = (f"-{letter}, {longs}" if names else f"-{letter}") if letter else f"    {longs}"
             first, _, more = text.partition("\n")
             if len(left) > 19:
                 lines.append(f"   {left}")
