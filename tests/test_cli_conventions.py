@@ -49,6 +49,9 @@ def test_help_names_every_command() -> None:
     assert res.returncode == 0, res.stderr
     for name in ("who", "top", "exporter", "serve", "connect", "completion"):
         assert re.search(rf"^\s+{name}\s+\S", res.stdout, re.M), f"--help does not list {name}:\n{res.stdout}"
+    for row in table():  # and every option, every spelling
+        for spelling in flags(row):
+            assert re.search(rf"(^|[ ,]){re.escape(spelling)}([ ,=]|$)", res.stdout, re.M), spelling
 
 
 def test_parser_takes_every_option_of_the_table() -> None:
