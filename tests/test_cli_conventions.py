@@ -346,3 +346,8 @@ def test_one_line_parser_exits_255_by_default() -> None:
     with pytest.raises(UsageError) as info:
         OneLineParser(prog="sockscope x").parse_args(["--bogus"])
     assert info.value.exit_status == 255 == UsageError.exit_status
+
+
+def test_closed_stdout_is_one_line_not_a_traceback() -> None:
+    res = _run(["bash", "-c", 'exec "$@" >&-', "_", *SOCKSCOPE, "-tln"])
+    assert res.returncode == 1 and res.stderr == "sockscope: standard output is closed\n", res

@@ -9,6 +9,7 @@ into one line on stderr and an exit status, in one place.
 
 from __future__ import annotations
 
+import io
 import sys
 
 #: name -> (module, one-line summary).  Only the chosen module is imported.
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     name = "ls"
     if argv and argv[0] in COMMANDS:
         name, argv = argv[0], argv[1:]
+    if sys.stdout is None:  # started with fd 1 closed: writing to it fails, and says so in one line
+        sys.stdout = _Closed()
     _unencodable_escaped()
     module = __import__(COMMANDS[name][0], fromlist=["main"])  # not importlib: start-up time
     from sockscope.errors import SockscopeError
@@ -60,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+class _Closed(io.TextIOBase):
+    """Standard output when the process started without one."""
+
+    def write(self, text: str) -> int:
+        import errno
+
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
 def _escape(exc: UnicodeError) -> tuple[str | bytes, int]:
     """The codec error handler of our output streams.  Text from the kernel
     and /proc (UNIX paths, process names) keeps bytes that are not UTF-8 as
@@ -85,7 +97,10 @@ def _unencodable_escaped() -> None:
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)  # not on a StringIO a caller swapped in
         if reconfigure is not None:
-            reconfigure(errors="sockscope")
+            try:
+                reconfigure(errors="sockscope")
+            except (ValueError, OSError):  # closed: whatever writes to it reports that
+                pass
 
 
 def _os_error(exc: OSError) -> int:
