@@ -127,14 +127,20 @@ def namespaces(proc: str = "/proc") -> list[tuple[str, str]]:
 
 def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]]) -> Iterator[T]:
     """Run ``fn(label)`` inside each namespace in turn, yielding what it yields,
-    and return to the original namespace after each one (also on error)."""
+    and return to the original namespace after each one (also on error).
+
+    A namespace that cannot be opened is an error (:class:`NetnsError`),
+    except one :func:`namespaces` found through a process (labelled
+    ``ino:N``), which goes away with the process: that one is skipped."""
     home = _open("/proc/self/ns/net")
     try:
         for label, path in targets:
             try:
                 fd = _open(path)
             except NetnsError:
-                continue  # the process owning it went away
+                if label.startswith("ino:"):
+                    continue  # the process holding it went away
+                raise
             try:
                 try:
                     setns(fd)

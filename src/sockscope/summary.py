@@ -9,8 +9,9 @@ from sockscope.errors import SockscopeError
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """The counters ``ss -s`` prints (per network namespace, except ``tcp_alloc``
-    and ``sockets_used``, which the kernel counts machine-wide)."""
+    """The counters ``ss -s`` prints, per network namespace, except ``tcp_alloc``
+    (and so ``tcp_total`` and ``tcp_closed``), ``tcp_orphan`` and ``tcp_mem``,
+    which the kernel counts machine-wide."""
 
     sockets_used: int = 0
     tcp_inuse4: int = 0
@@ -34,6 +35,12 @@ class Summary:
     @property
     def tcp_closed(self) -> int:
         return self.tcp_alloc - (self.tcp_inuse4 + self.tcp_inuse6 - self.tcp_timewait)
+
+    def to_dict(self) -> dict[str, int]:
+        """The counters by name, with ss's derived ``tcp_total`` and ``tcp_closed`` (``-s --json/--csv``)."""
+        d = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        d["tcp_total"], d["tcp_closed"] = self.tcp_total, self.tcp_closed
+        return d
 
     def text(self) -> str:
         """Exactly ss's layout."""

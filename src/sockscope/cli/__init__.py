@@ -9,6 +9,7 @@ into one line on stderr and an exit status, in one place.
 
 from __future__ import annotations
 
+import io
 import sys
 
 #: name -> (module, one-line summary).  Only the chosen module is imported.
@@ -19,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "who": ("sockscope.cli.who", "explain who uses a port, socket file or process's sockets"),
     "top": ("sockscope.cli.top", "live full-screen view of sockets"),
     "exporter": ("sockscope.cli.exporter", "serve Prometheus metrics"),
+    "completion": ("sockscope.cli.completion", "print a shell completion script: completion bash|zsh|fish"),
 }
 
 
@@ -29,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     name = "ls"
     if argv and argv[0] in COMMANDS:
         name, argv = argv[0], argv[1:]
+    if sys.stdout is None:  # started with fd 1 closed: writing to it fails, and says so in one line
+        sys.stdout = _Closed()
+    _unencodable_escaped()
     module = __import__(COMMANDS[name][0], fromlist=["main"])  # not importlib: start-up time
     from sockscope.errors import SockscopeError
 
@@ -56,6 +61,46 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         return _os_error(exc)
     return status
+
+
+class _Closed(io.TextIOBase):
+    """Standard output when the process started without one."""
+
+    def write(self, text: str) -> int:
+        import errno
+
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
+def _escape(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """The codec error handler of our output streams.  Text from the kernel
+    and /proc (UNIX paths, process names) keeps bytes that are not UTF-8 as
+    surrogates (``surrogateescape``): to a UTF-8 stream they go out as the
+    original bytes, as ss writes them; what a stream cannot carry
+    (``PYTHONIOENCODING=ascii``) is written as ``\\xNN``, byte by byte of its UTF-8."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    text = exc.object[exc.start:exc.end]
+    data = b"".join(bytes((ord(c) - 0xDC00,)) if 0xDC80 <= ord(c) <= 0xDCFF else c.encode("utf-8", "surrogatepass")
+                    for c in text)
+    if exc.encoding.lower().replace("-", "").replace("_", "") == "utf8" and all(
+            0xDC80 <= ord(c) <= 0xDCFF for c in text):
+        return data, exc.end
+    return "".join(f"\\x{byte:02x}" for byte in data), exc.end
+
+
+def _unencodable_escaped() -> None:
+    """Make stdout and stderr write what their encoding cannot carry with :func:`_escape`, never fail."""
+    import codecs  # already loaded by the interpreter's own start-up
+
+    codecs.register_error("sockscope", _escape)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # not on a StringIO a caller swapped in
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="sockscope")
+            except (ValueError, OSError):  # closed: whatever writes to it reports that
+                pass
 
 
 def _os_error(exc: OSError) -> int:

@@ -15,9 +15,12 @@ if TYPE_CHECKING:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line; ``usage_status`` is the exit status."""
+    """An ArgumentParser whose errors are one line and exit as every usage
+    error of sockscope does: with ``UsageError.exit_status``, 255, ss's
+    status (the listing's, ``who``'s, ``top``'s, every subcommand's).
+    ``usage_status`` overrides it; nothing should need to."""
 
-    def __init__(self, *args: object, usage_status: int = 255, **kwargs: object) -> None:
+    def __init__(self, *args: object, usage_status: int = UsageError.exit_status, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.usage_status = usage_status
 

@@ -21,98 +21,7 @@ if TYPE_CHECKING:
     from sockscope.records import Socket
     from sockscope.render.table import TableOptions
 
-USAGE = """\
-Usage: sockscope [ OPTIONS ]
-       sockscope [ OPTIONS ] [ FILTER ]
-       sockscope serve|connect …   (see sockscope serve --help)
-   -h, --help          this message
-   -V, --version       output version information
-   -n, --numeric       don't resolve service names
-   -r, --resolve       resolve host names
-   -a, --all           display all sockets
-   -l, --listening     display listening sockets
-   -o, --options       show timer information
-   -e, --extended      show detailed socket information
-   -m, --memory        show socket memory usage
-   -p, --processes     show process using socket
-   -i, --info          show internal TCP information
-   -s, --summary       show socket usage summary
-   -E, --events        continually display sockets as they are destroyed
-   -K, --kill          forcibly close sockets, display what was closed
-                       (needs a state or filter; --dry-run shows what would close)
-   -T, --threads       show thread using socket
-   -b, --bpf           show bpf filter socket information
-       --tos           show tos and priority information
-       --cgroup        show cgroup information
-       --inet-sockopt  show various inet socket options
-   -D, --diag=FILE     Dump raw information about TCP sockets to FILE
-   -Z, --context       display task SELinux security contexts (needs SELinux)
-   -H, --no-header     Suppress header line
-   -O, --oneline       socket's data printed on a single line
-   -N, --net=NAME      switch to the specified network namespace name
-       --all-netns     list the sockets of every network namespace, with a Netns column
-       --json          print a JSON array of records (fields as the API's)
-       --csv           print CSV with a header row
-
-   -4, --ipv4          display only IP version 4 sockets
-   -6, --ipv6          display only IP version 6 sockets
-   -0, --packet        display PACKET sockets
-   -t, --tcp           display only TCP sockets
-   -M, --mptcp         display only MPTCP sockets
-   -S, --sctp          display only SCTP sockets
-   -u, --udp           display only UDP sockets
-   -d, --dccp          display only DCCP sockets
-   -w, --raw           display only RAW sockets
-   -x, --unix          display only Unix domain sockets
-       --tipc          display only TIPC sockets
-       --vsock         display only vsock sockets
-       --xdp           display only XDP sockets
-   -f, --family=FAMILY display sockets of type FAMILY
-       FAMILY := {inet|inet6|link|unix|netlink|vsock|tipc|xdp|help}
-
-   -A, --query=QUERY, --socket=QUERY
-       QUERY := {all|inet|tcp|mptcp|udp|raw|unix|unix_dgram|unix_stream|unix_seqpacket|packet|packet_raw|packet_dgram|netlink|dccp|sctp}[,QUERY]
-
-   -F, --filter=FILE   read filter information from FILE (- = stdin)
-       FILTER := [ state STATE-FILTER ] [ EXPRESSION ]
-       EXPRESSION := ss(8)'s: src|dst [=] HOST, sport|dport OP [HOST]:PORT, dev, fwmark,
-                     cgroup, autobound, joined by and/or/not and ( ); OP := = != < > <= >=
-       STATE-FILTER := {all|connected|synchronized|bucket|big|TCP-STATES}
-         TCP-STATES := {established|syn-sent|syn-recv|fin-wait-{1,2}|time-wait|closed|close-wait|last-ack|listening|closing}
-          connected := {established|syn-sent|syn-recv|fin-wait-{1,2}|time-wait|close-wait|last-ack|closing}
-       synchronized := {established|syn-recv|fin-wait-{1,2}|time-wait|close-wait|last-ack|closing}
-             bucket := {syn-recv|time-wait}
-                big := {established|syn-sent|fin-wait-{1,2}|closed|close-wait|last-ack|listening|closing}
-
-Environment: SOCKSCOPE_FORCE_PROC=1 reads /proc/net instead of sock_diag.
-"""
-
-_SHORT = "dhaletuwxnro460spTbEf:mMiA:D:F:vVzZN:KHSO"
-_LONG = [
-    "numeric", "resolve", "options", "extended", "memory", "info", "processes", "threads", "bpf",
-    "events", "dccp", "tcp", "sctp", "udp", "raw", "unix", "tipc", "vsock", "all", "listening",
-    "ipv4", "ipv6", "packet", "family=", "socket=", "query=", "summary", "diag=", "filter=",
-    "version", "help", "context", "contexts", "net=", "tipcinfo", "tos", "cgroup", "kill",
-    "no-header", "xdp", "mptcp", "oneline", "inet-sockopt", "json", "csv", "all-netns", "dry-run",
-]
-_LONG_TO_SHORT = {
-    "numeric": "n", "resolve": "r", "options": "o", "extended": "e", "memory": "m", "info": "i",
-    "processes": "p", "threads": "T", "bpf": "b", "events": "E", "dccp": "d", "tcp": "t",
-    "sctp": "S", "udp": "u", "raw": "w", "unix": "x", "all": "a", "listening": "l", "ipv4": "4",
-    "ipv6": "6", "packet": "0", "family": "f", "socket": "A", "query": "A", "summary": "s",
-    "diag": "D", "filter": "F", "version": "V", "help": "h", "context": "Z", "contexts": "z",
-    "net": "N", "kill": "K", "no-header": "H", "mptcp": "M", "oneline": "O",
-}
-
-#: options that only switch something on (-e also turns on -o's timers, -T -p's owners, -b the timers)
-_SWITCHES: dict[str, tuple[str, ...]] = {
-    "n": ("numeric",), "r": ("resolve",), "p": ("processes",), "H": ("noheader",), "O": ("oneline",),
-    "o": ("timers",), "e": ("timers", "extended"), "m": ("memory",), "i": ("info",), "s": ("summary",),
-    "all-netns": ("all-netns",), "K": ("kill",), "dry-run": ("dry-run",), "E": ("events",),
-    "cgroup": ("cgroup",), "T": ("threads", "processes"), "tos": ("tos",), "inet-sockopt": ("inet-sockopt",),
-    "b": ("bpf", "timers"),
-    "tipcinfo": (),  # TIPC details: TIPC itself answers "not supported by this kernel" here
-}
+# the options themselves (names, arguments, what they switch on, help) are one table: cli/options.py
 
 SS_ALL = (1 << 12) - 1
 SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
@@ -201,34 +110,46 @@ class _Selection:
                 self.dbs |= set(dbs)
 
 
+def usage() -> str:
+    """The ``--help`` text, made from the option table and the subcommand registry."""
+    from sockscope.cli.manpage import help_text
+
+    return help_text()
+
+
 def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     out = stdout if stdout is not None else sys.stdout
-    from sockscope.cli import _getopt
+    from sockscope.cli.options import parse
 
     try:
-        opts, args = _getopt.parse(argv, _SHORT, _LONG)
+        opts, args = parse(argv)
     except UsageError as exc:
         raise UsageError(f"{exc} (see sockscope --help)") from None
 
     sel = _Selection()
     state_filter = 0
     saw_query = False
-    on: set[str] = set()  # the switches given, by their words in _SWITCHES
+    on: set[str] = set()  # the switches given, by their words in the option table
     fmt = "table"
     diag_file: str | None = None
     filter_file: str | None = None
-    for opt, val in opts:
-        name = _LONG_TO_SHORT.get(opt, opt)
+    for row, val in opts:
+        name = row[0] or row[1][0]  # the option's key: its letter, else its long name
         if name == "h":
-            out.write(USAGE)
+            out.write(usage())
+            return 0
+        if name == "man":
+            from sockscope.cli.manpage import man_page
+
+            out.write(man_page())
             return 0
         if name in ("V", "v"):
             from sockscope import __version__
 
             out.write(f"sockscope {__version__} (ss-compatible)\n")
             return 0
-        if name in _SWITCHES:
-            on.update(_SWITCHES[name])
+        if row[3] is not None:
+            on.update(row[3])
         elif name == "a":
             state_filter = SS_ALL
         elif name == "l":
@@ -242,7 +163,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
                 sel.explicit.update(_AF_DEFAULTS[_SHORT_AF[name]][0])
         elif name == "f":
             if val == "help":
-                out.write(USAGE)
+                out.write(usage())
                 return 0
             af = _FAMILY_NAMES.get(val)
             if af is None:
@@ -287,11 +208,28 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
     from sockscope.filter.states import parse_state_words
 
-    if summary and not all_netns:
+    if summary:
         from sockscope import summary as _summary
 
-        out.write(_summary.read().text())
-        if sel.do_default and not args:
+        alone = sel.do_default and not args  # -s and no table or filter: the summary is all ss prints
+        if fmt != "table" and not alone:
+            # one document per output: the counters, or the sockets, never both
+            raise UsageError(f"-s --{fmt} prints the summary alone: list the sockets in another call")
+        counts: list[tuple[str | None, _summary.Summary]]
+        if all_netns:
+            from sockscope import netns
+
+            counts = list(netns.visit(netns.namespaces(), lambda label: iter(((label, _summary.read()),))))
+        else:
+            counts = [(None, _summary.read())]
+        if fmt != "table":
+            from sockscope.render.machine import write_summary
+
+            write_summary(counts, fmt, out)
+            return 0
+        for label, count in counts:
+            out.write(("" if label is None else f"Netns: {label}\n") + count.text())
+        if alone:
             return 0
     state_filter, rest = parse_state_words(args, state_filter)
     chose_states = len(rest) < len(args)  # at least one `state`/`exclude` word was given
@@ -350,7 +288,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         import gc
 
         gc.enable()  # long-running: collect as usual (entry() turns the collector off for one-shot listings)
-        return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1)
+        return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1,
+                       fmt)
 
     from sockscope.render.table import TableOptions
 
@@ -496,26 +435,38 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
 
 
 def _follow(q: object, out: IO[str], numeric: bool, resolve: bool, processes: bool, header: bool,
-            show_netid: bool, show_state: bool) -> int:
-    """``-E``: print each destroyed socket as it goes, until Ctrl-C (exit 0)."""
+            show_netid: bool, show_state: bool, fmt: str = "table") -> int:
+    """``-E``: print each destroyed socket as it goes, until Ctrl-C (exit 0):
+    as table rows, or with ``--json`` one JSON object per line (NDJSON), or
+    CSV rows after a header, each flushed at once."""
     from sockscope import actions
-    from sockscope.render.table import CellMaker, TableOptions, TableWriter
 
     groups = actions.event_groups(q.tables, q.families)  # type: ignore[attr-defined]
-    writer = TableWriter(out, [show_netid, show_state] + [True] * 8, header=header, batch=1)
-    make = CellMaker(TableOptions(numeric=numeric, resolve=resolve, processes=processes)).cells
-    if header:
-        writer.flush()
-        out.flush()
     import signal
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
+    socks = (s for s in actions.events(groups) if s.family in q.families)  # type: ignore[attr-defined]
     try:
-        for s in actions.events(groups):
-            if s.family in q.families:  # type: ignore[attr-defined]
+        if fmt == "json":
+            from sockscope.render.machine import write_ndjson
+
+            write_ndjson(socks, out)
+        elif fmt == "csv":
+            from sockscope.render.machine import write_csv
+
+            write_csv(socks, out, flush=True)
+        else:
+            from sockscope.render.table import CellMaker, TableOptions, TableWriter
+
+            writer = TableWriter(out, [show_netid, show_state] + [True] * 8, header=header, batch=1)
+            make = CellMaker(TableOptions(numeric=numeric, resolve=resolve, processes=processes)).cells
+            if header:
+                writer.flush()
+                out.flush()
+            for s in socks:
                 writer.add(make(s))
                 out.flush()
     except KeyboardInterrupt:
@@ -530,4 +481,4 @@ def _restore_sigpipe() -> None:
     _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
 
 
-__all__ = ["main", "USAGE"]
+__all__ = ["main", "usage"]
