@@ -68,7 +68,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 #: The kernel keeps a TIME-WAIT socket this long (TCP_TIMEWAIT_LEN).
 TIME_WAIT_SECONDS = 60.0
@@ -345,6 +345,8 @@ class Population:
     )
     #: ``time.monotonic()`` after which the oldest TIME-WAIT sockets start to expire.
     time_wait_deadline: float | None = None
+    #: holders that make this population's TIME-WAIT sockets (``renew_time_wait`` runs them again)
+    time_wait_specs: list[Any] = field(default_factory=list)
     #: a directory of UNIX socket files, removed on close
     scratch: str | None = None
     _holders: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -384,6 +386,14 @@ class Population:
         self._run(specs, timeout)
         if self.time_wait_deadline is None:
             self.time_wait_deadline = started + TIME_WAIT_SECONDS
+
+    def renew_time_wait(self, timeout: float = 600.0) -> None:
+        """Make ``time_wait_specs``' TIME-WAIT sockets (again, once the earlier ones have expired)."""
+        self.counts["time_wait"] = 0
+        self.prepare_time_wait(sum(job["count"] for spec in self.time_wait_specs for job in spec.jobs))
+        started = time.monotonic()
+        self._run(self.time_wait_specs, timeout)
+        self.time_wait_deadline = started + TIME_WAIT_SECONDS
 
     def prepare_time_wait(self, n: int) -> None:
         """In a namespace we made: never reuse a TIME-WAIT tuple, and room for ``n`` more of them."""

@@ -459,12 +459,9 @@ def build(name: str, netns: str, *, scale: float = 1.0, python: str = sys.execut
             pop.scratch = tempfile.mkdtemp(prefix="sockscope-bench-unix-")
             specs = [ShapeSpec(**{**asdict(s), "unix_dir": pop.scratch}) for s in specs]
         pop._run(specs, timeout)
+        pop.time_wait_specs = late
         if late:
-            tw = sum(job["count"] for spec in late for job in spec.jobs)
-            pop.prepare_time_wait(tw)
-            started = time.monotonic()
-            pop._run(late, timeout)
-            pop.time_wait_deadline = started + population.TIME_WAIT_SECONDS
+            pop.renew_time_wait(timeout)
     except BaseException:
         pop.close()
         raise
