@@ -58,6 +58,7 @@ import os
 import re
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -67,7 +68,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 #: The kernel keeps a TIME-WAIT socket this long (TCP_TIMEWAIT_LEN).
 TIME_WAIT_SECONDS = 60.0
@@ -118,6 +119,10 @@ class HolderSpec:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
+
+    def argv(self) -> list[str]:
+        """The holder's command line after the interpreter."""
+        return [os.path.abspath(__file__), "--holder", self.to_json()]
 
     @classmethod
     def from_json(cls, text: str) -> HolderSpec:
@@ -340,6 +345,10 @@ class Population:
     )
     #: ``time.monotonic()`` after which the oldest TIME-WAIT sockets start to expire.
     time_wait_deadline: float | None = None
+    #: holders that make this population's TIME-WAIT sockets (``renew_time_wait`` runs them again)
+    time_wait_specs: list[Any] = field(default_factory=list)
+    #: a directory of UNIX socket files, removed on close
+    scratch: str | None = None
     _holders: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _next_time_wait: int = 0
     _closed: bool = False
@@ -365,12 +374,7 @@ class Population:
         """Add ``n`` TIME-WAIT sockets (parallel short-lived holders); they last 60 s."""
         if n <= 0:
             return
-        if self.created_netns:  # never reuse a TIME-WAIT tuple; room for all of them
-            netns_sysctl(self.netns, "net.ipv4.tcp_tw_reuse", 0)
-            buckets = netns_sysctl(self.netns, "net.ipv4.tcp_max_tw_buckets")
-            wanted = self.counts["time_wait"] + n + 1024
-            if buckets < wanted:
-                netns_sysctl(self.netns, "net.ipv4.tcp_max_tw_buckets", wanted)
+        self.prepare_time_wait(n)
         workers = max(1, min(os.cpu_count() or 1, math.ceil(n / 10_000)))
         # Every batch starts on a fresh address: no shared listener, no shared 4-tuple.
         ranges = _ranges(_shares(n, workers), self._next_time_wait, TIME_WAIT.per_addr)
@@ -383,18 +387,35 @@ class Population:
         if self.time_wait_deadline is None:
             self.time_wait_deadline = started + TIME_WAIT_SECONDS
 
+    def renew_time_wait(self, timeout: float = 600.0) -> None:
+        """Make ``time_wait_specs``' TIME-WAIT sockets (again, once the earlier ones have expired)."""
+        self.counts["time_wait"] = 0
+        self.prepare_time_wait(sum(job["count"] for spec in self.time_wait_specs for job in spec.jobs))
+        started = time.monotonic()
+        self._run(self.time_wait_specs, timeout)
+        self.time_wait_deadline = started + TIME_WAIT_SECONDS
+
+    def prepare_time_wait(self, n: int) -> None:
+        """In a namespace we made: never reuse a TIME-WAIT tuple, and room for ``n`` more of them."""
+        if self.created_netns:
+            netns_sysctl(self.netns, "net.ipv4.tcp_tw_reuse", 0)
+            buckets = netns_sysctl(self.netns, "net.ipv4.tcp_max_tw_buckets")
+            wanted = self.counts["time_wait"] + n + 1024
+            if buckets < wanted:
+                netns_sysctl(self.netns, "net.ipv4.tcp_max_tw_buckets", wanted)
+
     def _run(self, specs: Sequence[HolderSpec], timeout: float) -> None:
-        """Start one holder per spec, wait for every READY, add up the counts."""
-        script = os.path.abspath(__file__)
+        """Start one holder per spec (anything with ``argv()`` and ``hold``), wait for every READY,
+        add up the counts."""
         procs = []
         for spec in specs:
-            argv = ["ip", "netns", "exec", self.netns, self.python, script, "--holder", spec.to_json()]
+            argv = ["ip", "netns", "exec", self.netns, self.python, *spec.argv()]
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             self._holders.append(proc)
             procs.append(proc)
         for counts in _await_ready(procs, timeout):
             for key, value in counts.items():
-                self.counts[key] += value
+                self.counts[key] = self.counts.get(key, 0) + value
         for proc, spec in zip(procs, specs, strict=True):
             if not spec.hold:
                 proc.wait(timeout)
@@ -418,6 +439,9 @@ class Population:
             for proc in holders:
                 _end(proc, max(deadline - time.monotonic(), 0.1))
         finally:
+            if self.scratch:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+                self.scratch = None
             if self.created_netns and not self._closed:
                 self._closed = True
                 subprocess.run(["ip", "netns", "delete", self.netns], check=False)

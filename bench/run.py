@@ -16,6 +16,15 @@ instead (its sockets as they are; it is never deleted).  Rows whose target
 names a size only run at that size by default (``tan_tw`` at >= 100k);
 ``--only`` runs the named rows at every size.
 
+``--populations dual10k,mixed10k,...`` (or ``all``) also measures the
+populations shaped like real hosts' (:mod:`shapes`), each built in its own
+namespace and deleted after its rows; ``--scale`` shrinks them (the smoke
+test).  With ``--populations`` and no ``--sizes``, only they run.  Their
+rows are side by side with ss (same options) or psutil (the same kind), with
+the issue's targets judged on ss's own time (``population_target``); every
+row also checks that both sides returned the same (line counts; psutil's
+connections as a multiset) and is not met when they differ.
+
 Every measurement runs *inside* the namespace, in one process started with
 ``ip netns exec NAME <python> bench/run.py --inner SPEC`` (bench venv python
 when it exists): CLI commands are spawned directly with stdout on /dev/null
@@ -32,25 +41,21 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import importlib.util
 import json
 import os
 import platform
-import re
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -68,58 +73,25 @@ def _load_sibling(name: str) -> ModuleType:
 
 
 population = _load_sibling("population")
+shapes = _load_sibling("shapes")
+measure = _load_sibling("measure")
 if TYPE_CHECKING:
+    from measure import GNU_TIME, PYTHON, Row, Side, Target, cell, spread
     from population import Population
+else:
+    GNU_TIME, PYTHON, Row, Side, Target = measure.GNU_TIME, measure.PYTHON, measure.Row, measure.Side, measure.Target
+    cell, spread = measure.cell, measure.spread
 
-T = TypeVar("T")
-GNU_TIME = "/usr/bin/time"  # for peak RSS (package "time"); without it RSS cells stay empty
-PYTHON = "{python}"  # placeholder in a peer argv: the sockscope venv's python
 FILTER = ("dport", "=", f":{population.FILTER_PORT}")
 #: extra sockets in every population built here: ``-tuln`` then lists ~200
 LISTENERS, UDP_SOCKETS = 170, 60
-_UNSUPPORTED = re.compile(
-    r"unsupported|not supported|not implemented|unrecognized|unknown option|invalid option|no such option",
-    re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True)
-class Target:
-    """A goal from the Performance issue; ratio = sockscope median / peer median."""
-
-    text: str
-    max_ratio: float | None = None
-    max_ms: float | None = None
-    max_rss_mib: float | None = None
-
-
-@dataclass(frozen=True)
-class Row:
-    """One comparison.  CLI rows: sockscope args vs a peer argv; in-process rows: loader names."""
-
-    name: str
-    what: str
-    ours: tuple[str, ...]
-    peer: tuple[str, ...]
-    inproc: bool = False
-    targets: Mapping[int, Target] = field(default_factory=dict)  # by population size
-    rss_targets: Mapping[int, Target] = field(default_factory=dict)  # sockscope's own peak RSS
-    same_output: bool = False  # the peer prints the same rows: compare line counts
-    time_wait: bool = False  # measured with TIME-WAIT sockets added
-    min_size: int = 0  # below this, only with --only
-
-    def target(self, size: int | None) -> Target | None:
-        return self.targets.get(size) if size is not None else None
-
-    def runs_at(self, size: int | None, only: bool) -> bool:
-        return only or (size or 0) >= self.min_size
 
 
 LE_1 = Target("≤ 1.0×", max_ratio=1.0)
 ROWS: tuple[Row, ...] = (
     Row("tan", "`sockscope -tan` vs `ss -tan`", ("-tan",), ("ss", "-tan"), targets={10_000: LE_1, 100_000: LE_1},
-        rss_targets={100_000: Target("≤ 64 MiB", max_rss_mib=64)}, same_output=True),
-    Row("tanp", "`sockscope -tanp` vs `ss -tanp`", ("-tanp",), ("ss", "-tanp"), same_output=True,
+        rss_targets={100_000: Target("≤ 64 MiB", max_rss_mib=64)}, same_output=True, goal="listing"),
+    Row("tanp", "`sockscope -tanp` vs `ss -tanp`", ("-tanp",), ("ss", "-tanp"), same_output=True, goal="owners",
         targets={10_000: Target("≤ 0.5×", max_ratio=0.5), 100_000: Target("≤ 0.2×", max_ratio=0.2)}),
     Row("tani", "`sockscope -tani` vs `ss -tani`", ("-tani",), ("ss", "-tani"), same_output=True,
         targets={10_000: Target("≤ 1.2×", max_ratio=1.2)}),
@@ -132,267 +104,31 @@ ROWS: tuple[Row, ...] = (
         same_output=True, targets={100_000: Target("≤ 1.5×", max_ratio=1.5)}),
     Row("netstat", "`sockscope -tan` vs `netstat -tan`", ("-tan",), ("netstat", "-tan")),
     Row("net_connections", '`net_connections("tcp")` vs psutil', ("sockscope.net_connections",),
-        ("psutil.net_connections",), inproc=True,
+        ("psutil.net_connections",), inproc=True, goal="api",
         targets={n: Target("≥ 10× faster", max_ratio=0.1) for n in (10_000, 100_000)}),
     Row("sockets", '`list(sockets("tcp"))` vs pyroute2 DiagSocket', ("sockscope.sockets",),
         ("pyroute2.get_sock_stats",), inproc=True, targets={10_000: Target("≥ 20× faster", max_ratio=0.05)}),
+    # the populations' rows (shapes.SHAPES says which run where); net_connections above is the tcp one
+    *(Row(name, f"`sockscope {opts}` vs `ss {opts}`", (opts,), ("ss", opts), same_output=True, goal="listing",
+          min_size=1 << 62) for name, opts in (("a", "-a"), ("l", "-l"), ("t", "-t"), ("xa", "-xa"), ("uan", "-uan"))),
+    *(Row(f"nc_{kind}", f'`net_connections("{kind}")` vs psutil', ("sockscope.net_connections",),
+          ("psutil.net_connections",), inproc=True, kind=kind, goal="api", min_size=1 << 62)
+      for kind in ("udp", "unix", "all")),
 )
 ROW_BY_NAME = {row.name: row for row in ROWS}
 
 
-@dataclass
-class Side:
-    """One side of a row: what ran, how it went, the samples."""
-
-    label: str
-    status: str = "ok"  # ok | unsupported | error | unavailable
-    message: str = ""
-    seconds: list[float] = field(default_factory=list)
-    rss_kib: int | None = None  # peak RSS of the warm-up run (CLI rows, with GNU time)
-    lines: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def median_ms(self) -> float | None:
-        return statistics.median(self.seconds) * 1e3 if self.ok and self.seconds else None
-
-    def peak_rss_mib(self) -> float | None:
-        return self.rss_kib / 1024 if self.ok and self.rss_kib is not None else None
-
-    def fail(self, status: str, message: str) -> None:
-        self.status, self.message = status, message[:160]
-
-
-# --------------------------------------------------------------------------- inner: CLI timings
-
-
-def _spawn(argv: Sequence[str], stdout: str, stderr: str) -> tuple[float, int]:
-    """Run ``argv`` with stdout/stderr on files; (wall seconds, exit status)."""
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 1, stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-        (os.POSIX_SPAWN_OPEN, 2, stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-    ]
-    start = time.perf_counter()
-    pid = os.posix_spawn(argv[0], list(argv), os.environ, file_actions=actions)
-    _, wait_status = os.waitpid(pid, 0)
-    elapsed = time.perf_counter() - start
-    return elapsed, os.waitstatus_to_exitcode(wait_status)
-
-
-def _warm_up_cli(side: Side, argv: Sequence[str], tmp: str) -> None:
-    """One untimed run: checks that the command works, counts its output lines, takes its peak RSS.
-
-    The RSS comes from GNU time (its ``wait4`` of a child it forked itself):
-    ``ru_maxrss`` of a child spawned straight from this process would include
-    this process's own RSS, which the child's address space starts from.
-    """
-    out, err, rss = (os.path.join(tmp, name) for name in ("out", "err", "rss"))
-    wrapped = [GNU_TIME, "-f", "%M", "-o", rss, *argv] if os.path.exists(GNU_TIME) else list(argv)
-    try:
-        _, status = _spawn(wrapped, out, err)
-    except OSError as exc:
-        side.fail("unavailable", f"{argv[0]}: {exc.strerror}")
-        return
-    with open(out, "rb") as f:
-        side.lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    if wrapped[0] == GNU_TIME and os.path.exists(rss):
-        last = Path(rss).read_text().split()[-1:]
-        side.rss_kib = int(last[0]) if last and last[0].isdigit() else None
-    if status:
-        text = Path(err).read_text(errors="replace")
-        message = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
-        kind = "unsupported" if status == 255 or _UNSUPPORTED.search(text) else "error"
-        side.fail(kind, f"exit {status}: {message}")
-
-
-def _abba(runs: int, pairs: Sequence[tuple[Side, T]]) -> Iterator[tuple[int, Side, T]]:
-    """``(run, side, item)`` for every timed run, the two sides in ABBA order; failed sides skipped."""
-    for run in range(runs):
-        for side, item in pairs if run % 2 == 0 else pairs[::-1]:
-            if side.ok:
-                yield run, side, item
-
-
-def _resolve(argv: Sequence[str], spec: Mapping[str, Any]) -> list[str] | None:
-    first = spec["python"] if argv[0] == PYTHON else shutil.which(argv[0])
-    return [first, *argv[1:]] if first else None
-
-
-def measure_cli(row: Row, spec: Mapping[str, Any]) -> list[Side]:
-    """Time ``sockscope <row.ours>`` against the peer argv, interleaved."""
-    ours = Side("sockscope " + " ".join(row.ours))
-    peer = Side(" ".join(row.peer).replace(PYTHON, "python"))
-    pairs = [(ours, [*spec["sockscope"], *row.ours]), (peer, _resolve(row.peer, spec) or [row.peer[0]])]
-    with tempfile.TemporaryDirectory(prefix="sockscope-bench-") as tmp:
-        for side, argv in pairs:
-            if os.path.exists(argv[0]):
-                _warm_up_cli(side, argv, tmp)
-            else:
-                side.fail("unavailable", f"{argv[0]} not found")
-        err = os.path.join(tmp, "err")
-        for run, side, argv in _abba(spec["runs"], pairs):
-            seconds, status = _spawn(argv, os.devnull, err)
-            if status:
-                side.fail("error", f"exit {status} on run {run + 1}")
-            side.seconds.append(seconds)
-    return [ours, peer]
-
-
-# --------------------------------------------------------------------------- inner: in-process timings
-
-
-def _load_sockscope_net_connections() -> Callable[[], Any]:
-    import sockscope
-
-    fn = cast(Callable[[str], Any], sockscope.net_connections)  # via the module's __getattr__
-    return lambda: fn("tcp")
-
-
-def _load_psutil_net_connections() -> Callable[[], Any]:
-    import psutil  # type: ignore[import-untyped, unused-ignore]
-
-    return lambda: psutil.net_connections("tcp")
-
-
-def _load_sockscope_sockets() -> Callable[[], Any]:
-    import sockscope
-
-    fn = cast(Callable[[str], Any], sockscope.sockets)
-    return lambda: list(fn("tcp"))
-
-
-def _load_pyroute2() -> Callable[[], Any]:
-    from socket import AF_INET, AF_INET6, IPPROTO_TCP
-
-    from pyroute2 import DiagSocket  # type: ignore[import-untyped, unused-ignore]
-    from pyroute2.netlink.diag import SS_ALL  # type: ignore[import-untyped, unused-ignore]
-
-    def dump() -> list[Any]:
-        with DiagSocket() as diag:
-            diag.bind()
-            return [
-                *diag.get_sock_stats(family=AF_INET, protocol=IPPROTO_TCP, states=SS_ALL),
-                *diag.get_sock_stats(family=AF_INET6, protocol=IPPROTO_TCP, states=SS_ALL),
-            ]
-
-    return dump
-
-
-LOADERS: dict[str, Callable[[], Callable[[], Any]]] = {
-    "sockscope.net_connections": _load_sockscope_net_connections,
-    "psutil.net_connections": _load_psutil_net_connections,
-    "sockscope.sockets": _load_sockscope_sockets,
-    "pyroute2.get_sock_stats": _load_pyroute2,
-}
-
-
-def _psutil_key(conn: Any) -> tuple[Any, ...]:
-    """A psutil-style connection as plain values (enums to ints, StrEnum to str)."""
-    status = getattr(conn.status, "value", conn.status)
-    return (conn.fd, int(conn.family), int(conn.type), tuple(conn.laddr), tuple(conn.raddr), status, conn.pid)
-
-
-def _same_connections(ours: Any, peer: Any) -> str:
-    """Whether ``net_connections`` returned exactly psutil's connections (as a multiset)."""
-    import collections
-
-    a = collections.Counter(map(_psutil_key, ours))
-    b = collections.Counter(map(_psutil_key, peer))
-    if a == b:
-        return f"results identical to psutil ({len(ours)} connections)"
-    only_a, only_b = a - b, b - a
-    sample = next(iter(only_a or only_b))
-    return (
-        f"results DIFFER from psutil: {sum(only_a.values())} only in sockscope, "
-        f"{sum(only_b.values())} only in psutil (of {len(ours)}/{len(peer)}); e.g. {sample!r}"
-    )
-
-
-def _same_count(ours: Any, peer: Any) -> str:
-    return f"{len(ours)} sockscope records, {len(peer)} pyroute2 messages"
-
-
-#: row name -> how the first (untimed) results of both sides are compared
-CHECKS: dict[str, Callable[[Any, Any], str]] = {"net_connections": _same_connections, "sockets": _same_count}
-
-
-def _load(side: Side, name: str) -> tuple[Callable[[], Any] | None, Any]:
-    """Import a loader and call it once (untimed); (callable, first result) or (None, None)."""
-    try:
-        fn = LOADERS[name]()
-    except ImportError as exc:
-        side.fail("unavailable", f"{exc} (run bench/run.py --setup)")
-        return None, None
-    except (AttributeError, NotImplementedError) as exc:
-        side.fail("unsupported", f"{type(exc).__name__}: {exc}")
-        return None, None
-    try:
-        return fn, fn()
-    except Exception as exc:  # noqa: BLE001 - any failure becomes a table cell
-        kind = "unsupported" if isinstance(exc, NotImplementedError) else "error"
-        side.fail(kind, f"{type(exc).__name__}: {exc}")
-        return None, None
-
-
-def measure_inproc(row: Row, spec: Mapping[str, Any]) -> tuple[list[Side], list[str]]:
-    """Time two in-process callables, interleaved, each after one untimed call."""
-    ours, peer = Side(row.ours[0]), Side(row.peer[0])
-    (our_fn, our_result), (peer_fn, peer_result) = _load(ours, row.ours[0]), _load(peer, row.peer[0])
-    notes = []
-    if ours.ok and peer.ok and row.name in CHECKS:
-        notes.append(CHECKS[row.name](our_result, peer_result))
-    del our_result, peer_result
-    for _, side, fn in _abba(spec["runs"], [(ours, our_fn), (peer, peer_fn)]):
-        if fn is not None:
-            gc.collect()
-            start = time.perf_counter()
-            result = fn()
-            side.seconds.append(time.perf_counter() - start)
-            del result
-    return [ours, peer], notes
-
-
-def inner_main(spec: Mapping[str, Any]) -> int:
-    """Run the rows of ``spec`` in this process's namespace; print a JSON list of results."""
-    results = []
-    for name in spec["rows"]:
-        row = ROW_BY_NAME[name]
-        notes: list[str] = []
-        if row.inproc:
-            sides, notes = measure_inproc(row, spec)
-        else:
-            sides = measure_cli(row, spec)
-        ours, peer = sides
-        if row.same_output and ours.ok and peer.ok and ours.lines != peer.lines:
-            notes.append(f"output lines differ: sockscope {ours.lines}, {peer.label} {peer.lines}")
-        results.append({"row": name, "ours": asdict(ours), "peer": asdict(peer), "notes": notes})
-        print(f"  {name}: {_cell(ours)} vs {_cell(peer)}", file=sys.stderr, flush=True)
-    json.dump({"results": results, "versions": _inner_versions()}, sys.stdout)
-    return 0
-
-
-def _inner_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"inner python": sys.version.split()[0]}
-    for dist in ("psutil", "pyroute2"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
-# --------------------------------------------------------------------------- outer: orchestration
-
-
-def _cell(side: Side) -> str:
-    ms = side.median_ms()
-    if ms is None:
-        return side.status if side.status != "error" else f"error: {side.message}"
-    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+def population_target(row: Row, peer_ms: float | None) -> Target | None:
+    """The issue's target for a row on the shaped populations (a listing's depends on ss's own time)."""
+    if row.goal == "owners":
+        return Target("≤ 1.0× ss", max_ratio=1.0)
+    if row.goal == "api":
+        return Target("≥ 5× faster", max_ratio=0.2)
+    if row.goal != "listing" or peer_ms is None:
+        return None
+    if peer_ms >= 10:
+        return Target("≤ 1.5× (ss ≥ 10 ms)", max_ratio=1.5)
+    return Target("≤ 30 ms (ss < 10 ms)", max_ms=30)
 
 
 def _size_label(n: int) -> str:
@@ -407,6 +143,9 @@ class Result:
     ours: Side
     peer: Side
     notes: list[str]
+    same: bool | None = None  # both sides returned the same (None: not compared)
+    shape: str | None = None  # a population of shapes.SHAPES
+    spoiled: str | None = None  # the population changed during the row: why
 
 
 def run_inner(netns: str, rows: Sequence[Row], args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -426,12 +165,14 @@ def run_inner(netns: str, rows: Sequence[Row], args: argparse.Namespace) -> tupl
     return data["results"], data["versions"]
 
 
-def _results(raw: list[dict[str, Any]], label: str, size: int | None, extra: list[str]) -> list[Result]:
+def _results(raw: list[dict[str, Any]], label: str, size: int | None, extra: list[str],
+             shape: str | None = None) -> list[Result]:
     """Results from the inner JSON; ``extra`` notes go on the first row."""
     out = []
     for i, r in enumerate(raw):
         notes = r["notes"] + (extra if i == 0 else [])
-        out.append(Result(ROW_BY_NAME[r["row"]], label, size, Side(**r["ours"]), Side(**r["peer"]), notes))
+        out.append(Result(ROW_BY_NAME[r["row"]], label, size, Side(**r["ours"]), Side(**r["peer"]), notes,
+                          r["same"], shape))
     return out
 
 
@@ -469,19 +210,95 @@ def bench_size(size: int | None, rows: Sequence[Row], args: argparse.Namespace) 
     return results, versions
 
 
+def _ss_lines(netns: str, option: str) -> int:
+    out = subprocess.run(["ip", "netns", "exec", netns, "ss", option + "H"], capture_output=True, text=True,
+                         check=True).stdout
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
+def _check_shape(pop: Population) -> list[str]:
+    """The builder's counts against ss's, per protocol."""
+    c = pop.counts
+    expected = {"-tan": pop.expected_tcp(), "-uan": c["udp"], "-xan": c["unix"]}
+    seen = {option: _ss_lines(pop.netns, option) for option in expected}
+    text = ", ".join(f"ss {o}: {seen[o]}" for o in seen)
+    if seen != expected:
+        return [f"population check FAILED: {text}; builder made {expected}"]
+    return [f"population: {text} (as built), {c.get('processes', 0)} processes"]
+
+
+def _fresh_time_wait(pop: Population, budget: float) -> str | None:
+    """Before a row: if the TIME-WAIT sockets may expire within ``budget`` seconds, wait until they
+    have, then make them again (the kernel keeps them 60 s).  A note when it did."""
+    if not pop.time_wait_specs or pop.time_wait_deadline is None:
+        return None
+    left = pop.time_wait_deadline - time.monotonic()
+    if left > budget:
+        return None
+    time.sleep(max(left, 0) + 1)
+    for _ in range(100):  # they go within a timer tick or so of the deadline
+        if not pop.tcp_states()["TIME-WAIT"]:
+            break
+        time.sleep(0.1)
+    pop.renew_time_wait()
+    return f"TIME-WAIT made again before this row ({left:.0f} s were left, the row may take {budget:.0f} s)"
+
+
+def bench_shape(shape: Any, rows: Sequence[Row], args: argparse.Namespace) -> tuple[list[Result], dict[str, str]]:
+    """Build one shaped population, check it against ss, measure its rows one by one, delete it.
+
+    With TIME-WAIT sockets every row must run within their 60 s: rows start only with enough time left
+    (1.5× the longest row so far, + 5 s), else the sockets are made again, and a row during which their
+    count changed says so (its results are not comparable)."""
+    netns = f"sockscope-bench-{os.getpid()}"
+    print(f"population {shape.name} (scale {args.scale}) in {netns}", file=sys.stderr, flush=True)
+    label = shape.label if args.scale == 1 else f"{shape.label} (×{args.scale})"
+    results: list[Result] = []
+    versions: dict[str, str] = {}
+    longest = 20.0
+    with shapes.build(shape.name, netns, scale=args.scale, python=args.inner_python) as pop:
+        notes = _check_shape(pop)
+        for row in rows:
+            renewed = _fresh_time_wait(pop, 1.5 * longest + 5)
+            tw = pop.counts["time_wait"]
+            before = pop.tcp_states()["TIME-WAIT"] if tw else 0
+            started = time.monotonic()
+            raw, versions = run_inner(netns, [row], args)
+            longest = max(longest, time.monotonic() - started)
+            after = pop.tcp_states()["TIME-WAIT"] if tw else 0
+            extra = notes + ([renewed] if renewed else [])
+            notes = []
+            if before != tw or after != tw:
+                extra.append(f"TIME-WAIT sockets CHANGED during the row: {before} before, {after} after (of {tw})")
+            elif tw:
+                extra.append(f"TIME-WAIT sockets: all {tw} there before and after the row")
+            results += _results(raw, label, None, extra, shape.name)
+            if before != tw or after != tw:
+                results[-1].spoiled = "TIME-WAIT expired"
+    return results, versions
+
+
 # --------------------------------------------------------------------------- report
 
 
-def _verdict(row: Row, size: int | None, ours: Side, peer: Side) -> tuple[str, str, str]:
-    """(ratio, target, met?) cells."""
-    a, b = ours.median_ms(), peer.median_ms()
-    target = row.target(size)
+def _target(r: Result) -> Target | None:
+    return population_target(r.row, r.peer.median_ms()) if r.shape else r.row.target(r.size)
+
+
+def _verdict(r: Result) -> tuple[str, str, str]:
+    """(ratio, target, met?) cells; a row whose sides returned different results is not met."""
+    a, b = r.ours.median_ms(), r.peer.median_ms()
+    target = _target(r)
+    if r.spoiled:
+        return "—", target.text if target else "", f"n/a ({r.spoiled})"
     if a is None or not b:
         return "—", target.text if target else "", "n/a" if target else ""
     ratio = a / b
     if target is None:
-        return f"{ratio:.2f}×", "", ""
+        return f"{ratio:.2f}×", "", "**NO** (results differ)" if r.same is False else ""
     met = (target.max_ratio is None or ratio <= target.max_ratio) and (target.max_ms is None or a <= target.max_ms)
+    if r.same is False:
+        return f"{ratio:.2f}×", target.text, "**NO** (results differ)"
     return f"{ratio:.2f}×", target.text, "yes" if met else "**NO**"
 
 
@@ -490,16 +307,37 @@ def _rss(side: Side) -> str:
     return f"{mib:.1f} MiB" if mib is not None else ""
 
 
+def _shape_table(results: Sequence[Result]) -> list[str]:
+    """The populations' table: medians with their min–max, ratio, target, met?, what each side returned."""
+    lines = [
+        "| population | what | sockscope (min–max ms) | peer (min–max ms) | ratio | target | met? | rows: ours/peer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio, target, met = _verdict(r)
+        counts = f"{r.ours.lines} / {r.peer.lines}" if r.ours.lines is not None else ""
+        lines.append(
+            f"| {r.population} | {r.row.what} | {cell(r.ours)} ({spread(r.ours)}) | {cell(r.peer)} ({spread(r.peer)}) "
+            f"| {ratio} | {target} | {met} | {counts} |"
+        )
+    return lines
+
+
 def table(results: Sequence[Result]) -> str:
-    """The markdown table of all results, then the RSS target lines and the notes."""
+    """The markdown table of all results (the populations' in a second table), the RSS target lines, the notes."""
     lines = [
         "| what | population | sockscope | peer | ratio | target | met? | sockscope peak RSS | peer peak RSS |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    shaped = [r for r in results if r.shape]
+    if len(shaped) == len(results):
+        lines = []
     for r in results:
-        ratio, target, met = _verdict(r.row, r.size, r.ours, r.peer)
+        if r.shape:
+            continue
+        ratio, target, met = _verdict(r)
         lines.append(
-            f"| {r.row.what} | {r.population} | {_cell(r.ours)} | {_cell(r.peer)} | {ratio} | {target} | {met} "
+            f"| {r.row.what} | {r.population} | {cell(r.ours)} | {cell(r.peer)} | {ratio} | {target} | {met} "
             f"| {_rss(r.ours)} | {_rss(r.peer)} |"
         )
         rss_target = r.row.rss_targets.get(r.size) if r.size is not None else None
@@ -508,9 +346,11 @@ def table(results: Sequence[Result]) -> str:
             met = "n/a" if mine is None else ("yes" if mine <= rss_target.max_rss_mib else "**NO**")
             ratio = f"{mine / theirs:.2f}×" if mine is not None and theirs else "—"
             lines.append(
-                f"| peak RSS of `sockscope {' '.join(r.row.ours)}` | {r.population} | {_rss(r.ours) or _cell(r.ours)} "
+                f"| peak RSS of `sockscope {' '.join(r.row.ours)}` | {r.population} | {_rss(r.ours) or cell(r.ours)} "
                 f"| {_rss(r.peer)} | {ratio} | {rss_target.text} | {met} | | |"
             )
+    if shaped:
+        lines += ([""] if lines else []) + _shape_table(shaped)
     notes = [
         f"- {r.row.name} @ {r.population}: {note}"
         for r in results
@@ -562,13 +402,15 @@ def machine_info(args: argparse.Namespace) -> dict[str, str]:
             f"existing netns {args.netns}" if args.netns else
             f"N = N ESTABLISHED TCP sockets (both ends of N/2 loopback connections) + {LISTENERS} LISTEN "
             f"+ {UDP_SOCKETS} UDP, in a private netns; TIME-WAIT rows add {args.time_wait} TIME-WAIT sockets"
-        ),
+        ) if args.sizes or args.netns else "",
+        "populations": ", ".join(s.name for s in args.shapes) + f" (bench/shapes.py, scale {args.scale}), "
+        "each in a private netns built before its rows and deleted after them" if args.shapes else "",
         "peak RSS": "GNU time %M of the warm-up run" if os.path.exists(GNU_TIME) else "not measured (no /usr/bin/time)",
     }
 
 
 def report(info: Mapping[str, str], results: Sequence[Result]) -> str:
-    head = [f"- {key}: {value}" for key, value in info.items()]
+    head = [f"- {key}: {value}" for key, value in info.items() if value]
     return "\n".join([table(results), "", *head])
 
 
@@ -605,8 +447,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         epilog="rows: " + ", ".join(f"{r.name} ({r.what})" for r in ROWS),
     )
     p.add_argument("--setup", action="store_true", help="create bench/.venv (psutil, pyroute2, sockscope -e)")
-    p.add_argument("--sizes", type=_sizes, default=[100, 10_000], help="ESTABLISHED sockets per population "
-                   "(default 100,10000; 10k/100k work too)")
+    p.add_argument("--sizes", type=_sizes, help="ESTABLISHED sockets per population "
+                   "(default 100,10000 unless --populations; 10k/100k work too)")
+    p.add_argument("--populations", metavar="LIST", help="populations shaped like real hosts' (comma-separated, "
+                   f"or all): {', '.join(shapes.SHAPES)}")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the populations' counts (default 1)")
     p.add_argument("--runs", type=int, default=7, help="timed runs per side; the median is reported (default 7)")
     p.add_argument("--only", help="comma-separated row names (runs them at every size)")
     p.add_argument("--json", metavar="FILE", help="also write all samples and metadata as JSON")
@@ -631,7 +476,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.rows = [ROW_BY_NAME[n] for n in names] if names else list(ROWS)
     if args.runs < 1:
         p.error("--runs must be >= 1")
+    chosen = (args.populations or "").split(",") if args.populations != "all" else list(shapes.SHAPES)
+    args.shapes = [shapes.SHAPES[n] for n in chosen if n in shapes.SHAPES]
+    unknown = [n for n in chosen if n and n not in shapes.SHAPES]
+    if unknown:
+        p.error(f"unknown population(s) {', '.join(unknown)}; populations: {', '.join(shapes.SHAPES)}")
+    if args.populations and args.netns:
+        p.error("--populations builds its own namespaces: not with --netns")
+    if not 0 < args.scale <= 1:
+        p.error("--scale must be in (0, 1]")
+    if args.sizes is None:
+        args.sizes = [] if args.shapes else [100, 10_000]
     return args
+
+
+def _shape_rows(shape: Any, args: argparse.Namespace) -> list[Row]:
+    """The rows measured on a population: its own, less those ``--only`` leaves out."""
+    return [ROW_BY_NAME[n] for n in shape.rows if not args.only or ROW_BY_NAME[n] in args.rows]
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -671,6 +532,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 got, versions = bench_size(size, rows, args)
                 results += got
                 info.update(versions)
+        for shape in args.shapes:
+            rows = _shape_rows(shape, args)
+            if rows:
+                got, versions = bench_shape(shape, rows, args)
+                results += got
+                info.update(versions)
     except KeyboardInterrupt:
         print("bench/run.py: interrupted (populations cleaned up)", file=sys.stderr)
         return 130
@@ -684,10 +551,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def inner_main(spec: Mapping[str, Any]) -> int:
+    """``--inner``: measure the rows of ``spec`` in this process's namespace; print them as JSON."""
+    measured = []
+    for name in spec["rows"]:
+        measured.append(measure.measure(ROW_BY_NAME[name], spec))
+        ours, peer = (Side(**measured[-1][key]) for key in ("ours", "peer"))
+        print(f"  {name}: {cell(ours)} vs {cell(peer)}", file=sys.stderr, flush=True)
+    json.dump({"results": measured, "versions": measure.versions()}, sys.stdout)
+    return 0
+
+
 def _result_json(r: Result) -> dict[str, Any]:
-    ratio, target, met = _verdict(r.row, r.size, r.ours, r.peer)
+    ratio, target, met = _verdict(r)
     return {
-        "row": r.row.name, "what": r.row.what, "population": r.population, "size": r.size,
+        "row": r.row.name, "what": r.row.what, "population": r.population, "size": r.size, "shape": r.shape,
+        "same": r.same,
         "ours": asdict(r.ours), "peer": asdict(r.peer), "ours_median_ms": r.ours.median_ms(),
         "peer_median_ms": r.peer.median_ms(), "ratio": ratio, "target": target, "met": met, "notes": r.notes,
     }

@@ -16,9 +16,11 @@ as are the processes the test started (by pid).
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import json
 import os
+import re
 import secrets
 import selectors
 import signal
@@ -190,8 +192,6 @@ def test_run_end_to_end_tiny(tmp_path: Path) -> None:
 def test_breakdown_prints_the_timeline_and_profiles() -> None:
     """bench/breakdown.py (the profiles behind bench/README.md) runs: the cold marks in
     order, a warm median and a cProfile table, for a CLI command and for the API."""
-    import re
-
     cli = subprocess.run(["unshare", "-n", sys.executable, str(BENCH / "breakdown.py"), "--runs", "3", "--", "-tan"],
                          capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
@@ -203,3 +203,115 @@ def test_breakdown_prints_the_timeline_and_profiles() -> None:
                           "--runs", "3"], capture_output=True, text=True, timeout=120)
     assert api.returncode == 0, api.stderr
     assert "_net_connections" in api.stdout
+
+
+# --------------------------------------------------------------------------- the populations shaped like real hosts'
+
+shapes = _load("shapes")
+
+
+def test_shape_plans_at_full_size_fit_the_fd_limit() -> None:
+    """At scale 1 every population has the issue's size, and no holder needs more fds than it may have."""
+    capacity = 20_000 - population.FD_RESERVE
+    totals = {}
+    for name, shape in shapes.SHAPES.items():
+        specs, late = shape.plan(1.0, capacity)
+        assert all(spec.fds() <= capacity for spec in specs), name
+        jobs = [job for spec in specs for job in spec.jobs]
+        kept = sum(job["count"] * (2 if job["kind"] == "tcp" else 1) for job in jobs)
+        tw = sum(job["count"] for spec in late for job in spec.jobs)
+        totals[name] = (kept, tw, len(specs), sum(spec.workers for spec in specs))
+    assert totals["dual10k"][:3] == (10_000, 0, 1)
+    assert totals["mixed10k"][:3] == (10_000, 0, 1)
+    assert totals["mixed100k"][:3] == (100_000, 0, 6)
+    assert totals["procs1000"] == (8000, 2000, 1, 999)  # the holder itself is the 1,000th process
+    assert totals["prefork256"] == (2 * 8 * 256, 0, 1, 256)
+    assert totals["unix20k"][:3] == (20_000, 0, 2)
+    assert totals["udp10k"][:3] == (10_000, 0, 1)
+    assert 15_000 <= sum(totals["hostmix15k"][:2]) <= 16_000 and totals["hostmix15k"][3] == 39
+
+
+def _ss(netns: str, option: str) -> list[str]:
+    return [line for line in _in_netns(netns, f"ss {option}H").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("name", list(shapes.SHAPES))
+def test_shape_tiny_is_what_it_says_and_cleans_up(netns_name: str, name: str) -> None:
+    """Each population at 1%: ss sees exactly what the builder counted, in the shape its name says;
+    closing ends every process (forked workers too), removes the socket files and the namespace."""
+    pop = shapes.build(name, netns_name, scale=0.01)
+    try:
+        c = pop.counts
+        tcp, udp, unix = _ss(netns_name, "-tan"), _ss(netns_name, "-uan"), _ss(netns_name, "-xa")
+        assert (len(tcp), len(udp), len(unix)) == (pop.expected_tcp(), c["udp"], c["unix"])
+        pids = {int(p) for p in re.findall(r"pid=(\d+)", _in_netns(netns_name, "ss -tuxapH"))}
+        assert len(pids) == c["processes"] and all(_alive(p) for p in pids)
+        states = collections.Counter(line.split()[0] for line in tcp)
+        if name == "dual10k":
+            assert sum("[::ffff:127.12." in line for line in tcp) == c["established"] // 2
+            assert c["listen"] == 10 and states == {"ESTAB": 100, "LISTEN": 10}
+        elif name.startswith("mixed"):
+            v6 = sum("[::1]:" in line for line in tcp)
+            assert abs(2 * v6 - len(tcp)) <= 2 and states == {"ESTAB": len(tcp)}
+        elif name == "procs1000":
+            assert c["processes"] == 10 and states == {"ESTAB": 80, "TIME-WAIT": 20}
+        elif name == "prefork256":
+            listener = _ss(netns_name, "-tlnp")
+            assert len(listener) == 1 and len(re.findall(r"pid=", listener[0])) == 3
+            assert c["processes"] == 4 and states == {"ESTAB": 48, "LISTEN": 1}
+        elif name == "unix20k":
+            kinds = collections.Counter((line.split()[0], line.split()[1]) for line in unix)
+            assert kinds[("u_str", "LISTEN")] == 2 and kinds[("u_dgr", "ESTAB")] and kinds[("u_str", "ESTAB")]
+            assert any(str(pop.scratch) in line for line in unix) and any(" @sockscope-bench" in line for line in unix)
+        elif name == "udp10k":
+            assert collections.Counter(line.split()[0] for line in udp) == {"UNCONN": 50, "ESTAB": 50}
+        else:
+            assert states["TIME-WAIT"] == 20 and any("[::1]:" in line for line in tcp if "TIME-WAIT" in line)
+            assert any("[::1]:" in line for line in udp) and c["unix"] == 60
+        scratch = pop.scratch
+    finally:
+        pop.close()
+    assert netns_name not in _netns_list()
+    assert not any(_alive(p) for p in pids)
+    assert scratch is None or not os.path.exists(scratch)
+
+
+def test_run_populations_tiny(tmp_path: Path) -> None:
+    """bench/run.py --populations: every population at 1%, one run of a few rows; each row compared
+    side by side and found to return what the peer returns; no namespace left behind."""
+    out = tmp_path / "pop.json"
+    before = set(_netns_list())
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--populations", "all", "--scale", "0.01", "--runs", "1",
+         "--only", "tan,xa,nc_udp,nc_all", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| population | what | sockscope (min–max ms) |" in done.stdout
+    data = json.loads(out.read_text())
+    got = {(r["shape"], r["row"]) for r in data["results"]}
+    assert {s for s, _ in got} == set(shapes.SHAPES)
+    assert ("hostmix15k", "nc_all") in got and ("udp10k", "nc_udp") in got and ("unix20k", "xa") in got
+    assert ("mixed100k", "tan") in got and ("udp10k", "tan") not in got
+    for r in data["results"]:
+        assert r["ours"]["status"] == "ok" and r["peer"]["status"] == "ok", r
+        assert r["same"] is True and r["ours"]["lines"] == r["peer"]["lines"], r
+        assert r["target"] and r["met"] in ("yes", "**NO**")
+    notes = "\n".join(n for r in data["results"] for n in r["notes"])
+    assert notes.count("(as built)") == len(shapes.SHAPES) and "FAILED" not in notes
+    time.sleep(0.1)
+    assert not [n for n in set(_netns_list()) - before if n.startswith("sockscope-bench-")]
+
+
+def test_verdict_needs_the_same_results() -> None:
+    """A row is not met when the sides returned different results, however fast; a listing's target
+    depends on ss's own time (≤ 1.5× from 10 ms, else ≤ 30 ms)."""
+    run = _load("run")
+    row = run.ROW_BY_NAME["tan"]
+    fast, slow = run.Side("ours", seconds=[0.005]), run.Side("ss", seconds=[0.050])
+    assert run._verdict(run.Result(row, "p", None, fast, slow, [], True, "dual10k"))[2] == "yes"
+    assert run._verdict(run.Result(row, "p", None, fast, slow, [], False, "dual10k"))[2] == "**NO** (results differ)"
+    assert run.population_target(row, 12.0).max_ratio == 1.5
+    assert run.population_target(row, 9.0).max_ms == 30
+    assert run.population_target(run.ROW_BY_NAME["tanp"], 1.0).max_ratio == 1.0
+    assert run.population_target(run.ROW_BY_NAME["nc_unix"], 1.0).max_ratio == 0.2

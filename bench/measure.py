@@ -1,0 +1,340 @@
+"""The inner side of bench/run.py: timing two sides of one row, inside the namespace.
+
+Contract
+--------
+:func:`measure_cli` times ``sockscope <row.ours>`` against the peer argv and
+:func:`measure_inproc` two in-process callables (``row.kind`` is the
+``net_connections``/``sockets`` kind), each side after one untimed warm-up,
+the sides alternating ABBA, and returns a :class:`Side` per side: status,
+samples, peak RSS (CLI, with GNU time) and ``lines`` (CLI: output lines; in
+process: results).  :func:`same` says whether both sides returned the same
+thing (line counts for rows that print the same rows; psutil's connections
+as a multiset), so that a fast wrong answer cannot meet a target.
+Standard library only, apart from the peers the loaders import.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import sys
+import os
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
+GNU_TIME = "/usr/bin/time"  # for peak RSS (package "time"); without it RSS cells stay empty
+PYTHON = "{python}"  # placeholder in a peer argv: the sockscope venv's python
+_UNSUPPORTED = re.compile(
+    r"unsupported|not supported|not implemented|unrecognized|unknown option|invalid option|no such option",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal from the Performance issue; ratio = sockscope median / peer median."""
+
+    text: str
+    max_ratio: float | None = None
+    max_ms: float | None = None
+    max_rss_mib: float | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One comparison.  CLI rows: sockscope args vs a peer argv; in-process rows: loader names."""
+
+    name: str
+    what: str
+    ours: tuple[str, ...]
+    peer: tuple[str, ...]
+    inproc: bool = False
+    kind: str = "tcp"  # in-process rows: the API's kind
+    goal: str = ""  # on the populations: "listing", "owners" (-p) or "api" (see run.population_target)
+    targets: Mapping[int, Target] = field(default_factory=dict)  # by population size
+    rss_targets: Mapping[int, Target] = field(default_factory=dict)  # sockscope's own peak RSS
+    same_output: bool = False  # the peer prints the same rows: compare line counts
+    time_wait: bool = False  # measured with TIME-WAIT sockets added
+    min_size: int = 0  # below this, only with --only
+
+    def target(self, size: int | None) -> Target | None:
+        return self.targets.get(size) if size is not None else None
+
+    def runs_at(self, size: int | None, only: bool) -> bool:
+        return only or (size or 0) >= self.min_size
+
+
+
+
+@dataclass
+class Side:
+    """One side of a row: what ran, how it went, the samples."""
+
+    label: str
+    status: str = "ok"  # ok | unsupported | error | unavailable
+    message: str = ""
+    seconds: list[float] = field(default_factory=list)
+    rss_kib: int | None = None  # peak RSS of the warm-up run (CLI rows, with GNU time)
+    lines: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def median_ms(self) -> float | None:
+        return statistics.median(self.seconds) * 1e3 if self.ok and self.seconds else None
+
+    def peak_rss_mib(self) -> float | None:
+        return self.rss_kib / 1024 if self.ok and self.rss_kib is not None else None
+
+    def fail(self, status: str, message: str) -> None:
+        self.status, self.message = status, message[:160]
+
+
+# --------------------------------------------------------------------------- inner: CLI timings
+
+
+def _spawn(argv: Sequence[str], stdout: str, stderr: str) -> tuple[float, int]:
+    """Run ``argv`` with stdout/stderr on files; (wall seconds, exit status)."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 1, stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+        (os.POSIX_SPAWN_OPEN, 2, stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+    ]
+    start = time.perf_counter()
+    pid = os.posix_spawn(argv[0], list(argv), os.environ, file_actions=actions)
+    _, wait_status = os.waitpid(pid, 0)
+    elapsed = time.perf_counter() - start
+    return elapsed, os.waitstatus_to_exitcode(wait_status)
+
+
+def _warm_up_cli(side: Side, argv: Sequence[str], tmp: str) -> None:
+    """One untimed run: checks that the command works, counts its output lines, takes its peak RSS.
+
+    The RSS comes from GNU time (its ``wait4`` of a child it forked itself):
+    ``ru_maxrss`` of a child spawned straight from this process would include
+    this process's own RSS, which the child's address space starts from.
+    """
+    out, err, rss = (os.path.join(tmp, name) for name in ("out", "err", "rss"))
+    wrapped = [GNU_TIME, "-f", "%M", "-o", rss, *argv] if os.path.exists(GNU_TIME) else list(argv)
+    try:
+        _, status = _spawn(wrapped, out, err)
+    except OSError as exc:
+        side.fail("unavailable", f"{argv[0]}: {exc.strerror}")
+        return
+    with open(out, "rb") as f:
+        side.lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    if wrapped[0] == GNU_TIME and os.path.exists(rss):
+        last = Path(rss).read_text().split()[-1:]
+        side.rss_kib = int(last[0]) if last and last[0].isdigit() else None
+    if status:
+        text = Path(err).read_text(errors="replace")
+        message = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
+        kind = "unsupported" if status == 255 or _UNSUPPORTED.search(text) else "error"
+        side.fail(kind, f"exit {status}: {message}")
+
+
+def _abba(runs: int, pairs: Sequence[tuple[Side, T]]) -> Iterator[tuple[int, Side, T]]:
+    """``(run, side, item)`` for every timed run, the two sides in ABBA order; failed sides skipped."""
+    for run in range(runs):
+        for side, item in pairs if run % 2 == 0 else pairs[::-1]:
+            if side.ok:
+                yield run, side, item
+
+
+def _resolve(argv: Sequence[str], spec: Mapping[str, Any]) -> list[str] | None:
+    first = spec["python"] if argv[0] == PYTHON else shutil.which(argv[0])
+    return [first, *argv[1:]] if first else None
+
+
+def measure_cli(row: Row, spec: Mapping[str, Any]) -> list[Side]:
+    """Time ``sockscope <row.ours>`` against the peer argv, interleaved."""
+    ours = Side("sockscope " + " ".join(row.ours))
+    peer = Side(" ".join(row.peer).replace(PYTHON, "python"))
+    pairs = [(ours, [*spec["sockscope"], *row.ours]), (peer, _resolve(row.peer, spec) or [row.peer[0]])]
+    with tempfile.TemporaryDirectory(prefix="sockscope-bench-") as tmp:
+        for side, argv in pairs:
+            if os.path.exists(argv[0]):
+                _warm_up_cli(side, argv, tmp)
+            else:
+                side.fail("unavailable", f"{argv[0]} not found")
+        err = os.path.join(tmp, "err")
+        for run, side, argv in _abba(spec["runs"], pairs):
+            seconds, status = _spawn(argv, os.devnull, err)
+            if status:
+                side.fail("error", f"exit {status} on run {run + 1}")
+            side.seconds.append(seconds)
+    return [ours, peer]
+
+
+# --------------------------------------------------------------------------- inner: in-process timings
+
+
+def _load_sockscope_net_connections(kind: str) -> Callable[[], Any]:
+    import sockscope
+
+    fn = cast(Callable[[str], Any], sockscope.net_connections)  # via the module's __getattr__
+    return lambda: fn(kind)
+
+
+def _load_psutil_net_connections(kind: str) -> Callable[[], Any]:
+    import psutil  # type: ignore[import-untyped, unused-ignore]
+
+    return lambda: psutil.net_connections(kind)
+
+
+def _load_sockscope_sockets(kind: str) -> Callable[[], Any]:
+    import sockscope
+
+    fn = cast(Callable[[str], Any], sockscope.sockets)
+    return lambda: list(fn(kind))
+
+
+def _load_pyroute2(kind: str) -> Callable[[], Any]:
+    from socket import AF_INET, AF_INET6, IPPROTO_TCP
+
+    from pyroute2 import DiagSocket  # type: ignore[import-untyped, unused-ignore]
+    from pyroute2.netlink.diag import SS_ALL  # type: ignore[import-untyped, unused-ignore]
+
+    if kind != "tcp":
+        raise NotImplementedError(f"pyroute2 row for kind {kind!r}")
+
+    def dump() -> list[Any]:
+        with DiagSocket() as diag:
+            diag.bind()
+            return [
+                *diag.get_sock_stats(family=AF_INET, protocol=IPPROTO_TCP, states=SS_ALL),
+                *diag.get_sock_stats(family=AF_INET6, protocol=IPPROTO_TCP, states=SS_ALL),
+            ]
+
+    return dump
+
+
+LOADERS: dict[str, Callable[[str], Callable[[], Any]]] = {
+    "sockscope.net_connections": _load_sockscope_net_connections,
+    "psutil.net_connections": _load_psutil_net_connections,
+    "sockscope.sockets": _load_sockscope_sockets,
+    "pyroute2.get_sock_stats": _load_pyroute2,
+}
+
+
+def _psutil_key(conn: Any) -> tuple[Any, ...]:
+    """A psutil-style connection as plain values (enums to ints, StrEnum to str; UNIX paths as they are)."""
+    status = getattr(conn.status, "value", conn.status)
+    laddr, raddr = (a if isinstance(a, str) else tuple(a) for a in (conn.laddr, conn.raddr))
+    return (conn.fd, int(conn.family), int(conn.type), laddr, raddr, status, conn.pid)
+
+
+def _same_connections(ours: Any, peer: Any) -> tuple[bool, str]:
+    """Whether ``net_connections`` returned exactly psutil's connections (as a multiset)."""
+    a = collections.Counter(map(_psutil_key, ours))
+    b = collections.Counter(map(_psutil_key, peer))
+    if a == b:
+        return True, f"results identical to psutil ({len(ours)} connections)"
+    only_a, only_b = a - b, b - a
+    sample = next(iter(only_a or only_b))
+    return False, (
+        f"results DIFFER from psutil: {sum(only_a.values())} only in sockscope, "
+        f"{sum(only_b.values())} only in psutil (of {len(ours)}/{len(peer)}); e.g. {sample!r}"
+    )
+
+
+def _same_count(ours: Any, peer: Any) -> tuple[bool, str]:
+    return len(ours) == len(peer), f"{len(ours)} sockscope records, {len(peer)} pyroute2 messages"
+
+
+#: sockscope's loader -> how the first (untimed) results of both sides are compared
+CHECKS: dict[str, Callable[[Any, Any], tuple[bool, str]]] = {
+    "sockscope.net_connections": _same_connections, "sockscope.sockets": _same_count,
+}
+
+
+def _load(side: Side, name: str, kind: str) -> tuple[Callable[[], Any] | None, Any]:
+    """Import a loader and call it once (untimed); (callable, first result) or (None, None)."""
+    try:
+        fn = LOADERS[name](kind)
+    except ImportError as exc:
+        side.fail("unavailable", f"{exc} (run bench/run.py --setup)")
+        return None, None
+    except (AttributeError, NotImplementedError) as exc:
+        side.fail("unsupported", f"{type(exc).__name__}: {exc}")
+        return None, None
+    try:
+        return fn, fn()
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a table cell
+        kind = "unsupported" if isinstance(exc, NotImplementedError) else "error"
+        side.fail(kind, f"{type(exc).__name__}: {exc}")
+        return None, None
+
+
+def measure_inproc(row: Row, spec: Mapping[str, Any]) -> tuple[list[Side], bool | None, list[str]]:
+    """Time two in-process callables, interleaved, each after one untimed call whose results are compared."""
+    ours, peer = Side(row.ours[0]), Side(row.peer[0])
+    our_fn, our_result = _load(ours, row.ours[0], row.kind)
+    peer_fn, peer_result = _load(peer, row.peer[0], row.kind)
+    same, notes = None, []
+    if ours.ok and peer.ok:
+        ours.lines, peer.lines = len(our_result), len(peer_result)
+        if row.ours[0] in CHECKS:
+            same, note = CHECKS[row.ours[0]](our_result, peer_result)
+            notes.append(note)
+    del our_result, peer_result
+    for _, side, fn in _abba(spec["runs"], [(ours, our_fn), (peer, peer_fn)]):
+        if fn is not None:
+            gc.collect()
+            start = time.perf_counter()
+            result = fn()
+            side.seconds.append(time.perf_counter() - start)
+            del result
+    return [ours, peer], same, notes
+
+
+def measure(row: Row, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """One row, in this process's namespace: ``{row, ours, peer, same, notes}`` (JSON-able)."""
+    notes: list[str] = []
+    same: bool | None = None
+    if row.inproc:
+        (ours, peer), same, notes = measure_inproc(row, spec)
+    else:
+        ours, peer = measure_cli(row, spec)
+        if row.same_output and ours.ok and peer.ok:
+            same = ours.lines == peer.lines
+            if not same:
+                notes.append(f"output lines differ: sockscope {ours.lines}, {peer.label} {peer.lines}")
+    return {"row": row.name, "ours": asdict(ours), "peer": asdict(peer), "same": same, "notes": notes}
+
+
+def versions() -> dict[str, str]:
+    """The interpreter and the peers' versions, as the inner process sees them."""
+    from importlib import metadata
+
+    out = {"inner python": sys.version.split()[0]}
+    for dist in ("psutil", "pyroute2"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def cell(side: Side) -> str:
+    """A side's median as a table cell, or why there is none."""
+    ms = side.median_ms()
+    if ms is None:
+        return side.status if side.status != "error" else f"error: {side.message}"
+    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def spread(side: Side) -> str:
+    """min–max of a side's samples."""
+    if not side.ok or not side.seconds:
+        return ""
+    lo, hi = min(side.seconds) * 1e3, max(side.seconds) * 1e3
+    return f"{lo:.0f}–{hi:.0f}" if lo >= 100 else f"{lo:.1f}–{hi:.1f}"
