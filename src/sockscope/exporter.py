@@ -524,17 +524,15 @@ def _summed(listeners: Iterable[Listener], label: Callable[[Listener], str]) -> 
 # --------------------------------------------------------------------------
 # Network namespaces (--all-netns): discovery and setns live in sockscope.netns
 
-def collect_in(ref: NetnsRef, proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLES) -> Snapshot:
-    """Collect in namespace ``ref`` from a short-lived thread that enters it; never raises."""
+def collect_in(ref: NetnsRef, proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLES) -> Snapshot | None:
+    """Collect in namespace ``ref`` from a short-lived thread that enters it; never raises.
+
+    None when the namespace is gone (deleted, or its process exited, since it
+    was listed): that is not a failed scrape, just one namespace fewer."""
     t0 = time.perf_counter()
-    fd = -1
-    why = "no path opens it"
-    for path in ref.paths:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            break
-        except OSError as exc:
-            why = f"{path}: {exc.strerror}"
+    fd, why = _open_netns(ref, proc)
+    if fd is None:
+        return None
     if fd < 0:
         return Snapshot(ref.label, errors=[("netns", f"cannot open netns {ref.label}: {why}")],
                         duration=time.perf_counter() - t0)
@@ -564,11 +562,33 @@ def collect_in(ref: NetnsRef, proc: str = "/proc", tables: Iterable[str] = DEFAU
     return snap
 
 
+def _open_netns(ref: NetnsRef, proc: str) -> tuple[int | None, str]:
+    """(fd, "") of the namespace itself; (None, "") when it is gone; (-1, why) when it cannot be opened."""
+    why = ""
+    try:
+        nsfs = os.stat(f"{proc}/thread-self/ns/net").st_dev
+    except OSError:
+        nsfs = -1
+    for path in ref.paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # `ip netns del` removed the name, or the process exited
+        except OSError as exc:
+            why = f"{path}: {exc.strerror}"
+            continue
+        st = os.fstat(fd)
+        if st.st_ino == ref.inode and nsfs in (-1, st.st_dev):
+            return fd, ""
+        os.close(fd)  # the name was unmounted (a plain file until it is unlinked) or now names another one
+    return (-1, why) if why else (None, "")
+
+
 def collect_all_netns(proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLES,
                       run_dir: str = NETNS_RUN_DIR) -> list[Snapshot]:
-    """One snapshot per network namespace (sorted by label)."""
+    """One snapshot per network namespace still there when its turn comes (sorted by label)."""
     refs = list_netns(proc, run_dir)
-    snaps = [collect_in(ref, proc, tables) for ref in refs]
+    snaps = [snap for ref in refs if (snap := collect_in(ref, proc, tables)) is not None]
     return sorted(snaps, key=lambda s: s.netns or "")
 
 
