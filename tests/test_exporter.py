@@ -232,7 +232,7 @@ class Served:
         self.stderr = ""
         try:
             self.banner = self.read_err(30)
-            m = re.search(r"serving (http://\S+/metrics)", self.banner)
+            m = re.search(r"serving (https?://\S+)", self.banner)
             assert m, self.banner
             self.url = m.group(1)
         except BaseException:
