@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -260,3 +261,54 @@ def test_a_signal_stops_it_cleanly(holder: Holder, sig: str) -> None:
         p.wait()
         srv.stop()
     assert srv.stderr == ""
+
+
+#: Inside the netns: the server with a collector that raises answers 500, logs one line, keeps serving.
+FAILING = r'''
+import json, threading, urllib.request, urllib.error
+from prometheus_client import CollectorRegistry
+from sockscope.exporter_web import Address, Server, bind
+class Bad:
+    def collect(self):
+        raise RuntimeError("boom")
+reg = CollectorRegistry(auto_describe=False)
+reg.register(Bad())
+logs = []
+srv = Server([bind(Address("127.0.0.1", 9466), 16)], reg, log=logs.append)
+t = threading.Thread(target=srv.run)
+t.start()
+out = []
+for path in ("/metrics", "/metrics", "/"):
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:9466" + path, timeout=10) as r:
+                out.append(r.status)
+            break
+        except urllib.error.HTTPError as e:
+            out.append(e.code)
+            break
+        except urllib.error.URLError:
+            import time; time.sleep(0.05)
+srv.stop()
+t.join(10)
+print(json.dumps({"status": out, "logs": logs, "alive": t.is_alive()}))
+'''
+
+
+def test_a_failing_render_is_a_500_and_one_log_line(holder: Holder) -> None:
+    r = holder.run([sys.executable, "-c", FAILING])
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == [500, 500, 200]
+    assert not out["alive"]
+    assert len(out["logs"]) == 2
+    assert all(line.startswith("http: rendering the metrics failed: RuntimeError: boom") for line in out["logs"])
+
+
+def test_log_lines_are_one_line_with_control_characters_escaped(holder: Holder, tmp_path: Path) -> None:
+    odd = tmp_path / "a\nb\x1b[31m"
+    r = holder.run([*EXPORTER, "--once", "--proc", str(odd)])
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "\x1b" not in r.stderr, r.stderr
+    want = f"sockscope: scrape error: summary: cannot read {tmp_path}/a\\nb\\x1b[31m/thread-self/net/sockstat\n"
+    assert r.stderr == want

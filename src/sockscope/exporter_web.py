@@ -279,7 +279,14 @@ class Server:
 
             _, ctype = choose_encoder(req.headers.get("accept", ""))
             gz = "gzip" in req.headers.get("accept-encoding", "")
-            body = await self._render(req.headers.get("accept", ""), gz, ctype)
+            try:
+                body = await self._render(req.headers.get("accept", ""), gz, ctype)
+            except Exception as exc:  # noqa: BLE001 - the collector never raises; be sure a scrape gets an answer
+                if self.log is not None:
+                    self.log(f"http: rendering the metrics failed: {type(exc).__name__}: {exc}"[:300])
+                await self._send(writer, 500, [("Content-Type", "text/plain; charset=utf-8")],
+                                 b"rendering the metrics failed; see the exporter's stderr\n", False, head_only)
+                return False
             extra.append(("Content-Type", ctype))
             if gz:
                 extra.append(("Content-Encoding", "gzip"))
