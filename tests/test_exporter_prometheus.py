@@ -205,10 +205,10 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_and_client_certificates() -
         scraped(holder, config, checks, tmp)
     finally:
         try:
-            for s in served:
-                rc = s.stop()
-                assert rc == 0, s.stderr
-                assert s.stderr == "", s.stderr  # after the banner, nothing: refused clients are not logged
+            rcs = [s.stop() for s in served]  # every one stopped before any assertion
+            assert rcs == [0] * len(served), [s.stderr for s in served]
+            # after the banner, nothing: refused clients are not logged
+            assert [s.stderr for s in served] == [""] * len(served)
         finally:
             if holder is not None:
                 holder.close()

@@ -158,7 +158,6 @@ class Server:
         self.path = path
         self.log = log
         self.conns: dict[_Conn, None] = {}
-        self.evicted = 0  # connections closed to make room (for the tests and the bench)
         self._pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="sockscope-render")
         self._auth_pool = ThreadPoolExecutor(1, thread_name_prefix="sockscope-auth")
         self._renders: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
@@ -212,7 +211,6 @@ class Server:
             if not waiting:
                 return False
             oldest = min(waiting, key=lambda c: c.waiting_since or 0.0)
-            self.evicted += 1
             oldest.writer.transport.abort()
             self.conns.pop(oldest, None)
         self.conns[conn] = None
