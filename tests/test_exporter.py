@@ -5,7 +5,7 @@
 * On the static population of the ``population`` fixture (tests/population.py)
   ``sockscope_sockets`` equals the per-(family, netid, state) counts of ``ss``,
   the listener gauges equal ``ss -l``'s Recv-Q/Send-Q per address, and the
-  ``sockscope_summary_*`` gauges equal ``ss -s`` and ``sockscope -s``.
+  ``sockscope_sockstat_*`` gauges equal ``ss -s`` and ``sockscope -s``.
 * On populations built here (a holder process started in a fresh netns): the
   TCP byte sums equal the bytes really moved (and the core's tcp_info decoder),
   1,000 listeners stay within ``--max-listeners`` + "other" with exact sums,
@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 import pytest
 
+import sockscope
 from conftest import Harness
 from nsutil import Netns, read_line, stop_pids
 from ssparse import parse
@@ -119,10 +120,10 @@ def summary_of(samples: Samples, netns: str | None = None) -> dict[str, int]:
     out = {}
     extra = {"netns": netns} if netns is not None else {}
     for name in ("sockets_used", "tcp_sockets", "tcp_established", "tcp_closed", "tcp_orphaned", "tcp_timewait"):
-        out[name] = int(value(samples, f"sockscope_summary_{name}", **extra))
+        out[name] = int(value(samples, f"sockscope_sockstat_{name}", **extra))
     for name in ("raw_inuse", "udp_inuse", "tcp_inuse", "frag_inuse"):
         for fam in ("inet", "inet6"):
-            out[f"{name}/{fam}"] = int(value(samples, f"sockscope_summary_{name}", family=fam, **extra))
+            out[f"{name}/{fam}"] = int(value(samples, f"sockscope_sockstat_{name}", family=fam, **extra))
     return out
 
 
@@ -231,7 +232,7 @@ class Served:
         self.stderr = ""
         try:
             self.banner = self.read_err(30)
-            m = re.search(r"serving (http://\S+/metrics)", self.banner)
+            m = re.search(r"serving (https?://\S+)", self.banner)
             assert m, self.banner
             self.url = m.group(1)
         except BaseException:
@@ -344,7 +345,12 @@ def test_exposition_parses_with_help_and_conventions(fresh_population: Harness) 
     assert len(lines) == sum(1 for (n, _) in samples if n.startswith("sockscope_"))
     assert value(samples, "sockscope_scrape_success") == 1
     assert 0 < value(samples, "sockscope_scrape_duration_seconds") < 5
-    assert not series(samples, "sockscope_scrape_errors_total")  # no error yet: no series
+    # every source has its error counter from the first scrape, at 0
+    errors = {dict(lab)["source"]: v for lab, v in series(samples, "sockscope_scrape_errors_total").items()}
+    assert errors == dict.fromkeys(("tcp", "udp", "raw", "unix", "netlink", "packet", "summary", "netns",
+                                    "collector"), 0)
+    (build,) = series(samples, "sockscope_build_info").items()
+    assert build[1] == 1 and dict(build[0])["version"] == sockscope.__version__
     # process_* from prometheus_client ride along
     assert any(n == "process_cpu_seconds_total" for (n, _) in samples)
 
@@ -364,7 +370,8 @@ def test_without_the_extra_it_says_how_to_install() -> None:
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 1
     assert r.stdout == ""
-    assert r.stderr == "sockscope: the exporter needs prometheus_client: pip install 'sockscope[exporter]'\n"
+    assert r.stderr == ("sockscope: the exporter needs prometheus_client: pip install '.[exporter]' "
+                        "in the sockscope checkout\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -439,7 +446,7 @@ def test_summary_equals_ss_s_and_sockscope_s(fresh_population: Harness) -> None:
     assert got == want
     assert mine == want
     assert got["tcp_inuse/inet"] > 0 and got["tcp_timewait"] > 0
-    assert value(samples, "sockscope_summary_tcp_allocated") == got["tcp_sockets"] - got["tcp_timewait"]
+    assert value(samples, "sockscope_sockstat_tcp_allocated") == got["tcp_sockets"] - got["tcp_timewait"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -536,7 +543,7 @@ def test_a_failing_collection_is_an_error_metric(holder_factory: Any, tmp_path: 
             _, samples = parse_exposition(body)
             assert value(samples, "sockscope_scrape_success") == 0
             assert value(samples, "sockscope_scrape_errors_total", source="summary") == n
-            assert not series(samples, "sockscope_summary_tcp_timewait")
+            assert not series(samples, "sockscope_sockstat_tcp_timewait")
             # the rest of the scrape is still there and right
             assert value(samples, "sockscope_sockets", family="inet", protocol="tcp", state="LISTEN") == 3
             assert value(samples, "sockscope_sockets", family="inet6", protocol="tcp", state="LISTEN") == 1
@@ -555,10 +562,15 @@ def test_a_failing_collection_is_an_error_metric(holder_factory: Any, tmp_path: 
 def test_listen_address_must_be_explicit_and_bindable(holder_factory: Any) -> None:
     _require_root()
     h = holder_factory({})
-    r = h.run([*EXPORTER, "--listen", ":9466"])
-    assert r.returncode == 2 and "name the address to bind, e.g. 0.0.0.0:9466" in r.stderr
+    # a bare port names no address: refused (node_exporter's :PORT is every address; see test_exporter_web)
+    for flag in ("--listen", "--web.listen-address"):
+        r = h.run([*EXPORTER, flag, "9466"])
+        assert r.returncode == 255
+        assert r.stderr == (f"sockscope: exporter: argument --web.listen-address/--listen: '9466' has no address: "
+                            "write :9466 for every address of the host or 127.0.0.1:9466 for this host only "
+                            "(see sockscope exporter --help)\n")
     r = h.run([*EXPORTER, "--listen", "::1:9466"])
-    assert r.returncode == 2 and "[::1]:9466" in r.stderr
+    assert r.returncode == 255 and "[::1]:9466" in r.stderr
     r = h.run([*EXPORTER, "--listen", "192.0.2.1:9466"])  # not an address of this netns: bind fails
     assert r.returncode == 1
     assert r.stderr == "sockscope: cannot listen on 192.0.2.1:9466: Cannot assign requested address\n"

@@ -1,92 +1,127 @@
 """``sockscope exporter``: serve Prometheus metrics about the sockets of this host.
 
-Argument errors exit 2 (argparse); a missing ``prometheus_client`` and a
-listen address that cannot be bound are raised as
-:class:`~sockscope.errors.SockscopeError` (exit 1) for the registry to report.
-The collection itself never stops the server: a failing part of a scrape is
-exported as ``sockscope_scrape_errors_total`` and logged to stderr.
+Usage errors exit 255 (like the listing); a missing ``prometheus_client``, an
+address that cannot be bound and a bad ``--web.config.file`` are raised as
+:class:`~sockscope.errors.SockscopeError` (exit 1) for the registry to report
+in one line.  The collection itself never stops the server: a failing part of
+a scrape is exported as ``sockscope_scrape_errors_total`` and logged to stderr.
 
-The HTTP side is a threaded WSGI server (one thread per request) around
-prometheus_client's WSGI app: the metrics on ``/metrics`` (gzip and
-OpenMetrics negotiated by prometheus_client), a link on ``/``, 404 elsewhere.
+The HTTP side is :mod:`sockscope.exporter_web` (one asyncio loop, bounded
+connections and deadlines; TLS and basic auth from the web config);
 ``--once`` prints one scrape instead, and exits 1 if a part of it failed.
+The flags are spelled as node_exporter's (``--web.listen-address``,
+``--web.config.file``, ``--web.telemetry-path``); ``--listen`` is an alias of
+``--web.listen-address``.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import signal
-import socket
 import sys
-import threading
-from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING
 
-from sockscope.cli._args import OneLineParser, int_at_least
-from sockscope.errors import SockscopeError
+from sockscope.cli._args import OneLineParser, int_at_least, positive_int, seconds
 from sockscope.exporter import DEFAULT_LISTEN, DEFAULT_MAX_LISTENERS, INSTALL_HINT
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from sockscope.exporter import SocketCollector
+    from sockscope.exporter_metrics import SocketCollector
+    from sockscope.exporter_web import Address
+
+DEFAULT_ADDRESS = f"{DEFAULT_LISTEN[0]}:{DEFAULT_LISTEN[1]}"
 
 EPILOG = f"""\
 Serves the Prometheus text format on http://ADDR:PORT/metrics, one sock_diag
-pass per scrape.  Only {DEFAULT_LISTEN[0]} is bound unless --listen names another
-address (0.0.0.0:{DEFAULT_LISTEN[1]} for every IPv4 address, [::]:{DEFAULT_LISTEN[1]} for every
-address).
+pass per scrape.  --web.listen-address may be given several times: every
+address is served, or the exporter exits with an error.  ADDR:PORT binds one
+address ([V6ADDR]:PORT for IPv6), :PORT every address of the host (IPv6 and
+IPv4), as node_exporter does.  Unlike node_exporter the default is
+{DEFAULT_ADDRESS}: only this host can scrape until you say otherwise.
+
+--web.config.file takes the exporter-toolkit web config that node_exporter
+reads (YAML): tls_server_config (cert_file, key_file, client_auth_type,
+client_ca_file, client_allowed_sans, min_version, max_version),
+basic_auth_users (bcrypt hashes) and http_server_config.headers.
 
 Metrics: sockscope_sockets{{family,protocol,state}}, the accept queue and backlog
 of at most --max-listeners listeners (the rest summed under listener="other"),
-TCP retransmits and bytes summed over open sockets, the ss -s counters, and
-the scrape's duration, success and errors.  No label names a connection.
+TCP retransmits and bytes summed over open sockets, the ss -s counters
+(sockscope_sockstat_*), sockscope_build_info, and the scrape's duration,
+success and errors.  No label names a connection.
 
 --all-netns adds a netns label and collects every network namespace: those
 named in /var/run/netns (label: the name) and those of running processes
-(label: ino:<inode>).  It needs CAP_SYS_ADMIN (setns).
+(label: ino:<inode>).  It needs CAP_SYS_ADMIN (setns).  A namespace that
+disappears during a scrape is left out of it.
 
-Needs prometheus_client: {INSTALL_HINT.split(": ", 1)[1]}
+Needs prometheus_client (and PyYAML and bcrypt for --web.config.file):
+{INSTALL_HINT.split(": ", 1)[1]}
 
 exit status:
-  0  stopped by SIGINT/SIGTERM (--once: the scrape had no error)
-  1  prometheus_client missing, cannot listen (--once: some part of the scrape failed)
-  2  usage error
+  0    stopped by SIGINT/SIGTERM (--once: the scrape had no error)
+  1    a dependency missing, cannot listen, bad web config (--once: some part of the scrape failed)
+  255  usage error
 """
 
 
-def _listen(text: str) -> tuple[str, int]:
-    """``ADDR:PORT``, ``[V6ADDR]:PORT`` or ``PORT`` (on 127.0.0.1); the address must be explicit."""
+def listen_address(text: str) -> Address:
+    """``HOST:PORT``, ``[V6ADDR]:PORT`` or ``:PORT`` (every address), as node_exporter reads them."""
+    from sockscope.exporter_web import Address
+
     host, sep, port_text = text.rpartition(":")
     if not sep:
-        host, port_text = DEFAULT_LISTEN[0], text
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no address: write :{text} for every address of the host "
+            f"or 127.0.0.1:{text} for this host only")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+        if not host:
+            raise argparse.ArgumentTypeError(f"empty brackets in {text!r}: write :{port_text} for every address")
     elif ":" in host:
         raise argparse.ArgumentTypeError(f"write an IPv6 address in brackets: [{host}]:{port_text}")
-    if not host:
-        raise argparse.ArgumentTypeError(
-            f"name the address to bind, e.g. 0.0.0.0:{port_text} (every IPv4 address) "
-            f"or 127.0.0.1:{port_text}")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {port_text!r}") from None
-    if not 0 <= port <= 65535:
+    if not port_text.isdigit() or not port_text.isascii():
+        raise argparse.ArgumentTypeError(f"not a port number: {port_text!r}")
+    port = int(port_text)
+    if port > 65535:
         raise argparse.ArgumentTypeError(f"port out of range: {port}")
-    return host, port
+    return Address(host, port)
+
+
+def _path(text: str) -> str:
+    if not text.startswith("/") or any(c in text for c in " ?#") or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"not a URL path starting with '/': {text!r}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sockscope.exporter_web import Limits
+
+    d = Limits()
     p = OneLineParser(
-        usage_status=2,
         prog="sockscope exporter",
         description="Serve Prometheus metrics about sockets (sock_diag), for scraping.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--listen", type=_listen, default=DEFAULT_LISTEN, metavar="ADDR:PORT",
-                   help=f"address to serve on (default {DEFAULT_LISTEN[0]}:{DEFAULT_LISTEN[1]}; port 0 picks one)")
+    p.add_argument("--web.listen-address", "--listen", dest="listen", type=listen_address, action="append",
+                   metavar="ADDR:PORT",
+                   help=f"address to serve on, repeatable (default {DEFAULT_ADDRESS}; :PORT = every address; "
+                        "port 0 picks one)")
+    p.add_argument("--web.config.file", dest="web_config", metavar="FILE",
+                   help="exporter-toolkit web config (YAML): TLS, client certificates, basic auth")
+    p.add_argument("--web.telemetry-path", dest="path", type=_path, default="/metrics", metavar="PATH",
+                   help="URL path of the metrics (default /metrics)")
+    p.add_argument("--web.max-connections", dest="max_connections", type=positive_int, default=d.max_connections,
+                   metavar="N", help=f"open connections at most (default {d.max_connections}); at the limit "
+                   "the connection idle longest is closed")
+    p.add_argument("--web.header-timeout", dest="header_timeout", type=seconds, default=d.header_timeout,
+                   metavar="SECONDS",
+                   help=f"time for a TLS handshake and a request head (default {d.header_timeout:g})")
+    p.add_argument("--web.idle-timeout", dest="idle_timeout", type=seconds, default=d.idle_timeout,
+                   metavar="SECONDS", help=f"keep-alive time between requests (default {d.idle_timeout:g})")
     p.add_argument("--max-listeners", type=int_at_least(0), default=DEFAULT_MAX_LISTENERS, metavar="N",
                    help=f"listeners exported one by one (default {DEFAULT_MAX_LISTENERS}); "
                         "the rest are summed under listener=\"other\"")
@@ -101,106 +136,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from sockscope import exporter
+    from sockscope import exporter_metrics, exporter_web
 
-    exporter.require_prometheus_client()
-    collector = exporter.SocketCollector(
+    exporter_metrics.require_prometheus_client()
+    config = None
+    if args.web_config is not None:
+        from sockscope import webconfig
+
+        config = webconfig.load(args.web_config)
+    collector = exporter_metrics.SocketCollector(
         max_listeners=args.max_listeners, all_netns=args.all_netns, proc=args.proc.rstrip("/") or "/",
-        log=lambda msg: print(f"sockscope: {msg}", file=sys.stderr, flush=True),
+        log=_log,
     )
     registry = make_registry(collector)
     if args.once:
         sys.stdout.buffer.write(exposition(registry))
         return 1 if any(s.errors for s in collector.last) else 0
-    host, port = args.listen
-    server = make_server(host, port, registry)
-    return _serve(server, host)
-
-
-def _serve(server: object, host: str) -> int:
-    """Run ``server`` until SIGINT/SIGTERM; then stop it and return 0."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    thread = threading.Thread(target=server.serve_forever, name="sockscope-exporter-http",  # type: ignore[attr-defined]
-                              daemon=True)
+    limits = exporter_web.Limits(max_connections=args.max_connections, header_timeout=args.header_timeout,
+                                 idle_timeout=args.idle_timeout)
+    addrs = args.listen or [listen_address(DEFAULT_ADDRESS)]
+    _raise_fd_limit(limits.max_connections)
+    socks = []
     try:
-        thread.start()
-        bound_port = server.server_address[1]  # type: ignore[attr-defined]
-        where = f"[{host}]" if ":" in host else host
-        print(f"sockscope exporter: serving http://{where}:{bound_port}/metrics", file=sys.stderr, flush=True)
-        while not stop.wait(1.0):
-            if not thread.is_alive():
-                raise SockscopeError("the HTTP server stopped unexpectedly")
+        for addr in addrs:
+            socks.append(exporter_web.bind(addr, limits.backlog))
+        server = exporter_web.Server(socks, registry, limits=limits, config=config, path=args.path, log=_log)
+        tls = config is not None and config.tls is not None
+        for sock, addr in zip(socks, addrs):
+            print(f"sockscope exporter: serving {exporter_web.url_of(sock, addr, tls, args.path)}",
+                  file=sys.stderr, flush=True)
+        old = {s: signal.signal(s, lambda signum, frame: server.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server.run()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
     finally:
-        if thread.is_alive():
-            server.shutdown()  # type: ignore[attr-defined]
-        server.server_close()  # type: ignore[attr-defined]
-        for s, h in old.items():
-            signal.signal(s, h)
+        for sock in socks:
+            sock.close()
     return 0
 
 
-_INDEX = (b"<html><head><title>sockscope exporter</title></head><body><h1>sockscope exporter</h1>"
-          b"<p><a href=\"/metrics\">/metrics</a></p></body></html>\n")
+def _log(msg: str) -> None:
+    """One line on stderr, whatever ``msg`` holds (paths and peers' input may hold control characters)."""
+    text = msg if msg.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
+    print(f"sockscope: {text}", file=sys.stderr, flush=True)
 
 
-def make_app(registry: CollectorRegistry) -> Callable[..., Any]:
-    """The WSGI app: the metrics on ``/metrics``, a link on ``/``, 404 elsewhere."""
-    from prometheus_client import make_wsgi_app
-
-    metrics = make_wsgi_app(registry)
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
-            return metrics(environ, start_response)  # type: ignore[no-any-return]
-        if path == "/":
-            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
-            return [_INDEX]
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-        return [b"not found: the metrics are on /metrics\n"]
-
-    return app
-
-
-def make_server(host: str, port: int, registry: CollectorRegistry) -> Any:
-    """A bound, threaded WSGI server (one thread per request); ``serve_forever()`` runs it."""
-    from socketserver import TCPServer, ThreadingMixIn
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server as _make
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise SockscopeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    family, *_, sockaddr = infos[0]
-
-    class Server(ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-        address_family = family
-
-        def server_bind(self) -> None:
-            # HTTPServer.server_bind() calls socket.getfqdn(): a DNS query, at every start. Skip it.
-            TCPServer.server_bind(self)
-            self.server_name = host
-            self.server_port = self.server_address[1]
-            self.setup_environ()
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # the base class's parameter names
+def _raise_fd_limit(max_connections: int) -> None:
+    """Room for every allowed connection (plus the collection's own descriptors), as far as the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
             pass
-
-    try:
-        return _make(str(sockaddr[0]), port, make_app(registry), Server, handler_class=QuietHandler)
-    except OSError as exc:
-        raise SockscopeError(f"cannot listen on {_hostport(host, port)}: {exc.strerror}") from exc
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def make_registry(collector: SocketCollector, *, process_metrics: bool = True) -> CollectorRegistry:

@@ -1,0 +1,356 @@
+"""The HTTP(S) server of ``sockscope exporter``: one asyncio event loop, bounded everywhere.
+
+Why this design: the exporter must survive a fleet of scrapers and hostile
+clients (idle sockets, slowloris drippers, floods), serve TLS with client
+certificates and basic auth (the exporter-toolkit web config), and stay
+cheap.  The well-kept Python servers each miss one of these: wsgiref and
+prometheus_client's own server start a thread per connection with no
+timeouts; waitress has no TLS; cheroot and gunicorn's sync workers give each
+connection a thread while its request head arrives, so a few drippers sending
+a byte a second hold every worker; uvicorn has no deadline for a request's
+head either and builds its own TLS context from file names.  Python's
+``asyncio`` (the standard library's event loop) holds thousands of sockets
+in one thread, ``ssl`` does the TLS, and what is left to write here is small:
+reading one GET request head under a deadline.
+
+* Listening sockets are bound by :func:`bind` before serving starts (any
+  address that cannot be bound is a one-line error) with a real backlog.
+* Connections are capped (``max_connections``).  At the cap, a new
+  connection evicts the one that has waited longest for a request head
+  (an idle keep-alive or a dripper); when every connection is busy it is
+  closed at once.  So idle clients can never lock scrapers out.
+* Deadlines: a new connection has ``header_timeout`` for its TLS handshake
+  and whole request head (a byte at a time does not extend it); between
+  requests a keep-alive connection may idle ``idle_timeout``, then has
+  ``header_timeout`` for the head; a response must be taken within
+  ``write_timeout``.  Heads are at most ``max_head`` bytes.  Requests with
+  a body are refused.
+* The collection runs in a small thread pool; scrapes that arrive while one
+  is being rendered share it (one render per content type and encoding).
+  bcrypt checks run in their own one-thread pool; a successful check is
+  cached (as exporter-toolkit does), so a scrape costs no bcrypt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from sockscope.errors import SockscopeError
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
+    from sockscope.webconfig import WebConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The server's bounds (see the module docstring)."""
+
+    max_connections: int = 512
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    write_timeout: float = 30.0
+    backlog: int = 1024
+    max_head: int = 16384
+    workers: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A listen address as given: ``host`` ``""`` is every address of the host (``:PORT``)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def bind(addr: Address, backlog: int) -> socket.socket:
+    """A listening, non-blocking socket for ``addr``; ``host ""`` is IPv6 ``::`` accepting IPv4
+    too (0.0.0.0 when the host has no IPv6), as Go servers such as node_exporter bind ``:PORT``."""
+    if addr.host == "":
+        try:
+            return _bind_one(socket.AF_INET6, ("::", addr.port), backlog, dual=True)
+        except OSError:
+            return _bind_any(addr, [(socket.AF_INET, ("0.0.0.0", addr.port))], backlog)
+    try:
+        infos = socket.getaddrinfo(addr.host, addr.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise SockscopeError(f"cannot listen on {addr}: {exc.strerror}") from exc
+    return _bind_any(addr, [(info[0], info[4]) for info in infos[:1]], backlog)
+
+
+def _bind_any(addr: Address, targets: list[tuple[int, Any]], backlog: int) -> socket.socket:
+    try:
+        family, sockaddr = targets[0]
+        return _bind_one(family, sockaddr, backlog)
+    except OSError as exc:
+        raise SockscopeError(f"cannot listen on {addr}: {exc.strerror}") from exc
+
+
+def _bind_one(family: int, sockaddr: Any, backlog: int, dual: bool = False) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if dual:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def url_of(sock: socket.socket, addr: Address, tls: bool, path: str) -> str:
+    """What the banner prints for one listening socket."""
+    where = Address(addr.host or ("::" if sock.family == socket.AF_INET6 else "0.0.0.0"), sock.getsockname()[1])
+    return f"{'https' if tls else 'http'}://{where}{path}"
+
+
+_INDEX = (b"<html><head><title>sockscope exporter</title></head><body><h1>sockscope exporter</h1>"
+          b"<p><a href=\"%s\">metrics</a></p></body></html>\n")
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            431: "Request Header Fields Too Large", 500: "Internal Server Error", 505: "HTTP Version Not Supported"}
+
+
+class _Conn:
+    """One client connection: its writer and since when it waits for a request head (None: busy)."""
+
+    __slots__ = ("writer", "waiting_since")
+
+    def __init__(self, writer: asyncio.StreamWriter, now: float) -> None:
+        self.writer = writer
+        self.waiting_since: float | None = now
+
+
+class _Request:
+    __slots__ = ("method", "path", "headers", "keep_alive")
+
+    def __init__(self, method: str, path: str, headers: dict[str, str], keep_alive: bool) -> None:
+        self.method, self.path, self.headers, self.keep_alive = method, path, headers, keep_alive
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+class Server:
+    """Serves ``registry`` on the given listening sockets until :meth:`stop`."""
+
+    def __init__(self, socks: list[socket.socket], registry: CollectorRegistry, *, limits: Limits = Limits(),
+                 config: WebConfig | None = None, path: str = "/metrics",
+                 log: Callable[[str], None] | None = None) -> None:
+        self.socks = socks
+        self.registry = registry
+        self.limits = limits
+        self.config = config
+        self.path = path
+        self.log = log
+        self.conns: dict[_Conn, None] = {}
+        self._pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="sockscope-render")
+        self._auth_pool = ThreadPoolExecutor(1, thread_name_prefix="sockscope-auth")
+        self._renders: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    # -- running
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` is called (from a signal handler, say)."""
+        asyncio.run(self._main())
+
+    def stop(self) -> None:
+        """Stop serving (safe from a signal handler or another thread, also before :meth:`run`)."""
+        self._stopping = True
+        if self._stop is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop.set_exception_handler(self._loop_error)
+        self._stop = asyncio.Event()
+        if self._stopping:
+            self._stop.set()
+        servers = [await asyncio.start_server(self._client, sock=s, limit=self.limits.max_head,
+                                              backlog=self.limits.backlog) for s in self.socks]
+        try:
+            await self._stop.wait()
+        finally:
+            for srv in servers:
+                srv.close()
+            for conn in list(self.conns):
+                conn.writer.transport.abort()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._auth_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, (OSError, asyncio.CancelledError, EOFError)):
+            return  # a client went away or misbehaved at the TLS layer: not worth a line
+        if self.log is not None:
+            self.log(f"http: {context.get('message', 'error')}: {exc!r}"[:300])
+
+    # -- connections
+
+    def _admit(self, conn: _Conn) -> bool:
+        """Make room for ``conn`` under the cap; False when every connection is busy."""
+        if len(self.conns) >= self.limits.max_connections:
+            waiting = [c for c in self.conns if c.waiting_since is not None]
+            if not waiting:
+                return False
+            oldest = min(waiting, key=lambda c: c.waiting_since or 0.0)
+            oldest.writer.transport.abort()
+            self.conns.pop(oldest, None)
+        self.conns[conn] = None
+        return True
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        conn = _Conn(writer, loop.time())
+        if not self._admit(conn):
+            writer.transport.abort()
+            return
+        lim = self.limits
+        try:
+            first = True
+            while True:
+                conn.waiting_since = loop.time()
+                if first:
+                    async with asyncio.timeout(lim.header_timeout):
+                        if self.config is not None and self.config.tls is not None:
+                            await writer.start_tls(self.config.tls)
+                            if not self.config.peer_allowed(writer.get_extra_info("peercert")):
+                                return
+                        head = await reader.readuntil(b"\r\n\r\n")
+                else:
+                    async with asyncio.timeout(lim.idle_timeout):
+                        byte = await reader.readexactly(1)
+                    async with asyncio.timeout(lim.header_timeout):
+                        head = byte + await reader.readuntil(b"\r\n\r\n")
+                first = False
+                conn.waiting_since = None
+                try:
+                    req = _parse(head)
+                except _BadRequest as bad:
+                    await self._send(writer, bad.status, [], b"", False, head_only=False)
+                    return
+                if not await self._respond(req, writer):
+                    return
+        except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            return  # gone, too slow, or a head over max_head (ValueError): just close
+        finally:
+            self.conns.pop(conn, None)
+            writer.close()  # flushes what is buffered; a peer that does not read is cut off below
+            loop.call_later(lim.write_timeout, writer.transport.abort)
+
+    async def _respond(self, req: _Request, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; True to keep the connection for another."""
+        extra: list[tuple[str, str]] = []
+        head_only = req.method == "HEAD"
+        if req.method not in ("GET", "HEAD"):
+            await self._send(writer, 405, [("Allow", "GET, HEAD")], b"", False)
+            return False
+        cfg = self.config
+        if cfg is not None and cfg.auth is not None:
+            header = req.headers.get("authorization")
+            ok = cfg.auth.quick(header)
+            if ok is None:
+                ok = await asyncio.get_running_loop().run_in_executor(self._auth_pool, cfg.auth.verify, header)
+            if not ok:
+                await self._send(writer, 401, [("WWW-Authenticate", 'Basic realm="sockscope"')],
+                                 b"Unauthorized\n", req.keep_alive, head_only)
+                return req.keep_alive
+        if req.path == self.path:
+            from prometheus_client.exposition import choose_encoder
+
+            _, ctype = choose_encoder(req.headers.get("accept", ""))
+            gz = "gzip" in req.headers.get("accept-encoding", "")
+            try:
+                body = await self._render(req.headers.get("accept", ""), gz, ctype)
+            except Exception as exc:  # noqa: BLE001 - the collector never raises; be sure a scrape gets an answer
+                if self.log is not None:
+                    self.log(f"http: rendering the metrics failed: {type(exc).__name__}: {exc}"[:300])
+                await self._send(writer, 500, [("Content-Type", "text/plain; charset=utf-8")],
+                                 b"rendering the metrics failed; see the exporter's stderr\n", False, head_only)
+                return False
+            extra.append(("Content-Type", ctype))
+            if gz:
+                extra.append(("Content-Encoding", "gzip"))
+            status = 200
+        elif req.path == "/":
+            status, body = 200, _INDEX % self.path.encode()
+            extra.append(("Content-Type", "text/html; charset=utf-8"))
+        else:
+            status, body = 404, f"not found: the metrics are on {self.path}\n".encode()
+            extra.append(("Content-Type", "text/plain; charset=utf-8"))
+        await self._send(writer, status, extra, body, req.keep_alive, head_only)
+        return req.keep_alive
+
+    async def _render(self, accept: str, gz: bool, ctype: str) -> bytes:
+        """The exposition, shared by the scrapes that ask while it is being made."""
+        key = (ctype, gz)
+        fut = self._renders.get(key)
+        if fut is None:
+            loop = asyncio.get_running_loop()
+            fut = loop.run_in_executor(self._pool, self._render_now, accept, gz)
+            self._renders[key] = fut
+            fut.add_done_callback(lambda _f: self._renders.pop(key, None))
+        return await asyncio.shield(fut)
+
+    def _render_now(self, accept: str, gz: bool) -> bytes:
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, _ = choose_encoder(accept)
+        data: bytes = encoder(self.registry)
+        return gzip.compress(data, compresslevel=6) if gz else data
+
+    async def _send(self, writer: asyncio.StreamWriter, status: int, headers: list[tuple[str, str]], body: bytes,
+                    keep_alive: bool, head_only: bool = False) -> None:
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+                 f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}",
+                 f"Content-Length: {len(body)}", f"Connection: {'keep-alive' if keep_alive else 'close'}"]
+        if self.config is not None:
+            headers = headers + list(self.config.headers)
+        lines += [f"{k}: {v}" for k, v in headers]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body))
+        async with asyncio.timeout(self.limits.write_timeout):
+            await writer.drain()
+
+
+def _parse(head: bytes) -> _Request:
+    """One HTTP/1.x request head (ending in CRLF CRLF)."""
+    try:
+        text = head.decode("latin-1")
+        first, *rest = text[:-4].split("\r\n")
+        method, target, version = first.split(" ")
+    except ValueError:
+        raise _BadRequest(400) from None
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise _BadRequest(505 if version.startswith("HTTP/") else 400)
+    headers: dict[str, str] = {}
+    for line in rest:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip() or any(c in name for c in " \t"):
+            raise _BadRequest(400)
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    if "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("0", ""):
+        raise _BadRequest(400)  # no request here has a body
+    conn = headers.get("connection", "").lower()
+    keep = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
+    return _Request(method, target.partition("?")[0], headers, keep)
+
+
+__all__ = ["Address", "Limits", "Server", "bind", "url_of"]

@@ -1,0 +1,206 @@
+"""``--web.config.file``: the exporter-toolkit web config (TLS, client certificates, basic auth).
+
+A throwaway CA, server and client certificates are made with the ``openssl``
+command into ``tmp_path``; passwords are hashed with ``bcrypt`` (cost 4: the
+cost is read from the hash, and a low one keeps the tests fast).  The
+exporter serves in a fresh network namespace and a Python client in the same
+namespace connects on loopback.  Invalid configs are one-line errors.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from test_exporter import EXPORTER, Holder, Served
+
+bcrypt = pytest.importorskip("bcrypt", reason="pip install -e '.[dev]' installs it")
+
+PASSWORD = "s3cret pass"
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def make_pki(d: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1/::1/localhost, and two client certificates
+    (SAN DNS:scraper.test and DNS:intruder.test), all signed by the CA; EC keys."""
+    d.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=sockscope test CA",
+             cwd=d)
+    exts = {"server": "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+            "scraper": "subjectAltName=DNS:scraper.test\nextendedKeyUsage=clientAuth\n",
+            "intruder": "subjectAltName=DNS:intruder.test\nextendedKeyUsage=clientAuth\n"}
+    for name, ext in exts.items():
+        (d / f"{name}.ext").write_text("basicConstraints=CA:FALSE\n" + ext)
+        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+    return {p.stem + p.suffix.replace(".", "_"): p for p in d.iterdir()}
+
+
+def bcrypt_hash(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Path]:
+    return make_pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def holder() -> Iterator[Holder]:
+    h = Holder({})
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+#: Inside the netns: each request [url, user, password, cert, key, ca]; prints [status or error, headers].
+CLIENT = r'''
+import base64, json, ssl, sys, urllib.request, urllib.error
+out = []
+for url, user, password, cert, key, ca in json.loads(sys.argv[1]):
+    req = urllib.request.Request(url)
+    if user is not None:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    ctx = None
+    if url.startswith("https:"):
+        ctx = ssl.create_default_context(cafile=ca)
+        if cert:
+            ctx.load_cert_chain(cert, key)
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+            out.append([r.status, dict(r.headers), r.read().decode()[:2000]])
+    except urllib.error.HTTPError as e:
+        out.append([e.code, dict(e.headers), ""])
+    except Exception as e:
+        out.append([type(getattr(e, "reason", e)).__name__, {}, str(e)])
+print(json.dumps(out))
+'''
+
+
+def requests(h: Holder, reqs: list[list[Any]]) -> list[list[Any]]:
+    r = h.run([sys.executable, "-c", CLIENT, json.dumps(reqs)], timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def test_tls_with_basic_auth(holder: Holder, pki: dict[str, Path], tmp_path: Path) -> None:
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(f"""\
+tls_server_config:
+  cert_file: {pki['server_crt']}
+  key_file: pki/server.key      # relative to the config file, as exporter-toolkit reads it
+http_server_config:
+  headers:
+    X-Content-Type-Options: nosniff
+basic_auth_users:
+  prometheus: {bcrypt_hash(PASSWORD)}
+  other: {bcrypt_hash("other")}
+""")
+    srv = Served(holder.netns, "--web.config.file", str(cfg))
+    try:
+        assert srv.url == "https://127.0.0.1:9466/metrics"
+        ca = str(pki["ca_crt"])
+        url = srv.url
+        got = requests(holder, [[url, "prometheus", PASSWORD, None, None, ca],
+                                [url, "prometheus", PASSWORD, None, None, ca],  # cached: no second bcrypt
+                                [url, "prometheus", "wrong", None, None, ca],
+                                [url, "other", PASSWORD, None, None, ca],  # another user's password
+                                [url, "nobody", PASSWORD, None, None, ca],
+                                [url, None, None, None, None, ca],
+                                ["https://127.0.0.1:9466/", None, None, None, None, ca],
+                                ["http://127.0.0.1:9466/metrics", "prometheus", PASSWORD, None, None, ca]])
+        statuses = [g[0] for g in got]
+        assert statuses[:7] == [200, 200, 401, 401, 401, 401, 401], got
+        assert statuses[7] in ("RemoteDisconnected", "ConnectionResetError"), got  # plain HTTP to a TLS port
+        assert "sockscope_sockets{" in got[0][2]
+        assert got[0][1]["X-Content-Type-Options"] == "nosniff"
+        assert got[2][1]["WWW-Authenticate"] == 'Basic realm="sockscope"'
+    finally:
+        assert srv.stop() == 0, srv.stderr
+    assert srv.stderr == ""
+
+
+def test_client_certificates_required(holder: Holder, pki: dict[str, Path], tmp_path: Path) -> None:
+    cfg = tmp_path / "web.yml"
+    # inline PEM for the server's certificate and key, a file for the client CA
+    body = {"tls_server_config": {"cert": pki["server_crt"].read_text(), "key": pki["server_key"].read_text(),
+                                  "client_auth_type": "RequireAndVerifyClientCert",
+                                  "client_ca_file": str(pki["ca_crt"]), "client_allowed_sans": ["scraper.test"],
+                                  "min_version": "TLS13"}}
+    cfg.write_text(json.dumps(body))  # JSON is YAML
+    srv = Served(holder.netns, "--web.config.file", str(cfg), "--listen", "[::1]:9466")
+    try:
+        ca, url = str(pki["ca_crt"]), srv.url
+        assert url == "https://[::1]:9466/metrics"
+        got = requests(holder, [[url, None, None, str(pki["scraper_crt"]), str(pki["scraper_key"]), ca],
+                                [url, None, None, None, None, ca],
+                                [url, None, None, str(pki["intruder_crt"]), str(pki["intruder_key"]), ca]])
+        assert got[0][0] == 200, got
+        assert got[1][0] in ("SSLError", "ConnectionResetError", "RemoteDisconnected"), got  # no certificate
+        assert got[2][0] in ("RemoteDisconnected", "ConnectionResetError"), got  # a SAN not allowed
+    finally:
+        assert srv.stop() == 0, srv.stderr
+    assert srv.stderr == ""
+
+
+BAD_CONFIGS = [
+    ("tls_config:\n  cert_file: x\n", "unknown field 'tls_config' in the file"),
+    ("a: [\n", "not YAML (line 2)"),
+    ("- 1\n", "the file must be a mapping"),
+    ("tls_server_config:\n  cert_file: c.crt\n", "tls_server_config: missing key_file"),
+    ("tls_server_config:\n  cert_file: no.crt\n  key_file: no.key\n",
+     "certificate and key {d}/no.crt / {d}/no.key: No such file or directory"),
+    ("tls_server_config:\n  cert_file: c\n  key_file: k\n  client_auth_type: Maybe\n",
+     "client_auth_type 'Maybe' is not one of NoClientCert,"),
+    ("tls_server_config:\n  cert_file: c\n  key_file: k\n  client_auth_type: RequireAndVerifyClientCert\n",
+     "client_auth_type RequireAndVerifyClientCert needs client_ca_file"),
+    ("tls_server_config:\n  cert_file: c\n  key_file: k\n  client_auth_type: RequireAnyClientCert\n",
+     "RequireAnyClientCert is not supported"),
+    ("tls_server_config:\n  cert_file: c\n  key_file: k\n  min_version: TLS14\n", "min_version 'TLS14' is not one of"),
+    ("tls_server_config:\n  cert_file: c\n  key_file: k\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+     "tls_server_config.cipher_suites is not supported"),
+    ("basic_auth_users:\n  prometheus: plaintext\n", "the password of user 'prometheus' is not a bcrypt hash"),
+    ('basic_auth_users:\n  "\\e[31m": x\n', "the password of user '\\x1b[31m' is not a bcrypt hash"),
+    ("rate_limit:\n  interval: 1s\n", "rate_limit is not supported"),
+    ("http_server_config:\n  headers:\n    X-Evil: 1\n", "unknown field 'X-Evil' in http_server_config.headers"),
+]
+
+
+@pytest.mark.parametrize("text,msg", BAD_CONFIGS)
+def test_a_bad_web_config_is_a_one_line_error(holder: Holder, tmp_path: Path, text: str, msg: str) -> None:
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(text)
+    r = holder.run([*EXPORTER, "--web.config.file", str(cfg)], timeout=30)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr.startswith(f"sockscope: web config {str(cfg)!r}: "), r.stderr
+    assert msg.format(d=tmp_path) in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert "\x1b" not in r.stderr
+
+
+def test_a_missing_web_config_is_a_one_line_error(holder: Holder, tmp_path: Path) -> None:
+    r = holder.run([*EXPORTER, "--web.config.file", str(tmp_path / "nope.yml")], timeout=30)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == f"sockscope: web config {str(tmp_path / 'nope.yml')!r}: No such file or directory\n"
+
+
+def test_an_empty_web_config_serves_plain_http(holder: Holder, tmp_path: Path) -> None:
+    cfg = tmp_path / "web.yml"
+    cfg.write_text("# nothing configured\n")
+    srv = Served(holder.netns, "--web.config.file", str(cfg))
+    try:
+        assert srv.url == "http://127.0.0.1:9466/metrics"
+        assert requests(holder, [[srv.url, None, None, None, None, None]])[0][0] == 200
+    finally:
+        assert srv.stop() == 0, srv.stderr

@@ -1,0 +1,314 @@
+"""The exporter's HTTP server under many and hostile clients, and its listen flags.
+
+Each test starts ``sockscope exporter`` in a fresh network namespace (the
+``Holder``/``Served`` helpers of test_exporter.py) and talks to it from a
+client process in the same namespace, on loopback only.  The checks are on
+mechanisms (a real backlog, a connection cap, deadlines that close idle and
+dripping clients, bounded threads), not on speed: bench/exporterload.py
+measures that.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from test_exporter import EXPORTER, Holder, Served, fetch, parse_exposition, value
+
+#: Inside the netns: hold N idle connections (and D drippers sending a byte every 0.2 s),
+#: print READY, then at stdin EOF (or at once with --wait) report how many the server closed, and when.
+HOLD = r'''
+import json, select, socket, sys, time
+host, port, n, drippers, wait = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+t0 = time.monotonic()
+idle = []
+for _ in range(n):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    s.connect((host, port)); idle.append(s)
+drip = []
+for _ in range(drippers):
+    s = socket.create_connection((host, port)); drip.append(s)
+print("READY", flush=True)
+closed = {}
+payload = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 10000
+sent = 0
+deadline = time.monotonic() + wait
+while time.monotonic() < deadline or wait == 0:
+    if wait == 0 and select.select([sys.stdin], [], [], 0)[0]:
+        break
+    for s in drip:
+        if id(s) not in closed:
+            try:
+                s.send(payload[sent % len(payload):sent % len(payload) + 1])
+            except OSError:
+                closed[id(s)] = round(time.monotonic() - t0, 2)
+    sent += 1
+    ready = select.select([s for s in idle + drip if id(s) not in closed], [], [], 0.2)[0]
+    for s in ready:
+        try:
+            data = s.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            closed[id(s)] = round(time.monotonic() - t0, 2)
+    if len(closed) == n + drippers:
+        break
+print(json.dumps({"idle_closed": sum(id(s) in closed for s in idle), "drip_closed": sum(id(s) in closed for s in drip),
+                  "times": sorted(closed.values())}), flush=True)
+'''
+
+
+@pytest.fixture
+def holder() -> Iterator[Holder]:
+    """An empty fresh netns (with a holder process holding nothing)."""
+    h = Holder({})
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def hold(h: Holder, port: int, n: int, drippers: int = 0, wait: float = 0,
+         host: str = "127.0.0.1") -> subprocess.Popen[bytes]:
+    return h.netns.popen([sys.executable, "-c", HOLD, host, str(port), str(n), str(drippers), str(wait)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def read_json_line(p: subprocess.Popen[bytes], timeout: float = 60) -> Any:
+    from nsutil import read_line
+
+    return json.loads(read_line(p, timeout))
+
+
+def threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))  # type: ignore[union-attr]
+
+
+def server_conns(h: Holder, port: int) -> int:
+    r = h.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"])
+    return len(r.stdout.splitlines())
+
+
+def test_listen_backlog_is_real(holder: Holder) -> None:
+    h = holder
+    srv = Served(h.netns)
+    try:
+        r = h.run(["ss", "-Hltn", "( sport = :9466 )"])
+        (row,) = r.stdout.splitlines()
+        assert row.split()[2] == "1024", row  # Send-Q of a listener: its backlog (was 5)
+    finally:
+        assert srv.stop() == 0, srv.stderr
+
+
+def test_idle_and_dripping_clients_are_cut_off_at_the_header_deadline(holder: Holder) -> None:
+    h = holder
+    srv = Served(h.netns, "--web.header-timeout", "1")
+    p = hold(h, 9466, 20, drippers=3, wait=15)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == b"READY"
+        got = read_json_line(p, 30)
+        # every one closed by the server: idle ones and those dripping a byte every 0.2 s alike
+        assert (got["idle_closed"], got["drip_closed"]) == (20, 3), got
+        assert max(got["times"]) < 10, got
+    finally:
+        p.kill()
+        p.wait()
+        if p.stdout:
+            p.stdout.close()
+        if p.stdin:
+            p.stdin.close()
+        assert srv.stop() == 0, srv.stderr
+    assert "Traceback" not in srv.stderr
+
+
+def test_connection_cap_keeps_scrapes_served_with_few_threads(holder: Holder) -> None:
+    h = holder
+    srv = Served(h.netns, "--web.max-connections", "50")
+    p = hold(h, 9466, 300)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == b"READY"
+        time.sleep(0.5)  # let the server accept (and evict) what the backlog holds
+        assert server_conns(h, 9466) <= 50
+        assert threads_of(srv.proc.pid) <= 6  # the loop, two render workers, one for bcrypt, spares
+        for status, _, body in fetch(h.netns, srv.url, 10):
+            assert status == 200
+            _, samples = parse_exposition(body)
+            assert value(samples, "sockscope_scrape_success") == 1
+        assert threads_of(srv.proc.pid) <= 6
+        assert server_conns(h, 9466) <= 50
+    finally:
+        assert p.stdin is not None
+        p.stdin.close()
+        out = read_json_line(p, 30)
+        p.wait()
+        assert srv.stop() == 0, srv.stderr
+    assert out["idle_closed"] >= 250  # evicted to make room, not left to pile up
+
+
+#: Inside the netns: keep-alive, methods, bodies and oversized heads, with http.client and raw sockets.
+PROTOCOL = r'''
+import http.client, json, socket
+out = {}
+c = http.client.HTTPConnection("127.0.0.1", 9466, timeout=10)
+c.request("GET", "/metrics"); r = c.getresponse(); body = r.read()
+c.request("GET", "/metrics?x=1"); r2 = c.getresponse(); r2.read()
+out["keepalive"] = [r.status, r2.status, r.getheader("Connection"), len(body) > 1000]
+c.request("HEAD", "/metrics"); r = c.getresponse(); out["head"] = [r.status, r.read().decode()]
+c.request("POST", "/metrics", body=b""); r = c.getresponse(); out["post"] = [r.status, r.getheader("Allow")]; r.read()
+c.close()
+def raw(data):
+    s = socket.create_connection(("127.0.0.1", 9466), timeout=10)
+    try:
+        s.sendall(data)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return got.split(b"\r\n", 1)[0].decode()
+            got += chunk
+    except OSError as e:
+        return type(e).__name__
+out["body"] = raw(b"GET /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+out["huge"] = raw(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 40000 + b"\r\n\r\n")
+out["garbage"] = raw(b"\x16\x03\x01 hello\r\n\r\n")
+out["http2"] = raw(b"GET / HTTP/2.0\r\n\r\n")
+print(json.dumps(out))
+'''
+
+
+def test_http_keep_alive_methods_and_bad_requests(holder: Holder) -> None:
+    h = holder
+    srv = Served(h.netns)
+    try:
+        r = h.run([sys.executable, "-c", PROTOCOL])
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["keepalive"] == [200, 200, "keep-alive", True]
+        assert out["head"] == [200, ""]
+        assert out["post"] == [405, "GET, HEAD"]
+        assert out["body"] == "HTTP/1.1 400 Bad Request"
+        assert out["huge"] in ("", "ConnectionResetError")  # over 16 KiB of head: cut off
+        assert out["garbage"] == "HTTP/1.1 400 Bad Request"
+        assert out["http2"] == "HTTP/1.1 505 HTTP Version Not Supported"
+        (status, _, _), = fetch(h.netns, srv.url)  # still serving
+        assert status == 200
+    finally:
+        assert srv.stop() == 0, srv.stderr
+    assert "Traceback" not in srv.stderr
+
+
+def test_every_listen_address_is_served(holder: Holder) -> None:
+    h = holder
+    srv = Served(h.netns, "--web.listen-address", ":9466", "--listen", "127.0.0.1:9467",
+                 "--web.listen-address", "[::1]:9468", "--web.telemetry-path", "/m")
+    try:
+        banner = srv.banner + srv.read_err(10) + srv.read_err(10)
+        assert banner.splitlines() == ["sockscope exporter: serving http://[::]:9466/m",
+                                       "sockscope exporter: serving http://127.0.0.1:9467/m",
+                                       "sockscope exporter: serving http://[::1]:9468/m"]
+        # :PORT is every address of the host, IPv4 and IPv6, as node_exporter's
+        for url in ("http://127.0.0.1:9466/m", "http://[::1]:9466/m", "http://127.0.0.1:9467/m",
+                    "http://[::1]:9468/m"):
+            (status, ctype, _), = fetch(h.netns, url)
+            assert status == 200 and ctype.startswith("text/plain"), url
+        (status, _, body), = fetch(h.netns, "http://127.0.0.1:9467/metrics")
+        assert status == 404 and "/m" in body
+    finally:
+        assert srv.stop() == 0, srv.stderr
+
+
+def test_listen_errors_are_one_line(holder: Holder) -> None:
+    h = holder
+    r = h.run([*EXPORTER, "--web.listen-address", "127.0.0.1:9466", "--listen", "127.0.0.1:9466"])
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == "sockscope: cannot listen on 127.0.0.1:9466: Address already in use\n"
+    for argv, msg in ((["--web.listen-address", "[]:1"], "empty brackets"),
+                      (["--web.listen-address", ":99999"], "port out of range: 99999"),
+                      (["--web.listen-address", "x:\x1b[31m"], "not a port number: '\\x1b[31m'"),
+                      (["--web.max-connections", "0"], "must be at least 1"),
+                      (["--web.telemetry-path", "metrics"], "not a URL path"),
+                      (["--nope"], "unrecognized arguments: --nope")):
+        r = h.run([*EXPORTER, *argv])
+        assert r.returncode == 255, (argv, r.stderr)  # usage errors exit as the listing's do (was 2)
+        assert r.stderr.count("\n") == 1 and msg in r.stderr and "\x1b" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("sig", ["INT", "TERM"])
+def test_a_signal_stops_it_cleanly(holder: Holder, sig: str) -> None:
+    import signal
+
+    h = holder
+    srv = Served(h.netns)
+    p = hold(h, 9466, 5)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == b"READY"
+        srv.proc.send_signal(getattr(signal, f"SIG{sig}"))
+        assert srv.proc.wait(timeout=10) == 0
+        assert server_conns(h, 9466) == 0
+    finally:
+        assert p.stdin is not None
+        p.stdin.close()
+        read_json_line(p, 30)
+        p.wait()
+        srv.stop()
+    assert srv.stderr == ""
+
+
+#: Inside the netns: the server with a collector that raises answers 500, logs one line, keeps serving.
+FAILING = r'''
+import json, threading, urllib.request, urllib.error
+from prometheus_client import CollectorRegistry
+from sockscope.exporter_web import Address, Server, bind
+class Bad:
+    def collect(self):
+        raise RuntimeError("boom")
+reg = CollectorRegistry(auto_describe=False)
+reg.register(Bad())
+logs = []
+srv = Server([bind(Address("127.0.0.1", 9466), 16)], reg, log=logs.append)
+t = threading.Thread(target=srv.run)
+t.start()
+out = []
+for path in ("/metrics", "/metrics", "/"):
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:9466" + path, timeout=10) as r:
+                out.append(r.status)
+            break
+        except urllib.error.HTTPError as e:
+            out.append(e.code)
+            break
+        except urllib.error.URLError:
+            import time; time.sleep(0.05)
+srv.stop()
+t.join(10)
+print(json.dumps({"status": out, "logs": logs, "alive": t.is_alive()}))
+'''
+
+
+def test_a_failing_render_is_a_500_and_one_log_line(holder: Holder) -> None:
+    r = holder.run([sys.executable, "-c", FAILING])
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == [500, 500, 200]
+    assert not out["alive"]
+    assert len(out["logs"]) == 2
+    assert all(line.startswith("http: rendering the metrics failed: RuntimeError: boom") for line in out["logs"])
+
+
+def test_log_lines_are_one_line_with_control_characters_escaped(holder: Holder, tmp_path: Path) -> None:
+    odd = tmp_path / "a\nb\x1b[31m"
+    r = holder.run([*EXPORTER, "--once", "--proc", str(odd)])
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "\x1b" not in r.stderr, r.stderr
+    want = f"sockscope: scrape error: summary: cannot read {tmp_path}/a\\nb\\x1b[31m/thread-self/net/sockstat\n"
+    assert r.stderr == want
