@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
-import time
 
 import pytest
 from nsutil import forked_copy
@@ -62,9 +60,9 @@ def test_background_walk_matches_the_in_process_one(monkeypatch: pytest.MonkeyPa
     a, b = pair
     monkeypatch.setenv("SOCKSCOPE_OWNERS", via)
     bg = BackgroundOwners()
+    texts = bg.texts()
     assert bg.via == via
-    texts = bg.texts()  # the child (a copy of this process: it holds these sockets too) leaves itself out
-    m = OwnerMap.scan()  # now that the child is gone
+    m = OwnerMap.scan()
     for s in (a, b):
         ino = os.fstat(s.fileno()).st_ino
         assert bg.text(ino) == m.text(ino) != ""
@@ -74,67 +72,68 @@ def test_background_walk_matches_the_in_process_one(monkeypatch: pytest.MonkeyPa
     for ino in mine:
         assert texts.get(ino, "") == m.text(ino)
     assert bg.complete is m.complete
-    assert bg._children == []  # every child reaped
 
 
-def test_background_walk_in_many_runs_merges_holders(monkeypatch: pytest.MonkeyPatch,
-                                                     pair: tuple[socket.socket, socket.socket]) -> None:
-    """One child per process (runs of one pid): a socket held by this process and a
-    forked copy is found by two children, and its text lists both, the later pid first."""
+def _threads() -> set[str]:
+    return set(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.parametrize("via", ["bpf", "proc"])
+def test_no_thread_outlives_the_result(monkeypatch: pytest.MonkeyPatch, via: str) -> None:
+    """The one background mechanism: once the result is handed over, its thread is gone
+    (psutil's leak test counts the process's threads right after the call)."""
+    monkeypatch.setenv("SOCKSCOPE_OWNERS", via)
+    before = _threads()
+    for _ in range(5):
+        assert isinstance(processes.psutil_owners_later()(), dict)
+        assert _threads() == before
+        BackgroundOwners().texts()
+        assert _threads() == before
+
+
+def test_background_errors_reach_the_caller() -> None:
+    from sockscope.owners.service import Pending
+
+    def fail() -> None:
+        raise RuntimeError("in the thread")
+
+    before = _threads()
+    p = Pending(fail)
+    with pytest.raises(RuntimeError, match="in the thread"):
+        p.result()
+    assert _threads() == before
+    assert Pending(lambda: 42).result() == 42
+
+
+def test_users_text_is_made_in_render(pair: tuple[socket.socket, socket.socket]) -> None:
+    """The data layer holds no ss text: the owner map's cells come from render.users."""
+    from sockscope.render import users
+
     a, _b = pair
     ino = os.fstat(a.fileno()).st_ino
-    monkeypatch.setenv("SOCKSCOPE_OWNERS", "proc")  # the forked walkers, not the kernel's iterator
-    with forked_copy() as child:
-        mine = sorted([os.getpid(), child])
-        bg = BackgroundOwners(workers=10_000)
-        assert bg.via == "proc" and len(bg._children) > 2
-        text = bg.text(ino)
-        assert text == OwnerMap.scan(pids=mine).text(ino)
-        assert text.index(f"pid={mine[1]},") < text.index(f"pid={mine[0]},")
+    m = OwnerMap.scan(pids=[os.getpid()])
+    assert users.cells(m)[ino] == m.text(ino) == users.from_records(m.owners(ino))
+    assert not hasattr(processes, "_split") and not hasattr(processes, "_walk_in_child")
 
 
-def test_split_into_runs_of_about_equal_fds(tmp_path: pytest.TempPathFactory) -> None:
-    from sockscope.processes import _split
+def test_threads_listing_names_each_tid(pair: tuple[socket.socket, socket.socket]) -> None:
+    import threading
 
-    pids = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
-    groups = _split(pids, 2, "/proc")
-    assert [p for g in groups for p in g] == pids and 1 <= len(groups) <= 2
-    assert _split([1, 2, 3], 5, "/nonexistent") == [[1], [2], [3]]
-    assert _split([], 2, "/proc") == []
-
-
-def test_background_walk_without_fork(monkeypatch: pytest.MonkeyPatch, pair: tuple[socket.socket, socket.socket]) -> None:
     a, _b = pair
-
-    def no_fork() -> int:
-        raise OSError(11, "Resource temporarily unavailable")
-
-    monkeypatch.setenv("SOCKSCOPE_OWNERS", "proc")
-    monkeypatch.setattr(os, "fork", no_fork)
-    bg = BackgroundOwners()
     ino = os.fstat(a.fileno()).st_ino
-    assert bg.text(ino) == OwnerMap.scan(pids=[os.getpid()]).text(ino)
-
-
-def test_background_walk_when_the_child_fails(monkeypatch: pytest.MonkeyPatch,
-                                              pair: tuple[socket.socket, socket.socket]) -> None:
-    a, _b = pair
-    parent = os.getpid()
-    real = OwnerMap.scan.__func__  # type: ignore[attr-defined]
-
-    def scan(cls: type[OwnerMap], proc: str = "/proc", pids: object = None) -> OwnerMap:
-        if os.getpid() != parent:
-            raise RuntimeError("the child fails")
-        return real(cls, proc, pids)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(OwnerMap, "scan", classmethod(scan))
-    monkeypatch.setenv("SOCKSCOPE_OWNERS", "proc")
-    start = time.monotonic()
-    bg = BackgroundOwners()
-    ino = os.fstat(a.fileno()).st_ino
-    assert bg.text(ino) == OwnerMap.scan(pids=[os.getpid()]).text(ino) != ""
-    assert time.monotonic() - start < 30
-    assert sys.modules["sockscope.processes"] is processes
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        m = OwnerMap.scan_threads()
+        text = m.text(ino)
+        tids = {int(x) for x in os.listdir("/proc/self/task")}
+        assert text.count(f"pid={os.getpid()},") == len(tids) >= 2
+        assert all(f"tid={tid}," in text for tid in tids)
+        assert text == __import__("sockscope.render.users", fromlist=["x"]).from_records(m.owners(ino))
+    finally:
+        stop.set()
+        t.join()
 
 
 def test_all_texts_is_text_of_each(pair: tuple[socket.socket, socket.socket]) -> None:

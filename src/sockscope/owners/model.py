@@ -1,0 +1,198 @@
+"""The owner map: socket inode -> every (pid, fd) holding it, whichever source found them.
+
+An :class:`OwnerMap` is plain data: the holders of each socket inode in
+discovery order (ascending pid, then fd), process names read lazily once per
+pid, whether every process could be read (``complete``), and which source
+made it (``via``: ``"bpf"`` or ``"proc"``).  The sources that fill it are in
+:mod:`sockscope.owners.service`; ss's ``users:(…)`` text is made from it in
+:mod:`sockscope.render.users`.
+"""
+
+from __future__ import annotations
+
+import os
+from itertools import compress
+from operator import itemgetter
+
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Iterable
+
+    from sockscope.records import Owner
+    from sockscope.render.users import UsersText
+
+
+def unreadable_hint() -> str:
+    """Why some processes' fds could not be read, for the warning that says so."""
+    if os.geteuid() != 0:
+        return "run as root"
+    return "denied even to root here: another user namespace or a security module"
+
+
+def comm(pid: int, proc: str = "/proc") -> str | None:
+    """A process's name as ss prints it: /proc/PID/stat's comm, cut at the
+    first ')'; None when the process is gone or unreadable."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read(512)
+    except OSError:
+        return None
+    start = data.find(b"(")
+    if start < 0:
+        return None
+    stop = data.find(b")", start + 1)
+    return os.fsdecode(data[start + 1 : stop if stop >= 0 else None])
+
+
+class OwnerMap:
+    """inode -> holders; made by :func:`sockscope.owners.scan` (or ``OwnerMap.scan``).
+
+    ``complete`` is False when some process's fds could not be read
+    (typically: not root), so owners may be missing.
+    """
+
+    __slots__ = ("_holders", "_names", "_tasks", "complete", "proc", "via", "_users")
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self._holders: dict[int, list[tuple[int, int]]] = {}
+        self._names: dict[int, str] = {}
+        self._tasks: dict[int, list[tuple[int, int, int]]] | None = None  # -T: inode -> (pid, tid, fd)
+        self.complete = True
+        self.proc = proc
+        self.via = "proc"  # or "bpf": how the map was made
+        self._users: UsersText | None = None
+
+    # -- made by the sources ------------------------------------------------------------------------------------
+
+    @classmethod
+    def scan(cls, proc: str = "/proc", pids: Iterable[int] | None = None, exclude: int = 0) -> OwnerMap:
+        """:func:`sockscope.owners.scan`: every process's socket fds (or only those of ``pids``)."""
+        from sockscope.owners.service import scan
+
+        return scan(proc, pids, exclude)
+
+    @classmethod
+    def scan_threads(cls, proc: str = "/proc") -> OwnerMap:
+        """ss -T: :func:`sockscope.owners.scan` with every thread's holders (see ``threads``)."""
+        from sockscope.owners.service import scan
+
+        return scan(proc, threads=True)
+
+    def add_records(self, inodes: list[int], pids: list[int], fds: list[int], exclude: int = 0) -> None:
+        """Add (inode, pid, fd) triples in discovery order (pid, then fd), leaving out pid ``exclude``."""
+        self.via = "bpf"
+        if exclude and exclude in pids:
+            keep = [p != exclude for p in pids]
+            inodes, pids, fds = (list(compress(col, keep)) for col in (inodes, pids, fds))
+        holders = self._holders
+        new = dict(zip(inodes, map(list, zip(zip(pids, fds)))))
+        if not holders and len(new) == len(inodes):
+            self._holders = new  # the usual case: every socket held once
+            return
+        for ino, pid, fd in zip(inodes, pids, fds):
+            h = holders.get(ino)
+            if h is None:
+                holders[ino] = [(pid, fd)]
+            else:
+                h.append((pid, fd))
+
+    def add_process(self, pid: int, inodes: list[int], fds: list[int]) -> None:
+        """Add one process's socket fds (ascending fd order)."""
+        holders = self._holders
+        new = dict(zip(inodes, map(list, zip(zip([pid] * len(fds), fds)))))
+        if len(new) == len(inodes) and holders.keys().isdisjoint(new):
+            holders.update(new)  # the usual case: sockets seen once
+            return
+        for ino, fd in zip(inodes, fds):  # shared sockets: in discovery order
+            h = holders.get(ino)
+            if h is None:
+                holders[ino] = [(pid, fd)]
+            else:
+                h.append((pid, fd))
+
+    def add_pids(self, pids: Iterable[int] | None = None, exclude: int = 0) -> None:
+        """Walk the fds of ``pids`` (default: every process but ``exclude``) into the map."""
+        from sockscope.owners.walk import walk
+
+        walk(self, pids, exclude)
+
+    def set_tasks(self, tasks: dict[int, list[tuple[int, int, int]]]) -> None:
+        """-T: inode -> every (pid, tid, fd) holding it (leader first, then its threads)."""
+        self._tasks = tasks
+
+    # -- queries ------------------------------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> dict[int, list[tuple[int, int, int]]] | None:
+        """inode -> (pid, tid, fd) holders when made with threads (ss -T), else None."""
+        return self._tasks
+
+    def owners(self, inode: int) -> tuple[Owner, ...]:
+        """Every holder of ``inode``, in ss's order (last discovered first)."""
+        from sockscope.records import Owner
+
+        if not inode:
+            return ()
+        if self._tasks is not None:
+            t = self._tasks.get(inode)
+            if not t:
+                return ()
+            return tuple(Owner(pid, fd, self.name(tid), tid) for pid, tid, fd in reversed(t))
+        h = self._holders.get(inode)
+        if not h:
+            return ()
+        name = self.name
+        return tuple(Owner(pid, fd, name(pid)) for pid, fd in reversed(h))
+
+    def psutil_owners(self) -> dict[int, tuple[int, int]]:
+        """inode -> (pid, fd) as psutil picks them: the first fd of the last
+        process (in pid order) holding it."""
+        holders = self._holders
+        out = dict(zip(holders, map(itemgetter(0), holders.values())))
+        if len(out) < sum(map(len, holders.values())):  # some socket has several holders
+            for ino, h in holders.items():
+                if len(h) > 1:
+                    last = h[-1][0]
+                    out[ino] = next(x for x in h if x[0] == last)
+        return out
+
+    def holder_map(self) -> dict[int, list[tuple[int, int]]]:
+        """inode -> every (pid, fd) holding it, in discovery order (the map itself: read only)."""
+        return self._holders
+
+    def holders(self, inode: int) -> list[tuple[int, int]]:
+        """All (pid, fd) for ``inode`` in discovery order."""
+        return self._holders.get(inode, [])
+
+    def __contains__(self, inode: object) -> bool:
+        return inode in self._holders
+
+    def __len__(self) -> int:
+        return len(self._holders)
+
+    def name(self, pid: int) -> str:
+        """The process name as ss prints it (see :func:`comm`), read once per pid."""
+        n = self._names.get(pid)
+        if n is None:
+            n = self._names[pid] = comm(pid, self.proc) or ""
+        return n
+
+    # -- the table's users cell (compatibility: made by sockscope.render.users) ---------------------------------
+
+    def _text_maker(self) -> UsersText:
+        if self._users is None:
+            from sockscope.render.users import UsersText
+
+            self._users = UsersText(self)
+        return self._users
+
+    def text(self, inode: int) -> str:
+        """:meth:`sockscope.render.users.UsersText.text` of this map."""
+        return self._text_maker().text(inode)
+
+    def all_texts(self) -> tuple[list[int], list[str]]:
+        """:meth:`sockscope.render.users.UsersText.all` of this map."""
+        return self._text_maker().all()
+
+
+__all__ = ["OwnerMap", "comm", "unreadable_hint"]

@@ -1,0 +1,101 @@
+"""psutil's own net_connections tests, run against sockscope's drop-in.
+
+At test time, psutil's source distribution of the installed version is
+downloaded (``pip download``) into a temporary directory, its ``tests/``
+package is unpacked there, and pytest runs the tests that exercise
+``net_connections`` in a subprocess, with a plugin written next to them that
+replaces ``psutil.net_connections`` and ``psutil._psplatform.net_connections``
+by :func:`sockscope.net_connections` before any test module is imported.
+Nothing of psutil's is copied into this repository.
+
+CI reaches the package index, so a failed download is a failure (with pip's
+message), not a skip.  psutil's memory-leak test needs ``psleak`` (in the
+``dev`` extra).  To run the same by hand, see the README ("psutil's own tests").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import psutil  # in the dev extra
+
+#: psutil's tests that call net_connections (system-wide), by node id under tests/
+SELECTED = [
+    "tests/test_connections.py",
+    "tests/test_linux.py::TestSystemNetConnections",
+    "tests/test_linux.py::TestMisc::test_procfs_path",
+    "tests/test_memleaks.py::TestModuleFunctionsLeaks::test_net_connections",
+    "tests/test_contracts.py::TestSystemAPITypes::test_net_connections",
+    "tests/test_unicode.py::TestFSAPIs::test_net_connections",
+    "tests/test_unicode.py::TestFSAPIsWithInvalidPath::test_net_connections",
+]
+
+#: the plugin pytest loads (-p) before collecting psutil's tests
+PLUGIN = '''\
+import psutil
+import psutil._pslinux
+
+import sockscope
+
+psutil.net_connections = sockscope.net_connections
+psutil._psplatform.net_connections = sockscope.net_connections
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "xdist_group(name): psutil runs these serially under xdist")
+'''
+
+
+def _fetch_tests(dest: Path) -> Path:
+    """psutil's sdist of the installed version, its tests/ package extracted into ``dest``."""
+    version = psutil.__version__
+    got = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+         "--dest", str(dest), f"psutil=={version}"],
+        capture_output=True, text=True, timeout=300)
+    archives = sorted(dest.glob(f"psutil-{version}.tar.gz"))
+    if got.returncode != 0 or not archives:
+        pytest.fail(f"cannot download psutil {version}'s source distribution (the package index must be "
+                    f"reachable for this test): {got.stderr.strip()[-500:]}", pytrace=False)
+    root = dest / "suite"
+    with tarfile.open(archives[0]) as tar:
+        prefix = f"psutil-{version}/tests/"
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix) and (m.isfile() or m.isdir())]
+        for m in members:
+            m.name = m.name[len(f"psutil-{version}/"):]
+        # only tests/: the source tree's psutil/ (no compiled extension) must not shadow the installed one
+        tar.extractall(root, members=members, filter="data")
+    return root
+
+
+def _run_suite(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (root / "sockscope_dropin.py").write_text(PLUGIN)
+    # psutil's helpers start children with the real path of the interpreter (out of a venv):
+    # they find psutil through PYTHONPATH.  PYTHONMALLOC=malloc: psleak measures the C heap.
+    site = os.path.dirname(os.path.dirname(psutil.__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), site]), PYTHONDONTWRITEBYTECODE="1",
+               PYTHONMALLOC="malloc")
+    env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "sockscope_dropin", "-p", "no:cacheprovider",
+         "--rootdir", str(root), "-o", "addopts=", "-rfEs", *args],
+        cwd=root, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_psutil_net_connections_suite(tmp_path: Path) -> None:
+    """psutil's tests pass with sockscope in place of psutil's net_connections."""
+    root = _fetch_tests(tmp_path)
+    run = _run_suite(root, *SELECTED)
+    tail = run.stdout.strip().splitlines()[-40:]
+    summary = tail[-1] if tail else run.stderr
+    assert run.returncode == 0, "\n".join(tail) + run.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= 25, summary
+    assert not re.search(r"\d+ (failed|error|skipped)", summary), summary
