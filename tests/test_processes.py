@@ -38,7 +38,7 @@ def test_text_is_ss_users_cell(pair: tuple[socket.socket, socket.socket]) -> Non
     assert m.text(ino) == f' users:(("{_comm()}",pid={os.getpid()},fd={a.fileno()}))'
     assert m.text(0) == "" and m.text(1) == ""
     # the same text the renderer makes from the Owner records
-    from sockscope.render.table import _users
+    from sockscope.render.users import from_records as _users
 
     assert m.text(ino) == _users(m.owners(ino))
 
@@ -51,7 +51,7 @@ def test_two_holders_last_found_first(pair: tuple[socket.socket, socket.socket])
         text = m.text(ino)
         first, second = sorted([os.getpid(), child])
         assert text.startswith(' users:(("') and text.index(f"pid={second},") < text.index(f"pid={first},")
-        assert text == __import__("sockscope.render.table", fromlist=["_users"])._users(m.owners(ino))
+        assert text == __import__("sockscope.render.users", fromlist=["from_records"]).from_records(m.owners(ino))
 
 
 @pytest.mark.parametrize("via", ["bpf", "proc"])

@@ -26,8 +26,10 @@ class SockscopeError(Exception):
 def printable(text: str) -> str:
     """``text`` with every non-printable character (newline, escape, NUL, a
     lone surrogate from undecodable bytes, U+2028 …) written as ``\\xNN``,
-    ``\\uNNNN`` or ``\\UNNNNNNNN``: echoed input stays on one line and cannot
-    drive the terminal."""
+    ``\\uNNNN`` or ``\\UNNNNNNNN`` (a byte that was not UTF-8, kept by
+    ``os.fsdecode`` as a surrogate, as ``\\xNN`` of that byte): echoed input
+    stays on one line and cannot drive the terminal.  The one escape of the
+    project: errors, logs, names in ``who`` and ``top``."""
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else _escaped(c) for c in text)
@@ -35,6 +37,8 @@ def printable(text: str) -> str:
 
 def _escaped(c: str) -> str:
     n = ord(c)
+    if 0xDC80 <= n <= 0xDCFF:  # surrogateescape: the byte that was not UTF-8
+        n -= 0xDC00
     return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 

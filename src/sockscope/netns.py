@@ -125,19 +125,22 @@ def namespaces(proc: str = "/proc") -> list[tuple[str, str]]:
     return first + sorted((r.label, r.paths[0]) for r in refs if r.inode != own)
 
 
-def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]]) -> Iterator[T]:
+def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]], gone_ok: bool = True) -> Iterator[T]:
     """Run ``fn(label)`` inside each namespace in turn, yielding what it yields,
     and return to the original namespace after each one (also on error).
 
     A namespace that cannot be opened is an error (:class:`NetnsError`),
-    except one :func:`namespaces` found through a process (labelled
-    ``ino:N``), which goes away with the process: that one is skipped."""
+    except one that no longer exists when ``gone_ok`` (what :func:`namespaces`
+    found may go away before it is visited: a process that held one exits, a
+    named one is deleted): that one is skipped."""
     home = _open("/proc/self/ns/net")
     try:
         for label, path in targets:
             try:
                 fd = _open(path)
-            except NetnsError:
+            except NetnsError as exc:
+                if gone_ok and isinstance(exc.__cause__, FileNotFoundError):
+                    continue
                 if label.startswith("ino:"):
                     continue  # the process holding it went away
                 raise

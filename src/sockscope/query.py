@@ -489,7 +489,7 @@ def sockets(
         path = netns if "/" in netns else f"{_netns.NETNS_RUN_DIR}/{netns}"
         label = netns
         # collect inside the namespace, hand the records out from home
-        inside = list(_netns.visit([(label, path)], lambda lb: (_replace(s, netns=lb) for s in run(q))))
+        inside = list(_netns.visit([(label, path)], lambda lb: (_replace(s, netns=lb) for s in run(q)), gone_ok=False))
         yield from _with_owners(iter(inside), processes)
         return
     yield from _with_owners(run(q), processes)

@@ -233,10 +233,9 @@ def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[list[Any], list
 _INFO_AT: dict[tuple[Any, ...], tuple[struct.Struct, int, int]] = {}
 
 
-def info_at(mv: memoryview, length: int, n: int) -> tuple[int, int] | None:
-    """Where the tcp_info payload sits in each of ``n`` messages all ``length`` long
-    ((offset in the message, payload length)), when every message has the first one's
-    attributes up to it; else None."""
+def _attr_layout(mv: memoryview, length: int, until: int = -1) -> list[tuple[int, int, int]] | None:
+    """The attributes of the first message (``length`` bytes) of ``mv``: (offset, length, type)
+    each, up to the first of type ``until``; None when they do not fit the message."""
     attrs = []
     off = 16 + MSG_LEN
     unpack = nl.NLATTR.unpack_from
@@ -245,10 +244,18 @@ def info_at(mv: memoryview, length: int, n: int) -> tuple[int, int] | None:
         if alen < 4 or off + alen > length:
             return None
         attrs.append((off, alen, atype))
-        if atype & nl.NLA_TYPE_MASK == INET_DIAG_INFO:
+        if atype & nl.NLA_TYPE_MASK == until:
             break
         off += (alen + 3) & ~3
-    else:
+    return attrs
+
+
+def info_at(mv: memoryview, length: int, n: int) -> tuple[int, int] | None:
+    """Where the tcp_info payload sits in each of ``n`` messages all ``length`` long
+    ((offset in the message, payload length)), when every message has the first one's
+    attributes up to it; else None."""
+    attrs = _attr_layout(mv, length, INET_DIAG_INFO)
+    if not attrs or attrs[-1][2] & nl.NLA_TYPE_MASK != INET_DIAG_INFO:
         return None
     key = (length, *attrs)
     got = _INFO_AT.get(key)
@@ -267,15 +274,9 @@ def info_at(mv: memoryview, length: int, n: int) -> tuple[int, int] | None:
 
 def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[list[Any], list[Any], list[Any], list[Any]] | None:
     """:func:`_info_columns` for messages of one length and one attribute layout; None for others."""
-    attrs = []
-    off = 16 + MSG_LEN
-    unpack = nl.NLATTR.unpack_from
-    while off + 4 <= length:
-        alen, atype = unpack(mv, off)
-        if alen < 4 or off + alen > length:
-            return None
-        attrs.append((off, alen, atype))
-        off += (alen + 3) & ~3
+    attrs = _attr_layout(mv, length)
+    if attrs is None:
+        return None
     layout = _INFO_LAYOUTS.get((length, *attrs)) or _info_layout(tuple(attrs), length)
     if layout is None:
         return None

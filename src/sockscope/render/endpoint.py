@@ -22,35 +22,20 @@ interface name of an index (:func:`sockscope.render.names.ifname`).
 
 from __future__ import annotations
 
+from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
+from sockscope.errors import printable
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO
 
     from sockscope.records import Socket
 
-AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 
 
 def escape(text: str) -> str:
-    """``text`` with every non-printable character escaped: ``\\xNN`` (an
-    undecodable byte as the byte itself), ``\\uNNNN`` or ``\\UNNNNNNNN``."""
-    if text.isprintable():
-        return text
-    out = []
-    for c in text:
-        if c.isprintable():
-            out.append(c)
-            continue
-        o = ord(c)
-        if 0xDC80 <= o <= 0xDCFF:  # os.fsdecode's surrogateescape: the byte that was not UTF-8
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif o < 0x100:
-            out.append(f"\\x{o:02x}")
-        elif o < 0x10000:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(f"\\U{o:08x}")
-    return "".join(out)
+    """``text`` with every non-printable character escaped (:func:`sockscope.errors.printable`)."""
+    return printable(text)
 
 
 def inet_address(family: int, address: str, v6only: bool | None = None, ifname: str = "") -> str:

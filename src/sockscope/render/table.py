@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sockscope.kernel.inet import Batch
     from sockscope.kernel.unix import Batch as UnixBatch
     from sockscope.processes import BackgroundOwners, OwnerMap
-    from sockscope.records import Owner, Socket
+    from sockscope.records import Socket
     from sockscope.render.details import DetailOptions
 
 
@@ -382,16 +382,9 @@ class Columns:
 
 def users(s: Socket) -> str:
     """ss's ``users:(("name",pid=P,fd=F),…)`` cell (with its leading space), or ""."""
-    return _users(s.owners)
+    from sockscope.render.users import from_records
 
-
-def _users(owners: tuple[Owner, ...]) -> str:
-    if not owners:
-        return ""
-    return " users:(" + ",".join(
-        f'("{o.name}",pid={o.pid},fd={o.fd})' if o.tid is None else f'("{o.name}",pid={o.pid},tid={o.tid},fd={o.fd})'
-        for o in owners
-    ) + ")"
+    return from_records(s.owners)
 
 
 class TableWriter:

@@ -34,6 +34,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import TextIO
 
+from sockscope.errors import printable
+
 #: Per-connection lines admitted per second by default.
 DEFAULT_LOG_RATE = 200
 #: The token bucket holds this many seconds of ``rate``.
@@ -47,13 +49,6 @@ BANNER = "sockscope serve: "
 
 def _stamp(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-
-
-def _printable(text: str) -> str:
-    """Control characters as ``\\xNN`` so that one log line stays one line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 class ServeLog:
@@ -82,7 +77,7 @@ class ServeLog:
     # -- producers (the event loop) ----------------------------------------
     def say(self, text: str) -> None:
         """A start-up/shutdown line, prefixed ``sockscope serve:``; never rate-limited."""
-        self._put(BANNER + _printable(text))
+        self._put(BANNER + printable(text))
 
     def event(self, kind: str, build: Callable[[], str]) -> None:
         """A per-connection line, built only if the rate limit admits it; else counted under ``kind``."""
