@@ -251,3 +251,26 @@ def test_changes_are_picked_up_while_serving(holder: Holder, tmp_path: Path) -> 
         assert srv.stop() == 0, srv.stderr
     assert srv.stderr.startswith(f"sockscope: web config {str(cfg)!r}: not YAML (line 2): ")
     assert srv.stderr.endswith("; still serving with the previous web config\n") and srv.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind,without,wrong_ca", [("VerifyClientCertIfGiven", 200, "SSLError"),
+                                                   ("RequestClientCert", 200, 200)])
+def test_optional_client_certificates(holder: Holder, pki: dict[str, Path], tmp_path: Path, kind: str,
+                                      without: Any, wrong_ca: Any) -> None:
+    other = make_pki(tmp_path / "other")  # a client certificate from a CA the server does not trust
+    cfg = tmp_path / "web.yml"
+    ca_line = f"  client_ca_file: {pki['ca_crt']}\n" if kind != "RequestClientCert" else ""
+    cfg.write_text(f"tls_server_config:\n  cert_file: {pki['server_crt']}\n  key_file: {pki['server_key']}\n"
+                   f"  client_auth_type: {kind}\n{ca_line}")
+    srv = Served(holder.netns, "--web.config.file", str(cfg))
+    try:
+        ca, url = str(pki["ca_crt"]), srv.url
+        got = requests(holder, [[url, None, None, str(pki["scraper_crt"]), str(pki["scraper_key"]), ca],
+                                [url, None, None, None, None, ca],
+                                [url, None, None, str(other["scraper_crt"]), str(other["scraper_key"]), ca]])
+        statuses = [g[0] for g in got]
+        assert statuses[:2] == [200, without], got
+        assert statuses[2] == wrong_ca or (wrong_ca == "SSLError" and statuses[2] in
+                                           ("SSLError", "ConnectionResetError", "RemoteDisconnected")), got
+    finally:
+        assert srv.stop() == 0, srv.stderr

@@ -29,6 +29,8 @@ reading one GET request head under a deadline.
   is being rendered share it (one render per content type and encoding).
   bcrypt checks run in their own one-thread pool; a successful check is
   cached (as exporter-toolkit does), so a scrape costs no bcrypt.
+* The web config (TLS, auth, headers) is taken per connection, and loaded
+  again when a file it came from changes (see :func:`sockscope.webconfig.changed`).
 """
 
 from __future__ import annotations
