@@ -176,7 +176,7 @@ BAD_CONFIGS = [
     ("rate_limit:\n  interval: 1s\n", "rate_limit is not supported"),
     ("http_server_config:\n  headers:\n    X-Evil: 1\n", "unknown field 'X-Evil' in http_server_config.headers"),
     ('tls_server_config:\n  cert_file: "\\e[31mc\\nx"\n  key_file: k\n',
-     "certificate and key {d}/\\x1b[31mc\\nx / {d}/k: No such file or directory"),
+     "certificate and key {d}/\\x1b[31mc\\x0ax / {d}/k: No such file or directory"),
 ]
 
 

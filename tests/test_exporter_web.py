@@ -310,5 +310,5 @@ def test_log_lines_are_one_line_with_control_characters_escaped(holder: Holder, 
     r = holder.run([*EXPORTER, "--once", "--proc", str(odd)])
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and "\x1b" not in r.stderr, r.stderr
-    want = f"sockscope: scrape error: summary: cannot read {tmp_path}/a\\nb\\x1b[31m/thread-self/net/sockstat\n"
+    want = f"sockscope: scrape error: summary: cannot read {tmp_path}/a\\x0ab\\x1b[31m/thread-self/net/sockstat\n"
     assert r.stderr == want

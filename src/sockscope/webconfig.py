@@ -133,11 +133,6 @@ class BasicAuth:
         return ok
 
 
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped (paths and values come from the file)."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _stamp(path: str) -> tuple[str, int, int, int]:
     try:
         st = os.stat(path)
@@ -162,6 +157,8 @@ def load(path: str) -> WebConfig:
         raise WebConfigError(f"web config {where}: {exc.strerror}") from exc
     if len(raw) > MAX_FILE_SIZE:
         raise WebConfigError(f"web config {where}: larger than {MAX_FILE_SIZE} bytes")
+    from sockscope.exporter_web import printable
+
     try:
         import yaml
     except ImportError:
@@ -173,11 +170,11 @@ def load(path: str) -> WebConfig:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise WebConfigError(f"web config {where}: not YAML{at}: {_printable(problem)}") from None
+        raise WebConfigError(f"web config {where}: not YAML{at}: {printable(problem)}") from None
     try:
         cfg = _build(doc if doc is not None else {}, os.path.dirname(os.path.abspath(path)))
     except WebConfigError as exc:
-        raise WebConfigError(f"web config {where}: {_printable(str(exc))}") from None
+        raise WebConfigError(f"web config {where}: {printable(str(exc))}") from None
     return replace(cfg, stamps=(stamp, *cfg.stamps))
 
 
