@@ -75,15 +75,6 @@ class Address:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def printable(text: str) -> str:
-    """``text`` as one printable line: control characters written ``\\xNN`` (``\\uNNNN`` beyond Latin-1),
-    the form sockscope's error lines use, for log lines and config errors."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else
-                   f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}" for c in text)
-
-
 def bind(addr: Address, backlog: int) -> socket.socket:
     """A listening, non-blocking socket for ``addr``; ``host ""`` is IPv6 ``::`` accepting IPv4
     too (0.0.0.0 when the host has no IPv6), as Go servers such as node_exporter bind ``:PORT``."""
@@ -388,4 +379,4 @@ def _parse(head: bytes) -> _Request:
     return _Request(method, target.partition("?")[0], headers, keep)
 
 
-__all__ = ["Address", "Limits", "Server", "bind", "printable", "url_of"]
+__all__ = ["Address", "Limits", "Server", "bind", "url_of"]

@@ -180,9 +180,8 @@ def main(argv: list[str]) -> int:
 
 def _log(msg: str) -> None:
     """One line on stderr, whatever ``msg`` holds (paths and peers' input may hold control characters)."""
-    from sockscope.exporter_web import printable
-
-    print(f"sockscope: {printable(msg)}", file=sys.stderr, flush=True)
+    text = msg if msg.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
+    print(f"sockscope: {text}", file=sys.stderr, flush=True)
 
 
 def _raise_fd_limit(max_connections: int) -> None:
