@@ -175,6 +175,8 @@ BAD_CONFIGS = [
     ('basic_auth_users:\n  "\\e[31m": x\n', "the password of user '\\x1b[31m' is not a bcrypt hash"),
     ("rate_limit:\n  interval: 1s\n", "rate_limit is not supported"),
     ("http_server_config:\n  headers:\n    X-Evil: 1\n", "unknown field 'X-Evil' in http_server_config.headers"),
+    ('tls_server_config:\n  cert_file: "\\e[31mc\\nx"\n  key_file: k\n',
+     "certificate and key {d}/\\x1b[31mc\\x0ax / {d}/k: No such file or directory"),
 ]
 
 
@@ -202,5 +204,73 @@ def test_an_empty_web_config_serves_plain_http(holder: Holder, tmp_path: Path) -
     try:
         assert srv.url == "http://127.0.0.1:9466/metrics"
         assert requests(holder, [[srv.url, None, None, None, None, None]])[0][0] == 200
+    finally:
+        assert srv.stop() == 0, srv.stderr
+
+
+def test_changes_are_picked_up_while_serving(holder: Holder, tmp_path: Path) -> None:
+    """A renewed certificate, a new password, then a broken file (the old config stays, one stderr line)."""
+    import shutil
+    import time
+
+    one, two = make_pki(tmp_path / "one"), make_pki(tmp_path / "two")
+    for ext in ("crt", "key"):
+        shutil.copy(one[f"server_{ext}"], tmp_path / f"current.{ext}")
+    cfg = tmp_path / "web.yml"
+
+    def write(password: str) -> None:
+        cfg.write_text(f"tls_server_config: {{cert_file: current.crt, key_file: current.key}}\n"
+                       f"basic_auth_users: {{prometheus: '{bcrypt_hash(password)}'}}\n")
+
+    write(PASSWORD)
+    srv = Served(holder.netns, "--web.config.file", str(cfg))
+    ca1, ca2, url = str(one["ca_crt"]), str(two["ca_crt"]), srv.url
+    try:
+        got = requests(holder, [[url, "prometheus", PASSWORD, None, None, ca1],
+                                [url, "prometheus", PASSWORD, None, None, ca2]])
+        assert [g[0] for g in got] == [200, "SSLCertVerificationError"], got
+        # the certificate is renewed (a new CA, even): the next connections get it
+        for ext in ("crt", "key"):
+            shutil.copy(two[f"server_{ext}"], tmp_path / f"current.{ext}")
+        time.sleep(1.2)
+        got = requests(holder, [[url, "prometheus", PASSWORD, None, None, ca2],
+                                [url, "prometheus", PASSWORD, None, None, ca1]])
+        assert [g[0] for g in got] == [200, "SSLCertVerificationError"], got
+        # a new password
+        write("renewed")
+        time.sleep(1.2)
+        got = requests(holder, [[url, "prometheus", "renewed", None, None, ca2],
+                                [url, "prometheus", PASSWORD, None, None, ca2]])
+        assert [g[0] for g in got] == [200, 401], got
+        # a broken file: the last good config goes on serving
+        cfg.write_text("tls_server_config: [\n")
+        time.sleep(1.2)
+        got = requests(holder, [[url, "prometheus", "renewed", None, None, ca2]] * 3)
+        assert [g[0] for g in got] == [200] * 3, got
+    finally:
+        assert srv.stop() == 0, srv.stderr
+    assert srv.stderr.startswith(f"sockscope: web config {str(cfg)!r}: not YAML (line 2): ")
+    assert srv.stderr.endswith("; still serving with the previous web config\n") and srv.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind,without,wrong_ca", [("VerifyClientCertIfGiven", 200, "SSLError"),
+                                                   ("RequestClientCert", 200, 200)])
+def test_optional_client_certificates(holder: Holder, pki: dict[str, Path], tmp_path: Path, kind: str,
+                                      without: Any, wrong_ca: Any) -> None:
+    other = make_pki(tmp_path / "other")  # a client certificate from a CA the server does not trust
+    cfg = tmp_path / "web.yml"
+    ca_line = f"  client_ca_file: {pki['ca_crt']}\n" if kind != "RequestClientCert" else ""
+    cfg.write_text(f"tls_server_config:\n  cert_file: {pki['server_crt']}\n  key_file: {pki['server_key']}\n"
+                   f"  client_auth_type: {kind}\n{ca_line}")
+    srv = Served(holder.netns, "--web.config.file", str(cfg))
+    try:
+        ca, url = str(pki["ca_crt"]), srv.url
+        got = requests(holder, [[url, None, None, str(pki["scraper_crt"]), str(pki["scraper_key"]), ca],
+                                [url, None, None, None, None, ca],
+                                [url, None, None, str(other["scraper_crt"]), str(other["scraper_key"]), ca]])
+        statuses = [g[0] for g in got]
+        assert statuses[:2] == [200, without], got
+        assert statuses[2] == wrong_ca or (wrong_ca == "SSLError" and statuses[2] in
+                                           ("SSLError", "ConnectionResetError", "RemoteDisconnected")), got
     finally:
         assert srv.stop() == 0, srv.stderr

@@ -29,6 +29,8 @@ reading one GET request head under a deadline.
   is being rendered share it (one render per content type and encoding).
   bcrypt checks run in their own one-thread pool; a successful check is
   cached (as exporter-toolkit does), so a scrape costs no bcrypt.
+* The web config (TLS, auth, headers) is taken per connection, and loaded
+  again when a file it came from changes (see :func:`sockscope.webconfig.changed`).
 """
 
 from __future__ import annotations
@@ -149,12 +151,15 @@ class Server:
     """Serves ``registry`` on the given listening sockets until :meth:`stop`."""
 
     def __init__(self, socks: list[socket.socket], registry: CollectorRegistry, *, limits: Limits = Limits(),
-                 config: WebConfig | None = None, path: str = "/metrics",
+                 config: WebConfig | None = None, config_path: str | None = None, path: str = "/metrics",
                  log: Callable[[str], None] | None = None) -> None:
         self.socks = socks
         self.registry = registry
         self.limits = limits
         self.config = config
+        self.config_path = config_path  # where ``config`` came from: reloaded when its files change
+        self._checked = 0.0
+        self._reload_error = ""
         self.path = path
         self.log = log
         self.conns: dict[_Conn, None] = {}
@@ -204,6 +209,27 @@ class Server:
 
     # -- connections
 
+    def _current_config(self) -> WebConfig | None:
+        """The web config for a new connection: loaded again (at most once a second) when a file
+        it was read from has changed; a bad new one keeps the old, with one line on stderr."""
+        if self.config_path is None or self.config is None:
+            return self.config
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return self.config
+        self._checked = now
+        from sockscope import webconfig
+
+        if webconfig.changed(self.config):
+            try:
+                self.config = webconfig.load(self.config_path)
+                self._reload_error = ""
+            except SockscopeError as exc:
+                if str(exc) != self._reload_error and self.log is not None:
+                    self.log(f"{exc}; still serving with the previous web config")
+                self._reload_error = str(exc)
+        return self.config
+
     def _admit(self, conn: _Conn) -> bool:
         """Make room for ``conn`` under the cap; False when every connection is busy."""
         if len(self.conns) >= self.limits.max_connections:
@@ -223,15 +249,16 @@ class Server:
             writer.transport.abort()
             return
         lim = self.limits
+        cfg = self._current_config()
         try:
             first = True
             while True:
                 conn.waiting_since = loop.time()
                 if first:
                     async with asyncio.timeout(lim.header_timeout):
-                        if self.config is not None and self.config.tls is not None:
-                            await writer.start_tls(self.config.tls)
-                            if not self.config.peer_allowed(writer.get_extra_info("peercert")):
+                        if cfg is not None and cfg.tls is not None:
+                            await writer.start_tls(cfg.tls)
+                            if not cfg.peer_allowed(writer.get_extra_info("peercert")):
                                 return
                         head = await reader.readuntil(b"\r\n\r\n")
                 else:
@@ -244,9 +271,9 @@ class Server:
                 try:
                     req = _parse(head)
                 except _BadRequest as bad:
-                    await self._send(writer, bad.status, [], b"", False, head_only=False)
+                    await self._send(writer, cfg, bad.status, [], b"", False)
                     return
-                if not await self._respond(req, writer):
+                if not await self._respond(req, writer, cfg):
                     return
         except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             return  # gone, too slow, or a head over max_head (ValueError): just close
@@ -255,21 +282,20 @@ class Server:
             writer.close()  # flushes what is buffered; a peer that does not read is cut off below
             loop.call_later(lim.write_timeout, writer.transport.abort)
 
-    async def _respond(self, req: _Request, writer: asyncio.StreamWriter) -> bool:
+    async def _respond(self, req: _Request, writer: asyncio.StreamWriter, cfg: WebConfig | None) -> bool:
         """Answer one request; True to keep the connection for another."""
         extra: list[tuple[str, str]] = []
         head_only = req.method == "HEAD"
         if req.method not in ("GET", "HEAD"):
-            await self._send(writer, 405, [("Allow", "GET, HEAD")], b"", False)
+            await self._send(writer, cfg, 405, [("Allow", "GET, HEAD")], b"", False)
             return False
-        cfg = self.config
         if cfg is not None and cfg.auth is not None:
             header = req.headers.get("authorization")
             ok = cfg.auth.quick(header)
             if ok is None:
                 ok = await asyncio.get_running_loop().run_in_executor(self._auth_pool, cfg.auth.verify, header)
             if not ok:
-                await self._send(writer, 401, [("WWW-Authenticate", 'Basic realm="sockscope"')],
+                await self._send(writer, cfg, 401, [("WWW-Authenticate", 'Basic realm="sockscope"')],
                                  b"Unauthorized\n", req.keep_alive, head_only)
                 return req.keep_alive
         if req.path == self.path:
@@ -282,7 +308,7 @@ class Server:
             except Exception as exc:  # noqa: BLE001 - the collector never raises; be sure a scrape gets an answer
                 if self.log is not None:
                     self.log(f"http: rendering the metrics failed: {type(exc).__name__}: {exc}"[:300])
-                await self._send(writer, 500, [("Content-Type", "text/plain; charset=utf-8")],
+                await self._send(writer, cfg, 500, [("Content-Type", "text/plain; charset=utf-8")],
                                  b"rendering the metrics failed; see the exporter's stderr\n", False, head_only)
                 return False
             extra.append(("Content-Type", ctype))
@@ -295,7 +321,7 @@ class Server:
         else:
             status, body = 404, f"not found: the metrics are on {self.path}\n".encode()
             extra.append(("Content-Type", "text/plain; charset=utf-8"))
-        await self._send(writer, status, extra, body, req.keep_alive, head_only)
+        await self._send(writer, cfg, status, extra, body, req.keep_alive, head_only)
         return req.keep_alive
 
     async def _render(self, accept: str, gz: bool, ctype: str) -> bytes:
@@ -316,13 +342,13 @@ class Server:
         data: bytes = encoder(self.registry)
         return gzip.compress(data, compresslevel=6) if gz else data
 
-    async def _send(self, writer: asyncio.StreamWriter, status: int, headers: list[tuple[str, str]], body: bytes,
-                    keep_alive: bool, head_only: bool = False) -> None:
+    async def _send(self, writer: asyncio.StreamWriter, cfg: WebConfig | None, status: int,
+                    headers: list[tuple[str, str]], body: bytes, keep_alive: bool, head_only: bool = False) -> None:
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
                  f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}",
                  f"Content-Length: {len(body)}", f"Connection: {'keep-alive' if keep_alive else 'close'}"]
-        if self.config is not None:
-            headers = headers + list(self.config.headers)
+        if cfg is not None:
+            headers = headers + list(cfg.headers)
         lines += [f"{k}: {v}" for k, v in headers]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body))
         async with asyncio.timeout(self.limits.write_timeout):

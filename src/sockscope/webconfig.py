@@ -22,7 +22,10 @@ but not verified), ``cipher_suites`` and ``curve_preferences`` (Go's names),
 ``rate_limit``.  ``RequestClientCert`` asks for nothing (the certificate would
 go unchecked and unused, so this is the same access), and ``http2`` is
 accepted and ignored: the server speaks HTTP/1.1, which Prometheus uses.
-The file is read once, at start.  YAML is parsed by PyYAML (``safe_load``)
+As in exporter-toolkit, changes are picked up while serving (a renewed
+certificate, say): :func:`changed` tells when a file read has changed since,
+and the server loads the config again for the next connections (keeping the
+old one, with a line on stderr, if the new one is bad).  YAML is parsed by PyYAML (``safe_load``)
 and passwords are checked by ``bcrypt``: both come with the ``[exporter]``
 extra and are imported only when a web config is given.
 """
@@ -35,7 +38,7 @@ import os
 import ssl
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sockscope.errors import SockscopeError
@@ -66,6 +69,8 @@ class WebConfig:
     auth: BasicAuth | None = None
     headers: tuple[tuple[str, str], ...] = ()
     allowed_sans: frozenset[str] = field(default_factory=frozenset)
+    #: (path, inode, mtime_ns, size) of every file read, taken before reading it: see :func:`changed`
+    stamps: tuple[tuple[str, int, int, int], ...] = ()
 
     def peer_allowed(self, peercert: Any) -> bool:
         """Whether a verified client certificate passes ``client_allowed_sans`` (True when unset)."""
@@ -128,9 +133,32 @@ class BasicAuth:
         return ok
 
 
+def _printable(text: str) -> str:
+    """``text`` as one printable line: control characters written ``\\xNN`` (``\\uNNNN`` beyond Latin-1),
+    the form sockscope's error lines use, for errors that echo the file."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else
+                   f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}" for c in text)
+
+
+def _stamp(path: str) -> tuple[str, int, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (path, -1, -1, -1)
+    return (path, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def changed(cfg: WebConfig) -> bool:
+    """Whether a file ``cfg`` was read from has changed (or gone) since: then :func:`load` it again."""
+    return any(_stamp(st[0]) != st for st in cfg.stamps)
+
+
 def load(path: str) -> WebConfig:
     """Read and check a web config file; :class:`WebConfigError` says what is wrong."""
     where = repr(path)
+    stamp = _stamp(path)
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_FILE_SIZE + 1)
@@ -149,11 +177,12 @@ def load(path: str) -> WebConfig:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise WebConfigError(f"web config {where}: not YAML{at}: {problem}") from None
+        raise WebConfigError(f"web config {where}: not YAML{at}: {_printable(problem)}") from None
     try:
-        return _build(doc if doc is not None else {}, os.path.dirname(os.path.abspath(path)))
+        cfg = _build(doc if doc is not None else {}, os.path.dirname(os.path.abspath(path)))
     except WebConfigError as exc:
-        raise WebConfigError(f"web config {where}: {exc}") from None
+        raise WebConfigError(f"web config {where}: {_printable(str(exc))}") from None
+    return replace(cfg, stamps=(stamp, *cfg.stamps))
 
 
 def _mapping(value: Any, what: str, allowed: set[str] | None = None) -> dict[str, Any]:
@@ -175,9 +204,11 @@ def _build(doc: Any, base: str) -> WebConfig:
     top = _mapping(doc, "the file", {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"})
     if "rate_limit" in top:
         raise WebConfigError("rate_limit is not supported")
-    tls, sans = (None, frozenset[str]())
+    tls: ssl.SSLContext | None = None
+    sans: frozenset[str] = frozenset()
+    stamps: list[tuple[str, int, int, int]] = []
     if top.get("tls_server_config") is not None:
-        tls, sans = _tls(_mapping(top["tls_server_config"], "tls_server_config", _TLS_KEYS), base)
+        tls, sans, stamps = _tls(_mapping(top["tls_server_config"], "tls_server_config", _TLS_KEYS), base)
     headers: list[tuple[str, str]] = []
     http = top.get("http_server_config")
     if http is not None:
@@ -200,7 +231,7 @@ def _build(doc: Any, base: str) -> WebConfig:
                 raise WebConfigError(f"the password of user {user!r} is not a bcrypt hash ($2y$10$..., 60 chars)")
             hashes[user] = h.encode("ascii", "replace")
         auth = BasicAuth(hashes)
-    return WebConfig(tls, auth, tuple(headers), sans)
+    return WebConfig(tls, auth, tuple(headers), sans, tuple(stamps))
 
 
 def _pem(cfg: dict[str, Any], inline: str, file_key: str, base: str) -> tuple[str | None, str | None]:
@@ -213,7 +244,7 @@ def _pem(cfg: dict[str, Any], inline: str, file_key: str, base: str) -> tuple[st
     return None, _string(text, inline) if text else None
 
 
-def _tls(cfg: dict[str, Any], base: str) -> tuple[ssl.SSLContext, frozenset[str]]:
+def _tls(cfg: dict[str, Any], base: str) -> tuple[ssl.SSLContext, frozenset[str], list[tuple[str, int, int, int]]]:
     cert_file, cert = _pem(cfg, "cert", "cert_file", base)
     key_file, key = _pem(cfg, "key", "key_file", base)
     if not (cert_file or cert):
@@ -240,6 +271,7 @@ def _tls(cfg: dict[str, Any], base: str) -> tuple[ssl.SSLContext, frozenset[str]
         raise WebConfigError("client_allowed_sans must be a list of strings")
     if sans and kind != "RequireAndVerifyClientCert":
         raise WebConfigError("client_allowed_sans needs client_auth_type RequireAndVerifyClientCert")
+    stamps = [_stamp(p) for p in (cert_file, key_file, ca_file) if p]
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     lo, hi = (_version(cfg, k, d) for k, d in (("min_version", "TLS12"), ("max_version", "TLS13")))
     if lo > hi:
@@ -257,7 +289,7 @@ def _tls(cfg: dict[str, Any], base: str) -> tuple[ssl.SSLContext, frozenset[str]
         except (OSError, ssl.SSLError) as exc:
             raise WebConfigError(f"client CA {ca_file or 'client_ca'}: {_ssl_text(exc)}") from None
         ctx.verify_mode = _CLIENT_AUTH[kind]
-    return ctx, frozenset(sans)
+    return ctx, frozenset(sans), stamps
 
 
 def _version(cfg: dict[str, Any], key: str, default: str) -> ssl.TLSVersion:
@@ -299,4 +331,4 @@ def _ssl_text(exc: BaseException) -> str:
     return str(exc)
 
 
-__all__ = ["BasicAuth", "MAX_FILE_SIZE", "WebConfig", "WebConfigError", "load"]
+__all__ = ["BasicAuth", "MAX_FILE_SIZE", "WebConfig", "WebConfigError", "changed", "load"]

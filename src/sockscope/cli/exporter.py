@@ -160,7 +160,8 @@ def main(argv: list[str]) -> int:
     try:
         for addr in addrs:
             socks.append(exporter_web.bind(addr, limits.backlog))
-        server = exporter_web.Server(socks, registry, limits=limits, config=config, path=args.path, log=_log)
+        server = exporter_web.Server(socks, registry, limits=limits, config=config, config_path=args.web_config,
+                                     path=args.path, log=_log)
         tls = config is not None and config.tls is not None
         for sock, addr in zip(socks, addrs):
             print(f"sockscope exporter: serving {exporter_web.url_of(sock, addr, tls, args.path)}",
