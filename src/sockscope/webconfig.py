@@ -133,15 +133,6 @@ class BasicAuth:
         return ok
 
 
-def _printable(text: str) -> str:
-    """``text`` as one printable line: control characters written ``\\xNN`` (``\\uNNNN`` beyond Latin-1),
-    the form sockscope's error lines use, for errors that echo the file."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else
-                   f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}" for c in text)
-
-
 def _stamp(path: str) -> tuple[str, int, int, int]:
     try:
         st = os.stat(path)
@@ -177,11 +168,11 @@ def load(path: str) -> WebConfig:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise WebConfigError(f"web config {where}: not YAML{at}: {_printable(problem)}") from None
+        raise WebConfigError(f"web config {where}: not YAML{at}: {problem}") from None
     try:
         cfg = _build(doc if doc is not None else {}, os.path.dirname(os.path.abspath(path)))
     except WebConfigError as exc:
-        raise WebConfigError(f"web config {where}: {_printable(str(exc))}") from None
+        raise WebConfigError(f"web config {where}: {exc}") from None
     return replace(cfg, stamps=(stamp, *cfg.stamps))
 
 
