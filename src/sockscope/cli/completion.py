@@ -102,9 +102,9 @@ def _values(kind: str) -> str | list[str]:
 
 def operand_words() -> tuple[list[str], list[str]]:
     """The listing's operand words: (state names, filter expression keywords)."""
-    from sockscope.filter import parser, states
+    from sockscope.filter import lexer, parser, states
 
-    keywords = [w for w, kind in parser._KINDS.items() if w.isalpha() and kind not in parser._OPERATORS]
+    keywords = [w for w, kind in lexer.KINDS.items() if w.isalpha() and kind not in parser._OPERATORS]
     return list(states._NAMES), keywords
 
 
