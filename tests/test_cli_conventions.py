@@ -332,8 +332,7 @@ def test_sockets_in_unknown_namespace_is_an_error() -> None:
         list(sockscope.sockets("tcp", netns="/nonexistent/sockscope-t-ns"))
 
 
-@pytest.mark.parametrize("argv", [["--bogus"], ["who", "--bogus"], ["top", "--bogus"], ["completion", "--bogus"],
-                                  ["-A", "tcp", "--man=x"]])
+@pytest.mark.parametrize("argv", [["--bogus"], ["-A", "tcp", "--man=x"]] + [[name, "--bogus"] for name in SUBCOMMANDS])
 def test_usage_errors_exit_255(argv: list[str]) -> None:
     res = _run([*SOCKSCOPE, *argv])
     assert res.returncode == 255 and len(res.stderr.splitlines()) == 1 and res.stdout == "", res

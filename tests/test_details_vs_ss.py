@@ -71,10 +71,10 @@ def test_tcp_info_fields_are_decoded(fresh_population: Harness) -> None:
 
 
 def test_summary_same_as_ss(fresh_population: Harness) -> None:
-    for _ in range(4):  # the TCP totals count machine-wide: retry while other processes move them
+    for _ in range(8):  # the TCP totals count machine-wide: retry while other processes move them
         a = fresh_population.ss(["-s"]).stdout.splitlines()
         b = fresh_population.sockscope(["-s"]).stdout.splitlines()
-        if fresh_population.ss(["-s"]).stdout.splitlines()[1:] == a[1:]:
+        if b[1:] == a[1:]:
             break
     # "Total" counts sockets machine-wide, including each lister's own: compare the rest.
     assert b[0].startswith("Total: ")
@@ -96,12 +96,8 @@ def _ss_summary_numbers(text: str) -> dict[str, int]:
 @pytest.mark.parametrize("fmt", ["--json", "--csv"])
 def test_summary_as_json_and_csv_same_as_ss(fresh_population: Harness, fmt: str) -> None:
     """-s --json / -s --csv: ss -s's counters, as one object / one row, and nothing else."""
-    for _ in range(4):  # the TCP totals count machine-wide: retry while other tests move them
-        a = fresh_population.ss(["-s"]).stdout
-        b = fresh_population.sockscope(["-s", fmt])
-        c = fresh_population.ss(["-s"]).stdout
-        if a == c:
-            break
+    a = fresh_population.ss(["-s"]).stdout
+    b = fresh_population.sockscope(["-s", fmt])
     assert b.returncode == 0 and b.stderr == "", b.stderr
     if fmt == "--json":
         got = json.loads(b.stdout)
@@ -109,8 +105,12 @@ def test_summary_as_json_and_csv_same_as_ss(fresh_population: Harness, fmt: str)
         header, row = b.stdout.splitlines()
         got = dict(zip(header.split(","), map(int, row.split(","))))
     want = _ss_summary_numbers(a)
+    # what the kernel counts machine-wide moves with every other test's sockets (the text test above
+    # compares those with ss): here the namespace's own counters, and the machine-wide ones' arithmetic
+    want = {k: v for k, v in want.items() if k not in ("tcp_total", "tcp_closed", "tcp_orphan")}
     assert {k: got[k] for k in want} == want, b.stdout
     assert want["tcp_inuse4"] > 0 and got["tcp_total"] == got["tcp_alloc"] + got["tcp_timewait"]
+    assert got["tcp_closed"] == got["tcp_alloc"] - (got["tcp_inuse4"] + got["tcp_inuse6"] - got["tcp_timewait"])
 
 
 def test_json_and_csv_carry_the_table(fresh_population: Harness) -> None:

@@ -16,19 +16,12 @@ if TYPE_CHECKING:
 
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line and exit as every usage
-    error of sockscope does: with ``UsageError.exit_status``, 255, ss's
-    status (the listing's, ``who``'s, ``top``'s, every subcommand's).
-    ``usage_status`` overrides it; nothing should need to."""
-
-    def __init__(self, *args: object, usage_status: int = UsageError.exit_status, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.usage_status = usage_status
+    error of sockscope does, the listing's, ``who``'s, every subcommand's:
+    a :class:`UsageError`, exit status 255 (ss's)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         cmd = self.prog.removeprefix("sockscope ")
-        exc = UsageError(f"{cmd}: {message} (see {self.prog} --help)")
-        exc.exit_status = self.usage_status
-        raise exc
+        raise UsageError(f"{cmd}: {message} (see {self.prog} --help)")
 
 
 def port_type(low: int) -> Callable[[str], int]:
