@@ -1,7 +1,8 @@
 """Fuzzing the command line and the filter API with hypothesis: hostile input never crashes.
 
 Every call runs inside a private network namespace made here (tests/nsutil.py,
-with a hermetic resolv.conf: no name query leaves loopback), in one worker
+with a hermetic resolv.conf: no name query leaves loopback) and a private pid
+namespace (so ``-p``/``-T`` see only the test's processes), in one worker
 process that calls the CLI's ``main(argv)`` in-process with stdout, stderr and
 stdin replaced (cheap: most examples), plus a few real ``python -m sockscope``
 subprocesses.  Destructive options are forced to ``--dry-run`` (``--dry-run``
@@ -120,6 +121,10 @@ for line in proto_in:
 '''
 
 
+#: A private pid namespace with its own /proc; its processes die with unshare.
+PRIVATE_PIDS = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
+
+
 class Worker:
     """The in-process caller, inside the namespace; one JSON line per request and answer."""
 
@@ -129,8 +134,8 @@ class Worker:
         self.start()
 
     def start(self) -> None:
-        self.proc = self.netns.popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     cwd=self.cwd)
+        self.proc = self.netns.popen([*PRIVATE_PIDS, sys.executable, "-c", WORKER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, cwd=self.cwd)
         self.buf = b""
 
     def fail(self, why: str) -> None:
@@ -339,7 +344,7 @@ def test_command_lines_in_process(worker: Worker, args: list[str], stdin: str) -
 FAMILIES = [0, 1, 2, 10, 16, 17, 30, 40, 44]
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(words=FILTERS, family=st.sampled_from(FAMILIES))
 def test_filter_parse_api(worker: Worker, words: list[str], family: int) -> None:
     _check_api(f"parse({words!r:.300}, family={family})",
@@ -377,7 +382,7 @@ def test_command_lines_as_processes(netns: Netns, workdir: str, args: list[str])
     """A few real processes: the console path (``python -m sockscope``) adds its own exit handling."""
     argv = [a.replace("\0", "") for a in _tame(args)]  # an argv of a process cannot hold NUL
     t = time.monotonic()
-    proc = subprocess.run(netns.argv([*SOCKSCOPE, *argv]), capture_output=True, timeout=60, cwd=workdir,
+    proc = subprocess.run(netns.argv([*PRIVATE_PIDS, *SOCKSCOPE, *argv]), capture_output=True, timeout=60, cwd=workdir,
                           stdin=subprocess.DEVNULL)
     seconds = time.monotonic() - t
     err = proc.stderr.decode("utf-8", "surrogateescape")
