@@ -196,3 +196,12 @@ def test_filter_file_bounded(tmp_path, content: str | None) -> None:
         assert len(lines) == 3 and "more than 100 nested parentheses" in lines[0] and len(lines[0]) < 400, lines
     else:
         assert lines == [f"sockscope: filter file {path} is larger than 1 MiB"]
+
+
+def test_filter_from_closed_stdin() -> None:
+    """``-F -`` with standard input closed reads an empty filter, as ss does (a traceback before)."""
+    cmd = "exec {} -H -tan -F - <&-"
+    ref = _run(["unshare", "-n", "sh", "-c", cmd.format("ss")])
+    res = _run(["unshare", "-n", "sh", "-c", cmd.format(" ".join(SOCKSCOPE))])
+    assert "Traceback" not in res.stderr, res.stderr
+    assert (res.returncode, res.stdout, res.stderr) == (ref.returncode, ref.stdout, "") == (0, "", "")

@@ -440,7 +440,10 @@ def test_glob_matches_glibc_fnmatch(pattern: str, name: str) -> None:
 def test_glob_classes() -> None:
     for pattern, name, hit in (("[[:digit:]]*", "7x", True), ("[![:alpha:]]", "a", False),
                                ("[]a]", "]", True), ("[a-]", "-", True), ("[z-a]", "q", False),
-                               ("x[", "x[", True), ("\\*", "*", True), ("\\*", "a", False)):
+                               ("x[", "x[", True), ("\\*", "*", True), ("\\*", "a", False),
+                               # collating symbols (glibc): one character, not case-folded; unterminated: nothing
+                               ("[[.b.]]", "b", True), ("[[.b.]]", "B", False), ("[[.b]", "b", False),
+                               ("[[.b]", "[", False), ("[![.b.]]", "a", True)):
         assert (fnmatch_regex(pattern).fullmatch(name) is not None) == hit, pattern
         assert (_glibc_fnmatch()(pattern.encode(), name.encode(), FNM_CASEFOLD) == 0) == hit, pattern
 

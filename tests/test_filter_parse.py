@@ -421,6 +421,9 @@ def test_errors_are_printable_everywhere() -> None:
     with pytest.raises(UsageError) as info:
         parse_state_words(["state", "x\ny"], 0)
     assert str(info.value) == "wrong state name: x\\x0ay"
+    with pytest.raises(UsageError) as info:
+        parse_state_words(["state", "é" * 5000], 0)
+    assert str(info.value) == "wrong state name: " + "é" * 482 + "..." + "é" * 500  # both ends of a huge word
 
 
 @pytest.mark.parametrize("text, tree", [

@@ -13,14 +13,22 @@ import errno as _errno
 class SockscopeError(Exception):
     """Base class of every sockscope error.
 
-    ``str(exc)`` is always one printable line: control characters in the
-    message (often echoed input) are escaped by :func:`printable`.
+    ``str(exc)`` is always one printable line of at most about
+    :data:`MAX_MESSAGE` characters: control characters in the message (often
+    echoed input) are escaped by :func:`printable`.
     """
 
     exit_status: int = 1
 
     def __str__(self) -> str:
-        return printable(super().__str__())
+        text = printable(super().__str__())
+        if len(text) > MAX_MESSAGE:  # a huge word echoed: keep both ends
+            text = text[:MAX_MESSAGE // 2] + "..." + text[-(MAX_MESSAGE // 2):]
+        return text
+
+
+#: The longest error message, in characters (longer ones lose their middle).
+MAX_MESSAGE = 1000
 
 
 def printable(text: str) -> str:

@@ -104,6 +104,8 @@ def read_file(path: str) -> str:
     """The text of filter file ``path`` (``-``…: standard input), at most :data:`MAX_FILE` bytes."""
     try:
         if path.startswith("-"):
+            if sys.stdin is None:
+                return ""  # a closed standard input reads as empty, as in ss
             stream = getattr(sys.stdin, "buffer", None)
             raw: bytes | str = (stream or sys.stdin).read(MAX_FILE + 1)
         else:

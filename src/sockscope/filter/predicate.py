@@ -305,8 +305,9 @@ def fnmatch_regex(pattern: str) -> re.Pattern[str]:
 
     ``*`` and ``?`` match any character including ``/``; ``\\x`` is a literal
     x (a trailing ``\\`` matches nothing); ``[...]`` takes ``!``/``^``
-    negation, ranges and ``[:class:]`` (classes are not case-folded, an
-    unknown class matches nothing); an unterminated ``[`` is literal.
+    negation, ranges, ``[:class:]`` and one-character ``[.c.]`` (neither is
+    case-folded; an unknown class or symbol, or an unterminated ``[.``,
+    matches nothing); an unterminated ``[`` is literal.
     Malformed brackets (unknown class, a range ending in ``[``) may differ
     from glibc, whose answer then depends on the order it tries items in.
     """
@@ -358,6 +359,13 @@ def _bracket(p: str, i: int) -> tuple[str, int] | None:
             if name not in _CLASSES:
                 raise _NoMatch
             classes.append(_CLASSES[name])
+            i = end + 2
+            continue
+        if c == "[" and p.startswith("[.", i):  # a collating symbol: glibc knows single characters
+            end = p.find(".]", i + 2)
+            if end != i + 3:  # unterminated, or several characters: the whole pattern matches nothing
+                raise _NoMatch
+            classes.append(_cls(p[i + 2]))  # compared as is, not case-folded (as glibc does)
             i = end + 2
             continue
         if c == "\\" and i + 1 < n:
