@@ -9,6 +9,11 @@
   two holders sharing a listener address.
 * ``bench/run.py --help``, and one tiny end-to-end run (100 sockets, 1 run, two
   rows) that must produce a table, a JSON file, and leave no namespace behind.
+* ``bench/shapes.py``: each population shaped like real hosts' built at 1%, in the
+  shape its name says, ss agreeing with its counts, everything gone after close;
+  at full size, every holder within the fd limit and the issue's sizes.
+* ``bench/run.py --populations all --scale 0.01``: every row compared with its
+  peer and the same results; a row whose sides differ is never met.
 
 Every namespace is named ``ssbench-<pid>-<hex>`` and removed in ``finally``,
 as are the processes the test started (by pid).
