@@ -64,12 +64,13 @@ class Row:
     same_output: bool = False  # the peer prints the same rows: compare line counts
     time_wait: bool = False  # measured with TIME-WAIT sockets added
     min_size: int = 0  # below this, only with --only
+    shaped_only: bool = False  # only on the shaped populations, never on the sizes
 
     def target(self, size: int | None) -> Target | None:
         return self.targets.get(size) if size is not None else None
 
     def runs_at(self, size: int | None, only: bool) -> bool:
-        return only or (size or 0) >= self.min_size
+        return not self.shaped_only and (only or (size or 0) >= self.min_size)
 
 
 
