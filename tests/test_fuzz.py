@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 
 from conftest import SOCKSCOPE
 from nsutil import Netns
-from sockscope.cli import ls as _ls
+from sockscope.cli import options as _options
 
 # big examples (a 4,301-digit port) make hypothesis warn about the size of their repr: expected here
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
@@ -210,10 +210,11 @@ def worker(netns: Netns, workdir: str) -> Iterator[Worker]:
 # What the fuzzer draws from: the listing's own option table, ss's state words, filter pieces
 
 
-_SHORT_FLAGS = [c for i, c in enumerate(_ls._SHORT) if c not in ":E" and _ls._SHORT[i + 1:i + 2] != ":"]
-_SHORT_VALUED = [c for i, c in enumerate(_ls._SHORT) if _ls._SHORT[i + 1:i + 2] == ":"]
-_LONG_FLAGS = [n for n in _ls._LONG if not n.endswith("=")]
-_LONG_VALUED = [n.rstrip("=") for n in _ls._LONG if n.endswith("=")]
+# (row: letter, long names, argument name, ...: cli/options.py)
+_SHORT_FLAGS = [c for c, row in _options.SHORTS.items() if c != "E" and not row[2]]
+_SHORT_VALUED = [c for c, row in _options.SHORTS.items() if row[2]]
+_LONG_FLAGS = [n for n, row in _options.LONGS.items() if not row[2]]
+_LONG_VALUED = [n for n, row in _options.LONGS.items() if row[2]]
 #: Left out of every command line: -E follows forever, -N and --all-netns reach other namespaces.
 _OUT = {"E", "N", "events", "net", "all-netns"}
 
