@@ -137,8 +137,10 @@ def _unix_reference(data: bytes) -> list[tuple]:
     """Each UNIX message read the plainest way: its fixed part, then every attribute by parse_attrs."""
     rows = []
     for mtype, _flags, payload in netlink.iter_messages(data):
-        if mtype != netlink.SOCK_DIAG_BY_FAMILY:
+        if mtype in (netlink.NLMSG_DONE, netlink.NLMSG_ERROR):
             break
+        if mtype != netlink.SOCK_DIAG_BY_FAMILY:
+            continue
         _fam, stype, st_, ino, cookie = struct.unpack_from("=BBBxIQ", payload)
         a = netlink.parse_attrs(payload, 16)
         rq = struct.unpack("=II", a[unix.UNIX_DIAG_RQLEN][:8]) if unix.UNIX_DIAG_RQLEN in a else (0, 0)
@@ -160,6 +162,8 @@ def test_unix_batches_agree_with_the_reference(capture: dict) -> None:
         _unix_msg(1, 1, 30, b"/abcdefghijk", uid=5) + _unix_msg(1, 1, 31, b"/abc", peer=30, uid=6),
         _unix_msg(5, 10, 40, None, None, None, None) + _unix_msg(5, 1, 41, b"@x", 42, (1, 2), 1000, vfs),
         _DONE,
+        # a message of another type among them is passed over
+        _unix_msg(1, 1, 50, peer=51) + _msg(netlink.NLMSG_NOOP, bytes(4)) + _unix_msg(1, 1, 51, peer=50) + _DONE,
     ]
     assert len(_unix_msg(1, 1, 30, b"/abcdefghijk", uid=5)) == len(_unix_msg(1, 1, 31, b"/abc", peer=30, uid=6))
     for data in [bytes.fromhex(h) for h in capture["unix"]] + synthetic:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+from itertools import repeat
 
 from sockscope._addr import AF_UNIX
 from sockscope.errors import DecodeError
@@ -71,7 +72,8 @@ class Batch:
     (the peer's inode, 0 for none), ``rqueue``/``wqueue`` (UNIX_DIAG_RQLEN),
     ``uid`` (None where not sent); :meth:`attrs` is row ``i``'s attribute bytes."""
 
-    __slots__ = ("n", "type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_mv", "_spans")
+    __slots__ = ("n", "type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_mv", "_starts",
+                 "_lens")
 
     n: int
     type: list[int]
@@ -84,18 +86,19 @@ class Batch:
     wqueue: list[int]
     uid: list[int | None]
     _mv: memoryview
-    _spans: list[tuple[int, int]]
+    _starts: list[int]
+    _lens: list[int]
 
     def attrs(self, i: int) -> memoryview:
-        start, end = self._spans[i]
-        return self._mv[start:end]
+        start = self._starts[i]
+        return self._mv[start + _FIXED.size : start + self._lens[i]]
 
     def select(self, keep: Sequence[Any]) -> Batch:
         """The rows whose ``keep`` is true, as a new batch."""
         from itertools import compress
 
         b = Batch.__new__(Batch)
-        for name in ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_spans"):
+        for name in ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_starts", "_lens"):
             setattr(b, name, list(compress(getattr(self, name), keep)))
         b.n = len(b.inode)
         b._mv = self._mv
@@ -104,6 +107,7 @@ class Batch:
 
 _FIXED = struct.Struct("=IH10x" + _MSG.format.lstrip("="))  # nlmsghdr (length, type) + unix_diag_msg
 _HDR = struct.Struct("=IH")
+_U32 = struct.Struct("=I")
 #: the attributes the listing reads, by type: (column, struct code of the payload)
 _PICK = {UNIX_DIAG_NAME: "name", UNIX_DIAG_PEER: "peer", UNIX_DIAG_RQLEN: "rq", UNIX_DIAG_UID: "uid"}
 _COLUMNS = ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid")
@@ -114,63 +118,66 @@ _SHAPES: dict[tuple[int, ...], Any] = {}
 def decode(buf: bytes | memoryview, op: str = "unix_diag") -> tuple[Batch, bool]:
     """One datagram of a unix_diag dump as a :class:`Batch`, and whether the dump ended.
 
-    The messages are framed by one walk over their headers; then each run of
-    consecutive messages of one length is unpacked by one ``iter_unpack`` whose
-    format covers the message, its attribute headers and the attributes the
-    listing reads (name, peer, queues, uid), compiled once per attribute layout
-    (:func:`_shape`).  A run whose messages turn out to differ in layout is read
-    message by message."""
+    The messages are framed by one walk over their lengths (the only loop that
+    runs Python code per message); then the messages are grouped by length (a
+    sort) and each group is unpacked by one struct whose format covers the
+    message, its attribute headers and the attributes the listing reads (name,
+    peer, queues, uid), compiled once per attribute layout (:func:`_shape`) and
+    checked: a group whose messages differ in layout is read message by message.
+    The rows go back to the kernel's order by the inverse of that sort."""
     mv = memoryview(buf)
     end = len(mv)
-    hdr = _HDR.unpack_from
+    u32 = _U32.unpack_from
     starts: list[int] = []
-    lens: list[int] = []
+    add = starts.append
     off = 0
-    done = False
     while off < end:
         if end - off < 16:
             raise DecodeError(f"truncated netlink header at offset {off}")
-        length, mtype = hdr(mv, off)
+        length = u32(mv, off)[0]
         if length < 16 or off + length > end:
             raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        if mtype == nl.SOCK_DIAG_BY_FAMILY:
-            if length < _FIXED.size:
-                raise DecodeError(f"truncated unix_diag_msg ({length - 16} bytes)")
-            starts.append(off)
-            lens.append(length)
-        elif mtype == nl.NLMSG_DONE or mtype == nl.NLMSG_ERROR:
-            nl.diag_messages(mv[off:], op)  # raises the kernel's error, if any
-            done = True
-            break
+        add(off)
         off += (length + 3) & ~3
-    # messages grouped by length: each group read by one struct (one attribute layout, checked)
-    groups: dict[int, list[int]] = {}
-    for k, length in enumerate(lens):
-        g = groups.get(length)
-        if g is None:
-            groups[length] = [k]
+    n = len(starts)
+    lens, types = (list(c) for c in zip(*map(_HDR.unpack_from, repeat(mv, n), starts))) if n else ([], [])
+    done = False
+    if types.count(nl.SOCK_DIAG_BY_FAMILY) != n:  # the dump's end (or another message) among them
+        stop = next((i for i, t in enumerate(types) if t == nl.NLMSG_DONE or t == nl.NLMSG_ERROR), n)
+        if stop < n:
+            nl.diag_messages(mv[starts[stop] :], op)  # raises the kernel's error, if any
+            done = True
+        keep = [i for i in range(stop) if types[i] == nl.SOCK_DIAG_BY_FAMILY]  # others (NOOP …) skipped
+        starts, lens = [starts[i] for i in keep], [lens[i] for i in keep]
+        n = len(starts)
+    if n and min(lens) < _FIXED.size:
+        raise DecodeError(f"truncated unix_diag_msg ({min(lens) - 16} bytes)")
+    # grouped by length (a stable sort), each group read by one struct
+    order = sorted(range(n), key=lens.__getitem__)
+    rows: list[Any] = []
+    lo = 0
+    while lo < n:
+        length = lens[order[lo]]
+        hi = lo + 1
+        while hi < n and lens[order[hi]] == length:
+            hi += 1
+        at = [starts[k] for k in order[lo:hi]]
+        shape = _shape(mv, at[0], length)
+        got = list(map(shape.struct.unpack_from, repeat(mv, hi - lo), at))
+        if hi - lo > 1 and len(set(map(shape.heads, got))) != 1:  # layouts differ: each its own
+            for start in at:
+                own = _shape(mv, start, length)
+                rows.append(own.canon(own.struct.unpack_from(mv, start)))
         else:
-            g.append(k)
-    rows: list[Any] = [None] * len(starts)
-    for length, members in groups.items():
-        shape = _shape(mv, starts[members[0]], length)
-        unpack = shape.struct.unpack_from
-        got = [unpack(mv, starts[k]) for k in members]
-        if len(members) > 1 and len(set(map(shape.heads, got))) != 1:  # layouts differ: each its own
-            canon = []
-            for k in members:
-                own = _shape(mv, starts[k], length)
-                canon.append(own.canon(own.struct.unpack_from(mv, starts[k])))
-        else:
-            canon = list(map(shape.canon, got))
-        for k, r in zip(members, canon):
-            rows[k] = r
+            rows += map(shape.canon, got)
+        lo = hi
+    if n:  # back to the kernel's order
+        rows = list(map(rows.__getitem__, sorted(range(n), key=order.__getitem__)))
     b = Batch.__new__(Batch)
     cols = list(zip(*rows)) if rows else [()] * len(_COLUMNS)
     for name, col in zip(_COLUMNS, cols):
         setattr(b, name, list(col))
-    b.n, b._mv = len(starts), mv
-    b._spans = [(s + _FIXED.size, s + length) for s, length in zip(starts, lens)]
+    b.n, b._mv, b._starts, b._lens = n, mv, starts, lens
     return b, done
 
 
@@ -256,14 +263,15 @@ def concat(parts: list[Batch]) -> Batch:
     b = Batch.__new__(Batch)
     for name in ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid"):
         setattr(b, name, [x for p in parts for x in getattr(p, name)])
-    # the attribute spans index one buffer: join the datagrams, shifting each one's spans
-    bufs, spans, base = [], [], 0
+    # the messages' offsets index one buffer: join the datagrams, shifting each one's offsets
+    bufs, starts, base = [], [], 0
     for p in parts:
         bufs.append(p._mv)
-        spans += [(s + base, e + base) for s, e in p._spans]
+        starts += [s + base for s in p._starts]
         base += len(p._mv)
     b._mv = memoryview(b"".join(bufs))
-    b._spans = spans
+    b._starts = starts
+    b._lens = [x for p in parts for x in p._lens]
     b.n = len(b.inode)
     return b
 
