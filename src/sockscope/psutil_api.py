@@ -89,7 +89,7 @@ def _net_connections(kind: str) -> list[sconn]:
     q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
               SS_ALL | (1 << 12))
     if q.tables and q.families:
-        for table, batch in batches(q, lambda m: None, ahead=False):
+        for table, batch in batches(q, lambda m: None, ahead=False, ordered=False):  # psutil's is a set
             inet_batches.append((table, batch))  # type: ignore[arg-type]  # inet tables: always batches
     if AF_UNIX in fams:
         # psutil reads /proc/net/unix, which also lists connections not yet

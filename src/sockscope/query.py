@@ -133,7 +133,7 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
             yield from filter(pred, socks)
 
 
-def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool = True
+def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool = True, ordered: bool = True
             ) -> Iterator[tuple[str, Batch | UnixBatch | list[Socket]]]:
     """The one source: ``(table, batch)`` in ss's order, filtered by ``q``'s filter.
 
@@ -142,10 +142,12 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool
     "unix") as one :class:`~sockscope.kernel.unix.Batch` (or records, from
     /proc); netlink and packet sockets as lists of records.  ``info`` adds the tcp_info columns (``ss -i``);
     ``ahead`` receives in a helper thread while the caller decodes (not when
-    the caller runs a thread of its own: three threads contend for the GIL)."""
+    the caller runs a thread of its own: three threads contend for the GIL);
+    ``ordered=False`` leaves a batch of both families whole (ss lists IPv4
+    before IPv6; a caller to whom order does not matter skips the split)."""
     pred = q.predicate
     decode_all = q.details or bool(q.ext)
-    for table, item, filtered in _source(q, warn, info, ahead):
+    for table, item, filtered in _source(q, warn, info, ahead, ordered):
         if pred is not None and not filtered:
             if isinstance(item, list):
                 item = [s for s in item if pred(s)]
@@ -165,7 +167,7 @@ def records(table: str, batch: Batch | UnixBatch, details: bool = False) -> list
     return inet.records(batch, table, details)  # type: ignore[arg-type]
 
 
-def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True
+def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordered: bool = True
             ) -> Iterator[tuple[str, Batch | UnixBatch | list[Socket], bool]]:
     """``(table, batch, filtered)`` in ss's order (tables nl, packet, unix, raw,
     udp, tcp, dccp, sctp, mptcp; IPv4 before IPv6); ``filtered``: the kernel
@@ -182,7 +184,7 @@ def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True
         if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
             _probe_others(q)
         if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
-            for batch, from_kernel in _inet(q, table, state, info, ahead):
+            for batch, from_kernel in _inet(q, table, state, info, ahead, ordered):
                 yield table, batch, exact and from_kernel and table != "raw"
 
 
@@ -246,8 +248,8 @@ def _families(q: Query) -> list[int]:
     return fams
 
 
-def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead: bool = True
-          ) -> Iterator[tuple[Batch, bool]]:
+def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead: bool = True,
+          ordered: bool = True) -> Iterator[tuple[Batch, bool]]:
     """One inet table's batches, and whether each came from sock_diag (else
     from /proc: sock_diag unavailable or denied, or the raw table), streamed
     datagram by datagram: memory stays flat however many sockets."""
@@ -264,7 +266,7 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
         op = f"{table} diag"
         try:
             if table == "tcp" and fams == [AF_INET, AF_INET6] and not q.details and not q.ext:
-                done = yield from _tcp_both(q, op, info, receive)
+                done = yield from _tcp_both(q, op, info, receive, ordered)
                 if done:
                     return
             for fam in fams:
@@ -295,13 +297,13 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
         yield inet.Batch.of(list(procnet.read_inet(table, fam, q.states))), False
 
 
-def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Iterable[bytes]]
-              ) -> Generator[tuple[Batch, bool], None, bool]:
+def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Iterable[bytes]],
+              ordered: bool = True) -> Generator[tuple[Batch, bool], None, bool]:
     """``_inet``'s TCP batches for both families from one legacy dump (one walk
     of the kernel's tables instead of one per family); returns False, having
     yielded nothing, when the kernel refuses that request.  ss lists IPv4 then
     IPv6, each in the kernel's order: IPv6 rows are held back until the end,
-    which gives exactly that order."""
+    which gives exactly that order (unless not ``ordered``)."""
     from sockscope.kernel import inet
 
     held: list[Batch] = []
@@ -310,7 +312,7 @@ def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Ite
         for data in receive(inet.encode_request_compat(q.states, q.ext, q.bytecode, ports=q.ports), op):
             batch, done = inet.decode(data, op, info)
             first = False
-            if batch.fam == AF_INET:
+            if batch.fam == AF_INET or not ordered:
                 yield batch, True
             elif batch.fam == AF_INET6:
                 held.append(batch)

@@ -306,8 +306,10 @@ def _uniform(mv: memoryview, length: int, op: str, b: Batch) -> bool | None:
         b.src, b.dst = _L.as_ints(body, length, "src"), _L.as_ints(body, length, "dst")
     else:
         src, dst = _L.columns(body, length, ("src", "dst"))
-        if AF_INET in fams:
-            src, dst = _keys(fams, src), _keys(fams, dst)
+        if AF_INET in fams:  # both families (a legacy dump): IPv4 rows by their u32, read for every row in C
+            src4, dst4 = _L.as_ints(body, length, "src"), _L.as_ints(body, length, "dst")
+            src = [a if f == AF_INET6 else i for f, i, a in zip(fams, src4, src)]
+            dst = [a if f == AF_INET6 else i for f, i, a in zip(fams, dst4, dst)]
         b.src, b.dst = src, dst
     b._starts = list(range(0, n * length, length))
     b._ends = list(range(length, n * length + 1, length))
