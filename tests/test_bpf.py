@@ -307,7 +307,8 @@ def test_tampered_cache_owners_in_the_cli(tmp_path: pytest.TempPathFactory) -> N
     code = ("import json, os, socket, sys; import sockscope; from sockscope.processes import OwnerMap\n"
             "a, b = socket.socketpair(); ino = os.fstat(a.fileno()).st_ino\n"
             "m = OwnerMap.scan(); rows = [c for c in sockscope.net_connections('unix') if c.pid == os.getpid()]\n"
-            "print(json.dumps([m.via, [[p == os.getpid(), fd] for p, fd in m.holders(ino)], sorted(c.fd for c in rows)]))")
+            "mine = [[p == os.getpid(), fd] for p, fd in m.holders(ino)]\n"
+            "print(json.dumps([m.via, mine, sorted(c.fd for c in rows)]))")
     assert subprocess.run([sys.executable, "-c", "from sockscope.kernel import bpf; bpf.cached_layout()"],
                           env=env, timeout=60).returncode == 0
     path = os.path.join(str(tmp_path), "sockscope", "task_file.layout")

@@ -31,7 +31,8 @@ c = socket.create_connection(("127.0.0.1", 7401)); srv, _ = l4.accept(); keep +=
 c6 = socket.create_connection(("127.0.0.1", 7403)); srv6, _ = dual.accept(); keep += [c6, srv6]
 keep.append(os.dup(c.fileno()))
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 7404)); keep.append(u)
-u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.bind(("::1", 7405)); u6.connect(("::1", 7402)); keep.append(u6)
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.bind(("::1", 7405)); u6.connect(("::1", 7402))
+keep.append(u6)
 a, b = socket.socketpair(); keep += [a, b, os.dup(a.fileno())]
 x = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); x.bind(os.path.join(d, "x.sock")); keep.append(x)
 print("READY", flush=True)
@@ -79,7 +80,7 @@ def test_process_connections_equal_psutil(holder: tuple[Netns, int]) -> None:
     r = ns.run([sys.executable, "-c", COMPARE, str(pid)], timeout=120)
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
-    for kind, (ours, theirs, types) in got.items():
+    for kind, (ours, theirs, _type) in got.items():
         assert ours == theirs, kind
     assert len(got["tcp"][0]) == 7  # 3 listeners, 2 pairs' 4 ends: the dup'ed end once
     assert len(got["udp"][0]) == 2
