@@ -49,6 +49,7 @@ def __dir__() -> list[str]:
 __all__ = (
     "sockets",
     "net_connections",
+    "process_connections",
     "Socket",
     "Endpoint",
     "Owner",
