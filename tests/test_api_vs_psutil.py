@@ -319,3 +319,86 @@ def _stable(a: str, b: str) -> bool:
     def key(text: str) -> list[tuple[Any, ...]]:
         return [(*r[:8], tuple(parse_users(r.process)), _INO.findall(r.process)) for r in parse(text).rows]
     return key(a) == key(b)
+
+
+# --------------------------------------------------------------------------------------------
+# the procfs setting, threads, /proc/net/unix as text (what psutil's own tests ask)
+
+def _fake_procfs(root: Any, unix_lines: list[bytes]) -> str:
+    import os
+
+    os.makedirs(os.path.join(root, "self", "fd"))
+    os.makedirs(os.path.join(root, "net"))
+    with open(os.path.join(root, "net", "unix"), "wb") as f:
+        f.write(b"Num       RefCount Protocol Flags    Type St Inode Path\n" + b"".join(unix_lines))
+    return str(root)
+
+
+def test_procfs_setting_is_honoured(tmp_path: Any) -> None:
+    """Everything read from /proc comes from the procfs given: owners and net/unix; a
+    directory that is no procfs is an OSError (as psutil raises for its PROCFS_PATH)."""
+    import os
+
+    import sockscope
+    from sockscope.errors import SockscopeError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(OSError, match="not a procfs") as err:
+        sockscope.net_connections(procfs=str(empty))
+    assert isinstance(err.value, SockscopeError)
+    # names as os.fsdecode gives them (bytes that are not UTF-8 kept as surrogates); a "\r"
+    # or a Unicode line separator inside a path does not cut the line
+    fake = _fake_procfs(tmp_path / "fake", [
+        b"0000000000000000: 00000002 00000000 00010000 0001 01 4242 /run/a\r\xe2\x80\xa8b.sock\n",
+        b"0000000000000000: 00000002 00000000 00000000 0002 07 4343 @abstract\xff\n",
+        b"0000000000000000: 00000002 00000000 00000000 0001 03 4444\n",
+    ])
+    rows = sockscope.net_connections("unix", procfs=fake)
+    # psutil's rule: a path with whitespace in it (here "\r", U+2028) is given as ""; equal rows collapse
+    assert sorted((r.laddr, r.pid, r.fd, r.status) for r in rows) == [
+        ("", None, -1, "NONE"), ("@abstract\udcff", None, -1, "NONE")]
+    from sockscope import procnet
+
+    socks = procnet.read_unix(~0, proc=fake, unaccepted=True)
+    assert [(s.inode, s.local.address) for s in socks] == [
+        (4242, "/run/a\r\u2028b.sock"), (4343, "@abstract\udcff"), (4444, "")]
+    # the real one: our own socket pair is there, with its owner
+    import socket
+
+    a, b = socket.socketpair()
+    try:
+        mine = [r for r in sockscope.net_connections("unix", procfs="/proc") if r.pid == os.getpid()]
+        assert {r.fd for r in mine} >= {a.fileno(), b.fileno()}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_psutil_procfs_path_when_dropped_in(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """psutil.PROCFS_PATH is followed only where sockscope's function stands in for psutil's."""
+    import psutil
+
+    import sockscope
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(empty))
+    assert isinstance(sockscope.net_connections("tcp"), list)  # not dropped in: psutil's setting is psutil's
+    monkeypatch.setattr(psutil, "net_connections", sockscope.net_connections)
+    with pytest.raises(OSError, match="not a procfs"):
+        psutil.net_connections()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix", "all"])
+@pytest.mark.parametrize("via", ["bpf", "proc"])
+def test_no_thread_left_after_the_call(kind: str, via: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import sockscope
+
+    monkeypatch.setenv("SOCKSCOPE_OWNERS", via)
+    before = sorted(os.listdir("/proc/self/task"))
+    for _ in range(3):
+        sockscope.net_connections(kind)
+        assert sorted(os.listdir("/proc/self/task")) == before

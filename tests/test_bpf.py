@@ -263,3 +263,145 @@ def test_layout_cache(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.Monk
     # an unwritable cache directory: still works
     monkeypatch.setenv("XDG_CACHE_HOME", "/proc/sockscope-no-such-dir")
     assert bpf.cached_layout() == learned
+
+
+# -- the cache: verified before it is trusted, and kept where only this user can change it ------------------------
+
+def _my_holders(m: OwnerMap, socks: list[socket.socket]) -> dict[int, list[tuple[int, int]]]:
+    return {os.fstat(s.fileno()).st_ino: m.holders(os.fstat(s.fileno()).st_ino) for s in socks}
+
+
+@pytest.mark.parametrize("field", ["task_tgid", "inode_mode", "inode_ino", "ctx_fd"])
+def test_tampered_cache_is_discarded_and_relearned(field: str, tmp_path: pytest.TempPathFactory,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A root-owned 0644 cache with the right kernel line but one offset off by 4: the owners
+    are still right (as the /proc walk finds them), one line says so, the cache is repaired."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    learned = bpf.cached_layout()
+    path = os.path.join(str(tmp_path), "sockscope", "task_file.layout")
+    with open(path, "w") as f:
+        f.write(bpf._kernel_key() + "\n" + " ".join(str(learned[k] + 4 * (k == field)) for k in bpf.FIELDS) + "\n")
+    os.chmod(path, 0o644)
+    assert bpf.cached_layout()[field] == learned[field] + 4  # believed at first: owner and mode are right
+    a, b = socket.socketpair()
+    try:
+        capsys.readouterr()
+        got = OwnerMap.scan()
+        assert got.via == "bpf"
+        want = OwnerMap.scan(pids=[os.getpid()])
+        assert _my_holders(got, [a, b]) == _my_holders(want, [a, b]) != {}
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "discarded, learned again" in err[0], err
+        assert bpf.cached_layout() == learned  # repaired: the next run is quiet
+        OwnerMap.scan()
+        assert capsys.readouterr().err == ""
+    finally:
+        a.close()
+        b.close()
+
+
+def test_tampered_cache_owners_in_the_cli(tmp_path: pytest.TempPathFactory) -> None:
+    """What the issue saw: -p, --json and net_connections lose every owner; compared with SOCKSCOPE_OWNERS=proc."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    code = ("import json, os, socket, sys; import sockscope; from sockscope.processes import OwnerMap\n"
+            "a, b = socket.socketpair(); ino = os.fstat(a.fileno()).st_ino\n"
+            "m = OwnerMap.scan(); rows = [c for c in sockscope.net_connections('unix') if c.pid == os.getpid()]\n"
+            "mine = [[p == os.getpid(), fd] for p, fd in m.holders(ino)]\n"
+            "print(json.dumps([m.via, mine, sorted(c.fd for c in rows)]))")
+    assert subprocess.run([sys.executable, "-c", "from sockscope.kernel import bpf; bpf.cached_layout()"],
+                          env=env, timeout=60).returncode == 0
+    path = os.path.join(str(tmp_path), "sockscope", "task_file.layout")
+    with open(path) as f:
+        key, values = f.read().splitlines()
+    learned = dict(zip(bpf.FIELDS, map(int, values.split())))
+    with open(path, "w") as f:
+        f.write(key + "\n" + " ".join(str(learned[k] + 4 * (k == "task_tgid")) for k in bpf.FIELDS) + "\n")
+    os.chmod(path, 0o644)
+    tampered = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(env, SOCKSCOPE_OWNERS="proc"),
+                          capture_output=True, text=True, timeout=60)
+    via, holders, fds = __import__("json").loads(tampered.stdout)
+    assert via == "bpf" and holders and fds
+    assert __import__("json").loads(proc.stdout)[1:] == [holders, fds]
+    assert tampered.stderr.count("\n") == 1 and "implausible owners" in tampered.stderr
+
+
+def _chown_tree(path: str, uid: int) -> None:
+    os.chown(path, uid, uid, follow_symlinks=False)
+
+
+def test_cache_not_written_through_links_or_others_directories(tmp_path: pytest.TempPathFactory,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """XDG_CACHE_HOME owned by another user, its ``sockscope`` a link to a root-only
+    directory: nothing is written there (nor through a link higher up the path)."""
+    base = str(tmp_path)
+    rootonly = os.path.join(base, "rootonly")
+    os.mkdir(rootonly, 0o700)
+    other = os.path.join(base, "other")
+    os.mkdir(other, 0o755)
+    os.symlink(rootonly, os.path.join(other, "sockscope"))
+    _chown_tree(other, 65534)
+    _chown_tree(os.path.join(other, "sockscope"), 65534)
+    with open(VMLINUX, "rb") as f:
+        learned = bpf.layout(f.read())
+    monkeypatch.setenv("XDG_CACHE_HOME", other)
+    assert bpf.cached_layout() == learned
+    assert os.listdir(rootonly) == []
+    # the same link in a directory of root's own: still not followed
+    mine = os.path.join(base, "mine")
+    os.mkdir(mine, 0o755)
+    os.symlink(rootonly, os.path.join(mine, "sockscope"))
+    monkeypatch.setenv("XDG_CACHE_HOME", mine)
+    assert bpf.cached_layout() == learned
+    assert os.listdir(rootonly) == []
+    # a link higher up: XDG_CACHE_HOME=<link>/cache, the link pointing into the root-only directory
+    os.symlink(rootonly, os.path.join(base, "up"))
+    monkeypatch.setenv("XDG_CACHE_HOME", os.path.join(base, "up", "cache"))
+    assert bpf.cached_layout() == learned
+    assert os.listdir(rootonly) == []
+    # a directory of another user's on the way (not sticky): not used either
+    theirs = os.path.join(base, "theirs")
+    os.mkdir(theirs, 0o755)
+    _chown_tree(theirs, 65534)
+    monkeypatch.setenv("XDG_CACHE_HOME", os.path.join(theirs, "cache"))
+    assert bpf.cached_layout() == learned
+    assert os.listdir(theirs) == []
+    # and the plain case still caches, in a directory of mode 0700
+    monkeypatch.setenv("XDG_CACHE_HOME", os.path.join(base, "ok"))
+    assert bpf.cached_layout() == learned
+    assert os.stat(os.path.join(base, "ok", "sockscope")).st_mode & 0o777 == 0o700
+    assert os.path.isfile(os.path.join(base, "ok", "sockscope", "task_file.layout"))
+
+
+_AUDIT = ("import os, sys\nopened = []\nfrom sockscope.kernel import bpf\n"
+          "sys.addaudithook(lambda ev, args: opened.append(str(args[0])) if ev == 'open' else None)\n"
+          "try:\n    bpf.open_iterator()\nexcept bpf.Unavailable as e:\n    print(e)\n"
+          "print([p for p in opened if 'btf' in p or p.startswith(os.environ['XDG_CACHE_HOME'])])\n")
+
+
+def test_without_capabilities_no_btf_and_no_cache(tmp_path: pytest.TempPathFactory) -> None:
+    """No CAP_BPF/CAP_PERFMON (root with none, as setpriv leaves it): the BTF is not read
+    (~45 ms saved) and no cache is written."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    env.pop("SOCKSCOPE_OWNERS", None)
+    out = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-c", _AUDIT],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["loading a BPF program needs CAP_BPF and CAP_PERFMON (root)", "[]"]
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_no_ctypes_types_made_per_call() -> None:
+    """Loading the program makes no new ctypes types (psutil's leak test: uncollectable garbage)."""
+    import gc
+
+    bpf.task_socket_fds()  # the first call may import and set up what it needs
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            bpf.task_socket_fds()
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

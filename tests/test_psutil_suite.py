@@ -75,8 +75,16 @@ def _fetch_tests(dest: Path) -> Path:
     return root
 
 
-def _run_suite(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    (root / "sockscope_dropin.py").write_text(PLUGIN)
+#: with this too, psutil.Process(pid).net_connections(kind) is sockscope.process_connections(pid, kind)
+PROCESS_PLUGIN = PLUGIN.replace("\n\ndef ", """
+psutil.Process.net_connections = lambda self, kind="inet": sockscope.process_connections(self.pid, kind)
+
+
+def """, 1)
+
+
+def _run_suite(root: Path, *args: str, plugin: str = PLUGIN) -> subprocess.CompletedProcess[str]:
+    (root / "sockscope_dropin.py").write_text(plugin)
     # psutil's helpers start children with the real path of the interpreter (out of a venv):
     # they find psutil through PYTHONPATH.  PYTHONMALLOC=malloc: psleak measures the C heap.
     site = os.path.dirname(os.path.dirname(psutil.__file__))
@@ -89,13 +97,26 @@ def _run_suite(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         cwd=root, capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_psutil_net_connections_suite(tmp_path: Path) -> None:
-    """psutil's tests pass with sockscope in place of psutil's net_connections."""
-    root = _fetch_tests(tmp_path)
-    run = _run_suite(root, *SELECTED)
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _fetch_tests(tmp_path_factory.mktemp("psutil"))
+
+
+def _check(run: subprocess.CompletedProcess[str], at_least: int) -> None:
     tail = run.stdout.strip().splitlines()[-40:]
     summary = tail[-1] if tail else run.stderr
     assert run.returncode == 0, "\n".join(tail) + run.stderr[-2000:]
     passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= 25, summary
+    assert passed and int(passed.group(1)) >= at_least, summary
     assert not re.search(r"\d+ (failed|error|skipped)", summary), summary
+
+
+def test_psutil_net_connections_suite(suite: Path) -> None:
+    """psutil's tests pass with sockscope in place of psutil's net_connections."""
+    _check(_run_suite(suite, *SELECTED), 24)
+
+
+def test_psutil_connection_tests_with_process_connections(suite: Path) -> None:
+    """psutil's test_connections.py (which compares Process.net_connections with the
+    system-wide list) passes with both replaced by sockscope's."""
+    _check(_run_suite(suite, "tests/test_connections.py", plugin=PROCESS_PLUGIN), 17)

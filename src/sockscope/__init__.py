@@ -26,7 +26,7 @@ if _TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _WHERE = {
-    "sockets": "query", "net_connections": "psutil_api",
+    "sockets": "query", "net_connections": "psutil_api", "process_connections": "psutil_api",
     "Socket": "records", "Endpoint": "records", "Owner": "records", "State": "records",
 }
 
@@ -49,6 +49,7 @@ def __dir__() -> list[str]:
 __all__ = (
     "sockets",
     "net_connections",
+    "process_connections",
     "Socket",
     "Endpoint",
     "Owner",

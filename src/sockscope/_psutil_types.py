@@ -1,4 +1,5 @@
-"""psutil's named tuples, ``addr`` and ``sconn``, as :func:`sockscope.net_connections` returns them.
+"""psutil's named tuples ``addr``, ``sconn`` and ``pconn``, as :func:`sockscope.net_connections`
+and :func:`sockscope.process_connections` return them.
 
 In a module of their own because :mod:`collections` costs ~1.5 ms of start-up:
 the listing (``sockscope -tan``) never imports this; :mod:`sockscope.query`
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
         status: str
         pid: int | None
 
+    class pconn(NamedTuple):
+        fd: int
+        family: int
+        type: int
+        laddr: addr | tuple[()] | str
+        raddr: addr | tuple[()] | str
+        status: str
+
 else:
     from collections import namedtuple
 
@@ -31,5 +40,7 @@ else:
     addr.__doc__ = "psutil's ``addr``: an (ip, port) pair."
     sconn = namedtuple("sconn", "fd family type laddr raddr status pid")
     sconn.__doc__ = "psutil's ``sconn``: one row of :func:`sockscope.net_connections`."
+    pconn = namedtuple("pconn", "fd family type laddr raddr status")
+    pconn.__doc__ = "psutil's ``pconn``: one row of :func:`sockscope.process_connections`."
 
-__all__ = ["addr", "sconn"]
+__all__ = ["addr", "sconn", "pconn"]

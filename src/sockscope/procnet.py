@@ -9,6 +9,8 @@ are 0.
 
 from __future__ import annotations
 
+import sys
+
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError, SockscopeError
 from sockscope.records import Endpoint, Socket, make_socket, state_of
@@ -77,8 +79,12 @@ def read_unix(
     leaves them out, unless ``unaccepted`` (psutil lists them)."""
     path = f"{proc}/net/unix"
     try:
-        with open(path, "rb") as f:
-            lines = f.read().splitlines()[1:]
+        # text, decoded as Python decodes file names (os.fsdecode: UTF-8, undecodable bytes kept as
+        # surrogates), in one pass in C; lines end at "\n" only (never at "\r" or other line breaks
+        # str.splitlines() knows: a path may hold them)
+        with open(path, encoding=sys.getfilesystemencoding(), errors=sys.getfilesystemencodeerrors(),
+                  newline="\n") as f:
+            lines = f.read().split("\n")[1:]
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -103,7 +109,7 @@ def read_unix(
             continue
         if not states & (1 << state):
             continue
-        name = cols[7].decode("utf-8", "surrogateescape") if len(cols) == 8 else ""
+        name = cols[7] if len(cols) == 8 else ""
         sock = make_socket(
             netid, AF_UNIX, state_of(state), 0, 0, Endpoint(name, 0), Endpoint("", 0),
             ino, None, None, 0, 0, None, None, (), None, None,

@@ -1,10 +1,20 @@
-"""The psutil drop-in: :func:`net_connections`, same tuples as
-``psutil.net_connections(kind)``, read from sock_diag."""
+"""The psutil drop-ins, read from sock_diag: :func:`net_connections` (same
+tuples as ``psutil.net_connections(kind)``) and :func:`process_connections`
+(same tuples as ``psutil.Process(pid).net_connections(kind)``).
+
+Everything they read from /proc (the owners' ``PID/fd`` links, ``net/unix``)
+is read from ``procfs`` when given (``/host/proc`` in a container watching
+the host), else from psutil's ``PROCFS_PATH`` where this function has been put
+in place of psutil's own, else from ``/proc``.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 
 from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
+from sockscope.errors import SockscopeError
 from sockscope.query import SS_ALL, Query, _kind, batches
 
 TYPE_CHECKING = False
@@ -12,18 +22,18 @@ if TYPE_CHECKING:
     from typing import Any, Iterable, Iterator
 
     from sockscope.kernel.inet import Batch
-    from sockscope.processes import OwnerMap
+    from sockscope.owners.model import OwnerMap
     from sockscope.records import Socket
 
 if TYPE_CHECKING:
-    from sockscope._psutil_types import addr, sconn
+    from sockscope._psutil_types import addr, pconn, sconn
 
 else:
 
     def __getattr__(name: str) -> object:
         # addr and sconn live in sockscope._psutil_types (collections is not
         # imported on the listing's path); query.addr/query.sconn still work.
-        if name in ("addr", "sconn"):
+        if name in ("addr", "sconn", "pconn"):
             from sockscope import _psutil_types
 
             return getattr(_psutil_types, name)
@@ -37,7 +47,27 @@ _PSUTIL_STATUS = {
 }
 
 
-def net_connections(kind: str = "inet") -> list[sconn]:
+class NoSuchProcess(SockscopeError, ProcessLookupError):
+    """:func:`process_connections`: no process with that pid (psutil's ``NoSuchProcess``)."""
+
+
+class AccessDenied(SockscopeError, PermissionError):
+    """:func:`process_connections`: the process's fds cannot be read (psutil's ``AccessDenied``)."""
+
+
+def _procfs(procfs: str | None) -> str:
+    """The procfs to read: ``procfs``, else psutil's ``PROCFS_PATH`` where psutil's
+    net_connections is this one (the drop-in put in its place), else /proc."""
+    if procfs is not None:
+        return procfs
+    ps = sys.modules.get("psutil")
+    if ps is not None and net_connections in (getattr(ps, "net_connections", None),
+                                              getattr(getattr(ps, "_psplatform", None), "net_connections", None)):
+        return str(getattr(ps, "PROCFS_PATH", "/proc"))
+    return "/proc"
+
+
+def net_connections(kind: str = "inet", *, procfs: str | None = None) -> list[sconn]:
     """A drop-in for ``psutil.net_connections(kind)`` on Linux.
 
     Same kinds, same named-tuple fields and values (family and type are
@@ -45,65 +75,103 @@ def net_connections(kind: str = "inet") -> list[sconn]:
     and UNIX; ``pid`` None and ``fd`` -1 when the owner is not visible), and
     the same choice of owner: for an inet socket the first fd of the last
     process (in pid order) holding it; for a UNIX socket one row per fd of
-    that process.  Read from sock_diag, so many times faster.
+    that process.  Read from sock_diag, so many times faster.  ``procfs``:
+    see the module doc (a directory that is no procfs raises
+    :class:`~sockscope.owners.service.ProcfsError`, an ``OSError``).
     """
+    return _collect(kind, _procfs(procfs), None)  # type: ignore[return-value]
+
+
+def process_connections(pid: int, kind: str = "inet", *, procfs: str | None = None) -> list[pconn]:
+    """A drop-in for ``psutil.Process(pid).net_connections(kind)`` on Linux.
+
+    The sockets the process ``pid`` holds, as ``pconn`` tuples (psutil's
+    ``sconn`` without ``pid``): an inet socket once, at its first fd; a UNIX
+    socket once per fd.  :class:`NoSuchProcess` when there is no such process,
+    :class:`AccessDenied` when its fds cannot be read (not root, say).
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        raise TypeError(f"pid must be an integer (got {pid!r})")
+    if pid < 0:
+        raise ValueError(f"pid must be a positive integer (got {pid})")
+    _kind(kind)  # a bad kind is refused before the process is looked at, as psutil does
+    return _collect(kind, _procfs(procfs), pid)  # type: ignore[return-value]
+
+
+def _process_owners(pid: int, proc: str) -> OwnerMap:
+    """The socket fds of ``pid`` alone (errors as psutil's Process raises them)."""
+    from sockscope.owners import walk
+    from sockscope.owners.model import OwnerMap
+
+    try:
+        os.stat(f"{proc}/{pid}/stat")
+    except FileNotFoundError:
+        if proc != "/proc":
+            from sockscope.owners.service import check_procfs
+
+            check_procfs(proc)
+        raise NoSuchProcess(f"no process with pid {pid}") from None
+    m = OwnerMap(proc)
+    walk.walk(m, [pid])
+    if not m.complete:
+        raise AccessDenied(f"the fds of process {pid} cannot be read (run as root)")
+    if not os.path.exists(f"{proc}/{pid}/stat"):
+        raise NoSuchProcess(f"no process with pid {pid} (it ended)")
+    return m
+
+
+def _collect(kind: str, proc: str, pid: int | None) -> list[sconn] | list[pconn]:
     import gc
 
     collecting = gc.isenabled()
     gc.disable()  # ~10^5 tuples made and none of them in a cycle: the collector's passes would cost a quarter
     try:
-        return _net_connections(kind)
+        return _net_connections(kind, proc, pid)
     finally:
         if collecting:
             gc.enable()
 
 
-def _net_connections(kind: str) -> list[sconn]:
+def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | list[pconn]:
     import socket as _s
-    import threading
 
-    from sockscope._psutil_types import addr, sconn
-    from sockscope.processes import OwnerMap, psutil_owners_later
+    from sockscope._psutil_types import pconn, sconn
+    from sockscope.owners.service import Pending, check_procfs, scan
 
     tables, fams = _kind(kind)
+    if proc != "/proc":
+        check_procfs(proc)
     # The owners (the kernel's task_file iterator, or the /proc/*/fd walk:
-    # system calls, GIL released) are found in a thread while this one dumps
-    # and decodes: on two cores the two overlap.  UNIX rows need every fd of
-    # a holder (an OwnerMap); inet rows only psutil's one owner per inode.
-    scanned: list[OwnerMap] = []
-    scanner: threading.Thread | None = None
-    owners_later = None
-    if AF_UNIX in fams:
-        scanner = threading.Thread(target=lambda: scanned.append(OwnerMap.scan()), daemon=True)
-        scanner.start()
+    # system calls, GIL released) are found in the background while this
+    # thread dumps and decodes: on two cores the two overlap.  UNIX rows need
+    # every fd of a holder (an OwnerMap); inet rows only psutil's one owner per
+    # inode.  One process's fds (``only``) are read here, first.
+    pending_map: Pending[OwnerMap] | None = None
+    pending_owners: Pending[dict[int, tuple[int, int]]] | None = None
+    owners: OwnerMap | None = None
+    if only is not None:
+        owners = _process_owners(only, proc)
+        if not len(owners):
+            return []
+    elif AF_UNIX in fams:
+        pending_map = Pending(lambda: scan(proc))
     else:
-        owners_later = psutil_owners_later()
+        pending_owners = Pending(lambda: scan(proc).psutil_owners())
     stream = _s.SocketKind.SOCK_STREAM
     dgram = _s.SocketKind.SOCK_DGRAM
     fam_enum = {
         AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6, AF_UNIX: _s.AddressFamily.AF_UNIX,
     }
     unix_types = {"u_str": stream, "u_dgr": dgram, "u_seq": _s.SocketKind.SOCK_SEQPACKET}
-    inet_batches: list[tuple[str, Batch]] = []
-    socks: list[Socket] = []
-    q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
-              SS_ALL | (1 << 12))
-    if q.tables and q.families:
-        for table, batch in batches(q, lambda m: None, ahead=False, ordered=False):  # psutil's is a set
-            inet_batches.append((table, batch))  # type: ignore[arg-type]  # inet tables: always batches
-    if AF_UNIX in fams:
-        # psutil reads /proc/net/unix, which also lists connections not yet
-        # accepted (inode 0) that sock_diag omits: read the same file.
-        from sockscope import procnet
-
-        socks += procnet.read_unix(SS_ALL | (1 << 12), unaccepted=True)
-    if scanner is not None:
-        scanner.join()
-        owners = scanned[0] if scanned else OwnerMap.scan()
+    try:
+        inet_batches, socks = _dump(tables, fams, proc)
+    finally:  # the background work is waited for even when the dump fails: no thread outlives the call
+        if pending_map is not None:
+            owners = pending_map.result()
+        owner_of = pending_owners.result() if pending_owners is not None else None
+    if owner_of is None:
+        assert owners is not None
         owner_of = owners.psutil_owners()
-    else:
-        assert owners_later is not None
-        owner_of = owners_later()
     ret: list[sconn] = []
     seen: set[tuple[Any, ...]] = set()
 
@@ -128,6 +196,7 @@ def _net_connections(kind: str) -> list[sconn]:
                 add(row)
     for s in socks:
         if s.family == AF_UNIX:
+            assert owners is not None  # UNIX rows: every fd of a holder
             holders = _psutil_holders(owners, s.inode)
             name = s.local.address
             path = name if len(name.split()) == 1 else ""
@@ -142,7 +211,28 @@ def _net_connections(kind: str) -> list[sconn]:
             add(sconn(fd, fam_enum[s.family], stream, la, ra, _PSUTIL_STATUS.get(int(s.state), "NONE"), pid))
         else:
             add(sconn(fd, fam_enum[s.family], dgram, la, ra, "NONE", pid))
-    return ret
+    if only is None:
+        return ret
+    new = tuple.__new__
+    return [new(pconn, r[:6]) for r in ret if r[6] == only]
+
+
+def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str) -> tuple[list[tuple[str, Batch]], list[Socket]]:
+    """The sockets of ``tables`` and ``fams``: (inet batches of the one source, UNIX records)."""
+    inet_batches: list[tuple[str, Batch]] = []
+    socks: list[Socket] = []
+    q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
+              SS_ALL | (1 << 12))
+    if q.tables and q.families:
+        for table, batch in batches(q, lambda m: None, ahead=False, ordered=False):  # psutil's is a set
+            inet_batches.append((table, batch))  # type: ignore[arg-type]  # inet tables: always batches
+    if AF_UNIX in fams:
+        # psutil reads /proc/net/unix, which also lists connections not yet
+        # accepted (inode 0) that sock_diag omits: read the same file.
+        from sockscope import procnet
+
+        socks += procnet.read_unix(SS_ALL | (1 << 12), proc=proc, unaccepted=True)
+    return inet_batches, socks
 
 
 _NO_OWNER = (None, -1)
@@ -187,4 +277,4 @@ def _psutil_holders(owners: OwnerMap, inode: int) -> list[tuple[int, int]]:
     return [x for x in h if x[0] == last]
 
 
-__all__ = ["net_connections", "sconn", "addr"]
+__all__ = ["net_connections", "process_connections", "NoSuchProcess", "AccessDenied", "sconn", "pconn", "addr"]

@@ -191,9 +191,76 @@ def decode(blob: bytes, reader_pid: int) -> tuple[list[int], list[int], list[int
 _BTF_PATH = "/sys/kernel/btf/vmlinux"
 
 
+_NEEDS_CAPS = "loading a BPF program needs CAP_BPF and CAP_PERFMON (root)"
+_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
+
+
+def _may_load() -> bool:
+    """Whether this process has what loading the program takes (CAP_BPF and CAP_PERFMON, or
+    CAP_SYS_ADMIN): without, neither the BTF nor the cache is read (nor the cache written)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    break
+            else:
+                return False
+    except (OSError, ValueError, IndexError):
+        return False
+    bpf_perfmon = (1 << _CAP_BPF) | (1 << _CAP_PERFMON)
+    return caps & bpf_perfmon == bpf_perfmon or bool(caps & (1 << _CAP_SYS_ADMIN))
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):  # the XDG spec: a relative value is ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "sockscope")
+
+
+_CACHE_NAME = "task_file.layout"
+
+
 def _cache_path() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "sockscope", "task_file.layout")
+    return os.path.join(_cache_dir(), _CACHE_NAME)
+
+
+def _open_cache_dir(create: bool) -> int:
+    """An fd of the cache directory, opened from ``/`` one component at a time, each with
+    O_NOFOLLOW (no symbolic link is followed) and checked: owned by root or this user, and
+    writable by no one else unless sticky (``/tmp``).  Missing components are made (mode
+    0700) when ``create``.  OSError when some component fails the checks."""
+    import stat
+
+    me = os.geteuid()
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("/", flags)
+    try:
+        for name in _cache_dir().split("/"):
+            st = os.fstat(fd)
+            if st.st_uid not in (0, me) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+                raise PermissionError(errno.EACCES, "a directory others may change on the cache's path")
+            if name in ("", "."):
+                continue
+            if name == "..":
+                raise PermissionError(errno.EACCES, "'..' in the cache's path")
+            try:
+                nfd = os.open(name, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(name, 0o700, dir_fd=fd)
+                nfd = os.open(name, flags, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        st = os.fstat(fd)
+        if st.st_uid != me or st.st_mode & 0o022:
+            raise PermissionError(errno.EACCES, "the cache directory is not this user's alone")
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _kernel_key() -> str:
@@ -205,24 +272,64 @@ def _kernel_key() -> str:
     return f"{_CACHE_VERSION} {u.machine} {u.release} {u.version} {size}"
 
 
-def cached_layout() -> dict[str, int]:
-    """:func:`layout` of the running kernel, from the cache when it was learned before."""
-    key = _kernel_key()
-    path = _cache_path()
+def _read_cache(key: str) -> dict[str, int] | None:
+    """The cached layout of the kernel ``key``, if a cache file of this user's (writable by no
+    one else, in a safe directory) has one."""
     try:
-        # the program is loaded with these numbers: only a cache file of this user,
-        # writable by no one else, is believed (else it is learned again)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        dfd = _open_cache_dir(create=False)
+        try:
+            fd = os.open(_CACHE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        finally:
+            os.close(dfd)
         with open(fd) as f:
             st = os.fstat(fd)
-            trusted = st.st_uid == os.geteuid() and not st.st_mode & 0o022
-            lines = f.read().split("\n")
-        if trusted and lines[0] == key:
-            found = dict(zip(FIELDS, (int(v) for v in lines[1].split())))
-            if len(found) == len(FIELDS) and all(found[k] == v for k, v in UAPI.items()):
-                return found
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                return None
+            lines = f.read(4096).split("\n")
+        if lines[0] != key:
+            return None
+        found = dict(zip(FIELDS, (int(v) for v in lines[1].split())))
     except (OSError, ValueError, IndexError):
+        return None
+    if len(found) == len(FIELDS) and all(found[k] == v for k, v in UAPI.items()):
+        return found
+    return None
+
+
+def _write_cache(key: str, found: dict[str, int]) -> None:
+    """Write the cache file (a new file, renamed into place): a failure only costs the next
+    run the BTF walk again."""
+    try:
+        dfd = _open_cache_dir(create=True)
+    except OSError:
+        return
+    tmp = f"{_CACHE_NAME}.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+        with open(fd, "w") as f:
+            f.write(key + "\n" + " ".join(str(found[k]) for k in FIELDS) + "\n")
+        os.replace(tmp, _CACHE_NAME, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except OSError:
         pass
+    finally:
+        os.close(dfd)
+
+
+def _forget_cache() -> None:
+    try:
+        dfd = _open_cache_dir(create=False)
+    except OSError:
+        return
+    try:
+        os.unlink(_CACHE_NAME, dir_fd=dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def learned_layout() -> dict[str, int]:
+    """:func:`layout` of the running kernel, from its BTF."""
     try:
         with open(_BTF_PATH, "rb") as f:
             data = f.read()
@@ -231,20 +338,46 @@ def cached_layout() -> dict[str, int]:
     from sockscope.errors import DecodeError
 
     try:
-        found = layout(data)
+        return layout(data)
     except DecodeError as e:
         raise Unavailable(str(e)) from None
-    try:  # a cache that cannot be written only costs the next run the BTF walk again
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}"
-        # a new file of this user's, never through a link someone left in its place
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with open(fd, "w") as f:
-            f.write(key + "\n" + " ".join(str(found[k]) for k in FIELDS) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    return found
+
+
+def cached_layout(fresh: bool = False) -> dict[str, int]:
+    """:func:`layout` of the running kernel, from the cache when it was learned before
+    (unless ``fresh``: learned again, and the cache rewritten)."""
+    return _layout(fresh)[0]
+
+
+def _layout(fresh: bool) -> tuple[dict[str, int], bool]:
+    """(the layout, whether it came from the cache)."""
+    key = _kernel_key()
+    found = None if fresh else _read_cache(key)
+    if found is not None:
+        return found, True
+    found = learned_layout()
+    _write_cache(key, found)
+    return found, False
+
+
+def plausible(inodes: list[int], pids: list[int], fds: list[int], proc: str = "/proc", sample: int = 8) -> bool:
+    """Whether the iterator's records can be believed: some of a sample of them (spread
+    over the table) is a live process's fd that is that socket; no records at all only
+    when /proc shows no socket fd either.  A layout with a wrong offset (``task_tgid``,
+    ``i_mode``, ``i_ino``, the fd's slot) gives records none of which resolves."""
+    n = len(inodes)
+    if not n:
+        from sockscope.owners.walk import any_socket_fd
+
+        return not any_socket_fd(proc)
+    step = max(1, n // sample)
+    for i in range(0, n, step):
+        try:
+            if os.readlink(f"{proc}/{pids[i]}/fd/{fds[i]}") == f"socket:[{inodes[i]}]":
+                return True
+        except OSError:
+            continue  # gone meanwhile, or never there
+    return False
 
 
 # -- the system calls ---------------------------------------------------------------------------------------------
@@ -275,39 +408,65 @@ def _bpf(cmd: int, attr: bytes) -> int:
     return int(fd)
 
 
-def _load(lay: dict[str, int]) -> int:
+def _address(buf: bytearray) -> int:
+    """The address of ``buf``'s bytes (a view of one c_char: no ctypes type is made per call,
+    unlike ``create_string_buffer``, whose array types the collector has to clear)."""
     import ctypes
 
-    insns = program(lay)
-    code = ctypes.create_string_buffer(insns, len(insns))
-    lic = ctypes.create_string_buffer(_LICENSE, len(_LICENSE))
-    log = ctypes.create_string_buffer(1 << 16)
+    return ctypes.addressof(ctypes.c_char.from_buffer(buf))
+
+
+def _load(lay: dict[str, int]) -> int:
+    insns = bytearray(program(lay))
+    lic = bytearray(_LICENSE)
     name = b"sockscope_fds".ljust(16, b"\0")
+    log = bytearray(1)
     for level in (0, 1):  # without a log first (cheaper); with one to explain a refusal
+        if level:
+            log = bytearray(1 << 16)
         attr = struct.pack(
             "<IIQQIIQII16sIIIIQIIQII",
-            lay["prog_type"], len(insns) // 8, ctypes.addressof(code), ctypes.addressof(lic),
-            level, len(log) if level else 0, ctypes.addressof(log) if level else 0,
+            lay["prog_type"], len(insns) // 8, _address(insns), _address(lic),
+            level, len(log) if level else 0, _address(log) if level else 0,
             0, 0, name, 0, lay["attach_type"], 0, 0, 0, 0, 0, 0, 0, lay["attach_btf_id"],
         ).ljust(144, b"\0")
         try:
             return _bpf(_PROG_LOAD, attr)
         except OSError as e:
             if e.errno == errno.EPERM:
-                raise Unavailable("loading a BPF program needs CAP_BPF and CAP_PERFMON (root)") from None
+                raise Unavailable(_NEEDS_CAPS) from None
             if level:
-                text = log.value.decode("ascii", "replace").strip().splitlines()
+                text = bytes(log).split(b"\0", 1)[0].decode("ascii", "replace").strip().splitlines()
                 raise Unavailable(f"the kernel refused the program: {e.strerror}"
                                   + (f" ({text[-1]})" if text else "")) from None
     raise AssertionError("unreachable")
 
 
-def open_iterator() -> int:
+def open_iterator(fresh: bool = False) -> int:
     """Load the program and open its iterator: an fd to :func:`read_iterator`
-    (the kernel walks the processes as it is read)."""
+    (the kernel walks the processes as it is read).  ``fresh``: with the
+    layout learned again from BTF, not the cached one."""
+    return _open_iterator(fresh)[0]
+
+
+def _open_iterator(fresh: bool) -> tuple[int, bool]:
+    """(the iterator's fd, whether the layout came from the cache).  A cached layout the
+    kernel refuses is discarded and learned again."""
     if os.environ.get("SOCKSCOPE_OWNERS") == "proc":
         raise Unavailable("SOCKSCOPE_OWNERS=proc")
-    lay = cached_layout()
+    if not _may_load():
+        raise Unavailable(_NEEDS_CAPS)
+    lay, cached = _layout(fresh)
+    try:
+        return _attach(lay), cached
+    except Unavailable as e:
+        if not cached or str(e) == _NEEDS_CAPS:
+            raise
+        _discard(f"is refused by the kernel ({e})")
+        return _attach(_layout(True)[0]), False
+
+
+def _attach(lay: dict[str, int]) -> int:
     prog = link = -1
     try:
         prog = _load(lay)
@@ -319,6 +478,15 @@ def open_iterator() -> int:
         for fd in (link, prog):
             if fd >= 0:
                 os.close(fd)
+
+
+def _discard(why: str) -> None:
+    """Say (one line on stderr) that the cached layout is not believed, and remove it."""
+    import sys
+
+    print(f"sockscope: the cached BPF layout ({_cache_path()}) {why}: discarded, learned again from the "
+          "kernel's BTF", file=sys.stderr)
+    _forget_cache()
 
 
 def read_iterator(fd: int) -> bytes:
@@ -339,8 +507,22 @@ def read_iterator(fd: int) -> bytes:
 
 
 def task_socket_fds() -> tuple[list[int], list[int], list[int]]:
-    """(inodes, pids, fds) of every socket fd of every process (see :func:`decode`)."""
-    return decode(read_iterator(open_iterator()), os.getpid())
+    """(inodes, pids, fds) of every socket fd of every process (see :func:`decode`), checked
+    with :func:`plausible`: implausible records from the cached layout discard the cache (one
+    line on stderr says so) and the layout is learned again; implausible records from a
+    freshly learned layout raise :class:`Unavailable` (the caller walks /proc)."""
+    me = os.getpid()
+    fd, cached = _open_iterator(False)
+    found = decode(read_iterator(fd), me)
+    if plausible(*found):
+        return found
+    if not cached:
+        raise Unavailable("the iterator's records do not match /proc")
+    _discard("gives implausible owners")
+    found = decode(read_iterator(open_iterator(fresh=True)), me)
+    if plausible(*found):
+        return found
+    raise Unavailable("the iterator's records do not match /proc")
 
 
-__all__ = ["Unavailable", "task_socket_fds", "program", "layout", "decode", "cached_layout"]
+__all__ = ["Unavailable", "task_socket_fds", "program", "layout", "decode", "cached_layout", "plausible"]

@@ -119,8 +119,13 @@ class Pending(Generic[T]):
             self._done = None  # type: ignore[assignment]
             if self._gone is not None:
                 self._gone.acquire()  # type: ignore[attr-defined]
+            # the thread state is gone: the kernel task ends a moment later (bounded: under a
+            # procfs of another pid namespace the native tid may name nothing, or another task)
+            import time
+
             path = f"/proc/self/task/{self._tid}"
-            while os.path.exists(path):  # the state is gone: the kernel task ends a moment later
+            deadline = time.monotonic() + 1.0
+            while os.path.exists(path) and time.monotonic() < deadline:
                 os.sched_yield()
         got = self._box[0]
         if isinstance(got, BaseException):
