@@ -19,6 +19,7 @@ Scenarios (``--scenario``):
            slots, reconnecting when closed, while ``--flood-tasks`` tasks
            connect and close as fast as they can.
 ``pipe``   no attack: the server's stderr is a pipe nobody reads.
+``none``   no attack at all: the baseline of this machine, right now.
 ``udp``    a UDP flood (as fast as one process sends) against ``--udp``;
            good clients send one datagram each and wait 200 ms for the reply.
 
@@ -327,7 +328,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             time.sleep(0.3)
             report["before"] = _proc_stats(server.pid)
-            warmup = args.warmup if args.scenario != "pipe" else 0.0
+            warmup = args.warmup if args.scenario not in ("pipe", "none") else 0.0
             attack = _start_attack(args, warmup + args.duration + 1.0)
             time.sleep(warmup)
             log_start = log_path.stat().st_size if log_path else 0
@@ -390,7 +391,7 @@ def _print(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scenario", choices=("drip", "flood", "pipe", "udp"), default="drip")
+    p.add_argument("--scenario", choices=("drip", "flood", "pipe", "udp", "none"), default="drip")
     p.add_argument("--server", default=f"{shlex.quote(sys.executable)} -m sockscope", help="command before 'serve'")
     p.add_argument("--serve-args", default="", help="more arguments for serve (e.g. -q)")
     p.add_argument("--port", type=int, default=12345)

@@ -104,7 +104,8 @@ class ServeLog:
                 self._dropped += 1
                 return
             self._queue.append((now, line))
-            self._cond.notify()
+            if len(self._queue) == 1:  # the writer waits only on an empty queue
+                self._cond.notify()
 
     @property
     def dropped(self) -> int:
