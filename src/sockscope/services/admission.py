@@ -14,6 +14,11 @@ Contract (stream connections only; UDP has :mod:`sockscope.services.serve_udp`):
   younger, once it is a quarter of a window old and has moved fewer than
   ``min_rate`` bytes per second of its age (so that fresh connections that
   send nothing cannot hold the slots by reconnecting faster than a window).
+  A connection that got its slot while all were taken is *on probation*:
+  for it that quarter window is :data:`PROBATION` seconds, so clients that
+  reconnect as fast as they are evicted churn among themselves while a
+  client that sends its request at once keeps its slot long enough to be
+  served (on one address, nothing else tells them apart).
   A greeted connection whose greeting is flushed is *done*: it only waits
   for the client's FIN.  None of this closes anything while slots are free.
 * **Eviction at the limit.**  A connection arriving when all ``max_conns``
@@ -37,6 +42,8 @@ from typing import Protocol
 
 #: Connections looked at (least recently active first) to find one to evict.
 SCAN = 64
+#: Seconds a connection admitted at the limit has to show progress.
+PROBATION = 0.05
 DEFAULT_MIN_RATE = 64
 DEFAULT_WINDOW = 1.0
 
@@ -102,6 +109,7 @@ class Admission:
         self.window = window
         self.conns: OrderedDict[Slot, None] = OrderedDict()
         self.per_peer: Counter[str] = Counter()
+        self.probation: set[Slot] = set()
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -119,6 +127,7 @@ class Admission:
             self.release(victim)
             self.evicted += 1
             victim.abort("evicted")
+            self.probation.add(conn)
         self.conns[conn] = None
         self.per_peer[conn.peer_key] += 1  # not held + 1: the victim may have been of this peer
         return None
@@ -132,6 +141,7 @@ class Admission:
     def release(self, conn: Slot) -> None:
         """``conn`` is gone (idempotent)."""
         if self.conns.pop(conn, False) is None:
+            self.probation.discard(conn)
             left = self.per_peer[conn.peer_key] - 1
             if left > 0:
                 self.per_peer[conn.peer_key] = left
@@ -162,7 +172,7 @@ class Admission:
 
     def _slow(self, conn: Slot, now: float) -> bool:
         age = now - conn.started
-        if not self.min_bytes or age < self.window / 4:
+        if not self.min_bytes or age < (PROBATION if conn in self.probation else self.window / 4):
             return False
         conn.progress.roll(now, self.window)
         if conn.progress.last_window < 0:  # younger than a window
@@ -170,4 +180,4 @@ class Admission:
         return conn.progress.last_window < self.min_bytes
 
 
-__all__ = ["SCAN", "DEFAULT_MIN_RATE", "DEFAULT_WINDOW", "peer_key", "Progress", "Admission"]
+__all__ = ["SCAN", "PROBATION", "DEFAULT_MIN_RATE", "DEFAULT_WINDOW", "peer_key", "Progress", "Admission"]
