@@ -23,12 +23,11 @@ Contract (stream connections only; UDP has :mod:`sockscope.services.serve_udp`):
   for the client's FIN.  None of this closes anything while slots are free.
 * **Eviction at the limit.**  A connection arriving when all ``max_conns``
   slots are taken gets a slot if one of the :data:`SCAN` least recently
-  active connections can give it up, in this order: a *done* one; a *slow*
-  one, a window old first (the peer holding most connections first, then
-  the fewest bytes); one
-  of a peer holding at least two more connections than the newcomer's peer
-  (a fair share: a single peer cannot keep others out by numbers, even
-  with fresh connections).  The victim is closed (``end=evicted``);
+  active connections can give it up: the least recently active that is
+  *done* or *slow*; else one of the peer holding the most connections, if
+  that is at least two more than the newcomer's peer holds (a fair share: a
+  single peer cannot keep others out by numbers, even with fresh
+  connections).  The victim is closed (``end=evicted``);
   otherwise the newcomer is (``end=limit``).
 * **Cost.**  Admission, progress and release are O(1); an eviction looks at
   no more than :data:`SCAN` connections.
@@ -38,6 +37,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter, OrderedDict
+from itertools import islice
 from typing import Protocol
 
 #: Connections looked at (least recently active first) to find one to evict.
@@ -50,6 +50,8 @@ DEFAULT_WINDOW = 1.0
 
 def peer_key(host: str) -> str:
     """The peer a connection from ``host`` counts against: an IPv4 address or an IPv6 /64."""
+    if ":" not in host:
+        return host  # IPv4, as the kernel formats it: already canonical
     try:
         addr = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -149,26 +151,15 @@ class Admission:
                 del self.per_peer[conn.peer_key]
 
     def _victim(self, newcomer_held: int, now: float) -> Slot | None:
-        best: Slot | None = None
-        best_rank: tuple[int, int, int] | None = None
-        for i, conn in enumerate(self.conns):
-            if i >= SCAN:
-                break
+        fallback: Slot | None = None
+        most = newcomer_held + 1
+        for conn in islice(self.conns, SCAN):
+            if conn.done() or self._slow(conn, now):
+                return conn
             held = self.per_peer[conn.peer_key]
-            slow = self._slow(conn, now)
-            if conn.done():
-                rank = (0, -held, 0)
-            elif slow:
-                rank = (1 if conn.progress.last_window >= 0 else 2, -held, max(conn.progress.last_window, 0))
-            elif held >= newcomer_held + 2:
-                rank = (3, -held, 0)
-            else:
-                continue
-            if best_rank is None or rank < best_rank:
-                best, best_rank = conn, rank
-                if rank[0] == 0:
-                    break
-        return best
+            if held > most:
+                fallback, most = conn, held
+        return fallback
 
     def _slow(self, conn: Slot, now: float) -> bool:
         age = now - conn.started

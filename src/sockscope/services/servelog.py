@@ -42,6 +42,8 @@ BURST_SECONDS = 25
 MAX_QUEUED = 10_000
 #: Minimum seconds between two "suppressed" summaries.
 SUMMARY_PERIOD = 1.0
+#: The writer pauses this long after each write, so that lines are written in batches.
+BATCH_PAUSE = 0.02
 BANNER = "sockscope serve: "
 
 
@@ -144,6 +146,8 @@ class ServeLog:
                 last_summary = now
             if lines:
                 self._write("".join(lines))
+                if not closing:
+                    time.sleep(BATCH_PAUSE)  # fewer wake-ups (and GIL hand-offs) under a flood of lines
             if closing:
                 with self._cond:
                     if not self._queue and not self._dropped and not self._suppressed:
