@@ -19,10 +19,15 @@ Scenarios (``--scenario``):
            slots, reconnecting when closed, while ``--flood-tasks`` tasks
            connect and close as fast as they can.
 ``pipe``   no attack: the server's stderr is a pipe nobody reads.
+``none``   no attack at all: the baseline of this machine, right now.
 ``udp``    a UDP flood (as fast as one process sends) against ``--udp``;
            good clients send one datagram each and wait 200 ms for the reply.
 
 The attack comes from 127.0.0.2 and the good clients from 127.0.0.1;
+the attacking process runs at ``--attack-nice`` (default 10), so that on a
+small shared machine it measures the server's policy more than the CPU the
+load generator takes from it (the server's ``cpu_wait_s`` says how long it
+was runnable without a CPU);
 ``--same-peer`` puts everyone on 127.0.0.1.  Good TCP clients connect, send
 a 32-byte line, wait for its echo (2 s at most) and close, ``--good-rate``
 times a second for ``--duration`` seconds.
@@ -84,7 +89,9 @@ def _proc_stats(pid: int) -> dict[str, Any]:
         for line in status:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
-    return {"fds": fds, "rss_kib": rss, "cpu_s": round(cpu, 2)}
+    with open(f"/proc/{pid}/schedstat") as sched:  # ns on a CPU, ns runnable but waiting for one
+        waited = int(sched.read().split()[1]) / 1e9
+    return {"fds": fds, "rss_kib": rss, "cpu_s": round(cpu, 2), "cpu_wait_s": round(waited, 2)}
 
 
 # --- attackers (child process) ---------------------------------------------------
@@ -104,11 +111,16 @@ async def _dripper(port: int, source: str, deadline: float, counts: dict[str, in
         counts["connected"] += 1
         try:
             while loop.time() < deadline:
-                writer.write(b"d")
+                sent_at = loop.time()
+                writer.write(b"d")  # one byte every 2 s
                 await writer.drain()
                 try:
                     if await asyncio.wait_for(reader.read(16), 2.0) == b"":
                         break  # closed by the server
+                    # the echo came back: wait out the rest of the 2 s, still noticing a close
+                    left = sent_at + 2.0 - loop.time()
+                    if left > 0 and await asyncio.wait_for(reader.read(16), left) == b"":
+                        break
                 except TimeoutError:
                     pass
         except OSError:
@@ -188,6 +200,7 @@ def _attack_udp(args: argparse.Namespace) -> dict[str, int]:
 
 def _child_main(args: argparse.Namespace) -> int:
     signal.alarm(int(args.seconds) + 30)  # a safety net: never outlive the run
+    os.nice(args.nice)
     result = _attack_udp(args) if args.role == "udp" else asyncio.run(_attack_tcp(args))
     print(json.dumps(result), flush=True)
     return 0
@@ -296,7 +309,8 @@ def _start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.P
 
 def _start_attack(args: argparse.Namespace, seconds: float) -> subprocess.Popen[bytes] | None:
     source = GOOD if args.same_peer else BAD
-    base = [sys.executable, __file__, "--port", str(args.port), "--source", source, "--seconds", f"{seconds:.1f}"]
+    base = [sys.executable, __file__, "--port", str(args.port), "--source", source, "--seconds", f"{seconds:.1f}",
+            "--nice", str(args.attack_nice)]
     if args.scenario == "drip":
         return subprocess.Popen([*base, "--role", "drip", "--count", str(args.drippers)], stdout=subprocess.PIPE)
     if args.scenario == "flood":
@@ -327,7 +341,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             time.sleep(0.3)
             report["before"] = _proc_stats(server.pid)
-            warmup = args.warmup if args.scenario != "pipe" else 0.0
+            warmup = args.warmup if args.scenario not in ("pipe", "none") else 0.0
             attack = _start_attack(args, warmup + args.duration + 1.0)
             time.sleep(warmup)
             log_start = log_path.stat().st_size if log_path else 0
@@ -381,7 +395,10 @@ def _print(report: dict[str, Any]) -> None:
     )
     for when in ("before", "during", "after"):
         st = report[when]
-        print(f"  server {when:6}: fds {st['fds']}, RSS {st['rss_kib'] / 1024:.1f} MiB, CPU {st['cpu_s']:.2f} s")
+        print(
+            f"  server {when:6}: fds {st['fds']}, RSS {st['rss_kib'] / 1024:.1f} MiB, "
+            f"CPU {st['cpu_s']:.2f} s (waited {st['cpu_wait_s']:.2f} s for one)"
+        )
     if "log_bytes_per_min" in report:
         print(f"  log growth during the attack: {report['log_bytes_per_min'] / 1e6:.2f} MB/min")
     if "attack" in report:
@@ -390,7 +407,7 @@ def _print(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scenario", choices=("drip", "flood", "pipe", "udp"), default="drip")
+    p.add_argument("--scenario", choices=("drip", "flood", "pipe", "udp", "none"), default="drip")
     p.add_argument("--server", default=f"{shlex.quote(sys.executable)} -m sockscope", help="command before 'serve'")
     p.add_argument("--serve-args", default="", help="more arguments for serve (e.g. -q)")
     p.add_argument("--port", type=int, default=12345)
@@ -403,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of attack before measuring (default 3)")
     p.add_argument("--settle", type=float, default=3.0, help="seconds after the attack before 'after' (default 3)")
     p.add_argument("--same-peer", action="store_true", help="attack from the good clients' address too")
+    p.add_argument(
+        "--attack-nice",
+        type=int,
+        default=10,
+        help="nice value of the attacking process (default 10: on a small shared machine the attacker "
+        "should not win by taking the server's CPU; 0 to let it)",
+    )
     p.add_argument("--json", action="store_true")
     # child roles (internal)
     p.add_argument("--role", choices=("drip", "flood", "udp"), help=argparse.SUPPRESS)
@@ -410,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--tasks", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.role:
         args.seconds = min(args.seconds, MAX_CHILD_SECONDS)

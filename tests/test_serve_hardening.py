@@ -278,6 +278,20 @@ def test_admission_refuses_when_everyone_is_fresh_and_evicts_the_slowest() -> No
     assert slots.admit(_Conn("b", 2.4), 2.4) is None and slots.per_peer == {"a": 2, "b": 1}
 
 
+def test_admission_probation_for_slots_taken_at_the_limit() -> None:
+    from sockscope.services.admission import Admission
+
+    slots = Admission(max_conns=2, max_per_peer=None, min_rate=64, window=1.0)
+    a, b, c, d = (_Conn("x", t) for t in (0.0, 0.0, 0.3, 0.36))
+    assert slots.admit(a, 0.0) is None and slots.admit(b, 0.0) is None
+    slots.touch(b, 1000, 0.1)  # busy: never slow
+    assert slots.admit(c, 0.3) is None and a.ended == "evicted"  # a: a quarter window, no byte
+    slots.touch(c, 1, 0.31)  # c got its slot at the limit and drips
+    assert slots.admit(d, 0.36) is None and c.ended == "evicted"  # 1 byte in 60 ms: out already
+    assert slots.admit(_Conn("x", 0.37), 0.37) == "limit"  # d is 10 ms old: its chance first
+    assert b.ended is None and slots.probation == {d}
+
+
 # --- UDP: a per-peer reply budget ----------------------------------------------
 
 

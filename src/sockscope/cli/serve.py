@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-per-peer",
         type=positive_int,
         metavar="N",
-        help="close connections of one peer address (IPv6: /64) past N at once (default: no cap)",
+        help="close connections of one peer address (IPv6: one /64; UNIX: one uid) past N at once (default: no cap)",
     )
     what.add_argument(
         "--min-rate",

@@ -14,16 +14,20 @@ Contract (stream connections only; UDP has :mod:`sockscope.services.serve_udp`):
   younger, once it is a quarter of a window old and has moved fewer than
   ``min_rate`` bytes per second of its age (so that fresh connections that
   send nothing cannot hold the slots by reconnecting faster than a window).
+  A connection that got its slot while all were taken is *on probation*:
+  for it that quarter window is :data:`PROBATION` seconds, so clients that
+  reconnect as fast as they are evicted churn among themselves while a
+  client that sends its request at once keeps its slot long enough to be
+  served (on one address, nothing else tells them apart).
   A greeted connection whose greeting is flushed is *done*: it only waits
   for the client's FIN.  None of this closes anything while slots are free.
 * **Eviction at the limit.**  A connection arriving when all ``max_conns``
   slots are taken gets a slot if one of the :data:`SCAN` least recently
-  active connections can give it up, in this order: a *done* one; a *slow*
-  one, a window old first (the peer holding most connections first, then
-  the fewest bytes); one
-  of a peer holding at least two more connections than the newcomer's peer
-  (a fair share: a single peer cannot keep others out by numbers, even
-  with fresh connections).  The victim is closed (``end=evicted``);
+  active connections can give it up: the least recently active that is
+  *done* or *slow*; else one of the peer holding the most connections, if
+  that is at least two more than the newcomer's peer holds (a fair share: a
+  single peer cannot keep others out by numbers, even with fresh
+  connections).  The victim is closed (``end=evicted``);
   otherwise the newcomer is (``end=limit``).
 * **Cost.**  Admission, progress and release are O(1); an eviction looks at
   no more than :data:`SCAN` connections.
@@ -33,16 +37,21 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter, OrderedDict
+from itertools import islice
 from typing import Protocol
 
 #: Connections looked at (least recently active first) to find one to evict.
 SCAN = 64
+#: Seconds a connection admitted at the limit has to show progress.
+PROBATION = 0.05
 DEFAULT_MIN_RATE = 64
 DEFAULT_WINDOW = 1.0
 
 
 def peer_key(host: str) -> str:
     """The peer a connection from ``host`` counts against: an IPv4 address or an IPv6 /64."""
+    if ":" not in host:
+        return host  # IPv4, as the kernel formats it: already canonical
     try:
         addr = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -102,6 +111,7 @@ class Admission:
         self.window = window
         self.conns: OrderedDict[Slot, None] = OrderedDict()
         self.per_peer: Counter[str] = Counter()
+        self.probation: set[Slot] = set()
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -119,6 +129,7 @@ class Admission:
             self.release(victim)
             self.evicted += 1
             victim.abort("evicted")
+            self.probation.add(conn)
         self.conns[conn] = None
         self.per_peer[conn.peer_key] += 1  # not held + 1: the victim may have been of this peer
         return None
@@ -132,6 +143,7 @@ class Admission:
     def release(self, conn: Slot) -> None:
         """``conn`` is gone (idempotent)."""
         if self.conns.pop(conn, False) is None:
+            self.probation.discard(conn)
             left = self.per_peer[conn.peer_key] - 1
             if left > 0:
                 self.per_peer[conn.peer_key] = left
@@ -139,30 +151,19 @@ class Admission:
                 del self.per_peer[conn.peer_key]
 
     def _victim(self, newcomer_held: int, now: float) -> Slot | None:
-        best: Slot | None = None
-        best_rank: tuple[int, int, int] | None = None
-        for i, conn in enumerate(self.conns):
-            if i >= SCAN:
-                break
+        fallback: Slot | None = None
+        most = newcomer_held + 1
+        for conn in islice(self.conns, SCAN):
+            if conn.done() or self._slow(conn, now):
+                return conn
             held = self.per_peer[conn.peer_key]
-            slow = self._slow(conn, now)
-            if conn.done():
-                rank = (0, -held, 0)
-            elif slow:
-                rank = (1 if conn.progress.last_window >= 0 else 2, -held, max(conn.progress.last_window, 0))
-            elif held >= newcomer_held + 2:
-                rank = (3, -held, 0)
-            else:
-                continue
-            if best_rank is None or rank < best_rank:
-                best, best_rank = conn, rank
-                if rank[0] == 0:
-                    break
-        return best
+            if held > most:
+                fallback, most = conn, held
+        return fallback
 
     def _slow(self, conn: Slot, now: float) -> bool:
         age = now - conn.started
-        if not self.min_bytes or age < self.window / 4:
+        if not self.min_bytes or age < (PROBATION if conn in self.probation else self.window / 4):
             return False
         conn.progress.roll(now, self.window)
         if conn.progress.last_window < 0:  # younger than a window
@@ -170,4 +171,4 @@ class Admission:
         return conn.progress.last_window < self.min_bytes
 
 
-__all__ = ["SCAN", "DEFAULT_MIN_RATE", "DEFAULT_WINDOW", "peer_key", "Progress", "Admission"]
+__all__ = ["SCAN", "PROBATION", "DEFAULT_MIN_RATE", "DEFAULT_WINDOW", "peer_key", "Progress", "Admission"]

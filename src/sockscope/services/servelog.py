@@ -44,6 +44,8 @@ BURST_SECONDS = 25
 MAX_QUEUED = 10_000
 #: Minimum seconds between two "suppressed" summaries.
 SUMMARY_PERIOD = 1.0
+#: The writer pauses this long after each write, so that lines are written in batches.
+BATCH_PAUSE = 0.02
 BANNER = "sockscope serve: "
 
 
@@ -99,7 +101,8 @@ class ServeLog:
                 self._dropped += 1
                 return
             self._queue.append((now, line))
-            self._cond.notify()
+            if len(self._queue) == 1:  # the writer waits only on an empty queue
+                self._cond.notify()
 
     @property
     def dropped(self) -> int:
@@ -138,6 +141,8 @@ class ServeLog:
                 last_summary = now
             if lines:
                 self._write("".join(lines))
+                if not closing:
+                    time.sleep(BATCH_PAUSE)  # fewer wake-ups (and GIL hand-offs) under a flood of lines
             if closing:
                 with self._cond:
                     if not self._queue and not self._dropped and not self._suppressed:
