@@ -397,7 +397,7 @@ def test_glued_parentheses_in_linear_time_and_bounded_depth() -> None:
     (["src", "\x1b[31mred"], "src \\x1b[31mred", 4),                    # a terminal escape
     (["foo\rbar"], "foo\\x0dbar", 0),
     (["sport = :1", "x\u2028y"], "sport = :1 x\\u2028y", 11),           # a Unicode line separator
-    (["dport", "=", ":\udcff"], "dport = :\\udcff", 8),                 # an undecodable byte
+    (["dport", "=", ":\udcff"], "dport = :\\xff", 8),                   # an undecodable byte: the byte itself
     (["src", "unix:a\x01\x85b", "and", "dport", "=", ":nope"],         # escapes before the bad token
      "src unix:a\\x01\\x85b and dport = :nope", len("src unix:a\\x01\\x85b and dport = ")),
 ])
