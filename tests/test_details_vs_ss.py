@@ -270,3 +270,30 @@ def test_diag_dump_replays_like_ss(fresh_population: Harness, tmp_path) -> None:
         a = fresh_population.ss(["-tan"], env=env)
         b = fresh_population.sockscope(["-tan"], env=env)
         assert b.returncode == 0 and _lines(b.stdout) == _lines(a.stdout) and len(_lines(a.stdout)) > 5
+
+
+def test_replay_is_ss_replay(fresh_population: Harness, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """TCPDIAG_FILE as ss replays it: only the filter expression selects (not -l, state words,
+    -4/-6 or -f); a truncated capture keeps its whole messages and says so, exit 0; a missing
+    file is reported, exit 0 — stdout, stderr and status the same as ss's."""
+    capture = tmp_path / "all.bin"
+    assert fresh_population.ss(["-ta", "-D", str(capture)]).returncode == 0
+    blob = capture.read_bytes()
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(blob[: len(blob) // 2 + 7])  # ends inside a message
+    cases = [
+        (capture, ["-tan"]), (capture, ["-tln"]), (capture, ["-tan", "-4"]), (capture, ["-tan", "-6"]),
+        (capture, ["-tn", "state", "listening"]), (capture, ["-tan", "dport", "=", ":22"]),
+        (capture, ["-tan", "sport", ">", ":1024"]), (capture, ["-tn", "-f", "inet6", "state", "established"]),
+        (cut, ["-tan"]), (cut, ["-tln"]), (tmp_path / "missing.bin", ["-tan"]),
+    ]
+    differ = []
+    for path, argv in cases:
+        env = {"TCPDIAG_FILE": str(path)}
+        a, b = fresh_population.ss(argv, env=env), fresh_population.sockscope(argv, env=env)
+        if (b.returncode, _lines(b.stdout), b.stderr) != (a.returncode, _lines(a.stdout), a.stderr):
+            differ.append(f"{path.name} {argv}: ss {a.returncode} {a.stderr!r} vs {b.returncode} {b.stderr!r}\n"
+                          f"{a.stdout}\n---\n{b.stdout}")
+    assert not differ, "\n".join(differ)
+    # the truncated capture still lists the whole messages before the cut
+    assert len(_lines(fresh_population.sockscope(["-tan"], env={"TCPDIAG_FILE": str(cut)}).stdout)) > 3
