@@ -548,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if args.json:
         data = {"meta": info, "results": [_result_json(r) for r in results], "markdown": text}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(data, indent=1))
     return 0
 

@@ -150,7 +150,7 @@ class Batch:
     bbr_info and dctcp_info.  :meth:`attrs` is row ``i``'s attribute bytes."""
 
     __slots__ = ("n", "fam", "family", *_HEAD_COLS, "src", "dst", "v6only", "info", "_mv", "_starts", "_ends",
-                 "_length")
+                 "_length", "_body")
 
     n: int
     fam: int
@@ -175,6 +175,24 @@ class Batch:
     _starts: list[int]
     _ends: list[int]
     _length: int  # every message's length when they are all alike (read column at once), else 0
+    _body: memoryview  # those messages (with _length)
+
+    def __getattr__(self, name: str) -> Any:
+        # a batch read column at once reads a column from the datagram when it is first asked
+        # for: the table never reads timers, cookies or uids (called only for unset slots)
+        length = object.__getattribute__(self, "_length")
+        if length:
+            if name in _HEAD_COLS:
+                col = _L.columns(self._body, length, (name,))[0]
+            elif name == "_starts":
+                col = list(range(0, self.n * length, length))
+            elif name == "_ends":
+                col = list(range(length, self.n * length + 1, length))
+            else:
+                raise AttributeError(name)
+            setattr(self, name, col)
+            return col
+        raise AttributeError(name)
 
     def info_fields(self, names: Sequence[str]) -> list[list[Any]]:
         """Fields of each row's tcp_info by name (:data:`~sockscope.kernel.layout.TCP_INFO`), one list
@@ -298,9 +316,7 @@ def _uniform(mv: memoryview, length: int, op: str, b: Batch) -> bool | None:
         if payloads or not done:
             return None
     fams = body[16::length].tolist()
-    cols = _L.columns(body, length, _HEAD_COLS)
-    for name, col in zip(_HEAD_COLS, cols):
-        setattr(b, name, col)
+    b._body = body  # the other columns are read from it when first asked for (Batch.__getattr__)
     b.family = fams
     if fams.count(AF_INET) == n:  # IPv4: the address's four bytes as one native u32, a C loop each
         b.src, b.dst = _L.as_ints(body, length, "src"), _L.as_ints(body, length, "dst")
@@ -311,8 +327,6 @@ def _uniform(mv: memoryview, length: int, op: str, b: Batch) -> bool | None:
             src = [a if f == AF_INET6 else i for f, i, a in zip(fams, src4, src)]
             dst = [a if f == AF_INET6 else i for f, i, a in zip(fams, dst4, dst)]
         b.src, b.dst = src, dst
-    b._starts = list(range(0, n * length, length))
-    b._ends = list(range(length, n * length + 1, length))
     b._length = length
     return done
 
