@@ -257,6 +257,8 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
 
     replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
     if replay:  # a capture: not filtered by any kernel, so the filter expression applies here
+        from sockscope.replay import replay as _replay
+
         for batch in _replay(replay):
             yield batch, False
         return
@@ -330,56 +332,6 @@ def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Ite
     for batch in held:
         yield batch, True
     return True
-
-
-def _replay(path: str) -> Iterator[Batch]:
-    """TCP sockets from a capture written by ``-D FILE`` (ss's ``TCPDIAG_FILE``),
-    as ss replays them: every message up to ``NLMSG_DONE``, whatever its state
-    or family (only the filter expression applies); a file that ends early
-    keeps the messages read whole and says ``Unexpected EOF reading
-    $TCPDIAG_FILE``; one that cannot be opened says why; both, like ss, are not
-    errors.  Read message by message: memory stays bounded whatever the file."""
-    from sockscope.errors import NetlinkError
-    from sockscope.kernel import inet
-    from sockscope.kernel import netlink as nl
-
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        print(f"fopen($TCPDIAG_FILE): {exc.strerror}", file=sys.stderr)
-        return
-    chunk = bytearray()
-    try:
-        while True:
-            head = f.read(16)
-            length = nl.NLMSGHDR.unpack_from(head)[0] if len(head) == 16 else 0
-            body = f.read(nl.align4(length) - 16) if length >= 16 else b""
-            if len(head) < 16 or length < 16 or len(body) < nl.align4(length) - 16:
-                sys.stderr.write("Unexpected EOF reading $TCPDIAG_FILE")
-                sys.stderr.flush()
-                break
-            if length > _REPLAY_MESSAGE_MAX:
-                raise UsageError(f"TCPDIAG_FILE {path}: a message of {length} bytes (more than a dump's)")
-            chunk += head + body
-            mtype = nl.NLMSGHDR.unpack_from(head)[1]
-            if mtype == nl.NLMSG_DONE or mtype == nl.NLMSG_ERROR or len(chunk) >= 1 << 17:
-                try:
-                    batch, done = inet.decode(bytes(chunk), "TCPDIAG_FILE")
-                except NetlinkError as exc:  # the capture holds the kernel's error: ss says so and stops
-                    print(f"TCPDIAG answered: {os.strerror(exc.errno)}", file=sys.stderr)
-                    break
-                chunk.clear()
-                yield batch
-                if done:
-                    break
-        if chunk:
-            yield inet.decode(bytes(chunk), "TCPDIAG_FILE")[0]
-    finally:
-        f.close()
-
-
-#: the largest message a replayed capture may hold (a dump's are a few hundred bytes)
-_REPLAY_MESSAGE_MAX = 1 << 16
 
 
 def _unix(q: Query, state: _FallbackState) -> UnixBatch | list[Socket]:
