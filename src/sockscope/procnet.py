@@ -78,17 +78,7 @@ def read_unix(
     kernel's order.  Unaccepted connections (inode 0) are left out, as sock_diag
     leaves them out, unless ``unaccepted`` (psutil lists them)."""
     path = f"{proc}/net/unix"
-    try:
-        # text, decoded as Python decodes file names (os.fsdecode: UTF-8, undecodable bytes kept as
-        # surrogates), in one pass in C; lines end at "\n" only (never at "\r" or other line breaks
-        # str.splitlines() knows: a path may hold them)
-        with open(path, encoding=sys.getfilesystemencoding(), errors=sys.getfilesystemencodeerrors(),
-                  newline="\n") as f:
-            lines = f.read().split("\n")[1:]
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise SockscopeError(f"cannot read {path}: {exc.strerror}") from exc
+    lines = _unix_lines(path)
     rows: list[Socket] = []
     for raw in lines:
         cols = raw.split(None, 7)
@@ -118,4 +108,36 @@ def read_unix(
     return rows
 
 
-__all__ = ["read_inet", "read_unix"]
+def _unix_lines(path: str) -> list[str]:
+    """The lines of ``/proc/net/unix`` after its header ([] when there is no such file)."""
+    try:
+        # text, decoded as Python decodes file names (os.fsdecode: UTF-8, undecodable bytes kept as
+        # surrogates), in one pass in C; lines end at "\n" only (never at "\r" or other line breaks
+        # str.splitlines() knows: a path may hold them)
+        with open(path, encoding=sys.getfilesystemencoding(), errors=sys.getfilesystemencodeerrors(),
+                  newline="\n") as f:
+            return f.read().split("\n")[1:]
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise SockscopeError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def unix_entries(proc: str = "/proc") -> list[tuple[int, int, str]]:
+    """Every line of ``/proc/net/unix`` as (socket type, inode, name), unaccepted
+    connections (inode 0) too, in the kernel's order: what psutil reads (no record made)."""
+    path = f"{proc}/net/unix"
+    out: list[tuple[int, int, str]] = []
+    append = out.append
+    for raw in _unix_lines(path):
+        cols = raw.split(None, 7)
+        if len(cols) < 7:
+            continue
+        try:
+            append((int(cols[4], 16), int(cols[6]), cols[7] if len(cols) == 8 else ""))
+        except ValueError as exc:
+            raise DecodeError(f"{path}: unparsable line {raw!r}") from exc
+    return out
+
+
+__all__ = ["read_inet", "read_unix", "unix_entries"]

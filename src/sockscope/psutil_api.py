@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
     from sockscope.kernel.inet import Batch
     from sockscope.owners.model import OwnerMap
-    from sockscope.records import Socket
 
 if TYPE_CHECKING:
     from sockscope._psutil_types import addr, pconn, sconn
@@ -162,9 +161,9 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
     fam_enum = {
         AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6, AF_UNIX: _s.AddressFamily.AF_UNIX,
     }
-    unix_types = {"u_str": stream, "u_dgr": dgram, "u_seq": _s.SocketKind.SOCK_SEQPACKET}
+    unix_types = {1: stream, 2: dgram, 5: _s.SocketKind.SOCK_SEQPACKET}  # SOCK_* numbers
     try:
-        inet_batches, socks = _dump(tables, fams, proc)
+        inet_batches, unix = _dump(tables, fams, proc)
     finally:  # the background work is waited for even when the dump fails: no thread outlives the call
         if pending_map is not None:
             owners = pending_map.result()
@@ -194,45 +193,46 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
         else:
             for row in rows:
                 add(row)
-    for s in socks:
-        if s.family == AF_UNIX:
-            assert owners is not None  # UNIX rows: every fd of a holder
-            holders = _psutil_holders(owners, s.inode)
-            name = s.local.address
-            path = name if len(name.split()) == 1 else ""
-            pairs: list[tuple[int | None, int]] = list(holders) or [(None, -1)]
-            for pid, fd in pairs:
-                add(sconn(fd, fam_enum[AF_UNIX], unix_types[s.netid], path, "", "NONE", pid))
-            continue
-        pid, fd = owner_of.get(s.inode, _NO_OWNER)
-        la = addr(s.local.address, s.local.port) if s.local.port else ()
-        ra = addr(s.peer.address, s.peer.port) if s.peer.port else ()
-        if s.netid == "tcp":
-            add(sconn(fd, fam_enum[s.family], stream, la, ra, _PSUTIL_STATUS.get(int(s.state), "NONE"), pid))
-        else:
-            add(sconn(fd, fam_enum[s.family], dgram, la, ra, "NONE", pid))
+    fam_u = fam_enum[AF_UNIX]
+    new = tuple.__new__  # psutil's named tuple without its Python-level __new__
+    if unix:
+        assert owners is not None  # UNIX rows: every fd of a holder
+        held = owners.holder_map()
+        append = ret.append
+        for stype, inode, name in unix:
+            # psutil keeps a UNIX socket's name when it is one word (it splits the whole line)
+            path = name if name and len(name.split()) == 1 else ""
+            kind_ = unix_types.get(stype, dgram)
+            h = held.get(inode) if inode else None
+            if not h:
+                add(new(sconn, (-1, fam_u, kind_, path, "", "NONE", None)))
+            elif len(h) == 1:  # an owned row: never equal to another (its pid, fd differ)
+                append(new(sconn, (h[0][1], fam_u, kind_, path, "", "NONE", h[0][0])))
+            else:  # psutil keeps the fds of the last pid (in pid order) holding it
+                last = h[-1][0]
+                ret += [new(sconn, (fd, fam_u, kind_, path, "", "NONE", pid)) for pid, fd in h if pid == last]
     if only is None:
         return ret
-    new = tuple.__new__
     return [new(pconn, r[:6]) for r in ret if r[6] == only]
 
 
-def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str) -> tuple[list[tuple[str, Batch]], list[Socket]]:
-    """The sockets of ``tables`` and ``fams``: (inet batches of the one source, UNIX records)."""
+def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
+          ) -> tuple[list[tuple[str, Batch]], list[tuple[int, int, str]]]:
+    """The sockets of ``tables`` and ``fams``: (inet batches of the one source, UNIX (type, inode, name))."""
     inet_batches: list[tuple[str, Batch]] = []
-    socks: list[Socket] = []
     q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
               SS_ALL | (1 << 12))
     if q.tables and q.families:
         for table, batch in batches(q, lambda m: None, ahead=False, ordered=False):  # psutil's is a set
             inet_batches.append((table, batch))  # type: ignore[arg-type]  # inet tables: always batches
+    unix: list[tuple[int, int, str]] = []
     if AF_UNIX in fams:
         # psutil reads /proc/net/unix, which also lists connections not yet
         # accepted (inode 0) that sock_diag omits: read the same file.
         from sockscope import procnet
 
-        socks += procnet.read_unix(SS_ALL | (1 << 12), proc=proc, unaccepted=True)
-    return inet_batches, socks
+        unix = procnet.unix_entries(proc)
+    return inet_batches, unix
 
 
 _NO_OWNER = (None, -1)
@@ -266,15 +266,6 @@ def _psutil_columns(b: Batch, fam_enum: dict[int, Any], kind: Any, status_of: di
     rows = map(new, repeat(sconn), zip(map(itemgetter(1), owner), fams, repeat(kind), la, ra, status,
                                        map(itemgetter(0), owner)))
     return rows, _NO_OWNER not in owner
-
-
-def _psutil_holders(owners: OwnerMap, inode: int) -> list[tuple[int, int]]:
-    """psutil keeps, per inode, the fds of the last pid (in pid order) holding it."""
-    h = owners.holders(inode)
-    if not h:
-        return []
-    last = h[-1][0]
-    return [x for x in h if x[0] == last]
 
 
 __all__ = ["net_connections", "process_connections", "NoSuchProcess", "AccessDenied", "sconn", "pconn", "addr"]
