@@ -1,6 +1,6 @@
 """Start-up time is a feature: the listing's path must not import what it does not use.
 
-The plain listing (`sockscope -tuln`, `-tan`, `-tanp`) takes the codec's column
+The plain listing (`sockscope -tuln`, `-tan`, `-tanp`, `-xa`) takes the codec's column
 path, which needs neither the records (their dataclasses and enum), nor
 ``typing``, ``inspect``, ``importlib``, ``collections``, ``re`` or the
 ``signal`` module; of the CLI, only the option table and its getopt
@@ -31,7 +31,7 @@ _PROBE = (
 )
 
 
-@pytest.mark.parametrize("options", ["-tuln", "-tan", "-tanp", "-uan"])
+@pytest.mark.parametrize("options", ["-tuln", "-tan", "-tanp", "-uan", "-xa"])
 def test_listing_path_imports_stay_light(options: str) -> None:
     proc = subprocess.run(
         ["unshare", "-n", sys.executable, "-c", _PROBE, options],

@@ -10,12 +10,15 @@ from sockscope._addr import AF_UNIX
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import UNIX_DIAG_MSG
-from sockscope.kernel.others import decode_skmem
-from sockscope.records import Endpoint, Socket, make_socket, state_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Sequence
+
+    from sockscope.records import Socket
+
+# The records (dataclasses, enum: ~15 ms of imports) are imported by the functions that make
+# them: the listing's column path (decode, the table's cells) never needs them.
 
 # include/uapi/linux/unix_diag.h
 UDIAG_SHOW_NAME = 0x01
@@ -283,6 +286,8 @@ def netids(b: Batch) -> list[str]:
 
 def records(b: Batch, details: bool = False) -> list[Socket]:
     """The batch's rows as records (with ``details``: shutdown, vfs, pending connections, skmem)."""
+    from sockscope.records import Endpoint, make_socket, state_of
+
     out = []
     names: dict[bytes, str] = {}
     for i, (stype, st, ino, cookie, raw, peer, rq, wq, uid) in enumerate(zip(
@@ -325,6 +330,8 @@ def _details(raw: memoryview) -> dict[str, Any]:
         extra["unix_pending"] = struct.unpack_from(f"={len(a) // 4}I", a, 0)
     a = attrs.get(UNIX_DIAG_MEMINFO)
     if a is not None:
+        from sockscope.kernel.others import decode_skmem
+
         extra["skmem"] = decode_skmem(a)
     return extra
 
