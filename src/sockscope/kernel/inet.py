@@ -13,7 +13,7 @@ import sys
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO, swap16
+from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO, host16
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -57,10 +57,9 @@ _REQ = struct.Struct("=BBBxI")
 _SOCKID_LEN = 48
 # struct inet_diag_msg: family state timer retrans | sport dport (be16) src dst (16 each)
 # if cookie(u32[2]) | expires rqueue wqueue uid inode
-_MSG = struct.Struct("=BBBBHH16s16sIQIIIII")
+_MSG = INET_DIAG_MSG.struct  # family state timer retrans sport dport src dst if cookie expires rq wq uid inode
 MSG_LEN = _MSG.size  # 72
 
-_SWAP_PORTS = sys.byteorder == "little"
 _ZERO16 = bytes(16)
 
 
@@ -201,9 +200,8 @@ class Batch:
         at = info_at(self._mv, self._length, self.n) if self._length and self.n else None
         if at is not None:
             start, size = at
-            body = self._mv[: self.n * self._length]
             fit = [nm for nm in names if TCP_INFO.offset(nm) + TCP_INFO.struct_size(nm) <= size]
-            got = dict(zip(fit, TCP_INFO.columns(body, self._length, fit, base=start)))
+            got = dict(zip(fit, TCP_INFO.columns(self._body, self._length, fit, base=start)))
             return [got.get(nm) or [None] * self.n for nm in names]
         out: list[list[Any]] = [[] for _ in names]
         for i in range(self.n):
@@ -226,7 +224,7 @@ class Batch:
         b = Batch.__new__(Batch)
         b.n = len(socks)
         b.family = [s.family for s in socks]
-        b.fam = b.family[0] if socks and b.family.count(b.family[0]) == b.n else 0
+        b.fam = _one_family(b.family)
         for name, attr in (("timer", "timer"), ("retrans", "retrans"), ("ifindex", "ifindex"), ("cookie", "cookie"),
                            ("expires", "expires"), ("rqueue", "recv_q"), ("wqueue", "send_q"), ("uid", "uid"),
                            ("inode", "inode")):
@@ -251,7 +249,7 @@ class Batch:
         for name in ("family", *_HEAD_COLS, "src", "dst", "_starts", "_ends"):
             setattr(b, name, list(compress(getattr(self, name), keep)))
         b.n = len(b.inode)
-        b.fam = self.fam if self.fam else (b.family[0] if b.n and b.family.count(b.family[0]) == b.n else 0)
+        b.fam = self.fam or _one_family(b.family)
         b.v6only = None if self.v6only is None else list(compress(self.v6only, keep))
         b.info = None if self.info is None else tuple(list(compress(c, keep)) for c in self.info)  # type: ignore[assignment]
         b._mv = self._mv
@@ -276,12 +274,8 @@ def decode(buf: bytes | memoryview, op: str = "inet_diag", info: bool = False) -
     length = _uniform_length(mv)
     got = _uniform(mv, length, op, b) if length else None
     done = got if got is not None else _framed(mv, op, b)
-    fams = b.family
-    n = b.n = len(fams)
-    if n and fams.count(fams[0]) == n:
-        b.fam = fams[0]
-    else:
-        b.fam = 0
+    b.n = len(b.family)
+    b.fam = _one_family(b.family)
     _wildcards(b)
     b.info = info_columns(b, mv, length if got is not None else 0) if info else None
     return b, done
@@ -331,6 +325,11 @@ def _uniform(mv: memoryview, length: int, op: str, b: Batch) -> bool | None:
     return done
 
 
+def _one_family(fams: list[int]) -> int:
+    """The family of every row, or 0 when they differ (or there is none)."""
+    return fams[0] if fams and fams.count(fams[0]) == len(fams) else 0
+
+
 def _key(raw: bytes) -> Any:
     """The address key of 4 (IPv4) or 16 (IPv6) raw bytes."""
     return _U32_FROM(raw)[0] if len(raw) == 4 else raw
@@ -375,8 +374,7 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
     for name, i in (("state", 3), ("timer", 4), ("retrans", 5), ("ifindex", 10), ("cookie", 11), ("expires", 12),
                     ("rqueue", 13), ("wqueue", 14), ("uid", 15), ("inode", 16)):
         setattr(b, name, list(cols[i]))
-    b.sport, b.dport = swap16(list(cols[6])) if _SWAP_PORTS else list(cols[6]), \
-        swap16(list(cols[7])) if _SWAP_PORTS else list(cols[7])
+    b.sport, b.dport = host16(list(cols[6])), host16(list(cols[7]))
     b.src, b.dst = _keys(fams, list(cols[8])), _keys(fams, list(cols[9]))
     b._starts, b._ends = starts, ends
     b._length = 0

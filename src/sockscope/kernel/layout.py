@@ -75,7 +75,7 @@ class Layout:
             elif code in ("H", "I") and length % 4 == 0:
                 size = 2 if code == "H" else 4
                 col = body.cast(code)[pos // size :: length // size].tolist()  # type: ignore[call-overload]
-                out[i] = swap16(col) if net and _SWAP else col
+                out[i] = host16(col) if net else col
             elif code == "Q" and length % 4 == 0:
                 w = body.cast("I")
                 # the low word first on a little-endian machine
@@ -107,10 +107,11 @@ class Layout:
         return body.cast("I")[pos // 4 :: length // 4].tolist()
 
 
-def swap16(values: list[int]) -> list[int]:
-    """16-bit values read natively from network-order fields, in host order (in C: a pack/unpack round trip)."""
+def host16(values: list[int]) -> list[int]:
+    """16-bit values read natively from network-order fields, in host order (in C: a pack/unpack round
+    trip on a little-endian machine; the values themselves on a big-endian one)."""
     n = len(values)
-    if not n:
+    if not n or not _SWAP:
         return values
     return list(struct.unpack(f">{n}H", struct.pack(f"={n}H", *values)))
 
