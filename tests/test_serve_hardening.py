@@ -298,11 +298,12 @@ def test_admission_probation_for_slots_taken_at_the_limit() -> None:
 def test_udp_peer_budget_spares_other_peers(ns: NetNS, serve: Serve) -> None:
     server = serve("--udp", "--udp-peer-rate", "20")
 
-    def exchange() -> tuple[int, int]:
+    def exchange() -> tuple[int, bool, float]:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flood, socket.socket(
             socket.AF_INET, socket.SOCK_DGRAM
         ) as good:
             flood.bind(("127.0.0.2", 0))
+            start = time.monotonic()
             for _ in range(150):  # fewer than the server's receive queue holds
                 flood.sendto(b"f", ("127.0.0.1", 12345))
             good.settimeout(5)
@@ -310,17 +311,22 @@ def test_udp_peer_budget_spares_other_peers(ns: NetNS, serve: Serve) -> None:
             answer = good.recvfrom(64)[0]
             flood.settimeout(0.5)
             got = 0
+            last = start
             try:
                 while True:
                     flood.recvfrom(64)
                     got += 1
+                    last = time.monotonic()
             except TimeoutError:
                 pass
-            return got, answer == GREETING
+            return got, answer == GREETING, last - start
 
-    flood_replies, good_ok = ns.call(exchange)
+    flood_replies, good_ok, span = ns.call(exchange)
     assert good_ok
-    assert 20 <= flood_replies <= 40  # one second's budget (plus what refilled meanwhile)
+    # the budget: a burst of one second's worth (20), then 20 a second for as long as the server was
+    # answering, at most the span from the first datagram sent to the last reply received (a busy
+    # machine stretches it; a fixed bound of 40 assumed one second)
+    assert 20 <= flood_replies <= 20 + int(20 * span) + 1, (flood_replies, span)
     assert server.wait_log("end=budget")
 
 
