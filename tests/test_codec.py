@@ -390,6 +390,24 @@ def test_strategies_agree_with_the_reference(capture: dict, monkeypatch: pytest.
     assert mixed.fam == 0 and mixed.family == [2, 10] and type(mixed.src[0]) is int and mixed.src[1] == _LO6
 
 
+def test_split_by_family_keeps_each_familys_rows_in_order(capture: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch.split (the legacy dump's datagrams mix the families; ss lists IPv4 first): the IPv4
+    rows and the IPv6 rows, each in the datagram's order, every column as the plain reading says,
+    whether the batch was read column at once (regrouped by family) or framed (selected)."""
+    regrouped = 0
+    for data in [bytes.fromhex(h) for key in ("inet", "inet6", "udp") for h in capture[key]] + _synthetic():
+        rows, _done = _reference(data)
+        for b in _both_ways(data, monkeypatch):
+            v4, v6 = b.split()
+            assert (v4.fam in (0, 2), v6.fam in (0, 10)) == (True, True)
+            assert _plain(v4) == [r for r in rows if r[0] == 2]
+            assert _plain(v6) == [r for r in rows if r[0] == 10]
+            assert inet.records(v4, "tcp") + inet.records(v6, "tcp") == sorted(
+                inet.records(b, "tcp"), key=lambda s: s.family)  # a stable sort: the order within a family kept
+        regrouped += inet.decode(data)[0].fam == 0 and bool(inet._uniform_length(data))
+    assert regrouped >= 2  # mixed datagrams of one message length really take the regrouping path
+
+
 def test_records_of_batches(capture: dict) -> None:
     """records(): the same Socket whether made column by column or with every attribute decoded,
     for the fields both fill; selecting rows keeps them in order."""

@@ -320,9 +320,9 @@ def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Ite
             elif batch.fam == AF_INET6:
                 held.append(batch)
             elif batch.n:  # both families in one datagram
-                four = [f == AF_INET for f in batch.family]
-                yield batch.select(four), True
-                held.append(batch.select([not x for x in four]))
+                v4, v6 = batch.split()
+                yield v4, True
+                held.append(v6)
             if done:
                 break
     except NetlinkError:

@@ -183,6 +183,13 @@ class Batch:
         if length:
             if name in _HEAD_COLS:
                 col = _L.columns(self._body, length, (name,))[0]
+            elif name == "src" or name == "dst":  # both families in one batch: keys of both kinds
+                fams, body = self.family, self._body
+                raw, ints = _L.columns(body, length, (name,))[0], _L.as_ints(body, length, name)
+                col = [a if f == AF_INET6 else i for f, i, a in zip(fams, ints, raw)]
+            elif name == "v6only":
+                _wildcards(self)
+                return self.v6only
             elif name == "_starts":
                 col = list(range(0, self.n * length, length))
             elif name == "_ends":
@@ -241,6 +248,16 @@ class Batch:
         b._length = 0
         return b
 
+    def split(self) -> tuple[Batch, Batch]:
+        """The IPv4 rows and the IPv6 rows, as two batches (a legacy TCP dump mixes the
+        families in one datagram; ss lists IPv4 first).  Messages of one length are regrouped
+        by family and read as two uniform datagrams: no column is read twice."""
+        four = [f == AF_INET for f in self.family]
+        if not self._length or self.info is not None:
+            return self.select(four), self.select([not x for x in four])
+        body, length = self._body, self._length
+        return _regroup(body, length, four), _regroup(body, length, [not x for x in four])
+
     def select(self, keep: Sequence[Any]) -> Batch:
         """The rows whose ``keep`` is true, as a new batch."""
         from itertools import compress
@@ -249,12 +266,32 @@ class Batch:
         for name in ("family", *_HEAD_COLS, "src", "dst", "_starts", "_ends"):
             setattr(b, name, list(compress(getattr(self, name), keep)))
         b.n = len(b.inode)
-        b.fam = self.fam or _one_family(b.family)
+        b.fam = _one_family(b.family)
         b.v6only = None if self.v6only is None else list(compress(self.v6only, keep))
         b.info = None if self.info is None else tuple(list(compress(c, keep)) for c in self.info)  # type: ignore[assignment]
         b._mv = self._mv
         b._length = 0
         return b
+
+
+def _regroup(body: memoryview, length: int, mask: Iterable[Any]) -> Batch:
+    """The messages of ``body`` (all ``length`` long) whose ``mask`` is true, copied into
+    one buffer and decoded as a datagram of their own (every slice and the copy in C)."""
+    from itertools import compress
+
+    starts = list(compress(range(0, len(body), length), mask))
+    if not starts:
+        return Batch.of([])
+    raw = body.tobytes()  # bytes slices (copies) join faster than memoryview slices
+    mv = memoryview(b"".join(map(raw.__getitem__, map(slice, starts, map(length.__add__, starts)))))
+    b = Batch.__new__(Batch)
+    b._mv = mv
+    _uniform(mv, length, "inet_diag", b)
+    b.n = len(b.family)
+    b.fam = _one_family(b.family)
+    _wildcards(b)
+    b.info = None
+    return b
 
 
 def decode(buf: bytes | memoryview, op: str = "inet_diag", info: bool = False) -> tuple[Batch, bool]:
@@ -276,7 +313,8 @@ def decode(buf: bytes | memoryview, op: str = "inet_diag", info: bool = False) -
     done = got if got is not None else _framed(mv, op, b)
     b.n = len(b.family)
     b.fam = _one_family(b.family)
-    _wildcards(b)
+    if b.fam or got is None:  # (a uniform batch of both families finds its v6only when asked)
+        _wildcards(b)
     b.info = info_columns(b, mv, length if got is not None else 0) if info else None
     return b, done
 
@@ -312,16 +350,14 @@ def _uniform(mv: memoryview, length: int, op: str, b: Batch) -> bool | None:
     fams = body[16::length].tolist()
     b._body = body  # the other columns are read from it when first asked for (Batch.__getattr__)
     b.family = fams
-    if fams.count(AF_INET) == n:  # IPv4: the address's four bytes as one native u32, a C loop each
-        b.src, b.dst = _L.as_ints(body, length, "src"), _L.as_ints(body, length, "dst")
-    else:
-        src, dst = _L.columns(body, length, ("src", "dst"))
-        if AF_INET in fams:  # both families (a legacy dump): IPv4 rows by their u32, read for every row in C
-            src4, dst4 = _L.as_ints(body, length, "src"), _L.as_ints(body, length, "dst")
-            src = [a if f == AF_INET6 else i for f, i, a in zip(fams, src4, src)]
-            dst = [a if f == AF_INET6 else i for f, i, a in zip(fams, dst4, dst)]
-        b.src, b.dst = src, dst
     b._length = length
+    four = fams.count(AF_INET)
+    if four == n:  # IPv4: the address's four bytes as one native u32, a C loop each
+        b.src, b.dst = _L.as_ints(body, length, "src"), _L.as_ints(body, length, "dst")
+    elif not four:
+        b.src, b.dst = _L.columns(body, length, ("src", "dst"))
+    # else both families (a legacy dump): the addresses (and v6only) when first asked for, which
+    # a consumer that splits the batch by family (Batch.split) never does
     return done
 
 
