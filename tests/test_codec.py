@@ -539,3 +539,57 @@ def test_request_ports_in_network_order() -> None:
         assert req[at:at + 4] == bytes([0, 80, 0x4E, 0x20])
         assert req[at + 4:at + 48] == bytes(44)
     assert inet.encode_request(2, 6, 0xfff) == inet.encode_request(2, 6, 0xfff, ports=(0, 0))
+
+
+def test_netlink_and_packet_batches() -> None:
+    """netlink_diag and packet_diag decode to column batches (their layouts from kernel.layout):
+    signed portids, a connected socket's peer, the memory, groups, interface, uid, packet info and
+    filter attributes; records made of a batch carry the same; truncated messages raise DecodeError."""
+    mem = netlink.encode_attr(others.NETLINK_DIAG_MEMINFO, struct.pack("=9I", 5, 200, 7, 300, 0, 0, 0, 0, 0))
+    groups = netlink.encode_attr(others.NETLINK_DIAG_GROUPS, struct.pack("=I", 0x11))
+    nl_kernel = others._NMSG.pack(16, 3, 0, 7, 0, 0, 0, 1234, 99) + mem
+    nl_user = others._NMSG.pack(16, 3, 4, 1, 0xFFFFFFFF, 42, 5, 1235, 100) + groups
+    data = _msg(netlink.SOCK_DIAG_BY_FAMILY, nl_kernel) + _msg(netlink.SOCK_DIAG_BY_FAMILY, nl_user) + _DONE
+    b, done = others.decode(data, "nl")
+    assert done and b.n == 2 and b.table == "nl"
+    assert (b.protocol, b.state, b.portid, b.dst_portid, b.dst_group, b.inode, b.cookie) == (
+        [0, 4], [7, 1], [0, -1], [0, 42], [0, 5], [1234, 1235], [99, 100])
+    assert (b.rqueue, b.wqueue, b.groups) == ([5, 0], [7, 0], [None, 0x11])
+    assert b.skmem[0] == (5, 200, 7, 300, 0, 0, 0, 0, 0) and b.skmem[1] is None
+    r = others.records(b)
+    assert [(s.netid, s.local, s.peer, s.inode, s.protocol, s.recv_q, s.groups) for s in r] == [
+        ("nl", ("0", 0), ("", 0), 1234, 0, 5, None), ("nl", ("4", -1), ("5", 42), 1235, 4, 0, 0x11)]
+    assert r[0].skmem is not None and r[0].skmem.rcvbuf == 200
+    assert others.records(b.select([False, True])) == r[1:]
+
+    info = netlink.encode_attr(others.PACKET_DIAG_INFO, struct.pack("=6I", 3, 2, 0, 9, 0, 1))
+    uid = netlink.encode_attr(others.PACKET_DIAG_UID, struct.pack("=I", 1000))
+    filt = netlink.encode_attr(others.PACKET_DIAG_FILTER, struct.pack("=HBBI", 6, 0, 0, 0xFFFF))
+    pkt = others._PMSG.pack(17, 3, 0x0003, 777, 5) + info + uid + filt
+    dgr = others._PMSG.pack(17, 2, 0x0800, 778, 6)
+    b, done = others.decode(_msg(netlink.SOCK_DIAG_BY_FAMILY, pkt) + _msg(netlink.SOCK_DIAG_BY_FAMILY, dgr), "packet")
+    assert not done and b.n == 2
+    assert (b.type, b.protocol, b.inode, b.ifindex, b.uid, b.packet_info, b.bpf) == (
+        [3, 2], [3, 0x0800], [777, 778], [3, 0], [1000, None], [(2, 9, 1), None], [((6, 0, 0, 0xFFFF),), None])
+    assert [(s.netid, s.local.port, s.ifindex, s.uid, s.protocol) for s in others.records(b)] == [
+        ("p_raw", 3, 3, 1000, 3), ("p_dgr", 0, 0, None, 0x0800)]
+    for table, raw in (("nl", nl_user), ("packet", pkt)):
+        with pytest.raises(DecodeError):
+            others.decode(_msg(netlink.SOCK_DIAG_BY_FAMILY, raw[:10]), table)
+
+
+def test_netlink_and_packet_cells_from_batches_match_the_records_cells() -> None:
+    """The table's rows of a netlink or packet batch are the cells of its records (one code path
+    for the texts: kernel, unbound, connected peers, ethertypes, interfaces), numeric or not."""
+    from sockscope.render.table import CellMaker, TableOptions
+
+    nl_rows = [others._NMSG.pack(16, 3, p, st, pid, dst, grp, 1000 + i, i)
+               for i, (p, st, pid, dst, grp) in enumerate([(0, 7, 0, 0, 0), (4, 1, 0xFFFFFFFF, 42, 5),
+                                                          (9, 7, 1, 0, 0), (200, 7, 77, 0, 0)])]
+    pkt_rows = [others._PMSG.pack(17, t, num, 2000 + i, i) for i, (t, num) in enumerate([(3, 3), (2, 0x0800),
+                                                                                        (3, 0x88CC), (2, 4242)])]
+    for table, rows in (("nl", nl_rows), ("packet", pkt_rows)):
+        b, _ = others.decode(b"".join(_msg(netlink.SOCK_DIAG_BY_FAMILY, r) for r in rows), table)
+        for numeric in (False, True):
+            maker = CellMaker(TableOptions(numeric=numeric))
+            assert maker.other_cells(b) == [maker.cells(s) for s in others.records(b)]

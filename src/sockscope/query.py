@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from sockscope.filter.expr import Expr
     from sockscope.kernel.inet import Batch
+    from sockscope.kernel.others import Batch as OtherBatch
     from sockscope.kernel.unix import Batch as UnixBatch
     from sockscope.records import Socket, State
 
@@ -134,13 +135,14 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
 
 
 def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool = True, ordered: bool = True
-            ) -> Iterator[tuple[str, Batch | UnixBatch | list[Socket]]]:
+            ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket]]]:
     """The one source: ``(table, batch)`` in ss's order, filtered by ``q``'s filter.
 
     Every inet table comes as :class:`~sockscope.kernel.inet.Batch` columns,
     whether sock_diag or the /proc fallback answered; UNIX sockets (table
     "unix") as one :class:`~sockscope.kernel.unix.Batch` (or records, from
-    /proc); netlink and packet sockets as lists of records.  ``info`` adds the tcp_info columns (``ss -i``);
+    /proc); netlink and packet sockets (tables "nl", "packet") as one
+    :class:`~sockscope.kernel.others.Batch` each.  ``info`` adds the tcp_info columns (``ss -i``);
     ``ahead`` receives in a helper thread while the caller decodes (not when
     the caller runs a thread of its own: three threads contend for the GIL);
     ``ordered=False`` leaves a batch of both families whole (ss lists IPv4
@@ -156,19 +158,23 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool
         yield table, item
 
 
-def records(table: str, batch: Batch | UnixBatch, details: bool = False) -> list[Socket]:
+def records(table: str, batch: Batch | UnixBatch | OtherBatch, details: bool = False) -> list[Socket]:
     """A batch of :func:`batches` as :class:`~sockscope.records.Socket` records."""
     if table == "unix":
         from sockscope.kernel import unix
 
         return unix.records(batch, details)  # type: ignore[arg-type]
+    if table == "nl" or table == "packet":
+        from sockscope.kernel import others
+
+        return others.records(batch)  # type: ignore[arg-type]
     from sockscope.kernel import inet
 
     return inet.records(batch, table, details)  # type: ignore[arg-type]
 
 
 def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordered: bool = True
-            ) -> Iterator[tuple[str, Batch | UnixBatch | list[Socket], bool]]:
+            ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket], bool]]:
     """``(table, batch, filtered)`` in ss's order (tables nl, packet, unix, raw,
     udp, tcp, dccp, sctp, mptcp; IPv4 before IPv6); ``filtered``: the kernel
     already applied the whole filter (its bytecode) to this batch."""
@@ -366,7 +372,7 @@ def _unix(q: Query, state: _FallbackState) -> UnixBatch | list[Socket]:
     return procnet.read_unix(q.states, types)
 
 
-def _optional(q: Query, what: str, fn: Callable[[], list[Socket]]) -> list[Socket]:
+def _optional(q: Query, what: str, fn: Callable[[], OtherBatch]) -> OtherBatch | list[Socket]:
     try:
         return fn()
     except NotSupported:
@@ -375,17 +381,17 @@ def _optional(q: Query, what: str, fn: Callable[[], list[Socket]]) -> list[Socke
         return []
 
 
-def _netlink(q: Query) -> list[Socket]:
+def _netlink(q: Query) -> OtherBatch:
     from sockscope.kernel import others
 
-    return others.dump_netlink(q.details)
+    return others.dump("nl")
 
 
-def _packet(q: Query) -> list[Socket]:
+def _packet(q: Query) -> OtherBatch:
     from sockscope.kernel import others
 
     # like ss, the netlink path shows every packet socket once any packet table is asked for
-    return others.dump_packet(q.details)
+    return others.dump("packet")
 
 
 # --------------------------------------------------------------------------

@@ -421,6 +421,8 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
                     add_many([make(s) for s in batch])
                 elif table == "unix":
                     add_many(maker.unix_cells(batch))  # type: ignore[arg-type]
+                elif table == "nl" or table == "packet":
+                    add_many(maker.other_cells(batch))  # type: ignore[arg-type]
                 else:
                     add_many(cells(table, batch))  # type: ignore[arg-type]
     else:

@@ -226,7 +226,7 @@ class Batch:
     @staticmethod
     def of(socks: list[Socket]) -> Batch:
         """A batch of records read elsewhere (the /proc fallback): the same columns, no attributes."""
-        from socket import inet_pton
+        from _socket import inet_pton  # the C module: ``socket`` builds enums at import
 
         b = Batch.__new__(Batch)
         b.n = len(socks)

@@ -128,6 +128,17 @@ UNIX_DIAG_MSG = Layout("unix_diag_msg", (
     ("family", "B"), ("type", "B"), ("state", "B"), ("_pad", "x"), ("inode", "I"), ("cookie", "Q"),
 ))
 
+# include/uapi/linux/netlink_diag.h: struct netlink_diag_msg (ndiag_cookie is two u32s: read as one u64)
+NETLINK_DIAG_MSG = Layout("netlink_diag_msg", (
+    ("family", "B"), ("type", "B"), ("protocol", "B"), ("state", "B"), ("portid", "I"), ("dst_portid", "I"),
+    ("dst_group", "I"), ("inode", "I"), ("cookie", "Q"),
+))
+
+# include/uapi/linux/packet_diag.h: struct packet_diag_msg (pdiag_num: the bound protocol, host order)
+PACKET_DIAG_MSG = Layout("packet_diag_msg", (
+    ("family", "B"), ("type", "B"), ("num", "H"), ("inode", "I"), ("cookie", "Q"),
+))
+
 # include/uapi/linux/tcp.h: struct tcp_info (INET_DIAG_INFO of TCP sockets).  ``wscale`` holds the send
 # scale in its low nibble and the receive scale in its high one; ``flags`` is delivery_rate_app_limited
 # (bit 0) and fastopen_client_fail (bits 1-2).  A kernel may send fewer bytes (older) or more (newer).

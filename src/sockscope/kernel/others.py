@@ -1,5 +1,12 @@
-"""netlink_diag and packet_diag: the ``nl`` and ``p_raw``/``p_dgr`` tables (sans IO
-decoders, plus two small dump helpers that use the transport)."""
+"""netlink_diag and packet_diag: the ``nl`` and ``p_raw``/``p_dgr`` tables, sans IO
+(plus the two dump helpers that use the transport).
+
+Each dump decodes to a :class:`Batch` of columns, like the inet and UNIX
+decoders (their layouts: :data:`~sockscope.kernel.layout.NETLINK_DIAG_MSG`,
+:data:`~sockscope.kernel.layout.PACKET_DIAG_MSG`); :func:`records` makes
+:class:`~sockscope.records.Socket` records of one on demand (the records, and
+the dataclass machinery behind them, are imported only then: ``ss -a`` lists
+these tables without them)."""
 
 from __future__ import annotations
 
@@ -7,13 +14,14 @@ import struct
 
 from sockscope._addr import AF_NETLINK, AF_PACKET
 from sockscope.errors import DecodeError
-
 from sockscope.kernel import netlink as nl
-from sockscope.records import Endpoint, SkMem, Socket, make_socket, state_of
+from sockscope.kernel.layout import NETLINK_DIAG_MSG, PACKET_DIAG_MSG
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Any, Callable, Sequence
+
+    from sockscope.records import SkMem, Socket
 
 NDIAG_PROTO_ALL = 255
 NDIAG_SHOW_MEMINFO = 1
@@ -30,20 +38,46 @@ PACKET_DIAG_UID = 5
 PACKET_DIAG_MEMINFO = 6
 
 _NREQ = struct.Struct("=BBHIIII")
-_NMSG = struct.Struct("=BBBBIIIIQ")  # family type protocol state portid dst_portid dst_group ino cookie
 _PREQ = struct.Struct("=BBHIIII")
-_PMSG = struct.Struct("=BBHIQ")  # family type num ino cookie
+_NMSG = NETLINK_DIAG_MSG.struct
+_PMSG = PACKET_DIAG_MSG.struct
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
 _MEM2 = struct.Struct("=III")  # rmem_alloc rcvbuf wmem_alloc
 
+#: a batch's columns, by table
+NETLINK_COLUMNS = ("protocol", "state", "portid", "dst_portid", "dst_group", "inode", "cookie", "rqueue", "wqueue",
+                   "groups", "skmem")
+PACKET_COLUMNS = ("type", "protocol", "inode", "cookie", "rqueue", "ifindex", "uid", "skmem", "packet_info", "bpf")
 
-def decode_skmem(raw: memoryview) -> SkMem | None:
-    """``SK_MEMINFO_*`` u32 array (7 to 9 values) as :class:`SkMem`; None when too short."""
-    n = min(len(raw) // 4, 9)
-    if n < 7:
-        return None
-    return SkMem(*struct.unpack_from(f"={n}I", raw, 0))
+
+class Batch:
+    """The sockets of a netlink_diag (``table`` "nl") or packet_diag ("packet") dump,
+    column by column: :data:`NETLINK_COLUMNS` or :data:`PACKET_COLUMNS` (lists, row
+    ``i`` of each).  Netlink ``portid``/``dst_portid`` are signed (-1: not bound yet);
+    ``skmem`` is the raw ``SK_MEMINFO`` tuple or None; ``groups`` the first word of the
+    bound groups (None if not sent); packet ``protocol`` is the ethertype, ``type`` 3
+    (SOCK_RAW) or 2 (SOCK_DGRAM), ``packet_info`` (version, thresh, flags) or None,
+    ``bpf`` the filter's instructions or None."""
+
+    __slots__ = ("table", "n", "cols")
+
+    def __init__(self, table: str, cols: dict[str, list[Any]]) -> None:
+        self.table = table
+        self.cols = cols
+        self.n = len(cols["inode"])
+
+    def __getattr__(self, name: str) -> list[Any]:
+        try:
+            return object.__getattribute__(self, "cols")[name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def select(self, keep: Sequence[Any]) -> Batch:
+        """The rows whose ``keep`` is true, as a new batch."""
+        from itertools import compress
+
+        return Batch(self.table, {k: list(compress(v, keep)) for k, v in self.cols.items()})
 
 
 def encode_netlink_request(seq: int = 1) -> bytes:
@@ -56,14 +90,14 @@ def encode_packet_request(seq: int = 1) -> bytes:
     return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
 
 
-def _dump_loop(buf: bytes | memoryview, out: list[Socket], one: Callable[[memoryview], Socket], op: str) -> bool:
-    payloads, done = nl.diag_messages(buf, op)
-    out.extend(one(p) for p in payloads)
-    return done
+def _skmem(raw: memoryview) -> tuple[int, ...] | None:
+    """``SK_MEMINFO_*`` u32 array (7 to 9 values); None when too short."""
+    n = min(len(raw) // 4, 9)
+    return struct.unpack_from(f"={n}I", raw, 0) if n >= 7 else None
 
 
-def decode_netlink_message(p: memoryview) -> Socket:
-    """One ``netlink_diag_msg``: local = (protocol, portid), peer = (dst_group, dst_portid)."""
+def _netlink_row(p: memoryview) -> tuple[Any, ...]:
+    """One ``netlink_diag_msg`` as a row of :data:`NETLINK_COLUMNS`."""
     if len(p) < _NMSG.size:
         raise DecodeError("truncated netlink_diag_msg")
     _fam, _type, proto, st, portid, dst_portid, dst_group, ino, cookie = _NMSG.unpack_from(p, 0)
@@ -73,37 +107,29 @@ def decode_netlink_message(p: memoryview) -> Socket:
     mem = attrs.get(NETLINK_DIAG_MEMINFO)
     if mem is not None and len(mem) >= 12:
         rq, _rb, wq = _MEM2.unpack_from(mem, 0)
-        skmem = decode_skmem(mem)
+        skmem = _skmem(mem)
     groups = None
     g = attrs.get(NETLINK_DIAG_GROUPS)
     if g is not None and len(g) >= 4:
         groups = _U32.unpack_from(g, 0)[0]
     signed = _I32.unpack(_U32.pack(portid))[0]
     dst_signed = _I32.unpack(_U32.pack(dst_portid))[0]
-    return make_socket(
-        "nl", AF_NETLINK, state_of(7), rq, wq,
-        Endpoint(str(proto), signed), Endpoint(str(dst_group) if st == 1 else "", dst_signed if st == 1 else 0),
-        ino, None, cookie, 0, None, None, None, (), None, proto,
-        skmem=skmem, groups=groups,
-    )
+    return proto, st, signed, dst_signed, dst_group, ino, cookie, rq, wq, groups, skmem
 
 
-def decode_packet_message(p: memoryview) -> Socket:
-    """One ``packet_diag_msg``: local.port = interface index, protocol = ethertype."""
+def _packet_row(p: memoryview) -> tuple[Any, ...]:
+    """One ``packet_diag_msg`` as a row of :data:`PACKET_COLUMNS`."""
     if len(p) < _PMSG.size:
         raise DecodeError("truncated packet_diag_msg")
     _fam, ptype, num, ino, cookie = _PMSG.unpack_from(p, 0)
     attrs = nl.parse_attrs(p, _PMSG.size)
-    rq = 0
-    ifindex = 0
-    uid = None
-    skmem = None
+    rq = ifindex = 0
+    uid = skmem = pinfo = bpf = None
     mem = attrs.get(PACKET_DIAG_MEMINFO)
     if mem is not None and len(mem) >= 4:
         rq = _U32.unpack_from(mem, 0)[0]
-        skmem = decode_skmem(mem)
+        skmem = _skmem(mem)
     info = attrs.get(PACKET_DIAG_INFO)
-    pinfo = None
     if info is not None and len(info) >= 4:
         ifindex = _U32.unpack_from(info, 0)[0]
         if len(info) >= 24:
@@ -112,36 +138,90 @@ def decode_packet_message(p: memoryview) -> Socket:
     u = attrs.get(PACKET_DIAG_UID)
     if u is not None and len(u) >= 4:
         uid = _U32.unpack_from(u, 0)[0]
-    bpf = None
     f = attrs.get(PACKET_DIAG_FILTER)
     if f is not None:
         bpf = tuple(struct.iter_unpack("=HBBI", bytes(f[: len(f) // 8 * 8])))
-    netid = "p_raw" if ptype == 3 else "p_dgr"
-    return make_socket(
-        netid, AF_PACKET, state_of(7), rq, 0, Endpoint("", ifindex), Endpoint("", 0),
-        ino, uid, cookie, ifindex, None, None, None, (), None, num, skmem=skmem, packet_info=pinfo, bpf=bpf,
-    )
+    return ptype, num, ino, cookie, rq, ifindex, uid, skmem, pinfo, bpf
+
+
+_KINDS: dict[str, tuple[tuple[str, ...], Callable[[memoryview], tuple[Any, ...]], str]] = {
+    "nl": (NETLINK_COLUMNS, _netlink_row, "netlink diag"),
+    "packet": (PACKET_COLUMNS, _packet_row, "packet diag"),
+}
+
+
+def decode(buf: bytes | memoryview, table: str) -> tuple[Batch, bool]:
+    """One datagram of a netlink_diag (``table`` "nl") or packet_diag ("packet") dump as a
+    :class:`Batch`, and whether the dump ended in it; malformed bytes raise :class:`DecodeError`."""
+    names, row, op = _KINDS[table]
+    payloads, done = nl.diag_messages(buf, op)
+    rows = [row(p) for p in payloads]
+    cols = [list(c) for c in zip(*rows)] if rows else [[] for _ in names]
+    return Batch(table, dict(zip(names, cols))), done
+
+
+def concat(parts: list[Batch]) -> Batch:
+    """One batch of several of one table (a dump's datagrams), in order."""
+    return Batch(parts[0].table, {k: [x for p in parts for x in p.cols[k]] for k in parts[0].cols})
+
+
+def dump(table: str) -> Batch:
+    """The whole ``nl`` or ``packet`` table of this namespace, as one batch."""
+    from sockscope.kernel import transport
+
+    parts: list[Batch] = []
+
+    def take(data: bytes) -> bool:
+        b, done = decode(data, table)
+        parts.append(b)
+        return done
+
+    request = encode_netlink_request() if table == "nl" else encode_packet_request()
+    transport.dump(request, take, _KINDS[table][2])
+    return concat(parts)
+
+
+def records(b: Batch) -> list[Socket]:
+    """The batch's rows as :class:`~sockscope.records.Socket` records: netlink ones with
+    local = (protocol, portid) and peer = (dst_group, dst_portid) when connected; packet
+    ones with local.port = the interface index and protocol = the ethertype."""
+    from sockscope.records import Endpoint, make_socket, state_of
+
+    close = state_of(7)
+    if b.table == "nl":
+        return [make_socket(
+            "nl", AF_NETLINK, close, rq, wq,
+            Endpoint(str(proto), portid), Endpoint(str(group) if st == 1 else "", dst if st == 1 else 0),
+            ino, None, cookie, 0, None, None, None, (), None, proto, skmem=_skmem_record(mem), groups=groups)
+            for proto, st, portid, dst, group, ino, cookie, rq, wq, groups, mem in zip(
+                *(b.cols[k] for k in NETLINK_COLUMNS))]
+    return [make_socket(
+        "p_raw" if ptype == 3 else "p_dgr", AF_PACKET, close, rq, 0, Endpoint("", ifindex), Endpoint("", 0),
+        ino, uid, cookie, ifindex, None, None, None, (), None, num, skmem=_skmem_record(mem), packet_info=pinfo,
+        bpf=bpf)
+        for ptype, num, ino, cookie, rq, ifindex, uid, mem, pinfo, bpf in zip(*(b.cols[k] for k in PACKET_COLUMNS))]
+
+
+def _skmem_record(raw: tuple[int, ...] | None) -> SkMem | None:
+    from sockscope.records import SkMem
+
+    return None if raw is None else SkMem(*raw)
+
+
+def decode_skmem(raw: memoryview) -> SkMem | None:
+    """``SK_MEMINFO_*`` u32 array (7 to 9 values) as :class:`~sockscope.records.SkMem`; None when too short."""
+    return _skmem_record(_skmem(raw))
 
 
 def decode_netlink_dump(buf: bytes | memoryview, out: list[Socket]) -> bool:
-    return _dump_loop(buf, out, decode_netlink_message, "netlink diag")
+    """:func:`decode`, then :func:`records` into ``out``; True when the dump is complete."""
+    b, done = decode(buf, "nl")
+    out += records(b)
+    return done
 
 
 def decode_packet_dump(buf: bytes | memoryview, out: list[Socket]) -> bool:
-    return _dump_loop(buf, out, decode_packet_message, "packet diag")
-
-
-def dump_netlink(details: bool = False) -> list[Socket]:
-    from sockscope.kernel import transport
-
-    out: list[Socket] = []
-    transport.dump(encode_netlink_request(), lambda b: decode_netlink_dump(b, out), "netlink diag")
-    return out
-
-
-def dump_packet(details: bool = False) -> list[Socket]:
-    from sockscope.kernel import transport
-
-    out: list[Socket] = []
-    transport.dump(encode_packet_request(), lambda b: decode_packet_dump(b, out), "packet diag")
-    return out
+    """:func:`decode`, then :func:`records` into ``out``; True when the dump is complete."""
+    b, done = decode(buf, "packet")
+    out += records(b)
+    return done

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
     from sockscope.kernel.inet import Batch
+    from sockscope.kernel.others import Batch as OtherBatch
     from sockscope.kernel.unix import Batch as UnixBatch
     from sockscope.processes import BackgroundOwners, OwnerMap
     from sockscope.records import Socket
@@ -271,29 +272,50 @@ class CellMaker:
                 "* ", str(s.peer_inode or 0), proc, "",
             ]
         if fam == AF_NETLINK:
-            proto = s.protocol or 0
-            pname = str(proto) if self.opts.numeric else names.NL_PROTOCOLS.get(proto, str(proto))
-            pid = s.local.port
-            if pid == -1:
-                owner = "*"
-            elif self.opts.numeric:
-                owner = str(pid)
-            elif pid == 0:
-                owner = "kernel"
-            else:
-                comm = names.process_name(pid) if pid > 0 else None
-                owner = f"{comm}/{pid}" if comm is not None else str(pid)
-            peer = [s.peer.address + ":", str(s.peer.port)] if s.peer.address else ["*", ""]
-            return head + [pname + ":", owner] + peer + [proc, ""]
+            return head + self._netlink_ends(s.protocol or 0, s.local.port, s.peer.address, s.peer.port) + [proc, ""]
         if fam == AF_PACKET:
-            proto = s.protocol or 0
-            if proto == 3:
-                addr = "*"
-            else:
-                addr = f"[{proto}]" if self.opts.numeric else names.ETHERTYPES.get(proto, f"[{proto}]")
-            port = "*" if not s.local.port else names.ifname(s.local.port, s.netns)
-            return head + [addr + ":", port, "*", "", proc, ""]
+            return head + self._packet_ends(s.protocol or 0, s.local.port, s.netns) + [proc, ""]
         return head + ["*", "", "*", "", proc, ""]
+
+    def other_cells(self, b: OtherBatch) -> list[list[str]]:
+        """The rows of a netlink or packet batch (:class:`~sockscope.kernel.others.Batch`):
+        the cells :meth:`cells` makes of their records, without making records."""
+        owners = self.owners if self.opts.processes else None
+        rows = []
+        if b.table == "nl":
+            for proto, st, portid, dst, group, ino, rq, wq in zip(b.protocol, b.state, b.portid, b.dst_portid,
+                                                                   b.dst_group, b.inode, b.rqueue, b.wqueue):
+                peer = (str(group), dst) if st == 1 else ("", 0)
+                rows.append(["nl", "UNCONN", f"{rq:<6}", f"{wq:<6}", *self._netlink_ends(proto, portid, *peer),
+                             owners.text(ino) if owners is not None else "", ""])
+        else:
+            for ptype, proto, ino, rq, ifindex in zip(b.type, b.protocol, b.inode, b.rqueue, b.ifindex):
+                rows.append(["p_raw" if ptype == 3 else "p_dgr", "UNCONN", f"{rq:<6}", f"{0:<6}",
+                             *self._packet_ends(proto, ifindex, None), owners.text(ino) if owners is not None else "",
+                             ""])
+        return rows
+
+    def _netlink_ends(self, proto: int, portid: int, peer: str, peer_port: int) -> list[str]:
+        """A netlink socket's four address cells: protocol and owner, group and peer portid."""
+        pname = str(proto) if self.opts.numeric else names.NL_PROTOCOLS.get(proto, str(proto))
+        if portid == -1:
+            owner = "*"
+        elif self.opts.numeric:
+            owner = str(portid)
+        elif portid == 0:
+            owner = "kernel"
+        else:
+            comm = names.process_name(portid) if portid > 0 else None
+            owner = f"{comm}/{portid}" if comm is not None else str(portid)
+        return [pname + ":", owner] + ([peer + ":", str(peer_port)] if peer else ["*", ""])
+
+    def _packet_ends(self, proto: int, ifindex: int, netns: str | None) -> list[str]:
+        """A packet socket's four address cells: ethertype and interface, no peer."""
+        if proto == 3:
+            addr = "*"
+        else:
+            addr = f"[{proto}]" if self.opts.numeric else names.ETHERTYPES.get(proto, f"[{proto}]")
+        return [addr + ":", "*" if not ifindex else names.ifname(ifindex, netns), "*", ""]
 
 
 class _InfoView:
