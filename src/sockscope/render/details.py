@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
 from sockscope.records import Socket
 from sockscope.render import names
+from sockscope.render.tcp_info import texts
 
 _TIMERS = ("off", "on", "keepalive", "timewait", "persist", "unknown")
 
@@ -62,40 +63,6 @@ def ms_timer(timeout: int) -> str:
     return out
 
 
-def _bw(bps: float, numeric: bool) -> str:
-    """ss's rate text (``sprint_bw``), cached: a table repeats few rates."""
-    key = (bps, numeric)
-    text = _BW.get(key)
-    if text is None:
-        if len(_BW) > 65536:
-            _BW.clear()
-        text = _BW[key] = _bw_text(bps, numeric)
-    return text
-
-
-def _bw_text(bps: float, numeric: bool) -> str:
-    if numeric:
-        return f"{bps:.0f}"
-    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if bps >= limit:
-            return f"{bps / limit:.3g}{suffix}"
-    return f"{bps:g}"
-
-
-_BW: dict[tuple[float, bool], str] = {}
-_MS: dict[int, str] = {}
-
-
-def _ms(usecs: int) -> str:
-    """``usecs / 1000`` as C's ``%g`` (ss's milliseconds), cached."""
-    text = _MS.get(usecs)
-    if text is None:
-        if len(_MS) > 65536:
-            _MS.clear()
-        text = _MS[usecs] = f"{usecs / 1000:g}"
-    return text
-
-
 def _skmem(s: Socket) -> str:
     m = s.skmem
     if m is None:
@@ -114,142 +81,10 @@ def _shutdown(mask: int) -> str:
 
 
 def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
-    """ss's ``tcp_stats_print`` for one socket's tcp_info (empty when absent)."""
-    t = s.tcp_info
-    if t is None:
-        return ""
-    # every field a local at once: ~60 attribute look-ups on the named tuple cost more than the formatting
-    (_, _, _, _, backoff, options, snd_wscale, rcv_wscale, delivery_rate_app_limited, _, rto, ato, snd_mss,
-     rcv_mss, unacked, sacked, lost, retrans, fackets, last_data_sent, _, last_data_recv, last_ack_recv, pmtu,
-     rcv_ssthresh, rtt, rttvar, snd_ssthresh, snd_cwnd, advmss, reordering, rcv_rtt, rcv_space, total_retrans,
-     pacing_rate, max_pacing_rate, bytes_acked, bytes_received, segs_out, segs_in, notsent_bytes, min_rtt,
-     data_segs_in, data_segs_out, delivery_rate, busy_time, rwnd_limited, sndbuf_limited, delivered,
-     delivered_ce, bytes_sent, bytes_retrans, dsack_dups, reord_seen, rcv_ooopack, snd_wnd, _, _, _, _, _, _,
-     _) = t
-    p: list[str] = []
-    if opts.timers or opts.extended:  # 6.1 shows the option flags only with -o/-e
-        opt = options
-        if opt & 1:
-            p.append(" ts")
-        if opt & 2:
-            p.append(" sack")
-        if opt & 8:
-            p.append(" ecn")
-        if opt & 16:
-            p.append(" ecnseen")
-        if opt & 32:
-            p.append(" fastopen")
-    if s.cong:
-        p.append(f" {s.cong}")
-    if options & 4:
-        p.append(f" wscale:{snd_wscale},{rcv_wscale}")
-    if rto and rto != 3000000:
-        p.append(" rto:" + _ms(rto))
-    if backoff:
-        p.append(f" backoff:{backoff}")
-    if rtt:
-        p.append(" rtt:" + _ms(rtt) + "/" + _ms(rttvar))
-    if ato:
-        p.append(" ato:" + _ms(ato))
-    if snd_mss:
-        p.append(f" mss:{snd_mss}")
-    if pmtu:
-        p.append(f" pmtu:{pmtu}")
-    if rcv_mss:
-        p.append(f" rcvmss:{rcv_mss}")
-    if advmss:
-        p.append(f" advmss:{advmss}")
-    if snd_cwnd:
-        p.append(f" cwnd:{snd_cwnd}")
-    if snd_ssthresh < 0xFFFF and snd_ssthresh:
-        p.append(f" ssthresh:{snd_ssthresh}")
-    if bytes_sent:
-        p.append(f" bytes_sent:{bytes_sent}")
-    if bytes_retrans:
-        p.append(f" bytes_retrans:{bytes_retrans}")
-    if bytes_acked:
-        p.append(f" bytes_acked:{bytes_acked}")
-    if bytes_received:
-        p.append(f" bytes_received:{bytes_received}")
-    if segs_out:
-        p.append(f" segs_out:{segs_out}")
-    if segs_in:
-        p.append(f" segs_in:{segs_in}")
-    if data_segs_out:
-        p.append(f" data_segs_out:{data_segs_out}")
-    if data_segs_in:
-        p.append(f" data_segs_in:{data_segs_in}")
-    if s.dctcp_info is not None:
-        en, ce, alpha, ab_ecn, ab_tot = s.dctcp_info
-        if en:
-            p.append(f" dctcp:(ce_state:{ce},alpha:{alpha},ab_ecn:{ab_ecn},ab_tot:{ab_tot})")
-        else:
-            p.append(" dctcp:fallback_mode")
-    if s.bbr_info is not None:
-        bw, mrtt, pg, cg = s.bbr_info
-        p.append(f" bbr:(bw:{_bw(bw * 8.0, opts.numeric)}bps,mrtt:{mrtt / 1000.0:g}")
-        if pg:
-            p.append(f",pacing_gain:{pg / 256.0:g}")
-        if cg:
-            p.append(f",cwnd_gain:{cg / 256.0:g}")
-        p.append(")")
-    if rtt > 0 and snd_mss and snd_cwnd:
-        p.append(f" send {_bw(snd_cwnd * snd_mss * 8000000.0 / rtt, opts.numeric)}bps")
-    if last_data_sent:
-        p.append(f" lastsnd:{last_data_sent}")
-    if last_data_recv:
-        p.append(f" lastrcv:{last_data_recv}")
-    if last_ack_recv:
-        p.append(f" lastack:{last_ack_recv}")
-    if pacing_rate and pacing_rate != 0xFFFFFFFFFFFFFFFF:
-        p.append(f" pacing_rate {_bw(pacing_rate * 8.0, opts.numeric)}bps")
-        if max_pacing_rate and max_pacing_rate != 0xFFFFFFFFFFFFFFFF:
-            p.append(f"/{_bw(max_pacing_rate * 8.0, opts.numeric)}bps")
-    if delivery_rate:
-        p.append(f" delivery_rate {_bw(delivery_rate * 8.0, opts.numeric)}bps")
-    if delivered:
-        p.append(f" delivered:{delivered}")
-    if delivered_ce:
-        p.append(f" delivered_ce:{delivered_ce}")
-    if delivery_rate_app_limited:
-        p.append(" app_limited")
-    if busy_time:
-        p.append(f" busy:{busy_time // 1000}ms")
-        if rwnd_limited:
-            p.append(f" rwnd_limited:{rwnd_limited // 1000}ms({100.0 * rwnd_limited / busy_time:.1f}%)")
-        if sndbuf_limited:
-            p.append(f" sndbuf_limited:{sndbuf_limited // 1000}ms({100.0 * sndbuf_limited / busy_time:.1f}%)")
-    if unacked:
-        p.append(f" unacked:{unacked}")
-    if retrans or total_retrans:
-        p.append(f" retrans:{retrans}/{total_retrans}")
-    if lost:
-        p.append(f" lost:{lost}")
-    if sacked and int(s.state) != 10:
-        p.append(f" sacked:{sacked}")
-    if dsack_dups:
-        p.append(f" dsack_dups:{dsack_dups}")
-    if fackets:
-        p.append(f" fackets:{fackets}")
-    if reordering != 3:
-        p.append(f" reordering:{reordering}")
-    if reord_seen:
-        p.append(f" reord_seen:{reord_seen}")
-    if rcv_rtt:
-        p.append(" rcv_rtt:" + _ms(rcv_rtt))
-    if rcv_space:
-        p.append(f" rcv_space:{rcv_space}")
-    if rcv_ssthresh:
-        p.append(f" rcv_ssthresh:{rcv_ssthresh}")
-    if notsent_bytes:
-        p.append(f" notsent:{notsent_bytes}")
-    if min_rtt and min_rtt != 0xFFFFFFFF:
-        p.append(" minrtt:" + _ms(min_rtt))
-    if rcv_ooopack:
-        p.append(f" rcv_ooopack:{rcv_ooopack}")
-    if snd_wnd:
-        p.append(f" snd_wnd:{snd_wnd}")
-    return "".join(p)
+    """ss's ``tcp_stats_print`` for one socket's tcp_info (empty when absent): the
+    columnar :func:`sockscope.render.tcp_info.texts` with one row."""
+    return texts([s.tcp_info], [s.cong], [s.bbr_info], [s.dctcp_info], [int(s.state)],
+                 opts.timers or opts.extended, opts.numeric)[0]
 
 
 def detail_text(s: Socket, opts: DetailOptions) -> str:

@@ -229,7 +229,7 @@ class CellMaker:
         """``-i``'s rows from a batch decoded with its tcp_info columns: :meth:`column_cells`,
         then the Process cell :meth:`cells` makes for a record (``detail_text`` with only
         ``info``), without building records."""
-        from sockscope.render.details import tcp_info_text
+        from sockscope.render.tcp_info import texts
 
         block = self.column_cells(netid, b)
         opts = self.opts.details
@@ -239,8 +239,8 @@ class CellMaker:
         owners = self.owners
         users: Iterable[str] = [owners.text(i) if i else "" for i in b.inode] if owners is not None else repeat("")
         infos, congs, bbrs, dctcps = b.info
-        block.cols[PROCESS] = ([u + lead + tcp_info_text(_InfoView(info, cong, dctcp, bbr, st), opts)  # type: ignore[arg-type]
-                          for u, info, cong, bbr, dctcp, st in zip(users, infos, congs, bbrs, dctcps, b.state)], CELLS)
+        info = texts(infos, congs, bbrs, dctcps, b.state, opts.timers or opts.extended, opts.numeric)
+        block.cols[PROCESS] = ([u + lead + t for u, t in zip(users, info)], CELLS)
         block.pending = None
         return block
 
@@ -316,19 +316,6 @@ class CellMaker:
         else:
             addr = f"[{proto}]" if self.opts.numeric else names.ETHERTYPES.get(proto, f"[{proto}]")
         return [addr + ":", "*" if not ifindex else names.ifname(ifindex, netns), "*", ""]
-
-
-class _InfoView:
-    """What ``tcp_info_text`` reads of a record, for :meth:`CellMaker.info_cells`."""
-
-    __slots__ = ("tcp_info", "cong", "dctcp_info", "bbr_info", "state")
-
-    def __init__(self, tcp_info: Any, cong: str | None, dctcp_info: Any, bbr_info: Any, state: int) -> None:
-        self.tcp_info = tcp_info
-        self.cong = cong
-        self.dctcp_info = dctcp_info
-        self.bbr_info = bbr_info
-        self.state = state
 
 
 def _queue_texts(keys: list[int]) -> list[str]:
