@@ -26,29 +26,33 @@ def _bw_text(bps: float, numeric: bool) -> str:
     return f"{bps:g}"
 
 
-_BW: dict[tuple[float, bool], str] = {}
-_MS: dict[int, str] = {}
+class _Texts(dict):  # type: ignore[type-arg]
+    """value -> text, made on first use and kept (bounded): a table repeats few values, and
+    a look-up of one already made is a dict's, in C."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Any) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: Any) -> str:
+        if len(self) > 65536:
+            self.clear()
+        text: str = self.make(key)
+        self[key] = text
+        return text
+
+
+_MS = _Texts(lambda usecs: f"{usecs / 1000:g}")
+_BW = (_Texts(lambda bps: _bw_text(bps, False)), _Texts(lambda bps: _bw_text(bps, True)))
+#: ``usecs / 1000`` as C's ``%g`` (ss's milliseconds)
+ms = _MS.__getitem__
 
 
 def bw(bps: float, numeric: bool) -> str:
-    """ss's rate text (``sprint_bw``), cached: a table repeats few rates."""
-    key = (bps, numeric)
-    text = _BW.get(key)
-    if text is None:
-        if len(_BW) > 65536:
-            _BW.clear()
-        text = _BW[key] = _bw_text(bps, numeric)
-    return text
-
-
-def ms(usecs: int) -> str:
-    """``usecs / 1000`` as C's ``%g`` (ss's milliseconds), cached."""
-    text = _MS.get(usecs)
-    if text is None:
-        if len(_MS) > 65536:
-            _MS.clear()
-        text = _MS[usecs] = f"{usecs / 1000:g}"
-    return text
+    """ss's rate text (``sprint_bw``)."""
+    return _BW[numeric][bps]  # type: ignore[no-any-return]
 
 
 def _option_words(o: int) -> str:
