@@ -67,9 +67,9 @@ class Batch:
         self.cols = cols
         self.n = len(cols["inode"])
 
-    def __getattr__(self, name: str) -> list[Any]:
+    def __getattr__(self, name: str) -> Any:
         try:
-            return object.__getattribute__(self, "cols")[name]  # type: ignore[no-any-return]
+            return object.__getattribute__(self, "cols")[name]
         except KeyError:
             raise AttributeError(name) from None
 

@@ -14,6 +14,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Sequence
 
+    _Dict = dict[Any, str]
+else:
+    _Dict = dict
+
 _NONE = 0xFFFFFFFFFFFFFFFF  # a rate the kernel does not know (~0ULL)
 
 
@@ -26,7 +30,7 @@ def _bw_text(bps: float, numeric: bool) -> str:
     return f"{bps:g}"
 
 
-class _Texts(dict):  # type: ignore[type-arg]
+class _Texts(_Dict):
     """value -> text, made on first use and kept (bounded): a table repeats few values, and
     a look-up of one already made is a dict's, in C."""
 
@@ -52,7 +56,7 @@ ms = _MS.__getitem__
 
 def bw(bps: float, numeric: bool) -> str:
     """ss's rate text (``sprint_bw``)."""
-    return _BW[numeric][bps]  # type: ignore[no-any-return]
+    return _BW[numeric][bps]
 
 
 def _option_words(o: int) -> str:
