@@ -63,3 +63,13 @@ def test_text_of_one_record(flags: bool, numeric: bool) -> None:
     none = make_socket("tcp", 2, State(1), 0, 0, Endpoint("127.0.0.1", 1), Endpoint("127.0.0.1", 2), 7, 0, 1, 0,
                        None, None, None, (), None, None)
     assert tcp_info_text(none, opts) == ""
+
+
+@pytest.mark.parametrize("flags,numeric", sorted(EXPECTED))
+def test_many_rows_of_few_values(flags: bool, numeric: bool) -> None:
+    """A column of few distinct values takes its texts from a cache (and an all-zero one adds
+    nothing): the same texts, row for row."""
+    rows = ROWS * 30
+    got = texts([mk(**r[0]) for r in rows], [r[1] for r in rows], [r[3] for r in rows], [r[2] for r in rows],
+                [r[4] for r in rows], flags, numeric)
+    assert got == EXPECTED[(flags, numeric)] * 30

@@ -64,9 +64,21 @@ def _option_words(o: int) -> str:
             + (" ecnseen" if o & 16 else "") + (" fastopen" if o & 32 else ""))
 
 
-def _plain(col: Sequence[int], prefix: str) -> list[str]:
-    """``prefix`` and the value, where the value is not zero (ss prints no zero counters)."""
+def _plain(col: Sequence[int], prefix: str) -> list[str] | None:
+    """``prefix`` and the value, where the value is not zero (ss prints no zero counters);
+    None where every value is zero (the rows then get no piece at all).  A column of few
+    distinct values (mss, cwnd, window sizes) takes its texts from a cache, in C."""
+    if not any(col):
+        return None
+    if len(col) > 16 and len(set(col)) * 4 <= len(col):
+        cache = _PLAIN.get(prefix)
+        if cache is None:
+            cache = _PLAIN[prefix] = _Texts(lambda v, p=prefix: f"{p}{v}" if v else "")
+        return list(map(cache.__getitem__, col))
     return [f"{prefix}{v}" if v else "" for v in col]
+
+
+_PLAIN: dict[str, _Texts] = {}
 
 
 def _dctcp(d: Any) -> str:
@@ -117,7 +129,10 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
      bytes_retrans, dsack_dups, reord_seen, rcv_ooopack, snd_wnd, *_) = zip(*infos)
     words: dict[int, str] = {}
     pieces: list[list[str]] = []
-    add = pieces.append
+
+    def add(piece: list[str] | None) -> None:
+        if piece is not None:
+            pieces.append(piece)
     # ss's order (tcp_stats_print)
     if flags:
         add([words[o] if o in words else words.setdefault(o, _option_words(o)) for o in options])
@@ -168,7 +183,7 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
     add([" minrtt:" + ms(v) if v and v != 0xFFFFFFFF else "" for v in min_rtt])
     add(_plain(rcv_ooopack, " rcv_ooopack:"))
     add(_plain(snd_wnd, " snd_wnd:"))
-    out = list(map("".join, zip(*pieces)))
+    out = list(map("".join, zip(*pieces))) if pieces else [""] * len(infos)
     if len(rows) == n:
         return out
     full = [""] * n
