@@ -271,7 +271,12 @@ class Batch:
         b.n = len(b.inode)
         b.fam = _one_family(b.family)
         b.v6only = None if self.v6only is None else list(compress(self.v6only, keep))
-        b.info = None if self.info is None else tuple(list(compress(c, keep)) for c in self.info)  # type: ignore[assignment]
+        if self.info is None:
+            b.info = None
+        else:
+            infos, congs, bbrs, dctcps = self.info
+            b.info = (infos.select(keep) if hasattr(infos, "select") else list(compress(infos, keep)),
+                      list(compress(congs, keep)), list(compress(bbrs, keep)), list(compress(dctcps, keep)))
         b._mv = self._mv
         b._length = 0
         return b

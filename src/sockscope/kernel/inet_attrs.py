@@ -285,7 +285,8 @@ def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[list[Any], list[
     # every message with the first one's attribute headers (a small tuple each)
     if any(col.count(col[0]) != n for col in zip(*heads.iter_unpack(body))):
         return None
-    from sockscope.kernel.tcpinfo import FIELDS, decode as decode_info, from_fields
+    from sockscope.kernel.tcpinfo import FIELDS, columns
+    from sockscope.kernel.tcpinfo import decode as decode_info
 
     info_at = bytes_at = cong_at = bbr_at = dctcp_at = info_len = 0
     for kind, i, plen in parts:
@@ -299,23 +300,19 @@ def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[list[Any], list[
             bbr_at = i
         elif kind == "dctcp":
             dctcp_at = i
-    infos: list[Any] = []
-    congs: list[Any] = []
-    bbrs: list[Any] = []
-    dctcps: list[Any] = []
-    names = _CONG_NAMES
-    for r in st.iter_unpack(body):
-        if info_at:
-            infos.append(from_fields(r[info_at : info_at + FIELDS], info_len))
-        else:
-            infos.append(decode_info(r[bytes_at]) if bytes_at else None)
-        cong = None
-        if cong_at:
-            raw = r[cong_at]
-            cong = names.get(raw)
-            if cong is None:
-                cong = names[raw] = _cong(memoryview(raw))
-        congs.append(cong)
-        bbrs.append(_bbr_info(*r[bbr_at : bbr_at + 5]) if bbr_at else None)
-        dctcps.append(r[dctcp_at : dctcp_at + 5] if dctcp_at else None)
+    # every field of every message as a column (in C), then the parts -i reads
+    cols = list(zip(*st.iter_unpack(body)))
+    infos: Any
+    if info_at:
+        infos = columns(cols[info_at : info_at + FIELDS], info_len, n)
+    else:
+        infos = list(map(decode_info, cols[bytes_at])) if bytes_at else [None] * n
+    congs: list[Any] = [None] * n
+    if cong_at:
+        names = _CONG_NAMES
+        for raw in set(cols[cong_at]).difference(names):
+            names[raw] = _cong(memoryview(raw))
+        congs = list(map(names.__getitem__, cols[cong_at]))
+    bbrs = list(map(_bbr_info, *cols[bbr_at : bbr_at + 5])) if bbr_at else [None] * n
+    dctcps = list(zip(*cols[dctcp_at : dctcp_at + 5])) if dctcp_at else [None] * n
     return infos, congs, bbrs, dctcps

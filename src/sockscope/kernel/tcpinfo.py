@@ -124,3 +124,36 @@ _new = tuple.__new__
 
 
 __all__ = ["TcpInfo", "decode", "from_fields", "SIZE", "FORMAT", "FIELDS"]
+
+
+class InfoColumns(list):  # type: ignore[type-arg]
+    """The tcp_info of ``n`` sockets held column by column: one list per :class:`TcpInfo`
+    field, in its order (what ``-i``'s text reads, without a tuple per socket)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, cols: list[list[Any]], n: int) -> None:
+        super().__init__(cols)
+        self.n = n
+
+    def rows(self) -> list[TcpInfo]:
+        """The :class:`TcpInfo` of each socket."""
+        return [_new(TcpInfo, v) for v in zip(*self)]
+
+    def select(self, keep: Any) -> InfoColumns:
+        """The sockets whose ``keep`` is true."""
+        from itertools import compress
+
+        cols = [list(compress(c, keep)) for c in self]
+        return InfoColumns(cols, len(cols[0]) if cols else 0)
+
+
+def columns(raw: list[Any], length: int, n: int) -> InfoColumns:
+    """:class:`InfoColumns` from the :data:`FIELDS` columns :data:`FORMAT` unpacks (of ``n``
+    tcp_info the kernel sent ``length`` bytes of): the window scales and flags split, as
+    :func:`from_fields` splits them."""
+    wscale, flags = raw[6], raw[7]
+    return InfoColumns([
+        *raw[:6], [w & 0x0F for w in wscale], [w >> 4 for w in wscale], [bool(f & 1) for f in flags],
+        [(f >> 1) & 3 for f in flags], *raw[8:], [length] * n,
+    ], n)

@@ -110,23 +110,33 @@ def _busy(busy: int, rwnd: int, sndbuf: int) -> str:
 def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any], dctcps: Sequence[Any],
           states: Sequence[int], flags: bool, numeric: bool) -> list[str]:
     """The ``-i`` text of each row ("" where a row has no tcp_info): ``infos`` are
-    :class:`~sockscope.kernel.tcpinfo.TcpInfo` (or None), ``congs`` the congestion
+    :class:`~sockscope.kernel.tcpinfo.TcpInfo` (or None), or the rows' tcp_info column by
+    column (:class:`~sockscope.kernel.tcpinfo.InfoColumns`), ``congs`` the congestion
     control names, ``bbrs``/``dctcps`` their info tuples (or None), ``states`` the
     sockets' kernel states; ``flags``: the option words (ts, sack, …: ss shows them with
     ``-o``/``-e``); ``numeric``: exact rates (``-n``)."""
-    n = len(infos)
-    rows = [i for i, t in enumerate(infos) if t is not None]
-    if not rows:
-        return [""] * n
-    if len(rows) < n:
-        infos, bbrs, dctcps = [infos[i] for i in rows], [bbrs[i] for i in rows], [dctcps[i] for i in rows]
-        congs, states = [congs[i] for i in rows], [states[i] for i in rows]
+    from sockscope.kernel.tcpinfo import InfoColumns
+
+    rows: Sequence[int]
+    if isinstance(infos, InfoColumns):  # every row has one, already column by column
+        n = infos.n
+        rows = range(n)
+        cols: Any = infos
+    else:
+        n = len(infos)
+        rows = [i for i, t in enumerate(infos) if t is not None]
+        if not rows:
+            return [""] * n
+        if len(rows) < n:
+            infos, bbrs, dctcps = [infos[i] for i in rows], [bbrs[i] for i in rows], [dctcps[i] for i in rows]
+            congs, states = [congs[i] for i in rows], [states[i] for i in rows]
+        cols = zip(*infos)
     (_, _, _, _, backoff, options, snd_wscale, rcv_wscale, app_limited, _, rto, ato, snd_mss, rcv_mss, unacked,
      sacked, lost, retrans, fackets, last_data_sent, _, last_data_recv, last_ack_recv, pmtu, rcv_ssthresh, rtt,
      rttvar, snd_ssthresh, snd_cwnd, advmss, reordering, rcv_rtt, rcv_space, total_retrans, pacing_rate,
      max_pacing_rate, bytes_acked, bytes_received, segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in,
      data_segs_out, delivery_rate, busy_time, rwnd_limited, sndbuf_limited, delivered, delivered_ce, bytes_sent,
-     bytes_retrans, dsack_dups, reord_seen, rcv_ooopack, snd_wnd, *_) = zip(*infos)
+     bytes_retrans, dsack_dups, reord_seen, rcv_ooopack, snd_wnd, *_) = cols
     words: dict[int, str] = {}
     pieces: list[list[str]] = []
 
@@ -183,7 +193,7 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
     add([" minrtt:" + ms(v) if v and v != 0xFFFFFFFF else "" for v in min_rtt])
     add(_plain(rcv_ooopack, " rcv_ooopack:"))
     add(_plain(snd_wnd, " snd_wnd:"))
-    out = list(map("".join, zip(*pieces))) if pieces else [""] * len(infos)
+    out = list(map("".join, zip(*pieces))) if pieces else [""] * len(rows)
     if len(rows) == n:
         return out
     full = [""] * n
