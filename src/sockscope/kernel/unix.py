@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from itertools import accumulate, chain, compress, repeat
-from operator import add, getitem, mul
+from operator import add, getitem, lshift, or_
 
 from sockscope._addr import AF_UNIX
 from sockscope.errors import DecodeError
@@ -149,7 +150,7 @@ def decode(buf: bytes | memoryview, op: str = "unix_diag") -> tuple[Batch, bool]
     end = len(mv)
     u32 = _U32.unpack_from
     starts: list[int] = []
-    add = starts.append
+    append = starts.append
     off = 0
     while off < end:
         if end - off < 16:
@@ -157,7 +158,7 @@ def decode(buf: bytes | memoryview, op: str = "unix_diag") -> tuple[Batch, bool]
         length = u32(mv, off)[0]
         if length < 16 or off + length > end:
             raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        add(off)
+        append(off)
         off += (length + 3) & ~3
     n = len(starts)
     lens, types = (list(c) for c in zip(*map(_HDR.unpack_from, repeat(mv, n), starts))) if n else ([], [])
@@ -225,8 +226,10 @@ def _grouped(mv: memoryview, starts: list[int], lens: list[int]) -> Sequence[Seq
 # first attribute header (a name's length, or none); the last bytes (joined likewise) the fixed
 # attributes, a peer before them, and the next message's length; the name is one slice.  Every
 # assumption is checked: the split against each message's length, each message's length against
-# its name and peer, every attribute header's bytes; a datagram that does not fit is read by the
-# general strategy, which raises on malformed bytes.
+# its name and peer, every attribute header's bytes (all messages at once: a column of words as
+# the lanes of one integer, see _lanes); a datagram that does not fit is read by the general
+# strategy, which raises on malformed bytes.  What the tail strategy reads is then exactly what
+# the general one would (tests/test_unix_decode.py holds them to that, on misleading bytes too).
 
 _HEAD_LEN = UNIX_DIAG_MSG.size + 4  # of a message's payload: the unix_diag_msg, the first attribute header
 _HEAD_CUT = slice(0, _HEAD_LEN)
@@ -292,11 +295,9 @@ def _tail_of(mv: memoryview, length: int) -> _Tail | None:
         if k < len(heads) and heads[k][1] == skip:
             k += 1
     fixed = tuple(heads[k:])
-    types = [t for _alen, t in fixed]
-    if not fixed or len(set(types)) != len(types) or any(
-            t & ~nl.NLA_TYPE_MASK or t in (UNIX_DIAG_NAME, UNIX_DIAG_PEER) or alen < _MIN_ALEN.get(t, 4)
-            for alen, t in fixed):
-        return None  # none, one twice, flagged types, a name or peer among them, too short: not for this strategy
+    if not fixed or any(t & ~nl.NLA_TYPE_MASK or t in (UNIX_DIAG_NAME, UNIX_DIAG_PEER) or alen < _MIN_ALEN.get(t, 4)
+                        for alen, t in fixed):
+        return None  # none, flagged types, a name or peer among them, too short: not for this strategy
     tail = _TAILS.get(fixed)
     if tail is None:
         if len(_TAILS) > 64:
@@ -309,8 +310,8 @@ def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, list[int], list[i
     """The datagram's columns, its view, its messages' offsets and lengths by the tail strategy
     (see above), or None where it does not fit.  No step runs Python code per message."""
     total = len(raw)
-    if total < _FIXED.size + 4 or _HDR.unpack_from(raw)[1] != nl.SOCK_DIAG_BY_FAMILY:
-        return None
+    if not _FIXED.size + 4 <= total < 1 << 19 or _HDR.unpack_from(raw)[1] != nl.SOCK_DIAG_BY_FAMILY:
+        return None  # (the checks below take lengths for 19-bit numbers)
     length = _U32.unpack_from(raw)[0]
     mv = memoryview(raw)
     tail = _tail_of(mv[:length], length) if _FIXED.size + 4 <= length <= total else None
@@ -329,39 +330,73 @@ def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, list[int], list[i
     for at, word in tail.words:
         if tw[at::step].tobytes() != _U32.pack(word) * n:
             return None
-    # each message as long as the split says: the walk over the lengths would frame them so
-    lens = list(map(add, map(len, body), repeat(_FIXED.size - UNIX_DIAG_MSG.size - 4)))
-    if lens[0] != length or tw[step - 1 :: step][:-1].tobytes() != struct.pack(f"={n - 1}I", *lens[1:]):
+    # The checks of every message at once: its words as the 32-bit lanes of one integer (no carry
+    # ever crosses a lane), one C loop per operation.
+    one = _lanes(_ONE * n)  # 1 in every lane
+    lens_raw = _U32.pack(length) + tw[step - 1 :: step][:-1].tobytes()
+    lens_l = _lanes(lens_raw)
+    # each message as long as the split says: the walk over the lengths frames them so
+    if lens_l != _lanes(struct.pack(f"={n}I", *map(len, body))) + (_FIXED.size - UNIX_DIAG_MSG.size - 4) * one:
         return None
     hv = memoryview(heads)
-    firsts = hv.cast("I")[_FIRST :: _HEAD_LEN // 4].tolist()
-    # each kind of head (no name, or a name of some length): the message's length without a peer
-    # and with one (-> 0, 1), and the name's bytes
-    fixed = tail.size - 8
-    kinds, names = {}, {}
-    for first in set(firsts):
-        if first == tail.first or first == _PEER_WORD:
-            base, names[first] = _FIXED.size + fixed, _NO_NAME
-        else:
-            alen, atype = nl.NLATTR.unpack(_U32.pack(first))
-            if atype != UNIX_DIAG_NAME or alen < 4:
-                return None
-            base, names[first] = _FIXED.size + nl.align4(alen) + fixed, slice(_NAME_AT, UNIX_DIAG_MSG.size + alen)
-        kinds[first] = {base: 0, base + 8: 1}
-    try:
-        peers = list(map(dict.__getitem__, map(kinds.__getitem__, firsts), lens))
-    except KeyError:
+    firsts_raw = hv.cast("I")[_FIRST :: _HEAD_LEN // 4].tobytes()
+    first = _lanes(firsts_raw)  # each message's first attribute header
+    alen = (first >> _ALEN_AT) & (0xFFFF * one)
+    named = one - _nonzero((first >> _TYPE_AT) & (0xFFFF * one), one)  # 1: UNIX_DIAG_NAME (unflagged)
+    if named & (one - _nonzero(alen & (0xFFFC * one), one)):  # a name shorter than its header
         return None
-    npeers = peers.count(1)
-    if npeers and list(compress(tw[0::step].tolist(), peers)).count(_PEER_WORD) != npeers:
+    # what a message holds beyond its unix_diag_msg, its name (aligned) and the tail: 0, or 8 (a
+    # peer, whose header the next check reads).  A message without a name holds its first fixed
+    # attribute at 0 (checked above with the others) or a peer at 8: so its first header, too.
+    bare = (_FIXED.size + tail.size - 8) * one + ((alen + 3 * one) & (0xFFFFFFFC * one) & (named * 0xFFFFFFFF))
+    rest = (lens_l + (1 << 20) * one - bare) ^ ((1 << 20) * one)  # a shortfall sets bit 20
+    if rest & (0xFFFFFFF7 * one):
         return None
-    cols = UNIX_DIAG_MSG.columns(hv, _HEAD_LEN, ("type", "state", "inode", "cookie"), 0)
+    peers = (rest >> 3) * 0xFFFFFFFF  # all ones in the lanes of messages with a peer
+    if (_lanes(tw[0::step].tobytes()) ^ (_PEER_WORD * one)) & peers:
+        return None
+    # the checks hold: read the columns
+    firsts = memoryview(firsts_raw).cast("I").tolist()
+    names = {}
+    for word in set(firsts):
+        size, atype = nl.NLATTR.unpack(_U32.pack(word))
+        names[word] = slice(_NAME_AT, UNIX_DIAG_MSG.size + size) if atype == UNIX_DIAG_NAME else _NO_NAME
+    cols = UNIX_DIAG_MSG.columns(hv, _HEAD_LEN, ("type", "state", "inode"), 0)
+    # the cookie (a u64 at an offset that is no multiple of 8 in these rows): two words, the high
+    # ones read only where one is not 0
+    words, stride = hv.cast("I"), _HEAD_LEN // 4
+    low, high = words[_COOKIE_LOW::stride], words[_COOKIE_HIGH::stride]
+    cols.append(low.tolist() if not _lanes(high.tobytes()) else
+                list(map(or_, low.tolist(), map(lshift, high.tolist(), repeat(32)))))
     cols.append(list(map(getitem, body, map(names.__getitem__, firsts))))
-    cols.append(list(map(mul, tw[1::step].tolist(), peers)) if npeers else [0] * n)
+    cols.append(_words(_lanes(tw[1::step].tobytes()) & peers, n) if peers else [0] * n)
     rq, uid = tail.rq, tail.uid
     cols += (tw[rq::step].tolist(), tw[rq + 1 :: step].tolist()) if rq is not None else ([0] * n, [0] * n)
     cols.append(tw[uid::step].tolist() if uid is not None else [None] * n)
+    lens = memoryview(lens_raw).cast("I").tolist()
     return cols, mv, list(accumulate(lens[:-1], initial=0)), lens
+
+
+_ONE = _U32.pack(1)
+_ALEN_AT, _TYPE_AT = (0, 16) if sys.byteorder == "little" else (16, 0)  # (length, type) in a header's word
+_COOKIE_LOW = UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder != "little")  # the cookie's words in a head row
+_COOKIE_HIGH = UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder == "little")
+
+
+def _lanes(words: bytes) -> int:
+    """Native u32 words as the 32-bit lanes of one integer."""
+    return int.from_bytes(words, sys.byteorder)
+
+
+def _words(lanes: int, n: int) -> list[int]:
+    """The ``n`` lanes of :func:`_lanes`' integer as a list."""
+    return memoryview(lanes.to_bytes(4 * n, sys.byteorder)).cast("I").tolist()
+
+
+def _nonzero(lanes: int, one: int) -> int:
+    """1 in each lane of ``lanes`` that is not 0, else 0 (``one``: 1 in every lane)."""
+    low = 0x7FFFFFFF * one
+    return (((lanes & low) + low) | lanes) >> 31 & one
 
 
 class _Shape:
