@@ -479,9 +479,11 @@ def concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
     b = Batch.__new__(Batch)
-    join = chain.from_iterable
     for name in _COLUMNS:
-        setattr(b, name, list(join([getattr(p, name) for p in parts])))
+        col: list[Any] = []
+        for p in parts:
+            col += getattr(p, name)  # (a list's own extend: the fastest copy)
+        setattr(b, name, col)
     b.n = len(b.inode)
     for p in parts:  # (a concatenation among them: its bytes now)
         if p._parts is not None:
