@@ -91,20 +91,17 @@ class Batch:
     wqueue: list[int]
     uid: list[int | None]
     _mv: memoryview
-    _starts: list[int]
+    _starts: list[int] | None  # None: made from the lengths when asked for (the messages lie end to end)
     _lens: list[int]
     _parts: list[Batch] | None  # of :func:`concat`: the datagrams' batches, until their bytes are asked for
 
     def attrs(self, i: int) -> memoryview:
-        if self._parts is not None:
-            self._join()
-        start = self._starts[i]
+        start = self._offsets()[i]
         return self._mv[start + _FIXED.size : start + self._lens[i]]
 
     def select(self, keep: Sequence[Any]) -> Batch:
         """The rows whose ``keep`` is true, as a new batch."""
-        if self._parts is not None:
-            self._join()
+        self._offsets()
         b = Batch.__new__(Batch)
         for name in ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_starts", "_lens"):
             setattr(b, name, list(compress(getattr(self, name), keep)))
@@ -112,16 +109,20 @@ class Batch:
         b._mv, b._parts = self._mv, None
         return b
 
-    def _join(self) -> None:
-        """The messages' bytes of :func:`concat`'s parts as one buffer, each one's offsets shifted."""
+    def _offsets(self) -> list[int]:
+        """Each row's message offset in ``_mv`` (made now where it was left for later)."""
         parts = self._parts
-        assert parts is not None
-        join = chain.from_iterable
-        bases = accumulate([len(p._mv) for p in parts[:-1]], initial=0)
-        self._starts = list(join([map(add, p._starts, repeat(base)) for p, base in zip(parts, bases)]))
-        self._lens = list(join([p._lens for p in parts]))
-        self._mv = memoryview(b"".join([p._mv for p in parts]))
-        self._parts = None
+        if parts is not None:  # :func:`concat`'s: the parts' bytes as one buffer, their offsets shifted
+            bases = accumulate([len(p._mv) for p in parts[:-1]], initial=0)
+            self._starts = list(chain.from_iterable(
+                [map(add, p._offsets(), repeat(base)) for p, base in zip(parts, bases)]))
+            self._lens = list(chain.from_iterable([p._lens for p in parts]))
+            self._mv = memoryview(b"".join([p._mv for p in parts]))
+            self._parts = None
+        elif self._starts is None:
+            self._starts = list(accumulate(self._lens, initial=0))[:-1]
+        assert self._starts is not None
+        return self._starts
 
 
 _FIXED = struct.Struct("=IH10x" + _MSG.format.lstrip("="))  # nlmsghdr (length, type) + unix_diag_msg
@@ -176,11 +177,11 @@ def decode(buf: bytes | memoryview, op: str = "unix_diag") -> tuple[Batch, bool]
     return _batch(_grouped(mv, starts, lens), mv, starts, lens), done
 
 
-def _batch(cols: Sequence[Sequence[Any]], mv: memoryview, starts: list[int], lens: list[int]) -> Batch:
+def _batch(cols: Sequence[Sequence[Any]], mv: memoryview, starts: list[int] | None, lens: list[int]) -> Batch:
     b = Batch.__new__(Batch)
     for name, col in zip(_COLUMNS, cols):
         setattr(b, name, col if type(col) is list else list(col))
-    b.n, b._mv, b._starts, b._lens, b._parts = len(starts), mv, starts, lens, None
+    b.n, b._mv, b._starts, b._lens, b._parts = len(lens), mv, starts, lens, None
     return b
 
 
@@ -306,9 +307,10 @@ def _tail_of(mv: memoryview, length: int) -> _Tail | None:
     return tail
 
 
-def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, list[int], list[int]] | None:
-    """The datagram's columns, its view, its messages' offsets and lengths by the tail strategy
-    (see above), or None where it does not fit.  No step runs Python code per message."""
+def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int]] | None:
+    """The datagram's columns, its view, its messages' offsets (None: end to end, made when asked
+    for) and lengths by the tail strategy (see above), or None where it does not fit.  No step
+    runs Python code per message."""
     total = len(raw)
     if not _FIXED.size + 4 <= total < 1 << 19 or _HDR.unpack_from(raw)[1] != nl.SOCK_DIAG_BY_FAMILY:
         return None  # (the checks below take lengths for 19-bit numbers)
@@ -373,8 +375,7 @@ def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, list[int], list[i
     rq, uid = tail.rq, tail.uid
     cols += (tw[rq::step].tolist(), tw[rq + 1 :: step].tolist()) if rq is not None else ([0] * n, [0] * n)
     cols.append(tw[uid::step].tolist() if uid is not None else [None] * n)
-    lens = memoryview(lens_raw).cast("I").tolist()
-    return cols, mv, list(accumulate(lens[:-1], initial=0)), lens
+    return cols, mv, None, memoryview(lens_raw).cast("I").tolist()  # (offsets: when asked for)
 
 
 _ONE = _U32.pack(1)
@@ -487,7 +488,7 @@ def concat(parts: list[Batch]) -> Batch:
     b.n = len(b.inode)
     for p in parts:  # (a concatenation among them: its bytes now)
         if p._parts is not None:
-            p._join()
+            p._offsets()
     b._parts = list(parts)  # the messages' bytes: joined when asked for (:meth:`Batch.attrs`, :meth:`Batch.select`)
     return b
 
