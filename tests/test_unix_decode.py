@@ -348,3 +348,9 @@ def test_concat_and_select_of_tail_batches(capture: dict[str, list[bytes]]) -> N
     assert unix.concat([again, parts[0]]).n == whole.n + parts[0].n
     recs = unix.records(whole, details=True)
     assert [r.inode for r in recs] == whole.inode and all(r.shutdown is not None for r in recs)
+
+
+def test_unix_names_are_unix_name() -> None:
+    raws = [b"", b"\0", b"\0\0", b"\0abc", b"\0a\0b\0", b"/run/x\0", b"/run/x", b"/a\0b\0", b"/\xff\xfe\0", b"\0\xff",
+            bytes(range(1, 256)), b"\0" + bytes(range(256)), "/tmp/é".encode() + b"\0"]
+    assert unix.unix_names(raws) == [unix.unix_name(r) for r in raws]

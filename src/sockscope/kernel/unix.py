@@ -69,6 +69,13 @@ def unix_name(raw: bytes) -> str:
     return os.fsdecode(raw.split(b"\0", 1)[0])
 
 
+def unix_names(raws: list[bytes]) -> list[str]:
+    """:func:`unix_name` of each of ``raws`` (``os.fsdecode``'s decoding, without a call of it per name)."""
+    enc, errors, decode = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors(), bytes.decode
+    return [decode(raw.replace(b"\0", b"@") if raw[:1] == b"\0" else raw.partition(b"\0")[0], enc, errors)
+            for raw in raws]
+
+
 class Batch:
     """The sockets of one datagram of a unix_diag dump, column by column.
 
@@ -551,5 +558,6 @@ def _details(raw: memoryview) -> dict[str, Any]:
 
 
 __all__ = [
-    "Batch", "decode", "records", "netids", "concat", "encode_request", "decode_dump", "unix_name", "NETIDS", "AF_UNIX",
+    "Batch", "decode", "records", "netids", "concat", "encode_request", "decode_dump", "unix_name", "unix_names",
+    "NETIDS", "AF_UNIX",
 ]

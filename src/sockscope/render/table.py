@@ -182,7 +182,7 @@ class CellMaker:
     def unix_cells(self, b: UnixBatch) -> Columns:
         """A block of rows from a UNIX batch (:class:`~sockscope.kernel.unix.Batch`), as
         :meth:`column_cells`: the name, netid, state and queue texts once per distinct value."""
-        from sockscope.kernel.unix import NETIDS, unix_name
+        from sockscope.kernel.unix import NETIDS, unix_names
 
         c = self._col
         for key in ("netid", "name", "inode", "peer"):
@@ -192,7 +192,7 @@ class CellMaker:
         _fill(b.state, c["state"], _state_texts)
         _fill(b.rqueue, c["rq"], _queue_texts)
         _fill(b.wqueue, c["wq"], _queue_texts)
-        _fill(b.name, c["name"], lambda keys: [(unix_name(k) if k else "*") + " " for k in keys])
+        _fill(b.name, c["name"], lambda keys: [(t if k else "*") + " " for k, t in zip(keys, unix_names(keys))])
         inodes = ("%d " * b.n % tuple(b.inode)).split()  # one C loop (map(str, …) calls str per row)
         owners = self.owners
         block = Columns(b.n, [
