@@ -355,8 +355,8 @@ def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int]] 
     if named & (one - _nonzero(alen & (0xFFFC * one), one)):  # a name shorter than its header
         return None
     # what a message holds beyond its unix_diag_msg, its name (aligned) and the tail: 0, or 8 (a
-    # peer, whose header the next check reads).  A message without a name holds its first fixed
-    # attribute at 0 (checked above with the others) or a peer at 8: so its first header, too.
+    # peer, whose header the next check reads).  (A message without a name has, where its first
+    # header is, the first fixed attribute's header (checked above) or the peer's: checked too.)
     bare = (_FIXED.size + tail.size - 8) * one + ((alen + 3 * one) & (0xFFFFFFFC * one) & (named * 0xFFFFFFFF))
     rest = (lens_l + (1 << 20) * one - bare) ^ ((1 << 20) * one)  # a shortfall sets bit 20
     if rest & (0xFFFFFFF7 * one):
