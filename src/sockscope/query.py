@@ -350,14 +350,13 @@ def _unix(q: Query, state: _FallbackState) -> UnixBatch | list[Socket]:
         if q.ext & EXT_MEM:
             show |= unix.UDIAG_SHOW_MEMINFO
         parts: list[UnixBatch] = []
-
-        def take(data: bytes) -> bool:
-            b, done = unix.decode(data, "unix diag")
-            parts.append(b)
-            return done
-
         try:
-            transport.dump(unix.encode_request(q.states, show), take, "unix diag")
+            # received by a helper thread: the kernel fills the next datagram while this one is decoded
+            for data in transport.stream_ahead(unix.encode_request(q.states, show), "unix diag"):
+                b, done = unix.decode(data, "unix diag")
+                parts.append(b)
+                if done:
+                    break
         except (NotSupported, PermissionDenied) as exc:
             state.fall_back(f"sock_diag: {exc}")
         else:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import struct
-from itertools import repeat
+import sys
+from itertools import accumulate, chain, compress, repeat
+from operator import add, getitem, lshift, or_
 
 from sockscope._addr import AF_UNIX
 from sockscope.errors import DecodeError
@@ -67,6 +69,13 @@ def unix_name(raw: bytes) -> str:
     return os.fsdecode(raw.split(b"\0", 1)[0])
 
 
+def unix_names(raws: list[bytes]) -> list[str]:
+    """:func:`unix_name` of each of ``raws`` (``os.fsdecode``'s decoding, without a call of it per name)."""
+    enc, errors, decode = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors(), bytes.decode
+    return [decode(raw.replace(b"\0", b"@") if raw[:1] == b"\0" else raw.partition(b"\0")[0], enc, errors)
+            for raw in raws]
+
+
 class Batch:
     """The sockets of one datagram of a unix_diag dump, column by column.
 
@@ -76,7 +85,7 @@ class Batch:
     ``uid`` (None where not sent); :meth:`attrs` is row ``i``'s attribute bytes."""
 
     __slots__ = ("n", "type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_mv", "_starts",
-                 "_lens")
+                 "_lens", "_parts")
 
     n: int
     type: list[int]
@@ -89,23 +98,38 @@ class Batch:
     wqueue: list[int]
     uid: list[int | None]
     _mv: memoryview
-    _starts: list[int]
+    _starts: list[int] | None  # None: made from the lengths when asked for (the messages lie end to end)
     _lens: list[int]
+    _parts: list[Batch] | None  # of :func:`concat`: the datagrams' batches, until their bytes are asked for
 
     def attrs(self, i: int) -> memoryview:
-        start = self._starts[i]
+        start = self._offsets()[i]
         return self._mv[start + _FIXED.size : start + self._lens[i]]
 
     def select(self, keep: Sequence[Any]) -> Batch:
         """The rows whose ``keep`` is true, as a new batch."""
-        from itertools import compress
-
+        self._offsets()
         b = Batch.__new__(Batch)
         for name in ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_starts", "_lens"):
             setattr(b, name, list(compress(getattr(self, name), keep)))
         b.n = len(b.inode)
-        b._mv = self._mv
+        b._mv, b._parts = self._mv, None
         return b
+
+    def _offsets(self) -> list[int]:
+        """Each row's message offset in ``_mv`` (made now where it was left for later)."""
+        parts = self._parts
+        if parts is not None:  # :func:`concat`'s: the parts' bytes as one buffer, their offsets shifted
+            bases = accumulate([len(p._mv) for p in parts[:-1]], initial=0)
+            self._starts = list(chain.from_iterable(
+                [map(add, p._offsets(), repeat(base)) for p, base in zip(parts, bases)]))
+            self._lens = list(chain.from_iterable([p._lens for p in parts]))
+            self._mv = memoryview(b"".join([p._mv for p in parts]))
+            self._parts = None
+        elif self._starts is None:
+            self._starts = list(accumulate(self._lens, initial=0))[:-1]
+        assert self._starts is not None
+        return self._starts
 
 
 _FIXED = struct.Struct("=IH10x" + _MSG.format.lstrip("="))  # nlmsghdr (length, type) + unix_diag_msg
@@ -121,18 +145,20 @@ _SHAPES: dict[tuple[int, ...], Any] = {}
 def decode(buf: bytes | memoryview, op: str = "unix_diag") -> tuple[Batch, bool]:
     """One datagram of a unix_diag dump as a :class:`Batch`, and whether the dump ended.
 
-    The messages are framed by one walk over their lengths (the only loop that
-    runs Python code per message); then the messages are grouped by length (a
-    sort) and each group is unpacked by one struct whose format covers the
-    message, its attribute headers and the attributes the listing reads (name,
-    peer, queues, uid), compiled once per attribute layout (:func:`_shape`) and
-    checked: a group whose messages differ in layout is read message by message.
-    The rows go back to the kernel's order by the inverse of that sort."""
+    A datagram of the kernel's usual replies is read by the tail strategy
+    (:func:`_by_tail`: a few C loops over all its messages, no Python code per
+    message); any other (the dump's end, other messages, other layouts,
+    malformed bytes) by the general one: one walk over the messages' lengths,
+    then :func:`_grouped`, which raises :class:`DecodeError` on malformed bytes."""
+    raw = buf if type(buf) is bytes else bytes(buf)
+    fast = _by_tail(raw)
+    if fast is not None:
+        return _batch(*fast), False
     mv = memoryview(buf)
     end = len(mv)
     u32 = _U32.unpack_from
     starts: list[int] = []
-    add = starts.append
+    append = starts.append
     off = 0
     while off < end:
         if end - off < 16:
@@ -140,7 +166,7 @@ def decode(buf: bytes | memoryview, op: str = "unix_diag") -> tuple[Batch, bool]
         length = u32(mv, off)[0]
         if length < 16 or off + length > end:
             raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        add(off)
+        append(off)
         off += (length + 3) & ~3
     n = len(starts)
     lens, types = (list(c) for c in zip(*map(_HDR.unpack_from, repeat(mv, n), starts))) if n else ([], [])
@@ -155,7 +181,24 @@ def decode(buf: bytes | memoryview, op: str = "unix_diag") -> tuple[Batch, bool]
         n = len(starts)
     if n and min(lens) < _FIXED.size:
         raise DecodeError(f"truncated unix_diag_msg ({min(lens) - 16} bytes)")
-    # grouped by length (a stable sort), each group read by one struct
+    return _batch(_grouped(mv, starts, lens), mv, starts, lens), done
+
+
+def _batch(cols: Sequence[Sequence[Any]], mv: memoryview, starts: list[int] | None, lens: list[int]) -> Batch:
+    b = Batch.__new__(Batch)
+    for name, col in zip(_COLUMNS, cols):
+        setattr(b, name, col if type(col) is list else list(col))
+    b.n, b._mv, b._starts, b._lens, b._parts = len(lens), mv, starts, lens, None
+    return b
+
+
+def _grouped(mv: memoryview, starts: list[int], lens: list[int]) -> Sequence[Sequence[Any]]:
+    """The general strategy: the messages grouped by length (a stable sort), each group read by
+    one struct whose format covers the message, its attribute headers and the attributes the
+    listing reads, compiled once per attribute layout (:func:`_shape`) and checked: a group whose
+    messages differ in layout is read message by message.  The rows go back to the kernel's
+    order by the inverse of that sort."""
+    n = len(starts)
     order = sorted(range(n), key=lens.__getitem__)
     rows: list[Any] = []
     lo = 0
@@ -176,12 +219,192 @@ def decode(buf: bytes | memoryview, op: str = "unix_diag") -> tuple[Batch, bool]
         lo = hi
     if n:  # back to the kernel's order
         rows = list(map(rows.__getitem__, sorted(range(n), key=order.__getitem__)))
-    b = Batch.__new__(Batch)
-    cols = list(zip(*rows)) if rows else [()] * len(_COLUMNS)
-    for name, col in zip(_COLUMNS, cols):
-        setattr(b, name, list(col))
-    b.n, b._mv, b._starts, b._lens = n, mv, starts, lens
-    return b, done
+    return list(zip(*rows)) if rows else [()] * len(_COLUMNS)
+
+
+# --- the tail strategy ----------------------------------------------------------------------------
+# The kernel writes a UNIX socket's attributes in one order (net/unix/diag.c, sk_diag_fill): NAME
+# (bound sockets only, as long as the name), VFS, PEER (connected ones only), ICONS, RQLEN, MEMINFO,
+# SHUTDOWN, UID, each asked-for one of a fixed size but NAME, VFS and ICONS.  So with the listing's
+# attributes the messages of a datagram differ only in their head (a name or not, a peer or not)
+# and end with the same fixed attributes, at fixed offsets from each message's end.  And every
+# message of a dump starts with the same header but its length (type, flags, sequence, port id).
+# So one split of the datagram at that header cuts it into the messages; the first bytes of every
+# message (joined: rows of one length) give the columns of the unix_diag_msg and each message's
+# first attribute header (a name's length, or none); the last bytes (joined likewise) the fixed
+# attributes, a peer before them, and the next message's length; the name is one slice.  Every
+# assumption is checked: the split against each message's length, each message's length against
+# its name and peer, every attribute header's bytes (all messages at once: a column of words as
+# the lanes of one integer, see _lanes); a datagram that does not fit is read by the general
+# strategy, which raises on malformed bytes.  What the tail strategy reads is then exactly what
+# the general one would (tests/test_unix_decode.py holds them to that, on misleading bytes too).
+
+_HEAD_LEN = UNIX_DIAG_MSG.size + 4  # of a message's payload: the unix_diag_msg, the first attribute header
+_HEAD_CUT = slice(0, _HEAD_LEN)
+_FIRST = UNIX_DIAG_MSG.size // 4  # the first attribute header, as a word of those rows
+_NAME_AT = UNIX_DIAG_MSG.size + 4  # a name's bytes, in a payload
+_NO_NAME = slice(0, 0)
+_PEER_WORD = _U32.unpack(nl.NLATTR.pack(8, UNIX_DIAG_PEER))[0]  # a PEER attribute's header, read as a word
+_NEXT = bytes(4)  # the last message's "next length"
+
+
+class _Tail:
+    """The fixed attributes that end every message of a datagram (their (length, type) headers,
+    as the first message has them), read as words from ``size`` bytes before each message's end:
+    first the 8 bytes a PEER attribute takes when there is one (header, peer inode), then each
+    fixed attribute.  ``words``: (word index, the header word every message must have there);
+    ``first``: the first fixed attribute's header word; ``rq`` (rqueue, then wqueue), ``uid``:
+    their word index, or None where the attribute is not among them; ``cut``: the slice of a
+    message (its payload and the next message's length) that holds the tail and that length."""
+
+    __slots__ = ("size", "words", "first", "rq", "uid", "cut")
+
+    def __init__(self, heads: tuple[tuple[int, int], ...]) -> None:
+        self.words: list[tuple[int, int]] = []
+        self.rq: int | None = None
+        self.uid: int | None = None
+        at = 2  # in words: the peer's header and inode come first
+        for alen, atype in heads:
+            self.words.append((at, _word(alen, atype)))
+            if atype == UNIX_DIAG_RQLEN:
+                self.rq = at + 1
+            elif atype == UNIX_DIAG_UID:
+                self.uid = at + 1
+            at += nl.align4(alen) // 4
+        self.size = at * 4
+        self.first = self.words[0][1]
+        self.cut = slice(-self.size - 4, None)
+
+
+def _word(alen: int, atype: int) -> int:
+    """An attribute header (length, type) as the native u32 its four bytes are."""
+    return int(_U32.unpack(nl.NLATTR.pack(alen, atype))[0])
+
+
+_TAILS: dict[tuple[tuple[int, int], ...], _Tail] = {}
+_MIN_ALEN = {UNIX_DIAG_RQLEN: 12, UNIX_DIAG_UID: 8}  # what the listing reads of them must be there
+
+
+def _tail_of(mv: memoryview, length: int) -> _Tail | None:
+    """The :class:`_Tail` of the message at the start of ``mv``: its attributes after the name and
+    the peer, where they are all of the kinds this strategy reads (else None)."""
+    heads: list[tuple[int, int]] = []
+    a = _FIXED.size
+    while a + 4 <= length:
+        alen, atype = nl.NLATTR.unpack_from(mv, a)
+        if alen < 4 or a + alen > length:
+            return None
+        heads.append((alen, atype))
+        a += nl.align4(alen)
+    if a != length:
+        return None
+    k = 0
+    for skip in (UNIX_DIAG_NAME, UNIX_DIAG_PEER):
+        if k < len(heads) and heads[k][1] == skip:
+            k += 1
+    fixed = tuple(heads[k:])
+    if not fixed or any(t & ~nl.NLA_TYPE_MASK or t in (UNIX_DIAG_NAME, UNIX_DIAG_PEER) or alen < _MIN_ALEN.get(t, 4)
+                        for alen, t in fixed):
+        return None  # none, flagged types, a name or peer among them, too short: not for this strategy
+    tail = _TAILS.get(fixed)
+    if tail is None:
+        if len(_TAILS) > 64:
+            _TAILS.clear()
+        tail = _TAILS[fixed] = _Tail(fixed)
+    return tail
+
+
+def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int]] | None:
+    """The datagram's columns, its view, its messages' offsets (None: end to end, made when asked
+    for) and lengths by the tail strategy (see above), or None where it does not fit.  No step
+    runs Python code per message."""
+    total = len(raw)
+    if not _FIXED.size + 4 <= total < 1 << 19 or _HDR.unpack_from(raw)[1] != nl.SOCK_DIAG_BY_FAMILY:
+        return None  # (the checks below take lengths for 19-bit numbers)
+    length = _U32.unpack_from(raw)[0]
+    mv = memoryview(raw)
+    tail = _tail_of(mv[:length], length) if _FIXED.size + 4 <= length <= total else None
+    if tail is None:
+        return None
+    # the messages: what follows each one's header, then the next one's length (the last: _NEXT)
+    pieces = (raw + _NEXT).split(raw[4:_FIXED.size - UNIX_DIAG_MSG.size])
+    body = pieces[1:]
+    n = len(body)
+    step = tail.size // 4 + 1  # words of a tail row: the tail, the next length
+    tails = b"".join(map(getitem, body, repeat(tail.cut)))  # type: ignore[arg-type]
+    heads = b"".join(map(getitem, body, repeat(_HEAD_CUT)))  # type: ignore[arg-type]
+    if len(pieces[0]) != 4 or len(tails) != n * step * 4 or len(heads) != n * _HEAD_LEN:
+        return None  # the header also before the first message's, or a message too short
+    tw = memoryview(tails).cast("I")
+    for at, word in tail.words:
+        if tw[at::step].tobytes() != _U32.pack(word) * n:
+            return None
+    # The checks of every message at once: its words as the 32-bit lanes of one integer (no carry
+    # ever crosses a lane), one C loop per operation.
+    one = _lanes(_ONE * n)  # 1 in every lane
+    lens_raw = _U32.pack(length) + tw[step - 1 :: step][:-1].tobytes()
+    lens_l = _lanes(lens_raw)
+    # each message as long as the split says: the walk over the lengths frames them so
+    if lens_l != _lanes(struct.pack(f"={n}I", *map(len, body))) + (_FIXED.size - UNIX_DIAG_MSG.size - 4) * one:
+        return None
+    hv = memoryview(heads)
+    firsts_raw = hv.cast("I")[_FIRST :: _HEAD_LEN // 4].tobytes()
+    first = _lanes(firsts_raw)  # each message's first attribute header
+    alen = (first >> _ALEN_AT) & (0xFFFF * one)
+    named = one - _nonzero((first >> _TYPE_AT) & (0xFFFF * one), one)  # 1: UNIX_DIAG_NAME (unflagged)
+    if named & (one - _nonzero(alen & (0xFFFC * one), one)):  # a name shorter than its header
+        return None
+    # what a message holds beyond its unix_diag_msg, its name (aligned) and the tail: 0, or 8 (a
+    # peer, whose header the next check reads).  (A message without a name has, where its first
+    # header is, the first fixed attribute's header (checked above) or the peer's: checked too.)
+    bare = (_FIXED.size + tail.size - 8) * one + ((alen + 3 * one) & (0xFFFFFFFC * one) & (named * 0xFFFFFFFF))
+    rest = (lens_l + (1 << 20) * one - bare) ^ ((1 << 20) * one)  # a shortfall sets bit 20
+    if rest & (0xFFFFFFF7 * one):
+        return None
+    peers = (rest >> 3) * 0xFFFFFFFF  # all ones in the lanes of messages with a peer
+    if (_lanes(tw[0::step].tobytes()) ^ (_PEER_WORD * one)) & peers:
+        return None
+    # the checks hold: read the columns
+    firsts = memoryview(firsts_raw).cast("I").tolist()
+    names = {}
+    for word in set(firsts):
+        size, atype = nl.NLATTR.unpack(_U32.pack(word))
+        names[word] = slice(_NAME_AT, UNIX_DIAG_MSG.size + size) if atype == UNIX_DIAG_NAME else _NO_NAME
+    cols = UNIX_DIAG_MSG.columns(hv, _HEAD_LEN, ("type", "state", "inode"), 0)
+    # the cookie (a u64 at an offset that is no multiple of 8 in these rows): two words, the high
+    # ones read only where one is not 0
+    words, stride = hv.cast("I"), _HEAD_LEN // 4
+    low, high = words[_COOKIE_LOW::stride], words[_COOKIE_HIGH::stride]
+    cols.append(low.tolist() if not _lanes(high.tobytes()) else
+                list(map(or_, low.tolist(), map(lshift, high.tolist(), repeat(32)))))
+    cols.append(list(map(getitem, body, map(names.__getitem__, firsts))))
+    cols.append(_words(_lanes(tw[1::step].tobytes()) & peers, n) if peers else [0] * n)
+    rq, uid = tail.rq, tail.uid
+    cols += (tw[rq::step].tolist(), tw[rq + 1 :: step].tolist()) if rq is not None else ([0] * n, [0] * n)
+    cols.append(tw[uid::step].tolist() if uid is not None else [None] * n)
+    return cols, mv, None, memoryview(lens_raw).cast("I").tolist()  # (offsets: when asked for)
+
+
+_ONE = _U32.pack(1)
+_ALEN_AT, _TYPE_AT = (0, 16) if sys.byteorder == "little" else (16, 0)  # (length, type) in a header's word
+_COOKIE_LOW = UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder != "little")  # the cookie's words in a head row
+_COOKIE_HIGH = UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder == "little")
+
+
+def _lanes(words: bytes) -> int:
+    """Native u32 words as the 32-bit lanes of one integer."""
+    return int.from_bytes(words, sys.byteorder)
+
+
+def _words(lanes: int, n: int) -> list[int]:
+    """The ``n`` lanes of :func:`_lanes`' integer as a list."""
+    return memoryview(lanes.to_bytes(4 * n, sys.byteorder)).cast("I").tolist()
+
+
+def _nonzero(lanes: int, one: int) -> int:
+    """1 in each lane of ``lanes`` that is not 0, else 0 (``one``: 1 in every lane)."""
+    low = 0x7FFFFFFF * one
+    return (((lanes & low) + low) | lanes) >> 31 & one
 
 
 class _Shape:
@@ -264,18 +487,16 @@ def concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
     b = Batch.__new__(Batch)
-    for name in ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid"):
-        setattr(b, name, [x for p in parts for x in getattr(p, name)])
-    # the messages' offsets index one buffer: join the datagrams, shifting each one's offsets
-    bufs, starts, base = [], [], 0
-    for p in parts:
-        bufs.append(p._mv)
-        starts += [s + base for s in p._starts]
-        base += len(p._mv)
-    b._mv = memoryview(b"".join(bufs))
-    b._starts = starts
-    b._lens = [x for p in parts for x in p._lens]
+    for name in _COLUMNS:
+        col: list[Any] = []
+        for p in parts:
+            col += getattr(p, name)  # (a list's own extend: the fastest copy)
+        setattr(b, name, col)
     b.n = len(b.inode)
+    for p in parts:  # (a concatenation among them: its bytes now)
+        if p._parts is not None:
+            p._offsets()
+    b._parts = list(parts)  # the messages' bytes: joined when asked for (:meth:`Batch.attrs`, :meth:`Batch.select`)
     return b
 
 
@@ -337,5 +558,6 @@ def _details(raw: memoryview) -> dict[str, Any]:
 
 
 __all__ = [
-    "Batch", "decode", "records", "netids", "concat", "encode_request", "decode_dump", "unix_name", "NETIDS", "AF_UNIX",
+    "Batch", "decode", "records", "netids", "concat", "encode_request", "decode_dump", "unix_name", "unix_names",
+    "NETIDS", "AF_UNIX",
 ]

@@ -183,7 +183,7 @@ class CellMaker:
     def unix_cells(self, b: UnixBatch) -> Columns:
         """A block of rows from a UNIX batch (:class:`~sockscope.kernel.unix.Batch`), as
         :meth:`column_cells`: the name, netid, state and queue texts once per distinct value."""
-        from sockscope.kernel.unix import NETIDS, unix_name
+        from sockscope.kernel.unix import NETIDS, unix_names
 
         c = self._col
         for key in ("netid", "name", "inode", "peer"):
@@ -193,12 +193,12 @@ class CellMaker:
         _fill(b.state, c["state"], _state_texts)
         _fill(b.rqueue, c["rq"], _queue_texts)
         _fill(b.wqueue, c["wq"], _queue_texts)
-        _fill(b.name, c["name"], lambda keys: [(unix_name(k) if k else "*") + " " for k in keys])
-        inodes = list(map(str, b.inode))
+        _fill(b.name, c["name"], lambda keys: [(t if k else "*") + " " for k, t in zip(keys, unix_names(keys))])
+        inodes = ("%d " * b.n % tuple(b.inode)).split()  # one C loop (map(str, …) calls str per row)
         owners = self.owners
         block = Columns(b.n, [
             (b.type, c["netid"]), (b.state, c["state"]), (b.rqueue, c["rq"]), (b.wqueue, c["wq"]),
-            (b.name, c["name"]), (inodes, CELLS), ("* ", None), (list(map(str, b.peer)), CELLS),
+            (b.name, c["name"]), (inodes, CELLS), ("* ", None), (("%d " * b.n % tuple(b.peer)).split(), CELLS),
             (b.inode, c["users"]) if owners is not None else ("", None), ("", None),
         ])
         if owners is not None:
