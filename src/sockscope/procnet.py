@@ -123,21 +123,50 @@ def _unix_lines(path: str) -> list[str]:
         raise SockscopeError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def unix_entries(proc: str = "/proc") -> list[tuple[int, int, str]]:
-    """Every line of ``/proc/net/unix`` as (socket type, inode, name), unaccepted
-    connections (inode 0) too, in the kernel's order: what psutil reads (no record made)."""
+def unix_columns(proc: str = "/proc") -> tuple[list[int], list[int], list[str]]:
+    """Every line of ``/proc/net/unix`` (unaccepted connections, inode 0, too), in the kernel's
+    order, as psutil reads it: (socket types, inodes, paths), the path being the line's eighth
+    whitespace-separated word when the line has exactly eight, else "".  Made by C-level maps
+    (one ``str.split`` per line); no record made."""
+    from operator import itemgetter
+
     path = f"{proc}/net/unix"
-    out: list[tuple[int, int, str]] = []
-    append = out.append
-    for raw in _unix_lines(path):
-        cols = raw.split(None, 7)
-        if len(cols) < 7:
-            continue
-        try:
-            append((int(cols[4], 16), int(cols[6]), cols[7] if len(cols) == 8 else ""))
-        except ValueError as exc:
-            raise DecodeError(f"{path}: unparsable line {raw!r}") from exc
-    return out
+    lines = _unix_lines(path)
+    toks = [t for t in map(str.split, lines) if len(t) >= 7] if lines else []
+    try:
+        types = list(map(_UnixType().__getitem__, map(itemgetter(4), toks)))
+        inodes = list(map(int, map(itemgetter(6), toks)))
+    except ValueError:
+        bad = next(raw for raw in lines if _unparsable(raw))
+        raise DecodeError(f"{path}: unparsable line {bad!r}") from None
+    n = len(toks)
+    eight = list(map(len, toks)).count(8)
+    if not eight:
+        return types, inodes, [""] * n
+    paths = list(map(itemgetter(-1), toks))  # the inode where there is no path: put right below
+    if eight < n:
+        paths = [p if k == 8 else "" for p, k in zip(paths, map(len, toks))]
+    return types, inodes, paths
 
 
-__all__ = ["read_inet", "read_unix", "unix_entries"]
+class _UnixType(dict):  # type: ignore[type-arg]
+    """/proc/net/unix's Type column (hex) -> the number, memoized (a table has two or three)."""
+
+    def __missing__(self, text: str) -> int:
+        n = self[text] = int(text, 16)
+        return n
+
+
+def _unparsable(raw: str) -> bool:
+    cols = raw.split()
+    if len(cols) < 7:
+        return False
+    try:
+        int(cols[4], 16)
+        int(cols[6])
+    except ValueError:
+        return True
+    return False
+
+
+__all__ = ["read_inet", "read_unix", "unix_columns"]

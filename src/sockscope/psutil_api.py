@@ -19,10 +19,12 @@ from sockscope.query import SS_ALL, Query, _kind, batches
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Iterator
+    from typing import Any, Iterable
 
     from sockscope.kernel.inet import Batch
-    from sockscope.owners.model import OwnerMap
+
+    #: one inet batch's columns of psutil's rows but the owners: (inodes, families, type, laddr, raddr, status)
+    _Part = tuple[list[int], Iterable[Any], Any, list[Any], list[Any], Iterable[str]]
 
 if TYPE_CHECKING:
     from sockscope._psutil_types import addr, pconn, sconn
@@ -97,10 +99,9 @@ def process_connections(pid: int, kind: str = "inet", *, procfs: str | None = No
     return _collect(kind, _procfs(procfs), pid)  # type: ignore[return-value]
 
 
-def _process_owners(pid: int, proc: str) -> OwnerMap:
-    """The socket fds of ``pid`` alone (errors as psutil's Process raises them)."""
+def _process_fds(pid: int, proc: str) -> tuple[list[int], list[int], list[int]]:
+    """The socket fds of ``pid`` alone, as records (errors as psutil's Process raises them)."""
     from sockscope.owners import walk
-    from sockscope.owners.model import OwnerMap
 
     try:
         os.stat(f"{proc}/{pid}/stat")
@@ -110,13 +111,12 @@ def _process_owners(pid: int, proc: str) -> OwnerMap:
 
             check_procfs(proc)
         raise NoSuchProcess(f"no process with pid {pid}") from None
-    m = OwnerMap(proc)
-    walk.walk(m, [pid])
-    if not m.complete:
+    inodes, pids, fds, complete = walk.records(proc, [pid])
+    if not complete:
         raise AccessDenied(f"the fds of process {pid} cannot be read (run as root)")
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no process with pid {pid} (it ended)")
-    return m
+    return inodes, pids, fds
 
 
 def _collect(kind: str, proc: str, pid: int | None) -> list[sconn] | list[pconn]:
@@ -133,139 +133,140 @@ def _collect(kind: str, proc: str, pid: int | None) -> list[sconn] | list[pconn]
 
 def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | list[pconn]:
     import socket as _s
+    from itertools import repeat
 
     from sockscope._psutil_types import pconn, sconn
-    from sockscope.owners.service import Pending, check_procfs, scan
+    from sockscope.owners.model import psutil_pick
+    from sockscope.owners.service import Pending, check_procfs, socket_fds
 
     tables, fams = _kind(kind)
     if proc != "/proc":
         check_procfs(proc)
-    # The owners (the kernel's task_file iterator, or the /proc/*/fd walk:
-    # system calls, GIL released) are found in the background while this
-    # thread dumps and decodes: on two cores the two overlap.  UNIX rows need
-    # every fd of a holder (an OwnerMap); inet rows only psutil's one owner per
-    # inode.  One process's fds (``only``) are read here, first.
-    pending_map: Pending[OwnerMap] | None = None
-    pending_owners: Pending[dict[int, tuple[int, int]]] | None = None
-    owners: OwnerMap | None = None
+    # Every socket fd of every process (the kernel's task_file iterator, or the
+    # /proc/*/fd walk: system calls, the GIL released) is read in the background
+    # while this thread dumps the sockets and makes every column of the rows
+    # but their owners: on two cores the two overlap.  Only the records of the
+    # sockets dumped are then looked at (psutil_pick).  One process's fds
+    # (``only``) are read here, first.
+    pending: Pending[tuple[list[int], list[int], list[int]]] | None = None
     if only is not None:
-        owners = _process_owners(only, proc)
-        if not len(owners):
+        found = _process_fds(only, proc)
+        if not found[0]:
             return []
-    elif AF_UNIX in fams:
-        pending_map = Pending(lambda: scan(proc))
     else:
-        pending_owners = Pending(lambda: scan(proc).psutil_owners())
-    stream = _s.SocketKind.SOCK_STREAM
-    dgram = _s.SocketKind.SOCK_DGRAM
-    fam_enum = {
-        AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6, AF_UNIX: _s.AddressFamily.AF_UNIX,
-    }
-    unix_types = {1: stream, 2: dgram, 5: _s.SocketKind.SOCK_SEQPACKET}  # SOCK_* numbers
+        pending = Pending(lambda: socket_fds(proc))
     try:
-        inet_batches, unix = _dump(tables, fams, proc)
+        inet_parts, unix = _dump(tables, fams, proc)
     finally:  # the background work is waited for even when the dump fails: no thread outlives the call
-        if pending_map is not None:
-            owners = pending_map.result()
-        owner_of = pending_owners.result() if pending_owners is not None else None
-    if owner_of is None:
-        assert owners is not None
-        owner_of = owners.psutil_owners()
+        if pending is not None:
+            found = pending.result()
+    types, inodes, paths = unix
+    wanted: set[int] = set(inodes)
+    for part in inet_parts:
+        wanted.update(part[0])
+    fd_of, pid_of, more = psutil_pick(*found, wanted, every_fd=bool(inodes))
     ret: list[sconn] = []
     seen: set[tuple[Any, ...]] = set()
 
-    def add(row: sconn) -> None:
+    def add(rows: Iterable[sconn]) -> None:
         # psutil returns a set: equal rows collapse into one.  Rows with an owner
         # differ at least in (pid, fd); only rows without one (pid None) can be
         # equal.  The key leaves out the enum members (their hash is Python code).
-        if row[6] is None:
-            key = (int(row[1]), int(row[2]), row[3], row[4], row[5])
-            if key in seen:
-                return
-            seen.add(key)
-        ret.append(row)
+        for row in rows:
+            if row[6] is None:
+                key = (int(row[1]), int(row[2]), row[3], row[4], row[5])
+                if key in seen:
+                    continue
+                seen.add(key)
+            ret.append(row)
 
-    for table, batch in inet_batches:
-        rows, all_owned = _psutil_columns(batch, fam_enum, stream if table == "tcp" else dgram,
-                                          _PSUTIL_STATUS if table == "tcp" else {}, owner_of)
-        if all_owned:
-            ret += rows
-        else:
-            for row in rows:
-                add(row)
-    fam_u = fam_enum[AF_UNIX]
     new = tuple.__new__  # psutil's named tuple without its Python-level __new__
-    if unix:
-        assert owners is not None  # UNIX rows: every fd of a holder
-        held = owners.holder_map()
-        append = ret.append
-        for stype, inode, name in unix:
-            # psutil keeps a UNIX socket's name when it is one word (it splits the whole line)
-            path = name if name and len(name.split()) == 1 else ""
-            kind_ = unix_types.get(stype, dgram)
-            h = held.get(inode) if inode else None
-            if not h:
-                add(new(sconn, (-1, fam_u, kind_, path, "", "NONE", None)))
-            elif len(h) == 1:  # an owned row: never equal to another (its pid, fd differ)
-                append(new(sconn, (h[0][1], fam_u, kind_, path, "", "NONE", h[0][0])))
-            else:  # psutil keeps the fds of the last pid (in pid order) holding it
-                last = h[-1][0]
-                ret += [new(sconn, (fd, fam_u, kind_, path, "", "NONE", pid)) for pid, fd in h if pid == last]
+    fd_get, pid_get = fd_of.get, pid_of.get
+    for inos, fam, kind_, la, ra, status in inet_parts:
+        pids = list(map(pid_get, inos))
+        rows = map(new, repeat(sconn), zip(map(fd_get, inos, repeat(-1)), fam, repeat(kind_), la, ra, status, pids))
+        if None in pids:
+            add(rows)
+        else:
+            ret += rows
+    if inodes:
+        unix_types = _UnixTypes()
+        fam_u = _s.AddressFamily.AF_UNIX
+        pids = list(map(pid_get, inodes))
+        rows = map(new, repeat(sconn), zip(map(fd_get, inodes, repeat(-1)), repeat(fam_u),
+                                           map(unix_types.__getitem__, types), paths, repeat(""), repeat("NONE"),
+                                           pids))
+        if None in pids:
+            add(rows)
+        else:
+            ret += rows
+        if more:  # a UNIX socket is listed once per fd of the process psutil names (the first fd is above)
+            for ino, t, path in zip(inodes, types, paths):
+                held = more.get(ino)
+                if held:
+                    pid, kind_ = pid_of[ino], unix_types[t]
+                    ret += [new(sconn, (fd, fam_u, kind_, path, "", "NONE", pid)) for fd in held[1:]]
     if only is None:
         return ret
     return [new(pconn, r[:6]) for r in ret if r[6] == only]
 
 
+class _UnixTypes(dict):  # type: ignore[type-arg]
+    """SOCK_* number -> psutil's socket type (SOCK_DGRAM for a number it has no name for)."""
+
+    def __init__(self) -> None:
+        from socket import SocketKind
+
+        super().__init__({1: SocketKind.SOCK_STREAM, 2: SocketKind.SOCK_DGRAM, 5: SocketKind.SOCK_SEQPACKET})
+
+    def __missing__(self, n: int) -> Any:
+        return self[2]
+
+
 def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
-          ) -> tuple[list[tuple[str, Batch]], list[tuple[int, int, str]]]:
-    """The sockets of ``tables`` and ``fams``: (inet batches of the one source, UNIX (type, inode, name))."""
-    inet_batches: list[tuple[str, Batch]] = []
+          ) -> tuple[list[_Part], tuple[list[int], list[int], list[str]]]:
+    """The sockets of ``tables`` and ``fams``: (each inet batch of the one source as :func:`_part`, the
+    UNIX columns (types, inodes, paths as psutil reads them))."""
+    import socket as _s
+
+    parts: list[_Part] = []
     q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
               SS_ALL | (1 << 12))
     if q.tables and q.families:
+        fam_enum = {AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6}
+        kinds = {"tcp": _s.SocketKind.SOCK_STREAM, "udp": _s.SocketKind.SOCK_DGRAM}
         for table, batch in batches(q, lambda m: None, ahead=False, ordered=False):  # psutil's is a set
-            inet_batches.append((table, batch))  # type: ignore[arg-type]  # inet tables: always batches
-    unix: list[tuple[int, int, str]] = []
+            parts.append(_part(batch, fam_enum, kinds[table], _PSUTIL_STATUS if table == "tcp" else None))  # type: ignore[arg-type]
     if AF_UNIX in fams:
         # psutil reads /proc/net/unix, which also lists connections not yet
         # accepted (inode 0) that sock_diag omits: read the same file.
         from sockscope import procnet
 
-        unix = procnet.unix_entries(proc)
-    return inet_batches, unix
+        return parts, procnet.unix_columns(proc)
+    return parts, ([], [], [])
 
 
-_NO_OWNER = (None, -1)
-
-
-def _psutil_columns(b: Batch, fam_enum: dict[int, Any], kind: Any, status_of: dict[int, str],
-                    owner_of: dict[int, tuple[int, int]]) -> tuple[Iterator[sconn], bool]:
-    """:func:`net_connections`' tuples of one batch of the inet decoder, made by
-    C-level maps: each distinct address gets its text once (the decoder's
-    cache), tuples are made by ``tuple.__new__``; and whether every one of them
-    has an owner."""
+def _part(b: Batch, fam_enum: dict[int, Any], kind: Any, status_of: dict[int, str] | None) -> _Part:
+    """One batch of the inet decoder as psutil's columns but the owners (see :data:`_Part`), made by
+    C-level maps: each distinct address gets its text once (the decoder's cache), tuples are made by
+    ``tuple.__new__``."""
     from itertools import repeat
-    from operator import itemgetter
 
-    from sockscope._psutil_types import addr, sconn
+    from sockscope._psutil_types import addr
     from sockscope.kernel.inet import ADDR_TEXT
 
-    sports, dports, inos = b.sport, b.dport, b.inode
+    sports, dports = b.sport, b.dport
     text = ADDR_TEXT.__getitem__
     new = tuple.__new__
-    # lazy: consumed once, by the zip below (no list per column)
-    la: Iterable[addr | tuple[()]] = map(new, repeat(addr), zip(map(text, b.src), sports))
-    ra: Iterable[addr | tuple[()]] = map(new, repeat(addr), zip(map(text, b.dst), dports))
+    la: list[addr | tuple[()]] = list(map(new, repeat(addr), zip(map(text, b.src), sports)))
+    ra: list[addr | tuple[()]] = list(map(new, repeat(addr), zip(map(text, b.dst), dports)))
     if 0 in sports:  # psutil: no address at all where the port is 0
         la = [a if p else () for a, p in zip(la, sports)]
     if 0 in dports:
         ra = [a if p else () for a, p in zip(ra, dports)]
-    fams = repeat(fam_enum[b.fam]) if b.fam else map(fam_enum.__getitem__, b.family)
-    owner = list(map(owner_of.get, inos, repeat(_NO_OWNER)))
-    status = map(status_of.get, b.state, repeat("NONE"))
-    rows = map(new, repeat(sconn), zip(map(itemgetter(1), owner), fams, repeat(kind), la, ra, status,
-                                       map(itemgetter(0), owner)))
-    return rows, _NO_OWNER not in owner
+    fams = repeat(fam_enum[b.fam]) if b.fam else list(map(fam_enum.__getitem__, b.family))
+    status = repeat("NONE") if status_of is None else list(map(status_of.get, b.state, repeat("NONE")))
+    return b.inode, fams, kind, la, ra, status
 
 
 __all__ = ["net_connections", "process_connections", "NoSuchProcess", "AccessDenied", "sconn", "pconn", "addr"]

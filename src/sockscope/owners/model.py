@@ -16,7 +16,7 @@ from operator import itemgetter
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Iterable
+    from typing import Collection, Iterable
 
     from sockscope.records import Owner
     from sockscope.render.users import UsersText
@@ -42,6 +42,44 @@ def comm(pid: int, proc: str = "/proc") -> str | None:
         return None
     stop = data.find(b")", start + 1)
     return os.fsdecode(data[start + 1 : stop if stop >= 0 else None])
+
+
+def psutil_pick(inodes: list[int], pids: list[int], fds: list[int], wanted: Collection[int] | None = None,
+                every_fd: bool = False) -> tuple[dict[int, int], dict[int, int], dict[int, list[int]]]:
+    """psutil's owner of each socket inode among the records ``inodes``, ``pids``, ``fds``
+    (in pid, then fd order, as :func:`sockscope.owners.service.socket_fds` gives them): the
+    first fd of the last process (in pid order) holding it.  (inode -> fd, inode -> pid,
+    and with ``every_fd`` inode -> every fd of that process where it holds more than one,
+    ascending.)  Only inodes in ``wanted`` when given: the records of sockets nobody asked
+    about are dropped first, by C-level loops (a host holds many more sockets than one
+    network namespace, or one kind, has)."""
+    if wanted is not None:
+        keep = list(map(wanted.__contains__, inodes))
+        if not all(keep):
+            inodes, pids, fds = (list(compress(col, keep)) for col in (inodes, pids, fds))
+    pid_of = dict(zip(inodes, pids))  # the last record of an inode: the last process holding it
+    fd_of = dict(zip(inodes, fds))
+    n = len(inodes)
+    if len(pid_of) == n:  # the usual case: every socket held once
+        return fd_of, pid_of, {}
+    # sockets held more than once (forked servers, dup'ed fds): their first and last records differ
+    last = dict(zip(inodes, range(n)))
+    first = dict(zip(reversed(inodes), range(n - 1, -1, -1)))
+    shared = set(compress(last, map(int.__ne__, last.values(), map(first.__getitem__, last))))
+    more: dict[int, list[int]] = {}
+    holder: dict[int, int] = {}
+    for i in compress(range(n), map(shared.__contains__, inodes)):  # their records, in order
+        ino, pid, fd = inodes[i], pids[i], fds[i]
+        if holder.get(ino) != pid:  # a later process: its first fd
+            holder[ino] = pid
+            fd_of[ino] = fd
+            if every_fd:
+                more[ino] = [fd]
+        elif every_fd:
+            more[ino].append(fd)
+    if every_fd:
+        more = {ino: held for ino, held in more.items() if len(held) > 1}
+    return fd_of, pid_of, more
 
 
 class OwnerMap:
@@ -195,4 +233,4 @@ class OwnerMap:
         return self._text_maker().all()
 
 
-__all__ = ["OwnerMap", "comm", "unreadable_hint"]
+__all__ = ["OwnerMap", "psutil_pick", "comm", "unreadable_hint"]

@@ -77,6 +77,19 @@ def scan(proc: str = "/proc", pids: Iterable[int] | None = None, exclude: int = 
     return m
 
 
+def socket_fds(proc: str = "/proc") -> tuple[list[int], list[int], list[int]]:
+    """(inodes, pids, fds) of every socket fd of every process, in pid then fd order: what
+    :func:`scan` finds (the kernel's iterator, else the /proc walk), as columns, no map made
+    (:func:`sockscope.owners.model.psutil_pick` picks from them)."""
+    found = kernel_records() if proc == "/proc" else None
+    if found is not None:
+        return found
+    from sockscope.owners import walk
+
+    inodes, pids, fds, _complete = walk.records(proc)
+    return inodes, pids, fds
+
+
 class Pending(Generic[T]):
     """``work()`` running in a thread of its own; :meth:`result` waits for it.
 
@@ -228,4 +241,4 @@ class OwnerTracker:
         return True
 
 
-__all__ = ["scan", "later", "Pending", "OwnerTracker", "kernel_records", "check_procfs", "ProcfsError"]
+__all__ = ["scan", "socket_fds", "later", "Pending", "OwnerTracker", "kernel_records", "check_procfs", "ProcfsError"]

@@ -30,7 +30,7 @@ from sockscope.owners.model import OwnerMap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import AbstractSet, Callable, Collection, Iterable
+    from typing import AbstractSet, Callable, Collection, Iterable, Iterator
 
 PREFIX = "socket:["
 _INODE = itemgetter(slice(len(PREFIX), -1))  # "socket:[123]" -> "123"
@@ -50,25 +50,59 @@ def pids_of(proc: str) -> list[int]:
 
 def walk(m: OwnerMap, pids: Iterable[int] | None = None, exclude: int = 0) -> None:
     """Readlink every fd of ``pids`` (default: every process but ``exclude``) into ``m``."""
+    pid_list = _pid_list(m.proc, pids, exclude)
+    if pid_list is None:
+        m.complete = False
+        return
+    for pid, inodes, fds in _sockets(m.proc, pid_list):
+        if inodes is None:
+            m.complete = False
+        elif inodes:
+            m.add_process(pid, inodes, fds)
+
+
+def records(proc: str, pids: Iterable[int] | None = None) -> tuple[list[int], list[int], list[int], bool]:
+    """(inodes, pids, fds) of every socket fd of ``pids`` (default: every process), in pid
+    then fd order (what the kernel's iterator gives), and whether every process could be read."""
+    pid_list = _pid_list(proc, pids, 0)
+    if pid_list is None:
+        return [], [], [], False
+    all_inodes: list[int] = []
+    all_pids: list[int] = []
+    all_fds: list[int] = []
+    complete = True
+    for pid, inodes, fds in _sockets(proc, pid_list):
+        if inodes is None:
+            complete = False
+        elif inodes:
+            all_inodes += inodes
+            all_pids += repeat(pid, len(inodes))
+            all_fds += fds
+    return all_inodes, all_pids, all_fds, complete
+
+
+def _pid_list(proc: str, pids: Iterable[int] | None, exclude: int) -> list[int] | None:
+    if pids is not None:
+        return list(pids)
+    try:
+        return [p for p in pids_of(proc) if p != exclude]
+    except OSError:
+        return None
+
+
+def _sockets(proc: str, pid_list: list[int]) -> Iterator[tuple[int, list[int] | None, list[int]]]:
+    """(pid, socket inodes, their fds) of each process, fds ascending; inodes None where the
+    process's fds cannot be read; processes gone meanwhile are left out."""
     from functools import partial  # here: functools (and collections) cost ~1.5 ms of -p's start-up
 
     readlink = os.readlink
     prefix = PREFIX
-    proc = m.proc
-    if pids is None:
-        try:
-            pid_list = [p for p in pids_of(proc) if p != exclude]
-        except OSError:
-            m.complete = False
-            return
-    else:
-        pid_list = list(pids)
     o_dir = os.O_RDONLY | os.O_DIRECTORY
     for pid in pid_list:
         try:
             dfd = os.open(f"{proc}/{pid}/fd", o_dir)
         except PermissionError:
-            m.complete = False
+            yield pid, None, []
             continue
         except OSError:
             continue  # the process is gone
@@ -81,7 +115,7 @@ def walk(m: OwnerMap, pids: Iterable[int] | None = None, exclude: int = 0) -> No
             except OSError:  # an fd closed meanwhile: one by one
                 targets = [_readlink_or_empty(name, dfd) for name in fds]
         except PermissionError:
-            m.complete = False
+            yield pid, None, []
             continue
         except OSError:
             continue  # the process is gone
@@ -90,8 +124,9 @@ def walk(m: OwnerMap, pids: Iterable[int] | None = None, exclude: int = 0) -> No
         # the sockets among the fds, and their inodes, with C-level loops
         mask = list(map(str.startswith, targets, repeat(prefix)))
         if any(mask):
-            inodes = list(map(int, map(_INODE, compress(targets, mask))))
-            m.add_process(pid, inodes, list(map(int, compress(fds, mask))))
+            yield pid, list(map(int, map(_INODE, compress(targets, mask)))), list(map(int, compress(fds, mask)))
+        else:
+            yield pid, [], []
 
 
 def walk_threads(m: OwnerMap) -> None:
@@ -302,4 +337,4 @@ class IncrementalWalk:
                 index[ino] = [(pid, fd)] if h is None else sorted(h + [(pid, fd)])
 
 
-__all__ = ["walk", "walk_threads", "any_socket_fd", "IncrementalWalk", "pids_of", "PREFIX"]
+__all__ = ["walk", "records", "walk_threads", "any_socket_fd", "IncrementalWalk", "pids_of", "PREFIX"]
