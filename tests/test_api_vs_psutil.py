@@ -172,6 +172,87 @@ def test_net_connections_ownerless_twins_collapse_like_psutil() -> None:
         ns.delete()
 
 
+_SHARED_HOLDER = r"""
+import os, socket, sys, tempfile
+d = tempfile.mkdtemp()
+keep = []
+l = socket.socket(socket.AF_INET, socket.SOCK_STREAM); l.bind(("127.0.0.1", 4100)); l.listen(8)
+c = socket.create_connection(("127.0.0.1", 4100)); srv, _ = l.accept()
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.bind(("::1", 4101))
+a, b = socket.socketpair()
+x = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); x.bind(os.path.join(d, "trail "))  # psutil: no space
+t = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); t.bind(os.path.join(d, "t\tab"))  # two words: ""
+y = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); y.bind("\0x y"); y.listen(4)
+z = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); z.bind("\0plain"); z.listen(4)
+pending = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
+for p in pending:
+    p.connect("\0plain")  # never accepted: inode 0 in /proc/net/unix, the listener's name
+keep += [l, c, srv, u, a, b, x, t, y, z, *pending, os.dup(l.fileno()), os.dup(a.fileno()), os.dup(u.fileno())]
+children = []
+for n in range(2):  # more holders of every socket, at other fds: psutil names the last pid's first fd
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        for s in (l, a, u):
+            os.dup2(s.fileno(), 300 + 10 * n + s.fileno() % 7)
+            if n:
+                os.close(s.fileno())  # the last child holds them only at the high fds
+        os.write(w, b"1"); os.close(w)
+        sys.stdin.read()
+        os._exit(0)
+    os.close(w); os.read(r, 1); os.close(r)
+    children.append(pid)
+print("READY", flush=True)
+sys.stdin.read()
+for name in ("trail ", "t\tab"):
+    os.unlink(os.path.join(d, name))
+os.rmdir(d)
+"""
+
+
+def test_net_connections_shared_sockets_like_psutil() -> None:
+    """Sockets held by several processes (forked) at several fds (dup'ed), UNIX names with
+    whitespace, connections never accepted: psutil's choice of owner (the last pid's first
+    fd; every fd of that pid for UNIX), its path rule and its set, kind by kind."""
+    import subprocess
+    import sys
+
+    from nsutil import Netns, read_line, stop_pids
+
+    ns = Netns()
+    holder = None
+    try:
+        holder = ns.popen([sys.executable, "-c", _SHARED_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert read_line(holder, 30).strip() == "READY"
+        kinds = ["tcp", "udp", "udp6", "unix", "inet", "all"]
+        for _attempt in range(4):
+            out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT, *kinds])
+            assert out.returncode == 0, out.stderr
+            data = json.loads(out.stdout)
+            if all(d["psutil"] == d["psutil_again"] for d in data.values()):
+                break
+        for kind in kinds:
+            d = data[kind]
+            assert d["error"] is None, d["error"]
+            assert d["sockscope"] == d["psutil"], kind
+        unix = [json.loads(x) for x in data["unix"]["psutil"]]
+        paths = {r["laddr"]["value"] for r in unix}
+        assert any(p.endswith("/trail") for p in paths) and "@plain" in paths, paths
+        assert len([r for r in unix if r["laddr"]["value"] == "@plain" and r["pid"] is None]) == 1  # the pending two
+        tcp = [json.loads(x) for x in data["tcp"]["psutil"]]
+        listener = [r for r in tcp if r["status"][1] == "LISTEN"]
+        assert len(listener) == 1 and listener[0]["pid"] not in (None, holder.pid), listener  # a child's
+        assert len(unix) > len({(r["laddr"]["value"], r["pid"]) for r in unix})  # some socket at several fds
+    finally:
+        if holder is not None:
+            if holder.stdin:
+                holder.stdin.close()
+            stop_pids({holder.pid: None})
+            holder.wait(timeout=10)
+        ns.delete()
+
+
 # --------------------------------------------------------------------------------------------
 # sockets() vs ss
 

@@ -148,3 +148,46 @@ def test_all_texts_is_text_of_each(pair: tuple[socket.socket, socket.socket]) ->
         assert texts[inodes.index(ino)].count("pid=") == 2
     finally:
         os.close(dup)
+
+
+def test_psutil_pick_is_psutils_choice() -> None:
+    """psutil's owner of a socket: the first fd of the last process (in pid order) holding it;
+    for UNIX sockets every fd of that process.  Records come in pid, then fd order."""
+    from sockscope.owners.model import psutil_pick
+
+    # (inode, pid, fd): 7 held once; 8 by two pids, the last at fds 9 and 4 (listed 4, 9);
+    # 9 twice in one pid; 10 by three pids, the middle one with the lowest fd
+    recs = [(8, 100, 3), (10, 100, 5), (7, 100, 6), (10, 150, 1), (9, 150, 2), (9, 150, 7),
+            (8, 200, 4), (10, 200, 8), (8, 200, 9), (11, 200, 10)]
+    inodes, pids, fds = (list(col) for col in zip(*recs))
+    fd_of, pid_of, more = psutil_pick(inodes, pids, fds)
+    assert pid_of == {8: 200, 10: 200, 7: 100, 9: 150, 11: 200}
+    assert fd_of == {8: 4, 10: 8, 7: 6, 9: 2, 11: 10}
+    assert more == {}
+    fd_of, pid_of, more = psutil_pick(inodes, pids, fds, every_fd=True)
+    assert fd_of[8] == 4 and more == {8: [4, 9], 9: [2, 7]}
+    # only the inodes asked for; the others' records are not looked at
+    fd_of, pid_of, more = psutil_pick(inodes, pids, fds, {8, 7, 12}, every_fd=True)
+    assert (fd_of, pid_of, more) == ({8: 4, 7: 6}, {8: 200, 7: 100}, {8: [4, 9]})
+    assert psutil_pick([], [], [], {1}) == ({}, {}, {})
+
+
+def test_socket_fds_are_the_scan_as_records(pair: tuple[socket.socket, socket.socket]) -> None:
+    """owners.service.socket_fds (what net_connections reads) and walk.records hold what scan finds."""
+    from sockscope.owners import walk
+    from sockscope.owners.service import socket_fds
+
+    a, b = pair
+    dup = os.dup(a.fileno())
+    try:
+        me = os.getpid()
+        for inodes, pids, fds in (socket_fds(), walk.records("/proc", [me])[:3]):
+            mine = sorted((i, f) for i, p, f in zip(inodes, pids, fds) if p == me)
+            m = OwnerMap.scan(pids=[me])
+            assert mine == sorted((i, f) for i in m.holder_map() for p, f in m.holders(i))
+            ino = os.fstat(a.fileno()).st_ino
+            assert (ino, a.fileno()) in mine and (ino, dup) in mine
+        assert walk.records("/proc", [me])[3] is True
+        assert walk.records("/proc", [2 ** 22 + 1]) == ([], [], [], True)  # no such process: nothing
+    finally:
+        os.close(dup)
