@@ -54,9 +54,9 @@ def psutil_pick(inodes: list[int], pids: list[int], fds: list[int], wanted: Coll
     about are dropped first, by C-level loops (a host holds many more sockets than one
     network namespace, or one kind, has)."""
     if wanted is not None:
-        keep = list(map(wanted.__contains__, inodes))
-        if not all(keep):
-            inodes, pids, fds = (list(compress(col, keep)) for col in (inodes, pids, fds))
+        at = list(compress(range(len(inodes)), map(wanted.__contains__, inodes)))
+        if len(at) < len(inodes):
+            inodes, pids, fds = (list(map(col.__getitem__, at)) for col in (inodes, pids, fds))
     pid_of = dict(zip(inodes, pids))  # the last record of an inode: the last process holding it
     fd_of = dict(zip(inodes, fds))
     n = len(inodes)
