@@ -133,7 +133,8 @@ def _collect(kind: str, proc: str, pid: int | None) -> list[sconn] | list[pconn]
 
 def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | list[pconn]:
     import socket as _s
-    from itertools import repeat
+    from itertools import compress, repeat
+    from operator import is_, is_not
 
     from sockscope._psutil_types import pconn, sconn
     from sockscope.owners.model import psutil_pick
@@ -166,46 +167,37 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
         wanted.update(part[0])
     fd_of, pid_of, more = psutil_pick(*found, wanted, every_fd=bool(inodes))
     ret: list[sconn] = []
-    seen: set[tuple[Any, ...]] = set()
-
-    def add(rows: Iterable[sconn]) -> None:
-        # psutil returns a set: equal rows collapse into one.  Rows with an owner
-        # differ at least in (pid, fd); only rows without one (pid None) can be
-        # equal.  The key leaves out the enum members (their hash is Python code).
-        for row in rows:
-            if row[6] is None:
-                key = (int(row[1]), int(row[2]), row[3], row[4], row[5])
-                if key in seen:
-                    continue
-                seen.add(key)
-            ret.append(row)
-
+    unowned: list[sconn] = []  # psutil returns a set: equal rows collapse into one (only ownerless rows can)
     new = tuple.__new__  # psutil's named tuple without its Python-level __new__
     fd_get, pid_get = fd_of.get, pid_of.get
+
+    def take(rows: Iterable[sconn], pids: list[int | None]) -> None:
+        if None in pids:
+            rows = list(rows)
+            ret.extend(compress(rows, map(is_not, pids, repeat(None))))
+            unowned.extend(compress(rows, map(is_, pids, repeat(None))))
+        else:
+            ret.extend(rows)
+
     for inos, fam, kind_, la, ra, status in inet_parts:
         pids = list(map(pid_get, inos))
-        rows = map(new, repeat(sconn), zip(map(fd_get, inos, repeat(-1)), fam, repeat(kind_), la, ra, status, pids))
-        if None in pids:
-            add(rows)
-        else:
-            ret += rows
+        take(map(new, repeat(sconn), zip(map(fd_get, inos, repeat(-1)), fam, repeat(kind_), la, ra, status, pids)),
+             pids)
     if inodes:
         unix_types = _UnixTypes()
         fam_u = _s.AddressFamily.AF_UNIX
         pids = list(map(pid_get, inodes))
-        rows = map(new, repeat(sconn), zip(map(fd_get, inodes, repeat(-1)), repeat(fam_u),
-                                           map(unix_types.__getitem__, types), paths, repeat(""), repeat("NONE"),
-                                           pids))
-        if None in pids:
-            add(rows)
-        else:
-            ret += rows
+        take(map(new, repeat(sconn), zip(map(fd_get, inodes, repeat(-1)), repeat(fam_u),
+                                         map(unix_types.__getitem__, types), paths, repeat(""), repeat("NONE"), pids)),
+             pids)
         if more:  # a UNIX socket is listed once per fd of the process psutil names (the first fd is above)
             for ino, t, path in zip(inodes, types, paths):
                 held = more.get(ino)
                 if held:
                     pid, kind_ = pid_of[ino], unix_types[t]
                     ret += [new(sconn, (fd, fam_u, kind_, path, "", "NONE", pid)) for fd in held[1:]]
+    if unowned:  # (the enum members hash as their int, in C)
+        ret += dict.fromkeys(unowned)
     if only is None:
         return ret
     return [new(pconn, r[:6]) for r in ret if r[6] == only]
