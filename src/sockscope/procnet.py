@@ -13,11 +13,12 @@ import sys
 
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError, SockscopeError
-from sockscope.records import Endpoint, Socket, make_socket, state_of
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import Iterator
+
+    from sockscope.records import Socket
 
 AF_UNIX = 1
 _UNIX_NETIDS = {1: "u_str", 2: "u_dgr", 5: "u_seq"}
@@ -37,6 +38,7 @@ def _addr6(h: str) -> str:
 
 def read_inet(netid: str, family: int, states: int, proc: str = "/proc") -> Iterator[Socket]:
     """Sockets of ``/proc/net/{tcp,udp,raw}{,6}`` whose state bit is in ``states``."""
+
     name = {"tcp": "tcp", "udp": "udp", "raw": "raw"}[netid] + ("6" if family == AF_INET6 else "")
     path = f"{proc}/net/{name}"
     try:
@@ -46,6 +48,11 @@ def read_inet(netid: str, family: int, states: int, proc: str = "/proc") -> Iter
         return
     except OSError as exc:
         raise SockscopeError(f"cannot read {path}: {exc.strerror}") from exc
+    if not lines:
+        return
+    from sockscope.records import Endpoint, make_socket, state_of  # here: a listing with no raw sockets
+    # (the usual case) never imports the records, whose dataclasses cost start-up time
+
     conv = _addr4 if family == AF_INET else _addr6
     for line in lines:
         fields = line.split()
@@ -77,6 +84,9 @@ def read_unix(
     """Sockets of ``/proc/net/unix`` in ``states`` (and netids ``types``), in the
     kernel's order.  Unaccepted connections (inode 0) are left out, as sock_diag
     leaves them out, unless ``unaccepted`` (psutil lists them)."""
+    from sockscope.records import Endpoint, make_socket, state_of  # on first use: the listing without
+    # raw sockets never needs the records (their dataclasses cost start-up time)
+
     path = f"{proc}/net/unix"
     lines = _unix_lines(path)
     rows: list[Socket] = []
