@@ -608,32 +608,3 @@ def test_netlink_and_packet_cells_from_batches_match_the_records_cells() -> None
         for numeric in (False, True):
             maker = CellMaker(TableOptions(numeric=numeric))
             assert maker.other_cells(b) == [maker.cells(s) for s in others.records(b)]
-
-
-def test_framing_in_c_agrees_with_the_walk(capture: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Datagrams of messages of several lengths (TIME-WAIT among full sockets) are cut into
-    messages in C (inet._frames: split at the header's tail, then checked); every column, offset
-    and end-of-dump agrees with the message-by-message walk, also when a message's own bytes
-    contain that header tail (the cut fails its check and the walk reads the datagram)."""
-    a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN, rq=300)
-    tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
-    six = _inet_msg(10, 1, 80, 40000, _LO6, _LO6, 5, _SHUTDOWN)
-    tail = a[4:16]  # what every message of the datagram has after its length
-    trap = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 9, netlink.encode_attr(200, tail + tail))
-    mixed = [a + tw + a, tw + a + six + tw + _DONE, a + tw + trap + a, trap + tw, tw + trap + _DONE, a + tw]
-    datagrams = [bytes.fromhex(h) for key in ("inet", "inet6", "udp") for h in capture[key]] + _synthetic() + mixed
-    cut = 0
-    for data in datagrams:
-        with monkeypatch.context() as m:
-            m.setattr(inet, "_uniform", lambda *x: None)
-            fast, fast_done = inet.decode(data)
-            m.setattr(inet, "_frames", lambda *x: None)
-            walk, walk_done = inet.decode(data)
-        assert fast_done == walk_done
-        for name in (*_COLUMNS, "_starts", "_ends"):
-            assert getattr(fast, name) == getattr(walk, name), name
-        assert [bytes(fast.attrs(i)) for i in range(fast.n)] == [bytes(walk.attrs(i)) for i in range(walk.n)]
-        cut += inet._frames(memoryview(data), "x") is not None
-    for data in mixed:
-        assert (inet._frames(memoryview(data), "x") is None) == (trap in data)
-    assert cut >= len(mixed) - 3

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from itertools import accumulate, repeat
-from operator import add, and_, sub
+from itertools import repeat
 
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError
@@ -135,7 +134,6 @@ _HEAD_COLS = ("state", "timer", "retrans", "sport", "dport", "ifindex", "cookie"
 _FIXED = struct.Struct("=IH10x" + _MSG.format.lstrip("="))  # nlmsghdr (length, type) + inet_diag_msg
 _U32 = struct.Struct("=I")
 _U32_FROM = _U32.unpack_from
-_TYPE_AT = struct.Struct("=4xH").unpack_from  # a netlink message's type
 
 
 class Batch:
@@ -393,56 +391,13 @@ def _keys(fams: list[int], addrs: list[bytes]) -> list[Any]:
 _FIRST4 = slice(0, 4)
 
 
-def _frames(mv: memoryview, op: str) -> tuple[list[int], list[int], bool] | None:
-    """The offsets and lengths of a dump datagram's diag messages, and whether the dump ended
-    after them, found in C: every message of a dump has the same header but for its length
-    (type, flags, sequence, port id), so splitting the datagram at that header's last 12
-    bytes cuts it into the messages; the cut is checked (each piece exactly as long as the
-    length before it says: a match inside a message's data cannot pass), else None (and
-    :func:`_framed` walks the messages one by one)."""
-    raw = mv.tobytes()
-    if len(raw) < _FIXED.size or _TYPE_AT(raw)[0] not in (nl.SOCK_DIAG_BY_FAMILY, nl.TCPDIAG_GETSOCK):
-        return None
-    pieces = raw.split(raw[4:16])
-    m = len(pieces) - 1
-    if len(pieces[0]) != 4:
-        return None
-    # each message's length: the four bytes before its header's tail, i.e. the end of the piece before
-    heads = b"".join(map(bytes.__getitem__, pieces[:m], repeat(_LAST4)))
-    if len(heads) != 4 * m:  # a piece too short to end with a length: not a cut between messages
-        return None
-    lens = list(struct.unpack(f"={m}I", heads))
-    if min(lens) < _FIXED.size or any(map(and_, lens, repeat(3))):
-        return None
-    sizes = list(map(len, pieces[1:m]))  # message i's piece: its body (length - 16) and the next one's length
-    if sizes != list(map(sub, lens[: m - 1], repeat(12))) or len(pieces[m]) < lens[-1] - 16:
-        return None
-    starts = list(accumulate(lens[:-1], initial=0))
-    rest = starts[-1] + lens[-1]
-    done = False
-    if rest < len(raw):  # after the messages: NLMSG_DONE, an error, or nothing of ours
-        payloads, done = nl.diag_messages(mv[rest:], op)  # raises the kernel's error, if any
-        if payloads:
-            return None
-    return starts, lens, done
-
-
-_LAST4 = slice(-4, None)
-
-
 def _framed(mv: memoryview, op: str, b: Batch) -> bool:
     """Fill ``b`` message by message (the fixed part of each unpacked at once), then transpose."""
     unpack = _FIXED.unpack_from
-    found = _frames(mv, op)
-    if found is not None:
-        starts, lens, done = found
-        rows = list(map(unpack, repeat(mv, len(starts)), starts))
-        _transpose(b, rows, starts, list(map(add, starts, lens)))
-        return done
     hdr = nl.NLMSGHDR.unpack_from
     fixed = _FIXED.size
-    rows = []
-    starts = []
+    rows: list[tuple[Any, ...]] = []
+    starts: list[int] = []
     ends: list[int] = []
     off = 0
     end = len(mv)
