@@ -32,10 +32,10 @@ SEQ, PID = 7, 4242
 # accepted and pending connections, unread data (queues), then the raw unix_diag dump (hex).
 _CAPTURE = textwrap.dedent(
     r"""
-    import json, os, socket, sys, tempfile
+    import json, os, socket, sys
     from sockscope.kernel import netlink, transport, unix
     keep = []
-    d = tempfile.mkdtemp(prefix="ss-unix-")
+    d = sys.argv[1]  # the fixture's directory (it removes it, also on failure)
     for i in range(60):  # pairs of each type
         for t in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):
             a, b = socket.socketpair(socket.AF_UNIX, t)
@@ -84,8 +84,15 @@ _CAPTURE = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def capture() -> dict[str, list[bytes]]:
-    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _CAPTURE], capture_output=True, text=True,
-                          timeout=120)
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="ss-unix-")
+    try:
+        proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _CAPTURE, d], capture_output=True, text=True,
+                              timeout=120)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr
     return {k: [bytes.fromhex(h) for h in v] for k, v in json.loads(proc.stdout).items()}
 
