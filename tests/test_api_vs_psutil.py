@@ -17,10 +17,14 @@ whole run is retried.  The same sandwich (ss, script, ss) guards the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
-from typing import Any
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -142,16 +146,7 @@ def test_net_connections_ownerless_twins_collapse_like_psutil() -> None:
     """psutil returns a set: rows without an owner that are equal (here two SO_REUSEPORT
     listeners and two UDP sockets on one port, held by a process outside the reader's pid
     namespace) come out once.  sockscope must do the same, and keep rows that only look alike."""
-    import subprocess
-    import sys
-
-    from nsutil import Netns, read_line, stop_pids
-
-    ns = Netns()
-    holder = None
-    try:
-        holder = ns.popen([sys.executable, "-c", _TWINS_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert read_line(holder, 30).strip() == "READY"
+    with _holding(_TWINS_HOLDER) as (ns, _holder):
         out = ns.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", PSUTIL_SCRIPT,
                       "tcp", "udp", "inet"])
         assert out.returncode == 0, out.stderr
@@ -163,6 +158,20 @@ def test_net_connections_ownerless_twins_collapse_like_psutil() -> None:
         ports = [json.loads(x)["laddr"]["values"] for x in data["inet"]["psutil"]]
         assert ports == [["127.0.0.1", 4000], ["127.0.0.1", 4000]], ports  # one TCP, one UDP
         assert {json.loads(x)["pid"] for x in data["inet"]["psutil"]} == {None}
+
+
+@contextlib.contextmanager
+def _holding(script: str, *args: str) -> Iterator[tuple[Any, subprocess.Popen[bytes]]]:
+    """A private namespace with ``script`` running in it (it prints READY once its sockets are
+    made, then holds them until its stdin closes); ended by pid and deleted on the way out."""
+    from nsutil import Netns, read_line, stop_pids
+
+    ns = Netns()
+    holder = None
+    try:
+        holder = ns.popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert read_line(holder, 30).strip() == "READY"
+        yield ns, holder
     finally:
         if holder is not None:
             if holder.stdin:
@@ -173,8 +182,8 @@ def test_net_connections_ownerless_twins_collapse_like_psutil() -> None:
 
 
 _SHARED_HOLDER = r"""
-import os, socket, sys, tempfile
-d = tempfile.mkdtemp()
+import os, socket, sys
+d = sys.argv[1]  # the test's own directory (pytest's tmp_path)
 keep = []
 l = socket.socket(socket.AF_INET, socket.SOCK_STREAM); l.bind(("127.0.0.1", 4100)); l.listen(8)
 c = socket.create_connection(("127.0.0.1", 4100)); srv, _ = l.accept()
@@ -205,26 +214,14 @@ for n in range(2):  # more holders of every socket, at other fds: psutil names t
     children.append(pid)
 print("READY", flush=True)
 sys.stdin.read()
-for name in ("trail ", "t\tab"):
-    os.unlink(os.path.join(d, name))
-os.rmdir(d)
 """
 
 
-def test_net_connections_shared_sockets_like_psutil() -> None:
+def test_net_connections_shared_sockets_like_psutil(tmp_path: Path) -> None:
     """Sockets held by several processes (forked) at several fds (dup'ed), UNIX names with
     whitespace, connections never accepted: psutil's choice of owner (the last pid's first
     fd; every fd of that pid for UNIX), its path rule and its set, kind by kind."""
-    import subprocess
-    import sys
-
-    from nsutil import Netns, read_line, stop_pids
-
-    ns = Netns()
-    holder = None
-    try:
-        holder = ns.popen([sys.executable, "-c", _SHARED_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert read_line(holder, 30).strip() == "READY"
+    with _holding(_SHARED_HOLDER, str(tmp_path)) as (ns, holder):
         kinds = ["tcp", "udp", "udp6", "unix", "inet", "all"]
         for _attempt in range(4):
             out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT, *kinds])
@@ -244,13 +241,6 @@ def test_net_connections_shared_sockets_like_psutil() -> None:
         listener = [r for r in tcp if r["status"][1] == "LISTEN"]
         assert len(listener) == 1 and listener[0]["pid"] not in (None, holder.pid), listener  # a child's
         assert len(unix) > len({(r["laddr"]["value"], r["pid"]) for r in unix})  # some socket at several fds
-    finally:
-        if holder is not None:
-            if holder.stdin:
-                holder.stdin.close()
-            stop_pids({holder.pid: None})
-            holder.wait(timeout=10)
-        ns.delete()
 
 
 # --------------------------------------------------------------------------------------------
