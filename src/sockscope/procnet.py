@@ -38,7 +38,6 @@ def _addr6(h: str) -> str:
 
 def read_inet(netid: str, family: int, states: int, proc: str = "/proc") -> Iterator[Socket]:
     """Sockets of ``/proc/net/{tcp,udp,raw}{,6}`` whose state bit is in ``states``."""
-
     name = {"tcp": "tcp", "udp": "udp", "raw": "raw"}[netid] + ("6" if family == AF_INET6 else "")
     path = f"{proc}/net/{name}"
     try:
@@ -84,8 +83,7 @@ def read_unix(
     """Sockets of ``/proc/net/unix`` in ``states`` (and netids ``types``), in the
     kernel's order.  Unaccepted connections (inode 0) are left out, as sock_diag
     leaves them out, unless ``unaccepted`` (psutil lists them)."""
-    from sockscope.records import Endpoint, make_socket, state_of  # on first use: the listing without
-    # raw sockets never needs the records (their dataclasses cost start-up time)
+    from sockscope.records import Endpoint, make_socket, state_of  # on first use (start-up time)
 
     path = f"{proc}/net/unix"
     lines = _unix_lines(path)
