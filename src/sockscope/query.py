@@ -184,7 +184,7 @@ def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordere
     if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << 7):
         yield "packet", _optional(q, "packet", lambda: _packet(q)), False
     if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
-        yield "unix", _unix(q, state), False
+        yield "unix", _unix(q, state, ahead), False
     exact = q.kernel_exact and q.bytecode is not None
     for table in INET_TABLES:
         if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
@@ -340,7 +340,7 @@ def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Ite
     return True
 
 
-def _unix(q: Query, state: _FallbackState) -> UnixBatch | list[Socket]:
+def _unix(q: Query, state: _FallbackState, ahead: bool = True) -> UnixBatch | list[Socket]:
     """The UNIX sockets of ``q`` as one batch (sock_diag), or records (the /proc fallback)."""
     from sockscope.kernel import transport, unix
 
@@ -351,8 +351,10 @@ def _unix(q: Query, state: _FallbackState) -> UnixBatch | list[Socket]:
             show |= unix.UDIAG_SHOW_MEMINFO
         parts: list[UnixBatch] = []
         try:
-            # received by a helper thread: the kernel fills the next datagram while this one is decoded
-            for data in transport.stream_ahead(unix.encode_request(q.states, show), "unix diag"):
+            # received by a helper thread (unless the caller runs its own: see batches' ``ahead``):
+            # the kernel fills the next datagram while this one is decoded
+            receive = transport.stream_ahead if ahead else transport.stream
+            for data in receive(unix.encode_request(q.states, show), "unix diag"):
                 b, done = unix.decode(data, "unix diag")
                 parts.append(b)
                 if done:
