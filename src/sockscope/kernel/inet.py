@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import struct
 import sys
-from itertools import repeat
 
 from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO, host16
+from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -131,7 +130,8 @@ _REQ_V1_TAIL = struct.Struct("=II")
 _L = INET_DIAG_MSG
 _HEAD_COLS = ("state", "timer", "retrans", "sport", "dport", "ifindex", "cookie", "expires", "rqueue", "wqueue",
               "uid", "inode")
-_FIXED = struct.Struct("=IH10x" + _MSG.format.lstrip("="))  # nlmsghdr (length, type) + inet_diag_msg
+_HEAD = 16 + MSG_LEN  # nlmsghdr + inet_diag_msg: what every message has before its attributes
+_LEN_TYPE = struct.Struct("=IH")  # nlmsghdr's length and type
 _U32 = struct.Struct("=I")
 _U32_FROM = _U32.unpack_from
 
@@ -150,7 +150,7 @@ class Batch:
     bbr_info and dctcp_info.  :meth:`attrs` is row ``i``'s attribute bytes."""
 
     __slots__ = ("n", "fam", "family", *_HEAD_COLS, "src", "dst", "v6only", "info", "_mv", "_starts", "_ends",
-                 "_length", "_body")
+                 "_length", "_stride", "_body")
 
     n: int
     fam: int
@@ -174,26 +174,28 @@ class Batch:
     _mv: memoryview
     _starts: list[int]
     _ends: list[int]
-    _length: int  # every message's length when they are all alike (read column at once), else 0
-    _body: memoryview  # those messages (with _length)
+    _length: int  # every message's length when they are all alike (attributes at a stride), else 0
+    _stride: int  # the stride of the fixed parts in _body (read column at once), or 0: columns set
+    _body: memoryview  # the messages (_length) or their fixed parts alone (framed), _stride bytes each
 
     def __getattr__(self, name: str) -> Any:
         # a batch read column at once reads a column from the datagram when it is first asked
         # for: the table never reads timers, cookies or uids (called only for unset slots)
-        length = object.__getattribute__(self, "_length")
-        if length:
+        stride = object.__getattribute__(self, "_stride")
+        if stride:
+            length = self._length
             if name in _HEAD_COLS:
-                col = _L.columns(self._body, length, (name,))[0]
+                col = _L.columns(self._body, stride, (name,))[0]
             elif name == "src" or name == "dst":  # both families in one batch: keys of both kinds
                 fams, body = self.family, self._body
-                raw, ints = _L.columns(body, length, (name,))[0], _L.as_ints(body, length, name)
+                raw, ints = _L.columns(body, stride, (name,))[0], _L.as_ints(body, stride, name)
                 col = [a if f == AF_INET6 else i for f, i, a in zip(fams, ints, raw)]
             elif name == "v6only":
                 _wildcards(self)
                 return self.v6only
-            elif name == "_starts":
+            elif name == "_starts" and length:
                 col = list(range(0, self.n * length, length))
-            elif name == "_ends":
+            elif name == "_ends" and length:
                 col = list(range(length, self.n * length + 1, length))
             else:
                 raise AttributeError(name)
@@ -246,18 +248,41 @@ class Batch:
         b.info = None
         b._mv = memoryview(b"")
         b._starts = b._ends = [0] * b.n
-        b._length = 0
+        b._length = b._stride = 0
         return b
 
     def split(self) -> tuple[Batch, Batch]:
         """The IPv4 rows and the IPv6 rows, as two batches (a legacy TCP dump mixes the
-        families in one datagram; ss lists IPv4 first).  Messages of one length are regrouped
-        by family and read as two uniform datagrams: no column is read twice."""
+        families in one datagram; ss lists IPv4 first).  The messages (or, framed, their fixed
+        parts) are regrouped by family and read as two uniform datagrams: no column is read twice."""
         four = [f == AF_INET for f in self.family]
-        if not self._length or self.info is not None:
+        if not self._stride or self.info is not None:
             return self.select(four), self.select([not x for x in four])
-        body, length = self._body, self._length
-        return _regroup(body, length, four), _regroup(body, length, [not x for x in four])
+        six = [not x for x in four]
+        return self._regroup(four), self._regroup(six)
+
+    def _regroup(self, mask: list[bool]) -> Batch:
+        """The rows whose ``mask`` is true: their messages (or fixed parts) copied into one
+        buffer and read column at once (every slice and the copy in C)."""
+        from itertools import compress
+
+        body, stride = self._body, self._stride
+        starts = list(compress(range(0, len(body), stride), mask))
+        if not starts:
+            return Batch.of([])
+        raw = body.tobytes()  # bytes slices (copies) join faster than memoryview slices
+        b = Batch.__new__(Batch)
+        _heads(memoryview(b"".join(map(raw.__getitem__, map(slice, starts, map(stride.__add__, starts))))), stride,
+               b)
+        b.info = None
+        if self._length:  # whole messages: the copy holds the attributes too
+            b._mv, b._length = b._body, stride
+        else:  # fixed parts: the attributes stay in the datagram
+            b._mv, b._length = self._mv, 0
+            b._starts, b._ends = list(compress(self._starts, mask)), list(compress(self._ends, mask))
+        b.fam = _one_family(b.family)
+        _wildcards(b)
+        return b
 
     def select(self, keep: Sequence[Any]) -> Batch:
         """The rows whose ``keep`` is true, as a new batch."""
@@ -276,28 +301,8 @@ class Batch:
             b.info = (infos.select(keep) if hasattr(infos, "select") else list(compress(infos, keep)),
                       list(compress(congs, keep)), list(compress(bbrs, keep)), list(compress(dctcps, keep)))
         b._mv = self._mv
-        b._length = 0
+        b._length = b._stride = 0
         return b
-
-
-def _regroup(body: memoryview, length: int, mask: Iterable[Any]) -> Batch:
-    """The messages of ``body`` (all ``length`` long) whose ``mask`` is true, copied into
-    one buffer and decoded as a datagram of their own (every slice and the copy in C)."""
-    from itertools import compress
-
-    starts = list(compress(range(0, len(body), length), mask))
-    if not starts:
-        return Batch.of([])
-    raw = body.tobytes()  # bytes slices (copies) join faster than memoryview slices
-    mv = memoryview(b"".join(map(raw.__getitem__, map(slice, starts, map(length.__add__, starts)))))
-    b = Batch.__new__(Batch)
-    b._mv = mv
-    _uniform(mv, length, "inet_diag", b)
-    b.n = len(b.family)
-    b.fam = _one_family(b.family)
-    _wildcards(b)
-    b.info = None
-    return b
 
 
 def decode(buf: bytes | memoryview, op: str = "inet_diag", info: bool = False) -> tuple[Batch, bool]:
@@ -306,10 +311,12 @@ def decode(buf: bytes | memoryview, op: str = "inet_diag", info: bool = False) -
 
     Messages of one length (the usual case: the kernel gives every socket of a
     dump the same attributes) are read column by column, one C loop per field
-    (:meth:`Layout.columns <sockscope.kernel.layout.Layout.columns>`); any other
-    datagram (TIME-WAIT and SYN-RECV mini-sockets carry no attributes among full
-    sockets that do) is framed message by message, then transposed.  Kernel
-    errors (in ``NLMSG_ERROR`` or carried by ``NLMSG_DONE``) raise the matching
+    (:meth:`Layout.columns <sockscope.kernel.layout.Layout.columns>`).  Any other
+    datagram (TIME-WAIT and SYN-RECV mini-sockets carry fewer attributes than the
+    full sockets around them) is framed: one pass reads each message's length,
+    the fixed parts (header and ``inet_diag_msg``) are copied side by side in C
+    and read column at once the same way.  Kernel errors (in ``NLMSG_ERROR`` or
+    carried by ``NLMSG_DONE``) raise the matching
     :class:`~sockscope.errors.NetlinkError`; malformed bytes :class:`DecodeError`."""
     mv = memoryview(buf)
     b = Batch.__new__(Batch)
@@ -317,9 +324,8 @@ def decode(buf: bytes | memoryview, op: str = "inet_diag", info: bool = False) -
     length = _uniform_length(mv)
     got = _uniform(mv, length, op, b) if length else None
     done = got if got is not None else _framed(mv, op, b)
-    b.n = len(b.family)
     b.fam = _one_family(b.family)
-    if b.fam or got is None:  # (a uniform batch of both families finds its v6only when asked)
+    if b.fam:  # (a batch of both families finds its v6only when asked: Batch.split never asks)
         _wildcards(b)
     b.info = info_columns(b, mv, length if got is not None else 0) if info else None
     return b, done
@@ -331,7 +337,7 @@ def _uniform_length(buf: bytes | memoryview) -> int:
     if len(buf) < 16:
         return 0
     length, mtype = nl.NLMSGHDR.unpack_from(buf, 0)[:2]
-    if length < 16 + MSG_LEN or length & 3 or length > len(buf):
+    if length < _HEAD or length & 3 or length > len(buf):
         return 0
     if mtype != nl.SOCK_DIAG_BY_FAMILY and mtype != nl.TCPDIAG_GETSOCK:
         return 0
@@ -353,18 +359,26 @@ def _uniform(mv: memoryview, length: int, op: str, b: Batch) -> bool | None:
         payloads, done = nl.diag_messages(mv[n * length :], op)  # raises the kernel's error, if any
         if payloads or not done:
             return None
-    fams = body[16::length].tolist()
-    b._body = body  # the other columns are read from it when first asked for (Batch.__getattr__)
-    b.family = fams
+    _heads(body, length, b)
     b._length = length
+    return done
+
+
+def _heads(body: memoryview, stride: int, b: Batch) -> None:
+    """Set ``b``'s family and address columns from ``body``: messages (or their fixed parts)
+    ``stride`` bytes apart; its other columns are read from it when first asked for."""
+    fams = body[16::stride].tolist()
+    b._body = body  # (Batch.__getattr__ reads the other columns)
+    b._stride = stride
+    b.family = fams
+    b.n = n = len(fams)
     four = fams.count(AF_INET)
     if four == n:  # IPv4: the address's four bytes as one native u32, a C loop each
-        b.src, b.dst = _L.as_ints(body, length, "src"), _L.as_ints(body, length, "dst")
+        b.src, b.dst = _L.as_ints(body, stride, "src"), _L.as_ints(body, stride, "dst")
     elif not four:
-        b.src, b.dst = _L.columns(body, length, ("src", "dst"))
+        b.src, b.dst = _L.columns(body, stride, ("src", "dst"))
     # else both families (a legacy dump): the addresses (and v6only) when first asked for, which
     # a consumer that splits the batch by family (Batch.split) never does
-    return done
 
 
 def _one_family(fams: list[int]) -> int:
@@ -377,64 +391,53 @@ def _key(raw: bytes) -> Any:
     return _U32_FROM(raw)[0] if len(raw) == 4 else raw
 
 
-def _keys(fams: list[int], addrs: list[bytes]) -> list[Any]:
-    """Address keys of a column of 16-byte addresses: IPv4 rows as their native u32 (every
-    row's first four bytes read as one, in C; the rows of one family need no Python loop)."""
-    n = len(addrs)
-    four = fams.count(AF_INET)
-    if not four:
-        return addrs
-    ints = list(struct.unpack(f"={n}I", b"".join(map(bytes.__getitem__, addrs, repeat(_FIRST4)))))
-    return ints if four == n else [a if f == AF_INET6 else i for f, i, a in zip(fams, ints, addrs)]
-
-
-_FIRST4 = slice(0, 4)
-
-
 def _framed(mv: memoryview, op: str, b: Batch) -> bool:
-    """Fill ``b`` message by message (the fixed part of each unpacked at once), then transpose."""
-    unpack = _FIXED.unpack_from
-    hdr = nl.NLMSGHDR.unpack_from
-    fixed = _FIXED.size
-    rows: list[tuple[Any, ...]] = []
+    """Fill ``b`` from a datagram of messages of several lengths: one pass reads each one's
+    length and type, then the fixed parts are copied side by side (in C) and read column at once."""
+    from operator import add
+
+    unpack = _LEN_TYPE.unpack_from
     starts: list[int] = []
-    ends: list[int] = []
+    keep = starts.append
     off = 0
     end = len(mv)
     done = False
+    diag = nl.SOCK_DIAG_BY_FAMILY, nl.TCPDIAG_GETSOCK
     while off < end:
         if end - off < 16:
             raise DecodeError(f"truncated netlink header at offset {off}")
-        length, mtype = hdr(mv, off)[:2]
+        length, mtype = unpack(mv, off)
         if length < 16 or off + length > end:
             raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        if mtype == nl.SOCK_DIAG_BY_FAMILY or mtype == nl.TCPDIAG_GETSOCK:
-            if length < fixed:
+        if mtype in diag:
+            if length < _HEAD:
                 raise DecodeError(f"truncated inet_diag_msg ({length - 16} bytes)")
-            rows.append(unpack(mv, off))
-            starts.append(off)
-            ends.append(off + length)
-        elif mtype == nl.NLMSG_DONE or mtype == nl.NLMSG_ERROR:
+            keep(off)
+            try:  # the hot loop: the messages after it, while they are sock_diag ones, whole at least to
+                # their attributes (a last one that runs past the datagram's end is caught below)
+                off += (length + 3) & ~3
+                length, mtype = unpack(mv, off)
+                while length >= _HEAD and mtype in diag:
+                    keep(off)
+                    off += (length + 3) & ~3
+                    length, mtype = unpack(mv, off)
+            except struct.error:  # past the datagram's end
+                pass
+            continue  # (the outer loop looks at what stopped the hot one)
+        if mtype == nl.NLMSG_DONE or mtype == nl.NLMSG_ERROR:
             nl.diag_messages(mv[off:], op)  # raises the kernel's error, if any
             done = True
             break
         off += (length + 3) & ~3
-    _transpose(b, rows, starts, ends)
-    return done
-
-
-def _transpose(b: Batch, rows: list[tuple[Any, ...]], starts: list[int], ends: list[int]) -> None:
-    """Fill ``b``'s columns from the rows of ``_FIXED`` (one per message)."""
-    cols: list[Any] = list(zip(*rows)) if rows else [()] * 17
-    # length, type, family, state, timer, retrans, sport, dport, src, dst, ifindex, cookie, expires, rq, wq, uid, inode
-    fams = b.family = list(cols[2])
-    for name, i in (("state", 3), ("timer", 4), ("retrans", 5), ("ifindex", 10), ("cookie", 11), ("expires", 12),
-                    ("rqueue", 13), ("wqueue", 14), ("uid", 15), ("inode", 16)):
-        setattr(b, name, list(cols[i]))
-    b.sport, b.dport = host16(list(cols[6])), host16(list(cols[7]))
-    b.src, b.dst = _keys(fams, list(cols[8])), _keys(fams, list(cols[9]))
-    b._starts, b._ends = starts, ends
+    if starts and starts[-1] + unpack(mv, starts[-1])[0] > end:  # only the last one can overrun
+        raise DecodeError(f"bad netlink message length {unpack(mv, starts[-1])[0]} at offset {starts[-1]}")
+    raw = mv.tobytes()  # bytes slices (copies) join faster than memoryview slices
+    heads = memoryview(b"".join(map(raw.__getitem__, map(slice, starts, map(_HEAD.__add__, starts)))))
+    lens = heads.cast("I")[:: _HEAD // 4].tolist()
+    _heads(heads, _HEAD, b)
+    b._starts, b._ends = starts, list(map(add, starts, lens))
     b._length = 0
+    return done
 
 
 def _wildcards(b: Batch) -> None:
