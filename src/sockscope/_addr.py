@@ -13,11 +13,18 @@ import struct
 _WORDS = struct.Struct(">8H")
 
 #: the address families sockscope knows (<linux/socket.h>), defined here once
+AF_UNSPEC = 0
 AF_UNIX = 1
 AF_INET = 2
 AF_INET6 = 10
 AF_NETLINK = 16
 AF_PACKET = 17
+AF_TIPC = 30
+AF_VSOCK = 40
+AF_XDP = 44
+
+#: IPv6's unspecified address ``::`` as raw bytes (and as the decoders' address key)
+ZERO16 = bytes(16)
 
 _LIMIT = 1 << 16  # entries per cache before it starts over
 _cache4: dict[bytes, str] = {}

@@ -29,20 +29,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
+from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, ZERO16, ntop4, ntop6
 from sockscope.errors import NotSupported, PermissionDenied, SockscopeError
 from sockscope.netns import NETNS_RUN_DIR, NetnsRef, list_netns
 from sockscope.netns import setns as _setns
-from sockscope.filter.states import SS_STATE_NAMES
+from sockscope.filter.states import SS_ALL, SS_STATE_NAMES
+from sockscope.kernel.inet_attrs import INET_DIAG_INFO
 from sockscope.records import Socket, State
 
 DEFAULT_LISTEN = ("127.0.0.1", 9466)
 DEFAULT_MAX_LISTENERS = 100
 INSTALL_HINT = "the exporter needs prometheus_client: pip install '.[exporter]' in the sockscope checkout"
 
-AF_UNIX = 1
-AF_NETLINK = 16
-AF_PACKET = 17
 FAMILY_NAMES = {AF_UNIX: "unix", AF_INET: "inet", AF_INET6: "inet6", AF_NETLINK: "netlink", AF_PACKET: "packet"}
 #: ss's tables, in ss's order (sctp, dccp, mptcp are left out: asking for them can load kernel modules).
 DEFAULT_TABLES = ("nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw", "udp", "tcp")
@@ -63,7 +61,6 @@ EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
 _PROTO_RANK = {"tcp": 0, "u_str": 1, "u_seq": 2}
 _LISTEN = int(State.LISTEN)
 _TIME_WAIT = int(State.TIME_WAIT)
-_SS_ALL = (1 << 12) - 1  # ss's "all": the kernel adds NEW_SYN_RECV to SYN_RECV itself
 
 
 # --------------------------------------------------------------------------
@@ -178,9 +175,7 @@ class _Dumper:
 # Counting the core's batches (TCP, UDP, UNIX): no record is built
 
 _U32 = struct.Struct("=I")
-_ZERO16 = bytes(16)
-_INET_DIAG_INFO = 2
-_EXT_INFO_ONLY = 1 << (_INET_DIAG_INFO - 1)
+_EXT_INFO_ONLY = 1 << (INET_DIAG_INFO - 1)
 #: the tcp_info fields summed over open sockets (read by name from the decoder's batches)
 _TCP_INFO_SUMS = ("total_retrans", "bytes_received", "bytes_sent", "bytes_retrans")
 _PROTOCOLS = {"tcp": 6, "udp": 17}
@@ -256,7 +251,7 @@ def _inet(dumper: _Dumper, snap: Snapshot, table: str, own: str) -> None:
         for fam in (AF_INET, AF_INET6):
             counts = [0] * 256
             ext = _EXT_INFO_ONLY if table == "tcp" else 0
-            dumper.dump(inet.encode_request(fam, _PROTOCOLS[table], _SS_ALL, ext),
+            dumper.dump(inet.encode_request(fam, _PROTOCOLS[table], SS_ALL, ext),
                         _inet_counter(table, counts, listen, tot, op), op)
             done.append((fam, counts))
     except (NotSupported, PermissionDenied):
@@ -264,7 +259,7 @@ def _inet(dumper: _Dumper, snap: Snapshot, table: str, own: str) -> None:
         from sockscope import procnet
 
         for fam in (AF_INET, AF_INET6):
-            _add_records(snap, procnet.read_inet(table, fam, _SS_ALL, proc=own), [(FAMILY_NAMES[fam], table)])
+            _add_records(snap, procnet.read_inet(table, fam, SS_ALL, proc=own), [(FAMILY_NAMES[fam], table)])
         return
     for fam, counts in done:
         _add_counts(snap, FAMILY_NAMES[fam], table, counts)
@@ -282,13 +277,13 @@ def _unix(dumper: _Dumper, snap: Snapshot, want: set[str], own: str) -> None:
     counts: dict[int, list[int]] = {}
     listen: list[tuple[Any, ...]] = []
     try:
-        dumper.dump(unix.encode_request(_SS_ALL, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN),
+        dumper.dump(unix.encode_request(SS_ALL, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN),
                     _unix_counter(counts, listen), "unix diag")
     except (NotSupported, PermissionDenied):
         from sockscope import procnet
 
         types: set[str] = {t for t in ("u_str", "u_dgr", "u_seq") if t in want}
-        _add_records(snap, procnet.read_unix(_SS_ALL, types, proc=own), [("unix", t) for t in types])
+        _add_records(snap, procnet.read_unix(SS_ALL, types, proc=own), [("unix", t) for t in types])
         return
     for stype, table in unix.NETIDS.items():
         if table in want:
@@ -304,7 +299,7 @@ def _raw(snap: Snapshot, own: str) -> None:
     from sockscope import procnet
 
     for fam in (AF_INET, AF_INET6):
-        _add_records(snap, procnet.read_inet("raw", fam, _SS_ALL, proc=own), [(FAMILY_NAMES[fam], "raw")])
+        _add_records(snap, procnet.read_inet("raw", fam, SS_ALL, proc=own), [(FAMILY_NAMES[fam], "raw")])
 
 
 def _others(dumper: _Dumper, snap: Snapshot, which: str, want: set[str]) -> None:
@@ -346,7 +341,7 @@ def inet_label(family: int, src: bytes, port: int, ifindex: int, v6only: bool, n
     ``*:8080`` (dual-stack ``::``), ``127.0.0.1%lo:9999``."""
     if family == AF_INET:
         addr = ntop4(src[:4])
-    elif src == _ZERO16 and not v6only:
+    elif src == ZERO16 and not v6only:
         addr = "*"
     else:
         addr = f"[{ntop6(src)}]"

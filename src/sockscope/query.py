@@ -12,7 +12,7 @@ import os
 import sys
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
 from sockscope.errors import NetlinkError, NotSupported, PermissionDenied, UsageError
-from sockscope.filter.states import SS_STATE_NAMES
+from sockscope.filter.states import SS_ALL, SS_CONN, SS_STATE_NAMES
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -26,11 +26,6 @@ if TYPE_CHECKING:
 
     Warn = Callable[[str], None]
 
-
-#: every state bit ss knows (0..11)
-SS_ALL = (1 << 12) - 1
-#: ss's default: all but LISTEN, CLOSE, TIME-WAIT, SYN-RECV
-SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
 
 #: inet_diag extensions: tcp_info + vegas + congestion control (ss -i)
 EXT_INFO = (1 << 1) | (1 << 2) | (1 << 3)

@@ -35,13 +35,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
+from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
 from sockscope.errors import SockscopeError
 from sockscope.processes import unreadable_hint
 from sockscope.records import Socket, State
 from sockscope.render.endpoint import endpoint, escape
 from sockscope.who_target import Target, norm as _norm, parse_target
 
-AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 
 
 class NoMatch(SockscopeError):

@@ -31,9 +31,9 @@ import os
 import socket as _socket
 from dataclasses import dataclass
 
+from sockscope._addr import AF_INET, AF_INET6
 from sockscope.errors import UsageError
 
-AF_INET, AF_INET6 = 2, 10
 
 FORMS = ":PORT, HOST:PORT, PID, a process name, a UNIX socket path, @abstract or inode:N"
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import sys
 
+from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
 from sockscope.errors import UsageError
+from sockscope.filter.states import SS_ALL, SS_CONN
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -23,11 +25,8 @@ if TYPE_CHECKING:
 
 # the options themselves (names, arguments, what they switch on, help) are one table: cli/options.py
 
-SS_ALL = (1 << 12) - 1
-SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
 _EST = 1 << 1
 _CLOSE = 1 << 7
-AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET = 1, 2, 10, 16, 17
 
 # ss's tables ("dbs"): default states and families
 _DB_STATES = {

@@ -23,7 +23,9 @@ Contract
 
 from __future__ import annotations
 
-from sockscope._addr import ntop6
+from sockscope._addr import (
+    AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_TIPC, AF_UNIX, AF_UNSPEC, AF_VSOCK, AF_XDP, ntop6,
+)
 from sockscope.errors import FilterSyntaxError, FilterValueError
 
 TYPE_CHECKING = False
@@ -39,15 +41,6 @@ else:
     def dataclass_transform(**_kwargs: object) -> object:  # typing's, for the type checker only
         return lambda f: f
 
-AF_UNSPEC = 0
-AF_UNIX = 1
-AF_INET = 2
-AF_INET6 = 10
-AF_NETLINK = 16
-AF_PACKET = 17
-AF_TIPC = 30
-AF_VSOCK = 40
-AF_XDP = 44
 #: Families ss filters on that sockscope does not list (:class:`OtherFamilyCond`).
 OTHER_FAMILIES = (AF_VSOCK, AF_TIPC, AF_XDP)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from sockscope.errors import UsageError
 
+#: every state ss knows (its "all"; the kernel adds NEW_SYN_RECV to SYN_RECV itself)
 SS_ALL = (1 << 12) - 1
+#: ss's "connected": all but LISTEN, CLOSE, TIME-WAIT and SYN-RECV
+SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
 
 #: the name ss prints in its State column, by kernel state number
 SS_STATE_NAMES: dict[int, str] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 import sys
 
-from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
+from sockscope._addr import AF_INET, AF_INET6, ZERO16, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO
@@ -60,7 +60,6 @@ _SOCKID_LEN = 48
 _MSG = INET_DIAG_MSG.struct  # family state timer retrans sport dport src dst if cookie expires rq wq uid inode
 MSG_LEN = _MSG.size  # 72
 
-_ZERO16 = bytes(16)
 
 
 def encode_request(
@@ -443,11 +442,11 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
 def _wildcards(b: Batch) -> None:
     """``v6only`` for the IPv6 wildcard rows (``::`` on either side): from their attributes."""
     b.v6only = None
-    if b.fam == AF_INET or not b.n or (_ZERO16 not in b.src and _ZERO16 not in b.dst):
+    if b.fam == AF_INET or not b.n or (ZERO16 not in b.src and ZERO16 not in b.dst):
         return
     v6: list[bool | None] = [None] * b.n
     for i, (s, d) in enumerate(zip(b.src, b.dst)):
-        if s == _ZERO16 or d == _ZERO16:
+        if s == ZERO16 or d == ZERO16:
             v6[i] = v6only_of(nl.parse_attrs(b.attrs(i)).get)
     b.v6only = v6
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 
 from sockscope.errors import DecodeError, NetlinkError, netlink_error
+from sockscope.kernel.layout import NLATTR as NLATTR  # (the one definition: layout, with every struct)
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ TCPDIAG_GETSOCK = 18
 NLA_TYPE_MASK = 0x3FFF
 
 NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-NLATTR = struct.Struct("=HH")  # len, type
 _I32 = struct.Struct("=i")
 HDRLEN = NLMSGHDR.size
 

@@ -17,7 +17,7 @@ import struct
 from itertools import chain, islice, repeat
 from operator import itemgetter
 
-from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
+from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, ZERO16
 from sockscope._addr import ntop
 from sockscope.filter.states import SS_STATE_NAMES
 from sockscope.render import names
@@ -62,7 +62,6 @@ _RIGHT = tuple(c.right for c in COLUMNS)
 _STATE_TEXT = [SS_STATE_NAMES.get(i, "UNKNOWN") for i in range(256)]
 _U32 = struct.Struct("=I")
 
-_ZERO16 = bytes(16)
 #: the address key of a v6only wildcard (ss's [::]; a dual-stack :: is *)
 _V6ONLY: Any = "[::]"
 
@@ -138,8 +137,8 @@ class CellMaker:
         those caches in C: no per-row Python code runs at all."""
         srcs, dsts = b.src, b.dst
         if b.v6only is not None:  # a v6only "::" is ss's [::], a dual-stack one * (the address key says which)
-            srcs = [_V6ONLY if v and s == _ZERO16 else s for s, v in zip(srcs, b.v6only)]
-            dsts = [_V6ONLY if v and d == _ZERO16 else d for d, v in zip(dsts, b.v6only)]
+            srcs = [_V6ONLY if v and s == ZERO16 else s for s, v in zip(srcs, b.v6only)]
+            dsts = [_V6ONLY if v and d == ZERO16 else d for d, v in zip(dsts, b.v6only)]
         if any(b.ifindex):  # bound to a device: the local address names it (%lo)
             srcs = [(s, i) if i else s for s, i in zip(srcs, b.ifindex)]
         lo, hi = (1, 65535) if self.opts.numeric else names.ephemeral_range()

@@ -1,0 +1,4 @@
+"""The greeting server (``serve``) and its client (``connect``)."""
+
+#: the port both use unless told otherwise
+DEFAULT_PORT = 12345

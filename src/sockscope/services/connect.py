@@ -45,9 +45,9 @@ from sockscope.services.errors import (
     describe_errno,
 )
 from sockscope.services.stats import format_ms, summarize
+from sockscope.services import DEFAULT_PORT
 
 Proto = Literal["tcp", "udp", "unix"]
-DEFAULT_PORT = 12345
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_INTERVAL = 1.0
 MAX_DATAGRAM = 65507

@@ -68,8 +68,8 @@ from sockscope.services.admission import DEFAULT_MIN_RATE, DEFAULT_WINDOW, Admis
 from sockscope.services.errors import BindError, Interrupted
 from sockscope.services.serve_udp import DEFAULT_PEER_RATE, DatagramServer
 from sockscope.services.servelog import DEFAULT_LOG_RATE, ServeLog
+from sockscope.services import DEFAULT_PORT
 
-DEFAULT_PORT = 12345
 DEFAULT_MESSAGE = "Thank you for connecting"
 DEFAULT_BACKLOG = 511
 DEFAULT_IDLE_TIMEOUT = 300.0

@@ -24,13 +24,13 @@ import dataclasses
 import time
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
+from sockscope._addr import AF_UNIX
 from sockscope.query import Query
 from sockscope.filter.states import SS_STATE_NAMES
 from sockscope.records import Socket, State
 from sockscope.render.endpoint import endpoint, escape
 from sockscope.top.owners import OwnerCache
 
-AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 
 #: header order of the per-state totals
 STATE_ORDER = ("ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "UNCONN",
