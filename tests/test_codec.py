@@ -375,7 +375,9 @@ def _synthetic() -> list[bytes]:
     return [a + bytes(high) + _DONE, six + six, six + wild, a + six, a + tw + a, bytes(high), six + mapped + six,
             a + six + a + six + _DONE, wild + wild, tw + _DONE, a + a + tw + _DONE, tw + a, scoped + a, a,
             _inet_msg(10, 10, 81, 0, bytes(16), bytes(16), 8, _SHUTDOWN + netlink.encode_attr(
-                inet.INET_DIAG_SKV6ONLY, b"\1")) + wild, _DONE]
+                inet.INET_DIAG_SKV6ONLY, b"\1")) + wild, _DONE,
+            # framed (three lengths) and both families: a split must still find the wildcard's v6only
+            a + tw + wild_v6 + six + tw + wild + mapped + _DONE]
 
 
 def test_strategies_agree_with_the_reference(capture: dict, monkeypatch: pytest.MonkeyPatch) -> None:
