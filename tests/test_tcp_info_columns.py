@@ -1,0 +1,121 @@
+"""-i's column reads and texts against plain references: every strided read of layout.Layout (each
+alignment of a u64, messages of both lengths mod 8) against struct's unpack of each message; the text
+of a batch (render.tcp_info.texts: shapes compiled to plans, per-row caches) against the text of each
+row alone (every piece made from its values, no plan shared between rows)."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+
+from sockscope.kernel import tcpinfo
+from sockscope.kernel.layout import TCP_BBR_INFO, TCP_INFO
+from sockscope.kernel.tcpinfo import InfoColumns, TcpInfo
+from sockscope.render.tcp_info import texts
+
+
+def _messages(rng: random.Random, n: int, length: int, base: int, size: int, pool: list[int]) -> bytes:
+    """``n`` messages of ``length`` bytes with a ``size``-byte tcp_info at ``base``: bytes from ``pool``
+    (few values: fields alike in some messages, not in others)."""
+    out = bytearray()
+    for _ in range(n):
+        m = bytearray(rng.randrange(256) for _ in range(length))
+        m[base : base + size] = bytes(rng.choice(pool) for _ in range(size))
+        out += m
+    return bytes(out)
+
+
+@pytest.mark.parametrize("base", [16, 20, 24, 28])
+@pytest.mark.parametrize("extra", [0, 4, 8, 12])
+def test_strided_reads_equal_struct_unpack(base: int, extra: int) -> None:
+    rng = random.Random(base * 100 + extra)
+    length = base + TCP_INFO.size + extra
+    length += -length % 4
+    for n in (1, 2, 7):
+        for pool in ([0, 1], [0, 0, 0, 7], list(range(256))):
+            body = memoryview(_messages(rng, n, length, base, TCP_INFO.size, pool))
+            want = [TCP_INFO.struct.unpack_from(body, i * length + base) for i in range(n)]
+            names = tuple(TCP_INFO.offsets)
+            index = {name: k for k, name in enumerate(TCP_INFO.names)}
+            cols = {name: [w[index[name]] for w in want] for name in names}
+            for name in names:
+                assert TCP_INFO.column(body, length, name, base) == cols[name], (name, length, n)
+            assert TCP_INFO.strided(body, length, names, base) == [cols[name] for name in names]
+            alike = TCP_INFO.strided(body, length, names, base, alike=True)
+            for name, got in zip(names, alike):
+                col = cols[name]
+                assert got == (col[0] if col.count(col[0]) == n else col), name
+
+
+def test_info_columns_equal_decode_of_each_message() -> None:
+    """tcpinfo.read (fields by strided reads, split bytes, zero past a short payload) gives what
+    tcpinfo.decode gives message by message, for payloads shorter and longer than this struct."""
+    rng = random.Random(5)
+    ends = sorted({TCP_INFO.offset(f) + TCP_INFO.struct_size(f) for f in TCP_INFO.offsets})
+    for size in (*ends[::7], tcpinfo.SIZE, tcpinfo.SIZE + 8, tcpinfo.SIZE + 28):
+        length = 20 + size + (-size % 4)
+        for n in (1, 3, 8):
+            body = memoryview(_messages(rng, n, length, 20, size, [0, 3, 255]))
+            info = tcpinfo.read(body, length, 20, size, n)
+            assert info is not None
+            want = [tcpinfo.decode(body[i * length + 20 : i * length + 20 + size]) for i in range(n)]
+            assert info.rows() == want
+            shape = info.shape(TcpInfo._fields)
+            again = tcpinfo.read(body, length, 20, size, n)
+            assert again is not None and again.shape(TcpInfo._fields) == shape
+            for name, got in zip(TcpInfo._fields, shape):
+                col = [getattr(t, name) for t in want]
+                assert got == (col[0] if col.count(col[0]) == n else col), name
+            sub = info.select([i % 2 == 0 for i in range(n)])
+            assert sub.rows() == want[::2] and sub.n == len(want[::2])
+    assert tcpinfo.read(memoryview(bytes(64)), 64, 0, 10, 1) is None  # ends inside a field: decoded one by one
+
+
+_VALUES = {
+    "options": [0, 4, 7, 2 | 8 | 32, 63], "snd_wscale": [0, 7, 10], "rcv_wscale": [0, 9], "rto": [0, 204000, 3000000],
+    "rtt": [0, 50, 1234, 2000], "rttvar": [0, 25, 617], "min_rtt": [0, 50, 0xFFFFFFFF], "reordering": [3, 5, 0],
+    "snd_ssthresh": [0, 7, 0x7FFFFFFF], "pacing_rate": [0, 1234, 530000000, (1 << 64) - 1],
+    "max_pacing_rate": [0, 5678, (1 << 64) - 1], "busy_time": [0, 5000], "rwnd_limited": [0, 1000],
+    "sndbuf_limited": [0, 2000], "delivery_rate_app_limited": [False, True],
+}
+
+
+def _row(rng: random.Random, fixed: dict[str, int]) -> TcpInfo:
+    v = {}
+    for name in TcpInfo._fields:
+        if name in fixed:
+            v[name] = fixed[name]
+        else:
+            v[name] = rng.choice(_VALUES.get(name, [0, 0, 1, 2, 65483, 123456789]))
+    return TcpInfo(**v)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("flags,numeric", [(False, False), (False, True), (True, False), (True, True)])
+def test_texts_of_a_batch_are_each_rows_text(flags: bool, numeric: bool) -> None:
+    """Batches whose fields are alike in every row or not (with zeros among them or not), with bbr_info
+    in every row, in some, in none: each row's text is the one it has alone; twice (a plan reused)."""
+    rng = random.Random(int(flags) * 2 + int(numeric))
+    for trial in range(60):
+        n = rng.choice([2, 5, 40])
+        # some fields alike in the whole batch, as in real dumps
+        fixed = {name: _row(rng, {})._asdict()[name] for name in rng.sample(TcpInfo._fields, rng.randrange(63))}
+        rows = [_row(rng, fixed) for _ in range(n)]
+        cong = rng.choice([["bbr"] * n, [rng.choice(["cubic", "bbr", None]) for _ in range(n)]])
+        bbr_mode = trial % 3
+        bbrs = [(rng.choice([0, 1000, (1 << 40) + 5]), rng.choice([0, 2000]), rng.choice([0, 256, 739]),
+                 rng.choice([0, 512])) if bbr_mode == 0 or (bbr_mode == 1 and rng.random() < 0.5) else None
+                for _ in range(n)]
+        dctcps = [rng.choice([None, (1, 2, 3, 4, 5), (0, 0, 0, 0, 0)]) if trial % 4 == 0 else None for _ in range(n)]
+        states = [rng.choice([1, 1, 10, 6]) for _ in range(n)]
+        alone = [texts([r], [c], [b], [d], [s], flags, numeric)[0]
+                 for r, c, b, d, s in zip(rows, cong, bbrs, dctcps, states)]
+        for _ in range(2):
+            assert texts(rows, cong, bbrs, dctcps, states, flags, numeric) == alone
+            assert texts(InfoColumns.of(rows), cong, bbrs, dctcps, states, flags, numeric) == alone
+
+
+def test_bbr_layout_is_the_kernels() -> None:
+    assert TCP_BBR_INFO.size == 20 and TCP_BBR_INFO.struct.format == "=IIIII"
+    assert struct.calcsize(TCP_INFO.struct.format) == tcpinfo.SIZE
