@@ -192,14 +192,19 @@ def _attr_layout(mv: memoryview, length: int, until: int = -1) -> list[tuple[int
     return attrs
 
 
+def _same(view: memoryview, start: int, step: int, n: int) -> bool:
+    """Whether the ``n`` items of ``view`` at ``start``, ``start + step``, … are one value: each
+    compared with the next, in C (no int made)."""
+    return view[start : start + (n - 1) * step : step] == view[start + step : start + n * step : step]
+
+
 def _alike(body: memoryview, length: int, n: int, attrs: list[tuple[int, int, int]]) -> bool:
     """Whether each of the ``n`` messages of ``body`` (``length`` long, a multiple of 4) has the first
-    one's length, type and attribute headers ``attrs``: one strided read per header."""
-    step = length // 4
+    one's length, type and attribute headers ``attrs``."""
     words = body.cast("I")
-    cols = [body.cast("H")[2 :: step * 2].tolist()]  # nlmsg_type
-    cols += [words[at::step].tolist() for at in (0, *(off // 4 for off, _alen, _atype in attrs))]
-    return all(col.count(col[0]) == n for col in cols)
+    step = length // 4
+    return _same(body.cast("H"), 2, step * 2, n) and all(  # nlmsg_type; nlmsg_len, each attribute's header
+        _same(words, at, step, n) for at in (0, *(off // 4 for off, _alen, _atype in attrs)))
 
 
 def info_at(mv: memoryview, length: int, n: int) -> tuple[int, int] | None:
@@ -226,7 +231,7 @@ def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[Any, list[Any], 
 
     infos: Any = [None] * n
     congs: list[Any] = [None] * n
-    bbrs: list[Any] = [None] * n
+    bbrs: Any = [None] * n
     dctcps: list[Any] = [None] * n
     for off, alen, atype in attrs:  # the last of a type counts, as in the walk
         start, plen = off + 4, alen - 4
@@ -237,6 +242,9 @@ def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[Any, list[Any], 
                 raw = body.tobytes()
                 infos = [tcpinfo.decode(raw[i : i + plen]) for i in range(start, n * length, length)]
         elif atype == INET_DIAG_CONG:
+            if all(_same(body, start + k, length, n) for k in range(plen)):  # one name in every message
+                congs = [_cong(body[start : start + plen])] * n
+                continue
             raw = body.tobytes()
             texts = list(map(raw.__getitem__, map(slice, range(start, n * length, length),
                                                     range(start + plen, n * length + plen, length))))
@@ -247,8 +255,10 @@ def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[Any, list[Any], 
         elif atype == INET_DIAG_BBRINFO and plen >= 12:
             if plen < TCP_BBR_INFO.size:  # short: the walk pads it
                 return None
-            lo, hi, mrtt, pg, cg = (TCP_BBR_INFO.column(body, length, f, start) for f in TCP_BBR_INFO.names)
-            bbrs = list(zip(lo if not any(hi) else [a | (b << 32) for a, b in zip(lo, hi)], mrtt, pg, cg))
+            lo, hi, mrtt, pg, cg = TCP_BBR_INFO.strided(body, length, TCP_BBR_INFO.names, start, alike=True)
+            if hi != 0:  # bw >= 4 GiB/s somewhere: (hi << 32) | lo row by row
+                lo = [a | (b << 32) for a, b in zip(*(c if type(c) is list else [c] * n for c in (lo, hi)))]
+            bbrs = tcpinfo.FieldRows(n, [lo, mrtt, pg, cg])
         elif atype == INET_DIAG_DCTCPINFO and plen >= TCP_DCTCP_INFO.size:
             dctcps = list(zip(*(TCP_DCTCP_INFO.column(body, length, f, start) for f in TCP_DCTCP_INFO.names)))
     return infos, congs, bbrs, dctcps

@@ -168,7 +168,7 @@ def from_fields(v: tuple[int, ...], length: int) -> TcpInfo:
 _new = tuple.__new__
 
 
-__all__ = ["TcpInfo", "InfoColumns", "decode", "from_fields", "read", "SIZE"]
+__all__ = ["TcpInfo", "InfoColumns", "FieldRows", "decode", "from_fields", "read", "SIZE"]
 
 
 class InfoColumns:
@@ -232,6 +232,39 @@ class InfoColumns:
         """The columns of :class:`TcpInfo` rows."""
         cols = dict(zip(TcpInfo._fields, map(list, zip(*rows))))
         return InfoColumns(len(rows), lambda names: list(map(cols.__getitem__, names)))
+
+
+class FieldRows:
+    """``n`` rows of a few fields held column by column, each column the one value every row has or
+    a list: the rows (tuples) when iterated, equal to the list of them (what a walk message by
+    message gives); :meth:`shape` gives the columns as held (bbr_info for ``-i``'s text)."""
+
+    __slots__ = ("n", "_cols")
+
+    def __init__(self, n: int, cols: list[Any]) -> None:
+        self.n = n
+        self._cols = cols
+
+    def shape(self) -> list[Any]:
+        return self._cols
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        n = self.n
+        return zip(*(c if type(c) is list else [c] * n for c in self._cols))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        return tuple(c[i] if type(c) is list else c for c in self._cols)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == (list(other) if isinstance(other, (list, tuple, FieldRows)) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FieldRows({list(self)!r})"
 
 
 # the fields split out of two bytes: (the byte's field, each value of it -> the field's)

@@ -335,14 +335,15 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         return []
     # each column's one value, or its values where they vary
     cols: list[Any] = info.shape(_INFO_NAMES)
-    if None in bbrs:  # some rows without: the piece row by row
-        extra: Any = (congs, states, dctcps, bbrs)
-        cols += [c[0] if c.count(c[0]) == m else list(c) for c in extra]
-        cols += [None] * len(_BBR_COLS)
+    cols += [c[0] if c.count(c[0]) == m else list(c) for c in (congs, states, dctcps)]
+    bbr_shape = getattr(bbrs, "shape", None)
+    if bbr_shape is not None:  # every row has bbr_info, already column by column (FieldRows)
+        cols += (None, *bbr_shape())
+    elif None in bbrs:  # some rows without: the piece row by row
+        cols += (bbrs[0] if bbrs.count(bbrs[0]) == m else list(bbrs), *[None] * len(_BBR_COLS))
     else:
-        extra = (congs, states, dctcps, *zip(*bbrs))
-        cols += [c[0] if c.count(c[0]) == m else list(c) for c in extra]
-        cols.insert(len(_INFO_NAMES) + 3, None)
+        cols.append(None)
+        cols += [c[0] if c.count(c[0]) == m else list(c) for c in zip(*bbrs)]
     # the batch's shape: each column's one value, or that its values vary
     shape = tuple([c if type(c) is not list else _VARIES0 if 0 in c else _VARIES for c in cols])
     if m == 1:
