@@ -153,3 +153,21 @@ def test_info_listing_imports_stay_light() -> None:
     heavy, rtos = rest.rsplit(" ", 1)
     assert status == "0" and heavy == "[]", proc.stdout
     assert int(rtos) >= 60  # tcp_info really printed, for the connections' both ends
+
+
+def test_counters_of_mostly_new_numbers() -> None:
+    """A counter whose numbers are mostly new in a batch is made by str() from the next batch on
+    (its cache missed too often): the same texts either way, and with zeros among the numbers."""
+    rng = random.Random(11)
+    for zeros in (False, True, False):
+        n = 300
+        fixed = {name: _row(rng, {})._asdict()[name] for name in TcpInfo._fields
+                 if name not in ("bytes_acked", "segs_out", "last_data_sent")}
+        rows = [_row(rng, fixed)._replace(bytes_acked=rng.randrange(0 if zeros else 1, 1 << 40),
+                                          segs_out=rng.randrange(1, 1 << 20),
+                                          last_data_sent=rng.choice([0, 5]) if zeros else rng.randrange(1, 9))
+                for _ in range(n)]
+        args = (["cubic"] * n, [None] * n, [None] * n, [1] * n, False, False)
+        alone = [texts([r], *([a[0]] for a in args[:4]), *args[4:])[0] for r in rows]
+        for _ in range(3):
+            assert texts(InfoColumns.of(rows), *args) == alone

@@ -39,17 +39,21 @@ def _bw_text(bps: float, numeric: bool) -> str:
 
 class _Texts(_Dict):
     """value -> text, made on first use and kept (bounded): a table repeats few values, and
-    a look-up of one already made is a dict's, in C."""
+    a look-up of one already made is a dict's, in C.  ``misses`` counts the texts made."""
 
-    __slots__ = ("make",)
+    __slots__ = ("make", "misses", "counter", "many")
 
-    def __init__(self, make: Any) -> None:
+    def __init__(self, make: Any, counter: bool = False) -> None:
         super().__init__()
         self.make = make
+        self.misses = 0
+        self.counter = counter  # a counter's texts: its numbers may be made by str() instead
+        self.many = False  # a counter's numbers mostly new (missed too often): made by str()
 
     def __missing__(self, key: Any) -> str:
         if len(self) > 65536:
             self.clear()
+        self.misses += 1
         text: str = self.make(key)
         self[key] = text
         return text
@@ -91,6 +95,10 @@ def _rtt(v: int, var: int) -> str:
 
 def _ms_after(prefix: str, v: int) -> str:
     return prefix + ms(v) if v else ""
+
+
+def _slash_ms(v: int) -> str:
+    return "/" + ms(v)
 
 
 def _counter(prefix: str, v: int) -> str:
@@ -235,23 +243,24 @@ _CACHES: dict[tuple[Any, ...], _Texts] = {}
 _PLANS: dict[tuple[Any, ...], list[Any]] = {}
 
 
-def _cache(make: Callable[..., str], fixed: tuple[Any, ...], values: list[Any], at: tuple[int, ...]) -> _Texts:
-    """The texts of ``make(*fixed, *values)`` where the values at positions ``at`` vary: keyed by
-    the one varying value, or by the tuple of them."""
-    key = (make, fixed, tuple(values), at)
+def _cache(make: Callable[..., str], fixed: tuple[Any, ...], values: list[Any], at: tuple[int, ...],
+           lead: str = "") -> _Texts:
+    """The texts of ``lead + make(*fixed, *values)`` where the values at positions ``at`` vary: keyed
+    by the one varying value, or by the tuple of them."""
+    key = (make, fixed, tuple(values), at, lead)
     got = _CACHES.get(key)
     if got is None:
         if len(_CACHES) > 4096:
             _CACHES.clear()
         if len(at) == 1:
             pre, post = values[: at[0]], values[at[0] + 1 :]
-            got = _Texts(lambda v: make(*fixed, *pre, v, *post))
+            got = _Texts(lambda v: lead + make(*fixed, *pre, v, *post), make is _counter)
         else:
             def whole(vs: tuple[Any, ...]) -> str:
                 args = list(values)
                 for k, v in zip(at, vs):
                     args[k] = v
-                return make(*fixed, *args)
+                return lead + make(*fixed, *args)
             got = _Texts(whole)
         _CACHES[key] = got
     return got
@@ -259,17 +268,17 @@ def _cache(make: Callable[..., str], fixed: tuple[Any, ...], values: list[Any], 
 
 def _compile(shape: tuple[Any, ...], flags: bool, numeric: bool) -> list[Any]:
     """The plan of a batch's shape: texts (alike in every row, run together) and per-row parts,
-    (cache, column index) or (cache, column indices) or (None, column index): the column's numbers
-    as text."""
+    (cache, column index) or (cache, column indices), each text led by the text alike in every row
+    before it, or (None, column index): the column's numbers by ``str`` (after a text)."""
     plan: list[Any] = []
     text = ""
 
-    def part(p: Any) -> None:
+    def part(make: Callable[..., str], fixed: tuple[Any, ...], vals: list[Any], at: list[int],
+             varying: list[int]) -> None:
         nonlocal text
-        if text:
-            plan.append(text)
-            text = ""
-        plan.append(p)
+        plan.append((_cache(make, fixed, vals, tuple(varying), text),
+                     at[varying[0]] if len(varying) == 1 else tuple(at[k] for k in varying)))
+        text = ""
 
     for make, fields, fixed in _PIECES:
         if make is _option_words and not flags:
@@ -286,22 +295,19 @@ def _compile(shape: tuple[Any, ...], flags: bool, numeric: bool) -> list[Any]:
         varying = [k for k, v in enumerate(vals) if v is _VARIES or v is _VARIES0]
         if not varying:
             text += make(*fixed, *vals)
-        elif make is _counter and vals[0] is _VARIES:  # every row has it: the prefix, then the numbers
-            text += fixed[0]
-            part((None, at[0]))
-        elif make is _rtt and vals[0] is _VARIES:
-            text += " rtt:"
-            part((_MS, at[0]))
-            text += "/"
+        elif make is _counter and vals[0] is _VARIES and _cache(make, fixed, vals, (0,), text).many:
+            text += fixed[0]  # every row has it: the prefix, then the numbers
+            plan.append(text)
+            plan.append((None, at[0]))
+            text = ""
+        elif make is _rtt and vals[0] is _VARIES:  # every row has it: rtt and rttvar apart
+            part(_ms_after, (" rtt:",), vals[:1], at[:1], [0])
             if vals[1] is _VARIES or vals[1] is _VARIES0:
-                part((_MS, at[1]))
+                part(_slash_ms, (), vals[1:], at[1:], [0])
             else:
-                text += ms(vals[1])
-        elif len(varying) == 1:
-            k = varying[0]
-            part((_cache(make, fixed, vals, (k,)), at[k]))
+                text += "/" + ms(vals[1])
         else:
-            part((_cache(make, fixed, vals, tuple(varying)), tuple(at[k] for k in varying)))
+            part(make, fixed, vals, at, varying)
     if text:
         plan.append(text)
     return plan
@@ -359,12 +365,19 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
     for p in plan:
         if type(p) is str:
             parts.append(repeat(p))
+            continue
+        cache, at = p
+        if cache is None:
+            parts.append(list(map(str, cols[at])))
+            continue
+        misses = cache.misses
+        if type(at) is tuple:
+            parts.append(list(map(cache.__getitem__, zip(*[cols[i] for i in at]))))
         else:
-            cache, at = p
-            if type(at) is tuple:
-                parts.append(list(map(cache.__getitem__, zip(*[cols[i] for i in at]))))
-            else:
-                parts.append(list(map(cache.__getitem__ if cache is not None else str, cols[at])))
+            parts.append(list(map(cache.__getitem__, cols[at])))
+            if cache.misses - misses > m // 2 >= 32 and cache.counter:
+                cache.many = True  # a counter's numbers mostly new: by str() from the next batch on
+                _PLANS.clear()
     if len(parts) == 1:
         out = [plan[0]] * m if type(plan[0]) is str else parts[0]
     else:
