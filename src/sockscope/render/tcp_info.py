@@ -41,12 +41,13 @@ class _Texts(_Dict):
     """value -> text, made on first use and kept (bounded): a table repeats few values, and
     a look-up of one already made is a dict's, in C.  ``misses`` counts the texts made."""
 
-    __slots__ = ("make", "misses", "counter", "many")
+    __slots__ = ("make", "misses", "looked", "counter", "many")
 
     def __init__(self, make: Any, counter: bool = False) -> None:
         super().__init__()
         self.make = make
         self.misses = 0
+        self.looked = 0  # values looked up (counted for a counter's)
         self.counter = counter  # a counter's texts: its numbers may be made by str() instead
         self.many = False  # a counter's numbers mostly new (missed too often): made by str()
 
@@ -370,14 +371,15 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         if cache is None:
             parts.append(list(map(str, cols[at])))
             continue
-        misses = cache.misses
         if type(at) is tuple:
             parts.append(list(map(cache.__getitem__, zip(*[cols[i] for i in at]))))
         else:
             parts.append(list(map(cache.__getitem__, cols[at])))
-            if cache.misses - misses > m // 2 >= 32 and cache.counter:
-                cache.many = True  # a counter's numbers mostly new: by str() from the next batch on
-                _PLANS.clear()
+            if cache.counter:
+                cache.looked += m
+                if cache.looked >= 4096 and cache.misses * 2 > cache.looked:
+                    cache.many = True  # a counter's numbers mostly new: by str() from the next batch on
+                    _PLANS.clear()
     if len(parts) == 1:
         out = [plan[0]] * m if type(plan[0]) is str else parts[0]
     else:
