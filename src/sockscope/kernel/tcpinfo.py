@@ -298,8 +298,9 @@ def _plan(size: int, names: tuple[str, ...]) -> tuple[tuple[str, ...], list[tupl
             if TCP_INFO.offset(byte) >= size:
                 fill.append((-1, table[0]))
             else:
-                fill.append((-2 - len(raw), table))
-                raw.append(byte)
+                if byte not in raw:
+                    raw.append(byte)
+                fill.append((-2 - raw.index(byte), table))
     direct = all(i == k for k, (i, _t) in enumerate(fill))
     plan = _PLANS[(size, names)] = (tuple(raw), fill, direct)
     return plan
