@@ -30,7 +30,7 @@ NLMSG_HDRLEN = 16
 class Layout:
     """One struct: its fields' offsets and codes, and the struct of one message."""
 
-    __slots__ = ("name", "fields", "offsets", "size", "struct", "names", "_by_length", "_plans")
+    __slots__ = ("name", "fields", "offsets", "size", "struct", "names", "_by_length", "_plans", "_cuts")
 
     def __init__(self, name: str, fields: Sequence[tuple[str, str]]) -> None:
         self.name = name
@@ -50,6 +50,7 @@ class Layout:
         self.names = tuple(f for f, _ in fields)
         self._by_length: dict[tuple[int, tuple[str, ...]], struct.Struct] = {}
         self._plans: dict[tuple[int, int, tuple[str, ...]], list[tuple[int, int, int, str]]] = {}
+        self._cuts: dict[tuple[Any, int], list[tuple[int, slice, slice, slice, int]]] = {}
 
     def offset(self, name: str) -> int:
         return self.offsets[name][0]
@@ -138,21 +139,21 @@ class Layout:
         if not alike:
             return [views[v][start::step].tolist() if v >= 0 else self.column(body, length, name, base)
                     for v, start, step, name in plan]
-        out: list[Any] = []
-        last = len(body) // length - 1
-        for v, start, step, name in plan:
-            if v < 0:
-                col = self.column(body, length, name, base)
-                out.append(col[0] if col.count(col[0]) == len(col) else col)
-                continue
-            view = views[v]
-            end = start + last * step
-            # every message's value equals the next one's: compared in C, no int made
-            if view[start:end:step] == view[start + step : end + step : step]:
-                out.append(view[start])
-            else:
-                out.append(view[start::step].tolist())
-        return out
+        n = len(body) // length
+        cuts = self._cuts.get((key, n))
+        if cuts is None:
+            if len(self._cuts) > 1024:
+                self._cuts.clear()
+            # each message's value, and the next one's: (view, first n - 1, last n - 1, all n, first)
+            cuts = self._cuts[(key, n)] = [
+                (v, slice(start, start + (n - 1) * step, step), slice(start + step, start + n * step, step),
+                 slice(start, None, step), start) for v, start, step, _name in plan]
+        if any(v < 0 for v, _a, _b, _all, _first in cuts):
+            return [c[0] if c.count(c[0]) == n else c for c in self.strided(body, length, names, base)]
+        # a field whose every message's value equals the next one's (compared in C, no int made) is
+        # read once
+        return [views[v][first] if views[v][a] == views[v][b] else views[v][every].tolist()
+                for v, a, b, every, first in cuts]
 
     def _where(self, length: int, pos: int, name: str) -> tuple[int, int, int, str]:
         """Where :meth:`strided` reads field ``name`` at ``pos`` in messages of ``length`` bytes:
