@@ -114,6 +114,11 @@ def test_texts_of_a_batch_are_each_rows_text(flags: bool, numeric: bool) -> None
         for _ in range(2):
             assert texts(rows, cong, bbrs, dctcps, states, flags, numeric) == alone
             assert texts(InfoColumns.of(rows), cong, bbrs, dctcps, states, flags, numeric) == alone
+        assert texts(InfoColumns.of(rows), cong, bbrs, dctcps, states, flags, numeric, lead="\t") == [
+            "\t" + a for a in alone]
+        gap = [None if i % 3 == 1 else r for i, r in enumerate(rows)]  # rows without tcp_info: the lead alone
+        assert texts(gap, cong, bbrs, dctcps, states, flags, numeric, lead="\n\t") == [
+            "\n\t" + ("" if t is None else a) for t, a in zip(gap, alone)]
 
 
 def test_bbr_layout_is_the_kernels() -> None:

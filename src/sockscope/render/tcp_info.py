@@ -315,13 +315,14 @@ def _compile(shape: tuple[Any, ...], flags: bool, numeric: bool) -> list[Any]:
 
 
 def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any], dctcps: Sequence[Any],
-          states: Sequence[int], flags: bool, numeric: bool) -> list[str]:
+          states: Sequence[int], flags: bool, numeric: bool, lead: str = "") -> list[str]:
     """The ``-i`` text of each row ("" where a row has no tcp_info): ``infos`` are
     :class:`~sockscope.kernel.tcpinfo.TcpInfo` (or None), or the rows' tcp_info column by
     column (:class:`~sockscope.kernel.tcpinfo.InfoColumns`), ``congs`` the congestion
     control names, ``bbrs``/``dctcps`` their info tuples (or None), ``states`` the
     sockets' kernel states; ``flags``: the option words (ts, sack, …: ss shows them with
-    ``-o``/``-e``); ``numeric``: exact rates (``-n``)."""
+    ``-o``/``-e``); ``numeric``: exact rates (``-n``).  ``lead`` starts every row's text
+    (also a row without tcp_info's), in the same join: the table's line break and tab."""
     from sockscope.kernel.tcpinfo import InfoColumns
 
     if isinstance(infos, InfoColumns):  # every row has one, already column by column
@@ -332,7 +333,7 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         n = len(infos)
         rows = [i for i, t in enumerate(infos) if t is not None]
         if not rows:
-            return [""] * n
+            return [lead] * n
         if len(rows) < n:
             infos, bbrs, dctcps = [infos[i] for i in rows], [bbrs[i] for i in rows], [dctcps[i] for i in rows]
             congs, states = [congs[i] for i in rows], [states[i] for i in rows]
@@ -362,7 +363,7 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
             if len(_PLANS) > 256:
                 _PLANS.clear()
             plan = _PLANS[key] = _compile(shape, flags, numeric)
-    parts: list[Any] = []
+    parts: list[Any] = [repeat(lead)] if lead else []
     for p in plan:
         if type(p) is str:
             parts.append(repeat(p))
@@ -380,13 +381,15 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
                 if cache.looked >= 4096 and cache.misses * 2 > cache.looked:
                     cache.many = True  # a counter's numbers mostly new: by str() from the next batch on
                     _PLANS.clear()
-    if len(parts) == 1:
-        out = [plan[0]] * m if type(plan[0]) is str else parts[0]
+    if len(plan) <= 1 and (not plan or type(plan[0]) is str):  # every row's text alike
+        out = [lead + (plan[0] if plan else "")] * m
+    elif len(parts) == 1:
+        out = parts[0]
     else:
-        out = list(map("".join, zip(*parts))) if parts else [""] * m
+        out = list(map("".join, zip(*parts)))
     if m == n:
         return out
-    full = [""] * n
+    full = [lead] * n
     for i, text in zip(rows, out):
         full[i] = text
     return full
