@@ -179,3 +179,20 @@ def test_counters_of_mostly_new_numbers() -> None:
             alone = [texts([r], *([a[0]] for a in args[:4]), *args[4:])[0] for r in rows]
             assert texts(InfoColumns.of(rows), *args) == alone
     assert any(c.many for c in tcp_info._CACHES.values())
+
+
+def test_texts_with_caches_cleared_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cache is cleared when their texts together pass a budget (here 50), also while a
+    batch's pieces are being looked up: the same texts."""
+    from sockscope.render import tcp_info
+
+    monkeypatch.setattr(tcp_info, "_BUDGET", 50)
+    rng = random.Random(3)
+    n = 200
+    fixed = {name: _row(rng, {})._asdict()[name] for name in TcpInfo._fields if name not in ("rtt", "bytes_acked")}
+    for _ in range(3):
+        rows = [_row(rng, fixed)._replace(rtt=rng.randrange(1, 5000), bytes_acked=rng.randrange(0, 99))
+                for _ in range(n)]
+        args = (["bbr"] * n, [(rng.randrange(1 << 30), 100, 256, 512) for _ in range(n)], [None] * n, [1] * n)
+        alone = [texts([r], *([a[i]] for a in args), False, False)[0] for i, r in enumerate(rows)]
+        assert texts(InfoColumns.of(rows), *args, False, False) == alone

@@ -52,12 +52,23 @@ class _Texts(_Dict):
         self.many = False  # a counter's numbers mostly new (missed too often): made by str()
 
     def __missing__(self, key: Any) -> str:
+        global _MADE
         if len(self) > 65536:
             self.clear()
+        _MADE += 1
+        if _MADE > _BUDGET:  # every cache's texts together bounded too (~100 MiB)
+            _MADE = 0
+            for texts in (*_CACHES.values(), _MS, *_BW):
+                if texts is not self:
+                    texts.clear()
         self.misses += 1
         text: str = self.make(key)
         self[key] = text
         return text
+
+
+_MADE = 0  # texts made since the caches were last cleared
+_BUDGET = 1 << 20
 
 
 _MS = _Texts(lambda usecs: f"{usecs / 1000:g}")
