@@ -197,7 +197,7 @@ def _counters(*names: str) -> list[tuple[Any, tuple[str, ...], tuple[Any, ...]]]
     return [(_counter, (name,), (f" {word}:",)) for name, word in (n.split("=") for n in names)]
 
 
-_N = "numeric"  # a fixed argument: -n
+_N = object()  # a fixed argument: -n
 #: ss's pieces in its order: (piece, its fields, fixed arguments); fields are tcp_info's (TcpInfo's
 #: names) and "cong", "state", "dctcp", "bbr" (a row's bbr_info or None), "bbr_rate", "bbr_min_rtt",
 #: "bbr_pacing_gain", "bbr_cwnd_gain" (where every row has one); the option words only with flags
@@ -248,7 +248,15 @@ _COLS = (*_INFO_NAMES, *_EXTRA)
 _INDEX = {name: i for i, name in enumerate(_COLS)}
 _VARIES = object()  # a column's values differ and none is 0 (else: _VARIES0)
 _VARIES0 = object()
+#: (option words, -n) -> _PIECES with -n put in, their columns' indices, and whether a piece is left
+#: out where its first column is None
+_PLACED: dict[tuple[bool, bool], list[tuple[Any, tuple[int, ...], tuple[Any, ...], bool]]] = {
+    (flags, numeric): [(make, tuple(_INDEX[f] for f in fields), tuple(numeric if x is _N else x for x in fixed),
+                        fields[0] in ("dctcp", "bbr", *_BBR_COLS))
+                       for make, fields, fixed in _PIECES if flags or make is not _option_words]
+    for flags in (False, True) for numeric in (False, True)}
 
+_AT_FIELD: list[int] | None = None  # where _INFO_NAMES are in a TcpInfo
 #: (piece, fixed arguments, the other fields' values, the varying field's position) -> value -> text
 _CACHES: dict[tuple[Any, ...], _Texts] = {}
 #: a batch's shape (flags, numeric, each column's one value or _VARIES) -> its plan
@@ -278,7 +286,7 @@ def _cache(make: Callable[..., str], fixed: tuple[Any, ...], values: list[Any], 
     return got
 
 
-def _compile(shape: tuple[Any, ...], flags: bool, numeric: bool) -> list[Any]:
+def _compile(shape: Sequence[Any], flags: bool, numeric: bool) -> list[Any]:
     """The plan of a batch's shape: texts (alike in every row, run together) and per-row parts,
     (cache, column index) or (cache, column indices), each text led by the text alike in every row
     before it, or (None, column index): the column's numbers by ``str`` (after a text)."""
@@ -292,23 +300,27 @@ def _compile(shape: tuple[Any, ...], flags: bool, numeric: bool) -> list[Any]:
                      at[varying[0]] if len(varying) == 1 else tuple(at[k] for k in varying)))
         text = ""
 
-    for make, fields, fixed in _PIECES:
-        if make is _option_words and not flags:
-            continue
-        at = [_INDEX[f] for f in fields]
-        vals = [shape[i] for i in at]
-        if vals[0] is None and fields[0] in ("dctcp", "bbr", "bbr_rate", "bbr_min_rtt", "bbr_pacing_gain",
-                                             "bbr_cwnd_gain"):
-            continue  # no row has one
-        if type(make) is str:
-            text += make
-            continue
-        fixed = tuple(numeric if x is _N else x for x in fixed)
+    for make, at_, fixed, optional in _PLACED[(flags, numeric)]:
+        if len(at_) == 1:
+            v = shape[at_[0]]
+            if v is None and optional:
+                continue  # no row has one
+            if type(make) is str:
+                text += make
+                continue
+            if v is not _VARIES and v is not _VARIES0:  # the same in every row (one row: always)
+                text += make(*fixed, v)
+                continue
+            vals = [v]
+        else:
+            vals = [shape[i] for i in at_]
+            if _VARIES not in vals and _VARIES0 not in vals:
+                text += make(*fixed, *vals)
+                continue
+        at = list(at_)
         varying = [k for k, v in enumerate(vals) if v is _VARIES or v is _VARIES0]
-        if not varying:
-            text += make(*fixed, *vals)
-        elif make is _counter and vals[0] is _VARIES and _cache(make, fixed, vals, (0,), text).many:
-            text += fixed[0]  # every row has it: the prefix, then the numbers
+        if make is _counter and vals[0] is _VARIES and _cache(make, fixed, vals, (0,), text).many:
+            text += str(fixed[0])  # every row has it: the prefix, then the numbers
             plan.append(text)
             plan.append((None, at[0]))
             text = ""
@@ -345,6 +357,18 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         rows = [i for i, t in enumerate(infos) if t is not None]
         if not rows:
             return [lead] * n
+        if len(rows) == 1:  # a record's: its values are the shape, the plan its text
+            i = rows[0]
+            global _AT_FIELD
+            if _AT_FIELD is None:
+                from sockscope.kernel.tcpinfo import TcpInfo
+
+                _AT_FIELD = [TcpInfo._fields.index(name) for name in _INFO_NAMES]
+            plan = _compile([*map(infos[i].__getitem__, _AT_FIELD), congs[i], states[i], dctcps[i], bbrs[i],
+                             None, None, None, None], flags, numeric)
+            full = [lead] * n
+            full[i] = lead + "".join(plan)
+            return full
         if len(rows) < n:
             infos, bbrs, dctcps = [infos[i] for i in rows], [bbrs[i] for i in rows], [dctcps[i] for i in rows]
             congs, states = [congs[i] for i in rows], [states[i] for i in rows]
