@@ -2,8 +2,8 @@
 
 :func:`details_of` decodes every attribute of one message (the records'
 details); :func:`info_columns` gives ``ss -i``'s columns (tcp_info,
-congestion control, bbr_info, dctcp_info) of a whole batch, by one
-``iter_unpack`` where the messages share one attribute layout;
+congestion control, bbr_info, dctcp_info) of a whole batch, by strided
+reads where the messages share one attribute layout;
 :func:`info_at` says where tcp_info sits when they do (for
 :meth:`Batch.info_fields <sockscope.kernel.inet.Batch.info_fields>`).
 """
@@ -14,7 +14,7 @@ import struct
 
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import INET_DIAG_MSG
+from sockscope.kernel.layout import INET_DIAG_MSG, TCP_BBR_INFO, TCP_DCTCP_INFO
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,8 +44,12 @@ _MSG = INET_DIAG_MSG.struct
 MSG_LEN = INET_DIAG_MSG.size
 
 
+_BBR = TCP_BBR_INFO.struct
+_DCTCP = TCP_DCTCP_INFO.struct
+
+
 def _bbr(a: memoryview) -> tuple[int, int, int, int]:
-    return _bbr_info(*struct.unpack_from("=5I", bytes(a[:20]).ljust(20, b"\0")))
+    return _bbr_info(*_BBR.unpack_from(bytes(a[: _BBR.size]).ljust(_BBR.size, b"\0")))
 
 
 def _bbr_info(bw_lo: int, bw_hi: int, min_rtt: int, pacing_gain: int, cwnd_gain: int) -> tuple[int, int, int, int]:
@@ -54,67 +58,11 @@ def _bbr_info(bw_lo: int, bw_hi: int, min_rtt: int, pacing_gain: int, cwnd_gain:
 
 
 def _dctcp(a: memoryview) -> tuple[int, int, int, int, int]:
-    en, ce, alpha, ab_ecn, ab_tot = struct.unpack_from("=HHIII", bytes(a[:16]).ljust(16, b"\0"))
+    en, ce, alpha, ab_ecn, ab_tot = _DCTCP.unpack_from(bytes(a[: _DCTCP.size]).ljust(_DCTCP.size, b"\0"))
     return (en, ce, alpha, ab_ecn, ab_tot)
 
 
-_INFO_LAYOUTS: dict[tuple, tuple[struct.Struct, struct.Struct, list[tuple[str, int, int]]]] = {}  # type: ignore[type-arg]
 _CONG_NAMES: dict[bytes, str] = {}
-
-
-def _info_layout(key: tuple, length: int) -> tuple[struct.Struct, struct.Struct, list[tuple[str, int, int]]] | None:  # type: ignore[type-arg]
-    """For messages of ``length`` bytes whose attributes are ``key`` ((offset,
-    length, type) each): the struct that unpacks one whole message, the
-    indices of the attribute header words in its tuples, and where the parts
-    ``-i`` wants sit in them: (kind, first index, payload length)."""
-    from sockscope.kernel import tcpinfo
-
-    fmt = ["=6s10x", _MSG.format.lstrip("=")]
-    index = 1 + 15  # head, then the message's 15 fields
-    parts: list[tuple[str, int, int]] = []
-    pos = 16 + MSG_LEN
-    for off, alen, atype in key:
-        fmt.append(f"{off - pos}x" if off > pos else "")
-        fmt.append("I")
-        index += 1
-        plen = alen - 4
-        atype &= nl.NLA_TYPE_MASK
-        if atype == INET_DIAG_INFO and plen >= tcpinfo.SIZE:
-            fmt.append(tcpinfo.FORMAT.lstrip("=") + f"{plen - tcpinfo.SIZE}x")
-            parts.append(("info", index, plen))
-            index += tcpinfo.FIELDS
-        elif atype in (INET_DIAG_INFO, INET_DIAG_CONG):  # a short tcp_info: zero-padded by tcpinfo.decode
-            fmt.append(f"{plen}s")
-            parts.append(("info_bytes" if atype == INET_DIAG_INFO else "cong", index, plen))
-            index += 1
-        elif atype == INET_DIAG_BBRINFO and 12 <= plen < 20:  # short: the framed path pads it
-            return None
-        elif atype == INET_DIAG_BBRINFO and plen >= 20:
-            fmt.append(f"5I{plen - 20}x")
-            parts.append(("bbr", index, plen))
-            index += 5
-        elif atype == INET_DIAG_DCTCPINFO and plen >= 16:
-            fmt.append(f"HHIII{plen - 16}x")
-            parts.append(("dctcp", index, plen))
-            index += 5
-        elif atype == INET_DIAG_SKV6ONLY and plen >= 1:
-            fmt.append(f"B{plen - 1}x")
-            parts.append(("v6only", index, plen))
-            index += 1
-        else:
-            fmt.append(f"{plen}x")
-        pos = off + alen
-    fmt.append(f"{length - pos}x")
-    # the headers alone (the message's, then each attribute's), to check a datagram cheaply
-    heads = ["=6s"]
-    pos = 6
-    for off, _alen, _atype in key:
-        heads.append(f"{off - pos}xI")
-        pos = off + 4
-    heads.append(f"{length - pos}x")
-    got = _INFO_LAYOUTS[(length, *key)] = (struct.Struct(" ".join(f for f in fmt if f)),
-                                           struct.Struct("".join(heads)), parts)
-    return got
 
 
 def v6only_of(get: Callable[[int], memoryview | None]) -> bool | None:
@@ -194,13 +142,10 @@ def details_of(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     return d
 
 
-
-
-def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[Any, list[Any], list[Any], list[Any]]:
     """``-i``'s columns: tcp_info, congestion control, bbr_info, dctcp_info.  A
-    datagram of one message length and one attribute layout is unpacked by one
-    ``iter_unpack`` covering each message, its attributes and the tcp_info
-    fields (:func:`_info_layout`); others are walked message by message."""
+    datagram of one message length and one attribute layout is read column by
+    column (:func:`_uniform_info`); others are walked message by message."""
     got = _uniform_info(mv, length, b.n) if length else None
     if got is not None:
         return got
@@ -230,9 +175,6 @@ def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[list[Any], list
     return cols
 
 
-_INFO_AT: dict[tuple[Any, ...], tuple[struct.Struct, int, int]] = {}
-
-
 def _attr_layout(mv: memoryview, length: int, until: int = -1) -> list[tuple[int, int, int]] | None:
     """The attributes of the first message (``length`` bytes) of ``mv``: (offset, length, type)
     each, up to the first of type ``until``; None when they do not fit the message."""
@@ -250,69 +192,73 @@ def _attr_layout(mv: memoryview, length: int, until: int = -1) -> list[tuple[int
     return attrs
 
 
+def _same(view: memoryview, start: int, step: int, n: int) -> bool:
+    """Whether the ``n`` items of ``view`` at ``start``, ``start + step``, … are one value: each
+    compared with the next, in C (no int made)."""
+    return view[start : start + (n - 1) * step : step] == view[start + step : start + n * step : step]
+
+
+def _alike(body: memoryview, length: int, n: int, attrs: list[tuple[int, int, int]]) -> bool:
+    """Whether each of the ``n`` messages of ``body`` (``length`` long, a multiple of 4) has the first
+    one's length, type and attribute headers ``attrs``."""
+    words = body.cast("I")
+    step = length // 4
+    return _same(body.cast("H"), 2, step * 2, n) and all(  # nlmsg_type; nlmsg_len, each attribute's header
+        _same(words, at, step, n) for at in (0, *(off // 4 for off, _alen, _atype in attrs)))
+
+
 def info_at(mv: memoryview, length: int, n: int) -> tuple[int, int] | None:
     """Where the tcp_info payload sits in each of ``n`` messages all ``length`` long
     ((offset in the message, payload length)), when every message has the first one's
     attributes up to it; else None."""
     attrs = _attr_layout(mv, length, INET_DIAG_INFO)
-    if not attrs or attrs[-1][2] & nl.NLA_TYPE_MASK != INET_DIAG_INFO:
+    if not attrs or attrs[-1][2] & nl.NLA_TYPE_MASK != INET_DIAG_INFO or not _alike(mv[: n * length], length, n, attrs):
         return None
-    key = (length, *attrs)
-    got = _INFO_AT.get(key)
-    if got is None:
-        heads, pos = ["="], 0
-        for a_off, _alen, _atype in attrs:
-            heads.append(f"{a_off - pos}xI")
-            pos = a_off + 4
-        heads.append(f"{length - pos}x")
-        got = _INFO_AT[key] = (struct.Struct("".join(heads)), attrs[-1][0] + 4, attrs[-1][1] - 4)
-    st, start, size = got
-    if any(col.count(col[0]) != n for col in zip(*st.iter_unpack(mv[: n * length]))):
-        return None
-    return start, size
+    return attrs[-1][0] + 4, attrs[-1][1] - 4
 
 
-def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[list[Any], list[Any], list[Any], list[Any]] | None:
-    """:func:`_info_columns` for messages of one length and one attribute layout; None for others."""
+def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[Any, list[Any], list[Any], list[Any]] | None:
+    """:func:`info_columns` for messages of one length and one attribute layout, column by column:
+    the tcp_info as :class:`~sockscope.kernel.tcpinfo.InfoColumns` (each field read when asked for),
+    the others by strided reads too; None for other datagrams."""
     attrs = _attr_layout(mv, length)
-    if attrs is None:
+    if attrs is None or not n:
         return None
-    layout = _INFO_LAYOUTS.get((length, *attrs)) or _info_layout(tuple(attrs), length)
-    if layout is None:
-        return None
-    st, heads, parts = layout
     body = mv[: n * length]
-    # every message with the first one's attribute headers (a small tuple each)
-    if any(col.count(col[0]) != n for col in zip(*heads.iter_unpack(body))):
+    if not _alike(body, length, n, attrs):
         return None
-    from sockscope.kernel.tcpinfo import FIELDS, columns
-    from sockscope.kernel.tcpinfo import decode as decode_info
+    from sockscope.kernel import tcpinfo
 
-    info_at = bytes_at = cong_at = bbr_at = dctcp_at = info_len = 0
-    for kind, i, plen in parts:
-        if kind == "info":
-            info_at, info_len = i, plen
-        elif kind == "info_bytes":
-            bytes_at = i
-        elif kind == "cong":
-            cong_at = i
-        elif kind == "bbr":
-            bbr_at = i
-        elif kind == "dctcp":
-            dctcp_at = i
-    # every field of every message as a column (in C), then the parts -i reads
-    cols = list(zip(*st.iter_unpack(body)))
-    infos: Any
-    if info_at:
-        infos = columns(cols[info_at : info_at + FIELDS], info_len, n)
-    else:
-        infos = list(map(decode_info, cols[bytes_at])) if bytes_at else [None] * n
+    infos: Any = [None] * n
     congs: list[Any] = [None] * n
-    if cong_at:
-        names = _CONG_NAMES
-        for raw in set(cols[cong_at]).difference(names):
-            names[raw] = _cong(memoryview(raw))
-        congs = list(map(names.__getitem__, cols[cong_at]))
-    bbrs = list(map(_bbr_info, *cols[bbr_at : bbr_at + 5])) if bbr_at else [None] * n
-    dctcps = list(zip(*cols[dctcp_at : dctcp_at + 5])) if dctcp_at else [None] * n
+    bbrs: Any = [None] * n
+    dctcps: list[Any] = [None] * n
+    for off, alen, atype in attrs:  # the last of a type counts, as in the walk
+        start, plen = off + 4, alen - 4
+        atype &= nl.NLA_TYPE_MASK
+        if atype == INET_DIAG_INFO:
+            infos = tcpinfo.read(body, length, start, plen, n)
+            if infos is None:  # a payload ending inside a field: zero-padded socket by socket
+                raw = body.tobytes()
+                infos = [tcpinfo.decode(raw[i : i + plen]) for i in range(start, n * length, length)]
+        elif atype == INET_DIAG_CONG:
+            if all(_same(body, start + k, length, n) for k in range(plen)):  # one name in every message
+                congs = [_cong(body[start : start + plen])] * n
+                continue
+            raw = body.tobytes()
+            texts = list(map(raw.__getitem__, map(slice, range(start, n * length, length),
+                                                    range(start + plen, n * length + plen, length))))
+            names = _CONG_NAMES
+            for t in set(texts).difference(names):
+                names[t] = _cong(memoryview(t))
+            congs = list(map(names.__getitem__, texts))
+        elif atype == INET_DIAG_BBRINFO and plen >= 12:
+            if plen < TCP_BBR_INFO.size:  # short: the walk pads it
+                return None
+            lo, hi, mrtt, pg, cg = TCP_BBR_INFO.strided(body, length, TCP_BBR_INFO.names, start, alike=True)
+            if hi != 0:  # bw >= 4 GiB/s somewhere: (hi << 32) | lo row by row
+                lo = [a | (b << 32) for a, b in zip(*(c if type(c) is list else [c] * n for c in (lo, hi)))]
+            bbrs = tcpinfo.FieldRows(n, [lo, mrtt, pg, cg])
+        elif atype == INET_DIAG_DCTCPINFO and plen >= TCP_DCTCP_INFO.size:
+            dctcps = list(zip(*(TCP_DCTCP_INFO.column(body, length, f, start) for f in TCP_DCTCP_INFO.names)))
     return infos, congs, bbrs, dctcps

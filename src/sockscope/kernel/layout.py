@@ -30,7 +30,7 @@ NLMSG_HDRLEN = 16
 class Layout:
     """One struct: its fields' offsets and codes, and the struct of one message."""
 
-    __slots__ = ("name", "fields", "offsets", "size", "struct", "names", "_by_length")
+    __slots__ = ("name", "fields", "offsets", "size", "struct", "names", "_by_length", "_plans", "_cuts")
 
     def __init__(self, name: str, fields: Sequence[tuple[str, str]]) -> None:
         self.name = name
@@ -49,6 +49,8 @@ class Layout:
         self.struct = struct.Struct("=" + "".join(codes))
         self.names = tuple(f for f, _ in fields)
         self._by_length: dict[tuple[int, tuple[str, ...]], struct.Struct] = {}
+        self._plans: dict[tuple[int, int, tuple[str, ...]], list[tuple[int, int, int, str]]] = {}
+        self._cuts: dict[tuple[Any, int], list[tuple[int, slice, slice, slice, int]]] = {}
 
     def offset(self, name: str) -> int:
         return self.offsets[name][0]
@@ -101,10 +103,84 @@ class Layout:
                 out[i] = list(col)
         return out
 
+    def column(self, body: memoryview, length: int, name: str, base: int = NLMSG_HDRLEN) -> list[int]:
+        """Integer field ``name`` of the ``len(body) // length`` messages of ``body`` (each ``length``
+        bytes, a multiple of 4; this struct at ``base``, a multiple of 4): one strided read.  A ``Q`` at
+        an offset not a multiple of 8 in messages whose length is is read from a view that starts 4
+        bytes in (one read, not two words); in messages whose length is not, as two words."""
+        off, code, net = self.offsets[name]
+        pos = base + off
+        v, start, step, _name = self._where(length, pos, name)
+        if v >= 0:
+            return _view(body, v)[start::step].tolist()
+        if code == "H" or code == "I":  # network order
+            size = 2 if code == "H" else 4
+            return host16(body.cast(code)[pos // size :: length // size].tolist())  # type: ignore[call-overload]
+        if code != "Q":
+            raise ValueError(f"{self.name}.{name} is not an integer")
+        w = body.cast("I")
+        lo, hi = (pos // 4, pos // 4 + 1) if _SWAP else (pos // 4 + 1, pos // 4)
+        low, high = w[lo :: length // 4].tolist(), w[hi :: length // 4].tolist()
+        return low if not any(high) else [a | (b << 32) for a, b in zip(low, high)]
+
+    def strided(self, body: memoryview, length: int, names: tuple[str, ...], base: int = NLMSG_HDRLEN,
+                alike: bool = False) -> list[Any]:
+        """:meth:`column` of each of ``names``, with the reads planned once per (length, base, names)
+        and each view made once: one slice and ``tolist`` per field (many fields of few messages).
+        With ``alike`` (and at least one message), a field whose value is the same in every message
+        is that value, not a list."""
+        key = (length, base, names)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = [self._where(length, base + self.offsets[name][0], name) for name in names]
+        views = [body, body.cast("H"), body.cast("I")]
+        if not length & 7:
+            views += [_view(body, 3), _view(body, 4)]
+        if not alike:
+            return [views[v][start::step].tolist() if v >= 0 else self.column(body, length, name, base)
+                    for v, start, step, name in plan]
+        n = len(body) // length
+        cuts = self._cuts.get((key, n))
+        if cuts is None:
+            if len(self._cuts) > 1024:
+                self._cuts.clear()
+            # each message's value, and the next one's: (view, first n - 1, last n - 1, all n, first)
+            cuts = self._cuts[(key, n)] = [
+                (v, slice(start, start + (n - 1) * step, step), slice(start + step, start + n * step, step),
+                 slice(start, None, step), start) for v, start, step, _name in plan]
+        if any(v < 0 for v, _a, _b, _all, _first in cuts):
+            return [c[0] if c.count(c[0]) == n else c for c in self.strided(body, length, names, base)]
+        # a field whose every message's value equals the next one's (compared in C, no int made) is
+        # read once
+        return [views[v][first] if views[v][a] == views[v][b] else views[v][every].tolist()
+                for v, a, b, every, first in cuts]
+
+    def _where(self, length: int, pos: int, name: str) -> tuple[int, int, int, str]:
+        """Where :meth:`strided` reads field ``name`` at ``pos`` in messages of ``length`` bytes:
+        (view: bytes, u16, u32, u64, u64 4 bytes in; -1 for :meth:`column`), first index, step."""
+        code, net = self.offsets[name][1:]
+        if code == "B":
+            return 0, pos, length, name
+        if (code == "H" or code == "I") and not net:
+            size = 2 if code == "H" else 4
+            return (1 if size == 2 else 2), pos // size, length // size, name
+        if code == "Q" and not length & 7 and (not pos & 7 or pos + 12 <= length):
+            return (3 if not pos & 7 else 4), pos // 8, length // 8, name
+        return -1, 0, 0, name
+
     def as_ints(self, body: memoryview, length: int, name: str, base: int = NLMSG_HDRLEN) -> list[int]:
         """The first four bytes of field ``name`` of every message as a native u32 (an IPv4 address)."""
         pos = base + self.offsets[name][0]
         return body.cast("I")[pos // 4 :: length // 4].tolist()
+
+
+def _view(body: memoryview, v: int) -> memoryview:
+    """``body`` seen as :meth:`Layout._where`'s view ``v``: bytes, u16, u32, u64, u64 from byte 4 on."""
+    if v == 0:
+        return body
+    if v < 3:
+        return body.cast("H" if v == 1 else "I")
+    return body.cast("Q") if v == 3 else body[4 : len(body) - 4].cast("Q")
 
 
 def host16(values: list[int]) -> list[int]:
@@ -156,6 +232,16 @@ TCP_INFO = Layout("tcp_info", (
     ("delivered", "I"), ("delivered_ce", "I"), ("bytes_sent", "Q"), ("bytes_retrans", "Q"),
     *((name, "I") for name in ("dsack_dups", "reord_seen", "rcv_ooopack", "snd_wnd", "rcv_wnd", "rehash")),
     ("total_rto", "H"), ("total_rto_recoveries", "H"), ("total_rto_time", "I"), ("received_ce", "I"),
+))
+
+# include/uapi/linux/inet_diag.h: struct tcp_bbr_info (INET_DIAG_BBRINFO; the bandwidth in bytes/s as two u32)
+TCP_BBR_INFO = Layout("tcp_bbr_info", (
+    ("bw_lo", "I"), ("bw_hi", "I"), ("min_rtt", "I"), ("pacing_gain", "I"), ("cwnd_gain", "I"),
+))
+
+# include/uapi/linux/inet_diag.h: struct tcp_dctcp_info (INET_DIAG_DCTCPINFO)
+TCP_DCTCP_INFO = Layout("tcp_dctcp_info", (
+    ("enabled", "H"), ("ce_state", "H"), ("alpha", "I"), ("ab_ecn", "I"), ("ab_tot", "I"),
 ))
 
 #: netlink attribute header (struct nlattr)

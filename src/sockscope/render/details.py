@@ -3,30 +3,55 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
-from sockscope.records import Socket
 from sockscope.render import names
 from sockscope.render.tcp_info import texts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sockscope.records import Socket
 
 _TIMERS = ("off", "on", "keepalive", "timewait", "persist", "unknown")
 
 
-@dataclass(frozen=True, slots=True)
 class DetailOptions:
-    """Which detail texts to append (ss's -o -e -m -i -O -n --cgroup)."""
+    """Which detail texts to append (ss's -o -e -m -i -O -n --cgroup): a plain slotted class,
+    read-only once made (``-i``'s listing does not import ``dataclasses`` nor the records)."""
 
-    timers: bool = False  # -o (also implied by -e)
-    extended: bool = False  # -e
-    memory: bool = False  # -m
-    info: bool = False  # -i
-    oneline: bool = False  # -O
-    numeric: bool = False  # -n: exact rates
-    cgroup: bool = False  # --cgroup
-    tos: bool = False  # --tos
-    sockopt: bool = False  # --inet-sockopt
-    bpf: bool = False  # -b
+    __slots__ = ("timers", "extended", "memory", "info", "oneline", "numeric", "cgroup", "tos", "sockopt", "bpf")
+
+    timers: bool  # -o (also implied by -e)
+    extended: bool  # -e
+    memory: bool  # -m
+    info: bool  # -i
+    oneline: bool  # -O
+    numeric: bool  # -n: exact rates
+    cgroup: bool  # --cgroup
+    tos: bool  # --tos
+    sockopt: bool  # --inet-sockopt
+    bpf: bool  # -b
+
+    def __init__(self, timers: bool = False, extended: bool = False, memory: bool = False, info: bool = False,
+                 oneline: bool = False, numeric: bool = False, cgroup: bool = False, tos: bool = False,
+                 sockopt: bool = False, bpf: bool = False) -> None:
+        for name, value in zip(self.__slots__, (timers, extended, memory, info, oneline, numeric, cgroup, tos,
+                                                sockopt, bpf)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"DetailOptions is read-only: cannot set {name}")
+
+    def _values(self) -> tuple[bool, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is DetailOptions and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return "DetailOptions(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     @property
     def any_but_info(self) -> bool:
