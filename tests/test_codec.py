@@ -535,6 +535,43 @@ def test_info_of_one_layout_datagrams_agree_with_the_framed_walk(monkeypatch: py
     assert got.inode == [5, 6] and got.info is not None and got.info[1] == ["cubic", None]
 
 
+def test_info_of_framed_datagrams_read_length_by_length_agree_with_the_walk() -> None:
+    """TIME-WAIT mini-sockets (no attributes) among full sockets of one or two attribute layouts,
+    both families: -i's columns read length by length (each length's messages side by side, read
+    like a uniform datagram) are what the message-by-message walk gives, row for row."""
+    from sockscope.kernel import tcpinfo
+
+    rng = random.Random(11)
+    layouts = [(tcpinfo.SIZE, b"cubic\0", 0, 0), (tcpinfo.SIZE + 8, b"bbr\0", 20, 0), (104, b"dctcp\0", 0, 16),
+               (tcpinfo.SIZE, None, 0, 0), (tcpinfo.SIZE, b"bbr\0", 16, 0)]
+    minis = [_inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0), _inet_msg(10, 6, 80, 33001, _LO6, _LO6, 0),
+             _inet_msg(2, 3, 80, 33002, _LO4, _LO4, 0)]
+    grouped = 0
+    for _trial in range(60):
+        shapes = rng.sample(layouts, rng.choice([1, 2]))
+        msgs = []
+        for _ in range(rng.randrange(2, 40)):
+            if rng.random() < 0.4:
+                msgs.append(rng.choice(minis))
+                continue
+            info_len, cong, bbr, dctcp = rng.choice(shapes)
+            fam, addr = rng.choice([(2, _LO4), (10, _LO6), (10, bytes(16))])
+            msgs.append(_inet_msg(fam, 1, rng.randrange(1, 65536), rng.randrange(65536), addr, addr,
+                                  rng.randrange(1, 1 << 30), _info_attrs(rng, info_len, cong, bbr, dctcp, fam == 10)))
+        data = b"".join(msgs) + rng.choice([b"", _DONE])
+        b, _done = inet.decode(data, info=True)
+        assert b.info is not None and b.n == len(msgs)
+        walked: tuple[list, ...] = ([None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n)
+        inet_attrs._walk_info(b, range(b.n), walked)
+        infos, congs, bbrs, dctcps = b.info
+        assert (list(infos), congs, [None if x is None else tuple(x) for x in bbrs], dctcps) == (
+            walked[0], walked[1], [None if x is None else tuple(x) for x in walked[2]], walked[3])
+        if not b._length:
+            again: tuple[list, ...] = ([None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n)
+            grouped += len(inet_attrs._grouped_info(b, b._mv, again)) < b.n
+    assert grouped >= 30  # the framed datagrams really were read length by length
+
+
 def test_address_text_cache_stays_bounded() -> None:
     """Long-running callers (top, the exporter) meet ever new peers: the cache starts over, answers stay right."""
     import struct as _struct

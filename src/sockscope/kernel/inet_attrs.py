@@ -18,7 +18,7 @@ from sockscope.kernel.layout import INET_DIAG_MSG, TCP_BBR_INFO, TCP_DCTCP_INFO
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Iterable
 
     from sockscope.kernel.inet import Batch
 
@@ -149,10 +149,48 @@ def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[Any, list[Any],
     got = _uniform_info(mv, length, b.n) if length else None
     if got is not None:
         return got
+    n = b.n
+    cols: tuple[list[Any], list[Any], list[Any], list[Any]] = ([None] * n, [None] * n, [None] * n, [None] * n)
+    _walk_info(b, _grouped_info(b, mv, cols) if not length and n > 1 else range(n), cols)
+    return cols
+
+
+def _grouped_info(b: Batch, mv: memoryview, cols: tuple[list[Any], ...]) -> list[int]:
+    """Fill ``cols`` for the rows of a framed batch, messages of one length at a time: those
+    of each length copied side by side (in C) and read as a uniform datagram by
+    :func:`_uniform_info` (TIME-WAIT and SYN-RECV mini-sockets among full ones: usually two
+    lengths).  The rows left (a length of one message, or an attribute layout that varies)."""
+    from operator import sub
+
+    starts = b._starts
+    lens = list(map(sub, b._ends, starts))
+    raw = mv.tobytes()
+    rest: list[int] = []
+    for length in set(lens):
+        rows = [i for i, x in enumerate(lens) if x == length]
+        k = len(rows)
+        got = None
+        if k > 1 and not length & 3:
+            at = [starts[i] for i in rows]
+            got = _uniform_info(memoryview(b"".join(map(raw.__getitem__, map(slice, at, map(length.__add__, at))))),
+                                length, k)
+        if got is None:
+            rest += rows
+            continue
+        for col, values in zip(cols, got):
+            if type(values) is list and values.count(None) == k:  # (a mini-socket's: none of it)
+                continue
+            for i, v in zip(rows, values):
+                col[i] = v
+    rest.sort()
+    return rest
+
+
+def _walk_info(b: Batch, rows: Iterable[int], cols: tuple[list[Any], ...]) -> None:
+    """Fill ``cols`` for ``rows`` (of ``b``), message by message."""
     tcp_info = _tcpinfo_decode()
     unpack = nl.NLATTR.unpack_from
-    cols: tuple[list[Any], list[Any], list[Any], list[Any]] = ([], [], [], [])
-    for i in range(b.n):
+    for i in rows:
         p = b.attrs(i)
         info = cong = bbr = dctcp = None
         off, end = 0, len(p)
@@ -171,8 +209,7 @@ def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[Any, list[Any],
                 dctcp = _dctcp(p[off + 4 : off + alen])
             off += (alen + 3) & ~3
         for col, v in zip(cols, (info, cong, bbr, dctcp)):
-            col.append(v)
-    return cols
+            col[i] = v
 
 
 def _attr_layout(mv: memoryview, length: int, until: int = -1) -> list[tuple[int, int, int]] | None:
