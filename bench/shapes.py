@@ -445,7 +445,7 @@ SHAPES: dict[str, Shape] = {s.name: s for s in (
     Shape("unix20k", "20k UNIX (named, abstract, unnamed)", ("xa", "nc_unix"), _plan_unix),
     Shape("udp10k", "10k UDP", ("uan", "nc_udp"), _plan_udp),
     Shape("hostmix15k", "host-like mix ~15.7k (TCP 4/6 + TIME-WAIT, UDP, UNIX)",
-          ("a", "l", "t", "tan", "tanp", "xa", "uan", "nc_all"), _plan_hostmix),
+          ("a", "l", "t", "tan", "tanp", "tani", "xa", "uan", "nc_all"), _plan_hostmix),
 )}
 
 

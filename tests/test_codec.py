@@ -541,12 +541,14 @@ def test_info_of_framed_datagrams_read_length_by_length_agree_with_the_walk() ->
     like a uniform datagram) are what the message-by-message walk gives, row for row."""
     from sockscope.kernel import tcpinfo
 
+    from sockscope.render import tcp_info as tcp_info_text
+
     rng = random.Random(11)
     layouts = [(tcpinfo.SIZE, b"cubic\0", 0, 0), (tcpinfo.SIZE + 8, b"bbr\0", 20, 0), (104, b"dctcp\0", 0, 16),
                (tcpinfo.SIZE, None, 0, 0), (tcpinfo.SIZE, b"bbr\0", 16, 0)]
     minis = [_inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0), _inet_msg(10, 6, 80, 33001, _LO6, _LO6, 0),
              _inet_msg(2, 3, 80, 33002, _LO4, _LO4, 0)]
-    grouped = 0
+    grouped = sparsed = 0
     for _trial in range(60):
         shapes = rng.sample(layouts, rng.choice([1, 2]))
         msgs = []
@@ -568,8 +570,25 @@ def test_info_of_framed_datagrams_read_length_by_length_agree_with_the_walk() ->
             walked[0], walked[1], [None if x is None else tuple(x) for x in walked[2]], walked[3])
         if not b._length:
             again: tuple[list, ...] = ([None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n)
-            grouped += len(inet_attrs._grouped_info(b, b._mv, again)) < b.n
-    assert grouped >= 30  # the framed datagrams really were read length by length
+            rest, _parts = inet_attrs._grouped_info(b, b._mv, again)
+            grouped += len(rest) < b.n
+            if any(t is not None for t in walked[0]):  # the rows with tcp_info kept column by column
+                sparsed += 1
+                assert isinstance(infos, tcpinfo.SparseInfo) and infos.rows() == walked[0]
+                for flags in (False, True):  # the same -i text, each row's in its place
+                    assert tcp_info_text.texts(*b.info, b.state, flags, True) == tcp_info_text.texts(
+                        *walked, b.state, flags, True)
+                keep = [rng.random() < 0.5 for _ in range(b.n)]
+                assert infos.select(keep).rows() == [t for t, k in zip(walked[0], keep) if k]
+    assert grouped >= 30 and sparsed >= 30  # the framed datagrams really were read length by length
+    # every socket has tcp_info, in two lengths interleaved (IPv4 and IPv6 ones): the texts in place
+    four = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 5, _info_attrs(rng, tcpinfo.SIZE, b"cubic\0", 0, 0, False))
+    six = _inet_msg(10, 1, 3, 4, _LO6, _LO6, 6, _info_attrs(rng, tcpinfo.SIZE, b"reno\0", 0, 0, True))
+    b, _done = inet.decode(six + four + six + four + four, info=True)
+    walked = ([None] * 5, [None] * 5, [None] * 5, [None] * 5)
+    inet_attrs._walk_info(b, range(5), walked)
+    assert isinstance(b.info[0], tcpinfo.SparseInfo) and sorted(b.info[0].at) != b.info[0].at
+    assert tcp_info_text.texts(*b.info, b.state, False, True) == tcp_info_text.texts(*walked, b.state, False, True)
 
 
 def test_address_text_cache_stays_bounded() -> None:

@@ -145,27 +145,46 @@ def details_of(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
 def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[Any, list[Any], list[Any], list[Any]]:
     """``-i``'s columns: tcp_info, congestion control, bbr_info, dctcp_info.  A
     datagram of one message length and one attribute layout is read column by
-    column (:func:`_uniform_info`); others are walked message by message."""
+    column (:func:`_uniform_info`); a framed one length by length (:func:`_grouped_info`),
+    its tcp_info a :class:`~sockscope.kernel.tcpinfo.SparseInfo`; what is left message by message."""
     got = _uniform_info(mv, length, b.n) if length else None
     if got is not None:
         return got
     n = b.n
     cols: tuple[list[Any], list[Any], list[Any], list[Any]] = ([None] * n, [None] * n, [None] * n, [None] * n)
-    _walk_info(b, _grouped_info(b, mv, cols) if not length and n > 1 else range(n), cols)
-    return cols
+    if length or n < 2:
+        _walk_info(b, range(n), cols)
+        return cols
+    from sockscope.kernel.tcpinfo import InfoColumns, SparseInfo
+
+    rest, parts = _grouped_info(b, mv, cols)
+    _walk_info(b, rest, cols)
+    walked = [i for i in rest if cols[0][i] is not None]
+    if walked:
+        parts.append((walked, InfoColumns.of([cols[0][i] for i in walked])))
+    if not parts:
+        return cols
+    return (SparseInfo(n, [i for rows, _ in parts for i in rows], InfoColumns.joined([c for _, c in parts])),
+            *cols[1:])
 
 
-def _grouped_info(b: Batch, mv: memoryview, cols: tuple[list[Any], ...]) -> list[int]:
-    """Fill ``cols`` for the rows of a framed batch, messages of one length at a time: those
+def _grouped_info(b: Batch, mv: memoryview, cols: tuple[list[Any], ...]
+                  ) -> tuple[list[int], list[tuple[list[int], Any]]]:
+    """Fill ``cols[1:]`` for the rows of a framed batch, messages of one length at a time: those
     of each length copied side by side (in C) and read as a uniform datagram by
     :func:`_uniform_info` (TIME-WAIT and SYN-RECV mini-sockets among full ones: usually two
-    lengths).  The rows left (a length of one message, or an attribute layout that varies)."""
+    lengths, three or four with IPv6).  Returns the rows left (a length of one message, or an
+    attribute layout that varies), and (rows, their tcp_info column by column) of each length
+    that has one."""
     from operator import sub
+
+    from sockscope.kernel.tcpinfo import InfoColumns
 
     starts = b._starts
     lens = list(map(sub, b._ends, starts))
     raw = mv.tobytes()
     rest: list[int] = []
+    parts: list[tuple[list[int], Any]] = []
     for length in set(lens):
         rows = [i for i, x in enumerate(lens) if x == length]
         k = len(rows)
@@ -177,13 +196,18 @@ def _grouped_info(b: Batch, mv: memoryview, cols: tuple[list[Any], ...]) -> list
         if got is None:
             rest += rows
             continue
-        for col, values in zip(cols, got):
+        infos = got[0]
+        if type(infos) is not list:
+            parts.append((rows, infos))
+        elif infos.count(None) != k:  # (decoded socket by socket: a payload ending inside a field)
+            parts.append((rows, InfoColumns.of(infos)))
+        for col, values in zip(cols[1:], got[1:]):
             if type(values) is list and values.count(None) == k:  # (a mini-socket's: none of it)
                 continue
             for i, v in zip(rows, values):
                 col[i] = v
     rest.sort()
-    return rest
+    return rest, parts
 
 
 def _walk_info(b: Batch, rows: Iterable[int], cols: tuple[list[Any], ...]) -> None:

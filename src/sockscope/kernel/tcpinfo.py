@@ -168,7 +168,7 @@ def from_fields(v: tuple[int, ...], length: int) -> TcpInfo:
 _new = tuple.__new__
 
 
-__all__ = ["TcpInfo", "InfoColumns", "FieldRows", "decode", "from_fields", "read", "SIZE"]
+__all__ = ["TcpInfo", "InfoColumns", "SparseInfo", "FieldRows", "decode", "from_fields", "read", "SIZE"]
 
 
 class InfoColumns:
@@ -228,10 +228,61 @@ class InfoColumns:
                            lambda names: [list(compress(col, keep)) for col in self.fields(names)])
 
     @staticmethod
+    def joined(parts: Sequence[InfoColumns]) -> InfoColumns:
+        """The sockets of ``parts``, one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        from itertools import chain
+
+        return InfoColumns(sum(p.n for p in parts), lambda names: [
+            list(chain.from_iterable(cols)) for cols in zip(*(p.fields(names) for p in parts))])
+
+    @staticmethod
     def of(rows: Sequence[TcpInfo]) -> InfoColumns:
         """The columns of :class:`TcpInfo` rows."""
         cols = dict(zip(TcpInfo._fields, map(list, zip(*rows))))
         return InfoColumns(len(rows), lambda names: list(map(cols.__getitem__, names)))
+
+
+class SparseInfo:
+    """The tcp_info column of ``n`` sockets of which only those at ``at`` (in any order) have one,
+    those held column by column (``cols``, an :class:`InfoColumns`): a datagram of TIME-WAIT or
+    SYN-RECV mini-sockets among full ones.  Iterating gives a :class:`TcpInfo` or None per socket;
+    it equals the list of them (what a walk message by message gives)."""
+
+    __slots__ = ("n", "at", "cols")
+
+    def __init__(self, n: int, at: list[int], cols: InfoColumns) -> None:
+        self.n = n
+        self.at = at
+        self.cols = cols
+
+    def __iter__(self) -> Iterator[TcpInfo | None]:
+        return iter(self.rows())
+
+    def rows(self) -> list[TcpInfo | None]:
+        out: list[TcpInfo | None] = [None] * self.n
+        for i, t in zip(self.at, self.cols):
+            out[i] = t
+        return out
+
+    def select(self, keep: Any) -> SparseInfo:
+        """The sockets whose ``keep`` is true."""
+        from itertools import compress
+
+        keep = list(keep)
+        mine = [keep[i] for i in self.at]
+        kept = list(compress(range(len(keep)), keep))
+        where = {i: k for k, i in enumerate(kept)}
+        return SparseInfo(len(kept), [where[i] for i in compress(self.at, mine)], self.cols.select(mine))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __eq__(self, other: object) -> bool:
+        return self.rows() == (list(other) if isinstance(other, (list, tuple, SparseInfo)) else other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class FieldRows:

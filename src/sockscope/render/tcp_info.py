@@ -346,12 +346,18 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
     sockets' kernel states; ``flags``: the option words (ts, sack, …: ss shows them with
     ``-o``/``-e``); ``numeric``: exact rates (``-n``).  ``lead`` starts every row's text
     (also a row without tcp_info's), in the same join: the table's line break and tab."""
-    from sockscope.kernel.tcpinfo import InfoColumns
+    from sockscope.kernel.tcpinfo import InfoColumns, SparseInfo
 
     if isinstance(infos, InfoColumns):  # every row has one, already column by column
         n = infos.n
         rows: Sequence[int] = range(n)
         info = infos
+    elif isinstance(infos, SparseInfo):  # some rows have one, those column by column
+        n, rows, info = infos.n, infos.at, infos.cols  # (rows in any order: the texts are put back in place)
+        if not rows:
+            return [lead] * n
+        bbrs, dctcps = [bbrs[i] for i in rows], [dctcps[i] for i in rows]
+        congs, states = [congs[i] for i in rows], [states[i] for i in rows]
     else:
         n = len(infos)
         rows = [i for i, t in enumerate(infos) if t is not None]
@@ -372,6 +378,8 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         if len(rows) < n:
             infos, bbrs, dctcps = [infos[i] for i in rows], [bbrs[i] for i in rows], [dctcps[i] for i in rows]
             congs, states = [congs[i] for i in rows], [states[i] for i in rows]
+        else:
+            rows = range(n)
         info = InfoColumns.of(infos)
     m = len(rows)
     if not m:
@@ -422,7 +430,7 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         out = parts[0]
     else:
         out = list(map("".join, zip(*parts)))
-    if m == n:
+    if type(rows) is range:
         return out
     full = [lead] * n
     for i, text in zip(rows, out):
