@@ -243,6 +243,57 @@ def test_net_connections_shared_sockets_like_psutil(tmp_path: Path) -> None:
         assert len(unix) > len({(r["laddr"]["value"], r["pid"]) for r in unix})  # some socket at several fds
 
 
+_UNIX_HOLDER = r"""
+import os, socket, sys
+d = os.fsencode(sys.argv[1])  # the test's own directory (pytest's tmp_path)
+keep = []
+def listener(kind, name, pending, accepted=0):
+    ls = socket.socket(socket.AF_UNIX, kind); ls.bind(name); ls.listen(16)
+    for i in range(pending + accepted):
+        c = socket.socket(socket.AF_UNIX, kind); c.connect(name); keep.append(c)
+    for _ in range(accepted):
+        keep.append(ls.accept()[0])
+    keep.append(ls)
+listener(socket.SOCK_STREAM, os.path.join(d, b"stream.sock"), 3, 2)
+listener(socket.SOCK_SEQPACKET, os.path.join(d, b"seq.sock"), 2)
+listener(socket.SOCK_STREAM, os.path.join(d, b"\xff\xfe-not-utf8.sock"), 1)
+listener(socket.SOCK_STREAM, b"\0abs\0tract", 2, 1)
+listener(socket.SOCK_STREAM, b"\0idle", 0, 1)
+listener(socket.SOCK_SEQPACKET, b"\0idle-seq", 0)
+dg = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); dg.bind(os.path.join(d, b"dgram.sock")); keep.append(dg)
+for i in range(3):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); c.connect(dg.getsockname()); keep.append(c)
+for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):
+    keep += socket.socketpair(socket.AF_UNIX, kind)
+    keep.append(socket.socket(socket.AF_UNIX, kind))  # unbound
+keep.append(os.dup(keep[0].fileno()))  # one socket at two fds
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_net_connections_unix_from_sock_diag_like_psutil(tmp_path: Path) -> None:
+    """UNIX sockets read from the UNIX dump where no name has whitespace in it: listeners with
+    connections never accepted (psutil lists those from /proc/net/unix, inode 0: one ownerless
+    row per listener's type and name), names not UTF-8, abstract names with NULs, socket pairs,
+    unbound sockets; the dump is the source actually used."""
+    check = "\nfrom sockscope import psutil_api\nassert psutil_api._unix_dump() is not None\n"
+    with _holding(_UNIX_HOLDER, str(tmp_path)) as (ns, _holder):
+        for _attempt in range(4):
+            out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT + check, "unix", "all"])
+            assert out.returncode == 0, out.stderr
+            data = json.loads(out.stdout)
+            if all(d["psutil"] == d["psutil_again"] for d in data.values()):
+                break
+        for kind in ("unix", "all"):
+            d = data[kind]
+            assert d["error"] is None, d["error"]
+            assert d["sockscope"] == d["psutil"], kind
+        rows = [json.loads(x) for x in data["unix"]["psutil"]]
+        waiting = {r["laddr"]["value"].rsplit("/", 1)[-1] for r in rows if r["pid"] is None}
+        assert waiting == {"stream.sock", "seq.sock", "\udcff\udcfe-not-utf8.sock", "@abs@tract"}, waiting
+
+
 # --------------------------------------------------------------------------------------------
 # sockets() vs ss
 
