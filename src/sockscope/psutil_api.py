@@ -162,9 +162,13 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
         if pending is not None:
             found = pending.result()
     types, inodes, paths = unix
-    wanted: set[int] = set(inodes)
-    for part in inet_parts:
-        wanted.update(part[0])
+    wanted: set[int] | None = None
+    if 2 * len(found[0]) > 3 * (len(inodes) + sum(len(part[0]) for part in inet_parts)):
+        # many more sockets held than dumped (other namespaces, other kinds): the records of the
+        # others are dropped first (dropping costs more than it saves unless they are many)
+        wanted = set(inodes)
+        for part in inet_parts:
+            wanted.update(part[0])
     fd_of, pid_of, more = psutil_pick(*found, wanted, every_fd=bool(inodes))
     ret: list[sconn] = []
     unowned: list[sconn] = []  # psutil returns a set: equal rows collapse into one (only ownerless rows can)
