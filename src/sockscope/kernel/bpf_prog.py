@@ -58,7 +58,7 @@ WALK_UAPI = {"func_loop": 181, "func_probe_read": 113}  # where the walk is lear
 _LDX_DW, _LDX_W, _LDX_H = 0x79, 0x61, 0x69
 _STX_DW, _STX_W, _ST_DW, _ST_W = 0x7B, 0x63, 0x7A, 0x62
 _MOV_X, _MOV_K, _ADD_K, _ADD_X, _AND_K, _AND_X, _XOR_X = 0xBF, 0xB7, 0x07, 0x0F, 0x57, 0x5F, 0xAF
-_RSH_K, _LSH_K, _NEG = 0x77, 0x67, 0x87
+_RSH_K, _LSH_K, _NEG, _SUB_X, _MUL_X = 0x77, 0x67, 0x87, 0x1F, 0x2F
 _JEQ_K, _JNE_K, _JNE_X, _JGE_K, _JGT_K, _JGT_X, _JLT_K, _JA = 0x15, 0x55, 0x5D, 0x35, 0x25, 0x2D, 0xA5, 0x05
 _CALL, _EXIT, _LD_IMM64 = 0x85, 0x95, 0x18
 _PSEUDO_KFUNC_CALL, _PSEUDO_FUNC = 2, 4
@@ -92,10 +92,13 @@ def assemble(code: list[Insn | str]) -> tuple[bytes, dict[str, int]]:
             off = labels[off] - i - 1
         if isinstance(imm, str):
             imm = labels[imm] - i - 1
+        if op == _LD_IMM64:  # a 64-bit immediate: its low word here, its high word in the next slot
+            low, high = imm & 0xFFFFFFFF, (imm >> 32) & 0xFFFFFFFF if src == 0 else 0
+            out.append(_insn(op, dst, src, off, low - (1 << 32) * (low >> 31)))
+            out.append(_insn(0, 0, 0, 0, high - (1 << 32) * (high >> 31)))
+            i += 2
+            continue
         out.append(_insn(op, dst, src, off, imm))
-        if op == _LD_IMM64:
-            out.append(_insn(0))
-            i += 1
         i += 1
     return b"".join(out), labels
 
@@ -160,6 +163,11 @@ def program(layout: dict[str, int]) -> bytes:
 # the walk's state, on the main program's stack (r10 - _CTX + field), shared with its callbacks
 _C_SEQ, _C_OPEN, _C_FDS, _C_WORD, _C_BASE, _C_TGID, _C_COUNT, _C_SELF = 0, 8, 16, 24, 32, 40, 48, 56
 _CTX = 64
+
+
+def _and64(reg: int, mask: int) -> list[Insn | str]:
+    """``reg &= mask`` for a 64-bit mask (through r4)."""
+    return [(_LD_IMM64, 4, 0, 0, mask), (_AND_X, reg, 4, 0, 0)]
 
 
 def walk_program(layout: dict[str, int]) -> tuple[bytes, list[int]]:
@@ -281,9 +289,17 @@ def walk_program(layout: dict[str, int]) -> tuple[bytes, list[int]]:
         (_STX_DW, 6, 1, _C_WORD, 0),
         (_LDX_DW, 7, 6, _C_BASE, 0),
     ]
-    for k in (32, 16, 8, 4, 2, 1):  # its index, by halves
-        code += [(_MOV_X, 3, 2, 0, 0), (_RSH_K, 3, 0, 0, k), (_JEQ_K, 3, 0, f"B{k}", 0),
-                 (_ADD_K, 7, 0, 0, k), (_MOV_X, 2, 3, 0, 0), f"B{k}"]
+    # its index: the number of ones in (bit - 1), counted without a branch (each branch is one more
+    # path for the verifier to follow)
+    code += [
+        (_ADD_K, 2, 0, 0, -1),
+        (_MOV_X, 3, 2, 0, 0), (_RSH_K, 3, 0, 0, 1), *_and64(3, 0x5555555555555555), (_SUB_X, 2, 3, 0, 0),
+        (_MOV_X, 3, 2, 0, 0), (_RSH_K, 3, 0, 0, 2), *_and64(3, 0x3333333333333333), *_and64(2, 0x3333333333333333),
+        (_ADD_X, 2, 3, 0, 0),
+        (_MOV_X, 3, 2, 0, 0), (_RSH_K, 3, 0, 0, 4), (_ADD_X, 2, 3, 0, 0), *_and64(2, 0x0F0F0F0F0F0F0F0F),
+        (_LD_IMM64, 3, 0, 0, 0x0101010101010101), (_MUL_X, 2, 3, 0, 0), (_RSH_K, 2, 0, 0, 56),
+        (_ADD_X, 7, 2, 0, 0),
+    ]
     code += [
         (_LDX_DW, 8, 6, _C_FDS, 0),
         (_MOV_X, 1, 7, 0, 0), (_LSH_K, 1, 0, 0, 3), (_ADD_X, 8, 1, 0, 0),
