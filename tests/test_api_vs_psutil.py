@@ -292,6 +292,12 @@ def test_net_connections_unix_from_sock_diag_like_psutil(tmp_path: Path) -> None
         rows = [json.loads(x) for x in data["unix"]["psutil"]]
         waiting = {r["laddr"]["value"].rsplit("/", 1)[-1] for r in rows if r["pid"] is None}
         assert waiting == {"stream.sock", "seq.sock", "\udcff\udcfe-not-utf8.sock", "@abs@tract"}, waiting
+        # SOCKSCOPE_FORCE_PROC: the file's text, read as psutil reads it, gives the same
+        check = "\nfrom sockscope import psutil_api\nassert psutil_api._unix_dump() is None\n"
+        out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT + check, "unix"], env={"SOCKSCOPE_FORCE_PROC": "1"})
+        assert out.returncode == 0, out.stderr
+        forced = json.loads(out.stdout)["unix"]
+        assert forced["error"] is None and forced["sockscope"] == forced["psutil"] == data["unix"]["psutil"]
 
 
 # --------------------------------------------------------------------------------------------

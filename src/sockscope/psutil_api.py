@@ -248,26 +248,38 @@ _TCP_LISTEN = 10
 
 def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
     """What psutil reads of ``/proc/net/unix`` (the columns of :func:`sockscope.procnet.unix_columns`),
-    from the UNIX dump of the one source: ~4x less work than the file's text.  The file also lists
-    each connection not yet accepted (inode 0, the listener's type and name), which sock_diag leaves
-    out: a listener's Recv-Q (``rqueue``) is the number of those, and one row of them is enough (they
-    have no owner, and psutil's set collapses equal rows).  None where the file's text must be read:
-    sock_diag did not answer (the /proc fallback), or some name has whitespace in it (psutil splits
-    the file's lines at whitespace: such a name is no path there, and a line break cuts the line)."""
+    from a UNIX dump: less work than the file's text.  The file also lists each connection not yet
+    accepted (inode 0, the listener's type and name), which sock_diag leaves out: a listener's Recv-Q
+    (``rqueue``) is the number of those, and one row of them is enough (they have no owner, and
+    psutil's set collapses equal rows).  None where the file's text must be read: sock_diag does not
+    answer (or SOCKSCOPE_FORCE_PROC), or some name has whitespace in it (psutil splits the file's
+    lines at whitespace: such a name is no path there, and a line break cuts the line).
+
+    The dump asks for names and queues only (as the exporter's does), not for the peers and owners'
+    uids the listing shows: the kernel looks each peer up (a cache miss a socket, ~1/3 of its time
+    for connected sockets), and their columns cost decoding."""
     from itertools import compress, repeat
     from operator import eq
 
-    from sockscope.kernel.unix import unix_names
-    from sockscope.query import UNIX_TABLES
+    from sockscope.errors import NotSupported, PermissionDenied
+    from sockscope.kernel import transport, unix
 
-    got = [batch for _table, batch in batches(Query(frozenset(UNIX_TABLES), frozenset((AF_UNIX,)), SS_ALL),
-                                              lambda m: None, ahead=False)]
-    b: Any = got[0] if got else None
-    if b is None or isinstance(b, list):
+    if os.environ.get("SOCKSCOPE_FORCE_PROC"):
         return None
+    parts = []
+    try:
+        request = unix.encode_request(SS_ALL, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN)
+        for data in transport.stream(request, "unix diag"):
+            b, done = unix.decode(data, "unix diag")
+            parts.append(b)
+            if done:
+                break
+    except (NotSupported, PermissionDenied):
+        return None
+    b = unix.concat(parts)
     names = b.name
     distinct = list(dict.fromkeys(names))
-    texts = unix_names(distinct)
+    texts = unix.unix_names(distinct)
     joined = "".join(texts)
     if joined and joined.split(None, 1) != [joined]:  # whitespace in some name
         return None
