@@ -167,3 +167,35 @@ def test_tampered_walk_facts_are_discarded_and_relearned(field: str, holders: di
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "discarded, learned again" in err[0], (field, err)
     assert bpf.cached_layout() == learned
+
+
+_CHURN = r"""
+import os, socket, sys, time
+end = time.monotonic() + float(sys.argv[1])
+keep = [socket.socketpair() for _ in range(20)]
+while time.monotonic() < end:  # processes holding sockets come and go, exiting mid-scan
+    pid = os.fork()
+    if pid == 0:
+        extra = [socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(30)]
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+
+
+def test_processes_exiting_meanwhile(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Processes that exit while the walk reads them (their fd tables go away): never a layout
+    discarded, never an error, and the sockets of processes that stay are all found."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    bpf.cached_layout()
+    churn = subprocess.Popen([sys.executable, "-c", _CHURN, "6"])
+    try:
+        capsys.readouterr()
+        me = os.getpid()
+        mine = sorted(walk.records("/proc", [me])[0])
+        for _ in range(60):
+            inodes, pids, _fds = bpf.task_socket_fds()
+            assert sorted(i for i, p in zip(inodes, pids) if p == me) == mine
+        assert capsys.readouterr().err == ""
+    finally:
+        churn.wait(timeout=30)

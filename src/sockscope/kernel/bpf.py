@@ -120,6 +120,7 @@ def _walk_layout(b: object) -> dict[str, int]:
             "func_loop": b.enum_value("bpf_func_id", "BPF_FUNC_loop"),
             "func_probe_read": b.enum_value("bpf_func_id", "BPF_FUNC_probe_read_kernel"),
             "seq_file": b.member_offset("seq_file", "file"),
+            "task_flags": b.member_offset("task_struct", "flags"),
         }
         if b.member_offset("timespec64", "tv_sec") != 0:  # the walk reads a u64 as timespec64's first member
             raise DecodeError("timespec64 does not start with tv_sec")
@@ -397,11 +398,11 @@ def _walked(lay: dict[str, int], prog: int) -> bytes:
     words = memoryview(blob).cast("I")
     fds, pids = words[3::4].tobytes(), words[2::4]
     me = pids[-1] if pids else -1  # the trailer's: this process as the kernel sees it (decode checks it)
-    big, own = _where(fds, BIG_FD), _where(fds, SELF_FD)
-    if _where(fds, BAD_FD):
+    big, own, bad = _where(fds, BIG_FD), _where(fds, SELF_FD), _where(fds, BAD_FD)
+    if any(pids[m] == me for m in bad):  # (this process is not exiting: its table is read wrong)
         raise _Implausible("the fd table walk reads something else than fd tables")
     drops = []  # (first record, after the last, the process whose records go there instead)
-    for m in big:
+    for m in sorted(big + bad):
         start = m
         while start > 0 and pids[start - 1] == pids[m]:  # what the walk wrote of it: at most bpf_prog.CAP + 63
             start -= 1

@@ -19,9 +19,12 @@ pid as the kernel sees it:
   whole read), so a process with :data:`CAP` fds or more (its lowest free fd, ``next_fd``, says so
   without a walk) or found to hold that many sockets is left to :func:`program` (a ``task_file``
   iterator of that one process): its walk writes a marker ``(0, pid, BIG_FD)`` instead of the rest.
-  Where it finds the file it is read from it writes ``(fd, pid, SELF_FD)``, and a fd table that
-  cannot be one (no bitmap, a size that is no multiple of 64) gets ``(0, pid, BAD_FD)``: the reader
-  checks that its own fd was found and no table was bad (a cached layout that is wrong fails that).
+  An exiting process is left to it too: the walk takes none of the locks the kernel's iterator
+  takes, and a process's fd table goes away when it exits.  Where the walk finds the file it is read
+  from it writes ``(fd, pid, SELF_FD)``; a fd table that cannot be one (no bitmap, a size that is no
+  multiple of 64: what a wrong layout reads, or a table freed meanwhile) gets ``(0, pid, BAD_FD)``
+  and is read again as the large ones are.  The reader checks that its own fd table was walked and
+  its fd found there (a cached layout that is wrong fails that).
 
 Offsets and ids come from the kernel's BTF (:func:`sockscope.kernel.bpf.layout`).
 """
@@ -34,7 +37,8 @@ RECORD = struct.Struct("<QII")  # inode, pid, fd (little-endian machines only: s
 TRAILER_FD = 0xFFFFFFFF
 BIG_FD = 0xFFFFFFFE  # the walk's marker: this process's fds come from a task_file iterator of its own
 SELF_FD = 0xFFFFFFFD  # the walk's record (fd, pid, SELF_FD): the file being read is at fd of pid
-BAD_FD = 0xFFFFFFFC  # the walk's marker: this fd table is no fd table (its layout is wrong)
+BAD_FD = 0xFFFFFFFC  # the walk's marker: this fd table cannot be one (read again by task_file)
+PF_EXITING = 0x4  # include/linux/sched.h: set before an exiting task's files are let go
 CAP = 1900  # records a task's walk writes at most (+63 at the last word, + the marker: < 32 KiB)
 MAX_WORDS = 1 << 15  # a fd table of more than 2M slots is left to the task_file iterator too
 
@@ -46,6 +50,7 @@ FIELDS = (
     # the fd table walk (bpf_prog.walk_program); walk_btf_id 0: not on this kernel
     "walk_btf_id", "walk_ctx_meta", "walk_ctx_task", "task_files", "files_fdt", "files_next_fd", "fdt_max_fds",
     "fdt_fd", "fdt_open_fds", "cast_btf_id", "word_btf_id", "func_loop", "func_probe_read", "seq_file",
+    "task_flags",
 )
 WALK_FIELDS = FIELDS[FIELDS.index("walk_btf_id"):]
 
@@ -196,6 +201,9 @@ def walk_program(layout: dict[str, int]) -> tuple[bytes, list[int]]:
         (_JNE_X, 3, 4, "OUT", 0),  # leaders only: /proc/PID/fd shows the leader's table
         (_STX_DW, 10, 7, -_CTX + _C_SEQ, 0),
         (_STX_DW, 10, 4, -_CTX + _C_TGID, 0),
+        (_LDX_W, 3, 2, L["task_flags"], 0),
+        (_AND_K, 3, 0, 0, PF_EXITING),
+        (_JNE_K, 3, 0, "BIG", 0),  # exiting: its files may go while they are read (task_file locks)
         *load(8, 2, L["task_files"]),
         *load(1, 7, L["seq_file"]),  # the file being read (the reader's own fd finds it: a check of the walk)
         (_STX_DW, 10, 1, -_CTX + _C_SELF, 0),
