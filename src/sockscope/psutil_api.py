@@ -41,9 +41,10 @@ else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_TCP_LISTEN = 10  # the kernel's TCP_LISTEN (a UNIX listener's state too)
 _PSUTIL_STATUS = {
     1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
-    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", _TCP_LISTEN: "LISTEN",
     11: "CLOSING", 12: "SYN_RECV",
 }
 
@@ -241,9 +242,6 @@ def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
             got = procnet.unix_columns(proc)
         return parts, got
     return parts, ([], [], [])
-
-
-_TCP_LISTEN = 10
 
 
 def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
