@@ -300,6 +300,44 @@ def test_net_connections_unix_from_sock_diag_like_psutil(tmp_path: Path) -> None
         assert forced["error"] is None and forced["sockscope"] == forced["psutil"] == data["unix"]["psutil"]
 
 
+_TIME_WAIT_HOLDER = r"""
+import socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", 4200)); l.listen(64)
+l6 = socket.socket(socket.AF_INET6); l6.bind(("::1", 4201)); l6.listen(64)
+keep = [l, l6]
+for i in range(40):
+    host, port, fam = ("127.0.0.1", 4200, socket.AF_INET) if i % 2 else ("::1", 4201, socket.AF_INET6)
+    c = socket.socket(fam); c.connect((host, port)); s, _ = (l if i % 2 else l6).accept()
+    if i % 4 < 2:
+        c.close()  # the client closes first: its end waits in TIME-WAIT
+        s.close()
+    else:
+        keep += [c, s]
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_net_connections_time_wait_dumped_apart_like_psutil() -> None:
+    """With TIME-WAIT sockets in the namespace (sockstat counts them) the TCP sockets are dumped
+    in two parts, without and with TIME-WAIT: the same rows as psutil's, for every TCP kind."""
+    check = "\nfrom sockscope import psutil_api\nassert psutil_api._time_wait()\n"
+    with _holding(_TIME_WAIT_HOLDER) as (ns, _holder):
+        kinds = ["tcp", "tcp4", "tcp6", "inet", "all"]
+        for _attempt in range(4):
+            out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT + check, *kinds])
+            assert out.returncode == 0, out.stderr
+            data = json.loads(out.stdout)
+            if all(d["psutil"] == d["psutil_again"] for d in data.values()):
+                break
+        for kind in kinds:
+            d = data[kind]
+            assert d["error"] is None, d["error"]
+            assert d["sockscope"] == d["psutil"], kind
+        statuses = [json.loads(x)["status"][1] for x in data["tcp"]["psutil"]]
+        assert statuses.count("TIME_WAIT") == 20 and statuses.count("ESTABLISHED") == 40, statuses
+
+
 # --------------------------------------------------------------------------------------------
 # sockets() vs ss
 
