@@ -243,6 +243,101 @@ def test_net_connections_shared_sockets_like_psutil(tmp_path: Path) -> None:
         assert len(unix) > len({(r["laddr"]["value"], r["pid"]) for r in unix})  # some socket at several fds
 
 
+_UNIX_HOLDER = r"""
+import os, socket, sys
+d = os.fsencode(sys.argv[1])  # the test's own directory (pytest's tmp_path)
+keep = []
+def listener(kind, name, pending, accepted=0):
+    ls = socket.socket(socket.AF_UNIX, kind); ls.bind(name); ls.listen(16)
+    for i in range(pending + accepted):
+        c = socket.socket(socket.AF_UNIX, kind); c.connect(name); keep.append(c)
+    for _ in range(accepted):
+        keep.append(ls.accept()[0])
+    keep.append(ls)
+listener(socket.SOCK_STREAM, os.path.join(d, b"stream.sock"), 3, 2)
+listener(socket.SOCK_SEQPACKET, os.path.join(d, b"seq.sock"), 2)
+listener(socket.SOCK_STREAM, os.path.join(d, b"\xff\xfe-not-utf8.sock"), 1)
+listener(socket.SOCK_STREAM, b"\0abs\0tract", 2, 1)
+listener(socket.SOCK_STREAM, b"\0idle", 0, 1)
+listener(socket.SOCK_SEQPACKET, b"\0idle-seq", 0)
+dg = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); dg.bind(os.path.join(d, b"dgram.sock")); keep.append(dg)
+for i in range(3):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); c.connect(dg.getsockname()); keep.append(c)
+for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):
+    keep += socket.socketpair(socket.AF_UNIX, kind)
+    keep.append(socket.socket(socket.AF_UNIX, kind))  # unbound
+keep.append(os.dup(keep[0].fileno()))  # one socket at two fds
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_net_connections_unix_from_sock_diag_like_psutil(tmp_path: Path) -> None:
+    """UNIX sockets read from the UNIX dump where no name has whitespace in it: listeners with
+    connections never accepted (psutil lists those from /proc/net/unix, inode 0: one ownerless
+    row per listener's type and name), names not UTF-8, abstract names with NULs, socket pairs,
+    unbound sockets; the dump is the source actually used."""
+    check = "\nfrom sockscope import psutil_api\nassert psutil_api._unix_dump() is not None\n"
+    with _holding(_UNIX_HOLDER, str(tmp_path)) as (ns, _holder):
+        for _attempt in range(4):
+            out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT + check, "unix", "all"])
+            assert out.returncode == 0, out.stderr
+            data = json.loads(out.stdout)
+            if all(d["psutil"] == d["psutil_again"] for d in data.values()):
+                break
+        for kind in ("unix", "all"):
+            d = data[kind]
+            assert d["error"] is None, d["error"]
+            assert d["sockscope"] == d["psutil"], kind
+        rows = [json.loads(x) for x in data["unix"]["psutil"]]
+        waiting = {r["laddr"]["value"].rsplit("/", 1)[-1] for r in rows if r["pid"] is None}
+        assert waiting == {"stream.sock", "seq.sock", "\udcff\udcfe-not-utf8.sock", "@abs@tract"}, waiting
+        # SOCKSCOPE_FORCE_PROC: the file's text, read as psutil reads it, gives the same
+        check = "\nfrom sockscope import psutil_api\nassert psutil_api._unix_dump() is None\n"
+        out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT + check, "unix"], env={"SOCKSCOPE_FORCE_PROC": "1"})
+        assert out.returncode == 0, out.stderr
+        forced = json.loads(out.stdout)["unix"]
+        assert forced["error"] is None and forced["sockscope"] == forced["psutil"] == data["unix"]["psutil"]
+
+
+_TIME_WAIT_HOLDER = r"""
+import socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", 4200)); l.listen(64)
+l6 = socket.socket(socket.AF_INET6); l6.bind(("::1", 4201)); l6.listen(64)
+keep = [l, l6]
+for i in range(40):
+    host, port, fam = ("127.0.0.1", 4200, socket.AF_INET) if i % 2 else ("::1", 4201, socket.AF_INET6)
+    c = socket.socket(fam); c.connect((host, port)); s, _ = (l if i % 2 else l6).accept()
+    if i % 4 < 2:
+        c.close()  # the client closes first: its end waits in TIME-WAIT
+        s.close()
+    else:
+        keep += [c, s]
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_net_connections_time_wait_dumped_apart_like_psutil() -> None:
+    """With TIME-WAIT sockets in the namespace (sockstat counts them) the TCP sockets are dumped
+    in two parts, without and with TIME-WAIT: the same rows as psutil's, for every TCP kind."""
+    check = "\nfrom sockscope import psutil_api\nassert psutil_api._time_wait()\n"
+    with _holding(_TIME_WAIT_HOLDER) as (ns, _holder):
+        kinds = ["tcp", "tcp4", "tcp6", "inet", "all"]
+        for _attempt in range(4):
+            out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT + check, *kinds])
+            assert out.returncode == 0, out.stderr
+            data = json.loads(out.stdout)
+            if all(d["psutil"] == d["psutil_again"] for d in data.values()):
+                break
+        for kind in kinds:
+            d = data[kind]
+            assert d["error"] is None, d["error"]
+            assert d["sockscope"] == d["psutil"], kind
+        statuses = [json.loads(x)["status"][1] for x in data["tcp"]["psutil"]]
+        assert statuses.count("TIME_WAIT") == 20 and statuses.count("ESTABLISHED") == 40, statuses
+
+
 # --------------------------------------------------------------------------------------------
 # sockets() vs ss
 

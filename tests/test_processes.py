@@ -172,6 +172,26 @@ def test_psutil_pick_is_psutils_choice() -> None:
     assert psutil_pick([], [], [], {1}) == ({}, {}, {})
 
 
+def test_psutil_pick_forked_sockets() -> None:
+    """Sockets a fork left at the same fd in every process (a prefork server's listener), one of
+    them also dup'ed in the last process: the last process's first fd (and with ``every_fd`` all
+    its fds), whether or not the records are narrowed to ``wanted`` first."""
+    from sockscope.owners.model import psutil_pick
+
+    recs = [(p, 3, 50) for p in range(100, 110)] + [(p, 4, 51) for p in range(100, 110)]
+    recs += [(109, 9, 50), (109, 10, 52), (105, 6, 53), (105, 7, 53)]
+    recs.sort()
+    inodes, pids, fds = ([r[i] for r in recs] for i in (2, 0, 1))
+    for wanted in (None, {50, 51, 52, 53}, {50, 53, 99}):
+        fd_of, pid_of, more = psutil_pick(inodes, pids, fds, wanted, every_fd=True)
+        expect = {50: (3, 109), 51: (4, 109), 52: (10, 109), 53: (6, 105)}
+        expect = {k: v for k, v in expect.items() if wanted is None or k in wanted}
+        assert fd_of == {k: v[0] for k, v in expect.items()}, wanted
+        assert pid_of == {k: v[1] for k, v in expect.items()}, wanted
+        assert more == {k: v for k, v in {50: [3, 9], 53: [6, 7]}.items() if k in expect}, wanted
+        assert psutil_pick(inodes, pids, fds, wanted)[2] == {}
+
+
 def test_socket_fds_are_the_scan_as_records(pair: tuple[socket.socket, socket.socket]) -> None:
     """owners.service.socket_fds (what net_connections reads) and walk.records hold what scan finds."""
     from sockscope.owners import walk

@@ -41,9 +41,10 @@ else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_TCP_TIME_WAIT, _TCP_LISTEN = 6, 10  # the kernel's TCP_TIME_WAIT, TCP_LISTEN (a UNIX listener's state too)
 _PSUTIL_STATUS = {
     1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
-    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+    _TCP_TIME_WAIT: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", _TCP_LISTEN: "LISTEN",
     11: "CLOSING", 12: "SYN_RECV",
 }
 
@@ -162,9 +163,13 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
         if pending is not None:
             found = pending.result()
     types, inodes, paths = unix
-    wanted: set[int] = set(inodes)
-    for part in inet_parts:
-        wanted.update(part[0])
+    wanted: set[int] | None = None
+    if 2 * len(found[0]) > 3 * (len(inodes) + sum(len(part[0]) for part in inet_parts)):
+        # many more sockets held than dumped (other namespaces, other kinds): the records of the
+        # others are dropped first (dropping costs more than it saves unless they are many)
+        wanted = set(inodes)
+        for part in inet_parts:
+            wanted.update(part[0])
     fd_of, pid_of, more = psutil_pick(*found, wanted, every_fd=bool(inodes))
     ret: list[sconn] = []
     unowned: list[sconn] = []  # psutil returns a set: equal rows collapse into one (only ownerless rows can)
@@ -227,15 +232,83 @@ def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
     if q.tables and q.families:
         fam_enum = {AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6}
         kinds = {"tcp": _s.SocketKind.SOCK_STREAM, "udp": _s.SocketKind.SOCK_DGRAM}
-        for table, batch in batches(q, lambda m: None, ahead=False, ordered=False):  # psutil's is a set
-            parts.append(_part(batch, fam_enum, kinds[table], _PSUTIL_STATUS if table == "tcp" else None))  # type: ignore[arg-type]
+        queries = [q]
+        if "tcp" in q.tables and proc == "/proc" and _time_wait():
+            # psutil's rows are a set, in no order: the TIME-WAIT sockets (shorter messages) in a
+            # dump of their own, and the others in one without them, decode column at once (where
+            # they are mixed every message is read by itself)
+            tw = 1 << _TCP_TIME_WAIT
+            queries = [q.replace(states=q.states & ~tw), Query(frozenset(("tcp",)), q.families, tw)]
+        for query in queries:
+            for table, batch in batches(query, lambda m: None, ahead=False, ordered=False):
+                parts.append(_part(batch, fam_enum, kinds[table], _PSUTIL_STATUS if table == "tcp" else None))  # type: ignore[arg-type]
     if AF_UNIX in fams:
-        # psutil reads /proc/net/unix, which also lists connections not yet
-        # accepted (inode 0) that sock_diag omits: read the same file.
-        from sockscope import procnet
+        got = _unix_dump() if proc == "/proc" else None
+        if got is None:  # psutil's own source: the file's text, read as psutil reads it
+            from sockscope import procnet
 
-        return parts, procnet.unix_columns(proc)
+            got = procnet.unix_columns(proc)
+        return parts, got
     return parts, ([], [], [])
+
+
+def _time_wait() -> bool:
+    """Whether this network namespace has TIME-WAIT sockets (``/proc/net/sockstat``'s count)."""
+    try:
+        with open("/proc/net/sockstat", "rb") as f:
+            words = f.read(4096).split()
+        return int(words[words.index(b"tw") + 1]) > 0
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
+    """What psutil reads of ``/proc/net/unix`` (the columns of :func:`sockscope.procnet.unix_columns`),
+    from a UNIX dump: less work than the file's text.  The file also lists each connection not yet
+    accepted (inode 0, the listener's type and name), which sock_diag leaves out: a listener's Recv-Q
+    (``rqueue``) is the number of those, and one row of them is enough (they have no owner, and
+    psutil's set collapses equal rows).  None where the file's text must be read: sock_diag does not
+    answer (or SOCKSCOPE_FORCE_PROC), or some name has whitespace in it (psutil splits the file's
+    lines at whitespace: such a name is no path there, and a line break cuts the line).
+
+    The dump asks for names and queues only (as the exporter's does), not for the peers and owners'
+    uids the listing shows: the kernel looks each peer up (a cache miss a socket, ~1/3 of its time
+    for connected sockets), and their columns cost decoding."""
+    from itertools import compress, repeat
+    from operator import eq
+
+    from sockscope.errors import NotSupported, PermissionDenied
+    from sockscope.kernel import transport, unix
+
+    if os.environ.get("SOCKSCOPE_FORCE_PROC"):
+        return None
+    parts = []
+    try:
+        request = unix.encode_request(SS_ALL, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN)
+        for data in transport.stream(request, "unix diag"):
+            b, done = unix.decode(data, "unix diag")
+            parts.append(b)
+            if done:
+                break
+    except (NotSupported, PermissionDenied):
+        return None
+    b = unix.concat(parts)
+    names = b.name
+    distinct = list(dict.fromkeys(names))
+    texts = unix.unix_names(distinct)
+    joined = "".join(texts)
+    if joined and joined.split(None, 1) != [joined]:  # whitespace in some name
+        return None
+    text = dict(zip(distinct, texts))
+    types, inodes, paths = b.type, b.inode, list(map(text.__getitem__, names))
+    if _TCP_LISTEN in b.state:
+        rq = b.rqueue
+        waiting = [i for i in compress(range(b.n), map(eq, b.state, repeat(_TCP_LISTEN))) if rq[i]]
+        if waiting:
+            types = types + [types[i] for i in waiting]
+            inodes = inodes + [0] * len(waiting)
+            paths += [paths[i] for i in waiting]
+    return types, inodes, paths
 
 
 def _part(b: Batch, fam_enum: dict[int, Any], kind: Any, status_of: dict[int, str] | None) -> _Part:

@@ -1,4 +1,4 @@
-"""Every socket fd of every process, in one read: a BPF task_file iterator.
+"""Every socket fd of every process, in one read: BPF iterators.
 
 The /proc walk that maps socket inodes to their processes costs two system
 calls per fd (``readlink`` of each ``/proc/PID/fd/N``) plus one directory
@@ -7,23 +7,30 @@ The kernel can do that walk itself: a BPF iterator program over
 ``task_file`` (the one bpftool uses to show which processes hold BPF
 objects) is called once per open file of every process; ours writes
 ``(inode, pid, fd)`` for the sockets and nothing for other files, and the
-whole table arrives through ``read`` of one fd.
+whole table arrives through ``read`` of one fd.  Where the kernel has what
+it takes (6.2: ``bpf_loop``, ``bpf_rdonly_cast``), a program over the
+``task`` iterator walks each process's fd table by its bitmap of open fds
+instead, and leaves the processes with thousands of fds to a ``task_file``
+iterator of their own (:mod:`sockscope.kernel.bpf_prog` says why and how).
 
-The program is a few dozen instructions assembled here (:func:`program`, no
-compiler, no libbpf); the struct offsets it needs (``task_struct.tgid``,
-``file.f_inode``, ``inode.i_ino``, …) and the iterator's attach id come from
-the running kernel's BTF (:mod:`sockscope.kernel.btf`), learned once and
-cached per kernel build under ``$XDG_CACHE_HOME/sockscope``.  Loading it needs
-CAP_BPF and CAP_PERFMON (root); any failure — an older kernel, no BTF, a
-container without the capabilities, a pid namespace other than the
-kernel's — makes :func:`task_socket_fds` raise :class:`Unavailable`, and
-the caller walks /proc as before.  ``SOCKSCOPE_OWNERS=proc`` skips this
+The programs are a few dozen instructions assembled in
+:mod:`sockscope.kernel.bpf_prog` (no compiler, no libbpf); the struct
+offsets they need (``task_struct.tgid``, ``file.f_inode``, ``inode.i_ino``,
+…) and the iterators' attach ids come from the running kernel's BTF
+(:mod:`sockscope.kernel.btf`), learned once and cached per kernel build
+under ``$XDG_CACHE_HOME/sockscope`` (:mod:`sockscope.kernel.bpf_cache`).
+Loading them needs CAP_BPF and CAP_PERFMON (root); any failure — an older
+kernel, no BTF, a container without the capabilities, a pid namespace other
+than the kernel's — makes :func:`task_socket_fds` raise :class:`Unavailable`,
+and the caller walks /proc as before.  ``SOCKSCOPE_OWNERS=proc`` skips this
 altogether.
 
-It lists the fd table of each thread-group leader only — what
-``/proc/PID/fd`` shows — and ends with a trailer carrying the reader's pid
+They list the fd table of each thread-group leader only — what
+``/proc/PID/fd`` shows — and end with a trailer carrying the reader's pid
 as the kernel sees it: no trailer (a cut-short read) or another pid (the
-kernel's pids are not ours) and the result is refused.
+kernel's pids are not ours) and the result is refused.  What they find is
+checked (:func:`plausible`; the walk must also find the file it is read
+from, at its fd): a cached layout that gives wrong owners is discarded.
 """
 
 from __future__ import annotations
@@ -33,109 +40,30 @@ import os
 import struct
 
 from sockscope.errors import SockscopeError
+from sockscope.kernel import bpf_cache as _cache
+from sockscope.kernel.bpf_prog import (  # noqa: F401 - FIELDS, RECORD, TRAILER_FD: this module's names too
+    BAD_FD, BIG_FD, FIELDS, RECORD, SELF_FD, TRAILER_FD, UAPI, WALK_FIELDS, WALK_UAPI, program,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
-RECORD = struct.Struct("<QII")  # inode, pid, fd (little-endian machines only: see _NR_BPF)
-TRAILER_FD = 0xFFFFFFFF
-_CACHE_VERSION = "1"
-
-# the facts learned from BTF, in this order (see layout())
-FIELDS = (
-    "attach_btf_id", "ctx_meta", "ctx_task", "ctx_fd", "ctx_file", "meta_seq",
-    "task_pid", "task_tgid", "file_inode", "inode_mode", "inode_ino",
-    "func_seq_write", "func_pid_tgid", "prog_type", "attach_type",
-)
-
-
-#: numbers fixed by the kernel's ABI (include/uapi/linux/bpf.h); BTF is asked anyway and must agree
-UAPI = {"func_seq_write": 127, "func_pid_tgid": 14, "prog_type": 26, "attach_type": 28}
-
 
 class Unavailable(SockscopeError):
-    """The BPF iterator cannot be used here (the reason is the message)."""
+    """The BPF iterator cannot be used here (the reason is the message; ``errno``: the system
+    call's, where one failed)."""
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
-# -- the program ---------------------------------------------------------------------------------------------------
-
-def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    return struct.pack("<BBhi", code, dst | (src << 4), off, imm)
+class _Implausible(Unavailable):
+    """The programs ran, but what they found cannot be right (a wrong layout)."""
 
 
-# opcodes (include/uapi/linux/bpf.h, bpf_common.h)
-_LDX_DW, _LDX_W, _LDX_H = 0x79, 0x61, 0x69
-_STX_DW, _STX_W, _ST_DW, _ST_W = 0x7B, 0x63, 0x7A, 0x62
-_MOV_X, _MOV_K, _ADD_K, _AND_K, _RSH_K = 0xBF, 0xB7, 0x07, 0x57, 0x77
-_JEQ_K, _JNE_K, _JNE_X, _JA = 0x15, 0x55, 0x5D, 0x05
-_CALL, _EXIT = 0x85, 0x95
-_S_IFMT, _S_IFSOCK = 0o170000, 0o140000
-
-
-def program(layout: dict[str, int]) -> bytes:
-    """The iterator program's instructions for a kernel with ``layout`` (see :func:`layout`).
-
-    ``r6`` ctx, ``r7`` the seq_file; the record is built at ``r10-16``.
-    """
-    L = layout
-    out = "OUT"
-    trailer = "TRAILER"
-    code: list[tuple[int, int, int, int | str, int] | str] = [
-        (_MOV_X, 6, 1, 0, 0),
-        (_LDX_DW, 7, 6, L["ctx_meta"], 0),
-        (_LDX_DW, 7, 7, L["meta_seq"], 0),
-        (_LDX_DW, 2, 6, L["ctx_task"], 0),
-        (_JEQ_K, 2, 0, trailer, 0),  # the last call, after the last file
-        (_LDX_DW, 3, 6, L["ctx_file"], 0),
-        (_JEQ_K, 3, 0, out, 0),
-        (_LDX_W, 4, 2, L["task_pid"], 0),
-        (_LDX_W, 5, 2, L["task_tgid"], 0),
-        (_JNE_X, 4, 5, out, 0),  # threads with their own fd table: /proc/PID/fd does not show them
-        (_STX_W, 10, 5, -8, 0),
-        (_LDX_DW, 4, 3, L["file_inode"], 0),
-        (_LDX_H, 5, 4, L["inode_mode"], 0),
-        (_AND_K, 5, 0, 0, _S_IFMT),
-        (_JNE_K, 5, 0, out, _S_IFSOCK),
-        (_LDX_DW, 5, 4, L["inode_ino"], 0),
-        (_STX_DW, 10, 5, -16, 0),
-        (_LDX_W, 5, 6, L["ctx_fd"], 0),
-        (_STX_W, 10, 5, -4, 0),
-        (_MOV_X, 1, 7, 0, 0),
-        (_MOV_X, 2, 10, 0, 0),
-        (_ADD_K, 2, 0, 0, -16),
-        (_MOV_K, 3, 0, 0, RECORD.size),
-        (_CALL, 0, 0, 0, L["func_seq_write"]),
-        (_JA, 0, 0, out, 0),
-        trailer,  # (0, the reader's tgid, 0xffffffff)
-        (_CALL, 0, 0, 0, L["func_pid_tgid"]),
-        (_RSH_K, 0, 0, 0, 32),
-        (_STX_W, 10, 0, -8, 0),
-        (_ST_DW, 10, 0, -16, 0),
-        (_ST_W, 10, 0, -4, -1),
-        (_MOV_X, 1, 7, 0, 0),
-        (_MOV_X, 2, 10, 0, 0),
-        (_ADD_K, 2, 0, 0, -16),
-        (_MOV_K, 3, 0, 0, RECORD.size),
-        (_CALL, 0, 0, 0, L["func_seq_write"]),
-        out,
-        (_MOV_K, 0, 0, 0, 0),
-        (_EXIT, 0, 0, 0, 0),
-    ]
-    labels: dict[str, int] = {}
-    insns: list[tuple[int, int, int, int | str, int]] = []
-    for item in code:
-        if isinstance(item, str):
-            labels[item] = len(insns)
-        else:
-            insns.append(item)
-    out_bytes = []
-    for i, (op, dst, src, off, imm) in enumerate(insns):
-        if isinstance(off, str):  # a jump to a label: relative to the next instruction
-            off = labels[off] - i - 1
-        out_bytes.append(_insn(op, dst, src, off, imm))
-    return b"".join(out_bytes)
-
+# -- the layout ----------------------------------------------------------------------------------------------------
 
 def layout(btf_data: bytes) -> dict[str, int]:
     """The offsets and ids :func:`program` needs, read from the kernel's BTF."""
@@ -165,6 +93,41 @@ def layout(btf_data: bytes) -> dict[str, int]:
     wrong = {k: found[k] for k, v in UAPI.items() if found[k] != v}
     if wrong:
         raise Unavailable(f"this kernel's BPF numbers differ from its UAPI's: {wrong}")
+    found.update(_walk_layout(b))
+    return found
+
+
+def _walk_layout(b: object) -> dict[str, int]:
+    """The facts of :data:`WALK_FIELDS` (all 0 where this kernel lacks one of them: bpf_loop is 5.17,
+    bpf_rdonly_cast 6.2)."""
+    from sockscope.errors import DecodeError
+    from sockscope.kernel import btf as _btf
+
+    assert isinstance(b, _btf.BTF)
+    try:
+        func = b.find("bpf_iter_task", _btf.FUNC)
+        params = b.params(func)
+        found = {
+            "walk_btf_id": func, "walk_ctx_meta": 8 * params.index("meta"), "walk_ctx_task": 8 * params.index("task"),
+            "task_files": b.member_offset("task_struct", "files"),
+            "files_fdt": b.member_offset("files_struct", "fdt"),
+            "files_next_fd": b.member_offset("files_struct", "next_fd"),
+            "fdt_max_fds": b.member_offset("fdtable", "max_fds"),
+            "fdt_fd": b.member_offset("fdtable", "fd"),
+            "fdt_open_fds": b.member_offset("fdtable", "open_fds"),
+            "cast_btf_id": b.find("bpf_rdonly_cast", _btf.FUNC),
+            "word_btf_id": b.find("timespec64", _btf.STRUCT),
+            "func_loop": b.enum_value("bpf_func_id", "BPF_FUNC_loop"),
+            "func_probe_read": b.enum_value("bpf_func_id", "BPF_FUNC_probe_read_kernel"),
+            "seq_file": b.member_offset("seq_file", "file"),
+            "task_flags": b.member_offset("task_struct", "flags"),
+        }
+        if b.member_offset("timespec64", "tv_sec") != 0:  # the walk reads a u64 as timespec64's first member
+            raise DecodeError("timespec64 does not start with tv_sec")
+    except (DecodeError, ValueError):
+        return dict.fromkeys(WALK_FIELDS, 0)
+    if any(found[k] != v for k, v in WALK_UAPI.items()):
+        return dict.fromkeys(WALK_FIELDS, 0)
     return found
 
 
@@ -212,120 +175,11 @@ def _may_load() -> bool:
     return caps & bpf_perfmon == bpf_perfmon or bool(caps & (1 << _CAP_SYS_ADMIN))
 
 
-def _cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    if not os.path.isabs(base):  # the XDG spec: a relative value is ignored
-        base = os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "sockscope")
-
-
-_CACHE_NAME = "task_file.layout"
-
-
-def _cache_path() -> str:
-    return os.path.join(_cache_dir(), _CACHE_NAME)
-
-
-def _open_cache_dir(create: bool) -> int:
-    """An fd of the cache directory, opened from ``/`` one component at a time, each with
-    O_NOFOLLOW (no symbolic link is followed) and checked: owned by root or this user, and
-    writable by no one else unless sticky (``/tmp``).  Missing components are made (mode
-    0700) when ``create``.  OSError when some component fails the checks."""
-    import stat
-
-    me = os.geteuid()
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open("/", flags)
-    try:
-        for name in _cache_dir().split("/"):
-            st = os.fstat(fd)
-            if st.st_uid not in (0, me) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
-                raise PermissionError(errno.EACCES, "a directory others may change on the cache's path")
-            if name in ("", "."):
-                continue
-            if name == "..":
-                raise PermissionError(errno.EACCES, "'..' in the cache's path")
-            try:
-                nfd = os.open(name, flags, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                os.mkdir(name, 0o700, dir_fd=fd)
-                nfd = os.open(name, flags, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        st = os.fstat(fd)
-        if st.st_uid != me or st.st_mode & 0o022:
-            raise PermissionError(errno.EACCES, "the cache directory is not this user's alone")
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def _kernel_key() -> str:
-    u = os.uname()
     try:
-        size = os.stat(_BTF_PATH).st_size
+        return _cache.kernel_key(_BTF_PATH)
     except OSError as e:
         raise Unavailable(f"no kernel BTF ({_BTF_PATH}: {e.strerror})") from None
-    return f"{_CACHE_VERSION} {u.machine} {u.release} {u.version} {size}"
-
-
-def _read_cache(key: str) -> dict[str, int] | None:
-    """The cached layout of the kernel ``key``, if a cache file of this user's (writable by no
-    one else, in a safe directory) has one."""
-    try:
-        dfd = _open_cache_dir(create=False)
-        try:
-            fd = os.open(_CACHE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        finally:
-            os.close(dfd)
-        with open(fd) as f:
-            st = os.fstat(fd)
-            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                return None
-            lines = f.read(4096).split("\n")
-        if lines[0] != key:
-            return None
-        found = dict(zip(FIELDS, (int(v) for v in lines[1].split())))
-    except (OSError, ValueError, IndexError):
-        return None
-    if len(found) == len(FIELDS) and all(found[k] == v for k, v in UAPI.items()):
-        return found
-    return None
-
-
-def _write_cache(key: str, found: dict[str, int]) -> None:
-    """Write the cache file (a new file, renamed into place): a failure only costs the next
-    run the BTF walk again."""
-    try:
-        dfd = _open_cache_dir(create=True)
-    except OSError:
-        return
-    tmp = f"{_CACHE_NAME}.{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
-        with open(fd, "w") as f:
-            f.write(key + "\n" + " ".join(str(found[k]) for k in FIELDS) + "\n")
-        os.replace(tmp, _CACHE_NAME, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
-def _forget_cache() -> None:
-    try:
-        dfd = _open_cache_dir(create=False)
-    except OSError:
-        return
-    try:
-        os.unlink(_CACHE_NAME, dir_fd=dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def learned_layout() -> dict[str, int]:
@@ -352,11 +206,11 @@ def cached_layout(fresh: bool = False) -> dict[str, int]:
 def _layout(fresh: bool) -> tuple[dict[str, int], bool]:
     """(the layout, whether it came from the cache)."""
     key = _kernel_key()
-    found = None if fresh else _read_cache(key)
+    found = None if fresh else _cache.read_cache(key)
     if found is not None:
         return found, True
     found = learned_layout()
-    _write_cache(key, found)
+    _cache.write_cache(key, found)
     return found, False
 
 
@@ -384,7 +238,7 @@ def plausible(inodes: list[int], pids: list[int], fds: list[int], proc: str = "/
 
 # 64-bit little-endian machines: the attributes, instructions and records are packed little-endian
 _NR_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "riscv64": 280}
-_PROG_LOAD, _LINK_CREATE, _ITER_CREATE = 5, 28, 33
+_PROG_LOAD, _BTF_LOAD, _LINK_CREATE, _ITER_CREATE = 5, 18, 28, 33
 _LICENSE = b"Dual MIT/GPL\0"  # bpf_seq_write is for GPL-compatible programs
 
 
@@ -416,30 +270,53 @@ def _address(buf: bytearray) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(buf))
 
 
-def _load(lay: dict[str, int]) -> int:
-    insns = bytearray(program(lay))
-    lic = bytearray(_LICENSE)
-    name = b"sockscope_fds".ljust(16, b"\0")
+def _load(lay: dict[str, int], walk: bool = False) -> int:
+    """Load :func:`program` (or with ``walk`` :func:`sockscope.kernel.bpf_prog.walk_program`, with the
+    BTF of its functions): the program's fd."""
+    btf_fd = -1
+    if walk:
+        from sockscope.kernel.bpf_prog import walk_btf, walk_program
+
+        code, starts = walk_program(lay)
+        blob, types = walk_btf()
+        btf_fd = _load_btf(bytearray(blob))
+        info = bytearray(struct.pack(f"<{2 * len(starts)}I", *(v for pair in zip(starts, types) for v in pair)))
+    else:
+        code, info = program(lay), bytearray()
+    insns, lic, name = bytearray(code), bytearray(_LICENSE), b"sockscope_fds".ljust(16, b"\0")
     log = bytearray(1)
-    for level in (0, 1):  # without a log first (cheaper); with one to explain a refusal
-        if level:
-            log = bytearray(1 << 16)
-        attr = struct.pack(
-            "<IIQQIIQII16sIIIIQIIQII",
-            lay["prog_type"], len(insns) // 8, _address(insns), _address(lic),
-            level, len(log) if level else 0, _address(log) if level else 0,
-            0, 0, name, 0, lay["attach_type"], 0, 0, 0, 0, 0, 0, 0, lay["attach_btf_id"],
-        ).ljust(144, b"\0")
-        try:
-            return _bpf(_PROG_LOAD, attr)
-        except OSError as e:
-            if e.errno == errno.EPERM:
-                raise Unavailable(_NEEDS_CAPS) from None
+    try:
+        for level in (0, 1):  # without a log first (cheaper); with one to explain a refusal
             if level:
-                text = bytes(log).split(b"\0", 1)[0].decode("ascii", "replace").strip().splitlines()
-                raise Unavailable(f"the kernel refused the program: {e.strerror}"
-                                  + (f" ({text[-1]})" if text else "")) from None
+                log = bytearray(1 << 16)
+            attr = struct.pack(
+                "<IIQQIIQII16sIIIIQIIQII",
+                lay["prog_type"], len(insns) // 8, _address(insns), _address(lic),
+                level, len(log) if level else 0, _address(log) if level else 0,
+                0, 0, name, 0, lay["attach_type"], max(btf_fd, 0), 8 if walk else 0,
+                _address(info) if walk else 0, len(info) // 8, 0, 0, 0,
+                lay["walk_btf_id"] if walk else lay["attach_btf_id"],
+            ).ljust(144, b"\0")
+            try:
+                return _bpf(_PROG_LOAD, attr)
+            except OSError as e:
+                if e.errno == errno.EPERM:
+                    raise Unavailable(_NEEDS_CAPS) from None
+                if level:
+                    text = bytes(log).split(b"\0", 1)[0].decode("ascii", "replace").strip().splitlines()
+                    raise Unavailable(f"the kernel refused the program: {e.strerror}"
+                                      + (f" ({text[-1]})" if text else "")) from None
+    finally:
+        if btf_fd >= 0:
+            os.close(btf_fd)
     raise AssertionError("unreachable")
+
+
+def _load_btf(blob: bytearray) -> int:
+    try:
+        return _bpf(_BTF_LOAD, struct.pack("<QQIII", _address(blob), 0, len(blob), 0, 0).ljust(32, b"\0"))
+    except OSError as e:
+        raise Unavailable(f"bpf: {e.strerror}") from None
 
 
 def open_iterator(fresh: bool = False) -> int:
@@ -467,26 +344,105 @@ def _open_iterator(fresh: bool) -> tuple[int, bool]:
 
 
 def _attach(lay: dict[str, int]) -> int:
-    prog = link = -1
+    prog = _load(lay)
     try:
-        prog = _load(lay)
-        link = _bpf(_LINK_CREATE, struct.pack("<IIII", prog, 0, lay["attach_type"], 0).ljust(64, b"\0"))
-        return _bpf(_ITER_CREATE, struct.pack("<II", link, 0).ljust(16, b"\0"))  # holds the link and program
-    except OSError as e:
-        raise Unavailable(f"bpf: {e.strerror}") from None
+        return _iter(prog, lay)
     finally:
-        for fd in (link, prog):
-            if fd >= 0:
-                os.close(fd)
+        os.close(prog)
+
+
+def _iter(prog: int, lay: dict[str, int], pid: int = 0) -> int:
+    """An iterator of the loaded program ``prog`` (of the process ``pid`` alone, where not 0): its fd
+    (which holds the program)."""
+    link = -1
+    try:
+        info = bytearray(struct.pack("<III", 0, pid, 0))  # bpf_iter_link_info.task: tid, pid, pid_fd
+        link = _bpf(_LINK_CREATE, struct.pack("<IIIIQI", prog, 0, lay["attach_type"], 0, _address(info) if pid else 0,
+                                              len(info) if pid else 0).ljust(64, b"\0"))
+        return _bpf(_ITER_CREATE, struct.pack("<II", link, 0).ljust(16, b"\0"))
+    except OSError as e:
+        raise Unavailable(f"bpf: {e.strerror}", e.errno or 0) from None
+    finally:
+        if link >= 0:
+            os.close(link)
+
+
+def _records(lay: dict[str, int], cached: bool) -> bytes:
+    """The records of every socket fd and the trailer: the fd table walk where this kernel runs it,
+    else the task_file iterator.  A walk that fails raises where the layout is ``cached`` (it may
+    be wrong); where the layout was just learned the cache keeps it without the walk."""
+    prog = _load(lay)  # (loaded even where the walk does all: it checks the layout's task_file facts)
+    try:
+        if lay["walk_btf_id"]:
+            try:
+                return _walked(lay, prog)
+            except Unavailable as e:
+                if cached or str(e) == _NEEDS_CAPS:
+                    raise
+                _cache.write_cache(_kernel_key(), dict(lay, **dict.fromkeys(WALK_FIELDS, 0)))
+        return read_iterator(_iter(prog, lay))
+    finally:
+        os.close(prog)
+
+
+def _walked(lay: dict[str, int], prog: int) -> bytes:
+    """The walk's records, each process it left out (its marker, after what it wrote of it) read by
+    the task_file iterator ``prog`` of that process alone, checked: the walk found the file it was
+    read from at its fd in this process (its record of that taken out)."""
+    walk = _load(lay, walk=True)
+    try:
+        it = _iter(walk, lay)
+    finally:
+        os.close(walk)
+    blob = read_iterator(it)
+    words = memoryview(blob).cast("I")
+    fds, pids = words[3::4].tobytes(), words[2::4]
+    me = pids[-1] if pids else -1  # the trailer's: this process as the kernel sees it (decode checks it)
+    big, own, bad = _where(fds, BIG_FD), _where(fds, SELF_FD), _where(fds, BAD_FD)
+    if any(pids[m] == me for m in bad):  # (this process is not exiting: its table is read wrong)
+        raise _Implausible("the fd table walk reads something else than fd tables")
+    drops = []  # (first record, after the last, the process whose records go there instead)
+    for m in sorted(big + bad):
+        start = m
+        while start > 0 and pids[start - 1] == pids[m]:  # what the walk wrote of it: at most bpf_prog.CAP + 63
+            start -= 1
+        drops.append((start, m + 1, pids[m]))
+    if not any(pids[m] == me for m in big):
+        if [(pids[m], words[4 * m], words[4 * m + 1]) for m in own] != [(me, it, 0)]:
+            raise _Implausible("the fd table walk does not find the file it is read from")
+    drops += [(m, m + 1, 0) for m in own if not any(a <= m < b for a, b, _ in drops)]
+    size, out, prev = RECORD.size, [], 0
+    for a, b, pid in sorted(drops):
+        out.append(blob[prev * size : a * size])
+        if pid:
+            try:
+                out.append(read_iterator(_iter(prog, lay, pid))[:-size])  # (its trailer: decode checks the last)
+            except Unavailable as e:
+                if e.errno not in (errno.ENOENT, errno.ESRCH):  # (not: the process has ended meanwhile)
+                    raise
+        prev = b
+    out.append(blob[prev * size :])
+    return b"".join(out)
+
+
+def _where(fds: bytes, fd: int) -> list[int]:
+    """The indexes of the records whose fd is ``fd`` (``fds``: the records' fds, 4 bytes each)."""
+    found, needle = [], fd.to_bytes(4, "little")
+    at = fds.find(needle)
+    while at >= 0:
+        if at % 4 == 0:
+            found.append(at // 4)
+        at = fds.find(needle, at + 1)
+    return found
 
 
 def _discard(why: str) -> None:
     """Say (one line on stderr) that the cached layout is not believed, and remove it."""
     import sys
 
-    print(f"sockscope: the cached BPF layout ({_cache_path()}) {why}: discarded, learned again from the "
+    print(f"sockscope: the cached BPF layout ({_cache.cache_path()}) {why}: discarded, learned again from the "
           "kernel's BTF", file=sys.stderr)
-    _forget_cache()
+    _cache.forget_cache()
 
 
 def read_iterator(fd: int) -> bytes:
@@ -511,15 +467,27 @@ def task_socket_fds() -> tuple[list[int], list[int], list[int]]:
     with :func:`plausible`: implausible records from the cached layout discard the cache (one
     line on stderr says so) and the layout is learned again; implausible records from a
     freshly learned layout raise :class:`Unavailable` (the caller walks /proc)."""
+    if os.environ.get("SOCKSCOPE_OWNERS") == "proc":
+        raise Unavailable("SOCKSCOPE_OWNERS=proc")
+    if not _may_load():
+        raise Unavailable(_NEEDS_CAPS)
     me = os.getpid()
-    fd, cached = _open_iterator(False)
-    found = decode(read_iterator(fd), me)
+    lay, cached = _layout(False)
+    try:
+        blob = _records(lay, cached)
+    except Unavailable as e:
+        if not cached or str(e) == _NEEDS_CAPS:
+            raise
+        _discard("gives implausible owners" if isinstance(e, _Implausible) else f"is refused by the kernel ({e})")
+        lay, cached = _layout(True)[0], False
+        blob = _records(lay, False)
+    found = decode(blob, me)  # (another pid namespace's reader: refused here, the cache kept)
     if plausible(*found):
         return found
     if not cached:
         raise Unavailable("the iterator's records do not match /proc")
     _discard("gives implausible owners")
-    found = decode(read_iterator(open_iterator(fresh=True)), me)
+    found = decode(_records(_layout(True)[0], False), me)
     if plausible(*found):
         return found
     raise Unavailable("the iterator's records do not match /proc")

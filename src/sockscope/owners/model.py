@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from itertools import compress
-from operator import itemgetter
+from operator import eq, itemgetter, ne
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -51,34 +51,51 @@ def psutil_pick(inodes: list[int], pids: list[int], fds: list[int], wanted: Coll
     first fd of the last process (in pid order) holding it.  (inode -> fd, inode -> pid,
     and with ``every_fd`` inode -> every fd of that process where it holds more than one,
     ascending.)  Only inodes in ``wanted`` when given: the records of sockets nobody asked
-    about are dropped first, by C-level loops (a host holds many more sockets than one
-    network namespace, or one kind, has)."""
+    about are dropped first, by C-level loops (a host may hold many more sockets than one
+    network namespace, or one kind, has).  No Python code runs per record but for the
+    records of sockets one process holds at several fds, with ``every_fd``."""
     if wanted is not None:
         at = list(compress(range(len(inodes)), map(wanted.__contains__, inodes)))
         if len(at) < len(inodes):
             inodes, pids, fds = (list(map(col.__getitem__, at)) for col in (inodes, pids, fds))
     pid_of = dict(zip(inodes, pids))  # the last record of an inode: the last process holding it
-    fd_of = dict(zip(inodes, fds))
     n = len(inodes)
     if len(pid_of) == n:  # the usual case: every socket held once
-        return fd_of, pid_of, {}
-    # sockets held more than once (forked servers, dup'ed fds): their first and last records differ
-    last = dict(zip(inodes, range(n)))
-    first = dict(zip(reversed(inodes), range(n - 1, -1, -1)))
-    shared = set(compress(last, map(int.__ne__, last.values(), map(first.__getitem__, last))))
+        return dict(zip(inodes, fds)), pid_of, {}
+    # some socket held more than once (forked servers, dup'ed fds): the records of each
+    # socket's last process, then the first of them (read backwards, the first one wins)
+    at = list(compress(range(n), map(eq, pids, map(pid_of.__getitem__, inodes))))
+    if len(at) < n:
+        inodes, fds = list(map(inodes.__getitem__, at)), list(map(fds.__getitem__, at))
+    fd_of = dict(zip(reversed(inodes), reversed(fds)))
     more: dict[int, list[int]] = {}
-    holder: dict[int, int] = {}
-    for i in compress(range(n), map(shared.__contains__, inodes)):  # their records, in order
-        ino, pid, fd = inodes[i], pids[i], fds[i]
-        if holder.get(ino) != pid:  # a later process: its first fd
-            holder[ino] = pid
-            fd_of[ino] = fd
-            if every_fd:
+    if every_fd and len(fd_of) < len(inodes):  # some socket at several fds of its last process
+        last = dict(zip(inodes, fds))
+        several = set(compress(last, map(ne, last.values(), map(fd_of.__getitem__, last))))
+        for ino, fd in compress(zip(inodes, fds), map(several.__contains__, inodes)):
+            held = more.get(ino)
+            if held is None:
                 more[ino] = [fd]
-        elif every_fd:
-            more[ino].append(fd)
+            else:
+                held.append(fd)
+    return fd_of, pid_of, more
+    # sockets held more than once (forked servers, dup'ed fds): the inodes of records that are not
+    # their inode's last, then those sockets' records in order (their last process's first fd wins)
+    shared = set(compress(inodes, map(ne, fds, map(fd_of.__getitem__, inodes))))
+    shared.update(compress(inodes, map(ne, pids, map(pid_of.__getitem__, inodes))))
+    for ino, pid, fd in compress(zip(inodes, pids, fds), map(shared.__contains__, inodes)):
+        if pid != pid_of[ino]:
+            continue
+        held = more.get(ino)
+        if held is None:  # the last process's first fd
+            more[ino] = [fd]
+            fd_of[ino] = fd
+        else:
+            held.append(fd)
     if every_fd:
         more = {ino: held for ino, held in more.items() if len(held) > 1}
+    else:
+        more = {}
     return fd_of, pid_of, more
 
 
