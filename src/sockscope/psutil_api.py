@@ -41,10 +41,10 @@ else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_TCP_TIME_WAIT, _TCP_LISTEN = 6, 10  # the kernel's TCP_TIME_WAIT, TCP_LISTEN (a UNIX listener's state too)
+_TCP_LISTEN = 10  # the kernel's TCP_LISTEN (a UNIX listener's state too)
 _PSUTIL_STATUS = {
     1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
-    _TCP_TIME_WAIT: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", _TCP_LISTEN: "LISTEN",
+    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", _TCP_LISTEN: "LISTEN",
     11: "CLOSING", 12: "SYN_RECV",
 }
 
@@ -232,16 +232,8 @@ def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
     if q.tables and q.families:
         fam_enum = {AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6}
         kinds = {"tcp": _s.SocketKind.SOCK_STREAM, "udp": _s.SocketKind.SOCK_DGRAM}
-        queries = [q]
-        if "tcp" in q.tables and proc == "/proc" and _time_wait():
-            # psutil's rows are a set, in no order: the TIME-WAIT sockets (shorter messages) in a
-            # dump of their own, and the others in one without them, decode column at once (where
-            # they are mixed every message is read by itself)
-            tw = 1 << _TCP_TIME_WAIT
-            queries = [q.replace(states=q.states & ~tw), Query(frozenset(("tcp",)), q.families, tw)]
-        for query in queries:
-            for table, batch in batches(query, lambda m: None, ahead=False, ordered=False):
-                parts.append(_part(batch, fam_enum, kinds[table], _PSUTIL_STATUS if table == "tcp" else None))  # type: ignore[arg-type]
+        for table, batch in batches(q, lambda m: None, ahead=False, ordered=False):  # psutil's is a set
+            parts.append(_part(batch, fam_enum, kinds[table], _PSUTIL_STATUS if table == "tcp" else None))  # type: ignore[arg-type]
     if AF_UNIX in fams:
         got = _unix_dump() if proc == "/proc" else None
         if got is None:  # psutil's own source: the file's text, read as psutil reads it
@@ -250,16 +242,6 @@ def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
             got = procnet.unix_columns(proc)
         return parts, got
     return parts, ([], [], [])
-
-
-def _time_wait() -> bool:
-    """Whether this network namespace has TIME-WAIT sockets (``/proc/net/sockstat``'s count)."""
-    try:
-        with open("/proc/net/sockstat", "rb") as f:
-            words = f.read(4096).split()
-        return int(words[words.index(b"tw") + 1]) > 0
-    except (OSError, ValueError, IndexError):
-        return False
 
 
 def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
