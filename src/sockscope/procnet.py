@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from sockscope._addr import AF_INET, AF_INET6, ntop4, ntop6
+from sockscope._addr import AF_INET, AF_INET6, AF_UNIX, ntop4, ntop6
 from sockscope.errors import DecodeError, SockscopeError
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
     from sockscope.records import Socket
 
-AF_UNIX = 1
 _UNIX_NETIDS = {1: "u_str", 2: "u_dgr", 5: "u_seq"}
 # /proc/net/unix "St" (socket_state) -> TCP-style state, as ss maps it
 _UNIX_STATES = {1: 7, 2: 2, 3: 1, 4: 11}
