@@ -9,7 +9,7 @@ processes this module starts:
   far from the byte totals.
 
 The interactive tests run ``sockscope top`` in a real terminal: a tmux server
-on a private socket (``tmux -L sockscope-test-<hex>``, killed at the end),
+on a private socket (``tmux -S DIR/sockscope-test-<hex>``, killed at the end),
 keys sent with ``send-keys``, the screen read with ``capture-pane``.
 Teardown (always): the scene's processes by pid, the tmux server, the netns.
 """
@@ -382,22 +382,24 @@ class Tmux:
     """A tmux server on a private socket with one 80x24 pane running sh."""
 
     def __init__(self, width: int = 80, height: int = 24) -> None:
+        import tempfile
+
         self.name = f"sockscope-test-{secrets.token_hex(4)}"
         self.started = False
-        tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
-        self.socket_path = f"{tmpdir}/tmux-{os.geteuid()}/{self.name}"  # tmux's default; read back below
+        # the socket in a directory of its own (tmux's default, /tmp/tmux-UID, would be left behind)
+        self.dir = tempfile.mkdtemp(prefix="sockscope-tmux-")
+        self.socket_path = os.path.join(self.dir, self.name)
         env = dict(os.environ, PS1="$ ", TERM="xterm")
-        subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", "new-session", "-d",
-                        "-x", str(width), "-y", str(height), "sh"], check=True, env=env)
-        self.started = True
         try:
-            self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
+            subprocess.run(["tmux", "-S", self.socket_path, "-f", "/dev/null", "new-session", "-d",
+                            "-x", str(width), "-y", str(height), "sh"], check=True, env=env)
         except BaseException:
-            self.kill()
+            os.rmdir(self.dir)
             raise
+        self.started = True
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.name, *args], check=True, capture_output=True,
+        return subprocess.run(["tmux", "-S", self.socket_path, *args], check=True, capture_output=True,
                               text=True).stdout
 
     def send(self, *keys: str) -> None:
@@ -426,15 +428,15 @@ class Tmux:
         return int(self.tmux("display-message", "-p", "#{pane_pid}").strip())
 
     def kill(self) -> None:
-        """End our tmux server (only ours: its private socket) and remove the socket file."""
+        """End our tmux server (only ours: its private socket) and remove the socket and its directory."""
         if self.started:
-            subprocess.run(["tmux", "-L", self.name, "kill-server"], capture_output=True)
+            subprocess.run(["tmux", "-S", self.socket_path, "kill-server"], capture_output=True)
             self.started = False
-            if self.socket_path.endswith(self.name):
-                try:
-                    os.unlink(self.socket_path)
-                except FileNotFoundError:
-                    pass
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+            os.rmdir(self.dir)
 
 
 @pytest.fixture
@@ -444,9 +446,9 @@ def tmux() -> Iterator[Tmux]:
         yield t
     finally:
         t.kill()
-    r = subprocess.run(["tmux", "-L", t.name, "list-sessions"], capture_output=True)
+    r = subprocess.run(["tmux", "-S", t.socket_path, "list-sessions"], capture_output=True)
     assert r.returncode != 0, "tmux server still running"
-    assert not os.path.exists(t.socket_path)
+    assert not os.path.exists(t.dir)
 
 
 def _children(pid: int) -> list[int]:
