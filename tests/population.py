@@ -139,7 +139,8 @@ def wait_tcp_state(port: int, want_state: str, family: str = "tcp", timeout: flo
             with open(name) as f:
                 for line in f.readlines()[1:]:
                     fields = line.split()
-                    if fields[3] == hexstate and (fields[1].endswith(":" + hexport) or fields[2].endswith(":" + hexport)):
+                    ends = (":" + hexport,)
+                    if fields[3] == hexstate and (fields[1].endswith(ends) or fields[2].endswith(ends)):
                         return
         time.sleep(0.01)
     raise RuntimeError(f"no socket on port {port} reached {want_state}")

@@ -107,7 +107,7 @@ def test_net_connections_matches_psutil(fresh_population: Harness) -> None:
 def test_net_connections_population_visible(fresh_population: Harness) -> None:
     """The psutil reference itself sees the population's owners (else the comparison is weak)."""
     data = _run_json(fresh_population, PSUTIL_SCRIPT, "tcp", "unix")
-    pids = {json.loads(x)["pid"] for x in data["tcp"]["psutil"]} | {json.loads(x)["pid"] for x in data["unix"]["psutil"]}
+    pids = {json.loads(x)["pid"] for kind in ("tcp", "unix") for x in data[kind]["psutil"]}
     assert set(fresh_population.pids) <= pids, pids
 
 

@@ -520,7 +520,8 @@ def test_info_of_one_layout_datagrams_agree_with_the_framed_walk(monkeypatch: py
                 assert fast.n == 5 and fast.info is not None
                 infos = _rows_of_info(fast.info)[0]  # type: ignore[index]
                 assert all(t is None or isinstance(t, tcpinfo.TcpInfo) for t in infos)
-                if inet_attrs._uniform_info(memoryview(data), len(msgs) // 5, 5) is not None and info_len >= tcpinfo.SIZE:
+                uniform = inet_attrs._uniform_info(memoryview(data), len(msgs) // 5, 5) is not None
+                if uniform and info_len >= tcpinfo.SIZE:
                     assert isinstance(fast.info[0], tcpinfo.InfoColumns)  # read column by column
                     sub = fast.select([True, False, True, False, True])
                     assert sub.info is not None and sub.info[0].rows() == infos[::2]  # type: ignore[union-attr]

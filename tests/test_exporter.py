@@ -566,7 +566,7 @@ def test_listen_address_must_be_explicit_and_bindable(holder_factory: Any) -> No
     for flag in ("--listen", "--web.listen-address"):
         r = h.run([*EXPORTER, flag, "9466"])
         assert r.returncode == 255
-        assert r.stderr == (f"sockscope: exporter: argument --web.listen-address/--listen: '9466' has no address: "
+        assert r.stderr == ("sockscope: exporter: argument --web.listen-address/--listen: '9466' has no address: "
                             "write :9466 for every address of the host or 127.0.0.1:9466 for this host only "
                             "(see sockscope exporter --help)\n")
     r = h.run([*EXPORTER, "--listen", "::1:9466"])

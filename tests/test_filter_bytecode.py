@@ -31,7 +31,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from sockscope._addr import ntop4, ntop6
+from sockscope._addr import ntop6
 from sockscope.filter import compile_bytecode, compile_predicate, parse
 from sockscope.filter.bytecode import (
     BC_AUTO, BC_CGROUP_COND, BC_D_COND, BC_D_GE, BC_D_LE, BC_DEV_COND, BC_JMP, BC_MARK_COND,

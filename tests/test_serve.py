@@ -92,7 +92,7 @@ def test_host_name_that_is_not_loopback_is_not_bound(workdir: Path) -> None:
         server = ServeProc(private, [], workdir)
         assert {line.split()[3] for line in private.listening(12345)} == {"127.0.0.1:12345", "[::1]:12345"}
         log = server.log()
-        assert f"resolves to 10.99.0.1, which is not loopback: not bound (use --host 10.99.0.1" in log
+        assert "resolves to 10.99.0.1, which is not loopback: not bound (use --host 10.99.0.1" in log
         assert "listening on tcp 127.0.0.1:12345, [::1]:12345 " in log
         refused = private.run([PY, str(FIXTURES / "tutorial_client.py")])
         assert refused.returncode == 1 and b"ConnectionRefusedError" in refused.stderr

@@ -16,7 +16,8 @@ import sys
 
 import pytest
 
-_HEAVY = ("dataclasses", "sockscope.records", "typing", "inspect", "importlib", "signal", "enum", "collections", "re", "socket",
+_HEAVY = ("dataclasses", "sockscope.records", "typing", "inspect", "importlib", "signal", "enum", "collections", "re",
+          "socket",
           # the option table is all the listing needs of the CLI's docs: not argparse, nor what makes
           # --help, the man page and the completion scripts, nor the machine formats
           "argparse", "sockscope.cli.manpage", "sockscope.cli.completion", "json", "csv")

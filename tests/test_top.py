@@ -545,7 +545,7 @@ def test_interactive_resize(scene: Scene, tmux: Tmux) -> None:
     _start_top(scene, tmux)
     for w, h in ((60, 15), (100, 30), (80, 24)):
         tmux.tmux("resize-window", "-x", str(w), "-y", str(h))
-        s = tmux.wait(lambda s: len(s) == h and s[0].startswith("sockscope top") and "rows 1-3 of 3" in s[-1])
+        s = tmux.wait(lambda s, h=h: len(s) == h and s[0].startswith("sockscope top") and "rows 1-3 of 3" in s[-1])
         assert all(len(line) <= w for line in s), s
         assert s[3].split()[:2] == ["State", "Recv-Q"]
     tmux.tmux("resize-window", "-x", "20", "-y", "4")
