@@ -217,22 +217,28 @@ sys.stdin.read()
 """
 
 
+def _alike_in(ns: Any, kinds: list[str], check: str = "") -> Any:
+    """PSUTIL_SCRIPT (then ``check``) run in ``ns`` for ``kinds`` until psutil gives the same
+    twice (up to 4 runs); every kind's sockscope rows asserted equal to psutil's.  The data."""
+    for _attempt in range(4):
+        out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT + check, *kinds])
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        if all(d["psutil"] == d["psutil_again"] for d in data.values()):
+            break
+    for kind in kinds:
+        d = data[kind]
+        assert d["error"] is None, d["error"]
+        assert d["sockscope"] == d["psutil"], kind
+    return data
+
+
 def test_net_connections_shared_sockets_like_psutil(tmp_path: Path) -> None:
     """Sockets held by several processes (forked) at several fds (dup'ed), UNIX names with
     whitespace, connections never accepted: psutil's choice of owner (the last pid's first
     fd; every fd of that pid for UNIX), its path rule and its set, kind by kind."""
     with _holding(_SHARED_HOLDER, str(tmp_path)) as (ns, holder):
-        kinds = ["tcp", "udp", "udp6", "unix", "inet", "all"]
-        for _attempt in range(4):
-            out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT, *kinds])
-            assert out.returncode == 0, out.stderr
-            data = json.loads(out.stdout)
-            if all(d["psutil"] == d["psutil_again"] for d in data.values()):
-                break
-        for kind in kinds:
-            d = data[kind]
-            assert d["error"] is None, d["error"]
-            assert d["sockscope"] == d["psutil"], kind
+        data = _alike_in(ns, ["tcp", "udp", "udp6", "unix", "inet", "all"])
         unix = [json.loads(x) for x in data["unix"]["psutil"]]
         paths = {r["laddr"]["value"] for r in unix}
         assert any(p.endswith("/trail") for p in paths) and "@plain" in paths, paths
@@ -279,16 +285,7 @@ def test_net_connections_unix_from_sock_diag_like_psutil(tmp_path: Path) -> None
     unbound sockets; the dump is the source actually used."""
     check = "\nfrom sockscope import psutil_api\nassert psutil_api._unix_dump() is not None\n"
     with _holding(_UNIX_HOLDER, str(tmp_path)) as (ns, _holder):
-        for _attempt in range(4):
-            out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT + check, "unix", "all"])
-            assert out.returncode == 0, out.stderr
-            data = json.loads(out.stdout)
-            if all(d["psutil"] == d["psutil_again"] for d in data.values()):
-                break
-        for kind in ("unix", "all"):
-            d = data[kind]
-            assert d["error"] is None, d["error"]
-            assert d["sockscope"] == d["psutil"], kind
+        data = _alike_in(ns, ["unix", "all"], check)
         rows = [json.loads(x) for x in data["unix"]["psutil"]]
         waiting = {r["laddr"]["value"].rsplit("/", 1)[-1] for r in rows if r["pid"] is None}
         assert waiting == {"stream.sock", "seq.sock", "\udcff\udcfe-not-utf8.sock", "@abs@tract"}, waiting
@@ -322,17 +319,7 @@ def test_net_connections_with_time_wait_like_psutil() -> None:
     """TIME-WAIT sockets among full ones (their shorter messages make the dump's datagrams framed,
     both families in them): the same rows as psutil's, for every TCP kind."""
     with _holding(_TIME_WAIT_HOLDER) as (ns, _holder):
-        kinds = ["tcp", "tcp4", "tcp6", "inet", "all"]
-        for _attempt in range(4):
-            out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT, *kinds])
-            assert out.returncode == 0, out.stderr
-            data = json.loads(out.stdout)
-            if all(d["psutil"] == d["psutil_again"] for d in data.values()):
-                break
-        for kind in kinds:
-            d = data[kind]
-            assert d["error"] is None, d["error"]
-            assert d["sockscope"] == d["psutil"], kind
+        data = _alike_in(ns, ["tcp", "tcp4", "tcp6", "inet", "all"])
         statuses = [json.loads(x)["status"][1] for x in data["tcp"]["psutil"]]
         assert statuses.count("TIME_WAIT") == 20 and statuses.count("ESTABLISHED") == 40, statuses
 
