@@ -13,7 +13,7 @@ import sys
 from sockscope._addr import AF_INET, AF_INET6, ZERO16, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO
+from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO, gather
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -269,10 +269,8 @@ class Batch:
         starts = list(compress(range(0, len(body), stride), mask))
         if not starts:
             return Batch.of([])
-        raw = body.tobytes()  # bytes slices (copies) join faster than memoryview slices
         b = Batch.__new__(Batch)
-        _heads(memoryview(b"".join(map(raw.__getitem__, map(slice, starts, map(stride.__add__, starts))))), stride,
-               b)
+        _heads(gather(body.tobytes(), starts, stride), stride, b)
         b.info = None
         if self._length:  # whole messages: the copy holds the attributes too
             b._mv, b._length = b._body, stride
@@ -430,8 +428,7 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
         off += (length + 3) & ~3
     if starts and starts[-1] + unpack(mv, starts[-1])[0] > end:  # only the last one can overrun
         raise DecodeError(f"bad netlink message length {unpack(mv, starts[-1])[0]} at offset {starts[-1]}")
-    raw = mv.tobytes()  # bytes slices (copies) join faster than memoryview slices
-    heads = memoryview(b"".join(map(raw.__getitem__, map(slice, starts, map(_HEAD.__add__, starts)))))
+    heads = gather(mv.tobytes(), starts, _HEAD)
     lens = heads.cast("I")[:: _HEAD // 4].tolist()
     _heads(heads, _HEAD, b)
     b._starts, b._ends = starts, list(map(add, starts, lens))

@@ -14,7 +14,7 @@ import struct
 
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import INET_DIAG_MSG, TCP_BBR_INFO, TCP_DCTCP_INFO
+from sockscope.kernel.layout import INET_DIAG_MSG, TCP_BBR_INFO, TCP_DCTCP_INFO, gather
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -191,8 +191,7 @@ def _grouped_info(b: Batch, mv: memoryview, cols: tuple[list[Any], ...]
         got = None
         if k > 1 and not length & 3:
             at = [starts[i] for i in rows]
-            got = _uniform_info(memoryview(b"".join(map(raw.__getitem__, map(slice, at, map(length.__add__, at))))),
-                                length, k)
+            got = _uniform_info(gather(raw, at, length), length, k)
         if got is None:
             rest += rows
             continue

@@ -183,6 +183,13 @@ def _view(body: memoryview, v: int) -> memoryview:
     return body.cast("Q") if v == 3 else body[4 : len(body) - 4].cast("Q")
 
 
+def gather(raw: bytes, starts: list[int], size: int) -> memoryview:
+    """The ``size`` bytes at each of ``starts`` in ``raw``, side by side (messages of one kind
+    picked out of a datagram, to be read column at once): every slice and the copy in C (slices
+    of bytes join faster than slices of a memoryview)."""
+    return memoryview(b"".join(map(raw.__getitem__, map(slice, starts, map(size.__add__, starts)))))
+
+
 def host16(values: list[int]) -> list[int]:
     """16-bit values read natively from network-order fields, in host order (in C: a pack/unpack round
     trip on a little-endian machine; the values themselves on a big-endian one)."""

@@ -341,7 +341,8 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
           states: Sequence[int], flags: bool, numeric: bool, lead: str = "") -> list[str]:
     """The ``-i`` text of each row ("" where a row has no tcp_info): ``infos`` are
     :class:`~sockscope.kernel.tcpinfo.TcpInfo` (or None), or the rows' tcp_info column by
-    column (:class:`~sockscope.kernel.tcpinfo.InfoColumns`), ``congs`` the congestion
+    column (:class:`~sockscope.kernel.tcpinfo.InfoColumns`: every row has one;
+    :class:`~sockscope.kernel.tcpinfo.SparseInfo`: some have), ``congs`` the congestion
     control names, ``bbrs``/``dctcps`` their info tuples (or None), ``states`` the
     sockets' kernel states; ``flags``: the option words (ts, sack, …: ss shows them with
     ``-o``/``-e``); ``numeric``: exact rates (``-n``).  ``lead`` starts every row's text
@@ -356,8 +357,6 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         n, rows, info = infos.n, infos.at, infos.cols  # (rows in any order: the texts are put back in place)
         if not rows:
             return [lead] * n
-        bbrs, dctcps = [bbrs[i] for i in rows], [dctcps[i] for i in rows]
-        congs, states = [congs[i] for i in rows], [states[i] for i in rows]
     else:
         n = len(infos)
         rows = [i for i, t in enumerate(infos) if t is not None]
@@ -375,12 +374,12 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
             full = [lead] * n
             full[i] = lead + "".join(plan)
             return full
-        if len(rows) < n:
-            infos, bbrs, dctcps = [infos[i] for i in rows], [bbrs[i] for i in rows], [dctcps[i] for i in rows]
-            congs, states = [congs[i] for i in rows], [states[i] for i in rows]
-        else:
+        if len(rows) == n:
             rows = range(n)
-        info = InfoColumns.of(infos)
+        info = InfoColumns.of(infos if len(rows) == n else [infos[i] for i in rows])
+    if type(rows) is not range:  # the other columns of the rows with tcp_info
+        bbrs, dctcps = [bbrs[i] for i in rows], [dctcps[i] for i in rows]
+        congs, states = [congs[i] for i in rows], [states[i] for i in rows]
     m = len(rows)
     if not m:
         return []
