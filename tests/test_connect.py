@@ -171,6 +171,8 @@ def test_usage_errors_exit_255(ns: NetNS) -> None:
         ["--send", "a", "--send-file", "b"],
         ["--count", "3", "--send", "x"],
         ["--count", "0"],
+        ["--count", "9" * 21],  # more than any count (ping's bound: a C long's), refused at once
+        ["--count", "9" * 5000],
     ):
         out = ns.sockscope("connect", *args)
         assert out.returncode == 255, (args, out.stderr)

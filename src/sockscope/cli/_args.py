@@ -39,16 +39,24 @@ def port_type(low: int) -> Callable[[str], int]:
     return port
 
 
+#: the largest count any option takes (a C long's, as ping's -c): bounds the digits too
+INT_MAX = (1 << 63) - 1
+
+
 def int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``low``."""
+    """An argparse type: an integer of at least ``low`` (and at most :data:`INT_MAX`)."""
 
     def integer(text: str) -> int:
+        if len(text) > 24:  # (int() of a long text costs; no count needs more digits)
+            raise argparse.ArgumentTypeError(f"too large: {text[:24]!r}...")
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}: {text!r}")
+        if value > INT_MAX:
+            raise argparse.ArgumentTypeError(f"too large (at most {INT_MAX}): {text!r}")
         return value
 
     return integer
