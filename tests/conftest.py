@@ -12,6 +12,7 @@ removed, and a final check asserts ``ip netns list`` no longer shows it.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from typing import Any, Iterator, Sequence
@@ -21,6 +22,13 @@ import pytest
 from nsutil import AsUser, Netns, Population
 
 SOCKSCOPE = [sys.executable, "-m", "sockscope"]
+
+# Tests end what they start with Ctrl-C's signal (SIGINT) as a terminal would send it.  A runner that
+# starts pytest with SIGINT ignored (a background job of a shell) would hand that on to every
+# program started here, which would then not stop: Python's own handler makes them start with the
+# default disposition again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class Harness:

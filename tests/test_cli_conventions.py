@@ -220,7 +220,13 @@ for fmt in ("--json", "--csv"):
                 lines.append(ev.stdout.readline().decode())
     finally:
         ev.send_signal(2)
-        rest, err = ev.communicate(timeout=10)
+        try:
+            rest, err = ev.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # say where it waits, and end it (no process is left behind)
+            where = [open(f"/proc/{ev.pid}/{k}").read() for k in ("wchan", "status")]
+            ev.kill()
+            ev.communicate()
+            err = ("still running 10 s after SIGINT, waiting in %s; %s" % tuple(where)).encode()
     out[fmt] = [ev.returncode, lines, err.decode()]
 print(json.dumps(out))
 """
