@@ -148,7 +148,7 @@ def test_a_refused_walk_is_left_out_of_the_cache(tmp_path: Any, monkeypatch: pyt
 
 
 @pytest.mark.parametrize("field", ["task_files", "files_fdt", "fdt_open_fds", "fdt_fd", "file_inode", "inode_ino",
-                                   "fdt_max_fds", "cast_btf_id"])
+                                   "fdt_max_fds", "files_next_fd", "cast_btf_id"])
 def test_tampered_walk_facts_are_discarded_and_relearned(field: str, holders: dict[str, int], tmp_path: Any,
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:

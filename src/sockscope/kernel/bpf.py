@@ -42,7 +42,7 @@ import struct
 from sockscope.errors import SockscopeError
 from sockscope.kernel import bpf_cache as _cache
 from sockscope.kernel.bpf_prog import (  # noqa: F401 - FIELDS, RECORD, TRAILER_FD: this module's names too
-    BAD_FD, BIG_FD, FIELDS, RECORD, SELF_FD, TRAILER_FD, UAPI, WALK_FIELDS, WALK_UAPI, program,
+    BAD_FD, BIG_FD, CAP, FIELDS, MAX_WORDS, RECORD, SELF_FD, TRAILER_FD, UAPI, WALK_FIELDS, WALK_UAPI, program,
 )
 
 TYPE_CHECKING = False
@@ -391,14 +391,24 @@ def _walked(lay: dict[str, int], prog: int) -> bytes:
     read from at its fd in this process (its record of that taken out)."""
     walk = _load(lay, walk=True)
     try:
+        size_before = _fd_table_size()
         it = _iter(walk, lay)
+        blob = read_iterator(it)
+        if not _trailed(blob):  # (seen where processes exit as the iterator passes them): once more
+            it = _iter(walk, lay)
+            blob = read_iterator(it)
     finally:
         os.close(walk)
-    blob = read_iterator(it)
     words = memoryview(blob).cast("I")
     fds, pids = words[3::4].tobytes(), words[2::4]
-    me = pids[-1] if pids else -1  # the trailer's: this process as the kernel sees it (decode checks it)
-    big, own, bad = _where(fds, BIG_FD), _where(fds, SELF_FD), _where(fds, BAD_FD)
+    if not _trailed(blob):
+        raise Unavailable("the iterator's output has no trailer")
+    me = pids[-1]  # the trailer's: this process as the kernel sees it (decode checks it)
+    big, bad = _where(fds, BIG_FD), _where(fds, BAD_FD)
+    # the file being read, found at its fd here (a stale pointer in an exiting process's table may
+    # equal it too: the file's memory used again)
+    selves = _where(fds, SELF_FD)
+    own = [m for m in selves if pids[m] == me]
     if any(pids[m] == me for m in bad):  # (this process is not exiting: its table is read wrong)
         raise _Implausible("the fd table walk reads something else than fd tables")
     drops = []  # (first record, after the last, the process whose records go there instead)
@@ -407,10 +417,14 @@ def _walked(lay: dict[str, int], prog: int) -> bytes:
         while start > 0 and pids[start - 1] == pids[m]:  # what the walk wrote of it: at most bpf_prog.CAP + 63
             start -= 1
         drops.append((start, m + 1, pids[m]))
-    if not any(pids[m] == me for m in big):
-        if [(pids[m], words[4 * m], words[4 * m + 1]) for m in own] != [(me, it, 0)]:
+    if any(pids[m] == me for m in big):  # (left to task_file: believable only where this table is large)
+        if len(os.listdir("/proc/self/fd")) < CAP and _fd_table_size() <= MAX_WORDS * 64:
+            raise _Implausible("the fd table walk leaves this process's small fd table out")
+    else:  # its fd found, and the table's size as /proc shows it (before or after: other threads may open fds)
+        sizes = (size_before, _fd_table_size())
+        if [(pids[m], words[4 * m]) for m in own] != [(me, it)] or words[4 * own[0] + 1] not in sizes:
             raise _Implausible("the fd table walk does not find the file it is read from")
-    drops += [(m, m + 1, 0) for m in own if not any(a <= m < b for a, b, _ in drops)]
+    drops += [(m, m + 1, 0) for m in selves if not any(a <= m < b for a, b, _ in drops)]
     size, out, prev = RECORD.size, [], 0
     for a, b, pid in sorted(drops):
         out.append(blob[prev * size : a * size])
@@ -423,6 +437,19 @@ def _walked(lay: dict[str, int], prog: int) -> bytes:
         prev = b
     out.append(blob[prev * size :])
     return b"".join(out)
+
+
+def _trailed(blob: bytes) -> bool:
+    """Whether the iterator's output ends with its trailer (a record of fd ``TRAILER_FD``)."""
+    return len(blob) >= RECORD.size and not len(blob) % RECORD.size and blob[-4:] == b"\xff\xff\xff\xff"
+
+
+def _fd_table_size() -> int:
+    """This process's fd table size (``FDSize`` of ``/proc/self/status``: the table's ``max_fds``)."""
+    with open("/proc/self/status", "rb") as f:
+        text = f.read()
+    at = text.find(b"\nFDSize:")
+    return int(text[at + 8 : text.index(b"\n", at + 8)]) if at >= 0 else -1
 
 
 def _where(fds: bytes, fd: int) -> list[int]:
@@ -484,6 +511,10 @@ def task_socket_fds() -> tuple[list[int], list[int], list[int]]:
     found = decode(blob, me)  # (another pid namespace's reader: refused here, the cache kept)
     if plausible(*found):
         return found
+    if not found[0]:  # none, where /proc shows a socket: it may have come after the walk; walk once more
+        found = decode(_records(lay, cached), me)
+        if plausible(*found):
+            return found
     if not cached:
         raise Unavailable("the iterator's records do not match /proc")
     _discard("gives implausible owners")

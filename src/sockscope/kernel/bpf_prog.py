@@ -21,10 +21,11 @@ pid as the kernel sees it:
   iterator of that one process): its walk writes a marker ``(0, pid, BIG_FD)`` instead of the rest.
   An exiting process is left to it too: the walk takes none of the locks the kernel's iterator
   takes, and a process's fd table goes away when it exits.  Where the walk finds the file it is read
-  from it writes ``(fd, pid, SELF_FD)``; a fd table that cannot be one (no bitmap, a size that is no
+  from it writes ``(fd | table size << 32, pid, SELF_FD)``; a fd table that cannot be one (no bitmap, a size that is no
   multiple of 64: what a wrong layout reads, or a table freed meanwhile) gets ``(0, pid, BAD_FD)``
-  and is read again as the large ones are.  The reader checks that its own fd table was walked and
-  its fd found there (a cached layout that is wrong fails that).
+  and is read again as the large ones are.  The reader checks that its own fd table was walked (or
+  is large indeed), its fd found there and the table's size read as ``/proc/self/status`` shows it
+  (``FDSize``): a cached layout that is wrong fails that.
 
 Offsets and ids come from the kernel's BTF (:func:`sockscope.kernel.bpf.layout`).
 """
@@ -36,7 +37,7 @@ import struct
 RECORD = struct.Struct("<QII")  # inode, pid, fd (little-endian machines only: see bpf._NR_BPF)
 TRAILER_FD = 0xFFFFFFFF
 BIG_FD = 0xFFFFFFFE  # the walk's marker: this process's fds come from a task_file iterator of its own
-SELF_FD = 0xFFFFFFFD  # the walk's record (fd, pid, SELF_FD): the file being read is at fd of pid
+SELF_FD = 0xFFFFFFFD  # the walk's record (fd | size << 32, pid, SELF_FD): the file being read is at fd of pid
 BAD_FD = 0xFFFFFFFC  # the walk's marker: this fd table cannot be one (read again by task_file)
 PF_EXITING = 0x4  # include/linux/sched.h: set before an exiting task's files are let go
 CAP = 1900  # records a task's walk writes at most (+63 at the last word, + the marker: < 32 KiB)
@@ -166,8 +167,8 @@ def program(layout: dict[str, int]) -> bytes:
 
 
 # the walk's state, on the main program's stack (r10 - _CTX + field), shared with its callbacks
-_C_SEQ, _C_OPEN, _C_FDS, _C_WORD, _C_BASE, _C_TGID, _C_COUNT, _C_SELF = 0, 8, 16, 24, 32, 40, 48, 56
-_CTX = 64
+_C_SEQ, _C_OPEN, _C_FDS, _C_WORD, _C_BASE, _C_TGID, _C_COUNT, _C_SELF, _C_MAX = 0, 8, 16, 24, 32, 40, 48, 56, 64
+_CTX = 72
 
 
 def _and64(reg: int, mask: int) -> list[Insn | str]:
@@ -222,6 +223,7 @@ def walk_program(layout: dict[str, int]) -> tuple[bytes, list[int]]:
         (_STX_DW, 10, 1, -_CTX + _C_FDS, 0),
         *load(9, 8, L["fdt_max_fds"]),
         *low32(9),
+        (_STX_DW, 10, 9, -_CTX + _C_MAX, 0),  # (the table's size, in the reader's SELF_FD record)
         # a table has 64 slots or more, a multiple of 64, at least next_fd: else no table is read here
         (_MOV_X, 1, 9, 0, 0), (_AND_K, 1, 0, 0, 63), (_JNE_K, 1, 0, "BAD", 0),
         (_JEQ_K, 9, 0, "BAD", 0),
@@ -315,7 +317,8 @@ def walk_program(layout: dict[str, int]) -> tuple[bytes, list[int]]:
         (_JEQ_K, 8, 0, "B_NEXT", 0),
         (_LDX_DW, 1, 6, _C_SELF, 0),
         (_JNE_X, 8, 1, "B_FILE", 0),
-        (_STX_DW, 10, 7, -16, 0),  # (fd, pid, SELF_FD)
+        (_LDX_DW, 2, 6, _C_MAX, 0), (_LSH_K, 2, 0, 0, 32), (_ADD_X, 2, 7, 0, 0),
+        (_STX_DW, 10, 2, -16, 0),  # (fd | table size << 32, pid, SELF_FD)
         (_ST_W, 10, 0, -4, SELF_FD - (1 << 32)),
         (_JA, 0, 0, "B_WRITE", 0),
         "B_FILE",
