@@ -79,10 +79,6 @@ class TableOptions:
         self.processes = processes
         self.details = details
 
-    def __repr__(self) -> str:
-        return (f"TableOptions(numeric={self.numeric}, resolve={self.resolve}, processes={self.processes}, "
-                f"details={self.details!r})")
-
 
 class CellMaker:
     """Builds the ten cells of each row (the tenth, ss's unnamed column, stays empty), with caches."""
@@ -248,7 +244,9 @@ class CellMaker:
         if not self.opts.processes:
             proc = ""
         elif s.owners or self.owners is None:
-            proc = users(s)
+            from sockscope.render.users import from_records
+
+            proc = from_records(s.owners)
         else:
             proc = self.owners.text(s.inode)
         if self.opts.details is not None:
@@ -388,13 +386,6 @@ class Columns:
         self.pending: tuple[Any, _TextCache, Callable[..., Any], bool] | None = None
 
 
-def users(s: Socket) -> str:
-    """ss's ``users:(("name",pid=P,fd=F),…)`` cell (with its leading space), or ""."""
-    from sockscope.render.users import from_records
-
-    return from_records(s.owners)
-
-
 class TableWriter:
     """Lays out rows of cells like ss (non-terminal layout), in batches.
 
@@ -469,18 +460,29 @@ class TableWriter:
                 self._measure(blocks, i, final)
         # written a slice of rows at a time: a wide Process column (a listener held by hundreds of
         # processes widens every row) is never built into one text for the whole table
-        write = self.out.write
+        write, pos = self.out.write, 0
         if not later:
             specs = self._specs()
-            for part in _slices(blocks):
-                write("\n".join(self._render([part], specs)) + "\n")
-            return
-        lines = self._render(blocks, [s for s in self._specs() if s[0] not in later])
-        _resolve(pending)
-        self._measure(blocks, PROCESS, final)
-        spec = [s for s in self._specs() if s[0] == PROCESS]
-        pos = 0
+            fd = _wide_file(self.out, specs[-1]) if specs else None
+            if fd is None:
+                for part in _slices(blocks):
+                    write("\n".join(self._render([part], specs)) + "\n")
+                return
+            lines, spec = self._render(blocks, specs[:-1]), specs[-1:]
+        else:
+            lines = self._render(blocks, [s for s in self._specs() if s[0] not in later])
+            _resolve(pending)
+            self._measure(blocks, PROCESS, final)
+            spec = [s for s in self._specs() if s[0] == PROCESS]
+            fd = _wide_file(self.out, spec[0])
         for part in _slices(blocks):
+            if fd is not None:  # each row's padding a slice of one run of spaces: see render.padded
+                from sockscope.render.padded import cells_of, write_rows
+
+                cells = cells_of(part, PROCESS)
+                write_rows(self.out, fd, lines[pos : pos + len(cells)], cells, spec[0][2])
+                pos += len(cells)
+                continue
             tails = self._render([part], spec)
             # one join over (head, tail, newline) pieces: no string per row in between
             write("".join(chain.from_iterable(zip(lines[pos : pos + len(tails)], tails, repeat("\n")))))
@@ -570,6 +572,17 @@ def _slices(blocks: list[Any]) -> Iterator[Any]:
             n = len(block[0]) if block else 0
             for lo in range(0, n, _SLICE):
                 yield [col[lo : lo + _SLICE] for col in block]
+
+
+_WIDE = 256  # a Process column this wide or wider (always the last of a row): rows written by render.padded
+
+
+def _wide_file(out: IO[str], spec: tuple[int, str, int, bool]) -> int | None:
+    """The file under ``out`` to write rows to with :mod:`~sockscope.render.padded` (else None)."""
+    if spec[0] != PROCESS or spec[2] < _WIDE or spec[1]:
+        return None
+    from sockscope.render.padded import file_for  # (only then: not at start-up)
+    return file_for(out)
 
 
 def _resolve(blocks: list[Columns]) -> None:
