@@ -268,51 +268,20 @@ class CellMaker:
                 (s.local.address or "*") + " ", str(s.inode),
                 "* ", str(s.peer_inode or 0), proc, "",
             ]
-        if fam == AF_NETLINK:
-            return head + self._netlink_ends(s.protocol or 0, s.local.port, s.peer.address, s.peer.port) + [proc, ""]
-        if fam == AF_PACKET:
-            return head + self._packet_ends(s.protocol or 0, s.local.port, s.netns) + [proc, ""]
+        if fam == AF_NETLINK or fam == AF_PACKET:
+            from sockscope.render.ends import netlink_ends, packet_ends
+
+            if fam == AF_NETLINK:
+                return head + netlink_ends(self, s.protocol or 0, s.local.port, s.peer.address, s.peer.port) + [
+                    proc, ""]
+            return head + packet_ends(self, s.protocol or 0, s.local.port, s.netns) + [proc, ""]
         return head + ["*", "", "*", "", proc, ""]
 
     def other_cells(self, b: OtherBatch) -> list[list[str]]:
-        """The rows of a netlink or packet batch (:class:`~sockscope.kernel.others.Batch`):
-        the cells :meth:`cells` makes of their records, without making records."""
-        owners = self.owners if self.opts.processes else None
-        rows = []
-        if b.table == "nl":
-            for proto, st, portid, dst, group, ino, rq, wq in zip(b.protocol, b.state, b.portid, b.dst_portid,
-                                                                   b.dst_group, b.inode, b.rqueue, b.wqueue):
-                peer = (str(group), dst) if st == 1 else ("", 0)
-                rows.append(["nl", "UNCONN", f"{rq:<6}", f"{wq:<6}", *self._netlink_ends(proto, portid, *peer),
-                             owners.text(ino) if owners is not None else "", ""])
-        else:
-            for ptype, proto, ino, rq, ifindex in zip(b.type, b.protocol, b.inode, b.rqueue, b.ifindex):
-                rows.append(["p_raw" if ptype == 3 else "p_dgr", "UNCONN", f"{rq:<6}", f"{0:<6}",
-                             *self._packet_ends(proto, ifindex, None), owners.text(ino) if owners is not None else "",
-                             ""])
-        return rows
+        """The rows of a netlink or packet batch (see :func:`sockscope.render.ends.rows`)."""
+        from sockscope.render.ends import rows
 
-    def _netlink_ends(self, proto: int, portid: int, peer: str, peer_port: int) -> list[str]:
-        """A netlink socket's four address cells: protocol and owner, group and peer portid."""
-        pname = str(proto) if self.opts.numeric else names.NL_PROTOCOLS.get(proto, str(proto))
-        if portid == -1:
-            owner = "*"
-        elif self.opts.numeric:
-            owner = str(portid)
-        elif portid == 0:
-            owner = "kernel"
-        else:
-            comm = names.process_name(portid) if portid > 0 else None
-            owner = f"{comm}/{portid}" if comm is not None else str(portid)
-        return [pname + ":", owner] + ([peer + ":", str(peer_port)] if peer else ["*", ""])
-
-    def _packet_ends(self, proto: int, ifindex: int, netns: str | None) -> list[str]:
-        """A packet socket's four address cells: ethertype and interface, no peer."""
-        if proto == 3:
-            addr = "*"
-        else:
-            addr = f"[{proto}]" if self.opts.numeric else names.ETHERTYPES.get(proto, f"[{proto}]")
-        return [addr + ":", "*" if not ifindex else names.ifname(ifindex, netns), "*", ""]
+        return rows(self, b)
 
 
 def _queue_texts(keys: list[int]) -> list[str]:
@@ -466,7 +435,7 @@ class TableWriter:
             fd = _wide_file(self.out, specs[-1]) if specs else None
             if fd is None:
                 for part in _slices(blocks):
-                    write("\n".join(self._render([part], specs)) + "\n")
+                    write(self._text(part, specs))
                 return
             lines, spec = self._render(blocks, specs[:-1]), specs[-1:]
         else:
@@ -530,27 +499,42 @@ class TableWriter:
         """The text of ``specs``' columns of every row: each cell padded in C, one join per row."""
         lines: list[str] = []
         for block in blocks:
-            seqs: list[Any] = []
-            if type(block) is Columns:
-                n = block.n
-                for i, delim, pad, right in specs:
-                    values, cache = block.cols[i]
-                    if cache is None:
-                        seqs.append(repeat(delim + (values.rjust(pad) if right else values.ljust(pad)), n))
-                    elif cache is CELLS:  # owners: mostly one text per row, padded row by row
-                        cells = map(str.ljust, values, repeat(pad))
-                        seqs.append(map(delim.__add__, cells) if delim else cells)
-                    else:
-                        seqs.append(map(cache.padded_for(delim, pad, right).__getitem__, values))
-            else:
-                for i, delim, pad, right in specs:
-                    cells = map(str.rjust if right else str.ljust, block[i], repeat(pad))
-                    seqs.append(map(delim.__add__, cells) if delim else cells)
-            if len(seqs) == 1:
-                lines.extend(seqs[0])
-            else:
-                lines.extend(map("".join, zip(*seqs)))
+            seqs = _cells(block, specs)
+            lines.extend(seqs[0] if len(seqs) == 1 else map("".join, zip(*seqs)))
         return lines
+
+    @staticmethod
+    def _text(part: Any, specs: list[tuple[int, str, int, bool]]) -> str:
+        """The rows of ``part`` as text, each ending in a newline: its padded cells set side by side
+        into one list by slice assignments (C loops), then one join (no string per row in between)."""
+        seqs = _cells(part, specs)
+        n, k = (part.n if type(part) is Columns else len(part[0])), len(seqs) + 1
+        flat = [""] * (n * k)
+        for i, seq in enumerate(seqs):
+            flat[i::k] = seq
+        flat[k - 1 :: k] = repeat("\n", n)
+        return "".join(flat)
+
+
+def _cells(block: Any, specs: list[tuple[int, str, int, bool]]) -> list[Any]:
+    """Per column of ``specs``, the padded cells of the rows of ``block`` (an iterable each)."""
+    seqs: list[Any] = []
+    if type(block) is Columns:
+        n = block.n
+        for i, delim, pad, right in specs:
+            values, cache = block.cols[i]
+            if cache is None:
+                seqs.append(repeat(delim + (values.rjust(pad) if right else values.ljust(pad)), n))
+            elif cache is CELLS:  # owners: mostly one text per row, padded row by row
+                cells = map(str.ljust, values, repeat(pad))
+                seqs.append(map(delim.__add__, cells) if delim else cells)
+            else:
+                seqs.append(map(cache.padded_for(delim, pad, right).__getitem__, values))
+    else:
+        for i, delim, pad, right in specs:
+            cells = map(str.rjust if right else str.ljust, block[i], repeat(pad))
+            seqs.append(map(delim.__add__, cells) if delim else cells)
+    return seqs
 
 
 _SLICE = 1024  # rows written at a time
