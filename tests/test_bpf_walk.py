@@ -147,8 +147,10 @@ def test_a_refused_walk_is_left_out_of_the_cache(tmp_path: Any, monkeypatch: pyt
     assert a[0] and capsys.readouterr().err == ""
 
 
+# (files_next_fd and task_flags are left out: read wrong they only send processes to the task_file
+# iterator, whose records are exact, or change nothing; no check can tell them)
 @pytest.mark.parametrize("field", ["task_files", "files_fdt", "fdt_open_fds", "fdt_fd", "file_inode", "inode_ino",
-                                   "fdt_max_fds", "files_next_fd", "cast_btf_id"])
+                                   "fdt_max_fds", "cast_btf_id"])
 def test_tampered_walk_facts_are_discarded_and_relearned(field: str, holders: dict[str, int], tmp_path: Any,
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
