@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 import sys
+from itertools import chain, repeat
+from operator import add
 
 from sockscope._addr import AF_INET, AF_INET6, ZERO16, ntop4, ntop6
 from sockscope.errors import DecodeError
@@ -183,6 +185,9 @@ class Batch:
         stride = object.__getattribute__(self, "_stride")
         if stride:
             length = self._length
+            if name == "_body":  # framed, both families: the fixed parts are gathered when first read
+                body = self._body = gather(self._mv.obj, self._starts, stride)  # type: ignore[arg-type]
+                return body
             if name in _HEAD_COLS:
                 col = _L.columns(self._body, stride, (name,))[0]
             elif name == "src" or name == "dst":  # both families in one batch: keys of both kinds
@@ -265,12 +270,16 @@ class Batch:
         buffer and read column at once (every slice and the copy in C)."""
         from itertools import compress
 
-        body, stride = self._body, self._stride
-        starts = list(compress(range(0, len(body), stride), mask))
+        stride = self._stride
+        if self._length:  # whole messages, from the datagram read column at once
+            raw = self._body.tobytes()
+            starts = list(compress(range(0, len(raw), stride), mask))
+        else:  # framed: the fixed parts, from the datagram (kept as bytes: see _framed)
+            raw, starts = self._mv.obj, list(compress(self._starts, mask))  # type: ignore[assignment]
         if not starts:
             return Batch.of([])
         b = Batch.__new__(Batch)
-        _heads(gather(body.tobytes(), starts, stride), stride, b)
+        _heads(gather(raw, starts, stride), stride, b)
         b.info = None
         if self._length:  # whole messages: the copy holds the attributes too
             b._mv, b._length = b._body, stride
@@ -391,8 +400,6 @@ def _key(raw: bytes) -> Any:
 def _framed(mv: memoryview, op: str, b: Batch) -> bool:
     """Fill ``b`` from a datagram of messages of several lengths: one pass reads each one's
     length and type, then the fixed parts are copied side by side (in C) and read column at once."""
-    from operator import add
-
     unpack = _LEN_TYPE.unpack_from
     starts: list[int] = []
     keep = starts.append
@@ -428,12 +435,25 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
         off += (length + 3) & ~3
     if starts and starts[-1] + unpack(mv, starts[-1])[0] > end:  # only the last one can overrun
         raise DecodeError(f"bad netlink message length {unpack(mv, starts[-1])[0]} at offset {starts[-1]}")
-    heads = gather(mv.tobytes(), starts, _HEAD)
+    raw = mv.tobytes()
+    b._mv, b._length = memoryview(raw), 0  # (bytes: Batch.split and __getattr__ gather from it)
+    fams = list(map(raw.__getitem__, map(_FAMILY_AT.__add__, starts)))
+    if fams.count(AF_INET) not in (0, len(fams)):
+        # both families (a legacy dump): their fixed parts are gathered by family where the
+        # batch is split (ss lists IPv4 first), all together only where a column is read whole
+        b.family, b.n, b._stride = fams, len(fams), _HEAD
+        b._starts = starts
+        b._ends = list(map(add, starts, chain.from_iterable(map(_LEN.unpack_from, repeat(raw), starts))))
+        return done
+    heads = gather(raw, starts, _HEAD)
     lens = heads.cast("I")[:: _HEAD // 4].tolist()
     _heads(heads, _HEAD, b)
     b._starts, b._ends = starts, list(map(add, starts, lens))
-    b._length = 0
     return done
+
+
+_FAMILY_AT = 16 + INET_DIAG_MSG.offset("family")  # a message's family byte
+_LEN = struct.Struct("=I")  # nlmsghdr's length
 
 
 def _wildcards(b: Batch) -> None:
@@ -482,8 +502,6 @@ class _States(dict):  # type: ignore[type-arg]
 def records(b: Batch, netid: str, details: bool = False) -> list[Socket]:
     """The batch's rows as :class:`~sockscope.records.Socket` records (with
     ``details``, every attribute decoded; else made column by column, by C-level maps)."""
-    from itertools import repeat
-
     from sockscope.records import STATES, Endpoint, make_socket, state_of
 
     states = _States(STATES, state_of)
