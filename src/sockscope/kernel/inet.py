@@ -1,8 +1,11 @@
-"""inet_diag (TCP, UDP, …) requests and replies, sans IO.
+"""inet_diag (TCP, UDP, …) requests and replies, sans IO: the one decoder of ``inet_diag_msg``.
 
-``inet_diag_req_v2`` is encoded by :func:`encode_request`; replies are decoded
-by :func:`decode_dump`, the hot loop: one pass over a received datagram with
-precompiled structs, appending :class:`~sockscope.records.Socket` records.
+``inet_diag_req_v2`` is encoded by :func:`encode_request` (the legacy one-walk TCP request by
+:func:`encode_request_compat`); a received datagram becomes a :class:`Batch` by :func:`decode`:
+column by column where its messages have one length, framed (their fixed parts gathered side by
+side) where TIME-WAIT and SYN-RECV mini-sockets sit between full ones.  Every consumer reads
+batches; :func:`records` makes :class:`~sockscope.records.Socket` records of one on demand
+(:func:`decode_dump` is decode then records, for callers that want records).
 """
 
 from __future__ import annotations
