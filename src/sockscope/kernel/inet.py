@@ -154,7 +154,7 @@ class Batch:
     bbr_info and dctcp_info.  :meth:`attrs` is row ``i``'s attribute bytes."""
 
     __slots__ = ("n", "fam", "family", *_HEAD_COLS, "src", "dst", "v6only", "info", "_mv", "_starts", "_ends",
-                 "_length", "_stride", "_body")
+                 "_length", "_stride", "_body", "_raw")
 
     n: int
     fam: int
@@ -181,6 +181,7 @@ class Batch:
     _length: int  # every message's length when they are all alike (attributes at a stride), else 0
     _stride: int  # the stride of the fixed parts in _body (read column at once), or 0: columns set
     _body: memoryview  # the messages (_length) or their fixed parts alone (framed), _stride bytes each
+    _raw: bytes  # framed: the datagram, which the fixed parts are gathered from
 
     def __getattr__(self, name: str) -> Any:
         # a batch read column at once reads a column from the datagram when it is first asked
@@ -189,7 +190,7 @@ class Batch:
         if stride:
             length = self._length
             if name == "_body":  # framed, both families: the fixed parts are gathered when first read
-                body = self._body = gather(self._mv.obj, self._starts, stride)  # type: ignore[arg-type]
+                body = self._body = gather(self._raw, self._starts, stride)
                 return body
             if name in _HEAD_COLS:
                 col = _L.columns(self._body, stride, (name,))[0]
@@ -277,8 +278,8 @@ class Batch:
         if self._length:  # whole messages, from the datagram read column at once
             raw = self._body.tobytes()
             starts = list(compress(range(0, len(raw), stride), mask))
-        else:  # framed: the fixed parts, from the datagram (kept as bytes: see _framed)
-            raw, starts = self._mv.obj, list(compress(self._starts, mask))  # type: ignore[assignment]
+        else:  # framed: the fixed parts, from the datagram
+            raw, starts = self._raw, list(compress(self._starts, mask))
         if not starts:
             return Batch.of([])
         b = Batch.__new__(Batch)
@@ -287,7 +288,7 @@ class Batch:
         if self._length:  # whole messages: the copy holds the attributes too
             b._mv, b._length = b._body, stride
         else:  # fixed parts: the attributes stay in the datagram
-            b._mv, b._length = self._mv, 0
+            b._mv, b._raw, b._length = self._mv, raw, 0
             b._starts, b._ends = list(compress(self._starts, mask)), list(compress(self._ends, mask))
         b.fam = _one_family(b.family)
         _wildcards(b)
@@ -438,8 +439,8 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
         off += (length + 3) & ~3
     if starts and starts[-1] + unpack(mv, starts[-1])[0] > end:  # only the last one can overrun
         raise DecodeError(f"bad netlink message length {unpack(mv, starts[-1])[0]} at offset {starts[-1]}")
-    raw = mv.tobytes()
-    b._mv, b._length = memoryview(raw), 0  # (bytes: Batch.split and __getattr__ gather from it)
+    raw = b._raw = mv.tobytes()  # (Batch.split and __getattr__ gather from it)
+    b._length = 0
     fams = list(map(raw.__getitem__, map(_FAMILY_AT.__add__, starts)))
     if fams.count(AF_INET) not in (0, len(fams)):
         # both families (a legacy dump): their fixed parts are gathered by family where the

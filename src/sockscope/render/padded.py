@@ -61,7 +61,8 @@ def cells_of(part: Any, i: int) -> list[str]:
         return list(part[i])
     values, cache = part.cols[i]
     if cache is CELLS:
-        return values  # type: ignore[no-any-return]
+        cells: list[str] = values
+        return cells
     return [values] * part.n if cache is None else list(map(cache.texts.__getitem__, values))
 
 
@@ -76,7 +77,9 @@ def _writev_all(fd: int, pieces: list[bytes | memoryview]) -> None:
         except BlockingIOError:  # a non-blocking file that is full: wait until it takes more
             import select
 
-            select.select([], [fd], [])
+            waiter = select.poll()  # (not select(): a descriptor may be above FD_SETSIZE)
+            waiter.register(fd, select.POLLOUT)
+            waiter.poll()
             continue
         if done == sum(map(len, chunk)):
             i += len(chunk)
