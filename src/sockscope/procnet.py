@@ -156,7 +156,7 @@ def unix_columns(proc: str = "/proc") -> tuple[list[int], list[int], list[str]]:
     return types, inodes, paths
 
 
-class _UnixType(dict):  # type: ignore[type-arg]
+class _UnixType(dict[str, int]):
     """/proc/net/unix's Type column (hex) -> the number, memoized (a table has two or three)."""
 
     def __missing__(self, text: str) -> int:

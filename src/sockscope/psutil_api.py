@@ -208,7 +208,7 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
     return [new(pconn, r[:6]) for r in ret if r[6] == only]
 
 
-class _UnixTypes(dict):  # type: ignore[type-arg]
+class _UnixTypes(dict[int, object]):
     """SOCK_* number -> psutil's socket type (SOCK_DGRAM for a number it has no name for)."""
 
     def __init__(self) -> None:
@@ -232,8 +232,11 @@ def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
     if q.tables and q.families:
         fam_enum = {AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6}
         kinds = {"tcp": _s.SocketKind.SOCK_STREAM, "udp": _s.SocketKind.SOCK_DGRAM}
+        from sockscope.kernel.inet import Batch as InetBatch
+
         for table, batch in batches(q, lambda m: None, ahead=False, ordered=False):  # psutil's is a set
-            parts.append(_part(batch, fam_enum, kinds[table], _PSUTIL_STATUS if table == "tcp" else None))  # type: ignore[arg-type]
+            assert isinstance(batch, InetBatch)  # (every inet table comes as a batch, also from /proc)
+            parts.append(_part(batch, fam_enum, kinds[table], _PSUTIL_STATUS if table == "tcp" else None))
     if AF_UNIX in fams:
         got = _unix_dump() if proc == "/proc" else None
         if got is None:  # psutil's own source: the file's text, read as psutil reads it

@@ -158,14 +158,17 @@ def records(table: str, batch: Batch | UnixBatch | OtherBatch, details: bool = F
     if table == "unix":
         from sockscope.kernel import unix
 
-        return unix.records(batch, details)  # type: ignore[arg-type]
+        assert isinstance(batch, unix.Batch)  # (the table says which; the check tells the type checker)
+        return unix.records(batch, details)
     if table == "nl" or table == "packet":
         from sockscope.kernel import others
 
-        return others.records(batch)  # type: ignore[arg-type]
+        assert isinstance(batch, others.Batch)
+        return others.records(batch)
     from sockscope.kernel import inet
 
-    return inet.records(batch, table, details)  # type: ignore[arg-type]
+    assert isinstance(batch, inet.Batch)
+    return inet.records(batch, table, details)
 
 
 def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordered: bool = True

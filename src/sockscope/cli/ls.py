@@ -415,15 +415,23 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
 
             cells = maker.info_cells if info_only else maker.column_cells
             make = maker.cells
+            from sockscope.kernel.inet import Batch as InetBatch
+
             for table, batch in batches(q, info=info_only):
-                if isinstance(batch, list):
+                if isinstance(batch, InetBatch):
+                    add_many(cells(table, batch))
+                elif isinstance(batch, list):
                     add_many([make(s) for s in batch])
                 elif table == "unix":
-                    add_many(maker.unix_cells(batch))  # type: ignore[arg-type]
-                elif table == "nl" or table == "packet":
-                    add_many(maker.other_cells(batch))  # type: ignore[arg-type]
+                    from sockscope.kernel.unix import Batch as UnixBatch
+
+                    assert isinstance(batch, UnixBatch)  # (the table says which; the check tells the type checker)
+                    add_many(maker.unix_cells(batch))
                 else:
-                    add_many(cells(table, batch))  # type: ignore[arg-type]
+                    from sockscope.kernel.others import Batch as OtherBatch
+
+                    assert isinstance(batch, OtherBatch)
+                    add_many(maker.other_cells(batch))
     else:
         add, make = writer.add, maker.cells
         for s in socks:
@@ -435,21 +443,21 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
     return 0
 
 
-def _follow(q: object, out: IO[str], numeric: bool, resolve: bool, processes: bool, header: bool,
+def _follow(q: Query, out: IO[str], numeric: bool, resolve: bool, processes: bool, header: bool,
             show_netid: bool, show_state: bool, fmt: str = "table") -> int:
     """``-E``: print each destroyed socket as it goes, until Ctrl-C (exit 0):
     as table rows, or with ``--json`` one JSON object per line (NDJSON), or
     CSV rows after a header, each flushed at once."""
     from sockscope import actions
 
-    groups = actions.event_groups(q.tables, q.families)  # type: ignore[attr-defined]
+    groups = actions.event_groups(q.tables, q.families)
     import signal
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
-    socks = (s for s in actions.events(groups) if s.family in q.families)  # type: ignore[attr-defined]
+    socks = (s for s in actions.events(groups) if s.family in q.families)
     try:
         if fmt == "json":
             from sockscope.render.machine import write_ndjson

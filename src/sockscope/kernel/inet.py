@@ -476,7 +476,7 @@ def _wildcards(b: Batch) -> None:
 # Records from batches
 
 
-class _Texts(dict):  # type: ignore[type-arg]
+class _Texts(dict[object, str]):
     """address key (a native u32 for IPv4, 16 bytes for IPv6) -> text, computed on first use."""
 
     __slots__ = ()
@@ -492,7 +492,7 @@ class _Texts(dict):  # type: ignore[type-arg]
 ADDR_TEXT = _Texts()
 
 
-class _States(dict):  # type: ignore[type-arg]
+class _States(dict[int, object]):
     """kernel state number -> State (the table's, or made for numbers it lacks)."""
 
     def __init__(self, table: Any, make: Any) -> None:

@@ -300,13 +300,13 @@ class _TextCache:
     __slots__ = ("texts", "width", "padded", "spec", "upto")
 
     def __init__(self) -> None:
-        self.texts: dict = {}  # type: ignore[type-arg]
+        self.texts: dict[Any, str] = {}
         self.width = 0
-        self.padded: dict = {}  # type: ignore[type-arg]
+        self.padded: dict[Any, str] = {}
         self.spec: tuple[str, int, bool] | None = None
         self.upto = 0
 
-    def padded_for(self, delim: str, pad: int, right: bool) -> dict:  # type: ignore[type-arg]
+    def padded_for(self, delim: str, pad: int, right: bool) -> dict[Any, str]:
         """value -> ``delim`` + text padded to ``pad``, right- or left-aligned."""
         spec = (delim, pad, right)
         if spec != self.spec:
@@ -384,7 +384,7 @@ class TableWriter:
         """Add a batch: rows of cells, or a :class:`Columns` block."""
         if not (rows.n if type(rows) is Columns else rows):
             return
-        if type(rows) is Columns:
+        if isinstance(rows, Columns):
             self._chunks.append(rows)
             self._tail = None
             self._n += rows.n
@@ -393,8 +393,8 @@ class TableWriter:
             if tail is None:
                 tail = self._tail = []
                 self._chunks.append(tail)
-            tail.extend(rows)  # type: ignore[arg-type]
-            self._n += len(rows)  # type: ignore[arg-type]
+            tail.extend(rows)
+            self._n += len(rows)
         if self._n >= self.batch:
             self.flush(final=False)
 
