@@ -79,24 +79,6 @@ def psutil_pick(inodes: list[int], pids: list[int], fds: list[int], wanted: Coll
             else:
                 held.append(fd)
     return fd_of, pid_of, more
-    # sockets held more than once (forked servers, dup'ed fds): the inodes of records that are not
-    # their inode's last, then those sockets' records in order (their last process's first fd wins)
-    shared = set(compress(inodes, map(ne, fds, map(fd_of.__getitem__, inodes))))
-    shared.update(compress(inodes, map(ne, pids, map(pid_of.__getitem__, inodes))))
-    for ino, pid, fd in compress(zip(inodes, pids, fds), map(shared.__contains__, inodes)):
-        if pid != pid_of[ino]:
-            continue
-        held = more.get(ino)
-        if held is None:  # the last process's first fd
-            more[ino] = [fd]
-            fd_of[ino] = fd
-        else:
-            held.append(fd)
-    if every_fd:
-        more = {ino: held for ino, held in more.items() if len(held) > 1}
-    else:
-        more = {}
-    return fd_of, pid_of, more
 
 
 class OwnerMap:
