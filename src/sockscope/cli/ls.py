@@ -415,23 +415,21 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
 
             cells = maker.info_cells if info_only else maker.column_cells
             make = maker.cells
-            from sockscope.kernel.inet import Batch as InetBatch
-
             for table, batch in batches(q, info=info_only):
-                if isinstance(batch, InetBatch):
-                    add_many(cells(table, batch))
-                elif isinstance(batch, list):
+                if isinstance(batch, list):
                     add_many([make(s) for s in batch])
                 elif table == "unix":
                     from sockscope.kernel.unix import Batch as UnixBatch
 
                     assert isinstance(batch, UnixBatch)  # (the table says which; the check tells the type checker)
                     add_many(maker.unix_cells(batch))
-                else:
+                elif table == "nl" or table == "packet":
                     from sockscope.kernel.others import Batch as OtherBatch
 
                     assert isinstance(batch, OtherBatch)
                     add_many(maker.other_cells(batch))
+                else:  # (an inet batch: kernel.inet is not imported here, a UNIX listing does without it)
+                    add_many(cells(table, batch))  # type: ignore[arg-type]
     else:
         add, make = writer.add, maker.cells
         for s in socks:

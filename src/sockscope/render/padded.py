@@ -52,6 +52,18 @@ def write_rows(out: Any, fd: int, heads: list[str], cells: Iterable[str], pad: i
     _writev_all(fd, list(chain.from_iterable(zip(texts, tails))))
 
 
+def mostly_padding(blocks: list[Any], i: int, pad: int) -> bool:
+    """Whether the rows of ``blocks`` with column ``i`` padded to ``pad`` are mostly spaces there (its
+    cells fill less than a quarter of it: a prefork listener's users, not ``-i``'s texts, whose
+    padding is short and for which the text path is quicker)."""
+    n = filled = 0
+    for block in blocks:
+        cells = cells_of(block, i)
+        n += len(cells)
+        filled += sum(map(len, cells))
+    return pad * n > 4 * filled
+
+
 def cells_of(part: Any, i: int) -> list[str]:
     """The cells of column ``i`` of a part of the table's blocks (a
     :class:`~sockscope.render.table.Columns` block, or rows turned column-wise), unpadded."""
@@ -93,4 +105,4 @@ def _writev_all(fd: int, pieces: list[bytes | memoryview]) -> None:
             i += 1
 
 
-__all__ = ["file_for", "write_rows", "cells_of"]
+__all__ = ["file_for", "write_rows", "cells_of", "mostly_padding"]

@@ -432,7 +432,7 @@ class TableWriter:
         write, pos = self.out.write, 0
         if not later:
             specs = self._specs()
-            fd = _wide_file(self.out, specs[-1]) if specs else None
+            fd = _wide_file(self.out, specs[-1], blocks) if specs else None
             if fd is None:
                 for part in _slices(blocks):
                     write(self._text(part, specs))
@@ -443,7 +443,7 @@ class TableWriter:
             _resolve(pending)
             self._measure(blocks, PROCESS, final)
             spec = [s for s in self._specs() if s[0] == PROCESS]
-            fd = _wide_file(self.out, spec[0])
+            fd = _wide_file(self.out, spec[0], blocks)
         for part in _slices(blocks):
             if fd is not None:  # each row's padding a slice of one run of spaces: see render.padded
                 from sockscope.render.padded import cells_of, write_rows
@@ -561,12 +561,13 @@ def _slices(blocks: list[Any]) -> Iterator[Any]:
 _WIDE = 256  # a Process column this wide or wider (always the last of a row): rows written by render.padded
 
 
-def _wide_file(out: IO[str], spec: tuple[int, str, int, bool]) -> int | None:
-    """The file under ``out`` to write rows to with :mod:`~sockscope.render.padded` (else None)."""
+def _wide_file(out: IO[str], spec: tuple[int, str, int, bool], blocks: list[Any]) -> int | None:
+    """The file under ``out`` to write the rows of ``blocks`` to with :mod:`~sockscope.render.padded`
+    (their Process column wide and mostly padding), else None."""
     if spec[0] != PROCESS or spec[2] < _WIDE or spec[1]:
         return None
-    from sockscope.render.padded import file_for  # (only then: not at start-up)
-    return file_for(out)
+    from sockscope.render.padded import file_for, mostly_padding  # (only then: not at start-up)
+    return file_for(out) if mostly_padding(blocks, PROCESS, spec[2]) else None
 
 
 def _resolve(blocks: list[Columns]) -> None:
