@@ -128,7 +128,8 @@ class CellMaker:
         """A block of rows from a batch of the inet decoder
         (:class:`~sockscope.kernel.inet.Batch`).  The block keeps the batch's
         columns; each distinct value gets its text once per table, in a cache of
-        its column (which also knows the column's widest text), and
+        its column (which also knows the column's widest text; numeric ports are
+        their own texts, made in one C loop: most are distinct), and
         :meth:`TableWriter.flush` maps the columns through padded copies of
         those caches in C: no per-row Python code runs at all."""
         srcs, dsts = b.src, b.dst
@@ -149,21 +150,28 @@ class CellMaker:
 
         # one cache per column (a column's width is its own texts'), ports per netid
         c = self._col
-        if netid not in c:
-            c[netid] = (_TextCache(), _TextCache())
-        lports, rports = c[netid]
-        states, rqs, wqs, inos = b.state, b.rqueue, b.wqueue, b.inode
+        states, rqs, wqs = b.state, b.rqueue, b.wqueue
         _fill(states, c["state"], _state_texts)
         _fill(rqs, c["rq"], _queue_texts)
         _fill(wqs, c["wq"], _queue_texts)
         _fill(srcs, c["la"], self._address_texts)
         _fill(dsts, c["ra"], self._address_texts)
-        _fill(b.sport, lports, ports)
-        _fill(b.dport, rports, ports)
+        lcol: tuple[Any, Any]
+        rcol: tuple[Any, Any]
+        if self.opts.numeric:  # a port's text is its number: no cache (clients' ports are mostly distinct)
+            lcol, rcol = (_numbers(b.sport), CELLS), (_numbers(b.dport), CELLS)
+        else:
+            if netid not in c:
+                c[netid] = (_TextCache(), _TextCache())
+            lports, rports = c[netid]
+            _fill(b.sport, lports, ports)
+            _fill(b.dport, rports, ports)
+            lcol, rcol = (b.sport, lports), (b.dport, rports)
         owners = self.owners
+        inos = b.inode if owners is not None else None
         block = Columns(b.n, [
             (netid, None), (states, c["state"]), (rqs, c["rq"]), (wqs, c["wq"]),
-            (srcs, c["la"]), (b.sport, lports), (dsts, c["ra"]), (b.dport, rports),
+            (srcs, c["la"]), lcol, (dsts, c["ra"]), rcol,
             (inos, c["users"]) if owners is not None else ("", None), ("", None),
         ])
         if owners is not None:
@@ -282,6 +290,12 @@ class CellMaker:
         from sockscope.render.ends import rows
 
         return rows(self, b)
+
+
+def _numbers(ports: list[int]) -> list[str]:
+    """Port numbers as ss's numeric cells (``*`` for 0), in one C loop (``map(str, …)`` calls str per row)."""
+    texts = ("%d " * len(ports) % tuple(ports)).split()
+    return [t if p else "*" for p, t in zip(ports, texts)] if 0 in ports else texts
 
 
 def _queue_texts(keys: list[int]) -> list[str]:
