@@ -156,10 +156,9 @@ class CellMaker:
         _fill(wqs, c["wq"], _queue_texts)
         _fill(srcs, c["la"], self._address_texts)
         _fill(dsts, c["ra"], self._address_texts)
-        lcol: tuple[Any, Any]
-        rcol: tuple[Any, Any]
         if self.opts.numeric:  # a port's text is its number: no cache (clients' ports are mostly distinct)
-            lcol, rcol = (_numbers(b.sport), CELLS), (_numbers(b.dport), CELLS)
+            lcol: tuple[Any, Any] = (_numbers(b.sport, "*"), CELLS)
+            rcol: tuple[Any, Any] = (_numbers(b.dport, "*"), CELLS)
         else:
             if netid not in c:
                 c[netid] = (_TextCache(), _TextCache())
@@ -197,11 +196,10 @@ class CellMaker:
         _fill(b.rqueue, c["rq"], _queue_texts)
         _fill(b.wqueue, c["wq"], _queue_texts)
         _fill(b.name, c["name"], lambda keys: [(t if k else "*") + " " for k, t in zip(keys, unix_names(keys))])
-        inodes = ("%d " * b.n % tuple(b.inode)).split()  # one C loop (map(str, …) calls str per row)
         owners = self.owners
         block = Columns(b.n, [
             (b.type, c["netid"]), (b.state, c["state"]), (b.rqueue, c["rq"]), (b.wqueue, c["wq"]),
-            (b.name, c["name"]), (inodes, CELLS), ("* ", None), (("%d " * b.n % tuple(b.peer)).split(), CELLS),
+            (b.name, c["name"]), (_numbers(b.inode), CELLS), ("* ", None), (_numbers(b.peer), CELLS),
             (b.inode, c["users"]) if owners is not None else ("", None), ("", None),
         ])
         if owners is not None:
@@ -292,10 +290,10 @@ class CellMaker:
         return rows(self, b)
 
 
-def _numbers(ports: list[int]) -> list[str]:
-    """Port numbers as ss's numeric cells (``*`` for 0), in one C loop (``map(str, …)`` calls str per row)."""
-    texts = ("%d " * len(ports) % tuple(ports)).split()
-    return [t if p else "*" for p, t in zip(ports, texts)] if 0 in ports else texts
+def _numbers(values: list[int], zero: str = "0") -> list[str]:
+    """Numbers as cells, in one C loop (``map(str, …)`` calls str per row); 0 as ``zero`` (a port's: ``*``)."""
+    texts = ("%d " * len(values) % tuple(values)).split()
+    return [t if v else zero for v, t in zip(values, texts)] if zero != "0" and 0 in values else texts
 
 
 def _queue_texts(keys: list[int]) -> list[str]:
