@@ -79,6 +79,9 @@ class TableOptions:
         self.processes = processes
         self.details = details
 
+    def __repr__(self) -> str:
+        return "TableOptions(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in TableOptions.__slots__) + ")"
+
 
 class CellMaker:
     """Builds the ten cells of each row (the tenth, ss's unnamed column, stays empty), with caches."""
