@@ -127,7 +127,8 @@ def test_owners_arriving_late_with_batched_flushes() -> None:
     import struct
 
     from sockscope.kernel import inet, netlink
-    from sockscope.render.table import CellMaker, TableOptions, TableWriter
+    from sockscope.render.table import CellMaker, TableOptions
+    from sockscope.render.writer import TableWriter
 
     def msg(sport: int, ino: int) -> bytes:
         body = inet._MSG.pack(2, 1, 0, 0, int.from_bytes(sport.to_bytes(2, "big"), sys.byteorder),

@@ -15,7 +15,7 @@ import time
 
 from conftest import SOCKSCOPE
 from sockscope.render import padded
-from sockscope.render.table import TableWriter
+from sockscope.render.writer import TableWriter
 
 _PREFORK = r"""
 import json, os, socket, subprocess, sys, tempfile

@@ -388,7 +388,8 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
     :func:`sockscope.query.batches` (inet tables as column batches: no records
     are built), or from :func:`sockscope.query.run`'s records where the detail
     texts need them; with ``socks`` (after -K, or across namespaces), from those."""
-    from sockscope.render.table import CellMaker, TableWriter
+    from sockscope.render.table import CellMaker
+    from sockscope.render.writer import TableWriter
 
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
     # with owners still being walked in the background, hold the rows (up to 256k, ~250 MiB)
@@ -466,7 +467,8 @@ def _follow(q: Query, out: IO[str], numeric: bool, resolve: bool, processes: boo
 
             write_csv(socks, out, flush=True)
         else:
-            from sockscope.render.table import CellMaker, TableOptions, TableWriter
+            from sockscope.render.table import CellMaker, TableOptions
+            from sockscope.render.writer import TableWriter
 
             writer = TableWriter(out, [show_netid, show_state] + [True] * 8, header=header, batch=1)
             make = CellMaker(TableOptions(numeric=numeric, resolve=resolve, processes=processes)).cells

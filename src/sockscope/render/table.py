@@ -1,20 +1,19 @@
-"""ss's table: records -> cells -> aligned text.
+"""ss's table: the column registry and the cells.
 
-:class:`TableOptions` carries what changes the cells (``-n``, ``-r``, ``-p``,
-``-O``).  :func:`cells` turns one :class:`~sockscope.records.Socket` into ss's
-ten cells; :class:`TableWriter` lays them out like ss does when not writing to
-a terminal: each column as wide as its widest cell plus a left delimiter,
-address columns right-aligned.  Rows are written in batches so that a large
-table streams; a column never narrows between batches.  The listing's fast
-paths hand over :class:`Columns` blocks (:meth:`CellMaker.column_cells`) or
-rows made from the codec's tuples (:meth:`CellMaker.raw_cells`,
-:meth:`CellMaker.info_cells`) instead of records.
+:data:`COLUMNS` is the table's columns in row order (name, header, delimiter,
+alignment).  :class:`TableOptions` carries what changes the cells (``-n``, ``-r``,
+``-p``, ``-O``).  :class:`CellMaker` makes the cells: :meth:`CellMaker.cells` ss's
+ten cells of one :class:`~sockscope.records.Socket`; the listing's fast paths hand
+over :class:`Columns` blocks made from the decoders' batches
+(:meth:`CellMaker.column_cells`, :meth:`CellMaker.info_cells`,
+:meth:`CellMaker.unix_cells`, :meth:`CellMaker.other_cells`).  They are laid out
+and written by :class:`sockscope.render.writer.TableWriter`.
 """
 
 from __future__ import annotations
 
 import struct
-from itertools import chain, islice, repeat
+from itertools import islice, repeat
 from operator import itemgetter
 
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, ZERO16
@@ -24,7 +23,7 @@ from sockscope.render import names
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+    from typing import Any, Callable, Iterable, Sequence
 
     from sockscope.kernel.inet import Batch
     from sockscope.kernel.others import Batch as OtherBatch
@@ -133,7 +132,7 @@ class CellMaker:
         columns; each distinct value gets its text once per table, in a cache of
         its column (which also knows the column's widest text; numeric ports are
         their own texts, made in one C loop: most are distinct), and
-        :meth:`TableWriter.flush` maps the columns through padded copies of
+        :meth:`sockscope.render.writer.TableWriter.flush` maps the columns through padded copies of
         those caches in C: no per-row Python code runs at all."""
         srcs, dsts = b.src, b.dst
         if b.v6only is not None:  # a v6only "::" is ss's [::], a dual-stack one * (the address key says which)
@@ -309,7 +308,7 @@ def _state_texts(keys: list[int]) -> list[str]:
 
 class _TextCache:
     """A column's value -> text (``texts``, an exact dict: set operations on it
-    stay in C), the widest text in it, and the padded copy :class:`TableWriter`
+    stay in C), the widest text in it, and the padded copy :class:`~sockscope.render.writer.TableWriter`
     last made of it (for ``spec``; of the first ``upto`` entries)."""
 
     __slots__ = ("texts", "width", "padded", "spec", "upto")
@@ -368,233 +367,3 @@ class Columns:
         #: :func:`_fill`, or (values, cache, texts, True) where ``texts()`` gives the whole
         #: value -> text dict, which becomes the cache's own (no copy)
         self.pending: tuple[Any, _TextCache, Callable[..., Any], bool] | None = None
-
-
-class TableWriter:
-    """Lays out rows of cells like ss (non-terminal layout), in batches.
-
-    Like ss, the Process cell of the last row of a table is not measured
-    (ss never flushes that field before laying out), so it does not widen the
-    column; it is padded only up to the column's width.
-    """
-
-    def __init__(
-        self, out: IO[str], visible: Iterable[bool], header: bool = True, batch: int = 8192, netns: bool = False
-    ) -> None:
-        """``visible``: one flag per column of :data:`HEADERS` (``tail`` is never shown).
-        ``netns``: rows carry one more cell, the namespace label, shown as the first column."""
-        self.out = out
-        self.visible = [i for i, v in enumerate(visible) if v and i < TAIL]
-        if netns:
-            self.visible.insert(0, NETNS)
-        self.widths = [0] * len(COLUMNS)
-        self.batch = batch
-        self._chunks: list[list[list[str]] | Columns] = []  # rows (lists of cells) or Columns, in order
-        self._tail: list[list[str]] | None = None  # the open chunk of rows
-        self._n = 0
-        if header:
-            self.add(list(HEADERS) + ["Netns"])
-
-    def add_many(self, rows: list[list[str]] | Columns) -> None:
-        """Add a batch: rows of cells, or a :class:`Columns` block."""
-        if not (rows.n if type(rows) is Columns else rows):
-            return
-        if isinstance(rows, Columns):
-            self._chunks.append(rows)
-            self._tail = None
-            self._n += rows.n
-        else:
-            tail = self._tail
-            if tail is None:
-                tail = self._tail = []
-                self._chunks.append(tail)
-            tail.extend(rows)
-            self._n += len(rows)
-        if self._n >= self.batch:
-            self.flush(final=False)
-
-    def add(self, cells: list[str]) -> None:
-        tail = self._tail
-        if tail is None:
-            tail = self._tail = []
-            self._chunks.append(tail)
-        tail.append(cells)
-        self._n += 1
-        if self._n >= self.batch:
-            self.flush(final=False)
-
-    def flush(self, final: bool = True) -> None:
-        """Write the buffered rows; ``final`` marks the end of the table.
-
-        Owners still to come (a :class:`Columns` block's ``pending``) are
-        waited for as late as possible: every other column is laid out first."""
-        if not self._n:
-            return
-        chunks = self._chunks
-        self._chunks, self._tail, self._n = [], None, 0
-        vis = self.visible
-        # rows are turned column-wise, for C-speed width scans
-        blocks: list[Any] = [c if type(c) is Columns else list(zip(*c)) for c in chunks]  # type: ignore[misc]
-        pending = [b for b in blocks if type(b) is Columns and b.pending is not None]
-        later = [PROCESS] if pending and PROCESS in vis else []
-        if not later:
-            _resolve(pending)
-        for i in vis:
-            if i not in later:
-                self._measure(blocks, i, final)
-        # written a slice of rows at a time: a wide Process column (a listener held by hundreds of
-        # processes widens every row) is never built into one text for the whole table
-        write, pos = self.out.write, 0
-        if not later:
-            specs = self._specs()
-            fd = _wide_file(self.out, specs[-1], blocks) if specs else None
-            if fd is None:
-                for part in _slices(blocks):
-                    write(self._text(part, specs))
-                return
-            lines, spec = self._render(blocks, specs[:-1]), specs[-1:]
-        else:
-            lines = self._render(blocks, [s for s in self._specs() if s[0] not in later])
-            _resolve(pending)
-            self._measure(blocks, PROCESS, final)
-            spec = [s for s in self._specs() if s[0] == PROCESS]
-            fd = _wide_file(self.out, spec[0], blocks)
-        for part in _slices(blocks):
-            if fd is not None:  # each row's padding a slice of one run of spaces: see render.padded
-                from sockscope.render.padded import cells_of, write_rows
-
-                cells = cells_of(part, PROCESS)
-                write_rows(self.out, fd, lines[pos : pos + len(cells)], cells, spec[0][2])
-                pos += len(cells)
-                continue
-            tails = self._render([part], spec)
-            # one join over (head, tail, newline) pieces: no string per row in between
-            write("".join(chain.from_iterable(zip(lines[pos : pos + len(tails)], tails, repeat("\n")))))
-            pos += len(tails)
-
-    def _measure(self, blocks: list[Any], i: int, final: bool) -> None:
-        """Widen column ``i`` to its widest cell in ``blocks`` (the Process cell of
-        the table's last row does not count: see the class)."""
-        m = self.widths[i]
-        last = len(blocks) - 1
-        for b, block in enumerate(blocks):
-            cut = i == PROCESS and final and b == last
-            if type(block) is Columns:
-                values, cache = block.cols[i]
-                if cache is None:
-                    w = len(values)
-                elif cache is CELLS:
-                    texts = values[:-1] if cut else values
-                    w = max(map(len, texts)) if texts else 0
-                else:
-                    w = cache.width
-            else:
-                col = block[i][:-1] if cut else block[i]
-                w = max(map(len, col)) if col else 0
-            if w > m:
-                m = w
-        self.widths[i] = m
-
-    def _specs(self) -> list[tuple[int, str, int, bool]]:
-        """(column, delimiter, padded width, right-aligned) of each visible column: the first
-        visible column gets no delimiter; a non-first column's width includes its delimiter (ss's rule)."""
-        specs: list[tuple[int, str, int, bool]] = []
-        first = True
-        for i in self.visible:
-            w = self.widths[i]
-            delim = _LDELIM[i] if not first else ""
-            ew = w + len(_LDELIM[i]) if (not first and w) else w
-            specs.append((i, delim, max(ew - len(delim), 0), _RIGHT[i]))
-            if ew:
-                first = False
-        return specs
-
-    @staticmethod
-    def _render(blocks: list[Any], specs: list[tuple[int, str, int, bool]]) -> list[str]:
-        """The text of ``specs``' columns of every row: each cell padded in C, one join per row."""
-        lines: list[str] = []
-        for block in blocks:
-            seqs = _cells(block, specs)
-            lines.extend(seqs[0] if len(seqs) == 1 else map("".join, zip(*seqs)))
-        return lines
-
-    @staticmethod
-    def _text(part: Any, specs: list[tuple[int, str, int, bool]]) -> str:
-        """The rows of ``part`` as text, each ending in a newline: its padded cells set side by side
-        into one list by slice assignments (C loops), then one join (no string per row in between)."""
-        seqs = _cells(part, specs)
-        n, k = (part.n if type(part) is Columns else len(part[0])), len(seqs) + 1
-        flat = [""] * (n * k)
-        for i, seq in enumerate(seqs):
-            flat[i::k] = seq
-        flat[k - 1 :: k] = repeat("\n", n)
-        return "".join(flat)
-
-
-def _cells(block: Any, specs: list[tuple[int, str, int, bool]]) -> list[Any]:
-    """Per column of ``specs``, the padded cells of the rows of ``block`` (an iterable each)."""
-    seqs: list[Any] = []
-    if type(block) is Columns:
-        n = block.n
-        for i, delim, pad, right in specs:
-            values, cache = block.cols[i]
-            if cache is None:
-                seqs.append(repeat(delim + (values.rjust(pad) if right else values.ljust(pad)), n))
-            elif cache is CELLS:  # owners: mostly one text per row, padded row by row
-                cells = map(str.ljust, values, repeat(pad))
-                seqs.append(map(delim.__add__, cells) if delim else cells)
-            else:
-                seqs.append(map(cache.padded_for(delim, pad, right).__getitem__, values))
-    else:
-        for i, delim, pad, right in specs:
-            cells = map(str.rjust if right else str.ljust, block[i], repeat(pad))
-            seqs.append(map(delim.__add__, cells) if delim else cells)
-    return seqs
-
-
-_SLICE = 1024  # rows written at a time
-
-
-def _slices(blocks: list[Any]) -> Iterator[Any]:
-    """The blocks (:class:`Columns`, or rows turned column-wise) cut into parts of at most
-    :data:`_SLICE` rows, in order."""
-    for block in blocks:
-        if type(block) is Columns:
-            n = block.n
-            if n <= _SLICE:
-                yield block
-                continue
-            for lo in range(0, n, _SLICE):
-                hi = min(lo + _SLICE, n)
-                yield Columns(hi - lo, [(v if c is None else v[lo:hi], c) for v, c in block.cols])
-        else:
-            n = len(block[0]) if block else 0
-            for lo in range(0, n, _SLICE):
-                yield [col[lo : lo + _SLICE] for col in block]
-
-
-_WIDE = 256  # a Process column this wide or wider (always the last of a row): rows written by render.padded
-
-
-def _wide_file(out: IO[str], spec: tuple[int, str, int, bool], blocks: list[Any]) -> int | None:
-    """The file under ``out`` to write the rows of ``blocks`` to with :mod:`~sockscope.render.padded`
-    (their Process column wide and mostly padding), else None."""
-    if spec[0] != PROCESS or spec[2] < _WIDE or spec[1]:
-        return None
-    from sockscope.render.padded import file_for, mostly_padding  # (only then: not at start-up)
-    return file_for(out) if mostly_padding(blocks, PROCESS, spec[2]) else None
-
-
-def _resolve(blocks: list[Columns]) -> None:
-    """Fill the caches the blocks' ``pending`` names (owners: waits for them)."""
-    for block in blocks:
-        if block.pending is not None:
-            values, texts_of, make, whole = block.pending
-            if whole:  # adopt the owners' dict, no copy; inodes it lacks have no owner
-                texts_of.texts = d = make()
-            else:
-                _fill(values, texts_of, make)
-                d = texts_of.texts
-            block.pending = None
-            # the cells themselves from now on: one look-up per row, then measured and padded
-            block.cols[PROCESS] = (list(map(d.get, values, repeat(""))), CELLS)
