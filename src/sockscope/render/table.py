@@ -56,8 +56,6 @@ COLUMNS = (
 COL = {c.name: i for i, c in enumerate(COLUMNS)}
 PROCESS, NETNS, TAIL = COL["process"], COL["netns"], COL["tail"]
 HEADERS = tuple(c.header for c in COLUMNS[:NETNS])
-_LDELIM = tuple(c.delim for c in COLUMNS)
-_RIGHT = tuple(c.right for c in COLUMNS)
 _STATE_TEXT = [SS_STATE_NAMES.get(i, "UNKNOWN") for i in range(256)]
 _U32 = struct.Struct("=I")
 
@@ -153,11 +151,11 @@ class CellMaker:
         # one cache per column (a column's width is its own texts'), ports per netid
         c = self._col
         states, rqs, wqs = b.state, b.rqueue, b.wqueue
-        _fill(states, c["state"], _state_texts)
-        _fill(rqs, c["rq"], _queue_texts)
-        _fill(wqs, c["wq"], _queue_texts)
-        _fill(srcs, c["la"], self._address_texts)
-        _fill(dsts, c["ra"], self._address_texts)
+        fill(states, c["state"], _state_texts)
+        fill(rqs, c["rq"], _queue_texts)
+        fill(wqs, c["wq"], _queue_texts)
+        fill(srcs, c["la"], self._address_texts)
+        fill(dsts, c["ra"], self._address_texts)
         if self.opts.numeric:  # a port's text is its number: no cache (clients' ports are mostly distinct)
             lcol: tuple[Any, Any] = (_numbers(b.sport, "*"), CELLS)
             rcol: tuple[Any, Any] = (_numbers(b.dport, "*"), CELLS)
@@ -165,8 +163,8 @@ class CellMaker:
             if netid not in c:
                 c[netid] = (_TextCache(), _TextCache())
             lports, rports = c[netid]
-            _fill(b.sport, lports, ports)
-            _fill(b.dport, rports, ports)
+            fill(b.sport, lports, ports)
+            fill(b.dport, rports, ports)
             lcol, rcol = (b.sport, lports), (b.dport, rports)
         owners = self.owners
         inos = b.inode if owners is not None else None
@@ -193,11 +191,11 @@ class CellMaker:
         for key in ("netid", "name", "inode", "peer"):
             if key not in c:
                 c[key] = _TextCache()
-        _fill(b.type, c["netid"], lambda keys: [NETIDS.get(t, "u_dgr") for t in keys])
-        _fill(b.state, c["state"], _state_texts)
-        _fill(b.rqueue, c["rq"], _queue_texts)
-        _fill(b.wqueue, c["wq"], _queue_texts)
-        _fill(b.name, c["name"], lambda keys: [(t if k else "*") + " " for k, t in zip(keys, unix_names(keys))])
+        fill(b.type, c["netid"], lambda keys: [NETIDS.get(t, "u_dgr") for t in keys])
+        fill(b.state, c["state"], _state_texts)
+        fill(b.rqueue, c["rq"], _queue_texts)
+        fill(b.wqueue, c["wq"], _queue_texts)
+        fill(b.name, c["name"], lambda keys: [(t if k else "*") + " " for k, t in zip(keys, unix_names(keys))])
         owners = self.owners
         block = Columns(b.n, [
             (b.type, c["netid"]), (b.state, c["state"]), (b.rqueue, c["rq"]), (b.wqueue, c["wq"]),
@@ -337,7 +335,7 @@ class _TextCache:
 _first, _second = itemgetter(0), itemgetter(1)
 
 
-def _fill(col: Sequence[Any], cache: _TextCache, make: Callable[[list[Any]], list[str]]) -> None:
+def fill(col: Sequence[Any], cache: _TextCache, make: Callable[[list[Any]], list[str]]) -> None:
     """Give ``cache`` the texts (by ``make``, in one call) of the values of ``col`` it lacks."""
     missing = list(set(col).difference(cache.texts))
     if missing:
@@ -364,6 +362,6 @@ class Columns:
         self.n = n
         self.cols = cols
         #: a cache to fill before the block is written: (values, cache, make, False) for
-        #: :func:`_fill`, or (values, cache, texts, True) where ``texts()`` gives the whole
+        #: :func:`fill`, or (values, cache, texts, True) where ``texts()`` gives the whole
         #: value -> text dict, which becomes the cache's own (no copy)
         self.pending: tuple[Any, _TextCache, Callable[..., Any], bool] | None = None

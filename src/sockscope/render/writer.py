@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from itertools import chain, repeat
 
-from sockscope.render.table import _LDELIM, _RIGHT, CELLS, COLUMNS, HEADERS, NETNS, PROCESS, TAIL, Columns, _fill
+from sockscope.render.table import CELLS, COLUMNS, HEADERS, NETNS, PROCESS, TAIL, Columns, fill
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import IO, Any, Iterable, Iterator
 
+_LDELIM = tuple(c.delim for c in COLUMNS)  # the registry's delimiters and alignment, by column
+_RIGHT = tuple(c.right for c in COLUMNS)
 
 
 class TableWriter:
@@ -244,7 +246,7 @@ def _resolve(blocks: list[Columns]) -> None:
             if whole:  # adopt the owners' dict, no copy; inodes it lacks have no owner
                 texts_of.texts = d = make()
             else:
-                _fill(values, texts_of, make)
+                fill(values, texts_of, make)
                 d = texts_of.texts
             block.pending = None
             # the cells themselves from now on: one look-up per row, then measured and padded
