@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from itertools import chain, repeat
+from itertools import repeat
 from operator import add
 
 from sockscope._addr import AF_INET, AF_INET6, ZERO16, ntop4, ntop6
@@ -203,8 +203,9 @@ class Batch:
                 return self.v6only
             elif name == "_starts" and length:
                 col = list(range(0, self.n * length, length))
-            elif name == "_ends" and length:
-                col = list(range(length, self.n * length + 1, length))
+            elif name == "_ends":  # whole messages: a range; framed: each start plus the length its header says
+                col = (list(range(length, self.n * length + 1, length)) if length else
+                       list(map(add, self._starts, self._body.cast("I")[:: stride // 4].tolist())))
             else:
                 raise AttributeError(name)
             setattr(self, name, col)
@@ -289,7 +290,7 @@ class Batch:
             b._mv, b._length = b._body, stride
         else:  # fixed parts: the attributes stay in the datagram
             b._mv, b._raw, b._length = self._mv, raw, 0
-            b._starts, b._ends = list(compress(self._starts, mask)), list(compress(self._ends, mask))
+            b._starts = list(compress(self._starts, mask))  # (and their ends when asked for: __getattr__)
         b.fam = _one_family(b.family)
         _wildcards(b)
         return b
@@ -446,8 +447,7 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
         # both families (a legacy dump): their fixed parts are gathered by family where the
         # batch is split (ss lists IPv4 first), all together only where a column is read whole
         b.family, b.n, b._stride = fams, len(fams), _HEAD
-        b._starts = starts
-        b._ends = list(map(add, starts, chain.from_iterable(map(_LEN.unpack_from, repeat(raw), starts))))
+        b._starts = starts  # (their ends when asked for: __getattr__; Batch.split never asks)
         return done
     heads = gather(raw, starts, _HEAD)
     lens = heads.cast("I")[:: _HEAD // 4].tolist()
@@ -457,7 +457,6 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
 
 
 _FAMILY_AT = 16 + INET_DIAG_MSG.offset("family")  # a message's family byte
-_LEN = struct.Struct("=I")  # nlmsghdr's length
 
 
 def _wildcards(b: Batch) -> None:

@@ -76,8 +76,8 @@ class Layout:
                 out[i] = body[pos::length].tolist()
             elif code in ("H", "I") and length % 4 == 0:
                 size = 2 if code == "H" else 4
-                col = body.cast(code)[pos // size :: length // size].tolist()  # type: ignore[call-overload]
-                out[i] = host16(col) if net else col
+                view = body.cast(code)[pos // size :: length // size]  # type: ignore[call-overload]
+                out[i] = from_network(view.tobytes(), code) if net else view.tolist()
             elif code == "Q" and length % 4 == 0:
                 w = body.cast("I")
                 # the low word first on a little-endian machine
@@ -115,7 +115,7 @@ class Layout:
             return _view(body, v)[start::step].tolist()
         if code == "H" or code == "I":  # network order
             size = 2 if code == "H" else 4
-            return host16(body.cast(code)[pos // size :: length // size].tolist())  # type: ignore[call-overload]
+            return from_network(body.cast(code)[pos // size :: length // size].tobytes(), code)  # type: ignore[call-overload]
         if code != "Q":
             raise ValueError(f"{self.name}.{name} is not an integer")
         w = body.cast("I")
@@ -190,13 +190,10 @@ def gather(raw: bytes, starts: list[int], size: int) -> memoryview:
     return memoryview(b"".join(map(raw.__getitem__, map(slice, starts, map(size.__add__, starts)))))
 
 
-def host16(values: list[int]) -> list[int]:
-    """16-bit values read natively from network-order fields, in host order (in C: a pack/unpack round
-    trip on a little-endian machine; the values themselves on a big-endian one)."""
-    n = len(values)
-    if not n or not _SWAP:
-        return values
-    return list(struct.unpack(f">{n}H", struct.pack(f"={n}H", *values)))
+def from_network(raw: bytes, code: str) -> list[int]:
+    """The network-order integers (``code``: ``H`` or ``I``) side by side in ``raw``, in host order:
+    one big-endian unpack in C (no int made twice, as reading them natively and swapping would)."""
+    return list(struct.unpack(f">{len(raw) // struct.calcsize(code)}{code}", raw))
 
 
 # include/uapi/linux/inet_diag.h: struct inet_diag_msg (its inet_diag_sockid inlined)
