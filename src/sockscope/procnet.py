@@ -135,7 +135,7 @@ def unix_columns(proc: str = "/proc") -> tuple[list[int], list[int], list[str]]:
     order, as psutil reads it: (socket types, inodes, paths), the path being the line's eighth
     whitespace-separated word when the line has exactly eight, else "".  Made by C-level maps
     (one ``str.split`` per line); no record made."""
-    from operator import itemgetter
+    from _operator import itemgetter
 
     path = f"{proc}/net/unix"
     lines = _unix_lines(path)

@@ -135,7 +135,7 @@ def _collect(kind: str, proc: str, pid: int | None) -> list[sconn] | list[pconn]
 def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | list[pconn]:
     import socket as _s
     from itertools import compress, repeat
-    from operator import is_, is_not
+    from _operator import is_, is_not
 
     from sockscope._psutil_types import pconn, sconn
     from sockscope.owners.model import psutil_pick
@@ -260,7 +260,7 @@ def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
     uids the listing shows: the kernel looks each peer up (a cache miss a socket, ~1/3 of its time
     for connected sockets), and their columns cost decoding."""
     from itertools import compress, repeat
-    from operator import eq
+    from _operator import eq
 
     from sockscope.errors import NotSupported, PermissionDenied
     from sockscope.kernel import transport, unix

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 import sys
 from itertools import repeat
-from operator import add
+from _operator import add
 
 from sockscope._addr import AF_INET, AF_INET6, ZERO16, ntop4, ntop6
 from sockscope.errors import DecodeError

@@ -176,7 +176,7 @@ def _grouped_info(b: Batch, mv: memoryview, cols: tuple[list[Any], ...]
     lengths, three or four with IPv6).  Returns the rows left (a length of one message, or an
     attribute layout that varies), and (rows, their tcp_info column by column) of each length
     that has one."""
-    from operator import sub
+    from _operator import sub
 
     from sockscope.kernel.tcpinfo import InfoColumns
 

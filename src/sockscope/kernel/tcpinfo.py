@@ -8,7 +8,7 @@ them; ss gets it right).
 
 from __future__ import annotations
 
-from operator import itemgetter
+from _operator import itemgetter
 
 from sockscope.kernel.layout import TCP_INFO
 

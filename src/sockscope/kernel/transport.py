@@ -116,8 +116,12 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
     while this thread works on the last one.  The helper stops at what ends a
     dump (a datagram ending with ``NLMSG_DONE``, or an error); should the
     caller's decoder want more after that, it is read here directly."""
-    import _queue
     import _thread
+
+    if TYPE_CHECKING:
+        from collections import deque
+    else:  # the C type, built into the interpreter (``queue``'s C module is one more shared library to load)
+        from _collections import deque
 
     s = open_diag()
     try:
@@ -125,26 +129,37 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
     except OSError as exc:
         s.close()
         raise netlink_error(op, exc.errno or errno.EIO) from exc
-    q: _queue.SimpleQueue[bytes | OSError | object] = _queue.SimpleQueue()
+    got: deque[bytes | OSError | object] = deque()
+    # held while this thread may wait for the helper: the helper appends, then releases it (only the
+    # helper releases, only this thread acquires: an item is always there when an acquire returns)
+    wake = _thread.allocate_lock()
+    wake.acquire()
     end = object()
+
+    def put(item: bytes | OSError | object) -> None:
+        got.append(item)
+        if wake.locked():
+            wake.release()
 
     def receive() -> None:
         try:
             recv = _receiver(s)
             while True:
                 data = recv()
-                q.put(data)
+                put(data)
                 if not data or _ends_dump(data):
                     break
         except OSError as exc:
-            q.put(exc)
+            put(exc)
         finally:
-            q.put(end)
+            put(end)
 
     _thread.start_new_thread(receive, ())
     try:
         while True:
-            item = q.get()
+            while not got:
+                wake.acquire()
+            item = got.popleft()
             if item is end:
                 break
             if isinstance(item, OSError):

@@ -6,7 +6,7 @@ import os
 import struct
 import sys
 from itertools import accumulate, chain, compress, repeat
-from operator import add, getitem, lshift, or_
+from _operator import add, getitem, lshift, or_
 
 from sockscope._addr import AF_UNIX
 from sockscope.errors import DecodeError
@@ -420,7 +420,7 @@ class _Shape:
 
 def _shape(mv: memoryview, start: int, length: int) -> _Shape:
     """The :class:`_Shape` of the message at ``start`` (cached by its layout)."""
-    from operator import itemgetter
+    from _operator import itemgetter
 
     attrs: list[int] = []
     a, end = start + _FIXED.size, start + length

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from itertools import compress
-from operator import eq, itemgetter, ne
+from _operator import eq, itemgetter, ne
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from itertools import compress, repeat
-from operator import itemgetter
+from _operator import itemgetter
 
 from sockscope.owners.model import OwnerMap
 

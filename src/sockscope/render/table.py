@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from itertools import islice, repeat
-from operator import itemgetter
+from _operator import itemgetter
 
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, ZERO16
 from sockscope._addr import ntop
