@@ -130,8 +130,9 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
         s.close()
         raise netlink_error(op, exc.errno or errno.EIO) from exc
     got: deque[bytes | OSError | object] = deque()
-    # held while this thread may wait for the helper: the helper appends, then releases it (only the
-    # helper releases, only this thread acquires: an item is always there when an acquire returns)
+    # this thread waits on it while ``got`` is empty; the helper appends, then releases it if held
+    # (only the helper releases, only this thread acquires: no wake-up is lost; one that finds its
+    # item already taken makes the loop wait again)
     wake = _thread.allocate_lock()
     wake.acquire()
     end = object()
