@@ -257,7 +257,7 @@ def bench_shape(shape: Any, rows: Sequence[Row], args: argparse.Namespace) -> tu
     versions: dict[str, str] = {}
     longest = 20.0
     with shapes.build(shape.name, netns, scale=args.scale, python=args.inner_python) as pop:
-        notes = _check_shape(pop)
+        notes = _check_shape(pop) + [f"python -c pass before the rows: {interpreter_start(args.python)}"]
         for row in rows:
             renewed = _fresh_time_wait(pop, 1.5 * longest + 5)
             tw = pop.counts["time_wait"]
@@ -383,6 +383,20 @@ def tcp_alloc() -> str:
     return dict(zip(fields[::2], fields[1::2], strict=True)).get("alloc", "?")
 
 
+def interpreter_start(python: str, runs: int = 7) -> str:
+    """``python -c pass`` (the start-up every CLI row pays before sockscope's own work), the median
+    of ``runs``: how fast the machine is right now.  On the 2-vCPU VM of bench/README.md it moved
+    from 13 to 46 ms within one hour, without any steal time showing; a table's ratios are read
+    with it."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([python, "-c", "pass"], check=False)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return f"{times[len(times) // 2] * 1000:.1f} ms (median of {runs}; min {times[0] * 1000:.1f} ms)"
+
+
 def machine_info(args: argparse.Namespace) -> dict[str, str]:
     """Date, machine and versions of everything measured."""
     cpu = _proc_field("/proc/cpuinfo", "model name", platform.machine())
@@ -392,6 +406,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, str]:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs ({cpu}), {int(mem_kib) // 1024} MiB RAM",
         "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "python -c pass at start": interpreter_start(args.python),
         "TCP sockets machine-wide at start": tcp_alloc(),
         "kernel": platform.release(),
         "sockscope": f"{' '.join(args.sockscope)} (commit {commit}, work tree as is)",
@@ -543,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench/run.py: interrupted (populations cleaned up)", file=sys.stderr)
         return 130
     info["load average at end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    info["python -c pass at end"] = interpreter_start(args.python)
     info["TCP sockets machine-wide at end"] = tcp_alloc()
     text = report(info, results)
     print(text)
