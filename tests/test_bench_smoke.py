@@ -308,6 +308,9 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
         assert not r["shape"] or (r["target"] and r["met"] in ("yes", "**NO**")), r
     notes = "\n".join(n for r in data["results"] for n in r["notes"])
     assert notes.count("(as built)") == len(shapes.SHAPES) and "FAILED" not in notes
+    # how fast the machine was: at the start, before each population's rows, at the end
+    assert notes.count("python -c pass before the rows: ") == len(shapes.SHAPES)
+    assert all(" ms (median of 7; min " in data["meta"][f"python -c pass at {when}"] for when in ("start", "end"))
     time.sleep(0.1)
     assert not [n for n in set(_netns_list()) - before if n.startswith("sockscope-bench-")]
 
