@@ -512,8 +512,10 @@ def test_interactive_screen_keys_and_quit(scene: Scene, tmux: Tmux) -> None:
     tmux.send("r")
     tmux.wait(lambda s: s[2].startswith("view sockets  sort Tx/s asc"))
     tmux.send("4")
-    # 127.0.0.1:7300 before the client's port (read again while curses redraws the rows below the view's line)
-    tmux.wait(lambda s: s[2].startswith("view sockets  sort Local asc") and s[4].split()[3] == f"127.0.0.1:{PORT}")
+    # (read again while curses redraws the rows below the view's line: the rows are in the new order once
+    # the first one is the listener's, which the assertion holds to)
+    s = tmux.wait(lambda s: s[2].startswith("view sockets  sort Local asc") and s[4].split()[3] == f"127.0.0.1:{PORT}")
+    assert s[4].split()[3] == f"127.0.0.1:{PORT}"  # 127.0.0.1:7300 before the client's port
 
     tmux.send("/")
     tmux.type("state listening")
