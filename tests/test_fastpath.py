@@ -17,6 +17,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 # The sockets both namespace scripts list: IPv4 and IPv6 connections (some data
 # sent, so tcp_info has counters), an IPv6 wildcard listener, a TIME-WAIT socket
 # and a UDP socket; and ``table(argv)``, the listing as text.
@@ -198,3 +200,43 @@ def test_info_rows_without_records_match_the_record_path() -> None:
     for argv, (fast, slow, infos) in json.loads(proc.stdout).items():
         assert infos >= 60 or "dport" in argv, argv  # tcp_info really printed
         assert fast == slow, f"{argv}: info rows differ from the record path"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_joined_columns_write_what_separate_ones_do(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adjacent columns of few values are looked up as one (render.writer._Joined): the table is
+    the same as with every column looked up alone, also where the queues' values are many (no
+    joining), where they widen their columns between batched flushes, and for both families."""
+    import io
+    import random
+    import struct
+
+    from sockscope.kernel import inet, netlink
+    from sockscope.render import writer as w
+    from sockscope.render.table import CellMaker, TableOptions
+
+    rnd = random.Random(seed)
+
+    def msg(i: int, many: bool) -> bytes:
+        fam = rnd.choice([2, 10])
+        addr = (bytes([127, 0, 0, 1 + i % 3]) + bytes(12)) if fam == 2 else bytes(15) + bytes([1 + i % 2])
+        rq = rnd.randrange(10 ** rnd.randrange(1, 7)) if many else rnd.choice([0, 0, 5])
+        body = inet._MSG.pack(fam, rnd.choice([1, 1, 2, 8]), 0, 0, 1000 + i, 80, addr, addr, 0, 0, 0, rq,
+                              rnd.choice([0, 1, 99999]), 0, 100 + i)
+        return netlink.encode_message(netlink.SOCK_DIAG_BY_FAMILY, 2, 1, body + struct.pack("=HHB3x", 5, 8, 0))
+
+    def table() -> str:
+        rnd.seed(seed)
+        maker = CellMaker(TableOptions(numeric=True))
+        out = io.StringIO()
+        tw = w.TableWriter(out, [True] * 10, batch=7)
+        for k in range(12):
+            batch, _done = inet.decode(b"".join(msg(10 * k + j, k > 6) for j in range(5)))
+            tw.add_many(maker.column_cells("tcp", batch))
+        tw.flush()
+        return out.getvalue()
+
+    joined = table()
+    monkeypatch.setattr(w, "_JOIN_MAX", 0)
+    alone = table()
+    assert joined == alone and len(joined.splitlines()) == 61

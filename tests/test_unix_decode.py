@@ -361,3 +361,15 @@ def test_unix_names_are_unix_name() -> None:
     raws = [b"", b"\0", b"\0\0", b"\0abc", b"\0a\0b\0", b"/run/x\0", b"/run/x", b"/a\0b\0", b"/\xff\xfe\0", b"\0\xff",
             bytes(range(1, 256)), b"\0" + bytes(range(256)), "/tmp/é".encode() + b"\0"]
     assert unix.unix_names(raws) == [unix.unix_name(r) for r in raws]
+
+
+_TRICKY = [0, 0x40, 0x61, 0xC3, 0xA9, 0xE2, 0x82, 0xAC, 0xF0, 0x9F, 0x80, 0xFF, 0x0A]  # NUL, '@', UTF-8's pieces
+_NAME_BYTES = st.binary(max_size=12) | st.lists(st.sampled_from(_TRICKY), max_size=12).map(bytes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_NAME_BYTES, max_size=8))
+def test_unix_names_are_unix_name_on_any_bytes(raws: list[bytes]) -> None:
+    """The names decoded joined (one decoding) are those decoded one by one, also where a name's
+    bytes are no UTF-8: a NUL ends every broken sequence as the end of a name does."""
+    assert unix.unix_names(raws) == [unix.unix_name(r) for r in raws]

@@ -309,7 +309,7 @@ class _TextCache:
     stay in C), the widest text in it, and the padded copy :class:`~sockscope.render.writer.TableWriter`
     last made of it (for ``spec``; of the first ``upto`` entries)."""
 
-    __slots__ = ("texts", "width", "padded", "spec", "upto")
+    __slots__ = ("texts", "width", "padded", "spec", "upto", "joined")
 
     def __init__(self) -> None:
         self.texts: dict[Any, str] = {}
@@ -317,6 +317,9 @@ class _TextCache:
         self.padded: dict[Any, str] = {}
         self.spec: tuple[str, int, bool] | None = None
         self.upto = 0
+        #: this column's cells joined with the next ones' (see render.writer._cells), by those
+        #: columns' caches and specs
+        self.joined: dict[tuple[Any, ...], Any] = {}
 
     def padded_for(self, delim: str, pad: int, right: bool) -> dict[Any, str]:
         """value -> ``delim`` + text padded to ``pad``, right- or left-aligned."""

@@ -12,6 +12,7 @@ The columns themselves (their order, headers, delimiters, alignment) are the reg
 from __future__ import annotations
 
 from itertools import chain, repeat
+from _operator import getitem as _getitem, is_not
 
 from sockscope.render.table import CELLS, COLUMNS, HEADERS, NETNS, PROCESS, TAIL, Columns, fill
 
@@ -185,12 +186,21 @@ class TableWriter:
 
 
 def _cells(block: Any, specs: list[tuple[int, str, int, bool]]) -> list[Any]:
-    """Per column of ``specs``, the padded cells of the rows of ``block`` (an iterable each)."""
+    """Per column of ``specs``, the padded cells of the rows of ``block`` (an iterable each);
+    adjacent columns of few distinct values as one (see :class:`_Joined`)."""
     seqs: list[Any] = []
     if type(block) is Columns:
         n = block.n
-        for i, delim, pad, right in specs:
+        run: list[tuple[Any, Any, tuple[int, str, int, bool]]] = []  # (values, cache, spec): to join
+        for spec in specs:
+            i, delim, pad, right = spec
             values, cache = block.cols[i]
+            if cache is not None and cache is not CELLS and len(cache.texts) <= _JOIN_MAX:
+                run.append((values, cache, spec))
+                continue
+            if run:
+                _join(seqs, run)
+                run = []
             if cache is None:
                 seqs.append(repeat(delim + (values.rjust(pad) if right else values.ljust(pad)), n))
             elif cache is CELLS:  # owners: mostly one text per row, padded row by row
@@ -198,11 +208,53 @@ def _cells(block: Any, specs: list[tuple[int, str, int, bool]]) -> list[Any]:
                 seqs.append(map(delim.__add__, cells) if delim else cells)
             else:
                 seqs.append(map(cache.padded_for(delim, pad, right).__getitem__, values))
+        if run:
+            _join(seqs, run)
     else:
         for i, delim, pad, right in specs:
             cells = map(str.rjust if right else str.ljust, block[i], repeat(pad))
             seqs.append(map(delim.__add__, cells) if delim else cells)
     return seqs
+
+
+_JOIN_MAX = 32  # a column of at most this many distinct values is joined with its neighbours of few
+
+
+class _Joined(dict[tuple[object, ...], str]):
+    """The cells of adjacent columns side by side, by the tuple of their values.
+
+    Columns of few distinct values (netid, state, the queues) make few distinct combinations:
+    one look-up a row then gives what one look-up per column gave, and the row's text has one
+    piece instead of several to join.  A combination is made when first met."""
+
+    __slots__ = ("parts",)
+    parts: list[dict[Any, str]]  # each column's padded cells, by value
+
+    def __missing__(self, key: tuple[object, ...]) -> str:
+        text = self[key] = "".join(map(_getitem, self.parts, key))
+        return text
+
+
+def _join(seqs: list[Any], run: list[tuple[Any, Any, tuple[int, str, int, bool]]]) -> None:
+    """Append to ``seqs`` the cells of ``run``'s columns, joined where they are several and their
+    combinations few (at most :data:`_JOIN_MAX` ** 2)."""
+    combos = 1
+    for _, cache, _ in run:
+        combos *= len(cache.texts)
+    if len(run) == 1 or combos > _JOIN_MAX * _JOIN_MAX:
+        for values, cache, (_, delim, pad, right) in run:
+            seqs.append(map(cache.padded_for(delim, pad, right).__getitem__, values))
+        return
+    parts = [cache.padded_for(delim, pad, right) for _, cache, (_, delim, pad, right) in run]
+    key = (*(cache for _, cache, _ in run[1:]), *(spec for _, _, spec in run))
+    memo = run[0][1].joined
+    joined = memo.get(key)
+    if joined is None or any(map(is_not, joined.parts, parts)):  # (a padded cache made anew)
+        if len(memo) > 16:
+            memo.clear()
+        joined = memo[key] = _Joined()
+        joined.parts = parts
+    seqs.append(map(joined.__getitem__, zip(*(values for values, _, _ in run))))
 
 
 _SLICE = 1024  # rows written at a time
