@@ -357,6 +357,33 @@ def test_concat_and_select_of_tail_batches(capture: dict[str, list[bytes]]) -> N
     assert [r.inode for r in recs] == whole.inode and all(r.shutdown is not None for r in recs)
 
 
+def test_columns_made_when_asked_for(capture: dict[str, list[bytes]]) -> None:
+    """The columns the tail strategy leaves for later (cookie, peer, wqueue, uid) are made when
+    first read: of one datagram's batch, of a concatenation (before and after its parts' own are
+    read, and of a concatenation of concatenations), and of a selection; each as the general
+    strategy reads it."""
+    grams = [g for g in capture["default"] if _fast(g)]
+    assert len(grams) >= 2
+    later = sorted(unix._LATER)
+    general = [_general(g)[0] for g in grams]
+    parts = [unix.decode(g)[0] for g in grams]
+    whole = unix.concat(parts)  # none of the parts' later columns read yet
+    for name in later:
+        assert getattr(whole, name) == [v for cols in general for v in cols[name]]
+    first = unix.concat(parts[:1] + parts[1:2])
+    for name in later:  # the parts' own read first, then the concatenation's
+        assert getattr(parts[0], name) == general[0][name]
+        assert getattr(first, name) == general[0][name] + general[1][name]
+    nested = unix.concat([first, unix.concat(parts[2:] or parts[:1])])
+    rest = general[2:] or general[:1]
+    for name in later:
+        assert getattr(nested, name) == general[0][name] + general[1][name] + [v for c in rest for v in c[name]]
+    keep = [i % 2 == 0 for i in range(whole.n)]
+    picked = unix.concat(parts).select(keep)
+    for name in later:
+        assert getattr(picked, name) == [v for v, k in zip(getattr(whole, name), keep) if k]
+
+
 def test_unix_names_are_unix_name() -> None:
     raws = [b"", b"\0", b"\0\0", b"\0abc", b"\0a\0b\0", b"/run/x\0", b"/run/x", b"/a\0b\0", b"/\xff\xfe\0", b"\0\xff",
             bytes(range(1, 256)), b"\0" + bytes(range(256)), "/tmp/é".encode() + b"\0"]

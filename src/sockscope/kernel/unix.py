@@ -15,40 +15,25 @@ from sockscope.kernel.layout import UNIX_DIAG_MSG
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Sequence
+    from typing import Any, Callable, Sequence
 
     from sockscope.records import Socket
 
 # The records (dataclasses, enum: ~15 ms of imports) are imported by the functions that make
 # them: the listing's column path (decode, the table's cells) never needs them.
 
-# include/uapi/linux/unix_diag.h
-UDIAG_SHOW_NAME = 0x01
-UDIAG_SHOW_VFS = 0x02
-UDIAG_SHOW_PEER = 0x04
-UDIAG_SHOW_ICONS = 0x08
-UDIAG_SHOW_RQLEN = 0x10
-UDIAG_SHOW_MEMINFO = 0x20
-UDIAG_SHOW_UID = 0x40
+# include/uapi/linux/unix_diag.h: what a request asks for (udiag_show), the attributes of a reply
+UDIAG_SHOW_NAME, UDIAG_SHOW_VFS, UDIAG_SHOW_PEER, UDIAG_SHOW_ICONS = 0x01, 0x02, 0x04, 0x08
+UDIAG_SHOW_RQLEN, UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID = 0x10, 0x20, 0x40
+UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_ICONS = 0, 1, 2, 3
+UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID = 4, 5, 6, 7
 
-UNIX_DIAG_NAME = 0
-UNIX_DIAG_VFS = 1
-UNIX_DIAG_PEER = 2
-UNIX_DIAG_ICONS = 3
-UNIX_DIAG_RQLEN = 4
-UNIX_DIAG_MEMINFO = 5
-UNIX_DIAG_SHUTDOWN = 6
-UNIX_DIAG_UID = 7
-
-SOCK_STREAM = 1
-SOCK_DGRAM = 2
-SOCK_SEQPACKET = 5
+SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
 
 NETIDS = {SOCK_STREAM: "u_str", SOCK_DGRAM: "u_dgr", SOCK_SEQPACKET: "u_seq"}
 
 _REQ = struct.Struct("=BBHIIIII")  # family protocol pad states ino show cookie[2]
 _MSG = UNIX_DIAG_MSG.struct  # family type state pad ino cookie
-MSG_LEN = _MSG.size  # 16
 _U32 = struct.Struct("=I")
 _RQLEN = struct.Struct("=II")
 
@@ -88,10 +73,12 @@ class Batch:
     ``type`` (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET), ``state``, ``inode``,
     ``cookie``, ``name`` (the raw UNIX_DIAG_NAME bytes, b"" for none), ``peer``
     (the peer's inode, 0 for none), ``rqueue``/``wqueue`` (UNIX_DIAG_RQLEN),
-    ``uid`` (None where not sent); :meth:`attrs` is row ``i``'s attribute bytes."""
+    ``uid`` (None where not sent); :meth:`attrs` is row ``i``'s attribute bytes.
+    Where the tail strategy read the datagram, the columns of :data:`_LATER` are made
+    when first read (psutil's columns need none of them, the table two)."""
 
     __slots__ = ("n", "type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_mv", "_starts",
-                 "_lens", "_parts")
+                 "_lens", "_parts", "_more")
 
     n: int
     type: list[int]
@@ -107,6 +94,17 @@ class Batch:
     _starts: list[int] | None  # None: made from the lengths when asked for (the messages lie end to end)
     _lens: list[int]
     _parts: list[Batch] | None  # of :func:`concat`: the datagrams' batches, until their bytes are asked for
+    _more: Callable[[str], list[Any]] | None  # makes a column of :data:`_LATER` when first asked for
+
+    def __getattr__(self, name: str) -> Any:
+        # (called for unset slots only) the columns few consumers read (cookie, peer, wqueue, uid)
+        # are made from the datagram when first asked for: psutil's columns and the table skip some
+        more = object.__getattribute__(self, "_more")
+        if more is None or name not in _LATER:
+            raise AttributeError(name)
+        col = more(name)
+        setattr(self, name, col)
+        return col
 
     def attrs(self, i: int) -> memoryview:
         start = self._offsets()[i]
@@ -119,7 +117,7 @@ class Batch:
         for name in ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_starts", "_lens"):
             setattr(b, name, list(compress(getattr(self, name), keep)))
         b.n = len(b.inode)
-        b._mv, b._parts = self._mv, None
+        b._mv, b._parts, b._more = self._mv, None, None
         return b
 
     def _offsets(self) -> list[int]:
@@ -140,10 +138,11 @@ class Batch:
 
 _FIXED = struct.Struct("=IH10x" + _MSG.format.lstrip("="))  # nlmsghdr (length, type) + unix_diag_msg
 _HDR = struct.Struct("=IH")
-_U32 = struct.Struct("=I")
 #: the attributes the listing reads, by type: (column, struct code of the payload)
 _PICK = {UNIX_DIAG_NAME: "name", UNIX_DIAG_PEER: "peer", UNIX_DIAG_RQLEN: "rq", UNIX_DIAG_UID: "uid"}
 _COLUMNS = ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid")
+_LATER = frozenset(("cookie", "peer", "wqueue", "uid"))  # made when first asked for, where the decoder can
+_NOW = tuple(c for c in _COLUMNS if c not in _LATER)
 _DEFAULTS: dict[str, Any] = {"name": b"", "peer": 0, "rqueue": 0, "wqueue": 0, "uid": None}  # when not sent
 _SHAPES: dict[tuple[int, ...], Any] = {}
 
@@ -190,11 +189,14 @@ def decode(buf: bytes | memoryview, op: str = "unix_diag") -> tuple[Batch, bool]
     return _batch(_grouped(mv, starts, lens), mv, starts, lens), done
 
 
-def _batch(cols: Sequence[Sequence[Any]], mv: memoryview, starts: list[int] | None, lens: list[int]) -> Batch:
+def _batch(cols: Sequence[Sequence[Any]], mv: memoryview, starts: list[int] | None, lens: list[int],
+           more: Callable[[str], list[Any]] | None = None) -> Batch:
+    """A batch of ``cols`` (the columns of :data:`_COLUMNS`, in order; with ``more`` those of
+    :data:`_LATER` are left out, and made by it when asked for)."""
     b = Batch.__new__(Batch)
-    for name, col in zip(_COLUMNS, cols):
+    for name, col in zip(_NOW if more is not None else _COLUMNS, cols):
         setattr(b, name, col if type(col) is list else list(col))
-    b.n, b._mv, b._starts, b._lens, b._parts = len(lens), mv, starts, lens, None
+    b.n, b._mv, b._starts, b._lens, b._parts, b._more = len(lens), mv, starts, lens, None, more
     return b
 
 
@@ -320,10 +322,10 @@ def _tail_of(mv: memoryview, length: int) -> _Tail | None:
     return tail
 
 
-def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int]] | None:
-    """The datagram's columns, its view, its messages' offsets (None: end to end, made when asked
-    for) and lengths by the tail strategy (see above), or None where it does not fit.  No step
-    runs Python code per message."""
+def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], Callable[[str], list[Any]]] | None:
+    """The datagram's columns of :data:`_NOW`, its view, its messages' offsets (None: end to end,
+    made when asked for) and lengths by the tail strategy (see above), and the maker of its columns
+    of :data:`_LATER`; or None where it does not fit.  No step runs Python code per message."""
     total = len(raw)
     if not _FIXED.size + 4 <= total < 1 << 19 or _HDR.unpack_from(raw)[1] != nl.SOCK_DIAG_BY_FAMILY:
         return None  # (the checks below take lengths for 19-bit numbers)
@@ -377,18 +379,24 @@ def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int]] 
         size, atype = nl.NLATTR.unpack(_U32.pack(word))
         names[word] = slice(_NAME_AT, UNIX_DIAG_MSG.size + size) if atype == UNIX_DIAG_NAME else _NO_NAME
     cols = UNIX_DIAG_MSG.columns(hv, _HEAD_LEN, ("type", "state", "inode"), 0)
-    # the cookie (a u64 at an offset that is no multiple of 8 in these rows): two words, the high
-    # ones read only where one is not 0
-    words, stride = hv.cast("I"), _HEAD_LEN // 4
-    low, high = words[_COOKIE_LOW::stride], words[_COOKIE_HIGH::stride]
-    cols.append(low.tolist() if not _lanes(high.tobytes()) else
-                list(map(or_, low.tolist(), map(lshift, high.tolist(), repeat(32)))))
     cols.append(list(map(getitem, body, map(names.__getitem__, firsts))))
-    cols.append(_words(_lanes(tw[1::step].tobytes()) & peers, n) if peers else [0] * n)
     rq, uid = tail.rq, tail.uid
-    cols += (tw[rq::step].tolist(), tw[rq + 1 :: step].tolist()) if rq is not None else ([0] * n, [0] * n)
-    cols.append(tw[uid::step].tolist() if uid is not None else [None] * n)
-    return cols, mv, None, memoryview(lens_raw).cast("I").tolist()  # (offsets: when asked for)
+    cols.append(tw[rq::step].tolist() if rq is not None else [0] * n)
+
+    def more(name: str) -> list[Any]:
+        if name == "cookie":  # a u64 at an offset that is no multiple of 8 in these rows: two words,
+            # the high ones read only where one is not 0
+            words, stride = hv.cast("I"), _HEAD_LEN // 4
+            low, high = words[_COOKIE_LOW::stride], words[_COOKIE_HIGH::stride]
+            return (low.tolist() if not _lanes(high.tobytes()) else
+                    list(map(or_, low.tolist(), map(lshift, high.tolist(), repeat(32)))))
+        if name == "peer":
+            return _words(_lanes(tw[1::step].tobytes()) & peers, n) if peers else [0] * n
+        if name == "wqueue":
+            return tw[rq + 1 :: step].tolist() if rq is not None else [0] * n
+        return tw[uid::step].tolist() if uid is not None else [None] * n  # uid
+
+    return cols, mv, None, memoryview(lens_raw).cast("I").tolist(), more  # (offsets: when asked for)
 
 
 _ONE = _U32.pack(1)
@@ -493,7 +501,7 @@ def concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
     b = Batch.__new__(Batch)
-    for name in _COLUMNS:
+    for name in _NOW:
         col: list[Any] = []
         for p in parts:
             col += getattr(p, name)  # (a list's own extend: the fastest copy)
@@ -503,15 +511,23 @@ def concat(parts: list[Batch]) -> Batch:
         if p._parts is not None:
             p._offsets()
     # the messages' bytes: joined when asked for (:meth:`Batch.attrs`, :meth:`Batch.select`); of the
-    # parts only their bytes and framing are kept, not their columns (memory: 9 lists a datagram)
-    b._parts = list(map(_frame, parts))
+    # parts only their bytes and framing are kept, not their columns (memory: 9 lists a datagram),
+    # and what makes their columns of _LATER, joined when first asked for
+    frames = b._parts = list(map(_frame, parts))
+    b._more = lambda name: list(chain.from_iterable([getattr(f, name) for f in frames]))
     return b
 
 
 def _frame(p: Batch) -> Batch:
-    """``p``'s messages' bytes and framing without its columns (what a concatenation keeps of it)."""
+    """``p``'s messages' bytes and framing, and its columns of :data:`_LATER` (made, or the maker of
+    them), without its other columns (what a concatenation keeps of it)."""
     f = Batch.__new__(Batch)
-    f.n, f._mv, f._starts, f._lens, f._parts = p.n, p._mv, p._starts, p._lens, None
+    f.n, f._mv, f._starts, f._lens, f._parts, f._more = p.n, p._mv, p._starts, p._lens, None, p._more
+    for name in _LATER:
+        try:
+            setattr(f, name, object.__getattribute__(p, name))  # (made already; else made when asked for)
+        except AttributeError:
+            pass
     return f
 
 
