@@ -520,11 +520,14 @@ def _compile_bytecode() -> None:
 
     pip compiles them at install time, but this tree is installed editable and
     some environments set PYTHONDONTWRITEBYTECODE (this machine does), which
-    would make every timed run recompile every module (~20 ms)."""
+    would make every timed run recompile every module (~20 ms).  Forced: a .pyc written from a
+    source edited again within the same second keeps that second in its header, and is not
+    believed by the interpreter (the size differs) but was by compileall, so the module was
+    compiled anew by every timed run."""
     import compileall
 
     src = Path(__file__).resolve().parent.parent / "src"
-    compileall.compile_dir(str(src), quiet=1)
+    compileall.compile_dir(str(src), quiet=1, force=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
