@@ -210,6 +210,20 @@ def test_breakdown_prints_the_timeline_and_profiles() -> None:
     assert "_net_connections" in api.stdout
 
 
+def test_instructions_counts_a_warm_call() -> None:
+    """bench/instructions.py (callgrind's count of one warm call) runs, for a CLI command and for
+    the API: a process of 5 calls executes more than one of 2, and a warm call is real work."""
+    for args in (["--", "-tan"], ["--api", "net_connections", "--kind", "unix"]):
+        done = subprocess.run(["unshare", "-n", sys.executable, str(BENCH / "instructions.py"), *args],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        found = re.search(r"([\d.]+) M instructions a warm call "
+                          r"\(processes of 2 and 5 calls: ([\d.]+) and ([\d.]+) M\)", done.stdout)
+        assert found, done.stdout
+        warm, few, many = map(float, found.groups())
+        assert few < many and 0.05 < warm < few, done.stdout
+
+
 # --------------------------------------------------------------------------- the populations shaped like real hosts'
 
 shapes = _load("shapes")
