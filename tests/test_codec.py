@@ -294,7 +294,7 @@ def _inet_msg(fam: int, st_: int, sport: int, dport: int, src: bytes, dst: bytes
     return _msg(netlink.SOCK_DIAG_BY_FAMILY, body + attrs)
 
 
-_SHUTDOWN = netlink.encode_attr(inet.INET_DIAG_SHUTDOWN, b"\0")
+_SHUTDOWN = netlink.encode_attr(inet_attrs.INET_DIAG_SHUTDOWN, b"\0")
 _DONE = _msg(netlink.NLMSG_DONE, bytes(4))
 _LO4, _LO6 = bytes([127, 0, 0, 1]), bytes(15) + b"\1"
 _COLUMNS = ("family", "state", "timer", "retrans", "sport", "dport", "src", "dst", "ifindex", "cookie", "expires",
@@ -314,7 +314,7 @@ def _reference(data: bytes) -> tuple[list[tuple], bool]:
          ino) = inet._MSG.unpack_from(payload)
         v6only = None
         if fam == 10 and (src == bytes(16) or dst == bytes(16)):
-            a = netlink.parse_attrs(payload, inet.MSG_LEN).get(inet.INET_DIAG_SKV6ONLY)
+            a = netlink.parse_attrs(payload, inet.MSG_LEN).get(inet_attrs.INET_DIAG_SKV6ONLY)
             v6only = bool(a[0]) if a is not None and len(a) else None
         size = 4 if fam == 2 else 16
         rows.append((fam, st_, timer, retrans, socket.ntohs(sport), socket.ntohs(dport),
@@ -368,14 +368,15 @@ def _synthetic() -> list[bytes]:
     six = _inet_msg(10, 1, 80, 40000, _LO6, _LO6, 5, _SHUTDOWN)
     mapped = _inet_msg(10, 1, 80, 40000, bytes(10) + b"\xff\xff" + _LO4, bytes(10) + b"\xff\xff" + _LO4, 7, _SHUTDOWN)
     wild = _inet_msg(10, 10, 80, 0, bytes(16), bytes(16), 6, _SHUTDOWN)
-    wild_v6 = _inet_msg(10, 10, 81, 0, bytes(16), bytes(16), 8, netlink.encode_attr(inet.INET_DIAG_SKV6ONLY, b"\1"))
+    v6only = netlink.encode_attr(inet_attrs.INET_DIAG_SKV6ONLY, b"\1")
+    wild_v6 = _inet_msg(10, 10, 81, 0, bytes(16), bytes(16), 8, v6only)
     wild_v6 += bytes(0)
     tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
     scoped = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 9, _SHUTDOWN, ifindex=3)
     return [a + bytes(high) + _DONE, six + six, six + wild, a + six, a + tw + a, bytes(high), six + mapped + six,
             a + six + a + six + _DONE, wild + wild, tw + _DONE, a + a + tw + _DONE, tw + a, scoped + a, a,
             _inet_msg(10, 10, 81, 0, bytes(16), bytes(16), 8, _SHUTDOWN + netlink.encode_attr(
-                inet.INET_DIAG_SKV6ONLY, b"\1")) + wild, _DONE,
+                inet_attrs.INET_DIAG_SKV6ONLY, b"\1")) + wild, _DONE,
             # framed (three lengths) and both families: a split must still find the wildcard's v6only
             a + tw + wild_v6 + six + tw + wild + mapped + _DONE]
 
@@ -485,17 +486,17 @@ def test_fast_constructor_makes_true_frozen_records() -> None:
 
 
 def _info_attrs(rng: random.Random, info_len: int, cong: bytes | None, bbr: int, dctcp: int, v6only: bool) -> bytes:
-    a = netlink.encode_attr(inet.INET_DIAG_SHUTDOWN, b"\0")
+    a = netlink.encode_attr(inet_attrs.INET_DIAG_SHUTDOWN, b"\0")
     if info_len:
-        a += netlink.encode_attr(inet.INET_DIAG_INFO, bytes(rng.randrange(256) for _ in range(info_len)))
+        a += netlink.encode_attr(inet_attrs.INET_DIAG_INFO, bytes(rng.randrange(256) for _ in range(info_len)))
     if cong is not None:
-        a += netlink.encode_attr(inet.INET_DIAG_CONG, cong)
+        a += netlink.encode_attr(inet_attrs.INET_DIAG_CONG, cong)
     if bbr:
-        a += netlink.encode_attr(inet.INET_DIAG_BBRINFO, bytes(rng.randrange(256) for _ in range(bbr)))
+        a += netlink.encode_attr(inet_attrs.INET_DIAG_BBRINFO, bytes(rng.randrange(256) for _ in range(bbr)))
     if dctcp:
-        a += netlink.encode_attr(inet.INET_DIAG_DCTCPINFO, bytes(rng.randrange(256) for _ in range(dctcp)))
+        a += netlink.encode_attr(inet_attrs.INET_DIAG_DCTCPINFO, bytes(rng.randrange(256) for _ in range(dctcp)))
     if v6only:
-        a += netlink.encode_attr(inet.INET_DIAG_SKV6ONLY, b"\1")
+        a += netlink.encode_attr(inet_attrs.INET_DIAG_SKV6ONLY, b"\1")
     return a
 
 

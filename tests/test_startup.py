@@ -47,3 +47,24 @@ def test_listing_path_imports_stay_light(options: str) -> None:
     assert status == "0", proc.stdout
     assert heavy == "[]", f"sockscope {options} imported {heavy}"
     assert "Recv-Q" in header or "State" in header
+
+
+@pytest.mark.parametrize("options", ["-tuln", "-tan", "-uan", "-xa"])
+def test_numeric_listing_leaves_names_and_attributes(options: str) -> None:
+    """A numeric listing whose rows need no attribute (no -e/-i; an IPv4 listener, no IPv6
+    wildcard) imports neither the names' module (services, hosts, interfaces) nor the inet
+    attributes' decoders: each is imported where it is first wanted."""
+    probe = _PROBE.replace(f"{_HEAVY!r}", repr(("sockscope.render.names", "sockscope.kernel.inet_attrs")))
+    script = ("import socket\n"
+              "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+              "u = socket.socket(type=socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))\n") + probe
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", script, options],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    status, found, _header = proc.stdout.strip().split(" ", 2)
+    assert status == "0" and found == "[]", f"sockscope {options} imported {found}"
+    with_v6 = script.replace("socket.socket(); s.bind(('127.0.0.1', 0))",
+                             "socket.socket(socket.AF_INET6); s.bind(('::', 0))")
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", with_v6, "-tln"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "sockscope.kernel.inet_attrs" in proc.stdout, proc.stdout + proc.stderr

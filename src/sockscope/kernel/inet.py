@@ -30,13 +30,8 @@ if TYPE_CHECKING:
 # decoders that build them, on first use: the listing's fast paths below never
 # need them, and start-up time is a feature.
 
-# include/uapi/linux/inet_diag.h: the attribute numbers live with their decoders
-from sockscope.kernel.inet_attrs import (  # noqa: E402
-    INET_DIAG_BBRINFO, INET_DIAG_CGROUP_ID, INET_DIAG_CLASS_ID, INET_DIAG_CONG, INET_DIAG_DCTCPINFO, INET_DIAG_INFO,
-    INET_DIAG_MARK, INET_DIAG_MEMINFO, INET_DIAG_PROTOCOL, INET_DIAG_SHUTDOWN, INET_DIAG_SKMEMINFO,
-    INET_DIAG_SKV6ONLY, INET_DIAG_SOCKOPT, INET_DIAG_TCLASS, INET_DIAG_TOS, INET_DIAG_VEGASINFO, details_of,
-    info_at, info_columns, v6only_of,
-)
+# The attributes (their numbers and decoders: kernel.inet_attrs) are imported where one is read:
+# a listing whose rows need none of them (no -e/-i, no IPv6 wildcard) never imports them.
 
 INET_DIAG_REQ_BYTECODE = 1
 INET_DIAG_REQ_PROTOCOL = 3
@@ -216,6 +211,8 @@ class Batch:
         """Fields of each row's tcp_info by name (:data:`~sockscope.kernel.layout.TCP_INFO`), one list
         per name: None where the row has no tcp_info or one too short for the field.  Where every
         message has one length and one attribute layout, each field is one strided read."""
+        from sockscope.kernel.inet_attrs import INET_DIAG_INFO, info_at
+
         at = info_at(self._mv, self._length, self.n) if self._length and self.n else None
         if at is not None:
             start, size = at
@@ -338,7 +335,12 @@ def decode(buf: bytes | memoryview, op: str = "inet_diag", info: bool = False) -
     b.fam = _one_family(b.family)
     if b.fam:  # (a batch of both families finds its v6only when asked: Batch.split never asks)
         _wildcards(b)
-    b.info = info_columns(b, mv, length if got is not None else 0) if info else None
+    if info:
+        from sockscope.kernel.inet_attrs import info_columns
+
+        b.info = info_columns(b, mv, length if got is not None else 0)
+    else:
+        b.info = None
     return b, done
 
 
@@ -464,6 +466,8 @@ def _wildcards(b: Batch) -> None:
     b.v6only = None
     if b.fam == AF_INET or not b.n or (ZERO16 not in b.src and ZERO16 not in b.dst):
         return
+    from sockscope.kernel.inet_attrs import v6only_of
+
     v6: list[bool | None] = [None] * b.n
     for i, (s, d) in enumerate(zip(b.src, b.dst)):
         if s == ZERO16 or d == ZERO16:
@@ -520,6 +524,8 @@ def records(b: Batch, netid: str, details: bool = False) -> list[Socket]:
         return list(map(make_socket, repeat(netid), b.family, st, b.rqueue, b.wqueue, local, peer, b.inode, b.uid,
                         b.cookie, b.ifindex, repeat(None), v6, repeat(None), repeat(()), repeat(None), repeat(None),
                         b.timer, b.expires, b.retrans))
+    from sockscope.kernel.inet_attrs import details_of
+
     return [make_socket(netid, fam, s, rq, wq, lo, pe, ino, uid, cookie, ifx, None, timer=timer, expires=expires,
                         retrans=retrans, **details_of(b.attrs(i), fam, netid))
             for i, (fam, s, rq, wq, lo, pe, ino, uid, cookie, ifx, timer, expires, retrans) in enumerate(zip(
@@ -547,11 +553,6 @@ def decode_events(buf: bytes | memoryview, out: list[Socket]) -> None:
 
 __all__ = [
     "Batch", "decode", "records", "decode_dump", "decode_events", "ADDR_TEXT",
-    # the attribute numbers (kernel.inet_attrs), here too
-    "INET_DIAG_BBRINFO", "INET_DIAG_CGROUP_ID", "INET_DIAG_CLASS_ID", "INET_DIAG_CONG", "INET_DIAG_DCTCPINFO",
-    "INET_DIAG_INFO", "INET_DIAG_MARK", "INET_DIAG_MEMINFO", "INET_DIAG_PROTOCOL", "INET_DIAG_SHUTDOWN",
-    "INET_DIAG_SKMEMINFO", "INET_DIAG_SKV6ONLY", "INET_DIAG_SOCKOPT", "INET_DIAG_TCLASS", "INET_DIAG_TOS",
-    "INET_DIAG_VEGASINFO",
     "encode_request", "encode_request_compat", "encode_sockid", "encode_destroy",
     "NETIDS", "MSG_LEN", "AF_INET", "AF_INET6",
 ]

@@ -19,7 +19,6 @@ from _operator import itemgetter
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, ZERO16
 from sockscope._addr import ntop
 from sockscope.filter.states import SS_STATE_NAMES
-from sockscope.render import names
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -102,10 +101,10 @@ class CellMaker:
             elif self.opts.numeric or netid not in ("tcp", "udp", "raw", "dccp", "sctp", "mptcp"):
                 s = str(port)
             elif netid == "raw":
-                s = names.protocol(port)
+                s = _names().protocol(port)
             else:
                 proto = "udp" if netid == "udp" else "tcp" if netid in ("tcp", "mptcp") else netid
-                s = names.service(port, proto) or str(port)
+                s = _names().service(port, proto) or str(port)
             self._ports[key] = s
         return s
 
@@ -114,11 +113,11 @@ class CellMaker:
         s = self._addrs.get(key)
         if s is None:
             if family == AF_INET:
-                s = names.host(text) if self.opts.resolve else text
+                s = _names().host(text) if self.opts.resolve else text
             elif text == "::" and not v6only:
                 s = "*"
             else:
-                s = names.host(text) if self.opts.resolve else text
+                s = _names().host(text) if self.opts.resolve else text
                 if ":" in s:
                     s = f"[{s}]"
             self._addrs[key] = s
@@ -138,7 +137,7 @@ class CellMaker:
             dsts = [_V6ONLY if v and d == ZERO16 else d for d, v in zip(dsts, b.v6only)]
         if any(b.ifindex):  # bound to a device: the local address names it (%lo)
             srcs = [(s, i) if i else s for s, i in zip(srcs, b.ifindex)]
-        lo, hi = (1, 65535) if self.opts.numeric else names.ephemeral_range()
+        lo, hi = (1, 65535) if self.opts.numeric else _names().ephemeral_range()
 
         def ports(host: list[int]) -> list[str]:
             texts = list(map(str, host))
@@ -217,7 +216,7 @@ class CellMaker:
         for k in keys:
             if type(k) is tuple:
                 k, ifindex = k
-                out.append(self._address_texts([k])[0][:-1] + f"%{names.ifname(ifindex)}:")
+                out.append(self._address_texts([k])[0][:-1] + f"%{_names().ifname(ifindex)}:")
             elif type(k) is int:
                 out.append(self.address(AF_INET, ntop(AF_INET, _U32.pack(k)), None) + ":")
             elif k is _V6ONLY:
@@ -263,7 +262,7 @@ class CellMaker:
         if fam == AF_INET or fam == AF_INET6:
             local = self.address(fam, s.local.address, s.v6only)
             if s.ifindex:
-                local = f"{local}%{names.ifname(s.ifindex, s.netns)}"
+                local = f"{local}%{_names().ifname(s.ifindex, s.netns)}"
             return head + [
                 local + ":", self.port(s.netid, s.local.port),
                 self.address(fam, s.peer.address, s.v6only) + ":", self.port(s.netid, s.peer.port),
@@ -288,6 +287,14 @@ class CellMaker:
         from sockscope.render.ends import rows
 
         return rows(self, b)
+
+
+def _names() -> Any:
+    """:mod:`sockscope.render.names` (services, hosts, interfaces), imported where a name is
+    wanted: a numeric listing never needs it."""
+    from sockscope.render import names
+
+    return names
 
 
 def _numbers(values: list[int], zero: str = "0") -> list[str]:
