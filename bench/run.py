@@ -387,13 +387,8 @@ def interpreter_start(python: str, runs: int = 7) -> str:
     """``python -c pass`` (the start-up every CLI row pays before sockscope's own work), the median
     of ``runs``: how fast the machine is right now.  On the 2-vCPU VM of bench/README.md it moved
     from 13 to 46 ms within one hour, without any steal time showing; a table's ratios are read
-    with it."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run([python, "-c", "pass"], check=False)
-        times.append(time.perf_counter() - start)
-    times.sort()
+    with it.  Timed as the rows time their commands (measure._spawn: posix_spawn, no shell, no pipes)."""
+    times = sorted(measure._spawn([python, "-c", "pass"], os.devnull, os.devnull)[0] for _ in range(runs))
     return f"{times[len(times) // 2] * 1000:.1f} ms (median of {runs}; min {times[0] * 1000:.1f} ms)"
 
 
