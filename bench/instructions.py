@@ -50,8 +50,8 @@ def _child(args: argparse.Namespace) -> None:
             sys.stdout = real
 
 
-def _count(args: argparse.Namespace, calls: int, counted: bool = True) -> int:
-    """Instructions of a process making ``calls`` calls (not ``counted``: run without valgrind, 0)."""
+def _child_command(args: argparse.Namespace, calls: int) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of a process making ``calls`` calls."""
     argv = [sys.executable, os.path.abspath(__file__), "--child", str(calls)]
     if args.api:
         argv += ["--api", args.api, "--kind", args.kind]
@@ -59,9 +59,18 @@ def _count(args: argparse.Namespace, calls: int, counted: bool = True) -> int:
     env = dict(os.environ)
     if args.src:
         env["PYTHONPATH"] = os.path.abspath(args.src)
-    if not counted:
-        subprocess.run(argv, env=env, timeout=600, check=True, stdout=subprocess.DEVNULL)
-        return 0
+    return argv, env
+
+
+def _warm_caches(args: argparse.Namespace) -> None:
+    """One call in a process not counted: sockscope's caches filled (the BPF layout, learned from BTF)."""
+    argv, env = _child_command(args, 1)
+    subprocess.run(argv, env=env, timeout=600, check=True, stdout=subprocess.DEVNULL)
+
+
+def _count(args: argparse.Namespace, calls: int) -> int:
+    """Instructions of a process making ``calls`` calls."""
+    argv, env = _child_command(args, calls)
     try:
         done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
                               capture_output=True, text=True, env=env, timeout=600)
@@ -85,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child is not None:
         _child(args)
         return 0
-    _count(args, 1, counted=False)  # first: sockscope's caches filled (the BPF layout, learned from BTF)
+    _warm_caches(args)
     few, many = (_count(args, n) for n in _CALLS)
     what = f"{args.api}({args.kind!r})" if args.api else "sockscope " + " ".join(args.argv)
     print(f"{what}: {(many - few) / (_CALLS[1] - _CALLS[0]) / 1e6:.2f} M instructions a warm call "
