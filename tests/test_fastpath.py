@@ -86,9 +86,13 @@ _AHEAD = textwrap.dedent(
     for _ in range(600):  # several datagrams' worth
         keep += [socket.create_connection(srv.getsockname()), srv.accept()[0]]
 
+    sys.setswitchinterval(0.003)
+    intervals = []
+
     def inodes(stream):
         got = []
         for data in stream:
+            intervals.append(sys.getswitchinterval())
             batch, done = inet.decode(data)
             got += batch.inode
             if done:
@@ -96,14 +100,28 @@ _AHEAD = textwrap.dedent(
         raise AssertionError("no NLMSG_DONE")
 
     req = inet.encode_request(2, 6, 0xfff)
-    res = {"plain": inodes(transport.stream(req, "t")), "ahead": inodes(transport.stream_ahead(req, "t"))}
+    res = {"plain": inodes(transport.stream(req, "t"))}
+    res["plain_intervals"], intervals[:] = sorted(set(intervals)), []
+    res["ahead"] = inodes(transport.stream_ahead(req, "t"))
+    res["ahead_intervals"], intervals[:] = sorted(set(intervals)), []
+    # two dumps at once (one inside the other): the interval is put back when the last ends
+    outer = transport.stream_ahead(req, "t")
+    next(outer)
+    inner = inodes(transport.stream_ahead(req, "t"))
+    res["nested"] = [inner == res["plain"], sys.getswitchinterval()]
+    outer.close()
+    res["after"] = sys.getswitchinterval()
     transport._ends_dump = lambda data: True  # the helper stops after the first datagram: the rest is read directly
     res["early_stop"] = inodes(transport.stream_ahead(req, "t"))
+    abandoned = transport.stream_ahead(req, "t")
+    next(abandoned)
+    del abandoned  # a consumer that stops early: closing the generator puts the interval back
     try:
         inodes(transport.stream_ahead(inet.encode_request(99, 6, 0xfff), "t"))
         res["error"] = None
     except NetlinkError as exc:
         res["error"] = str(exc)
+    res["end"] = sys.getswitchinterval()
     json.dump(res, sys.stdout)
     """
 )
@@ -120,6 +138,11 @@ def test_stream_ahead_gives_the_same_datagrams_and_errors() -> None:
     assert res["ahead"] == res["plain"]
     assert res["early_stop"] == res["plain"]
     assert res["error"] is not None and ("Invalid argument" in res["error"] or "not supported" in res["error"])
+    # while a helper receives, threads switch every SWITCH_INTERVAL; then the caller's interval is back
+    assert res["plain_intervals"] == [0.003]
+    assert res["ahead_intervals"] == [pytest.approx(1e-4)]
+    assert res["nested"] == [True, pytest.approx(1e-4)]
+    assert res["after"] == res["end"] == pytest.approx(0.003)
 
 
 def test_owners_arriving_late_with_batched_flushes() -> None:

@@ -7,6 +7,7 @@ decoder says the dump is done.  ``OSError`` is translated here, once.
 from __future__ import annotations
 
 import _socket  # the C module: ``socket``'s enum set-up costs start-up time
+import _thread  # (loaded by the interpreter's start-up already)
 import errno
 import sys
 
@@ -110,14 +111,38 @@ def _receiver(s: _socket.socket) -> Callable[[], bytes]:
 _DONE_TAIL = (16 + 4).to_bytes(4, sys.byteorder) + (3).to_bytes(2, sys.byteorder)  # NLMSG_DONE, 20 bytes
 
 
+#: the interpreter's switch interval while a helper receives (seconds; the default is 5 ms)
+SWITCH_INTERVAL = 1e-4
+_switching = [0, 0.0]  # helpers receiving now, and the interval to restore when none is
+_switching_lock = _thread.allocate_lock()
+
+
+def _switch_often(on: bool) -> None:
+    """While a helper of :func:`stream_ahead` runs, the interpreter switches threads every
+    :data:`SWITCH_INTERVAL`: the helper, back from ``recv`` with a datagram, then waits that
+    long for the GIL to queue it and ask the kernel for the next one (at the default 5 ms the
+    caller, decoding, keeps the GIL until it has nothing left and must sleep until the helper
+    runs: a hand-off per datagram).  The first helper to start sets it, the last to stop puts
+    back what was there."""
+    with _switching_lock:
+        if on:
+            if not _switching[0]:
+                _switching[1] = sys.getswitchinterval()
+                sys.setswitchinterval(SWITCH_INTERVAL)
+            _switching[0] += 1
+        else:
+            _switching[0] -= 1
+            if not _switching[0]:
+                sys.setswitchinterval(_switching[1])
+
+
 def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
     """:func:`stream`, with a thread that keeps receiving while the caller
     decodes: the kernel fills the next datagrams (``recv`` releases the GIL)
     while this thread works on the last one.  The helper stops at what ends a
     dump (a datagram ending with ``NLMSG_DONE``, or an error); should the
-    caller's decoder want more after that, it is read here directly."""
-    import _thread
-
+    caller's decoder want more after that, it is read here directly.  Meanwhile
+    threads switch often (:func:`_switch_often`)."""
     if TYPE_CHECKING:
         from collections import deque
     else:  # the C type, built into the interpreter (``queue``'s C module is one more shared library to load)
@@ -155,7 +180,13 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
         finally:
             put(end)
 
-    _thread.start_new_thread(receive, ())
+    _switch_often(True)
+    try:
+        _thread.start_new_thread(receive, ())
+    except BaseException:
+        _switch_often(False)
+        s.close()
+        raise
     try:
         while True:
             while not got:
@@ -170,6 +201,7 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
             yield item
         yield from stream(b"", op, s, send=False)  # only if the decoder wants more
     finally:
+        _switch_often(False)
         s.close()
 
 
