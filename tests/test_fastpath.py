@@ -111,8 +111,14 @@ _AHEAD = textwrap.dedent(
     res["nested"] = [inner == res["plain"], sys.getswitchinterval()]
     outer.close()
     res["after"] = sys.getswitchinterval()
-    transport._ends_dump = lambda data: True  # the helper stops after the first datagram: the rest is read directly
+    # the helper stops after its first datagram (the second of the dump): the rest is read directly
+    guesses = iter([False, True])
+    transport._ends_dump = lambda data: next(guesses, True)
     res["early_stop"] = inodes(transport.stream_ahead(req, "t"))
+    res["early_stop_intervals"], intervals[:] = sorted(set(intervals)), []
+    # the first datagram taken for the dump's last: no helper, the rest read directly
+    res["no_helper"] = inodes(transport.stream_ahead(req, "t"))
+    res["no_helper_intervals"], intervals[:] = sorted(set(intervals)), []
     abandoned = transport.stream_ahead(req, "t")
     next(abandoned)
     del abandoned  # a consumer that stops early: closing the generator puts the interval back
@@ -136,12 +142,14 @@ def test_stream_ahead_gives_the_same_datagrams_and_errors() -> None:
     res = json.loads(proc.stdout)
     assert len(res["plain"]) >= 1201
     assert res["ahead"] == res["plain"]
-    assert res["early_stop"] == res["plain"]
+    assert res["early_stop"] == res["no_helper"] == res["plain"]
     assert res["error"] is not None and ("Invalid argument" in res["error"] or "not supported" in res["error"])
     # while a helper receives, threads switch every SWITCH_INTERVAL; then the caller's interval is back
     assert res["plain_intervals"] == [0.003]
     assert res["ahead_intervals"] == [pytest.approx(1e-4)]
     assert res["nested"] == [True, pytest.approx(1e-4)]
+    assert res["early_stop_intervals"] == [pytest.approx(1e-4)]
+    assert res["no_helper_intervals"] == [0.003]  # no helper: nothing to switch to
     assert res["after"] == res["end"] == pytest.approx(0.003)
 
 

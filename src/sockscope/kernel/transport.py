@@ -142,18 +142,32 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
     while this thread works on the last one.  The helper stops at what ends a
     dump (a datagram ending with ``NLMSG_DONE``, or an error); should the
     caller's decoder want more after that, it is read here directly.  Meanwhile
-    threads switch often (:func:`_switch_often`)."""
+    threads switch often (:func:`_switch_often`).  The first datagram (made by
+    the kernel as the request is sent) is received here; a dump that ends in
+    it starts no helper."""
     if TYPE_CHECKING:
         from collections import deque
     else:  # the C type, built into the interpreter (``queue``'s C module is one more shared library to load)
         from _collections import deque
 
     s = open_diag()
+    recv = _receiver(s)
     try:
         s.sendto(request, (0, 0))
+        first = recv()  # (the kernel made it in sendto: here at once, no thread to wait for)
     except OSError as exc:
         s.close()
         raise netlink_error(op, exc.errno or errno.EIO) from exc
+    if not first:
+        s.close()
+        raise NetlinkError(op, errno.EPIPE, f"{op}: netlink socket closed mid-dump")
+    if _ends_dump(first):  # the whole dump (or the kernel's error) in one datagram: no helper
+        try:
+            yield first
+            yield from stream(b"", op, s, send=False)  # only if the decoder wants more
+        finally:
+            s.close()
+        return
     got: deque[bytes | OSError | object] = deque()
     # this thread waits on it while ``got`` is empty; the helper appends, then releases it if held
     # (only the helper releases, only this thread acquires: no wake-up is lost; one that finds its
@@ -167,9 +181,8 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
         if wake.locked():
             wake.release()
 
-    def receive() -> None:
+    def receive() -> None:  # (with the caller's buffer: the caller no longer receives)
         try:
-            recv = _receiver(s)
             while True:
                 data = recv()
                 put(data)
@@ -188,6 +201,7 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
         s.close()
         raise
     try:
+        yield first  # decoded while the helper starts and asks for the next
         while True:
             while not got:
                 wake.acquire()
