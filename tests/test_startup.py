@@ -53,8 +53,9 @@ def test_listing_path_imports_stay_light(options: str) -> None:
 def test_numeric_listing_leaves_names_and_attributes(options: str) -> None:
     """A numeric listing whose rows need no attribute (no -e/-i; an IPv4 listener, no IPv6
     wildcard) imports neither the names' module (services, hosts, interfaces) nor the inet
-    attributes' decoders: each is imported where it is first wanted."""
-    probe = _PROBE.replace(f"{_HEAVY!r}", repr(("sockscope.render.names", "sockscope.kernel.inet_attrs")))
+    attributes' decoders: each is imported where it is first wanted.  Nor ``struct``, which
+    only re-exports the C module ``_struct`` the decoders import."""
+    probe = _PROBE.replace(f"{_HEAVY!r}", repr(("sockscope.render.names", "sockscope.kernel.inet_attrs", "struct")))
     script = ("import socket\n"
               "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
               "u = socket.socket(type=socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))\n") + probe

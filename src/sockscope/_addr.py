@@ -8,9 +8,9 @@ v4-mapped and v4-compatible addresses.
 
 from __future__ import annotations
 
-import struct
+import _struct  # struct.py only re-exports this C module: one module fewer to import
 
-_WORDS = struct.Struct(">8H")
+_WORDS = _struct.Struct(">8H")
 
 #: the address families sockscope knows (<linux/socket.h>), defined here once
 AF_UNSPEC = 0

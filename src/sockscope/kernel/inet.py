@@ -10,7 +10,7 @@ batches; :func:`records` makes :class:`~sockscope.records.Socket` records of one
 
 from __future__ import annotations
 
-import struct
+import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
 from itertools import repeat
 from _operator import add
@@ -22,9 +22,12 @@ from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO, gather
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
+    from struct import error as _StructError  # (the stubs of _struct leave it out)
     from typing import Any, Iterable, Sequence
 
     from sockscope.records import Socket
+else:
+    _StructError = _struct.error
 
 # The records (and the dataclass machinery behind them) are imported by the
 # decoders that build them, on first use: the listing's fast paths below never
@@ -53,7 +56,7 @@ NETIDS = {
 }
 
 # struct inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid
-_REQ = struct.Struct("=BBBxI")
+_REQ = _struct.Struct("=BBBxI")
 _SOCKID_LEN = 48
 # struct inet_diag_msg: family state timer retrans | sport dport (be16) src dst (16 each)
 # if cookie(u32[2]) | expires rqueue wqueue uid inode
@@ -84,12 +87,12 @@ def encode_request(
     if bytecode:
         payload += nl.encode_attr(INET_DIAG_REQ_BYTECODE, bytecode)
     if protocol > 255:
-        payload += nl.encode_attr(INET_DIAG_REQ_PROTOCOL, struct.pack("=I", protocol))
+        payload += nl.encode_attr(INET_DIAG_REQ_PROTOCOL, _struct.pack("=I", protocol))
     return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
 
 
-_SOCKID_PORTS = struct.Struct(">HH")
-_SOCKID_TAIL = struct.Struct("=IQ")
+_SOCKID_PORTS = _struct.Struct(">HH")
+_SOCKID_TAIL = _struct.Struct("=IQ")
 
 
 def encode_sockid(sport: int, dport: int, src: bytes, dst: bytes, ifindex: int, cookie: int) -> bytes:
@@ -119,8 +122,8 @@ def encode_request_compat(states: int, ext: int = 0, bytecode: bytes | None = No
     return nl.encode_message(nl.TCPDIAG_GETSOCK, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
 
 
-_REQ_V1 = struct.Struct("=BBBB")
-_REQ_V1_TAIL = struct.Struct("=II")
+_REQ_V1 = _struct.Struct("=BBBB")
+_REQ_V1_TAIL = _struct.Struct("=II")
 
 
 # --------------------------------------------------------------------------
@@ -130,8 +133,8 @@ _L = INET_DIAG_MSG
 _HEAD_COLS = ("state", "timer", "retrans", "sport", "dport", "ifindex", "cookie", "expires", "rqueue", "wqueue",
               "uid", "inode")
 _HEAD = 16 + MSG_LEN  # nlmsghdr + inet_diag_msg: what every message has before its attributes
-_LEN_TYPE = struct.Struct("=IH")  # nlmsghdr's length and type
-_U32 = struct.Struct("=I")
+_LEN_TYPE = _struct.Struct("=IH")  # nlmsghdr's length and type
+_U32 = _struct.Struct("=I")
 _U32_FROM = _U32.unpack_from
 
 
@@ -432,7 +435,7 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
                     keep(off)
                     off += (length + 3) & ~3
                     length, mtype = unpack(mv, off)
-            except struct.error:  # past the datagram's end
+            except _StructError:  # past the datagram's end
                 pass
             continue  # (the outer loop looks at what stopped the hot one)
         if mtype == nl.NLMSG_DONE or mtype == nl.NLMSG_ERROR:

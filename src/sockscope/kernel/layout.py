@@ -15,7 +15,7 @@ A field whose name starts with ``_`` is padding or unused.  Codes ending in
 
 from __future__ import annotations
 
-import struct
+import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
 
 TYPE_CHECKING = False
@@ -44,11 +44,11 @@ class Layout:
             if not fname.startswith("_"):
                 self.offsets[fname] = (off, code, net)
             codes.append(code)
-            off += struct.calcsize("=" + code)
+            off += _struct.calcsize("=" + code)
         self.size = off
-        self.struct = struct.Struct("=" + "".join(codes))
+        self.struct = _struct.Struct("=" + "".join(codes))
         self.names = tuple(f for f, _ in fields)
-        self._by_length: dict[tuple[int, tuple[str, ...]], struct.Struct] = {}
+        self._by_length: dict[tuple[int, tuple[str, ...]], _struct.Struct] = {}
         self._plans: dict[tuple[int, int, tuple[str, ...]], list[tuple[int, int, int, str]]] = {}
         self._cuts: dict[tuple[Any, int], list[tuple[int, slice, slice, slice, int]]] = {}
 
@@ -57,7 +57,7 @@ class Layout:
 
     def struct_size(self, name: str) -> int:
         """The size in bytes of field ``name``."""
-        return struct.calcsize("=" + self.offsets[name][1])
+        return _struct.calcsize("=" + self.offsets[name][1])
 
     def columns(self, body: memoryview, length: int, names: Sequence[str], base: int = NLMSG_HDRLEN
                 ) -> list[list[Any]]:
@@ -94,9 +94,9 @@ class Layout:
                 for i in sorted(strings, key=lambda j: self.offsets[names[j]][0]):
                     off, code, _net = self.offsets[names[i]]
                     parts.append(f"{base + off - pos}x{code}")
-                    pos = base + off + struct.calcsize("=" + code)
+                    pos = base + off + _struct.calcsize("=" + code)
                 parts.append(f"{length - pos}x")
-                st = self._by_length[key] = struct.Struct("=" + "".join(parts))
+                st = self._by_length[key] = _struct.Struct("=" + "".join(parts))
             order = sorted(strings, key=lambda j: self.offsets[names[j]][0])
             cols = list(zip(*st.iter_unpack(body))) if len(body) >= length else [() for _ in order]
             for i, col in zip(order, cols):
@@ -193,7 +193,7 @@ def gather(raw: bytes, starts: list[int], size: int) -> memoryview:
 def from_network(raw: bytes, code: str) -> list[int]:
     """The network-order integers (``code``: ``H`` or ``I``) side by side in ``raw``, in host order:
     one big-endian unpack in C (no int made twice, as reading them natively and swapping would)."""
-    return list(struct.unpack(f">{len(raw) // struct.calcsize(code)}{code}", raw))
+    return list(_struct.unpack(f">{len(raw) // _struct.calcsize(code)}{code}", raw))
 
 
 # include/uapi/linux/inet_diag.h: struct inet_diag_msg (its inet_diag_sockid inlined)
@@ -249,4 +249,4 @@ TCP_DCTCP_INFO = Layout("tcp_dctcp_info", (
 ))
 
 #: netlink attribute header (struct nlattr)
-NLATTR = struct.Struct("=HH")
+NLATTR = _struct.Struct("=HH")

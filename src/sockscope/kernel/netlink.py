@@ -7,7 +7,7 @@ values; they never perform I/O.  Malformed input raises
 
 from __future__ import annotations
 
-import struct
+import _struct  # struct.py only re-exports this C module: one module fewer to import
 
 from sockscope.errors import DecodeError, NetlinkError, netlink_error
 from sockscope.kernel.layout import NLATTR as NLATTR  # (the one definition: layout, with every struct)
@@ -37,8 +37,8 @@ TCPDIAG_GETSOCK = 18
 
 NLA_TYPE_MASK = 0x3FFF
 
-NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_I32 = struct.Struct("=i")
+NLMSGHDR = _struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_I32 = _struct.Struct("=i")
 HDRLEN = NLMSGHDR.size
 
 

@@ -10,7 +10,7 @@ these tables without them)."""
 
 from __future__ import annotations
 
-import struct
+import _struct  # struct.py only re-exports this C module: one module fewer to import
 
 from sockscope._addr import AF_NETLINK, AF_PACKET
 from sockscope.errors import DecodeError
@@ -37,13 +37,13 @@ PACKET_DIAG_INFO = 0
 PACKET_DIAG_UID = 5
 PACKET_DIAG_MEMINFO = 6
 
-_NREQ = struct.Struct("=BBHIIII")
-_PREQ = struct.Struct("=BBHIIII")
+_NREQ = _struct.Struct("=BBHIIII")
+_PREQ = _struct.Struct("=BBHIIII")
 _NMSG = NETLINK_DIAG_MSG.struct
 _PMSG = PACKET_DIAG_MSG.struct
-_U32 = struct.Struct("=I")
-_I32 = struct.Struct("=i")
-_MEM2 = struct.Struct("=III")  # rmem_alloc rcvbuf wmem_alloc
+_U32 = _struct.Struct("=I")
+_I32 = _struct.Struct("=i")
+_MEM2 = _struct.Struct("=III")  # rmem_alloc rcvbuf wmem_alloc
 
 #: a batch's columns, by table
 NETLINK_COLUMNS = ("protocol", "state", "portid", "dst_portid", "dst_group", "inode", "cookie", "rqueue", "wqueue",
@@ -93,7 +93,7 @@ def encode_packet_request(seq: int = 1) -> bytes:
 def _skmem(raw: memoryview) -> tuple[int, ...] | None:
     """``SK_MEMINFO_*`` u32 array (7 to 9 values); None when too short."""
     n = min(len(raw) // 4, 9)
-    return struct.unpack_from(f"={n}I", raw, 0) if n >= 7 else None
+    return _struct.unpack_from(f"={n}I", raw, 0) if n >= 7 else None
 
 
 def _netlink_row(p: memoryview) -> tuple[Any, ...]:
@@ -133,14 +133,14 @@ def _packet_row(p: memoryview) -> tuple[Any, ...]:
     if info is not None and len(info) >= 4:
         ifindex = _U32.unpack_from(info, 0)[0]
         if len(info) >= 24:
-            _idx, version, _res, thresh, _ts, pflags = struct.unpack_from("=6I", info, 0)
+            _idx, version, _res, thresh, _ts, pflags = _struct.unpack_from("=6I", info, 0)
             pinfo = (version, thresh, pflags)
     u = attrs.get(PACKET_DIAG_UID)
     if u is not None and len(u) >= 4:
         uid = _U32.unpack_from(u, 0)[0]
     f = attrs.get(PACKET_DIAG_FILTER)
     if f is not None:
-        bpf = tuple(struct.iter_unpack("=HBBI", bytes(f[: len(f) // 8 * 8])))
+        bpf = tuple(_struct.iter_unpack("=HBBI", bytes(f[: len(f) // 8 * 8])))
     return ptype, num, ino, cookie, rq, ifindex, uid, skmem, pinfo, bpf
 
 

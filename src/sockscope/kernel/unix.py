@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import struct
+import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
 from itertools import accumulate, chain, compress, repeat
 from _operator import add, getitem, lshift, or_
@@ -32,10 +32,10 @@ SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
 
 NETIDS = {SOCK_STREAM: "u_str", SOCK_DGRAM: "u_dgr", SOCK_SEQPACKET: "u_seq"}
 
-_REQ = struct.Struct("=BBHIIIII")  # family protocol pad states ino show cookie[2]
+_REQ = _struct.Struct("=BBHIIIII")  # family protocol pad states ino show cookie[2]
 _MSG = UNIX_DIAG_MSG.struct  # family type state pad ino cookie
-_U32 = struct.Struct("=I")
-_RQLEN = struct.Struct("=II")
+_U32 = _struct.Struct("=I")
+_RQLEN = _struct.Struct("=II")
 
 DEFAULT_SHOW = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID
 
@@ -136,8 +136,8 @@ class Batch:
         return self._starts
 
 
-_FIXED = struct.Struct("=IH10x" + _MSG.format.lstrip("="))  # nlmsghdr (length, type) + unix_diag_msg
-_HDR = struct.Struct("=IH")
+_FIXED = _struct.Struct("=IH10x" + _MSG.format.lstrip("="))  # nlmsghdr (length, type) + unix_diag_msg
+_HDR = _struct.Struct("=IH")
 #: the attributes the listing reads, by type: (column, struct code of the payload)
 _PICK = {UNIX_DIAG_NAME: "name", UNIX_DIAG_PEER: "peer", UNIX_DIAG_RQLEN: "rq", UNIX_DIAG_UID: "uid"}
 _COLUMNS = ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid")
@@ -353,7 +353,7 @@ def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], 
     lens_raw = _U32.pack(length) + tw[step - 1 :: step][:-1].tobytes()
     lens_l = _lanes(lens_raw)
     # each message as long as the split says: the walk over the lengths frames them so
-    if lens_l != _lanes(struct.pack(f"={n}I", *map(len, body))) + (_FIXED.size - UNIX_DIAG_MSG.size - 4) * one:
+    if lens_l != _lanes(_struct.pack(f"={n}I", *map(len, body))) + (_FIXED.size - UNIX_DIAG_MSG.size - 4) * one:
         return None
     hv = memoryview(heads)
     firsts_raw = hv.cast("I")[_FIRST :: _HEAD_LEN // 4].tobytes()
@@ -428,7 +428,7 @@ class _Shape:
 
     __slots__ = ("struct", "heads", "canon")
 
-    def __init__(self, st: struct.Struct, heads: Any, canon: Any) -> None:
+    def __init__(self, st: _struct.Struct, heads: Any, canon: Any) -> None:
         self.struct, self.heads, self.canon = st, heads, canon
 
 
@@ -487,7 +487,7 @@ def _shape(mv: memoryview, start: int, length: int) -> _Shape:
     canon = (lambda row: pick(row + consts)) if consts else pick
     if len(_SHAPES) > 4096:  # bounded: names make many layouts
         _SHAPES.clear()
-    shape: _Shape = _Shape(struct.Struct("".join(fmt)), itemgetter(*heads) if heads else _nothing, canon)
+    shape: _Shape = _Shape(_struct.Struct("".join(fmt)), itemgetter(*heads) if heads else _nothing, canon)
     _SHAPES[key] = shape
     return shape
 
@@ -579,7 +579,7 @@ def _details(raw: memoryview) -> dict[str, Any]:
         extra["unix_vfs"] = _RQLEN.unpack_from(a, 0)
     a = attrs.get(UNIX_DIAG_ICONS)
     if a is not None:
-        extra["unix_pending"] = struct.unpack_from(f"={len(a) // 4}I", a, 0)
+        extra["unix_pending"] = _struct.unpack_from(f"={len(a) // 4}I", a, 0)
     a = attrs.get(UNIX_DIAG_MEMINFO)
     if a is not None:
         from sockscope.kernel.others import decode_skmem

@@ -12,7 +12,7 @@ and written by :class:`sockscope.render.writer.TableWriter`.
 
 from __future__ import annotations
 
-import struct
+import _struct  # struct.py only re-exports this C module: one module fewer to import
 from itertools import islice, repeat
 from _operator import itemgetter
 
@@ -56,7 +56,7 @@ COL = {c.name: i for i, c in enumerate(COLUMNS)}
 PROCESS, NETNS, TAIL = COL["process"], COL["netns"], COL["tail"]
 HEADERS = tuple(c.header for c in COLUMNS[:NETNS])
 _STATE_TEXT = [SS_STATE_NAMES.get(i, "UNKNOWN") for i in range(256)]
-_U32 = struct.Struct("=I")
+_U32 = _struct.Struct("=I")
 
 #: the address key of a v6only wildcard (ss's [::]; a dual-stack :: is *)
 _V6ONLY: Any = "[::]"
