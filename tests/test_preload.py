@@ -94,7 +94,7 @@ def test_preloaded_modules_are_what_the_import_system_makes(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("options", ["-tan", "-xa", "-uan", "-tuln"])
 def test_listing_modules_are_what_every_listing_imports_in_order(tmp_path: Path, options: str) -> None:
-    """The list is the modules a listing imports besides the package, its errors and the CLI
+    """The list is the modules a listing imports besides the package and the CLI
     (the listing of UNIX sockets needs no inet decoder, the others no UNIX one), each after those
     it imports (checked above: preloading asks the import system for none of them)."""
     root = _copy(tmp_path)
@@ -110,7 +110,7 @@ def test_listing_modules_are_what_every_listing_imports_in_order(tmp_path: Path,
     status, imported, listed = json.loads(_python(root, probe, options, netns=True).stdout)
     assert status == 0
     decoder = {"sockscope.kernel.unix"} if options == "-xa" else {"sockscope.kernel.inet"}
-    assert set(imported) == set(listed) | {"sockscope", "sockscope.errors", "sockscope.cli"} | decoder
+    assert set(imported) == set(listed) | {"sockscope", "sockscope.cli"} | decoder
 
 
 def _listing_with(root: Path, setup: str) -> dict[str, object]:

@@ -8,17 +8,16 @@ The public API is flat and re-exported here:
   and the error hierarchy rooted at :class:`SockscopeError`.
 """
 
-from sockscope.errors import (
-    DecodeError,
-    NetlinkError,
-    NotSupported,
-    PermissionDenied,
-    SockscopeError,
-    UsageError,
-)
-
 _TYPE_CHECKING = False
 if _TYPE_CHECKING:
+    from sockscope.errors import (
+        DecodeError,
+        NetlinkError,
+        NotSupported,
+        PermissionDenied,
+        SockscopeError,
+        UsageError,
+    )
     from sockscope.psutil_api import net_connections
     from sockscope.query import sockets
     from sockscope.records import Endpoint, Owner, Socket, State
@@ -28,12 +27,15 @@ __version__ = "0.1.0"
 _WHERE = {
     "sockets": "query", "net_connections": "psutil_api", "process_connections": "psutil_api",
     "Socket": "records", "Endpoint": "records", "Owner": "records", "State": "records",
+    **dict.fromkeys(("SockscopeError", "UsageError", "DecodeError", "NetlinkError", "NotSupported",
+                     "PermissionDenied"), "errors"),
 }
 
 
 def __getattr__(name: str) -> object:
     # The query layer and the records (dataclasses, enum) are imported on first
-    # use, so that `import sockscope` and the listing's fast path stay cheap.
+    # use, so that `import sockscope` and the listing's fast path stay cheap; the
+    # errors too (the listing loads them with the modules it preloads: cli._preload).
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'sockscope' has no attribute {name!r}")

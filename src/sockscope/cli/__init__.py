@@ -26,9 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: the modules every listing imports, each after those it imports (see :func:`_preload`)
 LISTING_MODULES = (
-    "sockscope._addr", "sockscope.filter", "sockscope.filter.states", "sockscope.cli.options", "sockscope.cli.ls",
-    "sockscope.query", "sockscope.render", "sockscope.render.table", "sockscope.render.writer", "sockscope.kernel",
-    "sockscope.kernel.layout", "sockscope.kernel.netlink", "sockscope.kernel.transport",
+    "sockscope.errors", "sockscope._addr", "sockscope.filter", "sockscope.filter.states", "sockscope.cli.options",
+    "sockscope.cli.ls", "sockscope.query", "sockscope.render", "sockscope.render.table", "sockscope.render.writer",
+    "sockscope.kernel", "sockscope.kernel.layout", "sockscope.kernel.netlink", "sockscope.kernel.transport",
 )
 
 
@@ -36,7 +36,7 @@ def _preload(names: tuple[str, ...]) -> None:
     """Load the modules ``names`` (each after those it imports) from their ``.pyc`` files directly.
 
     The import system spends ~300k instructions on each module before its code runs (finders,
-    locks, the spec and its loader's checks, all Python code): for a listing's 13 modules,
+    locks, the spec and its loader's checks, all Python code): for a listing's 14 modules,
     about 8 % of a whole small listing.  Here each one costs a ``stat``, a read and the check
     the import system makes of a timestamped ``.pyc`` (magic number, source mtime and size): a
     file that fails it, or any other case (hash-based or optimized ``.pyc``, a
