@@ -22,6 +22,16 @@ RCVBUF = 1 << 20  # 1 MiB: fewer syscalls for large dumps
 _RECV_SIZE = 1 << 17  # the kernel fills up to ~32 KiB per datagram; leave room
 
 
+def _failed(op: str, exc: OSError) -> NetlinkError:
+    """A system call's error during ``op`` as the matching :class:`NetlinkError`."""
+    return netlink_error(op, exc.errno or errno.EIO)
+
+
+def _closed(op: str) -> NetlinkError:
+    """The socket gave an empty read before the dump ended."""
+    return NetlinkError(op, errno.EPIPE, f"{op}: netlink socket closed mid-dump")
+
+
 def open_diag() -> _socket.socket:
     """A NETLINK_SOCK_DIAG socket, or :class:`NetlinkError` saying why not."""
     try:
@@ -46,7 +56,7 @@ def request_ack(request: bytes, op: str) -> int:
             s.sendto(request, (0, 0))
             data = s.recv(_RECV_SIZE)
         except OSError as exc:
-            raise netlink_error(op, exc.errno or errno.EIO) from exc
+            raise _failed(op, exc) from exc
         try:
             for _msg in nl.iter_messages(data, op):
                 pass
@@ -64,7 +74,7 @@ def subscribe(groups: int, op: str = "sock_diag events") -> _socket.socket:
         s.bind((0, groups))
     except OSError as exc:
         s.close()
-        raise netlink_error(op, exc.errno or errno.EIO) from exc
+        raise _failed(op, exc) from exc
     return s
 
 
@@ -78,15 +88,15 @@ def stream(request: bytes, op: str, sock: _socket.socket | None = None, send: bo
             if send:
                 s.sendto(request, (0, 0))
         except OSError as exc:
-            raise netlink_error(op, exc.errno or errno.EIO) from exc
+            raise _failed(op, exc) from exc
         recv = _receiver(s)
         while True:
             try:
                 data = recv()
             except OSError as exc:
-                raise netlink_error(op, exc.errno or errno.EIO) from exc
+                raise _failed(op, exc) from exc
             if not data:
-                raise NetlinkError(op, errno.EPIPE, f"{op}: netlink socket closed mid-dump")
+                raise _closed(op)
             yield data
     finally:
         if sock is None:
@@ -157,10 +167,10 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
         first = recv()  # (the kernel made it in sendto: here at once, no thread to wait for)
     except OSError as exc:
         s.close()
-        raise netlink_error(op, exc.errno or errno.EIO) from exc
+        raise _failed(op, exc) from exc
     if not first:
         s.close()
-        raise NetlinkError(op, errno.EPIPE, f"{op}: netlink socket closed mid-dump")
+        raise _closed(op)
     if _ends_dump(first):  # the whole dump (or the kernel's error) in one datagram: no helper
         try:
             yield first
@@ -209,9 +219,9 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
             if item is end:
                 break
             if isinstance(item, OSError):
-                raise netlink_error(op, item.errno or errno.EIO) from item
+                raise _failed(op, item) from item
             if not isinstance(item, bytes) or not item:
-                raise NetlinkError(op, errno.EPIPE, f"{op}: netlink socket closed mid-dump")
+                raise _closed(op)
             yield item
         yield from stream(b"", op, s, send=False)  # only if the decoder wants more
     finally:
