@@ -151,8 +151,8 @@ def test_all_texts_is_text_of_each(pair: tuple[socket.socket, socket.socket]) ->
 
 
 def test_psutil_pick_is_psutils_choice() -> None:
-    """psutil's owner of a socket: the first fd of the last process (in pid order) holding it;
-    for UNIX sockets every fd of that process.  Records come in pid, then fd order."""
+    """psutil's owner of an inet socket: the first fd of the last process (in pid order) holding
+    it.  Records come in pid, then fd order."""
     from sockscope.owners.model import psutil_pick
 
     # (inode, pid, fd): 7 held once; 8 by two pids, the last at fds 9 and 4 (listed 4, 9);
@@ -160,36 +160,56 @@ def test_psutil_pick_is_psutils_choice() -> None:
     recs = [(8, 100, 3), (10, 100, 5), (7, 100, 6), (10, 150, 1), (9, 150, 2), (9, 150, 7),
             (8, 200, 4), (10, 200, 8), (8, 200, 9), (11, 200, 10)]
     inodes, pids, fds = (list(col) for col in zip(*recs))
-    fd_of, pid_of, more = psutil_pick(inodes, pids, fds)
+    fd_of, pid_of = psutil_pick(inodes, pids, fds)
     assert pid_of == {8: 200, 10: 200, 7: 100, 9: 150, 11: 200}
     assert fd_of == {8: 4, 10: 8, 7: 6, 9: 2, 11: 10}
-    assert more == {}
-    fd_of, pid_of, more = psutil_pick(inodes, pids, fds, every_fd=True)
-    assert fd_of[8] == 4 and more == {8: [4, 9], 9: [2, 7]}
     # only the inodes asked for; the others' records are not looked at
-    fd_of, pid_of, more = psutil_pick(inodes, pids, fds, {8, 7, 12}, every_fd=True)
-    assert (fd_of, pid_of, more) == ({8: 4, 7: 6}, {8: 200, 7: 100}, {8: [4, 9]})
-    assert psutil_pick([], [], [], {1}) == ({}, {}, {})
+    assert psutil_pick(inodes, pids, fds, {8, 7, 12}) == ({8: 4, 7: 6}, {8: 200, 7: 100})
+    assert psutil_pick([], [], [], {1}) == ({}, {})
+
+
+def test_psutil_held_is_psutils_choice_for_unix_sockets() -> None:
+    """psutil's rows of a UNIX socket: one per fd of the last process (in pid order) holding it,
+    here in the records' order, each with the socket's row in the dump; sockets not in the dump
+    left out; and how many of the dump's sockets are held."""
+    from sockscope.owners.model import psutil_held
+
+    recs = [(8, 100, 3), (10, 100, 5), (7, 100, 6), (10, 150, 1), (9, 150, 2), (9, 150, 7),
+            (8, 200, 4), (10, 200, 8), (8, 200, 9), (11, 200, 10)]
+    inodes, pids, fds = (list(col) for col in zip(*recs))
+    rows = {7: 0, 8: 1, 9: 2, 10: 3, 12: 4}  # 11 is not in the dump, 12 held by nobody
+    at, got_fds, got_pids, held = psutil_held(inodes, pids, fds, rows)
+    assert list(zip(at, got_fds, got_pids)) == [
+        (0, 6, 100), (2, 2, 150), (2, 7, 150), (1, 4, 200), (3, 8, 200), (1, 9, 200)]
+    assert held == 4
+    # every socket held once: every record of the dump's sockets, as they come
+    at, got_fds, got_pids, held = psutil_held([5, 6, 4], [1, 1, 2], [3, 4, 3], {4: 0, 6: 1, 5: 2})
+    assert (at, got_fds, got_pids, held) == ([2, 1, 0], [3, 4, 3], [1, 1, 2], 3)
+    assert psutil_held([], [], [], {1: 0}) == ([], [], [], 0)
 
 
 def test_psutil_pick_forked_sockets() -> None:
     """Sockets a fork left at the same fd in every process (a prefork server's listener), one of
-    them also dup'ed in the last process: the last process's first fd (and with ``every_fd`` all
-    its fds), whether or not the records are narrowed to ``wanted`` first."""
-    from sockscope.owners.model import psutil_pick
+    them also dup'ed in the last process: the last process's first fd (psutil_pick), or all its
+    fds (psutil_held), whether or not the records are narrowed to ``wanted`` first."""
+    from sockscope.owners.model import psutil_held, psutil_pick
 
     recs = [(p, 3, 50) for p in range(100, 110)] + [(p, 4, 51) for p in range(100, 110)]
     recs += [(109, 9, 50), (109, 10, 52), (105, 6, 53), (105, 7, 53)]
     recs.sort()
     inodes, pids, fds = ([r[i] for r in recs] for i in (2, 0, 1))
     for wanted in (None, {50, 51, 52, 53}, {50, 53, 99}):
-        fd_of, pid_of, more = psutil_pick(inodes, pids, fds, wanted, every_fd=True)
+        fd_of, pid_of = psutil_pick(inodes, pids, fds, wanted)
         expect = {50: (3, 109), 51: (4, 109), 52: (10, 109), 53: (6, 105)}
         expect = {k: v for k, v in expect.items() if wanted is None or k in wanted}
         assert fd_of == {k: v[0] for k, v in expect.items()}, wanted
         assert pid_of == {k: v[1] for k, v in expect.items()}, wanted
-        assert more == {k: v for k, v in {50: [3, 9], 53: [6, 7]}.items() if k in expect}, wanted
-        assert psutil_pick(inodes, pids, fds, wanted)[2] == {}
+        rows = {ino: ino - 50 for ino in (wanted or (50, 51, 52, 53))}
+        at, got_fds, got_pids, held = psutil_held(inodes, pids, fds, rows)
+        every = {50: [(109, 3), (109, 9)], 51: [(109, 4)], 52: [(109, 10)], 53: [(105, 6), (105, 7)]}
+        assert sorted(zip(at, got_pids, got_fds)) == sorted(
+            (ino - 50, pid, fd) for ino in rows if ino in every for pid, fd in every[ino]), wanted
+        assert held == len(expect), wanted
 
 
 def test_socket_fds_are_the_scan_as_records(pair: tuple[socket.socket, socket.socket]) -> None:

@@ -138,7 +138,7 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
     from _operator import is_, is_not
 
     from sockscope._psutil_types import pconn, sconn
-    from sockscope.owners.model import psutil_pick
+    from sockscope.owners.model import psutil_held, psutil_pick
     from sockscope.owners.service import Pending, check_procfs, socket_fds
 
     tables, fams = _kind(kind)
@@ -163,44 +163,44 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
         if pending is not None:
             found = pending.result()
     types, inodes, paths = unix
-    wanted: set[int] | None = None
-    if 2 * len(found[0]) > 3 * (len(inodes) + sum(len(part[0]) for part in inet_parts)):
-        # many more sockets held than dumped (other namespaces, other kinds): the records of the
-        # others are dropped first (dropping costs more than it saves unless they are many)
-        wanted = set(inodes)
-        for part in inet_parts:
-            wanted.update(part[0])
-    fd_of, pid_of, more = psutil_pick(*found, wanted, every_fd=bool(inodes))
     ret: list[sconn] = []
     unowned: list[sconn] = []  # psutil returns a set: equal rows collapse into one (only ownerless rows can)
     new = tuple.__new__  # psutil's named tuple without its Python-level __new__
-    fd_get, pid_get = fd_of.get, pid_of.get
-
-    def take(rows: Iterable[sconn], pids: list[int | None]) -> None:
-        if None in pids:
-            rows = list(rows)
-            ret.extend(compress(rows, map(is_not, pids, repeat(None))))
-            unowned.extend(compress(rows, map(is_, pids, repeat(None))))
-        else:
-            ret.extend(rows)
-
-    for inos, fam, kind_, la, ra, status in inet_parts:
-        pids = list(map(pid_get, inos))
-        take(map(new, repeat(sconn), zip(map(fd_get, inos, repeat(-1)), fam, repeat(kind_), la, ra, status, pids)),
-             pids)
+    if inet_parts:
+        held = sum(len(part[0]) for part in inet_parts)
+        wanted: set[int] | None = None
+        if 2 * len(found[0]) > 3 * held:
+            # many more sockets held than dumped (other namespaces, other kinds): the records of the
+            # others are dropped first (dropping costs more than it saves unless they are many)
+            wanted = set()
+            for part in inet_parts:
+                wanted.update(part[0])
+        fd_of, pid_of = psutil_pick(*found, wanted)
+        fd_get, pid_get = fd_of.get, pid_of.get
+        for inos, fam, kind_, la, ra, status in inet_parts:
+            owners = list(map(pid_get, inos))
+            fds_ = map(fd_get, inos, repeat(-1))
+            made = map(new, repeat(sconn), zip(fds_, fam, repeat(kind_), la, ra, status, owners))
+            if None in owners:
+                rows = list(made)
+                ret.extend(compress(rows, map(is_not, owners, repeat(None))))
+                unowned.extend(compress(rows, map(is_, owners, repeat(None))))
+            else:
+                ret.extend(made)
     if inodes:
+        # UNIX sockets: a row per fd of the process psutil names, made in the records' order
+        # (psutil_held): their fds and pids are read in the order they were made
         unix_types = _UnixTypes()
         fam_u = _s.AddressFamily.AF_UNIX
-        pids = list(map(pid_get, inodes))
-        take(map(new, repeat(sconn), zip(map(fd_get, inodes, repeat(-1)), repeat(fam_u),
-                                         map(unix_types.__getitem__, types), paths, repeat(""), repeat("NONE"), pids)),
-             pids)
-        if more:  # a UNIX socket is listed once per fd of the process psutil names (the first fd is above)
-            for ino, t, path in zip(inodes, types, paths):
-                held = more.get(ino)
-                if held:
-                    pid, kind_ = pid_of[ino], unix_types[t]
-                    ret += [new(sconn, (fd, fam_u, kind_, path, "", "NONE", pid)) for fd in held[1:]]
+        rows_of = dict(zip(inodes, range(len(inodes))))
+        at, fds, pids, owned_n = psutil_held(*found, rows_of)
+        ret += map(new, repeat(sconn), zip(fds, repeat(fam_u), map(unix_types.__getitem__, map(types.__getitem__, at)),
+                                           map(paths.__getitem__, at), repeat(""), repeat("NONE"), pids))
+        if owned_n < len(rows_of):  # ownerless sockets (the connections not yet accepted among them)
+            hit = set(at)
+            owned = set(map(inodes.__getitem__, hit))  # (a socket the dump met twice: owned by its other row)
+            unowned += [new(sconn, (-1, fam_u, unix_types[types[i]], paths[i], "", "NONE", None))
+                        for i in range(len(inodes)) if i not in hit and inodes[i] not in owned]
     if unowned:  # (the enum members hash as their int, in C)
         ret += dict.fromkeys(unowned)
     if only is None:

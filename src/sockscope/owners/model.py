@@ -11,12 +11,12 @@ made it (``via``: ``"bpf"`` or ``"proc"``).  The sources that fill it are in
 from __future__ import annotations
 
 import os
-from itertools import compress
-from _operator import eq, itemgetter, ne
+from itertools import compress, repeat
+from _operator import eq, is_not, itemgetter
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Collection, Iterable
+    from typing import Any, Collection, Iterable
 
     from sockscope.records import Owner
     from sockscope.render.users import UsersText
@@ -44,16 +44,14 @@ def comm(pid: int, proc: str = "/proc") -> str | None:
     return os.fsdecode(data[start + 1 : stop if stop >= 0 else None])
 
 
-def psutil_pick(inodes: list[int], pids: list[int], fds: list[int], wanted: Collection[int] | None = None,
-                every_fd: bool = False) -> tuple[dict[int, int], dict[int, int], dict[int, list[int]]]:
+def psutil_pick(inodes: list[int], pids: list[int], fds: list[int], wanted: Collection[int] | None = None
+                ) -> tuple[dict[int, int], dict[int, int]]:
     """psutil's owner of each socket inode among the records ``inodes``, ``pids``, ``fds``
     (in pid, then fd order, as :func:`sockscope.owners.service.socket_fds` gives them): the
-    first fd of the last process (in pid order) holding it.  (inode -> fd, inode -> pid,
-    and with ``every_fd`` inode -> every fd of that process where it holds more than one,
-    ascending.)  Only inodes in ``wanted`` when given: the records of sockets nobody asked
-    about are dropped first, by C-level loops (a host may hold many more sockets than one
-    network namespace, or one kind, has).  No Python code runs per record but for the
-    records of sockets one process holds at several fds, with ``every_fd``."""
+    first fd of the last process (in pid order) holding it (inode -> fd, inode -> pid): the
+    owner psutil gives an inet socket.  Only inodes in ``wanted`` when given: the records of
+    sockets nobody asked about are dropped first, by C-level loops (a host may hold many more
+    sockets than one network namespace, or one kind, has).  No Python code runs per record."""
     if wanted is not None:
         at = list(compress(range(len(inodes)), map(wanted.__contains__, inodes)))
         if len(at) < len(inodes):
@@ -61,24 +59,32 @@ def psutil_pick(inodes: list[int], pids: list[int], fds: list[int], wanted: Coll
     pid_of = dict(zip(inodes, pids))  # the last record of an inode: the last process holding it
     n = len(inodes)
     if len(pid_of) == n:  # the usual case: every socket held once
-        return dict(zip(inodes, fds)), pid_of, {}
+        return dict(zip(inodes, fds)), pid_of
     # some socket held more than once (forked servers, dup'ed fds): the records of each
     # socket's last process, then the first of them (read backwards, the first one wins)
     at = list(compress(range(n), map(eq, pids, map(pid_of.__getitem__, inodes))))
     if len(at) < n:
         inodes, fds = list(map(inodes.__getitem__, at)), list(map(fds.__getitem__, at))
-    fd_of = dict(zip(reversed(inodes), reversed(fds)))
-    more: dict[int, list[int]] = {}
-    if every_fd and len(fd_of) < len(inodes):  # some socket at several fds of its last process
-        last = dict(zip(inodes, fds))
-        several = set(compress(last, map(ne, last.values(), map(fd_of.__getitem__, last))))
-        for ino, fd in compress(zip(inodes, fds), map(several.__contains__, inodes)):
-            held = more.get(ino)
-            if held is None:
-                more[ino] = [fd]
-            else:
-                held.append(fd)
-    return fd_of, pid_of, more
+    return dict(zip(reversed(inodes), reversed(fds))), pid_of
+
+
+def psutil_held(inodes: list[int], pids: list[int], fds: list[int], rows: dict[int, int]
+                ) -> tuple[list[int], list[int], list[int], int]:
+    """psutil's owners of UNIX sockets: every fd of the last process (in pid order) holding
+    one.  For the records ``inodes``, ``pids``, ``fds`` (in pid, then fd order) of the sockets
+    in ``rows`` (inode -> its row in a dump) held so, in record order: each one's row, fd and
+    pid; and how many sockets of ``rows`` they hold.  The records are read in their order, a
+    socket's row looked up for each: their fds and pids are then read in the order they were
+    made (a dump's order is another)."""
+    at: list[Any] = list(map(rows.get, inodes))
+    keep = list(map(is_not, at, repeat(None)))
+    if keep.count(True) < len(keep):  # (sockets of other kinds, other namespaces)
+        at, inodes, pids, fds = (list(compress(col, keep)) for col in (at, inodes, pids, fds))
+    last = dict(zip(inodes, pids))  # the last record of an inode: the last process holding it
+    if len(last) < len(inodes):  # some socket held more than once: its last process's records
+        keep = list(map(eq, pids, map(last.__getitem__, inodes)))
+        at, pids, fds = (list(compress(col, keep)) for col in (at, pids, fds))
+    return at, fds, pids, len(last)
 
 
 class OwnerMap:
@@ -232,4 +238,4 @@ class OwnerMap:
         return self._text_maker().all()
 
 
-__all__ = ["OwnerMap", "psutil_pick", "comm", "unreadable_hint"]
+__all__ = ["OwnerMap", "psutil_pick", "psutil_held", "comm", "unreadable_hint"]
