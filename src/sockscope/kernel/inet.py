@@ -13,7 +13,7 @@ from __future__ import annotations
 import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
 from itertools import repeat
-from _operator import add
+from _operator import add, eq, ne
 
 from sockscope._addr import AF_INET, AF_INET6, ZERO16, ntop4, ntop6
 from sockscope.errors import DecodeError
@@ -264,10 +264,10 @@ class Batch:
         """The IPv4 rows and the IPv6 rows, as two batches (a legacy TCP dump mixes the
         families in one datagram; ss lists IPv4 first).  The messages (or, framed, their fixed
         parts) are regrouped by family and read as two uniform datagrams: no column is read twice."""
-        four = [f == AF_INET for f in self.family]
+        four = list(map(eq, self.family, repeat(AF_INET)))  # (C loops: no Python code a row)
+        six = list(map(ne, self.family, repeat(AF_INET)))
         if not self._stride or self.info is not None:
-            return self.select(four), self.select([not x for x in four])
-        six = [not x for x in four]
+            return self.select(four), self.select(six)
         return self._regroup(four), self._regroup(six)
 
     def _regroup(self, mask: list[bool]) -> Batch:
