@@ -445,7 +445,9 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
         off += (length + 3) & ~3
     if starts and starts[-1] + unpack(mv, starts[-1])[0] > end:  # only the last one can overrun
         raise DecodeError(f"bad netlink message length {unpack(mv, starts[-1])[0]} at offset {starts[-1]}")
-    raw = b._raw = mv.tobytes()  # (Batch.split and __getattr__ gather from it)
+    # (Batch.split and __getattr__ gather from it): the datagram itself where it is bytes, no copy
+    whole = mv.obj
+    raw = b._raw = whole if type(whole) is bytes and len(whole) == mv.nbytes else mv.tobytes()
     b._length = 0
     fams = list(map(raw.__getitem__, map(_FAMILY_AT.__add__, starts)))
     if fams.count(AF_INET) not in (0, len(fams)):
