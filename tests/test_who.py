@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -419,6 +420,25 @@ def test_without_root_shows_what_it_can(scene: Scene, nobody: AsUser) -> None:
     r = scene.who(str(srv["pid"]), user=nobody)
     assert r.returncode == 1
     assert "permission denied" in r.stderr and "run as root" in r.stderr
+
+
+def test_fds_listed_but_not_readable_are_no_empty_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process whose fd directory lists but whose links cannot be read (even by root: ptrace
+    rules, another user namespace) is a clear error, not "holds no sockets"."""
+    from sockscope import who
+
+    def denied(path: str) -> str:
+        raise PermissionError(13, "Permission denied", path)
+
+    pair = socket.socketpair()
+    try:
+        assert who.pid_sockets(os.getpid())  # this process: its socket pair is there
+        monkeypatch.setattr(who.os, "readlink", denied)
+        with pytest.raises(who.CannotInspect, match=rf"pid {os.getpid()}: permission denied \("):
+            who.pid_sockets(os.getpid())
+    finally:
+        for sock in pair:
+            sock.close()
 
 
 # --------------------------------------------------------------------------

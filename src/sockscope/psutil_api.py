@@ -114,7 +114,9 @@ def _process_fds(pid: int, proc: str) -> tuple[list[int], list[int], list[int]]:
         raise NoSuchProcess(f"no process with pid {pid}") from None
     inodes, pids, fds, complete = walk.records(proc, [pid])
     if not complete:
-        raise AccessDenied(f"the fds of process {pid} cannot be read (run as root)")
+        from sockscope.owners.model import unreadable_hint
+
+        raise AccessDenied(f"the fds of process {pid} cannot be read ({unreadable_hint()})")
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no process with pid {pid} (it ended)")
     return inodes, pids, fds

@@ -446,6 +446,12 @@ def read_process(pid: int, name: str = "", proc: str = "/proc") -> Process:
     return Process(pid, name, uid, user_name(uid) if uid is not None else None, cmdline)
 
 
+def _denied(pid: int) -> CannotInspect:
+    from sockscope.owners.model import unreadable_hint
+
+    return CannotInspect(f"cannot read the file descriptors of pid {pid}: permission denied ({unreadable_hint()})")
+
+
 def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
     """(fd, inode) of every socket ``pid`` holds, by fd.
 
@@ -457,15 +463,16 @@ def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
     except FileNotFoundError:
         raise NoSuchProcess(f"no such process: {pid}") from None
     except PermissionError:
-        raise CannotInspect(f"cannot read the file descriptors of pid {pid}: permission denied "
-                            "(run as root)") from None
+        raise _denied(pid) from None
     except OSError as exc:
         raise CannotInspect(f"cannot read {fddir}: {exc.strerror}") from None
     out = []
     for n in names:
         try:
             t = os.readlink(f"{fddir}/{n}")
-        except OSError:
+        except PermissionError:  # the fds are listed but not readable (ptrace rules, another user namespace)
+            raise _denied(pid) from None
+        except OSError:  # closed meanwhile
             continue
         if t.startswith("socket:["):
             out.append((int(n), int(t[8:-1])))
