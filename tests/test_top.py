@@ -459,11 +459,17 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _header(line: str) -> bool:
+    """Whether ``line`` is top's first line ("sockscope top  12:00:00  every 0.5s …"), not the
+    command typed to start it (which a long path to the interpreter wraps onto a line of its own)."""
+    return re.match(r"sockscope top  \S+  every ", line) is not None
+
+
 def _start_top(scene: Scene, t: Tmux, args: str = "") -> None:
     cmd = f"ip netns exec {scene.netns.name} {sys.executable} -m sockscope top -d 0.5 -t {args}; echo EXITED-$?"
     t.type(cmd)
     t.send("Enter")
-    t.wait(lambda s: s[0].startswith("sockscope top") and "rows" in s[-1])
+    t.wait(lambda s: _header(s[0]) and "rows" in s[-1])
 
 
 def _stty_sane(t: Tmux) -> None:
@@ -494,7 +500,7 @@ def test_interactive_screen_keys_and_quit(scene: Scene, tmux: Tmux) -> None:
     tmux.send("?")
     tmux.wait_text("sockscope top: keys")
     tmux.send("x")
-    tmux.wait(lambda s: s[0].startswith("sockscope top") and "rows" in s[-1])
+    tmux.wait(lambda s: _header(s[0]) and "rows" in s[-1])
 
     tmux.send("Tab")
     # (a capture may come while curses is still redrawing: the view's line first, the old rows
@@ -542,7 +548,7 @@ def test_interactive_screen_keys_and_quit(scene: Scene, tmux: Tmux) -> None:
 
     tmux.send("q")
     s = tmux.wait_text("EXITED-0")
-    assert not any(line.startswith("sockscope top") for line in s)
+    assert not any(map(_header, s)), s
     _stty_sane(tmux)
 
 
@@ -550,13 +556,13 @@ def test_interactive_resize(scene: Scene, tmux: Tmux) -> None:
     _start_top(scene, tmux)
     for w, h in ((60, 15), (100, 30), (80, 24)):
         tmux.tmux("resize-window", "-x", str(w), "-y", str(h))
-        s = tmux.wait(lambda s, h=h: len(s) == h and s[0].startswith("sockscope top") and "rows 1-3 of 3" in s[-1])
+        s = tmux.wait(lambda s, h=h: len(s) == h and _header(s[0]) and "rows 1-3 of 3" in s[-1])
         assert all(len(line) <= w for line in s), s
         assert s[3].split()[:2] == ["State", "Recv-Q"]
     tmux.tmux("resize-window", "-x", "20", "-y", "4")
     tmux.wait_text("terminal too small")
     tmux.tmux("resize-window", "-x", "80", "-y", "24")
-    tmux.wait(lambda s: s[0].startswith("sockscope top"))
+    tmux.wait(lambda s: _header(s[0]))
     tmux.send("q")
     tmux.wait_text("EXITED-0")
 
@@ -568,7 +574,7 @@ def test_interactive_sigterm_and_ctrl_c_restore_the_terminal(scene: Scene, tmux:
         assert b"sockscope\0top" in f.read()
     os.kill(top_pid, 15)
     s = tmux.wait_text("EXITED-143")
-    assert not any(line.startswith("sockscope top") for line in s)
+    assert not any(map(_header, s)), s
     _stty_sane(tmux)
     tmux.send("clear", "Enter")
     _start_top(scene, tmux)
