@@ -198,7 +198,8 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
         at, fds, pids, owned_n = psutil_held(*found, rows_of)
         ret += map(new, repeat(sconn), zip(fds, repeat(fam_u), map(unix_types.__getitem__, map(types.__getitem__, at)),
                                            map(paths.__getitem__, at), repeat(""), repeat("NONE"), pids))
-        if owned_n < len(rows_of):  # ownerless sockets (the connections not yet accepted among them)
+        if owned_n < len(rows_of) and only is None:  # ownerless sockets (connections not yet accepted
+            # among them; one process's rows are only its own)
             hit = set(at)
             owned = set(map(inodes.__getitem__, hit))  # (a socket the dump met twice: owned by its other row)
             unowned += [new(sconn, (-1, fam_u, unix_types[types[i]], paths[i], "", "NONE", None))
