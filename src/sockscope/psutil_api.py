@@ -150,8 +150,8 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
     # /proc/*/fd walk: system calls, the GIL released) is read in the background
     # while this thread dumps the sockets and makes every column of the rows
     # but their owners: on two cores the two overlap.  Only the records of the
-    # sockets dumped are then looked at (psutil_pick).  One process's fds
-    # (``only``) are read here, first.
+    # sockets dumped are then looked at (psutil_pick for inet sockets, psutil_held
+    # for UNIX ones).  One process's fds (``only``) are read here, first.
     pending: Pending[tuple[list[int], list[int], list[int]]] | None = None
     if only is not None:
         found = _process_fds(only, proc)
