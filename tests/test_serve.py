@@ -323,7 +323,9 @@ def _abuse(port: int) -> list[socket.socket]:
         while True:
             flood.send(b"\0" * 65536)
     except BlockingIOError:
-        pass
+        pass  # the send buffers are full: the server reads slower than we write
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # greet mode discards input and ends the connection after its linger or idle time
     keep.append(flood)
     slow = [tcp_client(port) for _ in range(10)]  # slowloris: a byte now and then
     for _ in range(4):
