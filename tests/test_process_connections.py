@@ -114,3 +114,41 @@ def test_process_connections_errors() -> None:
     with pytest.raises(OSError, match="is not a procfs"):
         sockscope.process_connections(os.getpid(), procfs="/nonexistent-procfs")
     assert sockscope.process_connections(os.getpid(), procfs="/proc") == sockscope.process_connections(os.getpid())
+
+
+def test_process_connections_unreadable_fds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fds listed but not readable: AccessDenied (psutil's), not an empty list; another error
+    reading them: a SockscopeError saying what it was, not "no such process" nor []."""
+    import os
+    import socket
+
+    import sockscope
+    from sockscope.errors import SockscopeError
+    from sockscope.psutil_api import AccessDenied, NoSuchProcess
+
+    def denied(path: str, **kw: object) -> str:
+        raise PermissionError(13, "Permission denied", path)
+
+    real = os.listdir
+
+    def broken(path: object = ".") -> list[str]:
+        if isinstance(path, int):
+            raise OSError(5, "Input/output error")
+        return real(path)  # type: ignore[arg-type]
+
+    pair = socket.socketpair()
+    try:
+        assert len(sockscope.process_connections(os.getpid(), "unix")) >= 2
+        with monkeypatch.context() as m:
+            m.setattr(os, "readlink", denied)
+            with pytest.raises(AccessDenied, match=rf"pid {os.getpid()}: permission denied \(") as err:
+                sockscope.process_connections(os.getpid(), "unix")
+            assert isinstance(err.value, PermissionError)
+        with monkeypatch.context() as m:
+            m.setattr(os, "listdir", broken)
+            with pytest.raises(SockscopeError, match="Input/output error") as err2:
+                sockscope.process_connections(os.getpid(), "unix")
+            assert not isinstance(err2.value, (AccessDenied, NoSuchProcess))
+    finally:
+        for sock in pair:
+            sock.close()

@@ -427,18 +427,39 @@ def test_fds_listed_but_not_readable_are_no_empty_answer(monkeypatch: pytest.Mon
     rules, another user namespace) is a clear error, not "holds no sockets"."""
     from sockscope import who
 
-    def denied(path: str) -> str:
+    def denied(path: str, **kw: object) -> str:
         raise PermissionError(13, "Permission denied", path)
 
     pair = socket.socketpair()
     try:
-        assert who.pid_sockets(os.getpid())  # this process: its socket pair is there
-        monkeypatch.setattr(who.os, "readlink", denied)
+        held = who.pid_sockets(os.getpid())  # this process: its socket pair is there, by fd
+        assert {(s.fileno(), os.fstat(s.fileno()).st_ino) for s in pair} <= set(held)
+        assert held == sorted(held)
+        monkeypatch.setattr(os, "readlink", denied)
         with pytest.raises(who.CannotInspect, match=rf"pid {os.getpid()}: permission denied \("):
             who.pid_sockets(os.getpid())
     finally:
         for sock in pair:
             sock.close()
+
+
+def test_fds_unreadable_for_another_reason_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error reading the fd directory other than "gone" or "denied" is said as it is: neither
+    "no such process" nor "holds no sockets"."""
+    from sockscope import who
+
+    real = os.listdir
+
+    def broken(path: object = ".") -> list[str]:
+        if isinstance(path, int):  # the fd directory, opened by the owner walk
+            raise OSError(5, "Input/output error")
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "listdir", broken)
+    with pytest.raises(who.CannotInspect, match=rf"cannot read /proc/{os.getpid()}/fd: Input/output error"):
+        who.pid_sockets(os.getpid())
+    with pytest.raises(who.NoSuchProcess):
+        who.pid_sockets(2**22 + 1)  # above pid_max: no such process
 
 
 # --------------------------------------------------------------------------

@@ -101,8 +101,9 @@ def process_connections(pid: int, kind: str = "inet", *, procfs: str | None = No
 
 
 def _process_fds(pid: int, proc: str) -> tuple[list[int], list[int], list[int]]:
-    """The socket fds of ``pid`` alone, as records (errors as psutil's Process raises them)."""
-    from sockscope.owners import walk
+    """The socket fds of ``pid`` alone, as records (errors as psutil's Process raises them; one
+    that is neither "gone" nor "denied" as a :class:`SockscopeError` saying what it was)."""
+    from sockscope.owners import model, walk
 
     try:
         os.stat(f"{proc}/{pid}/stat")
@@ -112,14 +113,17 @@ def _process_fds(pid: int, proc: str) -> tuple[list[int], list[int], list[int]]:
 
             check_procfs(proc)
         raise NoSuchProcess(f"no process with pid {pid}") from None
-    inodes, pids, fds, complete = walk.records(proc, [pid])
-    if not complete:
-        from sockscope.owners.model import unreadable_hint
-
-        raise AccessDenied(f"the fds of process {pid} cannot be read ({unreadable_hint()})")
+    try:
+        inodes, fds = walk.process_sockets(proc, pid)
+    except (FileNotFoundError, ProcessLookupError):
+        inodes, fds = [], []  # gone meanwhile: said below
+    except PermissionError:
+        raise AccessDenied(model.denied(pid)) from None
+    except OSError as exc:
+        raise SockscopeError(f"cannot read {proc}/{pid}/fd: {exc.strerror or exc}") from None
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no process with pid {pid} (it ended)")
-    return inodes, pids, fds
+    return inodes, [pid] * len(inodes), fds
 
 
 def _collect(kind: str, proc: str, pid: int | None) -> list[sconn] | list[pconn]:

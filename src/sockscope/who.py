@@ -446,40 +446,25 @@ def read_process(pid: int, name: str = "", proc: str = "/proc") -> Process:
     return Process(pid, name, uid, user_name(uid) if uid is not None else None, cmdline)
 
 
-def _denied(pid: int) -> CannotInspect:
-    from sockscope.owners.model import unreadable_hint
-
-    return CannotInspect(f"cannot read the file descriptors of pid {pid}: permission denied ({unreadable_hint()})")
-
-
 def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
-    """(fd, inode) of every socket ``pid`` holds, by fd.
+    """(fd, inode) of every socket ``pid`` holds, by fd (read as the owner walk reads each process).
 
-    Raises :class:`NoSuchProcess` or :class:`CannotInspect` (permission).
+    Raises :class:`NoSuchProcess`, or :class:`CannotInspect` (permission, or another error
+    reading its fds: said as it is, never taken for "no sockets").
     """
-    fddir = f"{proc}/{pid}/fd"
+    from sockscope.owners import model, walk
+
     try:
-        names = os.listdir(fddir)
-    except FileNotFoundError:
+        inodes, fds = walk.process_sockets(proc, pid)
+    except (FileNotFoundError, ProcessLookupError):
         raise NoSuchProcess(f"no such process: {pid}") from None
     except PermissionError:
-        raise _denied(pid) from None
+        raise CannotInspect(model.denied(pid)) from None
     except OSError as exc:
-        raise CannotInspect(f"cannot read {fddir}: {exc.strerror}") from None
-    out = []
-    for n in names:
-        try:
-            t = os.readlink(f"{fddir}/{n}")
-        except PermissionError:  # the fds are listed but not readable (ptrace rules, another user namespace)
-            raise _denied(pid) from None
-        except OSError:  # closed meanwhile
-            continue
-        if t.startswith("socket:["):
-            out.append((int(n), int(t[8:-1])))
-    out.sort()
+        raise CannotInspect(f"cannot read {proc}/{pid}/fd: {exc.strerror or exc}") from None
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no such process: {pid} (it exited)")
-    return out
+    return list(zip(fds, inodes))
 
 
 def pids_sockets(pids: Iterable[int], proc: str = "/proc") -> tuple[list[tuple[int, int, int]], list[str]]:

@@ -29,6 +29,11 @@ def unreadable_hint() -> str:
     return "denied even to root here: another user namespace or a security module"
 
 
+def denied(pid: int) -> str:
+    """The one line for a process whose fds cannot be read (``who``, ``process_connections``)."""
+    return f"cannot read the file descriptors of pid {pid}: permission denied ({unreadable_hint()})"
+
+
 def comm(pid: int, proc: str = "/proc") -> str | None:
     """A process's name as ss prints it: /proc/PID/stat's comm, cut at the
     first ')'; None when the process is gone or unreadable."""

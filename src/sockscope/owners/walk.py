@@ -30,15 +30,18 @@ from sockscope.owners.model import OwnerMap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import AbstractSet, Callable, Collection, Iterable, Iterator
+    from typing import AbstractSet, Any, Callable, Collection, Iterable, Iterator
 
 PREFIX = "socket:["
 _INODE = itemgetter(slice(len(PREFIX), -1))  # "socket:[123]" -> "123"
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY
 
 
 def _readlink_or_empty(name: str, dfd: int) -> str:
     try:
         return os.readlink(name, dir_fd=dfd)
+    except PermissionError:
+        raise  # the links are not readable: not an fd closed meanwhile
     except OSError:
         return ""
 
@@ -95,38 +98,45 @@ def _sockets(proc: str, pid_list: list[int]) -> Iterator[tuple[int, list[int] | 
     process's fds cannot be read; processes gone meanwhile are left out."""
     from functools import partial  # here: functools (and collections) cost ~1.5 ms of -p's start-up
 
-    readlink = os.readlink
-    prefix = PREFIX
-    o_dir = os.O_RDONLY | os.O_DIRECTORY
     for pid in pid_list:
         try:
-            dfd = os.open(f"{proc}/{pid}/fd", o_dir)
+            inodes, fds = _process(proc, pid, partial)
         except PermissionError:
             yield pid, None, []
-            continue
         except OSError:
             continue  # the process is gone
-        try:
-            fds = os.listdir(dfd)  # procfs lists fds in ascending order already
-            try:
-                targets = list(map(partial(readlink, dir_fd=dfd), fds))  # the loop in C
-            except PermissionError:
-                raise  # listed but not readable (root without CAP_SYS_PTRACE, say): below
-            except OSError:  # an fd closed meanwhile: one by one
-                targets = [_readlink_or_empty(name, dfd) for name in fds]
-        except PermissionError:
-            yield pid, None, []
-            continue
-        except OSError:
-            continue  # the process is gone
-        finally:
-            os.close(dfd)
-        # the sockets among the fds, and their inodes, with C-level loops
-        mask = list(map(str.startswith, targets, repeat(prefix)))
-        if any(mask):
-            yield pid, list(map(int, map(_INODE, compress(targets, mask)))), list(map(int, compress(fds, mask)))
         else:
-            yield pid, [], []
+            yield pid, inodes, fds
+
+
+def process_sockets(proc: str, pid: int) -> tuple[list[int], list[int]]:
+    """(socket inodes, their fds) of process ``pid``, fds ascending: what the walk reads of each
+    process.  Raises :class:`PermissionError` where its fds cannot be read (the directory, or the
+    links it lists: ptrace rules, another user namespace), :class:`FileNotFoundError` (or
+    :class:`ProcessLookupError`) where the process is gone, and any other :class:`OSError` as
+    it comes (the walk takes those for "gone"; one process's reader says what it was)."""
+    from functools import partial
+
+    return _process(proc, pid, partial)
+
+
+def _process(proc: str, pid: int, partial: Any) -> tuple[list[int], list[int]]:
+    dfd = os.open(f"{proc}/{pid}/fd", _O_DIR)
+    try:
+        fds = os.listdir(dfd)  # procfs lists fds in ascending order already
+        try:
+            targets = list(map(partial(os.readlink, dir_fd=dfd), fds))  # the loop in C
+        except PermissionError:
+            raise  # listed but not readable (root without CAP_SYS_PTRACE, say)
+        except OSError:  # an fd closed meanwhile: one by one
+            targets = [_readlink_or_empty(name, dfd) for name in fds]
+    finally:
+        os.close(dfd)
+    # the sockets among the fds, and their inodes, with C-level loops
+    mask = list(map(str.startswith, targets, repeat(PREFIX)))
+    if any(mask):
+        return list(map(int, map(_INODE, compress(targets, mask)))), list(map(int, compress(fds, mask)))
+    return [], []
 
 
 def walk_threads(m: OwnerMap) -> None:
@@ -337,4 +347,5 @@ class IncrementalWalk:
                 index[ino] = [(pid, fd)] if h is None else sorted(h + [(pid, fd)])
 
 
-__all__ = ["walk", "records", "walk_threads", "any_socket_fd", "IncrementalWalk", "pids_of", "PREFIX"]
+__all__ = ["walk", "records", "process_sockets", "walk_threads", "any_socket_fd", "IncrementalWalk", "pids_of",
+           "PREFIX"]
