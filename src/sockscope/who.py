@@ -25,8 +25,9 @@ Contract
 * :func:`render_text` / :func:`render_json` are pure renderers.
 
 Reading ``/proc`` (command lines, users, a PID's fds) is done by the small
-functions at the end (:func:`read_process`, :func:`pid_sockets`), which never
-raise for a process that vanished or cannot be read: they say so instead.
+functions at the end (:func:`read_process`; :func:`pid_sockets`, through the
+owner walk's reader of one process), which say in words when a process vanished
+or cannot be read: never a traceback, never an empty answer in its place.
 """
 
 from __future__ import annotations
