@@ -614,3 +614,39 @@ def test_usage_errors_exit_255(scene: Scene) -> None:
     for argv in (("--bogus", ":1"), ("-N", "x", "--all-netns", ":1"), ()):
         r = scene.who(*argv)
         assert r.returncode == 255 and r.stderr.count("\n") == 1, (argv, r.stderr)
+
+
+_TIME_WAIT = r"""
+import socket
+srv = socket.socket()
+srv.bind(("127.0.0.1", 7300))
+srv.listen()
+cli = socket.create_connection(("127.0.0.1", 7300))
+conn, _ = srv.accept()
+conn.close()  # the server's end closes first: it is the one left in TIME-WAIT
+cli.recv(1)
+cli.close()
+srv.close()
+"""
+
+
+def test_a_loopback_peer_that_is_gone_is_said_closed() -> None:
+    """A TIME-WAIT socket whose peer has closed: its peer is "closed", not "in another network
+    namespace" (a loopback peer lives in the same one); both text and JSON say so."""
+    from nsutil import Netns
+
+    ns = Netns("sockscope-who-tw-")
+    try:
+        made = ns.run([sys.executable, "-c", _TIME_WAIT], timeout=30)
+        assert made.returncode == 0, made.stderr
+        r = ns.run([*SOCKSCOPE, "who", ":7300"])
+        assert r.returncode == 0, r.stderr
+        assert "TIME-WAIT" in r.stdout
+        assert "peer     on this machine, but closed: no socket of this network namespace has that address now" \
+            in r.stdout
+        assert "another namespace" not in r.stdout
+        rep = json.loads(ns.run([*SOCKSCOPE, "who", "--json", ":7300"]).stdout)
+        assert [m["peer"] for m in rep["matches"]] == [{"where": "missing", "sockets": []}]
+    finally:
+        ns.delete()
+    assert not ns.exists()

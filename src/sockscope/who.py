@@ -161,7 +161,8 @@ class Chain:
 
     ``where``: ``local`` (the peer sockets are in ``peers``), ``remote`` (not
     on this machine), ``missing`` (a loopback or UNIX peer that is not in this
-    namespace's tables), ``none`` (listening or not connected).
+    namespace's tables: closed; a UNIX one may be in another namespace), ``none``
+    (listening or not connected).
     """
 
     end: End
@@ -343,8 +344,11 @@ def _holder_lines(e: End, label: str) -> list[str]:
 _WHERE_TEXT = {
     "none": "none",
     "remote": "on another machine",
-    "missing": "on this machine, but not in this network namespace's tables",
+    # (a loopback peer lives in this namespace: missing from its tables, it is closed)
+    "missing": "on this machine, but closed: no socket of this network namespace has that address now",
 }
+#: a UNIX peer's socket may have gone to another namespace (an fd passed), or be closed
+_UNIX_MISSING = "in none of this network namespace's tables (closed, or in another namespace)"
 
 
 def render_text(report: Report, unicode: bool = True) -> str:
@@ -360,7 +364,7 @@ def render_text(report: Report, unicode: bool = True) -> str:
                 lines.append(f"  peer     {_socket_line(p.socket, arrow)}")
                 lines += _holder_lines(p, "  process  ")
         else:
-            text = _WHERE_TEXT[c.where]
+            text = _UNIX_MISSING if c.where == "missing" and s.family == AF_UNIX else _WHERE_TEXT[c.where]
             if c.where == "none":
                 text = "none (listening)" if s.state == State.LISTEN else "none (not connected)"
             lines.append(f"  peer     {text}")
