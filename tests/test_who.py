@@ -650,3 +650,55 @@ def test_a_loopback_peer_that_is_gone_is_said_closed() -> None:
     finally:
         ns.delete()
     assert not ns.exists()
+
+
+_UNIX_SERVER = r"""
+import socket, sys
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+srv.bind(sys.argv[1])
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+_UNIX_CLIENT = r"""
+import socket, sys
+c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+c.connect(sys.argv[1])
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_unix_peer_in_another_namespace_is_said_so(tmp_path: Path) -> None:
+    """A UNIX socket's peer in another network namespace (a datagram client there connected to
+    a path bound here): "in none of this network namespace's tables (closed, or in another
+    namespace)", not "closed" alone.  (A stream connection across is no case: the accepted
+    socket is made in the client's namespace.)"""
+    from nsutil import Netns, proc_identity, read_line, stop_pids
+
+    here, there = Netns("sockscope-who-ua-"), Netns("sockscope-who-ub-")
+    path = str(tmp_path / "srv.sock")
+    started: dict[int, str | None] = {}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for ns, script in ((here, _UNIX_SERVER), (there, _UNIX_CLIENT)):
+            p = ns.popen([sys.executable, "-c", script, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            procs.append(p)
+            started[p.pid] = proc_identity(p.pid)
+            assert read_line(p, 30).strip() == "READY"
+        client = str(procs[1].pid)  # (ip netns exec execs: the pid is the client's own)
+        r = there.run([*SOCKSCOPE, "who", client])
+        assert r.returncode == 0, r.stderr
+        assert "peer     in none of this network namespace's tables (closed, or in another namespace)" in r.stdout
+        rep = json.loads(there.run([*SOCKSCOPE, "who", "--json", client]).stdout)
+        assert [m["peer"] for m in rep["matches"]] == [{"where": "missing", "sockets": []}]
+    finally:
+        for p in procs:
+            if p.stdin:
+                p.stdin.close()
+        stop_pids(started)
+        for p in procs:
+            p.wait(timeout=10)
+        here.delete()
+        there.delete()
+    assert not here.exists() and not there.exists()
