@@ -702,3 +702,51 @@ def test_a_unix_peer_in_another_namespace_is_said_so(tmp_path: Path) -> None:
         here.delete()
         there.delete()
     assert not here.exists() and not there.exists()
+
+
+_HOLDER = r"""
+import socket, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", 7400))
+srv.listen()
+cli = socket.create_connection(("127.0.0.1", 7400))
+conn, _ = srv.accept()
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_pid_in_another_namespace_is_looked_up_in_its_own() -> None:
+    """``who PID`` from another network namespace than the process's: its sockets are looked up
+    in the process's own namespace, and a note on stderr names it; -N says where to look instead."""
+    from nsutil import Netns, proc_identity, read_line, stop_pids
+
+    ns = Netns("sockscope-who-pn-")
+    holder = ns.popen([sys.executable, "-c", _HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    started = {holder.pid: proc_identity(holder.pid)}
+    try:
+        assert read_line(holder, 30).strip() == "READY"
+        pid = str(holder.pid)  # (ip netns exec execs: the pid is the holder's own)
+        here = subprocess.run([*SOCKSCOPE, "who", "--json", pid], capture_output=True, text=True, timeout=60)
+        assert here.returncode == 0, here.stderr
+        assert f"sockscope: pid {pid} is in network namespace {ns.name}: its sockets were looked up there" \
+            in here.stderr.splitlines()
+        rep = json.loads(here.stdout)
+        got = sorted((m["socket"]["state"], m["socket"]["local_port"], m["peer"]["where"]) for m in rep["matches"])
+        # the listener, the accepted socket and the client's, each end's peer found
+        assert len(got) == 3 and got[0] == ("ESTAB", 7400, "local") and got[2] == ("LISTEN", 7400, "none"), got
+        assert got[1][0] == "ESTAB" and got[1][2] == "local", got
+        assert rep["unresolved"] == []
+        # told where to look: no note, and the same sockets
+        named = subprocess.run([*SOCKSCOPE, "who", "--json", "-N", ns.name, pid], capture_output=True, text=True,
+                               timeout=60)
+        assert named.returncode == 0 and "looked up there" not in named.stderr, named.stderr
+        assert sorted(m["socket"]["inode"] for m in json.loads(named.stdout)["matches"]) == \
+            sorted(m["socket"]["inode"] for m in rep["matches"])
+    finally:
+        if holder.stdin:
+            holder.stdin.close()
+        stop_pids(started)
+        holder.wait(timeout=10)
+        ns.delete()
+    assert not ns.exists()

@@ -16,6 +16,7 @@ import sys
 from typing import IO
 
 from sockscope.cli._args import OneLineParser
+from sockscope.errors import SockscopeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ TARGET is one of (the first form that fits wins, in this order):
   NAME             a UNIX socket file NAME in the current directory, else
                    every socket of the processes named NAME (their comm,
                    exact, like lsof -c); a host always needs :PORT
+
+A PID in another network namespace than sockscope's is looked up in its own
+(a note on stderr names it), unless -N or --all-netns says where to look.
 
 For each match: the processes holding it (pid, name, user, fd, command line),
 the socket (kind, state, local <-> peer as ss prints them, inode), and the
@@ -84,6 +88,35 @@ def _dump(q: Query, all_netns: bool, warn: Callable[[str], None]) -> list[Socket
     return list(netns.visit(netns.namespaces(), labelled))
 
 
+def _own_netns(pid: int) -> str | None:
+    """Enter ``pid``'s network namespace where it is not this process's; the note that says so
+    (naming it: its ``ip netns`` name, else ``ino:N``), or that it could not be entered.  None
+    where it is this one or cannot be told (then this one's tables are read, as before)."""
+    import os
+
+    from sockscope import netns
+
+    path = f"/proc/{pid}/ns/net"
+    try:
+        theirs = os.stat(path).st_ino
+        if theirs == os.stat("/proc/self/ns/net").st_ino:
+            return None
+    except OSError:
+        return None
+    from sockscope.render.endpoint import escape
+
+    try:
+        label = escape(next((r.label for r in netns.list_netns() if r.inode == theirs), f"ino:{theirs}"))
+    except SockscopeError:
+        label = f"ino:{theirs}"
+    try:
+        netns.enter(path)
+    except netns.NetnsError as exc:
+        return f"pid {pid} is in network namespace {label}, which could not be entered ({exc}): " \
+               "its sockets there are not in these tables"
+    return f"pid {pid} is in network namespace {label}: its sockets were looked up there"
+
+
 def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") -> int:
     out = stdout if stdout is not None else sys.stdout
     args = _parser().parse_args(argv)
@@ -107,6 +140,10 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
         held = [(int(target.value), fd, ino) for fd, ino in who.pid_sockets(int(target.value), proc)]
         if not held:
             raise who.NoMatch(f"pid {target.value} holds no sockets")
+        if args.net is None and not args.all_netns and proc == "/proc":
+            note = _own_netns(int(target.value))
+            if note is not None:
+                warnings.append(note)
     elif target.kind == "process":
         from sockscope.who_target import pids_named
 
