@@ -750,3 +750,31 @@ def test_a_pid_in_another_namespace_is_looked_up_in_its_own() -> None:
         holder.wait(timeout=10)
         ns.delete()
     assert not ns.exists()
+
+
+def test_a_namespace_it_may_not_enter_is_said_so(nobody: AsUser) -> None:
+    """Without root, ``who PID`` of one's own process in another network namespace cannot enter
+    it: a note says so and why, the process's sockets are listed as not in these tables, exit 0."""
+    from nsutil import Netns, proc_identity, read_line, stop_pids
+
+    ns = Netns("sockscope-who-pu-")
+    as_nobody = ["setpriv", f"--reuid={nobody.user}", f"--regid={nobody.user}", "--clear-groups", nobody.python]
+    holder = ns.popen([*as_nobody, "-c", _HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=nobody.tmp)
+    started = {holder.pid: proc_identity(holder.pid)}
+    try:
+        assert read_line(holder, 30).strip() == "READY"
+        pid = str(holder.pid)
+        r = subprocess.run(nobody.argv("who", pid), capture_output=True, text=True, timeout=60,
+                           env={**os.environ, **nobody.env}, cwd=nobody.tmp)
+        assert r.returncode == 0, r.stderr
+        note = [line for line in r.stderr.splitlines() if "could not be entered" in line]
+        assert len(note) == 1 and note[0].startswith(f"sockscope: pid {pid} is in network namespace {ns.name}, ")
+        assert "permission denied" in note[0] and note[0].endswith("its sockets there are not in these tables")
+        assert r.stdout.count("is in none of the socket tables") == 3  # the listener and both ends
+    finally:
+        if holder.stdin:
+            holder.stdin.close()
+        stop_pids(started)
+        holder.wait(timeout=10)
+        ns.delete()
+    assert not ns.exists()
