@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import pytest
@@ -616,18 +617,48 @@ def test_usage_errors_exit_255(scene: Scene) -> None:
         assert r.returncode == 255 and r.stderr.count("\n") == 1, (argv, r.stderr)
 
 
-_TIME_WAIT = r"""
-import socket
+_PAIR = r"""
+import socket, sys
+port, hold = int(sys.argv[1]), sys.argv[2] == "hold"
 srv = socket.socket()
-srv.bind(("127.0.0.1", 7300))
+srv.bind(("127.0.0.1", port))
 srv.listen()
-cli = socket.create_connection(("127.0.0.1", 7300))
+cli = socket.create_connection(("127.0.0.1", port))
 conn, _ = srv.accept()
-conn.close()  # the server's end closes first: it is the one left in TIME-WAIT
-cli.recv(1)
-cli.close()
-srv.close()
+if hold:  # the listener and both ends, until stdin closes
+    print("READY", flush=True)
+    sys.stdin.read()
+else:  # the server's end closes first: it is the one left in TIME-WAIT
+    conn.close()
+    cli.recv(1)
+    cli.close()
+    srv.close()
 """
+
+
+@contextmanager
+def _holding(*runs: tuple[Any, list[str]]) -> Iterator[list[str]]:
+    """Each ``(netns, argv)`` started in turn inside its namespace, each awaited until it prints
+    READY; yields their pids (``ip netns exec`` execs: each pid is the program's own).  On the way
+    out their stdin is closed and each is ended by pid."""
+    from nsutil import proc_identity, read_line, stop_pids
+
+    procs: list[subprocess.Popen[bytes]] = []
+    started: dict[int, str | None] = {}
+    try:
+        for ns, argv in runs:
+            p = ns.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/")
+            procs.append(p)
+            started[p.pid] = proc_identity(p.pid)
+            assert read_line(p, 30).strip() == "READY"
+        yield [str(p.pid) for p in procs]
+    finally:
+        for p in procs:
+            if p.stdin:
+                p.stdin.close()
+        stop_pids(started)
+        for p in procs:
+            p.wait(timeout=10)
 
 
 def test_a_loopback_peer_that_is_gone_is_said_closed() -> None:
@@ -637,7 +668,7 @@ def test_a_loopback_peer_that_is_gone_is_said_closed() -> None:
 
     ns = Netns("sockscope-who-tw-")
     try:
-        made = ns.run([sys.executable, "-c", _TIME_WAIT], timeout=30)
+        made = ns.run([sys.executable, "-c", _PAIR, "7300", "time-wait"], timeout=30)
         assert made.returncode == 0, made.stderr
         r = ns.run([*SOCKSCOPE, "who", ":7300"])
         assert r.returncode == 0, r.stderr
@@ -652,18 +683,10 @@ def test_a_loopback_peer_that_is_gone_is_said_closed() -> None:
     assert not ns.exists()
 
 
-_UNIX_SERVER = r"""
+_UNIX_DGRAM = r"""
 import socket, sys
-srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-srv.bind(sys.argv[1])
-print("READY", flush=True)
-sys.stdin.read()
-"""
-
-_UNIX_CLIENT = r"""
-import socket, sys
-c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-c.connect(sys.argv[1])
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+(s.bind if sys.argv[2] == "server" else s.connect)(sys.argv[1])
 print("READY", flush=True)
 sys.stdin.read()
 """
@@ -674,80 +697,51 @@ def test_a_unix_peer_in_another_namespace_is_said_so(tmp_path: Path) -> None:
     a path bound here): "in none of this network namespace's tables (closed, or in another
     namespace)", not "closed" alone.  (A stream connection across is no case: the accepted
     socket is made in the client's namespace.)"""
-    from nsutil import Netns, proc_identity, read_line, stop_pids
+    from nsutil import Netns
 
     here, there = Netns("sockscope-who-ua-"), Netns("sockscope-who-ub-")
     path = str(tmp_path / "srv.sock")
-    started: dict[int, str | None] = {}
-    procs: list[subprocess.Popen[bytes]] = []
     try:
-        for ns, script in ((here, _UNIX_SERVER), (there, _UNIX_CLIENT)):
-            p = ns.popen([sys.executable, "-c", script, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            procs.append(p)
-            started[p.pid] = proc_identity(p.pid)
-            assert read_line(p, 30).strip() == "READY"
-        client = str(procs[1].pid)  # (ip netns exec execs: the pid is the client's own)
-        r = there.run([*SOCKSCOPE, "who", client])
-        assert r.returncode == 0, r.stderr
-        assert "peer     in none of this network namespace's tables (closed, or in another namespace)" in r.stdout
-        rep = json.loads(there.run([*SOCKSCOPE, "who", "--json", client]).stdout)
-        assert [m["peer"] for m in rep["matches"]] == [{"where": "missing", "sockets": []}]
+        with _holding((here, [sys.executable, "-c", _UNIX_DGRAM, path, "server"]),
+                      (there, [sys.executable, "-c", _UNIX_DGRAM, path, "client"])) as (_server, client):
+            r = there.run([*SOCKSCOPE, "who", client])
+            assert r.returncode == 0, r.stderr
+            assert "peer     in none of this network namespace's tables (closed, or in another namespace)" \
+                in r.stdout
+            rep = json.loads(there.run([*SOCKSCOPE, "who", "--json", client]).stdout)
+            assert [m["peer"] for m in rep["matches"]] == [{"where": "missing", "sockets": []}]
     finally:
-        for p in procs:
-            if p.stdin:
-                p.stdin.close()
-        stop_pids(started)
-        for p in procs:
-            p.wait(timeout=10)
         here.delete()
         there.delete()
     assert not here.exists() and not there.exists()
 
 
-_HOLDER = r"""
-import socket, sys
-srv = socket.socket()
-srv.bind(("127.0.0.1", 7400))
-srv.listen()
-cli = socket.create_connection(("127.0.0.1", 7400))
-conn, _ = srv.accept()
-print("READY", flush=True)
-sys.stdin.read()
-"""
-
-
 def test_a_pid_in_another_namespace_is_looked_up_in_its_own() -> None:
     """``who PID`` from another network namespace than the process's: its sockets are looked up
     in the process's own namespace, and a note on stderr names it; -N says where to look instead."""
-    from nsutil import Netns, proc_identity, read_line, stop_pids
+    from nsutil import Netns
 
     ns = Netns("sockscope-who-pn-")
-    holder = ns.popen([sys.executable, "-c", _HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    started = {holder.pid: proc_identity(holder.pid)}
     try:
-        assert read_line(holder, 30).strip() == "READY"
-        pid = str(holder.pid)  # (ip netns exec execs: the pid is the holder's own)
-        here = subprocess.run([*SOCKSCOPE, "who", "--json", pid], capture_output=True, text=True, timeout=60)
-        assert here.returncode == 0, here.stderr
-        assert f"sockscope: pid {pid} is in network namespace {ns.name}: its sockets were looked up there" \
-            in here.stderr.splitlines()
-        rep = json.loads(here.stdout)
-        got = sorted((m["socket"]["state"], m["socket"]["local_port"], m["peer"]["where"]) for m in rep["matches"])
-        # the listener, the accepted socket and the client's, each end's peer found
-        assert len(got) == 3 and got[0] == ("ESTAB", 7400, "local") and got[2] == ("LISTEN", 7400, "none"), got
-        assert got[1][0] == "ESTAB" and got[1][2] == "local", got
-        assert rep["unresolved"] == []
-        # told where to look: no note, and the same sockets
-        named = subprocess.run([*SOCKSCOPE, "who", "--json", "-N", ns.name, pid], capture_output=True, text=True,
-                               timeout=60)
-        assert named.returncode == 0 and "looked up there" not in named.stderr, named.stderr
-        assert sorted(m["socket"]["inode"] for m in json.loads(named.stdout)["matches"]) == \
-            sorted(m["socket"]["inode"] for m in rep["matches"])
+        with _holding((ns, [sys.executable, "-c", _PAIR, "7400", "hold"])) as (pid,):
+            here = subprocess.run([*SOCKSCOPE, "who", "--json", pid], capture_output=True, text=True, timeout=60)
+            assert here.returncode == 0, here.stderr
+            assert f"sockscope: pid {pid} is in network namespace {ns.name}: its sockets were looked up there" \
+                in here.stderr.splitlines()
+            rep = json.loads(here.stdout)
+            got = sorted((m["socket"]["state"], m["socket"]["local_port"], m["peer"]["where"])
+                         for m in rep["matches"])
+            # the listener, the accepted socket and the client's, each end's peer found
+            assert len(got) == 3 and got[0] == ("ESTAB", 7400, "local") and got[2] == ("LISTEN", 7400, "none"), got
+            assert got[1][0] == "ESTAB" and got[1][2] == "local", got
+            assert rep["unresolved"] == []
+            # told where to look: no note, and the same sockets
+            named = subprocess.run([*SOCKSCOPE, "who", "--json", "-N", ns.name, pid], capture_output=True,
+                                   text=True, timeout=60)
+            assert named.returncode == 0 and "looked up there" not in named.stderr, named.stderr
+            assert sorted(m["socket"]["inode"] for m in json.loads(named.stdout)["matches"]) == \
+                sorted(m["socket"]["inode"] for m in rep["matches"])
     finally:
-        if holder.stdin:
-            holder.stdin.close()
-        stop_pids(started)
-        holder.wait(timeout=10)
         ns.delete()
     assert not ns.exists()
 
@@ -755,26 +749,20 @@ def test_a_pid_in_another_namespace_is_looked_up_in_its_own() -> None:
 def test_a_namespace_it_may_not_enter_is_said_so(nobody: AsUser) -> None:
     """Without root, ``who PID`` of one's own process in another network namespace cannot enter
     it: a note says so and why, the process's sockets are listed as not in these tables, exit 0."""
-    from nsutil import Netns, proc_identity, read_line, stop_pids
+    from nsutil import Netns
 
     ns = Netns("sockscope-who-pu-")
     as_nobody = ["setpriv", f"--reuid={nobody.user}", f"--regid={nobody.user}", "--clear-groups", nobody.python]
-    holder = ns.popen([*as_nobody, "-c", _HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=nobody.tmp)
-    started = {holder.pid: proc_identity(holder.pid)}
     try:
-        assert read_line(holder, 30).strip() == "READY"
-        pid = str(holder.pid)
-        r = subprocess.run(nobody.argv("who", pid), capture_output=True, text=True, timeout=60,
-                           env={**os.environ, **nobody.env}, cwd=nobody.tmp)
-        assert r.returncode == 0, r.stderr
-        note = [line for line in r.stderr.splitlines() if "could not be entered" in line]
-        assert len(note) == 1 and note[0].startswith(f"sockscope: pid {pid} is in network namespace {ns.name}, ")
-        assert "permission denied" in note[0] and note[0].endswith("its sockets there are not in these tables")
-        assert r.stdout.count("is in none of the socket tables") == 3  # the listener and both ends
+        with _holding((ns, [*as_nobody, "-c", _PAIR, "7400", "hold"])) as (pid,):
+            r = subprocess.run(nobody.argv("who", pid), capture_output=True, text=True, timeout=60,
+                               env={**os.environ, **nobody.env}, cwd=nobody.tmp)
+            assert r.returncode == 0, r.stderr
+            note = [line for line in r.stderr.splitlines() if "could not be entered" in line]
+            assert len(note) == 1
+            assert note[0].startswith(f"sockscope: pid {pid} is in network namespace {ns.name}, ")
+            assert "permission denied" in note[0] and note[0].endswith("its sockets there are not in these tables")
+            assert r.stdout.count("is in none of the socket tables") == 3  # the listener and both ends
     finally:
-        if holder.stdin:
-            holder.stdin.close()
-        stop_pids(started)
-        holder.wait(timeout=10)
         ns.delete()
     assert not ns.exists()
