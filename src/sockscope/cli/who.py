@@ -117,6 +117,22 @@ def _own_netns(pid: int) -> str | None:
     return f"pid {pid} is in network namespace {label}: its sockets were looked up there"
 
 
+def _elsewhere_hint(args: argparse.Namespace) -> str:
+    """Where nothing matched in one namespace while others exist: how to look in them too."""
+    if args.all_netns:
+        return ""
+    from sockscope import netns
+
+    try:
+        others = len(netns.list_netns()) - 1
+    except SockscopeError:
+        return ""
+    if others < 1:
+        return ""
+    where = "this network namespace" if args.net is None else "network namespace " + repr(args.net)
+    return f" in {where} ({others} other{'s' if others > 1 else ''}: --all-netns looks in every one)"
+
+
 def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") -> int:
     out = stdout if stdout is not None else sys.stdout
     args = _parser().parse_args(argv)
@@ -183,7 +199,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
             out.write(json.dumps(who.render_json(empty), indent=1) + "\n")
         for w in warnings:
             print(f"sockscope: {w}", file=sys.stderr)
-        raise who.NoMatch(f"no socket matches {escape(target.text)}")
+        raise who.NoMatch(f"no socket matches {escape(target.text)}{_elsewhere_hint(args)}")
 
     owners = OwnerMap.scan(proc)
     if not owners.complete:
