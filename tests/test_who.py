@@ -623,8 +623,10 @@ def test_usage_errors_exit_255(scene: Scene) -> None:
 
 
 _PAIR = r"""
-import socket, sys
+import ctypes, socket, sys
 port, hold = int(sys.argv[1]), sys.argv[2] == "hold"
+if len(sys.argv) > 3:  # the process's name (comm), for ``who NAME``
+    ctypes.CDLL(None).prctl(15, sys.argv[3].encode(), 0, 0, 0)  # PR_SET_NAME
 srv = socket.socket()
 srv.bind(("127.0.0.1", port))
 srv.listen()
@@ -749,6 +751,42 @@ def test_a_pid_in_another_namespace_is_looked_up_in_its_own() -> None:
     finally:
         ns.delete()
     assert not ns.exists()
+
+
+def test_processes_of_a_name_in_other_namespaces() -> None:
+    """``who NAME`` from another namespace: processes of that name all in one other namespace
+    are looked up there (a note names it); in several, a note says --all-netns looks in every
+    one, and their sockets are listed as not in these tables."""
+    from nsutil import Netns
+
+    one, two = Netns("sockscope-who-n1-"), Netns("sockscope-who-n2-")
+    try:
+        with _holding((one, [sys.executable, "-c", _PAIR, "7400", "hold", "who-ns-one"]),
+                      (one, [sys.executable, "-c", _PAIR, "7401", "hold", "who-ns-two"]),
+                      (two, [sys.executable, "-c", _PAIR, "7400", "hold", "who-ns-two"])):
+            r = subprocess.run([*SOCKSCOPE, "who", "--json", "who-ns-one"], capture_output=True, text=True,
+                               timeout=60)
+            assert r.returncode == 0, r.stderr
+            assert f"sockscope: the processes named 'who-ns-one' are in network namespace {one.name}: their " \
+                "sockets were looked up there" in r.stderr.splitlines()
+            rep = json.loads(r.stdout)
+            assert len(rep["matches"]) == 3 and rep["unresolved"] == []
+            assert {m["socket"]["local_port"] for m in rep["matches"]} >= {7400}
+            r = subprocess.run([*SOCKSCOPE, "who", "who-ns-two"], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            assert "sockscope: the processes named 'who-ns-two' live in 2 network namespaces: their sockets " \
+                "outside this one are not in these tables (--all-netns looks in every one)" in r.stderr.splitlines()
+            assert r.stdout.count("is in none of the socket tables") == 6
+            # --all-netns finds all six, each in its namespace
+            r = subprocess.run([*SOCKSCOPE, "who", "--json", "--all-netns", "who-ns-two"], capture_output=True,
+                               text=True, timeout=60)
+            assert r.returncode == 0 and "network namespace" not in r.stderr, r.stderr
+            rep = json.loads(r.stdout)
+            assert sorted(m["socket"]["netns"] for m in rep["matches"]) == [one.name] * 3 + [two.name] * 3
+    finally:
+        one.delete()
+        two.delete()
+    assert not one.exists() and not two.exists()
 
 
 def test_a_namespace_it_may_not_enter_is_said_so(nobody: AsUser) -> None:

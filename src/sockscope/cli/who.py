@@ -43,8 +43,9 @@ TARGET is one of (the first form that fits wins, in this order):
                    every socket of the processes named NAME (their comm,
                    exact, like lsof -c); a host always needs :PORT
 
-A PID in another network namespace than sockscope's is looked up in its own
-(a note on stderr names it), unless -N or --all-netns says where to look.
+A PID (or the processes of a NAME) in another network namespace than
+sockscope's is looked up in its own (a note on stderr names it), unless -N or
+--all-netns says where to look.
 
 For each match: the processes holding it (pid, name, user, fd, command line),
 the socket (kind, state, local <-> peer as ss prints them, inode), and the
@@ -88,33 +89,46 @@ def _dump(q: Query, all_netns: bool, warn: Callable[[str], None]) -> list[Socket
     return list(netns.visit(netns.namespaces(), labelled))
 
 
-def _own_netns(pid: int) -> str | None:
-    """Enter ``pid``'s network namespace where it is not this process's; the note that says so
-    (naming it: its ``ip netns`` name, else ``ino:N``), or that it could not be entered.  None
-    where it is this one or cannot be told (then this one's tables are read, as before)."""
+def _own_netns(pids: list[int], who_: str, plural: bool = False) -> str | None:
+    """Where the processes ``pids`` (``who_`` names them in a note: "pid 7", "the processes
+    named 'x'") all live in one network namespace that is not this process's: enter it, and
+    return the note that says so (naming it: its ``ip netns`` name, else ``ino:N``), or that it
+    could not be entered.  Where they live in several: the note that says --all-netns looks in
+    every one (nothing entered).  None where they live in this one, or it cannot be told (then
+    this one's tables are read, as before)."""
     import os
 
     from sockscope import netns
-
-    path = f"/proc/{pid}/ns/net"
-    try:
-        theirs = os.stat(path).st_ino
-        if theirs == os.stat("/proc/self/ns/net").st_ino:
-            return None
-    except OSError:
-        return None
     from sockscope.render.endpoint import escape
 
+    inodes: dict[int, str] = {}  # namespace inode -> a path that opens it
+    for pid in pids:
+        path = f"/proc/{pid}/ns/net"
+        try:
+            inodes.setdefault(os.stat(path).st_ino, path)
+        except OSError:
+            continue  # gone, or not ours to see
+    try:
+        own = os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return None
+    if not inodes or set(inodes) == {own}:
+        return None
+    if len(inodes) > 1:
+        return f"{who_} live in {len(inodes)} network namespaces: their sockets outside this one are not in " \
+               "these tables (--all-netns looks in every one)"
+    ((theirs, path),) = inodes.items()
     try:
         label = escape(next((r.label for r in netns.list_netns() if r.inode == theirs), f"ino:{theirs}"))
     except SockscopeError:
         label = f"ino:{theirs}"
+    verb, its = ("are", "their") if plural else ("is", "its")
     try:
         netns.enter(path)
     except netns.NetnsError as exc:
-        return f"pid {pid} is in network namespace {label}, which could not be entered ({exc}): " \
-               "its sockets there are not in these tables"
-    return f"pid {pid} is in network namespace {label}: its sockets were looked up there"
+        return f"{who_} {verb} in network namespace {label}, which could not be entered ({exc}): " \
+               f"{its} sockets there are not in these tables"
+    return f"{who_} {verb} in network namespace {label}: {its} sockets were looked up there"
 
 
 def _elsewhere_hint(args: argparse.Namespace) -> str:
@@ -157,7 +171,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
         if not held:
             raise who.NoMatch(f"pid {target.value} holds no sockets")
         if args.net is None and not args.all_netns and proc == "/proc":
-            note = _own_netns(int(target.value))
+            note = _own_netns([int(target.value)], f"pid {target.value}")
             if note is not None:
                 warnings.append(note)
     elif target.kind == "process":
@@ -170,6 +184,11 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
         warnings += notes
         if not held:
             raise who.NoMatch(f"no process named '{escape(target.text)}' holds a socket")
+        if args.net is None and not args.all_netns and proc == "/proc":
+            note = _own_netns(sorted({pid for pid, _fd, _ino in held}),
+                              f"the processes named '{escape(target.text)}'", plural=True)
+            if note is not None:
+                warnings.append(note)
 
     tables: set[str] = set()
     families: set[int] = set()
