@@ -62,15 +62,19 @@ def psutil_pick(inodes: list[int], pids: list[int], fds: list[int], wanted: Coll
         if len(at) < len(inodes):
             inodes, pids, fds = (list(map(col.__getitem__, at)) for col in (inodes, pids, fds))
     pid_of = dict(zip(inodes, pids))  # the last record of an inode: the last process holding it
-    n = len(inodes)
-    if len(pid_of) == n:  # the usual case: every socket held once
+    if len(pid_of) == len(inodes):  # the usual case: every socket held once
         return dict(zip(inodes, fds)), pid_of
     # some socket held more than once (forked servers, dup'ed fds): the records of each
     # socket's last process, then the first of them (read backwards, the first one wins)
-    at = list(compress(range(n), map(eq, pids, map(pid_of.__getitem__, inodes))))
-    if len(at) < n:
-        inodes, fds = list(map(inodes.__getitem__, at)), list(map(fds.__getitem__, at))
+    inodes, fds = _of_last_process(pid_of, inodes, pids, inodes, fds)
     return dict(zip(reversed(inodes), reversed(fds))), pid_of
+
+
+def _of_last_process(last: dict[int, int], inodes: list[int], pids: list[int], *cols: list[Any]) -> list[list[Any]]:
+    """``cols`` (columns of the records ``inodes``, ``pids``) at the records of each inode's last
+    process (``last``: inode -> that pid), by C-level loops."""
+    keep = list(map(eq, pids, map(last.__getitem__, inodes)))
+    return [list(compress(col, keep)) for col in cols]
 
 
 def psutil_held(inodes: list[int], pids: list[int], fds: list[int], rows: dict[int, int]
@@ -87,8 +91,7 @@ def psutil_held(inodes: list[int], pids: list[int], fds: list[int], rows: dict[i
         at, inodes, pids, fds = (list(compress(col, keep)) for col in (at, inodes, pids, fds))
     last = dict(zip(inodes, pids))  # the last record of an inode: the last process holding it
     if len(last) < len(inodes):  # some socket held more than once: its last process's records
-        keep = list(map(eq, pids, map(last.__getitem__, inodes)))
-        at, pids, fds = (list(compress(col, keep)) for col in (at, pids, fds))
+        at, pids, fds = _of_last_process(last, inodes, pids, at, pids, fds)
     return at, fds, pids, len(last)
 
 
