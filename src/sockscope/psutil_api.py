@@ -117,10 +117,10 @@ def _process_fds(pid: int, proc: str) -> tuple[list[int], list[int], list[int]]:
         inodes, fds = walk.process_sockets(proc, pid)
     except (FileNotFoundError, ProcessLookupError):
         inodes, fds = [], []  # gone meanwhile: said below
-    except PermissionError:
-        raise AccessDenied(model.denied(pid)) from None
+    except PermissionError as exc:
+        raise AccessDenied(model.fds_error(proc, pid, exc)) from None
     except OSError as exc:
-        raise SockscopeError(f"cannot read {proc}/{pid}/fd: {exc.strerror or exc}") from None
+        raise SockscopeError(model.fds_error(proc, pid, exc)) from None
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no process with pid {pid} (it ended)")
     return inodes, [pid] * len(inodes), fds

@@ -463,10 +463,8 @@ def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
         inodes, fds = walk.process_sockets(proc, pid)
     except (FileNotFoundError, ProcessLookupError):
         raise NoSuchProcess(f"no such process: {pid}") from None
-    except PermissionError:
-        raise CannotInspect(model.denied(pid)) from None
-    except OSError as exc:
-        raise CannotInspect(f"cannot read {proc}/{pid}/fd: {exc.strerror or exc}") from None
+    except OSError as exc:  # permission denied, or another error said as it is
+        raise CannotInspect(model.fds_error(proc, pid, exc)) from None
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no such process: {pid} (it exited)")
     return list(zip(fds, inodes))

@@ -29,9 +29,12 @@ def unreadable_hint() -> str:
     return "denied even to root here: another user namespace or a security module"
 
 
-def denied(pid: int) -> str:
-    """The one line for a process whose fds cannot be read (``who``, ``process_connections``)."""
-    return f"cannot read the file descriptors of pid {pid}: permission denied ({unreadable_hint()})"
+def fds_error(proc: str, pid: int, exc: OSError) -> str:
+    """The one line for a process whose fds could not be read (``who``, ``process_connections``):
+    permission denied, and why; else the error as it came."""
+    if isinstance(exc, PermissionError):
+        return f"cannot read the file descriptors of pid {pid}: permission denied ({unreadable_hint()})"
+    return f"cannot read {proc}/{pid}/fd: {exc.strerror or exc}"
 
 
 def comm(pid: int, proc: str = "/proc") -> str | None:
