@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from sockscope.cli import COMMANDS
-from sockscope.cli.options import GROUPS
+from sockscope.cli.options import DB_NAMES, FAMILY_NAMES, GROUPS
 from sockscope.netns import NETNS_RUN_DIR as _NETNS_DIR
 
 TYPE_CHECKING = False
@@ -91,12 +91,10 @@ def command_operands(name: str) -> list[str]:
 
 
 def _values(kind: str) -> str | list[str]:
-    from sockscope.cli import ls
-
     if kind == "family":
-        return [*ls._FAMILY_NAMES, "help"]
+        return [*FAMILY_NAMES, "help"]
     if kind == "query":
-        return list(ls._DB_NAMES)
+        return list(DB_NAMES)
     return kind
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
+from sockscope._addr import AF_PACKET
+from sockscope.cli.options import AF_DEFAULTS, DB_FAMILIES, DB_NAMES, DB_STATES, FAMILY_NAMES, SHORT_AF, SHORT_DB
 from sockscope.errors import UsageError
 from sockscope.filter.states import SS_ALL, SS_CONN
 
@@ -23,47 +24,10 @@ if TYPE_CHECKING:
     from sockscope.records import Socket
     from sockscope.render.table import TableOptions
 
-# the options themselves (names, arguments, what they switch on, help) are one table: cli/options.py
+# the options themselves (names, arguments, what they switch on, help) are one table, and the tables and
+# families they select are beside it: cli/options.py
 
-_EST = 1 << 1
 _CLOSE = 1 << 7
-
-# ss's tables ("dbs"): default states and families
-_DB_STATES = {
-    "tcp": SS_CONN, "mptcp": SS_CONN, "dccp": SS_CONN, "udp": _EST, "raw": _EST,
-    "u_dgr": _CLOSE, "u_str": SS_CONN, "u_seq": SS_CONN, "p_dgr": _CLOSE, "p_raw": _CLOSE,
-    "nl": _CLOSE, "sctp": SS_CONN, "v_str": SS_CONN, "v_dgr": SS_CONN, "xdp": _CLOSE, "tipc": SS_CONN,
-}
-_INET = frozenset({AF_INET, AF_INET6})
-_DB_FAMILIES = {
-    "tcp": _INET, "mptcp": _INET, "dccp": _INET, "udp": _INET, "raw": _INET, "sctp": _INET,
-    "u_dgr": frozenset({AF_UNIX}), "u_str": frozenset({AF_UNIX}), "u_seq": frozenset({AF_UNIX}),
-    "p_dgr": frozenset({AF_PACKET}), "p_raw": frozenset({AF_PACKET}), "nl": frozenset({AF_NETLINK}),
-    "v_str": frozenset({40}), "v_dgr": frozenset({40}), "xdp": frozenset({44}), "tipc": frozenset({30}),
-}
-_INET_DBS = ("tcp", "udp", "dccp", "sctp", "raw", "mptcp")
-_AF_DEFAULTS = {
-    AF_INET: (_INET_DBS, SS_CONN), AF_INET6: (_INET_DBS, SS_CONN),
-    AF_UNIX: (("u_str", "u_dgr", "u_seq"), SS_CONN), AF_PACKET: (("p_raw", "p_dgr"), _CLOSE),
-    AF_NETLINK: (("nl",), _CLOSE), 40: (("v_str", "v_dgr"), SS_CONN), 30: (("tipc",), SS_CONN),
-    44: (("xdp",), _CLOSE),
-}
-_FAMILY_NAMES = {"inet": AF_INET, "inet6": AF_INET6, "link": AF_PACKET, "unix": AF_UNIX, "netlink": AF_NETLINK,
-                 "vsock": 40, "tipc": 30, "xdp": 44}
-_DB_NAMES = {
-    "all": ("udp", "dccp", "tcp", "mptcp", "raw", "u_str", "u_dgr", "u_seq", "p_raw", "p_dgr",
-            "nl", "sctp", "v_str", "v_dgr", "xdp"),
-    "inet": ("udp", "dccp", "tcp", "mptcp", "sctp", "raw"),
-    "udp": ("udp",), "dccp": ("dccp",), "tcp": ("tcp",), "mptcp": ("mptcp",), "sctp": ("sctp",),
-    "raw": ("raw",), "unix": ("u_str", "u_dgr", "u_seq"), "unix_stream": ("u_str",),
-    "u_str": ("u_str",), "unix_dgram": ("u_dgr",), "u_dgr": ("u_dgr",),
-    "unix_seqpacket": ("u_seq",), "u_seq": ("u_seq",), "packet": ("p_raw", "p_dgr"),
-    "packet_raw": ("p_raw",), "p_raw": ("p_raw",), "packet_dgram": ("p_dgr",), "p_dgr": ("p_dgr",),
-    "netlink": ("nl",), "vsock": ("v_str", "v_dgr"), "vsock_stream": ("v_str",), "v_str": ("v_str",),
-    "vsock_dgram": ("v_dgr",), "v_dgr": ("v_dgr",), "xdp": ("xdp",), "tipc": ("tipc",),
-}
-_SHORT_DB = {"t": "tcp", "u": "udp", "w": "raw", "d": "dccp", "S": "sctp", "M": "mptcp"}
-_SHORT_AF = {"x": AF_UNIX, "4": AF_INET, "6": AF_INET6, "0": AF_PACKET, "vsock": 40, "tipc": 30, "xdp": 44}
 
 
 class _Selection:
@@ -79,14 +43,14 @@ class _Selection:
 
     def db_set(self, db: str, enable: bool = True) -> None:
         if enable:
-            self.states |= _DB_STATES[db]
+            self.states |= DB_STATES[db]
             self.dbs.add(db)
         else:
             self.dbs.discard(db)
         self.do_default = False
 
     def af_set(self, af: int) -> None:
-        self.states |= _AF_DEFAULTS[af][1]
+        self.states |= AF_DEFAULTS[af][1]
         self.families.add(af)
         self.do_default = False
         self.preferred = af
@@ -94,7 +58,7 @@ class _Selection:
     def db_parse(self, name: str) -> None:
         enable = not name.startswith("!")
         key = name[1:] if not enable else name
-        dbs = _DB_NAMES.get(key)
+        dbs = DB_NAMES.get(key)
         if dbs is None:
             raise UsageError(f'"{name}" is illegal socket table id')
         for db in dbs:
@@ -102,9 +66,9 @@ class _Selection:
 
     def merge_defaults(self) -> None:
         for db in list(self.dbs):
-            if not (_DB_FAMILIES[db] & self.families):
-                self.families |= _DB_FAMILIES[db]
-        for af, (dbs, _st) in _AF_DEFAULTS.items():
+            if not (DB_FAMILIES[db] & self.families):
+                self.families |= DB_FAMILIES[db]
+        for af, (dbs, _st) in AF_DEFAULTS.items():
             if af in self.families and not (set(dbs) & self.dbs):
                 self.dbs |= set(dbs)
 
@@ -153,22 +117,22 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             state_filter = SS_ALL
         elif name == "l":
             state_filter = (1 << 10) | _CLOSE
-        elif name in _SHORT_DB:
-            sel.db_set(_SHORT_DB[name])
-            sel.explicit.add(_SHORT_DB[name])
-        elif name in _SHORT_AF:
-            sel.af_set(_SHORT_AF[name])
+        elif name in SHORT_DB:
+            sel.db_set(SHORT_DB[name])
+            sel.explicit.add(SHORT_DB[name])
+        elif name in SHORT_AF:
+            sel.af_set(SHORT_AF[name])
             if name in ("vsock", "tipc", "xdp"):
-                sel.explicit.update(_AF_DEFAULTS[_SHORT_AF[name]][0])
+                sel.explicit.update(AF_DEFAULTS[SHORT_AF[name]][0])
         elif name == "f":
             if val == "help":
                 out.write(usage())
                 return 0
-            af = _FAMILY_NAMES.get(val)
+            af = FAMILY_NAMES.get(val)
             if af is None:
                 raise UsageError(f'"{val}" is invalid family')
             sel.af_set(af)
-            sel.explicit.update(_AF_DEFAULTS[af][0])
+            sel.explicit.update(AF_DEFAULTS[af][0])
         elif name == "A":
             if not saw_query:
                 sel.dbs = set()
@@ -178,7 +142,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             for part in val.split(","):
                 sel.db_parse(part)
                 if part.lstrip("!") not in ("all", "inet"):  # groups stay quiet about absent members, like ss
-                    sel.explicit.update(_DB_NAMES.get(part.lstrip("!"), ()))
+                    sel.explicit.update(DB_NAMES.get(part.lstrip("!"), ()))
         elif name in ("json", "csv"):
             fmt = name
         elif name == "N":

@@ -17,12 +17,17 @@ Each row is ``(short, longs, metavar, switches, complete, help)``:
 - ``help``: one line (a second, indented line after ``\\n``).
 
 The table and the getopt that reads it share a module, and its two look-up
-maps are made at import by comprehensions: start-up time is a feature.
+maps are made at import by comprehensions: start-up time is a feature.  So do
+the words of ``-A QUERY`` and ``-f FAMILY`` and the tables and families they
+select (:data:`DB_NAMES`, :data:`FAMILY_NAMES`, …): the listing reads them,
+the completion scripts offer them.
 """
 
 from __future__ import annotations
 
+from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_TIPC, AF_UNIX, AF_VSOCK, AF_XDP
 from sockscope.errors import UsageError
+from sockscope.filter.states import SS_CONN
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -99,6 +104,51 @@ SHORTS: dict[str, Row] = {row[0]: row for _title, rows in GROUPS for row in rows
 LONGS: dict[str, Row] = {name: row for _title, rows in GROUPS for row in rows for name in row[1]}
 
 
+# --- what -A QUERY, -f FAMILY and the short table/family options select ---------------------------
+# ss's tables ("dbs"): each one's default states and families; each family's tables and default
+# states; the words of -f and -A.  The listing (cli/ls.py) reads them; the completion scripts
+# offer the words (cli/completion.py).
+
+_EST, _CLOSE = 1 << 1, 1 << 7
+DB_STATES: dict[str, int] = {
+    "tcp": SS_CONN, "mptcp": SS_CONN, "dccp": SS_CONN, "udp": _EST, "raw": _EST,
+    "u_dgr": _CLOSE, "u_str": SS_CONN, "u_seq": SS_CONN, "p_dgr": _CLOSE, "p_raw": _CLOSE,
+    "nl": _CLOSE, "sctp": SS_CONN, "v_str": SS_CONN, "v_dgr": SS_CONN, "xdp": _CLOSE, "tipc": SS_CONN,
+}
+_INET = frozenset({AF_INET, AF_INET6})
+DB_FAMILIES: dict[str, frozenset[int]] = {
+    "tcp": _INET, "mptcp": _INET, "dccp": _INET, "udp": _INET, "raw": _INET, "sctp": _INET,
+    "u_dgr": frozenset({AF_UNIX}), "u_str": frozenset({AF_UNIX}), "u_seq": frozenset({AF_UNIX}),
+    "p_dgr": frozenset({AF_PACKET}), "p_raw": frozenset({AF_PACKET}), "nl": frozenset({AF_NETLINK}),
+    "v_str": frozenset({AF_VSOCK}), "v_dgr": frozenset({AF_VSOCK}), "xdp": frozenset({AF_XDP}),
+    "tipc": frozenset({AF_TIPC}),
+}
+_INET_DBS = ("tcp", "udp", "dccp", "sctp", "raw", "mptcp")
+AF_DEFAULTS: dict[int, tuple[tuple[str, ...], int]] = {
+    AF_INET: (_INET_DBS, SS_CONN), AF_INET6: (_INET_DBS, SS_CONN),
+    AF_UNIX: (("u_str", "u_dgr", "u_seq"), SS_CONN), AF_PACKET: (("p_raw", "p_dgr"), _CLOSE),
+    AF_NETLINK: (("nl",), _CLOSE), AF_VSOCK: (("v_str", "v_dgr"), SS_CONN), AF_TIPC: (("tipc",), SS_CONN),
+    AF_XDP: (("xdp",), _CLOSE),
+}
+FAMILY_NAMES: dict[str, int] = {"inet": AF_INET, "inet6": AF_INET6, "link": AF_PACKET, "unix": AF_UNIX,
+                                "netlink": AF_NETLINK, "vsock": AF_VSOCK, "tipc": AF_TIPC, "xdp": AF_XDP}
+DB_NAMES: dict[str, tuple[str, ...]] = {
+    "all": ("udp", "dccp", "tcp", "mptcp", "raw", "u_str", "u_dgr", "u_seq", "p_raw", "p_dgr",
+            "nl", "sctp", "v_str", "v_dgr", "xdp"),
+    "inet": ("udp", "dccp", "tcp", "mptcp", "sctp", "raw"),
+    "udp": ("udp",), "dccp": ("dccp",), "tcp": ("tcp",), "mptcp": ("mptcp",), "sctp": ("sctp",),
+    "raw": ("raw",), "unix": ("u_str", "u_dgr", "u_seq"), "unix_stream": ("u_str",),
+    "u_str": ("u_str",), "unix_dgram": ("u_dgr",), "u_dgr": ("u_dgr",),
+    "unix_seqpacket": ("u_seq",), "u_seq": ("u_seq",), "packet": ("p_raw", "p_dgr"),
+    "packet_raw": ("p_raw",), "p_raw": ("p_raw",), "packet_dgram": ("p_dgr",), "p_dgr": ("p_dgr",),
+    "netlink": ("nl",), "vsock": ("v_str", "v_dgr"), "vsock_stream": ("v_str",), "v_str": ("v_str",),
+    "vsock_dgram": ("v_dgr",), "v_dgr": ("v_dgr",), "xdp": ("xdp",), "tipc": ("tipc",),
+}
+SHORT_DB: dict[str, str] = {"t": "tcp", "u": "udp", "w": "raw", "d": "dccp", "S": "sctp", "M": "mptcp"}
+SHORT_AF: dict[str, int] = {"x": AF_UNIX, "4": AF_INET, "6": AF_INET6, "0": AF_PACKET, "vsock": AF_VSOCK,
+                            "tipc": AF_TIPC, "xdp": AF_XDP}
+
+
 def parse(argv: list[str]) -> tuple[list[tuple[Row, str]], list[str]]:
     """GNU ``getopt_long`` as ss uses it, without the stdlib ``getopt`` (whose
     gettext/re imports cost more start-up time than the whole listing).
@@ -163,4 +213,5 @@ def parse(argv: list[str]) -> tuple[list[tuple[Row, str]], list[str]]:
     return opts, operands
 
 
-__all__ = ["GROUPS", "SHORTS", "LONGS", "parse"]
+__all__ = ["GROUPS", "SHORTS", "LONGS", "parse", "DB_STATES", "DB_FAMILIES", "AF_DEFAULTS", "FAMILY_NAMES", "DB_NAMES",
+           "SHORT_DB", "SHORT_AF"]
