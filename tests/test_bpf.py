@@ -22,7 +22,10 @@ from hypothesis import strategies as st
 
 from sockscope.errors import DecodeError
 from sockscope.kernel import bpf, btf
+from sockscope.owners.service import scan
+from sockscope.owners.walk import any_socket_fd
 from sockscope.processes import BackgroundOwners, OwnerMap
+from sockscope.render.users import UsersText
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
@@ -151,17 +154,17 @@ def test_iterator_equals_proc_walk() -> None:
     try:
         with forked_copy() as child:
             mine = {os.getpid(), child}
-            via_bpf = OwnerMap.scan()
+            via_bpf = scan()
             assert via_bpf.via == "bpf"  # as root on this kernel the iterator must work
-            via_proc = OwnerMap.scan(pids=sorted(mine))
+            via_proc = scan(pids=sorted(mine))
             assert via_proc.via == "proc"
             got = _my_sockets(via_bpf._holders, mine)
             assert got == via_proc._holders
             ino = os.fstat(a.fileno()).st_ino
             first, second = sorted(mine)
             assert got[ino] == [(first, a.fileno()), (first, dup), (second, a.fileno()), (second, dup)]
-            assert via_bpf.text(ino) == via_proc.text(ino)
-            excluded = OwnerMap.scan(exclude=child)
+            assert UsersText(via_bpf).text(ino) == UsersText(via_proc).text(ino)
+            excluded = scan(exclude=child)
             assert all(p != child for p, _ in excluded.holders(ino)) and excluded.holders(ino)
     finally:
         os.close(dup)
@@ -177,7 +180,7 @@ def test_background_owners_use_the_iterator() -> None:
         assert bg.via == "bpf"
         for s in (a, b):
             ino = os.fstat(s.fileno()).st_ino
-            assert texts[ino] == OwnerMap.scan(pids=[os.getpid()]).text(ino) != ""
+            assert texts[ino] == UsersText(scan(pids=[os.getpid()])).text(ino) != ""
     finally:
         a.close()
         b.close()
@@ -185,14 +188,14 @@ def test_background_owners_use_the_iterator() -> None:
 
 def test_owners_env_forces_the_proc_walk(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOCKSCOPE_OWNERS", "proc")
-    assert OwnerMap.scan().via == "proc"
+    assert scan().via == "proc"
     bg = BackgroundOwners()
     bg.texts()
     assert bg.via == "proc"
 
 
-_PROBE = ("import os, socket, sys; from sockscope.processes import OwnerMap; a, b = socket.socketpair(); "
-          "m = OwnerMap.scan(); ino = os.fstat(a.fileno()).st_ino; "
+_PROBE = ("import os, socket, sys; from sockscope.owners.service import scan; a, b = socket.socketpair(); "
+          "m = scan(); ino = os.fstat(a.fileno()).st_ino; "
           "print(m.via, m.holders(ino) == [(os.getpid(), a.fileno())])")
 
 
@@ -287,14 +290,14 @@ def test_tampered_cache_is_discarded_and_relearned(field: str, tmp_path: pytest.
     a, b = socket.socketpair()
     try:
         capsys.readouterr()
-        got = OwnerMap.scan()
+        got = scan()
         assert got.via == "bpf"
-        want = OwnerMap.scan(pids=[os.getpid()])
+        want = scan(pids=[os.getpid()])
         assert _my_holders(got, [a, b]) == _my_holders(want, [a, b]) != {}
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and "discarded, learned again" in err[0], err
         assert bpf.cached_layout() == learned  # repaired: the next run is quiet
-        OwnerMap.scan()
+        scan()
         assert capsys.readouterr().err == ""
     finally:
         a.close()
@@ -304,9 +307,9 @@ def test_tampered_cache_is_discarded_and_relearned(field: str, tmp_path: pytest.
 def test_tampered_cache_owners_in_the_cli(tmp_path: pytest.TempPathFactory) -> None:
     """What the issue saw: -p, --json and net_connections lose every owner; compared with SOCKSCOPE_OWNERS=proc."""
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
-    code = ("import json, os, socket, sys; import sockscope; from sockscope.processes import OwnerMap\n"
+    code = ("import json, os, socket, sys; import sockscope; from sockscope.owners.service import scan\n"
             "a, b = socket.socketpair(); ino = os.fstat(a.fileno()).st_ino\n"
-            "m = OwnerMap.scan(); rows = [c for c in sockscope.net_connections('unix') if c.pid == os.getpid()]\n"
+            "m = scan(); rows = [c for c in sockscope.net_connections('unix') if c.pid == os.getpid()]\n"
             "mine = [[p == os.getpid(), fd] for p, fd in m.holders(ino)]\n"
             "print(json.dumps([m.via, mine, sorted(c.fd for c in rows)]))")
     assert subprocess.run([sys.executable, "-c", "from sockscope.kernel import bpf; bpf.cached_layout()"],
@@ -396,12 +399,12 @@ def test_no_ctypes_types_made_per_call() -> None:
     """Loading the program makes no new ctypes types (psutil's leak test: uncollectable garbage)."""
     import gc
 
-    bpf.task_socket_fds()  # the first call may import and set up what it needs
+    bpf.task_socket_fds(any_socket_fd)  # the first call may import and set up what it needs
     gc.collect()
     gc.disable()
     try:
         for _ in range(3):
-            bpf.task_socket_fds()
+            bpf.task_socket_fds(any_socket_fd)
         assert gc.collect() == 0
     finally:
         gc.enable()

@@ -17,7 +17,7 @@ from nsutil import read_line, stop_pids
 
 from sockscope.kernel import bpf, bpf_prog
 from sockscope.owners import walk
-from sockscope.processes import OwnerMap
+from sockscope.owners.service import scan
 
 #: Three children of a holder, each with its own fd table: "sparse" (a socket pair at low fds, one
 #: socket at fd 6000, the table grown to 16384 slots), "dense" (CAP + 300 sockets from fd 3 up) and
@@ -100,7 +100,7 @@ def test_walk_finds_what_task_file_and_proc_find(holders: dict[str, int]) -> Non
     lay = bpf.cached_layout()
     assert lay["walk_btf_id"], "this kernel (6.2 or later, BTF) runs the walk"
     mine = set(holders.values())
-    got = _of(bpf.task_socket_fds(), mine)
+    got = _of(bpf.task_socket_fds(walk.any_socket_fd), mine)
     assert got == _of(_task_file(lay), mine)
     assert got == _of(walk.records("/proc", sorted(mine))[:3], mine)
     by_pid = {p: [fd for _i, q, fd in got if q == p] for p in mine}
@@ -118,10 +118,10 @@ def test_walk_finds_what_task_file_and_proc_find(holders: dict[str, int]) -> Non
 
 
 def test_owner_map_from_the_walk(holders: dict[str, int]) -> None:
-    m = OwnerMap.scan()
+    m = scan()
     assert m.via == "bpf"
     for pid in holders.values():
-        want = OwnerMap.scan(pids=[pid])
+        want = scan(pids=[pid])
         assert {ino: m.holders(ino) for ino in want._holders} == want._holders
 
 
@@ -132,7 +132,7 @@ def test_without_the_walk_task_file_reads_all(holders: dict[str, int], tmp_path:
     lay = dict(bpf.cached_layout(), **dict.fromkeys(bpf.WALK_FIELDS, 0))
     monkeypatch.setattr(bpf, "learned_layout", lambda: dict(lay))
     mine = set(holders.values())
-    assert _of(bpf.task_socket_fds(), mine) == _of(walk.records("/proc", sorted(mine))[:3], mine)
+    assert _of(bpf.task_socket_fds(walk.any_socket_fd), mine) == _of(walk.records("/proc", sorted(mine))[:3], mine)
 
 
 def test_a_refused_walk_is_left_out_of_the_cache(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
@@ -142,7 +142,7 @@ def test_a_refused_walk_is_left_out_of_the_cache(tmp_path: Any, monkeypatch: pyt
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     real = bpf.learned_layout()
     monkeypatch.setattr(bpf, "learned_layout", lambda: dict(real, func_loop=real["func_probe_read"]))
-    a = bpf.task_socket_fds()
+    a = bpf.task_socket_fds(walk.any_socket_fd)
     assert bpf.cached_layout()["walk_btf_id"] == 0
     assert a[0] and capsys.readouterr().err == ""
 
@@ -164,7 +164,7 @@ def test_tampered_walk_facts_are_discarded_and_relearned(field: str, holders: di
         f.write(bpf._kernel_key() + "\n" + " ".join(str(learned[k] + bad * (k == field)) for k in bpf.FIELDS) + "\n")
     mine = set(holders.values())
     capsys.readouterr()
-    got = bpf.task_socket_fds()
+    got = bpf.task_socket_fds(walk.any_socket_fd)
     assert _of(got, mine) == _of(walk.records("/proc", sorted(mine))[:3], mine)
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "discarded, learned again" in err[0], (field, err)
@@ -196,7 +196,7 @@ def test_processes_exiting_meanwhile(tmp_path: Any, monkeypatch: pytest.MonkeyPa
         me = os.getpid()
         mine = sorted(walk.records("/proc", [me])[0])
         for _ in range(60):
-            inodes, pids, _fds = bpf.task_socket_fds()
+            inodes, pids, _fds = bpf.task_socket_fds(walk.any_socket_fd)
             assert sorted(i for i, p in zip(inodes, pids) if p == me) == mine
         assert capsys.readouterr().err == ""
     finally:

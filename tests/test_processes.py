@@ -14,7 +14,9 @@ import pytest
 from nsutil import forked_copy
 
 from sockscope import processes
+from sockscope.owners.service import scan
 from sockscope.processes import BackgroundOwners, OwnerMap
+from sockscope.render.users import UsersText
 
 
 @pytest.fixture()
@@ -27,6 +29,11 @@ def pair():
         b.close()
 
 
+def _text(m: OwnerMap, inode: int) -> str:
+    """ss's users text of ``inode`` in the map (render/users.py makes it)."""
+    return UsersText(m).text(inode)
+
+
 def _comm() -> str:
     return processes.comm(os.getpid()) or ""
 
@@ -34,21 +41,21 @@ def _comm() -> str:
 def test_text_is_ss_users_cell(pair: tuple[socket.socket, socket.socket]) -> None:
     a, _b = pair
     ino = os.fstat(a.fileno()).st_ino
-    m = OwnerMap.scan(pids=[os.getpid()])
-    assert m.text(ino) == f' users:(("{_comm()}",pid={os.getpid()},fd={a.fileno()}))'
-    assert m.text(0) == "" and m.text(1) == ""
+    m = scan(pids=[os.getpid()])
+    assert _text(m, ino) == f' users:(("{_comm()}",pid={os.getpid()},fd={a.fileno()}))'
+    assert _text(m, 0) == "" and _text(m, 1) == ""
     # the same text the renderer makes from the Owner records
     from sockscope.render.users import from_records as _users
 
-    assert m.text(ino) == _users(m.owners(ino))
+    assert _text(m, ino) == _users(m.owners(ino))
 
 
 def test_two_holders_last_found_first(pair: tuple[socket.socket, socket.socket]) -> None:
     a, _b = pair
     ino = os.fstat(a.fileno()).st_ino
     with forked_copy() as child:
-        m = OwnerMap.scan(pids=sorted([os.getpid(), child]))
-        text = m.text(ino)
+        m = scan(pids=sorted([os.getpid(), child]))
+        text = _text(m, ino)
         first, second = sorted([os.getpid(), child])
         assert text.startswith(' users:(("') and text.index(f"pid={second},") < text.index(f"pid={first},")
         assert text == __import__("sockscope.render.users", fromlist=["from_records"]).from_records(m.owners(ino))
@@ -62,15 +69,15 @@ def test_background_walk_matches_the_in_process_one(monkeypatch: pytest.MonkeyPa
     bg = BackgroundOwners()
     texts = bg.texts()
     assert bg.via == via
-    m = OwnerMap.scan()
+    m = scan()
     for s in (a, b):
         ino = os.fstat(s.fileno()).st_ino
-        assert bg.text(ino) == m.text(ino) != ""
+        assert bg.text(ino) == _text(m, ino) != ""
     # every inode of this process agrees (other processes may come and go meanwhile)
     mine = [os.fstat(int(fd)).st_ino for fd in os.listdir("/proc/self/fd")
             if os.path.exists(f"/proc/self/fd/{fd}") and os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")]
     for ino in mine:
-        assert texts.get(ino, "") == m.text(ino)
+        assert texts.get(ino, "") == _text(m, ino)
     assert bg.complete is m.complete
 
 
@@ -111,8 +118,8 @@ def test_users_text_is_made_in_render(pair: tuple[socket.socket, socket.socket])
 
     a, _b = pair
     ino = os.fstat(a.fileno()).st_ino
-    m = OwnerMap.scan(pids=[os.getpid()])
-    assert users.cells(m)[ino] == m.text(ino) == users.from_records(m.owners(ino))
+    m = scan(pids=[os.getpid()])
+    assert users.cells(m)[ino] == _text(m, ino) == users.from_records(m.owners(ino))
     assert not hasattr(processes, "_split") and not hasattr(processes, "_walk_in_child")
 
 
@@ -125,8 +132,8 @@ def test_threads_listing_names_each_tid(pair: tuple[socket.socket, socket.socket
     t = threading.Thread(target=stop.wait)
     t.start()
     try:
-        m = OwnerMap.scan_threads()
-        text = m.text(ino)
+        m = scan(threads=True)
+        text = _text(m, ino)
         tids = {int(x) for x in os.listdir("/proc/self/task")}
         assert text.count(f"pid={os.getpid()},") == len(tids) >= 2
         assert all(f"tid={tid}," in text for tid in tids)
@@ -140,10 +147,10 @@ def test_all_texts_is_text_of_each(pair: tuple[socket.socket, socket.socket]) ->
     a, b = pair
     dup = os.dup(a.fileno())  # a second holder in the same process
     try:
-        m = OwnerMap.scan(pids=[os.getpid()])
-        inodes, texts = m.all_texts()
+        m = scan(pids=[os.getpid()])
+        inodes, texts = UsersText(m).all()
         assert len(inodes) == len(texts) == len(m)
-        assert texts == [m.text(ino) for ino in inodes]
+        assert texts == [_text(m, ino) for ino in inodes]
         ino = os.fstat(a.fileno()).st_ino
         assert texts[inodes.index(ino)].count("pid=") == 2
     finally:
@@ -223,7 +230,7 @@ def test_socket_fds_are_the_scan_as_records(pair: tuple[socket.socket, socket.so
         me = os.getpid()
         for inodes, pids, fds in (socket_fds(), walk.records("/proc", [me])[:3]):
             mine = sorted((i, f) for i, p, f in zip(inodes, pids, fds) if p == me)
-            m = OwnerMap.scan(pids=[me])
+            m = scan(pids=[me])
             assert mine == sorted((i, f) for i in m.holder_map() for p, f in m.holders(i))
             ino = os.fstat(a.fileno()).st_ino
             assert (ino, a.fileno()) in mine and (ino, dup) in mine

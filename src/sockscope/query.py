@@ -496,9 +496,9 @@ def _with_owners(it: Iterator[Socket], processes: bool) -> Iterator[Socket]:
         return
     from dataclasses import replace
 
-    from sockscope.processes import OwnerMap
+    from sockscope.owners.service import scan
 
-    owners = OwnerMap.scan()
+    owners = scan()
     for s in it:
         o = owners.owners(s.inode)
         yield replace(s, owners=o) if o else s

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sockscope.query import Query
     from sockscope.records import Socket
     from sockscope.render.table import TableOptions
+    from sockscope.render.users import UsersText
 
 # the options themselves (names, arguments, what they switch on, help) are one table, and the tables and
 # families they select are beside it: cli/options.py
@@ -243,7 +244,9 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             # the fd walk runs in a child while this process dumps: -p costs about the longer of the two
             owners = _processes.BackgroundOwners()
         else:
-            owners = _processes.OwnerMap.scan_threads() if threads else _processes.OwnerMap.scan()
+            from sockscope.owners.service import scan
+
+            owners = scan(threads=threads)
             _warn_incomplete(owners)
     if out is sys.stdout and fmt == "table":
         _restore_sigpipe()
@@ -359,12 +362,18 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
     # with owners still being walked in the background, hold the rows (up to 256k, ~250 MiB)
     # until the end: the dump goes on meanwhile instead of waiting for the walk at the first batch
     background = None
+    texts: UsersText | BackgroundOwners | None = None  # the users cells: as they are asked for
     if owners is not None:
         from sockscope.processes import BackgroundOwners
 
-        background = owners if isinstance(owners, BackgroundOwners) else None
+        if isinstance(owners, BackgroundOwners):
+            texts = background = owners
+        else:
+            from sockscope.render.users import UsersText
+
+            texts = UsersText(owners)
     writer = TableWriter(out, visible, header=header, netns=netns, batch=1 << 18 if background is not None else 8192)
-    maker = CellMaker(topts, owners)
+    maker = CellMaker(topts, texts)
     if socks is None:
         add_many = writer.add_many
         d = topts.details

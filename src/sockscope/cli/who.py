@@ -152,7 +152,8 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
     args = _parser().parse_args(argv)
 
     from sockscope import who
-    from sockscope.processes import OwnerMap, unreadable_hint
+    from sockscope.owners.model import unreadable_hint
+    from sockscope.owners.service import scan
     from sockscope.query import SS_ALL, Query
     from sockscope.render.endpoint import escape, tolerant
 
@@ -220,7 +221,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
             print(f"sockscope: {w}", file=sys.stderr)
         raise who.NoMatch(f"no socket matches {escape(target.text)}{_elsewhere_hint(args)}")
 
-    owners = OwnerMap.scan(proc)
+    owners = scan(proc)
     if not owners.complete:
         warnings.append(f"some processes' file descriptors could not be read ({unreadable_hint()}): "
                         "their sockets show no process")

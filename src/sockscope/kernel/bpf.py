@@ -214,16 +214,16 @@ def _layout(fresh: bool) -> tuple[dict[str, int], bool]:
     return found, False
 
 
-def plausible(inodes: list[int], pids: list[int], fds: list[int], proc: str = "/proc", sample: int = 8) -> bool:
+def plausible(inodes: list[int], pids: list[int], fds: list[int], any_held: Callable[[], bool],
+              proc: str = "/proc", sample: int = 8) -> bool:
     """Whether the iterator's records can be believed: some of a sample of them (spread
     over the table) is a live process's fd that is that socket; no records at all only
-    when /proc shows no socket fd either.  A layout with a wrong offset (``task_tgid``,
-    ``i_mode``, ``i_ino``, the fd's slot) gives records none of which resolves."""
+    where ``any_held()`` (the owner service's look at /proc) says no process holds a socket.
+    A layout with a wrong offset (``task_tgid``, ``i_mode``, ``i_ino``, the fd's slot) gives
+    records none of which resolves."""
     n = len(inodes)
     if not n:
-        from sockscope.owners.walk import any_socket_fd
-
-        return not any_socket_fd(proc)
+        return not any_held()
     step = max(1, n // sample)
     for i in range(0, n, step):
         try:
@@ -489,11 +489,13 @@ def read_iterator(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def task_socket_fds() -> tuple[list[int], list[int], list[int]]:
-    """(inodes, pids, fds) of every socket fd of every process (see :func:`decode`), checked
-    with :func:`plausible`: implausible records from the cached layout discard the cache (one
-    line on stderr says so) and the layout is learned again; implausible records from a
-    freshly learned layout raise :class:`Unavailable` (the caller walks /proc)."""
+def task_socket_fds(any_held: Callable[[], bool]) -> tuple[list[int], list[int], list[int]]:
+    """(inodes, pids, fds) of every socket fd of every process (see :func:`decode`), checked with
+    :func:`plausible` (``any_held``: whether /proc shows any socket fd, asked only where the iterator
+    finds none: :func:`sockscope.owners.walk.any_socket_fd`).  Implausible records from the cached
+    layout discard the cache (one line on stderr says so) and the layout is learned again;
+    implausible records from a freshly learned layout raise :class:`Unavailable` (the caller
+    walks /proc)."""
     if os.environ.get("SOCKSCOPE_OWNERS") == "proc":
         raise Unavailable("SOCKSCOPE_OWNERS=proc")
     if not _may_load():
@@ -509,17 +511,17 @@ def task_socket_fds() -> tuple[list[int], list[int], list[int]]:
         lay, cached = _layout(True)[0], False
         blob = _records(lay, False)
     found = decode(blob, me)  # (another pid namespace's reader: refused here, the cache kept)
-    if plausible(*found):
+    if plausible(*found, any_held):
         return found
     if not found[0]:  # none, where /proc shows a socket: it may have come after the walk; walk once more
         found = decode(_records(lay, cached), me)
-        if plausible(*found):
+        if plausible(*found, any_held):
             return found
     if not cached:
         raise Unavailable("the iterator's records do not match /proc")
     _discard("gives implausible owners")
     found = decode(_records(_layout(True)[0], False), me)
-    if plausible(*found):
+    if plausible(*found, any_held):
         return found
     raise Unavailable("the iterator's records do not match /proc")
 

@@ -16,10 +16,9 @@ from _operator import eq, is_not, itemgetter
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any, Collection, Iterable
+    from typing import Any, Collection
 
     from sockscope.records import Owner
-    from sockscope.render.users import UsersText
 
 
 def unreadable_hint() -> str:
@@ -99,13 +98,14 @@ def psutil_held(inodes: list[int], pids: list[int], fds: list[int], rows: dict[i
 
 
 class OwnerMap:
-    """inode -> holders; made by :func:`sockscope.owners.scan` (or ``OwnerMap.scan``).
+    """inode -> holders; made by :func:`sockscope.owners.service.scan`; ss's ``users:(…)`` text of it is
+    :class:`sockscope.render.users.UsersText`'s.
 
     ``complete`` is False when some process's fds could not be read
     (typically: not root), so owners may be missing.
     """
 
-    __slots__ = ("_holders", "_names", "_tasks", "complete", "proc", "via", "_users")
+    __slots__ = ("_holders", "_names", "_tasks", "complete", "proc", "via")
 
     def __init__(self, proc: str = "/proc") -> None:
         self._holders: dict[int, list[tuple[int, int]]] = {}
@@ -114,23 +114,8 @@ class OwnerMap:
         self.complete = True
         self.proc = proc
         self.via = "proc"  # or "bpf": how the map was made
-        self._users: UsersText | None = None
 
     # -- made by the sources ------------------------------------------------------------------------------------
-
-    @classmethod
-    def scan(cls, proc: str = "/proc", pids: Iterable[int] | None = None, exclude: int = 0) -> OwnerMap:
-        """:func:`sockscope.owners.scan`: every process's socket fds (or only those of ``pids``)."""
-        from sockscope.owners.service import scan
-
-        return scan(proc, pids, exclude)
-
-    @classmethod
-    def scan_threads(cls, proc: str = "/proc") -> OwnerMap:
-        """ss -T: :func:`sockscope.owners.scan` with every thread's holders (see ``threads``)."""
-        from sockscope.owners.service import scan
-
-        return scan(proc, threads=True)
 
     def add_records(self, inodes: list[int], pids: list[int], fds: list[int], exclude: int = 0) -> None:
         """Add (inode, pid, fd) triples in discovery order (pid, then fd), leaving out pid ``exclude``."""
@@ -163,12 +148,6 @@ class OwnerMap:
                 holders[ino] = [(pid, fd)]
             else:
                 h.append((pid, fd))
-
-    def add_pids(self, pids: Iterable[int] | None = None, exclude: int = 0) -> None:
-        """Walk the fds of ``pids`` (default: every process but ``exclude``) into the map."""
-        from sockscope.owners.walk import walk
-
-        walk(self, pids, exclude)
 
     def set_tasks(self, tasks: dict[int, list[tuple[int, int, int]]]) -> None:
         """-T: inode -> every (pid, tid, fd) holding it (leader first, then its threads)."""
@@ -230,23 +209,6 @@ class OwnerMap:
         if n is None:
             n = self._names[pid] = comm(pid, self.proc) or ""
         return n
-
-    # -- the table's users cell (compatibility: made by sockscope.render.users) ---------------------------------
-
-    def _text_maker(self) -> UsersText:
-        if self._users is None:
-            from sockscope.render.users import UsersText
-
-            self._users = UsersText(self)
-        return self._users
-
-    def text(self, inode: int) -> str:
-        """:meth:`sockscope.render.users.UsersText.text` of this map."""
-        return self._text_maker().text(inode)
-
-    def all_texts(self) -> tuple[list[int], list[str]]:
-        """:meth:`sockscope.render.users.UsersText.all` of this map."""
-        return self._text_maker().all()
 
 
 __all__ = ["OwnerMap", "psutil_pick", "psutil_held", "comm", "unreadable_hint"]

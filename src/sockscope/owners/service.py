@@ -53,9 +53,10 @@ def check_procfs(proc: str) -> None:
 def kernel_records() -> tuple[list[int], list[int], list[int]] | None:
     """(inodes, pids, fds) of every socket fd from the kernel's iterator, or None where it cannot be used."""
     from sockscope.kernel import bpf
+    from sockscope.owners.walk import any_socket_fd
 
     try:
-        return bpf.task_socket_fds()
+        return bpf.task_socket_fds(any_socket_fd)
     except bpf.Unavailable:
         return None
 

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from sockscope.kernel.inet import Batch
     from sockscope.kernel.others import Batch as OtherBatch
     from sockscope.kernel.unix import Batch as UnixBatch
-    from sockscope.processes import BackgroundOwners, OwnerMap
+    from sockscope.processes import BackgroundOwners
+    from sockscope.render.users import UsersText
     from sockscope.records import Socket
     from sockscope.render.details import DetailOptions
 
@@ -84,7 +85,7 @@ class CellMaker:
 
     __slots__ = ("opts", "_ports", "_addrs", "owners", "_col")
 
-    def __init__(self, opts: TableOptions, owners: OwnerMap | BackgroundOwners | None = None) -> None:
+    def __init__(self, opts: TableOptions, owners: UsersText | BackgroundOwners | None = None) -> None:
         self.opts = opts
         self.owners = owners  # for the fast path's users cell (records carry their own)
         self._ports: dict[tuple[str, int], str] = {}
