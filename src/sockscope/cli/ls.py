@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 
 from sockscope._addr import AF_PACKET
-from sockscope.cli.options import AF_DEFAULTS, DB_FAMILIES, DB_NAMES, DB_STATES, FAMILY_NAMES, SHORT_AF, SHORT_DB
+from sockscope.cli.options import (AF_DEFAULTS, DB_FAMILIES, DB_NAMES, DB_STATES, FAMILY_NAMES, LISTENING, SHORT_AF,
+                                   SHORT_DB)
 from sockscope.errors import UsageError
 from sockscope.filter.states import SS_ALL, SS_CONN
 
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
 # the options themselves (names, arguments, what they switch on, help) are one table, and the tables and
 # families they select are beside it: cli/options.py
-
-_CLOSE = 1 << 7
 
 
 class _Selection:
@@ -117,7 +116,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         elif name == "a":
             state_filter = SS_ALL
         elif name == "l":
-            state_filter = (1 << 10) | _CLOSE
+            state_filter = LISTENING
         elif name in SHORT_DB:
             sel.db_set(SHORT_DB[name])
             sel.explicit.add(SHORT_DB[name])

@@ -110,6 +110,7 @@ LONGS: dict[str, Row] = {name: row for _title, rows in GROUPS for row in rows fo
 # offer the words (cli/completion.py).
 
 _EST, _CLOSE = 1 << 1, 1 << 7
+LISTENING = (1 << 10) | _CLOSE  # -l: LISTEN, and CLOSE (UNCONN: datagram sockets bound, not connected)
 DB_STATES: dict[str, int] = {
     "tcp": SS_CONN, "mptcp": SS_CONN, "dccp": SS_CONN, "udp": _EST, "raw": _EST,
     "u_dgr": _CLOSE, "u_str": SS_CONN, "u_seq": SS_CONN, "p_dgr": _CLOSE, "p_raw": _CLOSE,
@@ -213,5 +214,5 @@ def parse(argv: list[str]) -> tuple[list[tuple[Row, str]], list[str]]:
     return opts, operands
 
 
-__all__ = ["GROUPS", "SHORTS", "LONGS", "parse", "DB_STATES", "DB_FAMILIES", "AF_DEFAULTS", "FAMILY_NAMES", "DB_NAMES",
-           "SHORT_DB", "SHORT_AF"]
+__all__ = ["GROUPS", "SHORTS", "LONGS", "parse", "LISTENING", "DB_STATES", "DB_FAMILIES", "AF_DEFAULTS",
+           "FAMILY_NAMES", "DB_NAMES", "SHORT_DB", "SHORT_AF"]
