@@ -59,7 +59,7 @@ class BackgroundOwners:
         return self._texts
 
     def text(self, inode: int) -> str:
-        """As :meth:`OwnerMap.text` (waits for the scan the first time)."""
+        """As :meth:`sockscope.render.users.UsersText.text` (waits for the scan the first time)."""
         return self.texts().get(inode, "")
 
 
