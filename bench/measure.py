@@ -339,3 +339,18 @@ def spread(side: Side) -> str:
         return ""
     lo, hi = min(side.seconds) * 1e3, max(side.seconds) * 1e3
     return f"{lo:.0f}–{hi:.0f}" if lo >= 100 else f"{lo:.1f}–{hi:.1f}"
+
+
+def machine_phase(baselines: Sequence[tuple[float, float]]) -> str:
+    """Whether the machine kept one speed through the run: UNSTEADY where some ``python -c pass``
+    median is over 1.5× the quickest start seen.  Rows measured in a slow phase pay a slower
+    start-up (ss much less so), so their ratios compare only with rows of the same phase."""
+    if not baselines:
+        return ""
+    quickest = min(low for _median, low in baselines)
+    medians = [median for median, _low in baselines]
+    seen = f"python -c pass medians {min(medians):.1f}–{max(medians):.1f} ms over {len(medians)} checks"
+    if max(medians) <= 1.5 * quickest:
+        return f"steady: {seen}"
+    return (f"UNSTEADY: {seen}, the quickest start {quickest:.1f} ms: compare ratios only between rows "
+            "measured in one phase (each population's note says its python -c pass)")

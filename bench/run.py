@@ -383,12 +383,17 @@ def tcp_alloc() -> str:
     return dict(zip(fields[::2], fields[1::2], strict=True)).get("alloc", "?")
 
 
+#: every ``python -c pass`` taken in this run, (median, min) in ms (see measure.machine_phase)
+BASELINES: list[tuple[float, float]] = []
+
+
 def interpreter_start(python: str, runs: int = 7) -> str:
     """``python -c pass`` (the start-up every CLI row pays before sockscope's own work), the median
     of ``runs``: how fast the machine is right now.  On the 2-vCPU VM of bench/README.md it moved
-    from 13 to 46 ms within one hour, without any steal time showing; a table's ratios are read
+    from 13 to 56 ms within one hour, without any steal time showing; a table's ratios are read
     with it.  Timed as the rows time their commands (measure._spawn: posix_spawn, no shell, no pipes)."""
     times = sorted(measure._spawn([python, "-c", "pass"], os.devnull, os.devnull)[0] for _ in range(runs))
+    BASELINES.append((times[len(times) // 2] * 1000, times[0] * 1000))
     return f"{times[len(times) // 2] * 1000:.1f} ms (median of {runs}; min {times[0] * 1000:.1f} ms)"
 
 
@@ -557,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     info["load average at end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     info["python -c pass at end"] = interpreter_start(args.python)
+    info["machine phase"] = measure.machine_phase(BASELINES)
     info["TCP sockets machine-wide at end"] = tcp_alloc()
     text = report(info, results)
     print(text)

@@ -341,3 +341,14 @@ def test_verdict_needs_the_same_results() -> None:
     assert run.population_target(row, 9.0).max_ms == 30
     assert run.population_target(run.ROW_BY_NAME["tanp"], 1.0).max_ratio == 1.0
     assert run.population_target(run.ROW_BY_NAME["nc_unix"], 1.0).max_ratio == 0.2
+
+
+def test_machine_phase_flags_a_run_whose_start_up_wandered() -> None:
+    """A run whose ``python -c pass`` moved by more than half again over its quickest start says so
+    (session 16's first run: 56 ms at its start, 25 ms at its end); a steady one says that."""
+    measure = _load("measure")
+    assert measure.machine_phase([(12.8, 12.6), (12.1, 11.8), (14.1, 11.7)]).startswith("steady: ")
+    wandered = measure.machine_phase([(56.4, 47.1), (25.2, 19.8), (30.0, 20.5)])
+    assert wandered.startswith("UNSTEADY: python -c pass medians 25.2–56.4 ms over 3 checks"), wandered
+    assert "19.8 ms" in wandered
+    assert measure.machine_phase([]) == ""
