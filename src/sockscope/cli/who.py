@@ -171,10 +171,6 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
         held = [(int(target.value), fd, ino) for fd, ino in who.pid_sockets(int(target.value), proc)]
         if not held:
             raise who.NoMatch(f"pid {target.value} holds no sockets")
-        if args.net is None and not args.all_netns and proc == "/proc":
-            note = _own_netns([int(target.value)], f"pid {target.value}")
-            if note is not None:
-                warnings.append(note)
     elif target.kind == "process":
         from sockscope.who_target import pids_named
 
@@ -185,11 +181,13 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
         warnings += notes
         if not held:
             raise who.NoMatch(f"no process named '{escape(target.text)}' holds a socket")
-        if args.net is None and not args.all_netns and proc == "/proc":
-            note = _own_netns(sorted({pid for pid, _fd, _ino in held}),
-                              f"the processes named '{escape(target.text)}'", plural=True)
-            if note is not None:
-                warnings.append(note)
+    if held and args.net is None and not args.all_netns and proc == "/proc":  # a PID's or a NAME's sockets
+        by_pid = target.kind == "pid"
+        note = _own_netns(sorted({pid for pid, _fd, _ino in held}),
+                          f"pid {target.value}" if by_pid else f"the processes named '{escape(target.text)}'",
+                          plural=not by_pid)
+        if note is not None:
+            warnings.append(note)
 
     tables: set[str] = set()
     families: set[int] = set()
