@@ -121,7 +121,7 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
     """Stream the sockets of ``q`` in ss's order (filtered by its filter, if any), as records."""
     pred = q.predicate
     decode_all = q.details or bool(q.ext)
-    for table, item, filtered in _source(q, warn):
+    for table, item, filtered in _source(q, warn, uids=True):
         socks = item if isinstance(item, list) else records(table, item, decode_all)
         if pred is None or filtered:
             yield from socks
@@ -171,7 +171,7 @@ def records(table: str, batch: Batch | UnixBatch | OtherBatch, details: bool = F
     return inet.records(batch, table, details)
 
 
-def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordered: bool = True
+def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordered: bool = True, uids: bool = False
             ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket], bool]]:
     """``(table, batch, filtered)`` in ss's order (tables nl, packet, unix, raw,
     udp, tcp, dccp, sctp, mptcp; IPv4 before IPv6); ``filtered``: the kernel
@@ -182,7 +182,7 @@ def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordere
     if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << 7):
         yield "packet", _optional(q, "packet", lambda: _packet(q)), False
     if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
-        yield "unix", _unix(q, state, ahead), False
+        yield "unix", _unix(q, state, ahead, uids), False
     exact = q.kernel_exact and q.bytecode is not None
     for table in INET_TABLES:
         if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
@@ -338,13 +338,16 @@ def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Ite
     return True
 
 
-def _unix(q: Query, state: _FallbackState, ahead: bool = True) -> UnixBatch | list[Socket]:
-    """The UNIX sockets of ``q`` as one batch (sock_diag), or records (the /proc fallback)."""
+def _unix(q: Query, state: _FallbackState, ahead: bool = True, uids: bool = False) -> UnixBatch | list[Socket]:
+    """The UNIX sockets of ``q`` as one batch (sock_diag), or records (the /proc fallback); with
+    their owners' uids where ``uids`` (or ``q.details``) asks."""
     from sockscope.kernel import transport, unix
 
     types = {t for t in UNIX_TABLES if t in q.tables}
     if not state.force:
         show = unix.DEFAULT_SHOW | (unix.UDIAG_SHOW_VFS | unix.UDIAG_SHOW_ICONS if q.details else 0)
+        if uids or q.details:
+            show |= unix.UDIAG_SHOW_UID
         if q.ext & EXT_MEM:
             show |= unix.UDIAG_SHOW_MEMINFO
         parts: list[UnixBatch] = []

@@ -37,7 +37,9 @@ _MSG = UNIX_DIAG_MSG.struct  # family type state pad ino cookie
 _U32 = _struct.Struct("=I")
 _RQLEN = _struct.Struct("=II")
 
-DEFAULT_SHOW = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID
+#: what ss asks for (its table's columns); the owner's uid (UDIAG_SHOW_UID) is added where records
+#: carry it or ``-e`` shows it: the kernel's work and 8 bytes a socket that the table leaves unread
+DEFAULT_SHOW = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN
 
 
 def encode_request(states: int, show: int = DEFAULT_SHOW, seq: int = 1) -> bytes:
