@@ -263,27 +263,35 @@ def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
     answer (or SOCKSCOPE_FORCE_PROC), or some name has whitespace in it (psutil splits the file's
     lines at whitespace: such a name is no path there, and a line break cuts the line).
 
-    The dump asks for names and queues only (as the exporter's does), not for the peers and owners'
-    uids the listing shows: the kernel looks each peer up (a cache miss a socket, ~1/3 of its time
-    for connected sockets), and their columns cost decoding."""
-    from itertools import compress, repeat
-    from _operator import eq
+    Two dumps: the listeners with their names and queues, then every other socket with its name
+    only.  Not the peers and owners' uids the listing shows (the kernel looks each peer up: a cache
+    miss a socket, ~1/3 of its time for connected sockets), nor the others' queues: only a
+    listener's are read, and the kernel counts the bytes queued on each socket it is asked of
+    (20k UNIX sockets: the dump with queues took 9.9–12.1 ms against 8.0 without them, plus 1.3
+    for the listeners' own, this VM).  The messages of names alone still end alike (every one
+    with UNIX_DIAG_SHUTDOWN), so the decoder's tail strategy reads them."""
+    from itertools import chain, compress
 
     from sockscope.errors import NotSupported, PermissionDenied
     from sockscope.kernel import transport, unix
 
     if os.environ.get("SOCKSCOPE_FORCE_PROC"):
         return None
-    parts = []
-    try:
-        request = unix.encode_request(SS_ALL, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN)
-        for data in transport.stream(request, "unix diag"):
+    def dump(states: int, show: int) -> list[unix.Batch]:
+        parts = []
+        for data in transport.stream(unix.encode_request(states, show), "unix diag"):
             b, done = unix.decode(data, "unix diag")
             parts.append(b)
             if done:
-                break
+                return parts
+        return parts  # (not reached: the stream ends with the dump)
+
+    try:
+        listeners = dump(1 << _TCP_LISTEN, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN)
+        parts = listeners + dump(SS_ALL & ~(1 << _TCP_LISTEN), unix.UDIAG_SHOW_NAME)
     except (NotSupported, PermissionDenied):
         return None
+    rq = list(chain.from_iterable([p.rqueue for p in listeners]))  # (the listeners' rows come first)
     b = unix.concat(parts)
     names = b.name
     distinct = list(dict.fromkeys(names))
@@ -293,13 +301,11 @@ def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
         return None
     text = dict(zip(distinct, texts))
     types, inodes, paths = b.type, b.inode, list(map(text.__getitem__, names))
-    if _TCP_LISTEN in b.state:
-        rq = b.rqueue
-        waiting = [i for i in compress(range(b.n), map(eq, b.state, repeat(_TCP_LISTEN))) if rq[i]]
-        if waiting:
-            types = types + [types[i] for i in waiting]
-            inodes = inodes + [0] * len(waiting)
-            paths += [paths[i] for i in waiting]
+    waiting = list(compress(range(len(rq)), rq))  # listeners with connections not yet accepted
+    if waiting:
+        types = types + [types[i] for i in waiting]
+        inodes = inodes + [0] * len(waiting)
+        paths += [paths[i] for i in waiting]
     return types, inodes, paths
 
 
