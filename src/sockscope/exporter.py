@@ -26,6 +26,7 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -211,21 +212,16 @@ def _inet_counter(table: str, counts: list[int], listen: list[tuple[Any, ...]], 
     return decode
 
 
-def _unix_counter(counts: dict[int, list[int]], listen: list[tuple[Any, ...]]) -> Callable[[bytes], bool]:
-    """A ``transport.dump`` callback counting a unix_diag dump by type and state (the core's batches)."""
+def _unix_counter(counts: Counter[tuple[int, int]], listen: list[tuple[Any, ...]] | None) -> Callable[[bytes], bool]:
+    """A ``transport.dump`` callback counting a unix_diag dump by (type, state) (the core's batches),
+    and keeping each listener's type, name and queues in ``listen`` (a dump of listeners)."""
     from sockscope.kernel import unix
 
     def decode(buf: bytes) -> bool:
         b, done = unix.decode(buf, "unix diag")
-        for stype, st in zip(b.type, b.state):
-            c = counts.get(stype)
-            if c is None:
-                c = counts[stype] = [0] * 256
-            c[st] += 1
-        if _LISTEN in b.state:
-            for stype, st, name, rq, wq in zip(b.type, b.state, b.name, b.rqueue, b.wqueue):
-                if st == _LISTEN:
-                    listen.append((stype, name, rq, wq))
+        counts.update(zip(b.type, b.state))  # (a C loop)
+        if listen is not None:
+            listen.extend(zip(b.type, b.name, b.rqueue, b.wqueue))
         return done
 
     return decode
@@ -274,11 +270,14 @@ def _inet(dumper: _Dumper, snap: Snapshot, table: str, own: str) -> None:
 def _unix(dumper: _Dumper, snap: Snapshot, want: set[str], own: str) -> None:
     from sockscope.kernel import unix
 
-    counts: dict[int, list[int]] = {}
+    counts: Counter[tuple[int, int]] = Counter()
     listen: list[tuple[Any, ...]] = []
     try:
-        dumper.dump(unix.encode_request(SS_ALL, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN),
+        # the listeners with their names and queues, then the others counted: their names and
+        # queues are not asked for (the kernel counts the bytes queued on each socket it is asked of)
+        dumper.dump(unix.encode_request(1 << _LISTEN, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN),
                     _unix_counter(counts, listen), "unix diag")
+        dumper.dump(unix.encode_request(SS_ALL & ~(1 << _LISTEN), 0), _unix_counter(counts, None), "unix diag")
     except (NotSupported, PermissionDenied):
         from sockscope import procnet
 
@@ -287,7 +286,11 @@ def _unix(dumper: _Dumper, snap: Snapshot, want: set[str], own: str) -> None:
         return
     for stype, table in unix.NETIDS.items():
         if table in want:
-            _add_counts(snap, "unix", table, counts.get(stype, []))
+            by_state = [0] * 256
+            for (t, st), n in counts.items():
+                if t == stype:
+                    by_state[st] += n
+            _add_counts(snap, "unix", table, by_state)
     for stype, name, rq, wq in listen:
         table = unix.NETIDS.get(stype, "u_dgr")
         if table in want:
