@@ -277,6 +277,7 @@ def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
 
     if os.environ.get("SOCKSCOPE_FORCE_PROC"):
         return None
+
     def dump(states: int, show: int) -> list[unix.Batch]:
         parts = []
         for data in transport.stream(unix.encode_request(states, show), "unix diag"):
