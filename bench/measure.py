@@ -354,3 +354,44 @@ def machine_phase(baselines: Sequence[tuple[float, float]]) -> str:
         return f"steady: {seen}"
     return (f"UNSTEADY: {seen}, the quickest start {quickest:.1f} ms: compare ratios only between rows "
             "measured in one phase (each population's note says its python -c pass)")
+
+
+#: every ``python -c pass`` taken in this run, (median, min) in ms (see :func:`machine_phase`)
+BASELINES: list[tuple[float, float]] = []
+
+
+def _start_times(python: str, runs: int = 7) -> list[float]:
+    """``python -c pass`` ``runs`` times, sorted, in seconds (timed as the rows time their commands:
+    posix_spawn, no shell, no pipes); recorded in :data:`BASELINES`."""
+    times = sorted(_spawn([python, "-c", "pass"], os.devnull, os.devnull)[0] for _ in range(runs))
+    BASELINES.append((times[len(times) // 2] * 1000, times[0] * 1000))
+    return times
+
+
+def interpreter_start(python: str, runs: int = 7) -> str:
+    """``python -c pass`` (the start-up every CLI row pays before sockscope's own work), the median
+    of ``runs``: how fast the machine is right now.  On the 2-vCPU VM of bench/README.md it moved
+    from 13 to 56 ms within one hour, without any steal time showing; a table's ratios are read
+    with it."""
+    times = _start_times(python, runs)
+    return f"{times[len(times) // 2] * 1000:.1f} ms (median of {runs}; min {times[0] * 1000:.1f} ms)"
+
+
+def wait_for_quiet(python: str, below_ms: float, limit_s: float, pause_s: float = 20.0,
+                   start_ms: Callable[[], float] | None = None, sleep: Callable[[float], None] = time.sleep,
+                   clock: Callable[[], float] = time.monotonic) -> str:
+    """Wait until ``python -c pass`` takes at most ``below_ms`` (the median of 7, checked every
+    ``pause_s``), at most ``limit_s`` seconds: a note of the wait ("" where none was needed), or of
+    the machine staying slow.  A start-up-bound row is decided by a quiet machine (bench/README.md)."""
+    def median() -> float:
+        return _start_times(python)[3] * 1000
+    measure_ms = start_ms or median
+    began = clock()
+    while True:
+        ms = measure_ms()
+        waited = clock() - began
+        if ms <= below_ms:
+            return f"waited {waited:.0f} s for python -c pass ≤ {below_ms:g} ms (then {ms:.1f} ms)" if waited else ""
+        if waited + pause_s > limit_s:
+            return f"NOT QUIET: python -c pass {ms:.1f} ms (> {below_ms:g} ms) after {waited:.0f} s of waiting"
+        sleep(pause_s)

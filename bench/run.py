@@ -193,7 +193,7 @@ def bench_size(size: int | None, rows: Sequence[Row], args: argparse.Namespace) 
     print(f"population {netns}: {n} ESTABLISHED", file=sys.stderr, flush=True)
     with population.build(netns, n, listeners=LISTENERS if size else 0, udp=UDP_SOCKETS if size else 0) as pop:
         label = _size_label(n) if size else f"{netns} ({sum(pop.tcp_states().values())} tcp)"
-        notes = _check_population(pop) if size else []
+        notes = (_check_population(pop) if size else []) + (_quiet(args) if args.quiet_below else [])
         results: list[Result] = []
         versions: dict[str, str] = {}
         if plain:
@@ -257,7 +257,7 @@ def bench_shape(shape: Any, rows: Sequence[Row], args: argparse.Namespace) -> tu
     versions: dict[str, str] = {}
     longest = 20.0
     with shapes.build(shape.name, netns, scale=args.scale, python=args.inner_python) as pop:
-        notes = _check_shape(pop) + [f"python -c pass before the rows: {interpreter_start(args.python)}"]
+        notes = _check_shape(pop) + _quiet(args)
         for row in rows:
             renewed = _fresh_time_wait(pop, 1.5 * longest + 5)
             tw = pop.counts["time_wait"]
@@ -383,18 +383,11 @@ def tcp_alloc() -> str:
     return dict(zip(fields[::2], fields[1::2], strict=True)).get("alloc", "?")
 
 
-#: every ``python -c pass`` taken in this run, (median, min) in ms (see measure.machine_phase)
-BASELINES: list[tuple[float, float]] = []
-
-
-def interpreter_start(python: str, runs: int = 7) -> str:
-    """``python -c pass`` (the start-up every CLI row pays before sockscope's own work), the median
-    of ``runs``: how fast the machine is right now.  On the 2-vCPU VM of bench/README.md it moved
-    from 13 to 56 ms within one hour, without any steal time showing; a table's ratios are read
-    with it.  Timed as the rows time their commands (measure._spawn: posix_spawn, no shell, no pipes)."""
-    times = sorted(measure._spawn([python, "-c", "pass"], os.devnull, os.devnull)[0] for _ in range(runs))
-    BASELINES.append((times[len(times) // 2] * 1000, times[0] * 1000))
-    return f"{times[len(times) // 2] * 1000:.1f} ms (median of {runs}; min {times[0] * 1000:.1f} ms)"
+def _quiet(args: argparse.Namespace) -> list[str]:
+    """The notes of a population's start: how long ``--quiet-below`` waited (if asked), then its
+    ``python -c pass``."""
+    waited = measure.wait_for_quiet(args.python, args.quiet_below, args.quiet_wait) if args.quiet_below else ""
+    return [waited] * bool(waited) + [f"python -c pass before the rows: {measure.interpreter_start(args.python)}"]
 
 
 def machine_info(args: argparse.Namespace) -> dict[str, str]:
@@ -406,7 +399,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, str]:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs ({cpu}), {int(mem_kib) // 1024} MiB RAM",
         "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-        "python -c pass at start": interpreter_start(args.python),
+        "python -c pass at start": measure.interpreter_start(args.python),
         "TCP sockets machine-wide at start": tcp_alloc(),
         "kernel": platform.release(),
         "sockscope": f"{' '.join(args.sockscope)} (commit {commit}, work tree as is)",
@@ -475,6 +468,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--time-wait", type=int, default=50_000, metavar="N", help="TIME-WAIT sockets for tan_tw")
     p.add_argument("--sockscope", default=_default_sockscope(), metavar="CMD", help="sockscope command to time")
     p.add_argument("--python", help="python for `python -c pass` (default: next to the sockscope command)")
+    p.add_argument("--quiet-below", type=float, metavar="MS", help="before each population's rows, wait until "
+                   "`python -c pass` takes at most MS ms (median of 7; checked every 20 s)")
+    p.add_argument("--quiet-wait", type=float, default=1800, metavar="S", help="wait at most S s (default 1800)")
     p.add_argument("--inner", metavar="SPEC", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.sockscope = shlex.split(args.sockscope)
@@ -561,8 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench/run.py: interrupted (populations cleaned up)", file=sys.stderr)
         return 130
     info["load average at end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    info["python -c pass at end"] = interpreter_start(args.python)
-    info["machine phase"] = measure.machine_phase(BASELINES)
+    info["python -c pass at end"] = measure.interpreter_start(args.python)
+    info["machine phase"] = measure.machine_phase(measure.BASELINES)
     info["TCP sockets machine-wide at end"] = tcp_alloc()
     text = report(info, results)
     print(text)

@@ -352,3 +352,23 @@ def test_machine_phase_flags_a_run_whose_start_up_wandered() -> None:
     assert wandered.startswith("UNSTEADY: python -c pass medians 25.2–56.4 ms over 3 checks"), wandered
     assert "19.8 ms" in wandered
     assert measure.machine_phase([]) == ""
+
+
+def test_wait_for_quiet_waits_for_a_quiet_start_and_gives_up_at_its_limit() -> None:
+    """``--quiet-below``: the start-up is measured again after each pause until it is quick enough
+    (the note says how long that took), and the wait ends at its limit with a note that says so."""
+    measure = _load("measure")
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    starts = iter([31.0, 24.0, 13.5, 40.0])
+    note = measure.wait_for_quiet("python", 14, 600, 20, lambda: next(starts), sleep, lambda: now[0])
+    assert note == "waited 40 s for python -c pass ≤ 14 ms (then 13.5 ms)", note
+    assert next(starts) == 40.0  # (no measurement after the quiet one)
+    assert measure.wait_for_quiet("python", 14, 600, 20, lambda: 12.0, sleep, lambda: now[0]) == ""
+    now[0] = 0.0
+    slow = measure.wait_for_quiet("python", 14, 100, 20, lambda: 22.0, sleep, lambda: now[0])
+    assert slow == "NOT QUIET: python -c pass 22.0 ms (> 14 ms) after 100 s of waiting", slow
+    assert now[0] == 100.0  # (no pause past the limit)
