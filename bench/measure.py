@@ -386,12 +386,13 @@ def wait_for_quiet(python: str, below_ms: float, limit_s: float, pause_s: float 
     def median() -> float:
         return _start_times(python)[3] * 1000
     measure_ms = start_ms or median
-    began = clock()
+    began, paused = clock(), False
     while True:
         ms = measure_ms()
         waited = clock() - began
         if ms <= below_ms:
-            return f"waited {waited:.0f} s for python -c pass ≤ {below_ms:g} ms (then {ms:.1f} ms)" if waited else ""
+            return f"waited {waited:.0f} s for python -c pass ≤ {below_ms:g} ms (then {ms:.1f} ms)" if paused else ""
         if waited + pause_s > limit_s:
             return f"NOT QUIET: python -c pass {ms:.1f} ms (> {below_ms:g} ms) after {waited:.0f} s of waiting"
         sleep(pause_s)
+        paused = True
