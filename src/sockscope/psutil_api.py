@@ -279,13 +279,15 @@ def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
         return None
 
     def dump(states: int, show: int) -> list[unix.Batch]:
-        parts = []
-        for data in transport.stream(unix.encode_request(states, show), "unix diag"):
+        parts: list[unix.Batch] = []
+
+        def take(data: bytes) -> bool:
             b, done = unix.decode(data, "unix diag")
             parts.append(b)
-            if done:
-                return parts
-        return parts  # (not reached: the stream ends with the dump)
+            return done
+
+        transport.dump(unix.encode_request(states, show), take, "unix diag")
+        return parts
 
     try:
         listeners = dump(1 << _TCP_LISTEN, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN)
