@@ -360,12 +360,12 @@ def machine_phase(baselines: Sequence[tuple[float, float]]) -> str:
 BASELINES: list[tuple[float, float]] = []
 
 
-def _start_times(python: str, runs: int = 7) -> list[float]:
-    """``python -c pass`` ``runs`` times, sorted, in seconds (timed as the rows time their commands:
-    posix_spawn, no shell, no pipes); recorded in :data:`BASELINES`."""
+def _start(python: str, runs: int = 7) -> tuple[float, float]:
+    """``python -c pass`` ``runs`` times (timed as the rows time their commands: posix_spawn, no
+    shell, no pipes): (median, min) in ms, recorded in :data:`BASELINES`."""
     times = sorted(_spawn([python, "-c", "pass"], os.devnull, os.devnull)[0] for _ in range(runs))
     BASELINES.append((times[len(times) // 2] * 1000, times[0] * 1000))
-    return times
+    return BASELINES[-1]
 
 
 def interpreter_start(python: str, runs: int = 7) -> str:
@@ -373,8 +373,8 @@ def interpreter_start(python: str, runs: int = 7) -> str:
     of ``runs``: how fast the machine is right now.  On the 2-vCPU VM of bench/README.md it moved
     from 13 to 56 ms within one hour, without any steal time showing; a table's ratios are read
     with it."""
-    times = _start_times(python, runs)
-    return f"{times[len(times) // 2] * 1000:.1f} ms (median of {runs}; min {times[0] * 1000:.1f} ms)"
+    median, low = _start(python, runs)
+    return f"{median:.1f} ms (median of {runs}; min {low:.1f} ms)"
 
 
 def wait_for_quiet(python: str, below_ms: float, limit_s: float, pause_s: float = 20.0,
@@ -383,9 +383,7 @@ def wait_for_quiet(python: str, below_ms: float, limit_s: float, pause_s: float 
     """Wait until ``python -c pass`` takes at most ``below_ms`` (the median of 7, checked every
     ``pause_s``), at most ``limit_s`` seconds: a note of the wait ("" where none was needed), or of
     the machine staying slow.  A start-up-bound row is decided by a quiet machine (bench/README.md)."""
-    def median() -> float:
-        return _start_times(python)[3] * 1000
-    measure_ms = start_ms or median
+    measure_ms = start_ms or (lambda: _start(python)[0])
     began, paused = clock(), False
     while True:
         ms = measure_ms()
