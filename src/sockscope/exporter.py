@@ -34,7 +34,7 @@ from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, Z
 from sockscope.errors import NotSupported, PermissionDenied, SockscopeError
 from sockscope.netns import NETNS_RUN_DIR, NetnsRef, list_netns
 from sockscope.netns import setns as _setns
-from sockscope.filter.states import SS_ALL, SS_STATE_NAMES
+from sockscope.filter.states import LISTEN, SS_ALL, SS_STATE_NAMES
 from sockscope.kernel.inet_attrs import INET_DIAG_INFO
 from sockscope.records import Socket, State
 
@@ -60,8 +60,6 @@ EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
     ("netlink", "nl"): ("UNCONN",), ("packet", "p_raw"): ("UNCONN",), ("packet", "p_dgr"): ("UNCONN",),
 }
 _PROTO_RANK = {"tcp": 0, "u_str": 1, "u_seq": 2}
-_LISTEN = int(State.LISTEN)
-_TIME_WAIT = int(State.TIME_WAIT)
 
 
 # --------------------------------------------------------------------------
@@ -192,11 +190,11 @@ def _inet_counter(table: str, counts: list[int], listen: list[tuple[Any, ...]], 
         b, done = inet.decode(buf, op)
         for st in b.state:
             counts[st] += 1
-        if _LISTEN in b.state:
+        if LISTEN in b.state:
             v6 = b.v6only or [None] * b.n
             for fam, st, key, port, ifindex, rq, wq, v6only in zip(b.family, b.state, b.src, b.sport, b.ifindex,
                                                                     b.rqueue, b.wqueue, v6):
-                if st == _LISTEN:
+                if st == LISTEN:
                     raw = _U32.pack(key) if type(key) is int else key
                     listen.append((table, fam, raw, port, ifindex, rq, wq, bool(v6only)))
         if table == "tcp" and b.n:
@@ -275,9 +273,9 @@ def _unix(dumper: _Dumper, snap: Snapshot, want: set[str], own: str) -> None:
     try:
         # the listeners with their names and queues, then the others counted: their names and
         # queues are not asked for (the kernel counts the bytes queued on each socket it is asked of)
-        dumper.dump(unix.encode_request(1 << _LISTEN, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN),
+        dumper.dump(unix.encode_request(1 << LISTEN, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN),
                     _unix_counter(counts, listen), "unix diag")
-        dumper.dump(unix.encode_request(SS_ALL & ~(1 << _LISTEN), 0), _unix_counter(counts, None), "unix diag")
+        dumper.dump(unix.encode_request(SS_ALL & ~(1 << LISTEN), 0), _unix_counter(counts, None), "unix diag")
     except (NotSupported, PermissionDenied):
         from sockscope import procnet
 

@@ -12,7 +12,7 @@ import os
 import sys
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
 from sockscope.errors import NetlinkError, NotSupported, PermissionDenied, UsageError
-from sockscope.filter.states import SS_ALL, SS_CONN, SS_STATE_NAMES
+from sockscope.filter.states import CLOSE, EVERY_STATE, SS_ALL, SS_CONN, SS_STATE_NAMES
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -177,9 +177,9 @@ def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordere
     udp, tcp, dccp, sctp, mptcp; IPv4 before IPv6); ``filtered``: the kernel
     already applied the whole filter (its bytecode) to this batch."""
     state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
-    if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << 7):
+    if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << CLOSE):
         yield "nl", _optional(q, "nl", lambda: _netlink(q)), False
-    if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << 7):
+    if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << CLOSE):
         yield "packet", _optional(q, "packet", lambda: _packet(q)), False
     if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
         yield "unix", _unix(q, state, ahead, uids), False
@@ -425,7 +425,7 @@ def _kind(kind: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
 
 def _state_mask(states: Iterable[State | str | int] | None) -> int:
     if states is None:
-        return SS_ALL | (1 << 12)
+        return EVERY_STATE
     from sockscope.records import State
 
     mask = 0

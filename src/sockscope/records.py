@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 
 from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
+from sockscope.filter import states as _k
 from sockscope.filter.states import SS_STATE_NAMES
 from dataclasses import MISSING, dataclass  # noqa: E402
 from collections import namedtuple
@@ -22,22 +23,22 @@ if TYPE_CHECKING:
 
 
 class State(enum.IntEnum):
-    """Kernel socket states (``include/net/tcp_states.h``)."""
+    """Kernel socket states (``include/net/tcp_states.h``; the numbers: :mod:`sockscope.filter.states`)."""
 
-    UNKNOWN = 0
-    ESTABLISHED = 1
-    SYN_SENT = 2
-    SYN_RECV = 3
-    FIN_WAIT1 = 4
-    FIN_WAIT2 = 5
-    TIME_WAIT = 6
-    CLOSE = 7
-    CLOSE_WAIT = 8
-    LAST_ACK = 9
-    LISTEN = 10
-    CLOSING = 11
-    NEW_SYN_RECV = 12
-    BOUND_INACTIVE = 13
+    UNKNOWN = _k.UNKNOWN
+    ESTABLISHED = _k.ESTABLISHED
+    SYN_SENT = _k.SYN_SENT
+    SYN_RECV = _k.SYN_RECV
+    FIN_WAIT1 = _k.FIN_WAIT1
+    FIN_WAIT2 = _k.FIN_WAIT2
+    TIME_WAIT = _k.TIME_WAIT
+    CLOSE = _k.CLOSE
+    CLOSE_WAIT = _k.CLOSE_WAIT
+    LAST_ACK = _k.LAST_ACK
+    LISTEN = _k.LISTEN
+    CLOSING = _k.CLOSING
+    NEW_SYN_RECV = _k.NEW_SYN_RECV
+    BOUND_INACTIVE = _k.BOUND_INACTIVE
 
     @property
     def ss_name(self) -> str:

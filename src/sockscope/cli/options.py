@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_TIPC, AF_UNIX, AF_VSOCK, AF_XDP
 from sockscope.errors import UsageError
-from sockscope.filter.states import SS_CONN
+from sockscope.filter.states import CLOSE, ESTABLISHED, LISTEN, SS_CONN
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -109,8 +109,8 @@ LONGS: dict[str, Row] = {name: row for _title, rows in GROUPS for row in rows fo
 # states; the words of -f and -A.  The listing (cli/ls.py) reads them; the completion scripts
 # offer the words (cli/completion.py).
 
-_EST, _CLOSE = 1 << 1, 1 << 7
-LISTENING = (1 << 10) | _CLOSE  # -l: LISTEN, and CLOSE (UNCONN: datagram sockets bound, not connected)
+_EST, _CLOSE = 1 << ESTABLISHED, 1 << CLOSE
+LISTENING = (1 << LISTEN) | _CLOSE  # -l: LISTEN, and CLOSE (UNCONN: datagram sockets bound, not connected)
 DB_STATES: dict[str, int] = {
     "tcp": SS_CONN, "mptcp": SS_CONN, "dccp": SS_CONN, "udp": _EST, "raw": _EST,
     "u_dgr": _CLOSE, "u_str": SS_CONN, "u_seq": SS_CONN, "p_dgr": _CLOSE, "p_raw": _CLOSE,

@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _query(args: argparse.Namespace) -> "Query":
     """-t/-u/-x pick tables (default TCP and UDP); -4/-6 narrow the IP families."""
-    from sockscope.query import SS_ALL, Query
+    from sockscope.filter.states import EVERY_STATE
+    from sockscope.query import Query
 
     tables: set[str] = set()
     if args.tcp:
@@ -84,7 +85,7 @@ def _query(args: argparse.Namespace) -> "Query":
             families.add(10)
     if "u_str" in tables:
         families.add(1)
-    return Query(frozenset(tables), frozenset(families), SS_ALL | (1 << 12))
+    return Query(frozenset(tables), frozenset(families), EVERY_STATE)
 
 
 #: what -s accepts besides the header names

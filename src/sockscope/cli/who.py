@@ -154,7 +154,8 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
     from sockscope import who
     from sockscope.owners.model import unreadable_hint
     from sockscope.owners.service import scan
-    from sockscope.query import SS_ALL, Query
+    from sockscope.filter.states import EVERY_STATE
+    from sockscope.query import Query
     from sockscope.render.endpoint import escape, tolerant
 
     if out is sys.stdout:
@@ -200,7 +201,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
     if target.by_process or target.kind == "inode":
         tables |= {"nl", "p_raw", "p_dgr", "raw"}
         families |= {16, 17}
-    q = Query(frozenset(tables), frozenset(families), SS_ALL | (1 << 12))
+    q = Query(frozenset(tables), frozenset(families), EVERY_STATE)
     every = _dump(q, args.all_netns, warnings.append)
 
     matched = who.matches(target, every, frozenset(ino for _pid, _fd, ino in held))

@@ -1,55 +1,74 @@
-"""ss's state keywords -> state bitmasks (``scan_state`` in ss.c)."""
+"""The kernel's socket states: their numbers (defined here once), the names ss prints, and ss's
+state keywords -> state bitmasks (``scan_state`` in ss.c)."""
 
 from __future__ import annotations
 
 from sockscope.errors import UsageError
 
+#: the kernel's socket state numbers (``include/net/tcp_states.h``; UNIX and netlink sockets use
+#: them too): :class:`sockscope.records.State` names them for the API
+UNKNOWN = 0
+ESTABLISHED = 1
+SYN_SENT = 2
+SYN_RECV = 3
+FIN_WAIT1 = 4
+FIN_WAIT2 = 5
+TIME_WAIT = 6
+CLOSE = 7
+CLOSE_WAIT = 8
+LAST_ACK = 9
+LISTEN = 10
+CLOSING = 11
+NEW_SYN_RECV = 12  # a request mini-socket (ss shows it as SYN-RECV)
+BOUND_INACTIVE = 13
+
 #: every state ss knows (its "all"; the kernel adds NEW_SYN_RECV to SYN_RECV itself)
-SS_ALL = (1 << 12) - 1
+SS_ALL = (1 << NEW_SYN_RECV) - 1
+#: every state a dump can return: ss's "all" and the request mini-sockets, asked for by name
+#: (the records, psutil's tuples, who, top)
+EVERY_STATE = SS_ALL | (1 << NEW_SYN_RECV)
 #: ss's "connected": all but LISTEN, CLOSE, TIME-WAIT and SYN-RECV
-SS_CONN = SS_ALL & ~((1 << 10) | (1 << 7) | (1 << 6) | (1 << 3))
+SS_CONN = SS_ALL & ~((1 << LISTEN) | (1 << CLOSE) | (1 << TIME_WAIT) | (1 << SYN_RECV))
 
 #: the name ss prints in its State column, by kernel state number
 SS_STATE_NAMES: dict[int, str] = {
-    0: "UNKNOWN",
-    1: "ESTAB",
-    2: "SYN-SENT",
-    3: "SYN-RECV",
-    4: "FIN-WAIT-1",
-    5: "FIN-WAIT-2",
-    6: "TIME-WAIT",
-    7: "UNCONN",
-    8: "CLOSE-WAIT",
-    9: "LAST-ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-    12: "SYN-RECV",
-    13: "BOUND-INACTIVE",
+    UNKNOWN: "UNKNOWN",
+    ESTABLISHED: "ESTAB",
+    SYN_SENT: "SYN-SENT",
+    SYN_RECV: "SYN-RECV",
+    FIN_WAIT1: "FIN-WAIT-1",
+    FIN_WAIT2: "FIN-WAIT-2",
+    TIME_WAIT: "TIME-WAIT",
+    CLOSE: "UNCONN",
+    CLOSE_WAIT: "CLOSE-WAIT",
+    LAST_ACK: "LAST-ACK",
+    LISTEN: "LISTEN",
+    CLOSING: "CLOSING",
+    NEW_SYN_RECV: "SYN-RECV",
+    BOUND_INACTIVE: "BOUND-INACTIVE",
 }
 
-_CLOSE, _LISTEN, _SYN_SENT, _SYN_RECV, _TIME_WAIT = 7, 10, 2, 3, 6
-
 _NAMES = {
-    "unknown": 1 << 0,
-    "established": 1 << 1,
-    "syn-sent": 1 << 2,
-    "syn-recv": 1 << 3,
-    "syn-rcv": 1 << 3,
-    "fin-wait-1": 1 << 4,
-    "fin-wait-2": 1 << 5,
-    "time-wait": 1 << 6,
-    "unconnected": 1 << 7,
-    "close": 1 << 7,
-    "closed": 1 << 7,
-    "close-wait": 1 << 8,
-    "last-ack": 1 << 9,
-    "listening": 1 << 10,
-    "closing": 1 << 11,
+    "unknown": 1 << UNKNOWN,
+    "established": 1 << ESTABLISHED,
+    "syn-sent": 1 << SYN_SENT,
+    "syn-recv": 1 << SYN_RECV,
+    "syn-rcv": 1 << SYN_RECV,
+    "fin-wait-1": 1 << FIN_WAIT1,
+    "fin-wait-2": 1 << FIN_WAIT2,
+    "time-wait": 1 << TIME_WAIT,
+    "unconnected": 1 << CLOSE,
+    "close": 1 << CLOSE,
+    "closed": 1 << CLOSE,
+    "close-wait": 1 << CLOSE_WAIT,
+    "last-ack": 1 << LAST_ACK,
+    "listening": 1 << LISTEN,
+    "closing": 1 << CLOSING,
     "all": SS_ALL,
-    "connected": SS_ALL & ~((1 << _CLOSE) | (1 << _LISTEN)),
-    "synchronized": SS_ALL & ~((1 << _CLOSE) | (1 << _LISTEN) | (1 << _SYN_SENT)),
-    "bucket": (1 << _SYN_RECV) | (1 << _TIME_WAIT),
-    "big": SS_ALL & ~((1 << _SYN_RECV) | (1 << _TIME_WAIT)),
+    "connected": SS_ALL & ~((1 << CLOSE) | (1 << LISTEN)),
+    "synchronized": SS_ALL & ~((1 << CLOSE) | (1 << LISTEN) | (1 << SYN_SENT)),
+    "bucket": (1 << SYN_RECV) | (1 << TIME_WAIT),
+    "big": SS_ALL & ~((1 << SYN_RECV) | (1 << TIME_WAIT)),
 }
 
 

@@ -14,6 +14,7 @@ import _struct  # struct.py only re-exports this C module: one module fewer to i
 
 from sockscope._addr import AF_NETLINK, AF_PACKET
 from sockscope.errors import DecodeError
+from sockscope.filter.states import CLOSE, ESTABLISHED
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import NETLINK_DIAG_MSG, PACKET_DIAG_MSG
 
@@ -187,11 +188,12 @@ def records(b: Batch) -> list[Socket]:
     ones with local.port = the interface index and protocol = the ethertype."""
     from sockscope.records import Endpoint, make_socket, state_of
 
-    close = state_of(7)
+    close = state_of(CLOSE)
     if b.table == "nl":
         return [make_socket(
             "nl", AF_NETLINK, close, rq, wq,
-            Endpoint(str(proto), portid), Endpoint(str(group) if st == 1 else "", dst if st == 1 else 0),
+            Endpoint(str(proto), portid),
+            Endpoint(str(group), dst) if st == ESTABLISHED else Endpoint("", 0),  # (connected)
             ino, None, cookie, 0, None, None, None, (), None, proto, skmem=_skmem_record(mem), groups=groups)
             for proto, st, portid, dst, group, ino, cookie, rq, wq, groups, mem in zip(
                 *(b.cols[k] for k in NETLINK_COLUMNS))]

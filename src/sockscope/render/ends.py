@@ -6,6 +6,7 @@ Imported only when such sockets are listed: an inet or UNIX listing does not loa
 
 from __future__ import annotations
 
+from sockscope.filter.states import ESTABLISHED
 from sockscope.render import names
 
 TYPE_CHECKING = False
@@ -23,7 +24,7 @@ def rows(maker: CellMaker, b: Batch) -> list[list[str]]:
     if b.table == "nl":
         for proto, st, portid, dst, group, ino, rq, wq in zip(b.protocol, b.state, b.portid, b.dst_portid,
                                                                b.dst_group, b.inode, b.rqueue, b.wqueue):
-            peer = (str(group), dst) if st == 1 else ("", 0)
+            peer = (str(group), dst) if st == ESTABLISHED else ("", 0)  # (connected)
             out.append(["nl", "UNCONN", f"{rq:<6}", f"{wq:<6}", *netlink_ends(maker, proto, portid, *peer),
                         owners.text(ino) if owners is not None else "", ""])
     else:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from itertools import repeat
 
+from sockscope.filter.states import LISTEN
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Sequence
@@ -182,7 +184,7 @@ def _retrans(r: int, t: int) -> str:
 
 
 def _sacked(v: int, state: int) -> str:
-    return f" sacked:{v}" if v and state != 10 else ""
+    return f" sacked:{v}" if v and state != LISTEN else ""
 
 
 def _reordering(v: int) -> str:

@@ -513,14 +513,14 @@ def compile_filter(text: str, protocols: tuple[str, ...] = ("tcp", "udp")
     except ImportError:
         pass
     from sockscope.errors import SockscopeError
-    from sockscope.filter.states import SS_ALL, parse_state_words
+    from sockscope.filter.states import BOUND_INACTIVE, NEW_SYN_RECV, SS_ALL, SYN_RECV, parse_state_words
 
     mask = -1
     rest = words
     if words and words[0] in ("state", "exclude", "excl"):
         mask, rest = parse_state_words(words, 0)
         if mask == SS_ALL:
-            mask |= 1 << 13
+            mask |= 1 << BOUND_INACTIVE
     inner: Callable[[Socket], bool] | None = None
     if rest:
         if parse is None:
@@ -541,7 +541,7 @@ def compile_filter(text: str, protocols: tuple[str, ...] = ("tcp", "udp")
 
     def by_state(s: Socket) -> bool:
         n = int(s.state)
-        return bool(m >> (3 if n == 12 else n) & 1)
+        return bool(m >> (SYN_RECV if n == NEW_SYN_RECV else n) & 1)
 
     if inner is None:
         return by_state, False, ""
