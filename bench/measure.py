@@ -2,7 +2,8 @@
 
 Contract
 --------
-:func:`measure_cli` times ``sockscope <row.ours>`` against the peer argv and
+:func:`measure_cli` times ``sockscope <row.ours>`` (or, for a ``floor`` row, ``floor.py``
+with the requests that listing sends: :func:`listing_requests`) against the peer argv and
 :func:`measure_inproc` two in-process callables (``row.kind`` is the
 ``net_connections``/``sockets`` kind), each side after one untimed warm-up,
 the sides alternating ABBA, and returns a :class:`Side` per side: status,
@@ -65,6 +66,7 @@ class Row:
     time_wait: bool = False  # measured with TIME-WAIT sockets added
     min_size: int = 0  # below this, only with --only
     shaped_only: bool = False  # only on the shaped populations, never on the sizes
+    floor: bool = False  # ours is the Python floor of ``sockscope <ours>`` (floor.py), not the listing
 
     def target(self, size: int | None) -> Target | None:
         return self.targets.get(size) if size is not None else None
@@ -155,11 +157,51 @@ def _resolve(argv: Sequence[str], spec: Mapping[str, Any]) -> list[str] | None:
     return [first, *argv[1:]] if first else None
 
 
+def listing_requests(options: Sequence[str]) -> list[bytes]:
+    """The dump requests ``sockscope OPTIONS`` sends, in order: the listing run once in this process,
+    its transport answering every request with an empty dump (the kernel is not asked)."""
+    import contextlib
+    import io
+
+    from sockscope import cli
+    from sockscope.kernel import transport
+
+    sent: list[bytes] = []
+    done = (20).to_bytes(4, sys.byteorder) + (3).to_bytes(2, sys.byteorder) + bytes(14)  # NLMSG_DONE, errno 0
+
+    def stream(request: bytes, *_: Any, **__: Any) -> Iterator[bytes]:
+        sent.append(bytes(request))
+        yield done
+
+    def dump(request: bytes, decode: Callable[[bytes], bool], *_: Any, **__: Any) -> None:
+        sent.append(bytes(request))
+        decode(done)
+
+    saved = transport.stream, transport.stream_ahead, transport.dump
+    transport.stream = transport.stream_ahead = stream
+    transport.dump = dump
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            status = cli.main(list(options))
+    finally:
+        transport.stream, transport.stream_ahead, transport.dump = saved
+    if status != 0 or not sent:
+        raise RuntimeError(f"sockscope {' '.join(options)}: exit {status}, {len(sent)} requests")
+    return sent
+
+
 def measure_cli(row: Row, spec: Mapping[str, Any]) -> list[Side]:
-    """Time ``sockscope <row.ours>`` against the peer argv, interleaved."""
-    ours = Side("sockscope " + " ".join(row.ours))
+    """Time ``sockscope <row.ours>`` (a floor row: floor.py with its requests) against the peer argv,
+    interleaved."""
+    if row.floor:
+        ours = Side("python floor.py (the requests of sockscope " + " ".join(row.ours) + ")")
+        floor = [spec["python"], str(Path(__file__).resolve().parent / "floor.py")]
+        ours_argv = [*floor, *(r.hex() for r in listing_requests(row.ours))]
+    else:
+        ours = Side("sockscope " + " ".join(row.ours))
+        ours_argv = [*spec["sockscope"], *row.ours]
     peer = Side(" ".join(row.peer).replace(PYTHON, "python"))
-    pairs = [(ours, [*spec["sockscope"], *row.ours]), (peer, _resolve(row.peer, spec) or [row.peer[0]])]
+    pairs = [(ours, ours_argv), (peer, _resolve(row.peer, spec) or [row.peer[0]])]
     with tempfile.TemporaryDirectory(prefix="sockscope-bench-") as tmp:
         for side, argv in pairs:
             if os.path.exists(argv[0]):

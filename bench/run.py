@@ -114,6 +114,10 @@ ROWS: tuple[Row, ...] = (
     *(Row(f"nc_{kind}", f'`net_connections("{kind}")` vs psutil', ("sockscope.net_connections",),
           ("psutil.net_connections",), inproc=True, kind=kind, goal="api", shaped_only=True)
       for kind in ("udp", "unix", "all")),
+    # the Python floor of a listing (floor.py: the interpreter and the listing's dump, nothing decoded):
+    # what is left of 1.5× ss above it is all a Python listing has for its own work
+    *(Row(f"{name}_floor", f"Python floor of `{opts}` vs `ss {opts}`", (opts,), ("ss", opts), floor=True,
+          shaped_only=True) for name, opts in (("tan", "-tan"), ("xa", "-xa"), ("uan", "-uan"))),
 )
 ROW_BY_NAME = {row.name: row for row in ROWS}
 

@@ -434,18 +434,18 @@ class Shape:
     plan: Callable[[float, int], Plan] = field(repr=False)
 
 
-TCP_ROWS = ("tan", "tanp", "net_connections")
+TCP_ROWS = ("tan", "tan_floor", "tanp", "net_connections")
 SHAPES: dict[str, Shape] = {s.name: s for s in (
     Shape("dual10k", "10k TCP, IPv4 clients on `[::]` (mapped)", TCP_ROWS, _plan_dual),
     Shape("mixed10k", "10k TCP, IPv4/IPv6 alternating", TCP_ROWS, _plan_mixed(5000)),
     Shape("mixed100k", "100k TCP, IPv4/IPv6 alternating", TCP_ROWS, _plan_mixed(50_000)),
     Shape("procs1000", "8k TCP in 1,000 processes + 2k TIME-WAIT", TCP_ROWS, _plan_procs),
-    Shape("prefork256", "listener shared by 256 processes, 8 conns each", ("tanp", "tan", "net_connections"),
-          _plan_prefork),
-    Shape("unix20k", "20k UNIX (named, abstract, unnamed)", ("xa", "nc_unix"), _plan_unix),
-    Shape("udp10k", "10k UDP", ("uan", "nc_udp"), _plan_udp),
+    Shape("prefork256", "listener shared by 256 processes, 8 conns each",
+          ("tanp", "tan", "tan_floor", "net_connections"), _plan_prefork),
+    Shape("unix20k", "20k UNIX (named, abstract, unnamed)", ("xa", "xa_floor", "nc_unix"), _plan_unix),
+    Shape("udp10k", "10k UDP", ("uan", "uan_floor", "nc_udp"), _plan_udp),
     Shape("hostmix15k", "host-like mix ~15.7k (TCP 4/6 + TIME-WAIT, UDP, UNIX)",
-          ("a", "l", "t", "tan", "tanp", "tani", "xa", "uan", "nc_all"), _plan_hostmix),
+          ("a", "l", "t", "tan", "tan_floor", "tanp", "tani", "xa", "xa_floor", "uan", "nc_all"), _plan_hostmix),
 )}
 
 

@@ -307,7 +307,7 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     before = set(_netns_list())
     done = subprocess.run(
         [sys.executable, str(BENCH / "run.py"), "--populations", "all", "--scale", "0.01", "--runs", "1",
-         "--only", "tan,xa,nc_udp,nc_all", "--sizes", "100", "--json", str(out)],
+         "--only", "tan,xa,nc_udp,nc_all,xa_floor", "--sizes", "100", "--json", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -320,8 +320,12 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     assert {s for s, _ in got} == set(shapes.SHAPES)
     assert ("hostmix15k", "nc_all") in got and ("udp10k", "nc_udp") in got and ("unix20k", "xa") in got
     assert ("mixed100k", "tan") in got and ("udp10k", "tan") not in got
+    assert {s for s, row in got if row == "xa_floor"} == {"unix20k", "hostmix15k"}
     for r in data["results"]:
         assert r["ours"]["status"] == "ok" and r["peer"]["status"] == "ok", r
+        if r["row"].endswith("_floor"):  # (floor.py prints nothing: no target, nothing to compare)
+            assert r["same"] is None and r["ours"]["lines"] == 0 and not r["target"], r
+            continue
         assert r["same"] is True and r["ours"]["lines"] == r["peer"]["lines"], r
         assert not r["shape"] or (r["target"] and r["met"] in ("yes", "**NO**")), r
     notes = "\n".join(n for r in data["results"] for n in r["notes"])
@@ -331,6 +335,37 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     assert all(" ms (median of 7; min " in data["meta"][f"python -c pass at {when}"] for when in ("start", "end"))
     time.sleep(0.1)
     assert not [n for n in set(_netns_list()) - before if n.startswith("sockscope-bench-")]
+
+
+measure = _load("measure")
+
+
+def test_floor_sends_the_listings_own_requests_and_receives_their_dumps(netns_name: str) -> None:
+    """The floor rows' requests are the listing's own (captured from ``sockscope OPTIONS`` run with a
+    transport that answers each one with an empty dump), and floor.py receives each dump to its end:
+    on a namespace with sockets in it, and on a request the kernel refuses (an error ends it too)."""
+    from sockscope.kernel import unix
+
+    def head(request: bytes) -> tuple[int, int, int]:  # (netlink type, family, protocol) of a request
+        return int.from_bytes(request[4:6], sys.byteorder), request[16], request[17]
+
+    assert [head(r) for r in measure.listing_requests(["-tan"])] == [(18, 2, 0)]  # one legacy dump, both families
+    assert [head(r) for r in measure.listing_requests(["-uan"])] == [(20, 2, 17), (20, 10, 17)]
+    (xa,) = measure.listing_requests(["-xa"])
+    assert head(xa) == (20, 1, 0) and int.from_bytes(xa[28:32], sys.byteorder) == unix.DEFAULT_SHOW
+    with pytest.raises(RuntimeError, match="exit 255, 0 requests"):  # (as ss: 255)
+        measure.listing_requests(["--no-such-option"])
+
+    pop = population.build(netns_name, 200, listeners=4, udp=20, unix=50)
+    try:
+        refused = bytearray(xa)
+        refused[16] = 99  # no such family: the kernel answers with an error
+        requests = [*measure.listing_requests(["-tan"]), *measure.listing_requests(["-uan"]), xa, bytes(refused)]
+        done = subprocess.run(["ip", "netns", "exec", netns_name, sys.executable, str(BENCH / "floor.py"),
+                               *(r.hex() for r in requests)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done
+    finally:
+        pop.close()
 
 
 def test_verdict_needs_the_same_results() -> None:
