@@ -15,7 +15,6 @@ import sys
 
 from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
 from sockscope.errors import SockscopeError
-from sockscope.filter.states import EVERY_STATE, LISTEN
 from sockscope.filter import states as _k
 from sockscope.query import SS_ALL, Query, _kind, batches
 
@@ -47,7 +46,7 @@ else:
 _PSUTIL_STATUS = {
     _k.ESTABLISHED: "ESTABLISHED", _k.SYN_SENT: "SYN_SENT", _k.SYN_RECV: "SYN_RECV", _k.FIN_WAIT1: "FIN_WAIT1",
     _k.FIN_WAIT2: "FIN_WAIT2", _k.TIME_WAIT: "TIME_WAIT", _k.CLOSE: "CLOSE", _k.CLOSE_WAIT: "CLOSE_WAIT",
-    _k.LAST_ACK: "LAST_ACK", LISTEN: "LISTEN", _k.CLOSING: "CLOSING", _k.NEW_SYN_RECV: "SYN_RECV",
+    _k.LAST_ACK: "LAST_ACK", _k.LISTEN: "LISTEN", _k.CLOSING: "CLOSING", _k.NEW_SYN_RECV: "SYN_RECV",
 }
 
 
@@ -237,7 +236,7 @@ def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
 
     parts: list[_Part] = []
     q = Query(frozenset(t for t in tables if t in ("tcp", "udp")), frozenset(f for f in fams if f != AF_UNIX),
-              EVERY_STATE)
+              _k.EVERY_STATE)
     if q.tables and q.families:
         fam_enum = {AF_INET: _s.AddressFamily.AF_INET, AF_INET6: _s.AddressFamily.AF_INET6}
         kinds = {"tcp": _s.SocketKind.SOCK_STREAM, "udp": _s.SocketKind.SOCK_DGRAM}
@@ -292,8 +291,8 @@ def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
         return parts
 
     try:
-        listeners = dump(1 << LISTEN, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN)
-        parts = listeners + dump(SS_ALL & ~(1 << LISTEN), unix.UDIAG_SHOW_NAME)
+        listeners = dump(1 << _k.LISTEN, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN)
+        parts = listeners + dump(SS_ALL & ~(1 << _k.LISTEN), unix.UDIAG_SHOW_NAME)
     except (NotSupported, PermissionDenied):
         return None
     rq = list(chain.from_iterable([p.rqueue for p in listeners]))  # (the listeners' rows come first)
