@@ -119,6 +119,27 @@ def test_program_is_well_formed(kernel_btf: btf.BTF) -> None:
     assert sum(1 for op, *_ in insns if op == 0x85) == 3  # seq_write twice, pid_tgid once
 
 
+def test_programs_are_assembled_once_per_layout(kernel_btf: btf.BTF, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that scans again (the exporter, top, repeated net_connections) loads the programs it
+    assembled the first time for that layout, byte for byte; another layout gets its own."""
+    from sockscope.kernel import bpf_prog
+
+    with open(VMLINUX, "rb") as f:
+        lay = bpf.layout(f.read())
+    monkeypatch.setattr(bpf, "_ASSEMBLED", {})
+    real, calls = bpf.program, []
+    monkeypatch.setattr(bpf, "program", lambda la: calls.append(1) or real(la))
+    first = bpf._assembled(lay, False)
+    assert first == (real(lay), b"", b"") and len(calls) == 1
+    assert bpf._assembled(dict(lay), False) is first and len(calls) == 1
+    code, blob, info = bpf._assembled(lay, True)
+    starts = bpf_prog.walk_program(lay)[1]
+    assert code == bpf_prog.walk_program(lay)[0] and blob == bpf_prog.walk_btf()[0]
+    assert len(info) == 8 * len(starts)  # (instruction, type) per function
+    other = dict(lay, task_tgid=lay["task_tgid"] + 8)
+    assert bpf._assembled(other, False)[0] != first[0] and len(calls) == 2
+
+
 def _out(records: list[tuple[int, int, int]], reader: int | None) -> bytes:
     body = b"".join(bpf.RECORD.pack(*r) for r in records)
     return body + (bpf.RECORD.pack(0, reader, bpf.TRAILER_FD) if reader is not None else b"")

@@ -270,19 +270,40 @@ def _address(buf: bytearray) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(buf))
 
 
+#: (walk, the layout's items) -> the program's instructions, its BTF blob and func_info: made once per
+#: layout in a process (pure functions of it; ~0.4 ms of Python each), loaded into the kernel each time
+_ASSEMBLED: dict[tuple[bool, tuple[tuple[str, int], ...]], tuple[bytes, bytes, bytes]] = {}
+
+
+def _assembled(lay: dict[str, int], walk: bool) -> tuple[bytes, bytes, bytes]:
+    """(instructions, BTF blob or b"", func_info or b"") of :func:`program` or, with ``walk``,
+    :func:`sockscope.kernel.bpf_prog.walk_program` for ``lay``."""
+    key = (walk, tuple(sorted(lay.items())))
+    got = _ASSEMBLED.get(key)
+    if got is None:
+        if walk:
+            from sockscope.kernel.bpf_prog import walk_btf, walk_program
+
+            code, starts = walk_program(lay)
+            blob, types = walk_btf()
+            info = struct.pack(f"<{2 * len(starts)}I", *(v for pair in zip(starts, types) for v in pair))
+            got = (code, blob, info)
+        else:
+            got = (program(lay), b"", b"")
+        if len(_ASSEMBLED) >= 8:  # (a layout learned anew: the old ones are of no more use)
+            _ASSEMBLED.clear()
+        _ASSEMBLED[key] = got
+    return got
+
+
 def _load(lay: dict[str, int], walk: bool = False) -> int:
     """Load :func:`program` (or with ``walk`` :func:`sockscope.kernel.bpf_prog.walk_program`, with the
     BTF of its functions): the program's fd."""
     btf_fd = -1
+    code, blob, func_info = _assembled(lay, walk)
+    info = bytearray(func_info)
     if walk:
-        from sockscope.kernel.bpf_prog import walk_btf, walk_program
-
-        code, starts = walk_program(lay)
-        blob, types = walk_btf()
         btf_fd = _load_btf(bytearray(blob))
-        info = bytearray(struct.pack(f"<{2 * len(starts)}I", *(v for pair in zip(starts, types) for v in pair)))
-    else:
-        code, info = program(lay), bytearray()
     insns, lic, name = bytearray(code), bytearray(_LICENSE), b"sockscope_fds".ljust(16, b"\0")
     log = bytearray(1)
     try:
