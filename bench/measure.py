@@ -167,7 +167,7 @@ def listing_requests(options: Sequence[str]) -> list[bytes]:
     from sockscope.kernel import transport
 
     sent: list[bytes] = []
-    done = (20).to_bytes(4, sys.byteorder) + (3).to_bytes(2, sys.byteorder) + bytes(14)  # NLMSG_DONE, errno 0
+    done = transport._DONE_TAIL + bytes(14)  # an NLMSG_DONE message (length, type; flags, seq, pid, errno 0)
 
     def stream(request: bytes, *_: Any, **__: Any) -> Iterator[bytes]:
         sent.append(bytes(request))

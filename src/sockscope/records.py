@@ -13,7 +13,6 @@ import enum
 
 from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
 from sockscope.filter import states as _k
-from sockscope.filter.states import SS_STATE_NAMES
 from dataclasses import MISSING, dataclass  # noqa: E402
 from collections import namedtuple
 
@@ -43,7 +42,7 @@ class State(enum.IntEnum):
     @property
     def ss_name(self) -> str:
         """The name ss prints in its State column."""
-        return SS_STATE_NAMES[self]
+        return _k.SS_STATE_NAMES[self]
 
 
 
