@@ -271,3 +271,63 @@ def test_joined_columns_write_what_separate_ones_do(seed: int, monkeypatch: pyte
     monkeypatch.setattr(w, "_JOIN_MAX", 0)
     alone = table()
     assert joined == alone and len(joined.splitlines()) == 61
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_numbers_and_cells_formatted_as_rows_of_cells_are(seed: int) -> None:
+    """A block's rows are written by one ``%`` format (render.writer._cells with ``fmt``): columns
+    of numbers (``render.table.Numbers``: their digits made by the format, 0 as its own text, one
+    wider than the digits too, right-aligned too), cells padded by it, texts with ``%`` in them
+    and one text for every row give the table that the same cells given as rows of text give,
+    across batched flushes that widen the columns."""
+    import io
+    import random
+
+    from sockscope.render import table as t
+    from sockscope.render.writer import TableWriter
+
+    rnd = random.Random(seed)
+    wide_zero = t.Numbers("none%")
+    blocks = []
+    for k in range(9):
+        n = rnd.randrange(1, 40) if k else 1
+
+        def nums(k: int = k, n: int = n) -> list[int]:
+            top = 10 ** rnd.randrange(k + 1)  # the first blocks' numbers narrower than "none%"
+            return [rnd.choice([0, rnd.randrange(top)]) if rnd.random() < 0.5 else rnd.randrange(top)
+                    for _ in range(n)]
+
+        state = t._TextCache()
+        states = [rnd.choice([1, 7, 10]) for _ in range(n)]
+        t.fill(states, state, t._state_texts)
+        cells = [rnd.choice(["", "a%s", "%d%%", "x" * rnd.randrange(30)]) for _ in range(n)]
+        cols = [("u%str", None), (states, state), (nums(), t.NUMBERS), (nums(), wide_zero),
+                (rnd.choice(["10%", "*"]), None), (nums(), t.PORTS), (nums(), t.NUMBERS),
+                (nums(), wide_zero), (cells, t.CELLS), ("", None)]
+        blocks.append(t.Columns(n, cols))
+
+    def texts(values: object, cache: object, n: int) -> list[str]:
+        if cache is None:
+            return [values] * n  # type: ignore[list-item]
+        if cache is t.CELLS:
+            return list(values)  # type: ignore[call-overload]
+        if isinstance(cache, t.Numbers):
+            return cache.texts(values)  # type: ignore[arg-type]
+        return [cache.texts[v] for v in values]  # type: ignore[attr-defined, union-attr]
+
+    def write(as_rows: bool) -> str:
+        out = io.StringIO()
+        tw = TableWriter(out, [True] * 10, batch=50)
+        for b in blocks:
+            if as_rows:
+                cols = [texts(v, c, b.n) for v, c in b.cols]
+                tw.add_many([list(r) for r in zip(*cols)])
+            else:
+                tw.add_many(t.Columns(b.n, list(b.cols)))
+        tw.flush()
+        return out.getvalue()
+
+    formatted, rows = write(False), write(True)
+    assert formatted == rows
+    assert "none%" in formatted and "u%str" in formatted and "%d%%" in formatted
+    assert len(formatted.splitlines()) == 1 + sum(b.n for b in blocks)

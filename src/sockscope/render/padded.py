@@ -67,7 +67,7 @@ def mostly_padding(blocks: list[Any], i: int, pad: int) -> bool:
 def cells_of(part: Any, i: int) -> list[str]:
     """The cells of column ``i`` of a part of the table's blocks (a
     :class:`~sockscope.render.table.Columns` block, or rows turned column-wise), unpadded."""
-    from sockscope.render.table import CELLS, Columns
+    from sockscope.render.table import CELLS, Columns, Numbers
 
     if type(part) is not Columns:
         return list(part[i])
@@ -75,6 +75,8 @@ def cells_of(part: Any, i: int) -> list[str]:
     if cache is CELLS:
         cells: list[str] = values
         return cells
+    if isinstance(cache, Numbers):
+        return cache.texts(values)
     return [values] * part.n if cache is None else list(map(cache.texts.__getitem__, values))
 
 

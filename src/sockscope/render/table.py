@@ -129,9 +129,9 @@ class CellMaker:
         (:class:`~sockscope.kernel.inet.Batch`).  The block keeps the batch's
         columns; each distinct value gets its text once per table, in a cache of
         its column (which also knows the column's widest text; numeric ports are
-        their own texts, made in one C loop: most are distinct), and
-        :meth:`sockscope.render.writer.TableWriter.flush` maps the columns through padded copies of
-        those caches in C: no per-row Python code runs at all."""
+        the numbers themselves (:data:`PORTS`): most are distinct, and the writer's format makes
+        their digits), and :meth:`sockscope.render.writer.TableWriter.flush` maps the columns through
+        padded copies of those caches in C: no per-row Python code runs at all."""
         srcs, dsts = b.src, b.dst
         if b.v6only is not None:  # a v6only "::" is ss's [::], a dual-stack one * (the address key says which)
             srcs = [_V6ONLY if v and s == ZERO16 else s for s, v in zip(srcs, b.v6only)]
@@ -157,8 +157,8 @@ class CellMaker:
         fill(srcs, c["la"], self._address_texts)
         fill(dsts, c["ra"], self._address_texts)
         if self.opts.numeric:  # a port's text is its number: no cache (clients' ports are mostly distinct)
-            lcol: tuple[Any, Any] = (_numbers(b.sport, "*"), CELLS)
-            rcol: tuple[Any, Any] = (_numbers(b.dport, "*"), CELLS)
+            lcol: tuple[Any, Any] = (b.sport, PORTS)
+            rcol: tuple[Any, Any] = (b.dport, PORTS)
         else:
             if netid not in c:
                 c[netid] = (_TextCache(), _TextCache())
@@ -199,7 +199,7 @@ class CellMaker:
         owners = self.owners
         block = Columns(b.n, [
             (b.type, c["netid"]), (b.state, c["state"]), (b.rqueue, c["rq"]), (b.wqueue, c["wq"]),
-            (b.name, c["name"]), (_numbers(b.inode), CELLS), ("* ", None), (_numbers(b.peer), CELLS),
+            (b.name, c["name"]), (b.inode, NUMBERS), ("* ", None), (b.peer, NUMBERS),
             (b.inode, c["users"]) if owners is not None else ("", None), ("", None),
         ])
         if owners is not None:
@@ -361,15 +361,41 @@ def fill(col: Sequence[Any], cache: _TextCache, make: Callable[[list[Any]], list
 CELLS: Any = object()
 
 
+class Numbers:
+    """A :class:`Columns` column's "cache" when its values are non-negative integers shown as
+    their digits, 0 as ``zero``: inodes, numeric ports.  No text is made for them before the rows
+    are written: :class:`~sockscope.render.writer.TableWriter` measures the largest and its row
+    format makes the digits (``%d``) while it lays the row out."""
+
+    __slots__ = ("zero",)
+
+    def __init__(self, zero: str) -> None:
+        self.zero = zero
+
+    def width(self, values: list[int]) -> int:
+        """The widest cell of ``values``."""
+        m = max(values, default=0)
+        w = len(str(m)) if m else 0
+        return len(self.zero) if len(self.zero) > w and 0 in values else w
+
+    def texts(self, values: list[int]) -> list[str]:
+        """The cells of ``values``."""
+        return _numbers(values, self.zero)
+
+
+#: inodes (a UNIX socket's and its peer's: 0 where it has none) and numeric ports (0 is ``*``)
+NUMBERS, PORTS = Numbers("0"), Numbers("*")
+
+
 class Columns:
     """A block of ``n`` rows held column by column: for each of the ten
     columns, ``(values, cache)`` (the cells are the cache's texts of the
-    values), ``(texts, CELLS)`` (the cells themselves) or ``(text, None)``,
-    one text for every row."""
+    values), ``(numbers, NUMBERS or PORTS)`` (see :class:`Numbers`), ``(texts, CELLS)``
+    (the cells themselves) or ``(text, None)``, one text for every row."""
 
     __slots__ = ("n", "cols", "pending")
 
-    def __init__(self, n: int, cols: list[tuple[Any, _TextCache | None]]) -> None:
+    def __init__(self, n: int, cols: list[tuple[Any, _TextCache | Numbers | None]]) -> None:
         self.n = n
         self.cols = cols
         #: a cache to fill before the block is written: (values, cache, make, False) for

@@ -14,7 +14,7 @@ from __future__ import annotations
 from itertools import chain, repeat
 from _operator import getitem as _getitem, is_not
 
-from sockscope.render.table import CELLS, COLUMNS, HEADERS, NETNS, PROCESS, TAIL, Columns, fill
+from sockscope.render.table import CELLS, COLUMNS, HEADERS, NETNS, PROCESS, TAIL, Columns, Numbers, fill
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -140,6 +140,8 @@ class TableWriter:
                 elif cache is CELLS:
                     texts = values[:-1] if cut else values
                     w = max(map(len, texts)) if texts else 0
+                elif isinstance(cache, Numbers):
+                    w = cache.width(values)
                 else:
                     w = cache.width
             else:
@@ -174,10 +176,19 @@ class TableWriter:
 
     @staticmethod
     def _text(part: Any, specs: list[tuple[int, str, int, bool]]) -> str:
-        """The rows of ``part`` as text, each ending in a newline: its padded cells set side by side
-        into one list by slice assignments (C loops), then one join (no string per row in between)."""
+        """The rows of ``part`` as text, each ending in a newline.  A :class:`Columns` block: one
+        ``%`` format of the row's format repeated for every row, over its cells side by side (the
+        format pads them and makes the numbers' digits: no string per row or per number in
+        between).  Rows of cells: their padded cells set side by side into one list by slice
+        assignments (C loops), then one join."""
+        if type(part) is Columns:
+            fmt: list[str] = []
+            seqs = _cells(part, specs, fmt)
+            fmt.append("\n")
+            rows = "".join(fmt) * part.n
+            return rows % tuple(chain.from_iterable(zip(*seqs))) if seqs else rows
         seqs = _cells(part, specs)
-        n, k = (part.n if type(part) is Columns else len(part[0])), len(seqs) + 1
+        n, k = len(part[0]), len(seqs) + 1
         flat = [""] * (n * k)
         for i, seq in enumerate(seqs):
             flat[i::k] = seq
@@ -185,9 +196,15 @@ class TableWriter:
         return "".join(flat)
 
 
-def _cells(block: Any, specs: list[tuple[int, str, int, bool]]) -> list[Any]:
+def _cells(block: Any, specs: list[tuple[int, str, int, bool]], fmt: list[str] | None = None) -> list[Any]:
     """Per column of ``specs``, the padded cells of the rows of ``block`` (an iterable each);
-    adjacent columns of few distinct values as one (see :class:`_Joined`)."""
+    adjacent columns of few distinct values as one (see :class:`_Joined`).
+
+    With ``fmt`` (a :class:`Columns` block only), the pieces of a ``%`` format of one row are
+    appended to it, and what the format can do is left to it: one text for every row is written
+    into it, a column of numbers (:class:`~sockscope.render.table.Numbers`) is given as its
+    numbers (``%d``), cells still to pad unpadded (``%-Ns``); each iterable returned is one
+    ``%s`` of it, or the column's own ``%d`` or ``%-Ns``."""
     seqs: list[Any] = []
     if type(block) is Columns:
         n = block.n
@@ -195,21 +212,40 @@ def _cells(block: Any, specs: list[tuple[int, str, int, bool]]) -> list[Any]:
         for spec in specs:
             i, delim, pad, right = spec
             values, cache = block.cols[i]
-            if cache is not None and cache is not CELLS and len(cache.texts) <= _JOIN_MAX:
+            if cache is not None and cache is not CELLS and not isinstance(cache, Numbers) \
+                    and len(cache.texts) <= _JOIN_MAX:
                 run.append((values, cache, spec))
                 continue
             if run:
-                _join(seqs, run)
+                _join(seqs, run, fmt)
                 run = []
             if cache is None:
-                seqs.append(repeat(delim + (values.rjust(pad) if right else values.ljust(pad)), n))
-            elif cache is CELLS:  # owners: mostly one text per row, padded row by row
-                cells = map(str.ljust, values, repeat(pad))
+                text = delim + (values.rjust(pad) if right else values.ljust(pad))
+                if fmt is None:
+                    seqs.append(repeat(text, n))
+                else:
+                    fmt.append(text.replace("%", "%%"))
+            elif cache is CELLS or isinstance(cache, Numbers):  # (owners: mostly one text per row)
+                if fmt is not None:
+                    conv = "s"
+                    if cache is not CELLS:  # the digits by the format; 0's own text where it is not "0"
+                        if cache.zero == "0" or 0 not in values:
+                            conv = "d"
+                        else:
+                            values = list(map({0: cache.zero}.get, values, values))
+                    width = ("" if right else "-") + str(pad) if pad else ""
+                    fmt.append(delim.replace("%", "%%") + "%" + width + conv)
+                    seqs.append(values)
+                    continue
+                cells = map(str.rjust if right else str.ljust, values if cache is CELLS else cache.texts(values),
+                            repeat(pad))
                 seqs.append(map(delim.__add__, cells) if delim else cells)
             else:
                 seqs.append(map(cache.padded_for(delim, pad, right).__getitem__, values))
+                if fmt is not None:
+                    fmt.append("%s")
         if run:
-            _join(seqs, run)
+            _join(seqs, run, fmt)
     else:
         for i, delim, pad, right in specs:
             cells = map(str.rjust if right else str.ljust, block[i], repeat(pad))
@@ -235,9 +271,14 @@ class _Joined(dict[tuple[object, ...], str]):
         return text
 
 
-def _join(seqs: list[Any], run: list[tuple[Any, Any, tuple[int, str, int, bool]]]) -> None:
+def _join(seqs: list[Any], run: list[tuple[Any, Any, tuple[int, str, int, bool]]], fmt: list[str] | None) -> None:
     """Append to ``seqs`` the cells of ``run``'s columns, joined where they are several and their
-    combinations few (at most :data:`_JOIN_MAX` ** 2)."""
+    combinations few (at most :data:`_JOIN_MAX` ** 2); to ``fmt`` (if given) a ``%s`` for each."""
+    if fmt is not None:
+        before = len(seqs)
+        _join(seqs, run, None)
+        fmt.append("%s" * (len(seqs) - before))
+        return
     combos = 1
     for _, cache, _ in run:
         combos *= len(cache.texts)
