@@ -371,7 +371,7 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
             from sockscope.render.users import UsersText
 
             texts = UsersText(owners)
-    writer = TableWriter(out, visible, header=header, netns=netns, batch=1 << 18 if background is not None else 8192)
+    writer = TableWriter(out, visible, header=header, netns=netns, hold=background is not None)
     maker = CellMaker(topts, texts)
     if socks is None:
         add_many = writer.add_many

@@ -1,8 +1,10 @@
 """ss's table laid out: :class:`TableWriter` writes rows of cells (lists, or the cell makers'
 :class:`~sockscope.render.table.Columns` blocks) like ss does when not writing to a terminal:
 each column as wide as its widest cell plus a left delimiter, address columns right-aligned.
-Rows are written in batches so that a large table streams; a column never narrows between
-batches; a wide Process column is handed to :mod:`sockscope.render.padded`.
+The rows ss lays out together are laid out together (:mod:`sockscope.render.ssbuffer`: a
+table of up to ~50,000 rows at once, a longer one where ss's output buffer is full); a column
+never narrows from one layout to the next; a wide Process column is handed to
+:mod:`sockscope.render.padded`.
 
 The columns themselves (their order, headers, delimiters, alignment) are the registry
 :data:`sockscope.render.table.COLUMNS`; the cells are made by
@@ -33,19 +35,33 @@ class TableWriter:
     """
 
     def __init__(
-        self, out: IO[str], visible: Iterable[bool], header: bool = True, batch: int = 8192, netns: bool = False
+        self, out: IO[str], visible: Iterable[bool], header: bool = True, batch: int | None = None,
+        netns: bool = False, hold: bool = False,
     ) -> None:
         """``visible``: one flag per column of :data:`HEADERS` (``tail`` is never shown).
-        ``netns``: rows carry one more cell, the namespace label, shown as the first column."""
+        ``netns``: rows carry one more cell, the namespace label, shown as the first column.
+        ``batch``: write every that many rows (ss's ``-E``: each event); None: where ss writes
+        (see :mod:`sockscope.render.ssbuffer`: a table of up to ~50,000 rows at once).  ``hold``:
+        owners' texts are still coming (:class:`~sockscope.processes.BackgroundOwners`): hold the
+        rows (up to :data:`HOLD_ROWS`) and find where ss writes once they are there."""
         self.out = out
         self.visible = [i for i, v in enumerate(visible) if v and i < TAIL]
         if netns:
             self.visible.insert(0, NETNS)
         self.widths = [0] * len(COLUMNS)
         self.batch = batch
+        self.hold = hold
         self._chunks: list[list[list[str]] | Columns] = []  # rows (lists of cells) or Columns, in order
         self._tail: list[list[str]] | None = None  # the open chunk of rows
         self._n = 0
+        # where ss writes (batch None): the fields ss has tokens for, a bound of the bytes of the rows
+        # held (each as wide as its widest cells), then ss's buffer followed exactly: [chunks, offset]
+        # after the rows up to (block, row) ``_seen``
+        self._fields = [i for i in self.visible if i != NETNS]
+        self._bound = 0
+        self._ss: list[int] | None = None
+        self._seen = (0, 0)
+        self._sizes: dict[int, Any] = {}  # (ss's buffer followed) the caches' token sizes by value
         if header:
             self.add(list(HEADERS) + ["Netns"])
 
@@ -64,8 +80,7 @@ class TableWriter:
                 self._chunks.append(tail)
             tail.extend(rows)
             self._n += len(rows)
-        if self._n >= self.batch:
-            self.flush(final=False)
+        self._added(rows)
 
     def add(self, cells: list[str]) -> None:
         tail = self._tail
@@ -74,28 +89,104 @@ class TableWriter:
             self._chunks.append(tail)
         tail.append(cells)
         self._n += 1
-        if self._n >= self.batch:
-            self.flush(final=False)
+        self._added([cells])
+
+    def _added(self, rows: list[list[str]] | Columns) -> None:
+        """Write what ss would have written by now."""
+        if self.batch is not None:
+            if self._n >= self.batch:
+                self.flush(final=False)
+            return
+        if self.hold:
+            if self._n >= HOLD_ROWS:  # too many to hold: where ss writes among them, now
+                if self._ss is None:
+                    self._start()
+                if self._ss is not None:
+                    self._follow()
+                if self._n >= HOLD_ROWS:  # (ss wrote nowhere among them)
+                    self.flush(final=False)
+            return
+        if self._ss is None:
+            if type(rows) is Columns and rows.pending is not None and not rows.pending[3]:
+                _resolve([rows])  # (owners' texts from a map at hand: their lengths count)
+            self._bound += _bound(rows, self._fields)
+            if self._bound < _SS_MAYBE:
+                return
+            self._ss, self._seen = [0, 0], (0, 0)
+        elif type(rows) is not Columns and self._tail is not None and self._seen[0] == len(self._chunks) - 1 \
+                and len(self._tail) - self._seen[1] < 1024:
+            return  # (rows of cells one at a time: followed 1,024 at a time, and at the end)
+        self._follow()
+
+    def _start(self) -> None:
+        """Follow ss's buffer from the first row held, if the rows held could fill it (their
+        owners' texts waited for: their lengths count)."""
+        _resolve([c for c in self._chunks if type(c) is Columns and c.pending is not None])
+        if sum(_bound(c, self._fields) for c in self._chunks) >= _SS_MAYBE:
+            self._ss, self._seen = [0, 0], (0, 0)
+
+    def _follow(self) -> None:
+        """Follow ss's buffer over the rows not yet followed; where ss writes (at the end of a
+        row), write the rows up to it, as a table's end (its last row's Process cell unmeasured)."""
+        from sockscope.render import ssbuffer
+
+        assert self._ss is not None
+        while True:
+            k, r = self._seen
+            chunks = self._chunks
+            if k >= len(chunks):
+                return
+            block: Any = chunks[k]
+            if type(block) is Columns:
+                if block.pending is not None:
+                    _resolve([block])
+                n = block.n
+            else:
+                n = len(block)
+            at = ssbuffer.follow(block, r, n, self._fields, self._sizes, self._ss)
+            if at is None:
+                self._seen = (k, n) if block is self._tail else (k + 1, 0)  # (the open rows may grow)
+                if block is self._tail:
+                    return
+                continue
+            head = ssbuffer.rows_of(block, 0, at + 1)
+            rest = ssbuffer.rows_of(block, at + 1, n) if at + 1 < n else None
+            was_tail = block is self._tail
+            self._chunks = ([rest] if rest is not None else []) + chunks[k + 1 :]
+            self._tail = rest if was_tail and type(rest) is list else None
+            self._n = sum(c.n if isinstance(c, Columns) else len(c) for c in self._chunks)
+            self._seen = (0, 0)
+            self._write(chunks[:k] + [head], True, exact=True)
 
     def flush(self, final: bool = True) -> None:
         """Write the buffered rows; ``final`` marks the end of the table.
 
         Owners still to come (a :class:`Columns` block's ``pending``) are
         waited for as late as possible: every other column is laid out first."""
+        if final and self.hold and self._ss is None:
+            self._start()
+        if final and self._ss is not None:
+            self._follow()  # (where ss writes among the rows not followed yet)
         if not self._n:
             return
         chunks = self._chunks
         self._chunks, self._tail, self._n = [], None, 0
+        self._bound, self._ss, self._seen = 0, None, (0, 0)
+        self._write(chunks, final)
+
+    def _write(self, chunks: list[Any], final: bool, exact: bool = False) -> None:
+        """Lay out and write ``chunks``; ``final``: their last row ends a layout (ss's); ``exact``:
+        measure the columns of caches by the rows' own values (see :meth:`_measure`)."""
         vis = self.visible
         # rows are turned column-wise, for C-speed width scans
-        blocks: list[Any] = [c if type(c) is Columns else list(zip(*c)) for c in chunks]  # type: ignore[misc]
+        blocks: list[Any] = [c if type(c) is Columns else list(zip(*c)) for c in chunks]
         pending = [b for b in blocks if type(b) is Columns and b.pending is not None]
         later = [PROCESS] if pending and PROCESS in vis else []
         if not later:
             _resolve(pending)
         for i in vis:
             if i not in later:
-                self._measure(blocks, i, final)
+                self._measure(blocks, i, final, exact)
         # written a slice of rows at a time: a wide Process column (a listener held by hundreds of
         # processes widens every row) is never built into one text for the whole table
         write, pos = self.out.write, 0
@@ -110,7 +201,7 @@ class TableWriter:
         else:
             lines = self._render(blocks, [s for s in self._specs() if s[0] not in later])
             _resolve(pending)
-            self._measure(blocks, PROCESS, final)
+            self._measure(blocks, PROCESS, final, exact)
             spec = [s for s in self._specs() if s[0] == PROCESS]
             fd = _wide_file(self.out, spec[0], blocks)
         for part in _slices(blocks):
@@ -126,9 +217,11 @@ class TableWriter:
             write("".join(chain.from_iterable(zip(lines[pos : pos + len(tails)], tails, repeat("\n")))))
             pos += len(tails)
 
-    def _measure(self, blocks: list[Any], i: int, final: bool) -> None:
+    def _measure(self, blocks: list[Any], i: int, final: bool, exact: bool = False) -> None:
         """Widen column ``i`` to its widest cell in ``blocks`` (the Process cell of
-        the table's last row does not count: see the class)."""
+        the table's last row does not count: see the class).  A column's cache knows the widest
+        text of every value it has met; ``exact``: of the blocks' own values only (the rows
+        before where ss writes, when a block's later rows have already met the cache)."""
         m = self.widths[i]
         last = len(blocks) - 1
         for b, block in enumerate(blocks):
@@ -142,6 +235,8 @@ class TableWriter:
                     w = max(map(len, texts)) if texts else 0
                 elif isinstance(cache, Numbers):
                     w = cache.width(values)
+                elif exact:
+                    w = max(map(len, map(cache.texts.__getitem__, set(values))), default=0)
                 else:
                     w = cache.width
             else:
@@ -344,3 +439,35 @@ def _resolve(blocks: list[Columns]) -> None:
             block.pending = None
             # the cells themselves from now on: one look-up per row, then measured and padded
             block.cols[PROCESS] = (list(map(d.get, values, repeat(""))), CELLS)
+
+
+#: rows held at most while owners' texts are coming (``hold``; ~250 MiB)
+HOLD_ROWS = 1 << 18
+
+#: (ss's policy) a bound of the bytes held from which ss may hold 5 chunks: 4 chunks' data less
+#: what their ends can leave unused (a token that does not fit goes whole to the next chunk)
+_SS_MAYBE = 4 * ((1 << 20) - 16) - 4 * (1 << 16)
+
+
+def _bound(rows: Any, fields: list[int]) -> int:
+    """At least the bytes of ``rows`` (a :class:`Columns` block or rows of cells) in ss's
+    buffer: every field's token as long as the widest of its column (2 bytes of length, the
+    text, 1 of padding), and the empty token of ss's last field."""
+    if type(rows) is Columns:
+        per = 2
+        for f in fields:
+            values, cache = rows.cols[f]
+            if cache is None:
+                w = len(values)
+            elif cache is CELLS:
+                w = max(map(len, values), default=0)
+            elif isinstance(cache, Numbers):
+                w = cache.width(values)
+            elif rows.pending is not None and f == PROCESS:
+                w = 1 << 16  # (owners still to come: not known, a field's most)
+            else:
+                w = cache.width
+            per += w + 3
+        return int(rows.n * per)
+    return sum(sum(len(row[f]) for f in fields) + 3 * len(fields) + 2 for row in rows)
+

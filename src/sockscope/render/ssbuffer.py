@@ -1,0 +1,253 @@
+"""Where ss lays out its table: the rows of one layout (the widths of their columns) are those
+ss holds in its output buffer when it writes them.
+
+ss (misc/ss.c, iproute2 6.1) writes each shown field of a row into its buffer as a token: a
+16-bit length, then the text, the next token starting at an even offset.  The buffer is a chain
+of 1 MiB chunks (less the chunk's two pointers); a token that does not fit what is left of a
+chunk goes whole into a new one, and so does the next token when not even its length fits.  At
+the end of a row (before the row's last field, the unnamed one, is flushed) ss looks at how many
+chunks it holds: from 5 on, it lays out and writes everything it holds, frees the buffer and
+starts again with the next row.  At the end of the listing it writes what is left.  So a table
+of up to some 50,000 rows is laid out at once, with the widths of all its rows, and a longer
+one in parts of about 4 MiB of tokens.
+
+:func:`account` follows that buffer over rows given column by column and says at which row ss
+writes; :class:`~sockscope.render.writer.TableWriter` calls it only once the rows it holds could
+fill 4 chunks (its bound: every row as wide as its widest cells), so smaller tables never pay
+for it.  Loaded only then.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from itertools import accumulate, repeat
+from _operator import add
+
+from sockscope.render.table import CELLS, Columns, Numbers
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+ROOM = (1 << 20) - 16  # a chunk's data: BUF_CHUNK less its `next` and `end` pointers
+CHUNKS = 5  # BUF_CHUNKS_MAX: ss writes what it holds at the end of a row once it holds this many
+
+
+class _SizeOfLength(dict[int, int]):
+    """A text's length -> its token's bytes: 2 of length, the text, 1 of padding if it is odd."""
+
+    def __missing__(self, length: int) -> int:
+        size = self[length] = 2 + ((length + 1) & ~1)
+        return size
+
+
+SIZE = _SizeOfLength()
+#: a port's (or any number below 65,536) token bytes, by the number: 1–2 digits (and ``*``) 4,
+#: 3–4 digits 6, 5 digits 8
+_SMALL_NUMBER_SIZE = bytes([4]) * 100 + bytes([6]) * 9_900 + bytes([8]) * (65_536 - 10_000)
+
+
+class Sizes:
+    """The token bytes of a column cache's texts, by value (made as the cache grows), and the
+    least and the most of them."""
+
+    __slots__ = ("by_value", "upto", "low", "high")
+
+    def __init__(self) -> None:
+        self.by_value: dict[Any, int] = {}
+        self.upto = 0
+        self.low, self.high = 1 << 20, 0
+
+    def of(self, texts: dict[Any, str]) -> dict[Any, int]:
+        if self.upto < len(texts):
+            new = list(texts.items())[self.upto :]
+            sizes = list(map(SIZE.__getitem__, [len(t) for _, t in new]))
+            self.by_value.update(zip([k for k, _ in new], sizes))
+            self.low, self.high = min(self.low, min(sizes)), max(self.high, max(sizes))
+            self.upto = len(texts)
+        return self.by_value
+
+
+def _sizes_of(cache: Any, memo: dict[int, Sizes]) -> Sizes:
+    sizes = memo.get(id(cache.texts))  # (a cache's dict only grows, or is another)
+    if sizes is None:
+        sizes = memo[id(cache.texts)] = Sizes()
+    sizes.of(cache.texts)
+    return sizes
+
+
+def row_sizes(block: Any, fields: list[int], memo: dict[int, Sizes]) -> list[int]:
+    """Each row's bytes in ss's buffer: the tokens of ``fields`` and the empty one of ss's last
+    field.  ``block``: a :class:`~sockscope.render.table.Columns` block with nothing pending, or
+    rows of cells; ``memo``: the column caches' :class:`Sizes`, by ``id`` of their texts."""
+    fixed = 2  # (ss's last field: empty)
+    total: list[int] | None = None
+    columns = type(block) is Columns
+    n = block.n if columns else len(block)
+    for f in fields:
+        if not columns:
+            col = list(map(SIZE.__getitem__, map(len, [row[f] for row in block])))
+        else:
+            values, cache = block.cols[f]
+            if cache is None:
+                fixed += SIZE[len(values)]
+                continue
+            if cache is CELLS:
+                col = list(map(SIZE.__getitem__, map(len, values)))
+            elif isinstance(cache, Numbers):
+                col = _number_sizes(values, cache.zero)
+            else:
+                col = list(map(_sizes_of(cache, memo).by_value.__getitem__, values))
+        total = col if total is None else list(map(add, total, col))
+    if total is None:
+        return [fixed] * n
+    return list(map(add, total, repeat(fixed))) if fixed else total
+
+
+def _number_sizes(values: list[int], zero: str) -> list[int]:
+    """The token bytes of a column of numbers (0 written as ``zero``)."""
+    top = max(values, default=0)
+    if top < len(_SMALL_NUMBER_SIZE) and len(zero) == 1:  # (ports)
+        return list(map(_SMALL_NUMBER_SIZE.__getitem__, values))
+    low = min(filter(None, values), default=top)
+    if SIZE[len(str(low))] == SIZE[len(str(top))]:  # (inodes: their digits alike) one size, and 0's
+        return list(map({0: SIZE[len(zero)]}.get, values, repeat(SIZE[len(str(top))])))
+    return list(map(SIZE.__getitem__, map(len, map(str, values))))  # (0's text is "0" or as long)
+
+
+def block_bytes(block: Any, fields: list[int], memo: dict[int, Sizes]) -> int:
+    """The bytes of all rows of ``block`` in ss's buffer (:func:`row_sizes` summed), column by
+    column: a column of few values by counting each (C loops), the others by their sizes."""
+    columns = type(block) is Columns
+    n = block.n if columns else len(block)
+    total = 2 * n  # (ss's last field: empty)
+    for f in fields:
+        if not columns:
+            total += sum(map(SIZE.__getitem__, map(len, [row[f] for row in block])))
+            continue
+        values, cache = block.cols[f]
+        if cache is None:
+            total += SIZE[len(values)] * n
+        elif cache is CELLS:
+            total += sum(map(SIZE.__getitem__, map(len, values)))
+        elif isinstance(cache, Numbers):
+            total += _numbers_bytes(values, cache.zero)
+        else:
+            sizes = _sizes_of(cache, memo)
+            if sizes.low == sizes.high:  # (every text of the column as long: the queues, often more)
+                total += sizes.low * n
+            else:
+                total += sum(map(sizes.by_value.__getitem__, values))
+    return total
+
+
+#: rows followed at a time: a part's bytes are summed, and only a part in which ss starts a
+#: chunk (or writes) is followed row by row
+PART = 2048
+
+
+def follow(block: Any, start: int, n: int, fields: list[int], memo: dict[int, Sizes], state: list[int]
+           ) -> int | None:
+    """Follow ss's buffer (``state``, as :func:`account`) over rows ``start`` to ``n`` of
+    ``block``: the row (of the block) at whose end ss writes what it holds, or None."""
+    for lo in range(start, n, PART):
+        hi = min(lo + PART, n)
+        part = rows_of(block, lo, hi)
+        if not state[0]:
+            state[0], state[1] = 1, 0
+        if state[0] < CHUNKS:
+            total = block_bytes(part, fields, memo)
+            if state[1] + total <= ROOM - 2:  # (every token of theirs ends before the chunk's end)
+                state[1] += total
+                continue
+
+        def tokens(i: int, part: Any = part) -> list[int]:
+            return token_lengths(part, fields, i)
+
+        at = account(row_sizes(part, fields, memo), tokens, state)
+        if at is not None:
+            return lo + at
+    return None
+
+
+def rows_of(block: Any, lo: int, hi: int) -> Any:
+    """Rows ``lo`` to ``hi`` of a :class:`~sockscope.render.table.Columns` block or of rows of cells."""
+    if type(block) is not Columns:
+        return block[lo:hi]
+    if lo == 0 and hi == block.n:
+        return block
+    return Columns(hi - lo, [(v if c is None else v[lo:hi], c) for v, c in block.cols])
+
+
+def _numbers_bytes(values: list[int], zero: str) -> int:
+    """The token bytes of a column of numbers, summed (:func:`_number_sizes`)."""
+    if not values:
+        return 0
+    top, low = max(values), min(values)
+    if low:  # (no 0: one size if the least and the most are as long)
+        if SIZE[len(str(low))] == SIZE[len(str(top))]:
+            return SIZE[len(str(top))] * len(values)
+    if top < len(_SMALL_NUMBER_SIZE) and len(zero) == 1:
+        return sum(map(_SMALL_NUMBER_SIZE.__getitem__, values))
+    return sum(_number_sizes(values, zero))
+
+
+def token_lengths(block: Any, fields: list[int], i: int) -> list[int]:
+    """The text lengths of row ``i``'s fields, in order, and 0 for ss's last field."""
+    if type(block) is not Columns:
+        return [len(block[i][f]) for f in fields] + [0]
+    out = []
+    for f in fields:
+        values, cache = block.cols[f]
+        if cache is None:
+            out.append(len(values))
+        elif cache is CELLS:
+            out.append(len(values[i]))
+        elif isinstance(cache, Numbers):
+            out.append(len(str(values[i])) if values[i] else len(cache.zero))
+        else:
+            out.append(len(cache.texts[values[i]]))
+    return out + [0]
+
+
+def account(sizes: list[int], tokens: Callable[[int], list[int]], state: list[int]) -> int | None:
+    """Follow ss's buffer over rows (``sizes``: each row's bytes, :func:`row_sizes`; ``tokens``:
+    row i's text lengths, :func:`token_lengths`) from ``state`` ([chunks held, offset of the next
+    token in the last one]), which it updates.  The row at whose end ss writes what it holds
+    (the state is then that of the rows after it: nothing held), or None when it holds them all."""
+    m = len(sizes)
+    ends = list(accumulate(sizes))
+    i, base = 0, 0  # the next row, and the bytes of the rows before it
+    while i < m:
+        if not state[0]:  # the row's first token takes a new buffer's first chunk
+            state[0], state[1] = 1, 0
+        if state[0] >= CHUNKS:  # (held since the last row's end: ss writes at this row's end)
+            state[0], state[1] = 0, 0
+            return i
+        # the rows whose every token ends at least a length's room before the chunk's end go
+        # in as they are (no token of theirs starts a new chunk)
+        j = bisect_right(ends, base + ROOM - 2 - state[1], i)
+        if j > i:
+            state[1] += ends[j - 1] - base
+            base = ends[j - 1]
+            i = j
+            continue
+        # row i crosses into another chunk: its tokens one by one
+        lengths = tokens(i)
+        for k, L in enumerate(lengths):
+            if k == len(lengths) - 1 and state[0] >= CHUNKS:  # at the row's end, before its last field
+                state[0], state[1] = 0, 0
+                return i
+            off = state[1]
+            if L and not off + 2 + L < ROOM and off:  # (vout: the token goes whole to a new chunk)
+                state[0] += 1
+                off = 0
+            pad = L & 1
+            if ROOM - (off + 2 + L) - pad < 2:  # (field_flush: not even the next length fits)
+                state[0] += 1
+                state[1] = 0
+            else:
+                state[1] = off + 2 + L + pad
+        base = ends[i]
+        i += 1
+    return None
