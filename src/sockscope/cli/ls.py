@@ -359,7 +359,8 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
 
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
     # with owners still being walked in the background, hold the rows (up to 256k, ~250 MiB)
-    # until the end: the dump goes on meanwhile instead of waiting for the walk at the first batch
+    # until the end: the dump goes on meanwhile instead of waiting for the walk at the first
+    # layout (where ss lays out is found once the owners' texts are there: TableWriter's hold)
     background = None
     texts: UsersText | BackgroundOwners | None = None  # the users cells: as they are asked for
     if owners is not None:

@@ -27,9 +27,10 @@ _RIGHT = tuple(c.right for c in COLUMNS)
 
 
 class TableWriter:
-    """Lays out rows of cells like ss (non-terminal layout), in batches.
+    """Lays out rows of cells like ss (non-terminal layout), the rows ss lays out together
+    together (:mod:`sockscope.render.ssbuffer`).
 
-    Like ss, the Process cell of the last row of a table is not measured
+    Like ss, the Process cell of the last row of a layout is not measured
     (ss never flushes that field before laying out), so it does not widen the
     column; it is padded only up to the column's width.
     """
