@@ -3,7 +3,8 @@ a buffer of 1 MiB chunks and writes what it holds, with the widths of those rows
 five at the end of a row; a table of up to ~50,000 rows is one layout.
 
 * 9,003 TCP rows whose widest address comes last (an IPv6 listener after the IPv4 rows): one
-  layout, the first rows as wide as the last (sockscope once wrote every 8,192 rows).
+  layout, the first rows as wide as the last (sockscope once wrote every 8,192 rows); also with
+  ``-e`` (rows of cells made from records, added one at a time).
 * 70,001 UDP sockets, the one IPv6 address (the widest) last: ss writes in two layouts, the
   first narrower; sockscope's rows come a datagram at a time, so where ss writes falls inside
   one of many blocks.
@@ -77,7 +78,7 @@ _TCP = _COMPARE + textwrap.dedent(
     for _ in range(4500):
         c = socket.create_connection(("127.0.0.1", 5000)); a, _ = srv.accept(); keep += [c, a]
     six = socket.socket(socket.AF_INET6); six.bind(("::ffff:127.0.0.1", 6000)); six.listen(); keep.append(six)
-    json.dump(compare([["-tan"], ["-ta"]]), sys.stdout)
+    json.dump(compare([["-tan"], ["-ta"], ["-tane"]]), sys.stdout)
     """
 )
 
@@ -132,10 +133,12 @@ def _run(script: str) -> dict[str, dict[str, object]]:
 
 
 def test_a_table_of_more_than_8192_rows_is_one_layout_as_in_ss() -> None:
-    for argv, res in _run(_TCP).items():
+    got = _run(_TCP)
+    for argv, res in got.items():  # (-e: rows of cells from records, each row laid out as ss does)
         assert res["rows"] == 9003, argv
         assert res["same"], f"ss {argv}: first difference at line {res['first_diff']}"
-        assert len(res["widths"]) == 1, argv  # (one layout: every line as wide)
+    for argv in ("-tan", "-ta"):  # one layout: every line as wide
+        assert len(got[argv]["widths"]) == 1, argv
 
 
 def test_a_table_past_ss_buffer_is_laid_out_where_ss_writes() -> None:

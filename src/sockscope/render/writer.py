@@ -14,7 +14,7 @@ The columns themselves (their order, headers, delimiters, alignment) are the reg
 from __future__ import annotations
 
 from itertools import chain, repeat
-from _operator import getitem as _getitem, is_not
+from _operator import getitem as _getitem, is_not, itemgetter
 
 from sockscope.render.table import CELLS, COLUMNS, HEADERS, NETNS, PROCESS, TAIL, Columns, Numbers, fill
 
@@ -62,6 +62,7 @@ class TableWriter:
         self._bound = 0
         self._ss: list[int] | None = None
         self._seen = (0, 0)
+        self._unbounded: list[list[str]] = []  # rows of cells not yet in the bound
         self._sizes: dict[int, Any] = {}  # (ss's buffer followed) the caches' token sizes by value
         if header:
             self.add(list(HEADERS) + ["Netns"])
@@ -108,9 +109,16 @@ class TableWriter:
                     self.flush(final=False)
             return
         if self._ss is None:
-            if type(rows) is Columns and rows.pending is not None and not rows.pending[3]:
-                _resolve([rows])  # (owners' texts from a map at hand: their lengths count)
-            self._bound += _bound(rows, self._fields)
+            if isinstance(rows, Columns):
+                if rows.pending is not None and not rows.pending[3]:
+                    _resolve([rows])  # (owners' texts from a map at hand: their lengths count)
+                self._bound += _bound(rows, self._fields)
+            else:  # rows of cells (records, often one at a time): bounded 1,024 at a time, and at the end
+                self._unbounded += rows
+                if len(self._unbounded) < 1024:
+                    return
+                self._bound += _bound(self._unbounded, self._fields)
+                self._unbounded = []
             if self._bound < _SS_MAYBE:
                 return
             self._ss, self._seen = [0, 0], (0, 0)
@@ -164,15 +172,20 @@ class TableWriter:
 
         Owners still to come (a :class:`Columns` block's ``pending``) are
         waited for as late as possible: every other column is laid out first."""
-        if final and self.hold and self._ss is None:
-            self._start()
+        if final and self._ss is None:
+            if self.hold:
+                self._start()
+            elif self._unbounded:
+                self._bound += _bound(self._unbounded, self._fields)
+                if self._bound >= _SS_MAYBE:
+                    self._ss, self._seen = [0, 0], (0, 0)
         if final and self._ss is not None:
             self._follow()  # (where ss writes among the rows not followed yet)
         if not self._n:
             return
         chunks = self._chunks
         self._chunks, self._tail, self._n = [], None, 0
-        self._bound, self._ss, self._seen = 0, None, (0, 0)
+        self._bound, self._ss, self._seen, self._unbounded = 0, None, (0, 0), []
         self._write(chunks, final)
 
     def _write(self, chunks: list[Any], final: bool, exact: bool = False) -> None:
@@ -470,5 +483,6 @@ def _bound(rows: Any, fields: list[int]) -> int:
                 w = cache.width
             per += w + 3
         return int(rows.n * per)
-    return sum(sum(len(row[f]) for f in fields) + 3 * len(fields) + 2 for row in rows)
+    cells = chain.from_iterable(map(itemgetter(*fields), rows)) if len(fields) > 1 else map(itemgetter(*fields), rows)
+    return sum(map(len, cells)) + len(rows) * (3 * len(fields) + 2)
 
