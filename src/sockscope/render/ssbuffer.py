@@ -76,68 +76,65 @@ def _sizes_of(cache: Any, memo: dict[int, Sizes]) -> Sizes:
     return sizes
 
 
-def row_sizes(block: Any, fields: list[int], memo: dict[int, Sizes]) -> list[int]:
-    """Each row's bytes in ss's buffer: the tokens of ``fields`` and the empty one of ss's last
-    field.  ``block``: a :class:`~sockscope.render.table.Columns` block with nothing pending, or
-    rows of cells; ``memo``: the column caches' :class:`Sizes`, by ``id`` of their texts."""
-    fixed = 2  # (ss's last field: empty)
-    total: list[int] | None = None
-    columns = type(block) is Columns
-    n = block.n if columns else len(block)
-    for f in fields:
-        if not columns:
-            col = list(map(SIZE.__getitem__, map(len, [row[f] for row in block])))
-        else:
-            values, cache = block.cols[f]
-            if cache is None:
-                fixed += SIZE[len(values)]
-                continue
-            if cache is CELLS:
-                col = list(map(SIZE.__getitem__, map(len, values)))
-            elif isinstance(cache, Numbers):
-                col = _number_sizes(values, cache.zero)
-            else:
-                col = list(map(_sizes_of(cache, memo).by_value.__getitem__, values))
-        total = col if total is None else list(map(add, total, col))
-    if total is None:
-        return [fixed] * n
-    return list(map(add, total, repeat(fixed))) if fixed else total
+def _column_sizes(block: Any, f: int, memo: dict[int, Sizes]) -> int | list[int]:
+    """The token bytes of field ``f`` of each row of ``block`` (a
+    :class:`~sockscope.render.table.Columns` block with nothing pending, or rows of cells): one
+    int where every row's is the same, else a list."""
+    if type(block) is not Columns:
+        return list(map(SIZE.__getitem__, map(len, [row[f] for row in block])))
+    values, cache = block.cols[f]
+    if cache is None:
+        return SIZE[len(values)]
+    if cache is CELLS:
+        return list(map(SIZE.__getitem__, map(len, values)))
+    if isinstance(cache, Numbers):
+        return _number_sizes(values, cache.zero)
+    sizes = _sizes_of(cache, memo)
+    if sizes.low == sizes.high:  # (every text of the column as long: the queues, often more)
+        return sizes.low
+    return list(map(sizes.by_value.__getitem__, values))
 
 
-def _number_sizes(values: list[int], zero: str) -> list[int]:
-    """The token bytes of a column of numbers (0 written as ``zero``)."""
+def _number_sizes(values: list[int], zero: str) -> int | list[int]:
+    """:func:`_column_sizes` of a column of numbers (0 written as ``zero``)."""
     top = max(values, default=0)
+    low = min(filter(None, values), default=top)
+    size = SIZE[len(str(top))]
+    if SIZE[len(str(low))] == size:  # (inodes: their digits alike) one size, and 0's
+        zeros = SIZE[len(zero)]
+        if zeros == size or 0 not in values:
+            return size
+        return list(map({0: zeros}.get, values, repeat(size)))
     if top < len(_SMALL_NUMBER_SIZE) and len(zero) == 1:  # (ports)
         return list(map(_SMALL_NUMBER_SIZE.__getitem__, values))
-    low = min(filter(None, values), default=top)
-    if SIZE[len(str(low))] == SIZE[len(str(top))]:  # (inodes: their digits alike) one size, and 0's
-        return list(map({0: SIZE[len(zero)]}.get, values, repeat(SIZE[len(str(top))])))
     return list(map(SIZE.__getitem__, map(len, map(str, values))))  # (0's text is "0" or as long)
 
 
+def row_sizes(block: Any, fields: list[int], memo: dict[int, Sizes]) -> list[int]:
+    """Each row's bytes in ss's buffer: the tokens of ``fields`` and the empty one of ss's last
+    field.  ``memo``: the column caches' :class:`Sizes`, by ``id`` of their texts."""
+    n = block.n if type(block) is Columns else len(block)
+    fixed = 2  # (ss's last field: empty)
+    total: list[int] | None = None
+    for f in fields:
+        col = _column_sizes(block, f, memo)
+        if isinstance(col, int):
+            fixed += col
+        else:
+            total = col if total is None else list(map(add, total, col))
+    if total is None:
+        return [fixed] * n
+    return list(map(add, total, repeat(fixed)))
+
+
 def block_bytes(block: Any, fields: list[int], memo: dict[int, Sizes]) -> int:
-    """The bytes of all rows of ``block`` in ss's buffer (:func:`row_sizes` summed), column by
-    column: a column of few values by counting each (C loops), the others by their sizes."""
-    columns = type(block) is Columns
-    n = block.n if columns else len(block)
+    """The bytes of all rows of ``block`` in ss's buffer (:func:`row_sizes` summed): a column whose
+    rows' tokens are alike by one multiplication."""
+    n = block.n if type(block) is Columns else len(block)
     total = 2 * n  # (ss's last field: empty)
     for f in fields:
-        if not columns:
-            total += sum(map(SIZE.__getitem__, map(len, [row[f] for row in block])))
-            continue
-        values, cache = block.cols[f]
-        if cache is None:
-            total += SIZE[len(values)] * n
-        elif cache is CELLS:
-            total += sum(map(SIZE.__getitem__, map(len, values)))
-        elif isinstance(cache, Numbers):
-            total += _numbers_bytes(values, cache.zero)
-        else:
-            sizes = _sizes_of(cache, memo)
-            if sizes.low == sizes.high:  # (every text of the column as long: the queues, often more)
-                total += sizes.low * n
-            else:
-                total += sum(map(sizes.by_value.__getitem__, values))
+        col = _column_sizes(block, f, memo)
+        total += col * n if isinstance(col, int) else sum(col)
     return total
 
 
@@ -172,24 +169,7 @@ def follow(block: Any, start: int, n: int, fields: list[int], memo: dict[int, Si
 
 def rows_of(block: Any, lo: int, hi: int) -> Any:
     """Rows ``lo`` to ``hi`` of a :class:`~sockscope.render.table.Columns` block or of rows of cells."""
-    if type(block) is not Columns:
-        return block[lo:hi]
-    if lo == 0 and hi == block.n:
-        return block
-    return Columns(hi - lo, [(v if c is None else v[lo:hi], c) for v, c in block.cols])
-
-
-def _numbers_bytes(values: list[int], zero: str) -> int:
-    """The token bytes of a column of numbers, summed (:func:`_number_sizes`)."""
-    if not values:
-        return 0
-    top, low = max(values), min(values)
-    if low:  # (no 0: one size if the least and the most are as long)
-        if SIZE[len(str(low))] == SIZE[len(str(top))]:
-            return SIZE[len(str(top))] * len(values)
-    if top < len(_SMALL_NUMBER_SIZE) and len(zero) == 1:
-        return sum(map(_SMALL_NUMBER_SIZE.__getitem__, values))
-    return sum(_number_sizes(values, zero))
+    return block.rows(lo, hi) if type(block) is Columns else block[lo:hi]
 
 
 def token_lengths(block: Any, fields: list[int], i: int) -> list[int]:

@@ -402,3 +402,9 @@ class Columns:
         #: :func:`fill`, or (values, cache, texts, True) where ``texts()`` gives the whole
         #: value -> text dict, which becomes the cache's own (no copy)
         self.pending: tuple[Any, _TextCache, Callable[..., Any], bool] | None = None
+
+    def rows(self, lo: int, hi: int) -> Columns:
+        """Rows ``lo`` to ``hi`` as a block of their own (nothing pending: its columns are sliced)."""
+        if lo == 0 and hi == self.n:
+            return self
+        return Columns(hi - lo, [(v if c is None else v[lo:hi], c) for v, c in self.cols])

@@ -420,8 +420,7 @@ def _slices(blocks: list[Any]) -> Iterator[Any]:
                 yield block
                 continue
             for lo in range(0, n, _SLICE):
-                hi = min(lo + _SLICE, n)
-                yield Columns(hi - lo, [(v if c is None else v[lo:hi], c) for v, c in block.cols])
+                yield block.rows(lo, min(lo + _SLICE, n))
         else:
             n = len(block[0]) if block else 0
             for lo in range(0, n, _SLICE):
