@@ -14,7 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterable, Iterator
 
-_PROTOCOLS = {"tcp": 6, "udp": 17, "raw": 255}
+#: the tables whose sockets the kernel can close (their sock_diag handlers implement destroy)
+_DESTROYABLE = ("tcp", "udp", "raw")
 # include/uapi/linux/sock_diag.h
 SKNLGRP_INET_TCP_DESTROY = 1
 SKNLGRP_INET_UDP_DESTROY = 2
@@ -38,13 +39,13 @@ def kill(socks: Iterable[Socket], dry_run: bool = False) -> Iterator[Socket]:
     (EOPNOTSUPP) or that are already gone (ENOENT) are skipped, as ss does.
     Without CAP_NET_ADMIN: :class:`PermissionDenied` saying so."""
     for seq, s in enumerate(socks, 1):
-        proto = _PROTOCOLS.get(s.netid)
-        if proto is None:
+        if s.netid not in _DESTROYABLE:
             continue
+        proto = inet.PROTOCOLS[s.netid]
         if dry_run:
             yield s
             continue
-        if proto == 255 and s.protocol is not None:
+        if proto == inet.IPPROTO_RAW and s.protocol is not None:
             proto = s.protocol
         code = transport.request_ack(inet.encode_destroy(s.family, proto, sockid(s), seq), "SOCK_DESTROY")
         if code == 0:

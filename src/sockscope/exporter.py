@@ -177,7 +177,6 @@ _U32 = struct.Struct("=I")
 _EXT_INFO_ONLY = 1 << (INET_DIAG_INFO - 1)
 #: the tcp_info fields summed over open sockets (read by name from the decoder's batches)
 _TCP_INFO_SUMS = ("total_retrans", "bytes_received", "bytes_sent", "bytes_retrans")
-_PROTOCOLS = {"tcp": 6, "udp": 17}
 
 
 def _inet_counter(table: str, counts: list[int], listen: list[tuple[Any, ...]], tot: TcpTotals,
@@ -245,7 +244,7 @@ def _inet(dumper: _Dumper, snap: Snapshot, table: str, own: str) -> None:
         for fam in (AF_INET, AF_INET6):
             counts = [0] * 256
             ext = _EXT_INFO_ONLY if table == "tcp" else 0
-            dumper.dump(inet.encode_request(fam, _PROTOCOLS[table], SS_ALL, ext),
+            dumper.dump(inet.encode_request(fam, inet.PROTOCOLS[table], SS_ALL, ext),
                         _inet_counter(table, counts, listen, tot, op), op)
             done.append((fam, counts))
     except (NotSupported, PermissionDenied):

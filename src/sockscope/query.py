@@ -37,7 +37,6 @@ EXT_TOS = (1 << 4) | (1 << 5)
 INET_TABLES = ("raw", "udp", "tcp", "dccp", "sctp", "mptcp")
 UNIX_TABLES = ("u_str", "u_dgr", "u_seq")
 PACKET_TABLES = ("p_raw", "p_dgr")
-_PROTOCOLS = {"tcp": 6, "udp": 17, "dccp": 33, "sctp": 132, "raw": 255, "mptcp": 262}
 
 
 def _stderr_warn(msg: str) -> None:
@@ -277,7 +276,7 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
                 if done:
                     return
             for fam in fams:
-                req = inet.encode_request(fam, _PROTOCOLS[table], q.states, q.ext, q.bytecode,
+                req = inet.encode_request(fam, inet.PROTOCOLS[table], q.states, q.ext, q.bytecode,
                                           ports=q.ports if table == "tcp" else (0, 0))
                 for data in receive(req, op):
                     batch, end = inet.decode(data, op, info)

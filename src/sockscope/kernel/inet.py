@@ -54,6 +54,8 @@ NETIDS = {
     IPPROTO_RAW: "raw",
     IPPROTO_MPTCP: "mptcp",
 }
+#: a table's name -> its protocol number (the one name for each: ``NETIDS`` turned round)
+PROTOCOLS = {name: proto for proto, name in NETIDS.items()}
 
 # struct inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid
 _REQ = _struct.Struct("=BBBxI")
