@@ -417,8 +417,26 @@ def test_split_by_family_keeps_each_familys_rows_in_order(capture: dict, monkeyp
             assert _plain(v6) == [r for r in rows if r[0] == 10]
             assert inet.records(v4, "tcp") + inet.records(v6, "tcp") == sorted(
                 inet.records(b, "tcp"), key=lambda s: s.family)  # a stable sort: the order within a family kept
+        # a view into a longer buffer (a replayed capture, say): the rows are the view's, not the buffer's
+        v4, v6 = inet.decode(memoryview(bytes(124) + data)[124:])[0].split()
+        assert _plain(v4) + _plain(v6) == [r for r in rows if r[0] == 2] + [r for r in rows if r[0] == 10]
         regrouped += inet.decode(data)[0].fam == 0 and bool(inet._uniform_length(data))
     assert regrouped >= 2  # mixed datagrams of one message length really take the regrouping path
+
+
+def test_rows_gathered_by_a_mask_are_the_rows_kept() -> None:
+    """layout.gather_rows (Batch.split of messages of one length): the rows a mask keeps, in order,
+    for datagrams shorter and longer than the slices made so far (which grow), of two row sizes,
+    with bytes after the last whole row; the same as gather at the kept rows' offsets."""
+    from sockscope.kernel import layout
+
+    rng = random.Random(7)
+    for size, n in ((124, 3), (124, 700), (88, 1), (124, 256), (124, 1500), (88, 0), (88, 900), (124, 40)):
+        raw = rng.randbytes(n * size + rng.randrange(size))
+        keep = [rng.random() < 0.5 for _ in range(n)]
+        at = [k * size for k in range(n) if keep[k]]
+        assert layout.gather_rows(raw, size, keep).tobytes() == layout.gather(raw, at, size).tobytes()
+        assert layout.gather_rows(raw, size, [True] * n).tobytes() == raw[: n * size]
 
 
 def test_records_of_batches(capture: dict) -> None:

@@ -18,7 +18,7 @@ from _operator import add, eq, ne
 from sockscope._addr import AF_INET, AF_INET6, ZERO16, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO, gather
+from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO, gather, gather_rows
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -278,21 +278,21 @@ class Batch:
         from itertools import compress
 
         stride = self._stride
-        if self._length:  # whole messages, from the datagram read column at once
-            raw = self._body.tobytes()
-            starts = list(compress(range(0, len(raw), stride), mask))
-        else:  # framed: the fixed parts, from the datagram
-            raw, starts = self._raw, list(compress(self._starts, mask))
-        if not starts:
+        if True not in mask:
             return Batch.of([])
         b = Batch.__new__(Batch)
-        _heads(gather(raw, starts, stride), stride, b)
-        b.info = None
-        if self._length:  # whole messages: the copy holds the attributes too
+        if self._length:  # whole messages, from the datagram read column at once: the copy holds
+            # the attributes too (the datagram itself where it is bytes: gather_rows reads whole rows)
+            whole = self._mv.obj
+            raw = whole if type(whole) is bytes and len(whole) == self._mv.nbytes else self._body.tobytes()
+            _heads(gather_rows(raw, stride, mask), stride, b)
             b._mv, b._length = b._body, stride
-        else:  # fixed parts: the attributes stay in the datagram
-            b._mv, b._raw, b._length = self._mv, raw, 0
-            b._starts = list(compress(self._starts, mask))  # (and their ends when asked for: __getattr__)
+        else:  # framed: the fixed parts, from the datagram (the attributes stay there)
+            starts = list(compress(self._starts, mask))
+            _heads(gather(self._raw, starts, stride), stride, b)
+            b._mv, b._raw, b._length = self._mv, self._raw, 0
+            b._starts = starts  # (and their ends when asked for: __getattr__)
+        b.info = None
         b.fam = _one_family(b.family)
         _wildcards(b)
         return b

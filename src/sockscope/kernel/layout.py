@@ -20,7 +20,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Sequence
+    from typing import Any, Iterable, Sequence
 
 _SWAP = sys.byteorder == "little"
 #: netlink message header length: every diag message's payload starts here
@@ -188,6 +188,24 @@ def gather(raw: bytes, starts: list[int], size: int) -> memoryview:
     picked out of a datagram, to be read column at once): every slice and the copy in C (slices
     of bytes join faster than slices of a memoryview)."""
     return memoryview(b"".join(map(raw.__getitem__, map(slice, starts, map(size.__add__, starts)))))
+
+
+_ROWS: dict[int, list[slice]] = {}  # a row size -> the slices of consecutive rows of that size
+
+
+def gather_rows(raw: bytes, size: int, keep: Iterable[Any]) -> memoryview:
+    """The rows of ``raw`` (``size`` bytes each, from its start) whose ``keep`` is true, side by
+    side: :func:`gather` for rows at a stride, whose slices are made once for each size (a
+    datagram of both families cut in two makes no object per row but the rows' bytes)."""
+    from itertools import compress
+
+    n = len(raw) // size
+    cuts = _ROWS.get(size)
+    if cuts is None or len(cuts) < n:
+        if len(_ROWS) >= 64:  # (sizes are the few lengths messages have)
+            _ROWS.clear()
+        cuts = _ROWS[size] = [slice(k, k + size) for k in range(0, max(n, 256) * size, size)]
+    return memoryview(b"".join(map(raw.__getitem__, compress(cuts, keep))))
 
 
 def from_network(raw: bytes, code: str) -> list[int]:
