@@ -383,6 +383,28 @@ def spread(side: Side) -> str:
     return f"{lo:.0f}–{hi:.0f}" if lo >= 100 else f"{lo:.1f}–{hi:.1f}"
 
 
+def floor_table(results: Sequence[Any], max_ratio: float = 1.5) -> list[str]:
+    """Each listing measured beside its Python floor (a ``NAME`` row and a ``NAME_floor`` row of one
+    population: ``results`` have ``row.name``, ``population``, ``ours`` and ``peer``): the floor as a
+    share of ss's time, what ``max_ratio`` × ss leaves above the floor, and what the listing used
+    above it.  "left" uses the floor row's ss (measured beside the floor), "used" the listing's own
+    median.  A listing whose floor is at or above ss's time cannot hold the ratio in Python."""
+    by = {(r.population, r.row.name): r for r in results}
+    lines = ["| population | listing | ss | floor | floor / ss | left above the floor | used above it |",
+             "|---|---|---|---|---|---|---|"]
+    for (population, name), floor in by.items():
+        listing = by.get((population, name.removesuffix("_floor")))
+        if not name.endswith("_floor") or listing is None:
+            continue
+        ss, low, ours = floor.peer.median_ms(), floor.ours.median_ms(), listing.ours.median_ms()
+        if ss is None or low is None or ours is None:
+            continue
+        mark = "**" if low >= ss else ""
+        lines.append(f"| {population} | {listing.row.what} | {ss:.1f} ms | {low:.1f} ms | {mark}{low / ss:.2f}×{mark} "
+                     f"| {max_ratio * ss - low:.1f} ms | {ours - low:.1f} ms |")
+    return lines if len(lines) > 2 else []
+
+
 def machine_phase(baselines: Sequence[tuple[float, float]]) -> str:
     """Whether the machine kept one speed through the run: UNSTEADY where some ``python -c pass``
     median is over 1.5× the quickest start seen.  Rows measured in a slow phase pay a slower

@@ -355,7 +355,8 @@ def table(results: Sequence[Result]) -> str:
                 f"| {_rss(r.peer)} | {ratio} | {rss_target.text} | {met} | | |"
             )
     if shaped:
-        lines += ([""] if lines else []) + _shape_table(shaped)
+        floors = measure.floor_table(shaped)
+        lines += ([""] if lines else []) + _shape_table(shaped) + ["", *floors] * bool(floors)
     notes = [
         f"- {r.row.name} @ {r.population}: {note}"
         for r in results

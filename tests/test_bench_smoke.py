@@ -321,6 +321,11 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     assert ("hostmix15k", "nc_all") in got and ("udp10k", "nc_udp") in got and ("unix20k", "xa") in got
     assert ("mixed100k", "tan") in got and ("udp10k", "tan") not in got
     assert {s for s, row in got if row == "xa_floor"} == {"unix20k", "hostmix15k"}
+    # each listing beside its floor: one line a population that ran both rows
+    assert "| population | listing | ss | floor | floor / ss | left above the floor | used above it |" in done.stdout
+    floors = [ln for ln in done.stdout.splitlines()
+              if "| `sockscope -xa` vs `ss -xa` |" in ln and ln.count("ms |") == 4]
+    assert len(floors) == 2, done.stdout
     for r in data["results"]:
         assert r["ours"]["status"] == "ok" and r["peer"]["status"] == "ok", r
         if r["row"].endswith("_floor"):  # (floor.py prints nothing: no target, nothing to compare)
