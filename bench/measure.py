@@ -165,10 +165,10 @@ def listing_requests(options: Sequence[str]) -> list[bytes]:
     import io
 
     from sockscope import cli
-    from sockscope.kernel import transport
+    from sockscope.kernel import netlink, transport
 
     sent: list[bytes] = []
-    done = transport._DONE_TAIL + bytes(14)  # an NLMSG_DONE message (length, type; flags, seq, pid, errno 0)
+    done = netlink.DONE_HEAD + bytes(14)  # an NLMSG_DONE message (length, type; flags, seq, pid, errno 0)
 
     def stream(request: bytes, *_: Any, **__: Any) -> Iterator[bytes]:
         sent.append(bytes(request))

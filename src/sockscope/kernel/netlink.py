@@ -8,6 +8,7 @@ values; they never perform I/O.  Malformed input raises
 from __future__ import annotations
 
 import _struct  # struct.py only re-exports this C module: one module fewer to import
+import sys as _sys
 
 from sockscope.errors import DecodeError, NetlinkError, netlink_error
 from sockscope.kernel.layout import NLATTR as NLATTR  # (the one definition: layout, with every struct)
@@ -28,6 +29,8 @@ NLMSG_NOOP = 1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLMSG_OVERRUN = 4
+#: the first 6 bytes of a dump's NLMSG_DONE (its length, 20, and its type)
+DONE_HEAD = (16 + 4).to_bytes(4, _sys.byteorder) + NLMSG_DONE.to_bytes(2, _sys.byteorder)
 
 # include/uapi/linux/sock_diag.h
 SOCK_DIAG_BY_FAMILY = 20

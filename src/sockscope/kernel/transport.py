@@ -12,7 +12,7 @@ import errno
 import sys
 
 from sockscope.errors import NetlinkError, netlink_error
-from sockscope.kernel.netlink import NETLINK_SOCK_DIAG
+from sockscope.kernel.netlink import DONE_HEAD, NETLINK_SOCK_DIAG
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -116,9 +116,6 @@ def _receiver(s: _socket.socket) -> Callable[[], bytes]:
         return view[: recv_into(buf)].tobytes()
 
     return recv
-
-
-_DONE_TAIL = (16 + 4).to_bytes(4, sys.byteorder) + (3).to_bytes(2, sys.byteorder)  # NLMSG_DONE, 20 bytes
 
 
 #: the interpreter's switch interval while a helper receives (seconds; the default is 5 ms)
@@ -236,7 +233,7 @@ def _ends_dump(data: bytes) -> bool:
     """Whether a datagram looks like the last of a dump: it ends with
     ``NLMSG_DONE`` or starts with ``NLMSG_ERROR``.  A guess for the helper
     thread only (the caller's decoder decides)."""
-    return data[-20:-14] == _DONE_TAIL or data[4:6] == _ERROR_TYPE
+    return data[-20:-14] == DONE_HEAD or data[4:6] == _ERROR_TYPE
 
 
 def dump(request: bytes, decode: Callable[[bytes], bool], op: str, sock: _socket.socket | None = None) -> None:
