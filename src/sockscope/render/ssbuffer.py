@@ -23,14 +23,13 @@ from bisect import bisect_right
 from itertools import accumulate, repeat
 from _operator import add
 
-from sockscope.render.table import CELLS, Columns, Numbers
+from sockscope.render.table import CELLS, SS_CHUNKS as CHUNKS, SS_ROOM as ROOM, Columns, Numbers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-ROOM = (1 << 20) - 16  # a chunk's data: BUF_CHUNK less its `next` and `end` pointers
-CHUNKS = 5  # BUF_CHUNKS_MAX: ss writes what it holds at the end of a row once it holds this many
+# ROOM, CHUNKS: a chunk's data, and the chunks held from which ss writes at a row's end (render.table)
 
 
 class _SizeOfLength(dict[int, int]):

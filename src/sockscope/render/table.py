@@ -56,6 +56,10 @@ COLUMNS = (
 COL = {c.name: i for i, c in enumerate(COLUMNS)}
 PROCESS, NETNS, TAIL = COL["process"], COL["netns"], COL["tail"]
 HEADERS = tuple(c.header for c in COLUMNS[:NETNS])
+#: ss's output buffer (misc/ss.c), where the table's rows wait to be laid out (the writer's bound,
+#: :mod:`sockscope.render.ssbuffer`): a chunk's data (BUF_CHUNK less its two pointers), and how many
+#: chunks it holds when it writes at a row's end (BUF_CHUNKS_MAX)
+SS_ROOM, SS_CHUNKS = (1 << 20) - 16, 5
 _STATE_TEXT = [SS_STATE_NAMES.get(i, "UNKNOWN") for i in range(256)]
 _U32 = _struct.Struct("=I")
 

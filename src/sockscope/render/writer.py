@@ -16,7 +16,8 @@ from __future__ import annotations
 from itertools import chain, repeat
 from _operator import getitem as _getitem, is_not, itemgetter
 
-from sockscope.render.table import CELLS, COLUMNS, HEADERS, NETNS, PROCESS, TAIL, Columns, Numbers, fill
+from sockscope.render.table import (CELLS, COLUMNS, HEADERS, NETNS, PROCESS, SS_CHUNKS, SS_ROOM, TAIL, Columns, Numbers,
+                                    fill)
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -242,17 +243,7 @@ class TableWriter:
             cut = i == PROCESS and final and b == last
             if type(block) is Columns:
                 values, cache = block.cols[i]
-                if cache is None:
-                    w = len(values)
-                elif cache is CELLS:
-                    texts = values[:-1] if cut else values
-                    w = max(map(len, texts)) if texts else 0
-                elif isinstance(cache, Numbers):
-                    w = cache.width(values)
-                elif exact:
-                    w = max(map(len, map(cache.texts.__getitem__, set(values))), default=0)
-                else:
-                    w = cache.width
+                w = _width(values[:-1] if cut and cache is CELLS else values, cache, exact)
             else:
                 col = block[i][:-1] if cut else block[i]
                 w = max(map(len, col)) if col else 0
@@ -459,7 +450,21 @@ HOLD_ROWS = 1 << 18
 
 #: (ss's policy) a bound of the bytes held from which ss may hold 5 chunks: 4 chunks' data less
 #: what their ends can leave unused (a token that does not fit goes whole to the next chunk)
-_SS_MAYBE = 4 * ((1 << 20) - 16) - 4 * (1 << 16)
+_SS_MAYBE = (SS_CHUNKS - 1) * (SS_ROOM - (1 << 16))
+
+
+def _width(values: Any, cache: Any, exact: bool = False) -> int:
+    """The widest cell of a :class:`Columns` block's column ``(values, cache)``: a column cache
+    knows the widest text of every value it has met; ``exact``: of ``values`` only."""
+    if cache is None:
+        return len(values)
+    if cache is CELLS:
+        return max(map(len, values), default=0)
+    if isinstance(cache, Numbers):
+        return int(cache.width(values))
+    if exact:
+        return max(map(len, map(cache.texts.__getitem__, set(values))), default=0)
+    return int(cache.width)
 
 
 def _bound(rows: Any, fields: list[int]) -> int:
@@ -470,17 +475,8 @@ def _bound(rows: Any, fields: list[int]) -> int:
         per = 2
         for f in fields:
             values, cache = rows.cols[f]
-            if cache is None:
-                w = len(values)
-            elif cache is CELLS:
-                w = max(map(len, values), default=0)
-            elif isinstance(cache, Numbers):
-                w = cache.width(values)
-            elif rows.pending is not None and f == PROCESS:
-                w = 1 << 16  # (owners still to come: not known, a field's most)
-            else:
-                w = cache.width
-            per += w + 3
+            # (owners still to come, the Process column's cache not filled yet: a field's most)
+            per += (1 << 16 if f == PROCESS and rows.pending is not None else _width(values, cache)) + 3
         return int(rows.n * per)
     cells = chain.from_iterable(map(itemgetter(*fields), rows)) if len(fields) > 1 else map(itemgetter(*fields), rows)
     return sum(map(len, cells)) + len(rows) * (3 * len(fields) + 2)
