@@ -282,10 +282,8 @@ class Batch:
             return Batch.of([])
         b = Batch.__new__(Batch)
         if self._length:  # whole messages, from the datagram read column at once: the copy holds
-            # the attributes too (the datagram itself where it is bytes: gather_rows reads whole rows)
-            whole = self._mv.obj
-            raw = whole if type(whole) is bytes and len(whole) == self._mv.nbytes else self._body.tobytes()
-            _heads(gather_rows(raw, stride, mask), stride, b)
+            # the attributes too (gather_rows reads whole rows: a NLMSG_DONE after them is left out)
+            _heads(gather_rows(_datagram(self._mv), stride, mask), stride, b)
             b._mv, b._length = b._body, stride
         else:  # framed: the fixed parts, from the datagram (the attributes stay there)
             starts = list(compress(self._starts, mask))
@@ -447,9 +445,7 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
         off += (length + 3) & ~3
     if starts and starts[-1] + unpack(mv, starts[-1])[0] > end:  # only the last one can overrun
         raise DecodeError(f"bad netlink message length {unpack(mv, starts[-1])[0]} at offset {starts[-1]}")
-    # (Batch.split and __getattr__ gather from it): the datagram itself where it is bytes, no copy
-    whole = mv.obj
-    raw = b._raw = whole if type(whole) is bytes and len(whole) == mv.nbytes else mv.tobytes()
+    raw = b._raw = _datagram(mv)  # (Batch.split and __getattr__ gather from it)
     b._length = 0
     fams = list(map(raw.__getitem__, map(_FAMILY_AT.__add__, starts)))
     if fams.count(AF_INET) not in (0, len(fams)):
@@ -466,6 +462,12 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
 
 
 _FAMILY_AT = 16 + INET_DIAG_MSG.offset("family")  # a message's family byte
+
+
+def _datagram(mv: memoryview) -> bytes:
+    """The bytes ``mv`` shows: the datagram itself where it is those bytes (no copy), else a copy."""
+    whole = mv.obj
+    return whole if type(whole) is bytes and len(whole) == mv.nbytes else mv.tobytes()
 
 
 def _wildcards(b: Batch) -> None:
