@@ -277,9 +277,10 @@ def test_joined_columns_write_what_separate_ones_do(seed: int, monkeypatch: pyte
 def test_numbers_and_cells_formatted_as_rows_of_cells_are(seed: int) -> None:
     """A block's rows are written by one ``%`` format (render.writer._cells with ``fmt``): columns
     of numbers (``render.table.Numbers``: their digits made by the format, 0 as its own text, one
-    wider than the digits too, right-aligned too), cells padded by it, texts with ``%`` in them
-    and one text for every row give the table that the same cells given as rows of text give,
-    across batched flushes that widen the columns."""
+    wider than the digits too, right-aligned too; ports with service names, a name wider or
+    narrower than the other ports' digits, the largest port named or not), cells padded by it,
+    texts with ``%`` in them and one text for every row give the table that the same cells given
+    as rows of text give, across batched flushes that widen the columns."""
     import io
     import random
 
@@ -288,6 +289,7 @@ def test_numbers_and_cells_formatted_as_rows_of_cells_are(seed: int) -> None:
 
     rnd = random.Random(seed)
     wide_zero = t.Numbers("none%")
+    named = t.Numbers("*", {7: "echo", 80: "http%", 9999: "a-long-service-name", 65000: "hi"})
     blocks = []
     for k in range(9):
         n = rnd.randrange(1, 40) if k else 1
@@ -301,10 +303,20 @@ def test_numbers_and_cells_formatted_as_rows_of_cells_are(seed: int) -> None:
         states = [rnd.choice([1, 7, 10]) for _ in range(n)]
         t.fill(states, state, t._state_texts)
         cells = [rnd.choice(["", "a%s", "%d%%", "x" * rnd.randrange(30)]) for _ in range(n)]
+        ports = [rnd.choice([0, 7, 80, 9999, 65000, 123, 65001]) if rnd.random() < 0.3
+                 else rnd.randrange(1, 10 ** k + 2) for _ in range(n)]
         cols = [("u%str", None), (states, state), (nums(), t.NUMBERS), (nums(), wide_zero),
-                (rnd.choice(["10%", "*"]), None), (nums(), t.PORTS), (nums(), t.NUMBERS),
-                (nums(), wide_zero), (cells, t.CELLS), ("", None)]
+                (rnd.choice(["10%", "*"]), None), (ports, named), (nums(), t.NUMBERS),
+                (nums(), rnd.choice([t.PORTS, named])), (cells, t.CELLS), ("", None)]
         blocks.append(t.Columns(n, cols))
+        for values, kind in cols:  # a kind's measures are its cells'
+            if isinstance(kind, t.Numbers):
+                assert isinstance(values, list)
+                cells_ = kind.texts(values)
+                assert kind.width(values) == max(map(len, cells_))
+                assert [kind.length(v) for v in values] == list(map(len, cells_))
+                conv, args = kind.format(values)
+                assert ("%" + conv) * n % tuple(args) == "".join(cells_)
 
     def texts(values: object, cache: object, n: int) -> list[str]:
         if cache is None:
@@ -329,7 +341,7 @@ def test_numbers_and_cells_formatted_as_rows_of_cells_are(seed: int) -> None:
 
     formatted, rows = write(False), write(True)
     assert formatted == rows
-    assert "none%" in formatted and "u%str" in formatted and "%d%%" in formatted
+    assert "none%" in formatted and "u%str" in formatted and "%d%%" in formatted and "http%" in formatted
     assert len(formatted.splitlines()) == 1 + sum(b.n for b in blocks)
 
 

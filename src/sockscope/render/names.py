@@ -8,6 +8,7 @@ ports inside the kernel's ephemeral range are never named, like ss.
 from __future__ import annotations
 
 _services: dict[tuple[int, str], str] | None = None
+_named: dict[str, dict[int, str]] = {}  # protocol -> named_ports(protocol)
 _protocols: dict[int, str] | None = None
 _ephemeral: tuple[int, int] | None = None
 _hosts: dict[str, str] = {}
@@ -58,13 +59,21 @@ def ephemeral_range() -> tuple[int, int]:
 
 def service(port: int, proto: str) -> str | None:
     """The /etc/services name of ``port``/``proto``, None if none or ephemeral."""
+    return named_ports(proto).get(port)
+
+
+def named_ports(proto: str) -> dict[int, str]:
+    """port -> /etc/services name, for the ports of ``proto`` that ss names: each one but 0 and
+    those in the kernel's ephemeral range that the file names.  Made once for each protocol."""
     global _services
-    lo, hi = ephemeral_range()
-    if lo <= port <= hi:
-        return None
-    if _services is None:
-        _services = _load_services()
-    return _services.get((port, proto))
+    table = _named.get(proto)
+    if table is None:
+        if _services is None:
+            _services = _load_services()
+        lo, hi = ephemeral_range()
+        table = _named[proto] = {p: name for (p, pr), name in _services.items()
+                                 if pr == proto and p and not lo <= p <= hi}
+    return table
 
 
 def protocol(number: int) -> str:

@@ -87,15 +87,18 @@ def _column_sizes(block: Any, f: int, memo: dict[int, Sizes]) -> int | list[int]
     if cache is CELLS:
         return list(map(SIZE.__getitem__, map(len, values)))
     if isinstance(cache, Numbers):
-        return _number_sizes(values, cache.zero)
+        return _number_sizes(values, cache)
     sizes = _sizes_of(cache, memo)
     if sizes.low == sizes.high:  # (every text of the column as long: the queues, often more)
         return sizes.low
     return list(map(sizes.by_value.__getitem__, values))
 
 
-def _number_sizes(values: list[int], zero: str) -> int | list[int]:
-    """:func:`_column_sizes` of a column of numbers (0 written as ``zero``)."""
+def _number_sizes(values: list[int], kind: Numbers) -> int | list[int]:
+    """:func:`_column_sizes` of a column of numbers (0 written as ``kind.zero``)."""
+    zero = kind.zero
+    if kind.named(values):  # (a port's service name)
+        return list(map(SIZE.__getitem__, map(len, kind.texts(values))))
     top = max(values, default=0)
     low = min(filter(None, values), default=top)
     size = SIZE[len(str(top))]
@@ -183,7 +186,7 @@ def token_lengths(block: Any, fields: list[int], i: int) -> list[int]:
         elif cache is CELLS:
             out.append(len(values[i]))
         elif isinstance(cache, Numbers):
-            out.append(len(str(values[i])) if values[i] else len(cache.zero))
+            out.append(cache.length(values[i]))
         else:
             out.append(len(cache.texts[values[i]]))
     return out + [0]

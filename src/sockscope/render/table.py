@@ -67,6 +67,11 @@ _U32 = _struct.Struct("=I")
 _V6ONLY: Any = "[::]"
 
 
+#: the tables whose ports ss names (not with ``-n``): netid -> the protocol of /etc/services
+#: (a raw socket's port is its protocol: /etc/protocols names it)
+_NAMED_BY = {"tcp": "tcp", "mptcp": "tcp", "udp": "udp", "dccp": "dccp", "sctp": "sctp", "raw": "raw"}
+
+
 class TableOptions:
     """What changes the cells: -n, -r, -p and the detail texts (a plain
     slotted class: the listing's start-up does not import ``dataclasses``)."""
@@ -94,7 +99,7 @@ class CellMaker:
         self.owners = owners  # for the fast path's users cell (records carry their own)
         self._ports: dict[tuple[str, int], str] = {}
         self._addrs: dict[tuple[str, bool], str] = {}
-        # column_cells' caches: by column, and (local, peer) port caches by netid
+        # column_cells' caches: by column, and the port columns' kinds by protocol ("ports tcp")
         self._col: dict[str, Any] = {k: _TextCache() for k in ("state", "rq", "wq", "la", "ra", "users")}
 
     def port(self, netid: str, port: int) -> str:
@@ -103,13 +108,12 @@ class CellMaker:
         if s is None:
             if port == 0:
                 s = "*"
-            elif self.opts.numeric or netid not in ("tcp", "udp", "raw", "dccp", "sctp", "mptcp"):
+            elif self.opts.numeric or netid not in _NAMED_BY:
                 s = str(port)
             elif netid == "raw":
                 s = _names().protocol(port)
             else:
-                proto = "udp" if netid == "udp" else "tcp" if netid in ("tcp", "mptcp") else netid
-                s = _names().service(port, proto) or str(port)
+                s = _names().service(port, _NAMED_BY[netid]) or str(port)
             self._ports[key] = s
         return s
 
@@ -128,6 +132,28 @@ class CellMaker:
             self._addrs[key] = s
         return s
 
+    def _port_kind(self, netid: str, ports: list[int]) -> Any:
+        """The kind of a column of ``netid``'s port numbers (no text is made for a port shown as
+        its digits: clients' ports are mostly distinct): :data:`PORTS` (0 as ``*``), with the
+        service names of the table's protocol where some port is outside the kernel's ephemeral
+        range (as :meth:`port`); a raw socket's ports are protocols, their names a cache's."""
+        if self.opts.numeric or not ports or netid not in _NAMED_BY:
+            return PORTS
+        if netid == "raw":
+            cache = self._col.get("ports raw")
+            if cache is None:
+                cache = self._col["ports raw"] = _TextCache()
+            fill(ports, cache, lambda keys: [self.port(netid, p) for p in keys])
+            return cache
+        lo, hi = _names().ephemeral_range()
+        if min(filter(None, ports), default=lo) >= lo and max(ports) <= hi:
+            return PORTS
+        proto = _NAMED_BY[netid]
+        kind = self._col.get("ports " + proto)
+        if kind is None:
+            kind = self._col["ports " + proto] = Numbers("*", _names().named_ports(proto))
+        return kind
+
     def column_cells(self, netid: str, b: Batch) -> Columns:
         """A block of rows from a batch of the inet decoder
         (:class:`~sockscope.kernel.inet.Batch`).  The block keeps the batch's
@@ -142,17 +168,7 @@ class CellMaker:
             dsts = [_V6ONLY if v and d == ZERO16 else d for d, v in zip(dsts, b.v6only)]
         if any(b.ifindex):  # bound to a device: the local address names it (%lo)
             srcs = [(s, i) if i else s for s, i in zip(srcs, b.ifindex)]
-        lo, hi = (1, 65535) if self.opts.numeric else _names().ephemeral_range()
-
-        def ports(host: list[int]) -> list[str]:
-            texts = list(map(str, host))
-            if min(host) < lo or max(host) > hi:  # only outside the ephemeral range can a port have a name
-                for i, p in enumerate(host):
-                    if p < lo or p > hi:
-                        texts[i] = self.port(netid, p)
-            return texts
-
-        # one cache per column (a column's width is its own texts'), ports per netid
+        # one cache per column (a column's width is its own texts')
         c = self._col
         states, rqs, wqs = b.state, b.rqueue, b.wqueue
         fill(states, c["state"], _state_texts)
@@ -160,16 +176,8 @@ class CellMaker:
         fill(wqs, c["wq"], _queue_texts)
         fill(srcs, c["la"], self._address_texts)
         fill(dsts, c["ra"], self._address_texts)
-        if self.opts.numeric:  # a port's text is its number: no cache (clients' ports are mostly distinct)
-            lcol: tuple[Any, Any] = (b.sport, PORTS)
-            rcol: tuple[Any, Any] = (b.dport, PORTS)
-        else:
-            if netid not in c:
-                c[netid] = (_TextCache(), _TextCache())
-            lports, rports = c[netid]
-            fill(b.sport, lports, ports)
-            fill(b.dport, rports, ports)
-            lcol, rcol = (b.sport, lports), (b.dport, rports)
+        lcol = (b.sport, self._port_kind(netid, b.sport))
+        rcol = (b.dport, self._port_kind(netid, b.dport))
         owners = self.owners
         inos = b.inode if owners is not None else None
         block = Columns(b.n, [
@@ -302,10 +310,9 @@ def _names() -> Any:
     return names
 
 
-def _numbers(values: list[int], zero: str = "0") -> list[str]:
-    """Numbers as cells, in one C loop (``map(str, …)`` calls str per row); 0 as ``zero`` (a port's: ``*``)."""
-    texts = ("%d " * len(values) % tuple(values)).split()
-    return [t if v else zero for v, t in zip(values, texts)] if zero != "0" and 0 in values else texts
+def _numbers(values: list[int]) -> list[str]:
+    """Numbers' digits, in one C loop (``map(str, …)`` calls str per row)."""
+    return ("%d " * len(values) % tuple(values)).split()
 
 
 def _queue_texts(keys: list[int]) -> list[str]:
@@ -366,25 +373,53 @@ CELLS: Any = object()
 
 
 class Numbers:
-    """A :class:`Columns` column's "cache" when its values are non-negative integers shown as
-    their digits, 0 as ``zero``: inodes, numeric ports.  No text is made for them before the rows
-    are written: :class:`~sockscope.render.writer.TableWriter` measures the largest and its row
-    format makes the digits (``%d``) while it lays the row out."""
+    """A :class:`Columns` column's kind when its values are non-negative integers shown as their
+    digits, but for those with a text of their own (``own``): 0 as ``zero``, and ``names`` (a
+    port's service name).  No text is made for them before the rows are written:
+    :class:`~sockscope.render.writer.TableWriter` measures them and its row format makes the digits
+    (``%d``) while it lays the row out.  Every consumer of a column asks its kind (the writer,
+    :mod:`~sockscope.render.ssbuffer`, :mod:`~sockscope.render.padded`): the methods below."""
 
-    __slots__ = ("zero",)
+    __slots__ = ("zero", "names", "own")
 
-    def __init__(self, zero: str) -> None:
+    def __init__(self, zero: str, names: dict[int, str] | None = None) -> None:
         self.zero = zero
+        self.names: dict[int, str] = names or {}  # (never 0)
+        self.own: dict[int, str] = {**self.names, 0: zero} if zero != "0" else self.names
+
+    def named(self, values: list[int]) -> bool:
+        """Whether some value of ``values`` has a name (a C loop)."""
+        return bool(self.names) and not self.names.keys().isdisjoint(values)
+
+    def _named(self, values: list[int]) -> bool:
+        """Whether some value of ``values`` has a text of its own, a name or ``zero`` (a C loop)."""
+        return bool(self.own) and not self.own.keys().isdisjoint(values)
 
     def width(self, values: list[int]) -> int:
         """The widest cell of ``values``."""
-        m = max(values, default=0)
-        w = len(str(m)) if m else 0
-        return len(self.zero) if len(self.zero) > w and 0 in values else w
+        if not self._named(values):
+            return len(str(max(values))) if values else 0
+        hit = self.own.keys() & set(values)
+        w = max(map(len, map(self.own.__getitem__, hit)))
+        rest = set(values).difference(hit)
+        return max(w, len(str(max(rest)))) if rest else w
 
     def texts(self, values: list[int]) -> list[str]:
         """The cells of ``values``."""
-        return _numbers(values, self.zero)
+        texts = _numbers(values)
+        return list(map(self.own.get, values, texts)) if self._named(values) else texts
+
+    def length(self, value: int) -> int:
+        """The length of ``value``'s cell."""
+        text = self.own.get(value)
+        return len(str(value)) if text is None else len(text)
+
+    def format(self, values: list[int]) -> tuple[str, list[Any]]:
+        """What a row's ``%`` format takes for ``values``: ``("d", values)`` where each is shown as
+        its digits, else ``("s", …)`` with each value's own text in its place."""
+        if not self._named(values):
+            return "d", values
+        return "s", list(map(self.own.get, values, values))
 
 
 #: inodes (a UNIX socket's and its peer's: 0 where it has none) and numeric ports (0 is ``*``)

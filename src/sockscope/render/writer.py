@@ -328,11 +328,8 @@ def _cells(block: Any, specs: list[tuple[int, str, int, bool]], fmt: list[str] |
             elif cache is CELLS or isinstance(cache, Numbers):  # (owners: mostly one text per row)
                 if fmt is not None:
                     conv = "s"
-                    if cache is not CELLS:  # the digits by the format; 0's own text where it is not "0"
-                        if cache.zero == "0" or 0 not in values:
-                            conv = "d"
-                        else:
-                            values = list(map({0: cache.zero}.get, values, values))
+                    if cache is not CELLS:  # the digits by the format, a value's own text where it has one
+                        conv, values = cache.format(values)
                     width = ("" if right else "-") + str(pad) if pad else ""
                     fmt.append(delim.replace("%", "%%") + "%" + width + conv)
                     seqs.append(values)
