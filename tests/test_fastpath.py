@@ -351,6 +351,7 @@ _UDP_WALKS = textwrap.dedent(
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     import psutil
     import sockscope
+    from sockscope import exporter
     from sockscope.cli import ls
     from sockscope.kernel import transport
 
@@ -361,15 +362,31 @@ _UDP_WALKS = textwrap.dedent(
                 asked.append(request[16])
             return _real(request, op, *a, **k)
         setattr(transport, name, spy)
+    scraped = []  # the same, of the exporter's dumps
+    def dump_spy(request, decode, op, *a, _real=transport.dump, **k):
+        if op == "udp diag":
+            scraped.append(request[16])
+        return _real(request, decode, op, *a, **k)
+    transport.dump = dump_spy
 
     def case(argv=("-uan",)):
         asked.clear()
+        scraped.clear()
         out = io.StringIO()
         assert ls.main(list(argv), out) == 0
         walks = sorted(set(asked))
         ss = subprocess.run(["ss", *argv], capture_output=True, text=True, check=True).stdout
         same_nc = set(sockscope.net_connections("udp")) == set(psutil.net_connections("udp"))
-        return out.getvalue() == ss, same_nc, walks, out.getvalue().count("\n") - 1
+        snap = exporter.collect(tables=("udp",))
+        counts = {k: n for k, n in snap.sockets.items() if n}
+        want = {}
+        for fam in ("inet", "inet6"):
+            for line in subprocess.run(["ss", "-Huan", "-f", fam], capture_output=True, text=True,
+                                       check=True).stdout.splitlines():
+                key = (fam, "udp", line.split()[0])
+                want[key] = want.get(key, 0) + 1
+        scrape = counts == want and not snap.errors, sorted(set(scraped))
+        return out.getvalue() == ss, same_nc, walks, out.getvalue().count("\n") - 1, *scrape
 
     keep, res = [], {}
     res["none"] = case()
@@ -395,16 +412,17 @@ def test_udp_walks_that_would_find_nothing_are_skipped() -> None:
     on this VM); the namespace's own count of hashed UDP sockets (sockstat's ``UDP: inuse``,
     sockstat6's ``UDP6: inuse``: bound or connected ones, exactly what the dump finds) says when
     there is nothing to find.  The listing is ss's and ``net_connections("udp")`` psutil's in every
-    case; a family's walk is skipped only while it has no such socket (an unbound one is not)."""
+    case, and the exporter's counts ss's; a family's walk is skipped only while it has no such
+    socket (an unbound one is not), by the listing and the exporter alike."""
     proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _UDP_WALKS], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     got = {k: tuple(v) for k, v in json.loads(proc.stdout).items()}
     assert got == {
-        "none": (True, True, [], 0),
-        "IPv4 only": (True, True, [2], 2),
-        "IPv4 only, -u -a": (True, True, [2], 2),
-        "and an unbound IPv6 one": (True, True, [2], 2),
-        "and an IPv6 one bound by connect": (True, True, [2, 10], 3),
-        "IPv6 only (a dual-stack wildcard)": (True, True, [10], 2),
+        "none": (True, True, [], 0, True, []),
+        "IPv4 only": (True, True, [2], 2, True, [2]),
+        "IPv4 only, -u -a": (True, True, [2], 2, True, [2]),
+        "and an unbound IPv6 one": (True, True, [2], 2, True, [2]),
+        "and an IPv6 one bound by connect": (True, True, [2, 10], 3, True, [2, 10]),
+        "IPv6 only (a dual-stack wildcard)": (True, True, [10], 2, True, [10]),
     }, got

@@ -244,6 +244,9 @@ def _inet(dumper: _Dumper, snap: Snapshot, table: str, own: str) -> None:
         for fam in (AF_INET, AF_INET6):
             counts = [0] * 256
             ext = _EXT_INFO_ONLY if table == "tcp" else 0
+            if table == "udp" and inet.no_udp(fam, f"{own}/net"):  # (the walk would find nothing)
+                done.append((fam, counts))
+                continue
             dumper.dump(inet.encode_request(fam, inet.PROTOCOLS[table], SS_ALL, ext),
                         _inet_counter(table, counts, listen, tot, op), op)
             done.append((fam, counts))

@@ -251,21 +251,6 @@ def _families(q: Query) -> list[int]:
     return fams
 
 
-def _no_udp(fam: int) -> bool:
-    """Whether this thread's network namespace has no UDP socket of ``fam`` that a dump would find:
-    the kernel's own count (``/proc/thread-self/net/sockstat``'s ``UDP: inuse``, ``sockstat6``'s
-    ``UDP6: inuse``) is of the hashed sockets, bound or connected, which are what a UDP dump walks
-    the whole table for (1.3–1.5 ms here when it finds nothing).  False where it cannot be read."""
-    six = fam == AF_INET6
-    key = b"UDP6: inuse " if six else b"UDP: inuse "
-    try:
-        with open(f"/proc/thread-self/net/sockstat{'6' if six else ''}", "rb") as f:
-            text = f.read(4096)
-    except OSError:
-        return False
-    return any(line.startswith(key) and line[len(key):].split()[:1] == [b"0"] for line in text.splitlines())
-
-
 def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead: bool = True,
           ordered: bool = True) -> Iterator[tuple[Batch, bool]]:
     """One inet table's batches, and whether each came from sock_diag (else
@@ -291,7 +276,7 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
                 if done:
                     return
             for fam in fams:
-                if table == "udp" and _no_udp(fam):  # (a walk of the whole table that finds nothing)
+                if table == "udp" and inet.no_udp(fam):  # (a walk of the whole table that finds nothing)
                     continue
                 req = inet.encode_request(fam, inet.PROTOCOLS[table], q.states, q.ext, q.bytecode,
                                           ports=q.ports if table == "tcp" else (0, 0))
