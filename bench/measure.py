@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -431,6 +432,30 @@ def _start(python: str, runs: int = 7) -> tuple[float, float]:
     times = sorted(_spawn([python, "-c", "pass"], os.devnull, os.devnull)[0] for _ in range(runs))
     BASELINES.append((times[len(times) // 2] * 1000, times[0] * 1000))
     return BASELINES[-1]
+
+
+def first_line(argv: Sequence[str]) -> str:
+    """The first non-empty line a command prints (either stream), or "not available"."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not available"
+    return next((ln.strip() for ln in (out.stdout + out.stderr).splitlines() if ln.strip()), "?")
+
+
+def proc_field(path: str, key: str, default: str) -> str:
+    """The value of the first ``key: value`` line of a /proc file."""
+    for line in Path(path).read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return value.strip()
+    return default
+
+
+def tcp_alloc() -> str:
+    """TCP sockets allocated machine-wide (all namespaces share one hash table, so they slow every dump)."""
+    fields = proc_field("/proc/net/sockstat", "TCP", "").split()
+    return dict(zip(fields[::2], fields[1::2], strict=True)).get("alloc", "?")
 
 
 def interpreter_start(python: str, runs: int = 7) -> str:

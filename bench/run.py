@@ -117,7 +117,8 @@ ROWS: tuple[Row, ...] = (
     # the Python floor of a listing (floor.py: the interpreter and the listing's dump, nothing decoded):
     # what is left of 1.5× ss above it is all a Python listing has for its own work
     *(Row(f"{name}_floor", f"Python floor of `{opts}` vs `ss {opts}`", (opts,), ("ss", opts), floor=True,
-          shaped_only=True) for name, opts in (("tan", "-tan"), ("xa", "-xa"), ("uan", "-uan"))),
+          shaped_only=True) for name, opts in (("tan", "-tan"), ("xa", "-xa"), ("uan", "-uan"), ("t", "-t"),
+                                               ("a", "-a"))),
 )
 ROW_BY_NAME = {row.name: row for row in ROWS}
 
@@ -365,29 +366,6 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines + (["", "Notes:", *notes] if notes else []))
 
 
-def _first_line(argv: Sequence[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "not available"
-    return next((ln.strip() for ln in (out.stdout + out.stderr).splitlines() if ln.strip()), "?")
-
-
-def _proc_field(path: str, key: str, default: str) -> str:
-    """The value of the first ``key: value`` line of a /proc file."""
-    for line in Path(path).read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() == key:
-            return value.strip()
-    return default
-
-
-def tcp_alloc() -> str:
-    """TCP sockets allocated machine-wide (all namespaces share one hash table, so they slow every dump)."""
-    fields = _proc_field("/proc/net/sockstat", "TCP", "").split()
-    return dict(zip(fields[::2], fields[1::2], strict=True)).get("alloc", "?")
-
-
 def _quiet(args: argparse.Namespace) -> list[str]:
     """The notes of a population's start: how long ``--quiet-below`` waited (if asked), then its
     ``python -c pass``."""
@@ -397,20 +375,20 @@ def _quiet(args: argparse.Namespace) -> list[str]:
 
 def machine_info(args: argparse.Namespace) -> dict[str, str]:
     """Date, machine and versions of everything measured."""
-    cpu = _proc_field("/proc/cpuinfo", "model name", platform.machine())
-    mem_kib = _proc_field("/proc/meminfo", "MemTotal", "0 kB").split()[0]
-    commit = _first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    cpu = measure.proc_field("/proc/cpuinfo", "model name", platform.machine())
+    mem_kib = measure.proc_field("/proc/meminfo", "MemTotal", "0 kB").split()[0]
+    commit = measure.first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs ({cpu}), {int(mem_kib) // 1024} MiB RAM",
         "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "python -c pass at start": measure.interpreter_start(args.python),
-        "TCP sockets machine-wide at start": tcp_alloc(),
+        "TCP sockets machine-wide at start": measure.tcp_alloc(),
         "kernel": platform.release(),
         "sockscope": f"{' '.join(args.sockscope)} (commit {commit}, work tree as is)",
-        "python (sockscope venv)": _first_line([args.python, "-c", "import sys; print(sys.version.split()[0])"]),
-        "ss": _first_line(["ss", "-V"]),
-        "netstat": _first_line(["netstat", "--version"]) if shutil.which("netstat") else "not installed",
+        "python (sockscope venv)": measure.first_line([args.python, "-c", "import sys; print(sys.version.split()[0])"]),
+        "ss": measure.first_line(["ss", "-V"]),
+        "netstat": measure.first_line(["netstat", "--version"]) if shutil.which("netstat") else "not installed",
         "runs per side": f"{args.runs} (median; sides interleaved ABBA after one warm-up each)",
         "population": (
             f"existing netns {args.netns}" if args.netns else
@@ -564,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["load average at end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     info["python -c pass at end"] = measure.interpreter_start(args.python)
     info["machine phase"] = measure.machine_phase(measure.BASELINES)
-    info["TCP sockets machine-wide at end"] = tcp_alloc()
+    info["TCP sockets machine-wide at end"] = measure.tcp_alloc()
     text = report(info, results)
     print(text)
     if args.json:

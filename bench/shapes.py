@@ -445,7 +445,8 @@ SHAPES: dict[str, Shape] = {s.name: s for s in (
     Shape("unix20k", "20k UNIX (named, abstract, unnamed)", ("xa", "xa_floor", "nc_unix"), _plan_unix),
     Shape("udp10k", "10k UDP", ("uan", "uan_floor", "nc_udp"), _plan_udp),
     Shape("hostmix15k", "host-like mix ~15.7k (TCP 4/6 + TIME-WAIT, UDP, UNIX)",
-          ("a", "l", "t", "tan", "tan_floor", "tanp", "tani", "xa", "xa_floor", "uan", "nc_all"), _plan_hostmix),
+          ("a", "a_floor", "l", "t", "t_floor", "tan", "tan_floor", "tanp", "tani", "xa", "xa_floor", "uan", "nc_all"),
+          _plan_hostmix),
 )}
 
 
