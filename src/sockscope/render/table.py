@@ -391,14 +391,16 @@ class Numbers:
         """Whether some value of ``values`` has a name (a C loop)."""
         return bool(self.names) and not self.names.keys().isdisjoint(values)
 
-    def _named(self, values: list[int]) -> bool:
-        """Whether some value of ``values`` has a text of its own, a name or ``zero`` (a C loop)."""
-        return bool(self.own) and not self.own.keys().isdisjoint(values)
+    def _own_texts(self, values: list[int]) -> bool:
+        """Whether some value of ``values`` has a text of its own, a name or ``zero`` (C loops)."""
+        return self.named(values) or (self.zero != "0" and 0 in values)
 
     def width(self, values: list[int]) -> int:
         """The widest cell of ``values``."""
-        if not self._named(values):
-            return len(str(max(values))) if values else 0
+        if not self.named(values):  # digits, and 0's text
+            m = max(values, default=0)
+            w = len(str(m)) if m else 0
+            return len(self.zero) if len(self.zero) > w and 0 in values else w
         hit = self.own.keys() & set(values)
         w = max(map(len, map(self.own.__getitem__, hit)))
         rest = set(values).difference(hit)
@@ -407,7 +409,7 @@ class Numbers:
     def texts(self, values: list[int]) -> list[str]:
         """The cells of ``values``."""
         texts = _numbers(values)
-        return list(map(self.own.get, values, texts)) if self._named(values) else texts
+        return list(map(self.own.get, values, texts)) if self._own_texts(values) else texts
 
     def length(self, value: int) -> int:
         """The length of ``value``'s cell."""
@@ -417,7 +419,7 @@ class Numbers:
     def format(self, values: list[int]) -> tuple[str, list[Any]]:
         """What a row's ``%`` format takes for ``values``: ``("d", values)`` where each is shown as
         its digits, else ``("s", …)`` with each value's own text in its place."""
-        if not self._named(values):
+        if not self._own_texts(values):
             return "d", values
         return "s", list(map(self.own.get, values, values))
 
