@@ -424,6 +424,30 @@ def test_split_by_family_keeps_each_familys_rows_in_order(capture: dict, monkeyp
     assert regrouped >= 2  # mixed datagrams of one message length really take the regrouping path
 
 
+def test_head_columns_read_in_one_pass_are_the_columns_read_one_by_one(capture: dict) -> None:
+    """Batch.read (the table, records and psutil's columns read several head columns at once): the
+    same columns as reading each one when first asked for, on datagrams read column at once, framed,
+    of both families and their halves split, a cookie's high word set; a batch of records or a
+    selection (its columns set) is left as it is."""
+    names = inet._HEAD_COLS
+    strided = 0
+    for data in [bytes.fromhex(h) for key in ("inet", "inet6", "udp") for h in capture[key]] + _synthetic():
+        pairs = [(inet.decode(data)[0], inet.decode(data)[0])]
+        if pairs[0][0].fam == 0 and pairs[0][0].n:
+            pairs += list(zip(pairs[0][0].split(), inet.decode(data)[0].split()))
+        for one_pass, one_by_one in pairs:
+            strided += bool(one_pass._stride)
+            one_pass.read(names)
+            assert [getattr(one_pass, n) for n in names] == [getattr(one_by_one, n) for n in names]
+    assert strided >= 20
+    fast, _ = inet.decode(_synthetic()[0])
+    fast.read(("cookie",))
+    assert fast.cookie == [0, 0x1234_5678_9ABC_DEF0]
+    picked = fast.select([False, True])
+    picked.read(names)
+    assert picked.cookie == [0x1234_5678_9ABC_DEF0] and picked.n == 1
+
+
 def test_rows_gathered_by_a_mask_are_the_rows_kept() -> None:
     """layout.gather_rows (Batch.split of messages of one length): the rows a mask keeps, in order,
     for datagrams shorter and longer than the slices made so far (which grow), of two row sizes,

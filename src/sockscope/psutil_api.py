@@ -313,6 +313,10 @@ def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
     return types, inodes, paths
 
 
+_PART_COLS = ("sport", "dport", "inode")  # the head columns _part reads (one pass: Batch.read)
+_PART_COLS_TCP = (*_PART_COLS, "state")
+
+
 def _part(b: Batch, fam_enum: dict[int, Any], kind: Any, status_of: dict[int, str] | None) -> _Part:
     """One batch of the inet decoder as psutil's columns but the owners (see :data:`_Part`), made by
     C-level maps: each distinct address gets its text once (the decoder's cache), tuples are made by
@@ -322,6 +326,7 @@ def _part(b: Batch, fam_enum: dict[int, Any], kind: Any, status_of: dict[int, st
     from sockscope._psutil_types import addr
     from sockscope.kernel.inet import ADDR_TEXT
 
+    b.read(_PART_COLS if status_of is None else _PART_COLS_TCP)
     sports, dports = b.sport, b.dport
     text = ADDR_TEXT.__getitem__
     new = tuple.__new__

@@ -228,6 +228,17 @@ class Batch:
             return col
         raise AttributeError(name)
 
+    def read(self, names: tuple[str, ...]) -> None:
+        """Read the head columns ``names`` (of :data:`_HEAD_COLS`) of a batch read column at once,
+        in one planned pass (:meth:`Layout.strided <sockscope.kernel.layout.Layout.strided>`: a
+        slice and a ``tolist`` a column), for a consumer that reads several: :meth:`__getattr__`
+        reads one a call.  (The columns of any other batch are set already; a column read before
+        is read again, the same.)"""
+        stride = self._stride
+        if stride:
+            for name, col in zip(names, _L.strided(self._body, stride, names)):
+                setattr(self, name, col)
+
     def info_fields(self, names: Sequence[str]) -> list[list[Any]]:
         """Fields of each row's tcp_info by name (:data:`~sockscope.kernel.layout.TCP_INFO`), one list
         per name: None where the row has no tcp_info or one too short for the field.  Where every
@@ -539,6 +550,7 @@ def records(b: Batch, netid: str, details: bool = False) -> list[Socket]:
     states = _States(STATES, state_of)
     text = ADDR_TEXT.__getitem__
     new = tuple.__new__  # Endpoint(address, port) without the named tuple's Python-level __new__
+    b.read(_HEAD_COLS)
     local = map(new, repeat(Endpoint), zip(map(text, b.src), b.sport))
     peer = map(new, repeat(Endpoint), zip(map(text, b.dst), b.dport))
     st = map(states.__getitem__, b.state)

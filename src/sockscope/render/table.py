@@ -72,6 +72,11 @@ _V6ONLY: Any = "[::]"
 _NAMED_BY = {"tcp": "tcp", "mptcp": "tcp", "udp": "udp", "dccp": "dccp", "sctp": "sctp", "raw": "raw"}
 
 
+#: the head columns of an inet batch that :meth:`CellMaker.column_cells` reads (read in one pass)
+_TABLE_COLS = ("state", "rqueue", "wqueue", "sport", "dport", "ifindex")
+_TABLE_COLS_OWNED = (*_TABLE_COLS, "inode")
+
+
 class TableOptions:
     """What changes the cells: -n, -r, -p and the detail texts (a plain
     slotted class: the listing's start-up does not import ``dataclasses``)."""
@@ -162,6 +167,7 @@ class CellMaker:
         the numbers themselves (:data:`PORTS`): most are distinct, and the writer's format makes
         their digits), and :meth:`sockscope.render.writer.TableWriter.flush` maps the columns through
         padded copies of those caches in C: no per-row Python code runs at all."""
+        b.read(_TABLE_COLS if self.owners is None else _TABLE_COLS_OWNED)
         srcs, dsts = b.src, b.dst
         if b.v6only is not None:  # a v6only "::" is ss's [::], a dual-stack one * (the address key says which)
             srcs = [_V6ONLY if v and s == ZERO16 else s for s, v in zip(srcs, b.v6only)]
