@@ -38,6 +38,7 @@ from __future__ import annotations
 import difflib
 import os
 import shlex
+from pathlib import Path
 from typing import Iterable
 
 import pytest
@@ -348,3 +349,80 @@ def test_same_rows_as_ss(fresh_population: Harness, options: str) -> None:
 @pytest.mark.parametrize("options", OPTION_SETS, ids=_ids(OPTION_SETS))
 def test_same_rows_as_ss_from_proc(fresh_population: Harness, options: str) -> None:
     compare(fresh_population, shlex.split(options), env={"SOCKSCOPE_FORCE_PROC": "1"}, proc_mode=True)
+
+
+# --------------------------------------------------------------------------------------------
+# /etc/services as ss reads it, odd and hostile lines included
+
+_SERVICES = (
+    "# a comment naming 25/tcp names nothing\n"
+    "   spaced-name \t7/tcp   alias-one alias-two   # after the entry\n"
+    "first-wins      9/tcp\n"
+    "second-loses    9/tcp\n"
+    "crlf-line\t13/tcp\r\n"
+    "udp-only        17/udp\n"
+    "unicode-digit   \u00b2/tcp\n"
+    "huge-port       " + "9" * 5000 + "/tcp\n"
+    "six-digits      100019/tcp\n"
+    "with#hash       19/tcp\n"
+    "pct%name        21/tcp\n"
+    "not-a-port      abc/tcp\n"
+    "other-proto     23/tcpx\n"
+    "no-newline-at-end 24/tcp"
+)
+
+_NAMED = r"""
+import json, socket, subprocess, sys
+subprocess.run(["mount", "--bind", sys.argv[1], "/etc/services"], check=True)
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+keep = []
+for port in (7, 9, 13, 17, 19, 21, 23, 24, 25):
+    s = socket.socket(); s.bind(("127.0.0.1", port)); s.listen(); keep.append(s)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 17)); keep.append(u)
+out = {}
+for argv in (["-tl"], ["-ul"], ["-tul"], ["-tle"], ["-a"]):
+    ss = subprocess.run(["ss", *argv], capture_output=True, text=True, check=True).stdout
+    ours = subprocess.run([sys.executable, "-m", "sockscope", *argv], capture_output=True, text=True)
+    keepers = lambda text: [ln for ln in text.splitlines() if not ln.startswith(("nl ", "u_", "p_"))]
+    out[" ".join(argv)] = {"same": keepers(ss) == keepers(ours.stdout) if argv != ["-a"] else
+                           [ln.split() for ln in keepers(ss)] == [ln.split() for ln in keepers(ours.stdout)],
+                           "rc": ours.returncode, "stderr": ours.stderr, "ours": ours.stdout}
+json.dump(out, sys.stdout)
+"""
+
+
+def test_service_names_of_an_odd_services_file_are_ss_s(tmp_path: Path) -> None:
+    """Port names come from /etc/services as ss (getservbyport) reads it: the first line of a port
+    wins, comments, tabs, CRLF, aliases and a last line without a newline; a port of Unicode
+    digits, of 5,000 digits or of six digits, a name with ``#`` or ``%``, another protocol's entry:
+    no traceback, and the same tables as ss's (a private mount and network namespace, the file
+    bound over /etc/services there)."""
+    import json
+    import subprocess
+    import sys
+
+    services = tmp_path / "services"
+    services.write_bytes(_SERVICES.encode("utf-8"))
+    proc = subprocess.run(["unshare", "-m", "-n", sys.executable, "-c", _NAMED, str(services)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    for argv, res in got.items():
+        assert res["rc"] == 0 and res["stderr"] == "", (argv, res["stderr"])
+        assert res["same"], (argv, res["ours"])
+    tl = got["-tl"]["ours"]
+    assert all(name in tl for name in ("spaced-name", "first-wins", "crlf-line", "pct%name"))
+    assert "second-loses" not in tl and "udp-only" not in tl and "udp-only" in got["-ul"]["ours"]
+
+
+def test_protocol_names_of_an_odd_protocols_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A raw socket's port is its protocol, named from /etc/protocols: the first line of a number
+    wins; a number of Unicode or too many digits, or inside a comment, names nothing (no traceback)."""
+    from sockscope.render import names
+
+    path = tmp_path / "protocols"
+    path.write_bytes(("# 1 comment-only\nicmp-first 1 ICMP\nicmp-second 1\nsup \u00b2\nhuge " + "9" * 5000
+                      + "\nfour-digits 1234\nudp\t17\tUDP # user datagram\r\n").encode("utf-8"))
+    monkeypatch.setattr(names, "PROTOCOLS", str(path))
+    monkeypatch.setattr(names, "_protocols", None)
+    assert [names.protocol(n) for n in (1, 17, 2, 234)] == ["icmp-first", "udp", "ipproto-2", "ipproto-234"]
