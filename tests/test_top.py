@@ -522,6 +522,11 @@ def test_interactive_screen_keys_and_quit(scene: Scene, tmux: Tmux) -> None:
     # the first one is the listener's, which the assertion holds to)
     s = tmux.wait(lambda s: s[2].startswith("view sockets  sort Local asc") and s[4].split()[3] == f"127.0.0.1:{PORT}")
     assert s[4].split()[3] == f"127.0.0.1:{PORT}"  # 127.0.0.1:7300 before the client's port
+    tmux.type("\u00b2")  # a digit that is no column number: ignored (int() refuses it)
+    tmux.send("?")
+    tmux.wait_text("sockscope top: keys")
+    tmux.send("x")
+    tmux.wait(lambda s: s[2].startswith("view sockets  sort Local asc") and "rows" in s[-1])
 
     tmux.send("/")
     tmux.type("state listening")

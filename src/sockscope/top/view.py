@@ -109,7 +109,7 @@ class App:
             self.view.set_sort_index(self.view.sort_index() - 1)
         elif ch == ">":
             self.view.set_sort_index(self.view.sort_index() + 1)
-        elif ch.isdigit() and ch:
+        elif ch.isascii() and ch.isdigit():  # (not "²": int() refuses it)
             n = int(ch) or 10
             if n <= len(self.view.columns):
                 self.view.set_sort_index(n - 1)
