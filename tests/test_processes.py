@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 from nsutil import forked_copy
@@ -238,3 +239,13 @@ def test_socket_fds_are_the_scan_as_records(pair: tuple[socket.socket, socket.so
         assert walk.records("/proc", [2 ** 22 + 1]) == ([], [], [], True)  # no such process: nothing
     finally:
         os.close(dup)
+
+
+def test_pids_of_a_procfs_are_its_ascii_digit_entries(tmp_path: Path) -> None:
+    """The pids of a procfs (the owner walk, ``--all-netns``, ``who NAME``, each thread's tids): its
+    entries of ASCII digits, ascending; "²" is a digit that ``int`` refuses (no traceback), "٣" too."""
+    from sockscope.owners.walk import pids_of
+
+    for name in ("12", "3", "\u00b2", "\u0663", "self", "0x10", "1e3"):
+        (tmp_path / name).mkdir()
+    assert pids_of(str(tmp_path)) == [3, 12]

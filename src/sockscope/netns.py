@@ -98,8 +98,10 @@ def list_netns(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[NetnsR
             continue  # a leftover file, not a mounted namespace
         if st.st_ino not in found:
             found[st.st_ino] = (name, [path])
+    from sockscope.owners.walk import pids_of
+
     try:
-        pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
+        pids = pids_of(proc)
     except OSError as exc:
         raise SockscopeError(f"cannot list {proc}: {exc.strerror}") from exc
     for pid in pids:

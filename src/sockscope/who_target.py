@@ -210,8 +210,10 @@ def pids_named(name: str, proc: str = "/proc") -> list[int]:
     """The pids whose ``comm`` is ``name`` (or its first 15 characters, as the kernel keeps them)."""
     want = os.fsencode(name)
     short = want[:15] if len(want) > 15 else want
+    from sockscope.owners.walk import pids_of
+
     try:
-        pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
+        pids = pids_of(proc)
     except OSError:
         return []
     out = []

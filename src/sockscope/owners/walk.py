@@ -47,8 +47,9 @@ def _readlink_or_empty(name: str, dfd: int) -> str:
 
 
 def pids_of(proc: str) -> list[int]:
-    """Every pid of the procfs at ``proc``, ascending (OSError when it cannot be listed)."""
-    return sorted(int(n) for n in os.listdir(proc) if n.isdigit())
+    """Every pid of the procfs at ``proc``, ascending (OSError when it cannot be listed): its
+    entries of ASCII digits (``int`` refuses other digits, "²")."""
+    return sorted(int(n) for n in os.listdir(proc) if n.isascii() and n.isdigit())
 
 
 def walk(m: OwnerMap, pids: Iterable[int] | None = None, exclude: int = 0) -> None:
@@ -152,7 +153,7 @@ def walk_threads(m: OwnerMap) -> None:
         pids = []
     for pid in pids:
         try:
-            tids = sorted(int(t) for t in os.listdir(f"{proc}/{pid}/task") if t.isdigit())
+            tids = pids_of(f"{proc}/{pid}/task")
         except OSError:
             continue
         for tid in [pid] + [t for t in tids if t != pid]:
