@@ -403,6 +403,10 @@ def test_verdict_needs_the_same_results() -> None:
     assert run.population_target(row, 9.0).max_ms == 30
     assert run.population_target(run.ROW_BY_NAME["tanp"], 1.0).max_ratio == 1.0
     assert run.population_target(run.ROW_BY_NAME["nc_unix"], 1.0).max_ratio == 0.2
+    # every listing, -i's too (its uniform sizes keep their own ≤ 1.2× at 10k)
+    assert all(run.population_target(run.ROW_BY_NAME[name], 12.0).max_ratio == 1.5
+               for name in ("a", "l", "t", "xa", "uan", "tani"))
+    assert run._target(run.Result(run.ROW_BY_NAME["tani"], "p", 10_000, fast, slow, [])).max_ratio == 1.2
 
 
 def test_machine_phase_flags_a_run_whose_start_up_wandered() -> None:
