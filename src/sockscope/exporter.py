@@ -244,7 +244,7 @@ def _inet(dumper: _Dumper, snap: Snapshot, table: str, own: str) -> None:
         for fam in (AF_INET, AF_INET6):
             counts = [0] * 256
             ext = _EXT_INFO_ONLY if table == "tcp" else 0
-            if table == "udp" and inet.no_udp(fam, f"{own}/net"):  # (the walk would find nothing)
+            if table == "udp" and _no_udp(snap, fam):  # (the walk would find nothing)
                 done.append((fam, counts))
                 continue
             dumper.dump(inet.encode_request(fam, inet.PROTOCOLS[table], SS_ALL, ext),
@@ -265,6 +265,14 @@ def _inet(dumper: _Dumper, snap: Snapshot, table: str, own: str) -> None:
     if table == "tcp":
         tot.valid = True
         snap.tcp = tot
+
+
+def _no_udp(snap: Snapshot, fam: int) -> bool:
+    """Whether the namespace has no UDP socket of ``fam`` that a dump would find, by the counts the
+    snapshot read first (sockstat's ``UDP: inuse`` / ``UDP6: inuse``: see
+    :func:`sockscope.kernel.inet.no_udp`, which the listing reads the same file for)."""
+    counts = snap.summary
+    return counts is not None and (counts.udp4 if fam == AF_INET else counts.udp6) == 0
 
 
 def _unix(dumper: _Dumper, snap: Snapshot, want: set[str], own: str) -> None:
