@@ -407,9 +407,10 @@ class Numbers:
             m = max(values, default=0)
             w = len(str(m)) if m else 0
             return len(self.zero) if len(self.zero) > w and 0 in values else w
-        hit = self.own.keys() & set(values)
+        rest = set(values)
+        hit = rest.intersection(self.own)
+        rest -= hit
         w = max(map(len, map(self.own.__getitem__, hit)))
-        rest = set(values).difference(hit)
         return max(w, len(str(max(rest)))) if rest else w
 
     def texts(self, values: list[int]) -> list[str]:
