@@ -571,6 +571,15 @@ def test_listen_address_must_be_explicit_and_bindable(holder_factory: Any) -> No
                             "(see sockscope exporter --help)\n")
     r = h.run([*EXPORTER, "--listen", "::1:9466"])
     assert r.returncode == 255 and "[::1]:9466" in r.stderr
+    # brackets that do not close, or no port after them: said as such (node_exporter, Go's SplitHostPort:
+    # "missing ']' in address", "missing port in address"), never a made-up address to retype
+    for given, said in (("[::1", "missing ']' in '[::1'"), ("[::1]", "missing port in '[::1]'"),
+                        ("[::1]9466", "missing port in '[::1]9466'"), ("a]:9466", "misplaced bracket in 'a]:9466'"),
+                        ("[[::1]]:9466", "misplaced bracket in '[[::1]]:9466'"), ("[]", "empty brackets in '[]'")):
+        r = h.run([*EXPORTER, "--listen", given])
+        assert r.returncode == 255, given
+        assert r.stderr.startswith(f"sockscope: exporter: argument --web.listen-address/--listen: {said}"), r.stderr
+        assert "[[" not in r.stderr.split(":", 3)[3].replace(given, ""), r.stderr  # no suggestion built from bad text
     r = h.run([*EXPORTER, "--listen", "192.0.2.1:9466"])  # not an address of this netns: bind fails
     assert r.returncode == 1
     assert r.stderr == "sockscope: cannot listen on 192.0.2.1:9466: Cannot assign requested address\n"

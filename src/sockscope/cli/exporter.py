@@ -71,17 +71,27 @@ def listen_address(text: str) -> Address:
     """``HOST:PORT``, ``[V6ADDR]:PORT`` or ``:PORT`` (every address), as node_exporter reads them."""
     from sockscope.exporter_web import Address
 
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} has no address: write :{text} for every address of the host "
-            f"or 127.0.0.1:{text} for this host only")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+    if text.startswith("["):  # [V6ADDR]:PORT: the port is what follows the closing bracket
+        host, close, rest = text[1:].partition("]")
+        if not close:
+            raise argparse.ArgumentTypeError(f"missing ']' in {text!r}: write [V6ADDR]:PORT, as [::1]:9100")
+        if "[" in host:
+            raise argparse.ArgumentTypeError(f"misplaced bracket in {text!r}: write [V6ADDR]:PORT, as [::1]:9100")
         if not host:
-            raise argparse.ArgumentTypeError(f"empty brackets in {text!r}: write :{port_text} for every address")
-    elif ":" in host:
-        raise argparse.ArgumentTypeError(f"write an IPv6 address in brackets: [{host}]:{port_text}")
+            raise argparse.ArgumentTypeError(f"empty brackets in {text!r}: write {rest or ':PORT'} for every address")
+        if not rest.startswith(":"):
+            raise argparse.ArgumentTypeError(f"missing port in {text!r}: write [{host}]:PORT, as [{host}]:9100")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} has no address: write :{text} for every address of the host "
+                f"or 127.0.0.1:{text} for this host only")
+        if "[" in host or "]" in host:
+            raise argparse.ArgumentTypeError(f"misplaced bracket in {text!r}: write [V6ADDR]:PORT, as [::1]:9100")
+        if ":" in host:
+            raise argparse.ArgumentTypeError(f"write an IPv6 address in brackets: [{host}]:{port_text}")
     if not port_text.isdigit() or not port_text.isascii():
         raise argparse.ArgumentTypeError(f"not a port number: {port_text!r}")
     port = int(port_text)
