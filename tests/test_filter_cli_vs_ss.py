@@ -685,6 +685,59 @@ def test_api_kernel_and_userspace_filter_same_inodes_as_ss(fresh_population: Har
     assert got["proc"] == want, f"sockets('tcp', filter={expr!r}) with SOCKSCOPE_FORCE_PROC=1 vs ss -tanHe"
 
 
+STATES_CODE = """
+import json, sys, sockscope
+from sockscope.records import State
+word = sys.argv[1]
+forms = {"word": word, "upper": word.upper(), "list": [word]}
+member = {"established": State.ESTABLISHED, "listening": State.LISTEN, "time-wait": State.TIME_WAIT}.get(word)
+if member is not None:  # the same state as a member, its number and its ss column name
+    forms.update(member=member, number=int(member), column=member.ss_name)
+print(json.dumps({k: sorted(s.inode for s in sockscope.sockets("tcp", states=v)) for k, v in forms.items()}))
+"""
+
+
+@pytest.mark.parametrize("word", ["established", "listening", "time-wait", "connected", "synchronized", "bucket",
+                                  "big", "all"])
+def test_api_states_same_inodes_as_ss_state(fresh_population: Harness, word: str) -> None:
+    """``sockets("tcp", states=…)`` takes ss's state words (and groups), a member, its number or its
+    column name, alone or in a list: the inodes of ``ss -tanHe state WORD``.  (A plain string was
+    taken letter by letter, and a number out of range raised from the struct module.)"""
+    pop = fresh_population
+    for _ in range(4):
+        ss1 = pop.ss(["-tanHe", "state", word])
+        api = pop.python(STATES_CODE, word)
+        ss2 = pop.ss(["-tanHe", "state", word])
+        assert ss1.returncode == 0 and ss2.returncode == 0, ss1.stderr + ss2.stderr
+        if _inodes(ss1.stdout) == _inodes(ss2.stdout):
+            break
+    else:
+        pytest.fail("the population kept moving")
+    assert api.returncode == 0 and "Traceback" not in api.stderr, api.stderr
+    want = _inodes(ss1.stdout)
+    assert want or word in ("bucket", "synchronized"), f"ss -tanHe state {word}: no rows; the case is vacuous"
+    for form, got in json.loads(api.stdout).items():
+        assert got == want, f"sockets('tcp', states=<{form} of {word!r}>) vs ss -tanHe state {word}"
+
+
+def test_api_states_bad_values_raise_one_error() -> None:
+    """A state the kernel has no number for is a UsageError naming it (a huge number is not spelled
+    out, nor turned into a mask of that many bits); a value of another type is a TypeError."""
+    import sockscope
+    from sockscope.errors import UsageError
+
+    for bad, said in ((40, "unknown state 40"), (-1, "unknown state -1"), (10 ** 5000, "a number too big"),
+                      ("bogus", "bogus"), (["listen", "nope"], "nope")):
+        with pytest.raises(UsageError, match=said):
+            list(sockscope.sockets("tcp", states=bad))
+    for bad in ([3.5], [True], b"LISTEN", [None]):
+        with pytest.raises(TypeError):
+            list(sockscope.sockets("tcp", states=bad))
+    for kw in ({"filter": b"sport = :22"}, {"filter": 22}, {"netns": 3}):
+        with pytest.raises(TypeError):
+            list(sockscope.sockets("tcp", **kw))
+
+
 NETNS_CODE = """
 import json, os, sys, sockscope
 before = os.stat("/proc/self/ns/net").st_ino

@@ -103,7 +103,7 @@ def api(req):
                 if again != tree:
                     return {"crash": f"{str(tree)!r} reads back as {again!r}, not {tree!r}"}
         else:
-            list(sockscope.sockets(req["kind"], filter=req["filter"]))
+            list(sockscope.sockets(req["kind"], filter=req["filter"], states=req.get("states")))
         return {"crash": None, "error": None}
     except SockscopeError as exc:
         return {"crash": None, "error": str(exc), "status": exc.exit_status}
@@ -359,6 +359,19 @@ def test_filter_parse_api(worker: Worker, words: list[str], family: int) -> None
 def test_sockets_filter_api(worker: Worker, kind: str, text: str) -> None:
     _check_api(f"sockets({kind!r}, filter={text!r:.300})",
                worker.call({"op": "sockets", "kind": kind, "filter": text}))
+
+
+#: ``sockets(states=…)``: one state or a list, as names, ss's words, numbers (in range or not), junk
+STATE_VALUES = st.one_of(st.none(), STATE_NAMES, JUNK, st.integers(-(2 ** 70), 2 ** 70),
+                         st.lists(st.one_of(STATE_NAMES, JUNK, st.integers(-50, 50)), max_size=4))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(kind=st.sampled_from(["inet", "tcp", "udp6", "unix", "all"]), states=STATE_VALUES,
+       text=st.one_of(st.just(""), FILTERS.map(" ".join)))
+def test_sockets_states_api(worker: Worker, kind: str, states: object, text: str) -> None:
+    _check_api(f"sockets({kind!r}, states={states!r:.200}, filter={text!r:.300})",
+               worker.call({"op": "sockets", "kind": kind, "filter": text, "states": states}))
 
 
 #: Found by hand or by this fuzzer (each raised, stalled or broke a line before).

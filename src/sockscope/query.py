@@ -424,25 +424,29 @@ def _kind(kind: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
         raise ValueError(f"invalid kind argument {kind!r}; valid ones are: {', '.join(KINDS)}") from None
 
 
-def _state_mask(states: Iterable[State | str | int] | None) -> int:
+def _state_mask(states: State | str | int | Iterable[State | str | int] | None) -> int:
+    """The kernel's state mask of ``sockets(states=…)``: one state or several, each a ``State`` (or
+    its number), its name, ss's column name ("ESTAB", "UNCONN") or ss's state word ("listening",
+    "connected", "bucket"…), in any case."""
     if states is None:
         return EVERY_STATE
-    from sockscope.records import State
+    if isinstance(states, (bytes, bytearray)):
+        raise TypeError("states are State members, their names or numbers, not bytes")
+    from sockscope.filter.states import scan_state
+    from sockscope.records import STATES
 
+    by_name = {s.name: 1 << s for s in STATES} | {v: 1 << k for k, v in SS_STATE_NAMES.items() if k < 12}
     mask = 0
-    by_name = {s.name: s.value for s in State}
-    by_name.update({v: k for k, v in SS_STATE_NAMES.items() if k < 12})
-    for s in states:
+    for s in (states,) if isinstance(states, (str, int)) else states:
         if isinstance(s, str):
-            key = s.upper().replace("-", "_")
-            if s in by_name:
-                mask |= 1 << by_name[s]
-            elif key in by_name:
-                mask |= 1 << int(by_name[key])
-            else:
-                raise UsageError(f"unknown state {s!r}")
+            bits = by_name.get(s.upper().replace("-", "_")) or by_name.get(s.upper())
+            mask |= bits if bits is not None else scan_state(s)  # (or a UsageError naming the word)
+        elif isinstance(s, int) and not isinstance(s, bool):
+            if not 0 <= s < len(STATES):  # (a huge number would make a huge mask)
+                raise UsageError(f"unknown state {s}" if s.bit_length() < 64 else "unknown state: a number too big")
+            mask |= 1 << s
         else:
-            mask |= 1 << int(s)
+            raise TypeError(f"a state is a State, its name or its number, not {type(s).__name__}")
     return mask
 
 
@@ -457,8 +461,9 @@ def sockets(
 ) -> Iterator[Socket]:
     """Stream the sockets of ``kind`` (psutil's kind names) as :class:`Socket` records.
 
-    ``states`` limits the states (``State`` members, their names, or ss's
-    names such as "ESTAB"); the kernel filters them.  ``processes=True``
+    ``states`` limits the states: one or several, each a ``State`` member (or its
+    number), its name, ss's column name ("ESTAB") or ss's state word ("listening",
+    "connected", "bucket"…); the kernel filters them.  ``processes=True``
     fills ``owners`` with every (pid, fd, name) holding each socket.
     ``details`` asks for more per socket: True for everything, or a set of
     "info" (``tcp_info``, ``cong``), "mem" (``skmem``) and "extended"
@@ -471,6 +476,9 @@ def sockets(
     names a network namespace (``ip netns`` name or a path) to list instead of
     the caller's; records then carry it in ``netns``.
     """
+    for name, given in (("filter", filter), ("netns", netns)):
+        if given is not None and not isinstance(given, str):
+            raise TypeError(f"{name} is text (str), not {type(given).__name__}")
     tables, fams = _kind(kind)
     want_all, ext = _details(details)
     q = Query(frozenset(tables), frozenset(fams), _state_mask(states), details=want_all, ext=ext)
