@@ -722,7 +722,8 @@ def test_api_states_same_inodes_as_ss_state(fresh_population: Harness, word: str
 
 def test_api_states_bad_values_raise_one_error() -> None:
     """A state the kernel has no number for is a UsageError naming it (a huge number is not spelled
-    out, nor turned into a mask of that many bits); a value of another type is a TypeError."""
+    out, nor turned into a mask of that many bits), as is a details word it does not know; a value
+    of another type is a TypeError."""
     import sockscope
     from sockscope.errors import UsageError
 
@@ -733,9 +734,13 @@ def test_api_states_bad_values_raise_one_error() -> None:
     for bad in ([3.5], [True], b"LISTEN", [None]):
         with pytest.raises(TypeError):
             list(sockscope.sockets("tcp", states=bad))
-    for kw in ({"filter": b"sport = :22"}, {"filter": 22}, {"netns": 3}):
+    for kw in ({"filter": b"sport = :22"}, {"filter": 22}, {"netns": 3}, {"details": 5}, {"details": b"info"}):
         with pytest.raises(TypeError):
             list(sockscope.sockets("tcp", **kw))
+    for details in ("bogus", ["info", "x" * 100_000], [1]):  # one bounded line, in the hierarchy (was ValueError)
+        with pytest.raises(UsageError, match="unknown details") as got:
+            list(sockscope.sockets("tcp", details=details))
+        assert len(str(got.value)) <= 1003
 
 
 NETNS_CODE = """

@@ -574,10 +574,12 @@ def _details(details: bool | Iterable[str]) -> tuple[bool, int]:
         return True, EXT_INFO | EXT_MEM
     if not details:
         return False, 0
+    if isinstance(details, (bytes, bytearray)) or not isinstance(details, str) and not hasattr(details, "__iter__"):
+        raise TypeError(f"details is True or words (str), not {type(details).__name__}")
     words = {details} if isinstance(details, str) else set(details)
     bad = words - set(_DETAIL_WORDS)
-    if bad:
-        raise ValueError(f"unknown details {sorted(bad)}; valid: {sorted(_DETAIL_WORDS)}")
+    if bad:  # (a UsageError: one bounded, printable line)
+        raise UsageError(f"unknown details {sorted(map(str, bad))}; valid: {sorted(_DETAIL_WORDS)}")
     ext = 0
     for w in words:
         ext |= _DETAIL_WORDS[w]
