@@ -415,6 +415,49 @@ def test_service_names_of_an_odd_services_file_are_ss_s(tmp_path: Path) -> None:
     assert "second-loses" not in tl and "udp-only" not in tl and "udp-only" in got["-ul"]["ours"]
 
 
+_TABLE_ORDER = r"""
+import json, socket, subprocess, sys
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+keep = []
+for port in (5555, 22, 7, 9, 53, 3306):  # named for TCP, for UDP only (5555), as protocols (7, 9, 22) or not at all
+    m = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)  # IPPROTO_MPTCP
+    m.bind(("127.0.0.1", port)); m.listen(); keep.append(m)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 5555)); keep.append(u)
+keep.append(socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))       # 0.0.0.0:icmp
+keep.append(socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6))    # *:ipv6-icmp
+keep.append(socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP))        # 0.0.0.0:udp
+out = {}
+for argv in (["-aM"], ["-atM"], ["-auM"], ["-awM"], ["-A", "mptcp,raw", "-a"], ["-tulwM"], ["-wa"], ["-w"],
+             ["-wan"], ["-6wa"], ["-wae"], ["-wao"], ["-wam"], ["-wai"], ["-waeimo"]):
+    ss = subprocess.run(["ss", *argv], capture_output=True, text=True, check=True).stdout
+    ours = subprocess.run([sys.executable, "-m", "sockscope", *argv], capture_output=True, text=True)
+    out[" ".join(argv)] = {"ss": ss, "ours": ours.stdout, "rc": ours.returncode, "stderr": ours.stderr}
+json.dump(out, sys.stdout)
+"""
+
+
+def test_port_names_follow_ss_table_order_and_raw_columns_are_ss_s() -> None:
+    """ss names the ports of the tables it shows after raw, UDP and TCP (MPTCP, SCTP, DCCP) by the
+    protocol of the last of those listed with them: TCP's services, UDP's, raw's protocol names
+    (``ipproto-5555``), any protocol's where none is (5555 is named for UDP only).  A raw socket's
+    protocol name widens its own column only (``*:ipv6-icmp`` left the peer column five wider),
+    and a raw socket read from /proc has no ``-e``, ``-o``, ``-m`` or ``-i`` text (ss's /proc reader
+    prints none; this kernel has no raw_diag).  Whole tables, compared as ss prints them."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _TABLE_ORDER], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    for argv, res in got.items():
+        assert res["rc"] == 0 and res["stderr"] == "", (argv, res["stderr"])
+        assert res["ours"] == res["ss"], f"{argv}:\nss:\n{res['ss']}\nours:\n{res['ours']}"
+    assert "ipproto-5555" in got["-awM"]["ours"] and ":rplay" in got["-aM"]["ours"]
+    assert ":ssh" in got["-atM"]["ours"] and "ipv6-icmp" in got["-wa"]["ours"]
+
+
 def test_protocol_names_of_an_odd_protocols_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A raw socket's port is its protocol, named from /etc/protocols: the first line of a number
     wins; a number of Unicode or too many digits, or inside a comment, names nothing (no traceback)."""

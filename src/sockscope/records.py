@@ -104,7 +104,8 @@ class Socket:
     listener: the accept queue and the backlog).  ``owners`` lists every
     (pid, fd) holding the socket, filled only when processes were asked for.
     ``ifindex`` is the interface the socket is bound to (0: none; ss prints
-    it as ``%name``).  ``protocol`` is the netlink protocol or the packet
+    it as ``%name``).  ``cookie`` is the kernel's socket cookie (ss's ``sk:``),
+    None for a socket read from /proc, which has none.  ``protocol`` is the netlink protocol or the packet
     ethertype for those families; for a netlink socket ``local.port`` /
     ``peer.port`` are port ids and ``peer.address`` the destination group;
     for a packet socket ``local.port`` is the interface index.

@@ -117,6 +117,8 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
     fam = s.family
     out: list[str] = []
     if fam in (AF_INET, AF_INET6):
+        if s.cookie is None and (s.netid == "udp" or s.netid == "raw"):
+            return ""  # read from /proc (no cookie there): ss's reader of those files prints no detail
         if (opts.timers or opts.extended) and s.timer:
             name = _TIMERS[min(s.timer, 5)]
             out.append(f" timer:({name},{ms_timer(s.expires)},{s.retrans})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 SERVICES, PROTOCOLS = "/etc/services", "/etc/protocols"
 _MAX_TABLE = 8 << 20  # bytes read of either file at most (Fedora's services: 0.7 MiB, 11,000 lines)
 _services: dict[tuple[int, bytes], bytes] | None = None
-_named: dict[str, dict[int, str]] = {}  # protocol -> named_ports(protocol)
+_named: dict[str | None, dict[int, str]] = {}  # protocol -> named_ports(protocol)
 _protocols: dict[int, str] | None = None
 _ephemeral: tuple[int, int] | None = None
 _hosts: dict[str, str] = {}
@@ -62,23 +62,32 @@ def ephemeral_range() -> tuple[int, int]:
     return _ephemeral
 
 
-def service(port: int, proto: str) -> str | None:
+def service(port: int, proto: str | None) -> str | None:
     """The /etc/services name of ``port``/``proto``, None if none or ephemeral."""
     return named_ports(proto).get(port)
 
 
-def named_ports(proto: str) -> dict[int, str]:
+def named_ports(proto: str | None) -> dict[int, str]:
     """port -> /etc/services name, for the ports of ``proto`` that ss names: each one but 0 and
-    those in the kernel's ephemeral range that the file names.  Made once for each protocol."""
+    those in the kernel's ephemeral range that the file names; ``proto`` None: of any protocol,
+    the file's first line for the port (getservbyport's answer for no protocol).  Made once for
+    each protocol."""
     global _services
     table = _named.get(proto)
     if table is None:
         if _services is None:
             _services = _load_services()
         lo, hi = ephemeral_range()
-        want = proto.encode("ascii", "replace")
-        table = _named[proto] = {p: name.decode("utf-8", "replace") for (p, pr), name in _services.items()
-                                 if pr == want and p and not lo <= p <= hi}
+        if proto is not None:
+            want = proto.encode("ascii", "replace")
+            table = {p: name.decode("utf-8", "replace") for (p, pr), name in _services.items()
+                     if pr == want and p and not lo <= p <= hi}
+        else:
+            table = {}
+            for (p, _), name in _services.items():  # (in the file's order: a port's first line wins)
+                if p and not lo <= p <= hi and p not in table:
+                    table[p] = name.decode("utf-8", "replace")
+        _named[proto] = table
     return table
 
 

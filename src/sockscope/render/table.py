@@ -69,7 +69,8 @@ _V6ONLY: Any = "[::]"
 
 #: the tables whose ports ss names (not with ``-n``): netid -> the protocol of /etc/services
 #: (a raw socket's port is its protocol: /etc/protocols names it)
-_NAMED_BY = {"tcp": "tcp", "mptcp": "tcp", "udp": "udp", "dccp": "dccp", "sctp": "sctp", "raw": "raw"}
+#: the tables whose ports are named (a raw socket's "port" is its protocol, named from /etc/protocols)
+_NAMED = frozenset(("tcp", "udp", "raw", "dccp", "sctp", "mptcp"))
 
 
 #: the head columns of an inet batch that :meth:`CellMaker.column_cells` reads (read in one pass)
@@ -81,14 +82,15 @@ class TableOptions:
     """What changes the cells: -n, -r, -p and the detail texts (a plain
     slotted class: the listing's start-up does not import ``dataclasses``)."""
 
-    __slots__ = ("numeric", "resolve", "processes", "details")
+    __slots__ = ("numeric", "resolve", "processes", "details", "tables")
 
     def __init__(self, numeric: bool = False, resolve: bool = False, processes: bool = False,
-                 details: DetailOptions | None = None) -> None:
+                 details: DetailOptions | None = None, tables: frozenset[str] = frozenset()) -> None:
         self.numeric = numeric
         self.resolve = resolve
         self.processes = processes
         self.details = details
+        self.tables = tables  # the tables listed: which protocol's service names dccp, sctp and mptcp take
 
     def __repr__(self) -> str:
         return "TableOptions(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in TableOptions.__slots__) + ")"
@@ -113,12 +115,11 @@ class CellMaker:
         if s is None:
             if port == 0:
                 s = "*"
-            elif self.opts.numeric or netid not in _NAMED_BY:
+            elif self.opts.numeric or netid not in _NAMED:
                 s = str(port)
-            elif netid == "raw":
-                s = _names().protocol(port)
             else:
-                s = _names().service(port, _NAMED_BY[netid]) or str(port)
+                proto = self._services_of(netid)
+                s = _names().protocol(port) if proto == "raw" else _names().service(port, proto) or str(port)
             self._ports[key] = s
         return s
 
@@ -137,27 +138,40 @@ class CellMaker:
             self._addrs[key] = s
         return s
 
-    def _port_kind(self, netid: str, ports: list[int]) -> Any:
+    def _port_kind(self, netid: str, ports: list[int], side: str) -> Any:
         """The kind of a column of ``netid``'s port numbers (no text is made for a port shown as
         its digits: clients' ports are mostly distinct): :data:`PORTS` (0 as ``*``), with the
         service names of the table's protocol where some port is outside the kernel's ephemeral
-        range (as :meth:`port`); a raw socket's ports are protocols, their names a cache's."""
-        if self.opts.numeric or not ports or netid not in _NAMED_BY:
+        range (as :meth:`port`); a raw socket's ports are protocols, their names a cache's, one
+        for each ``side`` (a cache's width is of every text it holds: the local side's
+        ``ipv6-icmp`` does not widen the peer column's ``*``)."""
+        if self.opts.numeric or not ports or netid not in _NAMED:
             return PORTS
-        if netid == "raw":
-            cache = self._col.get("ports raw")
+        proto = self._services_of(netid)
+        if proto == "raw":
+            cache = self._col.get("ports raw " + side)
             if cache is None:
-                cache = self._col["ports raw"] = _TextCache()
+                cache = self._col["ports raw " + side] = _TextCache()
             fill(ports, cache, lambda keys: [self.port(netid, p) for p in keys])
             return cache
         lo, hi = _names().ephemeral_range()
         if min(filter(None, ports), default=lo) >= lo and max(ports) <= hi:
             return PORTS
-        proto = _NAMED_BY[netid]
-        kind = self._col.get("ports " + proto)
+        kind = self._col.get(f"ports {proto}")
         if kind is None:
-            kind = self._col["ports " + proto] = Numbers("*", _names().named_ports(proto))
+            kind = self._col[f"ports {proto}"] = Numbers("*", _names().named_ports(proto))
         return kind
+
+    def _services_of(self, netid: str) -> str | None:
+        """The protocol whose /etc/services names ``netid``'s ports take, as ss's: TCP's, UDP's
+        their own; DCCP, SCTP and MPTCP (whose tables ss shows after raw, UDP and TCP, setting
+        no protocol of their own) those of the last of these listed with them, or of any protocol
+        (the file's first line for the port) where none is.  "raw": named as raw sockets' ports
+        are, as protocols (/etc/protocols), also an MPTCP port where raw was the last listed."""
+        if netid == "tcp" or netid == "udp" or netid == "raw":
+            return netid
+        tables = self.opts.tables
+        return next((t for t in ("tcp", "udp", "raw") if t in tables), None)
 
     def column_cells(self, netid: str, b: Batch) -> Columns:
         """A block of rows from a batch of the inet decoder
@@ -182,8 +196,8 @@ class CellMaker:
         fill(wqs, c["wq"], _queue_texts)
         fill(srcs, c["la"], self._address_texts)
         fill(dsts, c["ra"], self._address_texts)
-        lcol = (b.sport, self._port_kind(netid, b.sport))
-        rcol = (b.dport, self._port_kind(netid, b.dport))
+        lcol = (b.sport, self._port_kind(netid, b.sport, "local"))
+        rcol = (b.dport, self._port_kind(netid, b.dport, "peer"))
         owners = self.owners
         inos = b.inode if owners is not None else None
         block = Columns(b.n, [
