@@ -607,21 +607,22 @@ def test_info_of_framed_datagrams_read_length_by_length_agree_with_the_walk() ->
         data = b"".join(msgs) + rng.choice([b"", _DONE])
         b, _done = inet.decode(data, info=True)
         assert b.info is not None and b.n == len(msgs)
-        walked: tuple[list, ...] = ([None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n)
+        walked: tuple[list, ...] = ([None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n)
         inet_attrs._walk_info(b, range(b.n), walked)
-        infos, congs, bbrs, dctcps = b.info
+        infos, congs, bbrs, dctcps, tails = b.info
+        assert tails is None and walked[4] == [None] * b.n  # (no MD5 keys, no upper layer protocol here)
         assert (list(infos), congs, [None if x is None else tuple(x) for x in bbrs], dctcps) == (
             walked[0], walked[1], [None if x is None else tuple(x) for x in walked[2]], walked[3])
         if not b._length:
-            again: tuple[list, ...] = ([None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n)
+            again: tuple[list, ...] = ([None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n)
             rest, _parts = inet_attrs._grouped_info(b, b._mv, again)
             grouped += len(rest) < b.n
             if any(t is not None for t in walked[0]):  # the rows with tcp_info kept column by column
                 sparsed += 1
                 assert isinstance(infos, tcpinfo.SparseInfo) and infos.rows() == walked[0]
                 for flags in (False, True):  # the same -i text, each row's in its place
-                    assert tcp_info_text.texts(*b.info, b.state, flags, True) == tcp_info_text.texts(
-                        *walked, b.state, flags, True)
+                    assert tcp_info_text.texts(*b.info[:4], b.state, flags, True) == tcp_info_text.texts(
+                        *walked[:4], b.state, flags, True)
                 keep = [rng.random() < 0.5 for _ in range(b.n)]
                 assert infos.select(keep).rows() == [t for t, k in zip(walked[0], keep) if k]
     assert grouped >= 30 and sparsed >= 30  # the framed datagrams really were read length by length
@@ -629,10 +630,11 @@ def test_info_of_framed_datagrams_read_length_by_length_agree_with_the_walk() ->
     four = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 5, _info_attrs(rng, tcpinfo.SIZE, b"cubic\0", 0, 0, False))
     six = _inet_msg(10, 1, 3, 4, _LO6, _LO6, 6, _info_attrs(rng, tcpinfo.SIZE, b"reno\0", 0, 0, True))
     b, _done = inet.decode(six + four + six + four + four, info=True)
-    walked = ([None] * 5, [None] * 5, [None] * 5, [None] * 5)
+    walked = ([None] * 5, [None] * 5, [None] * 5, [None] * 5, [None] * 5)
     inet_attrs._walk_info(b, range(5), walked)
     assert isinstance(b.info[0], tcpinfo.SparseInfo) and sorted(b.info[0].at) != b.info[0].at
-    assert tcp_info_text.texts(*b.info, b.state, False, True) == tcp_info_text.texts(*walked, b.state, False, True)
+    assert tcp_info_text.texts(*b.info[:4], b.state, False, True) == tcp_info_text.texts(*walked[:4], b.state, False,
+                                                                                          True)
 
 
 def test_address_text_cache_stays_bounded() -> None:
@@ -710,3 +712,71 @@ def test_netlink_and_packet_cells_from_batches_match_the_records_cells() -> None
         for numeric in (False, True):
             maker = CellMaker(TableOptions(numeric=numeric))
             assert maker.other_cells(b) == [maker.cells(s) for s in others.records(b)]
+
+
+def _ulp_attr(name: bytes, tls: dict[int, bytes] | None = None, sub: dict[int, bytes] | None = None) -> bytes:
+    nested = netlink.encode_attr(1, name + b"\0")
+    if tls is not None:
+        nested += netlink.encode_attr(2, b"".join(netlink.encode_attr(t, v) for t, v in tls.items()))
+    if sub is not None:
+        nested += netlink.encode_attr(3, b"".join(netlink.encode_attr(t, v) for t, v in sub.items()))
+    return netlink.encode_attr(inet_attrs.INET_DIAG_ULP_INFO, nested)
+
+
+def _md5_attr(*keys: tuple[int, int, bytes, bytes]) -> bytes:
+    return netlink.encode_attr(inet_attrs.INET_DIAG_MD5SIG, b"".join(
+        struct.pack("=BBH16s80s", fam, plen, len(key), addr.ljust(16, b"\0"), key) for fam, plen, addr, key in keys))
+
+
+def test_md5_keys_and_upper_layer_protocol_read_on_every_path_and_written_as_ss_61() -> None:
+    """ss -i ends a TCP socket's text with its MD5 keys and its upper layer protocol (kTLS, an MPTCP
+    subflow): the columnar -i path reads them where a datagram's layout has them (every message
+    alike, a framed datagram length by length, the walk), each row as the record path reads it,
+    and writes them as ss 6.1's tcp_show_info does."""
+    from sockscope.render import tcp_info as tcp_info_text
+
+    def u16(v: int) -> bytes:
+        return v.to_bytes(2, sys.byteorder)
+
+    def u32(v: int) -> bytes:
+        return v.to_bytes(4, sys.byteorder)
+
+    tls = _ulp_attr(b"tls", {1: u16(0x0304), 2: u16(52), 3: u16(2), 4: u16(3), 5: b""})
+    tls12 = _ulp_attr(b"tls", {1: u16(0x0303), 2: u16(53), 3: u16(9), 4: u16(1)})
+    sub = _ulp_attr(b"mptcp", sub={8: u32(0b11000011), 1: u32(0), 2: u32(0x107CFC3A), 9: b"\0", 10: b"\0",
+                                   4: (0x53A11C9F71AADA23).to_bytes(8, sys.byteorder), 5: u32(1), 6: u32(0x277B480),
+                                   7: u16(1000)})
+    md5 = _md5_attr((2, 32, bytes([127, 0, 0, 2]), b"secret"), (10, 64, _LO6, b"a b,c\\\x01"))
+    want = {
+        tls: " tcp-ulp-tls version: 1.3 cipher: aes-gcm-256 rxconf: hw txconf: sw zc_ro_tx",
+        tls12: " tcp-ulp-tls version: 1.2 rxconf: none txconf: unknown(9)",
+        sub: " tcp-ulp-mptcp flags:Mmec token:0000(id:0)/107cfc3a(id:0) seq:53a11c9f71aada23 sfseq:1 ssnoff:277b480"
+             " maplen:3e8",
+        md5: " md5keys:127.0.0.2/32=secret,::1/64=a\\040b\\054c\\134\\001",
+        md5 + sub: " md5keys:127.0.0.2/32=secret,::1/64=a\\040b\\054c\\134\\001 tcp-ulp-mptcp flags:Mmec"
+                   " token:0000(id:0)/107cfc3a(id:0) seq:53a11c9f71aada23 sfseq:1 ssnoff:277b480 maplen:3e8",
+    }
+    info = netlink.encode_attr(inet_attrs.INET_DIAG_INFO, bytes(range(104)))
+
+    def full(extra: bytes, port: int) -> bytes:
+        return _inet_msg(2, 1, port, 443, _LO4, _LO4, port, _SHUTDOWN + info + extra)
+
+    mini = _inet_msg(2, 6, 1, 2, _LO4, _LO4, 0)
+    for extra, text in want.items():
+        for msgs in ([full(extra, p) for p in range(1, 6)],  # alike: read column by column
+                     [full(extra, 1), mini, full(extra, 2), full(b"", 3), mini, full(extra, 4)]):  # framed
+            b, _done = inet.decode(b"".join(msgs) + _DONE, info=True)
+            assert b.info is not None
+            tails = b.info[4]
+            walked: tuple[list, ...] = tuple([None] * b.n for _ in range(5))
+            inet_attrs._walk_info(b, range(b.n), walked)
+            assert tails == walked[4]
+            records = inet.records(b, "tcp", details=True)
+            assert [None if r.md5keys is None and r.ulp is None else (r.md5keys, r.ulp) for r in records] == tails
+            texts = [tcp_info_text.extras_text(x) for x in tails]
+            assert texts == [text if m is not mini and extra in m else "" for m in msgs]
+    # an MPTCP socket's INFO is a struct mptcp_info (here a short one, an older kernel's: zero-padded)
+    mi = struct.pack("=6B2xIIQQQ", 1, 0, 0, 2, 0, 0, 2, 0x424B1C7F, 0x53A11C9F71AADA23, 0x53A11C9F71AADA23, 0)
+    got = inet_attrs.mptcp_info(memoryview(mi))
+    assert tcp_info_text.mptcp_text(got) == (" subflows:1 subflows_max:2 remote_key token:424b1c7f"
+                                              " write_seq:53a11c9f71aada23 snd_una:53a11c9f71aada23")

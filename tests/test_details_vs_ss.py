@@ -187,6 +187,80 @@ def test_all_netns_names_interfaces_in_their_own_namespace() -> None:
             ns.delete()
 
 
+_ULP = r"""
+import socket, struct, sys
+keep = []
+bgp = socket.socket(); bgp.bind(("127.0.0.1", 179))  # a TCP-MD5 key, as a BGP daemon sets one for its peer
+key = struct.pack("=HH4s120x", socket.AF_INET, 0, socket.inet_aton("127.0.0.2"))
+bgp.setsockopt(socket.IPPROTO_TCP, 14, key + struct.pack("=BBHI", 0, 0, 6, 0) + b"secret".ljust(80, b"\0"))
+bgp.listen(); keep.append(bgp)
+l = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262); l.bind(("127.0.0.1", 5555)); l.listen()  # MPTCP
+c = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262); c.connect(("127.0.0.1", 5555))
+a, _ = l.accept(); keep += [l, c, a]
+c.sendall(b"x" * 1000); a.recv(100)  # (900 bytes left queued: a subflow's mapping still open)
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture(scope="module")
+def ulp_sockets():  # type: ignore[no-untyped-def]
+    """A namespace holding _ULP's sockets (an MD5-keyed listener, an MPTCP connection)."""
+    from nsutil import read_line
+
+    ns = Netns()
+    h = ns.popen([sys.executable, "-c", _ULP], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert read_line(h, 30).strip() == "READY"
+        yield ns
+    finally:
+        if h.stdin:
+            h.stdin.close()
+        stop_pids({h.pid: None})
+        h.wait(timeout=10)
+        ns.delete()
+
+
+@pytest.mark.parametrize("argv", ["-tai", "-tain", "-taie", "-Mai", "-Maie", "-Mi", "-Maim", "-aMie"])
+def test_mptcp_md5_and_upper_layer_protocol_same_as_ss(ulp_sockets: Netns, argv: str) -> None:
+    """-i of MPTCP sockets is their struct mptcp_info (it was read as a tcp_info: nonsense mss and
+    counters); a TCP subflow's text ends with tcp-ulp-mptcp and its flags, tokens and sequence
+    numbers, a listener's with tcp-ulp-mptcp, an MD5-keyed one's with md5keys:ADDR/LEN=KEY.  ss 6.1
+    writes the key's bytes ahead of its table (straight to stdout, not to its buffer): compared
+    with the key taken out of both, and ours is in its cell."""
+    ns = ulp_sockets
+    for _ in range(4):
+        a, b, c = (ns.run(["ss", *argv.split()]), ns.run([*SOCKSCOPE, *argv.split()]), ns.run(["ss", *argv.split()]))
+        assert b.returncode == 0 and b.stderr == "", b.stderr
+        if _lines(a.stdout, True) == _lines(c.stdout, True):
+            break
+    want = _lines(a.stdout.removeprefix("secret") if "md5keys" in a.stdout else a.stdout, True)
+    got = _lines(b.stdout.replace("/32=secret", "/32="), True)
+    assert got == want, f"ss {argv} (-) vs sockscope (+):\n" + "\n".join(
+        difflib.unified_diff(want, got, lineterm="", n=0))
+    text = b.stdout
+    if argv.startswith("-t"):
+        assert "md5keys:127.0.0.2/32=secret" in text and text.count("tcp-ulp-mptcp") == 3, text
+        assert "tcp-ulp-mptcp flags:Mmec token:0000(id:0)/" in text, text
+    else:
+        assert "subflows_max:" in text and "write_seq:" in text and "mss:" not in text, text
+
+
+def test_mptcp_info_md5_and_ulp_in_json(ulp_sockets: Netns) -> None:
+    """--json carries an MPTCP socket's mptcp_info, a subflow's ulp and the MD5 keys (no tcp_info for MPTCP)."""
+    rows = json.loads(ulp_sockets.run([*SOCKSCOPE, "-taM", "--json"]).stdout)
+    mptcp = [r for r in rows if r["netid"] == "mptcp" and r["state"] == "ESTAB"]
+    assert len(mptcp) == 2 and all(r["tcp_info"] is None and r["mptcp_info"]["subflows_max"] >= 1 for r in mptcp)
+    subflows = [r for r in rows if r["netid"] == "tcp" and r["ulp"] is not None]
+    assert len(subflows) == 3 and {r["ulp"]["name"] for r in subflows} == {"mptcp"}
+    joined = [r for r in subflows if r["ulp"]["mptcp"] is not None]  # (the listener's has no subflow yet)
+    assert len(joined) == 2 and {r["ulp"]["mptcp"]["token_loc"] for r in joined} == {
+        r["mptcp_info"]["token"] for r in mptcp}
+    keyed = [r for r in rows if r["md5keys"]]
+    assert [r["local_port"] for r in keyed] == [179]
+    assert keyed[0]["md5keys"] == [{"address": "127.0.0.2", "prefixlen": 32, "key": "secret"}]
+
+
 _PAIRS = r"""
 import socket, sys, time
 l = socket.socket(); l.bind(("127.0.0.1", 7777)); l.listen()

@@ -125,7 +125,10 @@ class Socket:
     ``packet_info`` ((version, copy_thresh, flags) of a packet socket),
     ``tos``/``tclass``/``class_id`` (ss --tos), ``sockopt`` (the 16 flag
     bits of ``inet_diag_sockopt``, ss --inet-sockopt) and ``bpf`` (a packet
-    socket's classic BPF program as (code, jt, jf, k) tuples, ss -b).
+    socket's classic BPF program as (code, jt, jf, k) tuples, ss -b), ``mptcp_info``
+    (an MPTCP socket's ``struct mptcp_info``, 14 fields), ``md5keys`` ((family,
+    prefix length, address, key) of each TCP-MD5 key) and ``ulp`` ((name, kTLS's
+    fields, an MPTCP subflow's) of the TCP upper layer protocol), ss -i's tail.
     """
 
     netid: str
@@ -164,6 +167,9 @@ class Socket:
     class_id: int | None = None
     sockopt: int | None = None
     bpf: tuple[tuple[int, int, int, int], ...] | None = None
+    mptcp_info: tuple[int, ...] | None = None
+    md5keys: tuple[tuple[int, int, bytes, bytes], ...] | None = None
+    ulp: tuple[Any, Any, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of this record (used by --json and --csv)."""
@@ -197,8 +203,34 @@ class Socket:
             "skmem": self.skmem._asdict() if self.skmem is not None else None,
             "bbr_info": list(self.bbr_info) if self.bbr_info is not None else None,
             "dctcp_info": list(self.dctcp_info) if self.dctcp_info is not None else None,
+            "mptcp_info": dict(zip(_MPTCP_FIELDS, self.mptcp_info)) if self.mptcp_info is not None else None,
+            "md5keys": None if self.md5keys is None else [_md5_dict(k) for k in self.md5keys],
+            "ulp": None if self.ulp is None else _ulp_dict(self.ulp),
         }
         return d
+
+
+_MPTCP_FIELDS = ("subflows", "add_addr_signal", "add_addr_accepted", "subflows_max", "add_addr_signal_max",
+                 "add_addr_accepted_max", "flags", "token", "write_seq", "snd_una", "rcv_nxt", "local_addr_used",
+                 "local_addr_max", "csum_enabled")
+_SUBFLOW_FIELDS = (None, "token_rem", "token_loc", "relwrite_seq", "map_seq", "map_sfseq", "ssn_offset", "map_datalen",
+                   "flags", "id_rem", "id_loc")
+
+
+def _md5_dict(key: tuple[int, int, bytes, bytes]) -> dict[str, Any]:
+    from sockscope._addr import AF_INET6, ntop4, ntop6
+
+    fam, plen, addr, secret = key
+    return {"address": ntop6(addr) if fam == AF_INET6 else ntop4(addr[:4]), "prefixlen": plen,
+            "key": secret.decode("utf-8", "surrogateescape")}
+
+
+def _ulp_dict(ulp: tuple[Any, Any, Any]) -> dict[str, Any]:
+    name, tls, sub = ulp
+    return {"name": name,
+            "tls": None if tls is None else dict(zip(("version", "cipher", "txconf", "rxconf", "zc_ro_tx", "rx_no_pad"),
+                                                     tls)),
+            "mptcp": None if sub is None else {k: v for k, v in zip(_SUBFLOW_FIELDS, sub) if k is not None}}
 
 
 _FAMILY_NAMES = {1: "unix", 2: "inet", 10: "inet6", 16: "netlink", 17: "packet"}

@@ -165,9 +165,10 @@ class Batch:
     column can hold both and a text cache can be keyed by them.  Ports are host
     order.  ``v6only`` is None unless some row is an IPv6 wildcard (only those
     need it: ss prints ``*`` for a dual-stack ``::``); then a list, None for the
-    other rows.  ``info`` (with ``decode(info=True)``): four columns, tcp_info
+    other rows.  ``info`` (with ``decode(info=True)``): five columns, tcp_info
     (:class:`~sockscope.kernel.tcpinfo.TcpInfo`), congestion control name,
-    bbr_info and dctcp_info.  :meth:`attrs` is row ``i``'s attribute bytes."""
+    bbr_info, dctcp_info and the extras (MD5 keys, upper layer protocol; the
+    column None where no row has them).  :meth:`attrs` is row ``i``'s attribute bytes."""
 
     __slots__ = ("n", "fam", "family", *_HEAD_COLS, "src", "dst", "v6only", "info", "_mv", "_starts", "_ends",
                  "_length", "_stride", "_body", "_raw")
@@ -190,7 +191,7 @@ class Batch:
     src: list[Any]
     dst: list[Any]
     v6only: list[bool | None] | None
-    info: tuple[list[Any], list[Any], list[Any], list[Any]] | None
+    info: tuple[list[Any], list[Any], list[Any], list[Any], list[Any] | None] | None
     _mv: memoryview
     _starts: list[int]
     _ends: list[int]
@@ -335,9 +336,10 @@ class Batch:
         if self.info is None:
             b.info = None
         else:
-            infos, congs, bbrs, dctcps = self.info
+            infos, congs, bbrs, dctcps, tails = self.info
             b.info = (infos.select(keep) if hasattr(infos, "select") else list(compress(infos, keep)),
-                      list(compress(congs, keep)), list(compress(bbrs, keep)), list(compress(dctcps, keep)))
+                      list(compress(congs, keep)), list(compress(bbrs, keep)), list(compress(dctcps, keep)),
+                      None if tails is None else list(compress(tails, keep)))
         b._mv = self._mv
         b._length = b._stride = 0
         return b

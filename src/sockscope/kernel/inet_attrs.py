@@ -11,6 +11,7 @@ reads where the messages share one attribute layout;
 from __future__ import annotations
 
 import _struct  # struct.py only re-exports this C module: one module fewer to import
+import sys
 
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
@@ -37,6 +38,8 @@ INET_DIAG_SKV6ONLY = 11
 INET_DIAG_MARK = 15
 INET_DIAG_BBRINFO = 16
 INET_DIAG_CLASS_ID = 17
+INET_DIAG_MD5SIG = 18
+INET_DIAG_ULP_INFO = 19
 INET_DIAG_CGROUP_ID = 21
 INET_DIAG_SOCKOPT = 22
 
@@ -79,6 +82,82 @@ def _cong(a: memoryview) -> str:
 _U32 = _struct.Struct("=I")
 _U64 = _struct.Struct("=Q")
 
+# struct mptcp_info (include/uapi/linux/mptcp.h): the INFO attribute of an MPTCP socket (not a tcp_info):
+# subflows, add_addr_signal, add_addr_accepted, subflows_max, add_addr_signal_max, add_addr_accepted_max,
+# flags, token, write_seq, snd_una, rcv_nxt, local_addr_used, local_addr_max, csum_enabled
+_MPTCP_INFO = _struct.Struct("=6B2xIIQQQ3B")
+# struct tcp_diag_md5sig: family, prefixlen, keylen, addr (16 bytes), key (80 bytes)
+_MD5SIG = _struct.Struct("=BBH16s80s")
+_ULP_NAME, _ULP_TLS, _ULP_MPTCP = 1, 2, 3  # enum inet_ulp_info
+
+
+def mptcp_info(a: memoryview) -> tuple[int, ...]:
+    """An MPTCP socket's INFO attribute (``struct mptcp_info``) as its 14 fields; a shorter one (an
+    older kernel's) is read as if zero-padded, as ss does."""
+    return _MPTCP_INFO.unpack(bytes(a[: _MPTCP_INFO.size]).ljust(_MPTCP_INFO.size, b"\0"))
+
+
+def mptcp_infos(b: Batch) -> list[tuple[int, ...] | None]:
+    """Each row's ``struct mptcp_info`` (an MPTCP batch's INFO attributes), message by message."""
+    out: list[tuple[int, ...] | None] = []
+    for i in range(b.n):
+        a = nl.parse_attrs(b.attrs(i)).get(INET_DIAG_INFO)
+        out.append(None if a is None else mptcp_info(a))
+    return out
+
+
+def extras_of(get: Callable[[int], memoryview | None]) -> tuple[Any, Any] | None:
+    """(md5keys, ulp) from a message's attributes, None when it has neither: ``md5keys`` a tuple
+    of (family, prefix length, address (16 bytes), key) of INET_DIAG_MD5SIG; ``ulp`` (name, tls,
+    mptcp) of INET_DIAG_ULP_INFO: ``tls`` (version, cipher, txconf, rxconf, zc_ro_tx, rx_no_pad),
+    ``mptcp`` the subflow's attributes by number (``MPTCP_SUBFLOW_ATTR_*``: tokens, ids,
+    sequence numbers, flags), each None where absent."""
+    md5, ulp = get(INET_DIAG_MD5SIG), get(INET_DIAG_ULP_INFO)
+    if md5 is None and ulp is None:
+        return None
+    keys = None
+    if md5 is not None:
+        raw = bytes(md5)
+        size = _MD5SIG.size
+        keys = tuple((fam, plen, addr, key[:klen]) for fam, plen, klen, addr, key in
+                     (_MD5SIG.unpack_from(raw, off) for off in range(0, len(raw) - size + 1, size)))
+    info = None
+    if ulp is not None:
+        nested = nl.parse_attrs(ulp)
+        name = nested.get(_ULP_NAME)
+        tls = nested.get(_ULP_TLS)
+        sub = nested.get(_ULP_MPTCP)
+        info = (_cong(name) if name is not None else None,
+                _tls(nl.parse_attrs(tls)) if tls is not None else None,
+                _subflow(nl.parse_attrs(sub)) if sub is not None else None)
+    return keys, info
+
+
+def _tls(attrs: dict[int, memoryview]) -> tuple[Any, ...]:
+    """TLS_INFO_VERSION, _CIPHER, _TXCONF, _RXCONF (u16 each, None where absent), then whether
+    _ZC_RO_TX and _RX_NO_PAD are there (flags)."""
+    def u16(t: int) -> int | None:
+        a = attrs.get(t)
+        return int.from_bytes(a[:2], sys.byteorder) if a is not None and len(a) >= 2 else None
+
+    return (u16(1), u16(2), u16(3), u16(4), 5 in attrs, 6 in attrs)
+
+
+# MPTCP_SUBFLOW_ATTR_*: the payload size of each (TOKEN_REM, TOKEN_LOC, RELWRITE_SEQ: u32; MAP_SEQ: u64;
+# MAP_SFSEQ, SSN_OFFSET: u32; MAP_DATALEN: u16; FLAGS: u32; ID_REM, ID_LOC: u8)
+_SUBFLOW_SIZES = {1: 4, 2: 4, 3: 4, 4: 8, 5: 4, 6: 4, 7: 2, 8: 4, 9: 1, 10: 1}
+
+
+def _subflow(attrs: dict[int, memoryview]) -> tuple[int | None, ...]:
+    """An MPTCP subflow's attributes, indexed by their numbers (0 unused), None where absent or short."""
+    out: list[int | None] = [None] * 11
+    for t, size in _SUBFLOW_SIZES.items():
+        a = attrs.get(t)
+        if a is not None and len(a) >= size:
+            out[t] = int.from_bytes(a[:size], sys.byteorder)
+    return tuple(out)
+
+
 
 _tcpinfo: Any = None
 
@@ -120,6 +199,11 @@ def details_of(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     a = get(INET_DIAG_INFO)
     if a is not None and netid == "tcp":
         d["tcp_info"] = _tcpinfo_decode()(a)
+    elif a is not None and netid == "mptcp":
+        d["mptcp_info"] = mptcp_info(a)
+    extras = extras_of(get)
+    if extras is not None:
+        d["md5keys"], d["ulp"] = extras
     for key, atype in (("tos", INET_DIAG_TOS), ("tclass", INET_DIAG_TCLASS)):
         a = get(atype)
         if a is not None and len(a):
@@ -142,19 +226,20 @@ def details_of(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     return d
 
 
-def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[Any, list[Any], list[Any], list[Any]]:
-    """``-i``'s columns: tcp_info, congestion control, bbr_info, dctcp_info.  A
-    datagram of one message length and one attribute layout is read column by
-    column (:func:`_uniform_info`); a framed one length by length (:func:`_grouped_info`),
+def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[Any, list[Any], list[Any], list[Any], Any]:
+    """``-i``'s columns: tcp_info, congestion control, bbr_info, dctcp_info, and the rare
+    attributes ss prints after them (:func:`extras_of`: MD5 keys, the upper layer protocol; None
+    where no row has them).  A datagram of one message length and one attribute layout is read
+    column by column (:func:`_uniform_info`); a framed one length by length (:func:`_grouped_info`),
     its tcp_info a :class:`~sockscope.kernel.tcpinfo.SparseInfo`; what is left message by message."""
     got = _uniform_info(mv, length, b.n) if length else None
     if got is not None:
         return got
     n = b.n
-    cols: tuple[list[Any], list[Any], list[Any], list[Any]] = ([None] * n, [None] * n, [None] * n, [None] * n)
+    cols: tuple[list[Any], ...] = ([None] * n, [None] * n, [None] * n, [None] * n, [None] * n)
     if length or n < 2:
         _walk_info(b, range(n), cols)
-        return cols
+        return _tails_or_none(cols)
     from sockscope.kernel.tcpinfo import InfoColumns, SparseInfo
 
     rest, parts = _grouped_info(b, mv, cols)
@@ -163,9 +248,15 @@ def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[Any, list[Any],
     if walked:
         parts.append((walked, InfoColumns.of([cols[0][i] for i in walked])))
     if not parts:
-        return cols
-    return (SparseInfo(n, [i for rows, _ in parts for i in rows], InfoColumns.joined([c for _, c in parts])),
-            *cols[1:])
+        return _tails_or_none(cols)
+    return _tails_or_none((SparseInfo(n, [i for rows, _ in parts for i in rows],
+                                      InfoColumns.joined([c for _, c in parts])), *cols[1:]))
+
+
+def _tails_or_none(cols: tuple[Any, ...]) -> tuple[Any, list[Any], list[Any], list[Any], Any]:
+    """``cols`` with the extras' column None where no row has any (the common case)."""
+    tails = cols[4]
+    return cols[0], cols[1], cols[2], cols[3], None if tails.count(None) == len(tails) else tails
 
 
 def _grouped_info(b: Batch, mv: memoryview, cols: tuple[list[Any], ...]
@@ -201,7 +292,7 @@ def _grouped_info(b: Batch, mv: memoryview, cols: tuple[list[Any], ...]
         elif infos.count(None) != k:  # (decoded socket by socket: a payload ending inside a field)
             parts.append((rows, InfoColumns.of(infos)))
         for col, values in zip(cols[1:], got[1:]):
-            if type(values) is list and values.count(None) == k:  # (a mini-socket's: none of it)
+            if values is None or type(values) is list and values.count(None) == k:  # (a mini-socket's: none)
                 continue
             for i, v in zip(rows, values):
                 col[i] = v
@@ -215,7 +306,8 @@ def _walk_info(b: Batch, rows: Iterable[int], cols: tuple[list[Any], ...]) -> No
     unpack = nl.NLATTR.unpack_from
     for i in rows:
         p = b.attrs(i)
-        info = cong = bbr = dctcp = None
+        info = cong = bbr = dctcp = extra = None
+        rare = False
         off, end = 0, len(p)
         while off + 4 <= end:
             alen, atype = unpack(p, off)
@@ -230,8 +322,12 @@ def _walk_info(b: Batch, rows: Iterable[int], cols: tuple[list[Any], ...]) -> No
                 bbr = _bbr(p[off + 4 : off + alen])
             elif atype == INET_DIAG_DCTCPINFO and alen >= 20:
                 dctcp = _dctcp(p[off + 4 : off + alen])
+            elif atype == INET_DIAG_MD5SIG or atype == INET_DIAG_ULP_INFO:
+                rare = True
             off += (alen + 3) & ~3
-        for col, v in zip(cols, (info, cong, bbr, dctcp)):
+        if rare:
+            extra = extras_of(nl.parse_attrs(p).get)
+        for col, v in zip(cols, (info, cong, bbr, dctcp, extra)):
             col[i] = v
 
 
@@ -277,7 +373,7 @@ def info_at(mv: memoryview, length: int, n: int) -> tuple[int, int] | None:
     return attrs[-1][0] + 4, attrs[-1][1] - 4
 
 
-def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[Any, list[Any], list[Any], list[Any]] | None:
+def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[Any, list[Any], list[Any], list[Any], Any] | None:
     """:func:`info_columns` for messages of one length and one attribute layout, column by column:
     the tcp_info as :class:`~sockscope.kernel.tcpinfo.InfoColumns` (each field read when asked for),
     the others by strided reads too; None for other datagrams."""
@@ -293,6 +389,7 @@ def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[Any, list[Any], 
     congs: list[Any] = [None] * n
     bbrs: Any = [None] * n
     dctcps: list[Any] = [None] * n
+    tails = None  # (the extras: where the layout has them, message by message)
     for off, alen, atype in attrs:  # the last of a type counts, as in the walk
         start, plen = off + 4, alen - 4
         atype &= nl.NLA_TYPE_MASK
@@ -321,4 +418,7 @@ def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[Any, list[Any], 
             bbrs = tcpinfo.FieldRows(n, [lo, mrtt, pg, cg])
         elif atype == INET_DIAG_DCTCPINFO and plen >= TCP_DCTCP_INFO.size:
             dctcps = list(zip(*(TCP_DCTCP_INFO.column(body, length, f, start) for f in TCP_DCTCP_INFO.names)))
-    return infos, congs, bbrs, dctcps
+        elif (atype == INET_DIAG_MD5SIG or atype == INET_DIAG_ULP_INFO) and tails is None:
+            at = 16 + MSG_LEN
+            tails = [extras_of(nl.parse_attrs(body[k + at : k + length]).get) for k in range(0, n * length, length)]
+    return infos, congs, bbrs, dctcps, tails

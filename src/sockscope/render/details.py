@@ -107,9 +107,15 @@ def _shutdown(mask: int) -> str:
 
 def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
     """ss's ``tcp_stats_print`` for one socket's tcp_info (empty when absent): the
-    columnar :func:`sockscope.render.tcp_info.texts` with one row."""
-    return texts([s.tcp_info], [s.cong], [s.bbr_info], [s.dctcp_info], [int(s.state)],
+    columnar :func:`sockscope.render.tcp_info.texts` with one row, then the MD5 keys and the
+    upper layer protocol; an MPTCP socket's ``mptcp_info`` instead of it all."""
+    from sockscope.render.tcp_info import extras_text, mptcp_text
+
+    if s.netid == "mptcp":
+        return mptcp_text(s.mptcp_info)
+    text = texts([s.tcp_info], [s.cong], [s.bbr_info], [s.dctcp_info], [int(s.state)],
                  opts.timers or opts.extended, opts.numeric)[0]
+    return text + extras_text((s.md5keys, s.ulp)) if s.md5keys is not None or s.ulp is not None else text
 
 
 def detail_text(s: Socket, opts: DetailOptions) -> str:

@@ -262,7 +262,7 @@ class CellMaker:
         """``-i``'s rows from a batch decoded with its tcp_info columns: :meth:`column_cells`,
         then the Process cell :meth:`cells` makes for a record (``detail_text`` with only
         ``info``), without building records."""
-        from sockscope.render.tcp_info import texts
+        from sockscope.render.tcp_info import extras_text, mptcp_text, texts
 
         block = self.column_cells(netid, b)
         opts = self.opts.details
@@ -271,8 +271,15 @@ class CellMaker:
         lead = "" if opts.oneline else "\n\t"
         owners = self.owners
         users: Iterable[str] = [owners.text(i) if i else "" for i in b.inode] if owners is not None else repeat("")
-        infos, congs, bbrs, dctcps = b.info
-        info = texts(infos, congs, bbrs, dctcps, b.state, opts.timers or opts.extended, opts.numeric)
+        infos, congs, bbrs, dctcps, tails = b.info
+        if netid == "mptcp":  # its INFO is a struct mptcp_info (few sockets: read row by row)
+            from sockscope.kernel.inet_attrs import mptcp_infos
+
+            info = list(map(mptcp_text, mptcp_infos(b)))
+        else:
+            info = texts(infos, congs, bbrs, dctcps, b.state, opts.timers or opts.extended, opts.numeric)
+            if tails is not None:  # MD5 keys, an upper layer protocol: after the tcp_info text
+                info = [t + extras_text(x) for t, x in zip(info, tails)]
         block.cols[PROCESS] = ([u + lead + t for u, t in zip(users, info)], CELLS)
         block.pending = None
         return block

@@ -437,3 +437,97 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
     for i, text in zip(rows, out):
         full[i] = text
     return full
+
+
+# --------------------------------------------------------------------------
+# What ss 6.1 prints after the tcp_info text (tcp_show_info), and an MPTCP socket's -i text
+
+
+def extras_text(extra: Any) -> str:
+    """A TCP socket's MD5 keys (`` md5keys:ADDR/LEN=KEY,…``) and upper layer protocol
+    (`` tcp-ulp-NAME``, then kTLS's version, cipher and configurations, or an MPTCP subflow's
+    flags, tokens and sequence numbers), from :func:`~sockscope.kernel.inet_attrs.extras_of`'s
+    (md5keys, ulp); "" for None.  (ss 6.1 writes a key's bytes straight to its output, ahead of
+    the table it buffers: here they stay in the cell, escaped as ss escapes them.)"""
+    if extra is None:
+        return ""
+    keys, ulp = extra
+    out = []
+    if keys is not None:
+        out.append(" md5keys:" + ",".join(f"{_md5_address(fam, addr)}/{plen}={_escape_key(key)}"
+                                          for fam, plen, addr, key in keys))
+    if ulp is not None:
+        name, tls, sub = ulp
+        if name is not None:
+            out.append(f" tcp-ulp-{name}")
+        if tls is not None:
+            out.append(_tls_text(tls))
+        if sub is not None:
+            out.append(_subflow_text(sub))
+    return "".join(out)
+
+
+def _md5_address(fam: int, addr: bytes) -> str:
+    from sockscope._addr import AF_INET6, ntop4, ntop6
+
+    return ntop6(addr) if fam == AF_INET6 else ntop4(addr[:4])
+
+
+def _escape_key(key: bytes) -> str:
+    """ss's ``print_escape_buf(key, len, " ,")``: printable bytes as they are, a backslash, a
+    space, a comma and any other byte as a backslash and three octal digits."""
+    return "".join(chr(c) if 0x20 < c < 0x7F and c not in b"\\," else f"\\{c:03o}" for c in key)
+
+
+_TLS_VERSIONS = {0x0303: "1.2", 0x0304: "1.3"}
+_TLS_CIPHERS = {51: "aes-gcm-128", 52: "aes-gcm-256"}
+_TLS_CONFS = {1: "none", 2: "sw", 3: "hw", 4: "hw-record"}
+
+
+def _tls_text(tls: tuple[Any, ...]) -> str:
+    version, cipher, txconf, rxconf, zc_ro_tx, _rx_no_pad = tls  # (ss 6.1 does not print rx_no_pad)
+    out = []
+    if version is not None:
+        out.append(f" version: {_TLS_VERSIONS.get(version, f'unknown({version})')}")
+    if cipher in _TLS_CIPHERS:
+        out.append(f" cipher: {_TLS_CIPHERS[cipher]}")
+    for name, conf in (("rxconf", rxconf), ("txconf", txconf)):
+        if conf is not None:
+            out.append(f" {name}: {_TLS_CONFS.get(conf, f'unknown({conf})')}")
+    if zc_ro_tx:
+        out.append(" zc_ro_tx")
+    return "".join(out)
+
+
+def _subflow_text(sub: tuple[Any, ...]) -> str:
+    """An MPTCP subflow's attributes (indexed by ``MPTCP_SUBFLOW_ATTR_*``) as ss 6.1 prints them."""
+    _, tok_rem, tok_loc, _relwrite, seq, sfseq, ssnoff, maplen, flags, id_rem, id_loc = sub
+    out = []
+    if flags:
+        out.append(" flags:" + "".join(c for bit, c in enumerate("MmJjBbecv") if flags & (1 << bit)))
+    if None not in (tok_rem, tok_loc, id_rem, id_loc):
+        out.append(f" token:{tok_rem:04x}(id:{id_rem})/{tok_loc:04x}(id:{id_loc})")
+    for word, value in (("seq", seq), ("sfseq", sfseq), ("ssnoff", ssnoff), ("maplen", maplen)):
+        if value is not None:
+            out.append(f" {word}:{value:x}")
+    return "".join(out)
+
+
+def mptcp_text(info: tuple[int, ...] | None) -> str:
+    """An MPTCP socket's -i text (ss 6.1's ``mptcp_stats_print``) from its ``struct mptcp_info``
+    (:func:`~sockscope.kernel.inet_attrs.mptcp_info`): each count and sequence number that is not 0."""
+    if info is None:
+        return ""
+    (subflows, signal, accepted, subflows_max, signal_max, accepted_max, flags, token, write_seq, snd_una,
+     rcv_nxt) = info[:11]
+    out = [f" {name}:{v}" for name, v in (("subflows", subflows), ("add_addr_signal", signal),
+                                          ("add_addr_accepted", accepted), ("subflows_max", subflows_max),
+                                          ("add_addr_signal_max", signal_max),
+                                          ("add_addr_accepted_max", accepted_max)) if v]
+    if flags & 1:
+        out.append(" fallback")
+    if flags & 2:
+        out.append(" remote_key")
+    out += [f" {name}:{v:x}" for name, v in (("token", token), ("write_seq", write_seq), ("snd_una", snd_una),
+                                             ("rcv_nxt", rcv_nxt)) if v]
+    return "".join(out)
