@@ -203,13 +203,12 @@ sys.stdin.read()
 """
 
 
-@pytest.fixture(scope="module")
-def ulp_sockets():  # type: ignore[no-untyped-def]
-    """A namespace holding _ULP's sockets (an MD5-keyed listener, an MPTCP connection)."""
+def _holding(script: str):  # type: ignore[no-untyped-def]
+    """A fresh namespace in which ``script`` holds its sockets (until its stdin closes): yields the namespace."""
     from nsutil import read_line
 
     ns = Netns()
-    h = ns.popen([sys.executable, "-c", _ULP], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    h = ns.popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert read_line(h, 30).strip() == "READY"
         yield ns
@@ -219,6 +218,12 @@ def ulp_sockets():  # type: ignore[no-untyped-def]
         stop_pids({h.pid: None})
         h.wait(timeout=10)
         ns.delete()
+
+
+@pytest.fixture(scope="module")
+def ulp_sockets():  # type: ignore[no-untyped-def]
+    """A namespace holding _ULP's sockets (an MD5-keyed listener, an MPTCP connection)."""
+    yield from _holding(_ULP)
 
 
 @pytest.mark.parametrize("argv", ["-tai", "-tain", "-taie", "-Mai", "-Maie", "-Mi", "-Maim", "-aMie"])
@@ -259,6 +264,57 @@ def test_mptcp_info_md5_and_ulp_in_json(ulp_sockets: Netns) -> None:
     keyed = [r for r in rows if r["md5keys"]]
     assert [r["local_port"] for r in keyed] == [179]
     assert keyed[0]["md5keys"] == [{"address": "127.0.0.2", "prefixlen": 32, "key": "secret"}]
+
+
+_RINGS = r"""
+import socket, struct, sys
+SOL_PACKET, PACKET_RX_RING, PACKET_TX_RING, PACKET_VERSION, PACKET_FANOUT = 263, 5, 13, 10, 18
+keep = []
+a = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5))  # TPACKET_V2, an rx ring, fanout hash
+a.setsockopt(SOL_PACKET, PACKET_VERSION, 1)
+a.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("4I", 4096, 4, 2048, 8))
+a.bind(("lo", 0x88B5))
+a.setsockopt(SOL_PACKET, PACKET_FANOUT, 7)
+b = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x88B6))  # TPACKET_V3, both rings
+b.setsockopt(SOL_PACKET, PACKET_VERSION, 2)
+b.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("7I", 8192, 2, 2048, 8, 60, 0, 0))
+b.setsockopt(SOL_PACKET, PACKET_TX_RING, struct.pack("7I", 4096, 2, 2048, 4, 0, 0, 0))
+b.bind(("lo", 0x88B6))
+b.setsockopt(SOL_PACKET, PACKET_FANOUT, 9 | (6 << 16))  # PACKET_FANOUT_CBPF: no name in ss
+n = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+n.bind((0, 1 | 4))  # a netlink socket of this process (ss gives it no users:(…), also with -p)
+keep += [a, b, n]
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture(scope="module")
+def ring_sockets():  # type: ignore[no-untyped-def]
+    """A namespace holding _RINGS's sockets (packet sockets with rings and fanout, a netlink socket)."""
+    yield from _holding(_RINGS)
+
+
+@pytest.mark.parametrize("argv", ["-0ae", "-0aeO", "-0aem", "-A packet -ae", "-0ap", "-f netlink -ap", "-ap",
+                                  "-f netlink -ape"])
+def test_packet_rings_fanout_and_netlink_owners_same_as_ss(ring_sockets: Netns, argv: str) -> None:
+    """ss -e shows a packet socket's rings and fanout group (ring_rx(…), ring_tx(…), fanout(id:…,type:…)),
+    which were not asked of the kernel; ss -p shows no users:(…) for a netlink socket (its owner is
+    in its address, comm/pid), where ours were."""
+    ns = ring_sockets
+    for _ in range(4):
+        a, b, c = (ns.run(["ss", *argv.split()]), ns.run([*SOCKSCOPE, *argv.split()]), ns.run(["ss", *argv.split()]))
+        assert b.returncode == 0 and b.stderr == "", b.stderr
+        if _lines(a.stdout) == _lines(c.stdout):
+            break
+    own = re.compile(r"^(nl\s+)?UNCONN.*tcpdiag:")  # the lister's own diag socket: its name differs
+    want = [ln for ln in _lines(a.stdout) if not own.match(ln)]
+    got = [ln for ln in _lines(b.stdout) if not own.match(ln)]
+    assert got == want, f"ss {argv} (-) vs sockscope (+):\n" + "\n".join(difflib.unified_diff(want, got, lineterm="",
+                                                                                               n=0))
+    if "e" in argv.split()[-1] and not argv.startswith("-f"):
+        assert "ring_rx(blk_size:4096,blk_nr:4,frm_size:2048,frm_nr:8" in b.stdout and "fanout(id:7,type:hash)" in \
+            b.stdout and "fanout(id:9,type:0x6)" in b.stdout and "ring_tx(" in b.stdout, b.stdout
 
 
 _PAIRS = r"""

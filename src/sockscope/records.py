@@ -128,7 +128,9 @@ class Socket:
     socket's classic BPF program as (code, jt, jf, k) tuples, ss -b), ``mptcp_info``
     (an MPTCP socket's ``struct mptcp_info``, 14 fields), ``md5keys`` ((family,
     prefix length, address, key) of each TCP-MD5 key) and ``ulp`` ((name, kTLS's
-    fields, an MPTCP subflow's) of the TCP upper layer protocol), ss -i's tail.
+    fields, an MPTCP subflow's) of the TCP upper layer protocol), ss -i's tail, and
+    ``packet_rings`` ((rx ring, tx ring, fanout) of a packet socket: ss -e's
+    ``ring_rx(…)``, ``ring_tx(…)``, ``fanout(…)``).
     """
 
     netid: str
@@ -170,6 +172,7 @@ class Socket:
     mptcp_info: tuple[int, ...] | None = None
     md5keys: tuple[tuple[int, int, bytes, bytes], ...] | None = None
     ulp: tuple[Any, Any, Any] | None = None
+    packet_rings: tuple[Any, Any, int | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of this record (used by --json and --csv)."""
@@ -206,6 +209,7 @@ class Socket:
             "mptcp_info": dict(zip(_MPTCP_FIELDS, self.mptcp_info)) if self.mptcp_info is not None else None,
             "md5keys": None if self.md5keys is None else [_md5_dict(k) for k in self.md5keys],
             "ulp": None if self.ulp is None else _ulp_dict(self.ulp),
+            "packet_rings": None if self.packet_rings is None else _rings_dict(self.packet_rings),
         }
         return d
 
@@ -223,6 +227,13 @@ def _md5_dict(key: tuple[int, int, bytes, bytes]) -> dict[str, Any]:
     fam, plen, addr, secret = key
     return {"address": ntop6(addr) if fam == AF_INET6 else ntop4(addr[:4]), "prefixlen": plen,
             "key": secret.decode("utf-8", "surrogateescape")}
+
+
+def _rings_dict(rings: tuple[Any, Any, int | None]) -> dict[str, Any]:
+    rx, tx, fanout = rings
+    names = ("block_size", "block_nr", "frame_size", "frame_nr", "retire_tmo", "sizeof_priv", "features")
+    return {"rx": None if rx is None else dict(zip(names, rx)), "tx": None if tx is None else dict(zip(names, tx)),
+            "fanout": None if fanout is None else {"id": fanout & 0xFFFF, "type": fanout >> 16}}
 
 
 def _ulp_dict(ulp: tuple[Any, Any, Any]) -> dict[str, Any]:

@@ -31,12 +31,19 @@ NETLINK_DIAG_MEMINFO = 0
 NETLINK_DIAG_GROUPS = 1
 
 PACKET_SHOW_INFO = 1
+PACKET_SHOW_RING_CFG = 4
+PACKET_SHOW_FANOUT = 8
 PACKET_SHOW_MEMINFO = 0x10
 PACKET_SHOW_FILTER = 0x20
 PACKET_DIAG_FILTER = 7
 PACKET_DIAG_INFO = 0
+PACKET_DIAG_RX_RING = 2
+PACKET_DIAG_TX_RING = 3
+PACKET_DIAG_FANOUT = 4
 PACKET_DIAG_UID = 5
 PACKET_DIAG_MEMINFO = 6
+_RING = _struct.Struct("=7I")  # struct packet_diag_ring: block size and count, frame size and count, retire
+# timeout, sizeof_priv, features
 
 _NREQ = _struct.Struct("=BBHIIII")
 _PREQ = _struct.Struct("=BBHIIII")
@@ -49,7 +56,8 @@ _MEM2 = _struct.Struct("=III")  # rmem_alloc rcvbuf wmem_alloc
 #: a batch's columns, by table
 NETLINK_COLUMNS = ("protocol", "state", "portid", "dst_portid", "dst_group", "inode", "cookie", "rqueue", "wqueue",
                    "groups", "skmem")
-PACKET_COLUMNS = ("type", "protocol", "inode", "cookie", "rqueue", "ifindex", "uid", "skmem", "packet_info", "bpf")
+PACKET_COLUMNS = ("type", "protocol", "inode", "cookie", "rqueue", "ifindex", "uid", "skmem", "packet_info", "bpf",
+                  "rings")
 
 
 class Batch:
@@ -59,7 +67,8 @@ class Batch:
     ``skmem`` is the raw ``SK_MEMINFO`` tuple or None; ``groups`` the first word of the
     bound groups (None if not sent); packet ``protocol`` is the ethertype, ``type`` 3
     (SOCK_RAW) or 2 (SOCK_DGRAM), ``packet_info`` (version, thresh, flags) or None,
-    ``bpf`` the filter's instructions or None."""
+    ``bpf`` the filter's instructions or None, ``rings`` (rx ring, tx ring, fanout) or None where
+    it has none of them (a ring: ``struct packet_diag_ring``'s seven u32; fanout: id | type << 16)."""
 
     __slots__ = ("table", "n", "cols")
 
@@ -87,7 +96,8 @@ def encode_netlink_request(seq: int = 1) -> bytes:
 
 
 def encode_packet_request(seq: int = 1) -> bytes:
-    payload = _PREQ.pack(AF_PACKET, 0, 0, 0, PACKET_SHOW_INFO | PACKET_SHOW_MEMINFO | PACKET_SHOW_FILTER, 0, 0)
+    payload = _PREQ.pack(AF_PACKET, 0, 0, 0, PACKET_SHOW_INFO | PACKET_SHOW_MEMINFO | PACKET_SHOW_FILTER
+                         | PACKET_SHOW_RING_CFG | PACKET_SHOW_FANOUT, 0, 0)
     return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
 
 
@@ -142,7 +152,13 @@ def _packet_row(p: memoryview) -> tuple[Any, ...]:
     f = attrs.get(PACKET_DIAG_FILTER)
     if f is not None:
         bpf = tuple(_struct.iter_unpack("=HBBI", bytes(f[: len(f) // 8 * 8])))
-    return ptype, num, ino, cookie, rq, ifindex, uid, skmem, pinfo, bpf
+    rx, tx, fan = (attrs.get(PACKET_DIAG_RX_RING), attrs.get(PACKET_DIAG_TX_RING), attrs.get(PACKET_DIAG_FANOUT))
+    rings = None
+    if rx is not None or tx is not None or fan is not None:
+        rings = (_RING.unpack_from(rx) if rx is not None and len(rx) >= _RING.size else None,
+                 _RING.unpack_from(tx) if tx is not None and len(tx) >= _RING.size else None,
+                 _U32.unpack_from(fan)[0] if fan is not None and len(fan) >= 4 else None)
+    return ptype, num, ino, cookie, rq, ifindex, uid, skmem, pinfo, bpf, rings
 
 
 _KINDS: dict[str, tuple[tuple[str, ...], Callable[[memoryview], tuple[Any, ...]], str]] = {
@@ -200,8 +216,9 @@ def records(b: Batch) -> list[Socket]:
     return [make_socket(
         "p_raw" if ptype == 3 else "p_dgr", AF_PACKET, close, rq, 0, Endpoint("", ifindex), Endpoint("", 0),
         ino, uid, cookie, ifindex, None, None, None, (), None, num, skmem=_skmem_record(mem), packet_info=pinfo,
-        bpf=bpf)
-        for ptype, num, ino, cookie, rq, ifindex, uid, mem, pinfo, bpf in zip(*(b.cols[k] for k in PACKET_COLUMNS))]
+        bpf=bpf, packet_rings=rings)
+        for ptype, num, ino, cookie, rq, ifindex, uid, mem, pinfo, bpf, rings in zip(
+            *(b.cols[k] for k in PACKET_COLUMNS))]
 
 
 def _skmem_record(raw: tuple[int, ...] | None) -> SkMem | None:

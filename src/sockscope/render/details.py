@@ -9,6 +9,8 @@ from sockscope.render.tcp_info import texts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from sockscope.records import Socket
 
 _TIMERS = ("off", "on", "keepalive", "timewait", "persist", "unknown")
@@ -101,6 +103,25 @@ def _skmem(s: Socket) -> str:
     return text + ")"
 
 
+_FANOUT_TYPES = ("hash", "lb", "cpu", "roll", "random", "qm")
+
+
+def _rings(rings: tuple[Any, Any, int | None], lead: str) -> str:
+    """A packet socket's rings and fanout group, as ss -e prints them."""
+    rx, tx, fanout = rings
+    out = []
+    for name, ring in (("ring_rx", rx), ("ring_tx", tx)):
+        if ring is not None:
+            size, nr, fsize, fnr, tmo, _priv, features = ring
+            out.append(f"{lead}{name}(blk_size:{size},blk_nr:{nr},frm_size:{fsize},frm_nr:{fnr},tmo:{tmo},"
+                       f"features:0x{features:x})")
+    if fanout is not None:
+        kind = fanout >> 16
+        out.append(f"{lead}fanout(id:{fanout & 0xFFFF},type:"
+                   f"{_FANOUT_TYPES[kind] if kind < len(_FANOUT_TYPES) else f'0x{kind:x}'})")
+    return "".join(out)
+
+
 def _shutdown(mask: int) -> str:
     return f" {'-' if mask & 1 else '<'}-{'-' if mask & 2 else '>'}"
 
@@ -183,6 +204,8 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
                                           (16, " loss")) if flags & bit]
                 out.append("".join(words) if flags else "0")
                 out.append(" )")
+            if s.packet_rings is not None:
+                out.append(_rings(s.packet_rings, " " if opts.oneline else "\n\t"))
         if opts.bpf and s.bpf is not None:
             out.append(f"{' ' if opts.oneline else chr(10) + chr(9)}bpf filter ({len(s.bpf)}): ")
             out.append("".join(f" 0x{code:02x} {jt} {jf} {k}," for code, jt, jf, k in s.bpf))

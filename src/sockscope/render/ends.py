@@ -21,12 +21,11 @@ def rows(maker: CellMaker, b: Batch) -> list[list[str]]:
     without making records."""
     owners = maker.owners if maker.opts.processes else None
     out = []
-    if b.table == "nl":
-        for proto, st, portid, dst, group, ino, rq, wq in zip(b.protocol, b.state, b.portid, b.dst_portid,
-                                                               b.dst_group, b.inode, b.rqueue, b.wqueue):
+    if b.table == "nl":  # (no users:(…) for netlink sockets, also with -p: ss names their owner in the address)
+        for proto, st, portid, dst, group, rq, wq in zip(b.protocol, b.state, b.portid, b.dst_portid, b.dst_group,
+                                                          b.rqueue, b.wqueue):
             peer = (str(group), dst) if st == ESTABLISHED else ("", 0)  # (connected)
-            out.append(["nl", "UNCONN", f"{rq:<6}", f"{wq:<6}", *netlink_ends(maker, proto, portid, *peer),
-                        owners.text(ino) if owners is not None else "", ""])
+            out.append(["nl", "UNCONN", f"{rq:<6}", f"{wq:<6}", *netlink_ends(maker, proto, portid, *peer), "", ""])
     else:
         for ptype, proto, ino, rq, ifindex in zip(b.type, b.protocol, b.inode, b.rqueue, b.ifindex):
             out.append(["p_raw" if ptype == 3 else "p_dgr", "UNCONN", f"{rq:<6}", f"{0:<6}",

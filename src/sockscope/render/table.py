@@ -286,7 +286,7 @@ class CellMaker:
 
     def cells(self, s: Socket) -> list[str]:
         fam = s.family
-        if not self.opts.processes:
+        if not self.opts.processes or fam == AF_NETLINK:  # (ss names a netlink socket's owner in its address)
             proc = ""
         elif s.owners or self.owners is None:
             from sockscope.render.users import from_records
