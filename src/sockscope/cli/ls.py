@@ -264,7 +264,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
         dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
                               numeric=numeric, cgroup=cgroup, tos=tos, sockopt=sockopt, bpf=bpf)
-    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes, details=dopts, tables=frozenset(sel.dbs))
+    topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes, details=dopts,
+                         tables=frozenset(sel.dbs))
     if fmt == "table" and not all_netns and not kill:
         return _table(q, out, sel, owners, header, topts)
     if all_netns:

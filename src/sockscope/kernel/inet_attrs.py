@@ -158,7 +158,6 @@ def _subflow(attrs: dict[int, memoryview]) -> tuple[int | None, ...]:
     return tuple(out)
 
 
-
 _tcpinfo: Any = None
 
 
