@@ -67,8 +67,6 @@ _U32 = _struct.Struct("=I")
 _V6ONLY: Any = "[::]"
 
 
-#: the tables whose ports ss names (not with ``-n``): netid -> the protocol of /etc/services
-#: (a raw socket's port is its protocol: /etc/protocols names it)
 #: the tables whose ports are named (a raw socket's "port" is its protocol, named from /etc/protocols)
 _NAMED = frozenset(("tcp", "udp", "raw", "dccp", "sctp", "mptcp"))
 
