@@ -50,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import pytest
 
@@ -627,23 +627,26 @@ def _inodes(text: str) -> list[int]:
     return sorted(out)
 
 
+def _between_ss(pop: Harness, ss_argv: list[str], run: Callable[[], Any]) -> tuple[list[int], Any]:
+    """``run()`` between two runs of ``ss ss_argv`` that list the same inodes (the population still):
+    those inodes and what ``run`` returned.  Fails when the population kept moving, four times."""
+    for _ in range(4):
+        ss1 = pop.ss(ss_argv)
+        got = run()
+        ss2 = pop.ss(ss_argv)
+        assert ss1.returncode == 0 and ss2.returncode == 0, ss1.stderr + ss2.stderr
+        if _inodes(ss1.stdout) == _inodes(ss2.stdout):
+            return _inodes(ss1.stdout), got
+    pytest.fail("the population kept moving")
+
+
 @pytest.mark.parametrize("expr", API_FILTERS)
 def test_api_filter_same_inodes_as_cli(fresh_population: Harness, expr: str) -> None:
     pop = fresh_population
     argv = ["-tanHe", *expr.split()]
-    for _ in range(4):
-        ss1 = pop.ss(argv)
-        api = pop.python(API_CODE, expr)
-        cli = pop.sockscope(argv)
-        ss2 = pop.ss(argv)
-        assert ss1.returncode == 0 and ss2.returncode == 0, ss1.stderr + ss2.stderr
-        if _inodes(ss1.stdout) == _inodes(ss2.stdout):
-            break
-    else:
-        pytest.fail("the population kept moving")
+    want, (api, cli) = _between_ss(pop, argv, lambda: (pop.python(API_CODE, expr), pop.sockscope(argv)))
     assert api.returncode == 0, api.stderr
     assert cli.returncode == 0, cli.stderr
-    want = _inodes(ss1.stdout)
     assert want, f"ss -tanHe {expr}: no rows; the case is vacuous"
     assert _inodes(cli.stdout) == want, f"CLI vs ss for {expr!r}"
     assert json.loads(api.stdout) == want, f"sockscope.sockets('tcp', filter={expr!r}) vs ss"
@@ -669,18 +672,9 @@ def test_api_kernel_and_userspace_filter_same_inodes_as_ss(fresh_population: Har
     pop = fresh_population
     expr = " ".join(case.expr)
     ss_argv = ["-tanHe", *(case.ss_expr if case.ss_expr is not None else case.expr)]
-    for _ in range(4):
-        ss1 = pop.ss(ss_argv)
-        api = pop.python(API_BOTH_CODE, expr)
-        ss2 = pop.ss(ss_argv)
-        assert ss1.returncode == 0 and ss2.returncode == 0, ss1.stderr + ss2.stderr
-        if _inodes(ss1.stdout) == _inodes(ss2.stdout):
-            break
-    else:
-        pytest.fail("the population kept moving")
+    want, api = _between_ss(pop, ss_argv, lambda: pop.python(API_BOTH_CODE, expr))
     assert api.returncode == 0 and "Traceback" not in api.stderr, api.stderr
     got = json.loads(api.stdout)
-    want = _inodes(ss1.stdout)
     assert got["kernel"] == want, f"sockets('tcp', filter={expr!r}) (bytecode) vs ss -tanHe"
     assert got["proc"] == want, f"sockets('tcp', filter={expr!r}) with SOCKSCOPE_FORCE_PROC=1 vs ss -tanHe"
 
@@ -704,17 +698,8 @@ def test_api_states_same_inodes_as_ss_state(fresh_population: Harness, word: str
     column name, alone or in a list: the inodes of ``ss -tanHe state WORD``.  (A plain string was
     taken letter by letter, and a number out of range raised from the struct module.)"""
     pop = fresh_population
-    for _ in range(4):
-        ss1 = pop.ss(["-tanHe", "state", word])
-        api = pop.python(STATES_CODE, word)
-        ss2 = pop.ss(["-tanHe", "state", word])
-        assert ss1.returncode == 0 and ss2.returncode == 0, ss1.stderr + ss2.stderr
-        if _inodes(ss1.stdout) == _inodes(ss2.stdout):
-            break
-    else:
-        pytest.fail("the population kept moving")
+    want, api = _between_ss(pop, ["-tanHe", "state", word], lambda: pop.python(STATES_CODE, word))
     assert api.returncode == 0 and "Traceback" not in api.stderr, api.stderr
-    want = _inodes(ss1.stdout)
     assert want or word in ("bucket", "synchronized"), f"ss -tanHe state {word}: no rows; the case is vacuous"
     for form, got in json.loads(api.stdout).items():
         assert got == want, f"sockets('tcp', states=<{form} of {word!r}>) vs ss -tanHe state {word}"
