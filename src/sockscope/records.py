@@ -222,10 +222,10 @@ _SUBFLOW_FIELDS = (None, "token_rem", "token_loc", "relwrite_seq", "map_seq", "m
 
 
 def _md5_dict(key: tuple[int, int, bytes, bytes]) -> dict[str, Any]:
-    from sockscope._addr import AF_INET6, ntop4, ntop6
+    from sockscope._addr import ntop
 
     fam, plen, addr, secret = key
-    return {"address": ntop6(addr) if fam == AF_INET6 else ntop4(addr[:4]), "prefixlen": plen,
+    return {"address": ntop(fam, addr), "prefixlen": plen,
             "key": secret.decode("utf-8", "surrogateescape")}
 
 

@@ -454,7 +454,9 @@ def extras_text(extra: Any) -> str:
     keys, ulp = extra
     out = []
     if keys is not None:
-        out.append(" md5keys:" + ",".join(f"{_md5_address(fam, addr)}/{plen}={_escape_key(key)}"
+        from sockscope._addr import ntop
+
+        out.append(" md5keys:" + ",".join(f"{ntop(fam, addr)}/{plen}={_escape_key(key)}"
                                           for fam, plen, addr, key in keys))
     if ulp is not None:
         name, tls, sub = ulp
@@ -465,12 +467,6 @@ def extras_text(extra: Any) -> str:
         if sub is not None:
             out.append(_subflow_text(sub))
     return "".join(out)
-
-
-def _md5_address(fam: int, addr: bytes) -> str:
-    from sockscope._addr import AF_INET6, ntop4, ntop6
-
-    return ntop6(addr) if fam == AF_INET6 else ntop4(addr[:4])
 
 
 def _escape_key(key: bytes) -> str:
