@@ -13,6 +13,7 @@ import enum
 
 from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
 from sockscope.filter import states as _k
+from sockscope.kernel.layout import MPTCP_INFO, PACKET_DIAG_RING
 from dataclasses import MISSING, dataclass  # noqa: E402
 from collections import namedtuple
 
@@ -214,9 +215,7 @@ class Socket:
         return d
 
 
-_MPTCP_FIELDS = ("subflows", "add_addr_signal", "add_addr_accepted", "subflows_max", "add_addr_signal_max",
-                 "add_addr_accepted_max", "flags", "token", "write_seq", "snd_una", "rcv_nxt", "local_addr_used",
-                 "local_addr_max", "csum_enabled")
+_MPTCP_FIELDS = tuple(name for name in MPTCP_INFO.names if name[0] != "_")
 _SUBFLOW_FIELDS = (None, "token_rem", "token_loc", "relwrite_seq", "map_seq", "map_sfseq", "ssn_offset", "map_datalen",
                    "flags", "id_rem", "id_loc")
 
@@ -231,7 +230,7 @@ def _md5_dict(key: tuple[int, int, bytes, bytes]) -> dict[str, Any]:
 
 def _rings_dict(rings: tuple[Any, Any, int | None]) -> dict[str, Any]:
     rx, tx, fanout = rings
-    names = ("block_size", "block_nr", "frame_size", "frame_nr", "retire_tmo", "sizeof_priv", "features")
+    names = PACKET_DIAG_RING.names
     return {"rx": None if rx is None else dict(zip(names, rx)), "tx": None if tx is None else dict(zip(names, tx)),
             "fanout": None if fanout is None else {"id": fanout & 0xFFFF, "type": fanout >> 16}}
 

@@ -15,7 +15,7 @@ import sys
 
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import INET_DIAG_MSG, TCP_BBR_INFO, TCP_DCTCP_INFO, gather
+from sockscope.kernel.layout import INET_DIAG_MSG, MPTCP_INFO, TCP_BBR_INFO, TCP_DCTCP_INFO, TCP_DIAG_MD5SIG, gather
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,18 +82,14 @@ def _cong(a: memoryview) -> str:
 _U32 = _struct.Struct("=I")
 _U64 = _struct.Struct("=Q")
 
-# struct mptcp_info (include/uapi/linux/mptcp.h): the INFO attribute of an MPTCP socket (not a tcp_info):
-# subflows, add_addr_signal, add_addr_accepted, subflows_max, add_addr_signal_max, add_addr_accepted_max,
-# flags, token, write_seq, snd_una, rcv_nxt, local_addr_used, local_addr_max, csum_enabled
-_MPTCP_INFO = _struct.Struct("=6B2xIIQQQ3B")
-# struct tcp_diag_md5sig: family, prefixlen, keylen, addr (16 bytes), key (80 bytes)
-_MD5SIG = _struct.Struct("=BBH16s80s")
+_MPTCP_INFO = MPTCP_INFO.struct
+_MD5SIG = TCP_DIAG_MD5SIG.struct
 _ULP_NAME, _ULP_TLS, _ULP_MPTCP = 1, 2, 3  # enum inet_ulp_info
 
 
 def mptcp_info(a: memoryview) -> tuple[int, ...]:
-    """An MPTCP socket's INFO attribute (``struct mptcp_info``) as its 14 fields; a shorter one (an
-    older kernel's) is read as if zero-padded, as ss does."""
+    """An MPTCP socket's INFO attribute (:data:`~sockscope.kernel.layout.MPTCP_INFO`) as its 14 fields;
+    a shorter one (an older kernel's) is read as if zero-padded, as ss does."""
     return _MPTCP_INFO.unpack(bytes(a[: _MPTCP_INFO.size]).ljust(_MPTCP_INFO.size, b"\0"))
 
 

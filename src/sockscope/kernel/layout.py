@@ -266,5 +266,22 @@ TCP_DCTCP_INFO = Layout("tcp_dctcp_info", (
     ("enabled", "H"), ("ce_state", "H"), ("alpha", "I"), ("ab_ecn", "I"), ("ab_tot", "I"),
 ))
 
+# include/uapi/linux/mptcp.h: struct mptcp_info (INET_DIAG_INFO of MPTCP sockets, not a tcp_info)
+MPTCP_INFO = Layout("mptcp_info", (
+    *((name, "B") for name in ("subflows", "add_addr_signal", "add_addr_accepted", "subflows_max",
+                               "add_addr_signal_max", "add_addr_accepted_max")),
+    ("_pad", "2x"), ("flags", "I"), ("token", "I"), ("write_seq", "Q"), ("snd_una", "Q"), ("rcv_nxt", "Q"),
+    ("local_addr_used", "B"), ("local_addr_max", "B"), ("csum_enabled", "B"),
+))
+
+# include/uapi/linux/inet_diag.h: struct tcp_diag_md5sig (each of INET_DIAG_MD5SIG's keys)
+TCP_DIAG_MD5SIG = Layout("tcp_diag_md5sig", (
+    ("family", "B"), ("prefixlen", "B"), ("keylen", "H"), ("addr", "16s"), ("key", "80s"),
+))
+
+# include/uapi/linux/packet_diag.h: struct packet_diag_ring (PACKET_DIAG_RX_RING, PACKET_DIAG_TX_RING)
+PACKET_DIAG_RING = Layout("packet_diag_ring", tuple((name, "I") for name in (
+    "block_size", "block_nr", "frame_size", "frame_nr", "retire_tmo", "sizeof_priv", "features")))
+
 #: netlink attribute header (struct nlattr)
 NLATTR = _struct.Struct("=HH")

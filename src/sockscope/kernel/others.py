@@ -16,7 +16,7 @@ from sockscope._addr import AF_NETLINK, AF_PACKET
 from sockscope.errors import DecodeError
 from sockscope.filter.states import CLOSE, ESTABLISHED
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import NETLINK_DIAG_MSG, PACKET_DIAG_MSG
+from sockscope.kernel.layout import NETLINK_DIAG_MSG, PACKET_DIAG_MSG, PACKET_DIAG_RING
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,14 +42,13 @@ PACKET_DIAG_TX_RING = 3
 PACKET_DIAG_FANOUT = 4
 PACKET_DIAG_UID = 5
 PACKET_DIAG_MEMINFO = 6
-_RING = _struct.Struct("=7I")  # struct packet_diag_ring: block size and count, frame size and count, retire
-# timeout, sizeof_priv, features
 
 _NREQ = _struct.Struct("=BBHIIII")
 _PREQ = _struct.Struct("=BBHIIII")
 _NMSG = NETLINK_DIAG_MSG.struct
 _PMSG = PACKET_DIAG_MSG.struct
 _U32 = _struct.Struct("=I")
+_RING = PACKET_DIAG_RING.struct
 _I32 = _struct.Struct("=i")
 _MEM2 = _struct.Struct("=III")  # rmem_alloc rcvbuf wmem_alloc
 
@@ -68,7 +67,8 @@ class Batch:
     bound groups (None if not sent); packet ``protocol`` is the ethertype, ``type`` 3
     (SOCK_RAW) or 2 (SOCK_DGRAM), ``packet_info`` (version, thresh, flags) or None,
     ``bpf`` the filter's instructions or None, ``rings`` (rx ring, tx ring, fanout) or None where
-    it has none of them (a ring: ``struct packet_diag_ring``'s seven u32; fanout: id | type << 16)."""
+    it has none of them (a ring: :data:`~sockscope.kernel.layout.PACKET_DIAG_RING`'s seven u32; fanout:
+    id | type << 16)."""
 
     __slots__ = ("table", "n", "cols")
 
