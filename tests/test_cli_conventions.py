@@ -249,6 +249,42 @@ def test_events_stream_json_lines_and_csv() -> None:
     assert rows and all(r[:2] == ["tcp", "inet"] and len(r) == len(FIELDS) for r in rows), rows
 
 
+_EVENTS_WAKE = """
+import json, os, signal, sys, threading, time
+from sockscope import actions
+r, w = os.pipe()
+for fd in (r, w):
+    os.set_blocking(fd, False)
+signal.set_wakeup_fd(w)
+def deliver():  # this thread, not the waiting one, takes the signal: the wait's system call is not interrupted
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=deliver, daemon=True).start()
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+def late(signum, frame):
+    raise TimeoutError("still waiting 5 s after SIGINT")
+signal.signal(signal.SIGALRM, late)  # SIGALRM goes to this thread: it does interrupt the wait
+signal.alarm(5)
+try:
+    for s in actions.events(actions.event_groups(["tcp"], [2, 10]), r):
+        print(json.dumps("an event: " + str(s)))
+        break
+except KeyboardInterrupt:
+    print(json.dumps("interrupted"))
+except TimeoutError as exc:
+    print(json.dumps(str(exc)))
+"""
+
+
+def test_events_wait_ends_on_a_signal_that_did_not_interrupt_it() -> None:
+    """A signal whose C handler ran while the wait's system call was not interrupted
+    by it (it landed just before the wait began, or on another thread) still ends
+    -E's wait, at once: the wait also watches the signal wakeup pipe.  Without that
+    it lasts until the next destroyed socket, which in this namespace never comes."""
+    res = _in_private_netns(_EVENTS_WAKE)
+    assert res.returncode == 0 and json.loads(res.stdout) == "interrupted", (res.stdout, res.stderr)
+
+
 _V6ONLY = """
 import json, socket, subprocess, sys
 socks = []

@@ -4,6 +4,7 @@ destruction (``ss -E``, the sock_diag destroy multicast groups)."""
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 from sockscope.errors import PermissionDenied, SockscopeError, netlink_error
@@ -71,15 +72,40 @@ def event_groups(tables: Iterable[str], families: Iterable[int]) -> int:
     return groups
 
 
-def events(groups: int) -> Iterator[Socket]:
-    """Yield a record for every socket the kernel destroys, until interrupted."""
+def events(groups: int, wakeup: int | None = None) -> Iterator[Socket]:
+    """Yield a record for every socket the kernel destroys, until interrupted.
+
+    ``wakeup``: the read end of the pipe given to :func:`signal.set_wakeup_fd`.
+    Without it a signal that lands after the interpreter last looked for one but
+    before the wait starts (the receive buffer being allocated, say) leaves the
+    wait blocked until the next event, which may never come; with it the wait is
+    on both, so the signal's handler (raising, for Ctrl-C) runs at once."""
     if not groups:
         raise SockscopeError("-E follows only TCP and UDP sockets: select -t and/or -u")
     s = transport.subscribe(groups)
     try:
+        poll = None
+        if wakeup is not None:
+            import select
+
+            s.setblocking(False)
+            poll = select.poll()
+            poll.register(s, select.POLLIN)
+            poll.register(wakeup, select.POLLIN)
         while True:
+            if poll is not None:
+                ready = [fd for fd, _ in poll.poll()]  # a signal's handler runs as this returns
+                if wakeup in ready:
+                    try:
+                        os.read(wakeup, 512)  # a signal whose handler did not raise: wait again
+                    except BlockingIOError:
+                        pass
+                if s.fileno() not in ready:
+                    continue
             try:
                 data = s.recv(1 << 17)
+            except BlockingIOError:
+                continue
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     continue  # the kernel dropped events: go on

@@ -424,13 +424,19 @@ def _follow(q: Query, out: IO[str], numeric: bool, resolve: bool, processes: boo
     from sockscope import actions
 
     groups = actions.event_groups(q.tables, q.families)
+    import os
     import signal
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
-    socks = (s for s in actions.events(groups) if s.family in q.families)
+    # Ctrl-C or SIGTERM just before the wait starts must still end it: the wait also watches this pipe
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    socks = (s for s in actions.events(groups, wake_r) if s.family in q.families)
     try:
         if fmt == "json":
             from sockscope.render.machine import write_ndjson
@@ -454,6 +460,10 @@ def _follow(q: Query, out: IO[str], numeric: bool, resolve: bool, processes: boo
                 out.flush()
     except KeyboardInterrupt:
         pass
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.close(wake_r)
+        os.close(wake_w)
     return 0
 
 
