@@ -172,20 +172,28 @@ class Server:
 
     # -- running
 
-    def run(self) -> None:
-        """Serve until :meth:`stop` is called (from a signal handler, say)."""
-        asyncio.run(self._main())
+    def run(self, signals: tuple[int, ...] = ()) -> None:
+        """Serve until :meth:`stop` is called (from a signal handler or another thread), or
+        one of ``signals`` comes.  The loop handles those itself (its wake-up pipe): a
+        ``signal.signal`` handler would run only when the loop's wait returns, and one that
+        lands just before the wait starts leaves the wait until the next client."""
+        asyncio.run(self._main(signals))
 
     def stop(self) -> None:
         """Stop serving (safe from a signal handler or another thread, also before :meth:`run`)."""
         self._stopping = True
         if self._stop is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop has ended (closed): there is nothing left to stop
+                pass
 
-    async def _main(self) -> None:
+    async def _main(self, signals: tuple[int, ...] = ()) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop.set_exception_handler(self._loop_error)
         self._stop = asyncio.Event()
+        for sig in signals:
+            self._loop.add_signal_handler(sig, self.stop)
         if self._stopping:
             self._stop.set()
         servers = [await asyncio.start_server(self._client, sock=s, limit=self.limits.max_head,
@@ -199,6 +207,8 @@ class Server:
                 conn.writer.transport.abort()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._auth_pool.shutdown(wait=False, cancel_futures=True)
+            for sig in signals:
+                self._loop.remove_signal_handler(sig)
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")

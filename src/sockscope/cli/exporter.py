@@ -176,9 +176,11 @@ def main(argv: list[str]) -> int:
         for sock, addr in zip(socks, addrs):
             print(f"sockscope exporter: serving {exporter_web.url_of(sock, addr, tls, args.path)}",
                   file=sys.stderr, flush=True)
-        old = {s: signal.signal(s, lambda signum, frame: server.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
+        stops = (signal.SIGINT, signal.SIGTERM)
+        # these until the loop runs; then the loop's own (which wake its wait through its pipe)
+        old = {s: signal.signal(s, lambda signum, frame: server.stop()) for s in stops}
         try:
-            server.run()
+            server.run(stops)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
