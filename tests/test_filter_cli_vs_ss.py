@@ -244,6 +244,20 @@ CASES: list[Case] = [
          check=_all(lambda r: r.peer_addr == V4MAPPED)),
     Case("inet6-prefix", "-a", W("dst inet6:[::1]"),
          check=_all(lambda r: r.netid in ("tcp", "udp") and r.peer_addr == "[::1]")),
+    # --- a prefix without a family, on every table: ss compares 16 bytes whatever the family ----
+    # (a UNIX socket's: a pointer to its name, zeros if unnamed; a netlink socket's: its protocol;
+    # the peer of either: zeros), after the kernel's match for the inet sockets it dumps
+    Case("zero-host-every-table", "-a", W("src 0.0.0.0"),
+         check=_both(_any(lambda r: r.netid.startswith("u_") and r.local_addr == "*"),
+                     _all(lambda r: not r.netid.startswith("u_") or r.local_addr == "*"))),
+    Case("zero-prefix-every-table", "-a", W("src 0.0.0.0/0"),
+         check=_any(lambda r: r.netid.startswith("u_") and r.local_addr != "*")),
+    Case("zero-peer-every-table", "-an", W("dst [::]"),
+         check=_both(_any(lambda r: r.netid.startswith("u_")), _any(lambda r: r.netid == "nl"))),
+    Case("negated-prefix-other-family", "-a", W("not src 0.0.0.0/8"),
+         check=_all(lambda r: _addr(r) not in ("[::1]", V4MAPPED) and r.local_addr != "*")),
+    Case("negated-prefix-tcp", "-tan", W("not dst 0.0.0.0/8"),  # [::1] and v4-mapped peers start with 0
+         check=_all(lambda r: not r.peer_addr.startswith("[") and r.peer_addr not in ("*", "0.0.0.0"))),
     # --- ports: *:N, :N, services, ranges ------------------------------------------------------
     Case("star-port", "-tan", W("src *:22"), check=_all(lambda r: r.local_port == "22")),
     Case("colon-port", "-tan", W("src :22"), check=_all(lambda r: r.local_port == "22")),

@@ -120,12 +120,12 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
     """Stream the sockets of ``q`` in ss's order (filtered by its filter, if any), as records."""
     pred = q.predicate
     decode_all = q.details or bool(q.ext)
-    for table, item, filtered in _source(q, warn, uids=True):
+    for table, item, check in _source(q, warn, uids=True):
         socks = item if isinstance(item, list) else records(table, item, decode_all)
-        if pred is None or filtered:
+        if pred is None or check == "exact":
             yield from socks
         else:
-            yield from filter(pred, socks)
+            yield from filter(getattr(pred, "user", pred) if check == "user" else pred, socks)
 
 
 def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool = True, ordered: bool = True
@@ -143,12 +143,13 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool
     before IPv6; a caller to whom order does not matter skips the split)."""
     pred = q.predicate
     decode_all = q.details or bool(q.ext)
-    for table, item, filtered in _source(q, warn, info, ahead, ordered):
-        if pred is not None and not filtered:
+    for table, item, check in _source(q, warn, info, ahead, ordered):
+        if pred is not None and check != "exact":
+            keep = getattr(pred, "user", pred) if check == "user" else pred
             if isinstance(item, list):
-                item = [s for s in item if pred(s)]
+                item = [s for s in item if keep(s)]
             else:
-                item = item.select(list(map(pred, records(table, item, decode_all))))
+                item = item.select(list(map(keep, records(table, item, decode_all))))
         yield table, item
 
 
@@ -171,24 +172,29 @@ def records(table: str, batch: Batch | UnixBatch | OtherBatch, details: bool = F
 
 
 def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordered: bool = True, uids: bool = False
-            ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket], bool]]:
-    """``(table, batch, filtered)`` in ss's order (tables nl, packet, unix, raw,
-    udp, tcp, dccp, sctp, mptcp; IPv4 before IPv6); ``filtered``: the kernel
-    already applied the whole filter (its bytecode) to this batch."""
+            ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket], str]]:
+    """``(table, batch, check)`` in ss's order (tables nl, packet, unix, raw, udp, tcp, dccp,
+    sctp, mptcp; IPv4 before IPv6).  ``check``, what of the filter is left: "exact" nothing
+    (the kernel's bytecode gave ss's answer), "both" ss's userspace check and the bytecode's
+    (``predicate``), "user" the userspace one alone (``predicate.user``: a table read from
+    /proc because the kernel lacks its sock_diag, as ss reads it)."""
     state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
     if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << CLOSE):
-        yield "nl", _optional(q, "nl", lambda: _netlink(q)), False
+        yield "nl", _optional(q, "nl", lambda: _netlink(q)), "both"
     if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << CLOSE):
-        yield "packet", _optional(q, "packet", lambda: _packet(q)), False
+        yield "packet", _optional(q, "packet", lambda: _packet(q)), "both"
     if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
-        yield "unix", _unix(q, state, ahead, uids), False
+        yield "unix", _unix(q, state, ahead, uids), "both"  # (the kernel's part is for inet sockets)
     exact = q.kernel_exact and q.bytecode is not None
     for table in INET_TABLES:
         if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
             _probe_others(q)
         if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
             for batch, from_kernel in _inet(q, table, state, info, ahead, ordered):
-                yield table, batch, exact and from_kernel and table != "raw"
+                if from_kernel:
+                    yield table, batch, "exact" if exact and table != "raw" else "both"
+                else:  # /proc: forced (SOCKSCOPE_FORCE_PROC), ss would have read tcp and udp by sock_diag
+                    yield table, batch, "both" if state.force and table != "raw" else "user"
 
 
 #: families ss knows that sockscope can only probe: (tables, family, sock_diag family or None)
@@ -526,7 +532,7 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
     """
     from sockscope import filter as flt
 
-    protocols = tuple(t for t in ("tcp", "udp") if t in q.tables) or ("tcp", "udp")
+    protocols = tuple(t for t in ("tcp", "udp") if t in q.tables)  # ss: names of the listed ones only
     if path is not None:
         expr = flt.parse_file(path, words, family=family, protocols=protocols)
     else:
@@ -548,20 +554,22 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
 
 class _LazyPredicate:
     """The filter's userspace predicate, compiled on its first call: a listing
-    the kernel filters alone (bytecode, inet tables) never calls it."""
+    the kernel filters alone (bytecode, inet tables) never calls it.  ``user``:
+    the same without the bytecode's part (``compile_predicate(kernel=False)``)."""
 
-    __slots__ = ("expr", "fn")
+    __slots__ = ("expr", "fn", "kernel", "user")
 
-    def __init__(self, expr: Expr) -> None:
-        self.expr = expr
+    def __init__(self, expr: Expr, kernel: bool = True) -> None:
+        self.expr, self.kernel = expr, kernel
         self.fn: Callable[[Socket], bool] | None = None
+        self.user = _LazyPredicate(expr, False) if kernel else self
 
     def __call__(self, s: Socket) -> bool:
         fn = self.fn
         if fn is None:
             from sockscope.filter import compile_predicate
 
-            fn = self.fn = compile_predicate(self.expr)
+            fn = self.fn = compile_predicate(self.expr, kernel=self.kernel)
         return fn(s)
 
 

@@ -78,12 +78,8 @@ def node(cls: type[T]) -> type[T]:
     names = tuple(cls.__dict__.get("__annotations__", {}))  # nodes do not inherit fields
     defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
     body = {k: v for k, v in cls.__dict__.items() if k not in names and k not in ("__dict__", "__weakref__")}
-    body["__slots__"] = names
-    body["_fields"] = names
-    body["_defaults"] = defaults
-    body["__match_args__"] = names
-    made = type(cls.__name__, cls.__bases__, body)
-    return made
+    body.update(__slots__=names, _fields=names, _defaults=defaults, __match_args__=names)
+    return type(cls.__name__, cls.__bases__, body)
 
 
 class Expr:
@@ -178,12 +174,27 @@ class Expr:
         That is when a node has no bytecode (``dev``, unix/link/netlink hosts
         and ports: then none is sent at all) or when ss also checks it in
         userspace with different rules (``autobound``: kernel = port not
-        locked by bind, userspace = port in the ephemeral range).  When False
+        locked by bind, userspace = port in the ephemeral range; a negated
+        prefix).  When False
         and the bytecode was sent, the predicate may be skipped for what the
         kernel returned.  (When ``compile_bytecode`` returns None, always run
         the predicate: that also happens for programs too long to send.)
         """
-        return any(leaf._userspace() for leaf in self.leaves())
+        return any(leaf._userspace() for leaf in self.leaves()) or self._negates_a_prefix()
+
+    def _negates_a_prefix(self) -> bool:
+        """A host with a prefix under an odd number of ``not``: ss's userspace check takes more
+        sockets for a prefix than the kernel's bytecode, so its negation takes fewer."""
+        stack: list[tuple[Expr, bool]] = [(self, False)]
+        while stack:
+            e, negated = stack.pop()
+            if isinstance(e, (And, Or)):
+                stack += ((e.left, negated), (e.right, negated))
+            elif isinstance(e, Not):
+                stack.append((e.expr, not negated))
+            elif negated and isinstance(e, HostCond) and e.prefixes:
+                return True
+        return False
 
     # Leaves override these.
     def _declared_family(self) -> int:

@@ -6,11 +6,17 @@ Contract
 :class:`~sockscope.records.Socket` that answers like ss's userspace check,
 for every family, with these rules:
 
-* inet hosts match like the kernel's bytecode (``inet_diag_bc_run``): a v4
-  prefix matches v4 sockets and v4-mapped IPv6 ones, a v6 prefix only IPv6
-  sockets.  (ss's userspace compares raw bytes across families, which only
-  differs for negated cross-family prefixes such as ``not src 0.0.0.0/0``;
-  ss's *output* for tcp is the kernel's answer anyway.)
+* inet hosts match as ss's userspace check (``run_ssfilter``) matches them,
+  which ss runs on every socket, after the kernel's bytecode for inet ones: the
+  prefix's first bits against the first bits of a 16-byte address whatever its
+  family (an IPv4 address is its 4 bytes then zeros), and a v4 prefix also
+  against the IPv4 part of a v4-mapped address.  So ``src 0.0.0.0/8`` takes
+  ``::1`` too, and a socket of another family has the bytes ss gives it: a
+  UNIX socket's local address is a pointer to its name (matching no prefix but
+  one of length 0) or, unnamed, zeros; a netlink or packet socket's is its
+  protocol number (a little-endian u32); their remote is zeros.  For a prefix
+  that is not negated the kernel's answer is within this one, so the listing
+  trusts the bytecode alone there (:meth:`Expr.needs_userspace`).
 * ports are ss's "lport/rport": the inet ports; for UNIX the inode and the
   peer's inode; for packet the interface index (and 0); for netlink the port
   ids.  ``autobound`` is ss's userspace rule: inet port in the ephemeral
@@ -61,19 +67,29 @@ def ephemeral_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -
 
 
 def compile_predicate(expr: Expr | None, *, port_range: tuple[int, int] | None = None,
-                      unknown: bool = True) -> Callable[[Socket], bool]:
+                      unknown: bool = True, kernel: bool = True) -> Callable[[Socket], bool]:
     """A function telling whether a socket passes ``expr`` (always True for None).
 
     ``port_range`` is the ephemeral range used by ``autobound`` (default:
     read once now, like ss).  ``unknown`` is the answer when the result
-    depends on a mark or cgroup id the record does not carry.
+    depends on a mark or cgroup id the record does not carry.  ``kernel``: an
+    inet socket must also pass the kernel's bytecode (its hosts matched the
+    kernel's way: a v4 prefix takes IPv4 and v4-mapped addresses, a v6 prefix
+    IPv6 ones), as what ss reads through sock_diag does; False for what ss
+    reads from /proc (a table whose sock_diag module the kernel lacks).
     """
     if expr is None:
         return lambda s: True
-    f = _build(expr, port_range or ephemeral_port_range())
+    port_range = port_range or ephemeral_port_range()
+    f = _build(expr, port_range)
+    k = (_build(expr, port_range, True) if kernel and any(isinstance(leaf, HostCond) and leaf.prefixes
+                                                            for leaf in expr.leaves()) else None)
 
     def predicate(s: Socket) -> bool:
         r = f(s)
+        if k is not None and r is not False and (s.family == AF_INET or s.family == AF_INET6):
+            x = k(s)
+            r = False if x is False else (r if x is True else None)
         return unknown if r is None else r
 
     return predicate
@@ -117,7 +133,9 @@ def _addr_value(text: str) -> tuple[int, int] | None:
     return v
 
 
-def _host(c: HostCond) -> Tri:
+def _kernel_host(c: HostCond) -> Tri:
+    """A host as the kernel's bytecode matches it (``inet_diag_bc_run``), for inet sockets:
+    a v4 prefix takes IPv4 and v4-mapped IPv6 addresses, a v6 prefix IPv6 ones alone."""
     port = c.port
     local = c.side == "src"
     get_port = _local_port if local else _peer_port
@@ -128,8 +146,6 @@ def _host(c: HostCond) -> Tri:
             return False
         if not nets:
             return True
-        if s.family not in (AF_INET, AF_INET6):
-            return False
         v = _addr_value(s.local.address if local else s.peer.address)
         if v is None:
             return False
@@ -148,6 +164,71 @@ def _host(c: HostCond) -> Tri:
         return False
 
     return f
+
+
+def _host(c: HostCond) -> Tri:
+    port = c.port
+    local = c.side == "src"
+    get_port = _local_port if local else _peer_port
+    # each prefix as ss holds it: its bytes from the start of a 16-byte buffer (an int, the first
+    # byte highest), its length, and whether it is IPv4 (which also matches v4-mapped addresses)
+    nets = [(int(n.network_address) << (96 if n.version == 4 else 0), n.prefixlen, n.version == 4)
+            for n in c.prefixes]
+    any_len0 = any(plen == 0 for _, plen, _ in nets)
+    key = _local_key if local else _peer_key
+
+    def f(s: Socket) -> bool:
+        if port != -1 and get_port(s) != port:
+            return False
+        if not nets:
+            return True
+        x = key(s)
+        if x is None:  # a pointer (a UNIX socket's name): only a prefix of length 0 takes it
+            return any_len0
+        mapped = s.family == AF_INET6 and x >> 32 == 0xFFFF
+        for net, plen, v4 in nets:
+            shift = 128 - plen
+            if x >> shift == net >> shift:
+                return True
+            if v4 and mapped and ((x & 0xFFFFFFFF) << 96) >> shift == net >> shift:
+                return True
+        return False
+
+    return f
+
+
+def _inet_key(text: str) -> int | None:
+    v = _addr_value(text)
+    if v is None:
+        return None
+    version, x = v
+    return x << 96 if version == 4 else x
+
+
+def _local_key(s: Socket) -> int | None:
+    """The 16 bytes ss's userspace check compares a ``src`` prefix with (its ``sockstat.local``),
+    as an int, first byte highest: an inet address (IPv4 in the first four bytes); for UNIX
+    a pointer to the name (None: it never equals a prefix) or, unnamed, zeros; for netlink and
+    packet sockets the protocol number as a little-endian u32 in the first four."""
+    fam = s.family
+    if fam == AF_INET or fam == AF_INET6:
+        return _inet_key(s.local.address)
+    if fam == AF_UNIX:
+        return 0 if s.local.address == "" else None
+    if fam == AF_NETLINK or fam == AF_PACKET:
+        return int.from_bytes((s.protocol or 0).to_bytes(4, "little"), "big") << 96
+    return None
+
+
+def _peer_key(s: Socket) -> int | None:
+    """As :func:`_local_key`, for ``dst`` (``sockstat.remote``): zeros for UNIX, netlink and
+    packet sockets, whose remote ss's sock_diag readers leave unset."""
+    fam = s.family
+    if fam == AF_INET or fam == AF_INET6:
+        return _inet_key(s.peer.address)
+    if fam == AF_UNIX or fam == AF_NETLINK or fam == AF_PACKET:
+        return 0
+    return None
 
 
 def _unix(c: UnixCond) -> Tri:
@@ -253,18 +334,18 @@ def _not(a: Tri) -> Tri:
     return f
 
 
-def _build(e: Expr, port_range: tuple[int, int]) -> Tri:
+def _build(e: Expr, port_range: tuple[int, int], kernel: bool = False) -> Tri:
     if isinstance(e, (And, Or)):
         steps: list[tuple[bool, Tri]] = []
         while isinstance(e, (And, Or)):  # iterative on the left spine: long chains
-            steps.append((isinstance(e, And), _build(e.right, port_range)))
+            steps.append((isinstance(e, And), _build(e.right, port_range, kernel)))
             e = e.left
         steps.reverse()
-        return _chain(_build(e, port_range), steps)
+        return _chain(_build(e, port_range, kernel), steps)
     if isinstance(e, Not):
-        return _not(_build(e.expr, port_range))
+        return _not(_build(e.expr, port_range, kernel))
     if isinstance(e, HostCond):
-        return _host(e)
+        return _kernel_host(e) if kernel else _host(e)
     if isinstance(e, UnixCond):
         return _unix(e)
     if isinstance(e, (LinkCond, NetlinkCond)):
