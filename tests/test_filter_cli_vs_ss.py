@@ -538,9 +538,15 @@ BAD: list[Bad] = [
     Bad("tipc-v6", ["-tan", "--tipc", "src [::1]"], "[::1]"),
     Bad("word-after-port", ["-tan", "sport = :22 state established"], "state"),
     Bad("stray-host", ["-tan", "127.0.0.1"], "127.0.0.1"),
+    # service names are looked up for the tcp and udp tables listed, none else (as ss does)
+    Bad("service-of-raw", ["-w", "sport = :ssh"], ":ssh"),
+    Bad("service-of-unix-table", ["-A", "unix_stream", "dport = :ssh"], ":ssh"),
+    Bad("service-of-mptcp", ["-M", "src :ssh"], ":ssh"),
     # documented refusals: ss compares these cut to 16 bits in the kernel and whole in userspace
     Bad("port-le-beyond-u16", ["-tan", "dport <= :99999"], ":99999", ss_rejects=False),
     Bad("port-lt-negative", ["-tan", "dport < :-5"], ":-5", ss_rejects=False),
+    # ss compares UNIX sockets' peer inodes with -1 there (the port of a UNIX host): all pass
+    Bad("unix-port-compare", ["-x", "dport > :30000"], ":30000", ss_rejects=False),
     Bad("from-stdin", ["-tan", "-F", "-"], None, stdin="# comment\nsport = :22 or\n"),
     Bad("indented-comment", ["-tan", "-F", "-"], "#", stdin="  # only column 0 starts a comment\nsport = :22\n"),
 ]
