@@ -9,6 +9,7 @@ text, and saturate where C's would: a 4,301-digit port is simply out of range
 from __future__ import annotations
 
 import os
+import sys
 
 from sockscope.filter.expr import AF_INET, AF_INET6, AF_UNSPEC
 
@@ -141,21 +142,43 @@ class Resolver:
             return None
 
     def cgroup_id(self, path: str) -> int | None:
-        """The cgroup v2 id (the directory's inode) of ``path``, relative to the cgroup2 mount."""
-        mount = _cgroup2_mount()
-        if mount is None or "\0" in path:
+        """A cgroup id as ss reads ``cgroup PATH`` (iproute2's ``get_cgroup2_id``): the 8-byte
+        file handle of PATH as given, on whatever filesystem (on ext4 a number no cgroup has:
+        ``cgroup /`` matches nothing, as in ss), else of PATH relative to the cgroup2 mount
+        (on cgroup2 the handle is the id).  None when neither gives one."""
+        if "\0" in path:
             return None
-        candidates = [os.path.join(mount, path.lstrip("/"))]
-        if os.path.isabs(path) and (path + "/").startswith(mount.rstrip("/") + "/"):
-            candidates.insert(0, path)
-        for candidate in candidates:
-            try:
-                st = os.stat(candidate)
-            except (OSError, ValueError):
-                continue
-            if os.path.isdir(candidate):
-                return st.st_ino
+        got = _handle_id(-100, path)  # AT_FDCWD
+        if got is not None:
+            return got or None  # (ss: a handle of another size is no id, and no second try)
+        rel = path.lstrip("/")
+        mount = _cgroup2_mount() if rel else None
+        if mount is None:
+            return None
+        try:
+            fd = os.open(mount, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            return _handle_id(fd, rel) or None
+        finally:
+            os.close(fd)
+
+
+def _handle_id(dirfd: int, path: str) -> int | None:
+    """name_to_handle_at(2) with room for 8 bytes: the handle as an int (host order, as ss copies it), 0 if the
+    handle is shorter, None if the call fails (a longer handle, no such path, no handles)."""
+    import ctypes  # here: only a cgroup filter needs it
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    # struct file_handle: handle_bytes (room for 8), handle_type, f_handle[8]
+    buf = ctypes.create_string_buffer((8).to_bytes(4, sys.byteorder) + bytes(12), 16)
+    mount_id = ctypes.c_int()
+    if libc.name_to_handle_at(dirfd, os.fsencode(path), buf, ctypes.byref(mount_id), 0) != 0:
         return None
+    if int.from_bytes(buf.raw[0:4], sys.byteorder) != 8:
+        return 0
+    return int.from_bytes(buf.raw[8:16], sys.byteorder)
 
 
 def _cgroup2_mount() -> str | None:
