@@ -402,6 +402,24 @@ def test_diag_dump_replays_like_ss(fresh_population: Harness, tmp_path) -> None:
         assert b.returncode == 0 and _lines(b.stdout) == _lines(a.stdout) and len(_lines(a.stdout)) > 5
 
 
+def test_diag_dump_takes_no_expression_as_ss(fresh_population: Harness, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """ss writes the -D dump before it reads the filter expression: the dump is every socket of
+    the states asked for, whatever expression follows (one that does not parse too, exit 0)."""
+    def replay(capture: str) -> list[str]:  # (TIME-WAIT sockets may go between two captures)
+        out = fresh_population.ss(["-tan"], env={"TCPDIAG_FILE": capture}).stdout
+        return [line for line in _lines(out) if not line.startswith("TIME-WAIT")]
+
+    assert fresh_population.ss(["-ta", "-D", str(tmp_path / "all.bin")]).returncode == 0
+    everything = replay(str(tmp_path / "all.bin"))
+    assert len(everything) > 5
+    for i, expr in enumerate((["sport", "=", ":22"], ["garbage", "("])):
+        for tool in (fresh_population.ss, fresh_population.sockscope):
+            capture = tmp_path / f"{i}-{tool.__name__}.bin"
+            r = tool(["-ta", "-D", str(capture), *expr])
+            assert r.returncode == 0 and r.stderr == "", (tool.__name__, expr, r.stderr)
+            assert replay(str(capture)) == everything, (tool.__name__, expr)
+
+
 def test_replay_is_ss_replay(fresh_population: Harness, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """TCPDIAG_FILE as ss replays it: only the filter expression selects (not -l, state words,
     -4/-6 or -f); a truncated capture keeps its whole messages and says so, exit 0; a missing

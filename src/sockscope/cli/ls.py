@@ -226,6 +226,12 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         | (EXT_TOS if tos or fmt != "table" else 0),
         explicit=frozenset(sel.explicit),
     )
+    if diag_file is not None:  # ss writes this dump before it reads the expression: none applies
+        if filter_file is not None and not filter_file.startswith("-"):
+            from sockscope.filter.parser import read_file
+
+            read_file(filter_file)  # (but a -F file that cannot be opened is an error, as in ss)
+        return _diag_dump(q, diag_file, out)
     if rest or filter_file is not None:
         from sockscope.query import with_filter
 
@@ -233,8 +239,6 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     if kill and not chose_states and q.predicate is None:
         # an empty or blank argument, or a filter file of comments only, selects nothing: refuse, as plain -K
         raise UsageError("-K closes every socket it lists: give a state or filter expression to choose them")
-    if diag_file is not None:
-        return _diag_dump(q, diag_file, out)
     owners: OwnerMap | BackgroundOwners | None = None
     if processes:
         from sockscope import processes as _processes
