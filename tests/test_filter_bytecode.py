@@ -402,7 +402,8 @@ PREDICATES = {
     "dev 2": {"PKT"},
     "dev != 0": {"PKT"},
     "fwmark 0x10": {"MARKED"},  # NOMARK and the others carry no mark: unknown -> kept...
-    "not fwmark 0x10": set(),  # ...unless it is certainly false
+    "not fwmark 0x10": NON_INET,  # ...unless it is certainly false; other families have mark 0 (ss's)
+    "fwmark 0": NON_INET,
     "src *": {NAMES[id(s)] for s in ALL},
 }
 

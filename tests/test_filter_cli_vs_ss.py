@@ -256,6 +256,9 @@ CASES: list[Case] = [
          check=_both(_any(lambda r: r.netid.startswith("u_")), _any(lambda r: r.netid == "nl"))),
     Case("negated-prefix-other-family", "-a", W("not src 0.0.0.0/8"),
          check=_all(lambda r: _addr(r) not in ("[::1]", V4MAPPED) and r.local_addr != "*")),
+    Case("mark-other-families", "-a", W("fwmark 0"), expect="all",  # a UNIX/netlink socket: mark 0
+         check=_any(lambda r: r.netid.startswith("u_"))),
+    Case("mark-other-families-none", "-xa", W("fwmark 0x10"), expect="none"),
     Case("negated-prefix-tcp", "-tan", W("not dst 0.0.0.0/8"),  # [::1] and v4-mapped peers start with 0
          check=_all(lambda r: not r.peer_addr.startswith("[") and r.peer_addr not in ("*", "0.0.0.0"))),
     # --- ports: *:N, :N, services, ranges ------------------------------------------------------
@@ -804,8 +807,8 @@ def test_cgroup_paths_read_as_ss_reads_them(fresh_population: Harness, tmp_path:
     paths = ["/", ".", str(tmp_path), "/nosuchcgroup", "no/such/relative", "/" + "x" * 300]
     if mount is not None:
         paths += [mount, mount + "/", "/" + os.path.relpath(mount, "/")]
-    for path in paths:
-        argv = ["-tanH", "cgroup", path]
+    for opts, path in [(o, p) for o in ("-tanH", "-xaH") for p in paths]:  # (a UNIX socket's id: 0)
+        argv = [opts, "cgroup", path]
         ss, ours = fresh_population.ss(argv), fresh_population.sockscope(argv)
         assert "Traceback" not in ours.stderr, ours.stderr
         assert ours.returncode == ss.returncode, (path, ss.stderr, ours.stderr)

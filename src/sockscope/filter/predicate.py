@@ -26,8 +26,9 @@ for every family, with these rules:
   matches no socket sockscope lists (it lists none of those families).
 * unix patterns are glibc ``fnmatch(…, FNM_CASEFOLD)`` globs on the local
   name; ``dst`` sees "" (ss keeps no peer name there).
-* ``fwmark``/``cgroup`` read ``socket.mark``/``socket.cgroup_id``; when None
-  the node is *unknown*.  Unknowns propagate (Kleene logic: ``False and ?`` is
+* ``fwmark``/``cgroup`` read ``socket.mark``/``socket.cgroup_id``; a UNIX,
+  netlink or packet socket has 0 for both (ss's), and for an inet socket None
+  makes the node *unknown*.  Unknowns propagate (Kleene logic: ``False and ?`` is
   False, ``True or ?`` is True, ``not ?`` is ?); an expression that stays
   unknown yields ``unknown`` (default True: rely on the kernel's bytecode,
   which already applied the condition to inet sockets).
@@ -290,7 +291,9 @@ def _mark(c: MarkCond) -> Tri:
 
     def f(s: Socket) -> bool | None:
         m = getattr(s, "mark", None)
-        return None if m is None else (m & mask) == mark
+        if m is None:  # a UNIX, netlink or packet socket: 0, as in ss; an inet one: not read
+            return (0 & mask) == mark if s.family not in (AF_INET, AF_INET6) else None
+        return (m & mask) == mark
 
     return f
 
@@ -300,7 +303,9 @@ def _cgroup(c: CgroupCond) -> Tri:
 
     def f(s: Socket) -> bool | None:
         v = getattr(s, "cgroup_id", None)
-        return None if v is None else v == cid
+        if v is None:  # as for marks: 0 (no cgroup's id) for other families, unknown for inet
+            return cid == 0 if s.family not in (AF_INET, AF_INET6) else None
+        return v == cid
 
     return f
 
