@@ -290,7 +290,7 @@ def _mark(c: MarkCond) -> Tri:
     mark, mask = c.mark, c.mask
 
     def f(s: Socket) -> bool | None:
-        m = getattr(s, "mark", None)
+        m: int | None = getattr(s, "mark", None)
         if m is None:  # a UNIX, netlink or packet socket: 0, as in ss; an inet one: not read
             return (0 & mask) == mark if s.family not in (AF_INET, AF_INET6) else None
         return (m & mask) == mark
@@ -302,7 +302,7 @@ def _cgroup(c: CgroupCond) -> Tri:
     cid = c.cgroup_id
 
     def f(s: Socket) -> bool | None:
-        v = getattr(s, "cgroup_id", None)
+        v: int | None = getattr(s, "cgroup_id", None)
         if v is None:  # as for marks: 0 (no cgroup's id) for other families, unknown for inet
             return cid == 0 if s.family not in (AF_INET, AF_INET6) else None
         return v == cid
