@@ -77,12 +77,13 @@ def compile_predicate(expr: Expr | None, *, port_range: tuple[int, int] | None =
     inet socket must also pass the kernel's bytecode (its hosts matched the
     kernel's way: a v4 prefix takes IPv4 and v4-mapped addresses, a v6 prefix
     IPv6 ones), as what ss reads through sock_diag does; False for what ss
-    reads from /proc (a table whose sock_diag module the kernel lacks).
+    reads from /proc (a table whose sock_diag module the kernel lacks), where
+    a socket has no mark and no cgroup id: 0 for ``fwmark``/``cgroup``.
     """
     if expr is None:
         return lambda s: True
     port_range = port_range or ephemeral_port_range()
-    f = _build(expr, port_range)
+    f = _build(expr, port_range, proc=not kernel)
     k = (_build(expr, port_range, True) if kernel and any(isinstance(leaf, HostCond) and leaf.prefixes
                                                             for leaf in expr.leaves()) else None)
 
@@ -286,25 +287,25 @@ def _autobound(port_range: tuple[int, int]) -> Tri:
     return f
 
 
-def _mark(c: MarkCond) -> Tri:
+def _mark(c: MarkCond, proc: bool) -> Tri:
     mark, mask = c.mark, c.mask
 
     def f(s: Socket) -> bool | None:
         m: int | None = getattr(s, "mark", None)
-        if m is None:  # a UNIX, netlink or packet socket: 0, as in ss; an inet one: not read
-            return (0 & mask) == mark if s.family not in (AF_INET, AF_INET6) else None
+        if m is None:  # 0 as in ss for other families and what ss reads from /proc; else not read
+            return (0 & mask) == mark if proc or s.family not in (AF_INET, AF_INET6) else None
         return (m & mask) == mark
 
     return f
 
 
-def _cgroup(c: CgroupCond) -> Tri:
+def _cgroup(c: CgroupCond, proc: bool) -> Tri:
     cid = c.cgroup_id
 
     def f(s: Socket) -> bool | None:
         v: int | None = getattr(s, "cgroup_id", None)
-        if v is None:  # as for marks: 0 (no cgroup's id) for other families, unknown for inet
-            return cid == 0 if s.family not in (AF_INET, AF_INET6) else None
+        if v is None:  # as for marks: 0, no cgroup's id
+            return cid == 0 if proc or s.family not in (AF_INET, AF_INET6) else None
         return v == cid
 
     return f
@@ -339,16 +340,18 @@ def _not(a: Tri) -> Tri:
     return f
 
 
-def _build(e: Expr, port_range: tuple[int, int], kernel: bool = False) -> Tri:
+def _build(e: Expr, port_range: tuple[int, int], kernel: bool = False, proc: bool = False) -> Tri:
+    """``kernel``: hosts matched the bytecode's way; ``proc``: a missing mark or cgroup id is 0
+    (what ss reads from /proc has none), not unknown."""
     if isinstance(e, (And, Or)):
         steps: list[tuple[bool, Tri]] = []
         while isinstance(e, (And, Or)):  # iterative on the left spine: long chains
-            steps.append((isinstance(e, And), _build(e.right, port_range, kernel)))
+            steps.append((isinstance(e, And), _build(e.right, port_range, kernel, proc)))
             e = e.left
         steps.reverse()
-        return _chain(_build(e, port_range, kernel), steps)
+        return _chain(_build(e, port_range, kernel, proc), steps)
     if isinstance(e, Not):
-        return _not(_build(e.expr, port_range, kernel))
+        return _not(_build(e.expr, port_range, kernel, proc))
     if isinstance(e, HostCond):
         return _kernel_host(e) if kernel else _host(e)
     if isinstance(e, UnixCond):
@@ -361,9 +364,9 @@ def _build(e: Expr, port_range: tuple[int, int], kernel: bool = False) -> Tri:
         idx = e.ifindex
         return lambda s: s.ifindex == idx
     if isinstance(e, MarkCond):
-        return _mark(e)
+        return _mark(e, proc)
     if isinstance(e, CgroupCond):
-        return _cgroup(e)
+        return _cgroup(e, proc)
     if isinstance(e, Autobound):
         return _autobound(port_range)
     if isinstance(e, OtherFamilyCond):
