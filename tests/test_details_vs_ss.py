@@ -389,6 +389,55 @@ def test_events_show_destroyed_sockets(pairs: Netns) -> None:
     assert sum(":7777" in line for line in lines[1:]) >= 3
 
 
+_EVENTS_SIDE_BY_SIDE = """
+import json, os, signal, socket, struct, subprocess, sys, time
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+sockscope, argv = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+# ss's stdout is a pipe: line-buffered (stdbuf) so that SIGTERM loses none of it
+procs = [subprocess.Popen(cmd + ["-E", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         for cmd in (["stdbuf", "-oL", "ss"], sockscope)]
+deadline = time.monotonic() + 20
+def waiting(pid):  # blocked in recv (ss) or poll (sockscope: the socket and the signal pipe)
+    where = open(f"/proc/{pid}/wchan").read()
+    return "skb_wait" in where or "poll" in where
+while time.monotonic() < deadline and not all(waiting(p.pid) for p in procs):
+    time.sleep(0.02)
+for fam, host, port in ((socket.AF_INET, "127.0.0.1", 8080), (socket.AF_INET, "127.0.0.1", 22),
+                        (socket.AF_INET6, "::1", 443), (socket.AF_INET6, "::1", 12345)):
+    l = socket.create_server((host, port), family=fam)
+    c = socket.create_connection((host, port))
+    a, _ = l.accept()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # freed at once
+    for s in (c, a, l):
+        s.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("127.0.0.1", 5353))
+u.close()
+time.sleep(0.5)
+out = []
+for p in procs:
+    p.send_signal(signal.SIGTERM)
+    o, e = p.communicate(timeout=10)
+    out.append([o.decode(), e.decode()])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("argv", ["-tn", "-tun", "-t", "-tn sport = :22", "-tn not src 0.0.0.0/8", "-tnH dport = :1",
+                                  "-tne", "-tnmi", "-tuni -O", "-6tn", "-tn state established"])
+def test_events_same_as_ss_events(argv: str) -> None:
+    """``-E`` side by side with ``ss -E`` in a private namespace, byte for byte: rows of TCP and
+    UDP sockets freed at once, their details (``-e -m -i``: the event carries every attribute), ss's
+    userspace filter (no dump, no bytecode: only the expression and the family select; state words
+    choose columns), the header laid out with the first event, a UDP socket's last Send-Q as -1."""
+    r = subprocess.run(["unshare", "-n", sys.executable, "-c", _EVENTS_SIDE_BY_SIDE, json.dumps(SOCKSCOPE),
+                        json.dumps(argv.split())], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    (ss_out, ss_err), (ours, err) = json.loads(r.stdout)
+    assert err == "", err
+    assert ours == ss_out, f"sockscope -E {argv}:\n{ours}\nss:\n{ss_out}"
+
+
 def test_diag_dump_replays_like_ss(fresh_population: Harness, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """-D FILE writes the raw TCP replies; TCPDIAG_FILE replays a capture (ss's or ours) the same way."""
     ours, theirs = tmp_path / "ours.bin", tmp_path / "ss.bin"

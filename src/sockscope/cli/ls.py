@@ -253,12 +253,6 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             _warn_incomplete(owners)
     if out is sys.stdout and fmt == "table":
         _restore_sigpipe()
-    if follow:
-        import gc
-
-        gc.enable()  # long-running: collect as usual (entry() turns the collector off for one-shot listings)
-        return _follow(q, out, numeric, resolve, processes, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1,
-                       fmt)
 
     from sockscope.render.table import TableOptions
 
@@ -270,6 +264,11 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
                               numeric=numeric, cgroup=cgroup, tos=tos, sockopt=sockopt, bpf=bpf)
     topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes, details=dopts,
                          tables=frozenset(sel.dbs))
+    if follow:
+        import gc
+
+        gc.enable()  # long-running: collect as usual (entry() turns the collector off for one-shot listings)
+        return _follow(q, out, topts, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1, fmt)
     if fmt == "table" and not all_netns and not kill:
         return _table(q, out, sel, owners, header, topts)
     if all_netns:
@@ -420,8 +419,8 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
     return 0
 
 
-def _follow(q: Query, out: IO[str], numeric: bool, resolve: bool, processes: bool, header: bool,
-            show_netid: bool, show_state: bool, fmt: str = "table") -> int:
+def _follow(q: Query, out: IO[str], topts: TableOptions, header: bool, show_netid: bool, show_state: bool,
+            fmt: str = "table") -> int:
     """``-E``: print each destroyed socket as it goes, until Ctrl-C (exit 0):
     as table rows, or with ``--json`` one JSON object per line (NDJSON), or
     CSV rows after a header, each flushed at once."""
@@ -440,27 +439,38 @@ def _follow(q: Query, out: IO[str], numeric: bool, resolve: bool, processes: boo
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    socks = (s for s in actions.events(groups, wake_r) if s.family in q.families)
+    # ss checks each destroyed socket with its userspace filter alone (no dump, no bytecode), and
+    # the family; not the states (they choose columns only)
+    keep, fams = getattr(q.predicate, "user", q.predicate), q.families
+
+    def listed(s: Socket) -> bool:
+        return s.family in fams and (keep is None or keep(s))
+
+    events = actions.events(groups, wake_r)
     try:
         if fmt == "json":
             from sockscope.render.machine import write_ndjson
 
-            write_ndjson(socks, out)
+            write_ndjson(filter(listed, events), out)
         elif fmt == "csv":
             from sockscope.render.machine import write_csv
 
-            write_csv(socks, out, flush=True)
+            write_csv(filter(listed, events), out, flush=True)
         else:
-            from sockscope.render.table import CellMaker, TableOptions
+            from sockscope.render.table import CellMaker
             from sockscope.render.writer import TableWriter
 
-            writer = TableWriter(out, [show_netid, show_state] + [True] * 8, header=header, batch=1)
-            make = CellMaker(TableOptions(numeric=numeric, resolve=resolve, processes=processes)).cells
-            if header:
-                writer.flush()
-                out.flush()
-            for s in socks:
-                writer.add(make(s))
+            # ss renders at each event what it holds, as a table's end: the header with the first
+            # event's row (or alone, when that socket is not listed), every row with the widest
+            # cells so far, the last row's Process cell unmeasured
+            writer = TableWriter(out, [show_netid, show_state] + [True] * 8, header=header, batch=1 << 62)
+            make = CellMaker(topts).cells
+            for s in events:
+                if listed(s):
+                    writer.add(make(s))
+                    writer.flush()
+                else:  # the header alone, if still held: its "Process" counts (ss's last token there
+                    writer.flush(final=False)  # is the unnamed column's empty header after it)
                 out.flush()
     except KeyboardInterrupt:
         pass

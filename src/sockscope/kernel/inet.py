@@ -585,9 +585,12 @@ def decode_events(buf: bytes | memoryview, out: list[Socket]) -> None:
     attributes; the netid comes from ``INET_DIAG_PROTOCOL``."""
     from dataclasses import replace
 
-    b, _done = decode(buf, "sock_diag events")
-    for s in records(b, "?", details=True):
-        out.append(replace(s, netid=NETIDS.get(s.protocol or 0, "???")))
+    b, _done = decode(buf, "sock_diag events", info=True)
+    # (read as TCP: a UDP message has no tcp_info to misread; queues as ss's ints: a UDP socket's
+    # last Send-Q is -1)
+    for s in records(b, "tcp", details=True):
+        out.append(replace(s, netid=NETIDS.get(s.protocol or 0, "???"), recv_q=s.recv_q - (s.recv_q >> 31 << 32),
+                           send_q=s.send_q - (s.send_q >> 31 << 32)))
 
 
 __all__ = [
