@@ -438,6 +438,16 @@ def test_events_same_as_ss_events(argv: str) -> None:
     assert ours == ss_out, f"sockscope -E {argv}:\n{ours}\nss:\n{ss_out}"
 
 
+def test_events_of_other_tables_exit_as_ss() -> None:
+    """``-E`` follows TCP and UDP alone: for any other table ss exits 255 (silently); so does
+    sockscope, with one line saying why."""
+    for argv in (["-E", "-x"], ["-E", "-w"], ["-E", "-A", "packet"]):
+        ss = subprocess.run(["ss", *argv], capture_output=True, text=True, timeout=30)
+        ours = subprocess.run([*SOCKSCOPE, *argv], capture_output=True, text=True, timeout=30)
+        assert ours.returncode == ss.returncode == 255, (argv, ss.returncode, ours.returncode, ours.stderr)
+        assert ours.stdout == "" and len(ours.stderr.splitlines()) == 1, ours.stderr
+
+
 def test_diag_dump_replays_like_ss(fresh_population: Harness, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """-D FILE writes the raw TCP replies; TCPDIAG_FILE replays a capture (ss's or ours) the same way."""
     ours, theirs = tmp_path / "ours.bin", tmp_path / "ss.bin"

@@ -427,6 +427,8 @@ def _follow(q: Query, out: IO[str], topts: TableOptions, header: bool, show_neti
     from sockscope import actions
 
     groups = actions.event_groups(q.tables, q.families)
+    if not groups:  # (ss exits 255 here, saying nothing)
+        raise UsageError("-E follows only TCP and UDP sockets: select -t and/or -u")
     import os
     import signal
 
