@@ -168,13 +168,16 @@ class Resolver:
 def _handle_id(dirfd: int, path: str) -> int | None:
     """name_to_handle_at(2) with room for 8 bytes: the handle as an int (host order, as ss copies it), 0 if the
     handle is shorter, None if the call fails (a longer handle, no such path, no handles)."""
-    import ctypes  # here: only a cgroup filter needs it
+    try:
+        import ctypes  # here: only a cgroup filter needs it
 
-    libc = ctypes.CDLL(None, use_errno=True)
+        call = ctypes.CDLL(None, use_errno=True).name_to_handle_at
+    except (ImportError, OSError, AttributeError):  # no ctypes, or a C library without the call
+        return None
     # struct file_handle: handle_bytes (room for 8), handle_type, f_handle[8]
     buf = ctypes.create_string_buffer((8).to_bytes(4, sys.byteorder) + bytes(12), 16)
     mount_id = ctypes.c_int()
-    if libc.name_to_handle_at(dirfd, os.fsencode(path), buf, ctypes.byref(mount_id), 0) != 0:
+    if call(dirfd, os.fsencode(path), buf, ctypes.byref(mount_id), 0) != 0:
         return None
     if int.from_bytes(buf.raw[0:4], sys.byteorder) != 8:
         return 0
