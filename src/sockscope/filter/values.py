@@ -174,10 +174,14 @@ def _handle_id(dirfd: int, path: str) -> int | None:
         call = ctypes.CDLL(None, use_errno=True).name_to_handle_at
     except (ImportError, OSError, AttributeError):  # no ctypes, or a C library without the call
         return None
+    try:
+        name = os.fsencode(path)
+    except ValueError:  # (a lone surrogate no file name can hold)
+        return None
     # struct file_handle: handle_bytes (room for 8), handle_type, f_handle[8]
     buf = ctypes.create_string_buffer((8).to_bytes(4, sys.byteorder) + bytes(12), 16)
     mount_id = ctypes.c_int()
-    if call(dirfd, os.fsencode(path), buf, ctypes.byref(mount_id), 0) != 0:
+    if call(dirfd, name, buf, ctypes.byref(mount_id), 0) != 0:
         return None
     if int.from_bytes(buf.raw[0:4], sys.byteorder) != 8:
         return 0
