@@ -664,3 +664,12 @@ def test_required_ports(text: str, ports: tuple[int, int]) -> None:
     expr = parse(text.split())
     assert expr is not None
     assert required_ports(expr) == ports
+
+
+def test_cgroup_paths_no_file_name_holds_are_not_found() -> None:
+    """A path with NUL or a lone surrogate (the API's strings may have one) is no cgroup, said as
+    such, not an exception from deep inside."""
+    from sockscope.filter.values import Resolver
+
+    for path in ("\ud800", "/a\0b", "\udcff\ud800"):
+        assert Resolver().cgroup_id(path) is None, path
