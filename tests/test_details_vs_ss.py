@@ -424,7 +424,7 @@ print(json.dumps(out))
 
 
 @pytest.mark.parametrize("argv", ["-tn", "-tun", "-t", "-tn sport = :22", "-tn not src 0.0.0.0/8", "-tnH dport = :1",
-                                  "-tne", "-tnmi", "-tuni -O", "-6tn", "-tn state established"])
+                                  "-tne", "-tnmi", "-tuni -O", "-6tn", "-tn state established", "-tunp"])
 def test_events_same_as_ss_events(argv: str) -> None:
     """``-E`` side by side with ``ss -E`` in a private namespace, byte for byte: rows of TCP and
     UDP sockets freed at once, their details (``-e -m -i``: the event carries every attribute), ss's

@@ -240,10 +240,10 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         # an empty or blank argument, or a filter file of comments only, selects nothing: refuse, as plain -K
         raise UsageError("-K closes every socket it lists: give a state or filter expression to choose them")
     owners: OwnerMap | BackgroundOwners | None = None
-    if processes:
+    if processes and not follow:  # (a destroyed socket has no owner: -E reads no process)
         from sockscope import processes as _processes
 
-        if fmt == "table" and not (threads or all_netns or kill or follow):
+        if fmt == "table" and not (threads or all_netns or kill):
             # the fd walk runs in a child while this process dumps: -p costs about the longer of the two
             owners = _processes.BackgroundOwners()
         else:
