@@ -13,7 +13,7 @@ import enum
 
 from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
 from sockscope.filter import states as _k
-from sockscope.kernel.layout import MPTCP_INFO, PACKET_DIAG_RING
+from sockscope.kernel.layout import MPTCP_INFO, MPTCP_SUBFLOW_ATTRS, PACKET_DIAG_RING, TLS_INFO_FIELDS
 from dataclasses import MISSING, dataclass  # noqa: E402
 from collections import namedtuple
 
@@ -216,8 +216,6 @@ class Socket:
 
 
 _MPTCP_FIELDS = tuple(name for name in MPTCP_INFO.names if name[0] != "_")
-_SUBFLOW_FIELDS = (None, "token_rem", "token_loc", "relwrite_seq", "map_seq", "map_sfseq", "ssn_offset", "map_datalen",
-                   "flags", "id_rem", "id_loc")
 
 
 def _md5_dict(key: tuple[int, int, bytes, bytes]) -> dict[str, Any]:
@@ -238,9 +236,8 @@ def _rings_dict(rings: tuple[Any, Any, int | None]) -> dict[str, Any]:
 def _ulp_dict(ulp: tuple[Any, Any, Any]) -> dict[str, Any]:
     name, tls, sub = ulp
     return {"name": name,
-            "tls": None if tls is None else dict(zip(("version", "cipher", "txconf", "rxconf", "zc_ro_tx", "rx_no_pad"),
-                                                     tls)),
-            "mptcp": None if sub is None else {k: v for k, v in zip(_SUBFLOW_FIELDS, sub) if k is not None}}
+            "tls": None if tls is None else dict(zip(TLS_INFO_FIELDS, tls)),
+            "mptcp": None if sub is None else {field: sub[t] for t, (field, _) in MPTCP_SUBFLOW_ATTRS.items()}}
 
 
 _FAMILY_NAMES = {1: "unix", 2: "inet", 10: "inet6", 16: "netlink", 17: "packet"}

@@ -15,7 +15,8 @@ import sys
 
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import INET_DIAG_MSG, MPTCP_INFO, TCP_BBR_INFO, TCP_DCTCP_INFO, TCP_DIAG_MD5SIG, gather
+from sockscope.kernel.layout import (INET_DIAG_MSG, MPTCP_INFO, MPTCP_SUBFLOW_ATTRS, TCP_BBR_INFO, TCP_DCTCP_INFO,
+                                     TCP_DIAG_MD5SIG, gather)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -130,8 +131,8 @@ def extras_of(get: Callable[[int], memoryview | None]) -> tuple[Any, Any] | None
 
 
 def _tls(attrs: dict[int, memoryview]) -> tuple[Any, ...]:
-    """TLS_INFO_VERSION, _CIPHER, _TXCONF, _RXCONF (u16 each, None where absent), then whether
-    _ZC_RO_TX and _RX_NO_PAD are there (flags)."""
+    """The fields of :data:`~sockscope.kernel.layout.TLS_INFO_FIELDS`: the four u16 (None where
+    absent), then whether the two flags are there."""
     def u16(t: int) -> int | None:
         a = attrs.get(t)
         return int.from_bytes(a[:2], sys.byteorder) if a is not None and len(a) >= 2 else None
@@ -139,15 +140,11 @@ def _tls(attrs: dict[int, memoryview]) -> tuple[Any, ...]:
     return (u16(1), u16(2), u16(3), u16(4), 5 in attrs, 6 in attrs)
 
 
-# MPTCP_SUBFLOW_ATTR_*: the payload size of each (TOKEN_REM, TOKEN_LOC, RELWRITE_SEQ: u32; MAP_SEQ: u64;
-# MAP_SFSEQ, SSN_OFFSET: u32; MAP_DATALEN: u16; FLAGS: u32; ID_REM, ID_LOC: u8)
-_SUBFLOW_SIZES = {1: 4, 2: 4, 3: 4, 4: 8, 5: 4, 6: 4, 7: 2, 8: 4, 9: 1, 10: 1}
-
-
 def _subflow(attrs: dict[int, memoryview]) -> tuple[int | None, ...]:
-    """An MPTCP subflow's attributes, indexed by their numbers (0 unused), None where absent or short."""
-    out: list[int | None] = [None] * 11
-    for t, size in _SUBFLOW_SIZES.items():
+    """An MPTCP subflow's attributes (:data:`~sockscope.kernel.layout.MPTCP_SUBFLOW_ATTRS`), indexed
+    by their numbers (0 unused), None where absent or short."""
+    out: list[int | None] = [None] * (max(MPTCP_SUBFLOW_ATTRS) + 1)
+    for t, (_name, size) in MPTCP_SUBFLOW_ATTRS.items():
         a = attrs.get(t)
         if a is not None and len(a) >= size:
             out[t] = int.from_bytes(a[:size], sys.byteorder)

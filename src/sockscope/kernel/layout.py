@@ -283,5 +283,15 @@ TCP_DIAG_MD5SIG = Layout("tcp_diag_md5sig", (
 PACKET_DIAG_RING = Layout("packet_diag_ring", tuple((name, "I") for name in (
     "block_size", "block_nr", "frame_size", "frame_nr", "retire_tmo", "sizeof_priv", "features")))
 
+# include/uapi/linux/mptcp.h: MPTCP_SUBFLOW_ATTR_* (INET_ULP_INFO_MPTCP's nested attributes), by number:
+# (name, payload size)
+MPTCP_SUBFLOW_ATTRS = {1: ("token_rem", 4), 2: ("token_loc", 4), 3: ("relwrite_seq", 4), 4: ("map_seq", 8),
+                       5: ("map_sfseq", 4), 6: ("ssn_offset", 4), 7: ("map_datalen", 2), 8: ("flags", 4),
+                       9: ("id_rem", 1), 10: ("id_loc", 1)}
+
+# include/uapi/linux/tls.h: TLS_INFO_* (INET_ULP_INFO_TLS's nested attributes), numbered from 1: VERSION,
+# CIPHER, TXCONF, RXCONF (u16 each), then ZC_RO_TX and RX_NO_PAD (flags: present or not)
+TLS_INFO_FIELDS = ("version", "cipher", "txconf", "rxconf", "zc_ro_tx", "rx_no_pad")
+
 #: netlink attribute header (struct nlattr)
 NLATTR = _struct.Struct("=HH")
