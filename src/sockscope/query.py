@@ -118,14 +118,10 @@ class Query:
 
 def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
     """Stream the sockets of ``q`` in ss's order (filtered by its filter, if any), as records."""
-    pred = q.predicate
     decode_all = q.details or bool(q.ext)
-    for table, item, check in _source(q, warn, uids=True):
+    for table, item, keep in _source(q, warn, uids=True):
         socks = item if isinstance(item, list) else records(table, item, decode_all)
-        if pred is None or check == "exact":
-            yield from socks
-        else:
-            yield from filter(getattr(pred, "user", pred) if check == "user" else pred, socks)
+        yield from socks if keep is None else filter(keep, socks)
 
 
 def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool = True, ordered: bool = True
@@ -141,11 +137,9 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool
     the caller runs a thread of its own: three threads contend for the GIL);
     ``ordered=False`` leaves a batch of both families whole (ss lists IPv4
     before IPv6; a caller to whom order does not matter skips the split)."""
-    pred = q.predicate
     decode_all = q.details or bool(q.ext)
-    for table, item, check in _source(q, warn, info, ahead, ordered):
-        if pred is not None and check != "exact":
-            keep = getattr(pred, "user", pred) if check == "user" else pred
+    for table, item, keep in _source(q, warn, info, ahead, ordered):
+        if keep is not None:
             if isinstance(item, list):
                 item = [s for s in item if keep(s)]
             else:
@@ -172,19 +166,21 @@ def records(table: str, batch: Batch | UnixBatch | OtherBatch, details: bool = F
 
 
 def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordered: bool = True, uids: bool = False
-            ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket], str]]:
-    """``(table, batch, check)`` in ss's order (tables nl, packet, unix, raw, udp, tcp, dccp,
-    sctp, mptcp; IPv4 before IPv6).  ``check``, what of the filter is left: "exact" nothing
-    (the kernel's bytecode gave ss's answer), "both" ss's userspace check and the bytecode's
-    (``predicate``), "user" the userspace one alone (``predicate.user``: a table read from
-    /proc because the kernel lacks its sock_diag, as ss reads it)."""
+            ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket], Callable[[Socket], bool] | None]]:
+    """``(table, batch, keep)`` in ss's order (tables nl, packet, unix, raw, udp, tcp, dccp,
+    sctp, mptcp; IPv4 before IPv6).  ``keep``, what of the filter is left: None nothing (no
+    filter, or the kernel's bytecode gave ss's answer), ``predicate`` ss's userspace check and
+    the bytecode's, ``predicate.user`` the userspace one alone (a table read from /proc because
+    the kernel lacks its sock_diag, as ss reads it)."""
     state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
+    pred = q.predicate  # (the kernel's part is for inet sockets)
+    user = getattr(pred, "user", pred)
     if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << CLOSE):
-        yield "nl", _optional(q, "nl", lambda: _netlink(q)), "both"
+        yield "nl", _optional(q, "nl", lambda: _netlink(q)), pred
     if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << CLOSE):
-        yield "packet", _optional(q, "packet", lambda: _packet(q)), "both"
+        yield "packet", _optional(q, "packet", lambda: _packet(q)), pred
     if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
-        yield "unix", _unix(q, state, ahead, uids), "both"  # (the kernel's part is for inet sockets)
+        yield "unix", _unix(q, state, ahead, uids), pred
     exact = q.kernel_exact and q.bytecode is not None
     for table in INET_TABLES:
         if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
@@ -192,9 +188,9 @@ def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordere
         if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
             for batch, from_kernel in _inet(q, table, state, info, ahead, ordered):
                 if from_kernel:
-                    yield table, batch, "exact" if exact and table != "raw" else "both"
+                    yield table, batch, None if exact and table != "raw" else pred
                 else:  # /proc: forced (SOCKSCOPE_FORCE_PROC), ss would have read tcp and udp by sock_diag
-                    yield table, batch, "both" if state.force and table != "raw" else "user"
+                    yield table, batch, pred if state.force and table != "raw" else user
 
 
 #: families ss knows that sockscope can only probe: (tables, family, sock_diag family or None)
