@@ -633,9 +633,9 @@ print(json.dumps({"cases": results, "bad": bad, "total": len(dump(A)) + len(dump
 
 
 def _cgroup_mount() -> str:
-    from sockscope.filter.values import _cgroup2_mount
+    from sockscope.filter.values import cgroup2_mount
 
-    mount = _cgroup2_mount()
+    mount = cgroup2_mount()
     if mount is None:
         pytest.fail("no cgroup2 mount on this machine", pytrace=False)
     assert mount is not None

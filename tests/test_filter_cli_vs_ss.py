@@ -789,21 +789,14 @@ def test_api_netns_same_inodes_as_ss_N(fresh_population: Harness) -> None:
     assert not (set(_inodes(home.stdout)) - {0}) & (set(want) - {0})
 
 
-def _cgroup2_mount() -> str | None:
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.startswith("cgroup2 "):
-                return left.split()[4]
-    return None
-
-
 def test_cgroup_paths_read_as_ss_reads_them(fresh_population: Harness, tmp_path: Any) -> None:
     """``cgroup PATH`` is the file handle of PATH as given, on any filesystem (``cgroup /`` on
     the root filesystem's: no socket's cgroup), else of PATH under the cgroup2 mount, as
     iproute2's ``get_cgroup2_id`` reads it; where neither gives one, both refuse it (exit 1).
     In the namespace's own mount namespace too, where the cgroup2 mount may be absent."""
-    mount = _cgroup2_mount()
+    from sockscope.filter.values import cgroup2_mount
+
+    mount = cgroup2_mount()
     paths = ["/", ".", str(tmp_path), "/nosuchcgroup", "no/such/relative", "/" + "x" * 300]
     if mount is not None:
         paths += [mount, mount + "/", "/" + os.path.relpath(mount, "/")]

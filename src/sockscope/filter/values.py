@@ -152,7 +152,7 @@ class Resolver:
         if got is not None:
             return got or None  # (ss: a handle of another size is no id, and no second try)
         rel = path.lstrip("/")
-        mount = _cgroup2_mount() if rel else None
+        mount = cgroup2_mount() if rel else None
         if mount is None:
             return None
         try:
@@ -188,7 +188,8 @@ def _handle_id(dirfd: int, path: str) -> int | None:
     return int.from_bytes(buf.raw[8:16], sys.byteorder)
 
 
-def _cgroup2_mount() -> str | None:
+def cgroup2_mount() -> str | None:
+    """Where cgroup2 is mounted in this mount namespace (the first such mount), None if nowhere."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
             for line in f:

@@ -170,18 +170,6 @@ def process_name(pid: int) -> str | None:
 _cgroups: dict[int, str] | None = None
 
 
-def _cgroup2_root() -> str | None:
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) > 2 and parts[2] == "cgroup2":
-                    return parts[1]
-    except OSError:
-        pass
-    return None
-
-
 def cgroup_path(cgroup_id: int) -> str:
     """The cgroup v2 path of a cgroup id (its directory's inode on the cgroup2
     mount), like ss's ``cg_id_to_path``; ``unreachable:ID`` when not found."""
@@ -189,8 +177,10 @@ def cgroup_path(cgroup_id: int) -> str:
     if _cgroups is None:
         import os
 
+        from sockscope.filter.values import cgroup2_mount
+
         _cgroups = {}
-        root = _cgroup2_root()
+        root = cgroup2_mount()
         try:
             if root is None:
                 raise OSError("no cgroup2 mount")
