@@ -465,7 +465,7 @@ def _follow(q: Query, out: IO[str], topts: TableOptions, header: bool, show_neti
             # ss renders at each event what it holds, as a table's end: the header with the first
             # event's row (or alone, when that socket is not listed), every row with the widest
             # cells so far, the last row's Process cell unmeasured
-            writer = TableWriter(out, [show_netid, show_state] + [True] * 8, header=header, batch=1 << 62)
+            writer = TableWriter(out, [show_netid, show_state] + [True] * 8, header=header, batch=0)
             make = CellMaker(topts).cells
             for s in events:
                 if listed(s):

@@ -42,7 +42,8 @@ class TableWriter:
     ) -> None:
         """``visible``: one flag per column of :data:`HEADERS` (``tail`` is never shown).
         ``netns``: rows carry one more cell, the namespace label, shown as the first column.
-        ``batch``: write every that many rows (ss's ``-E``: each event); None: where ss writes
+        ``batch``: write every that many rows, 0 only at :meth:`flush` (ss's ``-E``: each event, as
+        the caller says); None: where ss writes
         (see :mod:`sockscope.render.ssbuffer`: a table of up to ~50,000 rows at once).  ``hold``:
         owners' texts are still coming (:class:`~sockscope.processes.BackgroundOwners`): hold the
         rows (up to :data:`HOLD_ROWS`) and find where ss writes once they are there."""
@@ -97,7 +98,7 @@ class TableWriter:
     def _added(self, rows: list[list[str]] | Columns) -> None:
         """Write what ss would have written by now."""
         if self.batch is not None:
-            if self._n >= self.batch:
+            if self.batch and self._n >= self.batch:
                 self.flush(final=False)
             return
         if self.hold:
