@@ -7,7 +7,7 @@ import errno
 import os
 import socket
 
-from sockscope.errors import PermissionDenied, SockscopeError, netlink_error
+from sockscope.errors import PermissionDenied, UsageError, netlink_error
 from sockscope.kernel import inet, transport
 from sockscope.records import Socket
 
@@ -79,9 +79,14 @@ def events(groups: int, wakeup: int | None = None) -> Iterator[Socket]:
     Without it a signal that lands after the interpreter last looked for one but
     before the wait starts (the receive buffer being allocated, say) leaves the
     wait blocked until the next event, which may never come; with it the wait is
-    on both, so the signal's handler (raising, for Ctrl-C) runs at once."""
+    on both, so the signal's handler (raising, for Ctrl-C) runs at once.  No TCP or UDP group
+    is a :class:`UsageError`, raised here (before the first event is asked for)."""
     if not groups:
-        raise SockscopeError("-E follows only TCP and UDP sockets: select -t and/or -u")
+        raise UsageError("-E follows only TCP and UDP sockets: select -t and/or -u")
+    return _events(groups, wakeup)
+
+
+def _events(groups: int, wakeup: int | None) -> Iterator[Socket]:
     s = transport.subscribe(groups)
     try:
         poll = None

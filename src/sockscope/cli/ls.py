@@ -427,8 +427,6 @@ def _follow(q: Query, out: IO[str], topts: TableOptions, header: bool, show_neti
     from sockscope import actions
 
     groups = actions.event_groups(q.tables, q.families)
-    if not groups:  # (ss exits 255 here, saying nothing)
-        raise UsageError("-E follows only TCP and UDP sockets: select -t and/or -u")
     import os
     import signal
 
@@ -448,8 +446,8 @@ def _follow(q: Query, out: IO[str], topts: TableOptions, header: bool, show_neti
     def listed(s: Socket) -> bool:
         return s.family in fams and (keep is None or keep(s))
 
-    events = actions.events(groups, wake_r)
     try:
+        events = actions.events(groups, wake_r)  # (no TCP or UDP table: a UsageError, exit 255 as ss)
         if fmt == "json":
             from sockscope.render.machine import write_ndjson
 
