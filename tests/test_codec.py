@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sockscope.errors import DecodeError, NetlinkError
-from sockscope.kernel import inet, inet_attrs, netlink, others, unix
+from sockscope.kernel import inet, inet_attrs, layout, netlink, others, unix
 from sockscope.records import State
 
 # A script run in a private network namespace: it builds a few sockets, dumps
@@ -294,7 +294,7 @@ def _inet_msg(fam: int, st_: int, sport: int, dport: int, src: bytes, dst: bytes
     return _msg(netlink.SOCK_DIAG_BY_FAMILY, body + attrs)
 
 
-_SHUTDOWN = netlink.encode_attr(inet_attrs.INET_DIAG_SHUTDOWN, b"\0")
+_SHUTDOWN = netlink.encode_attr(layout.INET_DIAG_SHUTDOWN, b"\0")
 _DONE = _msg(netlink.NLMSG_DONE, bytes(4))
 _LO4, _LO6 = bytes([127, 0, 0, 1]), bytes(15) + b"\1"
 _COLUMNS = ("family", "state", "timer", "retrans", "sport", "dport", "src", "dst", "ifindex", "cookie", "expires",
@@ -314,7 +314,7 @@ def _reference(data: bytes) -> tuple[list[tuple], bool]:
          ino) = inet._MSG.unpack_from(payload)
         v6only = None
         if fam == 10 and (src == bytes(16) or dst == bytes(16)):
-            a = netlink.parse_attrs(payload, inet.MSG_LEN).get(inet_attrs.INET_DIAG_SKV6ONLY)
+            a = netlink.parse_attrs(payload, inet.MSG_LEN).get(layout.INET_DIAG_SKV6ONLY)
             v6only = bool(a[0]) if a is not None and len(a) else None
         size = 4 if fam == 2 else 16
         rows.append((fam, st_, timer, retrans, socket.ntohs(sport), socket.ntohs(dport),
@@ -368,7 +368,7 @@ def _synthetic() -> list[bytes]:
     six = _inet_msg(10, 1, 80, 40000, _LO6, _LO6, 5, _SHUTDOWN)
     mapped = _inet_msg(10, 1, 80, 40000, bytes(10) + b"\xff\xff" + _LO4, bytes(10) + b"\xff\xff" + _LO4, 7, _SHUTDOWN)
     wild = _inet_msg(10, 10, 80, 0, bytes(16), bytes(16), 6, _SHUTDOWN)
-    v6only = netlink.encode_attr(inet_attrs.INET_DIAG_SKV6ONLY, b"\1")
+    v6only = netlink.encode_attr(layout.INET_DIAG_SKV6ONLY, b"\1")
     wild_v6 = _inet_msg(10, 10, 81, 0, bytes(16), bytes(16), 8, v6only)
     wild_v6 += bytes(0)
     tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
@@ -376,7 +376,7 @@ def _synthetic() -> list[bytes]:
     return [a + bytes(high) + _DONE, six + six, six + wild, a + six, a + tw + a, bytes(high), six + mapped + six,
             a + six + a + six + _DONE, wild + wild, tw + _DONE, a + a + tw + _DONE, tw + a, scoped + a, a,
             _inet_msg(10, 10, 81, 0, bytes(16), bytes(16), 8, _SHUTDOWN + netlink.encode_attr(
-                inet_attrs.INET_DIAG_SKV6ONLY, b"\1")) + wild, _DONE,
+                layout.INET_DIAG_SKV6ONLY, b"\1")) + wild, _DONE,
             # framed (three lengths) and both families: a split must still find the wildcard's v6only
             a + tw + wild_v6 + six + tw + wild + mapped + _DONE]
 
@@ -528,17 +528,17 @@ def test_fast_constructor_makes_true_frozen_records() -> None:
 
 
 def _info_attrs(rng: random.Random, info_len: int, cong: bytes | None, bbr: int, dctcp: int, v6only: bool) -> bytes:
-    a = netlink.encode_attr(inet_attrs.INET_DIAG_SHUTDOWN, b"\0")
+    a = netlink.encode_attr(layout.INET_DIAG_SHUTDOWN, b"\0")
     if info_len:
-        a += netlink.encode_attr(inet_attrs.INET_DIAG_INFO, bytes(rng.randrange(256) for _ in range(info_len)))
+        a += netlink.encode_attr(layout.INET_DIAG_INFO, bytes(rng.randrange(256) for _ in range(info_len)))
     if cong is not None:
-        a += netlink.encode_attr(inet_attrs.INET_DIAG_CONG, cong)
+        a += netlink.encode_attr(layout.INET_DIAG_CONG, cong)
     if bbr:
-        a += netlink.encode_attr(inet_attrs.INET_DIAG_BBRINFO, bytes(rng.randrange(256) for _ in range(bbr)))
+        a += netlink.encode_attr(layout.INET_DIAG_BBRINFO, bytes(rng.randrange(256) for _ in range(bbr)))
     if dctcp:
-        a += netlink.encode_attr(inet_attrs.INET_DIAG_DCTCPINFO, bytes(rng.randrange(256) for _ in range(dctcp)))
+        a += netlink.encode_attr(layout.INET_DIAG_DCTCPINFO, bytes(rng.randrange(256) for _ in range(dctcp)))
     if v6only:
-        a += netlink.encode_attr(inet_attrs.INET_DIAG_SKV6ONLY, b"\1")
+        a += netlink.encode_attr(layout.INET_DIAG_SKV6ONLY, b"\1")
     return a
 
 
@@ -720,11 +720,11 @@ def _ulp_attr(name: bytes, tls: dict[int, bytes] | None = None, sub: dict[int, b
         nested += netlink.encode_attr(2, b"".join(netlink.encode_attr(t, v) for t, v in tls.items()))
     if sub is not None:
         nested += netlink.encode_attr(3, b"".join(netlink.encode_attr(t, v) for t, v in sub.items()))
-    return netlink.encode_attr(inet_attrs.INET_DIAG_ULP_INFO, nested)
+    return netlink.encode_attr(layout.INET_DIAG_ULP_INFO, nested)
 
 
 def _md5_attr(*keys: tuple[int, int, bytes, bytes]) -> bytes:
-    return netlink.encode_attr(inet_attrs.INET_DIAG_MD5SIG, b"".join(
+    return netlink.encode_attr(layout.INET_DIAG_MD5SIG, b"".join(
         struct.pack("=BBH16s80s", fam, plen, len(key), addr.ljust(16, b"\0"), key) for fam, plen, addr, key in keys))
 
 
@@ -756,7 +756,7 @@ def test_md5_keys_and_upper_layer_protocol_read_on_every_path_and_written_as_ss_
         md5 + sub: " md5keys:127.0.0.2/32=secret,::1/64=a\\040b\\054c\\134\\001 tcp-ulp-mptcp flags:Mmec"
                    " token:0000(id:0)/107cfc3a(id:0) seq:53a11c9f71aada23 sfseq:1 ssnoff:277b480 maplen:3e8",
     }
-    info = netlink.encode_attr(inet_attrs.INET_DIAG_INFO, bytes(range(104)))
+    info = netlink.encode_attr(layout.INET_DIAG_INFO, bytes(range(104)))
 
     def full(extra: bytes, port: int) -> bytes:
         return _inet_msg(2, 1, port, 443, _LO4, _LO4, port, _SHUTDOWN + info + extra)

@@ -35,7 +35,7 @@ from sockscope.errors import NotSupported, PermissionDenied, SockscopeError
 from sockscope.netns import NETNS_RUN_DIR, NetnsRef, list_netns
 from sockscope.netns import setns as _setns
 from sockscope.filter.states import LISTEN, SS_ALL, SS_STATE_NAMES
-from sockscope.kernel.inet_attrs import INET_DIAG_INFO
+from sockscope.kernel.layout import INET_DIAG_INFO
 from sockscope.records import Socket, State
 
 DEFAULT_LISTEN = ("127.0.0.1", 9466)

@@ -18,7 +18,7 @@ from _operator import add, eq, ne
 from sockscope._addr import AF_INET, AF_INET6, ZERO16, ntop4, ntop6
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import INET_DIAG_MSG, TCP_INFO, gather, gather_rows
+from sockscope.kernel.layout import INET_DIAG_INFO, INET_DIAG_MSG, INET_DIAG_SKV6ONLY, TCP_INFO, gather, gather_rows
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -244,7 +244,7 @@ class Batch:
         """Fields of each row's tcp_info by name (:data:`~sockscope.kernel.layout.TCP_INFO`), one list
         per name: None where the row has no tcp_info or one too short for the field.  Where every
         message has one length and one attribute layout, each field is one strided read."""
-        from sockscope.kernel.inet_attrs import INET_DIAG_INFO, info_at
+        from sockscope.kernel.inet_attrs import info_at
 
         at = info_at(self._mv, self._length, self.n) if self._length and self.n else None
         if at is not None:
@@ -504,12 +504,10 @@ def _wildcards(b: Batch) -> None:
     b.v6only = None
     if b.fam == AF_INET or not b.n or (ZERO16 not in b.src and ZERO16 not in b.dst):
         return
-    from sockscope.kernel.inet_attrs import v6only_of
-
     v6: list[bool | None] = [None] * b.n
     for i, (s, d) in enumerate(zip(b.src, b.dst)):
-        if s == ZERO16 or d == ZERO16:
-            v6[i] = v6only_of(nl.parse_attrs(b.attrs(i)).get)
+        if s == ZERO16 or d == ZERO16:  # (kernel.inet_attrs is not loaded for this: start-up time)
+            v6[i] = nl.u8_flag(nl.parse_attrs(b.attrs(i)).get(INET_DIAG_SKV6ONLY))
     b.v6only = v6
 
 

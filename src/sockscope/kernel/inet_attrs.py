@@ -15,34 +15,17 @@ import sys
 
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import (INET_DIAG_MSG, MPTCP_INFO, MPTCP_SUBFLOW_ATTRS, TCP_BBR_INFO, TCP_DCTCP_INFO,
-                                     TCP_DIAG_MD5SIG, gather)
+from sockscope.kernel.layout import (  # (the attributes' numbers are described with inet_diag_msg)
+    INET_DIAG_BBRINFO, INET_DIAG_CGROUP_ID, INET_DIAG_CLASS_ID, INET_DIAG_CONG, INET_DIAG_DCTCPINFO, INET_DIAG_INFO,
+    INET_DIAG_MARK, INET_DIAG_MD5SIG, INET_DIAG_MSG, INET_DIAG_PROTOCOL, INET_DIAG_SHUTDOWN,
+    INET_DIAG_SKMEMINFO, INET_DIAG_SKV6ONLY, INET_DIAG_SOCKOPT, INET_DIAG_TCLASS, INET_DIAG_TOS, INET_DIAG_ULP_INFO,
+    MPTCP_INFO, MPTCP_SUBFLOW_ATTRS, TCP_BBR_INFO, TCP_DCTCP_INFO, TCP_DIAG_MD5SIG, gather)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable
 
     from sockscope.kernel.inet import Batch
-
-# include/uapi/linux/inet_diag.h
-INET_DIAG_MEMINFO = 1
-INET_DIAG_INFO = 2
-INET_DIAG_VEGASINFO = 3
-INET_DIAG_CONG = 4
-INET_DIAG_TOS = 5
-INET_DIAG_TCLASS = 6
-INET_DIAG_SKMEMINFO = 7
-INET_DIAG_SHUTDOWN = 8
-INET_DIAG_DCTCPINFO = 9
-INET_DIAG_PROTOCOL = 10
-INET_DIAG_SKV6ONLY = 11
-INET_DIAG_MARK = 15
-INET_DIAG_BBRINFO = 16
-INET_DIAG_CLASS_ID = 17
-INET_DIAG_MD5SIG = 18
-INET_DIAG_ULP_INFO = 19
-INET_DIAG_CGROUP_ID = 21
-INET_DIAG_SOCKOPT = 22
 
 _MSG = INET_DIAG_MSG.struct
 MSG_LEN = INET_DIAG_MSG.size
@@ -67,12 +50,6 @@ def _dctcp(a: memoryview) -> tuple[int, int, int, int, int]:
 
 
 _CONG_NAMES: dict[bytes, str] = {}
-
-
-def v6only_of(get: Callable[[int], memoryview | None]) -> bool | None:
-    """SKV6ONLY from an inet_diag_msg's attributes (None when absent)."""
-    a = get(INET_DIAG_SKV6ONLY)
-    return bool(a[0]) if a is not None and len(a) else None
 
 
 def _cong(a: memoryview) -> str:
@@ -168,7 +145,7 @@ def details_of(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
     """The detail fields of one message's attributes (the ``details=True`` path)."""
     get = nl.parse_attrs(raw).get
     d: dict[str, Any] = {}
-    v6only = v6only_of(get)
+    v6only = nl.u8_flag(get(INET_DIAG_SKV6ONLY))
     if v6only is not None:
         d["v6only"] = v6only
     a = get(INET_DIAG_SHUTDOWN)

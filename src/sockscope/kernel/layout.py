@@ -221,6 +221,26 @@ INET_DIAG_MSG = Layout("inet_diag_msg", (
     ("expires", "I"), ("rqueue", "I"), ("wqueue", "I"), ("uid", "I"), ("inode", "I"),
 ))
 
+# the attributes that follow it (include/uapi/linux/inet_diag.h)
+INET_DIAG_MEMINFO = 1
+INET_DIAG_INFO = 2
+INET_DIAG_VEGASINFO = 3
+INET_DIAG_CONG = 4
+INET_DIAG_TOS = 5
+INET_DIAG_TCLASS = 6
+INET_DIAG_SKMEMINFO = 7
+INET_DIAG_SHUTDOWN = 8
+INET_DIAG_DCTCPINFO = 9
+INET_DIAG_PROTOCOL = 10
+INET_DIAG_SKV6ONLY = 11
+INET_DIAG_MARK = 15
+INET_DIAG_BBRINFO = 16
+INET_DIAG_CLASS_ID = 17
+INET_DIAG_MD5SIG = 18
+INET_DIAG_ULP_INFO = 19
+INET_DIAG_CGROUP_ID = 21
+INET_DIAG_SOCKOPT = 22
+
 # include/uapi/linux/unix_diag.h: struct unix_diag_msg
 UNIX_DIAG_MSG = Layout("unix_diag_msg", (
     ("family", "B"), ("type", "B"), ("state", "B"), ("_pad", "x"), ("inode", "I"), ("cookie", "Q"),

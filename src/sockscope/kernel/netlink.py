@@ -129,6 +129,11 @@ def check_done(payload: memoryview | bytes, op: str) -> None:
         raise netlink_error(op, code)
 
 
+def u8_flag(payload: memoryview | None) -> bool | None:
+    """A u8 attribute's payload as a flag (None where the attribute is absent or empty)."""
+    return bool(payload[0]) if payload is not None and len(payload) else None
+
+
 def parse_attrs(buf: memoryview | bytes, offset: int = 0) -> dict[int, memoryview]:
     """Attributes from ``offset`` to the end as ``{type: payload}``.
 
