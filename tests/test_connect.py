@@ -54,9 +54,26 @@ def test_our_client_against_the_tutorial_server(ns: NetNS) -> None:
 
 def test_explicit_host_and_port_forms(ns: NetNS, serve: Serve) -> None:
     serve("--port", "2345", "--message", "hi")
-    for args in (["127.0.0.1", "2345"], ["2345"], [socket.gethostname(), "2345"], ["localhost", "2345"]):
+    for args in (["127.0.0.1", "2345"], ["2345"], [socket.gethostname(), "2345"], ["localhost", "2345"],
+                 ["127.0.0.1:2345"], ["localhost:2345"], [f"{socket.gethostname()}:2345"]):
         out = ns.sockscope("connect", *args)
         assert (out.returncode, out.stdout) == (0, b"hi\n"), (args, out.stderr)
+
+
+def test_one_argument_host_and_port_forms(ns: NetNS, serve: Serve) -> None:
+    """``HOST:PORT`` and ``[ADDRESS]:PORT`` as the listing prints them; an IPv6 address alone is a HOST
+    (the default port), with or without brackets; a bad port after the colon is a usage error."""
+    serve("--host", "::1", "--port", "12345", "--message", "six")
+    for args in (["[::1]:12345"], ["::1"], ["[::1]"], ["::1", "12345"], ["[::1]", "12345"]):
+        out = ns.sockscope("connect", *args)
+        assert (out.returncode, out.stdout) == (0, b"six\n"), (args, out.stderr)
+    for bad in ("localhost:", "localhost:99999", "[::1]:x", "127.0.0.1:0"):
+        out = ns.sockscope("connect", bad)
+        assert out.returncode == 255 and b"argument PORT" in out.stderr and out.stdout == b"", (bad, out.stderr)
+    out = ns.sockscope("connect", "[::1]:12345", "12345")
+    assert out.returncode == 255 and b"PORT is given too" in out.stderr, out.stderr
+    out = ns.sockscope("connect", "[::1]x")  # not an address in brackets: a host name that does not resolve
+    assert out.returncode == 4 and len(out.stderr.splitlines()) == 1, out.stderr
 
 
 # --- sending ------------------------------------------------------------------

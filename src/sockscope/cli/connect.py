@@ -24,7 +24,8 @@ EPILOG = f"""\
 Without options it behaves like the classic tutorial client: it connects to
 the host name's address on port {DEFAULT_PORT} and prints what the server sends
 (until the server closes), with a final newline when the data has none
-(--raw: the bytes exactly).  A single numeric argument is taken as the PORT.
+(--raw: the bytes exactly).  A single numeric argument is taken as the PORT; a
+single HOST:PORT or [ADDRESS]:PORT (as the listing prints them) as both.
 
 --send TEXT / --send-file FILE send data ('-' with either: standard input)
 while printing the reply, then half-close the connection.  With --udp one
@@ -97,6 +98,11 @@ def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Target
     host, port_text = args.host, args.port
     if port_text is None and host is not None and host.isdigit():
         host, port_text = None, host  # `sockscope connect 8080`
+    elif host is not None:
+        host, in_host = _host_port(host)
+        if in_host is not None and port_text is not None:
+            parser.error(f"argument HOST: {args.host!r} has a port, and PORT is given too")
+        port_text = port_text if in_host is None else in_host
     port = DEFAULT_PORT
     if port_text is not None:
         try:
@@ -106,6 +112,20 @@ def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Target
     if host == "":
         parser.error("argument HOST: empty host name")
     return Target(proto=args.proto or "tcp", host=host or socket.gethostname(), port=port)
+
+
+def _host_port(text: str) -> tuple[str, str | None]:
+    """One argument as HOST and PORT: ``HOST:PORT`` (one colon), ``[ADDRESS]:PORT`` or ``[ADDRESS]``,
+    as the listing prints them and ``who`` takes them; anything else (``::1``, a name) is a HOST."""
+    if text.startswith("["):
+        address, bracket, rest = text[1:].partition("]")
+        if bracket and (not rest or rest.startswith(":")):
+            return address, rest[1:] if rest else None
+        return text, None
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, port
+    return text, None
 
 
 def _payload(args: argparse.Namespace) -> Payload | None:
