@@ -158,10 +158,20 @@ def _resolve(argv: Sequence[str], spec: Mapping[str, Any]) -> list[str] | None:
     return [first, *argv[1:]] if first else None
 
 
+class SentBehind(bytes):
+    """A request the listing's helper sends at once (``transport.Behind``), its walk beside the next."""
+
+
+def floor_argv(requests: Sequence[bytes]) -> list[str]:
+    """floor.py's arguments: each request in hex, ``+`` before one a helper sends (see floor.py)."""
+    return [("+" if isinstance(r, SentBehind) else "") + r.hex() for r in requests]
+
+
 def listing_requests(options: Sequence[str]) -> list[bytes]:
     """The dump requests ``sockscope OPTIONS`` sends, in order: the listing run once in this process,
     its transport answering every request with an empty dump (the kernel is not asked).  None where
-    the namespace has nothing for them to find (a UDP walk of a family without UDP sockets)."""
+    the namespace has nothing for them to find (a UDP walk of a family without UDP sockets).  One a
+    helper sends (its walk beside the next dump's) is a :class:`SentBehind`."""
     import contextlib
     import io
 
@@ -179,14 +189,25 @@ def listing_requests(options: Sequence[str]) -> list[bytes]:
         sent.append(bytes(request))
         decode(done)
 
-    saved = transport.stream, transport.stream_ahead, transport.dump
+    class Behind:  # (a dump after the first, which the listing's helper sends at once)
+        def __init__(self, request: bytes, *_: Any) -> None:
+            sent.append(SentBehind(request))
+
+        def __iter__(self) -> Iterator[bytes]:
+            return iter((done,))
+
+        def close(self) -> None:
+            pass
+
+    saved = transport.stream, transport.stream_ahead, transport.dump, transport.Behind
     transport.stream = transport.stream_ahead = stream
     transport.dump = dump
+    transport.Behind = Behind
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             status = cli.main(list(options))
     finally:
-        transport.stream, transport.stream_ahead, transport.dump = saved
+        transport.stream, transport.stream_ahead, transport.dump, transport.Behind = saved
     if status != 0:
         raise RuntimeError(f"sockscope {' '.join(options)}: exit {status}, {len(sent)} requests")
     return sent
@@ -198,7 +219,7 @@ def measure_cli(row: Row, spec: Mapping[str, Any]) -> list[Side]:
     if row.floor:
         ours = Side("python floor.py (the requests of sockscope " + " ".join(row.ours) + ")")
         floor = [spec["python"], str(Path(__file__).resolve().parent / "floor.py")]
-        ours_argv = [*floor, *(r.hex() for r in listing_requests(row.ours))]
+        ours_argv = [*floor, *floor_argv(listing_requests(row.ours))]
     else:
         ours = Side("sockscope " + " ".join(row.ours))
         ours_argv = [*spec["sockscope"], *row.ours]

@@ -350,7 +350,8 @@ import json, socket, sys
 sys.path.insert(0, sys.argv[1])
 import measure
 def heads():
-    return [[int.from_bytes(r[4:6], sys.byteorder), r[16], r[17]] for r in measure.listing_requests(["-uan"])]
+    return [[int.from_bytes(r[4:6], sys.byteorder), r[16], r[17]]
+            + ([True] if isinstance(r, measure.SentBehind) else []) for r in measure.listing_requests(["-uan"])]
 got = [heads()]
 four = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); four.bind(("0.0.0.0", 0)); got.append(heads())
 six = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); six.bind(("::", 0)); got.append(heads())
@@ -373,7 +374,8 @@ def test_floor_sends_the_listings_own_requests_and_receives_their_dumps(netns_na
     done = subprocess.run(["unshare", "-n", sys.executable, "-c", _UDP_REQUESTS, str(BENCH)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [[], [[20, 2, 17]], [[20, 2, 17], [20, 10, 17]]]
+    # (with both: the IPv6 dump sent first, by the helper that runs its walk beside the IPv4 one's)
+    assert json.loads(done.stdout) == [[], [[20, 2, 17]], [[20, 10, 17, True], [20, 2, 17]]]
     (xa,) = measure.listing_requests(["-xa"])
     assert head(xa) == (20, 1, 0) and int.from_bytes(xa[28:32], sys.byteorder) == unix.DEFAULT_SHOW
     with pytest.raises(RuntimeError, match="exit 255, 0 requests"):  # (as ss: 255)
@@ -383,9 +385,10 @@ def test_floor_sends_the_listings_own_requests_and_receives_their_dumps(netns_na
     try:
         refused = bytearray(xa)
         refused[16] = 99  # no such family: the kernel answers with an error
-        requests = [*measure.listing_requests(["-tan"]), *measure.listing_requests(["-uan"]), xa, bytes(refused)]
+        requests = [*measure.listing_requests(["-tan"]), *measure.listing_requests(["-uan"]), xa, bytes(refused),
+                    measure.SentBehind(xa), measure.SentBehind(refused)]  # (these two received by threads)
         done = subprocess.run(["ip", "netns", "exec", netns_name, sys.executable, str(BENCH / "floor.py"),
-                               *(r.hex() for r in requests)], capture_output=True, text=True, timeout=60)
+                               *measure.floor_argv(requests)], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done
     finally:
         pop.close()

@@ -75,6 +75,92 @@ def test_legacy_dump_fallback_and_record_path_agree() -> None:
         assert fast_rows == slow_rows, f"{argv}: fast path vs record path"
 
 
+_PER_FAMILY = _SOCKETS + textwrap.dedent(
+    r"""
+    import os, threading
+    from sockscope.errors import NetlinkError
+    from sockscope.kernel import inet, sockstat, transport
+
+    behind = []  # the requests helpers sent
+    real_behind = transport.Behind
+    def spy(request, op):
+        behind.append(request[16])
+        return real_behind(request, op)
+    transport.Behind = spy
+
+    def ss(argv):
+        return subprocess.run(["ss", *argv], capture_output=True, text=True, check=True).stdout
+
+    res = {"counts": [sockstat.counts(f).get(b"TCP inuse") for f in (socket.AF_INET, socket.AF_INET6)]}
+    argvs = (["-tan"], ["-ta"], ["-t"], ["-tn", "dport", "gt", ":1024"], ["-tan", "state", "established"],
+             ["-tani"], ["-tane"], ["-uan"], ["-tuan"])
+    for least in (sockstat.PER_FAMILY_MIN, 0):
+        sockstat.PER_FAMILY_MIN = least
+        for argv in argvs:
+            behind.clear()
+            ours, theirs = table(argv), ss(argv)
+            if argv[0] in ("-tani", "-tane"):  # timers and counters move: the rows' first five fields
+                ours, theirs = ([line.split()[:5] for line in text.splitlines()] for text in (ours, theirs))
+            lines = len(ours) if isinstance(ours, list) else ours.count("\n")
+            res[f"{least} {' '.join(argv)}"] = (ours == theirs, sorted(behind), lines)
+    # a dump read through a helper that holds at most one datagram ahead: the same as read directly
+    req = inet.encode_request(socket.AF_INET6, 6, 0xfff)
+    def inodes(datagrams):
+        got = []
+        for data in datagrams:
+            batch, done = inet.decode(data)
+            got += batch.inode
+            if done:
+                return got
+    transport.BEHIND_BYTES = 1
+    res["bounded"] = inodes(real_behind(req, "t")) == inodes(transport.stream(req, "t"))
+    # one never read, or read in part, then closed: its helper ends, its socket is closed, threads
+    # switch as often as before
+    fds, threads, interval = len(os.listdir("/proc/self/fd")), threading.active_count(), sys.getswitchinterval()
+    unread = real_behind(req, "t")
+    res["switching while it runs"] = sys.getswitchinterval()
+    unread.close()
+    part = real_behind(req, "t")
+    next(iter(part))
+    part.close()
+    res["after close"] = (len(os.listdir("/proc/self/fd")) - fds, sys.getswitchinterval() == interval)
+    try:
+        inodes(real_behind(inet.encode_request(99, 6, 0xfff), "t"))
+        res["error"] = None
+    except NetlinkError as exc:
+        res["error"] = str(exc)
+    json.dump(res, sys.stdout)
+    """
+)
+
+
+def test_one_dump_per_family_at_once_lists_what_ss_lists() -> None:
+    """Where the namespace's counts say both families are many (``sockstat.tcp_per_family``), the
+    TCP listing makes one dump per family as ss does, the IPv6 one sent by a helper at once
+    (``transport.Behind``), instead of the legacy walk of both split by family: the same rows as ss
+    either way (IPv4 first; TIME-WAIT, a dual-stack wildcard, filters, states, -i, -e).  Other
+    dumps of several families (-i, -e, UDP) always run the later ones beside the first.  A helper
+    bounded to one datagram ahead gives the same dump; one closed unread (or half read) ends, its
+    socket closed; the kernel's error is raised where its dump is read."""
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _PER_FAMILY], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["counts"] == [81, 82]  # (a listener and 40 connections' two ends a family, the wildcard)
+    for key, (same, helped, lines) in ((k, v) for k, v in res.items() if k[0].isdigit()):
+        least, argv = key.split(" ", 1)
+        assert same, f"{argv}: not ss's listing"
+        assert lines > 80 or argv.startswith("-uan"), key
+        # (-i and -e always dump per family; the UDP table has no IPv6 socket: no walk of it)
+        per_family = least == "0" or argv.startswith(("-tani", "-tane"))
+        want = [10] if per_family and not argv.startswith("-uan") else []
+        assert helped == want, f"{key}: helpers sent {helped}"
+    assert res["bounded"] is True
+    assert res["switching while it runs"] == pytest.approx(1e-4)
+    assert res["after close"] == [0, True]
+    assert res["error"] is not None and ("Invalid argument" in res["error"] or "not supported" in res["error"])
+
+
 _AHEAD = textwrap.dedent(
     r"""
     import json, socket, subprocess, sys, threading
@@ -356,7 +442,7 @@ _UDP_WALKS = textwrap.dedent(
     from sockscope.kernel import transport
 
     asked = []  # the family of each UDP dump requested (sdiag_family: the byte after the netlink header)
-    for name in ("stream", "stream_ahead"):
+    for name in ("stream", "stream_ahead", "Behind"):  # (Behind: a dump after the first, sent by a helper)
         def spy(request, op, *a, _real=getattr(transport, name), **k):
             if op == "udp diag":
                 asked.append(request[16])

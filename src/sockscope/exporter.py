@@ -270,7 +270,7 @@ def _inet(dumper: _Dumper, snap: Snapshot, table: str, own: str) -> None:
 def _no_udp(snap: Snapshot, fam: int) -> bool:
     """Whether the namespace has no UDP socket of ``fam`` that a dump would find, by the counts the
     snapshot read first (sockstat's ``UDP: inuse`` / ``UDP6: inuse``: see
-    :func:`sockscope.kernel.inet.no_udp`, which the listing reads the same file for)."""
+    :func:`sockscope.kernel.sockstat.no_udp`, which the listing reads the same file for)."""
     counts = snap.summary
     return counts is not None and (counts.udp4 if fam == AF_INET else counts.udp6) == 0
 

@@ -46,22 +46,20 @@ def _stderr_warn(msg: str) -> None:
 class Query:
     """What to dump.
 
-    ``tables`` are ss netids (tcp, udp, raw, u_str, u_dgr, u_seq, nl, p_raw,
-    p_dgr, dccp, sctp, mptcp); ``families`` the address families to show;
-    ``states`` a bitmask of kernel states; ``preferred_family`` is ss's "last
-    of -4/-6/-f wins" for inet dumps (0: none).  ``explicit`` names tables the
-    user asked for by name: for those, "not supported by this kernel" is
-    reported instead of skipped silently.  ``details`` decodes every attribute
-    (shutdown, v6only, mark, cgroup, UNIX vfs/pending); ``ext`` is the
-    inet_diag extension bitmask to request (:data:`EXT_INFO`, :data:`EXT_MEM`).
-    ``bytecode`` (a compiled filter) goes to the kernel with every inet dump;
-    ``predicate`` is applied to every record, except inet records the kernel
-    already filtered when ``kernel_exact`` says the bytecode is the whole answer.
-    ``ports`` (sport, dport; 0 for any) are the ones every match must have:
-    they narrow the TCP dump itself (see ``kernel.inet.encode_request``).
+    ``tables`` are ss netids (tcp, udp, raw, u_str, u_dgr, u_seq, nl, p_raw, p_dgr, dccp, sctp,
+    mptcp); ``families`` the address families to show; ``states`` a bitmask of kernel states;
+    ``preferred_family`` is ss's "last of -4/-6/-f wins" for inet dumps (0: none).  ``explicit``
+    names tables the user asked for by name: for those, "not supported by this kernel" is reported
+    instead of skipped silently.  ``details`` decodes every attribute (shutdown, v6only, mark,
+    cgroup, UNIX vfs/pending); ``ext`` is the inet_diag extension bitmask to request
+    (:data:`EXT_INFO`, :data:`EXT_MEM`).  ``bytecode`` (a compiled filter) goes to the kernel with
+    every inet dump; ``predicate`` is applied to every record, except inet records the kernel already
+    filtered when ``kernel_exact`` says the bytecode is the whole answer.  ``ports`` (sport, dport; 0
+    for any) are the ones every match must have: they narrow the TCP dump itself (see
+    ``kernel.inet.encode_request``).
 
-    Immutable; :meth:`replace` gives a changed copy.  (A plain slotted class,
-    not a dataclass: the listing's start-up does not import ``dataclasses``.)
+    Immutable; :meth:`replace` gives a changed copy.  (A plain slotted class, not a dataclass: the
+    listing's start-up does not import ``dataclasses``.)
     """
 
     __slots__ = ("tables", "families", "states", "preferred_family", "details", "ext", "explicit", "force_proc",
@@ -128,10 +126,9 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool
             ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket]]]:
     """The one source: ``(table, batch)`` in ss's order, filtered by ``q``'s filter.
 
-    Every inet table comes as :class:`~sockscope.kernel.inet.Batch` columns,
-    whether sock_diag or the /proc fallback answered; UNIX sockets (table
-    "unix") as one :class:`~sockscope.kernel.unix.Batch` (or records, from
-    /proc); netlink and packet sockets (tables "nl", "packet") as one
+    Every inet table comes as :class:`~sockscope.kernel.inet.Batch` columns, whether sock_diag or the
+    /proc fallback answered; UNIX sockets (table "unix") as one :class:`~sockscope.kernel.unix.Batch`
+    (or records, from /proc); netlink and packet sockets (tables "nl", "packet") as one
     :class:`~sockscope.kernel.others.Batch` each.  ``info`` adds the tcp_info columns (``ss -i``);
     ``ahead`` receives in a helper thread while the caller decodes (not when
     the caller runs a thread of its own: three threads contend for the GIL);
@@ -255,10 +252,11 @@ def _families(q: Query) -> list[int]:
 
 def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead: bool = True,
           ordered: bool = True) -> Iterator[tuple[Batch, bool]]:
-    """One inet table's batches, and whether each came from sock_diag (else
-    from /proc: sock_diag unavailable or denied, or the raw table), streamed
-    datagram by datagram: memory stays flat however many sockets."""
-    from sockscope.kernel import inet, transport
+    """One inet table's batches, and whether each came from sock_diag (else from /proc: sock_diag
+    unavailable or denied, or the raw table), datagram by datagram: TCP's of both families from one
+    walk (:func:`_tcp_both`) unless one per family pays (``sockstat.tcp_per_family``); of several
+    dumps, those after the first are sent at once and run beside it (``transport.Behind``)."""
+    from sockscope.kernel import inet, sockstat, transport
 
     replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
     if replay:  # a capture: not filtered by any kernel, so the filter expression applies here
@@ -273,20 +271,27 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
         receive = transport.stream_ahead if ahead else transport.stream
         op = f"{table} diag"
         try:
-            if table == "tcp" and fams == [AF_INET, AF_INET6] and not q.details and not q.ext:
+            if (table == "tcp" and fams == [AF_INET, AF_INET6] and not q.details and not q.ext
+                    and not (ordered and ahead and sockstat.tcp_per_family())):
                 done = yield from _tcp_both(q, op, info, receive, ordered)
                 if done:
                     return
-            for fam in fams:
-                if table == "udp" and inet.no_udp(fam):  # (a walk of the whole table that finds nothing)
-                    continue
-                req = inet.encode_request(fam, inet.PROTOCOLS[table], q.states, q.ext, q.bytecode,
-                                          ports=q.ports if table == "tcp" else (0, 0))
-                for data in receive(req, op):
-                    batch, end = inet.decode(data, op, info)
-                    yield batch, True
-                    if end:
-                        break
+            reqs = [inet.encode_request(fam, inet.PROTOCOLS[table], q.states, q.ext, q.bytecode,
+                                        ports=q.ports if table == "tcp" else (0, 0))
+                    for fam in fams if not (table == "udp" and sockstat.no_udp(fam))]  # (walks finding nothing)
+            later: list[transport.Behind] = []
+            try:
+                for req in reqs[1:] if ahead else ():
+                    later.append(transport.Behind(req, op))
+                for dump in [receive(req, op) for req in reqs[: 1 if ahead else None]] + later:
+                    for data in dump:
+                        batch, end = inet.decode(data, op, info)
+                        yield batch, True
+                        if end:
+                            break
+            finally:
+                for behind in later:
+                    behind.close()
             return
         except (NotSupported, PermissionDenied) as exc:
             if table not in ("tcp", "udp"):
@@ -309,11 +314,10 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
 
 def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Iterable[bytes]],
               ordered: bool = True) -> Generator[tuple[Batch, bool], None, bool]:
-    """``_inet``'s TCP batches for both families from one legacy dump (one walk
-    of the kernel's tables instead of one per family); returns False, having
-    yielded nothing, when the kernel refuses that request.  ss lists IPv4 then
-    IPv6, each in the kernel's order: IPv6 rows are held back until the end,
-    which gives exactly that order (unless not ``ordered``)."""
+    """``_inet``'s TCP batches for both families from one legacy dump (one walk of the kernel's tables
+    instead of one per family); returns False, having yielded nothing, when the kernel refuses it.  ss
+    lists IPv4 then IPv6, each in the kernel's order: IPv6 rows are held back until the end (unless
+    not ``ordered``)."""
     from sockscope.kernel import inet
 
     held: list[Batch] = []

@@ -128,22 +128,6 @@ _REQ_V1 = _struct.Struct("=BBBB")
 _REQ_V1_TAIL = _struct.Struct("=II")
 
 
-def no_udp(family: int) -> bool:
-    """Whether a UDP dump of ``family`` would find nothing in this thread's network namespace
-    (``setns`` moves only the calling thread): the kernel's own count
-    (``sockstat``'s ``UDP: inuse``, ``sockstat6``'s ``UDP6: inuse``) is of the hashed sockets,
-    bound or connected, which are what the dump walks the whole table for (1.3–1.5 ms here when it
-    finds nothing).  False where it cannot be read."""
-    six = family == AF_INET6
-    key = b"UDP6: inuse " if six else b"UDP: inuse "
-    try:
-        with open(f"/proc/thread-self/net/sockstat{'6' if six else ''}", "rb") as f:
-            text = f.read(4096)
-    except OSError:
-        return False
-    return any(line.startswith(key) and line[len(key):].split()[:1] == [b"0"] for line in text.splitlines())
-
-
 # --------------------------------------------------------------------------
 # The decoder: one datagram of an inet_diag dump -> one column Batch
 

@@ -16,7 +16,7 @@ from sockscope.kernel.netlink import DONE_HEAD, NETLINK_SOCK_DIAG
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Callable, Iterator
+    from typing import Callable, Generator, Iterator
 
 RCVBUF = 1 << 20  # 1 MiB: fewer syscalls for large dumps
 _RECV_SIZE = 1 << 17  # the kernel fills up to ~32 KiB per datagram; leave room
@@ -152,11 +152,6 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
     threads switch often (:func:`_switch_often`).  The first datagram (made by
     the kernel as the request is sent) is received here; a dump that ends in
     it starts no helper."""
-    if TYPE_CHECKING:
-        from collections import deque
-    else:  # the C type, built into the interpreter (``queue``'s C module is one more shared library to load)
-        from _collections import deque
-
     s = open_diag()
     recv = _receiver(s)
     try:
@@ -175,55 +170,138 @@ def stream_ahead(request: bytes, op: str) -> Iterator[bytes]:
         finally:
             s.close()
         return
-    got: deque[bytes | OSError | object] = deque()
-    # this thread waits on it while ``got`` is empty; the helper appends, then releases it if held
-    # (only the helper releases, only this thread acquires: no wake-up is lost; one that finds its
-    # item already taken makes the loop wait again)
-    wake = _thread.allocate_lock()
-    wake.acquire()
-    end = object()
-
-    def put(item: bytes | OSError | object) -> None:
-        got.append(item)
-        if wake.locked():
-            wake.release()
-
-    def receive() -> None:  # (with the caller's buffer: the caller no longer receives)
-        try:
-            while True:
-                data = recv()
-                put(data)
-                if not data or _ends_dump(data):
-                    break
-        except OSError as exc:
-            put(exc)
-        finally:
-            put(end)
-
-    _switch_often(True)
-    try:
-        _thread.start_new_thread(receive, ())
-    except BaseException:
-        _switch_often(False)
-        s.close()
-        raise
+    hand = _Handoff(s, recv, op)
+    hand.start(b"")
     try:
         yield first  # decoded while the helper starts and asks for the next
-        while True:
-            while not got:
-                wake.acquire()
-            item = got.popleft()
-            if item is end:
-                break
-            if isinstance(item, OSError):
-                raise _failed(op, item) from item
-            if not isinstance(item, bytes) or not item:
-                raise _closed(op)
-            yield item
-        yield from stream(b"", op, s, send=False)  # only if the decoder wants more
-    finally:
+        yield from hand.items()
+    finally:  # (also where the caller stops at the first: the helper is ended, the socket closed)
+        hand.end()
+
+
+class Behind:
+    """A dump that a helper thread starts at once (it sends the request and receives the
+    replies) while the caller reads something else: the kernel's walk runs beside the
+    caller's work, none of it on the caller's thread.  Iterate it once (the datagrams, as
+    :func:`stream` yields them); the helper holds at most :data:`BEHIND_BYTES` of them not
+    yet taken, and then waits.  :meth:`close` ends it wherever it is (also never read)."""
+
+    __slots__ = ("_hand", "_items")
+
+    def __init__(self, request: bytes, op: str) -> None:
+        s = open_diag()
+        self._hand = _Handoff(s, _receiver(s), op, BEHIND_BYTES)
+        self._hand.start(request)
+        self._items = self._hand.items()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._items
+
+    def close(self) -> None:
+        self._items.close()  # (a generator never started runs no finally: the hand-off ends below)
+        self._hand.end()
+
+
+#: what a :class:`Behind` helper receives before its caller reads it, at most (then it waits)
+BEHIND_BYTES = 8 << 20
+
+
+class _Handoff:
+    """Datagrams a helper thread receives from ``sock``, handed to the thread that decodes them.
+
+    Two locks, each released by one thread only and acquired by the other (no wake-up is lost;
+    one that finds its item already taken makes the loop wait again): ``wake`` when ``got`` was
+    empty, ``room`` when a helper bounded by ``cap`` bytes may go on.  The socket is closed
+    once the helper has stopped (``done``): never under a ``recv`` of its."""
+
+    __slots__ = ("sock", "recv", "op", "cap", "got", "wake", "room", "done", "put_bytes", "taken_bytes", "stop",
+                 "closed")
+    END = object()
+
+    def __init__(self, sock: _socket.socket, recv: Callable[[], bytes], op: str, cap: int = 0) -> None:
+        if TYPE_CHECKING:
+            from collections import deque
+        else:  # the C type, built into the interpreter (``queue``'s C module is one more shared library to load)
+            from _collections import deque
+        self.sock, self.recv, self.op, self.cap = sock, recv, op, cap
+        self.got: deque[bytes | OSError | object] = deque()
+        self.wake, self.room, self.done = _thread.allocate_lock(), _thread.allocate_lock(), _thread.allocate_lock()
+        self.wake.acquire()
+        self.room.acquire()
+        self.put_bytes = self.taken_bytes = 0  # (each written by one thread only)
+        self.stop = self.closed = False
+
+    def start(self, request: bytes) -> None:
+        """Start the helper (it sends ``request`` first, unless empty)."""
+        _switch_often(True)
+        self.done.acquire()
+        try:
+            _thread.start_new_thread(self._receive, (request,))
+        except BaseException:
+            self.done.release()
+            self.end()
+            raise
+
+    def _put(self, item: bytes | OSError | object) -> None:
+        self.got.append(item)
+        if self.wake.locked():
+            self.wake.release()
+
+    def _receive(self, request: bytes) -> None:  # the helper
+        try:
+            if request:
+                self.sock.sendto(request, (0, 0))
+            while not self.stop:
+                data = self.recv()
+                self._put(data)
+                if not data or _ends_dump(data):
+                    break
+                self.put_bytes += len(data)
+                while self.cap and self.put_bytes - self.taken_bytes > self.cap and not self.stop:
+                    self.room.acquire()
+        except OSError as exc:
+            self._put(exc)
+        finally:
+            self._put(self.END)
+            self.done.release()
+
+    def items(self) -> Generator[bytes, None, None]:
+        """The datagrams, as the helper hands them over; then what the decoder still wants, read here."""
+        op = self.op
+        try:
+            while True:
+                while not self.got:
+                    self.wake.acquire()
+                item = self.got.popleft()
+                if item is self.END:
+                    break
+                if isinstance(item, OSError):
+                    raise _failed(op, item) from item
+                if not isinstance(item, bytes) or not item:
+                    raise _closed(op)
+                if self.cap:
+                    self.taken_bytes += len(item)
+                    if self.room.locked():
+                        self.room.release()
+                yield item
+            yield from stream(b"", op, self.sock, send=False)  # only if the decoder wants more
+        finally:
+            self.end()
+
+    def end(self) -> None:
+        """Stop the helper, wait for it, close the socket (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.stop = True
+        if self.room.locked():
+            self.room.release()
+        # the helper's recv returns (a dump's datagrams come as they are asked for); one that waits
+        # for a datagram that never comes is left to its wait, on a socket closed here
+        if self.done.acquire(timeout=1.0):
+            self.done.release()
         _switch_often(False)
-        s.close()
+        self.sock.close()
 
 
 _ERROR_TYPE = (2).to_bytes(2, sys.byteorder)
