@@ -272,7 +272,7 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
         op = f"{table} diag"
         try:
             if (table == "tcp" and fams == [AF_INET, AF_INET6] and not q.details and not q.ext
-                    and not (ordered and ahead and sockstat.tcp_per_family())):
+                    and not (ordered and ahead and not q.bytecode and sockstat.tcp_per_family())):
                 done = yield from _tcp_both(q, op, info, receive, ordered)
                 if done:
                     return

@@ -52,6 +52,8 @@ def tcp_per_family() -> bool:
     every bucket of the kernel's table (~1–2 ms of the listing's time here, beside it on another
     core).  So: when each family (``TCP: inuse``, ``TCP6: inuse``: hashed sockets, listeners among
     them, not TIME-WAIT) holds at least 1/:data:`PER_FAMILY_SHARE` of at least
-    :data:`PER_FAMILY_MIN` sockets; else (also where the counts cannot be read) the one walk."""
+    :data:`PER_FAMILY_MIN` sockets; else (also where the counts cannot be read) the one walk.  (A
+    listing with a filter expression takes the one walk whatever this says: the kernel's bytecode
+    leaves few rows to split, as a filter mostly does.)"""
     v4, v6 = counts(AF_INET).get(b"TCP inuse", 0), counts(AF_INET6).get(b"TCP inuse", 0)
     return v4 + v6 >= PER_FAMILY_MIN and min(v4, v6) * PER_FAMILY_SHARE >= v4 + v6
