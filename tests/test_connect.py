@@ -125,6 +125,11 @@ def test_host_that_does_not_resolve(ns: NetNS) -> None:
     out = ns.sockscope("connect", "no-such-host.invalid", "80", timeout=30)
     assert out.returncode == 4
     assert _one_error_line(out.stderr).startswith("sockscope: cannot resolve host 'no-such-host.invalid': ")
+    for args in (["a..b", "80"], ["x" * 64 + ":80"]):  # not host names: was a traceback
+        out = ns.sockscope("connect", *args)
+        assert out.returncode == 4, (args, out.stderr)
+        assert _one_error_line(out.stderr).startswith(f"sockscope: cannot resolve host {args[0].split(':')[0]!r}: "
+                                                      "not a host name ("), out.stderr
 
 
 def test_connect_timeout(ns: NetNS) -> None:

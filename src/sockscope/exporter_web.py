@@ -87,6 +87,8 @@ def bind(addr: Address, backlog: int) -> socket.socket:
         infos = socket.getaddrinfo(addr.host, addr.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise SockscopeError(f"cannot listen on {addr}: {exc.strerror}") from exc
+    except (UnicodeError, ValueError) as exc:  # (a label over 63 characters, or empty; a NUL)
+        raise SockscopeError(f"cannot listen on {addr}: not a host name ({exc})") from None
     return _bind_any(addr, [(info[0], info[4]) for info in infos[:1]], backlog)
 
 

@@ -65,6 +65,8 @@ def _resolve(name: str, port: int, socktype: int) -> list[BindAddress]:
         infos = socket.getaddrinfo(name, port, socket.AF_UNSPEC, socktype, 0, socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ResolveError(f"cannot resolve host {name!r}: {exc.strerror}") from exc
+    except (UnicodeError, ValueError) as exc:  # (a label over 63 characters, or empty; a NUL)
+        raise ResolveError(f"cannot resolve host {name!r}: not a host name ({exc})") from None
     out: list[BindAddress] = []
     for family, _type, _proto, _canon, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):

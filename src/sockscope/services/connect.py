@@ -109,6 +109,8 @@ async def resolve(target: Target, timeout: float) -> list[Resolved]:
         infos = await asyncio.wait_for(loop.getaddrinfo(target.host, target.port, type=socktype), timeout)
     except socket.gaierror as exc:
         raise ResolveError(f"cannot resolve host {target.host!r}: {exc.strerror}") from exc
+    except (UnicodeError, ValueError) as exc:  # (a label over 63 characters, or empty; a NUL)
+        raise ResolveError(f"cannot resolve host {target.host!r}: not a host name ({exc})") from None
     except TimeoutError as exc:
         raise ResolveError(f"cannot resolve host {target.host!r}: timed out after {timeout:g}s") from exc
     out = []
