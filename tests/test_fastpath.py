@@ -91,7 +91,8 @@ _PER_FAMILY = _SOCKETS + textwrap.dedent(
     def ss(argv):
         return subprocess.run(["ss", *argv], capture_output=True, text=True, check=True).stdout
 
-    res = {"counts": [sockstat.counts(f).get(b"TCP inuse") for f in (socket.AF_INET, socket.AF_INET6)]}
+    res = {"counts": [sockstat.counts(f).get((p, b"inuse")) for f, p in ((socket.AF_INET, b"TCP"),
+                                                                           (socket.AF_INET6, b"TCP6"))]}
     argvs = (["-tan"], ["-ta"], ["-t"], ["-tn", "dport", "gt", ":1024"], ["-tan", "state", "established"],
              ["-tani"], ["-tane"], ["-uan"], ["-tuan"])
     for least in (sockstat.PER_FAMILY_MIN, 0):

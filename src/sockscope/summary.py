@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sockscope.errors import SockscopeError
+from sockscope.kernel import sockstat
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,50 +64,35 @@ class Summary:
         return "\n".join(lines) + "\n\n"
 
 
-def _pairs(line: str) -> dict[str, int]:
-    parts = line.split()[1:]
-    out: dict[str, int] = {}
-    for k, v in zip(parts[::2], parts[1::2]):
-        try:
-            out[k] = int(v)
-        except ValueError:
-            pass
-    return out
-
-
 #: /proc/net/sockstat{,6} line -> {Summary field: word on that line}
-_SOCKSTAT: dict[str, dict[str, str]] = {
-    "sockets": {"sockets_used": "used"},
-    "TCP": {"tcp_inuse4": "inuse", "tcp_orphan": "orphan", "tcp_timewait": "tw", "tcp_alloc": "alloc",
-            "tcp_mem": "mem"},
-    "TCP6": {"tcp_inuse6": "inuse"},
-    "UDP": {"udp4": "inuse"},
-    "UDP6": {"udp6": "inuse"},
-    "RAW": {"raw4": "inuse"},
-    "RAW6": {"raw6": "inuse"},
-    "FRAG": {"frag4": "inuse"},
-    "FRAG6": {"frag6": "inuse"},
+_SOCKSTAT: dict[bytes, dict[str, bytes]] = {
+    b"sockets": {"sockets_used": b"used"},
+    b"TCP": {"tcp_inuse4": b"inuse", "tcp_orphan": b"orphan", "tcp_timewait": b"tw", "tcp_alloc": b"alloc",
+             "tcp_mem": b"mem"},
+    b"TCP6": {"tcp_inuse6": b"inuse"},
+    b"UDP": {"udp4": b"inuse"},
+    b"UDP6": {"udp6": b"inuse"},
+    b"RAW": {"raw4": b"inuse"},
+    b"RAW6": {"raw6": b"inuse"},
+    b"FRAG": {"frag4": b"inuse"},
+    b"FRAG6": {"frag6": b"inuse"},
 }
 
 
 def read(proc: str = "/proc") -> Summary:
     """Read the counters (of the caller's network namespace)."""
-    vals: dict[str, int] = {}
+    got: dict[tuple[bytes, bytes], int] = {}
     found = False
     for name in ("sockstat", "sockstat6"):
         try:
-            with open(f"{proc}/net/{name}") as f:
-                lines = f.read().splitlines()
+            with open(f"{proc}/net/{name}", "rb") as f:
+                got.update(sockstat.parse(f.read()))
         except FileNotFoundError:
             continue
         except OSError as exc:
             raise SockscopeError(f"cannot read {proc}/net/{name}: {exc.strerror}") from exc
         found = True
-        for line in lines:
-            fields = _SOCKSTAT.get(line.split(":", 1)[0])
-            if fields:
-                d = _pairs(line)
-                vals.update({field: d.get(word, 0) for field, word in fields.items()})
+    vals = {field: got.get((line, word), 0) for line, fields in _SOCKSTAT.items() for field, word in fields.items()}
     if not found:
         raise SockscopeError(f"cannot read {proc}/net/sockstat")
     try:

@@ -17,31 +17,37 @@ PER_FAMILY_SHARE = 256
 PER_FAMILY_MIN = 4096
 
 
-def counts(family: int) -> dict[bytes, int]:
-    """``sockstat``'s counts (IPv4: ``TCP: inuse N orphan N tw N …``) or ``sockstat6``'s (IPv6), as
-    ``{b"TCP inuse": N, b"TCP tw": N, b"UDP inuse": N, …}`` (``TCP6`` read as ``TCP``); {} where the
-    file cannot be read."""
-    six = family == AF_INET6
-    try:
-        with open(f"/proc/thread-self/net/sockstat{'6' if six else ''}", "rb") as f:
-            text = f.read(4096)
-    except OSError:
-        return {}
-    out: dict[bytes, int] = {}
+def parse(text: bytes) -> dict[tuple[bytes, bytes], int]:
+    """``sockstat``'s or ``sockstat6``'s lines (``TCP: inuse 3 orphan 0 tw 0 …``) as
+    ``{(b"TCP", b"inuse"): 3, …}``; a word not followed by a number is left out."""
+    out: dict[tuple[bytes, bytes], int] = {}
     for line in text.splitlines():
         proto, _, rest = line.partition(b":")
         words = rest.split()
         for key, value in zip(words[::2], words[1::2]):
-            if value.isdigit():
-                out[proto.removesuffix(b"6") + b" " + key] = int(value)
+            try:
+                out[proto, key] = int(value)
+            except ValueError:
+                pass
     return out
+
+
+def counts(family: int) -> dict[tuple[bytes, bytes], int]:
+    """:func:`parse` of this thread's namespace's ``sockstat`` (IPv4: ``TCP``, ``UDP``, ``sockets``
+    …) or ``sockstat6`` (IPv6: ``TCP6``, ``UDP6`` …); {} where the file cannot be read."""
+    six = family == AF_INET6
+    try:
+        with open(f"/proc/thread-self/net/sockstat{'6' if six else ''}", "rb") as f:
+            return parse(f.read(4096))
+    except OSError:
+        return {}
 
 
 def no_udp(family: int) -> bool:
     """Whether a UDP dump of ``family`` would find nothing: the kernel's count (``UDP: inuse``,
     ``UDP6: inuse``) is of the hashed sockets, bound or connected, which are what the dump walks
     the whole table for (1.3–1.5 ms here when it finds nothing).  False where it cannot be read."""
-    return counts(family).get(b"UDP inuse") == 0
+    return counts(family).get((b"UDP6" if family == AF_INET6 else b"UDP", b"inuse")) == 0
 
 
 def tcp_per_family() -> bool:
@@ -55,5 +61,5 @@ def tcp_per_family() -> bool:
     :data:`PER_FAMILY_MIN` sockets; else (also where the counts cannot be read) the one walk.  (A
     listing with a filter expression takes the one walk whatever this says: the kernel's bytecode
     leaves few rows to split, as a filter mostly does.)"""
-    v4, v6 = counts(AF_INET).get(b"TCP inuse", 0), counts(AF_INET6).get(b"TCP inuse", 0)
+    v4, v6 = counts(AF_INET).get((b"TCP", b"inuse"), 0), counts(AF_INET6).get((b"TCP6", b"inuse"), 0)
     return v4 + v6 >= PER_FAMILY_MIN and min(v4, v6) * PER_FAMILY_SHARE >= v4 + v6
