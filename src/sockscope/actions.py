@@ -13,7 +13,7 @@ from sockscope.records import Socket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterable, Iterator
+    from typing import Container, Iterable, Iterator
 
 #: the tables whose sockets the kernel can close (their sock_diag handlers implement destroy)
 _DESTROYABLE = ("tcp", "udp", "raw")
@@ -34,16 +34,18 @@ def sockid(s: Socket) -> bytes:
     )
 
 
-def kill(socks: Iterable[Socket], dry_run: bool = False) -> Iterator[Socket]:
+def kill(socks: Iterable[Socket], dry_run: bool = False, replayed: Container[str] = ()) -> Iterator[Socket]:
     """Close each inet socket with SOCK_DESTROY; yield those closed (or, with
     ``dry_run``, those that would be).  Sockets the kernel cannot close
     (EOPNOTSUPP) or that are already gone (ENOENT) are skipped, as ss does.
+    The records of the tables in ``replayed`` (read from a capture, ``TCPDIAG_FILE``)
+    describe no socket of this kernel: yielded as they are, never closed, as ss lists them.
     Without CAP_NET_ADMIN: :class:`PermissionDenied` saying so."""
     for seq, s in enumerate(socks, 1):
         if s.netid not in _DESTROYABLE:
             continue
         proto = inet.PROTOCOLS[s.netid]
-        if dry_run:
+        if dry_run or s.netid in replayed:
             yield s
             continue
         if proto == inet.IPPROTO_RAW and s.protocol is not None:

@@ -196,6 +196,10 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             return 0
     state_filter, rest = parse_state_words(args, state_filter)
     chose_states = len(rest) < len(args)  # at least one `state`/`exclude` word was given
+    if kill and chose_states and not state_filter:
+        # "exclude all", "state X exclude X": no state is left, and ss then lists its default states
+        # (every connected socket) as if no word had been given: for -K that closes what was excluded
+        raise UsageError("-K: the state words leave no state to close: name the states to close")
     if dry_run and not kill:
         raise UsageError("--dry-run goes with -K")
     if sel.do_default:
@@ -297,9 +301,14 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         owner_map = owners
         socks = (replace(s, owners=owner_map.owners(s.inode)) if s.inode in owner_map else s for s in socks)
     if kill:
+        import os
+
         from sockscope.actions import kill as _kill
 
-        socks = _kill((s for s in socks if s.netid in ("tcp", "udp", "raw")), dry_run=dry_run)
+        # a TCP table replayed from TCPDIAG_FILE holds the capture's sockets, not this kernel's: listed, never
+        # closed (ss's -K closes what its live dumps list, and prints a replayed capture as it is)
+        replayed = ("tcp",) if os.environ.get("TCPDIAG_FILE") else ()
+        socks = _kill((s for s in socks if s.netid in ("tcp", "udp", "raw")), dry_run=dry_run, replayed=replayed)
     if fmt == "json":
         from sockscope.render.machine import write_json
 
