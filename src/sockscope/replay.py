@@ -27,6 +27,9 @@ def replay(path: str) -> Iterator[Batch]:
 
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below
+    except IsADirectoryError as exc:  # (ss's fopen opens a directory: its first read says so)
+        print(f"Reading header from $TCPDIAG_FILE: {exc.strerror}", file=sys.stderr)
+        return
     except OSError as exc:
         print(f"fopen($TCPDIAG_FILE): {exc.strerror}", file=sys.stderr)
         return
@@ -35,13 +38,13 @@ def replay(path: str) -> Iterator[Batch]:
         while True:
             head = f.read(16)
             length = nl.NLMSGHDR.unpack_from(head)[0] if len(head) == 16 else 0
+            if length > _REPLAY_MESSAGE_MAX:  # before its body is read: the length is the file's word
+                raise UsageError(f"TCPDIAG_FILE {path}: a message of {length} bytes (more than a dump's)")
             body = f.read(nl.align4(length) - 16) if length >= 16 else b""
             if len(head) < 16 or length < 16 or len(body) < nl.align4(length) - 16:
                 sys.stderr.write("Unexpected EOF reading $TCPDIAG_FILE")
                 sys.stderr.flush()
                 break
-            if length > _REPLAY_MESSAGE_MAX:
-                raise UsageError(f"TCPDIAG_FILE {path}: a message of {length} bytes (more than a dump's)")
             chunk += head + body
             mtype = nl.NLMSGHDR.unpack_from(head)[1]
             if mtype == nl.NLMSG_DONE or mtype == nl.NLMSG_ERROR or len(chunk) >= 1 << 17:

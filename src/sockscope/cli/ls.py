@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from sockscope._addr import AF_PACKET
+from sockscope._addr import AF_PACKET, AF_TIPC, AF_VSOCK, AF_XDP
 from sockscope.cli.options import (AF_DEFAULTS, DB_FAMILIES, DB_NAMES, DB_STATES, FAMILY_NAMES, LISTENING, SHORT_AF,
                                    SHORT_DB)
 from sockscope.errors import UsageError
@@ -132,7 +132,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
             if af is None:
                 raise UsageError(f'"{val}" is invalid family')
             sel.af_set(af)
-            sel.explicit.update(AF_DEFAULTS[af][0])
+            if af in (AF_VSOCK, AF_TIPC, AF_XDP):  # as --vsock, --tipc, --xdp; "-f inet" is -4, quiet as it is
+                sel.explicit.update(AF_DEFAULTS[af][0])
         elif name == "A":
             if not saw_query:
                 sel.dbs = set()
@@ -168,6 +169,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     oneline, summary, all_netns, kill = "oneline" in on, "summary" in on, "all-netns" in on, "kill" in on
     dry_run, follow, cgroup, threads = "dry-run" in on, "events" in on, "cgroup" in on, "threads" in on
     tos, sockopt, bpf = "tos" in on, "inet-sockopt" in on, "bpf" in on
+    if all_netns and (follow or diag_file is not None):  # (each reads one namespace: never all, silently)
+        raise UsageError(f"--all-netns does not go with {'-E' if follow else '-D'}: choose one namespace with -N")
 
     from sockscope.filter.states import parse_state_words
 
@@ -267,7 +270,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
                               numeric=numeric, cgroup=cgroup, tos=tos, sockopt=sockopt, bpf=bpf)
     topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes, details=dopts,
-                         tables=frozenset(sel.dbs))
+                         tables=frozenset(sel.dbs), any_protocol=follow)
     if follow:
         import gc
 
@@ -341,7 +344,11 @@ def _diag_dump(q: Query, path: str, out: IO[str]) -> int:
     fams = [f for f in (2, 10) if f in q.families and q.preferred_family != (10 if f == 2 else 2)]
     if path == "-":
         out.flush()
-        sink = sys.stdout.buffer
+        sink = getattr(out, "buffer", None)
+        if sink is None:  # started with standard output closed (or given a stream of text alone)
+            import errno
+
+            raise OSError(errno.EBADF, "standard output is closed")
     else:
         try:
             sink = open(path, "wb")  # noqa: SIM115 - closed below
@@ -355,7 +362,7 @@ def _diag_dump(q: Query, path: str, out: IO[str]) -> int:
                     break
         sink.flush()
     finally:
-        if sink is not sys.stdout.buffer:
+        if path != "-":
             sink.close()
     return 0
 

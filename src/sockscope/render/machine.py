@@ -2,7 +2,8 @@
 as sockets come: NDJSON) and ``--csv``; and the ``-s`` summary in both.
 
 The fields are those of :meth:`sockscope.records.Socket.to_dict`; ``owners``
-is a list of {pid, fd, name, tid} in JSON and ``pid/fd/name;…`` text in CSV.
+is a list of {pid, fd, name, tid} in JSON and ``pid/fd/name;…`` text in CSV (a name's "%", "/"
+and ";" percent-encoded).
 CSV keeps the flat fields only (the nested ``tcp_info``, ``skmem``,
 ``bbr_info`` and ``dctcp_info`` are in the JSON) and writes booleans as JSON
 does (``true``/``false``), absent values as empty cells.
@@ -68,10 +69,18 @@ def write_csv(socks: Iterable[Socket], out: IO[str], flush: bool = False) -> Non
         out.flush()
     for s in socks:
         d = s.to_dict()
-        d["owners"] = ";".join(f"{o['pid']}/{o['fd']}/{o['name']}" for o in d["owners"])
+        d["owners"] = ";".join(f"{o['pid']}/{o['fd']}/{_owner_name(o['name'])}" for o in d["owners"])
         w.writerow([_cell(d[k]) for k in FIELDS])
         if flush:
             out.flush()
+
+
+def _owner_name(name: str) -> str:
+    """A process name in CSV's ``pid/fd/name;…`` with its "%", "/" and ";" as ``%25``, ``%2F``,
+    ``%3B``: any process may name itself ``x;1/3/sshd``, which would read as a second owner."""
+    if "%" in name or "/" in name or ";" in name:
+        return name.replace("%", "%25").replace("/", "%2F").replace(";", "%3B")
+    return name
 
 
 def write_summary(counts: list[tuple[str | None, Summary]], fmt: str, out: IO[str]) -> None:

@@ -110,6 +110,8 @@ def host(address: str) -> str:
             name = socket.gethostbyaddr(target)[0]
         except (OSError, UnicodeError):
             name = address
+        if len(_hosts) >= 1 << 16:  # bounded: -E -r follows ever new peers
+            _hosts.clear()
         _hosts[address] = name
     return name
 

@@ -80,18 +80,26 @@ class TableOptions:
     """What changes the cells: -n, -r, -p and the detail texts (a plain
     slotted class: the listing's start-up does not import ``dataclasses``)."""
 
-    __slots__ = ("numeric", "resolve", "processes", "details", "tables")
+    __slots__ = ("numeric", "resolve", "processes", "details", "tables", "any_protocol")
 
     def __init__(self, numeric: bool = False, resolve: bool = False, processes: bool = False,
-                 details: DetailOptions | None = None, tables: frozenset[str] = frozenset()) -> None:
+                 details: DetailOptions | None = None, tables: frozenset[str] = frozenset(),
+                 any_protocol: bool = False) -> None:
         self.numeric = numeric
         self.resolve = resolve
         self.processes = processes
         self.details = details
         self.tables = tables  # the tables listed: which protocol's service names dccp, sctp and mptcp take
+        # every port named by the file's first line for it, of any protocol: ss -E's names (ss sets the
+        # protocol of its look-ups as it dumps a table; following events, it dumps none)
+        self.any_protocol = any_protocol
 
     def __repr__(self) -> str:
         return "TableOptions(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in TableOptions.__slots__) + ")"
+
+
+#: the address texts a cell maker keeps at most (then it starts over)
+_CACHED = 1 << 16
 
 
 class CellMaker:
@@ -133,6 +141,8 @@ class CellMaker:
                 s = _names().host(text) if self.opts.resolve else text
                 if ":" in s:
                     s = f"[{s}]"
+            if len(self._addrs) >= _CACHED:  # bounded: -E follows ever new peers for days
+                self._addrs.clear()
             self._addrs[key] = s
         return s
 
@@ -165,8 +175,13 @@ class CellMaker:
         their own; DCCP, SCTP and MPTCP (whose tables ss shows after raw, UDP and TCP, setting
         no protocol of their own) those of the last of these listed with them, or of any protocol
         (the file's first line for the port) where none is.  "raw": named as raw sockets' ports
-        are, as protocols (/etc/protocols), also an MPTCP port where raw was the last listed."""
-        if netid == "tcp" or netid == "udp" or netid == "raw":
+        are, as protocols (/etc/protocols), also an MPTCP port where raw was the last listed.
+        Following events (``any_protocol``): TCP's and UDP's too of any protocol, as ss -E's."""
+        if netid == "raw":
+            return netid
+        if self.opts.any_protocol:
+            return None
+        if netid == "tcp" or netid == "udp":
             return netid
         tables = self.opts.tables
         return next((t for t in ("tcp", "udp", "raw") if t in tables), None)

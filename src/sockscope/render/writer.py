@@ -49,8 +49,11 @@ class TableWriter:
         rows (up to :data:`HOLD_ROWS`) and find where ss writes once they are there."""
         self.out = out
         self.visible = [i for i, v in enumerate(visible) if v and i < TAIL]
+        self._delims = _LDELIM
         if netns:
             self.visible.insert(0, NETNS)
+            # Netid has no delimiter as ss's first column; after the Netns column, a space as any other
+            self._delims = tuple(" " if c.name == "netid" else c.delim for c in COLUMNS)
         self.widths = [0] * len(COLUMNS)
         self.batch = batch
         self.hold = hold
@@ -259,8 +262,8 @@ class TableWriter:
         first = True
         for i in self.visible:
             w = self.widths[i]
-            delim = _LDELIM[i] if not first else ""
-            ew = w + len(_LDELIM[i]) if (not first and w) else w
+            delim = self._delims[i] if not first else ""
+            ew = w + len(delim) if (not first and w) else w
             specs.append((i, delim, max(ew - len(delim), 0), _RIGHT[i]))
             if ew:
                 first = False
