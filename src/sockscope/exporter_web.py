@@ -28,7 +28,9 @@ reading one GET request head under a deadline.
 * The collection runs in a small thread pool; scrapes that arrive while one
   is being rendered share it (one render per content type and encoding).
   bcrypt checks run in their own one-thread pool; a successful check is
-  cached (as exporter-toolkit does), so a scrape costs no bcrypt.
+  cached (as exporter-toolkit does), so a scrape costs no bcrypt.  At most
+  :data:`MAX_AUTH_PENDING` checks wait; credentials not cached that come past
+  that get 401 at once (wrong passwords cannot keep every connection busy).
 * The web config (TLS, auth, headers) is taken per connection, and loaded
   again when a file it came from changes (see :func:`sockscope.webconfig.changed`).
 """
@@ -121,6 +123,10 @@ def url_of(sock: socket.socket, addr: Address, tls: bool, path: str) -> str:
     return f"{'https' if tls else 'http'}://{where}{path}"
 
 
+#: password checks (bcrypt, ~0.1 s each, one at a time) waiting at most; past it a request is refused
+#: at once, so that wrong passwords cannot hold every connection busy and lock the scrapers out
+MAX_AUTH_PENDING = 16
+
 _INDEX = (b"<html><head><title>sockscope exporter</title></head><body><h1>sockscope exporter</h1>"
           b"<p><a href=\"%s\">metrics</a></p></body></html>\n")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
@@ -168,6 +174,7 @@ class Server:
         self._pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="sockscope-render")
         self._auth_pool = ThreadPoolExecutor(1, thread_name_prefix="sockscope-auth")
         self._renders: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
+        self._auth_pending = 0
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -304,8 +311,12 @@ class Server:
         if cfg is not None and cfg.auth is not None:
             header = req.headers.get("authorization")
             ok = cfg.auth.quick(header)
-            if ok is None:
-                ok = await asyncio.get_running_loop().run_in_executor(self._auth_pool, cfg.auth.verify, header)
+            if ok is None and self._auth_pending < MAX_AUTH_PENDING:
+                self._auth_pending += 1
+                try:
+                    ok = await asyncio.get_running_loop().run_in_executor(self._auth_pool, cfg.auth.verify, header)
+                finally:
+                    self._auth_pending -= 1
             if not ok:
                 await self._send(writer, cfg, 401, [("WWW-Authenticate", 'Basic realm="sockscope"')],
                                  b"Unauthorized\n", req.keep_alive, head_only)
@@ -314,7 +325,7 @@ class Server:
             from prometheus_client.exposition import choose_encoder
 
             _, ctype = choose_encoder(req.headers.get("accept", ""))
-            gz = "gzip" in req.headers.get("accept-encoding", "")
+            gz = _accepts_gzip(req.headers.get("accept-encoding", ""))
             try:
                 body = await self._render(req.headers.get("accept", ""), gz, ctype)
             except Exception as exc:  # noqa: BLE001 - the collector never raises; be sure a scrape gets an answer
@@ -367,6 +378,37 @@ class Server:
             await writer.drain()
 
 
+def _accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding value admits gzip (RFC 9110): ``gzip`` or ``x-gzip``, any case,
+    or else ``*``, with a q-value above 0 (``gzip;q=0`` refuses it)."""
+    star = False
+    for item in header.split(","):
+        coding, *params = item.split(";")
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+        coding = coding.strip().lower()
+        if coding in ("gzip", "x-gzip"):
+            return q > 0
+        if coding == "*":
+            star = q > 0
+    return star
+
+
+def _origin_form(target: str) -> str:
+    """The path of a request target; an absolute-form one (``http://host/metrics``, which servers
+    must accept, RFC 9112 3.2.2) is reduced to its path."""
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        return "/" + rest.partition("/")[2]
+    return target
+
+
 def _parse(head: bytes) -> _Request:
     """One HTTP/1.x request head (ending in CRLF CRLF)."""
     try:
@@ -388,7 +430,7 @@ def _parse(head: bytes) -> _Request:
         raise _BadRequest(400)  # no request here has a body
     conn = headers.get("connection", "").lower()
     keep = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
-    return _Request(method, target.partition("?")[0], headers, keep)
+    return _Request(method, _origin_form(target).partition("?")[0], headers, keep)
 
 
 __all__ = ["Address", "Limits", "Server", "bind", "url_of"]

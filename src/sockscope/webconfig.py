@@ -36,6 +36,7 @@ import base64
 import hashlib
 import os
 import ssl
+import stat
 import tempfile
 import threading
 from dataclasses import dataclass, field, replace
@@ -151,10 +152,22 @@ def load(path: str) -> WebConfig:
     where = repr(path)
     stamp = _stamp(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_SIZE + 1)
+        # not blocking on a FIFO (the server loads the file again from its event loop)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            raw = b""
+            while regular and len(raw) <= MAX_FILE_SIZE:
+                chunk = os.read(fd, MAX_FILE_SIZE + 1 - len(raw))
+                if not chunk:
+                    break
+                raw += chunk
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise WebConfigError(f"web config {where}: {exc.strerror}") from exc
+    if not regular:
+        raise WebConfigError(f"web config {where}: not a regular file")
     if len(raw) > MAX_FILE_SIZE:
         raise WebConfigError(f"web config {where}: larger than {MAX_FILE_SIZE} bytes")
     try:
@@ -169,6 +182,8 @@ def load(path: str) -> WebConfig:
         at = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
         raise WebConfigError(f"web config {where}: not YAML{at}: {problem}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise WebConfigError(f"web config {where}: nested too deeply") from None
     try:
         cfg = _build(doc if doc is not None else {}, os.path.dirname(os.path.abspath(path)))
     except WebConfigError as exc:
@@ -284,7 +299,7 @@ def _tls(cfg: dict[str, Any], base: str) -> tuple[ssl.SSLContext, frozenset[str]
 
 
 def _version(cfg: dict[str, Any], key: str, default: str) -> ssl.TLSVersion:
-    name = cfg.get(key) or default
+    name = _string(cfg.get(key) or default, key)
     if name not in _VERSIONS:
         raise WebConfigError(f"{key} {name!r} is not one of {', '.join(_VERSIONS)}")
     return _VERSIONS[name]

@@ -51,6 +51,14 @@ A tcping that had failures exits with the status of the last failure.
 _port = port_type(1)
 
 
+def _timeout(text: str) -> float:
+    """More than 0 seconds: a timeout of 0 would fail every step, even resolving a numeric address."""
+    value = seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``sockscope connect``."""
     parser = OneLineParser(
@@ -71,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raw", action="store_true", help="print received bytes exactly (no final newline added)")
     parser.add_argument(
         "--timeout",
-        type=seconds,
+        type=_timeout,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"bound on resolving, connecting and each wait for data (default {DEFAULT_TIMEOUT:g})",

@@ -106,6 +106,14 @@ def _path(text: str) -> str:
     return text
 
 
+def _deadline(text: str) -> float:
+    """More than 0 seconds: a header deadline of 0 would close every connection before its request."""
+    value = seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sockscope.exporter_web import Limits
 
@@ -127,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web.max-connections", dest="max_connections", type=positive_int, default=d.max_connections,
                    metavar="N", help=f"open connections at most (default {d.max_connections}); at the limit "
                    "the connection idle longest is closed")
-    p.add_argument("--web.header-timeout", dest="header_timeout", type=seconds, default=d.header_timeout,
+    p.add_argument("--web.header-timeout", dest="header_timeout", type=_deadline, default=d.header_timeout,
                    metavar="SECONDS",
                    help=f"time for a TLS handshake and a request head (default {d.header_timeout:g})")
     p.add_argument("--web.idle-timeout", dest="idle_timeout", type=seconds, default=d.idle_timeout,
@@ -154,40 +162,59 @@ def main(argv: list[str]) -> int:
         from sockscope import webconfig
 
         config = webconfig.load(args.web_config)
+    if args.once:
+        return _once(args)
+    from sockscope.services.servelog import ServeLog
+
+    # A log that never blocks: a stderr nobody reads (a full pipe) must not stall the
+    # scrapes (the collector logs from the render thread) nor the exit.
+    log = ServeLog(sys.stderr, rate=0, banner="sockscope: ", stamps=False)
+    try:
+        collector = exporter_metrics.SocketCollector(
+            max_listeners=args.max_listeners, all_netns=args.all_netns, proc=args.proc.rstrip("/") or "/",
+            log=log.say,
+        )
+        registry = make_registry(collector)
+        limits = exporter_web.Limits(max_connections=args.max_connections, header_timeout=args.header_timeout,
+                                     idle_timeout=args.idle_timeout)
+        addrs = args.listen or [listen_address(DEFAULT_ADDRESS)]
+        _raise_fd_limit(limits.max_connections)
+        socks = []
+        try:
+            for addr in addrs:
+                socks.append(exporter_web.bind(addr, limits.backlog))
+            server = exporter_web.Server(socks, registry, limits=limits, config=config,
+                                         config_path=args.web_config, path=args.path, log=log.say)
+            tls = config is not None and config.tls is not None
+            for sock, addr in zip(socks, addrs):
+                log.say(f"serving {exporter_web.url_of(sock, addr, tls, args.path)}", banner="sockscope exporter: ")
+            stops = (signal.SIGINT, signal.SIGTERM)
+            # these until the loop runs; then the loop's own (which wake its wait through its pipe)
+            old = {s: signal.signal(s, lambda signum, frame: server.stop()) for s in stops}
+            try:
+                server.run(stops)
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
+        finally:
+            for sock in socks:
+                sock.close()
+    finally:
+        log.close()
+    return 0
+
+
+def _once(args: argparse.Namespace) -> int:
+    """``--once``: one scrape on stdout; 1 if a part of it failed (each failure one line on stderr)."""
+    from sockscope import exporter_metrics
+
     collector = exporter_metrics.SocketCollector(
         max_listeners=args.max_listeners, all_netns=args.all_netns, proc=args.proc.rstrip("/") or "/",
         log=_log,
     )
     registry = make_registry(collector)
-    if args.once:
-        sys.stdout.buffer.write(exposition(registry))
-        return 1 if any(s.errors for s in collector.last) else 0
-    limits = exporter_web.Limits(max_connections=args.max_connections, header_timeout=args.header_timeout,
-                                 idle_timeout=args.idle_timeout)
-    addrs = args.listen or [listen_address(DEFAULT_ADDRESS)]
-    _raise_fd_limit(limits.max_connections)
-    socks = []
-    try:
-        for addr in addrs:
-            socks.append(exporter_web.bind(addr, limits.backlog))
-        server = exporter_web.Server(socks, registry, limits=limits, config=config, config_path=args.web_config,
-                                     path=args.path, log=_log)
-        tls = config is not None and config.tls is not None
-        for sock, addr in zip(socks, addrs):
-            print(f"sockscope exporter: serving {exporter_web.url_of(sock, addr, tls, args.path)}",
-                  file=sys.stderr, flush=True)
-        stops = (signal.SIGINT, signal.SIGTERM)
-        # these until the loop runs; then the loop's own (which wake its wait through its pipe)
-        old = {s: signal.signal(s, lambda signum, frame: server.stop()) for s in stops}
-        try:
-            server.run(stops)
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-    finally:
-        for sock in socks:
-            sock.close()
-    return 0
+    sys.stdout.buffer.write(exposition(registry))
+    return 1 if any(s.errors for s in collector.last) else 0
 
 
 def _log(msg: str) -> None:

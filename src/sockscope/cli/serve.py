@@ -24,6 +24,7 @@ from sockscope.services.serve import (
     ServeConfig,
     run,
 )
+from sockscope.services.connect import MAX_DATAGRAM
 from sockscope.services.serve_udp import DEFAULT_PEER_RATE
 from sockscope.services.servelog import DEFAULT_LOG_RATE
 
@@ -49,11 +50,12 @@ connections than the new one's; if there is none, the new one is closed.
 --max-per-peer caps one address (IPv6: one /64) at all times.  Over UDP each
 peer gets at most --udp-peer-rate replies a second.
 
-SIGINT/SIGTERM: stop accepting, give in-flight connections --grace seconds,
-close the rest, exit 0 (a second signal skips the grace period).
+SIGINT/SIGTERM (and SIGHUP, a closed terminal, unless ignored as under nohup):
+stop accepting, give in-flight connections --grace seconds, close the rest,
+remove a UNIX path, exit 0 (a second signal skips the grace period).
 
 exit status:
-    0  stopped by SIGINT/SIGTERM
+    0  stopped by SIGINT/SIGTERM/SIGHUP
     1  cannot bind: port (or UNIX path) already in use, address not local,
        permission denied, path exists and is not a socket
     4  a --host name does not resolve
@@ -61,6 +63,17 @@ exit status:
 """
 
 _port = port_type(0)
+
+
+#: listen() takes a C int (the kernel then caps it at net.core.somaxconn)
+_BACKLOG_MAX = (1 << 31) - 1
+
+
+def _backlog(text: str) -> int:
+    value = positive_int(text)
+    if value > _BACKLOG_MAX:
+        raise argparse.ArgumentTypeError(f"too large (at most {_BACKLOG_MAX}): {text!r}")
+    return value
 
 
 def _window(text: str) -> float:
@@ -149,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--backlog",
-        type=positive_int,
+        type=_backlog,
         default=DEFAULT_BACKLOG,
         metavar="N",
         help=f"listen backlog (default {DEFAULT_BACKLOG})",
@@ -179,13 +192,16 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error("--host cannot be combined with --unix")
     if args.unix == "" or args.unix == "@":
         parser.error("--unix needs a path (or @name)")
+    message = args.message.encode("utf-8", "surrogateescape")
+    if proto == "udp" and args.mode == "greet" and len(message) > MAX_DATAGRAM:
+        parser.error(f"--message: {len(message)} bytes do not fit in one UDP datagram (max {MAX_DATAGRAM})")
     return ServeConfig(
         proto=proto,
         hosts=tuple(args.host or ()),
         port=args.port,
         unix_path=args.unix,
         mode=args.mode,
-        message=args.message.encode("utf-8", "surrogateescape"),
+        message=message,
         max_conns=args.max_conns,
         idle_timeout=args.idle_timeout or None,
         backlog=args.backlog,

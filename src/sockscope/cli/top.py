@@ -89,14 +89,15 @@ def _query(args: argparse.Namespace) -> "Query":
 
 
 #: what -s accepts besides the header names
-_SORT_ALIASES = {"rx": "rx", "tx": "tx", "recvq": "recv_q", "sendq": "send_q", "proc": "process",
-                 "new": "opened", "gone": "closed"}
+_SORT_ALIASES = {"rx": ("rx",), "tx": ("tx",), "recvq": ("recv_q",), "sendq": ("send_q",),
+                 "proc": ("process", "name"),  # the Process column of the sockets view, of the processes view
+                 "new": ("opened",), "gone": ("closed",)}
 
 
 def _set_sort(view: "View", name: str) -> None:
     want = name.lower()
     for c in view.columns:
-        if want in (c.name.lower(), c.key) or _SORT_ALIASES.get(want.replace("-", "")) == c.key:
+        if want in (c.name.lower(), c.key) or c.key in _SORT_ALIASES.get(want.replace("-", ""), ()):
             view.sort = c.key
             return
     names = ", ".join(c.name for c in view.columns)

@@ -81,6 +81,8 @@ class Payload:
         if self.file is None:
             return None
         if self.file == "-":
+            if sys.stdin is None:  # started with fd 0 closed
+                raise PayloadError("cannot read the data to send: standard input is closed")
             return sys.stdin.buffer
         try:
             return open(self.file, "rb")  # noqa: SIM115 - closed by the caller
@@ -149,14 +151,23 @@ async def _connect(target: Target, addr: Resolved, timeout: float) -> tuple[sock
 
 
 async def _chunks(source: BinaryIO) -> AsyncIterator[bytes]:
-    """Chunks of a blocking file, read by a daemon thread so a stalled stdin never blocks exit."""
+    """Chunks of a blocking file, read by a daemon thread so a stalled stdin never blocks exit.
+    The thread hands them over with plain callbacks (no coroutine of its own, which a loop that
+    ends first, the reading stopped early, would leave never awaited) and reads at most 8 ahead."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | OSError] = asyncio.Queue(maxsize=8)
+    queue: asyncio.Queue[bytes | OSError] = asyncio.Queue()
+    room = threading.Semaphore(8)
+    done = threading.Event()
 
     def put(item: bytes | OSError) -> bool:
+        while not room.acquire(timeout=0.1):
+            if done.is_set():
+                return False
+        if done.is_set():
+            return False
         try:
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-        except Exception:  # the loop is gone: stop reading
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: stop reading
             return False
         return True
 
@@ -172,23 +183,38 @@ async def _chunks(source: BinaryIO) -> AsyncIterator[bytes]:
                 return
 
     threading.Thread(target=reader, name="sockscope-send", daemon=True).start()
-    while True:
-        item = await queue.get()
-        if isinstance(item, OSError):
-            raise PayloadError(f"cannot read the data to send: {describe_errno(item)}")
-        if not item:
-            return
-        yield item
+    try:
+        while True:
+            item = await queue.get()
+            room.release()
+            if isinstance(item, OSError):
+                raise PayloadError(f"cannot read the data to send: {describe_errno(item)}")
+            if not item:
+                return
+            yield item
+    finally:
+        done.set()
 
 
 async def _read_all(payload: Payload | None, source: BinaryIO | None) -> bytes:
+    """The one datagram's data; PayloadError as soon as it is known not to fit (an endless
+    ``--send-file /dev/zero`` is not read into memory first)."""
     if payload is None:
         return b""
     if payload.data is not None:
-        return payload.data
-    assert source is not None
-    parts = [chunk async for chunk in _chunks(source)]
-    return b"".join(parts)
+        data = payload.data
+    else:
+        assert source is not None
+        parts, size = [], 0
+        async for chunk in _chunks(source):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > MAX_DATAGRAM:
+                raise PayloadError(f"the data to send does not fit in one UDP datagram (max {MAX_DATAGRAM} bytes)")
+        data = b"".join(parts)
+    if len(data) > MAX_DATAGRAM:
+        raise PayloadError(f"{len(data)} bytes do not fit in one UDP datagram (max {MAX_DATAGRAM})")
+    return data
 
 
 async def _send(writer: asyncio.StreamWriter, payload: Payload, source: BinaryIO | None) -> None:
@@ -238,7 +264,7 @@ async def exchange(
         finally:
             output.finish()
     finally:
-        if source is not None and source is not sys.stdin.buffer:
+        if source is not None and payload is not None and payload.file != "-":
             source.close()
     return EXIT_OK
 
@@ -294,8 +320,6 @@ async def _exchange_stream(
 
 
 async def _exchange_udp(target: Target, addr: Resolved, data: bytes, timeout: float, output: _Output) -> None:
-    if len(data) > MAX_DATAGRAM:
-        raise PayloadError(f"{len(data)} bytes do not fit in one UDP datagram (max {MAX_DATAGRAM})")
     reply, _rtt = await _udp_round_trip(target, addr, data, timeout)
     output.write(reply)
 
@@ -336,9 +360,11 @@ async def tcping(
 ) -> int:
     """Connect ``count`` times (None: until SIGINT); print per-attempt lines and a summary."""
     source = payload.open() if payload is not None else None
-    data = await _read_all(payload, source)
-    if source is not None and source is not sys.stdin.buffer:
-        source.close()
+    try:
+        data = await _read_all(payload, source)
+    finally:
+        if source is not None and payload is not None and payload.file != "-":
+            source.close()
     addr = (await resolve(target, timeout))[0]
     name = _PING_NAMES[target.proto]
     ok_word = "replied" if target.proto == "udp" else "connected"

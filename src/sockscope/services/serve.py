@@ -25,7 +25,7 @@ Contract:
 * **UNIX path lock.**  The parent directory's lock is waited for at most
   ``lock_timeout`` seconds (then :class:`BindError`), and SIGINT/SIGTERM end
   the wait at once (:class:`Interrupted`, exit status 130).
-* **Stopping.**  On SIGINT/SIGTERM the listeners close at once, in-flight
+* **Stopping.**  On SIGINT/SIGTERM (and SIGHUP, unless it is ignored) the listeners close at once, in-flight
   connections get ``grace`` seconds to finish, the rest are aborted
   (``end=shutdown``), a UNIX path is removed, and :func:`run` returns 0.  A
   second signal skips what is left of the grace period.
@@ -162,7 +162,9 @@ class Server:
         """Bind, serve until a signal arrives, stop gracefully; return 0."""
         loop = asyncio.get_running_loop()
         self._stop, self._force, self._drained = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        signals = (signal.SIGINT, signal.SIGTERM)
+        signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (ignored under nohup: left so)
+            signals += (signal.SIGHUP,)  # a closed terminal stops it as SIGTERM does, the UNIX path removed
         for sig in signals:
             loop.add_signal_handler(sig, self._on_signal, sig)
         self.log = ServeLog(self._log_stream, self.config.log_rate)

@@ -23,6 +23,8 @@ Contract:
   exit); other streams (a ``StringIO``) get ``write`` + ``flush``.
 * :meth:`ServeLog.close` flushes for at most ``timeout`` seconds, then gives
   up: exiting never waits for a reader that does not read.
+* The exporter's log is the same machinery with its own ``banner``
+  (``sockscope: ``) and no time stamps (``stamps=False``).
 """
 
 from __future__ import annotations
@@ -56,8 +58,11 @@ def _stamp(now: float) -> str:
 class ServeLog:
     """A bounded queue of log lines drained by one writer thread."""
 
-    def __init__(self, stream: TextIO, rate: float = DEFAULT_LOG_RATE, max_queued: int = MAX_QUEUED) -> None:
+    def __init__(self, stream: TextIO, rate: float = DEFAULT_LOG_RATE, max_queued: int = MAX_QUEUED, *,
+                 banner: str = BANNER, stamps: bool = True) -> None:
         self._stream = stream
+        self._banner = banner
+        self._stamps = stamps
         self._fd = -1
         try:
             self._fd = os.dup(stream.fileno())
@@ -77,9 +82,10 @@ class ServeLog:
         self._thread.start()
 
     # -- producers (the event loop) ----------------------------------------
-    def say(self, text: str) -> None:
-        """A start-up/shutdown line, prefixed ``sockscope serve:``; never rate-limited."""
-        self._put(BANNER + printable(text))
+    def say(self, text: str, banner: str | None = None) -> None:
+        """A start-up/shutdown line, prefixed with the banner (``sockscope serve:``, or ``banner``);
+        never rate-limited."""
+        self._put((self._banner if banner is None else banner) + printable(text))
 
     def event(self, kind: str, build: Callable[[], str]) -> None:
         """A per-connection line, built only if the rate limit admits it; else counted under ``kind``."""
@@ -126,16 +132,16 @@ class ServeLog:
                 if self._suppressed and (self._closing or now - last_summary >= SUMMARY_PERIOD):
                     suppressed, self._suppressed = self._suppressed, Counter()
                 closing = self._closing
-            lines = [f"{_stamp(at)} {line}\n" for at, line in batch]
+            lines = [f"{self._prefix(at)}{line}\n" for at, line in batch]
             wall = time.time()
             if dropped:
                 note = f"{dropped} log line(s) dropped: the log was not read fast enough"
-                lines.append(f"{_stamp(wall)} {BANNER}{note}\n")
+                lines.append(f"{self._prefix(wall)}{self._banner}{note}\n")
             if suppressed:
                 total = sum(suppressed.values())
                 kinds = ", ".join(f"{kind}={n}" for kind, n in sorted(suppressed.items()))
                 lines.append(
-                    f"{_stamp(wall)} {BANNER}suppressed {total} per-connection log line(s) in the last "
+                    f"{self._prefix(wall)}{self._banner}suppressed {total} per-connection log line(s) in the last "
                     f"{now - last_summary:.1f}s (over {self._rate:g}/s): {kinds}\n"
                 )
                 last_summary = now
@@ -147,6 +153,9 @@ class ServeLog:
                 with self._cond:
                     if not self._queue and not self._dropped and not self._suppressed:
                         return
+
+    def _prefix(self, at: float) -> str:
+        return f"{_stamp(at)} " if self._stamps else ""
 
     def _write(self, text: str) -> None:
         try:

@@ -243,7 +243,18 @@ def _raise_exit(signum: int, _frame: Any) -> None:
 
 
 def run(model: Model, view: View, interval: float) -> int:
-    """Run the full-screen view until ``q``; the terminal is restored in every case."""
+    """Run the full-screen view until ``q``; the terminal is restored in every case.
+    A terminal curses has no description of (TERM unset or unknown) is a one-line error."""
+    import os
+    import sys
+
+    term = os.environ.get("TERM") or "unknown"  # what curses.initscr asks for
+    try:
+        curses.setupterm(term, sys.stdout.fileno())
+    except curses.error as exc:
+        what = f"TERM={term!r}" if os.environ.get("TERM") else "TERM is not set"
+        raise SockscopeError(f"top: cannot drive this terminal ({what}: {exc}): set TERM to the terminal's "
+                             "type, or use --once for a plain-text snapshot") from None
     app = App(model, view, interval)
     old = {sig: signal.signal(sig, _raise_exit) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
