@@ -205,3 +205,21 @@ def test_filter_from_closed_stdin() -> None:
     res = _run(["unshare", "-n", "sh", "-c", cmd.format(" ".join(SOCKSCOPE))])
     assert "Traceback" not in res.stderr, res.stderr
     assert (res.returncode, res.stdout, res.stderr) == (ref.returncode, ref.stdout, "") == (0, "", "")
+
+
+@pytest.mark.parametrize("argv, status", [
+    (["-H", "-tan"], 0),
+    (["state", "bogus"], 255),
+    (["-tan", "--json"], 0),
+], ids=["listing", "usage-error", "json"])
+def test_closed_stderr(argv: list[str], status: int) -> None:
+    """Started with standard error closed: the exit status is the listing's own, and nothing meant for
+    stderr (here /proc's fallback warning) lands in stdout, where it would break ``--json`` (print()
+    writes to stdout when sys.stderr is None; the exit's flush of it failed with status 1)."""
+    cmd = 'exec "$@" 2>&-'
+    env = {**os.environ, "SOCKSCOPE_FORCE_PROC": "1"}
+    res = _run(["unshare", "-n", "sh", "-c", cmd, "sh", *SOCKSCOPE, *argv], env=env)
+    assert res.returncode == status, res
+    assert "sockscope" not in res.stdout and "/proc" not in res.stdout, res.stdout
+    if "--json" in argv:
+        assert res.stdout.strip() == "[]", res.stdout

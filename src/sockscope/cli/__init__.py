@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         name, argv = argv[0], argv[1:]
     if sys.stdout is None:  # started with fd 1 closed: writing to it fails, and says so in one line
         sys.stdout = _Closed()
+    if sys.stderr is None:  # started with fd 2 closed: messages go nowhere (print's None is stdout)
+        import os
+
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
     _unencodable_escaped()
     if name == "ls":
         _preload(LISTING_MODULES)
