@@ -13,3 +13,62 @@ def test_a_namespace_deleted_after_it_was_listed_is_skipped() -> None:
     # one named by the caller must exist
     with pytest.raises(netns.NetnsError):
         list(netns.visit(targets[:1], lambda label: iter([label]), gone_ok=False))
+
+
+_THREAD_SCRIPT = r"""
+import os, sys, threading
+import sockscope
+from sockscope import netns
+
+def own() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+def work(a: str, b: str, out: list) -> None:
+    fd = os.open(f"/var/run/netns/{a}", os.O_RDONLY)
+    netns.setns(fd)  # this thread alone now lives in a
+    os.close(fd)
+    inside = own()
+    rows = list(sockscope.sockets("tcp", netns=b))  # b's sockets, read from b; then back to a
+    own_rows = list(sockscope.sockets("tcp", netns=a))  # its own namespace: visited without setns
+    out.extend([inside, own(), len(rows), len(own_rows)])
+
+out: list = []
+t = threading.Thread(target=work, args=(sys.argv[1], sys.argv[2], out))
+t.start()
+t.join()
+print(*out, own())
+"""
+
+
+def test_a_thread_in_a_namespace_of_its_own_returns_to_it() -> None:
+    """A thread that entered namespace A (``setns``: the thread alone) and lists namespace B gets B's
+    sockets and is back in A after it; the process's other threads stay where they were.  Before, it
+    was taken to the process's namespace (``/proc/self``'s, the main thread's)."""
+    import subprocess
+    import sys
+
+    from nsutil import Netns
+
+    a, b = Netns(), Netns()
+    try:
+        # B holds one listener (a process of its own, ended by pid below)
+        holder = subprocess.Popen(
+            b.argv([sys.executable, "-c",
+                         "import socket, sys; s = socket.create_server(('127.0.0.1', 7411)); print(1, flush=True); "
+                         "sys.stdin.read()"]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "1"
+            r = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT, a.name, b.name], capture_output=True,
+                               text=True, timeout=60)
+        finally:
+            holder.kill()
+            holder.wait()
+        assert r.returncode == 0, r.stderr
+        inside, after, b_rows, a_rows, main_thread = map(int, r.stdout.split())
+        assert b_rows == 1 and a_rows == 0, r.stdout
+        assert after == inside, "the thread was not brought back to its own namespace"
+        assert main_thread != inside, r.stdout  # (the main thread never left the test's namespace)
+    finally:
+        a.delete()
+        b.delete()

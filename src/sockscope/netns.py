@@ -121,9 +121,9 @@ def list_netns(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[NetnsR
 def namespaces(proc: str = "/proc") -> list[tuple[str, str]]:
     """Every network namespace visible: ``[(label, path)]``, the current one first,
     the others by label (``ip netns`` name where there is one, else ``ino:N``)."""
-    own = os.stat(f"{proc}/self/ns/net").st_ino
+    own = os.stat(f"{proc}/thread-self/ns/net").st_ino  # (the calling thread's: a thread may have its own)
     refs = list_netns(proc)
-    first = [(r.label, r.paths[0]) for r in refs if r.inode == own] or [(f"ino:{own}", f"{proc}/self/ns/net")]
+    first = [(r.label, r.paths[0]) for r in refs if r.inode == own] or [(f"ino:{own}", f"{proc}/thread-self/ns/net")]
     return first + sorted((r.label, r.paths[0]) for r in refs if r.inode != own)
 
 
@@ -134,9 +134,12 @@ def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]], gone
     A namespace that cannot be opened is an error (:class:`NetnsError`),
     except one that no longer exists when ``gone_ok`` (what :func:`namespaces`
     found may go away before it is visited: a process that held one exits, a
-    named one is deleted): that one is skipped."""
-    home = _open("/proc/self/ns/net")
+    named one is deleted): that one is skipped.  The calling thread's own namespace (where a thread
+    that entered one of its own returns: not the process's) is not entered again, which needs no
+    privilege."""
+    home = _open("/proc/thread-self/ns/net")
     try:
+        here = os.fstat(home)
         for label, path in targets:
             try:
                 fd = _open(path)
@@ -147,8 +150,11 @@ def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]], gone
                     continue  # the process holding it went away
                 raise
             try:
+                there = os.fstat(fd)
+                away = (there.st_dev, there.st_ino) != (here.st_dev, here.st_ino)
                 try:
-                    setns(fd)
+                    if away:
+                        setns(fd)
                 except OSError as exc:
                     raise NetnsError(f"cannot enter network namespace {label}: {exc.strerror}") from exc
             finally:
@@ -156,7 +162,8 @@ def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]], gone
             try:
                 yield from fn(label)
             finally:
-                setns(home)
+                if away:
+                    setns(home)
     finally:
         os.close(home)
 
