@@ -303,6 +303,21 @@ def test_replay_of_a_directory_says_what_ss_says(scene: ScriptScene, tmp_path: P
             theirs.returncode, _rows(theirs.stdout), theirs.stderr), (ours, theirs)
 
 
+def test_replay_of_an_empty_name_is_set_as_ss_reads_it(scene: ScriptScene) -> None:
+    """``TCPDIAG_FILE=`` (set, empty): ss reads it as set (its fopen fails: no TCP row, one line on
+    stderr, exit 0); sockscope listed the live table.  ``-K`` there lists nothing and closes nothing."""
+    env = {"TCPDIAG_FILE": ""}
+    before = _established(scene)
+    for argv in (["-tan"], ["-tnK", "state", "established"]):
+        theirs = scene.netns.run(["ss", *argv], env=env) if "-tnK" not in argv else None
+        ours = scene.netns.run([*SOCKSCOPE, *argv], env=env)
+        assert "fopen($TCPDIAG_FILE)" in ours.stderr and len(_rows(ours.stdout)) == 1, ours
+        if theirs is not None:
+            assert (ours.returncode, _rows(ours.stdout), ours.stderr) == (
+                theirs.returncode, _rows(theirs.stdout), theirs.stderr), (ours, theirs)
+    assert _established(scene) == before
+
+
 def test_csv_owners_cannot_be_forged_by_a_process_name(scene: ScriptScene) -> None:
     """CSV writes a socket's owners as ``pid/fd/name;…``, and any process may name itself (prctl,
     15 bytes): ``x;1/3/sshd`` read as two owners, the second pid 1's "sshd".  A name's "%", "/" and

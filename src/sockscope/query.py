@@ -259,7 +259,7 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
     from sockscope.kernel import inet, sockstat, transport
 
     replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
-    if replay:  # a capture: not filtered by any kernel, so the filter expression applies here
+    if replay is not None:  # a capture (set, even empty, as ss reads it): unfiltered by a kernel, so filtered here
         from sockscope.replay import replay as _replay
 
         for batch in _replay(replay):

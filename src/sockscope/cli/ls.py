@@ -310,7 +310,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
         # a TCP table replayed from TCPDIAG_FILE holds the capture's sockets, not this kernel's: listed, never
         # closed (ss's -K closes what its live dumps list, and prints a replayed capture as it is)
-        replayed = ("tcp",) if os.environ.get("TCPDIAG_FILE") else ()
+        replayed = ("tcp",) if "TCPDIAG_FILE" in os.environ else ()  # (set, even empty)
         socks = _kill((s for s in socks if s.netid in ("tcp", "udp", "raw")), dry_run=dry_run, replayed=replayed)
     if fmt == "json":
         from sockscope.render.machine import write_json
