@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import SOCKSCOPE
 from nsutil import forked_copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -349,6 +350,25 @@ def test_tampered_cache_owners_in_the_cli(tmp_path: pytest.TempPathFactory) -> N
     assert via == "bpf" and holders and fds
     assert __import__("json").loads(proc.stdout)[1:] == [holders, fds]
     assert tampered.stderr.count("\n") == 1 and "implausible owners" in tampered.stderr
+
+
+def test_no_fd_to_be_had_keeps_the_cache(tmp_path: pytest.TempPathFactory) -> None:
+    """At the process's fd limit the iterator cannot be made (EMFILE): that says nothing of the cached
+    layout, which stays as it was, without a word of it on stderr; the owners come from /proc's walk
+    as far as the limit lets it (before: "the cached BPF layout … is refused by the kernel (bpf: Too
+    many open files): discarded", and every later call learned it again)."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    assert subprocess.run([sys.executable, "-c", "from sockscope.kernel import bpf; bpf.cached_layout()"],
+                          env=env, timeout=60).returncode == 0
+    path = os.path.join(str(tmp_path), "sockscope", "task_file.layout")
+    with open(path) as f:
+        before = f.read()
+    for limit in (5, 6, 7, 8):  # (where the limit falls among the iterator's fds: each one in turn)
+        r = subprocess.run(["unshare", "-n", "prlimit", f"--nofile={limit}", *SOCKSCOPE, "-xp"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert "cached BPF layout" not in r.stderr and "Traceback" not in r.stderr, (limit, r.stderr)
+        with open(path) as f:
+            assert f.read() == before, limit
 
 
 def _chown_tree(path: str, uid: int) -> None:

@@ -323,6 +323,8 @@ def _load(lay: dict[str, int], walk: bool = False) -> int:
             except OSError as e:
                 if e.errno == errno.EPERM:
                     raise Unavailable(_NEEDS_CAPS) from None
+                if e.errno in _NO_FDS:  # this process's limit, not the program: nothing to explain
+                    raise Unavailable(f"bpf: {e.strerror}", e.errno) from None
                 if level:
                     text = bytes(log).split(b"\0", 1)[0].decode("ascii", "replace").strip().splitlines()
                     raise Unavailable(f"the kernel refused the program: {e.strerror}"
@@ -337,7 +339,17 @@ def _load_btf(blob: bytearray) -> int:
     try:
         return _bpf(_BTF_LOAD, struct.pack("<QQIII", _address(blob), 0, len(blob), 0, 0).ljust(32, b"\0"))
     except OSError as e:
-        raise Unavailable(f"bpf: {e.strerror}") from None
+        raise Unavailable(f"bpf: {e.strerror}", e.errno or 0) from None
+
+
+#: no fd to be had (the process's limit, the system's): says nothing of a cached layout
+_NO_FDS = (errno.EMFILE, errno.ENFILE)
+
+
+def _keeps_cache(e: Unavailable) -> bool:
+    """Whether a failure from the cached layout leaves the cache believed: the capability missing,
+    or no fd to be had."""
+    return str(e) == _NEEDS_CAPS or e.errno in _NO_FDS
 
 
 def open_iterator(fresh: bool = False) -> int:
@@ -358,7 +370,7 @@ def _open_iterator(fresh: bool) -> tuple[int, bool]:
     try:
         return _attach(lay), cached
     except Unavailable as e:
-        if not cached or str(e) == _NEEDS_CAPS:
+        if not cached or _keeps_cache(e):
             raise
         _discard(f"is refused by the kernel ({e})")
         return _attach(_layout(True)[0]), False
@@ -526,7 +538,7 @@ def task_socket_fds(any_held: Callable[[], bool]) -> tuple[list[int], list[int],
     try:
         blob = _records(lay, cached)
     except Unavailable as e:
-        if not cached or str(e) == _NEEDS_CAPS:
+        if not cached or _keeps_cache(e):
             raise
         _discard("gives implausible owners" if isinstance(e, _Implausible) else f"is refused by the kernel ({e})")
         lay, cached = _layout(True)[0], False
