@@ -133,6 +133,36 @@ def test_exporter_answers_an_absolute_form_request_target(ns: NetNS) -> None:
         stop_process(proc)
 
 
+def test_exporter_idle_timeout_of_zero_is_never(ns: NetNS) -> None:
+    """``--web.idle-timeout 0`` keeps a keep-alive connection for its next request, as serve's
+    ``--idle-timeout 0`` does ("never"); it answered ``Connection: keep-alive`` and then closed the
+    connection at once, so the second request on it got nothing."""
+    proc = _exporter(ns, 9467, "--web.idle-timeout", "0")
+    try:
+        ns.wait_listening(9467, timeout=20)
+
+        def twice() -> list[bytes]:
+            got = []
+            with socket.create_connection(("127.0.0.1", 9467), timeout=10) as sock:
+                for _ in range(2):
+                    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    data = b""
+                    while b"</html>" not in data:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    got.append(data)
+                    time.sleep(0.5)  # idle between the two
+            return got
+
+        first, second = ns.call(twice)
+        assert first.startswith(b"HTTP/1.1 200 OK") and b"keep-alive" in first.lower(), first[:200]
+        assert second.startswith(b"HTTP/1.1 200 OK"), second[:200]
+    finally:
+        stop_process(proc)
+
+
 #: Inside the netns: keep N connections each asking with a wrong password (``Connection: close``),
 #: opening a new one as soon as one is answered, for S seconds; then print how many were answered.
 FLOOD = r'''

@@ -21,7 +21,7 @@ reading one GET request head under a deadline.
   closed at once.  So idle clients can never lock scrapers out.
 * Deadlines: a new connection has ``header_timeout`` for its TLS handshake
   and whole request head (a byte at a time does not extend it); between
-  requests a keep-alive connection may idle ``idle_timeout``, then has
+  requests a keep-alive connection may idle ``idle_timeout`` (0: for ever), then has
   ``header_timeout`` for the head; a response must be taken within
   ``write_timeout``.  Heads are at most ``max_head`` bytes.  Requests with
   a body are refused.
@@ -281,7 +281,7 @@ class Server:
                                 return
                         head = await reader.readuntil(b"\r\n\r\n")
                 else:
-                    async with asyncio.timeout(lim.idle_timeout):
+                    async with asyncio.timeout(lim.idle_timeout or None):  # (0: never, as serve's)
                         byte = await reader.readexactly(1)
                     async with asyncio.timeout(lim.header_timeout):
                         head = byte + await reader.readuntil(b"\r\n\r\n")

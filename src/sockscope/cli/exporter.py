@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="SECONDS",
                    help=f"time for a TLS handshake and a request head (default {d.header_timeout:g})")
     p.add_argument("--web.idle-timeout", dest="idle_timeout", type=seconds, default=d.idle_timeout,
-                   metavar="SECONDS", help=f"keep-alive time between requests (default {d.idle_timeout:g})")
+                   metavar="SECONDS", help=f"keep-alive time between requests (default {d.idle_timeout:g}; 0: never "
+                   "closed for idling, the limit still closes the one idle longest)")
     p.add_argument("--max-listeners", type=int_at_least(0), default=DEFAULT_MAX_LISTENERS, metavar="N",
                    help=f"listeners exported one by one (default {DEFAULT_MAX_LISTENERS}); "
                         "the rest are summed under listener=\"other\"")
