@@ -120,6 +120,17 @@ def test_write_error_is_one_line(options: str) -> None:
     assert proc.stderr == "sockscope: No space left on device\n"
 
 
+@pytest.mark.parametrize("argv", [["serve", "--help"], ["connect", "-h"], ["who", "--help"], ["top", "--help"],
+                                  ["exporter", "--help"], ["completion", "--help"]], ids=" ".join)
+def test_subcommand_help_write_error_is_one_line(argv: list[str]) -> None:
+    """A subcommand's help to a full disk: one line and exit 1, as the listing's; it was a silent 0."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([*SOCKSCOPE, *argv], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (1, "sockscope: No space left on device\n")
+    ok = _run([*SOCKSCOPE, *argv])
+    assert ok.returncode == 0 and ok.stdout.startswith("usage: sockscope ") and not ok.stderr, ok
+
+
 # --------------------------------------------------------------------------------------------
 # Hostile filters on the command line: ss's exit status, no traceback, printable one-line
 # messages (a filter error adds the echoed expression and a caret line), bounded input.

@@ -13,6 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
+    from _typeshed import SupportsWrite
+
 
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line and exit as every usage
@@ -22,6 +24,24 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         cmd = self.prog.removeprefix("sockscope ")
         raise UsageError(f"{cmd}: {message} (see {self.prog} --help)")
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        """As argparse's, without its ``except OSError: pass``: the help on a full disk is the CLI's
+        one line and exit 1, not a silent 0."""
+        import sys
+
+        if message:
+            (file or sys.stderr).write(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        """argparse's exit (after ``--help``, ``--version``), once what it printed is flushed (a write
+        error said by the CLI, as above, not lost in the interpreter's own exit)."""
+        import sys
+
+        if message:
+            sys.stderr.write(message)
+        sys.stdout.flush()
+        raise SystemExit(status)
 
 
 def port_type(low: int) -> Callable[[str], int]:
