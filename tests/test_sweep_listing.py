@@ -318,6 +318,21 @@ def test_replay_of_an_empty_name_is_set_as_ss_reads_it(scene: ScriptScene) -> No
     assert _established(scene) == before
 
 
+def test_named_namespace_resolves_with_its_own_etc_files(scene: ScriptScene) -> None:
+    """``-N NAME -r``: ss (as ``ip netns exec``) sees /etc/netns/NAME's files over /etc's, so the
+    namespace's hosts names its addresses; sockscope resolved with the host's /etc/hosts.  Run from
+    the test's own namespace, both enter the scene's by name; the host's mounts are left as they were."""
+    (scene.netns.etc_dir / "hosts").write_text("127.0.0.1\tsweep-one-host\n::1\tip6-localhost\n")
+    mounts = Path("/proc/self/mountinfo").read_text()
+    for argv in (["-N", scene.netns.name, "-tr"], ["-N", scene.netns.name, "-tar", "sport", "=", f":{PORT}"]):
+        ours = subprocess.run([*SOCKSCOPE, *argv], capture_output=True, text=True, timeout=60)
+        theirs = subprocess.run(["ss", *argv], capture_output=True, text=True, timeout=60)
+        assert "sweep-one-host" in theirs.stdout, theirs.stdout
+        assert (ours.returncode, _rows(ours.stdout), ours.stderr) == (
+            theirs.returncode, _rows(theirs.stdout), theirs.stderr), (ours, theirs)
+    assert Path("/proc/self/mountinfo").read_text() == mounts
+
+
 def test_csv_owners_cannot_be_forged_by_a_process_name(scene: ScriptScene) -> None:
     """CSV writes a socket's owners as ``pid/fd/name;…``, and any process may name itself (prctl,
     15 bytes): ``x;1/3/sshd`` read as two owners, the second pid 1's "sshd".  A name's "%", "/" and

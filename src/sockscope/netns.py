@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
 NETNS_RUN_DIR = "/var/run/netns"
+NETNS_ETC_DIR = "/etc/netns"  # a named namespace's own /etc files (hosts, resolv.conf, …)
+_MS_BIND, _MS_REC, _MS_SLAVE = 0x1000, 0x4000, 0x80000
 
 
 class NetnsError(SockscopeError):
@@ -53,7 +56,9 @@ def _open(path: str) -> int:
 
 
 def enter(name: str) -> None:
-    """Move this process into the named namespace (``ip netns`` name or a path), like ss -N."""
+    """Move this process into the named namespace (``ip netns`` name or a path), like ss -N; a
+    name's own /etc files, where it has them, are seen over /etc's as ss and ``ip netns exec``
+    see them (:func:`_bind_etc`): ``-r`` resolves with its hosts and resolv.conf."""
     path = name if "/" in name else os.path.join(NETNS_RUN_DIR, name)
     fd = _open(path)
     try:
@@ -64,6 +69,40 @@ def enter(name: str) -> None:
         raise NetnsError(f"cannot enter network namespace {name!r}: {exc.strerror}") from exc
     finally:
         os.close(fd)
+    if "/" not in name:
+        _bind_etc(name)
+
+
+def _bind_etc(name: str) -> None:
+    """Each file of /etc/netns/NAME bound over /etc's of its name, in a mount namespace of this
+    process's own whose mounts reach no other (what ss -N and ``ip netns exec`` do; they also mount
+    the namespace's /sys, which nothing here reads).  Nothing to bind: nothing done.  A step that
+    fails is one line on stderr, and the listing goes on with /etc as it is."""
+    etc = os.path.join(NETNS_ETC_DIR, name)
+    try:
+        entries = sorted(os.listdir(etc))
+    except OSError:
+        return
+    if not entries:
+        return
+    import ctypes
+    import sys
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def failed(what: str) -> None:
+        from sockscope.errors import printable
+
+        print(f"sockscope: {printable(what)}: {os.strerror(ctypes.get_errno())}", file=sys.stderr)
+
+    if libc.unshare(CLONE_NEWNS) != 0:
+        return failed(f"cannot see {etc} over /etc (a mount namespace of its own)")
+    if libc.mount(b"", b"/", b"none", _MS_SLAVE | _MS_REC, None) != 0:
+        return failed(f"cannot see {etc} over /etc (mounts kept from the others)")
+    for entry in entries:
+        source, target = f"{etc}/{entry}", f"/etc/{entry}"
+        if libc.mount(os.fsencode(source), os.fsencode(target), b"none", _MS_BIND, None) != 0:
+            failed(f"cannot bind {source} over {target}")
 
 
 @dataclass(frozen=True, slots=True)
