@@ -87,13 +87,21 @@ def is_inet(s: Socket) -> bool:
     return s.family in (AF_INET, AF_INET6)
 
 
-def _same_path(name: str, target: str) -> bool:
+def _same_path(s: Socket, target: Target) -> bool:
+    """``s`` is bound to the socket file ``target`` names: the same file (its inode and device,
+    where both are known), else the same name.  A relative name is relative to the directory its
+    binder was in, not ours: it is no path here (the file tells, or the exact text)."""
+    name, text = s.local.address, str(target.value)
     if not name or name.startswith("@"):
         return False
-    if name == target:
+    if target.file is not None and s.unix_vfs is not None and tuple(s.unix_vfs) == target.file:
+        return True
+    if not name.startswith("/"):  # the same text, where neither file is known
+        return name == text and (target.file is None or s.unix_vfs is None)
+    if name == text:
         return True
     try:
-        return os.path.realpath(name) == os.path.realpath(target)
+        return os.path.realpath(name) == os.path.realpath(text)
     except (OSError, ValueError):
         return False
 
@@ -117,7 +125,7 @@ def matches(target: Target, socks: Iterable[Socket], pid_inodes: frozenset[int] 
         elif kind == "abstract":
             ok = s.family == AF_UNIX and s.local.address == value
         else:  # path
-            ok = s.family == AF_UNIX and _same_path(s.local.address, str(value))
+            ok = s.family == AF_UNIX and _same_path(s, target)
         if ok:
             out.append(s)
     return out
@@ -141,8 +149,12 @@ class Process:
 
 @dataclass(frozen=True, slots=True)
 class Holder:
+    """A process holding a socket at ``fd``; ``tid``: the thread whose fd table holds it, where the
+    process's own table (its leader's, /proc/PID/fd) does not (the leader has exited)."""
+
     process: Process
     fd: int
+    tid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +223,9 @@ class _Index:
         # inet keys carry the namespace: the same address pair can exist in two of them
         self.by_pair: dict[tuple[str | None, str, str, int, str, int], list[Socket]] = {}
         self.by_unix_peer: dict[int, list[Socket]] = {}
-        self.udp_by_peer: dict[tuple[str | None, str, int], list[Socket]] = {}
+        # connected UDP sockets by their peer's (namespace, port), then address: a server socket's
+        # clients are one look-up, not a pass over every peer (4,000 of each took seconds)
+        self.udp_by_peer: dict[tuple[str | None, int], dict[str, list[Socket]]] = {}
         for s in socks:
             if s.inode:
                 self.by_inode.setdefault(s.inode, s)
@@ -219,7 +233,8 @@ class _Index:
                 key = (s.netns, s.netid, _norm(s.local.address), s.local.port, _norm(s.peer.address), s.peer.port)
                 self.by_pair.setdefault(key, []).append(s)
                 if s.netid == "udp" and s.peer.port:
-                    self.udp_by_peer.setdefault((s.netns, _norm(s.peer.address), s.peer.port), []).append(s)
+                    by_addr = self.udp_by_peer.setdefault((s.netns, s.peer.port), {})
+                    by_addr.setdefault(_norm(s.peer.address), []).append(s)
             elif s.family == AF_UNIX and s.peer_inode:
                 self.by_unix_peer.setdefault(s.peer_inode, []).append(s)
 
@@ -260,8 +275,8 @@ class _Index:
     def _udp_clients(self, s: Socket) -> list[Socket]:
         local = _norm(s.local.address)
         out: list[Socket] = []
-        for (ns, addr, port), socks in self.udp_by_peer.items():
-            if ns == s.netns and port == s.local.port and (addr == local or local in _WILDCARDS):
+        for addr, socks in self.udp_by_peer.get((s.netns, s.local.port), {}).items():
+            if addr == local or local in _WILDCARDS:
                 out.extend(p for p in socks if p is not s)
         return out
 
@@ -286,8 +301,10 @@ def build_report(
     process_info: Callable[[int, str], Process],
     unresolved: Sequence[Unresolved] = (),
     warnings: Sequence[str] = (),
+    threads: Callable[[int], list[tuple[int, int, int]]] | None = None,
 ) -> Report:
-    """Chains for ``matched``; ``every`` is all sockets dumped (to find peers)."""
+    """Chains for ``matched``; ``every`` is all sockets dumped (to find peers); ``threads``: the
+    (pid, tid, fd) holding an inode no process's table holds (:func:`exited_leader_threads`)."""
     index = _Index(every)
     procs: dict[int, Process] = {}
 
@@ -299,6 +316,8 @@ def build_report(
 
     def end(s: Socket) -> End:
         hs = tuple(Holder(proc(pid), fd) for pid, fd in owners.holders(s.inode)) if s.inode else ()
+        if not hs and s.inode and threads is not None:
+            hs = tuple(Holder(proc(pid), fd, tid) for pid, tid, fd in threads(s.inode))
         return End(s, hs, "" if hs else _no_holder_reason(s, owners.complete))
 
     chains = []
@@ -336,7 +355,8 @@ def _holder_lines(e: End, label: str) -> list[str]:
     for i, h in enumerate(e.holders):
         p = h.process
         user = p.user if p.user is not None else (str(p.uid) if p.uid is not None else "?")
-        lines.append(f"{label if i == 0 else pad}pid {p.pid} {escape(p.name)}  user {user}  fd {h.fd}")
+        thread = f" (thread {h.tid})" if h.tid is not None else ""
+        lines.append(f"{label if i == 0 else pad}pid {p.pid} {escape(p.name)}  user {user}  fd {h.fd}{thread}")
         lines.append(f"{pad}  {command_text(p)}")
     return lines
 
@@ -378,7 +398,7 @@ def render_text(report: Report, unicode: bool = True) -> str:
 
 def _process_dict(h: Holder) -> dict[str, Any]:
     p = h.process
-    return {"pid": p.pid, "name": p.name, "uid": p.uid, "user": p.user, "fd": h.fd,
+    return {"pid": p.pid, "name": p.name, "uid": p.uid, "user": p.user, "fd": h.fd, "tid": h.tid,
             "cmdline": list(p.cmdline) if p.cmdline is not None else None, "alive": p.alive}
 
 
@@ -442,6 +462,8 @@ def read_process(pid: int, name: str = "", proc: str = "/proc") -> Process:
     try:
         with open(f"{proc}/{pid}/cmdline", "rb") as f:
             raw = f.read()
+        if not raw:  # a kernel thread, or a leader that has exited: its threads' memory has the line
+            raw = _thread_cmdline(pid, proc)
         cmdline = tuple(os.fsdecode(a) for a in raw.split(b"\0")[: -1 if raw.endswith(b"\0") else None]) \
             if raw else ()
     except FileNotFoundError:
@@ -449,6 +471,19 @@ def read_process(pid: int, name: str = "", proc: str = "/proc") -> Process:
     except OSError:
         cmdline = None
     return Process(pid, name, uid, user_name(uid) if uid is not None else None, cmdline)
+
+
+def _thread_cmdline(pid: int, proc: str) -> bytes:
+    """The command line as another thread of ``pid`` reads it (b"" where it has none)."""
+    try:
+        tids = os.listdir(f"{proc}/{pid}/task")
+        tid = next((t for t in tids if t != str(pid)), None)
+        if tid is None:
+            return b""
+        with open(f"{proc}/{pid}/task/{tid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
@@ -467,7 +502,68 @@ def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
         raise CannotInspect(model.fds_error(proc, pid, exc)) from None
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no such process: {pid} (it exited)")
+    if not inodes:  # its leader may have exited, its threads holding the sockets
+        return sorted({(fd, ino) for _tid, fd, ino in _threads_sockets(pid, proc)})
     return list(zip(fds, inodes))
+
+
+def exited_leader_threads(proc: str = "/proc") -> Callable[[int], list[tuple[int, int, int]]]:
+    """inode -> (pid, tid, fd) of the threads holding it in processes whose leader has exited (a zombie
+    leader with live threads: /proc/PID/fd, what ss -p and psutil read, is empty; ss -T shows the
+    threads).  The first thread of each (pid, fd); read once, at the first look-up."""
+    found: dict[int, list[tuple[int, int, int]]] | None = None
+
+    def lookup(inode: int) -> list[tuple[int, int, int]]:
+        nonlocal found
+        if found is None:
+            found = _exited_leaders(proc)
+        return found.get(inode, [])
+
+    return lookup
+
+
+def _exited_leaders(proc: str) -> dict[int, list[tuple[int, int, int]]]:
+    from sockscope.owners import walk
+
+    out: dict[int, list[tuple[int, int, int]]] = {}
+    try:
+        pids = walk.pids_of(proc)
+    except OSError:
+        return out
+    for pid in pids:
+        for tid, fd, ino in _threads_sockets(pid, proc):
+            out.setdefault(ino, []).append((pid, tid, fd))
+    return out
+
+
+def _threads_sockets(pid: int, proc: str) -> list[tuple[int, int, int]]:
+    """(tid, fd, inode) of the sockets the threads of ``pid`` hold where its leader has exited (else
+    nothing), the first thread of each (fd, inode)."""
+    from sockscope.owners import walk
+
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read()
+        rest = data[data.rfind(b")") + 2 :].split()
+        if rest[:1] != [b"Z"] or int(rest[17]) < 2:  # (field 20: num_threads)
+            return []
+        tids = walk.pids_of(f"{proc}/{pid}/task")
+    except (OSError, ValueError, IndexError):
+        return []
+    out: list[tuple[int, int, int]] = []
+    seen: set[tuple[int, int]] = set()
+    for tid in tids:
+        if tid == pid:
+            continue
+        try:
+            inodes, fds = walk.process_sockets(f"{proc}/{pid}/task", tid)
+        except OSError:
+            continue
+        for ino, fd in zip(inodes, fds):
+            if (fd, ino) not in seen:
+                seen.add((fd, ino))
+                out.append((tid, fd, ino))
+    return out
 
 
 def pids_sockets(pids: Iterable[int], proc: str = "/proc") -> tuple[list[tuple[int, int, int]], list[str]]:
@@ -495,5 +591,5 @@ def pids_sockets(pids: Iterable[int], proc: str = "/proc") -> tuple[list[tuple[i
 __all__ = [
     "Target", "parse_target", "matches", "pids_sockets", "build_report", "render_text", "render_json",
     "Process", "Holder", "End", "Chain", "Report", "Unresolved",
-    "NoMatch", "NoSuchProcess", "CannotInspect", "read_process", "pid_sockets",
+    "NoMatch", "NoSuchProcess", "CannotInspect", "read_process", "pid_sockets", "exited_leader_threads",
 ]

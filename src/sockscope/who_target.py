@@ -7,7 +7,8 @@ in this order (the first that fits wins):
 1. ``inode:N``                  the socket with this inode
 2. ``@NAME``                    a UNIX socket with this abstract name
 3. ``N`` (ASCII digits only)    a PID
-4. anything with a ``/``        a UNIX socket path
+4. anything with a ``/``        a UNIX socket path (the socket bound to that file, by whatever
+                                name; or, where there is no such file, bound by that name)
 5. ``:PORT``, ``*:PORT``, ``HOST:PORT``, ``[V6]:PORT``: an address.  HOST may
    carry a scope (a device), written either way ss and RFC 4007 do:
    ``[fe80::1]%v0:9000`` (what ss and the listing print),
@@ -46,7 +47,10 @@ class Target:
     ``abstract``, ``inode``; ``hosts`` are textual IP addresses (``hostport``,
     as :func:`norm` gives them), ``scope`` the device of a scoped address
     (``v0`` of ``[fe80::1%v0]:9000``; "" for none), ``value`` the port, pid,
-    process name, inode or socket name.
+    process name, inode or socket name; ``file`` the (inode, device) of a ``path`` target's
+    socket file where it exists, the device as the kernel's ``UNIX_DIAG_VFS`` gives it (its
+    own ``dev_t``: major << 20 | minor), so that a socket bound to it is found whatever name
+    it was bound by (a relative one, another link).
     """
 
     text: str
@@ -54,6 +58,7 @@ class Target:
     value: int | str
     hosts: frozenset[str] = frozenset()
     scope: str = ""
+    file: tuple[int, int] | None = None
 
     @property
     def needs_unix(self) -> bool:
@@ -169,13 +174,21 @@ def _address(text: str) -> Target:
     return Target(text, "hostport", _port(port, text), _resolve(host, text), scope)
 
 
-def _is_socket_file(path: str) -> bool:
+def _socket_file(path: str) -> tuple[int, int] | None:
+    """(inode, kernel dev_t) of the socket file at ``path``, or None (no such file, not a socket)."""
     import stat
 
     try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
+        st = os.stat(path)
     except (OSError, ValueError):
-        return False
+        return None
+    if not stat.S_ISSOCK(st.st_mode):
+        return None
+    return st.st_ino, os.major(st.st_dev) << 20 | os.minor(st.st_dev)
+
+
+def _path(text: str) -> Target:
+    return Target(text, "path", text, file=_socket_file(text))
 
 
 def parse_target(text: str) -> Target:
@@ -194,16 +207,31 @@ def parse_target(text: str) -> Target:
             raise UsageError(f"bad PID {_shown(text)}")
         return Target(text, "pid", int(text))
     if "/" in text:
-        return Target(text, "path", text)
+        return _path(text)
     if text.startswith((":", "[")) or text.count(":") == 1:
         return _address(text)
     if ":" in text:
         raise UsageError(f"cannot understand target {_shown(text)} (expected {FORMS}; IPv6 goes in brackets)")
-    if _is_socket_file(text):
-        return Target(text, "path", text)
+    if _socket_file(text) is not None:
+        return _path(text)
     if not all(c.isalnum() or c in "._+-" for c in text):
         raise UsageError(f"cannot understand target {_shown(text)} (expected {FORMS})")
     return Target(text, "process", text)
+
+
+def check_scope(target: Target) -> None:
+    """A scoped target's device must exist in the network namespace looked in (as ss's ``%DEV``
+    and ``dev`` refuse a name that is no device): a misspelt one would leave out nothing."""
+    scope = target.scope
+    if not scope:
+        return
+    try:
+        if _digits(scope):
+            _socket.if_indextoname(int(scope))
+        else:
+            _socket.if_nametoindex(scope)
+    except (OSError, ValueError, OverflowError, UnicodeError):
+        raise UsageError(f"no device {_shown(scope)} in this network namespace, in {_shown(target.text)}") from None
 
 
 def pids_named(name: str, proc: str = "/proc") -> list[int]:
@@ -228,4 +256,4 @@ def pids_named(name: str, proc: str = "/proc") -> list[int]:
     return out
 
 
-__all__ = ["Target", "parse_target", "norm", "canonical", "pids_named", "FORMS"]
+__all__ = ["Target", "parse_target", "norm", "canonical", "pids_named", "check_scope", "FORMS"]

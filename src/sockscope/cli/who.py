@@ -154,7 +154,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
     from sockscope import who
     from sockscope.owners.model import unreadable_hint
     from sockscope.owners.service import scan
-    from sockscope.filter.states import EVERY_STATE
+    from sockscope.filter.states import BOUND_INACTIVE, EVERY_STATE
     from sockscope.query import Query
     from sockscope.render.endpoint import escape, tolerant
 
@@ -165,6 +165,10 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
         from sockscope import netns
 
         netns.enter(args.net)
+    if not args.all_netns:  # (every namespace: a device of any of them)
+        from sockscope.who_target import check_scope
+
+        check_scope(target)
     warnings: list[str] = []
 
     held: list[tuple[int, int, int]] = []  # (pid, fd, inode) of a PID's or a process name's sockets
@@ -201,7 +205,12 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
     if target.by_process or target.kind == "inode":
         tables |= {"nl", "p_raw", "p_dgr", "raw"}
         families |= {16, 17}
-    q = Query(frozenset(tables), frozenset(families), EVERY_STATE)
+    # Every state, and TCP sockets bound but neither listening nor connected (kernels >= 6.8 dump
+    # them when asked; older ones never match the bit): they hold their port, bind() says EADDRINUSE.
+    # A path target: each UNIX socket's file too (UNIX_DIAG_VFS, among the details), which tells
+    # the socket bound to that file by another name (a relative one) from one of the same name.
+    states = EVERY_STATE | 1 << BOUND_INACTIVE
+    q = Query(frozenset(tables), frozenset(families), states, details=target.kind == "path")
     every = _dump(q, args.all_netns, warnings.append)
 
     matched = who.matches(target, every, frozenset(ino for _pid, _fd, ino in held))
@@ -226,7 +235,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
                         "their sockets show no process")
     report = who.build_report(target, matched, every, owners,
                               lambda pid, name: who.read_process(pid, name, proc),
-                              unresolved, warnings)
+                              unresolved, warnings, who.exited_leader_threads(proc))
     if args.json:
         out.write(json.dumps(who.render_json(report), indent=1) + "\n")
     else:

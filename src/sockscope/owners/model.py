@@ -198,6 +198,11 @@ class OwnerMap:
         return self._holders.get(inode, [])
 
     def __contains__(self, inode: object) -> bool:
+        """``inode`` has holders: :meth:`owners` has some to give (with threads, ss -T: those of
+        every thread's fd table, also a socket only a thread of its own table, or the threads of
+        an exited leader, hold)."""
+        if self._tasks is not None:
+            return inode in self._tasks
         return inode in self._holders
 
     def __len__(self) -> int:

@@ -1,0 +1,292 @@
+"""Sweep of ``sockscope who``, the psutil drop-ins and the owner map as a new user meets them.
+
+Each test runs real processes in a private network namespace of its own
+(:class:`nsutil.ScriptScene`: every process ended by pid, the namespace and the
+scene's files removed, also on failure) and checks sockscope against the truth
+the processes report (their pids, fds and socket inodes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nsutil import ScriptScene  # noqa: E402
+
+SOCKSCOPE = [sys.executable, "-m", "sockscope"]
+
+SCENE = r'''
+import os, socket, sys
+
+role, tmp = sys.argv[1], sys.argv[2]
+U = socket.AF_UNIX
+if role == "relative":  # binds "r.sock" by a relative name, from the directory rel/
+    os.chdir(tmp + "/rel")
+    s = socket.socket(U, socket.SOCK_STREAM)
+    s.bind("r.sock")
+    s.listen(1)
+    say("READY", pid=os.getpid(), inode=ino(s), fd=s.fileno())
+    hold()
+elif role == "absolute":  # another socket file of the same base name, bound by its full path
+    s = socket.socket(U, socket.SOCK_STREAM)
+    s.bind(tmp + "/abs/r.sock")
+    s.listen(1)
+    say("READY", pid=os.getpid(), inode=ino(s), fd=s.fileno())
+    hold()
+elif role == "bound":  # a TCP socket bound to a port, neither listening nor connected; one unbound
+    b = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    b.bind(("127.0.0.1", 9400))
+    u = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    say("READY", pid=os.getpid(), inode=ino(b), fd=b.fileno(), unbound=ino(u), unbound_fd=u.fileno())
+    hold()
+elif role == "orphaned":  # the leader exits (pthread_exit); a thread goes on holding a listener
+    import ctypes, threading
+    comm("sweep-orphan")
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 9650))
+    s.listen(1)
+    ready = threading.Event()
+
+    def keep():
+        ready.set()
+        hold()
+        os._exit(0)
+
+    t = threading.Thread(target=keep)
+    t.start()
+    ready.wait(10)
+    say("READY", pid=os.getpid(), tid=t.native_id, inode=ino(s), fd=s.fileno())
+    ctypes.CDLL(None).pthread_exit(None)  # (the GIL let go for the call: the thread runs on)
+elif role == "thread":  # a listener only a thread of its own fd table holds (unshare(CLONE_FILES))
+    import ctypes, threading
+    libc = ctypes.CDLL(None, use_errno=True)
+    got, done = {}, threading.Event()
+
+    def own_table():
+        assert libc.unshare(0x400) == 0, ctypes.get_errno()  # CLONE_FILES
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 9700))
+        s.listen(1)
+        got.update(tid=threading.get_native_id(), inode=ino(s), fd=s.fileno())
+        done.set()
+        hold()  # (this thread ends the script: stdin's EOF)
+        os._exit(0)
+
+    threading.Thread(target=own_table, daemon=True).start()
+    done.wait(10)
+    say("READY", pid=os.getpid(), **got)
+    threading.Event().wait()
+elif role == "udp":  # many UDP server sockets and many connected ones: who's chains of them, timed
+    import resource, time
+    from sockscope import who
+    from sockscope.filter.states import EVERY_STATE
+    from sockscope.owners.service import scan
+    from sockscope.query import Query, run
+
+    n = int(sys.argv[3])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2 * n + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2 * n + 200, hard))
+    A4 = socket.AF_INET
+    servers = []
+    for i in range(n):
+        s = socket.socket(A4, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 20000 + i))
+        servers.append(s)
+    far = []  # connected to peers no socket here has
+    for i in range(n):
+        c = socket.socket(A4, socket.SOCK_DGRAM)
+        c.connect(("127.0.0.2", 20000 + i))
+        far.append(c)
+    near = []  # clients of the first three servers: the chains must name them
+    for i in range(3):
+        c = socket.socket(A4, socket.SOCK_DGRAM)
+        c.connect(("127.0.0.1", 20000 + i))
+        near.append(c)
+    every = list(run(Query(frozenset({"udp"}), frozenset({A4}), EVERY_STATE)))
+    target = who.parse_target(str(os.getpid()))
+    mine = frozenset(ino(x) for x in servers + far + near)
+    matched = who.matches(target, every, mine)
+    owners = scan()
+    t = time.monotonic()
+    report = who.build_report(target, matched, every, owners, lambda pid, name: who.Process(pid, name))
+    took = time.monotonic() - t
+    clients = {c.end.socket.inode: sorted(p.socket.inode for p in c.peers) for c in report.chains
+               if c.end.socket.peer.port == 0}
+    say("READY", pid=os.getpid(), took=took, matched=len(matched), n_clients=len(clients),
+        served={str(ino(servers[i])): clients[ino(servers[i])] for i in range(4)},
+        near=[ino(c) for c in near])
+    hold()
+'''
+
+
+@pytest.fixture
+def scene() -> Iterator[ScriptScene]:
+    if os.geteuid() != 0:
+        pytest.fail("these tests need root (ip netns add)", pytrace=False)
+    sc = ScriptScene(SCENE, "sockscope-sweep-")
+    try:
+        yield sc
+    finally:
+        sc.close()
+    assert not sc.netns.exists()
+    assert not os.path.exists(sc.tmp)
+
+
+def _who(sc: ScriptScene, *argv: str, cwd: str) -> subprocess.CompletedProcess[str]:
+    return sc.netns.run([*SOCKSCOPE, "who", "--json", *argv], timeout=60, cwd=cwd)
+
+
+def _inodes(r: subprocess.CompletedProcess[str]) -> list[int]:
+    assert r.returncode == 0, r.stderr
+    return [m["socket"]["inode"] for m in json.loads(r.stdout)["matches"]]
+
+
+def test_who_path_is_the_socket_file_not_a_name_relative_to_another_directory(scene: ScriptScene) -> None:
+    """A socket bound by a relative name ("r.sock", from rel/) is the file rel/r.sock: ``who`` finds
+    it by that file's path from anywhere, and a socket file of the same base name elsewhere
+    (abs/r.sock) is not it, whatever the directory ``who`` runs in (lsof names the file, not a
+    text relative to a directory it does not know)."""
+    for d in ("rel", "abs"):
+        os.mkdir(os.path.join(scene.tmp, d))
+    rel = scene.start("relative", scene.tmp)
+    absolute = scene.start("absolute", scene.tmp)
+    rel_path, abs_path = os.path.join(scene.tmp, "rel", "r.sock"), os.path.join(scene.tmp, "abs", "r.sock")
+    # the relative socket, by its full path, from a directory that is not its binder's
+    assert _inodes(_who(scene, rel_path, cwd="/")) == [rel["inode"]]
+    # ... and by its name, from the directory it was bound in
+    assert _inodes(_who(scene, "r.sock", cwd=os.path.dirname(rel_path))) == [rel["inode"]]
+    assert _inodes(_who(scene, "./r.sock", cwd=os.path.dirname(rel_path))) == [rel["inode"]]
+    # the other file of that name: only its own socket, by either form
+    assert _inodes(_who(scene, abs_path, cwd=os.path.dirname(abs_path))) == [absolute["inode"]]
+    assert _inodes(_who(scene, "r.sock", cwd=os.path.dirname(abs_path))) == [absolute["inode"]]
+    # the holders are the processes themselves
+    r = _who(scene, rel_path, cwd="/")
+    (m,) = json.loads(r.stdout)["matches"]
+    assert [(p["pid"], p["fd"]) for p in m["processes"]] == [(rel["pid"], rel["fd"])]
+
+
+def test_who_scope_naming_no_device_is_refused(scene: ScriptScene) -> None:
+    """``HOST%DEV:PORT`` with a device the namespace does not have is refused (255, one line), as ss
+    refuses ``src 127.0.0.1%nodev``: before, it left out nothing and answered for every device."""
+    for target in ("127.0.0.1%nodev0:22", "[::1%nodev0]:22", "[fe80::1]%nodev0:22", "127.0.0.1%4242:22"):
+        r = scene.netns.run([*SOCKSCOPE, "who", target], timeout=30)
+        assert r.returncode == 255, (target, r)
+        assert r.stdout == ""
+        assert r.stderr.startswith("sockscope: no device ") and r.stderr.count("\n") == 1, r.stderr
+        assert "Traceback" not in r.stderr
+    # the namespace's own device, by name or index, is a scope: nothing listens there, exit 1
+    for target in ("127.0.0.1%lo:22", "127.0.0.1%1:22", "[::1%lo]:22"):
+        r = scene.netns.run([*SOCKSCOPE, "who", target], timeout=30)
+        assert r.returncode == 1 and r.stderr.startswith("sockscope: no socket matches "), (target, r)
+    # in another namespace (-N): its devices, not ours
+    r = subprocess.run([*SOCKSCOPE, "who", "-N", scene.netns.name, "127.0.0.1%lo:22"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and r.stderr.startswith("sockscope: no socket matches "), r
+
+
+def test_who_udp_servers_and_their_clients_in_linear_time(scene: ScriptScene) -> None:
+    """``who`` finds an unconnected UDP socket's clients (the connected sockets whose peer it is) by one
+    look-up: with 7,000 servers and 7,000 connected sockets the chains took seconds (every server
+    passed over every peer), now a fraction of one; and the clients found are the right ones."""
+    info = scene.start("udp", scene.tmp, "7000")
+    assert info["matched"] == 14003
+    near = info["near"]
+    served = list(info["served"].values())
+    assert served == [[near[0]], [near[1]], [near[2]], []]
+    assert info["took"] < 1.5, info["took"]
+
+
+def _users(text: str) -> set[tuple[str, int, int, int]]:
+    """(name, pid, tid, fd) of every holder in ss's users:(…) cells of ``text`` (-pT)."""
+    import re
+
+    return {(m[0], int(m[1]), int(m[2]), int(m[3]))
+            for m in re.findall(r'\("([^"]*)",pid=(\d+),tid=(\d+),fd=(\d+)\)', text)}
+
+
+def test_threads_json_and_csv_name_a_socket_only_a_thread_holds(scene: ScriptScene) -> None:
+    """``-pT`` with ``--json``/``--csv``: a socket held only by a thread with an fd table of its own
+    (``unshare(CLONE_FILES)``; so also the threads of an exited leader) has that thread as its owner,
+    as the table and ``ss -pT`` say; before, JSON and CSV gave it no owner at all."""
+    info = scene.start("thread", scene.tmp)
+    pid, tid, fd = info["pid"], info["tid"], info["fd"]
+    assert tid != pid
+    flt = ["sport", "=", ":9700"]
+    ss = scene.netns.run(["ss", "-tlnpTH", *flt], timeout=30)
+    assert ss.returncode == 0, ss.stderr
+    want = _users(ss.stdout)
+    assert {(p, t, f) for _n, p, t, f in want} == {(pid, tid, fd)}, ss.stdout
+    table = scene.netns.run([*SOCKSCOPE, "-tlnpTH", *flt], timeout=30)
+    assert _users(table.stdout) == want, table.stdout
+    r = scene.netns.run([*SOCKSCOPE, "-tlnpT", "--json", *flt], timeout=30)
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)
+    assert row["inode"] == info["inode"]
+    assert {(o["name"], o["pid"], o["tid"], o["fd"]) for o in row["owners"]} == want
+    r = scene.netns.run([*SOCKSCOPE, "-tlnpT", "--csv", *flt], timeout=30)
+    assert r.returncode == 0, r.stderr
+    import csv
+    import io
+
+    (crow,) = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert crow["owners"] == ";".join(f"{p}/{f}/{n}" for n, p, _t, f in want)
+
+
+def test_who_finds_a_tcp_port_bound_but_not_listening(scene: ScriptScene) -> None:
+    """A TCP socket bound to a port but neither listening nor connected holds that port (another
+    bind() gets EADDRINUSE): ``who :PORT`` names it and its process (the kernel dumps such sockets
+    when asked, since 6.8), and ``who PID`` shows its chain instead of calling it "unbound"; only
+    the really unbound socket is in none of the tables."""
+    info = scene.start("bound", scene.tmp)
+    r = _who(scene, ":9400", cwd="/")
+    assert r.returncode == 0, r.stderr
+    (m,) = json.loads(r.stdout)["matches"]
+    assert (m["socket"]["inode"], m["socket"]["local_address"], m["socket"]["local_port"]) == \
+        (info["inode"], "127.0.0.1", 9400)
+    assert [(p["pid"], p["fd"]) for p in m["processes"]] == [(info["pid"], info["fd"])]
+    assert m["peer"] == {"where": "none", "sockets": []}
+    r = _who(scene, str(info["pid"]), cwd="/")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert [x["socket"]["inode"] for x in data["matches"]] == [info["inode"]]
+    assert data["unresolved"] == [{"pid": info["pid"], "fd": info["unbound_fd"], "inode": info["unbound"]}]
+    # the port is the socket's: what bind() says of it
+    probe = scene.netns.run([sys.executable, "-c", "import socket; socket.socket().bind(('127.0.0.1', 9400))"],
+                            timeout=30)
+    assert "Address already in use" in probe.stderr
+
+
+def test_who_names_the_threads_of_an_exited_leader(scene: ScriptScene) -> None:
+    """A process whose leader has exited (a zombie leader, its threads running) holds its sockets in
+    its threads' fd table: /proc/PID/fd is empty (ss -p and psutil name no process; ss -pT names the
+    threads).  ``who :PORT``, ``who PID`` and ``who NAME`` name the process and the thread, with its
+    command line; before, the socket had "no process of this pid namespace", and the PID none."""
+    import time
+
+    info = scene.start("orphaned", scene.tmp)
+    pid, tid, fd = info["pid"], info["tid"], info["fd"]
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the leader did not exit"
+        time.sleep(0.02)
+    assert os.listdir(f"/proc/{pid}/fd") == []
+    ss = scene.netns.run(["ss", "-tlnpTH", "sport", "=", ":9650"], timeout=30)
+    assert _users(ss.stdout) == {("sweep-orphan", pid, tid, fd)}, ss.stdout
+    for target in (":9650", str(pid), "sweep-orphan"):
+        r = _who(scene, target, cwd="/")
+        assert r.returncode == 0, (target, r.stderr)
+        (m,) = json.loads(r.stdout)["matches"]
+        assert m["socket"]["inode"] == info["inode"]
+        (p,) = m["processes"]
+        assert (p["pid"], p["fd"], p["tid"], p["name"]) == (pid, fd, tid, "sweep-orphan"), target
+        assert p["cmdline"][-3:] == [scene.script, "orphaned", scene.tmp]
+    text = scene.netns.run([*SOCKSCOPE, "who", ":9650"], timeout=30)
+    assert f"pid {pid} sweep-orphan  user root  fd {fd} (thread {tid})" in text.stdout, text.stdout
