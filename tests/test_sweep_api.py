@@ -46,6 +46,12 @@ elif role == "bound":  # a TCP socket bound to a port, neither listening nor con
     u = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     say("READY", pid=os.getpid(), inode=ino(b), fd=b.fileno(), unbound=ino(u), unbound_fd=u.fileno())
     hold()
+elif role == "nlpacket":  # a netlink socket (bound: a port id) and a packet socket of every ethertype
+    n = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    n.bind((0, 0))
+    p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    say("READY", pid=os.getpid(), netlink=ino(n), packet=ino(p))
+    hold()
 elif role == "orphaned":  # the leader exits (pthread_exit); a thread goes on holding a listener
     import ctypes, threading
     comm("sweep-orphan")
@@ -290,3 +296,24 @@ def test_who_names_the_threads_of_an_exited_leader(scene: ScriptScene) -> None:
         assert p["cmdline"][-3:] == [scene.script, "orphaned", scene.tmp]
     text = scene.netns.run([*SOCKSCOPE, "who", ":9650"], timeout=30)
     assert f"pid {pid} sweep-orphan  user root  fd {fd} (thread {tid})" in text.stdout, text.stdout
+
+
+def test_who_prints_netlink_and_packet_ends_as_ss(scene: ScriptScene) -> None:
+    """``who PID`` of a process holding a netlink and a packet socket: each end as ``ss -n`` prints
+    it (``0:PORTID``, ``[0]:*``, the peer ``*``); they were ``0`` and ``*``."""
+    info = scene.start("nlpacket", scene.tmp)
+    r = scene.netns.run([*SOCKSCOPE, "who", str(info["pid"])], timeout=60)
+    assert r.returncode == 0, r.stderr
+    ss = scene.netns.run(["ss", "-Hanp", "-A", "netlink,packet"], timeout=60)
+    assert ss.returncode == 0, ss.stderr
+    want = {}
+    for line in ss.stdout.splitlines():  # (a netlink row names no users: its port id is the pid here)
+        cells = line.split()
+        if f"pid={info['pid']}," in line or cells[4] == f"0:{info['pid']}":
+            want[cells[0]] = f"{cells[4]} \u2194 {cells[5]}"
+    assert set(want) == {"nl", "p_raw"}, ss.stdout
+    heads = [line for line in r.stdout.splitlines() if line.startswith(("nl ", "p_raw "))]
+    assert len(heads) == 2, r.stdout
+    for head in heads:
+        netid = head.split()[0]
+        assert want[netid] in head, (want[netid], head)

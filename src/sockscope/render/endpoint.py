@@ -7,7 +7,8 @@
 * :func:`endpoint` — one end of a socket record, as ss's ``Address:Port``
   column pair reads: ``addr:port`` for TCP/UDP (port 0 is ``*``; the device
   only on the local end, like ss), ``NAME INODE`` / ``* PEER-INODE`` for UNIX
-  sockets (ss's separator there is a space; an unnamed socket is ``*``).
+  sockets (ss's separator there is a space; an unnamed socket is ``*``),
+  ``PROTOCOL:PORTID`` for netlink sockets, ``[ETHERTYPE]:DEVICE`` for packet ones.
 * :func:`tolerant` — an output stream that writes what its encoding lacks as
   backslash escapes (never a UnicodeEncodeError).
 * :func:`escape` — text that is safe on one line of a terminal.  ss writes a
@@ -22,7 +23,7 @@ interface name of an index (:func:`sockscope.render.names.ifname`).
 
 from __future__ import annotations
 
-from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
+from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
 from sockscope.errors import printable
 
 TYPE_CHECKING = False
@@ -63,6 +64,19 @@ def endpoint(s: Socket, which: str) -> str:
         if local:
             return f"{escape(ep.address) or '*'} {s.inode}"
         return f"* {s.peer_inode or 0}"
+    if fam == AF_NETLINK:  # as ss -n: PROTOCOL:PORTID, the peer GROUP:PORTID where connected
+        if local:
+            return f"{ep.address}:{'*' if ep.port == -1 else ep.port}"
+        return f"{ep.address}:{ep.port}" if ep.address else "*"
+    if fam == AF_PACKET:  # as ss -n: [ETHERTYPE]:DEVICE (* for every ethertype, every device); no peer
+        if not local:
+            return "*"
+        device = "*"
+        if ep.port:
+            from sockscope.render import names
+
+            device = escape(names.ifname(ep.port, s.netns))
+        return f"{'*' if s.protocol == 3 else f'[{s.protocol}]'}:{device}"
     return escape(ep.address) or "*"
 
 
