@@ -276,6 +276,25 @@ class ScriptScene:
             self.netns.delete()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
+    @classmethod
+    @contextmanager
+    def running(cls, script: str, prefix: str, *roles: str) -> Iterator[ScriptScene]:
+        """A scene with ``roles`` started (root only: the namespace), closed after the block, also
+        on failure; leaving nothing behind (namespace, directory) is checked."""
+        if os.geteuid() != 0:
+            import pytest
+
+            pytest.fail("these tests need root (ip netns add)", pytrace=False)
+        sc = cls(script, prefix)
+        try:
+            for role in roles:
+                sc.start(role)
+            yield sc
+        finally:
+            sc.close()
+        assert not sc.netns.exists()
+        assert not os.path.exists(sc.tmp)
+
 
 class Population:
     """``tests/population.py`` running inside ``netns``: start(), info, ensure_timewait(), stop()."""

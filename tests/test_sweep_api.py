@@ -135,15 +135,8 @@ elif role == "udp":  # many UDP server sockets and many connected ones: who's ch
 
 @pytest.fixture
 def scene() -> Iterator[ScriptScene]:
-    if os.geteuid() != 0:
-        pytest.fail("these tests need root (ip netns add)", pytrace=False)
-    sc = ScriptScene(SCENE, "sockscope-sweep-")
-    try:
+    with ScriptScene.running(SCENE, "sockscope-sweep-") as sc:
         yield sc
-    finally:
-        sc.close()
-    assert not sc.netns.exists()
-    assert not os.path.exists(sc.tmp)
 
 
 def _who(sc: ScriptScene, *argv: str, cwd: str) -> subprocess.CompletedProcess[str]:

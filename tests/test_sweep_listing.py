@@ -47,16 +47,8 @@ hold()
 @pytest.fixture
 def scene() -> Iterator[ScriptScene]:
     """A fresh namespace per test: a -K that goes wrong closes only that test's sockets."""
-    if os.geteuid() != 0:
-        pytest.fail("these tests need root (ip netns add)", pytrace=False)
-    sc = ScriptScene(SCENE, "sockscope-sweep-")
-    try:
-        sc.start("pair")
+    with ScriptScene.running(SCENE, "sockscope-sweep-", "pair") as sc:
         yield sc
-    finally:
-        sc.close()
-    assert not sc.netns.exists()
-    assert not os.path.exists(sc.tmp)
 
 
 def _established(sc: ScriptScene) -> list[str]:
