@@ -93,3 +93,11 @@ def seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
     return value
+
+
+def positive_seconds(text: str) -> float:
+    """:func:`seconds`, more than 0: for a window, timeout or deadline that 0 would make fail at once."""
+    value = seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value

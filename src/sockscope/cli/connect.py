@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import socket
 
-from sockscope.cli._args import OneLineParser, port_type, positive_int, seconds
+from sockscope.cli._args import OneLineParser, port_type, positive_int, positive_seconds, seconds
 from sockscope.services.connect import (
     DEFAULT_INTERVAL,
     DEFAULT_PORT,
@@ -51,14 +51,6 @@ A tcping that had failures exits with the status of the last failure.
 _port = port_type(1)
 
 
-def _timeout(text: str) -> float:
-    """More than 0 seconds: a timeout of 0 would fail every step, even resolving a numeric address."""
-    value = seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``sockscope connect``."""
     parser = OneLineParser(
@@ -79,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raw", action="store_true", help="print received bytes exactly (no final newline added)")
     parser.add_argument(
         "--timeout",
-        type=_timeout,
+        type=positive_seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"bound on resolving, connecting and each wait for data (default {DEFAULT_TIMEOUT:g})",

@@ -22,7 +22,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from sockscope.cli._args import OneLineParser, int_at_least, positive_int, seconds
+from sockscope.cli._args import OneLineParser, int_at_least, positive_int, positive_seconds, seconds
 from sockscope.exporter import DEFAULT_LISTEN, DEFAULT_MAX_LISTENERS, INSTALL_HINT
 
 if TYPE_CHECKING:
@@ -106,14 +106,6 @@ def _path(text: str) -> str:
     return text
 
 
-def _deadline(text: str) -> float:
-    """More than 0 seconds: a header deadline of 0 would close every connection before its request."""
-    value = seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from sockscope.exporter_web import Limits
 
@@ -135,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web.max-connections", dest="max_connections", type=positive_int, default=d.max_connections,
                    metavar="N", help=f"open connections at most (default {d.max_connections}); at the limit "
                    "the connection idle longest is closed")
-    p.add_argument("--web.header-timeout", dest="header_timeout", type=_deadline, default=d.header_timeout,
+    p.add_argument("--web.header-timeout", dest="header_timeout", type=positive_seconds, default=d.header_timeout,
                    metavar="SECONDS",
                    help=f"time for a TLS handshake and a request head (default {d.header_timeout:g})")
     p.add_argument("--web.idle-timeout", dest="idle_timeout", type=seconds, default=d.idle_timeout,

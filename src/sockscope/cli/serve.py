@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from sockscope.cli._args import OneLineParser, int_at_least, port_type, positive_int, seconds
+from sockscope.cli._args import OneLineParser, int_at_least, port_type, positive_int, positive_seconds, seconds
 from sockscope.services.admission import DEFAULT_MIN_RATE, DEFAULT_WINDOW
 from sockscope.services.serve import (
     DEFAULT_BACKLOG,
@@ -76,13 +76,6 @@ def _backlog(text: str) -> int:
     return value
 
 
-def _window(text: str) -> float:
-    value = seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``sockscope serve``."""
     parser = OneLineParser(
@@ -141,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--rate-window",
-        type=_window,
+        type=positive_seconds,
         default=DEFAULT_WINDOW,
         metavar="SECONDS",
         help=f"window (and minimum age) for --min-rate (default {DEFAULT_WINDOW:g})",
