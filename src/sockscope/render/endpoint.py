@@ -64,19 +64,14 @@ def endpoint(s: Socket, which: str) -> str:
         if local:
             return f"{escape(ep.address) or '*'} {s.inode}"
         return f"* {s.peer_inode or 0}"
-    if fam == AF_NETLINK:  # as ss -n: PROTOCOL:PORTID, the peer GROUP:PORTID where connected
-        if local:
-            return f"{ep.address}:{'*' if ep.port == -1 else ep.port}"
-        return f"{ep.address}:{ep.port}" if ep.address else "*"
-    if fam == AF_PACKET:  # as ss -n: [ETHERTYPE]:DEVICE (* for every ethertype, every device); no peer
-        if not local:
-            return "*"
-        device = "*"
-        if ep.port:
-            from sockscope.render import names
+    if fam == AF_NETLINK or fam == AF_PACKET:  # the listing's cells, numeric (ss -n): address and port joined
+        from sockscope.render.ends import netlink_ends, packet_ends
 
-            device = escape(names.ifname(ep.port, s.netns))
-        return f"{'*' if s.protocol == 3 else f'[{s.protocol}]'}:{device}"
+        if fam == AF_NETLINK:
+            cells = netlink_ends(True, s.protocol or 0, s.local.port, s.peer.address, s.peer.port)
+        else:
+            cells = packet_ends(True, s.protocol or 0, s.local.port, s.netns)
+        return escape("".join(cells[:2] if local else cells[2:]))
     return escape(ep.address) or "*"
 
 

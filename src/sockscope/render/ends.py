@@ -20,23 +20,23 @@ def rows(maker: CellMaker, b: Batch) -> list[list[str]]:
     :meth:`CellMaker.cells <sockscope.render.table.CellMaker.cells>` makes of their records,
     without making records."""
     owners = maker.owners if maker.opts.processes else None
+    numeric = maker.opts.numeric
     out = []
     if b.table == "nl":  # (no users:(…) for netlink sockets, also with -p: ss names their owner in the address)
         for proto, st, portid, dst, group, rq, wq in zip(b.protocol, b.state, b.portid, b.dst_portid, b.dst_group,
                                                           b.rqueue, b.wqueue):
             peer = (str(group), dst) if st == ESTABLISHED else ("", 0)  # (connected)
-            out.append(["nl", "UNCONN", f"{rq:<6}", f"{wq:<6}", *netlink_ends(maker, proto, portid, *peer), "", ""])
+            out.append(["nl", "UNCONN", f"{rq:<6}", f"{wq:<6}", *netlink_ends(numeric, proto, portid, *peer), "", ""])
     else:
         for ptype, proto, ino, rq, ifindex in zip(b.type, b.protocol, b.inode, b.rqueue, b.ifindex):
             out.append(["p_raw" if ptype == 3 else "p_dgr", "UNCONN", f"{rq:<6}", f"{0:<6}",
-                        *packet_ends(maker, proto, ifindex, None), owners.text(ino) if owners is not None else "",
+                        *packet_ends(numeric, proto, ifindex, None), owners.text(ino) if owners is not None else "",
                         ""])
     return out
 
 
-def netlink_ends(maker: CellMaker, proto: int, portid: int, peer: str, peer_port: int) -> list[str]:
-    """A netlink socket's four address cells: protocol and owner, group and peer portid."""
-    numeric = maker.opts.numeric
+def netlink_ends(numeric: bool, proto: int, portid: int, peer: str, peer_port: int) -> list[str]:
+    """A netlink socket's four address cells (``-n``: ``numeric``): protocol and owner, group and peer portid."""
     pname = str(proto) if numeric else names.NL_PROTOCOLS.get(proto, str(proto))
     if portid == -1:
         owner = "*"
@@ -50,12 +50,12 @@ def netlink_ends(maker: CellMaker, proto: int, portid: int, peer: str, peer_port
     return [pname + ":", owner] + ([peer + ":", str(peer_port)] if peer else ["*", ""])
 
 
-def packet_ends(maker: CellMaker, proto: int, ifindex: int, netns: str | None) -> list[str]:
-    """A packet socket's four address cells: ethertype and interface, no peer."""
+def packet_ends(numeric: bool, proto: int, ifindex: int, netns: str | None) -> list[str]:
+    """A packet socket's four address cells (``-n``: ``numeric``): ethertype and interface, no peer."""
     if proto == 3:
         addr = "*"
     else:
-        addr = f"[{proto}]" if maker.opts.numeric else names.ETHERTYPES.get(proto, f"[{proto}]")
+        addr = f"[{proto}]" if numeric else names.ETHERTYPES.get(proto, f"[{proto}]")
     return [addr + ":", "*" if not ifindex else names.ifname(ifindex, netns), "*", ""]
 
 

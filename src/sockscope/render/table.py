@@ -329,10 +329,11 @@ class CellMaker:
         if fam == AF_NETLINK or fam == AF_PACKET:
             from sockscope.render.ends import netlink_ends, packet_ends
 
+            numeric = self.opts.numeric
             if fam == AF_NETLINK:
-                return head + netlink_ends(self, s.protocol or 0, s.local.port, s.peer.address, s.peer.port) + [
+                return head + netlink_ends(numeric, s.protocol or 0, s.local.port, s.peer.address, s.peer.port) + [
                     proc, ""]
-            return head + packet_ends(self, s.protocol or 0, s.local.port, s.netns) + [proc, ""]
+            return head + packet_ends(numeric, s.protocol or 0, s.local.port, s.netns) + [proc, ""]
         return head + ["*", "", "*", "", proc, ""]
 
     def other_cells(self, b: OtherBatch) -> list[list[str]]:
