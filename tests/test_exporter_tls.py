@@ -10,10 +10,12 @@ namespace connects on loopback.  Invalid configs are one-line errors.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -122,8 +124,7 @@ basic_auth_users:
                                 ["https://127.0.0.1:9466/", None, None, None, None, ca],
                                 ["http://127.0.0.1:9466/metrics", "prometheus", PASSWORD, None, None, ca]])
         statuses = [g[0] for g in got]
-        assert statuses[:7] == [200, 200, 401, 401, 401, 401, 401], got
-        assert statuses[7] in ("RemoteDisconnected", "ConnectionResetError"), got  # plain HTTP to a TLS port
+        assert statuses == [200, 200, 401, 401, 401, 401, 401, 400], got  # 400: plain HTTP to a TLS port
         assert "sockscope_sockets{" in got[0][2]
         assert got[0][1]["X-Content-Type-Options"] == "nosniff"
         assert got[2][1]["WWW-Authenticate"] == 'Basic realm="sockscope"'
@@ -155,13 +156,101 @@ def test_client_certificates_required(holder: Holder, pki: dict[str, Path], tmp_
     assert srv.stderr == ""
 
 
+#: Inside the netns: raw (not TLS) clients of the TLS port; each [bytes sent in pieces (0.3 s apart),
+#: whether to shut the sending side after]: prints [what came back until EOF, seconds until EOF].
+RAW = r'''
+import json, socket, sys, time
+out = []
+for pieces, shut in json.loads(sys.argv[1]):
+    s = socket.create_connection(("127.0.0.1", 9466), timeout=30)
+    t0, got = time.monotonic(), b""
+    try:
+        for i, piece in enumerate(pieces):
+            if i:
+                time.sleep(0.3)
+            s.sendall(piece.encode("latin-1"))
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        while chunk := s.recv(65536):
+            got += chunk
+    except TimeoutError:
+        got = b"(no EOF in 30 s)"
+    except ConnectionResetError:
+        pass  # after the answer: the server closed with the rest of the request unread, as Go's does
+    out.append([got.decode("latin-1"), round(time.monotonic() - t0, 2)])
+    s.close()
+print(json.dumps(out))
+'''
+
+GO_ANSWER = "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+
+
+def test_plain_http_to_the_tls_port_gets_gos_answer(holder: Holder, pki: dict[str, Path], tmp_path: Path) -> None:
+    """Plain HTTP sent to the TLS port was closed silently (curl: "Empty reply from server"); Go's
+    net/http, node_exporter's server, answers 400 when the first five bytes look like HTTP.  Other
+    bytes still go to the TLS handshake (which fails: closed, no answer), a byte and a stall still
+    waits out the header deadline, and TLS clients are served as before."""
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(f"tls_server_config: {{cert_file: {pki['server_crt']}, key_file: {pki['server_key']}}}\n")
+    srv = Served(holder.netns, "--web.config.file", str(cfg), "--web.header-timeout", "2")
+    try:
+        cases = [[["GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"], False],
+                 [["HEAD / HTTP/1.0\r\n\r\n"], False],
+                 [["OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"], False],
+                 [["PUT /metrics HTTP/1.1\r\nHost: x\r\n\r\n"], False],
+                 [["G", "ET", " /metrics HTTP/1.1\r\n\r\n"], False],  # trickled in: the fifth byte decides
+                 [["hello, this is not TLS\r\n\r\n"], False],
+                 [["GET http://x/metrics HTTP/1.1\r\n\r\n"], False],  # not one of Go's five starts either
+                 [["GET"], True],  # EOF before five bytes
+                 [["G"], False]]  # then nothing: the header deadline
+        got = json.loads(holder.run([sys.executable, "-c", RAW, json.dumps(cases)], timeout=120).stdout)
+        assert [g[0] for g in got] == [GO_ANSWER] * 5 + [""] * 4, got
+        assert all(g[1] < 1.5 for g in got[:8]), got
+        assert 1.5 < got[8][1] < 15, got  # closed by the 2 s header deadline, not before
+        url, ca = srv.url, str(pki["ca_crt"])
+        assert [g[0] for g in requests(holder, [[url, None, None, None, None, ca]] * 3)] == [200] * 3
+    finally:
+        assert srv.stop() == 0, srv.stderr
+    assert srv.stderr == ""
+
+
+def test_the_connection_cap_closes_evicted_tls_connections_at_once(holder: Holder, pki: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    """A new TLS connection is first looked at (plain HTTP?) through a duplicate of its socket: an
+    eviction must end that look too, or the evicted sockets stayed open until the header deadline."""
+    from test_exporter_web import hold, read_json_line, server_conns
+
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(f"tls_server_config: {{cert_file: {pki['server_crt']}, key_file: {pki['server_key']}}}\n")
+    srv = Served(holder.netns, "--web.config.file", str(cfg), "--web.max-connections", "4",
+                 "--web.header-timeout", "60")
+    p = hold(holder, 9466, 40)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == b"READY"
+        deadline = time.monotonic() + 20
+        while server_conns(holder, 9466) > 4:
+            assert time.monotonic() < deadline, server_conns(holder, 9466)
+            time.sleep(0.2)
+        url, ca = srv.url, str(pki["ca_crt"])
+        assert [g[0] for g in requests(holder, [[url, None, None, None, None, ca]] * 2)] == [200] * 2
+    finally:
+        assert p.stdin is not None
+        p.stdin.close()
+        out = read_json_line(p, 30)
+        p.wait()
+        if p.stdout:
+            p.stdout.close()
+        assert srv.stop() == 0, srv.stderr
+    assert out["idle_closed"] >= 36, out
+
+
 BAD_CONFIGS = [
     ("tls_config:\n  cert_file: x\n", "unknown field 'tls_config' in the file"),
     ("a: [\n", "not YAML (line 2)"),
     ("- 1\n", "the file must be a mapping"),
     ("tls_server_config:\n  cert_file: c.crt\n", "tls_server_config: missing key_file"),
     ("tls_server_config:\n  cert_file: no.crt\n  key_file: no.key\n",
-     "certificate and key {d}/no.crt / {d}/no.key: No such file or directory"),
+     "cert_file {d}/no.crt: No such file or directory"),
     ("tls_server_config:\n  cert_file: c\n  key_file: k\n  client_auth_type: Maybe\n",
      "client_auth_type 'Maybe' is not one of NoClientCert,"),
     ("tls_server_config:\n  cert_file: c\n  key_file: k\n  client_auth_type: RequireAndVerifyClientCert\n",
@@ -176,7 +265,7 @@ BAD_CONFIGS = [
     ("rate_limit:\n  interval: 1s\n", "rate_limit is not supported"),
     ("http_server_config:\n  headers:\n    X-Evil: 1\n", "unknown field 'X-Evil' in http_server_config.headers"),
     ('tls_server_config:\n  cert_file: "\\e[31mc\\nx"\n  key_file: k\n',
-     "certificate and key {d}/\\x1b[31mc\\x0ax / {d}/k: No such file or directory"),
+     "cert_file {d}/\\x1b[31mc\\x0ax: No such file or directory"),
 ]
 
 
@@ -189,6 +278,78 @@ def test_a_bad_web_config_is_a_one_line_error(holder: Holder, tmp_path: Path, te
     assert r.stderr.startswith(f"sockscope: web config {str(cfg)!r}: "), r.stderr
     assert msg.format(d=tmp_path) in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert "\x1b" not in r.stderr
+
+
+def _fifo_cert(d: Path, pki: dict[str, Path]) -> tuple[str, str]:
+    os.mkfifo(d / "fifo.crt")
+    return f"cert_file: fifo.crt\n  key_file: {pki['server_key']}\n", f"cert_file {d}/fifo.crt: not a regular file"
+
+
+def _fifo_ca(d: Path, pki: dict[str, Path]) -> tuple[str, str]:
+    os.mkfifo(d / "fifo-ca.crt")
+    return (f"cert_file: {pki['server_crt']}\n  key_file: {pki['server_key']}\n"
+            f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: fifo-ca.crt\n",
+            f"client_ca_file {d}/fifo-ca.crt: not a regular file")
+
+
+def _endless_key(d: Path, pki: dict[str, Path]) -> tuple[str, str]:
+    return f"cert_file: {pki['server_crt']}\n  key_file: /dev/zero\n", "key_file /dev/zero: not a regular file"
+
+
+def _huge_cert(d: Path, pki: dict[str, Path]) -> tuple[str, str]:
+    from sockscope.webconfig import MAX_PEM_SIZE
+
+    with open(d / "huge.crt", "wb") as f:
+        f.write(pki["server_crt"].read_bytes())
+        f.truncate(MAX_PEM_SIZE + 1)  # (sparse)
+    return (f"cert_file: huge.crt\n  key_file: {pki['server_key']}\n",
+            f"cert_file {d}/huge.crt: larger than {MAX_PEM_SIZE} bytes")
+
+
+@pytest.mark.parametrize("make", [_fifo_cert, _fifo_ca, _endless_key, _huge_cert])
+def test_tls_files_that_are_not_bounded_regular_files_are_one_line_errors(
+        holder: Holder, pki: dict[str, Path], tmp_path: Path, make: Callable[[Path, dict[str, Path]], tuple[str, str]],
+) -> None:
+    """cert_file, key_file and client_ca_file went to OpenSSL by name: a FIFO hung the start (and a
+    reload, on the event loop), /dev/zero was read for ever, a huge file whole."""
+    tls, msg = make(tmp_path, pki)
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(f"tls_server_config:\n  {tls}")
+    r = holder.run([*EXPORTER, "--web.config.file", str(cfg)], timeout=30)  # (a hang: TimeoutExpired)
+    assert (r.returncode, r.stdout) == (1, ""), r.stderr
+    assert r.stderr == f"sockscope: web config {str(cfg)!r}: {msg}\n"
+
+
+def test_a_cert_file_replaced_by_a_fifo_keeps_the_previous_config(holder: Holder, tmp_path: Path) -> None:
+    """The reload runs on the event loop: a cert_file swapped for a FIFO blocked it in open() for
+    good, every scrape with it.  Now one line, the previous config serving, and a good file later
+    is picked up again."""
+    import shutil
+
+    one, two = make_pki(tmp_path / "one"), make_pki(tmp_path / "two")
+    current = tmp_path / "current.crt"
+    shutil.copy(one["server_crt"], current)
+    shutil.copy(one["server_key"], tmp_path / "current.key")
+    cfg = tmp_path / "web.yml"
+    cfg.write_text("tls_server_config: {cert_file: current.crt, key_file: current.key}\n")
+    srv = Served(holder.netns, "--web.config.file", str(cfg))
+    url, ca1, ca2 = srv.url, str(one["ca_crt"]), str(two["ca_crt"])
+    try:
+        assert [g[0] for g in requests(holder, [[url, None, None, None, None, ca1]])] == [200]
+        current.unlink()
+        os.mkfifo(current)
+        time.sleep(1.2)  # (the files are looked at once a second at most)
+        got = requests(holder, [[url, None, None, None, None, ca1]] * 3)
+        assert [g[0] for g in got] == [200] * 3, got
+        current.unlink()
+        shutil.copy(two["server_crt"], current)
+        shutil.copy(two["server_key"], tmp_path / "current.key")
+        time.sleep(1.2)
+        assert [g[0] for g in requests(holder, [[url, None, None, None, None, ca2]])] == [200]
+    finally:
+        assert srv.stop() == 0, srv.stderr
+    assert srv.stderr == (f"sockscope: web config {str(cfg)!r}: cert_file {current}: not a regular file; "
+                          "still serving with the previous web config\n")
 
 
 def test_a_missing_web_config_is_a_one_line_error(holder: Holder, tmp_path: Path) -> None:

@@ -154,6 +154,98 @@ def test_connection_cap_keeps_scrapes_served_with_few_threads(holder: Holder) ->
     assert out["idle_closed"] >= 250  # evicted to make room, not left to pile up
 
 
+#: Inside the netns: N connections that pipeline GETs and never read a response (a small receive buffer),
+#: sending until the server takes no more for 1 s (or 8 MB each); print READY, and at stdin EOF how many
+#: the server has closed.
+NO_READ = r'''
+import json, select, socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+chunk = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+socks = []
+for _ in range(n):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (before connect: the window it offers)
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    socks.append([s, 0])
+last = time.monotonic()
+while time.monotonic() - last < 1:
+    for e in socks:
+        if e[1] < 8 << 20:
+            try:
+                e[1] += e[0].send(chunk[e[1] % len(chunk):])
+                last = time.monotonic()
+            except BlockingIOError:
+                pass
+    time.sleep(0.01)
+print("READY", flush=True)
+sys.stdin.read()
+p = select.poll()
+for s, _ in socks:
+    p.register(s, select.POLLRDHUP)  # (and POLLERR, POLLHUP: always)
+print(json.dumps({"closed": len(p.poll(0))}), flush=True)
+'''
+
+#: Inside the netns: GET the URL until a 200 (or 15 s); prints what each try got and the seconds it took.
+SCRAPE_UNTIL_200 = r'''
+import json, sys, time, urllib.request
+t0, tries = time.monotonic(), []
+while time.monotonic() - t0 < 15 and 200 not in tries:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+            tries.append(r.status if r.read().startswith(b"# HELP ") else "no exposition")
+    except Exception as e:
+        tries.append(type(getattr(e, "reason", e)).__name__)
+        time.sleep(0.2)
+print(json.dumps({"tries": tries, "seconds": round(time.monotonic() - t0, 2)}))
+'''
+
+
+def stuck_responses(h: Holder, port: int) -> dict[str, tuple[int, int]]:
+    """The server's connections on ``port`` with requests it has not read and responses not taken:
+    peer -> (Recv-Q, Send-Q)."""
+    r = h.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"])
+    rows = [line.split() for line in r.stdout.splitlines()]
+    return {row[3]: (int(row[0]), int(row[1])) for row in rows if int(row[0]) > 0 and int(row[1]) > 0}
+
+
+def test_clients_that_do_not_read_cannot_lock_the_scrapers_out(holder: Holder) -> None:
+    """A connection whose client pipelines requests and never reads waits in its write for
+    write_timeout (30 s).  It counted as busy, so max_connections of them had every new connection
+    closed at once, scrapers too; stuck WRITE_STALL_GRACE (1 s), it is now evicted as an idle one is."""
+    h = holder
+    srv = Served(h.netns, "--web.max-connections", "4")
+    p = h.netns.popen([sys.executable, "-c", NO_READ, "9466", "4"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        from nsutil import read_line
+
+        assert read_line(p, 60).strip() == "READY"
+        # every slot is held by a connection whose server stopped reading requests, its responses stuck
+        deadline, before = time.monotonic() + 30, {}
+        while True:
+            now = stuck_responses(h, 9466)
+            if len(now) == 4 and now == before:
+                break
+            assert time.monotonic() < deadline, now
+            before = now
+            time.sleep(0.5)
+        for _ in range(2):
+            r = h.run([sys.executable, "-c", SCRAPE_UNTIL_200, srv.url], timeout=60)
+            got = json.loads(r.stdout)
+            assert got["tries"][-1] == 200, got  # (before: closed at once, for write_timeout)
+        assert server_conns(h, 9466) <= 4
+    finally:
+        assert p.stdin is not None
+        p.stdin.close()
+        out = read_json_line(p, 30)
+        p.wait()
+        if p.stdout:
+            p.stdout.close()
+        assert srv.stop() == 0, srv.stderr
+    assert out["closed"] >= 1  # evicted to make room
+    assert "Traceback" not in srv.stderr
+
+
 #: Inside the netns: keep-alive, methods, bodies and oversized heads, with http.client and raw sockets.
 PROTOCOL = r'''
 import http.client, json, socket

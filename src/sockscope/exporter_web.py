@@ -17,14 +17,19 @@ reading one GET request head under a deadline.
   address that cannot be bound is a one-line error) with a real backlog.
 * Connections are capped (``max_connections``).  At the cap, a new
   connection evicts the one that has waited longest for a request head
-  (an idle keep-alive or a dripper); when every connection is busy it is
-  closed at once.  So idle clients can never lock scrapers out.
+  (an idle keep-alive or a dripper) or for its client to take a response
+  (one stuck :data:`WRITE_STALL_GRACE` or more: a client that does not
+  read); when every connection is busy it is closed at once.  So idle and
+  unread clients can never lock scrapers out.
 * Deadlines: a new connection has ``header_timeout`` for its TLS handshake
   and whole request head (a byte at a time does not extend it); between
   requests a keep-alive connection may idle ``idle_timeout`` (0: for ever), then has
   ``header_timeout`` for the head; a response must be taken within
   ``write_timeout``.  Heads are at most ``max_head`` bytes.  Requests with
   a body are refused.
+* Plain HTTP sent to a TLS port gets the answer Go's net/http (node_exporter's
+  server) gives, ``400 Client sent an HTTP request to an HTTPS server``,
+  rather than a silently closed connection (see :func:`_looks_like_http`).
 * The collection runs in a small thread pool; scrapes that arrive while one
   is being rendered share it (one render per content type and encoding).
   bcrypt checks run in their own one-thread pool; a successful check is
@@ -127,6 +132,17 @@ def url_of(sock: socket.socket, addr: Address, tls: bool, path: str) -> str:
 #: at once, so that wrong passwords cannot hold every connection busy and lock the scrapers out
 MAX_AUTH_PENDING = 16
 
+#: a response unsent this long (its client not reading) makes the connection evictable at the cap, as
+#: one waiting for a request head is: a client that pipelines requests and never reads would otherwise
+#: hold its connection busy for write_timeout, and max_connections of them lock the scrapers out.  Not
+#: at once: a scraper taking a big exposition (or over a slow link) holds a write up for moments
+WRITE_STALL_GRACE = 1.0
+
+#: what Go's net/http answers (then closes) when the first bytes on a TLS port are one of
+#: :data:`_HTTP_STARTS` (crypto/tls's tlsRecordHeaderLooksLikeHTTP): node_exporter's answer too
+_HTTP_TO_HTTPS = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+_HTTP_STARTS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO")
+
 _INDEX = (b"<html><head><title>sockscope exporter</title></head><body><h1>sockscope exporter</h1>"
           b"<p><a href=\"%s\">metrics</a></p></body></html>\n")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
@@ -134,13 +150,34 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
 
 
 class _Conn:
-    """One client connection: its writer and since when it waits for a request head (None: busy)."""
+    """One client connection: its writer, since when it waits for a request head (None: not), since
+    when it waits for its client to take a response (None: not), and the wait of
+    :func:`_looks_like_http` (None: not looking)."""
 
-    __slots__ = ("writer", "waiting_since")
+    __slots__ = ("writer", "waiting_since", "writing_since", "looking")
 
     def __init__(self, writer: asyncio.StreamWriter, now: float) -> None:
         self.writer = writer
         self.waiting_since: float | None = now
+        self.writing_since: float | None = None
+        self.looking: asyncio.Future[None] | None = None
+
+    def evict(self) -> None:
+        """Close the connection to make room, its socket at once: a look at its first bytes holds a
+        duplicate of the socket, so it is ended too (else the socket stayed open until the deadline)."""
+        self.writer.transport.abort()
+        if self.looking is not None and not self.looking.done():
+            self.looking.set_exception(ConnectionAbortedError("evicted"))
+
+    def evictable_since(self, now: float) -> float | None:
+        """Since when the connection may be closed to make room: it waits for a request head, or its
+        response has been stuck :data:`WRITE_STALL_GRACE` or more; None while it is served (its
+        exposition being rendered, its password checked, its response just written)."""
+        if self.waiting_since is not None:
+            return self.waiting_since
+        if self.writing_since is not None and now - self.writing_since >= WRITE_STALL_GRACE:
+            return self.writing_since
+        return None
 
 
 class _Request:
@@ -249,22 +286,24 @@ class Server:
                 self._reload_error = str(exc)
         return self.config
 
-    def _admit(self, conn: _Conn) -> bool:
-        """Make room for ``conn`` under the cap; False when every connection is busy."""
+    def _admit(self, conn: _Conn, now: float) -> bool:
+        """Make room for ``conn`` under the cap (closing the connection evictable longest, see
+        :meth:`_Conn.evictable_since`); False when every connection is busy."""
         if len(self.conns) >= self.limits.max_connections:
-            waiting = [c for c in self.conns if c.waiting_since is not None]
-            if not waiting:
+            since = {c: t for c in self.conns if (t := c.evictable_since(now)) is not None}
+            if not since:
                 return False
-            oldest = min(waiting, key=lambda c: c.waiting_since or 0.0)
-            oldest.writer.transport.abort()
+            oldest = min(since, key=since.__getitem__)
+            oldest.evict()
             self.conns.pop(oldest, None)
         self.conns[conn] = None
         return True
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
-        conn = _Conn(writer, loop.time())
-        if not self._admit(conn):
+        now = loop.time()
+        conn = _Conn(writer, now)
+        if not self._admit(conn, now):
             writer.transport.abort()
             return
         lim = self.limits
@@ -276,6 +315,9 @@ class Server:
                 if first:
                     async with asyncio.timeout(lim.header_timeout):
                         if cfg is not None and cfg.tls is not None:
+                            if await _looks_like_http(conn):
+                                writer.write(_HTTP_TO_HTTPS)
+                                return
                             await writer.start_tls(cfg.tls)
                             if not cfg.peer_allowed(writer.get_extra_info("peercert")):
                                 return
@@ -290,9 +332,9 @@ class Server:
                 try:
                     req = _parse(head)
                 except _BadRequest as bad:
-                    await self._send(writer, cfg, bad.status, [], b"", False)
+                    await self._send(conn, cfg, bad.status, [], b"", False)
                     return
-                if not await self._respond(req, writer, cfg):
+                if not await self._respond(req, conn, cfg):
                     return
         except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             return  # gone, too slow, or a head over max_head (ValueError): just close
@@ -301,12 +343,12 @@ class Server:
             writer.close()  # flushes what is buffered; a peer that does not read is cut off below
             loop.call_later(lim.write_timeout, writer.transport.abort)
 
-    async def _respond(self, req: _Request, writer: asyncio.StreamWriter, cfg: WebConfig | None) -> bool:
+    async def _respond(self, req: _Request, conn: _Conn, cfg: WebConfig | None) -> bool:
         """Answer one request; True to keep the connection for another."""
         extra: list[tuple[str, str]] = []
         head_only = req.method == "HEAD"
         if req.method not in ("GET", "HEAD"):
-            await self._send(writer, cfg, 405, [("Allow", "GET, HEAD")], b"", False)
+            await self._send(conn, cfg, 405, [("Allow", "GET, HEAD")], b"", False)
             return False
         if cfg is not None and cfg.auth is not None:
             header = req.headers.get("authorization")
@@ -318,7 +360,7 @@ class Server:
                 finally:
                     self._auth_pending -= 1
             if not ok:
-                await self._send(writer, cfg, 401, [("WWW-Authenticate", 'Basic realm="sockscope"')],
+                await self._send(conn, cfg, 401, [("WWW-Authenticate", 'Basic realm="sockscope"')],
                                  b"Unauthorized\n", req.keep_alive, head_only)
                 return req.keep_alive
         if req.path == self.path:
@@ -331,7 +373,7 @@ class Server:
             except Exception as exc:  # noqa: BLE001 - the collector never raises; be sure a scrape gets an answer
                 if self.log is not None:
                     self.log(f"http: rendering the metrics failed: {type(exc).__name__}: {exc}"[:300])
-                await self._send(writer, cfg, 500, [("Content-Type", "text/plain; charset=utf-8")],
+                await self._send(conn, cfg, 500, [("Content-Type", "text/plain; charset=utf-8")],
                                  b"rendering the metrics failed; see the exporter's stderr\n", False, head_only)
                 return False
             extra.append(("Content-Type", ctype))
@@ -344,7 +386,7 @@ class Server:
         else:
             status, body = 404, f"not found: the metrics are on {self.path}\n".encode()
             extra.append(("Content-Type", "text/plain; charset=utf-8"))
-        await self._send(writer, cfg, status, extra, body, req.keep_alive, head_only)
+        await self._send(conn, cfg, status, extra, body, req.keep_alive, head_only)
         return req.keep_alive
 
     async def _render(self, accept: str, gz: bool, ctype: str) -> bytes:
@@ -365,7 +407,7 @@ class Server:
         data: bytes = encoder(self.registry)
         return gzip.compress(data, compresslevel=6) if gz else data
 
-    async def _send(self, writer: asyncio.StreamWriter, cfg: WebConfig | None, status: int,
+    async def _send(self, conn: _Conn, cfg: WebConfig | None, status: int,
                     headers: list[tuple[str, str]], body: bytes, keep_alive: bool, head_only: bool = False) -> None:
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
                  f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}",
@@ -373,9 +415,60 @@ class Server:
         if cfg is not None:
             headers = headers + list(cfg.headers)
         lines += [f"{k}: {v}" for k, v in headers]
+        writer = conn.writer
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body))
-        async with asyncio.timeout(self.limits.write_timeout):
-            await writer.drain()
+        conn.writing_since = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(self.limits.write_timeout):
+                await writer.drain()
+        finally:
+            conn.writing_since = None
+
+
+async def _looks_like_http(conn: _Conn) -> bool:
+    """Whether a new connection's first five bytes are one of :data:`_HTTP_STARTS` (plain HTTP on the
+    TLS port), looked at without taking them: the TLS handshake reads them next.
+
+    The transport stops reading meanwhile.  A duplicate of its socket waits for them (the loop allows
+    no second reader on a transport's own descriptor, and asyncio's socket wrapper no ``MSG_PEEK``),
+    with ``SO_RCVLOWAT`` 5 so that the wait ends at the fifth byte or at EOF, however they trickle in:
+    a client sending one byte and stalling waits out the caller's header deadline, as before.  Fewer
+    than five before EOF is not HTTP; the handshake then fails as it always did.  (An eviction ends
+    the wait: :meth:`_Conn.evict`.)"""
+    loop = asyncio.get_running_loop()
+    transport, tsock = conn.writer.transport, conn.writer.get_extra_info("socket")
+    if not isinstance(transport, asyncio.ReadTransport) or tsock is None:
+        return False  # (not a socket transport: nothing to look at)
+    transport.pause_reading()
+    sock = socket.fromfd(tsock.fileno(), tsock.family, tsock.type)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, len(_HTTP_STARTS[0]))
+        while True:
+            conn.looking = loop.create_future()
+            loop.add_reader(sock.fileno(), _wake, conn.looking)
+            try:
+                await conn.looking
+            finally:
+                conn.looking = None
+                loop.remove_reader(sock.fileno())
+            try:
+                first = sock.recv(len(_HTTP_STARTS[0]), socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue  # (a wake-up with nothing to read)
+            return first in _HTTP_STARTS
+    finally:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)  # (the default) for the TLS layer
+        except OSError:
+            pass
+        sock.close()
+        transport.resume_reading()
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    """(The descriptor can be ready again before the waiting task has run and stopped watching it.)"""
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _accepts_gzip(header: str) -> bool:

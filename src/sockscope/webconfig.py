@@ -25,9 +25,13 @@ accepted and ignored: the server speaks HTTP/1.1, which Prometheus uses.
 As in exporter-toolkit, changes are picked up while serving (a renewed
 certificate, say): :func:`changed` tells when a file read has changed since,
 and the server loads the config again for the next connections (keeping the
-old one, with a line on stderr, if the new one is bad).  YAML is parsed by PyYAML (``safe_load``)
-and passwords are checked by ``bcrypt``: both come with the ``[exporter]``
-extra and are imported only when a web config is given.
+old one, with a line on stderr, if the new one is bad).  That load runs on
+the server's event loop, so every file read (the config, ``cert_file``,
+``key_file``, ``client_ca_file``) is opened without blocking and must be a
+regular file of bounded size (:func:`_opened`): a FIFO or a device put in
+place of one would hang or flood the server.  YAML is parsed by PyYAML
+(``safe_load``) and passwords are checked by ``bcrypt``: both come with the
+``[exporter]`` extra and are imported only when a web config is given.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ import ssl
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,6 +52,9 @@ from sockscope.errors import SockscopeError
 
 #: bigger is not a web config (and would be read into memory)
 MAX_FILE_SIZE = 1 << 20
+#: bigger is not a PEM certificate, key or CA bundle (Mozilla's whole bundle is ~0.2 MiB), and OpenSSL
+#: would read it all into memory, on the server's event loop when reloading
+MAX_PEM_SIZE = 4 << 20
 _TLS_KEYS = {"cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file",
              "client_allowed_sans", "min_version", "max_version", "cipher_suites", "prefer_server_cipher_suites",
              "curve_preferences"}
@@ -147,27 +156,53 @@ def changed(cfg: WebConfig) -> bool:
     return any(_stamp(st[0]) != st for st in cfg.stamps)
 
 
+@contextmanager
+def _opened(path: str, what: str, limit: int) -> Iterator[int]:
+    """``path`` opened for reading, checked to be a regular file of at most ``limit`` bytes: its
+    descriptor, closed after the block; else :class:`WebConfigError` ``WHAT: problem``.
+
+    Opened without blocking (a FIFO would block the open, a device the reads, and the server loads
+    the files again from its event loop), and checked once opened, so that what is read is what was
+    checked, even when the path is swapped meanwhile."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise WebConfigError(f"{what}: {exc.strerror}") from exc
+    try:
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            raise WebConfigError(f"{what}: {exc.strerror}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise WebConfigError(f"{what}: not a regular file")
+        if st.st_size > limit:
+            raise WebConfigError(f"{what}: larger than {limit} bytes")
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _fd_path(fd: int, path: str) -> str:
+    """A name that opens the very file open at ``fd``, for OpenSSL, which takes names only (nothing
+    can be swapped in after :func:`_opened` checked it); ``path`` when /proc is not mounted."""
+    name = f"/proc/self/fd/{fd}"
+    return name if os.path.exists(name) else path
+
+
 def load(path: str) -> WebConfig:
     """Read and check a web config file; :class:`WebConfigError` says what is wrong."""
     where = repr(path)
     stamp = _stamp(path)
-    try:
-        # not blocking on a FIFO (the server loads the file again from its event loop)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with _opened(path, f"web config {where}", MAX_FILE_SIZE) as fd:
+        raw = b""
         try:
-            regular = stat.S_ISREG(os.fstat(fd).st_mode)
-            raw = b""
-            while regular and len(raw) <= MAX_FILE_SIZE:
+            while len(raw) <= MAX_FILE_SIZE:  # (bounded also when the file grows meanwhile)
                 chunk = os.read(fd, MAX_FILE_SIZE + 1 - len(raw))
                 if not chunk:
                     break
                 raw += chunk
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise WebConfigError(f"web config {where}: {exc.strerror}") from exc
-    if not regular:
-        raise WebConfigError(f"web config {where}: not a regular file")
+        except OSError as exc:
+            raise WebConfigError(f"web config {where}: {exc.strerror}") from exc
     if len(raw) > MAX_FILE_SIZE:
         raise WebConfigError(f"web config {where}: larger than {MAX_FILE_SIZE} bytes")
     try:
@@ -288,13 +323,23 @@ def _tls(cfg: dict[str, Any], base: str) -> tuple[ssl.SSLContext, frozenset[str]
         raise WebConfigError(f"this OpenSSL cannot set TLS versions {lo.name}..{hi.name}: {exc}") from None
     if cfg.get("prefer_server_cipher_suites", True):
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
-    _load_chain(ctx, cert_file, cert, key_file, key)
-    if _CLIENT_AUTH[kind] != ssl.CERT_NONE:
-        try:
-            ctx.load_verify_locations(cafile=ca_file, cadata=ca)
-        except (OSError, ssl.SSLError) as exc:
-            raise WebConfigError(f"client CA {ca_file or 'client_ca'}: {_ssl_text(exc)}") from None
-        ctx.verify_mode = _CLIENT_AUTH[kind]
+    with ExitStack() as files:
+        # each file opened and checked here; OpenSSL reads the same files through their descriptors
+        names: list[str | None] = []
+        for field_name, path in (("cert_file", cert_file), ("key_file", key_file), ("client_ca_file", ca_file)):
+            if path is None:
+                names.append(None)
+            else:
+                fd = files.enter_context(_opened(path, f"{field_name} {path}", MAX_PEM_SIZE))
+                names.append(_fd_path(fd, path))
+        cf, kf, caf = names
+        _load_chain(ctx, (cf, cert_file), cert, (kf, key_file), key)
+        if _CLIENT_AUTH[kind] != ssl.CERT_NONE:
+            try:
+                ctx.load_verify_locations(cafile=caf, cadata=ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise WebConfigError(f"client CA {ca_file or 'client_ca'}: {_ssl_text(exc)}") from None
+            ctx.verify_mode = _CLIENT_AUTH[kind]
     return ctx, frozenset(sans), stamps
 
 
@@ -305,9 +350,10 @@ def _version(cfg: dict[str, Any], key: str, default: str) -> ssl.TLSVersion:
     return _VERSIONS[name]
 
 
-def _load_chain(ctx: ssl.SSLContext, cert_file: str | None, cert: str | None, key_file: str | None,
-                key: str | None) -> None:
-    """``load_cert_chain`` takes file names only: inline PEM goes through a private temp file."""
+def _load_chain(ctx: ssl.SSLContext, cert_file: tuple[str | None, str | None], cert: str | None,
+                key_file: tuple[str | None, str | None], key: str | None) -> None:
+    """``load_cert_chain`` takes file names only: inline PEM goes through a private temp file.  A file
+    is (the name OpenSSL opens, the name the config gives)."""
     tmp: list[str] = []
     try:
         for text in (cert, key):
@@ -317,12 +363,12 @@ def _load_chain(ctx: ssl.SSLContext, cert_file: str | None, cert: str | None, ke
                 with os.fdopen(fd, "w") as f:
                     f.write(text)
         it = iter(tmp)
-        cf = cert_file or next(it)
-        kf = key_file or next(it)
+        cf = cert_file[0] or next(it)
+        kf = key_file[0] or next(it)
         try:
             ctx.load_cert_chain(cf, kf)
         except (OSError, ssl.SSLError) as exc:
-            what = f"{cert_file or 'cert'} / {key_file or 'key'}"
+            what = f"{cert_file[1] or 'cert'} / {key_file[1] or 'key'}"
             raise WebConfigError(f"certificate and key {what}: {_ssl_text(exc)}") from None
     finally:
         for name in tmp:
@@ -337,4 +383,4 @@ def _ssl_text(exc: BaseException) -> str:
     return str(exc)
 
 
-__all__ = ["BasicAuth", "MAX_FILE_SIZE", "WebConfig", "WebConfigError", "changed", "load"]
+__all__ = ["BasicAuth", "MAX_FILE_SIZE", "MAX_PEM_SIZE", "WebConfig", "WebConfigError", "changed", "load"]

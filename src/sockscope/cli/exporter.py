@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="URL path of the metrics (default /metrics)")
     p.add_argument("--web.max-connections", dest="max_connections", type=positive_int, default=d.max_connections,
                    metavar="N", help=f"open connections at most (default {d.max_connections}); at the limit "
-                   "the connection idle longest is closed")
+                   "the connection idle longest, or whose client has not taken a response for 1 s, is closed")
     p.add_argument("--web.header-timeout", dest="header_timeout", type=positive_seconds, default=d.header_timeout,
                    metavar="SECONDS",
                    help=f"time for a TLS handshake and a request head (default {d.header_timeout:g})")
