@@ -249,3 +249,46 @@ def test_pids_of_a_procfs_are_its_ascii_digit_entries(tmp_path: Path) -> None:
     for name in ("12", "3", "\u00b2", "\u0663", "self", "0x10", "1e3"):
         (tmp_path / name).mkdir()
     assert pids_of(str(tmp_path)) == [3, 12]
+
+
+#: Run in a child (its fds are used up): a socket pair held by this process, the soft fd limit
+#: lowered and every fd under it taken, then the walk of this process's fds and the listing's warning.
+SHORT_OF_FDS = r'''
+import contextlib, io, json, os, resource, socket, sys
+from sockscope.cli import ls
+from sockscope.owners.service import scan
+import functools, sockscope.owners.walk, sockscope.processes  # (loaded now: no fd is left for a file later)
+a, b = socket.socketpair()
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+taken = []
+try:
+    while True:
+        taken.append(os.open(os.devnull, os.O_RDONLY))
+except OSError as exc:
+    assert exc.errno == 24, exc
+m = scan("/proc", pids=[os.getpid()])
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+    ls._warn_incomplete(m)
+for fd in taken:
+    os.close(fd)
+held = a.fileno() in [fd for _p, fd in m.holders(os.fstat(a.fileno()).st_ino)]
+print(json.dumps({"complete": m.complete, "why": m.why, "held": held, "warning": err.getvalue()}))
+'''
+
+
+def test_a_walk_out_of_file_descriptors_says_so() -> None:
+    """At the fd limit the walk cannot open a process's fd directory.  That process was taken for
+    gone: its sockets lost their owners without a word.  Now the map is incomplete and says why, and
+    the listing's warning names the fd limit, not "denied even to root ... a security module"."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", SHORT_OF_FDS], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["complete"] is False and got["held"] is False
+    assert got["why"] == "sockscope ran out of file descriptors (EMFILE: ulimit -n is 64)"
+    assert got["warning"] == ("sockscope: not all processes could be read (sockscope ran out of file descriptors "
+                              "(EMFILE: ulimit -n is 64)): owners may be missing\n")

@@ -30,13 +30,14 @@ class BackgroundOwners:
     """:func:`sockscope.owners.service.scan` and the users text of every socket
     inode, made in the background while this process goes on."""
 
-    __slots__ = ("_pending", "_texts", "complete", "proc", "via")
+    __slots__ = ("_pending", "_texts", "complete", "why", "proc", "via")
 
     def __init__(self, proc: str = "/proc") -> None:
         from sockscope.owners.service import Pending
 
         self.proc = proc
         self.complete = True
+        self.why = ""  # as OwnerMap.why
         self.via = "proc"
         self._texts: dict[int, str] | None = None
         self._pending: Pending[tuple[OwnerMap, dict[int, str]]] | None = Pending(self._work)
@@ -54,7 +55,7 @@ class BackgroundOwners:
             assert self._pending is not None
             m, self._texts = self._pending.result()
             self._pending = None
-            self.complete = m.complete
+            self.complete, self.why = m.complete, m.why
             self.via = m.via
         return self._texts
 

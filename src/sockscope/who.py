@@ -204,6 +204,7 @@ class OwnerLookup(Protocol):
     """What ``who`` uses of :class:`sockscope.processes.OwnerMap`."""
 
     complete: bool
+    why: str  # when not complete: why, where known (OwnerMap.why)
 
     def holders(self, inode: int) -> list[tuple[int, int]]: ...
 
@@ -281,7 +282,7 @@ class _Index:
         return out
 
 
-def _no_holder_reason(s: Socket, complete: bool) -> str:
+def _no_holder_reason(s: Socket, complete: bool, why: str = "") -> str:
     if s.state == State.TIME_WAIT:
         return "no process: TIME-WAIT sockets belong to the kernel"
     if s.inode == 0:
@@ -289,7 +290,7 @@ def _no_holder_reason(s: Socket, complete: bool) -> str:
             return "no process: the handshake is not complete"
         return "no process yet: waiting in the listener's accept queue"
     if not complete:
-        return f"no visible process (some processes could not be read: {unreadable_hint()})"
+        return f"no visible process (some processes could not be read: {unreadable_hint(why)})"
     return "no process of this pid namespace holds it"
 
 
@@ -318,7 +319,7 @@ def build_report(
         hs = tuple(Holder(proc(pid), fd) for pid, fd in owners.holders(s.inode)) if s.inode else ()
         if not hs and s.inode and threads is not None:
             hs = tuple(Holder(proc(pid), fd, tid) for pid, tid, fd in threads(s.inode))
-        return End(s, hs, "" if hs else _no_holder_reason(s, owners.complete))
+        return End(s, hs, "" if hs else _no_holder_reason(s, owners.complete, owners.why))
 
     chains = []
     for s in matched:

@@ -329,7 +329,7 @@ def _warn_incomplete(owners: OwnerMap | BackgroundOwners) -> None:
     if not owners.complete:
         from sockscope.processes import unreadable_hint
 
-        print(f"sockscope: not all processes could be read ({unreadable_hint()}): owners may be missing",
+        print(f"sockscope: not all processes could be read ({unreadable_hint(owners.why)}): owners may be missing",
               file=sys.stderr)
 
 

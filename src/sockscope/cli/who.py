@@ -231,7 +231,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
 
     owners = scan(proc)
     if not owners.complete:
-        warnings.append(f"some processes' file descriptors could not be read ({unreadable_hint()}): "
+        warnings.append(f"some processes' file descriptors could not be read ({unreadable_hint(owners.why)}): "
                         "their sockets show no process")
     report = who.build_report(target, matched, every, owners,
                               lambda pid, name: who.read_process(pid, name, proc),

@@ -21,11 +21,27 @@ if TYPE_CHECKING:
     from sockscope.records import Owner
 
 
-def unreadable_hint() -> str:
-    """Why some processes' fds could not be read, for the warning that says so."""
+def unreadable_hint(why: str = "") -> str:
+    """Why some processes' fds could not be read, for the warning that says so: ``why`` where the
+    walk knew it (:func:`short_of_fds`), else what denies them."""
+    if why:
+        return why
     if os.geteuid() != 0:
         return "run as root"
     return "denied even to root here: another user namespace or a security module"
+
+
+def short_of_fds(err: int) -> str:
+    """The hint for a walk that ran out of file descriptors (each process's fd directory takes one
+    while it is read): this process's limit (EMFILE) or the system's (ENFILE)."""
+    import errno
+
+    if err == errno.ENFILE:
+        return "the system's file table is full (ENFILE: fs.file-max)"
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return f"sockscope ran out of file descriptors (EMFILE: ulimit -n is {limit})"
 
 
 def fds_error(proc: str, pid: int, exc: OSError) -> str:
@@ -105,13 +121,14 @@ class OwnerMap:
     (typically: not root), so owners may be missing.
     """
 
-    __slots__ = ("_holders", "_names", "_tasks", "complete", "proc", "via")
+    __slots__ = ("_holders", "_names", "_tasks", "complete", "why", "proc", "via")
 
     def __init__(self, proc: str = "/proc") -> None:
         self._holders: dict[int, list[tuple[int, int]]] = {}
         self._names: dict[int, str] = {}
         self._tasks: dict[int, list[tuple[int, int, int]]] | None = None  # -T: inode -> (pid, tid, fd)
         self.complete = True
+        self.why = ""  # when not complete: why, where the walk knew (see unreadable_hint)
         self.proc = proc
         self.via = "proc"  # or "bpf": how the map was made
 

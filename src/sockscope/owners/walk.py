@@ -4,7 +4,8 @@ Full walk (:func:`walk`): one pass over ``PROC/[0-9]*/fd`` with
 ``os.listdir`` and ``os.readlink`` relative to the open fd directory (no path
 walk per fd), linear in the number of fds (ss's 256-bucket hash goes
 quadratic at 100k sockets).  Processes that vanish mid-walk are skipped;
-processes whose fds cannot be read make the map incomplete.
+processes whose fds cannot be read make the map incomplete (and say why
+where it is no permission: file descriptors ran out, :data:`NO_FDS`).
 
 Incremental walk (:class:`IncrementalWalk`, for ``sockscope top``): must not
 readlink every fd of every process on every tick (~65 ms at 10k sockets).
@@ -22,11 +23,12 @@ seconds a full scan, the safety net for what (1)-(3) cannot see.
 
 from __future__ import annotations
 
+import errno
 import os
 from itertools import compress, repeat
 from _operator import itemgetter
 
-from sockscope.owners.model import OwnerMap
+from sockscope.owners.model import OwnerMap, short_of_fds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 PREFIX = "socket:["
 _INODE = itemgetter(slice(len(PREFIX), -1))  # "socket:[123]" -> "123"
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY
+#: errors that say this process (EMFILE) or the system (ENFILE) has no file descriptor left: the
+#: process read is not gone, it could not be read (a walk meeting them is incomplete, and says so)
+NO_FDS = (errno.EMFILE, errno.ENFILE)
 
 
 def _readlink_or_empty(name: str, dfd: int) -> str:
@@ -54,15 +59,18 @@ def pids_of(proc: str) -> list[int]:
 
 def walk(m: OwnerMap, pids: Iterable[int] | None = None, exclude: int = 0) -> None:
     """Readlink every fd of ``pids`` (default: every process but ``exclude``) into ``m``."""
-    pid_list = _pid_list(m.proc, pids, exclude)
+    short: list[int] = []  # the errors of NO_FDS met
+    pid_list = _pid_list(m.proc, pids, exclude, short)
     if pid_list is None:
         m.complete = False
-        return
-    for pid, inodes, fds in _sockets(m.proc, pid_list):
-        if inodes is None:
-            m.complete = False
-        elif inodes:
-            m.add_process(pid, inodes, fds)
+    else:
+        for pid, inodes, fds in _sockets(m.proc, pid_list, short):
+            if inodes is None:
+                m.complete = False
+            elif inodes:
+                m.add_process(pid, inodes, fds)
+    if short:
+        m.why = short_of_fds(short[0])
 
 
 def records(proc: str, pids: Iterable[int] | None = None) -> tuple[list[int], list[int], list[int], bool]:
@@ -85,18 +93,23 @@ def records(proc: str, pids: Iterable[int] | None = None) -> tuple[list[int], li
     return all_inodes, all_pids, all_fds, complete
 
 
-def _pid_list(proc: str, pids: Iterable[int] | None, exclude: int) -> list[int] | None:
+def _pid_list(proc: str, pids: Iterable[int] | None, exclude: int,
+              short: list[int] | None = None) -> list[int] | None:
     if pids is not None:
         return list(pids)
     try:
         return [p for p in pids_of(proc) if p != exclude]
-    except OSError:
+    except OSError as exc:
+        if short is not None and exc.errno in NO_FDS:
+            short.append(exc.errno)
         return None
 
 
-def _sockets(proc: str, pid_list: list[int]) -> Iterator[tuple[int, list[int] | None, list[int]]]:
+def _sockets(proc: str, pid_list: list[int], short: list[int] | None = None
+             ) -> Iterator[tuple[int, list[int] | None, list[int]]]:
     """(pid, socket inodes, their fds) of each process, fds ascending; inodes None where the
-    process's fds cannot be read; processes gone meanwhile are left out."""
+    process's fds cannot be read (no permission; no file descriptor left: its errno appended to
+    ``short``); processes gone meanwhile are left out."""
     from functools import partial  # here: functools (and collections) cost ~1.5 ms of -p's start-up
 
     for pid in pid_list:
@@ -104,7 +117,11 @@ def _sockets(proc: str, pid_list: list[int]) -> Iterator[tuple[int, list[int] | 
             inodes, fds = _process(proc, pid, partial)
         except PermissionError:
             yield pid, None, []
-        except OSError:
+        except OSError as exc:
+            if exc.errno in NO_FDS:  # not gone: unread (the next may find one free again)
+                if short is not None:
+                    short.append(exc.errno)
+                yield pid, None, []
             continue  # the process is gone
         else:
             yield pid, inodes, fds
