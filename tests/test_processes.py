@@ -292,3 +292,48 @@ def test_a_walk_out_of_file_descriptors_says_so() -> None:
     assert got["why"] == "sockscope ran out of file descriptors (EMFILE: ulimit -n is 64)"
     assert got["warning"] == ("sockscope: not all processes could be read (sockscope ran out of file descriptors "
                               "(EMFILE: ulimit -n is 64)): owners may be missing\n")
+
+
+#: Run in a child: top's tracker (the /proc walk) knows this process's socket pair, then every fd
+#: under a lowered limit is taken and the tracker refreshed, then the header and the stderr line.
+TRACKER_SHORT_OF_FDS = r'''
+import json, os, resource, socket
+import sockscope.owners.walk, sockscope.top.text
+from sockscope.owners.service import OwnerTracker
+from sockscope.top.text import _partial
+a, b = socket.socketpair()
+ino = os.fstat(a.fileno()).st_ino
+t = OwnerTracker("/proc", full_every=1e9, sweep_every=1e9)
+t.refresh({ino})
+before = t.holders(ino)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+taken = []
+try:
+    while True:
+        taken.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+t.refresh({ino})
+for fd in taken:
+    os.close(fd)
+print(json.dumps({"before": before, "after": t.holders(ino), "complete": t.complete, "why": t.why,
+                  "header": _partial(t.why)}))
+'''
+
+
+def test_tops_tracker_out_of_file_descriptors_keeps_its_owners_and_says_why() -> None:
+    """top's incremental walk at the fd limit: the owners it knew stay, the map is partial, and the
+    reason is the fd limit (top's header said "run as root", also to root)."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SOCKSCOPE_OWNERS": "proc"}  # the /proc walk, not the kernel's iterator
+    r = subprocess.run([sys.executable, "-c", TRACKER_SHORT_OF_FDS], capture_output=True, text=True, timeout=60,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["before"] and got["after"] == got["before"]
+    assert got["complete"] is False
+    assert got["why"] == "sockscope ran out of file descriptors (EMFILE: ulimit -n is 64)"
+    assert got["header"] == "out of file descriptors"

@@ -150,7 +150,8 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         if not sample.owners_complete:
             from sockscope.processes import unreadable_hint
 
-            print(f"sockscope: some processes' file descriptors could not be read ({unreadable_hint()}): "
+            hint = unreadable_hint(sample.owners_why)
+            print(f"sockscope: some processes' file descriptors could not be read ({hint}): "
                   "their sockets show no process", file=sys.stderr)
         return 0
 

@@ -177,6 +177,10 @@ class OwnerTracker:
         return self._walk.complete
 
     @property
+    def why(self) -> str:
+        return self._walk.why
+
+    @property
     def stats(self) -> dict[str, int]:
         return self._walk.stats
 
@@ -237,7 +241,7 @@ class OwnerTracker:
             present = set(found[1])
             for pid in [p for p in w.names if p not in present]:
                 del w.names[pid]
-        w.complete = True
+        w.complete, w.why = True, ""
         w.stats["kernel"] += 1
         return True
 

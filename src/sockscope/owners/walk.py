@@ -223,6 +223,7 @@ class IncrementalWalk:
         self.index: dict[int, list[tuple[int, int]]] = {}  # holders lists are replaced, never changed in place
         self.names: dict[int, str] = {}
         self.complete = True
+        self.why = ""  # when not complete: why, where known (as OwnerMap.why)
         self.stats = {"full": 0, "sweeps": 0, "pid_scans": 0, "readlinks": 0, "kernel": 0}
         self._fds: dict[int, dict[int, int]] = {}  # pid -> {fd: inode, 0 = not a socket}
         self._sig: dict[int, tuple[int, int]] = {}  # pid -> (fd dir inode, fd count)
@@ -240,8 +241,8 @@ class IncrementalWalk:
             return
         try:
             pids = set(pids_of(self.proc))
-        except OSError:
-            self.complete = False
+        except OSError as exc:
+            self._unread(exc)
             return
         for pid in [p for p in self._fds if p not in pids]:
             self._drop(pid)
@@ -288,15 +289,22 @@ class IncrementalWalk:
             d.clear()
         self._given_up.clear()
         self._denied.clear()
-        self.complete = True
+        self.complete, self.why = True, ""
         try:
             pids = pids_of(self.proc)
-        except OSError:
-            self.complete = False
+        except OSError as exc:
+            self._unread(exc)
             return
         for pid in pids:
             self._scan(pid, None)
         self._given_up = {i for i in live if i and i not in self.index}
+
+    def _unread(self, exc: OSError) -> None:
+        """Something could not be read (the pids, a process's fds): the map is not complete, and
+        says why where it is no file descriptor left."""
+        self.complete = False
+        if exc.errno in NO_FDS:
+            self.why = short_of_fds(exc.errno)
 
     def _drop(self, pid: int) -> None:
         fds = self._fds.pop(pid, None)
@@ -325,7 +333,10 @@ class IncrementalWalk:
             self._denied.add(pid)
             self._drop(pid)
             return
-        except OSError:
+        except OSError as exc:
+            if exc.errno in NO_FDS:  # unread, not gone: what was known of it stays
+                self._unread(exc)
+                return
             self._drop(pid)
             return
         self.stats["pid_scans"] += 1

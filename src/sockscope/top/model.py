@@ -70,6 +70,7 @@ class Sample(NamedTuple):
     owners_complete: bool
     warnings: list[str]
     first: bool
+    owners_why: str = ""  # when owners are not complete: why, where known (OwnerMap.why)
 
 
 def key_of(s: Socket) -> object:
@@ -193,7 +194,7 @@ class Model:
         self._prev_names = names
         self._prev_time = now
         return Sample(now, time.time(), dt, rows, totals, opened, closed, closed_owners, names,
-                      owners.complete, list(self.warnings), first)
+                      owners.complete, list(self.warnings), first, owners.why)
 
 
 def every_netns(dump: Dump) -> Dump:

@@ -8,6 +8,7 @@ port; other cells their left end).  ``width=None`` means no limit (snapshot).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Sequence
 
@@ -30,6 +31,13 @@ opened since the previous tick; New/Gone count them per process.
 
 Press any key to go back.
 """
+
+
+def _partial(why: str) -> str:
+    """Why owners are partial, in a few words for the header (the full line goes to stderr)."""
+    if why:
+        return "out of file descriptors"
+    return "run as root" if os.geteuid() != 0 else "some processes unreadable"
 
 
 def fit(cell: str, width: int, right: bool = False, keep_end: bool = False, sep: str = "") -> str:
@@ -117,7 +125,7 @@ def header_lines(sample: Sample, view: View, *, interval: float, paused: bool = 
     if view.filter_text:
         third += f"  filter {view.filter_text!r}" + (" (text)" if view.substring else "")
     if not sample.owners_complete:
-        third += "  owners partial: run as root"
+        third += f"  owners partial: {_partial(sample.owners_why)}"
     if note:
         third += f"  {note}"
     third += "  ? help"
