@@ -114,6 +114,10 @@ def _bash_complete(tmp_path: Path, line: str) -> list[str]:
     ("sockscope who --js", ["--json"]),
     ("sockscope serve --mode ", ["greet", "echo"]),
     ("sockscope top --onc", ["--once"]),
+    ("sockscope exporter --web.max-r", ["--web.max-requests"]),
+    ("sockscope exporter --web.dis", ["--web.disable-exporter-metrics"]),
+    ("sockscope exporter --path", ["--path.procfs"]),
+    ("sockscope exporter --pro", ["--proc"]),
 ])
 def test_bash_completion_completes(tmp_path: Path, line: str, want: list[str]) -> None:
     assert sorted(_bash_complete(tmp_path, line)) == sorted(want), line

@@ -559,6 +559,63 @@ def test_a_failing_collection_is_an_error_metric(holder_factory: Any, tmp_path: 
     assert value(samples, "sockscope_sockets", family="inet", protocol="tcp", state="LISTEN") == 3
 
 
+def test_disable_exporter_metrics_leaves_out_the_process_metrics(holder_factory: Any) -> None:
+    """--web.disable-exporter-metrics (node_exporter's flag, which leaves out its own process_*, go_*
+    and promhttp_*) leaves out prometheus_client's process_* families, in --once and when served;
+    the sockscope_* families are the same with it as without."""
+    _require_root()
+    h = holder_factory({"listeners": [["127.0.0.1", 31000, 4, 2]], "bulk": [30000, 5, 3]})
+
+    def scrape(*args: str) -> tuple[dict[str, tuple[str, str]], Samples]:
+        r = h.run([*EXPORTER, "--once", *args])
+        assert (r.returncode, r.stderr) == (0, ""), r.stderr
+        fams, samples = parse_exposition(r.stdout)
+        return {f.name: (f.type, f.documentation) for f in fams}, samples
+
+    fams, samples = scrape()
+    off_fams, off_samples = scrape("--web.disable-exporter-metrics")
+    theirs = {n for n in fams if not n.startswith("sockscope_")}
+    assert theirs and all(n.startswith("process_") for n in theirs), theirs
+    assert "process_cpu_seconds" in theirs and "process_open_fds" in theirs
+    assert [n for n in off_fams if not n.startswith("sockscope_")] == []
+    assert off_fams == {n: v for n, v in fams.items() if n.startswith("sockscope_")}
+    ours = {k for k in samples if k[0].startswith("sockscope_")}
+    assert set(off_samples) == ours  # the same series
+    assert socket_counts(off_samples) == socket_counts(samples)
+    assert listeners_of(off_samples, "tcp") == listeners_of(samples, "tcp")
+    srv = Served(h.netns, "--web.disable-exporter-metrics")
+    try:
+        (status, _, body), = fetch(h.netns, srv.url)
+        assert status == 200
+        _, served = parse_exposition(body)
+        assert {k[0] for k in served if not k[0].startswith("sockscope_")} == set()
+        assert value(served, "sockscope_sockets", family="inet", protocol="tcp", state="LISTEN") == 7  # + its own
+    finally:
+        assert srv.stop() == 0, srv.stderr
+
+
+def test_path_procfs_is_the_node_exporter_spelling_of_proc(holder_factory: Any, tmp_path: Path) -> None:
+    """--path.procfs DIR is --proc DIR: a directory that is not a procfs fails the same way (one line,
+    status 1, the metrics still printed), and /proc works; --help shows both spellings on one line."""
+    _require_root()
+    h = holder_factory({"bulk": [30000, 3, 5]})
+    notproc = tmp_path / "not-procfs"
+    notproc.mkdir()
+    by_proc = h.run([*EXPORTER, "--once", "--proc", str(notproc)])
+    by_path = h.run([*EXPORTER, "--once", "--path.procfs", str(notproc)])
+    assert (by_path.returncode, by_path.stderr) == (by_proc.returncode, by_proc.stderr)
+    assert by_path.returncode == 1
+    assert by_path.stderr == f"sockscope: scrape error: summary: cannot read {notproc}/thread-self/net/sockstat\n"
+    _, samples = parse_exposition(by_path.stdout)
+    assert value(samples, "sockscope_scrape_errors_total", source="summary") == 1
+    assert value(samples, "sockscope_sockets", family="inet", protocol="tcp", state="LISTEN") == 3
+    r, samples = h.exporter_once("--path.procfs", "/proc")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert value(samples, "sockscope_scrape_success") == 1
+    assert summary_of(samples)["tcp_inuse/inet"] == 3
+    r = h.run([*EXPORTER, "--help"])
+    assert "\n  --path.procfs DIR, --proc DIR\n" in r.stdout
+
 def test_listen_address_must_be_explicit_and_bindable(holder_factory: Any) -> None:
     _require_root()
     h = holder_factory({})

@@ -407,3 +407,264 @@ def test_log_lines_are_one_line_with_control_characters_escaped(holder: Holder, 
     assert r.stderr.count("\n") == 1 and "\x1b" not in r.stderr, r.stderr
     want = f"sockscope: scrape error: summary: cannot read {tmp_path}/a\\x0ab\\x1b[31m/thread-self/net/sockstat\n"
     assert r.stderr == want
+
+
+# --------------------------------------------------------------------------------------------
+# --web.max-requests: scrapes served at once (promhttp's MaxRequestsInFlight)
+
+#: Inside the netns, driven by lines on stdin, one JSON line out for each:
+#: ``hold K``: K more GET /metrics at once whose clients never read (a 4 KiB receive window): once the
+#: first bytes of each come, [status, bytes of the response, bytes the kernel holds of it (both ends,
+#: once still)] for each;
+#: ``ask PATH``: a GET on the one keep-alive connection kept for every ask: [status, headers, the body's
+#: first 300 characters, its local port];
+#: ``until200 PATH``: asks until a 200 (or 60 s): the statuses;
+#: ``drop``: the held connections reset (their responses untaken).
+IN_FLIGHT = r'''
+import http.client, json, select, socket, subprocess, sys, time
+port = int(sys.argv[1])
+held, asker = [], http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def in_kernel(lports):
+    """Bytes queued in the kernel (Recv-Q + Send-Q, both ends) per client port of ``lports``."""
+    r = subprocess.run(["ss", "-Htn", "state", "established"], capture_output=True, text=True, check=True)
+    out = dict.fromkeys(lports, 0)
+    for row in r.stdout.splitlines():
+        q, local, peer = int(row.split()[0]) + int(row.split()[1]), row.split()[2], row.split()[3]
+        for addr in (local, peer):
+            if int(addr.rpartition(":")[2]) in out and addr != f"127.0.0.1:{port}":
+                out[int(addr.rpartition(":")[2])] += q
+    return out
+def hold(k):
+    socks = []
+    for _ in range(k):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (before connect: the window it offers)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # close: a reset
+        s.connect(("127.0.0.1", port))
+        socks.append(s)
+    for s in socks:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    heads = []
+    for s in socks:
+        if not select.select([s], [], [], 60)[0]:
+            sys.exit("hold: no answer in 60 s")
+        heads.append(s.recv(4096, socket.MSG_PEEK).partition(b"\r\n\r\n")[0].decode())
+        held.append(s)
+    lports, before = [s.getsockname()[1] for s in socks], None
+    while (now := in_kernel(lports)) != before:  # (until the kernel takes no more)
+        before = now
+        time.sleep(0.2)
+    return [[int(head.split()[1]), len(head) + 4 + int(head.lower().partition("content-length: ")[2].split("\r\n")[0]),
+             now[lport]] for head, lport in zip(heads, lports)]
+def ask(path):
+    asker.request("GET", path)
+    r = asker.getresponse()
+    body = r.read().decode()
+    return [r.status, dict(r.getheaders()), body[:300], asker.sock.getsockname()[1]]
+for line in sys.stdin:
+    cmd, _, arg = line.strip().partition(" ")
+    if cmd == "hold":
+        out = hold(int(arg))
+    elif cmd == "ask":
+        out = ask(arg)
+    elif cmd == "until200":
+        out, t0 = [], time.monotonic()
+        while 200 not in out and time.monotonic() - t0 < 60:
+            out.append(ask(arg)[0])
+            time.sleep(0.05)
+    else:
+        for s in held:
+            s.close()
+        out = len(held)
+    print(json.dumps(out), flush=True)
+'''
+
+#: asyncio's high-water mark: a write leaving more than this unsent waits (its scrape stays in flight)
+WRITE_HIGH_WATER = 64 * 1024
+
+
+@pytest.fixture
+def big() -> Iterator[Holder]:
+    """A netns with 3,000 TCP listeners (an exposition of about 460 KB with ``--max-listeners 3000``) and
+    small TCP send buffers (64 KiB at most), so that a client that does not read leaves most of a
+    scrape's response unsent in the exporter: its scrape stays in flight until it goes or reads."""
+    h = Holder({"bulk": [30000, 3000, 5]})
+    try:
+        r = h.run(["sysctl", "-qw", "net.ipv4.tcp_wmem=4096 16384 65536"])  # (this namespace's own)
+        assert r.returncode == 0, r.stderr
+        yield h
+    finally:
+        h.close()
+
+
+class InFlight:
+    """``IN_FLIGHT`` running in the netns; ``do(line)`` returns its JSON answer."""
+
+    def __init__(self, h: Holder, port: int = 9466) -> None:
+        self.proc = h.netns.popen([sys.executable, "-c", IN_FLIGHT, str(port)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+
+    def do(self, line: str) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+        return read_json_line(self.proc, 90)
+
+    def hold(self, k: int = 1) -> None:
+        got = self.do(f"hold {k}")
+        assert len(got) == k, got
+        for status, length, in_kernel in got:
+            # most of each response waits in the exporter: its write waits, so its scrape is in flight
+            assert status == 200 and length - in_kernel > 2 * WRITE_HIGH_WATER, (length, in_kernel)
+
+    def close(self) -> None:
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                f.close()
+        self.proc.wait(timeout=30)
+
+
+def test_max_requests_refuses_a_scrape_past_the_limit_with_promhttps_503(big: Holder) -> None:
+    """With N scrapes in flight (here: responses their clients do not take), one more scrape gets
+    promhttp's 503 at once, on a connection kept alive; the link page and 404s do not count; once
+    the held clients go, their places are given back and scrapes get 200 again."""
+    srv = Served(big.netns, "--web.max-requests", "2", "--max-listeners", "3000")
+    c = InFlight(big)
+    try:
+        c.hold()
+        status, _, body, port = c.do("ask /metrics")  # one in flight: under the limit
+        assert status == 200 and body.startswith("# HELP ")
+        c.hold()
+        assert c.do("ask /")[0] == 200
+        assert c.do("ask /nope")[0] == 404
+        status, headers, body, port2 = c.do("ask /metrics")
+        assert status == 503
+        assert body == "Limit of concurrent requests reached (2), try again later.\n"
+        assert headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Connection"] == "keep-alive" and port2 == port  # the connection kept, as for a 404
+        assert c.do("drop") == 2
+        statuses = c.do("until200 /metrics")  # (the exporter sees the resets in its own time)
+        assert statuses[-1] == 200 and set(statuses[:-1]) <= {503}, statuses
+        assert c.do("ask /metrics")[3] == port  # still the same connection
+        for status, _, body in fetch(big.netns, srv.url, 2):
+            assert status == 200 and body.startswith("# HELP ")
+    finally:
+        c.close()
+        assert srv.stop() == 0, srv.stderr
+    assert "Traceback" not in srv.stderr
+
+
+def test_max_requests_0_is_no_limit(big: Holder) -> None:
+    srv = Served(big.netns, "--web.max-requests", "0", "--max-listeners", "3000")
+    c = InFlight(big)
+    try:
+        c.hold(41)
+        status, _, body, _ = c.do("ask /metrics")
+        assert status == 200 and body.startswith("# HELP ")
+        assert c.do("drop") == 41
+    finally:
+        c.close()
+        assert srv.stop() == 0, srv.stderr
+
+
+def test_max_requests_takes_a_count_of_at_least_0(holder: Holder) -> None:
+    for given, msg in (("-1", "must be at least 0: '-1'"), ("x", "not an integer: 'x'"),
+                       ("1.5", "not an integer: '1.5'")):
+        r = holder.run([*EXPORTER, "--web.max-requests", given])
+        assert (r.returncode, r.stdout) == (255, ""), r.stderr
+        assert r.stderr == f"sockscope: exporter: argument --web.max-requests: {msg} (see sockscope exporter --help)\n"
+
+
+def test_max_requests_is_40_by_default_as_node_exporters(big: Holder) -> None:
+    srv = Served(big.netns, "--max-listeners", "3000")
+    c = InFlight(big)
+    try:
+        c.hold(40)
+        status, _, body, _ = c.do("ask /metrics")
+        assert (status, body) == (503, "Limit of concurrent requests reached (40), try again later.\n")
+        assert c.do("drop") == 40
+        assert c.do("until200 /metrics")[-1] == 200
+    finally:
+        c.close()
+        assert srv.stop() == 0, srv.stderr
+
+
+#: Inside the netns: the server with max_requests 1 and a collector the script holds (each collection
+#: waits until let go; the first then fails, the later ones give a big exposition); prints what each
+#: step got.  A client that never reads holds the last scrape until write_timeout (5 s).
+HELD_RENDER = r'''
+import http.client, json, select, socket, threading, time
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from sockscope.exporter_web import Address, Limits, Server, bind
+class Held:
+    def __init__(self):
+        self.entered, self.go, self.calls = threading.Event(), threading.Event(), 0
+    def collect(self):
+        self.calls += 1
+        self.entered.set()
+        self.go.wait(60)
+        if self.calls == 1:
+            raise RuntimeError("boom")
+        g = GaugeMetricFamily("held_big", "A big exposition.", labels=["n"])
+        for i in range(5000):
+            g.add_metric([f"{i:0100d}"], i)
+        yield g
+held, logs = Held(), []
+reg = CollectorRegistry(auto_describe=False)
+reg.register(held)
+srv = Server([bind(Address("127.0.0.1", 9466), 16)], reg, limits=Limits(max_requests=1, write_timeout=5),
+             log=logs.append)
+threading.Thread(target=srv.run, daemon=True).start()
+def get(path):
+    c = http.client.HTTPConnection("127.0.0.1", 9466, timeout=60)
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read().decode()
+    c.close()
+    return [r.status, body[:100]]
+out, first = {}, []
+t = threading.Thread(target=lambda: first.append(get("/metrics")))
+t.start()
+out["entered"] = held.entered.wait(60)  # the first scrape waits for its render
+out["waiting"] = get("/metrics")
+out["page"] = get("/")
+held.go.set()
+t.join(60)
+out["failed"] = first
+out["after_failure"] = get("/metrics")[0]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", 9466))
+s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+out["unread"] = s.recv(12, socket.MSG_PEEK).decode() if select.select([s], [], [], 60)[0] else "nothing"
+statuses, t0 = [], time.monotonic()
+while 200 not in statuses and time.monotonic() - t0 < 60:
+    statuses.append(get("/metrics")[0])
+    time.sleep(0.1)
+out["until200"] = statuses
+out["logs"] = logs
+srv.stop()
+print(json.dumps(out))
+'''
+
+
+def test_max_requests_counts_a_scrape_waiting_for_its_render_and_every_way_out_frees_it(holder: Holder) -> None:
+    """A scrape counts from its arrival: waiting for the render already holds a place (a second one
+    gets 503).  A render that fails gives its place back (a 500, then 200), and so does a response
+    its client never takes, at write_timeout."""
+    r = holder.run(["sysctl", "-qw", "net.ipv4.tcp_wmem=4096 16384 65536"])  # (a response of 500 KB waits)
+    assert r.returncode == 0, r.stderr
+    r = holder.run([sys.executable, "-c", HELD_RENDER], timeout=180)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["entered"] is True
+    assert out["waiting"] == [503, "Limit of concurrent requests reached (1), try again later.\n"]
+    assert out["page"][0] == 200
+    assert out["failed"] == [[500, "rendering the metrics failed; see the exporter's stderr\n"]]
+    assert out["after_failure"] == 200
+    assert out["unread"] == "HTTP/1.1 200"
+    statuses = out["until200"]
+    assert statuses[-1] == 200 and set(statuses[:-1]) <= {503}, statuses
+    assert out["logs"] == ["http: rendering the metrics failed: RuntimeError: boom"]

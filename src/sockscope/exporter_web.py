@@ -36,6 +36,11 @@ reading one GET request head under a deadline.
   cached (as exporter-toolkit does), so a scrape costs no bcrypt.  At most
   :data:`MAX_AUTH_PENDING` checks wait; credentials not cached that come past
   that get 401 at once (wrong passwords cannot keep every connection busy).
+* At most ``max_requests`` scrapes are served at once, each from its arrival
+  until its response is sent (promhttp's MaxRequestsInFlight, which
+  node_exporter's ``--web.max-requests`` sets); one more gets promhttp's 503 at
+  once, so scrapes piling up behind a slow collection or slow clients are
+  refused, not queued.  The link page, 404s and refused passwords do not count.
 * The web config (TLS, auth, headers) is taken per connection, and loaded
   again when a file it came from changes (see :func:`sockscope.webconfig.changed`).
 """
@@ -69,6 +74,7 @@ class Limits:
     backlog: int = 1024
     max_head: int = 16384
     workers: int = 2
+    max_requests: int = 40  # scrapes served at once (0: no limit), node_exporter's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +152,11 @@ _HTTP_STARTS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO")
 _INDEX = (b"<html><head><title>sockscope exporter</title></head><body><h1>sockscope exporter</h1>"
           b"<p><a href=\"%s\">metrics</a></p></body></html>\n")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large", 500: "Internal Server Error", 505: "HTTP Version Not Supported"}
+            431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+            505: "HTTP Version Not Supported"}
+#: promhttp's answer past MaxRequestsInFlight, through Go's http.Error (which adds the newline and headers)
+_LIMIT_TEXT = "Limit of concurrent requests reached (%d), try again later.\n"
+_ERROR_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff")]
 
 
 class _Conn:
@@ -212,6 +222,7 @@ class Server:
         self._auth_pool = ThreadPoolExecutor(1, thread_name_prefix="sockscope-auth")
         self._renders: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
         self._auth_pending = 0
+        self._in_flight = 0  # scrapes of the metrics path being served (see _scrape)
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -364,6 +375,28 @@ class Server:
                                  b"Unauthorized\n", req.keep_alive, head_only)
                 return req.keep_alive
         if req.path == self.path:
+            return await self._scrape(req, conn, cfg, head_only)
+        if req.path == "/":
+            status, body = 200, _INDEX % self.path.encode()
+            extra.append(("Content-Type", "text/html; charset=utf-8"))
+        else:
+            status, body = 404, f"not found: the metrics are on {self.path}\n".encode()
+            extra.append(("Content-Type", "text/plain; charset=utf-8"))
+        await self._send(conn, cfg, status, extra, body, req.keep_alive, head_only)
+        return req.keep_alive
+
+    async def _scrape(self, req: _Request, conn: _Conn, cfg: WebConfig | None, head_only: bool) -> bool:
+        """Answer a request of the metrics path, if fewer than ``max_requests`` are being served: it
+        counts from here until its response is sent, or its connection fails or times out (a render
+        that raises, a client gone or not reading: the ``finally`` gives its place back).  One past the
+        limit gets promhttp's 503 at once, and keeps its connection as any error answer does."""
+        limit = self.limits.max_requests
+        if limit and self._in_flight >= limit:
+            await self._send(conn, cfg, 503, _ERROR_HEADERS, (_LIMIT_TEXT % limit).encode(), req.keep_alive,
+                             head_only)
+            return req.keep_alive
+        self._in_flight += 1
+        try:
             from prometheus_client.exposition import choose_encoder
 
             _, ctype = choose_encoder(req.headers.get("accept", ""))
@@ -376,18 +409,11 @@ class Server:
                 await self._send(conn, cfg, 500, [("Content-Type", "text/plain; charset=utf-8")],
                                  b"rendering the metrics failed; see the exporter's stderr\n", False, head_only)
                 return False
-            extra.append(("Content-Type", ctype))
-            if gz:
-                extra.append(("Content-Encoding", "gzip"))
-            status = 200
-        elif req.path == "/":
-            status, body = 200, _INDEX % self.path.encode()
-            extra.append(("Content-Type", "text/html; charset=utf-8"))
-        else:
-            status, body = 404, f"not found: the metrics are on {self.path}\n".encode()
-            extra.append(("Content-Type", "text/plain; charset=utf-8"))
-        await self._send(conn, cfg, status, extra, body, req.keep_alive, head_only)
-        return req.keep_alive
+            extra = [("Content-Type", ctype)] + ([("Content-Encoding", "gzip")] if gz else [])
+            await self._send(conn, cfg, 200, extra, body, req.keep_alive, head_only)
+            return req.keep_alive
+        finally:
+            self._in_flight -= 1
 
     async def _render(self, accept: str, gz: bool, ctype: str) -> bytes:
         """The exposition, shared by the scrapes that ask while it is being made."""

@@ -10,8 +10,10 @@ The HTTP side is :mod:`sockscope.exporter_web` (one asyncio loop, bounded
 connections and deadlines; TLS and basic auth from the web config);
 ``--once`` prints one scrape instead, and exits 1 if a part of it failed.
 The flags are spelled as node_exporter's (``--web.listen-address``,
-``--web.config.file``, ``--web.telemetry-path``); ``--listen`` is an alias of
-``--web.listen-address``.
+``--web.config.file``, ``--web.telemetry-path``, ``--web.max-requests``,
+``--web.disable-exporter-metrics``, ``--path.procfs``), so that a
+node_exporter unit's flags carry over; ``--listen`` and ``--proc`` are aliases
+of ``--web.listen-address`` and ``--path.procfs``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ IPv4), as node_exporter does.  Unlike node_exporter the default is
 reads (YAML): tls_server_config (cert_file, key_file, client_auth_type,
 client_ca_file, client_allowed_sans, min_version, max_version),
 basic_auth_users (bcrypt hashes) and http_server_config.headers.
+
+--web.max-requests bounds the scrapes of the metrics path being served at once
+(waiting for the collection or being sent), as node_exporter's does: one more
+gets 503 "Limit of concurrent requests reached (N), try again later." at once.
 
 Metrics: sockscope_sockets{{family,protocol,state}}, the accept queue and backlog
 of at most --max-listeners listeners (the rest summed under listener="other"),
@@ -127,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web.max-connections", dest="max_connections", type=positive_int, default=d.max_connections,
                    metavar="N", help=f"open connections at most (default {d.max_connections}); at the limit "
                    "the connection idle longest, or whose client has not taken a response for 1 s, is closed")
+    p.add_argument("--web.max-requests", dest="max_requests", type=int_at_least(0), default=d.max_requests,
+                   metavar="N", help=f"scrapes of the metrics served at once at most (default {d.max_requests}; "
+                   "0: no limit); one more gets 503 at once")
+    p.add_argument("--web.disable-exporter-metrics", dest="disable_exporter_metrics", action="store_true",
+                   help="leave out the process_* metrics about the exporter's own process")
     p.add_argument("--web.header-timeout", dest="header_timeout", type=positive_seconds, default=d.header_timeout,
                    metavar="SECONDS",
                    help=f"time for a TLS handshake and a request head (default {d.header_timeout:g})")
@@ -138,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the rest are summed under listener=\"other\"")
     p.add_argument("--all-netns", action="store_true",
                    help="collect every network namespace, with a netns label")
-    p.add_argument("--proc", default="/proc", metavar="DIR",
+    p.add_argument("--path.procfs", "--proc", dest="proc", default="/proc", metavar="DIR",
                    help="where procfs is mounted (default /proc)")
     p.add_argument("--once", action="store_true",
                    help="print one scrape to stdout and exit instead of serving")
@@ -167,9 +178,9 @@ def main(argv: list[str]) -> int:
             max_listeners=args.max_listeners, all_netns=args.all_netns, proc=args.proc.rstrip("/") or "/",
             log=log.say,
         )
-        registry = make_registry(collector)
+        registry = make_registry(collector, process_metrics=not args.disable_exporter_metrics)
         limits = exporter_web.Limits(max_connections=args.max_connections, header_timeout=args.header_timeout,
-                                     idle_timeout=args.idle_timeout)
+                                     idle_timeout=args.idle_timeout, max_requests=args.max_requests)
         addrs = args.listen or [listen_address(DEFAULT_ADDRESS)]
         _raise_fd_limit(limits.max_connections)
         socks = []
@@ -205,7 +216,7 @@ def _once(args: argparse.Namespace) -> int:
         max_listeners=args.max_listeners, all_netns=args.all_netns, proc=args.proc.rstrip("/") or "/",
         log=_log,
     )
-    registry = make_registry(collector)
+    registry = make_registry(collector, process_metrics=not args.disable_exporter_metrics)
     sys.stdout.buffer.write(exposition(registry))
     return 1 if any(s.errors for s in collector.last) else 0
 
@@ -230,7 +241,9 @@ def _raise_fd_limit(max_connections: int) -> None:
 
 
 def make_registry(collector: SocketCollector, *, process_metrics: bool = True) -> CollectorRegistry:
-    """A registry holding ``collector`` (plus prometheus_client's ``process_*`` metrics)."""
+    """A registry holding ``collector``, plus prometheus_client's ``process_*`` metrics unless
+    ``process_metrics`` is False (``--web.disable-exporter-metrics``: node_exporter's flag leaves out
+    its own process, Go and promhttp metrics; ours are the process ones, there being no others)."""
     from prometheus_client import CollectorRegistry, ProcessCollector
 
     registry = CollectorRegistry(auto_describe=True)
