@@ -267,13 +267,16 @@ try:
 except OSError as exc:
     assert exc.errno == 24, exc
 m = scan("/proc", pids=[os.getpid()])
+threads = sockscope.owners.walk.OwnerMap("/proc")
+sockscope.owners.walk.walk_threads(threads)  # (-T's walk of every thread's fd table)
 err = io.StringIO()
 with contextlib.redirect_stderr(err):
     ls._warn_incomplete(m)
 for fd in taken:
     os.close(fd)
 held = a.fileno() in [fd for _p, fd in m.holders(os.fstat(a.fileno()).st_ino)]
-print(json.dumps({"complete": m.complete, "why": m.why, "held": held, "warning": err.getvalue()}))
+print(json.dumps({"complete": m.complete, "why": m.why, "held": held, "warning": err.getvalue(),
+                  "threads": [threads.complete, threads.why]}))
 '''
 
 
@@ -292,6 +295,7 @@ def test_a_walk_out_of_file_descriptors_says_so() -> None:
     assert got["why"] == "sockscope ran out of file descriptors (EMFILE: ulimit -n is 64)"
     assert got["warning"] == ("sockscope: not all processes could be read (sockscope ran out of file descriptors "
                               "(EMFILE: ulimit -n is 64)): owners may be missing\n")
+    assert got["threads"] == [False, got["why"]]  # -T's thread walk says the same
 
 
 #: Run in a child: top's tracker (the /proc walk) knows this process's socket pair, then every fd

@@ -163,21 +163,28 @@ def walk_threads(m: OwnerMap) -> None:
     tasks: dict[int, list[tuple[int, int, int]]] = {}
     proc = m.proc
     plen = len(PREFIX)
+    def unread(exc: OSError) -> None:  # no file descriptor left: not gone but unread, and the map says why
+        if exc.errno in NO_FDS:
+            m.complete, m.why = False, short_of_fds(exc.errno)
+
     try:
         pids = pids_of(proc)
-    except OSError:
+    except OSError as exc:
+        unread(exc)
         m.complete = False
         pids = []
     for pid in pids:
         try:
             tids = pids_of(f"{proc}/{pid}/task")
-        except OSError:
+        except OSError as exc:
+            unread(exc)
             continue
         for tid in [pid] + [t for t in tids if t != pid]:
             fddir = f"{proc}/{tid}/fd/"
             try:
                 fds = os.listdir(fddir)
-            except OSError:
+            except OSError as exc:
+                unread(exc)
                 continue
             for name in fds:
                 try:
