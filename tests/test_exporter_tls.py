@@ -218,7 +218,7 @@ def test_the_connection_cap_closes_evicted_tls_connections_at_once(holder: Holde
                                                                   tmp_path: Path) -> None:
     """A new TLS connection is first looked at (plain HTTP?) through a duplicate of its socket: an
     eviction must end that look too, or the evicted sockets stayed open until the header deadline."""
-    from test_exporter_web import hold, read_json_line, server_conns
+    from test_exporter_web import end_clients, hold, server_conns
 
     cfg = tmp_path / "web.yml"
     cfg.write_text(f"tls_server_config: {{cert_file: {pki['server_crt']}, key_file: {pki['server_key']}}}\n")
@@ -234,12 +234,7 @@ def test_the_connection_cap_closes_evicted_tls_connections_at_once(holder: Holde
         url, ca = srv.url, str(pki["ca_crt"])
         assert [g[0] for g in requests(holder, [[url, None, None, None, None, ca]] * 2)] == [200] * 2
     finally:
-        assert p.stdin is not None
-        p.stdin.close()
-        out = read_json_line(p, 30)
-        p.wait()
-        if p.stdout:
-            p.stdout.close()
+        out = end_clients(p)
         assert srv.stop() == 0, srv.stderr
     assert out["idle_closed"] >= 36, out
 

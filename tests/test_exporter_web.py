@@ -88,6 +88,18 @@ def read_json_line(p: subprocess.Popen[bytes], timeout: float = 60) -> Any:
     return json.loads(read_line(p, timeout))
 
 
+def end_clients(p: subprocess.Popen[bytes], timeout: float = 30) -> Any:
+    """Close a client script's stdin (its signal to report and end), read its JSON line, reap it."""
+    assert p.stdin is not None
+    p.stdin.close()
+    try:
+        return read_json_line(p, timeout)
+    finally:
+        p.wait()
+        if p.stdout:
+            p.stdout.close()
+
+
 def threads_of(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))  # type: ignore[union-attr]
@@ -146,10 +158,7 @@ def test_connection_cap_keeps_scrapes_served_with_few_threads(holder: Holder) ->
         assert threads_of(srv.proc.pid) <= 6
         assert server_conns(h, 9466) <= 50
     finally:
-        assert p.stdin is not None
-        p.stdin.close()
-        out = read_json_line(p, 30)
-        p.wait()
+        out = end_clients(p)
         assert srv.stop() == 0, srv.stderr
     assert out["idle_closed"] >= 250  # evicted to make room, not left to pile up
 
@@ -235,12 +244,7 @@ def test_clients_that_do_not_read_cannot_lock_the_scrapers_out(holder: Holder) -
             assert got["tries"][-1] == 200, got  # (before: closed at once, for write_timeout)
         assert server_conns(h, 9466) <= 4
     finally:
-        assert p.stdin is not None
-        p.stdin.close()
-        out = read_json_line(p, 30)
-        p.wait()
-        if p.stdout:
-            p.stdout.close()
+        out = end_clients(p)
         assert srv.stop() == 0, srv.stderr
     assert out["closed"] >= 1  # evicted to make room
     assert "Traceback" not in srv.stderr
@@ -350,10 +354,7 @@ def test_a_signal_stops_it_cleanly(holder: Holder, sig: str) -> None:
         assert srv.proc.wait(timeout=10) == 0
         assert server_conns(h, 9466) == 0
     finally:
-        assert p.stdin is not None
-        p.stdin.close()
-        read_json_line(p, 30)
-        p.wait()
+        end_clients(p)
         srv.stop()
     assert srv.stderr == ""
 
