@@ -59,18 +59,22 @@ def pids_of(proc: str) -> list[int]:
 
 def walk(m: OwnerMap, pids: Iterable[int] | None = None, exclude: int = 0) -> None:
     """Readlink every fd of ``pids`` (default: every process but ``exclude``) into ``m``."""
-    short: list[int] = []  # the errors of NO_FDS met
-    pid_list = _pid_list(m.proc, pids, exclude, short)
+    pid_list = _pid_list(m.proc, pids, exclude, m)
     if pid_list is None:
-        m.complete = False
-    else:
-        for pid, inodes, fds in _sockets(m.proc, pid_list, short):
-            if inodes is None:
-                m.complete = False
-            elif inodes:
-                m.add_process(pid, inodes, fds)
-    if short:
-        m.why = short_of_fds(short[0])
+        return
+    for pid, inodes, fds in _sockets(m.proc, pid_list, m):
+        if inodes is None:
+            m.complete = False
+        elif inodes:
+            m.add_process(pid, inodes, fds)
+
+
+def _unread(m: OwnerMap | IncrementalWalk, exc: OSError) -> None:
+    """Something could not be read (the pids, a process's fds): ``m`` is not complete, and says why
+    where it is no file descriptor left (:data:`NO_FDS`)."""
+    m.complete = False
+    if exc.errno in NO_FDS:
+        m.why = short_of_fds(exc.errno)
 
 
 def records(proc: str, pids: Iterable[int] | None = None) -> tuple[list[int], list[int], list[int], bool]:
@@ -94,22 +98,23 @@ def records(proc: str, pids: Iterable[int] | None = None) -> tuple[list[int], li
 
 
 def _pid_list(proc: str, pids: Iterable[int] | None, exclude: int,
-              short: list[int] | None = None) -> list[int] | None:
+              m: OwnerMap | None = None) -> list[int] | None:
+    """The pids to walk; None where procfs cannot be listed (``m``, if given, then says so)."""
     if pids is not None:
         return list(pids)
     try:
         return [p for p in pids_of(proc) if p != exclude]
     except OSError as exc:
-        if short is not None and exc.errno in NO_FDS:
-            short.append(exc.errno)
+        if m is not None:
+            _unread(m, exc)
         return None
 
 
-def _sockets(proc: str, pid_list: list[int], short: list[int] | None = None
+def _sockets(proc: str, pid_list: list[int], m: OwnerMap | None = None
              ) -> Iterator[tuple[int, list[int] | None, list[int]]]:
     """(pid, socket inodes, their fds) of each process, fds ascending; inodes None where the
-    process's fds cannot be read (no permission; no file descriptor left: its errno appended to
-    ``short``); processes gone meanwhile are left out."""
+    process's fds cannot be read (no permission, or no file descriptor left: ``m``, if given, then
+    says why); processes gone meanwhile are left out."""
     from functools import partial  # here: functools (and collections) cost ~1.5 ms of -p's start-up
 
     for pid in pid_list:
@@ -119,8 +124,8 @@ def _sockets(proc: str, pid_list: list[int], short: list[int] | None = None
             yield pid, None, []
         except OSError as exc:
             if exc.errno in NO_FDS:  # not gone: unread (the next may find one free again)
-                if short is not None:
-                    short.append(exc.errno)
+                if m is not None:
+                    _unread(m, exc)
                 yield pid, None, []
             continue  # the process is gone
         else:
@@ -163,28 +168,25 @@ def walk_threads(m: OwnerMap) -> None:
     tasks: dict[int, list[tuple[int, int, int]]] = {}
     proc = m.proc
     plen = len(PREFIX)
-    def unread(exc: OSError) -> None:  # no file descriptor left: not gone but unread, and the map says why
-        if exc.errno in NO_FDS:
-            m.complete, m.why = False, short_of_fds(exc.errno)
-
     try:
         pids = pids_of(proc)
     except OSError as exc:
-        unread(exc)
-        m.complete = False
+        _unread(m, exc)
         pids = []
     for pid in pids:
         try:
             tids = pids_of(f"{proc}/{pid}/task")
         except OSError as exc:
-            unread(exc)
+            if exc.errno in NO_FDS:  # (else: gone)
+                _unread(m, exc)
             continue
         for tid in [pid] + [t for t in tids if t != pid]:
             fddir = f"{proc}/{tid}/fd/"
             try:
                 fds = os.listdir(fddir)
             except OSError as exc:
-                unread(exc)
+                if exc.errno in NO_FDS:
+                    _unread(m, exc)
                 continue
             for name in fds:
                 try:
@@ -249,7 +251,7 @@ class IncrementalWalk:
         try:
             pids = set(pids_of(self.proc))
         except OSError as exc:
-            self._unread(exc)
+            _unread(self, exc)
             return
         for pid in [p for p in self._fds if p not in pids]:
             self._drop(pid)
@@ -300,18 +302,11 @@ class IncrementalWalk:
         try:
             pids = pids_of(self.proc)
         except OSError as exc:
-            self._unread(exc)
+            _unread(self, exc)
             return
         for pid in pids:
             self._scan(pid, None)
         self._given_up = {i for i in live if i and i not in self.index}
-
-    def _unread(self, exc: OSError) -> None:
-        """Something could not be read (the pids, a process's fds): the map is not complete, and
-        says why where it is no file descriptor left."""
-        self.complete = False
-        if exc.errno in NO_FDS:
-            self.why = short_of_fds(exc.errno)
 
     def _drop(self, pid: int) -> None:
         fds = self._fds.pop(pid, None)
@@ -342,7 +337,7 @@ class IncrementalWalk:
             return
         except OSError as exc:
             if exc.errno in NO_FDS:  # unread, not gone: what was known of it stays
-                self._unread(exc)
+                _unread(self, exc)
                 return
             self._drop(pid)
             return
