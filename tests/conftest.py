@@ -113,6 +113,20 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _sigpipe_stays_ignored() -> Iterator[None]:
+    """No test leaves pytest's process dying on a closed pipe.  Python ignores SIGPIPE (a write to a
+    closed socket raises EPIPE); code run in-process that restored the default made a later test's
+    write kill the whole run with status 141, far from its cause.  A test that changes it fails
+    here, by name, and the disposition is put back."""
+    before = signal.getsignal(signal.SIGPIPE)
+    yield
+    after = signal.getsignal(signal.SIGPIPE)
+    if after != before:
+        signal.signal(signal.SIGPIPE, before)
+        pytest.fail(f"the test changed SIGPIPE's disposition from {before!r} to {after!r}", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def nobody() -> Iterator[AsUser]:
     """``sockscope`` runnable as uid 65534 wherever this checkout is (e.g. under /root)."""

@@ -99,6 +99,28 @@ def test_closed_pipe_is_quiet(population: Harness, options: str) -> None:
     assert proc.returncode in (0, 141, -13), proc.returncode  # quiet success, or death by SIGPIPE like ss
 
 
+_SIGPIPE_AFTER_MAIN = r"""
+import contextlib, io, signal, sys
+from sockscope import cli
+before = signal.getsignal(signal.SIGPIPE)
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    status = cli.main(sys.argv[1:])
+print(status, before == signal.SIG_IGN, signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN, bool(out.getvalue()))
+"""
+
+
+@pytest.mark.parametrize("options", ["-tan", "-xa"])
+def test_main_called_in_process_keeps_the_callers_sigpipe(population: Harness, options: str) -> None:
+    """``sockscope.cli.main(argv)`` called by another program (a test, a tool; bench's request
+    capture does) leaves that process's SIGPIPE disposition alone: Python ignores SIGPIPE, and a
+    listing that restored the default there made the caller's next write to a closed socket kill it
+    (the CI run that died with status 141).  Only the console script's own process dies quietly on a
+    closed pipe (test_head_one_is_quiet, test_closed_pipe_is_quiet)."""
+    res = population.run([sys.executable, "-c", _SIGPIPE_AFTER_MAIN, options])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0", "True", "True", "True"], res.stdout
+
+
 def test_sockscope_console_script_matches_module() -> None:
     """`sockscope` (console script) and `python -m sockscope` are the same program."""
     script = os.path.join(os.path.dirname(sys.executable), "sockscope")

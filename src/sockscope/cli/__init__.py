@@ -25,6 +25,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 #: the modules every listing imports, each after those it imports (see :func:`_preload`)
+#: Set by :func:`entry` alone: this process is sockscope's own, so a listing may restore SIGPIPE's
+#: default (die quietly when the reader leaves, as ss).  A caller of :func:`main` in its own process
+#: (a test, a tool) keeps its signal dispositions.
+OWN_PROCESS = False
+
 LISTING_MODULES = (
     "sockscope.errors", "sockscope._addr", "sockscope.filter", "sockscope.filter.states", "sockscope.cli.options",
     "sockscope.cli.ls", "sockscope.query", "sockscope.render", "sockscope.render.table", "sockscope.render.writer",
@@ -217,6 +222,8 @@ def entry() -> None:
     interpreter's own tear-down (freeing every module and object one by one)
     costs a few milliseconds, more than some whole listings.  The other
     subcommands (servers, curses) exit normally."""
+    global OWN_PROCESS
+    OWN_PROCESS = True
     argv = sys.argv[1:]
     if not (argv and argv[0] in COMMANDS and argv[0] != "ls"):
         import gc

@@ -258,7 +258,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
             owners = scan(threads=threads)
             _warn_incomplete(owners)
-    if out is sys.stdout and fmt == "table":
+    if out is sys.stdout and fmt == "table" and sys.modules["sockscope.cli"].OWN_PROCESS:
         _restore_sigpipe()
 
     from sockscope.render.table import TableOptions
