@@ -113,18 +113,26 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         shutil.rmtree(path, ignore_errors=True)
 
 
+_GUARDED_SIGNALS = (signal.SIGPIPE, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 @pytest.fixture(autouse=True)
-def _sigpipe_stays_ignored() -> Iterator[None]:
-    """No test leaves pytest's process dying on a closed pipe.  Python ignores SIGPIPE (a write to a
-    closed socket raises EPIPE); code run in-process that restored the default made a later test's
-    write kill the whole run with status 141, far from its cause.  A test that changes it fails
-    here, by name, and the disposition is put back."""
-    before = signal.getsignal(signal.SIGPIPE)
+def _signal_dispositions_kept() -> Iterator[None]:
+    """No test leaves pytest's process with another signal disposition than it found.  Python
+    ignores SIGPIPE (a write to a closed socket raises EPIPE); code run in-process that restored the
+    default made a later test's write kill the whole run with status 141, far from its cause; a
+    handler left on SIGTERM or SIGINT would change how a later test, or the run, ends.  A test that
+    changes one fails here, by name, and the disposition is put back."""
+    before = [signal.getsignal(s) for s in _GUARDED_SIGNALS]
     yield
-    after = signal.getsignal(signal.SIGPIPE)
-    if after != before:
-        signal.signal(signal.SIGPIPE, before)
-        pytest.fail(f"the test changed SIGPIPE's disposition from {before!r} to {after!r}", pytrace=False)
+    changed = []
+    for sig, was in zip(_GUARDED_SIGNALS, before):
+        now = signal.getsignal(sig)
+        if now != was:
+            signal.signal(sig, was)
+            changed.append(f"{sig.name} from {was!r} to {now!r}")
+    if changed:
+        pytest.fail(f"the test changed signal dispositions: {'; '.join(changed)}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,25 @@ def test_main_called_in_process_keeps_the_callers_sigpipe(population: Harness, o
     assert res.stdout.split() == ["0", "True", "True", "True"], res.stdout
 
 
+_SIGTERM_AFTER_FOLLOW = r"""
+import contextlib, io, os, signal, threading
+from sockscope import cli
+before = signal.getsignal(signal.SIGTERM)
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C, as a user ends -E
+with contextlib.redirect_stdout(io.StringIO()):
+    status = cli.main(["-E"])
+print(status, signal.getsignal(signal.SIGTERM) == before)
+"""
+
+
+def test_follow_called_in_process_puts_sigterm_back(population: Harness) -> None:
+    """``-E`` ends on SIGTERM as on Ctrl-C by a handler of its own; run by a caller's
+    ``sockscope.cli.main``, it gives SIGTERM back as it found it."""
+    res = population.run([sys.executable, "-c", _SIGTERM_AFTER_FOLLOW], timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0", "True"], res.stdout
+
+
 def test_sockscope_console_script_matches_module() -> None:
     """`sockscope` (console script) and `python -m sockscope` are the same program."""
     script = os.path.join(os.path.dirname(sys.executable), "sockscope")

@@ -615,6 +615,12 @@ def test_path_procfs_is_the_node_exporter_spelling_of_proc(holder_factory: Any, 
     assert summary_of(samples)["tcp_inuse/inet"] == 3
     r = h.run([*EXPORTER, "--help"])
     assert "\n  --path.procfs DIR, --proc DIR\n" in r.stdout
+    # an empty path is a usage error (it read /), said in one line, with either spelling
+    for flag in ("--path.procfs", "--proc", "--path.procfs="):
+        argv = [*EXPORTER, "--once", flag] if flag.endswith("=") else [*EXPORTER, "--once", flag, ""]
+        r = h.run(argv)
+        assert (r.returncode, r.stdout) == (255, ""), r
+        assert r.stderr.count("\n") == 1 and "empty path" in r.stderr, r.stderr
 
 def test_listen_address_must_be_explicit_and_bindable(holder_factory: Any) -> None:
     _require_root()

@@ -112,6 +112,12 @@ def _path(text: str) -> str:
     return text
 
 
+def _procfs(text: str) -> str:
+    if not text:  # ("" would read /, whose thread-self/net/… is no procfs of this host)
+        raise argparse.ArgumentTypeError("empty path: give the directory procfs is mounted on, as /proc")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sockscope.exporter_web import Limits
 
@@ -149,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the rest are summed under listener=\"other\"")
     p.add_argument("--all-netns", action="store_true",
                    help="collect every network namespace, with a netns label")
-    p.add_argument("--path.procfs", "--proc", dest="proc", default="/proc", metavar="DIR",
+    p.add_argument("--path.procfs", "--proc", dest="proc", type=_procfs, default="/proc", metavar="DIR",
                    help="where procfs is mounted (default /proc)")
     p.add_argument("--once", action="store_true",
                    help="print one scrape to stdout and exit instead of serving")

@@ -449,7 +449,7 @@ def _follow(q: Query, out: IO[str], topts: TableOptions, header: bool, show_neti
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _stop)
+    old_term = signal.signal(signal.SIGTERM, _stop)  # (put back at the end: main may run in a caller's process)
     # Ctrl-C or SIGTERM just before the wait starts must still end it: the wait also watches this pipe
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -492,6 +492,7 @@ def _follow(q: Query, out: IO[str], topts: TableOptions, header: bool, show_neti
         pass
     finally:
         signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, old_term)
         os.close(wake_r)
         os.close(wake_w)
     return 0
