@@ -24,12 +24,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-#: the modules every listing imports, each after those it imports (see :func:`_preload`)
 #: Set by :func:`entry` alone: this process is sockscope's own, so a listing may restore SIGPIPE's
 #: default (die quietly when the reader leaves, as ss).  A caller of :func:`main` in its own process
 #: (a test, a tool) keeps its signal dispositions.
 OWN_PROCESS = False
 
+#: the modules every listing imports, each after those it imports (see :func:`_preload`)
 LISTING_MODULES = (
     "sockscope.errors", "sockscope._addr", "sockscope.filter", "sockscope.filter.states", "sockscope.cli.options",
     "sockscope.cli.ls", "sockscope.query", "sockscope.render", "sockscope.render.table", "sockscope.render.writer",
