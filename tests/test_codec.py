@@ -424,6 +424,153 @@ def test_split_by_family_keeps_each_familys_rows_in_order(capture: dict, monkeyp
     assert regrouped >= 2  # mixed datagrams of one message length really take the regrouping path
 
 
+def _reseq(data: bytes, seq: int = netlink.DUMP_SEQ) -> bytes:
+    """``data`` with every message's sequence number ``seq``, as the kernel repeats a request's."""
+    out = bytearray(data)
+    off = 0
+    while off + 16 <= len(out):
+        out[off + 8 : off + 12] = seq.to_bytes(4, sys.byteorder)
+        length = int.from_bytes(out[off : off + 4], sys.byteorder)
+        if length < 16:
+            break
+        off += (length + 3) & ~3
+    return bytes(out)
+
+
+def _counting_split(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record whether each call of ``netlink.cut_dump`` (the inet decoder's) cut its datagram (True)
+    or left it to the walk (False)."""
+    calls: list[bool] = []
+    real = netlink.cut_dump
+
+    def split(*args: object) -> object:
+        got = real(*args)  # type: ignore[arg-type]
+        calls.append(got is not None)
+        return got
+
+    monkeypatch.setattr(netlink, "cut_dump", split)
+    return calls
+
+
+_SEQ = netlink.DUMP_SEQ.to_bytes(4, sys.byteorder)
+
+
+def test_datagrams_cut_at_their_sequence_number_read_as_the_plain_walk(capture: dict,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A framed datagram whose messages carry sockscope's sequence number is cut at it (one split in
+    C, netlink.cut_dump): every column, the dump's end, the split by family and each row's
+    attributes are what the plain reading of each message says, and what the walk over the lengths
+    gives (the same datagram with sequence number 1, which has a 0 byte: never cut)."""
+    calls = _counting_split(monkeypatch)
+    datagrams = [bytes.fromhex(h) for key in ("inet", "inet6", "udp") for h in capture[key]] + _synthetic()
+    for data in datagrams:
+        mine = _reseq(data)
+        rows, done = _reference(mine)
+        fast, framed = _both_ways(mine, monkeypatch)
+        assert _plain(fast) == _plain(framed) == rows and inet.decode(mine)[1] == done
+        walked, _ = _both_ways(_reseq(data, 1), monkeypatch)
+        assert _plain(walked) == rows
+        for b in (framed, walked):  # each row's attributes, and the rows split by family
+            assert [bytes(b.attrs(i)) for i in range(b.n)] == [bytes(framed.attrs(i)) for i in range(framed.n)]
+            v4, v6 = b.split()
+            assert _plain(v4) + _plain(v6) == [r for r in rows if r[0] == 2] + [r for r in rows if r[0] == 10]
+            assert [bytes(v4.attrs(i)) for i in range(v4.n)] + [bytes(v6.attrs(i)) for i in range(v6.n)] == [
+                bytes(b.attrs(i)) for f in (2, 10) for i in range(b.n) if b.family[i] == f]
+    assert calls.count(True) >= 8 and False in calls  # framed datagrams really cut; seq 1 never
+
+
+def test_a_false_match_of_the_sequence_number_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Socket bytes that hold the sequence number (ports, an address, a cookie, an attribute, the
+    very end of a message) cut a message in two: the check of the pieces against the lengths
+    refuses the cut, and the walk reads the datagram, as the plain reading does."""
+    calls = _counting_split(monkeypatch)
+    a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN, rq=300)
+    tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
+    ports = _inet_msg(2, 1, int.from_bytes(_SEQ[:2], "big"), int.from_bytes(_SEQ[2:], "big"), _LO4, _LO4, 3,
+                      _SHUTDOWN)
+    address = _inet_msg(10, 1, 80, 40000, bytes(4) + _SEQ * 3, _LO6, 5, _SHUTDOWN)
+    cookie = bytearray(_inet_msg(2, 1, 1, 2, _LO4, _LO4, 9, _SHUTDOWN))
+    cookie[16 + 44 : 16 + 48] = _SEQ
+    attr = _inet_msg(2, 1, 5, 6, _LO4, _LO4, 10, netlink.encode_attr(99, _SEQ + bytes(4) + _SEQ))
+    tail = _inet_msg(2, 1, 7, 8, _LO4, _LO4, 12, netlink.encode_attr(99, bytes(4) + _SEQ))
+    done_like = _inet_msg(2, 1, 7, 9, _LO4, _LO4, 13, netlink.encode_attr(99, netlink.DONE_HEAD + bytes(14)))
+    for odd in (ports, address, bytes(cookie), attr, tail, done_like):
+        for data in (a + odd + tw, odd + tw + _DONE, tw + a + odd, tw + odd + _DONE):
+            calls.clear()
+            mine = _reseq(data)
+            rows, done = _reference(mine)
+            fast, _ = _both_ways(mine, monkeypatch)
+            assert _plain(fast) == rows and inet.decode(mine)[1] == done
+            assert [bytes(fast.attrs(i)) for i in range(fast.n)] == [
+                bytes(p[inet.MSG_LEN :]) for t, _f, p in netlink.iter_messages(mine)
+                if t == netlink.SOCK_DIAG_BY_FAMILY]
+            if odd is not done_like:  # (that one holds no sequence number: refused only where it ends
+                assert calls and not any(calls), odd  # the datagram, its bytes taken for NLMSG_DONE's)
+
+
+def _decoded_or_error(data: bytes) -> object:
+    try:
+        b, done = inet.decode(data)
+    except (DecodeError, NetlinkError) as exc:
+        return type(exc), str(exc)
+    return _plain(b), done, [bytes(b.attrs(i)) for i in range(b.n)]
+
+
+def test_every_check_of_the_cut_is_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Datagrams made so that one check alone refuses the cut: a look-alike message inside a long
+    attribute (both pieces long enough, a sock_diag type: only the lengths tell), a message of
+    another type (NLMSG_NOOP: the walk skips it), one shorter than a fixed part, one whose length is
+    not 4-aligned with the next right after it.  Each decodes (or fails) exactly as by the walk."""
+    a = _inet_msg(2, 1, 4242, 33000, _LO4, _LO4, 11, _SHUTDOWN)
+    tw = _inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0)
+    fake = bytes(80) + struct.pack("=IHH", len(a), netlink.SOCK_DIAG_BY_FAMILY, 2) + _SEQ + bytes(80)
+    inside = _inet_msg(2, 1, 5, 6, _LO4, _LO4, 10, netlink.encode_attr(99, fake))
+    noop = _msg(netlink.NLMSG_NOOP, bytes(inet.MSG_LEN + 8))
+    short = _msg(netlink.SOCK_DIAG_BY_FAMILY, bytes(inet.MSG_LEN - 4))
+    odd = bytearray(_inet_msg(2, 1, 7, 8, _LO4, _LO4, 12, netlink.encode_attr(99, bytes(8))))
+    odd[0:4] = (len(odd) - 2).to_bytes(4, sys.byteorder)  # 2 bytes short of its true end: unaligned
+    cases = [[a, inside, tw, _DONE], [tw, noop, a, _DONE], [a, short, tw], [tw, _reseq(bytes(odd))[:-2], a, tw]]
+    for data in (b"".join(map(_reseq, parts)) for parts in cases):
+        calls = _counting_split(monkeypatch)
+        got = _decoded_or_error(data)
+        assert calls == [False], calls
+        monkeypatch.setattr(netlink, "cut_dump", lambda *args: None)
+        assert got == _decoded_or_error(data)
+        monkeypatch.undo()
+    # the dump's end carrying the kernel's error, after messages that are cut: raised as the walk does
+    failed = _reseq(a + tw + netlink.encode_message(netlink.NLMSG_DONE, 2, 1, (-13).to_bytes(4, "little", signed=True)))
+    with pytest.raises(NetlinkError, match="permission denied"):
+        inet.decode(failed)
+    alone = failed[:-20]  # (the messages alone: cut)
+    assert netlink.cut_dump(alone, memoryview(alone), "x", inet._HEAD, inet._SPLIT_MAX) is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(kinds=st.lists(st.tuples(st.sampled_from(["full", "tw", "six", "attr"]), st.binary(max_size=24),
+                                st.booleans()), min_size=1, max_size=12),
+       done=st.booleans())
+def test_any_datagram_cut_or_walked_reads_as_the_plain_walk(kinds: list[tuple[str, bytes, bool]], done: bool) -> None:
+    """Messages of several lengths in any order, their bytes salted with the sequence number here and
+    there: the decoder reads what the plain reading says, cut or walked."""
+    parts = []
+    for i, (kind, salt, seq_inside) in enumerate(kinds):
+        extra = salt + (_SEQ if seq_inside else b"")
+        if kind == "full":
+            parts.append(_inet_msg(2, 1, 1000 + i, 80, _LO4, _LO4, i + 1, _SHUTDOWN))
+        elif kind == "tw":
+            parts.append(_inet_msg(2, 6, 1000 + i, 80, _LO4, _LO4, 0))
+        elif kind == "six":
+            parts.append(_inet_msg(10, 1, 1000 + i, 80, _LO6, (extra + bytes(16))[:16], i + 1, _SHUTDOWN))
+        else:
+            parts.append(_inet_msg(2, 1, 1000 + i, 80, _LO4, _LO4, i + 1, netlink.encode_attr(99, extra)))
+    mine = _reseq(b"".join(parts) + (_DONE if done else b""))
+    rows, got_done = _reference(mine)
+    b, decoded_done = inet.decode(mine)
+    assert _plain(b) == rows and decoded_done == got_done
+    v4, v6 = b.split()
+    assert _plain(v4) + _plain(v6) == [r for r in rows if r[0] == 2] + [r for r in rows if r[0] == 10]
+
+
 def test_head_columns_read_in_one_pass_are_the_columns_read_one_by_one(capture: dict) -> None:
     """Batch.read (the table, records and psutil's columns read several head columns at once): the
     same columns as reading each one when first asked for, on datagrams read column at once, framed,

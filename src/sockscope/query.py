@@ -209,7 +209,7 @@ def _probe_others(q: Query) -> None:
             from sockscope.kernel import transport
 
             payload = bytes([diag_family, 0, 0, 0]) + q.states.to_bytes(4, "little") + bytes(12)
-            req = nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, 1, payload)
+            req = nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, nl.DUMP_SEQ, payload)
             def done(b: bytes, name: str = name) -> bool:
                 return nl.diag_messages(b, name)[1]
 

@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
-from itertools import repeat
+from itertools import accumulate, repeat
 from _operator import add, eq, ne
 
 from sockscope._addr import AF_INET, AF_INET6, ZERO16, ntop4, ntop6
-from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import INET_DIAG_INFO, INET_DIAG_MSG, INET_DIAG_SKV6ONLY, TCP_INFO, gather, gather_rows
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from struct import error as _StructError  # (the stubs of _struct leave it out)
     from typing import Any, Iterable, Sequence
 
     from sockscope.records import Socket
-else:
-    _StructError = _struct.error
 
 # The records (and the dataclass machinery behind them) are imported by the
 # decoders that build them, on first use: the listing's fast paths below never
@@ -73,7 +69,7 @@ def encode_request(
     states: int,
     ext: int = 0,
     bytecode: bytes | None = None,
-    seq: int = 1,
+    seq: int = nl.DUMP_SEQ,
     ports: tuple[int, int] = (0, 0),
 ) -> bytes:
     """A complete netlink dump request for one (family, protocol).
@@ -105,13 +101,13 @@ def encode_sockid(sport: int, dport: int, src: bytes, dst: bytes, ifindex: int, 
     )
 
 
-def encode_destroy(family: int, protocol: int, sockid: bytes, seq: int = 1) -> bytes:
+def encode_destroy(family: int, protocol: int, sockid: bytes, seq: int = nl.DUMP_SEQ) -> bytes:
     """A ``SOCK_DESTROY`` request (acknowledged) for one socket."""
     payload = _REQ.pack(family, protocol, 0, 0) + sockid
     return nl.encode_message(nl.SOCK_DESTROY, nl.NLM_F_REQUEST | nl.NLM_F_ACK, seq, payload)
 
 
-def encode_request_compat(states: int, ext: int = 0, bytecode: bytes | None = None, seq: int = 1,
+def encode_request_compat(states: int, ext: int = 0, bytecode: bytes | None = None, seq: int = nl.DUMP_SEQ,
                           ports: tuple[int, int] = (0, 0)) -> bytes:
     """A legacy ``TCPDIAG_GETSOCK`` dump request (``struct inet_diag_req``): the
     kernel walks its TCP tables once for IPv4 and IPv6 together (the v2
@@ -135,7 +131,6 @@ _L = INET_DIAG_MSG
 _HEAD_COLS = ("state", "timer", "retrans", "sport", "dport", "ifindex", "cookie", "expires", "rqueue", "wqueue",
               "uid", "inode")
 _HEAD = 16 + MSG_LEN  # nlmsghdr + inet_diag_msg: what every message has before its attributes
-_LEN_TYPE = _struct.Struct("=IH")  # nlmsghdr's length and type
 _U32 = _struct.Struct("=I")
 _U32_FROM = _U32.unpack_from
 
@@ -155,7 +150,7 @@ class Batch:
     column None where no row has them).  :meth:`attrs` is row ``i``'s attribute bytes."""
 
     __slots__ = ("n", "fam", "family", *_HEAD_COLS, "src", "dst", "v6only", "info", "_mv", "_starts", "_ends",
-                 "_length", "_stride", "_body", "_raw")
+                 "_lens", "_length", "_stride", "_body")
 
     n: int
     fam: int
@@ -182,7 +177,7 @@ class Batch:
     _length: int  # every message's length when they are all alike (attributes at a stride), else 0
     _stride: int  # the stride of the fixed parts in _body (read column at once), or 0: columns set
     _body: memoryview  # the messages (_length) or their fixed parts alone (framed), _stride bytes each
-    _raw: bytes  # framed: the datagram, which the fixed parts are gathered from
+    _lens: list[int]  # framed: each message's length (its start and end are made from them when asked for)
 
     def __getattr__(self, name: str) -> Any:
         # a batch read column at once reads a column from the datagram when it is first asked
@@ -190,9 +185,6 @@ class Batch:
         stride = object.__getattribute__(self, "_stride")
         if stride:
             length = self._length
-            if name == "_body":  # framed, both families: the fixed parts are gathered when first read
-                body = self._body = gather(self._raw, self._starts, stride)
-                return body
             if name in _HEAD_COLS:
                 col = _L.columns(self._body, stride, (name,))[0]
             elif name == "src" or name == "dst":  # both families in one batch: keys of both kinds
@@ -202,11 +194,11 @@ class Batch:
             elif name == "v6only":
                 _wildcards(self)
                 return self.v6only
-            elif name == "_starts" and length:
-                col = list(range(0, self.n * length, length))
-            elif name == "_ends":  # whole messages: a range; framed: each start plus the length its header says
+            elif name == "_starts":  # whole messages: a range; framed: the sums of the lengths before
+                col = list(range(0, self.n * length, length)) if length else [0, *accumulate(self._lens[:-1])]
+            elif name == "_ends":  # whole messages: a range; framed: each start plus its length
                 col = (list(range(length, self.n * length + 1, length)) if length else
-                       list(map(add, self._starts, self._body.cast("I")[:: stride // 4].tolist())))
+                       list(map(add, self._starts, self._lens)))
             else:
                 raise AttributeError(name)
             setattr(self, name, col)
@@ -297,11 +289,10 @@ class Batch:
             # the attributes too (gather_rows reads whole rows: a NLMSG_DONE after them is left out)
             _heads(gather_rows(_datagram(self._mv), stride, mask), stride, b)
             b._mv, b._length = b._body, stride
-        else:  # framed: the fixed parts, from the datagram (the attributes stay there)
-            starts = list(compress(self._starts, mask))
-            _heads(gather(self._raw, starts, stride), stride, b)
-            b._mv, b._raw, b._length = self._mv, self._raw, 0
-            b._starts = starts  # (and their ends when asked for: __getattr__)
+        else:  # framed: the fixed parts, gathered already (the attributes stay in the datagram)
+            _heads(gather_rows(_datagram(self._body), stride, mask), stride, b)
+            b._mv, b._length = self._mv, 0
+            b._starts, b._lens = list(compress(self._starts, mask)), list(compress(self._lens, mask))
         b.info = None
         b.fam = _one_family(b.family)
         _wildcards(b)
@@ -341,7 +332,7 @@ def decode(buf: bytes | memoryview, op: str = "inet_diag", info: bool = False) -
     the fixed parts (header and ``inet_diag_msg``) are copied side by side in C
     and read column at once the same way.  Kernel errors (in ``NLMSG_ERROR`` or
     carried by ``NLMSG_DONE``) raise the matching
-    :class:`~sockscope.errors.NetlinkError`; malformed bytes :class:`DecodeError`."""
+    :class:`~sockscope.errors.NetlinkError`; malformed bytes :class:`~sockscope.errors.DecodeError`."""
     mv = memoryview(buf)
     b = Batch.__new__(Batch)
     b._mv = mv
@@ -421,60 +412,30 @@ def _key(raw: bytes) -> Any:
 
 
 def _framed(mv: memoryview, op: str, b: Batch) -> bool:
-    """Fill ``b`` from a datagram of messages of several lengths: one pass reads each one's
-    length and type, then the fixed parts are copied side by side (in C) and read column at once."""
-    unpack = _LEN_TYPE.unpack_from
-    starts: list[int] = []
-    keep = starts.append
-    off = 0
-    end = len(mv)
-    done = False
-    diag = nl.SOCK_DIAG_BY_FAMILY, nl.TCPDIAG_GETSOCK
-    while off < end:
-        if end - off < 16:
-            raise DecodeError(f"truncated netlink header at offset {off}")
-        length, mtype = unpack(mv, off)
-        if length < 16 or off + length > end:
-            raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        if mtype in diag:
-            if length < _HEAD:
-                raise DecodeError(f"truncated inet_diag_msg ({length - 16} bytes)")
-            keep(off)
-            try:  # the hot loop: the messages after it, while they are sock_diag ones, whole at least to
-                # their attributes (a last one that runs past the datagram's end is caught below)
-                off += (length + 3) & ~3
-                length, mtype = unpack(mv, off)
-                while length >= _HEAD and mtype in diag:
-                    keep(off)
-                    off += (length + 3) & ~3
-                    length, mtype = unpack(mv, off)
-            except _StructError:  # past the datagram's end
-                pass
-            continue  # (the outer loop looks at what stopped the hot one)
-        if mtype == nl.NLMSG_DONE or mtype == nl.NLMSG_ERROR:
-            nl.diag_messages(mv[off:], op)  # raises the kernel's error, if any
-            done = True
-            break
-        off += (length + 3) & ~3
-    if starts and starts[-1] + unpack(mv, starts[-1])[0] > end:  # only the last one can overrun
-        raise DecodeError(f"bad netlink message length {unpack(mv, starts[-1])[0]} at offset {starts[-1]}")
-    raw = b._raw = _datagram(mv)  # (Batch.split and __getattr__ gather from it)
+    """Fill ``b`` from a datagram of messages of several lengths: their fixed parts side by side (cut
+    out at the dump's sequence number by ``netlink.cut_dump``; else where ``netlink.walk_dump`` finds
+    the messages, copied), read column at once."""
+    raw = _datagram(mv)
+    cut = nl.cut_dump(raw, mv, op, _HEAD, _SPLIT_MAX)
+    if cut is None:
+        starts, done = nl.walk_dump(mv, op, _HEAD)
+        heads = gather(raw, starts, _HEAD)
+        b._starts, b._lens = starts, heads.cast("I")[:: _HEAD // 4].tolist()
+    else:
+        heads, b._lens, done = cut  # (the starts are made from the lengths when asked for)
     b._length = 0
-    fams = list(map(raw.__getitem__, map(_FAMILY_AT.__add__, starts)))
+    fams = heads[_FAMILY_AT::_HEAD].tolist()
     if fams.count(AF_INET) not in (0, len(fams)):
-        # both families (a legacy dump): their fixed parts are gathered by family where the
-        # batch is split (ss lists IPv4 first), all together only where a column is read whole
-        b.family, b.n, b._stride = fams, len(fams), _HEAD
-        b._starts = starts  # (their ends when asked for: __getattr__; Batch.split never asks)
+        # both families (a legacy dump): the fixed parts are regrouped by family where the batch is
+        # split (ss lists IPv4 first); their addresses are read whole only where a column is asked for
+        b.family, b.n, b._stride, b._body = fams, len(fams), _HEAD, heads
         return done
-    heads = gather(raw, starts, _HEAD)
-    lens = heads.cast("I")[:: _HEAD // 4].tolist()
     _heads(heads, _HEAD, b)
-    b._starts, b._ends = starts, list(map(add, starts, lens))
     return done
 
 
-_FAMILY_AT = 16 + INET_DIAG_MSG.offset("family")  # a message's family byte
+_SPLIT_MAX = 256  # the longest first message of a datagram that nl.cut_dump cuts (the walk costs less above)
+_FAMILY_AT = 16 + INET_DIAG_MSG.offset("family")  # a message's family byte, in a fixed part
 
 
 def _datagram(mv: memoryview) -> bytes:

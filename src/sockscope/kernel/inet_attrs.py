@@ -236,12 +236,9 @@ def _grouped_info(b: Batch, mv: memoryview, cols: tuple[list[Any], ...]
     lengths, three or four with IPv6).  Returns the rows left (a length of one message, or an
     attribute layout that varies), and (rows, their tcp_info column by column) of each length
     that has one."""
-    from _operator import sub
-
     from sockscope.kernel.tcpinfo import InfoColumns
 
-    starts = b._starts
-    lens = list(map(sub, b._ends, starts))
+    starts, lens = b._starts, b._lens
     raw = mv.tobytes()
     rest: list[int] = []
     parts: list[tuple[list[int], Any]] = []

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys as _sys
+from itertools import repeat
+from _operator import add, and_, getitem
 
 from sockscope.errors import DecodeError, NetlinkError, netlink_error
 from sockscope.kernel.layout import NLATTR as NLATTR  # (the one definition: layout, with every struct)
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Iterator
+    from struct import error as _StructError  # (the stubs of _struct leave it out)
+    from typing import Callable, Iterator
+else:
+    _StructError = _struct.error
 
 # include/uapi/linux/netlink.h
 NETLINK_SOCK_DIAG = 4
@@ -31,6 +36,14 @@ NLMSG_DONE = 3
 NLMSG_OVERRUN = 4
 #: the first 6 bytes of a dump's NLMSG_DONE (its length, 20, and its type)
 DONE_HEAD = (16 + 4).to_bytes(4, _sys.byteorder) + NLMSG_DONE.to_bytes(2, _sys.byteorder)
+
+#: The sequence number of sockscope's dump requests.  The kernel repeats it in every message of the
+#: dump, so a decoder can cut a datagram into its messages by one search for these bytes, in C,
+#: before it checks the cut against the messages' lengths (:func:`cut_dump`).  None of
+#: the four bytes is 0 and each has its high bit set: rare in socket data (counters, ports, ASCII
+#: names), so the search skips ahead, and a false match is rare (it only sends the datagram to the
+#: walk over its lengths).
+DUMP_SEQ = 0xF1E3D5C7
 
 # include/uapi/linux/sock_diag.h
 SOCK_DIAG_BY_FAMILY = 20
@@ -106,6 +119,93 @@ def diag_messages(buf: bytes | memoryview, op: str) -> tuple[list[memoryview], b
             check_done(payload, op)
             return payloads, True
     return payloads, False
+
+
+def walk_dump(mv: memoryview, op: str, head: int) -> tuple[list[int], bool]:
+    """A sock_diag datagram's message offsets and whether the dump ended in it: one pass over the
+    messages' lengths and types (other messages skipped, NLMSG_DONE or NLMSG_ERROR ending it), which
+    raises :class:`DecodeError` on malformed bytes (a message shorter than ``head``, its header and
+    its family's fixed part) and the kernel's error."""
+    unpack = _LEN_TYPE.unpack_from
+    starts: list[int] = []
+    keep = starts.append
+    off = 0
+    end = len(mv)
+    done = False
+    while off < end:
+        if end - off < 16:
+            raise DecodeError(f"truncated netlink header at offset {off}")
+        length, mtype = unpack(mv, off)
+        if length < 16 or off + length > end:
+            raise DecodeError(f"bad netlink message length {length} at offset {off}")
+        if mtype in _DIAG:
+            if length < head:
+                raise DecodeError(f"truncated sock_diag message ({length - 16} bytes, less than its fixed part)")
+            keep(off)
+            try:  # the hot loop: the messages after it, while they are sock_diag ones, whole at least to
+                # their attributes (a last one that runs past the datagram's end is caught below)
+                off += (length + 3) & ~3
+                length, mtype = unpack(mv, off)
+                while length >= head and mtype in _DIAG:
+                    keep(off)
+                    off += (length + 3) & ~3
+                    length, mtype = unpack(mv, off)
+            except _StructError:  # past the datagram's end
+                pass
+            continue  # (the outer loop looks at what stopped the hot one)
+        if mtype == NLMSG_DONE or mtype == NLMSG_ERROR:
+            diag_messages(mv[off:], op)  # raises the kernel's error, if any
+            done = True
+            break
+        off += (length + 3) & ~3
+    if starts and starts[-1] + unpack(mv, starts[-1])[0] > end:  # only the last one can overrun
+        raise DecodeError(f"bad netlink message length {unpack(mv, starts[-1])[0]} at offset {starts[-1]}")
+    return starts, done
+
+
+def cut_dump(raw: bytes, mv: memoryview, op: str, head: int, longest: int
+             ) -> tuple[memoryview, list[int], bool] | None:
+    """The ``head`` bytes that start each of a sock_diag datagram's messages (their header, not
+    read but for the length: a 16-byte gap, then the family's fixed part), side by side; the
+    messages' lengths; and whether the dump ended in it.  Made with no Python code per message:
+    every message of a dump repeats the request's sequence number (:data:`DUMP_SEQ`), so one split
+    of the datagram (its NLMSG_DONE aside) at those four bytes cuts it into pieces, each a message
+    from its port id to the next message's length, type and flags.  Believed only where it checks:
+    each message as long as its piece says, at least ``head`` long, 4-aligned, all of one sock_diag
+    type; else None, and :func:`walk_dump` frames the datagram (a false match in a socket's bytes, a
+    sequence number with a 0 byte, as socket data is full of, another kind of message among
+    them), which also raises on malformed bytes.  The search costs by the byte and the walk by
+    the message: None too where the first message is longer than ``longest``."""
+    seq = raw[8:12]
+    if len(raw) < head or not head <= _U32_FROM(raw)[0] <= longest or 0 in seq:
+        return None
+    done = raw[-20:-14] == DONE_HEAD  # (the usual last datagram: the messages, then NLMSG_DONE)
+    pieces = (raw[:-20] if done else raw).split(seq)
+    first = pieces[0]
+    n = len(pieces) - 1
+    if len(first) != 8 or not n:
+        return None
+    body = pieces[1:]
+    gap = _GAP
+    heads = memoryview(gap + gap.join(map(_cut, body, repeat(slice(4, head - 12)))))
+    nexts = memoryview(first + b"".join(map(_cut, body[:-1], repeat(_PIECE_NEXT))))
+    lens, types = nexts.cast("I")[::2].tolist(), nexts.cast("H")[2::4].tolist()
+    sizes = list(map(add, map(len, body), repeat(4)))  # a piece is its message less 4 bytes, the
+    sizes[-1] += 8  # last one less 12 (nothing of a next message after it)
+    if (lens != sizes or types.count(types[0]) != n or types[0] not in _DIAG or min(lens) < head
+            or any(map(and_, lens, repeat(3)))):  # (then every piece holds a whole fixed part)
+        return None
+    if done:
+        diag_messages(mv[len(raw) - 20 :], op)  # raises the kernel's error, if any
+    return heads, lens, done
+
+
+_DIAG = SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK  # the types of a dump's messages
+_LEN_TYPE = _struct.Struct("=IH")  # nlmsghdr's length and type
+_U32_FROM = _struct.Struct("=I").unpack_from
+_GAP = bytes(16)  # where each message's header is, in cut_dump's fixed parts
+_PIECE_NEXT = slice(-8, None)  # the next message's length, type and flags, at a piece's end
+_cut: Callable[[bytes, slice], bytes] = getitem  # type: ignore[assignment]  # (C: bytes.__getitem__ is slower)
 
 
 def error_code(payload: memoryview | bytes) -> int:

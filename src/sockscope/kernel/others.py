@@ -90,12 +90,12 @@ class Batch:
         return Batch(self.table, {k: list(compress(v, keep)) for k, v in self.cols.items()})
 
 
-def encode_netlink_request(seq: int = 1) -> bytes:
+def encode_netlink_request(seq: int = nl.DUMP_SEQ) -> bytes:
     payload = _NREQ.pack(AF_NETLINK, NDIAG_PROTO_ALL, 0, 0, NDIAG_SHOW_GROUPS | NDIAG_SHOW_MEMINFO, 0, 0)
     return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
 
 
-def encode_packet_request(seq: int = 1) -> bytes:
+def encode_packet_request(seq: int = nl.DUMP_SEQ) -> bytes:
     payload = _PREQ.pack(AF_PACKET, 0, 0, 0, PACKET_SHOW_INFO | PACKET_SHOW_MEMINFO | PACKET_SHOW_FILTER
                          | PACKET_SHOW_RING_CFG | PACKET_SHOW_FANOUT, 0, 0)
     return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)

@@ -42,7 +42,7 @@ _RQLEN = _struct.Struct("=II")
 DEFAULT_SHOW = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN
 
 
-def encode_request(states: int, show: int = DEFAULT_SHOW, seq: int = 1) -> bytes:
+def encode_request(states: int, show: int = DEFAULT_SHOW, seq: int = nl.DUMP_SEQ) -> bytes:
     """A complete netlink dump request for UNIX sockets in ``states``."""
     payload = _REQ.pack(AF_UNIX, 0, 0, states, 0, show, 0, 0)
     return nl.encode_message(nl.SOCK_DIAG_BY_FAMILY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, payload)
@@ -155,39 +155,16 @@ def decode(buf: bytes | memoryview, op: str = "unix_diag") -> tuple[Batch, bool]
     A datagram of the kernel's usual replies is read by the tail strategy
     (:func:`_by_tail`: a few C loops over all its messages, no Python code per
     message); any other (the dump's end, other messages, other layouts,
-    malformed bytes) by the general one: one walk over the messages' lengths,
+    malformed bytes) by the general one: one walk over the messages' lengths (``netlink.walk_dump``),
     then :func:`_grouped`, which raises :class:`DecodeError` on malformed bytes."""
     raw = buf if type(buf) is bytes else bytes(buf)
     fast = _by_tail(raw)
     if fast is not None:
         return _batch(*fast), False
     mv = memoryview(buf)
-    end = len(mv)
+    starts, done = nl.walk_dump(mv, op, _FIXED.size)  # (raises on malformed bytes, the kernel's error)
     u32 = _U32.unpack_from
-    starts: list[int] = []
-    append = starts.append
-    off = 0
-    while off < end:
-        if end - off < 16:
-            raise DecodeError(f"truncated netlink header at offset {off}")
-        length = u32(mv, off)[0]
-        if length < 16 or off + length > end:
-            raise DecodeError(f"bad netlink message length {length} at offset {off}")
-        append(off)
-        off += (length + 3) & ~3
-    n = len(starts)
-    lens, types = (list(c) for c in zip(*map(_HDR.unpack_from, repeat(mv, n), starts))) if n else ([], [])
-    done = False
-    if types.count(nl.SOCK_DIAG_BY_FAMILY) != n:  # the dump's end (or another message) among them
-        stop = next((i for i, t in enumerate(types) if t == nl.NLMSG_DONE or t == nl.NLMSG_ERROR), n)
-        if stop < n:
-            nl.diag_messages(mv[starts[stop] :], op)  # raises the kernel's error, if any
-            done = True
-        keep = [i for i in range(stop) if types[i] == nl.SOCK_DIAG_BY_FAMILY]  # others (NOOP …) skipped
-        starts, lens = [starts[i] for i in keep], [lens[i] for i in keep]
-        n = len(starts)
-    if n and min(lens) < _FIXED.size:
-        raise DecodeError(f"truncated unix_diag_msg ({min(lens) - 16} bytes)")
+    lens = [u32(mv, start)[0] for start in starts]
     return _batch(_grouped(mv, starts, lens), mv, starts, lens), done
 
 
