@@ -72,3 +72,26 @@ def test_a_thread_in_a_namespace_of_its_own_returns_to_it() -> None:
     finally:
         a.delete()
         b.delete()
+
+
+@pytest.mark.parametrize("fmt", [[], ["--json"], ["--csv"], ["-s"]])
+def test_all_netns_that_may_not_enter_one_fails_before_any_row(nobody: object, fmt: list[str]) -> None:
+    """``--all-netns`` run by a user who may not enter another namespace (setns needs
+    CAP_SYS_ADMIN): one line naming it, exit 1, and nothing on stdout, not the first namespace's rows
+    followed by the error (a table cut short, a JSON document left open)."""
+    import os
+    import subprocess
+
+    from nsutil import AsUser, Netns
+
+    assert isinstance(nobody, AsUser)
+    ns = Netns("sockscope-allns-")  # (a named one: anyone may open /run/netns/NAME, not enter it)
+    try:
+        r = subprocess.run(nobody.argv("--all-netns", "-tan", *fmt), capture_output=True, text=True, timeout=60,
+                           env={**os.environ, **nobody.env}, cwd=nobody.tmp)
+        assert (r.returncode, r.stdout) == (1, ""), r
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("sockscope: cannot enter network namespace "), r
+        assert r.stderr.endswith(": Operation not permitted\n"), r.stderr
+    finally:
+        ns.delete()
+    assert not ns.exists()

@@ -207,4 +207,17 @@ def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]], gone
         os.close(home)
 
 
-__all__ = ["enter", "namespaces", "visit", "setns", "list_netns", "NetnsRef", "NetnsError"]
+def check_enterable(targets: list[tuple[str, str]]) -> None:
+    """Enter each of ``targets`` and come back, as :func:`visit` will (the same skips), reading
+    nothing: a namespace that cannot be entered (without privilege, setns needs CAP_SYS_ADMIN) is
+    a :class:`NetnsError` before a caller has printed anything, not after the first namespace's
+    rows (a table cut short, a JSON document left open)."""
+    for _ in visit(targets, _nothing):
+        pass
+
+
+def _nothing(label: str) -> Iterator[None]:
+    return iter(())
+
+
+__all__ = ["enter", "namespaces", "visit", "check_enterable", "setns", "list_netns", "NetnsRef", "NetnsError"]

@@ -294,7 +294,9 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
                     names.learn_ifname(label, s.local.port)
                 yield _replace(s, netns=label)
 
-        socks = netns.visit(netns.namespaces(), labelled)
+        targets = netns.namespaces()
+        netns.check_enterable(targets)  # before the first row: no table or JSON cut off by the error
+        socks = netns.visit(targets, labelled)
     else:
         socks = run(q)
     if owners is not None:

@@ -328,9 +328,10 @@ def decode(buf: bytes | memoryview, op: str = "inet_diag", info: bool = False) -
     dump the same attributes) are read column by column, one C loop per field
     (:meth:`Layout.columns <sockscope.kernel.layout.Layout.columns>`).  Any other
     datagram (TIME-WAIT and SYN-RECV mini-sockets carry fewer attributes than the
-    full sockets around them) is framed: one pass reads each message's length,
-    the fixed parts (header and ``inet_diag_msg``) are copied side by side in C
-    and read column at once the same way.  Kernel errors (in ``NLMSG_ERROR`` or
+    full sockets around them) is framed: the fixed parts (header and ``inet_diag_msg``)
+    are put side by side in C (cut at the dump's sequence number, else found by a
+    walk over the lengths: :func:`_framed`) and read column at once the same way.
+    Kernel errors (in ``NLMSG_ERROR`` or
     carried by ``NLMSG_DONE``) raise the matching
     :class:`~sockscope.errors.NetlinkError`; malformed bytes :class:`~sockscope.errors.DecodeError`."""
     mv = memoryview(buf)
