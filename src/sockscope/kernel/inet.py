@@ -417,7 +417,7 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
     out at the dump's sequence number by ``netlink.cut_dump``; else where ``netlink.walk_dump`` finds
     the messages, copied), read column at once."""
     raw = _datagram(mv)
-    cut = nl.cut_dump(raw, mv, op, _HEAD, _SPLIT_MAX)
+    cut = nl.cut_dump(raw, op, _HEAD, _SPLIT_MAX)
     if cut is None:
         starts, done = nl.walk_dump(mv, op, _HEAD)
         heads = gather(raw, starts, _HEAD)

@@ -163,8 +163,7 @@ def walk_dump(mv: memoryview, op: str, head: int) -> tuple[list[int], bool]:
     return starts, done
 
 
-def cut_dump(raw: bytes, mv: memoryview, op: str, head: int, longest: int
-             ) -> tuple[memoryview, list[int], bool] | None:
+def cut_dump(raw: bytes, op: str, head: int, longest: int) -> tuple[memoryview, list[int], bool] | None:
     """The ``head`` bytes that start each of a sock_diag datagram's messages (their header, not
     read but for the length: a 16-byte gap, then the family's fixed part), side by side; the
     messages' lengths; and whether the dump ended in it.  Made with no Python code per message:
@@ -196,7 +195,7 @@ def cut_dump(raw: bytes, mv: memoryview, op: str, head: int, longest: int
             or any(map(and_, lens, repeat(3)))):  # (then every piece holds a whole fixed part)
         return None
     if done:
-        diag_messages(mv[len(raw) - 20 :], op)  # raises the kernel's error, if any
+        diag_messages(raw[-20:], op)  # raises the kernel's error, if any
     return heads, lens, done
 
 

@@ -5,7 +5,7 @@ Full walk (:func:`walk`): one pass over ``PROC/[0-9]*/fd`` with
 walk per fd), linear in the number of fds (ss's 256-bucket hash goes
 quadratic at 100k sockets).  Processes that vanish mid-walk are skipped;
 processes whose fds cannot be read make the map incomplete (and say why
-where it is no permission: file descriptors ran out, :data:`NO_FDS`).
+where that is known: no file descriptor was left, :data:`NO_FDS`).
 
 Incremental walk (:class:`IncrementalWalk`, for ``sockscope top``): must not
 readlink every fd of every process on every tick (~65 ms at 10k sockets).
