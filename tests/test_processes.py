@@ -310,6 +310,7 @@ ino = os.fstat(a.fileno()).st_ino
 t = OwnerTracker("/proc", full_every=1e9, sweep_every=1e9)
 t.refresh({ino})
 before = t.holders(ino)
+baseline = [t.complete, t.why]  # (a process whose fds even root may not read makes it partial: pid 1 in some VMs)
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 taken = []
 try:
@@ -320,14 +321,18 @@ except OSError:
 t.refresh({ino})
 for fd in taken:
     os.close(fd)
-print(json.dumps({"before": before, "after": t.holders(ino), "complete": t.complete, "why": t.why,
-                  "header": _partial(t.why)}))
+got = {"before": before, "after": t.holders(ino), "complete": t.complete, "why": t.why, "header": _partial(t.why)}
+t.refresh({ino})  # the fds back: what was not read is read again at once, not at the next full scan
+got["again"] = [t.holders(ino), t.complete, t.why, t.stats["full"]]
+got["baseline"] = baseline
+print(json.dumps(got))
 '''
 
 
 def test_tops_tracker_out_of_file_descriptors_keeps_its_owners_and_says_why() -> None:
     """top's incremental walk at the fd limit: the owners it knew stay, the map is partial, and the
-    reason is the fd limit (top's header said "run as root", also to root)."""
+    reason is the fd limit (top's header said "run as root", also to root); with fds to spare again,
+    the next refresh reads what it could not and the map is complete."""
     import json
     import subprocess
     import sys
@@ -341,3 +346,47 @@ def test_tops_tracker_out_of_file_descriptors_keeps_its_owners_and_says_why() ->
     assert got["complete"] is False
     assert got["why"] == "sockscope ran out of file descriptors (EMFILE: ulimit -n is 64)"
     assert got["header"] == "out of file descriptors"
+    # the next refresh with fds to spare: as complete as before, the fd limit no longer its reason (it
+    # stayed partial for that reason until the next full scan, 60 s later)
+    assert got["baseline"][1] == ""
+    assert got["again"] == [got["before"], got["baseline"][0], "", 1]
+
+
+def test_tops_walk_reads_again_a_process_it_could_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process whose fd directory could not be opened (no fd left: EMFILE) keeps what was known of
+    it and is read again at the next refresh; once it is, the map is complete again (it stayed
+    partial until the next full scan, every 60 s).  A procfs-shaped tree: the fd limit itself is
+    what the test above reaches for real; here it strikes one process's directory only."""
+    import errno
+
+    from sockscope.owners.walk import IncrementalWalk
+
+    fds = tmp_path / "4242" / "fd"
+    fds.mkdir(parents=True)
+    os.symlink("socket:[777]", fds / "3")
+    w = IncrementalWalk(str(tmp_path), full_every=1e9, sweep_every=1e9)
+    w.refresh(0.0, {777}, None)  # (the first refresh is a full scan)
+    assert w.index == {777: [(4242, 3)]} and w.complete
+
+    new = tmp_path / "4243" / "fd"  # a process that starts, and whose fds cannot be read at first
+    new.mkdir(parents=True)
+    os.symlink("socket:[778]", new / "5")
+    listdir = os.listdir
+
+    def short_of_fds(path: str) -> list[str]:
+        if str(path).endswith("/4243/fd"):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", short_of_fds)
+    w.refresh(1.0, {777, 778}, None)
+    assert not w.complete and w.why.startswith("sockscope ran out of file descriptors (EMFILE")
+    assert w.index == {777: [(4242, 3)]}  # what was known stays
+    w.refresh(2.0, {777, 778}, None)  # still short: still partial, and why
+    assert not w.complete and w.why.startswith("sockscope ran out of file descriptors")
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    w.refresh(3.0, {777, 778}, None)
+    assert w.complete and w.why == ""
+    assert w.index == {777: [(4242, 3)], 778: [(4243, 5)]}
+    assert w.stats["full"] == 1  # (no full scan did it)

@@ -238,6 +238,7 @@ class IncrementalWalk:
         self._sig: dict[int, tuple[int, int]] = {}  # pid -> (fd dir inode, fd count)
         self._given_up: set[int] = set()
         self._denied: set[int] = set()
+        self._partial: set[int] = set()  # pids whose fds were not all read the last time (kept as they were)
         self.last_full = -1e18
         self._last_sweep = -1e18
 
@@ -248,6 +249,8 @@ class IncrementalWalk:
         if now - self.last_full >= self.full_every:
             self.full_scan(now, live)
             return
+        # complete again once what could not be read has been (not only at the next full scan)
+        self.complete, self.why = True, ""
         try:
             pids = set(pids_of(self.proc))
         except OSError as exc:
@@ -256,6 +259,7 @@ class IncrementalWalk:
         for pid in [p for p in self._fds if p not in pids]:
             self._drop(pid)
         self._denied &= pids
+        self._partial &= pids
         stat = os.stat
         proc = self.proc
         for pid in pids:
@@ -289,6 +293,8 @@ class IncrementalWalk:
             self._given_up |= missing
         if len(self._given_up) > 2 * len(live) + 1024:
             self._given_up &= set(live)
+        if self._denied or self._partial:
+            self.complete = False
 
     def full_scan(self, now: float, live: Collection[int] = ()) -> None:
         """Readlink every fd of every process (also the first refresh)."""
@@ -298,6 +304,7 @@ class IncrementalWalk:
             d.clear()
         self._given_up.clear()
         self._denied.clear()
+        self._partial.clear()
         self.complete, self.why = True, ""
         try:
             pids = pids_of(self.proc)
@@ -311,6 +318,7 @@ class IncrementalWalk:
     def _drop(self, pid: int) -> None:
         fds = self._fds.pop(pid, None)
         self._sig.pop(pid, None)
+        self._partial.discard(pid)
         self.names.pop(pid, None)
         if fds:
             index = self.index
@@ -336,8 +344,9 @@ class IncrementalWalk:
             self._drop(pid)
             return
         except OSError as exc:
-            if exc.errno in NO_FDS:  # unread, not gone: what was known of it stays
-                _unread(self, exc)
+            if exc.errno in NO_FDS:  # unread, not gone: what was known of it stays (its signature too,
+                _unread(self, exc)  # so the next refresh reads it again)
+                self._partial.add(pid)
                 return
             self._drop(pid)
             return
@@ -350,6 +359,7 @@ class IncrementalWalk:
         readlink = os.readlink
         plen = len(PREFIX)
         n_read = 0
+        denied = False
         for name in names:
             fd = int(name)
             if old is not None:
@@ -361,6 +371,7 @@ class IncrementalWalk:
                 target = readlink(f"{fddir}/{name}")
             except PermissionError:  # listed but not readable: owners may be missing
                 self.complete = False
+                denied = True
                 continue
             except OSError:
                 continue
@@ -370,6 +381,8 @@ class IncrementalWalk:
         self._drop(pid)
         self._fds[pid] = new
         self._sig[pid] = (st.st_ino, st.st_size)
+        if denied:
+            self._partial.add(pid)
         index = self.index
         for fd in sorted(new):
             ino = new[fd]
