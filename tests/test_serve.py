@@ -111,8 +111,6 @@ def test_listing_shows_the_listener_with_its_process(ns: NetNS, serve: Serve) ->
     ss = ns.run(["ss", "-Htlnp", "sport = :12399"], text=True, check=True).stdout
     assert f"pid={server.pid}," in ss and "127.0.0.1:12399" in ss
     listing = ns.sockscope("-tlnp", text=True, timeout=30)
-    if listing.returncode != 0 and "No module named 'sockscope.cli.ls'" in listing.stderr:
-        pytest.skip("sockscope -tlnp (cli/ls.py) not available yet; verified with ss -tlnp only")
     assert listing.returncode == 0, listing.stderr
     rows = [line for line in listing.stdout.splitlines() if "127.0.0.1:12399" in line]
     assert len(rows) == 1, listing.stdout
@@ -131,8 +129,7 @@ def test_listing_shows_a_connect_session_from_both_ends(ns: NetNS, serve: Serve)
     client.stdin.flush()
     assert client.stdout.readline() == b"ping\n"  # the session is up, both ends open
     listing = ns.sockscope("-tnp", text=True, timeout=30)
-    if listing.returncode != 0 and "No module named 'sockscope.cli.ls'" in listing.stderr:
-        pytest.skip("sockscope -tnp (cli/ls.py) not available yet")
+    assert listing.returncode == 0, listing.stderr
     rows = [line.split() for line in listing.stdout.splitlines() if ":12398" in line]
     assert len(rows) == 2, listing.stdout
     by_local = {row[3]: row for row in rows}
