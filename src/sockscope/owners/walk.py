@@ -18,7 +18,10 @@ rescans that pid, reading only fd numbers that are new or did not point to a
 live socket; (3) live inodes still without a holder: a rescan of the hint
 pids, then at most every ``sweep_every`` seconds of every pid (inodes still
 unowned are given up until the next full scan); (4) every ``full_every``
-seconds a full scan, the safety net for what (1)-(3) cannot see.
+seconds a full scan, the safety net for what (1)-(3) cannot see.  A refresh is
+partial only for what it could not read itself or what stays unreadable: a
+process whose fds could not be read (no fd left) keeps what was known of it and
+is read again at the next refresh.
 """
 
 from __future__ import annotations
