@@ -296,8 +296,7 @@ class IncrementalWalk:
             self._given_up |= missing
         if len(self._given_up) > 2 * len(live) + 1024:
             self._given_up &= set(live)
-        if self._denied or self._partial:
-            self.complete = False
+        self._settle()
 
     def full_scan(self, now: float, live: Collection[int] = ()) -> None:
         """Readlink every fd of every process (also the first refresh)."""
@@ -317,6 +316,13 @@ class IncrementalWalk:
         for pid in pids:
             self._scan(pid, None)
         self._given_up = {i for i in live if i and i not in self.index}
+        self._settle()
+
+    def _settle(self) -> None:
+        """The end of a refresh or full scan: partial while some process is unread (denied, or its
+        links, or its fd directory for want of an fd: kept as it was, read again next time)."""
+        if self._denied or self._partial:
+            self.complete = False
 
     def _drop(self, pid: int) -> None:
         fds = self._fds.pop(pid, None)
@@ -342,7 +348,6 @@ class IncrementalWalk:
             st = os.stat(fddir)
             names = os.listdir(fddir)
         except PermissionError:
-            self.complete = False
             self._denied.add(pid)
             self._drop(pid)
             return
@@ -373,7 +378,6 @@ class IncrementalWalk:
             try:
                 target = readlink(f"{fddir}/{name}")
             except PermissionError:  # listed but not readable: owners may be missing
-                self.complete = False
                 denied = True
                 continue
             except OSError:
