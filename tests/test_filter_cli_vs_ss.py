@@ -104,6 +104,8 @@ class Case:
     ``check``: an extra assertion on ss's rows (and the population's info).
     ``file``: -F content; ``{F}`` in ``expr`` becomes its path, or it is fed on stdin for ``-F -``.
     ``proc``: also compare with SOCKSCOPE_FORCE_PROC=1.
+    ``ss_varies``: ss's rows depend on where ASLR puts its stack (a short prefix against the
+    pointer it keeps for a named UNIX socket): the comparison is run again when they differ.
     """
 
     id: str
@@ -115,6 +117,7 @@ class Case:
     file: str | None = None
     proc: bool = True
     marks: list = field(default_factory=list)
+    ss_varies: bool = False
 
 
 def W(text: str) -> list[str]:
@@ -254,7 +257,9 @@ CASES: list[Case] = [
          check=_any(lambda r: r.netid.startswith("u_") and r.local_addr != "*")),
     Case("zero-peer-every-table", "-an", W("dst [::]"),
          check=_both(_any(lambda r: r.netid.startswith("u_")), _any(lambda r: r.netid == "nl"))),
-    Case("negated-prefix-other-family", "-a", W("not src 0.0.0.0/8"),
+    # (ss's answer for a named UNIX socket is the first byte of a stack address: zero, and the
+    # socket not listed, in about one run of ss in 16; sockscope lists it, as ss mostly does)
+    Case("negated-prefix-other-family", "-a", W("not src 0.0.0.0/8"), ss_varies=True,
          check=_all(lambda r: _addr(r) not in ("[::1]", V4MAPPED) and r.local_addr != "*")),
     Case("mark-other-families", "-a", W("fwmark 0"), expect="all",  # a UNIX/netlink socket: mark 0
          check=_any(lambda r: r.netid.startswith("u_"))),
@@ -449,7 +454,8 @@ def test_filter_same_rows_as_ss(fresh_population: Harness, case: Case) -> None:
     prep = _Prepared(case)
     try:
         _check_case_against_ss(fresh_population, prep)
-        compare(prep.view(fresh_population), prep.argv)  # type: ignore[arg-type]
+        compare(prep.view(fresh_population), prep.argv,  # type: ignore[arg-type]
+                ss_varies=3 if case.ss_varies else 0)
     finally:
         prep.close()
 
@@ -459,7 +465,8 @@ def test_filter_same_rows_as_ss_from_proc(fresh_population: Harness, case: Case)
     """SOCKSCOPE_FORCE_PROC=1: the userspace predicate alone gives ss's rows."""
     prep = _Prepared(case)
     try:
-        compare(prep.view(fresh_population), prep.argv, env=PROC_ENV, proc_mode=True)  # type: ignore[arg-type]
+        compare(prep.view(fresh_population), prep.argv, env=PROC_ENV, proc_mode=True,  # type: ignore[arg-type]
+                ss_varies=3 if case.ss_varies else 0)
     finally:
         prep.close()
 

@@ -12,9 +12,13 @@ for every family, with these rules:
   family (an IPv4 address is its 4 bytes then zeros), and a v4 prefix also
   against the IPv4 part of a v4-mapped address.  So ``src 0.0.0.0/8`` takes
   ``::1`` too, and a socket of another family has the bytes ss gives it: a
-  UNIX socket's local address is a pointer to its name (matching no prefix but
-  one of length 0) or, unnamed, zeros; a netlink or packet socket's is its
-  protocol number (a little-endian u32); their remote is zeros.  For a prefix
+  UNIX socket's local address is a pointer to its name or, unnamed, zeros.  The
+  pointer is into ss's stack, which ASLR moves from run to run, so a short
+  prefix matches it in some runs of ss (a /8 of zeros in about one run in 16,
+  a 1-bit prefix in one in two); sockscope answers as ss does when the
+  pointer's first bits differ from the prefix's: only a prefix of length 0
+  matches it.  A netlink or packet socket's is its protocol number (a
+  little-endian u32); their remote is zeros.  For a prefix
   that is not negated the kernel's answer is within this one, so the listing
   trusts the bytecode alone there (:meth:`Expr.needs_userspace`).
 * ports are ss's "lport/rport": the inet ports; for UNIX the inode and the
