@@ -212,7 +212,9 @@ def test_snapshot_filters_and_sort(scene: Scene) -> None:
     ports = [int(row["Local"].rsplit(":", 1)[1]) for row in rows]
     assert ports == sorted(ports) and len(ports) == 3  # by address, then port number
     assert scene.top("--once", "-s", "nope").returncode == 255
-    assert scene.top("--once", "-d", "-1").returncode == 255
+    for delay in (["-d", "-1"], ["--delay", "-0.5"], ["-d=-1"], ["--delay=-3"]):  # (-1 is no option: the range's error)
+        r = scene.top("--once", *delay)
+        assert r.returncode == 255 and r.stderr == "sockscope: top: -d must be between 0 and 3600 seconds\n", (delay, r)
     r = scene.top("--once", "-d", "0", "state", "listen")
     assert r.returncode == 255 and r.stderr == "sockscope: wrong state name: listen\n"
 

@@ -104,9 +104,29 @@ def _set_sort(view: "View", name: str) -> None:
     raise UsageError(f"top: unknown sort column {name!r} (one of: {names})")
 
 
+def _negative_delay(argv: list[str]) -> list[str]:
+    """``-d -1`` as ``--delay=-1``: argparse takes ``-1`` for an option (this parser has ``-4`` and
+    ``-6``) and would say only that -d expects an argument; joined, the value meets the range check
+    and its error.  (Not after ``--``: filter words from there on.)"""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return out + argv[i:]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if a in ("-d", "--delay") and nxt[:1] == "-" and nxt[1:2] in tuple("0123456789."):
+            out.append("--delay=" + nxt)
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     out = stdout if stdout is not None else sys.stdout
-    args = _parser().parse_intermixed_args(argv)
+    args = _parser().parse_intermixed_args(_negative_delay(argv))
     if not (args.delay >= 0) or args.delay > 3600:
         raise UsageError("top: -d must be between 0 and 3600 seconds")
 
