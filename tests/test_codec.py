@@ -674,6 +674,29 @@ def test_fast_constructor_makes_true_frozen_records() -> None:
         make_socket("tcp")
 
 
+def test_evolve_is_dataclasses_replace() -> None:
+    """records.evolve (relabelling records by the thousand) gives what dataclasses.replace gives, for
+    any field and several at once; an unknown field is a TypeError, as there."""
+    import dataclasses
+
+    from sockscope.records import STATES, Endpoint, Owner, Socket, evolve, make_socket
+
+    fields = [f.name for f in dataclasses.fields(Socket)]
+    s = make_socket("tcp", 2, STATES[1], 1, 2, Endpoint("127.0.0.1", 22), Endpoint("127.0.0.2", 40000), 77,
+                    cookie=9, cong="cubic")
+    changes = [{"netns": "blue"}, {"owners": (Owner(10, 3, "nginx"),)}, {"inode": 5, "netns": "x", "retrans": 2},
+               *({name: f"v-{name}"} for name in fields)]
+    for change in changes:
+        got, want = evolve(s, **change), dataclasses.replace(s, **change)
+        assert type(got) is Socket and got == want
+        assert [getattr(got, n) for n in fields] == [getattr(want, n) for n in fields]
+    assert s.netns is None and s.inode == 77  # the record evolved from is untouched
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        evolve(s, nope=1)
+    with pytest.raises(TypeError):
+        dataclasses.replace(s, nope=1)
+
+
 def _info_attrs(rng: random.Random, info_len: int, cong: bytes | None, bbr: int, dctcp: int, v6only: bool) -> bytes:
     a = netlink.encode_attr(layout.INET_DIAG_SHUTDOWN, b"\0")
     if info_len:

@@ -19,7 +19,9 @@ from sockscope.errors import SockscopeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterator, TypeVar
+    from typing import Callable, Iterable, Iterator, TypeVar
+
+    from sockscope.records import Socket
 
     T = TypeVar("T")
 
@@ -220,4 +222,23 @@ def _nothing(label: str) -> Iterator[None]:
     return iter(())
 
 
-__all__ = ["enter", "namespaces", "visit", "check_enterable", "setns", "list_netns", "NetnsRef", "NetnsError"]
+def labelled(socks: Iterable[Socket], label: str) -> Iterator[Socket]:
+    """The records ``socks``, read inside the namespace ``label`` (the calling thread is in it
+    now), as records carrying that label; the interfaces they name (a device a socket is bound to,
+    a packet socket's interface) are looked up now, while in it (an interface index means
+    something only in its own namespace: :func:`sockscope.render.names.ifname` then answers with
+    this namespace's name from anywhere)."""
+    from sockscope._addr import AF_PACKET
+    from sockscope.records import evolve
+    from sockscope.render import names
+
+    for s in socks:
+        if s.ifindex:
+            names.learn_ifname(label, s.ifindex)
+        if s.family == AF_PACKET and s.local.port:  # a packet socket's "port" is its interface
+            names.learn_ifname(label, s.local.port)
+        yield evolve(s, netns=label)
+
+
+__all__ = ["enter", "namespaces", "visit", "check_enterable", "labelled", "setns", "list_netns", "NetnsRef",
+           "NetnsError"]

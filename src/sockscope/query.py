@@ -495,14 +495,12 @@ def sockets(
         mask, words = parse_state_words(filter.split(), -1)
         q = with_filter(q.replace(states=q.states & mask), words)
     if netns is not None:
-        from dataclasses import replace as _replace
-
         from sockscope import netns as _netns
 
         path = netns if "/" in netns else f"{_netns.NETNS_RUN_DIR}/{netns}"
         label = netns
         # collect inside the namespace, hand the records out from home
-        inside = list(_netns.visit([(label, path)], lambda lb: (_replace(s, netns=lb) for s in run(q)), gone_ok=False))
+        inside = list(_netns.visit([(label, path)], lambda lb: _netns.labelled(run(q), lb), gone_ok=False))
         yield from _with_owners(iter(inside), processes)
         return
     yield from _with_owners(run(q), processes)
@@ -512,14 +510,13 @@ def _with_owners(it: Iterator[Socket], processes: bool) -> Iterator[Socket]:
     if not processes:
         yield from it
         return
-    from dataclasses import replace
-
     from sockscope.owners.service import scan
+    from sockscope.records import evolve
 
     owners = scan()
     for s in it:
         o = owners.owners(s.inode)
-        yield replace(s, owners=o) if o else s
+        yield evolve(s, owners=o) if o else s
 
 
 def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = None) -> Query:

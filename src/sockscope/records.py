@@ -16,6 +16,7 @@ from sockscope.filter import states as _k
 from sockscope.kernel.layout import MPTCP_INFO, MPTCP_SUBFLOW_ATTRS, PACKET_DIAG_RING, TLS_INFO_FIELDS
 from dataclasses import MISSING, dataclass  # noqa: E402
 from collections import namedtuple
+from _operator import attrgetter
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -279,4 +280,21 @@ def fast_constructor(cls: type) -> Callable[..., Any]:
 #: ``make_socket(netid, …, inode, [more fields positionally or by keyword])``: the decoders' fast path.
 make_socket: Callable[..., Socket] = fast_constructor(Socket)
 
-__all__ = ["State", "Endpoint", "Owner", "Socket", "SkMem", "STATES", "state_of", "make_socket"]
+_FIELD_NAMES = tuple(Socket.__dataclass_fields__)
+_FIELD_AT = {name: i for i, name in enumerate(_FIELD_NAMES)}
+_FIELDS_OF = attrgetter(*_FIELD_NAMES)
+
+
+def evolve(s: Socket, **changes: Any) -> Socket:
+    """``dataclasses.replace(s, **changes)``, made as the decoders make records (:data:`make_socket`):
+    every field read in one C call and passed by position, ~3 µs against replace's ~19 (records
+    relabelled by the thousand: each namespace's of ``--all-netns``, owners added for ``-p``)."""
+    values = list(_FIELDS_OF(s))
+    for name, value in changes.items():
+        at = _FIELD_AT.get(name)
+        if at is None:
+            raise TypeError(f"Socket has no field {name!r}")
+        values[at] = value
+    return make_socket(*values)
+
+__all__ = ["State", "Endpoint", "Owner", "Socket", "SkMem", "STATES", "state_of", "make_socket", "evolve"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from sockscope._addr import AF_PACKET, AF_TIPC, AF_VSOCK, AF_XDP
+from sockscope._addr import AF_TIPC, AF_VSOCK, AF_XDP
 from sockscope.cli.options import (AF_DEFAULTS, DB_FAMILIES, DB_NAMES, DB_STATES, FAMILY_NAMES, LISTENING, SHORT_AF,
                                    SHORT_DB)
 from sockscope.errors import UsageError
@@ -18,7 +18,7 @@ from sockscope.filter.states import SS_ALL, SS_CONN
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import IO, Iterable, Iterator
+    from typing import IO, Any, Iterable, Iterator
 
     from sockscope.processes import BackgroundOwners, OwnerMap
     from sockscope.query import Query
@@ -250,8 +250,10 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     if processes and not follow:  # (a destroyed socket has no owner: -E reads no process)
         from sockscope import processes as _processes
 
-        if fmt == "table" and not (threads or all_netns or kill):
-            # the fd walk runs in a child while this process dumps: -p costs about the longer of the two
+        records_across = all_netns and (timers or extended or memory or cgroup or tos or sockopt or bpf)
+        if fmt == "table" and not (threads or records_across or kill):
+            # the fd walk runs in the background while this thread dumps: -p costs about the longer of the two
+            # (across namespaces too: only this thread enters them)
             owners = _processes.BackgroundOwners()
         else:
             from sockscope.owners.service import scan
@@ -276,35 +278,25 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
         gc.enable()  # long-running: collect as usual (entry() turns the collector off for one-shot listings)
         return _follow(q, out, topts, header, len(sel.dbs) > 1, bin(sel.states).count("1") > 1, fmt)
-    if fmt == "table" and not all_netns and not kill:
-        return _table(q, out, sel, owners, header, topts)
+    targets = None
     if all_netns:
-        from dataclasses import replace as _replace
-
         from sockscope import netns
-
-        from sockscope.render import names
-
-        def labelled(label: str) -> Iterator[Socket]:
-            # interface indexes mean something only inside their namespace: named here, while in it
-            for s in run(q):
-                if s.ifindex:
-                    names.learn_ifname(label, s.ifindex)
-                if s.family == AF_PACKET and s.local.port:  # a packet socket's "port" is its interface
-                    names.learn_ifname(label, s.local.port)
-                yield _replace(s, netns=label)
 
         targets = netns.namespaces()
         netns.check_enterable(targets)  # before the first row: no table or JSON cut off by the error
-        socks = netns.visit(targets, labelled)
+    if fmt == "table" and not kill and (targets is None or dopts is None or not dopts.any_but_info):
+        # (across namespaces: from each one's batches, unless the details' text needs whole records)
+        return _table(q, out, sel, owners, header, topts, targets=targets)
+    if targets is not None:
+        socks = netns.visit(targets, lambda label: netns.labelled(run(q), label))
     else:
         socks = run(q)
     if owners is not None:
-        from dataclasses import replace
+        from sockscope.records import evolve
 
         assert isinstance(owners, _processes.OwnerMap)  # the background walk serves tables only
         owner_map = owners
-        socks = (replace(s, owners=owner_map.owners(s.inode)) if s.inode in owner_map else s for s in socks)
+        socks = (evolve(s, owners=owner_map.owners(s.inode)) if s.inode in owner_map else s for s in socks)
     if kill:
         import os
 
@@ -370,13 +362,15 @@ def _diag_dump(q: Query, path: str, out: IO[str]) -> int:
 
 
 def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | BackgroundOwners | None, header: bool,
-           topts: TableOptions,
-           socks: Iterable[Socket] | None = None, netns: bool = False) -> int:
+           topts: TableOptions, socks: Iterable[Socket] | None = None, netns: bool = False,
+           targets: list[tuple[str, str]] | None = None) -> int:
     """Lay the rows out like ss.  Without ``socks`` the rows stream from
     :func:`sockscope.query.batches` (inet tables as column batches: no records
     are built), or from :func:`sockscope.query.run`'s records where the detail
-    texts need them; with ``socks`` (after -K, or across namespaces), from those."""
-    from sockscope.render.table import CellMaker
+    texts need them; with ``socks`` (after -K, or across namespaces with such details), from those
+    (``netns``: with the Netns column).  ``targets`` (``--all-netns``: :func:`sockscope.netns.namespaces`'
+    list): the batches of each namespace in turn, each block with its namespace's label."""
+    from sockscope.render.table import CellMaker, Columns
     from sockscope.render.writer import TableWriter
 
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
@@ -394,7 +388,8 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
             from sockscope.render.users import UsersText
 
             texts = UsersText(owners)
-    writer = TableWriter(out, visible, header=header, netns=netns, hold=background is not None)
+    writer = TableWriter(out, visible, header=header, netns=netns or targets is not None,
+                         hold=background is not None)
     maker = CellMaker(topts, texts)
     if socks is None:
         add_many = writer.add_many
@@ -411,21 +406,42 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
 
             cells = maker.info_cells if info_only else maker.column_cells
             make = maker.cells
-            for table, batch in batches(q, info=info_only):
-                if isinstance(batch, list):
-                    add_many([make(s) for s in batch])
+            source: Iterable[tuple[str, Any]]
+            if targets is None:
+                source = batches(q, info=info_only)
+            else:
+                from sockscope import netns as _netns
+
+                def inside(label: str) -> Iterator[tuple[str, Any]]:
+                    maker.netns = label  # (the cells are made here, inside: its interfaces are named by it)
+                    return batches(q, info=info_only)
+
+                source = _netns.visit(targets, inside)
+            rows: list[list[str]] | Columns
+            for table, batch in source:
+                if isinstance(batch, list):  # records (from /proc)
+                    recs = batch if targets is None else _netns.labelled(batch, maker.netns or "")
+                    rows = [make(s) for s in recs]
                 elif table == "unix":
                     from sockscope.kernel.unix import Batch as UnixBatch
 
                     assert isinstance(batch, UnixBatch)  # (the table says which; the check tells the type checker)
-                    add_many(maker.unix_cells(batch))
+                    rows = maker.unix_cells(batch)
                 elif table == "nl" or table == "packet":
                     from sockscope.kernel.others import Batch as OtherBatch
 
                     assert isinstance(batch, OtherBatch)
-                    add_many(maker.other_cells(batch))
+                    rows = maker.other_cells(batch)
                 else:  # (an inet batch: kernel.inet is not imported here, a UNIX listing does without it)
-                    add_many(cells(table, batch))  # type: ignore[arg-type]
+                    rows = cells(table, batch)  # type: ignore[arg-type]
+                if targets is not None:  # the Netns column: one text for every row of the block
+                    label = maker.netns or ""
+                    if isinstance(rows, list):
+                        for row in rows:
+                            row.append(label)
+                    else:
+                        rows.cols.append((label, None))
+                add_many(rows)
     else:
         add, make = writer.add, maker.cells
         for s in socks:

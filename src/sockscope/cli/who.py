@@ -20,7 +20,7 @@ from sockscope.errors import SockscopeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterator
+    from typing import Callable
 
     from sockscope.query import Query
     from sockscope.records import Socket
@@ -75,18 +75,9 @@ def _dump(q: Query, all_netns: bool, warn: Callable[[str], None]) -> list[Socket
 
     if not all_netns:
         return list(run(q, warn=warn))
-    from dataclasses import replace
-
     from sockscope import netns
-    from sockscope.render import names
 
-    def labelled(label: str) -> Iterator[Socket]:
-        for s in run(q, warn=warn):
-            if s.ifindex:
-                names.learn_ifname(label, s.ifindex)
-            yield replace(s, netns=label)
-
-    return list(netns.visit(netns.namespaces(), labelled))
+    return list(netns.visit(netns.namespaces(), lambda label: netns.labelled(run(q, warn=warn), label)))
 
 
 def _own_netns(pids: list[int], who_: str, plural: bool = False) -> str | None:

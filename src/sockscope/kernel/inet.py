@@ -527,14 +527,14 @@ def decode_dump(buf: bytes | memoryview, netid: str, out: list[Socket], details:
 def decode_events(buf: bytes | memoryview, out: list[Socket]) -> None:
     """Destroy notifications (sock_diag multicast): each message with all its
     attributes; the netid comes from ``INET_DIAG_PROTOCOL``."""
-    from dataclasses import replace
+    from sockscope.records import evolve
 
     b, _done = decode(buf, "sock_diag events", info=True)
     # (read as TCP: a UDP message has no tcp_info to misread; queues as ss's ints: a UDP socket's
     # last Send-Q is -1)
     for s in records(b, "tcp", details=True):
-        out.append(replace(s, netid=NETIDS.get(s.protocol or 0, "???"), recv_q=s.recv_q - (s.recv_q >> 31 << 32),
-                           send_q=s.send_q - (s.send_q >> 31 << 32)))
+        out.append(evolve(s, netid=NETIDS.get(s.protocol or 0, "???"), recv_q=s.recv_q - (s.recv_q >> 31 << 32),
+                          send_q=s.send_q - (s.send_q >> 31 << 32)))
 
 
 __all__ = [

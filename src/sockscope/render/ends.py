@@ -28,9 +28,12 @@ def rows(maker: CellMaker, b: Batch) -> list[list[str]]:
             peer = (str(group), dst) if st == ESTABLISHED else ("", 0)  # (connected)
             out.append(["nl", "UNCONN", f"{rq:<6}", f"{wq:<6}", *netlink_ends(numeric, proto, portid, *peer), "", ""])
     else:
+        ns = maker.netns  # (--all-netns: the namespace the caller is in now, whose interfaces these are)
         for ptype, proto, ino, rq, ifindex in zip(b.type, b.protocol, b.inode, b.rqueue, b.ifindex):
+            if ns is not None and ifindex:
+                names.learn_ifname(ns, ifindex)
             out.append(["p_raw" if ptype == 3 else "p_dgr", "UNCONN", f"{rq:<6}", f"{0:<6}",
-                        *packet_ends(numeric, proto, ifindex, None), owners.text(ino) if owners is not None else "",
+                        *packet_ends(numeric, proto, ifindex, ns), owners.text(ino) if owners is not None else "",
                         ""])
     return out
 

@@ -105,11 +105,14 @@ _CACHED = 1 << 16
 class CellMaker:
     """Builds the ten cells of each row (the tenth, ss's unnamed column, stays empty), with caches."""
 
-    __slots__ = ("opts", "_ports", "_addrs", "owners", "_col")
+    __slots__ = ("opts", "_ports", "_addrs", "owners", "_col", "netns")
 
     def __init__(self, opts: TableOptions, owners: UsersText | BackgroundOwners | None = None) -> None:
         self.opts = opts
         self.owners = owners  # for the fast path's users cell (records carry their own)
+        #: ``--all-netns``: the label of the namespace whose batches are made into cells now (from inside
+        #: it): the interfaces their rows name are its own (see :func:`sockscope.render.names.ifname`)
+        self.netns: str | None = None
         self._ports: dict[tuple[str, int], str] = {}
         self._addrs: dict[tuple[str, bool], str] = {}
         # column_cells' caches: by column, and the port columns' kinds by protocol ("ports tcp")
@@ -199,8 +202,10 @@ class CellMaker:
         if b.v6only is not None:  # a v6only "::" is ss's [::], a dual-stack one * (the address key says which)
             srcs = [_V6ONLY if v and s == ZERO16 else s for s, v in zip(srcs, b.v6only)]
             dsts = [_V6ONLY if v and d == ZERO16 else d for d, v in zip(dsts, b.v6only)]
-        if any(b.ifindex):  # bound to a device: the local address names it (%lo)
-            srcs = [(s, i) if i else s for s, i in zip(srcs, b.ifindex)]
+        if any(b.ifindex):  # bound to a device: the local address names it (%lo), in its own namespace
+            ns = self.netns
+            srcs = ([(s, i) if i else s for s, i in zip(srcs, b.ifindex)] if ns is None else
+                    [(s, i, ns) if i else s for s, i in zip(srcs, b.ifindex)])
         # one cache per column (a column's width is its own texts')
         c = self._col
         states, rqs, wqs = b.state, b.rqueue, b.wqueue
@@ -257,12 +262,16 @@ class CellMaker:
 
     def _address_texts(self, keys: list[Any]) -> list[str]:
         """The cells (text and ``:``) of address keys: an IPv4 address as a native u32, an
-        IPv6 one as 16 bytes, ``(key, ifindex)`` for a bound device, :data:`_V6ONLY`."""
+        IPv6 one as 16 bytes, ``(key, ifindex)`` for a bound device (``(key, ifindex, label)`` in the
+        namespace ``label`` of ``--all-netns``, which the caller is in now), :data:`_V6ONLY`."""
         out = []
         for k in keys:
             if type(k) is tuple:
-                k, ifindex = k
-                out.append(self._address_texts([k])[0][:-1] + f"%{_names().ifname(ifindex)}:")
+                k, ifindex, *ns = k
+                names = _names()
+                if ns:
+                    names.learn_ifname(ns[0], ifindex)
+                out.append(self._address_texts([k])[0][:-1] + f"%{names.ifname(ifindex, *ns)}:")
             elif type(k) is int:
                 out.append(self.address(AF_INET, ntop(AF_INET, _U32.pack(k)), None) + ":")
             elif k is _V6ONLY:

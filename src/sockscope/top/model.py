@@ -201,10 +201,8 @@ def every_netns(dump: Dump) -> Dump:
     """A :data:`Dump` that runs ``dump`` inside every network namespace (listed
     again at each tick: namespaces come and go) and labels each socket with
     its namespace (``Socket.netns``), its device names learnt while inside."""
-    from dataclasses import replace
 
     from sockscope import netns
-    from sockscope.render import names
 
     def dump_all(q: Query, warn: Callable[[str], None]) -> tuple[list[Socket], dict[int, tuple[int, int]]]:
         socks: list[Socket] = []
@@ -212,10 +210,7 @@ def every_netns(dump: Dump) -> Dump:
 
         def one(label: str) -> Iterator[None]:
             part, more = dump(q, warn)
-            for s in part:
-                if s.ifindex:
-                    names.learn_ifname(label, s.ifindex)
-            socks.extend(replace(s, netns=label) for s in part)
+            socks.extend(netns.labelled(part, label))
             counters.update(more)
             return iter(())
 
