@@ -64,6 +64,7 @@ class Row:
     targets: Mapping[int, Target] = field(default_factory=dict)  # by population size
     rss_targets: Mapping[int, Target] = field(default_factory=dict)  # sockscope's own peak RSS
     same_output: bool = False  # the peer prints the same rows: compare line counts
+    netns_rows: bool = False  # ours is --all-netns, the peer ``ip -all netns exec ss``: compare each one's rows
     time_wait: bool = False  # measured with TIME-WAIT sockets added
     min_size: int = 0  # below this, only with --only
     shaped_only: bool = False  # only on the shaped populations, never on the sizes
@@ -119,8 +120,9 @@ def _spawn(argv: Sequence[str], stdout: str, stderr: str) -> tuple[float, int]:
     return elapsed, os.waitstatus_to_exitcode(wait_status)
 
 
-def _warm_up_cli(side: Side, argv: Sequence[str], tmp: str) -> None:
-    """One untimed run: checks that the command works, counts its output lines, takes its peak RSS.
+def _warm_up_cli(side: Side, argv: Sequence[str], tmp: str, keep: bool = False) -> bytes | None:
+    """One untimed run: checks that the command works, counts its output lines, takes its peak RSS
+    (``keep``: returns the output).
 
     The RSS comes from GNU time (its ``wait4`` of a child it forked itself):
     ``ru_maxrss`` of a child spawned straight from this process would include
@@ -132,7 +134,7 @@ def _warm_up_cli(side: Side, argv: Sequence[str], tmp: str) -> None:
         _, status = _spawn(wrapped, out, err)
     except OSError as exc:
         side.fail("unavailable", f"{argv[0]}: {exc.strerror}")
-        return
+        return None
     with open(out, "rb") as f:
         side.lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
     if wrapped[0] == GNU_TIME and os.path.exists(rss):
@@ -143,6 +145,35 @@ def _warm_up_cli(side: Side, argv: Sequence[str], tmp: str) -> None:
         message = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
         kind = "unsupported" if status == 255 or _UNSUPPORTED.search(text) else "error"
         side.fail(kind, f"exit {status}: {message}")
+    return Path(out).read_bytes() if keep else None
+
+
+def netns_rows(ours: str, peer: str) -> tuple[bool, str]:
+    """Whether ``sockscope --all-netns …`` (``ours``) lists in every namespace ``ip -all netns exec ss …``
+    (``peer``: a "netns: NAME" line, then ss's table) names the rows ss lists there (each row's cells,
+    the Netns column aside; ss's own and sockscope's diag sockets left out, and the rtnetlink socket
+    of ``ip`` itself, which ss lists in the namespace ``ip`` runs in); a note saying so."""
+    def cells(line: str) -> str:
+        return " ".join(line.split())
+
+    theirs: dict[str, list[str]] = {}
+    rows: list[str] | None = None
+    for line in peer.splitlines():
+        if line.startswith("netns: "):
+            rows = theirs.setdefault(line[7:].strip(), [])
+        elif rows is not None and line.strip() and not line.startswith(("State ", "Netid ")) \
+                and "tcpdiag:" not in line and "rtnl:ip/" not in line:
+            rows.append(cells(line))
+    mine: dict[str, list[str]] = {}
+    for line in ours.splitlines()[1:]:
+        label, _, rest = line.partition(" ")
+        if "tcpdiag:" not in rest:
+            mine.setdefault(label, []).append(cells(rest))
+    differ = sorted(name for name in theirs if sorted(theirs[name]) != sorted(mine.get(name, [])))
+    n = sum(map(len, theirs.values()))
+    if not theirs or differ:
+        return False, f"rows DIFFER from ss in {len(differ)} of {len(theirs)} namespaces (e.g. {differ[:1]})"
+    return True, f"rows identical to ss in each of {len(theirs)} named namespaces ({n} rows)"
 
 
 def _abba(runs: int, pairs: Sequence[tuple[Side, T]]) -> Iterator[tuple[int, Side, T]]:
@@ -213,9 +244,9 @@ def listing_requests(options: Sequence[str]) -> list[bytes]:
     return sent
 
 
-def measure_cli(row: Row, spec: Mapping[str, Any]) -> list[Side]:
+def measure_cli(row: Row, spec: Mapping[str, Any]) -> tuple[list[Side], tuple[bool, str] | None]:
     """Time ``sockscope <row.ours>`` (a floor row: floor.py with its requests) against the peer argv,
-    interleaved."""
+    interleaved; the sides, and (a ``netns_rows`` row) whether they listed the same rows, and a note."""
     if row.floor:
         ours = Side("python floor.py (the requests of sockscope " + " ".join(row.ours) + ")")
         floor = [spec["python"], str(Path(__file__).resolve().parent / "floor.py")]
@@ -225,19 +256,23 @@ def measure_cli(row: Row, spec: Mapping[str, Any]) -> list[Side]:
         ours_argv = [*spec["sockscope"], *row.ours]
     peer = Side(" ".join(row.peer).replace(PYTHON, "python"))
     pairs = [(ours, ours_argv), (peer, _resolve(row.peer, spec) or [row.peer[0]])]
+    outputs: list[bytes | None] = []
     with tempfile.TemporaryDirectory(prefix="sockscope-bench-") as tmp:
         for side, argv in pairs:
             if os.path.exists(argv[0]):
-                _warm_up_cli(side, argv, tmp)
+                outputs.append(_warm_up_cli(side, argv, tmp, keep=row.netns_rows))
             else:
                 side.fail("unavailable", f"{argv[0]} not found")
+        check = None
+        if row.netns_rows and ours.ok and peer.ok:
+            check = netns_rows(*(o.decode(errors="replace") if o else "" for o in outputs))
         err = os.path.join(tmp, "err")
         for run, side, argv in _abba(spec["runs"], pairs):
             seconds, status = _spawn(argv, os.devnull, err)
             if status:
                 side.fail("error", f"exit {status} on run {run + 1}")
             side.seconds.append(seconds)
-    return [ours, peer]
+    return [ours, peer], check
 
 
 # --------------------------------------------------------------------------- inner: in-process timings
@@ -369,8 +404,11 @@ def measure(row: Row, spec: Mapping[str, Any]) -> dict[str, Any]:
     if row.inproc:
         (ours, peer), same, notes = measure_inproc(row, spec)
     else:
-        ours, peer = measure_cli(row, spec)
-        if row.same_output and ours.ok and peer.ok:
+        (ours, peer), check = measure_cli(row, spec)
+        if check is not None:
+            same, note = check
+            notes.append(note)
+        elif row.same_output and ours.ok and peer.ok:
             same = ours.lines == peer.lines
             if not same:
                 notes.append(f"output lines differ: sockscope {ours.lines}, {peer.label} {peer.lines}")

@@ -349,6 +349,8 @@ class Population:
     time_wait_specs: list[Any] = field(default_factory=list)
     #: a directory of UNIX socket files, removed on close
     scratch: str | None = None
+    #: populations of other namespaces built with this one (a host of many namespaces), closed with it
+    companions: list[Population] = field(default_factory=list)
     _holders: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _next_time_wait: int = 0
     _closed: bool = False
@@ -426,8 +428,10 @@ class Population:
                 self._holders.remove(proc)
 
     def close(self) -> None:
-        """End the holders by pid (stdin EOF, then SIGTERM, then SIGKILL); delete our netns."""
+        """End the holders by pid (stdin EOF, then SIGTERM, then SIGKILL); delete our netns (and
+        close the companions)."""
         holders, self._holders = self._holders, []
+        companions, self.companions = self.companions, []
         try:
             for proc in holders:
                 if proc.stdin:
@@ -445,6 +449,8 @@ class Population:
             if self.created_netns and not self._closed:
                 self._closed = True
                 subprocess.run(["ip", "netns", "delete", self.netns], check=False)
+            for other in companions:
+                other.close()
 
     def __enter__(self) -> Self:
         return self

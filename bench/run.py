@@ -40,6 +40,7 @@ noted.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import importlib.util
 import json
@@ -111,6 +112,11 @@ ROWS: tuple[Row, ...] = (
     # the populations' rows (shapes.SHAPES says which run where); net_connections above is the tcp one
     *(Row(name, f"`sockscope {opts}` vs `ss {opts}`", (opts,), ("ss", opts), same_output=True, goal="listing",
           shaped_only=True) for name, opts in (("a", "-a"), ("l", "-l"), ("t", "-t"), ("xa", "-xa"), ("uan", "-uan"))),
+    # every namespace at once (netns40): ss lists one namespace a run, so the peer is ss run in each named one
+    *(Row(f"allnetns_{name}", f"`sockscope --all-netns {opts}` vs `ip -all netns exec ss {opts}`",
+          ("--all-netns", opts), ("ip", "-all", "netns", "exec", "ss", opts), goal=goal, shaped_only=True,
+          netns_rows=True)
+      for name, opts, goal in (("tan", "-tan", "listing"), ("tanp", "-tanp", "owners"), ("a", "-a", "listing"))),
     *(Row(f"nc_{kind}", f'`net_connections("{kind}")` vs psutil', ("sockscope.net_connections",),
           ("psutil.net_connections",), inproc=True, kind=kind, goal="api", shaped_only=True)
       for kind in ("udp", "unix", "all")),
@@ -222,14 +228,20 @@ def _ss_lines(netns: str, option: str) -> int:
 
 
 def _check_shape(pop: Population) -> list[str]:
-    """The builder's counts against ss's, per protocol."""
-    c = pop.counts
-    expected = {"-tan": pop.expected_tcp(), "-uan": c["udp"], "-xan": c["unix"]}
-    seen = {option: _ss_lines(pop.netns, option) for option in expected}
-    text = ", ".join(f"ss {o}: {seen[o]}" for o in seen)
+    """The builder's counts against ss's, per protocol (in each namespace of a population of several)."""
+    expected: collections.Counter[str] = collections.Counter()
+    seen: collections.Counter[str] = collections.Counter()
+    processes = 0
+    for one in (pop, *pop.companions):
+        c = one.counts
+        expected.update({"-tan": one.expected_tcp(), "-uan": c["udp"], "-xan": c["unix"]})
+        seen.update({option: _ss_lines(one.netns, option) for option in ("-tan", "-uan", "-xan")})
+        processes += c.get("processes", 0)
+    text = ", ".join(f"ss {o}: {seen[o]}" for o in ("-tan", "-uan", "-xan"))
+    where = f" over {1 + len(pop.companions)} namespaces" if pop.companions else ""
     if seen != expected:
-        return [f"population check FAILED: {text}; builder made {expected}"]
-    return [f"population: {text} (as built), {c.get('processes', 0)} processes"]
+        return [f"population check FAILED: {text}{where}; builder made {dict(expected)}"]
+    return [f"population: {text}{where} (as built), {processes} processes"]
 
 
 def _fresh_time_wait(pop: Population, budget: float) -> str | None:

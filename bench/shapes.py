@@ -26,6 +26,9 @@ name            what (at scale 1)
 ``hostmix15k``  ~15,700 over 40 processes: TCP over IPv4, IPv6 and ``[::]``
                 (mapped), listeners of both families, 2,000 TIME-WAIT (both
                 families), 600 UDP (both), 6,000 UNIX
+``netns40``     40 network namespaces (a container host), each with the same
+                352 sockets: 100 TCP connections over IPv4 and 40 over IPv6, a
+                listener of each family, 10 UDP, 60 UNIX
 =============== ======================================================================
 
 Holders are this file run with ``--holder SPEC`` through ``ip netns exec``
@@ -424,14 +427,34 @@ def _plan_hostmix(scale: float, capacity: int) -> Plan:
     return [ShapeSpec(jobs, workers=sized(40) - 1, parent_works=True)], late
 
 
+def _plan_netns(scale: float, capacity: int) -> Plan:
+    """One namespace of a container host (built in each of :data:`NETNS_COUNT` namespaces): a service's
+    connections over IPv4 and IPv6 and its two listeners, a few UDP sockets, UNIX sockets."""
+    jobs = (
+        _conns("4", _n(100, scale), 0),
+        _conns("6", _n(40, scale), 1),
+        {"kind": "listen", "fam": "4", "count": 1, "block": 14, "port": 29000, "to": "own"},
+        {"kind": "listen", "fam": "6", "count": 1, "port": 28000, "to": "own"},
+        {"kind": "udp", "fam": "4", "count": _n(10, scale), "block": 15, "port": 27000, "to": "own"},
+        {"kind": "unix", "count": _n(60, scale), "tag": "n", "to": "own"},
+    )
+    return [ShapeSpec(jobs)], []
+
+
+#: the namespaces of ``netns40`` (each built by its plan), the population's own among them
+NETNS_COUNT = 40
+
+
 @dataclass(frozen=True)
 class Shape:
-    """One population: its table label, the rows measured on it, its plan."""
+    """One population: its table label, the rows measured on it, its plan (``namespaces``: built
+    in that many network namespaces, the population's own and ``namespaces - 1`` more)."""
 
     name: str
     label: str
     rows: tuple[str, ...]
     plan: Callable[[float, int], Plan] = field(repr=False)
+    namespaces: int = 1
 
 
 TCP_ROWS = ("tan", "tan_floor", "tanp", "net_connections")
@@ -447,13 +470,29 @@ SHAPES: dict[str, Shape] = {s.name: s for s in (
     Shape("hostmix15k", "host-like mix ~15.7k (TCP 4/6 + TIME-WAIT, UDP, UNIX)",
           ("a", "a_floor", "l", "t", "t_floor", "tan", "tan_floor", "tanp", "tani", "xa", "xa_floor", "uan", "nc_all"),
           _plan_hostmix),
+    Shape("netns40", f"{NETNS_COUNT} network namespaces (a container host), 352 sockets each",
+          ("allnetns_tan", "allnetns_tanp", "allnetns_a"), _plan_netns, namespaces=NETNS_COUNT),
 )}
 
 
 def build(name: str, netns: str, *, scale: float = 1.0, python: str = sys.executable,
           timeout: float = 600.0) -> Any:
-    """Build population ``name`` in ``netns``; a :class:`population.Population` (close it)."""
-    specs, late = SHAPES[name].plan(scale, population.holder_capacity())
+    """Build population ``name`` in ``netns``; a :class:`population.Population` (close it).  A shape of
+    several namespaces is built in ``netns`` and in ``netns-1`` … (the population's ``companions``, each
+    with its own counts, closed with it)."""
+    shape = SHAPES[name]
+    pop = _build_one(shape, netns, scale, python, timeout)
+    try:
+        for k in range(1, shape.namespaces):
+            pop.companions.append(_build_one(shape, f"{netns}-{k}", scale, python, timeout))
+    except BaseException:
+        pop.close()
+        raise
+    return pop
+
+
+def _build_one(shape: Shape, netns: str, scale: float, python: str, timeout: float) -> Any:
+    specs, late = shape.plan(scale, population.holder_capacity())
     pop = population.Population(netns, population._ensure_netns(netns), python)
     try:
         if any(job["kind"] == "unix" for spec in specs for job in spec.jobs):

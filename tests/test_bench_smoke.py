@@ -252,6 +252,7 @@ def test_shape_plans_at_full_size_fit_the_fd_limit() -> None:
     assert totals["unix20k"][:3] == (20_000, 0, 2)
     assert totals["udp10k"][:3] == (10_000, 0, 1)
     assert 15_000 <= sum(totals["hostmix15k"][:2]) <= 16_000 and totals["hostmix15k"][3] == 39
+    assert totals["netns40"] == (352, 0, 1, 0) and shapes.SHAPES["netns40"].namespaces == 40
 
 
 def _ss(netns: str, option: str) -> list[str]:
@@ -263,6 +264,7 @@ def test_shape_tiny_is_what_it_says_and_cleans_up(netns_name: str, name: str) ->
     """Each population at 1%: ss sees exactly what the builder counted, in the shape its name says;
     closing ends every process (forked workers too), removes the socket files and the namespace."""
     pop = shapes.build(name, netns_name, scale=0.01)
+    companions: list[str] = []
     try:
         c = pop.counts
         tcp, udp, unix = _ss(netns_name, "-tan"), _ss(netns_name, "-uan"), _ss(netns_name, "-xa")
@@ -288,13 +290,19 @@ def test_shape_tiny_is_what_it_says_and_cleans_up(netns_name: str, name: str) ->
             assert any(str(pop.scratch) in line for line in unix) and any(" @sockscope-bench" in line for line in unix)
         elif name == "udp10k":
             assert collections.Counter(line.split()[0] for line in udp) == {"UNCONN": 50, "ESTAB": 50}
+        elif name == "netns40":  # the same sockets in 39 more namespaces, each a population of its own
+            assert len(pop.companions) == 39 and states == {"ESTAB": 4, "LISTEN": 2}
+            for other in pop.companions:
+                assert other.netns.startswith(netns_name + "-") and other.counts == c
+                assert len(_ss(other.netns, "-tan")) == 6 and len(_ss(other.netns, "-xa")) == c["unix"]
+            companions = [other.netns for other in pop.companions]
         else:
             assert states["TIME-WAIT"] == 20 and any("[::1]:" in line for line in tcp if "TIME-WAIT" in line)
             assert any("[::1]:" in line for line in udp) and c["unix"] == 60
         scratch = pop.scratch
     finally:
         pop.close()
-    assert netns_name not in _netns_list()
+    assert netns_name not in _netns_list() and not set(companions) & set(_netns_list())
     assert not any(_alive(p) for p in pids)
     assert scratch is None or not os.path.exists(scratch)
 
@@ -307,7 +315,7 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     before = set(_netns_list())
     done = subprocess.run(
         [sys.executable, str(BENCH / "run.py"), "--populations", "all", "--scale", "0.01", "--runs", "1",
-         "--only", "tan,xa,nc_udp,nc_all,xa_floor", "--sizes", "100", "--json", str(out)],
+         "--only", "tan,xa,nc_udp,nc_all,xa_floor,allnetns_tan", "--sizes", "100", "--json", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -320,6 +328,7 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     assert {s for s, _ in got} == set(shapes.SHAPES)
     assert ("hostmix15k", "nc_all") in got and ("udp10k", "nc_udp") in got and ("unix20k", "xa") in got
     assert ("mixed100k", "tan") in got and ("udp10k", "tan") not in got
+    assert {s for s, row in got if row == "allnetns_tan"} == {"netns40"} and ("netns40", "tan") not in got
     assert {s for s, row in got if row == "xa_floor"} == {"unix20k", "hostmix15k"}
     # each listing beside its floor: one line a population that ran both rows
     assert "| population | listing | ss | floor | floor / ss | left above the floor | used above it |" in done.stdout
@@ -330,6 +339,10 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
         assert r["ours"]["status"] == "ok" and r["peer"]["status"] == "ok", r
         if r["row"].endswith("_floor"):  # (floor.py prints nothing: no target, nothing to compare)
             assert r["same"] is None and r["ours"]["lines"] == 0 and not r["target"], r
+            continue
+        if r["row"].startswith("allnetns_"):  # (each namespace's rows compared, not the line counts)
+            assert r["same"] is True and "rows identical to ss in each of " in " ".join(r["notes"]), r
+            assert r["target"] and r["met"] in ("yes", "**NO**"), r
             continue
         assert r["same"] is True and r["ours"]["lines"] == r["peer"]["lines"], r
         assert not r["shape"] or (r["target"] and r["met"] in ("yes", "**NO**")), r
