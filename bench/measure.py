@@ -151,8 +151,9 @@ def _warm_up_cli(side: Side, argv: Sequence[str], tmp: str, keep: bool = False) 
 def netns_rows(ours: str, peer: str) -> tuple[bool, str]:
     """Whether ``sockscope --all-netns …`` (``ours``) lists in every namespace ``ip -all netns exec ss …``
     (``peer``: a "netns: NAME" line, then ss's table) names the rows ss lists there (each row's cells,
-    the Netns column aside; ss's own and sockscope's diag sockets left out, and the rtnetlink socket
-    of ``ip`` itself, which ss lists in the namespace ``ip`` runs in); a note saying so."""
+    the Netns column aside; ss's own and sockscope's diag sockets left out, and the two rtnetlink
+    sockets of ``ip`` itself, which ss lists in the namespace ``ip`` runs in: ``rtnl:ip/PID`` and one
+    whose port id the kernel chose, ``rtnl:-N``); a note saying so."""
     def cells(line: str) -> str:
         return " ".join(line.split())
 
@@ -162,7 +163,7 @@ def netns_rows(ours: str, peer: str) -> tuple[bool, str]:
         if line.startswith("netns: "):
             rows = theirs.setdefault(line[7:].strip(), [])
         elif rows is not None and line.strip() and not line.startswith(("State ", "Netid ")) \
-                and "tcpdiag:" not in line and "rtnl:ip/" not in line:
+                and "tcpdiag:" not in line and "rtnl:ip/" not in line and "rtnl:-" not in line:
             rows.append(cells(line))
     mine: dict[str, list[str]] = {}
     for line in ours.splitlines()[1:]:

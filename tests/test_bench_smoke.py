@@ -455,3 +455,24 @@ def test_wait_for_quiet_waits_for_a_quiet_start_and_gives_up_at_its_limit() -> N
     slow = measure.wait_for_quiet("python", 14, 100, 20, lambda: 22.0, sleep, lambda: now[0])
     assert slow == "NOT QUIET: python -c pass 22.0 ms (> 14 ms) after 100 s of waiting", slow
     assert now[0] == 100.0  # (no pause past the limit)
+
+
+def test_netns_rows_compares_each_named_namespace() -> None:
+    """measure.netns_rows: sockscope --all-netns against ip -all netns exec ss, namespace by namespace
+    (layouts and the unnamed namespaces aside); one row missing or moved to another namespace differs."""
+    peer = ("\nnetns: a\nNetid State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"
+            "nl UNCONN 0 0 rtnl:ip/7 *\nnl UNCONN 0 0 rtnl:-4242 *\nnl UNCONN 0 0 tcpdiag:ss/8 *\n"
+            "tcp LISTEN 0 128 127.0.0.1:80 0.0.0.0:*\n\nnetns: b\n"
+            "State  Recv-Q Send-Q Local Address:Port  Peer Address:Port Process\n"
+            "ESTAB  0      0          127.0.0.1:80       127.0.0.1:5000\n")
+    ours = ("Netns Netid State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"
+            "ino:1 tcp LISTEN 0 128 0.0.0.0:22 0.0.0.0:*\n"
+            "a     nl  UNCONN 0 0 tcpdiag:sockscope/9 *\n"
+            "a     tcp LISTEN 0      128    127.0.0.1:80 0.0.0.0:*\n"
+            "b     ESTAB 0 0 127.0.0.1:80 127.0.0.1:5000\n")
+    assert measure.netns_rows(ours, peer) == (True, "rows identical to ss in each of 2 named namespaces (2 rows)")
+    moved = ours.replace("b     ESTAB", "a     ESTAB")
+    assert measure.netns_rows(moved, peer)[0] is False
+    missing = ours.replace("a     tcp LISTEN 0      128    127.0.0.1:80 0.0.0.0:*\n", "")
+    assert measure.netns_rows(missing, peer)[0] is False
+    assert measure.netns_rows(ours, "")[0] is False  # nothing to compare with: not "the same"
