@@ -522,9 +522,28 @@ def interpreter_start(python: str, runs: int = 7) -> str:
     """``python -c pass`` (the start-up every CLI row pays before sockscope's own work), the median
     of ``runs``: how fast the machine is right now.  On the 2-vCPU VM of bench/README.md it moved
     from 13 to 56 ms within one hour, without any steal time showing; a table's ratios are read
-    with it."""
+    with it.  Then two started at once (:func:`two_at_once`): whether a second core is there."""
     median, low = _start(python, runs)
-    return f"{median:.1f} ms (median of {runs}; min {low:.1f} ms)"
+    pair = two_at_once(python, runs)
+    return (f"{median:.1f} ms (median of {runs}; min {low:.1f} ms); two at once {pair:.1f} ms "
+            f"({pair / median:.2f}× one: {'a second core free' if pair < 1.4 * median else 'ONE CORE, in effect'})")
+
+
+def two_at_once(python: str, runs: int = 5) -> float:
+    """The median wall time (ms) of two ``python -c pass`` started together, until both end: about
+    one's time where two cores are free, twice that where the machine gives this VM one core's worth.
+    sockscope's ``-p`` listings and ``net_connections`` run their owner walk beside the dump, so
+    their ratios lose that overlap in the second case (bench/README.md, session 31)."""
+    times = []
+    argv = [python, "-c", "pass"]
+    for _ in range(runs):
+        start = time.perf_counter()
+        pids = [os.posix_spawn(argv[0], argv, os.environ, file_actions=[
+            (os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]) for _ in range(2)]
+        for pid in pids:
+            os.waitpid(pid, 0)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
 
 
 def wait_for_quiet(python: str, below_ms: float, limit_s: float, pause_s: float = 20.0,

@@ -351,6 +351,7 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     # how fast the machine was: at the start, before each population's rows, at the end
     assert notes.count("python -c pass before the rows: ") == len(shapes.SHAPES)
     assert all(" ms (median of 7; min " in data["meta"][f"python -c pass at {when}"] for when in ("start", "end"))
+    assert all("; two at once " in data["meta"][f"python -c pass at {when}"] for when in ("start", "end"))
     time.sleep(0.1)
     assert not [n for n in set(_netns_list()) - before if n.startswith("sockscope-bench-")]
 
