@@ -172,6 +172,19 @@ def forked_copy() -> Iterator[int]:
         os.waitpid(child, 0)
 
 
+def end_holders(holders: Sequence[subprocess.Popen[bytes]], spaces: Sequence[Netns] = ()) -> None:
+    """End processes a test started to hold sockets (stdin closed, then stopped by pid, waited for),
+    then delete the namespaces ``spaces``."""
+    for h in holders:
+        if h.stdin:
+            h.stdin.close()
+    stop_pids({h.pid: None for h in holders})
+    for h in holders:
+        h.wait(timeout=10)
+    for ns in spaces:
+        ns.delete()
+
+
 def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     """One line from ``proc.stdout`` (unbuffered reads), or raise on timeout / EOF."""
     assert proc.stdout is not None

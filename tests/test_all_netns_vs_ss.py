@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import SOCKSCOPE
-from nsutil import Netns, read_line, stop_pids
+from nsutil import Netns, end_holders, read_line
 from test_details_vs_ss import _lines
 
 _HOLD = r"""
@@ -60,14 +60,7 @@ def two() -> Iterator[list[Netns]]:
             assert read_line(h, 30).strip() == "READY"
         yield spaces
     finally:
-        for h in holders:
-            if h.stdin:
-                h.stdin.close()
-        stop_pids({h.pid: None for h in holders})
-        for h in holders:
-            h.wait(timeout=10)
-        for ns in spaces:
-            ns.delete()
+        end_holders(holders, spaces)
         for name in os.listdir(tmp):
             os.unlink(os.path.join(tmp, name))
         os.rmdir(tmp)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import SOCKSCOPE, Harness
-from nsutil import Netns, stop_pids
+from nsutil import Netns, end_holders, stop_pids
 
 # Values that move between two runs: timer expiries and tcp_info clocks/counters.
 _MOVING = re.compile(
@@ -177,14 +177,7 @@ def test_all_netns_names_interfaces_in_their_own_namespace() -> None:
         idx = [ns.run(["cat", f"/sys/class/net/{dev}/ifindex"]).stdout.strip() for ns, dev in zip(spaces, devs)]
         assert idx[0] == idx[1], idx  # the same index, two names: the case this test is about
     finally:
-        for h in holders:
-            if h.stdin:
-                h.stdin.close()
-        stop_pids({h.pid: None for h in holders})
-        for h in holders:
-            h.wait(timeout=10)
-        for ns in spaces:
-            ns.delete()
+        end_holders(holders, spaces)
 
 
 _ULP = r"""
@@ -213,11 +206,7 @@ def _holding(script: str):  # type: ignore[no-untyped-def]
         assert read_line(h, 30).strip() == "READY"
         yield ns
     finally:
-        if h.stdin:
-            h.stdin.close()
-        stop_pids({h.pid: None})
-        h.wait(timeout=10)
-        ns.delete()
+        end_holders([h], [ns])
 
 
 @pytest.fixture(scope="module")
