@@ -297,4 +297,5 @@ def evolve(s: Socket, **changes: Any) -> Socket:
         values[at] = value
     return make_socket(*values)
 
+
 __all__ = ["State", "Endpoint", "Owner", "Socket", "SkMem", "STATES", "state_of", "make_socket", "evolve"]

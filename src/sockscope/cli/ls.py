@@ -246,11 +246,18 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     if kill and not chose_states and q.predicate is None:
         # an empty or blank argument, or a filter file of comments only, selects nothing: refuse, as plain -K
         raise UsageError("-K closes every socket it lists: give a state or filter expression to choose them")
+    dopts = None
+    if timers or extended or memory or info or cgroup or tos or sockopt or bpf:
+        from sockscope.render.details import DetailOptions
+
+        dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
+                              numeric=numeric, cgroup=cgroup, tos=tos, sockopt=sockopt, bpf=bpf)
+    # across namespaces, the table is made from each one's batches unless a detail text needs records
+    records_across = all_netns and dopts is not None and dopts.any_but_info
     owners: OwnerMap | BackgroundOwners | None = None
     if processes and not follow:  # (a destroyed socket has no owner: -E reads no process)
         from sockscope import processes as _processes
 
-        records_across = all_netns and (timers or extended or memory or cgroup or tos or sockopt or bpf)
         if fmt == "table" and not (threads or records_across or kill):
             # the fd walk runs in the background while this thread dumps: -p costs about the longer of the two
             # (across namespaces too: only this thread enters them)
@@ -265,12 +272,6 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
     from sockscope.render.table import TableOptions
 
-    dopts = None
-    if timers or extended or memory or info or cgroup or tos or sockopt or bpf:
-        from sockscope.render.details import DetailOptions
-
-        dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
-                              numeric=numeric, cgroup=cgroup, tos=tos, sockopt=sockopt, bpf=bpf)
     topts = TableOptions(numeric=numeric, resolve=resolve, processes=processes, details=dopts,
                          tables=frozenset(sel.dbs), any_protocol=follow)
     if follow:
@@ -284,8 +285,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
         targets = netns.namespaces()
         netns.check_enterable(targets)  # before the first row: no table or JSON cut off by the error
-    if fmt == "table" and not kill and (targets is None or dopts is None or not dopts.any_but_info):
-        # (across namespaces: from each one's batches, unless the details' text needs whole records)
+    if fmt == "table" and not kill and not records_across:
         return _table(q, out, sel, owners, header, topts, targets=targets)
     if targets is not None:
         socks = netns.visit(targets, lambda label: netns.labelled(run(q), label))
