@@ -221,11 +221,14 @@ def test_wrong_passwords_cannot_lock_the_scrapers_out(ns: NetNS, tmp_path: Path)
         ns.wait_listening(9466, timeout=20)
         status, _, _ = _http(ns, 9466, scrape)  # checked once, then cached
         assert status == "HTTP/1.1 200 OK"
-        flood = ns.popen([sys.executable, "-c", FLOOD, "9466", "32", "6"], stdout=subprocess.PIPE)
+        flood = ns.popen([sys.executable, "-c", FLOOD, "9466", "32", "10"], stdout=subprocess.PIPE)
         assert read_line(flood, 20).strip() == "READY"
         time.sleep(0.5)
         statuses = []
-        for _ in range(10):  # before, one got in only when it won the race for a freed slot
+        # before, one got in only when it won the race for a freed slot; now 7 in 10 at least, counted
+        # over 30 scrapes under the flood (over 10, 6 came once in about 8 runs: a scrape is still refused
+        # when it comes while every connection is busy, or evicted just admitted, before its head is read)
+        for _ in range(30):
             try:
                 status, _, body = _http(ns, 9466, scrape)
             except OSError as exc:
@@ -233,7 +236,7 @@ def test_wrong_passwords_cannot_lock_the_scrapers_out(ns: NetNS, tmp_path: Path)
             statuses.append(status)
             assert status != "HTTP/1.1 200 OK" or body.startswith(b"# HELP sockscope_")
             time.sleep(0.2)
-        assert statuses.count("HTTP/1.1 200 OK") >= 7, statuses  # (before: none)
+        assert statuses.count("HTTP/1.1 200 OK") >= 21, statuses  # (before: none)
         assert int(read_line(flood, 30)) > 0  # the flood was answered (401), not stalled
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
