@@ -107,14 +107,19 @@ class Side:
 # --------------------------------------------------------------------------- inner: CLI timings
 
 
-def _spawn(argv: Sequence[str], stdout: str, stderr: str) -> tuple[float, int]:
-    """Run ``argv`` with stdout/stderr on files; (wall seconds, exit status)."""
+def _launch(argv: Sequence[str], stdout: str, stderr: str) -> int:
+    """Start ``argv`` (posix_spawn: no shell, no pipes) with stdout/stderr on files; its pid."""
     actions = [
         (os.POSIX_SPAWN_OPEN, 1, stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
         (os.POSIX_SPAWN_OPEN, 2, stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
     ]
+    return os.posix_spawn(argv[0], list(argv), os.environ, file_actions=actions)
+
+
+def _spawn(argv: Sequence[str], stdout: str, stderr: str) -> tuple[float, int]:
+    """Run ``argv`` with stdout/stderr on files; (wall seconds, exit status)."""
     start = time.perf_counter()
-    pid = os.posix_spawn(argv[0], list(argv), os.environ, file_actions=actions)
+    pid = _launch(argv, stdout, stderr)
     _, wait_status = os.waitpid(pid, 0)
     elapsed = time.perf_counter() - start
     return elapsed, os.waitstatus_to_exitcode(wait_status)
@@ -538,8 +543,7 @@ def two_at_once(python: str, runs: int = 5) -> float:
     argv = [python, "-c", "pass"]
     for _ in range(runs):
         start = time.perf_counter()
-        pids = [os.posix_spawn(argv[0], argv, os.environ, file_actions=[
-            (os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]) for _ in range(2)]
+        pids = [_launch(argv, os.devnull, os.devnull) for _ in range(2)]
         for pid in pids:
             os.waitpid(pid, 0)
         times.append(time.perf_counter() - start)
