@@ -180,7 +180,7 @@ class Socket:
         """A JSON-ready dict of this record (used by --json and --csv)."""
         d: dict[str, Any] = {
             "netid": self.netid,
-            "family": _FAMILY_NAMES.get(self.family, str(self.family)),
+            "family": FAMILY_NAMES.get(self.family, str(self.family)),
             "state": self.state.ss_name,
             "recv_q": self.recv_q,
             "send_q": self.send_q,
@@ -208,8 +208,8 @@ class Socket:
             "skmem": self.skmem._asdict() if self.skmem is not None else None,
             "bbr_info": list(self.bbr_info) if self.bbr_info is not None else None,
             "dctcp_info": list(self.dctcp_info) if self.dctcp_info is not None else None,
-            "mptcp_info": dict(zip(_MPTCP_FIELDS, self.mptcp_info)) if self.mptcp_info is not None else None,
-            "md5keys": None if self.md5keys is None else [_md5_dict(k) for k in self.md5keys],
+            "mptcp_info": None if self.mptcp_info is None else _mptcp_dict(self.mptcp_info),
+            "md5keys": None if self.md5keys is None else _md5_list(self.md5keys),
             "ulp": None if self.ulp is None else _ulp_dict(self.ulp),
             "packet_rings": None if self.packet_rings is None else _rings_dict(self.packet_rings),
         }
@@ -217,6 +217,14 @@ class Socket:
 
 
 _MPTCP_FIELDS = tuple(name for name in MPTCP_INFO.names if name[0] != "_")
+
+
+def _mptcp_dict(info: tuple[int, ...]) -> dict[str, Any]:
+    return dict(zip(_MPTCP_FIELDS, info))
+
+
+def _md5_list(keys: tuple[tuple[int, int, bytes, bytes], ...]) -> list[dict[str, Any]]:
+    return [_md5_dict(k) for k in keys]
 
 
 def _md5_dict(key: tuple[int, int, bytes, bytes]) -> dict[str, Any]:
@@ -241,7 +249,14 @@ def _ulp_dict(ulp: tuple[Any, Any, Any]) -> dict[str, Any]:
             "mptcp": None if sub is None else {field: sub[t] for t, (field, _) in MPTCP_SUBFLOW_ATTRS.items()}}
 
 
-_FAMILY_NAMES = {1: "unix", 2: "inet", 10: "inet6", 16: "netlink", 17: "packet"}
+#: the JSON and CSV text of a family number (any other: the number as text)
+FAMILY_NAMES = {1: "unix", 2: "inet", 10: "inet6", 16: "netlink", 17: "packet"}
+
+#: how :meth:`Socket.to_dict` turns the nested fields it does not write as they are into JSON values
+#: (where not None): the columnar JSON writer (:mod:`sockscope.render.machine`) reads the same
+NESTED_JSON: dict[str, Callable[[Any], Any]] = {
+    "mptcp_info": _mptcp_dict, "md5keys": _md5_list, "ulp": _ulp_dict, "packet_rings": _rings_dict,
+}
 
 
 def fast_constructor(cls: type) -> Callable[..., Any]:
