@@ -515,3 +515,33 @@ def test_udp_walks_that_would_find_nothing_are_skipped() -> None:
         "and an IPv6 one bound by connect": (True, True, [2, 10], 3, True, [2, 10]),
         "IPv6 only (a dual-stack wildcard)": (True, True, [10], 2, True, [10]),
     }, got
+
+
+_TEXTS = _SOCKETS + textwrap.dedent(
+    r"""
+    from sockscope.kernel import inet
+    from sockscope.query import Query, batches
+    from sockscope.filter.states import EVERY_STATE
+
+    q = Query(frozenset(("tcp",)), frozenset((socket.AF_INET, socket.AF_INET6)), EVERY_STATE)
+    mixed = rows = 0
+    for _table, b in batches(q, lambda m: None, ahead=False, ordered=False):
+        mixed += not b.fam
+        rows += b.n
+        got = (b.texts("src"), b.texts("dst"))  # (of a batch of both families: before its keys are read)
+        want = ([inet.ADDR_TEXT[k] for k in b.src], [inet.ADDR_TEXT[k] for k in b.dst])
+        assert got == want, (got, want)
+        assert (b.texts("src"), b.texts("dst")) == want  # (and after)
+    print(mixed, rows)
+    """
+)
+
+
+def test_address_texts_of_a_batch_of_both_families() -> None:
+    """``Batch.texts`` (psutil's addresses, the records'): where the families mix in one datagram (the
+    legacy dump of both) it reads each row's family and raw address; the texts are the address keys'."""
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _TEXTS], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    mixed, rows = map(int, proc.stdout.split())
+    assert mixed >= 1 and rows > 160, proc.stdout

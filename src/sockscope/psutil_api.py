@@ -324,14 +324,12 @@ def _part(b: Batch, fam_enum: dict[int, Any], kind: Any, status_of: dict[int, st
     from itertools import repeat
 
     from sockscope._psutil_types import addr
-    from sockscope.kernel.inet import ADDR_TEXT
 
     b.read(_PART_COLS if status_of is None else _PART_COLS_TCP)
     sports, dports = b.sport, b.dport
-    text = ADDR_TEXT.__getitem__
     new = tuple.__new__
-    la: list[addr | tuple[()]] = list(map(new, repeat(addr), zip(map(text, b.src), sports)))
-    ra: list[addr | tuple[()]] = list(map(new, repeat(addr), zip(map(text, b.dst), dports)))
+    la: list[addr | tuple[()]] = list(map(new, repeat(addr), zip(b.texts("src"), sports)))
+    ra: list[addr | tuple[()]] = list(map(new, repeat(addr), zip(b.texts("dst"), dports)))
     if 0 in sports:  # psutil: no address at all where the port is 0
         la = [a if p else () for a, p in zip(la, sports)]
     if 0 in dports:

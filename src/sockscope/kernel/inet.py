@@ -216,6 +216,20 @@ class Batch:
             for name, col in zip(names, _L.strided(self._body, stride, names)):
                 setattr(self, name, col)
 
+    def texts(self, name: str) -> list[str]:
+        """The address text of every row of ``name`` (``"src"`` or ``"dst"``), by C-level maps.  Where
+        the families mix and the keys were not read, from each row's family and raw address
+        (:data:`FAM_TEXT`): the keys of both kinds cost a Python step a row."""
+        if not self.fam and self._stride:
+            try:
+                keys = object.__getattribute__(self, name)  # (not made here where it is not set)
+            except AttributeError:
+                raw = _L.columns(self._body, self._stride, (name,))[0]
+                return list(map(FAM_TEXT.__getitem__, zip(self.family, raw)))
+        else:
+            keys = getattr(self, name)
+        return list(map(ADDR_TEXT.__getitem__, keys))
+
     def info_fields(self, names: Sequence[str]) -> list[list[Any]]:
         """Fields of each row's tcp_info by name (:data:`~sockscope.kernel.layout.TCP_INFO`), one list
         per name: None where the row has no tcp_info or one too short for the field.  Where every
@@ -477,6 +491,23 @@ class _Texts(dict[object, str]):
 ADDR_TEXT = _Texts()
 
 
+class _FamTexts(dict[tuple[int, bytes], str]):
+    """(family, the 16 raw bytes of an address field) -> text, computed on first use."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: tuple[int, bytes]) -> str:
+        if len(self) >= 1 << 16:  # bounded, as ADDR_TEXT
+            self.clear()
+        fam, raw = key
+        text = self[key] = ntop4(raw[:4]) if fam == AF_INET else ntop6(raw)
+        return text
+
+
+#: the address text of a row of a batch of both families, by its family and raw address (:meth:`Batch.texts`)
+FAM_TEXT = _FamTexts()
+
+
 class _States(dict[int, object]):
     """kernel state number -> State (the table's, or made for numbers it lacks)."""
 
@@ -494,11 +525,10 @@ def records(b: Batch, netid: str, details: bool = False) -> list[Socket]:
     from sockscope.records import STATES, Endpoint, make_socket, state_of
 
     states = _States(STATES, state_of)
-    text = ADDR_TEXT.__getitem__
     new = tuple.__new__  # Endpoint(address, port) without the named tuple's Python-level __new__
     b.read(_HEAD_COLS)
-    local = map(new, repeat(Endpoint), zip(map(text, b.src), b.sport))
-    peer = map(new, repeat(Endpoint), zip(map(text, b.dst), b.dport))
+    local = map(new, repeat(Endpoint), zip(b.texts("src"), b.sport))
+    peer = map(new, repeat(Endpoint), zip(b.texts("dst"), b.dport))
     st = map(states.__getitem__, b.state)
     if not details:
         # make_socket's positional fields: netid, family, state, rqueue, wqueue, local, peer, inode, uid, cookie,
