@@ -537,13 +537,24 @@ def records(b: Batch, netid: str, details: bool = False) -> list[Socket]:
         return list(map(make_socket, repeat(netid), b.family, st, b.rqueue, b.wqueue, local, peer, b.inode, b.uid,
                         b.cookie, b.ifindex, repeat(None), v6, repeat(None), repeat(()), repeat(None), repeat(None),
                         b.timer, b.expires, b.retrans))
-    from sockscope.kernel.inet_attrs import details_of
+    from sockscope.kernel.inet_details import detail_columns
 
-    return [make_socket(netid, fam, s, rq, wq, lo, pe, ino, uid, cookie, ifx, None, timer=timer, expires=expires,
-                        retrans=retrans, **details_of(b.attrs(i), fam, netid))
-            for i, (fam, s, rq, wq, lo, pe, ino, uid, cookie, ifx, timer, expires, retrans) in enumerate(zip(
-                b.family, st, b.rqueue, b.wqueue, local, peer, b.inode, b.uid, b.cookie, b.ifindex, b.timer,
-                b.expires, b.retrans))]
+    cols = detail_columns(b, netid)  # (every detail field: a column, or None where no row has one)
+
+    def col(name: str) -> Iterable[Any]:
+        got = cols[name]
+        return repeat(None) if got is None else got
+
+    # make_socket's positional fields from ifindex on: peer_inode, v6only, shutdown, owners, netns, protocol, timer,
+    # expires, retrans, mark, cgroup_id, cong, tcp_info, skmem, unix_vfs, unix_pending, groups, bbr_info, dctcp_info,
+    # packet_info, tos, tclass, class_id, sockopt, bpf, mptcp_info, md5keys, ulp
+    none = repeat(None)
+    return list(map(make_socket, repeat(netid), b.family, st, b.rqueue, b.wqueue, local, peer, b.inode, b.uid,
+                    b.cookie, b.ifindex, none, col("v6only"), col("shutdown"), repeat(()), none, col("protocol"),
+                    b.timer, b.expires, b.retrans, col("mark"), col("cgroup_id"), col("cong"), col("tcp_info"),
+                    col("skmem"), none, none, none, col("bbr_info"), col("dctcp_info"), none, col("tos"),
+                    col("tclass"), col("class_id"), col("sockopt"), none, col("mptcp_info"), col("md5keys"),
+                    col("ulp")))
 
 
 def decode_dump(buf: bytes | memoryview, netid: str, out: list[Socket], details: bool = False,
