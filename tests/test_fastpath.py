@@ -13,6 +13,7 @@ Everything runs in a private network namespace (``unshare -n``) on loopback.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -545,3 +546,69 @@ def test_address_texts_of_a_batch_of_both_families() -> None:
     assert proc.returncode == 0, proc.stderr
     mixed, rows = map(int, proc.stdout.split())
     assert mixed >= 1 and rows > 160, proc.stdout
+
+
+_DETAILS = _SOCKETS + textwrap.dedent(
+    r"""
+    congs = open("/proc/sys/net/ipv4/tcp_available_congestion_control").read().split()
+    for i, s in enumerate(keep):  # marks, TOS and traffic classes, congestion controls, shutdowns, keepalives
+        if s.type != socket.SOCK_STREAM or i % 2:
+            continue
+        try:
+            s.getpeername()
+        except OSError:
+            continue
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, i)
+        if s.family == socket.AF_INET:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+        else:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, 0x28)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, congs[i % len(congs)].encode())
+        if i % 6 == 0:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if i % 10 == 0:
+            s.shutdown(socket.SHUT_WR)
+    for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")) * 10:
+        u = socket.socket(fam, socket.SOCK_DGRAM); u.bind((host, 0)); keep.append(u)
+        u.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, len(keep))
+        if len(keep) % 3:
+            u.connect((host, 9))
+    import time
+    time.sleep(1)  # (the half-closed ones settle in FIN-WAIT-2)
+    from sockscope.render.table import CellMaker
+    from sockscope.kernel import inet
+
+    def by_records(self, netid, b):  # the record path: a record of each row, its cells as a record's
+        return [self.cells(s) for s in inet.records(b, netid, True)]
+
+    columns = CellMaker.detail_cells
+    res = {}
+    for argv in (["-tano"], ["-tane"], ["-tanm"], ["-tanmi"], ["-tanemio"], ["-tanmiO"], ["-tan", "--tos"],
+                 ["-tan", "--cgroup"], ["-tane", "--inet-sockopt"], ["-tanOe", "--inet-sockopt"], ["-uanm"],
+                 ["-uane"], ["-uanmi"], ["-tanpm"], ["-aem"], ["-tnme", "dport", "gt", ":1024"]):
+        CellMaker.detail_cells = columns
+        fast = table(argv)
+        CellMaker.detail_cells = by_records
+        slow = table(argv)
+        res[" ".join(argv)] = (re.sub(r"timer:\(([a-z]+),[^,]*,", r"timer:(\1,#,", fast),
+                               re.sub(r"timer:\(([a-z]+),[^,]*,", r"timer:(\1,#,", slow))
+    json.dump(res, sys.stdout)
+    """
+)
+
+
+def test_detail_texts_of_batches_match_the_record_path() -> None:
+    """``-e``, ``-o``, ``-m``, ``--tos``, ``--cgroup``, ``--inet-sockopt`` (and with ``-i``, ``-O``, ``-p``, a filter)
+    take the batch path for inet tables (:meth:`CellMaker.detail_cells`: the details read column by column, their
+    texts made per column): the same table as a record of each row and its detail_text give."""
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _DETAILS], capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    for argv, (fast, slow) in json.loads(proc.stdout).items():
+        if "i" in argv.split()[0]:  # (tcp_info's clocks move between the two listings)
+            # (and so the widths of the texts: each line's words are compared)
+            fast, slow = ("\n".join(" ".join(line.split()) for line in re.sub(
+                r"(lastsnd|lastrcv|lastack|busy|rcv_rtt|app_limited|rtt|ato|rto|minrtt|pacing_rate|delivery_rate|send|"
+                r"rcv_space|rcv_ssthresh)[: ][^ ]*", r"\1#", t).splitlines()) + "\n" for t in (fast, slow))
+        assert fast.count("\n") > (20 if argv.startswith("-u") else 80), argv
+        assert fast == slow, f"{argv}: detail texts of batches differ from the record path"

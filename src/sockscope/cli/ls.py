@@ -361,6 +361,14 @@ def _diag_dump(q: Query, path: str, out: IO[str]) -> int:
     return 0
 
 
+_INET_TABLES = frozenset(("udp", "tcp", "dccp", "sctp", "mptcp"))  # (raw: read from /proc)
+
+
+def _from_kernel(b: Any) -> bool:
+    """Whether an inet batch came from sock_diag (a row read from /proc has no cookie)."""
+    return None not in b.cookie
+
+
 def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | BackgroundOwners | None, header: bool,
            topts: TableOptions, socks: Iterable[Socket] | None = None, netns: bool = False,
            targets: list[tuple[str, str]] | None = None) -> int:
@@ -395,12 +403,15 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
         add_many = writer.add_many
         d = topts.details
         info_only = d is not None and d.info and not d.any_but_info
-        if d is not None and not info_only:  # the details' text needs the whole record
-            from sockscope.query import run
+        if d is not None and not info_only:  # the details' texts: from inet batches the kernel sent, by columns;
+            from sockscope.query import batches, records  # from the others' records
 
             make = maker.cells
-            for s in run(q):
-                add_many([make(s)])
+            for table, batch in batches(q):
+                if table in _INET_TABLES and not isinstance(batch, list) and batch.n and _from_kernel(batch):
+                    add_many(maker.detail_cells(table, batch))  # type: ignore[arg-type]  # (an inet batch)
+                else:
+                    add_many([make(s) for s in (batch if isinstance(batch, list) else records(table, batch, True))])
         else:
             from sockscope.query import batches
 

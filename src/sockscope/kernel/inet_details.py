@@ -49,38 +49,55 @@ FIELDS = ("v6only", "shutdown", "protocol", "mark", "cgroup_id", "cong", "tcp_in
 _U8 = {INET_DIAG_SKV6ONLY: ("v6only", True), INET_DIAG_SHUTDOWN: ("shutdown", False),
        INET_DIAG_TOS: ("tos", False), INET_DIAG_TCLASS: ("tclass", False), INET_DIAG_PROTOCOL: ("protocol", False)}
 _U32 = {INET_DIAG_MARK: "mark", INET_DIAG_CLASS_ID: "class_id"}
+#: the fields each attribute gives
+_FIELDS_OF = {**{t: frozenset((name,)) for t, (name, _flag) in _U8.items()},
+              **{t: frozenset((name,)) for t, name in _U32.items()},
+              INET_DIAG_CGROUP_ID: frozenset(("cgroup_id",)), INET_DIAG_SOCKOPT: frozenset(("sockopt",)),
+              INET_DIAG_CONG: frozenset(("cong",)), INET_DIAG_SKMEMINFO: frozenset(("skmem",)),
+              INET_DIAG_INFO: frozenset(("tcp_info", "mptcp_info")), INET_DIAG_BBRINFO: frozenset(("bbr_info",)),
+              INET_DIAG_DCTCPINFO: frozenset(("dctcp_info",)), INET_DIAG_MD5SIG: frozenset(("md5keys", "ulp")),
+              INET_DIAG_ULP_INFO: frozenset(("md5keys", "ulp"))}
 _LOW, _HIGH = (0, 1) if sys.byteorder == "little" else (1, 0)  # a u64's words, native order
 _HEAD = 16 + INET_DIAG_MSG.size  # a message's header and inet_diag_msg: its attributes follow
+ALL = frozenset(FIELDS)
 _MIN_JOINED = 2  # messages of one length read side by side (one alone: message by message)
 
 
-def detail_columns(b: Batch, netid: str) -> dict[str, list[Any] | None]:
-    """Each detail field's column (None: None in every row) of the batch ``b`` of table ``netid``."""
+def detail_columns(b: Batch, netid: str, fields: frozenset[str] = ALL) -> dict[str, list[Any] | None]:
+    """Each detail field's column (None: None in every row) of the batch ``b`` of table ``netid``;
+    only those of ``fields`` read (the others None): a table's detail texts need few of them."""
     n = b.n
+    if not fields & ALL or not n:
+        return dict.fromkeys(FIELDS)
     if b._length:  # one length (the datagram read column at once)
-        got = _uniform(b._mv, b._length, n, netid)
-        return got if got is not None else _walked(b, range(n), netid)
+        got = _uniform(b._mv, b._length, n, netid, fields)
+        return got if got is not None else _walked(b, range(n), netid, fields)
     if n < _MIN_JOINED:
-        return _walked(b, range(n), netid)
+        return _walked(b, range(n), netid, fields)
     starts = b._starts
     lens = list(map(sub, b._ends, starts))
     raw = b._mv.tobytes()
+    order = sorted(range(n), key=lens.__getitem__)  # the rows by length (stable: in order within one)
     groups: list[tuple[list[int], dict[str, list[Any] | None]]] = []
     rest: list[int] = []
-    for length in sorted(set(lens)):
-        rows = [i for i, x in enumerate(lens) if x == length]
+    lo = 0
+    while lo < n:  # each length's rows: a run of the sorted rows (found by C-level scans)
+        length = lens[order[lo]]
+        hi = _run_end(lens, order, lo)
+        rows = order[lo:hi]
         got = None
         if len(rows) >= _MIN_JOINED:
-            got = _uniform(gather(raw, [starts[i] for i in rows], length), length, len(rows), netid)
+            got = _uniform(gather(raw, [starts[i] for i in rows], length), length, len(rows), netid, fields)
         if got is None:
             rest += rows
         else:
             groups.append((rows, got))
+        lo = hi
     if not groups:
-        return _walked(b, range(n), netid)
+        return _walked(b, range(n), netid, fields)
     if rest:
         rest.sort()
-        groups.append((rest, _walked(b, rest, netid)))
+        groups.append((rest, _walked(b, rest, netid, fields)))
     order = [i for rows, _ in groups for i in rows]
     back = sorted(range(n), key=order.__getitem__)  # row i of the batch: item back[i] of the groups' rows
     out: dict[str, list[Any] | None] = {}
@@ -96,17 +113,30 @@ def detail_columns(b: Batch, netid: str) -> dict[str, list[Any] | None]:
     return out
 
 
-def _walked(b: Batch, rows: Any, netid: str) -> dict[str, list[Any] | None]:
+def _run_end(lens: list[int], order: list[int], lo: int) -> int:
+    """The end of the run of rows of ``order`` from ``lo`` on whose ``lens`` are ``lens[order[lo]]``."""
+    length, hi = lens[order[lo]], len(order)
+    while hi - lo > 1:  # (a binary search: the lengths along ``order`` ascend)
+        mid = (lo + hi) // 2
+        if lens[order[mid]] == length:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _walked(b: Batch, rows: Any, netid: str, fields: frozenset[str] = ALL) -> dict[str, list[Any] | None]:
     """The columns of ``rows`` of ``b``, message by message (``details_of``)."""
     got = [details_of(b.attrs(i), b.family[i], netid) for i in rows]
     out: dict[str, list[Any] | None] = {}
     for name in FIELDS:
-        col = [d.get(name) for d in got]
-        out[name] = None if col.count(None) == len(col) else col
+        col = [d.get(name) for d in got] if name in fields else None
+        out[name] = None if col is None or col.count(None) == len(col) else col
     return out
 
 
-def _uniform(mv: memoryview, length: int, n: int, netid: str) -> dict[str, list[Any] | None] | None:
+def _uniform(mv: memoryview, length: int, n: int, netid: str, fields: frozenset[str] = ALL
+             ) -> dict[str, list[Any] | None] | None:
     """The columns of ``n`` messages of ``length`` bytes at the start of ``mv``, attribute by attribute,
     where they share the first one's attribute layout; else None."""
     if not n or length & 3 or length < _HEAD:
@@ -124,6 +154,8 @@ def _uniform(mv: memoryview, length: int, n: int, netid: str) -> dict[str, list[
     for off, alen, atype in attrs:  # (a later attribute of a type counts, as in parse_attrs)
         start, plen = off + 4, alen - 4
         atype &= nl.NLA_TYPE_MASK
+        if not _FIELDS_OF.get(atype, ALL) & fields:
+            continue
         if atype in _U8:
             name, flag = _U8[atype]
             col = body[start::length].tolist() if plen else None
@@ -156,11 +188,11 @@ def _uniform(mv: memoryview, length: int, n: int, netid: str) -> dict[str, list[
                 if plen >= TCP_DCTCP_INFO.size else _each(body, length, start, plen, n, _dctcp))
         elif atype == INET_DIAG_MD5SIG or atype == INET_DIAG_ULP_INFO:
             extras = True
-    if extras:  # (rare: MD5 keys, an upper layer protocol) message by message, as details_of
+    if extras and fields & {"md5keys", "ulp"}:  # (rare: MD5 keys, an upper layer protocol) message by message
         got: list[Any] = [extras_of(nl.parse_attrs(body[k + _HEAD : k + length]).get)
                           for k in range(0, n * length, length)]  # (a pair for every message: one layout)
         for name, at in (("md5keys", 0), ("ulp", 1)):
-            pair: list[Any] = [g[at] for g in got]
+            pair: list[Any] = [g[at] for g in got] if name in fields else [None] * n
             out[name] = None if pair.count(None) == n else pair
     return out
 

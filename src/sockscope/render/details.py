@@ -91,7 +91,11 @@ def ms_timer(timeout: int) -> str:
 
 
 def _skmem(s: Socket) -> str:
-    m = s.skmem
+    return skmem_text(s.skmem)
+
+
+def skmem_text(m: Any) -> str:
+    """ss's ``skmem:(…)`` of an :class:`~sockscope.records.SkMem` ("" for None)."""
     if m is None:
         return ""
     text = (f" skmem:(r{m.rmem_alloc},rb{m.rcvbuf},t{m.wmem_alloc},tb{m.sndbuf},"
@@ -217,3 +221,118 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
         if opts.memory:
             out.append("\t" + _skmem(s))
     return "".join(out)
+
+
+# --- an inet batch's texts, column by column ------------------------------------------------------------
+
+
+class _Texts(dict):  # type: ignore[type-arg]  # (typing is not imported at run time)
+    """A value -> its text, made on first use by ``make`` (bounded: values may be ever new)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Any) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: Any) -> str:
+        if len(self) >= 1 << 12:
+            self.clear()
+        text: str = self.make(key)
+        self[key] = text
+        return text
+
+
+_UID = _Texts(lambda uid: f" uid:{uid}" if uid else "")
+_MARK = _Texts(lambda mark: f" fwmark:0x{mark:x}" if mark else "")
+_CGROUP = _Texts(lambda cid: f" cgroup:{names.cgroup_path(cid)}" if cid else "")
+_SHUTDOWN = _Texts(lambda mask: "" if mask is None else _shutdown(mask))
+_V6ONLY = {(AF_INET, None): "", (AF_INET, False): "", (AF_INET, True): "", (AF_INET6, None): "",
+           (AF_INET6, False): " v6only:0", (AF_INET6, True): " v6only:1"}
+_TOS = {word: _Texts(lambda v, word=word: "" if v is None else f" {word}:{_hex(v)}")
+        for word in ("tos", "tclass", "class_id")}
+_SKMEM_ALL = " skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)"
+
+
+def inet_texts(b: Any, netid: str, opts: DetailOptions, cols: dict[str, Any]) -> list[str]:
+    """:func:`detail_text` of each row of an inet batch the kernel sent (its head columns, and its
+    details' columns ``cols``: :func:`sockscope.kernel.inet_details.detail_columns`), column by
+    column: a part's text once per distinct value where few values recur (uids, marks, cgroups,
+    shutdown masks), one ``%`` format a row where each row has its own (ino and sk, skmem), the
+    tcp_info texts of :func:`sockscope.render.tcp_info.texts` for the whole batch.  (A row read
+    from /proc has no cookie, and no detail text: such batches are the records' to write.)"""
+    from itertools import repeat
+
+    n = b.n
+
+    def col(name: str) -> Any:
+        got = cols[name]
+        return [None] * n if got is None else got
+
+    parts: list[Any] = []
+    if (opts.timers or opts.extended) and any(b.timer):
+        parts.append([f" timer:({_TIMERS[min(t, 5)]},{ms_timer(e)},{r})" if t else ""
+                      for t, e, r in zip(b.timer, b.expires, b.retrans)])
+    if opts.extended:
+        parts.append(list(map(_UID.__getitem__, b.uid)))
+        parts.append(list(map(" ino:%d sk:%x".__mod__, zip(b.inode, b.cookie))))
+        for name, texts in (("mark", _MARK), ("cgroup_id", _CGROUP)):
+            if cols[name] is not None:
+                parts.append(list(map(texts.__getitem__, cols[name])))
+        if cols["v6only"] is not None:
+            parts.append(list(map(_V6ONLY.__getitem__, zip(b.family, cols["v6only"]))))
+        if cols["shutdown"] is not None:
+            parts.append(list(map(_SHUTDOWN.__getitem__, cols["shutdown"])))
+    if opts.tos:
+        parts += [list(map(texts.__getitem__, cols[name])) for name, texts in _TOS.items() if cols[name] is not None]
+    if opts.cgroup and cols["cgroup_id"] is not None:
+        parts.append(list(map(_CGROUP.__getitem__, cols["cgroup_id"])))
+    if opts.sockopt and cols["sockopt"] is not None:
+        lead = " inet-sockopt: (" if opts.oneline else "\n\tinet-sockopt: ("
+        parts.append(["" if v is None else lead + "".join(" " + name for bit, name in enumerate(_SOCKOPTS)
+                                                           if v & (1 << bit)) + ")" for v in cols["sockopt"]])
+    if opts.memory or (opts.info and netid != "udp"):
+        if not opts.oneline:
+            parts.append(repeat("\n\t", n))
+        skmems = cols["skmem"]
+        if skmems is not None:
+            if None not in skmems and None not in {m[-1] for m in skmems} | {m[-2] for m in skmems}:
+                parts.append(list(map(_SKMEM_ALL.__mod__, skmems)))
+            else:
+                parts.append(list(map(skmem_text, skmems)))
+        parts.append(_info_texts(b, netid, opts, col))
+    if not parts:
+        return [""] * n
+    return parts[0] if len(parts) == 1 else list(map("".join, zip(*parts)))
+
+
+def _info_texts(b: Any, netid: str, opts: DetailOptions, col: Any) -> list[str]:
+    """:func:`tcp_info_text` of each row (MPTCP: its mptcp_info's), for the whole batch."""
+    from sockscope.render.tcp_info import extras_text, mptcp_text
+
+    if netid == "mptcp":
+        return list(map(mptcp_text, col("mptcp_info")))
+    infos = col("tcp_info")
+    out = [""] * b.n if infos.count(None) == b.n else texts(
+        infos, col("cong"), col("bbr_info"), col("dctcp_info"), b.state, opts.timers or opts.extended, opts.numeric)
+    md5s, ulps = col("md5keys"), col("ulp")
+    if md5s.count(None) == b.n and ulps.count(None) == b.n:
+        return out
+    return [t if m is None and u is None else t + extras_text((m, u)) for t, m, u in zip(out, md5s, ulps)]
+
+
+def detail_fields(opts: DetailOptions, netid: str) -> frozenset[str]:
+    """The details' columns :func:`inet_texts` reads for ``opts`` (of
+    :data:`sockscope.kernel.inet_details.FIELDS`)."""
+    need: set[str] = set()
+    if opts.extended:
+        need |= {"mark", "cgroup_id", "v6only", "shutdown"}
+    if opts.tos:
+        need |= {"tos", "tclass", "class_id"}
+    if opts.cgroup:
+        need.add("cgroup_id")
+    if opts.sockopt:
+        need.add("sockopt")
+    if opts.memory or (opts.info and netid != "udp"):
+        need |= {"skmem", "tcp_info", "cong", "bbr_info", "dctcp_info", "md5keys", "ulp", "mptcp_info"}
+    return frozenset(need)

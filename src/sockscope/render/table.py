@@ -306,6 +306,25 @@ class CellMaker:
         block.pending = None
         return block
 
+    def detail_cells(self, netid: str, b: Batch) -> Columns:
+        """The rows of the detail options but ``-i`` alone (``-e``, ``-o``, ``-m``, ``--tos``, …) from an
+        inet batch the kernel sent: :meth:`column_cells`, then the Process cell :meth:`cells` makes
+        for a record (its owners, then ``detail_text``), from the batch's columns and its details'
+        (:func:`sockscope.kernel.inet_details.detail_columns`), without building records."""
+        from sockscope.kernel.inet_details import detail_columns
+        from sockscope.render.details import detail_fields, inet_texts
+
+        opts = self.opts.details
+        assert opts is not None
+        block = self.column_cells(netid, b)
+        texts = inet_texts(b, netid, opts, detail_columns(b, netid, detail_fields(opts, netid)))
+        owners = self.owners
+        if owners is not None:
+            texts = [(owners.text(i) if i else "") + t for i, t in zip(b.inode, texts)]
+        block.cols[PROCESS] = (texts, CELLS)
+        block.pending = None
+        return block
+
     def cells(self, s: Socket) -> list[str]:
         fam = s.family
         if not self.opts.processes or fam == AF_NETLINK:  # (ss names a netlink socket's owner in its address)
