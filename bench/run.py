@@ -112,6 +112,13 @@ ROWS: tuple[Row, ...] = (
     # the populations' rows (shapes.SHAPES says which run where); net_connections above is the tcp one
     *(Row(name, f"`sockscope {opts}` vs `ss {opts}`", (opts,), ("ss", opts), same_output=True, goal="listing",
           shaped_only=True) for name, opts in (("a", "-a"), ("l", "-l"), ("t", "-t"), ("xa", "-xa"), ("uan", "-uan"))),
+    # the detail options (-o -e -m --tos, with -i): texts made from the batches' columns since session 32
+    *(Row(name, f"`sockscope {opts}` vs `ss {opts}`", (opts,), ("ss", opts), same_output=True, goal="listing",
+          shaped_only=True) for name, opts in (("tano", "-tano"), ("tane", "-tane"), ("tanm", "-tanm"),
+                                               ("tanmi", "-tanmi"), ("uanm", "-uanm"), ("xam", "-xam"),
+                                               ("xae", "-xae"))),
+    # JSON (every field of every socket, tcp_info and skmem among them): against ss's nearest text, -tanmie
+    Row("json", "`sockscope -tan --json` vs `ss -tanmie`", ("-tan", "--json"), ("ss", "-tanmie"), shaped_only=True),
     # every namespace at once (netns40): ss lists one namespace a run, so the peer is ss run in each named one
     *(Row(f"allnetns_{name}", f"`sockscope --all-netns {opts}` vs `ip -all netns exec ss {opts}`",
           ("--all-netns", opts), ("ip", "-all", "netns", "exec", "ss", opts), goal=goal, shaped_only=True,
