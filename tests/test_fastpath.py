@@ -573,22 +573,42 @@ _DETAILS = _SOCKETS + textwrap.dedent(
         u.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, len(keep))
         if len(keep) % 3:
             u.connect((host, 9))
+    import os, tempfile
+    where = tempfile.mkdtemp()
+    for k in range(3):  # UNIX: path-bound and abstract listeners (pending connections: ICONS), pairs, datagrams
+        path = os.path.join(where, f"s{k}")
+        lst = socket.socket(socket.AF_UNIX); lst.bind(path if k != 1 else f"\0abstract{k}"); lst.listen(8)
+        keep.append(lst)
+        for j in range(4 + k):
+            c = socket.socket(socket.AF_UNIX); c.connect(path if k != 1 else f"\0abstract{k}"); keep.append(c)
+            if j % 2:
+                keep.append(lst.accept()[0])
+                if j == 3:
+                    c.shutdown(socket.SHUT_WR)
+        d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); d.bind(os.path.join(where, f"d{k}")); keep.append(d)
+        keep += socket.socketpair()
     import time
     time.sleep(1)  # (the half-closed ones settle in FIN-WAIT-2)
     from sockscope.render.table import CellMaker
     from sockscope.kernel import inet
 
+    from sockscope.kernel import unix
+
     def by_records(self, netid, b):  # the record path: a record of each row, its cells as a record's
         return [self.cells(s) for s in inet.records(b, netid, True)]
 
-    columns = CellMaker.detail_cells
+    def unix_by_records(self, b):
+        return [self.cells(s) for s in unix.records(b, True)]
+
+    columns, unix_columns = CellMaker.detail_cells, CellMaker.unix_detail_cells
     res = {}
     for argv in (["-tano"], ["-tane"], ["-tanm"], ["-tanmi"], ["-tanemio"], ["-tanmiO"], ["-tan", "--tos"],
                  ["-tan", "--cgroup"], ["-tane", "--inet-sockopt"], ["-tanOe", "--inet-sockopt"], ["-uanm"],
-                 ["-uane"], ["-uanmi"], ["-tanpm"], ["-aem"], ["-tnme", "dport", "gt", ":1024"]):
-        CellMaker.detail_cells = columns
+                 ["-uane"], ["-uanmi"], ["-tanpm"], ["-aem"], ["-tnme", "dport", "gt", ":1024"], ["-xam"], ["-xae"],
+                 ["-xame"], ["-xamO"], ["-xlpe"], ["-x", "-e", "src", "*/s2"]):
+        CellMaker.detail_cells, CellMaker.unix_detail_cells = columns, unix_columns
         fast = table(argv)
-        CellMaker.detail_cells = by_records
+        CellMaker.detail_cells, CellMaker.unix_detail_cells = by_records, unix_by_records
         slow = table(argv)
         res[" ".join(argv)] = (re.sub(r"timer:\(([a-z]+),[^,]*,", r"timer:(\1,#,", fast),
                                re.sub(r"timer:\(([a-z]+),[^,]*,", r"timer:(\1,#,", slow))
@@ -610,5 +630,8 @@ def test_detail_texts_of_batches_match_the_record_path() -> None:
             fast, slow = ("\n".join(" ".join(line.split()) for line in re.sub(
                 r"(lastsnd|lastrcv|lastack|busy|rcv_rtt|app_limited|rtt|ato|rto|minrtt|pacing_rate|delivery_rate|send|"
                 r"rcv_space|rcv_ssthresh)[: ][^ ]*", r"\1#", t).splitlines()) + "\n" for t in (fast, slow))
-        assert fast.count("\n") > (20 if argv.startswith("-u") else 80), argv
+        least = 3 if argv.startswith(("-xl", "-x -e")) else 20 if argv.startswith(("-u", "-x")) else 80
+        assert fast.count("\n") > least, argv
+        if argv in ("-xae", "-xame"):
+            assert fast.count(" peers:") >= 3 and fast.count(" dev:") >= 3 and (" <--" in fast or " -->" in fast), fast
         assert fast == slow, f"{argv}: detail texts of batches differ from the record path"

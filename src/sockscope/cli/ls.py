@@ -410,6 +410,8 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
             for table, batch in batches(q):
                 if table in _INET_TABLES and not isinstance(batch, list) and batch.n and _from_kernel(batch):
                     add_many(maker.detail_cells(table, batch))  # type: ignore[arg-type]  # (an inet batch)
+                elif table == "unix" and not isinstance(batch, list):
+                    add_many(maker.unix_detail_cells(batch))  # type: ignore[arg-type]  # (a UNIX batch)
                 else:
                     add_many([make(s) for s in (batch if isinstance(batch, list) else records(table, batch, True))])
         else:

@@ -336,3 +336,29 @@ def detail_fields(opts: DetailOptions, netid: str) -> frozenset[str]:
     if opts.memory or (opts.info and netid != "udp"):
         need |= {"skmem", "tcp_info", "cong", "bbr_info", "dctcp_info", "md5keys", "ulp", "mptcp_info"}
     return frozenset(need)
+
+
+_VFS_TEXT = _Texts(lambda vfs: "" if vfs is None else (
+    f" ino:{vfs[0]} dev:{(vfs[1] >> 8) & 0xFFF}/{(vfs[1] & 0xFF) | ((vfs[1] >> 12) & 0xFFF00)}"))
+
+
+def unix_texts(n: int, opts: DetailOptions, cols: dict[str, Any]) -> list[str]:
+    """:func:`detail_text` of each row of a UNIX batch, column by column, from its details' columns
+    (:func:`sockscope.kernel.unix_details.detail_columns`)."""
+    parts: list[Any] = []
+    if opts.memory and cols["skmem"] is not None:
+        skmems = cols["skmem"]
+        if None not in skmems and None not in {m[-1] for m in skmems} | {m[-2] for m in skmems}:
+            parts.append(list(map(_SKMEM_ALL.__mod__, skmems)))
+        else:
+            parts.append(list(map(skmem_text, skmems)))
+    if opts.extended:
+        if cols["shutdown"] is not None:
+            parts.append(list(map(_SHUTDOWN.__getitem__, cols["shutdown"])))
+        if cols["unix_vfs"] is not None:
+            parts.append(list(map(_VFS_TEXT.__getitem__, cols["unix_vfs"])))
+        if cols["unix_pending"] is not None:
+            parts.append(["" if p is None else " peers:" + "".join(f" {i}" for i in p) for p in cols["unix_pending"]])
+    if not parts:
+        return [""] * n
+    return parts[0] if len(parts) == 1 else list(map("".join, zip(*parts)))

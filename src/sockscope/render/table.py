@@ -325,6 +325,23 @@ class CellMaker:
         block.pending = None
         return block
 
+    def unix_detail_cells(self, b: UnixBatch) -> Columns:
+        """:meth:`detail_cells` of a UNIX batch: :meth:`unix_cells`, then its Process cells (owners,
+        ``-m``'s and ``-e``'s texts) from its details' columns."""
+        from sockscope.kernel.unix_details import detail_columns
+        from sockscope.render.details import unix_texts
+
+        opts = self.opts.details
+        assert opts is not None
+        block = self.unix_cells(b)
+        texts = unix_texts(b.n, opts, detail_columns(b))
+        owners = self.owners
+        if owners is not None:
+            texts = [(owners.text(i) if i else "") + t for i, t in zip(b.inode, texts)]
+        block.cols[PROCESS] = (texts, CELLS)
+        block.pending = None
+        return block
+
     def cells(self, s: Socket) -> list[str]:
         fam = s.family
         if not self.opts.processes or fam == AF_NETLINK:  # (ss names a netlink socket's owner in its address)

@@ -1,0 +1,154 @@
+"""The records' details of a UNIX batch, column by column: what ``unix._details`` gives message by
+message (shutdown, the bound path's inode and device, a listener's pending connections, skmem).
+
+The kernel writes a UNIX socket's attributes in one order (net/unix/diag.c, ``sk_diag_fill``): NAME
+(bound sockets), VFS (bound to a path), PEER (connected), ICONS (listeners), then RQLEN, MEMINFO,
+SHUTDOWN and UID as asked for, each of a fixed size.  So, for every message of a batch at once (each
+step one C-level gather of a few bytes a message and strided reads of them):
+
+* the fixed attributes end every message: the tail the first message has is read from each one's
+  end, its headers checked in every message;
+* what follows the message's head is its name (its first attribute's length, if that is a NAME),
+  then a VFS attribute or not (its header checked);
+* what is left between those and the tail must be nothing or a PEER attribute (its header checked):
+  so every attribute of the message is known and none can repeat.
+
+A message that does not fit (a listener's ICONS, or any layout not the kernel's usual) is read by
+``unix._details``, message by message, as is a whole batch whose first message's tail is not of
+that kind; tests/test_unix_details.py holds the two to the same columns, on made bytes too.
+"""
+
+from __future__ import annotations
+
+import sys
+from itertools import repeat
+from _operator import add, sub
+
+from sockscope.kernel import netlink as nl
+from sockscope.kernel.layout import UNIX_DIAG_MSG, gather
+from sockscope.kernel.unix import (
+    UNIX_DIAG_MEMINFO, UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID,
+    UNIX_DIAG_VFS, Batch, _details)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+FIELDS = ("shutdown", "unix_vfs", "unix_pending", "skmem")
+_HEAD = 16 + UNIX_DIAG_MSG.size  # a message's header and unix_diag_msg: its attributes follow
+_FIXED = (UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID)  # the tail's kinds, in order
+
+
+def _word(alen: int, atype: int) -> int:
+    """An attribute header (length, type) as the native u32 its four bytes are."""
+    return int.from_bytes(nl.NLATTR.pack(alen, atype), sys.byteorder)
+
+
+_VFS = _word(12, UNIX_DIAG_VFS)  # (ino, dev): two u32
+_PEER = _word(8, UNIX_DIAG_PEER)
+
+
+def detail_columns(b: Batch) -> dict[str, list[Any] | None]:
+    """Each detail field's column (None: None in every row) of the UNIX batch ``b``."""
+    n = b.n
+    out: dict[str, list[Any] | None] = dict.fromkeys(FIELDS)
+    if not n:
+        return out
+    starts = b._offsets()
+    lens = b._lens
+    raw = b._mv.tobytes()
+    tail = _tail(raw, starts[0], lens[0])
+    if tail is None or min(lens) < _HEAD + tail[0]:
+        return _walked(b, range(n))
+    size, heads = tail
+    ends = list(map(add, starts, lens))
+    tails = gather(raw, list(map(sub, ends, repeat(size))), size)
+    words = tails.cast("I")
+    step = size // 4
+    if any(words[at // 4 :: step].tolist().count(word) != n for at, word in heads):
+        return _walked(b, range(n))  # (a message whose tail is another: read each one)
+    # each message's first attribute (its name, if a NAME), then a VFS or not, then a PEER or nothing
+    first = gather(raw, list(map(add, starts, repeat(_HEAD))), 4).cast("H").tolist()
+    skip = [(a + 3) & ~3 if t == UNIX_DIAG_NAME and a >= 4 else -1 if t == UNIX_DIAG_NAME else 0
+            for a, t in zip(first[0::2], first[1::2])]  # (-1: a NAME shorter than its header)
+    at_vfs = [start + _HEAD + k if 0 <= k <= ln - _HEAD - size - 4 else start + _HEAD
+              for start, ln, k in zip(starts, lens, skip)]  # (a name past the tail: read in place, odd anyway)
+    has_vfs = [w == _VFS for w in gather(raw, at_vfs, 4).cast("I").tolist()]
+    room = [ln - _HEAD - k - size for ln, k in zip(lens, skip)]  # after the name: a VFS, a PEER, or nothing
+    at_peer = [a + 12 if v and r >= 20 else a for a, v, r in zip(at_vfs, has_vfs, room)]
+    peers = gather(raw, at_peer, 4).cast("I").tolist()
+    odd = [i for i, (k, v, r, p) in enumerate(zip(skip, has_vfs, room, peers))
+           if k < 0 or r - 12 * v not in (0, 8) or (r - 12 * v == 8 and p != _PEER)]
+    for name, at, count in _places(heads):
+        if name == "shutdown":
+            out[name] = tails[at::size].tolist()
+        elif count >= 7:  # skmem: SK_MEMINFO_* (fewer than 7 is none), backlog and drops None where absent
+            from sockscope.records import SkMem
+
+            cols: list[Any] = [words[at // 4 + j :: step].tolist() for j in range(count)]
+            out[name] = list(map(tuple.__new__, repeat(SkMem), zip(*cols, *[repeat(None)] * (9 - count))))
+    if any(has_vfs):
+        inodes = gather(raw, [a + 4 for a in at_vfs], 8).cast("I").tolist()
+        out["unix_vfs"] = [(ino, dev) if v else None for ino, dev, v in zip(inodes[0::2], inodes[1::2], has_vfs)]
+    if odd:  # message by message (a listener's pending connections among them)
+        walked = _walked(b, odd)
+        for name in FIELDS:
+            got = walked[name]
+            col = out[name]
+            if col is None:
+                if got is None:
+                    continue
+                col = out[name] = [None] * n
+            for i, v in zip(odd, got if got is not None else repeat(None)):
+                col[i] = v
+    for name in FIELDS:
+        col = out[name]
+        if col is not None and col.count(None) == n:
+            out[name] = None
+    return out
+
+
+def _places(heads: list[tuple[int, int]]) -> list[tuple[str, int, int]]:
+    """Where the tail's shutdown byte and skmem words are: (field, offset in the tail, u32 count)."""
+    got: list[tuple[str, int, int]] = []
+    for at, word in heads:
+        alen, atype = nl.NLATTR.unpack(word.to_bytes(4, sys.byteorder))
+        if atype == UNIX_DIAG_SHUTDOWN and alen > 4:
+            got.append(("shutdown", at + 4, 1))
+        elif atype == UNIX_DIAG_MEMINFO:
+            got.append(("skmem", at + 4, min((alen - 4) // 4, 9)))
+    return got
+
+
+def _tail(raw: bytes, start: int, length: int) -> tuple[int, list[tuple[int, int]]] | None:
+    """The fixed attributes that end the message at ``start``: (their size, (offset in the tail, header
+    word) each); None where its attributes are not the kernel's (or none is of a fixed kind)."""
+    attrs: list[tuple[int, int, int]] = []
+    off, end = start + _HEAD, start + length
+    while off + 4 <= end:
+        alen, atype = nl.NLATTR.unpack_from(raw, off)
+        if alen < 4 or off + alen > end:
+            return None
+        attrs.append((off, alen, atype))
+        off += (alen + 3) & ~3
+    if off != end or length & 3:
+        return None
+    k = len(attrs)
+    while k and attrs[k - 1][2] in _FIXED:
+        k -= 1
+    fixed = attrs[k:]
+    kinds = [t for _o, _a, t in fixed]
+    if not fixed or kinds != sorted(set(kinds)):
+        return None  # (the kernel's order, each kind once)
+    base = fixed[0][0]
+    return end - base, [(o - base, int.from_bytes(raw[o : o + 4], sys.byteorder)) for o, _a, _t in fixed]
+
+
+def _walked(b: Batch, rows: Any) -> dict[str, list[Any] | None]:
+    """The columns of ``rows`` of ``b``, message by message (``unix._details``)."""
+    got = [_details(b.attrs(i)) for i in rows]
+    out: dict[str, list[Any] | None] = {}
+    for name in FIELDS:
+        col = [d.get(name) for d in got]
+        out[name] = None if col.count(None) == len(col) else col
+    return out

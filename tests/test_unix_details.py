@@ -1,0 +1,136 @@
+"""The details of a UNIX batch, column by column (:mod:`sockscope.kernel.unix_details`), are what
+``unix._details`` gives message by message: on made bytes (hypothesis: names of any length, VFS, PEER,
+ICONS, the fixed tail of RQLEN, MEMINFO, SHUTDOWN and UID, in the kernel's order or not, repeated,
+short, flagged) and on the kernel's own datagrams, where only the listeners (their pending
+connections) are read message by message."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sockscope.errors import DecodeError
+from sockscope.kernel import netlink, unix
+from sockscope.kernel.unix_details import _walked, detail_columns
+
+
+def columns_or_error(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except DecodeError:
+        return DecodeError
+
+
+def message(ino: int, attrs: list[tuple[int, bytes]]) -> bytes:
+    body = struct.pack("=BBBxIQ", 1, 1, 1, ino, ino * 7)
+    body += b"".join(netlink.encode_attr(t, p) for t, p in attrs)
+    return netlink.encode_message(netlink.SOCK_DIAG_BY_FAMILY, 2, netlink.DUMP_SEQ, body)
+
+
+def tail(mem: int, uid: bool, rq: bool, shutdown: bytes) -> list[tuple[int, bytes]]:
+    out = [(unix.UNIX_DIAG_RQLEN, struct.pack("=II", 1, 2))] if rq else []
+    out.append((unix.UNIX_DIAG_MEMINFO, struct.pack(f"={mem}I", *range(3, 3 + mem))))
+    out.append((unix.UNIX_DIAG_SHUTDOWN, shutdown))
+    if uid:
+        out.append((unix.UNIX_DIAG_UID, struct.pack("=I", 1000)))
+    return out
+
+
+@st.composite
+def messages(draw: Any, fixed: list[tuple[int, bytes]], ino: int) -> bytes:
+    attrs: list[tuple[int, bytes]] = []
+    if draw(st.booleans()):
+        attrs.append((draw(st.sampled_from([unix.UNIX_DIAG_NAME, unix.UNIX_DIAG_NAME, 0x8000])),
+                      draw(st.binary(max_size=20))))
+    if draw(st.booleans()):
+        attrs.append((unix.UNIX_DIAG_VFS, draw(st.sampled_from([struct.pack("=II", 5, 0x801), b"\1\2\3", bytes(12)]))))
+    if draw(st.booleans()):
+        attrs.append((unix.UNIX_DIAG_PEER, struct.pack("=I", draw(st.integers(0, 2**32 - 1)))))
+    if draw(st.integers(0, 3)) == 0:
+        attrs.append((unix.UNIX_DIAG_ICONS, struct.pack("=3I", 7, 8, 9)[: 4 * draw(st.integers(0, 3))]))
+    odd = draw(st.integers(0, 5))
+    if odd == 0:  # another order, or a repeated attribute
+        attrs = draw(st.permutations(attrs + fixed))
+    elif odd == 1:
+        attrs += fixed + [draw(st.sampled_from(fixed + [(unix.UNIX_DIAG_VFS, bytes(8))]))]
+    else:
+        attrs += fixed
+    return message(ino, attrs)
+
+
+@st.composite
+def batches(draw: Any) -> bytes:
+    fixed = tail(draw(st.sampled_from([9, 9, 8, 7, 6])), draw(st.booleans()), draw(st.booleans()),
+                 draw(st.sampled_from([b"\x02", b"\x01", b""])))
+    n = draw(st.integers(1, 10))
+    return b"".join(draw(messages(fixed, i + 1)) for i in range(n))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches())
+def test_made_batches_read_by_columns_as_message_by_message(data: bytes) -> None:
+    b, _done = unix.decode(data)
+    want = columns_or_error(_walked, b, range(b.n))
+    assert columns_or_error(detail_columns, b) == want
+    if want is not DecodeError and b.n > 1:  # a selection of the rows, and a batch of two datagrams
+        part = b.select([i % 2 == 0 for i in range(b.n)])
+        assert detail_columns(part) == _walked(part, range(part.n))
+        both = unix.concat([unix.decode(data)[0], unix.decode(data)[0]])
+        assert detail_columns(both) == _walked(both, range(both.n))
+
+
+KERNEL = textwrap.dedent(
+    r"""
+    import json, os, socket, subprocess, sys, tempfile
+    from sockscope.kernel import transport, unix
+    from sockscope.kernel import unix_details as D
+
+    where = tempfile.mkdtemp()
+    keep = []
+    listeners = 0
+    for k in range(30):
+        name = os.path.join(where, f"s{k}") if k % 2 else f"\0sockscope-test-{k}-" + "x" * k
+        lst = socket.socket(socket.AF_UNIX); lst.bind(name); lst.listen(16); keep.append(lst); listeners += 1
+        for j in range(k % 7):
+            c = socket.socket(socket.AF_UNIX); c.connect(name); keep.append(c)
+            if j % 2:
+                keep.append(lst.accept()[0])
+                if j == 3:
+                    c.shutdown(socket.SHUT_WR)
+        d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); d.bind(os.path.join(where, f"d{k}")); keep.append(d)
+        keep += socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM if k % 3 else socket.SOCK_STREAM)
+    walked = []
+    real = D._walked
+    D._walked = lambda b, rows: (walked.extend(list(rows)), real(b, rows))[1]
+    show = (unix.DEFAULT_SHOW | unix.UDIAG_SHOW_VFS | unix.UDIAG_SHOW_ICONS | unix.UDIAG_SHOW_UID
+            | unix.UDIAG_SHOW_MEMINFO)
+    parts = []
+    def take(data):
+        b, done = unix.decode(data, "unix diag"); parts.append(b); return done
+    transport.dump(unix.encode_request(0xFFFFFFFF, show), take, "unix diag")
+    b = unix.concat(parts)
+    got = D.detail_columns(b)
+    odd = len(walked)
+    same = got == real(b, range(b.n))
+    print(json.dumps({"n": b.n, "same": same, "odd": odd, "listeners": listeners,
+                      "vfs": sum(v is not None for v in got["unix_vfs"] or []),
+                      "pending": sum(bool(p) for p in got["unix_pending"] or [])}))
+    """
+)
+
+
+def test_the_kernels_batches_read_by_columns_listeners_alone_by_message() -> None:
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", KERNEL], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["same"], res
+    assert res["n"] > 150 and res["vfs"] > 30 and res["pending"] > 10, res
+    assert res["odd"] <= res["listeners"] + 2, res  # (the lister's own, none else)
