@@ -516,23 +516,37 @@ def netids(b: Batch) -> list[str]:
 
 
 def records(b: Batch, details: bool = False) -> list[Socket]:
-    """The batch's rows as records (with ``details``: shutdown, vfs, pending connections, skmem)."""
-    from sockscope.records import Endpoint, make_socket, state_of
+    """The batch's rows as records (with ``details``: shutdown, vfs, pending connections, skmem, read
+    column by column: :func:`sockscope.kernel.unix_details.detail_columns`), made by C-level maps."""
+    from sockscope.records import STATES, Endpoint, make_socket, state_of
 
-    out = []
-    names: dict[bytes, str] = {}
-    for i, (stype, st, ino, cookie, raw, peer, rq, wq, uid) in enumerate(zip(
-            b.type, b.state, b.inode, b.cookie, b.name, b.peer, b.rqueue, b.wqueue, b.uid)):
-        name = names.get(raw)
-        if name is None:
-            name = names[raw] = unix_name(raw) if raw else ""
-        extra: dict[str, Any] = _details(b.attrs(i)) if details else {}
-        out.append(make_socket(
-            NETIDS.get(stype, "u_dgr"), AF_UNIX, state_of(st), rq, wq,
-            Endpoint(name, 0), Endpoint("", 0), ino, uid, cookie, 0,
-            peer, None, extra.pop("shutdown", None), (), None, None, **extra,
-        ))
-    return out
+    raws = b.name
+    distinct = list(dict.fromkeys(raws))
+    text = dict(zip(distinct, unix_names(distinct))).__getitem__
+    new = tuple.__new__  # Endpoint(name, 0) without the named tuple's Python-level __new__
+    local = map(new, repeat(Endpoint), zip(map(text, raws), repeat(0)))
+    states = [STATES[s] if 0 <= s < len(STATES) else state_of(s) for s in set(b.state)]
+    state = map(dict(zip(set(b.state), states)).__getitem__, b.state)
+    netid = map(NETIDS.get, b.type, repeat("u_dgr"))
+    none = repeat(None)
+    # make_socket's positional fields: netid, family, state, recv_q, send_q, local, peer, inode, uid, cookie,
+    # ifindex, peer_inode, v6only, shutdown, owners, netns, protocol, timer, expires, retrans, mark, cgroup_id,
+    # cong, tcp_info, skmem, unix_vfs, unix_pending
+    if not details:
+        return list(map(make_socket, netid, repeat(AF_UNIX), state, b.rqueue, b.wqueue, local,
+                        repeat(Endpoint("", 0)), b.inode, b.uid, b.cookie, repeat(0), b.peer))
+    from sockscope.kernel.unix_details import detail_columns
+
+    cols = detail_columns(b)
+
+    def col(name: str) -> Any:
+        got = cols[name]
+        return none if got is None else got
+
+    return list(map(make_socket, netid, repeat(AF_UNIX), state, b.rqueue, b.wqueue, local, repeat(Endpoint("", 0)),
+                    b.inode, b.uid, b.cookie, repeat(0), b.peer, none, col("shutdown"), repeat(()), none, none,
+                    repeat(0), repeat(0), repeat(0), none, none, none, none, col("skmem"), col("unix_vfs"),
+                    col("unix_pending")))
 
 
 def decode_dump(
