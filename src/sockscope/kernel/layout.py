@@ -245,6 +245,9 @@ INET_DIAG_SOCKOPT = 22
 UNIX_DIAG_MSG = Layout("unix_diag_msg", (
     ("family", "B"), ("type", "B"), ("state", "B"), ("_pad", "x"), ("inode", "I"), ("cookie", "Q"),
 ))
+# ... and the attributes of a reply (kernel/unix.py asks for them, kernel/unix_details.py reads them)
+UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_ICONS = 0, 1, 2, 3
+UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID = 4, 5, 6, 7
 
 # include/uapi/linux/netlink_diag.h: struct netlink_diag_msg (ndiag_cookie is two u32s: read as one u64)
 NETLINK_DIAG_MSG = Layout("netlink_diag_msg", (

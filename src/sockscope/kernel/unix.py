@@ -11,7 +11,9 @@ from _operator import add, getitem, lshift, or_
 from sockscope._addr import AF_UNIX
 from sockscope.errors import DecodeError
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import UNIX_DIAG_MSG
+from sockscope.kernel.layout import (  # (the attributes' numbers are described with unix_diag_msg)
+    UNIX_DIAG_ICONS, UNIX_DIAG_MEMINFO, UNIX_DIAG_MSG, UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN,
+    UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID, UNIX_DIAG_VFS)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
 # include/uapi/linux/unix_diag.h: what a request asks for (udiag_show), the attributes of a reply
 UDIAG_SHOW_NAME, UDIAG_SHOW_VFS, UDIAG_SHOW_PEER, UDIAG_SHOW_ICONS = 0x01, 0x02, 0x04, 0x08
 UDIAG_SHOW_RQLEN, UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID = 0x10, 0x20, 0x40
-UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_ICONS = 0, 1, 2, 3
-UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID = 4, 5, 6, 7
 
 SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
 
@@ -35,7 +35,6 @@ NETIDS = {SOCK_STREAM: "u_str", SOCK_DGRAM: "u_dgr", SOCK_SEQPACKET: "u_seq"}
 _REQ = _struct.Struct("=BBHIIIII")  # family protocol pad states ino show cookie[2]
 _MSG = UNIX_DIAG_MSG.struct  # family type state pad ino cookie
 _U32 = _struct.Struct("=I")
-_RQLEN = _struct.Struct("=II")
 
 #: what ss asks for (its table's columns); the owner's uid (UDIAG_SHOW_UID) is added where records
 #: carry it or ``-e`` shows it: the kernel's work and 8 bytes a socket that the table leaves unread
@@ -561,27 +560,8 @@ def decode_dump(
     return done
 
 
-def _details(raw: memoryview) -> dict[str, Any]:
-    attrs = nl.parse_attrs(raw)
-    extra: dict[str, Any] = {}
-    a = attrs.get(UNIX_DIAG_SHUTDOWN)
-    if a is not None and len(a):
-        extra["shutdown"] = a[0]
-    a = attrs.get(UNIX_DIAG_VFS)
-    if a is not None and len(a) >= 8:
-        extra["unix_vfs"] = _RQLEN.unpack_from(a, 0)
-    a = attrs.get(UNIX_DIAG_ICONS)
-    if a is not None:
-        extra["unix_pending"] = _struct.unpack_from(f"={len(a) // 4}I", a, 0)
-    a = attrs.get(UNIX_DIAG_MEMINFO)
-    if a is not None:
-        from sockscope.kernel.others import decode_skmem
-
-        extra["skmem"] = decode_skmem(a)
-    return extra
-
-
 __all__ = [
     "Batch", "decode", "records", "netids", "concat", "encode_request", "decode_dump", "unix_name", "unix_names",
-    "NETIDS", "AF_UNIX",
+    "NETIDS", "AF_UNIX", "UNIX_DIAG_NAME", "UNIX_DIAG_VFS", "UNIX_DIAG_PEER", "UNIX_DIAG_ICONS", "UNIX_DIAG_RQLEN",
+    "UNIX_DIAG_MEMINFO", "UNIX_DIAG_SHUTDOWN", "UNIX_DIAG_UID",
 ]

@@ -1,4 +1,4 @@
-"""The records' details of a UNIX batch, column by column: what ``unix._details`` gives message by
+"""The records' details of a UNIX batch, column by column: what :func:`details_of` gives message by
 message (shutdown, the bound path's inode and device, a listener's pending connections, skmem).
 
 The kernel writes a UNIX socket's attributes in one order (net/unix/diag.c, ``sk_diag_fill``): NAME
@@ -14,25 +14,27 @@ step one C-level gather of a few bytes a message and strided reads of them):
   so every attribute of the message is known and none can repeat.
 
 A message that does not fit (a listener's ICONS, or any layout not the kernel's usual) is read by
-``unix._details``, message by message, as is a whole batch whose first message's tail is not of
+:func:`details_of`, message by message, as is a whole batch whose first message's tail is not of
 that kind; tests/test_unix_details.py holds the two to the same columns, on made bytes too.
 """
 
 from __future__ import annotations
 
+import _struct
 import sys
 from itertools import repeat
 from _operator import add, sub
 
 from sockscope.kernel import netlink as nl
-from sockscope.kernel.layout import UNIX_DIAG_MSG, gather
-from sockscope.kernel.unix import (
-    UNIX_DIAG_MEMINFO, UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID,
-    UNIX_DIAG_VFS, Batch, _details)
+from sockscope.kernel.layout import (
+    UNIX_DIAG_ICONS, UNIX_DIAG_MEMINFO, UNIX_DIAG_MSG, UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN,
+    UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID, UNIX_DIAG_VFS, gather)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from sockscope.kernel.unix import Batch
 
 FIELDS = ("shutdown", "unix_vfs", "unix_pending", "skmem")
 _HEAD = 16 + UNIX_DIAG_MSG.size  # a message's header and unix_diag_msg: its attributes follow
@@ -144,9 +146,31 @@ def _tail(raw: bytes, start: int, length: int) -> tuple[int, list[tuple[int, int
     return end - base, [(o - base, int.from_bytes(raw[o : o + 4], sys.byteorder)) for o, _a, _t in fixed]
 
 
+def details_of(raw: memoryview) -> dict[str, Any]:
+    """The details of one message's attributes (``raw``), by ``parse_attrs`` (the reference)."""
+    attrs = nl.parse_attrs(raw)
+    extra: dict[str, Any] = {}
+    a = attrs.get(UNIX_DIAG_SHUTDOWN)
+    if a is not None and len(a):
+        extra["shutdown"] = a[0]
+    a = attrs.get(UNIX_DIAG_VFS)
+    if a is not None and len(a) >= 8:
+        extra["unix_vfs"] = _struct.unpack_from("=II", a, 0)
+    a = attrs.get(UNIX_DIAG_ICONS)
+    if a is not None:
+        extra["unix_pending"] = _struct.unpack_from(f"={len(a) // 4}I", a, 0)
+    a = attrs.get(UNIX_DIAG_MEMINFO)
+    if a is not None:
+        from sockscope.kernel.others import decode_skmem
+
+        extra["skmem"] = decode_skmem(a)
+    return extra
+
+
+
 def _walked(b: Batch, rows: Any) -> dict[str, list[Any] | None]:
-    """The columns of ``rows`` of ``b``, message by message (``unix._details``)."""
-    got = [_details(b.attrs(i)) for i in rows]
+    """The columns of ``rows`` of ``b``, message by message (:func:`details_of`)."""
+    got = [details_of(b.attrs(i)) for i in rows]
     out: dict[str, list[Any] | None] = {}
     for name in FIELDS:
         col = [d.get(name) for d in got]
