@@ -178,3 +178,13 @@ def test_a_column_of_one_record_repeated_is_written_as_to_dict(s: Socket) -> Non
 def test_no_records() -> None:
     assert written(machine.write_json, []) == "[]\n"
     assert written(machine.write_csv, []) == ",".join(machine.FIELDS) + "\n"
+
+
+def test_a_bounded_table_of_texts_keeps_what_it_knew() -> None:
+    """The per-value text tables are cleared when full (ever new values: paths, addresses); what
+    they knew to begin with (None's "null") stays."""
+    from sockscope.render.lazy import Texts
+
+    texts = Texts(str.upper, {None: "null"}, bound=3)
+    assert [texts[k] for k in ("a", "b", "c", "d", None)] == ["A", "B", "C", "D", "null"]
+    assert len(texts) <= 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
 from sockscope.render import names
+from sockscope.render.lazy import Texts
 from sockscope.render.tcp_info import texts
 
 TYPE_CHECKING = False
@@ -226,31 +227,19 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
 # --- an inet batch's texts, column by column ------------------------------------------------------------
 
 
-class _Texts(dict):  # type: ignore[type-arg]  # (typing is not imported at run time)
-    """A value -> its text, made on first use by ``make`` (bounded: values may be ever new)."""
-
-    __slots__ = ("make",)
-
-    def __init__(self, make: Any) -> None:
-        super().__init__()
-        self.make = make
-
-    def __missing__(self, key: Any) -> str:
-        if len(self) >= 1 << 12:
-            self.clear()
-        text: str = self.make(key)
-        self[key] = text
-        return text
-
-
-_UID = _Texts(lambda uid: f" uid:{uid}" if uid else "")
-_MARK = _Texts(lambda mark: f" fwmark:0x{mark:x}" if mark else "")
-_CGROUP = _Texts(lambda cid: f" cgroup:{names.cgroup_path(cid)}" if cid else "")
-_SHUTDOWN = _Texts(lambda mask: "" if mask is None else _shutdown(mask))
+_UID = Texts(lambda uid: f" uid:{uid}" if uid else "")
+_MARK = Texts(lambda mark: f" fwmark:0x{mark:x}" if mark else "")
+_CGROUP = Texts(lambda cid: f" cgroup:{names.cgroup_path(cid)}" if cid else "")
+_SHUTDOWN = Texts(lambda mask: "" if mask is None else _shutdown(mask))
 _V6ONLY = {(AF_INET, None): "", (AF_INET, False): "", (AF_INET, True): "", (AF_INET6, None): "",
            (AF_INET6, False): " v6only:0", (AF_INET6, True): " v6only:1"}
-_TOS = {word: _Texts(lambda v, word=word: "" if v is None else f" {word}:{_hex(v)}")
-        for word in ("tos", "tclass", "class_id")}
+
+
+def _tos_text(word: str) -> Any:
+    return lambda v: "" if v is None else f" {word}:{_hex(v)}"
+
+
+_TOS = {word: Texts(_tos_text(word), bound=1 << 12) for word in ("tos", "tclass", "class_id")}
 _SKMEM_ALL = " skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)"
 
 
@@ -338,7 +327,7 @@ def detail_fields(opts: DetailOptions, netid: str) -> frozenset[str]:
     return frozenset(need)
 
 
-_VFS_TEXT = _Texts(lambda vfs: "" if vfs is None else (
+_VFS_TEXT = Texts(lambda vfs: "" if vfs is None else (
     f" ino:{vfs[0]} dev:{(vfs[1] >> 8) & 0xFFF}/{(vfs[1] & 0xFF) | ((vfs[1] >> 12) & 0xFFF00)}"))
 
 

@@ -25,6 +25,7 @@ from itertools import chain, islice, repeat
 from _operator import add, attrgetter, getitem, itemgetter
 
 from sockscope.records import FAMILY_NAMES, NESTED_JSON, SkMem, Socket
+from sockscope.render.lazy import Texts
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -115,26 +116,9 @@ _ROW = attrgetter(*_READ)
 _NONE = type(None)
 
 
-class _Texts(dict):  # type: ignore[type-arg]  # (typing is not imported at run time)
-    """A value -> its text, made on first use by ``make`` (bounded: texts of ever new values)."""
-
-    __slots__ = ("make",)
-
-    def __init__(self, make: Any, known: dict[Any, str] | None = None) -> None:
-        super().__init__(known or {})
-        self.make = make
-
-    def __missing__(self, key: Any) -> str:
-        if len(self) >= 1 << 16:
-            self.clear()
-        text: str = self.make(key)
-        self[key] = text
-        return text
-
-
-_STR = _Texts(json.encoder.encode_basestring_ascii, {None: "null"})  # (what json.dumps writes of a str)
-_FAMILY = _Texts(lambda f: FAMILY_NAMES.get(f, str(f)))
-_STATE = _Texts(attrgetter("ss_name"))
+_STR = Texts(json.encoder.encode_basestring_ascii, {None: "null"})  # (what json.dumps writes of a str)
+_FAMILY = Texts(lambda f: FAMILY_NAMES.get(f, str(f)))
+_STATE = Texts(attrgetter("ss_name"))
 _BOOL = {None: "null", True: "true", False: "false"}
 
 

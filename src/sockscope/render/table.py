@@ -317,13 +317,8 @@ class CellMaker:
         opts = self.opts.details
         assert opts is not None
         block = self.column_cells(netid, b)
-        texts = inet_texts(b, netid, opts, detail_columns(b, netid, detail_fields(opts, netid)))
-        owners = self.owners
-        if owners is not None:
-            texts = [(owners.text(i) if i else "") + t for i, t in zip(b.inode, texts)]
-        block.cols[PROCESS] = (texts, CELLS)
-        block.pending = None
-        return block
+        return self._processes(block, b.inode, inet_texts(b, netid, opts, detail_columns(
+            b, netid, detail_fields(opts, netid))))
 
     def unix_detail_cells(self, b: UnixBatch) -> Columns:
         """:meth:`detail_cells` of a UNIX batch: :meth:`unix_cells`, then its Process cells (owners,
@@ -334,10 +329,13 @@ class CellMaker:
         opts = self.opts.details
         assert opts is not None
         block = self.unix_cells(b)
-        texts = unix_texts(b.n, opts, detail_columns(b))
+        return self._processes(block, b.inode, unix_texts(b.n, opts, detail_columns(b)))
+
+    def _processes(self, block: Columns, inodes: list[int], texts: list[str]) -> Columns:
+        """``block`` with its Process cells: each row's owners (``users:(…)``), then its ``texts``."""
         owners = self.owners
         if owners is not None:
-            texts = [(owners.text(i) if i else "") + t for i, t in zip(b.inode, texts)]
+            texts = [(owners.text(i) if i else "") + t for i, t in zip(inodes, texts)]
         block.cols[PROCESS] = (texts, CELLS)
         block.pending = None
         return block
