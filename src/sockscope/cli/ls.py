@@ -407,7 +407,7 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
             from sockscope.query import batches, records  # from the others' records
 
             make = maker.cells
-            for table, batch in batches(q):
+            for table, batch in batches(q, info=d.info):  # (-i's columns as -i alone reads them)
                 if table in _INET_TABLES and not isinstance(batch, list) and batch.n and _from_kernel(batch):
                     add_many(maker.detail_cells(table, batch))  # type: ignore[arg-type]  # (an inet batch)
                 elif table == "unix" and not isinstance(batch, list):

@@ -100,8 +100,8 @@ def detail_columns(b: Batch, netid: str, fields: frozenset[str] = ALL) -> dict[s
         groups.append((rest, _walked(b, rest, netid, fields)))
     order = [i for rows, _ in groups for i in rows]
     back = sorted(range(n), key=order.__getitem__)  # row i of the batch: item back[i] of the groups' rows
-    out: dict[str, list[Any] | None] = {}
-    for name in FIELDS:
+    out: dict[str, list[Any] | None] = dict.fromkeys(FIELDS)
+    for name in fields & ALL:
         parts = [(cols[name], len(rows)) for rows, cols in groups]
         if all(col is None for col, _k in parts):
             out[name] = None
@@ -171,13 +171,11 @@ def _uniform(mv: memoryview, length: int, n: int, netid: str, fields: frozenset[
             out["cong"] = _congs(body, length, start, plen, n)
         elif atype == INET_DIAG_SKMEMINFO:
             out["skmem"] = _skmems(words, start // 4, step, min(plen // 4, 9))
-        elif atype == INET_DIAG_INFO:
-            if netid == "tcp":
+        elif atype == INET_DIAG_INFO:  # (of the table's: tcp_info, or an MPTCP socket's mptcp_info)
+            if netid == "tcp" and "tcp_info" in fields:
                 out["tcp_info"] = _infos(body, length, start, plen, n)
-            elif netid == "mptcp":
+            elif netid == "mptcp" and "mptcp_info" in fields:
                 out["mptcp_info"] = _each(body, length, start, plen, n, mptcp_info)
-            else:
-                out["tcp_info"] = out["mptcp_info"] = None
         elif atype == INET_DIAG_BBRINFO:
             out["bbr_info"] = None if plen < 12 else (
                 _bbrs(words, start // 4, step) if plen >= TCP_BBR_INFO.size else

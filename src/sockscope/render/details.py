@@ -243,6 +243,16 @@ _TOS = {word: Texts(_tos_text(word), bound=1 << 12) for word in ("tos", "tclass"
 _SKMEM_ALL = " skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)"
 
 
+def skmem_texts(skmems: list[Any]) -> list[str]:
+    """:func:`skmem_text` of each of ``skmems``: one ``%`` format each where every one has all nine
+    values (the usual case, checked by C-level scans)."""
+    from _operator import itemgetter
+
+    if None in skmems or None in map(itemgetter(7), skmems) or None in map(itemgetter(8), skmems):
+        return list(map(skmem_text, skmems))
+    return list(map(_SKMEM_ALL.__mod__, skmems))
+
+
 def inet_texts(b: Any, netid: str, opts: DetailOptions, cols: dict[str, Any]) -> list[str]:
     """:func:`detail_text` of each row of an inet batch the kernel sent (its head columns, and its
     details' columns ``cols``: :func:`sockscope.kernel.inet_details.detail_columns`), column by
@@ -283,12 +293,8 @@ def inet_texts(b: Any, netid: str, opts: DetailOptions, cols: dict[str, Any]) ->
     if opts.memory or (opts.info and netid != "udp"):
         if not opts.oneline:
             parts.append(repeat("\n\t", n))
-        skmems = cols["skmem"]
-        if skmems is not None:
-            if None not in skmems and None not in {m[-1] for m in skmems} | {m[-2] for m in skmems}:
-                parts.append(list(map(_SKMEM_ALL.__mod__, skmems)))
-            else:
-                parts.append(list(map(skmem_text, skmems)))
+        if cols["skmem"] is not None:
+            parts.append(skmem_texts(cols["skmem"]))
         parts.append(_info_texts(b, netid, opts, col))
     if not parts:
         return [""] * n
@@ -301,6 +307,10 @@ def _info_texts(b: Any, netid: str, opts: DetailOptions, col: Any) -> list[str]:
 
     if netid == "mptcp":
         return list(map(mptcp_text, col("mptcp_info")))
+    if b.info is not None:  # decoded with its -i columns (query.batches(info=True)): as CellMaker.info_cells
+        infos, congs, bbrs, dctcps, tails = b.info
+        out = texts(infos, congs, bbrs, dctcps, b.state, opts.timers or opts.extended, opts.numeric)
+        return out if tails is None else [t + extras_text(x) for t, x in zip(out, tails)]
     infos = col("tcp_info")
     out = [""] * b.n if infos.count(None) == b.n else texts(
         infos, col("cong"), col("bbr_info"), col("dctcp_info"), b.state, opts.timers or opts.extended, opts.numeric)
@@ -310,9 +320,9 @@ def _info_texts(b: Any, netid: str, opts: DetailOptions, col: Any) -> list[str]:
     return [t if m is None and u is None else t + extras_text((m, u)) for t, m, u in zip(out, md5s, ulps)]
 
 
-def detail_fields(opts: DetailOptions, netid: str) -> frozenset[str]:
+def detail_fields(opts: DetailOptions, netid: str, info: bool = False) -> frozenset[str]:
     """The details' columns :func:`inet_texts` reads for ``opts`` (of
-    :data:`sockscope.kernel.inet_details.FIELDS`)."""
+    :data:`sockscope.kernel.inet_details.FIELDS`); ``info``: the batch has its -i columns already."""
     need: set[str] = set()
     if opts.extended:
         need |= {"mark", "cgroup_id", "v6only", "shutdown"}
@@ -323,7 +333,8 @@ def detail_fields(opts: DetailOptions, netid: str) -> frozenset[str]:
     if opts.sockopt:
         need.add("sockopt")
     if opts.memory or (opts.info and netid != "udp"):
-        need |= {"skmem", "tcp_info", "cong", "bbr_info", "dctcp_info", "md5keys", "ulp", "mptcp_info"}
+        need |= {"skmem", "mptcp_info"} if info else {
+            "skmem", "tcp_info", "cong", "bbr_info", "dctcp_info", "md5keys", "ulp", "mptcp_info"}
     return frozenset(need)
 
 
@@ -336,11 +347,7 @@ def unix_texts(n: int, opts: DetailOptions, cols: dict[str, Any]) -> list[str]:
     (:func:`sockscope.kernel.unix_details.detail_columns`)."""
     parts: list[Any] = []
     if opts.memory and cols["skmem"] is not None:
-        skmems = cols["skmem"]
-        if None not in skmems and None not in {m[-1] for m in skmems} | {m[-2] for m in skmems}:
-            parts.append(list(map(_SKMEM_ALL.__mod__, skmems)))
-        else:
-            parts.append(list(map(skmem_text, skmems)))
+        parts.append(skmem_texts(cols["skmem"]))
     if opts.extended:
         if cols["shutdown"] is not None:
             parts.append(list(map(_SHUTDOWN.__getitem__, cols["shutdown"])))

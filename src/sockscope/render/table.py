@@ -318,7 +318,7 @@ class CellMaker:
         assert opts is not None
         block = self.column_cells(netid, b)
         return self._processes(block, b.inode, inet_texts(b, netid, opts, detail_columns(
-            b, netid, detail_fields(opts, netid))))
+            b, netid, detail_fields(opts, netid, b.info is not None))))
 
     def unix_detail_cells(self, b: UnixBatch) -> Columns:
         """:meth:`detail_cells` of a UNIX batch: :meth:`unix_cells`, then its Process cells (owners,
