@@ -149,7 +149,7 @@ def test_connection_cap_keeps_scrapes_served_with_few_threads(holder: Holder) ->
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == b"READY"
         time.sleep(0.5)  # let the server accept (and evict) what the backlog holds
-        assert server_conns(h, 9466) <= 50
+        assert server_conns(h, 9466) <= 50 + 50  # served, and queued (unread) for a slot: as many at most
         assert threads_of(srv.proc.pid) <= 6  # the loop, two render workers, one for bcrypt, spares
         for status, _, body in fetch(h.netns, srv.url, 10):
             assert status == 200
@@ -248,6 +248,189 @@ def test_clients_that_do_not_read_cannot_lock_the_scrapers_out(holder: Holder) -
         assert srv.stop() == 0, srv.stderr
     assert out["closed"] >= 1  # evicted to make room
     assert "Traceback" not in srv.stderr
+
+
+#: Inside the netns: a server with the limits given (JSON) and a collector the script holds, so that
+#: scrapes waiting for it keep their connections busy; then one scenario, printing what each client got
+#: (a status line, "" when closed without an answer, and when, in seconds since the start) as JSON.
+SLOTS = r'''
+import asyncio, json, select, socket, sys, threading, time
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from sockscope.exporter_web import Address, Limits, Server, bind
+scenario, limits = sys.argv[1], json.loads(sys.argv[2])
+class Held:
+    def __init__(self):
+        self.entered, self.go = threading.Semaphore(0), threading.Event()
+    def collect(self):
+        self.entered.release()
+        self.go.wait(120)
+        yield GaugeMetricFamily("held", "Held.", value=1)
+held, logs = Held(), []
+held.go.set()  # (held only from busy() to let_go())
+reg = CollectorRegistry(auto_describe=False)
+reg.register(held)
+srv = Server([bind(Address("127.0.0.1", 9466), 64)], reg, limits=Limits(**limits), log=logs.append)
+threading.Thread(target=srv.run, daemon=True).start()
+GET = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+GZ = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+T0 = time.monotonic()
+def now():
+    return round(time.monotonic() - T0, 2)
+def connect(head=b""):
+    s = socket.create_connection(("127.0.0.1", 9466), timeout=60)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # (close: a reset)
+    if head:
+        s.sendall(head)
+    return s
+def quiet(s, seconds):
+    """Nothing comes on s (no byte, no close) for that long."""
+    return not select.select([s], [], [], seconds)[0]
+def answer(s, timeout=60):
+    data = b""
+    s.settimeout(timeout)
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return ["(still open)", now()]
+    return [data.split(b"\r\n", 1)[0].decode(), now()]
+def busy():
+    """Two scrapes waiting for two renders (two encodings: two render workers): both slots busy."""
+    while held.entered.acquire(blocking=False):
+        pass
+    held.go.clear()
+    socks = [connect(GET), connect(GZ)]
+    for _ in socks:
+        assert held.entered.acquire(timeout=60), "no render started"
+    return socks
+def let_go(socks):
+    held.go.set()
+    return [answer(s)[0] for s in socks]
+def settled():
+    """The server's bookkeeping comes to hold no connection, served or queued (every client gone)."""
+    async def held_conns():
+        return len(srv.slots.conns) + len(srv.slots.queue)
+    for _ in range(200):
+        if asyncio.run_coroutine_threadsafe(held_conns(), srv._loop).result(10) == 0:
+            return True
+        time.sleep(0.05)
+    return False
+out = {}
+if scenario == "queue":
+    b = busy()
+    q1, q2 = connect(GET), connect(GET)  # queued: both slots busy
+    t = now()
+    out["full"] = [t, answer(connect(GET), 20)]  # the queue full, no connection waiting for a head
+    out["quiet"] = [quiet(q1, 1), quiet(q2, 0)]  # unread, unanswered
+    out["busy"] = let_go(b)
+    out["queued"] = [answer(q1)[0], answer(q2)[0]]  # given the slots as they freed: served in turn
+    b = busy()
+    gone = connect()
+    gone.close()  # queued, then its client went away (a reset)
+    q3 = connect(GET)
+    out["gone"] = let_go(b) + [answer(q3)[0]]
+elif scenario == "deadline":
+    b = busy()
+    t = now()
+    idle, sent = connect(), connect(GET)  # queued for longer than the head's deadline
+    out["queued"] = [t, answer(idle, 30), answer(sent, 30)]
+    out["busy"] = let_go(b)
+    b = busy()
+    t = now()
+    late = connect()  # queued for most of its deadline, then given a slot: the rest for its head
+    time.sleep(limits["header_timeout"] - 1)
+    out["busy2"] = let_go(b)
+    out["late"] = [t, answer(late, 30)]
+elif scenario == "grace":
+    t = now()
+    a = connect()  # the slot, and nothing sent
+    b = connect(GET)  # at the cap, a within its grace: b waits in the queue
+    out["quiet"] = [quiet(a, 1), quiet(b, 0)]
+    out["a"], out["b"] = [t, answer(a, 30)], answer(b)  # a evicted once its grace is over, for b
+    c = connect()
+    d = connect(GET)  # queued: c is within its grace
+    time.sleep(0.5)
+    c.sendall(GET)  # c's head comes within its grace: c is served, d once c is done
+    out["cd"] = [answer(c)[0], answer(d)[0]]
+elif scenario == "full":
+    t = now()
+    a, b = connect(), connect()  # the slot (within its grace all along) and the queue, idle
+    c = connect(GET)  # the queue full: a gives way, grace or not; b gets the slot, c queues
+    d = connect(GET)  # and again: b gives way, c gets the slot (and is served), d queues
+    out["ab"] = [t, answer(a, 30), answer(b, 30)]
+    out["cd"] = [answer(c)[0], answer(d)[0]]
+out["after"] = [answer(connect(GET))[0] for _ in range(3)]
+out["settled"] = settled()
+out["logs"] = logs
+srv.stop()
+print(json.dumps(out))
+'''
+
+OK = "HTTP/1.1 200 OK"
+
+
+def slots_scenario(h: Holder, scenario: str, **limits: Any) -> Any:
+    """Run one scenario of :data:`SLOTS` in the netns; every one ends with the server still serving
+    and its bookkeeping empty once the clients are gone."""
+    r = h.run([sys.executable, "-c", SLOTS, scenario, json.dumps(limits)], timeout=180)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["after"] == [OK] * 3, out
+    assert out["settled"] is True and out["logs"] == [], out
+    return out
+
+
+def test_at_the_cap_a_connection_waits_in_the_queue_for_a_slot(holder: Holder) -> None:
+    """Every connection busy (scrapes waiting for their render), a new one is no longer closed at
+    once: it waits, unread, in the queue, and is served when a slot frees.  Only with the queue full
+    (as many as max_connections) is a newcomer closed at once.  A queued connection whose client went
+    away is closed when its turn comes, the slot going to the next."""
+    out = slots_scenario(holder, "queue", max_connections=2, max_queued=2, header_timeout=30, max_requests=0)
+    t, (status, closed) = out["full"]
+    assert status == "" and closed - t < 10, out  # closed at once, not at the 30 s deadline
+    assert out["quiet"] == [True, True], out
+    assert out["busy"] == [OK, OK] and out["queued"] == [OK, OK], out
+    assert out["gone"] == [OK, OK, OK], out
+
+
+def test_a_queued_connection_has_its_head_deadline_from_its_arrival(holder: Holder) -> None:
+    """A queued connection is closed at its head's deadline (header_timeout from its arrival), whether
+    it has sent its head or not; given a slot late, it has only what is left of it (the queue gives a
+    dripper no more time)."""
+    out = slots_scenario(holder, "deadline", max_connections=2, max_queued=2, header_timeout=4, max_requests=0)
+    t, idle, sent = out["queued"]
+    for status, closed in (idle, sent):
+        assert status == "" and closed - t >= 4 - 0.1, out  # closed unanswered, at the deadline, not before
+    assert out["busy"] == [OK, OK] and out["busy2"] == [OK, OK], out
+    t, (status, closed) = out["late"]
+    # given its slot 3 s after it came: closed 1 s later, at 4 s (from its slot's start it would be 7 s)
+    assert status == "" and 4 - 0.1 <= closed - t < 6, out
+
+
+def test_a_connection_just_admitted_is_not_evicted_within_its_grace(holder: Holder) -> None:
+    """A connection given its slot has admit_grace to send its head before a newcomer may take the
+    slot (here 3 s; the CLI's is ADMIT_GRACE): the newcomer waits in the queue meanwhile.  One that has
+    sent nothing when its grace is over is evicted for the newcomer; one whose head comes within it
+    is served, and the newcomer after it."""
+    out = slots_scenario(holder, "grace", max_connections=1, max_queued=1, admit_grace=3, header_timeout=30)
+    assert out["quiet"] == [True, True], out  # (before: the first closed at once for the second)
+    t, (status, closed) = out["a"]
+    assert status == "" and closed - t >= 3 - 0.1, out  # evicted, not before its grace was over
+    assert out["b"][0] == OK and out["b"][1] >= closed, out
+    assert out["cd"] == [OK, OK], out
+
+
+def test_with_the_queue_full_idle_connections_give_way_within_their_grace(holder: Holder) -> None:
+    """With the queue full, a newcomer takes the slot of the connection waiting longest for its first
+    head even within its grace (the first queued gets the slot, the newcomer queues): idle clients
+    connecting faster than graces run out cannot have every scraper closed at once."""
+    out = slots_scenario(holder, "full", max_connections=1, max_queued=1, admit_grace=60, header_timeout=60)
+    t, a, b = out["ab"]
+    assert [a[0], b[0]] == ["", ""] and max(a[1], b[1]) - t < 20, out  # evicted, well within their 60 s
+    assert out["cd"] == [OK, OK], out
 
 
 #: Inside the netns: keep-alive, methods, bodies and oversized heads, with http.client and raw sockets.

@@ -15,14 +15,26 @@ reading one GET request head under a deadline.
 
 * Listening sockets are bound by :func:`bind` before serving starts (any
   address that cannot be bound is a one-line error) with a real backlog.
-* Connections are capped (``max_connections``).  At the cap, a new
-  connection evicts the one that has waited longest for a request head
-  (an idle keep-alive or a dripper) or for its client to take a response
-  (one stuck :data:`WRITE_STALL_GRACE` or more: a client that does not
-  read); when every connection is busy it is closed at once.  So idle and
-  unread clients can never lock scrapers out.
+* Connections served at once are capped (``max_connections``), by the
+  rules of :mod:`sockscope.exporter_conn`.  At the cap, a new connection
+  evicts the one that has waited longest for a request head (an idle
+  keep-alive or a dripper) or for its client to take a response (one
+  stuck :data:`~sockscope.exporter_conn.WRITE_STALL_GRACE` or more: a
+  client that does not read), but not one given its slot less than
+  ``admit_grace`` (:data:`~sockscope.exporter_conn.ADMIT_GRACE`) ago that
+  has not sent its head yet.  When every connection is busy, it waits,
+  unread, in a queue of at most ``max_queued`` (as many as
+  ``max_connections`` unless set), first come first served, for the next
+  slot that frees, within its head's deadline.  With the queue full it
+  takes the slot of the connection waiting longest for its first head,
+  grace or not; only when no connection waits for a head is it closed at
+  once.  So idle and unread clients can never lock scrapers out, and wrong
+  passwords (which keep connections busy) only delay them, as under
+  node_exporter (which has no cap); the server holds at most
+  ``max_connections + max_queued`` connections.
 * Deadlines: a new connection has ``header_timeout`` for its TLS handshake
-  and whole request head (a byte at a time does not extend it); between
+  and whole request head, from its arrival (a byte at a time does not
+  extend it, nor does a wait in the queue); between
   requests a keep-alive connection may idle ``idle_timeout`` (0: for ever), then has
   ``header_timeout`` for the head; a response must be taken within
   ``write_timeout``.  Heads are at most ``max_head`` bytes.  Requests with
@@ -56,6 +68,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from sockscope.errors import SockscopeError
+from sockscope.exporter_conn import ADMIT_GRACE, Conn, Slots
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -75,6 +88,13 @@ class Limits:
     max_head: int = 16384
     workers: int = 2
     max_requests: int = 40  # scrapes served at once (0: no limit), node_exporter's default
+    max_queued: int | None = None  # connections waiting unread for a slot at the cap (None: max_connections)
+    admit_grace: float = ADMIT_GRACE  # a connection just admitted is not evicted this long while it sends its head
+
+    @property
+    def queue_size(self) -> int:
+        """How many connections may wait for a slot (``max_queued``, by default ``max_connections``)."""
+        return self.max_connections if self.max_queued is None else self.max_queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +158,6 @@ def url_of(sock: socket.socket, addr: Address, tls: bool, path: str) -> str:
 #: at once, so that wrong passwords cannot hold every connection busy and lock the scrapers out
 MAX_AUTH_PENDING = 16
 
-#: a response unsent this long (its client not reading) makes the connection evictable at the cap, as
-#: one waiting for a request head is: a client that pipelines requests and never reads would otherwise
-#: hold its connection busy for write_timeout, and max_connections of them lock the scrapers out.  Not
-#: at once: a scraper taking a big exposition (or over a slow link) holds a write up for moments
-WRITE_STALL_GRACE = 1.0
-
 #: what Go's net/http answers (then closes) when the first bytes on a TLS port are one of
 #: :data:`_HTTP_STARTS` (crypto/tls's tlsRecordHeaderLooksLikeHTTP): node_exporter's answer too
 _HTTP_TO_HTTPS = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
@@ -157,37 +171,6 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
 #: promhttp's answer past MaxRequestsInFlight, through Go's http.Error (which adds the newline and headers)
 _LIMIT_TEXT = "Limit of concurrent requests reached (%d), try again later.\n"
 _ERROR_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff")]
-
-
-class _Conn:
-    """One client connection: its writer, since when it waits for a request head (None: not), since
-    when it waits for its client to take a response (None: not), and the wait of
-    :func:`_looks_like_http` (None: not looking)."""
-
-    __slots__ = ("writer", "waiting_since", "writing_since", "looking")
-
-    def __init__(self, writer: asyncio.StreamWriter, now: float) -> None:
-        self.writer = writer
-        self.waiting_since: float | None = now
-        self.writing_since: float | None = None
-        self.looking: asyncio.Future[None] | None = None
-
-    def evict(self) -> None:
-        """Close the connection to make room, its socket at once: a look at its first bytes holds a
-        duplicate of the socket, so it is ended too (else the socket stayed open until the deadline)."""
-        self.writer.transport.abort()
-        if self.looking is not None and not self.looking.done():
-            self.looking.set_exception(ConnectionAbortedError("evicted"))
-
-    def evictable_since(self, now: float) -> float | None:
-        """Since when the connection may be closed to make room: it waits for a request head, or its
-        response has been stuck :data:`WRITE_STALL_GRACE` or more; None while it is served (its
-        exposition being rendered, its password checked, its response just written)."""
-        if self.waiting_since is not None:
-            return self.waiting_since
-        if self.writing_since is not None and now - self.writing_since >= WRITE_STALL_GRACE:
-            return self.writing_since
-        return None
 
 
 class _Request:
@@ -217,7 +200,7 @@ class Server:
         self._reload_error = ""
         self.path = path
         self.log = log
-        self.conns: dict[_Conn, None] = {}
+        self.slots = Slots(limits.max_connections, limits.queue_size, limits.admit_grace)
         self._pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="sockscope-render")
         self._auth_pool = ThreadPoolExecutor(1, thread_name_prefix="sockscope-auth")
         self._renders: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
@@ -260,8 +243,7 @@ class Server:
         finally:
             for srv in servers:
                 srv.close()
-            for conn in list(self.conns):
-                conn.writer.transport.abort()
+            self.slots.close_all()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._auth_pool.shutdown(wait=False, cancel_futures=True)
             for sig in signals:
@@ -297,48 +279,32 @@ class Server:
                 self._reload_error = str(exc)
         return self.config
 
-    def _admit(self, conn: _Conn, now: float) -> bool:
-        """Make room for ``conn`` under the cap (closing the connection evictable longest, see
-        :meth:`_Conn.evictable_since`); False when every connection is busy."""
-        if len(self.conns) >= self.limits.max_connections:
-            since = {c: t for c in self.conns if (t := c.evictable_since(now)) is not None}
-            if not since:
-                return False
-            oldest = min(since, key=since.__getitem__)
-            oldest.evict()
-            self.conns.pop(oldest, None)
-        self.conns[conn] = None
-        return True
-
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        conn = _Conn(writer, now)
-        if not self._admit(conn, now):
+        lim = self.limits
+        conn = Conn(writer)
+        deadline = loop.time() + lim.header_timeout  # (from its arrival: the queue gives a dripper no more)
+        try:
+            async with asyncio.timeout_at(deadline):
+                admitted = await self.slots.enter(conn)
+        except TimeoutError:
+            admitted = False  # its deadline passed in the queue
+        if not admitted:
             writer.transport.abort()
             return
-        lim = self.limits
         cfg = self._current_config()
         try:
-            first = True
+            async with asyncio.timeout_at(deadline):
+                if cfg is not None and cfg.tls is not None:
+                    if await _looks_like_http(conn):
+                        writer.write(_HTTP_TO_HTTPS)
+                        return
+                    await writer.start_tls(cfg.tls)
+                    if not cfg.peer_allowed(writer.get_extra_info("peercert")):
+                        return
+                head = await reader.readuntil(b"\r\n\r\n")
+            conn.fresh = False
             while True:
-                conn.waiting_since = loop.time()
-                if first:
-                    async with asyncio.timeout(lim.header_timeout):
-                        if cfg is not None and cfg.tls is not None:
-                            if await _looks_like_http(conn):
-                                writer.write(_HTTP_TO_HTTPS)
-                                return
-                            await writer.start_tls(cfg.tls)
-                            if not cfg.peer_allowed(writer.get_extra_info("peercert")):
-                                return
-                        head = await reader.readuntil(b"\r\n\r\n")
-                else:
-                    async with asyncio.timeout(lim.idle_timeout or None):  # (0: never, as serve's)
-                        byte = await reader.readexactly(1)
-                    async with asyncio.timeout(lim.header_timeout):
-                        head = byte + await reader.readuntil(b"\r\n\r\n")
-                first = False
                 conn.waiting_since = None
                 try:
                     req = _parse(head)
@@ -347,14 +313,19 @@ class Server:
                     return
                 if not await self._respond(req, conn, cfg):
                     return
+                self.slots.waiting(conn, loop.time())  # (evictable at once: its slot may go to a queued one)
+                async with asyncio.timeout(lim.idle_timeout or None):  # (0: never, as serve's)
+                    byte = await reader.readexactly(1)
+                async with asyncio.timeout(lim.header_timeout):
+                    head = byte + await reader.readuntil(b"\r\n\r\n")
         except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             return  # gone, too slow, or a head over max_head (ValueError): just close
         finally:
-            self.conns.pop(conn, None)
+            self.slots.leave(conn)
             writer.close()  # flushes what is buffered; a peer that does not read is cut off below
             loop.call_later(lim.write_timeout, writer.transport.abort)
 
-    async def _respond(self, req: _Request, conn: _Conn, cfg: WebConfig | None) -> bool:
+    async def _respond(self, req: _Request, conn: Conn, cfg: WebConfig | None) -> bool:
         """Answer one request; True to keep the connection for another."""
         extra: list[tuple[str, str]] = []
         head_only = req.method == "HEAD"
@@ -385,7 +356,7 @@ class Server:
         await self._send(conn, cfg, status, extra, body, req.keep_alive, head_only)
         return req.keep_alive
 
-    async def _scrape(self, req: _Request, conn: _Conn, cfg: WebConfig | None, head_only: bool) -> bool:
+    async def _scrape(self, req: _Request, conn: Conn, cfg: WebConfig | None, head_only: bool) -> bool:
         """Answer a request of the metrics path, if fewer than ``max_requests`` are being served: it
         counts from here until its response is sent, or its connection fails or times out (a render
         that raises, a client gone or not reading: the ``finally`` gives its place back).  One past the
@@ -433,7 +404,7 @@ class Server:
         data: bytes = encoder(self.registry)
         return gzip.compress(data, compresslevel=6) if gz else data
 
-    async def _send(self, conn: _Conn, cfg: WebConfig | None, status: int,
+    async def _send(self, conn: Conn, cfg: WebConfig | None, status: int,
                     headers: list[tuple[str, str]], body: bytes, keep_alive: bool, head_only: bool = False) -> None:
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
                  f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}",
@@ -443,7 +414,7 @@ class Server:
         lines += [f"{k}: {v}" for k, v in headers]
         writer = conn.writer
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body))
-        conn.writing_since = asyncio.get_running_loop().time()
+        self.slots.writing(conn, asyncio.get_running_loop().time())
         try:
             async with asyncio.timeout(self.limits.write_timeout):
                 await writer.drain()
@@ -451,7 +422,7 @@ class Server:
             conn.writing_since = None
 
 
-async def _looks_like_http(conn: _Conn) -> bool:
+async def _looks_like_http(conn: Conn) -> bool:
     """Whether a new connection's first five bytes are one of :data:`_HTTP_STARTS` (plain HTTP on the
     TLS port), looked at without taking them: the TLS handshake reads them next.
 
@@ -460,7 +431,7 @@ async def _looks_like_http(conn: _Conn) -> bool:
     with ``SO_RCVLOWAT`` 5 so that the wait ends at the fifth byte or at EOF, however they trickle in:
     a client sending one byte and stalling waits out the caller's header deadline, as before.  Fewer
     than five before EOF is not HTTP; the handshake then fails as it always did.  (An eviction ends
-    the wait: :meth:`_Conn.evict`.)"""
+    the wait: :meth:`sockscope.exporter_conn.Conn.evict`.)"""
     loop = asyncio.get_running_loop()
     transport, tsock = conn.writer.transport, conn.writer.get_extra_info("socket")
     if not isinstance(transport, asyncio.ReadTransport) or tsock is None:

@@ -137,8 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web.telemetry-path", dest="path", type=_path, default="/metrics", metavar="PATH",
                    help="URL path of the metrics (default /metrics)")
     p.add_argument("--web.max-connections", dest="max_connections", type=positive_int, default=d.max_connections,
-                   metavar="N", help=f"open connections at most (default {d.max_connections}); at the limit "
-                   "the connection idle longest, or whose client has not taken a response for 1 s, is closed")
+                   metavar="N", help=f"connections served at once at most (default {d.max_connections}); at the "
+                   "limit the connection idle longest, or whose client has not taken a response for 1 s, is closed "
+                   f"for a new one (not one connected less than {d.admit_grace:g} s ago that has not sent its request "
+                   "yet); when none can be, the new one waits unread, first come first served, in a queue of as many, "
+                   "for the next free slot, within --web.header-timeout of its arrival")
     p.add_argument("--web.max-requests", dest="max_requests", type=int_at_least(0), default=d.max_requests,
                    metavar="N", help=f"scrapes of the metrics served at once at most (default {d.max_requests}; "
                    "0: no limit); one more gets 503 at once")
@@ -188,7 +191,7 @@ def main(argv: list[str]) -> int:
         limits = exporter_web.Limits(max_connections=args.max_connections, header_timeout=args.header_timeout,
                                      idle_timeout=args.idle_timeout, max_requests=args.max_requests)
         addrs = args.listen or [listen_address(DEFAULT_ADDRESS)]
-        _raise_fd_limit(limits.max_connections)
+        _raise_fd_limit(limits.max_connections + limits.queue_size)
         socks = []
         try:
             for addr in addrs:
@@ -235,7 +238,8 @@ def _log(msg: str) -> None:
 
 
 def _raise_fd_limit(max_connections: int) -> None:
-    """Room for every allowed connection (plus the collection's own descriptors), as far as the hard limit allows."""
+    """Room for every connection held, served or queued (plus the collection's own descriptors), as far as
+    the hard limit allows."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max_connections + 256
     if soft != resource.RLIM_INFINITY and soft < want:
