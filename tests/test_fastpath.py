@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -573,8 +574,8 @@ _DETAILS = _SOCKETS + textwrap.dedent(
         u.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, len(keep))
         if len(keep) % 3:
             u.connect((host, 9))
-    import os, tempfile
-    where = tempfile.mkdtemp()
+    import os
+    where = sys.argv[1]  # (the test's own directory: removed by pytest)
     for k in range(3):  # UNIX: path-bound and abstract listeners (pending connections: ICONS), pairs, datagrams
         path = os.path.join(where, f"s{k}")
         lst = socket.socket(socket.AF_UNIX); lst.bind(path if k != 1 else f"\0abstract{k}"); lst.listen(8)
@@ -617,12 +618,12 @@ _DETAILS = _SOCKETS + textwrap.dedent(
 )
 
 
-def test_detail_texts_of_batches_match_the_record_path() -> None:
+def test_detail_texts_of_batches_match_the_record_path(tmp_path: Path) -> None:
     """``-e``, ``-o``, ``-m``, ``--tos``, ``--cgroup``, ``--inet-sockopt`` (and with ``-i``, ``-O``, ``-p``, a filter)
     take the batch path for inet tables (:meth:`CellMaker.detail_cells`: the details read column by column, their
     texts made per column): the same table as a record of each row and its detail_text give."""
-    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _DETAILS], capture_output=True, text=True,
-                          timeout=180)
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _DETAILS, str(tmp_path)], capture_output=True,
+                          text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     for argv, (fast, slow) in json.loads(proc.stdout).items():
         if "i" in argv.split()[0]:  # (tcp_info's clocks move between the two listings)

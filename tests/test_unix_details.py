@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -88,11 +89,11 @@ def test_made_batches_read_by_columns_as_message_by_message(data: bytes) -> None
 
 KERNEL = textwrap.dedent(
     r"""
-    import json, os, socket, subprocess, sys, tempfile
+    import json, os, socket, subprocess, sys
     from sockscope.kernel import transport, unix
     from sockscope.kernel import unix_details as D
 
-    where = tempfile.mkdtemp()
+    where = sys.argv[1]  # (the test's own directory: removed by pytest)
     keep = []
     listeners = 0
     for k in range(30):
@@ -126,9 +127,9 @@ KERNEL = textwrap.dedent(
 )
 
 
-def test_the_kernels_batches_read_by_columns_listeners_alone_by_message() -> None:
-    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", KERNEL], capture_output=True, text=True,
-                          timeout=120)
+def test_the_kernels_batches_read_by_columns_listeners_alone_by_message(tmp_path: Path) -> None:
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", KERNEL, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     assert res["same"], res
