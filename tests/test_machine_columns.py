@@ -78,7 +78,7 @@ print(json.dumps({"n": len(socks), "json": out.getvalue() == ref, "csv": out2.ge
 """
 
 
-@pytest.mark.parametrize("block", [4096, 7])
+@pytest.mark.parametrize("block", [1024, 7])
 def test_every_family_from_the_kernel_is_written_as_to_dict(population: Any, block: int) -> None:
     """Every table of the shared population (TCP in many states over both families, UDP, UNIX of
     every type, netlink, packet), with tcp_info, skmem and the other details; in one block and

@@ -42,7 +42,7 @@ FIELDS = (
 
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # (json.dumps' defaults, these separators)
-BLOCK = 4096  # records written at a time: the output streams, a block's columns stay small
+BLOCK = 1024  # records written at a time: the output streams, a block's columns and text stay small
 
 
 def _line(s: Socket) -> str:
@@ -234,8 +234,8 @@ def _dumped(make: Any) -> Any:
 
 
 def _json_block(block: list[Socket]) -> str:
-    """The block's records as JSON objects, one a line (joined by ",\n"): one ``%`` format of
-    every row's (keys written into the format once), over the cells side by side."""
+    """The block's records as JSON objects, one a line (joined by ",\n"): each row one ``%`` format (the
+    keys written into it once), of its cells (a tuple of them: ``zip``'s)."""
     fmt: list[str] = []
     cells: list[list[Any]] = []
     for key, (spec, col) in _json_fields(block):
@@ -243,7 +243,7 @@ def _json_block(block: list[Socket]) -> str:
         if col is not None:
             cells.append(col)
     row = "{" + ",".join(fmt) + "},\n"
-    return ((row * len(block)) % tuple(chain.from_iterable(zip(*cells))))[:-2]
+    return "".join(map(row.__mod__, zip(*cells)))[:-2]
 
 
 def _csv_block(block: list[Socket]) -> Iterator[tuple[Any, ...]]:
