@@ -607,12 +607,15 @@ _DETAILS = _SOCKETS + textwrap.dedent(
                  ["-tan", "--cgroup"], ["-tane", "--inet-sockopt"], ["-tanOe", "--inet-sockopt"], ["-uanm"],
                  ["-uane"], ["-uanmi"], ["-tanpm"], ["-aem"], ["-tnme", "dport", "gt", ":1024"], ["-xam"], ["-xae"],
                  ["-xame"], ["-xamO"], ["-xlpe"], ["-x", "-e", "src", "*/s2"]):
-        CellMaker.detail_cells, CellMaker.unix_detail_cells = columns, unix_columns
-        fast = table(argv)
-        CellMaker.detail_cells, CellMaker.unix_detail_cells = by_records, unix_by_records
-        slow = table(argv)
-        res[" ".join(argv)] = (re.sub(r"timer:\(([a-z]+),[^,]*,", r"timer:(\1,#,", fast),
-                               re.sub(r"timer:\(([a-z]+),[^,]*,", r"timer:(\1,#,", slow))
+        for _ in range(3):  # (a socket that moves between the two listings, a timer's retransmission: again)
+            CellMaker.detail_cells, CellMaker.unix_detail_cells = columns, unix_columns
+            fast = table(argv)
+            CellMaker.detail_cells, CellMaker.unix_detail_cells = by_records, unix_by_records
+            slow = table(argv)
+            got = [re.sub(r"timer:\(([a-z]+),[^,]*,", r"timer:(\1,#,", t) for t in (fast, slow)]
+            if got[0] == got[1]:
+                break
+        res[" ".join(argv)] = got
     json.dump(res, sys.stdout)
     """
 )

@@ -112,17 +112,25 @@ KERNEL = textwrap.dedent(
     D._walked = lambda b, rows: (walked.extend(list(rows)), real(b, rows))[1]
     show = (unix.DEFAULT_SHOW | unix.UDIAG_SHOW_VFS | unix.UDIAG_SHOW_ICONS | unix.UDIAG_SHOW_UID
             | unix.UDIAG_SHOW_MEMINFO)
-    parts = []
-    def take(data):
-        b, done = unix.decode(data, "unix diag"); parts.append(b); return done
-    transport.dump(unix.encode_request(0xFFFFFFFF, show), take, "unix diag")
-    b = unix.concat(parts)
+    def batch(show):
+        parts = []
+        def take(data):
+            b, done = unix.decode(data, "unix diag"); parts.append(b); return done
+        transport.dump(unix.encode_request(0xFFFFFFFF, show), take, "unix diag")
+        return unix.concat(parts)
+    b = batch(show)
     got = D.detail_columns(b)
     odd = len(walked)
     same = got == real(b, range(b.n))
+    m = batch(unix.DEFAULT_SHOW | unix.UDIAG_SHOW_MEMINFO)  # (-m: the names' decoder's tails)
+    del walked[:]
+    tails = D.detail_columns(m)
     print(json.dumps({"n": b.n, "same": same, "odd": odd, "listeners": listeners,
                       "vfs": sum(v is not None for v in got["unix_vfs"] or []),
-                      "pending": sum(bool(p) for p in got["unix_pending"] or [])}))
+                      "pending": sum(bool(p) for p in got["unix_pending"] or []),
+                      "m_same": tails == real(m, range(m.n)), "m_walked": len(walked),
+                      "m_skmem": sum(v is not None for v in tails["skmem"] or []),
+                      "m_from_tails": isinstance(object.__getattribute__(m, "skmem"), list)}))
     """
 )
 
@@ -135,3 +143,4 @@ def test_the_kernels_batches_read_by_columns_listeners_alone_by_message(tmp_path
     assert res["same"], res
     assert res["n"] > 150 and res["vfs"] > 30 and res["pending"] > 10, res
     assert res["odd"] <= res["listeners"] + 2, res  # (the lister's own, none else)
+    assert res["m_same"] and res["m_walked"] == 0 and res["m_skmem"] == res["n"] and res["m_from_tails"], res

@@ -6,7 +6,7 @@ import os
 import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
 from itertools import accumulate, chain, compress, repeat
-from _operator import add, getitem, lshift, or_
+from _operator import add, and_, getitem, lshift, or_, rshift
 
 from sockscope._addr import AF_UNIX
 from sockscope.errors import DecodeError
@@ -76,10 +76,12 @@ class Batch:
     (the peer's inode, 0 for none), ``rqueue``/``wqueue`` (UNIX_DIAG_RQLEN),
     ``uid`` (None where not sent); :meth:`attrs` is row ``i``'s attribute bytes.
     Where the tail strategy read the datagram, the columns of :data:`_LATER` are made
-    when first read (psutil's columns need none of them, the table two)."""
+    when first read (psutil's columns need none of them, the table two), and so are ``shutdown``
+    and ``skmem`` (the details ``-m`` reads) where the tails hold no VFS or ICONS attribute; of any
+    other batch those two are AttributeError (``unix_details`` reads them)."""
 
-    __slots__ = ("n", "type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_mv", "_starts",
-                 "_lens", "_parts", "_more")
+    __slots__ = ("n", "type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "shutdown",
+                 "skmem", "_mv", "_starts", "_lens", "_parts", "_more")
 
     n: int
     type: list[int]
@@ -101,7 +103,9 @@ class Batch:
         # (called for unset slots only) the columns few consumers read (cookie, peer, wqueue, uid)
         # are made from the datagram when first asked for: psutil's columns and the table skip some
         more = object.__getattribute__(self, "_more")
-        if more is None or name not in _LATER:
+        if name in _TAIL_DETAILS and not object.__getattribute__(self, "n"):
+            return []  # (a dump's last datagram, its end alone: read by the general strategy)
+        if more is None or (name not in _LATER and name not in _TAIL_DETAILS):
             raise AttributeError(name)
         col = more(name)
         setattr(self, name, col)
@@ -143,6 +147,7 @@ _HDR = _struct.Struct("=IH")
 _PICK = {UNIX_DIAG_NAME: "name", UNIX_DIAG_PEER: "peer", UNIX_DIAG_RQLEN: "rq", UNIX_DIAG_UID: "uid"}
 _COLUMNS = ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid")
 _LATER = frozenset(("cookie", "peer", "wqueue", "uid"))  # made when first asked for, where the decoder can
+_TAIL_DETAILS = frozenset(("shutdown", "skmem"))  # made when asked for where the tail strategy read every message
 _NOW = tuple(c for c in _COLUMNS if c not in _LATER)
 _DEFAULTS: dict[str, Any] = {"name": b"", "peer": 0, "rqueue": 0, "wqueue": 0, "uid": None}  # when not sent
 _SHAPES: dict[tuple[int, ...], Any] = {}
@@ -241,14 +246,21 @@ class _Tail:
     fixed attribute.  ``words``: (word index, the header word every message must have there);
     ``first``: the first fixed attribute's header word; ``rq`` (rqueue, then wqueue), ``uid``:
     their word index, or None where the attribute is not among them; ``cut``: the slice of a
-    message (its payload and the next message's length) that holds the tail and that length."""
+    message (its payload and the next message's length) that holds the tail and that length.
+    ``details``: whether the tail holds only attributes of a fixed size the kernel writes after a
+    PEER (RQLEN, MEMINFO, SHUTDOWN, UID: then no message has a VFS or ICONS attribute), and where the
+    SHUTDOWN byte's word (``shut``) and the MEMINFO words (``mem``, ``mem_n`` of them) are."""
 
-    __slots__ = ("size", "words", "first", "rq", "uid", "cut")
+    __slots__ = ("size", "words", "first", "rq", "uid", "cut", "details", "shut", "mem", "mem_n")
 
     def __init__(self, heads: tuple[tuple[int, int], ...]) -> None:
         self.words: list[tuple[int, int]] = []
         self.rq: int | None = None
         self.uid: int | None = None
+        self.shut: int | None = None
+        self.mem: int | None = None
+        self.mem_n = 0
+        self.details = all(t in _AFTER_PEER for _alen, t in heads)
         at = 2  # in words: the peer's header and inode come first
         for alen, atype in heads:
             self.words.append((at, _word(alen, atype)))
@@ -256,6 +268,10 @@ class _Tail:
                 self.rq = at + 1
             elif atype == UNIX_DIAG_UID:
                 self.uid = at + 1
+            elif atype == UNIX_DIAG_SHUTDOWN and alen > 4:
+                self.shut = at + 1
+            elif atype == UNIX_DIAG_MEMINFO:
+                self.mem, self.mem_n = at + 1, min((alen - 4) // 4, 9)
             at += nl.align4(alen) // 4
         self.size = at * 4
         self.first = self.words[0][1]
@@ -267,6 +283,8 @@ def _word(alen: int, atype: int) -> int:
     return int(_U32.unpack(nl.NLATTR.pack(alen, atype))[0])
 
 
+_AFTER_PEER = (UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID)  # (each of a fixed size)
+_SHUT_BYTE = 0 if sys.byteorder == "little" else 24  # a u8 payload's place in its word
 _TAILS: dict[tuple[tuple[int, int], ...], _Tail] = {}
 _MIN_ALEN = {UNIX_DIAG_RQLEN: 12, UNIX_DIAG_UID: 8}  # what the listing reads of them must be there
 
@@ -372,9 +390,28 @@ def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], 
             return _words(_lanes(tw[1::step].tobytes()) & peers, n) if peers else [0] * n
         if name == "wqueue":
             return tw[rq + 1 :: step].tolist() if rq is not None else [0] * n
-        return tw[uid::step].tolist() if uid is not None else [None] * n  # uid
+        if name == "uid":
+            return tw[uid::step].tolist() if uid is not None else [None] * n
+        return _tail_details(tail, tw, step, n, name)
 
     return cols, mv, None, memoryview(lens_raw).cast("I").tolist(), more  # (offsets: when asked for)
+
+
+def _tail_details(tail: _Tail, tw: memoryview, step: int, n: int, name: str) -> list[Any]:
+    """A detail column (``shutdown``, ``skmem``) of a datagram the tail strategy read, from its
+    tails; AttributeError where the tail holds a VFS or ICONS attribute (every message does: a
+    datagram of sockets bound to paths, or listeners alike): those are ``unix_details``' to read."""
+    if not tail.details:
+        raise AttributeError(name)
+    if name == "shutdown":
+        return ([None] * n if tail.shut is None else
+                list(map(and_, map(rshift, tw[tail.shut :: step].tolist(), repeat(_SHUT_BYTE)), repeat(0xFF))))
+    if tail.mem is None or tail.mem_n < 7:  # skmem (SK_MEMINFO_*: fewer than 7 values is none)
+        return [None] * n
+    from sockscope.records import SkMem
+
+    cols: list[Any] = [tw[tail.mem + j :: step].tolist() for j in range(tail.mem_n)]
+    return list(map(tuple.__new__, repeat(SkMem), zip(*cols, *[repeat(None)] * (9 - tail.mem_n))))
 
 
 _ONE = _U32.pack(1)

@@ -13,6 +13,10 @@ step one C-level gather of a few bytes a message and strided reads of them):
 * what is left between those and the tail must be nothing or a PEER attribute (its header checked):
   so every attribute of the message is known and none can repeat.
 
+Where the names' decoder read every message of the batch by its tail strategy (``unix._by_tail``:
+no VFS or ICONS was asked for, as for ``-m``), it has the tails already and gives the shutdown and
+skmem columns itself (``Batch.shutdown``, ``Batch.skmem``).
+
 A message that does not fit (a listener's ICONS, or any layout not the kernel's usual) is read by
 :func:`details_of`, message by message, as is a whole batch whose first message's tail is not of
 that kind; tests/test_unix_details.py holds the two to the same columns, on made bytes too.
@@ -55,6 +59,14 @@ def detail_columns(b: Batch) -> dict[str, list[Any] | None]:
     n = b.n
     out: dict[str, list[Any] | None] = dict.fromkeys(FIELDS)
     if not n:
+        return out
+    try:  # the names' decoder read every message's tail (unix._by_tail: no VFS, no ICONS in any)
+        made: Any = (b.shutdown, b.skmem)
+    except AttributeError:
+        pass
+    else:
+        for name, col in zip(("shutdown", "skmem"), made):
+            out[name] = None if col.count(None) == n else col
         return out
     starts = b._offsets()
     lens = b._lens
