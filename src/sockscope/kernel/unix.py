@@ -6,7 +6,7 @@ import os
 import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
 from itertools import accumulate, chain, compress, repeat
-from _operator import add, and_, getitem, lshift, or_, rshift
+from _operator import add, getitem, lshift, or_
 
 from sockscope._addr import AF_UNIX
 from sockscope.errors import DecodeError
@@ -284,7 +284,6 @@ def _word(alen: int, atype: int) -> int:
 
 
 _AFTER_PEER = (UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID)  # (each of a fixed size)
-_SHUT_BYTE = 0 if sys.byteorder == "little" else 24  # a u8 payload's place in its word
 _TAILS: dict[tuple[tuple[int, int], ...], _Tail] = {}
 _MIN_ALEN = {UNIX_DIAG_RQLEN: 12, UNIX_DIAG_UID: 8}  # what the listing reads of them must be there
 
@@ -392,26 +391,11 @@ def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], 
             return tw[rq + 1 :: step].tolist() if rq is not None else [0] * n
         if name == "uid":
             return tw[uid::step].tolist() if uid is not None else [None] * n
-        return _tail_details(tail, tw, step, n, name)
+        from sockscope.kernel.unix_details import from_tails
+
+        return from_tails(tail, tw, step, n, name)
 
     return cols, mv, None, memoryview(lens_raw).cast("I").tolist(), more  # (offsets: when asked for)
-
-
-def _tail_details(tail: _Tail, tw: memoryview, step: int, n: int, name: str) -> list[Any]:
-    """A detail column (``shutdown``, ``skmem``) of a datagram the tail strategy read, from its
-    tails; AttributeError where the tail holds a VFS or ICONS attribute (every message does: a
-    datagram of sockets bound to paths, or listeners alike): those are ``unix_details``' to read."""
-    if not tail.details:
-        raise AttributeError(name)
-    if name == "shutdown":
-        return ([None] * n if tail.shut is None else
-                list(map(and_, map(rshift, tw[tail.shut :: step].tolist(), repeat(_SHUT_BYTE)), repeat(0xFF))))
-    if tail.mem is None or tail.mem_n < 7:  # skmem (SK_MEMINFO_*: fewer than 7 values is none)
-        return [None] * n
-    from sockscope.records import SkMem
-
-    cols: list[Any] = [tw[tail.mem + j :: step].tolist() for j in range(tail.mem_n)]
-    return list(map(tuple.__new__, repeat(SkMem), zip(*cols, *[repeat(None)] * (9 - tail.mem_n))))
 
 
 _ONE = _U32.pack(1)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import _struct
 import sys
 from itertools import repeat
-from _operator import add, sub
+from _operator import add, and_, rshift, sub
 
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import (
@@ -188,3 +188,24 @@ def _walked(b: Batch, rows: Any) -> dict[str, list[Any] | None]:
         col = [d.get(name) for d in got]
         out[name] = None if col.count(None) == len(col) else col
     return out
+
+
+_SHUT_BYTE = 0 if sys.byteorder == "little" else 24  # a u8 payload's place in its word
+
+
+def from_tails(tail: Any, tw: memoryview, step: int, n: int, name: str) -> list[Any]:
+    """A detail column (``shutdown``, ``skmem``) of a datagram ``unix._by_tail`` read, from its tails
+    (``tw``: a row of ``step`` words a message; ``tail``: its ``_Tail``); AttributeError where the tail
+    holds a VFS or ICONS attribute (every message does: a datagram of sockets bound to paths, or
+    listeners alike): :func:`detail_columns` reads those by the batch's bytes."""
+    if not tail.details:
+        raise AttributeError(name)
+    if name == "shutdown":
+        return ([None] * n if tail.shut is None else
+                list(map(and_, map(rshift, tw[tail.shut :: step].tolist(), repeat(_SHUT_BYTE)), repeat(0xFF))))
+    if tail.mem is None or tail.mem_n < 7:  # skmem (SK_MEMINFO_*: fewer than 7 values is none)
+        return [None] * n
+    from sockscope.records import SkMem
+
+    cols: list[Any] = [tw[tail.mem + j :: step].tolist() for j in range(tail.mem_n)]
+    return list(map(tuple.__new__, repeat(SkMem), zip(*cols, *[repeat(None)] * (9 - tail.mem_n))))
