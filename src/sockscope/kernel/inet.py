@@ -537,9 +537,11 @@ def records(b: Batch, netid: str, details: bool = False) -> list[Socket]:
         return list(map(make_socket, repeat(netid), b.family, st, b.rqueue, b.wqueue, local, peer, b.inode, b.uid,
                         b.cookie, b.ifindex, repeat(None), v6, repeat(None), repeat(()), repeat(None), repeat(None),
                         b.timer, b.expires, b.retrans))
-    from sockscope.kernel.inet_details import detail_columns
+    from sockscope.kernel.inet_details import detail_columns, named_skmem
 
     cols = detail_columns(b, netid)  # (every detail field: a column, or None where no row has one)
+    if cols["skmem"] is not None:
+        cols["skmem"] = named_skmem(cols["skmem"])
 
     def col(name: str) -> Iterable[Any]:
         got = cols[name]

@@ -214,13 +214,21 @@ def _congs(body: memoryview, length: int, start: int, plen: int, n: int) -> list
 
 
 def _skmems(words: memoryview, at: int, step: int, k: int) -> list[Any] | None:
-    """SK_MEMINFO_*: 7 to 9 u32 (``others.decode_skmem``: fewer is none; backlog, drops None where absent)."""
+    """SK_MEMINFO_*: 7 to 9 u32 (``others.decode_skmem``: fewer is none; backlog, drops None where absent),
+    as 9-tuples (the records make them :class:`~sockscope.records.SkMem`: :func:`named_skmem`)."""
     if k < 7:
         return None
+    cols: list[Any] = [words[at + j :: step].tolist() for j in range(k)] + [repeat(None)] * (9 - k)
+    return list(zip(*cols))
+
+
+def named_skmem(col: list[Any]) -> list[Any]:
+    """A skmem column's 9-tuples as :class:`~sockscope.records.SkMem` (the records'; a table's texts read
+    the tuples, without loading the records' module: ~8 ms of a listing's start-up)."""
     from sockscope.records import SkMem
 
-    cols: list[Any] = [words[at + j :: step].tolist() for j in range(k)] + [repeat(None)] * (9 - k)
-    return list(map(tuple.__new__, repeat(SkMem), zip(*cols)))
+    new = tuple.__new__
+    return [m if m is None else new(SkMem, m) for m in col]
 
 
 def _infos(body: memoryview, length: int, start: int, plen: int, n: int) -> list[Any]:

@@ -555,9 +555,12 @@ def records(b: Batch, details: bool = False) -> list[Socket]:
     if not details:
         return list(map(make_socket, netid, repeat(AF_UNIX), state, b.rqueue, b.wqueue, local,
                         repeat(Endpoint("", 0)), b.inode, b.uid, b.cookie, repeat(0), b.peer))
+    from sockscope.kernel.inet_details import named_skmem
     from sockscope.kernel.unix_details import detail_columns
 
     cols = detail_columns(b)
+    if cols["skmem"] is not None:
+        cols["skmem"] = named_skmem(cols["skmem"])
 
     def col(name: str) -> Any:
         got = cols[name]

@@ -97,10 +97,8 @@ def detail_columns(b: Batch) -> dict[str, list[Any] | None]:
         if name == "shutdown":
             out[name] = tails[at::size].tolist()
         elif count >= 7:  # skmem: SK_MEMINFO_* (fewer than 7 is none), backlog and drops None where absent
-            from sockscope.records import SkMem
-
             cols: list[Any] = [words[at // 4 + j :: step].tolist() for j in range(count)]
-            out[name] = list(map(tuple.__new__, repeat(SkMem), zip(*cols, *[repeat(None)] * (9 - count))))
+            out[name] = list(zip(*cols, *[repeat(None)] * (9 - count)))  # (9-tuples: inet_details.named_skmem)
     if any(has_vfs):
         inodes = gather(raw, [a + 4 for a in at_vfs], 8).cast("I").tolist()
         out["unix_vfs"] = [(ino, dev) if v else None for ino, dev, v in zip(inodes[0::2], inodes[1::2], has_vfs)]
@@ -205,7 +203,5 @@ def from_tails(tail: Any, tw: memoryview, step: int, n: int, name: str) -> list[
                 list(map(and_, map(rshift, tw[tail.shut :: step].tolist(), repeat(_SHUT_BYTE)), repeat(0xFF))))
     if tail.mem is None or tail.mem_n < 7:  # skmem (SK_MEMINFO_*: fewer than 7 values is none)
         return [None] * n
-    from sockscope.records import SkMem
-
     cols: list[Any] = [tw[tail.mem + j :: step].tolist() for j in range(tail.mem_n)]
-    return list(map(tuple.__new__, repeat(SkMem), zip(*cols, *[repeat(None)] * (9 - tail.mem_n))))
+    return list(zip(*cols, *[repeat(None)] * (9 - tail.mem_n)))  # (9-tuples: inet_details.named_skmem)

@@ -96,15 +96,16 @@ def _skmem(s: Socket) -> str:
 
 
 def skmem_text(m: Any) -> str:
-    """ss's ``skmem:(…)`` of an :class:`~sockscope.records.SkMem` ("" for None)."""
+    """ss's ``skmem:(…)`` of an :class:`~sockscope.records.SkMem`, or of the plain 9-tuple of its
+    values the detail columns give the texts ("" for None)."""
     if m is None:
         return ""
-    text = (f" skmem:(r{m.rmem_alloc},rb{m.rcvbuf},t{m.wmem_alloc},tb{m.sndbuf},"
-            f"f{m.fwd_alloc},w{m.wmem_queued},o{m.optmem}")
-    if m.backlog is not None:
-        text += f",bl{m.backlog}"
-    if m.drops is not None:
-        text += f",d{m.drops}"
+    rmem, rcvbuf, wmem, sndbuf, fwd, queued, optmem, backlog, drops = m
+    text = f" skmem:(r{rmem},rb{rcvbuf},t{wmem},tb{sndbuf},f{fwd},w{queued},o{optmem}"
+    if backlog is not None:
+        text += f",bl{backlog}"
+    if drops is not None:
+        text += f",d{drops}"
     return text + ")"
 
 
