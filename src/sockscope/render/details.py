@@ -6,7 +6,6 @@ from __future__ import annotations
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
 from sockscope.render import names
 from sockscope.render.lazy import Texts
-from sockscope.render.tcp_info import texts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -136,7 +135,7 @@ def tcp_info_text(s: Socket, opts: DetailOptions) -> str:
     """ss's ``tcp_stats_print`` for one socket's tcp_info (empty when absent): the
     columnar :func:`sockscope.render.tcp_info.texts` with one row, then the MD5 keys and the
     upper layer protocol; an MPTCP socket's ``mptcp_info`` instead of it all."""
-    from sockscope.render.tcp_info import extras_text, mptcp_text
+    from sockscope.render.tcp_info import extras_text, mptcp_text, texts
 
     if s.netid == "mptcp":
         return mptcp_text(s.mptcp_info)
@@ -304,10 +303,16 @@ def inet_texts(b: Any, netid: str, opts: DetailOptions, cols: dict[str, Any]) ->
 
 def _info_texts(b: Any, netid: str, opts: DetailOptions, col: Any) -> list[str]:
     """:func:`tcp_info_text` of each row (MPTCP: its mptcp_info's), for the whole batch."""
-    from sockscope.render.tcp_info import extras_text, mptcp_text
-
     if netid == "mptcp":
+        from sockscope.render.tcp_info import mptcp_text
+
         return list(map(mptcp_text, col("mptcp_info")))
+    infos = None if b.info is not None else col("tcp_info")
+    if infos is not None and infos.count(None) == b.n and col("md5keys").count(None) == b.n \
+            and col("ulp").count(None) == b.n:
+        return [""] * b.n  # (-m without -i: no tcp_info; its texts' module is not loaded for nothing)
+    from sockscope.render.tcp_info import extras_text, texts
+
     if b.info is not None:  # decoded with its -i columns (query.batches(info=True)): as CellMaker.info_cells
         infos, congs, bbrs, dctcps, tails = b.info
         out = texts(infos, congs, bbrs, dctcps, b.state, opts.timers or opts.extended, opts.numeric)
@@ -319,6 +324,18 @@ def _info_texts(b: Any, netid: str, opts: DetailOptions, col: Any) -> list[str]:
     if md5s.count(None) == b.n and ulps.count(None) == b.n:
         return out
     return [t if m is None and u is None else t + extras_text((m, u)) for t, m, u in zip(out, md5s, ulps)]
+
+
+class _NoColumns(dict):  # type: ignore[type-arg]  # (typing is not imported at run time)
+    """The details' columns where none is read (``-o`` alone: the head's timers): every field None."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
+NO_COLUMNS = _NoColumns()
 
 
 def detail_fields(opts: DetailOptions, netid: str, info: bool = False) -> frozenset[str]:

@@ -311,14 +311,19 @@ class CellMaker:
         inet batch the kernel sent: :meth:`column_cells`, then the Process cell :meth:`cells` makes
         for a record (its owners, then ``detail_text``), from the batch's columns and its details'
         (:func:`sockscope.kernel.inet_details.detail_columns`), without building records."""
-        from sockscope.kernel.inet_details import detail_columns
-        from sockscope.render.details import detail_fields, inet_texts
+        from sockscope.render.details import NO_COLUMNS, detail_fields, inet_texts
 
         opts = self.opts.details
         assert opts is not None
         block = self.column_cells(netid, b)
-        return self._processes(block, b.inode, inet_texts(b, netid, opts, detail_columns(
-            b, netid, detail_fields(opts, netid, b.info is not None))))
+        fields = detail_fields(opts, netid, b.info is not None)
+        if fields:
+            from sockscope.kernel.inet_details import detail_columns
+
+            cols = detail_columns(b, netid, fields)
+        else:  # (-o: the head's timers alone; kernel.inet_details is not loaded)
+            cols = NO_COLUMNS
+        return self._processes(block, b.inode, inet_texts(b, netid, opts, cols))
 
     def unix_detail_cells(self, b: UnixBatch) -> Columns:
         """:meth:`detail_cells` of a UNIX batch: :meth:`unix_cells`, then its Process cells (owners,
