@@ -243,14 +243,14 @@ _TOS = {word: Texts(_tos_text(word), bound=1 << 12) for word in ("tos", "tclass"
 _SKMEM_ALL = " skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)"
 
 
-def skmem_texts(skmems: list[Any]) -> list[str]:
-    """:func:`skmem_text` of each of ``skmems``: one ``%`` format each where every one has all nine
-    values (the usual case, checked by C-level scans)."""
+def skmem_texts(skmems: list[Any], lead: str = "") -> list[str]:
+    """``lead`` and :func:`skmem_text` of each of ``skmems``: one ``%`` format each where every one has
+    all nine values (the usual case, checked by C-level scans)."""
     from _operator import itemgetter
 
     if None in skmems or None in map(itemgetter(7), skmems) or None in map(itemgetter(8), skmems):
-        return list(map(skmem_text, skmems))
-    return list(map(_SKMEM_ALL.__mod__, skmems))
+        return [lead + skmem_text(m) for m in skmems]
+    return list(map((lead + _SKMEM_ALL).__mod__, skmems))
 
 
 def inet_texts(b: Any, netid: str, opts: DetailOptions, cols: dict[str, Any]) -> list[str]:
@@ -291,14 +291,19 @@ def inet_texts(b: Any, netid: str, opts: DetailOptions, cols: dict[str, Any]) ->
         parts.append(["" if v is None else lead + "".join(" " + name for bit, name in enumerate(_SOCKOPTS)
                                                            if v & (1 << bit)) + ")" for v in cols["sockopt"]])
     if opts.memory or (opts.info and netid != "udp"):
-        if not opts.oneline:
-            parts.append(repeat("\n\t", n))
+        lead = "" if opts.oneline else "\n\t"  # (in the skmem texts' format, where there are)
         if cols["skmem"] is not None:
-            parts.append(skmem_texts(cols["skmem"]))
-        parts.append(_info_texts(b, netid, opts, col))
+            parts.append(skmem_texts(cols["skmem"], lead))
+        elif lead:
+            parts.append(repeat(lead, n))
+        info = _info_texts(b, netid, opts, col)
+        if info.count("") != n:
+            parts.append(info)
     if not parts:
         return [""] * n
-    return parts[0] if len(parts) == 1 else list(map("".join, zip(*parts)))
+    if len(parts) == 1:
+        return parts[0] if type(parts[0]) is list else list(parts[0])
+    return list(map("".join, zip(*parts)))
 
 
 def _info_texts(b: Any, netid: str, opts: DetailOptions, col: Any) -> list[str]:
