@@ -81,7 +81,7 @@ def detail_columns(b: Batch, netid: str, fields: frozenset[str] = ALL) -> dict[s
     groups: list[tuple[list[int], dict[str, list[Any] | None]]] = []
     rest: list[int] = []
     lo = 0
-    while lo < n:  # each length's rows: a run of the sorted rows (found by C-level scans)
+    while lo < n:  # each length's rows: a run of the sorted rows (its end found by a binary search)
         length = lens[order[lo]]
         hi = _run_end(lens, order, lo)
         rows = order[lo:hi]
