@@ -306,23 +306,35 @@ def inet_texts(b: Any, netid: str, opts: DetailOptions, cols: dict[str, Any]) ->
     return list(map("".join, zip(*parts)))
 
 
+def info_texts(b: Any, netid: str, opts: DetailOptions, lead: str = "") -> list[str]:
+    """:func:`tcp_info_text` of each row of a batch decoded with its ``-i`` columns
+    (``query.batches(info=True)``: ``b.info``), each after ``lead``: ``-i``'s texts alone
+    (:meth:`~sockscope.render.table.CellMaker.info_cells`) and with other details (:func:`inet_texts`).
+    An MPTCP batch's INFO is a struct mptcp_info: read row by row (few sockets)."""
+    from sockscope.render.tcp_info import extras_text, mptcp_text, texts
+
+    if netid == "mptcp":
+        from sockscope.kernel.inet_attrs import mptcp_infos
+
+        return [lead + t for t in map(mptcp_text, mptcp_infos(b))]
+    infos, congs, bbrs, dctcps, tails = b.info
+    out = texts(infos, congs, bbrs, dctcps, b.state, opts.timers or opts.extended, opts.numeric, lead)
+    return out if tails is None else [t + extras_text(x) for t, x in zip(out, tails)]  # (MD5 keys, ULP: after)
+
+
 def _info_texts(b: Any, netid: str, opts: DetailOptions, col: Any) -> list[str]:
     """:func:`tcp_info_text` of each row (MPTCP: its mptcp_info's), for the whole batch."""
+    if b.info is not None:  # decoded with its -i columns
+        return info_texts(b, netid, opts)
     if netid == "mptcp":
         from sockscope.render.tcp_info import mptcp_text
 
         return list(map(mptcp_text, col("mptcp_info")))
-    infos = None if b.info is not None else col("tcp_info")
-    if infos is not None and infos.count(None) == b.n and col("md5keys").count(None) == b.n \
-            and col("ulp").count(None) == b.n:
+    infos = col("tcp_info")
+    if infos.count(None) == b.n and col("md5keys").count(None) == b.n and col("ulp").count(None) == b.n:
         return [""] * b.n  # (-m without -i: no tcp_info; its texts' module is not loaded for nothing)
     from sockscope.render.tcp_info import extras_text, texts
 
-    if b.info is not None:  # decoded with its -i columns (query.batches(info=True)): as CellMaker.info_cells
-        infos, congs, bbrs, dctcps, tails = b.info
-        out = texts(infos, congs, bbrs, dctcps, b.state, opts.timers or opts.extended, opts.numeric)
-        return out if tails is None else [t + extras_text(x) for t, x in zip(out, tails)]
-    infos = col("tcp_info")
     out = [""] * b.n if infos.count(None) == b.n else texts(
         infos, col("cong"), col("bbr_info"), col("dctcp_info"), b.state, opts.timers or opts.extended, opts.numeric)
     md5s, ulps = col("md5keys"), col("ulp")
@@ -356,7 +368,7 @@ def detail_fields(opts: DetailOptions, netid: str, info: bool = False) -> frozen
     if opts.sockopt:
         need.add("sockopt")
     if opts.memory or (opts.info and netid != "udp"):
-        need |= {"skmem", "mptcp_info"} if info else {
+        need |= {"skmem"} if info else {
             "skmem", "tcp_info", "cong", "bbr_info", "dctcp_info", "md5keys", "ulp", "mptcp_info"}
     return frozenset(need)
 

@@ -22,7 +22,7 @@ from sockscope.filter.states import SS_STATE_NAMES
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, Sequence
+    from typing import Any, Callable, Sequence
 
     from sockscope.kernel.inet import Batch
     from sockscope.kernel.others import Batch as OtherBatch
@@ -284,27 +284,13 @@ class CellMaker:
         """``-i``'s rows from a batch decoded with its tcp_info columns: :meth:`column_cells`,
         then the Process cell :meth:`cells` makes for a record (``detail_text`` with only
         ``info``), without building records."""
-        from sockscope.render.tcp_info import extras_text, mptcp_text, texts
+        from sockscope.render.details import info_texts
 
         block = self.column_cells(netid, b)
         opts = self.opts.details
         if netid == "udp" or opts is None or b.info is None:  # ss shows no tcp_info for UDP
             return block
-        lead = "" if opts.oneline else "\n\t"
-        owners = self.owners
-        users: Iterable[str] = [owners.text(i) if i else "" for i in b.inode] if owners is not None else repeat("")
-        infos, congs, bbrs, dctcps, tails = b.info
-        if netid == "mptcp":  # its INFO is a struct mptcp_info (few sockets: read row by row)
-            from sockscope.kernel.inet_attrs import mptcp_infos
-
-            info = list(map(mptcp_text, mptcp_infos(b)))
-        else:
-            info = texts(infos, congs, bbrs, dctcps, b.state, opts.timers or opts.extended, opts.numeric)
-            if tails is not None:  # MD5 keys, an upper layer protocol: after the tcp_info text
-                info = [t + extras_text(x) for t, x in zip(info, tails)]
-        block.cols[PROCESS] = ([u + lead + t for u, t in zip(users, info)], CELLS)
-        block.pending = None
-        return block
+        return self._processes(block, b.inode, info_texts(b, netid, opts, "" if opts.oneline else "\n\t"))
 
     def detail_cells(self, netid: str, b: Batch) -> Columns:
         """The rows of the detail options but ``-i`` alone (``-e``, ``-o``, ``-m``, ``--tos``, …) from an
