@@ -183,7 +183,7 @@ def test_no_records() -> None:
 def test_a_bounded_table_of_texts_keeps_what_it_knew() -> None:
     """The per-value text tables are cleared when full (ever new values: paths, addresses); what
     they knew to begin with (None's "null") stays."""
-    from sockscope.render.lazy import Texts
+    from sockscope._addr import Texts
 
     texts = Texts(str.upper, {None: "null"}, bound=3)
     assert [texts[k] for k in ("a", "b", "c", "d", None)] == ["A", "B", "C", "D", "null"]

@@ -1,4 +1,7 @@
-"""Address bytes -> text, cached, without the socket module.
+"""Address bytes -> text, cached, without the socket module; and :class:`Texts`, the bounded table
+of texts made on first use that the decoders' address texts (``kernel.inet.ADDR_TEXT``, ``FAM_TEXT``)
+and the detail texts' and JSON's per-value texts are kept in (``render.tcp_info`` keeps a table of
+its own: it counts its misses and bounds all its tables together).
 
 Most sockets share a few local addresses, so the text of each raw address is
 computed once per process.  IPv6 text follows glibc's ``inet_ntop`` (what ss
@@ -9,6 +12,10 @@ v4-mapped and v4-compatible addresses.
 from __future__ import annotations
 
 import _struct  # struct.py only re-exports this C module: one module fewer to import
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 _WORDS = _struct.Struct(">8H")
 
@@ -84,3 +91,24 @@ def ntop(family: int, raw: bytes) -> str:
     if family == AF_INET:
         return ntop4(bytes(raw[:4]))
     return ntop6(bytes(raw[:16]))
+
+
+class Texts(dict):  # type: ignore[type-arg]  # (dict[Any, str]: typing is not imported at run time)
+    """A value -> its text, made on first use by ``make``; ``known`` texts to begin with.  Cleared
+    when it holds ``bound`` texts: the values may be ever new (a long listing's inodes, a path each)."""
+
+    __slots__ = ("make", "known", "bound")
+
+    def __init__(self, make: Callable[[Any], str], known: dict[Any, str] | None = None, bound: int = 1 << 16) -> None:
+        self.known = known or {}
+        super().__init__(self.known)
+        self.make = make
+        self.bound = bound
+
+    def __missing__(self, key: Any) -> str:
+        if len(self) >= self.bound:
+            self.clear()
+            self.update(self.known)
+        text: str = self.make(key)
+        self[key] = text
+        return text

@@ -15,7 +15,7 @@ import sys
 from itertools import accumulate, repeat
 from _operator import add, eq, ne
 
-from sockscope._addr import AF_INET, AF_INET6, ZERO16, ntop4, ntop6
+from sockscope._addr import AF_INET, AF_INET6, ZERO16, Texts, ntop4, ntop6
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import INET_DIAG_INFO, INET_DIAG_MSG, INET_DIAG_SKV6ONLY, TCP_INFO, gather, gather_rows
 
@@ -475,37 +475,21 @@ def _wildcards(b: Batch) -> None:
 # Records from batches
 
 
-class _Texts(dict[object, str]):
-    """address key (a native u32 for IPv4, 16 bytes for IPv6) -> text, computed on first use."""
-
-    __slots__ = ()
-
-    def __missing__(self, key: Any) -> str:
-        if len(self) >= 1 << 16:  # bounded: a long-running caller (top, the exporter) sees ever new peers
-            self.clear()
-        text = self[key] = ntop4(_U32.pack(key)) if type(key) is int else ntop6(key)
-        return text
+def _addr_text(key: Any) -> str:
+    return ntop4(_U32.pack(key)) if type(key) is int else ntop6(key)
 
 
-#: the address text of an address key (see :class:`Batch`)
-ADDR_TEXT = _Texts()
+def _fam_text(key: tuple[int, bytes]) -> str:
+    fam, raw = key
+    return ntop4(raw[:4]) if fam == AF_INET else ntop6(raw)
 
 
-class _FamTexts(dict[tuple[int, bytes], str]):
-    """(family, the 16 raw bytes of an address field) -> text, computed on first use."""
-
-    __slots__ = ()
-
-    def __missing__(self, key: tuple[int, bytes]) -> str:
-        if len(self) >= 1 << 16:  # bounded, as ADDR_TEXT
-            self.clear()
-        fam, raw = key
-        text = self[key] = ntop4(raw[:4]) if fam == AF_INET else ntop6(raw)
-        return text
-
-
-#: the address text of a row of a batch of both families, by its family and raw address (:meth:`Batch.texts`)
-FAM_TEXT = _FamTexts()
+#: the address text of an address key (see :class:`Batch`), computed on first use (bounded: a
+#: long-running caller, top or the exporter, sees ever new peers)
+ADDR_TEXT = Texts(_addr_text)
+#: the address text of a row of a batch of both families, by (its family, the 16 raw bytes of the
+#: address field) (:meth:`Batch.texts`)
+FAM_TEXT = Texts(_fam_text)
 
 
 class _States(dict[int, object]):

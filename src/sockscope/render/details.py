@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
+from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, Texts
 from sockscope.render import names
-from sockscope.render.lazy import Texts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

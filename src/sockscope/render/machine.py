@@ -24,8 +24,8 @@ import json
 from itertools import chain, islice, repeat
 from _operator import add, attrgetter, getitem, itemgetter
 
+from sockscope._addr import Texts
 from sockscope.records import FAMILY_NAMES, NESTED_JSON, SkMem, Socket
-from sockscope.render.lazy import Texts
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
