@@ -170,7 +170,7 @@ def test_one_dump_per_family_at_once_lists_what_ss_lists() -> None:
 
 _AHEAD = textwrap.dedent(
     r"""
-    import json, socket, subprocess, sys, threading
+    import json, socket, subprocess, sys, threading, time
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     from sockscope.errors import NetlinkError
     from sockscope.kernel import inet, transport
@@ -204,6 +204,20 @@ _AHEAD = textwrap.dedent(
     res["nested"] = [inner == res["plain"], sys.getswitchinterval()]
     outer.close()  # (its helper may go on until its recv returns: the guesses below are stateless)
     res["after"], intervals[:] = sys.getswitchinterval(), []
+    # a decoder slower than the kernel: what the helper has queued is handed over as one (up to
+    # JOIN_BYTES), unless join is 0; never the datagram that ends the dump
+    sizes, ends = [], []
+
+    def slow(stream):
+        for data in stream:
+            sizes.append(len(data))
+            ends.append(transport._ends_dump(data))
+            time.sleep(0.05)
+            yield data
+    res["joined"] = inodes(slow(transport.stream_ahead(req, "t")))
+    res["joined_sizes"], res["joined_ends"], sizes[:], ends[:] = sizes[:], ends[:], [], []
+    res["unjoined"] = inodes(slow(transport.stream_ahead(req, "t", 0)))
+    res["unjoined_sizes"], sizes[:], intervals[:] = sizes[:], [], []
     # the helper stops after its first datagram (the second of the dump): the rest is read directly
     transport._ends_dump = lambda data: threading.current_thread() is not threading.main_thread()
     res["early_stop"] = inodes(transport.stream_ahead(req, "t"))
@@ -236,6 +250,13 @@ def test_stream_ahead_gives_the_same_datagrams_and_errors() -> None:
     assert len(res["plain"]) >= 1201
     assert res["ahead"] == res["plain"]
     assert res["early_stop"] == res["no_helper"] == res["plain"]
+    assert res["joined"] == res["unjoined"] == res["plain"]
+    joined, unjoined = res["joined_sizes"], res["unjoined_sizes"]
+    from sockscope.kernel import transport
+
+    assert max(unjoined) <= 32768 < max(joined) <= transport.JOIN_BYTES + 32768, (joined, unjoined)
+    assert len(joined) < len(unjoined) and sum(joined) == sum(unjoined)
+    assert res["joined_ends"][-1] and not any(res["joined_ends"][:-1])  # (the end is its own datagram)
     assert res["error"] is not None and ("Invalid argument" in res["error"] or "not supported" in res["error"])
     # while a helper receives, threads switch every SWITCH_INTERVAL; then the caller's interval is back
     assert res["plain_intervals"] == [0.003]

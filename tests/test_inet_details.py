@@ -188,3 +188,22 @@ def test_the_kernels_datagrams_read_by_columns_as_message_by_message() -> None:
     res = json.loads(proc.stdout)
     assert res["same"] and res["records"], res
     assert res["rows"] > 600 and res["framed"] >= 1 and res["batches"] > res["framed"], res
+
+
+# --- the skmem texts --------------------------------------------------------------------------------------------
+
+_SKMEM_VALUE = st.integers(0, 1 << 32)
+_SKMEM = st.one_of(st.none(), st.tuples(*[_SKMEM_VALUE] * 7, st.none() | _SKMEM_VALUE, st.none() | _SKMEM_VALUE))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_SKMEM, max_size=40), st.integers(1, 6), st.sampled_from(["", "\n\t"]))
+def test_skmem_texts_are_each_ones_text(values: list[Any], repeat: int, lead: str) -> None:
+    """details.skmem_texts (the listing's ``-m`` texts of a batch: one text per distinct value where they
+    recur, one format each where not) is ``lead`` and skmem_text of each: with sockets without skmem
+    (TIME-WAIT ones, None) and without backlog or drops among them, values recurring or not."""
+    from sockscope.render.details import skmem_text, skmem_texts
+
+    skmems = values * repeat
+    assert skmem_texts(skmems, lead) == [lead + skmem_text(m) for m in skmems]
+    assert skmem_texts(values, lead) == [lead + skmem_text(m) for m in values]

@@ -361,8 +361,8 @@ def _unix(q: Query, state: _FallbackState, ahead: bool = True, uids: bool = Fals
         try:
             # received by a helper thread (unless the caller runs its own: see batches' ``ahead``):
             # the kernel fills the next datagram while this one is decoded
-            receive = transport.stream_ahead if ahead else transport.stream
-            for data in receive(unix.encode_request(q.states, show), "unix diag"):
+            req = unix.encode_request(q.states, show)  # (its datagrams not joined: see transport.JOIN_BYTES)
+            for data in transport.stream_ahead(req, "unix diag", 0) if ahead else transport.stream(req, "unix diag"):
                 b, done = unix.decode(data, "unix diag")
                 parts.append(b)
                 if done:

@@ -243,11 +243,18 @@ _SKMEM_ALL = " skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)"
 
 
 def skmem_texts(skmems: list[Any], lead: str = "") -> list[str]:
-    """``lead`` and :func:`skmem_text` of each of ``skmems``: one ``%`` format each where every one has
-    all nine values (the usual case, checked by C-level scans)."""
+    """``lead`` and :func:`skmem_text` of each of ``skmems`` (9-tuples, or None: a socket without
+    skmem, a TIME-WAIT one say).  Where values recur (idle sockets share theirs), each distinct one's
+    text is made once; else one ``%`` format each where every one has all nine values (checked by
+    C-level scans), else :func:`skmem_text` each."""
     from _operator import itemgetter
 
-    if None in skmems or None in map(itemgetter(7), skmems) or None in map(itemgetter(8), skmems):
+    texts: dict[Any, str] = dict.fromkeys(skmems, "")  # (hashing every tuple: a tenth of formatting it)
+    if 2 * len(texts) <= len(skmems):
+        for m in texts:
+            texts[m] = lead + skmem_text(m)
+        return list(map(texts.__getitem__, skmems))
+    if None in texts or None in map(itemgetter(7), texts) or None in map(itemgetter(8), texts):
         return [lead + skmem_text(m) for m in skmems]
     return list(map((lead + _SKMEM_ALL).__mod__, skmems))
 
