@@ -207,3 +207,14 @@ def test_skmem_texts_are_each_ones_text(values: list[Any], repeat: int, lead: st
     skmems = values * repeat
     assert skmem_texts(skmems, lead) == [lead + skmem_text(m) for m in skmems]
     assert skmem_texts(values, lead) == [lead + skmem_text(m) for m in values]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, (1 << 32) - 1))
+def test_the_timer_texts_key_drops_only_what_ms_timer_drops(expires: int) -> None:
+    """The listing's timer texts are made once per (timer, expires, retransmits), with expires' milliseconds
+    dropped from 10 s on (details._TIMER): ss's print_ms_timer drops them there too."""
+    from sockscope.render.details import ms_timer
+
+    key = expires if expires < 10000 else expires - expires % 1000
+    assert ms_timer(key) == ms_timer(expires)

@@ -227,6 +227,7 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
 
 
 _UID = Texts(lambda uid: f" uid:{uid}" if uid else "")
+_TIMER = Texts(lambda k: f" timer:({_TIMERS[min(k[0], 5)]},{ms_timer(k[1])},{k[2]})", bound=1 << 12)
 _MARK = Texts(lambda mark: f" fwmark:0x{mark:x}" if mark else "")
 _CGROUP = Texts(lambda cid: f" cgroup:{names.cgroup_path(cid)}" if cid else "")
 _SHUTDOWN = Texts(lambda mask: "" if mask is None else _shutdown(mask))
@@ -276,7 +277,8 @@ def inet_texts(b: Any, netid: str, opts: DetailOptions, cols: dict[str, Any]) ->
 
     parts: list[Any] = []
     if (opts.timers or opts.extended) and any(b.timer):
-        parts.append([f" timer:({_TIMERS[min(t, 5)]},{ms_timer(e)},{r})" if t else ""
+        texts = _TIMER  # (ms_timer drops the milliseconds from 10 s on: the key drops them too)
+        parts.append([texts[t, e if e < 10000 else e - e % 1000, r] if t else ""
                       for t, e, r in zip(b.timer, b.expires, b.retrans)])
     if opts.extended:
         parts.append(list(map(_UID.__getitem__, b.uid)))
