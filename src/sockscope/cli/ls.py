@@ -18,12 +18,12 @@ from sockscope.filter.states import SS_ALL, SS_CONN
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import IO, Any, Iterable, Iterator
+    from typing import IO, Any, Callable, Iterable, Iterator
 
     from sockscope.processes import BackgroundOwners, OwnerMap
     from sockscope.query import Query
     from sockscope.records import Socket
-    from sockscope.render.table import TableOptions
+    from sockscope.render.table import CellMaker, Columns, TableOptions
     from sockscope.render.users import UsersText
 
 # the options themselves (names, arguments, what they switch on, help) are one table, and the tables and
@@ -252,13 +252,11 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
         dopts = DetailOptions(timers=timers, extended=extended, memory=memory, info=info, oneline=oneline,
                               numeric=numeric, cgroup=cgroup, tos=tos, sockopt=sockopt, bpf=bpf)
-    # across namespaces, the table is made from each one's batches unless a detail text needs records
-    records_across = all_netns and dopts is not None and dopts.any_but_info
     owners: OwnerMap | BackgroundOwners | None = None
     if processes and not follow:  # (a destroyed socket has no owner: -E reads no process)
         from sockscope import processes as _processes
 
-        if fmt == "table" and not (threads or records_across or kill):
+        if fmt == "table" and not (threads or kill):
             # the fd walk runs in the background while this thread dumps: -p costs about the longer of the two
             # (across namespaces too: only this thread enters them)
             owners = _processes.BackgroundOwners()
@@ -285,7 +283,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
         targets = netns.namespaces()
         netns.check_enterable(targets)  # before the first row: no table or JSON cut off by the error
-    if fmt == "table" and not kill and not records_across:
+    if fmt == "table" and not kill:  # (across namespaces too: each one's batches in turn)
         return _table(q, out, sel, owners, header, topts, targets=targets)
     if targets is not None:
         socks = netns.visit(targets, lambda label: netns.labelled(run(q), label))
@@ -369,16 +367,46 @@ def _from_kernel(b: Any) -> bool:
     return None not in b.cookie
 
 
+def _cells_of(maker: CellMaker, details: bool) -> Callable[[str, Any], list[list[str]] | Columns]:
+    """How :func:`_table` makes one batch's cells (or records' from /proc): with detail texts (other than
+    -i's), an inet or UNIX batch the kernel sent by its columns, any other batch through its records; else
+    each kind of batch by its cell maker (-i's texts: ``info_cells``)."""
+    make = maker.cells
+    info = maker.opts.details is not None and maker.opts.details.info
+
+    def cells(table: str, batch: Any) -> list[list[str]] | Columns:
+        if isinstance(batch, list):  # records (from /proc)
+            return [make(s) for s in batch]
+        if table == "unix":
+            return maker.unix_detail_cells(batch) if details else maker.unix_cells(batch)
+        if table == "nl" or table == "packet":
+            if details:
+                from sockscope.query import records
+
+                return [make(s) for s in records(table, batch, True)]
+            return maker.other_cells(batch)
+        # (an inet batch: kernel.inet is not imported here, a UNIX listing does without it)
+        if not details:
+            return maker.info_cells(table, batch) if info else maker.column_cells(table, batch)
+        if _from_kernel(batch):
+            return maker.detail_cells(table, batch)
+        from sockscope.query import records
+
+        return [make(s) for s in records(table, batch, True)]
+
+    return cells
+
+
 def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | BackgroundOwners | None, header: bool,
            topts: TableOptions, socks: Iterable[Socket] | None = None, netns: bool = False,
            targets: list[tuple[str, str]] | None = None) -> int:
     """Lay the rows out like ss.  Without ``socks`` the rows stream from
-    :func:`sockscope.query.batches` (inet tables as column batches: no records
-    are built), or from :func:`sockscope.query.run`'s records where the detail
-    texts need them; with ``socks`` (after -K, or across namespaces with such details), from those
-    (``netns``: with the Netns column).  ``targets`` (``--all-netns``: :func:`sockscope.netns.namespaces`'
-    list): the batches of each namespace in turn, each block with its namespace's label."""
-    from sockscope.render.table import CellMaker, Columns
+    :func:`sockscope.query.batches`, each batch's cells made by :func:`_cells_of` (column
+    batches: no records are built, but for netlink and packet sockets with detail texts); with
+    ``socks`` (after -K), from those (``netns``: with the Netns column).  ``targets``
+    (``--all-netns``: :func:`sockscope.netns.namespaces`' list): the batches of each namespace
+    in turn, each block with its namespace's label."""
+    from sockscope.render.table import CellMaker
     from sockscope.render.writer import TableWriter
 
     visible = [len(sel.dbs) > 1, bin(sel.states).count("1") > 1] + [True] * 8
@@ -400,63 +428,35 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
                          hold=background is not None)
     maker = CellMaker(topts, texts)
     if socks is None:
-        add_many = writer.add_many
+        from sockscope.query import batches
+
         d = topts.details
-        info_only = d is not None and d.info and not d.any_but_info
-        if d is not None and not info_only:  # the details' texts: from inet batches the kernel sent, by columns;
-            from sockscope.query import batches, records  # from the others' records
-
-            make = maker.cells
-            for table, batch in batches(q, info=d.info):  # (-i's columns as -i alone reads them)
-                if not batch if isinstance(batch, list) else not batch.n:
-                    continue  # (a dump's end alone: no records module to load for it, ~8 ms of start-up)
-                if table in _INET_TABLES and not isinstance(batch, list) and _from_kernel(batch):
-                    add_many(maker.detail_cells(table, batch))  # type: ignore[arg-type]  # (an inet batch)
-                elif table == "unix" and not isinstance(batch, list):
-                    add_many(maker.unix_detail_cells(batch))  # type: ignore[arg-type]  # (a UNIX batch)
-                else:
-                    add_many([make(s) for s in (batch if isinstance(batch, list) else records(table, batch, True))])
+        source: Iterable[tuple[str, Any]]
+        if targets is None:
+            source = batches(q, info=d is not None and d.info)  # (-i's columns as -i alone reads them)
         else:
-            from sockscope.query import batches
+            from sockscope import netns as _netns
 
-            cells = maker.info_cells if info_only else maker.column_cells
-            make = maker.cells
-            source: Iterable[tuple[str, Any]]
-            if targets is None:
-                source = batches(q, info=info_only)
-            else:
-                from sockscope import netns as _netns
+            def inside(label: str) -> Iterator[tuple[str, Any]]:
+                maker.netns = label  # (the cells are made here, inside: its interfaces are named by it)
+                return batches(q, info=d is not None and d.info)
 
-                def inside(label: str) -> Iterator[tuple[str, Any]]:
-                    maker.netns = label  # (the cells are made here, inside: its interfaces are named by it)
-                    return batches(q, info=info_only)
-
-                source = _netns.visit(targets, inside)
-            rows: list[list[str]] | Columns
-            for table, batch in source:
-                if isinstance(batch, list):  # records (from /proc)
-                    recs = batch if targets is None else _netns.labelled(batch, maker.netns or "")
-                    rows = [make(s) for s in recs]
-                elif table == "unix":
-                    from sockscope.kernel.unix import Batch as UnixBatch
-
-                    assert isinstance(batch, UnixBatch)  # (the table says which; the check tells the type checker)
-                    rows = maker.unix_cells(batch)
-                elif table == "nl" or table == "packet":
-                    from sockscope.kernel.others import Batch as OtherBatch
-
-                    assert isinstance(batch, OtherBatch)
-                    rows = maker.other_cells(batch)
-                else:  # (an inet batch: kernel.inet is not imported here, a UNIX listing does without it)
-                    rows = cells(table, batch)  # type: ignore[arg-type]
-                if targets is not None:  # the Netns column: one text for every row of the block
-                    label = maker.netns or ""
-                    if isinstance(rows, list):
-                        for row in rows:
-                            row.append(label)
-                    else:
-                        rows.cols.append((label, None))
-                add_many(rows)
+            source = _netns.visit(targets, inside)
+        cells = _cells_of(maker, d is not None and d.any_but_info)
+        for table, batch in source:
+            if not batch if isinstance(batch, list) else not batch.n:
+                continue  # (a dump's end alone: with details, no records module to load for it, ~8 ms of start-up)
+            if isinstance(batch, list) and targets is not None:
+                batch = _netns.labelled(batch, maker.netns or "")
+            rows = cells(table, batch)
+            if targets is not None:  # the Netns column: one text for every row of the block
+                label = maker.netns or ""
+                if isinstance(rows, list):
+                    for row in rows:
+                        row.append(label)
+                else:
+                    rows.cols.append((label, None))
+            writer.add_many(rows)
     else:
         add, make = writer.add, maker.cells
         for s in socks:
