@@ -142,8 +142,9 @@ def _msg(stype: int, state: int, ino: int, cookie: int, attrs: bytes, seq: int =
 
 def _sock(ino: int, name: bytes | None = None, peer: int | None = None, rq: tuple[int, int] = (0, 0),
           uid: int | None = 0, stype: int = 1, state: int = 1, cookie: int | None = None, show: str = "default",
-          vfs: bool = False) -> bytes:
-    """One message as the kernel's sk_diag_fill writes it for ``show``."""
+          vfs: bool = False, icons: tuple[int, ...] | None = None) -> bytes:
+    """One message as the kernel's sk_diag_fill writes it for ``show`` (``vfs``, ``icons``: a path's
+    VFS attribute, a listener's ICONS with those connections waiting)."""
     attrs = b""
     if name is not None:
         attrs += _attr(unix.UNIX_DIAG_NAME, name)
@@ -151,6 +152,8 @@ def _sock(ino: int, name: bytes | None = None, peer: int | None = None, rq: tupl
         attrs += _attr(unix.UNIX_DIAG_VFS, struct.pack("=II", ino, 64769))
     if peer is not None and show not in ("exporter", "names"):
         attrs += _attr(unix.UNIX_DIAG_PEER, struct.pack("=I", peer))
+    if icons is not None:
+        attrs += _attr(unix.UNIX_DIAG_ICONS, struct.pack(f"={len(icons)}I", *icons))
     if show != "names":
         attrs += _attr(unix.UNIX_DIAG_RQLEN, struct.pack("=II", *rq))
     if show == "mem":
@@ -174,9 +177,13 @@ def _population(rng: random.Random, n: int, show: str = "default") -> bytes:
         elif kind == 4:
             name = b""  # an empty name attribute
         peer = rng.randrange(1 << 32) if rng.random() < 0.6 else None
-        out.append(_sock(ino, name, peer, (rng.randrange(3) * rng.randrange(1 << 31), rng.randrange(200)),
+        # -e's: a VFS where the name is a path, an empty ICONS where the socket listens (no peer then)
+        vfs = show == "details" and kind in (1, 2)
+        icons = () if show == "details" and kind in (1, 2, 3) and rng.random() < 0.3 else None
+        out.append(_sock(ino, name, None if icons is not None else peer,
+                         (rng.randrange(3) * rng.randrange(1 << 31), rng.randrange(200)),
                          rng.choice((0, 1000, 65534, (1 << 32) - 1)), rng.choice((1, 2, 5)), rng.randrange(1, 12),
-                         rng.choice((ino, 0, 1 << 32, (1 << 64) - 1, rng.randrange(1 << 64))), show))
+                         rng.choice((ino, 0, 1 << 32, (1 << 64) - 1, rng.randrange(1 << 64))), show, vfs, icons))
     return b"".join(out)
 
 
@@ -202,7 +209,7 @@ def test_the_kernels_datagrams_take_the_tail_strategy_and_agree(capture: dict[st
     assert names.name == b.name and not any(names.rqueue) and not any(names.peer)
 
 
-@pytest.mark.parametrize("show", ["default", "uid", "exporter", "names", "mem", "old"])
+@pytest.mark.parametrize("show", ["default", "uid", "exporter", "names", "mem", "old", "details"])
 def test_synthetic_datagrams_of_every_layout(show: str) -> None:
     rng = random.Random(show)
     for n in (1, 2, 3, 50, 400):
@@ -251,6 +258,15 @@ def _misleading() -> list[bytes]:
         ok + _sock(15, None, None, cookie=struct.unpack("=Q", peer_hdr + b"\x07\0\0\0")[0]) + ok,
         # a name that ends like the fixed tail
         ok + _sock(16, b"/" + rq + b"\0\0\0", None) + ok,
+        # middles of 4, 12, 16 and 20 bytes that are not (VFS and) an empty ICONS or a peer: connections
+        # waiting (an ICONS of 8 and 12 bytes), a name ending like a VFS, unknown attributes
+        ok + _sock(23, b"/l\0", None, icons=(5,)) + _sock(24, b"/m\0", None, vfs=True, icons=()) + ok,
+        ok + _sock(23, b"/l\0", None, icons=(5, 6)) + _sock(24, b"/m\0", None, vfs=True) + ok,
+        ok + _sock(23, b"/l\0", None, vfs=True, icons=(5,)) + _sock(24, None, 7, icons=()) + ok,
+        ok + _sock(25, b"/v" + netlink.NLATTR.pack(12, unix.UNIX_DIAG_VFS) + bytes(8), None) + ok,
+        ok + _msg(1, 1, 26, 0, _attr(0, b"/n\0") + _attr(9, b"") + rq + _attr(6, b"\0")) + ok,
+        ok + _msg(1, 1, 26, 0, _attr(0, b"/n\0") + _attr(9, bytes(8)) + _attr(3, b"") + rq + _attr(6, b"\0")) + ok,
+        ok + _msg(1, 1, 26, 0, _attr(0, b"/n\0") + _attr(1, bytes(8)) + _attr(9, bytes(4)) + rq + _attr(6, b"\0")) + ok,
         # the dump's end, an error, a NOOP, another type among them
         ok + ok + netlink.encode_message(netlink.NLMSG_DONE, 2, SEQ, bytes(4), pid=PID),
         ok + netlink.encode_message(netlink.NLMSG_NOOP, 2, SEQ, bytes(4), pid=PID) + ok,
@@ -316,11 +332,17 @@ def test_misleading_datagrams_decode_as_the_general_strategy_says() -> None:
         b, _ = unix.decode(data)
         assert b.n == 3 and b.peer == [11, 0, 11] and b.rqueue[1] == 0, data
     assert _fast(_sock(10, b"/ok\0", 11) * 3)
+    # -e's middles read by the tail strategy: a VFS, an empty ICONS, both, a VFS and a peer, among plain ones
+    mixed = (_sock(30, b"/ok\0", 31, vfs=True) + _sock(32, b"\0abstract", None, icons=())
+             + _sock(33, b"/path\0", None, vfs=True, icons=()) + _sock(34, None, 35)
+             + _sock(36, b"/x\0", None, vfs=True))
+    assert _fast(mixed) and _fast(mixed * 5)
+    _agree(mixed * 5)
 
 
 @settings(max_examples=400, deadline=None)
 @given(seed=st.integers(0, 1 << 32), n=st.integers(1, 30),
-       show=st.sampled_from(["default", "uid", "exporter", "names", "mem", "old"]),
+       show=st.sampled_from(["default", "uid", "exporter", "names", "mem", "old", "details"]),
        edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=4),
        words=st.lists(st.tuples(st.integers(0, 1 << 16), st.sampled_from([0, 4, 5, 8, 12, 0x20004, 0x40000c, 0x80007,
                                                                           0x5, 0xFFFFFFFF, 1 << 16])), max_size=3),

@@ -144,3 +144,36 @@ def test_the_kernels_batches_read_by_columns(tmp_path: Path) -> None:
     assert res["n"] > 150 and res["vfs"] > 30 and res["pending"] > 10, res
     assert res["odd"] == 0, res  # (listeners too: their ICONS are read by the columns' checks)
     assert res["m_same"] and res["m_walked"] == 0 and res["m_skmem"] == res["n"] and res["m_from_tails"], res
+
+
+def test_the_tail_strategy_gives_the_details_of_the_usual_datagrams() -> None:
+    """A datagram of -e's usual layouts (paths with their VFS, listeners with an empty ICONS, peers,
+    among plain sockets) is read by the names' decoder's tail strategy, which gives every detail
+    column itself: the same as message by message, with no message read so."""
+    from sockscope.kernel import unix_details as D
+
+    fixed = tail(9, True, True, b"\x01")
+    layouts = [
+        [(unix.UNIX_DIAG_NAME, b"/run/a.sock\0"), (unix.UNIX_DIAG_VFS, struct.pack("=II", 11, 0x801)),
+         (unix.UNIX_DIAG_ICONS, b"")],
+        [(unix.UNIX_DIAG_NAME, b"/run/b\0"), (unix.UNIX_DIAG_VFS, struct.pack("=II", 12, 0x802)),
+         (unix.UNIX_DIAG_PEER, struct.pack("=I", 99))],
+        [(unix.UNIX_DIAG_NAME, b"\0abstract"), (unix.UNIX_DIAG_ICONS, b"")],
+        [(unix.UNIX_DIAG_PEER, struct.pack("=I", 98))],
+        [],
+        [(unix.UNIX_DIAG_NAME, b"/run/c\0"), (unix.UNIX_DIAG_VFS, struct.pack("=II", 13, 0x803))],
+    ]
+    data = b"".join(message(i + 1, layouts[i % len(layouts)] + fixed) for i in range(60))
+    b, _done = unix.decode(data)
+    assert isinstance(object.__getattribute__(b, "_more"), type(lambda: 0))  # (the tail strategy's maker)
+    real, seen = D._walked, []
+    try:
+        D._walked = lambda batch, rows: (seen.extend(rows), real(batch, rows))[1]  # type: ignore[assignment]
+        got = detail_columns(b)
+    finally:
+        D._walked = real
+    assert not seen and got == real(b, range(b.n))
+    assert got["unix_vfs"] is not None and got["unix_vfs"][:2] == [(11, 0x801), (12, 0x802)]
+    assert got["unix_pending"] is not None and got["unix_pending"][:3] == [(), None, ()]
+    both = unix.concat([unix.decode(data)[0], unix.decode(data)[0]])
+    assert detail_columns(both) == real(both, range(both.n))

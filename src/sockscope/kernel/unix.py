@@ -6,7 +6,7 @@ import os
 import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
 from itertools import accumulate, chain, compress, repeat
-from _operator import add, getitem, lshift, or_
+from _operator import add
 
 from sockscope._addr import AF_UNIX
 from sockscope.errors import DecodeError
@@ -14,6 +14,7 @@ from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import (  # (the attributes' numbers are described with unix_diag_msg)
     UNIX_DIAG_ICONS, UNIX_DIAG_MEMINFO, UNIX_DIAG_MSG, UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN,
     UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID, UNIX_DIAG_VFS)
+from sockscope.kernel.unix_tail import FIXED as _FIXED, by_tail as _by_tail  # (the tail strategy)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,13 +76,13 @@ class Batch:
     ``cookie``, ``name`` (the raw UNIX_DIAG_NAME bytes, b"" for none), ``peer``
     (the peer's inode, 0 for none), ``rqueue``/``wqueue`` (UNIX_DIAG_RQLEN),
     ``uid`` (None where not sent); :meth:`attrs` is row ``i``'s attribute bytes.
-    Where the tail strategy read the datagram, the columns of :data:`_LATER` are made
-    when first read (psutil's columns need none of them, the table two), and so are ``shutdown``
-    and ``skmem`` (the details ``-m`` reads) where the tails hold no VFS or ICONS attribute; of any
-    other batch those two are AttributeError (``unix_details`` reads them)."""
+    Where the tail strategy (:mod:`~sockscope.kernel.unix_tail`) read the datagram, the columns
+    of :data:`_LATER` are made when first read (psutil's columns need none of them, the table two),
+    and so are the details of :data:`_TAIL_DETAILS` (``-m``'s and ``-e``'s); of any other batch
+    those are AttributeError (``unix_details`` reads them)."""
 
     __slots__ = ("n", "type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "shutdown",
-                 "skmem", "_mv", "_starts", "_lens", "_parts", "_more")
+                 "skmem", "unix_vfs", "unix_pending", "_mv", "_starts", "_lens", "_parts", "_more")
 
     n: int
     type: list[int]
@@ -141,13 +142,12 @@ class Batch:
         return self._starts
 
 
-_FIXED = _struct.Struct("=IH10x" + _MSG.format.lstrip("="))  # nlmsghdr (length, type) + unix_diag_msg
-_HDR = _struct.Struct("=IH")
 #: the attributes the listing reads, by type: (column, struct code of the payload)
 _PICK = {UNIX_DIAG_NAME: "name", UNIX_DIAG_PEER: "peer", UNIX_DIAG_RQLEN: "rq", UNIX_DIAG_UID: "uid"}
 _COLUMNS = ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid")
 _LATER = frozenset(("cookie", "peer", "wqueue", "uid"))  # made when first asked for, where the decoder can
-_TAIL_DETAILS = frozenset(("shutdown", "skmem"))  # made when asked for where the tail strategy read every message
+#: made when asked for where the tail strategy read every message (unix_details reads the others' bytes)
+_TAIL_DETAILS = frozenset(("shutdown", "skmem", "unix_vfs", "unix_pending"))
 _NOW = tuple(c for c in _COLUMNS if c not in _LATER)
 _DEFAULTS: dict[str, Any] = {"name": b"", "peer": 0, "rqueue": 0, "wqueue": 0, "uid": None}  # when not sent
 _SHAPES: dict[tuple[int, ...], Any] = {}
@@ -211,213 +211,6 @@ def _grouped(mv: memoryview, starts: list[int], lens: list[int]) -> Sequence[Seq
     if n:  # back to the kernel's order
         rows = list(map(rows.__getitem__, sorted(range(n), key=order.__getitem__)))
     return list(zip(*rows)) if rows else [()] * len(_COLUMNS)
-
-
-# --- the tail strategy ----------------------------------------------------------------------------
-# The kernel writes a UNIX socket's attributes in one order (net/unix/diag.c, sk_diag_fill): NAME
-# (bound sockets only, as long as the name), VFS, PEER (connected ones only), ICONS, RQLEN, MEMINFO,
-# SHUTDOWN, UID, each asked-for one of a fixed size but NAME, VFS and ICONS.  So with the listing's
-# attributes the messages of a datagram differ only in their head (a name or not, a peer or not)
-# and end with the same fixed attributes, at fixed offsets from each message's end.  And every
-# message of a dump starts with the same header but its length (type, flags, sequence, port id).
-# So one split of the datagram at that header cuts it into the messages; the first bytes of every
-# message (joined: rows of one length) give the columns of the unix_diag_msg and each message's
-# first attribute header (a name's length, or none); the last bytes (joined likewise) the fixed
-# attributes, a peer before them, and the next message's length; the name is one slice.  Every
-# assumption is checked: the split against each message's length, each message's length against
-# its name and peer, every attribute header's bytes (all messages at once: a column of words as
-# the lanes of one integer, see _lanes); a datagram that does not fit is read by the general
-# strategy, which raises on malformed bytes.  What the tail strategy reads is then exactly what
-# the general one would (tests/test_unix_decode.py holds them to that, on misleading bytes too).
-
-_HEAD_LEN = UNIX_DIAG_MSG.size + 4  # of a message's payload: the unix_diag_msg, the first attribute header
-_HEAD_CUT = slice(0, _HEAD_LEN)
-_FIRST = UNIX_DIAG_MSG.size // 4  # the first attribute header, as a word of those rows
-_NAME_AT = UNIX_DIAG_MSG.size + 4  # a name's bytes, in a payload
-_NO_NAME = slice(0, 0)
-_PEER_WORD = _U32.unpack(nl.NLATTR.pack(8, UNIX_DIAG_PEER))[0]  # a PEER attribute's header, read as a word
-_NEXT = bytes(4)  # the last message's "next length"
-
-
-class _Tail:
-    """The fixed attributes that end every message of a datagram (their (length, type) headers,
-    as the first message has them), read as words from ``size`` bytes before each message's end:
-    first the 8 bytes a PEER attribute takes when there is one (header, peer inode), then each
-    fixed attribute.  ``words``: (word index, the header word every message must have there);
-    ``first``: the first fixed attribute's header word; ``rq`` (rqueue, then wqueue), ``uid``:
-    their word index, or None where the attribute is not among them; ``cut``: the slice of a
-    message (its payload and the next message's length) that holds the tail and that length.
-    ``details``: whether the tail holds only attributes of a fixed size the kernel writes after a
-    PEER (RQLEN, MEMINFO, SHUTDOWN, UID: then no message has a VFS or ICONS attribute), and where the
-    SHUTDOWN byte's word (``shut``) and the MEMINFO words (``mem``, ``mem_n`` of them) are."""
-
-    __slots__ = ("size", "words", "first", "rq", "uid", "cut", "details", "shut", "mem", "mem_n")
-
-    def __init__(self, heads: tuple[tuple[int, int], ...]) -> None:
-        self.words: list[tuple[int, int]] = []
-        self.rq: int | None = None
-        self.uid: int | None = None
-        self.shut: int | None = None
-        self.mem: int | None = None
-        self.mem_n = 0
-        self.details = all(t in _AFTER_PEER for _alen, t in heads)
-        at = 2  # in words: the peer's header and inode come first
-        for alen, atype in heads:
-            self.words.append((at, _word(alen, atype)))
-            if atype == UNIX_DIAG_RQLEN:
-                self.rq = at + 1
-            elif atype == UNIX_DIAG_UID:
-                self.uid = at + 1
-            elif atype == UNIX_DIAG_SHUTDOWN and alen > 4:
-                self.shut = at + 1
-            elif atype == UNIX_DIAG_MEMINFO:
-                self.mem, self.mem_n = at + 1, min((alen - 4) // 4, 9)
-            at += nl.align4(alen) // 4
-        self.size = at * 4
-        self.first = self.words[0][1]
-        self.cut = slice(-self.size - 4, None)
-
-
-def _word(alen: int, atype: int) -> int:
-    """An attribute header (length, type) as the native u32 its four bytes are."""
-    return int(_U32.unpack(nl.NLATTR.pack(alen, atype))[0])
-
-
-_AFTER_PEER = (UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID)  # (each of a fixed size)
-_TAILS: dict[tuple[tuple[int, int], ...], _Tail] = {}
-_MIN_ALEN = {UNIX_DIAG_RQLEN: 12, UNIX_DIAG_UID: 8}  # what the listing reads of them must be there
-
-
-def _tail_of(mv: memoryview, length: int) -> _Tail | None:
-    """The :class:`_Tail` of the message at the start of ``mv``: its attributes after the name and
-    the peer, where they are all of the kinds this strategy reads (else None)."""
-    heads: list[tuple[int, int]] = []
-    a = _FIXED.size
-    while a + 4 <= length:
-        alen, atype = nl.NLATTR.unpack_from(mv, a)
-        if alen < 4 or a + alen > length:
-            return None
-        heads.append((alen, atype))
-        a += nl.align4(alen)
-    if a != length:
-        return None
-    k = 0
-    for skip in (UNIX_DIAG_NAME, UNIX_DIAG_PEER):
-        if k < len(heads) and heads[k][1] == skip:
-            k += 1
-    fixed = tuple(heads[k:])
-    if not fixed or any(t & ~nl.NLA_TYPE_MASK or t in (UNIX_DIAG_NAME, UNIX_DIAG_PEER) or alen < _MIN_ALEN.get(t, 4)
-                        for alen, t in fixed):
-        return None  # none, flagged types, a name or peer among them, too short: not for this strategy
-    tail = _TAILS.get(fixed)
-    if tail is None:
-        if len(_TAILS) > 64:
-            _TAILS.clear()
-        tail = _TAILS[fixed] = _Tail(fixed)
-    return tail
-
-
-def _by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], Callable[[str], list[Any]]] | None:
-    """The datagram's columns of :data:`_NOW`, its view, its messages' offsets (None: end to end,
-    made when asked for) and lengths by the tail strategy (see above), and the maker of its columns
-    of :data:`_LATER`; or None where it does not fit.  No step runs Python code per message."""
-    total = len(raw)
-    if not _FIXED.size + 4 <= total < 1 << 19 or _HDR.unpack_from(raw)[1] != nl.SOCK_DIAG_BY_FAMILY:
-        return None  # (the checks below take lengths for 19-bit numbers)
-    length = _U32.unpack_from(raw)[0]
-    mv = memoryview(raw)
-    tail = _tail_of(mv[:length], length) if _FIXED.size + 4 <= length <= total else None
-    if tail is None:
-        return None
-    # the messages: what follows each one's header, then the next one's length (the last: _NEXT)
-    pieces = (raw + _NEXT).split(raw[4:_FIXED.size - UNIX_DIAG_MSG.size])
-    body = pieces[1:]
-    n = len(body)
-    step = tail.size // 4 + 1  # words of a tail row: the tail, the next length
-    tails = b"".join(map(getitem, body, repeat(tail.cut)))  # type: ignore[arg-type]
-    heads = b"".join(map(getitem, body, repeat(_HEAD_CUT)))  # type: ignore[arg-type]
-    if len(pieces[0]) != 4 or len(tails) != n * step * 4 or len(heads) != n * _HEAD_LEN:
-        return None  # the header also before the first message's, or a message too short
-    tw = memoryview(tails).cast("I")
-    for at, word in tail.words:
-        if tw[at::step].tobytes() != _U32.pack(word) * n:
-            return None
-    # The checks of every message at once: its words as the 32-bit lanes of one integer (no carry
-    # ever crosses a lane), one C loop per operation.
-    one = _lanes(_ONE * n)  # 1 in every lane
-    lens_raw = _U32.pack(length) + tw[step - 1 :: step][:-1].tobytes()
-    lens_l = _lanes(lens_raw)
-    # each message as long as the split says: the walk over the lengths frames them so
-    if lens_l != _lanes(_struct.pack(f"={n}I", *map(len, body))) + (_FIXED.size - UNIX_DIAG_MSG.size - 4) * one:
-        return None
-    hv = memoryview(heads)
-    firsts_raw = hv.cast("I")[_FIRST :: _HEAD_LEN // 4].tobytes()
-    first = _lanes(firsts_raw)  # each message's first attribute header
-    alen = (first >> _ALEN_AT) & (0xFFFF * one)
-    named = one - _nonzero((first >> _TYPE_AT) & (0xFFFF * one), one)  # 1: UNIX_DIAG_NAME (unflagged)
-    if named & (one - _nonzero(alen & (0xFFFC * one), one)):  # a name shorter than its header
-        return None
-    # what a message holds beyond its unix_diag_msg, its name (aligned) and the tail: 0, or 8 (a
-    # peer, whose header the next check reads).  (A message without a name has, where its first
-    # header is, the first fixed attribute's header (checked above) or the peer's: checked too.)
-    bare = (_FIXED.size + tail.size - 8) * one + ((alen + 3 * one) & (0xFFFFFFFC * one) & (named * 0xFFFFFFFF))
-    rest = (lens_l + (1 << 20) * one - bare) ^ ((1 << 20) * one)  # a shortfall sets bit 20
-    if rest & (0xFFFFFFF7 * one):
-        return None
-    peers = (rest >> 3) * 0xFFFFFFFF  # all ones in the lanes of messages with a peer
-    if (_lanes(tw[0::step].tobytes()) ^ (_PEER_WORD * one)) & peers:
-        return None
-    # the checks hold: read the columns
-    firsts = memoryview(firsts_raw).cast("I").tolist()
-    names = {}
-    for word in set(firsts):
-        size, atype = nl.NLATTR.unpack(_U32.pack(word))
-        names[word] = slice(_NAME_AT, UNIX_DIAG_MSG.size + size) if atype == UNIX_DIAG_NAME else _NO_NAME
-    cols = UNIX_DIAG_MSG.columns(hv, _HEAD_LEN, ("type", "state", "inode"), 0)
-    cols.append(list(map(getitem, body, map(names.__getitem__, firsts))))
-    rq, uid = tail.rq, tail.uid
-    cols.append(tw[rq::step].tolist() if rq is not None else [0] * n)
-
-    def more(name: str) -> list[Any]:
-        if name == "cookie":  # a u64 at an offset that is no multiple of 8 in these rows: two words,
-            # the high ones read only where one is not 0
-            words, stride = hv.cast("I"), _HEAD_LEN // 4
-            low, high = words[_COOKIE_LOW::stride], words[_COOKIE_HIGH::stride]
-            return (low.tolist() if not _lanes(high.tobytes()) else
-                    list(map(or_, low.tolist(), map(lshift, high.tolist(), repeat(32)))))
-        if name == "peer":
-            return _words(_lanes(tw[1::step].tobytes()) & peers, n) if peers else [0] * n
-        if name == "wqueue":
-            return tw[rq + 1 :: step].tolist() if rq is not None else [0] * n
-        if name == "uid":
-            return tw[uid::step].tolist() if uid is not None else [None] * n
-        from sockscope.kernel.unix_details import from_tails
-
-        return from_tails(tail, tw, step, n, name)
-
-    return cols, mv, None, memoryview(lens_raw).cast("I").tolist(), more  # (offsets: when asked for)
-
-
-_ONE = _U32.pack(1)
-_ALEN_AT, _TYPE_AT = (0, 16) if sys.byteorder == "little" else (16, 0)  # (length, type) in a header's word
-_COOKIE_LOW = UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder != "little")  # the cookie's words in a head row
-_COOKIE_HIGH = UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder == "little")
-
-
-def _lanes(words: bytes) -> int:
-    """Native u32 words as the 32-bit lanes of one integer."""
-    return int.from_bytes(words, sys.byteorder)
-
-
-def _words(lanes: int, n: int) -> list[int]:
-    """The ``n`` lanes of :func:`_lanes`' integer as a list."""
-    return memoryview(lanes.to_bytes(4 * n, sys.byteorder)).cast("I").tolist()
-
-
-def _nonzero(lanes: int, one: int) -> int:
-    """1 in each lane of ``lanes`` that is not 0, else 0 (``one``: 1 in every lane)."""
-    low = 0x7FFFFFFF * one
-    return (((lanes & low) + low) | lanes) >> 31 & one
 
 
 class _Shape:

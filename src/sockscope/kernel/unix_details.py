@@ -14,9 +14,10 @@ step one C-level gather of a few bytes a message and strided reads of them):
   (its header checked, its length all that is left): so every attribute of the message is known and
   none can repeat.  A listener's pending connections (few) are read listener by listener.
 
-Where the names' decoder read every message of the batch by its tail strategy (``unix._by_tail``:
-no VFS or ICONS was asked for, as for ``-m``), it has the tails already and gives the shutdown and
-skmem columns itself (``Batch.shutdown``, ``Batch.skmem``).
+Where the names' decoder read every message of the batch by its tail strategy (``unix_tail.by_tail``:
+the usual datagrams, with VFS and empty ICONS attributes too), it has every detail already and gives
+the columns itself (``Batch.shutdown``, ``.skmem``, ``.unix_vfs``, ``.unix_pending``): the checks below
+are for the other batches (a listener with connections waiting among its sockets, say).
 
 A message that does not fit (any layout not the kernel's usual) is read by
 :func:`details_of`, message by message, as is a whole batch whose first message's tail is not of
@@ -61,12 +62,12 @@ def detail_columns(b: Batch) -> dict[str, list[Any] | None]:
     out: dict[str, list[Any] | None] = dict.fromkeys(FIELDS)
     if not n:
         return out
-    try:  # the names' decoder read every message's tail (unix._by_tail: no VFS, no ICONS in any)
-        made: Any = (b.shutdown, b.skmem)
+    try:  # the names' decoder read every message by its tail strategy (unix_tail.by_tail)
+        made: Any = [getattr(b, name) for name in FIELDS]
     except AttributeError:
         pass
     else:
-        for name, col in zip(("shutdown", "skmem"), made):
+        for name, col in zip(FIELDS, made):
             out[name] = None if col.count(None) == n else col
         return out
     starts = b._offsets()
@@ -217,10 +218,9 @@ _SHUT_BYTE = 0 if sys.byteorder == "little" else 24  # a u8 payload's place in i
 
 
 def from_tails(tail: Any, tw: memoryview, step: int, n: int, name: str) -> list[Any]:
-    """A detail column (``shutdown``, ``skmem``) of a datagram ``unix._by_tail`` read, from its tails
+    """A detail column (``shutdown``, ``skmem``) of a datagram ``unix_tail.by_tail`` read, from its tails
     (``tw``: a row of ``step`` words a message; ``tail``: its ``_Tail``); AttributeError where the tail
-    holds a VFS or ICONS attribute (every message does: a datagram of sockets bound to paths, or
-    listeners alike): :func:`detail_columns` reads those by the batch's bytes."""
+    holds an attribute of another kind: :func:`detail_columns` reads those by the batch's bytes."""
     if not tail.details:
         raise AttributeError(name)
     if name == "shutdown":

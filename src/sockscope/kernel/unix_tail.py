@@ -1,0 +1,263 @@
+"""The UNIX decoder's tail strategy: a unix_diag datagram of the kernel's usual replies read with a
+few C loops over all its messages, no Python code per message (:func:`by_tail`; ``unix.decode``
+reads any other datagram by its general strategy).
+
+The kernel writes a UNIX socket's attributes in one order (net/unix/diag.c, sk_diag_fill): NAME
+(bound sockets only, as long as the name), VFS (bound to a path: 12 bytes), PEER (connected ones:
+8), ICONS (listeners: 4, and 4 for each connection waiting), RQLEN, MEMINFO, SHUTDOWN, UID, each
+asked-for one of a fixed size but NAME and ICONS.  So the messages of a datagram differ only in
+their head (a name or not) and their middle (a VFS, a peer, a listener's ICONS, or none), and end
+with the same fixed attributes, at fixed offsets from each message's end.  And every message of a
+dump starts with the same header but its length (type, flags, sequence, port id).
+
+So one split of the datagram at that header cuts it into the messages; the first bytes of every
+message (joined: rows of one length) give the columns of the unix_diag_msg and each message's
+first attribute header (a name's length, or none); the last bytes (joined likewise) the fixed
+attributes, the 8 bytes before them (a peer, or a listener's empty ICONS after its VFS) and the
+next message's length; the name is one slice, and so are the 12 bytes after it (a VFS or not).
+What a message holds between its name and its tail is then known by its length alone: nothing,
+4 (an ICONS with no connection waiting), 8 (a PEER), 12 (a VFS), or a VFS and one of those; each
+such attribute's header is checked where it must be.  Every assumption is checked: the split
+against each message's length, each message's length against its name and middle, every
+attribute header's bytes (all messages at once: a column of words as the lanes of one integer,
+see :func:`_lanes`); a datagram that does not fit (a listener with connections waiting among
+them, say) is read by the general strategy, which raises on malformed bytes.  What the tail
+strategy reads is then exactly what the general one would (tests/test_unix_decode.py holds them
+to that, on misleading bytes too; tests/test_unix_details.py its details).
+"""
+
+from __future__ import annotations
+
+import _struct
+import sys
+from itertools import repeat
+from _operator import getitem, lshift, or_
+
+from sockscope.kernel import netlink as nl
+from sockscope.kernel.layout import (
+    UNIX_DIAG_ICONS, UNIX_DIAG_MEMINFO, UNIX_DIAG_MSG, UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN,
+    UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID, UNIX_DIAG_VFS)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+FIXED = _struct.Struct("=IH10x" + UNIX_DIAG_MSG.struct.format.lstrip("="))  # nlmsghdr (length, type) + unix_diag_msg
+_HDR = _struct.Struct("=IH")
+_U32 = _struct.Struct("=I")
+_FIXED = FIXED
+
+_HEAD_LEN = UNIX_DIAG_MSG.size + 4  # of a message's payload: the unix_diag_msg, the first attribute header
+_HEAD_CUT = slice(0, _HEAD_LEN)
+_FIRST = UNIX_DIAG_MSG.size // 4  # the first attribute header, as a word of those rows
+_NAME_AT = UNIX_DIAG_MSG.size + 4  # a name's bytes, in a payload
+_NO_NAME = slice(0, 0)
+_PEER_WORD = _U32.unpack(nl.NLATTR.pack(8, UNIX_DIAG_PEER))[0]  # a PEER attribute's header, read as a word
+_VFS_WORD = _U32.unpack(nl.NLATTR.pack(12, UNIX_DIAG_VFS))[0]  # a VFS attribute's (the path's inode and device)
+_ICONS_WORD = _U32.unpack(nl.NLATTR.pack(4, UNIX_DIAG_ICONS))[0]  # a listener's ICONS, no connection waiting
+_MIDDLE = (UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_ICONS)  # what may come before the tail
+_NEXT = bytes(4)  # the last message's "next length"
+
+
+class _Tail:
+    """The fixed attributes that end every message of a datagram (their (length, type) headers,
+    as the first message has them), read as words from ``size`` bytes before each message's end:
+    first the 8 bytes a PEER attribute takes when there is one (header, peer inode), then each
+    fixed attribute.  ``words``: (word index, the header word every message must have there);
+    ``first``: the first fixed attribute's header word; ``rq`` (rqueue, then wqueue), ``uid``:
+    their word index, or None where the attribute is not among them; ``cut``: the slice of a
+    message (its payload and the next message's length) that holds the tail and that length.
+    ``details``: whether the tail holds only attributes of a fixed size the kernel writes after a
+    PEER (RQLEN, MEMINFO, SHUTDOWN, UID: then no message has a VFS or ICONS attribute), and where the
+    SHUTDOWN byte's word (``shut``) and the MEMINFO words (``mem``, ``mem_n`` of them) are."""
+
+    __slots__ = ("size", "words", "first", "rq", "uid", "cut", "details", "shut", "mem", "mem_n")
+
+    def __init__(self, heads: tuple[tuple[int, int], ...]) -> None:
+        self.words: list[tuple[int, int]] = []
+        self.rq: int | None = None
+        self.uid: int | None = None
+        self.shut: int | None = None
+        self.mem: int | None = None
+        self.mem_n = 0
+        self.details = all(t in _AFTER_PEER for _alen, t in heads)
+        at = 2  # in words: the peer's header and inode come first
+        for alen, atype in heads:
+            self.words.append((at, _word(alen, atype)))
+            if atype == UNIX_DIAG_RQLEN:
+                self.rq = at + 1
+            elif atype == UNIX_DIAG_UID:
+                self.uid = at + 1
+            elif atype == UNIX_DIAG_SHUTDOWN and alen > 4:
+                self.shut = at + 1
+            elif atype == UNIX_DIAG_MEMINFO:
+                self.mem, self.mem_n = at + 1, min((alen - 4) // 4, 9)
+            at += nl.align4(alen) // 4
+        self.size = at * 4
+        self.first = self.words[0][1]
+        self.cut = slice(-self.size - 4, None)
+
+
+def _word(alen: int, atype: int) -> int:
+    """An attribute header (length, type) as the native u32 its four bytes are."""
+    return int(_U32.unpack(nl.NLATTR.pack(alen, atype))[0])
+
+
+_AFTER_PEER = (UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID)  # (each of a fixed size)
+_TAILS: dict[tuple[tuple[int, int], ...], _Tail] = {}
+_MIN_ALEN = {UNIX_DIAG_RQLEN: 12, UNIX_DIAG_UID: 8}  # what the listing reads of them must be there
+
+
+def _tail_of(mv: memoryview, length: int) -> _Tail | None:
+    """The :class:`_Tail` of the message at the start of ``mv``: its attributes after the name, VFS,
+    peer and ICONS, where they are all of the kinds this strategy reads (else None)."""
+    heads: list[tuple[int, int]] = []
+    a = _FIXED.size
+    while a + 4 <= length:
+        alen, atype = nl.NLATTR.unpack_from(mv, a)
+        if alen < 4 or a + alen > length:
+            return None
+        heads.append((alen, atype))
+        a += nl.align4(alen)
+    if a != length:
+        return None
+    k = 0
+    for skip in _MIDDLE:
+        if k < len(heads) and heads[k][1] == skip:
+            k += 1
+    fixed = tuple(heads[k:])
+    if not fixed or any(t & ~nl.NLA_TYPE_MASK or t in _MIDDLE or alen < _MIN_ALEN.get(t, 4) for alen, t in fixed):
+        return None  # none, flagged types, a name, VFS, peer or ICONS among them, too short: not for this strategy
+    tail = _TAILS.get(fixed)
+    if tail is None:
+        if len(_TAILS) > 64:
+            _TAILS.clear()
+        tail = _TAILS[fixed] = _Tail(fixed)
+    return tail
+
+
+def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], Callable[[str], list[Any]]] | None:
+    """The datagram's columns of ``unix._NOW``, its view, its messages' offsets (None: end to end,
+    made when asked for) and lengths by the tail strategy (see the module doc), and the maker of its
+    columns of ``unix._LATER`` and of its details (shutdown, skmem, unix_vfs, unix_pending); or None
+    where it does not fit.  No step runs Python code per message."""
+    total = len(raw)
+    if not _FIXED.size + 4 <= total < 1 << 19 or _HDR.unpack_from(raw)[1] != nl.SOCK_DIAG_BY_FAMILY:
+        return None  # (the checks below take lengths for 19-bit numbers)
+    length = _U32.unpack_from(raw)[0]
+    mv = memoryview(raw)
+    tail = _tail_of(mv[:length], length) if _FIXED.size + 4 <= length <= total else None
+    if tail is None:
+        return None
+    # the messages: what follows each one's header, then the next one's length (the last: _NEXT)
+    pieces = (raw + _NEXT).split(raw[4:_FIXED.size - UNIX_DIAG_MSG.size])
+    body = pieces[1:]
+    n = len(body)
+    step = tail.size // 4 + 1  # words of a tail row: the tail, the next length
+    tails = b"".join(map(getitem, body, repeat(tail.cut)))  # type: ignore[arg-type]
+    heads = b"".join(map(getitem, body, repeat(_HEAD_CUT)))  # type: ignore[arg-type]
+    if len(pieces[0]) != 4 or len(tails) != n * step * 4 or len(heads) != n * _HEAD_LEN:
+        return None  # the header also before the first message's, or a message too short
+    tw = memoryview(tails).cast("I")
+    for at, word in tail.words:
+        if tw[at::step].tobytes() != _U32.pack(word) * n:
+            return None
+    # The checks of every message at once: its words as the 32-bit lanes of one integer (no carry
+    # ever crosses a lane), one C loop per operation.
+    one = _lanes(_ONE * n)  # 1 in every lane
+    lens_raw = _U32.pack(length) + tw[step - 1 :: step][:-1].tobytes()
+    lens_l = _lanes(lens_raw)
+    # each message as long as the split says: the walk over the lengths frames them so
+    if lens_l != _lanes(_struct.pack(f"={n}I", *map(len, body))) + (_FIXED.size - UNIX_DIAG_MSG.size - 4) * one:
+        return None
+    hv = memoryview(heads)
+    firsts_raw = hv.cast("I")[_FIRST :: _HEAD_LEN // 4].tobytes()
+    first = _lanes(firsts_raw)  # each message's first attribute header
+    alen = (first >> _ALEN_AT) & (0xFFFF * one)
+    named = one - _nonzero((first >> _TYPE_AT) & (0xFFFF * one), one)  # 1: UNIX_DIAG_NAME (unflagged)
+    if named & (one - _nonzero(alen & (0xFFFC * one), one)):  # a name shorter than its header
+        return None
+    # what a message holds beyond its unix_diag_msg, its name (aligned) and the tail: 0, 4 (a
+    # listener's ICONS with no connection waiting), 8 (a peer), or a VFS (12) and one of those; the
+    # next checks read their headers.  (A message without a name has, where its first header is,
+    # a VFS's, the ICONS', the peer's or the first fixed attribute's header: checked too.)
+    bare = (_FIXED.size + tail.size - 8) * one + ((alen + 3 * one) & (0xFFFFFFFC * one) & (named * 0xFFFFFFFF))
+    rest = (lens_l + (1 << 20) * one - bare) ^ ((1 << 20) * one)  # a shortfall sets bit 20
+    firsts = memoryview(firsts_raw).cast("I").tolist()
+    names, vfs_raw, vfs, icons = {}, b"", 0, 0
+    for word in set(firsts):
+        size, atype = nl.NLATTR.unpack(_U32.pack(word))
+        names[word] = slice(_NAME_AT, UNIX_DIAG_MSG.size + size) if atype == UNIX_DIAG_NAME else _NO_NAME
+    if rest & (0xFFFFFFF7 * one):  # more than a peer in some message
+        if rest & (0xFFFFFFE3 * one) or (rest >> 1) & rest & (8 * one):
+            return None  # (only 0, 4, 8, 12, 16 and 20 are)
+        vfs = ((rest >> 4) | ((rest >> 3) & (rest >> 2))) & one  # 1 in the lanes of 12, 16 and 20
+        rest -= 12 * vfs  # what is left: 0, 4 (the ICONS), 8 (a peer)
+        icons = (rest >> 2) & one
+        if icons and (_lanes(tw[1::step].tobytes()) ^ (_ICONS_WORD * one)) & (icons * 0xFFFFFFFF):
+            return None
+        if vfs:  # the 12 bytes after each message's name (its first attribute's, without one): a VFS or not
+            after = {}
+            for word, cut in names.items():
+                at = (cut.stop + 3) & ~3 if cut.stop else UNIX_DIAG_MSG.size
+                after[word] = slice(at, at + 12)
+            vfs_raw = b"".join(map(getitem, body, map(after.__getitem__, firsts)))  # type: ignore[arg-type]
+            if len(vfs_raw) != 12 * n or (_lanes(memoryview(vfs_raw).cast("I")[0::3].tobytes())
+                                          ^ (_VFS_WORD * one)) & (vfs * 0xFFFFFFFF):
+                return None
+    peers = ((rest >> 3) & one) * 0xFFFFFFFF  # all ones in the lanes of messages with a peer (masked: a 4 next door)
+    if (_lanes(tw[0::step].tobytes()) ^ (_PEER_WORD * one)) & peers:
+        return None
+    # the checks hold: read the columns
+    cols = UNIX_DIAG_MSG.columns(hv, _HEAD_LEN, ("type", "state", "inode"), 0)
+    cols.append(list(map(getitem, body, map(names.__getitem__, firsts))))
+    rq, uid = tail.rq, tail.uid
+    cols.append(tw[rq::step].tolist() if rq is not None else [0] * n)
+
+    def more(name: str) -> list[Any]:
+        if name == "cookie":  # a u64 at an offset that is no multiple of 8 in these rows: two words,
+            # the high ones read only where one is not 0
+            words, stride = hv.cast("I"), _HEAD_LEN // 4
+            low, high = words[_COOKIE_LOW::stride], words[_COOKIE_HIGH::stride]
+            return (low.tolist() if not _lanes(high.tobytes()) else
+                    list(map(or_, low.tolist(), map(lshift, high.tolist(), repeat(32)))))
+        if name == "peer":
+            return _words(_lanes(tw[1::step].tobytes()) & peers, n) if peers else [0] * n
+        if name == "wqueue":
+            return tw[rq + 1 :: step].tolist() if rq is not None else [0] * n
+        if name == "uid":
+            return tw[uid::step].tolist() if uid is not None else [None] * n
+        if name == "unix_vfs":  # (the path's inode, device) where there is a VFS, else None
+            if not vfs:
+                return [None] * n
+            vw = memoryview(vfs_raw).cast("I")
+            return [p if v else None for p, v in zip(zip(vw[1::3].tolist(), vw[2::3].tolist()), _words(vfs, n))]
+        if name == "unix_pending":  # a listener's connections waiting: none (its ICONS empty), else None
+            return [() if i else None for i in _words(icons, n)] if icons else [None] * n
+        from sockscope.kernel.unix_details import from_tails
+
+        return from_tails(tail, tw, step, n, name)
+
+    return cols, mv, None, memoryview(lens_raw).cast("I").tolist(), more  # (offsets: when asked for)
+
+
+_ONE = _U32.pack(1)
+_ALEN_AT, _TYPE_AT = (0, 16) if sys.byteorder == "little" else (16, 0)  # (length, type) in a header's word
+_COOKIE_LOW = UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder != "little")  # the cookie's words in a head row
+_COOKIE_HIGH = UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder == "little")
+
+
+def _lanes(words: bytes) -> int:
+    """Native u32 words as the 32-bit lanes of one integer."""
+    return int.from_bytes(words, sys.byteorder)
+
+
+def _words(lanes: int, n: int) -> list[int]:
+    """The ``n`` lanes of :func:`_lanes`' integer as a list."""
+    return memoryview(lanes.to_bytes(4 * n, sys.byteorder)).cast("I").tolist()
+
+
+def _nonzero(lanes: int, one: int) -> int:
+    """1 in each lane of ``lanes`` that is not 0, else 0 (``one``: 1 in every lane)."""
+    low = 0x7FFFFFFF * one
+    return (((lanes & low) + low) | lanes) >> 31 & one
