@@ -177,3 +177,28 @@ def test_the_tail_strategy_gives_the_details_of_the_usual_datagrams() -> None:
     assert got["unix_pending"] is not None and got["unix_pending"][:3] == [(), None, ()]
     both = unix.concat([unix.decode(data)[0], unix.decode(data)[0]])
     assert detail_columns(both) == real(both, range(both.n))
+
+
+def test_a_datagram_the_general_strategy_read_is_read_alone() -> None:
+    """A listener with connections waiting sends its datagram to the general strategy: that datagram's
+    details are read from its bytes (unix_details.read), the others' still come from the tail strategy."""
+    from sockscope.kernel import unix_details as D
+
+    fixed = tail(9, True, True, b"\x00")
+    usual = b"".join(message(i + 1, [(unix.UNIX_DIAG_NAME, b"/run/u%d\0" % i),
+                                     (unix.UNIX_DIAG_VFS, struct.pack("=II", i, 0x801))] + fixed) for i in range(40))
+    waiting = b"".join(message(100 + i, ([(unix.UNIX_DIAG_NAME, b"/run/l\0"), (unix.UNIX_DIAG_ICONS,
+                                                                              struct.pack("=2I", 7, 8))]
+                                         if i == 3 else [(unix.UNIX_DIAG_PEER, struct.pack("=I", 5))]) + fixed)
+                       for i in range(30))
+    parts = [unix.decode(usual)[0], unix.decode(waiting)[0], unix.decode(usual)[0]]
+    assert [object.__getattribute__(p, "_more") is None for p in parts] == [False, True, False]
+    both = unix.concat(parts)
+    real, sizes = D.read, []
+    try:
+        D.read = lambda b: (sizes.append(b.n), real(b))[1]  # type: ignore[assignment]
+        got = detail_columns(both)
+    finally:
+        D.read = real
+    assert sizes == [30] and got == D._walked(both, range(both.n))
+    assert got["unix_pending"] is not None and got["unix_pending"][43] == (7, 8)

@@ -106,6 +106,13 @@ class Batch:
         more = object.__getattribute__(self, "_more")
         if name in _TAIL_DETAILS and not object.__getattribute__(self, "n"):
             return []  # (a dump's last datagram, its end alone: read by the general strategy)
+        if more is None and name in _TAIL_DETAILS:  # the details of a batch the general strategy read,
+            # or of a selection: read from its bytes (of this datagram alone, in a concatenation)
+            from sockscope.kernel.unix_details import read
+
+            for field, col in read(self).items():
+                setattr(self, field, [None] * self.n if col is None else col)
+            return object.__getattribute__(self, name)
         if more is None or (name not in _LATER and name not in _TAIL_DETAILS):
             raise AttributeError(name)
         col = more(name)

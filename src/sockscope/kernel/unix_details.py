@@ -14,10 +14,11 @@ step one C-level gather of a few bytes a message and strided reads of them):
   (its header checked, its length all that is left): so every attribute of the message is known and
   none can repeat.  A listener's pending connections (few) are read listener by listener.
 
-Where the names' decoder read every message of the batch by its tail strategy (``unix_tail.by_tail``:
-the usual datagrams, with VFS and empty ICONS attributes too), it has every detail already and gives
-the columns itself (``Batch.shutdown``, ``.skmem``, ``.unix_vfs``, ``.unix_pending``): the checks below
-are for the other batches (a listener with connections waiting among its sockets, say).
+Where the names' decoder read a datagram by its tail strategy (``unix_tail.by_tail``: the usual
+datagrams, with VFS and empty ICONS attributes too), it has every detail already and gives the columns
+itself (``Batch.shutdown``, ``.skmem``, ``.unix_vfs``, ``.unix_pending``); the checks below (:func:`read`)
+are for the other datagrams (a listener with connections waiting among their sockets, say), each
+read alone: one such datagram leaves the others' columns as the tail strategy read them.
 
 A message that does not fit (any layout not the kernel's usual) is read by
 :func:`details_of`, message by message, as is a whole batch whose first message's tail is not of
@@ -57,18 +58,26 @@ _PEER = _word(8, UNIX_DIAG_PEER)
 
 
 def detail_columns(b: Batch) -> dict[str, list[Any] | None]:
-    """Each detail field's column (None: None in every row) of the UNIX batch ``b``."""
+    """Each detail field's column (None: None in every row) of the UNIX batch ``b``: the batch's own
+    (each datagram's: what the tail strategy read, else :func:`read` of its bytes), else :func:`read`."""
     n = b.n
     out: dict[str, list[Any] | None] = dict.fromkeys(FIELDS)
     if not n:
         return out
-    try:  # the names' decoder read every message by its tail strategy (unix_tail.by_tail)
+    try:
         made: Any = [getattr(b, name) for name in FIELDS]
-    except AttributeError:
-        pass
-    else:
-        for name, col in zip(FIELDS, made):
-            out[name] = None if col.count(None) == n else col
+    except AttributeError:  # (a tail of an unusual kind: see from_tails)
+        return read(b)
+    for name, col in zip(FIELDS, made):
+        out[name] = None if col.count(None) == n else col
+    return out
+
+
+def read(b: Batch) -> dict[str, list[Any] | None]:
+    """:func:`detail_columns` of ``b`` read from its messages' bytes, by the checks of the module doc."""
+    n = b.n
+    out: dict[str, list[Any] | None] = dict.fromkeys(FIELDS)
+    if not n:
         return out
     starts = b._offsets()
     lens = b._lens
@@ -112,9 +121,10 @@ def detail_columns(b: Batch) -> dict[str, list[Any] | None]:
         pairs = dict(zip(compress(range(n), has_vfs), zip(_at(words, where, 4), _at(words, where, 8))))
         out["unix_vfs"] = list(map(pairs.get, range(n)))  # (ino, dev); None where there is no VFS
     if pending:  # a listener's ICONS: the inodes of the connections waiting for it (none: an empty one)
-        col = out["unix_pending"] = [None] * n
+        waiting: list[Any] = [None] * n
+        out["unix_pending"] = waiting
         for i, mid in pending:
-            col[i] = _struct.unpack_from(f"={(mid - 4) // 4}I", raw, at_mid[i] + 4) if mid > 4 else ()
+            waiting[i] = _struct.unpack_from(f"={(mid - 4) // 4}I", raw, at_mid[i] + 4) if mid > 4 else ()
     if odd:  # message by message (a listener's pending connections among them)
         walked = _walked(b, odd)
         for name in FIELDS:
