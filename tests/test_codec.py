@@ -785,7 +785,7 @@ def test_info_of_framed_datagrams_read_length_by_length_agree_with_the_walk() ->
             walked[0], walked[1], [None if x is None else tuple(x) for x in walked[2]], walked[3])
         if not b._length:
             again: tuple[list, ...] = ([None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n, [None] * b.n)
-            rest, _parts = inet_attrs._grouped_info(b, b._mv, again)
+            rest, _parts = inet_attrs._grouped_info(b, again)
             grouped += len(rest) < b.n
             if any(t is not None for t in walked[0]):  # the rows with tcp_info kept column by column
                 sparsed += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
 from itertools import accumulate, repeat
-from _operator import add, eq, ne
+from _operator import add, eq, ne, sub
 
 from sockscope._addr import AF_INET, AF_INET6, ZERO16, Texts, ntop4, ntop6
 from sockscope.kernel import netlink as nl
@@ -150,7 +150,7 @@ class Batch:
     column None where no row has them).  :meth:`attrs` is row ``i``'s attribute bytes."""
 
     __slots__ = ("n", "fam", "family", *_HEAD_COLS, "src", "dst", "v6only", "info", "_mv", "_starts", "_ends",
-                 "_lens", "_length", "_stride", "_body")
+                 "_lens", "_length", "_stride", "_body", "_groups")
 
     n: int
     fam: int
@@ -178,6 +178,7 @@ class Batch:
     _stride: int  # the stride of the fixed parts in _body (read column at once), or 0: columns set
     _body: memoryview  # the messages (_length) or their fixed parts alone (framed), _stride bytes each
     _lens: list[int]  # framed: each message's length (its start and end are made from them when asked for)
+    _groups: tuple[bytes, dict[int, list[int]], dict[int, memoryview]]  # framed: lengths() and gathered()
 
     def __getattr__(self, name: str) -> Any:
         # a batch read column at once reads a column from the datagram when it is first asked
@@ -254,6 +255,29 @@ class Batch:
     def attrs(self, i: int) -> memoryview:
         """Row ``i``'s attributes (what follows its inet_diag_msg)."""
         return self._mv[self._starts[i] + 16 + MSG_LEN : self._ends[i]]
+
+    def lengths(self) -> dict[int, list[int]]:
+        """A framed batch's rows by their message's length (ascending rows each), made once: -i's
+        columns and the details' read them alike, and the messages of each side by side (:meth:`gathered`)."""
+        try:
+            return self._groups[1]
+        except AttributeError:
+            from bisect import bisect_right
+        lens = list(map(sub, self._ends, self._starts))
+        order = sorted(range(self.n), key=lens.__getitem__)  # (stable: the rows of a length ascend)
+        ordered, rows, lo = list(map(lens.__getitem__, order)), {}, 0
+        while lo < self.n:  # each length's run of the sorted rows
+            hi = bisect_right(ordered, ordered[lo], lo)
+            rows[ordered[lo]], lo = order[lo:hi], hi
+        self._groups = (self._mv.tobytes(), rows, {})
+        return rows
+
+    def gathered(self, length: int) -> memoryview:
+        """The messages of ``length`` (:meth:`lengths`) side by side (``layout.gather``), copied once."""
+        rows, (raw, _, made) = self.lengths(), self._groups
+        if length not in made:
+            made[length] = gather(raw, list(map(self._starts.__getitem__, rows[length])), length)
+        return made[length]
 
     @staticmethod
     def of(socks: list[Socket]) -> Batch:

@@ -19,7 +19,7 @@ from sockscope.kernel.layout import (  # (the attributes' numbers are described 
     INET_DIAG_BBRINFO, INET_DIAG_CGROUP_ID, INET_DIAG_CLASS_ID, INET_DIAG_CONG, INET_DIAG_DCTCPINFO, INET_DIAG_INFO,
     INET_DIAG_MARK, INET_DIAG_MD5SIG, INET_DIAG_MSG, INET_DIAG_PROTOCOL, INET_DIAG_SHUTDOWN,
     INET_DIAG_SKMEMINFO, INET_DIAG_SKV6ONLY, INET_DIAG_SOCKOPT, INET_DIAG_TCLASS, INET_DIAG_TOS, INET_DIAG_ULP_INFO,
-    MPTCP_INFO, MPTCP_SUBFLOW_ATTRS, TCP_BBR_INFO, TCP_DCTCP_INFO, TCP_DIAG_MD5SIG, gather)
+    MPTCP_INFO, MPTCP_SUBFLOW_ATTRS, TCP_BBR_INFO, TCP_DCTCP_INFO, TCP_DIAG_MD5SIG)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[Any, list[Any],
         return _tails_or_none(cols)
     from sockscope.kernel.tcpinfo import InfoColumns, SparseInfo
 
-    rest, parts = _grouped_info(b, mv, cols)
+    rest, parts = _grouped_info(b, cols)
     _walk_info(b, rest, cols)
     walked = [i for i in rest if cols[0][i] is not None]
     if walked:
@@ -228,27 +228,22 @@ def _tails_or_none(cols: tuple[Any, ...]) -> tuple[Any, list[Any], list[Any], li
     return cols[0], cols[1], cols[2], cols[3], None if tails.count(None) == len(tails) else tails
 
 
-def _grouped_info(b: Batch, mv: memoryview, cols: tuple[list[Any], ...]
-                  ) -> tuple[list[int], list[tuple[list[int], Any]]]:
+def _grouped_info(b: Batch, cols: tuple[list[Any], ...]) -> tuple[list[int], list[tuple[list[int], Any]]]:
     """Fill ``cols[1:]`` for the rows of a framed batch, messages of one length at a time: those
-    of each length copied side by side (in C) and read as a uniform datagram by
+    of each length copied side by side (in C, once: ``Batch.gathered``) and read as a uniform datagram by
     :func:`_uniform_info` (TIME-WAIT and SYN-RECV mini-sockets among full ones: usually two
     lengths, three or four with IPv6).  Returns the rows left (a length of one message, or an
     attribute layout that varies), and (rows, their tcp_info column by column) of each length
     that has one."""
     from sockscope.kernel.tcpinfo import InfoColumns
 
-    starts, lens = b._starts, b._lens
-    raw = mv.tobytes()
     rest: list[int] = []
     parts: list[tuple[list[int], Any]] = []
-    for length in set(lens):
-        rows = [i for i, x in enumerate(lens) if x == length]
+    for length, rows in b.lengths().items():
         k = len(rows)
         got = None
         if k > 1 and not length & 3:
-            at = [starts[i] for i in rows]
-            got = _uniform_info(gather(raw, at, length), length, k)
+            got = _uniform_info(b.gathered(length), length, k)
         if got is None:
             rest += rows
             continue

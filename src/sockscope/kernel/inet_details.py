@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sys
 from itertools import repeat
-from _operator import lshift, or_, sub
+from _operator import lshift, or_
 
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.inet_attrs import (
@@ -33,7 +33,7 @@ from sockscope.kernel.layout import (
     INET_DIAG_BBRINFO, INET_DIAG_CGROUP_ID, INET_DIAG_CLASS_ID, INET_DIAG_CONG, INET_DIAG_DCTCPINFO, INET_DIAG_INFO,
     INET_DIAG_MARK, INET_DIAG_MD5SIG, INET_DIAG_MSG, INET_DIAG_PROTOCOL, INET_DIAG_SHUTDOWN, INET_DIAG_SKMEMINFO,
     INET_DIAG_SKV6ONLY, INET_DIAG_SOCKOPT, INET_DIAG_TCLASS, INET_DIAG_TOS, INET_DIAG_ULP_INFO, TCP_BBR_INFO,
-    TCP_DCTCP_INFO, gather)
+    TCP_DCTCP_INFO)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,25 +74,16 @@ def detail_columns(b: Batch, netid: str, fields: frozenset[str] = ALL) -> dict[s
         return got if got is not None else _walked(b, range(n), netid, fields)
     if n < _MIN_JOINED:
         return _walked(b, range(n), netid, fields)
-    starts = b._starts
-    lens = list(map(sub, b._ends, starts))
-    raw = b._mv.tobytes()
-    order = sorted(range(n), key=lens.__getitem__)  # the rows by length (stable: in order within one)
     groups: list[tuple[list[int], dict[str, list[Any] | None]]] = []
     rest: list[int] = []
-    lo = 0
-    while lo < n:  # each length's rows: a run of the sorted rows (its end found by a binary search)
-        length = lens[order[lo]]
-        hi = _run_end(lens, order, lo)
-        rows = order[lo:hi]
+    for length, rows in b.lengths().items():  # each length's rows (their messages copied side by side once)
         got = None
         if len(rows) >= _MIN_JOINED:
-            got = _uniform(gather(raw, [starts[i] for i in rows], length), length, len(rows), netid, fields)
+            got = _uniform(b.gathered(length), length, len(rows), netid, fields)
         if got is None:
             rest += rows
         else:
             groups.append((rows, got))
-        lo = hi
     if not groups:
         return _walked(b, range(n), netid, fields)
     if rest:
@@ -111,18 +102,6 @@ def detail_columns(b: Batch, netid: str, fields: frozenset[str] = ALL) -> dict[s
             joined += col if col is not None else [None] * k
         out[name] = list(map(joined.__getitem__, back))
     return out
-
-
-def _run_end(lens: list[int], order: list[int], lo: int) -> int:
-    """The end of the run of rows of ``order`` from ``lo`` on whose ``lens`` are ``lens[order[lo]]``."""
-    length, hi = lens[order[lo]], len(order)
-    while hi - lo > 1:  # (a binary search: the lengths along ``order`` ascend)
-        mid = (lo + hi) // 2
-        if lens[order[mid]] == length:
-            lo = mid
-        else:
-            hi = mid
-    return hi
 
 
 def _walked(b: Batch, rows: Any, netid: str, fields: frozenset[str] = ALL) -> dict[str, list[Any] | None]:
