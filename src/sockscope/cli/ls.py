@@ -359,9 +359,6 @@ def _diag_dump(q: Query, path: str, out: IO[str]) -> int:
     return 0
 
 
-_INET_TABLES = frozenset(("udp", "tcp", "dccp", "sctp", "mptcp"))  # (raw: read from /proc)
-
-
 def _from_kernel(b: Any) -> bool:
     """Whether an inet batch came from sock_diag (a row read from /proc has no cookie)."""
     return None not in b.cookie

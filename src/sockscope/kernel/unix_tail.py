@@ -62,14 +62,14 @@ _NEXT = bytes(4)  # the last message's "next length"
 class _Tail:
     """The fixed attributes that end every message of a datagram (their (length, type) headers,
     as the first message has them), read as words from ``size`` bytes before each message's end:
-    first the 8 bytes a PEER attribute takes when there is one (header, peer inode), then each
-    fixed attribute.  ``words``: (word index, the header word every message must have there);
-    ``first``: the first fixed attribute's header word; ``rq`` (rqueue, then wqueue), ``uid``:
-    their word index, or None where the attribute is not among them; ``cut``: the slice of a
-    message (its payload and the next message's length) that holds the tail and that length.
-    ``details``: whether the tail holds only attributes of a fixed size the kernel writes after a
-    PEER (RQLEN, MEMINFO, SHUTDOWN, UID: then no message has a VFS or ICONS attribute), and where the
-    SHUTDOWN byte's word (``shut``) and the MEMINFO words (``mem``, ``mem_n`` of them) are."""
+    first the 8 bytes before them (a PEER attribute where there is one: header, peer inode; a
+    listener's empty ICONS is the second word), then each fixed attribute.  ``words``: (word index,
+    the header word every message must have there); ``first``: the first fixed attribute's header
+    word; ``rq`` (rqueue, then wqueue), ``uid``: their word index, or None where the attribute is not
+    among them; ``cut``: the slice of a message (its payload and the next message's length) that
+    holds the tail and that length.  ``details``: whether the tail holds only the fixed attributes
+    the kernel writes (RQLEN, MEMINFO, SHUTDOWN, UID), and where the SHUTDOWN byte's word (``shut``)
+    and the MEMINFO words (``mem``, ``mem_n`` of them) are."""
 
     __slots__ = ("size", "words", "first", "rq", "uid", "cut", "details", "shut", "mem", "mem_n")
 
