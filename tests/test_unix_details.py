@@ -202,3 +202,14 @@ def test_a_datagram_the_general_strategy_read_is_read_alone() -> None:
         D.read = real
     assert sizes == [30] and got == D._walked(both, range(both.n))
     assert got["unix_pending"] is not None and got["unix_pending"][43] == (7, 8)
+
+
+def test_a_kind_twice_in_the_tail_is_read_as_the_last() -> None:
+    """A fixed attribute written twice (the kernel never does; a reader of attributes takes the last):
+    a SHUTDOWN of one byte, then an empty one, reads as no shutdown, as message by message."""
+    fixed = [(unix.UNIX_DIAG_RQLEN, struct.pack("=II", 1, 2)), (unix.UNIX_DIAG_SHUTDOWN, b"\x03"),
+             (unix.UNIX_DIAG_SHUTDOWN, b"")]
+    data = b"".join(message(i + 1, [(unix.UNIX_DIAG_NAME, b"/run/t%d\0" % i)] + fixed) for i in range(20))
+    b, _done = unix.decode(data)
+    got = detail_columns(b)
+    assert got == _walked(b, range(b.n)) and got["shutdown"] is None

@@ -58,6 +58,12 @@ _I32 = _struct.Struct("=i")
 HDRLEN = NLMSGHDR.size
 
 
+def attr_word(length: int, attr_type: int) -> int:
+    """An attribute's header (length, type) as the native u32 its four bytes are: what a column of
+    attribute headers read as words holds (the UNIX decoder's and its details' checks)."""
+    return int.from_bytes(NLATTR.pack(length, attr_type), _sys.byteorder)
+
+
 def align4(n: int) -> int:
     """Round ``n`` up to netlink's 4-byte alignment."""
     return (n + 3) & ~3

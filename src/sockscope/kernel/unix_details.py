@@ -28,14 +28,14 @@ that kind; tests/test_unix_details.py holds the two to the same columns, on made
 from __future__ import annotations
 
 import _struct
-import sys
 from itertools import compress, repeat
 from _operator import add, and_, eq, rshift, sub
 
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import (
-    UNIX_DIAG_ICONS, UNIX_DIAG_MEMINFO, UNIX_DIAG_MSG, UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN,
-    UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID, UNIX_DIAG_VFS)
+    UNIX_DIAG_ICONS, UNIX_DIAG_MEMINFO, UNIX_DIAG_MSG, UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_SHUTDOWN,
+    UNIX_DIAG_VFS)
+from sockscope.kernel.unix_tail import SHUT_BYTE, VFS_WORD, tail_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,16 +45,6 @@ if TYPE_CHECKING:
 
 FIELDS = ("shutdown", "unix_vfs", "unix_pending", "skmem")
 _HEAD = 16 + UNIX_DIAG_MSG.size  # a message's header and unix_diag_msg: its attributes follow
-_FIXED = (UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID)  # the tail's kinds, in order
-
-
-def _word(alen: int, atype: int) -> int:
-    """An attribute header (length, type) as the native u32 its four bytes are."""
-    return int.from_bytes(nl.NLATTR.pack(alen, atype), sys.byteorder)
-
-
-_VFS = _word(12, UNIX_DIAG_VFS)  # (ino, dev): two u32
-_PEER = _word(8, UNIX_DIAG_PEER)
 
 
 def detail_columns(b: Batch) -> dict[str, list[Any] | None]:
@@ -82,10 +72,11 @@ def read(b: Batch) -> dict[str, list[Any] | None]:
     starts = b._offsets()
     lens = b._lens
     raw = b._mv.tobytes()
-    tail = _tail(raw, starts[0], lens[0])
-    if tail is None or min(lens) < _HEAD + tail[0] or len(raw) & 3:
+    tail = tail_of(memoryview(raw)[starts[0] : starts[0] + lens[0]], lens[0])  # (the tail strategy's reading)
+    size = tail.size - 8 if tail is not None else 0  # (its rows begin with the 8 bytes before the fixed ones)
+    if tail is None or min(lens) < _HEAD + size or len(raw) & 3 or lens[0] & 3:
         return _walked(b, range(n))
-    size, heads = tail
+    heads = [(4 * at - 8, word) for at, word in tail.words]  # (offset in the fixed attributes, header word)
     words = memoryview(raw).cast("I")  # (every offset read below is a multiple of 4: messages, attributes)
     at_tail = list(map(sub, map(add, starts, lens), repeat(size)))
     if any(_at(words, at_tail, at).count(word) != n for at, word in heads):
@@ -97,7 +88,7 @@ def read(b: Batch) -> dict[str, list[Any] | None]:
             for a, t in zip(first[0::2], first[1::2])]  # (-1: a NAME shorter than its header)
     at_vfs = [start + _HEAD + k if 0 <= k <= ln - _HEAD - size - 4 else start + _HEAD
               for start, ln, k in zip(starts, lens, skip)]  # (a name past the tail: read in place, odd anyway)
-    has_vfs = list(map(eq, _at(words, at_vfs), repeat(_VFS)))
+    has_vfs = list(map(eq, _at(words, at_vfs), repeat(VFS_WORD)))
     room = [ln - _HEAD - k - size for ln, k in zip(lens, skip)]  # after the name: VFS, PEER, ICONS, or nothing
     at_mid = [a + 12 if v and r >= 16 else a for a, v, r in zip(at_vfs, has_vfs, room)]  # after the VFS
     mids = _halves(_at(words, at_mid))  # the header there: a PEER's, a listener's ICONS
@@ -110,12 +101,13 @@ def read(b: Batch) -> dict[str, list[Any] | None]:
                 pending.append((i, mid))
             else:
                 odd.append(i)
-    for name, at, count in _places(heads):
-        if name == "shutdown":
-            out[name] = list(map(and_, map(rshift, _at(words, at_tail, at), repeat(_SHUT_BYTE)), repeat(0xFF)))
-        elif count >= 7:  # skmem: SK_MEMINFO_* (fewer than 7 is none), backlog and drops None where absent
-            cols: list[Any] = [_at(words, at_tail, at + 4 * j) for j in range(count)]
-            out[name] = list(zip(*cols, *[repeat(None)] * (9 - count)))  # (9-tuples: inet_details.named_skmem)
+    if tail.shut is not None:
+        at = 4 * tail.shut - 8
+        out["shutdown"] = list(map(and_, map(rshift, _at(words, at_tail, at), repeat(SHUT_BYTE)), repeat(0xFF)))
+    if tail.mem is not None and tail.mem_n >= 7:  # skmem: SK_MEMINFO_* (fewer than 7 is none), backlog and
+        # drops None where absent
+        cols: list[Any] = [_at(words, at_tail, 4 * (tail.mem + j) - 8) for j in range(tail.mem_n)]
+        out["skmem"] = list(zip(*cols, *[repeat(None)] * (9 - tail.mem_n)))  # (9-tuples: inet_details.named_skmem)
     if any(has_vfs):
         where = list(compress(at_vfs, has_vfs))
         pairs = dict(zip(compress(range(n), has_vfs), zip(_at(words, where, 4), _at(words, where, 8))))
@@ -156,42 +148,6 @@ def _halves(words: list[int]) -> list[int]:
     return memoryview(_struct.pack(f"={len(words)}I", *words)).cast("H").tolist()
 
 
-def _places(heads: list[tuple[int, int]]) -> list[tuple[str, int, int]]:
-    """Where the tail's shutdown byte and skmem words are: (field, offset in the tail, u32 count)."""
-    got: list[tuple[str, int, int]] = []
-    for at, word in heads:
-        alen, atype = nl.NLATTR.unpack(word.to_bytes(4, sys.byteorder))
-        if atype == UNIX_DIAG_SHUTDOWN and alen > 4:
-            got.append(("shutdown", at + 4, 1))
-        elif atype == UNIX_DIAG_MEMINFO:
-            got.append(("skmem", at + 4, min((alen - 4) // 4, 9)))
-    return got
-
-
-def _tail(raw: bytes, start: int, length: int) -> tuple[int, list[tuple[int, int]]] | None:
-    """The fixed attributes that end the message at ``start``: (their size, (offset in the tail, header
-    word) each); None where its attributes are not the kernel's (or none is of a fixed kind)."""
-    attrs: list[tuple[int, int, int]] = []
-    off, end = start + _HEAD, start + length
-    while off + 4 <= end:
-        alen, atype = nl.NLATTR.unpack_from(raw, off)
-        if alen < 4 or off + alen > end:
-            return None
-        attrs.append((off, alen, atype))
-        off += (alen + 3) & ~3
-    if off != end or length & 3:
-        return None
-    k = len(attrs)
-    while k and attrs[k - 1][2] in _FIXED:
-        k -= 1
-    fixed = attrs[k:]
-    kinds = [t for _o, _a, t in fixed]
-    if not fixed or kinds != sorted(set(kinds)):
-        return None  # (the kernel's order, each kind once)
-    base = fixed[0][0]
-    return end - base, [(o - base, int.from_bytes(raw[o : o + 4], sys.byteorder)) for o, _a, _t in fixed]
-
-
 def details_of(raw: memoryview) -> dict[str, Any]:
     """The details of one message's attributes (``raw``), by ``parse_attrs`` (the reference)."""
     attrs = nl.parse_attrs(raw)
@@ -222,21 +178,3 @@ def _walked(b: Batch, rows: Any) -> dict[str, list[Any] | None]:
         col = [d.get(name) for d in got]
         out[name] = None if col.count(None) == len(col) else col
     return out
-
-
-_SHUT_BYTE = 0 if sys.byteorder == "little" else 24  # a u8 payload's place in its word
-
-
-def from_tails(tail: Any, tw: memoryview, step: int, n: int, name: str) -> list[Any]:
-    """A detail column (``shutdown``, ``skmem``) of a datagram ``unix_tail.by_tail`` read, from its tails
-    (``tw``: a row of ``step`` words a message; ``tail``: its ``_Tail``); AttributeError where the tail
-    holds an attribute of another kind: :func:`detail_columns` reads those by the batch's bytes."""
-    if not tail.details:
-        raise AttributeError(name)
-    if name == "shutdown":
-        return ([None] * n if tail.shut is None else
-                list(map(and_, map(rshift, tw[tail.shut :: step].tolist(), repeat(_SHUT_BYTE)), repeat(0xFF))))
-    if tail.mem is None or tail.mem_n < 7:  # skmem (SK_MEMINFO_*: fewer than 7 values is none)
-        return [None] * n
-    cols: list[Any] = [tw[tail.mem + j :: step].tolist() for j in range(tail.mem_n)]
-    return list(zip(*cols, *[repeat(None)] * (9 - tail.mem_n)))  # (9-tuples: inet_details.named_skmem)

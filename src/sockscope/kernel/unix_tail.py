@@ -31,7 +31,7 @@ from __future__ import annotations
 import _struct
 import sys
 from itertools import repeat
-from _operator import getitem, lshift, or_
+from _operator import and_, getitem, lshift, or_, rshift
 
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import (
@@ -52,9 +52,10 @@ _HEAD_CUT = slice(0, _HEAD_LEN)
 _FIRST = UNIX_DIAG_MSG.size // 4  # the first attribute header, as a word of those rows
 _NAME_AT = UNIX_DIAG_MSG.size + 4  # a name's bytes, in a payload
 _NO_NAME = slice(0, 0)
-_PEER_WORD = _U32.unpack(nl.NLATTR.pack(8, UNIX_DIAG_PEER))[0]  # a PEER attribute's header, read as a word
-_VFS_WORD = _U32.unpack(nl.NLATTR.pack(12, UNIX_DIAG_VFS))[0]  # a VFS attribute's (the path's inode and device)
-_ICONS_WORD = _U32.unpack(nl.NLATTR.pack(4, UNIX_DIAG_ICONS))[0]  # a listener's ICONS, no connection waiting
+PEER_WORD = nl.attr_word(8, UNIX_DIAG_PEER)  # a PEER attribute's header, read as a word
+VFS_WORD = nl.attr_word(12, UNIX_DIAG_VFS)  # a VFS attribute's (the path's inode and device)
+_ICONS_WORD = nl.attr_word(4, UNIX_DIAG_ICONS)  # a listener's ICONS, no connection waiting
+SHUT_BYTE = 0 if sys.byteorder == "little" else 24  # a u8 payload's place in its word
 _MIDDLE = (UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_ICONS)  # what may come before the tail
 _NEXT = bytes(4)  # the last message's "next length"
 
@@ -83,7 +84,7 @@ class _Tail:
         self.details = all(t in _AFTER_PEER for _alen, t in heads)
         at = 2  # in words: the peer's header and inode come first
         for alen, atype in heads:
-            self.words.append((at, _word(alen, atype)))
+            self.words.append((at, nl.attr_word(alen, atype)))
             if atype == UNIX_DIAG_RQLEN:
                 self.rq = at + 1
             elif atype == UNIX_DIAG_UID:
@@ -98,17 +99,12 @@ class _Tail:
         self.cut = slice(-self.size - 4, None)
 
 
-def _word(alen: int, atype: int) -> int:
-    """An attribute header (length, type) as the native u32 its four bytes are."""
-    return int(_U32.unpack(nl.NLATTR.pack(alen, atype))[0])
-
-
 _AFTER_PEER = (UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID)  # (each of a fixed size)
 _TAILS: dict[tuple[tuple[int, int], ...], _Tail] = {}
 _MIN_ALEN = {UNIX_DIAG_RQLEN: 12, UNIX_DIAG_UID: 8}  # what the listing reads of them must be there
 
 
-def _tail_of(mv: memoryview, length: int) -> _Tail | None:
+def tail_of(mv: memoryview, length: int) -> _Tail | None:
     """The :class:`_Tail` of the message at the start of ``mv``: its attributes after the name, VFS,
     peer and ICONS, where they are all of the kinds this strategy reads (else None)."""
     heads: list[tuple[int, int]] = []
@@ -128,6 +124,8 @@ def _tail_of(mv: memoryview, length: int) -> _Tail | None:
     fixed = tuple(heads[k:])
     if not fixed or any(t & ~nl.NLA_TYPE_MASK or t in _MIDDLE or alen < _MIN_ALEN.get(t, 4) for alen, t in fixed):
         return None  # none, flagged types, a name, VFS, peer or ICONS among them, too short: not for this strategy
+    if len({t for _alen, t in fixed}) != len(fixed):
+        return None  # a kind twice (the kernel writes each once; a reader of attributes takes the last)
     tail = _TAILS.get(fixed)
     if tail is None:
         if len(_TAILS) > 64:
@@ -146,7 +144,7 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
         return None  # (the checks below take lengths for 19-bit numbers)
     length = _U32.unpack_from(raw)[0]
     mv = memoryview(raw)
-    tail = _tail_of(mv[:length], length) if _FIXED.size + 4 <= length <= total else None
+    tail = tail_of(mv[:length], length) if _FIXED.size + 4 <= length <= total else None
     if tail is None:
         return None
     # the messages: what follows each one's header, then the next one's length (the last: _NEXT)
@@ -203,10 +201,10 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
                 after[word] = slice(at, at + 12)
             vfs_raw = b"".join(map(getitem, body, map(after.__getitem__, firsts)))  # type: ignore[arg-type]
             if len(vfs_raw) != 12 * n or (_lanes(memoryview(vfs_raw).cast("I")[0::3].tobytes())
-                                          ^ (_VFS_WORD * one)) & (vfs * 0xFFFFFFFF):
+                                          ^ (VFS_WORD * one)) & (vfs * 0xFFFFFFFF):
                 return None
     peers = ((rest >> 3) & one) * 0xFFFFFFFF  # all ones in the lanes of messages with a peer (masked: a 4 next door)
-    if (_lanes(tw[0::step].tobytes()) ^ (_PEER_WORD * one)) & peers:
+    if (_lanes(tw[0::step].tobytes()) ^ (PEER_WORD * one)) & peers:
         return None
     # the checks hold: read the columns
     cols = UNIX_DIAG_MSG.columns(hv, _HEAD_LEN, ("type", "state", "inode"), 0)
@@ -234,9 +232,7 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
             return [p if v else None for p, v in zip(zip(vw[1::3].tolist(), vw[2::3].tolist()), _words(vfs, n))]
         if name == "unix_pending":  # a listener's connections waiting: none (its ICONS empty), else None
             return [() if i else None for i in _words(icons, n)] if icons else [None] * n
-        from sockscope.kernel.unix_details import from_tails
-
-        return from_tails(tail, tw, step, n, name)
+        return _from_tails(tail, tw, step, n, name)
 
     return cols, mv, None, memoryview(lens_raw).cast("I").tolist(), more  # (offsets: when asked for)
 
@@ -261,3 +257,18 @@ def _nonzero(lanes: int, one: int) -> int:
     """1 in each lane of ``lanes`` that is not 0, else 0 (``one``: 1 in every lane)."""
     low = 0x7FFFFFFF * one
     return (((lanes & low) + low) | lanes) >> 31 & one
+
+
+def _from_tails(tail: _Tail, tw: memoryview, step: int, n: int, name: str) -> list[Any]:
+    """A detail column (``shutdown``, ``skmem``) of a datagram :func:`by_tail` read, from its tails
+    (``tw``: a row of ``step`` words a message; ``tail``: its :class:`_Tail`); AttributeError where the
+    tail holds an attribute of another kind: ``unix_details`` reads those by the batch's bytes."""
+    if not tail.details:
+        raise AttributeError(name)
+    if name == "shutdown":
+        return ([None] * n if tail.shut is None else
+                list(map(and_, map(rshift, tw[tail.shut :: step].tolist(), repeat(SHUT_BYTE)), repeat(0xFF))))
+    if tail.mem is None or tail.mem_n < 7:  # skmem (SK_MEMINFO_*: fewer than 7 values is none)
+        return [None] * n
+    cols: list[Any] = [tw[tail.mem + j :: step].tolist() for j in range(tail.mem_n)]
+    return list(zip(*cols, *[repeat(None)] * (9 - tail.mem_n)))  # (9-tuples: inet_details.named_skmem)
