@@ -207,6 +207,36 @@ def test_skmem_texts_are_each_ones_text(values: list[Any], repeat: int, lead: st
     skmems = values * repeat
     assert skmem_texts(skmems, lead) == [lead + skmem_text(m) for m in skmems]
     assert skmem_texts(values, lead) == [lead + skmem_text(m) for m in values]
+    if values:  # one value in every row, as equal tuples (not one object), and one object
+        equal = [None if values[0] is None else tuple(list(values[0])) for _ in range(repeat)]
+        assert skmem_texts(equal, lead) == [lead + skmem_text(values[0])] * repeat
+        assert skmem_texts(values[:1] * repeat + values[1:], lead) == [lead + skmem_text(m) for m in
+                                                                       values[:1] * repeat + values[1:]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 40), st.integers(0, 12), st.integers(0, 3), st.integers(1, 3),
+       st.lists(st.one_of(st.none(), _SKMEM_VALUE.filter(lambda v: v < 1 << 32)), min_size=12, max_size=12),
+       st.randoms(use_true_random=False))
+def test_skmem_column_is_each_rows_values(n: int, k: int, at: int, pad: int, same: list[Any], rnd: Any) -> None:
+    """netlink.skmem_column (``-m``'s column of a batch's rows side by side, inet and UNIX alike) is each
+    row's values as a 9-tuple, None for fewer than 7: with values the same in every row (given in
+    ``same``; all of them: one tuple for every row) or not, and rows of more words than the skmem."""
+    step = at + k + pad
+    def word(j: int) -> int:  # (word j of a row: the skmem's value j - at where the same in every row)
+        value = same[j - at] if at <= j < at + k else None
+        return rnd.randrange(1 << 32) if value is None else value
+
+    rows = [[word(j) for j in range(step)] for _ in range(n)]
+    words = memoryview(struct.pack(f"={n * step}I", *[w for row in rows for w in row])).cast("I")
+    got = netlink.skmem_column(words, at, step, k)
+    if k < 7:
+        assert got is None
+        return
+    want = [(*row[at : at + min(k, 9)], *(None,) * (9 - min(k, 9))) for row in rows]
+    assert got == want
+    if n and all(same[j] is not None for j in range(min(k, 9))):
+        assert all(m is got[0] for m in got)  # (one object: skmem_texts counts it by identity)
 
 
 @settings(max_examples=500, deadline=None)

@@ -149,7 +149,7 @@ def _uniform(mv: memoryview, length: int, n: int, netid: str, fields: frozenset[
         elif atype == INET_DIAG_CONG:
             out["cong"] = _congs(body, length, start, plen, n)
         elif atype == INET_DIAG_SKMEMINFO:
-            out["skmem"] = _skmems(words, start // 4, step, min(plen // 4, 9))
+            out["skmem"] = nl.skmem_column(words, start // 4, step, plen // 4)
         elif atype == INET_DIAG_INFO:  # (of the table's: tcp_info, or an MPTCP socket's mptcp_info)
             if netid == "tcp" and "tcp_info" in fields:
                 out["tcp_info"] = _infos(body, length, start, plen, n)
@@ -190,15 +190,6 @@ def _congs(body: memoryview, length: int, start: int, plen: int, n: int) -> list
     for t in set(texts).difference(names):
         names[t] = _cong(memoryview(t))
     return list(map(names.__getitem__, texts))
-
-
-def _skmems(words: memoryview, at: int, step: int, k: int) -> list[Any] | None:
-    """SK_MEMINFO_*: 7 to 9 u32 (``others.decode_skmem``: fewer is none; backlog, drops None where absent),
-    as 9-tuples (the records make them :class:`~sockscope.records.SkMem`: :func:`named_skmem`)."""
-    if k < 7:
-        return None
-    cols: list[Any] = [words[at + j :: step].tolist() for j in range(k)] + [repeat(None)] * (9 - k)
-    return list(zip(*cols))
 
 
 def named_skmem(col: list[Any]) -> list[Any]:

@@ -18,7 +18,7 @@ from sockscope.kernel.layout import NLATTR as NLATTR  # (the one definition: lay
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from struct import error as _StructError  # (the stubs of _struct leave it out)
-    from typing import Callable, Iterator
+    from typing import Any, Callable, Iterator
 else:
     _StructError = _struct.error
 
@@ -237,6 +237,32 @@ def check_done(payload: memoryview | bytes, op: str) -> None:
 def u8_flag(payload: memoryview | None) -> bool | None:
     """A u8 attribute's payload as a flag (None where the attribute is absent or empty)."""
     return bool(payload[0]) if payload is not None and len(payload) else None
+
+
+def skmem_column(words: memoryview, at: int, step: int, k: int) -> list[Any] | None:
+    """The SK_MEMINFO attribute (linux/sock_diag.h: 7 to 9 u32, ``SK_MEMINFO_*``) of rows of ``step``
+    words side by side (``words``), its ``k`` values at word ``at`` of each row: each row's as a 9-tuple
+    (backlog and drops None where absent); fewer than 7 values: None (no skmem), as ``others._skmem``
+    reads one message's.  A value the same in every row is not read row by row, and where all are
+    (idle sockets share theirs) every row gets the same tuple: one object, which a text maker can
+    tell by identity (:func:`sockscope.render.details.skmem_texts`)."""
+    if k < 7:
+        return None
+    k, n = min(k, 9), len(words[at::step])
+    if not n:
+        return []
+    cols: list[Any] = []
+    first: list[int] = []  # the values of a column the same in every row
+    for j in range(k):
+        col = words[at + j :: step]
+        if col.tobytes() == col[:1].tobytes() * n:
+            first.append(col[0])
+            cols.append(repeat(col[0]))
+        else:
+            cols.append(col.tolist())
+    if len(first) == k:
+        return [(*first, *(None,) * (9 - k))] * n
+    return list(zip(*cols, *[repeat(None)] * (9 - k)))
 
 
 def parse_attrs(buf: memoryview | bytes, offset: int = 0) -> dict[int, memoryview]:

@@ -268,7 +268,5 @@ def _from_tails(tail: _Tail, tw: memoryview, step: int, n: int, name: str) -> li
     if name == "shutdown":
         return ([None] * n if tail.shut is None else
                 list(map(and_, map(rshift, tw[tail.shut :: step].tolist(), repeat(SHUT_BYTE)), repeat(0xFF))))
-    if tail.mem is None or tail.mem_n < 7:  # skmem (SK_MEMINFO_*: fewer than 7 values is none)
-        return [None] * n
-    cols: list[Any] = [tw[tail.mem + j :: step].tolist() for j in range(tail.mem_n)]
-    return list(zip(*cols, *[repeat(None)] * (9 - tail.mem_n)))  # (9-tuples: inet_details.named_skmem)
+    col = nl.skmem_column(tw, tail.mem, step, tail.mem_n) if tail.mem is not None else None
+    return [None] * n if col is None else col  # (9-tuples: inet_details.named_skmem)

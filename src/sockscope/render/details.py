@@ -245,11 +245,14 @@ _SKMEM_ALL = " skmem:(r%d,rb%d,t%d,tb%d,f%d,w%d,o%d,bl%d,d%d)"
 
 def skmem_texts(skmems: list[Any], lead: str = "") -> list[str]:
     """``lead`` and :func:`skmem_text` of each of ``skmems`` (9-tuples, or None: a socket without
-    skmem, a TIME-WAIT one say).  Where values recur (idle sockets share theirs), each distinct one's
-    text is made once; else one ``%`` format each where every one has all nine values (checked by
-    C-level scans), else :func:`skmem_text` each."""
+    skmem, a TIME-WAIT one say).  One value in every row: its text once.  Where values recur (idle
+    sockets share theirs), each distinct one's text is made once; else one ``%`` format each where
+    every one has all nine values (checked by C-level scans), else :func:`skmem_text` each."""
     from _operator import itemgetter
 
+    n = len(skmems)
+    if n and skmems[-1] == skmems[0] and skmems.count(skmems[0]) == n:  # one value (the decoders give every
+        return [lead + skmem_text(skmems[0])] * n  # row one tuple there: counted by identity, no hashing)
     texts: dict[Any, str] = dict.fromkeys(skmems, "")  # (hashing every tuple: a tenth of formatting it)
     if 2 * len(texts) <= len(skmems):
         for m in texts:
