@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import _struct
 import sys
-from itertools import repeat
+from itertools import compress, repeat
 from _operator import and_, getitem, lshift, or_, rshift
 
 from sockscope.kernel import netlink as nl
@@ -228,8 +228,11 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
         if name == "unix_vfs":  # (the path's inode, device) where there is a VFS, else None
             if not vfs:
                 return [None] * n
-            vw = memoryview(vfs_raw).cast("I")
-            return [p if v else None for p, v in zip(zip(vw[1::3].tolist(), vw[2::3].tolist()), _words(vfs, n))]
+            vw, out = memoryview(vfs_raw).cast("I"), [None] * n
+            ino, dev = vw[1::3].tolist(), vw[2::3].tolist()
+            for i in compress(range(n), _words(vfs, n)):  # (the rows with a VFS: paths, a few of all)
+                out[i] = (ino[i], dev[i])
+            return out
         if name == "unix_pending":  # a listener's connections waiting: none (its ICONS empty), else None
             return [() if i else None for i in _words(icons, n)] if icons else [None] * n
         return _from_tails(tail, tw, step, n, name)
