@@ -228,8 +228,9 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
         if name == "unix_vfs":  # (the path's inode, device) where there is a VFS, else None
             if not vfs:
                 return [None] * n
-            vw, out = memoryview(vfs_raw).cast("I"), [None] * n
+            vw = memoryview(vfs_raw).cast("I")
             ino, dev = vw[1::3].tolist(), vw[2::3].tolist()
+            out: list[Any] = [None] * n
             for i in compress(range(n), _words(vfs, n)):  # (the rows with a VFS: paths, a few of all)
                 out[i] = (ino[i], dev[i])
             return out
