@@ -13,6 +13,7 @@ import sys
 import textwrap
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,26 @@ def test_made_datagrams_read_by_columns_as_message_by_message(case: tuple[bytes,
         keep = [i % 2 == 0 for i in range(b.n)]
         part = b.select(keep)
         assert detail_columns(part, netid) == by_message(part, netid)
+
+
+@pytest.mark.parametrize("done", [False, True])
+def test_the_messages_of_a_length_joined_from_a_cut_datagrams_pieces(done: bool) -> None:
+    """A framed datagram cut at its sequence number keeps its pieces (netlink.cut_dump), and the
+    messages of one length are joined from them (netlink.gather_pieces): each is its message from
+    byte 8 on, at a stride of its length (the datagram's last one too, before NLMSG_DONE or not),
+    and the details read from them are the walk's."""
+    msgs = [message(2 + 8 * (i % 2), i + 1, [] if i % 3 == 0 else [
+        (layout.INET_DIAG_SHUTDOWN, bytes([i % 4])), (layout.INET_DIAG_SKMEMINFO, struct.pack("=9I", *range(i, i + 9)))]
+        + [(layout.INET_DIAG_MARK, struct.pack("=I", i))] * (i % 4 == 1)) for i in range(13)]
+    end = netlink.encode_message(netlink.NLMSG_DONE, 2, netlink.DUMP_SEQ, bytes(4)) if done else b""
+    b, ended = inet.decode(b"".join(msgs) + end)
+    assert ended == done and b._pieces is not None and not b._length and len(b.lengths()) == 3
+    for length, rows in b.lengths().items():
+        joined = bytes(b.gathered(length))
+        assert len(joined) >= len(rows) * length
+        assert [joined[j * length + 8 : (j + 1) * length] for j in range(len(rows))] == [msgs[i][8:] for i in rows]
+    assert detail_columns(b, "tcp") == by_message(b, "tcp")
+    assert detail_columns(b, "tcp")["skmem"] == [None if i % 3 == 0 else tuple(range(i, i + 9)) for i in range(13)]
 
 
 def test_the_columns_cover_every_field_the_walk_gives() -> None:

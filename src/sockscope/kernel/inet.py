@@ -150,7 +150,7 @@ class Batch:
     column None where no row has them).  :meth:`attrs` is row ``i``'s attribute bytes."""
 
     __slots__ = ("n", "fam", "family", *_HEAD_COLS, "src", "dst", "v6only", "info", "_mv", "_starts", "_ends",
-                 "_lens", "_length", "_stride", "_body", "_groups")
+                 "_lens", "_length", "_stride", "_body", "_groups", "_pieces")
 
     n: int
     fam: int
@@ -178,11 +178,14 @@ class Batch:
     _stride: int  # the stride of the fixed parts in _body (read column at once), or 0: columns set
     _body: memoryview  # the messages (_length) or their fixed parts alone (framed), _stride bytes each
     _lens: list[int]  # framed: each message's length (its start and end are made from them when asked for)
-    _groups: tuple[bytes, dict[int, list[int]], dict[int, memoryview]]  # framed: lengths() and gathered()
+    _groups: tuple[bytes | tuple[bytes, list[bytes]], dict[int, list[int]], dict[int, memoryview]]  # lengths()
+    _pieces: tuple[bytes, list[bytes]] | None  # framed by a cut: its pieces (netlink.cut_dump), else None
 
     def __getattr__(self, name: str) -> Any:
         # a batch read column at once reads a column from the datagram when it is first asked
         # for: the table never reads timers, cookies or uids (called only for unset slots)
+        if name == "_pieces":  # (a batch not cut, or made of another's rows: gathered() copies the messages)
+            return None
         stride = object.__getattribute__(self, "_stride")
         if stride:
             length = self._length
@@ -269,14 +272,16 @@ class Batch:
         while lo < self.n:  # each length's run of the sorted rows
             hi = bisect_right(ordered, ordered[lo], lo)
             rows[ordered[lo]], lo = order[lo:hi], hi
-        self._groups = (self._mv.tobytes(), rows, {})
+        self._groups = (self._pieces or self._mv.tobytes(), rows, {})  # (what gathered() copies from)
         return rows
 
     def gathered(self, length: int) -> memoryview:
-        """The messages of ``length`` (:meth:`lengths`) side by side (``layout.gather``), copied once."""
-        rows, (raw, _, made) = self.lengths(), self._groups
+        """The messages of ``length`` (:meth:`lengths`) side by side, copied once: the pieces of a cut
+        datagram joined (``netlink.gather_pieces``: whole from their 8th byte), else ``layout.gather``."""
+        rows, (src, _, made) = self.lengths(), self._groups
         if length not in made:
-            made[length] = gather(raw, list(map(self._starts.__getitem__, rows[length])), length)
+            made[length] = (nl.gather_pieces(src, rows[length]) if isinstance(src, tuple) else
+                            gather(src, list(map(self._starts.__getitem__, rows[length])), length))
         return made[length]
 
     @staticmethod
@@ -459,9 +464,9 @@ def _framed(mv: memoryview, op: str, b: Batch) -> bool:
     if cut is None:
         starts, done = nl.walk_dump(mv, op, _HEAD)
         heads = gather(raw, starts, _HEAD)
-        b._starts, b._lens = starts, heads.cast("I")[:: _HEAD // 4].tolist()
+        b._starts, b._lens, b._pieces = starts, heads.cast("I")[:: _HEAD // 4].tolist(), None
     else:
-        heads, b._lens, done = cut  # (the starts are made from the lengths when asked for)
+        heads, b._lens, done, b._pieces = cut  # (the starts are made from the lengths when asked for)
     b._length = 0
     fams = heads[_FAMILY_AT::_HEAD].tolist()
     if fams.count(AF_INET) not in (0, len(fams)):

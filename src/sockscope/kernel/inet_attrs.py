@@ -317,11 +317,12 @@ def _same(view: memoryview, start: int, step: int, n: int) -> bool:
 
 def _alike(body: memoryview, length: int, n: int, attrs: list[tuple[int, int, int]]) -> bool:
     """Whether each of the ``n`` messages of ``body`` (``length`` long, a multiple of 4) has the first
-    one's length, type and attribute headers ``attrs``."""
+    one's attribute headers ``attrs``.  (Their length and type are not read: the framing checked them,
+    and a batch's messages of one length joined from its pieces have another message's there:
+    ``netlink.gather_pieces``.)"""
     words = body.cast("I")
     step = length // 4
-    return _same(body.cast("H"), 2, step * 2, n) and all(  # nlmsg_type; nlmsg_len, each attribute's header
-        _same(words, at, step, n) for at in (0, *(off // 4 for off, _alen, _atype in attrs)))
+    return all(_same(words, off // 4, step, n) for off, _alen, _atype in attrs)
 
 
 def info_at(mv: memoryview, length: int, n: int) -> tuple[int, int] | None:

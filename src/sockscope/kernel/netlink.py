@@ -169,10 +169,13 @@ def walk_dump(mv: memoryview, op: str, head: int) -> tuple[list[int], bool]:
     return starts, done
 
 
-def cut_dump(raw: bytes, op: str, head: int, longest: int) -> tuple[memoryview, list[int], bool] | None:
+def cut_dump(raw: bytes, op: str, head: int, longest: int
+             ) -> tuple[memoryview, list[int], bool, tuple[bytes, list[bytes]]] | None:
     """The ``head`` bytes that start each of a sock_diag datagram's messages (their header, not
     read but for the length: a 16-byte gap, then the family's fixed part), side by side; the
-    messages' lengths; and whether the dump ended in it.  Made with no Python code per message:
+    messages' lengths; whether the dump ended in it; and the pieces it was cut into (see below),
+    with the sequence number that cut them (:func:`gather_pieces` joins some of them into whole
+    messages side by side, with no Python code per message).  Made with no Python code per message:
     every message of a dump repeats the request's sequence number (:data:`DUMP_SEQ`), so one split
     of the datagram (its NLMSG_DONE aside) at those four bytes cuts it into pieces, each a message
     from its port id to the next message's length, type and flags.  Believed only where it checks:
@@ -202,13 +205,26 @@ def cut_dump(raw: bytes, op: str, head: int, longest: int) -> tuple[memoryview, 
         return None
     if done:
         diag_messages(raw[-20:], op)  # raises the kernel's error, if any
-    return heads, lens, done
+    return heads, lens, done, (seq, body)
+
+
+def gather_pieces(pieces: tuple[bytes, list[bytes]], rows: list[int]) -> memoryview:
+    """The messages ``rows`` of a datagram :func:`cut_dump` cut (``pieces``), all of one length,
+    side by side: one join of their pieces with the sequence number between them.  A piece is its
+    message from the port id (byte 12) on, then the next message's first 8 bytes, so each message
+    is then whole from byte 8 (its sequence number) to its end, at a stride of its length: the
+    first 8 bytes of each are another message's (only the last row's end may lack the 8 bytes
+    after it).  What reads the messages' attributes reads them there; their length and type the
+    cut has checked already."""
+    seq, body = pieces
+    return memoryview(seq.join([_PAD8, *map(body.__getitem__, rows)]))
 
 
 _DIAG = SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK  # the types of a dump's messages
 _LEN_TYPE = _struct.Struct("=IH")  # nlmsghdr's length and type
 _U32_FROM = _struct.Struct("=I").unpack_from
 _GAP = bytes(16)  # where each message's header is, in cut_dump's fixed parts
+_PAD8 = bytes(8)  # the first message's first 8 bytes, in gather_pieces' rows
 _PIECE_NEXT = slice(-8, None)  # the next message's length, type and flags, at a piece's end
 _cut: Callable[[bytes, slice], bytes] = getitem  # type: ignore[assignment]  # (C: bytes.__getitem__ is slower)
 
