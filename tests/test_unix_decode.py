@@ -220,6 +220,13 @@ def test_synthetic_datagrams_of_every_layout(show: str) -> None:
     data = b"".join(_sock(i + 1, b"\0" + b"n" * i, i if i % 2 else None) for i in range(110))
     assert _fast(data)
     _agree(data)
+    # few of the sockets named (the usual: the names are then put in place at their rows), or half of them,
+    # empty names among them
+    for every in (2, 3, 7):
+        data = b"".join(_sock(i + 1, None if i % every else (b"/run/s" + b"x" * (i % 9) if i % 5 else b""),
+                              i + 9 if i % 2 else None, show=show) for i in range(120))
+        assert _fast(data), (show, every)
+        _agree(data)
 
 
 def test_values_that_look_like_headers() -> None:

@@ -208,7 +208,13 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
         return None
     # the checks hold: read the columns
     cols = UNIX_DIAG_MSG.columns(hv, _HEAD_LEN, ("type", "state", "inode"), 0)
-    cols.append(list(map(getitem, body, map(names.__getitem__, firsts))))
+    if 2 * named.bit_count() > n:  # mostly named: each message's name (or b"") sliced
+        cols.append(list(map(getitem, body, map(names.__getitem__, firsts))))
+    else:  # mostly without a name (the usual: clients, pairs): b"", then each named one's put in place
+        name_col = [b""] * n
+        for i in compress(range(n), _words(named, n)):
+            name_col[i] = body[i][names[firsts[i]]]
+        cols.append(name_col)
     rq, uid = tail.rq, tail.uid
     cols.append(tw[rq::step].tolist() if rq is not None else [0] * n)
 
