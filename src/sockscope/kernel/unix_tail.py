@@ -31,7 +31,7 @@ from __future__ import annotations
 import _struct
 import sys
 from itertools import compress, repeat
-from _operator import and_, getitem, lshift, or_, rshift
+from _operator import getitem, lshift, or_
 
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import (
@@ -275,8 +275,7 @@ def _from_tails(tail: _Tail, tw: memoryview, step: int, n: int, name: str) -> li
     tail holds an attribute of another kind: ``unix_details`` reads those by the batch's bytes."""
     if not tail.details:
         raise AttributeError(name)
-    if name == "shutdown":
-        return ([None] * n if tail.shut is None else
-                list(map(and_, map(rshift, tw[tail.shut :: step].tolist(), repeat(SHUT_BYTE)), repeat(0xFF))))
+    if name == "shutdown":  # (the u8 is its word's first byte, in either byte order)
+        return [None] * n if tail.shut is None else tw.cast("B")[tail.shut * 4 :: step * 4].tolist()
     col = nl.skmem_column(tw, tail.mem, step, tail.mem_n) if tail.mem is not None else None
     return [None] * n if col is None else col  # (9-tuples: inet_details.named_skmem)
