@@ -152,3 +152,31 @@ def test_process_connections_unreadable_fds(monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         for sock in pair:
             sock.close()
+
+
+ONE_UNIX = r'''
+import json, os, socket, sys, tempfile
+d = tempfile.mkdtemp()
+x = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+x.bind(os.path.join(d, "one.sock")); x.listen(1)
+import psutil, sockscope
+pid = os.getpid()
+out = [[sorted(map(repr, f(kind))) for f in (lambda k: sockscope.process_connections(pid, k),
+                                              lambda k: psutil.Process(pid).net_connections(k))]
+       for kind in ("unix", "all")]
+x.close(); os.unlink(os.path.join(d, "one.sock")); os.rmdir(d)
+print(json.dumps(out))
+'''
+
+
+def test_process_connections_of_one_unix_socket() -> None:
+    """A process holding exactly one socket, a UNIX listener bound to a path: one row, psutil's."""
+    ns = Netns()
+    try:
+        r = ns.run([sys.executable, "-c", ONE_UNIX], timeout=120)
+        assert r.returncode == 0, r.stderr
+        for ours, theirs in json.loads(r.stdout):
+            assert ours == theirs and len(ours) == 1, (ours, theirs)
+    finally:
+        ns.delete()
+    assert not ns.exists()

@@ -142,7 +142,7 @@ def _collect(kind: str, proc: str, pid: int | None) -> list[sconn] | list[pconn]
 def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | list[pconn]:
     import socket as _s
     from itertools import compress, repeat
-    from _operator import is_, is_not
+    from _operator import is_, is_not, itemgetter
 
     from sockscope._psutil_types import pconn, sconn
     from sockscope.owners.model import psutil_held, psutil_pick
@@ -201,8 +201,12 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
         fam_u = _s.AddressFamily.AF_UNIX
         rows_of = dict(zip(inodes, range(len(inodes))))
         at, fds, pids, owned_n = psutil_held(*found, rows_of)
-        ret += map(new, repeat(sconn), zip(fds, repeat(fam_u), map(unix_types.__getitem__, map(types.__getitem__, at)),
-                                           map(paths.__getitem__, at), repeat(""), repeat("NONE"), pids))
+        if len(at) > 1:  # the rows' types and paths picked by one C call each (itemgetter: a tuple)
+            pick = itemgetter(*at)
+            ret += map(new, repeat(sconn), zip(fds, repeat(fam_u), map(unix_types.__getitem__, pick(types)),
+                                               pick(paths), repeat(""), repeat("NONE"), pids))
+        elif at:
+            ret.append(new(sconn, (fds[0], fam_u, unix_types[types[at[0]]], paths[at[0]], "", "NONE", pids[0])))
         if owned_n < len(rows_of) and only is None:  # ownerless sockets (connections not yet accepted
             # among them; one process's rows are only its own)
             hit = set(at)
