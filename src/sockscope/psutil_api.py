@@ -276,6 +276,7 @@ def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
     for the listeners' own, this VM).  The messages of names alone still end alike (every one
     with UNIX_DIAG_SHUTDOWN), so the decoder's tail strategy reads them."""
     from itertools import chain, compress
+    from _operator import itemgetter
 
     from sockscope.errors import NotSupported, PermissionDenied
     from sockscope.kernel import transport, unix
@@ -300,15 +301,14 @@ def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
     except (NotSupported, PermissionDenied):
         return None
     rq = list(chain.from_iterable([p.rqueue for p in listeners]))  # (the listeners' rows come first)
-    b = unix.concat(parts)
-    names = b.name
-    distinct = list(dict.fromkeys(names))
-    texts = unix.unix_names(distinct)
+    types, inodes, names = ([*chain.from_iterable([getattr(p, c) for p in parts])] for c in ("type", "inode", "name"))
+    text: dict[bytes, Any] = dict.fromkeys(names)  # each distinct name once, then its text
+    texts = unix.unix_names(list(text))
     joined = "".join(texts)
     if joined and joined.split(None, 1) != [joined]:  # whitespace in some name
         return None
-    text = dict(zip(distinct, texts))
-    types, inodes, paths = b.type, b.inode, list(map(text.__getitem__, names))
+    text.update(zip(text, texts))  # (values only: the keys stay as they are)
+    paths = [*itemgetter(*names)(text)] if len(names) > 1 else list(map(text.__getitem__, names))
     waiting = list(compress(range(len(rq)), rq))  # listeners with connections not yet accepted
     if waiting:
         types = types + [types[i] for i in waiting]
