@@ -104,12 +104,13 @@ def psutil_held(inodes: list[int], pids: list[int], fds: list[int], rows: dict[i
     socket's row looked up for each: their fds and pids are then read in the order they were
     made (a dump's order is another)."""
     at: list[Any] = list(map(rows.get, inodes))
-    keep = list(map(is_not, at, repeat(None)))
-    if keep.count(True) < len(keep):  # (sockets of other kinds, other namespaces)
+    if None in at:  # (sockets of other kinds, other namespaces)
+        keep = list(map(is_not, at, repeat(None)))
         at, inodes, pids, fds = (list(compress(col, keep)) for col in (at, inodes, pids, fds))
+    if len(set(at)) == len(at):  # the usual case: every socket held once (a row is an inode's)
+        return at, fds, pids, len(at)
     last = dict(zip(inodes, pids))  # the last record of an inode: the last process holding it
-    if len(last) < len(inodes):  # some socket held more than once: its last process's records
-        at, pids, fds = _of_last_process(last, inodes, pids, at, pids, fds)
+    at, pids, fds = _of_last_process(last, inodes, pids, at, pids, fds)  # (its last process's records)
     return at, fds, pids, len(last)
 
 
