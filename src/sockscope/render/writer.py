@@ -283,14 +283,20 @@ class TableWriter:
         """The rows of ``part`` as text, each ending in a newline.  A :class:`Columns` block: one
         ``%`` format of the row's format repeated for every row, over its cells side by side (the
         format pads them and makes the numbers' digits: no string per row or per number in
-        between).  Rows of cells: their padded cells set side by side into one list by slice
-        assignments (C loops), then one join."""
+        between), set side by side into one list by slice assignments (C loops).  Rows of cells:
+        their padded cells set side by side the same way, then one join."""
         if type(part) is Columns:
             fmt: list[str] = []
             seqs = _cells(part, specs, fmt)
             fmt.append("\n")
             rows = "".join(fmt) * part.n
-            return rows % tuple(chain.from_iterable(zip(*seqs))) if seqs else rows
+            if not seqs:
+                return rows
+            k = len(seqs)  # the format's values, row by row: each column's at its stride of one list
+            values: list[Any] = [None] * (k * part.n)
+            for i, seq in enumerate(seqs):
+                values[i::k] = seq if type(seq) is list else list(seq)
+            return rows % tuple(values)
         seqs = _cells(part, specs)
         n, k = len(part[0]), len(seqs) + 1
         flat = [""] * (n * k)
