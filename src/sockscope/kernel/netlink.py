@@ -255,16 +255,27 @@ def u8_flag(payload: memoryview | None) -> bool | None:
     return bool(payload[0]) if payload is not None and len(payload) else None
 
 
+#: SK_MEMINFO (linux/sock_diag.h: ``SK_MEMINFO_*`` u32): fewer values than this is no skmem; past 9
+#: (drops) the kernel's newer ones are not read
+SKMEM_MIN, SKMEM_MAX = 7, 9
+
+
+def skmem_tuples(cols: list[Any]) -> list[Any]:
+    """Rows of SK_MEMINFO from its ``cols`` (``SKMEM_MIN`` to ``SKMEM_MAX`` columns, each a list or a
+    ``repeat`` of one value): each row's as a 9-tuple, backlog and drops None where absent (the
+    records make them :class:`~sockscope.records.SkMem`: ``inet_details.named_skmem``)."""
+    return list(zip(*cols, *[repeat(None)] * (SKMEM_MAX - len(cols))))
+
+
 def skmem_column(words: memoryview, at: int, step: int, k: int) -> list[Any] | None:
-    """The SK_MEMINFO attribute (linux/sock_diag.h: 7 to 9 u32, ``SK_MEMINFO_*``) of rows of ``step``
-    words side by side (``words``), its ``k`` values at word ``at`` of each row: each row's as a 9-tuple
-    (backlog and drops None where absent); fewer than 7 values: None (no skmem), as ``others._skmem``
-    reads one message's.  A value the same in every row is not read row by row, and where all are
-    (idle sockets share theirs) every row gets the same tuple: one object, which a text maker can
-    tell by identity (:func:`sockscope.render.details.skmem_texts`)."""
-    if k < 7:
+    """The SK_MEMINFO attribute of rows of ``step`` words side by side (``words``), its ``k`` values at
+    word ``at`` of each row: :func:`skmem_tuples`; fewer than ``SKMEM_MIN`` values: None (no skmem), as
+    ``others.decode_skmem`` reads one message's.  A value the same in every row is not read row by
+    row, and where all are (idle sockets share theirs) every row gets the same tuple: one object,
+    which a text maker can tell by identity (:func:`sockscope.render.details.skmem_texts`)."""
+    if k < SKMEM_MIN:
         return None
-    k, n = min(k, 9), len(words[at::step])
+    k, n = min(k, SKMEM_MAX), len(words[at::step])
     if not n:
         return []
     cols: list[Any] = []
@@ -277,8 +288,8 @@ def skmem_column(words: memoryview, at: int, step: int, k: int) -> list[Any] | N
         else:
             cols.append(col.tolist())
     if len(first) == k:
-        return [(*first, *(None,) * (9 - k))] * n
-    return list(zip(*cols, *[repeat(None)] * (9 - k)))
+        return [(*first, *(None,) * (SKMEM_MAX - k))] * n
+    return skmem_tuples(cols)
 
 
 def parse_attrs(buf: memoryview | bytes, offset: int = 0) -> dict[int, memoryview]:

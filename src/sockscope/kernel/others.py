@@ -103,8 +103,8 @@ def encode_packet_request(seq: int = nl.DUMP_SEQ) -> bytes:
 
 def _skmem(raw: memoryview) -> tuple[int, ...] | None:
     """``SK_MEMINFO_*`` u32 array (7 to 9 values); None when too short."""
-    n = min(len(raw) // 4, 9)
-    return _struct.unpack_from(f"={n}I", raw, 0) if n >= 7 else None
+    n = min(len(raw) // 4, nl.SKMEM_MAX)
+    return _struct.unpack_from(f"={n}I", raw, 0) if n >= nl.SKMEM_MIN else None
 
 
 def _netlink_row(p: memoryview) -> tuple[Any, ...]:

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import _struct
 from itertools import compress, repeat
-from _operator import add, and_, eq, rshift, sub
+from _operator import add, eq, rshift, sub
 
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import (
     UNIX_DIAG_ICONS, UNIX_DIAG_MEMINFO, UNIX_DIAG_MSG, UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_SHUTDOWN,
     UNIX_DIAG_VFS)
-from sockscope.kernel.unix_tail import SHUT_BYTE, VFS_WORD, tail_of
+from sockscope.kernel.unix_tail import VFS_WORD, tail_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -101,13 +101,10 @@ def read(b: Batch) -> dict[str, list[Any] | None]:
                 pending.append((i, mid))
             else:
                 odd.append(i)
-    if tail.shut is not None:
-        at = 4 * tail.shut - 8
-        out["shutdown"] = list(map(and_, map(rshift, _at(words, at_tail, at), repeat(SHUT_BYTE)), repeat(0xFF)))
-    if tail.mem is not None and tail.mem_n >= 7:  # skmem: SK_MEMINFO_* (fewer than 7 is none), backlog and
-        # drops None where absent
-        cols: list[Any] = [_at(words, at_tail, 4 * (tail.mem + j) - 8) for j in range(tail.mem_n)]
-        out["skmem"] = list(zip(*cols, *[repeat(None)] * (9 - tail.mem_n)))  # (9-tuples: inet_details.named_skmem)
+    if tail.shut is not None:  # (the u8 is its word's first byte, in either byte order)
+        out["shutdown"] = list(map(raw.__getitem__, map(add, at_tail, repeat(4 * tail.shut - 8))))
+    if tail.mem is not None and tail.mem_n >= nl.SKMEM_MIN:  # skmem (fewer values: none)
+        out["skmem"] = nl.skmem_tuples([_at(words, at_tail, 4 * (tail.mem + j) - 8) for j in range(tail.mem_n)])
     if any(has_vfs):
         where = list(compress(at_vfs, has_vfs))
         pairs = dict(zip(compress(range(n), has_vfs), zip(_at(words, where, 4), _at(words, where, 8))))

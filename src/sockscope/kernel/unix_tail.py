@@ -55,7 +55,6 @@ _NO_NAME = slice(0, 0)
 PEER_WORD = nl.attr_word(8, UNIX_DIAG_PEER)  # a PEER attribute's header, read as a word
 VFS_WORD = nl.attr_word(12, UNIX_DIAG_VFS)  # a VFS attribute's (the path's inode and device)
 _ICONS_WORD = nl.attr_word(4, UNIX_DIAG_ICONS)  # a listener's ICONS, no connection waiting
-SHUT_BYTE = 0 if sys.byteorder == "little" else 24  # a u8 payload's place in its word
 _MIDDLE = (UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_ICONS)  # what may come before the tail
 _NEXT = bytes(4)  # the last message's "next length"
 
@@ -92,7 +91,7 @@ class _Tail:
             elif atype == UNIX_DIAG_SHUTDOWN and alen > 4:
                 self.shut = at + 1
             elif atype == UNIX_DIAG_MEMINFO:
-                self.mem, self.mem_n = at + 1, min((alen - 4) // 4, 9)
+                self.mem, self.mem_n = at + 1, min((alen - 4) // 4, nl.SKMEM_MAX)
             at += nl.align4(alen) // 4
         self.size = at * 4
         self.first = self.words[0][1]
