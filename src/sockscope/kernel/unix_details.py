@@ -39,7 +39,7 @@ from sockscope.kernel.unix_tail import VFS_WORD, tail_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Collection
 
     from sockscope.kernel.unix import Batch
 
@@ -47,18 +47,21 @@ FIELDS = ("shutdown", "unix_vfs", "unix_pending", "skmem")
 _HEAD = 16 + UNIX_DIAG_MSG.size  # a message's header and unix_diag_msg: its attributes follow
 
 
-def detail_columns(b: Batch) -> dict[str, list[Any] | None]:
+def detail_columns(b: Batch, fields: Collection[str] = FIELDS) -> dict[str, list[Any] | None]:
     """Each detail field's column (None: None in every row) of the UNIX batch ``b``: the batch's own
-    (each datagram's: what the tail strategy read, else :func:`read` of its bytes), else :func:`read`."""
+    (each datagram's: what the tail strategy read, else :func:`read` of its bytes), else :func:`read`.
+    Only those of ``fields`` are made (the table's: what its options show); the others are None."""
     n = b.n
     out: dict[str, list[Any] | None] = dict.fromkeys(FIELDS)
     if not n:
         return out
+    names = [name for name in FIELDS if name in fields]
     try:
-        made: Any = [getattr(b, name) for name in FIELDS]
+        made: Any = [getattr(b, name) for name in names]
     except AttributeError:  # (a tail of an unusual kind: see from_tails)
-        return read(b)
-    for name, col in zip(FIELDS, made):
+        got = read(b)
+        return {name: got[name] if name in fields else None for name in FIELDS}
+    for name, col in zip(names, made):
         out[name] = None if col.count(None) == n else col
     return out
 

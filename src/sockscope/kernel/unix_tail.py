@@ -234,13 +234,17 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
             if not vfs:
                 return [None] * n
             vw = memoryview(vfs_raw).cast("I")
-            ino, dev = vw[1::3].tolist(), vw[2::3].tolist()
+            at = list(compress(range(n), _words(vfs, n)))  # (the rows with a VFS: paths, a few of all)
             out: list[Any] = [None] * n
-            for i in compress(range(n), _words(vfs, n)):  # (the rows with a VFS: paths, a few of all)
-                out[i] = (ino[i], dev[i])
+            for i, pair in zip(at, zip(map(vw[1::3].__getitem__, at), map(vw[2::3].__getitem__, at))):
+                out[i] = pair
             return out
         if name == "unix_pending":  # a listener's connections waiting: none (its ICONS empty), else None
-            return [() if i else None for i in _words(icons, n)] if icons else [None] * n
+            out = [None] * n
+            if icons:
+                for i in compress(range(n), _words(icons, n)):  # (the listeners: a few of all)
+                    out[i] = ()
+            return out
         return _from_tails(tail, tw, step, n, name)
 
     return cols, mv, None, memoryview(lens_raw).cast("I").tolist(), more  # (offsets: when asked for)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from _operator import add
+
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, Texts
 from sockscope.render import names
 
@@ -386,21 +388,35 @@ def detail_fields(opts: DetailOptions, netid: str, info: bool = False) -> frozen
 
 _VFS_TEXT = Texts(lambda vfs: "" if vfs is None else (
     f" ino:{vfs[0]} dev:{(vfs[1] >> 8) & 0xFFF}/{(vfs[1] & 0xFF) | ((vfs[1] >> 12) & 0xFFF00)}"))
+_PENDING_TEXT = Texts(lambda pending: "" if pending is None else " peers:" + "".join([f" {i}" for i in pending]))
+
+
+def unix_fields(opts: DetailOptions) -> frozenset[str]:
+    """The details' columns :func:`unix_texts` reads for ``opts`` (of
+    :data:`sockscope.kernel.unix_details.FIELDS`)."""
+    need: set[str] = set()
+    if opts.memory:
+        need.add("skmem")
+    if opts.extended:
+        need |= {"shutdown", "unix_vfs", "unix_pending"}
+    return frozenset(need)
 
 
 def unix_texts(n: int, opts: DetailOptions, cols: dict[str, Any]) -> list[str]:
     """:func:`detail_text` of each row of a UNIX batch, column by column, from its details' columns
-    (:func:`sockscope.kernel.unix_details.detail_columns`)."""
+    (:func:`sockscope.kernel.unix_details.detail_columns` of :func:`unix_fields`): each column's
+    distinct values made text once, the texts of a row added side by side (an empty one costs
+    nothing)."""
     parts: list[Any] = []
     if opts.memory and cols["skmem"] is not None:
         parts.append(skmem_texts(cols["skmem"]))
     if opts.extended:
-        if cols["shutdown"] is not None:
-            parts.append(list(map(_SHUTDOWN.__getitem__, cols["shutdown"])))
-        if cols["unix_vfs"] is not None:
-            parts.append(list(map(_VFS_TEXT.__getitem__, cols["unix_vfs"])))
-        if cols["unix_pending"] is not None:
-            parts.append(["" if p is None else " peers:" + "".join(f" {i}" for i in p) for p in cols["unix_pending"]])
+        for name, texts in (("shutdown", _SHUTDOWN), ("unix_vfs", _VFS_TEXT), ("unix_pending", _PENDING_TEXT)):
+            if cols[name] is not None:
+                parts.append(map(texts.__getitem__, cols[name]))
     if not parts:
         return [""] * n
-    return parts[0] if len(parts) == 1 else list(map("".join, zip(*parts)))
+    row = parts[0]
+    for part in parts[1:]:
+        row = map(add, row, part)
+    return row if type(row) is list else list(row)

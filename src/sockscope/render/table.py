@@ -315,12 +315,12 @@ class CellMaker:
         """:meth:`detail_cells` of a UNIX batch: :meth:`unix_cells`, then its Process cells (owners,
         ``-m``'s and ``-e``'s texts) from its details' columns."""
         from sockscope.kernel.unix_details import detail_columns
-        from sockscope.render.details import unix_texts
+        from sockscope.render.details import unix_fields, unix_texts
 
         opts = self.opts.details
         assert opts is not None
         block = self.unix_cells(b)
-        return self._processes(block, b.inode, unix_texts(b.n, opts, detail_columns(b)))
+        return self._processes(block, b.inode, unix_texts(b.n, opts, detail_columns(b, unix_fields(opts))))
 
     def _processes(self, block: Columns, inodes: list[int], texts: list[str]) -> Columns:
         """``block`` with its Process cells: each row's owners (``users:(…)``), then its ``texts``."""
