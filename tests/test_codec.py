@@ -479,6 +479,35 @@ def test_datagrams_cut_at_their_sequence_number_read_as_the_plain_walk(capture: 
     assert calls.count(True) >= 8 and False in calls  # framed datagrams really cut; seq 1 never
 
 
+def test_cut_by_format_and_by_slices_agree(capture: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cut_dump reads each piece's end (the next message's length and type) from one ``%`` format of
+    the pieces right-aligned in fields as wide as the widest, or, past netlink.FORMAT_MAX bytes, from
+    their slices joined: the same cut both ways, on the kernel's datagrams and on made ones (the sequence
+    number among a socket's bytes too), and the fixed parts hold each message's bytes from byte 16."""
+    datagrams = [_reseq(bytes.fromhex(h)) for key in ("inet", "inet6", "udp") for h in capture[key]]
+    datagrams += [_reseq(d) for d in _synthetic()]
+    salted = _inet_msg(2, 1, 1000, 80, _LO4, _LO4, 7, _SHUTDOWN + _SEQ)
+    datagrams.append(_reseq(b"".join([_inet_msg(2, 1, 1000 + i, 80, _LO4, _LO4, i + 1, _SHUTDOWN * (i % 3))
+                                      for i in range(40)] + [salted])))
+    cut = 0
+    for data in datagrams:
+        by_format = netlink.cut_dump(data, "x", inet._HEAD, inet._SPLIT_MAX)
+        monkeypatch.setattr(netlink, "FORMAT_MAX", 0)
+        by_slices = netlink.cut_dump(data, "x", inet._HEAD, inet._SPLIT_MAX)
+        monkeypatch.undo()
+        if by_format is None:
+            assert by_slices is None
+            continue
+        cut += 1
+        assert by_slices is not None
+        heads, lens, done, _pieces = by_format
+        assert (heads.tobytes(), lens, done) == (by_slices[0].tobytes(), by_slices[1], by_slices[2])
+        starts = [sum(lens[:i]) for i in range(len(lens))]
+        assert [heads[i * inet._HEAD + 16 : (i + 1) * inet._HEAD].tobytes() for i in range(len(lens))] == [
+            data[at + 16 : at + inet._HEAD] for at in starts]
+    assert cut >= 8
+
+
 def test_a_false_match_of_the_sequence_number_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Socket bytes that hold the sequence number (ports, an address, a cookie, an attribute, the
     very end of a message) cut a message in two: the check of the pieces against the lengths

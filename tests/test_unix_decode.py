@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sockscope.errors import DecodeError, NetlinkError
-from sockscope.kernel import netlink, unix
+from sockscope.kernel import netlink, unix, unix_tail
 
 COLUMNS = ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid")
 SEQ, PID = 7, 4242
@@ -227,6 +227,41 @@ def test_synthetic_datagrams_of_every_layout(show: str) -> None:
                               i + 9 if i % 2 else None, show=show) for i in range(120))
         assert _fast(data), (show, every)
         _agree(data)
+
+
+def test_tails_by_format_and_by_slices_agree(capture: dict[str, list[bytes]]) -> None:
+    """by_tail reads the messages' tails from one ``%`` format of them all (each right-aligned in a
+    field as wide as the widest), or, past netlink.FORMAT_MAX bytes, from their slices joined:
+    the two give the same columns and details, on the kernel's datagrams and on made ones (names of
+    every length, so the fields' widths vary)."""
+    rng = random.Random(7)
+    grams = [g for show in ("default", "mem", "details", "names") for g in capture[show] if len(g) > 20]
+    grams += [_population(rng, n, show) for n in (1, 3, 120) for show in ("default", "mem", "details")]
+    grams.append(b"".join(_sock(i + 1, b"\0" + b"n" * (i % 109), i if i % 2 else None, show="mem")
+                          for i in range(300)))
+
+    def read(data: bytes) -> Any:
+        got = unix_tail.by_tail(data)
+        if got is None:
+            return None
+        cols, _mv, _starts, lens, more = got
+        out = [cols, lens]
+        for name in ("cookie", "peer", "wqueue", "uid", "shutdown", "skmem", "unix_vfs", "unix_pending"):
+            try:
+                out.append(more(name))
+            except AttributeError:  # (a tail of other kinds: unix_details reads the bytes)
+                out.append(AttributeError)
+        return out
+
+    taken = 0
+    for data in grams:
+        by_format = read(data)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(netlink, "FORMAT_MAX", 0)
+            by_slices = read(data)
+        assert by_format == by_slices
+        taken += by_format is not None
+    assert taken > len(grams) // 2
 
 
 def test_values_that_look_like_headers() -> None:

@@ -194,11 +194,23 @@ def cut_dump(raw: bytes, op: str, head: int, longest: int
     if len(first) != 8 or not n:
         return None
     body = pieces[1:]
-    gap = _GAP
-    heads = memoryview(gap + gap.join(map(_cut, body, repeat(slice(4, head - 12)))))
-    nexts = memoryview(first + b"".join(map(_cut, body[:-1], repeat(_PIECE_NEXT))))
-    lens, types = nexts.cast("I")[::2].tolist(), nexts.cast("H")[2::4].tolist()
-    sizes = list(map(add, map(len, body), repeat(4)))  # a piece is its message less 4 bytes, the
+    values = tuple(body)
+    # every piece's first bytes, each after 12 bytes of gap (the message's header: its port id
+    # follows, then its fixed part from byte 16), and each piece's last 8 (the next message's
+    # length, type and flags): one ``%`` format of them all each (no object a message: slices and
+    # a join cost twice as much); the ends right-aligned in fields as wide as the widest piece
+    # (where that text would be large, the ends' slices joined)
+    heads = memoryview(_head_format(head) * n % values)
+    sizes = list(map(len, body))
+    wide = max(sizes)
+    if wide * n <= FORMAT_MAX and not wide & 3 and min(sizes) >= 8:
+        ends = memoryview(first + (b"%%%db" % wide * (n - 1)) % values[:-1])
+    else:
+        ends, wide = memoryview(first + b"".join(map(_cut, body[:-1], repeat(_PIECE_NEXT)))), 8
+    # (the next message's length and type end each field: at byte 8 + k * wide - 8 of field k - 1)
+    at = wide // 4
+    lens, types = ends.cast("I")[::at].tolist(), ends.cast("H")[2 :: 2 * at].tolist()
+    sizes = list(map(add, sizes, repeat(4)))  # a piece is its message less 4 bytes, the
     sizes[-1] += 8  # last one less 12 (nothing of a next message after it)
     if (lens != sizes or types.count(types[0]) != n or types[0] not in _DIAG or min(lens) < head
             or any(map(and_, lens, repeat(3)))):  # (then every piece holds a whole fixed part)
@@ -224,6 +236,18 @@ _DIAG = SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK  # the types of a dump's messages
 _LEN_TYPE = _struct.Struct("=IH")  # nlmsghdr's length and type
 _U32_FROM = _struct.Struct("=I").unpack_from
 _GAP = bytes(16)  # where each message's header is, in cut_dump's fixed parts
+#: the most bytes a ``%`` format of a datagram's pieces makes (more: their slices joined; a larger block
+#: costs the allocator more, past glibc's mmap threshold of 128 KiB)
+FORMAT_MAX = 1 << 17
+_HEAD_FORMATS: dict[int, bytes] = {}
+
+
+def _head_format(head: int) -> bytes:
+    """cut_dump's format of one piece's fixed part: 12 bytes of gap, then the piece's first ``head - 12``."""
+    got = _HEAD_FORMATS.get(head)
+    if got is None:
+        got = _HEAD_FORMATS[head] = _GAP[:12] + b"%%.%db" % (head - 12)
+    return got
 _PAD8 = bytes(8)  # the first message's first 8 bytes, in gather_pieces' rows
 _PIECE_NEXT = slice(-8, None)  # the next message's length, type and flags, at a piece's end
 _cut: Callable[[bytes, slice], bytes] = getitem  # type: ignore[assignment]  # (C: bytes.__getitem__ is slower)

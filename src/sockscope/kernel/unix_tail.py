@@ -48,7 +48,7 @@ _U32 = _struct.Struct("=I")
 _FIXED = FIXED
 
 _HEAD_LEN = UNIX_DIAG_MSG.size + 4  # of a message's payload: the unix_diag_msg, the first attribute header
-_HEAD_CUT = slice(0, _HEAD_LEN)
+_HEAD_FMT = b"%%.%db" % _HEAD_LEN  # a message's first _HEAD_LEN bytes, by a format
 _FIRST = UNIX_DIAG_MSG.size // 4  # the first attribute header, as a word of those rows
 _NAME_AT = UNIX_DIAG_MSG.size + 4  # a name's bytes, in a payload
 _NO_NAME = slice(0, 0)
@@ -150,22 +150,34 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
     pieces = (raw + _NEXT).split(raw[4:_FIXED.size - UNIX_DIAG_MSG.size])
     body = pieces[1:]
     n = len(body)
-    step = tail.size // 4 + 1  # words of a tail row: the tail, the next length
-    tails = b"".join(map(getitem, body, repeat(tail.cut)))  # type: ignore[arg-type]
-    heads = b"".join(map(getitem, body, repeat(_HEAD_CUT)))  # type: ignore[arg-type]
-    if len(pieces[0]) != 4 or len(tails) != n * step * 4 or len(heads) != n * _HEAD_LEN:
+    sizes = list(map(len, body))
+    row = tail.size + 4  # a tail row: the tail, then the next message's length
+    if len(pieces[0]) != 4 or min(sizes) < max(row, _HEAD_LEN):
         return None  # the header also before the first message's, or a message too short
-    tw = memoryview(tails).cast("I")
+    # Each message's head and tail side by side, each by one ``%`` format of all of them (no object
+    # a message: a slice of each and a join cost twice as much): its first bytes (the precision
+    # cuts them), and the message right-aligned in a field as wide as the widest, so that every
+    # tail ends a field; where that text would be large (one long message among short ones: a
+    # large block costs the allocator more than the slices), the tails' slices joined.
+    values = tuple(body)
+    heads = (_HEAD_FMT * n) % values
+    wide = max(sizes)
+    if wide * n <= nl.FORMAT_MAX and not wide & 3:
+        tails = (b"%%%db" % wide * n) % values
+    else:
+        tails, wide = b"".join(map(getitem, body, repeat(tail.cut))), row  # type: ignore[arg-type]
+    step = wide // 4  # words from a tail row to the next
+    tw = memoryview(tails).cast("I")[(wide - row) // 4 :]  # (from the first tail row)
     for at, word in tail.words:
         if tw[at::step].tobytes() != _U32.pack(word) * n:
             return None
     # The checks of every message at once: its words as the 32-bit lanes of one integer (no carry
     # ever crosses a lane), one C loop per operation.
     one = _lanes(_ONE * n)  # 1 in every lane
-    lens_raw = _U32.pack(length) + tw[step - 1 :: step][:-1].tobytes()
+    lens_raw = _U32.pack(length) + tw[tail.size // 4 :: step][:-1].tobytes()
     lens_l = _lanes(lens_raw)
     # each message as long as the split says: the walk over the lengths frames them so
-    if lens_l != _lanes(_struct.pack(f"={n}I", *map(len, body))) + (_FIXED.size - UNIX_DIAG_MSG.size - 4) * one:
+    if lens_l != _lanes(_struct.pack(f"={n}I", *sizes)) + (_FIXED.size - UNIX_DIAG_MSG.size - 4) * one:
         return None
     hv = memoryview(heads)
     firsts_raw = hv.cast("I")[_FIRST :: _HEAD_LEN // 4].tobytes()
