@@ -262,19 +262,19 @@ def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
 def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
     """What psutil reads of ``/proc/net/unix`` (the columns of :func:`sockscope.procnet.unix_columns`),
     from a UNIX dump: less work than the file's text.  The file also lists each connection not yet
-    accepted (inode 0, the listener's type and name), which sock_diag leaves out: a listener's Recv-Q
-    (``rqueue``) is the number of those, and one row of them is enough (they have no owner, and
-    psutil's set collapses equal rows).  None where the file's text must be read: sock_diag does not
-    answer (or SOCKSCOPE_FORCE_PROC), or some name has whitespace in it (psutil splits the file's
-    lines at whitespace: such a name is no path there, and a line break cuts the line).
+    accepted (inode 0, the listener's type and name), which sock_diag leaves out: a listener's ICONS
+    attribute lists them, and one row of them is enough (they have no owner, and psutil's set
+    collapses equal rows).  None where the file's text must be read: sock_diag does not answer (or
+    SOCKSCOPE_FORCE_PROC), or some name has whitespace in it (psutil splits the file's lines at
+    whitespace: such a name is no path there, and a line break cuts the line).
 
-    Two dumps: the listeners with their names and queues, then every other socket with its name
-    only.  Not the peers and owners' uids the listing shows (the kernel looks each peer up: a cache
-    miss a socket, ~1/3 of its time for connected sockets), nor the others' queues: only a
-    listener's are read, and the kernel counts the bytes queued on each socket it is asked of
-    (20k UNIX sockets: the dump with queues took 9.9–12.1 ms against 8.0 without them, plus 1.3
-    for the listeners' own, this VM).  The messages of names alone still end alike (every one
-    with UNIX_DIAG_SHUTDOWN), so the decoder's tail strategy reads them."""
+    One dump of every socket's name and a listener's ICONS alone.  Not the peers and owners' uids the
+    listing shows (the kernel looks each peer up: a cache miss a socket, ~1/3 of its time for
+    connected sockets), nor the queues (the kernel counts the bytes queued on each socket it is asked
+    of; a listener's ICONS says the same of its connections waiting: an empty one, none).  The
+    messages still end alike (every one with UNIX_DIAG_SHUTDOWN), so the decoder's tail strategy reads
+    them (a datagram with a listener whose connections wait: the general one).  A name's text is
+    made once (most sockets have none)."""
     from itertools import chain, compress
     from _operator import itemgetter
 
@@ -296,20 +296,20 @@ def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:
         return parts
 
     try:
-        listeners = dump(1 << _k.LISTEN, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_RQLEN)
-        parts = listeners + dump(SS_ALL & ~(1 << _k.LISTEN), unix.UDIAG_SHOW_NAME)
+        parts = dump(SS_ALL, unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_ICONS)
     except (NotSupported, PermissionDenied):
         return None
-    rq = list(chain.from_iterable([p.rqueue for p in listeners]))  # (the listeners' rows come first)
     types, inodes, names = ([*chain.from_iterable([getattr(p, c) for p in parts])] for c in ("type", "inode", "name"))
-    text: dict[bytes, Any] = dict.fromkeys(names)  # each distinct name once, then its text
+    text: dict[bytes, Any] = dict.fromkeys(filter(None, names))  # each distinct name once, then its text
     texts = unix.unix_names(list(text))
     joined = "".join(texts)
     if joined and joined.split(None, 1) != [joined]:  # whitespace in some name
         return None
     text.update(zip(text, texts))  # (values only: the keys stay as they are)
+    text[b""] = ""
     paths = [*itemgetter(*names)(text)] if len(names) > 1 else list(map(text.__getitem__, names))
-    waiting = list(compress(range(len(rq)), rq))  # listeners with connections not yet accepted
+    # listeners with connections not yet accepted: their ICONS lists those (none: empty; not a listener: None)
+    waiting = list(compress(range(len(inodes)), chain.from_iterable([p.unix_pending for p in parts])))
     if waiting:
         types = types + [types[i] for i in waiting]
         inodes = inodes + [0] * len(waiting)

@@ -104,11 +104,14 @@ def psutil_held(inodes: list[int], pids: list[int], fds: list[int], rows: dict[i
     socket's row looked up for each: their fds and pids are then read in the order they were
     made (a dump's order is another)."""
     at: list[Any] = list(map(rows.get, inodes))
+    keep = None
     if None in at:  # (sockets of other kinds, other namespaces)
         keep = list(map(is_not, at, repeat(None)))
-        at, inodes, pids, fds = (list(compress(col, keep)) for col in (at, inodes, pids, fds))
+        at, pids, fds = (list(compress(col, keep)) for col in (at, pids, fds))
     if len(set(at)) == len(at):  # the usual case: every socket held once (a row is an inode's)
         return at, fds, pids, len(at)
+    if keep is not None:
+        inodes = list(compress(inodes, keep))
     last = dict(zip(inodes, pids))  # the last record of an inode: the last process holding it
     at, pids, fds = _of_last_process(last, inodes, pids, at, pids, fds)  # (its last process's records)
     return at, fds, pids, len(last)
