@@ -13,7 +13,7 @@ from __future__ import annotations
 import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
 from itertools import accumulate, repeat
-from _operator import add, eq, ne, sub
+from _operator import add, eq, ne
 
 from sockscope._addr import AF_INET, AF_INET6, ZERO16, Texts, ntop4, ntop6
 from sockscope.kernel import netlink as nl
@@ -60,7 +60,6 @@ _SOCKID_LEN = 48
 # if cookie(u32[2]) | expires rqueue wqueue uid inode
 _MSG = INET_DIAG_MSG.struct  # family state timer retrans sport dport src dst if cookie expires rq wq uid inode
 MSG_LEN = _MSG.size  # 72
-
 
 
 def encode_request(
@@ -203,6 +202,8 @@ class Batch:
             elif name == "_ends":  # whole messages: a range; framed: each start plus its length
                 col = (list(range(length, self.n * length + 1, length)) if length else
                        list(map(add, self._starts, self._lens)))
+            elif name == "_lens":  # whole messages (a framed batch has its own)
+                col = [length] * self.n
             else:
                 raise AttributeError(name)
             setattr(self, name, col)
@@ -266,8 +267,8 @@ class Batch:
             return self._groups[1]
         except AttributeError:
             from bisect import bisect_right
-        lens = list(map(sub, self._ends, self._starts))
-        order = sorted(range(self.n), key=lens.__getitem__)  # (stable: the rows of a length ascend)
+        lens = self._lens  # (a cut datagram's starts are not made for this) (the sort is stable: the rows ascend)
+        order = sorted(range(self.n), key=lens.__getitem__)
         ordered, rows, lo = list(map(lens.__getitem__, order)), {}, 0
         while lo < self.n:  # each length's run of the sorted rows
             hi = bisect_right(ordered, ordered[lo], lo)
@@ -346,7 +347,7 @@ class Batch:
         from itertools import compress
 
         b = Batch.__new__(Batch)
-        for name in ("family", *_HEAD_COLS, "src", "dst", "_starts", "_ends"):
+        for name in ("family", *_HEAD_COLS, "src", "dst", "_starts", "_ends", "_lens"):
             setattr(b, name, list(compress(getattr(self, name), keep)))
         b.n = len(b.inode)
         b.fam = _one_family(b.family)
@@ -450,8 +451,7 @@ def _one_family(fams: list[int]) -> int:
     return fams[0] if fams and fams.count(fams[0]) == len(fams) else 0
 
 
-def _key(raw: bytes) -> Any:
-    """The address key of 4 (IPv4) or 16 (IPv6) raw bytes."""
+def _key(raw: bytes) -> Any:  # the address key of 4 (IPv4) or 16 (IPv6) raw bytes
     return _U32_FROM(raw)[0] if len(raw) == 4 else raw
 
 
