@@ -306,7 +306,7 @@ class Batch:
         b.v6only = [s.v6only for s in socks] if any(s.v6only is not None for s in socks) else None
         b.info = None
         b._mv = memoryview(b"")
-        b._starts = b._ends = [0] * b.n
+        b._starts = b._ends = b._lens = [0] * b.n
         b._length = b._stride = 0
         return b
 
