@@ -267,7 +267,7 @@ class Batch:
             return self._groups[1]
         except AttributeError:
             from bisect import bisect_right
-        lens = self._lens  # (a cut datagram's starts are not made for this) (the sort is stable: the rows ascend)
+        lens = self._lens  # (a cut datagram's starts are not made for this; the sort is stable: rows ascend)
         order = sorted(range(self.n), key=lens.__getitem__)
         ordered, rows, lo = list(map(lens.__getitem__, order)), {}, 0
         while lo < self.n:  # each length's run of the sorted rows

@@ -207,7 +207,8 @@ def cut_dump(raw: bytes, op: str, head: int, longest: int
         ends = memoryview(first + (b"%%%db" % wide * (n - 1)) % values[:-1])
     else:
         ends, wide = memoryview(first + b"".join(map(_cut, body[:-1], repeat(_PIECE_NEXT)))), 8
-    # (the next message's length and type end each field: at byte 8 + k * wide - 8 of field k - 1)
+    # (the first message's length, type and flags are the first 8 bytes; message k's end field k - 1,
+    # at byte k * wide: word k * at)
     at = wide // 4
     lens, types = ends.cast("I")[::at].tolist(), ends.cast("H")[2 :: 2 * at].tolist()
     sizes = list(map(add, sizes, repeat(4)))  # a piece is its message less 4 bytes, the
@@ -240,6 +241,9 @@ _GAP = bytes(16)  # where each message's header is, in cut_dump's fixed parts
 #: costs the allocator more, past glibc's mmap threshold of 128 KiB)
 FORMAT_MAX = 1 << 17
 _HEAD_FORMATS: dict[int, bytes] = {}
+_PAD8 = bytes(8)  # the first message's first 8 bytes, in gather_pieces' rows
+_PIECE_NEXT = slice(-8, None)  # the next message's length, type and flags, at a piece's end
+_cut: Callable[[bytes, slice], bytes] = getitem  # type: ignore[assignment]  # (C: bytes.__getitem__ is slower)
 
 
 def _head_format(head: int) -> bytes:
@@ -248,9 +252,6 @@ def _head_format(head: int) -> bytes:
     if got is None:
         got = _HEAD_FORMATS[head] = _GAP[:12] + b"%%.%db" % (head - 12)
     return got
-_PAD8 = bytes(8)  # the first message's first 8 bytes, in gather_pieces' rows
-_PIECE_NEXT = slice(-8, None)  # the next message's length, type and flags, at a piece's end
-_cut: Callable[[bytes, slice], bytes] = getitem  # type: ignore[assignment]  # (C: bytes.__getitem__ is slower)
 
 
 def error_code(payload: memoryview | bytes) -> int:

@@ -11,8 +11,9 @@ with the same fixed attributes, at fixed offsets from each message's end.  And e
 dump starts with the same header but its length (type, flags, sequence, port id).
 
 So one split of the datagram at that header cuts it into the messages; the first bytes of every
-message (joined: rows of one length) give the columns of the unix_diag_msg and each message's
-first attribute header (a name's length, or none); the last bytes (joined likewise) the fixed
+message (side by side, by one ``%`` format of them all: rows of one length) give the columns of the
+unix_diag_msg and each message's first attribute header (a name's length, or none); the last bytes
+(each message right-aligned in a field of one width by another format: each ends a row) the fixed
 attributes, the 8 bytes before them (a peer, or a listener's empty ICONS after its VFS) and the
 next message's length; the name is one slice, and so are the 12 bytes after it (a VFS or not).
 What a message holds between its name and its tail is then known by its length alone: nothing,
