@@ -196,18 +196,13 @@ def cut_dump(raw: bytes, op: str, head: int, longest: int
     body = pieces[1:]
     values = tuple(body)
     # every piece's first bytes, each after 12 bytes of gap (the message's header: its port id
-    # follows, then its fixed part from byte 16), and each piece's last 8 (the next message's
-    # length, type and flags): one ``%`` format of them all each (no object a message: slices and
-    # a join cost twice as much); the ends right-aligned in fields as wide as the widest piece
-    # (where that text would be large, the ends' slices joined)
+    # follows, then its fixed part from byte 16), by one ``%`` format of them all (no object a
+    # message); and each piece's last 8, the next message's length, type and flags (piece_ends)
     heads = memoryview(_head_format(head) * n % values)
     sizes = list(map(len, body))
-    wide = max(sizes)
-    if wide * n <= FORMAT_MAX and not wide & 3 and min(sizes) >= 8:
-        ends = memoryview(first + (b"%%%db" % wide * (n - 1)) % values[:-1])
-    else:
-        ends, wide = memoryview(first + b"".join(map(_cut, body[:-1], repeat(_PIECE_NEXT)))), 8
-    # (the first message's length, type and flags are the first 8 bytes; message k's end field k - 1,
+    tails, wide = piece_ends(values[:-1], sizes[:-1], 8)
+    ends = memoryview(first + tails)
+    # (the first message's length, type and flags are the first 8 bytes; message k's end row k - 1,
     # at byte k * wide: word k * at)
     at = wide // 4
     lens, types = ends.cast("I")[::at].tolist(), ends.cast("H")[2 :: 2 * at].tolist()
@@ -219,6 +214,22 @@ def cut_dump(raw: bytes, op: str, head: int, longest: int
     if done:
         diag_messages(raw[-20:], op)  # raises the kernel's error, if any
     return heads, lens, done, (seq, body)
+
+
+def piece_ends(values: tuple[bytes, ...], sizes: list[int], size: int) -> tuple[bytes, int]:
+    """The last ``size`` bytes (a multiple of 4) of each of the pieces ``values`` (their lengths
+    ``sizes``) side by side, each at the end of a row, and the rows' stride.  One ``%`` format of
+    the pieces right-aligned in fields as wide as the widest, so that each piece's end ends its
+    field: no object a piece (a slice of each and a join cost twice as much).  Where that text
+    would pass :data:`FORMAT_MAX` bytes (one long piece among short ones: a large block costs the
+    allocator more than the slices), or a piece is shorter than ``size``, the ends' slices joined
+    (rows of ``size``: a short piece's is short, for the caller's checks to refuse)."""
+    if not values:
+        return b"", size
+    wide = max(sizes)
+    if wide * len(values) <= FORMAT_MAX and not wide & 3 and min(sizes) >= size:
+        return (b"%%%db" % wide * len(values)) % values, wide
+    return b"".join(map(_cut, values, repeat(slice(-size, None)))), size
 
 
 def gather_pieces(pieces: tuple[bytes, list[bytes]], rows: list[int]) -> memoryview:
@@ -236,13 +247,12 @@ def gather_pieces(pieces: tuple[bytes, list[bytes]], rows: list[int]) -> memoryv
 _DIAG = SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK  # the types of a dump's messages
 _LEN_TYPE = _struct.Struct("=IH")  # nlmsghdr's length and type
 _U32_FROM = _struct.Struct("=I").unpack_from
-_GAP = bytes(16)  # where each message's header is, in cut_dump's fixed parts
+_GAP = bytes(16)  # zeros for the first 12 bytes of each message's header, in cut_dump's fixed parts
 #: the most bytes a ``%`` format of a datagram's pieces makes (more: their slices joined; a larger block
 #: costs the allocator more, past glibc's mmap threshold of 128 KiB)
 FORMAT_MAX = 1 << 17
 _HEAD_FORMATS: dict[int, bytes] = {}
 _PAD8 = bytes(8)  # the first message's first 8 bytes, in gather_pieces' rows
-_PIECE_NEXT = slice(-8, None)  # the next message's length, type and flags, at a piece's end
 _cut: Callable[[bytes, slice], bytes] = getitem  # type: ignore[assignment]  # (C: bytes.__getitem__ is slower)
 
 

@@ -67,12 +67,11 @@ class _Tail:
     listener's empty ICONS is the second word), then each fixed attribute.  ``words``: (word index,
     the header word every message must have there); ``first``: the first fixed attribute's header
     word; ``rq`` (rqueue, then wqueue), ``uid``: their word index, or None where the attribute is not
-    among them; ``cut``: the slice of a message (its payload and the next message's length) that
-    holds the tail and that length.  ``details``: whether the tail holds only the fixed attributes
+    among them.  ``details``: whether the tail holds only the fixed attributes
     the kernel writes (RQLEN, MEMINFO, SHUTDOWN, UID), and where the SHUTDOWN byte's word (``shut``)
     and the MEMINFO words (``mem``, ``mem_n`` of them) are."""
 
-    __slots__ = ("size", "words", "first", "rq", "uid", "cut", "details", "shut", "mem", "mem_n")
+    __slots__ = ("size", "words", "first", "rq", "uid", "details", "shut", "mem", "mem_n")
 
     def __init__(self, heads: tuple[tuple[int, int], ...]) -> None:
         self.words: list[tuple[int, int]] = []
@@ -96,7 +95,6 @@ class _Tail:
             at += nl.align4(alen) // 4
         self.size = at * 4
         self.first = self.words[0][1]
-        self.cut = slice(-self.size - 4, None)
 
 
 _AFTER_PEER = (UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID)  # (each of a fixed size)
@@ -155,18 +153,11 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
     row = tail.size + 4  # a tail row: the tail, then the next message's length
     if len(pieces[0]) != 4 or min(sizes) < max(row, _HEAD_LEN):
         return None  # the header also before the first message's, or a message too short
-    # Each message's head and tail side by side, each by one ``%`` format of all of them (no object
-    # a message: a slice of each and a join cost twice as much): its first bytes (the precision
-    # cuts them), and the message right-aligned in a field as wide as the widest, so that every
-    # tail ends a field; where that text would be large (one long message among short ones: a
-    # large block costs the allocator more than the slices), the tails' slices joined.
+    # each message's head (its first bytes: one ``%`` format of them all, the precision cuts them, no
+    # object a message) and its tail (``netlink.piece_ends``: each ends a row of ``wide`` bytes)
     values = tuple(body)
     heads = (_HEAD_FMT * n) % values
-    wide = max(sizes)
-    if wide * n <= nl.FORMAT_MAX and not wide & 3:
-        tails = (b"%%%db" % wide * n) % values
-    else:
-        tails, wide = b"".join(map(getitem, body, repeat(tail.cut))), row  # type: ignore[arg-type]
+    tails, wide = nl.piece_ends(values, sizes, row)
     step = wide // 4  # words from a tail row to the next
     tw = memoryview(tails).cast("I")[(wide - row) // 4 :]  # (from the first tail row)
     for at, word in tail.words:
