@@ -213,3 +213,39 @@ def test_a_kind_twice_in_the_tail_is_read_as_the_last() -> None:
     b, _done = unix.decode(data)
     got = detail_columns(b)
     assert got == _walked(b, range(b.n)) and got["shutdown"] is None
+
+
+_ASKED = textwrap.dedent(
+    r"""
+    import io, json, socket
+    from sockscope.cli.ls import main
+    from sockscope.kernel import unix
+    from sockscope.query import sockets
+    a, b = socket.socketpair()
+    asked, encode = [], unix.encode_request
+    unix.encode_request = lambda states, show: asked.append(show) or encode(states, show)
+    out = {}
+    for argv in (["-xa"], ["-xae"], ["-xaem"], ["-xa", "--json"]):
+        asked.clear()
+        main(argv, stdout=io.StringIO())
+        out[" ".join(argv)] = list(asked)
+    asked.clear()
+    out["sockets"] = [list(sockets("unix")) and asked[0]]
+    print(json.dumps(out))
+    """
+)
+
+
+def test_the_table_asks_the_kernel_what_ss_asks() -> None:
+    """A UNIX table asks for the attributes ss asks for (NAME, PEER, RQLEN; with -e VFS and ICONS, with
+    -m MEMINFO: ss's requests), not the owner's uid, which no table shows (ss's -e shows none for a
+    UNIX socket); records (JSON, sockets()) carry it, so they ask for it."""
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _ASKED], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    plain = unix.UDIAG_SHOW_NAME | unix.UDIAG_SHOW_PEER | unix.UDIAG_SHOW_RQLEN
+    details = plain | unix.UDIAG_SHOW_VFS | unix.UDIAG_SHOW_ICONS
+    assert got == {"-xa": [plain], "-xae": [details], "-xaem": [details | unix.UDIAG_SHOW_MEMINFO],
+                   "-xa --json": [details | unix.UDIAG_SHOW_MEMINFO | unix.UDIAG_SHOW_UID],
+                   "sockets": [plain | unix.UDIAG_SHOW_UID]}

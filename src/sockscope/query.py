@@ -347,13 +347,13 @@ def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Ite
 
 def _unix(q: Query, state: _FallbackState, ahead: bool = True, uids: bool = False) -> UnixBatch | list[Socket]:
     """The UNIX sockets of ``q`` as one batch (sock_diag), or records (the /proc fallback); with
-    their owners' uids where ``uids`` (or ``q.details``) asks."""
+    their owners' uids where ``uids`` asks (records)."""
     from sockscope.kernel import transport, unix
 
     types = {t for t in UNIX_TABLES if t in q.tables}
     if not state.force:
         show = unix.DEFAULT_SHOW | (unix.UDIAG_SHOW_VFS | unix.UDIAG_SHOW_ICONS if q.details else 0)
-        if uids or q.details:
+        if uids:  # (records: ss's -e shows no UNIX socket's uid, and asks for none)
             show |= unix.UDIAG_SHOW_UID
         if q.ext & EXT_MEM:
             show |= unix.UDIAG_SHOW_MEMINFO
