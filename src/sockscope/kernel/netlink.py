@@ -216,20 +216,25 @@ def cut_dump(raw: bytes, op: str, head: int, longest: int
     return heads, lens, done, (seq, body)
 
 
-def piece_ends(values: tuple[bytes, ...], sizes: list[int], size: int) -> tuple[bytes, int]:
+def piece_ends(values: tuple[bytes, ...], sizes: list[int], size: int, pad: bool = False) -> tuple[bytes, int]:
     """The last ``size`` bytes (a multiple of 4) of each of the pieces ``values`` (their lengths
     ``sizes``) side by side, each at the end of a row, and the rows' stride.  One ``%`` format of
     the pieces right-aligned in fields as wide as the widest, so that each piece's end ends its
     field: no object a piece (a slice of each and a join cost twice as much).  Where that text
     would pass :data:`FORMAT_MAX` bytes (one long piece among short ones: a large block costs the
     allocator more than the slices), or a piece is shorter than ``size``, the ends' slices joined
-    (rows of ``size``: a short piece's is short, for the caller's checks to refuse)."""
+    (rows of ``size``: a short piece's is short, for the caller's checks to refuse).  ``pad``: a
+    piece shorter than ``size`` is welcome, spaces before it fill its row (the rows at least ``size``
+    wide), so that every row holds as many bytes before each piece's end."""
     if not values:
         return b"", size
     wide = max(sizes)
-    if wide * len(values) <= FORMAT_MAX and not wide & 3 and min(sizes) >= size:
+    if pad and wide < size:
+        wide = size
+    if wide * len(values) <= FORMAT_MAX and not wide & 3 and (pad or min(sizes) >= size):
         return (b"%%%db" % wide * len(values)) % values, wide
-    return b"".join(map(_cut, values, repeat(slice(-size, None)))), size
+    ends = map(_cut, values, repeat(slice(-size, None)))
+    return b"".join(map(bytes.rjust, ends, repeat(size)) if pad else ends), size
 
 
 def gather_pieces(pieces: tuple[bytes, list[bytes]], rows: list[int]) -> memoryview:

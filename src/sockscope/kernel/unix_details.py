@@ -61,8 +61,8 @@ def detail_columns(b: Batch, fields: Collection[str] = FIELDS) -> dict[str, list
     except AttributeError:  # (a tail of an unusual kind: see from_tails)
         got = read(b)
         return {name: got[name] if name in fields else None for name in FIELDS}
-    for name, col in zip(names, made):
-        out[name] = None if col.count(None) == n else col
+    for name, col in zip(names, made):  # (counted only where the first is None: most columns have none)
+        out[name] = None if col[0] is None and col.count(None) == n else col
     return out
 
 

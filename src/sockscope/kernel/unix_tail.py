@@ -15,7 +15,8 @@ message (side by side, by one ``%`` format of them all: rows of one length) give
 unix_diag_msg and each message's first attribute header (a name's length, or none); the last bytes
 (each message right-aligned in a field of one width by another format: each ends a row) the fixed
 attributes, the 8 bytes before them (a peer, or a listener's empty ICONS after its VFS) and the
-next message's length; the name is one slice, and so are the 12 bytes after it (a VFS or not).
+next message's length, each row 12 bytes wider for a VFS that ends before the tail; the name is
+one slice.
 What a message holds between its name and its tail is then known by its length alone: nothing,
 4 (an ICONS with no connection waiting), 8 (a PEER), 12 (a VFS), or a VFS and one of those; each
 such attribute's header is checked where it must be.  Every assumption is checked: the split
@@ -157,7 +158,7 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
     # object a message) and its tail (``netlink.piece_ends``: each ends a row of ``wide`` bytes)
     values = tuple(body)
     heads = (_HEAD_FMT * n) % values
-    tails, wide = nl.piece_ends(values, sizes, row)
+    tails, wide = nl.piece_ends(values, sizes, row + 12, pad=True)  # (a VFS may end 12 bytes before a row)
     step = wide // 4  # words from a tail row to the next
     tw = memoryview(tails).cast("I")[(wide - row) // 4 :]  # (from the first tail row)
     for at, word in tail.words:
@@ -185,7 +186,7 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
     bare = (_FIXED.size + tail.size - 8) * one + ((alen + 3 * one) & (0xFFFFFFFC * one) & (named * 0xFFFFFFFF))
     rest = (lens_l + (1 << 20) * one - bare) ^ ((1 << 20) * one)  # a shortfall sets bit 20
     firsts = memoryview(firsts_raw).cast("I").tolist()
-    names, vfs_raw, vfs, icons = {}, b"", 0, 0
+    names, vfs, icons, ino, dev = {}, 0, 0, 0, 0
     for word in set(firsts):
         size, atype = nl.NLATTR.unpack(_U32.pack(word))
         names[word] = slice(_NAME_AT, UNIX_DIAG_MSG.size + size) if atype == UNIX_DIAG_NAME else _NO_NAME
@@ -197,15 +198,18 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
         icons = (rest >> 2) & one
         if icons and (_lanes(tw[1::step].tobytes()) ^ (_ICONS_WORD * one)) & (icons * 0xFFFFFFFF):
             return None
-        if vfs:  # the 12 bytes after each message's name (its first attribute's, without one): a VFS or not
-            after = {}
-            for word, cut in names.items():
-                at = (cut.stop + 3) & ~3 if cut.stop else UNIX_DIAG_MSG.size
-                after[word] = slice(at, at + 12)
-            vfs_raw = b"".join(map(getitem, body, map(after.__getitem__, firsts)))  # type: ignore[arg-type]
-            if len(vfs_raw) != 12 * n or (_lanes(memoryview(vfs_raw).cast("I")[0::3].tobytes())
-                                          ^ (VFS_WORD * one)) & (vfs * 0xFFFFFFFF):
+        if vfs:  # a VFS ends 0, 4 (an ICONS after it) or 8 bytes (a peer) before the tail's fixed
+            # attributes: its three words are read from the rows' 5 words that begin 3 before the tail
+            # row (the rows are 12 bytes wider for it), each message's from where its VFS is
+            tv = memoryview(tails).cast("I")[(wide - row) // 4 - 3 :]
+            w = [_lanes(tv[j::step].tobytes()) for j in range(5)]
+            full = vfs * 0xFFFFFFFF
+            by_icons, by_peer = icons * 0xFFFFFFFF & full, ((rest >> 3) & one) * 0xFFFFFFFF & full
+            by_end = full ^ by_icons ^ by_peer  # (0, 4, 8 bytes after it: one of the three)
+            if ((w[0] & by_peer) | (w[1] & by_icons) | (w[2] & by_end)) != VFS_WORD * vfs:
                 return None
+            ino = (w[1] & by_peer) | (w[2] & by_icons) | (w[3] & by_end)
+            dev = (w[2] & by_peer) | (w[3] & by_icons) | (w[4] & by_end)
     peers = ((rest >> 3) & one) * 0xFFFFFFFF  # all ones in the lanes of messages with a peer (masked: a 4 next door)
     if (_lanes(tw[0::step].tobytes()) ^ (PEER_WORD * one)) & peers:
         return None
@@ -237,10 +241,9 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
         if name == "unix_vfs":  # (the path's inode, device) where there is a VFS, else None
             if not vfs:
                 return [None] * n
-            vw = memoryview(vfs_raw).cast("I")
             at = list(compress(range(n), _words(vfs, n)))  # (the rows with a VFS: paths, a few of all)
             out: list[Any] = [None] * n
-            for i, pair in zip(at, zip(map(vw[1::3].__getitem__, at), map(vw[2::3].__getitem__, at))):
+            for i, pair in zip(at, zip(map(_words(ino, n).__getitem__, at), map(_words(dev, n).__getitem__, at))):
                 out[i] = pair
             return out
         if name == "unix_pending":  # a listener's connections waiting: none (its ICONS empty), else None

@@ -192,12 +192,9 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
             if s.shutdown is not None:
                 out.append(_shutdown(s.shutdown))
             if s.unix_vfs is not None:
-                ino, dev = s.unix_vfs
-                major = (dev >> 8) & 0xFFF
-                minor = (dev & 0xFF) | ((dev >> 12) & 0xFFF00)
-                out.append(f" ino:{ino} dev:{major}/{minor}")
+                out.append(f" ino:{s.unix_vfs[0]} dev:{_dev_text(s.unix_vfs[1])}")
             if s.unix_pending is not None:
-                out.append(" peers:" + "".join(f" {i}" for i in s.unix_pending))
+                out.append(_PENDING_TEXT[s.unix_pending])
     elif fam == AF_PACKET:
         if opts.extended:
             if s.uid:
@@ -386,9 +383,12 @@ def detail_fields(opts: DetailOptions, netid: str, info: bool = False) -> frozen
     return frozenset(need)
 
 
-_VFS_TEXT = Texts(lambda vfs: "" if vfs is None else (
-    f" ino:{vfs[0]} dev:{(vfs[1] >> 8) & 0xFFF}/{(vfs[1] & 0xFF) | ((vfs[1] >> 12) & 0xFFF00)}"))
-_PENDING_TEXT = Texts(lambda pending: "" if pending is None else " peers:" + "".join([f" {i}" for i in pending]))
+_PENDING_TEXT = Texts(lambda pending: " peers:" + "".join([f" {i}" for i in pending]))
+
+
+def _dev_text(dev: int) -> str:
+    """A device number as ss prints it: major/minor (the kernel's new_encode_dev)."""
+    return f"{(dev >> 8) & 0xFFF}/{(dev & 0xFF) | ((dev >> 12) & 0xFFF00)}"
 
 
 def unix_fields(opts: DetailOptions) -> frozenset[str]:
@@ -404,19 +404,32 @@ def unix_fields(opts: DetailOptions) -> frozenset[str]:
 
 def unix_texts(n: int, opts: DetailOptions, cols: dict[str, Any]) -> list[str]:
     """:func:`detail_text` of each row of a UNIX batch, column by column, from its details' columns
-    (:func:`sockscope.kernel.unix_details.detail_columns` of :func:`unix_fields`): each column's
-    distinct values made text once, the texts of a row added side by side (an empty one costs
-    nothing)."""
+    (:func:`sockscope.kernel.unix_details.detail_columns` of :func:`unix_fields`): the texts of the
+    columns every row has (skmem, shutdown) each value's once, added side by side; those of the few
+    rows with a path (its inode and device) or a listener's pending connections added at their rows
+    alone (an empty one costs nothing)."""
+    from itertools import compress, repeat
+    from _operator import is_not
+
     parts: list[Any] = []
     if opts.memory and cols["skmem"] is not None:
         parts.append(skmem_texts(cols["skmem"]))
-    if opts.extended:
-        for name, texts in (("shutdown", _SHUTDOWN), ("unix_vfs", _VFS_TEXT), ("unix_pending", _PENDING_TEXT)):
-            if cols[name] is not None:
-                parts.append(map(texts.__getitem__, cols[name]))
-    if not parts:
-        return [""] * n
-    row = parts[0]
+    if opts.extended and cols["shutdown"] is not None:
+        parts.append(map(_SHUTDOWN.__getitem__, cols["shutdown"]))
+    row: Any = parts[0] if parts else [""] * n
     for part in parts[1:]:
         row = map(add, row, part)
-    return row if type(row) is list else list(row)
+    if type(row) is not list:
+        row = list(row)
+    if opts.extended:
+        vfs, pending = cols["unix_vfs"], cols["unix_pending"]
+        if vfs is not None:
+            devs: dict[int, str] = {}
+            for i in compress(range(n), map(is_not, vfs, repeat(None))):
+                ino, dev = vfs[i]
+                text = devs.get(dev) or devs.setdefault(dev, _dev_text(dev))
+                row[i] += f" ino:{ino} dev:{text}"
+        if pending is not None:
+            for i in compress(range(n), map(is_not, pending, repeat(None))):
+                row[i] += _PENDING_TEXT[pending[i]]
+    return row  # type: ignore[no-any-return]
