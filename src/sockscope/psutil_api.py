@@ -188,7 +188,9 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
             owners = list(map(pid_get, inos))
             fds_ = map(fd_get, inos, repeat(-1))
             made = map(new, repeat(sconn), zip(fds_, fam, repeat(kind_), la, ra, status, owners))
-            if None in owners:
+            if None in owners and (type(status) is not list or "LISTEN" in status or "CLOSE" in status):
+                # (a TCP socket neither listening nor closed is in the kernel's table of connections,
+                # one a pair of ends and family: no other row can equal it, TIME-WAIT's among them)
                 rows = list(made)
                 ret.extend(compress(rows, map(is_not, owners, repeat(None))))
                 unowned.extend(compress(rows, map(is_, owners, repeat(None))))
