@@ -241,10 +241,11 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
         if name == "unix_vfs":  # (the path's inode, device) where there is a VFS, else None
             if not vfs:
                 return [None] * n
-            at = list(compress(range(n), _words(vfs, n)))  # (the rows with a VFS: paths, a few of all)
+            at = compress(range(n), _view(vfs, n))  # (the rows with a VFS: paths, a few of all)
+            inos, devs = _view(ino, n), _view(dev, n)  # (read at those rows alone)
             out: list[Any] = [None] * n
-            for i, pair in zip(at, zip(map(_words(ino, n).__getitem__, at), map(_words(dev, n).__getitem__, at))):
-                out[i] = pair
+            for i in at:
+                out[i] = (inos[i], devs[i])
             return out
         if name == "unix_pending":  # a listener's connections waiting: none (its ICONS empty), else None
             out = [None] * n
@@ -270,7 +271,13 @@ def _lanes(words: bytes) -> int:
 
 def _words(lanes: int, n: int) -> list[int]:
     """The ``n`` lanes of :func:`_lanes`' integer as a list."""
-    return memoryview(lanes.to_bytes(4 * n, sys.byteorder)).cast("I").tolist()
+    return _view(lanes, n).tolist()
+
+
+def _view(lanes: int, n: int) -> memoryview:
+    """The ``n`` lanes of :func:`_lanes`' integer as a view of native words (no int made for a lane
+    not read)."""
+    return memoryview(lanes.to_bytes(4 * n, sys.byteorder)).cast("I")
 
 
 def _nonzero(lanes: int, one: int) -> int:
