@@ -560,7 +560,7 @@ _TEXTS = _SOCKETS + textwrap.dedent(
 
     q = Query(frozenset(("tcp",)), frozenset((socket.AF_INET, socket.AF_INET6)), EVERY_STATE)
     mixed = rows = 0
-    for _table, b in batches(q, lambda m: None, ahead=False, ordered=False):
+    for _table, b in batches(q, lambda m: None, ordered=False):
         mixed += not b.fam
         rows += b.n
         got = (b.texts("src"), b.texts("dst"))  # (of a batch of both families: before its keys are read)

@@ -174,7 +174,7 @@ KERNEL = textwrap.dedent(
                         (("tcp", "udp"), 0)):
         q = Query(tables=frozenset(tables), families=frozenset((socket.AF_INET, socket.AF_INET6)),
                   states=EVERY_STATE, details=True, ext=ext)
-        for netid, b in batches(q, lambda m: None, ahead=False):
+        for netid, b in batches(q, lambda m: None):
             res["batches"] += 1; res["rows"] += b.n; res["framed"] += not b._length
             res["md5"] += sum(1 for r in inet.records(b, netid, details=True) if r.md5keys)
             if detail_columns(b, netid) != _walked(b, range(b.n), netid):

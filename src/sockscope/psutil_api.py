@@ -248,7 +248,9 @@ def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
         kinds = {"tcp": _s.SocketKind.SOCK_STREAM, "udp": _s.SocketKind.SOCK_DGRAM}
         from sockscope.kernel.inet import Batch as InetBatch
 
-        for table, batch in batches(q, lambda m: None, ahead=False, ordered=False):  # psutil's is a set
+        # received ahead by a helper thread, beside the owners' walk (which is the kernel's work most of
+        # its time): the host mix's "all" 27.6 -> 26.9 ms, 10k dual-stack "tcp" 14.4 -> 13.1 ms
+        for table, batch in batches(q, lambda m: None, ordered=False):  # (unordered: psutil's is a set)
             assert isinstance(batch, InetBatch)  # (every inet table comes as a batch, also from /proc)
             parts.append(_part(batch, fam_enum, kinds[table], _PSUTIL_STATUS if table == "tcp" else None))
     if AF_UNIX in fams:

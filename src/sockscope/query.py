@@ -122,7 +122,7 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
         yield from socks if keep is None else filter(keep, socks)
 
 
-def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool = True, ordered: bool = True
+def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ordered: bool = True
             ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket]]]:
     """The one source: ``(table, batch)`` in ss's order, filtered by ``q``'s filter.
 
@@ -130,12 +130,12 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ahead: bool
     /proc fallback answered; UNIX sockets (table "unix") as one :class:`~sockscope.kernel.unix.Batch`
     (or records, from /proc); netlink and packet sockets (tables "nl", "packet") as one
     :class:`~sockscope.kernel.others.Batch` each.  ``info`` adds the tcp_info columns (``ss -i``);
-    ``ahead`` receives in a helper thread while the caller decodes (not when
-    the caller runs a thread of its own: three threads contend for the GIL);
-    ``ordered=False`` leaves a batch of both families whole (ss lists IPv4
-    before IPv6; a caller to whom order does not matter skips the split)."""
+    a helper thread receives while the caller decodes (also beside ``net_connections``' owner walk,
+    a thread mostly in the kernel: it gains there too); ``ordered=False`` leaves a batch of both
+    families whole (ss lists IPv4 before IPv6; a caller to whom order does not matter skips the
+    split)."""
     decode_all = q.details or bool(q.ext)
-    for table, item, keep in _source(q, warn, info, ahead, ordered):
+    for table, item, keep in _source(q, warn, info, ordered):
         if keep is not None:
             if isinstance(item, list):
                 item = [s for s in item if keep(s)]
@@ -162,7 +162,7 @@ def records(table: str, batch: Batch | UnixBatch | OtherBatch, details: bool = F
     return inet.records(batch, table, details)
 
 
-def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordered: bool = True, uids: bool = False
+def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids: bool = False
             ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket], Callable[[Socket], bool] | None]]:
     """``(table, batch, keep)`` in ss's order (tables nl, packet, unix, raw, udp, tcp, dccp,
     sctp, mptcp; IPv4 before IPv6).  ``keep``, what of the filter is left: None nothing (no
@@ -177,13 +177,13 @@ def _source(q: Query, warn: Warn, info: bool = False, ahead: bool = True, ordere
     if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << CLOSE):
         yield "packet", _optional(q, "packet", lambda: _packet(q)), pred
     if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
-        yield "unix", _unix(q, state, ahead, uids), pred
+        yield "unix", _unix(q, state, uids), pred
     exact = q.kernel_exact and q.bytecode is not None
     for table in INET_TABLES:
         if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
             _probe_others(q)
         if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
-            for batch, from_kernel in _inet(q, table, state, info, ahead, ordered):
+            for batch, from_kernel in _inet(q, table, state, info, ordered):
                 if from_kernel:
                     yield table, batch, None if exact and table != "raw" else pred
                 else:  # /proc: forced (SOCKSCOPE_FORCE_PROC), ss would have read tcp and udp by sock_diag
@@ -250,8 +250,8 @@ def _families(q: Query) -> list[int]:
     return fams
 
 
-def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead: bool = True,
-          ordered: bool = True) -> Iterator[tuple[Batch, bool]]:
+def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ordered: bool = True
+          ) -> Iterator[tuple[Batch, bool]]:
     """One inet table's batches, and whether each came from sock_diag (else from /proc: sock_diag
     unavailable or denied, or the raw table), datagram by datagram: TCP's of both families from one
     walk (:func:`_tcp_both`) unless one per family pays (``sockstat.tcp_per_family``); of several
@@ -268,12 +268,11 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
     fams = _families(q)
     use_proc = state.force or table == "raw"
     if not use_proc:
-        receive = transport.stream_ahead if ahead else transport.stream
         op = f"{table} diag"
         try:
             if (table == "tcp" and fams == [AF_INET, AF_INET6] and not q.details and not q.ext
-                    and not (ordered and ahead and not q.bytecode and sockstat.tcp_per_family())):
-                done = yield from _tcp_both(q, op, info, receive, ordered)
+                    and not (ordered and not q.bytecode and sockstat.tcp_per_family())):
+                done = yield from _tcp_both(q, op, info, ordered)
                 if done:
                     return
             reqs = [inet.encode_request(fam, inet.PROTOCOLS[table], q.states, q.ext, q.bytecode,
@@ -281,9 +280,9 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
                     for fam in fams if not (table == "udp" and sockstat.no_udp(fam))]  # (walks finding nothing)
             later: list[transport.Behind] = []
             try:
-                for req in reqs[1:] if ahead else ():
+                for req in reqs[1:]:
                     later.append(transport.Behind(req, op))
-                for dump in [receive(req, op) for req in reqs[: 1 if ahead else None]] + later:
+                for dump in [transport.stream_ahead(req, op) for req in reqs[:1]] + later:
                     for data in dump:
                         batch, end = inet.decode(data, op, info)
                         yield batch, True
@@ -312,18 +311,17 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ahead
         yield inet.Batch.of(list(procnet.read_inet(table, fam, q.states))), False
 
 
-def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Iterable[bytes]],
-              ordered: bool = True) -> Generator[tuple[Batch, bool], None, bool]:
+def _tcp_both(q: Query, op: str, info: bool, ordered: bool = True) -> Generator[tuple[Batch, bool], None, bool]:
     """``_inet``'s TCP batches for both families from one legacy dump (one walk of the kernel's tables
     instead of one per family); returns False, having yielded nothing, when the kernel refuses it.  ss
     lists IPv4 then IPv6, each in the kernel's order: IPv6 rows are held back until the end (unless
     not ``ordered``)."""
-    from sockscope.kernel import inet
+    from sockscope.kernel import inet, transport
 
     held: list[Batch] = []
     first = True
     try:
-        for data in receive(inet.encode_request_compat(q.states, q.ext, q.bytecode, ports=q.ports), op):
+        for data in transport.stream_ahead(inet.encode_request_compat(q.states, q.ext, q.bytecode, ports=q.ports), op):
             batch, done = inet.decode(data, op, info)
             first = False
             if batch.fam == AF_INET or not ordered:
@@ -345,7 +343,7 @@ def _tcp_both(q: Query, op: str, info: bool, receive: Callable[[bytes, str], Ite
     return True
 
 
-def _unix(q: Query, state: _FallbackState, ahead: bool = True, uids: bool = False) -> UnixBatch | list[Socket]:
+def _unix(q: Query, state: _FallbackState, uids: bool = False) -> UnixBatch | list[Socket]:
     """The UNIX sockets of ``q`` as one batch (sock_diag), or records (the /proc fallback); with
     their owners' uids where ``uids`` asks (records)."""
     from sockscope.kernel import transport, unix
@@ -359,10 +357,9 @@ def _unix(q: Query, state: _FallbackState, ahead: bool = True, uids: bool = Fals
             show |= unix.UDIAG_SHOW_MEMINFO
         parts: list[UnixBatch] = []
         try:
-            # received by a helper thread (unless the caller runs its own: see batches' ``ahead``):
-            # the kernel fills the next datagram while this one is decoded
+            # received by a helper thread: the kernel fills the next datagram while this one is decoded
             req = unix.encode_request(q.states, show)  # (its datagrams not joined: see transport.JOIN_BYTES)
-            for data in transport.stream_ahead(req, "unix diag", 0) if ahead else transport.stream(req, "unix diag"):
+            for data in transport.stream_ahead(req, "unix diag", 0):
                 b, done = unix.decode(data, "unix diag")
                 parts.append(b)
                 if done:
