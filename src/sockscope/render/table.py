@@ -290,7 +290,7 @@ class CellMaker:
         opts = self.opts.details
         if netid == "udp" or opts is None or b.info is None:  # ss shows no tcp_info for UDP
             return block
-        return self._processes(block, b.inode, info_texts(b, netid, opts, "" if opts.oneline else "\n\t"))
+        return self._processes(block, b, info_texts(b, netid, opts, "" if opts.oneline else "\n\t"))
 
     def detail_cells(self, netid: str, b: Batch) -> Columns:
         """The rows of the detail options but ``-i`` alone (``-e``, ``-o``, ``-m``, ``--tos``, …) from an
@@ -309,7 +309,7 @@ class CellMaker:
             cols = detail_columns(b, netid, fields)
         else:  # (-o: the head's timers alone; kernel.inet_details is not loaded)
             cols = NO_COLUMNS
-        return self._processes(block, b.inode, inet_texts(b, netid, opts, cols))
+        return self._processes(block, b, inet_texts(b, netid, opts, cols))
 
     def unix_detail_cells(self, b: UnixBatch) -> Columns:
         """:meth:`detail_cells` of a UNIX batch: :meth:`unix_cells`, then its Process cells (owners,
@@ -320,13 +320,14 @@ class CellMaker:
         opts = self.opts.details
         assert opts is not None
         block = self.unix_cells(b)
-        return self._processes(block, b.inode, unix_texts(b.n, opts, detail_columns(b, unix_fields(opts))))
+        return self._processes(block, b, unix_texts(b.n, opts, detail_columns(b, unix_fields(opts))))
 
-    def _processes(self, block: Columns, inodes: list[int], texts: list[str]) -> Columns:
-        """``block`` with its Process cells: each row's owners (``users:(…)``), then its ``texts``."""
+    def _processes(self, block: Columns, b: Batch | UnixBatch, texts: list[str]) -> Columns:
+        """``block`` with its Process cells: each row's owners (``users:(…)``), then its ``texts`` (the
+        batch ``b``'s inodes read for the owners alone: an inet batch makes that column when asked)."""
         owners = self.owners
         if owners is not None:
-            texts = [(owners.text(i) if i else "") + t for i, t in zip(inodes, texts)]
+            texts = [(owners.text(i) if i else "") + t for i, t in zip(b.inode, texts)]
         block.cols[PROCESS] = (texts, CELLS)
         block.pending = None
         return block
