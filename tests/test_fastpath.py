@@ -582,6 +582,69 @@ def test_address_texts_of_a_batch_of_both_families() -> None:
     assert mixed >= 1 and rows > 160, proc.stdout
 
 
+_SENT_AHEAD = _SOCKETS + textwrap.dedent(
+    r"""
+    import os
+    from sockscope.kernel import transport
+    from sockscope.query import Query, batches
+    from sockscope.filter.states import EVERY_STATE
+
+    u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.bind(("::1", 0)); keep.append(u6)
+    q = Query(frozenset(("tcp", "udp")), frozenset((socket.AF_INET, socket.AF_INET6)), EVERY_STATE)
+    tasks = lambda: len(os.listdir("/proc/self/task"))
+    alone = tasks()
+    sent, behind = [], transport.Behind.__init__
+
+    def counted(self, request, op, *more):  # (each dump's helper, as it starts)
+        sent.append(op)
+        behind(self, request, op, *more)
+
+    transport.Behind.__init__ = counted
+
+    def rows(**kw):
+        return sorted((t, s, d) for t, b in batches(q, lambda m: None, ordered=False, **kw)
+                      for s, d in zip(b.texts("src"), b.texts("dst")))
+
+    seen = []
+    res = {"plain": rows()}
+    sent.clear()
+    res["ahead"] = rows(meanwhile=lambda: seen.append(sorted(sent)))
+    res["sent_before"], res["sent"], res["left"] = seen[0], sorted(sent), tasks() - alone
+
+    class Boom(Exception):
+        pass
+
+    def boom():
+        raise Boom()
+
+    try:
+        rows(meanwhile=boom)
+    except Boom:
+        res["raised"] = True
+    res["left_after_raise"] = tasks() - alone
+    it = batches(q, lambda m: None, meanwhile=lambda: None)
+    next(it)
+    it.close()  # (a caller that stops at the first batch)
+    res["left_after_stop"] = tasks() - alone
+    print(json.dumps(res))
+    """
+)
+
+
+def test_dumps_sent_ahead_give_the_same_batches_and_leave_no_thread() -> None:
+    """``batches(meanwhile=…)`` (net_connections reads its UNIX part there): every TCP and UDP dump is
+    sent before the caller's other work, each received by a helper thread (three here: TCP's walk of
+    both families, UDP's of each), and the batches are then the same as without; where that work
+    raises, or the caller stops early, every helper is ended."""
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _SENT_AHEAD], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["plain"] == res["ahead"] and len(res["plain"]) > 160
+    assert res["sent_before"] == res["sent"] == ["tcp diag", "udp diag", "udp diag"]
+    assert res["left"] == res["left_after_raise"] == res["left_after_stop"] == 0 and res["raised"]
+
+
 _DETAILS = _SOCKETS + textwrap.dedent(
     r"""
     congs = open("/proc/sys/net/ipv4/tcp_available_congestion_control").read().split()

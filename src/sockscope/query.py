@@ -12,13 +12,12 @@ import os
 import sys
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX
 from sockscope.errors import NetlinkError, NotSupported, PermissionDenied, UsageError
-from sockscope.filter.states import CLOSE, EVERY_STATE, SS_ALL, SS_CONN, SS_STATE_NAMES
+from sockscope.filter.states import CLOSE, SS_ALL, SS_CONN
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import Any, Callable, Generator, Iterable, Iterator
 
-    from sockscope.filter.expr import Expr
     from sockscope.kernel.inet import Batch
     from sockscope.kernel.others import Batch as OtherBatch
     from sockscope.kernel.unix import Batch as UnixBatch
@@ -122,7 +121,8 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
         yield from socks if keep is None else filter(keep, socks)
 
 
-def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ordered: bool = True
+def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ordered: bool = True,
+            meanwhile: Callable[[], None] | None = None
             ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket]]]:
     """The one source: ``(table, batch)`` in ss's order, filtered by ``q``'s filter.
 
@@ -133,9 +133,10 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ordered: bo
     a helper thread receives while the caller decodes (also beside ``net_connections``' owner walk,
     a thread mostly in the kernel: it gains there too); ``ordered=False`` leaves a batch of both
     families whole (ss lists IPv4 before IPv6; a caller to whom order does not matter skips the
-    split)."""
+    split).  ``meanwhile``: the caller's other work, called once the TCP and UDP dumps are all
+    sent, each received by a helper thread (:func:`_prefetch`): the kernel's walks run beside it."""
     decode_all = q.details or bool(q.ext)
-    for table, item, keep in _source(q, warn, info, ordered):
+    for table, item, keep in _source(q, warn, info, ordered, meanwhile=meanwhile):
         if keep is not None:
             if isinstance(item, list):
                 item = [s for s in item if keep(s)]
@@ -162,7 +163,8 @@ def records(table: str, batch: Batch | UnixBatch | OtherBatch, details: bool = F
     return inet.records(batch, table, details)
 
 
-def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids: bool = False
+def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids: bool = False,
+            meanwhile: Callable[[], None] | None = None
             ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket], Callable[[Socket], bool] | None]]:
     """``(table, batch, keep)`` in ss's order (tables nl, packet, unix, raw, udp, tcp, dccp,
     sctp, mptcp; IPv4 before IPv6).  ``keep``, what of the filter is left: None nothing (no
@@ -172,22 +174,44 @@ def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids
     state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
     pred = q.predicate  # (the kernel's part is for inet sockets)
     user = getattr(pred, "user", pred)
-    if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << CLOSE):
-        yield "nl", _optional(q, "nl", lambda: _netlink(q)), pred
-    if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << CLOSE):
-        yield "packet", _optional(q, "packet", lambda: _packet(q)), pred
-    if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
-        yield "unix", _unix(q, state, uids), pred
-    exact = q.kernel_exact and q.bytecode is not None
-    for table in INET_TABLES:
-        if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
-            _probe_others(q)
-        if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
-            for batch, from_kernel in _inet(q, table, state, info, ordered):
-                if from_kernel:
-                    yield table, batch, None if exact and table != "raw" else pred
-                else:  # /proc: forced (SOCKSCOPE_FORCE_PROC), ss would have read tcp and udp by sock_diag
-                    yield table, batch, pred if state.force and table != "raw" else user
+    started: dict[bytes, Any] = {}  # the dumps sent ahead (meanwhile), by request: _inet takes them
+    try:
+        if meanwhile is not None:
+            _prefetch(q, state, ordered, started)
+            meanwhile()
+        if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << CLOSE):
+            yield "nl", _optional(q, "nl", lambda: _netlink(q)), pred
+        if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << CLOSE):
+            yield "packet", _optional(q, "packet", lambda: _packet(q)), pred
+        if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
+            yield "unix", _unix(q, state, uids), pred
+        exact = q.kernel_exact and q.bytecode is not None
+        for table in INET_TABLES:
+            if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
+                _probe_others(q)
+            if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
+                for batch, from_kernel in _inet(q, table, state, info, ordered, started):
+                    if from_kernel:
+                        yield table, batch, None if exact and table != "raw" else pred
+                    else:  # /proc: forced (SOCKSCOPE_FORCE_PROC), ss would have read tcp and udp by sock_diag
+                        yield table, batch, pred if state.force and table != "raw" else user
+    finally:  # (a dump sent ahead and not read: its helper ended)
+        for dump in started.values():
+            dump.close()
+
+
+def _prefetch(q: Query, state: _FallbackState, ordered: bool, started: dict[bytes, Any]) -> None:
+    """Every sock_diag dump :func:`_inet` will read of ``q``'s TCP and UDP tables sent now, each
+    received by a helper thread (``transport.Behind``) into ``started``, by its request."""
+    from sockscope.kernel import transport
+
+    if state.force:
+        return
+    for table in ("udp", "tcp"):
+        if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families) and not (
+                table == "tcp" and os.environ.get("TCPDIAG_FILE") is not None):
+            for req in _requests(q, table, ordered)[1]:
+                started[req] = transport.Behind(req, f"{table} diag")
 
 
 #: families ss knows that sockscope can only probe: (tables, family, sock_diag family or None)
@@ -250,13 +274,28 @@ def _families(q: Query) -> list[int]:
     return fams
 
 
-def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ordered: bool = True
-          ) -> Iterator[tuple[Batch, bool]]:
+def _requests(q: Query, table: str, ordered: bool, both: bool = True) -> tuple[bool, list[bytes]]:
+    """The sock_diag dumps :func:`_inet` asks for of ``table``: (whether it is TCP's one walk of both
+    families, the requests); ``both=False``: one a family (the kernel refused that walk)."""
+    from sockscope.kernel import inet, sockstat
+
+    fams = _families(q)
+    if (both and table == "tcp" and fams == [AF_INET, AF_INET6] and not q.details and not q.ext
+            and not (ordered and not q.bytecode and sockstat.tcp_per_family())):
+        return True, [inet.encode_request_compat(q.states, q.ext, q.bytecode, ports=q.ports)]
+    return False, [inet.encode_request(fam, inet.PROTOCOLS[table], q.states, q.ext, q.bytecode,
+                                       ports=q.ports if table == "tcp" else (0, 0))
+                   for fam in fams if not (table == "udp" and sockstat.no_udp(fam))]  # (walks finding nothing)
+
+
+def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ordered: bool = True,
+          started: dict[bytes, Any] | None = None) -> Iterator[tuple[Batch, bool]]:
     """One inet table's batches, and whether each came from sock_diag (else from /proc: sock_diag
     unavailable or denied, or the raw table), datagram by datagram: TCP's of both families from one
     walk (:func:`_tcp_both`) unless one per family pays (``sockstat.tcp_per_family``); of several
-    dumps, those after the first are sent at once and run beside it (``transport.Behind``)."""
-    from sockscope.kernel import inet, sockstat, transport
+    dumps, those after the first are sent at once and run beside it (``transport.Behind``); a dump
+    in ``started`` (sent ahead: :func:`_prefetch`) is read from there."""
+    from sockscope.kernel import inet, transport
 
     replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
     if replay is not None:  # a capture (set, even empty, as ss reads it): unfiltered by a kernel, so filtered here
@@ -266,31 +305,32 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, order
             yield batch, False
         return
     fams = _families(q)
+    sent = {} if started is None else started
     use_proc = state.force or table == "raw"
     if not use_proc:
         op = f"{table} diag"
         try:
-            if (table == "tcp" and fams == [AF_INET, AF_INET6] and not q.details and not q.ext
-                    and not (ordered and not q.bytecode and sockstat.tcp_per_family())):
-                done = yield from _tcp_both(q, op, info, ordered)
+            both, reqs = _requests(q, table, ordered)
+            if both:
+                done = yield from _tcp_both(q, op, info, ordered, sent.pop(reqs[0], None) or reqs[0])
                 if done:
                     return
-            reqs = [inet.encode_request(fam, inet.PROTOCOLS[table], q.states, q.ext, q.bytecode,
-                                        ports=q.ports if table == "tcp" else (0, 0))
-                    for fam in fams if not (table == "udp" and sockstat.no_udp(fam))]  # (walks finding nothing)
-            later: list[transport.Behind] = []
+                reqs = _requests(q, table, ordered, both=False)[1]
+            dumps: list[Any] = []
             try:
                 for req in reqs[1:]:
-                    later.append(transport.Behind(req, op))
-                for dump in [transport.stream_ahead(req, op) for req in reqs[:1]] + later:
+                    dumps.append(sent.pop(req, None) or transport.Behind(req, op))
+                if reqs:
+                    dumps.insert(0, sent.pop(reqs[0], None) or transport.stream_ahead(reqs[0], op))
+                for dump in dumps:
                     for data in dump:
                         batch, end = inet.decode(data, op, info)
                         yield batch, True
                         if end:
                             break
             finally:
-                for behind in later:
-                    behind.close()
+                for dump in dumps:
+                    dump.close()
             return
         except (NotSupported, PermissionDenied) as exc:
             if table not in ("tcp", "udp"):
@@ -311,17 +351,19 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, order
         yield inet.Batch.of(list(procnet.read_inet(table, fam, q.states))), False
 
 
-def _tcp_both(q: Query, op: str, info: bool, ordered: bool = True) -> Generator[tuple[Batch, bool], None, bool]:
+def _tcp_both(q: Query, op: str, info: bool, ordered: bool, dump: Any) -> Generator[tuple[Batch, bool], None, bool]:
     """``_inet``'s TCP batches for both families from one legacy dump (one walk of the kernel's tables
-    instead of one per family); returns False, having yielded nothing, when the kernel refuses it.  ss
-    lists IPv4 then IPv6, each in the kernel's order: IPv6 rows are held back until the end (unless
-    not ``ordered``)."""
+    instead of one per family: ``dump``, its request or the dump sent ahead); returns False, having
+    yielded nothing, when the kernel refuses it.  ss lists IPv4 then IPv6, each in the kernel's order:
+    IPv6 rows are held back until the end (unless not ``ordered``)."""
     from sockscope.kernel import inet, transport
 
     held: list[Batch] = []
     first = True
+    if type(dump) is bytes:
+        dump = transport.stream_ahead(dump, op)
     try:
-        for data in transport.stream_ahead(inet.encode_request_compat(q.states, q.ext, q.bytecode, ports=q.ports), op):
+        for data in dump:
             batch, done = inet.decode(data, op, info)
             first = False
             if batch.fam == AF_INET or not ordered:
@@ -338,6 +380,8 @@ def _tcp_both(q: Query, op: str, info: bool, ordered: bool = True) -> Generator[
         if first:
             return False  # not this kernel: one dump per family, as ss does
         raise
+    finally:
+        dump.close()
     for batch in held:
         yield batch, True
     return True
@@ -427,32 +471,6 @@ def _kind(kind: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
         raise ValueError(f"invalid kind argument {kind!r}; valid ones are: {', '.join(KINDS)}") from None
 
 
-def _state_mask(states: State | str | int | Iterable[State | str | int] | None) -> int:
-    """The kernel's state mask of ``sockets(states=…)``: one state or several, each a ``State`` (or
-    its number), its name, ss's column name ("ESTAB", "UNCONN") or ss's state word ("listening",
-    "connected", "bucket"…), in any case."""
-    if states is None:
-        return EVERY_STATE
-    if isinstance(states, (bytes, bytearray)):
-        raise TypeError("states are State members, their names or numbers, not bytes")
-    from sockscope.filter.states import scan_state
-    from sockscope.records import STATES
-
-    by_name = {s.name: 1 << s for s in STATES} | {v: 1 << k for k, v in SS_STATE_NAMES.items() if k < 12}
-    mask = 0
-    for s in (states,) if isinstance(states, (str, int)) else states:
-        if isinstance(s, str):
-            bits = by_name.get(s.upper().replace("-", "_")) or by_name.get(s.upper())
-            mask |= bits if bits is not None else scan_state(s)  # (or a UsageError naming the word)
-        elif isinstance(s, int) and not isinstance(s, bool):
-            if not 0 <= s < len(STATES):  # (a huge number would make a huge mask)
-                raise UsageError(f"unknown state {s}" if s.bit_length() < 64 else "unknown state: a number too big")
-            mask |= 1 << s
-        else:
-            raise TypeError(f"a state is a State, its name or its number, not {type(s).__name__}")
-    return mask
-
-
 def sockets(
     kind: str = "inet",
     *,
@@ -484,7 +502,9 @@ def sockets(
             raise TypeError(f"{name} is text (str), not {type(given).__name__}")
     tables, fams = _kind(kind)
     want_all, ext = _details(details)
-    q = Query(frozenset(tables), frozenset(fams), _state_mask(states), details=want_all, ext=ext)
+    from sockscope.records import state_mask
+
+    q = Query(frozenset(tables), frozenset(fams), state_mask(states), details=want_all, ext=ext)
     if filter:
         from sockscope.filter.states import parse_state_words
 
@@ -539,32 +559,11 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
     return q.replace(
         families=frozenset(fams) if fams is not None else q.families,
         bytecode=bc,
-        predicate=_LazyPredicate(expr),
+        predicate=flt.LazyPredicate(expr),
         kernel_exact=bc is not None and not expr.needs_userspace(),
         details=q.details or needs_marks,
         ports=flt.required_ports(expr) if bc is not None else (0, 0),
     )
-
-
-class _LazyPredicate:
-    """The filter's userspace predicate, compiled on its first call: a listing
-    the kernel filters alone (bytecode, inet tables) never calls it.  ``user``:
-    the same without the bytecode's part (``compile_predicate(kernel=False)``)."""
-
-    __slots__ = ("expr", "fn", "kernel", "user")
-
-    def __init__(self, expr: Expr, kernel: bool = True) -> None:
-        self.expr, self.kernel = expr, kernel
-        self.fn: Callable[[Socket], bool] | None = None
-        self.user = _LazyPredicate(expr, False) if kernel else self
-
-    def __call__(self, s: Socket) -> bool:
-        fn = self.fn
-        if fn is None:
-            from sockscope.filter import compile_predicate
-
-            fn = self.fn = compile_predicate(self.expr, kernel=self.kernel)
-        return fn(s)
 
 
 _DETAIL_WORDS = {"info": EXT_INFO, "mem": EXT_MEM, "extended": 0, "timers": 0}

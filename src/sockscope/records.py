@@ -20,7 +20,7 @@ from _operator import attrgetter
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Any, Callable, NamedTuple
+    from typing import Any, Callable, Iterable, NamedTuple
 
 
 class State(enum.IntEnum):
@@ -313,4 +313,29 @@ def evolve(s: Socket, **changes: Any) -> Socket:
     return make_socket(*values)
 
 
-__all__ = ["State", "Endpoint", "Owner", "Socket", "SkMem", "STATES", "state_of", "make_socket", "evolve"]
+def state_mask(states: State | str | int | Iterable[State | str | int] | None) -> int:
+    """The kernel's state mask of ``sockscope.sockets(states=…)``: one state or several, each a ``State``
+    (or its number), its name, ss's column name ("ESTAB", "UNCONN") or ss's state word ("listening",
+    "connected", "bucket"…), in any case."""
+    if states is None:
+        return _k.EVERY_STATE
+    if isinstance(states, (bytes, bytearray)):
+        raise TypeError("states are State members, their names or numbers, not bytes")
+    from sockscope.errors import UsageError
+
+    by_name = {s.name: 1 << s for s in STATES} | {v: 1 << k for k, v in _k.SS_STATE_NAMES.items() if k < 12}
+    mask = 0
+    for s in (states,) if isinstance(states, (str, int)) else states:
+        if isinstance(s, str):
+            bits = by_name.get(s.upper().replace("-", "_")) or by_name.get(s.upper())
+            mask |= bits if bits is not None else _k.scan_state(s)  # (or a UsageError naming the word)
+        elif isinstance(s, int) and not isinstance(s, bool):
+            if not 0 <= s < len(STATES):  # (a huge number would make a huge mask)
+                raise UsageError(f"unknown state {s}" if s.bit_length() < 64 else "unknown state: a number too big")
+            mask |= 1 << s
+        else:
+            raise TypeError(f"a state is a State, its name or its number, not {type(s).__name__}")
+    return mask
+
+
+__all__ = ["State", "Endpoint", "Owner", "Socket", "SkMem", "STATES", "state_of", "make_socket", "evolve", "state_mask"]

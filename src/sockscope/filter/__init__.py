@@ -4,7 +4,8 @@
 :mod:`.parser` — the expression part: argv words (or ``-F FILE``) -> :mod:`.expr` tree
 (:mod:`.lexer` makes the tokens, :mod:`.values` reads the values in them).
 One tree, two back ends: :mod:`.bytecode` (``INET_DIAG_REQ_BYTECODE`` for inet
-dumps, or None) and :mod:`.predicate` (``Callable[[Socket], bool]``, every family).
+dumps, or None) and :mod:`.predicate` (``Callable[[Socket], bool]``, every family),
+compiled on its first call by :class:`LazyPredicate` (a listing the kernel filters alone never calls it).
 
 The names below are imported on first use, so that ``sockscope.filter.states``
 (used by every listing) does not pay for the expression machinery.
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable
+
+    from sockscope.records import Socket
     from sockscope.filter.bytecode import compile_bytecode
     from sockscope.filter.expr import Expr, FilterSyntaxError, FilterValueError, required_ports
     from sockscope.filter.parser import Resolver, parse, parse_file
@@ -37,6 +41,7 @@ __all__ = [
     "compile_bytecode",
     "compile_predicate",
     "ephemeral_port_range",
+    "LazyPredicate",
 ]
 
 
@@ -51,3 +56,24 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *__all__])
+
+
+class LazyPredicate:
+    """The filter's userspace predicate, compiled on its first call: a listing
+    the kernel filters alone (bytecode, inet tables) never calls it.  ``user``:
+    the same without the bytecode's part (``compile_predicate(kernel=False)``)."""
+
+    __slots__ = ("expr", "fn", "kernel", "user")
+
+    def __init__(self, expr: Expr, kernel: bool = True) -> None:
+        self.expr, self.kernel = expr, kernel
+        self.fn: Callable[[Socket], bool] | None = None
+        self.user = LazyPredicate(expr, False) if kernel else self
+
+    def __call__(self, s: Socket) -> bool:
+        fn = self.fn
+        if fn is None:
+            from sockscope.filter.predicate import compile_predicate
+
+            fn = self.fn = compile_predicate(self.expr, kernel=self.kernel)
+        return fn(s)
