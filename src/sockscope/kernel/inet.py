@@ -223,14 +223,14 @@ class Batch:
 
     def texts(self, name: str) -> list[str]:
         """The address text of every row of ``name`` (``"src"`` or ``"dst"``), by C-level maps.  Where
-        the families mix and the keys were not read, from each row's family and raw address
+        the families mix and the keys were not read, from each row's raw address in its family's table
         (:data:`FAM_TEXT`): the keys of both kinds cost a Python step a row."""
         if not self.fam and self._stride:
             try:
                 keys = object.__getattribute__(self, name)  # (not made here where it is not set)
             except AttributeError:
                 raw = _L.columns(self._body, self._stride, (name,))[0]
-                return list(map(FAM_TEXT.__getitem__, zip(self.family, raw)))
+                return list(map(dict.__getitem__, map(FAM_TEXT.__getitem__, self.family), raw))
         else:
             keys = getattr(self, name)
         return list(map(ADDR_TEXT.__getitem__, keys))
@@ -508,17 +508,12 @@ def _addr_text(key: Any) -> str:
     return ntop4(_U32.pack(key)) if type(key) is int else ntop6(key)
 
 
-def _fam_text(key: tuple[int, bytes]) -> str:
-    fam, raw = key
-    return ntop4(raw[:4]) if fam == AF_INET else ntop6(raw)
-
-
 #: the address text of an address key (see :class:`Batch`), computed on first use (bounded: a
 #: long-running caller, top or the exporter, sees ever new peers)
 ADDR_TEXT = Texts(_addr_text)
-#: the address text of a row of a batch of both families, by (its family, the 16 raw bytes of the
-#: address field) (:meth:`Batch.texts`)
-FAM_TEXT = Texts(_fam_text)
+#: the address text of a row of a batch of both families: its family's table of the 16 raw bytes of the
+#: address field (:meth:`Batch.texts`: no key made a row, each looked up where its family's are)
+FAM_TEXT = {AF_INET: Texts(lambda raw: ntop4(raw[:4])), AF_INET6: Texts(ntop6)}
 
 
 class _States(dict[int, object]):

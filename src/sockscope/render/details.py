@@ -6,7 +6,6 @@ from __future__ import annotations
 from _operator import add
 
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, Texts
-from sockscope.render import names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -162,7 +161,7 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
             if s.mark:
                 out.append(f" fwmark:0x{s.mark:x}")
             if s.cgroup_id:
-                out.append(f" cgroup:{names.cgroup_path(s.cgroup_id)}")
+                out.append(_CGROUP[s.cgroup_id])
             if fam == AF_INET6 and s.v6only is not None:
                 out.append(f" v6only:{int(s.v6only)}")
             if s.shutdown is not None:
@@ -175,7 +174,7 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
             if s.class_id is not None:
                 out.append(f" class_id:{_hex(s.class_id)}")
         if opts.cgroup and s.cgroup_id:
-            out.append(f" cgroup:{names.cgroup_path(s.cgroup_id)}")
+            out.append(_CGROUP[s.cgroup_id])
         if opts.sockopt and s.sockopt is not None:
             out.append(" inet-sockopt: (" if opts.oneline else "\n\tinet-sockopt: (")
             out.append("".join(" " + name for bit, name in enumerate(_SOCKOPTS) if s.sockopt & (1 << bit)))
@@ -228,7 +227,13 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
 _UID = Texts(lambda uid: f" uid:{uid}" if uid else "")
 _TIMER = Texts(lambda k: f" timer:({_TIMERS[min(k[0], 5)]},{ms_timer(k[1])},{k[2]})", bound=1 << 12)
 _MARK = Texts(lambda mark: f" fwmark:0x{mark:x}" if mark else "")
-_CGROUP = Texts(lambda cid: f" cgroup:{names.cgroup_path(cid)}" if cid else "")
+def _cgroup_text(cid: int) -> str:
+    from sockscope.render.names import cgroup_path  # (loaded for a cgroup alone: start-up time)
+
+    return f" cgroup:{cgroup_path(cid)}" if cid else ""
+
+
+_CGROUP = Texts(_cgroup_text)
 _SHUTDOWN = Texts(lambda mask: "" if mask is None else _shutdown(mask))
 _V6ONLY = {(AF_INET, None): "", (AF_INET, False): "", (AF_INET, True): "", (AF_INET6, None): "",
            (AF_INET6, False): " v6only:0", (AF_INET6, True): " v6only:1"}
