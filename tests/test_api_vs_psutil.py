@@ -554,3 +554,34 @@ def test_no_thread_left_after_the_call(kind: str, via: str, monkeypatch: pytest.
     for _ in range(3):
         sockscope.net_connections(kind)
         assert sorted(os.listdir("/proc/self/task")) == before
+
+
+@pytest.mark.parametrize(("tasks", "ahead"), [(120, True), (5000, False)])
+def test_helpers_receive_only_beside_a_short_owner_walk(tasks: int, ahead: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dumps are received by helper threads where the host runs few tasks (the owners' walk beside
+    them is short); beside a long walk (many tasks) a helper would take its core: the calling thread
+    receives them."""
+    from sockscope import psutil_api
+
+    seen: list[Any] = []
+    real = psutil_api.batches
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("ahead"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(psutil_api, "_tasks", lambda proc: tasks)
+    monkeypatch.setattr(psutil_api, "batches", spy)
+    psutil_api.net_connections("inet")
+    assert seen == [ahead]
+
+
+def test_tasks_counted_from_loadavg(tmp_path: Path) -> None:
+    from sockscope import psutil_api
+
+    (tmp_path / "loadavg").write_text("0.24 0.58 0.67 1/1084 26767\n")
+    assert psutil_api._tasks(str(tmp_path)) == 1084
+    (tmp_path / "loadavg").write_text("not a loadavg\n")
+    assert psutil_api._tasks(str(tmp_path)) == 1 << 30  # (unreadable: many, no helper)
+    assert psutil_api._tasks(str(tmp_path / "missing")) == 1 << 30

@@ -610,6 +610,9 @@ _SENT_AHEAD = _SOCKETS + textwrap.dedent(
     sent.clear()
     res["ahead"] = rows(meanwhile=lambda: seen.append(sorted(sent)))
     res["sent_before"], res["sent"], res["left"] = seen[0], sorted(sent), tasks() - alone
+    sent.clear()
+    res["not_ahead"] = rows(meanwhile=lambda: seen.append(tasks() - alone), ahead=False)
+    res["helpers_not_ahead"], res["threads_meanwhile_not_ahead"] = len(sent), seen[1]
 
     class Boom(Exception):
         pass
@@ -635,13 +638,16 @@ def test_dumps_sent_ahead_give_the_same_batches_and_leave_no_thread() -> None:
     """``batches(meanwhile=…)`` (net_connections reads its UNIX part there): every TCP and UDP dump is
     sent before the caller's other work, each received by a helper thread (three here: TCP's walk of
     both families, UDP's of each), and the batches are then the same as without; where that work
-    raises, or the caller stops early, every helper is ended."""
+    raises, or the caller stops early, every helper is ended.  With ``ahead=False`` no helper at all,
+    the same batches."""
     proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _SENT_AHEAD], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     assert res["plain"] == res["ahead"] and len(res["plain"]) > 160
     assert res["sent_before"] == res["sent"] == ["tcp diag", "udp diag", "udp diag"]
+    # not ahead (net_connections beside a long owners' walk): every dump read by the calling thread
+    assert res["not_ahead"] == res["plain"] and res["helpers_not_ahead"] == res["threads_meanwhile_not_ahead"] == 0
     assert res["left"] == res["left_after_raise"] == res["left_after_stop"] == 0 and res["raised"]
 
 

@@ -258,17 +258,35 @@ def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
         kinds = {"tcp": _s.SocketKind.SOCK_STREAM, "udp": _s.SocketKind.SOCK_DGRAM}
         from sockscope.kernel.inet import Batch as InetBatch
 
-        # received by helper threads beside the owners' walk (the kernel's work most of its time): 10k
-        # dual-stack "tcp" 14.4 -> 13.1 ms; with the UNIX part to read, or both tables (a UDP walk finds
-        # little but takes its time), every dump sent at once and the UNIX part read meanwhile: the host
-        # mix's "all" 22.2 -> 20.8 ms, "inet" 16.2 -> 15.5 (a lone TCP dump does not gain)
+        # received by helper threads beside the owners' walk (the kernel's work most of its time) where
+        # that walk is short, the host's tasks few: 10k dual-stack "tcp" 14.4 -> 13.1 ms; with the UNIX
+        # part to read, or both tables (a UDP walk finds little but takes its time), every dump sent at
+        # once and the UNIX part read meanwhile: the host mix's "all" 22.2 -> 20.8 ms, "inet" 16.2 ->
+        # 15.5 (a lone TCP dump does not gain).  Beside a long walk (1,128 tasks: 13 ms, the whole call's
+        # time) a helper takes its core: one call in five 4-5 ms slower, so the calling thread receives
+        ahead = _tasks(proc) <= _HELPED_TASKS
         meanwhile = unix_part if AF_UNIX in fams else (lambda: None) if len(q.tables) > 1 else None
-        for table, batch in batches(q, lambda m: None, ordered=False, meanwhile=meanwhile):  # (psutil's: a set)
+        for table, batch in batches(q, lambda m: None, ordered=False, meanwhile=meanwhile,  # (psutil's: a set)
+                                    ahead=ahead):
             assert isinstance(batch, InetBatch)  # (every inet table comes as a batch, also from /proc)
             parts.append(_part(batch, fam_enum, kinds[table], _PSUTIL_STATUS if table == "tcp" else None))
     elif AF_UNIX in fams:
         unix_part()
     return parts, unix[0]
+
+
+#: the most tasks on the host (threads, every process's) for which the dumps are received by helper threads
+#: beside the owners' walk (its length grows with them: 4 ms at 125 tasks, 13 ms at 1,128)
+_HELPED_TASKS = 500
+
+
+def _tasks(proc: str) -> int:
+    """How many tasks the host runs (``loadavg``'s count of them; unreadable: many)."""
+    try:
+        with open(f"{proc}/loadavg", "rb") as f:
+            return int(f.read().split()[3].partition(b"/")[2])
+    except (OSError, ValueError, IndexError):
+        return 1 << 30
 
 
 def _unix_dump() -> tuple[list[int], list[int], list[str]] | None:

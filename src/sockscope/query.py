@@ -122,7 +122,7 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
 
 
 def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ordered: bool = True,
-            meanwhile: Callable[[], None] | None = None
+            meanwhile: Callable[[], None] | None = None, ahead: bool = True
             ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket]]]:
     """The one source: ``(table, batch)`` in ss's order, filtered by ``q``'s filter.
 
@@ -130,13 +130,14 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ordered: bo
     /proc fallback answered; UNIX sockets (table "unix") as one :class:`~sockscope.kernel.unix.Batch`
     (or records, from /proc); netlink and packet sockets (tables "nl", "packet") as one
     :class:`~sockscope.kernel.others.Batch` each.  ``info`` adds the tcp_info columns (``ss -i``);
-    a helper thread receives while the caller decodes (also beside ``net_connections``' owner walk,
-    a thread mostly in the kernel: it gains there too); ``ordered=False`` leaves a batch of both
-    families whole (ss lists IPv4 before IPv6; a caller to whom order does not matter skips the
-    split).  ``meanwhile``: the caller's other work, called once the TCP and UDP dumps are all
-    sent, each received by a helper thread (:func:`_prefetch`): the kernel's walks run beside it."""
+    ``ahead``: a helper thread receives while the caller decodes (not where the caller has a long
+    walk of its own on the other core: the helper would take that core); ``ordered=False`` leaves a
+    batch of both families whole (ss lists IPv4 before IPv6; a caller to whom order does not matter
+    skips the split).  ``meanwhile``: the caller's other work, called first, once the TCP and UDP
+    dumps are all sent, each received by a helper thread (:func:`_prefetch`; ``ahead`` only): the
+    kernel's walks run beside it."""
     decode_all = q.details or bool(q.ext)
-    for table, item, keep in _source(q, warn, info, ordered, meanwhile=meanwhile):
+    for table, item, keep in _source(q, warn, info, ordered, meanwhile=meanwhile, ahead=ahead):
         if keep is not None:
             if isinstance(item, list):
                 item = [s for s in item if keep(s)]
@@ -164,7 +165,7 @@ def records(table: str, batch: Batch | UnixBatch | OtherBatch, details: bool = F
 
 
 def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids: bool = False,
-            meanwhile: Callable[[], None] | None = None
+            meanwhile: Callable[[], None] | None = None, ahead: bool = True
             ) -> Iterator[tuple[str, Batch | UnixBatch | OtherBatch | list[Socket], Callable[[Socket], bool] | None]]:
     """``(table, batch, keep)`` in ss's order (tables nl, packet, unix, raw, udp, tcp, dccp,
     sctp, mptcp; IPv4 before IPv6).  ``keep``, what of the filter is left: None nothing (no
@@ -177,7 +178,8 @@ def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids
     started: dict[bytes, Any] = {}  # the dumps sent ahead (meanwhile), by request: _inet takes them
     try:
         if meanwhile is not None:
-            _prefetch(q, state, ordered, started)
+            if ahead:
+                _prefetch(q, state, ordered, started)
             meanwhile()
         if "nl" in q.tables and AF_NETLINK in q.families and q.states & (1 << CLOSE):
             yield "nl", _optional(q, "nl", lambda: _netlink(q)), pred
@@ -190,7 +192,7 @@ def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids
             if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
                 _probe_others(q)
             if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
-                for batch, from_kernel in _inet(q, table, state, info, ordered, started):
+                for batch, from_kernel in _inet(q, table, state, info, ordered, started, ahead):
                     if from_kernel:
                         yield table, batch, None if exact and table != "raw" else pred
                     else:  # /proc: forced (SOCKSCOPE_FORCE_PROC), ss would have read tcp and udp by sock_diag
@@ -289,12 +291,13 @@ def _requests(q: Query, table: str, ordered: bool, both: bool = True) -> tuple[b
 
 
 def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ordered: bool = True,
-          started: dict[bytes, Any] | None = None) -> Iterator[tuple[Batch, bool]]:
+          started: dict[bytes, Any] | None = None, ahead: bool = True) -> Iterator[tuple[Batch, bool]]:
     """One inet table's batches, and whether each came from sock_diag (else from /proc: sock_diag
     unavailable or denied, or the raw table), datagram by datagram: TCP's of both families from one
     walk (:func:`_tcp_both`) unless one per family pays (``sockstat.tcp_per_family``); of several
     dumps, those after the first are sent at once and run beside it (``transport.Behind``); a dump
-    in ``started`` (sent ahead: :func:`_prefetch`) is read from there."""
+    in ``started`` (sent ahead: :func:`_prefetch`) is read from there; not ``ahead``: each dump in
+    turn, received by the calling thread."""
     from sockscope.kernel import inet, transport
 
     replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
@@ -312,16 +315,17 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, order
         try:
             both, reqs = _requests(q, table, ordered)
             if both:
-                done = yield from _tcp_both(q, op, info, ordered, sent.pop(reqs[0], None) or reqs[0])
+                done = yield from _tcp_both(q, op, info, ordered, sent.pop(reqs[0], None) or reqs[0], ahead)
                 if done:
                     return
                 reqs = _requests(q, table, ordered, both=False)[1]
             dumps: list[Any] = []
             try:
-                for req in reqs[1:]:
-                    dumps.append(sent.pop(req, None) or transport.Behind(req, op))
+                for req in reqs[1:]:  # (not ahead: a generator that sends its request when first read)
+                    dumps.append(sent.pop(req, None) or (transport.Behind if ahead else transport.stream)(req, op))
                 if reqs:
-                    dumps.insert(0, sent.pop(reqs[0], None) or transport.stream_ahead(reqs[0], op))
+                    first = transport.stream_ahead if ahead else transport.stream
+                    dumps.insert(0, sent.pop(reqs[0], None) or first(reqs[0], op))
                 for dump in dumps:
                     for data in dump:
                         batch, end = inet.decode(data, op, info)
@@ -351,7 +355,8 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, order
         yield inet.Batch.of(list(procnet.read_inet(table, fam, q.states))), False
 
 
-def _tcp_both(q: Query, op: str, info: bool, ordered: bool, dump: Any) -> Generator[tuple[Batch, bool], None, bool]:
+def _tcp_both(q: Query, op: str, info: bool, ordered: bool, dump: Any, ahead: bool = True
+              ) -> Generator[tuple[Batch, bool], None, bool]:
     """``_inet``'s TCP batches for both families from one legacy dump (one walk of the kernel's tables
     instead of one per family: ``dump``, its request or the dump sent ahead); returns False, having
     yielded nothing, when the kernel refuses it.  ss lists IPv4 then IPv6, each in the kernel's order:
@@ -361,7 +366,7 @@ def _tcp_both(q: Query, op: str, info: bool, ordered: bool, dump: Any) -> Genera
     held: list[Batch] = []
     first = True
     if type(dump) is bytes:
-        dump = transport.stream_ahead(dump, op)
+        dump = (transport.stream_ahead if ahead else transport.stream)(dump, op)
     try:
         for data in dump:
             batch, done = inet.decode(data, op, info)
