@@ -263,7 +263,7 @@ def _dump(tables: tuple[str, ...], fams: tuple[int, ...], proc: str
         # part to read, or both tables (a UDP walk finds little but takes its time), every dump sent at
         # once and the UNIX part read meanwhile: the host mix's "all" 22.2 -> 20.8 ms, "inet" 16.2 ->
         # 15.5 (a lone TCP dump does not gain).  Beside a long walk (1,128 tasks: 13 ms, the whole call's
-        # time) a helper takes its core: one call in five 4-5 ms slower, so the calling thread receives
+        # time) a helper takes its core, one call in five 4-5 ms slower: there the calling thread receives
         ahead = _tasks(proc) <= _HELPED_TASKS
         meanwhile = unix_part if AF_UNIX in fams else (lambda: None) if len(q.tables) > 1 else None
         for table, batch in batches(q, lambda m: None, ordered=False, meanwhile=meanwhile,  # (psutil's: a set)

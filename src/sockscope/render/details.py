@@ -421,11 +421,10 @@ def unix_texts(n: int, opts: DetailOptions, cols: dict[str, Any]) -> list[str]:
         parts.append(skmem_texts(cols["skmem"]))
     if opts.extended and cols["shutdown"] is not None:
         parts.append(map(_SHUTDOWN.__getitem__, cols["shutdown"]))
-    row: Any = parts[0] if parts else [""] * n
+    joined: Any = parts[0] if parts else [""] * n
     for part in parts[1:]:
-        row = map(add, row, part)
-    if type(row) is not list:
-        row = list(row)
+        joined = map(add, joined, part)
+    row: list[str] = joined if type(joined) is list else list(joined)
     if opts.extended:
         vfs, pending = cols["unix_vfs"], cols["unix_pending"]
         if vfs is not None:
@@ -437,4 +436,4 @@ def unix_texts(n: int, opts: DetailOptions, cols: dict[str, Any]) -> list[str]:
         if pending is not None:
             for i in compress(range(n), map(is_not, pending, repeat(None))):
                 row[i] += _PENDING_TEXT[pending[i]]
-    return row  # type: ignore[no-any-return]
+    return row
