@@ -749,6 +749,9 @@ def test_api_states_bad_values_raise_one_error() -> None:
     for bad in ([3.5], [True], b"LISTEN", [None]):
         with pytest.raises(TypeError):
             list(sockscope.sockets("tcp", states=bad))
+    for bad in (3.5, None.__class__, object()):  # not one state, nor several: said, with its type
+        with pytest.raises(TypeError, match="states are State members, their names or numbers, not"):
+            list(sockscope.sockets("tcp", states=bad))
     for kw in ({"filter": b"sport = :22"}, {"filter": 22}, {"netns": 3}, {"details": 5}, {"details": b"info"}):
         with pytest.raises(TypeError):
             list(sockscope.sockets("tcp", **kw))

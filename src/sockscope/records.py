@@ -319,8 +319,8 @@ def state_mask(states: State | str | int | Iterable[State | str | int] | None) -
     "connected", "bucket"…), in any case."""
     if states is None:
         return _k.EVERY_STATE
-    if isinstance(states, (bytes, bytearray)):
-        raise TypeError("states are State members, their names or numbers, not bytes")
+    if isinstance(states, (bytes, bytearray)) or not isinstance(states, (str, int)) and not hasattr(states, "__iter__"):
+        raise TypeError(f"states are State members, their names or numbers, not {type(states).__name__}")
     from sockscope.errors import UsageError
 
     by_name = {s.name: 1 << s for s in STATES} | {v: 1 << k for k, v in _k.SS_STATE_NAMES.items() if k < 12}
