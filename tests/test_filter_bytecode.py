@@ -459,7 +459,10 @@ def test_glob_classes() -> None:
                                ("x[", "x[", True), ("\\*", "*", True), ("\\*", "a", False),
                                # collating symbols (glibc): one character, not case-folded; unterminated: nothing
                                ("[[.b.]]", "b", True), ("[[.b.]]", "B", False), ("[[.b]", "b", False),
-                               ("[[.b]", "[", False), ("[![.b.]]", "a", True)):
+                               ("[[.b]", "[", False), ("[![.b.]]", "a", True),
+                               # a range: its ends and the name's character folded, then compared
+                               ("[?-^]", "A", False), ("[?-^]", "?", True), ("[Z-a]", "_", False),
+                               ("[A-Z]", "q", True), ("[A-Z]", "[", False), ("[!?-^]", "A", True)):
         assert (fnmatch_regex(pattern).fullmatch(name) is not None) == hit, pattern
         assert (_glibc_fnmatch()(pattern.encode(), name.encode(), FNM_CASEFOLD) == 0) == hit, pattern
 

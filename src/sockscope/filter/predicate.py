@@ -398,9 +398,10 @@ def fnmatch_regex(pattern: str) -> re.Pattern[str]:
 
     ``*`` and ``?`` match any character including ``/``; ``\\x`` is a literal
     x (a trailing ``\\`` matches nothing); ``[...]`` takes ``!``/``^``
-    negation, ranges, ``[:class:]`` and one-character ``[.c.]`` (neither is
-    case-folded; an unknown class or symbol, or an unterminated ``[.``,
-    matches nothing); an unterminated ``[`` is literal.
+    negation, ranges (the name's character folded, then compared with the
+    folded ends: ``[?-^]`` takes no letter), ``[:class:]`` and one-character
+    ``[.c.]`` (neither is case-folded; an unknown class or symbol, or an
+    unterminated ``[.``, matches nothing); an unterminated ``[`` is literal.
     Malformed brackets (unknown class, a range ending in ``[``) may differ
     from glibc, whose answer then depends on the order it tries items in.
     """
@@ -437,6 +438,7 @@ def _bracket(p: str, i: int) -> tuple[str, int] | None:
         i += 1
     items: list[str] = []  # case-folded like the name
     classes: list[str] = []  # tested on the name as is
+    ranges: list[str] = []  # a range: the name's character folded, then compared with the folded ends
     first = True
     while i < n:
         c = p[i]
@@ -444,6 +446,7 @@ def _bracket(p: str, i: int) -> tuple[str, int] | None:
             alts = [f"[{''.join(items)}]"] if items else []
             if classes:
                 alts.append(f"(?-i:[{''.join(classes)}])")
+            alts += ranges
             one = "(?:" + "|".join(alts) + ")" if alts else "(?!)"
             return (f"(?!{one})." if negate else one), i + 1
         first = False
@@ -472,8 +475,10 @@ def _bracket(p: str, i: int) -> tuple[str, int] | None:
             if hi == "\\" and i < n:
                 hi = p[i]
                 i += 1
+            lo, hi = _fold(lo), _fold(hi)  # (glibc folds a range's ends and the name's character)
             if ord(hi) >= ord(lo):
-                items.append(f"{_cls(lo)}-{_cls(hi)}")
+                ups = "".join(u for u in _UPPER if lo <= _fold(u) <= hi)  # (capitals folded into it)
+                ranges.append(f"(?-i:(?![A-Z])[{_cls(lo)}-{_cls(hi)}]" + (f"|[{ups}])" if ups else ")"))
             continue
         items.append(_cls(lo))
     return None
@@ -481,6 +486,14 @@ def _bracket(p: str, i: int) -> tuple[str, int] | None:
 
 def _cls(c: str) -> str:
     return "\\" + c if c in "\\]^-[" else c
+
+
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _fold(c: str) -> str:
+    """glibc's FNM_CASEFOLD fold of one character (tolower in the C locale: ASCII capitals alone)."""
+    return chr(ord(c) + 32) if "A" <= c <= "Z" else c
 
 
 __all__ = ["compile_predicate", "ephemeral_port_range", "fnmatch_regex", "DEFAULT_EPHEMERAL"]
