@@ -191,7 +191,7 @@ def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids
         for table in INET_TABLES:
             if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
                 _probe_others(q)
-            if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families):
+            if _asked(q, table):
                 for batch, from_kernel in _inet(q, table, state, info, ordered, started, ahead):
                     if from_kernel:
                         yield table, batch, None if exact and table != "raw" else pred
@@ -210,10 +210,14 @@ def _prefetch(q: Query, state: _FallbackState, ordered: bool, started: dict[byte
     if state.force:
         return
     for table in ("udp", "tcp"):
-        if table in q.tables and (AF_INET in q.families or AF_INET6 in q.families) and not (
-                table == "tcp" and os.environ.get("TCPDIAG_FILE") is not None):
+        if _asked(q, table) and not (table == "tcp" and os.environ.get("TCPDIAG_FILE") is not None):
             for req in _requests(q, table, ordered)[1]:
                 started[req] = transport.Behind(req, f"{table} diag")
+
+
+def _asked(q: Query, table: str) -> bool:
+    """Whether ``q`` lists the inet table ``table``."""
+    return table in q.tables and (AF_INET in q.families or AF_INET6 in q.families)
 
 
 #: families ss knows that sockscope can only probe: (tables, family, sock_diag family or None)
@@ -250,7 +254,6 @@ def _probe_others(q: Query) -> None:
             _stderr_warn(f"{name}: listing these sockets is not implemented in this version")
         else:
             _stderr_warn(f"{name}: not supported by this kernel")
-
 
 
 class _FallbackState:
@@ -290,8 +293,8 @@ def _requests(q: Query, table: str, ordered: bool, both: bool = True) -> tuple[b
                    for fam in fams if not (table == "udp" and sockstat.no_udp(fam))]  # (walks finding nothing)
 
 
-def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, ordered: bool = True,
-          started: dict[bytes, Any] | None = None, ahead: bool = True) -> Iterator[tuple[Batch, bool]]:
+def _inet(q: Query, table: str, state: _FallbackState, info: bool, ordered: bool, started: dict[bytes, Any],
+          ahead: bool) -> Iterator[tuple[Batch, bool]]:
     """One inet table's batches, and whether each came from sock_diag (else from /proc: sock_diag
     unavailable or denied, or the raw table), datagram by datagram: TCP's of both families from one
     walk (:func:`_tcp_both`) unless one per family pays (``sockstat.tcp_per_family``); of several
@@ -308,24 +311,23 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, order
             yield batch, False
         return
     fams = _families(q)
-    sent = {} if started is None else started
     use_proc = state.force or table == "raw"
     if not use_proc:
         op = f"{table} diag"
         try:
             both, reqs = _requests(q, table, ordered)
             if both:
-                done = yield from _tcp_both(q, op, info, ordered, sent.pop(reqs[0], None) or reqs[0], ahead)
+                done = yield from _tcp_both(q, op, info, ordered, started.pop(reqs[0], None) or reqs[0], ahead)
                 if done:
                     return
                 reqs = _requests(q, table, ordered, both=False)[1]
             dumps: list[Any] = []
             try:
                 for req in reqs[1:]:  # (not ahead: a generator that sends its request when first read)
-                    dumps.append(sent.pop(req, None) or (transport.Behind if ahead else transport.stream)(req, op))
+                    dumps.append(started.pop(req, None) or (transport.Behind if ahead else transport.stream)(req, op))
                 if reqs:
                     first = transport.stream_ahead if ahead else transport.stream
-                    dumps.insert(0, sent.pop(reqs[0], None) or first(reqs[0], op))
+                    dumps.insert(0, started.pop(reqs[0], None) or first(reqs[0], op))
                 for dump in dumps:
                     for data in dump:
                         batch, end = inet.decode(data, op, info)
@@ -355,7 +357,7 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool = False, order
         yield inet.Batch.of(list(procnet.read_inet(table, fam, q.states))), False
 
 
-def _tcp_both(q: Query, op: str, info: bool, ordered: bool, dump: Any, ahead: bool = True
+def _tcp_both(q: Query, op: str, info: bool, ordered: bool, dump: Any, ahead: bool
               ) -> Generator[tuple[Batch, bool], None, bool]:
     """``_inet``'s TCP batches for both families from one legacy dump (one walk of the kernel's tables
     instead of one per family: ``dump``, its request or the dump sent ahead); returns False, having

@@ -160,7 +160,8 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
     heads = (_HEAD_FMT * n) % values
     tails, wide = nl.piece_ends(values, sizes, row + 12, pad=True)  # (a VFS may end 12 bytes before a row)
     step = wide // 4  # words from a tail row to the next
-    tw = memoryview(tails).cast("I")[(wide - row) // 4 :]  # (from the first tail row)
+    tail_words = memoryview(tails).cast("I")
+    tw = tail_words[(wide - row) // 4 :]  # (from the first tail row)
     for at, word in tail.words:
         if tw[at::step].tobytes() != _U32.pack(word) * n:
             return None
@@ -201,7 +202,7 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
         if vfs:  # a VFS ends 0, 4 (an ICONS after it) or 8 bytes (a peer) before the tail's fixed
             # attributes: its three words are read from the rows' 5 words that begin 3 before the tail
             # row (the rows are 12 bytes wider for it), each message's from where its VFS is
-            tv = memoryview(tails).cast("I")[(wide - row) // 4 - 3 :]
+            tv = tail_words[(wide - row) // 4 - 3 :]
             w = [_lanes(tv[j::step].tobytes()) for j in range(5)]
             full = vfs * 0xFFFFFFFF
             by_icons, by_peer = icons * 0xFFFFFFFF & full, ((rest >> 3) & one) * 0xFFFFFFFF & full
@@ -219,7 +220,7 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
         cols.append(list(map(getitem, body, map(names.__getitem__, firsts))))
     else:  # mostly without a name (the usual: clients, pairs): b"", then each named one's put in place
         name_col = [b""] * n
-        for i in compress(range(n), _words(named, n)):
+        for i in compress(range(n), _view(named, n)):
             name_col[i] = body[i][names[firsts[i]]]
         cols.append(name_col)
     rq, uid = tail.rq, tail.uid
@@ -250,7 +251,7 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
         if name == "unix_pending":  # a listener's connections waiting: none (its ICONS empty), else None
             out = [None] * n
             if icons:
-                for i in compress(range(n), _words(icons, n)):  # (the listeners: a few of all)
+                for i in compress(range(n), _view(icons, n)):  # (the listeners: a few of all)
                     out[i] = ()
             return out
         return _from_tails(tail, tw, step, n, name)

@@ -191,7 +191,7 @@ def detail_text(s: Socket, opts: DetailOptions) -> str:
             if s.shutdown is not None:
                 out.append(_shutdown(s.shutdown))
             if s.unix_vfs is not None:
-                out.append(f" ino:{s.unix_vfs[0]} dev:{_dev_text(s.unix_vfs[1])}")
+                out.append(_vfs_text(s.unix_vfs))
             if s.unix_pending is not None:
                 out.append(_PENDING_TEXT[s.unix_pending])
     elif fam == AF_PACKET:
@@ -391,9 +391,13 @@ def detail_fields(opts: DetailOptions, netid: str, info: bool = False) -> frozen
 _PENDING_TEXT = Texts(lambda pending: " peers:" + "".join([f" {i}" for i in pending]))
 
 
-def _dev_text(dev: int) -> str:
-    """A device number as ss prints it: major/minor (the kernel's new_encode_dev)."""
-    return f"{(dev >> 8) & 0xFFF}/{(dev & 0xFF) | ((dev >> 12) & 0xFFF00)}"
+#: a device number as ss prints it: major/minor (the kernel's new_encode_dev); few devices hold paths
+_DEV_TEXT = Texts(lambda dev: f"{(dev >> 8) & 0xFFF}/{(dev & 0xFF) | ((dev >> 12) & 0xFFF00)}")
+
+
+def _vfs_text(vfs: tuple[int, int]) -> str:
+    """A path's inode and device (a UNIX socket's VFS) as ss prints them."""
+    return f" ino:{vfs[0]} dev:{_DEV_TEXT[vfs[1]]}"
 
 
 def unix_fields(opts: DetailOptions) -> frozenset[str]:
@@ -426,14 +430,8 @@ def unix_texts(n: int, opts: DetailOptions, cols: dict[str, Any]) -> list[str]:
         joined = map(add, joined, part)
     row: list[str] = joined if type(joined) is list else list(joined)
     if opts.extended:
-        vfs, pending = cols["unix_vfs"], cols["unix_pending"]
-        if vfs is not None:
-            devs: dict[int, str] = {}
-            for i in compress(range(n), map(is_not, vfs, repeat(None))):
-                ino, dev = vfs[i]
-                text = devs.get(dev) or devs.setdefault(dev, _dev_text(dev))
-                row[i] += f" ino:{ino} dev:{text}"
-        if pending is not None:
-            for i in compress(range(n), map(is_not, pending, repeat(None))):
-                row[i] += _PENDING_TEXT[pending[i]]
+        for col, text in ((cols["unix_vfs"], _vfs_text), (cols["unix_pending"], _PENDING_TEXT.__getitem__)):
+            if col is not None:
+                for i in compress(range(n), map(is_not, col, repeat(None))):
+                    row[i] += text(col[i])
     return row
