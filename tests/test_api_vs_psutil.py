@@ -551,7 +551,7 @@ def test_no_thread_left_after_the_call(kind: str, via: str, monkeypatch: pytest.
 
     monkeypatch.setenv("SOCKSCOPE_OWNERS", via)
     before = sorted(os.listdir("/proc/self/task"))
-    for _ in range(3):
+    for _ in range(30):  # (a helper's last steps after its dump raced the check about one call in 150)
         sockscope.net_connections(kind)
         assert sorted(os.listdir("/proc/self/task")) == before
 

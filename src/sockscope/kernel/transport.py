@@ -16,7 +16,7 @@ from sockscope.kernel.netlink import DONE_HEAD, NETLINK_SOCK_DIAG
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
-    from typing import Callable, Generator, Iterator
+    from typing import Any, Callable, Generator, Iterator
 
 RCVBUF = 1 << 20  # 1 MiB: fewer syscalls for large dumps
 _RECV_SIZE = 1 << 17  # the kernel fills up to ~32 KiB per datagram; leave room
@@ -25,6 +25,30 @@ _RECV_SIZE = 1 << 17  # the kernel fills up to ~32 KiB per datagram; leave room
 #: 30 -> 21, -tan 15 -> 14 (warm, in process).  Not for UNIX dumps: their batches are concatenated
 #: whole anyway (-xa, -xam: no gain measured), and the general strategy reads a joined one more slowly
 JOIN_BYTES = 256 << 10
+
+
+def own_thread() -> tuple[Any, int]:
+    """Called first in a thread of ours: what :func:`wait_gone` waits on (the thread state's sentinel
+    lock, released when that state is gone: CPython < 3.13; else None), and its native id."""
+    sentinel = getattr(_thread, "_set_sentinel", None)
+    return (sentinel() if sentinel is not None else None), _thread.get_native_id()
+
+
+def wait_gone(thread: tuple[Any, int]) -> None:
+    """Wait until a thread of ours that has done its work is gone (``thread``: its :func:`own_thread`):
+    its state released, then its task gone from ``/proc/self/task`` (bounded: under a procfs of
+    another pid namespace the native id may name nothing, or another task).  No thread of ours
+    outlives a library call that started it."""
+    import os
+    import time
+
+    gone, tid = thread
+    if gone is not None:
+        gone.acquire()
+    path = f"/proc/self/task/{tid}"
+    deadline = time.monotonic() + 1.0
+    while os.path.exists(path) and time.monotonic() < deadline:
+        os.sched_yield()
 
 
 def _failed(op: str, exc: OSError) -> NetlinkError:
@@ -221,7 +245,7 @@ class _Handoff:
     datagrams queued when the caller takes one are handed over as one (:meth:`_joined`)."""
 
     __slots__ = ("sock", "recv", "op", "cap", "join", "got", "wake", "room", "done", "put_bytes", "taken_bytes", "stop",
-                 "closed")
+                 "closed", "thread")
     END = object()
 
     def __init__(self, sock: _socket.socket, recv: Callable[[], bytes], op: str, cap: int = 0, join: int = 0) -> None:
@@ -236,6 +260,7 @@ class _Handoff:
         self.room.acquire()
         self.put_bytes = self.taken_bytes = 0  # (each written by one thread only)
         self.stop = self.closed = False
+        self.thread: tuple[Any, int] = (None, 0)  # (the helper's, once it runs: see own_thread)
 
     def start(self, request: bytes) -> None:
         """Start the helper (it sends ``request`` first, unless empty)."""
@@ -254,6 +279,7 @@ class _Handoff:
             self.wake.release()
 
     def _receive(self, request: bytes) -> None:  # the helper
+        self.thread = own_thread()
         try:
             if request:
                 self.sock.sendto(request, (0, 0))
@@ -326,6 +352,7 @@ class _Handoff:
         # for a datagram that never comes is left to its wait, on a socket closed here
         if self.done.acquire(timeout=1.0):
             self.done.release()
+            wait_gone(self.thread)  # (its last steps after releasing done: no thread outlives the dump)
         _switch_often(False)
         self.sock.close()
 

@@ -27,7 +27,7 @@ from sockscope.owners.model import OwnerMap, comm
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import AbstractSet, Callable, Collection, Generic, Iterable, TypeVar
+    from typing import AbstractSet, Any, Callable, Collection, Generic, Iterable, TypeVar
 
     T = TypeVar("T")
 else:
@@ -98,7 +98,7 @@ class Pending(Generic[T]):
     from ``/proc/self/task``): no thread of ours outlives :meth:`result`.
     """
 
-    __slots__ = ("_done", "_box", "_tid", "_gone")
+    __slots__ = ("_done", "_box", "_thread")
 
     def __init__(self, work: Callable[[], T]) -> None:
         import _thread
@@ -106,16 +106,13 @@ class Pending(Generic[T]):
         self._done = _thread.allocate_lock()
         self._done.acquire()
         self._box: list[T | BaseException] = []
-        self._tid = 0
-        self._gone: object = None  # the thread state's sentinel lock, released when the thread ends
+        self._thread: tuple[Any, int] = (None, 0)  # (the thread's, once it runs: transport.own_thread)
         _thread.start_new_thread(self._run, (work,))
 
     def _run(self, work: Callable[[], T]) -> None:
-        import _thread
+        from sockscope.kernel.transport import own_thread
 
-        sentinel = getattr(_thread, "_set_sentinel", None)  # (CPython < 3.13; else the task check alone)
-        self._gone = sentinel() if sentinel is not None else None
-        self._tid = _thread.get_native_id()
+        self._thread = own_thread()
         try:
             self._box.append(work())
         except BaseException as e:  # raised in the caller's thread
@@ -129,18 +126,11 @@ class Pending(Generic[T]):
     def result(self) -> T:
         """The work's result (its exception raised here), once its thread has ended."""
         if self._done is not None:
+            from sockscope.kernel.transport import wait_gone
+
             self._done.acquire()
             self._done = None  # type: ignore[assignment]
-            if self._gone is not None:
-                self._gone.acquire()  # type: ignore[attr-defined]
-            # the thread state is gone: the kernel task ends a moment later (bounded: under a
-            # procfs of another pid namespace the native tid may name nothing, or another task)
-            import time
-
-            path = f"/proc/self/task/{self._tid}"
-            deadline = time.monotonic() + 1.0
-            while os.path.exists(path) and time.monotonic() < deadline:
-                os.sched_yield()
+            wait_gone(self._thread)
         got = self._box[0]
         if isinstance(got, BaseException):
             raise got
