@@ -204,13 +204,16 @@ def walk_threads(m: OwnerMap) -> None:
     m.set_tasks(tasks)
 
 
-def any_socket_fd(proc: str = "/proc", limit: int = 4096) -> bool:
-    """Whether some process (of the first ``limit`` readable) holds a socket fd."""
+def any_socket_fd(proc: str = "/proc", limit: int = 4096, exclude: int = 0, only: int = 0) -> bool:
+    """Whether some process (of the first ``limit`` readable; pid ``only`` alone where given) holds
+    a socket fd, leaving out pid ``exclude``."""
     try:
-        pids = pids_of(proc)
+        pids = [only] if only else pids_of(proc)
     except OSError:
         return False
     for pid in pids[:limit]:
+        if pid == exclude:
+            continue
         fddir = f"{proc}/{pid}/fd/"
         try:
             names = os.listdir(fddir)
