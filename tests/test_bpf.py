@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from sockscope.errors import DecodeError
 from sockscope.kernel import bpf, btf
+from sockscope.kernel.bpf_check import plausible
 from sockscope.owners.service import scan
 from sockscope.owners.walk import any_socket_fd
 from sockscope.processes import BackgroundOwners, OwnerMap
@@ -366,14 +367,14 @@ def test_plausible_cannot_tell_by_this_process_s_closed_sockets() -> None:
     me = os.getpid()
     ino, fd = _closed_socket()
     held = _Held(others=False, mine=False)
-    assert bpf.plausible([ino], [me], [fd], held, me) is None
+    assert plausible([ino], [me], [fd], held, me) is None
     assert held.asked == [(me, 0)]
     # other processes hold sockets the walk did not find: not believed (it may have come after the walk)
-    assert bpf.plausible([ino], [me], [fd], _Held(others=True, mine=False), me) is False
+    assert plausible([ino], [me], [fd], _Held(others=True, mine=False), me) is False
     # nothing found, nothing held by another process: believed where this one holds none either
-    assert bpf.plausible([], [], [], _Held(others=False, mine=False), me) is True
-    assert bpf.plausible([], [], [], _Held(others=False, mine=True), me) is None
-    assert bpf.plausible([], [], [], _Held(others=True, mine=False), me) is False
+    assert plausible([], [], [], _Held(others=False, mine=False), me) is True
+    assert plausible([], [], [], _Held(others=False, mine=True), me) is None
+    assert plausible([], [], [], _Held(others=True, mine=False), me) is False
 
 
 def test_plausible_samples_other_processes_first() -> None:
@@ -392,10 +393,10 @@ def test_plausible_samples_other_processes_first() -> None:
                 return [[i for _, _, i in rows], [p for p, _, _ in rows], [f for _, f, _ in rows]]
 
             quiet = _Held(others=False, mine=False)
-            assert bpf.plausible(*table((ino, a.fileno()), closed), quiet, me) is True
-            assert bpf.plausible(*table((ino + 1, a.fileno()), closed), quiet, me) is False
+            assert plausible(*table((ino, a.fileno()), closed), quiet, me) is True
+            assert plausible(*table((ino + 1, a.fileno()), closed), quiet, me) is False
             mine_open = [*closed, (ino, a.fileno())]
-            assert bpf.plausible(*table((ino + 1, a.fileno()), mine_open), quiet, me) is True
+            assert plausible(*table((ino + 1, a.fileno()), mine_open), quiet, me) is True
             assert quiet.asked == []  # (with others' records to judge by, /proc is not asked)
     finally:
         a.close()
@@ -424,6 +425,17 @@ def test_a_walk_with_a_socket_held_open_decides(monkeypatch: pytest.MonkeyPatch)
                 assert bpf._controlled(dict(lay, **{field: lay[field] + 4}), True, me) is None, field
             except bpf.Unavailable:
                 pass
+        # no socket to be had for it (the fd limit): Unavailable, as the iterator's own fds (the caller walks /proc)
+        import _socket
+
+        def no_fd(*args: object) -> object:
+            raise OSError(24, "Too many open files")
+
+        with monkeypatch.context() as m:
+            m.setattr(_socket, "socket", no_fd)
+            with pytest.raises(bpf.Unavailable, match="Too many open files") as e:
+                bpf._controlled(lay, True, me)
+            assert bpf._keeps_cache(e.value)
         # the whole call: its first walk finds only a closed socket of this process's
         ino0, fd0 = _closed_socket()
         real = bpf._records

@@ -29,10 +29,10 @@ They list the fd table of each thread-group leader only — what
 ``/proc/PID/fd`` shows — and end with a trailer carrying the reader's pid
 as the kernel sees it: no trailer (a cut-short read) or another pid (the
 kernel's pids are not ours) and the result is refused.  What they find is
-checked (:func:`plausible`, or where the records cannot tell, a walk made
-holding a socket of its own, :func:`_controlled`; the walk must also find the
-file it is read from, at its fd): a cached layout that gives wrong owners is
-discarded.
+checked (:func:`sockscope.kernel.bpf_check.plausible`, or where the records
+cannot tell, a walk made holding a socket of its own, :func:`_controlled`; the
+walk must also find the file it is read from, at its fd): a cached layout that
+gives wrong owners is discarded.
 """
 
 from __future__ import annotations
@@ -216,46 +216,18 @@ def _layout(fresh: bool) -> tuple[dict[str, int], bool]:
     return found, False
 
 
-def plausible(inodes: list[int], pids: list[int], fds: list[int], held: Callable[..., bool],
-              me: int, proc: str = "/proc", sample: int = 8) -> bool | None:
-    """Whether the iterator's records can be believed: some of a sample of them (spread over the
-    table) is a live process's fd that is that socket.  A layout with a wrong offset
-    (``task_tgid``, ``i_mode``, ``i_ino``, the fd's slot) gives records none of which resolves.
-
-    Other processes' records are sampled first, then this process's (``me``).  Its own sockets
-    are mostly its dumps' netlink sockets, closed by now: where there are no others' records and
-    ``held(exclude=me)`` (a look at /proc: :func:`sockscope.owners.walk.any_socket_fd`) says no
-    other process holds a socket, records of its own none of which resolves cannot tell, nor can
-    no record at all where it holds a socket now (``held(only=me)``): None says so
-    (:func:`_controlled` decides).  False where others' records do not resolve or /proc shows
-    others' sockets the walk missed; True where there is no socket to find."""
-    from _bisect import bisect_left, bisect_right
-
-    n = len(inodes)
-    a = bisect_left(pids, me)  # (the records are in pid order: this process's are a run, found in log n steps)
-    k = bisect_right(pids, me, a) - a
-    rest = n - k
-    at = [j if j < a else j + k for j in range(0, rest, max(1, rest // sample))]  # (others': the table but the run)
-    at += range(a, a + k, max(1, k // sample))
-    for i in at:
-        try:
-            if os.readlink(f"{proc}/{pids[i]}/fd/{fds[i]}") == f"socket:[{inodes[i]}]":
-                return True
-        except OSError:
-            continue  # gone meanwhile, or never there
-    if rest or held(exclude=me):
-        return False
-    return None if k or held(only=me) else True
-
-
 def _controlled(lay: dict[str, int], cached: bool, me: int) -> tuple[list[int], list[int], list[int]] | None:
     """The records of a walk made while this process holds a socket of its own (a netlink one: no
     listing of UNIX or inet sockets meets it), or None where the walk does not find that socket at
-    its fd: what :func:`plausible` could not tell, told.  The socket's record is left out."""
+    its fd: what :func:`~sockscope.kernel.bpf_check.plausible` could not tell, told.  The socket's
+    record is left out."""
     import _socket
     from _bisect import bisect_left, bisect_right
 
-    ctl = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC, 4)  # (NETLINK_SOCK_DIAG)
+    try:
+        ctl = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC, 4)  # (NETLINK_SOCK_DIAG)
+    except OSError as e:  # (at the fd limit, say: the caller walks /proc, the cache kept)
+        raise Unavailable(f"a socket to check the walk by: {e.strerror}", e.errno or 0) from None
     try:
         fd, ino = ctl.fileno(), os.fstat(ctl.fileno()).st_ino
         inodes, pids, fds = decode(_records(lay, cached), me)
@@ -559,16 +531,18 @@ def read_iterator(fd: int) -> bytes:
 
 def task_socket_fds(held: Callable[..., bool]) -> tuple[list[int], list[int], list[int]]:
     """(inodes, pids, fds) of every socket fd of every process (see :func:`decode`), checked with
-    :func:`plausible` (``held``: whether /proc shows a socket fd, asked only where the iterator finds
-    none of another process's: :func:`sockscope.owners.walk.any_socket_fd`) or, where that cannot
-    tell, by :func:`_controlled`.  Implausible records from the cached
-    layout discard the cache (one line on stderr says so) and the layout is learned again;
-    implausible records from a freshly learned layout raise :class:`Unavailable` (the caller
-    walks /proc)."""
+    :func:`~sockscope.kernel.bpf_check.plausible` (``held``: whether /proc shows a socket fd,
+    asked only where the iterator finds none of another process's:
+    :func:`sockscope.owners.walk.any_socket_fd`) or, where that cannot tell, by :func:`_controlled`.
+    Implausible records from the cached layout discard the cache (one line on stderr says so) and
+    the layout is learned again; implausible records from a freshly learned layout raise
+    :class:`Unavailable` (the caller walks /proc)."""
     if os.environ.get("SOCKSCOPE_OWNERS") == "proc":
         raise Unavailable("SOCKSCOPE_OWNERS=proc")
     if not _may_load():
         raise Unavailable(_NEEDS_CAPS)
+    from sockscope.kernel.bpf_check import plausible
+
     me = os.getpid()
     lay, cached = _layout(False)
     try:
@@ -597,4 +571,4 @@ def task_socket_fds(held: Callable[..., bool]) -> tuple[list[int], list[int], li
     return got
 
 
-__all__ = ["Unavailable", "task_socket_fds", "program", "layout", "decode", "cached_layout", "plausible"]
+__all__ = ["Unavailable", "task_socket_fds", "program", "layout", "decode", "cached_layout"]
