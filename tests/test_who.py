@@ -399,7 +399,39 @@ def test_vanished_pid(scene: Scene) -> None:
         p.stdout.close()
     r = scene.who(str(info["pid"]))
     assert r.returncode == 1
-    assert r.stderr == f"sockscope: no such process: {info['pid']}\n"
+    port = f" (a port is written :{info['pid']})" if info["pid"] <= 65535 else ""
+    assert r.stderr == f"sockscope: no such process: {info['pid']}{port}\n"
+
+
+def test_a_bare_number_that_is_no_process_says_how_to_write_a_port(scene: Scene) -> None:
+    """`who 12345` looks for pid 12345 (digits are a PID, as ss's users expect of `who`); where that
+    process is not there, or holds no socket, the one line says how a port is written: lsof's and
+    ss's users write `:12345`.  A number above any port says nothing of ports."""
+    free = _free_pid()
+    r = scene.who(str(free))
+    assert r.returncode == 1
+    assert r.stderr == f"sockscope: no such process: {free}" + (
+        f" (a port is written :{free})\n" if free <= 65535 else "\n")
+    r = scene.who("2147483647")  # (no pid is that high: pid_max is at most 2^22)
+    assert r.returncode == 1 and r.stderr == "sockscope: no such process: 2147483647\n"
+    p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        r = scene.who(str(p.pid))  # alive, no socket
+        assert r.returncode == 1
+        assert r.stderr == f"sockscope: pid {p.pid} holds no sockets" + (
+            f" (a port is written :{p.pid})\n" if p.pid <= 65535 else "\n")
+    finally:
+        assert p.stdin is not None
+        p.stdin.close()
+        p.wait(timeout=10)
+
+
+def _free_pid() -> int:
+    """A pid no process has now (the lowest free one above 300, below 65536 where there is one)."""
+    for pid in range(300, 65536):
+        if not os.path.exists(f"/proc/{pid}"):
+            return pid
+    return 2 ** 22 + 1
 
 
 def test_bad_target_is_a_usage_error(scene: Scene) -> None:

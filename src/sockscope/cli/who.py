@@ -164,9 +164,14 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
 
     held: list[tuple[int, int, int]] = []  # (pid, fd, inode) of a PID's or a process name's sockets
     if target.kind == "pid":
-        held = [(int(target.value), fd, ino) for fd, ino in who.pid_sockets(int(target.value), proc)]
+        pid = int(target.value)
+        port = f" (a port is written :{pid})" if pid <= 65535 else ""  # (`who 8080`: lsof's and ss's users say :8080)
+        try:
+            held = [(pid, fd, ino) for fd, ino in who.pid_sockets(pid, proc)]
+        except who.NoSuchProcess as exc:
+            raise who.NoSuchProcess(f"{exc}{port}") from None
         if not held:
-            raise who.NoMatch(f"pid {target.value} holds no sockets")
+            raise who.NoMatch(f"pid {pid} holds no sockets{port}")
     elif target.kind == "process":
         from sockscope.who_target import pids_named
 
