@@ -175,7 +175,7 @@ def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids
     state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
     pred = q.predicate  # (the kernel's part is for inet sockets)
     user = getattr(pred, "user", pred)
-    started: dict[bytes, Any] = {}  # the dumps sent ahead (meanwhile), by request: _inet takes them
+    started: dict[Any, Any] = {}  # sent ahead (meanwhile): each table's requests, each request's dump
     try:
         if meanwhile is not None:
             if ahead:
@@ -198,20 +198,21 @@ def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids
                     else:  # /proc: forced (SOCKSCOPE_FORCE_PROC), ss would have read tcp and udp by sock_diag
                         yield table, batch, pred if state.force and table != "raw" else user
     finally:  # (a dump sent ahead and not read: its helper ended)
-        for dump in started.values():
+        for dump in [d for key, d in started.items() if type(key) is bytes]:
             dump.close()
 
 
-def _prefetch(q: Query, state: _FallbackState, ordered: bool, started: dict[bytes, Any]) -> None:
-    """Every sock_diag dump :func:`_inet` will read of ``q``'s TCP and UDP tables sent now, each
-    received by a helper thread (``transport.Behind``) into ``started``, by its request."""
+def _prefetch(q: Query, state: _FallbackState, ordered: bool, started: dict[Any, Any]) -> None:
+    """Every dump :func:`_inet` will read of ``q``'s TCP and UDP tables sent now, each received by a helper
+    thread (``transport.Behind``) into ``started`` by its request, and each table's :func:`_requests` by its name."""
     from sockscope.kernel import transport
 
     if state.force:
         return
     for table in ("udp", "tcp"):
         if _asked(q, table) and not (table == "tcp" and os.environ.get("TCPDIAG_FILE") is not None):
-            for req in _requests(q, table, ordered)[1]:
+            plan = started[table] = _requests(q, table, ordered)
+            for req in plan[1]:
                 started[req] = transport.Behind(req, f"{table} diag")
 
 
@@ -293,14 +294,13 @@ def _requests(q: Query, table: str, ordered: bool, both: bool = True) -> tuple[b
                    for fam in fams if not (table == "udp" and sockstat.no_udp(fam))]  # (walks finding nothing)
 
 
-def _inet(q: Query, table: str, state: _FallbackState, info: bool, ordered: bool, started: dict[bytes, Any],
+def _inet(q: Query, table: str, state: _FallbackState, info: bool, ordered: bool, started: dict[Any, Any],
           ahead: bool) -> Iterator[tuple[Batch, bool]]:
     """One inet table's batches, and whether each came from sock_diag (else from /proc: sock_diag
     unavailable or denied, or the raw table), datagram by datagram: TCP's of both families from one
     walk (:func:`_tcp_both`) unless one per family pays (``sockstat.tcp_per_family``); of several
-    dumps, those after the first are sent at once and run beside it (``transport.Behind``); a dump
-    in ``started`` (sent ahead: :func:`_prefetch`) is read from there; not ``ahead``: each dump in
-    turn, received by the calling thread."""
+    dumps, those after the first are sent at once and run beside it (``transport.Behind``); requests and
+    dumps in ``started`` (sent ahead: :func:`_prefetch`) taken from there; not ``ahead``: each in turn."""
     from sockscope.kernel import inet, transport
 
     replay = os.environ.get("TCPDIAG_FILE") if table == "tcp" else None
@@ -315,7 +315,7 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool, ordered: bool
     if not use_proc:
         op = f"{table} diag"
         try:
-            both, reqs = _requests(q, table, ordered)
+            both, reqs = started.pop(table, None) or _requests(q, table, ordered)
             if both:
                 done = yield from _tcp_both(q, op, info, ordered, started.pop(reqs[0], None) or reqs[0], ahead)
                 if done:
