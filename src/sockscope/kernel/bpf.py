@@ -222,7 +222,8 @@ def _controlled(lay: dict[str, int], cached: bool, me: int) -> tuple[list[int], 
     its fd: what :func:`~sockscope.kernel.bpf_check.plausible` could not tell, told.  The socket's
     record is left out."""
     import _socket
-    from _bisect import bisect_left, bisect_right
+
+    from sockscope.kernel.bpf_check import own_run
 
     try:
         ctl = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC, 4)  # (NETLINK_SOCK_DIAG)
@@ -233,8 +234,7 @@ def _controlled(lay: dict[str, int], cached: bool, me: int) -> tuple[list[int], 
         inodes, pids, fds = decode(_records(lay, cached), me)
     finally:
         ctl.close()
-    a = bisect_left(pids, me)
-    mine = [i for i in range(a, bisect_right(pids, me, a)) if fds[i] == fd]  # (in this process's run)
+    mine = [i for i in range(*own_run(pids, me)) if fds[i] == fd]
     if [inodes[i] for i in mine] != [ino]:
         return None
     del inodes[mine[0]], pids[mine[0]], fds[mine[0]]
@@ -553,19 +553,21 @@ def task_socket_fds(held: Callable[..., bool]) -> tuple[list[int], list[int], li
         _discard("gives implausible owners" if isinstance(e, _Implausible) else f"is refused by the kernel ({e})")
         lay, cached = _layout(True)[0], False
         blob = _records(lay, False)
+    def checked(found: tuple[list[int], list[int], list[int]], lay: dict[str, int], cached: bool
+                ) -> tuple[bool | None, tuple[list[int], list[int], list[int]] | None]:
+        """(what plausible said, the records believed: these, or a controlled walk's where it could not tell)."""
+        told = plausible(*found, held, me)
+        return told, found if told else _controlled(lay, cached, me) if told is None else None
+
     found = decode(blob, me)  # (another pid namespace's reader: refused here, the cache kept)
-    told = plausible(*found, held, me)
+    told, got = checked(found, lay, cached)
     if told is False and found[1].count(me) == len(found[1]):
         # no other process's records, where /proc shows some: they may have come after the walk; once more
-        found = decode(_records(lay, cached), me)
-        told = plausible(*found, held, me)
-    got = found if told else _controlled(lay, cached, me) if told is None else None
+        told, got = checked(decode(_records(lay, cached), me), lay, cached)
     if got is None and cached:
         _discard("gives implausible owners")
         lay = _layout(True)[0]
-        found = decode(_records(lay, False), me)
-        told = plausible(*found, held, me)
-        got = found if told else _controlled(lay, False, me) if told is None else None
+        got = checked(decode(_records(lay, False), me), lay, False)[1]
     if got is None:
         raise Unavailable("the iterator's records do not match /proc")
     return got

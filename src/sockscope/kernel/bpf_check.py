@@ -23,11 +23,9 @@ def plausible(inodes: list[int], pids: list[int], fds: list[int], held: Callable
     no record at all where it holds a socket now (``held(only=me)``): None says so
     (``bpf._controlled`` decides).  False where others' records do not resolve or /proc shows
     others' sockets the walk missed; True where there is no socket to find."""
-    from _bisect import bisect_left, bisect_right
-
     n = len(inodes)
-    a = bisect_left(pids, me)  # (the records are in pid order: this process's are a run, found in log n steps)
-    k = bisect_right(pids, me, a) - a
+    a, end = own_run(pids, me)
+    k = end - a
     rest = n - k
     at = [j if j < a else j + k for j in range(0, rest, max(1, rest // sample))]  # (others': the table but the run)
     at += range(a, a + k, max(1, k // sample))
@@ -42,4 +40,13 @@ def plausible(inodes: list[int], pids: list[int], fds: list[int], held: Callable
     return None if k or held(only=me) else True
 
 
-__all__ = ["plausible"]
+def own_run(pids: list[int], me: int) -> tuple[int, int]:
+    """Where the records of process ``me`` are among the iterator's (in pid order: one run, found in
+    log n steps): its first index and the one after its last."""
+    from _bisect import bisect_left, bisect_right
+
+    a = bisect_left(pids, me)
+    return a, bisect_right(pids, me, a)
+
+
+__all__ = ["plausible", "own_run"]
