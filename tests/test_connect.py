@@ -72,8 +72,11 @@ def test_one_argument_host_and_port_forms(ns: NetNS, serve: Serve) -> None:
         assert out.returncode == 255 and b"argument PORT" in out.stderr and out.stdout == b"", (bad, out.stderr)
     out = ns.sockscope("connect", "[::1]:12345", "12345")
     assert out.returncode == 255 and b"PORT is given too" in out.stderr, out.stderr
-    out = ns.sockscope("connect", "[::1]x")  # not an address in brackets: a host name that does not resolve
-    assert out.returncode == 4 and len(out.stderr.splitlines()) == 1, out.stderr
+    # brackets that do not make [ADDRESS]:PORT: a usage error saying so, as who's and the exporter's
+    # (sockscope.hostport.split; before: looked up as a host name, "cannot resolve host")
+    out = ns.sockscope("connect", "[::1]x")
+    assert out.returncode == 255 and _one_error_line(out.stderr) == (
+        "sockscope: connect: argument HOST: missing port in '[::1]x': write [::1]:PORT (see sockscope connect --help)")
 
 
 # --- sending ------------------------------------------------------------------

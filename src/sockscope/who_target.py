@@ -32,8 +32,10 @@ import os
 import socket as _socket
 from dataclasses import dataclass
 
+from sockscope import hostport
 from sockscope._addr import AF_INET, AF_INET6
 from sockscope.errors import UsageError
+from sockscope.hostport import shown as _shown
 
 
 FORMS = ":PORT, HOST:PORT, PID, a process name, a UNIX socket path, @abstract or inode:N"
@@ -72,15 +74,6 @@ class Target:
     def by_process(self) -> bool:
         """The target names processes (their sockets are found by their fds)."""
         return self.kind in ("pid", "process")
-
-
-def _shown(text: str) -> str:
-    """``text`` for an error message: quoted, control characters escaped, cut when long."""
-    from sockscope.render.endpoint import escape
-
-    if len(text) > 80:
-        text = text[:60] + "..."
-    return repr(escape(text))
 
 
 def _digits(text: str) -> bool:
@@ -149,23 +142,21 @@ def _scoped(host: str, scope: str, whole: str) -> tuple[str, str]:
 
 
 def _address(text: str) -> Target:
-    """``:PORT``, ``*:PORT``, ``HOST[%IF]:PORT``, ``[V6[%IF]][%IF]:PORT``."""
+    """``:PORT``, ``*:PORT``, ``HOST[%IF]:PORT``, ``[V6[%IF]][%IF]:PORT`` (split by
+    :func:`sockscope.hostport.split`, as every command's ``HOST:PORT``)."""
     if text.startswith(":"):
         return Target(text, "port", _port(text[1:], text))
+    try:
+        host, port, after = hostport.split(text, scope=True)
+    except hostport.BadHostPort as exc:
+        raise UsageError(str(exc)) from None
+    if port is None:
+        raise UsageError(f"missing port in {_shown(text)} (expected {FORMS})")
     if text.startswith("["):
-        close = text.find("]")
-        rest = text[close + 1 :] if close >= 0 else ""
-        after = ""
-        if rest.startswith("%"):
-            after, colon, port = rest[1:].partition(":")
-            rest = colon + port
-        if close < 0 or not rest.startswith(":"):
-            raise UsageError(f"bad address in {_shown(text)} (expected [IPv6]:PORT)")
-        host, scope = _scoped(text[1:close], after, text)
+        host, scope = _scoped(host, after, text)
         if canonical(host) is None or ":" not in host:
             raise UsageError(f"bad IPv6 address in {_shown(text)}")
-        return Target(text, "hostport", _port(rest[1:], text), _resolve(host, text), scope)
-    host, port = text.split(":")
+        return Target(text, "hostport", _port(port, text), _resolve(host, text), scope)
     if host == "*":
         return Target(text, "port", _port(port, text))
     host, scope = _scoped(host, "", text)

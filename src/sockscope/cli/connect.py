@@ -99,7 +99,12 @@ def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Target
     if port_text is None and host is not None and host.isdigit():
         host, port_text = None, host  # `sockscope connect 8080`
     elif host is not None:
-        host, in_host = _host_port(host)
+        from sockscope import hostport
+
+        try:  # HOST:PORT (one colon), [ADDRESS]:PORT or [ADDRESS]; anything else (::1, a name) is a HOST
+            host, in_host, _ = hostport.split(host)
+        except hostport.BadHostPort as exc:
+            parser.error(f"argument HOST: {exc}")
         if in_host is not None and port_text is not None:
             parser.error(f"argument HOST: {args.host!r} has a port, and PORT is given too")
         port_text = port_text if in_host is None else in_host
@@ -112,20 +117,6 @@ def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Target
     if host == "":
         parser.error("argument HOST: empty host name")
     return Target(proto=args.proto or "tcp", host=host or socket.gethostname(), port=port)
-
-
-def _host_port(text: str) -> tuple[str, str | None]:
-    """One argument as HOST and PORT: ``HOST:PORT`` (one colon), ``[ADDRESS]:PORT`` or ``[ADDRESS]``,
-    as the listing prints them and ``who`` takes them; anything else (``::1``, a name) is a HOST."""
-    if text.startswith("["):
-        address, bracket, rest = text[1:].partition("]")
-        if bracket and (not rest or rest.startswith(":")):
-            return address, rest[1:] if rest else None
-        return text, None
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        return host, port
-    return text, None
 
 
 def _payload(args: argparse.Namespace) -> Payload | None:

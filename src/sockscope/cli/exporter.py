@@ -74,36 +74,44 @@ exit status:
 
 
 def listen_address(text: str) -> Address:
-    """``HOST:PORT``, ``[V6ADDR]:PORT`` or ``:PORT`` (every address), as node_exporter reads them."""
+    """``HOST:PORT``, ``[V6ADDR]:PORT`` or ``:PORT`` (every address), as node_exporter reads them
+    (the brackets' errors: :func:`sockscope.hostport.split`'s, as every command's)."""
+    from sockscope import hostport
     from sockscope.exporter_web import Address
 
-    if text.startswith("["):  # [V6ADDR]:PORT: the port is what follows the closing bracket
-        host, close, rest = text[1:].partition("]")
-        if not close:
-            raise argparse.ArgumentTypeError(f"missing ']' in {text!r}: write [V6ADDR]:PORT, as [::1]:9100")
-        if "[" in host:
-            raise argparse.ArgumentTypeError(f"misplaced bracket in {text!r}: write [V6ADDR]:PORT, as [::1]:9100")
-        if not host:
-            raise argparse.ArgumentTypeError(f"empty brackets in {text!r}: write {rest or ':PORT'} for every address")
-        if not rest.startswith(":"):
-            raise argparse.ArgumentTypeError(f"missing port in {text!r}: write [{host}]:PORT, as [{host}]:9100")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
+    shown = hostport.shown
+    if text.startswith("[]"):  # (the exporter's own hint: no address is every address)
+        raise argparse.ArgumentTypeError(f"empty brackets in {shown(text)}: write :PORT for every address")
+    try:
+        host, port_text, _ = hostport.split(text)
+    except hostport.BadHostPort as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if port_text is None:
+        if text.startswith("["):
+            raise argparse.ArgumentTypeError(f"missing port in {shown(text)}: write {hostport.retyped(host)}")
+        if ":" in text:  # two colons or more, unbracketed
+            address, _, last = text.rpartition(":")
+            if hostport.is_ipv6(address) and _digits(last):
+                raise argparse.ArgumentTypeError(
+                    f"write an IPv6 address in brackets: {hostport.retyped(address, port=last)}")
+            raise argparse.ArgumentTypeError(f"not HOST:PORT: {shown(text)} (an IPv6 address goes in brackets, "
+                                             f"as [::1]:9100)")
+        if _digits(text):
             raise argparse.ArgumentTypeError(
-                f"{text!r} has no address: write :{text} for every address of the host "
+                f"{shown(text)} has no address: write :{text} for every address of the host "
                 f"or 127.0.0.1:{text} for this host only")
-        if "[" in host or "]" in host:
-            raise argparse.ArgumentTypeError(f"misplaced bracket in {text!r}: write [V6ADDR]:PORT, as [::1]:9100")
-        if ":" in host:
-            raise argparse.ArgumentTypeError(f"write an IPv6 address in brackets: [{host}]:{port_text}")
-    if not port_text.isdigit() or not port_text.isascii():
-        raise argparse.ArgumentTypeError(f"not a port number: {port_text!r}")
+        raise argparse.ArgumentTypeError(f"missing port in {shown(text)}: write {hostport.retyped(text, False)}")
+    if not _digits(port_text):
+        raise argparse.ArgumentTypeError(f"not a port number: {shown(port_text)}")
     port = int(port_text)
     if port > 65535:
         raise argparse.ArgumentTypeError(f"port out of range: {port}")
     return Address(host, port)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits, at most 5 of them (a port's; more is no port, and no 4,301-digit int is made)."""
+    return text.isascii() and text.isdigit() and len(text) <= 5
 
 
 def _path(text: str) -> str:
