@@ -253,6 +253,7 @@ def test_clients_that_do_not_read_cannot_lock_the_scrapers_out(holder: Holder) -
 #: Inside the netns: a server with the limits given (JSON) and a collector the script holds, so that
 #: scrapes waiting for it keep their connections busy; then one scenario, printing what each client got
 #: (a status line, "" when closed without an answer, and when, in seconds since the start) as JSON.
+#: Clients connect from 127.0.0.1 (the scraper) unless bound to FLOODER (another peer: lo is 127/8).
 SLOTS = r'''
 import asyncio, json, select, socket, sys, threading, time
 from prometheus_client import CollectorRegistry
@@ -274,11 +275,12 @@ srv = Server([bind(Address("127.0.0.1", 9466), 64)], reg, limits=Limits(**limits
 threading.Thread(target=srv.run, daemon=True).start()
 GET = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 GZ = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+SCRAPER, FLOODER = "127.0.0.1", "127.0.0.2"
 T0 = time.monotonic()
 def now():
     return round(time.monotonic() - T0, 2)
-def connect(head=b""):
-    s = socket.create_connection(("127.0.0.1", 9466), timeout=60)
+def connect(head=b"", src=SCRAPER):
+    s = socket.create_connection(("127.0.0.1", 9466), timeout=60, source_address=(src, 0))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # (close: a reset)
     if head:
         s.sendall(head)
@@ -297,22 +299,48 @@ def answer(s, timeout=60):
     except TimeoutError:
         return ["(still open)", now()]
     return [data.split(b"\r\n", 1)[0].decode(), now()]
-def busy():
+def busy(src=SCRAPER):
     """Two scrapes waiting for two renders (two encodings: two render workers): both slots busy."""
     while held.entered.acquire(blocking=False):
         pass
     held.go.clear()
-    socks = [connect(GET), connect(GZ)]
+    socks = [connect(GET, src), connect(GZ, src)]
     for _ in socks:
         assert held.entered.acquire(timeout=60), "no render started"
     return socks
 def let_go(socks):
     held.go.set()
     return [answer(s)[0] for s in socks]
+def counts():
+    """{client address: [served, queued]} as the server holds them now (read in its loop); and whether
+    its own counts by peer say the same."""
+    async def read():
+        got = {}
+        for i, group in enumerate((srv.slots.conns, srv.slots.queue)):
+            for c in group:
+                got.setdefault(c.writer.get_extra_info("peername")[0], [0, 0])[i] += 1
+        if not hasattr(srv.slots, "held"):
+            return got, True
+        served = srv.slots.served
+        peers = {peer: [served[peer], n - served[peer]] for peer, n in srv.slots.held.items()}
+        return got, peers == got and set(served) <= set(peers)
+    return asyncio.run_coroutine_threadsafe(read(), srv._loop).result(10)
+exact = []
+def until(want):
+    """The server comes to hold ``want`` ({client address: [served, queued]}) within 10 s: True, or what
+    it held last (and every look finds its counts by peer exact)."""
+    for _ in range(200):
+        got, ok = counts()
+        exact.append(ok)
+        if got == want:
+            return True
+        time.sleep(0.05)
+    return got
 def settled():
     """The server's bookkeeping comes to hold no connection, served or queued (every client gone)."""
     async def held_conns():
-        return len(srv.slots.conns) + len(srv.slots.queue)
+        return (len(srv.slots.conns) + len(srv.slots.queue) + len(getattr(srv.slots, "held", ()))
+                + len(getattr(srv.slots, "served", ())))
     for _ in range(200):
         if asyncio.run_coroutine_threadsafe(held_conns(), srv._loop).result(10) == 0:
             return True
@@ -362,8 +390,37 @@ elif scenario == "full":
     d = connect(GET)  # and again: b gives way, c gets the slot (and is served), d queues
     out["ab"] = [t, answer(a, 30), answer(b, 30)]
     out["cd"] = [answer(c)[0], answer(d)[0]]
+elif scenario == "flood":
+    f = [connect(src=FLOODER) for _ in range(5)]  # both slots (within their grace all along) and the queue
+    out["flooder"] = until({FLOODER: [2, 3]})
+    t = now()
+    s = connect()  # the scraper at the full queue, its head not sent yet
+    out["displaced"] = [t, answer(f[4], 20)]  # the flooder's connection queued last: closed, for it
+    out["queued"] = until({FLOODER: [2, 2], SCRAPER: [0, 1]})
+    f[0].close()  # a slot frees: the scraper's, ahead of the flooder's two queued before it
+    out["seated"] = until({FLOODER: [1, 2], SCRAPER: [1, 0]})
+    more = [connect(src=FLOODER) for _ in range(4)]  # the queue full again, then three take a slot each
+    out["victims"] = [answer(c, 20)[0] for c in f[1:4]]  # the flooder's own, not the scraper's
+    s.sendall(GET)
+    out["scraper"] = answer(s, 20)
+    for c in f + more:
+        c.close()
+elif scenario == "displace":
+    b = busy(FLOODER)  # both slots busy: the flooder's scrapes wait for their render
+    f = [connect(src=FLOODER) for _ in range(2)]  # the queue full of the flooder's, idle
+    out["flooder"] = until({FLOODER: [2, 2]})
+    t = now()
+    s = connect(GET)  # the scraper at the full queue, no connection waiting for a head
+    out["displaced"] = [t, answer(f[1], 20)]  # the flooder's connection queued last: closed, for it
+    out["queued"] = until({FLOODER: [2, 1], SCRAPER: [0, 1]})
+    t = now()
+    out["refused"] = [t, answer(connect(src=FLOODER), 20)]  # the flooder's newcomer: closed at once, as ever
+    out["busy"] = let_go(b)
+    out["scraper"] = answer(s)[0]
+    f[0].close()
 out["after"] = [answer(connect(GET))[0] for _ in range(3)]
 out["settled"] = settled()
+out["exact"] = exact
 out["logs"] = logs
 srv.stop()
 print(json.dumps(out))
@@ -431,6 +488,39 @@ def test_with_the_queue_full_idle_connections_give_way_within_their_grace(holder
     t, a, b = out["ab"]
     assert [a[0], b[0]] == ["", ""] and max(a[1], b[1]) - t < 20, out  # evicted, well within their 60 s
     assert out["cd"] == [OK, OK], out
+
+
+def test_a_flood_from_another_address_cannot_keep_a_scraper_out(holder: Holder) -> None:
+    """A client from 127.0.0.2 holds both slots (its connections within their grace all along) and the
+    whole queue with idle connections.  A scraper from 127.0.0.1 arriving at the full queue takes the
+    place of the flooder's connection queued last; the next slot that frees is its, ahead of the
+    flooder's connections queued before it; and the flooder's next newcomers, the queue full again,
+    each take the slot of one of the flooder's own connections, not the scraper's, though it has not
+    sent its head yet and has waited for it longer (before: closed at the full queue, or taken)."""
+    out = slots_scenario(holder, "flood", max_connections=2, max_queued=3, admit_grace=60, header_timeout=60)
+    assert out["flooder"] is True, out
+    t, (status, closed) = out["displaced"]
+    assert status == "" and closed - t < 10, out  # closed at once, not at its 60 s deadline
+    assert out["queued"] is True and out["seated"] is True, out
+    assert out["victims"] == ["", "", ""], out
+    assert out["scraper"][0] == OK, out
+    assert out["exact"] and all(out["exact"]), out  # the counts by peer, at every look
+
+
+def test_a_scraper_at_a_queue_full_of_another_addresss_takes_a_place_in_it(holder: Holder) -> None:
+    """Both slots busy and the queue full, all of 127.0.0.2's: a scraper from 127.0.0.1 is not closed at
+    once (no connection waits for a head) but takes the place of 127.0.0.2's connection queued last,
+    which is closed, and is served when a slot frees.  A newcomer of 127.0.0.2 is still closed at once:
+    it holds as many queued as the scraper's address."""
+    out = slots_scenario(holder, "displace", max_connections=2, max_queued=2, header_timeout=30, max_requests=0)
+    assert out["flooder"] is True, out
+    t, (status, closed) = out["displaced"]
+    assert status == "" and closed - t < 10, out
+    assert out["queued"] is True, out
+    t, (status, closed) = out["refused"]
+    assert status == "" and closed - t < 10, out
+    assert out["busy"] == [OK, OK] and out["scraper"] == OK, out
+    assert out["exact"] and all(out["exact"]), out
 
 
 #: Inside the netns: keep-alive, methods, bodies and oversized heads, with http.client and raw sockets.

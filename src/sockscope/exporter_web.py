@@ -24,13 +24,21 @@ reading one GET request head under a deadline.
   ``admit_grace`` (:data:`~sockscope.exporter_conn.ADMIT_GRACE`) ago that
   has not sent its head yet.  When every connection is busy, it waits,
   unread, in a queue of at most ``max_queued`` (as many as
-  ``max_connections`` unless set), first come first served, for the next
-  slot that frees, within its head's deadline.  With the queue full it
-  takes the slot of the connection waiting longest for its first head,
-  grace or not; only when no connection waits for a head is it closed at
-  once.  So idle and unread clients can never lock scrapers out, and wrong
-  passwords (which keep connections busy) only delay them, as under
-  node_exporter (which has no cap); the server holds at most
+  ``max_connections`` unless set) for a slot, within its head's deadline.
+  With the queue full it takes the place of the connection queued last of
+  an address with at least two more queued than its own (closed), else the
+  slot of the connection waiting longest for its first head, grace or not;
+  only when no connection may give way is it closed at once.  Connections
+  are counted by client address (as ``sockscope serve`` counts them: an
+  IPv4 address, an IPv6 /64), so that one address cannot crowd out
+  another's scraper: an address holding at least two more connections than
+  the newcomer's gives way first; a connection waiting for its first head
+  is never closed for a newcomer from an address holding more; a slot goes
+  to the queued connection whose address has the fewest served (first come
+  first served among those).  From one address every rule is by age.  So
+  idle and unread clients can never lock scrapers out, and wrong passwords
+  (which keep connections busy) only delay them, as under node_exporter
+  (which has no cap); the server holds at most
   ``max_connections + max_queued`` connections.
 * Deadlines: a new connection has ``header_timeout`` for its TLS handshake
   and whole request head, from its arrival (a byte at a time does not
