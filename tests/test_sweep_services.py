@@ -314,8 +314,8 @@ def test_idle_connections_from_one_address_cannot_lock_another_addresss_scrapers
         assert flood.poll() is None and flood.stdin is not None  # (the flood lasted as long as the scrapes)
         flood.stdin.close()
         opened, seconds = read_line(flood, 30).split()
-        assert int(opened) / float(seconds) > 1000, (opened, seconds)  # a flood indeed
-        assert statuses.count("HTTP/1.1 200 OK") == 100, statuses
+        assert int(opened) / float(seconds) > 500, (opened, seconds)  # a flood indeed (~2,000 a second here)
+        assert statuses.count("HTTP/1.1 200 OK") >= 99, statuses  # (by age alone: 51-74; by address: 100 in 5 runs)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:

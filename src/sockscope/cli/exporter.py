@@ -148,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="N", help=f"connections served at once at most (default {d.max_connections}); at the "
                    "limit the connection idle longest, or whose client has not taken a response for 1 s, is closed "
                    f"for a new one (not one connected less than {d.admit_grace:g} s ago that has not sent its request "
-                   "yet); when none can be, the new one waits unread, first come first served, in a queue of as many, "
-                   "for the next free slot, within --web.header-timeout of its arrival")
+                   "yet); when none can be, the new one waits unread in a queue of as many for the next free slot, "
+                   "within --web.header-timeout of its arrival.  Connections count by client address (IPv4, IPv6 "
+                   "/64): an address holding two more than the newcomer's gives way first, and a free slot goes to "
+                   "the queued connection whose address has the fewest served (first come among those)")
     p.add_argument("--web.max-requests", dest="max_requests", type=int_at_least(0), default=d.max_requests,
                    metavar="N", help=f"scrapes of the metrics served at once at most (default {d.max_requests}; "
                    "0: no limit); one more gets 503 at once")
