@@ -204,6 +204,21 @@ print(answered, flush=True)
 '''
 
 
+def _hundred_scrapes(ns: NetNS, scrape: bytes) -> list[str]:
+    """100 scrapes of the exporter at 9466, 0.05 s apart: each one's status line (an exception's name
+    where the connection failed); an answered one must carry the metrics."""
+    statuses = []
+    for _ in range(100):
+        try:
+            status, _, body = _http(ns, 9466, scrape)
+        except OSError as exc:
+            status, body = type(exc).__name__, b""
+        statuses.append(status)
+        assert status != "HTTP/1.1 200 OK" or body.startswith(b"# HELP sockscope_")
+        time.sleep(0.05)
+    return statuses
+
+
 def test_wrong_passwords_cannot_lock_the_scrapers_out(ns: NetNS, tmp_path: Path) -> None:
     """Requests with wrong basic-auth passwords each wait for a bcrypt check (one at a time, ~0.3 s
     here): a client keeping --web.max-connections of them queued held every connection busy, so a
@@ -234,17 +249,9 @@ def test_wrong_passwords_cannot_lock_the_scrapers_out(ns: NetNS, tmp_path: Path)
                          stdout=subprocess.PIPE)
         assert read_line(flood, 20).strip() == "READY"
         time.sleep(0.5)
-        statuses = []
-        # counted over 100 scrapes, 0.05 s apart: before the queue and the grace 11 to 22 failed (five runs:
-        # closed at once, or evicted before their head was read); now none (fifteen runs)
-        for _ in range(100):
-            try:
-                status, _, body = _http(ns, 9466, scrape)
-            except OSError as exc:
-                status, body = type(exc).__name__, b""
-            statuses.append(status)
-            assert status != "HTTP/1.1 200 OK" or body.startswith(b"# HELP sockscope_")
-            time.sleep(0.05)
+        # counted over 100 scrapes: before the queue and the grace 11 to 22 failed (five runs: closed at
+        # once, or evicted before their head was read); now none (fifteen runs)
+        statuses = _hundred_scrapes(ns, scrape)
         assert flood.poll() is None and flood.stdin is not None  # (the flood lasted as long as the scrapes)
         flood.stdin.close()
         assert int(read_line(flood, 30)) > 0  # the flood was answered (401), not stalled
@@ -302,15 +309,7 @@ def test_idle_connections_from_one_address_cannot_lock_another_addresss_scrapers
                          stdout=subprocess.PIPE)
         assert read_line(flood, 20).strip() == "READY"
         time.sleep(0.5)  # (the slots and the queue full of the flood's)
-        statuses = []
-        for _ in range(100):
-            try:
-                status, _, body = _http(ns, 9466, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            except OSError as exc:
-                status, body = type(exc).__name__, b""
-            statuses.append(status)
-            assert status != "HTTP/1.1 200 OK" or body.startswith(b"# HELP sockscope_")
-            time.sleep(0.05)
+        statuses = _hundred_scrapes(ns, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         assert flood.poll() is None and flood.stdin is not None  # (the flood lasted as long as the scrapes)
         flood.stdin.close()
         opened, seconds = read_line(flood, 30).split()
