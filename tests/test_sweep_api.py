@@ -291,6 +291,39 @@ def test_who_names_the_threads_of_an_exited_leader(scene: ScriptScene) -> None:
     assert f"pid {pid} sweep-orphan  user root  fd {fd} (thread {tid})" in text.stdout, text.stdout
 
 
+def test_who_names_a_thread_with_an_fd_table_of_its_own(scene: ScriptScene) -> None:
+    """A listener only a thread holds, in the fd table it unshared (``unshare(CLONE_FILES)``) while its
+    leader lives: /proc/PID/fd does not list it (ss -p and psutil name no process; ss -pT names the
+    thread).  ``who :PORT``, ``who PID`` and ``who NAME`` name the process and the thread; before, the
+    socket had "no process of this pid namespace", and ``who PID`` left it out."""
+    info = scene.start("thread", scene.tmp)
+    pid, tid, fd = info["pid"], info["tid"], info["fd"]
+    assert tid != pid and info["inode"] not in _leader_inodes(pid)
+    ss = scene.netns.run(["ss", "-tlnpTH", "sport", "=", ":9700"], timeout=30)
+    assert {(p, t, f) for _n, p, t, f in _users(ss.stdout)} == {(pid, tid, fd)}, ss.stdout
+    assert "users:" not in scene.netns.run(["ss", "-tlnpH", "sport", "=", ":9700"], timeout=30).stdout
+    name = Path(f"/proc/{pid}/comm").read_text().strip()
+    for target in (":9700", str(pid), name):
+        r = _who(scene, target, cwd="/")
+        assert r.returncode == 0, (target, r.stderr)
+        ms = [m for m in json.loads(r.stdout)["matches"] if m["socket"]["inode"] == info["inode"]]
+        assert len(ms) == 1, (target, r.stdout[:2000])
+        (p,) = ms[0]["processes"]
+        assert (p["pid"], p["fd"], p["tid"]) == (pid, fd, tid), target
+    text = scene.netns.run([*SOCKSCOPE, "who", ":9700"], timeout=30)
+    assert f"fd {fd} (thread {tid})" in text.stdout, text.stdout
+
+
+def _leader_inodes(pid: int) -> set[int]:
+    """The socket inodes /proc/PID/fd (the leader's table) lists."""
+    out = set()
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        target = os.readlink(f"/proc/{pid}/fd/{name}")
+        if target.startswith("socket:["):
+            out.add(int(target[8:-1]))
+    return out
+
+
 def test_who_prints_netlink_and_packet_ends_as_ss(scene: ScriptScene) -> None:
     """``who PID`` of a process holding a netlink and a packet socket: each end as ``ss -n`` prints
     it (``0:PORTID``, ``[0]:*``, the peer ``*``); they were ``0`` and ``*``."""

@@ -305,7 +305,7 @@ def build_report(
     threads: Callable[[int], list[tuple[int, int, int]]] | None = None,
 ) -> Report:
     """Chains for ``matched``; ``every`` is all sockets dumped (to find peers); ``threads``: the
-    (pid, tid, fd) holding an inode no process's table holds (:func:`exited_leader_threads`)."""
+    (pid, tid, fd) holding an inode no process's table holds (:func:`sockscope.owners.walk.thread_holders`)."""
     index = _Index(every)
     procs: dict[int, Process] = {}
 
@@ -503,68 +503,10 @@ def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
         raise CannotInspect(model.fds_error(proc, pid, exc)) from None
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no such process: {pid} (it exited)")
-    if not inodes:  # its leader may have exited, its threads holding the sockets
-        return sorted({(fd, ino) for _tid, fd, ino in _threads_sockets(pid, proc)})
-    return list(zip(fds, inodes))
-
-
-def exited_leader_threads(proc: str = "/proc") -> Callable[[int], list[tuple[int, int, int]]]:
-    """inode -> (pid, tid, fd) of the threads holding it in processes whose leader has exited (a zombie
-    leader with live threads: /proc/PID/fd, what ss -p and psutil read, is empty; ss -T shows the
-    threads).  The first thread of each (pid, fd); read once, at the first look-up."""
-    found: dict[int, list[tuple[int, int, int]]] | None = None
-
-    def lookup(inode: int) -> list[tuple[int, int, int]]:
-        nonlocal found
-        if found is None:
-            found = _exited_leaders(proc)
-        return found.get(inode, [])
-
-    return lookup
-
-
-def _exited_leaders(proc: str) -> dict[int, list[tuple[int, int, int]]]:
-    from sockscope.owners import walk
-
-    out: dict[int, list[tuple[int, int, int]]] = {}
-    try:
-        pids = walk.pids_of(proc)
-    except OSError:
-        return out
-    for pid in pids:
-        for tid, fd, ino in _threads_sockets(pid, proc):
-            out.setdefault(ino, []).append((pid, tid, fd))
-    return out
-
-
-def _threads_sockets(pid: int, proc: str) -> list[tuple[int, int, int]]:
-    """(tid, fd, inode) of the sockets the threads of ``pid`` hold where its leader has exited (else
-    nothing), the first thread of each (fd, inode)."""
-    from sockscope.owners import walk
-
-    try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            data = f.read()
-        rest = data[data.rfind(b")") + 2 :].split()
-        if rest[:1] != [b"Z"] or int(rest[17]) < 2:  # (field 20: num_threads)
-            return []
-        tids = walk.pids_of(f"{proc}/{pid}/task")
-    except (OSError, ValueError, IndexError):
-        return []
-    out: list[tuple[int, int, int]] = []
-    seen: set[tuple[int, int]] = set()
-    for tid in tids:
-        if tid == pid:
-            continue
-        try:
-            inodes, fds = walk.process_sockets(f"{proc}/{pid}/task", tid)
-        except OSError:
-            continue
-        for ino, fd in zip(inodes, fds):
-            if (fd, ino) not in seen:
-                seen.add((fd, ino))
-                out.append((tid, fd, ino))
-    return out
+    # its threads' own tables too: its leader may have exited (then they hold every socket), or a
+    # thread have unshared its table (CLONE_FILES)
+    threads = walk.thread_sockets(pid, proc, inodes)
+    return sorted({*zip(fds, inodes), *((fd, ino) for _tid, fd, ino in threads)})
 
 
 def pids_sockets(pids: Iterable[int], proc: str = "/proc") -> tuple[list[tuple[int, int, int]], list[str]]:
@@ -592,5 +534,5 @@ def pids_sockets(pids: Iterable[int], proc: str = "/proc") -> tuple[list[tuple[i
 __all__ = [
     "Target", "parse_target", "matches", "pids_sockets", "build_report", "render_text", "render_json",
     "Process", "Holder", "End", "Chain", "Report", "Unresolved",
-    "NoMatch", "NoSuchProcess", "CannotInspect", "read_process", "pid_sockets", "exited_leader_threads",
+    "NoMatch", "NoSuchProcess", "CannotInspect", "read_process", "pid_sockets",
 ]

@@ -145,6 +145,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
     from sockscope import who
     from sockscope.owners.model import unreadable_hint
     from sockscope.owners.service import scan
+    from sockscope.owners.walk import thread_holders
     from sockscope.filter.states import BOUND_INACTIVE, EVERY_STATE
     from sockscope.query import Query
     from sockscope.render.endpoint import escape, tolerant
@@ -231,7 +232,7 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
                         "their sockets show no process")
     report = who.build_report(target, matched, every, owners,
                               lambda pid, name: who.read_process(pid, name, proc),
-                              unresolved, warnings, who.exited_leader_threads(proc))
+                              unresolved, warnings, thread_holders(proc))
     if args.json:
         out.write(json.dumps(who.render_json(report), indent=1) + "\n")
     else:

@@ -1,4 +1,5 @@
-"""The /proc sources of owners: the full walk, ss -T's thread walk, and top's incremental walk.
+"""The /proc sources of owners: the full walk, ss -T's thread walk, the threads' own fd tables (for
+``who``: :func:`thread_sockets`), and top's incremental walk.
 
 Full walk (:func:`walk`): one pass over ``PROC/[0-9]*/fd`` with
 ``os.listdir`` and ``os.readlink`` relative to the open fd directory (no path
@@ -204,6 +205,73 @@ def walk_threads(m: OwnerMap) -> None:
     m.set_tasks(tasks)
 
 
+def thread_sockets(pid: int, proc: str = "/proc", leader: Collection[int] | None = None) -> list[tuple[int, int, int]]:
+    """(tid, fd, inode) of the sockets the threads of ``pid`` hold in fd tables of their own, which
+    /proc/PID/fd (what ss -p, psutil and the walk read) does not show: where the leader has exited (a
+    zombie leader with live threads: every thread's sockets), or where a thread has a table of its
+    own (``unshare(CLONE_FILES)``: its sockets the leader's table does not hold).  A thread's table is
+    taken for the leader's where it lists the same fd numbers (a table of its own holding just the
+    leader's numbers is not read: reading every thread's every link would cost a process of
+    hundreds of threads as many walks).  The first thread of each (fd, inode); [] for a process of
+    one thread, or one that cannot be read.  ``leader``: the leader's socket inodes, where the caller
+    has read them already."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read()
+        rest = data[data.rfind(b")") + 2 :].split()
+        if int(rest[17]) < 2:  # (field 20: num_threads)
+            return []
+        tids = pids_of(f"{proc}/{pid}/task")
+        zombie = rest[:1] == [b"Z"]
+        own: set[int] = set()  # the leader's sockets
+        numbers: set[str] = set()  # its fd numbers
+        if not zombie:
+            own = set(process_sockets(proc, pid)[0] if leader is None else leader)
+            numbers = set(os.listdir(f"{proc}/{pid}/fd"))
+    except (OSError, ValueError, IndexError):
+        return []
+    out: list[tuple[int, int, int]] = []
+    seen: set[tuple[int, int]] = set()
+    task = f"{proc}/{pid}/task"
+    for tid in tids:
+        if tid == pid:
+            continue
+        try:
+            if not zombie and set(os.listdir(f"{task}/{tid}/fd")) == numbers:
+                continue  # (the leader's table, shared as threads share it)
+            inodes, fds = process_sockets(task, tid)
+        except OSError:
+            continue
+        for ino, fd in zip(inodes, fds):
+            if ino not in own and (fd, ino) not in seen:
+                seen.add((fd, ino))
+                out.append((tid, fd, ino))
+    return out
+
+
+def thread_holders(proc: str = "/proc") -> Callable[[int], list[tuple[int, int, int]]]:
+    """inode -> (pid, tid, fd) of the threads holding it in fd tables of their own
+    (:func:`thread_sockets`, every process's), read once, at the first look-up: for the sockets no
+    process's table holds (``who``; ss -pT's view of them, without reading every thread's table
+    for every socket)."""
+    found: dict[int, list[tuple[int, int, int]]] | None = None
+
+    def lookup(inode: int) -> list[tuple[int, int, int]]:
+        nonlocal found
+        if found is None:
+            found = {}
+            try:
+                pids = pids_of(proc)
+            except OSError:
+                pids = []
+            for pid in pids:
+                for tid, fd, ino in thread_sockets(pid, proc):
+                    found.setdefault(ino, []).append((pid, tid, fd))
+        return found.get(inode, [])
+
+    return lookup
+
+
 def any_socket_fd(proc: str = "/proc", limit: int = 4096, exclude: int = 0, only: int = 0) -> bool:
     """Whether some process (of the first ``limit`` readable; pid ``only`` alone where given) holds
     a socket fd, leaving out pid ``exclude``."""
@@ -401,5 +469,6 @@ class IncrementalWalk:
                 index[ino] = [(pid, fd)] if h is None else sorted(h + [(pid, fd)])
 
 
-__all__ = ["walk", "records", "process_sockets", "walk_threads", "any_socket_fd", "IncrementalWalk", "pids_of",
+__all__ = ["walk", "records", "process_sockets", "walk_threads", "thread_sockets", "thread_holders",
+           "any_socket_fd", "IncrementalWalk", "pids_of",
            "PREFIX"]
