@@ -79,6 +79,19 @@ def test_one_argument_host_and_port_forms(ns: NetNS, serve: Serve) -> None:
         "sockscope: connect: argument HOST: missing port in '[::1]x': write [::1]:PORT (see sockscope connect --help)")
 
 
+def test_an_unbracketed_ipv6_address_with_what_looks_like_a_port_gets_a_hint(ns: NetNS) -> None:
+    """``::1:9`` is the IPv6 address ::1:9 (port 12345), as ncat and getaddrinfo read it; when that
+    connection fails, the one line says how port 9 of ::1 is written.  No hint where the port was
+    given, the address was bracketed, or its last group is no decimal number."""
+    out = ns.sockscope("connect", "--timeout", "2", "::1:9")
+    assert out.returncode != 0 and _one_error_line(out.stderr).endswith(
+        "(for port 9 of ::1, write [::1]:9)"), out.stderr
+    assert _one_error_line(out.stderr).startswith("sockscope: cannot connect to [::1:9]:12345 ")
+    for args in (["::1"], ["[::1]:9"], ["::1:9", "7"], ["::1:ab"]):
+        out = ns.sockscope("connect", "--timeout", "2", *args)
+        assert out.returncode != 0 and "for port" not in _one_error_line(out.stderr), (args, out.stderr)
+
+
 # --- sending ------------------------------------------------------------------
 
 

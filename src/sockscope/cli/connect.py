@@ -10,6 +10,7 @@ import argparse
 import socket
 
 from sockscope.cli._args import OneLineParser, port_type, positive_int, positive_seconds, seconds
+from sockscope.errors import SockscopeError
 from sockscope.services.connect import (
     DEFAULT_INTERVAL,
     DEFAULT_PORT,
@@ -140,4 +141,24 @@ def main(argv: list[str]) -> int:
             parser.error("--send/--send-file go with --count/--interval only over --udp")
         interval = DEFAULT_INTERVAL if args.interval is None else args.interval
         return run_tcping(target, args.count, interval, args.timeout, payload)
-    return run_exchange(target, payload, args.timeout, args.raw)
+    try:
+        return run_exchange(target, payload, args.timeout, args.raw)
+    except SockscopeError as exc:
+        hint = _port_hint(args.host, args.port)
+        if hint and exc.args:
+            exc.args = (f"{exc.args[0]} {hint}", *exc.args[1:])
+        raise
+
+
+def _port_hint(host: str | None, port: str | None) -> str:
+    """Where HOST is an IPv6 address unbracketed whose last group is decimal digits and PORT is not
+    given (``::1:8080``: the address ::1:8080, port 12345), how that group would be written as the
+    port; said only when the connection failed.  "" otherwise."""
+    from sockscope import hostport
+
+    if port is not None or host is None or host.startswith("[") or host.count(":") < 2:
+        return ""
+    address, _, last = host.rpartition(":")
+    if not (last.isascii() and last.isdigit() and len(last) <= 5) or not hostport.is_ipv6(address):
+        return ""
+    return f"(for port {last} of {address}, write {hostport.retyped(address, port=last)})"
