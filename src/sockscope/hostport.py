@@ -79,4 +79,16 @@ def is_ipv6(text: str) -> bool:
     return True
 
 
-__all__ = ["BRACKETED", "BadHostPort", "is_ipv6", "retyped", "shown", "split"]
+def trailing_port(text: str) -> tuple[str, str] | None:
+    """``(address, port)`` where ``text`` is an IPv6 address written without brackets whose last group
+    could be a port (at most 5 decimal digits, the rest an IPv6 address: ``::1:9100``); else None.
+    What the exporter refuses, and what ``connect`` hints at when such an address fails."""
+    if text.startswith("[") or text.count(":") < 2:
+        return None
+    address, _, last = text.rpartition(":")
+    if not (last.isascii() and last.isdigit() and len(last) <= 5) or not is_ipv6(address):
+        return None
+    return address, last
+
+
+__all__ = ["BRACKETED", "BadHostPort", "is_ipv6", "retyped", "shown", "split", "trailing_port"]

@@ -156,9 +156,8 @@ def _port_hint(host: str | None, port: str | None) -> str:
     port; said only when the connection failed.  "" otherwise."""
     from sockscope import hostport
 
-    if port is not None or host is None or host.startswith("[") or host.count(":") < 2:
+    split_off = None if port is not None or host is None else hostport.trailing_port(host)
+    if split_off is None:
         return ""
-    address, _, last = host.rpartition(":")
-    if not (last.isascii() and last.isdigit() and len(last) <= 5) or not hostport.is_ipv6(address):
-        return ""
+    address, last = split_off
     return f"(for port {last} of {address}, write {hostport.retyped(address, port=last)})"

@@ -90,8 +90,9 @@ def listen_address(text: str) -> Address:
         if text.startswith("["):
             raise argparse.ArgumentTypeError(f"missing port in {shown(text)}: write {hostport.retyped(host)}")
         if ":" in text:  # two colons or more, unbracketed
-            address, _, last = text.rpartition(":")
-            if hostport.is_ipv6(address) and _digits(last):
+            split_off = hostport.trailing_port(text)
+            if split_off is not None:
+                address, last = split_off
                 raise argparse.ArgumentTypeError(
                     f"write an IPv6 address in brackets: {hostport.retyped(address, port=last)}")
             raise argparse.ArgumentTypeError(f"not HOST:PORT: {shown(text)} (an IPv6 address goes in brackets, "

@@ -541,7 +541,7 @@ def task_socket_fds(held: Callable[..., bool]) -> tuple[list[int], list[int], li
         raise Unavailable("SOCKSCOPE_OWNERS=proc")
     if not _may_load():
         raise Unavailable(_NEEDS_CAPS)
-    from sockscope.kernel.bpf_check import plausible
+    from sockscope.kernel.bpf_check import own_run, plausible
 
     me = os.getpid()
     lay, cached = _layout(False)
@@ -561,7 +561,7 @@ def task_socket_fds(held: Callable[..., bool]) -> tuple[list[int], list[int], li
 
     found = decode(blob, me)  # (another pid namespace's reader: refused here, the cache kept)
     told, got = checked(found, lay, cached)
-    if told is False and found[1].count(me) == len(found[1]):
+    if told is False and own_run(found[1], me) == (0, len(found[1])):
         # no other process's records, where /proc shows some: they may have come after the walk; once more
         told, got = checked(decode(_records(lay, cached), me), lay, cached)
     if got is None and cached:
