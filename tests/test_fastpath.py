@@ -753,3 +753,52 @@ def test_detail_texts_of_batches_match_the_record_path(tmp_path: Path) -> None:
         if argv in ("-xae", "-xame"):
             assert fast.count(" peers:") >= 3 and fast.count(" dev:") >= 3 and (" <--" in fast or " -->" in fast), fast
         assert fast == slow, f"{argv}: detail texts of batches differ from the record path"
+
+
+_UNIX_PARTS = textwrap.dedent(
+    r"""
+    import io, json, os, socket, subprocess, sys
+    from sockscope.cli import ls
+    from sockscope.filter.states import EVERY_STATE
+    from sockscope.query import Query, batches
+
+    where = sys.argv[1]  # (the test's own directory: removed by pytest)
+    keep = []
+    for k in range(1200):  # several datagrams' worth: socketpairs, named and abstract listeners, datagrams
+        keep += socket.socketpair(socket.AF_UNIX, (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)[k % 3])
+        if k % 40 == 0:
+            name = os.path.join(where, f"l{k}") if k % 80 else f"\0sockscope-parts-{k}" + "y" * (k % 50)
+            lst = socket.socket(socket.AF_UNIX); lst.bind(name); lst.listen(8); keep.append(lst)
+            keep += [socket.socket(socket.AF_UNIX) for _ in range(k % 3 + 1)]
+            for c in keep[-(k % 3 + 1):]:
+                c.connect(name)
+            keep.append(lst.accept()[0])
+        if k % 25 == 0:
+            d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); d.bind(os.path.join(where, f"d{k}")); keep.append(d)
+    q = Query(frozenset(("u_str", "u_dgr", "u_seq")), frozenset((socket.AF_UNIX,)), EVERY_STATE)
+    sizes = [b.n for table, b in batches(q, lambda m: None) if table == "unix"]
+    res = {"sizes": sizes}
+    for argv in (["-xa"], ["-xan"], ["-a", "-A", "unix_dgram,unix_seqpacket"], ["-xl"], ["-xa", "-e"], ["-xam"],
+                 ["-xa", "src", where + "/*"]):
+        out = io.StringIO()
+        assert ls.main(argv, out) == 0
+        ss = subprocess.run(["ss", *argv], capture_output=True, text=True, check=True).stdout
+        res[" ".join(argv)] = [out.getvalue() == ss, out.getvalue().count("\n") - 1]
+    print(json.dumps(res))
+    """
+)
+
+
+def test_unix_sockets_come_a_datagram_at_a_time_and_list_as_ss_lists_them(tmp_path: Path) -> None:
+    """The UNIX dump is given a batch a datagram, as the inet dumps are (each datagram's bytes freed once
+    its rows are made, instead of every datagram kept until the whole dump is joined): ss's listing
+    across the datagrams' blocks, with types picked out (``-A``), details (``-e``, ``-m``) and a filter."""
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _UNIX_PARTS, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    sizes = res.pop("sizes")
+    assert len(sizes) > 3 and sum(sizes) > 2400 and all(sizes), sizes
+    for argv, (same, lines) in res.items():
+        assert same, f"{argv}: not ss's listing"
+        assert lines > (10 if argv in ("-xl", "-xa src " + str(tmp_path) + "/*") else 800), (argv, lines)

@@ -127,9 +127,9 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ordered: bo
     """The one source: ``(table, batch)`` in ss's order, filtered by ``q``'s filter.
 
     Every inet table comes as :class:`~sockscope.kernel.inet.Batch` columns, whether sock_diag or the
-    /proc fallback answered; UNIX sockets (table "unix") as one :class:`~sockscope.kernel.unix.Batch`
-    (or records, from /proc); netlink and packet sockets (tables "nl", "packet") as one
-    :class:`~sockscope.kernel.others.Batch` each.  ``info`` adds the tcp_info columns (``ss -i``);
+    /proc fallback answered, UNIX sockets (table "unix") as :class:`~sockscope.kernel.unix.Batch` columns
+    (or records, from /proc), each a datagram's; netlink and packet sockets (tables "nl", "packet") as
+    one :class:`~sockscope.kernel.others.Batch` each.  ``info`` adds the tcp_info columns (``ss -i``);
     ``ahead``: a helper thread receives while the caller decodes (not where the caller has a long
     walk of its own on the other core: the helper would take that core); ``ordered=False`` leaves a
     batch of both families whole (ss lists IPv4 before IPv6; a caller to whom order does not matter
@@ -186,7 +186,7 @@ def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids
         if any(t in q.tables for t in PACKET_TABLES) and AF_PACKET in q.families and q.states & (1 << CLOSE):
             yield "packet", _optional(q, "packet", lambda: _packet(q)), pred
         if any(t in q.tables for t in UNIX_TABLES) and AF_UNIX in q.families:
-            yield "unix", _unix(q, state, uids), pred
+            yield from (("unix", part, pred) for part in _unix(q, state, uids))
         exact = q.kernel_exact and q.bytecode is not None
         for table in INET_TABLES:
             if table == "mptcp":  # ss's order: … sctp, vsock, tipc, xdp, mptcp
@@ -394,9 +394,8 @@ def _tcp_both(q: Query, op: str, info: bool, ordered: bool, dump: Any, ahead: bo
     return True
 
 
-def _unix(q: Query, state: _FallbackState, uids: bool = False) -> UnixBatch | list[Socket]:
-    """The UNIX sockets of ``q`` as one batch (sock_diag), or records (the /proc fallback); with
-    their owners' uids where ``uids`` asks (records)."""
+def _unix(q: Query, state: _FallbackState, uids: bool = False) -> Iterator[UnixBatch | list[Socket]]:
+    """The UNIX sockets of ``q``: a batch a datagram (sock_diag), or records (/proc); uids where ``uids`` asks."""
     from sockscope.kernel import transport, unix
 
     types = {t for t in UNIX_TABLES if t in q.tables}
@@ -406,27 +405,28 @@ def _unix(q: Query, state: _FallbackState, uids: bool = False) -> UnixBatch | li
             show |= unix.UDIAG_SHOW_UID
         if q.ext & EXT_MEM:
             show |= unix.UDIAG_SHOW_MEMINFO
-        parts: list[UnixBatch] = []
-        try:
-            # received by a helper thread: the kernel fills the next datagram while this one is decoded
+        some, given = len(types) < len(UNIX_TABLES), False
+        try:  # received by a helper thread: the kernel fills the next datagram while this one is decoded
             req = unix.encode_request(q.states, show)  # (its datagrams not joined: see transport.JOIN_BYTES)
             for data in transport.stream_ahead(req, "unix diag", 0):
                 b, done = unix.decode(data, "unix diag")
-                parts.append(b)
+                b = b.select([t in types for t in unix.netids(b)]) if some else b
+                if b.n:  # (a batch a datagram: its bytes freed once the consumer has made its rows)
+                    given = True
+                    yield b
                 if done:
                     break
         except (NotSupported, PermissionDenied) as exc:
+            if given:  # (rows given already: none from /proc after them)
+                raise
             state.fall_back(f"sock_diag: {exc}")
         else:
-            whole = unix.concat(parts)
-            if len(types) < len(UNIX_TABLES):
-                whole = whole.select([t in types for t in unix.netids(whole)])
-            return whole
+            return
     else:
         state.fall_back("SOCKSCOPE_FORCE_PROC is set")
     from sockscope import procnet
 
-    return procnet.read_unix(q.states, types)
+    yield procnet.read_unix(q.states, types)
 
 
 def _optional(q: Query, what: str, fn: Callable[[], OtherBatch]) -> OtherBatch | list[Socket]:

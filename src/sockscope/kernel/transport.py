@@ -22,8 +22,8 @@ RCVBUF = 1 << 20  # 1 MiB: fewer syscalls for large dumps
 _RECV_SIZE = 1 << 17  # the kernel fills up to ~32 KiB per datagram; leave room
 #: ``join`` for the inet listings: the datagrams a helper has queued are handed over as one, up to
 #: about this many bytes (eight of the kernel's ~32 KiB): the host mix's -tanmi 69 -> 53 ms, -tanm
-#: 30 -> 21, -tan 15 -> 14 (warm, in process).  Not for UNIX dumps: their batches are concatenated
-#: whole anyway (-xa, -xam: no gain measured), and the general strategy reads a joined one more slowly
+#: 30 -> 21, -tan 15 -> 14 (warm, in process).  Not for UNIX dumps: no gain measured (-xa,
+#: -xam), the general strategy reads a joined one more slowly, and each datagram's batch is let go once read
 JOIN_BYTES = 256 << 10
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys
-from itertools import accumulate, chain, compress, repeat
-from _operator import add
+from itertools import accumulate, compress, repeat
 
 from sockscope._addr import AF_UNIX
 from sockscope.errors import DecodeError
@@ -82,7 +81,7 @@ class Batch:
     those are AttributeError (``unix_details`` reads them)."""
 
     __slots__ = ("n", "type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "shutdown",
-                 "skmem", "unix_vfs", "unix_pending", "_mv", "_starts", "_lens", "_parts", "_more")
+                 "skmem", "unix_vfs", "unix_pending", "_mv", "_starts", "_lens", "_more")
 
     n: int
     type: list[int]
@@ -97,7 +96,6 @@ class Batch:
     _mv: memoryview
     _starts: list[int] | None  # None: made from the lengths when asked for (the messages lie end to end)
     _lens: list[int]
-    _parts: list[Batch] | None  # of :func:`concat`: the datagrams' batches, until their bytes are asked for
     _more: Callable[[str], list[Any]] | None  # makes a column of :data:`_LATER` when first asked for
 
     def __getattr__(self, name: str) -> Any:
@@ -107,7 +105,7 @@ class Batch:
         if name in _TAIL_DETAILS and not object.__getattribute__(self, "n"):
             return []  # (a dump's last datagram, its end alone: read by the general strategy)
         if more is None and name in _TAIL_DETAILS:  # the details of a batch the general strategy read,
-            # or of a selection: read from its bytes (of this datagram alone, in a concatenation)
+            # or of a selection: read from its bytes
             from sockscope.kernel.unix_details import read
 
             for field, col in read(self).items():
@@ -130,20 +128,12 @@ class Batch:
         for name in ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid", "_starts", "_lens"):
             setattr(b, name, list(compress(getattr(self, name), keep)))
         b.n = len(b.inode)
-        b._mv, b._parts, b._more = self._mv, None, None
+        b._mv, b._more = self._mv, None
         return b
 
     def _offsets(self) -> list[int]:
         """Each row's message offset in ``_mv`` (made now where it was left for later)."""
-        parts = self._parts
-        if parts is not None:  # :func:`concat`'s: the parts' bytes as one buffer, their offsets shifted
-            bases = accumulate([len(p._mv) for p in parts[:-1]], initial=0)
-            self._starts = list(chain.from_iterable(
-                [map(add, p._offsets(), repeat(base)) for p, base in zip(parts, bases)]))
-            self._lens = list(chain.from_iterable([p._lens for p in parts]))
-            self._mv = memoryview(b"".join([p._mv for p in parts]))
-            self._parts = None
-        elif self._starts is None:
+        if self._starts is None:
             self._starts = list(accumulate(self._lens, initial=0))[:-1]
         assert self._starts is not None
         return self._starts
@@ -186,7 +176,7 @@ def _batch(cols: Sequence[Sequence[Any]], mv: memoryview, starts: list[int] | No
     b = Batch.__new__(Batch)
     for name, col in zip(_NOW if more is not None else _COLUMNS, cols):
         setattr(b, name, col if type(col) is list else list(col))
-    b.n, b._mv, b._starts, b._lens, b._parts, b._more = len(lens), mv, starts, lens, None, more
+    b.n, b._mv, b._starts, b._lens, b._more = len(lens), mv, starts, lens, more
     return b
 
 
@@ -295,41 +285,6 @@ def _nothing(row: Any) -> None:
     return None
 
 
-def concat(parts: list[Batch]) -> Batch:
-    """One batch of several (a dump's datagrams), in order."""
-    if len(parts) == 1:
-        return parts[0]
-    b = Batch.__new__(Batch)
-    for name in _NOW:
-        col: list[Any] = []
-        for p in parts:
-            col += getattr(p, name)  # (a list's own extend: the fastest copy)
-        setattr(b, name, col)
-    b.n = len(b.inode)
-    for p in parts:  # (a concatenation among them: its bytes now)
-        if p._parts is not None:
-            p._offsets()
-    # the messages' bytes: joined when asked for (:meth:`Batch.attrs`, :meth:`Batch.select`); of the
-    # parts only their bytes and framing are kept, not their columns (memory: 9 lists a datagram),
-    # and what makes their columns of _LATER, joined when first asked for
-    frames = b._parts = list(map(_frame, parts))
-    b._more = lambda name: list(chain.from_iterable([getattr(f, name) for f in frames]))
-    return b
-
-
-def _frame(p: Batch) -> Batch:
-    """``p``'s messages' bytes and framing, and its columns of :data:`_LATER` (made, or the maker of
-    them), without its other columns (what a concatenation keeps of it)."""
-    f = Batch.__new__(Batch)
-    f.n, f._mv, f._starts, f._lens, f._parts, f._more = p.n, p._mv, p._starts, p._lens, None, p._more
-    for name in _LATER:
-        try:
-            setattr(f, name, object.__getattribute__(p, name))  # (made already; else made when asked for)
-        except AttributeError:
-            pass
-    return f
-
-
 def netids(b: Batch) -> list[str]:
     """ss's table name of each row (u_str, u_dgr, u_seq)."""
     return [NETIDS.get(t, "u_dgr") for t in b.type]
@@ -385,7 +340,7 @@ def decode_dump(
 
 
 __all__ = [
-    "Batch", "decode", "records", "netids", "concat", "encode_request", "decode_dump", "unix_name", "unix_names",
+    "Batch", "decode", "records", "netids", "encode_request", "decode_dump", "unix_name", "unix_names",
     "NETIDS", "AF_UNIX", "UNIX_DIAG_NAME", "UNIX_DIAG_VFS", "UNIX_DIAG_PEER", "UNIX_DIAG_ICONS", "UNIX_DIAG_RQLEN",
     "UNIX_DIAG_MEMINFO", "UNIX_DIAG_SHUTDOWN", "UNIX_DIAG_UID",
 ]
