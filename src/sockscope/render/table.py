@@ -511,11 +511,14 @@ class Columns:
     values), ``(numbers, NUMBERS or PORTS)`` (see :class:`Numbers`), ``(texts, CELLS)``
     (the cells themselves) or ``(text, None)``, one text for every row."""
 
-    __slots__ = ("n", "cols", "pending")
+    __slots__ = ("n", "cols", "pending", "widths")
 
     def __init__(self, n: int, cols: list[tuple[Any, _TextCache | Numbers | None]]) -> None:
         self.n = n
         self.cols = cols
+        #: a column of numbers' widest cell, by column, once measured (the writer measures a block twice:
+        #: for ss's buffer as it comes, and to lay it out)
+        self.widths: dict[int, int] = {}
         #: a cache to fill before the block is written: (values, cache, make, False) for
         #: :func:`fill`, or (values, cache, texts, True) where ``texts()`` gives the whole
         #: value -> text dict, which becomes the cache's own (no copy)

@@ -247,7 +247,7 @@ class TableWriter:
             cut = i == PROCESS and final and b == last
             if type(block) is Columns:
                 values, cache = block.cols[i]
-                w = _width(values[:-1] if cut and cache is CELLS else values, cache, exact)
+                w = _width(values[:-1] if cut and cache is CELLS else values, cache, exact, block, i)
             else:
                 col = block[i][:-1] if cut else block[i]
                 w = max(map(len, col)) if col else 0
@@ -460,15 +460,21 @@ HOLD_ROWS = 1 << 18
 _SS_MAYBE = (SS_CHUNKS - 1) * (SS_ROOM - (1 << 16))
 
 
-def _width(values: Any, cache: Any, exact: bool = False) -> int:
+def _width(values: Any, cache: Any, exact: bool = False, block: Columns | None = None, i: int = 0) -> int:
     """The widest cell of a :class:`Columns` block's column ``(values, cache)``: a column cache
-    knows the widest text of every value it has met; ``exact``: of ``values`` only."""
+    knows the widest text of every value it has met; ``exact``: of ``values`` only.  A column of
+    numbers is measured once (``block``'s column ``i``: its ``widths``)."""
     if cache is None:
         return len(values)
     if cache is CELLS:
         return max(map(len, values), default=0)
     if isinstance(cache, Numbers):
-        return int(cache.width(values))
+        if block is None:
+            return int(cache.width(values))
+        w = block.widths.get(i)
+        if w is None:
+            w = block.widths[i] = int(cache.width(values))
+        return w
     if exact:
         return max(map(len, map(cache.texts.__getitem__, set(values))), default=0)
     return int(cache.width)
@@ -483,7 +489,7 @@ def _bound(rows: Any, fields: list[int]) -> int:
         for f in fields:
             values, cache = rows.cols[f]
             # (owners still to come, the Process column's cache not filled yet: a field's most)
-            per += (1 << 16 if f == PROCESS and rows.pending is not None else _width(values, cache)) + 3
+            per += (1 << 16 if f == PROCESS and rows.pending is not None else _width(values, cache, False, rows, f)) + 3
         return int(rows.n * per)
     cells = chain.from_iterable(map(itemgetter(*fields), rows)) if len(fields) > 1 else map(itemgetter(*fields), rows)
     return sum(map(len, cells)) + len(rows) * (3 * len(fields) + 2)
