@@ -25,7 +25,7 @@ from sockscope.errors import DecodeError, NetlinkError
 from sockscope.kernel import netlink, unix, unix_tail
 
 COLUMNS = ("type", "state", "inode", "cookie", "name", "peer", "rqueue", "wqueue", "uid")
-SEQ, PID = 7, 4242
+SEQ, PID = netlink.DUMP_SEQ, 4242  # (the sequence number of every request sockscope sends)
 
 # Sockets of every kind in a private network namespace (UNIX sockets are per namespace): names
 # of every length (paths, abstract names with NULs inside), pairs (peers), listeners with
@@ -271,17 +271,24 @@ def test_tails_by_format_and_by_slices_agree(capture: dict[str, list[bytes]]) ->
 
 
 def test_values_that_look_like_headers() -> None:
-    """Inodes, cookies, queues and uids whose bytes are attribute headers or the separator."""
+    """Inodes, cookies, queues and uids whose bytes are attribute headers, the port id or the
+    sequence number the datagram is split at.  The latter (a socket's value equal to it, one in 2**32)
+    splits a message in two: the checks refuse the split and the general strategy reads it."""
     words = [struct.unpack("=I", netlink.NLATTR.pack(alen, t))[0] for alen, t in
              ((8, unix.UNIX_DIAG_PEER), (12, unix.UNIX_DIAG_RQLEN), (5, unix.UNIX_DIAG_SHUTDOWN),
-              (8, unix.UNIX_DIAG_UID), (20, 2), (SEQ, 0), (PID, 0))]
-    msgs = []
-    for w in words:
-        msgs += [_sock(w, None, w, (w, w), w, cookie=w | w << 32), _sock(w, b"\0x", None, cookie=w),
-                 _sock(w, None, None, (w, 0), cookie=w << 32)]
-    data = b"".join(msgs)
+              (8, unix.UNIX_DIAG_UID), (20, 2))] + [PID, PID << 16 & 0xFFFFFFFF]
+
+    def msgs(w: int) -> list[bytes]:
+        return [_sock(w, None, w, (w, w), w, cookie=w | w << 32), _sock(w, b"\0x", None, cookie=w),
+                _sock(w, None, None, (w, 0), cookie=w << 32)]
+
+    data = b"".join(m for w in words for m in msgs(w))
     assert _fast(data)
     _agree(data)
+    for seq_like in (msgs(SEQ), msgs(SEQ)[1:2], [_sock(1, None, None, (2, 0), cookie=SEQ << 32)]):
+        data = b"".join(msgs(words[0]) + seq_like + msgs(words[1]))
+        assert not _fast(data)
+        _agree(data)
 
 
 def _sep() -> bytes:

@@ -10,13 +10,15 @@ their head (a name or not) and their middle (a VFS, a peer, a listener's ICONS, 
 with the same fixed attributes, at fixed offsets from each message's end.  And every message of a
 dump starts with the same header but its length (type, flags, sequence, port id).
 
-So one split of the datagram at that header cuts it into the messages; the first bytes of every
-message (side by side, by one ``%`` format of them all: rows of one length) give the columns of the
-unix_diag_msg and each message's first attribute header (a name's length, or none); the last bytes
-(each message right-aligned in a field of one width by another format: each ends a row) the fixed
-attributes, the 8 bytes before them (a peer, or a listener's empty ICONS after its VFS) and the
-next message's length, each row 12 bytes wider for a VFS that ends before the tail; the name is
-one slice.
+So one split of the datagram at the dump's sequence number cuts it into the messages (the four bytes
+have no 0 byte, as a split's search skips fastest: socket data is full of zeros); each piece is a
+message from its port id on, then the next message's length, type and flags.  The first bytes of every
+piece (side by side, by one ``%`` format of them all: rows of one length) give the port id, the
+columns of the unix_diag_msg and each message's first attribute header (a name's length, or none);
+the last bytes (each piece right-aligned in a field of one width by another format: each ends a row)
+the fixed attributes, the 8 bytes before them (a peer, or a listener's empty ICONS after its VFS)
+and the next message's length, type and flags, each row 12 bytes wider for a VFS that ends before
+the tail; the name is one slice.
 What a message holds between its name and its tail is then known by its length alone: nothing,
 4 (an ICONS with no connection waiting), 8 (a PEER), 12 (a VFS), or a VFS and one of those; each
 such attribute's header is checked where it must be.  Every assumption is checked: the split
@@ -49,16 +51,16 @@ _HDR = _struct.Struct("=IH")
 _U32 = _struct.Struct("=I")
 _FIXED = FIXED
 
-_HEAD_LEN = UNIX_DIAG_MSG.size + 4  # of a message's payload: the unix_diag_msg, the first attribute header
-_HEAD_FMT = b"%%.%db" % _HEAD_LEN  # a message's first _HEAD_LEN bytes, by a format
-_FIRST = UNIX_DIAG_MSG.size // 4  # the first attribute header, as a word of those rows
-_NAME_AT = UNIX_DIAG_MSG.size + 4  # a name's bytes, in a payload
+_HEAD_LEN = 4 + UNIX_DIAG_MSG.size + 4  # of a piece: the port id, the unix_diag_msg, the first attribute header
+_HEAD_FMT = b"%%.%db" % _HEAD_LEN  # a piece's first _HEAD_LEN bytes, by a format
+_FIRST = 1 + UNIX_DIAG_MSG.size // 4  # the first attribute header, as a word of those rows
+_NAME_AT = 4 + UNIX_DIAG_MSG.size + 4  # a name's bytes, in a piece
 _NO_NAME = slice(0, 0)
 PEER_WORD = nl.attr_word(8, UNIX_DIAG_PEER)  # a PEER attribute's header, read as a word
 VFS_WORD = nl.attr_word(12, UNIX_DIAG_VFS)  # a VFS attribute's (the path's inode and device)
 _ICONS_WORD = nl.attr_word(4, UNIX_DIAG_ICONS)  # a listener's ICONS, no connection waiting
 _MIDDLE = (UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_ICONS)  # what may come before the tail
-_NEXT = bytes(4)  # the last message's "next length"
+_NEXT = bytes(8)  # the last message's "next length, type and flags"
 
 
 class _Tail:
@@ -146,14 +148,17 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
     tail = tail_of(mv[:length], length) if _FIXED.size + 4 <= length <= total else None
     if tail is None:
         return None
-    # the messages: what follows each one's header, then the next one's length (the last: _NEXT)
-    pieces = (raw + _NEXT).split(raw[4:_FIXED.size - UNIX_DIAG_MSG.size])
+    # the messages: each from its port id on, then the next one's length, type and flags (the last: _NEXT)
+    seq = raw[8:12]
+    if 0 in seq:
+        return None  # (not a sequence number this split is quick at: another strategy)
+    pieces = (raw + _NEXT).split(seq)
     body = pieces[1:]
     n = len(body)
     sizes = list(map(len, body))
-    row = tail.size + 4  # a tail row: the tail, then the next message's length
-    if len(pieces[0]) != 4 or min(sizes) < max(row, _HEAD_LEN):
-        return None  # the header also before the first message's, or a message too short
+    row = tail.size + 8  # a tail row: the tail, then the next message's length, type and flags
+    if len(pieces[0]) != 8 or min(sizes) < max(row, _HEAD_LEN):
+        return None  # the sequence number also in the first message's header, or a message too short
     # each message's head (its first bytes: one ``%`` format of them all, the precision cuts them, no
     # object a message) and its tail (``netlink.piece_ends``: each ends a row of ``wide`` bytes)
     values = tuple(body)
@@ -165,15 +170,19 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
     for at, word in tail.words:
         if tw[at::step].tobytes() != _U32.pack(word) * n:
             return None
+    if tw[tail.size // 4 + 1 :: step][:-1].tobytes() != raw[4:8] * (n - 1):
+        return None  # a message of another type or flags (the next's, read after each message)
     # The checks of every message at once: its words as the 32-bit lanes of one integer (no carry
     # ever crosses a lane), one C loop per operation.
     one = _lanes(_ONE * n)  # 1 in every lane
     lens_raw = _U32.pack(length) + tw[tail.size // 4 :: step][:-1].tobytes()
     lens_l = _lanes(lens_raw)
-    # each message as long as the split says: the walk over the lengths frames them so
-    if lens_l != _lanes(_struct.pack(f"={n}I", *sizes)) + (_FIXED.size - UNIX_DIAG_MSG.size - 4) * one:
+    # each message as long as the split says (a piece is 4 bytes shorter): the walk over the lengths frames them so
+    if lens_l != _lanes(_struct.pack(f"={n}I", *sizes)) + 4 * one:
         return None
     hv = memoryview(heads)
+    if hv.cast("I")[:: _HEAD_LEN // 4].tobytes() != raw[12:16] * n:
+        return None  # a message of another port id
     firsts_raw = hv.cast("I")[_FIRST :: _HEAD_LEN // 4].tobytes()
     first = _lanes(firsts_raw)  # each message's first attribute header
     alen = (first >> _ALEN_AT) & (0xFFFF * one)
@@ -190,7 +199,7 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
     names, vfs, icons, ino, dev = {}, 0, 0, 0, 0
     for word in set(firsts):
         size, atype = nl.NLATTR.unpack(_U32.pack(word))
-        names[word] = slice(_NAME_AT, UNIX_DIAG_MSG.size + size) if atype == UNIX_DIAG_NAME else _NO_NAME
+        names[word] = slice(_NAME_AT, 4 + UNIX_DIAG_MSG.size + size) if atype == UNIX_DIAG_NAME else _NO_NAME
     if rest & (0xFFFFFFF7 * one):  # more than a peer in some message
         if rest & (0xFFFFFFE3 * one) or (rest >> 1) & rest & (8 * one):
             return None  # (only 0, 4, 8, 12, 16 and 20 are)
@@ -215,7 +224,7 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
     if (_lanes(tw[0::step].tobytes()) ^ (PEER_WORD * one)) & peers:
         return None
     # the checks hold: read the columns
-    cols = UNIX_DIAG_MSG.columns(hv, _HEAD_LEN, ("type", "state", "inode"), 0)
+    cols = UNIX_DIAG_MSG.columns(hv, _HEAD_LEN, ("type", "state", "inode"), 4)
     if 2 * named.bit_count() > n:  # mostly named: each message's name (or b"") sliced
         cols.append(list(map(getitem, body, map(names.__getitem__, firsts))))
     else:  # mostly without a name (the usual: clients, pairs): b"", then each named one's put in place
@@ -261,8 +270,8 @@ def by_tail(raw: bytes) -> tuple[list[list[Any]], memoryview, None, list[int], C
 
 _ONE = _U32.pack(1)
 _ALEN_AT, _TYPE_AT = (0, 16) if sys.byteorder == "little" else (16, 0)  # (length, type) in a header's word
-_COOKIE_LOW = UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder != "little")  # the cookie's words in a head row
-_COOKIE_HIGH = UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder == "little")
+_COOKIE_LOW = 1 + UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder != "little")  # the cookie's words in a head row
+_COOKIE_HIGH = 1 + UNIX_DIAG_MSG.offset("cookie") // 4 + (sys.byteorder == "little")
 
 
 def _lanes(words: bytes) -> int:
