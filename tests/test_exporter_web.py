@@ -324,7 +324,15 @@ def counts():
         served = srv.slots.served
         peers = {peer: [served[peer], n - served[peer]] for peer, n in srv.slots.held.items()}
         return got, peers == got and set(served) <= set(peers)
-    return asyncio.run_coroutine_threadsafe(read(), srv._loop).result(10)
+    return asyncio.run_coroutine_threadsafe(read(), server_loop()).result(10)
+def server_loop():
+    """The server's event loop, once its thread has made it (a client can connect before: the socket
+    listens from bind() on)."""
+    for _ in range(400):
+        if srv._loop is not None:
+            return srv._loop
+        time.sleep(0.025)
+    raise SystemExit("the server's loop did not start in 10 s")
 exact = []
 def until(want):
     """The server comes to hold ``want`` ({client address: [served, queued]}) within 10 s: True, or what
@@ -342,7 +350,7 @@ def settled():
         return (len(srv.slots.conns) + len(srv.slots.queue) + len(getattr(srv.slots, "held", ()))
                 + len(getattr(srv.slots, "served", ())))
     for _ in range(200):
-        if asyncio.run_coroutine_threadsafe(held_conns(), srv._loop).result(10) == 0:
+        if asyncio.run_coroutine_threadsafe(held_conns(), server_loop()).result(10) == 0:
             return True
         time.sleep(0.05)
     return False
