@@ -204,19 +204,32 @@ print(answered, flush=True)
 '''
 
 
-def _hundred_scrapes(ns: NetNS, scrape: bytes) -> list[str]:
-    """100 scrapes of the exporter at 9466, 0.05 s apart: each one's status line (an exception's name
-    where the connection failed); an answered one must carry the metrics."""
-    statuses = []
-    for _ in range(100):
-        try:
-            status, _, body = _http(ns, 9466, scrape)
-        except OSError as exc:
-            status, body = type(exc).__name__, b""
-        statuses.append(status)
-        assert status != "HTTP/1.1 200 OK" or body.startswith(b"# HELP sockscope_")
-        time.sleep(0.05)
-    return statuses
+def _scrapes_beside(ns: NetNS, flood_script: str, args: list[str], scrape: bytes) -> tuple[list[str], str]:
+    """100 scrapes of the exporter at 9466, 0.05 s apart, while ``flood_script`` (``args``; it prints
+    READY, floods until its stdin closes, then prints one line) runs in the netns from 0.5 s before the
+    first: each scrape's status line (an exception's name where the connection failed; an answered one
+    must carry the metrics), and the flood's last line.  The flood must outlast the scrapes; it is
+    stopped however this ends."""
+    from nsutil import read_line
+
+    flood = ns.popen([sys.executable, "-c", flood_script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert read_line(flood, 20).strip() == "READY"
+        time.sleep(0.5)  # (the slots and the queue full of the flood's)
+        statuses = []
+        for _ in range(100):
+            try:
+                status, _, body = _http(ns, 9466, scrape)
+            except OSError as exc:
+                status, body = type(exc).__name__, b""
+            statuses.append(status)
+            assert status != "HTTP/1.1 200 OK" or body.startswith(b"# HELP sockscope_")
+            time.sleep(0.05)
+        assert flood.poll() is None and flood.stdin is not None  # (the flood lasted as long as the scrapes)
+        flood.stdin.close()
+        return statuses, read_line(flood, 30)
+    finally:
+        stop_process(flood)
 
 
 def test_wrong_passwords_cannot_lock_the_scrapers_out(ns: NetNS, tmp_path: Path) -> None:
@@ -232,35 +245,24 @@ def test_wrong_passwords_cannot_lock_the_scrapers_out(ns: NetNS, tmp_path: Path)
 
     import bcrypt
 
-    from nsutil import read_line
-
     hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=12)).decode()
     cfg = tmp_path / "web.yml"
     cfg.write_text(f"basic_auth_users:\n  prometheus: {hashed}\n")
     token = base64.b64encode(b"prometheus:right").decode()
     scrape = f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n".encode()
     proc = _exporter(ns, 9466, "--web.config.file", str(cfg), "--web.max-connections", "32")
-    flood = None
     try:
         ns.wait_listening(9466, timeout=20)
         status, _, _ = _http(ns, 9466, scrape)  # checked once, then cached
         assert status == "HTTP/1.1 200 OK"
-        flood = ns.popen([sys.executable, "-c", FLOOD, "9466", "32", "120"], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE)
-        assert read_line(flood, 20).strip() == "READY"
-        time.sleep(0.5)
         # counted over 100 scrapes: before the queue and the grace 11 to 22 failed (five runs: closed at
         # once, or evicted before their head was read); now none (fifteen runs)
-        statuses = _hundred_scrapes(ns, scrape)
-        assert flood.poll() is None and flood.stdin is not None  # (the flood lasted as long as the scrapes)
-        flood.stdin.close()
-        assert int(read_line(flood, 30)) > 0  # the flood was answered (401), not stalled
+        statuses, answered = _scrapes_beside(ns, FLOOD, ["9466", "32", "120"], scrape)
+        assert int(answered) > 0  # the flood was answered (401), not stalled
         assert statuses.count("HTTP/1.1 200 OK") >= 99, statuses  # (before: none)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
-        if flood is not None:
-            stop_process(flood)
         stop_process(proc)
 
 
@@ -299,27 +301,16 @@ def test_idle_connections_from_one_address_cannot_lock_another_addresss_scrapers
     51, 69 and 74 of 100 answered in three runs.  Counted by client address, the scraper takes the place
     of the flood's connection queued last, gets the next slot before the flood's older queued ones, and
     is not closed for the flood's newcomers while it waits for its head to be read: 100 of 100."""
-    from nsutil import read_line
-
     proc = _exporter(ns, 9466, "--web.max-connections", "32")
-    flood = None
     try:
         ns.wait_listening(9466, timeout=20)
-        flood = ns.popen([sys.executable, "-c", IDLE_FLOOD, "9466", "1000"], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE)
-        assert read_line(flood, 20).strip() == "READY"
-        time.sleep(0.5)  # (the slots and the queue full of the flood's)
-        statuses = _hundred_scrapes(ns, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert flood.poll() is None and flood.stdin is not None  # (the flood lasted as long as the scrapes)
-        flood.stdin.close()
-        opened, seconds = read_line(flood, 30).split()
+        statuses, last = _scrapes_beside(ns, IDLE_FLOOD, ["9466", "1000"], b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        opened, seconds = last.split()
         assert int(opened) / float(seconds) > 500, (opened, seconds)  # a flood indeed (~2,000 a second here)
         assert statuses.count("HTTP/1.1 200 OK") >= 99, statuses  # (by age alone: 51-74; by address: 100 in 5 runs)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
-        if flood is not None:
-            stop_process(flood)
         stop_process(proc)
 
 
