@@ -405,7 +405,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, str]:
         "TCP sockets machine-wide at start": measure.tcp_alloc(),
         "kernel": platform.release(),
         "sockscope": f"{' '.join(args.sockscope)} (commit {commit}, work tree as is)",
-        "python (sockscope venv)": measure.first_line([args.python, "-c", "import sys; print(sys.version.split()[0])"]),
+        "python (sockscope venv)": measure.first_line([args.python, "-c", _INTERPRETER]),
         "ss": measure.first_line(["ss", "-V"]),
         "netstat": measure.first_line(["netstat", "--version"]) if shutil.which("netstat") else "not installed",
         "runs per side": f"{args.runs} (median; sides interleaved ABBA after one warm-up each)",
@@ -420,6 +420,13 @@ def machine_info(args: argparse.Namespace) -> dict[str, str]:
     }
 
 
+#: what the machine info says of the measured interpreter: its version, the build the venv was made from and
+#: whether that loads libpython as a shared library (the dynamic linker's relocations of it are part of every
+#: start: ~4 ms of `python -c pass` on this VM) or has it linked in, as Debian's and Ubuntu's python3 do
+_INTERPRETER = ("import sys; print(sys.version.split()[0], 'from', sys._base_executable, '(libpython shared)' "
+                "if 'libpython' in open('/proc/self/maps').read() else '(libpython linked in)')")
+
+
 def report(info: Mapping[str, str], results: Sequence[Result]) -> str:
     head = [f"- {key}: {value}" for key, value in info.items() if value]
     return "\n".join([table(results), "", *head])
@@ -428,20 +435,21 @@ def report(info: Mapping[str, str], results: Sequence[Result]) -> str:
 # --------------------------------------------------------------------------- setup and CLI
 
 
-def setup() -> int:
-    """Create bench/.venv: peers from requirements.txt plus the project, editable."""
-    if not (VENV / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+def setup(venv: Path = VENV) -> int:
+    """Create the bench venv ``venv`` (by the interpreter that runs this: the Python measured): peers from
+    requirements.txt plus the project, editable."""
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     # a current pip first: the console-script launcher of pip < 25.2 imports `re` (+6 ms a run)
     subprocess.run([*pip, "-U", "pip"], check=True)
     subprocess.run([*pip, "-r", str(BENCH / "requirements.txt"), "-e", str(ROOT)], check=True)
-    print(f"bench venv ready: {VENV}")
+    print(f"bench venv ready: {venv}")
     return 0
 
 
-def _default_sockscope() -> str:
-    for candidate in (VENV / "bin" / "sockscope", ROOT / ".venv" / "bin" / "sockscope"):
+def _default_sockscope(venv: Path = VENV) -> str:
+    for candidate in (venv / "bin" / "sockscope", ROOT / ".venv" / "bin" / "sockscope"):
         if candidate.exists():
             return str(candidate)
     return shutil.which("sockscope") or "sockscope"
@@ -457,7 +465,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="Time sockscope against ss, netstat, psutil and pyroute2 on loopback socket populations.",
         epilog="rows: " + ", ".join(f"{r.name} ({r.what})" for r in ROWS),
     )
-    p.add_argument("--setup", action="store_true", help="create bench/.venv (psutil, pyroute2, sockscope -e)")
+    p.add_argument("--setup", action="store_true", help="create the bench venv (--venv): peers, sockscope -e")
     p.add_argument("--sizes", type=_sizes, help="ESTABLISHED sockets per population "
                    "(default 100,10000 unless --populations; 10k/100k work too)")
     p.add_argument("--populations", metavar="LIST", help="populations shaped like real hosts' (comma-separated, "
@@ -468,21 +476,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE", help="also write all samples and metadata as JSON")
     p.add_argument("--netns", help="measure this existing namespace instead of building populations")
     p.add_argument("--time-wait", type=int, default=50_000, metavar="N", help="TIME-WAIT sockets for tan_tw")
-    p.add_argument("--sockscope", default=_default_sockscope(), metavar="CMD", help="sockscope command to time")
+    p.add_argument("--venv", type=Path, default=VENV, metavar="DIR", help="the bench venv: made by --setup with the "
+                   "interpreter that runs run.py, its sockscope and peers measured (default bench/.venv)")
+    p.add_argument("--sockscope", metavar="CMD", help="sockscope command to time (default: the venv's)")
     p.add_argument("--python", help="python for `python -c pass` (default: next to the sockscope command)")
     p.add_argument("--quiet-below", type=float, metavar="MS", help="before each population's rows, wait until "
                    "`python -c pass` takes at most MS ms (median of 7; checked every 20 s)")
     p.add_argument("--quiet-wait", type=float, default=1800, metavar="S", help="wait at most S s (default 1800)")
     p.add_argument("--inner", metavar="SPEC", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.sockscope = shlex.split(args.sockscope)
+    args.venv = args.venv.absolute()
+    args.sockscope = shlex.split(args.sockscope or _default_sockscope(args.venv))
     exe = shutil.which(args.sockscope[0])
     if exe:
         args.sockscope[0] = exe
     if args.python is None:
         beside = Path(args.sockscope[0]).parent / "python"
         args.python = str(beside) if beside.exists() else sys.executable
-    args.inner_python = str(VENV / "bin" / "python") if (VENV / "bin" / "python").exists() else sys.executable
+    inner = args.venv / "bin" / "python"
+    args.inner_python = str(inner) if inner.exists() else sys.executable
     names = args.only.split(",") if args.only else []
     unknown = [n for n in names if n not in ROW_BY_NAME]
     if unknown:
@@ -533,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.inner is not None:
         return inner_main(json.loads(args.inner))
     if args.setup:
-        return setup()
+        return setup(args.venv)
     if args.netns and not population.netns_exists(args.netns):
         print(f"bench/run.py: no network namespace {args.netns!r}", file=sys.stderr)
         return 2
