@@ -173,6 +173,23 @@ def test_run_help() -> None:
         assert word in done.stdout
 
 
+def test_run_venv_names_what_is_measured(tmp_path: Path) -> None:
+    """``--venv DIR``: that venv's sockscope script and python are what the rows time (and what runs the
+    inner side), and the machine info names the interpreter's build."""
+    run = _load("run")
+    venv = tmp_path / "other-venv"
+    (venv / "bin").mkdir(parents=True)
+    for name in ("sockscope", "python"):
+        (venv / "bin" / name).write_text("#!/bin/sh\n")
+        (venv / "bin" / name).chmod(0o755)
+    args = run.parse_args(["--venv", str(venv)])
+    assert args.sockscope == [str(venv / "bin" / "sockscope")]
+    assert args.python == args.inner_python == str(venv / "bin" / "python")
+    assert run.parse_args(["--venv", str(venv), "--sockscope", "/bin/true -x"]).sockscope == ["/bin/true", "-x"]
+    said = subprocess.run([sys.executable, "-c", run._INTERPRETER], capture_output=True, text=True, check=True).stdout
+    assert re.fullmatch(r"3\.\d+\.\d+\S* from /\S+ \(libpython (shared|linked in)\)\n", said), said
+
+
 def test_run_end_to_end_tiny(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     before = set(_netns_list())
