@@ -166,10 +166,37 @@ class Result:
     spoiled: str | None = None  # the population changed during the row: why
 
 
-def run_inner(netns: str, rows: Sequence[Row], args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Measure ``rows`` inside ``netns`` with a ``--inner`` process; its decoded JSON."""
-    spec = {"rows": [r.name for r in rows], "runs": args.runs, "sockscope": args.sockscope, "python": args.python}
-    argv = ["ip", "netns", "exec", netns, args.inner_python, str(Path(__file__).resolve()), "--inner", json.dumps(spec)]
+@dataclass(frozen=True)
+class Venv:
+    """What one interpreter's rows run: the sockscope command, the python beside it (``python -c pass``,
+    the floor rows, psutil's command rows) and the one that runs the inner side (the in-process rows);
+    ``tag`` ends its rows' population label where a run measures two (``--also-venv``), else ""."""
+
+    sockscope: list[str]
+    python: str
+    inner: str
+    tag: str = ""
+
+
+def venvs(args: argparse.Namespace) -> list[Venv]:
+    """The interpreters a run measures: the bench venv's, then ``--also-venv``'s (each row under both)."""
+    main = Venv(args.sockscope, args.python, args.inner_python)
+    if args.also_venv is None:
+        return [main]
+    other = args.also_venv
+    names = (args.venv.name, other.name) if args.venv.name != other.name else (str(args.venv), str(other))
+    return [Venv(main.sockscope, main.python, main.inner, f" [{names[0]}]"),
+            Venv([str(other / "bin" / "sockscope")], str(other / "bin" / "python"), str(other / "bin" / "python"),
+                 f" [{names[1]}]")]
+
+
+def run_inner(netns: str, rows: Sequence[Row], args: argparse.Namespace, venv: Venv | None = None
+              ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Measure ``rows`` inside ``netns`` with a ``--inner`` process (of ``venv``: by default the bench
+    venv's); its decoded JSON."""
+    venv = venv or venvs(args)[0]
+    spec = {"rows": [r.name for r in rows], "runs": args.runs, "sockscope": venv.sockscope, "python": venv.python}
+    argv = ["ip", "netns", "exec", netns, venv.inner, str(Path(__file__).resolve()), "--inner", json.dumps(spec)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
         out, _ = proc.communicate()
@@ -214,17 +241,23 @@ def bench_size(size: int | None, rows: Sequence[Row], args: argparse.Namespace) 
         notes = (_check_population(pop) if size else []) + (_quiet(args) if args.quiet_below else [])
         results: list[Result] = []
         versions: dict[str, str] = {}
-        if plain:
-            raw, versions = run_inner(netns, plain, args)
-            results += _results(raw, label, size, notes)
+        if plain:  # (two interpreters: row by row, one first, then the other first)
+            each = venvs(args)
+            for k, group in enumerate([plain] if len(each) == 1 else [[row] for row in plain]):
+                got = {venv.tag: run_inner(netns, group, args, venv) for venv in (each if k % 2 == 0 else each[::-1])}
+                for venv in each:
+                    raw, versions = got[venv.tag]
+                    results += _results(raw, label + venv.tag, size, notes)
+                notes = []
         if with_tw:
             pop.add_time_wait(args.time_wait)
             before = pop.tcp_states()["TIME-WAIT"]
-            raw, versions = run_inner(netns, with_tw, args)
+            got = [(venv, run_inner(netns, with_tw, args, venv)[0]) for venv in venvs(args)]
             after = pop.tcp_states()["TIME-WAIT"]
             tw_note = f"TIME-WAIT sockets: {before} before the row, {after} after"
             tw_label = f"{label} + {_size_label(args.time_wait)} TIME-WAIT"
-            results += _results(raw, tw_label, size, [tw_note])
+            for venv, raw in got:
+                results += _results(raw, tw_label + venv.tag, size, [tw_note])
     return results, versions
 
 
@@ -282,12 +315,13 @@ def bench_shape(shape: Any, rows: Sequence[Row], args: argparse.Namespace) -> tu
     longest = 20.0
     with shapes.build(shape.name, netns, scale=args.scale, python=args.inner_python) as pop:
         notes = _check_shape(pop) + _quiet(args)
-        for row in rows:
+        for k, row in enumerate(rows):
             renewed = _fresh_time_wait(pop, 1.5 * longest + 5)
             tw = pop.counts["time_wait"]
             before = pop.tcp_states()["TIME-WAIT"] if tw else 0
             started = time.monotonic()
-            raw, versions = run_inner(netns, [row], args)
+            each = venvs(args)  # (two interpreters: one first, then the other first, row by row)
+            got = {venv.tag: run_inner(netns, [row], args, venv) for venv in (each if k % 2 == 0 else each[::-1])}
             longest = max(longest, time.monotonic() - started)
             after = pop.tcp_states()["TIME-WAIT"] if tw else 0
             extra = notes + ([renewed] if renewed else [])
@@ -296,9 +330,11 @@ def bench_shape(shape: Any, rows: Sequence[Row], args: argparse.Namespace) -> tu
                 extra.append(f"TIME-WAIT sockets CHANGED during the row: {before} before, {after} after (of {tw})")
             elif tw:
                 extra.append(f"TIME-WAIT sockets: all {tw} there before and after the row")
-            results += _results(raw, label, None, extra, shape.name)
-            if before != tw or after != tw:
-                results[-1].spoiled = "TIME-WAIT expired"
+            for venv in each:
+                raw, versions = got[venv.tag]
+                results += _results(raw, label + venv.tag, None, extra, shape.name)
+                if before != tw or after != tw:
+                    results[-1].spoiled = "TIME-WAIT expired"
     return results, versions
 
 
@@ -389,7 +425,8 @@ def _quiet(args: argparse.Namespace) -> list[str]:
     """The notes of a population's start: how long ``--quiet-below`` waited (if asked), then its
     ``python -c pass``."""
     waited = measure.wait_for_quiet(args.python, args.quiet_below, args.quiet_wait) if args.quiet_below else ""
-    return [waited] * bool(waited) + [f"python -c pass before the rows: {measure.interpreter_start(args.python)}"]
+    starts = [f"python -c pass{v.tag} before the rows: {measure.interpreter_start(v.python)}" for v in venvs(args)]
+    return [waited] * bool(waited) + starts
 
 
 def machine_info(args: argparse.Namespace) -> dict[str, str]:
@@ -406,6 +443,8 @@ def machine_info(args: argparse.Namespace) -> dict[str, str]:
         "kernel": platform.release(),
         "sockscope": f"{' '.join(args.sockscope)} (commit {commit}, work tree as is)",
         "python (sockscope venv)": measure.first_line([args.python, "-c", _INTERPRETER]),
+        "python (--also-venv)": measure.first_line([str(args.also_venv / "bin" / "python"), "-c", _INTERPRETER])
+        if args.also_venv else "",
         "ss": measure.first_line(["ss", "-V"]),
         "netstat": measure.first_line(["netstat", "--version"]) if shutil.which("netstat") else "not installed",
         "runs per side": f"{args.runs} (median; sides interleaved ABBA after one warm-up each)",
@@ -479,6 +518,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--venv", type=Path, default=VENV, metavar="DIR", help="the bench venv: made by --setup with the "
                    "interpreter that runs run.py, its sockscope and peers measured (default bench/.venv)")
     p.add_argument("--sockscope", metavar="CMD", help="sockscope command to time (default: the venv's)")
+    p.add_argument("--also-venv", type=Path, metavar="DIR", help="also measure every row under this venv's "
+                   "interpreter (made by --setup --venv DIR), right after or before the bench venv's: the rows "
+                   "of each are tagged with their venv's name")
     p.add_argument("--python", help="python for `python -c pass` (default: next to the sockscope command)")
     p.add_argument("--quiet-below", type=float, metavar="MS", help="before each population's rows, wait until "
                    "`python -c pass` takes at most MS ms (median of 7; checked every 20 s)")
@@ -495,6 +537,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.python = str(beside) if beside.exists() else sys.executable
     inner = args.venv / "bin" / "python"
     args.inner_python = str(inner) if inner.exists() else sys.executable
+    if args.also_venv is not None:
+        args.also_venv = args.also_venv.absolute()
+        if not all((args.also_venv / "bin" / name).exists() for name in ("sockscope", "python")):
+            p.error(f"--also-venv {args.also_venv}: no bin/sockscope and bin/python (make it by --setup --venv)")
     names = args.only.split(",") if args.only else []
     unknown = [n for n in names if n not in ROW_BY_NAME]
     if unknown:

@@ -190,6 +190,34 @@ def test_run_venv_names_what_is_measured(tmp_path: Path) -> None:
     assert re.fullmatch(r"3\.\d+\.\d+\S* from /\S+ \(libpython (shared|linked in)\)\n", said), said
 
 
+def test_run_also_venv_measures_each_row_under_both(tmp_path: Path) -> None:
+    """``--also-venv DIR``: every row measured under the bench venv's interpreter and under DIR's (here a
+    venv made of links to this one, under another name), each result tagged with its venv."""
+    here = Path(sys.prefix)
+    other = tmp_path / "other"
+    (other / "bin").mkdir(parents=True)
+    (other / "pyvenv.cfg").write_text((here / "pyvenv.cfg").read_text())
+    (other / "lib").symlink_to(here / "lib")
+    (other / "bin" / "python").symlink_to(sys.executable)
+    (other / "bin" / "sockscope").symlink_to(here / "bin" / "sockscope")
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--sizes", "100", "--runs", "1", "--only", "tan,net_connections",
+         "--also-venv", str(other), "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    got = collections.Counter((r["row"], r["population"].rpartition(" [")[2]) for r in data["results"])
+    assert got == {("tan", ".venv]"): 1, ("tan", "other]"): 1, ("net_connections", ".venv]"): 1,
+                   ("net_connections", "other]"): 1}, got
+    assert all(r["same"] is not False and r["ours"]["status"] == "ok" for r in data["results"]), data["results"]
+    assert "libpython" in data["meta"]["python (--also-venv)"]
+    bad = subprocess.run([sys.executable, str(BENCH / "run.py"), "--also-venv", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "no bin/sockscope" in bad.stderr
+
+
 def test_run_end_to_end_tiny(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     before = set(_netns_list())
