@@ -245,9 +245,9 @@ def bench_size(size: int | None, rows: Sequence[Row], args: argparse.Namespace) 
             each = venvs(args)
             for k, group in enumerate([plain] if len(each) == 1 else [[row] for row in plain]):
                 got = {venv.tag: run_inner(netns, group, args, venv) for venv in (each if k % 2 == 0 else each[::-1])}
-                for venv in each:
+                for i, venv in enumerate(each):
                     raw, versions = got[venv.tag]
-                    results += _results(raw, label + venv.tag, size, notes)
+                    results += _results(raw, label + venv.tag, size, [] if i else notes)
                 notes = []
         if with_tw:
             pop.add_time_wait(args.time_wait)
@@ -324,15 +324,16 @@ def bench_shape(shape: Any, rows: Sequence[Row], args: argparse.Namespace) -> tu
             got = {venv.tag: run_inner(netns, [row], args, venv) for venv in (each if k % 2 == 0 else each[::-1])}
             longest = max(longest, time.monotonic() - started)
             after = pop.tcp_states()["TIME-WAIT"] if tw else 0
-            extra = notes + ([renewed] if renewed else [])
-            notes = []
+            tw_notes = []
             if before != tw or after != tw:
-                extra.append(f"TIME-WAIT sockets CHANGED during the row: {before} before, {after} after (of {tw})")
+                tw_notes.append(f"TIME-WAIT sockets CHANGED during the row: {before} before, {after} after (of {tw})")
             elif tw:
-                extra.append(f"TIME-WAIT sockets: all {tw} there before and after the row")
-            for venv in each:
+                tw_notes.append(f"TIME-WAIT sockets: all {tw} there before and after the row")
+            extra = notes + ([renewed] if renewed else []) + tw_notes
+            notes = []
+            for i, venv in enumerate(each):  # (the population's notes on the first interpreter's row only)
                 raw, versions = got[venv.tag]
-                results += _results(raw, label + venv.tag, None, extra, shape.name)
+                results += _results(raw, label + venv.tag, None, tw_notes if i else extra, shape.name)
                 if before != tw or after != tw:
                     results[-1].spoiled = "TIME-WAIT expired"
     return results, versions
