@@ -190,6 +190,11 @@ def venvs(args: argparse.Namespace) -> list[Venv]:
                  f" [{names[1]}]")]
 
 
+def _turn(each: list[Venv], k: int) -> list[Venv]:
+    """The order in which row ``k`` is measured under the interpreters ``each``: one first, then the other."""
+    return each if k % 2 == 0 else each[::-1]
+
+
 def run_inner(netns: str, rows: Sequence[Row], args: argparse.Namespace, venv: Venv | None = None
               ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Measure ``rows`` inside ``netns`` with a ``--inner`` process (of ``venv``: by default the bench
@@ -244,7 +249,7 @@ def bench_size(size: int | None, rows: Sequence[Row], args: argparse.Namespace) 
         if plain:  # (two interpreters: row by row, one first, then the other first)
             each = venvs(args)
             for k, group in enumerate([plain] if len(each) == 1 else [[row] for row in plain]):
-                got = {venv.tag: run_inner(netns, group, args, venv) for venv in (each if k % 2 == 0 else each[::-1])}
+                got = {venv.tag: run_inner(netns, group, args, venv) for venv in _turn(each, k)}
                 for i, venv in enumerate(each):
                     raw, versions = got[venv.tag]
                     results += _results(raw, label + venv.tag, size, [] if i else notes)
@@ -252,12 +257,13 @@ def bench_size(size: int | None, rows: Sequence[Row], args: argparse.Namespace) 
         if with_tw:
             pop.add_time_wait(args.time_wait)
             before = pop.tcp_states()["TIME-WAIT"]
-            got = [(venv, run_inner(netns, with_tw, args, venv)[0]) for venv in venvs(args)]
+            got = [(venv, run_inner(netns, with_tw, args, venv)) for venv in venvs(args)]
             after = pop.tcp_states()["TIME-WAIT"]
             tw_note = f"TIME-WAIT sockets: {before} before the row, {after} after"
             tw_label = f"{label} + {_size_label(args.time_wait)} TIME-WAIT"
-            for venv, raw in got:
+            for venv, (raw, _) in got:
                 results += _results(raw, tw_label + venv.tag, size, [tw_note])
+            versions = got[-1][1][1]
     return results, versions
 
 
@@ -321,7 +327,7 @@ def bench_shape(shape: Any, rows: Sequence[Row], args: argparse.Namespace) -> tu
             before = pop.tcp_states()["TIME-WAIT"] if tw else 0
             started = time.monotonic()
             each = venvs(args)  # (two interpreters: one first, then the other first, row by row)
-            got = {venv.tag: run_inner(netns, [row], args, venv) for venv in (each if k % 2 == 0 else each[::-1])}
+            got = {venv.tag: run_inner(netns, [row], args, venv) for venv in _turn(each, k)}
             longest = max(longest, time.monotonic() - started)
             after = pop.tcp_states()["TIME-WAIT"] if tw else 0
             tw_notes = []
@@ -461,8 +467,9 @@ def machine_info(args: argparse.Namespace) -> dict[str, str]:
 
 
 #: what the machine info says of the measured interpreter: its version, the build the venv was made from and
-#: whether that loads libpython as a shared library (the dynamic linker's relocations of it are part of every
-#: start: ~4 ms of `python -c pass` on this VM) or has it linked in, as Debian's and Ubuntu's python3 do
+#: whether that loads libpython as a shared library (relocated by the dynamic linker at every start; here such
+#: a build's `python -c pass` took 16 ms against 13 for Debian's: bench/README.md, session 40) or has it
+#: linked in, as Debian's and Ubuntu's python3 do
 _INTERPRETER = ("import sys; print(sys.version.split()[0], 'from', sys._base_executable, '(libpython shared)' "
                 "if 'libpython' in open('/proc/self/maps').read() else '(libpython linked in)')")
 
