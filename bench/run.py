@@ -469,7 +469,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, str]:
 #: what the machine info says of the measured interpreter: its version, the build the venv was made from and
 #: whether that loads libpython as a shared library (relocated by the dynamic linker at every start; here such
 #: a build's `python -c pass` took 16 ms against 13 for Debian's: bench/README.md, session 40) or has it
-#: linked in, as Debian's and Ubuntu's python3 do
+#: linked in, as Debian's python3 does
 _INTERPRETER = ("import sys; print(sys.version.split()[0], 'from', sys._base_executable, '(libpython shared)' "
                 "if 'libpython' in open('/proc/self/maps').read() else '(libpython linked in)')")
 
