@@ -195,11 +195,10 @@ def _turn(each: list[Venv], k: int) -> list[Venv]:
     return each if k % 2 == 0 else each[::-1]
 
 
-def run_inner(netns: str, rows: Sequence[Row], args: argparse.Namespace, venv: Venv | None = None
+def run_inner(netns: str, rows: Sequence[Row], args: argparse.Namespace, venv: Venv
               ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Measure ``rows`` inside ``netns`` with a ``--inner`` process (of ``venv``: by default the bench
-    venv's); its decoded JSON."""
-    venv = venv or venvs(args)[0]
+    """Measure ``rows`` inside ``netns`` with a ``--inner`` process of ``venv`` (see :func:`venvs`);
+    its decoded JSON."""
     spec = {"rows": [r.name for r in rows], "runs": args.runs, "sockscope": venv.sockscope, "python": venv.python}
     argv = ["ip", "netns", "exec", netns, venv.inner, str(Path(__file__).resolve()), "--inner", json.dumps(spec)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)

@@ -460,17 +460,15 @@ HOLD_ROWS = 1 << 18
 _SS_MAYBE = (SS_CHUNKS - 1) * (SS_ROOM - (1 << 16))
 
 
-def _width(values: Any, cache: Any, exact: bool = False, block: Columns | None = None, i: int = 0) -> int:
-    """The widest cell of a :class:`Columns` block's column ``(values, cache)``: a column cache
-    knows the widest text of every value it has met; ``exact``: of ``values`` only.  A column of
-    numbers is measured once (``block``'s column ``i``: its ``widths``)."""
+def _width(values: Any, cache: Any, exact: bool, block: Columns, i: int) -> int:
+    """The widest cell of column ``i`` of the :class:`Columns` block ``block`` (``values``, its
+    ``cache``): a column cache knows the widest text of every value it has met; ``exact``: of
+    ``values`` only.  A column of numbers is measured once (kept in the block's ``widths``)."""
     if cache is None:
         return len(values)
     if cache is CELLS:
         return max(map(len, values), default=0)
     if isinstance(cache, Numbers):
-        if block is None:
-            return int(cache.width(values))
         w = block.widths.get(i)
         if w is None:
             w = block.widths[i] = int(cache.width(values))
