@@ -791,7 +791,7 @@ def test_info_of_framed_datagrams_read_length_by_length_agree_with_the_walk() ->
                (tcpinfo.SIZE, None, 0, 0), (tcpinfo.SIZE, b"bbr\0", 16, 0)]
     minis = [_inet_msg(2, 6, 4242, 33001, _LO4, _LO4, 0), _inet_msg(10, 6, 80, 33001, _LO6, _LO6, 0),
              _inet_msg(2, 3, 80, 33002, _LO4, _LO4, 0)]
-    grouped = sparsed = 0
+    grouped = sparsed = with_others = 0
     for _trial in range(60):
         shapes = rng.sample(layouts, rng.choice([1, 2]))
         msgs = []
@@ -819,12 +819,19 @@ def test_info_of_framed_datagrams_read_length_by_length_agree_with_the_walk() ->
             if any(t is not None for t in walked[0]):  # the rows with tcp_info kept column by column
                 sparsed += 1
                 assert isinstance(infos, tcpinfo.SparseInfo) and infos.rows() == walked[0]
+                if infos.others is not None:  # (the other columns of the rows with tcp_info, in their order)
+                    with_others += 1
+                    o_congs, o_bbrs, o_dctcps = infos.others
+                    assert (list(o_congs), [None if x is None else tuple(x) for x in o_bbrs], list(o_dctcps)) == (
+                        [walked[1][i] for i in infos.at], [None if walked[2][i] is None else tuple(walked[2][i])
+                                                           for i in infos.at], [walked[3][i] for i in infos.at])
                 for flags in (False, True):  # the same -i text, each row's in its place
                     assert tcp_info_text.texts(*b.info[:4], b.state, flags, True) == tcp_info_text.texts(
                         *walked[:4], b.state, flags, True)
                 keep = [rng.random() < 0.5 for _ in range(b.n)]
                 assert infos.select(keep).rows() == [t for t, k in zip(walked[0], keep) if k]
     assert grouped >= 30 and sparsed >= 30  # the framed datagrams really were read length by length
+    assert with_others == sparsed  # (and -i's text read their other columns as the decoder gave them)
     # every socket has tcp_info, in two lengths interleaved (IPv4 and IPv6 ones): the texts in place
     four = _inet_msg(2, 1, 1, 2, _LO4, _LO4, 5, _info_attrs(rng, tcpinfo.SIZE, b"cubic\0", 0, 0, False))
     six = _inet_msg(10, 1, 3, 4, _LO6, _LO6, 6, _info_attrs(rng, tcpinfo.SIZE, b"reno\0", 0, 0, True))

@@ -215,11 +215,20 @@ def info_columns(b: Batch, mv: memoryview, length: int) -> tuple[Any, list[Any],
     _walk_info(b, rest, cols)
     walked = [i for i in rest if cols[0][i] is not None]
     if walked:
-        parts.append((walked, InfoColumns.of([cols[0][i] for i in walked])))
+        parts.append((walked, InfoColumns.of([cols[0][i] for i in walked]),
+                      [[col[i] for i in walked] for col in cols[1:4]]))
     if not parts:
         return _tails_or_none(cols)
-    return _tails_or_none((SparseInfo(n, [i for rows, _ in parts for i in rows],
-                                      InfoColumns.joined([c for _, c in parts])), *cols[1:]))
+    # the other columns of the rows with tcp_info, in their order (one length of full sockets among
+    # mini-sockets, the usual case: as _uniform_info read them)
+    if len(parts) == 1:
+        others = parts[0][2]
+    else:
+        from itertools import chain
+
+        others = [list(chain.from_iterable(p[2][k] for p in parts)) for k in range(3)]
+    return _tails_or_none((SparseInfo(n, [i for rows, _, _ in parts for i in rows],
+                                      InfoColumns.joined([c for _, c, _ in parts]), (*others,)), *cols[1:]))
 
 
 def _tails_or_none(cols: tuple[Any, ...]) -> tuple[Any, list[Any], list[Any], list[Any], Any]:
@@ -228,17 +237,17 @@ def _tails_or_none(cols: tuple[Any, ...]) -> tuple[Any, list[Any], list[Any], li
     return cols[0], cols[1], cols[2], cols[3], None if tails.count(None) == len(tails) else tails
 
 
-def _grouped_info(b: Batch, cols: tuple[list[Any], ...]) -> tuple[list[int], list[tuple[list[int], Any]]]:
+def _grouped_info(b: Batch, cols: tuple[list[Any], ...]) -> tuple[list[int], list[tuple[list[int], Any, Any]]]:
     """Fill ``cols[1:]`` for the rows of a framed batch, messages of one length at a time: those
     of each length copied side by side (in C, once: ``Batch.gathered``) and read as a uniform datagram by
     :func:`_uniform_info` (TIME-WAIT and SYN-RECV mini-sockets among full ones: usually two
     lengths, three or four with IPv6).  Returns the rows left (a length of one message, or an
-    attribute layout that varies), and (rows, their tcp_info column by column) of each length
-    that has one."""
+    attribute layout that varies), and (rows, their tcp_info column by column, their congestion
+    control, bbr_info and dctcp_info columns) of each length that has one."""
     from sockscope.kernel.tcpinfo import InfoColumns
 
     rest: list[int] = []
-    parts: list[tuple[list[int], Any]] = []
+    parts: list[tuple[list[int], Any, Any]] = []
     for length, rows in b.lengths().items():
         k = len(rows)
         got = None
@@ -249,9 +258,9 @@ def _grouped_info(b: Batch, cols: tuple[list[Any], ...]) -> tuple[list[int], lis
             continue
         infos = got[0]
         if type(infos) is not list:
-            parts.append((rows, infos))
+            parts.append((rows, infos, got[1:4]))
         elif infos.count(None) != k:  # (decoded socket by socket: a payload ending inside a field)
-            parts.append((rows, InfoColumns.of(infos)))
+            parts.append((rows, InfoColumns.of(infos), got[1:4]))
         for col, values in zip(cols[1:], got[1:]):
             if values is None or type(values) is list and values.count(None) == k:  # (a mini-socket's: none)
                 continue

@@ -248,14 +248,18 @@ class SparseInfo:
     """The tcp_info column of ``n`` sockets of which only those at ``at`` (in any order) have one,
     those held column by column (``cols``, an :class:`InfoColumns`): a datagram of TIME-WAIT or
     SYN-RECV mini-sockets among full ones.  Iterating gives a :class:`TcpInfo` or None per socket;
-    it equals the list of them (what a walk message by message gives)."""
+    it equals the list of them (what a walk message by message gives).  ``others``, where the
+    decoder has them at hand: the same rows' congestion control names, bbr_info and dctcp_info
+    columns, in ``at``'s order (``-i``'s text reads them so, without picking them from the
+    batch's rows)."""
 
-    __slots__ = ("n", "at", "cols")
+    __slots__ = ("n", "at", "cols", "others")
 
-    def __init__(self, n: int, at: list[int], cols: InfoColumns) -> None:
+    def __init__(self, n: int, at: list[int], cols: InfoColumns, others: tuple[Any, Any, Any] | None = None) -> None:
         self.n = n
         self.at = at
         self.cols = cols
+        self.others = others
 
     def __iter__(self) -> Iterator[TcpInfo | None]:
         return iter(self.rows())

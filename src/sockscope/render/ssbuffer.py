@@ -112,34 +112,6 @@ def _number_sizes(values: list[int], kind: Numbers) -> int | list[int]:
     return list(map(SIZE.__getitem__, map(len, map(str, values))))  # (0's text is "0" or as long)
 
 
-def row_sizes(block: Any, fields: list[int], memo: dict[int, Sizes]) -> list[int]:
-    """Each row's bytes in ss's buffer: the tokens of ``fields`` and the empty one of ss's last
-    field.  ``memo``: the column caches' :class:`Sizes`, by ``id`` of their texts."""
-    n = block.n if type(block) is Columns else len(block)
-    fixed = 2  # (ss's last field: empty)
-    total: list[int] | None = None
-    for f in fields:
-        col = _column_sizes(block, f, memo)
-        if isinstance(col, int):
-            fixed += col
-        else:
-            total = col if total is None else list(map(add, total, col))
-    if total is None:
-        return [fixed] * n
-    return list(map(add, total, repeat(fixed)))
-
-
-def block_bytes(block: Any, fields: list[int], memo: dict[int, Sizes]) -> int:
-    """The bytes of all rows of ``block`` in ss's buffer (:func:`row_sizes` summed): a column whose
-    rows' tokens are alike by one multiplication."""
-    n = block.n if type(block) is Columns else len(block)
-    total = 2 * n  # (ss's last field: empty)
-    for f in fields:
-        col = _column_sizes(block, f, memo)
-        total += col * n if isinstance(col, int) else sum(col)
-    return total
-
-
 #: rows followed at a time: a part's bytes are summed, and only a part in which ss starts a
 #: chunk (or writes) is followed row by row
 PART = 2048
@@ -148,22 +120,35 @@ PART = 2048
 def follow(block: Any, start: int, n: int, fields: list[int], memo: dict[int, Sizes], state: list[int]
            ) -> int | None:
     """Follow ss's buffer (``state``, as :func:`account`) over rows ``start`` to ``n`` of
-    ``block``: the row (of the block) at whose end ss writes what it holds, or None."""
+    ``block``: the row (of the block) at whose end ss writes what it holds, or None.  ``memo``:
+    the column caches' :class:`Sizes`, by ``id`` of their texts."""
     for lo in range(start, n, PART):
         hi = min(lo + PART, n)
         part = rows_of(block, lo, hi)
         if not state[0]:
             state[0], state[1] = 1, 0
+        # each field's token bytes (one int where every row's are alike), then the empty token of
+        # ss's last field: summed, and only where ss starts a chunk among them, row by row
+        fixed, more = 2, []
+        for f in fields:
+            col = _column_sizes(part, f, memo)
+            if isinstance(col, int):
+                fixed += col
+            else:
+                more.append(col)
         if state[0] < CHUNKS:
-            total = block_bytes(part, fields, memo)
+            total = fixed * (hi - lo) + sum(map(sum, more))
             if state[1] + total <= ROOM - 2:  # (every token of theirs ends before the chunk's end)
                 state[1] += total
                 continue
+        sizes = [fixed] * (hi - lo)
+        for c in more:
+            sizes = list(map(add, sizes, c))
 
         def tokens(i: int, part: Any = part) -> list[int]:
             return token_lengths(part, fields, i)
 
-        at = account(row_sizes(part, fields, memo), tokens, state)
+        at = account(sizes, tokens, state)
         if at is not None:
             return lo + at
     return None
@@ -193,7 +178,7 @@ def token_lengths(block: Any, fields: list[int], i: int) -> list[int]:
 
 
 def account(sizes: list[int], tokens: Callable[[int], list[int]], state: list[int]) -> int | None:
-    """Follow ss's buffer over rows (``sizes``: each row's bytes, :func:`row_sizes`; ``tokens``:
+    """Follow ss's buffer over rows (``sizes``: each row's bytes, as :func:`follow` sums them; ``tokens``:
     row i's text lengths, :func:`token_lengths`) from ``state`` ([chunks held, offset of the next
     token in the last one]), which it updates.  The row at whose end ss writes what it holds
     (the state is then that of the rows after it: nothing held), or None when it holds them all."""

@@ -248,8 +248,12 @@ _EXTRA = ("cong", "state", "dctcp", "bbr", *_BBR_COLS)
 _INFO_NAMES = tuple(dict.fromkeys(f for _p, fields, _x in _PIECES for f in fields if f not in _EXTRA))
 _COLS = (*_INFO_NAMES, *_EXTRA)
 _INDEX = {name: i for i, name in enumerate(_COLS)}
-_VARIES = object()  # a column's values differ and none is 0 (else: _VARIES0)
+_VARIES = object()  # a column's values differ (and, where _ZERO_TOLD, none is 0: else _VARIES0)
 _VARIES0 = object()
+#: per column: whether its shape tells a 0 among its values (_VARIES0): the first field of a counter
+#: (a counter of numbers all new, none 0, is its prefix and the numbers) and rtt's (made apart)
+_ZERO_TOLD = tuple(name in {fields[0] for make, fields, _x in _PIECES if make is _counter or make is _rtt}
+                   for name in _COLS)
 #: (option words, -n) -> _PIECES with -n put in, their columns' indices, and whether a piece is left
 #: out where its first column is None
 _PLACED: dict[tuple[bool, bool], list[tuple[Any, tuple[int, ...], tuple[Any, ...], bool]]] = {
@@ -351,6 +355,7 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
     (also a row without tcp_info's), in the same join: the table's line break and tab."""
     from sockscope.kernel.tcpinfo import InfoColumns, SparseInfo
 
+    picked = False  # the other columns given for the rows with tcp_info alone
     if isinstance(infos, InfoColumns):  # every row has one, already column by column
         n = infos.n
         rows: Sequence[int] = range(n)
@@ -359,6 +364,10 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         n, rows, info = infos.n, infos.at, infos.cols  # (rows in any order: the texts are put back in place)
         if not rows:
             return [lead] * n
+        if infos.others is not None:  # their other columns as the decoder read them, in the rows' order
+            congs, bbrs, dctcps = infos.others
+            states = [states[i] for i in rows]
+            picked = True
     else:
         n = len(infos)
         rows = [i for i, t in enumerate(infos) if t is not None]
@@ -379,7 +388,7 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         if len(rows) == n:
             rows = range(n)
         info = InfoColumns.of(infos if len(rows) == n else [infos[i] for i in rows])
-    if type(rows) is not range:  # the other columns of the rows with tcp_info
+    if type(rows) is not range and not picked:  # the other columns of the rows with tcp_info
         bbrs, dctcps = [bbrs[i] for i in rows], [dctcps[i] for i in rows]
         congs, states = [congs[i] for i in rows], [states[i] for i in rows]
     m = len(rows)
@@ -397,7 +406,8 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         cols.append(None)
         cols += [c[0] if c.count(c[0]) == m else list(c) for c in zip(*bbrs)]
     # the batch's shape: each column's one value, or that its values vary
-    shape = tuple([c if type(c) is not list else _VARIES0 if 0 in c else _VARIES for c in cols])
+    shape = tuple([c if type(c) is not list else _VARIES0 if told and 0 in c else _VARIES
+                   for c, told in zip(cols, _ZERO_TOLD)])
     if m == 1:
         plan = _compile(shape, flags, numeric)
     else:
