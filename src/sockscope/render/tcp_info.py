@@ -252,8 +252,8 @@ _VARIES = object()  # a column's values differ (and, where _ZERO_TOLD, none is 0
 _VARIES0 = object()
 #: per column: whether its shape tells a 0 among its values (_VARIES0): the first field of a counter
 #: (a counter of numbers all new, none 0, is its prefix and the numbers) and rtt's (made apart)
-_ZERO_TOLD = tuple(name in {fields[0] for make, fields, _x in _PIECES if make is _counter or make is _rtt}
-                   for name in _COLS)
+_ZERO_TOLD = tuple(map({fields[0] for make, fields, _x in _PIECES if make is _counter or make is _rtt}.__contains__,
+                       _COLS))
 #: (option words, -n) -> _PIECES with -n put in, their columns' indices, and whether a piece is left
 #: out where its first column is None
 _PLACED: dict[tuple[bool, bool], list[tuple[Any, tuple[int, ...], tuple[Any, ...], bool]]] = {
