@@ -29,8 +29,8 @@ NLMSG_HDRLEN = 16
 
 class Layout:
     """One struct: its fields' offsets and codes, and the struct of one message.  The offsets and
-    the struct are made when first asked for: a listing reads two or three of the layouts below,
-    and making them all cost its start ~0.4 ms."""
+    the struct are made when first asked for: a listing reads few of the layouts below (``-tan``
+    and ``-xa`` one each), and making them all cost every start ~0.4 ms."""
 
     __slots__ = ("name", "fields", "offsets", "size", "struct", "names", "_by_length", "_plans", "_cuts")
 
@@ -45,16 +45,19 @@ class Layout:
         return object.__getattribute__(self, attr)
 
     def _make(self) -> None:
-        self.offsets: dict[str, tuple[int, str, bool]] = {}  # name -> (offset, code, network order)
+        """Every slot but the name and the fields, each set once whole (a thread that reads one
+        already set while another thread makes the rest sees it complete)."""
+        offsets: dict[str, tuple[int, str, bool]] = {}  # name -> (offset, code, network order)
         off = 0
         codes = []
         for fname, code in self.fields:
             net = code.endswith("!")
             code = code.rstrip("!")
             if not fname.startswith("_"):
-                self.offsets[fname] = (off, code, net)
+                offsets[fname] = (off, code, net)
             codes.append(code)
             off += _struct.calcsize("=" + code)
+        self.offsets = offsets
         self.size = off
         self.struct = _struct.Struct("=" + "".join(codes))
         self.names = tuple(f for f, _ in self.fields)
@@ -184,8 +187,8 @@ class Layout:
         return body.cast("I")[pos // 4 :: length // 4].tolist()
 
 
-
 _MADE = frozenset(Layout.__slots__) - {"name", "fields"}  # the slots a layout's _make sets
+
 
 def _view(body: memoryview, v: int) -> memoryview:
     """``body`` seen as :meth:`Layout._where`'s view ``v``: bytes, u16, u32, u64, u64 from byte 4 on."""
