@@ -320,12 +320,13 @@ def bench_shape(shape: Any, rows: Sequence[Row], args: argparse.Namespace) -> tu
     longest = 20.0
     with shapes.build(shape.name, netns, scale=args.scale, python=args.inner_python) as pop:
         notes = _check_shape(pop) + _quiet(args)
+        each = venvs(args)
         for k, row in enumerate(rows):
             renewed = _fresh_time_wait(pop, 1.5 * longest + 5)
             tw = pop.counts["time_wait"]
             before = pop.tcp_states()["TIME-WAIT"] if tw else 0
             started = time.monotonic()
-            each = venvs(args)  # (two interpreters: one first, then the other first, row by row)
+            # (two interpreters: one first, then the other first, row by row)
             got = {venv.tag: run_inner(netns, [row], args, venv) for venv in _turn(each, k)}
             longest = max(longest, time.monotonic() - started)
             after = pop.tcp_states()["TIME-WAIT"] if tw else 0

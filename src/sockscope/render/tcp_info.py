@@ -366,7 +366,6 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
             return [lead] * n
         if infos.others is not None:  # their other columns as the decoder read them, in the rows' order
             congs, bbrs, dctcps = infos.others
-            states = [states[i] for i in rows]
             picked = True
     else:
         n = len(infos)
@@ -388,9 +387,10 @@ def texts(infos: Sequence[Any], congs: Sequence[str | None], bbrs: Sequence[Any]
         if len(rows) == n:
             rows = range(n)
         info = InfoColumns.of(infos if len(rows) == n else [infos[i] for i in rows])
-    if type(rows) is not range and not picked:  # the other columns of the rows with tcp_info
-        bbrs, dctcps = [bbrs[i] for i in rows], [dctcps[i] for i in rows]
-        congs, states = [congs[i] for i in rows], [states[i] for i in rows]
+    if type(rows) is not range:  # the other columns of the rows with tcp_info
+        states = [states[i] for i in rows]
+        if not picked:
+            bbrs, dctcps, congs = [bbrs[i] for i in rows], [dctcps[i] for i in rows], [congs[i] for i in rows]
     m = len(rows)
     if not m:
         return []
