@@ -87,9 +87,18 @@ def _run_suite(root: Path, *args: str, plugin: str = PLUGIN) -> subprocess.Compl
     (root / "sockscope_dropin.py").write_text(plugin)
     # psutil's helpers start children with the real path of the interpreter (out of a venv):
     # they find psutil through PYTHONPATH.  PYTHONMALLOC=malloc: psleak measures the C heap.
+    # One malloc arena (GLIBC_TUNABLES): with PYTHONMALLOC=malloc every object a helper thread of
+    # net_connections makes (they receive the dumps while the owners are walked) comes from that
+    # thread's own arena, whose freed fragments malloc_trim gives back only in part, so the RSS
+    # psleak reads moved by 4-106 KiB from one of its runs to the next with no leak, its runs
+    # escalated (200, 300, 450 … calls; it gives up after 10) and its test took 18-167 s; with one
+    # arena, 2.5-5 s.  Every allocation is still counted (the heap psleak reads is every arena's),
+    # and a leak still fails it: 200 bytes a call kept showed as +263-272 bytes a call in each of
+    # its 10 runs, then MemoryLeakError.
     site = os.path.dirname(os.path.dirname(psutil.__file__))
+    tunables = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), "glibc.malloc.arena_max=1"]))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), site]), PYTHONDONTWRITEBYTECODE="1",
-               PYTHONMALLOC="malloc")
+               PYTHONMALLOC="malloc", GLIBC_TUNABLES=tunables)
     env.pop("PYTEST_ADDOPTS", None)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "sockscope_dropin", "-p", "no:cacheprovider",
