@@ -113,22 +113,22 @@ def tcp_infos(draw: Any) -> TcpInfo:
     return info
 
 
+def _maybe(strategy: Any) -> Any:
+    return st.one_of(st.none(), strategy)  # (an optional field: None or a value)
+
+
 def tls() -> Any:
-    return st.one_of(st.none(), st.tuples(*[st.one_of(st.none(), small) for _ in TLS_INFO_FIELDS]))
+    return _maybe(st.tuples(*[_maybe(small) for _ in TLS_INFO_FIELDS]))
 
 
 def subflow() -> Any:
     top = max(MPTCP_SUBFLOW_ATTRS) + 1
-    return st.one_of(st.none(), st.tuples(*[st.one_of(st.none(), ints) for _ in range(top)]))
+    return _maybe(st.tuples(*[_maybe(ints) for _ in range(top)]))
 
 
 def rings() -> Any:
     ring = st.tuples(*[small for _ in range(7)])
-    return st.tuples(st.one_of(st.none(), ring), st.one_of(st.none(), ring), st.one_of(st.none(), ints))
-
-
-def _maybe(strategy: Any) -> Any:
-    return st.one_of(st.none(), strategy)  # (an optional field: None or a value)
+    return st.tuples(_maybe(ring), _maybe(ring), _maybe(ints))
 
 
 # Each field's strategy is made once, here: a strategy made anew at every draw is validated anew,
