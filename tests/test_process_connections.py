@@ -118,13 +118,20 @@ def test_process_connections_errors() -> None:
 
 def test_process_connections_unreadable_fds(monkeypatch: pytest.MonkeyPatch) -> None:
     """fds listed but not readable: AccessDenied (psutil's), not an empty list; another error
-    reading them: a SockscopeError saying what it was, not "no such process" nor []."""
+    reading them: CannotInspect saying what it was, not "no such process" nor [].  These are the
+    package's one hierarchy's classes, the ones ``who`` raises too."""
     import os
     import socket
 
     import sockscope
-    from sockscope.errors import SockscopeError
-    from sockscope.psutil_api import AccessDenied, NoSuchProcess
+    from sockscope import errors, psutil_api, who
+    from sockscope.errors import AccessDenied, CannotInspect, NoSuchProcess
+
+    assert (psutil_api.AccessDenied, psutil_api.NoSuchProcess) == (AccessDenied, NoSuchProcess)
+    assert (sockscope.AccessDenied, sockscope.CannotInspect, sockscope.NoSuchProcess) == (
+        AccessDenied, CannotInspect, NoSuchProcess)
+    assert (who.CannotInspect, who.NoSuchProcess) == (CannotInspect, NoSuchProcess)
+    assert issubclass(AccessDenied, CannotInspect) and issubclass(CannotInspect, errors.SockscopeError)
 
     def denied(path: str, **kw: object) -> str:
         raise PermissionError(13, "Permission denied", path)
@@ -146,9 +153,9 @@ def test_process_connections_unreadable_fds(monkeypatch: pytest.MonkeyPatch) -> 
             assert isinstance(err.value, PermissionError)
         with monkeypatch.context() as m:
             m.setattr(os, "listdir", broken)
-            with pytest.raises(SockscopeError, match="Input/output error") as err2:
+            with pytest.raises(CannotInspect, match="Input/output error") as err2:
                 sockscope.process_connections(os.getpid(), "unix")
-            assert not isinstance(err2.value, (AccessDenied, NoSuchProcess))
+            assert not isinstance(err2.value, (AccessDenied, NoSuchProcess, PermissionError))
     finally:
         for sock in pair:
             sock.close()

@@ -463,6 +463,7 @@ def test_fds_listed_but_not_readable_are_no_empty_answer(monkeypatch: pytest.Mon
     """A process whose fd directory lists but whose links cannot be read (even by root: ptrace
     rules, another user namespace) is a clear error, not "holds no sockets"."""
     from sockscope import who
+    from sockscope.errors import AccessDenied
 
     def denied(path: str, **kw: object) -> str:
         raise PermissionError(13, "Permission denied", path)
@@ -473,8 +474,9 @@ def test_fds_listed_but_not_readable_are_no_empty_answer(monkeypatch: pytest.Mon
         assert {(s.fileno(), os.fstat(s.fileno()).st_ino) for s in pair} <= set(held)
         assert held == sorted(held)
         monkeypatch.setattr(os, "readlink", denied)
-        with pytest.raises(who.CannotInspect, match=rf"pid {os.getpid()}: permission denied \("):
+        with pytest.raises(who.CannotInspect, match=rf"pid {os.getpid()}: permission denied \(") as err:
             who.pid_sockets(os.getpid())
+        assert isinstance(err.value, AccessDenied) and isinstance(err.value, PermissionError)  # (psutil's, too)
     finally:
         for sock in pair:
             sock.close()

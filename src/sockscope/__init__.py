@@ -11,8 +11,11 @@ The public API is flat and re-exported here:
 _TYPE_CHECKING = False
 if _TYPE_CHECKING:
     from sockscope.errors import (
+        AccessDenied,
+        CannotInspect,
         DecodeError,
         NetlinkError,
+        NoSuchProcess,
         NotSupported,
         PermissionDenied,
         SockscopeError,
@@ -28,7 +31,7 @@ _WHERE = {
     "sockets": "query", "net_connections": "psutil_api", "process_connections": "psutil_api",
     "Socket": "records", "Endpoint": "records", "Owner": "records", "State": "records",
     **dict.fromkeys(("SockscopeError", "UsageError", "DecodeError", "NetlinkError", "NotSupported",
-                     "PermissionDenied"), "errors"),
+                     "PermissionDenied", "NoSuchProcess", "CannotInspect", "AccessDenied"), "errors"),
 }
 
 
@@ -62,5 +65,8 @@ __all__ = (
     "NetlinkError",
     "NotSupported",
     "PermissionDenied",
+    "NoSuchProcess",
+    "CannotInspect",
+    "AccessDenied",
     "__version__",
 )

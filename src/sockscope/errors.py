@@ -135,6 +135,21 @@ class PermissionDenied(NetlinkError):
         super().__init__(op, errno, f"{op}: permission denied")
 
 
+class NoSuchProcess(SockscopeError, ProcessLookupError):
+    """No process has the pid given, or it ended while its fds were read (psutil's
+    ``NoSuchProcess``: :func:`~sockscope.psutil_api.process_connections`; ``who PID``)."""
+
+
+class CannotInspect(SockscopeError):
+    """A process's fds could not be read: the reason as it is (permission, or an I/O error of
+    /proc), never taken for "no sockets"."""
+
+
+class AccessDenied(CannotInspect, PermissionError):
+    """Reading a process's fds was refused: not root, another user namespace, a security module
+    (psutil's ``AccessDenied``)."""
+
+
 def _errno_text(code: int) -> str:
     import os
 
@@ -159,6 +174,9 @@ __all__ = [
     "NetlinkError",
     "NotSupported",
     "PermissionDenied",
+    "NoSuchProcess",
+    "CannotInspect",
+    "AccessDenied",
     "netlink_error",
     "printable",
 ]

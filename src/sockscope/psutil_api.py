@@ -14,7 +14,7 @@ import os
 import sys
 
 from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
-from sockscope.errors import SockscopeError
+from sockscope.errors import AccessDenied, CannotInspect, NoSuchProcess
 from sockscope.filter import states as _k
 from sockscope.query import SS_ALL, Query, _kind, batches
 
@@ -48,14 +48,6 @@ _PSUTIL_STATUS = {
     _k.FIN_WAIT2: "FIN_WAIT2", _k.TIME_WAIT: "TIME_WAIT", _k.CLOSE: "CLOSE", _k.CLOSE_WAIT: "CLOSE_WAIT",
     _k.LAST_ACK: "LAST_ACK", _k.LISTEN: "LISTEN", _k.CLOSING: "CLOSING", _k.NEW_SYN_RECV: "SYN_RECV",
 }
-
-
-class NoSuchProcess(SockscopeError, ProcessLookupError):
-    """:func:`process_connections`: no process with that pid (psutil's ``NoSuchProcess``)."""
-
-
-class AccessDenied(SockscopeError, PermissionError):
-    """:func:`process_connections`: the process's fds cannot be read (psutil's ``AccessDenied``)."""
 
 
 def _procfs(procfs: str | None) -> str:
@@ -103,7 +95,7 @@ def process_connections(pid: int, kind: str = "inet", *, procfs: str | None = No
 
 def _process_fds(pid: int, proc: str) -> tuple[list[int], list[int], list[int]]:
     """The socket fds of ``pid`` alone, as records (errors as psutil's Process raises them; one
-    that is neither "gone" nor "denied" as a :class:`SockscopeError` saying what it was)."""
+    that is neither "gone" nor "denied" as :class:`~sockscope.errors.CannotInspect`, saying what it was)."""
     from sockscope.owners import model, walk
 
     try:
@@ -121,7 +113,7 @@ def _process_fds(pid: int, proc: str) -> tuple[list[int], list[int], list[int]]:
     except PermissionError as exc:
         raise AccessDenied(model.fds_error(proc, pid, exc)) from None
     except OSError as exc:
-        raise SockscopeError(model.fds_error(proc, pid, exc)) from None
+        raise CannotInspect(model.fds_error(proc, pid, exc)) from None
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no process with pid {pid} (it ended)")
     return inodes, [pid] * len(inodes), fds

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
-from sockscope.errors import SockscopeError
+from sockscope.errors import AccessDenied, CannotInspect, NoSuchProcess, SockscopeError
 from sockscope.processes import unreadable_hint
 from sockscope.records import Socket, State
 from sockscope.render.endpoint import endpoint, escape
@@ -47,14 +47,6 @@ from sockscope.who_target import Target, norm as _norm, parse_target
 
 class NoMatch(SockscopeError):
     """Nothing matches the target (exit status 1, like lsof)."""
-
-
-class NoSuchProcess(SockscopeError):
-    """The PID given does not exist (or vanished)."""
-
-
-class CannotInspect(SockscopeError):
-    """The process exists but its file descriptors cannot be read."""
 
 
 # --------------------------------------------------------------------------
@@ -490,8 +482,9 @@ def _thread_cmdline(pid: int, proc: str) -> bytes:
 def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
     """(fd, inode) of every socket ``pid`` holds, by fd (read as the owner walk reads each process).
 
-    Raises :class:`NoSuchProcess`, or :class:`CannotInspect` (permission, or another error
-    reading its fds: said as it is, never taken for "no sockets").
+    Raises :class:`~sockscope.errors.NoSuchProcess`, or :class:`~sockscope.errors.CannotInspect`
+    (:class:`~sockscope.errors.AccessDenied` where permission is denied; another error reading its
+    fds said as it is: never taken for "no sockets").
     """
     from sockscope.owners import model, walk
 
@@ -499,7 +492,9 @@ def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
         inodes, fds = walk.process_sockets(proc, pid)
     except (FileNotFoundError, ProcessLookupError):
         raise NoSuchProcess(f"no such process: {pid}") from None
-    except OSError as exc:  # permission denied, or another error said as it is
+    except PermissionError as exc:
+        raise AccessDenied(model.fds_error(proc, pid, exc)) from None
+    except OSError as exc:  # another error, said as it is
         raise CannotInspect(model.fds_error(proc, pid, exc)) from None
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no such process: {pid} (it exited)")
