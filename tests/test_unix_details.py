@@ -218,7 +218,7 @@ _ASKED = textwrap.dedent(
     import io, json, socket
     from sockscope.cli.ls import main
     from sockscope.kernel import unix
-    from sockscope.query import sockets
+    from sockscope.sockets_api import sockets
     a, b = socket.socketpair()
     asked, encode = [], unix.encode_request
     unix.encode_request = lambda states, show: asked.append(show) or encode(states, show)

@@ -22,13 +22,13 @@ if _TYPE_CHECKING:
         UsageError,
     )
     from sockscope.psutil_api import net_connections
-    from sockscope.query import sockets
+    from sockscope.sockets_api import sockets
     from sockscope.records import Endpoint, Owner, Socket, State
 
 __version__ = "0.1.0"
 
 _WHERE = {
-    "sockets": "query", "net_connections": "psutil_api", "process_connections": "psutil_api",
+    "sockets": "sockets_api", "net_connections": "psutil_api", "process_connections": "psutil_api",
     "Socket": "records", "Endpoint": "records", "Owner": "records", "State": "records",
     **dict.fromkeys(("SockscopeError", "UsageError", "DecodeError", "NetlinkError", "NotSupported",
                      "PermissionDenied", "NoSuchProcess", "CannotInspect", "AccessDenied"), "errors"),
