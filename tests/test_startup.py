@@ -107,3 +107,47 @@ def test_a_listing_makes_only_the_layouts_it_reads(options: str, layouts: list[s
     assert proc.returncode == 0, proc.stderr
     status, made = proc.stdout.strip().split(" ", 1)
     assert status == "0" and made == repr(layouts), proc.stdout
+
+
+_HINT_PROBE = (
+    "import os, socket, sys\n"
+    "assert os.system('ip link set lo up') == 0\n"
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1024)\n"
+    "held = []\n"
+    "for _ in range(800):\n"  # 1,601 TCP sockets: the listing's datagrams join into blocks above 128 KiB
+    "    c = socket.create_connection(s.getsockname()); a, _ = s.accept(); held += (c, a)\n"
+    "sys.stdout.flush()\n"
+    "from sockscope.cli import entry\n"
+    "sys.argv[1:] = ['-tan']\n"
+    "entry()\n"
+)
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="the hint is glibc's malloc's")
+def test_listing_process_raises_the_mmap_threshold_at_once() -> None:
+    """A listing process's first allocation is :data:`sockscope.cli.MALLOC_HINT`'s block, mapped and
+    unmapped untouched before the first dump; glibc then takes the listing's big buffers from its heap:
+    no anonymous mapping of the sizes it would map them with (above its default threshold, 128 KiB,
+    below the hint's size) comes after, but the interpreter's own 1 MiB arenas.  Watched by strace,
+    in a namespace of 1,601 TCP sockets (the datagrams of -tan, joined, are blocks of up to 256 KiB)."""
+    import re
+    import shutil
+
+    from sockscope.cli import MALLOC_HINT
+
+    if shutil.which("strace") is None:
+        pytest.fail("strace is not installed (.ci/run installs it)")
+    proc = subprocess.run(["unshare", "-n", "strace", "-qq", "-e", "trace=mmap,munmap,socket", sys.executable, "-c",
+                           _HINT_PROBE], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("\n") == 1 + 1601, proc.stdout[:500]  # the header and every socket
+    calls = proc.stderr.splitlines()
+    rw = r"mmap\(NULL, (\d+), PROT_READ\|PROT_WRITE, MAP_PRIVATE\|MAP_ANONYMOUS, -1, 0\) = (0x[0-9a-f]+)"
+    hint = next((k for k, line in enumerate(calls) if (m := re.match(rw, line)) and int(m[1]) > MALLOC_HINT), None)
+    assert hint is not None, "the hint's block was never mapped"
+    address = re.match(rw, calls[hint])[2]  # type: ignore[index]
+    assert calls[hint + 1].startswith(f"munmap({address}, "), calls[hint : hint + 2]
+    netlink = [k for k, line in enumerate(calls) if line.startswith("socket(AF_NETLINK")]
+    assert netlink and netlink[0] > hint, "the hint comes before the first dump"
+    after = [int(m[1]) for line in calls[hint + 2 :] if (m := re.match(rw, line))]
+    assert [size for size in after if 128 << 10 < size <= MALLOC_HINT and size != 1 << 20] == [], after

@@ -24,6 +24,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: A listing process's first allocation, freed at once (:func:`entry`).  glibc's malloc maps a block
+#: this large with ``mmap``; freeing it raises the process's mmap threshold to its size and its trim
+#: threshold to twice that (glibc's dynamic thresholds, mallopt(3)).  From then on the listing's
+#: big buffers (datagrams joined, texts, lists of a batch) come from the heap and are used again once
+#: freed, instead of being mapped and unmapped, and the heap is not given back to the kernel
+#: (``brk``) between batches to be faulted in again: a page first touched costs a few µs here, and
+#: a listing's page faults are ~11-16 % of its CPU time (bench/README.md, session 43).  The block
+#: itself costs two system calls: untouched, it is never faulted in.  Other allocators ignore it.
+#: Only sockscope's own listing process does this (the library leaves its caller's malloc alone).
+MALLOC_HINT = 8 << 20
+
 #: Set by :func:`entry` alone: this process is sockscope's own, so a listing may restore SIGPIPE's
 #: default (die quietly when the reader leaves, as ss).  A caller of :func:`main` in its own process
 #: (a test, a tool) keeps its signal dispositions.
@@ -229,6 +240,7 @@ def entry() -> None:
         import gc
 
         gc.disable()  # a listing makes no reference cycles to collect; the collector's passes cost ~1/10 of it
+        bytes(MALLOC_HINT)  # (made and freed at once: see MALLOC_HINT)
     status = main(argv)
     if not (argv and argv[0] in COMMANDS and argv[0] != "ls"):
         import os
