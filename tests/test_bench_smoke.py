@@ -283,6 +283,51 @@ def test_instructions_counts_a_warm_call() -> None:
         assert few < many and 0.05 < warm < few, stdout
 
 
+def test_native_profile_shares_out_a_runs_cpu() -> None:
+    """bench/native.py (perf's samples of cold runs, by category) runs for sockscope and for ss, in a
+    namespace of its own with a listener and a connection: its categories share out 100 % of the
+    samples and the runs' CPU time, and a listing's samples are found where it spends them (sockscope:
+    in the interpreter, and in the kernel making its dump; ss: no interpreter at all).  The
+    categories of one sample's call chain are checked on made-up chains too."""
+    native = _load("native")
+    assert native.category([("asm_exc_page_fault", "[kernel.kallsyms]")], "") == "kernel: page faults"
+    chain = [("tcp_diag_dump", "[kernel.kallsyms]"), ("netlink_recvmsg", "[kernel.kallsyms]"),
+             ("__x64_sys_recvfrom", "[kernel.kallsyms]")]
+    dump = "kernel: the dump (the walk of its tables, the datagrams made and copied out)"
+    assert native.category(chain, "") == dump
+    sent = [("tcp_diag_dump", "[kernel.kallsyms]"), ("netlink_sendmsg", "[kernel.kallsyms]"),
+            ("__sys_sendmsg", "[kernel.kallsyms]")]  # (an empty table's whole walk: in the request's send)
+    assert native.category(sent, "") == dump
+    assert native.category([("clear_page_erms", "[kernel.kallsyms]"), ("exc_page_fault", "[kernel.kallsyms]"),
+                            ("__x64_sys_recvfrom", "[kernel.kallsyms]")], "") == "kernel: page faults"
+    assert native.category([("_PyEval_EvalFrameDefault", "/x/libpython3.11.so.1.0")], "") == "user: the interpreter"
+    assert native.category([("f", "/usr/bin/python3.11")], "python3.11") == "user: the interpreter"
+    assert native.category([("memcpy", "/lib/x86_64-linux-gnu/libc.so.6")], "") == "user: libc"
+    script = ("import os, socket, subprocess, sys\n"
+              "assert os.system('ip link set lo up') == 0\n"
+              "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+              "c = socket.create_connection(s.getsockname()); a, _ = s.accept()\n"
+              "for extra in ([], ['--command', 'ss']):\n"
+              "    out = subprocess.run([sys.executable, sys.argv[1], '--runs', '3', *extra, '--', '-tan'],\n"
+              "                         capture_output=True, text=True, timeout=120)\n"
+              "    sys.stdout.write(out.stdout + out.stderr + f'exit {out.returncode}\\n')\n")
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", script, str(BENCH / "native.py")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    reports = proc.stdout.split("exit ")
+    assert [r.split("\n", 1)[0] for r in reports[1:]] == ["0", "0"], proc.stdout
+    for report, command in zip(reports, ("sockscope", "ss")):
+        head = re.search(rf"^{command} -tan: 3 runs, ([\d.]+) ms of CPU a run, (\d+) samples$", report, re.M)
+        assert head, report
+        cpu = float(head[1])
+        rows = re.findall(r"^ +([\d.]+) % +([\d.]+) ms  (.+)$", report, re.M)
+        shares = {label: (float(share), float(ms)) for share, ms, label in rows}
+        assert abs(sum(share for share, _ in shares.values()) - 100) < 0.5, report
+        assert abs(sum(ms for _, ms in shares.values()) - cpu) < 0.05 * cpu + 0.5, report
+        assert dump in shares, report
+        assert ("user: the interpreter" in shares) == (command == "sockscope"), report
+
+
 # --------------------------------------------------------------------------- the populations shaped like real hosts'
 
 shapes = _load("shapes")
