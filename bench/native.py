@@ -18,8 +18,10 @@ theirs in one category by where it was taken:
   hand-offs (futexes, switches); the process's own life (exec, mmap, munmap, brk, clone, exit);
   writing; files (open, read, stat); anything else.
 
-It prints each category's share of the samples and the milliseconds of CPU a run spends there (the
-runs' CPU time, user and system, from ``getrusage``, shared out by the samples).  ``breakdown.py`` and
+It prints each category's share of the samples and the milliseconds of CPU a run spends there: the
+CPU time (user and system, from ``getrusage``) of as many runs again without perf, shared out by the
+samples.  (perf's sampling costs the sampled runs CPU time of their own, most of it in the kernel:
+their CPU time under perf is printed too.)  ``breakdown.py`` and
 ``instructions.py`` look inside the Python code; this looks at the whole process, the kernel's work
 for it included, which they do not see.  Needs ``perf`` (Debian: linux-perf) and root.  Nothing here
 is timed by the test suite (tests/test_bench_smoke.py runs it once, for its output's shape).
@@ -158,7 +160,10 @@ def main() -> int:
             return 1
         with open(pids_file) as f:
             pid_line, cpu_line = f.read().splitlines()[:2]
-        pids, cpu = {int(p) for p in pid_line.split()}, float(cpu_line)
+        pids, cpu_sampled = {int(p) for p in pid_line.split()}, float(cpu_line)
+        inner([str(opts.runs), *cmd, *opts.args], pids_file)  # the same runs, not sampled
+        with open(pids_file) as f:
+            cpu = float(f.read().splitlines()[1])
         script = subprocess.Popen([perf, "script", "-i", data, "-F", "pid,ip,sym,dso"], stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, text=True, errors="replace")
         assert script.stdout is not None
@@ -169,8 +174,8 @@ def main() -> int:
         print("native.py: no samples of the runs", file=sys.stderr)
         return 1
     per_run = cpu / opts.runs
-    print(f"{' '.join([os.path.basename(cmd[0]), *opts.args])}: {opts.runs} runs, {per_run:.1f} ms of CPU a run, "
-          f"{total} samples")
+    print(f"{' '.join([os.path.basename(cmd[0]), *opts.args])}: {opts.runs} runs, {per_run:.1f} ms of CPU a run "
+          f"({cpu_sampled / opts.runs:.1f} ms under perf), {total} samples")
     for label, n in counts.most_common():
         print(f"  {100 * n / total:5.1f} %  {per_run * n / total:6.1f} ms  {label}")
     return 0

@@ -317,7 +317,8 @@ def test_native_profile_shares_out_a_runs_cpu() -> None:
     reports = proc.stdout.split("exit ")
     assert [r.split("\n", 1)[0] for r in reports[1:]] == ["0", "0"], proc.stdout
     for report, command in zip(reports, ("sockscope", "ss")):
-        head = re.search(rf"^{command} -tan: 3 runs, ([\d.]+) ms of CPU a run, (\d+) samples$", report, re.M)
+        head = re.search(rf"^{command} -tan: 3 runs, ([\d.]+) ms of CPU a run \(([\d.]+) ms under perf\), "
+                         r"(\d+) samples$", report, re.M)
         assert head, report
         cpu = float(head[1])
         rows = re.findall(r"^ +([\d.]+) % +([\d.]+) ms  (.+)$", report, re.M)
