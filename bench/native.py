@@ -137,7 +137,8 @@ def main() -> int:
         return 2
     if opts.command:
         cmd = [shutil.which(opts.command) or opts.command]
-        interpreter = ""
+        real = os.path.basename(os.path.realpath(cmd[0]))
+        interpreter = real if real.startswith("python") else ""  # (`--command PYTHON -- -c pass`: its start)
     else:
         venv = opts.venv
         if venv is None:
