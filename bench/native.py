@@ -62,7 +62,7 @@ def category(frames: list[tuple[str, str]], interpreter: str) -> str:
     ``interpreter``: the object the Python interpreter's code is in (besides libpython)."""
     if not frames:
         return OTHER_KERNEL
-    sym, dso = frames[0]
+    dso = frames[0][1]
     if "kernel" not in dso:
         name = dso.rsplit("/", 1)[-1]
         if "libpython" in name or (interpreter and name == interpreter):
@@ -89,7 +89,7 @@ def samples(script: Iterable[str], pids: set[int]) -> Iterator[list[tuple[str, s
             if pid in pids:
                 yield frames
             pid, frames = None, []
-        elif not line[0].isspace():
+        elif not line.startswith("\t"):  # a sample's head: its pid, right-aligned (a frame line starts with a tab)
             try:
                 pid = int(line.split()[0])
             except ValueError:
@@ -131,6 +131,8 @@ def main() -> int:
     ap.add_argument("--command", help="another command to run instead of sockscope (ss, say)")
     ap.add_argument("args", nargs="*", help="the command's arguments (after --)")
     opts = ap.parse_args()
+    if not 1 <= opts.runs <= 10_000 or not 1 <= opts.frequency <= 100_000:
+        ap.error("--runs is 1 to 10,000, --frequency 1 to 100,000")
     perf = shutil.which("perf")
     if perf is None:
         print("native.py: perf is not installed (Debian: apt-get install linux-perf)", file=sys.stderr)
