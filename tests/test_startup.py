@@ -145,7 +145,9 @@ def test_listing_process_raises_the_mmap_threshold_at_once() -> None:
     rw = r"mmap\(NULL, (\d+), PROT_READ\|PROT_WRITE, MAP_PRIVATE\|MAP_ANONYMOUS, -1, 0\) = (0x[0-9a-f]+)"
     hint = next((k for k, line in enumerate(calls) if (m := re.match(rw, line)) and int(m[1]) > MALLOC_HINT), None)
     assert hint is not None, "the hint's block was never mapped"
-    address = re.match(rw, calls[hint])[2]  # type: ignore[index]
+    first = re.match(rw, calls[hint])
+    assert first is not None
+    address = first[2]
     assert calls[hint + 1].startswith(f"munmap({address}, "), calls[hint : hint + 2]
     netlink = [k for k, line in enumerate(calls) if line.startswith("socket(AF_NETLINK")]
     assert netlink and netlink[0] > hint, "the hint comes before the first dump"
