@@ -30,6 +30,7 @@ is timed by the test suite (tests/test_bench_smoke.py runs it once, for its outp
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import resource
 import shutil
@@ -38,6 +39,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from types import ModuleType
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -103,6 +105,16 @@ def samples(script: Iterable[str], pids: set[int]) -> Iterator[list[tuple[str, s
         yield frames
 
 
+def _runner() -> ModuleType:
+    """bench/run.py, loaded by path (``tests/`` has modules of its siblings' names)."""
+    spec = importlib.util.spec_from_file_location("bench_run", os.path.join(HERE, "run.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def inner(argv: list[str], pids_file: str) -> int:
     """The runs themselves (this file run again under perf): the command ``argv`` each time; the runs'
     pids, then their CPU time in milliseconds, written to ``pids_file``."""
@@ -126,8 +138,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--frequency", type=int, default=10000, help="perf's samples a second (default 10000)")
-    ap.add_argument("--venv", help="whose sockscope script to run (default: bench/.venv's, else this "
-                                   "interpreter's environment's)")
+    ap.add_argument("--venv", help="whose sockscope script to run (default: the one run.py measures: "
+                                   "bench/.venv's, else the repository's .venv's)")
     ap.add_argument("--command", help="another command to run instead of sockscope (ss, say)")
     ap.add_argument("args", nargs="*", help="the command's arguments (after --)")
     opts = ap.parse_args()
@@ -142,17 +154,12 @@ def main() -> int:
         real = os.path.basename(os.path.realpath(cmd[0]))
         interpreter = real if real.startswith("python") else ""  # (`--command PYTHON -- -c pass`: its start)
     else:
-        venv = opts.venv
-        if venv is None:
-            venv = os.path.join(HERE, ".venv")
-            if not os.path.exists(os.path.join(venv, "bin", "sockscope")):
-                venv = sys.prefix
-        cmd = [os.path.join(venv, "bin", "sockscope")]
+        # the sockscope run.py measures, unless a venv is named
+        cmd = [os.path.join(opts.venv, "bin", "sockscope") if opts.venv else _runner()._default_sockscope()]
         if not os.path.exists(cmd[0]):
-            print(f"native.py: no sockscope script in {venv}/bin", file=sys.stderr)
+            print(f"native.py: no sockscope script at {cmd[0]}", file=sys.stderr)
             return 2
-        python = os.path.realpath(os.path.join(venv, "bin", "python"))
-        interpreter = os.path.basename(python)
+        interpreter = os.path.basename(os.path.realpath(os.path.join(os.path.dirname(cmd[0]), "python")))
     with tempfile.TemporaryDirectory(prefix="sockscope-native-") as tmp:
         data, pids_file = os.path.join(tmp, "perf.data"), os.path.join(tmp, "pids")
         rec = subprocess.run([perf, "record", "-q", "-g", "-F", str(opts.frequency), "-o", data, "--",

@@ -304,10 +304,10 @@ def test_native_profile_shares_out_a_runs_cpu() -> None:
     assert native.category([("f", "/usr/bin/python3.11")], "python3.11") == "user: the interpreter"
     assert native.category([("memcpy", "/lib/x86_64-linux-gnu/libc.so.6")], "") == "user: libc"
     # perf script's sample heads right-align the pid (a short one starts with spaces), frames start with a tab
-    script = ["  812 \n", "\tffffffff81 exc_page_fault ([kernel.kallsyms])\n", "\n", "12345 \n",
+    lines = ["  812 \n", "\tffffffff81 exc_page_fault ([kernel.kallsyms])\n", "\n", "12345 \n",
               "\t  10ac10 __libc_sendmsg (/usr/lib/x86_64-linux-gnu/libc.so.6)\n", "\n", "   99 \n",
               "\tffffffff82 schedule ([kernel.kallsyms])\n", "\n"]
-    assert list(native.samples(script, {812, 12345})) == [
+    assert list(native.samples(lines, {812, 12345})) == [
         [("exc_page_fault", "[kernel.kallsyms]")], [("__libc_sendmsg", "/usr/lib/x86_64-linux-gnu/libc.so.6")]]
     script = ("import os, socket, subprocess, sys\n"
               "assert os.system('ip link set lo up') == 0\n"
