@@ -117,7 +117,7 @@ def collect(proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLES) -> Snap
 
         snap.summary = summary.read(own)
     except Exception as exc:  # noqa: BLE001
-        snap.errors.append(("summary", _describe(exc)))
+        snap.errors.append(("summary", describe_error(exc)))
     dumper = _Dumper()
     steps: list[tuple[str, bool, Callable[[], None]]] = [
         ("netlink", "nl" in want, lambda: _others(dumper, snap, "nl", want)),
@@ -134,14 +134,16 @@ def collect(proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLES) -> Snap
                     step()
             except Exception as exc:  # noqa: BLE001 - one failing table must not fail the scrape
                 dumper.reset()
-                snap.errors.append((source, _describe(exc)))
+                snap.errors.append((source, describe_error(exc)))
     finally:
         dumper.close()
     snap.duration = time.perf_counter() - t0
     return snap
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A collection error as one line for a scrape's error metric: sockscope's own message, else the
+    exception's type and text."""
     return str(exc) if isinstance(exc, SockscopeError) else f"{type(exc).__name__}: {exc}"
 
 
@@ -441,7 +443,7 @@ def collect_in(ref: NetnsRef, proc: str = "/proc", tables: Iterable[str] = DEFAU
         try:
             result.append(collect(proc, tables))
         except BaseException as exc:  # noqa: BLE001 - collect() should not raise; be sure
-            result.append(Snapshot(errors=[("collector", _describe(exc))]))
+            result.append(Snapshot(errors=[("collector", describe_error(exc))]))
 
     try:
         worker = threading.Thread(target=work, name=f"sockscope-netns-{ref.label}", daemon=True)
@@ -488,5 +490,5 @@ def collect_all_netns(proc: str = "/proc", tables: Iterable[str] = DEFAULT_TABLE
 __all__ = [
     "DEFAULT_LISTEN", "DEFAULT_MAX_LISTENERS", "DEFAULT_TABLES", "ERROR_SOURCES", "Listener", "NetnsRef",
     "Snapshot", "TcpTotals", "collect", "collect_all_netns", "collect_in", "fold_listeners", "inet_label",
-    "list_netns", "unix_label",
+    "list_netns", "unix_label", "describe_error",
 ]

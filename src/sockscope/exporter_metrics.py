@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable
 from sockscope import __version__
 from sockscope.errors import SockscopeError
 from sockscope.exporter import (DEFAULT_MAX_LISTENERS, DEFAULT_TABLES, ERROR_SOURCES, INSTALL_HINT, Snapshot,
-                                _describe, collect, collect_all_netns, fold_listeners)
+                                describe_error, collect, collect_all_netns, fold_listeners)
 
 #: the ss -s counters: (name, HELP, sockscope.summary.Summary attribute)
 _SOCKSTAT = (
@@ -215,7 +215,7 @@ class SocketCollector:
                 snaps = [collect(self.proc, self.tables)]
         except Exception as exc:  # noqa: BLE001 - e.g. /proc unreadable while listing namespaces
             source = "netns" if self.all_netns else "collector"
-            snaps = [Snapshot(errors=[(source, _describe(exc))], duration=time.perf_counter() - t0)]
+            snaps = [Snapshot(errors=[(source, describe_error(exc))], duration=time.perf_counter() - t0)]
         with self._lock:
             live = {s.netns for s in snaps}
             for key in [k for k in self._errors if k[0] is not None and k[0] not in live]:

@@ -16,7 +16,7 @@ import sys
 from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
 from sockscope.errors import AccessDenied, CannotInspect, NoSuchProcess
 from sockscope.filter import states as _k
-from sockscope.query import SS_ALL, Query, _kind, batches
+from sockscope.query import SS_ALL, Query, batches, kind_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def process_connections(pid: int, kind: str = "inet", *, procfs: str | None = No
         raise TypeError(f"pid must be an integer (got {pid!r})")
     if pid < 0:
         raise ValueError(f"pid must be a positive integer (got {pid})")
-    _kind(kind)  # a bad kind is refused before the process is looked at, as psutil does
+    kind_of(kind)  # a bad kind is refused before the process is looked at, as psutil does
     return _collect(kind, _procfs(procfs), pid)  # type: ignore[return-value]
 
 
@@ -140,7 +140,7 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
     from sockscope.owners.model import psutil_held, psutil_pick
     from sockscope.owners.service import Pending, check_procfs, socket_fds
 
-    tables, fams = _kind(kind)
+    tables, fams = kind_of(kind)
     if proc != "/proc":
         check_procfs(proc)
     # Every socket fd of every process (the kernel's task_file iterator, or the

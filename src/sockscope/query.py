@@ -472,7 +472,9 @@ _KINDS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
 KINDS = tuple(_KINDS)
 
 
-def _kind(kind: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def kind_of(kind: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """psutil's ``kind`` (``"inet"``, ``"tcp4"``, ``"unix"``, ``"all"`` …) as (tables, families);
+    ValueError naming the valid kinds for any other (psutil's message)."""
     try:
         return _KINDS[kind]
     except (KeyError, TypeError):
@@ -510,6 +512,6 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
 
 
 __all__ = [
-    "Query", "run", "batches", "records", "with_filter", "EXT_INFO", "EXT_MEM", "EXT_TOS", "KINDS",
+    "Query", "run", "batches", "records", "with_filter", "kind_of", "EXT_INFO", "EXT_MEM", "EXT_TOS", "KINDS",
     "SS_ALL", "SS_CONN",
 ]

@@ -5,7 +5,7 @@ for, from the one source (:func:`sockscope.query.run`)."""
 from __future__ import annotations
 
 from sockscope.errors import UsageError
-from sockscope.query import EXT_INFO, EXT_MEM, Query, _kind, run, with_filter
+from sockscope.query import EXT_INFO, EXT_MEM, Query, kind_of, run, with_filter
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def sockets(
     for name, given in (("filter", filter), ("netns", netns)):
         if given is not None and not isinstance(given, str):
             raise TypeError(f"{name} is text (str), not {type(given).__name__}")
-    tables, fams = _kind(kind)
+    tables, fams = kind_of(kind)
     want_all, ext = _details(details)
     from sockscope.records import state_mask
 

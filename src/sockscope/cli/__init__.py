@@ -236,13 +236,14 @@ def entry() -> None:
     global OWN_PROCESS
     OWN_PROCESS = True
     argv = sys.argv[1:]
-    if not (argv and argv[0] in COMMANDS and argv[0] != "ls"):
+    listing = not (argv and argv[0] in COMMANDS and argv[0] != "ls")
+    if listing:
         import gc
 
         gc.disable()  # a listing makes no reference cycles to collect; the collector's passes cost ~1/10 of it
         bytes(MALLOC_HINT)  # (made and freed at once: see MALLOC_HINT)
     status = main(argv)
-    if not (argv and argv[0] in COMMANDS and argv[0] != "ls"):
+    if listing:
         import os
 
         for stream in (sys.stdout, sys.stderr):

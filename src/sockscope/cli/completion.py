@@ -102,8 +102,8 @@ def operand_words() -> tuple[list[str], list[str]]:
     """The listing's operand words: (state names, filter expression keywords)."""
     from sockscope.filter import lexer, parser, states
 
-    keywords = [w for w, kind in lexer.KINDS.items() if w.isalpha() and kind not in parser._OPERATORS]
-    return list(states._NAMES), keywords
+    keywords = [w for w, kind in lexer.KINDS.items() if w.isalpha() and kind not in parser.OPERATORS]
+    return list(states.STATE_WORDS), keywords
 
 
 def _subcommands() -> list[str]:

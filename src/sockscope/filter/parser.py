@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     import ipaddress
     from typing import Sequence
 
-_OPERATORS = frozenset(("ge", "le", "ne", "eq", "gt", "lt"))
+#: the comparison operators spelled as words (``sport ge :1024``), as the lexer names them
+OPERATORS = frozenset(("ge", "le", "ne", "eq", "gt", "lt"))
 _PREFIXES = (("unix:", AF_UNIX), ("link:", AF_PACKET), ("netlink:", AF_NETLINK),
              ("vsock:", AF_VSOCK), ("inet:", AF_INET), ("inet6:", AF_INET6),
              ("tipc:", AF_TIPC), ("xdp:", AF_XDP))
@@ -185,7 +186,7 @@ class _Parser:
             op = self.peek()
             if op is not None and op.kind == "eq":
                 self.i += 1
-            elif op is not None and op.kind in _OPERATORS:
+            elif op is not None and op.kind in OPERATORS:
                 raise self.error(f'"{tok.text}" takes only "=" (write "not {tok.text} …" to negate)', op)
             return self.host(self.value(tok, "an address"), tok.text, False)
         if kind in ("sport", "dport"):
@@ -235,7 +236,7 @@ class _Parser:
         side = "src" if key.kind == "sport" else "dst"
         op = self.peek()
         kind = "eq"
-        if op is not None and op.kind in _OPERATORS:
+        if op is not None and op.kind in OPERATORS:
             self.i += 1
             kind = op.kind
         val = self.value(key, "a port")
@@ -270,7 +271,7 @@ class _Parser:
         if op is not None and op.kind in ("eq", "ne"):
             self.i += 1
             negate = op.kind == "ne"
-        elif op is not None and op.kind in _OPERATORS:
+        elif op is not None and op.kind in OPERATORS:
             raise self.error(f'"{key.text}" takes "=" or "!="', op)
         what = {"dev": "an interface", "fwmark": "a mark", "cgroup": "a cgroup path"}[key.kind]
         val = self.value(key, what)

@@ -48,7 +48,8 @@ SS_STATE_NAMES: dict[int, str] = {
     BOUND_INACTIVE: "BOUND-INACTIVE",
 }
 
-_NAMES = {
+#: the state words of a listing's operands (ss's ``state``/``exclude`` names and groups) -> their state masks
+STATE_WORDS = {
     "unknown": 1 << UNKNOWN,
     "established": 1 << ESTABLISHED,
     "syn-sent": 1 << SYN_SENT,
@@ -74,7 +75,7 @@ _NAMES = {
 
 def scan_state(word: str) -> int:
     """The bitmask of one state keyword (case-insensitive), like ss."""
-    mask = _NAMES.get(word.lower())
+    mask = STATE_WORDS.get(word.lower())
     if mask is None:
         raise UsageError(f"wrong state name: {word}")
     return mask

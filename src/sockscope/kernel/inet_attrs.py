@@ -35,7 +35,7 @@ _BBR = TCP_BBR_INFO.struct
 _DCTCP = TCP_DCTCP_INFO.struct
 
 
-def _bbr(a: memoryview) -> tuple[int, int, int, int]:
+def bbr_of(a: memoryview) -> tuple[int, int, int, int]:
     return _bbr_info(*_BBR.unpack_from(bytes(a[: _BBR.size]).ljust(_BBR.size, b"\0")))
 
 
@@ -44,15 +44,15 @@ def _bbr_info(bw_lo: int, bw_hi: int, min_rtt: int, pacing_gain: int, cwnd_gain:
     return ((bw_hi << 32) | bw_lo, min_rtt, pacing_gain, cwnd_gain)
 
 
-def _dctcp(a: memoryview) -> tuple[int, int, int, int, int]:
+def dctcp_of(a: memoryview) -> tuple[int, int, int, int, int]:
     en, ce, alpha, ab_ecn, ab_tot = _DCTCP.unpack_from(bytes(a[: _DCTCP.size]).ljust(_DCTCP.size, b"\0"))
     return (en, ce, alpha, ab_ecn, ab_tot)
 
 
-_CONG_NAMES: dict[bytes, str] = {}
+CONG_NAMES: dict[bytes, str] = {}
 
 
-def _cong(a: memoryview) -> str:
+def cong_of(a: memoryview) -> str:
     """INET_DIAG_CONG: the congestion control's name (a C string)."""
     return bytes(a).split(b"\0", 1)[0].decode("ascii", "replace")
 
@@ -101,7 +101,7 @@ def extras_of(get: Callable[[int], memoryview | None]) -> tuple[Any, Any] | None
         name = nested.get(_ULP_NAME)
         tls = nested.get(_ULP_TLS)
         sub = nested.get(_ULP_MPTCP)
-        info = (_cong(name) if name is not None else None,
+        info = (cong_of(name) if name is not None else None,
                 _tls(nl.parse_attrs(tls)) if tls is not None else None,
                 _subflow(nl.parse_attrs(sub)) if sub is not None else None)
     return keys, info
@@ -159,7 +159,7 @@ def details_of(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
         d["cgroup_id"] = _U64.unpack_from(a, 0)[0]
     a = get(INET_DIAG_CONG)
     if a is not None:
-        d["cong"] = _cong(a)
+        d["cong"] = cong_of(a)
     a = get(INET_DIAG_SKMEMINFO)
     if a is not None:
         from sockscope.kernel.others import decode_skmem
@@ -185,10 +185,10 @@ def details_of(raw: memoryview, fam: int, netid: str) -> dict[str, Any]:
         d["sockopt"] = a[0] | (a[1] << 8)
     a = get(INET_DIAG_BBRINFO)
     if a is not None and len(a) >= 12:
-        d["bbr_info"] = _bbr(a)
+        d["bbr_info"] = bbr_of(a)
     a = get(INET_DIAG_DCTCPINFO)
     if a is not None and len(a) >= 16:
-        d["dctcp_info"] = _dctcp(a)
+        d["dctcp_info"] = dctcp_of(a)
     a = get(INET_DIAG_PROTOCOL)
     if a is not None and len(a):
         d["protocol"] = a[0]
@@ -287,11 +287,11 @@ def _walk_info(b: Batch, rows: Iterable[int], cols: tuple[list[Any], ...]) -> No
             if atype == INET_DIAG_INFO:
                 info = tcp_info(p[off + 4 : off + alen])
             elif atype == INET_DIAG_CONG:
-                cong = _cong(p[off + 4 : off + alen])
+                cong = cong_of(p[off + 4 : off + alen])
             elif atype == INET_DIAG_BBRINFO and alen >= 16:
-                bbr = _bbr(p[off + 4 : off + alen])
+                bbr = bbr_of(p[off + 4 : off + alen])
             elif atype == INET_DIAG_DCTCPINFO and alen >= 20:
-                dctcp = _dctcp(p[off + 4 : off + alen])
+                dctcp = dctcp_of(p[off + 4 : off + alen])
             elif atype == INET_DIAG_MD5SIG or atype == INET_DIAG_ULP_INFO:
                 rare = True
             off += (alen + 3) & ~3
@@ -301,7 +301,7 @@ def _walk_info(b: Batch, rows: Iterable[int], cols: tuple[list[Any], ...]) -> No
             col[i] = v
 
 
-def _attr_layout(mv: memoryview, length: int, until: int = -1) -> list[tuple[int, int, int]] | None:
+def attr_layout(mv: memoryview, length: int, until: int = -1) -> list[tuple[int, int, int]] | None:
     """The attributes of the first message (``length`` bytes) of ``mv``: (offset, length, type)
     each, up to the first of type ``until``; None when they do not fit the message."""
     attrs = []
@@ -324,7 +324,7 @@ def _same(view: memoryview, start: int, step: int, n: int) -> bool:
     return view[start : start + (n - 1) * step : step] == view[start + step : start + n * step : step]
 
 
-def _alike(body: memoryview, length: int, n: int, attrs: list[tuple[int, int, int]]) -> bool:
+def alike(body: memoryview, length: int, n: int, attrs: list[tuple[int, int, int]]) -> bool:
     """Whether each of the ``n`` messages of ``body`` (``length`` long, a multiple of 4) has the first
     one's attribute headers ``attrs``.  (Their length and type are not read: the framing checked them,
     and a batch's messages of one length joined from its pieces have another message's there:
@@ -338,8 +338,8 @@ def info_at(mv: memoryview, length: int, n: int) -> tuple[int, int] | None:
     """Where the tcp_info payload sits in each of ``n`` messages all ``length`` long
     ((offset in the message, payload length)), when every message has the first one's
     attributes up to it; else None."""
-    attrs = _attr_layout(mv, length, INET_DIAG_INFO)
-    if not attrs or attrs[-1][2] & nl.NLA_TYPE_MASK != INET_DIAG_INFO or not _alike(mv[: n * length], length, n, attrs):
+    attrs = attr_layout(mv, length, INET_DIAG_INFO)
+    if not attrs or attrs[-1][2] & nl.NLA_TYPE_MASK != INET_DIAG_INFO or not alike(mv[: n * length], length, n, attrs):
         return None
     return attrs[-1][0] + 4, attrs[-1][1] - 4
 
@@ -348,11 +348,11 @@ def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[Any, list[Any], 
     """:func:`info_columns` for messages of one length and one attribute layout, column by column:
     the tcp_info as :class:`~sockscope.kernel.tcpinfo.InfoColumns` (each field read when asked for),
     the others by strided reads too; None for other datagrams."""
-    attrs = _attr_layout(mv, length)
+    attrs = attr_layout(mv, length)
     if attrs is None or not n:
         return None
     body = mv[: n * length]
-    if not _alike(body, length, n, attrs):
+    if not alike(body, length, n, attrs):
         return None
     from sockscope.kernel import tcpinfo
 
@@ -371,14 +371,14 @@ def _uniform_info(mv: memoryview, length: int, n: int) -> tuple[Any, list[Any], 
                 infos = [tcpinfo.decode(raw[i : i + plen]) for i in range(start, n * length, length)]
         elif atype == INET_DIAG_CONG:
             if all(_same(body, start + k, length, n) for k in range(plen)):  # one name in every message
-                congs = [_cong(body[start : start + plen])] * n
+                congs = [cong_of(body[start : start + plen])] * n
                 continue
             raw = body.tobytes()
             texts = list(map(raw.__getitem__, map(slice, range(start, n * length, length),
                                                     range(start + plen, n * length + plen, length))))
-            names = _CONG_NAMES
+            names = CONG_NAMES
             for t in set(texts).difference(names):
-                names[t] = _cong(memoryview(t))
+                names[t] = cong_of(memoryview(t))
             congs = list(map(names.__getitem__, texts))
         elif atype == INET_DIAG_BBRINFO and plen >= 12:
             if plen < TCP_BBR_INFO.size:  # short: the walk pads it

@@ -7,7 +7,7 @@ every attribute decoded.  Message by message (``nl.parse_attrs``, then a decoder
 that took ~12 µs a TCP socket with tcp_info and skmem, more than the table's whole row.  Here:
 
 * a datagram whose messages all have one length and one attribute layout (checked for every
-  message at once: ``inet_attrs._alike``) is read attribute by attribute, each field one strided
+  message at once: ``inet_attrs.alike``) is read attribute by attribute, each field one strided
   read of all its messages (:func:`_uniform`);
 * a framed one (TIME-WAIT and SYN-RECV mini-sockets between full ones: several lengths) length
   by length, the messages of each length copied side by side (in C) and read so; the columns are
@@ -28,7 +28,7 @@ from _operator import lshift, or_
 
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.inet_attrs import (
-    _CONG_NAMES, _alike, _attr_layout, _bbr, _cong, _dctcp, details_of, extras_of, mptcp_info)
+    CONG_NAMES, alike, attr_layout, bbr_of, cong_of, dctcp_of, details_of, extras_of, mptcp_info)
 from sockscope.kernel.layout import (
     INET_DIAG_BBRINFO, INET_DIAG_CGROUP_ID, INET_DIAG_CLASS_ID, INET_DIAG_CONG, INET_DIAG_DCTCPINFO, INET_DIAG_INFO,
     INET_DIAG_MARK, INET_DIAG_MD5SIG, INET_DIAG_MSG, INET_DIAG_PROTOCOL, INET_DIAG_SHUTDOWN, INET_DIAG_SKMEMINFO,
@@ -120,11 +120,11 @@ def _uniform(mv: memoryview, length: int, n: int, netid: str, fields: frozenset[
     where they share the first one's attribute layout; else None."""
     if not n or length & 3 or length < _HEAD:
         return None
-    attrs = _attr_layout(mv, length)
+    attrs = attr_layout(mv, length)
     if attrs is None:
         return None
     body = mv[: n * length]
-    if not _alike(body, length, n, attrs):
+    if not alike(body, length, n, attrs):
         return None
     out: dict[str, list[Any] | None] = dict.fromkeys(FIELDS)
     words = body.cast("I")
@@ -158,11 +158,11 @@ def _uniform(mv: memoryview, length: int, n: int, netid: str, fields: frozenset[
         elif atype == INET_DIAG_BBRINFO:
             out["bbr_info"] = None if plen < 12 else (
                 _bbrs(words, start // 4, step) if plen >= TCP_BBR_INFO.size else
-                _each(body, length, start, plen, n, _bbr))
+                _each(body, length, start, plen, n, bbr_of))
         elif atype == INET_DIAG_DCTCPINFO:
             out["dctcp_info"] = None if plen < 16 else (
                 list(zip(*TCP_DCTCP_INFO.columns(body, length, TCP_DCTCP_INFO.names, start)))
-                if plen >= TCP_DCTCP_INFO.size else _each(body, length, start, plen, n, _dctcp))
+                if plen >= TCP_DCTCP_INFO.size else _each(body, length, start, plen, n, dctcp_of))
         elif atype == INET_DIAG_MD5SIG or atype == INET_DIAG_ULP_INFO:
             extras = True
     if extras and fields & {"md5keys", "ulp"}:  # (rare: MD5 keys, an upper layer protocol) message by message
@@ -180,15 +180,15 @@ def _u64(words: memoryview, at: int, step: int) -> list[int]:
 
 
 def _congs(body: memoryview, length: int, start: int, plen: int, n: int) -> list[str]:
-    """INET_DIAG_CONG's names: each distinct payload decoded once (``_cong``)."""
+    """INET_DIAG_CONG's names: each distinct payload decoded once (``cong_of``)."""
     raw = body.tobytes()
     ends = range(start + plen, start + plen + n * length, length)
     texts: list[bytes] = list(map(raw.__getitem__, map(slice, range(start, start + n * length, length), ends)))
-    names = _CONG_NAMES
+    names = CONG_NAMES
     if len(names) > 256:  # (bounded: a payload is whatever the kernel sent)
         names.clear()
     for t in set(texts).difference(names):
-        names[t] = _cong(memoryview(t))
+        names[t] = cong_of(memoryview(t))
     return list(map(names.__getitem__, texts))
 
 
