@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from sockscope.kernel.inet import Batch
     from sockscope.kernel.others import Batch as OtherBatch
+    from sockscope.kernel.transport import Behind
     from sockscope.kernel.unix import Batch as UnixBatch
     from sockscope.records import Socket
 
@@ -176,7 +177,7 @@ def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids
     state = _FallbackState(q.force_proc or bool(os.environ.get("SOCKSCOPE_FORCE_PROC")), warn)
     pred = q.predicate  # (the kernel's part is for inet sockets)
     user = getattr(pred, "user", pred)
-    started: dict[Any, Any] = {}  # sent ahead (meanwhile): each table's requests, each request's dump
+    started = _SentAhead()  # (meanwhile: filled by _prefetch)
     try:
         if meanwhile is not None:
             if ahead:
@@ -198,23 +199,40 @@ def _source(q: Query, warn: Warn, info: bool = False, ordered: bool = True, uids
                         yield table, batch, None if exact and table != "raw" else pred
                     else:  # /proc: forced (SOCKSCOPE_FORCE_PROC), ss would have read tcp and udp by sock_diag
                         yield table, batch, pred if state.force and table != "raw" else user
-    finally:  # (a dump sent ahead and not read: its helper ended)
-        for dump in [d for key, d in started.items() if type(key) is bytes]:
+    finally:
+        started.close()
+
+
+class _SentAhead:
+    """The dumps :func:`_prefetch` sent before :func:`_inet` reads them: each table's plan
+    (:func:`_requests`) by the table's name, each request's dump (a ``transport.Behind``, its helper
+    receiving) by the request.  :func:`_inet` takes what it finds here; :meth:`close` ends the
+    helpers of the dumps nobody took (the caller stopped early, or a table fell back to /proc)."""
+
+    __slots__ = ("plans", "dumps")
+
+    def __init__(self) -> None:
+        self.plans: dict[str, tuple[bool, list[bytes]]] = {}
+        self.dumps: dict[bytes, Behind] = {}
+
+    def close(self) -> None:
+        for dump in self.dumps.values():
             dump.close()
+        self.dumps.clear()
 
 
-def _prefetch(q: Query, state: _FallbackState, ordered: bool, started: dict[Any, Any]) -> None:
-    """Every dump :func:`_inet` will read of ``q``'s TCP and UDP tables sent now, each received by a helper
-    thread (``transport.Behind``) into ``started`` by its request, and each table's :func:`_requests` by its name."""
+def _prefetch(q: Query, state: _FallbackState, ordered: bool, started: _SentAhead) -> None:
+    """Every dump :func:`_inet` will read of ``q``'s TCP and UDP tables sent now, each received by a
+    helper thread (``transport.Behind``), into ``started``."""
     from sockscope.kernel import transport
 
     if state.force:
         return
     for table in ("udp", "tcp"):
         if _asked(q, table) and not (table == "tcp" and os.environ.get("TCPDIAG_FILE") is not None):
-            plan = started[table] = _requests(q, table, ordered)
+            plan = started.plans[table] = _requests(q, table, ordered)
             for req in plan[1]:
-                started[req] = transport.Behind(req, f"{table} diag")
+                started.dumps[req] = transport.Behind(req, f"{table} diag")
 
 
 def _asked(q: Query, table: str) -> bool:
@@ -295,7 +313,7 @@ def _requests(q: Query, table: str, ordered: bool, both: bool = True) -> tuple[b
                    for fam in fams if not (table == "udp" and sockstat.no_udp(fam))]  # (walks finding nothing)
 
 
-def _inet(q: Query, table: str, state: _FallbackState, info: bool, ordered: bool, started: dict[Any, Any],
+def _inet(q: Query, table: str, state: _FallbackState, info: bool, ordered: bool, started: _SentAhead,
           ahead: bool) -> Iterator[tuple[Batch, bool]]:
     """One inet table's batches, and whether each came from sock_diag (else from /proc: sock_diag
     unavailable or denied, or the raw table), datagram by datagram: TCP's of both families from one
@@ -316,19 +334,21 @@ def _inet(q: Query, table: str, state: _FallbackState, info: bool, ordered: bool
     if not use_proc:
         op = f"{table} diag"
         try:
-            both, reqs = started.pop(table, None) or _requests(q, table, ordered)
+            plan = started.plans.pop(table, None)
+            both, reqs = plan if plan is not None else _requests(q, table, ordered)
             if both:
-                done = yield from _tcp_both(q, op, info, ordered, started.pop(reqs[0], None) or reqs[0], ahead)
+                done = yield from _tcp_both(q, op, info, ordered, started.dumps.pop(reqs[0], None) or reqs[0], ahead)
                 if done:
                     return
                 reqs = _requests(q, table, ordered, both=False)[1]
             dumps: list[Any] = []
             try:
-                for req in reqs[1:]:  # (not ahead: a generator that sends its request when first read)
-                    dumps.append(started.pop(req, None) or (transport.Behind if ahead else transport.stream)(req, op))
+                later = transport.Behind if ahead else transport.stream  # (stream: sends its request when first read)
+                for req in reqs[1:]:
+                    dumps.append(started.dumps.pop(req, None) or later(req, op))
                 if reqs:
                     first = transport.stream_ahead if ahead else transport.stream
-                    dumps.insert(0, started.pop(reqs[0], None) or first(reqs[0], op))
+                    dumps.insert(0, started.dumps.pop(reqs[0], None) or first(reqs[0], op))
                 for dump in dumps:
                     for data in dump:
                         batch, end = inet.decode(data, op, info)
