@@ -69,6 +69,7 @@ class Row:
     min_size: int = 0  # below this, only with --only
     shaped_only: bool = False  # only on the shaped populations, never on the sizes
     floor: bool = False  # ours is the Python floor of ``sockscope <ours>`` (floor.py), not the listing
+    env: Mapping[str, str] = field(default_factory=dict)  # set for ours alone (``tanp_walk``: the /proc walk)
 
     def target(self, size: int | None) -> Target | None:
         return self.targets.get(size) if size is not None else None
@@ -107,25 +108,27 @@ class Side:
 # --------------------------------------------------------------------------- inner: CLI timings
 
 
-def _launch(argv: Sequence[str], stdout: str, stderr: str) -> int:
-    """Start ``argv`` (posix_spawn: no shell, no pipes) with stdout/stderr on files; its pid."""
+def _launch(argv: Sequence[str], stdout: str, stderr: str, env: Mapping[str, str] | None = None) -> int:
+    """Start ``argv`` (posix_spawn: no shell, no pipes) with stdout/stderr on files, ``env`` added to
+    this process's environment; its pid."""
     actions = [
         (os.POSIX_SPAWN_OPEN, 1, stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
         (os.POSIX_SPAWN_OPEN, 2, stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
     ]
-    return os.posix_spawn(argv[0], list(argv), os.environ, file_actions=actions)
+    return os.posix_spawn(argv[0], list(argv), {**os.environ, **env} if env else os.environ, file_actions=actions)
 
 
-def _spawn(argv: Sequence[str], stdout: str, stderr: str) -> tuple[float, int]:
-    """Run ``argv`` with stdout/stderr on files; (wall seconds, exit status)."""
+def _spawn(argv: Sequence[str], stdout: str, stderr: str, env: Mapping[str, str] | None = None) -> tuple[float, int]:
+    """Run ``argv`` with stdout/stderr on files (``env``: see :func:`_launch`); (wall seconds, exit status)."""
     start = time.perf_counter()
-    pid = _launch(argv, stdout, stderr)
+    pid = _launch(argv, stdout, stderr, env)
     _, wait_status = os.waitpid(pid, 0)
     elapsed = time.perf_counter() - start
     return elapsed, os.waitstatus_to_exitcode(wait_status)
 
 
-def _warm_up_cli(side: Side, argv: Sequence[str], tmp: str, keep: bool = False) -> bytes | None:
+def _warm_up_cli(side: Side, argv: Sequence[str], tmp: str, keep: bool = False,
+                 env: Mapping[str, str] | None = None) -> bytes | None:
     """One untimed run: checks that the command works, counts its output lines, takes its peak RSS
     (``keep``: returns the output).
 
@@ -136,7 +139,7 @@ def _warm_up_cli(side: Side, argv: Sequence[str], tmp: str, keep: bool = False) 
     out, err, rss = (os.path.join(tmp, name) for name in ("out", "err", "rss"))
     wrapped = [GNU_TIME, "-f", "%M", "-o", rss, *argv] if os.path.exists(GNU_TIME) else list(argv)
     try:
-        _, status = _spawn(wrapped, out, err)
+        _, status = _spawn(wrapped, out, err, env)
     except OSError as exc:
         side.fail("unavailable", f"{argv[0]}: {exc.strerror}")
         return None
@@ -258,7 +261,7 @@ def measure_cli(row: Row, spec: Mapping[str, Any]) -> tuple[list[Side], tuple[bo
         floor = [spec["python"], str(Path(__file__).resolve().parent / "floor.py")]
         ours_argv = [*floor, *floor_argv(listing_requests(row.ours))]
     else:
-        ours = Side("sockscope " + " ".join(row.ours))
+        ours = Side("".join(f"{k}={v} " for k, v in row.env.items()) + "sockscope " + " ".join(row.ours))
         ours_argv = [*spec["sockscope"], *row.ours]
     peer = Side(" ".join(row.peer).replace(PYTHON, "python"))
     pairs = [(ours, ours_argv), (peer, _resolve(row.peer, spec) or [row.peer[0]])]
@@ -266,7 +269,8 @@ def measure_cli(row: Row, spec: Mapping[str, Any]) -> tuple[list[Side], tuple[bo
     with tempfile.TemporaryDirectory(prefix="sockscope-bench-") as tmp:
         for side, argv in pairs:
             if os.path.exists(argv[0]):
-                outputs.append(_warm_up_cli(side, argv, tmp, keep=row.netns_rows))
+                env = row.env if side is ours else None
+                outputs.append(_warm_up_cli(side, argv, tmp, keep=row.netns_rows, env=env))
             else:
                 side.fail("unavailable", f"{argv[0]} not found")
         check = None
@@ -274,7 +278,7 @@ def measure_cli(row: Row, spec: Mapping[str, Any]) -> tuple[list[Side], tuple[bo
             check = netns_rows(*(o.decode(errors="replace") if o else "" for o in outputs))
         err = os.path.join(tmp, "err")
         for run, side, argv in _abba(spec["runs"], pairs):
-            seconds, status = _spawn(argv, os.devnull, err)
+            seconds, status = _spawn(argv, os.devnull, err, row.env if side is ours else None)
             if status:
                 side.fail("error", f"exit {status} on run {run + 1}")
             side.seconds.append(seconds)

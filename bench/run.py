@@ -94,6 +94,10 @@ ROWS: tuple[Row, ...] = (
         rss_targets={100_000: Target("≤ 64 MiB", max_rss_mib=64)}, same_output=True, goal="listing"),
     Row("tanp", "`sockscope -tanp` vs `ss -tanp`", ("-tanp",), ("ss", "-tanp"), same_output=True, goal="owners",
         targets={10_000: Target("≤ 0.5×", max_ratio=0.5), 100_000: Target("≤ 0.2×", max_ratio=0.2)}),
+    # -p where the kernel's BPF iterator is not there to use (a container without CAP_BPF, an older kernel):
+    # the owners from the /proc walk, as ss finds them
+    Row("tanp_walk", "`SOCKSCOPE_OWNERS=proc sockscope -tanp` vs `ss -tanp`", ("-tanp",), ("ss", "-tanp"),
+        same_output=True, goal="owners", shaped_only=True, env={"SOCKSCOPE_OWNERS": "proc"}),
     Row("tani", "`sockscope -tani` vs `ss -tani`", ("-tani",), ("ss", "-tani"), same_output=True,
         targets={10_000: Target("≤ 1.2×", max_ratio=1.2)}, goal="listing"),  # (on a population: the listings')
     Row("tan_tw", "`sockscope -tan` vs `ss -tan`, TIME-WAIT added", ("-tan",), ("ss", "-tan"), same_output=True,

@@ -343,3 +343,19 @@ def test_csv_owners_cannot_be_forged_by_a_process_name(scene: ScriptScene) -> No
     assert unquote(owners[0][2]) == name, owners
     as_json = scene.netns.run([*SOCKSCOPE, "-tlnp", "--json", "sport", "=", ":7302"])
     assert [o["name"] for o in json.loads(as_json.stdout)[0]["owners"]] == [name], as_json.stdout
+
+
+@pytest.mark.parametrize("name", ["a)b (c) d", "(x)y", "sp ace\nnl", "\u00e9t\u00e9 (\u00e0)"])
+def test_a_process_name_as_ss_cuts_it(scene: ScriptScene, name: str) -> None:
+    """ss takes a process's name from /proc/PID/stat's ``(comm)``, up to the first ')'; any process
+    may name itself (prctl, 15 bytes) with parentheses, spaces, a newline or letters beyond ASCII.
+    sockscope reads /proc/PID/comm (the same bytes, quicker for the kernel to make) and cuts
+    it there too: the same Process cell as ss's, the owners found by the kernel's iterator or by the
+    /proc walk."""
+    scene.start("spoof", name)
+    argv = ["-tlnp", "sport", "=", ":7302"]
+    theirs = scene.netns.run(["ss", *argv])
+    assert theirs.returncode == 0 and "users:((" in theirs.stdout, theirs
+    for env in ({}, {"SOCKSCOPE_OWNERS": "proc"}):
+        ours = scene.netns.run([*SOCKSCOPE, *argv], env=env)
+        assert (ours.returncode, ours.stdout) == (0, theirs.stdout), (env, ours, theirs)

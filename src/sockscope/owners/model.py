@@ -53,18 +53,27 @@ def fds_error(proc: str, pid: int, exc: OSError) -> str:
 
 
 def comm(pid: int, proc: str = "/proc") -> str | None:
-    """A process's name as ss prints it: /proc/PID/stat's comm, cut at the
-    first ')'; None when the process is gone or unreadable."""
+    """A process's name as ss prints it: its comm cut at the first ')' (ss reads /proc/PID/stat's
+    ``(comm)`` up to there); None when the process is gone or unreadable.
+
+    Read from /proc/PID/comm, which holds the same bytes (the kernel writes both with
+    ``proc_task_name``, unescaped) and a newline: the kernel makes stat's ~50 other fields (memory,
+    times, signals) for nothing, ~13 µs a process here, and a listing with owners reads one a
+    process holding sockets.  Plain ``os`` calls: no file object a process."""
     try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            data = f.read(512)
+        fd = os.open(f"{proc}/{pid}/comm", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    start = data.find(b"(")
-    if start < 0:
+    try:
+        data = os.read(fd, 256)
+    except OSError:
         return None
-    stop = data.find(b")", start + 1)
-    return os.fsdecode(data[start + 1 : stop if stop >= 0 else None])
+    finally:
+        os.close(fd)
+    if data[-1:] == b"\n":
+        data = data[:-1]
+    stop = data.find(b")")
+    return os.fsdecode(data[:stop] if stop >= 0 else data)
 
 
 def psutil_pick(inodes: list[int], pids: list[int], fds: list[int], wanted: Collection[int] | None = None
