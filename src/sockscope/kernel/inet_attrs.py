@@ -36,6 +36,7 @@ _DCTCP = TCP_DCTCP_INFO.struct
 
 
 def bbr_of(a: memoryview) -> tuple[int, int, int, int]:
+    """INET_DIAG_BBRINFO: (bandwidth, min_rtt, pacing_gain, cwnd_gain); a short payload read as zeros."""
     return _bbr_info(*_BBR.unpack_from(bytes(a[: _BBR.size]).ljust(_BBR.size, b"\0")))
 
 
@@ -45,6 +46,7 @@ def _bbr_info(bw_lo: int, bw_hi: int, min_rtt: int, pacing_gain: int, cwnd_gain:
 
 
 def dctcp_of(a: memoryview) -> tuple[int, int, int, int, int]:
+    """INET_DIAG_DCTCPINFO: (enabled, ce_state, alpha, ab_ecn, ab_tot); a short payload read as zeros."""
     en, ce, alpha, ab_ecn, ab_tot = _DCTCP.unpack_from(bytes(a[: _DCTCP.size]).ljust(_DCTCP.size, b"\0"))
     return (en, ce, alpha, ab_ecn, ab_tot)
 
