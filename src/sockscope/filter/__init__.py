@@ -18,13 +18,13 @@ if TYPE_CHECKING:
     from typing import Callable
 
     from sockscope.records import Socket
-    from sockscope.filter.bytecode import compile_bytecode
-    from sockscope.filter.expr import Expr, FilterSyntaxError, FilterValueError, required_ports
+    from sockscope.filter.bytecode import compile_bytecode, required_ports
+    from sockscope.filter.expr import Expr, FilterSyntaxError, FilterValueError
     from sockscope.filter.parser import Resolver, parse, parse_file
     from sockscope.filter.predicate import compile_predicate, ephemeral_port_range
 
 _WHERE = {
-    "Expr": "expr", "FilterSyntaxError": "expr", "FilterValueError": "expr", "required_ports": "expr",
+    "Expr": "expr", "FilterSyntaxError": "expr", "FilterValueError": "expr", "required_ports": "bytecode",
     "Resolver": "parser", "parse": "parser", "parse_file": "parser", "compile_bytecode": "bytecode",
     "compile_predicate": "predicate",
     "ephemeral_port_range": "predicate",

@@ -164,7 +164,24 @@ def _host(e: HostCond) -> tuple[bytearray, list[int]]:
     return out, [last]
 
 
-__all__ = ["compile_bytecode", "OP", "HOSTCOND", "MARKCOND", "CGROUP_ID", "MAX_LEN",
+def required_ports(e: Expr) -> tuple[int, int]:
+    """The (sport, dport) every socket ``e`` matches must have, 0 where there
+    is no single one: from ``sport = :P`` / ``dport = :P`` (or a host with a
+    port) ANDed at the top of the expression.  The kernel can skip every other
+    socket before running the bytecode (see ``kernel.inet.encode_request``)."""
+    ports = [0, 0]
+    todo = [e]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, And):
+            todo += [x.left, x.right]
+        elif isinstance(x, HostCond) and 0 < x.port <= 0xFFFF:
+            i = 0 if x.side == "src" else 1
+            ports[i] = ports[i] or x.port  # two different ones: nothing matches, either is right
+    return ports[0], ports[1]
+
+
+__all__ = ["compile_bytecode", "required_ports", "OP", "HOSTCOND", "MARKCOND", "CGROUP_ID", "MAX_LEN",
            "BC_NOP", "BC_JMP", "BC_S_GE", "BC_S_LE", "BC_D_GE", "BC_D_LE", "BC_AUTO",
            "BC_S_COND", "BC_D_COND", "BC_DEV_COND", "BC_MARK_COND", "BC_S_EQ", "BC_D_EQ",
            "BC_CGROUP_COND"]

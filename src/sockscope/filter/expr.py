@@ -556,23 +556,6 @@ class Or(Expr):
     right: Expr
 
 
-def required_ports(e: Expr) -> tuple[int, int]:
-    """The (sport, dport) every socket ``e`` matches must have, 0 where there
-    is no single one: from ``sport = :P`` / ``dport = :P`` (or a host with a
-    port) ANDed at the top of the expression.  The kernel can skip every other
-    socket before running the bytecode (see ``kernel.inet.encode_request``)."""
-    ports = [0, 0]
-    todo = [e]
-    while todo:
-        x = todo.pop()
-        if isinstance(x, And):
-            todo += [x.left, x.right]
-        elif isinstance(x, HostCond) and 0 < x.port <= 0xFFFF:
-            i = 0 if x.side == "src" else 1
-            ports[i] = ports[i] or x.port  # two different ones: nothing matches, either is right
-    return ports[0], ports[1]
-
-
 def _fmt(e: Expr) -> str:
     """Canonical text of ``e`` (flat, left-associative operators; iterative on the left spine)."""
     tail: list[str] = []
@@ -596,5 +579,5 @@ __all__ = [
     "FilterValueError",
     "FilterSyntaxError", "Expr", "HostCond", "UnixCond", "LinkCond", "NetlinkCond",
     "PortCmp", "OtherFamilyCond", "DevCond", "MarkCond", "CgroupCond", "Autobound", "Not", "And", "Or",
-    "escape", "required_ports",
+    "escape",
 ]
