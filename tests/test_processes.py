@@ -82,6 +82,25 @@ def test_background_walk_matches_the_in_process_one(monkeypatch: pytest.MonkeyPa
     assert bg.complete is m.complete
 
 
+@pytest.mark.parametrize("via", ["bpf", "proc"])
+def test_a_listing_waits_for_the_proc_walk_alone(monkeypatch: pytest.MonkeyPatch, via: str,
+                                                  pair: tuple[socket.socket, socket.socket]) -> None:
+    """By the /proc walk (the kernel's iterator not usable), the owners are waited for before the
+    listing sends its dumps: beside the decoding and the dumps' helpers the walk waits for the GIL
+    after each of its system calls (bench/README.md, session 44).  By the iterator, nothing is
+    waited for: the listing runs beside its one read."""
+    from sockscope.owners.service import iterator_possible
+
+    monkeypatch.setenv("SOCKSCOPE_OWNERS", via)
+    assert iterator_possible() is (via == "bpf")  # (root here: the privileges are there)
+    assert iterator_possible("/somewhere/else") is False  # another procfs: its pids are not the kernel's
+    bg = BackgroundOwners()
+    bg.wait_if_walking()
+    assert (bg._pending is None) is (via == "proc")  # the map handed over already, its thread ended
+    ino = os.fstat(pair[0].fileno()).st_ino
+    assert bg.text(ino).startswith(' users:(("') and bg.via == via
+
+
 def _threads() -> set[str]:
     return set(os.listdir("/proc/self/task"))
 

@@ -429,6 +429,8 @@ def _table(q: Query, out: IO[str], sel: _Selection, owners: OwnerMap | Backgroun
 
         d = topts.details
         source: Iterable[tuple[str, Any]]
+        if background is not None:  # owners by the /proc walk: it runs alone first (see wait_if_walking)
+            background.wait_if_walking()
         if targets is None:
             source = batches(q, info=d is not None and d.info)  # (-i's columns as -i alone reads them)
         else:

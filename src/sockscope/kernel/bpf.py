@@ -43,6 +43,7 @@ import struct
 
 from sockscope.errors import SockscopeError
 from sockscope.kernel import bpf_cache as _cache
+from sockscope.kernel.bpf_caps import may_load
 from sockscope.kernel.bpf_prog import (  # noqa: F401 - FIELDS, RECORD, TRAILER_FD: this module's names too
     BAD_FD, BIG_FD, CAP, FIELDS, MAX_WORDS, RECORD, SELF_FD, TRAILER_FD, UAPI, WALK_FIELDS, WALK_UAPI, program,
 )
@@ -157,24 +158,6 @@ _BTF_PATH = "/sys/kernel/btf/vmlinux"
 
 
 _NEEDS_CAPS = "loading a BPF program needs CAP_BPF and CAP_PERFMON (root)"
-_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
-
-
-def _may_load() -> bool:
-    """Whether this process has what loading the program takes (CAP_BPF and CAP_PERFMON, or
-    CAP_SYS_ADMIN): without, neither the BTF nor the cache is read (nor the cache written)."""
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"CapEff:"):
-                    caps = int(line.split()[1], 16)
-                    break
-            else:
-                return False
-    except (OSError, ValueError, IndexError):
-        return False
-    bpf_perfmon = (1 << _CAP_BPF) | (1 << _CAP_PERFMON)
-    return caps & bpf_perfmon == bpf_perfmon or bool(caps & (1 << _CAP_SYS_ADMIN))
 
 
 def _kernel_key() -> str:
@@ -371,7 +354,7 @@ def _open_iterator(fresh: bool) -> tuple[int, bool]:
     kernel refuses is discarded and learned again."""
     if os.environ.get("SOCKSCOPE_OWNERS") == "proc":
         raise Unavailable("SOCKSCOPE_OWNERS=proc")
-    if not _may_load():
+    if not may_load():
         raise Unavailable(_NEEDS_CAPS)
     lay, cached = _layout(fresh)
     try:
@@ -539,7 +522,7 @@ def task_socket_fds(held: Callable[..., bool]) -> tuple[list[int], list[int], li
     :class:`Unavailable` (the caller walks /proc)."""
     if os.environ.get("SOCKSCOPE_OWNERS") == "proc":
         raise Unavailable("SOCKSCOPE_OWNERS=proc")
-    if not _may_load():
+    if not may_load():
         raise Unavailable(_NEEDS_CAPS)
     from sockscope.kernel.bpf_check import own_run, plausible
 

@@ -50,6 +50,16 @@ def check_procfs(proc: str) -> None:
         raise ProcfsError(errno.ENOENT, f"{proc} is not a procfs: it has no self/fd")
 
 
+def iterator_possible(proc: str = "/proc") -> bool:
+    """Whether :func:`scan` of every process will try the kernel's iterator: the default procfs,
+    ``SOCKSCOPE_OWNERS`` not "proc", and the privileges to load it (``kernel.bpf_caps``, read
+    without importing the loader, ~2 ms).  False: the /proc walk, for sure; True: the iterator,
+    unless it fails on the way (no BTF, the kernel refuses it, implausible records)."""
+    from sockscope.kernel.bpf_caps import may_load
+
+    return proc == "/proc" and os.environ.get("SOCKSCOPE_OWNERS") != "proc" and may_load()
+
+
 def kernel_records() -> tuple[list[int], list[int], list[int]] | None:
     """(inodes, pids, fds) of every socket fd from the kernel's iterator, or None where it cannot be used."""
     from sockscope.kernel import bpf
@@ -236,4 +246,5 @@ class OwnerTracker:
         return True
 
 
-__all__ = ["scan", "socket_fds", "later", "Pending", "OwnerTracker", "kernel_records", "check_procfs", "ProcfsError"]
+__all__ = ["iterator_possible", "scan", "socket_fds", "later", "Pending", "OwnerTracker", "kernel_records",
+           "check_procfs", "ProcfsError"]
