@@ -385,10 +385,37 @@ def _load(side: Side, name: str, kind: str) -> tuple[Callable[[], Any] | None, A
         return None, None
 
 
+def _with_env(fn: Callable[[], Any], env: Mapping[str, str]) -> Callable[[], Any]:
+    """``fn`` called with ``env`` set in this process's environment (and put back after): an
+    in-process row's ``env`` reaches only our side's calls (sockscope reads it at each call)."""
+    def call() -> Any:
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            return fn()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    return call
+
+
 def measure_inproc(row: Row, spec: Mapping[str, Any]) -> tuple[list[Side], bool | None, list[str]]:
-    """Time two in-process callables, interleaved, each after one untimed call whose results are compared."""
-    ours, peer = Side(row.ours[0]), Side(row.peer[0])
-    our_fn, our_result = _load(ours, row.ours[0], row.kind)
+    """Time two in-process callables, interleaved, each after one untimed call whose results are compared
+    (``row.env`` set around our side's calls alone)."""
+    ours = Side("".join(f"{k}={v} " for k, v in row.env.items()) + row.ours[0])
+    peer = Side(row.peer[0])
+    if row.env:
+        loaders = dict(LOADERS)
+        LOADERS[row.ours[0]] = lambda kind: _with_env(loaders[row.ours[0]](kind), row.env)
+        try:
+            our_fn, our_result = _load(ours, row.ours[0], row.kind)
+        finally:
+            LOADERS.update(loaders)
+    else:
+        our_fn, our_result = _load(ours, row.ours[0], row.kind)
     peer_fn, peer_result = _load(peer, row.peer[0], row.kind)
     same, notes = None, []
     if ours.ok and peer.ok:

@@ -131,6 +131,12 @@ ROWS: tuple[Row, ...] = (
     *(Row(f"nc_{kind}", f'`net_connections("{kind}")` vs psutil', ("sockscope.net_connections",),
           ("psutil.net_connections",), inproc=True, kind=kind, goal="api", shaped_only=True)
       for kind in ("udp", "unix", "all")),
+    # net_connections where the kernel's BPF iterator cannot be used: the owners by the /proc walk, the
+    # system calls psutil makes
+    *(Row(f"nc_{kind}_walk", f'`SOCKSCOPE_OWNERS=proc net_connections("{kind}")` vs psutil',
+          ("sockscope.net_connections",), ("psutil.net_connections",), inproc=True, kind=kind, goal="api",
+          shaped_only=True, env={"SOCKSCOPE_OWNERS": "proc"})
+      for kind in ("tcp", "all")),
     # the Python floor of a listing (floor.py: the interpreter and the listing's dump, nothing decoded):
     # what is left of 1.5× ss above it is all a Python listing has for its own work
     *(Row(f"{name}_floor", f"Python floor of `{opts}` vs `ss {opts}`", (opts,), ("ss", opts), floor=True,

@@ -457,20 +457,20 @@ class Shape:
     namespaces: int = 1
 
 
-TCP_ROWS = ("tan", "tan_floor", "tanp", "tanp_walk", "net_connections")
+TCP_ROWS = ("tan", "tan_floor", "tanp", "tanp_walk", "net_connections", "nc_tcp_walk")
 SHAPES: dict[str, Shape] = {s.name: s for s in (
     Shape("dual10k", "10k TCP, IPv4 clients on `[::]` (mapped)", TCP_ROWS, _plan_dual),
     Shape("mixed10k", "10k TCP, IPv4/IPv6 alternating", TCP_ROWS, _plan_mixed(5000)),
     Shape("mixed100k", "100k TCP, IPv4/IPv6 alternating", TCP_ROWS, _plan_mixed(50_000)),
     Shape("procs1000", "8k TCP in 1,000 processes + 2k TIME-WAIT", TCP_ROWS, _plan_procs),
     Shape("prefork256", "listener shared by 256 processes, 8 conns each",
-          ("tanp", "tanp_walk", "tan", "tan_floor", "net_connections"), _plan_prefork),
+          ("tanp", "tanp_walk", "tan", "tan_floor", "net_connections", "nc_tcp_walk"), _plan_prefork),
     Shape("unix20k", "20k UNIX (named, abstract, unnamed)", ("xa", "xa_floor", "nc_unix", "xam", "xae"),
           _plan_unix),
     Shape("udp10k", "10k UDP", ("uan", "uan_floor", "nc_udp", "uanm"), _plan_udp),
     Shape("hostmix15k", "host-like mix ~15.7k (TCP 4/6 + TIME-WAIT, UDP, UNIX)",
           ("a", "a_floor", "l", "t", "t_floor", "tan", "tan_floor", "tanp", "tanp_walk", "tani", "xa", "xa_floor",
-           "uan", "nc_all", "tano", "tane", "tanm", "tanmi", "json"),
+           "uan", "nc_all", "nc_all_walk", "tano", "tane", "tanm", "tanmi", "json"),
           _plan_hostmix),
     Shape("netns40", f"{NETNS_COUNT} network namespaces (a container host), 352 sockets each",
           ("allnetns_tan", "allnetns_tanp", "allnetns_a"), _plan_netns, namespaces=NETNS_COUNT),

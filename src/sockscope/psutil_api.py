@@ -138,7 +138,7 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
 
     from sockscope._psutil_types import pconn, sconn
     from sockscope.owners.model import psutil_held, psutil_pick
-    from sockscope.owners.service import Pending, check_procfs, socket_fds
+    from sockscope.owners.service import Pending, check_procfs, iterator_possible, socket_fds
 
     tables, fams = kind_of(kind)
     if proc != "/proc":
@@ -148,12 +148,16 @@ def _net_connections(kind: str, proc: str, only: int | None) -> list[sconn] | li
     # while this thread dumps the sockets and makes every column of the rows
     # but their owners: on two cores the two overlap.  Only the records of the
     # sockets dumped are then looked at (psutil_pick for inet sockets, psutil_held
-    # for UNIX ones).  One process's fds (``only``) are read here, first.
+    # for UNIX ones).  One process's fds (``only``) are read here, first; so is the
+    # /proc walk where the iterator cannot be used: beside the dumps and the decoding it
+    # waits for the GIL after each of its system calls (see BackgroundOwners.wait_if_walking).
     pending: Pending[tuple[list[int], list[int], list[int]]] | None = None
     if only is not None:
         found = _process_fds(only, proc)
         if not found[0]:
             return []
+    elif not iterator_possible(proc):
+        found = socket_fds(proc)
     else:
         pending = Pending(lambda: socket_fds(proc))
     try:
