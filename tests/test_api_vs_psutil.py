@@ -217,11 +217,11 @@ sys.stdin.read()
 """
 
 
-def _alike_in(ns: Any, kinds: list[str], check: str = "") -> Any:
+def _alike_in(ns: Any, kinds: list[str], check: str = "", env: dict[str, str] | None = None) -> Any:
     """PSUTIL_SCRIPT (then ``check``) run in ``ns`` for ``kinds`` until psutil gives the same
     twice (up to 4 runs); every kind's sockscope rows asserted equal to psutil's.  The data."""
     for _attempt in range(4):
-        out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT + check, *kinds])
+        out = ns.run([sys.executable, "-c", PSUTIL_SCRIPT + check, *kinds], env=env)
         assert out.returncode == 0, out.stderr
         data = json.loads(out.stdout)
         if all(d["psutil"] == d["psutil_again"] for d in data.values()):
@@ -233,12 +233,14 @@ def _alike_in(ns: Any, kinds: list[str], check: str = "") -> Any:
     return data
 
 
-def test_net_connections_shared_sockets_like_psutil(tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["bpf", "proc"])
+def test_net_connections_shared_sockets_like_psutil(tmp_path: Path, via: str) -> None:
     """Sockets held by several processes (forked) at several fds (dup'ed), UNIX names with
     whitespace, connections never accepted: psutil's choice of owner (the last pid's first
-    fd; every fd of that pid for UNIX), its path rule and its set, kind by kind."""
+    fd; every fd of that pid for UNIX), its path rule and its set, kind by kind; the owners
+    from the kernel's iterator, and from the /proc walk (read first, alone, before the dumps)."""
     with _holding(_SHARED_HOLDER, str(tmp_path)) as (ns, holder):
-        data = _alike_in(ns, ["tcp", "udp", "udp6", "unix", "inet", "all"])
+        data = _alike_in(ns, ["tcp", "udp", "udp6", "unix", "inet", "all"], env={"SOCKSCOPE_OWNERS": via})
         unix = [json.loads(x) for x in data["unix"]["psutil"]]
         paths = {r["laddr"]["value"] for r in unix}
         assert any(p.endswith("/trail") for p in paths) and "@plain" in paths, paths
