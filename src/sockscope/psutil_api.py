@@ -14,7 +14,7 @@ import os
 import sys
 
 from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
-from sockscope.errors import AccessDenied, CannotInspect, NoSuchProcess
+from sockscope.errors import AccessDenied, NoSuchProcess
 from sockscope.filter import states as _k
 from sockscope.query import SS_ALL, Query, batches, kind_of
 
@@ -110,10 +110,8 @@ def _process_fds(pid: int, proc: str) -> tuple[list[int], list[int], list[int]]:
         inodes, fds = walk.process_sockets(proc, pid)
     except (FileNotFoundError, ProcessLookupError):
         inodes, fds = [], []  # gone meanwhile: said below
-    except PermissionError as exc:
-        raise AccessDenied(model.fds_error(proc, pid, exc)) from None
-    except OSError as exc:
-        raise CannotInspect(model.fds_error(proc, pid, exc)) from None
+    except OSError as exc:  # (AccessDenied where permission is denied, else CannotInspect)
+        raise model.fds_error(proc, pid, exc) from None
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no process with pid {pid} (it ended)")
     return inodes, [pid] * len(inodes), fds

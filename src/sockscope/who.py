@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
-from sockscope.errors import AccessDenied, CannotInspect, NoSuchProcess, SockscopeError
+from sockscope.errors import CannotInspect, NoSuchProcess, SockscopeError
 from sockscope.processes import unreadable_hint
 from sockscope.records import Socket, State
 from sockscope.render.endpoint import endpoint, escape
@@ -492,10 +492,8 @@ def pid_sockets(pid: int, proc: str = "/proc") -> list[tuple[int, int]]:
         inodes, fds = walk.process_sockets(proc, pid)
     except (FileNotFoundError, ProcessLookupError):
         raise NoSuchProcess(f"no such process: {pid}") from None
-    except PermissionError as exc:
-        raise AccessDenied(model.fds_error(proc, pid, exc)) from None
-    except OSError as exc:  # another error, said as it is
-        raise CannotInspect(model.fds_error(proc, pid, exc)) from None
+    except OSError as exc:  # (AccessDenied where permission is denied, else CannotInspect: said as it is)
+        raise model.fds_error(proc, pid, exc) from None
     if not os.path.exists(f"{proc}/{pid}/stat"):
         raise NoSuchProcess(f"no such process: {pid} (it exited)")
     # its threads' own tables too: its leader may have exited (then they hold every socket), or a

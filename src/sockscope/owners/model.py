@@ -18,6 +18,7 @@ TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time
 if TYPE_CHECKING:
     from typing import Any, Collection
 
+    from sockscope.errors import CannotInspect
     from sockscope.records import Owner
 
 
@@ -44,12 +45,15 @@ def short_of_fds(err: int) -> str:
     return f"sockscope ran out of file descriptors (EMFILE: ulimit -n is {limit})"
 
 
-def fds_error(proc: str, pid: int, exc: OSError) -> str:
-    """The one line for a process whose fds could not be read (``who``, ``process_connections``):
-    permission denied, and why; else the error as it came."""
+def fds_error(proc: str, pid: int, exc: OSError) -> CannotInspect:
+    """The error for a process whose fds could not be read (``who``, ``process_connections``), in
+    one line: :class:`~sockscope.errors.AccessDenied` where permission is denied, and why; else
+    :class:`~sockscope.errors.CannotInspect` with the error as it came."""
+    from sockscope.errors import AccessDenied, CannotInspect
+
     if isinstance(exc, PermissionError):
-        return f"cannot read the file descriptors of pid {pid}: permission denied ({unreadable_hint()})"
-    return f"cannot read {proc}/{pid}/fd: {exc.strerror or exc}"
+        return AccessDenied(f"cannot read the file descriptors of pid {pid}: permission denied ({unreadable_hint()})")
+    return CannotInspect(f"cannot read {proc}/{pid}/fd: {exc.strerror or exc}")
 
 
 def comm(pid: int, proc: str = "/proc") -> str | None:
