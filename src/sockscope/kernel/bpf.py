@@ -43,7 +43,7 @@ import struct
 
 from sockscope.errors import SockscopeError
 from sockscope.kernel import bpf_cache as _cache
-from sockscope.kernel.bpf_caps import may_load
+from sockscope.kernel.bpf_caps import NEEDS_CAPS as _NEEDS_CAPS, refused
 from sockscope.kernel.bpf_prog import (  # noqa: F401 - FIELDS, RECORD, TRAILER_FD: this module's names too
     BAD_FD, BIG_FD, CAP, FIELDS, MAX_WORDS, RECORD, SELF_FD, TRAILER_FD, UAPI, WALK_FIELDS, WALK_UAPI, program,
 )
@@ -155,9 +155,6 @@ def decode(blob: bytes, reader_pid: int) -> tuple[list[int], list[int], list[int
 # -- the cache of layouts -----------------------------------------------------------------------------------------
 
 _BTF_PATH = "/sys/kernel/btf/vmlinux"
-
-
-_NEEDS_CAPS = "loading a BPF program needs CAP_BPF and CAP_PERFMON (root)"
 
 
 def _kernel_key() -> str:
@@ -352,10 +349,9 @@ def open_iterator(fresh: bool = False) -> int:
 def _open_iterator(fresh: bool) -> tuple[int, bool]:
     """(the iterator's fd, whether the layout came from the cache).  A cached layout the
     kernel refuses is discarded and learned again."""
-    if os.environ.get("SOCKSCOPE_OWNERS") == "proc":
-        raise Unavailable("SOCKSCOPE_OWNERS=proc")
-    if not may_load():
-        raise Unavailable(_NEEDS_CAPS)
+    why = refused()
+    if why is not None:
+        raise Unavailable(why)
     lay, cached = _layout(fresh)
     try:
         return _attach(lay), cached
@@ -520,10 +516,9 @@ def task_socket_fds(held: Callable[..., bool]) -> tuple[list[int], list[int], li
     Implausible records from the cached layout discard the cache (one line on stderr says so) and
     the layout is learned again; implausible records from a freshly learned layout raise
     :class:`Unavailable` (the caller walks /proc)."""
-    if os.environ.get("SOCKSCOPE_OWNERS") == "proc":
-        raise Unavailable("SOCKSCOPE_OWNERS=proc")
-    if not may_load():
-        raise Unavailable(_NEEDS_CAPS)
+    why = refused()
+    if why is not None:
+        raise Unavailable(why)
     from sockscope.kernel.bpf_check import own_run, plausible
 
     me = os.getpid()

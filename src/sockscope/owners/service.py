@@ -51,13 +51,14 @@ def check_procfs(proc: str) -> None:
 
 
 def iterator_possible(proc: str = "/proc") -> bool:
-    """Whether :func:`scan` of every process will try the kernel's iterator: the default procfs,
-    ``SOCKSCOPE_OWNERS`` not "proc", and the privileges to load it (``kernel.bpf_caps``, read
-    without importing the loader, ~2 ms).  False: the /proc walk, for sure; True: the iterator,
-    unless it fails on the way (no BTF, the kernel refuses it, implausible records)."""
-    from sockscope.kernel.bpf_caps import may_load
+    """Whether :func:`scan` of every process will try the kernel's iterator: the default procfs, and
+    the iterator neither turned off nor without the privileges it needs (``kernel.bpf_caps.refused``,
+    the loader's own check, read without importing the loader, ~2 ms).  False: the /proc walk, for
+    sure; True: the iterator, unless it fails on the way (no BTF, the kernel refuses it, implausible
+    records)."""
+    from sockscope.kernel.bpf_caps import refused
 
-    return proc == "/proc" and os.environ.get("SOCKSCOPE_OWNERS") != "proc" and may_load()
+    return proc == "/proc" and refused() is None
 
 
 def kernel_records() -> tuple[list[int], list[int], list[int]] | None:
