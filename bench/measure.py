@@ -74,6 +74,10 @@ class Row:
     def target(self, size: int | None) -> Target | None:
         return self.targets.get(size) if size is not None else None
 
+    def env_words(self) -> str:
+        """``env`` as a shell writes it before a command (``K=V `` each), for a side's label."""
+        return "".join(f"{k}={v} " for k, v in self.env.items())
+
     def runs_at(self, size: int | None, only: bool) -> bool:
         return not self.shaped_only and (only or (size or 0) >= self.min_size)
 
@@ -261,7 +265,7 @@ def measure_cli(row: Row, spec: Mapping[str, Any]) -> tuple[list[Side], tuple[bo
         floor = [spec["python"], str(Path(__file__).resolve().parent / "floor.py")]
         ours_argv = [*floor, *floor_argv(listing_requests(row.ours))]
     else:
-        ours = Side("".join(f"{k}={v} " for k, v in row.env.items()) + "sockscope " + " ".join(row.ours))
+        ours = Side(row.env_words() + "sockscope " + " ".join(row.ours))
         ours_argv = [*spec["sockscope"], *row.ours]
     peer = Side(" ".join(row.peer).replace(PYTHON, "python"))
     pairs = [(ours, ours_argv), (peer, _resolve(row.peer, spec) or [row.peer[0]])]
@@ -367,10 +371,14 @@ CHECKS: dict[str, Callable[[Any, Any], tuple[bool, str]]] = {
 }
 
 
-def _load(side: Side, name: str, kind: str) -> tuple[Callable[[], Any] | None, Any]:
-    """Import a loader and call it once (untimed); (callable, first result) or (None, None)."""
+def _load(side: Side, name: str, kind: str, env: Mapping[str, str] | None = None
+          ) -> tuple[Callable[[], Any] | None, Any]:
+    """Import a loader and call it once (untimed); (callable, first result) or (None, None).  With
+    ``env``, every call of it (the first too) has ``env`` set (:func:`_with_env`)."""
     try:
         fn = LOADERS[name](kind)
+        if env:
+            fn = _with_env(fn, env)
     except ImportError as exc:
         side.fail("unavailable", f"{exc} (run bench/run.py --setup)")
         return None, None
@@ -405,17 +413,8 @@ def _with_env(fn: Callable[[], Any], env: Mapping[str, str]) -> Callable[[], Any
 def measure_inproc(row: Row, spec: Mapping[str, Any]) -> tuple[list[Side], bool | None, list[str]]:
     """Time two in-process callables, interleaved, each after one untimed call whose results are compared
     (``row.env`` set around our side's calls alone)."""
-    ours = Side("".join(f"{k}={v} " for k, v in row.env.items()) + row.ours[0])
-    peer = Side(row.peer[0])
-    if row.env:
-        loaders = dict(LOADERS)
-        LOADERS[row.ours[0]] = lambda kind: _with_env(loaders[row.ours[0]](kind), row.env)
-        try:
-            our_fn, our_result = _load(ours, row.ours[0], row.kind)
-        finally:
-            LOADERS.update(loaders)
-    else:
-        our_fn, our_result = _load(ours, row.ours[0], row.kind)
+    ours, peer = Side(row.env_words() + row.ours[0]), Side(row.peer[0])
+    our_fn, our_result = _load(ours, row.ours[0], row.kind, row.env)
     peer_fn, peer_result = _load(peer, row.peer[0], row.kind)
     same, notes = None, []
     if ours.ok and peer.ok:
