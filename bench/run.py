@@ -115,7 +115,8 @@ ROWS: tuple[Row, ...] = (
         ("pyroute2.get_sock_stats",), inproc=True, targets={10_000: Target("≥ 20× faster", max_ratio=0.05)}),
     # the populations' rows (shapes.SHAPES says which run where); net_connections above is the tcp one
     *(Row(name, f"`sockscope {opts}` vs `ss {opts}`", (opts,), ("ss", opts), same_output=True, goal="listing",
-          shaped_only=True) for name, opts in (("a", "-a"), ("l", "-l"), ("t", "-t"), ("xa", "-xa"), ("uan", "-uan"))),
+          shaped_only=True) for name, opts in (("a", "-a"), ("l", "-l"), ("t", "-t"), ("xa", "-xa"), ("uan", "-uan"),
+                                               ("s", "-s"))),
     # the detail options (-o -e -m --tos, with -i): texts made from the batches' columns since session 32
     *(Row(name, f"`sockscope {opts}` vs `ss {opts}`", (opts,), ("ss", opts), same_output=True, goal="listing",
           shaped_only=True) for name, opts in (("tano", "-tano"), ("tane", "-tane"), ("tanm", "-tanm"),

@@ -470,7 +470,7 @@ SHAPES: dict[str, Shape] = {s.name: s for s in (
     Shape("udp10k", "10k UDP", ("uan", "uan_floor", "nc_udp", "uanm"), _plan_udp),
     Shape("hostmix15k", "host-like mix ~15.7k (TCP 4/6 + TIME-WAIT, UDP, UNIX)",
           ("a", "a_floor", "l", "t", "t_floor", "tan", "tan_floor", "tanp", "tanp_walk", "tani", "xa", "xa_floor",
-           "uan", "nc_all", "nc_all_walk", "tano", "tane", "tanm", "tanmi", "json"),
+           "uan", "s", "nc_all", "nc_all_walk", "tano", "tane", "tanm", "tanmi", "json"),
           _plan_hostmix),
     Shape("netns40", f"{NETNS_COUNT} network namespaces (a container host), 352 sockets each",
           ("allnetns_tan", "allnetns_tanp", "allnetns_a"), _plan_netns, namespaces=NETNS_COUNT),

@@ -180,6 +180,38 @@ def test_summary_as_json_and_csv() -> None:
     assert mix_rc == 255 and mix_out == "" and len(mix_err.splitlines()) == 1, (mix_rc, mix_out, mix_err)
 
 
+_SUMMARY_API = """
+import json, socket, subprocess, sys
+from sockscope import summary
+from sockscope.kernel import sockstat
+from sockscope.render import summary as text_of
+udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); udp.bind(("::1", 0))
+tcp = socket.socket(); tcp.bind(("127.0.0.1", 0)); tcp.listen()
+conn = socket.create_connection(tcp.getsockname()); peer, _ = tcp.accept()
+record = summary.read()
+counts = sockstat.summary_counts()
+run = lambda *a: subprocess.run([*json.loads(sys.argv[1]), *a], capture_output=True, text=True).stdout
+print(json.dumps([list(type(record).__dataclass_fields__), list(counts), record.counts() == counts,
+                  record.to_dict(), text_of.as_dict(counts), record.text(), text_of.text(counts),
+                  json.loads(run("-s", "--json")), run("-s"), record.tcp_total, record.tcp_closed]))
+"""
+
+
+def test_summary_record_and_cli_say_the_same() -> None:
+    """:class:`sockscope.summary.Summary` (the API's record) and the CLI's ``-s`` (the counters as a dict,
+    laid out by :mod:`sockscope.render.summary`) give the same counters in the same order, text and JSON."""
+    res = _in_private_netns(_SUMMARY_API, json.dumps(SOCKSCOPE))
+    assert res.returncode == 0, res.stderr
+    fields, keys, same, rec_dict, cli_dict, rec_text, cli_text, js, cli_out, total, closed = json.loads(res.stdout)
+    assert fields == keys and same, (fields, keys)
+    assert rec_dict == cli_dict and list(rec_dict) == list(js) == [*fields, "tcp_total", "tcp_closed"], js
+    # (the namespace's count of sockets, `sockets: used`, also counts the CLI's own while it runs)
+    assert {**js, "sockets_used": 0} == {**rec_dict, "sockets_used": 0}, (js, rec_dict)
+    assert js["udp6"] == 1 and js["tcp_inuse4"] == 3 and js["tcp_estab"] >= 2, js
+    assert (total, closed) == (js["tcp_total"], js["tcp_closed"])
+    assert rec_text == cli_text and cli_out.split("\n", 1)[1] == rec_text.split("\n", 1)[1], (cli_out, rec_text)
+
+
 _SUMMARY_NETNS = """
 import json, os, socket, subprocess, sys
 udp = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]

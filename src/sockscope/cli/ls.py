@@ -174,27 +174,26 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
 
     from sockscope.filter.states import parse_state_words
 
-    if summary:
-        from sockscope import summary as _summary
+    if summary:  # (the counters as a dict, laid out by render.summary: not the records' modules, ~8 ms)
+        from sockscope.kernel.sockstat import summary_counts
+        from sockscope.render import summary as _summary
 
         alone = sel.do_default and not args  # -s and no table or filter: the summary is all ss prints
         if fmt != "table" and not alone:
             # one document per output: the counters, or the sockets, never both
             raise UsageError(f"-s --{fmt} prints the summary alone: list the sockets in another call")
-        counts: list[tuple[str | None, _summary.Summary]]
+        counts: list[tuple[str | None, dict[str, int]]]
         if all_netns:
             from sockscope import netns
 
-            counts = list(netns.visit(netns.namespaces(), lambda label: iter(((label, _summary.read()),))))
+            counts = list(netns.visit(netns.namespaces(), lambda label: iter(((label, summary_counts()),))))
         else:
-            counts = [(None, _summary.read())]
+            counts = [(None, summary_counts())]
         if fmt != "table":
-            from sockscope.render.machine import write_summary
-
-            write_summary(counts, fmt, out)
+            _summary.write(counts, fmt, out)
             return 0
         for label, count in counts:
-            out.write(("" if label is None else f"Netns: {label}\n") + count.text())
+            out.write(("" if label is None else f"Netns: {label}\n") + _summary.text(count))
         if alone:
             return 0
     state_filter, rest = parse_state_words(args, state_filter)

@@ -1,5 +1,6 @@
 """The kernel's socket counts of a network namespace (``sockstat``, ``sockstat6``): which dumps
-would find nothing, and whether one TCP walk per family costs less than one walk of both.
+would find nothing, whether one TCP walk per family costs less than one walk of both, and ``ss
+-s``'s counters (:func:`summary_counts`: the CLI's ``-s`` prints them without the records' modules).
 
 Each is read for the calling thread's namespace (``/proc/thread-self``: ``setns`` moves only the
 calling thread).  A file that cannot be read gives no counts, and each answer is then the one
@@ -9,6 +10,11 @@ that is right without them.
 from __future__ import annotations
 
 from sockscope._addr import AF_INET, AF_INET6
+from sockscope.errors import SockscopeError
+
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Mapping
 
 #: one TCP dump per family when both families hold at least this share of the sockets (1/N) …
 PER_FAMILY_SHARE = 256
@@ -63,3 +69,50 @@ def tcp_per_family() -> bool:
     leaves few rows to split, as a filter mostly does.)"""
     v4, v6 = counts(AF_INET).get((b"TCP", b"inuse"), 0), counts(AF_INET6).get((b"TCP6", b"inuse"), 0)
     return v4 + v6 >= PER_FAMILY_MIN and min(v4, v6) * PER_FAMILY_SHARE >= v4 + v6
+
+
+#: ``ss -s``'s counters, in the order :class:`sockscope.summary.Summary` has them
+SUMMARY_FIELDS = ("sockets_used", "tcp_inuse4", "tcp_inuse6", "tcp_orphan", "tcp_timewait", "tcp_alloc", "tcp_mem",
+                  "tcp_estab", "udp4", "udp6", "raw4", "raw6", "frag4", "frag6")
+#: where ``sockstat``/``sockstat6`` have them: counter -> (line, word); ``tcp_estab`` is ``snmp``'s
+_SUMMARY_WORDS = {
+    "sockets_used": (b"sockets", b"used"), "tcp_inuse4": (b"TCP", b"inuse"), "tcp_inuse6": (b"TCP6", b"inuse"),
+    "tcp_orphan": (b"TCP", b"orphan"), "tcp_timewait": (b"TCP", b"tw"), "tcp_alloc": (b"TCP", b"alloc"),
+    "tcp_mem": (b"TCP", b"mem"), "udp4": (b"UDP", b"inuse"), "udp6": (b"UDP6", b"inuse"), "raw4": (b"RAW", b"inuse"),
+    "raw6": (b"RAW6", b"inuse"), "frag4": (b"FRAG", b"inuse"), "frag6": (b"FRAG6", b"inuse"),
+}
+
+
+def summary_counts(proc: str = "/proc") -> dict[str, int]:
+    """``ss -s``'s counters by name (:data:`SUMMARY_FIELDS`, in that order) from ``proc``'s
+    ``net/sockstat``, ``net/sockstat6`` and ``net/snmp`` (``CurrEstab``): 0 for what they lack.
+    :class:`~sockscope.errors.SockscopeError` where neither sockstat file can be read."""
+    got: dict[tuple[bytes, bytes], int] = {}
+    found = False
+    for name in ("sockstat", "sockstat6"):
+        try:
+            with open(f"{proc}/net/{name}", "rb") as f:
+                got.update(parse(f.read(1 << 16)))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise SockscopeError(f"cannot read {proc}/net/{name}: {exc.strerror}") from exc
+        found = True
+    if not found:
+        raise SockscopeError(f"cannot read {proc}/net/sockstat")
+    out = {field: got.get(_SUMMARY_WORDS[field], 0) if field != "tcp_estab" else 0 for field in SUMMARY_FIELDS}
+    try:
+        with open(f"{proc}/net/snmp", "rb") as f:
+            snmp = [line.split() for line in f.read(1 << 20).splitlines() if line.startswith(b"Tcp:")]
+        if len(snmp) >= 2 and b"CurrEstab" in snmp[0]:
+            out["tcp_estab"] = int(snmp[1][snmp[0].index(b"CurrEstab")])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def summary_totals(counts: Mapping[str, int]) -> dict[str, int]:
+    """The two counters ss adds up from :func:`summary_counts`' (``tcp_total``: every TCP socket, those
+    in TIME-WAIT included; ``tcp_closed``: allocated but not hashed)."""
+    return {"tcp_total": counts["tcp_alloc"] + counts["tcp_timewait"],
+            "tcp_closed": counts["tcp_alloc"] - (counts["tcp_inuse4"] + counts["tcp_inuse6"] - counts["tcp_timewait"])}

@@ -1,5 +1,5 @@
 """Machine-readable output: ``--json`` (one JSON array, or one object per line
-as sockets come: NDJSON) and ``--csv``; and the ``-s`` summary in both.
+as sockets come: NDJSON) and ``--csv`` (``-s``'s counters: :mod:`sockscope.render.summary`).
 
 The fields are those of :meth:`sockscope.records.Socket.to_dict`; ``owners``
 is a list of {pid, fd, name, tid} in JSON and ``pid/fd/name;…`` text in CSV (a name's "%", "/"
@@ -30,8 +30,6 @@ from sockscope.records import FAMILY_NAMES, NESTED_JSON, SkMem, Socket
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
     from typing import IO, Any, Callable, Iterable, Iterator
-
-    from sockscope.summary import Summary
 
 FIELDS = (
     "netid", "family", "state", "recv_q", "send_q", "local_address", "local_port",
@@ -267,17 +265,3 @@ def _owner_name(name: str) -> str:
     if "%" in name or "/" in name or ";" in name:
         return name.replace("%", "%25").replace("/", "%2F").replace(";", "%3B")
     return name
-
-
-def write_summary(counts: list[tuple[str | None, Summary]], fmt: str, out: IO[str]) -> None:
-    """``-s --json``: one JSON object, or with ``--all-netns`` (labels given) an
-    array of them, each with its ``netns`` first; ``-s --csv``: a header row and
-    a row per namespace (``netns`` the first column with ``--all-netns``)."""
-    rows = [({"netns": label} if label is not None else {}) | count.to_dict() for label, count in counts]
-    if fmt == "json":
-        text = [json.dumps(d, separators=(",", ":")) for d in rows]
-        out.write(text[0] + "\n" if counts[0][0] is None else "[\n" + ",\n".join(text) + "\n]\n")
-    else:
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(rows[0])
-        w.writerows([_cell(v) for v in d.values()] for d in rows)
