@@ -49,6 +49,20 @@ def test_listing_path_imports_stay_light(options: str) -> None:
     assert "Recv-Q" in header or "State" in header
 
 
+def test_owners_by_the_walk_import_no_loader_nor_functools() -> None:
+    """``-p`` where the owners come from the /proc walk (``SOCKSCOPE_OWNERS=proc``, as in a container
+    without CAP_BPF): neither the BPF loader and ctypes (the owner service asks ``bpf_caps`` first) nor
+    functools and the collections it imports (the walk reads the links without ``partial``): ~4-6 ms of
+    such a listing's start here."""
+    probe = _PROBE.replace(f"{_HEAVY!r}", repr((*_HEAVY, "functools", "sockscope.kernel.bpf", "ctypes")))
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", probe, "-tanp"], capture_output=True, text=True,
+                          timeout=60, env={**__import__("os").environ, "SOCKSCOPE_OWNERS": "proc"})
+    assert proc.returncode == 0, proc.stderr
+    status, heavy, header = proc.stdout.strip().split(" ", 2)
+    assert status == "0" and heavy == "[]", f"sockscope -tanp by the walk imported {heavy}"
+    assert "State" in header
+
+
 @pytest.mark.parametrize(("options", "uses"), [
     (["-s"], ()),
     (["-s", "--json"], ("json", "re", "enum", "collections", "operator")),  # (json's own imports)
