@@ -36,7 +36,7 @@ from sockscope.owners.model import OwnerMap, short_of_fds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import AbstractSet, Any, Callable, Collection, Iterable, Iterator
+    from typing import AbstractSet, Callable, Collection, Iterable, Iterator
 
 PREFIX = "socket:["
 _INODE = itemgetter(slice(len(PREFIX), -1))  # "socket:[123]" -> "123"
@@ -46,7 +46,7 @@ _O_DIR = os.O_RDONLY | os.O_DIRECTORY
 NO_FDS = (errno.EMFILE, errno.ENFILE)
 
 
-def _readlink_in(dfd: int, name: str, _readlink: Any = os.readlink) -> str:
+def _readlink_in(dfd: int, name: str, _readlink: Callable[..., str] = os.readlink) -> str:
     return _readlink(name, dir_fd=dfd)
 
 
