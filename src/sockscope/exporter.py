@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, ZERO16, ntop4, ntop6
 from sockscope.errors import NotSupported, PermissionDenied, SockscopeError
-from sockscope.netns import NETNS_RUN_DIR, NetnsRef, list_netns
+from sockscope.netns import NETNS_RUN_DIR, found as _found_netns
 from sockscope.netns import setns as _setns
 from sockscope.filter.states import LISTEN, SS_ALL, SS_STATE_NAMES
 from sockscope.kernel.layout import INET_DIAG_INFO
@@ -64,6 +64,21 @@ _PROTO_RANK = {"tcp": 0, "u_str": 1, "u_seq": 2}
 
 # --------------------------------------------------------------------------
 # Snapshots: what one collection found
+
+
+@dataclass(frozen=True, slots=True)
+class NetnsRef:
+    """A network namespace: its label, inode, and paths that open it (tried in order)."""
+
+    label: str
+    inode: int
+    paths: tuple[str, ...]
+
+
+def list_netns(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[NetnsRef]:
+    """Every network namespace (:func:`sockscope.netns.found`): named ones (label = name) and those of
+    processes (``ino:<inode>``)."""
+    return [NetnsRef(label, ino, paths) for label, ino, paths in _found_netns(proc, run_dir)]
 
 
 @dataclass(slots=True)

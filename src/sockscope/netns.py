@@ -13,8 +13,6 @@ from __future__ import annotations
 import errno
 import os
 
-from dataclasses import dataclass
-
 from sockscope.errors import SockscopeError
 
 TYPE_CHECKING = False
@@ -107,22 +105,16 @@ def _bind_etc(name: str) -> None:
             failed(f"cannot bind {source} over {target}")
 
 
-@dataclass(frozen=True, slots=True)
-class NetnsRef:
-    """A network namespace: its label, inode, and paths that open it (tried in order)."""
-
-    label: str
-    inode: int
-    paths: tuple[str, ...]
-
-
-def list_netns(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[NetnsRef]:
-    """Every network namespace: named ones (label = name) and those of processes (``ino:<inode>``)."""
+def found(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[tuple[str, int, tuple[str, ...]]]:
+    """Every network namespace: ``(label, inode, paths that open it, tried in order)``, named ones
+    (label = name) and those of processes (``ino:<inode>``).  Plain tuples: ``-N`` and
+    ``--all-netns`` import no ``dataclasses`` (~14 ms of start here); the exporter's
+    :class:`~sockscope.exporter.NetnsRef` records are made of these."""
     try:
         nsfs_dev = os.stat(f"{proc}/thread-self/ns/net").st_dev
     except OSError as exc:
         raise SockscopeError(f"cannot read {proc}/thread-self/ns/net: {exc.strerror}") from exc
-    found: dict[int, tuple[str, list[str]]] = {}
+    seen: dict[int, tuple[str, list[str]]] = {}
     try:
         names = sorted(os.listdir(run_dir))
     except FileNotFoundError:
@@ -137,8 +129,8 @@ def list_netns(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[NetnsR
             continue
         if st.st_dev != nsfs_dev:
             continue  # a leftover file, not a mounted namespace
-        if st.st_ino not in found:
-            found[st.st_ino] = (name, [path])
+        if st.st_ino not in seen:
+            seen[st.st_ino] = (name, [path])
     from sockscope.owners.walk import pids_of
 
     try:
@@ -151,21 +143,22 @@ def list_netns(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[NetnsR
             ino = os.stat(path).st_ino
         except OSError:
             continue  # gone, or not ours to see
-        entry = found.get(ino)
+        entry = seen.get(ino)
         if entry is None:
-            found[ino] = (f"ino:{ino}", [path])
+            seen[ino] = (f"ino:{ino}", [path])
         elif len(entry[1]) < 4:
             entry[1].append(path)  # spares, in case the first process exits before we open it
-    return [NetnsRef(label, ino, tuple(paths)) for ino, (label, paths) in found.items()]
+    return [(label, ino, tuple(paths)) for ino, (label, paths) in seen.items()]
 
 
 def namespaces(proc: str = "/proc") -> list[tuple[str, str]]:
     """Every network namespace visible: ``[(label, path)]``, the current one first,
     the others by label (``ip netns`` name where there is one, else ``ino:N``)."""
     own = os.stat(f"{proc}/thread-self/ns/net").st_ino  # (the calling thread's: a thread may have its own)
-    refs = list_netns(proc)
-    first = [(r.label, r.paths[0]) for r in refs if r.inode == own] or [(f"ino:{own}", f"{proc}/thread-self/ns/net")]
-    return first + sorted((r.label, r.paths[0]) for r in refs if r.inode != own)
+    refs = found(proc)
+    first = [(label, paths[0]) for label, ino, paths in refs if ino == own] or [
+        (f"ino:{own}", f"{proc}/thread-self/ns/net")]
+    return first + sorted((label, paths[0]) for label, ino, paths in refs if ino != own)
 
 
 def visit(targets: list[tuple[str, str]], fn: Callable[[str], Iterator[T]], gone_ok: bool = True) -> Iterator[T]:
@@ -240,5 +233,4 @@ def labelled(socks: Iterable[Socket], label: str) -> Iterator[Socket]:
         yield evolve(s, netns=label)
 
 
-__all__ = ["enter", "namespaces", "visit", "check_enterable", "labelled", "setns", "list_netns", "NetnsRef",
-           "NetnsError"]
+__all__ = ["enter", "namespaces", "found", "visit", "check_enterable", "labelled", "setns", "NetnsError"]

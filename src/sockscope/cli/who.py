@@ -110,7 +110,7 @@ def _own_netns(pids: list[int], who_: str, plural: bool = False) -> str | None:
                "these tables (--all-netns looks in every one)"
     ((theirs, path),) = inodes.items()
     try:
-        label = escape(next((r.label for r in netns.list_netns() if r.inode == theirs), f"ino:{theirs}"))
+        label = escape(next((name for name, ino, _ in netns.found() if ino == theirs), f"ino:{theirs}"))
     except SockscopeError:
         label = f"ino:{theirs}"
     verb, its = ("are", "their") if plural else ("is", "its")
@@ -129,7 +129,7 @@ def _elsewhere_hint(args: argparse.Namespace) -> str:
     from sockscope import netns
 
     try:
-        others = len(netns.list_netns()) - 1
+        others = len(netns.found()) - 1
     except SockscopeError:
         return ""
     if others < 1:
