@@ -84,6 +84,29 @@ def test_interface_names_do_not_import_socket() -> None:
         assert "127.0.0.1%lo:" in shown, proc.stdout
 
 
+def test_who_imports_stay_light() -> None:
+    """``sockscope who :PORT`` (text) imports neither ``inspect`` (every one of its dataclasses has a
+    docstring: ``dataclasses`` makes one with ``inspect`` otherwise), ``typing``, ``socket`` (the
+    target's addresses through the C module), nor ``json`` (only for ``--json``): ~20 ms of its start."""
+    probe = ("import sys, io, socket\n"
+             "assert __import__('os').system('ip link set lo up') == 0\n"
+             "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); port = s.getsockname()[1]\n"
+             "del socket; [sys.modules.pop(m) for m in list(sys.modules)"
+             " if m in ('socket', 'selectors', 'enum', 're', 'collections', 'functools', 'operator', 'typing')]\n"
+             "from sockscope.cli import main\n"
+             "sys.stdout = io.StringIO()\n"
+             "status = main(['who', f':{port}'])\n"
+             "out = sys.stdout.getvalue(); sys.stdout = sys.__stdout__\n"
+             "heavy = ('ast', 'dis', 'tokenize', 'typing', 'socket', 'json')  # (inspect's own: its stub stays)\n"
+             "print(status, sorted(m for m in heavy if m in sys.modules), repr(out.splitlines()[0]))\n")
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    status, rest = proc.stdout.strip().split(" ", 1)
+    heavy, _, first = rest.partition("] ")
+    assert status == "0" and heavy + "]" == "[]", f"sockscope who imported {heavy}]"
+    assert "LISTEN" in first and "127.0.0.1:" in first, first
+
+
 def test_namespace_options_import_no_records() -> None:
     """``-N NAME`` and ``--all-netns`` find and enter namespaces with plain tuples (``netns.found``):
     not ``dataclasses`` and ``inspect`` (~14 ms of start here before; the exporter's ``NetnsRef``

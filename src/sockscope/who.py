@@ -33,8 +33,10 @@ or cannot be read: never a traceback, never an empty answer in its place.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+
+from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
+
+from dataclasses import dataclass, field  # noqa: E402
 
 from sockscope._addr import AF_INET, AF_INET6, AF_UNIX
 from sockscope.errors import CannotInspect, NoSuchProcess, SockscopeError
@@ -43,6 +45,11 @@ from sockscope.records import Socket, State
 from sockscope.render.endpoint import endpoint, escape
 from sockscope.who_target import Target, norm as _norm, parse_target
 
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Protocol, Sequence
+else:
+    Protocol = object  # (OwnerLookup is a protocol for type checkers, a plain class at run time)
 
 
 class NoMatch(SockscopeError):
@@ -185,6 +192,9 @@ class Unresolved:
 
 @dataclass
 class Report:
+    """What ``who`` found for a target: a chain per matching socket, what could not be followed, and
+    warnings (a docstring of its own: without one, ``dataclasses`` imports ``inspect`` to make one)."""
+
     target: Target
     chains: list[Chain]
     unresolved: list[Unresolved] = field(default_factory=list)

@@ -28,9 +28,12 @@ int-string limit escaping).
 
 from __future__ import annotations
 
+import _socket  # (the C module: ``socket``'s enums cost ~6 ms of a start)
 import os
-import socket as _socket
-from dataclasses import dataclass
+
+from sockscope import _lazy_inspect  # noqa: F401  (before dataclasses: see that module)
+
+from dataclasses import dataclass  # noqa: E402
 
 from sockscope import hostport
 from sockscope._addr import AF_INET, AF_INET6

@@ -11,16 +11,14 @@ chains, and a note on stderr says so.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import IO
 
 from sockscope.cli._args import OneLineParser
 from sockscope.errors import SockscopeError
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # typing is imported only by type checkers (json only for --json): start-up time
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import IO, Callable
 
     from sockscope.query import Query
     from sockscope.records import Socket
@@ -221,6 +219,8 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
     if not matched and not unresolved:
         if args.json:
             empty = who.Report(target, [], [], warnings)
+            import json
+
             out.write(json.dumps(who.render_json(empty), indent=1) + "\n")
         for w in warnings:
             print(f"sockscope: {w}", file=sys.stderr)
@@ -234,6 +234,8 @@ def main(argv: list[str], stdout: IO[str] | None = None, proc: str = "/proc") ->
                               lambda pid, name: who.read_process(pid, name, proc),
                               unresolved, warnings, thread_holders(proc))
     if args.json:
+        import json
+
         out.write(json.dumps(who.render_json(report), indent=1) + "\n")
     else:
         enc = (getattr(out, "encoding", None) or "").lower().replace("-", "")
