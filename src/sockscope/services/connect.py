@@ -345,6 +345,8 @@ async def _udp_round_trip(target: Target, addr: Resolved, data: bytes, timeout: 
 
 @dataclass(slots=True)
 class _Tally:
+    """The probes so far: their round-trip times, how many failed, the exit status they make."""
+
     times: list[float]
     failed: int = 0
     status: int = EXIT_OK
