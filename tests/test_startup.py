@@ -107,6 +107,26 @@ def test_who_imports_stay_light() -> None:
     assert "LISTEN" in first and "127.0.0.1:" in first, first
 
 
+@pytest.mark.parametrize("command", ["serve", "connect"])
+def test_service_help_imports_no_asyncio(command: str) -> None:
+    """``serve --help`` and ``connect --help`` (and the man page and completion scripts, which build the
+    same parsers) read the defaults from the services' package alone: the services themselves, asyncio
+    among their imports (~50-70 ms), are imported when the command runs."""
+    probe = ("import sys, io\n"
+             "from sockscope.cli import main\n"
+             "sys.stdout = io.StringIO()\n"
+             "try:\n"
+             f"    main([{command!r}, '--help'])\n"
+             "except SystemExit as exc:\n"
+             "    status = exc.code\n"
+             "out = sys.stdout.getvalue(); sys.stdout = sys.__stdout__\n"
+             "heavy = ('asyncio', 'ssl', 'sockscope.services.serve', 'sockscope.services.connect')\n"
+             "print(status, sorted(m for m in heavy if m in sys.modules), 'usage:' in out)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "[]", "True"], proc.stdout
+
+
 def test_namespace_options_import_no_records() -> None:
     """``-N NAME`` and ``--all-netns`` find and enter namespaces with plain tuples (``netns.found``):
     not ``dataclasses`` and ``inspect`` (~14 ms of start here before; the exporter's ``NetnsRef``

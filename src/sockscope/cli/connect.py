@@ -7,19 +7,16 @@ Argument errors exit 255 (argparse, as for every subcommand); network errors are
 from __future__ import annotations
 
 import argparse
-import socket
 
 from sockscope.cli._args import OneLineParser, port_type, positive_int, positive_seconds, seconds
 from sockscope.errors import SockscopeError
-from sockscope.services.connect import (
-    DEFAULT_INTERVAL,
-    DEFAULT_PORT,
-    DEFAULT_TIMEOUT,
-    Payload,
-    Target,
-    run_exchange,
-    run_tcping,
-)
+# (the defaults from the services' package alone: the client's module, asyncio among what it imports,
+# ~60 ms, is imported when it runs, not for --help, the man page or the completion scripts)
+from sockscope.services import DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_TIMEOUT
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sockscope.services.connect import Payload, Target
 
 EPILOG = f"""\
 Without options it behaves like the classic tutorial client: it connects to
@@ -90,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Target:
+    from sockscope.services.connect import Target
+
     if args.unix is not None:
         if args.host is not None:
             parser.error("HOST and PORT cannot be combined with --unix")
@@ -117,10 +116,16 @@ def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Target
             parser.error(f"argument PORT: {exc}")
     if host == "":
         parser.error("argument HOST: empty host name")
-    return Target(proto=args.proto or "tcp", host=host or socket.gethostname(), port=port)
+    if not host:
+        import socket
+
+        host = socket.gethostname()
+    return Target(proto=args.proto or "tcp", host=host, port=port)
 
 
 def _payload(args: argparse.Namespace) -> Payload | None:
+    from sockscope.services.connect import Payload
+
     if args.send is not None:
         if args.send == "-":
             return Payload(file="-")
@@ -136,6 +141,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     target = _target(args, parser)
     payload = _payload(args)
+    from sockscope.services.connect import run_exchange, run_tcping
+
     if args.count is not None or args.interval is not None:
         if payload is not None and target.proto != "udp":
             parser.error("--send/--send-file go with --count/--interval only over --udp")

@@ -10,23 +10,15 @@ from __future__ import annotations
 import argparse
 
 from sockscope.cli._args import OneLineParser, int_at_least, port_type, positive_int, positive_seconds, seconds
-from sockscope.services.admission import DEFAULT_MIN_RATE, DEFAULT_WINDOW
-from sockscope.services.serve import (
-    DEFAULT_BACKLOG,
-    DEFAULT_GRACE,
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_LOCK_TIMEOUT,
-    DEFAULT_MESSAGE,
-    DEFAULT_PORT,
-    FD_RESERVE,
-    GREET_LINGER,
-    Proto,
-    ServeConfig,
-    run,
-)
-from sockscope.services.connect import MAX_DATAGRAM
-from sockscope.services.serve_udp import DEFAULT_PEER_RATE
-from sockscope.services.servelog import DEFAULT_LOG_RATE
+# (the defaults from the services' package alone: the server's modules, asyncio among them, ~60-80 ms, are
+# imported when it runs, not for --help, the man page or the completion scripts)
+from sockscope.services import (DEFAULT_BACKLOG, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT,
+                                DEFAULT_LOG_RATE, DEFAULT_MESSAGE, DEFAULT_MIN_RATE, DEFAULT_PEER_RATE,
+                                DEFAULT_PORT, DEFAULT_WINDOW, FD_RESERVE, GREET_LINGER, MAX_DATAGRAM)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sockscope.services.serve import Proto, ServeConfig
 
 EPILOG = f"""\
 By default only loopback addresses are bound: those of 'localhost' (v4 and v6)
@@ -188,6 +180,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     message = args.message.encode("utf-8", "surrogateescape")
     if proto == "udp" and args.mode == "greet" and len(message) > MAX_DATAGRAM:
         parser.error(f"--message: {len(message)} bytes do not fit in one UDP datagram (max {MAX_DATAGRAM})")
+    from sockscope.services.serve import ServeConfig
+
     return ServeConfig(
         proto=proto,
         hosts=tuple(args.host or ()),
@@ -213,4 +207,7 @@ def main(argv: list[str]) -> int:
     """Entry point of ``sockscope serve``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return run(config_from_args(args, parser))
+    config = config_from_args(args, parser)
+    from sockscope.services.serve import run
+
+    return run(config)

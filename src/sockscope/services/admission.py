@@ -40,12 +40,12 @@ from collections import Counter, OrderedDict
 from itertools import islice
 from typing import Protocol
 
+from sockscope.services import DEFAULT_MIN_RATE, DEFAULT_WINDOW
+
 #: Connections looked at (least recently active first) to find one to evict.
 SCAN = 64
 #: Seconds a connection admitted at the limit has to show progress.
 PROBATION = 0.05
-DEFAULT_MIN_RATE = 64
-DEFAULT_WINDOW = 1.0
 
 
 def peer_key(host: str) -> str:

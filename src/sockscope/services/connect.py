@@ -45,12 +45,9 @@ from sockscope.services.errors import (
     describe_errno,
 )
 from sockscope.services.stats import format_ms, summarize
-from sockscope.services import DEFAULT_PORT
+from sockscope.services import DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_TIMEOUT, MAX_DATAGRAM
 
 Proto = Literal["tcp", "udp", "unix"]
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_INTERVAL = 1.0
-MAX_DATAGRAM = 65507
 _CHUNK = 65536
 _PING_NAMES = {"tcp": "tcping", "udp": "udping", "unix": "unixping"}
 

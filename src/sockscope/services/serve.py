@@ -68,19 +68,11 @@ from sockscope.services.admission import DEFAULT_MIN_RATE, DEFAULT_WINDOW, Admis
 from sockscope.services.errors import BindError, Interrupted
 from sockscope.services.serve_udp import DEFAULT_PEER_RATE, DatagramServer
 from sockscope.services.servelog import DEFAULT_LOG_RATE, ServeLog
-from sockscope.services import DEFAULT_PORT
+from sockscope.services import (DEFAULT_BACKLOG, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT,
+                                DEFAULT_MESSAGE, DEFAULT_PORT, FD_RESERVE, GREET_LINGER)
 
-DEFAULT_MESSAGE = "Thank you for connecting"
-DEFAULT_BACKLOG = 511
-DEFAULT_IDLE_TIMEOUT = 300.0
-DEFAULT_GRACE = 2.0
-DEFAULT_LOCK_TIMEOUT = 10.0
 #: Poll period of the UNIX path's directory lock.
 _LOCK_POLL = 0.05
-#: Seconds a greeted client has, after the greeting is flushed, to close its end.
-GREET_LINGER = 2.0
-#: File descriptors kept free for the listeners, the event loop and stdio.
-FD_RESERVE = 64
 #: Poll period while a greeting is still being flushed to a slow reader.
 _FLUSH_POLL = 0.25
 

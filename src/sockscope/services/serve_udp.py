@@ -35,14 +35,13 @@ import socket
 import time
 
 from sockscope.services._bind import format_hostport
+from sockscope.services import DEFAULT_PEER_RATE
 from sockscope.services.servelog import ServeLog
 
 #: Datagrams read per wake-up of the event loop, at most.
 BATCH = 256
 #: Peers whose budget is tracked at once, at most.
 MAX_PEERS = 65536
-#: Replies per second and peer by default.
-DEFAULT_PEER_RATE = 1000
 _MAX_DATAGRAM = 65536
 QUARANTINE_SECONDS = 5.0
 QUARANTINE_POLL = 0.1

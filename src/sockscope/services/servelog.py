@@ -37,9 +37,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 from sockscope.errors import printable
+from sockscope.services import DEFAULT_LOG_RATE
 
-#: Per-connection lines admitted per second by default.
-DEFAULT_LOG_RATE = 200
 #: The token bucket holds this many seconds of ``rate``.
 BURST_SECONDS = 25
 #: Lines waiting for the writer, at most.
