@@ -32,15 +32,13 @@ from typing import Any, Callable, Iterable
 
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, ZERO16, ntop4, ntop6
 from sockscope.errors import NotSupported, PermissionDenied, SockscopeError
+from sockscope.exporter_defaults import DEFAULT_LISTEN, DEFAULT_MAX_LISTENERS
 from sockscope.netns import NETNS_RUN_DIR, found as _found_netns
 from sockscope.netns import setns as _setns
 from sockscope.filter.states import LISTEN, SS_ALL, SS_STATE_NAMES
 from sockscope.kernel.layout import INET_DIAG_INFO
 from sockscope.records import Socket, State
 
-DEFAULT_LISTEN = ("127.0.0.1", 9466)
-DEFAULT_MAX_LISTENERS = 100
-INSTALL_HINT = "the exporter needs prometheus_client: pip install '.[exporter]' in the sockscope checkout"
 
 FAMILY_NAMES = {AF_UNIX: "unix", AF_INET: "inet", AF_INET6: "inet6", AF_NETLINK: "netlink", AF_PACKET: "packet"}
 #: ss's tables, in ss's order (sctp, dccp, mptcp are left out: asking for them can load kernel modules).

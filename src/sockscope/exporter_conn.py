@@ -73,6 +73,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from sockscope.exporter_defaults import ADMIT_GRACE
 from sockscope.services.admission import peer_key
 
 #: a response unsent this long (its client not reading) makes the connection evictable at the cap, as
@@ -81,13 +82,6 @@ from sockscope.services.admission import peer_key
 #: at once: a scraper taking a big exposition (or over a slow link) holds a write up for moments
 WRITE_STALL_GRACE = 1.0
 
-#: a connection just given its slot cannot be evicted this long while it waits for its first request
-#: head: the time a client needs to send one once connected (some round trips: a TLS handshake, then the
-#: request).  Without it, a scraper admitted while every other connection was busy (wrong passwords
-#: waiting for their bcrypt check) was itself the connection waiting longest for a head, and the next
-#: newcomer closed it before its head was read.  Short, as it holds newcomers in the queue: an idle
-#: client keeps its slot at least this long, unless the queue is full
-ADMIT_GRACE = 0.5
 
 
 def peer_of(writer: asyncio.StreamWriter) -> str:

@@ -44,8 +44,9 @@ from typing import Any, Callable, Iterable
 
 from sockscope import __version__
 from sockscope.errors import SockscopeError
-from sockscope.exporter import (DEFAULT_MAX_LISTENERS, DEFAULT_TABLES, ERROR_SOURCES, INSTALL_HINT, Snapshot,
-                                describe_error, collect, collect_all_netns, fold_listeners)
+from sockscope.exporter import (DEFAULT_MAX_LISTENERS, DEFAULT_TABLES, ERROR_SOURCES, Snapshot, describe_error,
+                                collect, collect_all_netns, fold_listeners)
+from sockscope.exporter_defaults import INSTALL_HINT
 
 #: the ss -s counters: (name, HELP, sockscope.summary.Summary attribute)
 _SOCKSTAT = (

@@ -21,7 +21,7 @@ reading one GET request head under a deadline.
   keep-alive or a dripper) or for its client to take a response (one
   stuck :data:`~sockscope.exporter_conn.WRITE_STALL_GRACE` or more: a
   client that does not read), but not one given its slot less than
-  ``admit_grace`` (:data:`~sockscope.exporter_conn.ADMIT_GRACE`) ago that
+  ``admit_grace`` (:data:`~sockscope.exporter_defaults.ADMIT_GRACE`) ago that
   has not sent its head yet.  When every connection is busy, it waits,
   unread, in a queue of at most ``max_queued`` (as many as
   ``max_connections`` unless set) for a slot, within its head's deadline.
@@ -76,7 +76,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from sockscope.errors import SockscopeError
-from sockscope.exporter_conn import ADMIT_GRACE, Conn, Slots
+from sockscope.exporter_conn import Conn, Slots
+from sockscope.exporter_defaults import (ADMIT_GRACE, BACKLOG, HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD,
+                                         MAX_REQUESTS, WORKERS, WRITE_TIMEOUT)
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -88,14 +90,14 @@ if TYPE_CHECKING:
 class Limits:
     """The server's bounds (see the module docstring)."""
 
-    max_connections: int = 512
-    header_timeout: float = 10.0
-    idle_timeout: float = 60.0
-    write_timeout: float = 30.0
-    backlog: int = 1024
-    max_head: int = 16384
-    workers: int = 2
-    max_requests: int = 40  # scrapes served at once (0: no limit), node_exporter's default
+    max_connections: int = MAX_CONNECTIONS
+    header_timeout: float = HEADER_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
+    write_timeout: float = WRITE_TIMEOUT
+    backlog: int = BACKLOG
+    max_head: int = MAX_HEAD
+    workers: int = WORKERS
+    max_requests: int = MAX_REQUESTS  # scrapes served at once (0: no limit), node_exporter's default
     max_queued: int | None = None  # connections waiting unread for a slot at the cap (None: max_connections)
     admit_grace: float = ADMIT_GRACE  # a connection just admitted is not evicted this long while it sends its head
 

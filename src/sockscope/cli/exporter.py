@@ -25,7 +25,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from sockscope.cli._args import OneLineParser, int_at_least, positive_int, positive_seconds, seconds
-from sockscope.exporter import DEFAULT_LISTEN, DEFAULT_MAX_LISTENERS, INSTALL_HINT
+# (the defaults alone: the exporter's modules, asyncio among them, are imported when it runs, not for
+# --help, the man page or the completion scripts)
+from sockscope.exporter_defaults import (ADMIT_GRACE, DEFAULT_LISTEN, DEFAULT_MAX_LISTENERS, HEADER_TIMEOUT,
+                                         IDLE_TIMEOUT, INSTALL_HINT, MAX_CONNECTIONS, MAX_REQUESTS)
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -128,9 +131,6 @@ def _procfs(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sockscope.exporter_web import Limits
-
-    d = Limits()
     p = OneLineParser(
         prog="sockscope exporter",
         description="Serve Prometheus metrics about sockets (sock_diag), for scraping.",
@@ -145,24 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exporter-toolkit web config (YAML): TLS, client certificates, basic auth")
     p.add_argument("--web.telemetry-path", dest="path", type=_path, default="/metrics", metavar="PATH",
                    help="URL path of the metrics (default /metrics)")
-    p.add_argument("--web.max-connections", dest="max_connections", type=positive_int, default=d.max_connections,
-                   metavar="N", help=f"connections served at once at most (default {d.max_connections}); at the "
+    p.add_argument("--web.max-connections", dest="max_connections", type=positive_int, default=MAX_CONNECTIONS,
+                   metavar="N", help=f"connections served at once at most (default {MAX_CONNECTIONS}); at the "
                    "limit the connection idle longest, or whose client has not taken a response for 1 s, is closed "
-                   f"for a new one (not one connected less than {d.admit_grace:g} s ago that has not sent its request "
+                   f"for a new one (not one connected less than {ADMIT_GRACE:g} s ago that has not sent its request "
                    "yet); when none can be, the new one waits unread in a queue of as many for the next free slot, "
                    "within --web.header-timeout of its arrival.  Connections count by client address (IPv4, IPv6 "
                    "/64): an address holding two more than the newcomer's gives way first, and a free slot goes to "
                    "the queued connection whose address has the fewest served (first come among those)")
-    p.add_argument("--web.max-requests", dest="max_requests", type=int_at_least(0), default=d.max_requests,
-                   metavar="N", help=f"scrapes of the metrics served at once at most (default {d.max_requests}; "
+    p.add_argument("--web.max-requests", dest="max_requests", type=int_at_least(0), default=MAX_REQUESTS,
+                   metavar="N", help=f"scrapes of the metrics served at once at most (default {MAX_REQUESTS}; "
                    "0: no limit); one more gets 503 at once")
     p.add_argument("--web.disable-exporter-metrics", dest="disable_exporter_metrics", action="store_true",
                    help="leave out the process_* metrics about the exporter's own process")
-    p.add_argument("--web.header-timeout", dest="header_timeout", type=positive_seconds, default=d.header_timeout,
+    p.add_argument("--web.header-timeout", dest="header_timeout", type=positive_seconds, default=HEADER_TIMEOUT,
                    metavar="SECONDS",
-                   help=f"time for a TLS handshake and a request head (default {d.header_timeout:g})")
-    p.add_argument("--web.idle-timeout", dest="idle_timeout", type=seconds, default=d.idle_timeout,
-                   metavar="SECONDS", help=f"keep-alive time between requests (default {d.idle_timeout:g}; 0: never "
+                   help=f"time for a TLS handshake and a request head (default {HEADER_TIMEOUT:g})")
+    p.add_argument("--web.idle-timeout", dest="idle_timeout", type=seconds, default=IDLE_TIMEOUT,
+                   metavar="SECONDS", help=f"keep-alive time between requests (default {IDLE_TIMEOUT:g}; 0: never "
                    "closed for idling, the limit still closes the one idle longest)")
     p.add_argument("--max-listeners", type=int_at_least(0), default=DEFAULT_MAX_LISTENERS, metavar="N",
                    help=f"listeners exported one by one (default {DEFAULT_MAX_LISTENERS}); "
