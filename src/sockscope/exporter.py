@@ -39,7 +39,6 @@ from sockscope.filter.states import LISTEN, SS_ALL, SS_STATE_NAMES
 from sockscope.kernel.layout import INET_DIAG_INFO
 from sockscope.records import Socket, State
 
-
 FAMILY_NAMES = {AF_UNIX: "unix", AF_INET: "inet", AF_INET6: "inet6", AF_NETLINK: "netlink", AF_PACKET: "packet"}
 #: ss's tables, in ss's order (sctp, dccp, mptcp are left out: asking for them can load kernel modules).
 DEFAULT_TABLES = ("nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw", "udp", "tcp")

@@ -83,7 +83,6 @@ from sockscope.services.admission import peer_key
 WRITE_STALL_GRACE = 1.0
 
 
-
 def peer_of(writer: asyncio.StreamWriter) -> str:
     """The peer of a connection (:func:`sockscope.services.admission.peer_key` of its source address);
     ``""`` when its address cannot be read."""

@@ -64,12 +64,13 @@ from sockscope.services._bind import (
     open_inet,
     resolve_hosts,
 )
-from sockscope.services.admission import DEFAULT_MIN_RATE, DEFAULT_WINDOW, Admission, Progress, peer_key
+from sockscope.services.admission import Admission, Progress, peer_key
 from sockscope.services.errors import BindError, Interrupted
-from sockscope.services.serve_udp import DEFAULT_PEER_RATE, DatagramServer
-from sockscope.services.servelog import DEFAULT_LOG_RATE, ServeLog
+from sockscope.services.serve_udp import DatagramServer
+from sockscope.services.servelog import ServeLog
 from sockscope.services import (DEFAULT_BACKLOG, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT,
-                                DEFAULT_MESSAGE, DEFAULT_PORT, FD_RESERVE, GREET_LINGER)
+                                DEFAULT_LOG_RATE, DEFAULT_MESSAGE, DEFAULT_MIN_RATE, DEFAULT_PEER_RATE, DEFAULT_PORT,
+                                DEFAULT_WINDOW, FD_RESERVE, GREET_LINGER)
 
 #: Poll period of the UNIX path's directory lock.
 _LOCK_POLL = 0.05
