@@ -3,7 +3,7 @@
     ip netns exec NAME python tests/population.py TMPDIR
 
 It opens a fixed, known set of sockets on loopback (TCP in every state that can
-be held still, UDP, UNIX of every type and naming), prints one line
+be held still, SYN-RECV mini-sockets among them, UDP, UNIX of every type and naming), prints one line
 ``READY <json>`` describing what it built (pids, ports, paths), and then holds
 everything still until stdin reaches EOF or it reads ``quit``.  The line ``tw``
 on stdin makes one more pair of TIME-WAIT sockets (v4 and v6; TIME-WAIT lasts
@@ -27,7 +27,7 @@ and one end of a UNIX socketpair.  The child exits when the main process dies
 Service names (checked against /etc/services of the test machine): tcp 22 ssh,
 tcp 21 ftp, tcp 80 http, udp/tcp 53 domain, udp 7001 afs3-callback while tcp
 7001 has no name, udp 22 has no name while tcp 22 is ssh.  Other ports used
-(2345, 3456, 4443, 5001, 5678, 6789, 8443, 9001..9003, 9876, 9999) have none.
+(2345, 3456, 4443, 5001..5003, 5678, 6789, 8443, 9001..9003, 9876, 9999) have none.
 Ephemeral client ports fall in ip_local_port_range, where ss never names ports.
 """
 
@@ -131,7 +131,7 @@ def fill(sender: socket.socket) -> int:
 
 def wait_tcp_state(port: int, want_state: str, family: str = "tcp", timeout: float = 5.0) -> None:
     """Wait until /proc/net/tcp{,6} shows a socket with local/remote ``port`` in ``want_state``."""
-    hexstate = {"TIME_WAIT": "06", "FIN_WAIT2": "05", "CLOSE_WAIT": "08"}[want_state]
+    hexstate = {"TIME_WAIT": "06", "FIN_WAIT2": "05", "CLOSE_WAIT": "08", "SYN_RECV": "03"}[want_state]
     hexport = f"{port:04X}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -207,6 +207,21 @@ def build(tmpdir: str) -> dict[str, object]:
     connect(AF4, "127.0.0.1", 5001)
     connect(AF4, "127.0.0.1", 5001)
     _ = l_acc
+
+    # --- SYN-RECV: server ends a TCP_DEFER_ACCEPT listener holds back ----------------------------
+    # The client's bare ACK completes the handshake on its side (ESTAB), but the listener keeps its
+    # end a request socket (SYN-RECV: a mini-socket, no inode, its timer on) until data arrives, and
+    # none is ever sent; the defer (an hour) outlasts any test session.  IPv4, IPv6, and IPv4
+    # clients of a dual-stack listener (``::ffff:`` mapped): mini-sockets among full ones.
+    for fam, addr, port, v6only, client in ((AF4, "127.0.0.1", 5002, None, (AF4, "127.0.0.1")),
+                                             (AF6, "::1", 5002, None, (AF6, "::1")),
+                                             (AF6, "::", 5003, False, (AF4, "127.0.0.1"))):
+        deferring = listener(fam, addr, port, v6only=v6only)
+        deferring.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 3600)
+        for _ in range(2):
+            connect(*client, port)
+    wait_tcp_state(5002, "SYN_RECV")
+    wait_tcp_state(5003, "SYN_RECV")
 
     # --- queues: unread bytes (Recv-Q) and a full window (Send-Q) ----------------------------
     c_rq, s_rq = pair(l_q, AF4, "127.0.0.1", 6789)
@@ -313,11 +328,19 @@ def build(tmpdir: str) -> dict[str, object]:
 
 
 TW_LISTENERS: tuple[socket.socket, socket.socket] | None = None
+#: the server ends of the orphaned FIN-WAIT-2 connections :func:`make_timewait` made last (CLOSE-WAIT)
+FW2_SERVER_ENDS: list[socket.socket] = []
 
 
 def make_timewait() -> dict[str, object]:
-    """One TIME-WAIT per family: the client closes first (client side enters TIME-WAIT)."""
+    """One TIME-WAIT per family: the client closes first (client side enters TIME-WAIT).  And one
+    orphaned FIN-WAIT-2 per family: a client that closed its socket outright, whose server has not
+    closed (CLOSE-WAIT); the kernel keeps the client's end as a mini-socket (a timewait socket in
+    state FIN-WAIT-2, ``tcp_fin_timeout``: 60 s, as long as TIME-WAIT's).  The last call's server
+    ends are closed first (a FIN-WAIT-2 end still there then goes to TIME-WAIT: a peer of 3456 too)."""
     assert TW_LISTENERS is not None
+    while FW2_SERVER_ENDS:
+        FW2_SERVER_ENDS.pop().close()
     ports = []
     for lst, fam, addr in ((TW_LISTENERS[0], AF4, "127.0.0.1"), (TW_LISTENERS[1], AF6, "::1")):
         c = socket.socket(fam, STREAM)
@@ -329,6 +352,13 @@ def make_timewait() -> dict[str, object]:
         assert s.recv(1) == b""    # the server sees EOF ...
         s.close()                  # ... and closes: client TIME-WAIT, server LAST-ACK -> gone
         ports.append(port)
+        orphan = socket.socket(fam, STREAM)
+        orphan.connect((addr, 3456))
+        s, _ = lst.accept()
+        fw2_port = orphan.getsockname()[1]
+        orphan.close()             # FIN, ACKed: the client's end orphaned in FIN-WAIT-2 (a mini-socket)
+        FW2_SERVER_ENDS.append(s)  # the server reads nothing and keeps its end: CLOSE-WAIT
+        wait_tcp_state(fw2_port, "FIN_WAIT2")
     # The server's last ACK arrives at once on loopback; wait until no LAST-ACK remains.
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:

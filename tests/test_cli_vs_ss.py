@@ -352,6 +352,12 @@ def test_timewait_refresh_adds_fresh_pair(population: Harness) -> None:
     rows = parse(res.stdout).rows
     assert {"127.0.0.1", "[::1]"} <= {r.local_addr for r in rows}
     assert all(r.peer_port == "3456" for r in rows), rows
+    # and an orphaned FIN-WAIT-2 per family: a mini-socket (ss -o: the timewait timer), beside the
+    # shut-down FIN-WAIT-2 that is a full socket (no timer: its owner still holds it)
+    fw2 = [line for line in population.ss(["-tnoH", "state", "fin-wait-2"]).stdout.splitlines() if line.strip()]
+    orphans = [line for line in fw2 if "timer:(timewait," in line and line.split()[3].endswith(":3456")]
+    assert {line.split()[2].rpartition(":")[0] for line in orphans} == {"127.0.0.1", "[::1]"}, fw2
+    assert any(":2345" in line and "timer:" not in line for line in fw2), fw2
 
 
 def test_population_start_failure_cleans_up() -> None:

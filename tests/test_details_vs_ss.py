@@ -359,6 +359,51 @@ def test_kill_refuses_selections_that_select_nothing(pairs: Netns, tmp_path) -> 
     assert dry.returncode == 0 and 1 <= len(dry.stdout.splitlines()) <= 3, dry.stdout
 
 
+_DEFERRED = r"""
+import socket, sys
+keep = []
+for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    d = socket.socket(fam)
+    d.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 3600)  # accepted only once data comes
+    d.bind((addr, 7778)); d.listen()
+    keep += [d] + [socket.create_connection((addr, 7778)) for _ in range(3)]  # nothing is ever sent
+l = socket.socket(); l.bind(("127.0.0.1", 7777)); l.listen()
+keep += [socket.create_connection(("127.0.0.1", 7777)) for _ in range(2)] + [l.accept()[0] for _ in range(2)]
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_kill_closes_syn_recv_request_sockets() -> None:
+    """-K on SYN-RECV: the request sockets a deferred-accept listener holds (mini-sockets, no inode)
+    are closed by their cookie, as ss closes them, and nothing else is: not their clients' ESTAB ends,
+    not the full connections beside them, not the listeners."""
+    ns = Netns()
+    proc = None
+    try:
+        proc = ns.popen([sys.executable, "-c", _DEFERRED], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"READY"
+        for _ in range(50):  # the clients' bare ACKs are in at once on loopback; wait for all six
+            before = ns.run(["ss", "-tnH", "state", "syn-recv"]).stdout.splitlines()
+            if len(before) == 6:
+                break
+            time.sleep(0.05)
+        assert len(before) == 6 and sum("[::1]:7778" in line for line in before) == 3, before
+        estab = ns.run(["ss", "-tnH", "state", "established"]).stdout.splitlines()
+        dry = ns.run([*SOCKSCOPE, "-tnH", "-K", "--dry-run", "state", "syn-recv"])
+        assert dry.returncode == 0 and sorted(_lines(dry.stdout)) == sorted(_lines("\n".join(before)))
+        killed = ns.run([*SOCKSCOPE, "-tnH", "-K", "state", "syn-recv"])
+        assert killed.returncode == 0 and killed.stderr == "", killed.stderr
+        assert sorted(_lines(killed.stdout)) == sorted(_lines("\n".join(before)))
+        assert ns.run(["ss", "-tnH", "state", "syn-recv"]).stdout.strip() == ""
+        assert ns.run(["ss", "-tnH", "state", "established"]).stdout.splitlines() == estab  # 6 clients, 2 pairs
+        assert len(estab) == 10 and len(ns.run(["ss", "-tlnH"]).stdout.splitlines()) == 3
+    finally:
+        if proc is not None:
+            stop_pids({proc.pid: None})
+        ns.delete()
+
+
 def test_events_show_destroyed_sockets(pairs: Netns) -> None:
     ev = pairs.popen([*SOCKSCOPE, "-E", "-tn"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
