@@ -363,7 +363,7 @@ class Population:
     def expected_tcp(self) -> int:
         """Rows ``ss -tanH`` should print (TIME-WAIT included while they last)."""
         c = self.counts
-        return c["established"] + c["listen"] + c["time_wait"]
+        return c["established"] + c["listen"] + c["time_wait"] + c.get("syn_recv", 0)
 
     def tcp_states(self) -> collections.Counter[str]:
         """``ss -tanH`` in the namespace, counted by its State column."""

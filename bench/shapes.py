@@ -130,9 +130,14 @@ def _v4(block: int, index: int, per_addr: int) -> str:
 
 
 def _connections(job: Job, put: Callable[[str, int], None] | None) -> dict[str, int]:
-    """``count`` loopback connections (families per ``fam``); kept (``put``) or closed client first."""
+    """``count`` loopback connections (families per ``fam``); kept (``put``) or closed client first.
+
+    With ``defer`` (seconds of ``TCP_DEFER_ACCEPT`` on the listeners, which must then be kept:
+    ``listen_to``), nothing is accepted: the client's bare ACK completes its side (ESTAB), and each
+    listener keeps its end a SYN-RECV request socket (a mini-socket with no inode) until data comes,
+    which never does.  At most ~1,000 a listener (its request queue is its backlog)."""
     listeners: dict[tuple[int, str, int], socket.socket] = {}
-    fam = job["fam"]
+    fam, defer = job["fam"], job.get("defer", 0)
     try:
         for i in range(job["count"]):
             port = job["port"] + i % job["ports"]
@@ -151,11 +156,18 @@ def _connections(job: Job, put: Callable[[str, int], None] | None) -> dict[str, 
                 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if v == "46":
                     server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                if defer:
+                    server.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer)
                 server.bind(key[1:])
                 server.listen(1024)
                 listeners[key] = server
             client = socket.socket(socket.AF_INET6 if v == "6" else socket.AF_INET, socket.SOCK_STREAM)
             client.connect(target)
+            if defer:  # the listener holds its end back as a SYN-RECV request socket: only the client is kept
+                assert put is not None
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, population._LINGER_RST)
+                put(job["client_to"], client.detach())
+                continue
             accepted, _ = server.accept()
             if put is None:  # the side that closes first is left in TIME-WAIT
                 client.close()
@@ -174,6 +186,8 @@ def _connections(job: Job, put: Callable[[str, int], None] | None) -> dict[str, 
             server.close()
     if put is None:
         return {"time_wait": job["count"]}
+    if defer:
+        return {"established": job["count"], "syn_recv": job["count"], "listen": kept}
     return {"established": 2 * job["count"], "listen": kept}
 
 
@@ -427,6 +441,25 @@ def _plan_hostmix(scale: float, capacity: int) -> Plan:
     return [ShapeSpec(jobs, workers=sized(40) - 1, parent_works=True)], late
 
 
+def _plan_synrecv(scale: float, capacity: int) -> Plan:
+    """A server whose clients connected and have sent nothing yet: behind its deferred-accept listeners
+    (IPv4, IPv6, and IPv4 clients of a dual-stack one, ``::ffff:`` mapped) 2,000 SYN-RECV
+    mini-sockets, between 3,000 full connections and TIME-WAIT's mini-sockets."""
+    hour = 3600  # TCP_DEFER_ACCEPT: the request sockets outlast any run
+
+    def deferred(fam: str, count: int, port: int, **extra: Any) -> Job:  # (a port of its own: `[::]` takes IPv4's too)
+        return _conns(fam, count, 0, port=port, defer=hour, listen_to="own", **extra)
+
+    jobs = (
+        _conns("4", _n(3000, scale), 0),
+        deferred("4", _n(1200, scale), 33000, block=16, ports=4),
+        deferred("6", _n(500, scale), 33100, ports=2),
+        deferred("46", _n(300, scale), 33200, block=17, ports=1),
+    )
+    late = [ShapeSpec((_tw("4", _n(800, scale), 0), _tw("6", _n(200, scale), 0)), hold=False)]
+    return [ShapeSpec(jobs)], late
+
+
 def _plan_netns(scale: float, capacity: int) -> Plan:
     """One namespace of a container host (built in each of :data:`NETNS_COUNT` namespaces): a service's
     connections over IPv4 and IPv6 and its two listeners, a few UDP sockets, UNIX sockets."""
@@ -472,6 +505,8 @@ SHAPES: dict[str, Shape] = {s.name: s for s in (
           ("a", "a_floor", "l", "t", "t_floor", "tan", "tan_floor", "tanp", "tanp_walk", "tani", "xa", "xa_floor",
            "uan", "s", "nc_all", "nc_all_walk", "tano", "tane", "tanm", "tanmi", "json"),
           _plan_hostmix),
+    Shape("synrecv10k", "10k TCP: 2k SYN-RECV (deferred accept, IPv4/IPv6/mapped) among full sockets + 1k TIME-WAIT",
+          (*TCP_ROWS, "tano", "tani"), _plan_synrecv),
     Shape("netns40", f"{NETNS_COUNT} network namespaces (a container host), 352 sockets each",
           ("allnetns_tan", "allnetns_tanp", "allnetns_a"), _plan_netns, namespaces=NETNS_COUNT),
 )}
