@@ -360,6 +360,7 @@ def test_shape_plans_at_full_size_fit_the_fd_limit() -> None:
     assert totals["udp10k"][:3] == (10_000, 0, 1)
     assert 15_000 <= sum(totals["hostmix15k"][:2]) <= 16_000 and totals["hostmix15k"][3] == 39
     assert totals["netns40"] == (352, 0, 1, 0) and shapes.SHAPES["netns40"].namespaces == 40
+    assert totals["synrecv10k"] == (10_000, 1000, 1, 0)  # 2k of the 10k: SYN-RECV ends, one socket each side
 
 
 def _ss(netns: str, option: str) -> list[str]:
@@ -403,6 +404,11 @@ def test_shape_tiny_is_what_it_says_and_cleans_up(netns_name: str, name: str) ->
                 assert other.netns.startswith(netns_name + "-") and other.counts == c
                 assert len(_ss(other.netns, "-tan")) == 6 and len(_ss(other.netns, "-xa")) == c["unix"]
             companions = [other.netns for other in pop.companions]
+        elif name == "synrecv10k":  # each deferred connection: the client's ESTAB, the listener's SYN-RECV
+            assert states == {"ESTAB": 80, "SYN-RECV": 20, "LISTEN": 7, "TIME-WAIT": 10} and c["processes"] == 1
+            syn_recv = [line for line in tcp if line.startswith("SYN-RECV")]
+            assert sum("[::ffff:127.17." in line for line in syn_recv) == 3
+            assert sum("[::1]:" in line for line in syn_recv) == 5
         else:
             assert states["TIME-WAIT"] == 20 and any("[::1]:" in line for line in tcp if "TIME-WAIT" in line)
             assert any("[::1]:" in line for line in udp) and c["unix"] == 60
