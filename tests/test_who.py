@@ -724,6 +724,76 @@ def test_a_loopback_peer_that_is_gone_is_said_closed() -> None:
     assert not ns.exists()
 
 
+_UNACCEPTED = r"""
+import json, os, socket, sys
+out = {"pid": os.getpid()}
+keep = []
+# a deferred-accept listener per family (and IPv4 clients of a dual-stack one: mapped) holds its
+# connections' ends as SYN-RECV request sockets; a plain listener that never accepts holds its
+# connections in the accept queue: no process holds any of those ends (no inode)
+for name, fam, addr, port, client, defer in (("v4", socket.AF_INET, "127.0.0.1", 7301, "127.0.0.1", 1),
+                                             ("v6", socket.AF_INET6, "::1", 7301, "::1", 1),
+                                             ("mapped", socket.AF_INET6, "::", 7302, "127.0.0.1", 1),
+                                             ("queue", socket.AF_INET, "0.0.0.0", 7303, "127.0.0.1", 0)):
+    lst = socket.socket(fam)
+    if defer:
+        lst.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 3600)
+    if addr == "::":
+        lst.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    lst.bind((addr, port))
+    lst.listen()
+    c = socket.create_connection((client, port))
+    keep += [lst, c]
+    out[name] = {"listener": os.fstat(lst.fileno()).st_ino, "fd": lst.fileno(), "client_port": c.getsockname()[1]}
+print(json.dumps(out), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_connection_no_process_holds_yet_names_its_listener() -> None:
+    """The server's end of a connection no process has accepted (a SYN-RECV request socket of a
+    deferred-accept listener, IPv4, IPv6 and ``::ffff:`` mapped; or one in the accept queue of a
+    listener bound to 0.0.0.0) has no process: ``who`` says why, and names the listener that holds
+    it with that listener's process, in text and in JSON."""
+    from nsutil import Netns, stop_pids
+
+    ns = Netns("sockscope-who-syn-")
+    proc = None
+    try:
+        proc = ns.popen([sys.executable, "-c", _UNACCEPTED], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        made = json.loads(read_line(proc, 30))
+        pid = made["pid"]
+        for name, port, state in (("v4", 7301, "SYN-RECV"), ("v6", 7301, "SYN-RECV"), ("mapped", 7302, "SYN-RECV"),
+                                  ("queue", 7303, "ESTAB")):
+            got = made[name]
+            for _ in range(50):  # the client's bare ACK is in at once on loopback
+                rep = json.loads(ns.run([*SOCKSCOPE, "who", "--json", f":{got['client_port']}"]).stdout)
+                unheld = [m for m in rep["matches"] if not m["socket"]["inode"]]
+                if unheld:
+                    break
+            assert len(unheld) == 1, (name, rep)
+            m = unheld[0]
+            assert m["socket"]["state"] == state and m["socket"]["local_port"] == port, (name, m)
+            assert m["processes"] == [] and m["no_process"].startswith("no process yet: "), (name, m)
+            assert [lst["socket"]["inode"] for lst in m["listeners"]] == [got["listener"]], (name, m)
+            assert [(h["pid"], h["fd"]) for h in m["listeners"][0]["processes"]] == [(pid, got["fd"])], (name, m)
+            text = ns.run([*SOCKSCOPE, "who", f":{got['client_port']}"]).stdout
+            block = next(b for b in text.split("\n\n")
+                         if b.startswith(f"tcp {state} ") and b.splitlines()[0].endswith("(inode 0)"))
+            lines = block.splitlines()
+            assert lines[1].startswith("  process  no process yet: "), block
+            assert lines[2].startswith("  listener tcp LISTEN ") and f"(inode {got['listener']})" in lines[2], block
+            assert lines[3].startswith(f"  process  pid {pid} python") and lines[3].endswith(f"fd {got['fd']}"), block
+            # the client's end (held) names its peer, the request socket, and through it the listener
+            client = next(c for c in rep["matches"] if c["socket"]["inode"])
+            assert client["peer"]["sockets"][0]["listeners"][0]["socket"]["inode"] == got["listener"]
+    finally:
+        if proc is not None:
+            stop_pids({proc.pid: None})
+        ns.delete()
+    assert not ns.exists()
+
+
 _UNIX_DGRAM = r"""
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

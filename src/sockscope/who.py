@@ -158,12 +158,16 @@ class Holder:
 
 @dataclass(frozen=True, slots=True)
 class End:
-    """One socket and every process holding it."""
+    """One socket and every process holding it; for a connection no process holds yet (SYN-RECV, the
+    accept queue), the listener that holds it, with that listener's holders."""
 
     socket: Socket
     holders: tuple[Holder, ...]
     #: why ``holders`` is empty ("" when it is not)
     no_holder: str = ""
+    #: the listening socket(s) holding this connection for a process to accept (several where they
+    #: share the address with SO_REUSEPORT: the kernel does not say which one)
+    listeners: tuple[End, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,12 +233,16 @@ class _Index:
         # connected UDP sockets by their peer's (namespace, port), then address: a server socket's
         # clients are one look-up, not a pass over every peer (4,000 of each took seconds)
         self.udp_by_peer: dict[tuple[str | None, int], dict[str, list[Socket]]] = {}
+        # TCP listeners by (namespace, family, port): who holds a connection no process has accepted
+        self.listening: dict[tuple[str | None, int, int], list[Socket]] = {}
         for s in socks:
             if s.inode:
                 self.by_inode.setdefault(s.inode, s)
             if is_inet(s):
                 key = (s.netns, s.netid, _norm(s.local.address), s.local.port, _norm(s.peer.address), s.peer.port)
                 self.by_pair.setdefault(key, []).append(s)
+                if s.state == State.LISTEN and s.netid == "tcp":
+                    self.listening.setdefault((s.netns, s.family, s.local.port), []).append(s)
                 if s.netid == "udp" and s.peer.port:
                     by_addr = self.udp_by_peer.setdefault((s.netns, s.peer.port), {})
                     by_addr.setdefault(_norm(s.peer.address), []).append(s)
@@ -275,6 +283,16 @@ class _Index:
                 return "local", found
         return ("missing" if _is_loopback(s.peer.address) else "remote"), []
 
+    def listeners_of(self, s: Socket) -> list[Socket]:
+        """The listener(s) holding ``s``, a TCP connection no process holds yet (no inode: a SYN-RECV
+        request socket, or one waiting in the accept queue): those of its family bound to its local
+        address and port, else to its family's wildcard address on that port.  [] for anything else."""
+        if s.inode or s.netid != "tcp" or not is_inet(s) or s.state in (State.LISTEN, State.TIME_WAIT):
+            return []
+        bound = self.listening.get((s.netns, s.family, s.local.port), [])
+        exact = [lst for lst in bound if lst.local.address == s.local.address]
+        return exact or [lst for lst in bound if lst.local.address in _WILDCARDS]
+
     def _udp_clients(self, s: Socket) -> list[Socket]:
         local = _norm(s.local.address)
         out: list[Socket] = []
@@ -289,7 +307,7 @@ def _no_holder_reason(s: Socket, complete: bool, why: str = "") -> str:
         return "no process: TIME-WAIT sockets belong to the kernel"
     if s.inode == 0:
         if s.state in (State.SYN_RECV, State.NEW_SYN_RECV):
-            return "no process: the handshake is not complete"
+            return "no process yet: its listener holds it until the handshake ends (TCP_DEFER_ACCEPT: until data comes)"
         return "no process yet: waiting in the listener's accept queue"
     if not complete:
         return f"no visible process (some processes could not be read: {unreadable_hint(why)})"
@@ -321,7 +339,10 @@ def build_report(
         hs = tuple(Holder(proc(pid), fd) for pid, fd in owners.holders(s.inode)) if s.inode else ()
         if not hs and s.inode and threads is not None:
             hs = tuple(Holder(proc(pid), fd, tid) for pid, tid, fd in threads(s.inode))
-        return End(s, hs, "" if hs else _no_holder_reason(s, owners.complete, owners.why))
+        if hs:
+            return End(s, hs)
+        return End(s, hs, _no_holder_reason(s, owners.complete, owners.why),
+                   tuple(end(lst) for lst in index.listeners_of(s)))
 
     chains = []
     for s in matched:
@@ -350,10 +371,16 @@ def command_text(p: Process) -> str:
     return escape(shlex.join(p.cmdline))
 
 
-def _holder_lines(e: End, label: str) -> list[str]:
+def _holder_lines(e: End, label: str, arrow: str) -> list[str]:
+    """``e``'s holders (pid, name, user, fd, command line), or why it has none and the listener
+    that holds it, with that listener's holders."""
     pad = " " * len(label)
     if not e.holders:
-        return [f"{label}{e.no_holder}"]
+        lines = [f"{label}{e.no_holder}"]
+        for lst in e.listeners:
+            lines.append(f"  listener {_socket_line(lst.socket, arrow)}")
+            lines += _holder_lines(lst, label, arrow)
+        return lines
     lines = []
     for i, h in enumerate(e.holders):
         p = h.process
@@ -381,11 +408,11 @@ def render_text(report: Report, unicode: bool = True) -> str:
     for c in report.chains:
         s = c.end.socket
         lines = [_socket_line(s, arrow)]
-        lines += _holder_lines(c.end, "  process  ")
+        lines += _holder_lines(c.end, "  process  ", arrow)
         if c.where == "local":
             for p in c.peers:
                 lines.append(f"  peer     {_socket_line(p.socket, arrow)}")
-                lines += _holder_lines(p, "  process  ")
+                lines += _holder_lines(p, "  process  ", arrow)
         else:
             text = _UNIX_MISSING if c.where == "missing" and s.family == AF_UNIX else _WHERE_TEXT[c.where]
             if c.where == "none":
@@ -408,8 +435,9 @@ def _process_dict(h: Holder) -> dict[str, Any]:
 def _end_dict(e: End) -> dict[str, Any]:
     d = e.socket.to_dict()
     d.pop("owners", None)
-    return {"socket": d, "processes": [_process_dict(h) for h in e.holders],
-            "no_process": e.no_holder or None}
+    # listeners: where no process holds a connection yet, the listening socket(s) holding it ([] else)
+    return {"socket": d, "processes": [_process_dict(h) for h in e.holders], "no_process": e.no_holder or None,
+            "listeners": [_end_dict(lst) for lst in e.listeners]}
 
 
 def render_json(report: Report) -> dict[str, Any]:
