@@ -27,7 +27,8 @@ and one end of a UNIX socketpair.  The child exits when the main process dies
 Service names (checked against /etc/services of the test machine): tcp 22 ssh,
 tcp 21 ftp, tcp 80 http, udp/tcp 53 domain, udp 7001 afs3-callback while tcp
 7001 has no name, udp 22 has no name while tcp 22 is ssh.  Other ports used
-(2345, 3456, 4443, 5001..5003, 5678, 6789, 8443, 9001..9003, 9876, 9999) have none.
+(2345, 3456, 4443, 5001..5003, 5678, 6789, 6791, 6792, 8443, 9001..9003, 9876, 9999) have
+none.
 Ephemeral client ports fall in ip_local_port_range, where ss never names ports.
 """
 
@@ -186,6 +187,7 @@ def build(tmpdir: str) -> dict[str, object]:
     l_acc = listener(AF4, "127.0.0.1", 5001, backlog=7)    # accept queue 2/7
     listener(AF4, "127.0.0.1", 9999, device=b"lo")         # 127.0.0.1%lo:9999
     listener(AF6, "::1", 4443, device=b"lo")               # [::1]%lo:4443
+    listener(AF6, "::ffff:127.0.0.1", 6791)               # [::ffff:127.0.0.1]:6791, peer *:* (never v6only)
     l_q = listener(AF4, "127.0.0.1", 6789, rcvbuf=4096)    # queues
     l_half4 = listener(AF4, "127.0.0.1", 2345)             # CLOSE-WAIT / FIN-WAIT-2
     l_half6 = listener(AF6, "::1", 2345)
@@ -245,6 +247,7 @@ def build(tmpdir: str) -> dict[str, object]:
     udp(AF6, "::", 9002, v6only=False)               # *:9002
     udp(AF6, "::", 9003, v6only=True)                # [::]:9003
     udp(AF4, "127.0.0.1", 9876, device=b"lo")        # 127.0.0.1%lo:9876
+    udp(AF6, "::ffff:127.0.0.1", 6792)               # [::ffff:127.0.0.1]:6792, peer *:*
     uc4 = socket.socket(AF4, DGRAM)
     uc4.connect(("127.0.0.1", 53))                   # ESTAB udp
     uc4.send(b"x" * 100)                             # unread: Recv-Q on 127.0.0.1:53

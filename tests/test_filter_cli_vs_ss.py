@@ -289,8 +289,9 @@ CASES: list[Case] = [
     Case("exclude-listening", "-tn exclude listening", W("sport gt :1000"),
          check=_both(_all(lambda r: r.state != "LISTEN" and _port(r.local_port) > 1000),
                      _any(lambda r: r.state == "TIME-WAIT"))),
-    Case("state-listening-src", "-t", W("state listening src 127.0.0.1"),
-         check=_all(lambda r: r.local_addr.startswith("127.0.0.1"))),
+    Case("state-listening-src", "-t", W("state listening src 127.0.0.1"),  # (an IPv4 prefix matches v4-mapped too)
+         check=_both(_all(lambda r: r.local_addr.startswith(("127.0.0.1", "[::ffff:127.0.0.1]"))),
+                     _any(lambda r: r.local_addr == "[::ffff:127.0.0.1]"))),
     Case("state-timewait-dport", "-tn", W("state time-wait dport = :3456"),
          check=_all(lambda r: r.peer_port == "3456")),
     Case("state-sets-or", "-tn", W("state close-wait state fin-wait-2 src [::1]"),

@@ -117,11 +117,21 @@ def _events(groups: int, wakeup: int | None) -> Iterator[Socket]:
                 if exc.errno == errno.ENOBUFS:
                     continue  # the kernel dropped events: go on
                 raise netlink_error("sock_diag events", exc.errno or errno.EIO) from exc
-            out: list[Socket] = []
-            inet.decode_events(data, out)
-            yield from out
+            yield from _destroyed(data)
     finally:
         s.close()
+
+
+def _destroyed(data: bytes) -> list[Socket]:
+    """A datagram of destroy notifications (sock_diag multicast) as records, each with all its
+    attributes; the netid comes from ``INET_DIAG_PROTOCOL``."""
+    from sockscope.records import evolve
+
+    b, _done = inet.decode(data, "sock_diag events", info=True)
+    # (read as TCP: a UDP message has no tcp_info to misread; queues as ss's ints: a UDP socket's
+    # last Send-Q is -1)
+    return [evolve(s, netid=inet.NETIDS.get(s.protocol or 0, "???"), recv_q=s.recv_q - (s.recv_q >> 31 << 32),
+                   send_q=s.send_q - (s.send_q >> 31 << 32)) for s in inet.records(b, "tcp", details=True)]
 
 
 __all__ = ["kill", "events", "event_groups", "sockid"]
