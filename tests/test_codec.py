@@ -600,6 +600,40 @@ def test_any_datagram_cut_or_walked_reads_as_the_plain_walk(kinds: list[tuple[st
     assert _plain(v4) + _plain(v6) == [r for r in rows if r[0] == 2] + [r for r in rows if r[0] == 10]
 
 
+_V6ONLY = {flag: netlink.encode_attr(layout.INET_DIAG_SKV6ONLY, bytes([flag])) for flag in (0, 1)}
+_OTHER8 = netlink.encode_attr(99, bytes(4))  # as long as a flag's attribute, padded: 8 bytes
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from(["flag", "other", "swapped", "longer", "full"]),
+                               st.sampled_from([0, 1]), st.booleans()), min_size=1, max_size=24),
+       first=st.sampled_from(["flag", "other", "swapped", "longer", "full"]), done=st.booleans())
+def test_v6only_read_column_at_once_is_what_each_row_says(rows: list[tuple[str, int, bool]], first: str,
+                                                            done: bool) -> None:
+    """IPv6 rows with ``::`` on one side, in messages of one length (netlink.u8_column: the flag read
+    column at once where the attributes before it stand alike in every such row) or not: each row's
+    v6only is what its own attributes say, the plain reading's, also where some rows' stand otherwise
+    (another attribute in the flag's place, the two swapped, a longer one before it).  In a dump whose
+    sockets inet6_bind binds ("tcp diag"), a row bound to an address (``::1``, its peer ``::``) is
+    v6only by its address, whatever its attributes say; a wildcard's flag is read as before."""
+    msgs = []
+    for i, (kind, flag, wildcard) in enumerate([(first, 1, True), *rows]):
+        attrs = {"flag": _SHUTDOWN + _V6ONLY[flag], "other": _SHUTDOWN + _OTHER8, "full": _SHUTDOWN + _V6ONLY[flag],
+                 "swapped": _V6ONLY[flag] + _SHUTDOWN,
+                 "longer": netlink.encode_attr(layout.INET_DIAG_SHUTDOWN, bytes(8)) + _V6ONLY[flag]}[kind]
+        src = bytes(16) if wildcard else _LO6  # a wildcard listener, or one bound to ::1 (its peer ::)
+        dst = _LO6 if kind == "full" else bytes(16)
+        msgs.append(_inet_msg(10, 10, 1000 + i, 0, _LO6 if kind == "full" else src, dst, i + 1, attrs))
+    data = _reseq(b"".join(msgs) + (_DONE if done else b""))
+    want, got_done = _reference(data)
+    b, decoded_done = inet.decode(data)
+    assert _plain(b) == want and decoded_done == got_done
+    assert bool(b._length) == (len({len(m) for m in msgs}) == 1)  # (one length: read column at once)
+    bound = inet.decode(data, "tcp diag")[0]
+    assert (bound.v6only or [None] * bound.n) == [
+        r[-1] if r[6] == "::" else True if r[7] == "::" else None for r in want]
+
+
 def test_head_columns_read_in_one_pass_are_the_columns_read_one_by_one(capture: dict) -> None:
     """Batch.read (the table, records and psutil's columns read several head columns at once): the
     same columns as reading each one when first asked for, on datagrams read column at once, framed,

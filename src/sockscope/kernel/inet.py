@@ -491,27 +491,29 @@ def _datagram(mv: memoryview) -> bytes:
 
 
 #: the dumps whose sockets ``inet6_bind`` binds (TCP, UDP): one bound to an IPv6 address is v6only, one
-#: bound to a v4-mapped address is not, and neither can change once bound (``IPV6_V6ONLY`` is refused
-#: then), so only an IPv6 wildcard's own v6only is read from its attributes.  (Raw, SCTP and MPTCP
-#: sockets are bound otherwise.)
+#: bound to a v4-mapped address is not, and neither changes once bound (``IPV6_V6ONLY`` is refused then)
 _BOUND_BY_INET6 = frozenset({"tcp diag", "udp diag", "TCPDIAG_FILE"})
 _MAPPED = bytes(10) + b"\xff\xff"  # the first 12 bytes of a v4-mapped IPv6 address
 
 
 def _wildcards(b: Batch) -> None:
-    """``v6only`` for the IPv6 rows with ``::`` on either side (a listener's peer is ``::``): from
-    their attributes, or, in a dump of :data:`_BOUND_BY_INET6` where the local address is not ``::``,
-    from that address (no attributes parsed: 3,000 IPv6 listeners bound to ``::1`` listed 0.94×)."""
+    """``v6only`` for the IPv6 rows with ``::`` on either side (a listener's peer is ``::``): in a dump
+    of :data:`_BOUND_BY_INET6` where the local address is not ``::``, from that address; else from
+    the attributes, column at once in messages of one length (:func:`netlink.u8_column`)."""
     b.v6only = None
     if b.fam == AF_INET or not b.n or (ZERO16 not in b.src and ZERO16 not in b.dst):
         return
     v6: list[bool | None] = [None] * b.n
+    rows = []
     for i, (s, d) in enumerate(zip(b.src, b.dst)):
         if s == ZERO16 or d == ZERO16:  # (kernel.inet_attrs is not loaded for this: start-up time)
             if b._bound and s != ZERO16:
                 v6[i] = s[:12] != _MAPPED
             else:
-                v6[i] = nl.u8_flag(nl.parse_attrs(b.attrs(i)).get(INET_DIAG_SKV6ONLY))
+                rows.append(i)
+    got = nl.u8_column(b._body, b._length, _HEAD, rows, INET_DIAG_SKV6ONLY) if rows and b._length else None
+    for k, i in enumerate(rows):
+        v6[i] = got[k] if got is not None else nl.u8_flag(nl.parse_attrs(b.attrs(i)).get(INET_DIAG_SKV6ONLY))
     b.v6only = v6
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import _struct  # struct.py only re-exports this C module: one module fewer to import
 import sys as _sys
 from itertools import repeat
-from _operator import add, and_, getitem
+from _operator import add, and_, getitem, itemgetter
 
 from sockscope.errors import DecodeError, NetlinkError, netlink_error
 from sockscope.kernel.layout import NLATTR as NLATTR  # (the one definition: layout, with every struct)
@@ -293,6 +293,31 @@ def check_done(payload: memoryview | bytes, op: str) -> None:
 def u8_flag(payload: memoryview | None) -> bool | None:
     """A u8 attribute's payload as a flag (None where the attribute is absent or empty)."""
     return bool(payload[0]) if payload is not None and len(payload) else None
+
+
+def u8_column(body: memoryview, stride: int, head: int, rows: list[int], kind: int) -> list[bool | None] | None:
+    """:func:`u8_flag` of attribute ``kind`` of the messages ``rows`` (ascending) of ``body``, messages
+    ``stride`` bytes apart whose attributes start ``head`` bytes in, read column at once: where the
+    attributes up to it stand alike in every one of them (the kernel fills a dump's sockets'
+    attributes in one order), as in the first.  None where they do not, where it is not a flag or
+    the first has none (read each with :func:`parse_attrs`)."""
+    start, at, heads = rows[0] * stride, head, []
+    while at + 4 <= stride:
+        size, got = NLATTR.unpack_from(body, start + at)
+        if size < 4:
+            break
+        heads.append(at)
+        if got & 0x3FFF == kind:  # (NLA_TYPE_MASK: the type without its flags)
+            if size != 5:
+                return None
+            pick, words, n = itemgetter(*rows, rows[0]), body.cast("I"), len(rows)
+            for h in heads:  # each header, in every row: the first row's
+                col = pick(words[h // 4 :: stride // 4])
+                if col.count(col[0]) != n + 1:
+                    return None
+            return list(map(bool, pick(body[at + 4 :: stride])[:n]))
+        at += (size + 3) & ~3
+    return None
 
 
 #: SK_MEMINFO (linux/sock_diag.h: ``SK_MEMINFO_*`` u32): fewer values than this is no skmem; past 9
