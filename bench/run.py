@@ -123,7 +123,9 @@ ROWS: tuple[Row, ...] = (
     # the populations' rows (shapes.SHAPES says which run where); net_connections above is the tcp one
     *(Row(name, f"`sockscope {opts}` vs `ss {opts}`", (opts,), ("ss", opts), same_output=True, goal="listing",
           shaped_only=True) for name, opts in (("a", "-a"), ("l", "-l"), ("t", "-t"), ("xa", "-xa"), ("uan", "-uan"),
-                                               ("s", "-s"))),
+                                               ("s", "-s"), ("tln", "-tln"))),
+    Row("tlnp", "`sockscope -tlnp` vs `ss -tlnp`", ("-tlnp",), ("ss", "-tlnp"), same_output=True, goal="owners",
+        shaped_only=True),
     # the detail options (-o -e -m --tos, with -i): texts made from the batches' columns since session 32
     *(Row(name, f"`sockscope {opts}` vs `ss {opts}`", (opts,), ("ss", opts), same_output=True, goal="listing",
           shaped_only=True) for name, opts in (("tano", "-tano"), ("tane", "-tane"), ("tanm", "-tanm"),
@@ -149,7 +151,7 @@ ROWS: tuple[Row, ...] = (
     # what is left of 1.5× ss above it is all a Python listing has for its own work
     *(Row(f"{name}_floor", f"Python floor of `{opts}` vs `ss {opts}`", (opts,), ("ss", opts), floor=True,
           shaped_only=True) for name, opts in (("tan", "-tan"), ("xa", "-xa"), ("uan", "-uan"), ("t", "-t"),
-                                               ("a", "-a"))),
+                                               ("a", "-a"), ("tln", "-tln"))),
 )
 ROW_BY_NAME = {row.name: row for row in ROWS}
 

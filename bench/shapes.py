@@ -192,10 +192,20 @@ def _connections(job: Job, put: Callable[[str, int], None] | None) -> dict[str, 
 
 
 def _listen(job: Job, put: Callable[[str, int], None]) -> dict[str, int]:
+    """``count`` listeners, IPv4 (``fam`` "4") on addresses 127.block.x.y or IPv6 ("6") on ``::1``; or,
+    with ``group`` N, N at a time on one wildcard port with ``SO_REUSEPORT`` (a server's workers each
+    listening on it): ``0.0.0.0``, ``[::]`` v6only ("6"), or ``[::]`` dual-stack ("46")."""
+    group, fam = job.get("group", 0), job["fam"]
     for i in range(job["count"]):
-        six = job["fam"] == "6"
+        six = fam != "4"
         sock = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("::1", job["port"] + i) if six else (_v4(job["block"], i, 1000), job["port"] + i % 1000))
+        if group:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if six:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(fam == "6"))
+            sock.bind(("::" if six else "0.0.0.0", job["port"] + i // group))
+        else:
+            sock.bind(("::1", job["port"] + i) if six else (_v4(job["block"], i, 1000), job["port"] + i % 1000))
         sock.listen(128)
         put(job["to"], sock.detach())
     return {"listen": job["count"]}
@@ -460,6 +470,23 @@ def _plan_synrecv(scale: float, capacity: int) -> Plan:
     return [ShapeSpec(jobs)], late
 
 
+def _plan_listen(scale: float, capacity: int) -> Plan:
+    """An ingress or proxy host: 10,000 listeners held by 40 processes: 3,000 IPv4 and 2,000 IPv6 bound
+    to addresses of their own, and SO_REUSEPORT groups of 50 on 50 ``[::]`` dual-stack ports and on 50
+    ``0.0.0.0`` ones; and 1,000 connections."""
+    def listen(fam: str, count: int, port: int, **extra: Any) -> Job:
+        return {"kind": "listen", "fam": fam, "count": _n(count, scale), "port": port, "to": "spread", **extra}
+
+    jobs = (
+        listen("4", 3000, 40000, block=20),
+        listen("6", 2000, 42000),
+        listen("46", 2500, 45000, group=50),
+        listen("4", 2500, 46000, group=50),
+        _conns("4", _n(1000, scale), 0, to="spread"),
+    )
+    return [ShapeSpec(jobs, workers=_n(40, scale) - 1, parent_works=True)], []
+
+
 def _plan_netns(scale: float, capacity: int) -> Plan:
     """One namespace of a container host (built in each of :data:`NETNS_COUNT` namespaces): a service's
     connections over IPv4 and IPv6 and its two listeners, a few UDP sockets, UNIX sockets."""
@@ -505,6 +532,9 @@ SHAPES: dict[str, Shape] = {s.name: s for s in (
           ("a", "a_floor", "l", "t", "t_floor", "tan", "tan_floor", "tanp", "tanp_walk", "tani", "xa", "xa_floor",
            "uan", "s", "nc_all", "nc_all_walk", "tano", "tane", "tanm", "tanmi", "json"),
           _plan_hostmix),
+    Shape("listen10k", "10k listeners (IPv4, IPv6 on ::1, SO_REUSEPORT groups on [::] and 0.0.0.0) in 40 "
+          "processes + 1k connections", ("tln", "tln_floor", "l", "tlnp", "tanp_walk", "net_connections"),
+          _plan_listen),
     Shape("synrecv10k", "10k TCP: 2k SYN-RECV (deferred accept, IPv4/IPv6/mapped) among full sockets + 1k TIME-WAIT",
           (*TCP_ROWS, "tano", "tani"), _plan_synrecv),
     Shape("netns40", f"{NETNS_COUNT} network namespaces (a container host), 352 sockets each",

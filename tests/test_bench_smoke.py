@@ -360,6 +360,7 @@ def test_shape_plans_at_full_size_fit_the_fd_limit() -> None:
     assert totals["udp10k"][:3] == (10_000, 0, 1)
     assert 15_000 <= sum(totals["hostmix15k"][:2]) <= 16_000 and totals["hostmix15k"][3] == 39
     assert totals["netns40"] == (352, 0, 1, 0) and shapes.SHAPES["netns40"].namespaces == 40
+    assert totals["listen10k"] == (12_000, 0, 1, 39)  # 10k listeners and 1k connections' 2k ends
     assert totals["synrecv10k"] == (10_000, 1000, 1, 0)  # 2k of the 10k: SYN-RECV ends, one socket each side
 
 
@@ -404,6 +405,11 @@ def test_shape_tiny_is_what_it_says_and_cleans_up(netns_name: str, name: str) ->
                 assert other.netns.startswith(netns_name + "-") and other.counts == c
                 assert len(_ss(other.netns, "-tan")) == 6 and len(_ss(other.netns, "-xa")) == c["unix"]
             companions = [other.netns for other in pop.companions]
+        elif name == "listen10k":  # SO_REUSEPORT groups: 25 sockets on one [::] (dual-stack: *) and one 0.0.0.0 port
+            assert states == {"LISTEN": 100, "ESTAB": 20} and c["listen"] == 100
+            ports = collections.Counter(line.split()[3] for line in tcp if line.startswith("LISTEN"))
+            assert ports["*:45000"] == 25 and ports["0.0.0.0:46000"] == 25 and ports["[::1]:42019"] == 1
+            assert sum(p.startswith("127.20.0.") for p in ports) == 30
         elif name == "synrecv10k":  # each deferred connection: the client's ESTAB, the listener's SYN-RECV
             assert states == {"ESTAB": 80, "SYN-RECV": 20, "LISTEN": 7, "TIME-WAIT": 10} and c["processes"] == 1
             syn_recv = [line for line in tcp if line.startswith("SYN-RECV")]
@@ -428,7 +434,7 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     before = set(_netns_list())
     done = subprocess.run(
         [sys.executable, str(BENCH / "run.py"), "--populations", "all", "--scale", "0.01", "--runs", "1",
-         "--only", "tan,xa,nc_udp,nc_all,xa_floor,allnetns_tan", "--sizes", "100", "--json", str(out)],
+         "--only", "tan,xa,nc_udp,nc_all,xa_floor,allnetns_tan,tln", "--sizes", "100", "--json", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -441,6 +447,7 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     assert {s for s, _ in got} == set(shapes.SHAPES)
     assert ("hostmix15k", "nc_all") in got and ("udp10k", "nc_udp") in got and ("unix20k", "xa") in got
     assert ("mixed100k", "tan") in got and ("udp10k", "tan") not in got
+    assert {s for s, row in got if row == "tln"} == {"listen10k"}
     assert {s for s, row in got if row == "allnetns_tan"} == {"netns40"} and ("netns40", "tan") not in got
     assert {s for s, row in got if row == "xa_floor"} == {"unix20k", "hostmix15k"}
     # each listing beside its floor: one line a population that ran both rows
