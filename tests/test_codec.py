@@ -634,6 +634,16 @@ def test_v6only_read_column_at_once_is_what_each_row_says(rows: list[tuple[str, 
         r[-1] if r[6] == "::" else True if r[7] == "::" else None for r in want]
 
 
+def test_a_flag_whose_byte_is_past_its_message_is_a_decode_error() -> None:
+    """Messages of one length ending in a v6only header that claims a byte past the message: the
+    column reader leaves them to parse_attrs, which says what is wrong (no IndexError, no misread of
+    the next message's first byte)."""
+    msg = _inet_msg(10, 10, 1, 0, bytes(16), bytes(16), 1, _SHUTDOWN + layout.NLATTR.pack(5, layout.INET_DIAG_SKV6ONLY))
+    for data in (_reseq(msg * 2), _reseq(msg * 3 + _DONE)):
+        with pytest.raises(DecodeError, match="bad attribute length 5"):
+            inet.decode(data)
+
+
 def test_head_columns_read_in_one_pass_are_the_columns_read_one_by_one(capture: dict) -> None:
     """Batch.read (the table, records and psutil's columns read several head columns at once): the
     same columns as reading each one when first asked for, on datagrams read column at once, framed,

@@ -308,7 +308,7 @@ def u8_column(body: memoryview, stride: int, head: int, rows: list[int], kind: i
             break
         heads.append(at)
         if got & 0x3FFF == kind:  # (NLA_TYPE_MASK: the type without its flags)
-            if size != 5:
+            if size != 5 or at + 5 > stride:  # (its byte past the message: parse_attrs says what is wrong)
                 return None
             pick, words, n = itemgetter(*rows, rows[0]), body.cast("I"), len(rows)
             for h in heads:  # each header, in every row: the first row's
