@@ -745,6 +745,15 @@ for name, fam, addr, port, client, defer in (("v4", socket.AF_INET, "127.0.0.1",
     c = socket.create_connection((client, port))
     keep += [lst, c]
     out[name] = {"listener": os.fstat(lst.fileno()).st_ino, "fd": lst.fileno(), "client_port": c.getsockname()[1]}
+# a connection its server accepted and closed (the client reads nothing and keeps its end): the
+# server's end is an orphan in FIN-WAIT-2 on the listener's port, no inode, and no listener holds it
+lst = socket.socket()
+lst.bind(("127.0.0.1", 7304))
+lst.listen()
+c = socket.create_connection(("127.0.0.1", 7304))
+lst.accept()[0].close()
+keep += [lst, c]
+out["orphan"] = {"listener": os.fstat(lst.fileno()).st_ino, "client_port": c.getsockname()[1]}
 print(json.dumps(out), flush=True)
 sys.stdin.read()
 """
@@ -787,6 +796,17 @@ def test_a_connection_no_process_holds_yet_names_its_listener() -> None:
             # the client's end (held) names its peer, the request socket, and through it the listener
             client = next(c for c in rep["matches"] if c["socket"]["inode"])
             assert client["peer"]["sockets"][0]["listeners"][0]["socket"]["inode"] == got["listener"]
+        # the orphan on port 7304 is no connection waiting: no listener named, and said so
+        got = made["orphan"]
+        for _ in range(50):  # the server's FIN and the client's ACK are in at once on loopback
+            rep = json.loads(ns.run([*SOCKSCOPE, "who", "--json", f":{got['client_port']}"]).stdout)
+            unheld = [m for m in rep["matches"] if not m["socket"]["inode"]]
+            if unheld and unheld[0]["socket"]["state"] == "FIN-WAIT-2":
+                break
+        assert len(unheld) == 1 and unheld[0]["socket"]["state"] == "FIN-WAIT-2", rep
+        assert unheld[0]["listeners"] == [] and "orphan" in unheld[0]["no_process"], unheld
+        text = ns.run([*SOCKSCOPE, "who", f":{got['client_port']}"]).stdout
+        assert "  listener " not in text and "(an orphan)" in text, text
     finally:
         if proc is not None:
             stop_pids({proc.pid: None})

@@ -287,7 +287,7 @@ class _Index:
         """The listener(s) holding ``s``, a TCP connection no process holds yet (no inode: a SYN-RECV
         request socket, or one waiting in the accept queue): those of its family bound to its local
         address and port, else to its family's wildcard address on that port.  [] for anything else."""
-        if s.inode or s.netid != "tcp" or not is_inet(s) or s.state in (State.LISTEN, State.TIME_WAIT):
+        if s.inode or s.netid != "tcp" or not is_inet(s) or s.state not in _ACCEPTED_LATER:
             return []
         bound = self.listening.get((s.netns, s.family, s.local.port), [])
         exact = [lst for lst in bound if lst.local.address == s.local.address]
@@ -302,13 +302,20 @@ class _Index:
         return out
 
 
+#: a TCP connection's states while its listener holds it for a process to accept (no inode yet): a request
+#: socket (SYN-RECV), or a socket in the accept queue (its client may have closed already: CLOSE-WAIT)
+_ACCEPTED_LATER = (State.SYN_RECV, State.NEW_SYN_RECV, State.ESTABLISHED, State.CLOSE_WAIT)
+
+
 def _no_holder_reason(s: Socket, complete: bool, why: str = "") -> str:
     if s.state == State.TIME_WAIT:
         return "no process: TIME-WAIT sockets belong to the kernel"
     if s.inode == 0:
         if s.state in (State.SYN_RECV, State.NEW_SYN_RECV):
             return "no process yet: its listener holds it until the handshake ends (TCP_DEFER_ACCEPT: until data comes)"
-        return "no process yet: waiting in the listener's accept queue"
+        if s.state in _ACCEPTED_LATER:
+            return "no process yet: waiting in the listener's accept queue"
+        return "no process: its process closed it, and the kernel ends the connection (an orphan)"
     if not complete:
         return f"no visible process (some processes could not be read: {unreadable_hint(why)})"
     return "no process of this pid namespace holds it"
