@@ -457,14 +457,16 @@ def _plan_synrecv(scale: float, capacity: int) -> Plan:
     mini-sockets, between 3,000 full connections and TIME-WAIT's mini-sockets."""
     hour = 3600  # TCP_DEFER_ACCEPT: the request sockets outlast any run
 
-    def deferred(fam: str, count: int, port: int, **extra: Any) -> Job:  # (a port of its own: `[::]` takes IPv4's too)
+    # (each a port of its own, `[::]`'s taking IPv4's too, below the ephemeral range (32768–60999): the
+    # 3,000 clients made first bind ports there, and a wildcard listener's port taken by one is in use)
+    def deferred(fam: str, count: int, port: int, **extra: Any) -> Job:
         return _conns(fam, count, 0, port=port, defer=hour, listen_to="own", **extra)
 
     jobs = (
         _conns("4", _n(3000, scale), 0),
-        deferred("4", _n(1200, scale), 33000, block=16, ports=4),
-        deferred("6", _n(500, scale), 33100, ports=2),
-        deferred("46", _n(300, scale), 33200, block=17, ports=1),
+        deferred("4", _n(1200, scale), 25000, block=16, ports=4),
+        deferred("6", _n(500, scale), 25100, ports=2),
+        deferred("46", _n(300, scale), 25200, block=17, ports=1),
     )
     late = [ShapeSpec((_tw("4", _n(800, scale), 0), _tw("6", _n(200, scale), 0)), hold=False)]
     return [ShapeSpec(jobs)], late
