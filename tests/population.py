@@ -7,16 +7,18 @@ be held still, SYN-RECV mini-sockets among them, UDP, UNIX of every type and nam
 ``READY <json>`` describing what it built (pids, ports, paths), and then holds
 everything still until stdin reaches EOF or it reads ``quit``.  The line ``tw``
 on stdin makes one more pair of TIME-WAIT sockets (v4 and v6; TIME-WAIT lasts
-60 s, so the harness asks for a fresh one when the last one gets old) and is
-answered with ``OK <json>``.
+60 s, so the harness asks for a fresh one when the last one gets old), and an
+orphaned FIN-WAIT-2 per family beside them, and is answered with ``OK <json>``.
 
 Packet sockets (AF_PACKET) that can receive nothing complete the tables
 shown by ``ss -a``.
 
 Nothing here changes by itself after READY: no socket appears or disappears,
 no queue moves (the full-window sender is topped up until the kernel refuses
-more), so ss and sockscope can be compared row for row.  The only exception is
-TIME-WAIT, which the kernel ends after 60 s; the harness deals with that.
+more), so ss and sockscope can be compared row for row.  The only exceptions are
+TIME-WAIT and the orphaned FIN-WAIT-2 made with it, which the kernel ends after 60 s
+(the harness deals with that), and the SYN-RECV request sockets' timers (their
+deferred accept lasts an hour).
 
 Processes: the main process ("sspop-main") and one child ("sspop-child"),
 forked right after the shared listener and a socketpair are made, so that the
