@@ -171,41 +171,108 @@ def _process(proc: str, pid: int) -> tuple[list[int], list[int]]:
 
 def walk_threads(m: OwnerMap) -> None:
     """ss -T: every thread's fd table into ``m``'s tasks, each holder with its tid
-    (the thread group leader first, then its other threads, as ss walks them)."""
+    (the thread group leader first, then its other threads, as ss walks them).  A thread that shares
+    its leader's table (as threads do, unless one called ``unshare(CLONE_FILES)``), where kcmp(2)
+    says so (:func:`files_shared`), holds what the leader's reading found: its table is not read
+    again (a process of 64 threads and 2,000 sockets: 2,000 links read, not 128,000); every other
+    thread's table is read."""
     tasks: dict[int, list[tuple[int, int, int]]] = {}
     proc = m.proc
-    plen = len(PREFIX)
     try:
         pids = pids_of(proc)
     except OSError as exc:
         _unread(m, exc)
         pids = []
+    same: Callable[[int, int], bool | None] | None = None
     for pid in pids:
+        task = f"{proc}/{pid}/task"
         try:
-            tids = pids_of(f"{proc}/{pid}/task")
+            tids = pids_of(task)
         except OSError as exc:
             if exc.errno in NO_FDS:  # (else: gone)
                 _unread(m, exc)
             continue
+        leader: tuple[list[int], list[int]] | None = None  # its sockets' inodes and fds, once read
+        sharing: list[int] = []  # the threads since the last table read that share the leader's
         for tid in [pid] + [t for t in tids if t != pid]:
-            fddir = f"{proc}/{tid}/fd/"
+            if leader is not None:
+                if same is None:
+                    same = files_shared(proc)
+                if same(pid, tid):
+                    sharing.append(tid)
+                    continue
+                _shared(tasks, pid, sharing, *leader)
             try:
-                fds = os.listdir(fddir)
+                inodes, fds = _process(task, tid)
+            except PermissionError:  # listed but not readable: owners may be missing
+                m.complete = False
+                continue
             except OSError as exc:
-                if exc.errno in NO_FDS:
+                if exc.errno in NO_FDS:  # (else: gone)
                     _unread(m, exc)
                 continue
-            for name in fds:
-                try:
-                    target = os.readlink(fddir + name)
-                except PermissionError:  # listed but not readable: owners may be missing
-                    m.complete = False
-                    continue
-                except OSError:
-                    continue
-                if target[:plen] == PREFIX:
-                    tasks.setdefault(int(target[plen:-1]), []).append((pid, tid, int(name)))
+            if tid == pid:
+                leader = inodes, fds
+            _shared(tasks, pid, [tid], inodes, fds)
+        if leader is not None:
+            _shared(tasks, pid, sharing, *leader)
     m.set_tasks(tasks)
+
+
+def _shared(tasks: dict[int, list[tuple[int, int, int]]], pid: int, tids: list[int], inodes: list[int],
+            fds: list[int]) -> None:
+    """Each thread of ``tids`` holds the sockets ``inodes`` (their ``fds``): into ``tasks``, in ``tids``'
+    order (the tuples made in C, one extend a socket); ``tids`` is emptied."""
+    if not tids:
+        return
+    for ino, fd in zip(inodes, fds):
+        got = tasks.get(ino)
+        if got is None:
+            got = tasks[ino] = []
+        got.extend(zip(repeat(pid), tids, repeat(fd)))
+    tids.clear()
+
+
+#: kcmp(2)'s system call number by machine (``os.uname().machine``); on another, every table is read
+_KCMP_CALL = {"x86_64": 312, "aarch64": 272, "riscv64": 272, "loongarch64": 272, "i386": 349, "i686": 349,
+              "armv7l": 378, "armv8l": 378, "ppc64le": 354, "ppc64": 354, "s390x": 343}
+_KCMP_FILES = 2  # <linux/kcmp.h>: compare the two tasks' fd tables
+
+
+def _never(pid: int, tid: int) -> bool | None:
+    return None
+
+
+def files_shared(proc: str = "/proc") -> Callable[[int, int], bool | None]:
+    """``same(pid, tid)``: whether the two tasks hold one fd table (kcmp(2), ``KCMP_FILES``), or
+    None where kcmp cannot tell (a task gone, not allowed, a kernel without kcmp: from then on
+    every call says None).  Always None where kcmp cannot be used at all: ``proc`` is not this
+    process's own procfs (kcmp takes the pids of the caller's pid namespace), an unknown machine,
+    no ``ctypes``."""
+    number = _KCMP_CALL.get(os.uname().machine)
+    try:
+        if number is None or os.readlink(f"{proc}/self") != str(os.getpid()):
+            return _never
+        import ctypes
+    except (OSError, ImportError):
+        return _never
+    call = ctypes.CDLL(None, use_errno=True).syscall
+    call.restype = ctypes.c_long
+    word = ctypes.c_long
+    args = (word(number), word(_KCMP_FILES), word(0), word(0))
+    usable = [True]
+
+    def same(pid: int, tid: int) -> bool | None:
+        if not usable[0]:
+            return None
+        r: int = call(args[0], word(pid), word(tid), *args[1:])
+        if r >= 0:
+            return r == 0  # (0: one table; 1, 2: two, ordered; 3: two)
+        if ctypes.get_errno() in (errno.ENOSYS, errno.EINVAL):
+            usable[0] = False  # (a kernel without kcmp, or without its KCMP_FILES; EPERM: this task only)
+        return None
+
+    return same
 
 
 def thread_sockets(pid: int, proc: str = "/proc", leader: Collection[int] | None = None) -> list[tuple[int, int, int]]:
@@ -213,10 +280,11 @@ def thread_sockets(pid: int, proc: str = "/proc", leader: Collection[int] | None
     /proc/PID/fd (what ss -p, psutil and the walk read) does not show: where the leader has exited (a
     zombie leader with live threads: every thread's sockets), or where a thread has a table of its
     own (``unshare(CLONE_FILES)``: its sockets the leader's table does not hold).  A thread's table is
-    taken for the leader's where it lists the same fd numbers (a table of its own holding just the
-    leader's numbers is not read: reading every thread's every link would cost a process of
-    hundreds of threads as many walks).  The first thread of each (fd, inode); [] for a process of
-    one thread, or one that cannot be read.  ``leader``: the leader's socket inodes, where the caller
+    taken for the leader's where kcmp(2) says it is (:func:`files_shared`); where kcmp cannot tell,
+    where it lists the same fd numbers (then a table of its own holding just the leader's numbers
+    is not read: reading every thread's every link would cost a process of hundreds of threads as
+    many walks).  The first thread of each (fd, inode); [] for a process of one thread, or one that
+    cannot be read.  ``leader``: the leader's socket inodes, where the caller
     has read them already."""
     try:
         with open(f"{proc}/{pid}/stat", "rb") as f:
@@ -236,11 +304,13 @@ def thread_sockets(pid: int, proc: str = "/proc", leader: Collection[int] | None
     out: list[tuple[int, int, int]] = []
     seen: set[tuple[int, int]] = set()
     task = f"{proc}/{pid}/task"
+    same = files_shared(proc)
     for tid in tids:
         if tid == pid:
             continue
         try:
-            if not zombie and set(os.listdir(f"{task}/{tid}/fd")) == numbers:
+            shared = None if zombie else same(pid, tid)
+            if shared or (shared is None and not zombie and set(os.listdir(f"{task}/{tid}/fd")) == numbers):
                 continue  # (the leader's table, shared as threads share it)
             inodes, fds = process_sockets(task, tid)
         except OSError:
@@ -472,6 +542,6 @@ class IncrementalWalk:
                 index[ino] = [(pid, fd)] if h is None else sorted(h + [(pid, fd)])
 
 
-__all__ = ["walk", "records", "process_sockets", "walk_threads", "thread_sockets", "thread_holders",
+__all__ = ["walk", "records", "process_sockets", "walk_threads", "files_shared", "thread_sockets", "thread_holders",
            "any_socket_fd", "IncrementalWalk", "pids_of",
            "PREFIX"]

@@ -27,13 +27,15 @@ def from_records(owners: tuple[Owner, ...]) -> str:
 
 
 class UsersText:
-    """The cells of one owner map; each process's ``("name",pid=P,fd=`` made once."""
+    """The cells of one owner map; each process's ``("name",pid=P,fd=`` made once (with ss -T's
+    holders, each thread's ``("name",pid=P,tid=T,fd=``)."""
 
-    __slots__ = ("_map", "_prefixes")
+    __slots__ = ("_map", "_prefixes", "_threads")
 
     def __init__(self, owner_map: OwnerMap) -> None:
         self._map = owner_map
         self._prefixes: dict[int, str] = {}
+        self._threads: dict[int, str] = {}  # tid -> its prefix
 
     def _prefix(self, pid: int) -> str:
         p = self._prefixes.get(pid)
@@ -49,9 +51,15 @@ class UsersText:
             t = tasks.get(inode) if inode else None
             if not t:
                 return ""
-            name = m.name
-            return " users:(" + ",".join(
-                f'("{name(tid)}",pid={pid},tid={tid},fd={fd})' for pid, tid, fd in reversed(t)) + ")"
+            threads = self._threads
+            try:
+                held = [f"{threads[tid]}{fd})" for _pid, tid, fd in reversed(t)]
+            except KeyError:  # (a thread met the first time)
+                for pid, tid, _fd in t:
+                    if tid not in threads:
+                        threads[tid] = f'("{m.name(tid)}",pid={pid},tid={tid},fd='
+                held = [f"{threads[tid]}{fd})" for _pid, tid, fd in reversed(t)]
+            return " users:(" + ",".join(held) + ")"
         h = m.holder_map().get(inode) if inode else None
         if not h:
             return ""
