@@ -126,6 +126,9 @@ ROWS: tuple[Row, ...] = (
                                                ("s", "-s"), ("tln", "-tln"))),
     Row("tlnp", "`sockscope -tlnp` vs `ss -tlnp`", ("-tlnp",), ("ss", "-tlnp"), same_output=True, goal="owners",
         shaped_only=True),
+    # ss -T: every thread holding each socket (the /proc walk of every thread's fd table)
+    Row("tanT", "`sockscope -tanT` vs `ss -tanT`", ("-tanT",), ("ss", "-tanT"), same_output=True, goal="owners",
+        shaped_only=True),
     # the detail options (-o -e -m --tos, with -i): texts made from the batches' columns since session 32
     *(Row(name, f"`sockscope {opts}` vs `ss {opts}`", (opts,), ("ss", opts), same_output=True, goal="listing",
           shaped_only=True) for name, opts in (("tano", "-tano"), ("tane", "-tane"), ("tanm", "-tanm"),

@@ -26,6 +26,13 @@ name            what (at scale 1)
 ``hostmix15k``  ~15,700 over 40 processes: TCP over IPv4, IPv6 and ``[::]``
                 (mapped), listeners of both families, 2,000 TIME-WAIT (both
                 families), 600 UDP (both), 6,000 UNIX
+``listen10k``   10,000 listeners in 40 processes: IPv4 and IPv6 (``::1``) on addresses of
+                their own, ``SO_REUSEPORT`` groups of 50 on ``[::]`` and ``0.0.0.0``;
+                1,000 connections
+``synrecv10k``  2,000 SYN-RECV behind deferred-accept listeners (IPv4, IPv6, mapped),
+                their clients, 3,000 connections, 1,000 TIME-WAIT
+``threads4x32`` 2,000 connections (both ends) in 4 processes of 32 threads each,
+                which share their process's fd table (``ss -T`` reads each thread's)
 ``netns40``     40 network namespaces (a container host), each with the same
                 352 sockets: 100 TCP connections over IPv4 and 40 over IPv6, a
                 listener of each family, 10 UDP, 60 UNIX
@@ -67,6 +74,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -103,6 +111,7 @@ class ShapeSpec:
     parent_works: bool = False  # the holder itself keeps a share of the "spread" fds too
     unix_dir: str = ""
     hold: bool = True
+    threads: int = 1  # threads of each holding process (the holder, each worker): idle, sharing its fd table
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -261,8 +270,16 @@ def _unix(job: Job, put: Callable[[str, int], None], unix_dir: str, slot: int) -
     return {"unix": count}
 
 
-def _worker(mine: list[int], wake: int, parent: int) -> None:
-    """A forked worker: keep ``mine`` (and stdio), say ready, hold until stdin's EOF."""
+def _idle_threads(count: int) -> None:
+    """``count`` more threads in this process, each waiting for ever (a server's pool, between requests)."""
+    never = threading.Event()
+    for _ in range(count):
+        threading.Thread(target=never.wait, daemon=True).start()
+
+
+def _worker(mine: list[int], wake: int, parent: int, threads: int = 1) -> None:
+    """A forked worker: keep ``mine`` (and stdio), start its other ``threads``, say ready, hold until
+    stdin's EOF."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(0)
@@ -273,6 +290,7 @@ def _worker(mine: list[int], wake: int, parent: int) -> None:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.close(null)
+    _idle_threads(threads - 1)
     os.write(wake, b".")
     os.close(wake)
     while os.read(0, 4096):
@@ -294,7 +312,7 @@ def _fork(spec: ShapeSpec, keep: dict[str, list[int]]) -> list[int]:
         if pid == 0:
             try:
                 os.close(ready)
-                _worker(shares[first + k] + keep["shared"], wake, parent)
+                _worker(shares[first + k] + keep["shared"], wake, parent, spec.threads)
             finally:
                 os._exit(1)
         pids.append(pid)
@@ -354,6 +372,7 @@ def holder_main(spec_json: str) -> int:
                 counts[key] = counts.get(key, 0) + value
         if spec.workers:
             pids = _fork(spec, keep)
+        _idle_threads(spec.threads - 1)  # (after the fork: a forked worker starts its own)
     except OSError as exc:
         print(f"ERROR {exc}", flush=True)
         return 1
@@ -489,6 +508,13 @@ def _plan_listen(scale: float, capacity: int) -> Plan:
     return [ShapeSpec(jobs, workers=_n(40, scale) - 1, parent_works=True)], []
 
 
+def _plan_threads(scale: float, capacity: int) -> Plan:
+    """Thread-pool servers (a JVM's, say): 4 processes of 32 threads each, which share their process's
+    fd table, holding 2,000 connections (both ends)."""
+    jobs = (_conns("4", _n(2000, scale), 0, to="spread"),)
+    return [ShapeSpec(jobs, workers=3, parent_works=True, threads=max(2, _n(32, scale)))], []
+
+
 def _plan_netns(scale: float, capacity: int) -> Plan:
     """One namespace of a container host (built in each of :data:`NETNS_COUNT` namespaces): a service's
     connections over IPv4 and IPv6 and its two listeners, a few UDP sockets, UNIX sockets."""
@@ -539,6 +565,8 @@ SHAPES: dict[str, Shape] = {s.name: s for s in (
           _plan_listen),
     Shape("synrecv10k", "10k TCP: 2k SYN-RECV (deferred accept, IPv4/IPv6/mapped) among full sockets + 1k TIME-WAIT",
           (*TCP_ROWS, "tano", "tani"), _plan_synrecv),
+    Shape("threads4x32", "2k TCP connections in 4 processes of 32 threads each (thread pools)",
+          ("tanT", "tanp", "tanp_walk", "tan", "tan_floor", "net_connections"), _plan_threads),
     Shape("netns40", f"{NETNS_COUNT} network namespaces (a container host), 352 sockets each",
           ("allnetns_tan", "allnetns_tanp", "allnetns_a"), _plan_netns, namespaces=NETNS_COUNT),
 )}

@@ -415,6 +415,13 @@ def test_shape_tiny_is_what_it_says_and_cleans_up(netns_name: str, name: str) ->
             syn_recv = [line for line in tcp if line.startswith("SYN-RECV")]
             assert sum("[::ffff:127.17." in line for line in syn_recv) == 3
             assert sum("[::1]:" in line for line in syn_recv) == 5
+        elif name == "threads4x32":  # each process a pool of threads, sharing its fd table (at 1%: 2 each)
+            assert c["processes"] == 4 and states == {"ESTAB": 40}
+            threads = {p: int(re.findall(r"Threads:\s+(\d+)", Path(f"/proc/{p}/status").read_text())[0]) for p in pids}
+            assert set(threads.values()) == {2}, threads
+            held = re.findall(r"pid=(\d+),tid=(\d+),", _in_netns(netns_name, "ss -tanpTH"))
+            tasks = {(p, int(t)) for p in pids for t in os.listdir(f"/proc/{p}/task")}
+            assert {(int(p), int(t)) for p, t in held} == tasks
         else:
             assert states["TIME-WAIT"] == 20 and any("[::1]:" in line for line in tcp if "TIME-WAIT" in line)
             assert any("[::1]:" in line for line in udp) and c["unix"] == 60
