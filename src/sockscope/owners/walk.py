@@ -254,9 +254,10 @@ def files_shared(proc: str = "/proc") -> Callable[[int, int], bool | None]:
         if number is None or os.readlink(f"{proc}/self") != str(os.getpid()):
             return _never
         import ctypes
-    except (OSError, ImportError):
+
+        call = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, ImportError, AttributeError):  # (no procfs there; no ctypes, no libc's syscall())
         return _never
-    call = ctypes.CDLL(None, use_errno=True).syscall
     call.restype = ctypes.c_long
     word = ctypes.c_long
     args = (word(number), word(_KCMP_FILES), word(0), word(0))
