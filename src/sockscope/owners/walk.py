@@ -248,7 +248,17 @@ def files_shared(proc: str = "/proc") -> Callable[[int, int], bool | None]:
     None where kcmp cannot tell (a task gone, not allowed, a kernel without kcmp: from then on
     every call says None).  Always None where kcmp cannot be used at all: ``proc`` is not this
     process's own procfs (kcmp takes the pids of the caller's pid namespace), an unknown machine,
-    no ``ctypes``."""
+    no ``ctypes``.  Made once for each ``proc``."""
+    made = _SHARED.get(proc)
+    if made is None:
+        made = _SHARED[proc] = _files_shared(proc)
+    return made
+
+
+_SHARED: dict[str, Callable[[int, int], bool | None]] = {}
+
+
+def _files_shared(proc: str) -> Callable[[int, int], bool | None]:
     number = _KCMP_CALL.get(os.uname().machine)
     try:
         if number is None or os.readlink(f"{proc}/self") != str(os.getpid()):
