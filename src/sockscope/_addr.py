@@ -32,11 +32,12 @@ AF_XDP = 44
 
 #: IPv6's unspecified address ``::`` as raw bytes (and as the decoders' address key)
 ZERO16 = bytes(16)
+#: the first 12 bytes of a v4-mapped IPv6 address (``::ffff:a.b.c.d``)
+V4MAPPED = b"\0" * 10 + b"\xff\xff"
 
 _LIMIT = 1 << 16  # entries per cache before it starts over
 _cache4: dict[bytes, str] = {}
 _cache6: dict[bytes, str] = {}
-_V4MAPPED = b"\0" * 10 + b"\xff\xff"
 _ZERO12 = b"\0" * 12
 
 
@@ -57,7 +58,7 @@ def ntop6(raw: bytes) -> str:
         if len(_cache6) >= _LIMIT:
             _cache6.clear()
         head = raw[:12]
-        if head == _V4MAPPED:
+        if head == V4MAPPED:
             s = "::ffff:" + ntop4(raw[12:])
         elif head == _ZERO12 and raw[12:14] != b"\0\0":
             s = "::" + ntop4(raw[12:])  # glibc: a zero run of exactly six words

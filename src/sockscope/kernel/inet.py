@@ -15,7 +15,7 @@ import sys
 from itertools import accumulate, repeat
 from _operator import add, eq, ne
 
-from sockscope._addr import AF_INET, AF_INET6, ZERO16, Texts, ntop4, ntop6
+from sockscope._addr import AF_INET, AF_INET6, V4MAPPED, ZERO16, Texts, ntop4, ntop6
 from sockscope.kernel import netlink as nl
 from sockscope.kernel.layout import INET_DIAG_INFO, INET_DIAG_MSG, INET_DIAG_SKV6ONLY, TCP_INFO, gather, gather_rows
 
@@ -493,7 +493,6 @@ def _datagram(mv: memoryview) -> bytes:
 #: the dumps whose sockets ``inet6_bind`` binds (TCP, UDP): one bound to an IPv6 address is v6only, one
 #: bound to a v4-mapped address is not, and neither changes once bound (``IPV6_V6ONLY`` is refused then)
 _BOUND_BY_INET6 = frozenset({"tcp diag", "udp diag", "TCPDIAG_FILE"})
-_MAPPED = bytes(10) + b"\xff\xff"  # the first 12 bytes of a v4-mapped IPv6 address
 
 
 def _wildcards(b: Batch) -> None:
@@ -508,7 +507,7 @@ def _wildcards(b: Batch) -> None:
     for i, (s, d) in enumerate(zip(b.src, b.dst)):
         if s == ZERO16 or d == ZERO16:  # (kernel.inet_attrs is not loaded for this: start-up time)
             if b._bound and s != ZERO16:
-                v6[i] = s[:12] != _MAPPED
+                v6[i] = s[:12] != V4MAPPED
             else:
                 rows.append(i)
     got = nl.u8_column(b._body, b._length, _HEAD, rows, INET_DIAG_SKV6ONLY) if rows and b._length else None
