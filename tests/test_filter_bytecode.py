@@ -450,7 +450,7 @@ def test_glob_matches_glibc_fnmatch(pattern: str, name: str) -> None:
     # answer depend on the order it tries the items in: not emulated.
     assume("[:" not in pattern and "-[" not in pattern)
     glibc = _glibc_fnmatch()(pattern.encode(), name.encode(), FNM_CASEFOLD) == 0
-    assert (fnmatch_regex(pattern).fullmatch(name) is not None) == glibc, (pattern, name)
+    assert (fnmatch_regex(pattern).fullmatch(name.encode()) is not None) == glibc, (pattern, name)
 
 
 def test_glob_classes() -> None:
@@ -463,7 +463,7 @@ def test_glob_classes() -> None:
                                # a range: its ends and the name's character folded, then compared
                                ("[?-^]", "A", False), ("[?-^]", "?", True), ("[Z-a]", "_", False),
                                ("[A-Z]", "q", True), ("[A-Z]", "[", False), ("[!?-^]", "A", True)):
-        assert (fnmatch_regex(pattern).fullmatch(name) is not None) == hit, pattern
+        assert (fnmatch_regex(pattern).fullmatch(name.encode()) is not None) == hit, pattern
         assert (_glibc_fnmatch()(pattern.encode(), name.encode(), FNM_CASEFOLD) == 0) == hit, pattern
 
 
@@ -606,7 +606,12 @@ uabstract = socket.socket(U, socket.SOCK_DGRAM)
 uabstract.bind("\0sockscope-filter-test")
 uauto = socket.socket(U, socket.SOCK_DGRAM)
 uauto.bind("")  # autobind: "@" + 5 hex digits
-keep += [ulisten, uclient, userver, uabstract, uauto, *socket.socketpair()]
+ukelvin = socket.socket(U, socket.SOCK_DGRAM)
+ukelvin.bind("\0\u212a")  # KELVIN SIGN: 3 bytes, which no C-locale fold makes "k"
+uacute = socket.socket(U, socket.SOCK_DGRAM)
+uacute.bind("\0\u00e9")  # 2 bytes
+keep += [ulisten, uclient, userver, uabstract, uauto, ukelvin, uacute, *socket.socketpair()]
+from sockscope import sockets
 
 def unix_dump():
     out = []
@@ -617,10 +622,14 @@ unix_results = {}
 for text in payload["unix_cases"]:
     pred = compile_predicate(parse(text.split(), family=socket.AF_UNIX))
     p = subprocess.run(["ss", "-xaH", *text.split()], capture_output=True, text=True)
+    cli = subprocess.run([sys.executable, "-m", "sockscope", "-xaH", *text.split()], capture_output=True, text=True)
     unix_results[text] = {
         "pred": sorted(s.inode for s in unix_dump() if pred(s)),
         "ss": sorted(int(line.split()[5]) for line in p.stdout.splitlines() if line.strip()),
         "ss_rc": p.returncode, "ss_err": p.stderr,
+        # the pipeline's (the predicate asked of the batches' columns): the table's rows and the records API's
+        "cli": sorted(int(line.split()[5]) for line in cli.stdout.splitlines() if line.strip()),
+        "cli_err": cli.stderr, "api": sorted(s.inode for s in sockets("unix", filter=text)),
     }
 
 bad = {}
@@ -692,18 +701,27 @@ KERNEL_CASES = {
 }
 
 
-# UNIX sockets of KERNEL_SCRIPT (7): a path listener "Sock.A", its accepted socket and its
-# (unnamed) client, an abstract name, an autobound one, and an unnamed socketpair.
+# UNIX sockets of KERNEL_SCRIPT (9): a path listener "Sock.A", its accepted socket and its
+# (unnamed) client, an abstract name, an autobound one, two abstract names of a non-ASCII
+# character ("@\u212a", 3 bytes; "@\u00e9", 2), and an unnamed socketpair.
 UNIX_CASES = {
     "src unix:*/sock.a": 2,  # case-insensitive glob on the path
     "src unix:@sockscope*": 1,
     "src unix:@?????": 1,  # the autobound name
     "src unix:": 3,  # unnamed: the client and the socketpair
-    "dst unix:*": 7,  # ss has no peer name: "" matches "*"...
+    "dst unix:*": 9,  # ss has no peer name: "" matches "*"...
     "dst unix:/tmp*": 0,  # ...and nothing else
     "autobound": 4,  # unnamed or "@" + 5 hex digits
-    "not src unix:*/Sock.A and not autobound": 1,
-    "src *": 7,
+    "not src unix:*/Sock.A and not autobound": 3,
+    "src *": 9,
+    # ss matches in the C locale (it sets none): bytes, only ASCII letters folded
+    "src unix:@k": 0,  # the KELVIN SIGN is no "k" there
+    "src unix:@???": 1,  # ... but 3 bytes
+    "src unix:@??": 1,  # "\u00e9": 2 bytes
+    "src unix:@?": 0,
+    "src unix:@\u00e9": 1,
+    "src unix:@\u00c9": 0,  # capital: not folded
+    "src unix:@[!a-z][!a-z]": 1,
 }
 
 
@@ -722,11 +740,13 @@ def test_kernel_predicate_and_ss_agree() -> None:
     with tempfile.TemporaryDirectory(prefix="sockscope-filter-") as tmpdir:
         out = _run_in_private_netns(KERNEL_SCRIPT, {"cases": list(cases), "bad": bad, "tmpdir": tmpdir,
                                                     "unix_cases": list(UNIX_CASES)})
-    assert out["unix_total"] == 7
+    assert out["unix_total"] == 9
     for text, expected in UNIX_CASES.items():
         r = out["unix"][text]
         assert r["ss_rc"] == 0, r["ss_err"]
         assert r["pred"] == r["ss"], text
+        assert r["cli"] == r["ss"], (text, r["cli_err"])
+        assert r["api"] == r["ss"], text
         assert len(r["ss"]) == expected, (text, r["ss"])
     assert out["bad"] == {"jump past end+4": EINVAL, "port op missing": EINVAL, "bad family": EINVAL,
                           "prefix too long": EINVAL, "good": 0}

@@ -23,13 +23,15 @@ for every family, with these rules:
   trusts the bytecode alone there (:meth:`Expr.needs_userspace`).
 * ports are ss's "lport/rport": the inet ports; for UNIX the inode and the
   peer's inode; for packet the interface index (and 0); for netlink the port
-  ids.  ``autobound`` is ss's userspace rule: inet port in the ephemeral
-  range, UNIX unnamed or ``@`` + 5 hex digits, netlink negative port id,
-  packet no interface and protocol.
+  id (and -1: ss gives a netlink socket's peer no port).  ``autobound`` is
+  ss's userspace rule: inet port in the ephemeral range, UNIX unnamed or
+  ``@`` + 5 hex digits, netlink negative port id, packet no interface and
+  protocol.
 * a vsock host, or one read under ``--tipc``/``--xdp`` (:class:`OtherFamilyCond`),
   matches no socket sockscope lists (it lists none of those families).
 * unix patterns are glibc ``fnmatch(…, FNM_CASEFOLD)`` globs on the local
-  name; ``dst`` sees "" (ss keeps no peer name there).
+  name's bytes, in the C locale ss runs in (``?`` is one byte, only ASCII letters
+  fold); ``dst`` sees "" (ss keeps no peer name there).
 * ``fwmark``/``cgroup`` read ``socket.mark``/``socket.cgroup_id``; a UNIX,
   netlink or packet socket has 0 for both (ss's), and for an inet socket None
   makes the node *unknown*.  Unknowns propagate (Kleene logic: ``False and ?`` is
@@ -40,6 +42,7 @@ for every family, with these rules:
 
 from __future__ import annotations
 
+import os
 import re
 
 from sockscope.filter.expr import (
@@ -114,6 +117,8 @@ def _peer_port(s: Socket) -> int:
         return s.peer_inode or 0
     if fam == AF_PACKET:
         return 0
+    if fam == AF_NETLINK:  # ss sets none: -1 ("dport = :0" takes no netlink socket, the kernel's peer or not)
+        return -1
     return s.peer.port
 
 
@@ -238,11 +243,12 @@ def _peer_key(s: Socket) -> int | None:
 
 
 def _unix(c: UnixCond) -> Tri:
-    rx = fnmatch_regex(c.pattern)
+    match = fnmatch_regex(c.pattern).fullmatch
     if c.side == "dst":
-        hit = rx.fullmatch("") is not None
+        hit = match(b"") is not None
         return lambda s: hit and s.family == AF_UNIX
-    return lambda s: s.family == AF_UNIX and rx.fullmatch(s.local.address) is not None
+    encode = os.fsencode  # (the name's bytes, as ss matches them)
+    return lambda s: s.family == AF_UNIX and match(encode(s.local.address)) is not None
 
 
 def _link(c: LinkCond | NetlinkCond) -> Tri:
@@ -386,17 +392,19 @@ _CLASSES = {
 }
 
 
-_NEVER = re.compile("(?!)")
+_NEVER = re.compile(b"(?!)")
 
 
 class _NoMatch(Exception):
     """glibc gives up on the whole pattern (unknown [:class:])."""
 
 
-def fnmatch_regex(pattern: str) -> re.Pattern[str]:
-    """A regex for glibc ``fnmatch(pattern, name, FNM_CASEFOLD)`` (no PATHNAME/PERIOD).
+def fnmatch_regex(pattern: str | bytes) -> re.Pattern[bytes]:
+    """A regex for glibc ``fnmatch(pattern, name, FNM_CASEFOLD)`` (no PATHNAME/PERIOD) in the C
+    locale, as ss runs it (ss sets no locale): on bytes, the name's and the pattern's
+    (``os.fsencode`` of a text), only ASCII letters case-folded.
 
-    ``*`` and ``?`` match any character including ``/``; ``\\x`` is a literal
+    ``*`` and ``?`` match any byte including ``/``; ``\\x`` is a literal
     x (a trailing ``\\`` matches nothing); ``[...]`` takes ``!``/``^``
     negation, ranges (the name's character folded, then compared with the
     folded ends: ``[?-^]`` takes no letter), ``[:class:]`` and one-character
@@ -405,6 +413,9 @@ def fnmatch_regex(pattern: str) -> re.Pattern[str]:
     Malformed brackets (unknown class, a range ending in ``[``) may differ
     from glibc, whose answer then depends on the order it tries items in.
     """
+    # the pattern's bytes as the characters U+0000..U+00FF: the regex is built as text, then
+    # encoded back byte for byte
+    pattern = (pattern if isinstance(pattern, bytes) else os.fsencode(pattern)).decode("latin-1")
     out: list[str] = []
     i, n = 0, len(pattern)
     try:
@@ -427,7 +438,7 @@ def fnmatch_regex(pattern: str) -> re.Pattern[str]:
                 out.append(re.escape(c))
     except _NoMatch:
         return _NEVER
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+    return re.compile("".join(out).encode("latin-1"), re.IGNORECASE | re.DOTALL)
 
 
 def _bracket(p: str, i: int) -> tuple[str, int] | None:
