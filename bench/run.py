@@ -124,6 +124,12 @@ ROWS: tuple[Row, ...] = (
     *(Row(name, f"`sockscope {opts}` vs `ss {opts}`", (opts,), ("ss", opts), same_output=True, goal="listing",
           shaped_only=True) for name, opts in (("a", "-a"), ("l", "-l"), ("t", "-t"), ("xa", "-xa"), ("uan", "-uan"),
                                                ("s", "-s"), ("tln", "-tln"))),
+    # filters ss applies in userspace: a UNIX glob (ss's fnmatch of each name), and a port filter over
+    # every family (the kernel's bytecode for inet sockets; UNIX, netlink, packet ones in userspace)
+    Row("xsrc", "`sockscope -xa src '*/l0-*'` vs ss", ("-xa", "src", "*/l0-*"), ("ss", "-xa", "src", "*/l0-*"),
+        same_output=True, goal="listing", shaped_only=True),
+    Row("asport", "`sockscope -a sport = :31001` vs ss", ("-a", "sport", "=", ":31001"),
+        ("ss", "-a", "sport", "=", ":31001"), same_output=True, goal="listing", shaped_only=True),
     Row("tlnp", "`sockscope -tlnp` vs `ss -tlnp`", ("-tlnp",), ("ss", "-tlnp"), same_output=True, goal="owners",
         shaped_only=True),
     # ss -T: every thread holding each socket (the /proc walk of every thread's fd table)

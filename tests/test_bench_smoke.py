@@ -441,7 +441,7 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     before = set(_netns_list())
     done = subprocess.run(
         [sys.executable, str(BENCH / "run.py"), "--populations", "all", "--scale", "0.01", "--runs", "1",
-         "--only", "tan,xa,nc_udp,nc_all,xa_floor,allnetns_tan,tln", "--sizes", "100", "--json", str(out)],
+         "--only", "tan,xa,nc_udp,nc_all,xa_floor,allnetns_tan,tln,xsrc,asport", "--sizes", "100", "--json", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -457,6 +457,10 @@ def test_run_populations_tiny(tmp_path: Path) -> None:
     assert {s for s, row in got if row == "tln"} == {"listen10k"}
     assert {s for s, row in got if row == "allnetns_tan"} == {"netns40"} and ("netns40", "tan") not in got
     assert {s for s, row in got if row == "xa_floor"} == {"unix20k", "hostmix15k"}
+    assert {s for s, row in got if row == "xsrc"} == {"unix20k", "hostmix15k"}
+    assert {s for s, row in got if row == "asport"} == {"hostmix15k"}
+    # (the filters select some rows, not none)
+    assert all(r["peer"]["lines"] > 1 for r in data["results"] if r["row"] in ("xsrc", "asport")), data["results"]
     # each listing beside its floor: one line a population that ran both rows
     assert "| population | listing | ss | floor | floor / ss | left above the floor | used above it |" in done.stdout
     floors = [ln for ln in done.stdout.splitlines()

@@ -119,6 +119,8 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
     """Stream the sockets of ``q`` in ss's order (filtered by its filter, if any), as records."""
     decode_all = q.details or bool(q.ext)
     for table, item, keep in _source(q, warn, uids=True):
+        if keep is not None and table == "unix" and not isinstance(item, list):
+            item, keep = _kept_unix(item, keep, decode_all), None
         socks = item if isinstance(item, list) else records(table, item, decode_all)
         yield from socks if keep is None else filter(keep, socks)
 
@@ -143,9 +145,24 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ordered: bo
         if keep is not None:
             if isinstance(item, list):
                 item = [s for s in item if keep(s)]
+            elif table == "unix":
+                item = _kept_unix(item, keep, decode_all)
             else:
                 item = item.select(list(map(keep, records(table, item, decode_all))))
         yield table, item
+
+
+def _kept_unix(b: Batch | UnixBatch | OtherBatch, keep: Callable[[Socket], bool], details: bool) -> UnixBatch:
+    """The rows of UNIX batch ``b`` that pass ``keep``: a filter expression's predicate asks its
+    columns, no record made (``LazyPredicate.unix_mask``); another callable is asked the records."""
+    from sockscope.kernel import unix
+
+    assert isinstance(b, unix.Batch)  # (table "unix")
+
+    mask = getattr(keep, "unix_mask", None)
+    if mask is not None:
+        return b.select(mask(unix.name_texts(b), b.inode, b.peer))
+    return b.select(list(map(keep, unix.records(b, details))))
 
 
 def records(table: str, batch: Batch | UnixBatch | OtherBatch, details: bool = False) -> list[Socket]:

@@ -4,8 +4,10 @@
 :mod:`.parser` — the expression part: argv words (or ``-F FILE``) -> :mod:`.expr` tree
 (:mod:`.lexer` makes the tokens, :mod:`.values` reads the values in them).
 One tree, two back ends: :mod:`.bytecode` (``INET_DIAG_REQ_BYTECODE`` for inet
-dumps, or None) and :mod:`.predicate` (``Callable[[Socket], bool]``, every family),
-compiled on its first call by :class:`LazyPredicate` (a listing the kernel filters alone never calls it).
+dumps, or None) and :mod:`.predicate` (``Callable[[Socket], bool]``, every family; UNIX
+name globs by :mod:`.glob`), compiled on its first call by :class:`LazyPredicate` (a listing the
+kernel filters alone never calls it), which a UNIX batch's columns ask row by row without records
+(:meth:`LazyPredicate.unix_mask`).
 
 The names below are imported on first use, so that ``sockscope.filter.states``
 (used by every listing) does not pay for the expression machinery.
@@ -71,9 +73,17 @@ class LazyPredicate:
         self.user = LazyPredicate(expr, False) if kernel else self
 
     def __call__(self, s: Socket) -> bool:
-        fn = self.fn
-        if fn is None:
-            from sockscope.filter.predicate import compile_predicate
+        return (self.fn or self._compiled())(s)
 
-            fn = self.fn = compile_predicate(self.expr, kernel=self.kernel)
-        return fn(s)
+    def unix_mask(self, names: list[str], inodes: list[int], peers: list[int]) -> list[bool]:
+        """The predicate of each UNIX socket of a batch's columns, no record made
+        (:func:`~sockscope.filter.predicate.unix_mask`)."""
+        from sockscope.filter.predicate import unix_mask
+
+        return unix_mask(self.expr, self.fn or self._compiled(), names, inodes, peers)
+
+    def _compiled(self) -> Callable[[Socket], bool]:
+        from sockscope.filter.predicate import compile_predicate
+
+        fn = self.fn = compile_predicate(self.expr, kernel=self.kernel)
+        return fn

@@ -43,17 +43,17 @@ for every family, with these rules:
 from __future__ import annotations
 
 import os
-import re
 
 from sockscope.filter.expr import (
     AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX,
     And, Autobound, CgroupCond, DevCond, Expr, HostCond, LinkCond, MarkCond,
     NetlinkCond, Not, Or, OtherFamilyCond, PortCmp, UnixCond,
 )
+from sockscope.filter.glob import fnmatch_regex, glob_matcher  # (fnmatch_regex: named here before)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Optional
+    from typing import Any, Callable, Optional
 
     from sockscope.records import Socket
 
@@ -102,6 +102,76 @@ def compile_predicate(expr: Expr | None, *, port_range: tuple[int, int] | None =
         return unknown if r is None else r
 
     return predicate
+
+
+class _End:
+    """A mutable :class:`~sockscope.records.Endpoint` for :class:`UnixRow` (the predicate reads
+    ``address`` and ``port``)."""
+
+    __slots__ = ("address", "port")
+
+    def __init__(self, address: str, port: int) -> None:
+        self.address, self.port = address, port
+
+
+class UnixRow:
+    """Stands for a UNIX socket's record (``kernel.unix.records``'s, fields as it fills them) where
+    the predicate reads one: family, local and peer ends, inode, peer inode, protocol, interface,
+    mark and cgroup id.  :func:`unix_mask` moves one through a batch's rows: no record made a row."""
+
+    __slots__ = ("local", "inode", "peer_inode")
+    family = AF_UNIX
+    peer = _End("", 0)
+    protocol = mark = cgroup_id = None
+    ifindex = 0
+
+    def __init__(self) -> None:
+        self.local, self.inode, self.peer_inode = _End("", 0), 0, 0
+
+
+#: the leaves a UNIX socket's answer is known for: from its name, from its inode and its peer's
+#: compared (=, >=, <=) with the leaf's port, or the same for every UNIX socket
+_UNIX_LEAVES = (UnixCond, Autobound, HostCond, PortCmp, LinkCond, NetlinkCond, DevCond, MarkCond, CgroupCond,
+                OtherFamilyCond)
+
+
+def unix_mask(expr: Expr, predicate: Callable[[Any], bool], names: list[str], inodes: list[int],
+              peers: list[int]) -> list[bool]:
+    """``predicate`` (compiled from ``expr``) of each UNIX socket of a batch's columns: its name as
+    :func:`~sockscope.kernel.unix.name_texts` gives it, inode and peer inode (0 none), the answers
+    the batch's records would get.
+
+    A UNIX socket's ports are its inode and its peer's, which the expression compares with its
+    ports alone: where no port of the expression lies between the batch's least and greatest
+    inode (nor its peers'), every socket's inode compares alike (the usual case: inodes are large
+    numbers, ports small), and the predicate is asked once for each distinct name, with a peer
+    and without; otherwise once a socket."""
+    row = UnixRow()
+    end = row.local
+    leaves = list(expr.leaves())
+    ports = sorted({leaf.port for leaf in leaves if isinstance(leaf, (HostCond, PortCmp)) and leaf.port != -1})
+    linked = list(filter(None, peers))
+    if all(isinstance(leaf, _UNIX_LEAVES) for leaf in leaves) and _alike(inodes, ports) and _alike(linked, ports):
+        keys = list(zip(names, map(bool, peers)))
+        answers: dict[tuple[str, bool], bool] = {}
+        row.inode, peer = (inodes or [0])[0], (linked or [0])[0]
+        for key in dict.fromkeys(keys):
+            end.address, row.peer_inode = key[0], peer if key[1] else 0
+            answers[key] = predicate(row)
+        return list(map(answers.__getitem__, keys))
+    out: list[bool] = []
+    for name, inode, peer in zip(names, inodes, peers):
+        end.address, row.inode, row.peer_inode = name, inode, peer
+        out.append(predicate(row))
+    return out
+
+
+def _alike(values: list[int], ports: list[int]) -> bool:
+    """Whether no port of the sorted ``ports`` lies from the least to the greatest of ``values``:
+    then every one of them compares (=, >=, <=) with each port alike."""
+    from bisect import bisect_left, bisect_right
+
+    return not values or bisect_left(ports, min(values)) == bisect_right(ports, max(values))
 
 
 def _local_port(s: Socket) -> int:
@@ -243,12 +313,12 @@ def _peer_key(s: Socket) -> int | None:
 
 
 def _unix(c: UnixCond) -> Tri:
-    match = fnmatch_regex(c.pattern).fullmatch
+    match = glob_matcher(c.pattern)
     if c.side == "dst":
-        hit = match(b"") is not None
+        hit = bool(match(b""))
         return lambda s: hit and s.family == AF_UNIX
     encode = os.fsencode  # (the name's bytes, as ss matches them)
-    return lambda s: s.family == AF_UNIX and match(encode(s.local.address)) is not None
+    return lambda s: s.family == AF_UNIX and bool(match(encode(s.local.address)))
 
 
 def _link(c: LinkCond | NetlinkCond) -> Tri:
@@ -384,127 +454,5 @@ def _build(e: Expr, port_range: tuple[int, int], kernel: bool = False, proc: boo
     raise TypeError(f"not a filter node: {e!r}")
 
 
-_CLASSES = {
-    "alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9", "graph": "\\x21-\\x7e", "lower": "a-z", "print": "\\x20-\\x7e",
-    "punct": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"), "space": " \\t\\n\\r\\f\\v",
-    "upper": "A-Z", "xdigit": "0-9A-Fa-f",
-}
-
-
-_NEVER = re.compile(b"(?!)")
-
-
-class _NoMatch(Exception):
-    """glibc gives up on the whole pattern (unknown [:class:])."""
-
-
-def fnmatch_regex(pattern: str | bytes) -> re.Pattern[bytes]:
-    """A regex for glibc ``fnmatch(pattern, name, FNM_CASEFOLD)`` (no PATHNAME/PERIOD) in the C
-    locale, as ss runs it (ss sets no locale): on bytes, the name's and the pattern's
-    (``os.fsencode`` of a text), only ASCII letters case-folded.
-
-    ``*`` and ``?`` match any byte including ``/``; ``\\x`` is a literal
-    x (a trailing ``\\`` matches nothing); ``[...]`` takes ``!``/``^``
-    negation, ranges (the name's character folded, then compared with the
-    folded ends: ``[?-^]`` takes no letter), ``[:class:]`` and one-character
-    ``[.c.]`` (neither is case-folded; an unknown class or symbol, or an
-    unterminated ``[.``, matches nothing); an unterminated ``[`` is literal.
-    Malformed brackets (unknown class, a range ending in ``[``) may differ
-    from glibc, whose answer then depends on the order it tries items in.
-    """
-    # the pattern's bytes as the characters U+0000..U+00FF: the regex is built as text, then
-    # encoded back byte for byte
-    pattern = (pattern if isinstance(pattern, bytes) else os.fsencode(pattern)).decode("latin-1")
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    try:
-        while i < n:
-            c = pattern[i]
-            i += 1
-            if c == "*":
-                out.append(".*")
-            elif c == "?":
-                out.append(".")
-            elif c == "\\":
-                if i == n:
-                    return _NEVER  # glibc: a trailing backslash matches nothing
-                out.append(re.escape(pattern[i]))
-                i += 1
-            elif c == "[" and (r := _bracket(pattern, i)) is not None:
-                out.append(r[0])
-                i = r[1]
-            else:
-                out.append(re.escape(c))
-    except _NoMatch:
-        return _NEVER
-    return re.compile("".join(out).encode("latin-1"), re.IGNORECASE | re.DOTALL)
-
-
-def _bracket(p: str, i: int) -> tuple[str, int] | None:
-    """(regex, index after "]") for a bracket expression opening before ``i``; None: literal "["."""
-    n = len(p)
-    negate = i < n and p[i] in "!^"
-    if negate:
-        i += 1
-    items: list[str] = []  # case-folded like the name
-    classes: list[str] = []  # tested on the name as is
-    ranges: list[str] = []  # a range: the name's character folded, then compared with the folded ends
-    first = True
-    while i < n:
-        c = p[i]
-        if c == "]" and not first:
-            alts = [f"[{''.join(items)}]"] if items else []
-            if classes:
-                alts.append(f"(?-i:[{''.join(classes)}])")
-            alts += ranges
-            one = "(?:" + "|".join(alts) + ")" if alts else "(?!)"
-            return (f"(?!{one})." if negate else one), i + 1
-        first = False
-        if c == "[" and p.startswith("[:", i) and (end := p.find(":]", i + 2)) >= 0:
-            name = p[i + 2:end]
-            if name not in _CLASSES:
-                raise _NoMatch
-            classes.append(_CLASSES[name])
-            i = end + 2
-            continue
-        if c == "[" and p.startswith("[.", i):  # a collating symbol: glibc knows single characters
-            end = p.find(".]", i + 2)
-            if end != i + 3:  # unterminated, or several characters: the whole pattern matches nothing
-                raise _NoMatch
-            classes.append(_cls(p[i + 2]))  # compared as is, not case-folded (as glibc does)
-            i = end + 2
-            continue
-        if c == "\\" and i + 1 < n:
-            i += 1
-            c = p[i]
-        lo = c
-        i += 1
-        if i + 1 < n and p[i] == "-" and p[i + 1] != "]":
-            hi = p[i + 1]
-            i += 2
-            if hi == "\\" and i < n:
-                hi = p[i]
-                i += 1
-            lo, hi = _fold(lo), _fold(hi)  # (glibc folds a range's ends and the name's character)
-            if ord(hi) >= ord(lo):
-                ups = "".join(u for u in _UPPER if lo <= _fold(u) <= hi)  # (capitals folded into it)
-                ranges.append(f"(?-i:(?![A-Z])[{_cls(lo)}-{_cls(hi)}]" + (f"|[{ups}])" if ups else ")"))
-            continue
-        items.append(_cls(lo))
-    return None
-
-
-def _cls(c: str) -> str:
-    return "\\" + c if c in "\\]^-[" else c
-
-
-_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def _fold(c: str) -> str:
-    """glibc's FNM_CASEFOLD fold of one character (tolower in the C locale: ASCII capitals alone)."""
-    return chr(ord(c) + 32) if "A" <= c <= "Z" else c
-
-
-__all__ = ["compile_predicate", "ephemeral_port_range", "fnmatch_regex", "DEFAULT_EPHEMERAL"]
+__all__ = ["compile_predicate", "ephemeral_port_range", "fnmatch_regex", "glob_matcher", "unix_mask", "UnixRow",
+           "DEFAULT_EPHEMERAL"]

@@ -1,0 +1,173 @@
+"""UNIX name globs as ss matches them: glibc ``fnmatch(pattern, name, FNM_CASEFOLD)`` in the C
+locale (ss sets no locale), on the name's bytes: ``?`` is one byte, only ASCII letters fold.
+
+:func:`glob_matcher` is what :mod:`.predicate` asks (without ``re`` for a pattern of literals
+and ``*``); :func:`fnmatch_regex` is the whole syntax, as a regex.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+    from typing import Callable
+
+
+_CLASSES = {
+    "alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9", "graph": "\\x21-\\x7e", "lower": "a-z", "print": "\\x20-\\x7e",
+    "punct": '!"\\#\\$%\\&\'\\(\\)\\*\\+,\\-\\./:;<=>\\?@\\[\\\\\\]\\^_`\\{\\|\\}\\~',  # (re.escape's)
+    "space": " \\t\\n\\r\\f\\v",
+    "upper": "A-Z", "xdigit": "0-9A-Fa-f",
+}
+
+
+class _NoMatch(Exception):
+    """glibc gives up on the whole pattern (unknown [:class:])."""
+
+
+def glob_matcher(pattern: str | bytes) -> Callable[[bytes], object]:
+    """A test of a name's bytes against glob ``pattern``, as :func:`fnmatch_regex`'s ``fullmatch``
+    answers it (a true value for a match).  A pattern of literal bytes and ``*`` alone (the usual
+    ``/run/*``, ``*docker*``) is matched by its pieces between the stars: the first starts the
+    name, the last ends it, each other is found after the one before (the leftmost find leaves the
+    most room to the rest), all ASCII-folded; others by the regex (and ``re``, ~4 ms of imports a
+    listing, is imported for those alone)."""
+    raw = pattern if isinstance(pattern, bytes) else os.fsencode(pattern)
+    if b"?" in raw or b"[" in raw or b"\\" in raw:
+        return fnmatch_regex(raw).fullmatch
+    folded = raw.lower()  # (bytes.lower folds ASCII letters alone, as the C locale does)
+    if b"*" not in folded:
+        return lambda name: name.lower() == folded
+    head, *middle, tail = folded.split(b"*")
+    least = len(head) + len(tail)
+
+    def match(name: bytes) -> bool:
+        name = name.lower()
+        if len(name) < least or not name.startswith(head) or not name.endswith(tail):
+            return False
+        at, end = len(head), len(name) - len(tail)
+        for piece in middle:
+            found = name.find(piece, at, end)
+            if found < 0:
+                return False
+            at = found + len(piece)
+        return True
+
+    return match
+
+
+def fnmatch_regex(pattern: str | bytes) -> re.Pattern[bytes]:
+    """A regex for glibc ``fnmatch(pattern, name, FNM_CASEFOLD)`` (no PATHNAME/PERIOD) in the C
+    locale, as ss runs it (ss sets no locale): on bytes, the name's and the pattern's
+    (``os.fsencode`` of a text), only ASCII letters case-folded.
+
+    ``*`` and ``?`` match any byte including ``/``; ``\\x`` is a literal
+    x (a trailing ``\\`` matches nothing); ``[...]`` takes ``!``/``^``
+    negation, ranges (the name's character folded, then compared with the
+    folded ends: ``[?-^]`` takes no letter), ``[:class:]`` and one-character
+    ``[.c.]`` (neither is case-folded; an unknown class or symbol, or an
+    unterminated ``[.``, matches nothing); an unterminated ``[`` is literal.
+    Malformed brackets (unknown class, a range ending in ``[``) may differ
+    from glibc, whose answer then depends on the order it tries items in.
+    """
+    import re
+
+    never = re.compile(b"(?!)")
+    # the pattern's bytes as the characters U+0000..U+00FF: the regex is built as text, then
+    # encoded back byte for byte
+    pattern = (pattern if isinstance(pattern, bytes) else os.fsencode(pattern)).decode("latin-1")
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    try:
+        while i < n:
+            c = pattern[i]
+            i += 1
+            if c == "*":
+                out.append(".*")
+            elif c == "?":
+                out.append(".")
+            elif c == "\\":
+                if i == n:
+                    return never  # glibc: a trailing backslash matches nothing
+                out.append(re.escape(pattern[i]))
+                i += 1
+            elif c == "[" and (r := _bracket(pattern, i)) is not None:
+                out.append(r[0])
+                i = r[1]
+            else:
+                out.append(re.escape(c))
+    except _NoMatch:
+        return never
+    return re.compile("".join(out).encode("latin-1"), re.IGNORECASE | re.DOTALL)
+
+
+def _bracket(p: str, i: int) -> tuple[str, int] | None:
+    """(regex, index after "]") for a bracket expression opening before ``i``; None: literal "["."""
+    n = len(p)
+    negate = i < n and p[i] in "!^"
+    if negate:
+        i += 1
+    items: list[str] = []  # case-folded like the name
+    classes: list[str] = []  # tested on the name as is
+    ranges: list[str] = []  # a range: the name's character folded, then compared with the folded ends
+    first = True
+    while i < n:
+        c = p[i]
+        if c == "]" and not first:
+            alts = [f"[{''.join(items)}]"] if items else []
+            if classes:
+                alts.append(f"(?-i:[{''.join(classes)}])")
+            alts += ranges
+            one = "(?:" + "|".join(alts) + ")" if alts else "(?!)"
+            return (f"(?!{one})." if negate else one), i + 1
+        first = False
+        if c == "[" and p.startswith("[:", i) and (end := p.find(":]", i + 2)) >= 0:
+            name = p[i + 2:end]
+            if name not in _CLASSES:
+                raise _NoMatch
+            classes.append(_CLASSES[name])
+            i = end + 2
+            continue
+        if c == "[" and p.startswith("[.", i):  # a collating symbol: glibc knows single characters
+            end = p.find(".]", i + 2)
+            if end != i + 3:  # unterminated, or several characters: the whole pattern matches nothing
+                raise _NoMatch
+            classes.append(_cls(p[i + 2]))  # compared as is, not case-folded (as glibc does)
+            i = end + 2
+            continue
+        if c == "\\" and i + 1 < n:
+            i += 1
+            c = p[i]
+        lo = c
+        i += 1
+        if i + 1 < n and p[i] == "-" and p[i + 1] != "]":
+            hi = p[i + 1]
+            i += 2
+            if hi == "\\" and i < n:
+                hi = p[i]
+                i += 1
+            lo, hi = _fold(lo), _fold(hi)  # (glibc folds a range's ends and the name's character)
+            if ord(hi) >= ord(lo):
+                ups = "".join(u for u in _UPPER if lo <= _fold(u) <= hi)  # (capitals folded into it)
+                ranges.append(f"(?-i:(?![A-Z])[{_cls(lo)}-{_cls(hi)}]" + (f"|[{ups}])" if ups else ")"))
+            continue
+        items.append(_cls(lo))
+    return None
+
+
+def _cls(c: str) -> str:
+    return "\\" + c if c in "\\]^-[" else c
+
+
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _fold(c: str) -> str:
+    """glibc's FNM_CASEFOLD fold of one character (tolower in the C locale: ASCII capitals alone)."""
+    return chr(ord(c) + 32) if "A" <= c <= "Z" else c
+
+
+__all__ = ["glob_matcher", "fnmatch_regex"]
