@@ -41,7 +41,7 @@ from sockscope.filter.expr import (
     AF_INET, AF_INET6, And, Autobound, CgroupCond, DevCond, Expr, HostCond, LinkCond, MarkCond,
     NetlinkCond, Not, Or, PortCmp, UnixCond,
 )
-from sockscope.filter.glob import fnmatch_regex, glob_matcher
+from sockscope.filter.glob import fnmatch_regex, glob_mask, glob_matcher
 from sockscope.records import Endpoint, Socket, State
 
 EINVAL, EPERM = 22, 1
@@ -465,6 +465,17 @@ def test_glob_matcher_answers_as_the_regex(pattern: str, name: str) -> None:
     assert bool(glob_matcher(pattern)(raw)) == (fnmatch_regex(pattern).fullmatch(raw) is not None), (pattern, name)
     if name.isascii() and pattern.isascii():
         assert bool(glob_matcher(pattern)(raw)) == (_glibc_fnmatch()(pattern.encode(), raw, FNM_CASEFOLD) == 0)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.text("aAb*?/.\u00e9", max_size=6), st.lists(st.text("aAbB/.\u00e9", max_size=8), max_size=6))
+@example("a*b", ["ab", "a", "b", "aab", "abb", "AB"])  # (the two pieces may not overlap: "aba*aba" and "aba")
+@example("aba*aba", ["aba", "abaaba", "abaXaba"])
+@example("*b*", ["b", "abc", "", "B"])
+@example("ab", ["ab", "AB", "abc"])
+def test_glob_mask_answers_as_the_matcher(pattern: str, names: list[str]) -> None:
+    raws = [n.encode() for n in names]
+    assert glob_mask(pattern, raws) == [bool(glob_matcher(pattern)(r)) for r in raws], (pattern, names)
 
 
 def test_glob_matcher_of_stars_needs_no_re() -> None:

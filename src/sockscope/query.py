@@ -161,7 +161,7 @@ def _kept_unix(b: Batch | UnixBatch | OtherBatch, keep: Callable[[Socket], bool]
 
     mask = getattr(keep, "unix_mask", None)
     if mask is not None:
-        return b.select(mask(unix.name_texts(b), b.inode, b.peer))
+        return b.select(mask(b.name, b.inode, b.peer, unix.name_bytes, unix.unix_names))
     return b.select(list(map(keep, unix.records(b, details))))
 
 

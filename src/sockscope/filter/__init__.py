@@ -75,12 +75,13 @@ class LazyPredicate:
     def __call__(self, s: Socket) -> bool:
         return (self.fn or self._compiled())(s)
 
-    def unix_mask(self, names: list[str], inodes: list[int], peers: list[int]) -> list[bool]:
+    def unix_mask(self, names: list[bytes], inodes: list[int], peers: list[int],
+                  cut: Callable[[list[bytes]], list[bytes]], texts: Callable[[list[bytes]], list[str]]) -> list[bool]:
         """The predicate of each UNIX socket of a batch's columns, no record made
         (:func:`~sockscope.filter.predicate.unix_mask`)."""
         from sockscope.filter.predicate import unix_mask
 
-        return unix_mask(self.expr, self.fn or self._compiled(), names, inodes, peers)
+        return unix_mask(self.expr, self.fn or self._compiled(), names, inodes, peers, cut, texts)
 
     def _compiled(self) -> Callable[[Socket], bool]:
         from sockscope.filter.predicate import compile_predicate

@@ -8,6 +8,7 @@ and ``*``); :func:`fnmatch_regex` is the whole syntax, as a regex.
 from __future__ import annotations
 
 import os
+from itertools import repeat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,6 +58,30 @@ def glob_matcher(pattern: str | bytes) -> Callable[[bytes], object]:
         return True
 
     return match
+
+
+def glob_mask(pattern: str | bytes, names: list[bytes]) -> list[bool]:
+    """:func:`glob_matcher`'s answer for each of ``names`` (bytes), as bools, with no Python code a
+    name where the pattern's shape allows (C-level maps of ``bytes`` methods): a literal, ``A*``,
+    ``*A``, ``A*B``, ``*A*``; the regex's ``fullmatch``; any other pattern of stars by its matcher."""
+    from operator import and_, contains, ge
+
+    raw = pattern if isinstance(pattern, bytes) else os.fsencode(pattern)
+    if b"?" in raw or b"[" in raw or b"\\" in raw:
+        return list(map(bool, map(fnmatch_regex(raw).fullmatch, names)))
+    pieces = raw.lower().split(b"*")
+    folded = list(map(bytes.lower, names))
+    if len(pieces) == 1:
+        return list(map(pieces[0].__eq__, folded))
+    head, tail = pieces[0], pieces[-1]
+    if len(pieces) == 3 and not head and not tail:
+        return list(map(contains, folded, repeat(pieces[1])))
+    if len(pieces) == 2:
+        starts = map(bytes.startswith, folded, repeat(head))
+        ends = map(bytes.endswith, folded, repeat(tail))
+        long = map(ge, map(len, folded), repeat(len(head) + len(tail)))  # (the two may not overlap)
+        return list(map(and_, map(and_, starts, ends), long))
+    return list(map(bool, map(glob_matcher(raw), names)))
 
 
 def fnmatch_regex(pattern: str | bytes) -> re.Pattern[bytes]:
@@ -170,4 +195,4 @@ def _fold(c: str) -> str:
     return chr(ord(c) + 32) if "A" <= c <= "Z" else c
 
 
-__all__ = ["glob_matcher", "fnmatch_regex"]
+__all__ = ["glob_matcher", "glob_mask", "fnmatch_regex"]

@@ -135,17 +135,26 @@ _UNIX_LEAVES = (UnixCond, Autobound, HostCond, PortCmp, LinkCond, NetlinkCond, D
                 OtherFamilyCond)
 
 
-def unix_mask(expr: Expr, predicate: Callable[[Any], bool], names: list[str], inodes: list[int],
-              peers: list[int]) -> list[bool]:
-    """``predicate`` (compiled from ``expr``) of each UNIX socket of a batch's columns: its name as
-    :func:`~sockscope.kernel.unix.name_texts` gives it, inode and peer inode (0 none), the answers
-    the batch's records would get.
+def unix_mask(expr: Expr, predicate: Callable[[Any], bool], names: list[bytes], inodes: list[int],
+              peers: list[int], cut: Callable[[list[bytes]], list[bytes]],
+              texts: Callable[[list[bytes]], list[str]]) -> list[bool]:
+    """``predicate`` (compiled from ``expr``) of each UNIX socket of a batch's columns: its raw name
+    (``cut`` gives the bytes ss matches, ``texts`` its record's ``local.address``, of a list of
+    them), inode and peer inode (0 none), the answers the batch's records would get.
 
-    A UNIX socket's ports are its inode and its peer's, which the expression compares with its
-    ports alone: where no port of the expression lies between the batch's least and greatest
-    inode (nor its peers'), every socket's inode compares alike (the usual case: inodes are large
-    numbers, ports small), and the predicate is asked once for each distinct name, with a peer
-    and without; otherwise once a socket."""
+    An expression of one ``src`` glob (``-x src /run/*``) is :func:`~sockscope.filter.glob.glob_mask`
+    of the distinct names.  Otherwise a record's stand-in is moved through the rows.  A UNIX
+    socket's ports are its inode and its peer's, which the expression compares with its ports
+    alone: where no port of the expression lies between the batch's least and greatest inode (nor
+    its peers'), every socket's inode compares alike (the usual case: inodes are large numbers,
+    ports small), and the predicate is asked once for each distinct name, with a peer and
+    without; otherwise once a socket."""
+    if isinstance(expr, UnixCond) and expr.side == "src":
+        from sockscope.filter.glob import glob_mask
+
+        distinct = list(dict.fromkeys(names))
+        hits = dict(zip(distinct, glob_mask(expr.pattern, cut(distinct))))
+        return list(map(hits.__getitem__, names))
     row = UnixRow()
     end = row.local
     leaves = list(expr.leaves())
@@ -153,15 +162,19 @@ def unix_mask(expr: Expr, predicate: Callable[[Any], bool], names: list[str], in
     linked = list(filter(None, peers))
     if all(isinstance(leaf, _UNIX_LEAVES) for leaf in leaves) and _alike(inodes, ports) and _alike(linked, ports):
         keys = list(zip(names, map(bool, peers)))
-        answers: dict[tuple[str, bool], bool] = {}
+        distinct = list(dict.fromkeys(names))
+        text = dict(zip(distinct, texts(distinct)))
+        answers: dict[tuple[bytes, bool], bool] = {}
         row.inode, peer = (inodes or [0])[0], (linked or [0])[0]
         for key in dict.fromkeys(keys):
-            end.address, row.peer_inode = key[0], peer if key[1] else 0
+            end.address, row.peer_inode = text[key[0]], peer if key[1] else 0
             answers[key] = predicate(row)
         return list(map(answers.__getitem__, keys))
+    distinct = list(dict.fromkeys(names))
+    text = dict(zip(distinct, texts(distinct)))
     out: list[bool] = []
     for name, inode, peer in zip(names, inodes, peers):
-        end.address, row.inode, row.peer_inode = name, inode, peer
+        end.address, row.inode, row.peer_inode = text[name], inode, peer
         out.append(predicate(row))
     return out
 

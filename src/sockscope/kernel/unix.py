@@ -62,18 +62,16 @@ def unix_names(raws: list[bytes]) -> list[str]:
     decoding instead of one per name, and the same text (UTF-8's errors are each within a name:
     a NUL is never part of a sequence of several bytes)."""
     enc, errors, decode = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors(), bytes.decode
-    cut = [raw.replace(b"\0", b"@") if raw[:1] == b"\0" else raw.partition(b"\0")[0] for raw in raws]
+    cut = name_bytes(raws)
     if enc.lower().replace("-", "").replace("_", "") == "utf8" and len(cut) > 1:
         return b"\0".join(cut).decode(enc, errors).split("\0")
     return [decode(raw, enc, errors) for raw in cut]
 
 
-def name_texts(b: Batch) -> list[str]:
-    """Each row's name as its record's ``local.address`` has it (:func:`unix_name`; "" unnamed), each
-    distinct name decoded once."""
-    raws = b.name
-    distinct = list(dict.fromkeys(raws))
-    return list(map(dict(zip(distinct, unix_names(distinct))).__getitem__, raws))
+def name_bytes(raws: list[bytes]) -> list[bytes]:
+    """The bytes of each raw name's :func:`unix_name` text (its ``os.fsencode``; what ss's filter
+    matches): an abstract name with its NULs as ``@``, a path up to its first NUL."""
+    return [raw.replace(b"\0", b"@") if raw[:1] == b"\0" else raw.partition(b"\0")[0] for raw in raws]
 
 
 class Batch:
@@ -303,8 +301,11 @@ def records(b: Batch, details: bool = False) -> list[Socket]:
     column by column: :func:`sockscope.kernel.unix_details.detail_columns`), made by C-level maps."""
     from sockscope.records import STATES, Endpoint, make_socket, state_of
 
+    raws = b.name
+    distinct = list(dict.fromkeys(raws))
+    text = dict(zip(distinct, unix_names(distinct))).__getitem__
     new = tuple.__new__  # Endpoint(name, 0) without the named tuple's Python-level __new__
-    local = map(new, repeat(Endpoint), zip(name_texts(b), repeat(0)))
+    local = map(new, repeat(Endpoint), zip(map(text, raws), repeat(0)))
     states = [STATES[s] if 0 <= s < len(STATES) else state_of(s) for s in set(b.state)]
     state = map(dict(zip(set(b.state), states)).__getitem__, b.state)
     netid = map(NETIDS.get, b.type, repeat("u_dgr"))
@@ -345,7 +346,7 @@ def decode_dump(
 
 
 __all__ = [
-    "Batch", "decode", "records", "name_texts", "netids", "encode_request", "decode_dump", "unix_name", "unix_names",
+    "Batch", "decode", "records", "name_bytes", "netids", "encode_request", "decode_dump", "unix_name", "unix_names",
     "NETIDS", "AF_UNIX", "UNIX_DIAG_NAME", "UNIX_DIAG_VFS", "UNIX_DIAG_PEER", "UNIX_DIAG_ICONS", "UNIX_DIAG_RQLEN",
     "UNIX_DIAG_MEMINFO", "UNIX_DIAG_SHUTDOWN", "UNIX_DIAG_UID",
 ]
