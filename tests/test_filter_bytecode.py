@@ -688,6 +688,33 @@ for text in [f"sport = :{ino}", f"dport = :{peer}", f"sport = :{ino} or src unix
         "api": sorted(s.inode for s in sockets("all", filter=text) if s.family == U),
     }
 
+# netlink and packet sockets: the predicate asks a stand-in of each row's fields
+# (others.filter_rows), which must be its record's, and the rows kept must be ss's
+from sockscope.kernel import others
+from sockscope.query import Query, batches, records
+from sockscope.filter.states import EVERY_STATE
+praw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+praw.bind(("lo", 0))
+pdgr = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
+nlsock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+nlsock.bind((0, 0))
+keep += [praw, pdgr, nlsock]
+fields_same = []
+for table, b in batches(Query(frozenset(("nl", "p_raw", "p_dgr")), frozenset((16, 17)), EVERY_STATE)):
+    fields_same.append(others.filter_rows(b) == [(s.local.address, s.local.port, s.peer.address, s.peer.port,
+                                                  s.protocol, s.ifindex) for s in records(table, b)])
+
+def other_rows(argv):
+    p = subprocess.run(argv, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return [line.split()[:5] for line in p.stdout.splitlines() if "tcpdiag:" not in line]  # (ss's own, ours)
+
+other = {}
+for text in ["", "dev lo", "src netlink:rtnl", "not dport = :0", "sport = :0", "autobound", "src link:arp",
+             "not src netlink:rtnl and not dev lo"]:
+    other[text] = [other_rows(["ss", "-A", "netlink,packet", "-aH", *text.split()]),
+                   other_rows([sys.executable, "-m", "sockscope", "-A", "netlink,packet", "-aH", *text.split()])]
+
 bad = {}
 for name, bc in payload["bad"].items():
     try:
@@ -696,7 +723,8 @@ for name, bc in payload["bad"].items():
     except NetlinkError as exc:
         bad[name] = exc.errno
 print(json.dumps({"cases": results, "bad": bad, "total": len(dump(A)) + len(dump(A6)),
-                  "unix": unix_results, "unix_total": len(unix_dump()), "unix_ports": unix_ports}))
+                  "unix": unix_results, "unix_total": len(unix_dump()), "unix_ports": unix_ports,
+                  "fields_same": fields_same, "other": other}))
 '''
 
 
@@ -804,6 +832,14 @@ def test_kernel_predicate_and_ss_agree() -> None:
         assert r["cli"] == r["ss"], (text, r["cli_err"])
         assert r["api"] == r["ss"], text
         assert len(r["ss"]) == expected, (text, r["ss"])
+    assert out["fields_same"] == [True, True], out["fields_same"]  # (the netlink batch, the packet one)
+    for text, (ss_rows, ours) in out["other"].items():
+        assert ours == ss_rows, (text, ss_rows, ours)
+    counts = {text: len(ss_rows) for text, (ss_rows, _) in out["other"].items()}
+    total = counts.pop("")  # (the kernel's own netlink sockets: how many, its configuration's)
+    assert {t: counts.pop(t) for t in ("dev lo", "src netlink:rtnl", "autobound", "src link:arp")} == {
+        "dev lo": 1, "src netlink:rtnl": 2, "autobound": 1, "src link:arp": 1}, out["other"]
+    assert all(0 < n < total for n in counts.values()), (total, counts)
     ports = out["unix_ports"]
     for text, r in ports.items():
         assert r["cli"] == r["ss"] and r["api"] == r["ss"], (text, r)

@@ -119,8 +119,8 @@ def run(q: Query, warn: Warn = _stderr_warn) -> Iterator[Socket]:
     """Stream the sockets of ``q`` in ss's order (filtered by its filter, if any), as records."""
     decode_all = q.details or bool(q.ext)
     for table, item, keep in _source(q, warn, uids=True):
-        if keep is not None and table == "unix" and not isinstance(item, list):
-            item, keep = _kept_unix(item, keep, decode_all), None
+        if keep is not None and table in _KEPT_BY_COLUMNS and not isinstance(item, list):
+            item, keep = _kept(table, item, keep, decode_all), None
         socks = item if isinstance(item, list) else records(table, item, decode_all)
         yield from socks if keep is None else filter(keep, socks)
 
@@ -145,24 +145,37 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ordered: bo
         if keep is not None:
             if isinstance(item, list):
                 item = [s for s in item if keep(s)]
-            elif table == "unix":
-                item = _kept_unix(item, keep, decode_all)
+            elif not item.n:  # (nothing to ask: a raw table without sockets, a dump's last datagram)
+                pass
+            elif table in _KEPT_BY_COLUMNS:
+                item = _kept(table, item, keep, decode_all)
             else:
                 item = item.select(list(map(keep, records(table, item, decode_all))))
         yield table, item
 
 
-def _kept_unix(b: Batch | UnixBatch | OtherBatch, keep: Callable[[Socket], bool], details: bool) -> UnixBatch:
-    """The rows of UNIX batch ``b`` that pass ``keep``: a filter expression's predicate asks its
-    columns, no record made (``LazyPredicate.unix_mask``); another callable is asked the records."""
-    from sockscope.kernel import unix
+#: the tables whose batches a filter expression's predicate asks by their columns (:func:`_kept`)
+_KEPT_BY_COLUMNS = frozenset(("unix", "nl", "packet"))
 
-    assert isinstance(b, unix.Batch)  # (table "unix")
 
-    mask = getattr(keep, "unix_mask", None)
-    if mask is not None:
-        return b.select(mask(b.name, b.inode, b.peer, unix.name_bytes, unix.unix_names))
-    return b.select(list(map(keep, unix.records(b, details))))
+def _kept(table: str, b: Batch | UnixBatch | OtherBatch, keep: Callable[[Socket], bool], details: bool
+          ) -> Batch | UnixBatch | OtherBatch:
+    """The rows of a UNIX, netlink or packet batch ``b`` that pass ``keep``: a filter expression's
+    predicate asks their columns, no record made (``LazyPredicate.unix_mask``, ``rows_mask``);
+    another callable is asked the records."""
+    from sockscope.filter import LazyPredicate
+
+    if not isinstance(keep, LazyPredicate):
+        return b.select(list(map(keep, records(table, b, details))))
+    if table == "unix":
+        from sockscope.kernel import unix
+
+        assert isinstance(b, unix.Batch)
+        return b.select(keep.unix_mask(b.name, b.inode, b.peer, unix.name_bytes, unix.unix_names))
+    from sockscope.kernel import others
+
+    assert isinstance(b, others.Batch)
+    return b.select(keep.rows_mask(AF_NETLINK if table == "nl" else AF_PACKET, others.filter_rows(b)))
 
 
 def records(table: str, batch: Batch | UnixBatch | OtherBatch, details: bool = False) -> list[Socket]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Callable, Iterable
 
     from sockscope.records import Socket
     from sockscope.filter.bytecode import compile_bytecode, required_ports
@@ -82,6 +82,13 @@ class LazyPredicate:
         from sockscope.filter.predicate import unix_mask
 
         return unix_mask(self.expr, self.fn or self._compiled(), names, inodes, peers, cut, texts)
+
+    def rows_mask(self, family: int, rows: Iterable[tuple[str, int, str, int, int | None, int]]) -> list[bool]:
+        """The predicate of each row's fields, sockets of ``family`` (netlink, packet), no record
+        made (:func:`~sockscope.filter.predicate.rows_mask`)."""
+        from sockscope.filter.predicate import rows_mask
+
+        return rows_mask(self.fn or self._compiled(), family, rows)
 
     def _compiled(self) -> Callable[[Socket], bool]:
         from sockscope.filter.predicate import compile_predicate

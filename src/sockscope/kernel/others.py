@@ -221,6 +221,18 @@ def records(b: Batch) -> list[Socket]:
             *(b.cols[k] for k in PACKET_COLUMNS))]
 
 
+def filter_rows(b: Batch) -> list[tuple[str, int, str, int, int, int]]:
+    """Each row's fields a filter's predicate reads, as :func:`records` gives them: local address
+    and port, peer address and port, protocol, interface (the filter asks a stand-in of them,
+    ``LazyPredicate.rows_mask``: no record made)."""
+    c = b.cols
+    if b.table == "nl":
+        return [(str(proto), portid, *((str(group), dst) if st == ESTABLISHED else ("", 0)), proto, 0)
+                for proto, st, portid, dst, group in zip(c["protocol"], c["state"], c["portid"], c["dst_portid"],
+                                                         c["dst_group"])]
+    return [("", ifindex, "", 0, num, ifindex) for num, ifindex in zip(c["protocol"], c["ifindex"])]
+
+
 def _skmem_record(raw: tuple[int, ...] | None) -> SkMem | None:
     from sockscope.records import SkMem
 
