@@ -29,16 +29,23 @@ class _NoMatch(Exception):
     """glibc gives up on the whole pattern (unknown [:class:])."""
 
 
-def glob_matcher(pattern: str | bytes) -> Callable[[bytes], object]:
-    """A test of a name's bytes against glob ``pattern``, as :func:`fnmatch_regex`'s ``fullmatch``
-    answers it (a true value for a match).  A pattern of literal bytes and ``*`` alone (the usual
+def glob_matcher(pattern: str | bytes) -> Callable[[bytes], bool]:
+    """A test of a name's bytes against glob ``pattern``: :func:`fnmatch_regex`'s answer, in time
+    bounded by the name's length times the pattern's, as glibc's (a regex of many stars backtracks
+    for ever on a long name: ``*a*a*…*?b``).  A pattern of literal bytes and ``*`` alone (the usual
     ``/run/*``, ``*docker*``) is matched by its pieces between the stars: the first starts the
     name, the last ends it, each other is found after the one before (the leftmost find leaves the
-    most room to the rest), all ASCII-folded; others by the regex (and ``re``, ~4 ms of imports a
-    listing, is imported for those alone)."""
+    most room to the rest), all ASCII-folded.  Any other by its tokens (:func:`_tokens`: a star, or
+    the set of bytes one position takes), the name walked once with one star to go back to (the
+    last met: a later star can take whatever an earlier one would have).  ``re`` (~4 ms of imports a
+    listing) is imported for a bracket expression alone."""
     raw = pattern if isinstance(pattern, bytes) else os.fsencode(pattern)
     if b"?" in raw or b"[" in raw or b"\\" in raw:
-        return fnmatch_regex(raw).fullmatch
+        tokens = _tokens(raw)
+        if tokens is None:
+            return _never
+        least = sum(t is not None for t in tokens)
+        return lambda name: len(name) >= least and _walk(tokens, name)
     folded = raw.lower()  # (bytes.lower folds ASCII letters alone, as the C locale does)
     if b"*" not in folded:
         return lambda name: name.lower() == folded
@@ -60,15 +67,89 @@ def glob_matcher(pattern: str | bytes) -> Callable[[bytes], object]:
     return match
 
 
+def _never(name: bytes) -> bool:
+    return False
+
+
+def _walk(tokens: list[bytes | None], name: bytes) -> bool:
+    """Whether ``name`` matches ``tokens`` (None a star; else a byte's table: 1 where it takes it)."""
+    i = j = 0
+    star, mark = -1, 0
+    n, m = len(name), len(tokens)
+    while i < n:
+        if j < m:
+            t = tokens[j]
+            if t is None:
+                star, mark = j, i
+                j += 1
+                continue
+            if t[name[i]]:
+                i += 1
+                j += 1
+                continue
+        if star < 0:
+            return False
+        mark += 1  # the last star takes one byte more
+        i, j = mark, star + 1
+    while j < m and tokens[j] is None:
+        j += 1
+    return j == m
+
+
+_ANY = b"\1" * 256
+
+
+def _tokens(raw: bytes) -> list[bytes | None] | None:
+    """``raw``'s tokens: None for a run of stars, else the 256-byte table of the bytes one position
+    takes (a literal with its ASCII case, ``?`` every byte, a bracket expression the bytes its
+    :func:`fnmatch_regex` piece takes); None where glibc matches nothing (a trailing ``\\``, an
+    unknown class)."""
+    pattern = raw.decode("latin-1")
+    out: list[bytes | None] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            if not out or out[-1] is not None:
+                out.append(None)
+            continue
+        if c == "?":
+            out.append(_ANY)
+            continue
+        if c == "\\":
+            if i == n:
+                return None
+            c = pattern[i]
+            i += 1
+        elif c == "[":
+            try:
+                r = _bracket(pattern, i)
+            except _NoMatch:
+                return None
+            if r is not None:
+                import re
+
+                one = re.compile(r[0].encode("latin-1"), re.IGNORECASE | re.DOTALL).fullmatch
+                out.append(bytes(one(bytes((b,))) is not None for b in range(256)))
+                i = r[1]
+                continue
+        table = bytearray(256)  # (a literal: itself, and an ASCII letter its other case)
+        for x in (c.lower(), c.upper()) if c.isascii() else (c,):
+            table[ord(x)] = 1
+        out.append(bytes(table))
+    return out
+
+
 def glob_mask(pattern: str | bytes, names: list[bytes]) -> list[bool]:
     """:func:`glob_matcher`'s answer for each of ``names`` (bytes), as bools, with no Python code a
     name where the pattern's shape allows (C-level maps of ``bytes`` methods): a literal, ``A*``,
-    ``*A``, ``A*B``, ``*A*``; the regex's ``fullmatch``; any other pattern of stars by its matcher."""
+    ``*A``, ``A*B``, ``*A*``; any other pattern by its matcher."""
     from operator import and_, contains, ge
 
     raw = pattern if isinstance(pattern, bytes) else os.fsencode(pattern)
     if b"?" in raw or b"[" in raw or b"\\" in raw:
-        return list(map(bool, map(fnmatch_regex(raw).fullmatch, names)))
+        return list(map(glob_matcher(raw), names))
     pieces = raw.lower().split(b"*")
     folded = list(map(bytes.lower, names))
     if len(pieces) == 1:
