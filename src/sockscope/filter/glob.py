@@ -106,6 +106,7 @@ def _tokens(raw: bytes) -> list[bytes | None] | None:
     unknown class)."""
     pattern = raw.decode("latin-1")
     out: list[bytes | None] = []
+    made: dict[str, bytes] = {}  # each table once (a pattern of a million literals: a table each else)
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
@@ -128,16 +129,20 @@ def _tokens(raw: bytes) -> list[bytes | None] | None:
             except _NoMatch:
                 return None
             if r is not None:
-                import re
+                if r[0] not in made:
+                    import re
 
-                one = re.compile(r[0].encode("latin-1"), re.IGNORECASE | re.DOTALL).fullmatch
-                out.append(bytes(one(bytes((b,))) is not None for b in range(256)))
+                    one = re.compile(r[0].encode("latin-1"), re.IGNORECASE | re.DOTALL).fullmatch
+                    made[r[0]] = bytes(one(bytes((b,))) is not None for b in range(256))
+                out.append(made[r[0]])
                 i = r[1]
                 continue
-        table = bytearray(256)  # (a literal: itself, and an ASCII letter its other case)
-        for x in (c.lower(), c.upper()) if c.isascii() else (c,):
-            table[ord(x)] = 1
-        out.append(bytes(table))
+        if c not in made:
+            table = bytearray(256)  # (a literal: itself, and an ASCII letter its other case)
+            for x in (c.lower(), c.upper()) if c.isascii() else (c,):
+                table[ord(x)] = 1
+            made[c] = bytes(table)
+        out.append(made[c])
     return out
 
 
