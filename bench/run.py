@@ -130,6 +130,11 @@ ROWS: tuple[Row, ...] = (
         same_output=True, goal="listing", shaped_only=True),
     Row("asport", "`sockscope -a sport = :31001` vs ss", ("-a", "sport", "=", ":31001"),
         ("ss", "-a", "sport", "=", ":31001"), same_output=True, goal="listing", shaped_only=True),
+    # (their Python floors: the same dumps, the TCP one with the filter's bytecode)
+    Row("xsrc_floor", "Python floor of `-xa src '*/l0-*'` vs ss", ("-xa", "src", "*/l0-*"),
+        ("ss", "-xa", "src", "*/l0-*"), floor=True, shaped_only=True),
+    Row("asport_floor", "Python floor of `-a sport = :31001` vs ss", ("-a", "sport", "=", ":31001"),
+        ("ss", "-a", "sport", "=", ":31001"), floor=True, shaped_only=True),
     Row("tlnp", "`sockscope -tlnp` vs `ss -tlnp`", ("-tlnp",), ("ss", "-tlnp"), same_output=True, goal="owners",
         shaped_only=True),
     # ss -T: every thread holding each socket (the /proc walk of every thread's fd table)
