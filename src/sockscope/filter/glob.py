@@ -1,8 +1,10 @@
 """UNIX name globs as ss matches them: glibc ``fnmatch(pattern, name, FNM_CASEFOLD)`` in the C
 locale (ss sets no locale), on the name's bytes: ``?`` is one byte, only ASCII letters fold.
 
-:func:`glob_matcher` is what :mod:`.predicate` asks (without ``re`` for a pattern of literals
-and ``*``); :func:`fnmatch_regex` is the whole syntax, as a regex.
+:func:`glob_matcher` is what :mod:`.predicate` asks (no backtracking: the pieces between the
+stars, or the pattern's tokens walked once; ``re`` for a bracket expression's bytes alone),
+:func:`glob_mask` the same for a list of names (the filter of a UNIX batch's distinct names);
+:func:`fnmatch_regex` is the whole syntax as a regex, the reference the tests hold them to.
 """
 
 from __future__ import annotations
