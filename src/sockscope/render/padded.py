@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from itertools import chain, repeat
 
+from sockscope.render.width import widths
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterable
@@ -47,7 +49,7 @@ def write_rows(out: Any, fd: int, heads: list[str], cells: Iterable[str], pad: i
     texts = list(map(str.encode, map(str.__add__, heads, cells), repeat(enc), repeat(errors)))
     spaces = memoryview((" " * pad + "\n").encode(enc))  # (a byte each: see file_for)
     # each row's piece of ``spaces``: from pad - (what its cell lacks of pad), none where it is wider
-    starts = map(min, map(len, cells), repeat(pad))
+    starts = map(min, widths(cells), repeat(pad))  # (a cell's bytes: ss's width)
     tails = map(spaces.__getitem__, map(slice, starts, repeat(None)))
     _writev_all(fd, list(chain.from_iterable(zip(texts, tails))))
 

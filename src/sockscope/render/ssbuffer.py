@@ -24,6 +24,7 @@ from itertools import accumulate, repeat
 from _operator import add
 
 from sockscope.render.table import CELLS, SS_CHUNKS as CHUNKS, SS_ROOM as ROOM, Columns, Numbers
+from sockscope.render.width import width, widths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class Sizes:
     def of(self, texts: dict[Any, str]) -> dict[Any, int]:
         if self.upto < len(texts):
             new = list(texts.items())[self.upto :]
-            sizes = list(map(SIZE.__getitem__, [len(t) for _, t in new]))
+            sizes = list(map(SIZE.__getitem__, widths([t for _, t in new])))
             self.by_value.update(zip([k for k, _ in new], sizes))
             self.low, self.high = min(self.low, min(sizes)), max(self.high, max(sizes))
             self.upto = len(texts)
@@ -80,12 +81,12 @@ def _column_sizes(block: Any, f: int, memo: dict[int, Sizes]) -> int | list[int]
     :class:`~sockscope.render.table.Columns` block with nothing pending, or rows of cells): one
     int where every row's is the same, else a list."""
     if type(block) is not Columns:
-        return list(map(SIZE.__getitem__, map(len, [row[f] for row in block])))
+        return list(map(SIZE.__getitem__, widths([row[f] for row in block])))
     values, cache = block.cols[f]
     if cache is None:
-        return SIZE[len(values)]
+        return SIZE[width(values)]
     if cache is CELLS:
-        return list(map(SIZE.__getitem__, map(len, values)))
+        return list(map(SIZE.__getitem__, widths(values)))
     if isinstance(cache, Numbers):
         return _number_sizes(values, cache)
     sizes = _sizes_of(cache, memo)
@@ -162,18 +163,18 @@ def rows_of(block: Any, lo: int, hi: int) -> Any:
 def token_lengths(block: Any, fields: list[int], i: int) -> list[int]:
     """The text lengths of row ``i``'s fields, in order, and 0 for ss's last field."""
     if type(block) is not Columns:
-        return [len(block[i][f]) for f in fields] + [0]
+        return [width(block[i][f]) for f in fields] + [0]
     out = []
     for f in fields:
         values, cache = block.cols[f]
         if cache is None:
-            out.append(len(values))
+            out.append(width(values))
         elif cache is CELLS:
-            out.append(len(values[i]))
+            out.append(width(values[i]))
         elif isinstance(cache, Numbers):
             out.append(cache.length(values[i]))
         else:
-            out.append(len(cache.texts[values[i]]))
+            out.append(width(cache.texts[values[i]]))
     return out + [0]
 
 

@@ -13,12 +13,13 @@ and written by :class:`sockscope.render.writer.TableWriter`.
 from __future__ import annotations
 
 import _struct  # struct.py only re-exports this C module: one module fewer to import
-from itertools import islice, repeat
+from itertools import islice
 from _operator import itemgetter
 
 from sockscope._addr import AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, ZERO16
 from sockscope._addr import ntop
 from sockscope.filter.states import SS_STATE_NAMES
+from sockscope.render.width import padded, widest
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -424,7 +425,7 @@ class _TextCache:
         texts = self.texts
         if self.upto < len(texts):
             new = list(islice(texts.items(), self.upto, None))
-            cells = map(str.rjust if right else str.ljust, map(_second, new), repeat(pad))
+            cells = padded(list(map(_second, new)), pad, right)
             self.padded.update(zip(map(_first, new), map(delim.__add__, cells) if delim else cells))
             self.upto = len(texts)
         return self.padded
@@ -439,7 +440,7 @@ def fill(col: Sequence[Any], cache: _TextCache, make: Callable[[list[Any]], list
     if missing:
         texts = make(missing)
         cache.texts.update(zip(missing, texts))
-        w = max(map(len, texts))
+        w = widest(texts)
         if w > cache.width:
             cache.width = w
 

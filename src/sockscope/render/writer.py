@@ -18,6 +18,7 @@ from _operator import getitem as _getitem, is_not, itemgetter
 
 from sockscope.render.table import (CELLS, COLUMNS, HEADERS, NETNS, PROCESS, SS_CHUNKS, SS_ROOM, TAIL, Columns, Numbers,
                                     fill)
+from sockscope.render.width import pad as pad_text, padded, widest, width, widths
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -250,7 +251,7 @@ class TableWriter:
                 w = _width(values[:-1] if cut and cache is CELLS else values, cache, exact, block, i)
             else:
                 col = block[i][:-1] if cut else block[i]
-                w = max(map(len, col)) if col else 0
+                w = widest(col)
             if w > m:
                 m = w
         self.widths[i] = m
@@ -330,7 +331,7 @@ def _cells(block: Any, specs: list[tuple[int, str, int, bool]], fmt: list[str] |
                 _join(seqs, run, fmt)
                 run = []
             if cache is None:
-                text = delim + (values.rjust(pad) if right else values.ljust(pad))
+                text = delim + pad_text(values, pad, right)
                 if fmt is None:
                     seqs.append(repeat(text, n))
                 else:
@@ -340,12 +341,13 @@ def _cells(block: Any, specs: list[tuple[int, str, int, bool]], fmt: list[str] |
                     conv = "s"
                     if cache is not CELLS:  # the digits by the format, a value's own text where it has one
                         conv, values = cache.format(values)
+                    elif pad and not "".join(values).isascii():  # (padded to bytes, not by the format)
+                        values, pad = list(padded(values, pad, right)), 0
                     width = ("" if right else "-") + str(pad) if pad else ""
                     fmt.append(delim.replace("%", "%%") + "%" + width + conv)
                     seqs.append(values)
                     continue
-                cells = map(str.rjust if right else str.ljust, values if cache is CELLS else cache.texts(values),
-                            repeat(pad))
+                cells = padded(values if cache is CELLS else cache.texts(values), pad, right)
                 seqs.append(map(delim.__add__, cells) if delim else cells)
             else:
                 seqs.append(map(cache.padded_for(delim, pad, right).__getitem__, values))
@@ -355,7 +357,7 @@ def _cells(block: Any, specs: list[tuple[int, str, int, bool]], fmt: list[str] |
             _join(seqs, run, fmt)
     else:
         for i, delim, pad, right in specs:
-            cells = map(str.rjust if right else str.ljust, block[i], repeat(pad))
+            cells = padded(block[i], pad, right)
             seqs.append(map(delim.__add__, cells) if delim else cells)
     return seqs
 
@@ -465,16 +467,16 @@ def _width(values: Any, cache: Any, exact: bool, block: Columns, i: int) -> int:
     ``cache``): a column cache knows the widest text of every value it has met; ``exact``: of
     ``values`` only.  A column of numbers is measured once (kept in the block's ``widths``)."""
     if cache is None:
-        return len(values)
+        return width(values)
     if cache is CELLS:
-        return max(map(len, values), default=0)
+        return widest(values)
     if isinstance(cache, Numbers):
         w = block.widths.get(i)
         if w is None:
             w = block.widths[i] = int(cache.width(values))
         return w
     if exact:
-        return max(map(len, map(cache.texts.__getitem__, set(values))), default=0)
+        return widest(list(map(cache.texts.__getitem__, set(values))))
     return int(cache.width)
 
 
@@ -490,5 +492,5 @@ def _bound(rows: Any, fields: list[int]) -> int:
             per += (1 << 16 if f == PROCESS and rows.pending is not None else _width(values, cache, False, rows, f)) + 3
         return int(rows.n * per)
     cells = chain.from_iterable(map(itemgetter(*fields), rows)) if len(fields) > 1 else map(itemgetter(*fields), rows)
-    return sum(map(len, cells)) + len(rows) * (3 * len(fields) + 2)
+    return sum(widths(list(cells))) + len(rows) * (3 * len(fields) + 2)
 
