@@ -43,8 +43,9 @@ OWN_PROCESS = False
 #: the modules every listing imports, each after those it imports (see :func:`_preload`)
 LISTING_MODULES = (
     "sockscope.errors", "sockscope._addr", "sockscope.filter", "sockscope.filter.states", "sockscope.cli.options",
-    "sockscope.cli.ls", "sockscope.query", "sockscope.render", "sockscope.render.table", "sockscope.render.writer",
-    "sockscope.kernel", "sockscope.kernel.layout", "sockscope.kernel.netlink", "sockscope.kernel.transport",
+    "sockscope.cli.ls", "sockscope.query", "sockscope.render", "sockscope.render.width", "sockscope.render.table",
+    "sockscope.render.writer", "sockscope.kernel", "sockscope.kernel.layout", "sockscope.kernel.netlink",
+    "sockscope.kernel.transport",
 )
 
 
