@@ -363,13 +363,12 @@ def test_readme_documents_what_csv_and_json_write() -> None:
 
 _NON_UTF8 = """
 import json, os, signal, socket, subprocess, sys, tempfile
-d = tempfile.mkdtemp(prefix="sockscope-t-")
+d = tempfile.mkdtemp(prefix="sockscope-t-", dir=sys.argv[2])  # (under the test's tmp_path: gone even if killed)
 path = os.path.join(os.fsencode(d), b"caf\\xc3\\xa9\\xff")
 socks = []
 for name in (b"\\0sockscope-t-\\xff\\xe9", path, "\\0\\u00fc".encode(), "\\0\\u65e5\\u672c".encode()):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(name); s.listen(); socks.append(s)
 # a process whose name is not ASCII, holding a listener (its users:(...) cell)
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 r, w = os.pipe()
 child = os.fork()
 if child == 0:
@@ -398,8 +397,8 @@ print(json.dumps(out))
 """
 
 
-def test_paths_that_are_not_utf8() -> None:
-    res = _in_private_netns(_NON_UTF8, json.dumps(SOCKSCOPE))
+def test_paths_that_are_not_utf8(tmp_path: Path) -> None:
+    res = _in_private_netns(_NON_UTF8, json.dumps(SOCKSCOPE), str(tmp_path))
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
     for key, value in got.items():
