@@ -505,6 +505,39 @@ def test_glob_matcher_walks_as_the_regex_matches(pattern: str, name: str) -> Non
     assert glob_matcher(pattern)(raw) == (fnmatch_regex(pattern).fullmatch(raw) is not None), (pattern, name)
 
 
+_C_LOCALE_GLOBS = r"""
+import ctypes, json, random, sys
+libc = ctypes.CDLL(None)
+libc.setlocale.restype = ctypes.c_char_p
+assert libc.setlocale(6, b"C") == b"C"  # LC_ALL: ss's (it sets no locale); this process's own is another
+fnmatch = libc.fnmatch
+fnmatch.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+from sockscope.filter.glob import glob_mask, glob_matcher
+rnd = random.Random(int(sys.argv[1]))
+pieces = [b"a", b"A", b"*", b"*", b"?", b"[", b"]", b"!", b"^", b"-", b"\\", b"\xc3", b"\xa9", b"\xe9", b"\xff", b"Z",
+          b"[:alpha:]", b"[:punct:]", b"[:upper:]"]
+letters = [b"a", b"A", b"-", b"]", b"!", b"\xc3", b"\xa9", b"\xe9", b"\xff", b"Z", b"\x01", b"~", b"/"]
+differ, n = [], 0
+for _ in range(20000):
+    p = b"".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 7)))
+    names = [b"".join(rnd.choice(letters) for _ in range(rnd.randint(0, 7))) for _ in range(3)]
+    glibc = [fnmatch(p, name, 1 << 4) == 0 for name in names]  # FNM_CASEFOLD
+    n += len(names)
+    if [glob_matcher(p)(name) for name in names] != glibc or glob_mask(p, names) != glibc:
+        differ.append([p.hex(), [name.hex() for name in names], glibc])
+print(json.dumps([n, differ[:10]]))
+"""
+
+
+def test_globs_answer_as_glibc_in_the_c_locale() -> None:
+    # 60,000 random pattern/name pairs of bytes (ASCII letters, bytes beyond ASCII, stars, "?",
+    # brackets, classes, escapes) against glibc's own fnmatch in the C locale, ss's
+    done = subprocess.run([sys.executable, "-c", _C_LOCALE_GLOBS, "7"], capture_output=True, text=True,
+                          timeout=300, check=True)
+    n, differ = json.loads(done.stdout)
+    assert n == 60_000 and differ == [], differ
+
+
 def test_glob_of_many_stars_answers_at_once() -> None:
     """ss (glibc) answers "*a*a*…*?b" on a long name of "a"s at once; a backtracking regex never does."""
     pattern, name = "*a" * 14 + "*?b", b"a" * 100
