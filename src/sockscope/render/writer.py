@@ -343,8 +343,8 @@ def _cells(block: Any, specs: list[tuple[int, str, int, bool]], fmt: list[str] |
                         conv, values = cache.format(values)
                     elif pad and not "".join(values).isascii():  # (padded to bytes, not by the format)
                         values, pad = list(padded(values, pad, right)), 0
-                    width = ("" if right else "-") + str(pad) if pad else ""
-                    fmt.append(delim.replace("%", "%%") + "%" + width + conv)
+                    size = ("" if right else "-") + str(pad) if pad else ""
+                    fmt.append(delim.replace("%", "%%") + "%" + size + conv)
                     seqs.append(values)
                     continue
                 cells = padded(values if cache is CELLS else cache.texts(values), pad, right)
