@@ -145,12 +145,8 @@ def batches(q: Query, warn: Warn = _stderr_warn, info: bool = False, ordered: bo
         if keep is not None:
             if isinstance(item, list):
                 item = [s for s in item if keep(s)]
-            elif not item.n:  # (nothing to ask: a raw table without sockets, a dump's last datagram)
-                pass
-            elif table in _KEPT_BY_COLUMNS:
+            elif item.n:  # (none: nothing to ask, a raw table without sockets, a dump's last datagram)
                 item = _kept(table, item, keep, decode_all)
-            else:
-                item = item.select(list(map(keep, records(table, item, decode_all))))
         yield table, item
 
 
@@ -160,12 +156,13 @@ _KEPT_BY_COLUMNS = frozenset(("unix", "nl", "packet"))
 
 def _kept(table: str, b: Batch | UnixBatch | OtherBatch, keep: Callable[[Socket], bool], details: bool
           ) -> Batch | UnixBatch | OtherBatch:
-    """The rows of a UNIX, netlink or packet batch ``b`` that pass ``keep``: a filter expression's
-    predicate asks their columns, no record made (``LazyPredicate.unix_mask``, ``rows_mask``);
-    another callable is asked the records."""
+    """The rows of batch ``b`` that pass ``keep``.  Of a UNIX, netlink or packet batch a filter
+    expression's predicate asks the columns, no record made (``LazyPredicate.unix_mask``,
+    ``rows_mask``); an inet batch (raw sockets, or /proc's: the kernel's bytecode filtered the
+    rest), or another callable, is asked the records."""
     from sockscope.filter import LazyPredicate
 
-    if not isinstance(keep, LazyPredicate):
+    if table not in _KEPT_BY_COLUMNS or not isinstance(keep, LazyPredicate):
         return b.select(list(map(keep, records(table, b, details))))
     if table == "unix":
         from sockscope.kernel import unix

@@ -42,7 +42,7 @@ def glob_matcher(pattern: str | bytes) -> Callable[[bytes], bool]:
     last met: a later star can take whatever an earlier one would have).  ``re`` (~4 ms of imports a
     listing) is imported for a bracket expression alone."""
     raw = pattern if isinstance(pattern, bytes) else os.fsencode(pattern)
-    if b"?" in raw or b"[" in raw or b"\\" in raw:
+    if not _stars_only(raw):
         tokens = _tokens(raw)
         if tokens is None:
             return _never
@@ -67,6 +67,11 @@ def glob_matcher(pattern: str | bytes) -> Callable[[bytes], bool]:
         return True
 
     return match
+
+
+def _stars_only(raw: bytes) -> bool:
+    """Whether a pattern is literal bytes and stars alone (no ``?``, bracket or escape)."""
+    return b"?" not in raw and b"[" not in raw and b"\\" not in raw
 
 
 def _never(name: bytes) -> bool:
@@ -155,7 +160,7 @@ def glob_mask(pattern: str | bytes, names: list[bytes]) -> list[bool]:
     from operator import and_, contains, ge
 
     raw = pattern if isinstance(pattern, bytes) else os.fsencode(pattern)
-    if b"?" in raw or b"[" in raw or b"\\" in raw:
+    if not _stars_only(raw):
         return list(map(glob_matcher(raw), names))
     pieces = raw.lower().split(b"*")
     folded = list(map(bytes.lower, names))

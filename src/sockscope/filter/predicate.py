@@ -161,12 +161,13 @@ def unix_mask(expr: Expr, predicate: Callable[[Any], bool], names: list[bytes], 
     its peers'), every socket's inode compares alike (the usual case: inodes are large numbers,
     ports small), and the predicate is asked once for each distinct name, with a peer and
     without; otherwise once a socket."""
+    distinct = list(dict.fromkeys(names))
     if isinstance(expr, UnixCond) and expr.side == "src":
         from sockscope.filter.glob import glob_mask
 
-        distinct = list(dict.fromkeys(names))
         hits = dict(zip(distinct, glob_mask(expr.pattern, cut(distinct))))
         return list(map(hits.__getitem__, names))
+    text = dict(zip(distinct, texts(distinct)))
     row = Row(AF_UNIX)  # (peer, protocol and interface as a UNIX record has them)
     end = row.local
     leaves = list(expr.leaves())
@@ -174,16 +175,12 @@ def unix_mask(expr: Expr, predicate: Callable[[Any], bool], names: list[bytes], 
     linked = list(filter(None, peers))
     if all(isinstance(leaf, _UNIX_LEAVES) for leaf in leaves) and _alike(inodes, ports) and _alike(linked, ports):
         keys = list(zip(names, map(bool, peers)))
-        distinct = list(dict.fromkeys(names))
-        text = dict(zip(distinct, texts(distinct)))
         answers: dict[tuple[bytes, bool], bool] = {}
         row.inode, peer = (inodes or [0])[0], (linked or [0])[0]
         for key in dict.fromkeys(keys):
             end.address, row.peer_inode = text[key[0]], peer if key[1] else 0
             answers[key] = predicate(row)
         return list(map(answers.__getitem__, keys))
-    distinct = list(dict.fromkeys(names))
-    text = dict(zip(distinct, texts(distinct)))
     out: list[bool] = []
     for name, inode, peer in zip(names, inodes, peers):
         end.address, row.inode, row.peer_inode = text[name], inode, peer

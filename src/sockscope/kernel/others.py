@@ -205,26 +205,27 @@ def records(b: Batch) -> list[Socket]:
     from sockscope.records import Endpoint, make_socket, state_of
 
     close = state_of(CLOSE)
-    if b.table == "nl":
+    c = b.cols
+    if b.table == "nl":  # (the ends, protocol and interface as the filter's stand-in reads them: filter_rows)
         return [make_socket(
-            "nl", AF_NETLINK, close, rq, wq,
-            Endpoint(str(proto), portid),
-            Endpoint(str(group), dst) if st == ESTABLISHED else Endpoint("", 0),  # (connected)
+            "nl", AF_NETLINK, close, rq, wq, Endpoint(la, lp), Endpoint(pa, pp),
             ino, None, cookie, 0, None, None, None, (), None, proto, skmem=_skmem_record(mem), groups=groups)
-            for proto, st, portid, dst, group, ino, cookie, rq, wq, groups, mem in zip(
-                *(b.cols[k] for k in NETLINK_COLUMNS))]
+            for (la, lp, pa, pp, proto, _), ino, cookie, rq, wq, groups, mem in zip(
+                filter_rows(b), c["inode"], c["cookie"], c["rqueue"], c["wqueue"], c["groups"], c["skmem"])]
     return [make_socket(
-        "p_raw" if ptype == 3 else "p_dgr", AF_PACKET, close, rq, 0, Endpoint("", ifindex), Endpoint("", 0),
+        "p_raw" if ptype == 3 else "p_dgr", AF_PACKET, close, rq, 0, Endpoint(la, lp), Endpoint(pa, pp),
         ino, uid, cookie, ifindex, None, None, None, (), None, num, skmem=_skmem_record(mem), packet_info=pinfo,
         bpf=bpf, packet_rings=rings)
-        for ptype, num, ino, cookie, rq, ifindex, uid, mem, pinfo, bpf, rings in zip(
-            *(b.cols[k] for k in PACKET_COLUMNS))]
+        for (la, lp, pa, pp, num, ifindex), ptype, ino, cookie, rq, uid, mem, pinfo, bpf, rings in zip(
+            filter_rows(b), c["type"], c["inode"], c["cookie"], c["rqueue"], c["uid"], c["skmem"], c["packet_info"],
+            c["bpf"], c["rings"])]
 
 
 def filter_rows(b: Batch) -> list[tuple[str, int, str, int, int, int]]:
-    """Each row's fields a filter's predicate reads, as :func:`records` gives them: local address
-    and port, peer address and port, protocol, interface (the filter asks a stand-in of them,
-    ``LazyPredicate.rows_mask``: no record made)."""
+    """Each row's fields a filter's predicate reads: local address and port (netlink: protocol and
+    port id; packet: the interface), peer address and port (a connected netlink socket's
+    destination group and port id), protocol, interface.  :func:`records` takes its ends from here;
+    the filter asks a stand-in of them (``LazyPredicate.rows_mask``: no record made)."""
     c = b.cols
     if b.table == "nl":
         return [(str(proto), portid, *((str(group), dst) if st == ESTABLISHED else ("", 0)), proto, 0)

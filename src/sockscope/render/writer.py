@@ -18,7 +18,7 @@ from _operator import getitem as _getitem, is_not, itemgetter
 
 from sockscope.render.table import (CELLS, COLUMNS, HEADERS, NETNS, PROCESS, SS_CHUNKS, SS_ROOM, TAIL, Columns, Numbers,
                                     fill)
-from sockscope.render.width import pad as pad_text, padded, widest, width, widths
+from sockscope.render.width import all_ascii, pad as pad_text, padded, widest, width, widths
 
 TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
 if TYPE_CHECKING:
@@ -341,7 +341,7 @@ def _cells(block: Any, specs: list[tuple[int, str, int, bool]], fmt: list[str] |
                     conv = "s"
                     if cache is not CELLS:  # the digits by the format, a value's own text where it has one
                         conv, values = cache.format(values)
-                    elif pad and not "".join(values).isascii():  # (padded to bytes, not by the format)
+                    elif pad and not all_ascii(values):  # (padded to bytes, not by the format)
                         values, pad = list(padded(values, pad, right)), 0
                     size = ("" if right else "-") + str(pad) if pad else ""
                     fmt.append(delim.replace("%", "%%") + "%" + size + conv)
