@@ -107,6 +107,54 @@ def test_who_imports_stay_light() -> None:
     assert "LISTEN" in first and "127.0.0.1:" in first, first
 
 
+def test_records_import_no_inspect() -> None:
+    """The records' dataclasses are made without the real ``inspect``, also where ``dataclasses`` asks
+    ``inspect.get_annotations`` of each class (Python 3.12 and later): the stand-in answers it."""
+    probe = ("import sys, sockscope.records, sockscope.who, sockscope.summary\n"
+             "print(sorted(m for m in ('ast', 'dis', 'tokenize') if m in sys.modules),"
+             " type(sys.modules['inspect']).__name__)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]", "_LazyInspect"], proc.stdout
+
+
+def test_the_stand_in_answers_get_annotations_as_inspect_does() -> None:
+    """``_lazy_inspect._get_annotations`` against the real ``inspect.get_annotations``: every
+    dataclass of the package, classes without annotations or with inherited ones only, a class
+    whose annotations are not a dict; and a module and a function, which it hands over."""
+    import dataclasses
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sockscope
+    from sockscope import _lazy_inspect
+
+    classes: list[object] = []
+    for info in pkgutil.walk_packages(sockscope.__path__, "sockscope."):
+        if info.name.startswith(("sockscope.cli", "sockscope.top")) or info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        classes += [c for c in vars(module).values() if isinstance(c, type) and dataclasses.is_dataclass(c)]
+    assert len(classes) > 20
+
+    class Plain:
+        pass
+
+    class Child(sockscope.records.Socket):
+        pass
+
+    class Odd:
+        __annotations__ = (("x", int),)  # type: ignore[assignment]
+
+    for obj in (*classes, Plain, Child, dataclasses, _lazy_inspect._get_annotations):
+        assert _lazy_inspect._get_annotations(obj) == inspect.get_annotations(obj), obj  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        inspect.get_annotations(Odd)
+    with pytest.raises(ValueError):
+        _lazy_inspect._get_annotations(Odd)
+
+
 @pytest.mark.parametrize("argv", [["serve", "--help"], ["connect", "--help"], ["exporter", "--help"],
                                   ["completion", "bash"]])
 def test_service_help_imports_no_asyncio(argv: list[str]) -> None:
