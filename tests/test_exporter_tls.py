@@ -36,13 +36,15 @@ def make_pki(d: Path) -> dict[str, Path]:
     (SAN DNS:scraper.test and DNS:intruder.test), all signed by the CA; EC keys."""
     d.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    # a CA as RFC 5280 has it (key usage included): Python 3.13's clients check it (VERIFY_X509_STRICT)
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=sockscope test CA",
-             cwd=d)
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
     exts = {"server": "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
             "scraper": "subjectAltName=DNS:scraper.test\nextendedKeyUsage=clientAuth\n",
             "intruder": "subjectAltName=DNS:intruder.test\nextendedKeyUsage=clientAuth\n"}
     for name, ext in exts.items():
-        (d / f"{name}.ext").write_text("basicConstraints=CA:FALSE\n" + ext)
+        (d / f"{name}.ext").write_text("basicConstraints=CA:FALSE\nauthorityKeyIdentifier=keyid\n"
+                                      "subjectKeyIdentifier=hash\n" + ext)
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                  "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=d)

@@ -610,7 +610,7 @@ def test_listen_errors_are_one_line(holder: Holder) -> None:
     assert r.stderr == "sockscope: cannot listen on 127.0.0.1:9466: Address already in use\n"
     r = h.run([*EXPORTER, "--web.listen-address", "a..b:9466"])  # not a host name: was a traceback
     assert (r.returncode, r.stdout) == (1, "")
-    assert r.stderr.startswith("sockscope: cannot listen on a..b:9466: not a host name (") and r.stderr.count("\n") == 1
+    assert r.stderr == "sockscope: cannot listen on a..b:9466: not a host name (an empty label)\n"
     for argv, msg in ((["--web.listen-address", "[]:1"], "empty brackets"),
                       (["--web.listen-address", ":99999"], "port out of range: 99999"),
                       (["--web.listen-address", "x:\x1b[31m"], "not a port number: '\\x1b[31m'"),

@@ -47,6 +47,6 @@ def _get_annotations(obj: object, *, globals: object = None, locals: object = No
 
 
 _STAND_IN = _LazyInspect("inspect")
-_STAND_IN.get_annotations = _get_annotations  # type: ignore[attr-defined]
+_STAND_IN.__dict__["get_annotations"] = _get_annotations
 if "inspect" not in sys.modules and "dataclasses" not in sys.modules:
     sys.modules["inspect"] = _STAND_IN

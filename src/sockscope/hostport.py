@@ -37,6 +37,21 @@ def retyped(host: str, bracketed: bool = True, port: str = "PORT") -> str:
     return f"[{host}]:{port}" if bracketed else f"{host}:{port}"
 
 
+def host_name_fault(name: str, exc: Exception) -> str:
+    """Why a resolver refused ``name`` before asking (its IDNA encoding raised ``exc``: ``UnicodeError``
+    or ``ValueError``), for a message, in the same words under every Python (the codec's change between
+    versions): an empty label, or a label over 63 characters; else the exception's own text."""
+    labels = name.split(".")
+    if len(labels) > 1 and not labels[-1]:  # one final dot: a fully qualified name
+        labels.pop()
+    for label in labels:
+        if not label:
+            return "an empty label"
+        if label.isascii() and len(label) > 63:
+            return f"a label of {len(label)} characters, over 63"
+    return str(exc)
+
+
 class BadHostPort(ValueError):
     """A word that is no ``HOST:PORT`` for bracket reasons; its text is the one-line message."""
 
