@@ -49,6 +49,28 @@ def test_bracket_faults_are_said_as_such(text: str, said: str) -> None:
     assert str(exc.value) == said
 
 
+@pytest.mark.parametrize("name, said", [
+    ("a..b", "an empty label"), (".", "an empty label"), ("..", "an empty label"), (".a", "an empty label"),
+    ("x" * 64, "a label of 64 characters, over 63"), ("ok." + "y" * 70 + ".", "a label of 70 characters, over 63"),
+])
+def test_a_refused_host_name_is_said_in_our_words(name: str, said: str) -> None:
+    """What the resolver's IDNA encoding refuses, said the same under every Python (3.13 changed the
+    codec's words): the encoding refuses each of these (else the test's name is wrong)."""
+    with pytest.raises(UnicodeError) as refused:
+        name.encode("idna")
+    assert hostport.host_name_fault(name, refused.value) == said
+
+
+def test_a_fault_we_do_not_name_is_the_exceptions_own() -> None:
+    """A name whose fault is none of ours (a long label beyond ASCII) keeps the codec's text; a
+    fully qualified name's final dot is no empty label."""
+    name = "é" * 70
+    with pytest.raises(UnicodeError) as refused:
+        name.encode("idna")
+    assert hostport.host_name_fault(name, refused.value) == str(refused.value)
+    assert hostport.host_name_fault("host.example.", ValueError("x")) == "x"
+
+
 def test_messages_are_bounded_and_suggest_nothing_made_of_bad_text() -> None:
     huge = "[" + "a" * 131072
     with pytest.raises(BadHostPort) as exc:
