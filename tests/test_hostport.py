@@ -58,7 +58,7 @@ def test_a_refused_host_name_is_said_in_our_words(name: str, said: str) -> None:
     codec's words): the encoding refuses each of these (else the test's name is wrong)."""
     with pytest.raises(UnicodeError) as refused:
         name.encode("idna")
-    assert hostport.host_name_fault(name, refused.value) == said
+    assert hostport.not_a_host_name(name, refused.value) == f"not a host name ({said})"
 
 
 def test_a_fault_we_do_not_name_is_the_exceptions_own() -> None:
@@ -67,8 +67,8 @@ def test_a_fault_we_do_not_name_is_the_exceptions_own() -> None:
     name = "é" * 70
     with pytest.raises(UnicodeError) as refused:
         name.encode("idna")
-    assert hostport.host_name_fault(name, refused.value) == str(refused.value)
-    assert hostport.host_name_fault("host.example.", ValueError("x")) == "x"
+    assert hostport.not_a_host_name(name, refused.value) == f"not a host name ({refused.value})"
+    assert hostport.not_a_host_name("host.example.", ValueError("x")) == "not a host name (x)"
 
 
 def test_messages_are_bounded_and_suggest_nothing_made_of_bad_text() -> None:

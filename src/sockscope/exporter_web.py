@@ -77,9 +77,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from sockscope.errors import SockscopeError
 from sockscope.exporter_conn import Conn, Slots
-from sockscope.hostport import host_name_fault
 from sockscope.exporter_defaults import (ADMIT_GRACE, BACKLOG, HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD,
                                          MAX_REQUESTS, WORKERS, WRITE_TIMEOUT)
+from sockscope.hostport import not_a_host_name
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -132,7 +132,7 @@ def bind(addr: Address, backlog: int) -> socket.socket:
     except socket.gaierror as exc:
         raise SockscopeError(f"cannot listen on {addr}: {exc.strerror}") from exc
     except (UnicodeError, ValueError) as exc:  # (a label over 63 characters, or empty; a NUL)
-        raise SockscopeError(f"cannot listen on {addr}: not a host name ({host_name_fault(addr.host, exc)})") from None
+        raise SockscopeError(f"cannot listen on {addr}: {not_a_host_name(addr.host, exc)}") from None
     return _bind_any(addr, [(info[0], info[4]) for info in infos[:1]], backlog)
 
 

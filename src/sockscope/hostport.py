@@ -37,10 +37,15 @@ def retyped(host: str, bracketed: bool = True, port: str = "PORT") -> str:
     return f"[{host}]:{port}" if bracketed else f"{host}:{port}"
 
 
-def host_name_fault(name: str, exc: Exception) -> str:
-    """Why a resolver refused ``name`` before asking (its IDNA encoding raised ``exc``: ``UnicodeError``
-    or ``ValueError``), for a message, in the same words under every Python (the codec's change between
-    versions): an empty label, or a label over 63 characters; else the exception's own text."""
+def not_a_host_name(name: str, exc: Exception) -> str:
+    """``not a host name (WHY)``, for the message of a resolver that refused ``name`` before asking (its
+    IDNA encoding raised ``exc``: ``UnicodeError`` or ``ValueError``), in the same words under every
+    Python (the codec's change between versions): WHY is an empty label, or a label over 63 characters;
+    else the exception's own text."""
+    return f"not a host name ({_fault(name, exc)})"
+
+
+def _fault(name: str, exc: Exception) -> str:
     labels = name.split(".")
     if len(labels) > 1 and not labels[-1]:  # one final dot: a fully qualified name
         labels.pop()

@@ -34,7 +34,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sockscope.hostport import host_name_fault
+from sockscope.hostport import not_a_host_name
 from sockscope.services.errors import (
     AddressInUse,
     BindError,
@@ -67,7 +67,7 @@ def _resolve(name: str, port: int, socktype: int) -> list[BindAddress]:
     except socket.gaierror as exc:
         raise ResolveError(f"cannot resolve host {name!r}: {exc.strerror}") from exc
     except (UnicodeError, ValueError) as exc:  # (a label over 63 characters, or empty; a NUL)
-        raise ResolveError(f"cannot resolve host {name!r}: not a host name ({host_name_fault(name, exc)})") from None
+        raise ResolveError(f"cannot resolve host {name!r}: {not_a_host_name(name, exc)}") from None
     out: list[BindAddress] = []
     for family, _type, _proto, _canon, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):

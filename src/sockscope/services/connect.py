@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal, TextIO
 
-from sockscope.hostport import host_name_fault
+from sockscope.hostport import not_a_host_name
 from sockscope.services._bind import format_hostport
 from sockscope.services.errors import (
     EXIT_OK,
@@ -110,8 +110,7 @@ async def resolve(target: Target, timeout: float) -> list[Resolved]:
     except socket.gaierror as exc:
         raise ResolveError(f"cannot resolve host {target.host!r}: {exc.strerror}") from exc
     except (UnicodeError, ValueError) as exc:  # (a label over 63 characters, or empty; a NUL)
-        raise ResolveError(f"cannot resolve host {target.host!r}: not a host name "
-                           f"({host_name_fault(target.host, exc)})") from None
+        raise ResolveError(f"cannot resolve host {target.host!r}: {not_a_host_name(target.host, exc)}") from None
     except TimeoutError as exc:
         raise ResolveError(f"cannot resolve host {target.host!r}: timed out after {timeout:g}s") from exc
     out = []
