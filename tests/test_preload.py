@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import interpreters
 import sockscope
 
 _SRC = Path(sockscope.__file__).parent
@@ -40,18 +41,31 @@ def describe(name):
 """
 
 
-def _copy(tmp_path: Path, mode: py_compile.PycInvalidationMode = py_compile.PycInvalidationMode.TIMESTAMP) -> Path:
-    """A compiled copy of the package under ``tmp_path``; returns the directory to put on sys.path."""
+#: the suite's interpreter, then every other one of the machine (``tests/interpreters.py``): each
+#: writes and checks its own ``.pyc`` files (magic number, flags, stamps)
+PYTHONS = [sys.executable, *interpreters.OTHERS.values()]
+PYTHON_IDS = [interpreters.RUNNING, *interpreters.OTHERS]
+
+
+def _copy(tmp_path: Path, mode: py_compile.PycInvalidationMode = py_compile.PycInvalidationMode.TIMESTAMP,
+          python: str = sys.executable) -> Path:
+    """A copy of the package under ``tmp_path``, compiled by ``python``; returns the directory to put
+    on sys.path."""
     build, root = tmp_path / "build", tmp_path / "src"
     shutil.copytree(_SRC, build / "sockscope", ignore=shutil.ignore_patterns("__pycache__"))
-    assert compileall.compile_dir(str(build), quiet=1, force=True, invalidation_mode=mode)
+    if python == sys.executable:
+        assert compileall.compile_dir(str(build), quiet=1, force=True, invalidation_mode=mode)
+    else:
+        assert mode is py_compile.PycInvalidationMode.TIMESTAMP
+        subprocess.run([python, "-m", "compileall", "-q", "-f", str(build)], check=True, timeout=120)
     build.rename(root)  # (the .pyc files name the sources where they were compiled: now elsewhere)
     return root
 
 
-def _python(root: Path, code: str, *args: str, netns: bool = False) -> subprocess.CompletedProcess[str]:
+def _python(root: Path, code: str, *args: str, netns: bool = False,
+            python: str = sys.executable) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
-    argv = [sys.executable, "-c", code, *args]
+    argv = [python, "-c", code, *args]
     proc = subprocess.run((["unshare", "-n"] if netns else []) + argv, capture_output=True, text=True,
                           timeout=60, env=env, cwd=root)
     assert proc.returncode == 0, proc.stderr
@@ -72,16 +86,17 @@ def _spied(body: str) -> str:
         "out = {}\n" + body + "\nprint(json.dumps({'asked': asked, **out}))\n")
 
 
-def test_preloaded_modules_are_what_the_import_system_makes(tmp_path: Path) -> None:
-    root = _copy(tmp_path)
-    preloaded = json.loads(_python(root, _spied(
+@pytest.mark.parametrize("python", PYTHONS, ids=PYTHON_IDS)
+def test_preloaded_modules_are_what_the_import_system_makes(tmp_path: Path, python: str) -> None:
+    root = _copy(tmp_path, python=python)
+    preloaded = json.loads(_python(root, python=python, code=_spied(
         "import sockscope.cli as cli\n"
         "cli._preload(cli.LISTING_MODULES)\n"
         "out['modules'] = {n: describe(n) for n in cli.LISTING_MODULES}\n"
         "out['listed'] = list(cli.LISTING_MODULES)\n")).stdout)
     listed = preloaded["listed"]
     assert not set(preloaded["asked"]) & set(listed), preloaded["asked"]  # none went through the import system
-    imported = json.loads(_python(root, _spied(
+    imported = json.loads(_python(root, python=python, code=_spied(
         "import importlib\n"
         f"out['modules'] = {{n: describe(n) for n in {listed!r} if importlib.import_module(n)}}\n")).stdout)
     assert set(imported["asked"]) >= set(listed)
@@ -115,7 +130,7 @@ def test_listing_modules_are_what_every_listing_imports_in_order(tmp_path: Path,
     assert set(imported) == set(listed) | {"sockscope", "sockscope.cli"} | decoder
 
 
-def _listing_with(root: Path, setup: str) -> dict[str, object]:
+def _listing_with(root: Path, setup: str, python: str = sys.executable) -> dict[str, object]:
     probe = _spied(
         "import io\n" + setup + "\n"
         "import sockscope.cli as cli\n"
@@ -124,18 +139,19 @@ def _listing_with(root: Path, setup: str) -> dict[str, object]:
         "text = sys.stdout.getvalue(); sys.stdout = sys.__stdout__\n"
         "out.update(status=status, header=text.split()[:2], listed=list(cli.LISTING_MODULES),\n"
         "           stale=getattr(sys.modules['sockscope.render.writer'], 'STALE_CHECK', None))\n")
-    return json.loads(_python(root, probe, "-tan", netns=True).stdout)  # type: ignore[no-any-return]
+    return json.loads(_python(root, probe, "-tan", netns=True, python=python).stdout)  # type: ignore[no-any-return]
 
 
-def test_a_stale_pyc_ends_the_preloading(tmp_path: Path) -> None:
+@pytest.mark.parametrize("python", PYTHONS, ids=PYTHON_IDS)
+def test_a_stale_pyc_ends_the_preloading(tmp_path: Path, python: str) -> None:
     """A source edited after its .pyc was written (another size): that module and the ones after
     it are left to the import system, which reads the source."""
-    root = _copy(tmp_path)
+    root = _copy(tmp_path, python=python)
     writer = root / "sockscope" / "render" / "writer.py"
     stamp = writer.stat()
     writer.write_text(writer.read_text() + "\nSTALE_CHECK = 1\n")
     os.utime(writer, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the same mtime: only the size tells
-    got = _listing_with(root, "")
+    got = _listing_with(root, "", python=python)
     assert got["status"] == 0 and got["header"] == ["State", "Recv-Q"]
     assert got["stale"] == 1
     listed = got["listed"]
