@@ -32,7 +32,7 @@ def _candidates() -> list[str]:
         return [p for p in given.split(os.pathsep) if p]
     found = [shutil.which(f"python3.{minor}") for minor in range(11, 20)]
     found += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3")))
-    return [p for p in found if p]
+    return [p for p in found if p and "/.pyenv/shims/" not in p]  # (a shim is a script: its versions are globbed)
 
 
 def _version(path: str) -> tuple[int, int] | None:

@@ -252,7 +252,10 @@ def test_breakdown_prints_the_timeline_and_profiles() -> None:
     api = subprocess.run(["unshare", "-n", sys.executable, str(BENCH / "breakdown.py"), "--api", "net_connections",
                           "--runs", "3"], capture_output=True, text=True, timeout=120)
     assert api.returncode == 0, api.stderr
-    assert "_net_connections" in api.stdout
+    # (a table of sockscope's own functions: which of them ranks among the top few by own time in an
+    # empty namespace, where each takes microseconds, changes between interpreters)
+    assert "warm: median" in api.stdout and "tottime" in api.stdout
+    assert re.search(r"/sockscope/(psutil_api|kernel/\w+)\.py:\d+\(", api.stdout), api.stdout
 
 
 def test_instructions_counts_a_warm_call() -> None:

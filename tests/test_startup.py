@@ -26,13 +26,16 @@ _HEAVY = ("dataclasses", "sockscope.records", "typing", "inspect", "importlib", 
           # --help, the man page and the completion scripts, nor the machine formats
           "argparse", "sockscope.cli.manpage", "sockscope.cli.completion", "json", "csv")
 
+# (what the interpreter's own start-up loaded, a .pth file's imports among them, is not sockscope's)
 _PROBE = (
     "import sys, io\n"
+    "_before = set(sys.modules)\n"
     "from sockscope.cli import main\n"
     "sys.stdout = io.StringIO()\n"
     "status = main(sys.argv[1:])\n"
     "out = sys.stdout.getvalue(); sys.stdout = sys.__stdout__\n"
-    f"print(status, sorted(m for m in {_HEAVY!r} if m in sys.modules), out.splitlines()[0].split()[:2])\n"
+    f"print(status, sorted(m for m in {_HEAVY!r} if m in sys.modules and m not in _before),"
+    " out.splitlines()[0].split()[:2])\n"
 )
 
 
