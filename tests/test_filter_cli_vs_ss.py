@@ -507,6 +507,28 @@ def test_glued_parentheses_are_an_extension(fresh_population: Harness) -> None:
     assert _sockscope_rows(pop, ["-tan", "(sport = :22)"]) == _sockscope_rows(pop, ["-tan", "( sport = :22 )"])
 
 
+def test_a_filter_file_line_of_any_length_is_an_extension(fresh_population: Harness, tmp_path: Any) -> None:
+    """ss refuses a ``-F`` line of 1,023 bytes or more ("Too long line in filter", exit 255);
+    sockscope reads it, and lists what ss lists for the same expression cut into short lines."""
+    pop = fresh_population
+    terms = ["sport = :22", "sport = :8443", *(f"dport = :{40000 + i}" for i in range(120))]
+    long_file, short_file = tmp_path / "long.flt", tmp_path / "short.flt"
+    long_file.write_text(" or ".join(terms) + "\n")
+    short_file.write_text("".join(" or ".join(terms[i:i + 10]) + (" or\n" if i + 10 < len(terms) else "\n")
+                                  for i in range(0, len(terms), 10)))
+    assert len(long_file.read_text()) > 1023 and max(map(len, short_file.read_text().splitlines())) < 1000
+    ss = pop.ss(["-tan", "-F", str(long_file)])
+    assert ss.returncode == 255 and "Too long line in filter" in ss.stderr, ss
+    want = [r[2:] for r in _ss_rows(pop, ["-tan", "-F", str(short_file)])]
+    assert want, "the expression must select rows of the population"
+    for _ in range(3):  # (a TIME-WAIT of port 22 may come or go between the two listings)
+        if _sockscope_rows(pop, ["-tan", "-F", str(long_file)]) == want:
+            break
+        want = [r[2:] for r in _ss_rows(pop, ["-tan", "-F", str(short_file)])]
+    else:
+        raise AssertionError("sockscope's rows for the long line are not ss's for the short ones")
+
+
 # --------------------------------------------------------------------------------------------
 # Bad expressions
 
