@@ -8,7 +8,8 @@ module run sockscope's core again under each other minor version found, from the
 (``PYTHONPATH=src``): the core is the standard library alone, nothing to install.
 
 Where they are looked for: ``$SOCKSCOPE_TEST_PYTHONS`` (paths, ``:``-separated) if set; else
-``python3.N`` on ``PATH`` and pyenv's versions (``~/.pyenv/versions/3.*``).  One interpreter per
+``python3.N`` on ``PATH`` and pyenv's versions (``versions/3.*`` under ``$PYENV_ROOT``, ``~/.pyenv``,
+the root whose shims are on ``PATH``, or the one the running interpreter comes from).  One interpreter per
 minor version, none of the running one's.  ``$SOCKSCOPE_TEST_PYTHONS_REQUIRED`` (minor versions,
 space-separated, as ``.ci/run`` sets it) makes a missing one a failure instead of a skip.
 """
@@ -31,8 +32,17 @@ def _candidates() -> list[str]:
     if given:
         return [p for p in given.split(os.pathsep) if p]
     found = [shutil.which(f"python3.{minor}") for minor in range(11, 20)]
-    found += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3")))
-    return [p for p in found if p and "/.pyenv/shims/" not in p]  # (a shim is a script: its versions are globbed)
+    # pyenv's versions, wherever its root is: $PYENV_ROOT, ~/.pyenv, or the one whose shims are on PATH
+    # (a shim is a script that picks a version: the versions themselves are taken instead)
+    roots = {os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv")}
+    own = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)  # (a venv's base)
+    if os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(own)))) == "versions":
+        roots.add(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(own)))))
+    roots |= {os.path.dirname(os.path.dirname(p)) for p in found if p and p.endswith(tuple(
+        f"/shims/python3.{minor}" for minor in range(11, 20)))}
+    for root in sorted(r for r in roots if r):
+        found += sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python3")))
+    return [p for p in found if p and os.path.basename(os.path.dirname(p)) != "shims"]
 
 
 def _version(path: str) -> tuple[int, int] | None:
