@@ -35,11 +35,10 @@ def _candidates() -> list[str]:
     # pyenv's versions, wherever its root is: $PYENV_ROOT, ~/.pyenv, or the one whose shims are on PATH
     # (a shim is a script that picks a version: the versions themselves are taken instead)
     roots = {os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv")}
-    own = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)  # (a venv's base)
-    if os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(own)))) == "versions":
-        roots.add(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(own)))))
-    roots |= {os.path.dirname(os.path.dirname(p)) for p in found if p and p.endswith(tuple(
-        f"/shims/python3.{minor}" for minor in range(11, 20)))}
+    own = Path(getattr(sys, "_base_executable", "") or sys.executable).resolve()  # ROOT/versions/V/bin/python
+    if len(own.parents) > 3 and own.parents[2].name == "versions":
+        roots.add(str(own.parents[3]))
+    roots |= {str(Path(p).parents[1]) for p in found if p and Path(p).parent.name == "shims"}
     for root in sorted(r for r in roots if r):
         found += sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python3")))
     return [p for p in found if p and os.path.basename(os.path.dirname(p)) != "shims"]
