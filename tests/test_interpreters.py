@@ -1,8 +1,9 @@
 """sockscope under every other Python of this machine (``tests/interpreters.py``: Ubuntu's 3.12,
 Debian 13's and Fedora's 3.13 where pyenv or PATH has them), from the source tree: the same rows
 as ss for every option set of ``test_cli_vs_ss``, the same answers as under the suite's own
-interpreter (machine formats, ``who``, the Python API, one-line errors), and the same light
-start-up (no module a listing or the records do not use)."""
+interpreter (machine formats, ``who``, the Python API, one-line errors).  The start-up checks
+(``test_startup``) and the preload's (``test_preload``) run under each interpreter in their own
+modules."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import pytest
 import interpreters
 from conftest import Harness
 from test_cli_vs_ss import OPTION_SETS, _ids, compare
-from test_startup import _PROBE
 
 PYTHONS = list(interpreters.OTHERS.items())
 IDS = [version for version, _ in PYTHONS]
@@ -96,26 +96,3 @@ def test_same_answers_as_the_suites_interpreter(fresh_population: Harness, pytho
     theirs = _answer(pop, [python, "-c", _API], interpreters.env())
     assert ours[0] == 0 and ours[1].count('"') > 100, ours
     assert theirs == ours, f"the Python API under {python}"
-
-
-@pytest.mark.parametrize("options", ["-tuln", "-tan", "-tanp", "-xa", "-a"])
-@pytest.mark.parametrize("python", [p for _, p in PYTHONS], ids=IDS)
-def test_listing_imports_stay_light(python: str, options: str) -> None:
-    """``test_startup``'s probe under the other interpreter: no records, typing, re, enum…"""
-    proc = subprocess.run(["unshare", "-n", python, "-c", _PROBE, options], capture_output=True, text=True,
-                          timeout=60, env=interpreters.env())
-    assert proc.returncode == 0, proc.stderr
-    status, heavy, _ = proc.stdout.strip().split(" ", 2)
-    assert (status, heavy) == ("0", "[]"), f"sockscope {options} under {python} imported {heavy}"
-
-
-@pytest.mark.parametrize("python", [p for _, p in PYTHONS], ids=IDS)
-def test_records_and_who_import_no_inspect(python: str) -> None:
-    """``dataclasses`` of 3.12 and later asks ``inspect.get_annotations`` of every class: the stand-in
-    (``_lazy_inspect``) answers, and ``ast``, ``dis``, ``tokenize`` stay out (~8 ms of a start)."""
-    probe = ("import sys, sockscope.records, sockscope.who, sockscope.summary, sockscope.who_target\n"
-             "print(sorted(m for m in ('ast', 'dis', 'tokenize') if m in sys.modules),"
-             " type(sys.modules['inspect']).__name__)\n")
-    proc = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60, env=interpreters.env())
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["[]", "_LazyInspect"], proc.stdout
