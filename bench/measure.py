@@ -165,9 +165,13 @@ def netns_rows(ours: str, peer: str) -> tuple[bool, str]:
     (``peer``: a "netns: NAME" line, then ss's table) names the rows ss lists there (each row's cells,
     the Netns column aside; ss's own and sockscope's diag sockets left out, and the two rtnetlink
     sockets of ``ip`` itself, which ss lists in the namespace ``ip`` runs in: ``rtnl:ip/PID`` and one
-    whose port id the kernel chose, ``rtnl:-N``); a note saying so."""
+    whose port id the kernel chose, ``rtnl:-N``; and TIME-WAIT rows, which end on the kernel's clock,
+    between the two listings, in namespaces the run does not own: a test's, say); a note saying so."""
     def cells(line: str) -> str:
         return " ".join(line.split())
+
+    def timed_out(line: str) -> bool:
+        return "TIME-WAIT" in line.split()[:2]  # (the State column: first, or after Netid)
 
     theirs: dict[str, list[str]] = {}
     rows: list[str] | None = None
@@ -175,12 +179,13 @@ def netns_rows(ours: str, peer: str) -> tuple[bool, str]:
         if line.startswith("netns: "):
             rows = theirs.setdefault(line[7:].strip(), [])
         elif rows is not None and line.strip() and not line.startswith(("State ", "Netid ")) \
-                and "tcpdiag:" not in line and "rtnl:ip/" not in line and "rtnl:-" not in line:
+                and "tcpdiag:" not in line and "rtnl:ip/" not in line and "rtnl:-" not in line \
+                and not timed_out(line):
             rows.append(cells(line))
     mine: dict[str, list[str]] = {}
     for line in ours.splitlines()[1:]:
         label, _, rest = line.partition(" ")
-        if "tcpdiag:" not in rest:
+        if "tcpdiag:" not in rest and not timed_out(rest):
             mine.setdefault(label, []).append(cells(rest))
     differ = sorted(name for name in theirs if sorted(theirs[name]) != sorted(mine.get(name, [])))
     n = sum(map(len, theirs.values()))

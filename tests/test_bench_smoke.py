@@ -611,3 +611,7 @@ def test_netns_rows_compares_each_named_namespace() -> None:
     missing = ours.replace("a     tcp LISTEN 0      128    127.0.0.1:80 0.0.0.0:*\n", "")
     assert measure.netns_rows(missing, peer)[0] is False
     assert measure.netns_rows(ours, "")[0] is False  # nothing to compare with: not "the same"
+    # a TIME-WAIT row one listing saw and the other did not (it ended between them): no difference
+    ended = ours + ("b     TIME-WAIT 0 0 127.0.0.1:5001 127.0.0.1:80\n"
+                    "a     tcp TIME-WAIT 0 0 127.0.0.1:5002 127.0.0.1:80\n")
+    assert measure.netns_rows(ended, peer) == (True, "rows identical to ss in each of 2 named namespaces (2 rows)")
