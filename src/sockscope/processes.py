@@ -30,14 +30,17 @@ class BackgroundOwners:
     """:func:`sockscope.owners.service.scan` and the users text of every socket
     inode, made in the background while this process goes on."""
 
-    __slots__ = ("_pending", "_texts", "_decided", "_walking", "complete", "why", "proc", "via")
+    __slots__ = ("_pending", "_texts", "_decided", "_walking", "complete", "why", "proc", "via", "hidden")
 
-    def __init__(self, proc: str = "/proc") -> None:
+    def __init__(self, proc: str = "/proc", hidden: frozenset[int] = frozenset()) -> None:
+        """``hidden``: socket inodes left without users text (the lister's own socket to rpcbind,
+        which ss opens after it reads owners: render/rpcbind.py)."""
         import _thread
 
         from sockscope.owners.service import Pending
 
         self.proc = proc
+        self.hidden = hidden
         self.complete = True
         self.why = ""  # as OwnerMap.why
         self.via = "proc"
@@ -56,7 +59,10 @@ class BackgroundOwners:
         finally:
             self._decided.release()  # (also where that raised: nobody waits for ever)
         m = scan(self.proc)
-        return m, cells(m)
+        texts = cells(m)
+        for inode in self.hidden:
+            texts.pop(inode, None)
+        return m, texts
 
     def wait_if_walking(self) -> None:
         """Where the owners come from the /proc walk for sure (the kernel's iterator cannot be

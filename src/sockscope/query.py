@@ -19,6 +19,7 @@ TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time
 if TYPE_CHECKING:
     from typing import Any, Callable, Generator, Iterator
 
+    from sockscope.filter.values import Resolver
     from sockscope.kernel.inet import Batch
     from sockscope.kernel.others import Batch as OtherBatch
     from sockscope.kernel.transport import Behind
@@ -528,21 +529,23 @@ def kind_of(kind: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
         raise ValueError(f"invalid kind argument {kind!r}; valid ones are: {', '.join(KINDS)}") from None
 
 
-def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = None) -> Query:
+def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = None,
+                resolver: Resolver | None = None) -> Query:
     """``q`` restricted by an ss filter expression (argv words, or ``-F path``).
 
     The expression compiles to bytecode for the kernel where it can, and to a
     predicate for the rest; a host prefix (``unix:``, ``inet6:``…) replaces the
     families, as in ss.  Syntax errors raise
-    :class:`~sockscope.filter.FilterSyntaxError` (a :class:`UsageError`).
+    :class:`~sockscope.filter.FilterSyntaxError` (a :class:`UsageError`).  ``resolver``: the
+    filter's name look-ups (:class:`~sockscope.filter.values.Resolver`, the default's if None).
     """
     from sockscope import filter as flt
 
     protocols = tuple(t for t in ("tcp", "udp") if t in q.tables)  # ss: names of the listed ones only
     if path is not None:
-        expr = flt.parse_file(path, words, family=family, protocols=protocols)
+        expr = flt.parse_file(path, words, family=family, protocols=protocols, resolver=resolver)
     else:
-        expr = flt.parse(words, family=family, protocols=protocols)
+        expr = flt.parse(words, family=family, protocols=protocols, resolver=resolver)
     if expr is None:
         return q
     fams = expr.families()

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 # the options themselves (names, arguments, what they switch on, help) are one table, and the tables and
 # families they select are beside it: cli/options.py
 
+#: the tables whose listing with -r (and not -n) asks rpcbind for its port names first, as ss's does
+_RPC_TABLES = frozenset(("tcp", "mptcp", "udp", "dccp", "sctp", "u_str", "u_dgr", "u_seq"))
+
 
 class _Selection:
     """ss's ``struct filter`` while options are read."""
@@ -220,6 +223,19 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         print("sockscope: no socket states to show with such filter.", file=sys.stderr)
         return 0
 
+    resolver = None
+    own_rpc: frozenset[int] = frozenset()
+    if resolve and not numeric and not _RPC_TABLES.isdisjoint(sel.dbs):
+        # ss asks rpcbind here, before the filter (its names may be ports there) and the dump (whose
+        # UNIX sockets then hold the lister's own socket to it, as ss's do): render/rpcbind.py
+        from sockscope.filter.values import Resolver
+        from sockscope.render import names as _names
+        from sockscope.render import rpcbind
+
+        registrations = rpcbind.ask()
+        _names.use_rpc(registrations.names)
+        resolver, own_rpc = Resolver(registrations), rpcbind.own_inodes()
+
     from sockscope.query import EXT_INFO, EXT_MEM, EXT_TOS, Query, run
 
     q = Query(
@@ -241,7 +257,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     if rest or filter_file is not None:
         from sockscope.query import with_filter
 
-        q = with_filter(q, rest, family=sel.preferred, path=filter_file)
+        q = with_filter(q, rest, family=sel.preferred, path=filter_file, resolver=resolver)
     if kill and not chose_states and q.predicate is None:
         # an empty or blank argument, or a filter file of comments only, selects nothing: refuse, as plain -K
         raise UsageError("-K closes every socket it lists: give a state or filter expression to choose them")
@@ -258,7 +274,7 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         if fmt == "table" and not (threads or kill):
             # the fd walk runs in the background while this thread dumps: -p costs about the longer of the two
             # (across namespaces too: only this thread enters them)
-            owners = _processes.BackgroundOwners()
+            owners = _processes.BackgroundOwners(hidden=own_rpc)
         else:
             from sockscope.owners.service import scan
 

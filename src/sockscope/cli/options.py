@@ -41,7 +41,7 @@ GROUPS: tuple[tuple[str, tuple[Row, ...]], ...] = (
         ("v", (), "", None, "", "the same as -V"),
         ("", ("man",), "", None, "", "print the manual page (roff: sockscope --man | man -l -)"),
         ("n", ("numeric",), "", ("numeric",), "", "don't resolve service names"),
-        ("r", ("resolve",), "", ("resolve",), "", "resolve host names"),
+        ("r", ("resolve",), "", ("resolve",), "", "resolve host names (and RPC services' ports, from rpcbind)"),
         ("a", ("all",), "", None, "", "display all sockets"),
         ("l", ("listening",), "", None, "", "display listening sockets"),
         ("o", ("options",), "", ("timers",), "", "show timer information"),

@@ -360,12 +360,16 @@ class _Parser:
 
     def port(self, text: str, tok: Token) -> int:
         """A port as ss reads it: any C int (one outside 0..65535 matches nothing;
-        -1 means any), else a service name of the listed protocols."""
+        -1 means any), else a service name of the listed protocols, else (``-r``) a name
+        rpcbind's registrations give their ports (``rpc.mountd``)."""
         r = c_num(text)
         if r is not None and r[1] == len(text) and _INT[0] <= r[0] <= _INT[1]:
             return r[0]
         found = {p for proto in ("udp", "tcp") if proto in self.protocols
                  and (p := self.resolver.service(text, proto)) is not None}
+        if not found:  # (ss then asks rpcbind's registrations, where -r had it read them)
+            found = {p for proto in ("udp", "tcp") if proto in self.protocols
+                     for p in self.resolver.rpc_service(text, proto)}
         if len(found) > 1:
             raise self.bad(f'ambiguous port "{text}"', tok)
         if not found:

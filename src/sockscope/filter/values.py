@@ -13,6 +13,10 @@ import sys
 
 from sockscope.filter.expr import AF_INET, AF_INET6, AF_UNSPEC
 
+TYPE_CHECKING = False  # typing is imported only by type checkers: start-up time matters
+if TYPE_CHECKING:
+    from sockscope.render.rpcbind import Registrations as RpcPorts
+
 # ipaddress and _socket (name look-ups) are imported where first needed: a
 # filter of ports alone needs neither, and start-up time is a feature.
 
@@ -101,8 +105,14 @@ def ipv4(text: str) -> bytes | None:
 class Resolver:
     """The name lookups a filter may need.  Override any method to make them hermetic.
 
-    Every method returns None/empty for "not found" and never raises.
+    Every method returns None/empty for "not found" and never raises.  ``rpc``: rpcbind's
+    registrations, where the listing asked for them (``-r``: render/rpcbind.py).
     """
+
+    rpc: RpcPorts | None = None  # (also for a subclass whose __init__ does not call this one)
+
+    def __init__(self, rpc: RpcPorts | None = None) -> None:
+        self.rpc = rpc
 
     def hosts(self, name: str, family: int) -> list[tuple[int, bytes]]:
         """All (family, packed address) of ``name``: A then AAAA for AF_UNSPEC."""
@@ -131,6 +141,11 @@ class Resolver:
             return socket.getservbyname(name, proto)
         except (OSError, ValueError):
             return None
+
+    def rpc_service(self, name: str, proto: str) -> list[int]:
+        """The ports rpcbind has ``name`` (``rpc.PROGRAM``, as ``ss -r`` shows them) registered on for
+        ``proto``, in its order; none unless the listing asked rpcbind."""
+        return self.rpc.ports(name, proto) if self.rpc is not None else []
 
     def ifindex(self, name: str) -> int | None:
         """The index of interface ``name`` in the current network namespace."""

@@ -2,7 +2,8 @@
 
 Service and protocol names come from ``/etc/services`` and ``/etc/protocols``
 (parsed once, lazily, as ss's getservbyport/getprotobynumber read them);
-ports inside the kernel's ephemeral range are never named, like ss.
+ports inside the kernel's ephemeral range are never named, like ss, but for
+those rpcbind names with ``-r`` (render/rpcbind.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ _services: dict[tuple[int, bytes], bytes] | None = None
 _named: dict[str | None, dict[int, str]] = {}  # protocol -> named_ports(protocol)
 _protocols: dict[int, str] | None = None
 _ephemeral: tuple[int, int] | None = None
+#: protocol -> port -> rpcbind's name for it (None: numeric), before /etc/services and the ephemeral
+#: range (``-r``: render/rpcbind.py, :func:`use_rpc`)
+_rpc: dict[str, dict[int, str | None]] = {}
 _hosts: dict[str, str] = {}
 _ifnames: dict[tuple[str | None, int], str] = {}  # (namespace label or None, index) -> name
 
@@ -62,6 +66,18 @@ def ephemeral_range() -> tuple[int, int]:
     return _ephemeral
 
 
+def use_rpc(names: dict[str, dict[int, str | None]]) -> None:
+    """Name ports as rpcbind's registrations do (:attr:`sockscope.render.rpcbind.Registrations.names`)."""
+    global _rpc
+    _rpc = names
+    _named.clear()
+
+
+def rpc_named(proto: str | None) -> bool:
+    """Whether rpcbind's registrations name some port of ``proto`` (in the ephemeral range too)."""
+    return proto is not None and bool(_rpc.get(proto))
+
+
 def service(port: int, proto: str | None) -> str | None:
     """The /etc/services name of ``port``/``proto``, None if none or ephemeral."""
     return named_ports(proto).get(port)
@@ -69,7 +85,8 @@ def service(port: int, proto: str | None) -> str | None:
 
 def named_ports(proto: str | None) -> dict[int, str]:
     """port -> /etc/services name, for the ports of ``proto`` that ss names: each one but 0 and
-    those in the kernel's ephemeral range that the file names; ``proto`` None: of any protocol,
+    those in the kernel's ephemeral range that the file names, then as rpcbind names them
+    (:func:`use_rpc`); ``proto`` None: of any protocol,
     the file's first line for the port (getservbyport's answer for no protocol).  Made once for
     each protocol."""
     global _services
@@ -87,6 +104,11 @@ def named_ports(proto: str | None) -> dict[int, str]:
             for (p, _), name in _services.items():  # (in the file's order: a port's first line wins)
                 if p and not lo <= p <= hi and p not in table:
                     table[p] = name.decode("utf-8", "replace")
+        for p, rpc_name in _rpc.get(proto or "", {}).items():  # (rpcbind's first, as ss asks them)
+            if rpc_name is None:
+                table.pop(p, None)
+            else:
+                table[p] = rpc_name
         _named[proto] = table
     return table
 

@@ -154,7 +154,7 @@ class CellMaker:
         """The kind of a column of ``netid``'s port numbers (no text is made for a port shown as
         its digits: clients' ports are mostly distinct): :data:`PORTS` (0 as ``*``), with the
         service names of the table's protocol where some port is outside the kernel's ephemeral
-        range (as :meth:`port`); a raw socket's ports are protocols, their names a cache's, one
+        range or rpcbind names some (as :meth:`port`); a raw socket's ports are protocols, their names a cache's, one
         for each ``side`` (a cache's width is of every text it holds: the local side's
         ``ipv6-icmp`` does not widen the peer column's ``*``)."""
         if self.opts.numeric or not ports or netid not in _NAMED:
@@ -167,7 +167,7 @@ class CellMaker:
             fill(ports, cache, lambda keys: [self.port(netid, p) for p in keys])
             return cache
         lo, hi = _names().ephemeral_range()
-        if min(filter(None, ports), default=lo) >= lo and max(ports) <= hi:
+        if min(filter(None, ports), default=lo) >= lo and max(ports) <= hi and not _names().rpc_named(proto):
             return PORTS
         kind = self._col.get(f"ports {proto}")
         if kind is None:
