@@ -234,6 +234,25 @@ CASES: list[Case] = [
          check=_any(lambda r: r.local_addr == V4MAPPED)),
     Case("inet-prefix", "-a", W("src inet:127.0.0.1"),
          check=_all(lambda r: r.netid in ("tcp", "udp"))),
+    # a host's family is the preferred family from then on, as in ss: -6 gives way to inet: (the IPv4
+    # walks are made), and the last host with a family wins
+    Case("inet-prefix-after-6", "-6 -tan", W("src inet:127.0.0.1"),
+         expect="other",
+         check=_both(_any(lambda r: r.local_addr == "127.0.0.1"), _all(lambda r: not IS_V6(r)))),
+    Case("inet-prefix-after-6-udp", "-6 -ua", W("src inet:127.0.0.1"),
+         expect="other",
+         check=_any(lambda r: r.local_addr == "127.0.0.1")),
+    Case("inet-prefix-after-f-inet6", "-t -f inet6 -a", W("dst inet:127.0.0.1"),
+         expect="other",
+         check=_any(lambda r: r.peer_addr == "127.0.0.1")),
+    Case("inet-prefix-after-6-netlink", "-6 -a -A netlink", W("src inet:127.0.0.1"),
+         expect="other",
+         check=_any(lambda r: r.netid == "tcp")),
+    Case("inet6-prefix-after-4", "-4 -ta", W("src inet6:[::1]"),
+         expect="other",
+         check=_both(_any(lambda r: r.local_addr == "[::1]"), _all(IS_V6))),
+    Case("last-prefix-wins", "-6 -ta", W("src inet:127.0.0.1 or src inet6:[::1]"),
+         check=_both(_any(lambda r: r.local_addr == "[::1]"), _all(IS_V6))),
     # --- IPv6 ---------------------------------------------------------------------------------
     Case("v6-host", "-tan", W("dst [::1]"), check=_all(lambda r: r.peer_addr == "[::1]")),
     Case("v6-host-port", "-tan", W("src [::1]:80"),
@@ -448,6 +467,8 @@ def _check_case_against_ss(pop: Harness, prep: _Prepared) -> None:
         assert 0 < len(rows) == len(base), f"{label}: {len(rows)} rows of {len(base)}, expected all"
     elif case.expect == "none":
         assert rows == [] and base, f"{label}: {len(rows)} rows, expected none (of {len(base)})"
+    elif case.expect == "other":  # rows the options alone do not list (a host's family replaced theirs)
+        assert rows and not set(rows) <= set(base), f"{label}: {len(rows)} rows, all listed without it"
     else:  # pragma: no cover
         raise AssertionError(case.expect)
     if case.check is not None:

@@ -553,6 +553,9 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
     needs_marks = any(type(leaf).__name__ in ("MarkCond", "CgroupCond") for leaf in expr.leaves())
     return q.replace(
         families=frozenset(fams) if fams is not None else q.families,
+        # (ss: the host's family is also the preferred one now, which picks the inet walks: -6 src inet:X
+        # walks IPv4's)
+        preferred_family=next(iter(fams)) if fams is not None else q.preferred_family,
         bytecode=bc,
         predicate=flt.LazyPredicate(expr),
         kernel_exact=bc is not None and not expr.needs_userspace(),
