@@ -148,10 +148,14 @@ def _op(code: int, yes: int, no: int) -> bytearray:
 
 
 def _host(e: HostCond) -> tuple[bytearray, list[int]]:
-    """One cond per address, the first ones jumping to the end when true (ss's DNS shape)."""
+    """One cond per address, the first ones jumping to the end when true (ss's DNS shape), each of
+    them the *first* address's: ss 6.1 writes its first address into every cond of a host name's
+    list, so the kernel keeps that address's sockets alone (``src localhost`` with ``127.0.0.1`` and
+    ``::1``: 127.0.0.1's and the v4-mapped ones), and the userspace check of the whole list keeps
+    them all; ss reading /proc checks the whole list only, as the predicate does then."""
     code = BC_S_COND if e.side == "src" else BC_D_COND
     conds = [(10 if net.version == 6 else 2, net.prefixlen, net.network_address.packed)
-             for net in e.prefixes] or [(0, 0, bytes(4))]
+             for net in e.prefixes[:1]] * len(e.prefixes) or [(0, 0, bytes(4))]
     total = sum(4 + HOSTCOND.size + len(raw) for _, _, raw in conds) + 4 * (len(conds) - 1)
     out = bytearray()
     last = 0

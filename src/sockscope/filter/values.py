@@ -120,6 +120,19 @@ class Resolver:
 
         out: list[tuple[int, bytes]] = []
         for fam in ((AF_INET, AF_INET6) if family == AF_UNSPEC else (family,)):
+            if fam == AF_INET:  # (ss's gethostbyname2 order, unsorted: the first is the kernel filter's)
+                try:
+                    found = socket.gethostbyname_ex(name)[2]
+                except (OSError, UnicodeError, ValueError):
+                    continue
+                for text in found:
+                    try:
+                        raw = socket.inet_aton(text)
+                    except OSError:
+                        continue
+                    if (AF_INET, raw) not in out:
+                        out.append((AF_INET, raw))
+                continue
             try:
                 infos = socket.getaddrinfo(name, None, fam, socket.SOCK_STREAM)
             except (OSError, UnicodeError, ValueError):
