@@ -321,13 +321,27 @@ def test_same_bytes_as_ss_algorithm(tree: Expr) -> None:
     assert compile_bytecode(tree) == ss_bytecompile(tree)
 
 
+def _first_addresses(e: Expr) -> Expr:
+    """``e`` with each host name's addresses cut to the first: what ss 6.1's kernel filter sees."""
+    if isinstance(e, And):
+        return And(_first_addresses(e.left), _first_addresses(e.right))
+    if isinstance(e, Or):
+        return Or(_first_addresses(e.left), _first_addresses(e.right))
+    if isinstance(e, Not):
+        return Not(_first_addresses(e.expr))
+    if isinstance(e, HostCond) and len(e.prefixes) > 1:
+        return HostCond(e.side, e.port, e.prefixes[:1], e.family, e.name)
+    return e
+
+
 @settings(max_examples=400, deadline=None)
 @given(inet_trees, st.lists(inet_sockets(), min_size=1, max_size=8))
 def test_interpreted_bytecode_agrees_with_predicate(tree: Expr, socks: list[Socket]) -> None:
     bc = compile_bytecode(tree)
     assert bc is not None
     assert audit(bc) == 0
-    pred = compile_predicate(tree, port_range=EPHEMERAL)
+    # (the kernel sees a host name's first address only, in every cond of its list: ss 6.1's)
+    pred = compile_predicate(_first_addresses(tree), port_range=EPHEMERAL)
     # ss's answer is the bytecode's and its userspace check's; the check takes every socket the
     # bytecode takes for a prefix, so only a negated prefix can make it narrower than the kernel
     negated = tree._negates_a_prefix()
