@@ -85,20 +85,26 @@ def served() -> dict[str, list[list[Any]]]:
     return dict(zip((s for s, _ in SERVED), _scene("serve", _pairs(SERVED))))
 
 
-@pytest.mark.parametrize("options,expect", SERVED, ids=[s for s, _ in SERVED])
-def test_rpc_names_as_ss(served: dict[str, list[list[Any]]], options: str, expect: str) -> None:
-    ss1, ours, ss2 = served[options]
+def _same_as_ss(runs: list[list[Any]], options: str, expect: str) -> list[str]:
+    """The runs (ss, sockscope, ss) agree as ``expect`` says; sockscope's own rows (see :func:`_rows`)."""
+    ss1, ours, ss2 = runs
     assert "Traceback" not in ours[2], ours[2]
     if expect == "refused":
         assert ss1[0] != 0 and ss2[0] != 0, ss1
         assert ours[0] != 0 and ours[1] == "" and ours[2].startswith("sockscope: "), ours
-        return
+        return []
     assert ss1[0] == ss2[0] == ours[0] == 0, (ss1[2], ours[2])
     want, got = _rows(ss1[1]), _rows(ours[1])
     assert want == _rows(ss2[1]), "the scene moved between the two runs of ss"
     assert got == want, f"{options}: ss (-) vs sockscope (+):\n" + "\n".join(
         [f"- {r}" for r in want[0] if r not in got[0]] + [f"+ {r}" for r in got[0] if r not in want[0]]
         + [f"own sockets: ss {want[1]}, sockscope {got[1]}"])
+    return got[1]
+
+
+@pytest.mark.parametrize("options,expect", SERVED, ids=[s for s, _ in SERVED])
+def test_rpc_names_as_ss(served: dict[str, list[list[Any]]], options: str, expect: str) -> None:
+    _same_as_ss(served[options], options, expect)
 
 
 def test_the_scene_shows_what_it_is_for(served: dict[str, list[list[Any]]]) -> None:
@@ -124,16 +130,9 @@ def absent() -> dict[str, list[list[Any]]]:
 @pytest.mark.parametrize("options,expect", ABSENT, ids=[s for s, _ in ABSENT])
 def test_without_rpcbind_as_ss(absent: dict[str, list[list[Any]]], options: str, expect: str) -> None:
     """No rpcbind: no names of its, and ss's socket to it (unconnected) has its match in ours."""
-    ss1, ours, ss2 = absent[options]
-    assert "Traceback" not in ours[2], ours[2]
-    if expect == "refused":
-        assert ss1[0] != 0 and ours[0] != 0 and ours[2].startswith("sockscope: ")
-        return
-    want, got = _rows(ss1[1]), _rows(ours[1])
-    assert want == _rows(ss2[1])
-    assert got == want
+    own = _same_as_ss(absent[options], options, expect)
     if options.startswith("-x"):
-        assert len(got[1]) == 1
+        assert len(own) == 1, own
 
 
 def test_a_program_etc_rpc_does_not_name_leaves_its_port_numeric() -> None:
