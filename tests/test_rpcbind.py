@@ -284,7 +284,8 @@ def test_no_rpcbind_keeps_an_unconnected_socket(tmp_path: Path) -> None:
     ("0.0.0.0. 8.1", 2049), ("::.0.111 tail", 111),
     ("127.0.0.1.0.111", None), ("::1.0.111", None), ("0.0.0.0.3", None), ("0.0.0.0.0.0", None),
     ("0.0.0.0.-1.5", None), ("::.256.0", None), ("0.0.0.0.1234567890.0", None), ("/run/rpcbind.sock", None),
-    ("", None),
+    ("", None), ("::.+1.-0", 256), ("::.\t0.\n22", 22), ("::.0x1.0", None), ("::.0.", None), ("::.0", None),
+    ("0.0.0.0.000000001.000000002", 258), ("::.0.1234567890", None), ("::.٣.1", None),
 ])
 def test_wildcard_port_as_ss_reads_it(addr: str, port: int | None) -> None:
     assert rpcbind.wildcard_port(addr) == port

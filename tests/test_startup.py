@@ -66,6 +66,21 @@ def test_listing_path_imports_stay_light(python: str, options: str) -> None:
     assert "Recv-Q" in header or "State" in header
 
 
+@pytest.mark.parametrize("options", ["-tulr", "-xar"])
+def test_a_resolving_listing_imports_stay_light(options: str) -> None:
+    """``-r`` asks rpcbind first (render/rpcbind.py): the client reads its reply by hand, with no
+    ``re`` (~3 ms of imports, with ``enum``).  Run where /run is a fresh tmpfs: no rpcbind of the
+    machine's is asked."""
+    proc = subprocess.run(
+        ["unshare", "-n", "-m", "--propagation", "private", "--", "sh", "-c",
+         'mount -t tmpfs tmpfs /run && exec "$0" "$@"', sys.executable, "-c", _PROBE, options],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    status, heavy, _header = proc.stdout.strip().split(" ", 2)
+    assert status == "0" and heavy == "[]", f"sockscope {options} imported {heavy}"
+
+
 def test_owners_by_the_walk_import_no_loader_nor_functools() -> None:
     """``-p`` where the owners come from the /proc walk (``SOCKSCOPE_OWNERS=proc``, as in a container
     without CAP_BPF): neither the BPF loader and ctypes (the owner service asks ``bpf_caps`` first) nor
