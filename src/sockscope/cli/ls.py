@@ -223,18 +223,17 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
         print("sockscope: no socket states to show with such filter.", file=sys.stderr)
         return 0
 
-    resolver = None
+    registrations = None
     own_rpc: frozenset[int] = frozenset()
     if resolve and not numeric and not _RPC_TABLES.isdisjoint(sel.dbs):
         # ss asks rpcbind here, before the filter (its names may be ports there) and the dump (whose
         # UNIX sockets then hold the lister's own socket to it, as ss's do): render/rpcbind.py
-        from sockscope.filter.values import Resolver
         from sockscope.render import names as _names
         from sockscope.render import rpcbind
 
         registrations = rpcbind.ask()
         _names.use_rpc(registrations.names)
-        resolver, own_rpc = Resolver(registrations), rpcbind.own_inodes()
+        own_rpc = rpcbind.own_inodes()
 
     from sockscope.query import EXT_INFO, EXT_MEM, EXT_TOS, Query, run
 
@@ -257,6 +256,11 @@ def main(argv: list[str], stdout: IO[str] | None = None) -> int:
     if rest or filter_file is not None:
         from sockscope.query import with_filter
 
+        resolver = None
+        if registrations is not None:
+            from sockscope.filter.values import Resolver
+
+            resolver = Resolver(registrations)
         q = with_filter(q, rest, family=sel.preferred, path=filter_file, resolver=resolver)
     if kill and not chose_states and q.predicate is None:
         # an empty or blank argument, or a filter file of comments only, selects nothing: refuse, as plain -K
