@@ -253,6 +253,14 @@ CASES: list[Case] = [
          check=_both(_any(lambda r: r.local_addr == "[::1]"), _all(IS_V6))),
     # a host name of IPv4 and IPv6 addresses (the namespace's /etc/hosts: ip6-localhost is ::1, which
     # glibc also gives as 127.0.0.1 for IPv4): ss's kernel filter repeats the first address
+    # with a node ss cannot compile (dev), it sends no bytecode: its userspace check alone decides, where
+    # a prefix of length 0 takes every family's address and 0.0.0.0/8 the first byte of ::1's
+    # (from /proc "dev" cannot be decided: no bound-device column, as below)
+    Case("dev-with-zero-prefix", "-ta", W("dst 0/0 and dev lo"), proc=False,
+         check=_any(lambda r: r.local_addr == "[::1]%lo")),
+    Case("dev-with-v4-prefix-on-v6", "-ta", W("src 0.0.0.0/8 or dev lo"), proc=False,
+         check=_any(lambda r: r.local_addr == "[::1]")),
+    Case("dev-negated-zero-prefix", "-tan", W("not dev lo and not dst 0/0"), expect="none"),
     # (from /proc ss checks the whole list: test_a_name_of_two_families_from_proc_as_ss_from_proc)
     Case("name-of-two-families", "-ta", W("src ip6-localhost"), proc=False,
          check=_both(_any(lambda r: r.local_addr == "127.0.0.1"), _all(lambda r: _addr(r) != "[::1]"))),
