@@ -1,7 +1,9 @@
 """Option sets nobody wrote by hand, against the real ss: tables, families, modifiers, detail options,
 state words and filter expressions drawn at random (a fixed seed: the same sets every run) and
-listed by both over the session's population.  Session 50's draws found three differences the
-hand-written sets had not (a host prefix after -6, a host name of two families, -r's rpcbind names).
+listed by both over the session's population; and filter expressions drawn the same way (nested
+``and``/``or``/``not``/parentheses over ports, prefixes, names, ``dev``, ``autobound``…).  Session
+50's draws found four differences the hand-written sets had not (a host prefix after -6, a host name
+of two families, -r's rpcbind names, an inet host where ``dev`` keeps ss from sending bytecode).
 
 What may differ, and is masked: a listing's own sockets (its NETLINK_SOCK_DIAG socket, its socket to
 rpcbind under -r: each lister has its own inode and port id) and the values that move between two
@@ -61,14 +63,46 @@ def _rows(text: str) -> list[str]:
     return [line for line in _lines(text, mask=True) if not _OWN.match(line)]
 
 
+_LEAVES = ["sport = :22", "dport > :1000", "src 127.0.0.1", "dst [::1]", "sport = :ssh", "src 127.0.0.0/8",
+           "dport != :53", "sport >= :5000", "sport <= :9999", "src localhost", "autobound", "dev lo",
+           "src [::ffff:127.0.0.1]", "dst 127.0.0.1:5001", "src [::1]:80", "sport = :-1", "dport = :0",
+           "src *:ssh", "dst 0/0", "fwmark = 0", "src 0.0.0.0/8", "dport eq :3456", "sport lt :1024",
+           "src ::/0", "dst 127.0.0.2", "dport = :http", "src [::1]/128", "dst *", "src ip6-localhost"]
+_EXPR_OPTIONS = ["-ta", "-tan", "-ua", "-a", "-4ta", "-6ta", "-tao", "-tl", "-tanp", "-uan"]
+
+
+def _expression(rng: random.Random, depth: int) -> str:
+    r = rng.random()
+    if depth <= 0 or r < 0.35:
+        return rng.choice(_LEAVES)
+    if r < 0.5:
+        return "not " + _expression(rng, depth - 1)
+    if r < 0.65:
+        return "( " + _expression(rng, depth - 1) + " )"
+    op = rng.choice(["and ", "or ", "&& ", "|| ", ""])  # ("": and, as ss reads two nodes in a row)
+    return f"{_expression(rng, depth - 1)} {op}{_expression(rng, depth - 1)}"
+
+
+def _draw_expressions(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.choice(_EXPR_OPTIONS)} {_expression(rng, 4)}" for _ in range(count)]
+
+
+EXPRESSIONS = _draw_expressions(5, 120)
+
+
 def test_the_draws_cover_what_they_are_for() -> None:
     joined = "\n".join(SETS)
     for word in ("-x", "-r", "-p", "-e", "-o", "-m", "-i", "state", "src inet:", "ip6-", "-A", "-f"):
         assert word in joined, word
     assert len(set(SETS)) > 150
+    exprs = "\n".join(EXPRESSIONS)
+    for word in (" not ", " or ", " and ", "(", "dev lo", "dst 0/0", "autobound"):
+        assert word in exprs, word
+    assert len(set(EXPRESSIONS)) > 110
 
 
-@pytest.mark.parametrize("options", SETS)
+@pytest.mark.parametrize("options", SETS + EXPRESSIONS)
 def test_drawn_option_set_as_ss(fresh_population: Harness, options: str) -> None:
     argv = options.split()
     for _ in range(4):  # (a TIME-WAIT may end between two runs of ss)
