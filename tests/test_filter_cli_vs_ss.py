@@ -255,6 +255,16 @@ CASES: list[Case] = [
     # glibc also gives as 127.0.0.1 for IPv4): ss's kernel filter repeats the first address
     # with a node ss cannot compile (dev), it sends no bytecode: its userspace check alone decides, where
     # a prefix of length 0 takes every family's address and 0.0.0.0/8 the first byte of ::1's
+    # ...and for the hosts after it: "src /tmp/*/*" is a UNIX glob after a unix: host, "src lo" after -f
+    # netlink and a unix: host too
+    Case("glob-after-a-unix-host", "-a", W("src unix:/tmp/* or src /tmp/*/*"),
+         check=_all(lambda r: (r.netid or "").startswith("u_"))),
+    Case("unix-after-f-netlink", "-x -f netlink -a", W("src unix:* and src lo"), expect="none"),
+    # a link: or netlink: host on a socket of another family: ss's generic check (any, but for a port
+    # or protocol given)
+    Case("not-link-on-netlink", "-a", W("not src link:* and src netlink:*:kernel"), expect="none"),
+    Case("link-or-unix-glob", "-A unix_dgram -a", W("src link:* or dst * and src unix:/tmp/*"),
+         check=_all(lambda r: r.local_addr.startswith("/tmp/"))),
     # (from /proc "dev" cannot be decided: no bound-device column, as below)
     Case("dev-with-zero-prefix", "-ta", W("dst 0/0 and dev lo"), proc=False,
          check=_any(lambda r: r.local_addr == "[::1]%lo")),
@@ -610,6 +620,9 @@ BAD: list[Bad] = [
     Bad("bad-v4", ["-tan", "src 300.1.1.1"], "300.1.1.1"),
     Bad("prefix-too-long", ["-tan", "src 127.0.0.1/33"], "127.0.0.1/33"),
     Bad("v6-after-inet-prefix", ["-tan", "dst", "inet:[::1]"], "inet:[::1]"),
+    # a host's family is the preferred one for the hosts after it: [::1] is then read as IPv4's
+    Bad("v6-after-an-inet-host", ["-ta", "src", "inet:127.0.0.1", "or", "src", "[::1]"], "[::1]"),
+    Bad("inet-after-a-netlink-host", ["-a", "src", "netlink:rtnl", "or", "src", "127.0.0.1"], "127.0.0.1"),
     Bad("v4-with-6", ["-6tan", "src", "127/8"], "127/8"),
     Bad("unknown-service", ["-tan", "sport = :nosuchsvc"], ":nosuchsvc"),
     Bad("bad-mark", ["-tan", "fwmark", "=", "abc"], "abc"),

@@ -302,12 +302,21 @@ class _Parser:
     # -- hosts (ss's parse_hostcond) -------------------------------------------------
 
     def host(self, tok: Token, side: str, is_port: bool) -> Expr:
+        """A host (or a port's word) read in the preferred family, or its prefix's; that family is
+        then the preferred one for the hosts after it, as ss's ``parse_hostcond`` leaves it
+        (``-a src unix:/tmp/* or src /run/*`` reads the second as a UNIX glob too)."""
         text = tok.text
         fam = self.family
         for prefix, f in _PREFIXES:
             if text.startswith(prefix):
                 fam, text = f, text[len(prefix):]
                 break
+        leaf = self._host(tok, text, fam, side, is_port)
+        if fam != AF_UNSPEC:
+            self.family = fam
+        return leaf
+
+    def _host(self, tok: Token, text: str, fam: int, side: str, is_port: bool) -> Expr:
         if fam == AF_UNIX:
             return UnixCond(side, text)
         if fam in (AF_PACKET, AF_NETLINK):

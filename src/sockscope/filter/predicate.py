@@ -344,15 +344,26 @@ def _unix(c: UnixCond) -> Tri:
 
 
 def _link(c: LinkCond | NetlinkCond) -> Tri:
+    """A ``link:``/``netlink:`` host.  On a socket of another family ss's check is its generic one
+    (``run_ssfilter``): the port against the socket's (ss's lport/rport), then a protocol given
+    against the first four bytes of the socket's address as ss holds them (:func:`_local_key`),
+    none given: any (``-a not src link:*`` takes no UNIX or netlink socket)."""
     fam = AF_PACKET if isinstance(c, LinkCond) else AF_NETLINK
     port = c.ifindex if isinstance(c, LinkCond) else c.portid
     proto = c.proto
     local = c.side == "src"
     get_port = _local_port if local else _peer_port
+    key = _local_key if local else _peer_key
+    want = None if proto is None else int.from_bytes((proto & 0xFFFFFFFF).to_bytes(4, "little"), "big")
 
     def f(s: Socket) -> bool:
-        if s.family != fam or (port != -1 and get_port(s) != port):
+        if port != -1 and get_port(s) != port:
             return False
+        if s.family != fam:
+            if want is None:
+                return True
+            x = key(s)
+            return x is not None and x >> 96 == want
         if proto is None:
             return True
         if local:
