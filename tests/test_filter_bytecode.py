@@ -413,7 +413,9 @@ PREDICATES = {
     "dst unix:/run/*": set(),
     "src netlink:*:kernel": {"NL_KERNEL"},
     "src netlink:genl": {"NL_KERNEL"},
-    "src netlink:rtnl": {"NL_AUTO"},
+    # (a netlink host on another family's socket: ss's generic check, its protocol (NETLINK_ROUTE: 0)
+    # against the address's first four bytes, zeros for ::1, ::ffff:… and an unnamed UNIX socket)
+    "src netlink:rtnl": {"NL_AUTO", "V6", "MAPPED", "UNNAMED"},
     "src link:all:2": {"PKT"},
     "src link:ip": set(),
     "dev 2": {"PKT"},

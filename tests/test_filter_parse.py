@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sockscope.errors import UsageError
@@ -398,8 +398,9 @@ def test_glued_parentheses_in_linear_time_and_bounded_depth() -> None:
     (["foo\rbar"], "foo\\x0dbar", 0),
     (["sport = :1", "x\u2028y"], "sport = :1 x\\u2028y", 11),           # a Unicode line separator
     (["dport", "=", ":\udcff"], "dport = :\\xff", 8),                   # an undecodable byte: the byte itself
-    (["src", "unix:a\x01\x85b", "and", "dport", "=", ":nope"],         # escapes before the bad token
-     "src unix:a\\x01\\x85b and dport = :nope", len("src unix:a\\x01\\x85b and dport = ")),
+    # escapes before the bad token (after a unix: host the port is a UNIX host too, as in ss: compared, refused)
+    (["src", "unix:a\x01\x85b", "and", "dport", ">", ":nope"],
+     "src unix:a\\x01\\x85b and dport > :nope", len("src unix:a\\x01\\x85b and dport > ")),
 ])
 def test_control_characters_are_escaped(words: list[str], shown: str, column: int) -> None:
     """The message is one printable line (it spanned two with a newline in a token); the
@@ -575,6 +576,14 @@ trees = st.recursive(leaves, lambda sub: st.one_of(
 @given(trees)
 def test_printed_trees_read_back_equal(tree: Expr) -> None:
     from sockscope.filter import compile_bytecode
+
+    # a host read in the preferred family (family 0) after one of a family: the parser reads it in that
+    # family (ss's parse_hostcond), so no text gives this tree
+    declared = False
+    for leaf in tree.leaves():
+        if isinstance(leaf, (HostCond, PortCmp)) and leaf.family == 0:
+            assume(not declared)
+        declared = declared or bool(leaf._declared_family())
 
     # the two back ends' contract: no bytecode exactly when a node needs userspace
     assert (compile_bytecode(tree) is None) == any(
