@@ -557,8 +557,9 @@ def with_filter(q: Query, words: list[str], family: int = 0, path: str | None = 
         # walks IPv4's)
         preferred_family=next(iter(fams)) if fams is not None else q.preferred_family,
         bytecode=bc,
-        # (where ss sends no bytecode, a node it cannot compile (``dev``, a UNIX host…) anywhere in the
-        # expression, its userspace check alone decides: an inet host is not also matched the kernel's way)
+        # (where no bytecode reaches the kernel, its userspace check alone decides, and an inet host is not
+        # also matched the kernel's way: ss makes none for ``dev`` anywhere in the expression, and the one
+        # it makes for a UNIX, link or netlink host the kernel refuses, and ss reads /proc)
         predicate=flt.LazyPredicate(expr, kernel=bc is not None),
         kernel_exact=bc is not None and not expr.needs_userspace(),
         details=q.details or needs_marks,
