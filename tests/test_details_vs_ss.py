@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -139,6 +140,26 @@ def test_netns_by_name_and_all_netns(fresh_population: Harness) -> None:
     assert len(mine) == len(_lines(fresh_population.ss(["-tlnH"]).stdout))
     bad = subprocess.run([*SOCKSCOPE, "-N", "no-such-ns-xyz", "-t"], capture_output=True, text=True)
     assert bad.returncode != 0 and len(bad.stderr.splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("argv", ["-tlnH --cgroup", "-tanHe", "-uanHe", "-tlnH cgroup /"])
+def test_netns_by_name_mounts_as_ss(fresh_population: Harness, argv: str) -> None:
+    """-N NAME from the host's namespaces makes ss's mounts: the namespace's /sys over the host's, so
+    the cgroup2 mount under it is gone and every cgroup is ``unreachable:ID`` (a filter's
+    ``cgroup /`` matches nothing), as in ss -N; the host's own mounts are not touched."""
+    name = fresh_population.name
+    before = Path("/proc/self/mountinfo").read_text()
+    for _ in range(4):  # (a TIME-WAIT may end between the runs)
+        theirs = subprocess.run(["ss", "-N", name, *argv.split()], capture_output=True, text=True)
+        ours = subprocess.run([*SOCKSCOPE, "-N", name, *argv.split()], capture_output=True, text=True)
+        again = subprocess.run(["ss", "-N", name, *argv.split()], capture_output=True, text=True)
+        if _lines(theirs.stdout, True) == _lines(again.stdout, True):
+            break
+    assert ours.returncode == theirs.returncode == 0, (ours.stderr, theirs.stderr)
+    assert _lines(ours.stdout, True) == _lines(theirs.stdout, True)
+    if "cgroup /" not in argv:
+        assert "cgroup:unreachable:" in ours.stdout
+    assert Path("/proc/self/mountinfo").read_text() == before
 
 
 _BOUND = r"""

@@ -27,7 +27,8 @@ CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
 NETNS_RUN_DIR = "/var/run/netns"
 NETNS_ETC_DIR = "/etc/netns"  # a named namespace's own /etc files (hosts, resolv.conf, …)
-_MS_BIND, _MS_REC, _MS_SLAVE = 0x1000, 0x4000, 0x80000
+_MS_RDONLY, _MS_BIND, _MS_REC, _MS_SLAVE = 0x1, 0x1000, 0x4000, 0x80000
+_MNT_DETACH = 2
 
 
 class NetnsError(SockscopeError):
@@ -56,9 +57,10 @@ def _open(path: str) -> int:
 
 
 def enter(name: str) -> None:
-    """Move this process into the named namespace (``ip netns`` name or a path), like ss -N; a
-    name's own /etc files, where it has them, are seen over /etc's as ss and ``ip netns exec``
-    see them (:func:`_bind_etc`): ``-r`` resolves with its hosts and resolv.conf."""
+    """Move this process into the named namespace (``ip netns`` name or a path), like ss -N; for a
+    name, the mounts ss and ``ip netns exec`` make are made too (:func:`_mounts`): its own /etc
+    files seen over /etc's (``-r`` resolves with its hosts and resolv.conf), and its /sys over the
+    host's (whose cgroup2 mount goes with it: cgroups are then ``unreachable:ID``, as in ss)."""
     path = name if "/" in name else os.path.join(NETNS_RUN_DIR, name)
     fd = _open(path)
     try:
@@ -70,24 +72,23 @@ def enter(name: str) -> None:
     finally:
         os.close(fd)
     if "/" not in name:
-        _bind_etc(name)
+        _mounts(name)
 
 
-def _bind_etc(name: str) -> None:
-    """Each file of /etc/netns/NAME bound over /etc's of its name, in a mount namespace of this
-    process's own whose mounts reach no other (what ss -N and ``ip netns exec`` do; they also mount
-    the namespace's /sys, which nothing here reads).  Nothing to bind: nothing done.  A step that
-    fails is one line on stderr, and the listing goes on with /etc as it is."""
+def _mounts(name: str) -> None:
+    """iproute2's ``netns_switch`` after ``setns``, in a mount namespace of this process's own whose
+    mounts reach no other: /sys unmounted and a sysfs of the namespace mounted there (read-only where
+    the old one could not be unmounted and is), then each file of /etc/netns/NAME bound over /etc's
+    of its name.  A step that fails is one line on stderr, and the listing goes on with the mounts as
+    they are (ss exits where the sysfs cannot be mounted)."""
+    import ctypes
+    import sys
+
     etc = os.path.join(NETNS_ETC_DIR, name)
     try:
         entries = sorted(os.listdir(etc))
     except OSError:
-        return
-    if not entries:
-        return
-    import ctypes
-    import sys
-
+        entries = []
     libc = ctypes.CDLL(None, use_errno=True)
 
     def failed(what: str) -> None:
@@ -96,9 +97,17 @@ def _bind_etc(name: str) -> None:
         print(f"sockscope: {printable(what)}: {os.strerror(ctypes.get_errno())}", file=sys.stderr)
 
     if libc.unshare(CLONE_NEWNS) != 0:
-        return failed(f"cannot see {etc} over /etc (a mount namespace of its own)")
+        return failed(f"cannot enter {name!r}'s mounts (a mount namespace of its own)")
     if libc.mount(b"", b"/", b"none", _MS_SLAVE | _MS_REC, None) != 0:
-        return failed(f"cannot see {etc} over /etc (mounts kept from the others)")
+        return failed(f"cannot enter {name!r}'s mounts (mounts kept from the others)")
+    flags = 0
+    if libc.umount2(b"/sys", _MNT_DETACH) != 0:  # (none there, or busy: then overlaid, read-only if it is)
+        try:
+            flags = _MS_RDONLY if os.statvfs("/sys").f_flag & os.ST_RDONLY else 0
+        except OSError:
+            pass
+    if libc.mount(os.fsencode(name), b"/sys", b"sysfs", flags, None) != 0:
+        failed(f"cannot mount {name!r}'s /sys")
     for entry in entries:
         source, target = f"{etc}/{entry}", f"/etc/{entry}"
         if libc.mount(os.fsencode(source), os.fsencode(target), b"none", _MS_BIND, None) != 0:
