@@ -118,32 +118,24 @@ class Resolver:
         """All (family, packed address) of ``name``: A then AAAA for AF_UNSPEC."""
         import _socket as socket  # the C module: socket.py's enum set-up costs start-up time
 
-        out: list[tuple[int, bytes]] = []
+        found: list[tuple[int, str]] = []  # (family, address text), in the resolver's order
         for fam in ((AF_INET, AF_INET6) if family == AF_UNSPEC else (family,)):
-            if fam == AF_INET:  # (ss's gethostbyname2 order, unsorted: the first is the kernel filter's)
-                try:
-                    found = socket.gethostbyname_ex(name)[2]
-                except (OSError, UnicodeError, ValueError):
-                    continue
-                for text in found:
-                    try:
-                        raw = socket.inet_aton(text)
-                    except OSError:
-                        continue
-                    if (AF_INET, raw) not in out:
-                        out.append((AF_INET, raw))
-                continue
             try:
-                infos = socket.getaddrinfo(name, None, fam, socket.SOCK_STREAM)
+                if fam == AF_INET:  # (ss's gethostbyname2 order, unsorted: the first is the kernel filter's)
+                    found += [(AF_INET, text) for text in socket.gethostbyname_ex(name)[2]]
+                else:
+                    found += [(int(info[0]), str(info[4][0]).split("%", 1)[0])
+                              for info in socket.getaddrinfo(name, None, fam, socket.SOCK_STREAM)]
             except (OSError, UnicodeError, ValueError):
                 continue
-            for info_fam, _t, _p, _c, sa in infos:
-                try:
-                    raw = socket.inet_pton(info_fam, str(sa[0]).split("%", 1)[0])
-                except (OSError, ValueError):
-                    continue
-                if (int(info_fam), raw) not in out:
-                    out.append((int(info_fam), raw))
+        out: list[tuple[int, bytes]] = []
+        for fam, text in found:
+            try:
+                raw = socket.inet_pton(fam, text)
+            except (OSError, ValueError):
+                continue
+            if (fam, raw) not in out:
+                out.append((fam, raw))
         return out
 
     def service(self, name: str, proto: str) -> int | None:
