@@ -21,10 +21,10 @@ _hosts: dict[str, str] = {}
 _ifnames: dict[tuple[str | None, int], str] = {}  # (namespace label or None, index) -> name
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, limit: int = _MAX_TABLE) -> bytes:
     try:
         with open(path, "rb") as f:
-            return f.read(_MAX_TABLE)
+            return f.read(limit)
     except OSError:
         return b""
 
@@ -44,13 +44,20 @@ def _load_services() -> dict[tuple[int, bytes], bytes]:
     return table
 
 
-def _load_protocols() -> dict[int, str]:
+def numbered(path: str, digits: int, limit: int = _MAX_TABLE) -> dict[int, str]:
+    """number -> name of each line ``NAME NUMBER [ALIAS …] [# …]`` of a file of the kind of
+    /etc/protocols and /etc/rpc (the first ``limit`` bytes), the first line of a number winning as
+    glibc reads them; a number is 1 to ``digits`` ASCII digits (anything else names nothing)."""
     table: dict[int, str] = {}
-    for line in _read(PROTOCOLS).split(b"\n"):
+    for line in _read(path, limit).split(b"\n"):
         parts = line.split(b"#", 1)[0].split()
-        if len(parts) >= 2 and len(parts[1]) <= 3 and parts[1].isdigit():  # (at most 3 ASCII digits)
+        if len(parts) >= 2 and len(parts[1]) <= digits and parts[1].isdigit():
             table.setdefault(int(parts[1]), parts[0].decode("utf-8", "replace"))
     return table
+
+
+def _load_protocols() -> dict[int, str]:
+    return numbered(PROTOCOLS, 3)  # (at most 3 ASCII digits)
 
 
 def ephemeral_range() -> tuple[int, int]:

@@ -118,18 +118,10 @@ def _c_int(text: str, pos: int) -> tuple[int | None, int]:
 
 def load_rpc_names(path: str = RPC_NAMES) -> dict[int, str]:
     """program number -> name, the first line of each number in /etc/rpc (``NAME NUMBER [ALIAS …]``,
-    ``#`` comments), as glibc's getrpcbynumber reads it."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_TABLE)
-    except OSError:
-        return {}
-    table: dict[int, str] = {}
-    for line in data.split(b"\n"):
-        words = line.split(b"#", 1)[0].split()
-        if len(words) >= 2 and len(words[1]) <= 10 and words[1].isdigit():
-            table.setdefault(int(words[1]), words[0].decode("utf-8", "replace"))
-    return table
+    ``#`` comments), as glibc's getrpcbynumber reads it (render/names.py reads /etc/protocols so)."""
+    from sockscope.render.names import numbered
+
+    return numbered(path, 10, _MAX_TABLE)
 
 
 def ask(path: str = PATH, timeout: float = TIMEOUT) -> Registrations:
