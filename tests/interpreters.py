@@ -70,6 +70,9 @@ def _find() -> dict[str, str]:
 
 #: minor version ("3.13") -> the interpreter's path
 OTHERS: dict[str, str] = _find()
+#: the suite's own interpreter, then each of :data:`OTHERS` (and their ids, for ``parametrize``)
+EVERY: list[str] = [sys.executable, *OTHERS.values()]
+EVERY_IDS: list[str] = [RUNNING, *OTHERS]
 #: the minor versions that must be found (``$SOCKSCOPE_TEST_PYTHONS_REQUIRED``)
 REQUIRED: list[str] = os.environ.get("SOCKSCOPE_TEST_PYTHONS_REQUIRED", "").split()
 

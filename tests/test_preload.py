@@ -43,8 +43,7 @@ def describe(name):
 
 #: the suite's interpreter, then every other one of the machine (``tests/interpreters.py``): each
 #: writes and checks its own ``.pyc`` files (magic number, flags, stamps)
-PYTHONS = [sys.executable, *interpreters.OTHERS.values()]
-PYTHON_IDS = [interpreters.RUNNING, *interpreters.OTHERS]
+PYTHONS, PYTHON_IDS = interpreters.EVERY, interpreters.EVERY_IDS
 
 
 def _copy(tmp_path: Path, mode: py_compile.PycInvalidationMode = py_compile.PycInvalidationMode.TIMESTAMP,

@@ -44,8 +44,7 @@ _PROBE = (
 #: the suite's interpreter, then every other one of the machine (``tests/interpreters.py``): what a
 #: start imports changes between versions (3.12's ``dataclasses`` asks ``inspect``); the others run
 #: sockscope from the source tree
-PYTHONS = [sys.executable, *interpreters.OTHERS.values()]
-PYTHON_IDS = [interpreters.RUNNING, *interpreters.OTHERS]
+PYTHONS, PYTHON_IDS = interpreters.EVERY, interpreters.EVERY_IDS
 
 
 def _env(python: str) -> dict[str, str] | None:
