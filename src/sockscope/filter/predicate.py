@@ -319,8 +319,14 @@ def _local_key(s: Socket) -> int | None:
     if fam == AF_UNIX:
         return 0 if s.local.address == "" else None
     if fam == AF_NETLINK or fam == AF_PACKET:
-        return int.from_bytes((s.protocol or 0).to_bytes(4, "little"), "big") << 96
+        return _first_word(s.protocol or 0) << 96
     return None
+
+
+def _first_word(number: int) -> int:
+    """A protocol number as ss holds it in an address's first four bytes (a little-endian u32), read
+    as the first-byte-highest int the keys are."""
+    return int.from_bytes((number & 0xFFFFFFFF).to_bytes(4, "little"), "big")
 
 
 def _peer_key(s: Socket) -> int | None:
@@ -354,7 +360,7 @@ def _link(c: LinkCond | NetlinkCond) -> Tri:
     local = c.side == "src"
     get_port = _local_port if local else _peer_port
     key = _local_key if local else _peer_key
-    want = None if proto is None else int.from_bytes((proto & 0xFFFFFFFF).to_bytes(4, "little"), "big")
+    want = None if proto is None else _first_word(proto)
 
     def f(s: Socket) -> bool:
         if port != -1 and get_port(s) != port:
