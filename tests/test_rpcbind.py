@@ -24,6 +24,8 @@ from nsutil import Netns
 
 from sockscope.render import rpcbind
 
+from fixtures import rpcbind_scene as scene  # (the reply's builders: the scene's rpcbind's own)
+
 SCENE = Path(__file__).resolve().parent / "fixtures" / "rpcbind_scene.py"
 
 #: (option set, what both must do): "same" rows, or "refused" (both exit non-zero)
@@ -158,22 +160,11 @@ def test_a_silent_rpcbind_costs_at_most_the_timeout() -> None:
 # The client alone, against servers of this test (a UNIX socket in its own directory)
 
 
-def _record(body: bytes, last: bool = True) -> bytes:
-    return struct.pack(">I", (0x80000000 if last else 0) | len(body)) + body
+_record, _entries = scene.record, scene.entries
 
 
-def _entries(rows: list[tuple[int, int, str, str, str]]) -> bytes:
-    out = bytearray()
-    for prog, vers, netid, addr, owner in rows:
-        out += struct.pack(">III", 1, prog, vers)
-        for text in (netid, addr, owner):
-            raw = text.encode()
-            out += struct.pack(">I", len(raw)) + raw + bytes(-len(raw) % 4)
-    return bytes(out + struct.pack(">I", 0))
-
-
-def _accepted(xid: bytes = b"sscp") -> bytes:
-    return xid + struct.pack(">IIIII", 1, 0, 0, 0, 0)
+def _accepted(xid: bytes = b"sscp") -> bytes:  # (the client's xid)
+    return scene.accepted(xid)
 
 
 GOOD = [(100005, 3, "tcp", "0.0.0.0.78.80", "superuser"), (100024, 1, "udp6", "::.156.64", "29")]
