@@ -146,7 +146,8 @@ def format_row(row: Row) -> str:
     return " | ".join("-" if f is None else f for f in row)
 
 
-USERS_RE = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=(\d+)\)')
+#: ss prints a process's name as it is (a quote in it too): the name ends at the first '",pid=N,fd=N)'
+USERS_RE = re.compile(r'\("(.*?)",pid=(\d+),fd=(\d+)\)')
 
 
 def parse_users(process: str) -> list[tuple[str, int, int]]:
