@@ -3,7 +3,8 @@ tests/fixtures/drawn_population.py says what it draws), held by a drawn set of p
 population in a private network namespace of its own.  Over each, ``net_connections`` must give
 psutil's rows for every kind, with the owners from the kernel's iterator and from the /proc walk,
 ``sockets()`` ss's rows (the inet cases: ss's text of a UNIX name with whitespace in it cannot be
-read back), and the listing ss's rows for a spread of option sets (the hand-written populations of
+read back), the exporter's counts and TCP listeners ss's, and the listing ss's rows for a spread of
+option sets (the hand-written populations of
 test_api_vs_psutil.py and test_cli_combos_vs_ss.py hold one socket of each shape; these mix them:
 reuseport groups beside mapped listeners, queues of connections never accepted, TIME-WAIT and
 orphans among full sockets, UNIX names with whitespace and bytes that are not UTF-8).
@@ -123,3 +124,27 @@ def test_drawn_population_listed_as_ss(seed: int) -> None:
                 problems.append(f"ss {options} (-) vs sockscope (+):\n" + "\n".join(
                     difflib.unified_diff(want, got, lineterm="", n=0)))
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drawn_population_exported_as_ss(seed: int) -> None:
+    """``exporter --once``: sockets by family, protocol and state as ss counts its rows; each TCP
+    listener's accept queue and backlog as ss's (a SO_REUSEPORT group's summed under its address)."""
+    from test_exporter import EXPORTER, listeners_of, parse_exposition, socket_counts, ss_counts
+
+    with _drawn(seed) as (ns, _info):
+        for _attempt in range(4):
+            before = ss_counts(ns.run)
+            r = ns.run([*EXPORTER, "--once", "--max-listeners", "1000"])
+            listening = ns.run(["ss", "-ltn"])
+            if ss_counts(ns.run) == before:  # nothing moved (a TIME-WAIT may end)
+                break
+        assert r.returncode == 0, r.stderr
+        _, samples = parse_exposition(r.stdout)
+        assert socket_counts(samples) == before
+        want: dict[str, tuple[int, int]] = {}
+        for line in listening.stdout.splitlines()[1:]:
+            _state, recv_q, send_q, local, _peer = line.split()
+            q = want.get(local, (0, 0))
+            want[local] = (q[0] + int(recv_q), q[1] + int(send_q))
+        assert listeners_of(samples, "tcp") == want
