@@ -2,6 +2,7 @@
 tests/fixtures/drawn_population.py says what it draws), held by a drawn set of processes, each
 population in a private network namespace of its own.  Over each, ``net_connections`` must give
 psutil's rows for every kind, with the owners from the kernel's iterator and from the /proc walk,
+``process_connections(pid, kind)`` psutil's ``Process(pid).net_connections(kind)`` for each holder,
 ``sockets()`` ss's rows (the inet cases: ss's text of a UNIX name with whitespace in it cannot be
 read back), the exporter's counts and TCP listeners ss's, and the listing ss's rows for a spread of
 option sets (the hand-written populations of
@@ -148,3 +149,19 @@ def test_drawn_population_exported_as_ss(seed: int) -> None:
             q = want.get(local, (0, 0))
             want[local] = (q[0] + int(recv_q), q[1] + int(send_q))
         assert listeners_of(samples, "tcp") == want
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drawn_population_process_connections_as_psutil(seed: int) -> None:
+    """Each holder's sockets, kind by kind: the same pconn tuples as psutil.Process(pid)'s."""
+    from test_process_connections import COMPARE
+
+    seen = 0
+    with _drawn(seed) as (ns, info):
+        for pid in info["pids"]:
+            r = ns.run([sys.executable, "-c", COMPARE, str(pid)], timeout=120)
+            assert r.returncode == 0, r.stderr
+            for kind, (ours, theirs, _type) in json.loads(r.stdout).items():
+                assert ours == theirs, (pid, kind)
+                seen += len(ours) if kind == "all" else 0
+    assert seen, "the holders hold no socket psutil sees"
