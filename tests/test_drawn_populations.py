@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -165,3 +167,81 @@ def test_drawn_population_process_connections_as_psutil(seed: int) -> None:
                 assert ours == theirs, (pid, kind)
                 seen += len(ours) if kind == "all" else 0
     assert seen, "the holders hold no socket psutil sees"
+
+
+def _socket_fds(pids: list[int]) -> dict[int, set[tuple[int, int]]]:
+    """Every socket inode the pids hold: {inode: {(pid, fd), …}}, read from /proc."""
+    held: dict[int, set[tuple[int, int]]] = {}
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except FileNotFoundError:
+                continue
+            if link.startswith("socket:["):
+                held.setdefault(int(link[8:-1]), set()).add((pid, int(fd)))
+    return held
+
+
+_INO = re.compile(r"\bino:(\d+)")
+
+
+def _bare(address: str) -> str:
+    address = address.strip("[]").split("%")[0]
+    return address.removeprefix("::ffff:") if "." in address else address
+
+
+def _expected_peers(ns: Netns) -> dict[int, list[int]]:
+    """{inode: the inodes of its other end}, from ss's rows: a TCP connection's is the row with the
+    two endpoints swapped (0: a TIME-WAIT or a connection waiting in a queue); a connected UNIX
+    socket's is its peer, a datagram server's the sockets connected to it, a listener has none."""
+    peers: dict[int, list[int]] = {}
+    tcp = []
+    for line in ns.run(["ss", "-tanHe"]).stdout.splitlines():
+        words = line.split()
+        local, peer = words[3].rpartition(":"), words[4].rpartition(":")
+        m = _INO.search(line)
+        inode = int(m.group(1)) if m else 0
+        tcp.append((words[0], (_bare(local[0]), local[2]), (_bare(peer[0]), peer[2]), inode))
+    for state, local, peer, inode in tcp:
+        if inode and state != "LISTEN":
+            peers[inode] = sorted(i for _s, l2, p2, i in tcp if l2 == peer and p2 == local)
+    unix = []
+    for line in ns.run(["ss", "-xaH"]).stdout.splitlines():
+        words = line.split()  # a name's whitespace is in the middle: the inodes are the row's end
+        unix.append((words[1], int(words[-3]), int(words[-1])))
+    known = {inode for _s, inode, _p in unix}
+    for state, inode, peer_inode in unix:
+        if peer_inode:
+            peers[inode] = [peer_inode] if peer_inode in known else []
+        elif state != "LISTEN":
+            peers[inode] = sorted(i for _s, i, p in unix if p == inode and i != inode)
+    return peers
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drawn_population_who_as_proc_and_ss(seed: int) -> None:
+    """``who PID --json`` for each holder: every socket the process holds (its inodes, as /proc
+    lists its fds), each with every process holding it (pid and fd), and the TCP and UNIX
+    sockets' other ends as ss's rows pair them."""
+    with _drawn(seed) as (ns, info):
+        for _attempt in range(4):
+            before = _expected_peers(ns)
+            held = _socket_fds(info["pids"])
+            outs = [ns.run([sys.executable, "-m", "sockscope", "who", "--json", str(pid)]) for pid in info["pids"]]
+            if _expected_peers(ns) == before:  # nothing moved (a TIME-WAIT may end)
+                break
+        paired = 0
+        for pid, out in zip(info["pids"], outs):
+            assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+            matches = json.loads(out.stdout)["matches"]
+            mine = {inode for inode, fds in held.items() if any(p == pid for p, _fd in fds)}
+            assert {m["socket"]["inode"] for m in matches} == mine, pid
+            for m in matches:
+                inode = m["socket"]["inode"]
+                assert {(p["pid"], p["fd"]) for p in m["processes"]} == held[inode], (pid, inode)
+                if inode in before:
+                    got = sorted(p["socket"]["inode"] or 0 for p in m["peer"]["sockets"])
+                    assert got == before[inode], (pid, m["socket"], m["peer"])
+                    paired += bool(got)
+        assert paired, "no socket with another end was compared"
