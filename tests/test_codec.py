@@ -204,6 +204,19 @@ def test_request_encoding_is_byte_exact() -> None:
     assert others.encode_netlink_request()[16:18] == bytes([16, 255])
 
 
+def test_destroy_request_encoding_is_byte_exact() -> None:
+    """SOCK_DESTROY, acknowledged: inet_diag_req_v2 then the socket's id.  A raw socket's asks raw_diag
+    (IPPROTO_RAW) and names its own protocol in the pad byte (struct inet_diag_req_raw, as ss's
+    kill_inet_sock does): asked of protocol 1 itself, no handler would answer and -K closed none."""
+    sockid = inet.encode_sockid(22, 0, bytes([127, 0, 0, 1]), bytes(4), 0, 0x1122334455667788)
+    req = inet.encode_destroy(2, 6, sockid, seq=9)
+    assert netlink.NLMSGHDR.unpack_from(req, 0) == (16 + 56, 21, 0x5, 9, 0)
+    assert req[16:24] == bytes([2, 6, 0, 0, 0, 0, 0, 0]) and req[24:] == sockid
+    assert sockid[:4] == bytes([0, 22, 0, 0]) and sockid[40:] == (0x1122334455667788).to_bytes(8, "little")
+    raw = inet.encode_destroy(10, 255, sockid, seq=9, raw_protocol=58)
+    assert raw[16:20] == bytes([10, 255, 0, 58])
+
+
 def test_done_carrying_an_error_is_surfaced() -> None:
     done = netlink.encode_message(netlink.NLMSG_DONE, 2, 1, (-2).to_bytes(4, "little", signed=True))
     with pytest.raises(NetlinkError) as e:

@@ -425,6 +425,45 @@ def test_kill_closes_syn_recv_request_sockets() -> None:
         ns.delete()
 
 
+_REUSEPORT = r"""
+import socket, sys
+keep = []
+for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    for _ in range(4):  # one group of four listeners a family: the kernel's lookup picks one by hash
+        s = socket.socket(fam)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((addr, 7779)); s.listen(); keep.append(s)
+l = socket.socket(); l.bind(("127.0.0.1", 7777)); l.listen()
+keep += [socket.create_connection(("127.0.0.1", 7777)), l.accept()[0]]
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_kill_closes_every_listener_of_a_reuseport_group() -> None:
+    """SOCK_DESTROY finds a listener by its address, and of a SO_REUSEPORT group the kernel's lookup
+    finds the member its hash picks: asked for another, it answers ENOENT, and ss leaves that one
+    open.  -K asks again once the picked one is closed: all eight listeners close, and they are
+    what it prints; the connection beside them stays."""
+    ns = Netns()
+    proc = None
+    try:
+        proc = ns.popen([sys.executable, "-c", _REUSEPORT], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"READY"
+        before = ns.run(["ss", "-tnH", "state", "listening", "sport", "=", ":7779"]).stdout.splitlines()
+        assert len(before) == 8, before
+        killed = ns.run([*SOCKSCOPE, "-tnH", "-K", "state", "listening", "sport", "=", ":7779"])
+        assert killed.returncode == 0 and killed.stderr == "", killed.stderr
+        assert sorted(_lines(killed.stdout)) == sorted(_lines("\n".join(before)))
+        assert ns.run(["ss", "-tlnH", "sport", "=", ":7779"]).stdout.strip() == ""
+        assert len(ns.run(["ss", "-tnH", "state", "established"]).stdout.splitlines()) == 2
+        assert len(ns.run(["ss", "-tlnH"]).stdout.splitlines()) == 1
+    finally:
+        if proc is not None:
+            stop_pids({proc.pid: None})
+        ns.delete()
+
+
 def test_events_show_destroyed_sockets(pairs: Netns) -> None:
     ev = pairs.popen([*SOCKSCOPE, "-E", "-tn"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

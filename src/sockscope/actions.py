@@ -9,7 +9,7 @@ import socket
 
 from sockscope.errors import PermissionDenied, UsageError, netlink_error
 from sockscope.kernel import inet, transport
-from sockscope.records import Socket
+from sockscope.records import Socket, State
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,25 +40,52 @@ def kill(socks: Iterable[Socket], dry_run: bool = False, replayed: Container[str
     (EOPNOTSUPP) or that are already gone (ENOENT) are skipped, as ss does.
     The records of the tables in ``replayed`` (read from a capture, ``TCPDIAG_FILE``)
     describe no socket of this kernel: yielded as they are, never closed, as ss lists them.
-    Without CAP_NET_ADMIN: :class:`PermissionDenied` saying so."""
-    for seq, s in enumerate(socks, 1):
+    Without CAP_NET_ADMIN: :class:`PermissionDenied` saying so.
+
+    The kernel finds the socket to close by its addresses, then checks its cookie.  Of a
+    ``SO_REUSEPORT`` group of TCP listeners (one address) that finds the member the group's hash
+    picks: asked for another, it answers ENOENT (ss leaves that one open).  Those are asked again
+    once the pass is over, until a pass closes none of them: with the picked member closed, the
+    lookup finds the next.  (A UDP group's picked member stays bound once closed, so the kernel
+    keeps finding it: of a UDP group only that one closes, with ss as here.)"""
+    shared: list[Socket] = []  # listeners answered ENOENT, maybe for a sibling of their group
+    seq = 0
+    for s in socks:
+        seq += 1
         if s.netid not in _DESTROYABLE:
             continue
-        proto = inet.PROTOCOLS[s.netid]
         if dry_run or s.netid in replayed:
             yield s
             continue
-        if proto == inet.IPPROTO_RAW and s.protocol is not None:
-            proto = s.protocol
-        code = transport.request_ack(inet.encode_destroy(s.family, proto, sockid(s), seq), "SOCK_DESTROY")
+        code = _destroy(s, seq)
         if code == 0:
             yield s
-        elif code in (errno.EOPNOTSUPP, errno.ENOENT):
-            continue
-        elif code in (errno.EPERM, errno.EACCES):
-            raise PermissionDenied("SOCK_DESTROY needs CAP_NET_ADMIN (run as root)", code)
-        else:
-            raise netlink_error("SOCK_DESTROY", code)
+        elif code == errno.ENOENT and s.state == State.LISTEN:
+            shared.append(s)
+    while shared:
+        left = []
+        for s in shared:
+            seq += 1
+            if _destroy(s, seq) == 0:
+                yield s
+            else:
+                left.append(s)
+        if len(left) == len(shared):
+            return
+        shared = left
+
+
+def _destroy(s: Socket, seq: int) -> int:
+    """SOCK_DESTROY for one socket: 0, or the kernel's errno where it could not (EOPNOTSUPP: the kernel
+    cannot close that kind; ENOENT: not found); other errors raised."""
+    proto = inet.PROTOCOLS[s.netid]
+    raw = (s.protocol or 0) if proto == inet.IPPROTO_RAW else 0  # struct inet_diag_req_raw: ss's kill_inet_sock
+    code = transport.request_ack(inet.encode_destroy(s.family, proto, sockid(s), seq, raw), "SOCK_DESTROY")
+    if code in (errno.EPERM, errno.EACCES):
+        raise PermissionDenied("SOCK_DESTROY needs CAP_NET_ADMIN (run as root)", code)
+    if code not in (0, errno.EOPNOTSUPP, errno.ENOENT):
+        raise netlink_error("SOCK_DESTROY", code)
+    return code
 
 
 def event_groups(tables: Iterable[str], families: Iterable[int]) -> int:

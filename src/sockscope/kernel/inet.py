@@ -100,9 +100,14 @@ def encode_sockid(sport: int, dport: int, src: bytes, dst: bytes, ifindex: int, 
     )
 
 
-def encode_destroy(family: int, protocol: int, sockid: bytes, seq: int = nl.DUMP_SEQ) -> bytes:
-    """A ``SOCK_DESTROY`` request (acknowledged) for one socket."""
-    payload = _REQ.pack(family, protocol, 0, 0) + sockid
+_REQ_RAW = _struct.Struct("=BBBBI")  # struct inet_diag_req_raw: the pad byte is the raw protocol
+
+
+def encode_destroy(family: int, protocol: int, sockid: bytes, seq: int = nl.DUMP_SEQ, raw_protocol: int = 0) -> bytes:
+    """A ``SOCK_DESTROY`` request (acknowledged) for one socket.  A raw socket's (``protocol``
+    IPPROTO_RAW) names its own protocol in ``raw_protocol`` (``struct inet_diag_req_raw``: the
+    kernel's raw_diag finds it by that)."""
+    payload = _REQ_RAW.pack(family, protocol, 0, raw_protocol, 0) + sockid
     return nl.encode_message(nl.SOCK_DESTROY, nl.NLM_F_REQUEST | nl.NLM_F_ACK, seq, payload)
 
 
