@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import random
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -245,3 +247,58 @@ def test_drawn_population_who_as_proc_and_ss(seed: int) -> None:
                     assert got == before[inode], (pid, m["socket"], m["peer"])
                     paired += bool(got)
         assert paired, "no socket with another end was compared"
+
+
+def _kill_filter(seed: int, ports: list[int]) -> tuple[list[str], list[str]]:
+    """-K's tables and selection, drawn from the seed: states, addresses, the population's ports."""
+    rng = random.Random(seed)
+    port = rng.choice(ports) if ports else 20000
+    tables = rng.choice([["-t"], ["-t"], ["-u"], ["-tu"], ["-4t"], ["-6t"], ["-w"], ["-tuw"], ["-t", "-a"]])
+    selection = rng.choice([
+        "state established", "state syn-sent", "state close-wait", "state fin-wait-2", "state time-wait",
+        "state syn-recv", "state connected", "state listening", "src 127.0.0.2", "dst [::1]",
+        f"sport = :{port}", f"dport = :{port}", f"( sport = :{port} or dport = :{port} )",
+        f"state established not dport = :{port}", "state connected src 127.0.0.0/8",
+        "dst [::ffff:127.0.0.1]", "sport < :30000", "state all", "state listening sport = :{port}"])
+    return [*tables, "-n"], selection.format(port=port).split()
+
+
+def _port(endpoint: str) -> str:
+    return endpoint.rpartition(":")[2]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drawn_population_killed_as_selected(seed: int) -> None:
+    """-K with a drawn selection: every row it prints is a row the same listing (without -K) showed,
+    no TCP socket of the selection is left (a SO_REUSEPORT group's every listener too: ss leaves
+    those the kernel's lookup does not pick), and every socket whose ports no selected socket has
+    (neither end) is left as it was.  UDP and raw sockets may stay: the kernel only disconnects
+    them (raw: this kernel has no raw_diag, and ss prints the rows of /proc it cannot close)."""
+    with _drawn(seed) as (ns, info):
+        options, selection = _kill_filter(seed, info["ports"])
+        everything = _words(ns.run(["ss", "-tuwanH"]).stdout)
+        listed = ns.run(["ss", *options, *selection])
+        killed = ns.run([sys.executable, "-m", "sockscope", *options, "-K", *selection])
+        time.sleep(0.2)  # the peers' resets land
+        left = ns.run(["ss", *options, *selection])
+        after = _words(ns.run(["ss", "-tuwanH"]).stdout)
+    assert "Traceback" not in killed.stderr, killed.stderr
+    assert killed.returncode == listed.returncode, (options, selection, listed.stderr, killed.stderr)
+    if listed.returncode:  # a selection ss refuses (an IPv6 host after -4): refused as well, nothing closed
+        assert killed.stdout == "" and after == everything
+        return
+    assert killed.stderr == "", killed.stderr
+    shown, closed = _words(listed.stdout), _words(killed.stdout)
+    assert closed[:1] == shown[:1], (closed[:1], shown[:1])  # the same columns
+    assert set(closed[1:]) <= set(shown[1:]), (options, selection, sorted(set(closed[1:]) - set(shown[1:])))
+    several = any(table in "".join(options) for table in "uw")  # a Netid column, not only TCP
+    tcp_left = [row for row in _words(left.stdout)[1:] if not several or row.split()[0] == "tcp"]
+    assert not tcp_left, (options, selection, tcp_left)
+    touched = {_port(e) for row in shown[1:] for e in row.split()[-2:]} - {"*", "0"}
+    untouched = [row for row in everything if not touched & {_port(e) for e in row.split()[-2:]}]
+    assert set(untouched) <= set(after), (options, selection, sorted(set(untouched) - set(after)))
+
+
+def _words(text: str) -> list[str]:
+    """The rows, each as its words joined by one space (ss sizes its columns to what it lists)."""
+    return [" ".join(line.split()) for line in text.splitlines()]
