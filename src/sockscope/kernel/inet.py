@@ -55,6 +55,7 @@ PROTOCOLS = {name: proto for proto, name in NETIDS.items()}
 
 # struct inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid
 _REQ = _struct.Struct("=BBBxI")
+_REQ_RAW = _struct.Struct("=BBBBI")  # struct inet_diag_req_raw: the pad byte is the raw protocol
 _SOCKID_LEN = 48
 # struct inet_diag_msg: family state timer retrans | sport dport (be16) src dst (16 each)
 # if cookie(u32[2]) | expires rqueue wqueue uid inode
@@ -100,13 +101,9 @@ def encode_sockid(sport: int, dport: int, src: bytes, dst: bytes, ifindex: int, 
     )
 
 
-_REQ_RAW = _struct.Struct("=BBBBI")  # struct inet_diag_req_raw: the pad byte is the raw protocol
-
-
 def encode_destroy(family: int, protocol: int, sockid: bytes, seq: int = nl.DUMP_SEQ, raw_protocol: int = 0) -> bytes:
-    """A ``SOCK_DESTROY`` request (acknowledged) for one socket.  A raw socket's (``protocol``
-    IPPROTO_RAW) names its own protocol in ``raw_protocol`` (``struct inet_diag_req_raw``: the
-    kernel's raw_diag finds it by that)."""
+    """A ``SOCK_DESTROY`` request (acknowledged) for one socket; a raw socket's (IPPROTO_RAW) names its
+    protocol in ``raw_protocol`` (struct inet_diag_req_raw's pad byte: raw_diag finds it by that)."""
     payload = _REQ_RAW.pack(family, protocol, 0, raw_protocol, 0) + sockid
     return nl.encode_message(nl.SOCK_DESTROY, nl.NLM_F_REQUEST | nl.NLM_F_ACK, seq, payload)
 
