@@ -205,6 +205,25 @@ def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     return buf.decode()
 
 
+@contextmanager
+def holding(argv: Sequence[str], timeout: float = 30) -> Iterator[tuple[Netns, subprocess.Popen[bytes], str]]:
+    """A private namespace with ``argv`` running in it, and the first line it printed (a holder
+    prints one once its sockets are made, then holds them until its stdin closes); the holder
+    ended by pid and the namespace deleted on the way out (also on failure)."""
+    ns = Netns()
+    holder = None
+    try:
+        holder = ns.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        yield ns, holder, read_line(holder, timeout)
+    finally:
+        if holder is not None:
+            if holder.stdin:
+                holder.stdin.close()
+            stop_pids({holder.pid: None})
+            holder.wait(timeout=10)
+        ns.delete()
+
+
 #: What every scene script gets before its own code: its process name, a socket's
 #: inode, the ``WORD {json}`` lines ScriptScene reads, and holding on until the
 #: test closes its stdin.

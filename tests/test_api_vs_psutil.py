@@ -164,21 +164,11 @@ def test_net_connections_ownerless_twins_collapse_like_psutil() -> None:
 def _holding(script: str, *args: str) -> Iterator[tuple[Any, subprocess.Popen[bytes]]]:
     """A private namespace with ``script`` running in it (it prints READY once its sockets are
     made, then holds them until its stdin closes); ended by pid and deleted on the way out."""
-    from nsutil import Netns, read_line, stop_pids
+    from nsutil import holding
 
-    ns = Netns()
-    holder = None
-    try:
-        holder = ns.popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert read_line(holder, 30).strip() == "READY"
+    with holding([sys.executable, "-c", script, *args]) as (ns, holder, line):
+        assert line.strip() == "READY"
         yield ns, holder
-    finally:
-        if holder is not None:
-            if holder.stdin:
-                holder.stdin.close()
-            stop_pids({holder.pid: None})
-            holder.wait(timeout=10)
-        ns.delete()
 
 
 _SHARED_HOLDER = r"""

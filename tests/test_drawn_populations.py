@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from nsutil import Netns, read_line, stop_pids
+from nsutil import Netns, holding
 from test_api_vs_psutil import KINDS, SOCKETS_CASES, _alike_in, sockets_match_ss
 from test_cli_combos_vs_ss import _rows
 
@@ -48,22 +48,12 @@ OPTION_SETS = ["-a", "-an", "-anp", "-tanoe", "-uanp", "-xa", "-xanp", "-xae", "
 def _drawn(seed: int) -> Iterator[tuple[Netns, dict[str, Any]]]:
     """Population ``seed`` held in a namespace of its own; its holders ended by pid, the namespace
     and the socket files' folder removed on the way out (also on failure)."""
-    ns = Netns()
     folder = tempfile.mkdtemp(prefix="sockscope-drawn-")
-    holder = None
     try:
-        holder = ns.popen([sys.executable, str(DRAW), str(seed), folder], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE)
-        line = read_line(holder, 60)
-        assert line.startswith("READY "), line
-        yield ns, json.loads(line[6:])
+        with holding([sys.executable, str(DRAW), str(seed), folder], 60) as (ns, _holder, line):
+            assert line.startswith("READY "), line
+            yield ns, json.loads(line[6:])
     finally:
-        if holder is not None:
-            if holder.stdin:
-                holder.stdin.close()
-            stop_pids({holder.pid: None})
-            holder.wait(timeout=10)
-        ns.delete()
         shutil.rmtree(folder, ignore_errors=True)
 
 
