@@ -163,6 +163,33 @@ def test_threads_listing_names_each_tid(pair: tuple[socket.socket, socket.socket
         t.join()
 
 
+def test_threads_listing_orders_a_socket_at_two_fds_as_ss(pair: tuple[socket.socket, socket.socket]) -> None:
+    """ss -T reads each thread's fd table in turn: a socket at two fds is listed thread by thread,
+    each thread's two fds together (it listed each fd across the threads, then the next fd)."""
+    import subprocess
+    import threading
+
+    a, _b = pair
+    ino = os.fstat(a.fileno()).st_ino
+    dup = os.dup2(a.fileno(), 900)
+    stop = threading.Event()
+    threads = [threading.Thread(target=stop.wait) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        text = _text(scan(threads=True), ino).strip()
+        rows = subprocess.run(["ss", "-xapT"], capture_output=True, text=True, check=True).stdout.splitlines()
+        row = [line for line in rows if line.split()[5:6] == [str(ino)]]
+        assert len(row) == 1, row
+        assert row[0].rstrip().endswith(text), (row[0], text)
+        assert text.count(f"pid={os.getpid()},") == 2 * len(os.listdir("/proc/self/task")) >= 6
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        os.close(dup)
+
+
 def test_all_texts_is_text_of_each(pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
     dup = os.dup(a.fileno())  # a second holder in the same process

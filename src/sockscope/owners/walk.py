@@ -221,15 +221,25 @@ def walk_threads(m: OwnerMap) -> None:
 
 def _shared(tasks: dict[int, list[tuple[int, int, int]]], pid: int, tids: list[int], inodes: list[int],
             fds: list[int]) -> None:
-    """Each thread of ``tids`` holds the sockets ``inodes`` (their ``fds``): into ``tasks``, in ``tids``'
-    order (the tuples made in C, one extend a socket); ``tids`` is emptied."""
+    """Each thread of ``tids`` holds the sockets ``inodes`` (their ``fds``): into ``tasks``, thread by
+    thread in ``tids``' order and each thread's fds in the table's, as ss reads them (a socket at two
+    fds: the first thread's two, then the next's); the tuples made in C, one extend a socket;
+    ``tids`` is emptied."""
     if not tids:
         return
+    held: dict[int, int | list[int]] = {}  # inode -> its fd, or its fds where it has several
     for ino, fd in zip(inodes, fds):
+        had = held.setdefault(ino, fd)
+        if had != fd:
+            held[ino] = [*had, fd] if isinstance(had, list) else [had, fd]
+    for ino, at in held.items():
         got = tasks.get(ino)
         if got is None:
             got = tasks[ino] = []
-        got.extend(zip(repeat(pid), tids, repeat(fd)))
+        if isinstance(at, int):
+            got.extend(zip(repeat(pid), tids, repeat(at)))
+        else:
+            got.extend((pid, tid, fd) for tid in tids for fd in at)
     tids.clear()
 
 
