@@ -41,7 +41,7 @@ SEEDS = list(range(1, 13))
 #: the listing's option sets over each population: every table, the detail options, owners
 OPTION_SETS = ["-a", "-an", "-anp", "-tanoe", "-uanp", "-xa", "-xanp", "-xae", "-wan", "-0anp", "-tlnp",
                "-anm", "-tani", "-an state connected", "-an exclude listening", "-6an", "-4anp",
-               "-an sport \\> :20500", "-xa src *x*", "-tan dst 127.0.0.1"]
+               "-an sport \\> :20500", "-xa src *x*", "-tan dst 127.0.0.1", "-tanT", "-xanT"]
 
 
 @contextlib.contextmanager
