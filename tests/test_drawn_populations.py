@@ -34,7 +34,7 @@ import pytest
 
 from nsutil import Netns, holding
 from test_api_vs_psutil import KINDS, SOCKETS_CASES, _alike_in, sockets_match_ss
-from test_cli_combos_vs_ss import _rows
+from test_cli_combos_vs_ss import _OWN, _rows
 
 DRAW = Path(__file__).resolve().parent / "fixtures" / "drawn_population.py"
 SEEDS = list(range(1, 13))
@@ -292,3 +292,32 @@ def test_drawn_population_killed_as_selected(seed: int) -> None:
 def _words(text: str) -> list[str]:
     """The rows, each as its words joined by one space (ss sizes its columns to what it lists)."""
     return [" ".join(line.split()) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("seeds", [(1, 2, 3), (4, 5, 6)])
+def test_drawn_populations_listed_at_once_as_ss_in_each(seeds: tuple[int, int, int]) -> None:
+    """``--all-netns`` over three drawn populations at once: each namespace's rows (the Netns column
+    aside) are the rows ss lists inside it (each lister's own diag socket aside)."""
+    from test_all_netns_vs_ss import _rows as rows_of
+    from test_all_netns_vs_ss import _theirs
+
+    with contextlib.ExitStack() as stack:
+        spaces = [stack.enter_context(_drawn(seed))[0] for seed in seeds]
+        for options in ("-tan", "-xa", "-anp", "-tanT", "-uanm", "-0ap", "-xae"):
+            args = options.split()
+            for _ in range(4):  # (a TIME-WAIT may end between the runs)
+                want = {ns.name: [r for r in _theirs(ns, args, True) if not _OWN.match(r)] for ns in spaces}
+                run = subprocess.run([sys.executable, "-m", "sockscope", "--all-netns", *args], capture_output=True,
+                                     text=True, errors="surrogateescape")
+                # (stderr: at most the warning that some process of the machine could not be read)
+                assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+                head, *rows = rows_of(run.stdout, True)
+                got = {ns.name: [r.split(" ", 1)[1] for r in rows if r.split(" ", 1)[0] == ns.name
+                                 and not _OWN.match(r.split(" ", 1)[1])] for ns in spaces}
+                if got == want:
+                    break
+            assert head.split()[0] == "Netns"
+            assert any(want.values()), f"nothing listed by {options}: the case tests nothing"
+            for ns in spaces:
+                assert got[ns.name] == want[ns.name], f"ss {options} in {ns.name} (-) vs --all-netns (+):\n" + \
+                    "\n".join(difflib.unified_diff(want[ns.name], got[ns.name], lineterm="", n=0))
