@@ -227,19 +227,16 @@ def _shared(tasks: dict[int, list[tuple[int, int, int]]], pid: int, tids: list[i
     ``tids`` is emptied."""
     if not tids:
         return
-    held: dict[int, int | list[int]] = {}  # inode -> its fd, or its fds where it has several
-    for ino, fd in zip(inodes, fds):
-        had = held.setdefault(ino, fd)
-        if had != fd:
-            held[ino] = [*had, fd] if isinstance(had, list) else [had, fd]
-    for ino, at in held.items():
-        got = tasks.get(ino)
-        if got is None:
-            got = tasks[ino] = []
-        if isinstance(at, int):
-            got.extend(zip(repeat(pid), tids, repeat(at)))
-        else:
-            got.extend((pid, tid, fd) for tid in tids for fd in at)
+    if len(set(inodes)) < len(inodes):  # a socket at several fds: ss's order itself, thread by thread
+        for tid in tids:
+            for ino, fd in zip(inodes, fds):
+                tasks.setdefault(ino, []).append((pid, tid, fd))
+    else:  # (each socket at one fd: the same order, a socket's threads at once)
+        for ino, fd in zip(inodes, fds):
+            got = tasks.get(ino)
+            if got is None:
+                got = tasks[ino] = []
+            got.extend(zip(repeat(pid), tids, repeat(fd)))
     tids.clear()
 
 
