@@ -249,8 +249,8 @@ def _kill_filter(seed: int, ports: list[int]) -> tuple[list[str], list[str]]:
         "state syn-recv", "state connected", "state listening", "src 127.0.0.2", "dst [::1]",
         f"sport = :{port}", f"dport = :{port}", f"( sport = :{port} or dport = :{port} )",
         f"state established not dport = :{port}", "state connected src 127.0.0.0/8",
-        "dst [::ffff:127.0.0.1]", "sport < :30000", "state all", "state listening sport = :{port}"])
-    return [*tables, "-n"], selection.format(port=port).split()
+        "dst [::ffff:127.0.0.1]", "sport < :30000", "state all", f"state listening sport = :{port}"])
+    return [*tables, "-n"], selection.split()
 
 
 def _port(endpoint: str) -> str:
